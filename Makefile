@@ -1,0 +1,64 @@
+# Common tasks. CMake does the building; this file only names the everyday commands.
+#   make demo    build and run the breaker timeline demo
+#   make check   warnings-as-errors build, unit tests, then the same tests under ASan+UBSan
+#   make tsan    the concurrency (stress) tests under ThreadSanitizer
+#   make lint    clang-format check, clang-tidy, cppcheck
+#   make bench   benchmarks beside their peers; writes docs/BENCHMARKS.md
+#   make install PREFIX=/usr/local
+.PHONY: all deps demo check test asan tsan lint format bench valgrind install clean
+
+PREFIX ?= /usr/local
+JOBS ?= $(shell nproc)
+CMAKE_GEN := $(shell command -v ninja >/dev/null 2>&1 && echo "-G Ninja")
+configure = cmake -S . -B $(1) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=$(2) $(3) >/dev/null
+
+all: build/.configured
+	cmake --build build -j $(JOBS)
+
+deps:
+	scripts/deps test
+
+build/.configured: | deps
+	$(call configure,build,RelWithDebInfo,-DCBX_WERROR=ON -DCMAKE_INSTALL_PREFIX=$(PREFIX))
+	touch $@
+
+demo: all
+	./build/examples/breaker_timeline
+
+test: all
+	ctest --test-dir build --output-on-failure -j $(JOBS)
+
+asan: deps
+	$(call configure,build-asan,Debug,-DCBX_WERROR=ON -DCBX_SANITIZE=address$(,)undefined -DCBX_BENCH=OFF)
+	cmake --build build-asan -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
+
+check: test asan
+
+tsan: deps
+	$(call configure,build-tsan,RelWithDebInfo,-DCBX_WERROR=ON -DCBX_SANITIZE=thread -DCBX_BENCH=OFF -DCBX_EXAMPLES=OFF)
+	cmake --build build-tsan -j $(JOBS)
+	TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -L stress
+
+valgrind: all
+	ctest --test-dir build -L unit -T memcheck --overwrite MemoryCheckCommandOptions="--error-exitcode=1 --leak-check=full"
+
+lint: all
+	scripts/deps lint
+	scripts/lint
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+bench: all
+	scripts/deps bench
+	bench/run
+
+install: all
+	cmake --install build --prefix $(PREFIX)
+
+clean:
+	rm -rf build build-asan build-tsan
+
+, := ,

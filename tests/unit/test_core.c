@@ -1,0 +1,133 @@
+/* Errors, outcomes, units and the clocks. */
+#include "cbx/clock.h"
+#include "cbx/err.h"
+#include "cbx/log.h"
+#include "cbx/outcome.h"
+#include "cbx/units.h"
+#include "core/log_internal.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+Test(err, strerror_covers_own_and_errno_codes)
+{
+    cr_assert_str_eq(cbx_strerror(CBX_ECIRCUIT_OPEN), "circuit breaker is open");
+    cr_assert_str_eq(cbx_strerror(0), "success");
+    cr_assert_str_eq(cbx_strerror(-ENOENT), strerror(ENOENT));
+    cr_assert_str_eq(cbx_strerror(-99999), "unknown error");
+    cr_assert_str_eq(cbx_err_name(CBX_ERATE_LIMITED), "CBX_ERATE_LIMITED");
+}
+
+Test(err, set_at_formats_location)
+{
+    cbx_err e;
+    char buf[600];
+    cr_assert_eq(cbx_err_set_at(&e, CBX_EPARSE, "flow.yaml", 3, 7, "bad %s", "value"), CBX_EPARSE);
+    cr_assert_str_eq(cbx_err_format(&e, buf, sizeof buf), "flow.yaml:3:7: bad value");
+    cbx_err_set_at(&e, CBX_EUNKNOWN_KEY, "retry.bakoff", 0, 0, "unknown key");
+    cr_assert_str_eq(cbx_err_format(&e, buf, sizeof buf), "retry.bakoff: unknown key");
+    cr_assert_eq(cbx_err_set(NULL, CBX_EFAILED, "ignored"), CBX_EFAILED);
+}
+
+Test(outcome, names_round_trip)
+{
+    for (int k = 0; k < CBX_OUTCOME__COUNT; k++) {
+        cbx_outcome back;
+        cr_assert_eq(cbx_outcome_parse(cbx_outcome_name((cbx_outcome)k), &back), 0);
+        cr_assert_eq((int)back, k);
+    }
+    cbx_outcome o;
+    cr_assert_eq(cbx_outcome_parse("boom", &o), CBX_EPARSE);
+    cr_assert(cbx_outcome_is_failure(CBX_OUTCOME_QUALITY));
+    cr_assert(!cbx_outcome_is_failure(CBX_OUTCOME_IGNORED));
+    cr_assert(!cbx_outcome_is_failure(CBX_OUTCOME_SUCCESS));
+}
+
+Test(units, durations)
+{
+    uint64_t ns;
+    cr_assert_eq(cbx_duration_parse_ns("250ms", &ns), 0);
+    cr_assert_eq(ns, 250 * CBX_NS_PER_MS);
+    cr_assert_eq(cbx_duration_parse_ns("1.5s", &ns), 0);
+    cr_assert_eq(ns, 1500 * CBX_NS_PER_MS);
+    cr_assert_eq(cbx_duration_parse_ns("2m", &ns), 0);
+    cr_assert_eq(ns, 120 * CBX_NS_PER_S);
+    cr_assert_eq(cbx_duration_parse_ns("40", &ns), 0);
+    cr_assert_eq(ns, 40 * CBX_NS_PER_MS);
+    cr_assert_eq(cbx_duration_parse_ns("5 parsecs", &ns), CBX_EPARSE);
+    cr_assert_eq(cbx_duration_parse_ns("-1s", &ns), CBX_EPARSE);
+    cr_assert_eq(cbx_duration_parse_ns("", &ns), CBX_EPARSE);
+    cr_assert_eq(cbx_duration_parse_ns("nan", &ns), CBX_EPARSE);
+    char buf[32];
+    cr_assert_str_eq(cbx_duration_format(90 * CBX_NS_PER_S, buf, sizeof buf), "90s");
+    cr_assert_str_eq(cbx_duration_format(250 * CBX_NS_PER_MS, buf, sizeof buf), "250ms");
+    cr_assert_str_eq(cbx_duration_format(3600 * CBX_NS_PER_S, buf, sizeof buf), "1h");
+}
+
+Test(units, ratios_and_rates)
+{
+    double v;
+    cr_assert_eq(cbx_ratio_parse("50%", &v), 0);
+    cr_assert_float_eq(v, 0.5, 1e-12);
+    cr_assert_eq(cbx_ratio_parse("0.25", &v), 0);
+    cr_assert_float_eq(v, 0.25, 1e-12);
+    cr_assert_eq(cbx_ratio_parse("150%", &v), CBX_EPARSE);
+    cr_assert_eq(cbx_ratio_parse("2", &v), CBX_EPARSE);
+    cr_assert_eq(cbx_rate_parse("600/min", &v), 0);
+    cr_assert_float_eq(v, 10.0, 1e-12);
+    cr_assert_eq(cbx_rate_parse("50/s", &v), 0);
+    cr_assert_float_eq(v, 50.0, 1e-12);
+    cr_assert_eq(cbx_rate_parse("5/fortnight", &v), CBX_EPARSE);
+}
+
+Test(clock, virtual_moves_only_by_hand)
+{
+    cbx_clock *c = cbx_clock_virtual(100);
+    cr_assert_not_null(c);
+    cr_assert_eq(cbx_clock_now_ms(c), 100);
+    cr_assert_eq(cbx_clock_advance(c, 50), 0);
+    cr_assert_eq(cbx_clock_now_ms(c), 150);
+    cbx_clock_sleep_until(c, 200 * CBX_NS_PER_MS);
+    cr_assert_eq(cbx_clock_now_ms(c), 200);
+    cbx_clock_sleep_until(c, 10 * CBX_NS_PER_MS); /* never backwards */
+    cr_assert_eq(cbx_clock_now_ms(c), 200);
+    cr_assert_eq(cbx_clock_advance(cbx_clock_monotonic(), 1), CBX_EINVAL_CONFIG);
+    cbx_clock_free(c);
+    cbx_clock_free(cbx_clock_monotonic()); /* ignored */
+    cbx_clock_free(NULL);
+}
+
+Test(clock, monotonic_does_not_go_back)
+{
+    uint64_t a = cbx_clock_now_ns(NULL), b = cbx_clock_now_ns(cbx_clock_monotonic());
+    cr_assert_geq(b, a);
+}
+
+static int log_calls;
+static char last_line[128];
+static void capture(cbx_log_level l, const char *comp, const char *msg, void *ud)
+{
+    (void)l;
+    (void)comp;
+    (void)ud;
+    log_calls++;
+    snprintf(last_line, sizeof last_line, "%s", msg);
+}
+
+Test(log, callback_receives_only_enabled_levels)
+{
+    cr_assert_str_eq(cbx_log_level_name(CBX_LOG_WARN), "warn");
+    CBX_LOG(CBX_LOG_ERROR, "test", "nobody listens %d", 1);
+    cr_assert_eq(log_calls, 0);
+    cbx_log_set(capture, CBX_LOG_INFO, NULL);
+    CBX_LOG(CBX_LOG_DEBUG, "test", "too detailed %d", 2);
+    cr_assert_eq(log_calls, 0);
+    CBX_LOG(CBX_LOG_WARN, "test", "breaker %s opened", "db");
+    cr_assert_eq(log_calls, 1);
+    cr_assert_str_eq(last_line, "breaker db opened");
+    cbx_log_set(NULL, CBX_LOG_DEBUG, NULL);
+    CBX_LOG(CBX_LOG_ERROR, "test", "gone");
+    cr_assert_eq(log_calls, 1);
+}
