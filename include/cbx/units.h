@@ -27,6 +27,9 @@ int cbx_rate_parse(const char *text, double *per_second);
  * Returns buf. */
 const char *cbx_duration_format(uint64_t ns, char *buf, unsigned len);
 
+/* Write a duration rounded for people: "850us", "260ms", "2.5s", "4m10s". Returns buf. */
+const char *cbx_duration_human(uint64_t ns, char *buf, unsigned len);
+
 #ifdef __cplusplus
 }
 #endif

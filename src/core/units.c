@@ -107,3 +107,19 @@ const char *cbx_duration_format(uint64_t ns, char *buf, unsigned len)
     }
     return buf;
 }
+
+const char *cbx_duration_human(uint64_t ns, char *buf, unsigned len)
+{
+    if (ns < CBX_NS_PER_MS)
+        snprintf(buf, len, "%lluus", (unsigned long long)((ns + 500) / CBX_NS_PER_US));
+    else if (ns < CBX_NS_PER_S)
+        snprintf(buf, len, "%llums", (unsigned long long)((ns + 500000) / CBX_NS_PER_MS));
+    else if (ns < 60 * CBX_NS_PER_S)
+        snprintf(buf, len, "%.1fs", (double)ns / 1e9);
+    else {
+        uint64_t s = (ns + CBX_NS_PER_S / 2) / CBX_NS_PER_S;
+        snprintf(buf, len, "%llum%02llus", (unsigned long long)(s / 60),
+                 (unsigned long long)(s % 60));
+    }
+    return buf;
+}

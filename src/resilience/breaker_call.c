@@ -95,7 +95,7 @@ const char *cbx_breaker_explain(const cbx_breaker *b, const cbx_breaker_rejectio
     char c[160], d[32];
     const char *name = b ? cbx_breaker_name(b) : "breaker";
     cause(why, c, sizeof c);
-    cbx_duration_format(why->retry_in_ns, d, sizeof d);
+    cbx_duration_human(why->retry_in_ns, d, sizeof d);
     switch (why->rc) {
     case CBX_EFORCED_OPEN:
         snprintf(buf, len, "breaker '%s' is forced open; it stays open until reset", name);

@@ -64,6 +64,10 @@ Test(units, durations)
     cr_assert_str_eq(cbx_duration_format(90 * CBX_NS_PER_S, buf, sizeof buf), "90s");
     cr_assert_str_eq(cbx_duration_format(250 * CBX_NS_PER_MS, buf, sizeof buf), "250ms");
     cr_assert_str_eq(cbx_duration_format(3600 * CBX_NS_PER_S, buf, sizeof buf), "1h");
+    cr_assert_str_eq(cbx_duration_human(259843968, buf, sizeof buf), "260ms");
+    cr_assert_str_eq(cbx_duration_human(850 * CBX_NS_PER_US, buf, sizeof buf), "850us");
+    cr_assert_str_eq(cbx_duration_human(2500 * CBX_NS_PER_MS, buf, sizeof buf), "2.5s");
+    cr_assert_str_eq(cbx_duration_human(250 * CBX_NS_PER_S, buf, sizeof buf), "4m10s");
 }
 
 Test(units, ratios_and_rates)
