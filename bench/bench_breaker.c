@@ -1,0 +1,341 @@
+/* bench/bench_breaker.c - cost of cbx_breaker's hot paths.
+ *
+ * Cases (each prints a line "name<TAB>ns_per_call<TAB>allocs_per_call<TAB>calls_per_run",
+ * see timing.h):
+ *   breaker.closed.consecutive  acquire + record(success) on a CLOSED breaker, default options
+ *                               (consecutive-failures rule), one thread
+ *   breaker.closed.count_window the same with a count window (100 calls, failure rate 0.5)
+ *                               and a latency passed to record
+ *   breaker.closed.time_window  the same with a 10 s time window (failure rate 0.5) and a
+ *                               latency passed to record
+ *   breaker.threads2            the consecutive case from two threads on one breaker: lines
+ *                               .per_thread (ns per call seen by each thread) and .aggregate
+ *                               (wall time / all calls: the inverse of the throughput)
+ *   breaker.open.reject         acquire refused by a tripped (OPEN) breaker
+ *   breaker.open.reject_ex      the same through cbx_breaker_acquire_ex, asking why
+ *
+ * Every call after cbx_breaker_new is counted by the allocator in alloc_count.c, warm-up
+ * included; any allocation fails the run (exit 1). The breaker's own metrics must show that
+ * every call was admitted (or refused) as the case intends, or the figure would measure
+ * something else; a mismatch also fails the run.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cbx/breaker.h"
+
+#include "alloc_count.h"
+#include "timing.h"
+
+#ifndef CBX_BENCH_BUILD_TYPE
+#define CBX_BENCH_BUILD_TYPE "unknown"
+#endif
+#ifndef CBX_BENCH_CFLAGS
+#define CBX_BENCH_CFLAGS ""
+#endif
+#ifndef CBX_BENCH_COMPILER
+#define CBX_BENCH_COMPILER "unknown"
+#endif
+
+#define ONE_HOUR_NS (3600 * CBX_NS_PER_S)
+#define NTHREADS    2
+
+static int failed; /* a correctness property did not hold */
+
+static cbx_breaker *breaker_make(const cbx_breaker_opts *o)
+{
+    cbx_err err;
+    cbx_breaker *b = NULL;
+    uint64_t a0 = alloc_count_total();
+    if (cbx_breaker_new(&b, o, &err) != 0) {
+        fprintf(stderr, "bench_breaker: cbx_breaker_new: %s\n", err.msg);
+        exit(3);
+    }
+    if (alloc_count_total() == a0)
+        printf("# warning\tcbx_breaker_new made no allocation the counter saw\n");
+    return b;
+}
+
+/* --- loops ------------------------------------------------------------------------------ */
+
+static void loop_closed(void *ctx, uint64_t iters)
+{
+    cbx_breaker *b = ctx;
+    for (uint64_t i = 0; i < iters; i++) {
+        cbx_permit p = cbx_breaker_acquire(b);
+        cbx_breaker_record(b, p, CBX_OUTCOME_SUCCESS, -1);
+        BENCH_KEEP(p.rc);
+    }
+}
+
+/* A latency of 1.0 to 2.0 us: never slow, but it feeds the latency statistics. */
+static void loop_closed_latency(void *ctx, uint64_t iters)
+{
+    cbx_breaker *b = ctx;
+    for (uint64_t i = 0; i < iters; i++) {
+        cbx_permit p = cbx_breaker_acquire(b);
+        cbx_breaker_record(b, p, CBX_OUTCOME_SUCCESS, (int64_t)(1000 + (i & 1023)));
+        BENCH_KEEP(p.rc);
+    }
+}
+
+static void loop_reject(void *ctx, uint64_t iters)
+{
+    cbx_breaker *b = ctx;
+    for (uint64_t i = 0; i < iters; i++) {
+        cbx_permit p = cbx_breaker_acquire(b);
+        BENCH_KEEP(p.rc);
+    }
+}
+
+static void loop_reject_ex(void *ctx, uint64_t iters)
+{
+    cbx_breaker *b = ctx;
+    for (uint64_t i = 0; i < iters; i++) {
+        cbx_breaker_rejection why;
+        cbx_permit p = cbx_breaker_acquire_ex(b, &why);
+        BENCH_KEEP(p.rc);
+        BENCH_KEEP(why.retry_in_ns);
+    }
+}
+
+/* --- checks ----------------------------------------------------------------------------- */
+
+enum expect { EXPECT_ADMITTED, EXPECT_REFUSED };
+
+static void check_metrics(const char *name, cbx_breaker *b, const cbx_breaker_metrics *before,
+                          uint64_t calls, enum expect expect)
+{
+    cbx_breaker_metrics m;
+    cbx_breaker_metrics_get(b, &m);
+    uint64_t got = expect == EXPECT_ADMITTED ? m.successes - before->successes
+                                             : m.rejections - before->rejections;
+    cbx_breaker_state want = expect == EXPECT_ADMITTED ? CBX_BREAKER_CLOSED : CBX_BREAKER_OPEN;
+    if (got != calls || m.state != want) {
+        printf("# FAIL\t%s: %" PRIu64 " of %" PRIu64 " calls %s, state %s\n", name, got, calls,
+               expect == EXPECT_ADMITTED ? "recorded as successes" : "refused",
+               cbx_breaker_state_name(m.state));
+        failed = 1;
+    }
+}
+
+static void check_allocs(const char *name, uint64_t allocs, uint64_t calls)
+{
+    if (allocs != 0) {
+        printf("# FAIL\t%s: %" PRIu64 " allocations in %" PRIu64 " calls\n", name, allocs, calls);
+        failed = 1;
+    }
+}
+
+/* --- single-thread cases ------------------------------------------------------------------ */
+
+static void run_single(const bench_args *a, const char *name, bench_loop_fn loop, cbx_breaker *b,
+                       uint64_t default_iters, enum expect expect)
+{
+    uint64_t iters = a->iters ? a->iters : default_iters;
+    uint64_t warm = iters / 10;
+    uint64_t calls = warm + iters * (uint64_t)a->runs;
+    cbx_breaker_metrics before;
+    cbx_breaker_metrics_get(b, &before);
+
+    uint64_t a0 = alloc_count_total();
+    double ns = bench_best_ns(loop, b, iters, a->runs, warm);
+    uint64_t allocs = alloc_count_total() - a0;
+
+    check_metrics(name, b, &before, calls, expect);
+    check_allocs(name, allocs, calls);
+    bench_emit(name, ns, (double)allocs / (double)calls, iters);
+}
+
+static void case_closed(const bench_args *a, const char *name)
+{
+    cbx_breaker_opts o;
+    cbx_breaker_opts_default(&o);
+    o.name = name;
+    cbx_breaker *b = breaker_make(&o);
+    run_single(a, name, loop_closed, b, 20000000, EXPECT_ADMITTED);
+    cbx_breaker_free(b);
+}
+
+static void case_count_window(const bench_args *a, const char *name)
+{
+    cbx_breaker_opts o;
+    cbx_breaker_opts_default(&o);
+    o.name = name;
+    o.count_window.calls = 100;
+    o.count_window.failure_rate = 0.5;
+    cbx_breaker *b = breaker_make(&o);
+    run_single(a, name, loop_closed_latency, b, 20000000, EXPECT_ADMITTED);
+    cbx_breaker_free(b);
+}
+
+static void case_time_window(const bench_args *a, const char *name)
+{
+    cbx_breaker_opts o;
+    cbx_breaker_opts_default(&o);
+    o.name = name;
+    o.time_window.length_ns = 10 * CBX_NS_PER_S;
+    o.time_window.failure_rate = 0.5;
+    cbx_breaker *b = breaker_make(&o);
+    run_single(a, name, loop_closed_latency, b, 20000000, EXPECT_ADMITTED);
+    cbx_breaker_free(b);
+}
+
+/* A breaker tripped by its consecutive-failures rule, open for an hour. */
+static cbx_breaker *breaker_tripped(const char *name)
+{
+    cbx_breaker_opts o;
+    cbx_breaker_opts_default(&o);
+    o.name = name;
+    o.open_ns = ONE_HOUR_NS;
+    cbx_breaker *b = breaker_make(&o);
+    for (uint32_t i = 0; i < o.consecutive_failures; i++)
+        cbx_breaker_record(b, cbx_breaker_acquire(b), CBX_OUTCOME_ERROR, -1);
+    if (cbx_breaker_acquire(b).rc != CBX_ECIRCUIT_OPEN) {
+        fprintf(stderr, "bench_breaker: %u failures did not open the breaker\n",
+                o.consecutive_failures);
+        exit(3);
+    }
+    return b;
+}
+
+static void case_reject(const bench_args *a, const char *name)
+{
+    cbx_breaker *b = breaker_tripped(name);
+    run_single(a, name, loop_reject, b, 20000000, EXPECT_REFUSED);
+    cbx_breaker_free(b);
+}
+
+static void case_reject_ex(const bench_args *a, const char *name)
+{
+    cbx_breaker *b = breaker_tripped(name);
+    run_single(a, name, loop_reject_ex, b, 10000000, EXPECT_REFUSED);
+    cbx_breaker_free(b);
+}
+
+/* --- two threads on one breaker ------------------------------------------------------------ */
+
+typedef struct mt_shared {
+    cbx_breaker *b;
+    uint64_t iters, warm;
+    pthread_barrier_t start;
+} mt_shared;
+
+typedef struct mt_worker {
+    mt_shared *s;
+    pthread_t tid;
+    uint64_t t0, t1, allocs;
+} mt_worker;
+
+static void *mt_main(void *arg)
+{
+    mt_worker *w = arg;
+    uint64_t a0 = alloc_count_thread();
+    loop_closed(w->s->b, w->s->warm);
+    pthread_barrier_wait(&w->s->start);
+    w->t0 = bench_now_ns();
+    loop_closed(w->s->b, w->s->iters);
+    w->t1 = bench_now_ns();
+    w->allocs = alloc_count_thread() - a0;
+    return NULL;
+}
+
+static void case_threads(const bench_args *a, const char *name)
+{
+    cbx_breaker_opts o;
+    cbx_breaker_opts_default(&o);
+    o.name = name;
+    cbx_breaker *b = breaker_make(&o);
+    mt_shared s = {.b = b, .iters = a->iters ? a->iters : 10000000};
+    s.warm = s.iters / 10;
+    cbx_breaker_metrics before;
+    cbx_breaker_metrics_get(b, &before);
+
+    double best_wall = 0, best_per_thread = 0;
+    uint64_t allocs = 0;
+    for (int r = 0; r < a->runs; r++) {
+        mt_worker w[NTHREADS];
+        pthread_barrier_init(&s.start, NULL, NTHREADS);
+        for (int t = 0; t < NTHREADS; t++) {
+            w[t] = (mt_worker){.s = &s};
+            if (pthread_create(&w[t].tid, NULL, mt_main, &w[t]) != 0) {
+                fprintf(stderr, "bench_breaker: pthread_create failed\n");
+                exit(3);
+            }
+        }
+        uint64_t first = UINT64_MAX, last = 0;
+        double per_thread = 0;
+        for (int t = 0; t < NTHREADS; t++) {
+            pthread_join(w[t].tid, NULL);
+            first = w[t].t0 < first ? w[t].t0 : first;
+            last = w[t].t1 > last ? w[t].t1 : last;
+            per_thread += (double)(w[t].t1 - w[t].t0) / (double)s.iters / NTHREADS;
+            allocs += w[t].allocs;
+        }
+        pthread_barrier_destroy(&s.start);
+        double wall = (double)(last - first);
+        if (r == 0 || wall < best_wall) {
+            best_wall = wall;
+            best_per_thread = per_thread;
+        }
+    }
+
+    uint64_t calls = (s.warm + s.iters) * NTHREADS * (uint64_t)a->runs;
+    char line[128];
+    check_metrics(name, b, &before, calls, EXPECT_ADMITTED);
+    check_allocs(name, allocs, calls);
+    snprintf(line, sizeof line, "%s.per_thread", name);
+    bench_emit(line, best_per_thread, (double)allocs / (double)calls, s.iters);
+    snprintf(line, sizeof line, "%s.aggregate", name);
+    bench_emit(line, best_wall / (double)(s.iters * NTHREADS), (double)allocs / (double)calls,
+               s.iters * NTHREADS);
+    cbx_breaker_free(b);
+}
+
+/* --- main ---------------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    void (*run)(const bench_args *a, const char *name);
+} cases[] = {
+    {"breaker.closed.consecutive", case_closed},
+    {"breaker.closed.count_window", case_count_window},
+    {"breaker.closed.time_window", case_time_window},
+    {"breaker.threads2", case_threads},
+    {"breaker.open.reject", case_reject},
+    {"breaker.open.reject_ex", case_reject_ex},
+};
+
+int main(int argc, char **argv)
+{
+    bench_args a;
+    if (bench_args_parse(&a, argc, argv) != 0)
+        return 2;
+    if (a.list) {
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            printf("%s\n", cases[i].name);
+        return 0;
+    }
+    if (!a.no_selftest && alloc_count_selftest() != 0) {
+        fprintf(stderr, "bench_breaker: the counting allocator is not in effect\n");
+        return 3;
+    }
+    printf("# build\t%s\t%s\n", CBX_BENCH_BUILD_TYPE, CBX_BENCH_CFLAGS);
+    printf("# compiler\t%s\n", CBX_BENCH_COMPILER);
+    printf("# runs\t%d\n", a.runs);
+
+    int ran = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (!bench_selected(&a, cases[i].name))
+            continue;
+        cases[i].run(&a, cases[i].name);
+        ran++;
+    }
+    if (ran == 0) {
+        fprintf(stderr, "bench_breaker: no case named %s\n", a.only);
+        return 2;
+    }
+    return failed ? 1 : 0;
+}
