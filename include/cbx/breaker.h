@@ -90,7 +90,7 @@ typedef struct cbx_breaker_event {
 } cbx_breaker_event;
 
 /* Called after the breaker's lock is released, on the thread whose call caused the change.
- * It may call cbx_breaker_metrics but must not free the breaker. */
+ * It may call cbx_breaker_metrics_get but must not free the breaker. */
 typedef void (*cbx_breaker_event_fn)(const cbx_breaker_event *ev, void *ud);
 
 /* Upper bound of cbx_breaker_opts.half_open_probes. */
@@ -174,7 +174,10 @@ typedef struct cbx_breaker_metrics {
     uint64_t rejections; /* refused acquires */
     uint64_t slow_calls;
     uint64_t expired_probes; /* probe leases that ran out */
-    uint64_t late_results;   /* reports for a probe lease that had already expired */
+    uint64_t late_results;   /* reports for a probe lease that had already expired (and was
+                                counted as a timeout then); they count nowhere else. The
+                                breaker remembers the last 256 leases; a report for an older
+                                expired lease counts as an ordinary stale report. */
     uint64_t opens;          /* transitions into OPEN */
     uint32_t consecutive_failures;
     uint32_t probes_in_flight;

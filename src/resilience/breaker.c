@@ -27,8 +27,10 @@
 #define W_LOW_BITS               0x1fu
 #define W_CLOSED_NORMAL          ((CBX_BREAKER_NORMAL << 2) | CBX_BREAKER_CLOSED)
 
-#define PPM        1000000u
-#define MAX_EVENTS 4
+#define PPM 1000000u
+/* How many recent lease serials are remembered as expired, to tell a late report apart. */
+#define CBX__EXPIRED_MEMORY 256u
+#define MAX_EVENTS          4
 
 typedef struct probe_slot {
     uint64_t deadline_ns;
@@ -70,6 +72,7 @@ struct cbx_breaker {
     uint64_t state_since_ns;
     uint32_t reopens, probe_successes, probes_in_flight, lease_serial;
     probe_slot probes[CBX_BREAKER_MAX_PROBES];
+    uint32_t expired_leases[CBX__EXPIRED_MEMORY]; /* at serial % size: the serial, if expired */
     trip_info trip;
     _Atomic uint64_t expired_probes, late_results, opens;
 
@@ -346,6 +349,7 @@ static void advance_locked(cbx_breaker *b, uint64_t now, event_batch *eb)
     for (uint32_t i = 0; i < b->max_probes; i++) {
         probe_slot *s = &b->probes[i];
         if (s->lease && now >= s->deadline_ns) {
+            b->expired_leases[s->lease % CBX__EXPIRED_MEMORY] = s->lease;
             s->lease = 0;
             b->probes_in_flight--;
             expired++;
@@ -431,6 +435,7 @@ static cbx_permit acquire_slow(cbx_breaker *b, cbx_breaker_rejection *why)
                 i++;
             if (++b->lease_serial == 0)
                 b->lease_serial = 1;
+            b->expired_leases[b->lease_serial % CBX__EXPIRED_MEMORY] = 0;
             b->probes[i] =
                 (probe_slot){.deadline_ns = now + b->probe_lease_ns, .lease = b->lease_serial};
             b->probes_in_flight++;
@@ -528,40 +533,9 @@ static void trip(cbx_breaker *b, uint32_t gen, cbx_breaker_reason reason, uint32
     unlock_and_flush(b, &eb);
 }
 
-/* A probe's report: only the lease it was given counts, and only once. */
-static void record_probe(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int failed)
+/* Count an outcome in the cumulative metrics; returns the window bits (slow) it carries. */
+static unsigned count_outcome(cbx_breaker *b, cbx_outcome kind, int failed, int64_t latency_ns)
 {
-    event_batch eb = {0};
-    pthread_mutex_lock(&b->mu);
-    uint64_t now = now_ns(b);
-    advance_locked(b, now, &eb);
-    uint64_t w = atomic_load_explicit(&b->word, memory_order_relaxed);
-    probe_slot *s = &b->probes[p.slot - 1];
-    if (W_GEN(w) != p.gen || W_STATE(w) != CBX_BREAKER_HALF_OPEN || s->lease != p.lease) {
-        atomic_fetch_add_explicit(&b->late_results, 1, memory_order_relaxed);
-        unlock_and_flush(b, &eb);
-        return;
-    }
-    s->lease = 0;
-    b->probes_in_flight--;
-    atomic_fetch_add_explicit(&b->by_kind[kind], 1, memory_order_relaxed);
-    if (failed) {
-        atomic_fetch_add_explicit(&b->failures, 1, memory_order_relaxed);
-        b->trip = (trip_info){.reason = CBX_BREAKER_REASON_PROBE_FAILED};
-        to_open(b, CBX_BREAKER_REASON_PROBE_FAILED, now, &eb);
-    } else if (kind == CBX_OUTCOME_SUCCESS) {
-        if (++b->probe_successes >= b->close_after)
-            to_closed(b, now, &eb);
-    } else {
-        atomic_fetch_add_explicit(&b->ignored, 1, memory_order_relaxed);
-    }
-    unlock_and_flush(b, &eb);
-}
-
-void cbx_breaker_record(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int64_t latency_ns)
-{
-    if (p.rc != 0 || (unsigned)kind >= CBX_OUTCOME__COUNT)
-        return;
     unsigned bits = 0;
     if (latency_ns >= 0) {
         cbx__hist_add(&b->hist, (uint64_t)latency_ns);
@@ -570,19 +544,58 @@ void cbx_breaker_record(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int64_t 
             atomic_fetch_add_explicit(&b->slow_calls, 1, memory_order_relaxed);
         }
     }
-    int failed = cbx_outcome_is_failure(kind) && (b->failure_mask & CBX_OUTCOME_BIT(kind));
-    int ignored = !failed && kind != CBX_OUTCOME_SUCCESS;
-    if (p.slot) {
-        record_probe(b, p, kind, failed);
-        return;
-    }
     atomic_fetch_add_explicit(&b->by_kind[kind], 1, memory_order_relaxed);
     if (failed)
         atomic_fetch_add_explicit(&b->failures, 1, memory_order_relaxed);
-    if (ignored) {
+    else if (kind != CBX_OUTCOME_SUCCESS)
         atomic_fetch_add_explicit(&b->ignored, 1, memory_order_relaxed);
+    return bits;
+}
+
+/* A probe's report: only the lease it was given counts, and only once. A report for a lease
+ * that expired was already counted as a timeout: it counts as late, nothing else. A report for
+ * a lease that a transition cancelled counts in the metrics only. */
+static void record_probe(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int failed,
+                         int64_t latency_ns)
+{
+    event_batch eb = {0};
+    pthread_mutex_lock(&b->mu);
+    uint64_t now = now_ns(b);
+    advance_locked(b, now, &eb);
+    uint64_t w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    probe_slot *s = &b->probes[p.slot - 1];
+    if (W_GEN(w) != p.gen || W_STATE(w) != CBX_BREAKER_HALF_OPEN || s->lease != p.lease) {
+        if (b->expired_leases[p.lease % CBX__EXPIRED_MEMORY] == p.lease)
+            atomic_fetch_add_explicit(&b->late_results, 1, memory_order_relaxed);
+        else
+            count_outcome(b, kind, failed, latency_ns);
+        unlock_and_flush(b, &eb);
         return;
     }
+    s->lease = 0;
+    b->probes_in_flight--;
+    count_outcome(b, kind, failed, latency_ns);
+    if (failed) {
+        b->trip = (trip_info){.reason = CBX_BREAKER_REASON_PROBE_FAILED};
+        to_open(b, CBX_BREAKER_REASON_PROBE_FAILED, now, &eb);
+    } else if (kind == CBX_OUTCOME_SUCCESS && ++b->probe_successes >= b->close_after) {
+        to_closed(b, now, &eb);
+    }
+    unlock_and_flush(b, &eb);
+}
+
+void cbx_breaker_record(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int64_t latency_ns)
+{
+    if (p.rc != 0 || (unsigned)kind >= CBX_OUTCOME__COUNT)
+        return;
+    int failed = cbx_outcome_is_failure(kind) && (b->failure_mask & CBX_OUTCOME_BIT(kind));
+    if (p.slot) {
+        record_probe(b, p, kind, failed, latency_ns);
+        return;
+    }
+    unsigned bits = count_outcome(b, kind, failed, latency_ns);
+    if (!failed && kind != CBX_OUTCOME_SUCCESS)
+        return; /* ignored */
 
     uint64_t w = atomic_load_explicit(&b->word, memory_order_acquire);
     cbx_breaker_mode mode = W_MODE(w);

@@ -60,7 +60,8 @@ static void cause(const cbx_breaker_rejection *why, char *buf, size_t len)
     char p[96];
     switch (why->reason) {
     case CBX_BREAKER_REASON_CONSECUTIVE_FAILURES:
-        snprintf(buf, len, "%u consecutive failures", why->consecutive_failures);
+        snprintf(buf, len, "%u consecutive failure%s", why->consecutive_failures,
+                 why->consecutive_failures == 1 ? "" : "s");
         return;
     case CBX_BREAKER_REASON_COUNT_FAILURE_RATE:
     case CBX_BREAKER_REASON_TIME_FAILURE_RATE:

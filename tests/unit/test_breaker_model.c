@@ -69,6 +69,7 @@ typedef struct model {
     uint64_t open_until;
     uint32_t reopens, probe_successes, in_flight, serial;
     m_slot slots[CBX_BREAKER_MAX_PROBES];
+    uint32_t expired_serial[256]; /* the contract: the last 256 leases are remembered */
     cbx_breaker_reason trip_reason;
     uint32_t trip_consecutive, trip_calls, trip_failures, trip_slow;
 
@@ -160,6 +161,7 @@ static void m_advance(uint64_t now)
     uint32_t n = 0;
     for (uint32_t i = 0; i < M.max_probes; i++)
         if (M.slots[i].lease && now >= M.slots[i].deadline) {
+            M.expired_serial[M.slots[i].lease % 256] = M.slots[i].lease;
             M.slots[i].lease = 0;
             M.in_flight--;
             n++;
@@ -229,6 +231,7 @@ static m_permit m_acquire(uint64_t now)
         while (M.slots[i].lease)
             i++;
         M.serial++;
+        M.expired_serial[M.serial % 256] = 0;
         M.slots[i] = (m_slot){M.serial, now + M.lease_ns};
         M.in_flight++;
         p.slot = i + 1;
@@ -243,22 +246,26 @@ static void m_record(m_permit p, cbx_outcome k, int64_t lat, uint64_t now)
 {
     if (p.rc)
         return;
-    unsigned slow = 0;
-    if (lat >= 0 && M.o.slow_call_ns && (uint64_t)lat >= M.o.slow_call_ns) {
-        slow = 1;
-        M.slow_calls++;
-    }
     int failed = cbx_outcome_is_failure(k) && (M.mask & CBX_OUTCOME_BIT(k));
     int ignored = !failed && k != CBX_OUTCOME_SUCCESS;
+    unsigned slow = lat >= 0 && M.o.slow_call_ns && (uint64_t)lat >= M.o.slow_call_ns;
     if (p.slot) {
         m_advance(now);
         m_slot *s = &M.slots[p.slot - 1];
         if (p.gen != M.gen || M.state != CBX_BREAKER_HALF_OPEN || s->lease != p.lease) {
-            M.late++;
+            if (M.expired_serial[p.lease % 256] == p.lease) {
+                M.late++;
+            } else { /* cancelled by a transition: metrics only */
+                M.slow_calls += slow;
+                M.by_kind[k]++;
+                M.failures += (uint64_t)failed;
+                M.ignored += (uint64_t)ignored;
+            }
             return;
         }
         s->lease = 0;
         M.in_flight--;
+        M.slow_calls += slow;
         M.by_kind[k]++;
         if (failed) {
             M.failures++;
@@ -280,6 +287,7 @@ static void m_record(m_permit p, cbx_outcome k, int64_t lat, uint64_t now)
         }
         return;
     }
+    M.slow_calls += slow;
     M.by_kind[k]++;
     if (failed)
         M.failures++;

@@ -528,15 +528,9 @@ Test(lease, a_late_failure_after_reclosing_changes_nothing)
     cbx_clock_free(clk);
 }
 
-/* BUG: a probe whose lease was cancelled by a transition (not expired) is counted in
- * late_results and left out of calls/successes (src/resilience/breaker.c, record_probe: the
- * "W_GEN(w) != p.gen || ..." branch counts every stale probe report as late). Here p2's lease
- * is still running when p1's failure re-opens the breaker; p2 reports a success 1 s later.
- * include/cbx/breaker.h defines late_results as "reports for a probe lease that had already
- * expired" and calls as "admitted calls with an outcome", and a report under an earlier
- * generation is counted in the metrics without touching the state; so p2's success belongs in
- * successes and calls, not in late_results. (docs/design.md describes the current behaviour;
- * one of the two must change.) */
+/* A probe whose lease was cancelled by a transition (not expired) is an ordinary stale report:
+ * p2's lease is still running when p1's failure re-opens the breaker; p2's success 1 s later
+ * counts in successes and calls, not in late_results, and moves no state. */
 Test(lease, a_probe_cancelled_by_a_transition_is_counted_not_late)
 {
     cbx_clock *clk = cbx_clock_virtual(0);
