@@ -313,12 +313,14 @@ static void to_open(cbx_breaker *b, cbx_breaker_reason reason, uint64_t now, eve
     push_event(b, eb, from, CBX_BREAKER_OPEN, CBX_BREAKER_NORMAL, reason, now, open_for, 0);
 }
 
-static void to_half_open(cbx_breaker *b, uint64_t now, event_batch *eb)
+/* Noticed lazily, but dated when the open time actually ended. */
+static void to_half_open(cbx_breaker *b, event_batch *eb)
 {
+    uint64_t at = atomic_load_explicit(&b->open_until_ns, memory_order_relaxed);
     clear_probes(b);
-    publish(b, CBX_BREAKER_NORMAL, CBX_BREAKER_HALF_OPEN, now);
+    publish(b, CBX_BREAKER_NORMAL, CBX_BREAKER_HALF_OPEN, at);
     push_event(b, eb, CBX_BREAKER_OPEN, CBX_BREAKER_HALF_OPEN, CBX_BREAKER_NORMAL,
-               CBX_BREAKER_REASON_OPEN_ELAPSED, now, 0, 0);
+               CBX_BREAKER_REASON_OPEN_ELAPSED, at, 0, 0);
 }
 
 static void to_closed(cbx_breaker *b, uint64_t now, event_batch *eb)
@@ -340,7 +342,7 @@ static void advance_locked(cbx_breaker *b, uint64_t now, event_batch *eb)
         return;
     if (W_STATE(w) == CBX_BREAKER_OPEN &&
         now >= atomic_load_explicit(&b->open_until_ns, memory_order_relaxed)) {
-        to_half_open(b, now, eb);
+        to_half_open(b, eb);
         return;
     }
     if (W_STATE(w) != CBX_BREAKER_HALF_OPEN || b->probes_in_flight == 0)

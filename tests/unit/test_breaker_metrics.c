@@ -154,6 +154,20 @@ Test(metrics, time_in_state_follows_the_clock)
     cbx_clock_free(clk);
 }
 
+/* Half-open is noticed at the next use, but dated from when the open time really ended. */
+Test(metrics, half_open_is_dated_from_the_end_of_the_open_time)
+{
+    cbx_clock *clk = cbx_clock_virtual(1000);
+    cbx_breaker *b = make((cbx_breaker_opts){.consecutive_failures = 1, .open_ns = 5 * S}, clk);
+    call(b, CBX_OUTCOME_ERROR, -1);
+    cbx_clock_advance(clk, 8000); /* nobody looks for 3 s after the open time ends */
+    cbx_breaker_metrics m = metrics(b);
+    cr_assert_eq(m.state, CBX_BREAKER_HALF_OPEN);
+    cr_assert_eq(m.time_in_state_ns, 3 * S);
+    cbx_breaker_free(b);
+    cbx_clock_free(clk);
+}
+
 /* ---- latency --------------------------------------------------------------------------- */
 
 Test(metrics, latency_mean_and_percentiles_of_1_to_1000_us)
