@@ -487,9 +487,9 @@ static void note(struct notes *n, const char *fmt, ...)
         n->len = sizeof n->buf - 1;
 }
 
-/* 1 and a new reference in *hold when the cache has a live entry for key, else 0. The
- * reference is to the stored value itself, which is never modified, so the caller can copy it
- * without the lock. */
+/* 1 and a private deep copy in *hold when the cache has a live entry for key, 0 on a miss,
+ * -ENOMEM. The copy is taken under the lock: jansson's reference counts are not safe to touch
+ * from several threads at once, so the stored value never leaves the lock. */
 static int cache_lookup(cbx_fallback *fb, const char *key, json_t **hold, struct notes *n)
 {
     size_t len = strlen(key);
@@ -510,8 +510,8 @@ static int cache_lookup(cbx_fallback *fb, const char *key, json_t **hold, struct
     } else {
         list_unlink(fb, e);
         list_push_front(fb, e);
-        *hold = json_incref(e->value);
-        found = 1;
+        *hold = json_deep_copy(e->value);
+        found = *hold ? 1 : -ENOMEM;
     }
     pthread_mutex_unlock(&fb->mu);
     entry_release(expired);
@@ -580,10 +580,10 @@ int cbx_fallback_get(cbx_fallback *fb, const char *key, const json_t *input, jso
                 note(&n, "cache: no key");
                 continue;
             }
-            if (!cache_lookup(fb, key, &hold, &n))
+            int found = cache_lookup(fb, key, &hold, &n);
+            if (found == 0)
                 continue;
-            res = json_deep_copy(hold);
-            json_decref(hold);
+            res = hold; /* NULL when the copy failed: reported below */
         } else if (s == CBX_FALLBACK_FUNCTION) {
             int r = call_function(fb, input, &res, &n);
             if (r) {
