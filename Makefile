@@ -1,6 +1,7 @@
 # Common tasks. CMake does the building; this file only names the everyday commands.
 #   make demo    build and run the breaker timeline demo
-#   make check   warnings-as-errors build, unit tests, then the same tests under ASan+UBSan
+#   make check   warnings-as-errors build and every test, again under ASan+UBSan, and the
+#                stress tests under TSan
 #   make tsan    the concurrency (stress) tests under ThreadSanitizer
 #   make lint    clang-format check, clang-tidy, cppcheck
 #   make bench   benchmarks beside their peers; writes docs/BENCHMARKS.md
@@ -34,7 +35,7 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
 
-check: test asan
+check: test asan tsan
 
 tsan: deps
 	$(call configure,build-tsan,RelWithDebInfo,-DCBX_WERROR=ON -DCBX_SANITIZE=thread -DCBX_BENCH=OFF -DCBX_EXAMPLES=OFF)

@@ -59,23 +59,28 @@ int main(void)
     }
     json_decref(b);
 
-    int served = 0;
+    /* The story must hold: exit 1 if it does not (this example also runs as a test). */
+    int served = 0, ok = 1;
     cbx_policy_result r;
     for (int i = 0; i < 2; i++) {
         int rc = cbx_policy_call(p, fetch_page, &served, NULL, "/index", &r, NULL);
         show("call", rc, &r);
+        ok &= rc == 0 && r.status == CBX_POLICY_SUCCESS && r.attempts == 3;
         cbx_policy_result_clear(&r);
     }
 
     cbx_breaker_force_open(cbx_policy_breaker(p));
     int rc = cbx_policy_call(p, fetch_page, &served, NULL, "/index", &r, NULL);
     show("breaker forced open", rc, &r);
+    ok &= r.status == CBX_POLICY_REJECTED && r.fallback_used &&
+          json_integer_value(json_object_get(r.output, "page")) == 2;
     cbx_policy_result_clear(&r);
 
     rc = cbx_policy_call(p, fetch_page, &served, NULL, "/never-seen", &r, NULL);
     show("uncached key", rc, &r);
+    ok &= r.status == CBX_POLICY_REJECTED && served == 2;
     cbx_policy_result_clear(&r);
 
     cbx_policy_free(p);
-    return 0;
+    return ok ? 0 : 1;
 }
