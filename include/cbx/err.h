@@ -33,7 +33,15 @@ extern "C" {
     X(EBUDGET_EXHAUSTED, -10013, "retry budget exhausted")                                         \
     X(EFAILED, -10014, "the work failed")                                                          \
     X(ENO_FALLBACK, -10015, "no fallback value available")                                         \
-    X(ESTALE_PERMIT, -10016, "permit does not belong to the current breaker state")
+    X(ESTALE_PERMIT, -10016, "permit does not belong to the current breaker state")                \
+    X(EABI, -10017, "ABI version mismatch")                                                        \
+    X(EEXISTS, -10018, "already exists")                                                           \
+    X(EBUILTIN, -10019, "built-in executor types cannot be removed")                               \
+    X(EPLUGIN, -10020, "cannot load plugin")                                                       \
+    X(EUNKNOWN_TYPE, -10021, "unknown executor type")                                              \
+    X(EQUEUE_FULL, -10022, "the runtime's queue is full")                                          \
+    X(EJOURNAL, -10023, "journal error")                                                           \
+    X(ESANDBOX, -10024, "refused by the sandbox")
 
 typedef enum cbx_errno {
 #define CBX__ERR_ENUM(name, val, desc) CBX_##name = (val),

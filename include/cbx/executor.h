@@ -1,0 +1,146 @@
+/* cbx/executor.h - executor types: what a kind of work takes and how it runs.
+ *
+ * An executor type is a const struct: a name, a summary, a parameter schema, optional hooks
+ * (validate, before, after) and its ops. Ops are either asynchronous - start() begins the work
+ * on the runtime's event loop and the work later reports with cbx_task_done(); cancel() stops
+ * it - or blocking - run() does the work on the loop's thread pool and returns; a cancel then
+ * sets a flag the run can poll, and a late result is discarded.
+ *
+ * One attempt of one execution is a cbx_task. The runtime owns it; the executor sees it only
+ * through the functions below, and keeps its per-attempt state in cbx_task_state() (task_size
+ * zeroed bytes). Hooks run for every executor, built-in or not: validate when a request is
+ * submitted, before just before each attempt starts, after when each attempt has ended.
+ *
+ * Types carry an ABI number (CBX_EXECUTOR_ABI) so that plugins built against another version
+ * of this header are refused; the struct only ever grows at the end.
+ */
+#ifndef CBX_EXECUTOR_H
+#define CBX_EXECUTOR_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cbx/clock.h"
+#include "cbx/err.h"
+#include "cbx/outcome.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CBX_EXECUTOR_ABI 1
+
+/* ---- parameter schemas -------------------------------------------------------------------- */
+
+#define CBX_PARAM_TYPE_MAP(X)                                                                      \
+    X(STRING, "string")                                                                            \
+    X(INTEGER, "integer")                                                                          \
+    X(NUMBER, "number")                                                                            \
+    X(BOOLEAN, "boolean")                                                                          \
+    X(ARRAY, "array")                                                                              \
+    X(OBJECT, "object")                                                                            \
+    X(ANY, "any")
+
+typedef enum cbx_param_type {
+#define CBX__PARAM_TYPE_ENUM(name, str) CBX_PARAM_##name,
+    CBX_PARAM_TYPE_MAP(CBX__PARAM_TYPE_ENUM)
+#undef CBX__PARAM_TYPE_ENUM
+        CBX_PARAM_TYPE__COUNT
+} cbx_param_type;
+
+/* One parameter. A schema is an array of these ended by an entry whose name is NULL.
+ * Strings are borrowed: they must live as long as the type is registered. */
+typedef struct cbx_param {
+    const char *name;
+    cbx_param_type type;
+    int required;
+    const char *default_json;        /* JSON text of the default ("30", "\"GET\"", "[]"); NULL */
+    const char *description;         /* one line */
+    const char *const *enum_values;  /* NULL-terminated allowed strings (string params); NULL */
+    int has_min, has_max;            /* bounds: the value (integer, number) or the length
+                                        (string, array, object) */
+    double min, max;
+    int secret;                      /* never journaled, logged or shown: "***" instead */
+    cbx_param_type items;            /* arrays: the element type; CBX_PARAM_ANY = any */
+} cbx_param;
+
+/* "string", "integer", ...; static. */
+const char *cbx_param_type_name(cbx_param_type t);
+
+/* ---- tasks: one attempt as the executor sees it -------------------------------------------- */
+
+typedef struct cbx_task cbx_task;
+typedef struct cbx_executor_type cbx_executor_type;
+
+/* The parameters, validated, with defaults applied (borrowed, read-only, valid until done). */
+const json_t *cbx_task_params(const cbx_task *t);
+/* The executor's per-attempt state: type->task_size zeroed bytes (NULL when 0). */
+void *cbx_task_state(cbx_task *t);
+/* The event loop (a uv_loop_t *), for asynchronous executors. */
+void *cbx_task_loop(cbx_task *t);
+const cbx_executor_type *cbx_task_type(const cbx_task *t);
+/* 1 for the first attempt of an execution. */
+uint32_t cbx_task_attempt(const cbx_task *t);
+/* When this attempt times out, on cbx_task_clock(); UINT64_MAX when never. */
+uint64_t cbx_task_deadline_ns(const cbx_task *t);
+cbx_clock *cbx_task_clock(const cbx_task *t);
+/* The execution's id (a UUID string, owned by the runtime). */
+const char *cbx_task_execution_id(const cbx_task *t);
+/* Non-zero once the attempt is being cancelled (timeout, cancel, runtime shutdown). Safe to call
+ * from a blocking run() on a pool thread. */
+int cbx_task_cancelled(const cbx_task *t);
+
+/* Report how the attempt ended: exactly once per attempt, on the loop thread (asynchronous
+ * executors; a blocking run() returns instead). outputs and metadata are stolen (may be NULL);
+ * error is copied (NULL or a one-line printf format). After a cancel the runtime records the
+ * attempt as TIMEOUT or CANCELLED whatever outcome is given here, but keeps the metadata. */
+void cbx_task_done(cbx_task *t, cbx_outcome k, json_t *outputs, json_t *metadata,
+                   const char *error_fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Before cbx_task_done (or from run()): a delay the work asks for before a retry (an HTTP
+ * Retry-After), and a quality score 0..1 for a success. */
+void cbx_task_set_retry_after(cbx_task *t, uint64_t ns);
+void cbx_task_set_quality(cbx_task *t, double quality);
+
+/* What an attempt produced, as the after hook sees it (and may change). */
+typedef struct cbx_task_result {
+    cbx_outcome outcome;
+    json_t *outputs;  /* owned by the runtime; the hook may replace it (decref the old one) */
+    json_t *metadata; /* likewise */
+    char error[512];
+    uint64_t retry_after_ns;
+    double quality;
+} cbx_task_result;
+
+/* ---- executor types ------------------------------------------------------------------------ */
+
+struct cbx_executor_type {
+    uint32_t abi;        /* CBX_EXECUTOR_ABI */
+    const char *name;    /* [a-z0-9_.-]+ */
+    const char *summary; /* one line */
+    const cbx_param *params;
+    size_t task_size;    /* bytes of per-attempt state for cbx_task_state */
+    void *data;          /* the type's own data, for its ops (cbx_task_type(t)->data) */
+
+    /* Optional. Checks beyond the schema, on params with defaults applied. Add every problem
+     * to *err as a one-line message naming the parameter; return 0 or CBX_EINVAL_CONFIG. */
+    int (*validate)(const cbx_executor_type *type, const json_t *params, cbx_err *err);
+    /* Optional. Before each attempt, on the loop thread; < 0 fails the attempt (ERROR) with
+     * the message in err, without starting it. */
+    int (*before)(cbx_task *t, cbx_err *err);
+    /* Optional. After each attempt (also a failed or timed-out one), on the loop thread. */
+    void (*after)(cbx_task *t, cbx_task_result *r);
+
+    /* Either start (+ cancel) - asynchronous - or run - blocking, on the thread pool. */
+    int (*start)(cbx_task *t);  /* < 0: could not start; the attempt fails with that code */
+    void (*cancel)(cbx_task *t); /* stop the work; it must still end in cbx_task_done */
+    cbx_outcome (*run)(cbx_task *t, json_t **outputs, json_t **metadata, cbx_err *err);
+
+    /* Optional. Called when the type is unregistered or the registry is freed. */
+    void (*destroy)(const cbx_executor_type *type);
+};
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,123 @@
+/* cbx/journal.h - every execution and attempt, written to SQLite, and the queries over them.
+ *
+ * The journal is one SQLite database in WAL mode, by default $CBX_STATE_DIR/journal.db, else
+ * $XDG_STATE_HOME/cbx/journal.db, else ~/.local/state/cbx/journal.db (the directory is made).
+ * The runtime writes to it from its loop thread; several processes may share one file.
+ *
+ * Secrets are never written: the runtime passes parameters through cbx_schema_redact (secret
+ * parameters), and the journal itself replaces Authorization-like headers and environment
+ * variables on its redaction list with "***" wherever they appear in parameters or metadata.
+ */
+#ifndef CBX_JOURNAL_H
+#define CBX_JOURNAL_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "cbx/err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cbx_journal cbx_journal;
+
+typedef struct cbx_journal_opts {
+    const char *path;          /* NULL = the default above; ":memory:" for tests */
+    uint64_t max_executions;   /* retention: keep the newest N executions; 0 = 100000 */
+    uint64_t max_age_ms;       /* retention: drop executions older than this; 0 = forever */
+    const char *const *redact_env; /* NULL-terminated extra names (globs like "*_TOKEN") to
+                                      redact; a built-in list always applies */
+} cbx_journal_opts;
+
+/* Open (creating if needed). Errors: CBX_EJOURNAL with SQLite's message, -errno for the
+ * directory. Close with cbx_journal_close (NULL accepted), which flushes pending writes. */
+int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err);
+void cbx_journal_close(cbx_journal *j);
+const char *cbx_journal_path(const cbx_journal *j);
+
+/* ---- writes (from the runtime) ------------------------------------------------------------- */
+
+typedef struct cbx_journal_execution {
+    const char *id;        /* UUID */
+    const char *executor;
+    const json_t *params;  /* redacted by the caller; the journal redacts again by name */
+    const char *tag;       /* NULL */
+    const char *breaker;   /* the named breaker guarding it, NULL */
+    const char *policy;    /* the policy's name, NULL */
+    uint64_t submitted_ms; /* wall clock */
+} cbx_journal_execution;
+
+typedef struct cbx_journal_attempt {
+    const char *execution_id;
+    uint32_t number;
+    const char *outcome;   /* cbx_outcome_name */
+    uint64_t started_ms;   /* wall clock */
+    uint64_t duration_ns;
+    const char *error;     /* NULL */
+    const json_t *metadata; /* NULL */
+    const char *breaker_decision; /* "admitted", "probe", "rejected: ..." ; NULL */
+} cbx_journal_attempt;
+
+typedef struct cbx_journal_end {
+    const char *execution_id;
+    const char *status;    /* cbx_status_name */
+    int rc;
+    int fallback_used;
+    uint32_t attempts;
+    const json_t *outputs; /* NULL */
+    const char *error;     /* NULL */
+    uint64_t ended_ms;
+    uint64_t duration_ns;
+} cbx_journal_end;
+
+/* Each returns 0 or CBX_EJOURNAL. Writes may be batched in a transaction that commits within a
+ * few milliseconds and at close: nothing is lost on a clean exit, at most that window on a crash.
+ * A refused request is written as an execution with only its end (status "rejected"). */
+int cbx_journal_execution_start(cbx_journal *j, const cbx_journal_execution *e, cbx_err *err);
+int cbx_journal_attempt(cbx_journal *j, const cbx_journal_attempt *a, cbx_err *err);
+int cbx_journal_execution_end(cbx_journal *j, const cbx_journal_end *e, cbx_err *err);
+/* Commit what is pending now. */
+int cbx_journal_flush(cbx_journal *j, cbx_err *err);
+
+/* ---- queries --------------------------------------------------------------------------------- */
+
+typedef struct cbx_history_filter {
+    const char *executor; /* NULL = any */
+    const char *status;   /* NULL = any */
+    const char *breaker;  /* NULL = any */
+    const char *tag;      /* NULL = any */
+    uint64_t since_ms;    /* 0 = any */
+    uint64_t until_ms;    /* 0 = any */
+    uint32_t limit;       /* newest first; 0 = 100 */
+} cbx_history_filter;
+
+/* Executions, newest first, as a JSON array of objects (id, executor, status, rc, error,
+ * fallback_used, attempts, submitted_ms, ended_ms, duration_ms, tag, breaker, params,
+ * outputs). New reference in *rows. */
+int cbx_journal_history(cbx_journal *j, const cbx_history_filter *f, json_t **rows, cbx_err *err);
+
+/* One execution with its attempts (object; NULL in *row and -ENOENT when unknown). */
+int cbx_journal_get(cbx_journal *j, const char *id, json_t **row, cbx_err *err);
+
+/* Statistics over the filtered executions (seed 004 get_execution_stats / get_tool_stats):
+ * executions, successes, failures, timeouts, cancelled, rejected, success_rate, latency
+ * mean/p50/p95/p99 in ms, mean attempts. group_by NULL = one object; "executor" or "breaker" =
+ * an object of such objects keyed by name. */
+int cbx_journal_stats(cbx_journal *j, const cbx_history_filter *f, const char *group_by,
+                      json_t **out, cbx_err *err);
+
+/* Delete the filtered executions (all when f is NULL) and their attempts; *deleted if not NULL. */
+int cbx_journal_clear(cbx_journal *j, const cbx_history_filter *f, uint64_t *deleted,
+                      cbx_err *err);
+
+/* Apply the retention limits now (also done automatically every so many writes). */
+int cbx_journal_prune(cbx_journal *j, cbx_err *err);
+
+/* The state directory the defaults use (made if missing); writes into buf. Returns 0 or -errno. */
+int cbx_state_dir(char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

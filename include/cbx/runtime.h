@@ -1,0 +1,157 @@
+/* cbx/runtime.h - running executions under policies on one event loop.
+ *
+ * A runtime owns (or borrows) a libuv loop, a registry of executor types, an optional journal
+ * and a breaker store. Submit a request - an executor type, its parameters, a policy - and the
+ * runtime validates it, queues it (bounded), starts attempts as concurrency allows, enforces each
+ * attempt's timeout and the overall deadline by cancelling the work (a process group is killed,
+ * an HTTP transfer aborted, a blocking run's cancel flag set and its late result discarded),
+ * retries under the policy, asks the fallback, journals every attempt, and reports the result.
+ *
+ * Status of an execution:
+ *   PENDING -> RUNNING -> (RETRYING -> RUNNING)* -> SUCCESS | FAILED | TIMEOUT | CANCELLED
+ *   PENDING -> REJECTED (a refusal before any attempt: invalid request, open breaker, rate limit,
+ *              full bulkhead or queue)
+ *
+ * Threads: every function here is called on the loop's thread (the thread that calls
+ * cbx_runtime_run / _execute); done callbacks run there too.
+ */
+#ifndef CBX_RUNTIME_H
+#define CBX_RUNTIME_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cbx/breaker_store.h"
+#include "cbx/diag.h"
+#include "cbx/err.h"
+#include "cbx/journal.h"
+#include "cbx/policy.h"
+#include "cbx/registry.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cbx_runtime cbx_runtime;
+typedef struct cbx_execution cbx_execution;
+
+#define CBX_STATUS_MAP(X)                                                                          \
+    X(PENDING, "pending")                                                                          \
+    X(RUNNING, "running")                                                                          \
+    X(RETRYING, "retrying")                                                                        \
+    X(SUCCESS, "success")                                                                          \
+    X(FAILED, "failed")                                                                            \
+    X(TIMEOUT, "timeout")                                                                          \
+    X(CANCELLED, "cancelled")                                                                      \
+    X(REJECTED, "rejected")
+
+typedef enum cbx_status {
+#define CBX__STATUS_ENUM(name, str) CBX_STATUS_##name,
+    CBX_STATUS_MAP(CBX__STATUS_ENUM)
+#undef CBX__STATUS_ENUM
+        CBX_STATUS__COUNT
+} cbx_status;
+
+/* "pending", ...; static; "unknown" out of range. */
+const char *cbx_status_name(cbx_status s);
+/* 0 and *out for a name, or CBX_EPARSE. */
+int cbx_status_parse(const char *name, cbx_status *out);
+
+/* The whole story of one execution (seed 002 ExecutionResult, seed 004 ToolExecutionResult).
+ * Caller-owned when returned by cbx_runtime_execute; borrowed (valid during the callback) when
+ * passed to a done callback. */
+typedef struct cbx_result {
+    char id[40];            /* the execution's UUID */
+    char executor[64];      /* the type's name */
+    cbx_status status;      /* a final status */
+    int rc;                 /* why it ended: 0, CBX_EFAILED, CBX_ETIMEDOUT, CBX_ECANCELLED,
+                               CBX_ERETRY_EXHAUSTED, a refusal (CBX_ECIRCUIT_OPEN, ...),
+                               CBX_EUNKNOWN_TYPE or CBX_EINVAL_CONFIG for a bad request */
+    int fallback_used;      /* 1 when outputs came from the fallback */
+    json_t *outputs;        /* owned: the successful attempt's (or fallback's) outputs; NULL */
+    json_t *metadata;       /* owned: the last attempt's executor metadata; NULL */
+    json_t *attempts;       /* owned: array, one object per attempt: number, outcome,
+                               started_ms (wall clock), duration_ms, error, metadata */
+    uint32_t attempt_count;
+    char error[512];        /* one line: why it did not succeed ("" on success) */
+    uint64_t submitted_ms;  /* wall clock, ms since the epoch */
+    uint64_t queued_ns;     /* waiting for a concurrency slot */
+    uint64_t duration_ns;   /* first attempt's start to the end */
+} cbx_result;
+
+/* Release what *r owns and zero it. NULL is accepted. */
+void cbx_result_clear(cbx_result *r);
+
+/* The result as JSON (new reference): id, executor, status, rc, error, fallback_used,
+ * outputs, metadata, attempts, timings. */
+json_t *cbx_result_to_json(const cbx_result *r);
+
+typedef void (*cbx_done_fn)(cbx_execution *ex, const cbx_result *res, void *ud);
+
+typedef struct cbx_request {
+    const char *executor;  /* type name */
+    const json_t *params;  /* borrowed; copied (with defaults applied) by submit; NULL = {} */
+    cbx_policy *policy;    /* borrowed, must outlive the execution; NULL = one attempt */
+    const char *breaker;   /* a breaker of the runtime's store to guard every attempt (besides
+                              the policy's own); NULL */
+    const cbx_breaker_opts *breaker_opts; /* for that breaker when the store creates it */
+    uint64_t timeout_ns;   /* per attempt; 0 = the policy's (or none) */
+    uint64_t deadline_ns;  /* overall, from submission; 0 = the policy's (or none) */
+    const char *fallback_key; /* the fallback cache key; NULL */
+    const char *tag;       /* free text, journaled with the execution (a flow run and step) */
+    cbx_done_fn on_done;   /* may be NULL */
+    void *ud;
+} cbx_request;
+
+typedef struct cbx_runtime_opts {
+    void *loop;              /* a uv_loop_t * to borrow; NULL = the runtime makes its own */
+    cbx_registry *registry;  /* borrowed; NULL = its own, with the built-in types */
+    cbx_journal *journal;    /* borrowed; NULL = nothing is journaled */
+    cbx_breaker_store *breakers; /* borrowed; NULL = its own in-memory store */
+    uint32_t max_concurrent; /* executions running at once; 0 = 64 */
+    uint32_t max_queued;     /* executions waiting for a slot; 0 = 100000 */
+    uint64_t kill_grace_ns;  /* SIGTERM to SIGKILL for process executors; 0 = 2 s */
+} cbx_runtime_opts;
+
+int cbx_runtime_new(cbx_runtime **out, const cbx_runtime_opts *o, cbx_err *err);
+/* Cancel what is left, run the loop until it has ended, release everything. NULL accepted. */
+void cbx_runtime_free(cbx_runtime *rt);
+
+cbx_registry *cbx_runtime_registry(cbx_runtime *rt);
+cbx_breaker_store *cbx_runtime_breakers(cbx_runtime *rt);
+void *cbx_runtime_loop(cbx_runtime *rt); /* uv_loop_t * */
+uint64_t cbx_runtime_kill_grace_ns(const cbx_runtime *rt);
+
+/* Queue a request. Returns 0 and (if out is not NULL) the execution, valid until its done
+ * callback returns; or a refusal, which is also journaled and reported to on_done with status
+ * REJECTED: CBX_EUNKNOWN_TYPE, CBX_EINVAL_CONFIG (every problem in *diag when not NULL),
+ * CBX_EQUEUE_FULL. */
+int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **out,
+                       cbx_diag *diag);
+
+/* Cancel one execution (its running attempt is stopped; status CANCELLED), or all. */
+int cbx_runtime_cancel(cbx_runtime *rt, cbx_execution *ex);
+void cbx_runtime_cancel_all(cbx_runtime *rt);
+
+/* Run the loop until no execution is left. Returns 0 or a negative code. */
+int cbx_runtime_run(cbx_runtime *rt);
+
+/* Submit one request and run the loop until it has ended; *res is filled either way (release
+ * with cbx_result_clear). Returns 0 when res->status is SUCCESS (or a fallback answered), else
+ * res->rc. */
+int cbx_runtime_execute(cbx_runtime *rt, const cbx_request *req, cbx_result *res, cbx_diag *diag);
+
+/* Run n requests in parallel (within max_concurrent) under an overall deadline (0 = none):
+ * whatever has not ended when it passes is cancelled (TIMEOUT). Fills res[0..n) in request order
+ * (seed 004 execute_tools). Returns how many succeeded. */
+size_t cbx_runtime_execute_many(cbx_runtime *rt, const cbx_request *reqs, size_t n,
+                                uint64_t overall_timeout_ns, cbx_result *res);
+
+const char *cbx_execution_id(const cbx_execution *ex);
+cbx_status cbx_execution_status(const cbx_execution *ex);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
