@@ -48,7 +48,7 @@ typedef struct cbx_journal_execution {
     uint64_t submitted_ms; /* wall clock */
 } cbx_journal_execution;
 
-typedef struct cbx_journal_attempt {
+typedef struct cbx_journal_attempt_info {
     const char *execution_id;
     uint32_t number;
     const char *outcome;   /* cbx_outcome_name */
@@ -57,7 +57,7 @@ typedef struct cbx_journal_attempt {
     const char *error;     /* NULL */
     const json_t *metadata; /* NULL */
     const char *breaker_decision; /* "admitted", "probe", "rejected: ..." ; NULL */
-} cbx_journal_attempt;
+} cbx_journal_attempt_info;
 
 typedef struct cbx_journal_end {
     const char *execution_id;
@@ -75,7 +75,7 @@ typedef struct cbx_journal_end {
  * few milliseconds and at close: nothing is lost on a clean exit, at most that window on a crash.
  * A refused request is written as an execution with only its end (status "rejected"). */
 int cbx_journal_execution_start(cbx_journal *j, const cbx_journal_execution *e, cbx_err *err);
-int cbx_journal_attempt(cbx_journal *j, const cbx_journal_attempt *a, cbx_err *err);
+int cbx_journal_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, cbx_err *err);
 int cbx_journal_execution_end(cbx_journal *j, const cbx_journal_end *e, cbx_err *err);
 /* Commit what is pending now. */
 int cbx_journal_flush(cbx_journal *j, cbx_err *err);
