@@ -1,0 +1,481 @@
+/* One execution's life once it has a concurrency slot: admit under the named breaker and the
+ * policy, run an attempt with its deadline enforced, judge it, retry or finish. Everything here
+ * runs on the loop thread, except a blocking executor's run(), which runs on the thread pool and
+ * touches only its own task. */
+#include "runtime/runtime_internal.h"
+
+#include "cbx/journal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void next_attempt(cbx_execution *ex);
+
+/* The timer's callback whenever the execution should go on with its next attempt. */
+static void resume(uv_timer_t *timer)
+{
+    next_attempt(CBX__CONTAINER(timer, cbx_execution, timer));
+}
+
+static uint64_t now_ns(void)
+{
+    return cbx_clock_now_ns(NULL);
+}
+
+/* ---- the execution's one timer ------------------------------------------------------------ */
+
+static void timer_at(cbx_execution *ex, uint64_t at_ns, uv_timer_cb cb)
+{
+    uint64_t now = now_ns();
+    uint64_t ms = at_ns > now ? (at_ns - now + CBX_NS_PER_MS - 1) / CBX_NS_PER_MS : 0;
+    uv_timer_start(&ex->timer, cb, ms, 0);
+}
+
+static void timer_stop(cbx_execution *ex)
+{
+    uv_timer_stop(&ex->timer);
+}
+
+/* ---- finishing ---------------------------------------------------------------------------- */
+
+static cbx_status status_of_policy(cbx_policy_status s)
+{
+    switch (s) {
+    case CBX_POLICY_SUCCESS:
+        return CBX_STATUS_SUCCESS;
+    case CBX_POLICY_TIMEOUT:
+        return CBX_STATUS_TIMEOUT;
+    case CBX_POLICY_REJECTED:
+        return CBX_STATUS_REJECTED;
+    case CBX_POLICY_CANCELLED:
+        return CBX_STATUS_CANCELLED;
+    default:
+        return CBX_STATUS_FAILED;
+    }
+}
+
+static void release_named(cbx_execution *ex)
+{
+    if (!ex->named_held)
+        return;
+    ex->named_held = 0;
+    cbx_breaker_store_record(ex->rt->breakers, ex->breaker, ex->named_permit, CBX_OUTCOME_IGNORED,
+                             -1);
+}
+
+/* The end: record it, free the slot, tell the caller. */
+static void finish(cbx_execution *ex, cbx_status status, int rc, const char *why)
+{
+    timer_stop(ex);
+    release_named(ex);
+    if (ex->run_begun) {
+        cbx_policy_end(ex->policy, &ex->run);
+        ex->run_begun = 0;
+    }
+    ex->status = status;
+    ex->phase = PHASE_DONE;
+    cbx_result *r = &ex->res;
+    r->status = status;
+    r->rc = status == CBX_STATUS_SUCCESS ? 0 : rc;
+    r->attempt_count = ex->attempts;
+    if (status != CBX_STATUS_SUCCESS && why && why[0] && !r->error[0])
+        snprintf(r->error, sizeof r->error, "%s", why);
+    if (status != CBX_STATUS_SUCCESS && !r->error[0])
+        snprintf(r->error, sizeof r->error, "%s", cbx_strerror(rc));
+    r->duration_ns = ex->started_ns ? now_ns() - ex->started_ns : 0;
+    if (ex->rt->journal) {
+        cbx_journal_end e = {.execution_id = ex->id,
+                             .status = cbx_status_name(status),
+                             .rc = r->rc,
+                             .fallback_used = r->fallback_used,
+                             .attempts = ex->attempts,
+                             .outputs = r->outputs,
+                             .error = r->error[0] ? r->error : NULL,
+                             .ended_ms = cbx__wall_ms(),
+                             .duration_ns = r->duration_ns};
+        cbx_journal_execution_end(ex->rt->journal, &e, NULL);
+        cbx__rt_journal_touch(ex->rt);
+    }
+    cbx__rt_execution_done(ex);
+}
+
+/* The policy has decided the call is over, one way or the other. */
+static void finish_from_policy(cbx_execution *ex, cbx_policy_decision d, json_t *outputs)
+{
+    char why[384];
+    cbx_policy_explain(ex->policy, &ex->run, why, sizeof why);
+    if (d == CBX_POLICY_DONE_SUCCESS) {
+        cbx_policy_remember(ex->policy, ex->fallback_key, outputs);
+        ex->res.outputs = outputs;
+        finish(ex, CBX_STATUS_SUCCESS, 0, NULL);
+        return;
+    }
+    json_decref(outputs);
+    if (d == CBX_POLICY_USE_FALLBACK) {
+        json_t *fb = NULL;
+        cbx_fallback_source src;
+        if (cbx_policy_fallback_get(ex->policy, ex->fallback_key, ex->params, &fb, &src, NULL) ==
+            0) {
+            ex->res.outputs = fb;
+            ex->res.fallback_used = 1;
+        }
+    }
+    finish(ex, status_of_policy(ex->run.status), ex->run.rc, why);
+}
+
+/* ---- one attempt -------------------------------------------------------------------------- */
+
+static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json_t *outputs,
+                             json_t *metadata, const char *error, uint64_t retry_after_ns,
+                             double quality)
+{
+    timer_stop(ex);
+    ex->task = NULL;
+    uint64_t duration = now_ns() - t->start_ns;
+    int stop = atomic_load(&t->stop);
+
+    if (t->type->after) {
+        cbx_task_result r = {.outcome = k,
+                             .outputs = outputs,
+                             .metadata = metadata,
+                             .retry_after_ns = retry_after_ns,
+                             .quality = quality};
+        snprintf(r.error, sizeof r.error, "%s", error ? error : "");
+        t->type->after(t, &r);
+        k = (unsigned)r.outcome < CBX_OUTCOME__COUNT ? r.outcome : CBX_OUTCOME_ERROR;
+        outputs = r.outputs;
+        metadata = r.metadata;
+        retry_after_ns = r.retry_after_ns;
+        quality = r.quality;
+        snprintf(t->error, sizeof t->error, "%s", r.error);
+        error = t->error;
+    }
+    if (stop == STOP_TIMEOUT)
+        k = CBX_OUTCOME_TIMEOUT;
+    if (error && !error[0])
+        error = NULL;
+    char timed_out[96];
+    if (stop == STOP_TIMEOUT && !error) {
+        snprintf(timed_out, sizeof timed_out, "attempt %u timed out after %.0f ms", t->attempt,
+                 (double)duration / 1e6);
+        error = timed_out;
+    }
+
+    /* record: the result's attempt list, the journal */
+    json_t *att = json_pack("{s:i, s:s, s:I, s:f}", "number", (json_int_t)t->attempt, "outcome",
+                            stop == STOP_CANCEL ? "cancelled" : cbx_outcome_name(k), "started_ms",
+                            (json_int_t)t->started_ms, "duration_ms", (double)duration / 1e6);
+    if (att) {
+        if (error)
+            json_object_set_new(att, "error", json_string(error));
+        if (metadata)
+            json_object_set(att, "metadata", metadata);
+        json_array_append_new(ex->res.attempts, att);
+    }
+    if (metadata) {
+        json_decref(ex->res.metadata);
+        ex->res.metadata = metadata;
+    }
+    if (error)
+        snprintf(ex->res.error, sizeof ex->res.error, "%s", error);
+    else if (k == CBX_OUTCOME_SUCCESS)
+        ex->res.error[0] = '\0';
+    if (ex->rt->journal) {
+        cbx_journal_attempt_info a = {.execution_id = ex->id,
+                                 .number = t->attempt,
+                                 .outcome = stop == STOP_CANCEL ? "cancelled" : cbx_outcome_name(k),
+                                 .started_ms = t->started_ms,
+                                 .duration_ns = duration,
+                                 .error = error,
+                                 .metadata = metadata,
+                                 .breaker_decision = ex->breaker ? "admitted" : NULL};
+        cbx_journal_attempt(ex->rt->journal, &a, NULL);
+        cbx__rt_journal_touch(ex->rt);
+    }
+
+    /* judge: the named breaker, then the policy */
+    cbx_outcome judged = stop == STOP_CANCEL ? CBX_OUTCOME_IGNORED : k;
+    if (ex->named_held) {
+        ex->named_held = 0;
+        cbx_breaker_store_record(ex->rt->breakers, ex->breaker, ex->named_permit, judged,
+                                 (int64_t)duration);
+    }
+    if (ex->policy) {
+        if (stop == STOP_CANCEL)
+            cbx_policy_run_cancel(&ex->run);
+        uint64_t delay = 0;
+        cbx_policy_decision d = cbx_policy_attempt_end(
+            ex->policy, &ex->run, judged, (int64_t)duration, retry_after_ns, quality, &delay);
+        if (d != CBX_POLICY_RETRY) {
+            if (stop == STOP_CANCEL) {
+                json_decref(outputs);
+                finish(ex, CBX_STATUS_CANCELLED, CBX_ECANCELLED, "cancelled");
+                return;
+            }
+            finish_from_policy(ex, d, outputs);
+            return;
+        }
+        json_decref(outputs);
+        if (ex->cancel_reason || now_ns() + delay >= ex->deadline_ns) {
+            int timeout = ex->cancel_reason != STOP_CANCEL;
+            finish(ex, timeout ? CBX_STATUS_TIMEOUT : CBX_STATUS_CANCELLED,
+                   timeout ? CBX_ETIMEDOUT : CBX_ECANCELLED,
+                   timeout ? "the deadline passed before the next attempt" : "cancelled");
+            return;
+        }
+        ex->status = CBX_STATUS_RETRYING;
+        ex->phase = PHASE_WAITING;
+        timer_at(ex, now_ns() + delay, resume);
+        return;
+    }
+    /* no policy: one attempt */
+    if (stop == STOP_CANCEL) {
+        json_decref(outputs);
+        finish(ex, CBX_STATUS_CANCELLED, CBX_ECANCELLED, "cancelled");
+    } else if (k == CBX_OUTCOME_SUCCESS) {
+        ex->res.outputs = outputs;
+        finish(ex, CBX_STATUS_SUCCESS, 0, NULL);
+    } else {
+        json_decref(outputs);
+        finish(ex, k == CBX_OUTCOME_TIMEOUT ? CBX_STATUS_TIMEOUT : CBX_STATUS_FAILED,
+               k == CBX_OUTCOME_TIMEOUT ? CBX_ETIMEDOUT : CBX_EFAILED, error);
+    }
+}
+
+/* A reported attempt (cbx_task_done, or a blocking run that returned in time). */
+void cbx__task_complete(cbx_task *t)
+{
+    cbx_execution *ex = t->ex;
+    attempt_finished(ex, t, t->outcome, t->outputs, t->metadata, t->error, t->retry_after_ns,
+                     t->quality);
+    free(t);
+}
+
+static void work_run(uv_work_t *w)
+{
+    cbx_task *t = CBX__CONTAINER(w, cbx_task, work);
+    cbx_err err;
+    cbx_err_clear(&err);
+    json_t *out = NULL, *meta = NULL;
+    cbx_outcome k = t->type->run(t, &out, &meta, &err);
+    t->outcome = (unsigned)k < CBX_OUTCOME__COUNT ? k : CBX_OUTCOME_ERROR;
+    t->outputs = out;
+    t->metadata = meta;
+    if (k != CBX_OUTCOME_SUCCESS && err.msg[0])
+        snprintf(t->error, sizeof t->error, "%s", err.msg);
+}
+
+static void work_done(uv_work_t *w, int status)
+{
+    cbx_task *t = CBX__CONTAINER(w, cbx_task, work);
+    (void)status;
+    if (t->abandoned) { /* its attempt was already ended by a timeout or cancel */
+        json_decref(t->outputs);
+        json_decref(t->metadata);
+        free(t);
+        return;
+    }
+    t->reported = 1;
+    cbx__task_complete(t);
+}
+
+/* Stop the attempt that is out. Asynchronous work is cancelled and reports later; blocking
+ * work gets its flag set and is left to finish on its own: its attempt ends now. */
+static void stop_task(cbx_task *t, int reason)
+{
+    int expected = STOP_NONE;
+    if (!atomic_compare_exchange_strong(&t->stop, &expected, reason))
+        return;
+    if (t->type->start) {
+        if (!t->reported)
+            t->type->cancel(t); /* ends in cbx_task_done, maybe at once */
+        return;
+    }
+    t->abandoned = 1;
+    attempt_finished(t->ex, t, reason == STOP_TIMEOUT ? CBX_OUTCOME_TIMEOUT : CBX_OUTCOME_IGNORED,
+                     NULL, NULL, NULL, 0, 1.0);
+}
+
+static void on_attempt_deadline(uv_timer_t *timer)
+{
+    cbx_execution *ex = CBX__CONTAINER(timer, cbx_execution, timer);
+    if (ex->task)
+        stop_task(ex->task, STOP_TIMEOUT);
+}
+
+static void start_task(cbx_execution *ex, uint64_t deadline)
+{
+    const cbx_executor_type *type = ex->type;
+    cbx_task *t = calloc(1, sizeof *t + type->task_size);
+    if (!t) {
+        release_named(ex);
+        finish(ex, CBX_STATUS_FAILED, -ENOMEM, "out of memory");
+        return;
+    }
+    t->ex = ex;
+    t->type = type;
+    t->attempt = ++ex->attempts;
+    t->start_ns = now_ns();
+    t->started_ms = cbx__wall_ms();
+    t->deadline_ns = deadline;
+    t->quality = 1.0;
+    t->outcome = CBX_OUTCOME_ERROR;
+    ex->task = t;
+    ex->status = CBX_STATUS_RUNNING;
+    ex->phase = PHASE_RUNNING;
+
+    if (type->before) {
+        cbx_err err;
+        cbx_err_clear(&err);
+        if (type->before(t, &err) < 0) {
+            t->reported = 1;
+            snprintf(t->error, sizeof t->error, "before hook: %.480s",
+                     err.msg[0] ? err.msg : cbx_strerror(err.code));
+            cbx__task_complete(t);
+            return;
+        }
+    }
+    if (deadline != UINT64_MAX)
+        timer_at(ex, deadline, on_attempt_deadline);
+    if (type->start) {
+        t->in_start = 1;
+        int r = type->start(t);
+        t->in_start = 0;
+        if (r < 0 && !t->reported) {
+            t->reported = 1;
+            snprintf(t->error, sizeof t->error, "could not start: %s", cbx_strerror(r));
+        }
+        if (t->reported)
+            cbx__task_complete(t);
+        return;
+    }
+    int r = uv_queue_work(ex->rt->loop, &t->work, work_run, work_done);
+    if (r < 0) {
+        t->reported = 1;
+        snprintf(t->error, sizeof t->error, "could not queue: %s", uv_strerror(r));
+        cbx__task_complete(t);
+    }
+}
+
+/* ---- admission ------------------------------------------------------------------------------ */
+
+/* A bulkhead slot was handed over (or the wait ended): go on from the loop, not from inside
+ * whichever execution gave the slot back. */
+static void on_slot(cbx_policy_run *run, int rc, void *ud)
+{
+    (void)run;
+    (void)rc;
+    cbx_execution *ex = ud;
+    uv_timer_start(&ex->timer, resume, 0, 0);
+}
+
+static void on_bulkhead_wait_deadline(uv_timer_t *timer)
+{
+    cbx_execution *ex = CBX__CONTAINER(timer, cbx_execution, timer);
+    cbx_bulkhead_expire(cbx_policy_bulkhead(ex->policy)); /* calls on_slot with a timeout */
+}
+
+static void next_attempt(cbx_execution *ex)
+{
+    ex->phase = PHASE_ADMITTING;
+    if (ex->cancel_reason) {
+        int timeout = ex->cancel_reason == STOP_TIMEOUT;
+        finish(ex, timeout ? CBX_STATUS_TIMEOUT : CBX_STATUS_CANCELLED,
+               timeout ? CBX_ETIMEDOUT : CBX_ECANCELLED, timeout ? "deadline passed" : "cancelled");
+        return;
+    }
+    uint64_t now = now_ns();
+    if (now >= ex->deadline_ns) {
+        finish(ex, CBX_STATUS_TIMEOUT, CBX_ETIMEDOUT, "the deadline passed");
+        return;
+    }
+    if (ex->breaker && !ex->named_held) {
+        cbx_breaker_rejection why;
+        cbx_permit p = cbx_breaker_store_acquire(
+            ex->rt->breakers, ex->breaker, ex->has_breaker_opts ? &ex->breaker_opts : NULL, &why);
+        if (p.rc) {
+            char line[384];
+            cbx_breaker_store_explain(ex->rt->breakers, ex->breaker, &why, line, sizeof line);
+            finish(ex, ex->attempts ? ex->status : CBX_STATUS_REJECTED, p.rc, line);
+            return;
+        }
+        ex->named_permit = p;
+        ex->named_held = 1;
+    }
+    uint64_t deadline = UINT64_MAX;
+    if (ex->policy) {
+        int r = cbx_policy_admit(ex->policy, &ex->run);
+        if (r == -EINPROGRESS) {
+            release_named(ex); /* taken again when the slot comes */
+            int w = cbx_policy_wait_slot(ex->policy, &ex->run, on_slot, ex);
+            if (w == 0) {
+                next_attempt(ex);
+                return;
+            }
+            if (w == -EINPROGRESS) {
+                if (ex->run.priv.waiter.deadline_ns != UINT64_MAX)
+                    timer_at(ex, ex->run.priv.waiter.deadline_ns, on_bulkhead_wait_deadline);
+                return;
+            }
+            r = cbx_policy_admit(ex->policy, &ex->run); /* reports the full queue */
+        }
+        if (r != 0) {
+            release_named(ex);
+            finish_from_policy(ex, ex->run.decision, NULL);
+            return;
+        }
+        deadline = ex->run.attempt_deadline_ns;
+    }
+    if (ex->timeout_ns && now + ex->timeout_ns < deadline)
+        deadline = now + ex->timeout_ns;
+    if (ex->deadline_ns < deadline)
+        deadline = ex->deadline_ns;
+    start_task(ex, deadline);
+}
+
+/* ---- entry points from runtime.c ----------------------------------------------------------- */
+
+void cbx__exec_begin(cbx_execution *ex)
+{
+    ex->started_ns = now_ns();
+    ex->res.queued_ns = ex->started_ns - ex->submitted_ns;
+    if (ex->policy) {
+        cbx_policy_begin(ex->policy, &ex->run);
+        ex->run_begun = 1;
+    }
+    next_attempt(ex);
+}
+
+void cbx__exec_cancel(cbx_execution *ex, int reason)
+{
+    if (ex->phase == PHASE_DONE || ex->cancel_reason)
+        return;
+    ex->cancel_reason = reason;
+    if (ex->run_begun && reason == STOP_CANCEL)
+        cbx_policy_run_cancel(&ex->run);
+    int timeout = reason == STOP_TIMEOUT;
+    cbx_status st = timeout ? CBX_STATUS_TIMEOUT : CBX_STATUS_CANCELLED;
+    int rc = timeout ? CBX_ETIMEDOUT : CBX_ECANCELLED;
+    const char *why = timeout ? "the overall deadline passed" : "cancelled";
+    switch (ex->phase) {
+    case PHASE_QUEUED:
+        finish(ex, st, rc, why);
+        break;
+    case PHASE_RUNNING:
+        if (ex->task)
+            stop_task(ex->task, reason);
+        break;
+    case PHASE_WAITING:
+        finish(ex, st, rc, why);
+        break;
+    case PHASE_ADMITTING:
+        if (ex->run_begun && cbx_policy_cancel_wait(ex->policy, &ex->run) == 0)
+            finish(ex, st, rc, why);
+        /* else the slot callback is on its way and will see cancel_reason */
+        break;
+    case PHASE_DONE:
+        break;
+    }
+}

@@ -1,0 +1,56 @@
+/* Results: release, JSON form, wall-clock stamps, execution ids. */
+#include "runtime/runtime_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+uint64_t cbx__wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void cbx_result_clear(cbx_result *r)
+{
+    if (!r)
+        return;
+    json_decref(r->outputs);
+    json_decref(r->metadata);
+    json_decref(r->attempts);
+    memset(r, 0, sizeof *r);
+}
+
+json_t *cbx_result_to_json(const cbx_result *r)
+{
+    json_t *j =
+        json_pack("{s:s, s:s, s:s, s:i, s:s, s:b, s:O?, s:O?, s:O?, s:i, s:I, s:f, s:f}", "id",
+                  r->id, "executor", r->executor, "status", cbx_status_name(r->status), "rc", r->rc,
+                  "error", r->error, "fallback_used", r->fallback_used, "outputs", r->outputs,
+                  "metadata", r->metadata, "attempts", r->attempts, "attempt_count",
+                  (int)r->attempt_count, "submitted_ms", (json_int_t)r->submitted_ms, "queued_ms",
+                  (double)r->queued_ns / 1e6, "duration_ms", (double)r->duration_ns / 1e6);
+    if (j && r->rc)
+        json_object_set_new(j, "rc_name", json_string(cbx_err_name(r->rc)));
+    return j;
+}
+
+/* splitmix64 over a per-runtime state seeded from getrandom: ids need to be unique, not secret. */
+static uint64_t next64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void cbx__uuid4(uint64_t *rng, char out[40])
+{
+    uint64_t a = next64(rng), b = next64(rng);
+    a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL; /* version 4 */
+    b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL; /* variant 10 */
+    snprintf(out, 40, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
+             (unsigned)((a >> 16) & 0xffff), (unsigned)(a & 0xffff), (unsigned)(b >> 48),
+             (unsigned long long)(b & 0xffffffffffffULL));
+}

@@ -1,0 +1,485 @@
+/* The runtime: submission, the bounded queue, concurrency slots, cancellation and the loops
+ * that wait for results. One attempt's life is in attempt.c. */
+#include "runtime/runtime_internal.h"
+
+#include "cbx/journal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+/* Defined by the http executor when it is linked in: releases the loop's curl multi handle. */
+void cbx__http_loop_cleanup(void *loop) __attribute__((weak));
+
+static const char *const status_names[] = {
+#define CBX__STATUS_STR(name, str) str,
+    CBX_STATUS_MAP(CBX__STATUS_STR)
+#undef CBX__STATUS_STR
+};
+
+const char *cbx_status_name(cbx_status s)
+{
+    return (unsigned)s < CBX_STATUS__COUNT ? status_names[s] : "unknown";
+}
+
+int cbx_status_parse(const char *name, cbx_status *out)
+{
+    for (unsigned i = 0; name && i < CBX_STATUS__COUNT; i++) {
+        if (strcmp(name, status_names[i]) == 0) {
+            *out = (cbx_status)i;
+            return 0;
+        }
+    }
+    return CBX_EPARSE;
+}
+
+/* ---- creation ------------------------------------------------------------------------------ */
+
+static void flush_journal(uv_timer_t *timer)
+{
+    cbx_runtime *rt = CBX__CONTAINER(timer, cbx_runtime, flush_timer);
+    rt->flush_armed = 0;
+    cbx_journal_flush(rt->journal, NULL);
+}
+
+void cbx__rt_journal_touch(cbx_runtime *rt)
+{
+    if (rt->flush_armed || rt->closing)
+        return;
+    rt->flush_armed = 1;
+    uv_timer_start(&rt->flush_timer, flush_journal, 5, 0);
+}
+
+int cbx_runtime_new(cbx_runtime **out, const cbx_runtime_opts *o, cbx_err *err)
+{
+    *out = NULL;
+    cbx_runtime_opts def = {0};
+    if (!o)
+        o = &def;
+    cbx_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return cbx_err_set(err, -ENOMEM, "runtime: out of memory");
+    int r;
+    if (o->loop) {
+        rt->loop = o->loop;
+    } else {
+        r = uv_loop_init(&rt->own_loop);
+        if (r < 0) {
+            free(rt);
+            return cbx_err_set(err, r, "runtime: uv_loop_init: %s", uv_strerror(r));
+        }
+        rt->loop = &rt->own_loop;
+        rt->owns_loop = 1;
+    }
+    cbx__link_init(&rt->queue);
+    cbx__link_init(&rt->active);
+    uv_timer_init(rt->loop, &rt->flush_timer);
+    rt->registry = o->registry;
+    if (!rt->registry) {
+        r = cbx_registry_new(&rt->registry, err);
+        if (r < 0)
+            goto fail;
+        rt->owns_registry = 1;
+    }
+    rt->breakers = o->breakers;
+    if (!rt->breakers) {
+        r = cbx_breaker_store_memory_new(&rt->breakers, err);
+        if (r < 0)
+            goto fail;
+        rt->owns_breakers = 1;
+    }
+    rt->journal = o->journal;
+    rt->max_concurrent = o->max_concurrent ? o->max_concurrent : 64;
+    rt->max_queued = o->max_queued ? o->max_queued : 100000;
+    rt->kill_grace_ns = o->kill_grace_ns ? o->kill_grace_ns : 2 * CBX_NS_PER_S;
+    if (getrandom(&rt->rng, sizeof rt->rng, 0) != sizeof rt->rng)
+        rt->rng = cbx_clock_now_ns(NULL) ^ (uint64_t)(uintptr_t)rt;
+    *out = rt;
+    return 0;
+fail:
+    cbx_runtime_free(rt);
+    return r;
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void cbx_runtime_free(cbx_runtime *rt)
+{
+    if (!rt)
+        return;
+    cbx_runtime_cancel_all(rt);
+    cbx_runtime_run(rt);
+    rt->closing = 1;
+    uv_timer_stop(&rt->flush_timer);
+    uv_close((uv_handle_t *)&rt->flush_timer, NULL);
+    if (cbx__http_loop_cleanup)
+        cbx__http_loop_cleanup(rt->loop);
+    uv_run(rt->loop, UV_RUN_DEFAULT);
+    if (rt->journal)
+        cbx_journal_flush(rt->journal, NULL);
+    if (rt->owns_loop) {
+        uv_walk(rt->loop, walk_close, NULL);
+        uv_run(rt->loop, UV_RUN_DEFAULT);
+        uv_loop_close(rt->loop);
+    }
+    if (rt->owns_breakers)
+        cbx_breaker_store_free(rt->breakers);
+    if (rt->owns_registry)
+        cbx_registry_free(rt->registry);
+    free(rt);
+}
+
+cbx_registry *cbx_runtime_registry(cbx_runtime *rt)
+{
+    return rt->registry;
+}
+
+cbx_breaker_store *cbx_runtime_breakers(cbx_runtime *rt)
+{
+    return rt->breakers;
+}
+
+void *cbx_runtime_loop(cbx_runtime *rt)
+{
+    return rt->loop;
+}
+
+uint64_t cbx_runtime_kill_grace_ns(const cbx_runtime *rt)
+{
+    return rt->kill_grace_ns;
+}
+
+const char *cbx_execution_id(const cbx_execution *ex)
+{
+    return ex->id;
+}
+
+cbx_status cbx_execution_status(const cbx_execution *ex)
+{
+    return ex->status;
+}
+
+/* ---- scheduling ---------------------------------------------------------------------------- */
+
+static void schedule(cbx_runtime *rt)
+{
+    while (rt->nactive < rt->max_concurrent && !cbx__link_empty(&rt->queue)) {
+        cbx_execution *ex = CBX__CONTAINER(rt->queue.next, cbx_execution, link);
+        cbx__link_remove(&ex->link);
+        rt->nqueued--;
+        cbx__link_push(&rt->active, &ex->link);
+        rt->nactive++;
+        ex->in_active = 1;
+        cbx__exec_begin(ex);
+    }
+}
+
+static void free_execution(cbx_execution *ex)
+{
+    if (!ex->res_taken)
+        cbx_result_clear(&ex->res);
+    json_decref(ex->params);
+    free(ex->breaker);
+    free(ex->fallback_key);
+    free(ex->tag);
+    free(ex);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free_execution(CBX__CONTAINER(h, cbx_execution, timer));
+}
+
+void cbx__rt_execution_done(cbx_execution *ex)
+{
+    cbx_runtime *rt = ex->rt;
+    cbx__link_remove(&ex->link);
+    if (ex->in_active)
+        rt->nactive--;
+    else
+        rt->nqueued--;
+    if (ex->on_done)
+        ex->on_done(ex, &ex->res, ex->ud);
+    uv_close((uv_handle_t *)&ex->timer, on_timer_closed);
+    schedule(rt);
+}
+
+/* ---- submission ---------------------------------------------------------------------------- */
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* A request refused before it was queued: journaled, reported, gone. */
+static int refuse(cbx_runtime *rt, const cbx_request *req, int rc, const char *why)
+{
+    cbx_execution ex = {.rt = rt, .status = CBX_STATUS_REJECTED};
+    cbx__uuid4(&rt->rng, ex.id);
+    cbx_result *r = &ex.res;
+    snprintf(r->id, sizeof r->id, "%s", ex.id);
+    snprintf(r->executor, sizeof r->executor, "%s", req->executor ? req->executor : "");
+    r->status = CBX_STATUS_REJECTED;
+    r->rc = rc;
+    r->submitted_ms = cbx__wall_ms();
+    snprintf(r->error, sizeof r->error, "%s", why);
+    r->attempts = json_array();
+    if (rt->journal) {
+        cbx_journal_end e = {.execution_id = ex.id,
+                             .status = "rejected",
+                             .rc = rc,
+                             .error = r->error,
+                             .ended_ms = r->submitted_ms};
+        cbx_journal_execution_start(rt->journal,
+                                    &(cbx_journal_execution){.id = ex.id,
+                                                             .executor = r->executor,
+                                                             .tag = req->tag,
+                                                             .breaker = req->breaker,
+                                                             .submitted_ms = r->submitted_ms},
+                                    NULL);
+        cbx_journal_execution_end(rt->journal, &e, NULL);
+        cbx__rt_journal_touch(rt);
+    }
+    if (req->on_done)
+        req->on_done(&ex, r, req->ud);
+    if (!ex.res_taken)
+        cbx_result_clear(r);
+    return rc;
+}
+
+int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **out, cbx_diag *diag)
+{
+    if (out)
+        *out = NULL;
+    char why[600];
+    const cbx_executor_type *type =
+        req->executor ? cbx_registry_find(rt->registry, req->executor) : NULL;
+    if (!type) {
+        snprintf(why, sizeof why, "unknown executor type '%s'",
+                 req->executor ? req->executor : "(none)");
+        if (diag)
+            cbx_diag_add(diag, CBX_EUNKNOWN_TYPE, req->executor ? req->executor : "", 0, 0, "%s",
+                         why);
+        return refuse(rt, req, CBX_EUNKNOWN_TYPE, why);
+    }
+    json_t *params = NULL;
+    cbx_diag local = {0};
+    cbx_diag *d = diag ? diag : &local;
+    size_t before = d->n;
+    json_t *empty = req->params ? NULL : json_object();
+    int r = cbx_registry_validate(rt->registry, req->executor, req->params ? req->params : empty,
+                                  &params, d);
+    json_decref(empty);
+    if (r < 0) {
+        cbx_err first;
+        cbx_diag tail = {.n = d->n - before, .cap = 0, .items = d->items + before};
+        cbx_diag_first(&tail, &first);
+        char loc[300] = "";
+        if (first.where[0])
+            snprintf(loc, sizeof loc, "%s: ", first.where);
+        snprintf(why, sizeof why, "%s: %s%s", req->executor, loc, first.msg);
+        cbx_diag_clear(&local);
+        return refuse(rt, req, r, why);
+    }
+    if (rt->nqueued >= rt->max_queued) {
+        json_decref(params);
+        snprintf(why, sizeof why, "the runtime's queue is full (%u waiting)", rt->nqueued);
+        return refuse(rt, req, CBX_EQUEUE_FULL, why);
+    }
+
+    cbx_execution *ex = calloc(1, sizeof *ex);
+    if (!ex) {
+        json_decref(params);
+        return -ENOMEM;
+    }
+    ex->rt = rt;
+    cbx__uuid4(&rt->rng, ex->id);
+    ex->type = type;
+    ex->params = params;
+    ex->policy = req->policy;
+    ex->breaker = dup_or_null(req->breaker);
+    if (req->breaker_opts) {
+        ex->breaker_opts = *req->breaker_opts;
+        ex->has_breaker_opts = 1;
+    }
+    ex->timeout_ns = req->timeout_ns;
+    ex->submitted_ns = cbx_clock_now_ns(NULL);
+    ex->deadline_ns = req->deadline_ns ? ex->submitted_ns + req->deadline_ns : UINT64_MAX;
+    ex->fallback_key = dup_or_null(req->fallback_key);
+    ex->tag = dup_or_null(req->tag);
+    ex->on_done = req->on_done;
+    ex->ud = req->ud;
+    ex->status = CBX_STATUS_PENDING;
+    ex->phase = PHASE_QUEUED;
+    uv_timer_init(rt->loop, &ex->timer);
+    cbx_result *res = &ex->res;
+    snprintf(res->id, sizeof res->id, "%s", ex->id);
+    snprintf(res->executor, sizeof res->executor, "%s", type->name);
+    res->submitted_ms = cbx__wall_ms();
+    res->attempts = json_array();
+
+    if (rt->journal) {
+        json_t *shown = cbx_schema_redact(type->params, params);
+        cbx_journal_execution e = {.id = ex->id,
+                                   .executor = type->name,
+                                   .params = shown,
+                                   .tag = ex->tag,
+                                   .breaker = ex->breaker,
+                                   .policy = req->policy ? cbx_policy_name(req->policy) : NULL,
+                                   .submitted_ms = res->submitted_ms};
+        cbx_journal_execution_start(rt->journal, &e, NULL);
+        json_decref(shown);
+        cbx__rt_journal_touch(rt);
+    }
+    cbx__link_push(&rt->queue, &ex->link);
+    rt->nqueued++;
+    if (out)
+        *out = ex;
+    schedule(rt);
+    return 0;
+}
+
+/* ---- cancelling and waiting ------------------------------------------------------------------ */
+
+int cbx_runtime_cancel(cbx_runtime *rt, cbx_execution *ex)
+{
+    (void)rt;
+    if (!ex || ex->phase == PHASE_DONE)
+        return -ENOENT;
+    cbx__exec_cancel(ex, STOP_CANCEL);
+    return 0;
+}
+
+static void cancel_list(cbx_link *head, int reason)
+{
+    /* Cancelling may finish an execution and unlink it, and start queued ones: take them one
+     * at a time from the front, skipping those already being stopped. */
+    for (cbx_link *l = head->next; l != head;) {
+        cbx_execution *ex = CBX__CONTAINER(l, cbx_execution, link);
+        l = l->next;
+        if (!ex->cancel_reason) {
+            cbx__exec_cancel(ex, reason);
+            l = head->next;
+        }
+    }
+}
+
+void cbx_runtime_cancel_all(cbx_runtime *rt)
+{
+    cancel_list(&rt->queue, STOP_CANCEL);
+    cancel_list(&rt->active, STOP_CANCEL);
+}
+
+int cbx_runtime_run(cbx_runtime *rt)
+{
+    while (rt->nactive || rt->nqueued) {
+        uv_run(rt->loop, UV_RUN_ONCE);
+    }
+    return 0;
+}
+
+typedef struct one_wait {
+    cbx_result *out;
+    int done;
+} one_wait;
+
+static void take_result(cbx_execution *ex, const cbx_result *res, void *ud)
+{
+    one_wait *w = ud;
+    *w->out = *res; /* the references move to the caller */
+    if (ex->rt)
+        ex->res_taken = 1;
+    w->done = 1;
+}
+
+int cbx_runtime_execute(cbx_runtime *rt, const cbx_request *req, cbx_result *res, cbx_diag *diag)
+{
+    memset(res, 0, sizeof *res);
+    one_wait w = {.out = res};
+    cbx_request q = *req;
+    q.on_done = take_result;
+    q.ud = &w;
+    cbx_runtime_submit(rt, &q, NULL, diag);
+    while (!w.done)
+        uv_run(rt->loop, UV_RUN_ONCE);
+    return res->status == CBX_STATUS_SUCCESS || res->fallback_used ? 0 : res->rc;
+}
+
+typedef struct many_wait {
+    cbx_result *res;
+    cbx_execution **ex;
+    size_t left;
+    size_t n;
+} many_wait;
+
+typedef struct many_slot {
+    many_wait *m;
+    size_t i;
+} many_slot;
+
+static void take_one_of_many(cbx_execution *ex, const cbx_result *res, void *ud)
+{
+    many_slot *s = ud;
+    s->m->res[s->i] = *res;
+    s->m->ex[s->i] = NULL;
+    if (ex->rt)
+        ex->res_taken = 1;
+    s->m->left--;
+}
+
+static void many_deadline(uv_timer_t *timer)
+{
+    many_wait *m = timer->data;
+    for (size_t i = 0; i < m->n; i++)
+        if (m->ex[i])
+            cbx__exec_cancel(m->ex[i], STOP_TIMEOUT);
+}
+
+size_t cbx_runtime_execute_many(cbx_runtime *rt, const cbx_request *reqs, size_t n,
+                                uint64_t overall_timeout_ns, cbx_result *res)
+{
+    memset(res, 0, n * sizeof *res);
+    many_slot *slots = calloc(n ? n : 1, sizeof *slots);
+    cbx_execution **exs = calloc(n ? n : 1, sizeof *exs);
+    many_wait m = {.res = res, .ex = exs, .left = n, .n = n};
+    if (!slots || !exs) {
+        free(slots);
+        free(exs);
+        for (size_t i = 0; i < n; i++) {
+            res[i].status = CBX_STATUS_REJECTED;
+            res[i].rc = -ENOMEM;
+        }
+        return 0;
+    }
+    uv_timer_t timer;
+    uv_timer_init(rt->loop, &timer);
+    timer.data = &m;
+    if (overall_timeout_ns)
+        uv_timer_start(&timer, many_deadline,
+                       (overall_timeout_ns + CBX_NS_PER_MS - 1) / CBX_NS_PER_MS, 0);
+    for (size_t i = 0; i < n; i++) {
+        slots[i] = (many_slot){&m, i};
+        cbx_request q = reqs[i];
+        q.on_done = take_one_of_many;
+        q.ud = &slots[i];
+        cbx_runtime_submit(rt, &q, &exs[i], NULL);
+    }
+    while (m.left)
+        uv_run(rt->loop, UV_RUN_ONCE);
+    uv_timer_stop(&timer);
+    uv_close((uv_handle_t *)&timer, NULL);
+    uv_run(rt->loop, UV_RUN_NOWAIT); /* let the close complete before the stack frame goes */
+    free(slots);
+    free(exs);
+    size_t ok = 0;
+    for (size_t i = 0; i < n; i++)
+        ok += res[i].status == CBX_STATUS_SUCCESS;
+    return ok;
+}

@@ -1,0 +1,137 @@
+/* The runtime's insides: executions, their attempts (tasks), and the runtime itself. Shared by
+ * runtime.c (queue, scheduling, the public API), attempt.c (one attempt's life), task.c (what
+ * executors see) and result.c. */
+#ifndef CBX_RUNTIME_INTERNAL_H
+#define CBX_RUNTIME_INTERNAL_H
+
+#include "cbx/runtime.h"
+
+#include <stdatomic.h>
+#include <uv.h>
+
+typedef struct cbx_link {
+    struct cbx_link *prev, *next;
+} cbx_link;
+
+/* Why an attempt is being stopped. */
+enum { STOP_NONE = 0, STOP_TIMEOUT, STOP_CANCEL };
+
+struct cbx_task {
+    cbx_execution *ex;
+    const cbx_executor_type *type;
+    uint32_t attempt;
+    uint64_t start_ns, deadline_ns; /* monotonic */
+    uint64_t started_ms;            /* wall clock */
+    atomic_int stop;                /* STOP_*: set on the loop thread, read by pool threads */
+    int in_start;                   /* inside type->start: completion is deferred */
+    int reported;                   /* cbx_task_done (or run's return) happened */
+    int abandoned;                  /* the execution moved on; free when the work returns */
+    /* what the attempt produced */
+    cbx_outcome outcome;
+    json_t *outputs, *metadata;
+    char error[512];
+    uint64_t retry_after_ns;
+    double quality;
+    uv_work_t work; /* blocking executors */
+    _Alignas(16) unsigned char state[];
+};
+
+typedef enum exec_phase {
+    PHASE_QUEUED,    /* waiting for a concurrency slot */
+    PHASE_ADMITTING, /* between attempts, or waiting for a bulkhead slot */
+    PHASE_RUNNING,   /* an attempt is out */
+    PHASE_WAITING,   /* the retry delay */
+    PHASE_DONE,
+} exec_phase;
+
+struct cbx_execution {
+    cbx_link link; /* in rt->queue or rt->active */
+    cbx_runtime *rt;
+    char id[40];
+    const cbx_executor_type *type;
+    json_t *params; /* normalized, owned */
+    cbx_policy *policy;
+    cbx_policy_run run; /* when policy */
+    int run_begun;
+    char *breaker; /* named breaker in rt's store */
+    cbx_breaker_opts breaker_opts;
+    int has_breaker_opts;
+    cbx_permit named_permit;
+    int named_held;
+    uint64_t timeout_ns;  /* per attempt, from the request; 0 = policy's */
+    uint64_t deadline_ns; /* absolute monotonic; UINT64_MAX = none */
+    char *fallback_key, *tag;
+    cbx_done_fn on_done;
+    void *ud;
+    cbx_status status;
+    exec_phase phase;
+    cbx_task *task;    /* the attempt out, if any */
+    uint32_t attempts; /* attempts started */
+    uv_timer_t timer;  /* attempt deadline, retry delay, bulkhead wait */
+    int timer_live;    /* the timer handle is initialised (closing is async) */
+    int cancel_reason; /* STOP_* requested for the whole execution */
+    uint64_t submitted_ns, started_ns;
+    cbx_result res; /* filled as it goes */
+    int res_taken;  /* an internal done callback took res's references */
+    int in_active;  /* counted in rt->nactive (else in rt->nqueued) */
+};
+
+struct cbx_runtime {
+    uv_loop_t *loop;
+    uv_loop_t own_loop;
+    int owns_loop;
+    cbx_registry *registry;
+    int owns_registry;
+    cbx_journal *journal;
+    cbx_breaker_store *breakers;
+    int owns_breakers;
+    uint32_t max_concurrent, max_queued;
+    uint64_t kill_grace_ns;
+    cbx_link queue, active; /* queued; admitted (running, waiting, retrying) */
+    uint32_t nqueued, nactive;
+    uv_timer_t flush_timer; /* commits the journal shortly after writes */
+    int flush_armed;
+    uint64_t rng; /* for execution ids */
+    int closing;
+};
+
+/* runtime.c */
+void cbx__rt_journal_touch(cbx_runtime *rt);
+void cbx__rt_execution_done(cbx_execution *ex);
+
+/* attempt.c */
+void cbx__exec_begin(cbx_execution *ex);
+void cbx__exec_cancel(cbx_execution *ex, int reason);
+void cbx__task_complete(cbx_task *t);
+
+/* result.c */
+uint64_t cbx__wall_ms(void);
+
+/* ids */
+void cbx__uuid4(uint64_t *rng, char out[40]);
+
+static inline void cbx__link_init(cbx_link *l)
+{
+    l->prev = l->next = l;
+}
+static inline int cbx__link_empty(const cbx_link *l)
+{
+    return l->next == l;
+}
+static inline void cbx__link_push(cbx_link *head, cbx_link *l)
+{
+    l->prev = head->prev;
+    l->next = head;
+    head->prev->next = l;
+    head->prev = l;
+}
+static inline void cbx__link_remove(cbx_link *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    l->prev = l->next = l;
+}
+
+#define CBX__CONTAINER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+#endif

@@ -1,0 +1,84 @@
+/* What an executor sees of its attempt. */
+#include "runtime/runtime_internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+const json_t *cbx_task_params(const cbx_task *t)
+{
+    return t->ex->params;
+}
+
+void *cbx_task_state(cbx_task *t)
+{
+    return t->type->task_size ? t->state : NULL;
+}
+
+void *cbx_task_loop(cbx_task *t)
+{
+    return t->ex->rt->loop;
+}
+
+const cbx_executor_type *cbx_task_type(const cbx_task *t)
+{
+    return t->type;
+}
+
+uint32_t cbx_task_attempt(const cbx_task *t)
+{
+    return t->attempt;
+}
+
+uint64_t cbx_task_deadline_ns(const cbx_task *t)
+{
+    return t->deadline_ns;
+}
+
+cbx_clock *cbx_task_clock(const cbx_task *t)
+{
+    (void)t;
+    return cbx_clock_monotonic();
+}
+
+const char *cbx_task_execution_id(const cbx_task *t)
+{
+    return t->ex->id;
+}
+
+int cbx_task_cancelled(const cbx_task *t)
+{
+    return atomic_load_explicit(&((cbx_task *)t)->stop, memory_order_acquire) != STOP_NONE;
+}
+
+void cbx_task_set_retry_after(cbx_task *t, uint64_t ns)
+{
+    t->retry_after_ns = ns;
+}
+
+void cbx_task_set_quality(cbx_task *t, double quality)
+{
+    t->quality = quality;
+}
+
+void cbx_task_done(cbx_task *t, cbx_outcome k, json_t *outputs, json_t *metadata,
+                   const char *error_fmt, ...)
+{
+    if (t->reported) { /* a second report is a bug in the executor: keep the first */
+        json_decref(outputs);
+        json_decref(metadata);
+        return;
+    }
+    t->reported = 1;
+    t->outcome = (unsigned)k < CBX_OUTCOME__COUNT ? k : CBX_OUTCOME_ERROR;
+    t->outputs = outputs;
+    t->metadata = metadata;
+    if (error_fmt) {
+        va_list ap;
+        va_start(ap, error_fmt);
+        vsnprintf(t->error, sizeof t->error, error_fmt, ap);
+        va_end(ap);
+    }
+    if (t->in_start)
+        return; /* finished inside start(): completed when start returns */
+    cbx__task_complete(t);
+}
