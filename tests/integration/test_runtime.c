@@ -1,0 +1,457 @@
+/* The runtime with executor types defined here: an asynchronous one on a libuv timer and a
+ * blocking one on the thread pool. Real loop, real timers, real threads. */
+#include "cbx/policy.h"
+#include "cbx/runtime.h"
+
+#include <criterion/criterion.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+/* ---- an asynchronous executor: answers after delay_ms, or fails, or hangs ------------------ */
+
+static int starts, cancels, befores, afters, running, max_running;
+
+typedef struct {
+    uv_timer_t timer;
+    cbx_task *task;
+} async_state;
+
+static void async_closed(uv_handle_t *h)
+{
+    async_state *s = h->data;
+    cbx_task *t = s->task;
+    const json_t *p = cbx_task_params(t);
+    const char *mode = json_string_value(json_object_get(p, "mode"));
+    running--;
+    if (cbx_task_cancelled(t)) {
+        cbx_task_done(t, CBX_OUTCOME_ERROR, NULL, json_pack("{s:b}", "cancelled", 1), "stopped");
+        return;
+    }
+    int *fails_left = cbx_task_type(t)->data;
+    if (strcmp(mode, "flaky") == 0 && *fails_left > 0) {
+        --*fails_left;
+        cbx_task_done(t, CBX_OUTCOME_ERROR, NULL, NULL, "flaky: %d failures to go", *fails_left);
+    } else if (strcmp(mode, "fail") == 0) {
+        cbx_task_done(t, CBX_OUTCOME_ERROR, NULL, NULL, "failed as asked");
+    } else if (strcmp(mode, "busy") == 0) {
+        cbx_task_set_retry_after(t, 150 * CBX_NS_PER_MS);
+        cbx_task_done(t, CBX_OUTCOME_RATE_LIMITED, NULL, NULL, "busy, come back later");
+    } else {
+        json_t *v = json_object_get(p, "value");
+        cbx_task_done(t, CBX_OUTCOME_SUCCESS, json_pack("{s:O?}", "value", v),
+                      json_pack("{s:i}", "attempt", (int)cbx_task_attempt(t)), NULL);
+    }
+}
+
+static void async_fire(uv_timer_t *timer)
+{
+    uv_close((uv_handle_t *)timer, async_closed);
+}
+
+static int async_start(cbx_task *t)
+{
+    async_state *s = cbx_task_state(t);
+    s->task = t;
+    starts++;
+    if (++running > max_running)
+        max_running = running;
+    uv_timer_init(cbx_task_loop(t), &s->timer);
+    s->timer.data = s;
+    const json_t *p = cbx_task_params(t);
+    if (strcmp(json_string_value(json_object_get(p, "mode")), "hang") == 0)
+        return 0; /* never fires: only a cancel ends it */
+    uv_timer_start(&s->timer, async_fire,
+                   (uint64_t)json_integer_value(json_object_get(p, "delay_ms")), 0);
+    return 0;
+}
+
+static void async_cancel(cbx_task *t)
+{
+    async_state *s = cbx_task_state(t);
+    cancels++;
+    uv_timer_stop(&s->timer);
+    if (!uv_is_closing((uv_handle_t *)&s->timer))
+        uv_close((uv_handle_t *)&s->timer, async_closed);
+}
+
+static int count_before(cbx_task *t, cbx_err *err)
+{
+    (void)t;
+    (void)err;
+    befores++;
+    return 0;
+}
+
+static void count_after(cbx_task *t, cbx_task_result *r)
+{
+    (void)t;
+    (void)r;
+    afters++;
+}
+
+static const char *const modes[] = {"ok", "fail", "flaky", "hang", "busy", NULL};
+static const cbx_param async_params[] = {
+    {.name = "mode", .type = CBX_PARAM_STRING, .default_json = "\"ok\"", .enum_values = modes},
+    {.name = "delay_ms", .type = CBX_PARAM_INTEGER, .default_json = "1", .has_min = 1, .min = 0},
+    {.name = "value", .type = CBX_PARAM_ANY},
+    {.name = NULL},
+};
+static int fails_left;
+static const cbx_executor_type async_type = {
+    .abi = CBX_EXECUTOR_ABI,
+    .name = "t_async",
+    .summary = "test executor on a timer",
+    .params = async_params,
+    .task_size = sizeof(async_state),
+    .data = &fails_left,
+    .before = count_before,
+    .after = count_after,
+    .start = async_start,
+    .cancel = async_cancel,
+};
+
+/* ---- a blocking executor: sleeps in slices, watching its cancel flag ---------------------- */
+
+static atomic_int block_finished;
+
+static cbx_outcome block_run(cbx_task *t, json_t **out, json_t **meta, cbx_err *err)
+{
+    (void)meta;
+    (void)err;
+    int64_t ms = json_integer_value(json_object_get(cbx_task_params(t), "sleep_ms"));
+    int ignore = json_is_true(json_object_get(cbx_task_params(t), "ignore_cancel"));
+    for (int64_t i = 0; i < ms; i++) {
+        if (!ignore && cbx_task_cancelled(t))
+            break;
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    atomic_fetch_add(&block_finished, 1);
+    *out = json_pack("{s:s}", "late", "yes");
+    return CBX_OUTCOME_SUCCESS;
+}
+
+static const cbx_param block_params[] = {
+    {.name = "sleep_ms", .type = CBX_PARAM_INTEGER, .required = 1},
+    {.name = "ignore_cancel", .type = CBX_PARAM_BOOLEAN, .default_json = "false"},
+    {.name = NULL},
+};
+static const cbx_executor_type block_type = {
+    .abi = CBX_EXECUTOR_ABI,
+    .name = "t_block",
+    .summary = "test executor on the thread pool",
+    .params = block_params,
+    .run = block_run,
+};
+
+/* ---- fixture -------------------------------------------------------------------------------- */
+
+static cbx_runtime *rt;
+static cbx_registry *reg;
+
+static void setup(void)
+{
+    starts = cancels = befores = afters = running = max_running = 0;
+    fails_left = 0;
+    atomic_store(&block_finished, 0);
+    cr_assert_eq(cbx_registry_new(&reg, NULL), 0);
+    cbx_err err;
+    cr_assert_eq(cbx_registry_register(reg, &async_type, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_registry_register(reg, &block_type, &err), 0, "%s", err.msg);
+    cbx_runtime_opts o = {.registry = reg, .max_concurrent = 8, .max_queued = 50};
+    cr_assert_eq(cbx_runtime_new(&rt, &o, &err), 0, "%s", err.msg);
+}
+
+static void teardown(void)
+{
+    cbx_runtime_free(rt);
+    cbx_registry_free(reg);
+}
+
+static cbx_policy *policy(const char *json)
+{
+    json_error_t je;
+    json_t *b = json_loads(json, 0, &je);
+    cr_assert_not_null(b, "%s", je.text);
+    cbx_policy *p;
+    cbx_err err;
+    cr_assert_eq(cbx_policy_new_json(&p, b, NULL, &err), 0, "%s: %s", err.where, err.msg);
+    json_decref(b);
+    return p;
+}
+
+static json_t *params(const char *json)
+{
+    json_t *j = json_loads(json, 0, NULL);
+    cr_assert_not_null(j);
+    return j;
+}
+
+TestSuite(runtime, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(runtime, one_attempt_succeeds_with_outputs_and_hooks)
+{
+    json_t *p = params("{\"value\": [1, 2]}");
+    cbx_result r;
+    int rc = cbx_runtime_execute(rt, &(cbx_request){.executor = "t_async", .params = p}, &r, NULL);
+    cr_assert_eq(rc, 0, "%s", r.error);
+    cr_assert_eq(r.status, CBX_STATUS_SUCCESS);
+    cr_assert_eq(r.attempt_count, 1);
+    cr_assert(json_equal(json_object_get(r.outputs, "value"), json_object_get(p, "value")));
+    cr_assert_eq(json_array_size(r.attempts), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(r.attempts, 0), "outcome")),
+                     "success");
+    cr_assert_eq(befores, 1);
+    cr_assert_eq(afters, 1);
+    cr_assert_eq(strlen(r.id), 36);
+    cbx_result_clear(&r);
+    json_decref(p);
+}
+
+Test(runtime, retries_until_success_under_the_policy)
+{
+    cbx_policy *pol = policy("{\"retry\": {\"attempts\": 4, \"backoff\": \"fixed\", \"initial\": "
+                             "\"5ms\", \"jitter\": \"none\"}}");
+    fails_left = 2;
+    json_t *p = params("{\"mode\": \"flaky\"}");
+    cbx_result r;
+    int rc = cbx_runtime_execute(
+        rt, &(cbx_request){.executor = "t_async", .params = p, .policy = pol}, &r, NULL);
+    cr_assert_eq(rc, 0, "%s", r.error);
+    cr_assert_eq(r.attempt_count, 3);
+    cr_assert_eq(json_array_size(r.attempts), 3);
+    cr_assert_eq(befores, 3, "before ran %d times", befores);
+    cr_assert_eq(afters, 3);
+    cbx_result_clear(&r);
+    json_decref(p);
+    cbx_policy_free(pol);
+}
+
+Test(runtime, failure_after_every_attempt_names_the_last_error)
+{
+    cbx_policy *pol = policy("{\"retry\": {\"attempts\": 3, \"initial\": \"1ms\"}}");
+    json_t *p = params("{\"mode\": \"fail\"}");
+    cbx_result r;
+    int rc = cbx_runtime_execute(
+        rt, &(cbx_request){.executor = "t_async", .params = p, .policy = pol}, &r, NULL);
+    cr_assert_neq(rc, 0);
+    cr_assert_eq(r.status, CBX_STATUS_FAILED);
+    cr_assert_eq(r.attempt_count, 3);
+    cr_assert(strstr(r.error, "failed as asked") || strstr(r.error, "retries"), "%s", r.error);
+    cbx_result_clear(&r);
+    json_decref(p);
+    cbx_policy_free(pol);
+}
+
+Test(runtime, an_attempt_past_its_timeout_is_cancelled)
+{
+    json_t *p = params("{\"mode\": \"hang\"}");
+    cbx_result r;
+    cbx_runtime_execute(
+        rt, &(cbx_request){.executor = "t_async", .params = p, .timeout_ns = 50 * CBX_NS_PER_MS},
+        &r, NULL);
+    cr_assert_eq(r.status, CBX_STATUS_TIMEOUT, "%s", cbx_status_name(r.status));
+    cr_assert_eq(r.rc, CBX_ETIMEDOUT);
+    cr_assert_eq(cancels, 1);
+    cr_assert_geq(r.duration_ns, 50 * CBX_NS_PER_MS);
+    /* the executor's own metadata from the cancelled attempt is kept */
+    cr_assert(json_is_true(json_object_get(r.metadata, "cancelled")));
+    cbx_result_clear(&r);
+    json_decref(p);
+}
+
+Test(runtime, a_blocking_run_past_its_timeout_is_abandoned_and_its_late_result_dropped)
+{
+    json_t *p = params("{\"sleep_ms\": 400, \"ignore_cancel\": true}");
+    cbx_result r;
+    cbx_runtime_execute(
+        rt, &(cbx_request){.executor = "t_block", .params = p, .timeout_ns = 30 * CBX_NS_PER_MS},
+        &r, NULL);
+    cr_assert_eq(r.status, CBX_STATUS_TIMEOUT);
+    cr_assert_null(r.outputs, "the late result must be discarded");
+    cr_assert_lt(r.duration_ns, 300 * CBX_NS_PER_MS, "the attempt ended at its deadline");
+    cr_assert_eq(atomic_load(&block_finished), 0);
+    cbx_result_clear(&r);
+    json_decref(p);
+    /* cbx_runtime_free (teardown) waits for the pool thread; nothing leaks (ASan checks). */
+}
+
+Test(runtime, a_blocking_run_sees_its_cancel_flag)
+{
+    json_t *p = params("{\"sleep_ms\": 5000}");
+    cbx_result r;
+    cbx_runtime_execute(
+        rt, &(cbx_request){.executor = "t_block", .params = p, .timeout_ns = 20 * CBX_NS_PER_MS},
+        &r, NULL);
+    cr_assert_eq(r.status, CBX_STATUS_TIMEOUT);
+    while (atomic_load(&block_finished) == 0) /* it stops early, long before 5 s */
+        uv_run(cbx_runtime_loop(rt), UV_RUN_ONCE);
+    cbx_result_clear(&r);
+    json_decref(p);
+}
+
+Test(runtime, bad_requests_are_refused_with_every_problem)
+{
+    cbx_result r;
+    int rc = cbx_runtime_execute(rt, &(cbx_request){.executor = "nope"}, &r, NULL);
+    cr_assert_eq(rc, CBX_EUNKNOWN_TYPE);
+    cr_assert_eq(r.status, CBX_STATUS_REJECTED);
+    cr_assert(strstr(r.error, "nope"), "%s", r.error);
+    cbx_result_clear(&r);
+
+    cbx_diag d = {0};
+    json_t *p = params("{\"mode\": \"sideways\", \"delay_ms\": \"soon\", \"colour\": 1}");
+    rc = cbx_runtime_execute(rt, &(cbx_request){.executor = "t_async", .params = p}, &r, &d);
+    cr_assert_eq(rc, CBX_EINVAL_CONFIG);
+    cr_assert_eq(r.status, CBX_STATUS_REJECTED);
+    cr_assert_geq(d.n, 3, "every problem at once, got %zu", d.n);
+    cr_assert_eq(starts, 0, "nothing ran");
+    cbx_diag_clear(&d);
+    cbx_result_clear(&r);
+    json_decref(p);
+}
+
+typedef struct {
+    int done;
+    cbx_status status;
+} seen;
+
+static void note_done(cbx_execution *ex, const cbx_result *res, void *ud)
+{
+    (void)ex;
+    seen *s = ud;
+    s->done++;
+    s->status = res->status;
+}
+
+Test(runtime, cancel_stops_a_running_execution)
+{
+    json_t *p = params("{\"mode\": \"hang\"}");
+    seen s = {0};
+    cbx_execution *ex;
+    cr_assert_eq(
+        cbx_runtime_submit(
+            rt, &(cbx_request){.executor = "t_async", .params = p, .on_done = note_done, .ud = &s},
+            &ex, NULL),
+        0);
+    for (int i = 0; i < 3; i++)
+        uv_run(cbx_runtime_loop(rt), UV_RUN_NOWAIT);
+    cr_assert_eq(cbx_execution_status(ex), CBX_STATUS_RUNNING);
+    cr_assert_eq(cbx_runtime_cancel(rt, ex), 0);
+    cbx_runtime_run(rt);
+    cr_assert_eq(s.done, 1);
+    cr_assert_eq(s.status, CBX_STATUS_CANCELLED);
+    json_decref(p);
+}
+
+Test(runtime, many_in_parallel_under_an_overall_deadline)
+{
+    json_t *fast = params("{\"delay_ms\": 10, \"value\": 1}");
+    json_t *hang = params("{\"mode\": \"hang\"}");
+    cbx_request reqs[3] = {
+        {.executor = "t_async", .params = fast},
+        {.executor = "t_async", .params = hang},
+        {.executor = "t_async", .params = fast},
+    };
+    cbx_result res[3];
+    size_t ok = cbx_runtime_execute_many(rt, reqs, 3, 100 * CBX_NS_PER_MS, res);
+    cr_assert_eq(ok, 2);
+    cr_assert_eq(res[0].status, CBX_STATUS_SUCCESS);
+    cr_assert_eq(res[1].status, CBX_STATUS_TIMEOUT);
+    cr_assert_eq(res[2].status, CBX_STATUS_SUCCESS);
+    cr_assert_eq(max_running, 3, "the three ran side by side");
+    for (int i = 0; i < 3; i++)
+        cbx_result_clear(&res[i]);
+    json_decref(fast);
+    json_decref(hang);
+}
+
+Test(runtime, concurrency_is_limited_and_the_queue_bounded)
+{
+    cbx_runtime_free(rt);
+    cbx_err err;
+    cr_assert_eq(
+        cbx_runtime_new(
+            &rt, &(cbx_runtime_opts){.registry = reg, .max_concurrent = 2, .max_queued = 5}, &err),
+        0);
+    json_t *p = params("{\"delay_ms\": 5}");
+    seen s = {0};
+    cbx_request q = {.executor = "t_async", .params = p, .on_done = note_done, .ud = &s};
+    int refused = 0;
+    for (int i = 0; i < 9; i++)
+        refused += cbx_runtime_submit(rt, &q, NULL, NULL) == CBX_EQUEUE_FULL;
+    cr_assert_eq(refused, 2, "2 running + 5 queued fit; 2 are refused (got %d)", refused);
+    cbx_runtime_run(rt);
+    cr_assert_eq(s.done, 9);
+    cr_assert_eq(max_running, 2);
+    json_decref(p);
+}
+
+Test(runtime, a_named_breaker_refuses_without_starting_the_work)
+{
+    cbx_breaker_opts bo;
+    cbx_breaker_opts_default(&bo);
+    bo.consecutive_failures = 2;
+    json_t *p = params("{\"mode\": \"fail\"}");
+    cbx_request q = {.executor = "t_async", .params = p, .breaker = "db", .breaker_opts = &bo};
+    cbx_result r;
+    for (int i = 0; i < 2; i++) {
+        cbx_runtime_execute(rt, &q, &r, NULL);
+        cr_assert_eq(r.status, CBX_STATUS_FAILED);
+        cbx_result_clear(&r);
+    }
+    int rc = cbx_runtime_execute(rt, &q, &r, NULL);
+    cr_assert_eq(rc, CBX_ECIRCUIT_OPEN);
+    cr_assert_eq(r.status, CBX_STATUS_REJECTED);
+    cr_assert_eq(starts, 2, "the third never started");
+    cr_assert(strstr(r.error, "breaker 'db' is open"), "%s", r.error);
+    cbx_result_clear(&r);
+    json_decref(p);
+}
+
+Test(runtime, the_fallback_answers_a_failed_call)
+{
+    cbx_policy *pol = policy("{\"fallback\": {\"value\": {\"cached\": true}}}");
+    json_t *p = params("{\"mode\": \"fail\"}");
+    cbx_result r;
+    int rc = cbx_runtime_execute(
+        rt, &(cbx_request){.executor = "t_async", .params = p, .policy = pol}, &r, NULL);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(r.status, CBX_STATUS_FAILED);
+    cr_assert_eq(r.fallback_used, 1);
+    cr_assert(json_is_true(json_object_get(r.outputs, "cached")));
+    cbx_result_clear(&r);
+    json_decref(p);
+    cbx_policy_free(pol);
+}
+
+Test(runtime, retry_after_from_the_work_sets_the_delay)
+{
+    cbx_policy *pol = policy("{\"retry\": {\"attempts\": 2, \"backoff\": \"fixed\", \"initial\": "
+                             "\"1ms\", \"max\": \"5s\", \"jitter\": \"none\"}}");
+    json_t *p = params("{\"mode\": \"busy\"}");
+    cbx_result r;
+    cbx_runtime_execute(rt, &(cbx_request){.executor = "t_async", .params = p, .policy = pol}, &r,
+                        NULL);
+    cr_assert_eq(r.attempt_count, 2);
+    json_t *a1 = json_array_get(r.attempts, 0), *a2 = json_array_get(r.attempts, 1);
+    double gap = (double)(json_integer_value(json_object_get(a2, "started_ms")) -
+                          json_integer_value(json_object_get(a1, "started_ms")));
+    cr_assert_geq(gap, 150, "the second attempt waited for Retry-After (gap %.0f ms)", gap);
+    cbx_result_clear(&r);
+    json_decref(p);
+    cbx_policy_free(pol);
+}
+
+Test(runtime, the_result_as_json)
+{
+    cbx_result r;
+    cbx_runtime_execute(rt, &(cbx_request){.executor = "t_async"}, &r, NULL);
+    json_t *j = cbx_result_to_json(&r);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "status")), "success");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "executor")), "t_async");
+    cr_assert(json_is_array(json_object_get(j, "attempts")));
+    json_decref(j);
+    cbx_result_clear(&r);
+}
