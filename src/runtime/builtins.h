@@ -1,0 +1,57 @@
+/* The built-in executor types: each executor file in src/executors/ exposes its type through one
+ * function below, and cbx__register_builtins adds them all to a new registry. */
+#ifndef CBX_RUNTIME_BUILTINS_H
+#define CBX_RUNTIME_BUILTINS_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cbx/diag.h"
+#include "cbx/executor.h"
+#include "cbx/registry.h"
+
+/* Each returns a static type (never freed). */
+const cbx_executor_type *cbx__command_type(void);
+const cbx_executor_type *cbx__http_type(void);
+const cbx_executor_type *cbx__function_type(void);
+const cbx_executor_type *cbx__cached_function_type(void);
+const cbx_executor_type *cbx__chaos_type(void);
+
+/* Register t as a built-in (cbx_registry_unregister refuses it, cbx_registry_free does not call
+ * its destroy). Same checks and errors as cbx_registry_register. */
+int cbx__registry_register_builtin(cbx_registry *r, const cbx_executor_type *t, cbx_err *err);
+
+/* Register every built-in type into r. Returns 0, or the first registration error (err names the
+ * type). */
+int cbx__register_builtins(cbx_registry *r, cbx_err *err);
+
+/* ---- shared by registry.c, schema.c and plugin.c ------------------------------------------ */
+
+/* Levenshtein distance between two short strings (99 when either is longer than 63 bytes). */
+size_t cbx__edit_distance(const char *a, const char *b);
+
+/* 1 when a distance d to a word of length len is close enough to suggest "did you mean". */
+int cbx__close_enough(size_t d, size_t len);
+
+/* Check a schema at registration (type_name is for messages). On success returns 0 and
+ * *defaults: one parsed default per parameter (NULL where none), or NULL for an empty schema;
+ * release with cbx__schema_defaults_free. Errors: CBX_EINVAL_CONFIG, -ENOMEM. */
+int cbx__schema_check(const char *type_name, const cbx_param *params, json_t ***defaults,
+                      cbx_err *err);
+void cbx__schema_defaults_free(json_t **defaults, const cbx_param *params);
+
+/* cbx_schema_validate with the defaults already parsed (defaults may be NULL: parsed here). */
+int cbx__schema_validate(const cbx_param *params, json_t *const *defaults, const json_t *value,
+                         json_t **normalized, cbx_diag *diag);
+
+/* Registrations are numbered; a plugin whose init fails has the types it added removed. */
+uint64_t cbx__registry_mark(const cbx_registry *r);
+/* Unregister (calling destroy) every type registered since mark. */
+void cbx__registry_rollback(cbx_registry *r, uint64_t mark);
+/* Keep a dlopen handle until cbx_registry_free (closed after the destroy hooks). 0 or -ENOMEM. */
+int cbx__registry_keep_handle(cbx_registry *r, void *handle);
+/* 1 when r already holds handle. */
+int cbx__registry_has_handle(const cbx_registry *r, void *handle);
+
+#endif
