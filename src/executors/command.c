@@ -1,0 +1,337 @@
+/* The "command" executor type: its parameters, their checks, and what start and cancel do with
+ * them. The attempt itself lives in command_run.c. */
+#include "executors/command.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MIB (1024.0 * 1024.0)
+
+/* Offered to the runtime: when it defines it, its kill grace is the default. */
+uint64_t cbx_task_kill_grace_ns(const cbx_task *t) __attribute__((weak));
+
+#define DEFAULT_KILL_GRACE_MS 2000
+
+static const char *const env_modes[] = {"inherit", "clear", NULL};
+
+static const cbx_param params[] = {
+    {.name = "argv",
+     .type = CBX_PARAM_ARRAY,
+     .items = CBX_PARAM_STRING,
+     .has_min = 1,
+     .min = 1,
+     .description = "the program and its arguments, run without a shell; argv[0] without a '/' "
+                    "is looked up in PATH (required unless shell is true)"},
+    {.name = "shell",
+     .type = CBX_PARAM_BOOLEAN,
+     .default_json = "false",
+     .description = "run the command string with /bin/sh -c instead of argv"},
+    {.name = "command",
+     .type = CBX_PARAM_STRING,
+     .has_min = 1,
+     .min = 1,
+     .description = "the shell command line (only with shell: true)"},
+    {.name = "env",
+     .type = CBX_PARAM_OBJECT,
+     .description = "environment variables to set (name to string value)"},
+    {.name = "env_mode",
+     .type = CBX_PARAM_STRING,
+     .default_json = "\"inherit\"",
+     .enum_values = env_modes,
+     .description = "start from this process's environment (inherit) or from an empty one "
+                    "(clear)"},
+    {.name = "unset_env",
+     .type = CBX_PARAM_ARRAY,
+     .items = CBX_PARAM_STRING,
+     .description = "names of inherited environment variables to remove"},
+    {.name = "cwd",
+     .type = CBX_PARAM_STRING,
+     .has_min = 1,
+     .min = 1,
+     .description = "working directory of the command (default: this process's)"},
+    {.name = "stdin",
+     .type = CBX_PARAM_STRING,
+     .description = "text written to the command's standard input (default: /dev/null)"},
+    {.name = "stdout_max",
+     .type = CBX_PARAM_INTEGER,
+     .default_json = "1048576",
+     .has_min = 1,
+     .min = 0,
+     .has_max = 1,
+     .max = 1024 * MIB,
+     .description = "bytes of stdout kept; the rest is read, counted and dropped "
+                    "(stdout_truncated)"},
+    {.name = "stderr_max",
+     .type = CBX_PARAM_INTEGER,
+     .default_json = "1048576",
+     .has_min = 1,
+     .min = 0,
+     .has_max = 1,
+     .max = 1024 * MIB,
+     .description = "bytes of stderr kept; the rest is read, counted and dropped "
+                    "(stderr_truncated)"},
+    {.name = "success_exit_codes",
+     .type = CBX_PARAM_ARRAY,
+     .items = CBX_PARAM_INTEGER,
+     .default_json = "[0]",
+     .has_min = 1,
+     .min = 1,
+     .description = "exit codes that count as success (0..255)"},
+    {.name = "parse_json",
+     .type = CBX_PARAM_BOOLEAN,
+     .default_json = "false",
+     .description = "parse stdout as JSON into outputs.json; stdout that is not JSON fails the "
+                    "attempt"},
+    {.name = "rlimit_cpu_s",
+     .type = CBX_PARAM_INTEGER,
+     .has_min = 1,
+     .min = 1,
+     .has_max = 1,
+     .max = 1e9,
+     .description = "CPU seconds (RLIMIT_CPU): SIGXCPU at the limit, SIGKILL a second later"},
+    {.name = "rlimit_memory_bytes",
+     .type = CBX_PARAM_INTEGER,
+     .has_min = 1,
+     .min = MIB,
+     .has_max = 1,
+     .max = 9.0e18,
+     .description = "address space in bytes (RLIMIT_AS): allocations beyond it fail"},
+    {.name = "rlimit_nofile",
+     .type = CBX_PARAM_INTEGER,
+     .has_min = 1,
+     .min = 3,
+     .has_max = 1,
+     .max = 1 << 30,
+     .description = "open file descriptors (RLIMIT_NOFILE)"},
+    {.name = "kill_grace_ms",
+     .type = CBX_PARAM_INTEGER,
+     .has_min = 1,
+     .min = 0,
+     .has_max = 1,
+     .max = 3600000,
+     .description = "on timeout or cancel, SIGTERM to the process group, then SIGKILL after this "
+                    "many ms (default: the runtime's kill grace, 2000)"},
+    {.name = NULL},
+};
+
+/* ---- validation ---------------------------------------------------------------------------- */
+
+/* Collects every problem into one cbx_err: messages joined by "; ", where = the first path. */
+typedef struct problems {
+    cbx_err *err;
+    int n;
+} problems;
+
+__attribute__((format(printf, 3, 4))) static void problem(problems *p, const char *where,
+                                                          const char *fmt, ...)
+{
+    p->n++;
+    if (!p->err)
+        return;
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (p->n == 1) {
+        p->err->code = CBX_EINVAL_CONFIG;
+        snprintf(p->err->where, sizeof p->err->where, "%s", where);
+        snprintf(p->err->msg, sizeof p->err->msg, "%s: %s", where, msg);
+    } else {
+        size_t len = strlen(p->err->msg);
+        snprintf(p->err->msg + len, sizeof p->err->msg - len, "; %s: %s", where, msg);
+    }
+}
+
+/* A string that C code can pass on: no NUL inside. */
+static int c_string(const json_t *v)
+{
+    return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v);
+}
+
+static int command_validate(const cbx_executor_type *type, const json_t *p, cbx_err *err)
+{
+    (void)type;
+    problems pr = {.err = err};
+    char where[64];
+    int shell = json_is_true(json_object_get(p, "shell"));
+    const json_t *argv = json_object_get(p, "argv");
+    const json_t *command = json_object_get(p, "command");
+
+    if (shell) {
+        if (!command)
+            problem(&pr, "command", "required when shell is true (a string for /bin/sh -c)");
+        else if (!c_string(command))
+            problem(&pr, "command", "expected a string without NUL characters");
+        if (argv)
+            problem(&pr, "argv", "not allowed with shell: true (use command)");
+    } else {
+        if (command)
+            problem(&pr, "command", "only allowed with shell: true (or give argv)");
+        if (!argv) {
+            problem(&pr, "argv", "required: an array of strings (the program and its arguments)");
+        } else {
+            size_t i;
+            json_t *v;
+            json_array_foreach(argv, i, v)
+            {
+                snprintf(where, sizeof where, "argv[%zu]", i);
+                if (!c_string(v))
+                    problem(&pr, where, "expected a string without NUL characters");
+                else if (i == 0 && json_string_length(v) == 0)
+                    problem(&pr, where, "the program name must not be empty");
+            }
+        }
+    }
+
+    const json_t *env = json_object_get(p, "env");
+    if (env) {
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)env, key, v)
+        {
+            snprintf(where, sizeof where, "env.%.58s", key);
+            if (!key[0] || strchr(key, '='))
+                problem(&pr, where, "a variable name must be non-empty and without '='");
+            if (!c_string(v))
+                problem(&pr, where, "expected a string without NUL characters, got %s",
+                        json_is_string(v) ? "a string with NUL" : "another type");
+        }
+    }
+    const json_t *unset = json_object_get(p, "unset_env");
+    if (unset) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(unset, i, v)
+        {
+            snprintf(where, sizeof where, "unset_env[%zu]", i);
+            const char *s = json_string_value(v);
+            if (!c_string(v) || !s[0] || strchr(s, '='))
+                problem(&pr, where, "expected a variable name (non-empty, without '=')");
+        }
+    }
+    const json_t *cwd = json_object_get(p, "cwd");
+    if (cwd && !c_string(cwd))
+        problem(&pr, "cwd", "expected a path without NUL characters");
+    const json_t *codes = json_object_get(p, "success_exit_codes");
+    if (codes) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(codes, i, v)
+        {
+            snprintf(where, sizeof where, "success_exit_codes[%zu]", i);
+            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 255)
+                problem(&pr, where, "expected an exit code from 0 to 255");
+        }
+    }
+    return pr.n ? CBX_EINVAL_CONFIG : 0;
+}
+
+/* ---- start and cancel ---------------------------------------------------------------------- */
+
+static uint64_t int_param(const json_t *p, const char *name, uint64_t dflt)
+{
+    const json_t *v = json_object_get(p, name);
+    return json_is_integer(v) && json_integer_value(v) >= 0 ? (uint64_t)json_integer_value(v)
+                                                            : dflt;
+}
+
+static int command_start(cbx_task *t)
+{
+    const json_t *p = cbx_task_params(t);
+    int shell = json_is_true(json_object_get(p, "shell"));
+    const json_t *jargv = json_object_get(p, "argv");
+    size_t argc = shell ? 3 : json_array_size(jargv);
+    if (argc == 0)
+        return CBX_EINVAL_CONFIG; /* validation lets no such request through */
+    char **argv = malloc((argc + 1) * sizeof *argv);
+    if (!argv)
+        return -ENOMEM;
+    if (shell) {
+        argv[0] = (char *)"/bin/sh";
+        argv[1] = (char *)"-c";
+        argv[2] = (char *)json_string_value(json_object_get(p, "command"));
+    } else {
+        for (size_t i = 0; i < argc; i++)
+            argv[i] = (char *)json_string_value(json_array_get(jargv, i));
+    }
+    argv[argc] = NULL;
+
+    const char *mode = json_string_value(json_object_get(p, "env_mode"));
+    char **envp = NULL;
+    int env_owned = 0;
+    const char *path = NULL;
+    int rc = cbx__cmd_env_build(mode && strcmp(mode, "clear") == 0, json_object_get(p, "env"),
+                                json_object_get(p, "unset_env"), &envp, &env_owned, &path);
+    if (rc < 0) {
+        free(argv);
+        return rc;
+    }
+    char **candidates = NULL;
+    if (!strchr(argv[0], '/')) {
+        candidates = cbx__cmd_path_candidates(argv[0], path);
+        if (!candidates) {
+            if (env_owned)
+                free(envp);
+            free(argv);
+            return -ENOMEM;
+        }
+    }
+
+    const json_t *in = json_object_get(p, "stdin");
+    cbx__cmd_spec spec = {
+        .argv = argv,
+        .candidates = candidates,
+        .envp = envp,
+        .cwd = json_string_value(json_object_get(p, "cwd")),
+        .stdin_pipe = in != NULL,
+        .rlimit_cpu_s = int_param(p, "rlimit_cpu_s", 0),
+        .rlimit_as_bytes = int_param(p, "rlimit_memory_bytes", 0),
+        .rlimit_nofile = int_param(p, "rlimit_nofile", 0),
+    };
+    uint64_t grace_ms = DEFAULT_KILL_GRACE_MS;
+    if (cbx_task_kill_grace_ns)
+        grace_ms = cbx_task_kill_grace_ns(t) / 1000000u;
+    cbx__cmd_opts o = {
+        .stdin_data = json_string_value(in),
+        .stdin_len = json_string_length(in),
+        .stdout_max = (size_t)int_param(p, "stdout_max", 1u << 20),
+        .stderr_max = (size_t)int_param(p, "stderr_max", 1u << 20),
+        .success_codes = json_object_get(p, "success_exit_codes"),
+        .parse_json = json_is_true(json_object_get(p, "parse_json")),
+        .kill_grace_ms = int_param(p, "kill_grace_ms", grace_ms),
+        .rlimit_as_bytes = spec.rlimit_as_bytes,
+        .rlimit_cpu_s = spec.rlimit_cpu_s,
+    };
+    rc = cbx__cmd_run_start(t, &spec, &o);
+    free(candidates);
+    if (env_owned)
+        free(envp);
+    free(argv);
+    return rc;
+}
+
+static void command_cancel(cbx_task *t)
+{
+    cbx__cmd_run_cancel(t);
+}
+
+static const cbx_executor_type command_type = {
+    .abi = CBX_EXECUTOR_ABI,
+    .name = "command",
+    .summary = "run a program (argv, or /bin/sh -c with shell: true) in its own process group, "
+               "with captured output, rlimits and the whole tree killed on timeout",
+    .params = params,
+    .task_size = sizeof(cbx__cmd_run),
+    .validate = command_validate,
+    .start = command_start,
+    .cancel = command_cancel,
+};
+
+const cbx_executor_type *cbx__command_type(void)
+{
+    return &command_type;
+}

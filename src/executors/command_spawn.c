@@ -1,0 +1,299 @@
+/* Starting a child by hand: vfork + exec, not uv_spawn.
+ *
+ * uv_spawn reaps its children itself with waitpid() and so loses their rusage (peak memory, CPU
+ * time), and it cannot set rlimits. Here the child is started with vfork (fork under
+ * ThreadSanitizer, which turns vfork into fork anyway), watched through a pidfd by the caller,
+ * and reaped with wait4() by the caller. libuv's own SIGCHLD handler waits only on the pids of
+ * its uv_process_t handles, so it never takes ours.
+ *
+ * Between vfork and exec the child shares the parent's memory: it only makes system calls on
+ * data prepared beforehand, reports a failure through a close-on-exec pipe (stage, errno) and
+ * leaves with _exit. Every signal is blocked across the vfork so that no handler of the parent
+ * runs in the child; the child resets every disposition to the default and unblocks all
+ * signals just before exec. */
+#define _GNU_SOURCE
+#include "executors/command.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_THREAD__)
+#define CBX__NO_VFORK 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CBX__NO_VFORK 1
+#endif
+#endif
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+int cbx__cmd_no_pidfd;
+
+/* Where the child failed, as written to the report pipe. */
+enum {
+    STAGE_SETSID = 1,
+    STAGE_DUP,
+    STAGE_CWD,
+    STAGE_RLIMIT_CPU,
+    STAGE_RLIMIT_AS,
+    STAGE_RLIMIT_NOFILE,
+    STAGE_EXEC
+};
+
+typedef struct child_ctx {
+    const cbx__cmd_spec *spec;
+    int fd_in, fd_out, fd_err, fd_report;
+    sigset_t empty;
+} child_ctx;
+
+__attribute__((noreturn)) static void child_fail(int fd, int stage, int e)
+{
+    int msg[2] = {stage, e};
+    while (write(fd, msg, sizeof msg) < 0 && errno == EINTR)
+        ;
+    _exit(127);
+}
+
+static int limit(int resource, uint64_t soft, uint64_t hard)
+{
+    struct rlimit rl = {.rlim_cur = (rlim_t)soft, .rlim_max = (rlim_t)hard};
+    return setrlimit(resource, &rl);
+}
+
+/* The child, up to exec. System calls only; never returns. */
+__attribute__((noreturn, noinline)) static void child_main(const child_ctx *c)
+{
+    const cbx__cmd_spec *s = c->spec;
+    if (setsid() < 0)
+        child_fail(c->fd_report, STAGE_SETSID, errno);
+    if (dup2(c->fd_in, 0) < 0 || dup2(c->fd_out, 1) < 0 || dup2(c->fd_err, 2) < 0)
+        child_fail(c->fd_report, STAGE_DUP, errno);
+    /* Descriptors someone opened without O_CLOEXEC do not leak into the command either. */
+    syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
+    if (s->cwd && chdir(s->cwd) < 0)
+        child_fail(c->fd_report, STAGE_CWD, errno);
+    /* CPU: SIGXCPU at the limit, SIGKILL a second later if that is caught or ignored. */
+    if (s->rlimit_cpu_s && limit(RLIMIT_CPU, s->rlimit_cpu_s, s->rlimit_cpu_s + 1) < 0 &&
+        limit(RLIMIT_CPU, s->rlimit_cpu_s, s->rlimit_cpu_s) < 0)
+        child_fail(c->fd_report, STAGE_RLIMIT_CPU, errno);
+    if (s->rlimit_as_bytes && limit(RLIMIT_AS, s->rlimit_as_bytes, s->rlimit_as_bytes) < 0)
+        child_fail(c->fd_report, STAGE_RLIMIT_AS, errno);
+    if (s->rlimit_nofile && limit(RLIMIT_NOFILE, s->rlimit_nofile, s->rlimit_nofile) < 0)
+        child_fail(c->fd_report, STAGE_RLIMIT_NOFILE, errno);
+
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL); /* EINVAL for the C library's own signals: fine */
+    sigprocmask(SIG_SETMASK, &c->empty, NULL);
+
+    if (!s->candidates) {
+        execve(s->argv[0], s->argv, s->envp);
+        child_fail(c->fd_report, STAGE_EXEC, errno);
+    }
+    /* As execvp: try each directory; a permission problem wins over "not found". */
+    int seen_eacces = 0;
+    for (char *const *p = s->candidates; *p; p++) {
+        execve(*p, s->argv, s->envp);
+        switch (errno) {
+        case EACCES:
+            seen_eacces = 1;
+            break;
+        case ENOENT:
+        case ENOTDIR:
+        case ESTALE:
+        case ENODEV:
+        case ETIMEDOUT:
+        case ENAMETOOLONG:
+        case ELOOP:
+            break;
+        default:
+            child_fail(c->fd_report, STAGE_EXEC, errno);
+        }
+    }
+    child_fail(c->fd_report, STAGE_EXEC, seen_eacces ? EACCES : ENOENT);
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+/* Keep descriptors off 0..2 so that the child's dup2 calls never clobber one another (possible
+ * only when the parent runs with its standard descriptors closed). */
+static int lift(int *fd)
+{
+    if (*fd > 2)
+        return 0;
+    int n = fcntl(*fd, F_DUPFD_CLOEXEC, 3);
+    if (n < 0)
+        return -errno;
+    close(*fd);
+    *fd = n;
+    return 0;
+}
+
+static int nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
+
+static int make_pipe(int fds[2], cbx_err *err, const char *what)
+{
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return cbx_err_set(err, -errno, "%s pipe: %s", what, strerror(errno));
+    int rc = lift(&fds[0]);
+    if (!rc)
+        rc = lift(&fds[1]);
+    if (rc)
+        return cbx_err_set(err, rc, "%s pipe: %s", what, strerror(-rc));
+    return 0;
+}
+
+static void reap(pid_t pid)
+{
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+}
+
+static int report_failure(const cbx__cmd_spec *s, int stage, int e, cbx_err *err)
+{
+    switch (stage) {
+    case STAGE_EXEC:
+        return cbx_err_set(err, -e, "argv[0] '%s': %s", s->argv[0], strerror(e));
+    case STAGE_CWD:
+        return cbx_err_set(err, -e, "cwd '%s': %s", s->cwd, strerror(e));
+    case STAGE_RLIMIT_CPU:
+        return cbx_err_set(err, -e, "rlimit_cpu_s: %s", strerror(e));
+    case STAGE_RLIMIT_AS:
+        return cbx_err_set(err, -e, "rlimit_memory_bytes: %s", strerror(e));
+    case STAGE_RLIMIT_NOFILE:
+        return cbx_err_set(err, -e, "rlimit_nofile: %s", strerror(e));
+    case STAGE_SETSID:
+        return cbx_err_set(err, -e, "setsid: %s", strerror(e));
+    default:
+        return cbx_err_set(err, -e, "dup2: %s", strerror(e));
+    }
+}
+
+int cbx__cmd_spawn(const cbx__cmd_spec *spec, cbx__cmd_child *child, cbx_err *err)
+{
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, rep[2] = {-1, -1};
+    int rc;
+    child->pid = -1;
+    child->pidfd = child->stdin_fd = child->stdout_fd = child->stderr_fd = -1;
+    child->parent_rss_kb = 0;
+
+    if ((rc = make_pipe(out, err, "stdout")) || (rc = make_pipe(errp, err, "stderr")) ||
+        (rc = make_pipe(rep, err, "exec report")))
+        goto fail;
+    if (spec->stdin_pipe) {
+        if ((rc = make_pipe(in, err, "stdin")))
+            goto fail;
+    } else {
+        in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        rc = in[0] < 0 ? -errno : lift(&in[0]);
+        if (rc < 0) {
+            cbx_err_set(err, rc, "/dev/null: %s", strerror(-rc));
+            goto fail;
+        }
+    }
+
+    child_ctx c = {
+        .spec = spec, .fd_in = in[0], .fd_out = out[1], .fd_err = errp[1], .fd_report = rep[1]};
+    sigemptyset(&c.empty);
+    struct rusage self;
+    if (getrusage(RUSAGE_SELF, &self) == 0)
+        child->parent_rss_kb = self.ru_maxrss;
+
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+#ifdef CBX__NO_VFORK
+    pid_t pid = fork();
+#else
+    pid_t pid = vfork();
+#endif
+    if (pid == 0)
+        child_main(&c);
+    int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close_fd(&in[0]);
+    close_fd(&out[1]);
+    close_fd(&errp[1]);
+    close_fd(&rep[1]);
+    if (pid < 0) {
+        rc = cbx_err_set(err, -fork_errno, "vfork: %s", strerror(fork_errno));
+        goto fail;
+    }
+
+    /* EOF when exec succeeded (the write end was close-on-exec); else stage and errno. */
+    int msg[2];
+    ssize_t n;
+    while ((n = read(rep[0], msg, sizeof msg)) < 0 && errno == EINTR)
+        ;
+    close_fd(&rep[0]);
+    if (n != 0) {
+        reap(pid);
+        if (n == (ssize_t)sizeof msg)
+            rc = report_failure(spec, msg[0], msg[1], err);
+        else
+            rc =
+                cbx_err_set(err, -EIO, "argv[0] '%s': the child failed before exec", spec->argv[0]);
+        goto fail;
+    }
+
+    child->pid = pid;
+    child->pidfd = cbx__cmd_no_pidfd ? -1 : (int)syscall(SYS_pidfd_open, pid, 0);
+    if (child->pidfd >= 0 && child->pidfd <= 2) {
+        int fd = child->pidfd;
+        if (lift(&fd) == 0)
+            child->pidfd = fd;
+    }
+    if ((rc = nonblock(out[0])) || (rc = nonblock(errp[0])) ||
+        (spec->stdin_pipe && (rc = nonblock(in[1])))) {
+        /* not expected with pipes of our own; do not leave the child behind */
+        kill(-pid, SIGKILL);
+        reap(pid);
+        if (child->pidfd >= 0)
+            close(child->pidfd);
+        child->pid = -1;
+        child->pidfd = -1;
+        cbx_err_set(err, rc, "fcntl: %s", strerror(-rc));
+        goto fail;
+    }
+    child->stdout_fd = out[0];
+    child->stderr_fd = errp[0];
+    child->stdin_fd = in[1];
+    return 0;
+
+fail:
+    close_fd(&in[0]);
+    close_fd(&in[1]);
+    close_fd(&out[0]);
+    close_fd(&out[1]);
+    close_fd(&errp[0]);
+    close_fd(&errp[1]);
+    close_fd(&rep[0]);
+    close_fd(&rep[1]);
+    return rc;
+}
