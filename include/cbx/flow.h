@@ -1,0 +1,99 @@
+/* cbx/flow.h - flows: YAML (or JSON) files of steps that run executors, as a DAG.
+ *
+ * A flow names typed inputs, named policies, steps and outputs (see docs/flows.md and the seed's
+ * flow.yaml). A step runs an executor with a templated config under a policy; it depends on
+ * the steps it references ({{ steps.X... }}) and on those in its `needs:`; independent steps
+ * run concurrently. `when:` skips a step, `foreach:` runs it once per item (batch_size,
+ * parallelism), `continue_on_error:` lets the flow go on past its failure. A step whose
+ * executor is `steps` runs nested steps in sequence or in parallel; a step with `flow:` runs
+ * another flow file with its own inputs.
+ *
+ * Loading checks everything that can be checked before running and reports every problem at
+ * once, each with file:line:col. Running journals the run and each step (start, outcome,
+ * outputs), so that a run killed half-way can be resumed: steps that succeeded are not run
+ * again, the others are, with the same inputs.
+ */
+#ifndef CBX_FLOW_H
+#define CBX_FLOW_H
+
+#include <jansson.h>
+
+#include "cbx/diag.h"
+#include "cbx/err.h"
+#include "cbx/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cbx_flow cbx_flow;
+
+/* Load and check a flow file. Returns 0 and *out (free with cbx_flow_free), or CBX_EPARSE /
+ * CBX_EINVAL_CONFIG / -errno with every problem in *diag (where = the file, line, col). reg is
+ * borrowed for the check only (executor names and literal parameters). */
+int cbx_flow_load(cbx_flow **out, const char *path, const cbx_registry *reg, cbx_diag *diag);
+int cbx_flow_load_string(cbx_flow **out, const char *text, size_t len, const char *name,
+                         const cbx_registry *reg, cbx_diag *diag);
+void cbx_flow_free(cbx_flow *f);
+
+const char *cbx_flow_name(const cbx_flow *f);
+const char *cbx_flow_file(const cbx_flow *f);
+
+/* Check inputs against the flow's declarations; returns a new object with defaults applied
+ * (*out) or CBX_EINVAL_CONFIG with each problem (unknown, missing, mistyped, not in enum). */
+int cbx_flow_inputs(const cbx_flow *f, const json_t *given, json_t **out, cbx_diag *diag);
+
+/* The DAG as text: format "mermaid" or "dot". Returns a malloc'd string (caller frees), or NULL
+ * for an unknown format. */
+char *cbx_flow_graph(const cbx_flow *f, const char *format);
+
+/* What happens during a run, for a live view. Valid during the callback only. */
+typedef enum cbx_flow_event_kind {
+    CBX_FLOW_STEP_STARTED,
+    CBX_FLOW_STEP_RETRYING,
+    CBX_FLOW_STEP_FINISHED, /* status says how */
+    CBX_FLOW_STEP_SKIPPED,  /* when: was false, or a dependency failed */
+} cbx_flow_event_kind;
+
+typedef struct cbx_flow_event {
+    cbx_flow_event_kind kind;
+    const char *step;  /* "fetch", or "fanout[3]" for a foreach item */
+    cbx_status status; /* for FINISHED */
+    const char *error; /* for FINISHED when not successful; "" otherwise */
+    uint32_t attempts;
+    uint32_t done, total; /* steps finished so far, steps in all */
+} cbx_flow_event;
+
+typedef void (*cbx_flow_event_fn)(const cbx_flow_event *ev, void *ud);
+
+typedef struct cbx_flow_run_opts {
+    const json_t *inputs;         /* borrowed; checked with cbx_flow_inputs */
+    const char *resume_run_id;    /* re-run only what had not succeeded in that run; NULL */
+    uint32_t concurrency;         /* steps at once; 0 = the flow's, else 8 */
+    const char *const *env_allow; /* environment variables templates may read (env.X) */
+    cbx_flow_event_fn on_event;
+    void *ud;
+} cbx_flow_run_opts;
+
+typedef struct cbx_flow_result {
+    char run_id[40];
+    cbx_status status; /* SUCCESS, FAILED, TIMEOUT, CANCELLED (REJECTED: bad inputs) */
+    json_t *outputs;   /* owned: the flow's outputs, rendered; NULL when it failed */
+    json_t *steps;     /* owned: {name: {status, outputs, attempts, error, started_ms,
+                          duration_ms, skipped, resumed}} */
+    char error[512];   /* the first failure, naming the step */
+    uint64_t duration_ns;
+} cbx_flow_result;
+
+/* Run a flow on rt (its journal records the run). Blocks, running rt's loop, until the flow
+ * ends. Returns 0 when res->status is SUCCESS, else a negative code; *res is filled either way
+ * (release with cbx_flow_result_clear). */
+int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_flow_result *res,
+                 cbx_err *err);
+void cbx_flow_result_clear(cbx_flow_result *r);
+json_t *cbx_flow_result_to_json(const cbx_flow_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
