@@ -1,0 +1,59 @@
+/* The cbx command line: exit codes, the state every subcommand shares, and the subcommands.
+ *
+ * cli/ is the only part of cbx that writes to a terminal: the library reports through return
+ * codes and cbx_err, and the subcommands turn those into one-line messages and exit codes. */
+#ifndef CBX_CLI_H
+#define CBX_CLI_H
+
+#include "cbx/registry.h"
+
+/* Exit codes, the same for every subcommand (docs/cli.md). */
+enum {
+    CLI_EXIT_OK = 0,            /* success, or a fallback answered */
+    CLI_EXIT_FAILED = 1,        /* the work failed; a query found nothing */
+    CLI_EXIT_USAGE = 2,         /* bad usage or bad input: nothing ran */
+    CLI_EXIT_INTERNAL = 70,     /* EX_SOFTWARE: cbx itself failed (journal, memory, ...) */
+    CLI_EXIT_BREAKER_OPEN = 75, /* EX_TEMPFAIL: an open breaker refused it; nothing ran */
+    CLI_EXIT_REFUSED = 76,      /* refused otherwise: rate limit, bulkhead, queue */
+    CLI_EXIT_TIMEOUT = 124,     /* timed out, as timeout(1) */
+    CLI_EXIT_CANCELLED = 130,   /* cancelled by SIGINT (or SIGTERM) */
+};
+
+/* The text of the exit-code section every --help ends with. */
+extern const char cli_exit_codes_help[];
+
+/* What the global options set; shared by every subcommand. */
+typedef struct cli_ctx {
+    int no_journal;        /* --no-journal: run without writing the journal */
+    const char *state_dir; /* --state-dir: also exported as CBX_STATE_DIR */
+} cli_ctx;
+
+/* A subcommand: argv[0] is its name. Returns the process exit code. */
+typedef int (*cli_cmd_fn)(cli_ctx *ctx, int argc, char **argv);
+
+int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_types(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_history(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_breaker(cli_ctx *ctx, int argc, char **argv);
+
+/* Handle --state-dir (exports CBX_STATE_DIR). Returns 0, or CLI_EXIT_USAGE after a message. */
+int cli_set_state_dir(cli_ctx *ctx, const char *dir);
+
+/* Extra executor types: plugin directories and Lua files. Both lists are borrowed. */
+typedef struct cli_types_src {
+    const char *plugin_paths[16]; /* --plugin-path values (colon-separated dirs or .so files) */
+    size_t n_plugin_paths;
+    const char *lua_files[64]; /* --lua values */
+    size_t n_lua_files;
+} cli_types_src;
+
+/* A registry with the built-in types, then the plugins of $CBX_PLUGIN_PATH and of src, then the
+ * Lua types of $CBX_LUA_PATH and of src. Returns 0 and *out, or an exit code after printing the
+ * one-line error (CLI_EXIT_USAGE for an unreadable plugin, an ABI mismatch or a bad Lua file). */
+int cli_registry_open(const cli_types_src *src, cbx_registry **out);
+
+/* The closest name to word among the registry's types, or NULL when none is close. */
+const char *cli_suggest_type(const cbx_registry *r, const char *word);
+
+#endif

@@ -1,0 +1,1048 @@
+/* cbx exec: run an executor type, or a command (-- CMD ARGS), under a policy.
+ *
+ * The policy is one policy block (docs/policy.md): --policy FILE or --policy-json, with the
+ * policy flags written over its keys. A named breaker (--breaker) lives in the host-wide store,
+ * so that runs from a shell script trip and recover it together. */
+#define _GNU_SOURCE /* sigabbrev_np */
+#include "args.h"
+#include "cli.h"
+#include "output.h"
+
+#include "cbx/breaker_store.h"
+#include "cbx/journal.h"
+#include "cbx/runtime.h"
+#include "cbx/units.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+static const char help_usage[] =
+    "Usage: cbx exec [OPTIONS] TYPE [-p KEY=VALUE]... [--params-json JSON]\n"
+    "       cbx exec [OPTIONS] -- CMD [ARGS]...\n"
+    "\n"
+    "Run one execution of an executor TYPE (see 'cbx types'), or run CMD with the command\n"
+    "executor (no shell) as a drop-in wrapper: its stdout and stderr are written out as the\n"
+    "command wrote them, and cbx exits with its exit code (128+N when killed by signal N),\n"
+    "with the policy below around it. Every attempt is journaled (see 'cbx history').\n"
+    "\n"
+    "Parameters:\n"
+    "  -p, --param KEY=VALUE   a parameter, typed by the type's schema: integer, number and\n"
+    "                          boolean (true/false) values are parsed; array and object\n"
+    "                          values are JSON; other values are strings\n"
+    "  -p KEY=@FILE            the file's content (JSON for array and object parameters;\n"
+    "                          @- reads stdin)\n"
+    "  --params-json JSON      every parameter as one JSON object (-p values override it)\n"
+    "\n"
+    "Policy (each flag overrides its key of --policy / --policy-json):\n"
+    "  --timeout DUR           limit on each attempt (250ms, 5s, 2m); default none\n"
+    "  --deadline DUR          limit on the whole execution, retries included; default none\n"
+    "  --retries N             extra attempts after the first (attempts = N+1); default 0\n"
+    "  --backoff KIND          fixed, linear, exponential or decorrelated; default exponential\n"
+    "  --retry-delay DUR       the first delay between attempts; default 100ms\n"
+    "  --retry-max-delay DUR   cap on every delay; default 30s\n"
+    "  --jitter KIND           none, full or equal; default full\n"
+    "  --retry-on KINDS        comma list of outcomes worth a retry: error, timeout,\n"
+    "                          rate_limited, quality, custom; default error,timeout,rate_limited\n"
+    "                          (any retry flag without --retries makes 3 attempts in all)\n"
+    "  --breaker NAME          guard every attempt with the named breaker of the host-wide\n"
+    "                          store, shared by every cbx process (see 'cbx breaker')\n"
+    "  --breaker-failures N    consecutive failures that open it; default 5\n"
+    "  --breaker-open DUR      how long it stays open before a probe; default 30s\n"
+    "  --breaker-probes N      probes admitted at once when half-open; default 1\n"
+    "                          (the breaker options apply when the name is first used)\n"
+    "  --fallback JSON         a static answer when the execution does not succeed\n"
+    "  --rate LIMIT            rate limit on attempts (5/s, 600/min); over it: refused\n"
+    "  --policy FILE           a policy block (JSON) from a file\n"
+    "  --policy-json JSON      a policy block (docs/policy.md)\n"
+    "\n";
+
+static const char help_running[] =
+    "Running:\n"
+    "  --repeat N              run the same request N times; default 1\n"
+    "  --parallel P            with --repeat: P at a time; default 1\n"
+    "  --plugin-path DIRS      load the plugins (*.so) of these colon-separated directories\n"
+    "                          or files; also $CBX_PLUGIN_PATH\n"
+    "  --lua FILE              load an executor type defined in Lua (repeatable); also\n"
+    "                          $CBX_LUA_PATH (colon-separated files)\n"
+    "  --json                  print the result as JSON (with --repeat: a summary with every\n"
+    "                          result) instead of the outputs\n"
+    "  -q, --quiet             print no outputs, summary or failure line (usage errors are\n"
+    "                          still printed; with -- CMD the command's output still is)\n"
+    "  --state-dir DIR         the journal and breaker store directory (CBX_STATE_DIR)\n"
+    "  --no-journal            do not write the journal\n"
+    "  -h, --help              this help\n"
+    "\n"
+    "Output: with TYPE, the outputs as JSON on stdout (a string output as text). With -- CMD,\n"
+    "the command's stdout and stderr. With --repeat, a summary line (and a progress line on a\n"
+    "terminal). A failure, timeout or refusal is one line on stderr (\"cbx: exec: ...\").\n"
+    "The first ^C (or SIGTERM) cancels every execution - process trees are killed - and cbx\n"
+    "exits 130; a second ^C exits at once.\n"
+    "\n"
+    "Examples:\n"
+    "  cbx exec -- sh -c 'echo hello'\n"
+    "  cbx exec --timeout 2s --retries 3 --backoff exponential -- curl -fsS http://localhost/\n"
+    "  cbx exec --breaker api --breaker-failures 3 --breaker-open 1m -- ./call-api.sh\n"
+    "  cbx exec http -p url=https://example.com -p method=GET --json\n"
+    "  cbx exec command -p argv='[\"ls\",\"-l\"]' -p cwd=/tmp\n"
+    "  cbx exec http --params-json '{\"url\":\"http://localhost:8080/\"}' --fallback '{}'\n"
+    "  cbx exec --repeat 100 --parallel 8 -- ./flaky.sh\n"
+    "\n";
+
+static const char exit_help[] =
+    "With --repeat the exit code is 0 when every run succeeded, else that of the first kind\n"
+    "of trouble in this order: cancelled (130), failed (1), timed out (124), breaker open (75),\n"
+    "refused (76).\n";
+
+enum {
+    OPT_PARAM = CLI_OPT_OWN,
+    OPT_PARAMS_JSON,
+    OPT_TIMEOUT,
+    OPT_DEADLINE,
+    OPT_RETRIES,
+    OPT_BACKOFF,
+    OPT_RETRY_DELAY,
+    OPT_RETRY_MAX_DELAY,
+    OPT_JITTER,
+    OPT_RETRY_ON,
+    OPT_BREAKER,
+    OPT_BREAKER_FAILURES,
+    OPT_BREAKER_OPEN,
+    OPT_BREAKER_PROBES,
+    OPT_FALLBACK,
+    OPT_POLICY,
+    OPT_POLICY_JSON,
+    OPT_RATE,
+    OPT_REPEAT,
+    OPT_PARALLEL,
+    OPT_PLUGIN_PATH,
+    OPT_LUA,
+    OPT_QUIET,
+};
+
+static const cli_opt opts[] = {
+    CLI_OPTS_COMMON,
+    {"json", 0, 0, CLI_OPT_JSON},
+    {"param", 'p', 1, OPT_PARAM},
+    {"params-json", 0, 1, OPT_PARAMS_JSON},
+    {"timeout", 0, 1, OPT_TIMEOUT},
+    {"deadline", 0, 1, OPT_DEADLINE},
+    {"retries", 0, 1, OPT_RETRIES},
+    {"backoff", 0, 1, OPT_BACKOFF},
+    {"retry-delay", 0, 1, OPT_RETRY_DELAY},
+    {"retry-max-delay", 0, 1, OPT_RETRY_MAX_DELAY},
+    {"jitter", 0, 1, OPT_JITTER},
+    {"retry-on", 0, 1, OPT_RETRY_ON},
+    {"breaker", 0, 1, OPT_BREAKER},
+    {"breaker-failures", 0, 1, OPT_BREAKER_FAILURES},
+    {"breaker-open", 0, 1, OPT_BREAKER_OPEN},
+    {"breaker-probes", 0, 1, OPT_BREAKER_PROBES},
+    {"fallback", 0, 1, OPT_FALLBACK},
+    {"policy", 0, 1, OPT_POLICY},
+    {"policy-json", 0, 1, OPT_POLICY_JSON},
+    {"rate", 0, 1, OPT_RATE},
+    {"repeat", 0, 1, OPT_REPEAT},
+    {"parallel", 0, 1, OPT_PARALLEL},
+    {"plugin-path", 0, 1, OPT_PLUGIN_PATH},
+    {"lua", 0, 1, OPT_LUA},
+    {"quiet", 'q', 0, OPT_QUIET},
+    {0},
+};
+
+/* Which policy-block key each flag writes, so that an error on that key names the flag. */
+typedef struct flag_key {
+    int id;
+    const char *path;
+} flag_key;
+
+static const flag_key flag_keys[] = {
+    {OPT_TIMEOUT, "timeout"},           {OPT_DEADLINE, "deadline"},
+    {OPT_RETRIES, "retry.attempts"},    {OPT_BACKOFF, "retry.backoff"},
+    {OPT_RETRY_DELAY, "retry.initial"}, {OPT_RETRY_MAX_DELAY, "retry.max"},
+    {OPT_JITTER, "retry.jitter"},       {OPT_RETRY_ON, "retry.on"},
+    {OPT_FALLBACK, "fallback.value"},   {OPT_RATE, "rate_limit.rate"},
+};
+#define N_FLAG_KEYS (sizeof flag_keys / sizeof flag_keys[0])
+
+typedef struct exec_cfg {
+    const char *type;
+    char **cmd; /* after "--"; NULL-terminated; NULL when no "--" */
+    int ncmd;
+    const char **kv;
+    size_t n_kv;
+    const char *params_json;
+    const char *flag_val[N_FLAG_KEYS]; /* the text given to each policy flag, or NULL */
+    const char *policy_file, *policy_json;
+    const char *breaker;
+    uint64_t breaker_failures, breaker_open_ns, breaker_probes;
+    int json, quiet;
+    uint64_t repeat, parallel;
+    cli_types_src src;
+} exec_cfg;
+
+/* ---- the policy block ----------------------------------------------------------------------- */
+
+static int flag_slot(int id)
+{
+    for (size_t i = 0; i < N_FLAG_KEYS; i++)
+        if (flag_keys[i].id == id)
+            return (int)i;
+    return -1;
+}
+
+static const char *flag_name(int id)
+{
+    for (const cli_opt *o = opts; o->name; o++)
+        if (o->id == id) {
+            static char buf[64];
+            snprintf(buf, sizeof buf, "--%s", o->name);
+            return buf;
+        }
+    return "?";
+}
+
+/* Check a policy flag's text now, for a message that names the flag. */
+static int check_flag(int id, const char *text)
+{
+    static const char *const backoffs[] = {"fixed", "linear", "exponential", "decorrelated", NULL};
+    static const char *const jitters[] = {"none", "full", "equal", NULL};
+    uint64_t u;
+    double d;
+    const char *flag = flag_name(id);
+    switch (id) {
+    case OPT_TIMEOUT:
+    case OPT_DEADLINE:
+    case OPT_RETRY_DELAY:
+    case OPT_RETRY_MAX_DELAY:
+        return cli_parse_duration(flag, text, &u);
+    case OPT_RETRIES:
+        return cli_parse_uint(flag, text, 0, 1000000, &u);
+    case OPT_BACKOFF:
+        return cli_parse_choice(flag, text, backoffs);
+    case OPT_JITTER:
+        return cli_parse_choice(flag, text, jitters);
+    case OPT_RATE:
+        return cli_parse_rate(flag, text, &d);
+    case OPT_RETRY_ON: {
+        char *copy = strdup(text), *save = NULL;
+        int rc = copy ? 0 : CLI_ARGS_ERROR, n = 0;
+        for (char *k = copy ? strtok_r(copy, ",", &save) : NULL; k && !rc;
+             k = strtok_r(NULL, ",", &save), n++) {
+            cbx_outcome o;
+            if (cbx_outcome_parse(k, &o) < 0 || !cbx_outcome_is_failure(o)) {
+                static const char *const kinds[] = {"error", "timeout", "rate_limited", "quality",
+                                                    "custom"};
+                const char *best = cli_suggest(k, kinds, 5);
+                cli_err("%s: expected failure kinds (error, timeout, rate_limited, quality, "
+                        "custom), got '%s'%s%s%s",
+                        flag, k, best ? " (did you mean '" : "", best ? best : "",
+                        best ? "'?)" : "");
+                rc = CLI_ARGS_ERROR;
+            }
+        }
+        if (!rc && !n) {
+            cli_err("%s: expected failure kinds (error, timeout, ...), got ''", flag);
+            rc = CLI_ARGS_ERROR;
+        }
+        free(copy);
+        return rc;
+    }
+    case OPT_FALLBACK: {
+        json_error_t je;
+        json_t *v = json_loads(text, JSON_DECODE_ANY, &je);
+        if (!v) {
+            cli_err("%s: expected a JSON value (quote a string: '\"text\"'), got '%s': %s", flag,
+                    text, je.text);
+            return CLI_ARGS_ERROR;
+        }
+        json_decref(v);
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* The JSON value a flag puts into the block. */
+static json_t *flag_value(int id, const char *text)
+{
+    switch (id) {
+    case OPT_RETRIES: {
+        uint64_t n = strtoull(text, NULL, 10);
+        return json_integer((json_int_t)n + 1);
+    }
+    case OPT_RETRY_ON: {
+        json_t *arr = json_array();
+        char *copy = strdup(text), *save = NULL;
+        for (char *k = copy ? strtok_r(copy, ",", &save) : NULL; k; k = strtok_r(NULL, ",", &save))
+            json_array_append_new(arr, json_string(k));
+        free(copy);
+        return arr;
+    }
+    case OPT_FALLBACK:
+        return json_loads(text, JSON_DECODE_ANY, NULL);
+    default:
+        return json_string(text);
+    }
+}
+
+/* Set block[a][b] (or block[a]) = v (stolen). A section that is present but not an object is
+ * left alone: the policy parser reports it. */
+static void block_set(json_t *block, const char *path, json_t *v)
+{
+    const char *dot = strchr(path, '.');
+    if (!dot) {
+        json_object_set_new(block, path, v);
+        return;
+    }
+    char sect[64];
+    snprintf(sect, sizeof sect, "%.*s", (int)(dot - path), path);
+    json_t *s = json_object_get(block, sect);
+    if (!s) {
+        s = json_object();
+        json_object_set_new(block, sect, s);
+    }
+    if (json_is_object(s))
+        json_object_set_new(s, dot + 1, v);
+    else
+        json_decref(v);
+}
+
+static int load_policy_block(const exec_cfg *c, json_t **out)
+{
+    json_error_t je;
+    json_t *block = NULL;
+    if (c->policy_file && c->policy_json) {
+        cli_err("exec: give --policy or --policy-json, not both");
+        return CLI_EXIT_USAGE;
+    }
+    if (c->policy_file) {
+        block = json_load_file(c->policy_file, 0, &je);
+        if (!block) {
+            FILE *f = fopen(c->policy_file, "r");
+            if (!f)
+                cli_err("--policy: cannot read '%s': %s", c->policy_file, strerror(errno));
+            else
+                cli_err("--policy: %s:%d:%d: not valid JSON: %s", c->policy_file, je.line,
+                        je.column, je.text);
+            if (f)
+                fclose(f);
+            return CLI_EXIT_USAGE;
+        }
+    } else if (c->policy_json) {
+        block = json_loads(c->policy_json, 0, &je);
+        if (!block) {
+            cli_err("--policy-json: not valid JSON: %s (at column %d)", je.text, je.column);
+            return CLI_EXIT_USAGE;
+        }
+    } else {
+        block = json_object();
+    }
+    if (!json_is_object(block)) {
+        cli_err("%s: expected a JSON object, got %s", c->policy_file ? "--policy" : "--policy-json",
+                cli_json_kind(block));
+        json_decref(block);
+        return CLI_EXIT_USAGE;
+    }
+    /* retry-shaping flags alone make a retry section; --retries sets its attempts */
+    for (size_t i = 0; i < N_FLAG_KEYS; i++)
+        if (c->flag_val[i])
+            block_set(block, flag_keys[i].path, flag_value(flag_keys[i].id, c->flag_val[i]));
+    *out = block;
+    return 0;
+}
+
+static int build_policy(const exec_cfg *c, cbx_policy **out)
+{
+    json_t *block;
+    int rc = load_policy_block(c, &block);
+    if (rc)
+        return rc;
+    cbx_policy_opts base;
+    cbx_policy_opts_default(&base);
+    base.name = "exec";
+    cbx_err err;
+    cbx_err_clear(&err);
+    int r = cbx_policy_new_json(out, block, &base, &err);
+    json_decref(block);
+    if (r == 0)
+        return 0;
+    if (r == -ENOMEM) {
+        cli_err("exec: out of memory");
+        return CLI_EXIT_INTERNAL;
+    }
+    /* name the flag that wrote the key, else the block it came from */
+    const char *src = c->policy_file ? "--policy" : "--policy-json";
+    for (size_t i = 0; i < N_FLAG_KEYS; i++) {
+        size_t n = strlen(flag_keys[i].path);
+        if (c->flag_val[i] && strncmp(err.where, flag_keys[i].path, n) == 0 &&
+            (err.where[n] == '\0' || err.where[n] == '[' || err.where[n] == '.')) {
+            cli_err("%s: %s", flag_name(flag_keys[i].id), err.msg);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (err.code == CBX_EUNKNOWN_KEY || !err.where[0])
+        cli_err("%s: %s", src, err.msg[0] ? err.msg : cbx_strerror(r));
+    else
+        cli_err("%s: %s: %s", src, err.where, err.msg[0] ? err.msg : cbx_strerror(r));
+    return CLI_EXIT_USAGE;
+}
+
+/* ---- results -------------------------------------------------------------------------------- */
+
+typedef struct run_state {
+    const exec_cfg *cfg;
+    cbx_runtime *rt;
+    uv_loop_t *loop;
+    const cbx_request *req;
+    uint64_t submitted, done;
+    uint64_t ok, failed, timeouts, breaker_open, refused, cancelled, invalid, fallbacks;
+    uint64_t *lat_ns; /* durations of the runs that ran */
+    uint64_t n_lat;
+    cbx_result first; /* N = 1: the result itself (references held) */
+    int have_first;
+    json_t *all;          /* --json with --repeat: every result */
+    char last_error[512]; /* the last failure's error line */
+    int stopping;         /* a signal arrived: submit no more */
+    int signals;
+    cli_progress progress;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t tick;
+} run_state;
+
+static int is_breaker_refusal(int rc)
+{
+    return rc == CBX_ECIRCUIT_OPEN || rc == CBX_EHALF_OPEN_FULL || rc == CBX_EFORCED_OPEN;
+}
+
+static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
+{
+    (void)ex;
+    run_state *s = ud;
+    s->done++;
+    if (res->status == CBX_STATUS_SUCCESS || res->fallback_used) {
+        s->ok++;
+        s->fallbacks += res->fallback_used;
+    } else if (res->status == CBX_STATUS_TIMEOUT) {
+        s->timeouts++;
+    } else if (res->status == CBX_STATUS_CANCELLED) {
+        s->cancelled++;
+    } else if (res->status == CBX_STATUS_REJECTED) {
+        if (is_breaker_refusal(res->rc))
+            s->breaker_open++;
+        else if (res->rc == CBX_EUNKNOWN_TYPE || res->rc == CBX_EINVAL_CONFIG)
+            s->invalid++;
+        else
+            s->refused++;
+    } else {
+        s->failed++;
+    }
+    if (res->status != CBX_STATUS_SUCCESS && res->error[0])
+        snprintf(s->last_error, sizeof s->last_error, "%s", res->error);
+    if (res->status != CBX_STATUS_REJECTED && s->lat_ns)
+        s->lat_ns[s->n_lat++] = res->duration_ns;
+    if (s->cfg->repeat == 1 && !s->have_first) {
+        s->first = *res;
+        json_incref(s->first.outputs);
+        json_incref(s->first.metadata);
+        json_incref(s->first.attempts);
+        s->have_first = 1;
+    } else if (s->all) {
+        json_array_append_new(s->all, cbx_result_to_json(res));
+    }
+}
+
+static void draw(run_state *s)
+{
+    if (s->cfg->repeat > 1)
+        cli_progress_draw(&s->progress, s->done, s->cfg->repeat, s->ok,
+                          s->failed + s->timeouts + s->cancelled,
+                          s->refused + s->breaker_open + s->invalid);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    draw(t->data);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    run_state *s = h->data;
+    if (s->signals++) {
+        cli_progress_clear(&s->progress);
+        _exit(CLI_EXIT_CANCELLED);
+    }
+    (void)signum;
+    s->stopping = 1;
+    cbx_runtime_cancel_all(s->rt);
+}
+
+/* A signal name from the command executor ("SIGKILL", "SIG37") as its number; 0 if unknown. */
+static int signal_number(const char *name)
+{
+    if (!name || strncmp(name, "SIG", 3) != 0)
+        return 0;
+    if (name[3] >= '0' && name[3] <= '9')
+        return atoi(name + 3);
+    for (int i = 1; i < 65; i++) {
+        const char *ab = sigabbrev_np(i);
+        if (ab && strcmp(ab, name + 3) == 0)
+            return i;
+    }
+    return 0;
+}
+
+/* A field of the command's outputs: from the outputs when it succeeded, else from the last
+ * attempt's metadata. */
+static const json_t *cmd_field(const cbx_result *r, const char *key)
+{
+    const json_t *v = r->outputs ? json_object_get(r->outputs, key) : NULL;
+    if (!v && r->metadata)
+        v = json_object_get(r->metadata, key);
+    return v;
+}
+
+static void write_stream(int fd, const json_t *v)
+{
+    if (json_is_string(v))
+        cli_write_all(fd, json_string_value(v), json_string_length(v));
+}
+
+/* The exit code a failed command run gives, as a shell would. */
+static int command_exit_code(const cbx_result *r)
+{
+    const json_t *code = cmd_field(r, "exit_code");
+    if (json_is_integer(code) && json_integer_value(code) != 0)
+        return (int)json_integer_value(code);
+    int sig = signal_number(json_string_value(cmd_field(r, "signal")));
+    if (sig)
+        return 128 + sig;
+    const json_t *spawn = cmd_field(r, "spawn_error");
+    if (json_is_string(spawn)) {
+        const char *e = json_string_value(spawn);
+        if (strstr(e, strerror(ENOENT)))
+            return 127;
+        if (strstr(e, strerror(EACCES)) || strstr(e, strerror(ENOEXEC)))
+            return 126;
+    }
+    return CLI_EXIT_FAILED;
+}
+
+/* Print outputs (a string as text, else JSON). */
+static void print_outputs(const json_t *out)
+{
+    if (!out)
+        return;
+    if (json_is_string(out)) {
+        size_t n = json_string_length(out);
+        const char *p = json_string_value(out);
+        cli_write_all(STDOUT_FILENO, p, n);
+        if (n && p[n - 1] != '\n')
+            cli_write_all(STDOUT_FILENO, "\n", 1);
+        return;
+    }
+    cli_print_json(stdout, out);
+}
+
+/* The exit code of one result, and its line on stderr. */
+static int finish_one(const exec_cfg *c, const cbx_result *r)
+{
+    int cmd_mode = c->cmd != NULL;
+    int ok = r->status == CBX_STATUS_SUCCESS || r->fallback_used;
+    if (c->json) {
+        json_t *j = cbx_result_to_json(r);
+        cli_print_json(stdout, j);
+        json_decref(j);
+    } else if (ok && cmd_mode && !r->fallback_used) {
+        write_stream(STDOUT_FILENO, cmd_field(r, "stdout"));
+        write_stream(STDERR_FILENO, cmd_field(r, "stderr"));
+    } else if (ok && cmd_mode) {
+        const json_t *o = r->outputs;
+        if (json_is_object(o) && json_object_get(o, "stdout")) {
+            write_stream(STDOUT_FILENO, json_object_get(o, "stdout"));
+            write_stream(STDERR_FILENO, json_object_get(o, "stderr"));
+        } else if (!c->quiet) {
+            print_outputs(o);
+        }
+    } else if (ok && !c->quiet) {
+        print_outputs(r->outputs);
+    } else if (cmd_mode && r->status == CBX_STATUS_FAILED) {
+        /* what the command wrote, when the executor kept it */
+        write_stream(STDOUT_FILENO, cmd_field(r, "stdout"));
+        write_stream(STDERR_FILENO, cmd_field(r, "stderr"));
+    }
+    if (ok) {
+        if (cmd_mode && !r->fallback_used) {
+            const json_t *code = cmd_field(r, "exit_code");
+            return json_is_integer(code) ? (int)json_integer_value(code) : CLI_EXIT_OK;
+        }
+        return CLI_EXIT_OK;
+    }
+    int code;
+    switch (r->status) {
+    case CBX_STATUS_TIMEOUT:
+        code = CLI_EXIT_TIMEOUT;
+        break;
+    case CBX_STATUS_CANCELLED:
+        code = CLI_EXIT_CANCELLED;
+        break;
+    case CBX_STATUS_REJECTED:
+        code = is_breaker_refusal(r->rc) ? CLI_EXIT_BREAKER_OPEN : CLI_EXIT_REFUSED;
+        break;
+    default:
+        code = cmd_mode ? command_exit_code(r) : CLI_EXIT_FAILED;
+        break;
+    }
+    /* a command's own failure speaks through its stderr and exit code */
+    int says_itself =
+        cmd_mode && r->status == CBX_STATUS_FAILED &&
+        (json_is_integer(cmd_field(r, "exit_code")) || json_is_string(cmd_field(r, "signal")));
+    if (!c->quiet && !says_itself) {
+        if (r->status == CBX_STATUS_FAILED && r->attempt_count > 1)
+            cli_err("exec: %s: failed after %u attempts: %s", r->executor, r->attempt_count,
+                    r->error);
+        else if (r->status == CBX_STATUS_FAILED)
+            cli_err("exec: %s: failed: %s", r->executor, r->error);
+        else if (r->status == CBX_STATUS_TIMEOUT && strncmp(r->error, "timed out", 9) == 0)
+            cli_err("exec: %s: %s", r->executor, r->error);
+        else if (r->status == CBX_STATUS_TIMEOUT)
+            cli_err("exec: %s: timed out: %s", r->executor, r->error);
+        else if (r->status == CBX_STATUS_CANCELLED)
+            cli_err("exec: %s: cancelled", r->executor);
+        else
+            cli_err("exec: %s: refused: %s", r->executor, r->error);
+    }
+    return code;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int finish_many(run_state *s, uint64_t elapsed_ns)
+{
+    const exec_cfg *c = s->cfg;
+    uint64_t p50 = 0, p95 = 0, max = 0;
+    if (s->n_lat) {
+        qsort(s->lat_ns, s->n_lat, sizeof *s->lat_ns, cmp_u64);
+        p50 = s->lat_ns[(s->n_lat - 1) / 2];
+        p95 = s->lat_ns[(s->n_lat * 95 + 99) / 100 - 1];
+        max = s->lat_ns[s->n_lat - 1];
+    }
+    if (c->json) {
+        json_t *j = json_pack(
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:{s:f, s:f, s:f}, s:o}", "runs",
+            (json_int_t)c->repeat, "done", (json_int_t)s->done, "succeeded", (json_int_t)s->ok,
+            "fallbacks", (json_int_t)s->fallbacks, "failed", (json_int_t)s->failed, "timeouts",
+            (json_int_t)s->timeouts, "breaker_open", (json_int_t)s->breaker_open, "refused",
+            (json_int_t)(s->refused + s->invalid), "cancelled", (json_int_t)s->cancelled,
+            "elapsed_ms", (double)elapsed_ns / 1e6, "latency_ms", "p50", (double)p50 / 1e6, "p95",
+            (double)p95 / 1e6, "max", (double)max / 1e6, "results", s->all);
+        s->all = NULL;
+        cli_print_json(stdout, j);
+        json_decref(j);
+    } else if (!c->quiet) {
+        char el[32], a[32], b[32], m[32];
+        cbx_duration_human(elapsed_ns, el, sizeof el);
+        printf("%llu runs in %s: %llu succeeded", (unsigned long long)s->done, el,
+               (unsigned long long)s->ok);
+        if (s->fallbacks)
+            printf(" (%llu by fallback)", (unsigned long long)s->fallbacks);
+        printf(", %llu failed, %llu timed out, %llu refused by the breaker, %llu refused, "
+               "%llu cancelled\n",
+               (unsigned long long)s->failed, (unsigned long long)s->timeouts,
+               (unsigned long long)s->breaker_open, (unsigned long long)(s->refused + s->invalid),
+               (unsigned long long)s->cancelled);
+        if (s->n_lat)
+            printf("latency: p50 %s  p95 %s  max %s\n", cbx_duration_human(p50, a, sizeof a),
+                   cbx_duration_human(p95, b, sizeof b), cbx_duration_human(max, m, sizeof m));
+        fflush(stdout);
+        if (s->last_error[0] && s->ok < s->done)
+            cli_err("exec: last error: %s", s->last_error);
+    }
+    if (s->cancelled || s->stopping)
+        return CLI_EXIT_CANCELLED;
+    if (s->invalid)
+        return CLI_EXIT_USAGE;
+    if (s->failed)
+        return CLI_EXIT_FAILED;
+    if (s->timeouts)
+        return CLI_EXIT_TIMEOUT;
+    if (s->breaker_open)
+        return CLI_EXIT_BREAKER_OPEN;
+    if (s->refused)
+        return CLI_EXIT_REFUSED;
+    return CLI_EXIT_OK;
+}
+
+/* The one-line message for a request the runtime refused as invalid. */
+static void report_invalid(const exec_cfg *c, const cbx_registry *reg, const cbx_diag *d,
+                           const json_t *params, const json_t *notes)
+{
+    if (!d->n) {
+        cli_err("exec: the request was refused");
+        return;
+    }
+    if (d->items[0].code == CBX_EUNKNOWN_TYPE) {
+        const char *best = cli_suggest_type(reg, c->type);
+        if (best)
+            cli_err("exec: unknown executor type '%s' (did you mean '%s'?)", c->type, best);
+        else
+            cli_err("exec: unknown executor type '%s' (see 'cbx types')", c->type);
+        return;
+    }
+    char line[2048];
+    size_t n = 0;
+    for (size_t i = 0; i < d->n && n < sizeof line; i++) {
+        const cbx_err *e = &d->items[i];
+        const char *sep = i ? "; " : "";
+        if (strncmp(e->msg, "unknown parameter", 17) == 0 || !e->where[0]) {
+            n += (size_t)snprintf(line + n, sizeof line - n, "%s%s", sep, e->msg);
+            continue;
+        }
+        n += (size_t)snprintf(line + n, sizeof line - n, "%sparameter '%s': %s", sep, e->where,
+                              e->msg);
+        /* show the text given for a value that was left a string */
+        const json_t *v = json_object_get(params, e->where);
+        if (n < sizeof line && json_is_string(v) && strstr(e->msg, "got string") &&
+            !strstr(e->msg, "\""))
+            n += (size_t)snprintf(line + n, sizeof line - n, " \"%.60s%s\"", json_string_value(v),
+                                  json_string_length(v) > 60 ? "..." : "");
+        const json_t *note = json_object_get(notes, e->where);
+        if (n < sizeof line && json_is_string(note))
+            n += (size_t)snprintf(line + n, sizeof line - n, " (%s)", json_string_value(note));
+    }
+    cli_err("exec: %s", line);
+}
+
+/* ---- the run -------------------------------------------------------------------------------- */
+
+static void close_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *policy,
+               json_t *params, json_t *notes)
+{
+    int code = CLI_EXIT_INTERNAL;
+    cbx_err err;
+    cbx_err_clear(&err);
+    cbx_journal *journal = NULL;
+    cbx_breaker_store *store = NULL;
+    cbx_runtime *rt = NULL;
+    uv_loop_t loop;
+    int loop_ok = 0;
+    run_state s = {.cfg = c};
+
+    if (!ctx->no_journal && cbx_journal_open(&journal, NULL, &err) < 0) {
+        cli_err("journal: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
+        goto out;
+    }
+    if (c->breaker && cbx_breaker_store_host_new(&store, NULL, &err) < 0) {
+        cli_err("breaker store: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
+        goto out;
+    }
+    if (uv_loop_init(&loop) < 0) {
+        cli_err("exec: cannot make the event loop");
+        goto out;
+    }
+    loop_ok = 1;
+    cbx_runtime_opts ro = {.loop = &loop,
+                           .registry = reg,
+                           .journal = journal,
+                           .breakers = store,
+                           .max_concurrent = (uint32_t)c->parallel,
+                           .max_queued = (uint32_t)(c->parallel + 1)};
+    if (cbx_runtime_new(&rt, &ro, &err) < 0) {
+        cli_err("exec: cannot make the runtime: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
+        goto out;
+    }
+
+    cbx_breaker_opts bo;
+    cbx_breaker_opts_default(&bo);
+    bo.name = c->breaker;
+    bo.consecutive_failures = (uint32_t)c->breaker_failures;
+    bo.open_ns = c->breaker_open_ns;
+    bo.half_open_probes = (uint32_t)c->breaker_probes;
+    cbx_request req = {.executor = c->type,
+                       .params = params,
+                       .policy = policy,
+                       .breaker = c->breaker,
+                       .breaker_opts = c->breaker ? &bo : NULL,
+                       .on_done = on_done,
+                       .ud = &s};
+
+    s.rt = rt;
+    s.loop = &loop;
+    s.req = &req;
+    if (c->repeat > 1) {
+        s.lat_ns = calloc(c->repeat, sizeof *s.lat_ns);
+        if (c->json)
+            s.all = json_array();
+        if (!s.lat_ns || (c->json && !s.all)) {
+            cli_err("exec: out of memory");
+            goto out;
+        }
+    }
+    uv_signal_init(&loop, &s.sigint);
+    uv_signal_init(&loop, &s.sigterm);
+    s.sigint.data = s.sigterm.data = &s;
+    uv_signal_start(&s.sigint, on_signal, SIGINT);
+    uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+    uv_timer_init(&loop, &s.tick);
+    s.tick.data = &s;
+    cli_progress_start(&s.progress, c->repeat > 1 && !c->quiet);
+    if (s.progress.on)
+        uv_timer_start(&s.tick, on_tick, 100, 100);
+    uint64_t t0 = cbx_clock_now_ns(NULL);
+
+    cbx_diag diag = {0};
+    int invalid = 0;
+    while (s.done < c->repeat) {
+        while (!s.stopping && s.submitted < c->repeat && s.submitted - s.done < c->parallel) {
+            s.submitted++;
+            int r = cbx_runtime_submit(rt, &req, NULL, s.submitted == 1 ? &diag : NULL);
+            if (r == CBX_EUNKNOWN_TYPE || r == CBX_EINVAL_CONFIG) {
+                invalid = 1;
+                s.stopping = 1; /* every other run would be refused the same way */
+            }
+        }
+        if (s.stopping && s.submitted - s.done == 0)
+            break;
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    uint64_t elapsed = cbx_clock_now_ns(NULL) - t0;
+    cli_progress_clear(&s.progress);
+    uv_timer_stop(&s.tick);
+    uv_signal_stop(&s.sigint);
+    uv_signal_stop(&s.sigterm);
+
+    if (invalid) {
+        report_invalid(c, reg, &diag, params, notes);
+        code = CLI_EXIT_USAGE;
+        if (c->json && s.have_first) {
+            json_t *j = cbx_result_to_json(&s.first);
+            cli_print_json(stdout, j);
+            json_decref(j);
+        }
+    } else if (c->repeat == 1 && s.have_first) {
+        code = finish_one(c, &s.first);
+    } else if (c->repeat == 1) {
+        code = s.stopping ? CLI_EXIT_CANCELLED : CLI_EXIT_INTERNAL;
+    } else {
+        code = finish_many(&s, elapsed);
+    }
+    cbx_diag_clear(&diag);
+out:
+    if (s.have_first)
+        cbx_result_clear(&s.first);
+    json_decref(s.all);
+    free(s.lat_ns);
+    if (loop_ok) {
+        if (s.rt) {
+            uv_close((uv_handle_t *)&s.sigint, close_cb);
+            uv_close((uv_handle_t *)&s.sigterm, close_cb);
+            uv_close((uv_handle_t *)&s.tick, close_cb);
+        }
+        cbx_runtime_free(rt);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+    }
+    cbx_breaker_store_free(store);
+    cbx_journal_close(journal);
+    return code;
+}
+
+/* ---- options -------------------------------------------------------------------------------- */
+
+static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
+{
+    cli_args a;
+    cli_args_init(&a, "exec", argc, argv, opts);
+    c->breaker_failures = 5;
+    c->breaker_open_ns = 30 * CBX_NS_PER_S;
+    c->breaker_probes = 1;
+    c->repeat = 1;
+    c->parallel = 1;
+    c->kv = calloc((size_t)argc, sizeof *c->kv);
+    if (!c->kv)
+        return CLI_EXIT_INTERNAL;
+    int id, saw_parallel = 0;
+    const char *val;
+    while ((id = cli_args_next(&a, &val)) != CLI_ARGS_END) {
+        int slot = flag_slot(id);
+        if (slot >= 0) {
+            if (check_flag(id, val) < 0)
+                return CLI_EXIT_USAGE;
+            c->flag_val[slot] = val;
+            continue;
+        }
+        switch (id) {
+        case CLI_ARGS_ERROR:
+            return CLI_EXIT_USAGE;
+        case CLI_OPT_HELP:
+            fputs(help_usage, stdout);
+            fputs(help_running, stdout);
+            fputs(cli_exit_codes_help, stdout);
+            fputs(exit_help, stdout);
+            return -1;
+        case CLI_OPT_STATE_DIR:
+            if (cli_set_state_dir(ctx, val))
+                return CLI_EXIT_USAGE;
+            break;
+        case CLI_OPT_NO_JOURNAL:
+            ctx->no_journal = 1;
+            break;
+        case CLI_OPT_JSON:
+            c->json = 1;
+            break;
+        case OPT_QUIET:
+            c->quiet = 1;
+            break;
+        case OPT_PARAM:
+            c->kv[c->n_kv++] = val;
+            break;
+        case OPT_PARAMS_JSON:
+            c->params_json = val;
+            break;
+        case OPT_POLICY:
+            c->policy_file = val;
+            break;
+        case OPT_POLICY_JSON:
+            c->policy_json = val;
+            break;
+        case OPT_BREAKER:
+            if (!val[0] || strlen(val) > 200) {
+                cli_err("--breaker: expected a name of 1 to 200 bytes, got '%s'", val);
+                return CLI_EXIT_USAGE;
+            }
+            c->breaker = val;
+            break;
+        case OPT_BREAKER_FAILURES:
+            if (cli_parse_uint("--breaker-failures", val, 1, 1000000, &c->breaker_failures))
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_BREAKER_OPEN:
+            if (cli_parse_duration("--breaker-open", val, &c->breaker_open_ns))
+                return CLI_EXIT_USAGE;
+            if (!c->breaker_open_ns) {
+                cli_err("--breaker-open: expected a duration > 0, got '%s'", val);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case OPT_BREAKER_PROBES:
+            if (cli_parse_uint("--breaker-probes", val, 1, CBX_BREAKER_MAX_PROBES,
+                               &c->breaker_probes))
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_REPEAT:
+            if (cli_parse_uint("--repeat", val, 1, 100000000, &c->repeat))
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_PARALLEL:
+            if (cli_parse_uint("--parallel", val, 1, 65536, &c->parallel))
+                return CLI_EXIT_USAGE;
+            saw_parallel = 1;
+            break;
+        case OPT_PLUGIN_PATH:
+            if (c->src.n_plugin_paths == sizeof c->src.plugin_paths / sizeof *c->src.plugin_paths) {
+                cli_err("exec: too many --plugin-path options");
+                return CLI_EXIT_USAGE;
+            }
+            c->src.plugin_paths[c->src.n_plugin_paths++] = val;
+            break;
+        case OPT_LUA:
+            if (c->src.n_lua_files == sizeof c->src.lua_files / sizeof *c->src.lua_files) {
+                cli_err("exec: too many --lua options");
+                return CLI_EXIT_USAGE;
+            }
+            c->src.lua_files[c->src.n_lua_files++] = val;
+            break;
+        case CLI_ARGS_POSITIONAL:
+            if (c->type) {
+                cli_err("exec: unexpected argument '%s' (to run a command: cbx exec [OPTIONS] -- "
+                        "CMD ARGS...)",
+                        val);
+                return CLI_EXIT_USAGE;
+            }
+            c->type = val;
+            break;
+        default:
+            break;
+        }
+    }
+    if (saw_parallel && c->repeat == 1 && c->parallel > 1) {
+        cli_err("--parallel: needs --repeat N (the number of runs)");
+        return CLI_EXIT_USAGE;
+    }
+    if (c->parallel > c->repeat)
+        c->parallel = c->repeat;
+    if (a.dashdash) {
+        if (c->type) {
+            cli_err("exec: give a TYPE or -- CMD ARGS, not both");
+            return CLI_EXIT_USAGE;
+        }
+        if (a.rest >= argc) {
+            cli_err("exec: expected a command after --");
+            return CLI_EXIT_USAGE;
+        }
+        c->cmd = argv + a.rest;
+        c->ncmd = argc - a.rest;
+        c->type = "command";
+    } else if (!c->type) {
+        cli_err("exec: expected an executor TYPE or -- CMD ARGS (see 'cbx exec --help')");
+        return CLI_EXIT_USAGE;
+    }
+    return 0;
+}
+
+int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
+{
+    exec_cfg c = {0};
+    cbx_registry *reg = NULL;
+    cbx_policy *policy = NULL;
+    json_t *params = NULL, *notes = json_object();
+    int code = parse(ctx, argc, argv, &c);
+    if (code)
+        goto out;
+    code = build_policy(&c, &policy);
+    if (code)
+        goto out;
+    code = cli_registry_open(&c.src, &reg);
+    if (code)
+        goto out;
+    const cbx_executor_type *type = cbx_registry_find(reg, c.type);
+    if (cli_params_build("exec", type ? type->params : NULL, c.params_json, c.kv, c.n_kv, &params,
+                         notes) < 0) {
+        code = CLI_EXIT_USAGE;
+        goto out;
+    }
+    if (c.cmd) {
+        if (json_object_get(params, "argv")) {
+            cli_err("exec: -p argv: the command after -- is the argv");
+            code = CLI_EXIT_USAGE;
+            goto out;
+        }
+        json_t *av = json_array();
+        for (int i = 0; i < c.ncmd; i++)
+            json_array_append_new(av, json_string(c.cmd[i]));
+        json_object_set_new(params, "argv", av);
+    }
+    code = run(&c, ctx, reg, policy, params, notes);
+out:
+    if (code < 0)
+        code = CLI_EXIT_OK; /* --help */
+    json_decref(params);
+    json_decref(notes);
+    cbx_policy_free(policy);
+    cbx_registry_free(reg);
+    free(c.kv);
+    return code;
+}

@@ -1,0 +1,552 @@
+/* cbx history [show ID | clear] and cbx stats: queries over the journal. */
+#include "args.h"
+#include "cli.h"
+#include "output.h"
+
+#include "cbx/journal.h"
+#include "cbx/runtime.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char history_help[] =
+    "Usage: cbx history [--executor X] [--status S] [--breaker B] [--since DUR] [--limit N]\n"
+    "                   [--json]\n"
+    "       cbx history show ID [--json]\n"
+    "       cbx history clear [--executor X] [--before DUR] --yes\n"
+    "\n"
+    "Past executions from the journal, newest first: when, id, executor, status, attempts,\n"
+    "duration and error. 'show' gives one execution with its parameters (secrets redacted),\n"
+    "outputs and every attempt; ID may be a unique prefix of a recent execution's id.\n"
+    "'clear' deletes executions (all of them, or those selected) and their attempts.\n"
+    "\n"
+    "Options:\n"
+    "  --executor X     only this executor type\n"
+    "  --status S       only this status: success, failed, timeout, cancelled, rejected,\n"
+    "                   running\n"
+    "  --breaker B      only executions guarded by the named breaker B\n"
+    "  --since DUR      only executions submitted within DUR before now (10m, 2h)\n"
+    "  --limit N        at most N executions; default 20 (--json: 100)\n"
+    "  --before DUR     clear: only executions submitted more than DUR ago\n"
+    "  --yes            clear: really delete\n"
+    "  --json           JSON instead of a table\n"
+    "  --state-dir DIR  the journal's directory (CBX_STATE_DIR)\n"
+    "  -h, --help       this help\n"
+    "\n"
+    "Examples:\n"
+    "  cbx history\n"
+    "  cbx history --executor http --status failed --since 1h\n"
+    "  cbx history show 3f2a9c\n"
+    "  cbx history clear --before 30d --yes\n"
+    "\n";
+
+static const char stats_help[] =
+    "Usage: cbx stats [--by executor|breaker] [--executor X] [--since DUR] [--json]\n"
+    "\n"
+    "Statistics over the journal: executions, successes, failures, timeouts, cancelled,\n"
+    "rejected, success rate, latency mean/p50/p95/p99 and mean attempts - overall, or one row\n"
+    "per executor type or per named breaker.\n"
+    "\n"
+    "Options:\n"
+    "  --by KEY         executor or breaker: one row per value\n"
+    "  --executor X     only this executor type\n"
+    "  --breaker B      only executions guarded by the named breaker B\n"
+    "  --since DUR      only executions submitted within DUR before now\n"
+    "  --json           JSON instead of a table\n"
+    "  --state-dir DIR  the journal's directory (CBX_STATE_DIR)\n"
+    "  -h, --help       this help\n"
+    "\n"
+    "Examples:\n"
+    "  cbx stats\n"
+    "  cbx stats --by executor --since 1h\n"
+    "  cbx stats --by breaker --json\n"
+    "\n";
+
+enum {
+    OPT_EXECUTOR = CLI_OPT_OWN,
+    OPT_STATUS,
+    OPT_BREAKER,
+    OPT_SINCE,
+    OPT_LIMIT,
+    OPT_BEFORE,
+    OPT_YES,
+    OPT_BY,
+};
+
+static const cli_opt history_opts[] = {
+    CLI_OPTS_COMMON,
+    {"json", 0, 0, CLI_OPT_JSON},
+    {"executor", 0, 1, OPT_EXECUTOR},
+    {"status", 0, 1, OPT_STATUS},
+    {"breaker", 0, 1, OPT_BREAKER},
+    {"since", 0, 1, OPT_SINCE},
+    {"limit", 0, 1, OPT_LIMIT},
+    {"before", 0, 1, OPT_BEFORE},
+    {"yes", 'y', 0, OPT_YES},
+    {0},
+};
+
+static const cli_opt stats_opts[] = {
+    CLI_OPTS_COMMON,
+    {"json", 0, 0, CLI_OPT_JSON},
+    {"by", 0, 1, OPT_BY},
+    {"executor", 0, 1, OPT_EXECUTOR},
+    {"breaker", 0, 1, OPT_BREAKER},
+    {"since", 0, 1, OPT_SINCE},
+    {0},
+};
+
+typedef struct query {
+    cbx_history_filter f;
+    int json, yes, limit_given;
+    const char *by;
+    const char *action; /* NULL, "show", "clear" */
+    const char *id;
+    int have_before, have_since;
+} query;
+
+static int open_journal(cbx_journal **j)
+{
+    cbx_err err;
+    cbx_err_clear(&err);
+    if (cbx_journal_open(j, NULL, &err) < 0) {
+        cli_err("journal: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
+        return CLI_EXIT_INTERNAL;
+    }
+    return 0;
+}
+
+static int journal_error(const char *what, int rc, const cbx_err *err)
+{
+    cli_err("%s: %s", what, err->msg[0] ? err->msg : cbx_strerror(rc));
+    return CLI_EXIT_INTERNAL;
+}
+
+/* Options of history and stats; positional words go to q->action / q->id. */
+static int parse(cli_ctx *ctx, const char *cmd, const cli_opt *table, const char *help, int argc,
+                 char **argv, query *q)
+{
+    cli_args a;
+    cli_args_init(&a, cmd, argc, argv, table);
+    int id;
+    const char *val;
+    uint64_t u;
+    while ((id = cli_args_next(&a, &val)) != CLI_ARGS_END) {
+        switch (id) {
+        case CLI_ARGS_ERROR:
+            return CLI_EXIT_USAGE;
+        case CLI_OPT_HELP:
+            fputs(help, stdout);
+            fputs(cli_exit_codes_help, stdout);
+            return -1;
+        case CLI_OPT_STATE_DIR:
+            if (cli_set_state_dir(ctx, val))
+                return CLI_EXIT_USAGE;
+            break;
+        case CLI_OPT_NO_JOURNAL:
+            ctx->no_journal = 1;
+            break;
+        case CLI_OPT_JSON:
+            q->json = 1;
+            break;
+        case OPT_EXECUTOR:
+            q->f.executor = val;
+            break;
+        case OPT_STATUS: {
+            cbx_status st;
+            if (cbx_status_parse(val, &st) < 0) {
+                static const char *const names[] = {"pending",   "running",  "retrying",
+                                                    "success",   "failed",   "timeout",
+                                                    "cancelled", "rejected", NULL};
+                cli_parse_choice("--status", val, names);
+                return CLI_EXIT_USAGE;
+            }
+            q->f.status = val;
+            break;
+        }
+        case OPT_BREAKER:
+            q->f.breaker = val;
+            break;
+        case OPT_SINCE:
+            if (cli_parse_duration("--since", val, &u))
+                return CLI_EXIT_USAGE;
+            q->f.since_ms = cli_now_ms() - u / 1000000u;
+            q->have_since = 1;
+            break;
+        case OPT_BEFORE:
+            if (cli_parse_duration("--before", val, &u))
+                return CLI_EXIT_USAGE;
+            q->f.until_ms = cli_now_ms() - u / 1000000u;
+            q->have_before = 1;
+            break;
+        case OPT_LIMIT:
+            if (cli_parse_uint("--limit", val, 1, 1000000, &u))
+                return CLI_EXIT_USAGE;
+            q->f.limit = (uint32_t)u;
+            q->limit_given = 1;
+            break;
+        case OPT_YES:
+            q->yes = 1;
+            break;
+        case OPT_BY: {
+            static const char *const keys[] = {"executor", "breaker", NULL};
+            if (cli_parse_choice("--by", val, keys))
+                return CLI_EXIT_USAGE;
+            q->by = val;
+            break;
+        }
+        case CLI_ARGS_POSITIONAL:
+            if (table == history_opts && !q->action &&
+                (strcmp(val, "show") == 0 || strcmp(val, "clear") == 0)) {
+                q->action = val;
+            } else if (q->action && strcmp(q->action, "show") == 0 && !q->id) {
+                q->id = val;
+            } else if (table == history_opts && !q->action) {
+                static const char *const actions[] = {"show", "clear"};
+                const char *best = cli_suggest(val, actions, 2);
+                cli_err("history: unknown action '%s'%s%s%s", val,
+                        best ? " (did you mean '" : " (expected show or clear)", best ? best : "",
+                        best ? "'?)" : "");
+                return CLI_EXIT_USAGE;
+            } else {
+                cli_err("%s: unexpected argument '%s'", cmd, val);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        default:
+            break;
+        }
+    }
+    if (a.dashdash && a.rest < argc) {
+        cli_err("%s: unexpected argument '%s'", cmd, argv[a.rest]);
+        return CLI_EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* ---- history --------------------------------------------------------------------------------- */
+
+static const char *str_of(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
+}
+
+static void history_table(const json_t *rows)
+{
+    static const char *const heads[] = {"WHEN",     "ID",       "EXECUTOR", "STATUS",
+                                        "ATTEMPTS", "DURATION", "ERROR"};
+    cli_table *t = cli_table_new(7, heads);
+    if (!t)
+        return;
+    cli_table_align_right(t, 4);
+    cli_table_align_right(t, 5);
+    size_t i;
+    json_t *r;
+    json_array_foreach(rows, i, r)
+    {
+        char when[32], dur[32], id[16];
+        cli_table_row(t);
+        cli_table_cell(
+            t,
+            cli_format_time((uint64_t)json_integer_value(json_object_get(r, "submitted_ms")), when,
+                            sizeof when),
+            CLI_DIM);
+        snprintf(id, sizeof id, "%.8s", str_of(r, "id"));
+        cli_table_cell(t, id, NULL);
+        cli_table_cell(t, str_of(r, "executor"), NULL);
+        const char *status = str_of(r, "status");
+        const json_t *fb = json_object_get(r, "fallback_used");
+        if (json_is_true(fb))
+            cli_table_cellf(t, cli_status_color(status), "%s (fallback)", status);
+        else
+            cli_table_cell(t, status, cli_status_color(status));
+        cli_table_cellf(t, NULL, "%lld",
+                        (long long)json_integer_value(json_object_get(r, "attempts")));
+        cli_table_cell(t, cli_format_ms(json_object_get(r, "duration_ms"), dur, sizeof dur), NULL);
+        cli_table_cell(t, str_of(r, "error"), NULL);
+    }
+    cli_table_print(t, stdout);
+    cli_table_free(t);
+}
+
+/* An id, or a unique prefix of one among the newest executions. */
+static int resolve_id(cbx_journal *j, const char *id, char *out, size_t len)
+{
+    json_t *row = NULL;
+    if (cbx_journal_get(j, id, &row, NULL) == 0) {
+        json_decref(row);
+        snprintf(out, len, "%s", id);
+        return 0;
+    }
+    json_t *rows = NULL;
+    cbx_history_filter f = {.limit = 100000};
+    if (cbx_journal_history(j, &f, &rows, NULL) < 0)
+        return -ENOENT;
+    size_t i, found = 0, n = strlen(id);
+    json_t *r;
+    json_array_foreach(rows, i, r)
+    {
+        const char *rid = str_of(r, "id");
+        if (strncmp(rid, id, n) == 0) {
+            if (found++)
+                break;
+            snprintf(out, len, "%s", rid);
+        }
+    }
+    json_decref(rows);
+    return found == 1 ? 0 : found ? -EEXIST : -ENOENT;
+}
+
+static int history_show(cbx_journal *j, const query *q)
+{
+    if (!q->id) {
+        cli_err("history show: expected an execution ID (see 'cbx history')");
+        return CLI_EXIT_USAGE;
+    }
+    char id[64];
+    int r = resolve_id(j, q->id, id, sizeof id);
+    if (r == -EEXIST) {
+        cli_err("history show: '%s' matches more than one execution; give more of the id", q->id);
+        return CLI_EXIT_USAGE;
+    }
+    if (r < 0) {
+        cli_err("history show: no execution '%s' in the journal", q->id);
+        return CLI_EXIT_FAILED;
+    }
+    json_t *row = NULL;
+    cbx_err err;
+    cbx_err_clear(&err);
+    r = cbx_journal_get(j, id, &row, &err);
+    if (r < 0)
+        return journal_error("history show", r, &err);
+    if (q->json) {
+        int rc = cli_print_json(stdout, row);
+        json_decref(row);
+        return rc ? CLI_EXIT_INTERNAL : CLI_EXIT_OK;
+    }
+    char when[32], dur[32];
+    const char *status = str_of(row, "status");
+    printf("id        %s\n", str_of(row, "id"));
+    printf("executor  %s\n", str_of(row, "executor"));
+    printf("status    ");
+    cli_paint(stdout, cli_status_color(status), status);
+    printf("%s\n",
+           json_is_true(json_object_get(row, "fallback_used")) ? " (fallback answered)" : "");
+    if (json_integer_value(json_object_get(row, "rc")))
+        printf("rc        %s\n", cbx_err_name((int)json_integer_value(json_object_get(row, "rc"))));
+    printf("submitted %s\n",
+           cli_format_time((uint64_t)json_integer_value(json_object_get(row, "submitted_ms")), when,
+                           sizeof when));
+    printf("duration  %s\n", cli_format_ms(json_object_get(row, "duration_ms"), dur, sizeof dur));
+    if (str_of(row, "breaker")[0])
+        printf("breaker   %s\n", str_of(row, "breaker"));
+    if (str_of(row, "policy")[0])
+        printf("policy    %s\n", str_of(row, "policy"));
+    if (str_of(row, "tag")[0])
+        printf("tag       %s\n", str_of(row, "tag"));
+    if (str_of(row, "error")[0])
+        printf("error     %s\n", str_of(row, "error"));
+    const json_t *params = json_object_get(row, "params");
+    if (params && !json_is_null(params)) {
+        char *s = json_dumps(params, JSON_COMPACT | JSON_ENCODE_ANY);
+        printf("params    %s\n", s ? s : "");
+        free(s);
+    }
+    const json_t *outputs = json_object_get(row, "outputs");
+    if (outputs && !json_is_null(outputs)) {
+        printf("outputs   ");
+        cli_print_json(stdout, outputs);
+    }
+    const json_t *atts = json_object_get(row, "attempts");
+    if (json_array_size(atts)) {
+        printf("\n");
+        static const char *const heads[] = {"ATTEMPT",  "STARTED", "OUTCOME",
+                                            "DURATION", "BREAKER", "ERROR"};
+        cli_table *t = cli_table_new(6, heads);
+        if (t) {
+            cli_table_align_right(t, 0);
+            cli_table_align_right(t, 3);
+            size_t i;
+            json_t *a;
+            json_array_foreach(atts, i, a)
+            {
+                cli_table_row(t);
+                cli_table_cellf(t, NULL, "%lld",
+                                (long long)json_integer_value(json_object_get(a, "number")));
+                cli_table_cell(
+                    t,
+                    cli_format_time((uint64_t)json_integer_value(json_object_get(a, "started_ms")),
+                                    when, sizeof when),
+                    CLI_DIM);
+                const char *oc = str_of(a, "outcome");
+                cli_table_cell(t, oc, cli_status_color(oc));
+                cli_table_cell(t, cli_format_ms(json_object_get(a, "duration_ms"), dur, sizeof dur),
+                               NULL);
+                cli_table_cell(
+                    t, str_of(a, "breaker_decision")[0] ? str_of(a, "breaker_decision") : "-",
+                    NULL);
+                cli_table_cell(t, str_of(a, "error"), NULL);
+            }
+            cli_table_print(t, stdout);
+            cli_table_free(t);
+        }
+    }
+    fflush(stdout);
+    json_decref(row);
+    return CLI_EXIT_OK;
+}
+
+static int history_clear(cbx_journal *j, const query *q)
+{
+    if (q->f.status || q->f.breaker || q->have_since || q->limit_given) {
+        cli_err("history clear: takes only --executor and --before");
+        return CLI_EXIT_USAGE;
+    }
+    if (!q->yes) {
+        cli_err("history clear: this deletes %s; add --yes to do it",
+                q->f.executor || q->have_before ? "the selected executions" : "the whole history");
+        return CLI_EXIT_USAGE;
+    }
+    cbx_history_filter f = {.executor = q->f.executor, .until_ms = q->f.until_ms};
+    uint64_t deleted = 0;
+    cbx_err err;
+    cbx_err_clear(&err);
+    int r = cbx_journal_clear(j, q->f.executor || q->have_before ? &f : NULL, &deleted, &err);
+    if (r < 0)
+        return journal_error("history clear", r, &err);
+    if (q->json) {
+        json_t *o = json_pack("{s:I}", "deleted", (json_int_t)deleted);
+        cli_print_json(stdout, o);
+        json_decref(o);
+    } else {
+        printf("deleted %llu execution%s\n", (unsigned long long)deleted, deleted == 1 ? "" : "s");
+    }
+    return CLI_EXIT_OK;
+}
+
+int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
+{
+    query q = {0};
+    int rc = parse(ctx, "history", history_opts, history_help, argc, argv, &q);
+    if (rc)
+        return rc < 0 ? CLI_EXIT_OK : rc;
+    if (q.yes && (!q.action || strcmp(q.action, "clear") != 0)) {
+        cli_err("history: --yes goes with 'history clear'");
+        return CLI_EXIT_USAGE;
+    }
+    if (q.have_before && (!q.action || strcmp(q.action, "clear") != 0)) {
+        cli_err("history: --before goes with 'history clear' (to list, use --since)");
+        return CLI_EXIT_USAGE;
+    }
+    cbx_journal *j = NULL;
+    rc = open_journal(&j);
+    if (rc)
+        return rc;
+    if (q.action && strcmp(q.action, "show") == 0) {
+        rc = history_show(j, &q);
+    } else if (q.action) {
+        rc = history_clear(j, &q);
+    } else {
+        if (!q.limit_given)
+            q.f.limit = q.json ? 100 : 20;
+        json_t *rows = NULL;
+        cbx_err err;
+        cbx_err_clear(&err);
+        int r = cbx_journal_history(j, &q.f, &rows, &err);
+        if (r < 0) {
+            rc = journal_error("history", r, &err);
+        } else if (q.json) {
+            rc = cli_print_json(stdout, rows) ? CLI_EXIT_INTERNAL : CLI_EXIT_OK;
+        } else if (!json_array_size(rows)) {
+            printf("no executions in the journal%s\n",
+                   q.f.executor || q.f.status || q.f.breaker || q.have_since ? " match" : "");
+        } else {
+            history_table(rows);
+        }
+        json_decref(rows);
+    }
+    cbx_journal_close(j);
+    return rc;
+}
+
+/* ---- stats ----------------------------------------------------------------------------------- */
+
+static void stats_row(cli_table *t, const char *name, const json_t *o)
+{
+    char a[32];
+    cli_table_row(t);
+    cli_table_cell(t, name, CLI_BOLD);
+    static const char *const counts[] = {"executions", "successes", "failures",
+                                         "timeouts",   "cancelled", "rejected"};
+    for (size_t i = 0; i < 6; i++)
+        cli_table_cellf(t, NULL, "%lld",
+                        (long long)json_integer_value(json_object_get(o, counts[i])));
+    const json_t *rate = json_object_get(o, "success_rate");
+    if (json_is_number(rate)) {
+        double r = json_number_value(rate);
+        cli_table_cellf(t,
+                        r >= 0.99  ? CLI_GREEN
+                        : r >= 0.9 ? CLI_YELLOW
+                                   : CLI_RED,
+                        "%.1f%%", r * 100);
+    } else {
+        cli_table_cell(t, "-", NULL);
+    }
+    static const char *const lat[] = {"mean_ms", "p50_ms", "p95_ms", "p99_ms"};
+    for (size_t i = 0; i < 4; i++)
+        cli_table_cell(t, cli_format_ms(json_object_get(o, lat[i]), a, sizeof a), NULL);
+    const json_t *ma = json_object_get(o, "mean_attempts");
+    if (json_is_number(ma))
+        cli_table_cellf(t, NULL, "%.2f", json_number_value(ma));
+    else
+        cli_table_cell(t, "-", NULL);
+}
+
+int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv)
+{
+    query q = {0};
+    int rc = parse(ctx, "stats", stats_opts, stats_help, argc, argv, &q);
+    if (rc)
+        return rc < 0 ? CLI_EXIT_OK : rc;
+    cbx_journal *j = NULL;
+    rc = open_journal(&j);
+    if (rc)
+        return rc;
+    json_t *out = NULL;
+    cbx_err err;
+    cbx_err_clear(&err);
+    int r = cbx_journal_stats(j, &q.f, q.by, &out, &err);
+    if (r < 0) {
+        rc = journal_error("stats", r, &err);
+    } else if (q.json) {
+        rc = cli_print_json(stdout, out) ? CLI_EXIT_INTERNAL : CLI_EXIT_OK;
+    } else {
+        static const char *const heads[] = {"NAME",      "EXECS",    "OK",      "FAILED", "TIMEOUT",
+                                            "CANCELLED", "REJECTED", "SUCCESS", "MEAN",   "P50",
+                                            "P95",       "P99",      "ATTEMPTS"};
+        cli_table *t = cli_table_new(13, heads);
+        if (t) {
+            for (size_t c = 1; c < 13; c++)
+                cli_table_align_right(t, c);
+            if (q.by) {
+                const char *k;
+                json_t *o;
+                json_object_foreach(out, k, o)
+                {
+                    stats_row(t, k[0] ? k : q.by[0] == 'b' ? "(no breaker)" : "(none)", o);
+                }
+            } else {
+                stats_row(t, "all", out);
+            }
+            cli_table_print(t, stdout);
+            cli_table_free(t);
+        }
+        rc = CLI_EXIT_OK;
+    }
+    json_decref(out);
+    cbx_journal_close(j);
+    return rc;
+}

@@ -1,0 +1,181 @@
+/* cbx: the command line. A table of subcommands over libcbx; global options; exit codes. */
+#include "args.h"
+#include "cli.h"
+#include "output.h"
+
+#include "cbx/executor.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#ifndef CBX_VERSION
+#define CBX_VERSION "0.0.0"
+#endif
+
+const char cli_exit_codes_help[] =
+    "Exit codes:\n"
+    "  0    success (or a fallback answered)\n"
+    "  1    the work failed (exec -- CMD: the command's own exit code instead, 128+N when\n"
+    "       killed by signal N); a query found nothing\n"
+    "  2    bad usage or bad input: unknown subcommand, option, executor type or parameter,\n"
+    "       a mistyped value, a bad policy, an unreadable plugin, an ABI mismatch\n"
+    "  70   internal error (journal, state store, out of memory)\n"
+    "  75   an open breaker refused it; nothing ran\n"
+    "  76   refused otherwise: rate limit, bulkhead, queue\n"
+    "  124  timed out\n"
+    "  130  cancelled (SIGINT or SIGTERM)\n";
+
+typedef struct cli_cmd {
+    const char *name;
+    cli_cmd_fn fn;
+    const char *summary;
+} cli_cmd;
+
+static const cli_cmd commands[] = {
+    {"exec", cli_cmd_exec, "run an executor, or a command (-- CMD ARGS), under a policy"},
+    {"types", cli_cmd_types, "list executor types, or show one type's parameters"},
+    {"history", cli_cmd_history, "past executions from the journal; show one; clear"},
+    {"stats", cli_cmd_stats, "statistics over the journal: overall, per executor or breaker"},
+    {"breaker", cli_cmd_breaker, "the host-wide named breakers: list, show, reset, open, close"},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f)
+{
+    fputs("Usage: cbx [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]\n"
+          "\n"
+          "Run work under resilience policies (timeouts, retries, circuit breakers, rate limits,\n"
+          "fallbacks) and record every attempt in a journal.\n"
+          "\n"
+          "Commands:\n",
+          f);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fputs("  help      help on a command (same as cbx COMMAND --help)\n"
+          "\n"
+          "Global options (also accepted after the command):\n"
+          "  --state-dir DIR   where the journal and the breaker store live (sets CBX_STATE_DIR;\n"
+          "                    default $CBX_STATE_DIR, else $XDG_STATE_HOME/cbx, else\n"
+          "                    ~/.local/state/cbx)\n"
+          "  --no-journal      do not write the journal\n"
+          "  -h, --help        this help\n"
+          "  --version         the version and the executor ABI\n"
+          "\n"
+          "Examples:\n"
+          "  cbx exec --timeout 5s --retries 2 -- curl -fsS https://example.com\n"
+          "  cbx exec http -p url=https://example.com --json\n"
+          "  cbx exec --breaker db --breaker-failures 3 -- ./backup.sh\n"
+          "  cbx types command\n"
+          "  cbx history --status failed --since 1h\n"
+          "  cbx stats --by executor\n"
+          "  cbx breaker list\n"
+          "\n"
+          "Environment: CBX_STATE_DIR, CBX_PLUGIN_PATH, CBX_LUA_PATH, NO_COLOR.\n"
+          "\n",
+          f);
+    fputs(cli_exit_codes_help, f);
+}
+
+int cli_set_state_dir(cli_ctx *ctx, const char *dir)
+{
+    if (!dir[0]) {
+        cli_err("--state-dir: expected a directory, got ''");
+        return CLI_EXIT_USAGE;
+    }
+    struct stat st;
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        cli_err("--state-dir: '%s' is not a directory", dir);
+        return CLI_EXIT_USAGE;
+    }
+    ctx->state_dir = dir;
+    setenv("CBX_STATE_DIR", dir, 1);
+    return 0;
+}
+
+static const cli_cmd *find_command(const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static int unknown_command(const char *name)
+{
+    const char *cands[N_COMMANDS + 1];
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        cands[i] = commands[i].name;
+    cands[N_COMMANDS] = "help";
+    const char *best = cli_suggest(name, cands, N_COMMANDS + 1);
+    if (best)
+        cli_err("unknown command '%s' (did you mean '%s'?)", name, best);
+    else
+        cli_err("unknown command '%s' (see 'cbx --help')", name);
+    return CLI_EXIT_USAGE;
+}
+
+static int run_help(cli_ctx *ctx, int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    const cli_cmd *c = find_command(argv[1]);
+    if (!c)
+        return unknown_command(argv[1]);
+    char *sub[] = {argv[1], "--help", NULL};
+    return c->fn(ctx, 2, sub);
+}
+
+int main(int argc, char **argv)
+{
+    cli_ctx ctx = {0};
+    int i = 1;
+    /* Global options, up to the command. */
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return CLI_EXIT_OK;
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("cbx %s (executor ABI %u)\n", CBX_VERSION, (unsigned)CBX_EXECUTOR_ABI);
+            return CLI_EXIT_OK;
+        }
+        if (strcmp(a, "--no-journal") == 0) {
+            ctx.no_journal = 1;
+            continue;
+        }
+        if (strcmp(a, "--state-dir") == 0 || strncmp(a, "--state-dir=", 12) == 0) {
+            const char *v = a[11] == '=' ? a + 12 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v) {
+                cli_err("option '--state-dir' needs a value");
+                return CLI_EXIT_USAGE;
+            }
+            int rc = cli_set_state_dir(&ctx, v);
+            if (rc)
+                return rc;
+            continue;
+        }
+        static const char *const globals[] = {"--help", "--version", "--no-journal", "--state-dir"};
+        const char *best = cli_suggest(a, globals, 4);
+        if (best)
+            cli_err("unknown option '%s' (did you mean '%s'?)", a, best);
+        else
+            cli_err("unknown option '%s' (see 'cbx --help')", a);
+        return CLI_EXIT_USAGE;
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (strcmp(argv[i], "help") == 0)
+        return run_help(&ctx, argc - i, argv + i);
+    const cli_cmd *c = find_command(argv[i]);
+    if (!c)
+        return unknown_command(argv[i]);
+    return c->fn(&ctx, argc - i, argv + i);
+}

@@ -1,0 +1,45 @@
+# Shared by the cli tests: sourced with the cbx binary as $1. Each test gets its own state
+# directory (journal, breaker store) and scratch space, removed at the end.
+set -u
+CBX=${1:?usage: $0 path/to/cbx}
+[ -x "$CBX" ] || { echo "not executable: $CBX" >&2; exit 1; }
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/cbx-cli.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+export CBX_STATE_DIR="$TMP/state"
+mkdir -p "$CBX_STATE_DIR"
+unset CBX_PLUGIN_PATH CBX_LUA_PATH
+export NO_COLOR=1
+TEST=$(basename "$0" .sh)
+
+fail() {
+    echo "FAIL [$TEST]: $*" >&2
+    exit 1
+}
+
+# run CMD...: runs it, capturing stdout in $TMP/out, stderr in $TMP/err and the code in $rc.
+run() {
+    "$@" >"$TMP/out" 2>"$TMP/err"
+    rc=$?
+}
+
+# expect_rc WANT WHAT: checks $rc after run.
+expect_rc() {
+    [ "$rc" -eq "$1" ] || fail "$2: exit code $rc, expected $1 (stderr: $(head -c 600 "$TMP/err"))"
+}
+
+# expect_err_line TEXT WHAT: stderr is exactly one line and contains TEXT.
+expect_err_line() {
+    local lines
+    lines=$(wc -l <"$TMP/err")
+    [ "$lines" -eq 1 ] || fail "$2: expected one line on stderr, got $lines: $(cat "$TMP/err")"
+    grep -qF -- "$1" "$TMP/err" || fail "$2: stderr lacks '$1': $(cat "$TMP/err")"
+}
+
+# jqv FILTER: applies a jq filter to $TMP/out.
+jqv() {
+    jq -r "$1" <"$TMP/out"
+}
+
+now_ms() {
+    date +%s%3N
+}
