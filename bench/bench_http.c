@@ -1,0 +1,340 @@
+/* bench/bench_http.c - HTTP GETs through the runtime and the http executor, beside wrk.
+ *
+ * Both hit the same loopback server (tests/helpers/http_server.c, one epoll thread, keep-alive)
+ * in the same run, at 64 connections:
+ *   http.get.c64.cbx         --iters GETs of /ok (default 20,000) submitted at once to a runtime
+ *                            with max_concurrent 64, no policy; best of --runs passes
+ *   http.get.c64.cbx_policy  the same under a policy with a 10 s timeout and 3 retry attempts
+ *   http.get.c64.wrk         wrk -c64 -t2 -d5s against /ok (one pass; wrk's own average)
+ * Each line gives ns per request (the inverse of the request rate); a "# note" line gives the
+ * requests per second and the ratio cbx / wrk (target: at least 0.5).
+ *
+ * An HTTP request is not an allocation-free path (libcurl, jansson and the runtime allocate per
+ * request), so the allocs column says "-" and a note gives the count per request.
+ *
+ * The server is found through $CBX_HTTP_SERVER, else the path CMake compiled in, else
+ * ../tests/http_server beside this binary. Without a server or without wrk the missing part is
+ * skipped with a note, never failed. Every request must succeed, or the run fails (exit 1).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cbx/policy.h"
+#include "cbx/runtime.h"
+
+#include "alloc_count.h"
+#include "timing.h"
+
+#ifndef CBX_BENCH_BUILD_TYPE
+#define CBX_BENCH_BUILD_TYPE "unknown"
+#endif
+#ifndef CBX_BENCH_CFLAGS
+#define CBX_BENCH_CFLAGS ""
+#endif
+#ifndef CBX_BENCH_COMPILER
+#define CBX_BENCH_COMPILER "unknown"
+#endif
+
+#define CONCURRENCY      64
+#define DEFAULT_REQUESTS 20000
+#define WRK_SECONDS      5
+
+extern char **environ;
+
+static int failed;
+static pid_t server_pid = -1;
+static char url[128];
+static double cbx_best_rps, wrk_rps;
+
+/* ---- child processes ------------------------------------------------------------------------- */
+
+/* Start argv with stdout on a pipe; returns the pid and the read end in *fd, or -1. */
+static pid_t spawn_piped(char *const argv[], int *fd)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+    pid_t pid = -1;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    if (rc != 0) {
+        close(fds[0]);
+        return -1;
+    }
+    *fd = fds[0];
+    return pid;
+}
+
+static int find_server(char *out, size_t len)
+{
+    const char *env = getenv("CBX_HTTP_SERVER");
+    if (env && *env) {
+        snprintf(out, len, "%s", env);
+        return access(out, X_OK);
+    }
+#ifdef CBX_HTTP_SERVER
+    snprintf(out, len, "%s", CBX_HTTP_SERVER);
+    if (access(out, X_OK) == 0)
+        return 0;
+#endif
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return -1;
+    self[n] = '\0';
+    snprintf(out, len, "%s/../tests/http_server", dirname(self));
+    return access(out, X_OK);
+}
+
+static int server_start(void)
+{
+    char path[PATH_MAX];
+    if (find_server(path, sizeof path) != 0) {
+        printf("# note\thttp: no http_server found (build the tests, or set CBX_HTTP_SERVER): "
+               "skipped\n");
+        return -1;
+    }
+    char *argv[] = {path, NULL};
+    int fd;
+    server_pid = spawn_piped(argv, &fd);
+    if (server_pid < 0) {
+        printf("# FAIL\thttp: cannot start %s: %s\n", path, strerror(errno));
+        failed = 1;
+        return -1;
+    }
+    FILE *f = fdopen(fd, "r");
+    int port = 0;
+    if (!f || fscanf(f, "%d", &port) != 1) {
+        printf("# FAIL\thttp: %s printed no port\n", path);
+        failed = 1;
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
+    return 0;
+}
+
+static void server_stop(void)
+{
+    if (server_pid > 0) {
+        kill(server_pid, SIGKILL);
+        waitpid(server_pid, NULL, 0);
+    }
+}
+
+/* ---- cbx ---------------------------------------------------------------------------------------
+ */
+
+typedef struct pass {
+    uint64_t done, ok;
+    char first_error[600];
+} pass;
+
+static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
+{
+    (void)ex;
+    pass *p = ud;
+    p->done++;
+    if (res->status == CBX_STATUS_SUCCESS)
+        p->ok++;
+    else if (!p->first_error[0])
+        snprintf(p->first_error, sizeof p->first_error, "%s: %s", cbx_status_name(res->status),
+                 res->error);
+}
+
+/* One pass: n GETs submitted at once, run to the end. ns for the pass, or 0 on failure. */
+static uint64_t cbx_pass(cbx_runtime *rt, const json_t *params, cbx_policy *pol, uint64_t n,
+                         pass *p)
+{
+    memset(p, 0, sizeof *p);
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        cbx_request req = {
+            .executor = "http", .params = params, .policy = pol, .on_done = on_done, .ud = p};
+        if (cbx_runtime_submit(rt, &req, NULL, NULL) != 0) {
+            printf("# FAIL\thttp: submit %" PRIu64 " refused\n", i);
+            failed = 1;
+            return 0;
+        }
+    }
+    if (cbx_runtime_run(rt) != 0) {
+        printf("# FAIL\thttp: cbx_runtime_run failed\n");
+        failed = 1;
+        return 0;
+    }
+    return bench_now_ns() - t0;
+}
+
+static void case_cbx(const bench_args *a, const char *name, const char *policy_json)
+{
+    uint64_t n = a->iters ? a->iters : DEFAULT_REQUESTS;
+    cbx_err err;
+    cbx_runtime *rt = NULL;
+    cbx_runtime_opts o = {.max_concurrent = CONCURRENCY, .max_queued = (uint32_t)n + 1};
+    if (cbx_runtime_new(&rt, &o, &err) != 0) {
+        printf("# FAIL\t%s: cbx_runtime_new: %s\n", name, err.msg);
+        failed = 1;
+        return;
+    }
+    cbx_policy *pol = NULL;
+    if (policy_json) {
+        json_t *b = json_loads(policy_json, 0, NULL);
+        if (cbx_policy_new_json(&pol, b, NULL, &err) != 0) {
+            printf("# FAIL\t%s: policy: %s\n", name, err.msg);
+            failed = 1;
+        }
+        json_decref(b);
+    }
+    json_t *params = json_pack("{s:s}", "url", url);
+    pass p;
+    /* warm-up: connections opened, caches filled */
+    cbx_pass(rt, params, pol, n < 2000 ? n : 2000, &p);
+
+    uint64_t best = 0, allocs = 0;
+    for (int r = 0; r < a->runs && !failed; r++) {
+        uint64_t a0 = alloc_count_total();
+        uint64_t ns = cbx_pass(rt, params, pol, n, &p);
+        uint64_t used = alloc_count_total() - a0;
+        if (p.ok != n) {
+            printf("# FAIL\t%s: %" PRIu64 " of %" PRIu64 " requests succeeded; first: %s\n", name,
+                   p.ok, n, p.first_error);
+            failed = 1;
+            break;
+        }
+        if (ns && (best == 0 || ns < best)) {
+            best = ns;
+            allocs = used;
+        }
+    }
+    if (best) {
+        double rps = (double)n * 1e9 / (double)best;
+        if (rps > cbx_best_rps)
+            cbx_best_rps = rps;
+        bench_emit(name, (double)best / (double)n, -1, n);
+        printf("# note\t%s: %.0f requests/s (best of %d passes of %" PRIu64
+               " GETs, %d at a time); %.1f allocations per request\n",
+               name, rps, a->runs, n, CONCURRENCY, (double)allocs / (double)n);
+    }
+    json_decref(params);
+    cbx_runtime_free(rt);
+    cbx_policy_free(pol);
+}
+
+static void case_cbx_plain(const bench_args *a, const char *name)
+{
+    case_cbx(a, name, NULL);
+}
+
+static void case_cbx_policy(const bench_args *a, const char *name)
+{
+    case_cbx(a, name, "{\"timeout\": \"10s\", \"retry\": {\"attempts\": 3}}");
+}
+
+/* ---- wrk ---------------------------------------------------------------------------------------
+ */
+
+static void case_wrk(const bench_args *a, const char *name)
+{
+    (void)a;
+    char c[16], t[16], d[16];
+    snprintf(c, sizeof c, "-c%d", CONCURRENCY);
+    snprintf(t, sizeof t, "-t2");
+    snprintf(d, sizeof d, "-d%ds", WRK_SECONDS);
+    char *argv[] = {"wrk", c, t, d, url, NULL};
+    int fd;
+    pid_t pid = spawn_piped(argv, &fd);
+    if (pid < 0) {
+        printf("# note\t%s: wrk is not installed: skipped\n", name);
+        return;
+    }
+    FILE *f = fdopen(fd, "r");
+    char line[512];
+    double rps = 0;
+    uint64_t total = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long long reqs;
+        if (sscanf(line, "Requests/sec: %lf", &rps) == 1)
+            continue;
+        if (sscanf(line, " %llu requests in", &reqs) == 1)
+            total = reqs;
+    }
+    if (f)
+        fclose(f);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || rps <= 0) {
+        printf("# note\t%s: wrk did not run (exit status %d): skipped\n", name,
+               WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        return;
+    }
+    wrk_rps = rps;
+    bench_emit(name, 1e9 / rps, -1, total);
+    printf("# note\t%s: %.0f requests/s (wrk -c%d -t2 -d%ds, %" PRIu64 " requests)\n", name, rps,
+           CONCURRENCY, WRK_SECONDS, total);
+}
+
+static const struct {
+    const char *name;
+    void (*run)(const bench_args *a, const char *name);
+} cases[] = {
+    {"http.get.c64.cbx", case_cbx_plain},
+    {"http.get.c64.cbx_policy", case_cbx_policy},
+    {"http.get.c64.wrk", case_wrk},
+};
+
+int main(int argc, char **argv)
+{
+    bench_args a;
+    if (bench_args_parse(&a, argc, argv) != 0)
+        return 2;
+    if (a.list) {
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            printf("%s\n", cases[i].name);
+        return 0;
+    }
+    if (!a.no_selftest && alloc_count_selftest() != 0) {
+        fprintf(stderr, "bench_http: the counting allocator is not in effect\n");
+        return 3;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    printf("# build\t%s\t%s\n", CBX_BENCH_BUILD_TYPE, CBX_BENCH_CFLAGS);
+    printf("# compiler\t%s\n", CBX_BENCH_COMPILER);
+    printf("# runs\t%d\n", a.runs);
+    if (server_start() != 0)
+        return failed;
+
+    int ran = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (!bench_selected(&a, cases[i].name))
+            continue;
+        cases[i].run(&a, cases[i].name);
+        ran++;
+    }
+    server_stop();
+    if (ran == 0) {
+        fprintf(stderr, "bench_http: no case named %s\n", a.only);
+        return 2;
+    }
+    if (cbx_best_rps > 0 && wrk_rps > 0)
+        printf("# note\thttp: cbx %.0f requests/s, wrk %.0f requests/s against the same server: "
+               "%.2f of wrk (target: at least 0.50)\n",
+               cbx_best_rps, wrk_rps, cbx_best_rps / wrk_rps);
+    return failed ? 1 : 0;
+}

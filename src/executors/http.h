@@ -1,0 +1,108 @@
+/* The http executor: HTTP and GraphQL requests through libcurl's multi interface, driven by the
+ * runtime's libuv loop.
+ *
+ * One curl multi handle serves every task on a loop, so connections (and DNS answers) are reused
+ * across tasks and executions on that loop. It lives in a per-loop context made on first use;
+ * while no transfer runs the context holds no active libuv handle (it never keeps a loop alive
+ * and never blocks uv_loop_close), only the multi handle with its idle connections. The owner of
+ * the loop releases it with cbx__http_loop_cleanup.
+ *
+ * Files: http.c (the type: schema, validation, start/cancel, the response), http_request.c
+ * (an easy handle from the parameters), http_multi.c (the per-loop context and the glue between
+ * curl and libuv).
+ */
+#ifndef CBX_EXECUTORS_HTTP_H
+#define CBX_EXECUTORS_HTTP_H
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cbx/err.h"
+#include "cbx/executor.h"
+
+/* The built-in "http" type (static; never freed). */
+const cbx_executor_type *cbx__http_type(void);
+
+/* Release the http context of a loop (a uv_loop_t *): its curl multi handle, idle connections
+ * and pooled easy handles. Call it when no http task is running on the loop any more - at
+ * runtime teardown, after the last task has reported done; before or after uv_loop_close (the
+ * context has no libuv handle open at that point). A loop without a context, or NULL, is a
+ * no-op. Thread-safe with respect to other loops. */
+void cbx__http_loop_cleanup(void *uv_loop);
+
+/* ---- between the files of the executor ---------------------------------------------------- */
+
+typedef struct cbx__http_loop cbx__http_loop;
+
+/* What the response so far holds; filled by curl's callbacks. */
+typedef struct cbx__http_response {
+    char *body; /* malloc'd, NUL-terminated, len bytes (at most max_body) */
+    size_t len, cap;
+    size_t max_body;
+    uint64_t received; /* body bytes seen, kept or not */
+    int truncated;     /* more than max_body arrived: the transfer was stopped there */
+    json_t *headers;   /* the last response's headers, lowercase names */
+    char reason[64];   /* the status line's reason phrase */
+} cbx__http_response;
+
+/* Per-attempt state (the task's cbx_task_state). */
+typedef struct cbx__http_xfer {
+    cbx_task *task;
+    cbx__http_loop *lp;
+    CURL *easy;
+    struct curl_slist *header_list;
+    char *request_body; /* what CURLOPT_POSTFIELDS points at; malloc'd */
+    int graphql;
+    int parse_json;         /* -1 auto, 0 no, 1 yes */
+    json_t *success_status; /* borrowed from the parameters */
+    cbx__http_response resp;
+    char errbuf[CURL_ERROR_SIZE];
+    uint64_t t0_ns; /* uv_hrtime() at start */
+
+    /* Where the transfer is: 0 before start, 1 in the multi handle, 2 waiting for its deferred
+     * report, 3 reported. */
+    int phase;
+    CURLcode result; /* curl's result, for the report */
+    int cancelled;   /* the runtime cancelled it */
+    int start_rc;    /* < 0: the request could not be built; start_msg says why */
+    char start_msg[512];
+    struct cbx__http_xfer *next_deferred;
+} cbx__http_xfer;
+
+/* http_multi.c: the context of a loop, made on first use. NULL when out of memory. */
+cbx__http_loop *cbx__http_loop_get(void *uv_loop);
+/* An easy handle (pooled or new; reset to defaults), or NULL. */
+CURL *cbx__http_easy_take(cbx__http_loop *lp);
+/* Give an easy handle back (reset and pooled, or cleaned up). NULL accepted. */
+void cbx__http_easy_give(cbx__http_loop *lp, CURL *easy);
+/* A task begins on the loop (0, or -ENOMEM) / has reported. While any task is between the two,
+ * the context's handles are open and referenced; when the last has reported they are closed. */
+int cbx__http_loop_begin(cbx__http_loop *lp);
+void cbx__http_loop_end(cbx__http_loop *lp);
+/* Start the transfer: add x->easy to the multi handle. 0 or a negative code. */
+int cbx__http_loop_add(cbx__http_loop *lp, cbx__http_xfer *x);
+/* Stop the transfer at once (remove it from the multi handle). */
+void cbx__http_loop_remove(cbx__http_loop *lp, cbx__http_xfer *x);
+/* Report x on a later turn of the loop through cbx__http_xfer_report (never from inside the
+ * caller's stack: start and cancel may not report synchronously). */
+void cbx__http_loop_defer(cbx__http_loop *lp, cbx__http_xfer *x);
+
+/* http.c: the transfer has ended (x->result set, x removed from the multi handle, or never
+ * added); build the outputs and call cbx_task_done. */
+void cbx__http_xfer_report(cbx__http_xfer *x);
+
+/* http_request.c: set x->easy up from the parameters (URL with query, method, headers, body or
+ * JSON or GraphQL, auth, TLS, timeouts, redirects) and the response callbacks. 0, or a negative
+ * code with a one-line message in *err. */
+int cbx__http_request_setup(cbx__http_xfer *x, const json_t *params, cbx_err *err);
+/* Checks beyond the schema, every problem into *err (appended, "; "-separated). 0 or
+ * CBX_EINVAL_CONFIG. */
+int cbx__http_request_validate(const json_t *params, cbx_err *err);
+/* 1 when status is in a success_status array (NULL or empty: 200-299). */
+int cbx__http_status_matches(const json_t *set, long status);
+/* Release what the request and response hold (not the easy handle). */
+void cbx__http_request_release(cbx__http_xfer *x);
+
+#endif

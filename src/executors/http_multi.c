@@ -1,0 +1,385 @@
+/* The http executor's per-loop context: one curl multi handle driven by libuv.
+ *
+ * curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: a uv_poll_t per socket) and
+ * when to call it back (CURLMOPT_TIMERFUNCTION: one uv_timer_t); we hand readiness and timer
+ * expiries to curl_multi_socket_action and collect finished transfers with curl_multi_info_read.
+ *
+ * The context outlives its transfers so that the multi handle's connection cache carries over
+ * from one execution to the next. Its libuv handles do not: the timer and the idle handle that
+ * runs deferred reports are opened when the first task begins and closed when the last one has
+ * reported, and a socket curl still watches while nothing runs (an idle connection) is unref'd.
+ * So an idle context never keeps a loop running.
+ */
+#include "executors/http.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#define EASY_POOL_MAX 256
+
+typedef struct sock_ctx {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    cbx__http_loop *lp;
+    struct sock_ctx *prev, *next;
+} sock_ctx;
+
+/* The handles that live while tasks run; freed when both have closed. */
+typedef struct loop_handles {
+    uv_timer_t timer;
+    uv_idle_t idle;
+    int open;
+} loop_handles;
+
+struct cbx__http_loop {
+    uv_loop_t *loop;
+    CURLM *multi;
+    loop_handles *h; /* NULL while no task runs */
+    size_t busy;     /* tasks begun and not yet reported */
+    long timeout_ms; /* curl's last timer request; -1 = none */
+    sock_ctx *socks;
+    cbx__http_xfer *deferred_head, *deferred_tail;
+    CURL **pool;
+    size_t npool;
+    cbx__http_loop *next; /* in the registry */
+};
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static cbx__http_loop *registry;
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc = CURLE_FAILED_INIT;
+
+static void curl_init(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* ---- finished transfers --------------------------------------------------------------------- */
+
+static void drain_info(cbx__http_loop *lp)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(lp->multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        CURL *e = m->easy_handle;
+        CURLcode rc = m->data.result; /* m is gone after remove_handle */
+        cbx__http_xfer *x = NULL;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
+        curl_multi_remove_handle(lp->multi, e);
+        if (!x)
+            continue;
+        x->result = rc;
+        x->phase = 2;
+        cbx__http_xfer_report(x);
+    }
+}
+
+/* ---- sockets ----------------------------------------------------------------------------------
+ */
+
+static void sock_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void sock_release(cbx__http_loop *lp, sock_ctx *sc)
+{
+    if (sc->prev)
+        sc->prev->next = sc->next;
+    else
+        lp->socks = sc->next;
+    if (sc->next)
+        sc->next->prev = sc->prev;
+    uv_close((uv_handle_t *)&sc->poll, sock_closed);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    sock_ctx *sc = p->data;
+    cbx__http_loop *lp = sc->lp;
+    int flags = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR | CURL_CSELECT_IN | CURL_CSELECT_OUT;
+    else {
+        if (events & UV_READABLE)
+            flags |= CURL_CSELECT_IN;
+        if (events & UV_WRITABLE)
+            flags |= CURL_CSELECT_OUT;
+    }
+    int running = 0;
+    curl_multi_socket_action(lp->multi, sc->fd, flags, &running);
+    drain_info(lp);
+}
+
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)e;
+    cbx__http_loop *lp = userp;
+    sock_ctx *sc = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (sc) {
+            curl_multi_assign(lp->multi, s, NULL);
+            sock_release(lp, sc);
+        }
+        return 0;
+    }
+    if (!sc) {
+        sc = calloc(1, sizeof *sc);
+        if (!sc)
+            return -1;
+        if (uv_poll_init_socket(lp->loop, &sc->poll, s) != 0) {
+            free(sc);
+            return -1;
+        }
+        sc->fd = s;
+        sc->lp = lp;
+        sc->poll.data = sc;
+        sc->next = lp->socks;
+        if (lp->socks)
+            lp->socks->prev = sc;
+        lp->socks = sc;
+        if (lp->busy == 0)
+            uv_unref((uv_handle_t *)&sc->poll);
+        curl_multi_assign(lp->multi, s, sc);
+    }
+    int events = 0;
+    if (what & CURL_POLL_IN)
+        events |= UV_READABLE;
+    if (what & CURL_POLL_OUT)
+        events |= UV_WRITABLE;
+    return uv_poll_start(&sc->poll, events, on_poll) == 0 ? 0 : -1;
+}
+
+/* ---- the timer ---------------------------------------------------------------------------------
+ */
+
+static void on_timer(uv_timer_t *t)
+{
+    cbx__http_loop *lp = t->data;
+    int running = 0;
+    curl_multi_socket_action(lp->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    drain_info(lp);
+}
+
+static void timer_apply(cbx__http_loop *lp)
+{
+    if (!lp->h)
+        return;
+    if (lp->timeout_ms < 0)
+        uv_timer_stop(&lp->h->timer);
+    else
+        uv_timer_start(&lp->h->timer, on_timer, (uint64_t)lp->timeout_ms, 0);
+}
+
+static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
+{
+    (void)m;
+    cbx__http_loop *lp = userp;
+    lp->timeout_ms = timeout_ms;
+    timer_apply(lp);
+    return 0;
+}
+
+/* ---- deferred reports
+ * ---------------------------------------------------------------------------- */
+
+static void on_idle(uv_idle_t *i)
+{
+    cbx__http_loop *lp = i->data;
+    cbx__http_xfer *x = lp->deferred_head;
+    lp->deferred_head = lp->deferred_tail = NULL;
+    uv_idle_stop(i);
+    /* Reports may begin new tasks (which may defer again, onto a fresh list) and the last one
+     * closes this handle: nothing below touches i. */
+    while (x) {
+        cbx__http_xfer *next = x->next_deferred;
+        x->next_deferred = NULL;
+        cbx__http_xfer_report(x);
+        x = next;
+    }
+}
+
+void cbx__http_loop_defer(cbx__http_loop *lp, cbx__http_xfer *x)
+{
+    x->next_deferred = NULL;
+    if (lp->deferred_tail)
+        lp->deferred_tail->next_deferred = x;
+    else
+        lp->deferred_head = x;
+    lp->deferred_tail = x;
+    /* x has not reported, so the context is busy and its handles are open. */
+    uv_idle_start(&lp->h->idle, on_idle);
+}
+
+/* ---- handles while busy
+ * ----------------------------------------------------------------------------- */
+
+static void handles_closed(uv_handle_t *h)
+{
+    loop_handles *lh = h->data;
+    if (--lh->open == 0)
+        free(lh);
+}
+
+static int handles_open(cbx__http_loop *lp)
+{
+    loop_handles *lh = calloc(1, sizeof *lh);
+    if (!lh)
+        return -ENOMEM;
+    uv_timer_init(lp->loop, &lh->timer);
+    uv_idle_init(lp->loop, &lh->idle);
+    lh->timer.data = lp;
+    lh->idle.data = lp;
+    lh->open = 2;
+    lp->h = lh;
+    timer_apply(lp);
+    return 0;
+}
+
+static void handles_close(cbx__http_loop *lp)
+{
+    loop_handles *lh = lp->h;
+    if (!lh)
+        return;
+    lp->h = NULL;
+    lh->timer.data = lh;
+    lh->idle.data = lh;
+    uv_close((uv_handle_t *)&lh->timer, handles_closed);
+    uv_close((uv_handle_t *)&lh->idle, handles_closed);
+}
+
+int cbx__http_loop_begin(cbx__http_loop *lp)
+{
+    if (lp->busy == 0) {
+        int r = handles_open(lp);
+        if (r < 0)
+            return r;
+        for (sock_ctx *sc = lp->socks; sc; sc = sc->next)
+            uv_ref((uv_handle_t *)&sc->poll);
+    }
+    lp->busy++;
+    return 0;
+}
+
+void cbx__http_loop_end(cbx__http_loop *lp)
+{
+    if (lp->busy == 0 || --lp->busy > 0)
+        return;
+    handles_close(lp);
+    for (sock_ctx *sc = lp->socks; sc; sc = sc->next)
+        uv_unref((uv_handle_t *)&sc->poll);
+}
+
+/* ---- transfers
+ * ----------------------------------------------------------------------------------- */
+
+int cbx__http_loop_add(cbx__http_loop *lp, cbx__http_xfer *x)
+{
+    curl_easy_setopt(x->easy, CURLOPT_PRIVATE, (char *)x);
+    CURLMcode mc = curl_multi_add_handle(lp->multi, x->easy);
+    if (mc == CURLM_OK)
+        return 0;
+    return mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : CBX_EFAILED;
+}
+
+void cbx__http_loop_remove(cbx__http_loop *lp, cbx__http_xfer *x)
+{
+    curl_multi_remove_handle(lp->multi, x->easy);
+}
+
+CURL *cbx__http_easy_take(cbx__http_loop *lp)
+{
+    if (lp->npool > 0)
+        return lp->pool[--lp->npool];
+    return curl_easy_init();
+}
+
+void cbx__http_easy_give(cbx__http_loop *lp, CURL *easy)
+{
+    if (!easy)
+        return;
+    if (lp->npool < EASY_POOL_MAX) {
+        curl_easy_reset(easy);
+        lp->pool[lp->npool++] = easy;
+    } else {
+        curl_easy_cleanup(easy);
+    }
+}
+
+/* ---- the registry of contexts -----------------------------------------------------------------
+ */
+
+static void loop_free(cbx__http_loop *lp)
+{
+    if (!lp)
+        return;
+    if (lp->multi)
+        curl_multi_cleanup(lp->multi); /* may still call on_socket with CURL_POLL_REMOVE */
+    while (lp->socks)
+        sock_release(lp, lp->socks);
+    handles_close(lp);
+    for (size_t i = 0; i < lp->npool; i++)
+        curl_easy_cleanup(lp->pool[i]);
+    free(lp->pool);
+    free(lp);
+}
+
+static cbx__http_loop *loop_new(uv_loop_t *loop)
+{
+    pthread_once(&curl_once, curl_init);
+    if (curl_init_rc != CURLE_OK)
+        return NULL;
+    cbx__http_loop *lp = calloc(1, sizeof *lp);
+    if (!lp)
+        return NULL;
+    lp->loop = loop;
+    lp->timeout_ms = -1;
+    lp->pool = calloc(EASY_POOL_MAX, sizeof *lp->pool);
+    lp->multi = curl_multi_init();
+    if (!lp->pool || !lp->multi) {
+        loop_free(lp);
+        return NULL;
+    }
+    curl_multi_setopt(lp->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(lp->multi, CURLMOPT_SOCKETDATA, lp);
+    curl_multi_setopt(lp->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(lp->multi, CURLMOPT_TIMERDATA, lp);
+    return lp;
+}
+
+cbx__http_loop *cbx__http_loop_get(void *uv_loop)
+{
+    pthread_mutex_lock(&registry_lock);
+    cbx__http_loop *lp = registry;
+    while (lp && lp->loop != uv_loop)
+        lp = lp->next;
+    if (!lp) {
+        lp = loop_new(uv_loop);
+        if (lp) {
+            lp->next = registry;
+            registry = lp;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return lp;
+}
+
+void cbx__http_loop_cleanup(void *uv_loop)
+{
+    if (!uv_loop)
+        return;
+    pthread_mutex_lock(&registry_lock);
+    cbx__http_loop **pp = &registry;
+    while (*pp && (*pp)->loop != uv_loop)
+        pp = &(*pp)->next;
+    cbx__http_loop *lp = *pp;
+    if (lp)
+        *pp = lp->next;
+    pthread_mutex_unlock(&registry_lock);
+    loop_free(lp);
+}
