@@ -191,33 +191,29 @@ int cli_read_file(const char *path, char **buf, size_t *len)
         return -errno;
     size_t cap = 4096, n = 0;
     char *b = malloc(cap);
-    int rc = 0;
-    while (b) {
+    int rc = b ? 0 : -ENOMEM;
+    while (rc == 0) {
         if (n + 1 >= cap) {
             char *nb = realloc(b, cap * 2);
             if (!nb) {
-                free(b);
-                b = NULL;
+                rc = -ENOMEM;
                 break;
             }
             b = nb;
             cap *= 2;
         }
         ssize_t r = read(fd, b + n, cap - n - 1);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
             rc = -errno;
+        else if (r == 0)
             break;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
+        else
+            n += (size_t)r;
     }
     if (fd != STDIN_FILENO)
         close(fd);
-    if (!b)
-        return -ENOMEM;
     if (rc < 0) {
         free(b);
         return rc;
@@ -410,13 +406,14 @@ int cli_params_build(const char *cmd, const cbx_param *params, const char *objec
         size_t len = strlen(text);
         char *file = NULL;
         if (text[0] == '@') {
+            len = 0;
             int rc = cli_read_file(text + 1, &file, &len);
             if (rc < 0) {
                 cli_err("%s: -p %s: cannot read '%s': %s", cmd, key, text + 1, strerror(-rc));
                 json_decref(obj);
                 return CLI_ARGS_ERROR;
             }
-            text = file;
+            text = file ? file : "";
         }
         char note[256];
         json_t *v = cli_param_value(p, text, len, note, sizeof note);

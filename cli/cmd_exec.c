@@ -403,7 +403,8 @@ typedef struct run_state {
     uint64_t ok, failed, timeouts, breaker_open, refused, cancelled, invalid, fallbacks;
     uint64_t *lat_ns; /* durations of the runs that ran */
     uint64_t n_lat;
-    cbx_result first; /* N = 1: the result itself (references held) */
+    cbx_execution *current; /* the last one submitted, until it is done */
+    cbx_result first;       /* N = 1: the result itself (references held) */
     int have_first;
     json_t *all;          /* --json with --repeat: every result */
     char last_error[512]; /* the last failure's error line */
@@ -421,8 +422,9 @@ static int is_breaker_refusal(int rc)
 
 static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
 {
-    (void)ex;
     run_state *s = ud;
+    if (ex == s->current)
+        s->current = NULL;
     s->done++;
     if (res->status == CBX_STATUS_SUCCESS || res->fallback_used) {
         s->ok++;
@@ -458,10 +460,16 @@ static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
 
 static void draw(run_state *s)
 {
-    if (s->cfg->repeat > 1)
+    if (s->cfg->repeat > 1) {
         cli_progress_draw(&s->progress, s->done, s->cfg->repeat, s->ok,
                           s->failed + s->timeouts + s->cancelled,
                           s->refused + s->breaker_open + s->invalid);
+    } else if (s->current && cli_progress_elapsed_ns(&s->progress) >= CBX_NS_PER_S) {
+        char line[160];
+        snprintf(line, sizeof line, "%s: %s", s->cfg->type,
+                 cbx_status_name(cbx_execution_status(s->current)));
+        cli_progress_text(&s->progress, line);
+    }
 }
 
 static void on_tick(uv_timer_t *t)
@@ -557,7 +565,8 @@ static int finish_one(const exec_cfg *c, const cbx_result *r)
         json_t *j = cbx_result_to_json(r);
         cli_print_json(stdout, j);
         json_decref(j);
-    } else if (ok && cmd_mode && !r->fallback_used) {
+    } else if (cmd_mode && !r->fallback_used && (ok || r->status == CBX_STATUS_FAILED)) {
+        /* what the command wrote (after a failure: when the result kept it) */
         write_stream(STDOUT_FILENO, cmd_field(r, "stdout"));
         write_stream(STDERR_FILENO, cmd_field(r, "stderr"));
     } else if (ok && cmd_mode) {
@@ -570,10 +579,6 @@ static int finish_one(const exec_cfg *c, const cbx_result *r)
         }
     } else if (ok && !c->quiet) {
         print_outputs(r->outputs);
-    } else if (cmd_mode && r->status == CBX_STATUS_FAILED) {
-        /* what the command wrote, when the executor kept it */
-        write_stream(STDOUT_FILENO, cmd_field(r, "stdout"));
-        write_stream(STDERR_FILENO, cmd_field(r, "stderr"));
     }
     if (ok) {
         if (cmd_mode && !r->fallback_used) {
@@ -629,6 +634,7 @@ static int finish_many(run_state *s, uint64_t elapsed_ns)
 {
     const exec_cfg *c = s->cfg;
     uint64_t p50 = 0, p95 = 0, max = 0;
+    uint64_t refused = s->refused + s->invalid;
     if (s->n_lat) {
         qsort(s->lat_ns, s->n_lat, sizeof *s->lat_ns, cmp_u64);
         p50 = s->lat_ns[(s->n_lat - 1) / 2];
@@ -641,8 +647,8 @@ static int finish_many(run_state *s, uint64_t elapsed_ns)
             (json_int_t)c->repeat, "done", (json_int_t)s->done, "succeeded", (json_int_t)s->ok,
             "fallbacks", (json_int_t)s->fallbacks, "failed", (json_int_t)s->failed, "timeouts",
             (json_int_t)s->timeouts, "breaker_open", (json_int_t)s->breaker_open, "refused",
-            (json_int_t)(s->refused + s->invalid), "cancelled", (json_int_t)s->cancelled,
-            "elapsed_ms", (double)elapsed_ns / 1e6, "latency_ms", "p50", (double)p50 / 1e6, "p95",
+            (json_int_t)refused, "cancelled", (json_int_t)s->cancelled, "elapsed_ms",
+            (double)elapsed_ns / 1e6, "latency_ms", "p50", (double)p50 / 1e6, "p95",
             (double)p95 / 1e6, "max", (double)max / 1e6, "results", s->all);
         s->all = NULL;
         cli_print_json(stdout, j);
@@ -657,7 +663,7 @@ static int finish_many(run_state *s, uint64_t elapsed_ns)
         printf(", %llu failed, %llu timed out, %llu refused by the breaker, %llu refused, "
                "%llu cancelled\n",
                (unsigned long long)s->failed, (unsigned long long)s->timeouts,
-               (unsigned long long)s->breaker_open, (unsigned long long)(s->refused + s->invalid),
+               (unsigned long long)s->breaker_open, (unsigned long long)refused,
                (unsigned long long)s->cancelled);
         if (s->n_lat)
             printf("latency: p50 %s  p95 %s  max %s\n", cbx_duration_human(p50, a, sizeof a),
@@ -738,8 +744,18 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
     cbx_breaker_store *store = NULL;
     cbx_runtime *rt = NULL;
     uv_loop_t loop;
-    int loop_ok = 0;
+    int loop_ok = 0, handles_ok = 0;
     run_state s = {.cfg = c};
+
+    if (c->repeat > 1) {
+        s.lat_ns = calloc(c->repeat, sizeof *s.lat_ns);
+        if (c->json)
+            s.all = json_array();
+        if (!s.lat_ns || (c->json && !s.all)) {
+            cli_err("exec: out of memory");
+            goto out;
+        }
+    }
 
     if (!ctx->no_journal && cbx_journal_open(&journal, NULL, &err) < 0) {
         cli_err("journal: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
@@ -782,15 +798,6 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
     s.rt = rt;
     s.loop = &loop;
     s.req = &req;
-    if (c->repeat > 1) {
-        s.lat_ns = calloc(c->repeat, sizeof *s.lat_ns);
-        if (c->json)
-            s.all = json_array();
-        if (!s.lat_ns || (c->json && !s.all)) {
-            cli_err("exec: out of memory");
-            goto out;
-        }
-    }
     uv_signal_init(&loop, &s.sigint);
     uv_signal_init(&loop, &s.sigterm);
     s.sigint.data = s.sigterm.data = &s;
@@ -798,7 +805,10 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
     uv_signal_start(&s.sigterm, on_signal, SIGTERM);
     uv_timer_init(&loop, &s.tick);
     s.tick.data = &s;
-    cli_progress_start(&s.progress, c->repeat > 1 && !c->quiet);
+    handles_ok = 1;
+    /* a progress line for parallel runs, and for a long single run of a TYPE (with -- CMD the
+     * terminal's stderr is the command's) */
+    cli_progress_start(&s.progress, !c->quiet && (c->repeat > 1 || !c->cmd));
     if (s.progress.on)
         uv_timer_start(&s.tick, on_tick, 100, 100);
     uint64_t t0 = cbx_clock_now_ns(NULL);
@@ -808,7 +818,7 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
     while (s.done < c->repeat) {
         while (!s.stopping && s.submitted < c->repeat && s.submitted - s.done < c->parallel) {
             s.submitted++;
-            int r = cbx_runtime_submit(rt, &req, NULL, s.submitted == 1 ? &diag : NULL);
+            int r = cbx_runtime_submit(rt, &req, &s.current, s.submitted == 1 ? &diag : NULL);
             if (r == CBX_EUNKNOWN_TYPE || r == CBX_EINVAL_CONFIG) {
                 invalid = 1;
                 s.stopping = 1; /* every other run would be refused the same way */
@@ -846,7 +856,7 @@ out:
     json_decref(s.all);
     free(s.lat_ns);
     if (loop_ok) {
-        if (s.rt) {
+        if (handles_ok) {
             uv_close((uv_handle_t *)&s.sigint, close_cb);
             uv_close((uv_handle_t *)&s.sigterm, close_cb);
             uv_close((uv_handle_t *)&s.tick, close_cb);
@@ -1031,8 +1041,16 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
             goto out;
         }
         json_t *av = json_array();
-        for (int i = 0; i < c.ncmd; i++)
-            json_array_append_new(av, json_string(c.cmd[i]));
+        for (int i = 0; i < c.ncmd; i++) {
+            json_t *arg = json_string(c.cmd[i]);
+            if (!arg) {
+                cli_err("exec: argument %d of the command is not UTF-8 text", i);
+                json_decref(av);
+                code = CLI_EXIT_USAGE;
+                goto out;
+            }
+            json_array_append_new(av, arg);
+        }
         json_object_set_new(params, "argv", av);
     }
     code = run(&c, ctx, reg, policy, params, notes);

@@ -335,6 +335,22 @@ void cli_progress_draw(cli_progress *p, uint64_t done, uint64_t total, uint64_t 
     p->drawn = 1;
 }
 
+void cli_progress_text(cli_progress *p, const char *text)
+{
+    if (!p->on)
+        return;
+    char el[32];
+    cbx_duration_human(cli_progress_elapsed_ns(p), el, sizeof el);
+    fprintf(stderr, "\r\033[K%s  %s", text, el);
+    fflush(stderr);
+    p->drawn = 1;
+}
+
+uint64_t cli_progress_elapsed_ns(const cli_progress *p)
+{
+    return cbx_clock_now_ns(NULL) - p->start_ns;
+}
+
 void cli_progress_clear(cli_progress *p)
 {
     if (!p->on || !p->drawn)

@@ -79,6 +79,10 @@ void cli_progress_start(cli_progress *p, int want);
 /* Redraw: "[done/total] ok N  failed N  refused N  12.3s". */
 void cli_progress_draw(cli_progress *p, uint64_t done, uint64_t total, uint64_t ok, uint64_t failed,
                        uint64_t refused);
+/* Redraw: "<text>  12.3s". */
+void cli_progress_text(cli_progress *p, const char *text);
+/* Time since cli_progress_start. */
+uint64_t cli_progress_elapsed_ns(const cli_progress *p);
 /* Clear the line (before other output, and at the end). */
 void cli_progress_clear(cli_progress *p);
 
