@@ -28,9 +28,12 @@ static uint64_t now_ns(void)
 
 static void timer_at(cbx_execution *ex, uint64_t at_ns, uv_timer_cb cb)
 {
+    /* The loop's cached time may lag: refresh it, or a deadline would fire early. */
+    uv_update_time(ex->rt->loop);
     uint64_t now = now_ns();
     uint64_t ms = at_ns > now ? (at_ns - now + CBX_NS_PER_MS - 1) / CBX_NS_PER_MS : 0;
-    uv_timer_start(&ex->timer, cb, ms, 0);
+    /* The loop counts whole milliseconds: one more keeps the timer from firing before at_ns. */
+    uv_timer_start(&ex->timer, cb, ms ? ms + 1 : 0, 0);
 }
 
 static void timer_stop(cbx_execution *ex)
