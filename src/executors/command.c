@@ -296,6 +296,8 @@ static int command_start(cbx_task *t)
     if (cbx_task_kill_grace_ns)
         grace_ms = cbx_task_kill_grace_ns(t) / 1000000u;
     cbx__cmd_opts o = {
+        .argv0 = argv[0],
+        .cwd = spec.cwd,
         .stdin_data = json_string_value(in),
         .stdin_len = json_string_length(in),
         .stdout_max = (size_t)int_param(p, "stdout_max", 1u << 20),

@@ -3,7 +3,7 @@
  *
  * command.c         the type: schema, validation, params -> spawn spec, start and cancel
  * command_run.c     one attempt on the loop: pipes, exit watch, TERM/grace/KILL, the result
- * command_spawn.c   vfork + exec with setsid, dup2, chdir, rlimits; exec errors via a pipe
+ * command_spawn.c   fork + exec with setsid, dup2, chdir, rlimits; exec errors via a pipe
  * command_env.c     the child's environment (inherit or clear, set, unset) and PATH search list
  * command_capture.c bounded capture of a stream, its JSON string
  */
@@ -79,17 +79,22 @@ typedef struct cbx__cmd_child {
     int stdin_fd;  /* the parent's write end (non-blocking), or -1 */
     int stdout_fd; /* the parent's read ends (non-blocking) */
     int stderr_fd;
-    long parent_rss_kb; /* the parent's peak RSS when the child was started: Linux counts it in
-                           the child's ru_maxrss (the address space the child borrowed) */
+    int report_fd;      /* the exec report (non-blocking): see cbx__cmd_spawn_report */
+    long parent_rss_kb; /* the parent's peak RSS when the child was forked: Linux counts what the
+                           child inherited of it in the child's ru_maxrss */
 } cbx__cmd_child;
 
-/* Start the child: a new session (its pid is its process group), stdin/stdout/stderr on pipes,
- * every other descriptor closed at exec, signals at their defaults and unblocked, cwd, rlimits.
- * Every descriptor the parent keeps is close-on-exec. Returns 0 and *child, or a negative errno
- * with a one-line message in *err: "argv[0] 'foo': No such file or directory",
- * "cwd '/x': ...", "rlimit_nofile: ...", "pipe: ...". A child that failed before exec has been
- * reaped. */
+/* Fork the child: a new session (its pid is its process group), stdin/stdout/stderr on pipes,
+ * every other descriptor closed at exec, signals at their defaults and unblocked, cwd, rlimits,
+ * then exec. Returns at once, without waiting for exec: 0 and *child (every descriptor the
+ * parent keeps is close-on-exec), or a negative errno with a one-line message in *err ("stdout
+ * pipe: Too many open files", "fork: ..."); then no child is left. */
 int cbx__cmd_spawn(const cbx__cmd_spec *spec, cbx__cmd_child *child, cbx_err *err);
+
+/* Read the exec report from child->report_fd once it is readable: 0 when exec succeeded (EOF),
+ * 1 when nothing has come yet, or a negative errno with *err set: "argv[0] 'foo': No such file or
+ * directory", "cwd '/x': ...", "rlimit_nofile: ...". After a failure the child exits 127. */
+int cbx__cmd_spawn_report(int fd, const char *argv0, const char *cwd, cbx_err *err);
 
 /* Tests only: when set, pidfd_open is not used and exits are noticed by polling. */
 extern int cbx__cmd_no_pidfd;
@@ -98,7 +103,8 @@ extern int cbx__cmd_no_pidfd;
 
 /* What an attempt was asked to do, besides the spawn spec. */
 typedef struct cbx__cmd_opts {
-    const char *stdin_data; /* borrowed from the params; NULL = none */
+    const char *argv0, *cwd; /* borrowed from the params, for the exec report's message */
+    const char *stdin_data;  /* borrowed from the params; NULL = none */
     size_t stdin_len;
     size_t stdout_max, stderr_max;
     const json_t *success_codes; /* borrowed array of integers */
@@ -130,6 +136,11 @@ typedef struct cbx__cmd_run {
     uint64_t exit_timer_ms;
     int exit_watch_live;
 
+    uv_poll_t report_poll; /* the exec report pipe */
+    int report_fd;
+    int report_live;
+    int exec_failed; /* the child never ran the command: error holds why */
+
     cbx__cmd_stream out, err;
 
     uv_poll_t in_poll;
@@ -148,8 +159,8 @@ typedef struct cbx__cmd_run {
     char error[512];
 } cbx__cmd_run;
 
-/* Spawn spec, wire the child to the loop. Always ends in cbx_task_done (a failure to start is
- * reported there with its message, never synchronously). Returns 0. */
+/* Start the child of spec and wire it to the loop. Always ends in cbx_task_done (a failure to
+ * start is reported there with its message, never synchronously). Returns 0. */
 int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, const cbx__cmd_opts *o);
 
 /* SIGTERM to the process group, SIGKILL after the grace; see command_run.c. */

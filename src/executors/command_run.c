@@ -60,6 +60,9 @@ static void on_closed(uv_handle_t *h)
     if (h == (uv_handle_t *)&r->exit_poll) {
         close(r->pidfd);
         r->pidfd = -1;
+    } else if (h == (uv_handle_t *)&r->report_poll) {
+        close(r->report_fd);
+        r->report_fd = -1;
     } else if (h == (uv_handle_t *)&r->in_poll) {
         close(r->in_fd);
         r->in_fd = -1;
@@ -91,6 +94,17 @@ static void stdin_close(cbx__cmd_run *r)
     } else if (r->in_fd >= 0) {
         close(r->in_fd);
         r->in_fd = -1;
+    }
+}
+
+static void report_close(cbx__cmd_run *r)
+{
+    if (r->report_live) {
+        r->report_live = 0;
+        close_handle(r, &r->report_poll); /* closes report_fd */
+    } else if (r->report_fd >= 0) {
+        close(r->report_fd);
+        r->report_fd = -1;
     }
 }
 
@@ -216,7 +230,11 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
 
     char line[160];
     r->outcome = CBX_OUTCOME_ERROR;
-    if (!waited) {
+    if (r->exec_failed) {
+        json_object_set_new(m, "spawn_error", json_string(r->error));
+        json_object_set_new(m, "exit_code", json_null());
+        json_object_set_new(r->outputs, "exit_code", json_null());
+    } else if (!waited) {
         snprintf(r->error, sizeof r->error, "wait4 on pid %d: %s", (int)r->pid,
                  strerror(wait_errno));
     } else if (r->cancelled) {
@@ -259,7 +277,7 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
 /* The leader has exited and nothing holds us any more: clean up the group, reap, report. */
 static void maybe_finish(cbx__cmd_run *r)
 {
-    if (r->finishing || !r->exited || r->out.live || r->err.live || r->in_open)
+    if (r->finishing || !r->exited || r->out.live || r->err.live || r->in_open || r->report_live)
         return;
     r->finishing = 1;
     uv_timer_stop(&r->timer);
@@ -298,6 +316,7 @@ static void send_kill(cbx__cmd_run *r)
         return;
     r->kill_sent = 1;
     kill(-r->pid, SIGKILL);
+    kill(r->pid, SIGKILL); /* not in its own group yet if it has not reached setsid */
     r->timer.data = r;
     uv_timer_start(&r->timer, on_drain, DRAIN_MS, 0);
 }
@@ -340,6 +359,25 @@ static void on_exit_poll(uv_timer_t *timer)
     if (r->exit_timer_ms < EXIT_POLL_MAX_MS)
         r->exit_timer_ms *= 2;
     uv_timer_start(&r->exit_timer, on_exit_poll, r->exit_timer_ms, 0);
+}
+
+/* ---- the exec report ---------------------------------------------------------------------- */
+
+static void on_report(uv_poll_t *p, int status, int events)
+{
+    (void)events;
+    cbx__cmd_run *r = p->data;
+    cbx_err err;
+    cbx_err_clear(&err);
+    int rc = status < 0 ? 0 : cbx__cmd_spawn_report(r->report_fd, r->o.argv0, r->o.cwd, &err);
+    if (rc == 1)
+        return;
+    if (rc < 0) {
+        r->exec_failed = 1;
+        snprintf(r->error, sizeof r->error, "%s", err.msg);
+    }
+    report_close(r);
+    maybe_finish(r);
 }
 
 /* ---- the pipes ----------------------------------------------------------------------------- */
@@ -440,7 +478,7 @@ int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, const cbx__cmd_op
     r->loop = cbx_task_loop(t);
     r->o = *o;
     r->pid = -1;
-    r->pidfd = r->in_fd = -1;
+    r->pidfd = r->in_fd = r->report_fd = -1;
     r->out.cap.max = o->stdout_max;
     r->err.cap.max = o->stderr_max;
     uv_timer_init(r->loop, &r->timer);
@@ -466,7 +504,17 @@ int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, const cbx__cmd_op
     }
     r->pid = ch.pid;
     r->pidfd = ch.pidfd;
+    r->report_fd = ch.report_fd;
     r->parent_rss_kb = ch.parent_rss_kb;
+
+    if (uv_poll_init(r->loop, &r->report_poll, r->report_fd) == 0) {
+        r->report_poll.data = r;
+        r->handles++;
+        r->report_live = 1;
+        uv_poll_start(&r->report_poll, UV_READABLE, on_report);
+    } else {
+        report_close(r); /* the exit status will still tell */
+    }
 
     if (r->pidfd >= 0 && uv_poll_init(r->loop, &r->exit_poll, r->pidfd) < 0) {
         close(r->pidfd);
@@ -530,6 +578,7 @@ void cbx__cmd_run_cancel(cbx_task *t)
     } else {
         r->term_sent = 1;
         kill(-r->pid, SIGTERM);
+        kill(r->pid, SIGTERM);
         uv_timer_start(&r->timer, on_grace, r->o.kill_grace_ms, 0);
     }
     maybe_finish(r);

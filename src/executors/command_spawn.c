@@ -1,16 +1,21 @@
-/* Starting a child by hand: vfork + exec, not uv_spawn.
+/* Starting a child by hand: fork + exec, not uv_spawn.
  *
  * uv_spawn reaps its children itself with waitpid() and so loses their rusage (peak memory, CPU
- * time), and it cannot set rlimits. Here the child is started with vfork (fork under
- * ThreadSanitizer, which turns vfork into fork anyway), watched through a pidfd by the caller,
- * and reaped with wait4() by the caller. libuv's own SIGCHLD handler waits only on the pids of
- * its uv_process_t handles, so it never takes ours.
+ * time), and it cannot set rlimits. Here the child is forked, watched through a pidfd by the
+ * caller and reaped with wait4() by the caller. libuv's own SIGCHLD handler waits only on the
+ * pids of its uv_process_t handles, so it never takes ours.
  *
- * Between vfork and exec the child shares the parent's memory: it only makes system calls on
- * data prepared beforehand, reports a failure through a close-on-exec pipe (stage, errno) and
- * leaves with _exit. Every signal is blocked across the vfork so that no handler of the parent
- * runs in the child; the child resets every disposition to the default and unblocks all
- * signals just before exec. */
+ * fork, not vfork: vfork (and posix_spawn, built on it) suspends the loop thread until the child
+ * has been scheduled and has reached exec; on a busy machine that is a scheduler latency per
+ * child, during which the loop serves nothing. After fork the loop goes on at once; whether exec
+ * succeeded arrives later on a close-on-exec pipe (EOF: it did; stage and errno: it did not),
+ * which the caller watches on the loop (cbx__cmd_spawn_report).
+ *
+ * In the child, before exec, only system calls are made (async-signal-safe): the parent may have
+ * other threads, holding locks the child must never wait for. Every signal is blocked across the
+ * fork so that no handler of the parent runs in the child (libuv's would write into the parent's
+ * signal pipe, which the child shares); the child resets every disposition to the default and
+ * unblocks all signals just before exec. */
 #define _GNU_SOURCE
 #include "executors/command.h"
 
@@ -25,12 +30,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define CBX__NO_VFORK 1
+/* _Fork (glibc 2.34) skips the atfork handlers, which take the C library's locks: the child does
+ * not need them. The sanitizers intercept fork and need to see it. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define CBX__PLAIN_FORK 1
 #elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CBX__NO_VFORK 1
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define CBX__PLAIN_FORK 1
 #endif
+#endif
+#if !defined(CBX__PLAIN_FORK) && !(defined(__GLIBC__) && __GLIBC_PREREQ(2, 34))
+#define CBX__PLAIN_FORK 1
 #endif
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -175,13 +185,13 @@ static void reap(pid_t pid)
         ;
 }
 
-static int report_failure(const cbx__cmd_spec *s, int stage, int e, cbx_err *err)
+static int report_failure(const char *argv0, const char *cwd, int stage, int e, cbx_err *err)
 {
     switch (stage) {
     case STAGE_EXEC:
-        return cbx_err_set(err, -e, "argv[0] '%s': %s", s->argv[0], strerror(e));
+        return cbx_err_set(err, -e, "argv[0] '%s': %s", argv0, strerror(e));
     case STAGE_CWD:
-        return cbx_err_set(err, -e, "cwd '%s': %s", s->cwd, strerror(e));
+        return cbx_err_set(err, -e, "cwd '%s': %s", cwd ? cwd : "", strerror(e));
     case STAGE_RLIMIT_CPU:
         return cbx_err_set(err, -e, "rlimit_cpu_s: %s", strerror(e));
     case STAGE_RLIMIT_AS:
@@ -200,7 +210,7 @@ int cbx__cmd_spawn(const cbx__cmd_spec *spec, cbx__cmd_child *child, cbx_err *er
     int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, rep[2] = {-1, -1};
     int rc;
     child->pid = -1;
-    child->pidfd = child->stdin_fd = child->stdout_fd = child->stderr_fd = -1;
+    child->pidfd = child->stdin_fd = child->stdout_fd = child->stderr_fd = child->report_fd = -1;
     child->parent_rss_kb = 0;
 
     if ((rc = make_pipe(out, err, "stdout")) || (rc = make_pipe(errp, err, "stderr")) ||
@@ -228,10 +238,10 @@ int cbx__cmd_spawn(const cbx__cmd_spec *spec, cbx__cmd_child *child, cbx_err *er
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-#ifdef CBX__NO_VFORK
+#ifdef CBX__PLAIN_FORK
     pid_t pid = fork();
 #else
-    pid_t pid = vfork();
+    pid_t pid = _Fork();
 #endif
     if (pid == 0)
         child_main(&c);
@@ -242,23 +252,7 @@ int cbx__cmd_spawn(const cbx__cmd_spec *spec, cbx__cmd_child *child, cbx_err *er
     close_fd(&errp[1]);
     close_fd(&rep[1]);
     if (pid < 0) {
-        rc = cbx_err_set(err, -fork_errno, "vfork: %s", strerror(fork_errno));
-        goto fail;
-    }
-
-    /* EOF when exec succeeded (the write end was close-on-exec); else stage and errno. */
-    int msg[2];
-    ssize_t n;
-    while ((n = read(rep[0], msg, sizeof msg)) < 0 && errno == EINTR)
-        ;
-    close_fd(&rep[0]);
-    if (n != 0) {
-        reap(pid);
-        if (n == (ssize_t)sizeof msg)
-            rc = report_failure(spec, msg[0], msg[1], err);
-        else
-            rc =
-                cbx_err_set(err, -EIO, "argv[0] '%s': the child failed before exec", spec->argv[0]);
+        rc = cbx_err_set(err, -fork_errno, "fork: %s", strerror(fork_errno));
         goto fail;
     }
 
@@ -269,10 +263,10 @@ int cbx__cmd_spawn(const cbx__cmd_spec *spec, cbx__cmd_child *child, cbx_err *er
         if (lift(&fd) == 0)
             child->pidfd = fd;
     }
-    if ((rc = nonblock(out[0])) || (rc = nonblock(errp[0])) ||
+    if ((rc = nonblock(out[0])) || (rc = nonblock(errp[0])) || (rc = nonblock(rep[0])) ||
         (spec->stdin_pipe && (rc = nonblock(in[1])))) {
         /* not expected with pipes of our own; do not leave the child behind */
-        kill(-pid, SIGKILL);
+        kill(pid, SIGKILL);
         reap(pid);
         if (child->pidfd >= 0)
             close(child->pidfd);
@@ -284,6 +278,7 @@ int cbx__cmd_spawn(const cbx__cmd_spec *spec, cbx__cmd_child *child, cbx_err *er
     child->stdout_fd = out[0];
     child->stderr_fd = errp[0];
     child->stdin_fd = in[1];
+    child->report_fd = rep[0];
     return 0;
 
 fail:
@@ -296,4 +291,19 @@ fail:
     close_fd(&rep[0]);
     close_fd(&rep[1]);
     return rc;
+}
+
+int cbx__cmd_spawn_report(int fd, const char *argv0, const char *cwd, cbx_err *err)
+{
+    int msg[2];
+    ssize_t n;
+    while ((n = read(fd, msg, sizeof msg)) < 0 && errno == EINTR)
+        ;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 1;
+    if (n == 0)
+        return 0;
+    if (n == (ssize_t)sizeof msg)
+        return report_failure(argv0, cwd, msg[0], msg[1], err);
+    return cbx_err_set(err, -EIO, "argv[0] '%s': the child failed before exec", argv0);
 }
