@@ -67,8 +67,9 @@ static const char help_running[] =
     "  --parallel P            with --repeat: P at a time; default 1\n"
     "  --plugin-path DIRS      load the plugins (*.so) of these colon-separated directories\n"
     "                          or files; also $CBX_PLUGIN_PATH\n"
-    "  --lua FILE              load an executor type defined in Lua (repeatable); also\n"
-    "                          $CBX_LUA_PATH (colon-separated files)\n"
+    "  --lua FILE              load the executor type defined in a Lua file, or every *.lua\n"
+    "                          of a directory (repeatable); also $CBX_LUA_PATH (colon-\n"
+    "                          separated files or directories)\n"
     "  --json                  print the result as JSON (with --repeat: a summary with every\n"
     "                          result) instead of the outputs\n"
     "  -q, --quiet             print no outputs, summary or failure line (usage errors are\n"
@@ -540,6 +541,27 @@ static int command_exit_code(const cbx_result *r)
     return CLI_EXIT_FAILED;
 }
 
+/* Say so when what was written is not all the command wrote: never silently. */
+static void capture_notes(const cbx_result *r)
+{
+    static const char *const streams[] = {"stdout", "stderr"};
+    for (int i = 0; i < 2; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "%s_truncated", streams[i]);
+        if (json_is_true(cmd_field(r, key))) {
+            const json_t *kept = cmd_field(r, streams[i]);
+            snprintf(key, sizeof key, "%s_bytes", streams[i]);
+            cli_err("exec: the command's %s was cut at %zu of %lld bytes (raise -p %s_max)",
+                    streams[i], json_string_length(kept),
+                    (long long)json_integer_value(cmd_field(r, key)), streams[i]);
+        }
+        snprintf(key, sizeof key, "%s_lossy", streams[i]);
+        if (json_is_true(cmd_field(r, key)))
+            cli_err("exec: the command's %s was not UTF-8 text: invalid bytes became U+FFFD",
+                    streams[i]);
+    }
+}
+
 /* Print outputs (a string as text, else JSON). */
 static void print_outputs(const json_t *out)
 {
@@ -569,6 +591,8 @@ static int finish_one(const exec_cfg *c, const cbx_result *r)
         /* what the command wrote (after a failure: when the result kept it) */
         write_stream(STDOUT_FILENO, cmd_field(r, "stdout"));
         write_stream(STDERR_FILENO, cmd_field(r, "stderr"));
+        if (!c->quiet)
+            capture_notes(r);
     } else if (ok && cmd_mode) {
         const json_t *o = r->outputs;
         if (json_is_object(o) && json_object_get(o, "stdout")) {
@@ -687,6 +711,23 @@ static int finish_many(run_state *s, uint64_t elapsed_ns)
     return CLI_EXIT_OK;
 }
 
+/* 1 when name is a program in $PATH (for a hint when it was given as a TYPE). */
+static int on_path(const char *name)
+{
+    const char *path = getenv("PATH");
+    if (!path || strchr(name, '/'))
+        return 0;
+    while (*path) {
+        size_t n = strcspn(path, ":");
+        char file[4096];
+        if (n && snprintf(file, sizeof file, "%.*s/%s", (int)n, path, name) < (int)sizeof file &&
+            access(file, X_OK) == 0)
+            return 1;
+        path += n + (path[n] == ':');
+    }
+    return 0;
+}
+
 /* The one-line message for a request the runtime refused as invalid. */
 static void report_invalid(const exec_cfg *c, const cbx_registry *reg, const cbx_diag *d,
                            const json_t *params, const json_t *notes)
@@ -699,6 +740,9 @@ static void report_invalid(const exec_cfg *c, const cbx_registry *reg, const cbx
         const char *best = cli_suggest_type(reg, c->type);
         if (best)
             cli_err("exec: unknown executor type '%s' (did you mean '%s'?)", c->type, best);
+        else if (on_path(c->type))
+            cli_err("exec: unknown executor type '%s' (to run the program: cbx exec -- %s ...)",
+                    c->type, c->type);
         else
             cli_err("exec: unknown executor type '%s' (see 'cbx types')", c->type);
         return;
@@ -841,6 +885,8 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
             json_t *j = cbx_result_to_json(&s.first);
             cli_print_json(stdout, j);
             json_decref(j);
+        } else if (c->json && s.all) {
+            cli_print_json(stdout, s.all);
         }
     } else if (c->repeat == 1 && s.have_first) {
         code = finish_one(c, &s.first);
