@@ -1,0 +1,895 @@
+/* The journal: opening the SQLite file, its schema, and batched writes.
+ *
+ * Writes go into a batch, one write transaction (BEGIN IMMEDIATE) that stays open across calls.
+ * It commits once it is CBX__JOURNAL_COMMIT_NS old (by the next write, or by the flusher thread
+ * when no write comes), at CBX__JOURNAL_BATCH_MAX writes, on cbx_journal_flush, before a clear
+ * or prune, and at close; so it never holds the database's write lock, and never makes another
+ * process's writes wait, much longer than that window, whatever the caller does. The flusher
+ * also runs the WAL checkpoints, on a connection of its own and outside the journal's lock, so
+ * that a writer never waits for the fsync a checkpoint makes.
+ *
+ * Within a batch a start is held back (cbx__jpending); when the execution's end comes before
+ * the commit, one whole row is inserted instead of a row inserted and then updated.
+ */
+#include "runtime/journal_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MEMORY_PATH ":memory:"
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS executions("
+    " id TEXT PRIMARY KEY,"
+    " executor TEXT,"
+    " status TEXT NOT NULL,"
+    " rc INTEGER,"
+    " error TEXT,"
+    " fallback_used INTEGER NOT NULL DEFAULT 0,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " submitted_ms INTEGER NOT NULL,"
+    " ended_ms INTEGER,"
+    " duration_ns INTEGER,"
+    " tag TEXT,"
+    " breaker TEXT,"
+    " policy TEXT,"
+    " params TEXT,"
+    " outputs TEXT);"
+    "CREATE INDEX IF NOT EXISTS executions_submitted ON executions(submitted_ms);"
+    "CREATE INDEX IF NOT EXISTS executions_executor ON executions(executor, submitted_ms);"
+    "CREATE INDEX IF NOT EXISTS executions_status ON executions(status, submitted_ms);"
+    "CREATE INDEX IF NOT EXISTS executions_breaker ON executions(breaker, submitted_ms)"
+    " WHERE breaker IS NOT NULL;"
+    "CREATE TABLE IF NOT EXISTS attempts("
+    " execution_id TEXT NOT NULL,"
+    " number INTEGER NOT NULL,"
+    " outcome TEXT,"
+    " started_ms INTEGER,"
+    " duration_ns INTEGER,"
+    " error TEXT,"
+    " metadata TEXT,"
+    " breaker_decision TEXT,"
+    " PRIMARY KEY(execution_id, number)) WITHOUT ROWID;";
+
+static const char sql_start[] =
+    "INSERT INTO executions(id, executor, status, submitted_ms, tag, breaker, policy, params)"
+    " VALUES(?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7)"
+    " ON CONFLICT(id) DO UPDATE SET executor = excluded.executor,"
+    " submitted_ms = excluded.submitted_ms, tag = excluded.tag, breaker = excluded.breaker,"
+    " policy = excluded.policy, params = excluded.params";
+
+static const char sql_attempt[] =
+    "INSERT OR REPLACE INTO attempts(execution_id, number, outcome, started_ms, duration_ns,"
+    " error, metadata, breaker_decision) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/* An end without a start (a refusal) inserts the row; submitted_ms is then derived from the
+ * end and the duration. After a start it updates the row and keeps submitted_ms. */
+static const char sql_end[] =
+    "INSERT INTO executions(id, status, rc, error, fallback_used, attempts, outputs, ended_ms,"
+    " duration_ns, submitted_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    " ON CONFLICT(id) DO UPDATE SET status = excluded.status, rc = excluded.rc,"
+    " error = excluded.error, fallback_used = excluded.fallback_used,"
+    " attempts = excluded.attempts, outputs = excluded.outputs, ended_ms = excluded.ended_ms,"
+    " duration_ns = excluded.duration_ns";
+
+/* A start held back and its end, as one row. */
+static const char sql_whole[] =
+    "INSERT INTO executions(id, executor, status, rc, error, fallback_used, attempts,"
+    " submitted_ms, ended_ms, duration_ns, tag, breaker, policy, params, outputs)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+    " ON CONFLICT(id) DO UPDATE SET executor = excluded.executor, status = excluded.status,"
+    " rc = excluded.rc, error = excluded.error, fallback_used = excluded.fallback_used,"
+    " attempts = excluded.attempts, submitted_ms = excluded.submitted_ms,"
+    " ended_ms = excluded.ended_ms, duration_ns = excluded.duration_ns, tag = excluded.tag,"
+    " breaker = excluded.breaker, policy = excluded.policy, params = excluded.params,"
+    " outputs = excluded.outputs";
+
+#define PEND_SLOTS ((size_t)2 * CBX__JOURNAL_BATCH_MAX) /* a power of two, load at most 1/2 */
+
+uint64_t cbx__journal_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t cbx__journal_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
+}
+
+/* ---- errors and transactions ------------------------------------------------------------- */
+
+static void pend_reset(cbx_journal *j)
+{
+    if (j->npend > 0 && j->slots)
+        memset(j->slots, 0, PEND_SLOTS * sizeof *j->slots);
+    j->npend = 0;
+    j->arena_len = 0;
+    if (j->arena_cap > (size_t)4 * 1024 * 1024) { /* a batch of huge params: give the memory back */
+        free(j->arena);
+        j->arena = NULL;
+        j->arena_cap = 0;
+    }
+}
+
+int cbx__journal_fail(cbx_journal *j, cbx_err *err, const char *what)
+{
+    const char *msg = sqlite3_errmsg(j->db);
+    if (j->in_txn && sqlite3_get_autocommit(j->db)) {
+        uint32_t lost = j->txn_writes;
+        j->in_txn = 0;
+        j->txn_writes = 0;
+        atomic_store(&j->batch_started_ns, 0);
+        pend_reset(j);
+        return cbx_err_set(err, CBX_EJOURNAL,
+                           "journal %s: %s: %s (SQLite rolled back the open batch of %u writes)",
+                           j->path, what, msg, lost);
+    }
+    return cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s: %s", j->path, what, msg);
+}
+
+/* Step a statement that returns no row, then reset it. */
+static int step_done(cbx_journal *j, sqlite3_stmt *st, cbx_err *err, const char *what)
+{
+    int rc = sqlite3_step(st);
+    int r = rc == SQLITE_DONE ? 0 : cbx__journal_fail(j, err, what);
+    sqlite3_reset(st);
+    return r;
+}
+
+static void wake_flusher(cbx_journal *j)
+{
+    if (!j->flusher_running)
+        return;
+    pthread_mutex_lock(&j->wmu);
+    pthread_cond_signal(&j->wcv);
+    pthread_mutex_unlock(&j->wmu);
+}
+
+int cbx__journal_begin_locked(cbx_journal *j, cbx_err *err)
+{
+    if (j->in_txn)
+        return 0;
+    int r = step_done(j, j->st_begin, err, "begin");
+    if (r != 0)
+        return r;
+    j->in_txn = 1;
+    j->txn_writes = 0;
+    j->txn_started_ns = cbx__journal_mono_ns();
+    atomic_store(&j->batch_started_ns, j->txn_started_ns);
+    if (atomic_load(&j->flusher_idle))
+        wake_flusher(j);
+    return 0;
+}
+
+int cbx__journal_commit_locked(cbx_journal *j, cbx_err *err)
+{
+    if (!j->in_txn)
+        return 0;
+    int r = cbx__journal_settle_locked(j, err);
+    if (r == 0)
+        r = step_done(j, j->st_commit, err, "commit");
+    if (r != 0 && !sqlite3_get_autocommit(j->db)) {
+        sqlite3_step(j->st_rollback);
+        sqlite3_reset(j->st_rollback);
+    }
+    pend_reset(j);
+    j->in_txn = 0;
+    j->txn_writes = 0;
+    atomic_store(&j->batch_started_ns, 0);
+    if (atomic_load(&j->checkpoint_due) && atomic_load(&j->flusher_idle))
+        wake_flusher(j);
+    return r;
+}
+
+/* Called by SQLite inside every commit of j->db (with j->mu held): the WAL's size decides
+ * whether the flusher checkpoints. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    (void)db;
+    (void)name;
+    cbx_journal *j = arg;
+    if (pages >= CBX__JOURNAL_CHECKPOINT_PAGES)
+        atomic_store(&j->checkpoint_due, 1);
+    return SQLITE_OK;
+}
+
+/* ---- the flusher thread ------------------------------------------------------------------ */
+
+/* Commit a batch no write has come to commit (with j->mu held). */
+static void commit_overdue_locked(cbx_journal *j)
+{
+    if (!j->in_txn || cbx__journal_mono_ns() - j->txn_started_ns < CBX__JOURNAL_COMMIT_NS)
+        return;
+    cbx_err e;
+    cbx_err_clear(&e);
+    if (cbx__journal_commit_locked(j, &e) != 0 && j->async_rc == 0) {
+        j->async_rc = e.code;
+        snprintf(j->async_msg, sizeof j->async_msg, "%s", e.msg);
+    }
+}
+
+static void *flusher_main(void *arg)
+{
+    cbx_journal *j = arg;
+    pthread_mutex_lock(&j->wmu);
+    while (!j->stopping) {
+        uint64_t started = atomic_load(&j->batch_started_ns);
+        int checkpoint = j->ck && atomic_load(&j->checkpoint_due);
+        if (!started && !checkpoint) {
+            /* Announce the sleep, then look again: a writer that began a batch in between
+             * either is seen here or sees flusher_idle and signals (under wmu, so not before
+             * the wait has begun). */
+            atomic_store(&j->flusher_idle, 1);
+            if (!atomic_load(&j->batch_started_ns) && !(j->ck && atomic_load(&j->checkpoint_due)))
+                pthread_cond_wait(&j->wcv, &j->wmu);
+            atomic_store(&j->flusher_idle, 0);
+            continue;
+        }
+        if (started) {
+            uint64_t due = started + CBX__JOURNAL_COMMIT_NS;
+            if (cbx__journal_mono_ns() < due) {
+                struct timespec ts = {.tv_sec = (time_t)(due / 1000000000ull),
+                                      .tv_nsec = (long)(due % 1000000000ull)};
+                pthread_cond_timedwait(&j->wcv, &j->wmu, &ts);
+                continue;
+            }
+            pthread_mutex_unlock(&j->wmu);
+            pthread_mutex_lock(&j->mu);
+            commit_overdue_locked(j);
+            pthread_mutex_unlock(&j->mu);
+            pthread_mutex_lock(&j->wmu);
+            continue;
+        }
+        atomic_store(&j->checkpoint_due, 0);
+        pthread_mutex_unlock(&j->wmu);
+        /* PASSIVE: never waits for readers or writers; what it cannot copy now, a later one
+         * does. */
+        sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&j->wmu);
+    }
+    pthread_mutex_unlock(&j->wmu);
+    return NULL;
+}
+
+/* ---- open and close ---------------------------------------------------------------------- */
+
+/* mkdir -p for the directory part of path, new directories 0700. */
+static int make_parent_dir(const char *path, cbx_err *err)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path)
+        return 0;
+    size_t n = (size_t)(slash - path);
+    if (n >= sizeof dir)
+        return cbx_err_set(err, -ENAMETOOLONG, "journal directory of %s: %s", path,
+                           strerror(ENAMETOOLONG));
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    for (char *p = dir + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            int e = errno;
+            return cbx_err_set(err, -e, "journal directory %s: %s", dir, strerror(e));
+        }
+        *p = c;
+        if (c == '\0')
+            break;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        int e = errno;
+        return cbx_err_set(err, -e, "journal directory %s: %s", dir, strerror(e));
+    }
+    if (!S_ISDIR(st.st_mode))
+        return cbx_err_set(err, -ENOTDIR, "journal directory %s: %s", dir, strerror(ENOTDIR));
+    return 0;
+}
+
+/* Create the file 0600 before SQLite does (SQLite would use 0644 less the umask); the -wal and
+ * -shm files SQLite makes later take the database file's permissions. */
+static int precreate(const char *path, cbx_err *err)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int e = errno;
+        return cbx_err_set(err, -e, "journal %s: %s", path, strerror(e));
+    }
+    close(fd);
+    return 0;
+}
+
+static int pragma_int(cbx_journal *j, const char *sql, int64_t *out, cbx_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r = 0;
+    if (sqlite3_prepare_v2(j->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return cbx__journal_fail(j, err, sql);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else
+        r = cbx__journal_fail(j, err, sql);
+    sqlite3_finalize(st);
+    return r;
+}
+
+static int exec_sql(cbx_journal *j, const char *sql, cbx_err *err, const char *what)
+{
+    if (sqlite3_exec(j->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return cbx__journal_fail(j, err, what);
+    return 0;
+}
+
+/* Refuse files that are not (or not yet understood as) a cbx journal. */
+static int check_identity(cbx_journal *j, cbx_err *err)
+{
+    int64_t version = 0, app = 0, objects = 0;
+    int r;
+    if ((r = pragma_int(j, "PRAGMA user_version", &version, err)) != 0 ||
+        (r = pragma_int(j, "PRAGMA application_id", &app, err)) != 0 ||
+        (r = pragma_int(j, "SELECT count(*) FROM sqlite_master", &objects, err)) != 0)
+        return r;
+    if (app != 0 && app != CBX__JOURNAL_APP_ID)
+        return cbx_err_set(err, CBX_EJOURNAL,
+                           "journal %s: not a cbx journal (SQLite application id 0x%llx)", j->path,
+                           (unsigned long long)app);
+    if (app == 0 && objects > 0)
+        return cbx_err_set(err, CBX_EJOURNAL,
+                           "journal %s: not a cbx journal (an SQLite database with tables of its "
+                           "own)",
+                           j->path);
+    if (version > CBX__JOURNAL_SCHEMA)
+        return cbx_err_set(err, CBX_EJOURNAL,
+                           "journal %s: schema version %lld is newer than this cbx understands "
+                           "(%d); use a newer cbx or another journal file",
+                           j->path, (long long)version, CBX__JOURNAL_SCHEMA);
+    return 0;
+}
+
+static int setup_schema(cbx_journal *j, int memory, cbx_err *err)
+{
+    int r = check_identity(j, err);
+    if (r != 0)
+        return r;
+    if (!memory) {
+        /* WAL lets readers and one writer of several processes work at once; where the file
+         * system cannot do WAL, SQLite keeps its rollback journal, which is slower but safe. */
+        if ((r = exec_sql(j, "PRAGMA journal_mode=WAL", err, "journal_mode=WAL")) != 0)
+            return r;
+    }
+    /* NORMAL in WAL mode: a commit is durable across a crash of the process, and only a power
+     * failure or an OS crash can take back the last commits; checkpoints still fsync. */
+    if ((r = exec_sql(j, "PRAGMA synchronous=NORMAL", err, "synchronous=NORMAL")) != 0 ||
+        (r = exec_sql(j, "PRAGMA cache_size=-8192", err, "cache_size")) != 0)
+        return r;
+    int64_t version = 0;
+    if ((r = pragma_int(j, "PRAGMA user_version", &version, err)) != 0)
+        return r;
+    if (version == CBX__JOURNAL_SCHEMA)
+        return 0;
+    /* Another process may be creating it at the same moment: decide inside the write lock. */
+    if ((r = exec_sql(j, "BEGIN IMMEDIATE", err, "begin")) != 0)
+        return r;
+    if ((r = check_identity(j, err)) != 0 ||
+        (r = pragma_int(j, "PRAGMA user_version", &version, err)) != 0)
+        goto rollback;
+    if (version == 0) {
+        char set[128];
+        snprintf(set, sizeof set, "PRAGMA user_version=%d; PRAGMA application_id=%d;",
+                 CBX__JOURNAL_SCHEMA, CBX__JOURNAL_APP_ID);
+        if ((r = exec_sql(j, schema_sql, err, "create schema")) != 0 ||
+            (r = exec_sql(j, set, err, "set schema version")) != 0)
+            goto rollback;
+    }
+    return exec_sql(j, "COMMIT", err, "commit schema");
+rollback:
+    sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+    return r;
+}
+
+static int prepare(cbx_journal *j, const char *sql, sqlite3_stmt **st, cbx_err *err)
+{
+    if (sqlite3_prepare_v3(j->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+        return cbx__journal_fail(j, err, "prepare");
+    return 0;
+}
+
+static int resolve_path(cbx_journal *j, const cbx_journal_opts *o, cbx_err *err)
+{
+    if (o->path && *o->path) {
+        j->path = strdup(o->path);
+        return j->path ? 0 : cbx_err_set(err, -ENOMEM, "out of memory");
+    }
+    char dir[PATH_MAX];
+    int r = cbx_state_dir(dir, sizeof dir);
+    if (r != 0)
+        return cbx_err_set(err, r, "state directory %s: %s", dir[0] ? dir : "(unknown)",
+                           strerror(-r));
+    size_t n = strlen(dir) + sizeof "/journal.db";
+    j->path = malloc(n);
+    if (!j->path)
+        return cbx_err_set(err, -ENOMEM, "out of memory");
+    snprintf(j->path, n, "%s/journal.db", dir);
+    return 0;
+}
+
+static int start_flusher(cbx_journal *j, cbx_err *err)
+{
+    pthread_condattr_t ca;
+    int e = pthread_mutex_init(&j->wmu, NULL);
+    if (e != 0)
+        return cbx_err_set(err, -e, "journal: mutex: %s", strerror(e));
+    j->wmu_ready = 1;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    e = pthread_cond_init(&j->wcv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (e != 0)
+        return cbx_err_set(err, -e, "journal: condition variable: %s", strerror(e));
+    j->wcv_ready = 1;
+    e = pthread_create(&j->flusher, NULL, flusher_main, j);
+    if (e != 0)
+        return cbx_err_set(err, -e, "journal: flusher thread: %s", strerror(e));
+    j->flusher_running = 1;
+    return 0;
+}
+
+int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
+{
+    static const cbx_journal_opts defaults = {0};
+    if (!out)
+        return cbx_err_set(err, -EINVAL, "cbx_journal_open: out is NULL");
+    *out = NULL;
+    if (!o)
+        o = &defaults;
+    cbx_journal *j = calloc(1, sizeof *j);
+    if (!j)
+        return cbx_err_set(err, -ENOMEM, "out of memory");
+    atomic_init(&j->batch_started_ns, 0);
+    atomic_init(&j->flusher_idle, 0);
+    atomic_init(&j->checkpoint_due, 0);
+    int e = pthread_mutex_init(&j->mu, NULL);
+    if (e != 0) {
+        free(j);
+        return cbx_err_set(err, -e, "journal: mutex: %s", strerror(e));
+    }
+    j->mu_ready = 1;
+    j->max_executions = o->max_executions ? o->max_executions : CBX__JOURNAL_DEFAULT_MAX_EXECUTIONS;
+    j->max_age_ms = o->max_age_ms;
+    int r = cbx__redact_rules_init(&j->rules, o->redact_env);
+    if (r != 0) {
+        cbx_err_set(err, r, "out of memory");
+        goto fail;
+    }
+    if ((r = resolve_path(j, o, err)) != 0)
+        goto fail;
+    int memory = strcmp(j->path, MEMORY_PATH) == 0;
+    if (!memory && ((r = make_parent_dir(j->path, err)) != 0 || (r = precreate(j->path, err)) != 0))
+        goto fail;
+
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(j->path, &j->db, flags, NULL) != SQLITE_OK) {
+        r = cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s", j->path,
+                        j->db ? sqlite3_errmsg(j->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(j->db, CBX__JOURNAL_BUSY_MS);
+    if ((r = setup_schema(j, memory, err)) != 0)
+        goto fail;
+    if ((r = prepare(j, "BEGIN IMMEDIATE", &j->st_begin, err)) != 0 ||
+        (r = prepare(j, "COMMIT", &j->st_commit, err)) != 0 ||
+        (r = prepare(j, "ROLLBACK", &j->st_rollback, err)) != 0 ||
+        (r = prepare(j, sql_start, &j->st_start, err)) != 0 ||
+        (r = prepare(j, sql_attempt, &j->st_attempt, err)) != 0 ||
+        (r = prepare(j, sql_end, &j->st_end, err)) != 0 ||
+        (r = prepare(j, sql_whole, &j->st_whole, err)) != 0)
+        goto fail;
+
+    if (!memory) {
+        /* Checkpoints move to the flusher's connection. */
+        sqlite3_wal_hook(j->db, wal_hook, j);
+        if (sqlite3_open_v2(j->path, &j->ck, flags, NULL) != SQLITE_OK) {
+            r = cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s", j->path,
+                            j->ck ? sqlite3_errmsg(j->ck) : "out of memory");
+            goto fail;
+        }
+        sqlite3_busy_timeout(j->ck, CBX__JOURNAL_BUSY_MS);
+    }
+    if ((r = start_flusher(j, err)) != 0)
+        goto fail;
+
+    pthread_mutex_lock(&j->mu);
+    r = cbx__journal_prune_locked(j, err);
+    if (r == 0)
+        r = cbx__journal_commit_locked(j, err);
+    pthread_mutex_unlock(&j->mu);
+    if (r != 0)
+        goto fail;
+    *out = j;
+    return 0;
+fail:
+    cbx_journal_close(j);
+    return r;
+}
+
+void cbx_journal_close(cbx_journal *j)
+{
+    if (!j)
+        return;
+    if (j->flusher_running) {
+        pthread_mutex_lock(&j->wmu);
+        j->stopping = 1;
+        pthread_cond_signal(&j->wcv);
+        pthread_mutex_unlock(&j->wmu);
+        pthread_join(j->flusher, NULL);
+        j->flusher_running = 0;
+    }
+    if (j->db && j->st_commit)
+        cbx__journal_commit_locked(j, NULL); /* the flusher is gone: no lock needed */
+    sqlite3_stmt *sts[] = {j->st_begin,   j->st_commit, j->st_rollback, j->st_start,
+                           j->st_attempt, j->st_end,    j->st_whole};
+    for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
+        sqlite3_finalize(sts[i]);
+    /* The last connection to close checkpoints the WAL into the database and removes it. */
+    sqlite3_close_v2(j->ck);
+    sqlite3_close_v2(j->db);
+    if (j->wcv_ready)
+        pthread_cond_destroy(&j->wcv);
+    if (j->wmu_ready)
+        pthread_mutex_destroy(&j->wmu);
+    if (j->mu_ready)
+        pthread_mutex_destroy(&j->mu);
+    cbx__redact_rules_clear(&j->rules);
+    free(j->buf.p);
+    free(j->pend);
+    free(j->slots);
+    free(j->arena);
+    free(j->path);
+    free(j);
+}
+
+const char *cbx_journal_path(const cbx_journal *j)
+{
+    return j ? j->path : NULL;
+}
+
+/* ---- writes ------------------------------------------------------------------------------ */
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* v as compact JSON text with its secrets masked, into j->buf: *text and *len (NULL and 0 for
+ * NULL). The text is valid until the next dump. */
+static int dump_json(cbx_journal *j, const json_t *v, const char **text, size_t *len, cbx_err *err,
+                     const char *what)
+{
+    *text = NULL;
+    *len = 0;
+    if (!v)
+        return 0;
+    int r = cbx__redact_dump(&j->rules, v, &j->buf);
+    if (r != 0)
+        return cbx_err_set(err, CBX_EJOURNAL, "journal %s: cannot encode %s as JSON: %s", j->path,
+                           what, r == -ELOOP ? "nested too deep (a cycle?)" : "out of memory");
+    if (j->buf.len > (size_t)INT_MAX)
+        return cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s: too large (%zu bytes)", j->path,
+                           what, j->buf.len);
+    *text = j->buf.p;
+    *len = j->buf.len;
+    return 0;
+}
+
+/* Bound without a copy: valid until the statement is stepped and reset, which every writer
+ * does before it returns. */
+static void bind_blob_text(sqlite3_stmt *st, int i, const char *text, size_t len)
+{
+    if (text)
+        sqlite3_bind_text(st, i, text, (int)len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static int bind_json(cbx_journal *j, sqlite3_stmt *st, int i, const json_t *v, cbx_err *err,
+                     const char *what)
+{
+    const char *text;
+    size_t len;
+    int r = dump_json(j, v, &text, &len, err, what);
+    if (r == 0)
+        bind_blob_text(st, i, text, len);
+    return r;
+}
+
+/* ---- held-back starts -------------------------------------------------------------------- */
+
+static uint32_t hash_id(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static const char *arena_str(const cbx_journal *j, uint32_t off)
+{
+    return off == CBX__JOURNAL_NO_STR ? NULL : j->arena + off;
+}
+
+/* Copy n bytes (and a NUL) into the arena; CBX__JOURNAL_NO_STR for NULL. Returns 0 or -1. */
+static int arena_put(cbx_journal *j, const char *s, size_t n, uint32_t *off)
+{
+    if (!s) {
+        *off = CBX__JOURNAL_NO_STR;
+        return 0;
+    }
+    if (j->arena_len + n + 1 > j->arena_cap) {
+        size_t cap = j->arena_cap ? j->arena_cap : (size_t)64 * 1024;
+        while (cap < j->arena_len + n + 1)
+            cap *= 2;
+        if (cap >= CBX__JOURNAL_NO_STR)
+            return -1;
+        char *p = realloc(j->arena, cap);
+        if (!p)
+            return -1;
+        j->arena = p;
+        j->arena_cap = cap;
+    }
+    memcpy(j->arena + j->arena_len, s, n);
+    j->arena[j->arena_len + n] = '\0';
+    *off = (uint32_t)j->arena_len;
+    j->arena_len += n + 1;
+    return 0;
+}
+
+static cbx__jpending *pend_find(cbx_journal *j, const char *id, uint32_t h)
+{
+    if (j->npend == 0)
+        return NULL;
+    for (uint32_t i = h & (PEND_SLOTS - 1); j->slots[i]; i = (i + 1) & (PEND_SLOTS - 1)) {
+        cbx__jpending *p = &j->pend[j->slots[i] - 1];
+        if (p->live && p->hash == h && strcmp(j->arena + p->id, id) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+/* Hold a start back. Returns 1 when held, 0 when it must be written now (no room). */
+static int pend_add(cbx_journal *j, const cbx_journal_execution *e, const char *params,
+                    size_t params_len, uint32_t h)
+{
+    if (j->npend >= CBX__JOURNAL_BATCH_MAX || params_len > CBX__JOURNAL_DEFER_MAX)
+        return 0;
+    if (!j->slots && !(j->slots = calloc(PEND_SLOTS, sizeof *j->slots)))
+        return 0;
+    if (j->npend == j->pend_cap) {
+        uint32_t cap = j->pend_cap ? j->pend_cap * 2 : 256;
+        cbx__jpending *p = realloc(j->pend, cap * sizeof *p);
+        if (!p)
+            return 0;
+        j->pend = p;
+        j->pend_cap = cap;
+    }
+    cbx__jpending *old = pend_find(j, e->id, h);
+    cbx__jpending p = {.submitted_ms = e->submitted_ms, .hash = h, .live = 1};
+    size_t mark = j->arena_len;
+    if (arena_put(j, e->id, strlen(e->id), &p.id) != 0 ||
+        arena_put(j, e->executor, e->executor ? strlen(e->executor) : 0, &p.executor) != 0 ||
+        arena_put(j, e->tag, e->tag ? strlen(e->tag) : 0, &p.tag) != 0 ||
+        arena_put(j, e->breaker, e->breaker ? strlen(e->breaker) : 0, &p.breaker) != 0 ||
+        arena_put(j, e->policy, e->policy ? strlen(e->policy) : 0, &p.policy) != 0 ||
+        arena_put(j, params, params_len, &p.params) != 0) {
+        j->arena_len = mark;
+        return 0;
+    }
+    p.params_len = (uint32_t)params_len;
+    if (old)
+        old->live = 0; /* a second start of the same id replaces the first */
+    uint32_t i = h & (PEND_SLOTS - 1);
+    while (j->slots[i])
+        i = (i + 1) & (PEND_SLOTS - 1);
+    j->pend[j->npend++] = p;
+    j->slots[i] = j->npend;
+    return 1;
+}
+
+static void bind_arena(cbx_journal *j, sqlite3_stmt *st, int i, uint32_t off)
+{
+    const char *s = arena_str(j, off);
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static void bind_start(cbx_journal *j, const cbx__jpending *p)
+{
+    sqlite3_stmt *st = j->st_start;
+    bind_arena(j, st, 1, p->id);
+    bind_arena(j, st, 2, p->executor);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)p->submitted_ms);
+    bind_arena(j, st, 4, p->tag);
+    bind_arena(j, st, 5, p->breaker);
+    bind_arena(j, st, 6, p->policy);
+    bind_blob_text(st, 7, arena_str(j, p->params), p->params_len);
+}
+
+int cbx__journal_settle_locked(cbx_journal *j, cbx_err *err)
+{
+    int r = 0;
+    for (uint32_t i = 0; i < j->npend && r == 0; i++) {
+        if (!j->pend[i].live)
+            continue;
+        bind_start(j, &j->pend[i]);
+        r = step_done(j, j->st_start, err, "write execution start");
+    }
+    pend_reset(j);
+    return r;
+}
+
+/* After a successful write: count it, prune and commit when due, and report a failure of an
+ * earlier commit made by the flusher (whose data is lost) now that a caller is here. */
+static int write_done(cbx_journal *j, cbx_err *err)
+{
+    int r = 0;
+    j->txn_writes++;
+    if (++j->writes_since_prune >= CBX__JOURNAL_PRUNE_EVERY) {
+        j->writes_since_prune = 0;
+        r = cbx__journal_prune_locked(j, err);
+    }
+    if (r == 0 && (j->txn_writes >= CBX__JOURNAL_BATCH_MAX ||
+                   cbx__journal_mono_ns() - j->txn_started_ns >= CBX__JOURNAL_COMMIT_NS))
+        r = cbx__journal_commit_locked(j, err);
+    if (r == 0 && j->async_rc != 0) {
+        r = cbx_err_set(err, j->async_rc, "an earlier batch was lost: %s", j->async_msg);
+        j->async_rc = 0;
+    }
+    return r;
+}
+
+static int missing(cbx_err *err, const char *what)
+{
+    return cbx_err_set(err, CBX_EJOURNAL, "journal: %s is missing", what);
+}
+
+int cbx_journal_execution_start(cbx_journal *j, const cbx_journal_execution *e, cbx_err *err)
+{
+    if (!j || !e || !e->id)
+        return missing(err, !j ? "the journal" : "the execution id");
+    pthread_mutex_lock(&j->mu);
+    const char *params;
+    size_t params_len;
+    int r = cbx__journal_begin_locked(j, err);
+    if (r == 0)
+        r = dump_json(j, e->params, &params, &params_len, err, "params");
+    uint32_t h = hash_id(e->id);
+    if (r == 0 && !pend_add(j, e, params, params_len, h)) {
+        cbx__jpending *old = pend_find(j, e->id, h);
+        if (old)
+            old->live = 0;
+        sqlite3_stmt *st = j->st_start;
+        bind_text(st, 1, e->id);
+        bind_text(st, 2, e->executor);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)e->submitted_ms);
+        bind_text(st, 4, e->tag);
+        bind_text(st, 5, e->breaker);
+        bind_text(st, 6, e->policy);
+        bind_blob_text(st, 7, params, params_len);
+        r = step_done(j, st, err, "write execution start");
+    }
+    if (r == 0)
+        r = write_done(j, err);
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}
+
+int cbx_journal_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, cbx_err *err)
+{
+    if (!j || !a || !a->execution_id)
+        return missing(err, !j ? "the journal" : "the attempt's execution id");
+    pthread_mutex_lock(&j->mu);
+    sqlite3_stmt *st = j->st_attempt;
+    int r = cbx__journal_begin_locked(j, err);
+    if (r == 0) {
+        bind_text(st, 1, a->execution_id);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)a->number);
+        bind_text(st, 3, a->outcome);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)a->started_ms);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)a->duration_ns);
+        bind_text(st, 6, a->error);
+        bind_text(st, 8, a->breaker_decision);
+        r = bind_json(j, st, 7, a->metadata, err, "metadata");
+    }
+    if (r == 0)
+        r = step_done(j, st, err, "write attempt");
+    if (r == 0)
+        r = write_done(j, err);
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}
+
+int cbx_journal_execution_end(cbx_journal *j, const cbx_journal_end *e, cbx_err *err)
+{
+    if (!j || !e || !e->execution_id || !e->status)
+        return missing(err, !j                       ? "the journal"
+                            : !e || !e->execution_id ? "the execution id"
+                                                     : "the status");
+    pthread_mutex_lock(&j->mu);
+    int r = cbx__journal_begin_locked(j, err);
+    cbx__jpending *p = r == 0 ? pend_find(j, e->execution_id, hash_id(e->execution_id)) : NULL;
+    sqlite3_stmt *st = p ? j->st_whole : j->st_end;
+    if (r == 0)
+        r = bind_json(j, st, p ? 15 : 7, e->outputs, err, "outputs");
+    if (r == 0 && p) {
+        /* its start is still held back: the whole row at once */
+        bind_arena(j, st, 1, p->id);
+        bind_arena(j, st, 2, p->executor);
+        bind_text(st, 3, e->status);
+        sqlite3_bind_int(st, 4, e->rc);
+        bind_text(st, 5, e->error);
+        sqlite3_bind_int(st, 6, e->fallback_used ? 1 : 0);
+        sqlite3_bind_int64(st, 7, (sqlite3_int64)e->attempts);
+        sqlite3_bind_int64(st, 8, (sqlite3_int64)p->submitted_ms);
+        sqlite3_bind_int64(st, 9, (sqlite3_int64)e->ended_ms);
+        sqlite3_bind_int64(st, 10, (sqlite3_int64)e->duration_ns);
+        bind_arena(j, st, 11, p->tag);
+        bind_arena(j, st, 12, p->breaker);
+        bind_arena(j, st, 13, p->policy);
+        bind_blob_text(st, 14, arena_str(j, p->params), p->params_len);
+        r = step_done(j, st, err, "write execution");
+        if (r == 0)
+            p->live = 0;
+    } else if (r == 0) {
+        /* after a start already written, or none at all (a refusal): submitted_ms is then
+         * the end less the duration */
+        uint64_t dur_ms = e->duration_ns / 1000000ull;
+        uint64_t submitted = e->ended_ms > dur_ms ? e->ended_ms - dur_ms : 0;
+        bind_text(st, 1, e->execution_id);
+        bind_text(st, 2, e->status);
+        sqlite3_bind_int(st, 3, e->rc);
+        bind_text(st, 4, e->error);
+        sqlite3_bind_int(st, 5, e->fallback_used ? 1 : 0);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)e->attempts);
+        sqlite3_bind_int64(st, 8, (sqlite3_int64)e->ended_ms);
+        sqlite3_bind_int64(st, 9, (sqlite3_int64)e->duration_ns);
+        sqlite3_bind_int64(st, 10, (sqlite3_int64)submitted);
+        r = step_done(j, st, err, "write execution end");
+    }
+    if (r == 0)
+        r = write_done(j, err);
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}
+
+int cbx_journal_flush(cbx_journal *j, cbx_err *err)
+{
+    if (!j)
+        return missing(err, "the journal");
+    pthread_mutex_lock(&j->mu);
+    int r = cbx__journal_commit_locked(j, err);
+    if (r == 0 && j->async_rc != 0) {
+        r = cbx_err_set(err, j->async_rc, "an earlier batch was lost: %s", j->async_msg);
+        j->async_rc = 0;
+    }
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}

@@ -1,0 +1,98 @@
+/* The journal's insides, shared by journal.c (open, schema, batched writes) and
+ * journal_query.c (history, get, stats, clear, prune). */
+#ifndef CBX_RUNTIME_JOURNAL_INTERNAL_H
+#define CBX_RUNTIME_JOURNAL_INTERNAL_H
+
+#include "cbx/journal.h"
+#include "runtime/redact.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* The schema this code writes (PRAGMA user_version), and the application id that marks a file
+ * as a cbx journal ("cbxj"). */
+#define CBX__JOURNAL_SCHEMA 1
+#define CBX__JOURNAL_APP_ID 0x63627868
+/* A batch commits this long after its first write, or at this many writes, whichever first. */
+#define CBX__JOURNAL_COMMIT_NS 5000000ull
+#define CBX__JOURNAL_BATCH_MAX 4096u
+/* Retention is checked every so many writes (and at open and cbx_journal_prune). */
+#define CBX__JOURNAL_PRUNE_EVERY 1000u
+/* How long a write waits for another process's write transaction. */
+#define CBX__JOURNAL_BUSY_MS 10000
+/* WAL pages after which the flusher checkpoints (SQLite's own default threshold). */
+#define CBX__JOURNAL_CHECKPOINT_PAGES       1000
+#define CBX__JOURNAL_DEFAULT_MAX_EXECUTIONS 100000u
+
+/* An execution start held back until its batch commits: when its end comes first (a short
+ * execution), one row is inserted whole instead of inserted then updated. Strings live in the
+ * journal's arena (offsets; CBX__JOURNAL_NO_STR for NULL). */
+#define CBX__JOURNAL_NO_STR UINT32_MAX
+/* Starts whose params are longer than this are written at once. */
+#define CBX__JOURNAL_DEFER_MAX 16384u /* 16 KiB */
+typedef struct cbx__jpending {
+    uint64_t submitted_ms;
+    uint32_t id, executor, tag, breaker, policy, params;
+    uint32_t params_len;
+    uint32_t hash;
+    int live; /* 0 once its end has written the whole row */
+} cbx__jpending;
+
+struct cbx_journal {
+    sqlite3 *db;
+    sqlite3 *ck; /* the flusher's own connection for checkpoints; NULL for :memory: */
+    char *path;
+    uint64_t max_executions, max_age_ms;
+    cbx__redact_rules rules;
+
+    /* The flusher sleeps on wcv (under wmu, never while holding mu) and takes mu only to
+     * commit a batch that is overdue because no write came to commit it. Lock order: mu, then
+     * wmu. */
+    pthread_mutex_t wmu;
+    pthread_cond_t wcv;
+    int stopping; /* under wmu */
+    pthread_t flusher;
+    int flusher_running;
+    _Atomic uint64_t batch_started_ns; /* txn_started_ns of the open batch; 0 = none */
+    atomic_int flusher_idle;           /* asleep until a batch begins */
+    atomic_int checkpoint_due;         /* the WAL has grown past CBX__JOURNAL_CHECKPOINT_PAGES */
+    int mu_ready, wmu_ready, wcv_ready;
+
+    pthread_mutex_t mu;      /* guards everything below and every use of db */
+    int in_txn;              /* a batch is open (BEGIN IMMEDIATE done) */
+    uint64_t txn_started_ns; /* CLOCK_MONOTONIC */
+    uint32_t txn_writes;
+    uint32_t writes_since_prune;
+    int async_rc; /* a commit by the flusher failed: reported by the next call */
+    char async_msg[512];
+
+    sqlite3_stmt *st_begin, *st_commit, *st_rollback;
+    sqlite3_stmt *st_start, *st_attempt, *st_end, *st_whole;
+    cbx__strbuf buf; /* JSON text being bound */
+
+    /* held-back starts of the open batch (npend > 0 only while in_txn) */
+    cbx__jpending *pend;
+    uint32_t npend, pend_cap;
+    uint32_t *slots; /* open addressing on the id's hash: index + 1, 0 = empty */
+    char *arena;
+    size_t arena_len, arena_cap;
+};
+
+uint64_t cbx__journal_mono_ns(void);
+uint64_t cbx__journal_wall_ms(void);
+
+/* With j->mu held. Begin a batch unless one is open; commit the open batch (if any). Both
+ * return 0 or CBX_EJOURNAL (err filled). */
+int cbx__journal_begin_locked(cbx_journal *j, cbx_err *err);
+int cbx__journal_commit_locked(cbx_journal *j, cbx_err *err);
+/* With j->mu held: CBX_EJOURNAL with SQLite's message about what failed; notices a batch that
+ * SQLite rolled back on its own. */
+int cbx__journal_fail(cbx_journal *j, cbx_err *err, const char *what);
+/* With j->mu held: write the held-back starts into the open batch, so that queries see them. */
+int cbx__journal_settle_locked(cbx_journal *j, cbx_err *err);
+/* With j->mu held and a batch open: apply the retention limits. */
+int cbx__journal_prune_locked(cbx_journal *j, cbx_err *err);
+
+#endif

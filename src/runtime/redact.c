@@ -1,0 +1,542 @@
+/* Name-based redaction of Authorization-like headers and secret environment variables. */
+#include "runtime/redact.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const char *const cbx__redact_builtin_env[] = {
+    "*TOKEN*",           "*SECRET*",     "*PASSWORD*", "*PASSWD*",
+    "*PASSPHRASE*",      "*_KEY",        "*APIKEY*",   "*API_KEY*",
+    "*PRIVATE_KEY*",     "*CREDENTIAL*", "*_AUTH",     "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN", NULL,
+};
+
+static const char *const secret_headers[] = {
+    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", NULL,
+};
+
+/* Longest header or variable name the glob check looks at; longer names are matched against
+ * the exact lists only for headers, and truncated names are never used. */
+#define NAME_MAX_LEN 256
+
+int cbx__redact_rules_init(cbx__redact_rules *r, const char *const *extra)
+{
+    *r = (cbx__redact_rules){0};
+    size_t n = 0;
+    while (extra && extra[n])
+        n++;
+    if (n == 0)
+        return 0;
+    r->env_globs = calloc(n, sizeof *r->env_globs);
+    if (!r->env_globs)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        r->env_globs[i] = strdup(extra[i]);
+        if (!r->env_globs[i])
+            return -ENOMEM;
+        r->n_env = i + 1;
+    }
+    return 0;
+}
+
+void cbx__redact_rules_clear(cbx__redact_rules *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n_env; i++)
+        free(r->env_globs[i]);
+    free(r->env_globs);
+    *r = (cbx__redact_rules){0};
+}
+
+static int lower(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
+/* '*' (any run, also empty) and '?' (one character), ASCII case-insensitive. Iterative: on a
+ * mismatch, the last '*' takes one more character. */
+static int glob_match(const char *pat, const char *s)
+{
+    const char *star = NULL, *resume = NULL;
+    while (*s) {
+        if (*pat == '*') {
+            star = ++pat;
+            resume = s;
+        } else if (*pat &&
+                   (*pat == '?' || lower((unsigned char)*pat) == lower((unsigned char)*s))) {
+            pat++;
+            s++;
+        } else if (star) {
+            pat = star;
+            s = ++resume;
+        } else {
+            return 0;
+        }
+    }
+    while (*pat == '*')
+        pat++;
+    return *pat == '\0';
+}
+
+static int glob_any(const char *const *globs, size_t n, const char *name)
+{
+    for (size_t i = 0; n == (size_t)-1 ? globs[i] != NULL : i < n; i++)
+        if (glob_match(globs[i], name))
+            return 1;
+    return 0;
+}
+
+int cbx__redact_env_name(const cbx__redact_rules *r, const char *name)
+{
+    if (!name || !*name)
+        return 0;
+    if (glob_any(cbx__redact_builtin_env, (size_t)-1, name))
+        return 1;
+    return r && r->n_env > 0 && glob_any((const char *const *)r->env_globs, r->n_env, name);
+}
+
+int cbx__redact_header_name(const cbx__redact_rules *r, const char *name)
+{
+    if (!name || !*name)
+        return 0;
+    for (size_t i = 0; secret_headers[i]; i++)
+        if (strcasecmp(name, secret_headers[i]) == 0)
+            return 1;
+    char norm[NAME_MAX_LEN];
+    size_t len = strlen(name);
+    if (len >= sizeof norm)
+        return 0;
+    for (size_t i = 0; i <= len; i++)
+        norm[i] = name[i] == '-' ? '_' : name[i];
+    return cbx__redact_env_name(r, norm);
+}
+
+/* The name before sep in s ("NAME=value", "Name: value"), copied into buf; 0 when s has no
+ * sep or the name does not fit. */
+static int name_before(const char *s, char sep, char *buf, size_t len)
+{
+    const char *p = strchr(s, sep);
+    if (!p || (size_t)(p - s) >= len)
+        return 0;
+    memcpy(buf, s, (size_t)(p - s));
+    buf[p - s] = '\0';
+    return 1;
+}
+
+static int is_redacted(const json_t *v)
+{
+    return json_is_string(v) && strcmp(json_string_value(v), CBX__REDACTED) == 0;
+}
+
+/* "NAME<sep>***" (sep_text is what follows the name, e.g. "=" or ": "). */
+static json_t *masked_string(const char *name, const char *sep_text)
+{
+    size_t len = strlen(name) + strlen(sep_text) + sizeof CBX__REDACTED;
+    char *buf = malloc(len);
+    if (!buf)
+        return NULL;
+    snprintf(buf, len, "%s%s" CBX__REDACTED, name, sep_text);
+    json_t *v = json_string(buf);
+    free(buf);
+    return v;
+}
+
+/* A string "Name: value" (headers) or "NAME=value" (env) whose value is not masked yet. */
+static int string_secret(const cbx__redact_rules *r, const char *s, int headers, char *name,
+                         size_t len)
+{
+    if (!name_before(s, headers ? ':' : '=', name, len))
+        return 0;
+    const char *rest = s + strlen(name) + 1;
+    if (headers)
+        rest += strspn(rest, " \t");
+    if (strcmp(rest, CBX__REDACTED) == 0)
+        return 0;
+    if (headers) {
+        size_t n = strlen(name);
+        while (n > 0 && (name[n - 1] == ' ' || name[n - 1] == '\t'))
+            name[--n] = '\0';
+        return cbx__redact_header_name(r, name);
+    }
+    return cbx__redact_env_name(r, name);
+}
+
+/* Secrets inside the value of a "headers" (headers = 1) or "env" member. When mutate, they are
+ * replaced in place. Returns how many; *oom set when an allocation failed. */
+static size_t walk_secret_block(const cbx__redact_rules *r, json_t *v, int headers, int mutate,
+                                int *oom)
+{
+    size_t found = 0;
+    if (json_is_object(v)) {
+        for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it)) {
+            const char *key = json_object_iter_key(it);
+            int secret = headers ? cbx__redact_header_name(r, key) : cbx__redact_env_name(r, key);
+            if (!secret || is_redacted(json_object_iter_value(it)))
+                continue;
+            found++;
+            if (mutate && json_object_iter_set_new(v, it, json_string(CBX__REDACTED)) != 0)
+                *oom = 1;
+        }
+        return found;
+    }
+    if (!json_is_array(v))
+        return 0;
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        json_t *e = json_array_get(v, i);
+        char name[NAME_MAX_LEN];
+        if (json_is_string(e)) {
+            if (!string_secret(r, json_string_value(e), headers, name, sizeof name))
+                continue;
+            found++;
+            if (mutate) {
+                json_t *m = masked_string(name, headers ? ": " : "=");
+                if (!m || json_array_set_new(v, i, m) != 0)
+                    *oom = 1;
+            }
+        } else if (headers && json_is_object(e)) {
+            json_t *n = json_object_get(e, "name");
+            json_t *val = json_object_get(e, "value");
+            if (!json_is_string(n) || !val || is_redacted(val) ||
+                !cbx__redact_header_name(r, json_string_value(n)))
+                continue;
+            found++;
+            if (mutate && json_object_set_new(e, "value", json_string(CBX__REDACTED)) != 0)
+                *oom = 1;
+        }
+    }
+    return found;
+}
+
+static size_t walk(const cbx__redact_rules *r, json_t *v, int mutate, int *oom)
+{
+    size_t found = 0;
+    if (json_is_object(v)) {
+        for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it)) {
+            const char *key = json_object_iter_key(it);
+            json_t *child = json_object_iter_value(it);
+            if (strcasecmp(key, "headers") == 0 && (json_is_object(child) || json_is_array(child)))
+                found += walk_secret_block(r, child, 1, mutate, oom);
+            else if ((strcasecmp(key, "env") == 0 || strcasecmp(key, "environment") == 0) &&
+                     (json_is_object(child) || json_is_array(child)))
+                found += walk_secret_block(r, child, 0, mutate, oom);
+            else
+                found += walk(r, child, mutate, oom);
+        }
+    } else if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++)
+            found += walk(r, json_array_get(v, i), mutate, oom);
+    }
+    return found;
+}
+
+size_t cbx__redact_count(const cbx__redact_rules *r, const json_t *v)
+{
+    int oom = 0;
+    /* mutate = 0: the walk only reads, so dropping const is safe */
+    return v ? walk(r, (json_t *)(uintptr_t)v, 0, &oom) : 0;
+}
+
+int cbx__redact_json(const cbx__redact_rules *r, const json_t *v, json_t **out)
+{
+    *out = NULL;
+    if (cbx__redact_count(r, v) == 0)
+        return 0;
+    json_t *copy = json_deep_copy(v);
+    if (!copy)
+        return -ENOMEM;
+    int oom = 0;
+    walk(r, copy, 1, &oom);
+    if (oom) {
+        json_decref(copy);
+        return -ENOMEM;
+    }
+    *out = copy;
+    return 0;
+}
+
+/* ---- the redacting writer ---------------------------------------------------------------- */
+
+/* Deeper than any parsed JSON can be (jansson's parser stops at 2048): a cycle. */
+#define DUMP_MAX_DEPTH 2048
+
+typedef struct dumper {
+    const cbx__redact_rules *r;
+    cbx__strbuf *b;
+    int oom;
+} dumper;
+
+static int reserve(dumper *d, size_t n)
+{
+    cbx__strbuf *b = d->b;
+    if (b->len + n <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        d->oom = 1;
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static void put(dumper *d, const char *s, size_t n)
+{
+    if (reserve(d, n) == 0) {
+        memcpy(d->b->p + d->b->len, s, n);
+        d->b->len += n;
+    }
+}
+
+static void putc_(dumper *d, char c)
+{
+    if (reserve(d, 1) == 0)
+        d->b->p[d->b->len++] = c;
+}
+
+/* As jansson writes strings: '"' and '\\' escaped, control characters as \b \f \n \r \t or
+ * \u00XX, everything else (UTF-8 included) as it is. */
+static void put_string(dumper *d, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    putc_(d, '"');
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        put(d, s + run, i - run);
+        run = i + 1;
+        char esc[7] = {'\\', 0};
+        size_t len = 2;
+        switch (c) {
+        case '"':
+        case '\\':
+            esc[1] = (char)c;
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            len = 6;
+            break;
+        }
+        put(d, esc, len);
+    }
+    put(d, s + run, n - run);
+    putc_(d, '"');
+}
+
+static void put_cstring(dumper *d, const char *s)
+{
+    put_string(d, s, strlen(s));
+}
+
+static void put_integer(dumper *d, json_int_t v)
+{
+    char buf[24];
+    char *p = buf + sizeof buf;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    put(d, p, (size_t)(buf + sizeof buf - p));
+}
+
+/* As jansson writes reals: %.17g, a '.' or an exponent always present, no '+' or leading zeros
+ * in the exponent, '.' whatever the locale. */
+static void put_real(dumper *d, double v)
+{
+    char buf[40], out[48];
+    int n = snprintf(buf, sizeof buf, "%.17g", v);
+    if (n <= 0 || (size_t)n >= sizeof buf) {
+        put(d, "0.0", 3);
+        return;
+    }
+    size_t o = 0;
+    int has_dot_or_exp = 0;
+    for (int i = 0; i < n; i++) {
+        char c = buf[i];
+        if (c == ',')
+            c = '.';
+        if (c == '.' || c == 'e')
+            has_dot_or_exp = 1;
+        out[o++] = c;
+        if (c == 'e') {
+            i++;
+            if (buf[i] == '-')
+                out[o++] = buf[i++];
+            else if (buf[i] == '+')
+                i++;
+            while (buf[i] == '0' && i + 1 < n)
+                i++;
+            i--;
+        }
+    }
+    if (!has_dot_or_exp) {
+        out[o++] = '.';
+        out[o++] = '0';
+    }
+    put(d, out, o);
+}
+
+static void dump_value(dumper *d, const json_t *v, int depth);
+
+/* The value of a "headers" (headers = 1) or "env" member, its secrets masked. */
+static void dump_block(dumper *d, const json_t *v, int headers, int depth)
+{
+    json_t *m = (json_t *)(uintptr_t)v; /* jansson's iterators take non-const; nothing is
+                                           changed */
+    if (json_is_object(m)) {
+        putc_(d, '{');
+        int first = 1;
+        for (void *it = json_object_iter(m); it; it = json_object_iter_next(m, it)) {
+            const char *key = json_object_iter_key(it);
+            if (!first)
+                putc_(d, ',');
+            first = 0;
+            put_cstring(d, key);
+            putc_(d, ':');
+            int secret =
+                headers ? cbx__redact_header_name(d->r, key) : cbx__redact_env_name(d->r, key);
+            if (secret)
+                put_cstring(d, CBX__REDACTED);
+            else
+                dump_value(d, json_object_iter_value(it), depth + 1);
+        }
+        putc_(d, '}');
+        return;
+    }
+    putc_(d, '[');
+    for (size_t i = 0; i < json_array_size(m); i++) {
+        json_t *e = json_array_get(m, i);
+        char name[NAME_MAX_LEN];
+        if (i)
+            putc_(d, ',');
+        if (json_is_string(e) &&
+            string_secret(d->r, json_string_value(e), headers, name, sizeof name)) {
+            char masked[NAME_MAX_LEN + sizeof ": " CBX__REDACTED];
+            snprintf(masked, sizeof masked, "%s%s" CBX__REDACTED, name, headers ? ": " : "=");
+            put_cstring(d, masked);
+        } else if (headers && json_is_object(e) && json_is_string(json_object_get(e, "name")) &&
+                   json_object_get(e, "value") &&
+                   cbx__redact_header_name(d->r, json_string_value(json_object_get(e, "name")))) {
+            putc_(d, '{');
+            int first = 1;
+            for (void *it = json_object_iter(e); it; it = json_object_iter_next(e, it)) {
+                const char *key = json_object_iter_key(it);
+                if (!first)
+                    putc_(d, ',');
+                first = 0;
+                put_cstring(d, key);
+                putc_(d, ':');
+                if (strcmp(key, "value") == 0)
+                    put_cstring(d, CBX__REDACTED);
+                else
+                    dump_value(d, json_object_iter_value(it), depth + 2);
+            }
+            putc_(d, '}');
+        } else {
+            dump_value(d, e, depth + 1);
+        }
+    }
+    putc_(d, ']');
+}
+
+static void dump_value(dumper *d, const json_t *v, int depth)
+{
+    if (d->oom || depth > DUMP_MAX_DEPTH) {
+        d->oom |= 2;
+        return;
+    }
+    json_t *m = (json_t *)(uintptr_t)v; /* as above: only read */
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        putc_(d, '{');
+        int first = 1;
+        for (void *it = json_object_iter(m); it; it = json_object_iter_next(m, it)) {
+            const char *key = json_object_iter_key(it);
+            json_t *child = json_object_iter_value(it);
+            if (!first)
+                putc_(d, ',');
+            first = 0;
+            put_cstring(d, key);
+            putc_(d, ':');
+            int block = json_is_object(child) || json_is_array(child);
+            if (block && strcasecmp(key, "headers") == 0)
+                dump_block(d, child, 1, depth + 1);
+            else if (block && (strcasecmp(key, "env") == 0 || strcasecmp(key, "environment") == 0))
+                dump_block(d, child, 0, depth + 1);
+            else
+                dump_value(d, child, depth + 1);
+        }
+        putc_(d, '}');
+        break;
+    }
+    case JSON_ARRAY:
+        putc_(d, '[');
+        for (size_t i = 0; i < json_array_size(m); i++) {
+            if (i)
+                putc_(d, ',');
+            dump_value(d, json_array_get(m, i), depth + 1);
+        }
+        putc_(d, ']');
+        break;
+    case JSON_STRING:
+        put_string(d, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        put_integer(d, json_integer_value(v));
+        break;
+    case JSON_REAL:
+        put_real(d, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        put(d, "true", 4);
+        break;
+    case JSON_FALSE:
+        put(d, "false", 5);
+        break;
+    default:
+        put(d, "null", 4);
+        break;
+    }
+}
+
+int cbx__redact_dump(const cbx__redact_rules *r, const json_t *v, cbx__strbuf *out)
+{
+    out->len = 0;
+    dumper d = {.r = r, .b = out};
+    dump_value(&d, v, 0);
+    if (d.oom & 2)
+        return -ELOOP;
+    return d.oom ? -ENOMEM : 0;
+}
