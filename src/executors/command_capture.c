@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SCRATCH_SIZE (64 * 1024)
+#define SCRATCH_SIZE ((size_t)64 * 1024)
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
@@ -142,8 +142,9 @@ json_t *cbx__capture_json(const cbx__capture *c, int *lossy)
             o += k;
             i += k;
         } else {
-            memcpy(out + o, "\xEF\xBF\xBD", 3);
-            o += 3;
+            static const char replacement[3] = {'\xEF', '\xBF', '\xBD'}; /* U+FFFD */
+            memcpy(out + o, replacement, sizeof replacement);
+            o += sizeof replacement;
             i++;
         }
     }

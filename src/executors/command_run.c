@@ -230,8 +230,9 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
 
     char line[160];
     r->outcome = CBX_OUTCOME_ERROR;
-    if (r->exec_failed) {
+    if (r->exec_failed) { /* the command never ran: its child was only ever cbx's fork */
         json_object_set_new(m, "spawn_error", json_string(r->error));
+        json_object_set_new(m, "pid", json_null());
         json_object_set_new(m, "exit_code", json_null());
         json_object_set_new(r->outputs, "exit_code", json_null());
     } else if (!waited) {
@@ -239,7 +240,7 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
                  strerror(wait_errno));
     } else if (r->cancelled) {
         snprintf(r->error, sizeof r->error, "%s: process group killed (%s)",
-                 strcmp(r->killed_by, "timeout") == 0 ? "timed out" : "cancelled",
+                 r->killed_by && strcmp(r->killed_by, "timeout") == 0 ? "timed out" : "cancelled",
                  !r->kill_sent  ? "SIGTERM"
                  : r->term_sent ? "SIGTERM, then SIGKILL"
                                 : "SIGKILL");
@@ -539,17 +540,15 @@ int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, const cbx__cmd_op
 
     r->in_fd = ch.stdin_fd;
     r->in_open = r->in_fd >= 0;
-    if (r->in_open) {
-        if (stdin_feed(r)) {
-            stdin_close(r);
-        } else if (uv_poll_init(r->loop, &r->in_poll, r->in_fd) == 0) {
-            r->in_poll.data = r;
-            r->handles++;
-            r->in_poll_live = 1;
-            uv_poll_start(&r->in_poll, UV_WRITABLE, on_stdin_writable);
-        } else {
-            stdin_close(r);
-        }
+    /* What the pipe takes now is written now; the rest when it is writable again. */
+    int fed = r->in_open && stdin_feed(r);
+    if (r->in_open && !fed && uv_poll_init(r->loop, &r->in_poll, r->in_fd) == 0) {
+        r->in_poll.data = r;
+        r->handles++;
+        r->in_poll_live = 1;
+        uv_poll_start(&r->in_poll, UV_WRITABLE, on_stdin_writable);
+    } else if (r->in_open) {
+        stdin_close(r); /* all written (or the poll could not be set up) */
     }
     return 0;
 }

@@ -659,6 +659,9 @@ Test(command, command_not_found_is_a_clear_error)
     int rc = run(json_pack("{s:[s]}", "argv", "cbx-no-such-command-xyz"), 0, NULL, &r);
     cr_assert_eq(rc, CBX_EFAILED);
     cr_assert_str_eq(r.error, "argv[0] 'cbx-no-such-command-xyz': No such file or directory");
+    cr_assert_str_eq(meta_str(&r, "spawn_error"), r.error);
+    cr_assert(json_is_null(meta(&r, "pid")));
+    cr_assert(json_is_null(meta(&r, "exit_code")));
     cbx_result_clear(&r);
 
     rc = run(json_pack("{s:[s]}", "argv", CBX_SOURCE_DIR "/CMakeLists.txt"), 0, NULL, &r);
