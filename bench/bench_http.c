@@ -5,9 +5,12 @@
  *   http.get.c64.cbx         --iters GETs of /ok (default 20,000) submitted at once to a runtime
  *                            with max_concurrent 64, no policy; best of --runs passes
  *   http.get.c64.cbx_policy  the same under a policy with a 10 s timeout and 3 retry attempts
+ *   http.get.c64.curl_floor  the same GETs from a bare libcurl multi client on libuv (the glue
+ *                            the executor uses, nothing else: no runtime, no JSON, the body
+ *                            thrown away): what libcurl itself costs, the ceiling for cbx
  *   http.get.c64.wrk         wrk -c64 -t2 -d5s against /ok (one pass; wrk's own average)
  * Each line gives ns per request (the inverse of the request rate); a "# note" line gives the
- * requests per second and the ratio cbx / wrk (target: at least 0.5).
+ * requests per second and the ratios to wrk (target for cbx: at least 0.5).
  *
  * An HTTP request is not an allocation-free path (libcurl, jansson and the runtime allocate per
  * request), so the allocs column says "-" and a note gives the count per request.
@@ -29,6 +32,9 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <curl/curl.h>
+#include <uv.h>
 
 #include "cbx/policy.h"
 #include "cbx/runtime.h"
@@ -55,7 +61,7 @@ extern char **environ;
 static int failed;
 static pid_t server_pid = -1;
 static char url[128];
-static double cbx_best_rps, wrk_rps;
+static double cbx_best_rps, floor_rps, wrk_rps;
 
 /* ---- child processes ------------------------------------------------------------------------- */
 
@@ -109,7 +115,7 @@ static int server_start(void)
                "skipped\n");
         return -1;
     }
-    char *argv[] = {path, NULL};
+    char *argv[] = {path, "--die-with-parent", NULL};
     int fd;
     server_pid = spawn_piped(argv, &fd);
     if (server_pid < 0) {
@@ -247,6 +253,169 @@ static void case_cbx_policy(const bench_args *a, const char *name)
     case_cbx(a, name, "{\"timeout\": \"10s\", \"retry\": {\"attempts\": 3}}");
 }
 
+/* ---- the libcurl floor ---------------------------------------------------------------------- */
+
+typedef struct floor_run {
+    uv_loop_t loop;
+    uv_timer_t timer;
+    CURLM *multi;
+    uint64_t to_start, done, ok;
+} floor_run;
+
+typedef struct floor_sock {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    floor_run *f;
+} floor_sock;
+
+static size_t floor_discard(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return size * n;
+}
+
+static void floor_add(floor_run *f, CURL *e)
+{
+    if (!e)
+        e = curl_easy_init();
+    else
+        curl_easy_reset(e);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, floor_discard);
+    curl_multi_add_handle(f->multi, e);
+    f->to_start--;
+}
+
+static void floor_drain(floor_run *f)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(f->multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        CURL *e = m->easy_handle;
+        long status = 0;
+        if (m->data.result == CURLE_OK &&
+            curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status == 200)
+            f->ok++;
+        f->done++;
+        curl_multi_remove_handle(f->multi, e);
+        if (f->to_start > 0)
+            floor_add(f, e);
+        else
+            curl_easy_cleanup(e);
+    }
+}
+
+static void floor_on_poll(uv_poll_t *p, int status, int events)
+{
+    floor_sock *s = (floor_sock *)p;
+    int flags = status < 0 ? CURL_CSELECT_ERR : 0;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    int running;
+    curl_multi_socket_action(s->f->multi, s->fd, flags, &running);
+    floor_drain(s->f);
+}
+
+static void floor_on_timer(uv_timer_t *t)
+{
+    floor_run *f = t->data;
+    int running;
+    curl_multi_socket_action(f->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    floor_drain(f);
+}
+
+static int floor_timer_cb(CURLM *m, long ms, void *ud)
+{
+    (void)m;
+    floor_run *f = ud;
+    if (ms < 0)
+        uv_timer_stop(&f->timer);
+    else
+        uv_timer_start(&f->timer, floor_on_timer, (uint64_t)ms, 0);
+    return 0;
+}
+
+static void floor_sock_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static int floor_socket_cb(CURL *e, curl_socket_t s, int what, void *ud, void *sp)
+{
+    (void)e;
+    floor_run *f = ud;
+    floor_sock *fs = sp;
+    if (what == CURL_POLL_REMOVE) {
+        if (fs) {
+            curl_multi_assign(f->multi, s, NULL);
+            uv_close((uv_handle_t *)&fs->poll, floor_sock_closed);
+        }
+        return 0;
+    }
+    if (!fs) {
+        fs = calloc(1, sizeof *fs);
+        if (!fs || uv_poll_init_socket(&f->loop, &fs->poll, s) != 0) {
+            free(fs);
+            return -1;
+        }
+        fs->fd = s;
+        fs->f = f;
+        curl_multi_assign(f->multi, s, fs);
+    }
+    int ev = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
+    return uv_poll_start(&fs->poll, ev, floor_on_poll) == 0 ? 0 : -1;
+}
+
+/* n GETs, CONCURRENCY at a time, on a fresh multi handle; ns, or 0 when one failed. */
+static uint64_t floor_pass(uint64_t n, uint64_t *ok)
+{
+    floor_run f = {.to_start = n};
+    uv_loop_init(&f.loop);
+    uv_timer_init(&f.loop, &f.timer);
+    f.timer.data = &f;
+    f.multi = curl_multi_init();
+    curl_multi_setopt(f.multi, CURLMOPT_SOCKETFUNCTION, floor_socket_cb);
+    curl_multi_setopt(f.multi, CURLMOPT_SOCKETDATA, &f);
+    curl_multi_setopt(f.multi, CURLMOPT_TIMERFUNCTION, floor_timer_cb);
+    curl_multi_setopt(f.multi, CURLMOPT_TIMERDATA, &f);
+    uint64_t t0 = bench_now_ns();
+    for (int i = 0; i < CONCURRENCY && f.to_start > 0; i++)
+        floor_add(&f, NULL);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    uint64_t ns = bench_now_ns() - t0;
+    curl_multi_cleanup(f.multi);
+    uv_close((uv_handle_t *)&f.timer, NULL);
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&f.loop);
+    *ok = f.ok;
+    return ns;
+}
+
+static void case_floor(const bench_args *a, const char *name)
+{
+    uint64_t n = a->iters ? a->iters : DEFAULT_REQUESTS, ok = 0, best = 0;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    for (int r = 0; r < a->runs; r++) {
+        uint64_t ns = floor_pass(n, &ok);
+        if (ok != n) {
+            printf("# FAIL\t%s: %" PRIu64 " of %" PRIu64 " requests succeeded\n", name, ok, n);
+            failed = 1;
+            return;
+        }
+        if (best == 0 || ns < best)
+            best = ns;
+    }
+    floor_rps = (double)n * 1e9 / (double)best;
+    bench_emit(name, (double)best / (double)n, -1, n);
+    printf("# note\t%s: %.0f requests/s (best of %d passes; each pass opens its connections)\n",
+           name, floor_rps, a->runs);
+}
+
 /* ---- wrk ---------------------------------------------------------------------------------------
  */
 
@@ -296,6 +465,7 @@ static const struct {
 } cases[] = {
     {"http.get.c64.cbx", case_cbx_plain},
     {"http.get.c64.cbx_policy", case_cbx_policy},
+    {"http.get.c64.curl_floor", case_floor},
     {"http.get.c64.wrk", case_wrk},
 };
 
@@ -336,5 +506,9 @@ int main(int argc, char **argv)
         printf("# note\thttp: cbx %.0f requests/s, wrk %.0f requests/s against the same server: "
                "%.2f of wrk (target: at least 0.50)\n",
                cbx_best_rps, wrk_rps, cbx_best_rps / wrk_rps);
+    if (floor_rps > 0 && wrk_rps > 0)
+        printf("# note\thttp: bare libcurl %.0f requests/s: %.2f of wrk; cbx makes %.2f of the "
+               "bare libcurl rate\n",
+               floor_rps, floor_rps / wrk_rps, cbx_best_rps / floor_rps);
     return failed ? 1 : 0;
 }

@@ -221,8 +221,10 @@ static json_t *make_metadata(cbx__http_xfer *x, long status, long long retry_ms)
     json_object_set_new_nocheck(m, "reused_connection", json_boolean(status > 0 && connects == 0));
     json_object_set_new_nocheck(m, "retry_after_ms",
                                 retry_ms >= 0 ? json_integer(retry_ms) : json_null());
-    json_object_set_new_nocheck(m, "truncated", json_boolean(x->resp.truncated));
-    json_object_set_new_nocheck(m, "url", public_url(eff));
+    if (x->resp.truncated)
+        json_object_set_new_nocheck(m, "truncated", json_true());
+    if (redirects > 0) /* where it ended up, when that is not where it began */
+        json_object_set_new_nocheck(m, "url", public_url(eff));
     return m;
 }
 
@@ -245,7 +247,7 @@ static json_t *make_outputs(cbx__http_xfer *x, long status, cbx_outcome *k, char
         json_object_set_new_nocheck(o, "body", body);
     } else {
         /* Not UTF-8: the bytes, base64-encoded. */
-        json_object_set_new_nocheck(o, "body", base64(r->body, r->len));
+        json_object_set_new_nocheck(o, "body", base64(r->body ? r->body : "", r->len));
         json_object_set_new_nocheck(o, "body_encoding", json_string("base64"));
     }
     if (r->truncated)

@@ -26,10 +26,12 @@
 const cbx_executor_type *cbx__http_type(void);
 
 /* Release the http context of a loop (a uv_loop_t *): its curl multi handle, idle connections
- * and pooled easy handles. Call it when no http task is running on the loop any more - at
- * runtime teardown, after the last task has reported done; before or after uv_loop_close (the
- * context has no libuv handle open at that point). A loop without a context, or NULL, is a
- * no-op. Thread-safe with respect to other loops. */
+ * and pooled easy handles. Meant for the end of a runtime, after its last task has reported:
+ * then it is freed at once, and may be called before or after uv_loop_close (an idle context
+ * has no libuv handle open). If tasks still run on the loop (another runtime sharing it), they
+ * finish on this context, which is freed on the loop after the last of them (the loop must then
+ * run on); new tasks get a new context. A loop without a context, or NULL, is a no-op. Call it
+ * on the loop's thread; contexts of other loops are not disturbed. */
 void cbx__http_loop_cleanup(void *uv_loop);
 
 /* ---- between the files of the executor ---------------------------------------------------- */

@@ -32,6 +32,7 @@ typedef struct loop_handles {
     uv_timer_t timer;
     uv_idle_t idle;
     int open;
+    cbx__http_loop *release; /* a context released while busy: freed once these have closed */
 } loop_handles;
 
 struct cbx__http_loop {
@@ -39,6 +40,7 @@ struct cbx__http_loop {
     CURLM *multi;
     loop_handles *h; /* NULL while no task runs */
     size_t busy;     /* tasks begun and not yet reported */
+    int released;    /* cbx__http_loop_cleanup came while busy: free when idle */
     long timeout_ms; /* curl's last timer request; -1 = none */
     sock_ctx *socks;
     cbx__http_xfer *deferred_head, *deferred_tail;
@@ -219,11 +221,15 @@ void cbx__http_loop_defer(cbx__http_loop *lp, cbx__http_xfer *x)
 /* ---- handles while busy
  * ----------------------------------------------------------------------------- */
 
+static void loop_free(cbx__http_loop *lp);
+
 static void handles_closed(uv_handle_t *h)
 {
     loop_handles *lh = h->data;
-    if (--lh->open == 0)
-        free(lh);
+    if (--lh->open > 0)
+        return;
+    loop_free(lh->release);
+    free(lh);
 }
 
 static int handles_open(cbx__http_loop *lp)
@@ -270,6 +276,11 @@ void cbx__http_loop_end(cbx__http_loop *lp)
 {
     if (lp->busy == 0 || --lp->busy > 0)
         return;
+    if (lp->released) {
+        /* The caller is still inside this context (drain_info, on_idle): it goes when its
+         * handles have closed, on a later turn of the loop. */
+        lp->h->release = lp;
+    }
     handles_close(lp);
     for (sock_ctx *sc = lp->socks; sc; sc = sc->next)
         uv_unref((uv_handle_t *)&sc->poll);
@@ -381,5 +392,11 @@ void cbx__http_loop_cleanup(void *uv_loop)
     if (lp)
         *pp = lp->next;
     pthread_mutex_unlock(&registry_lock);
+    if (lp && lp->busy > 0) {
+        /* Transfers still run (another runtime on a shared loop): they finish on this context,
+         * which is freed after the last; new tasks on the loop get a new one. */
+        lp->released = 1;
+        return;
+    }
     loop_free(lp);
 }

@@ -369,6 +369,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
         memcpy(joined, json_string_value(old), ol);
         memcpy(joined + ol, ", ", 2);
         memcpy(joined + ol + 2, v, vl);
+        joined[ol + 2 + vl] = '\0';
         val = header_text(joined, ol + 2 + vl);
         free(joined);
     } else {

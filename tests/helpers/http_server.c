@@ -1,10 +1,10 @@
 /* http_server - a real HTTP/1.1 server on loopback for the http executor's tests and benchmark.
  *
- *   http_server [--port N] [--threads N]
+ *   http_server [--port N] [--threads N] [--die-with-parent]
  *
  * Binds 127.0.0.1 (port 0 = any), prints the port on stdout when it is ready, and serves until
- * killed. Keep-alive, pipelining and Expect: 100-continue are supported; each thread runs its
- * own epoll loop on the shared listening socket.
+ * killed (or, with --die-with-parent, until its parent dies). Keep-alive, pipelining and Expect:
+ * 100-continue are supported; each thread runs its own epoll loop on the shared listening socket.
  *
  *   /ok                          200 {"ok":true}
  *   /status/N                    status N; 503 and 429 carry Retry-After: 1, or ?retry_after=S,
@@ -44,6 +44,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -723,19 +724,28 @@ static void *worker_main(void *arg)
 
 int main(int argc, char **argv)
 {
-    int port = 0, threads = 1;
+    int port = 0, threads = 1, die_with_parent = 0;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
+        if (strcmp(argv[i], "--die-with-parent") == 0)
+            die_with_parent = 1;
+        else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
             port = atoi(argv[++i]);
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             threads = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--port N] [--threads N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--port N] [--threads N] [--die-with-parent]\n", argv[0]);
             return 2;
         }
     }
     if (threads < 1)
         threads = 1;
+    if (die_with_parent) {
+        /* Never outlive the test or benchmark that started us, even when it is killed. */
+        pid_t parent = getppid();
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            return 0;
+    }
     signal(SIGPIPE, SIG_IGN);
     listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;

@@ -39,7 +39,7 @@ static void server_start(void)
     posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
     posix_spawn_file_actions_addclose(&fa, fds[0]);
     posix_spawn_file_actions_addclose(&fa, fds[1]);
-    char *argv[] = {CBX_TEST_BIN_DIR "/http_server", NULL};
+    char *argv[] = {CBX_TEST_BIN_DIR "/http_server", "--die-with-parent", NULL};
     int rc = posix_spawn(&server_pid, argv[0], &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
@@ -242,6 +242,8 @@ Test(http, ok_with_json_parsed)
     cr_assert(json_is_real(meta(&r, "total_ms")));
     cr_assert(json_is_false(meta(&r, "reused_connection")));
     cr_assert(json_is_null(meta(&r, "retry_after_ms")));
+    cr_assert_null(meta(&r, "url"));       /* no redirect: the URL asked for */
+    cr_assert_null(meta(&r, "truncated")); /* only when it was */
     cbx_result_clear(&r);
 
     /* the second request rides the first one's connection */
@@ -437,6 +439,7 @@ Test(http, redirects_are_followed)
     char want[96];
     snprintf(want, sizeof want, "%s/ok", base);
     cr_assert_str_eq(json_string_value(out(&r, "url")), want);
+    cr_assert_str_eq(json_string_value(meta(&r, "url")), want);
     cbx_result_clear(&r);
 
     cr_assert_eq(run("/redirect?count=3", "{\"max_redirects\": 1}", NULL, &r), CBX_EFAILED);
@@ -677,6 +680,53 @@ Test(http, a_borrowed_loop_closes_cleanly_after_transfers)
     cbx_result_clear(&r);
     cbx_runtime_free(rt);
     rt = NULL;
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(uv_loop_close(&loop), 0, "handles left on the loop");
+    cbx_registry_free(reg);
+    runtime_start(NULL);
+}
+
+static cbx_status b_status;
+
+static void b_done(cbx_execution *ex, const cbx_result *res, void *ud)
+{
+    (void)ex;
+    (void)ud;
+    b_status = res->status;
+}
+
+Test(http, two_runtimes_on_one_loop_free_one_while_the_other_transfers)
+{
+    /* The first runtime's end releases the loop's http context while the second still has a
+     * transfer on it: that transfer must finish, and nothing may be left on the loop. */
+    cbx_runtime_free(rt);
+    rt = NULL;
+    uv_loop_t loop;
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    cbx_err err;
+    cbx_runtime *a = NULL, *b = NULL;
+    cr_assert_eq(cbx_runtime_new(&a, &(cbx_runtime_opts){.loop = &loop, .registry = reg}, &err), 0,
+                 "%s", err.msg);
+    cr_assert_eq(cbx_runtime_new(&b, &(cbx_runtime_opts){.loop = &loop, .registry = reg}, &err), 0,
+                 "%s", err.msg);
+    json_t *slow = params("/delay?ms=500", NULL);
+    b_status = CBX_STATUS_PENDING;
+    cr_assert_eq(
+        cbx_runtime_submit(b, &(cbx_request){.executor = "http", .params = slow, .on_done = b_done},
+                           NULL, NULL),
+        0);
+    json_decref(slow);
+    json_t *ok = params("/ok", NULL);
+    cbx_result r;
+    cr_assert_eq(cbx_runtime_execute(a, &(cbx_request){.executor = "http", .params = ok}, &r, NULL),
+                 0, "%s", r.error);
+    cbx_result_clear(&r);
+    json_decref(ok);
+    cr_assert_eq(b_status, CBX_STATUS_PENDING, "the slow request ended too soon for the test");
+    cbx_runtime_free(a);
+    cr_assert_eq(cbx_runtime_run(b), 0);
+    cr_assert_eq(b_status, CBX_STATUS_SUCCESS, "status %s", cbx_status_name(b_status));
+    cbx_runtime_free(b);
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert_eq(uv_loop_close(&loop), 0, "handles left on the loop");
     cbx_registry_free(reg);
