@@ -63,7 +63,7 @@ static pid_t server_pid = -1;
 static char url[128];
 static double cbx_best_rps, floor_rps, wrk_rps;
 
-/* ---- child processes ------------------------------------------------------------------------- */
+/* ---- child processes ------------------------------------------------------------------------ */
 
 /* Start argv with stdout on a pipe; returns the pid and the read end in *fd, or -1. */
 static pid_t spawn_piped(char *const argv[], int *fd)
@@ -145,8 +145,7 @@ static void server_stop(void)
     }
 }
 
-/* ---- cbx ---------------------------------------------------------------------------------------
- */
+/* ---- cbx ------------------------------------------------------------------------------------ */
 
 typedef struct pass {
     uint64_t done, ok;
@@ -416,8 +415,7 @@ static void case_floor(const bench_args *a, const char *name)
            name, floor_rps, a->runs);
 }
 
-/* ---- wrk ---------------------------------------------------------------------------------------
- */
+/* ---- wrk ------------------------------------------------------------------------------------ */
 
 static void case_wrk(const bench_args *a, const char *name)
 {

@@ -103,8 +103,7 @@ static const cbx_param http_params[] = {
     {0},
 };
 
-/* ---- the response -----------------------------------------------------------------------------
- */
+/* ---- the response --------------------------------------------------------------------------- */
 
 static json_t *base64(const char *s, size_t n)
 {
@@ -304,8 +303,7 @@ static json_t *make_outputs(cbx__http_xfer *x, long status, cbx_outcome *k, char
     return o;
 }
 
-/* ---- the report ---------------------------------------------------------------------------------
- */
+/* ---- the report ----------------------------------------------------------------------------- */
 
 void cbx__http_xfer_report(cbx__http_xfer *x)
 {
@@ -351,8 +349,7 @@ void cbx__http_xfer_report(cbx__http_xfer *x)
         cbx_task_done(t, k, outputs, meta, NULL);
 }
 
-/* ---- ops
- * ------------------------------------------------------------------------------------------ */
+/* ---- ops ------------------------------------------------------------------------------------ */
 
 static int http_start(cbx_task *t)
 {

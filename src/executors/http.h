@@ -34,7 +34,7 @@ const cbx_executor_type *cbx__http_type(void);
  * on the loop's thread; contexts of other loops are not disturbed. */
 void cbx__http_loop_cleanup(void *uv_loop);
 
-/* ---- between the files of the executor ---------------------------------------------------- */
+/* ---- between the files of the executor ------------------------------------------------------ */
 
 typedef struct cbx__http_loop cbx__http_loop;
 

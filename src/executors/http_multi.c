@@ -81,8 +81,7 @@ static void drain_info(cbx__http_loop *lp)
     }
 }
 
-/* ---- sockets ----------------------------------------------------------------------------------
- */
+/* ---- sockets -------------------------------------------------------------------------------- */
 
 static void sock_closed(uv_handle_t *h)
 {
@@ -157,8 +156,7 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
     return uv_poll_start(&sc->poll, events, on_poll) == 0 ? 0 : -1;
 }
 
-/* ---- the timer ---------------------------------------------------------------------------------
- */
+/* ---- the timer ------------------------------------------------------------------------------ */
 
 static void on_timer(uv_timer_t *t)
 {
@@ -187,8 +185,7 @@ static int on_curl_timer(CURLM *m, long timeout_ms, void *userp)
     return 0;
 }
 
-/* ---- deferred reports
- * ---------------------------------------------------------------------------- */
+/* ---- deferred reports ----------------------------------------------------------------------- */
 
 static void on_idle(uv_idle_t *i)
 {
@@ -218,8 +215,7 @@ void cbx__http_loop_defer(cbx__http_loop *lp, cbx__http_xfer *x)
     uv_idle_start(&lp->h->idle, on_idle);
 }
 
-/* ---- handles while busy
- * ----------------------------------------------------------------------------- */
+/* ---- handles while busy --------------------------------------------------------------------- */
 
 static void loop_free(cbx__http_loop *lp);
 
@@ -286,8 +282,7 @@ void cbx__http_loop_end(cbx__http_loop *lp)
         uv_unref((uv_handle_t *)&sc->poll);
 }
 
-/* ---- transfers
- * ----------------------------------------------------------------------------------- */
+/* ---- transfers ------------------------------------------------------------------------------ */
 
 int cbx__http_loop_add(cbx__http_loop *lp, cbx__http_xfer *x)
 {
@@ -322,8 +317,7 @@ void cbx__http_easy_give(cbx__http_loop *lp, CURL *easy)
     }
 }
 
-/* ---- the registry of contexts -----------------------------------------------------------------
- */
+/* ---- the registry of contexts --------------------------------------------------------------- */
 
 static void loop_free(cbx__http_loop *lp)
 {

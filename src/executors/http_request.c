@@ -14,8 +14,7 @@
 
 #define USER_AGENT "cbx/0.1"
 
-/* ---- problems, joined into one cbx_err ---------------------------------------------------------
- */
+/* ---- problems, joined into one cbx_err ------------------------------------------------------ */
 
 static void problem(cbx_err *err, int *count, const char *where, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -45,8 +44,7 @@ static void problem(cbx_err *err, int *count, const char *where, const char *fmt
     snprintf(err->msg + used, sizeof err->msg - used, "%s: %s", where, text);
 }
 
-/* ---- small checks
- * -------------------------------------------------------------------------------- */
+/* ---- small checks --------------------------------------------------------------------------- */
 
 static int has_crlf(const char *s)
 {
@@ -270,8 +268,7 @@ int cbx__http_request_validate(const json_t *params, cbx_err *err)
     return n ? CBX_EINVAL_CONFIG : 0;
 }
 
-/* ---- the response -------------------------------------------------------------------------------
- */
+/* ---- the response --------------------------------------------------------------------------- */
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
 {
@@ -380,8 +377,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
     return n;
 }
 
-/* ---- the request ------------------------------------------------------------------------------
- */
+/* ---- the request ---------------------------------------------------------------------------- */
 
 static int append_query(CURLU *u, const char *key, const json_t *v, cbx_err *err)
 {

@@ -53,7 +53,7 @@ static int listen_fd = -1;
 static atomic_ullong stat_connections, stat_requests, stat_aborted;
 static atomic_llong stat_open;
 
-/* ---- flaky counters, shared by the threads ------------------------------------------------ */
+/* ---- flaky counters, shared by the threads -------------------------------------------------- */
 
 typedef struct flaky_key {
     char key[64];
@@ -79,7 +79,7 @@ static long flaky_hit(const char *key)
     return n;
 }
 
-/* ---- buffers ------------------------------------------------------------------------------ */
+/* ---- buffers -------------------------------------------------------------------------------- */
 
 typedef struct buf {
     char *p;
@@ -119,7 +119,7 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* ---- connections -------------------------------------------------------------------------- */
+/* ---- connections ---------------------------------------------------------------------------- */
 
 typedef struct conn {
     int fd;
@@ -217,7 +217,7 @@ static int flush_out(worker *w, conn *c)
     return 0;
 }
 
-/* ---- requests ----------------------------------------------------------------------------- */
+/* ---- requests ------------------------------------------------------------------------------- */
 
 typedef struct request {
     char method[16];

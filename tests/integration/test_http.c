@@ -24,7 +24,7 @@
 
 extern char **environ;
 
-/* ---- the server ------------------------------------------------------------------------------ */
+/* ---- the server ----------------------------------------------------------------------------- */
 
 static pid_t server_pid = -1;
 static int server_port;
@@ -106,7 +106,7 @@ static long long wait_aborted(long long more_than)
     return v;
 }
 
-/* ---- the runtime ----------------------------------------------------------------------------- */
+/* ---- the runtime ---------------------------------------------------------------------------- */
 
 static cbx_runtime *rt;
 static cbx_registry *reg;
@@ -224,8 +224,7 @@ static int file_contains(const char *path, const char *needle)
 
 TestSuite(http, .init = setup, .fini = teardown, .timeout = 60);
 
-/* ---- statuses ---------------------------------------------------------------------------------
- */
+/* ---- statuses ------------------------------------------------------------------------------- */
 
 Test(http, ok_with_json_parsed)
 {
@@ -329,8 +328,7 @@ Test(http, flaky_succeeds_on_the_third_attempt)
     cbx_result_clear(&r);
 }
 
-/* ---- timeouts and broken transfers -------------------------------------------------------------
- */
+/* ---- timeouts and broken transfers ---------------------------------------------------------- */
 
 Test(http, slow_body_times_out_and_the_transfer_is_aborted)
 {
@@ -428,8 +426,7 @@ Test(http, cancel_mid_transfer)
     cr_assert_gt(wait_aborted(aborted), aborted, "the server never saw the client go");
 }
 
-/* ---- the request ------------------------------------------------------------------------------
- */
+/* ---- the request ---------------------------------------------------------------------------- */
 
 Test(http, redirects_are_followed)
 {
@@ -582,7 +579,7 @@ Test(http, graphql_query_and_variables)
     cbx_result_clear(&r);
 }
 
-/* ---- the response ---------------------------------------------------------------------------- */
+/* ---- the response --------------------------------------------------------------------------- */
 
 Test(http, bodies_binary_not_json_and_too_long)
 {
@@ -639,8 +636,7 @@ Test(http, bad_parameters_are_refused_with_the_path)
     }
 }
 
-/* ---- many at once -----------------------------------------------------------------------------
- */
+/* ---- many at once --------------------------------------------------------------------------- */
 
 Test(http, parallel_requests_reuse_connections)
 {
