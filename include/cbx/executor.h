@@ -55,14 +55,14 @@ typedef struct cbx_param {
     const char *name;
     cbx_param_type type;
     int required;
-    const char *default_json;        /* JSON text of the default ("30", "\"GET\"", "[]"); NULL */
-    const char *description;         /* one line */
-    const char *const *enum_values;  /* NULL-terminated allowed strings (string params); NULL */
-    int has_min, has_max;            /* bounds: the value (integer, number) or the length
-                                        (string, array, object) */
+    const char *default_json;       /* JSON text of the default ("30", "\"GET\"", "[]"); NULL */
+    const char *description;        /* one line */
+    const char *const *enum_values; /* NULL-terminated allowed strings (string params); NULL */
+    int has_min, has_max;           /* bounds: the value (integer, number) or the length
+                                       (string, array, object) */
     double min, max;
-    int secret;                      /* never journaled, logged or shown: "***" instead */
-    cbx_param_type items;            /* arrays: the element type; CBX_PARAM_ANY = any */
+    int secret;           /* never journaled, logged or shown: "***" instead */
+    cbx_param_type items; /* arrays: the element type; CBX_PARAM_ANY = any */
 } cbx_param;
 
 /* "string", "integer", ...; static. */
@@ -90,6 +90,10 @@ const char *cbx_task_execution_id(const cbx_task *t);
 /* Non-zero once the attempt is being cancelled (timeout, cancel, runtime shutdown). Safe to call
  * from a blocking run() on a pool thread. */
 int cbx_task_cancelled(const cbx_task *t);
+/* 1 when the attempt is being stopped because its deadline passed (0 for a cancel). */
+int cbx_task_timed_out(const cbx_task *t);
+/* How long a process executor waits between SIGTERM and SIGKILL (the runtime's kill_grace_ns). */
+uint64_t cbx_task_kill_grace_ns(const cbx_task *t);
 
 /* Report how the attempt ended: exactly once per attempt, on the loop thread (asynchronous
  * executors; a blocking run() returns instead). outputs and metadata are stolen (may be NULL);
@@ -119,8 +123,8 @@ struct cbx_executor_type {
     const char *name;    /* [a-z0-9_.-]+ */
     const char *summary; /* one line */
     const cbx_param *params;
-    size_t task_size;    /* bytes of per-attempt state for cbx_task_state */
-    void *data;          /* the type's own data, for its ops (cbx_task_type(t)->data) */
+    size_t task_size; /* bytes of per-attempt state for cbx_task_state */
+    void *data;       /* the type's own data, for its ops (cbx_task_type(t)->data) */
 
     /* Optional. Checks beyond the schema, on params with defaults applied. Add every problem
      * to *err as a one-line message naming the parameter; return 0 or CBX_EINVAL_CONFIG. */
@@ -132,7 +136,7 @@ struct cbx_executor_type {
     void (*after)(cbx_task *t, cbx_task_result *r);
 
     /* Either start (+ cancel) - asynchronous - or run - blocking, on the thread pool. */
-    int (*start)(cbx_task *t);  /* < 0: could not start; the attempt fails with that code */
+    int (*start)(cbx_task *t);   /* < 0: could not start; the attempt fails with that code */
     void (*cancel)(cbx_task *t); /* stop the work; it must still end in cbx_task_done */
     cbx_outcome (*run)(cbx_task *t, json_t **outputs, json_t **metadata, cbx_err *err);
 

@@ -62,22 +62,24 @@ int cbx_status_parse(const char *name, cbx_status *out);
  * Caller-owned when returned by cbx_runtime_execute; borrowed (valid during the callback) when
  * passed to a done callback. */
 typedef struct cbx_result {
-    char id[40];            /* the execution's UUID */
-    char executor[64];      /* the type's name */
-    cbx_status status;      /* a final status */
-    int rc;                 /* why it ended: 0, CBX_EFAILED, CBX_ETIMEDOUT, CBX_ECANCELLED,
-                               CBX_ERETRY_EXHAUSTED, a refusal (CBX_ECIRCUIT_OPEN, ...),
-                               CBX_EUNKNOWN_TYPE or CBX_EINVAL_CONFIG for a bad request */
-    int fallback_used;      /* 1 when outputs came from the fallback */
-    json_t *outputs;        /* owned: the successful attempt's (or fallback's) outputs; NULL */
-    json_t *metadata;       /* owned: the last attempt's executor metadata; NULL */
-    json_t *attempts;       /* owned: array, one object per attempt: number, outcome,
-                               started_ms (wall clock), duration_ms, error, metadata */
+    char id[40];       /* the execution's UUID */
+    char executor[64]; /* the type's name */
+    cbx_status status; /* a final status */
+    int rc;            /* why it ended: 0, CBX_EFAILED, CBX_ETIMEDOUT, CBX_ECANCELLED,
+                          CBX_ERETRY_EXHAUSTED, a refusal (CBX_ECIRCUIT_OPEN, ...),
+                          CBX_EUNKNOWN_TYPE or CBX_EINVAL_CONFIG for a bad request */
+    int fallback_used; /* 1 when outputs came from the fallback */
+    json_t *outputs;   /* owned: the successful attempt's (or the fallback's) outputs; when
+                          neither, the last failed attempt's (a command's stdout and
+                          stderr); NULL when there are none */
+    json_t *metadata;  /* owned: the last attempt's executor metadata; NULL */
+    json_t *attempts;  /* owned: array, one object per attempt: number, outcome,
+                          started_ms (wall clock), duration_ms, error, metadata */
     uint32_t attempt_count;
-    char error[512];        /* one line: why it did not succeed ("" on success) */
-    uint64_t submitted_ms;  /* wall clock, ms since the epoch */
-    uint64_t queued_ns;     /* waiting for a concurrency slot */
-    uint64_t duration_ns;   /* first attempt's start to the end */
+    char error[512];       /* one line: why it did not succeed ("" on success) */
+    uint64_t submitted_ms; /* wall clock, ms since the epoch */
+    uint64_t queued_ns;    /* waiting for a concurrency slot */
+    uint64_t duration_ns;  /* first attempt's start to the end */
 } cbx_result;
 
 /* Release what *r owns and zero it. NULL is accepted. */
@@ -90,28 +92,28 @@ json_t *cbx_result_to_json(const cbx_result *r);
 typedef void (*cbx_done_fn)(cbx_execution *ex, const cbx_result *res, void *ud);
 
 typedef struct cbx_request {
-    const char *executor;  /* type name */
-    const json_t *params;  /* borrowed; copied (with defaults applied) by submit; NULL = {} */
-    cbx_policy *policy;    /* borrowed, must outlive the execution; NULL = one attempt */
-    const char *breaker;   /* a breaker of the runtime's store to guard every attempt (besides
-                              the policy's own); NULL */
+    const char *executor; /* type name */
+    const json_t *params; /* borrowed; copied (with defaults applied) by submit; NULL = {} */
+    cbx_policy *policy;   /* borrowed, must outlive the execution; NULL = one attempt */
+    const char *breaker;  /* a breaker of the runtime's store to guard every attempt (besides
+                             the policy's own); NULL */
     const cbx_breaker_opts *breaker_opts; /* for that breaker when the store creates it */
-    uint64_t timeout_ns;   /* per attempt; 0 = the policy's (or none) */
-    uint64_t deadline_ns;  /* overall, from submission; 0 = the policy's (or none) */
-    const char *fallback_key; /* the fallback cache key; NULL */
-    const char *tag;       /* free text, journaled with the execution (a flow run and step) */
-    cbx_done_fn on_done;   /* may be NULL */
+    uint64_t timeout_ns;                  /* per attempt; 0 = the policy's (or none) */
+    uint64_t deadline_ns;                 /* overall, from submission; 0 = the policy's (or none) */
+    const char *fallback_key;             /* the fallback cache key; NULL */
+    const char *tag;     /* free text, journaled with the execution (a flow run and step) */
+    cbx_done_fn on_done; /* may be NULL */
     void *ud;
 } cbx_request;
 
 typedef struct cbx_runtime_opts {
-    void *loop;              /* a uv_loop_t * to borrow; NULL = the runtime makes its own */
-    cbx_registry *registry;  /* borrowed; NULL = its own, with the built-in types */
-    cbx_journal *journal;    /* borrowed; NULL = nothing is journaled */
+    void *loop;                  /* a uv_loop_t * to borrow; NULL = the runtime makes its own */
+    cbx_registry *registry;      /* borrowed; NULL = its own, with the built-in types */
+    cbx_journal *journal;        /* borrowed; NULL = nothing is journaled */
     cbx_breaker_store *breakers; /* borrowed; NULL = its own in-memory store */
-    uint32_t max_concurrent; /* executions running at once; 0 = 64 */
-    uint32_t max_queued;     /* executions waiting for a slot; 0 = 100000 */
-    uint64_t kill_grace_ns;  /* SIGTERM to SIGKILL for process executors; 0 = 2 s */
+    uint32_t max_concurrent;     /* executions running at once; 0 = 64 */
+    uint32_t max_queued;         /* executions waiting for a slot; 0 = 100000 */
+    uint64_t kill_grace_ns;      /* SIGTERM to SIGKILL for process executors; 0 = 2 s */
 } cbx_runtime_opts;
 
 int cbx_runtime_new(cbx_runtime **out, const cbx_runtime_opts *o, cbx_err *err);

@@ -68,6 +68,16 @@ static void release_named(cbx_execution *ex)
                              -1);
 }
 
+/* A failed attempt's outputs (a command's stdout and stderr, an HTTP error body) are kept: if
+ * nothing better answers, the result carries the last ones. */
+static void keep_last(cbx_execution *ex, json_t *outputs)
+{
+    if (!outputs)
+        return;
+    json_decref(ex->last_outputs);
+    ex->last_outputs = outputs;
+}
+
 /* The end: record it, free the slot, tell the caller. */
 static void finish(cbx_execution *ex, cbx_status status, int rc, const char *why)
 {
@@ -83,6 +93,10 @@ static void finish(cbx_execution *ex, cbx_status status, int rc, const char *why
     r->status = status;
     r->rc = status == CBX_STATUS_SUCCESS ? 0 : rc;
     r->attempt_count = ex->attempts;
+    if (!r->outputs && ex->last_outputs && status != CBX_STATUS_SUCCESS) {
+        r->outputs = ex->last_outputs;
+        ex->last_outputs = NULL;
+    }
     if (status != CBX_STATUS_SUCCESS && why && why[0] && !r->error[0])
         snprintf(r->error, sizeof r->error, "%s", why);
     if (status != CBX_STATUS_SUCCESS && !r->error[0])
@@ -115,7 +129,7 @@ static void finish_from_policy(cbx_execution *ex, cbx_policy_decision d, json_t 
         finish(ex, CBX_STATUS_SUCCESS, 0, NULL);
         return;
     }
-    json_decref(outputs);
+    keep_last(ex, outputs);
     if (d == CBX_POLICY_USE_FALLBACK) {
         json_t *fb = NULL;
         cbx_fallback_source src;
@@ -187,13 +201,14 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
         ex->res.error[0] = '\0';
     if (ex->rt->journal) {
         cbx_journal_attempt_info a = {.execution_id = ex->id,
-                                 .number = t->attempt,
-                                 .outcome = stop == STOP_CANCEL ? "cancelled" : cbx_outcome_name(k),
-                                 .started_ms = t->started_ms,
-                                 .duration_ns = duration,
-                                 .error = error,
-                                 .metadata = metadata,
-                                 .breaker_decision = ex->breaker ? "admitted" : NULL};
+                                      .number = t->attempt,
+                                      .outcome =
+                                          stop == STOP_CANCEL ? "cancelled" : cbx_outcome_name(k),
+                                      .started_ms = t->started_ms,
+                                      .duration_ns = duration,
+                                      .error = error,
+                                      .metadata = metadata,
+                                      .breaker_decision = ex->breaker ? "admitted" : NULL};
         cbx_journal_attempt(ex->rt->journal, &a, NULL);
         cbx__rt_journal_touch(ex->rt);
     }
@@ -213,14 +228,14 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
             ex->policy, &ex->run, judged, (int64_t)duration, retry_after_ns, quality, &delay);
         if (d != CBX_POLICY_RETRY) {
             if (stop == STOP_CANCEL) {
-                json_decref(outputs);
+                keep_last(ex, outputs);
                 finish(ex, CBX_STATUS_CANCELLED, CBX_ECANCELLED, "cancelled");
                 return;
             }
             finish_from_policy(ex, d, outputs);
             return;
         }
-        json_decref(outputs);
+        keep_last(ex, outputs);
         if (ex->cancel_reason || now_ns() + delay >= ex->deadline_ns) {
             int timeout = ex->cancel_reason != STOP_CANCEL;
             finish(ex, timeout ? CBX_STATUS_TIMEOUT : CBX_STATUS_CANCELLED,
@@ -235,13 +250,13 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
     }
     /* no policy: one attempt */
     if (stop == STOP_CANCEL) {
-        json_decref(outputs);
+        keep_last(ex, outputs);
         finish(ex, CBX_STATUS_CANCELLED, CBX_ECANCELLED, "cancelled");
     } else if (k == CBX_OUTCOME_SUCCESS) {
         ex->res.outputs = outputs;
         finish(ex, CBX_STATUS_SUCCESS, 0, NULL);
     } else {
-        json_decref(outputs);
+        keep_last(ex, outputs);
         finish(ex, k == CBX_OUTCOME_TIMEOUT ? CBX_STATUS_TIMEOUT : CBX_STATUS_FAILED,
                k == CBX_OUTCOME_TIMEOUT ? CBX_ETIMEDOUT : CBX_EFAILED, error);
     }

@@ -186,6 +186,7 @@ static void free_execution(cbx_execution *ex)
     if (!ex->res_taken)
         cbx_result_clear(&ex->res);
     json_decref(ex->params);
+    json_decref(ex->last_outputs);
     free(ex->breaker);
     free(ex->fallback_key);
     free(ex->tag);
@@ -284,7 +285,7 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
         char loc[300] = "";
         if (first.where[0])
             snprintf(loc, sizeof loc, "%s: ", first.where);
-        snprintf(why, sizeof why, "%s: %s%s", req->executor, loc, first.msg);
+        snprintf(why, sizeof why, "%.63s: %.300s%.220s", req->executor, loc, first.msg);
         cbx_diag_clear(&local);
         return refuse(rt, req, r, why);
     }

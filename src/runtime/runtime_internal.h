@@ -71,9 +71,10 @@ struct cbx_execution {
     int timer_live;    /* the timer handle is initialised (closing is async) */
     int cancel_reason; /* STOP_* requested for the whole execution */
     uint64_t submitted_ns, started_ns;
-    cbx_result res; /* filled as it goes */
-    int res_taken;  /* an internal done callback took res's references */
-    int in_active;  /* counted in rt->nactive (else in rt->nqueued) */
+    cbx_result res;       /* filled as it goes */
+    json_t *last_outputs; /* the last failed attempt's outputs, for the result */
+    int res_taken;        /* an internal done callback took res's references */
+    int in_active;        /* counted in rt->nactive (else in rt->nqueued) */
 };
 
 struct cbx_runtime {

@@ -50,6 +50,16 @@ int cbx_task_cancelled(const cbx_task *t)
     return atomic_load_explicit(&((cbx_task *)t)->stop, memory_order_acquire) != STOP_NONE;
 }
 
+int cbx_task_timed_out(const cbx_task *t)
+{
+    return atomic_load_explicit(&((cbx_task *)t)->stop, memory_order_acquire) == STOP_TIMEOUT;
+}
+
+uint64_t cbx_task_kill_grace_ns(const cbx_task *t)
+{
+    return t->ex->rt->kill_grace_ns;
+}
+
 void cbx_task_set_retry_after(cbx_task *t, uint64_t ns)
 {
     t->retry_after_ns = ns;
