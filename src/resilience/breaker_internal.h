@@ -78,4 +78,27 @@ struct cbx_breaker {
 /* The clock the breaker reads (borrowed; NULL means monotonic). */
 cbx_clock *cbx__breaker_clock(const cbx_breaker *b);
 
+/* ---- state persistence (breaker_state.c) -------------------------------------------------
+ * A breaker's whole dynamic state as plain little-endian bytes: the word, open time, counters,
+ * probe leases, trip, latency histogram and windows. The configuration is not saved; a record
+ * carries a fingerprint of the configuration's shape (window sizes, time buckets, probe slots)
+ * and only a breaker of the same shape loads it. The caller holds the breaker exclusively (no
+ * other thread uses it) during save and load. */
+
+/* The most bytes a save of this breaker can write. */
+size_t cbx__breaker_state_size(const cbx_breaker *b);
+
+/* Write the state into buf. Returns the bytes written, or -ENOSPC when len is less than
+ * cbx__breaker_state_size(b). */
+int cbx__breaker_state_save(cbx_breaker *b, void *buf, size_t len);
+
+/* Replace b's state by the saved one. Returns 0, or CBX_EPARSE when the record is damaged or
+ * was saved by a breaker of another shape; b is then left as it was. */
+int cbx__breaker_state_load(cbx_breaker *b, const void *buf, size_t len);
+
+/* A 64-bit value that changes whenever the state changes (all but certainly: it is a hash),
+ * cheap next to a save; a store compares it before and after an operation to skip saving a
+ * state that did not change. */
+uint64_t cbx__breaker_state_stamp(cbx_breaker *b);
+
 #endif
