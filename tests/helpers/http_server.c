@@ -526,6 +526,12 @@ static int serve(worker *w, conn *c, request *r)
 static int handle_input(worker *w, conn *c)
 {
     while (!c->pending && !c->close_after) {
+        if (c->in.len > 0 && !(c->in.p[0] >= 'A' && c->in.p[0] <= 'Z')) {
+            /* not HTTP (a TLS ClientHello, say): answer plainly and hang up */
+            c->close_after = 1;
+            respond_to(&c->out, 400, "text/plain", NULL, "", 0, 1);
+            break;
+        }
         char *end = strstr(c->in.p ? c->in.p : "", "\r\n\r\n");
         if (!end) {
             if (c->in.len > 65536) {

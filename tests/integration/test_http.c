@@ -728,3 +728,37 @@ Test(http, two_runtimes_on_one_loop_free_one_while_the_other_transfers)
     cbx_registry_free(reg);
     runtime_start(NULL);
 }
+
+Test(http, a_host_name_and_tls_failures)
+{
+    /* a name, through curl's resolver */
+    char extra[160];
+    snprintf(extra, sizeof extra, "{\"url\": \"http://localhost:%d/ok\"}", server_port);
+    json_t *p = json_loads(extra, 0, NULL);
+    cbx_result r;
+    cr_assert_eq(cbx_runtime_execute(rt, &(cbx_request){.executor = "http", .params = p}, &r, NULL),
+                 0, "%s", r.error);
+    cbx_result_clear(&r);
+    json_decref(p);
+
+    /* TLS to a server that speaks plain HTTP: the handshake fails */
+    snprintf(extra, sizeof extra, "{\"url\": \"https://127.0.0.1:%d/ok\"}", server_port);
+    p = json_loads(extra, 0, NULL);
+    cbx_runtime_execute(rt, &(cbx_request){.executor = "http", .params = p}, &r, NULL);
+    cr_assert_eq(r.status, CBX_STATUS_FAILED);
+    cr_assert_str_eq(json_string_value(attempt(&r, 0, "outcome")), "error");
+    cr_assert(strstr(r.error, "curl error 35") != NULL, "%s", r.error);
+    cbx_result_clear(&r);
+    json_decref(p);
+
+    /* a CA file that is not there */
+    snprintf(extra, sizeof extra,
+             "{\"url\": \"https://127.0.0.1:%d/ok\", \"ca_file\": \"/nonexistent/ca.pem\"}",
+             server_port);
+    p = json_loads(extra, 0, NULL);
+    cbx_runtime_execute(rt, &(cbx_request){.executor = "http", .params = p}, &r, NULL);
+    cr_assert_eq(r.status, CBX_STATUS_FAILED);
+    cr_assert(strstr(r.error, "curl error 77") != NULL, "%s", r.error);
+    cbx_result_clear(&r);
+    json_decref(p);
+}
