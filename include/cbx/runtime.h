@@ -121,6 +121,7 @@ int cbx_runtime_new(cbx_runtime **out, const cbx_runtime_opts *o, cbx_err *err);
 void cbx_runtime_free(cbx_runtime *rt);
 
 cbx_registry *cbx_runtime_registry(cbx_runtime *rt);
+cbx_journal *cbx_runtime_journal(cbx_runtime *rt); /* NULL when there is none */
 cbx_breaker_store *cbx_runtime_breakers(cbx_runtime *rt);
 void *cbx_runtime_loop(cbx_runtime *rt); /* uv_loop_t * */
 uint64_t cbx_runtime_kill_grace_ns(const cbx_runtime *rt);

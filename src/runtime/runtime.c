@@ -141,6 +141,11 @@ cbx_registry *cbx_runtime_registry(cbx_runtime *rt)
     return rt->registry;
 }
 
+cbx_journal *cbx_runtime_journal(cbx_runtime *rt)
+{
+    return rt->journal;
+}
+
 cbx_breaker_store *cbx_runtime_breakers(cbx_runtime *rt)
 {
     return rt->breakers;

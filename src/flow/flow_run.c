@@ -1,0 +1,819 @@
+/* Running a flow: the DAG scheduler over the runtime.
+ *
+ * Each step becomes a node with a count of dependencies left; a node whose count reaches zero
+ * joins the ready queue, and the queue is drained while the flow's concurrency allows. A plain
+ * step is one execution on the runtime (or one per foreach item); a `steps` composite and a
+ * sub-flow open a child scope of nodes. Every step's start and end are journaled, committed
+ * before the runner goes on, so that a resumed run skips exactly the steps that succeeded. */
+#include "flow/flow_internal.h"
+#include "flow/flow_journal.h"
+
+#include "cbx/template.h"
+#include "cbx/units.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+typedef enum node_state { N_WAIT, N_RUNNING, N_DONE, N_FAILED, N_SKIPPED } node_state;
+
+typedef struct runner runner;
+typedef struct scope scope;
+typedef struct node node;
+
+typedef struct item_run {
+    node *n;
+    size_t index;
+    cbx_execution *ex;
+} item_run;
+
+struct node {
+    const cbx__flow_step *def;
+    scope *sc;
+    node_state state;
+    int tolerated; /* failed, but continue_on_error */
+    int skipped_by_when;
+    int resumed;
+    char *full_name;
+    size_t deps_left;
+    size_t *dependents;
+    size_t ndependents;
+    json_t *outputs;
+    uint32_t attempts;
+    char error[512];
+    uint64_t started_ns;
+    uint64_t started_ms;
+    /* foreach */
+    json_t *items; /* the items (or batches) to run */
+    size_t next_item, items_done, items_running;
+    json_t *item_outputs;
+    int item_failed;
+    item_run *runs; /* one per item */
+    scope *child;   /* composite or sub-flow */
+};
+
+struct scope {
+    runner *R;
+    scope *parent;
+    node *owner; /* the composite or sub-flow node, NULL for the root */
+    const cbx__flow_step *steps;
+    size_t nsteps;
+    node *nodes;
+    json_t *inputs;    /* owned */
+    json_t *steps_ctx; /* owned: {name: {outputs, status}} */
+    size_t finished;
+    const cbx_flow *flow; /* whose outputs this scope renders (root and sub-flows) */
+};
+
+struct runner {
+    cbx_runtime *rt;
+    cbx_flow *f;
+    const cbx_flow_run_opts *o;
+    cbx_template_env *tenv;
+    json_t *env;
+    cbx__flow_journal *fj;
+    char run_id[40];
+    json_t *resumed; /* {full_name: {status, outputs...}} of the run being resumed */
+    scope *root;
+    node **ready;
+    size_t nready, ready_cap, ready_head;
+    uint32_t running, max_running;
+    uint32_t total, done_count;
+    int failed, timed_out, cancelled;
+    cbx_status fail_status;
+    char first_error[512];
+    int finished;
+    uv_timer_t timeout;
+};
+
+static void node_finish(node *n, node_state st, cbx_status status);
+static void pump(runner *R);
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void uuid4(char out[40])
+{
+    unsigned char b[16];
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(b, 1, sizeof b, f) != sizeof b) {
+        uint64_t x = cbx_clock_now_ns(NULL) ^ (uint64_t)(uintptr_t)out;
+        for (int i = 0; i < 16; i++, x = x * 6364136223846793005ULL + 1442695040888963407ULL)
+            b[i] = (unsigned char)(x >> 56);
+    }
+    if (f)
+        fclose(f);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 40, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+static void emit(runner *R, cbx_flow_event_kind kind, node *n, cbx_status status)
+{
+    if (!R->o->on_event)
+        return;
+    cbx_flow_event ev = {.kind = kind,
+                         .step = n->full_name,
+                         .status = status,
+                         .error = n->error,
+                         .attempts = n->attempts,
+                         .done = R->done_count,
+                         .total = R->total};
+    R->o->on_event(&ev, R->o->ud);
+}
+
+/* Messages are cut to their buffer on purpose: vsnprintf keeps the compiler's truncation
+ * checks, meant for fixed formats, out of the way. */
+static void textf(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void textf(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}
+
+#define node_error(n, ...) textf((n)->error, sizeof(n)->error, __VA_ARGS__)
+
+static void fail_flow(runner *R, cbx_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail_flow(runner *R, cbx_status status, const char *fmt, ...)
+{
+    if (R->failed)
+        return;
+    R->failed = 1;
+    R->fail_status = status;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(R->first_error, sizeof R->first_error, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- contexts -------------------------------------------------------------------------------- */
+
+/* {inputs, steps, env[, item]} as a template sees them from scope sc. */
+static json_t *context(scope *sc, const json_t *item)
+{
+    json_t *steps = json_object();
+    for (scope *s = sc; s; s = s->parent)
+        json_object_update_missing(steps, s->steps_ctx);
+    json_t *ctx =
+        json_pack("{s:O, s:o, s:O}", "inputs", sc->inputs, "steps", steps, "env", sc->R->env);
+    if (item)
+        json_object_set(ctx, "item", (json_t *)item);
+    return ctx;
+}
+
+/* ---- the ready queue ----------------------------------------------------------------------- */
+
+static void make_ready(runner *R, node *n)
+{
+    if (R->nready == R->ready_cap) {
+        size_t live = R->nready - R->ready_head;
+        memmove(R->ready, R->ready + R->ready_head, live * sizeof *R->ready);
+        R->nready = live;
+        R->ready_head = 0;
+        if (R->nready == R->ready_cap) {
+            size_t cap = R->ready_cap ? R->ready_cap * 2 : 64;
+            node **q = realloc(R->ready, cap * sizeof *q);
+            if (!q) {
+                fail_flow(R, CBX_STATUS_FAILED, "out of memory");
+                return;
+            }
+            R->ready = q;
+            R->ready_cap = cap;
+        }
+    }
+    R->ready[R->nready++] = n;
+}
+
+/* ---- scopes --------------------------------------------------------------------------------- */
+
+static void scope_free(scope *sc);
+
+static scope *scope_new(runner *R, scope *parent, node *owner, const cbx__flow_step *steps,
+                        size_t nsteps, json_t *inputs, int sequence, const cbx_flow *flow)
+{
+    scope *sc = calloc(1, sizeof *sc);
+    if (!sc)
+        return NULL;
+    sc->R = R;
+    sc->parent = parent;
+    sc->owner = owner;
+    sc->steps = steps;
+    sc->nsteps = nsteps;
+    sc->inputs = inputs;
+    sc->flow = flow;
+    sc->steps_ctx = json_object();
+    sc->nodes = calloc(nsteps ? nsteps : 1, sizeof *sc->nodes);
+    if (!sc->nodes || !sc->steps_ctx) {
+        scope_free(sc);
+        return NULL;
+    }
+    for (size_t i = 0; i < nsteps; i++) {
+        node *n = &sc->nodes[i];
+        n->def = &steps[i];
+        n->sc = sc;
+        size_t len = (owner ? strlen(owner->full_name) + 1 : 0) + strlen(steps[i].name) + 1;
+        n->full_name = malloc(len);
+        if (!n->full_name) {
+            scope_free(sc);
+            return NULL;
+        }
+        snprintf(n->full_name, len, "%s%s%s", owner ? owner->full_name : "", owner ? "." : "",
+                 steps[i].name);
+        n->deps_left = steps[i].ndeps + (sequence && i > 0);
+    }
+    /* dependents: the reverse edges */
+    for (size_t i = 0; i < nsteps; i++) {
+        for (size_t k = 0; k < steps[i].ndeps + (sequence && i > 0); k++) {
+            size_t d = k < steps[i].ndeps ? steps[i].deps[k] : i - 1;
+            node *dn = &sc->nodes[d];
+            size_t *nd = realloc(dn->dependents, (dn->ndependents + 1) * sizeof *nd);
+            if (!nd) {
+                scope_free(sc);
+                return NULL;
+            }
+            dn->dependents = nd;
+            dn->dependents[dn->ndependents++] = i;
+        }
+    }
+    R->total += (uint32_t)nsteps;
+    for (size_t i = 0; i < nsteps; i++)
+        if (sc->nodes[i].deps_left == 0)
+            make_ready(R, &sc->nodes[i]);
+    return sc;
+}
+
+static void scope_free(scope *sc)
+{
+    if (!sc)
+        return;
+    for (size_t i = 0; sc->nodes && i < sc->nsteps; i++) {
+        node *n = &sc->nodes[i];
+        scope_free(n->child);
+        free(n->full_name);
+        free(n->dependents);
+        free(n->runs);
+        json_decref(n->outputs);
+        json_decref(n->items);
+        json_decref(n->item_outputs);
+    }
+    free(sc->nodes);
+    json_decref(sc->inputs);
+    json_decref(sc->steps_ctx);
+    free(sc);
+}
+
+/* The scope's own outputs once all its steps are over: a composite's are {child: outputs}; a
+ * flow's (root or sub-flow) are its rendered `outputs:`. */
+static int scope_outputs(scope *sc, json_t **out, char *err_buf, size_t len)
+{
+    *out = NULL;
+    if (!sc->flow) {
+        json_t *o = json_object();
+        for (size_t i = 0; i < sc->nsteps; i++)
+            if (sc->nodes[i].outputs)
+                json_object_set(o, sc->steps[i].name, sc->nodes[i].outputs);
+        *out = o;
+        return 0;
+    }
+    if (!sc->flow->outputs) {
+        *out = json_object();
+        return 0;
+    }
+    json_t *ctx = context(sc, NULL);
+    cbx_err e;
+    int r = cbx_template_render(sc->R->tenv, sc->flow->outputs, ctx, out, &e);
+    json_decref(ctx);
+    if (r < 0)
+        textf(err_buf, len, "outputs.%s: %s", e.where, e.msg);
+    return r;
+}
+
+static void scope_step_finished(scope *sc)
+{
+    if (++sc->finished < sc->nsteps || !sc->owner)
+        return;
+    node *owner = sc->owner;
+    int failed = 0;
+    for (size_t i = 0; i < sc->nsteps; i++)
+        if (sc->nodes[i].state == N_FAILED && !sc->nodes[i].tolerated) {
+            failed = 1;
+            node_error(owner, "step '%s': %s", sc->nodes[i].full_name, sc->nodes[i].error);
+            break;
+        }
+    json_t *out = NULL;
+    if (!failed && scope_outputs(sc, &out, owner->error, sizeof owner->error) < 0)
+        failed = 1;
+    owner->outputs = out;
+    node_finish(owner, failed ? N_FAILED : N_DONE, failed ? CBX_STATUS_FAILED : CBX_STATUS_SUCCESS);
+}
+
+/* ---- finishing a node ------------------------------------------------------------------------ */
+
+static const char *state_word(node_state st, cbx_status status)
+{
+    if (st == N_SKIPPED)
+        return "skipped";
+    return cbx_status_name(status);
+}
+
+static void node_finish(node *n, node_state st, cbx_status status)
+{
+    runner *R = n->sc->R;
+    scope *sc = n->sc;
+    n->state = st;
+    if (st == N_FAILED && n->def->continue_on_error)
+        n->tolerated = 1;
+    if (!n->resumed && st != N_SKIPPED && R->fj) {
+        cbx_err e;
+        if (cbx__flow_journal_step_end(R->fj, R->run_id, n->full_name, state_word(st, status),
+                                       n->outputs, n->attempts, n->error, wall_ms(), &e) < 0)
+            fail_flow(R, CBX_STATUS_FAILED, "%s", e.msg);
+    }
+    json_object_set_new(sc->steps_ctx, n->def->name,
+                        json_pack("{s:O?, s:s, s:i}", "outputs", n->outputs, "status",
+                                  state_word(st, status), "attempts", (int)n->attempts));
+    if (st == N_FAILED && !n->tolerated)
+        fail_flow(R, status == CBX_STATUS_TIMEOUT ? CBX_STATUS_TIMEOUT : CBX_STATUS_FAILED,
+                  "step '%s' failed: %s", n->full_name, n->error);
+    R->done_count++;
+    emit(R, st == N_SKIPPED ? CBX_FLOW_STEP_SKIPPED : CBX_FLOW_STEP_FINISHED, n, status);
+    for (size_t i = 0; i < n->ndependents; i++) {
+        node *d = &sc->nodes[n->dependents[i]];
+        if (--d->deps_left == 0)
+            make_ready(R, d);
+    }
+    scope_step_finished(sc);
+    if (sc == R->root && sc->finished == sc->nsteps)
+        R->finished = 1;
+}
+
+static void skip(node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void skip(node *n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(n->error, sizeof n->error, fmt, ap);
+    va_end(ap);
+    node_finish(n, N_SKIPPED, CBX_STATUS_CANCELLED);
+}
+
+/* ---- running a node ------------------------------------------------------------------------ */
+
+static void item_done(cbx_execution *ex, const cbx_result *res, void *ud);
+
+static int start_item(node *n, size_t i)
+{
+    runner *R = n->sc->R;
+    const cbx__flow_step *def = n->def;
+    json_t *item = n->items ? json_array_get(n->items, i) : NULL;
+    json_t *params = NULL;
+    if (cbx_template_has(def->config)) {
+        json_t *ctx = context(n->sc, item);
+        cbx_err e;
+        int r = cbx_template_render(R->tenv, def->config, ctx, &params, &e);
+        json_decref(ctx);
+        if (r < 0) {
+            node_error(n, "config.%s: %s", e.where, e.msg);
+            return r;
+        }
+    } else {
+        params = json_incref(def->config);
+    }
+    char tag[600];
+    snprintf(tag, sizeof tag, "flow:%s/%s", R->run_id, n->full_name);
+    item_run *ir = &n->runs[i];
+    *ir = (item_run){.n = n, .index = i};
+    cbx_request q = {.executor = def->executor,
+                     .params = params,
+                     .policy = def->policy,
+                     .timeout_ns = def->timeout_ns,
+                     .tag = tag,
+                     .on_done = item_done,
+                     .ud = ir};
+    R->running++;
+    n->items_running++;
+    cbx_diag diag = {0};
+    int r = cbx_runtime_submit(R->rt, &q, &ir->ex, &diag);
+    cbx_diag_clear(&diag);
+    json_decref(params);
+    return r < 0 && r != CBX_EINVAL_CONFIG && r != CBX_EUNKNOWN_TYPE ? r : 0;
+}
+
+static void start_more_items(node *n)
+{
+    runner *R = n->sc->R;
+    size_t total = n->items ? json_array_size(n->items) : 1;
+    uint32_t par = n->def->parallelism ? n->def->parallelism : R->max_running;
+    while (n->next_item < total && n->items_running < par && R->running < R->max_running &&
+           !R->timed_out && !R->cancelled) {
+        size_t i = n->next_item++;
+        if (start_item(n, i) < 0) {
+            n->item_failed = 1;
+            n->items_done++;
+        }
+    }
+    if (n->items_done == total && n->items_running == 0) {
+        if (n->items)
+            n->outputs = json_incref(n->item_outputs);
+        node_finish(n, n->item_failed ? N_FAILED : N_DONE,
+                    n->item_failed ? CBX_STATUS_FAILED : CBX_STATUS_SUCCESS);
+    }
+}
+
+static void item_done(cbx_execution *ex, const cbx_result *res, void *ud)
+{
+    (void)ex;
+    item_run *ir = ud;
+    node *n = ir->n;
+    runner *R = n->sc->R;
+    ir->ex = NULL;
+    R->running--;
+    n->items_running--;
+    n->items_done++;
+    n->attempts += res->attempt_count;
+    int ok = res->status == CBX_STATUS_SUCCESS || res->fallback_used;
+    if (!ok) {
+        n->item_failed = 1;
+        if (n->items)
+            node_error(n, "item %zu: %s", ir->index, res->error);
+        else
+            node_error(n, "%s", res->error);
+    }
+    if (n->items) {
+        json_array_set(n->item_outputs, ir->index, res->outputs ? res->outputs : json_null());
+        start_more_items(n);
+        return;
+    }
+    n->outputs = res->outputs ? json_incref(res->outputs) : NULL;
+    node_finish(n, ok ? N_DONE : N_FAILED, ok ? CBX_STATUS_SUCCESS : res->status);
+}
+
+/* Split items into batches of batch_size (each batch an array), when asked. */
+static json_t *batches(json_t *items, uint32_t size)
+{
+    if (size <= 1)
+        return json_incref(items);
+    json_t *out = json_array(), *cur = NULL;
+    size_t i;
+    json_t *v;
+    json_array_foreach(items, i, v)
+    {
+        if (!cur || json_array_size(cur) == size) {
+            cur = json_array();
+            json_array_append_new(out, cur);
+        }
+        json_array_append(cur, v);
+    }
+    return out;
+}
+
+static void start_node(node *n)
+{
+    runner *R = n->sc->R;
+    const cbx__flow_step *def = n->def;
+    /* dependencies that failed (not tolerated) or were skipped for a failure skip this one */
+    for (size_t k = 0; k < def->ndeps; k++) {
+        node *d = &n->sc->nodes[def->deps[k]];
+        if ((d->state == N_FAILED && !d->tolerated) ||
+            (d->state == N_SKIPPED && !d->skipped_by_when)) {
+            skip(n, "dependency '%s' did not succeed", d->def->name);
+            return;
+        }
+    }
+    if (R->timed_out || R->cancelled) {
+        skip(n, "%s", R->timed_out ? "the flow timed out" : "the flow was cancelled");
+        return;
+    }
+    /* resumed: it succeeded in the run being resumed */
+    json_t *prev = R->resumed ? json_object_get(R->resumed, n->full_name) : NULL;
+    if (prev && json_is_string(json_object_get(prev, "status")) &&
+        strcmp(json_string_value(json_object_get(prev, "status")), "success") == 0) {
+        n->resumed = 1;
+        json_t *o = json_object_get(prev, "outputs");
+        n->outputs = json_is_null(o) ? NULL : json_incref(o);
+        n->attempts = (uint32_t)json_integer_value(json_object_get(prev, "attempts"));
+        node_finish(n, N_DONE, CBX_STATUS_SUCCESS);
+        return;
+    }
+    cbx_err e;
+    if (def->when) {
+        json_t *ctx = context(n->sc, NULL);
+        int truth = 0;
+        int r = cbx_template_truthy(R->tenv, def->when, ctx, &truth, &e);
+        json_decref(ctx);
+        if (r < 0) {
+            node_error(n, "when: %s", e.msg);
+            node_finish(n, N_FAILED, CBX_STATUS_FAILED);
+            return;
+        }
+        if (!truth) {
+            n->skipped_by_when = 1;
+            skip(n, "when: %s is false", def->when);
+            return;
+        }
+    }
+    n->state = N_RUNNING;
+    n->started_ns = cbx_clock_now_ns(NULL);
+    n->started_ms = wall_ms();
+    if (R->fj &&
+        cbx__flow_journal_step_start(R->fj, R->run_id, n->full_name, n->started_ms, &e) < 0) {
+        node_error(n, "%s", e.msg);
+        node_finish(n, N_FAILED, CBX_STATUS_FAILED);
+        return;
+    }
+    emit(R, CBX_FLOW_STEP_STARTED, n, CBX_STATUS_RUNNING);
+
+    if (def->nchildren) { /* executor: steps */
+        n->child = scope_new(R, n->sc, n, def->children, def->nchildren, json_incref(n->sc->inputs),
+                             !def->parallel, NULL);
+        if (!n->child) {
+            node_error(n, "out of memory");
+            node_finish(n, N_FAILED, CBX_STATUS_FAILED);
+        }
+        return;
+    }
+    if (def->subflow) {
+        json_t *given = NULL, *inputs = NULL;
+        json_t *ctx = context(n->sc, NULL);
+        int r = def->subflow_inputs
+                    ? cbx_template_render(R->tenv, def->subflow_inputs, ctx, &given, &e)
+                    : ((given = json_object()) ? 0 : -ENOMEM);
+        json_decref(ctx);
+        cbx_diag d = {0};
+        if (r < 0) {
+            node_error(n, "inputs.%s: %s", e.where, e.msg);
+        } else if ((r = cbx_flow_inputs(def->subflow, given, &inputs, &d)) < 0) {
+            cbx_err first;
+            cbx_diag_first(&d, &first);
+            node_error(n, "flow %s: inputs: %s", def->subflow_path, first.msg);
+        }
+        cbx_diag_clear(&d);
+        json_decref(given);
+        if (r < 0) {
+            node_finish(n, N_FAILED, CBX_STATUS_FAILED);
+            return;
+        }
+        n->child = scope_new(R, n->sc, n, def->subflow->steps, def->subflow->nsteps, inputs, 0,
+                             def->subflow);
+        if (!n->child) {
+            node_error(n, "out of memory");
+            node_finish(n, N_FAILED, CBX_STATUS_FAILED);
+        } else if (def->subflow->nsteps == 0) {
+            scope_step_finished(n->child); /* nothing to wait for */
+        }
+        return;
+    }
+    size_t count = 1;
+    if (def->foreach || def->foreach_list) {
+        json_t *list = NULL;
+        if (def->foreach_list) {
+            list = json_incref(def->foreach_list);
+        } else {
+            json_t *ctx = context(n->sc, NULL);
+            int r = cbx_template_eval(R->tenv, def->foreach, ctx, &list, &e);
+            json_decref(ctx);
+            if (r < 0 || !json_is_array(list)) {
+                node_error(n, "foreach: %s", r < 0 ? e.msg : "the expression did not give a list");
+                json_decref(list);
+                node_finish(n, N_FAILED, CBX_STATUS_FAILED);
+                return;
+            }
+        }
+        n->items = batches(list, def->batch_size);
+        json_decref(list);
+        count = json_array_size(n->items);
+        n->item_outputs = json_array();
+        for (size_t i = 0; i < count; i++)
+            json_array_append_new(n->item_outputs, json_null());
+    }
+    n->runs = calloc(count ? count : 1, sizeof *n->runs);
+    if (!n->runs) {
+        node_error(n, "out of memory");
+        node_finish(n, N_FAILED, CBX_STATUS_FAILED);
+        return;
+    }
+    if (count == 0) {
+        n->outputs = json_array();
+        node_finish(n, N_DONE, CBX_STATUS_SUCCESS);
+        return;
+    }
+    start_more_items(n);
+}
+
+/* Start what is ready while the concurrency allows. */
+static void pump(runner *R)
+{
+    while (R->ready_head < R->nready && R->running < R->max_running) {
+        node *n = R->ready[R->ready_head++];
+        start_node(n);
+    }
+}
+
+/* foreach nodes that stopped for want of a slot: walk the scopes (only when items wait). */
+static void resume_items(scope *sc)
+{
+    for (size_t i = 0; i < sc->nsteps; i++) {
+        node *n = &sc->nodes[i];
+        if (n->state == N_RUNNING && n->items && n->next_item < json_array_size(n->items) &&
+            sc->R->running < sc->R->max_running)
+            start_more_items(n);
+        if (n->child)
+            resume_items(n->child);
+    }
+}
+
+/* ---- cancellation --------------------------------------------------------------------------- */
+
+static void cancel_scope(scope *sc)
+{
+    for (size_t i = 0; i < sc->nsteps; i++) {
+        node *n = &sc->nodes[i];
+        if (n->runs) {
+            size_t total = n->items ? json_array_size(n->items) : 1;
+            for (size_t k = 0; k < total; k++)
+                if (n->runs[k].ex)
+                    cbx_runtime_cancel(sc->R->rt, n->runs[k].ex);
+        }
+        if (n->child)
+            cancel_scope(n->child);
+    }
+}
+
+static void on_flow_timeout(uv_timer_t *t)
+{
+    runner *R = t->data;
+    R->timed_out = 1;
+    char d[32];
+    cbx_duration_format(R->f->timeout_ns, d, sizeof d);
+    fail_flow(R, CBX_STATUS_TIMEOUT, "the flow timed out after %s", d);
+    cancel_scope(R->root);
+}
+
+/* ---- the run --------------------------------------------------------------------------------- */
+
+static int load_resume(runner *R, const char *run_id, json_t **inputs, cbx_err *err)
+{
+    if (!R->fj)
+        return cbx_err_set(err, -ENOENT, "cannot resume: the runtime has no journal");
+    json_t *run;
+    int r = cbx__flow_journal_get(R->fj, run_id, &run, err);
+    if (r < 0)
+        return r;
+    snprintf(R->run_id, sizeof R->run_id, "%s", run_id);
+    *inputs = json_incref(json_object_get(run, "inputs"));
+    R->resumed = json_incref(json_object_get(run, "steps"));
+    json_decref(run);
+    return 0;
+}
+
+int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_flow_result *res,
+                 cbx_err *err)
+{
+    memset(res, 0, sizeof *res);
+    cbx_flow_run_opts def = {0};
+    if (!o)
+        o = &def;
+    runner R = {.rt = rt, .f = f, .o = o};
+    R.max_running = o->concurrency ? o->concurrency : f->concurrency ? f->concurrency : 8;
+    int rc = 0;
+    json_t *given = NULL, *inputs = NULL;
+    cbx_journal *j = cbx_runtime_journal(rt);
+    if (j && cbx__flow_journal_open(&R.fj, cbx_journal_path(j), err) < 0)
+        return err ? err->code : CBX_EJOURNAL;
+    if (o->resume_run_id) {
+        rc = load_resume(&R, o->resume_run_id, &given, err);
+        if (rc < 0)
+            goto out;
+    } else {
+        uuid4(R.run_id);
+        given = o->inputs ? json_incref((json_t *)o->inputs) : json_object();
+    }
+    snprintf(res->run_id, sizeof res->run_id, "%s", R.run_id);
+    cbx_diag d = {0};
+    rc = cbx_flow_inputs(f, given, &inputs, &d);
+    if (rc < 0) {
+        cbx_err first;
+        cbx_diag_first(&d, &first);
+        cbx_diag_clear(&d);
+        res->status = CBX_STATUS_REJECTED;
+        node_error(res, "inputs: %s%s%s", first.where, first.where[0] ? ": " : "", first.msg);
+        cbx_err_set(err, rc, "%s", res->error);
+        goto out;
+    }
+    cbx_template_opts to = {.env_allow = o->env_allow};
+    rc = cbx_template_env_new(&R.tenv, &to, err);
+    if (rc < 0)
+        goto out;
+    R.env = cbx_template_env_vars(R.tenv);
+    uint64_t t0 = cbx_clock_now_ns(NULL);
+    if (R.fj && (rc = cbx__flow_journal_run_start(R.fj, R.run_id, f->name, f->file, inputs,
+                                                  wall_ms(), err)) < 0)
+        goto out;
+    R.root = scope_new(&R, NULL, NULL, f->steps, f->nsteps, json_incref(inputs), 0, f);
+    if (!R.root) {
+        rc = cbx_err_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    uv_loop_t *loop = cbx_runtime_loop(rt);
+    uv_timer_init(loop, &R.timeout);
+    R.timeout.data = &R;
+    if (f->timeout_ns)
+        uv_timer_start(&R.timeout, on_flow_timeout, (f->timeout_ns + 999999) / 1000000, 0);
+    if (f->nsteps == 0)
+        R.finished = 1;
+    for (;;) {
+        pump(&R);
+        if (R.running < R.max_running)
+            resume_items(R.root);
+        if (R.finished && R.running == 0)
+            break;
+        if (R.running == 0 && R.ready_head == R.nready) {
+            /* nothing runs and nothing is ready, yet not finished: a cycle the checker missed */
+            fail_flow(&R, CBX_STATUS_FAILED, "the flow cannot progress");
+            break;
+        }
+        uv_run(loop, UV_RUN_ONCE);
+    }
+    uv_timer_stop(&R.timeout);
+    uv_close((uv_handle_t *)&R.timeout, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+
+    res->duration_ns = cbx_clock_now_ns(NULL) - t0;
+    res->steps = json_object();
+    /* every step of the root scope (nested ones appear in their parent's outputs) */
+    for (size_t i = 0; i < R.root->nsteps; i++) {
+        node *n = &R.root->nodes[i];
+        json_object_set_new(
+            res->steps, n->def->name,
+            json_pack("{s:s, s:O?, s:i, s:s, s:I, s:f, s:b, s:b}", "status",
+                      n->state == N_SKIPPED  ? "skipped"
+                      : n->state == N_DONE   ? "success"
+                      : n->state == N_FAILED ? "failed"
+                                             : "pending",
+                      "outputs", n->outputs, "attempts", (int)n->attempts, "error", n->error,
+                      "started_ms", (json_int_t)n->started_ms, "duration_ms",
+                      n->started_ns ? (double)(cbx_clock_now_ns(NULL) - n->started_ns) / 1e6 : 0.0,
+                      "resumed", n->resumed, "skipped", n->state == N_SKIPPED));
+    }
+    if (!R.failed) {
+        char buf[512] = "";
+        if (scope_outputs(R.root, &res->outputs, buf, sizeof buf) < 0)
+            fail_flow(&R, CBX_STATUS_FAILED, "%s", buf);
+    }
+    res->status = R.failed ? R.fail_status : CBX_STATUS_SUCCESS;
+    if (R.failed) {
+        node_error(res, "%s", R.first_error);
+        json_decref(res->outputs);
+        res->outputs = NULL;
+        rc = res->status == CBX_STATUS_TIMEOUT ? CBX_ETIMEDOUT : CBX_EFAILED;
+        cbx_err_set(err, rc, "%s", res->error);
+    }
+    if (R.fj)
+        cbx__flow_journal_run_end(R.fj, R.run_id, cbx_status_name(res->status), res->outputs,
+                                  R.failed ? R.first_error : NULL, wall_ms(), NULL);
+out:
+    if (rc < 0 && res->status == CBX_STATUS_PENDING) {
+        res->status = CBX_STATUS_FAILED;
+        if (!res->error[0] && err)
+            node_error(res, "%s", err->msg);
+    }
+    scope_free(R.root);
+    free(R.ready);
+    json_decref(R.resumed);
+    json_decref(R.env);
+    json_decref(given);
+    json_decref(inputs);
+    cbx_template_env_free(R.tenv);
+    cbx__flow_journal_close(R.fj);
+    return rc;
+}
+
+void cbx_flow_result_clear(cbx_flow_result *r)
+{
+    if (!r)
+        return;
+    json_decref(r->outputs);
+    json_decref(r->steps);
+    memset(r, 0, sizeof *r);
+}
+
+json_t *cbx_flow_result_to_json(const cbx_flow_result *r)
+{
+    return json_pack("{s:s, s:s, s:O?, s:O?, s:s, s:f}", "run_id", r->run_id, "status",
+                     cbx_status_name(r->status), "outputs", r->outputs, "steps", r->steps, "error",
+                     r->error, "duration_ms", (double)r->duration_ns / 1e6);
+}
