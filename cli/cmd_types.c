@@ -4,12 +4,14 @@
 #include "cli.h"
 #include "output.h"
 
+#include "cbx/lua_executor.h"
 #include "cbx/registry.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---- the registry ------------------------------------------------------------------------- */
 
@@ -57,6 +59,44 @@ static int load_plugins(cbx_registry *r, const char *list, int strict)
     return rc;
 }
 
+/* A Lua file's executor type, or every *.lua of a directory. */
+static int load_lua(cbx_registry *r, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        cli_err("lua %s: %s", path, strerror(errno));
+        return CLI_EXIT_USAGE;
+    }
+    cbx_err err;
+    cbx_err_clear(&err);
+    int rc = S_ISDIR(st.st_mode) ? cbx_lua_executor_load_path(r, path, &err)
+                                 : cbx_lua_executor_load(r, path, &err);
+    if (rc >= 0)
+        return 0;
+    char at[32] = "";
+    if (err.line && err.col)
+        snprintf(at, sizeof at, ":%d:%d", err.line, err.col);
+    else if (err.line)
+        snprintf(at, sizeof at, ":%d", err.line);
+    cli_err("lua %s%s: %s", err.where[0] ? err.where : path, at,
+            err.msg[0] ? err.msg : cbx_strerror(rc));
+    return rc == -ENOMEM ? CLI_EXIT_INTERNAL : CLI_EXIT_USAGE;
+}
+
+/* A colon-separated list of Lua files (or directories). */
+static int load_lua_list(cbx_registry *r, const char *list)
+{
+    char *copy = strdup(list);
+    if (!copy)
+        return CLI_EXIT_INTERNAL;
+    int rc = 0;
+    char *save = NULL;
+    for (char *e = strtok_r(copy, ":", &save); e && !rc; e = strtok_r(NULL, ":", &save))
+        rc = load_lua(r, e);
+    free(copy);
+    return rc;
+}
+
 int cli_registry_open(const cli_types_src *src, cbx_registry **out)
 {
     *out = NULL;
@@ -73,6 +113,11 @@ int cli_registry_open(const cli_types_src *src, cbx_registry **out)
         rc = load_plugins(r, env, 0);
     for (size_t i = 0; !rc && src && i < src->n_plugin_paths; i++)
         rc = load_plugins(r, src->plugin_paths[i], 1);
+    env = getenv("CBX_LUA_PATH");
+    if (!rc && env && env[0])
+        rc = load_lua_list(r, env);
+    for (size_t i = 0; !rc && src && i < src->n_lua_files; i++)
+        rc = load_lua(r, src->lua_files[i]);
     if (rc) {
         cbx_registry_free(r);
         return rc;
@@ -106,8 +151,9 @@ static const char help[] =
     "  --json               JSON instead of a table\n"
     "  --plugin-path DIRS   also load the plugins (*.so) of these colon-separated directories\n"
     "                       or files (and those of $CBX_PLUGIN_PATH)\n"
-    "  --lua FILE           also load the executor type defined in this Lua file (repeatable;\n"
-    "                       and those of $CBX_LUA_PATH, colon-separated)\n"
+    "  --lua FILE           also load the executor type defined in this Lua file, or those of\n"
+    "                       every *.lua in a directory (repeatable; and $CBX_LUA_PATH's,\n"
+    "                       colon-separated)\n"
     "  -h, --help           this help\n"
     "\n"
     "Examples:\n"
