@@ -19,8 +19,10 @@
  * every call was admitted (or refused) as the case intends, or the figure would measure
  * something else; a mismatch also fails the run.
  */
+#define _GNU_SOURCE /* pthread_setaffinity_np, sched_getaffinity */
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -39,8 +41,9 @@
 #define CBX_BENCH_COMPILER "unknown"
 #endif
 
-#define ONE_HOUR_NS (3600 * CBX_NS_PER_S)
-#define NTHREADS    2
+#define ONE_HOUR_NS  (3600 * CBX_NS_PER_S)
+#define NTHREADS     2
+#define PARALLEL_MIN 0.95
 
 static int failed; /* a correctness property did not hold */
 
@@ -221,25 +224,62 @@ typedef struct mt_shared {
     cbx_breaker *b;
     uint64_t iters, warm;
     pthread_barrier_t start;
+    int cpus[NTHREADS]; /* CPU to pin each thread to; -1 = not pinned */
 } mt_shared;
 
 typedef struct mt_worker {
     mt_shared *s;
+    int index;
     pthread_t tid;
-    uint64_t t0, t1, allocs;
+    uint64_t t0, t1, cpu_ns, allocs;
 } mt_worker;
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * CBX_NS_PER_S + (uint64_t)ts.tv_nsec;
+}
 
 static void *mt_main(void *arg)
 {
     mt_worker *w = arg;
+    int cpu = w->s->cpus[w->index];
+    if (cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    }
     uint64_t a0 = alloc_count_thread();
     loop_closed(w->s->b, w->s->warm);
     pthread_barrier_wait(&w->s->start);
+    uint64_t c0 = thread_cpu_ns();
     w->t0 = bench_now_ns();
     loop_closed(w->s->b, w->s->iters);
     w->t1 = bench_now_ns();
+    w->cpu_ns = thread_cpu_ns() - c0;
     w->allocs = alloc_count_thread() - a0;
     return NULL;
+}
+
+/* Spread the threads over distinct CPUs of the process's affinity mask, if it has enough, so
+ * that the scheduler cannot run them one after the other on a single CPU. */
+static int pick_cpus(int *cpus)
+{
+    cpu_set_t set;
+    int n = 0;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        for (int c = 0; c < CPU_SETSIZE && n < NTHREADS; c++)
+            if (CPU_ISSET(c, &set))
+                cpus[n++] = c;
+    }
+    if (n < NTHREADS) {
+        for (int t = 0; t < NTHREADS; t++)
+            cpus[t] = -1;
+        return 0;
+    }
+    return 1;
 }
 
 static void case_threads(const bench_args *a, const char *name)
@@ -250,39 +290,63 @@ static void case_threads(const bench_args *a, const char *name)
     cbx_breaker *b = breaker_make(&o);
     mt_shared s = {.b = b, .iters = a->iters ? a->iters : 10000000};
     s.warm = s.iters / 10;
+    int pinned = pick_cpus(s.cpus);
     cbx_breaker_metrics before;
     cbx_breaker_metrics_get(b, &before);
 
-    double best_wall = 0, best_per_thread = 0;
+    /* A pass counts only when the threads really ran side by side (both on CPU for at least
+     * PARALLEL_MIN of the wall time); on a busy machine one may wait while the other runs,
+     * which hides the contention this case is about. Up to 3 * runs passes are made to find
+     * `runs` such passes; failing that, the best of all passes is reported, and the note says so.
+     */
+    double best_wall = 0, best_per_thread = 0, best_overlap = 0;
+    double any_wall = 0, any_per_thread = 0, any_overlap = 0;
+    int parallel_passes = 0, passes = 0;
     uint64_t allocs = 0;
-    for (int r = 0; r < a->runs; r++) {
+    for (; passes < 3 * a->runs && parallel_passes < a->runs; passes++) {
         mt_worker w[NTHREADS];
         pthread_barrier_init(&s.start, NULL, NTHREADS);
         for (int t = 0; t < NTHREADS; t++) {
-            w[t] = (mt_worker){.s = &s};
+            w[t] = (mt_worker){.s = &s, .index = t};
             if (pthread_create(&w[t].tid, NULL, mt_main, &w[t]) != 0) {
                 fprintf(stderr, "bench_breaker: pthread_create failed\n");
                 exit(3);
             }
         }
-        uint64_t first = UINT64_MAX, last = 0;
+        uint64_t first = UINT64_MAX, last = 0, cpu = 0;
         double per_thread = 0;
         for (int t = 0; t < NTHREADS; t++) {
             pthread_join(w[t].tid, NULL);
             first = w[t].t0 < first ? w[t].t0 : first;
             last = w[t].t1 > last ? w[t].t1 : last;
             per_thread += (double)(w[t].t1 - w[t].t0) / (double)s.iters / NTHREADS;
+            cpu += w[t].cpu_ns;
             allocs += w[t].allocs;
         }
         pthread_barrier_destroy(&s.start);
         double wall = (double)(last - first);
-        if (r == 0 || wall < best_wall) {
-            best_wall = wall;
-            best_per_thread = per_thread;
+        double overlap = (double)cpu / wall;
+        if (passes == 0 || wall < any_wall) {
+            any_wall = wall;
+            any_per_thread = per_thread;
+            any_overlap = overlap;
+        }
+        if (overlap >= PARALLEL_MIN * NTHREADS) {
+            if (parallel_passes == 0 || wall < best_wall) {
+                best_wall = wall;
+                best_per_thread = per_thread;
+                best_overlap = overlap;
+            }
+            parallel_passes++;
         }
     }
+    if (parallel_passes == 0) {
+        best_wall = any_wall;
+        best_per_thread = any_per_thread;
+        best_overlap = any_overlap;
+    }
 
-    uint64_t calls = (s.warm + s.iters) * NTHREADS * (uint64_t)a->runs;
+    uint64_t calls = (s.warm + s.iters) * NTHREADS * (uint64_t)passes;
     char line[128];
     check_metrics(name, b, &before, calls, EXPECT_ADMITTED);
     check_allocs(name, allocs, calls);
@@ -291,6 +355,15 @@ static void case_threads(const bench_args *a, const char *name)
     snprintf(line, sizeof line, "%s.aggregate", name);
     bench_emit(line, best_wall / (double)(s.iters * NTHREADS), (double)allocs / (double)calls,
                s.iters * NTHREADS);
+    /* CPU time of both threads over wall time: NTHREADS when they really ran side by side. */
+    printf("# note\t%s: %d threads, %s; %d of %d passes ran in parallel (both threads on CPU "
+           "for at least %.0f %% of the wall time); the reported pass: %.2f CPU-seconds per "
+           "second%s\n",
+           name, NTHREADS, pinned ? "pinned to distinct CPUs" : "not pinned (too few CPUs)",
+           parallel_passes, passes, PARALLEL_MIN * 100, best_overlap,
+           parallel_passes == 0 ? "; no pass ran in parallel: the machine was busy, and the "
+                                  "figures understate contention"
+                                : "");
     cbx_breaker_free(b);
 }
 
