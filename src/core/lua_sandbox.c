@@ -519,14 +519,13 @@ static int take_error(cbx_sandbox *sb, int status, cbx_err *err)
                      (unsigned long long)sb->budget);
             msg = buf;
         }
-    } else if (sb->mem_hit && strstr(msg, "memory limit exceeded")) {
-        code = CBX_ESANDBOX;
     } else if (status == LUA_ERRMEM || (sb->mem_hit && strstr(msg, "not enough memory"))) {
         code = CBX_ESANDBOX;
         snprintf(buf, sizeof buf, "memory limit exceeded (%zu bytes)", sb->limit);
         msg = buf;
-    } else if (sb->refused && strstr(msg, "not available in the sandbox")) {
-        code = CBX_ESANDBOX;
+    } else if ((sb->mem_hit && strstr(msg, "memory limit exceeded")) ||
+               (sb->refused && strstr(msg, "not available in the sandbox"))) {
+        code = CBX_ESANDBOX; /* a refusal raised by the sandbox's own functions */
     }
     set_positioned(err, code, msg, NULL);
     /* Lua shows a long name as "...tail": give the whole name back when it is the last one */
@@ -897,8 +896,7 @@ static int load_expr_or_chunk(cbx_sandbox *sb, const char *name, const char *cod
     char *buf = malloc(len + 8);
     if (!buf)
         return cbx_err_set(err, -ENOMEM, "out of memory");
-    memcpy(buf, "return ", 7);
-    memcpy(buf + 7, code, len + 1);
+    snprintf(buf, len + 8, "return %s", code);
     int rc = cbx_sandbox_load(sb, name, buf, len + 7, NULL);
     free(buf);
     if (rc == 0)

@@ -283,10 +283,10 @@ static int cache_ready(void)
         want *= 2;
     if (cache.buckets && cache.nbuckets >= want)
         return 0;
-    cache_entry **nb = calloc(want, sizeof *nb);
+    cache_entry **nb = calloc(want, sizeof(cache_entry *));
     if (!nb)
         return cache.buckets ? 0 : -ENOMEM; /* a smaller table still works */
-    for (size_t i = 0; i < cache.nbuckets; i++)
+    for (size_t i = 0; cache.buckets && i < cache.nbuckets; i++)
         for (cache_entry *e = cache.buckets[i], *next; e; e = next) {
             next = e->hnext;
             e->hnext = nb[e->hash & (want - 1)];
@@ -306,19 +306,17 @@ static cache_entry *cache_find(uint64_t hash, const char *key, size_t key_len)
     return NULL;
 }
 
-/* Evict from the cold end until at most cap entries remain (lock held); returns the chain of
- * evicted entries to free outside the lock. */
-static cache_entry *cache_trim(void)
+/* Evict from the cold end until at most cap entries remain (lock held). */
+static void cache_trim(void)
 {
-    cache_entry *gone = NULL;
-    while (cache.n > cache.cap) {
-        cache_entry *e = cache.lru.prev;
+    cache_entry *e = cache.lru.prev;
+    while (cache.n > cache.cap && e != &cache.lru) {
+        cache_entry *older = e->prev; /* the next coldest, once e is gone */
         cache_remove(e);
-        e->hnext = gone;
-        gone = e;
+        cache_entry_free(e);
         cache.st.evictions++;
+        e = older;
     }
-    return gone;
 }
 
 static void free_chain(cache_entry *e)
@@ -370,7 +368,6 @@ static int cache_lookup(uint64_t hash, const char *key, size_t key_len, uint64_t
 static void cache_store(uint64_t hash, char *key, size_t key_len, size_t name_len, json_t *outputs,
                         double quality, uint64_t now)
 {
-    cache_entry *gone = NULL;
     pthread_mutex_lock(&cache.mu);
     if (cache_ready() != 0) {
         pthread_mutex_unlock(&cache.mu);
@@ -404,9 +401,8 @@ static void cache_store(uint64_t hash, char *key, size_t key_len, size_t name_le
     e->stored_ns = now;
     lru_push_front(e);
     cache.st.inserts++;
-    gone = cache_trim();
+    cache_trim();
     pthread_mutex_unlock(&cache.mu);
-    free_chain(gone);
 }
 
 static void cache_purge_name(const char *name)
@@ -440,11 +436,9 @@ void cbx_function_cache_set_capacity(size_t entries)
 {
     pthread_mutex_lock(&cache.mu);
     cache.cap = entries ? entries : CACHE_DEFAULT_CAP;
-    cache_entry *gone = NULL;
     if (cache_ready() == 0)
-        gone = cache_trim();
+        cache_trim();
     pthread_mutex_unlock(&cache.mu);
-    free_chain(gone);
 }
 
 void cbx_function_cache_clear(void)

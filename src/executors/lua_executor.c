@@ -530,17 +530,19 @@ typedef struct parse_ctx {
     char msg[400]; /* why the definition is refused */
 } parse_ctx;
 
-static int parse_fail(lua_State *L, parse_ctx *pc, const char *fmt, ...)
+static _Noreturn void parse_fail(lua_State *L, parse_ctx *pc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static int parse_fail(lua_State *L, parse_ctx *pc, const char *fmt, ...)
+/* Refuse the definition: the message goes to pc, a Lua error unwinds to the protected call. */
+static _Noreturn void parse_fail(lua_State *L, parse_ctx *pc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(pc->msg, sizeof pc->msg, fmt, ap);
     va_end(ap);
     lua_pushliteral(L, "bad definition");
-    return lua_error(L);
+    lua_error(L);
+    abort(); /* lua_error does not return */
 }
 
 static void *parse_own(lua_State *L, parse_ctx *pc, void *p)
@@ -791,11 +793,11 @@ static int parse_definition(lua_State *L)
     parse_ctx *pc = lua_touserdata(L, 1);
     lx_type *lt = pc->lt;
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &def_key) != LUA_TTABLE)
-        return parse_fail(L, pc, "the file must return executor { ... }");
+        parse_fail(L, pc, "the file must return executor { ... }");
     int def = lua_gettop(L);
     check_keys(L, pc, def, def_fields, "executor");
     if (lua_getfield(L, def, "name") != LUA_TSTRING)
-        return parse_fail(L, pc, "name: required, a string such as \"word_count\"");
+        parse_fail(L, pc, "name: required, a string such as \"word_count\"");
     pc->name = parse_strdup(L, pc, lua_tostring(L, -1));
     lua_pop(L, 1);
     pc->summary = opt_string(L, pc, def, "summary", "");
@@ -808,7 +810,7 @@ static int parse_definition(lua_State *L)
     if (ty == LUA_TTABLE)
         parse_params(L, pc, lua_gettop(L));
     else if (ty != LUA_TNIL)
-        return parse_fail(L, pc, "params: expected a table, got %s", lua_typename(L, ty));
+        parse_fail(L, pc, "params: expected a table, got %s", lua_typename(L, ty));
     lua_pop(L, 1);
 
     ty = lua_getfield(L, def, "limits");
@@ -818,16 +820,16 @@ static int parse_definition(lua_State *L)
         double v;
         if (opt_number(L, pc, lim, "instructions", "limits", &v)) {
             if (!(v >= 1 && v <= 1e15))
-                return parse_fail(L, pc, "limits.instructions: expected 1 to 1e15, got %g", v);
+                parse_fail(L, pc, "limits.instructions: expected 1 to 1e15, got %g", v);
             lt->hook_budget = lt->run_budget = (uint64_t)v;
         }
         if (opt_number(L, pc, lim, "memory", "limits", &v)) {
             if (!(v >= 65536 && v <= 1e12))
-                return parse_fail(L, pc, "limits.memory: expected 65536 to 1e12 bytes, got %g", v);
+                parse_fail(L, pc, "limits.memory: expected 65536 to 1e12 bytes, got %g", v);
             lt->memory = (size_t)v;
         }
     } else if (ty != LUA_TNIL) {
-        return parse_fail(L, pc, "limits: expected a table, got %s", lua_typename(L, ty));
+        parse_fail(L, pc, "limits: expected a table, got %s", lua_typename(L, ty));
     }
     lua_pop(L, 1);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &line_key);
