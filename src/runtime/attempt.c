@@ -152,6 +152,7 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
     ex->task = NULL;
     uint64_t duration = now_ns() - t->start_ns;
     int stop = atomic_load(&t->stop);
+    char after_error[sizeof t->error]; /* not t->error: an abandoned run may still write it */
 
     if (t->type->after) {
         cbx_task_result r = {.outcome = k,
@@ -166,8 +167,8 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
         metadata = r.metadata;
         retry_after_ns = r.retry_after_ns;
         quality = r.quality;
-        snprintf(t->error, sizeof t->error, "%s", r.error);
-        error = t->error;
+        snprintf(after_error, sizeof after_error, "%s", r.error);
+        error = after_error;
     }
     if (stop == STOP_TIMEOUT)
         k = CBX_OUTCOME_TIMEOUT;
@@ -262,13 +263,19 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
     }
 }
 
+static void task_free(cbx_task *t)
+{
+    json_decref(t->params);
+    free(t);
+}
+
 /* A reported attempt (cbx_task_done, or a blocking run that returned in time). */
 void cbx__task_complete(cbx_task *t)
 {
     cbx_execution *ex = t->ex;
     attempt_finished(ex, t, t->outcome, t->outputs, t->metadata, t->error, t->retry_after_ns,
                      t->quality);
-    free(t);
+    task_free(t);
 }
 
 static void work_run(uv_work_t *w)
@@ -292,7 +299,7 @@ static void work_done(uv_work_t *w, int status)
     if (t->abandoned) { /* its attempt was already ended by a timeout or cancel */
         json_decref(t->outputs);
         json_decref(t->metadata);
-        free(t);
+        task_free(t);
         return;
     }
     t->reported = 1;
@@ -333,6 +340,10 @@ static void start_task(cbx_execution *ex, uint64_t deadline)
         return;
     }
     t->ex = ex;
+    t->params = json_incref(ex->params);
+    t->loop = ex->rt->loop;
+    t->kill_grace_ns = ex->rt->kill_grace_ns;
+    memcpy(t->exec_id, ex->id, sizeof t->exec_id);
     t->type = type;
     t->attempt = ++ex->attempts;
     t->start_ns = now_ns();

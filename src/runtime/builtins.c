@@ -3,29 +3,19 @@
 
 #include "runtime/builtins.h"
 
-/* An executor whose file has not joined the library yet is declared weak, so that the library
- * still links; its function is then NULL and the type is left out. A weak reference does not
- * pull an object out of a static archive, so each executor that exists is referenced strongly
- * (listed in neither line below). */
-#define CBX__PENDING __attribute__((weak))
-const cbx_executor_type *cbx__command_type(void) CBX__PENDING;
-const cbx_executor_type *cbx__http_type(void) CBX__PENDING;
-const cbx_executor_type *cbx__function_type(void) CBX__PENDING;
-const cbx_executor_type *cbx__cached_function_type(void) CBX__PENDING;
-const cbx_executor_type *cbx__chaos_type(void) CBX__PENDING;
-
 typedef const cbx_executor_type *(*type_fn)(void);
+
+/* Each is referenced directly, so that a program linked with the static library gets every
+ * built-in executor's object. */
+static const type_fn builtins[] = {
+    cbx__command_type,         cbx__http_type,  cbx__function_type,
+    cbx__cached_function_type, cbx__chaos_type,
+};
 
 int cbx__register_builtins(cbx_registry *r, cbx_err *err)
 {
-    const type_fn all[] = {
-        cbx__command_type,         cbx__http_type,  cbx__function_type,
-        cbx__cached_function_type, cbx__chaos_type,
-    };
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        if (!all[i])
-            continue;
-        const cbx_executor_type *t = all[i]();
+    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
+        const cbx_executor_type *t = builtins[i]();
         if (!t)
             continue;
         int rc = cbx__registry_register_builtin(r, t, err);

@@ -214,6 +214,7 @@ void cbx__rt_execution_done(cbx_execution *ex)
     if (ex->on_done)
         ex->on_done(ex, &ex->res, ex->ud);
     uv_close((uv_handle_t *)&ex->timer, on_timer_closed);
+    rt->unreaped++;
     schedule(rt);
 }
 
@@ -383,11 +384,22 @@ void cbx_runtime_cancel_all(cbx_runtime *rt)
     cancel_list(&rt->active, STOP_CANCEL);
 }
 
+/* Executions that end inside submit (an inline function) leave their timer's close callback
+ * pending; turn the loop now and then so that they do not pile up. */
+static void reap_closed(cbx_runtime *rt)
+{
+    if (rt->unreaped > 256) {
+        rt->unreaped = 0;
+        uv_run(rt->loop, UV_RUN_NOWAIT);
+    }
+}
+
 int cbx_runtime_run(cbx_runtime *rt)
 {
-    while (rt->nactive || rt->nqueued) {
+    while (rt->nactive || rt->nqueued)
         uv_run(rt->loop, UV_RUN_ONCE);
-    }
+    rt->unreaped = 0;
+    uv_run(rt->loop, UV_RUN_NOWAIT); /* the close callbacks of the last ones */
     return 0;
 }
 
@@ -415,6 +427,7 @@ int cbx_runtime_execute(cbx_runtime *rt, const cbx_request *req, cbx_result *res
     cbx_runtime_submit(rt, &q, NULL, diag);
     while (!w.done)
         uv_run(rt->loop, UV_RUN_ONCE);
+    reap_closed(rt);
     return res->status == CBX_STATUS_SUCCESS || res->fallback_used ? 0 : res->rc;
 }
 

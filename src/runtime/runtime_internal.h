@@ -17,7 +17,11 @@ typedef struct cbx_link {
 enum { STOP_NONE = 0, STOP_TIMEOUT, STOP_CANCEL };
 
 struct cbx_task {
-    cbx_execution *ex;
+    cbx_execution *ex; /* not touched once abandoned: the execution may be gone */
+    json_t *params;    /* a reference of its own, for the same reason */
+    void *loop;
+    uint64_t kill_grace_ns;
+    char exec_id[40];
     const cbx_executor_type *type;
     uint32_t attempt;
     uint64_t start_ns, deadline_ns; /* monotonic */
@@ -94,6 +98,7 @@ struct cbx_runtime {
     int flush_armed;
     uint64_t rng; /* for execution ids */
     int closing;
+    uint32_t unreaped; /* executions done since the loop last turned */
 };
 
 /* runtime.c */

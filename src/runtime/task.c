@@ -6,7 +6,7 @@
 
 const json_t *cbx_task_params(const cbx_task *t)
 {
-    return t->ex->params;
+    return t->params;
 }
 
 void *cbx_task_state(cbx_task *t)
@@ -16,7 +16,7 @@ void *cbx_task_state(cbx_task *t)
 
 void *cbx_task_loop(cbx_task *t)
 {
-    return t->ex->rt->loop;
+    return t->loop;
 }
 
 const cbx_executor_type *cbx_task_type(const cbx_task *t)
@@ -42,7 +42,7 @@ cbx_clock *cbx_task_clock(const cbx_task *t)
 
 const char *cbx_task_execution_id(const cbx_task *t)
 {
-    return t->ex->id;
+    return t->exec_id;
 }
 
 int cbx_task_cancelled(const cbx_task *t)
@@ -57,7 +57,7 @@ int cbx_task_timed_out(const cbx_task *t)
 
 uint64_t cbx_task_kill_grace_ns(const cbx_task *t)
 {
-    return t->ex->rt->kill_grace_ns;
+    return t->kill_grace_ns;
 }
 
 void cbx_task_set_retry_after(cbx_task *t, uint64_t ns)
