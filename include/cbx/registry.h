@@ -70,6 +70,9 @@ json_t *cbx_schema_redact(const cbx_param *params, const json_t *value);
  * It must return CBX_EABI when abi != the CBX_EXECUTOR_ABI it was built with, and otherwise
  * register its types (static structs) and return 0. */
 #define CBX_PLUGIN_INIT_SYMBOL "cbx_plugin_init"
+/* The plugin's side of the contract (defined by each plugin, not by libcbx): declared here so
+ * that the compiler checks every plugin's signature. */
+int cbx_plugin_init(cbx_registry *r, uint32_t abi, cbx_err *err);
 typedef int (*cbx_plugin_init_fn)(cbx_registry *r, uint32_t abi, cbx_err *err);
 
 /* Load one plugin file. Errors: -ENOENT / -EACCES (unreadable: err names the file),
