@@ -3,6 +3,7 @@
 set -u
 CBX=${1:?usage: $0 path/to/cbx}
 [ -x "$CBX" ] || { echo "not executable: $CBX" >&2; exit 1; }
+command -v jq >/dev/null || { echo "the cli tests need jq (apt-get install jq)" >&2; exit 1; }
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/cbx-cli.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 export CBX_STATE_DIR="$TMP/state"
