@@ -7,6 +7,8 @@
  *   journal.exec.memory          an in-memory database (":memory:"): SQLite and JSON alone
  *   journal.exec.file            a WAL file on disk, writes batched as the journal does by
  *                                default (a commit every 5 ms or 4096 writes)
+ *   journal.exec.file.v7ids      the same with time-ordered (version 7) execution ids instead
+ *                                of random (version 4) ones
  *   journal.exec.file.redacted   the same with params holding an Authorization header and a
  *                                secret environment variable (redaction makes a copy)
  *   journal.exec.file.flush_each the same as .file with cbx_journal_flush after every
@@ -47,15 +49,18 @@ typedef struct jcase {
     cbx_journal *j;
     json_t *params, *metadata, *outputs;
     int flush_each;
+    int v7;        /* time-ordered ids */
     uint64_t next; /* id counter */
     uint64_t errors;
     char first_err[512];
     char last_id[40];
 } jcase;
 
-/* A UUID-shaped id from a counter, scrambled (splitmix64) so that ids arrive in random order
- * as the runtime's v4 UUIDs do; without printf. */
-static void make_id(char *buf, uint64_t n)
+/* A UUID-shaped id from a counter. Version 4 (what the runtime makes): every digit scrambled
+ * (splitmix64), so ids arrive in random order. Version 7 (RFC 9562): the first 48 bits are
+ * the time in ms (here the submission time), so ids arrive in order and the indexes on them
+ * grow at one end. Without printf. */
+static void make_id(char *buf, uint64_t n, uint64_t ms, int v7)
 {
     static const char hex[] = "0123456789abcdef";
     uint64_t h[2];
@@ -65,11 +70,13 @@ static void make_id(char *buf, uint64_t n)
         z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
         h[k] = z ^ (z >> 31);
     }
+    if (v7)
+        h[0] = (ms << 16) | (h[0] & 0xffff);
     int o = 0;
     for (int i = 0; i < 32; i++) {
         if (i == 8 || i == 12 || i == 16 || i == 20)
             buf[o++] = '-';
-        buf[o++] = hex[(h[i / 16] >> ((i % 16) * 4)) & 15];
+        buf[o++] = hex[(h[i / 16] >> (60 - (i % 16) * 4)) & 15];
     }
     buf[o] = '\0';
 }
@@ -86,8 +93,8 @@ static void loop_exec(void *ctx, uint64_t iters)
     char id[40];
     cbx_err err;
     for (uint64_t i = 0; i < iters; i++) {
-        make_id(id, c->next++);
-        uint64_t now_ms = 1700000000000ull + c->next;
+        uint64_t now_ms = 1700000000000ull + c->next / 16; /* 16 executions a millisecond */
+        make_id(id, c->next++, now_ms, c->v7);
         cbx_journal_execution e = {.id = id,
                                    .executor = "command",
                                    .params = c->params,
@@ -158,9 +165,9 @@ static void check_last(jcase *c)
 }
 
 static void run_case(const bench_args *a, const char *name, const char *path, int redacted,
-                     int flush_each, uint64_t default_iters)
+                     int flush_each, int v7, uint64_t default_iters)
 {
-    jcase c = {.name = name, .flush_each = flush_each};
+    jcase c = {.name = name, .flush_each = flush_each, .v7 = v7};
     cbx_err err;
     if (cbx_journal_open(&c.j, &(cbx_journal_opts){.path = path}, &err) != 0) {
         fprintf(stderr, "bench_journal: open %s: %s\n", path, err.msg);
@@ -219,14 +226,22 @@ static void remove_db(const char *path)
 
 static void case_memory(const bench_args *a, const char *name)
 {
-    run_case(a, name, ":memory:", 0, 0, 100000);
+    run_case(a, name, ":memory:", 0, 0, 0, 100000);
 }
 
 static void case_file(const bench_args *a, const char *name)
 {
     char path[600];
     file_path(path, sizeof path, name);
-    run_case(a, name, path, 0, 0, 100000);
+    run_case(a, name, path, 0, 0, 0, 100000);
+    remove_db(path);
+}
+
+static void case_file_v7(const bench_args *a, const char *name)
+{
+    char path[600];
+    file_path(path, sizeof path, name);
+    run_case(a, name, path, 0, 0, 1, 100000);
     remove_db(path);
 }
 
@@ -234,7 +249,7 @@ static void case_file_redacted(const bench_args *a, const char *name)
 {
     char path[600];
     file_path(path, sizeof path, name);
-    run_case(a, name, path, 1, 0, 100000);
+    run_case(a, name, path, 1, 0, 0, 100000);
     remove_db(path);
 }
 
@@ -242,7 +257,7 @@ static void case_file_flush_each(const bench_args *a, const char *name)
 {
     char path[600];
     file_path(path, sizeof path, name);
-    run_case(a, name, path, 0, 1, 20000);
+    run_case(a, name, path, 0, 1, 0, 20000);
     remove_db(path);
 }
 
@@ -252,6 +267,7 @@ static const struct {
 } cases[] = {
     {"journal.exec.memory", case_memory},
     {"journal.exec.file", case_file},
+    {"journal.exec.file.v7ids", case_file_v7},
     {"journal.exec.file.redacted", case_file_redacted},
     {"journal.exec.file.flush_each", case_file_flush_each},
 };
