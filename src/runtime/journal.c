@@ -501,7 +501,9 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
         goto fail;
 
     if (!memory) {
-        /* Checkpoints move to the flusher's connection. */
+        /* Checkpoints move to the flusher's connection, and happen when the WAL has grown, not
+         * at every close: a short-lived process (one `cbx exec`) would otherwise pay for a
+         * checkpoint and its fsync on its way out. */
         sqlite3_wal_hook(j->db, wal_hook, j);
         if (sqlite3_open_v2(j->path, &j->ck, flags, NULL) != SQLITE_OK) {
             r = cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s", j->path,
@@ -509,6 +511,8 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
             goto fail;
         }
         sqlite3_busy_timeout(j->ck, CBX__JOURNAL_BUSY_MS);
+        sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+        sqlite3_db_config(j->ck, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     }
     if ((r = start_flusher(j, err)) != 0)
         goto fail;
@@ -545,7 +549,9 @@ void cbx_journal_close(cbx_journal *j)
                            j->st_attempt, j->st_end,    j->st_whole};
     for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
         sqlite3_finalize(sts[i]);
-    /* The last connection to close checkpoints the WAL into the database and removes it. */
+    /* A checkpoint the flusher did not get to. */
+    if (j->ck && atomic_load(&j->checkpoint_due))
+        sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     sqlite3_close_v2(j->ck);
     sqlite3_close_v2(j->db);
     if (j->wcv_ready)
