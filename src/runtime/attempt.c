@@ -16,7 +16,7 @@ static void next_attempt(cbx_execution *ex);
 /* The timer's callback whenever the execution should go on with its next attempt. */
 static void resume(uv_timer_t *timer)
 {
-    next_attempt(CBX__CONTAINER(timer, cbx_execution, timer));
+    next_attempt((cbx_execution *)timer->data);
 }
 
 static uint64_t now_ns(void)
@@ -33,12 +33,12 @@ static void timer_at(cbx_execution *ex, uint64_t at_ns, uv_timer_cb cb)
     uint64_t now = now_ns();
     uint64_t ms = at_ns > now ? (at_ns - now + CBX_NS_PER_MS - 1) / CBX_NS_PER_MS : 0;
     /* The loop counts whole milliseconds: one more keeps the timer from firing before at_ns. */
-    uv_timer_start(&ex->timer, cb, ms ? ms + 1 : 0, 0);
+    uv_timer_start(&ex->b->timer, cb, ms ? ms + 1 : 0, 0);
 }
 
 static void timer_stop(cbx_execution *ex)
 {
-    uv_timer_stop(&ex->timer);
+    uv_timer_stop(&ex->b->timer);
 }
 
 /* ---- finishing ---------------------------------------------------------------------------- */
@@ -74,28 +74,34 @@ static void keep_last(cbx_execution *ex, json_t *outputs)
 {
     if (!outputs)
         return;
-    json_decref(ex->last_outputs);
-    ex->last_outputs = outputs;
+    json_decref(ex->b->last_outputs);
+    ex->b->last_outputs = outputs;
 }
 
 /* The end: record it, free the slot, tell the caller. */
 static void finish(cbx_execution *ex, cbx_status status, int rc, const char *why)
 {
+    if (cbx__exec_ensure_body(ex) < 0) {
+        ex->phase = PHASE_DONE;
+        ex->status = status;
+        cbx__rt_execution_done(ex);
+        return;
+    }
     timer_stop(ex);
     release_named(ex);
     if (ex->run_begun) {
-        cbx_policy_end(ex->policy, &ex->run);
+        cbx_policy_end(ex->policy, &ex->b->run);
         ex->run_begun = 0;
     }
     ex->status = status;
     ex->phase = PHASE_DONE;
-    cbx_result *r = &ex->res;
+    cbx_result *r = &ex->b->res;
     r->status = status;
     r->rc = status == CBX_STATUS_SUCCESS ? 0 : rc;
     r->attempt_count = ex->attempts;
-    if (!r->outputs && ex->last_outputs && status != CBX_STATUS_SUCCESS) {
-        r->outputs = ex->last_outputs;
-        ex->last_outputs = NULL;
+    if (!r->outputs && ex->b->last_outputs && status != CBX_STATUS_SUCCESS) {
+        r->outputs = ex->b->last_outputs;
+        ex->b->last_outputs = NULL;
     }
     if (status != CBX_STATUS_SUCCESS && why && why[0] && !r->error[0])
         snprintf(r->error, sizeof r->error, "%s", why);
@@ -122,10 +128,10 @@ static void finish(cbx_execution *ex, cbx_status status, int rc, const char *why
 static void finish_from_policy(cbx_execution *ex, cbx_policy_decision d, json_t *outputs)
 {
     char why[384];
-    cbx_policy_explain(ex->policy, &ex->run, why, sizeof why);
+    cbx_policy_explain(ex->policy, &ex->b->run, why, sizeof why);
     if (d == CBX_POLICY_DONE_SUCCESS) {
         cbx_policy_remember(ex->policy, ex->fallback_key, outputs);
-        ex->res.outputs = outputs;
+        ex->b->res.outputs = outputs;
         finish(ex, CBX_STATUS_SUCCESS, 0, NULL);
         return;
     }
@@ -135,11 +141,11 @@ static void finish_from_policy(cbx_execution *ex, cbx_policy_decision d, json_t 
         cbx_fallback_source src;
         if (cbx_policy_fallback_get(ex->policy, ex->fallback_key, ex->params, &fb, &src, NULL) ==
             0) {
-            ex->res.outputs = fb;
-            ex->res.fallback_used = 1;
+            ex->b->res.outputs = fb;
+            ex->b->res.fallback_used = 1;
         }
     }
-    finish(ex, status_of_policy(ex->run.status), ex->run.rc, why);
+    finish(ex, status_of_policy(ex->b->run.status), ex->b->run.rc, why);
 }
 
 /* ---- one attempt -------------------------------------------------------------------------- */
@@ -190,16 +196,16 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
             json_object_set_new(att, "error", json_string(error));
         if (metadata)
             json_object_set(att, "metadata", metadata);
-        json_array_append_new(ex->res.attempts, att);
+        json_array_append_new(ex->b->res.attempts, att);
     }
     if (metadata) {
-        json_decref(ex->res.metadata);
-        ex->res.metadata = metadata;
+        json_decref(ex->b->res.metadata);
+        ex->b->res.metadata = metadata;
     }
     if (error)
-        snprintf(ex->res.error, sizeof ex->res.error, "%s", error);
+        snprintf(ex->b->res.error, sizeof ex->b->res.error, "%s", error);
     else if (k == CBX_OUTCOME_SUCCESS)
-        ex->res.error[0] = '\0';
+        ex->b->res.error[0] = '\0';
     if (ex->rt->journal) {
         cbx_journal_attempt_info a = {.execution_id = ex->id,
                                       .number = t->attempt,
@@ -223,10 +229,10 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
     }
     if (ex->policy) {
         if (stop == STOP_CANCEL)
-            cbx_policy_run_cancel(&ex->run);
+            cbx_policy_run_cancel(&ex->b->run);
         uint64_t delay = 0;
         cbx_policy_decision d = cbx_policy_attempt_end(
-            ex->policy, &ex->run, judged, (int64_t)duration, retry_after_ns, quality, &delay);
+            ex->policy, &ex->b->run, judged, (int64_t)duration, retry_after_ns, quality, &delay);
         if (d != CBX_POLICY_RETRY) {
             if (stop == STOP_CANCEL) {
                 keep_last(ex, outputs);
@@ -254,7 +260,7 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
         keep_last(ex, outputs);
         finish(ex, CBX_STATUS_CANCELLED, CBX_ECANCELLED, "cancelled");
     } else if (k == CBX_OUTCOME_SUCCESS) {
-        ex->res.outputs = outputs;
+        ex->b->res.outputs = outputs;
         finish(ex, CBX_STATUS_SUCCESS, 0, NULL);
     } else {
         keep_last(ex, outputs);
@@ -325,7 +331,7 @@ static void stop_task(cbx_task *t, int reason)
 
 static void on_attempt_deadline(uv_timer_t *timer)
 {
-    cbx_execution *ex = CBX__CONTAINER(timer, cbx_execution, timer);
+    cbx_execution *ex = (cbx_execution *)timer->data;
     if (ex->task)
         stop_task(ex->task, STOP_TIMEOUT);
 }
@@ -397,12 +403,12 @@ static void on_slot(cbx_policy_run *run, int rc, void *ud)
     (void)run;
     (void)rc;
     cbx_execution *ex = ud;
-    uv_timer_start(&ex->timer, resume, 0, 0);
+    uv_timer_start(&ex->b->timer, resume, 0, 0);
 }
 
 static void on_bulkhead_wait_deadline(uv_timer_t *timer)
 {
-    cbx_execution *ex = CBX__CONTAINER(timer, cbx_execution, timer);
+    cbx_execution *ex = (cbx_execution *)timer->data;
     cbx_bulkhead_expire(cbx_policy_bulkhead(ex->policy)); /* calls on_slot with a timeout */
 }
 
@@ -422,8 +428,8 @@ static void next_attempt(cbx_execution *ex)
     }
     if (ex->breaker && !ex->named_held) {
         cbx_breaker_rejection why;
-        cbx_permit p = cbx_breaker_store_acquire(
-            ex->rt->breakers, ex->breaker, ex->has_breaker_opts ? &ex->breaker_opts : NULL, &why);
+        cbx_permit p =
+            cbx_breaker_store_acquire(ex->rt->breakers, ex->breaker, ex->breaker_opts, &why);
         if (p.rc) {
             char line[384];
             cbx_breaker_store_explain(ex->rt->breakers, ex->breaker, &why, line, sizeof line);
@@ -435,27 +441,27 @@ static void next_attempt(cbx_execution *ex)
     }
     uint64_t deadline = UINT64_MAX;
     if (ex->policy) {
-        int r = cbx_policy_admit(ex->policy, &ex->run);
+        int r = cbx_policy_admit(ex->policy, &ex->b->run);
         if (r == -EINPROGRESS) {
             release_named(ex); /* taken again when the slot comes */
-            int w = cbx_policy_wait_slot(ex->policy, &ex->run, on_slot, ex);
+            int w = cbx_policy_wait_slot(ex->policy, &ex->b->run, on_slot, ex);
             if (w == 0) {
                 next_attempt(ex);
                 return;
             }
             if (w == -EINPROGRESS) {
-                if (ex->run.priv.waiter.deadline_ns != UINT64_MAX)
-                    timer_at(ex, ex->run.priv.waiter.deadline_ns, on_bulkhead_wait_deadline);
+                if (ex->b->run.priv.waiter.deadline_ns != UINT64_MAX)
+                    timer_at(ex, ex->b->run.priv.waiter.deadline_ns, on_bulkhead_wait_deadline);
                 return;
             }
-            r = cbx_policy_admit(ex->policy, &ex->run); /* reports the full queue */
+            r = cbx_policy_admit(ex->policy, &ex->b->run); /* reports the full queue */
         }
         if (r != 0) {
             release_named(ex);
-            finish_from_policy(ex, ex->run.decision, NULL);
+            finish_from_policy(ex, ex->b->run.decision, NULL);
             return;
         }
-        deadline = ex->run.attempt_deadline_ns;
+        deadline = ex->b->run.attempt_deadline_ns;
     }
     if (ex->timeout_ns && now + ex->timeout_ns < deadline)
         deadline = now + ex->timeout_ns;
@@ -466,12 +472,39 @@ static void next_attempt(cbx_execution *ex)
 
 /* ---- entry points from runtime.c ----------------------------------------------------------- */
 
+int cbx__exec_ensure_body(cbx_execution *ex)
+{
+    if (ex->b)
+        return 0;
+    cbx__exec_body *b = calloc(1, sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    ex->b = b;
+    uv_timer_init(ex->rt->loop, &b->timer);
+    b->timer.data = ex;
+    cbx_result *r = &b->res;
+    memcpy(r->id, ex->id, sizeof r->id);
+    size_t n = strlen(ex->type->name);
+    memcpy(r->executor, ex->type->name, n < sizeof r->executor ? n + 1 : sizeof r->executor);
+    r->executor[sizeof r->executor - 1] = '\0';
+    r->submitted_ms = ex->submitted_ms;
+    r->attempts = json_array();
+    return 0;
+}
+
 void cbx__exec_begin(cbx_execution *ex)
 {
+    if (cbx__exec_ensure_body(ex) < 0) {
+        /* no memory for its state: it ends as it is, without a result to speak of */
+        ex->phase = PHASE_DONE;
+        ex->status = CBX_STATUS_FAILED;
+        cbx__rt_execution_done(ex);
+        return;
+    }
     ex->started_ns = now_ns();
-    ex->res.queued_ns = ex->started_ns - ex->submitted_ns;
+    ex->b->res.queued_ns = ex->started_ns - ex->submitted_ns;
     if (ex->policy) {
-        cbx_policy_begin(ex->policy, &ex->run);
+        cbx_policy_begin(ex->policy, &ex->b->run);
         ex->run_begun = 1;
     }
     next_attempt(ex);
@@ -483,7 +516,7 @@ void cbx__exec_cancel(cbx_execution *ex, int reason)
         return;
     ex->cancel_reason = reason;
     if (ex->run_begun && reason == STOP_CANCEL)
-        cbx_policy_run_cancel(&ex->run);
+        cbx_policy_run_cancel(&ex->b->run);
     int timeout = reason == STOP_TIMEOUT;
     cbx_status st = timeout ? CBX_STATUS_TIMEOUT : CBX_STATUS_CANCELLED;
     int rc = timeout ? CBX_ETIMEDOUT : CBX_ECANCELLED;
@@ -500,7 +533,7 @@ void cbx__exec_cancel(cbx_execution *ex, int reason)
         finish(ex, st, rc, why);
         break;
     case PHASE_ADMITTING:
-        if (ex->run_begun && cbx_policy_cancel_wait(ex->policy, &ex->run) == 0)
+        if (ex->run_begun && cbx_policy_cancel_wait(ex->policy, &ex->b->run) == 0)
             finish(ex, st, rc, why);
         /* else the slot callback is on its way and will see cancel_reason */
         break;

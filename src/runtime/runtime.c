@@ -188,11 +188,15 @@ static void schedule(cbx_runtime *rt)
 
 static void free_execution(cbx_execution *ex)
 {
-    if (!ex->res_taken)
-        cbx_result_clear(&ex->res);
+    if (ex->b) {
+        if (!ex->res_taken)
+            cbx_result_clear(&ex->b->res);
+        json_decref(ex->b->last_outputs);
+        free(ex->b);
+    }
     json_decref(ex->params);
-    json_decref(ex->last_outputs);
     free(ex->breaker);
+    free(ex->breaker_opts);
     free(ex->fallback_key);
     free(ex->tag);
     free(ex);
@@ -200,7 +204,7 @@ static void free_execution(cbx_execution *ex)
 
 static void on_timer_closed(uv_handle_t *h)
 {
-    free_execution(CBX__CONTAINER(h, cbx_execution, timer));
+    free_execution(h->data);
 }
 
 void cbx__rt_execution_done(cbx_execution *ex)
@@ -211,9 +215,21 @@ void cbx__rt_execution_done(cbx_execution *ex)
         rt->nactive--;
     else
         rt->nqueued--;
+    if (!ex->b) { /* out of memory for its state: report what can be said, without a timer */
+        cbx_result r = {.status = ex->status, .rc = -ENOMEM};
+        memcpy(r.id, ex->id, sizeof r.id);
+        snprintf(r.error, sizeof r.error, "out of memory");
+        if (ex->on_done)
+            ex->on_done(ex, &r, ex->ud);
+        if (!ex->res_taken)
+            cbx_result_clear(&r);
+        free_execution(ex);
+        schedule(rt);
+        return;
+    }
     if (ex->on_done)
-        ex->on_done(ex, &ex->res, ex->ud);
-    uv_close((uv_handle_t *)&ex->timer, on_timer_closed);
+        ex->on_done(ex, &ex->b->res, ex->ud);
+    uv_close((uv_handle_t *)&ex->b->timer, on_timer_closed);
     rt->unreaped++;
     schedule(rt);
 }
@@ -228,10 +244,11 @@ static char *dup_or_null(const char *s)
 /* A request refused before it was queued: journaled, reported, gone. */
 static int refuse(cbx_runtime *rt, const cbx_request *req, int rc, const char *why)
 {
-    cbx_execution ex = {.rt = rt, .status = CBX_STATUS_REJECTED};
+    cbx__exec_body body = {0};
+    cbx_execution ex = {.rt = rt, .status = CBX_STATUS_REJECTED, .b = &body};
     cbx__uuid4(&rt->rng, ex.id);
-    cbx_result *r = &ex.res;
-    snprintf(r->id, sizeof r->id, "%s", ex.id);
+    cbx_result *r = &body.res;
+    memcpy(r->id, ex.id, sizeof r->id);
     snprintf(r->executor, sizeof r->executor, "%s", req->executor ? req->executor : "");
     r->status = CBX_STATUS_REJECTED;
     r->rc = rc;
@@ -313,8 +330,9 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
     ex->policy = req->policy;
     ex->breaker = dup_or_null(req->breaker);
     if (req->breaker_opts) {
-        ex->breaker_opts = *req->breaker_opts;
-        ex->has_breaker_opts = 1;
+        ex->breaker_opts = malloc(sizeof *ex->breaker_opts);
+        if (ex->breaker_opts)
+            *ex->breaker_opts = *req->breaker_opts;
     }
     ex->timeout_ns = req->timeout_ns;
     ex->submitted_ns = cbx_clock_now_ns(NULL);
@@ -325,12 +343,7 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
     ex->ud = req->ud;
     ex->status = CBX_STATUS_PENDING;
     ex->phase = PHASE_QUEUED;
-    uv_timer_init(rt->loop, &ex->timer);
-    cbx_result *res = &ex->res;
-    snprintf(res->id, sizeof res->id, "%s", ex->id);
-    snprintf(res->executor, sizeof res->executor, "%s", type->name);
-    res->submitted_ms = cbx__wall_ms();
-    res->attempts = json_array();
+    ex->submitted_ms = cbx__wall_ms();
 
     if (rt->journal) {
         json_t *shown = cbx_schema_redact(type->params, params);
@@ -340,7 +353,7 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
                                    .tag = ex->tag,
                                    .breaker = ex->breaker,
                                    .policy = req->policy ? cbx_policy_name(req->policy) : NULL,
-                                   .submitted_ms = res->submitted_ms};
+                                   .submitted_ms = ex->submitted_ms};
         cbx_journal_execution_start(rt->journal, &e, NULL);
         json_decref(shown);
         cbx__rt_journal_touch(rt);

@@ -40,6 +40,15 @@ struct cbx_task {
     _Alignas(16) unsigned char state[];
 };
 
+/* What an execution needs once it runs (or ends): allocated when it leaves the queue, so that
+ * a queued execution holds little more than its parameters. */
+typedef struct cbx__exec_body {
+    uv_timer_t timer;     /* attempt deadline, retry delay, bulkhead wait */
+    cbx_policy_run run;   /* when policy */
+    cbx_result res;       /* filled as it goes */
+    json_t *last_outputs; /* the last failed attempt's outputs, for the result */
+} cbx__exec_body;
+
 typedef enum exec_phase {
     PHASE_QUEUED,    /* waiting for a concurrency slot */
     PHASE_ADMITTING, /* between attempts, or waiting for a bulkhead slot */
@@ -55,11 +64,10 @@ struct cbx_execution {
     const cbx_executor_type *type;
     json_t *params; /* normalized, owned */
     cbx_policy *policy;
-    cbx_policy_run run; /* when policy */
+    cbx__exec_body *b; /* NULL while queued */
     int run_begun;
-    char *breaker; /* named breaker in rt's store */
-    cbx_breaker_opts breaker_opts;
-    int has_breaker_opts;
+    char *breaker;                  /* named breaker in rt's store */
+    cbx_breaker_opts *breaker_opts; /* owned copy, or NULL */
     cbx_permit named_permit;
     int named_held;
     uint64_t timeout_ns;  /* per attempt, from the request; 0 = policy's */
@@ -71,14 +79,11 @@ struct cbx_execution {
     exec_phase phase;
     cbx_task *task;    /* the attempt out, if any */
     uint32_t attempts; /* attempts started */
-    uv_timer_t timer;  /* attempt deadline, retry delay, bulkhead wait */
-    int timer_live;    /* the timer handle is initialised (closing is async) */
     int cancel_reason; /* STOP_* requested for the whole execution */
     uint64_t submitted_ns, started_ns;
-    cbx_result res;       /* filled as it goes */
-    json_t *last_outputs; /* the last failed attempt's outputs, for the result */
-    int res_taken;        /* an internal done callback took res's references */
-    int in_active;        /* counted in rt->nactive (else in rt->nqueued) */
+    uint64_t submitted_ms; /* wall clock */
+    int res_taken;         /* an internal done callback took res's references */
+    int in_active;         /* counted in rt->nactive (else in rt->nqueued) */
 };
 
 struct cbx_runtime {
@@ -106,6 +111,7 @@ void cbx__rt_journal_touch(cbx_runtime *rt);
 void cbx__rt_execution_done(cbx_execution *ex);
 
 /* attempt.c */
+int cbx__exec_ensure_body(cbx_execution *ex);
 void cbx__exec_begin(cbx_execution *ex);
 void cbx__exec_cancel(cbx_execution *ex, int reason);
 void cbx__task_complete(cbx_task *t);
@@ -114,7 +120,7 @@ void cbx__task_complete(cbx_task *t);
 uint64_t cbx__wall_ms(void);
 
 /* ids */
-void cbx__uuid4(uint64_t *rng, char out[40]);
+void cbx__uuid4(uint64_t *rng, char out[40]); /* a time-ordered (version 7) id */
 
 static inline void cbx__link_init(cbx_link *l)
 {
