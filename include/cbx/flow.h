@@ -93,6 +93,13 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
 void cbx_flow_result_clear(cbx_flow_result *r);
 json_t *cbx_flow_result_to_json(const cbx_flow_result *r);
 
+/* Runs recorded in a journal, newest first: [{run_id, flow, status, started_ms, ended_ms,
+ * error}] (new reference; limit 0 = 50). */
+int cbx_flow_runs_list(cbx_journal *j, uint32_t limit, json_t **out, cbx_err *err);
+
+/* One run with its inputs, outputs and every step's record (new reference), or -ENOENT. */
+int cbx_flow_run_show(cbx_journal *j, const char *run_id, json_t **out, cbx_err *err);
+
 #ifdef __cplusplus
 }
 #endif

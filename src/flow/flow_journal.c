@@ -1,6 +1,8 @@
 /* Flow runs and steps in SQLite, each record committed before the runner goes on. */
 #include "flow/flow_journal.h"
 
+#include "cbx/flow.h"
+
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -235,4 +237,28 @@ int cbx__flow_journal_list(cbx__flow_journal *j, uint32_t limit, json_t **out, c
     sqlite3_finalize(st);
     *out = rows;
     return 0;
+}
+
+/* ---- the public queries ---------------------------------------------------------------------- */
+
+int cbx_flow_runs_list(cbx_journal *j, uint32_t limit, json_t **out, cbx_err *err)
+{
+    cbx__flow_journal *fj;
+    int r = cbx__flow_journal_open(&fj, cbx_journal_path(j), err);
+    if (r < 0)
+        return r;
+    r = cbx__flow_journal_list(fj, limit, out, err);
+    cbx__flow_journal_close(fj);
+    return r;
+}
+
+int cbx_flow_run_show(cbx_journal *j, const char *run_id, json_t **out, cbx_err *err)
+{
+    cbx__flow_journal *fj;
+    int r = cbx__flow_journal_open(&fj, cbx_journal_path(j), err);
+    if (r < 0)
+        return r;
+    r = cbx__flow_journal_get(fj, run_id, out, err);
+    cbx__flow_journal_close(fj);
+    return r;
 }
