@@ -613,7 +613,10 @@ static void check_step(checker *C, scope_ctx *sc, size_t i)
     if (sc->sequence && i > 0)
         add_dep(C, s, i - 1);
 
-    if (s->executor && strcmp(s->executor, "steps") != 0 && C->L->reg)
+    /* parameters are checked only when config: was readable (a problem was reported if not) */
+    const json_t *cfg = json_object_get(node, "config");
+    if (s->executor && strcmp(s->executor, "steps") != 0 && C->L->reg &&
+        (!cfg || json_typeof(cfg) == json_typeof(s->config)))
         check_executor(C, s, spath, ctx);
 
     if (s->config && cbx_template_has(s->config)) {

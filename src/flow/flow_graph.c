@@ -176,7 +176,7 @@ static void dot_scope(buf *b, const cbx__flow_step *steps, size_t n, const char 
         const cbx__flow_step *s = &steps[i];
         node_id(id, sizeof id, parent, i);
         if (clustered(s)) {
-            add(b, "%*ssubgraph cluster%s {\n%*slabel=\"", indent, "", id, indent + 4, "");
+            add(b, "%*ssubgraph cluster_%s {\n%*slabel=\"", indent, "", id, indent + 4, "");
             add_text(b, s->name, 1);
             add(b, " (");
             add_kind(b, s, 1);
@@ -204,9 +204,9 @@ static void dot_scope(buf *b, const cbx__flow_step *steps, size_t n, const char 
             if (attrs) {
                 add(b, " [");
                 if (clustered(&steps[d]))
-                    add(b, "ltail=cluster%s_%zu%s", parent, d, clustered(s) ? ", " : "");
+                    add(b, "ltail=cluster_%s_%zu%s", parent, d, clustered(s) ? ", " : "");
                 if (clustered(s))
-                    add(b, "lhead=cluster%s_%zu", parent, i);
+                    add(b, "lhead=cluster_%s_%zu", parent, i);
                 add(b, "]");
             }
             add(b, ";\n");
