@@ -141,12 +141,13 @@ static void show_text(const json_t *b)
            int_of(b, "consecutive_failures"), int_of(b, "opens"), int_of(b, "reopens"),
            int_of(b, "probes_in_flight"));
     printf("success rate %.1f%%\n", json_number_value(json_object_get(b, "success_rate")) * 100);
+    char e[32]; /* one buffer per figure: they are all printed by the one printf */
     if (int_of(b, "latency_count"))
         printf("latency mean %s  p50 %s  p95 %s  p99 %s\n",
                cli_format_ms(json_object_get(b, "latency_mean_ms"), a, sizeof a),
                cli_format_ms(json_object_get(b, "latency_p50_ms"), c, sizeof c),
                cli_format_ms(json_object_get(b, "latency_p95_ms"), d, sizeof d),
-               cli_format_ms(json_object_get(b, "latency_p99_ms"), a, sizeof a));
+               cli_format_ms(json_object_get(b, "latency_p99_ms"), e, sizeof e));
     fflush(stdout);
 }
 
