@@ -312,7 +312,7 @@ static void check_executor(checker *C, const cbx__flow_step *s, const char *spat
     const cbx_executor_type *t = cbx_registry_find(reg, s->executor);
     if (!t) {
         size_t n = cbx_registry_list(reg, NULL, 0);
-        const cbx_executor_type **types = calloc(n + 1, sizeof *types);
+        const cbx_executor_type **types = calloc(n + 1, sizeof(const cbx_executor_type *));
         const char **names = calloc(n + 2, sizeof *names);
         const char *best = NULL;
         if (types && names) {
@@ -467,6 +467,8 @@ static void report_cycle(cycle_state *cs, size_t from)
     /* the steps on the path from `from` wait each for the next; shown in the order they would
      * run, starting with the one written first */
     size_t len = cs->depth - from;
+    if (len == 0)
+        return;
     size_t first = from;
     for (size_t k = from; k < cs->depth; k++)
         if (cs->stack[k] < cs->stack[first])

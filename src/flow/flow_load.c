@@ -608,8 +608,8 @@ static void load_subflow(parser *P, cbx__flow_step *s, const char *rel, const ch
 static void parse_steps(parser *P, const json_t *arr, const char *path, const char *prefix,
                         cbx__flow_step **out, size_t *n);
 
-static void parse_step(parser *P, const json_t *node, const char *path, size_t index,
-                       const char *prefix, cbx__flow_step *s)
+static void parse_step(parser *P, const json_t *node, const char *path, const char *prefix,
+                       cbx__flow_step *s)
 {
     cbx_flow *f = P->f;
     char kp[CBX__FLOW_PATH_MAX], ctx[200];
@@ -640,7 +640,6 @@ static void parse_step(parser *P, const json_t *node, const char *path, size_t i
         s->name = dup_str(P, json_string_value(name));
         textf(ctx, sizeof ctx, "step '%s%s'", prefix, json_string_value(name));
     }
-    (void)index;
     {
         char uctx[240];
         textf(uctx, sizeof uctx, "%s: unknown key", ctx);
@@ -880,7 +879,7 @@ static void parse_steps(parser *P, const json_t *arr, const char *path, const ch
     *n = count;
     char ip[CBX__FLOW_PATH_MAX];
     for (size_t i = 0; i < count; i++)
-        parse_step(P, json_array_get(arr, i), index_path(ip, sizeof ip, path, i), i, prefix,
+        parse_step(P, json_array_get(arr, i), index_path(ip, sizeof ip, path, i), prefix,
                    &(*out)[i]);
 }
 
@@ -959,33 +958,54 @@ static cbx_flow *build_flow(cbx__flow_loader *L, cbx_yaml_doc *doc, const char *
     return f;
 }
 
-/* Order the problems added since `from` by file (in order of first appearance), line and col,
- * keeping the order of problems at the same place. */
+typedef struct problem_key {
+    size_t rank; /* the file, by first appearance */
+    int line, col;
+    size_t index; /* keeps the order of problems at the same place */
+} problem_key;
+
+static int problem_cmp(const void *a, const void *b)
+{
+    const problem_key *x = a, *y = b;
+    if (x->rank != y->rank)
+        return x->rank < y->rank ? -1 : 1;
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (x->col != y->col)
+        return x->col < y->col ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Order the problems added since `from` by file (in order of first appearance), line and col. */
 static void sort_problems(cbx_diag *d, size_t from)
 {
-    for (size_t i = from + 1; i < d->n; i++) {
-        cbx_err e = d->items[i];
-        size_t fe = from;
-        while (fe < i && strcmp(d->items[fe].where, e.where) != 0)
-            fe++;
-        size_t j = i;
-        while (j > from) {
-            const cbx_err *p = &d->items[j - 1];
-            size_t fp = from;
-            while (fp < j - 1 && strcmp(d->items[fp].where, p->where) != 0)
-                fp++;
-            int after;
-            if (strcmp(p->where, e.where) != 0)
-                after = fp > fe; /* another file: by first appearance */
-            else
-                after = p->line > e.line || (p->line == e.line && p->col > e.col);
-            if (!after)
-                break;
-            d->items[j] = d->items[j - 1];
-            j--;
+    size_t n = d->n - from;
+    if (n < 2)
+        return;
+    problem_key *keys = calloc(n, sizeof *keys);
+    cbx_err *items = calloc(n, sizeof *items);
+    json_t *ranks = json_object();
+    if (!keys || !items || !ranks)
+        goto out; /* left in the order found */
+    for (size_t i = 0; i < n; i++) {
+        const cbx_err *e = &d->items[from + i];
+        json_t *r = json_object_get(ranks, e->where);
+        if (!r) {
+            r = json_integer((json_int_t)json_object_size(ranks));
+            if (json_object_set_new(ranks, e->where, r) < 0)
+                goto out;
         }
-        d->items[j] = e;
+        keys[i] = (problem_key){
+            .rank = (size_t)json_integer_value(r), .line = e->line, .col = e->col, .index = i};
     }
+    qsort(keys, n, sizeof *keys, problem_cmp);
+    for (size_t i = 0; i < n; i++)
+        items[i] = d->items[from + keys[i].index];
+    memcpy(d->items + from, items, n * sizeof *items);
+out:
+    free(keys);
+    free(items);
+    json_decref(ranks);
 }
 
 static int finish(cbx__flow_loader *L, cbx_flow *f, size_t before, cbx_flow **out, cbx_diag *local)
