@@ -19,7 +19,7 @@ static const char history_help[] =
     "\n"
     "Past executions from the journal, newest first: when, id, executor, status, attempts,\n"
     "duration and error. 'show' gives one execution with its parameters (secrets redacted),\n"
-    "outputs and every attempt; ID may be a unique prefix of a recent execution's id.\n"
+    "outputs and every attempt; ID may be a unique prefix or suffix of a recent execution's id.\n"
     "'clear' deletes executions (all of them, or those selected) and their attempts.\n"
     "\n"
     "Options:\n"
@@ -272,7 +272,9 @@ static void history_table(const json_t *rows)
     cli_table_free(t);
 }
 
-/* An id, or a unique prefix of one among the newest executions. */
+/* An id, or a unique prefix or suffix of one among the newest executions. Ids are time-ordered
+ * (UUID v7): executions started in the same millisecond share a prefix, while the last digits are
+ * random, so a short suffix is the handy form. */
 static int resolve_id(cbx_journal *j, const char *id, char *out, size_t len)
 {
     json_t *row = NULL;
@@ -290,7 +292,8 @@ static int resolve_id(cbx_journal *j, const char *id, char *out, size_t len)
     json_array_foreach(rows, i, r)
     {
         const char *rid = str_of(r, "id");
-        if (strncmp(rid, id, n) == 0) {
+        size_t rn = strlen(rid);
+        if (strncmp(rid, id, n) == 0 || (n <= rn && strcmp(rid + rn - n, id) == 0)) {
             if (found++)
                 break;
             snprintf(out, len, "%s", rid);

@@ -181,7 +181,8 @@ static void make_ready(runner *R, node *n)
 {
     if (R->nready == R->ready_cap) {
         size_t live = R->nready - R->ready_head;
-        memmove(R->ready, R->ready + R->ready_head, live * sizeof *R->ready);
+        if (live && R->ready_head)
+            memmove(R->ready, R->ready + R->ready_head, live * sizeof *R->ready);
         R->nready = live;
         R->ready_head = 0;
         if (R->nready == R->ready_cap) {
@@ -203,7 +204,7 @@ static void make_ready(runner *R, node *n)
 static void scope_free(scope *sc);
 
 static scope *scope_new(runner *R, scope *parent, node *owner, const cbx__flow_step *steps,
-                        size_t nsteps, json_t *inputs, int sequence, const cbx_flow *flow)
+                        size_t nsteps, json_t *inputs, const cbx_flow *flow)
 {
     scope *sc = calloc(1, sizeof *sc);
     if (!sc)
@@ -233,12 +234,12 @@ static scope *scope_new(runner *R, scope *parent, node *owner, const cbx__flow_s
         }
         snprintf(n->full_name, len, "%s%s%s", owner ? owner->full_name : "", owner ? "." : "",
                  steps[i].name);
-        n->deps_left = steps[i].ndeps + (sequence && i > 0);
+        n->deps_left = steps[i].ndeps; /* a sequence's order is in deps already */
     }
     /* dependents: the reverse edges */
     for (size_t i = 0; i < nsteps; i++) {
-        for (size_t k = 0; k < steps[i].ndeps + (sequence && i > 0); k++) {
-            size_t d = k < steps[i].ndeps ? steps[i].deps[k] : i - 1;
+        for (size_t k = 0; k < steps[i].ndeps; k++) {
+            size_t d = steps[i].deps[k];
             node *dn = &sc->nodes[d];
             size_t *nd = realloc(dn->dependents, (dn->ndependents + 1) * sizeof *nd);
             if (!nd) {
@@ -538,8 +539,8 @@ static void start_node(node *n)
     emit(R, CBX_FLOW_STEP_STARTED, n, CBX_STATUS_RUNNING);
 
     if (def->nchildren) { /* executor: steps */
-        n->child = scope_new(R, n->sc, n, def->children, def->nchildren, json_incref(n->sc->inputs),
-                             !def->parallel, NULL);
+        n->child =
+            scope_new(R, n->sc, n, def->children, def->nchildren, json_incref(n->sc->inputs), NULL);
         if (!n->child) {
             node_error(n, "out of memory");
             node_finish(n, N_FAILED, CBX_STATUS_FAILED);
@@ -567,8 +568,8 @@ static void start_node(node *n)
             node_finish(n, N_FAILED, CBX_STATUS_FAILED);
             return;
         }
-        n->child = scope_new(R, n->sc, n, def->subflow->steps, def->subflow->nsteps, inputs, 0,
-                             def->subflow);
+        n->child =
+            scope_new(R, n->sc, n, def->subflow->steps, def->subflow->nsteps, inputs, def->subflow);
         if (!n->child) {
             node_error(n, "out of memory");
             node_finish(n, N_FAILED, CBX_STATUS_FAILED);
@@ -723,7 +724,7 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
     if (R.fj && (rc = cbx__flow_journal_run_start(R.fj, R.run_id, f->name, f->file, inputs,
                                                   wall_ms(), err)) < 0)
         goto out;
-    R.root = scope_new(&R, NULL, NULL, f->steps, f->nsteps, json_incref(inputs), 0, f);
+    R.root = scope_new(&R, NULL, NULL, f->steps, f->nsteps, json_incref(inputs), f);
     if (!R.root) {
         rc = cbx_err_set(err, -ENOMEM, "out of memory");
         goto out;

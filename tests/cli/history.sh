@@ -31,16 +31,16 @@ run "$CBX" history
 expect_rc 0 "history table"
 [ "$(grep -c ' command ' "$TMP/out")" = "6" ] || fail "history table rows: $(cat "$TMP/out")"
 
-# show: by id and by prefix
+# show: by id, by prefix and by suffix (ids are time-ordered: the suffix is the random part)
 id=$("$CBX" history --json --status timeout | jq -r '.[0].id')
 run "$CBX" history show "$id" --json
 expect_rc 0 "history show ID"
 [ "$(jqv .status)" = "timeout" ] || fail "show status: $(cat "$TMP/out")"
 [ "$(jqv '.attempts | length')" = "1" ] || fail "show attempts: $(cat "$TMP/out")"
 [ "$(jqv '.params.argv[0]')" = "sleep" ] || fail "show params: $(cat "$TMP/out")"
-run "$CBX" history show "${id:0:8}"
+run "$CBX" history show "${id: -8}"
 expect_rc 0 "history show PREFIX"
-grep -q "$id" "$TMP/out" || fail "show by prefix: $(cat "$TMP/out")"
+grep -q "$id" "$TMP/out" || fail "show by suffix: $(cat "$TMP/out")"
 run "$CBX" history show 00000000-0000-4000-8000-000000000000
 expect_rc 1 "history show of an unknown id"
 
