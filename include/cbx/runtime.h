@@ -76,7 +76,7 @@ typedef struct cbx_result {
     json_t *attempts;  /* owned: array, one object per attempt: number, outcome,
                           started_ms (wall clock), duration_ms, error, metadata */
     uint32_t attempt_count;
-    char error[512];       /* one line: why it did not succeed ("" on success) */
+    char error[320];       /* one line: why it did not succeed ("" on success) */
     uint64_t submitted_ms; /* wall clock, ms since the epoch */
     uint64_t queued_ns;    /* waiting for a concurrency slot */
     uint64_t duration_ns;  /* first attempt's start to the end */

@@ -104,10 +104,11 @@ static void finish(cbx_execution *ex, cbx_status status, int rc, const char *why
         ex->b->last_outputs = NULL;
     }
     if (status != CBX_STATUS_SUCCESS && why && why[0] && !r->error[0])
-        snprintf(r->error, sizeof r->error, "%s", why);
+        cbx__copy_text(r->error, sizeof r->error, why);
     if (status != CBX_STATUS_SUCCESS && !r->error[0])
         snprintf(r->error, sizeof r->error, "%s", cbx_strerror(rc));
-    r->duration_ns = ex->started_ns ? now_ns() - ex->started_ns : 0;
+    uint64_t end = now_ns();
+    r->duration_ns = ex->started_ns ? end - ex->started_ns : 0;
     if (ex->rt->journal) {
         cbx_journal_end e = {.execution_id = ex->id,
                              .status = cbx_status_name(status),
@@ -116,7 +117,7 @@ static void finish(cbx_execution *ex, cbx_status status, int rc, const char *why
                              .attempts = ex->attempts,
                              .outputs = r->outputs,
                              .error = r->error[0] ? r->error : NULL,
-                             .ended_ms = cbx__wall_ms(),
+                             .ended_ms = cbx__rt_wall_ms(ex->rt, end),
                              .duration_ns = r->duration_ns};
         cbx_journal_execution_end(ex->rt->journal, &e, NULL);
         cbx__rt_journal_touch(ex->rt);
@@ -156,9 +157,10 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
 {
     timer_stop(ex);
     ex->task = NULL;
-    uint64_t duration = now_ns() - t->start_ns;
+    uint64_t ended = now_ns(), duration = ended - t->start_ns;
     int stop = atomic_load(&t->stop);
-    char after_error[sizeof t->error]; /* not t->error: an abandoned run may still write it */
+    char after_error[sizeof(cbx_task_result){0}.error]; /* not t's: an abandoned run may still
+                                                            write it */
 
     if (t->type->after) {
         cbx_task_result r = {.outcome = k,
@@ -188,10 +190,14 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
     }
 
     /* record: the result's attempt list, the journal */
-    json_t *att = json_pack("{s:i, s:s, s:I, s:f}", "number", (json_int_t)t->attempt, "outcome",
-                            stop == STOP_CANCEL ? "cancelled" : cbx_outcome_name(k), "started_ms",
-                            (json_int_t)t->started_ms, "duration_ms", (double)duration / 1e6);
+    json_t *att = json_object(); /* built by hand: json_pack's format parsing shows in profiles */
     if (att) {
+        json_object_set_new_nocheck(att, "number", json_integer((json_int_t)t->attempt));
+        json_object_set_new_nocheck(
+            att, "outcome",
+            json_string_nocheck(stop == STOP_CANCEL ? "cancelled" : cbx_outcome_name(k)));
+        json_object_set_new_nocheck(att, "started_ms", json_integer((json_int_t)t->started_ms));
+        json_object_set_new_nocheck(att, "duration_ms", json_real((double)duration / 1e6));
         if (error)
             json_object_set_new(att, "error", json_string(error));
         if (metadata)
@@ -203,7 +209,7 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
         ex->b->res.metadata = metadata;
     }
     if (error)
-        snprintf(ex->b->res.error, sizeof ex->b->res.error, "%s", error);
+        cbx__copy_text(ex->b->res.error, sizeof ex->b->res.error, error);
     else if (k == CBX_OUTCOME_SUCCESS)
         ex->b->res.error[0] = '\0';
     if (ex->rt->journal) {
@@ -243,7 +249,7 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
             return;
         }
         keep_last(ex, outputs);
-        if (ex->cancel_reason || now_ns() + delay >= ex->deadline_ns) {
+        if (ex->cancel_reason || ended + delay >= ex->deadline_ns) {
             int timeout = ex->cancel_reason != STOP_CANCEL;
             finish(ex, timeout ? CBX_STATUS_TIMEOUT : CBX_STATUS_CANCELLED,
                    timeout ? CBX_ETIMEDOUT : CBX_ECANCELLED,
@@ -252,7 +258,7 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
         }
         ex->status = CBX_STATUS_RETRYING;
         ex->phase = PHASE_WAITING;
-        timer_at(ex, now_ns() + delay, resume);
+        timer_at(ex, ended + delay, resume);
         return;
     }
     /* no policy: one attempt */
@@ -272,6 +278,7 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
 static void task_free(cbx_task *t)
 {
     json_decref(t->params);
+    free(t->error);
     free(t);
 }
 
@@ -295,7 +302,7 @@ static void work_run(uv_work_t *w)
     t->outputs = out;
     t->metadata = meta;
     if (k != CBX_OUTCOME_SUCCESS && err.msg[0])
-        snprintf(t->error, sizeof t->error, "%s", err.msg);
+        t->error = strdup(err.msg);
 }
 
 static void work_done(uv_work_t *w, int status)
@@ -336,7 +343,7 @@ static void on_attempt_deadline(uv_timer_t *timer)
         stop_task(ex->task, STOP_TIMEOUT);
 }
 
-static void start_task(cbx_execution *ex, uint64_t deadline)
+static void start_task(cbx_execution *ex, uint64_t now, uint64_t deadline)
 {
     const cbx_executor_type *type = ex->type;
     cbx_task *t = calloc(1, sizeof *t + type->task_size);
@@ -352,8 +359,8 @@ static void start_task(cbx_execution *ex, uint64_t deadline)
     memcpy(t->exec_id, ex->id, sizeof t->exec_id);
     t->type = type;
     t->attempt = ++ex->attempts;
-    t->start_ns = now_ns();
-    t->started_ms = cbx__wall_ms();
+    t->start_ns = now;
+    t->started_ms = cbx__rt_wall_ms(ex->rt, now);
     t->deadline_ns = deadline;
     t->quality = 1.0;
     t->outcome = CBX_OUTCOME_ERROR;
@@ -366,8 +373,8 @@ static void start_task(cbx_execution *ex, uint64_t deadline)
         cbx_err_clear(&err);
         if (type->before(t, &err) < 0) {
             t->reported = 1;
-            snprintf(t->error, sizeof t->error, "before hook: %.480s",
-                     err.msg[0] ? err.msg : cbx_strerror(err.code));
+            cbx__task_set_error(t, "before hook: %s",
+                                err.msg[0] ? err.msg : cbx_strerror(err.code));
             cbx__task_complete(t);
             return;
         }
@@ -380,7 +387,7 @@ static void start_task(cbx_execution *ex, uint64_t deadline)
         t->in_start = 0;
         if (r < 0 && !t->reported) {
             t->reported = 1;
-            snprintf(t->error, sizeof t->error, "could not start: %s", cbx_strerror(r));
+            cbx__task_set_error(t, "could not start: %s", cbx_strerror(r));
         }
         if (t->reported)
             cbx__task_complete(t);
@@ -389,7 +396,7 @@ static void start_task(cbx_execution *ex, uint64_t deadline)
     int r = uv_queue_work(ex->rt->loop, &t->work, work_run, work_done);
     if (r < 0) {
         t->reported = 1;
-        snprintf(t->error, sizeof t->error, "could not queue: %s", uv_strerror(r));
+        cbx__task_set_error(t, "could not queue: %s", uv_strerror(r));
         cbx__task_complete(t);
     }
 }
@@ -467,7 +474,7 @@ static void next_attempt(cbx_execution *ex)
         deadline = now + ex->timeout_ns;
     if (ex->deadline_ns < deadline)
         deadline = ex->deadline_ns;
-    start_task(ex, deadline);
+    start_task(ex, now, deadline);
 }
 
 /* ---- entry points from runtime.c ----------------------------------------------------------- */

@@ -12,6 +12,15 @@ uint64_t cbx__wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+void cbx__copy_text(char *dst, size_t size, const char *src)
+{
+    if (!size)
+        return;
+    size_t n = src ? strnlen(src, size - 1) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
+}
+
 void cbx_result_clear(cbx_result *r)
 {
     if (!r)

@@ -156,6 +156,20 @@ void *cbx_runtime_loop(cbx_runtime *rt)
     return rt->loop;
 }
 
+/* Wall-clock milliseconds for a monotonic time, from a pair of readings taken at most a minute
+ * ago: one clock read serves both timings and journal stamps. */
+uint64_t cbx__rt_wall_ms(cbx_runtime *rt, uint64_t mono_ns)
+{
+    if (!rt->wall_base_ms || mono_ns < rt->mono_base_ns ||
+        mono_ns - rt->mono_base_ns > 60 * CBX_NS_PER_S) {
+        rt->mono_base_ns = cbx_clock_now_ns(NULL);
+        rt->wall_base_ms = cbx__wall_ms();
+        if (mono_ns < rt->mono_base_ns)
+            return rt->wall_base_ms - (rt->mono_base_ns - mono_ns) / CBX_NS_PER_MS;
+    }
+    return rt->wall_base_ms + (mono_ns - rt->mono_base_ns) / CBX_NS_PER_MS;
+}
+
 uint64_t cbx_runtime_kill_grace_ns(const cbx_runtime *rt)
 {
     return rt->kill_grace_ns;
@@ -253,7 +267,7 @@ static int refuse(cbx_runtime *rt, const cbx_request *req, int rc, const char *w
     r->status = CBX_STATUS_REJECTED;
     r->rc = rc;
     r->submitted_ms = cbx__wall_ms();
-    snprintf(r->error, sizeof r->error, "%s", why);
+    cbx__copy_text(r->error, sizeof r->error, why);
     r->attempts = json_array();
     if (rt->journal) {
         cbx_journal_end e = {.execution_id = ex.id,
@@ -336,6 +350,7 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
     }
     ex->timeout_ns = req->timeout_ns;
     ex->submitted_ns = cbx_clock_now_ns(NULL);
+    ex->submitted_ms = cbx__rt_wall_ms(rt, ex->submitted_ns);
     ex->deadline_ns = req->deadline_ns ? ex->submitted_ns + req->deadline_ns : UINT64_MAX;
     ex->fallback_key = dup_or_null(req->fallback_key);
     ex->tag = dup_or_null(req->tag);
@@ -343,7 +358,6 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
     ex->ud = req->ud;
     ex->status = CBX_STATUS_PENDING;
     ex->phase = PHASE_QUEUED;
-    ex->submitted_ms = cbx__wall_ms();
 
     if (rt->journal) {
         json_t *shown = cbx_schema_redact(type->params, params);

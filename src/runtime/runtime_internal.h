@@ -33,7 +33,7 @@ struct cbx_task {
     /* what the attempt produced */
     cbx_outcome outcome;
     json_t *outputs, *metadata;
-    char error[512];
+    char *error; /* malloc'd, only when the attempt gave a reason (most succeed without one) */
     uint64_t retry_after_ns;
     double quality;
     uv_work_t work; /* blocking executors */
@@ -103,12 +103,14 @@ struct cbx_runtime {
     int flush_armed;
     uint64_t rng; /* for execution ids */
     int closing;
-    uint32_t unreaped; /* executions done since the loop last turned */
+    uint32_t unreaped;                   /* executions done since the loop last turned */
+    uint64_t mono_base_ns, wall_base_ms; /* see cbx__rt_wall_ms */
 };
 
 /* runtime.c */
 void cbx__rt_journal_touch(cbx_runtime *rt);
 void cbx__rt_execution_done(cbx_execution *ex);
+uint64_t cbx__rt_wall_ms(cbx_runtime *rt, uint64_t mono_ns);
 
 /* attempt.c */
 int cbx__exec_ensure_body(cbx_execution *ex);
@@ -118,6 +120,12 @@ void cbx__task_complete(cbx_task *t);
 
 /* result.c */
 uint64_t cbx__wall_ms(void);
+
+/* Set t->error from a printf format (replacing any earlier one). */
+void cbx__task_set_error(cbx_task *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Copy src into dst (size bytes), cut short if need be, always terminated. */
+void cbx__copy_text(char *dst, size_t size, const char *src);
 
 /* ids */
 void cbx__uuid4(uint64_t *rng, char out[40]); /* a time-ordered (version 7) id */

@@ -1,8 +1,10 @@
 /* What an executor sees of its attempt. */
+#define _GNU_SOURCE /* vasprintf */
 #include "runtime/runtime_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 const json_t *cbx_task_params(const cbx_task *t)
 {
@@ -70,6 +72,18 @@ void cbx_task_set_quality(cbx_task *t, double quality)
     t->quality = quality;
 }
 
+void cbx__task_set_error(cbx_task *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *e = NULL;
+    if (vasprintf(&e, fmt, ap) >= 0) {
+        free(t->error);
+        t->error = e;
+    }
+    va_end(ap);
+}
+
 void cbx_task_done(cbx_task *t, cbx_outcome k, json_t *outputs, json_t *metadata,
                    const char *error_fmt, ...)
 {
@@ -85,7 +99,11 @@ void cbx_task_done(cbx_task *t, cbx_outcome k, json_t *outputs, json_t *metadata
     if (error_fmt) {
         va_list ap;
         va_start(ap, error_fmt);
-        vsnprintf(t->error, sizeof t->error, error_fmt, ap);
+        char *e = NULL;
+        if (vasprintf(&e, error_fmt, ap) >= 0) {
+            free(t->error);
+            t->error = e;
+        }
         va_end(ap);
     }
     if (t->in_start)

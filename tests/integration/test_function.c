@@ -133,6 +133,9 @@ static int async_start(cbx_task *t, const json_t *input, void *ud)
     p->fail = json_is_true(json_object_get(input, "fail"));
     uv_timer_init(cbx_task_loop(t), &p->timer);
     p->timer.data = p;
+    /* the loop's cached time may lag the clock the runtime measures with: refresh it, or the
+     * timer fires early and the duration check below fails now and then */
+    uv_update_time(cbx_task_loop(t));
     uv_timer_start(&p->timer, async_fire,
                    (uint64_t)json_integer_value(json_object_get(input, "ms")), 0);
     current = p;
