@@ -36,6 +36,11 @@ int cli_cmd_types(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_history(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_breaker(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_validate(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_run(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_runs(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_show(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_graph(cli_ctx *ctx, int argc, char **argv);
 
 /* Handle --state-dir (exports CBX_STATE_DIR). Returns 0, or CLI_EXIT_USAGE after a message. */
 int cli_set_state_dir(cli_ctx *ctx, const char *dir);
@@ -55,5 +60,26 @@ int cli_registry_open(const cli_types_src *src, cbx_registry **out);
 
 /* The closest name to word among the registry's types, or NULL when none is close. */
 const char *cli_suggest_type(const cbx_registry *r, const char *word);
+
+/* The view of a running flow (cli/flow_view.c), on stderr: CLI_VIEW_LIVE redraws one line per
+ * step in place (it falls back to CLI_VIEW_LOG when stderr is not a terminal), CLI_VIEW_LOG
+ * writes a line per event ("step fetch succeeded in 120ms (2 attempts)"), CLI_VIEW_QUIET
+ * nothing. */
+enum { CLI_VIEW_QUIET, CLI_VIEW_LOG, CLI_VIEW_LIVE };
+typedef struct cli_flow_view cli_flow_view;
+struct cbx_flow_event;
+struct cbx_flow_result;
+/* The steps are read from the flow file (already checked), in file order. NULL: no memory. */
+cli_flow_view *cli_flow_view_new(const char *file, int mode);
+void cli_flow_view_free(cli_flow_view *v);
+/* A cbx_flow_event_fn: ud is the view. */
+void cli_flow_view_event(const struct cbx_flow_event *ev, void *ud);
+/* Redraw the live block (elapsed times); a no-op otherwise. */
+void cli_flow_view_tick(cli_flow_view *v);
+/* One line above the live block (or a plain line). */
+void cli_flow_view_note(cli_flow_view *v, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The last redraw and the summary line ("flow x succeeded in 1.2s: 3 steps succeeded, ..."). */
+void cli_flow_view_end(cli_flow_view *v, const char *flow_name, const struct cbx_flow_result *r);
 
 #endif

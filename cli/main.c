@@ -40,6 +40,11 @@ static const cli_cmd commands[] = {
     {"history", cli_cmd_history, "past executions from the journal; show one; clear"},
     {"stats", cli_cmd_stats, "statistics over the journal: overall, per executor or breaker"},
     {"breaker", cli_cmd_breaker, "the host-wide named breakers: list, show, reset, open, close"},
+    {"validate", cli_cmd_validate, "check a flow file: every problem as file:line:col"},
+    {"run", cli_cmd_run, "run a flow (live view, journal, --resume, --batch)"},
+    {"runs", cli_cmd_runs, "flow runs from the journal"},
+    {"show", cli_cmd_show, "one flow run with its steps"},
+    {"graph", cli_cmd_graph, "a flow's DAG as Mermaid or DOT"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
