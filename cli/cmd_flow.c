@@ -2,9 +2,8 @@
  *
  * A flow file is checked in full before anything runs (every problem as file:line:col). A run
  * happens on one runtime and one loop; a batch (--batch) runs the flow once per line of a JSON
- * Lines file on N worker threads, each with its own loop, runtime and journal handle, sharing the
- * registry (read-only) and one in-memory breaker store (thread-safe), so that a breaker keyed in
- * the flow's policies protects an upstream across the whole batch. */
+ * Lines file on N worker threads, each with its own loop, runtime, journal handle and copy of the
+ * flow, sharing the registry (read-only) and one in-memory breaker store (thread-safe). */
 #include "args.h"
 #include "cli.h"
 #include "output.h"

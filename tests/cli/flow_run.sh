@@ -106,6 +106,21 @@ run "$CBX" run $F/good.yaml --parallel 2 -i who=x
 expect_rc 2 "--parallel without --batch"
 expect_err_line "run: --parallel goes with --batch DATA.jsonl" "--parallel alone"
 
+# timeouts, of the whole flow and of one step: exit 124, the step's process tree killed
+printf 'name: t\ntimeout: 300ms\nsteps:\n  - {name: nap, executor: command, config: {argv: [sleep, "5"]}}\n' \
+    >"$TMP/flow_timeout.yaml"
+start=$(now_ms)
+run "$CBX" run "$TMP/flow_timeout.yaml"
+expect_rc 124 "the flow's timeout"
+[ $(($(now_ms) - start)) -lt 4000 ] || fail "the flow's timeout did not stop the step"
+[ "$(tail -1 "$TMP/err")" = "cbx: run: the flow timed out after 300ms" ] || fail "timeout: $(tail -1 "$TMP/err")"
+printf 'name: t\nsteps:\n  - {name: nap, executor: command, timeout: 200ms, config: {argv: [sleep, "5"]}}\n' \
+    >"$TMP/step_timeout.yaml"
+run "$CBX" run "$TMP/step_timeout.yaml"
+expect_rc 124 "a step's timeout"
+grep -q "^step nap timed out in " "$TMP/err" || fail "timed out line: $(cat "$TMP/err")"
+grep -q "^cbx: run: step 'nap' failed: timed out" "$TMP/err" || fail "step timeout: $(cat "$TMP/err")"
+
 # a flow without outputs shows each step's outputs
 cat >"$TMP/noout.yaml" <<'YAML'
 name: noout
