@@ -363,7 +363,13 @@ static int check_identity(cbx_journal *j, cbx_err *err)
 
 static int setup_schema(cbx_journal *j, int memory, cbx_err *err)
 {
-    int r = check_identity(j, err);
+    /* One read transaction for the three reads: outside one, each sees the file as it is then,
+     * and a journal another process creates meanwhile looks like tables without an id. */
+    int r = exec_sql(j, "BEGIN", err, "begin");
+    if (r != 0)
+        return r;
+    r = check_identity(j, err);
+    sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL);
     if (r != 0)
         return r;
     if (!memory) {

@@ -831,6 +831,39 @@ Test(journal_shared, two_processes_on_one_file)
     remove_tree(tmpdir);
 }
 
+/* Processes that open a journal file nobody has created yet, all at once, all succeed: one
+ * creates it, the others see it whole (its tables once appeared before its id did). */
+Test(journal_shared, many_processes_create_one_file_at_once)
+{
+    make_tmpdir();
+    for (int round = 0; round < 15; round++) {
+        char name[32], path[300];
+        snprintf(name, sizeof name, "new-%d.db", round);
+        tmp_path(path, sizeof path, name);
+        pid_t pids[6];
+        for (int i = 0; i < 6; i++) {
+            pids[i] = fork();
+            cr_assert_neq(pids[i], -1);
+            if (pids[i] == 0) {
+                cbx_journal *j = NULL;
+                cbx_err err;
+                int r = cbx_journal_open(&j, &(cbx_journal_opts){.path = path}, &err);
+                if (r != 0)
+                    fprintf(stderr, "open: %s\n", err.msg);
+                cbx_journal_close(j);
+                _exit(r == 0 ? 0 : 1);
+            }
+        }
+        for (int i = 0; i < 6; i++) {
+            int status = 0;
+            cr_assert_eq(waitpid(pids[i], &status, 0), pids[i]);
+            cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                      "round %d: process %d could not open the new journal", round, i);
+        }
+    }
+    remove_tree(tmpdir);
+}
+
 Test(journal_shared, flush_makes_writes_visible_to_another_handle)
 {
     make_tmpdir();
