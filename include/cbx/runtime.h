@@ -104,6 +104,10 @@ typedef struct cbx_request {
     const char *tag;     /* free text, journaled with the execution (a flow run and step) */
     cbx_done_fn on_done; /* may be NULL */
     void *ud;
+    /* May be NULL. Called on the loop thread when attempt `attempt` failed with error and
+     * another will start after delay_ns (status RETRYING); ud as above. */
+    void (*on_retry)(cbx_execution *ex, uint32_t attempt, uint64_t delay_ns, const char *error,
+                     void *ud);
 } cbx_request;
 
 typedef struct cbx_runtime_opts {

@@ -8,6 +8,8 @@
 #include "flow/flow_internal.h"
 #include "flow/flow_journal.h"
 
+#include "core/uuid.h"
+
 #include "cbx/template.h"
 #include "cbx/units.h"
 
@@ -98,24 +100,6 @@ static uint64_t wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void uuid4(char out[40])
-{
-    unsigned char b[16];
-    FILE *f = fopen("/dev/urandom", "rb");
-    if (!f || fread(b, 1, sizeof b, f) != sizeof b) {
-        uint64_t x = cbx_clock_now_ns(NULL) ^ (uint64_t)(uintptr_t)out;
-        for (int i = 0; i < 16; i++, x = x * 6364136223846793005ULL + 1442695040888963407ULL)
-            b[i] = (unsigned char)(x >> 56);
-    }
-    if (f)
-        fclose(f);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 40, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
 }
 
 static void emit(runner *R, cbx_flow_event_kind kind, node *n, cbx_status status)
@@ -376,6 +360,22 @@ static void skip(node *n, const char *fmt, ...)
 
 static void item_done(cbx_execution *ex, const cbx_result *res, void *ud);
 
+/* An attempt of the step failed and another will follow: tell the live view. */
+static void item_retry(cbx_execution *ex, uint32_t attempt, uint64_t delay_ns, const char *error,
+                       void *ud)
+{
+    (void)ex;
+    (void)delay_ns;
+    item_run *ir = ud;
+    node *n = ir->n;
+    uint32_t counted = n->attempts; /* the finished executions' attempts, added when each ends */
+    n->attempts = counted + attempt;
+    node_error(n, "%s", error);
+    emit(n->sc->R, CBX_FLOW_STEP_RETRYING, n, CBX_STATUS_RETRYING);
+    n->error[0] = '\0';
+    n->attempts = counted;
+}
+
 static int start_item(node *n, size_t i)
 {
     runner *R = n->sc->R;
@@ -404,6 +404,7 @@ static int start_item(node *n, size_t i)
                      .timeout_ns = def->timeout_ns,
                      .tag = tag,
                      .on_done = item_done,
+                     .on_retry = item_retry,
                      .ud = ir};
     R->running++;
     n->items_running++;
@@ -700,7 +701,7 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
         if (rc < 0)
             goto out;
     } else {
-        uuid4(R.run_id);
+        cbx__uuid7(R.run_id);
         given = o->inputs ? json_incref((json_t *)o->inputs) : json_object();
     }
     snprintf(res->run_id, sizeof res->run_id, "%s", R.run_id);

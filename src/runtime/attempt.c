@@ -259,6 +259,8 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
         ex->status = CBX_STATUS_RETRYING;
         ex->phase = PHASE_WAITING;
         timer_at(ex, ended + delay, resume);
+        if (ex->on_retry)
+            ex->on_retry(ex, t->attempt, delay, error ? error : "", ex->ud);
         return;
     }
     /* no policy: one attempt */

@@ -355,6 +355,7 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
     ex->fallback_key = dup_or_null(req->fallback_key);
     ex->tag = dup_or_null(req->tag);
     ex->on_done = req->on_done;
+    ex->on_retry = req->on_retry;
     ex->ud = req->ud;
     ex->status = CBX_STATUS_PENDING;
     ex->phase = PHASE_QUEUED;

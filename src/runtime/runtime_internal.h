@@ -75,6 +75,7 @@ struct cbx_execution {
     char *fallback_key, *tag;
     cbx_done_fn on_done;
     void *ud;
+    void (*on_retry)(cbx_execution *, uint32_t, uint64_t, const char *, void *);
     cbx_status status;
     exec_phase phase;
     cbx_task *task;    /* the attempt out, if any */

@@ -209,6 +209,18 @@ Test(runtime, one_attempt_succeeds_with_outputs_and_hooks)
     json_decref(p);
 }
 
+static int retries_seen;
+static void count_retry(cbx_execution *ex, uint32_t attempt, uint64_t delay_ns, const char *error,
+                        void *ud)
+{
+    (void)ex;
+    (void)ud;
+    retries_seen++;
+    cr_assert_eq(attempt, (uint32_t)retries_seen, "attempts are reported in order");
+    cr_assert_eq(delay_ns, 5 * CBX_NS_PER_MS);
+    cr_assert(strstr(error, "flaky"), "%s", error);
+}
+
 Test(runtime, retries_until_success_under_the_policy)
 {
     cbx_policy *pol = policy("{\"retry\": {\"attempts\": 4, \"backoff\": \"fixed\", \"initial\": "
@@ -216,10 +228,14 @@ Test(runtime, retries_until_success_under_the_policy)
     fails_left = 2;
     json_t *p = params("{\"mode\": \"flaky\"}");
     cbx_result r;
+    retries_seen = 0;
     int rc = cbx_runtime_execute(
-        rt, &(cbx_request){.executor = "t_async", .params = p, .policy = pol}, &r, NULL);
+        rt,
+        &(cbx_request){.executor = "t_async", .params = p, .policy = pol, .on_retry = count_retry},
+        &r, NULL);
     cr_assert_eq(rc, 0, "%s", r.error);
     cr_assert_eq(r.attempt_count, 3);
+    cr_assert_eq(retries_seen, 2, "on_retry after each failed attempt but the last");
     cr_assert_eq(json_array_size(r.attempts), 3);
     cr_assert_eq(befores, 3, "before ran %d times", befores);
     cr_assert_eq(afters, 3);
