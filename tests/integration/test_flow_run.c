@@ -1,0 +1,614 @@
+/* Running flows through the library, with real processes: foreach (items, literal lists,
+ * batches, parallelism, failures), composites in sequence and in parallel, sub-flows with their
+ * own inputs, the flow's timeout, input checks, the typing of outputs, and resuming a failed run
+ * from the journal. Fixtures are in tests/flows/run/. Speed is never asserted.
+ */
+#define _GNU_SOURCE
+#include "cbx/flow.h"
+#include "cbx/journal.h"
+#include "cbx/registry.h"
+#include "cbx/runtime.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static cbx_registry *reg;
+static cbx_runtime *rt;
+
+static void setup(void)
+{
+    cbx_err e;
+    cr_assert_eq(cbx_registry_new(&reg, &e), 0, "%s", e.msg);
+    cbx_runtime_opts o = {.registry = reg};
+    cr_assert_eq(cbx_runtime_new(&rt, &o, &e), 0, "%s", e.msg);
+}
+
+static void teardown(void)
+{
+    cbx_runtime_free(rt);
+    cbx_registry_free(reg);
+}
+
+TestSuite(flow_run, .init = setup, .fini = teardown, .timeout = 60);
+
+static const char *fixture(const char *name)
+{
+    static char path[1024];
+    snprintf(path, sizeof path, "%s/tests/flows/run/%s", CBX_SOURCE_DIR, name);
+    return path;
+}
+
+static void assert_loaded(int rc, cbx_diag *d)
+{
+    cbx_err first = {0};
+    if (rc < 0)
+        cbx_diag_first(d, &first);
+    cbx_diag_clear(d);
+    cr_assert_eq(rc, 0, "%s:%d:%d: %s", first.where, first.line, first.col, first.msg);
+}
+
+static cbx_flow *load_fixture(const char *name)
+{
+    cbx_diag d = {0};
+    cbx_flow *f = NULL;
+    assert_loaded(cbx_flow_load(&f, fixture(name), reg, &d), &d);
+    return f;
+}
+
+/* A flow given as text, named as if it were a file in tests/flows/run (sub-flow paths resolve
+ * from there). */
+static cbx_flow *load_text(const char *text)
+{
+    cbx_diag d = {0};
+    cbx_flow *f = NULL;
+    assert_loaded(cbx_flow_load_string(&f, text, strlen(text), fixture("inline.yaml"), reg, &d),
+                  &d);
+    return f;
+}
+
+static int run(cbx_flow *f, const char *inputs, cbx_flow_result *res)
+{
+    json_t *in = inputs ? json_loads(inputs, 0, NULL) : NULL;
+    cr_assert(!inputs || in, "bad inputs JSON %s", inputs);
+    cbx_flow_run_opts o = {.inputs = in};
+    cbx_err e;
+    int rc = cbx_flow_run(rt, f, &o, res, &e);
+    json_decref(in);
+    return rc;
+}
+
+static json_t *step(const cbx_flow_result *res, const char *name)
+{
+    json_t *s = json_object_get(res->steps, name);
+    cr_assert_not_null(s, "no step '%s' in the result", name);
+    return s;
+}
+
+static json_t *step_outputs(const cbx_flow_result *res, const char *name)
+{
+    return json_object_get(step(res, name), "outputs");
+}
+
+static const char *step_str(const cbx_flow_result *res, const char *name, const char *key)
+{
+    return json_string_value(json_object_get(step(res, name), key));
+}
+
+static const char *out_str(const cbx_flow_result *res, const char *key)
+{
+    return json_string_value(json_object_get(res->outputs, key));
+}
+
+/* The compact JSON text of v (sorted keys), in a static buffer. */
+static const char *text_of(const json_t *v)
+{
+    static char buf[2048];
+    char *s = v ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+    snprintf(buf, sizeof buf, "%s", s ? s : "(none)");
+    free(s);
+    return buf;
+}
+
+typedef struct interval {
+    uint64_t start, end;
+} interval;
+
+static interval interval_of(const json_t *outputs, const char *what)
+{
+    interval iv = {0, 0};
+    const char *out = json_string_value(json_object_get(outputs, "stdout"));
+    cr_assert_not_null(out, "%s: no stdout", what);
+    cr_assert_eq(sscanf(out, "%" SCNu64 " %" SCNu64, &iv.start, &iv.end), 2, "%s printed '%s'",
+                 what, out);
+    return iv;
+}
+
+static int overlap(interval a, interval b)
+{
+    return a.start < b.end && b.start < a.end;
+}
+
+/* ---- foreach ------------------------------------------------------------------------------------
+ */
+
+Test(flow_run, foreach_runs_once_per_item_with_outputs_in_order)
+{
+    cbx_flow *f = load_fixture("run_foreach.yaml");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), 0, "%s", res.error);
+    json_t *t = step_outputs(&res, "times10");
+    cr_assert(json_is_array(t), "%s", text_of(t));
+    cr_assert_eq(json_array_size(t), 5);
+    for (size_t i = 0; i < 5; i++) {
+        char want[8];
+        snprintf(want, sizeof want, "%zu", (i + 1) * 10);
+        cr_assert_str_eq(json_string_value(json_object_get(json_array_get(t, i), "stdout")), want,
+                         "item %zu", i);
+    }
+    /* batch_size 2: three executions, each given a list of items */
+    json_t *b = step_outputs(&res, "batched");
+    cr_assert_eq(json_array_size(b), 3, "%s", text_of(b));
+    const char *batches[] = {"[1,2]", "[3,4]", "[5]"};
+    for (size_t i = 0; i < 3; i++)
+        cr_assert_str_eq(json_string_value(json_object_get(json_array_get(b, i), "stdout")),
+                         batches[i]);
+    /* a literal list */
+    json_t *l = step_outputs(&res, "letters");
+    cr_assert_eq(json_array_size(l), 3);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(l, 2), "stdout")), "<z>");
+    /* outputs read the list */
+    cr_assert_eq(json_integer_value(json_object_get(res.outputs, "count")), 5);
+    cr_assert(json_is_integer(json_object_get(res.outputs, "first")));
+    cr_assert_eq(json_integer_value(json_object_get(res.outputs, "first")), 10);
+    cr_assert_str_eq(out_str(&res, "last_batch"), "[5]");
+    cbx_flow_result_clear(&res);
+
+    /* other inputs, and an empty list */
+    cr_assert_eq(run(f, "{\"items\": [7]}", &res), 0, "%s", res.error);
+    cr_assert_str_eq(text_of(json_object_get(res.outputs, "first")), "70");
+    cr_assert_eq(json_array_size(step_outputs(&res, "batched")), 1);
+    cr_assert_str_eq(out_str(&res, "last_batch"), "[7]");
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
+
+Test(flow_run, foreach_over_an_empty_list_succeeds_with_no_outputs)
+{
+    cbx_flow *f = load_text("name: e\n"
+                            "inputs: [{name: items, type: array, default: []}]\n"
+                            "steps:\n"
+                            "  - {name: each, executor: command, foreach: 'inputs.items',\n"
+                            "     config: {argv: ['false']}}\n"
+                            "  - {name: after, executor: command, config: {argv: [printf, '%s',\n"
+                            "     '{{ tostring(len(steps.each.outputs)) }}']}}\n");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), 0, "%s", res.error);
+    cr_assert_str_eq(text_of(step_outputs(&res, "each")), "[]");
+    cr_assert_str_eq(json_string_value(json_object_get(step_outputs(&res, "after"), "stdout")),
+                     "0");
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
+
+Test(flow_run, foreach_parallelism_bounds_the_items_at_once)
+{
+    cbx_flow *f = load_fixture("run_foreach_parallel.yaml");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), 0, "%s", res.error);
+    json_t *o = step_outputs(&res, "each");
+    cr_assert_eq(json_array_size(o), 6);
+    interval iv[6];
+    for (size_t i = 0; i < 6; i++) {
+        char what[16];
+        snprintf(what, sizeof what, "item %zu", i);
+        iv[i] = interval_of(json_array_get(o, i), what);
+        unsigned item = 0;
+        sscanf(json_string_value(json_object_get(json_array_get(o, i), "stdout")), "%*u %*u %u",
+               &item);
+        cr_assert_eq(item, i + 1, "outputs out of order");
+    }
+    int most = 0;
+    for (size_t i = 0; i < 6; i++) {
+        int at = 0;
+        for (size_t k = 0; k < 6; k++)
+            at += iv[k].start <= iv[i].start && iv[i].start < iv[k].end;
+        if (at > most)
+            most = at;
+    }
+    cr_assert_eq(most, 2, "parallelism 2: %d items at once", most);
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
+
+Test(flow_run, a_failed_item_fails_the_step_naming_the_item)
+{
+    cbx_flow *f = load_text("name: e\n"
+                            "steps:\n"
+                            "  - name: each\n"
+                            "    executor: command\n"
+                            "    foreach: [1, 0, 2]\n"
+                            "    parallelism: 1\n"
+                            "    config: {shell: true, command: 'test {{ item }} -ne 0'}\n");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), CBX_EFAILED);
+    cr_assert_str_eq(step_str(&res, "each", "status"), "failed");
+    cr_assert(strstr(step_str(&res, "each", "error"), "item 1: exit code 1"), "%s",
+              step_str(&res, "each", "error"));
+    cr_assert(strstr(res.error, "step 'each' failed: item 1"), "%s", res.error);
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
+
+Test(flow_run, a_foreach_expression_that_is_not_a_list_fails_the_step)
+{
+    cbx_flow *f = load_text("name: e\n"
+                            "inputs: [{name: n, type: integer, default: 3}]\n"
+                            "steps:\n"
+                            "  - {name: each, executor: command, foreach: 'inputs.n',\n"
+                            "     config: {argv: [printf, x]}}\n");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), CBX_EFAILED);
+    cr_assert(
+        strstr(step_str(&res, "each", "error"), "foreach: the expression did not give a list"),
+        "%s", step_str(&res, "each", "error"));
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
+
+/* ---- composites
+ * ---------------------------------------------------------------------------------- */
+
+Test(flow_run, composites_run_in_sequence_and_in_parallel)
+{
+    cbx_flow *f = load_fixture("run_composite.yaml");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), 0, "%s", res.error);
+    json_t *seq = step_outputs(&res, "seq");
+    cr_assert(json_is_object(seq), "%s", text_of(seq));
+    cr_assert_eq(json_object_size(seq), 3, "%s", text_of(seq));
+    interval x = interval_of(json_object_get(seq, "x"), "seq.x");
+    interval y = interval_of(json_object_get(seq, "y"), "seq.y");
+    interval z = interval_of(json_object_get(seq, "z"), "seq.z");
+    cr_assert_geq(y.start, x.end, "sequence: y started before x ended");
+    cr_assert_geq(z.start, y.end, "sequence: z started before y ended");
+
+    json_t *par = step_outputs(&res, "par");
+    interval p = interval_of(json_object_get(par, "p"), "par.p");
+    interval q = interval_of(json_object_get(par, "q"), "par.q");
+    cr_assert(overlap(p, q), "parallel: p and q did not overlap");
+    /* a nested step reads the flow's inputs and a step outside its composite */
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(par, "r"), "stdout")),
+                     "hi+hi");
+    /* a later step reads a nested step's outputs through the composite's */
+    cr_assert_str_eq(out_str(&res, "r"), "hi+hi");
+    cr_assert_eq(json_integer_value(json_object_get(res.outputs, "seq_children")), 3);
+    cbx_flow_result_clear(&res);
+
+    cr_assert_eq(run(f, "{\"word\": \"yo\"}", &res), 0, "%s", res.error);
+    cr_assert_str_eq(out_str(&res, "r"), "yo+yo");
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
+
+Test(flow_run, a_failing_nested_step_fails_its_composite_and_stops_the_sequence)
+{
+    cbx_flow *f = load_text("name: c\n"
+                            "steps:\n"
+                            "  - name: grp\n"
+                            "    executor: steps\n"
+                            "    steps:\n"
+                            "      - {name: x, executor: command, config: {argv: [printf, x]}}\n"
+                            "      - {name: y, executor: command, config: {shell: true,\n"
+                            "         command: 'echo nope >&2; exit 4'}}\n"
+                            "      - {name: z, executor: command, config: {argv: [printf, z]}}\n"
+                            "  - {name: after, executor: command, needs: [grp],\n"
+                            "     config: {argv: [printf, after]}}\n");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), CBX_EFAILED);
+    cr_assert(strstr(res.error, "grp.y"), "%s", res.error);
+    cr_assert(strstr(res.error, "exit code 4: nope"), "%s", res.error);
+    cr_assert_str_eq(step_str(&res, "grp", "status"), "failed");
+    cr_assert(strstr(step_str(&res, "grp", "error"), "step 'grp.y': exit code 4"), "%s",
+              step_str(&res, "grp", "error"));
+    cr_assert_str_eq(step_str(&res, "after", "status"), "skipped");
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
+
+Test(flow_run, a_tolerated_nested_failure_lets_the_composite_succeed)
+{
+    cbx_flow *f =
+        load_text("name: c\n"
+                  "steps:\n"
+                  "  - name: grp\n"
+                  "    executor: steps\n"
+                  "    mode: parallel\n"
+                  "    steps:\n"
+                  "      - {name: bad, executor: command, continue_on_error: true,\n"
+                  "         config: {argv: ['false']}}\n"
+                  "      - {name: good, executor: command, config: {argv: [printf, ok]}}\n"
+                  "outputs:\n"
+                  "  good: '{{ steps.grp.outputs.good.stdout }}'\n");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), 0, "%s", res.error);
+    cr_assert_str_eq(out_str(&res, "good"), "ok");
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
+
+/* ---- sub-flows
+ * ----------------------------------------------------------------------------------- */
+
+Test(flow_run, sub_flows_run_with_their_own_inputs_and_give_their_outputs)
+{
+    cbx_flow *f = load_fixture("run_parent.yaml");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), 0, "%s", res.error);
+    /* 4*10 = 40; 40+2 = 42; 42 + 1 (the sub-flow's default b) = 43 */
+    cr_assert_str_eq(text_of(step_outputs(&res, "once")),
+                     "{\"label\":\"sum of 40 and 2\",\"sum\":42}");
+    json_t *total = json_object_get(res.outputs, "total");
+    cr_assert(json_is_integer(total), "%s", text_of(total));
+    cr_assert_eq(json_integer_value(total), 43);
+    cr_assert_str_eq(text_of(json_object_get(res.outputs, "labels")),
+                     "[\"sum of 40 and 2\",\"sum of 42 and 1\"]");
+    cbx_flow_result_clear(&res);
+    cr_assert_eq(run(f, "{\"x\": -1}", &res), 0, "%s", res.error);
+    cr_assert_eq(json_integer_value(json_object_get(res.outputs, "total")), -7);
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
+
+Test(flow_run, a_sub_flow_given_bad_inputs_fails_its_step)
+{
+    cbx_flow *f = load_text("name: p\n"
+                            "inputs: [{name: word, type: string, default: abc}]\n"
+                            "steps:\n"
+                            "  - name: sub\n"
+                            "    flow: run_sub_sum.yaml\n"
+                            "    inputs: {a: '{{ inputs.word }}'}\n");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), CBX_EFAILED);
+    const char *err = step_str(&res, "sub", "error");
+    cr_assert(strstr(err, "run_sub_sum.yaml: inputs: "), "%s", err);
+    cr_assert(strstr(err, "a"), "%s", err);
+    cr_assert(strstr(res.error, "step 'sub' failed"), "%s", res.error);
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
+
+/* ---- the flow's timeout -------------------------------------------------------------------------
+ */
+
+Test(flow_run, the_flows_timeout_stops_what_runs_and_skips_what_waits)
+{
+    cbx_flow *f =
+        load_text("name: slow\n"
+                  "timeout: 300ms\n"
+                  "concurrency: 1\n"
+                  "steps:\n"
+                  "  - {name: sleeper, executor: command, config: {argv: [sleep, '30']}}\n"
+                  "  - {name: queued, executor: command, config: {argv: [printf, q]}}\n"
+                  "  - {name: after, executor: command, needs: [sleeper],\n"
+                  "     config: {argv: [printf, a]}}\n");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), CBX_ETIMEDOUT, "%s", res.error);
+    cr_assert_eq(res.status, CBX_STATUS_TIMEOUT);
+    cr_assert(strstr(res.error, "the flow timed out after 300ms"), "%s", res.error);
+    cr_assert_null(res.outputs);
+    cr_assert_str_eq(step_str(&res, "sleeper", "status"), "failed");
+    cr_assert_str_eq(step_str(&res, "queued", "status"), "skipped");
+    cr_assert_str_eq(step_str(&res, "queued", "error"), "the flow timed out");
+    cr_assert_str_eq(step_str(&res, "after", "status"), "skipped");
+    /* the sleep was stopped, not waited for */
+    cr_assert_lt(res.duration_ns, 20 * 1000000000ull);
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
+
+/* ---- inputs
+ * -------------------------------------------------------------------------------------- */
+
+static void assert_rejected(cbx_flow *f, const char *inputs, const char *needle)
+{
+    cbx_flow_result res;
+    int rc = run(f, inputs, &res);
+    cr_assert_eq(rc, CBX_EINVAL_CONFIG, "%s: rc %d: %s", inputs, rc, res.error);
+    cr_assert_eq(res.status, CBX_STATUS_REJECTED, "%s", inputs);
+    cr_assert(strncmp(res.error, "inputs: ", 8) == 0, "%s", res.error);
+    cr_assert(strstr(res.error, needle), "%s: '%s' lacks '%s'", inputs, res.error, needle);
+    cr_assert_null(res.outputs);
+    cr_assert_eq(json_object_size(res.steps), 0, "steps ran: %s", text_of(res.steps));
+    cbx_flow_result_clear(&res);
+}
+
+Test(flow_run, inputs_are_checked_before_anything_runs)
+{
+    cbx_flow *f = load_fixture("run_inputs.yaml");
+    assert_rejected(f, "{}", "name");
+    assert_rejected(f, "{\"name\": 5}", "name");
+    assert_rejected(f, "{\"name\": \"n\", \"count\": \"two\"}", "count");
+    assert_rejected(f, "{\"name\": \"n\", \"count\": 1.5}", "count");
+    assert_rejected(f, "{\"name\": \"n\", \"mode\": \"medium\"}", "mode");
+    assert_rejected(f, "{\"name\": \"n\", \"tags\": {}}", "tags");
+    assert_rejected(f, "{\"name\": \"n\", \"colour\": \"red\"}", "colour");
+
+    cbx_flow_result res;
+    cr_assert_eq(run(f, "{\"name\": \"n\"}", &res), 0, "%s", res.error);
+    cr_assert_str_eq(out_str(&res, "shown"), "n/2/fast");
+    cr_assert(json_is_integer(json_object_get(res.outputs, "count")));
+    cr_assert_str_eq(text_of(json_object_get(res.outputs, "tags")), "[]");
+    cbx_flow_result_clear(&res);
+    cr_assert_eq(run(f, "{\"name\": \"m\", \"count\": 9, \"mode\": \"slow\", \"tags\": [1]}", &res),
+                 0, "%s", res.error);
+    cr_assert_str_eq(out_str(&res, "shown"), "m/9/slow");
+    cr_assert_str_eq(text_of(json_object_get(res.outputs, "tags")), "[1]");
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
+
+/* ---- outputs
+ * ------------------------------------------------------------------------------------- */
+
+Test(flow_run, outputs_keep_the_type_of_a_whole_template)
+{
+    cbx_flow *f = load_fixture("run_outputs.yaml");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), 0, "%s", res.error);
+    json_t *o = res.outputs;
+    cr_assert(json_is_integer(json_object_get(o, "integer")), "%s", text_of(o));
+    cr_assert_eq(json_integer_value(json_object_get(o, "integer")), 42);
+    cr_assert(json_is_real(json_object_get(o, "number")), "%s", text_of(o));
+    cr_assert_float_eq(json_real_value(json_object_get(o, "number")), 0.5, 1e-12);
+    cr_assert(json_is_true(json_object_get(o, "boolean")), "%s", text_of(o));
+    cr_assert_str_eq(text_of(json_object_get(o, "object")),
+                     "{\"n\":3,\"ok\":true,\"ratio\":0.5,\"tags\":[\"a\",\"b\"]}");
+    cr_assert_str_eq(text_of(json_object_get(o, "array")), "[\"a\",\"b\"]");
+    cr_assert_str_eq(out_str(&res, "text"), "n=3, ok=true");
+    cr_assert_str_eq(out_str(&res, "bracketed"), "[42]");
+    cr_assert(json_is_integer(json_object_get(o, "literal")));
+    cr_assert_eq(json_integer_value(json_object_get(o, "literal")), 7);
+    cr_assert(json_is_null(json_object_get(o, "nothing")), "%s", text_of(o));
+    cr_assert_str_eq(text_of(json_object_get(o, "nested")), "{\"count\":3,\"label\":\"x3\"}");
+    cr_assert_str_eq(text_of(json_object_get(o, "list")), "[3,\"42\"]");
+    cr_assert_eq(json_object_size(o), 11, "%s", text_of(o));
+
+    /* the result as JSON carries the same outputs */
+    json_t *j = cbx_flow_result_to_json(&res);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "status")), "success");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "run_id")), res.run_id);
+    cr_assert(json_equal(json_object_get(j, "outputs"), o));
+    cr_assert(json_is_object(json_object_get(json_object_get(j, "steps"), "data")));
+    json_decref(j);
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
+
+Test(flow_run, an_output_that_cannot_be_rendered_fails_the_flow)
+{
+    cbx_flow *f = load_text("name: o\n"
+                            "steps:\n"
+                            "  - {name: s, executor: command, config: {argv: [printf, x]}}\n"
+                            "outputs:\n"
+                            "  bad: '{{ steps.s.outputs.missing.deeper }}'\n");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), CBX_EFAILED);
+    cr_assert_eq(res.status, CBX_STATUS_FAILED);
+    cr_assert(strstr(res.error, "outputs.bad"), "%s", res.error);
+    cr_assert_null(res.outputs);
+    cr_assert_str_eq(step_str(&res, "s", "status"), "success");
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
+
+/* ---- the journal and resuming a failed run ------------------------------------------------------
+ */
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int count_lines(const char *path, const char *line)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char buf[128];
+    int n = 0;
+    while (fgets(buf, sizeof buf, f)) {
+        buf[strcspn(buf, "\n")] = '\0';
+        n += strcmp(buf, line) == 0;
+    }
+    fclose(f);
+    return n;
+}
+
+Test(flow_run, a_failed_run_resumed_reruns_only_what_had_not_succeeded)
+{
+    char dir[] = "/tmp/cbx_flow_run_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[256], log[256], marker[256];
+    snprintf(path, sizeof path, "%s/journal.db", dir);
+    snprintf(log, sizeof log, "%s/log", dir);
+    snprintf(marker, sizeof marker, "%s/marker", dir);
+    cbx_err e;
+    cbx_journal *j = NULL;
+    cbx_journal_opts jo = {.path = path};
+    cr_assert_eq(cbx_journal_open(&j, &jo, &e), 0, "%s", e.msg);
+    cbx_runtime *jrt = NULL;
+    cbx_runtime_opts ro = {.registry = reg, .journal = j};
+    cr_assert_eq(cbx_runtime_new(&jrt, &ro, &e), 0, "%s", e.msg);
+    cbx_flow *f = load_fixture("run_resume.yaml");
+
+    json_t *in = json_pack("{s:s}", "dir", dir);
+    cbx_flow_run_opts o = {.inputs = in};
+    cbx_flow_result res;
+    cr_assert_eq(cbx_flow_run(jrt, f, &o, &res, &e), CBX_EFAILED);
+    char run_id[40];
+    snprintf(run_id, sizeof run_id, "%s", res.run_id);
+    cr_assert_neq(run_id[0], '\0');
+    cr_assert_str_eq(step_str(&res, "check", "status"), "failed");
+    cr_assert_str_eq(step_str(&res, "c", "status"), "skipped");
+    cbx_flow_result_clear(&res);
+
+    /* the journal has the run, failed, with its steps */
+    json_t *runs = NULL;
+    cr_assert_eq(cbx_flow_runs_list(j, 0, &runs, &e), 0, "%s", e.msg);
+    cr_assert_eq(json_array_size(runs), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(runs, 0), "run_id")), run_id);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(runs, 0), "status")),
+                     "failed");
+    json_decref(runs);
+    json_t *shown = NULL;
+    cr_assert_eq(cbx_flow_run_show(j, run_id, &shown, &e), 0, "%s", e.msg);
+    json_t *steps = json_object_get(shown, "steps");
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(steps, "a"), "status")),
+                     "success");
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(steps, "check"), "status")),
+                     "failed");
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(shown, "inputs"), "dir")),
+                     dir);
+    json_decref(shown);
+
+    /* fixed, then resumed without inputs: they come from the journal */
+    FILE *m = fopen(marker, "w");
+    cr_assert_not_null(m);
+    fclose(m);
+    cbx_flow_run_opts ro2 = {.resume_run_id = run_id};
+    cr_assert_eq(cbx_flow_run(jrt, f, &ro2, &res, &e), 0, "%s", res.error);
+    cr_assert_str_eq(res.run_id, run_id);
+    cr_assert_str_eq(out_str(&res, "joined"), "AC");
+    cr_assert(json_is_true(json_object_get(step(&res, "a"), "resumed")));
+    cr_assert(json_is_false(json_object_get(step(&res, "check"), "resumed")));
+    cbx_flow_result_clear(&res);
+    cr_assert_eq(count_lines(log, "a"), 1, "a ran again");
+    cr_assert_eq(count_lines(log, "check"), 2);
+    cr_assert_eq(count_lines(log, "c"), 1);
+
+    /* resuming a finished run runs nothing and gives the same outputs */
+    cr_assert_eq(cbx_flow_run(jrt, f, &ro2, &res, &e), 0, "%s", res.error);
+    cr_assert_str_eq(out_str(&res, "joined"), "AC");
+    cbx_flow_result_clear(&res);
+    cr_assert_eq(count_lines(log, "a") + count_lines(log, "check") + count_lines(log, "c"), 4);
+
+    /* an unknown run */
+    cbx_flow_run_opts ro3 = {.resume_run_id = "00000000-0000-4000-8000-000000000000"};
+    cr_assert_eq(cbx_flow_run(jrt, f, &ro3, &res, &e), -ENOENT);
+    cbx_flow_result_clear(&res);
+
+    json_decref(in);
+    cbx_flow_free(f);
+    cbx_runtime_free(jrt);
+    cbx_journal_close(j);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
