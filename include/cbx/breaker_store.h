@@ -34,8 +34,8 @@ void cbx_breaker_store_free(cbx_breaker_store *s);
  * o is NULL, on first use). */
 cbx_permit cbx_breaker_store_acquire(cbx_breaker_store *s, const char *name,
                                      const cbx_breaker_opts *o, cbx_breaker_rejection *why);
-void cbx_breaker_store_record(cbx_breaker_store *s, const char *name, cbx_permit p,
-                              cbx_outcome k, int64_t latency_ns);
+void cbx_breaker_store_record(cbx_breaker_store *s, const char *name, cbx_permit p, cbx_outcome k,
+                              int64_t latency_ns);
 /* cbx_breaker_explain for a rejection from this store. */
 const char *cbx_breaker_store_explain(cbx_breaker_store *s, const char *name,
                                       const cbx_breaker_rejection *why, char *buf, size_t len);

@@ -16,15 +16,15 @@ extern "C" {
 #endif
 
 typedef struct cbx_diag {
-    size_t n;       /* problems held */
+    size_t n; /* problems held */
     size_t cap;
     cbx_err *items; /* owned; release with cbx_diag_clear */
 } cbx_diag;
 
 /* Append a problem (copied). Returns code, so that `return cbx_diag_add(...)` reads well;
  * when memory runs out the problem is dropped. */
-int cbx_diag_add(cbx_diag *d, int code, const char *where, int line, int col, const char *fmt,
-                 ...) __attribute__((format(printf, 6, 7)));
+int cbx_diag_add(cbx_diag *d, int code, const char *where, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 /* Append a cbx_err as it is. */
 void cbx_diag_push(cbx_diag *d, const cbx_err *e);

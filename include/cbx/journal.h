@@ -23,9 +23,9 @@ extern "C" {
 typedef struct cbx_journal cbx_journal;
 
 typedef struct cbx_journal_opts {
-    const char *path;          /* NULL = the default above; ":memory:" for tests */
-    uint64_t max_executions;   /* retention: keep the newest N executions; 0 = 100000 */
-    uint64_t max_age_ms;       /* retention: drop executions older than this; 0 = forever */
+    const char *path;              /* NULL = the default above; ":memory:" for tests */
+    uint64_t max_executions;       /* retention: keep the newest N executions; 0 = 100000 */
+    uint64_t max_age_ms;           /* retention: drop executions older than this; 0 = forever */
     const char *const *redact_env; /* NULL-terminated extra names (globs like "*_TOKEN") to
                                       redact; a built-in list always applies */
 } cbx_journal_opts;
@@ -39,7 +39,7 @@ const char *cbx_journal_path(const cbx_journal *j);
 /* ---- writes (from the runtime) ------------------------------------------------------------- */
 
 typedef struct cbx_journal_execution {
-    const char *id;        /* UUID */
+    const char *id; /* UUID */
     const char *executor;
     const json_t *params;  /* redacted by the caller; the journal redacts again by name */
     const char *tag;       /* NULL */
@@ -51,17 +51,17 @@ typedef struct cbx_journal_execution {
 typedef struct cbx_journal_attempt_info {
     const char *execution_id;
     uint32_t number;
-    const char *outcome;   /* cbx_outcome_name */
-    uint64_t started_ms;   /* wall clock */
+    const char *outcome; /* cbx_outcome_name */
+    uint64_t started_ms; /* wall clock */
     uint64_t duration_ns;
-    const char *error;     /* NULL */
-    const json_t *metadata; /* NULL */
+    const char *error;            /* NULL */
+    const json_t *metadata;       /* NULL */
     const char *breaker_decision; /* "admitted", "probe", "rejected: ..." ; NULL */
 } cbx_journal_attempt_info;
 
 typedef struct cbx_journal_end {
     const char *execution_id;
-    const char *status;    /* cbx_status_name */
+    const char *status; /* cbx_status_name */
     int rc;
     int fallback_used;
     uint32_t attempts;
@@ -108,8 +108,7 @@ int cbx_journal_stats(cbx_journal *j, const cbx_history_filter *f, const char *g
                       json_t **out, cbx_err *err);
 
 /* Delete the filtered executions (all when f is NULL) and their attempts; *deleted if not NULL. */
-int cbx_journal_clear(cbx_journal *j, const cbx_history_filter *f, uint64_t *deleted,
-                      cbx_err *err);
+int cbx_journal_clear(cbx_journal *j, const cbx_history_filter *f, uint64_t *deleted, cbx_err *err);
 
 /* Apply the retention limits now (also done automatically every so many writes). */
 int cbx_journal_prune(cbx_journal *j, cbx_err *err);

@@ -19,8 +19,7 @@ static cbx_err *slot(cbx_diag *d)
     return &d->items[d->n++];
 }
 
-int cbx_diag_add(cbx_diag *d, int code, const char *where, int line, int col, const char *fmt,
-                 ...)
+int cbx_diag_add(cbx_diag *d, int code, const char *where, int line, int col, const char *fmt, ...)
 {
     cbx_err *e = slot(d);
     if (!e)

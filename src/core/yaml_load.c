@@ -118,7 +118,7 @@ static int convert_mapping(loader *l, yaml_node_t *node, const char *path, json_
         }
         snprintf(sub, len, "%s%s%s", path, path[0] ? "." : "", key);
         remember(l, sub, k->start_mark);
-        json_t *val;
+        json_t *val = NULL;
         int r = convert(l, v, sub, &val);
         free(sub);
         if (r < 0) {
@@ -144,7 +144,7 @@ static int convert_sequence(loader *l, yaml_node_t *node, const char *path, json
             return -ENOMEM;
         }
         snprintf(sub, len, "%s[%zu]", path, i);
-        json_t *val;
+        json_t *val = NULL;
         int r = convert(l, yaml_document_get_node(l->doc, *it), sub, &val);
         free(sub);
         if (r < 0) {

@@ -23,7 +23,8 @@ static const char schema[] =
 
 static int db_error(cbx__flow_journal *j, cbx_err *err, const char *what)
 {
-    return cbx_err_set(err, CBX_EJOURNAL, "flow journal: %s: %s", what, sqlite3_errmsg(j->db));
+    return cbx_err_set(err, CBX_EJOURNAL, "flow journal: %s: %s", what,
+                       j && j->db ? sqlite3_errmsg(j->db) : "not open");
 }
 
 int cbx__flow_journal_open(cbx__flow_journal **out, const char *path, cbx_err *err)
@@ -90,6 +91,8 @@ static int run_stmt(cbx__flow_journal *j, sqlite3_stmt *st, cbx_err *err, const 
 static sqlite3_stmt *prepare(cbx__flow_journal *j, const char *sql)
 {
     sqlite3_stmt *st = NULL;
+    if (!j || !j->db)
+        return NULL;
     sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
     return st;
 }

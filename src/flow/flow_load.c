@@ -340,7 +340,7 @@ static void parse_input(parser *P, const char *name, const char *name_path, cons
         return;
     }
     for (size_t i = 0; i < f->ninputs; i++)
-        if (strcmp(f->inputs[i].name, name) == 0) {
+        if (f->inputs[i].name && strcmp(f->inputs[i].name, name) == 0) {
             PROB(P, name_path, CBX_EINVAL_CONFIG, "input '%s' is declared twice", name);
             return;
         }

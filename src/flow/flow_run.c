@@ -166,12 +166,12 @@ static void make_ready(runner *R, node *n)
     if (R->nready == R->ready_cap) {
         size_t live = R->nready - R->ready_head;
         if (live && R->ready_head)
-            memmove(R->ready, R->ready + R->ready_head, live * sizeof *R->ready);
+            memmove(R->ready, R->ready + R->ready_head, live * sizeof(node *));
         R->nready = live;
         R->ready_head = 0;
         if (R->nready == R->ready_cap) {
             size_t cap = R->ready_cap ? R->ready_cap * 2 : 64;
-            node **q = realloc(R->ready, cap * sizeof *q);
+            node **q = realloc(R->ready, cap * sizeof(node *));
             if (!q) {
                 fail_flow(R, CBX_STATUS_FAILED, "out of memory");
                 return;

@@ -74,7 +74,6 @@ struct cbx_breaker {
     char *name;
 };
 
-
 /* The clock the breaker reads (borrowed; NULL means monotonic). */
 cbx_clock *cbx__breaker_clock(const cbx_breaker *b);
 

@@ -108,7 +108,7 @@ static uint64_t fingerprint(const cbx_breaker *b)
     h = mix(h, b->has_time_window ? b->tw.buckets : 0);
     h = mix(h, b->has_time_window ? b->tw.bucket_ns : 0);
     h = mix(h, b->max_probes);
-    h = mix(h, CBX__HIST_BUCKETS);
+    h = mix(h, (uint64_t)CBX__HIST_BUCKETS);
     h = mix(h, CBX_OUTCOME__COUNT);
     h = mix(h, CBX__EXPIRED_MEMORY);
     return h ^ (h >> 31);

@@ -724,7 +724,11 @@ static int entry_sync(host_store *s, host_entry *e, uint32_t k, cbx_err *err)
     if (loaded) {
         stored_opts so;
         opts_store(&so, &e->opts);
-        e->dirty = !rec->has_opts || memcmp(&rec->opts, &so, sizeof so) != 0;
+        /* both sides were zeroed by opts_store before their fields were set: padding compares
+         * equal */
+        // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison)
+        int same = memcmp(&rec->opts, &so, sizeof so) == 0;
+        e->dirty = !rec->has_opts || !same;
     }
     return 0;
 }
