@@ -57,9 +57,10 @@ typedef enum cbx_flow_event_kind {
 
 typedef struct cbx_flow_event {
     cbx_flow_event_kind kind;
-    const char *step;  /* "fetch", or "fanout[3]" for a foreach item */
-    cbx_status status; /* for FINISHED */
-    const char *error; /* for FINISHED when not successful; "" otherwise */
+    const char *run_id; /* the run's id (resume with it) */
+    const char *step;   /* "fetch", or "fanout[3]" for a foreach item */
+    cbx_status status;  /* for FINISHED */
+    const char *error;  /* for FINISHED when not successful; "" otherwise */
     uint32_t attempts;
     uint32_t done, total; /* steps finished so far, steps in all */
 } cbx_flow_event;

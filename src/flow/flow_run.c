@@ -47,7 +47,7 @@ struct node {
     json_t *outputs;
     uint32_t attempts;
     char error[512];
-    uint64_t started_ns;
+    uint64_t started_ns, ended_ns;
     uint64_t started_ms;
     /* foreach */
     json_t *items; /* the items (or batches) to run */
@@ -102,11 +102,22 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* The runtime's journal batches its writes in a transaction it keeps open for a few ms; the flow
+ * records go through a second connection to the same file, which would wait for that batch.
+ * Commit it first: a step's record is then written at once. */
+static void journal_turn(runner *R)
+{
+    cbx_journal *j = cbx_runtime_journal(R->rt);
+    if (j)
+        cbx_journal_flush(j, NULL);
+}
+
 static void emit(runner *R, cbx_flow_event_kind kind, node *n, cbx_status status)
 {
     if (!R->o->on_event)
         return;
     cbx_flow_event ev = {.kind = kind,
+                         .run_id = R->run_id,
                          .step = n->full_name,
                          .status = status,
                          .error = n->error,
@@ -322,8 +333,10 @@ static void node_finish(node *n, node_state st, cbx_status status)
     n->state = st;
     if (st == N_FAILED && n->def->continue_on_error)
         n->tolerated = 1;
+    n->ended_ns = cbx_clock_now_ns(NULL);
     if (!n->resumed && st != N_SKIPPED && R->fj) {
         cbx_err e;
+        journal_turn(R);
         if (cbx__flow_journal_step_end(R->fj, R->run_id, n->full_name, state_word(st, status),
                                        n->outputs, n->attempts, n->error, wall_ms(), &e) < 0)
             fail_flow(R, CBX_STATUS_FAILED, "%s", e.msg);
@@ -722,6 +735,8 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
         goto out;
     R.env = cbx_template_env_vars(R.tenv);
     uint64_t t0 = cbx_clock_now_ns(NULL);
+    if (R.fj)
+        journal_turn(&R);
     if (R.fj && (rc = cbx__flow_journal_run_start(R.fj, R.run_id, f->name, f->file, inputs,
                                                   wall_ms(), err)) < 0)
         goto out;
@@ -768,7 +783,8 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
                                              : "pending",
                       "outputs", n->outputs, "attempts", (int)n->attempts, "error", n->error,
                       "started_ms", (json_int_t)n->started_ms, "duration_ms",
-                      n->started_ns ? (double)(cbx_clock_now_ns(NULL) - n->started_ns) / 1e6 : 0.0,
+                      n->started_ns && n->ended_ns ? (double)(n->ended_ns - n->started_ns) / 1e6
+                                                   : 0.0,
                       "resumed", n->resumed, "skipped", n->state == N_SKIPPED));
     }
     if (!R.failed) {
@@ -784,9 +800,11 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
         rc = res->status == CBX_STATUS_TIMEOUT ? CBX_ETIMEDOUT : CBX_EFAILED;
         cbx_err_set(err, rc, "%s", res->error);
     }
-    if (R.fj)
+    if (R.fj) {
+        journal_turn(&R);
         cbx__flow_journal_run_end(R.fj, R.run_id, cbx_status_name(res->status), res->outputs,
                                   R.failed ? R.first_error : NULL, wall_ms(), NULL);
+    }
 out:
     if (rc < 0 && res->status == CBX_STATUS_PENDING) {
         res->status = CBX_STATUS_FAILED;

@@ -612,3 +612,26 @@ Test(flow_run, a_failed_run_resumed_reruns_only_what_had_not_succeeded)
     cbx_journal_close(j);
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+/* A step's duration is its own, not the time from its start to the end of the flow (it once was
+ * measured when the result was built). */
+Test(flow_run, each_step_reports_its_own_duration)
+{
+    cbx_flow *f = load_text("name: durations\n"
+                            "steps:\n"
+                            "  - name: quick\n"
+                            "    executor: command\n"
+                            "    config: {argv: [\"true\"]}\n"
+                            "  - name: slow\n"
+                            "    executor: command\n"
+                            "    needs: [quick]\n"
+                            "    config: {argv: [sleep, \"0.3\"]}\n");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), 0, "%s", res.error);
+    double quick = json_number_value(json_object_get(step(&res, "quick"), "duration_ms"));
+    double slow = json_number_value(json_object_get(step(&res, "slow"), "duration_ms"));
+    cr_assert_lt(quick, 250, "quick took %.1f ms: the slow step's time was counted", quick);
+    cr_assert_geq(slow, 300);
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
