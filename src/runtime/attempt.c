@@ -61,11 +61,11 @@ static cbx_status status_of_policy(cbx_policy_status s)
 
 static void release_named(cbx_execution *ex)
 {
-    if (!ex->named_held)
+    if (!ex->b->named_held)
         return;
-    ex->named_held = 0;
-    cbx_breaker_store_record(ex->rt->breakers, ex->breaker, ex->named_permit, CBX_OUTCOME_IGNORED,
-                             -1);
+    ex->b->named_held = 0;
+    cbx_breaker_store_record(ex->rt->breakers, ex->breaker, ex->b->named_permit,
+                             CBX_OUTCOME_IGNORED, -1);
 }
 
 /* A failed attempt's outputs (a command's stdout and stderr, an HTTP error body) are kept: if
@@ -98,7 +98,7 @@ static void finish(cbx_execution *ex, cbx_status status, int rc, const char *why
     cbx_result *r = &ex->b->res;
     r->status = status;
     r->rc = status == CBX_STATUS_SUCCESS ? 0 : rc;
-    r->attempt_count = ex->attempts;
+    r->attempt_count = ex->b->attempts;
     if (!r->outputs && ex->b->last_outputs && status != CBX_STATUS_SUCCESS) {
         r->outputs = ex->b->last_outputs;
         ex->b->last_outputs = NULL;
@@ -108,13 +108,13 @@ static void finish(cbx_execution *ex, cbx_status status, int rc, const char *why
     if (status != CBX_STATUS_SUCCESS && !r->error[0])
         snprintf(r->error, sizeof r->error, "%s", cbx_strerror(rc));
     uint64_t end = now_ns();
-    r->duration_ns = ex->started_ns ? end - ex->started_ns : 0;
+    r->duration_ns = ex->b->started_ns ? end - ex->b->started_ns : 0;
     if (ex->rt->journal) {
         cbx_journal_end e = {.execution_id = ex->id,
                              .status = cbx_status_name(status),
                              .rc = r->rc,
                              .fallback_used = r->fallback_used,
-                             .attempts = ex->attempts,
+                             .attempts = ex->b->attempts,
                              .outputs = r->outputs,
                              .error = r->error[0] ? r->error : NULL,
                              .ended_ms = cbx__rt_wall_ms(ex->rt, end),
@@ -156,7 +156,7 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
                              double quality)
 {
     timer_stop(ex);
-    ex->task = NULL;
+    ex->b->task = NULL;
     uint64_t ended = now_ns(), duration = ended - t->start_ns;
     int stop = atomic_load(&t->stop);
     char after_error[sizeof(cbx_task_result){0}.error]; /* not t's: an abandoned run may still
@@ -228,9 +228,9 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
 
     /* judge: the named breaker, then the policy */
     cbx_outcome judged = stop == STOP_CANCEL ? CBX_OUTCOME_IGNORED : k;
-    if (ex->named_held) {
-        ex->named_held = 0;
-        cbx_breaker_store_record(ex->rt->breakers, ex->breaker, ex->named_permit, judged,
+    if (ex->b->named_held) {
+        ex->b->named_held = 0;
+        cbx_breaker_store_record(ex->rt->breakers, ex->breaker, ex->b->named_permit, judged,
                                  (int64_t)duration);
     }
     if (ex->policy) {
@@ -341,8 +341,8 @@ static void stop_task(cbx_task *t, int reason)
 static void on_attempt_deadline(uv_timer_t *timer)
 {
     cbx_execution *ex = (cbx_execution *)timer->data;
-    if (ex->task)
-        stop_task(ex->task, STOP_TIMEOUT);
+    if (ex->b->task)
+        stop_task(ex->b->task, STOP_TIMEOUT);
 }
 
 static void start_task(cbx_execution *ex, uint64_t now, uint64_t deadline)
@@ -360,13 +360,13 @@ static void start_task(cbx_execution *ex, uint64_t now, uint64_t deadline)
     t->kill_grace_ns = ex->rt->kill_grace_ns;
     memcpy(t->exec_id, ex->id, sizeof t->exec_id);
     t->type = type;
-    t->attempt = ++ex->attempts;
+    t->attempt = ++ex->b->attempts;
     t->start_ns = now;
     t->started_ms = cbx__rt_wall_ms(ex->rt, now);
     t->deadline_ns = deadline;
     t->quality = 1.0;
     t->outcome = CBX_OUTCOME_ERROR;
-    ex->task = t;
+    ex->b->task = t;
     ex->status = CBX_STATUS_RUNNING;
     ex->phase = PHASE_RUNNING;
 
@@ -435,18 +435,18 @@ static void next_attempt(cbx_execution *ex)
         finish(ex, CBX_STATUS_TIMEOUT, CBX_ETIMEDOUT, "the deadline passed");
         return;
     }
-    if (ex->breaker && !ex->named_held) {
+    if (ex->breaker && !ex->b->named_held) {
         cbx_breaker_rejection why;
         cbx_permit p =
             cbx_breaker_store_acquire(ex->rt->breakers, ex->breaker, ex->breaker_opts, &why);
         if (p.rc) {
             char line[384];
             cbx_breaker_store_explain(ex->rt->breakers, ex->breaker, &why, line, sizeof line);
-            finish(ex, ex->attempts ? ex->status : CBX_STATUS_REJECTED, p.rc, line);
+            finish(ex, ex->b->attempts ? ex->status : CBX_STATUS_REJECTED, p.rc, line);
             return;
         }
-        ex->named_permit = p;
-        ex->named_held = 1;
+        ex->b->named_permit = p;
+        ex->b->named_held = 1;
     }
     uint64_t deadline = UINT64_MAX;
     if (ex->policy) {
@@ -496,7 +496,7 @@ int cbx__exec_ensure_body(cbx_execution *ex)
     size_t n = strlen(ex->type->name);
     memcpy(r->executor, ex->type->name, n < sizeof r->executor ? n + 1 : sizeof r->executor);
     r->executor[sizeof r->executor - 1] = '\0';
-    r->submitted_ms = ex->submitted_ms;
+    r->submitted_ms = cbx__rt_wall_ms(ex->rt, ex->submitted_ns);
     r->attempts = json_array();
     return 0;
 }
@@ -510,8 +510,8 @@ void cbx__exec_begin(cbx_execution *ex)
         cbx__rt_execution_done(ex);
         return;
     }
-    ex->started_ns = now_ns();
-    ex->b->res.queued_ns = ex->started_ns - ex->submitted_ns;
+    ex->b->started_ns = now_ns();
+    ex->b->res.queued_ns = ex->b->started_ns - ex->submitted_ns;
     if (ex->policy) {
         cbx_policy_begin(ex->policy, &ex->b->run);
         ex->run_begun = 1;
@@ -535,8 +535,8 @@ void cbx__exec_cancel(cbx_execution *ex, int reason)
         finish(ex, st, rc, why);
         break;
     case PHASE_RUNNING:
-        if (ex->task)
-            stop_task(ex->task, reason);
+        if (ex->b->task)
+            stop_task(ex->b->task, reason);
         break;
     case PHASE_WAITING:
         finish(ex, st, rc, why);

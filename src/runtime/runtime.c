@@ -350,7 +350,6 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
     }
     ex->timeout_ns = req->timeout_ns;
     ex->submitted_ns = cbx_clock_now_ns(NULL);
-    ex->submitted_ms = cbx__rt_wall_ms(rt, ex->submitted_ns);
     ex->deadline_ns = req->deadline_ns ? ex->submitted_ns + req->deadline_ns : UINT64_MAX;
     ex->fallback_key = dup_or_null(req->fallback_key);
     ex->tag = dup_or_null(req->tag);
@@ -368,7 +367,7 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
                                    .tag = ex->tag,
                                    .breaker = ex->breaker,
                                    .policy = req->policy ? cbx_policy_name(req->policy) : NULL,
-                                   .submitted_ms = ex->submitted_ms};
+                                   .submitted_ms = cbx__rt_wall_ms(rt, ex->submitted_ns)};
         cbx_journal_execution_start(rt->journal, &e, NULL);
         json_decref(shown);
         cbx__rt_journal_touch(rt);

@@ -43,7 +43,12 @@ struct cbx_task {
 /* What an execution needs once it runs (or ends): allocated when it leaves the queue, so that
  * a queued execution holds little more than its parameters. */
 typedef struct cbx__exec_body {
-    uv_timer_t timer;     /* attempt deadline, retry delay, bulkhead wait */
+    uv_timer_t timer; /* attempt deadline, retry delay, bulkhead wait */
+    cbx_task *task;   /* the attempt out, if any */
+    cbx_permit named_permit;
+    int named_held;
+    uint32_t attempts; /* attempts started */
+    uint64_t started_ns;
     cbx_policy_run run;   /* when policy */
     cbx_result res;       /* filled as it goes */
     json_t *last_outputs; /* the last failed attempt's outputs, for the result */
@@ -64,27 +69,23 @@ struct cbx_execution {
     const cbx_executor_type *type;
     json_t *params; /* normalized, owned */
     cbx_policy *policy;
-    cbx__exec_body *b; /* NULL while queued */
-    int run_begun;
+    cbx__exec_body *b;              /* NULL while queued */
     char *breaker;                  /* named breaker in rt's store */
     cbx_breaker_opts *breaker_opts; /* owned copy, or NULL */
-    cbx_permit named_permit;
-    int named_held;
-    uint64_t timeout_ns;  /* per attempt, from the request; 0 = policy's */
-    uint64_t deadline_ns; /* absolute monotonic; UINT64_MAX = none */
+    uint64_t timeout_ns;            /* per attempt, from the request; 0 = policy's */
+    uint64_t deadline_ns;           /* absolute monotonic; UINT64_MAX = none */
     char *fallback_key, *tag;
     cbx_done_fn on_done;
     void *ud;
     void (*on_retry)(cbx_execution *, uint32_t, uint64_t, const char *, void *);
-    cbx_status status;
-    exec_phase phase;
-    cbx_task *task;    /* the attempt out, if any */
-    uint32_t attempts; /* attempts started */
-    int cancel_reason; /* STOP_* requested for the whole execution */
-    uint64_t submitted_ns, started_ns;
-    uint64_t submitted_ms; /* wall clock */
-    int res_taken;         /* an internal done callback took res's references */
-    int in_active;         /* counted in rt->nactive (else in rt->nqueued) */
+    uint64_t submitted_ns;
+    /* small fields last, packed: a queued execution should cost as little as it can */
+    uint8_t status;        /* cbx_status */
+    uint8_t phase;         /* exec_phase */
+    uint8_t cancel_reason; /* STOP_* requested for the whole execution */
+    uint8_t run_begun;     /* cbx_policy_begin was called */
+    uint8_t res_taken;     /* an internal done callback took res's references */
+    uint8_t in_active;     /* counted in rt->nactive (else in rt->nqueued) */
 };
 
 struct cbx_runtime {
