@@ -369,10 +369,7 @@ static void case_threads(const bench_args *a, const char *name)
 
 /* --- main ---------------------------------------------------------------------------------- */
 
-static const struct {
-    const char *name;
-    void (*run)(const bench_args *a, const char *name);
-} cases[] = {
+static const bench_case cases[] = {
     {"breaker.closed.consecutive", case_closed},
     {"breaker.closed.count_window", case_count_window},
     {"breaker.closed.time_window", case_time_window},
@@ -383,32 +380,7 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-    bench_args a;
-    if (bench_args_parse(&a, argc, argv) != 0)
-        return 2;
-    if (a.list) {
-        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-            printf("%s\n", cases[i].name);
-        return 0;
-    }
-    if (!a.no_selftest && alloc_count_selftest() != 0) {
-        fprintf(stderr, "bench_breaker: the counting allocator is not in effect\n");
-        return 3;
-    }
-    printf("# build\t%s\t%s\n", CBX_BENCH_BUILD_TYPE, CBX_BENCH_CFLAGS);
-    printf("# compiler\t%s\n", CBX_BENCH_COMPILER);
-    printf("# runs\t%d\n", a.runs);
-
-    int ran = 0;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (!bench_selected(&a, cases[i].name))
-            continue;
-        cases[i].run(&a, cases[i].name);
-        ran++;
-    }
-    if (ran == 0) {
-        fprintf(stderr, "bench_breaker: no case named %s\n", a.only);
-        return 2;
-    }
-    return failed ? 1 : 0;
+    int rc = bench_main(argc, argv, "bench_breaker", cases, sizeof cases / sizeof cases[0],
+                        alloc_count_selftest);
+    return rc ? rc : failed ? 1 : 0;
 }

@@ -120,4 +120,45 @@ static inline int bench_selected(const bench_args *a, const char *name)
     return a->only == NULL || strcmp(name, a->only) == 0;
 }
 
+/* A bench binary's cases, and the main that runs them: parse the command line, --list, check
+ * that the counting allocator is in effect (selftest, when given and not --no-selftest), print
+ * the build facts, run the selected cases. Returns the exit status: 0, 2 (usage, unknown case)
+ * or 3 (no counting allocator); the caller adds its own failures. */
+typedef struct bench_case {
+    const char *name;
+    void (*run)(const bench_args *a, const char *name);
+} bench_case;
+
+static inline int bench_main(int argc, char **argv, const char *prog, const bench_case *cases,
+                             size_t ncases, int (*selftest)(void))
+{
+    bench_args a;
+    if (bench_args_parse(&a, argc, argv) != 0)
+        return 2;
+    if (a.list) {
+        for (size_t i = 0; i < ncases; i++)
+            printf("%s\n", cases[i].name);
+        return 0;
+    }
+    if (selftest && !a.no_selftest && selftest() != 0) {
+        fprintf(stderr, "%s: the counting allocator is not in effect\n", prog);
+        return 3;
+    }
+    printf("# build\t%s\t%s\n", CBX_BENCH_BUILD_TYPE, CBX_BENCH_CFLAGS);
+    printf("# compiler\t%s\n", CBX_BENCH_COMPILER);
+    printf("# runs\t%d\n", a.runs);
+    int ran = 0;
+    for (size_t i = 0; i < ncases; i++) {
+        if (!bench_selected(&a, cases[i].name))
+            continue;
+        cases[i].run(&a, cases[i].name);
+        ran++;
+    }
+    if (ran == 0) {
+        fprintf(stderr, "%s: no case named %s\n", prog, a.only);
+        return 2;
+    }
+    return 0;
+}
+
 #endif
