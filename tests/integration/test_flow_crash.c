@@ -34,7 +34,7 @@
 
 #define NSTEPS          20
 #define KILLS           50
-#define MAX_ITERATIONS  120
+#define MAX_ITERATIONS  400
 #define MAX_RESUME_KILL 4
 
 extern char **environ;
@@ -307,6 +307,13 @@ Test(flow_crash, killed_at_random_points_and_resumed_ends_as_an_uninterrupted_ru
             pid_t pid = start_runner(dir, run_id[0] ? run_id : NULL, out);
             int st;
             int killed = wait_or_kill(pid, t0, delay, &st);
+            if (!killed && attempt == 0) {
+                /* A whole run finished before its kill: runs are quicker now than the reference
+                 * was (the machine's load changes). Sweep the length runs really take. */
+                uint64_t took = now_ns() - t0;
+                if (took < span)
+                    span = took;
+            }
             if (!killed) {
                 cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
                           "seed %llu iteration %d attempt %d: the runner failed (status %d)",
