@@ -1,5 +1,6 @@
 /* A flow's inputs: given values checked against the declarations, defaults applied. */
 #include "flow/flow_load.h"
+#include "runtime/builtins.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -19,53 +20,10 @@ static void textf(char *buf, size_t len, const char *fmt, ...)
     va_end(ap);
 }
 
-const char *cbx__flow_json_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "object";
-    case JSON_ARRAY:
-        return "array";
-    case JSON_STRING:
-        return "string";
-    case JSON_INTEGER:
-        return "integer";
-    case JSON_REAL:
-        return "number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "boolean";
-    case JSON_NULL:
-        return "null";
-    }
-    return "unknown";
-}
-
-static int type_ok(cbx_param_type t, const json_t *v)
-{
-    switch (t) {
-    case CBX_PARAM_STRING:
-        return json_is_string(v);
-    case CBX_PARAM_INTEGER:
-        return json_is_integer(v);
-    case CBX_PARAM_NUMBER:
-        return json_is_number(v);
-    case CBX_PARAM_BOOLEAN:
-        return json_is_boolean(v);
-    case CBX_PARAM_ARRAY:
-        return json_is_array(v);
-    case CBX_PARAM_OBJECT:
-        return json_is_object(v);
-    default:
-        return 1;
-    }
-}
-
 int cbx__flow_input_check(const cbx__flow_input *in, const json_t *v, char *msg, size_t len)
 {
-    if (!type_ok(in->type, v)) {
-        textf(msg, len, "expected %s, got %s", cbx_param_type_name(in->type),
-              cbx__flow_json_kind(v));
+    if (!cbx__param_type_accepts(in->type, v)) {
+        textf(msg, len, "expected %s, got %s", cbx_param_type_name(in->type), cbx__json_kind(v));
         return CBX_EINVAL_CONFIG;
     }
     if (!in->enum_values)
@@ -99,7 +57,7 @@ int cbx_flow_inputs(const cbx_flow *f, const json_t *given, json_t **out, cbx_di
     int bad = 0;
     if (given && !json_is_object(given)) {
         cbx_diag_add(d, CBX_EINVAL_CONFIG, "", 0, 0, "expected the inputs as an object, got %s",
-                     cbx__flow_json_kind(given));
+                     cbx__json_kind(given));
         cbx_diag_clear(&local);
         return CBX_EINVAL_CONFIG;
     }

@@ -168,10 +168,10 @@ static int get_string(parser *P, const json_t *obj, const char *key, const char 
     if (!json_is_string(v)) {
         if (json_is_number(v))
             PROB(P, kp, CBX_EINVAL_CONFIG, "%s%s%s: expected a string, got %s (quote it: \"...\")",
-                 ctx, ctx[0] ? ": " : "", key, cbx__flow_json_kind(v));
+                 ctx, ctx[0] ? ": " : "", key, cbx__json_kind(v));
         else
             PROB(P, kp, CBX_EINVAL_CONFIG, "%s%s%s: expected a string, got %s", ctx,
-                 ctx[0] ? ": " : "", key, cbx__flow_json_kind(v));
+                 ctx[0] ? ": " : "", key, cbx__json_kind(v));
         return -1;
     }
     *out = dup_str(P, json_string_value(v));
@@ -187,7 +187,7 @@ static int get_bool(parser *P, const json_t *obj, const char *key, const char *p
     if (!json_is_boolean(v)) {
         char kp[CBX__FLOW_PATH_MAX];
         PROB(P, join(kp, sizeof kp, path, key), CBX_EINVAL_CONFIG,
-             "%s: %s: expected true or false, got %s", ctx, key, cbx__flow_json_kind(v));
+             "%s: %s: expected true or false, got %s", ctx, key, cbx__json_kind(v));
         return -1;
     }
     *out = json_is_true(v);
@@ -205,7 +205,7 @@ static int get_count(parser *P, const json_t *obj, const char *key, const char *
     join(kp, sizeof kp, path, key);
     if (!json_is_integer(v)) {
         PROB(P, kp, CBX_EINVAL_CONFIG, "%s%s%s: expected a positive integer, got %s", ctx,
-             ctx[0] ? ": " : "", key, cbx__flow_json_kind(v));
+             ctx[0] ? ": " : "", key, cbx__json_kind(v));
         return -1;
     }
     json_int_t n = json_integer_value(v);
@@ -246,7 +246,7 @@ static int get_duration(parser *P, const json_t *obj, const char *key, const cha
         ns = (uint64_t)llround(ms * 1e6);
     } else {
         PROB(P, kp, CBX_EINVAL_CONFIG, "%s%s%s: expected %s, got %s", ctx, sep, key, DURATION_HINT,
-             cbx__flow_json_kind(v));
+             cbx__json_kind(v));
         return -1;
     }
     if (ns == 0) {
@@ -311,7 +311,7 @@ static void input_type(parser *P, cbx__flow_input *in, const json_t *v, const ch
 {
     if (!json_is_string(v)) {
         PROB(P, kp, CBX_EINVAL_CONFIG, "input '%s': type: expected one of %s, got %s", in->name,
-             "string, integer, number, boolean, array, object, any", cbx__flow_json_kind(v));
+             "string, integer, number, boolean, array, object, any", cbx__json_kind(v));
         return;
     }
     const char *s = json_string_value(v);
@@ -412,7 +412,7 @@ static void parse_inputs(parser *P, const json_t *v)
         PROB(P, "inputs", CBX_EINVAL_CONFIG,
              "inputs: expected a list of {name, type, ...} or a mapping of name to "
              "{type, ...}, got %s",
-             cbx__flow_json_kind(v));
+             cbx__json_kind(v));
         return;
     }
     f->inputs = calloc(n ? n : 1, sizeof *f->inputs);
@@ -430,7 +430,7 @@ static void parse_inputs(parser *P, const json_t *v)
             if (!json_is_object(spec)) {
                 PROB(P, path, CBX_EINVAL_CONFIG,
                      "inputs[%zu]: expected a mapping {name, type, required, default, ...}, got %s",
-                     i, cbx__flow_json_kind(spec));
+                     i, cbx__json_kind(spec));
                 continue;
             }
             json_t *name = json_object_get(spec, "name");
@@ -441,7 +441,7 @@ static void parse_inputs(parser *P, const json_t *v)
             join(np, sizeof np, path, "name");
             if (!json_is_string(name)) {
                 PROB(P, np, CBX_EINVAL_CONFIG, "inputs[%zu]: name: expected a string, got %s", i,
-                     cbx__flow_json_kind(name));
+                     cbx__json_kind(name));
                 continue;
             }
             parse_input(P, json_string_value(name), np, spec, path);
@@ -465,7 +465,7 @@ static void parse_inputs(parser *P, const json_t *v)
             PROB(P, path, CBX_EINVAL_CONFIG,
                  "input '%s': expected a mapping {type, required, default, ...} or a type name, "
                  "got %s",
-                 key, cbx__flow_json_kind(spec));
+                 key, cbx__json_kind(spec));
             continue;
         }
         parse_input(P, key, path, spec, path);
@@ -504,8 +504,7 @@ static void parse_policies(parser *P, const json_t *v)
     if (!json_is_object(v)) {
         if (!json_is_null(v))
             PROB(P, "policies", CBX_EINVAL_CONFIG,
-                 "policies: expected a mapping of name to policy block, got %s",
-                 cbx__flow_json_kind(v));
+                 "policies: expected a mapping of name to policy block, got %s", cbx__json_kind(v));
         return;
     }
     f->policies = calloc(json_object_size(v) + 1, sizeof *f->policies);
@@ -522,7 +521,7 @@ static void parse_policies(parser *P, const json_t *v)
         textf(ctx, sizeof ctx, "policy '%.64s'", key);
         if (!json_is_object(block)) {
             PROB(P, path, CBX_EINVAL_CONFIG, "%s: expected a policy block (a mapping), got %s", ctx,
-                 cbx__flow_json_kind(block));
+                 cbx__json_kind(block));
             continue;
         }
         cbx__flow_policy *fp = &f->policies[f->npolicies];
@@ -622,7 +621,7 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
     if (!json_is_object(node)) {
         PROB(P, path, CBX_EINVAL_CONFIG,
              "%s: expected a step (a mapping with name and executor), got %s", path,
-             cbx__flow_json_kind(node));
+             cbx__json_kind(node));
         return;
     }
     /* the name first: every later message names the step */
@@ -660,7 +659,7 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
 
     if (exe && !json_is_string(exe)) {
         PROB(P, join(kp, sizeof kp, path, "executor"), CBX_EINVAL_CONFIG,
-             "%s: executor: expected a type name, got %s", ctx, cbx__flow_json_kind(exe));
+             "%s: executor: expected a type name, got %s", ctx, cbx__json_kind(exe));
         exe = NULL;
         runs_executor = 1; /* report the rest as for an executor step */
     }
@@ -671,7 +670,7 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
                  "%s: a step runs either an executor or a flow, not both", ctx);
         else if (!json_is_string(flow) || json_string_length(flow) == 0)
             PROB(P, kp, CBX_EINVAL_CONFIG, "%s: flow: expected the path of a flow file, got %s",
-                 ctx, cbx__flow_json_kind(flow));
+                 ctx, cbx__json_kind(flow));
         else
             load_subflow(P, s, json_string_value(flow), kp, ctx);
         if (inputs) {
@@ -679,7 +678,7 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
             if (!json_is_object(inputs))
                 PROB(P, kp, CBX_EINVAL_CONFIG,
                      "%s: inputs: expected a mapping of the flow's input names to values, got %s",
-                     ctx, cbx__flow_json_kind(inputs));
+                     ctx, cbx__json_kind(inputs));
             else if (!(s->subflow_inputs = json_deep_copy(inputs)))
                 P->L->fatal = -ENOMEM;
         }
@@ -695,7 +694,7 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
         } else if (!json_is_array(kids) || json_array_size(kids) == 0) {
             PROB(P, join(kp, sizeof kp, path, "steps"), CBX_EINVAL_CONFIG,
                  "%s: steps: expected a non-empty list of steps, got %s", ctx,
-                 json_is_array(kids) ? "an empty list" : cbx__flow_json_kind(kids));
+                 json_is_array(kids) ? "an empty list" : cbx__json_kind(kids));
         } else {
             char sub[CBX__FLOW_PATH_MAX], pre[200];
             textf(pre, sizeof pre, "%s%s.", prefix, s->name ? s->name : "?");
@@ -714,7 +713,7 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
                      best ? "'?" : "");
             } else {
                 PROB(P, kp, CBX_EINVAL_CONFIG, "%s: mode: expected sequence or parallel, got %s",
-                     ctx, cbx__flow_json_kind(mode));
+                     ctx, cbx__json_kind(mode));
             }
         }
         if (config)
@@ -750,7 +749,7 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
                 P->L->fatal = -ENOMEM;
         } else {
             PROB(P, kp, CBX_EINVAL_CONFIG, "%s: config: expected a mapping of parameters, got %s",
-                 ctx, cbx__flow_json_kind(config));
+                 ctx, cbx__json_kind(config));
         }
     }
 
@@ -797,7 +796,7 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
         } else {
             PROB(P, kp, CBX_EINVAL_CONFIG,
                  "%s: policy: expected a policy name or a policy block, got %s", ctx,
-                 cbx__flow_json_kind(pol));
+                 cbx__json_kind(pol));
         }
     }
 
@@ -814,12 +813,12 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
                 if (!json_is_string(nv))
                     PROB(P, index_path(ip, sizeof ip, kp, i), CBX_EINVAL_CONFIG,
                          "%s: needs[%zu]: expected a step name, got %s", ctx, i,
-                         cbx__flow_json_kind(nv));
+                         cbx__json_kind(nv));
             }
         } else if (!json_is_string(needs)) {
             PROB(P, kp, CBX_EINVAL_CONFIG,
                  "%s: needs: expected a step name or a list of step names, got %s", ctx,
-                 cbx__flow_json_kind(needs));
+                 cbx__json_kind(needs));
         }
     }
 
@@ -833,7 +832,7 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
         else
             PROB(P, kp, CBX_EINVAL_CONFIG,
                  "%s: when: expected a condition (a Lua expression), got %s", ctx,
-                 cbx__flow_json_kind(when));
+                 cbx__json_kind(when));
     }
 
     json_t *fe = json_object_get(node, "foreach");
@@ -849,7 +848,7 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
         else if (!json_is_array(fe))
             PROB(P, kp, CBX_EINVAL_CONFIG,
                  "%s: foreach: expected a list, or an expression that gives one, got %s", ctx,
-                 cbx__flow_json_kind(fe));
+                 cbx__json_kind(fe));
     }
     if (get_count(P, node, "batch_size", path, ctx, &s->batch_size) > 0 && !fe)
         PROB(P, join(kp, sizeof kp, path, "batch_size"), CBX_EINVAL_CONFIG,
@@ -917,7 +916,7 @@ static cbx_flow *build_flow(cbx__flow_loader *L, cbx_yaml_doc *doc, const char *
     if (!json_is_object(root)) {
         PROB(&P, "", CBX_EINVAL_CONFIG,
              "a flow file is a mapping (name, inputs, policies, steps, outputs), got %s",
-             root ? cbx__flow_json_kind(root) : "an empty document");
+             root ? cbx__json_kind(root) : "an empty document");
         return f;
     }
     unknown_keys(&P, root, "", top_keys, "unknown top-level key");
@@ -940,14 +939,14 @@ static cbx_flow *build_flow(cbx__flow_loader *L, cbx_yaml_doc *doc, const char *
         PROB(&P, "", CBX_EINVAL_CONFIG, "missing 'steps' (the list of steps to run)");
     else if (!json_is_array(v))
         PROB(&P, "steps", CBX_EINVAL_CONFIG, "steps: expected a list of steps, got %s",
-             cbx__flow_json_kind(v));
+             cbx__json_kind(v));
     else
         parse_steps(&P, v, "steps", "", &f->steps, &f->nsteps);
     if ((v = json_object_get(root, "outputs"))) {
         if (!json_is_object(v))
             PROB(&P, "outputs", CBX_EINVAL_CONFIG,
                  "outputs: expected a mapping of output names to values (templates), got %s",
-                 cbx__flow_json_kind(v));
+                 cbx__json_kind(v));
         else if (!(f->outputs = json_deep_copy(v)))
             L->fatal = -ENOMEM;
     }

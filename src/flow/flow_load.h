@@ -42,8 +42,4 @@ void cbx__flow_check(cbx__flow_loader *L, cbx_flow *f);
  * CBX_EINVAL_CONFIG with what was wrong in msg ("expected integer, got string"). */
 int cbx__flow_input_check(const cbx__flow_input *in, const json_t *v, char *msg, size_t len);
 
-/* The JSON kind of a value in the words of parameter types: "string", "integer", "number",
- * "boolean", "array", "object", "null". */
-const char *cbx__flow_json_kind(const json_t *v);
-
 #endif

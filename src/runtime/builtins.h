@@ -54,4 +54,9 @@ int cbx__registry_keep_handle(cbx_registry *r, void *handle);
 /* 1 when r already holds handle. */
 int cbx__registry_has_handle(const cbx_registry *r, void *handle);
 
+/* The JSON type of a value in a schema's words ("integer", "object", ...), and whether a value
+ * is of a parameter type (ANY accepts all). Shared with the flow checker's inputs. */
+const char *cbx__json_kind(const json_t *v);
+int cbx__param_type_accepts(cbx_param_type want, const json_t *v);
+
 #endif

@@ -56,7 +56,7 @@ int cbx__close_enough(size_t d, size_t len)
 }
 
 /* The JSON type of a value, in the schema's words. */
-static const char *json_kind(const json_t *v)
+const char *cbx__json_kind(const json_t *v)
 {
     switch (json_typeof(v)) {
     case JSON_OBJECT:
@@ -115,7 +115,7 @@ static size_t schema_len(const cbx_param *params)
     return n;
 }
 
-static int type_ok(cbx_param_type want, const json_t *v)
+int cbx__param_type_accepts(cbx_param_type want, const json_t *v)
 {
     switch (want) {
     case CBX_PARAM_STRING:
@@ -163,9 +163,9 @@ static int check_count(const cbx_param *p, size_t n, const char *one, const char
 static int check_value(const cbx_param *p, const json_t *v, const char *path, cbx_diag *d)
 {
     char a[32], b[32];
-    if (!type_ok(p->type, v)) {
+    if (!cbx__param_type_accepts(p->type, v)) {
         cbx_diag_add(d, CBX_EINVAL_CONFIG, path, 0, 0, "expected %s, got %s",
-                     cbx_param_type_name(p->type), json_kind(v));
+                     cbx_param_type_name(p->type), cbx__json_kind(v));
         return 1;
     }
     int bad = 0;
@@ -218,12 +218,12 @@ static int check_value(const cbx_param *p, const json_t *v, const char *path, cb
         json_t *item;
         json_array_foreach(v, i, item)
         {
-            if (type_ok(p->items, item))
+            if (cbx__param_type_accepts(p->items, item))
                 continue;
             char where[256];
             snprintf(where, sizeof where, "%s[%zu]", path, i);
             cbx_diag_add(d, CBX_EINVAL_CONFIG, where, 0, 0, "expected %s, got %s",
-                         cbx_param_type_name(p->items), json_kind(item));
+                         cbx_param_type_name(p->items), cbx__json_kind(item));
             bad++;
         }
         return bad;
@@ -416,7 +416,7 @@ int cbx__schema_validate(const cbx_param *params, json_t *const *defaults, const
 
     if (value && !json_is_object(value)) {
         cbx_diag_add(d, CBX_EINVAL_CONFIG, "", 0, 0, "expected parameters as an object, got %s",
-                     json_kind(value));
+                     cbx__json_kind(value));
         cbx_diag_clear(&local);
         return CBX_EINVAL_CONFIG;
     }
