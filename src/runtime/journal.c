@@ -375,8 +375,18 @@ static int setup_schema(cbx_journal *j, int memory, cbx_err *err)
     if (!memory) {
         /* WAL lets readers and one writer of several processes work at once; where the file
          * system cannot do WAL, SQLite keeps its rollback journal, which is slower but safe. */
-        if ((r = exec_sql(j, "PRAGMA journal_mode=WAL", err, "journal_mode=WAL")) != 0)
-            return r;
+        /* Changing the journal mode takes an exclusive lock and does not go through the busy
+         * handler: while another process creates the same file it answers "locked" at once,
+         * so wait a little and try again. */
+        int rc = SQLITE_BUSY;
+        for (int tries = 0; tries < 200; tries++) {
+            rc = sqlite3_exec(j->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+            if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
+                break;
+            nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+        }
+        if (rc != SQLITE_OK)
+            return cbx__journal_fail(j, err, "journal_mode=WAL");
     }
     /* NORMAL in WAL mode: a commit is durable across a crash of the process, and only a power
      * failure or an OS crash can take back the last commits; checkpoints still fsync. */
