@@ -15,6 +15,8 @@
 #include "cbx/lua_sandbox.h"
 #include "flow/template_internal.h"
 
+#include "core/json_escape.h"
+
 /* ---- text buffers ---------------------------------------------------------------------------- */
 
 int cbx__tpl_buf_add(cbx__tpl_buf *b, const char *s, size_t n)
@@ -80,45 +82,15 @@ void cbx__tpl_fmt_real(double d, char *buf, size_t cap)
 
 static int write_string(cbx__tpl_buf *b, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     cbx__tpl_buf_add(b, "\"", 1);
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
+        char esc[7];
+        size_t elen = cbx__json_escape((unsigned char)s[i], esc, 0);
+        if (!elen)
             continue;
         cbx__tpl_buf_add(b, s + run, i - run);
         run = i + 1;
-        char esc[7] = {'\\', 0};
-        size_t elen = 2;
-        switch (c) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            elen = 6;
-        }
         cbx__tpl_buf_add(b, esc, elen);
     }
     cbx__tpl_buf_add(b, s + run, n - run);

@@ -1,6 +1,8 @@
 /* Name-based redaction of Authorization-like headers and secret environment variables. */
 #include "runtime/redact.h"
 
+#include "core/json_escape.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -306,46 +308,15 @@ static void putc_(dumper *d, char c)
  * \u00XX, everything else (UTF-8 included) as it is. */
 static void put_string(dumper *d, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789ABCDEF";
     putc_(d, '"');
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
+        char esc[7];
+        size_t len = cbx__json_escape((unsigned char)s[i], esc, 1);
+        if (!len)
             continue;
         put(d, s + run, i - run);
         run = i + 1;
-        char esc[7] = {'\\', 0};
-        size_t len = 2;
-        switch (c) {
-        case '"':
-        case '\\':
-            esc[1] = (char)c;
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            len = 6;
-            break;
-        }
         put(d, esc, len);
     }
     put(d, s + run, n - run);

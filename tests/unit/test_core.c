@@ -135,3 +135,20 @@ Test(log, callback_receives_only_enabled_levels)
     CBX_LOG(CBX_LOG_ERROR, "test", "gone");
     cr_assert_eq(log_calls, 1);
 }
+
+#include "core/json_escape.h"
+
+Test(json_escape, one_byte_at_a_time)
+{
+    char e[7];
+    cr_assert_eq(cbx__json_escape('a', e, 0), 0);
+    cr_assert_eq(cbx__json_escape(0xc3, e, 0), 0, "UTF-8 bytes stand as they are");
+    cr_assert_eq(cbx__json_escape('"', e, 0), 2);
+    cr_assert(memcmp(e, "\\\"", 2) == 0);
+    cr_assert_eq(cbx__json_escape('\n', e, 0), 2);
+    cr_assert(memcmp(e, "\\n", 2) == 0);
+    cr_assert_eq(cbx__json_escape(0x1f, e, 0), 6);
+    cr_assert(memcmp(e, "\\u001f", 6) == 0);
+    cr_assert_eq(cbx__json_escape(0x1f, e, 1), 6);
+    cr_assert(memcmp(e, "\\u001F", 6) == 0, "jansson's upper-case form");
+}
