@@ -383,7 +383,7 @@ static int setup_schema(cbx_journal *j, int memory, cbx_err *err)
             rc = sqlite3_exec(j->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
             if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
                 break;
-            nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+            nanosleep(&(struct timespec){0, 5000000L}, NULL);
         }
         if (rc != SQLITE_OK)
             return cbx__journal_fail(j, err, "journal_mode=WAL");
