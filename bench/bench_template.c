@@ -193,33 +193,12 @@ static json_t *make_context(void)
 int main(int argc, char **argv)
 {
     bench_args a;
-    if (bench_args_parse(&a, argc, argv) != 0)
-        return 2;
-    size_t ncases = sizeof names / sizeof names[0];
-    if (a.list) {
-        for (size_t i = 0; i < ncases; i++)
-            printf("%s\n", names[i]);
-        return 0;
-    }
-    if (RUNNING_ON_VALGRIND) {
-        printf("# note\ttemplate: not run under valgrind (rendering is not an allocation-free "
-               "path)\n");
-        return 0;
-    }
-    if (!a.no_selftest && alloc_count_selftest() != 0) {
-        fprintf(stderr, "bench_template: the counting allocator is not in effect\n");
-        return 3;
-    }
-    int any = 0;
-    for (size_t i = 0; i < ncases; i++)
-        any |= bench_selected(&a, names[i]);
-    if (!any) {
-        fprintf(stderr, "bench_template: no case named %s\n", a.only);
-        return 2;
-    }
-    printf("# build\t%s\t%s\n", CBX_BENCH_BUILD_TYPE, CBX_BENCH_CFLAGS);
-    printf("# compiler\t%s\n", CBX_BENCH_COMPILER);
-    printf("# runs\t%d\n", a.runs);
+    int rc = bench_start(
+        argc, argv, "bench_template", names, sizeof names / sizeof names[0], RUNNING_ON_VALGRIND,
+        "template: not run under valgrind (rendering is not an allocation-free path)",
+        alloc_count_selftest, &a);
+    if (rc >= 0)
+        return rc;
 
     bctx b = {0};
     cbx_err err;

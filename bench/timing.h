@@ -120,44 +120,65 @@ static inline int bench_selected(const bench_args *a, const char *name)
     return a->only == NULL || strcmp(name, a->only) == 0;
 }
 
-/* A bench binary's cases, and the main that runs them: parse the command line, --list, check
- * that the counting allocator is in effect (selftest, when given and not --no-selftest), print
- * the build facts, run the selected cases. Returns the exit status: 0, 2 (usage, unknown case)
- * or 3 (no counting allocator); the caller adds its own failures. */
+/* The start every bench binary shares: parse the command line, answer --list, stop when not to
+ * be measured under valgrind (skip_note printed as a note, when under_valgrind), check that the
+ * counting allocator is in effect (selftest, when given and not --no-selftest), refuse an unknown
+ * --case, print the build facts. Returns -1 to go on with *a filled, else the exit status: 0,
+ * 2 (usage, unknown case) or 3 (no counting allocator). */
+static inline int bench_start(int argc, char **argv, const char *prog, const char *const *names,
+                              size_t nnames, int under_valgrind, const char *skip_note,
+                              int (*selftest)(void), bench_args *a)
+{
+    if (bench_args_parse(a, argc, argv) != 0)
+        return 2;
+    if (a->list) {
+        for (size_t i = 0; i < nnames; i++)
+            printf("%s\n", names[i]);
+        return 0;
+    }
+    if (under_valgrind && skip_note) {
+        printf("# note\t%s\n", skip_note);
+        return 0;
+    }
+    if (selftest && !a->no_selftest && selftest() != 0) {
+        fprintf(stderr, "%s: the counting allocator is not in effect\n", prog);
+        return 3;
+    }
+    int any = 0;
+    for (size_t i = 0; i < nnames; i++)
+        any |= bench_selected(a, names[i]);
+    if (!any) {
+        fprintf(stderr, "%s: no case named %s\n", prog, a->only);
+        return 2;
+    }
+    printf("# build\t%s\t%s\n", CBX_BENCH_BUILD_TYPE, CBX_BENCH_CFLAGS);
+    printf("# compiler\t%s\n", CBX_BENCH_COMPILER);
+    printf("# runs\t%d\n", a->runs);
+    return -1;
+}
+
+/* A bench binary's cases, and the main that runs them: bench_start, then each selected case. */
 typedef struct bench_case {
     const char *name;
     void (*run)(const bench_args *a, const char *name);
 } bench_case;
 
+#define BENCH_MAX_CASES 32
+
 static inline int bench_main(int argc, char **argv, const char *prog, const bench_case *cases,
                              size_t ncases, int (*selftest)(void))
 {
+    const char *names[BENCH_MAX_CASES];
+    size_t n = ncases < BENCH_MAX_CASES ? ncases : BENCH_MAX_CASES;
+    for (size_t i = 0; i < n; i++)
+        names[i] = cases[i].name;
     bench_args a;
-    if (bench_args_parse(&a, argc, argv) != 0)
-        return 2;
-    if (a.list) {
-        for (size_t i = 0; i < ncases; i++)
-            printf("%s\n", cases[i].name);
-        return 0;
-    }
-    if (selftest && !a.no_selftest && selftest() != 0) {
-        fprintf(stderr, "%s: the counting allocator is not in effect\n", prog);
-        return 3;
-    }
-    printf("# build\t%s\t%s\n", CBX_BENCH_BUILD_TYPE, CBX_BENCH_CFLAGS);
-    printf("# compiler\t%s\n", CBX_BENCH_COMPILER);
-    printf("# runs\t%d\n", a.runs);
-    int ran = 0;
-    for (size_t i = 0; i < ncases; i++) {
-        if (!bench_selected(&a, cases[i].name))
-            continue;
-        cases[i].run(&a, cases[i].name);
-        ran++;
-    }
-    if (ran == 0) {
-        fprintf(stderr, "%s: no case named %s\n", prog, a.only);
-        return 2;
-    }
+    int rc = bench_start(argc, argv, prog, names, n, 0, NULL, selftest, &a);
+    if (rc >= 0)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        if (bench_selected(&a, cases[i].name))
+            cases[i].run(&a, cases[i].name);
     return 0;
 }
 
