@@ -3,7 +3,7 @@
  *
  * command.c         the type: schema, validation, params -> spawn spec, start and cancel
  * command_run.c     one attempt on the loop: pipes, exit watch, TERM/grace/KILL, the result
- * command_spawn.c   fork + exec with setsid, dup2, chdir, rlimits; exec errors via a pipe
+ * command_spawn.c   clone (vfork-like) + exec with setsid, dup2, chdir, rlimits; exec errors
  * command_env.c     the child's environment (inherit or clear, set, unset) and PATH search list
  * command_capture.c bounded capture of a stream, its JSON string
  */
@@ -79,22 +79,32 @@ typedef struct cbx__cmd_child {
     int stdin_fd;  /* the parent's write end (non-blocking), or -1 */
     int stdout_fd; /* the parent's read ends (non-blocking) */
     int stderr_fd;
-    int report_fd;      /* the exec report (non-blocking): see cbx__cmd_spawn_report */
+    int report_fd;      /* the exec report (non-blocking): see cbx__cmd_spawn_report; -1 when the
+                           outcome of exec was known at once (exec_stage) */
+    int exec_stage;     /* report_fd < 0: 0 when exec succeeded, else where the child failed (see
+                           cbx__cmd_spawn_failure); the child then exits 127 */
+    int exec_errno;     /* with exec_stage: why */
     long parent_rss_kb; /* the parent's peak RSS when the child was forked: Linux counts what the
                            child inherited of it in the child's ru_maxrss */
 } cbx__cmd_child;
 
-/* Fork the child: a new session (its pid is its process group), stdin/stdout/stderr on pipes,
+/* Start the child: a new session (its pid is its process group), stdin/stdout/stderr on pipes,
  * every other descriptor closed at exec, signals at their defaults and unblocked, cwd, rlimits,
- * then exec. Returns at once, without waiting for exec: 0 and *child (every descriptor the
- * parent keeps is close-on-exec), or a negative errno with a one-line message in *err ("stdout
- * pipe: Too many open files", "fork: ..."); then no child is left. */
+ * then exec. Returns once the child has called exec (or, when it is a fork, at once): 0 and
+ * *child (every descriptor the parent keeps is close-on-exec), or a negative errno with a
+ * one-line message in *err ("stdout pipe: Too many open files", "clone: ..."); then no child is
+ * left. A failure of the child itself (exec, cwd, an rlimit) is not an error here: it comes in
+ * child->exec_stage or on child->report_fd, and the child exits 127. */
 int cbx__cmd_spawn(const cbx__cmd_spec *spec, cbx__cmd_child *child, cbx_err *err);
 
 /* Read the exec report from child->report_fd once it is readable: 0 when exec succeeded (EOF),
  * 1 when nothing has come yet, or a negative errno with *err set: "argv[0] 'foo': No such file or
  * directory", "cwd '/x': ...", "rlimit_nofile: ...". After a failure the child exits 127. */
 int cbx__cmd_spawn_report(int fd, const char *argv0, const char *cwd, cbx_err *err);
+
+/* The message for a child that failed at exec_stage with exec_errno (as the report gives):
+ * returns -exec_errno with *err set. */
+int cbx__cmd_spawn_failure(const char *argv0, const char *cwd, int stage, int e, cbx_err *err);
 
 /* Tests only: when set, pidfd_open is not used and exits are noticed by polling. */
 extern int cbx__cmd_no_pidfd;

@@ -508,7 +508,13 @@ int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, const cbx__cmd_op
     r->report_fd = ch.report_fd;
     r->parent_rss_kb = ch.parent_rss_kb;
 
-    if (uv_poll_init(r->loop, &r->report_poll, r->report_fd) == 0) {
+    if (r->report_fd < 0) {
+        if (ch.exec_stage) {
+            r->exec_failed = 1;
+            cbx__cmd_spawn_failure(o->argv0, o->cwd, ch.exec_stage, ch.exec_errno, &err);
+            snprintf(r->error, sizeof r->error, "%s", err.msg);
+        }
+    } else if (uv_poll_init(r->loop, &r->report_poll, r->report_fd) == 0) {
         r->report_poll.data = r;
         r->handles++;
         r->report_live = 1;

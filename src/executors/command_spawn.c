@@ -1,21 +1,29 @@
-/* Starting a child by hand: fork + exec, not uv_spawn.
+/* Starting a child by hand, not uv_spawn.
  *
  * uv_spawn reaps its children itself with waitpid() and so loses their rusage (peak memory, CPU
- * time), and it cannot set rlimits. Here the child is forked, watched through a pidfd by the
+ * time), and it cannot set rlimits. Here the child is started, watched through a pidfd by the
  * caller and reaped with wait4() by the caller. libuv's own SIGCHLD handler waits only on the
  * pids of its uv_process_t handles, so it never takes ours.
  *
- * fork, not vfork: vfork (and posix_spawn, built on it) suspends the loop thread until the child
- * has been scheduled and has reached exec; on a busy machine that is a scheduler latency per
- * child, during which the loop serves nothing. After fork the loop goes on at once; whether exec
- * succeeded arrives later on a close-on-exec pipe (EOF: it did; stage and errno: it did not),
- * which the caller watches on the loop (cbx__cmd_spawn_report).
+ * clone(CLONE_VM | CLONE_VFORK), as posix_spawn does: the child runs on a stack of its own in the
+ * parent's memory and the parent's thread sleeps until the child has called exec or exited. Not
+ * a copy of the parent's page tables, as fork() makes: with libcurl, Lua, SQLite and their heaps
+ * mapped, that copy was most of the cost of a short command. The wait is the child's few system
+ * calls up to exec. Whether exec succeeded is known when clone returns: the child writes where
+ * and why it failed into the shared context before it exits.
+ *
+ * Under the sanitizers (which must see a fork they can follow) and on C libraries without clone,
+ * it is a fork; then the child reports a failure on a close-on-exec pipe (EOF: exec succeeded),
+ * which the caller watches on the loop (cbx__cmd_spawn_report). The same pipe serves when a tool
+ * such as valgrind turns the vfork-like clone into a plain fork: the child's mark in the shared
+ * context then never reaches the parent, which notices and watches the pipe instead.
  *
  * In the child, before exec, only system calls are made (async-signal-safe): the parent may have
  * other threads, holding locks the child must never wait for. Every signal is blocked across the
- * fork so that no handler of the parent runs in the child (libuv's would write into the parent's
+ * clone so that no handler of the parent runs in the child (libuv's would write into the parent's
  * signal pipe, which the child shares); the child resets every disposition to the default and
- * unblocks all signals just before exec. */
+ * unblocks all signals just before exec. With CLONE_VM the child's errno is the parent thread's:
+ * the parent reads errno only from clone's own return. */
 #define _GNU_SOURCE
 #include "executors/command.h"
 
@@ -39,9 +47,12 @@
 #define CBX__PLAIN_FORK 1
 #endif
 #endif
-#if !defined(CBX__PLAIN_FORK) && !(defined(__GLIBC__) && __GLIBC_PREREQ(2, 34))
+#if !defined(CBX__PLAIN_FORK) && !defined(__GLIBC__)
 #define CBX__PLAIN_FORK 1
 #endif
+
+/* The child's stack, on the parent's (asleep until exec): the child makes a few system calls. */
+#define CHILD_STACK_BYTES 16384
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -64,12 +75,17 @@ typedef struct child_ctx {
     const cbx__cmd_spec *spec;
     int fd_in, fd_out, fd_err, fd_report;
     sigset_t empty;
+    /* Written by the child in the parent's memory (clone with CLONE_VM), read after clone
+     * returns: the child has started; where and why it failed. */
+    volatile int started, stage, error;
 } child_ctx;
 
-__attribute__((noreturn)) static void child_fail(int fd, int stage, int e)
+__attribute__((noreturn)) static void child_fail(child_ctx *c, int stage, int e)
 {
+    c->stage = stage;
+    c->error = e;
     int msg[2] = {stage, e};
-    while (write(fd, msg, sizeof msg) < 0 && errno == EINTR)
+    while (write(c->fd_report, msg, sizeof msg) < 0 && errno == EINTR)
         ;
     _exit(127);
 }
@@ -81,25 +97,26 @@ static int limit(int resource, uint64_t soft, uint64_t hard)
 }
 
 /* The child, up to exec. System calls only; never returns. */
-__attribute__((noreturn, noinline)) static void child_main(const child_ctx *c)
+__attribute__((noreturn, noinline)) static void child_main(child_ctx *c)
 {
     const cbx__cmd_spec *s = c->spec;
+    c->started = 1;
     if (setsid() < 0)
-        child_fail(c->fd_report, STAGE_SETSID, errno);
+        child_fail(c, STAGE_SETSID, errno);
     if (dup2(c->fd_in, 0) < 0 || dup2(c->fd_out, 1) < 0 || dup2(c->fd_err, 2) < 0)
-        child_fail(c->fd_report, STAGE_DUP, errno);
+        child_fail(c, STAGE_DUP, errno);
     /* Descriptors someone opened without O_CLOEXEC do not leak into the command either. */
     syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
     if (s->cwd && chdir(s->cwd) < 0)
-        child_fail(c->fd_report, STAGE_CWD, errno);
+        child_fail(c, STAGE_CWD, errno);
     /* CPU: SIGXCPU at the limit, SIGKILL a second later if that is caught or ignored. */
     if (s->rlimit_cpu_s && limit(RLIMIT_CPU, s->rlimit_cpu_s, s->rlimit_cpu_s + 1) < 0 &&
         limit(RLIMIT_CPU, s->rlimit_cpu_s, s->rlimit_cpu_s) < 0)
-        child_fail(c->fd_report, STAGE_RLIMIT_CPU, errno);
+        child_fail(c, STAGE_RLIMIT_CPU, errno);
     if (s->rlimit_as_bytes && limit(RLIMIT_AS, s->rlimit_as_bytes, s->rlimit_as_bytes) < 0)
-        child_fail(c->fd_report, STAGE_RLIMIT_AS, errno);
+        child_fail(c, STAGE_RLIMIT_AS, errno);
     if (s->rlimit_nofile && limit(RLIMIT_NOFILE, s->rlimit_nofile, s->rlimit_nofile) < 0)
-        child_fail(c->fd_report, STAGE_RLIMIT_NOFILE, errno);
+        child_fail(c, STAGE_RLIMIT_NOFILE, errno);
 
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
@@ -111,7 +128,7 @@ __attribute__((noreturn, noinline)) static void child_main(const child_ctx *c)
 
     if (!s->candidates) {
         execve(s->argv[0], s->argv, s->envp);
-        child_fail(c->fd_report, STAGE_EXEC, errno);
+        child_fail(c, STAGE_EXEC, errno);
     }
     /* As execvp: try each directory; a permission problem wins over "not found". */
     int seen_eacces = 0;
@@ -130,11 +147,21 @@ __attribute__((noreturn, noinline)) static void child_main(const child_ctx *c)
         case ELOOP:
             break;
         default:
-            child_fail(c->fd_report, STAGE_EXEC, errno);
+            child_fail(c, STAGE_EXEC, errno);
         }
     }
-    child_fail(c->fd_report, STAGE_EXEC, seen_eacces ? EACCES : ENOENT);
+    child_fail(c, STAGE_EXEC, seen_eacces ? EACCES : ENOENT);
 }
+
+#ifdef CBX__PLAIN_FORK
+#define SPAWN_CALL "fork"
+#else
+#define SPAWN_CALL "clone"
+static int child_entry(void *arg)
+{
+    child_main(arg);
+}
+#endif
 
 static void close_fd(int *fd)
 {
@@ -185,7 +212,7 @@ static void reap(pid_t pid)
         ;
 }
 
-static int report_failure(const char *argv0, const char *cwd, int stage, int e, cbx_err *err)
+int cbx__cmd_spawn_failure(const char *argv0, const char *cwd, int stage, int e, cbx_err *err)
 {
     switch (stage) {
     case STAGE_EXEC:
@@ -212,6 +239,7 @@ int cbx__cmd_spawn(const cbx__cmd_spec *spec, cbx__cmd_child *child, cbx_err *er
     child->pid = -1;
     child->pidfd = child->stdin_fd = child->stdout_fd = child->stderr_fd = child->report_fd = -1;
     child->parent_rss_kb = 0;
+    child->exec_stage = child->exec_errno = 0;
 
     if ((rc = make_pipe(out, err, "stdout")) || (rc = make_pipe(errp, err, "stderr")) ||
         (rc = make_pipe(rep, err, "exec report")))
@@ -240,11 +268,12 @@ int cbx__cmd_spawn(const cbx__cmd_spec *spec, cbx__cmd_child *child, cbx_err *er
     pthread_sigmask(SIG_SETMASK, &all, &old);
 #ifdef CBX__PLAIN_FORK
     pid_t pid = fork();
-#else
-    pid_t pid = _Fork();
-#endif
     if (pid == 0)
         child_main(&c);
+#else
+    _Alignas(16) char stack[CHILD_STACK_BYTES];
+    pid_t pid = clone(child_entry, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &c);
+#endif
     int fork_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close_fd(&in[0]);
@@ -252,8 +281,15 @@ int cbx__cmd_spawn(const cbx__cmd_spec *spec, cbx__cmd_child *child, cbx_err *er
     close_fd(&errp[1]);
     close_fd(&rep[1]);
     if (pid < 0) {
-        rc = cbx_err_set(err, -fork_errno, "fork: %s", strerror(fork_errno));
+        rc = cbx_err_set(err, -fork_errno, "%s: %s", SPAWN_CALL, strerror(fork_errno));
         goto fail;
+    }
+    /* Known already (the child ran up to exec or its failure before clone returned): no pipe to
+     * watch. A fork (or a clone a tool turned into one) leaves the mark unset. */
+    if (c.started) {
+        close_fd(&rep[0]);
+        child->exec_stage = c.stage;
+        child->exec_errno = c.error;
     }
 
     child->pid = pid;
@@ -263,8 +299,8 @@ int cbx__cmd_spawn(const cbx__cmd_spec *spec, cbx__cmd_child *child, cbx_err *er
         if (lift(&fd) == 0)
             child->pidfd = fd;
     }
-    if ((rc = nonblock(out[0])) || (rc = nonblock(errp[0])) || (rc = nonblock(rep[0])) ||
-        (spec->stdin_pipe && (rc = nonblock(in[1])))) {
+    if ((rc = nonblock(out[0])) || (rc = nonblock(errp[0])) ||
+        (rep[0] >= 0 && (rc = nonblock(rep[0]))) || (spec->stdin_pipe && (rc = nonblock(in[1])))) {
         /* not expected with pipes of our own; do not leave the child behind */
         kill(pid, SIGKILL);
         reap(pid);
@@ -304,6 +340,6 @@ int cbx__cmd_spawn_report(int fd, const char *argv0, const char *cwd, cbx_err *e
     if (n == 0)
         return 0;
     if (n == (ssize_t)sizeof msg)
-        return report_failure(argv0, cwd, msg[0], msg[1], err);
+        return cbx__cmd_spawn_failure(argv0, cwd, msg[0], msg[1], err);
     return cbx_err_set(err, -EIO, "argv[0] '%s': the child failed before exec", argv0);
 }
