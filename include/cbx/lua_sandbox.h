@@ -142,6 +142,10 @@ int cbx_sandbox_push_json(cbx_sandbox *sb, const json_t *value, cbx_err *err);
  * cbx_sandbox_pcall_c): raises a Lua error when memory runs out or nesting is too deep. */
 void cbx_sandbox_pushjson(lua_State *L, const json_t *value);
 
+/* Push a JSON scalar (string, number, boolean, null as the sentinel) and return 1; push nothing
+ * and return 0 for an object or an array. Needs one free stack slot. */
+int cbx_sandbox_push_scalar(lua_State *L, const json_t *value);
+
 /* Convert the value at idx to JSON (new reference in *out). what names it in messages
  * ("result"); NULL gives "value". The stack is unchanged. Errors: CBX_EFAILED with the path. */
 int cbx_sandbox_to_json(lua_State *L, int idx, const char *what, json_t **out, cbx_err *err);

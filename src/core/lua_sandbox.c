@@ -641,24 +641,35 @@ static void push_json_at(lua_State *L, const json_t *v, int depth)
         lua_setmetatable(L, -2);
         break;
     }
+    default:
+        cbx_sandbox_push_scalar(L, v);
+        break;
+    }
+}
+
+int cbx_sandbox_push_scalar(lua_State *L, const json_t *v)
+{
+    switch (json_typeof(v)) {
     case JSON_STRING:
         lua_pushlstring(L, json_string_value(v), json_string_length(v));
-        break;
+        return 1;
     case JSON_INTEGER:
         lua_pushinteger(L, (lua_Integer)json_integer_value(v));
-        break;
+        return 1;
     case JSON_REAL:
         lua_pushnumber(L, (lua_Number)json_real_value(v));
-        break;
+        return 1;
     case JSON_TRUE:
         lua_pushboolean(L, 1);
-        break;
+        return 1;
     case JSON_FALSE:
         lua_pushboolean(L, 0);
-        break;
+        return 1;
     case JSON_NULL:
         cbx_sandbox_push_null(L);
-        break;
+        return 1;
+    default:
+        return 0;
     }
 }
 

@@ -123,30 +123,8 @@ static void push_context(cbx_template_env *e, lua_State *L, const json_t *v)
 
 static void push_value(cbx_template_env *e, lua_State *L, const json_t *v)
 {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-    case JSON_ARRAY:
-        push_context(e, L, v);
-        break;
-    case JSON_STRING:
-        lua_pushlstring(L, json_string_value(v), json_string_length(v));
-        break;
-    case JSON_INTEGER:
-        lua_pushinteger(L, (lua_Integer)json_integer_value(v));
-        break;
-    case JSON_REAL:
-        lua_pushnumber(L, (lua_Number)json_real_value(v));
-        break;
-    case JSON_TRUE:
-        lua_pushboolean(L, 1);
-        break;
-    case JSON_FALSE:
-        lua_pushboolean(L, 0);
-        break;
-    case JSON_NULL:
-        cbx_sandbox_push_null(L);
-        break;
-    }
+    if (!cbx_sandbox_push_scalar(L, v))
+        push_context(e, L, v); /* objects and arrays: seen through, never copied */
 }
 
 static const json_t *check_target(lua_State *L)
