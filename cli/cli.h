@@ -45,6 +45,11 @@ int cli_cmd_graph(cli_ctx *ctx, int argc, char **argv);
 /* Handle --state-dir (exports CBX_STATE_DIR). Returns 0, or CLI_EXIT_USAGE after a message. */
 int cli_set_state_dir(cli_ctx *ctx, const char *dir);
 
+/* Apply one of the options every subcommand takes besides --help (CLI_OPT_STATE_DIR,
+ * CLI_OPT_NO_JOURNAL, CLI_OPT_JSON: *json = 1) with its value. Returns 0, or CLI_EXIT_USAGE
+ * after a message. */
+int cli_common_option(cli_ctx *ctx, int id, const char *val, int *json);
+
 /* Extra executor types: plugin directories and Lua files. Both lists are borrowed. */
 typedef struct cli_types_src {
     const char *plugin_paths[16]; /* --plugin-path values (colon-separated dirs or .so files) */

@@ -193,14 +193,10 @@ int cli_cmd_breaker(cli_ctx *ctx, int argc, char **argv)
             fputs(cli_exit_codes_help, stdout);
             return CLI_EXIT_OK;
         case CLI_OPT_STATE_DIR:
-            if (cli_set_state_dir(ctx, val))
-                return CLI_EXIT_USAGE;
-            break;
         case CLI_OPT_NO_JOURNAL:
-            ctx->no_journal = 1;
-            break;
         case CLI_OPT_JSON:
-            json = 1;
+            if (cli_common_option(ctx, id, val, &json))
+                return CLI_EXIT_USAGE;
             break;
         case CLI_ARGS_POSITIONAL:
             if (!action) {

@@ -950,14 +950,10 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
             fputs(exit_help, stdout);
             return -1;
         case CLI_OPT_STATE_DIR:
-            if (cli_set_state_dir(ctx, val))
-                return CLI_EXIT_USAGE;
-            break;
         case CLI_OPT_NO_JOURNAL:
-            ctx->no_journal = 1;
-            break;
         case CLI_OPT_JSON:
-            c->json = 1;
+            if (cli_common_option(ctx, id, val, &c->json))
+                return CLI_EXIT_USAGE;
             break;
         case OPT_QUIET:
             c->quiet = 1;

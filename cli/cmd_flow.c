@@ -247,12 +247,12 @@ typedef struct flow_cfg {
     const char *batch, *output;
     uint64_t parallel;
     int parallel_given;
-    const char **env; /* --env names, NULL-terminated */
+    const char **env;      /* --env names, NULL-terminated */
+    const char *state_dir; /* --state-dir (here or before the subcommand), for the resume hint */
     size_t n_env;
     uint64_t limit;
     int limit_given;
     const char *format;
-    const char *state_dir_opt; /* --state-dir as given, for the resume hint */
     cli_types_src src;
 } flow_cfg;
 
@@ -289,15 +289,10 @@ static int parse(cli_ctx *ctx, const char *cmd, const cli_opt *table, const char
                 fputs(exit_help, stdout);
             return -1;
         case CLI_OPT_STATE_DIR:
-            if (cli_set_state_dir(ctx, val))
-                return CLI_EXIT_USAGE;
-            c->state_dir_opt = val;
-            break;
         case CLI_OPT_NO_JOURNAL:
-            ctx->no_journal = 1;
-            break;
         case CLI_OPT_JSON:
-            c->json = 1;
+            if (cli_common_option(ctx, id, val, &c->json))
+                return CLI_EXIT_USAGE;
             break;
         case OPT_QUIET:
             c->quiet = 1;
@@ -375,6 +370,7 @@ static int parse(cli_ctx *ctx, const char *cmd, const cli_opt *table, const char
         cli_err("%s: unexpected argument '%s'", cmd, argv[a.rest]);
         return CLI_EXIT_USAGE;
     }
+    c->state_dir = ctx->state_dir;
     return 0;
 }
 
@@ -791,8 +787,8 @@ static void resume_command(const run_state *s, char *buf, size_t len)
         shell_word(w, sizeof w, c->src.plugin_paths[i]);
         ADD(" --plugin-path %s", w);
     }
-    if (c->state_dir_opt) {
-        shell_word(w, sizeof w, c->state_dir_opt);
+    if (c->state_dir) {
+        shell_word(w, sizeof w, c->state_dir);
         ADD(" --state-dir %s", w);
     }
     ADD(" --resume %s", s->res->run_id);

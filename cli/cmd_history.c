@@ -142,14 +142,10 @@ static int parse(cli_ctx *ctx, const char *cmd, const cli_opt *table, const char
             fputs(cli_exit_codes_help, stdout);
             return -1;
         case CLI_OPT_STATE_DIR:
-            if (cli_set_state_dir(ctx, val))
-                return CLI_EXIT_USAGE;
-            break;
         case CLI_OPT_NO_JOURNAL:
-            ctx->no_journal = 1;
-            break;
         case CLI_OPT_JSON:
-            q->json = 1;
+            if (cli_common_option(ctx, id, val, &q->json))
+                return CLI_EXIT_USAGE;
             break;
         case OPT_EXECUTOR:
             q->f.executor = val;

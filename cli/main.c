@@ -100,6 +100,22 @@ int cli_set_state_dir(cli_ctx *ctx, const char *dir)
     return 0;
 }
 
+int cli_common_option(cli_ctx *ctx, int id, const char *val, int *json)
+{
+    switch (id) {
+    case CLI_OPT_STATE_DIR:
+        return cli_set_state_dir(ctx, val);
+    case CLI_OPT_NO_JOURNAL:
+        ctx->no_journal = 1;
+        return 0;
+    case CLI_OPT_JSON:
+        *json = 1;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
 static const cli_cmd *find_command(const char *name)
 {
     for (size_t i = 0; i < N_COMMANDS; i++)
