@@ -80,6 +80,44 @@ int cbx_journal_execution_end(cbx_journal *j, const cbx_journal_end *e, cbx_err 
 /* Commit what is pending now. */
 int cbx_journal_flush(cbx_journal *j, cbx_err *err);
 
+/* ---- records of other modules, in the same batches (flow runs use this) --------------------- */
+
+struct sqlite3;
+
+/* Work on the journal's own SQLite connection. db is borrowed for the call; return 0 or a
+ * negative code with err filled. */
+typedef int (*cbx_journal_db_fn)(struct sqlite3 *db, void *ud, cbx_err *err);
+
+/* Run fn inside the open batch (one is begun if none is open) under the handle's lock, so that
+ * its writes commit with the journal's own records, in the order made, on the one connection that
+ * writes: nothing waits for another connection's batch. It counts as one write towards the
+ * batch's limits, and may commit the batch after fn when that is due.
+ *
+ * fn must not begin, commit or roll back a transaction, must not call the journal (its lock is
+ * held), and must finalize the statements it prepares on db, in this call or a later
+ * cbx_journal_read_db, before cbx_journal_close. Tables of its own are the caller's (create them
+ * with IF NOT EXISTS); the journal's retention and clear never touch them.
+ *
+ * *batch, if not NULL, gets the number of the batch that holds the writes (batches are numbered
+ * from 1 in the order they begin), for cbx_journal_batch_state. Returns 0; fn's code when fn
+ * fails (its failed statement is undone; the batch stays open unless SQLite rolled it back, which
+ * is then reported as lost); CBX_EJOURNAL when the write succeeded but an earlier batch was lost;
+ * CBX_EJOURNAL when the batch cannot begin. */
+int cbx_journal_write_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, uint64_t *batch,
+                         cbx_err *err);
+
+/* Run fn on the connection without beginning a batch, for reads (and to finalize statements). It
+ * sees every write made before it on this handle, the open batch's included. Returns fn's
+ * result. */
+int cbx_journal_read_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, cbx_err *err);
+
+/* Whether batch number `batch` (from cbx_journal_write_db) is durable: 1 once it has committed
+ * (in WAL mode with synchronous=NORMAL: it survives the death of the process), 0 while it is
+ * still open, CBX_EJOURNAL when it was lost (rolled back, see "Batching and durability"; a batch
+ * that committed between two lost ones may be reported lost too), -EINVAL for a number no batch
+ * had. Never commits and never waits for the database; cbx_journal_flush commits at once. */
+int cbx_journal_batch_state(cbx_journal *j, uint64_t batch, cbx_err *err);
+
 /* ---- queries --------------------------------------------------------------------------------- */
 
 typedef struct cbx_history_filter {

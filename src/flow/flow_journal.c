@@ -1,4 +1,4 @@
-/* Flow runs and steps in SQLite, each record committed before the runner goes on. */
+/* Flow runs and steps in SQLite, written through the runtime journal's connection and batches. */
 #include "flow/flow_journal.h"
 
 #include "cbx/flow.h"
@@ -8,9 +8,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct cbx__flow_journal {
-    sqlite3 *db;
-};
+/* The records, in the order of the statements below. */
+typedef enum rec_kind {
+    REC_RUN_START,
+    REC_RUN_END,
+    REC_STEP_START,
+    REC_STEP_END,
+    REC_KINDS
+} rec_kind;
+
+static const char *const rec_sql[REC_KINDS] = {
+    "INSERT INTO flow_runs (run_id, flow, file, inputs, status, started_ms)"
+    " VALUES (?1, ?2, ?3, ?4, 'running', ?5)"
+    " ON CONFLICT(run_id) DO UPDATE SET status = 'running', ended_ms = NULL, error = NULL",
+    "UPDATE flow_runs SET status = ?3, outputs = ?4, error = ?5, ended_ms = ?6 WHERE run_id = ?1",
+    "INSERT INTO flow_steps (run_id, step, status, started_ms) VALUES (?1, ?2, 'running', ?6)"
+    " ON CONFLICT(run_id, step) DO UPDATE SET status = 'running',"
+    " started_ms = excluded.started_ms, ended_ms = NULL, error = NULL, outputs = NULL",
+    "INSERT INTO flow_steps (run_id, step, status, outputs, attempts, error, ended_ms)"
+    " VALUES (?1, ?2, ?3, ?4, ?7, ?5, ?6) ON CONFLICT(run_id, step) DO UPDATE SET"
+    " status = excluded.status, outputs = excluded.outputs, attempts = excluded.attempts,"
+    " error = excluded.error, ended_ms = excluded.ended_ms"};
+
+static const char *const rec_what[REC_KINDS] = {"run start", "run end", "step start", "step end"};
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS flow_runs ("
@@ -21,152 +41,188 @@ static const char schema[] =
     "  run_id TEXT, step TEXT, status TEXT, outputs TEXT, attempts INTEGER, error TEXT,"
     "  started_ms INTEGER, ended_ms INTEGER, PRIMARY KEY (run_id, step));";
 
-static int db_error(cbx__flow_journal *j, cbx_err *err, const char *what)
+struct cbx__flow_journal {
+    cbx_journal *j;              /* borrowed */
+    sqlite3_stmt *st[REC_KINDS]; /* prepared on j's connection */
+};
+
+/* One record. Parameters: ?1 run id, ?2 flow or step name, ?3 status (a run start: the flow's
+ * file), ?4 JSON (inputs or outputs), ?5 error, ?6 time (ms; ?5 in a run start), ?7 attempts. */
+typedef struct rec {
+    cbx__flow_journal *fj;
+    rec_kind kind;
+    const char *run_id, *name, *file, *status, *error;
+    const json_t *json;
+    uint32_t attempts;
+    uint64_t ms;
+} rec;
+
+static int db_error(sqlite3 *db, cbx_err *err, const char *what)
 {
-    return cbx_err_set(err, CBX_EJOURNAL, "flow journal: %s: %s", what,
-                       j && j->db ? sqlite3_errmsg(j->db) : "not open");
+    return cbx_err_set(err, CBX_EJOURNAL, "flow journal: %s: %s", what, sqlite3_errmsg(db));
 }
 
-int cbx__flow_journal_open(cbx__flow_journal **out, const char *path, cbx_err *err)
+/* ---- open and close ------------------------------------------------------------------------ */
+
+static int setup(sqlite3 *db, void *ud, cbx_err *err)
 {
-    *out = NULL;
-    cbx__flow_journal *j = calloc(1, sizeof *j);
-    if (!j)
-        return cbx_err_set(err, -ENOMEM, "out of memory");
-    if (sqlite3_open_v2(path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
-        int r = cbx_err_set_at(err, CBX_EJOURNAL, path, 0, 0, "cannot open the journal: %s",
-                               j->db ? sqlite3_errmsg(j->db) : "out of memory");
-        cbx__flow_journal_close(j);
-        return r;
-    }
-    sqlite3_busy_timeout(j->db, 10000);
-    char *msg = NULL;
-    if (sqlite3_exec(j->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
-                     &msg) != SQLITE_OK ||
-        sqlite3_exec(j->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
-        int r = cbx_err_set_at(err, CBX_EJOURNAL, path, 0, 0, "flow journal: %s",
-                               msg ? msg : "cannot create tables");
-        sqlite3_free(msg);
-        cbx__flow_journal_close(j);
-        return r;
-    }
-    *out = j;
+    cbx__flow_journal *fj = ud;
+    if (sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK)
+        return db_error(db, err, "create tables");
+    for (int k = 0; k < REC_KINDS; k++)
+        if (sqlite3_prepare_v3(db, rec_sql[k], -1, SQLITE_PREPARE_PERSISTENT, &fj->st[k], NULL) !=
+            SQLITE_OK)
+            return db_error(db, err, "prepare");
     return 0;
 }
 
-void cbx__flow_journal_close(cbx__flow_journal *j)
+static int finalize_all(sqlite3 *db, void *ud, cbx_err *err)
 {
-    if (!j)
-        return;
-    sqlite3_close(j->db);
-    free(j);
+    (void)db;
+    (void)err;
+    cbx__flow_journal *fj = ud;
+    for (int k = 0; k < REC_KINDS; k++) {
+        sqlite3_finalize(fj->st[k]);
+        fj->st[k] = NULL;
+    }
+    return 0;
 }
 
-/* Bind helpers: NULL-safe text and JSON. */
+int cbx__flow_journal_open(cbx__flow_journal **out, cbx_journal *j, cbx_err *err)
+{
+    *out = NULL;
+    cbx__flow_journal *fj = calloc(1, sizeof *fj);
+    if (!fj)
+        return cbx_err_set(err, -ENOMEM, "out of memory");
+    fj->j = j;
+    int r = cbx_journal_write_db(j, setup, fj, NULL, err);
+    if (r < 0) {
+        cbx__flow_journal_close(fj);
+        return r;
+    }
+    *out = fj;
+    return 0;
+}
+
+void cbx__flow_journal_close(cbx__flow_journal *fj)
+{
+    if (!fj)
+        return;
+    cbx_journal_read_db(fj->j, finalize_all, fj, NULL);
+    free(fj);
+}
+
+/* ---- writes -------------------------------------------------------------------------------- */
+
 static void bind_text(sqlite3_stmt *st, int i, const char *s)
 {
     if (s)
-        sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC); /* stepped before the call returns */
     else
         sqlite3_bind_null(st, i);
 }
 
-static void bind_json(sqlite3_stmt *st, int i, const json_t *v)
+static int write_rec(sqlite3 *db, void *ud, cbx_err *err)
 {
-    char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    if (s)
-        sqlite3_bind_text(st, i, s, -1, free);
-    else
-        sqlite3_bind_null(st, i);
-}
-
-static int run_stmt(cbx__flow_journal *j, sqlite3_stmt *st, cbx_err *err, const char *what)
-{
+    const rec *r = ud;
+    sqlite3_stmt *st = r->fj->st[r->kind];
+    char *json = r->json ? json_dumps(r->json, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    if (r->json && !json)
+        return cbx_err_set(err, CBX_EJOURNAL, "flow journal: %s: cannot encode JSON",
+                           rec_what[r->kind]);
+    bind_text(st, 1, r->run_id);
+    if (r->kind != REC_RUN_END)
+        bind_text(st, 2, r->name);
+    if (r->kind != REC_STEP_START) {
+        bind_text(st, 3, r->kind == REC_RUN_START ? r->file : r->status);
+        bind_text(st, 4, json);
+    }
+    if (r->kind != REC_RUN_START && r->kind != REC_STEP_START)
+        bind_text(st, 5, r->error && r->error[0] ? r->error : NULL);
+    sqlite3_bind_int64(st, r->kind == REC_RUN_START ? 5 : 6, (sqlite3_int64)r->ms);
+    if (r->kind == REC_STEP_END)
+        sqlite3_bind_int64(st, 7, (sqlite3_int64)r->attempts);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : db_error(j, err, what);
+    int ret = rc == SQLITE_DONE ? 0 : db_error(db, err, rec_what[r->kind]);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    free(json);
+    return ret;
 }
 
-static sqlite3_stmt *prepare(cbx__flow_journal *j, const char *sql)
+static int put(const rec *r, uint64_t *batch, cbx_err *err)
+{
+    if (!r->fj || !r->fj->st[r->kind])
+        return cbx_err_set(err, CBX_EJOURNAL, "flow journal: not open");
+    return cbx_journal_write_db(r->fj->j, write_rec, (void *)r, batch, err);
+}
+
+int cbx__flow_journal_run_start(cbx__flow_journal *fj, const char *run_id, const char *flow,
+                                const char *file, const json_t *inputs, uint64_t started_ms,
+                                uint64_t *batch, cbx_err *err)
+{
+    rec r = {.fj = fj,
+             .kind = REC_RUN_START,
+             .run_id = run_id,
+             .name = flow,
+             .file = file,
+             .json = inputs,
+             .ms = started_ms};
+    return put(&r, batch, err);
+}
+
+int cbx__flow_journal_run_end(cbx__flow_journal *fj, const char *run_id, const char *status,
+                              const json_t *outputs, const char *error, uint64_t ended_ms,
+                              uint64_t *batch, cbx_err *err)
+{
+    rec r = {.fj = fj,
+             .kind = REC_RUN_END,
+             .run_id = run_id,
+             .status = status,
+             .json = outputs,
+             .error = error,
+             .ms = ended_ms};
+    return put(&r, batch, err);
+}
+
+int cbx__flow_journal_step_start(cbx__flow_journal *fj, const char *run_id, const char *step,
+                                 uint64_t started_ms, uint64_t *batch, cbx_err *err)
+{
+    rec r = {.fj = fj, .kind = REC_STEP_START, .run_id = run_id, .name = step, .ms = started_ms};
+    return put(&r, batch, err);
+}
+
+int cbx__flow_journal_step_end(cbx__flow_journal *fj, const char *run_id, const char *step,
+                               const char *status, const json_t *outputs, uint32_t attempts,
+                               const char *error, uint64_t ended_ms, uint64_t *batch, cbx_err *err)
+{
+    rec r = {.fj = fj,
+             .kind = REC_STEP_END,
+             .run_id = run_id,
+             .name = step,
+             .status = status,
+             .json = outputs,
+             .error = error,
+             .attempts = attempts,
+             .ms = ended_ms};
+    return put(&r, batch, err);
+}
+
+/* ---- reads --------------------------------------------------------------------------------- */
+
+/* 1 when the flow tables exist (a journal no flow has run on has none), 0 when not. */
+static int have_tables(sqlite3 *db)
 {
     sqlite3_stmt *st = NULL;
-    if (!j || !j->db)
-        return NULL;
-    sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
-    return st;
-}
-
-int cbx__flow_journal_run_start(cbx__flow_journal *j, const char *run_id, const char *flow,
-                                const char *file, const json_t *inputs, uint64_t started_ms,
-                                cbx_err *err)
-{
-    sqlite3_stmt *st = prepare(j, "INSERT INTO flow_runs (run_id, flow, file, inputs, status,"
-                                  " started_ms) VALUES (?, ?, ?, ?, 'running', ?)"
-                                  " ON CONFLICT(run_id) DO UPDATE SET status = 'running',"
-                                  " ended_ms = NULL, error = NULL");
-    if (!st)
-        return db_error(j, err, "prepare");
-    bind_text(st, 1, run_id);
-    bind_text(st, 2, flow);
-    bind_text(st, 3, file);
-    bind_json(st, 4, inputs);
-    sqlite3_bind_int64(st, 5, (sqlite3_int64)started_ms);
-    return run_stmt(j, st, err, "run start");
-}
-
-int cbx__flow_journal_run_end(cbx__flow_journal *j, const char *run_id, const char *status,
-                              const json_t *outputs, const char *error, uint64_t ended_ms,
-                              cbx_err *err)
-{
-    sqlite3_stmt *st = prepare(j, "UPDATE flow_runs SET status = ?, outputs = ?, error = ?,"
-                                  " ended_ms = ? WHERE run_id = ?");
-    if (!st)
-        return db_error(j, err, "prepare");
-    bind_text(st, 1, status);
-    bind_json(st, 2, outputs);
-    bind_text(st, 3, error);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)ended_ms);
-    bind_text(st, 5, run_id);
-    return run_stmt(j, st, err, "run end");
-}
-
-int cbx__flow_journal_step_start(cbx__flow_journal *j, const char *run_id, const char *step,
-                                 uint64_t started_ms, cbx_err *err)
-{
-    sqlite3_stmt *st =
-        prepare(j, "INSERT INTO flow_steps (run_id, step, status, started_ms)"
-                   " VALUES (?, ?, 'running', ?) ON CONFLICT(run_id, step)"
-                   " DO UPDATE SET status = 'running', started_ms = excluded.started_ms,"
-                   " ended_ms = NULL, error = NULL, outputs = NULL");
-    if (!st)
-        return db_error(j, err, "prepare");
-    bind_text(st, 1, run_id);
-    bind_text(st, 2, step);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)started_ms);
-    return run_stmt(j, st, err, "step start");
-}
-
-int cbx__flow_journal_step_end(cbx__flow_journal *j, const char *run_id, const char *step,
-                               const char *status, const json_t *outputs, uint32_t attempts,
-                               const char *error, uint64_t ended_ms, cbx_err *err)
-{
-    sqlite3_stmt *st = prepare(j, "INSERT INTO flow_steps (run_id, step, status, outputs,"
-                                  " attempts, error, ended_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                                  " ON CONFLICT(run_id, step) DO UPDATE SET status ="
-                                  " excluded.status, outputs = excluded.outputs, attempts ="
-                                  " excluded.attempts, error = excluded.error, ended_ms ="
-                                  " excluded.ended_ms");
-    if (!st)
-        return db_error(j, err, "prepare");
-    bind_text(st, 1, run_id);
-    bind_text(st, 2, step);
-    bind_text(st, 3, status);
-    bind_json(st, 4, outputs);
-    sqlite3_bind_int(st, 5, (int)attempts);
-    bind_text(st, 6, error && error[0] ? error : NULL);
-    sqlite3_bind_int64(st, 7, (sqlite3_int64)ended_ms);
-    return run_stmt(j, st, err, "step end");
+    int n = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                           " AND name IN ('flow_runs', 'flow_steps')",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return n == 2;
 }
 
 static json_t *column_json(sqlite3_stmt *st, int i)
@@ -181,17 +237,26 @@ static json_t *column_text(sqlite3_stmt *st, int i)
     return s ? json_string(s) : json_null();
 }
 
-int cbx__flow_journal_get(cbx__flow_journal *j, const char *run_id, json_t **out, cbx_err *err)
+typedef struct get_args {
+    const char *run_id;
+    json_t *out;
+} get_args;
+
+static int get_run(sqlite3 *db, void *ud, cbx_err *err)
 {
-    *out = NULL;
-    sqlite3_stmt *st = prepare(j, "SELECT run_id, flow, file, inputs, status, error, started_ms,"
-                                  " ended_ms, outputs FROM flow_runs WHERE run_id = ?");
-    if (!st)
-        return db_error(j, err, "prepare");
-    bind_text(st, 1, run_id);
+    get_args *a = ud;
+    sqlite3_stmt *st = NULL;
+    if (!have_tables(db))
+        return cbx_err_set(err, -ENOENT, "no flow run '%s' in the journal", a->run_id);
+    if (sqlite3_prepare_v2(db,
+                           "SELECT run_id, flow, file, inputs, status, error, started_ms,"
+                           " ended_ms, outputs FROM flow_runs WHERE run_id = ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_error(db, err, "prepare");
+    bind_text(st, 1, a->run_id);
     if (sqlite3_step(st) != SQLITE_ROW) {
         sqlite3_finalize(st);
-        return cbx_err_set(err, -ENOENT, "no flow run '%s' in the journal", run_id);
+        return cbx_err_set(err, -ENOENT, "no flow run '%s' in the journal", a->run_id);
     }
     json_t *run =
         json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:I, s:o}", "run_id", column_text(st, 0),
@@ -200,13 +265,15 @@ int cbx__flow_journal_get(cbx__flow_journal *j, const char *run_id, json_t **out
                   "started_ms", (json_int_t)sqlite3_column_int64(st, 6), "ended_ms",
                   (json_int_t)sqlite3_column_int64(st, 7), "outputs", column_json(st, 8));
     sqlite3_finalize(st);
-    st = prepare(j, "SELECT step, status, outputs, attempts, error, started_ms, ended_ms FROM"
-                    " flow_steps WHERE run_id = ?");
-    if (!st) {
+    st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT step, status, outputs, attempts, error, started_ms, ended_ms"
+                           " FROM flow_steps WHERE run_id = ?",
+                           -1, &st, NULL) != SQLITE_OK) {
         json_decref(run);
-        return db_error(j, err, "prepare");
+        return db_error(db, err, "prepare");
     }
-    bind_text(st, 1, run_id);
+    bind_text(st, 1, a->run_id);
     json_t *steps = json_object();
     while (sqlite3_step(st) == SQLITE_ROW) {
         json_object_set_new(steps, (const char *)sqlite3_column_text(st, 0),
@@ -218,19 +285,44 @@ int cbx__flow_journal_get(cbx__flow_journal *j, const char *run_id, json_t **out
     }
     sqlite3_finalize(st);
     json_object_set_new(run, "steps", steps);
-    *out = run;
+    a->out = run;
     return 0;
 }
 
-int cbx__flow_journal_list(cbx__flow_journal *j, uint32_t limit, json_t **out, cbx_err *err)
+int cbx__flow_journal_get(cbx_journal *j, const char *run_id, json_t **out, cbx_err *err)
 {
+    get_args a = {.run_id = run_id};
     *out = NULL;
-    sqlite3_stmt *st = prepare(j, "SELECT run_id, flow, status, started_ms, ended_ms, error FROM"
-                                  " flow_runs ORDER BY started_ms DESC LIMIT ?");
-    if (!st)
-        return db_error(j, err, "prepare");
-    sqlite3_bind_int(st, 1, limit ? (int)limit : 50);
+    int r = cbx_journal_read_db(j, get_run, &a, err);
+    if (r == 0)
+        *out = a.out;
+    return r;
+}
+
+typedef struct list_args {
+    uint32_t limit;
+    json_t *out;
+} list_args;
+
+static int list_runs(sqlite3 *db, void *ud, cbx_err *err)
+{
+    list_args *a = ud;
     json_t *rows = json_array();
+    if (!rows)
+        return cbx_err_set(err, -ENOMEM, "out of memory");
+    if (!have_tables(db)) {
+        a->out = rows;
+        return 0;
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT run_id, flow, status, started_ms, ended_ms, error FROM"
+                           " flow_runs ORDER BY started_ms DESC LIMIT ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        json_decref(rows);
+        return db_error(db, err, "prepare");
+    }
+    sqlite3_bind_int(st, 1, a->limit ? (int)a->limit : 50);
     while (sqlite3_step(st) == SQLITE_ROW)
         json_array_append_new(
             rows, json_pack("{s:o, s:o, s:o, s:I, s:I, s:o}", "run_id", column_text(st, 0), "flow",
@@ -238,30 +330,28 @@ int cbx__flow_journal_list(cbx__flow_journal *j, uint32_t limit, json_t **out, c
                             (json_int_t)sqlite3_column_int64(st, 3), "ended_ms",
                             (json_int_t)sqlite3_column_int64(st, 4), "error", column_text(st, 5)));
     sqlite3_finalize(st);
-    *out = rows;
+    a->out = rows;
     return 0;
+}
+
+int cbx__flow_journal_list(cbx_journal *j, uint32_t limit, json_t **out, cbx_err *err)
+{
+    list_args a = {.limit = limit};
+    *out = NULL;
+    int r = cbx_journal_read_db(j, list_runs, &a, err);
+    if (r == 0)
+        *out = a.out;
+    return r;
 }
 
 /* ---- the public queries ---------------------------------------------------------------------- */
 
 int cbx_flow_runs_list(cbx_journal *j, uint32_t limit, json_t **out, cbx_err *err)
 {
-    cbx__flow_journal *fj;
-    int r = cbx__flow_journal_open(&fj, cbx_journal_path(j), err);
-    if (r < 0)
-        return r;
-    r = cbx__flow_journal_list(fj, limit, out, err);
-    cbx__flow_journal_close(fj);
-    return r;
+    return cbx__flow_journal_list(j, limit, out, err);
 }
 
 int cbx_flow_run_show(cbx_journal *j, const char *run_id, json_t **out, cbx_err *err)
 {
-    cbx__flow_journal *fj;
-    int r = cbx__flow_journal_open(&fj, cbx_journal_path(j), err);
-    if (r < 0)
-        return r;
-    r = cbx__flow_journal_get(fj, run_id, out, err);
-    cbx__flow_journal_close(fj);
-    return r;
+    return cbx__flow_journal_get(j, run_id, out, err);
 }

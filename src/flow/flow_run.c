@@ -3,8 +3,15 @@
  * Each step becomes a node with a count of dependencies left; a node whose count reaches zero
  * joins the ready queue, and the queue is drained while the flow's concurrency allows. A plain
  * step is one execution on the runtime (or one per foreach item); a `steps` composite and a
- * sub-flow open a child scope of nodes. Every step's start and end are journaled, committed
- * before the runner goes on, so that a resumed run skips exactly the steps that succeeded. */
+ * sub-flow open a child scope of nodes.
+ *
+ * The run and every step's start and end are journaled through the runtime's journal, in its
+ * batches. A step that ends is held back: its dependents, the run's count and its FINISHED event
+ * wait until the batch holding its end record has committed, so that nothing goes on from an
+ * outcome a crash could take back, and a resumed run skips exactly the steps recorded as
+ * succeeded. The runner commits the batch itself as soon as nothing else is ready to start (one
+ * commit for every step that ended since the last: a group commit), and otherwise within the
+ * journal's batch window, while the free slots run steps that are ready. */
 #include "flow/flow_internal.h"
 #include "flow/flow_journal.h"
 
@@ -49,6 +56,8 @@ struct node {
     char error[512];
     uint64_t started_ns, ended_ns;
     uint64_t started_ms;
+    cbx_status status; /* how it ended, kept while it is held */
+    uint64_t batch;    /* the journal batch that holds its end record */
     /* foreach */
     json_t *items; /* the items (or batches) to run */
     size_t next_item, items_done, items_running;
@@ -77,7 +86,12 @@ struct runner {
     const cbx_flow_run_opts *o;
     cbx_template_env *tenv;
     json_t *env;
+    cbx_journal *journal; /* the runtime's, NULL when it has none */
     cbx__flow_journal *fj;
+    node **held; /* ended, waiting for their end records to commit, in the order they ended */
+    size_t nheld, held_cap, held_head;
+    int commit_due; /* the commit timer fired */
+    uv_timer_t commit_timer;
     char run_id[40];
     json_t *resumed; /* {full_name: {status, outputs...}} of the run being resumed */
     scope *root;
@@ -100,16 +114,6 @@ static uint64_t wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* The runtime's journal batches its writes in a transaction it keeps open for a few ms; the flow
- * records go through a second connection to the same file, which would wait for that batch.
- * Commit it first: a step's record is then written at once. */
-static void journal_turn(runner *R)
-{
-    cbx_journal *j = cbx_runtime_journal(R->rt);
-    if (j)
-        cbx_journal_flush(j, NULL);
 }
 
 static void emit(runner *R, cbx_flow_event_kind kind, node *n, cbx_status status)
@@ -326,21 +330,14 @@ static const char *state_word(node_state st, cbx_status status)
     return cbx_status_name(status);
 }
 
-static void node_finish(node *n, node_state st, cbx_status status)
+/* What follows from a node's end: its context for templates, the flow's failure, the count,
+ * the FINISHED event, its dependents, its scope. */
+static void node_release(node *n)
 {
     runner *R = n->sc->R;
     scope *sc = n->sc;
-    n->state = st;
-    if (st == N_FAILED && n->def->continue_on_error)
-        n->tolerated = 1;
-    n->ended_ns = cbx_clock_now_ns(NULL);
-    if (!n->resumed && st != N_SKIPPED && R->fj) {
-        cbx_err e;
-        journal_turn(R);
-        if (cbx__flow_journal_step_end(R->fj, R->run_id, n->full_name, state_word(st, status),
-                                       n->outputs, n->attempts, n->error, wall_ms(), &e) < 0)
-            fail_flow(R, CBX_STATUS_FAILED, "%s", e.msg);
-    }
+    node_state st = n->state;
+    cbx_status status = n->status;
     json_object_set_new(sc->steps_ctx, n->def->name,
                         json_pack("{s:O?, s:s, s:i}", "outputs", n->outputs, "status",
                                   state_word(st, status), "attempts", (int)n->attempts));
@@ -357,6 +354,91 @@ static void node_finish(node *n, node_state st, cbx_status status)
     scope_step_finished(sc);
     if (sc == R->root && sc->finished == sc->nsteps)
         R->finished = 1;
+}
+
+static void on_commit_timer(uv_timer_t *t)
+{
+    runner *R = t->data;
+    R->commit_due = 1;
+}
+
+/* Hold n until its end record has committed. Returns 0 when it cannot be held (out of memory):
+ * the batch is then committed at once and n is to be released by the caller. */
+static int hold(runner *R, node *n)
+{
+    if (R->nheld == R->held_cap && R->held_head > 0) {
+        R->nheld -= R->held_head;
+        memmove(R->held, R->held + R->held_head, R->nheld * sizeof *R->held);
+        R->held_head = 0;
+    }
+    if (R->nheld == R->held_cap) {
+        size_t cap = R->held_cap ? R->held_cap * 2 : 16;
+        node **h = realloc(R->held, cap * sizeof *h);
+        if (!h) {
+            cbx_err e;
+            if (cbx_journal_flush(R->journal, &e) < 0)
+                fail_flow(R, CBX_STATUS_FAILED, "%s", e.msg);
+            return 0;
+        }
+        R->held = h;
+        R->held_cap = cap;
+    }
+    if (R->nheld == R->held_head && !uv_is_active((uv_handle_t *)&R->commit_timer))
+        uv_timer_start(&R->commit_timer, on_commit_timer, 5, 0); /* the journal's batch window */
+    R->held[R->nheld++] = n;
+    return 1;
+}
+
+/* Release the held nodes whose end records have committed, in the order they ended (batches
+ * commit in order); commit the journal's batch first when commit_now or the commit timer says
+ * so. Returns how many were released. */
+static size_t settle(runner *R, int commit_now)
+{
+    if (R->held_head == R->nheld)
+        return 0;
+    cbx_err e;
+    if ((commit_now || R->commit_due) && cbx_journal_flush(R->journal, &e) < 0)
+        fail_flow(R, CBX_STATUS_FAILED, "%s", e.msg);
+    R->commit_due = 0;
+    size_t released = 0;
+    while (R->held_head < R->nheld) {
+        node *n = R->held[R->held_head];
+        int s = cbx_journal_batch_state(R->journal, n->batch, &e);
+        if (s == 0)
+            break;
+        if (s < 0)
+            fail_flow(R, CBX_STATUS_FAILED, "step '%s': %s", n->full_name, e.msg);
+        R->held_head++;
+        node_release(n); /* may hold a composite's node: after the others, in a later batch */
+        released++;
+    }
+    if (R->held_head == R->nheld) {
+        R->held_head = R->nheld = 0;
+        uv_timer_stop(&R->commit_timer);
+    } else if (released && !uv_is_active((uv_handle_t *)&R->commit_timer)) {
+        uv_timer_start(&R->commit_timer, on_commit_timer, 5, 0);
+    }
+    return released;
+}
+
+static void node_finish(node *n, node_state st, cbx_status status)
+{
+    runner *R = n->sc->R;
+    n->state = st;
+    n->status = status;
+    if (st == N_FAILED && n->def->continue_on_error)
+        n->tolerated = 1;
+    n->ended_ns = cbx_clock_now_ns(NULL);
+    if (!n->resumed && st != N_SKIPPED && R->fj) {
+        cbx_err e;
+        if (cbx__flow_journal_step_end(R->fj, R->run_id, n->full_name, state_word(st, status),
+                                       n->outputs, n->attempts, n->error, wall_ms(), &n->batch,
+                                       &e) < 0)
+            fail_flow(R, CBX_STATUS_FAILED, "%s", e.msg);
+        else if (hold(R, n))
+            return;
+    }
+    node_release(n);
 }
 
 static void skip(node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -545,7 +627,7 @@ static void start_node(node *n)
     n->started_ns = cbx_clock_now_ns(NULL);
     n->started_ms = wall_ms();
     if (R->fj &&
-        cbx__flow_journal_step_start(R->fj, R->run_id, n->full_name, n->started_ms, &e) < 0) {
+        cbx__flow_journal_step_start(R->fj, R->run_id, n->full_name, n->started_ms, NULL, &e) < 0) {
         node_error(n, "%s", e.msg);
         node_finish(n, N_FAILED, CBX_STATUS_FAILED);
         return;
@@ -682,10 +764,10 @@ static void on_flow_timeout(uv_timer_t *t)
 
 static int load_resume(runner *R, const char *run_id, json_t **inputs, cbx_err *err)
 {
-    if (!R->fj)
+    if (!R->journal)
         return cbx_err_set(err, -ENOENT, "cannot resume: the runtime has no journal");
     json_t *run;
-    int r = cbx__flow_journal_get(R->fj, run_id, &run, err);
+    int r = cbx__flow_journal_get(R->journal, run_id, &run, err);
     if (r < 0)
         return r;
     snprintf(R->run_id, sizeof R->run_id, "%s", run_id);
@@ -706,9 +788,9 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
     R.max_running = o->concurrency ? o->concurrency : f->concurrency ? f->concurrency : 8;
     int rc = 0;
     json_t *given = NULL, *inputs = NULL;
-    cbx_journal *j = cbx_runtime_journal(rt);
-    if (j && cbx__flow_journal_open(&R.fj, cbx_journal_path(j), err) < 0)
-        return err ? err->code : CBX_EJOURNAL;
+    R.journal = cbx_runtime_journal(rt);
+    if (R.journal && (rc = cbx__flow_journal_open(&R.fj, R.journal, err)) < 0)
+        return rc;
     if (o->resume_run_id) {
         rc = load_resume(&R, o->resume_run_id, &given, err);
         if (rc < 0)
@@ -735,10 +817,10 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
         goto out;
     R.env = cbx_template_env_vars(R.tenv);
     uint64_t t0 = cbx_clock_now_ns(NULL);
-    if (R.fj)
-        journal_turn(&R);
-    if (R.fj && (rc = cbx__flow_journal_run_start(R.fj, R.run_id, f->name, f->file, inputs,
-                                                  wall_ms(), err)) < 0)
+    /* the run is committed before anything of it is seen (events, a printed run id) */
+    if (R.fj && ((rc = cbx__flow_journal_run_start(R.fj, R.run_id, f->name, f->file, inputs,
+                                                   wall_ms(), NULL, err)) < 0 ||
+                 (rc = cbx_journal_flush(R.journal, err)) < 0))
         goto out;
     R.root = scope_new(&R, NULL, NULL, f->steps, f->nsteps, json_incref(inputs), f);
     if (!R.root) {
@@ -748,6 +830,8 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
     uv_loop_t *loop = cbx_runtime_loop(rt);
     uv_timer_init(loop, &R.timeout);
     R.timeout.data = &R;
+    uv_timer_init(loop, &R.commit_timer);
+    R.commit_timer.data = &R;
     if (f->timeout_ns)
         uv_timer_start(&R.timeout, on_flow_timeout, (f->timeout_ns + 999999) / 1000000, 0);
     if (f->nsteps == 0)
@@ -756,6 +840,10 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
         pump(&R);
         if (R.running < R.max_running)
             resume_items(R.root);
+        /* when nothing is ready to start, waiting for the batch's window would only idle: commit
+         * now */
+        if (settle(&R, R.ready_head == R.nready) > 0)
+            continue;
         if (R.finished && R.running == 0)
             break;
         if (R.running == 0 && R.ready_head == R.nready) {
@@ -767,6 +855,7 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
     }
     uv_timer_stop(&R.timeout);
     uv_close((uv_handle_t *)&R.timeout, NULL);
+    uv_close((uv_handle_t *)&R.commit_timer, NULL);
     uv_run(loop, UV_RUN_NOWAIT);
 
     res->duration_ns = cbx_clock_now_ns(NULL) - t0;
@@ -800,11 +889,10 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
         rc = res->status == CBX_STATUS_TIMEOUT ? CBX_ETIMEDOUT : CBX_EFAILED;
         cbx_err_set(err, rc, "%s", res->error);
     }
-    if (R.fj) {
-        journal_turn(&R);
+    if (R.fj &&
         cbx__flow_journal_run_end(R.fj, R.run_id, cbx_status_name(res->status), res->outputs,
-                                  R.failed ? R.first_error : NULL, wall_ms(), NULL);
-    }
+                                  R.failed ? R.first_error : NULL, wall_ms(), NULL, NULL) == 0)
+        cbx_journal_flush(R.journal, NULL);
 out:
     if (rc < 0 && res->status == CBX_STATUS_PENDING) {
         res->status = CBX_STATUS_FAILED;
@@ -813,6 +901,7 @@ out:
     }
     scope_free(R.root);
     free(R.ready);
+    free(R.held);
     json_decref(R.resumed);
     json_decref(R.env);
     json_decref(given);

@@ -122,11 +122,20 @@ static void pend_reset(cbx_journal *j)
     }
 }
 
+/* The open batch (j->batch_no) will never commit. */
+static void note_lost(cbx_journal *j)
+{
+    if (!j->lost_first)
+        j->lost_first = j->batch_no;
+    j->lost_last = j->batch_no;
+}
+
 int cbx__journal_fail(cbx_journal *j, cbx_err *err, const char *what)
 {
     const char *msg = sqlite3_errmsg(j->db);
     if (j->in_txn && sqlite3_get_autocommit(j->db)) {
         uint32_t lost = j->txn_writes;
+        note_lost(j);
         j->in_txn = 0;
         j->txn_writes = 0;
         atomic_store(&j->batch_started_ns, 0);
@@ -164,6 +173,7 @@ int cbx__journal_begin_locked(cbx_journal *j, cbx_err *err)
     if (r != 0)
         return r;
     j->in_txn = 1;
+    j->batch_no++;
     j->txn_writes = 0;
     j->txn_started_ns = cbx__journal_mono_ns();
     atomic_store(&j->batch_started_ns, j->txn_started_ns);
@@ -183,6 +193,8 @@ int cbx__journal_commit_locked(cbx_journal *j, cbx_err *err)
         sqlite3_step(j->st_rollback);
         sqlite3_reset(j->st_rollback);
     }
+    if (r != 0 && j->in_txn)
+        note_lost(j);
     pend_reset(j);
     j->in_txn = 0;
     j->txn_writes = 0;
@@ -912,6 +924,63 @@ int cbx_journal_flush(cbx_journal *j, cbx_err *err)
         r = cbx_err_set(err, j->async_rc, "an earlier batch was lost: %s", j->async_msg);
         j->async_rc = 0;
     }
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}
+
+/* ---- records of other modules ------------------------------------------------------------ */
+
+int cbx_journal_write_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, uint64_t *batch,
+                         cbx_err *err)
+{
+    if (!j || !fn)
+        return missing(err, !j ? "the journal" : "the function");
+    pthread_mutex_lock(&j->mu);
+    int r = cbx__journal_begin_locked(j, err);
+    uint64_t b = j->batch_no;
+    if (r == 0) {
+        r = fn(j->db, ud, err);
+        /* SQLite rolled the whole batch back (an I/O error, a full disk): the batch is lost;
+         * err keeps fn's message */
+        if (r != 0 && j->in_txn && sqlite3_get_autocommit(j->db))
+            cbx__journal_fail(j, NULL, "write");
+    }
+    if (r == 0)
+        r = write_done(j, err);
+    if (r == 0 && batch)
+        *batch = b;
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}
+
+int cbx_journal_read_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, cbx_err *err)
+{
+    if (!j || !fn)
+        return missing(err, !j ? "the journal" : "the function");
+    pthread_mutex_lock(&j->mu);
+    int r = cbx__journal_settle_locked(j, err);
+    if (r == 0)
+        r = fn(j->db, ud, err);
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}
+
+int cbx_journal_batch_state(cbx_journal *j, uint64_t batch, cbx_err *err)
+{
+    if (!j)
+        return missing(err, "the journal");
+    pthread_mutex_lock(&j->mu);
+    int r;
+    if (batch == 0 || batch > j->batch_no)
+        r = cbx_err_set(err, -EINVAL, "journal %s: no batch %llu (the last is %llu)", j->path,
+                        (unsigned long long)batch, (unsigned long long)j->batch_no);
+    else if (batch == j->batch_no && j->in_txn)
+        r = 0;
+    else if (j->lost_last && batch >= j->lost_first && batch <= j->lost_last)
+        r = cbx_err_set(err, CBX_EJOURNAL, "journal %s: batch %llu was lost (rolled back)", j->path,
+                        (unsigned long long)batch);
+    else
+        r = 1;
     pthread_mutex_unlock(&j->mu);
     return r;
 }

@@ -67,6 +67,11 @@ struct cbx_journal {
     uint32_t writes_since_prune;
     int async_rc; /* a commit by the flusher failed: reported by the next call */
     char async_msg[512];
+    /* Batches are numbered from 1 as they begin; batch_no is the open one's or the last's. A
+     * batch is lost when its commit fails or SQLite rolls it back: lost_first..lost_last cover
+     * every lost batch (0 = none was). */
+    uint64_t batch_no;
+    uint64_t lost_first, lost_last;
 
     sqlite3_stmt *st_begin, *st_commit, *st_rollback;
     sqlite3_stmt *st_start, *st_attempt, *st_end, *st_whole;
