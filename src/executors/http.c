@@ -193,7 +193,8 @@ static double us_to_ms(curl_off_t us)
 
 static json_t *make_metadata(cbx__http_xfer *x, long status, long long retry_ms)
 {
-    CURL *e = x->easy;
+    CURL *e = x->easy->curl;
+    const cbx__http_response *r = &x->easy->resp;
     curl_off_t connect_us = 0, ttfb_us = 0, total_us = 0;
     long redirects = 0, connects = 0;
     char *eff = NULL;
@@ -211,7 +212,7 @@ static json_t *make_metadata(cbx__http_xfer *x, long status, long long retry_ms)
     if (!m)
         return NULL;
     json_object_set_new_nocheck(m, "status", json_integer(status));
-    json_object_set_new_nocheck(m, "bytes", json_integer((json_int_t)x->resp.received));
+    json_object_set_new_nocheck(m, "bytes", json_integer((json_int_t)r->received));
     json_object_set_new_nocheck(m, "connect_ms", json_real(us_to_ms(connect_us)));
     json_object_set_new_nocheck(m, "ttfb_ms", json_real(us_to_ms(ttfb_us)));
     json_object_set_new_nocheck(m, "total_ms", json_real(total_ms));
@@ -220,7 +221,7 @@ static json_t *make_metadata(cbx__http_xfer *x, long status, long long retry_ms)
     json_object_set_new_nocheck(m, "reused_connection", json_boolean(status > 0 && connects == 0));
     json_object_set_new_nocheck(m, "retry_after_ms",
                                 retry_ms >= 0 ? json_integer(retry_ms) : json_null());
-    if (x->resp.truncated)
+    if (r->truncated)
         json_object_set_new_nocheck(m, "truncated", json_true());
     if (redirects > 0) /* where it ended up, when that is not where it began */
         json_object_set_new_nocheck(m, "url", public_url(eff));
@@ -231,7 +232,7 @@ static json_t *make_metadata(cbx__http_xfer *x, long status, long long retry_ms)
 static json_t *make_outputs(cbx__http_xfer *x, long status, cbx_outcome *k, char *msg,
                             size_t msg_len)
 {
-    cbx__http_response *r = &x->resp;
+    cbx__http_response *r = &x->easy->resp;
     json_t *o = json_object();
     if (!o) {
         *k = CBX_OUTCOME_ERROR;
@@ -252,7 +253,7 @@ static json_t *make_outputs(cbx__http_xfer *x, long status, cbx_outcome *k, char
     if (r->truncated)
         json_object_set_new_nocheck(o, "truncated", json_true());
     char *eff = NULL;
-    curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &eff);
+    curl_easy_getinfo(x->easy->curl, CURLINFO_EFFECTIVE_URL, &eff);
     json_object_set_new_nocheck(o, "url", public_url(eff));
 
     int ok = cbx__http_status_matches(x->success_status, status);
@@ -261,7 +262,7 @@ static json_t *make_outputs(cbx__http_xfer *x, long status, cbx_outcome *k, char
         snprintf(msg, msg_len, "HTTP %ld%s%s", status, r->reason[0] ? " " : "", r->reason);
 
     char *ct = NULL;
-    curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ct);
+    curl_easy_getinfo(x->easy->curl, CURLINFO_CONTENT_TYPE, &ct);
     int want = x->graphql || x->parse_json == 1 || (x->parse_json < 0 && is_json_type(ct));
     int must = x->graphql || x->parse_json == 1;
     if (!want)
@@ -316,14 +317,16 @@ void cbx__http_xfer_report(cbx__http_xfer *x)
     long long retry_ms = -1;
 
     if (x->start_rc < 0) {
-        snprintf(msg, sizeof msg, "%s", x->start_msg);
+        snprintf(msg, sizeof msg, "%s", x->start_msg ? x->start_msg : cbx_strerror(x->start_rc));
+        free(x->start_msg);
+        x->start_msg = NULL;
     } else {
-        int answered =
-            x->result == CURLE_OK || (x->result == CURLE_WRITE_ERROR && x->resp.truncated);
+        const cbx__http_response *resp = &x->easy->resp;
+        int answered = x->result == CURLE_OK || (x->result == CURLE_WRITE_ERROR && resp->truncated);
         if (answered && !x->cancelled)
-            curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-        if ((status == 429 || status == 503) && x->resp.headers)
-            retry_ms = retry_after_ms(x->resp.headers);
+            curl_easy_getinfo(x->easy->curl, CURLINFO_RESPONSE_CODE, &status);
+        if ((status == 429 || status == 503) && resp->headers)
+            retry_ms = retry_after_ms(resp->headers);
         meta = make_metadata(x, status, retry_ms);
         if (x->cancelled) {
             /* No message: the runtime says why it stopped the attempt (timeout or cancel). */
@@ -334,12 +337,14 @@ void cbx__http_xfer_report(cbx__http_xfer *x)
         } else {
             k = x->result == CURLE_OPERATION_TIMEDOUT ? CBX_OUTCOME_TIMEOUT : CBX_OUTCOME_ERROR;
             snprintf(msg, sizeof msg, "%s (curl error %d)",
-                     x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->result), (int)x->result);
+                     x->easy->errbuf[0] ? x->easy->errbuf : curl_easy_strerror(x->result),
+                     (int)x->result);
         }
     }
 
     cbx__http_request_release(x);
-    cbx__http_easy_give(lp, x->easy);
+    /* A handle whose transfer did not end well goes back to curl's defaults. */
+    cbx__http_easy_give(lp, x->easy, x->start_rc < 0 || x->result != CURLE_OK || x->cancelled);
     x->easy = NULL;
     x->phase = 3;
     cbx__http_loop_end(lp);
@@ -357,11 +362,11 @@ static int http_start(cbx_task *t)
     cbx__http_loop *lp = cbx__http_loop_get(cbx_task_loop(t));
     if (!lp)
         return -ENOMEM;
-    CURL *e = cbx__http_easy_take(lp);
+    cbx__http_easy *e = cbx__http_easy_take(lp);
     if (!e)
         return -ENOMEM;
     if (cbx__http_loop_begin(lp) < 0) {
-        cbx__http_easy_give(lp, e);
+        cbx__http_easy_give(lp, e, 0);
         return -ENOMEM;
     }
     x->task = t;
@@ -377,7 +382,7 @@ static int http_start(cbx_task *t)
     if (r < 0) {
         /* Reported on the next turn of the loop, with the reason, as an ERROR. */
         x->start_rc = r;
-        snprintf(x->start_msg, sizeof x->start_msg, "%s", err.msg[0] ? err.msg : cbx_strerror(r));
+        x->start_msg = strdup(err.msg[0] ? err.msg : cbx_strerror(r)); /* NULL: the code says */
         x->phase = 2;
         cbx__http_loop_defer(lp, x);
         return 0;

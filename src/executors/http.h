@@ -38,47 +38,67 @@ void cbx__http_loop_cleanup(void *uv_loop);
 
 typedef struct cbx__http_loop cbx__http_loop;
 
+/* Bodies up to this size (with their NUL) are received into the handle's own buffer. */
+#define CBX__HTTP_INLINE_BODY 512
+
 /* What the response so far holds; filled by curl's callbacks. */
 typedef struct cbx__http_response {
-    char *body; /* malloc'd, NUL-terminated, len bytes (at most max_body) */
+    char *body; /* NUL-terminated, len bytes (at most max_body): inline_body, or malloc'd */
     size_t len, cap;
     size_t max_body;
     uint64_t received; /* body bytes seen, kept or not */
     int truncated;     /* more than max_body arrived: the transfer was stopped there */
     json_t *headers;   /* the last response's headers, lowercase names */
     char reason[64];   /* the status line's reason phrase */
+    char inline_body[CBX__HTTP_INLINE_BODY];
 } cbx__http_response;
 
-/* Per-attempt state (the task's cbx_task_state). */
-typedef struct cbx__http_xfer {
-    cbx_task *task;
-    cbx__http_loop *lp;
-    CURL *easy;
-    struct curl_slist *header_list;
-    char *request_body; /* what CURLOPT_POSTFIELDS points at; malloc'd */
-    int graphql;
-    int parse_json;         /* -1 auto, 0 no, 1 yes */
-    json_t *success_status; /* borrowed from the parameters */
+typedef struct cbx__http_xfer cbx__http_xfer;
+
+/* A pooled easy handle and what lives as long as it: the response it receives and curl's error
+ * buffer, which its callbacks and CURLOPT_ERRORBUFFER point at, and CURLOPT_PRIVATE points at
+ * the handle itself. So these and the other options every request sets alike (protocols,
+ * signals, user agent) are set once, while the handle is "configured"; a request that sets
+ * more (a method, a body, headers, authentication, TLS options) marks it "extras", and the
+ * handle is reset to curl's defaults when it comes back. */
+typedef struct cbx__http_easy {
+    CURL *curl;
+    cbx__http_xfer *x; /* the transfer it serves; NULL while pooled */
+    int configured;    /* the options set once are on */
+    int extras;        /* options beyond a plain GET's are on: reset before reuse */
     cbx__http_response resp;
     char errbuf[CURL_ERROR_SIZE];
-    uint64_t t0_ns; /* uv_hrtime() at start */
+} cbx__http_easy;
 
+/* Per-attempt state (the task's cbx_task_state): small, as the runtime allocates it for every
+ * attempt; what lives as long as a handle is in cbx__http_easy. */
+struct cbx__http_xfer {
+    cbx_task *task;
+    cbx__http_loop *lp;
+    cbx__http_easy *easy;
+    struct curl_slist *header_list;
+    char *request_body;           /* what CURLOPT_POSTFIELDS points at; malloc'd */
+    const json_t *success_status; /* borrowed from the parameters */
+    uint64_t t0_ns;               /* uv_hrtime() at start */
+    char *start_msg;              /* why the request could not be built (malloc'd; NULL) */
+    struct cbx__http_xfer *next_deferred;
+    CURLcode result; /* curl's result, for the report */
+    int start_rc;    /* < 0: the request could not be built; start_msg says why */
     /* Where the transfer is: 0 before start, 1 in the multi handle, 2 waiting for its deferred
      * report, 3 reported. */
-    int phase;
-    CURLcode result; /* curl's result, for the report */
-    int cancelled;   /* the runtime cancelled it */
-    int start_rc;    /* < 0: the request could not be built; start_msg says why */
-    char start_msg[512];
-    struct cbx__http_xfer *next_deferred;
-} cbx__http_xfer;
+    uint8_t phase;
+    uint8_t cancelled; /* the runtime cancelled it */
+    uint8_t graphql;
+    int8_t parse_json; /* -1 auto, 0 no, 1 yes */
+};
 
 /* http_multi.c: the context of a loop, made on first use. NULL when out of memory. */
 cbx__http_loop *cbx__http_loop_get(void *uv_loop);
-/* An easy handle (pooled or new; reset to defaults), or NULL. */
-CURL *cbx__http_easy_take(cbx__http_loop *lp);
-/* Give an easy handle back (reset and pooled, or cleaned up). NULL accepted. */
-void cbx__http_easy_give(cbx__http_loop *lp, CURL *easy);
+/* An easy handle (pooled or new), or NULL. A pooled one keeps its configured options. */
+cbx__http_easy *cbx__http_easy_take(cbx__http_loop *lp);
+/* Give an easy handle back: pooled (reset to curl's defaults first when it has extras, or when
+ * reset is non-zero), or cleaned up. NULL accepted. */
+void cbx__http_easy_give(cbx__http_loop *lp, cbx__http_easy *e, int reset);
 /* A task begins on the loop (0, or -ENOMEM) / has reported. While any task is between the two,
  * the context's handles are open and referenced; when the last has reported they are closed. */
 int cbx__http_loop_begin(cbx__http_loop *lp);
@@ -96,15 +116,15 @@ void cbx__http_loop_defer(cbx__http_loop *lp, cbx__http_xfer *x);
 void cbx__http_xfer_report(cbx__http_xfer *x);
 
 /* http_request.c: set x->easy up from the parameters (URL with query, method, headers, body or
- * JSON or GraphQL, auth, TLS, timeouts, redirects) and the response callbacks. 0, or a negative
- * code with a one-line message in *err. */
+ * JSON or GraphQL, auth, TLS, timeouts, redirects) and the response callbacks, and clear its
+ * response. 0, or a negative code with a one-line message in *err. */
 int cbx__http_request_setup(cbx__http_xfer *x, const json_t *params, cbx_err *err);
 /* Checks beyond the schema, every problem into *err (appended, "; "-separated). 0 or
  * CBX_EINVAL_CONFIG. */
 int cbx__http_request_validate(const json_t *params, cbx_err *err);
 /* 1 when status is in a success_status array (NULL or empty: 200-299). */
 int cbx__http_status_matches(const json_t *set, long status);
-/* Release what the request and response hold (not the easy handle). */
+/* Release what the request and response hold (not the easy handle itself). */
 void cbx__http_request_release(cbx__http_xfer *x);
 
 #endif

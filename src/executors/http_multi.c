@@ -44,7 +44,7 @@ struct cbx__http_loop {
     long timeout_ms; /* curl's last timer request; -1 = none */
     sock_ctx *socks;
     cbx__http_xfer *deferred_head, *deferred_tail;
-    CURL **pool;
+    cbx__http_easy **pool;
     size_t npool;
     cbx__http_loop *next; /* in the registry */
 };
@@ -70,9 +70,10 @@ static void drain_info(cbx__http_loop *lp)
             continue;
         CURL *e = m->easy_handle;
         CURLcode rc = m->data.result; /* m is gone after remove_handle */
-        cbx__http_xfer *x = NULL;
-        curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
+        cbx__http_easy *he = NULL;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&he);
         curl_multi_remove_handle(lp->multi, e);
+        cbx__http_xfer *x = he ? he->x : NULL;
         if (!x)
             continue;
         x->result = rc;
@@ -286,8 +287,7 @@ void cbx__http_loop_end(cbx__http_loop *lp)
 
 int cbx__http_loop_add(cbx__http_loop *lp, cbx__http_xfer *x)
 {
-    curl_easy_setopt(x->easy, CURLOPT_PRIVATE, (char *)x);
-    CURLMcode mc = curl_multi_add_handle(lp->multi, x->easy);
+    CURLMcode mc = curl_multi_add_handle(lp->multi, x->easy->curl);
     if (mc == CURLM_OK)
         return 0;
     return mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : CBX_EFAILED;
@@ -295,26 +295,47 @@ int cbx__http_loop_add(cbx__http_loop *lp, cbx__http_xfer *x)
 
 void cbx__http_loop_remove(cbx__http_loop *lp, cbx__http_xfer *x)
 {
-    curl_multi_remove_handle(lp->multi, x->easy);
+    curl_multi_remove_handle(lp->multi, x->easy->curl);
 }
 
-CURL *cbx__http_easy_take(cbx__http_loop *lp)
+static void easy_free(cbx__http_easy *e)
+{
+    if (!e)
+        return;
+    curl_easy_cleanup(e->curl);
+    free(e->resp.body != e->resp.inline_body ? e->resp.body : NULL);
+    json_decref(e->resp.headers);
+    free(e);
+}
+
+cbx__http_easy *cbx__http_easy_take(cbx__http_loop *lp)
 {
     if (lp->npool > 0)
         return lp->pool[--lp->npool];
-    return curl_easy_init();
+    cbx__http_easy *e = calloc(1, sizeof *e);
+    if (e && (e->curl = curl_easy_init()) == NULL) {
+        free(e);
+        e = NULL;
+    }
+    return e;
 }
 
-void cbx__http_easy_give(cbx__http_loop *lp, CURL *easy)
+void cbx__http_easy_give(cbx__http_loop *lp, cbx__http_easy *e, int reset)
 {
-    if (!easy)
+    if (!e)
         return;
-    if (lp->npool < EASY_POOL_MAX) {
-        curl_easy_reset(easy);
-        lp->pool[lp->npool++] = easy;
-    } else {
-        curl_easy_cleanup(easy);
+    e->x = NULL;
+    if (lp->npool >= EASY_POOL_MAX) {
+        easy_free(e);
+        return;
     }
+    if (reset || e->extras) {
+        /* Back to curl's defaults (its connection and DNS caches are the multi handle's, and
+         * stay); the options set once go on again at the next use. */
+        curl_easy_reset(e->curl);
+        e->configured = e->extras = 0;
+    }
+    lp->pool[lp->npool++] = e;
 }
 
 /* ---- the registry of contexts --------------------------------------------------------------- */
@@ -329,7 +350,7 @@ static void loop_free(cbx__http_loop *lp)
         sock_release(lp, lp->socks);
     handles_close(lp);
     for (size_t i = 0; i < lp->npool; i++)
-        curl_easy_cleanup(lp->pool[i]);
+        easy_free(lp->pool[i]);
     free(lp->pool);
     free(lp);
 }

@@ -118,16 +118,79 @@ int cbx__http_status_matches(const json_t *set, long status)
     return 0;
 }
 
-static const char *str_param(const json_t *params, const char *name)
-{
-    return json_string_value(json_object_get(params, name));
-}
+/* The parameters a request reads, found in one pass over the object (a request is set up for
+ * every attempt, and one lookup per name would cost more than the pass). NULL: absent or null. */
+typedef struct req_params {
+    const json_t *url, *method, *query, *headers, *body, *json, *graphql, *bearer_token,
+        *basic_user, *basic_password, *verify_tls, *ca_file, *connect_timeout_ms, *timeout_ms,
+        *follow_redirects, *max_redirects, *success_status, *parse_json, *max_body_bytes;
+} req_params;
 
-/* A present, non-null parameter. */
-static const json_t *given(const json_t *params, const char *name)
+static void read_params(const json_t *params, req_params *p)
 {
-    const json_t *v = json_object_get(params, name);
-    return v && !json_is_null(v) ? v : NULL;
+    memset(p, 0, sizeof *p);
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)params, k, v)
+    {
+        if (json_is_null(v))
+            continue;
+        const json_t **slot = NULL;
+        switch (k[0]) {
+        case 'b':
+            slot = strcmp(k, "body") == 0             ? &p->body
+                   : strcmp(k, "bearer_token") == 0   ? &p->bearer_token
+                   : strcmp(k, "basic_user") == 0     ? &p->basic_user
+                   : strcmp(k, "basic_password") == 0 ? &p->basic_password
+                                                      : NULL;
+            break;
+        case 'c':
+            slot = strcmp(k, "connect_timeout_ms") == 0 ? &p->connect_timeout_ms
+                   : strcmp(k, "ca_file") == 0          ? &p->ca_file
+                                                        : NULL;
+            break;
+        case 'f':
+            slot = strcmp(k, "follow_redirects") == 0 ? &p->follow_redirects : NULL;
+            break;
+        case 'g':
+            slot = strcmp(k, "graphql") == 0 ? &p->graphql : NULL;
+            break;
+        case 'h':
+            slot = strcmp(k, "headers") == 0 ? &p->headers : NULL;
+            break;
+        case 'j':
+            slot = strcmp(k, "json") == 0 ? &p->json : NULL;
+            break;
+        case 'm':
+            slot = strcmp(k, "method") == 0           ? &p->method
+                   : strcmp(k, "max_redirects") == 0  ? &p->max_redirects
+                   : strcmp(k, "max_body_bytes") == 0 ? &p->max_body_bytes
+                                                      : NULL;
+            break;
+        case 'p':
+            slot = strcmp(k, "parse_json") == 0 ? &p->parse_json : NULL;
+            break;
+        case 'q':
+            slot = strcmp(k, "query") == 0 ? &p->query : NULL;
+            break;
+        case 's':
+            slot = strcmp(k, "success_status") == 0 ? &p->success_status : NULL;
+            break;
+        case 't':
+            slot = strcmp(k, "timeout_ms") == 0 ? &p->timeout_ms : NULL;
+            break;
+        case 'u':
+            slot = strcmp(k, "url") == 0 ? &p->url : NULL;
+            break;
+        case 'v':
+            slot = strcmp(k, "verify_tls") == 0 ? &p->verify_tls : NULL;
+            break;
+        default:
+            break;
+        }
+        if (slot)
+            *slot = v;
+    }
 }
 
 static int check_url(const char *url, char *why, size_t len)
@@ -155,21 +218,37 @@ static int check_url(const char *url, char *why, size_t len)
     return r;
 }
 
+/* The last URL that passed check_url on this thread: the same URL again (the usual case: one
+ * endpoint called over and over) is not parsed again. */
+static _Thread_local char url_ok[256];
+
+static int check_url_cached(const char *url, char *why, size_t len)
+{
+    if (url_ok[0] && strcmp(url, url_ok) == 0)
+        return 0;
+    if (check_url(url, why, len) < 0)
+        return -1;
+    if (strlen(url) < sizeof url_ok)
+        strcpy(url_ok, url);
+    return 0;
+}
+
 int cbx__http_request_validate(const json_t *params, cbx_err *err)
 {
     int n = 0;
     char why[256];
+    req_params p;
+    read_params(params, &p);
 
-    const char *url = str_param(params, "url");
-    if (url && check_url(url, why, sizeof why) < 0)
+    const char *url = json_string_value(p.url);
+    if (url && check_url_cached(url, why, sizeof why) < 0)
         problem(err, &n, "url", "%s", why);
 
-    const json_t *body = given(params, "body"), *js = given(params, "json");
-    const json_t *gq = given(params, "graphql");
+    const json_t *body = p.body, *js = p.json, *gq = p.graphql;
     if ((body != NULL) + (js != NULL) + (gq != NULL) > 1)
         problem(err, &n, body ? "body" : "json", "give at most one of body, json and graphql");
 
-    const char *method = str_param(params, "method");
+    const char *method = json_string_value(p.method);
     if (method && strcmp(method, "HEAD") == 0 && (body || js || gq))
         problem(err, &n, "method", "a HEAD request has no body");
     if (gq) {
@@ -200,7 +279,7 @@ int cbx__http_request_validate(const json_t *params, cbx_err *err)
         }
     }
 
-    const json_t *headers = given(params, "headers");
+    const json_t *headers = p.headers;
     if (headers) {
         const char *k;
         const json_t *v;
@@ -217,7 +296,7 @@ int cbx__http_request_validate(const json_t *params, cbx_err *err)
         }
     }
 
-    const json_t *query = given(params, "query");
+    const json_t *query = p.query;
     if (query) {
         const char *k;
         const json_t *v;
@@ -239,12 +318,12 @@ int cbx__http_request_validate(const json_t *params, cbx_err *err)
         }
     }
 
-    if (given(params, "bearer_token") && given(params, "basic_user"))
+    if (p.bearer_token && p.basic_user)
         problem(err, &n, "bearer_token", "give either bearer_token or basic_user, not both");
-    if (given(params, "basic_password") && !given(params, "basic_user"))
+    if (p.basic_password && !p.basic_user)
         problem(err, &n, "basic_password", "needs basic_user");
 
-    const json_t *ss = given(params, "success_status");
+    const json_t *ss = p.success_status;
     if (ss) {
         size_t i;
         const json_t *v;
@@ -260,7 +339,7 @@ int cbx__http_request_validate(const json_t *params, cbx_err *err)
         }
     }
 
-    const json_t *pj = given(params, "parse_json");
+    const json_t *pj = p.parse_json;
     if (pj && !json_is_boolean(pj) &&
         !(json_is_string(pj) && strcmp(json_string_value(pj), "auto") == 0))
         problem(err, &n, "parse_json", "expected \"auto\", true or false");
@@ -281,13 +360,19 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
         r->truncated = 1;
     }
     if (keep > 0) {
+        if (!r->body && r->len + keep + 1 <= sizeof r->inline_body) {
+            r->body = r->inline_body;
+            r->cap = sizeof r->inline_body;
+        }
         if (r->len + keep + 1 > r->cap) {
-            size_t cap = r->cap ? r->cap : 4096;
+            size_t cap = r->cap > 4096 ? r->cap : 4096;
             while (cap < r->len + keep + 1)
                 cap *= 2;
-            char *b = realloc(r->body, cap);
+            char *b = r->body == r->inline_body ? malloc(cap) : realloc(r->body, cap);
             if (!b)
                 return 0;
+            if (r->body == r->inline_body)
+                memcpy(b, r->inline_body, r->len);
             r->body = b;
             r->cap = cap;
         }
@@ -516,16 +601,15 @@ static int set_headers(cbx__http_xfer *x, const json_t *headers, int json_body, 
         add_header(x, "Accept: application/json") < 0)
         return cbx_err_set(err, -ENOMEM, "out of memory");
     if (x->header_list)
-        curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->header_list);
+        curl_easy_setopt(x->easy->curl, CURLOPT_HTTPHEADER, x->header_list);
     return 0;
 }
 
 /* The request body: 0 and x->request_body (NULL = none) with its length in *len. */
-static int make_body(cbx__http_xfer *x, const json_t *params, size_t *len, int *json_body,
+static int make_body(cbx__http_xfer *x, const req_params *p, size_t *len, int *json_body,
                      cbx_err *err)
 {
-    const json_t *gq = given(params, "graphql"), *js = given(params, "json");
-    const json_t *body = given(params, "body");
+    const json_t *gq = p->graphql, *js = p->json, *body = p->body;
     *len = 0;
     *json_body = 0;
     if (gq) {
@@ -564,40 +648,73 @@ static int make_body(cbx__http_xfer *x, const json_t *params, size_t *len, int *
     return 0;
 }
 
-static long long int_param(const json_t *params, const char *name, long long dflt)
+static long long int_value(const json_t *v, long long dflt)
 {
-    const json_t *v = json_object_get(params, name);
     return json_is_integer(v) ? (long long)json_integer_value(v) : dflt;
 }
 
-static int bool_param(const json_t *params, const char *name, int dflt)
+static int bool_value(const json_t *v, int dflt)
 {
-    const json_t *v = json_object_get(params, name);
     return json_is_boolean(v) ? json_is_true(v) : dflt;
+}
+
+/* The options every request sets alike, once per handle. */
+static void configure(cbx__http_easy *h)
+{
+    CURL *e = h->curl;
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, USER_AGENT);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &h->resp);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, &h->resp);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)h);
+    h->configured = 1;
 }
 
 int cbx__http_request_setup(cbx__http_xfer *x, const json_t *params, cbx_err *err)
 {
-    CURL *e = x->easy;
+    cbx__http_easy *h = x->easy;
+    CURL *e = h->curl;
+    cbx__http_response *resp = &h->resp;
     int r;
+    req_params p;
+    read_params(params, &p);
 
-    x->resp.headers = json_object();
-    if (!x->resp.headers)
+    h->x = x;
+    if (!h->configured)
+        configure(h);
+    h->errbuf[0] = '\0';
+    resp->body = NULL;
+    resp->len = resp->cap = 0;
+    resp->received = 0;
+    resp->truncated = 0;
+    resp->reason[0] = '\0';
+    resp->headers = json_object();
+    if (!resp->headers)
         return cbx_err_set(err, -ENOMEM, "out of memory");
-    long long max_body = int_param(params, "max_body_bytes", 10LL << 20);
-    x->resp.max_body = max_body < 0 ? 0 : (size_t)max_body;
-    const json_t *pj = json_object_get(params, "parse_json");
-    x->parse_json = json_is_boolean(pj) ? json_is_true(pj) : -1;
-    x->success_status = json_object_get(params, "success_status");
+    long long max_body = int_value(p.max_body_bytes, 10LL << 20);
+    resp->max_body = max_body < 0 ? 0 : (size_t)max_body;
+    x->parse_json = (int8_t)(json_is_boolean(p.parse_json) ? json_is_true(p.parse_json) : -1);
+    x->success_status = p.success_status;
 
-    if ((r = set_url(e, str_param(params, "url"), given(params, "query"), err)) < 0)
+    /* Whatever is set below beyond the URL, the timeouts and the redirects is an extra: the
+     * handle is reset when it comes back. Mark it before the first such option. */
+    const char *method = json_string_value(p.method);
+    if (p.body || p.json || p.graphql || (method && strcmp(method, "GET") != 0) || p.headers ||
+        p.bearer_token || p.basic_user || !bool_value(p.verify_tls, 1) || p.ca_file)
+        h->extras = 1;
+
+    if ((r = set_url(e, json_string_value(p.url), p.query, err)) < 0)
         return r;
 
     size_t body_len = 0;
     int json_body = 0;
-    if ((r = make_body(x, params, &body_len, &json_body, err)) < 0)
+    if ((r = make_body(x, &p, &body_len, &json_body, err)) < 0)
         return r;
-    const char *method = str_param(params, "method");
     if (!method)
         method = x->request_body ? "POST" : "GET";
     if (strcmp(method, "HEAD") == 0) {
@@ -617,41 +734,36 @@ int cbx__http_request_setup(cbx__http_xfer *x, const json_t *params, cbx_err *er
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
     }
 
-    const json_t *headers = given(params, "headers");
-    json_t *none = NULL;
-    if (!headers)
-        headers = none = json_object();
-    r = headers ? set_headers(x, headers, json_body, err) : cbx_err_set(err, -ENOMEM, "no memory");
-    json_decref(none);
-    if (r < 0)
+    if ((r = set_headers(x, p.headers, json_body, err)) < 0)
         return r;
 
-    const char *bearer = json_string_value(given(params, "bearer_token"));
-    const char *user = json_string_value(given(params, "basic_user"));
+    const char *bearer = json_string_value(p.bearer_token);
+    const char *user = json_string_value(p.basic_user);
     if (bearer) {
         curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
         curl_easy_setopt(e, CURLOPT_XOAUTH2_BEARER, bearer);
     } else if (user) {
-        const char *pass = json_string_value(given(params, "basic_password"));
+        const char *pass = json_string_value(p.basic_password);
         curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         curl_easy_setopt(e, CURLOPT_USERNAME, user);
         curl_easy_setopt(e, CURLOPT_PASSWORD, pass ? pass : "");
     }
 
-    if (!bool_param(params, "verify_tls", 1)) {
+    if (!bool_value(p.verify_tls, 1)) {
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    const char *ca = json_string_value(given(params, "ca_file"));
+    const char *ca = json_string_value(p.ca_file);
     if (ca)
         curl_easy_setopt(e, CURLOPT_CAINFO, ca);
 
-    long long connect_ms = int_param(params, "connect_timeout_ms", 0);
-    if (connect_ms > 0)
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
+    /* Set on every request, also to the default (0: none of its own), as the handle may carry
+     * the last request's values. */
+    long long connect_ms = int_value(p.connect_timeout_ms, 0);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms > 0 ? (long)connect_ms : 0L);
     /* curl's own limit: timeout_ms, and no later than the attempt's deadline, so that the
      * transfer ends as a TIMEOUT even where nobody cancels it. */
-    long long timeout_ms = int_param(params, "timeout_ms", 0);
+    long long timeout_ms = int_value(p.timeout_ms, 0);
     uint64_t deadline = cbx_task_deadline_ns(x->task);
     if (deadline != UINT64_MAX) {
         uint64_t now = cbx_clock_now_ns(cbx_task_clock(x->task));
@@ -659,23 +771,10 @@ int cbx__http_request_setup(cbx__http_xfer *x, const json_t *params, cbx_err *er
         if (timeout_ms <= 0 || left_ms < timeout_ms)
             timeout_ms = left_ms;
     }
-    if (timeout_ms > 0)
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-
-    if (bool_param(params, "follow_redirects", 1)) {
-        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-        curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)int_param(params, "max_redirects", 5));
-    }
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, USER_AGENT);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-    x->errbuf[0] = '\0';
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &x->resp);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, &x->resp);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? (long)timeout_ms : 0L);
+    int follow = bool_value(p.follow_redirects, 1);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, follow ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, follow ? (long)int_value(p.max_redirects, 5) : -1L);
     return 0;
 }
 
@@ -685,9 +784,14 @@ void cbx__http_request_release(cbx__http_xfer *x)
     x->header_list = NULL;
     free(x->request_body);
     x->request_body = NULL;
-    free(x->resp.body);
-    x->resp.body = NULL;
-    x->resp.len = x->resp.cap = 0;
-    json_decref(x->resp.headers);
-    x->resp.headers = NULL;
+    cbx__http_easy *h = x->easy;
+    if (!h)
+        return;
+    cbx__http_response *resp = &h->resp;
+    if (resp->body != resp->inline_body)
+        free(resp->body);
+    resp->body = NULL;
+    resp->len = resp->cap = 0;
+    json_decref(resp->headers);
+    resp->headers = NULL;
 }

@@ -501,6 +501,68 @@ Test(http, body_defaults_to_post)
     cbx_result_clear(&r);
 }
 
+/* Requests one after another run on the same pooled easy handle: a plain GET after requests
+ * that set a method, headers, a body, credentials, TLS options, timeouts, redirects or a body
+ * limit must carry none of them, and must not see the last response's body or headers. */
+Test(http, a_pooled_handle_carries_nothing_from_the_request_before)
+{
+    cbx_result r;
+    cr_assert_eq(run("/echo",
+                     "{\"method\": \"PUT\", \"headers\": {\"X-Test\": \"yes\"}, \"json\": [1], "
+                     "\"bearer_token\": \"t0k3n\", \"verify_tls\": false, \"timeout_ms\": 5000, "
+                     "\"connect_timeout_ms\": 1000}",
+                     NULL, &r),
+                 0, "%s", r.error);
+    cr_assert_str_eq(json_string_value(json_object_get(out(&r, "json"), "method")), "PUT");
+    cbx_result_clear(&r);
+
+    cr_assert_eq(run("/echo", NULL, NULL, &r), 0, "%s", r.error);
+    const json_t *echo = out(&r, "json");
+    cr_assert_str_eq(json_string_value(json_object_get(echo, "method")), "GET");
+    cr_assert_str_eq(json_string_value(json_object_get(echo, "body")), "");
+    const json_t *h = json_object_get(echo, "headers");
+    cr_assert_null(json_object_get(h, "x-test"));
+    cr_assert_null(json_object_get(h, "authorization"));
+    cr_assert_null(json_object_get(h, "content-type"));
+    cbx_result_clear(&r);
+
+    /* options a plain GET sets itself, on a handle that is not reset in between */
+    cr_assert_eq(run("/redirect", "{\"follow_redirects\": false}", NULL, &r), CBX_EFAILED);
+    cbx_result_clear(&r);
+    cr_assert_eq(run("/redirect", NULL, NULL, &r), 0, "%s", r.error);
+    cr_assert_eq(json_integer_value(meta(&r, "redirects")), 1);
+    cbx_result_clear(&r);
+    cr_assert_eq(run("/ok", "{\"timeout_ms\": 100, \"connect_timeout_ms\": 100}", NULL, &r), 0,
+                 "%s", r.error);
+    cbx_result_clear(&r);
+    cr_assert_eq(run("/delay?ms=300", NULL, NULL, &r), 0, "%s", r.error);
+    cbx_result_clear(&r);
+
+    /* a body received into the heap, then a small one; then a HEAD, then a GET */
+    cr_assert_eq(run("/bytes?n=5000", NULL, NULL, &r), 0, "%s", r.error);
+    cr_assert_eq(json_string_length(out(&r, "body")), 5000);
+    cbx_result_clear(&r);
+    cr_assert_eq(run("/ok", "{\"method\": \"HEAD\"}", NULL, &r), 0, "%s", r.error);
+    cr_assert_str_eq(json_string_value(out(&r, "body")), "");
+    cbx_result_clear(&r);
+    cr_assert_eq(run("/ok", NULL, NULL, &r), 0, "%s", r.error);
+    cr_assert_str_eq(json_string_value(out(&r, "body")), "{\"ok\":true}");
+    cr_assert_eq(json_integer_value(meta(&r, "bytes")), 11);
+    cr_assert_str_eq(json_string_value(json_object_get(out(&r, "headers"), "content-type")),
+                     "application/json");
+    cr_assert_eq(json_object_size(out(&r, "headers")), 2); /* content-type, content-length */
+    cbx_result_clear(&r);
+
+    /* a transfer cut at max_body_bytes, then one without a limit */
+    cr_assert_eq(run("/bytes?n=5000", "{\"max_body_bytes\": 10}", NULL, &r), 0, "%s", r.error);
+    cr_assert(json_is_true(out(&r, "truncated")));
+    cbx_result_clear(&r);
+    cr_assert_eq(run("/bytes?n=5000", NULL, NULL, &r), 0, "%s", r.error);
+    cr_assert_eq(json_string_length(out(&r, "body")), 5000);
+    cr_assert_null(out(&r, "truncated"));
+    cbx_result_clear(&r);
+}
+
 Test(http, bearer_token_reaches_the_server_but_not_the_records)
 {
     /* this test journals: a runtime of its own with a journal in a temporary directory */
@@ -616,6 +678,9 @@ Test(http, bad_parameters_are_refused_with_the_path)
         {"{\"url\": \"http://x/\", \"parse_json\": \"sometimes\"}", "parse_json"},
         {"{\"url\": \"http://x/\", \"graphql\": {\"variables\": {}}}", "graphql.query"},
         {"{\"url\": \"http://x/\", \"method\": \"BREW\"}", "method"},
+        /* after good URLs were checked (and remembered), a bad one is still refused */
+        {"{\"url\": \"ftp://example.org/\"}", "url"},
+        {"{\"url\": \"http://x:99999/\"}", "url"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         json_t *p = json_loads(bad[i][0], 0, NULL);
