@@ -11,20 +11,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void next_attempt(cbx_execution *ex);
-
-/* The timer's callback whenever the execution should go on with its next attempt. */
-static void resume(uv_timer_t *timer)
-{
-    next_attempt((cbx_execution *)timer->data);
-}
+static void next_attempt(cbx_execution *ex, uint64_t now);
 
 static uint64_t now_ns(void)
 {
     return cbx_clock_now_ns(NULL);
 }
 
+/* The timer's callback whenever the execution should go on with its next attempt. */
+static void resume(uv_timer_t *timer)
+{
+    next_attempt((cbx_execution *)timer->data, now_ns());
+}
+
 /* ---- the execution's one timer ------------------------------------------------------------ */
+
+/* Set up on first use: most executions (a function that answers at once, no deadline) never
+ * need it, and one never set up needs no close (a turn of the loop) before it is freed. */
+static uv_timer_t *body_timer(cbx_execution *ex)
+{
+    cbx__exec_body *b = ex->b;
+    if (!b->timer_on) {
+        uv_timer_init(ex->rt->loop, &b->timer);
+        b->timer.data = ex;
+        b->timer_on = 1;
+    }
+    return &b->timer;
+}
 
 static void timer_at(cbx_execution *ex, uint64_t at_ns, uv_timer_cb cb)
 {
@@ -33,12 +46,13 @@ static void timer_at(cbx_execution *ex, uint64_t at_ns, uv_timer_cb cb)
     uint64_t now = now_ns();
     uint64_t ms = at_ns > now ? (at_ns - now + CBX_NS_PER_MS - 1) / CBX_NS_PER_MS : 0;
     /* The loop counts whole milliseconds: one more keeps the timer from firing before at_ns. */
-    uv_timer_start(&ex->b->timer, cb, ms ? ms + 1 : 0, 0);
+    uv_timer_start(body_timer(ex), cb, ms ? ms + 1 : 0, 0);
 }
 
 static void timer_stop(cbx_execution *ex)
 {
-    uv_timer_stop(&ex->b->timer);
+    if (ex->b->timer_on)
+        uv_timer_stop(&ex->b->timer);
 }
 
 /* ---- finishing ---------------------------------------------------------------------------- */
@@ -78,8 +92,9 @@ static void keep_last(cbx_execution *ex, json_t *outputs)
     ex->b->last_outputs = outputs;
 }
 
-/* The end: record it, free the slot, tell the caller. */
-static void finish(cbx_execution *ex, cbx_status status, int rc, const char *why)
+/* The end, at monotonic time end (a reading the caller has just taken): record it, free the
+ * slot, tell the caller. */
+static void finish_at(cbx_execution *ex, cbx_status status, int rc, const char *why, uint64_t end)
 {
     if (cbx__exec_ensure_body(ex) < 0) {
         ex->phase = PHASE_DONE;
@@ -106,8 +121,7 @@ static void finish(cbx_execution *ex, cbx_status status, int rc, const char *why
     if (status != CBX_STATUS_SUCCESS && why && why[0] && !r->error[0])
         cbx__copy_text(r->error, sizeof r->error, why);
     if (status != CBX_STATUS_SUCCESS && !r->error[0])
-        snprintf(r->error, sizeof r->error, "%s", cbx_strerror(rc));
-    uint64_t end = now_ns();
+        cbx__copy_text(r->error, sizeof r->error, cbx_strerror(rc));
     r->duration_ns = ex->b->started_ns ? end - ex->b->started_ns : 0;
     if (ex->rt->journal) {
         cbx_journal_end e = {.execution_id = ex->id,
@@ -125,17 +139,23 @@ static void finish(cbx_execution *ex, cbx_status status, int rc, const char *why
     cbx__rt_execution_done(ex);
 }
 
-/* The policy has decided the call is over, one way or the other. */
-static void finish_from_policy(cbx_execution *ex, cbx_policy_decision d, json_t *outputs)
+static void finish(cbx_execution *ex, cbx_status status, int rc, const char *why)
 {
-    char why[384];
-    cbx_policy_explain(ex->policy, &ex->b->run, why, sizeof why);
+    finish_at(ex, status, rc, why, now_ns());
+}
+
+/* The policy has decided the call is over, one way or the other (at monotonic time now). */
+static void finish_from_policy(cbx_execution *ex, cbx_policy_decision d, json_t *outputs,
+                               uint64_t now)
+{
     if (d == CBX_POLICY_DONE_SUCCESS) {
         cbx_policy_remember(ex->policy, ex->fallback_key, outputs);
         ex->b->res.outputs = outputs;
-        finish(ex, CBX_STATUS_SUCCESS, 0, NULL);
+        finish_at(ex, CBX_STATUS_SUCCESS, 0, NULL, now);
         return;
     }
+    char why[384];
+    cbx_policy_explain(ex->policy, &ex->b->run, why, sizeof why);
     keep_last(ex, outputs);
     if (d == CBX_POLICY_USE_FALLBACK) {
         json_t *fb = NULL;
@@ -146,7 +166,7 @@ static void finish_from_policy(cbx_execution *ex, cbx_policy_decision d, json_t 
             ex->b->res.fallback_used = 1;
         }
     }
-    finish(ex, status_of_policy(ex->b->run.status), ex->b->run.rc, why);
+    finish_at(ex, status_of_policy(ex->b->run.status), ex->b->run.rc, why, now);
 }
 
 /* ---- one attempt -------------------------------------------------------------------------- */
@@ -168,14 +188,14 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
                              .metadata = metadata,
                              .retry_after_ns = retry_after_ns,
                              .quality = quality};
-        snprintf(r.error, sizeof r.error, "%s", error ? error : "");
+        cbx__copy_text(r.error, sizeof r.error, error);
         t->type->after(t, &r);
         k = (unsigned)r.outcome < CBX_OUTCOME__COUNT ? r.outcome : CBX_OUTCOME_ERROR;
         outputs = r.outputs;
         metadata = r.metadata;
         retry_after_ns = r.retry_after_ns;
         quality = r.quality;
-        snprintf(after_error, sizeof after_error, "%s", r.error);
+        cbx__copy_text(after_error, sizeof after_error, r.error);
         error = after_error;
     }
     if (stop == STOP_TIMEOUT)
@@ -242,18 +262,18 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
         if (d != CBX_POLICY_RETRY) {
             if (stop == STOP_CANCEL) {
                 keep_last(ex, outputs);
-                finish(ex, CBX_STATUS_CANCELLED, CBX_ECANCELLED, "cancelled");
+                finish_at(ex, CBX_STATUS_CANCELLED, CBX_ECANCELLED, "cancelled", ended);
                 return;
             }
-            finish_from_policy(ex, d, outputs);
+            finish_from_policy(ex, d, outputs, ended);
             return;
         }
         keep_last(ex, outputs);
         if (ex->cancel_reason || ended + delay >= ex->deadline_ns) {
             int timeout = ex->cancel_reason != STOP_CANCEL;
-            finish(ex, timeout ? CBX_STATUS_TIMEOUT : CBX_STATUS_CANCELLED,
-                   timeout ? CBX_ETIMEDOUT : CBX_ECANCELLED,
-                   timeout ? "the deadline passed before the next attempt" : "cancelled");
+            finish_at(ex, timeout ? CBX_STATUS_TIMEOUT : CBX_STATUS_CANCELLED,
+                      timeout ? CBX_ETIMEDOUT : CBX_ECANCELLED,
+                      timeout ? "the deadline passed before the next attempt" : "cancelled", ended);
             return;
         }
         ex->status = CBX_STATUS_RETRYING;
@@ -266,14 +286,14 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
     /* no policy: one attempt */
     if (stop == STOP_CANCEL) {
         keep_last(ex, outputs);
-        finish(ex, CBX_STATUS_CANCELLED, CBX_ECANCELLED, "cancelled");
+        finish_at(ex, CBX_STATUS_CANCELLED, CBX_ECANCELLED, "cancelled", ended);
     } else if (k == CBX_OUTCOME_SUCCESS) {
         ex->b->res.outputs = outputs;
-        finish(ex, CBX_STATUS_SUCCESS, 0, NULL);
+        finish_at(ex, CBX_STATUS_SUCCESS, 0, NULL, ended);
     } else {
         keep_last(ex, outputs);
-        finish(ex, k == CBX_OUTCOME_TIMEOUT ? CBX_STATUS_TIMEOUT : CBX_STATUS_FAILED,
-               k == CBX_OUTCOME_TIMEOUT ? CBX_ETIMEDOUT : CBX_EFAILED, error);
+        finish_at(ex, k == CBX_OUTCOME_TIMEOUT ? CBX_STATUS_TIMEOUT : CBX_STATUS_FAILED,
+                  k == CBX_OUTCOME_TIMEOUT ? CBX_ETIMEDOUT : CBX_EFAILED, error, ended);
     }
 }
 
@@ -412,7 +432,7 @@ static void on_slot(cbx_policy_run *run, int rc, void *ud)
     (void)run;
     (void)rc;
     cbx_execution *ex = ud;
-    uv_timer_start(&ex->b->timer, resume, 0, 0);
+    uv_timer_start(body_timer(ex), resume, 0, 0);
 }
 
 static void on_bulkhead_wait_deadline(uv_timer_t *timer)
@@ -421,18 +441,19 @@ static void on_bulkhead_wait_deadline(uv_timer_t *timer)
     cbx_bulkhead_expire(cbx_policy_bulkhead(ex->policy)); /* calls on_slot with a timeout */
 }
 
-static void next_attempt(cbx_execution *ex)
+/* Admit and start the next attempt; now is a fresh monotonic reading. */
+static void next_attempt(cbx_execution *ex, uint64_t now)
 {
     ex->phase = PHASE_ADMITTING;
     if (ex->cancel_reason) {
         int timeout = ex->cancel_reason == STOP_TIMEOUT;
-        finish(ex, timeout ? CBX_STATUS_TIMEOUT : CBX_STATUS_CANCELLED,
-               timeout ? CBX_ETIMEDOUT : CBX_ECANCELLED, timeout ? "deadline passed" : "cancelled");
+        finish_at(ex, timeout ? CBX_STATUS_TIMEOUT : CBX_STATUS_CANCELLED,
+                  timeout ? CBX_ETIMEDOUT : CBX_ECANCELLED,
+                  timeout ? "deadline passed" : "cancelled", now);
         return;
     }
-    uint64_t now = now_ns();
     if (now >= ex->deadline_ns) {
-        finish(ex, CBX_STATUS_TIMEOUT, CBX_ETIMEDOUT, "the deadline passed");
+        finish_at(ex, CBX_STATUS_TIMEOUT, CBX_ETIMEDOUT, "the deadline passed", now);
         return;
     }
     if (ex->breaker && !ex->b->named_held) {
@@ -442,7 +463,7 @@ static void next_attempt(cbx_execution *ex)
         if (p.rc) {
             char line[384];
             cbx_breaker_store_explain(ex->rt->breakers, ex->breaker, &why, line, sizeof line);
-            finish(ex, ex->b->attempts ? ex->status : CBX_STATUS_REJECTED, p.rc, line);
+            finish_at(ex, ex->b->attempts ? ex->status : CBX_STATUS_REJECTED, p.rc, line, now);
             return;
         }
         ex->b->named_permit = p;
@@ -455,7 +476,7 @@ static void next_attempt(cbx_execution *ex)
             release_named(ex); /* taken again when the slot comes */
             int w = cbx_policy_wait_slot(ex->policy, &ex->b->run, on_slot, ex);
             if (w == 0) {
-                next_attempt(ex);
+                next_attempt(ex, now);
                 return;
             }
             if (w == -EINPROGRESS) {
@@ -467,7 +488,7 @@ static void next_attempt(cbx_execution *ex)
         }
         if (r != 0) {
             release_named(ex);
-            finish_from_policy(ex, ex->b->run.decision, NULL);
+            finish_from_policy(ex, ex->b->run.decision, NULL, now);
             return;
         }
         deadline = ex->b->run.attempt_deadline_ns;
@@ -489,8 +510,6 @@ int cbx__exec_ensure_body(cbx_execution *ex)
     if (!b)
         return -ENOMEM;
     ex->b = b;
-    uv_timer_init(ex->rt->loop, &b->timer);
-    b->timer.data = ex;
     cbx_result *r = &b->res;
     memcpy(r->id, ex->id, sizeof r->id);
     size_t n = strlen(ex->type->name);
@@ -516,7 +535,7 @@ void cbx__exec_begin(cbx_execution *ex)
         cbx_policy_begin(ex->policy, &ex->b->run);
         ex->run_begun = 1;
     }
-    next_attempt(ex);
+    next_attempt(ex, ex->b->started_ns);
 }
 
 void cbx__exec_cancel(cbx_execution *ex, int reason)

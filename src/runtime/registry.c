@@ -8,6 +8,7 @@
 
 #include "cbx/registry.h"
 #include "runtime/builtins.h"
+#include "runtime/runtime_internal.h"
 
 typedef struct entry {
     const cbx_executor_type *t;
@@ -260,22 +261,20 @@ static int unknown_type(const cbx_registry *r, const char *type, cbx_diag *diag)
     return cbx_diag_add(diag, CBX_EUNKNOWN_TYPE, name, 0, 0, "unknown executor type '%s'", name);
 }
 
-int cbx_registry_validate(const cbx_registry *r, const char *type, const json_t *params,
-                          json_t **normalized, cbx_diag *diag)
+/* Validation of params for the type of e; see cbx__registry_admit for same. */
+static int validate_entry(const entry *e, const json_t *params, json_t *same, json_t **normalized,
+                          cbx_diag *diag)
 {
-    if (normalized)
-        *normalized = NULL;
-    int found = 0;
-    size_t at = r && type ? locate(r, type, &found) : 0;
-    if (!found)
-        return unknown_type(r, type, diag);
-    const entry *e = &r->v[at];
     const cbx_executor_type *t = e->t;
     json_t *norm = NULL;
-    int rc = cbx__schema_validate(t->params, e->defaults, params,
-                                  normalized || t->validate ? &norm : NULL, diag);
-    if (rc)
-        return rc;
+    if (same && cbx__schema_normalizes_to(t->params, e->defaults, params, same)) {
+        norm = json_incref(same); /* params fit the schema: same was checked, and is them */
+    } else {
+        int rc = cbx__schema_validate(t->params, e->defaults, params,
+                                      normalized || t->validate ? &norm : NULL, diag);
+        if (rc)
+            return rc;
+    }
     if (t->validate) {
         cbx_err he;
         cbx_err_clear(&he);
@@ -295,4 +294,31 @@ int cbx_registry_validate(const cbx_registry *r, const char *type, const json_t 
     else
         json_decref(norm);
     return 0;
+}
+
+int cbx_registry_validate(const cbx_registry *r, const char *type, const json_t *params,
+                          json_t **normalized, cbx_diag *diag)
+{
+    if (normalized)
+        *normalized = NULL;
+    int found = 0;
+    size_t at = r && type ? locate(r, type, &found) : 0;
+    if (!found)
+        return unknown_type(r, type, diag);
+    return validate_entry(&r->v[at], params, NULL, normalized, diag);
+}
+
+int cbx__registry_admit(const cbx_registry *r, const char *type, const json_t *params,
+                        const cbx_executor_type *same_type, json_t *same,
+                        const cbx_executor_type **found_type, json_t **normalized, cbx_diag *diag)
+{
+    *found_type = NULL;
+    *normalized = NULL;
+    int found = 0;
+    size_t at = r && type ? locate(r, type, &found) : 0;
+    if (!found)
+        return CBX_EUNKNOWN_TYPE;
+    *found_type = r->v[at].t;
+    return validate_entry(&r->v[at], params, r->v[at].t == same_type ? same : NULL, normalized,
+                          diag);
 }

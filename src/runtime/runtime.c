@@ -3,6 +3,7 @@
 #include "runtime/runtime_internal.h"
 
 #include "cbx/journal.h"
+#include "runtime/builtins.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -76,6 +77,8 @@ int cbx_runtime_new(cbx_runtime **out, const cbx_runtime_opts *o, cbx_err *err)
     cbx__link_init(&rt->queue);
     cbx__link_init(&rt->active);
     uv_timer_init(rt->loop, &rt->flush_timer);
+    cbx__link_init(&rt->ended);
+    uv_idle_init(rt->loop, &rt->reaper);
     rt->registry = o->registry;
     if (!rt->registry) {
         r = cbx_registry_new(&rt->registry, err);
@@ -103,6 +106,8 @@ fail:
     return r;
 }
 
+static void free_ended(uv_idle_t *reaper);
+
 static void walk_close(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -119,6 +124,8 @@ void cbx_runtime_free(cbx_runtime *rt)
     rt->closing = 1;
     uv_timer_stop(&rt->flush_timer);
     uv_close((uv_handle_t *)&rt->flush_timer, NULL);
+    free_ended(&rt->reaper);
+    uv_close((uv_handle_t *)&rt->reaper, NULL);
     if (cbx__http_loop_cleanup)
         cbx__http_loop_cleanup(rt->loop);
     uv_run(rt->loop, UV_RUN_DEFAULT);
@@ -129,6 +136,7 @@ void cbx_runtime_free(cbx_runtime *rt)
         uv_run(rt->loop, UV_RUN_DEFAULT);
         uv_loop_close(rt->loop);
     }
+    json_decref(rt->same_params);
     if (rt->owns_breakers)
         cbx_breaker_store_free(rt->breakers);
     if (rt->owns_registry)
@@ -221,6 +229,17 @@ static void on_timer_closed(uv_handle_t *h)
     free_execution(h->data);
 }
 
+static void free_ended(uv_idle_t *reaper)
+{
+    cbx_runtime *rt = CBX__CONTAINER(reaper, cbx_runtime, reaper);
+    while (!cbx__link_empty(&rt->ended)) {
+        cbx_execution *ex = CBX__CONTAINER(rt->ended.next, cbx_execution, link);
+        cbx__link_remove(&ex->link);
+        free_execution(ex);
+    }
+    uv_idle_stop(reaper);
+}
+
 void cbx__rt_execution_done(cbx_execution *ex)
 {
     cbx_runtime *rt = ex->rt;
@@ -243,7 +262,25 @@ void cbx__rt_execution_done(cbx_execution *ex)
     }
     if (ex->on_done)
         ex->on_done(ex, &ex->b->res, ex->ud);
-    uv_close((uv_handle_t *)&ex->b->timer, on_timer_closed);
+    /* What the result, the parameters and the last outputs hold goes back now, while the
+     * allocator still has it at hand; the finished execution itself stays (cancel answers
+     * -ENOENT) until its timer has closed. */
+    if (!ex->res_taken)
+        cbx_result_clear(&ex->b->res);
+    ex->res_taken = 1;
+    json_decref(ex->b->last_outputs);
+    ex->b->last_outputs = NULL;
+    json_decref(ex->params);
+    ex->params = NULL;
+    if (ex->b->timer_on) {
+        uv_close((uv_handle_t *)&ex->b->timer, on_timer_closed);
+    } else {
+        free(ex->b);
+        ex->b = NULL;
+        cbx__link_push(&rt->ended, &ex->link);
+        if (!uv_is_active((uv_handle_t *)&rt->reaper))
+            uv_idle_start(&rt->reaper, free_ended);
+    }
     rt->unreaped++;
     schedule(rt);
 }
@@ -260,13 +297,13 @@ static int refuse(cbx_runtime *rt, const cbx_request *req, int rc, const char *w
 {
     cbx__exec_body body = {0};
     cbx_execution ex = {.rt = rt, .status = CBX_STATUS_REJECTED, .b = &body};
-    cbx__uuid4(&rt->rng, ex.id);
     cbx_result *r = &body.res;
+    r->submitted_ms = cbx__rt_wall_ms(rt, cbx_clock_now_ns(NULL));
+    cbx__uuid4(&rt->rng, r->submitted_ms, ex.id);
     memcpy(r->id, ex.id, sizeof r->id);
     snprintf(r->executor, sizeof r->executor, "%s", req->executor ? req->executor : "");
     r->status = CBX_STATUS_REJECTED;
     r->rc = rc;
-    r->submitted_ms = cbx__wall_ms();
     cbx__copy_text(r->error, sizeof r->error, why);
     r->attempts = json_array();
     if (rt->journal) {
@@ -297,8 +334,18 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
     if (out)
         *out = NULL;
     char why[600];
-    const cbx_executor_type *type =
-        req->executor ? cbx_registry_find(rt->registry, req->executor) : NULL;
+    const cbx_executor_type *type = NULL;
+    json_t *params = NULL;
+    cbx_diag local = {0};
+    cbx_diag *d = diag ? diag : &local;
+    size_t before = d->n;
+    uint64_t mark = cbx__registry_mark(rt->registry);
+    if (rt->same_params && rt->same_mark != mark) {
+        json_decref(rt->same_params);
+        rt->same_params = NULL;
+    }
+    int r = cbx__registry_admit(rt->registry, req->executor, req->params, rt->same_type,
+                                rt->same_params, &type, &params, d);
     if (!type) {
         snprintf(why, sizeof why, "unknown executor type '%s'",
                  req->executor ? req->executor : "(none)");
@@ -307,14 +354,6 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
                          why);
         return refuse(rt, req, CBX_EUNKNOWN_TYPE, why);
     }
-    json_t *params = NULL;
-    cbx_diag local = {0};
-    cbx_diag *d = diag ? diag : &local;
-    size_t before = d->n;
-    json_t *empty = req->params ? NULL : json_object();
-    int r = cbx_registry_validate(rt->registry, req->executor, req->params ? req->params : empty,
-                                  &params, d);
-    json_decref(empty);
     if (r < 0) {
         cbx_err first;
         cbx_diag tail = {.n = d->n - before, .cap = 0, .items = d->items + before};
@@ -325,6 +364,12 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
         snprintf(why, sizeof why, "%.63s: %.300s%.220s", req->executor, loc, first.msg);
         cbx_diag_clear(&local);
         return refuse(rt, req, r, why);
+    }
+    if (params != rt->same_params) {
+        json_decref(rt->same_params);
+        rt->same_params = json_incref(params);
+        rt->same_type = type;
+        rt->same_mark = mark;
     }
     if (rt->nqueued >= rt->max_queued) {
         json_decref(params);
@@ -338,7 +383,9 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
         return -ENOMEM;
     }
     ex->rt = rt;
-    cbx__uuid4(&rt->rng, ex->id);
+    ex->submitted_ns = cbx_clock_now_ns(NULL);
+    uint64_t submitted_ms = cbx__rt_wall_ms(rt, ex->submitted_ns);
+    cbx__uuid4(&rt->rng, submitted_ms, ex->id);
     ex->type = type;
     ex->params = params;
     ex->policy = req->policy;
@@ -349,7 +396,6 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
             *ex->breaker_opts = *req->breaker_opts;
     }
     ex->timeout_ns = req->timeout_ns;
-    ex->submitted_ns = cbx_clock_now_ns(NULL);
     ex->deadline_ns = req->deadline_ns ? ex->submitted_ns + req->deadline_ns : UINT64_MAX;
     ex->fallback_key = dup_or_null(req->fallback_key);
     ex->tag = dup_or_null(req->tag);
@@ -367,7 +413,7 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
                                    .tag = ex->tag,
                                    .breaker = ex->breaker,
                                    .policy = req->policy ? cbx_policy_name(req->policy) : NULL,
-                                   .submitted_ms = cbx__rt_wall_ms(rt, ex->submitted_ns)};
+                                   .submitted_ms = submitted_ms};
         cbx_journal_execution_start(rt->journal, &e, NULL);
         json_decref(shown);
         cbx__rt_journal_touch(rt);
@@ -411,8 +457,8 @@ void cbx_runtime_cancel_all(cbx_runtime *rt)
     cancel_list(&rt->active, STOP_CANCEL);
 }
 
-/* Executions that end inside submit (an inline function) leave their timer's close callback
- * pending; turn the loop now and then so that they do not pile up. */
+/* Executions that end inside submit (an inline function) are freed on the loop's next turn;
+ * turn it now and then so that they do not pile up. */
 static void reap_closed(cbx_runtime *rt)
 {
     if (rt->unreaped > 256) {

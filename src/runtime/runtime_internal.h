@@ -43,10 +43,11 @@ struct cbx_task {
 /* What an execution needs once it runs (or ends): allocated when it leaves the queue, so that
  * a queued execution holds little more than its parameters. */
 typedef struct cbx__exec_body {
-    uv_timer_t timer; /* attempt deadline, retry delay, bulkhead wait */
+    uv_timer_t timer; /* attempt deadline, retry delay, bulkhead wait; set up on first use */
     cbx_task *task;   /* the attempt out, if any */
     cbx_permit named_permit;
-    int named_held;
+    uint8_t named_held;
+    uint8_t timer_on;  /* timer is initialized: it must be closed before the body is freed */
     uint32_t attempts; /* attempts started */
     uint64_t started_ns;
     cbx_policy_run run;   /* when policy */
@@ -63,7 +64,7 @@ typedef enum exec_phase {
 } exec_phase;
 
 struct cbx_execution {
-    cbx_link link; /* in rt->queue or rt->active */
+    cbx_link link; /* in rt->queue or rt->active; once done without a timer, in rt->ended */
     cbx_runtime *rt;
     char id[40];
     const cbx_executor_type *type;
@@ -105,8 +106,18 @@ struct cbx_runtime {
     int flush_armed;
     uint64_t rng; /* for execution ids */
     int closing;
-    uint32_t unreaped;                   /* executions done since the loop last turned */
+    uint32_t unreaped; /* executions done since the loop last turned */
+    /* Executions that ended without a timer to close: freed on the loop's next turn (by the
+     * idle handle), so that one that ended inside submit stays readable until then. */
+    cbx_link ended;
+    uv_idle_t reaper;
     uint64_t mono_base_ns, wall_base_ms; /* see cbx__rt_wall_ms */
+    /* The last request's normalized parameters: a request with the same ones shares them
+     * instead of a copy of its own (executors only read them; jansson counts references
+     * atomically). Valid while the registry is unchanged (same_mark). */
+    json_t *same_params;
+    const cbx_executor_type *same_type;
+    uint64_t same_mark;
 };
 
 /* runtime.c */
@@ -120,6 +131,21 @@ void cbx__exec_begin(cbx_execution *ex);
 void cbx__exec_cancel(cbx_execution *ex, int reason);
 void cbx__task_complete(cbx_task *t);
 
+/* registry.c: the type called type (*found_type, NULL when there is none: CBX_EUNKNOWN_TYPE,
+ * with nothing in diag) and cbx_registry_validate's checks and *normalized. same may be the
+ * normalized parameters of an earlier request of same_type (made since the registry last
+ * changed, cbx__registry_mark): when params normalize to them, they are shared (a new
+ * reference) instead of a copy being made. */
+int cbx__registry_admit(const cbx_registry *r, const char *type, const json_t *params,
+                        const cbx_executor_type *same_type, json_t *same,
+                        const cbx_executor_type **found_type, json_t **normalized, cbx_diag *diag);
+
+/* schema.c: 1 when norm is what validating value (an object, or NULL for none) would give: its
+ * members, equal, and the defaults of the parameters it leaves out. Then value fits the schema
+ * if norm's source did. */
+int cbx__schema_normalizes_to(const cbx_param *params, json_t *const *defaults, const json_t *value,
+                              const json_t *norm);
+
 /* result.c */
 uint64_t cbx__wall_ms(void);
 
@@ -130,7 +156,8 @@ void cbx__task_set_error(cbx_task *t, const char *fmt, ...) __attribute__((forma
 void cbx__copy_text(char *dst, size_t size, const char *src);
 
 /* ids */
-void cbx__uuid4(uint64_t *rng, char out[40]); /* a time-ordered (version 7) id */
+/* A time-ordered (version 7) id stamped wall_ms (ms since the epoch). */
+void cbx__uuid4(uint64_t *rng, uint64_t wall_ms, char out[40]);
 
 static inline void cbx__link_init(cbx_link *l)
 {

@@ -9,6 +9,7 @@
 
 #include "cbx/registry.h"
 #include "runtime/builtins.h"
+#include "runtime/runtime_internal.h"
 
 const char *cbx_param_type_name(cbx_param_type t)
 {
@@ -368,6 +369,61 @@ int cbx__schema_check(const char *type_name, const cbx_param *params, json_t ***
 
 /* ---- validation --------------------------------------------------------------------------- */
 
+/* A deep copy without json_deep_copy's cycle check (a table and a formatted key per container:
+ * most of the cost of copying small parameters). Deeper than this, the rest is left to
+ * json_deep_copy, which also refuses cycles. */
+#define COPY_DEPTH_MAX 64
+
+static json_t *copy_at(const json_t *v, int depth)
+{
+    if (depth > COPY_DEPTH_MAX)
+        return json_deep_copy(v);
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        json_t *out = json_object();
+        const char *key;
+        size_t key_len;
+        json_t *item;
+        json_object_keylen_foreach((json_t *)v, key, key_len, item)
+        {
+            if (!out || json_object_setn_new_nocheck(out, key, key_len, copy_at(item, depth + 1)))
+                goto fail_object;
+        }
+        return out;
+    fail_object:
+        json_decref(out);
+        return NULL;
+    }
+    case JSON_ARRAY: {
+        json_t *out = json_array();
+        size_t i;
+        json_t *item;
+        json_array_foreach(v, i, item)
+        {
+            if (!out || json_array_append_new(out, copy_at(item, depth + 1)))
+                goto fail_array;
+        }
+        return out;
+    fail_array:
+        json_decref(out);
+        return NULL;
+    }
+    case JSON_STRING:
+        return json_stringn_nocheck(json_string_value(v), json_string_length(v));
+    case JSON_INTEGER:
+        return json_integer(json_integer_value(v));
+    case JSON_REAL:
+        return json_real(json_real_value(v));
+    default: /* true, false, null: jansson's shared constants */
+        return (json_t *)v;
+    }
+}
+
+static json_t *copy_json(const json_t *v)
+{
+    return v ? copy_at(v, 0) : NULL;
+}
+
 static const cbx_param *find_param(const cbx_param *params, const char *name)
 {
     for (const cbx_param *p = params; p && p->name; p++)
@@ -452,7 +508,7 @@ int cbx__schema_validate(const cbx_param *params, json_t *const *defaults, const
     if (!normalized)
         return 0;
 
-    json_t *out = value ? json_deep_copy(value) : json_object();
+    json_t *out = value ? copy_json(value) : json_object();
     if (!out)
         return diag ? cbx_diag_add(diag, -ENOMEM, "", 0, 0, "out of memory") : -ENOMEM;
     size_t i = 0;
@@ -461,7 +517,7 @@ int cbx__schema_validate(const cbx_param *params, json_t *const *defaults, const
             continue;
         json_t *def;
         if (defaults) {
-            def = defaults[i] ? json_deep_copy(defaults[i]) : NULL;
+            def = defaults[i] ? copy_json(defaults[i]) : NULL;
         } else {
             def = json_loads(p->default_json, JSON_DECODE_ANY, NULL);
             if (!def) {
@@ -478,6 +534,34 @@ int cbx__schema_validate(const cbx_param *params, json_t *const *defaults, const
     }
     *normalized = out;
     return 0;
+}
+
+int cbx__schema_normalizes_to(const cbx_param *params, json_t *const *defaults, const json_t *value,
+                              const json_t *norm)
+{
+    if ((value && !json_is_object(value)) || !json_is_object(norm))
+        return 0;
+    size_t added = 0, i = 0;
+    for (const cbx_param *p = params; p && p->name; p++, i++) {
+        if (!p->default_json || (value && json_object_get(value, p->name)))
+            continue;
+        const json_t *v = json_object_get(norm, p->name);
+        if (!v || !defaults || !defaults[i] || !json_equal(v, defaults[i]))
+            return 0;
+        added++;
+    }
+    if (json_object_size(norm) != (value ? json_object_size(value) : 0) + added)
+        return 0;
+    const char *key;
+    size_t len;
+    json_t *v;
+    json_object_keylen_foreach((json_t *)value, key, len, v)
+    {
+        const json_t *w = json_object_getn(norm, key, len);
+        if (!w || !json_equal(v, w))
+            return 0;
+    }
+    return 1;
 }
 
 int cbx_schema_validate(const cbx_param *params, const json_t *value, json_t **normalized,
