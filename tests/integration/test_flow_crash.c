@@ -8,7 +8,10 @@
  *
  * For each kill, before resuming, the journal is read (cbx_flow_run_show): the steps it records as
  * succeeded must never run again in that run, so their count of lines in the log must not change
- * from then on. Each run's final outputs must equal those of an uninterrupted run. Kill delays
+ * from then on. A step's outcome reaches the rest of the flow only once it is committed, so every
+ * step that has run (its line is in the log) must find each step whose outputs it uses recorded
+ * as succeeded, and no step runs before the run itself is in the journal. Each run's final outputs
+ * must equal those of an uninterrupted run. Kill delays
  * are spread over the length of an uninterrupted run (plus random jitter), so that kills land
  * before the first step, while steps run, and between them; the test checks that each of these
  * happened. CBX_CRASH_SEED=N replays a sequence of delays.
@@ -67,6 +70,40 @@ static double rng_unit(void)
 
 static char flow_path[1024];
 static char runner_path[1024];
+
+/* uses[i][d]: step i renders step d's outputs, so d had succeeded before i started. */
+static int uses[NSTEPS][NSTEPS];
+
+static int step_index(char name)
+{
+    const char *p = name ? strchr(step_names, name) : NULL;
+    return p ? (int)(p - step_names) : -1;
+}
+
+/* The dependencies, from the flow file: the `steps.X.` references of each step's lines. */
+static void read_uses(void)
+{
+    FILE *f = fopen(flow_path, "r");
+    cr_assert_not_null(f, "%s: %s", flow_path, strerror(errno));
+    char line[1024];
+    int cur = -1, edges = 0;
+    while (fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "- name: ");
+        if (line[0] != ' ' && line[0] != '#')
+            cur = -1; /* outputs: and the rest */
+        else if (p && p[8] && p[9] == '\n')
+            cur = step_index(p[8]);
+        for (p = line; cur >= 0 && (p = strstr(p, "steps.")) != NULL; p += 6) {
+            int d = p[7] == '.' ? step_index(p[6]) : -1;
+            if (d >= 0 && !uses[cur][d]) {
+                uses[cur][d] = 1;
+                edges++;
+            }
+        }
+    }
+    fclose(f);
+    cr_assert_geq(edges, NSTEPS - 1, "%s: only %d dependencies found", flow_path, edges);
+}
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -211,6 +248,10 @@ static void after_kill(const char *dir, const char *out, snapshot *s, tally *t, 
     if (!run) {
         run_id[0] = '\0';
         t->before_any_run++;
+        for (int i = 0; i < NSTEPS; i++)
+            cr_assert_eq(s->counts[i], 0,
+                         "seed %llu iteration %d: step %c ran but the journal has no run",
+                         (unsigned long long)seed, iter, step_names[i]);
         cr_assert_eq(lines, 0,
                      "seed %llu iteration %d: a run id was printed (%s) but the "
                      "journal has no run",
@@ -234,6 +275,16 @@ static void after_kill(const char *dir, const char *out, snapshot *s, tally *t, 
             nrunning++;
         }
     }
+    /* whatever ran did so on outcomes the journal had committed */
+    for (int i = 0; i < NSTEPS; i++)
+        for (int d = 0; d < NSTEPS && s->counts[i] > 0; d++) {
+            const char *st = step_status(run, step_names[d]);
+            cr_assert(!uses[i][d] || (st && strcmp(st, "success") == 0),
+                      "seed %llu iteration %d: step %c ran, but step %c whose outputs it uses is "
+                      "recorded as %s",
+                      (unsigned long long)seed, iter, step_names[i], step_names[d],
+                      st ? st : "nothing");
+        }
     if (nsucc == 0)
         t->before_first_success++;
     else if (nsucc < NSTEPS)
@@ -277,6 +328,7 @@ Test(flow_crash, killed_at_random_points_and_resumed_ends_as_an_uninterrupted_ru
     snprintf(flow_path, sizeof flow_path, "%s/tests/flows/run/crash.yaml", CBX_SOURCE_DIR);
     snprintf(runner_path, sizeof runner_path, "%s/flow_runner", CBX_TEST_BIN_DIR);
     cr_assert_eq(access(runner_path, X_OK), 0, "%s is not built", runner_path);
+    read_uses();
     const char *env_seed = getenv("CBX_CRASH_SEED");
     uint64_t seed = env_seed ? strtoull(env_seed, NULL, 10) : (uint64_t)time(NULL);
     rng_state = seed * 2654435761u + 1;

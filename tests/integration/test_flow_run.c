@@ -1,7 +1,8 @@
 /* Running flows through the library, with real processes: foreach (items, literal lists,
  * batches, parallelism, failures), composites in sequence and in parallel, sub-flows with their
- * own inputs, the flow's timeout, input checks, the typing of outputs, and resuming a failed run
- * from the journal. Fixtures are in tests/flows/run/. Speed is never asserted.
+ * own inputs, the flow's timeout, input checks, the typing of outputs, resuming a failed run
+ * from the journal, and what of a run is committed to the journal when the flow acts on it.
+ * Fixtures are in tests/flows/run/. Speed is never asserted.
  */
 #define _GNU_SOURCE
 #include "cbx/flow.h"
@@ -13,6 +14,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -634,4 +636,163 @@ Test(flow_run, each_step_reports_its_own_duration)
     cr_assert_geq(slow, 300);
     cbx_flow_result_clear(&res);
     cbx_flow_free(f);
+}
+
+/* ---- what is committed when the flow acts on it ------------------------------------------- */
+
+/* The status recorded for the run (step NULL) or one of its steps, as another connection to the
+ * journal file reads it: committed records only. "" when there is none. */
+static const char *committed(sqlite3 *db, const char *run_id, const char *step, char *buf,
+                             size_t len)
+{
+    sqlite3_stmt *st = NULL;
+    buf[0] = '\0';
+    const char *sql = step ? "SELECT status FROM flow_steps WHERE run_id = ?1 AND step = ?2"
+                           : "SELECT status FROM flow_runs WHERE run_id = ?1";
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+        if (step)
+            sqlite3_bind_text(st, 2, step, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+            snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    return buf;
+}
+
+typedef struct durable_watch {
+    sqlite3 *db;
+    int started, finished;
+} durable_watch;
+
+/* The steps of the flow below and the steps each waits for. */
+static const char *const durable_needs[][3] = {
+    {"a"},      {"b", "a"},      {"c", "a"}, {"d", "a"}, {"e", "b", "c"},
+    {"f", "d"}, {"g", "e", "f"}, {"h", "g"}, {"h.x"},    {"h.y", "h.x"},
+};
+
+static void on_durable_event(const cbx_flow_event *ev, void *ud)
+{
+    durable_watch *w = ud;
+    char buf[64];
+    cr_assert_str_eq(committed(w->db, ev->run_id, NULL, buf, sizeof buf), "running",
+                     "the run is not committed at an event of step %s", ev->step);
+    if (ev->kind == CBX_FLOW_STEP_STARTED) {
+        w->started++;
+        for (size_t i = 0; i < sizeof durable_needs / sizeof durable_needs[0]; i++) {
+            if (strcmp(durable_needs[i][0], ev->step) != 0)
+                continue;
+            for (int k = 1; k < 3 && durable_needs[i][k]; k++)
+                cr_assert_str_eq(committed(w->db, ev->run_id, durable_needs[i][k], buf, sizeof buf),
+                                 "success", "step %s started before the end of %s was committed",
+                                 ev->step, durable_needs[i][k]);
+        }
+    } else if (ev->kind == CBX_FLOW_STEP_FINISHED) {
+        w->finished++;
+        cr_assert_str_eq(committed(w->db, ev->run_id, ev->step, buf, sizeof buf), "success",
+                         "step %s was reported finished before its end was committed", ev->step);
+    }
+}
+
+/* A step's end is committed before anything follows from it: its FINISHED event, the start of
+ * the steps that wait for it (a composite's too), the run's end. Another connection to the file,
+ * which reads committed records only, checks at every event. */
+Test(flow_run, a_step_outcome_is_committed_before_the_flow_acts_on_it)
+{
+    char dir[] = "/tmp/cbx_flow_durable_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/journal.db", dir);
+    cbx_err e;
+    cbx_journal *j = NULL;
+    cbx_journal_opts jo = {.path = path};
+    cr_assert_eq(cbx_journal_open(&j, &jo, &e), 0, "%s", e.msg);
+    cbx_runtime *jrt = NULL;
+    cbx_runtime_opts ro = {.registry = reg, .journal = j};
+    cr_assert_eq(cbx_runtime_new(&jrt, &ro, &e), 0, "%s", e.msg);
+    cbx_flow *f =
+        load_text("name: durable\n"
+                  "concurrency: 3\n"
+                  "steps:\n"
+                  "  - {name: a, executor: command, config: {argv: [\"true\"]}}\n"
+                  "  - {name: b, executor: command, needs: a, config: {argv: [\"true\"]}}\n"
+                  "  - {name: c, executor: command, needs: a, config: {argv: [\"true\"]}}\n"
+                  "  - {name: d, executor: command, needs: a, config: {argv: [\"true\"]}}\n"
+                  "  - name: e\n"
+                  "    executor: command\n"
+                  "    needs: [b, c]\n"
+                  "    config: {argv: [\"true\"]}\n"
+                  "  - {name: f, executor: command, needs: d, config: {argv: [\"true\"]}}\n"
+                  "  - name: g\n"
+                  "    executor: command\n"
+                  "    needs: [e, f]\n"
+                  "    config: {argv: [\"true\"]}\n"
+                  "  - name: h\n"
+                  "    executor: steps\n"
+                  "    mode: sequence\n"
+                  "    needs: g\n"
+                  "    steps:\n"
+                  "      - {name: x, executor: command, config: {argv: [\"true\"]}}\n"
+                  "      - {name: y, executor: command, config: {argv: [\"true\"]}}\n");
+    durable_watch w = {0};
+    cr_assert_eq(sqlite3_open_v2(path, &w.db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(w.db, 10000);
+    cbx_flow_run_opts o = {.on_event = on_durable_event, .ud = &w};
+    cbx_flow_result res;
+    cr_assert_eq(cbx_flow_run(jrt, f, &o, &res, &e), 0, "%s", res.error);
+    cr_assert_eq(w.started, 10);
+    cr_assert_eq(w.finished, 10);
+    /* the run's end is committed when cbx_flow_run returns */
+    char buf[64];
+    cr_assert_str_eq(committed(w.db, res.run_id, NULL, buf, sizeof buf), "success");
+    cbx_flow_result_clear(&res);
+    sqlite3_close(w.db);
+    cbx_flow_free(f);
+    cbx_runtime_free(jrt);
+    cbx_journal_close(j);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The runs of a journal no flow has run on: none, and no error. An in-memory journal keeps the
+ * runs of its own handle. */
+Test(flow_run, runs_of_a_journal_without_flows_and_of_an_in_memory_one)
+{
+    char dir[] = "/tmp/cbx_flow_noruns_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/journal.db", dir);
+    cbx_err e;
+    cbx_journal *j = NULL;
+    cbx_journal_opts jo = {.path = path};
+    cr_assert_eq(cbx_journal_open(&j, &jo, &e), 0, "%s", e.msg);
+    json_t *runs = NULL;
+    cr_assert_eq(cbx_flow_runs_list(j, 0, &runs, &e), 0, "%s", e.msg);
+    cr_assert_eq(json_array_size(runs), 0);
+    json_decref(runs);
+    json_t *run = NULL;
+    cr_assert_eq(cbx_flow_run_show(j, "nope", &run, &e), -ENOENT);
+    cr_assert_null(run);
+    cbx_journal_close(j);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+
+    cbx_journal_opts mo = {.path = ":memory:"};
+    cr_assert_eq(cbx_journal_open(&j, &mo, &e), 0, "%s", e.msg);
+    cbx_runtime *jrt = NULL;
+    cbx_runtime_opts ro = {.registry = reg, .journal = j};
+    cr_assert_eq(cbx_runtime_new(&jrt, &ro, &e), 0, "%s", e.msg);
+    cbx_flow *f = load_text("name: mem\n"
+                            "steps:\n"
+                            "  - {name: only, executor: command, config: {argv: [\"true\"]}}\n");
+    cbx_flow_result res;
+    cr_assert_eq(cbx_flow_run(jrt, f, NULL, &res, &e), 0, "%s", res.error);
+    cr_assert_eq(cbx_flow_run_show(j, res.run_id, &run, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(json_string_value(json_object_get(run, "status")), "success");
+    cr_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(json_object_get(run, "steps"), "only"), "status")),
+                     "success");
+    json_decref(run);
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+    cbx_runtime_free(jrt);
+    cbx_journal_close(j);
 }

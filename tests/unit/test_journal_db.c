@@ -1,0 +1,218 @@
+/* Records of other modules in the journal's batches: cbx_journal_write_db, cbx_journal_read_db and
+ * cbx_journal_batch_state. The flusher may commit a batch at any moment (5 ms after it began), so
+ * nothing here depends on a batch still being open: a check made while it is open is only made
+ * when cbx_journal_batch_state, asked after the check, still says so. */
+#include "cbx/journal.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static void make_tmpdir(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/cbx-journal-db-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void remove_tree(const char *path)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static cbx_journal *open_file(char *path, size_t len)
+{
+    make_tmpdir();
+    snprintf(path, len, "%s/j.db", tmpdir);
+    cbx_journal *j = NULL;
+    cbx_err err;
+    cr_assert_eq(cbx_journal_open(&j, &(cbx_journal_opts){.path = path}, &err), 0, "%s", err.msg);
+    return j;
+}
+
+/* ---- the callers' functions ---------------------------------------------------------------- */
+
+static int exec_sql(sqlite3 *db, const char *sql, cbx_err *err)
+{
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return cbx_err_set(err, CBX_EJOURNAL, "%s: %s", sql, sqlite3_errmsg(db));
+    return 0;
+}
+
+static int make_table(sqlite3 *db, void *ud, cbx_err *err)
+{
+    (void)ud;
+    return exec_sql(db, "CREATE TABLE IF NOT EXISTS notes (k TEXT PRIMARY KEY, v TEXT)", err);
+}
+
+/* ud: "k" */
+static int insert_note(sqlite3 *db, void *ud, cbx_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "INSERT INTO notes (k, v) VALUES (?1, 'v')", -1, &st, NULL) !=
+        SQLITE_OK)
+        return cbx_err_set(err, CBX_EJOURNAL, "prepare: %s", sqlite3_errmsg(db));
+    sqlite3_bind_text(st, 1, ud, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : cbx_err_set(err, CBX_EJOURNAL, "%s", sqlite3_errmsg(db));
+}
+
+/* Breaks the rule that fn leaves the transaction alone: the batch is rolled back. */
+static int insert_then_roll_back(sqlite3 *db, void *ud, cbx_err *err)
+{
+    int r = insert_note(db, ud, err);
+    if (r == 0)
+        r = exec_sql(db, "ROLLBACK", err);
+    return r == 0 ? cbx_err_set(err, -EIO, "rolled back") : r;
+}
+
+typedef struct count_args {
+    const char *k;
+    int n;
+} count_args;
+
+static int count_note(sqlite3 *db, void *ud, cbx_err *err)
+{
+    count_args *a = ud;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM notes WHERE k = ?1", -1, &st, NULL) !=
+        SQLITE_OK)
+        return cbx_err_set(err, CBX_EJOURNAL, "prepare: %s", sqlite3_errmsg(db));
+    sqlite3_bind_text(st, 1, a->k, -1, SQLITE_STATIC);
+    a->n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    return 0;
+}
+
+/* The count of note k as another connection (another process) sees it: committed writes only. */
+static int count_elsewhere(const char *path, const char *k)
+{
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    count_args a = {.k = k};
+    cbx_err err;
+    if (count_note(db, &a, &err) != 0)
+        a.n = 0; /* no table yet: not committed */
+    sqlite3_close(db);
+    return a.n;
+}
+
+static uint64_t put(cbx_journal *j, const char *k)
+{
+    uint64_t b = 0;
+    cbx_err err;
+    cr_assert_eq(cbx_journal_write_db(j, insert_note, (void *)k, &b, &err), 0, "%s", err.msg);
+    cr_assert_gt(b, 0);
+    return b;
+}
+
+/* ---- tests --------------------------------------------------------------------------------- */
+
+Test(journal_db, writes_join_the_batch_and_are_durable_once_it_commits)
+{
+    char path[300];
+    cbx_journal *j = open_file(path, sizeof path);
+    cbx_err err;
+    cr_assert_eq(cbx_journal_write_db(j, make_table, NULL, NULL, &err), 0, "%s", err.msg);
+    uint64_t b1 = put(j, "one");
+
+    /* this handle sees it at once; another connection only once the batch has committed */
+    count_args mine = {.k = "one"};
+    cr_assert_eq(cbx_journal_read_db(j, count_note, &mine, &err), 0, "%s", err.msg);
+    cr_assert_eq(mine.n, 1);
+    int seen = count_elsewhere(path, "one");
+    int state = cbx_journal_batch_state(j, b1, &err);
+    cr_assert(state == 0 || state == 1, "batch state %d: %s", state, err.msg);
+    if (state == 0)
+        cr_assert_eq(seen, 0, "another connection read a batch that had not committed");
+
+    /* a journal record goes into the same batches */
+    cbx_journal_execution e = {.id = "ex-1", .executor = "command", .submitted_ms = 1};
+    cr_assert_eq(cbx_journal_execution_start(j, &e, &err), 0, "%s", err.msg);
+    uint64_t b2 = put(j, "two");
+    cr_assert_geq(b2, b1);
+
+    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_batch_state(j, b1, &err), 1, "%s", err.msg);
+    cr_assert_eq(cbx_journal_batch_state(j, b2, &err), 1, "%s", err.msg);
+    cr_assert_eq(count_elsewhere(path, "one"), 1);
+    cr_assert_eq(count_elsewhere(path, "two"), 1);
+
+    /* after a commit, a new batch */
+    uint64_t b3 = put(j, "three");
+    cr_assert_gt(b3, b2);
+    cbx_journal_close(j); /* commits */
+    cr_assert_eq(count_elsewhere(path, "three"), 1);
+    remove_tree(tmpdir);
+}
+
+Test(journal_db, a_failed_statement_leaves_the_batch_whole)
+{
+    char path[300];
+    cbx_journal *j = open_file(path, sizeof path);
+    cbx_err err;
+    cr_assert_eq(cbx_journal_write_db(j, make_table, NULL, NULL, &err), 0, "%s", err.msg);
+    uint64_t b = put(j, "k");
+    uint64_t other = 0;
+    cr_assert_eq(cbx_journal_write_db(j, insert_note, "k", &other, &err), CBX_EJOURNAL);
+    cr_assert(strstr(err.msg, "UNIQUE"), "%s", err.msg);
+    cr_assert_eq(other, 0, "a batch number was given for a failed write");
+    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_batch_state(j, b, &err), 1, "%s", err.msg);
+    cr_assert_eq(count_elsewhere(path, "k"), 1);
+    cbx_journal_close(j);
+    remove_tree(tmpdir);
+}
+
+Test(journal_db, a_batch_sqlite_rolled_back_is_reported_lost)
+{
+    char path[300];
+    cbx_journal *j = open_file(path, sizeof path);
+    cbx_err err;
+    cr_assert_eq(cbx_journal_write_db(j, make_table, NULL, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_write_db(j, insert_then_roll_back, "gone", NULL, &err), -EIO);
+    /* the next write begins the batch after the lost one */
+    uint64_t next = put(j, "kept");
+    cr_assert_gt(next, 1);
+    cr_assert_eq(cbx_journal_batch_state(j, next - 1, &err), CBX_EJOURNAL);
+    cr_assert(strstr(err.msg, "lost"), "%s", err.msg);
+    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_batch_state(j, next, &err), 1, "%s", err.msg);
+    cr_assert_eq(count_elsewhere(path, "gone"), 0);
+    cr_assert_eq(count_elsewhere(path, "kept"), 1);
+    cbx_journal_close(j);
+    remove_tree(tmpdir);
+}
+
+Test(journal_db, unknown_batches_and_missing_arguments)
+{
+    cbx_journal *j = NULL;
+    cbx_err err;
+    cr_assert_eq(cbx_journal_open(&j, &(cbx_journal_opts){.path = ":memory:"}, &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(cbx_journal_batch_state(j, 0, &err), -EINVAL);
+    cr_assert_eq(cbx_journal_batch_state(j, 1000000, &err), -EINVAL);
+    cr_assert_eq(cbx_journal_write_db(j, NULL, NULL, NULL, &err), CBX_EJOURNAL);
+    cr_assert_eq(cbx_journal_write_db(NULL, make_table, NULL, NULL, &err), CBX_EJOURNAL);
+    cr_assert_eq(cbx_journal_read_db(NULL, count_note, NULL, &err), CBX_EJOURNAL);
+    cr_assert_eq(cbx_journal_batch_state(NULL, 1, &err), CBX_EJOURNAL);
+    /* an in-memory journal numbers and commits its batches the same way */
+    cr_assert_eq(cbx_journal_write_db(j, make_table, NULL, NULL, &err), 0, "%s", err.msg);
+    uint64_t b = put(j, "m");
+    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_batch_state(j, b, &err), 1, "%s", err.msg);
+    count_args a = {.k = "m"};
+    cr_assert_eq(cbx_journal_read_db(j, count_note, &a, &err), 0, "%s", err.msg);
+    cr_assert_eq(a.n, 1);
+    cbx_journal_close(j);
+}
