@@ -26,8 +26,9 @@
  * (CBX_FUNCTION_INLINE: it runs on the loop thread), no journal unless said:
  *   flow.noop10k.run          independent steps, the default concurrency (8): cbx_flow_run only
  *   flow.noop10k.chain        each step needing the one before it (one step at a time)
- *   flow.noop10k.journal      independent steps with a journal: each step's start and end are
- *                             committed to SQLite before the runner goes on
+ *   flow.noop1k.journal       1,000 independent steps with a journal: the run, each step's start
+ *                             and end written into the journal's batches, each step's outcome
+ *                             used only once its end has committed (docs/flows.md, "The journal")
  *   flow.noop10k.load         cbx_flow_load_string of the 10,000-step file (YAML and checks)
  * Each gives ns per step; the target is at most 20 us per step for flow.noop10k.run. A note
  * gives the allocations per step.
