@@ -520,7 +520,7 @@ int cbx__exec_ensure_body(cbx_execution *ex)
     return 0;
 }
 
-void cbx__exec_begin(cbx_execution *ex)
+void cbx__exec_begin(cbx_execution *ex, uint64_t now)
 {
     if (cbx__exec_ensure_body(ex) < 0) {
         /* no memory for its state: it ends as it is, without a result to speak of */
@@ -529,7 +529,7 @@ void cbx__exec_begin(cbx_execution *ex)
         cbx__rt_execution_done(ex);
         return;
     }
-    ex->b->started_ns = now_ns();
+    ex->b->started_ns = now ? now : now_ns();
     ex->b->res.queued_ns = ex->b->started_ns - ex->submitted_ns;
     if (ex->policy) {
         cbx_policy_begin(ex->policy, &ex->b->run);

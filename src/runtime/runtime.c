@@ -195,7 +195,9 @@ cbx_status cbx_execution_status(const cbx_execution *ex)
 
 /* ---- scheduling ---------------------------------------------------------------------------- */
 
-static void schedule(cbx_runtime *rt)
+/* Start queued executions while slots are free. now: a monotonic reading just taken, for the
+ * first one started (0 = read the clock). */
+static void schedule(cbx_runtime *rt, uint64_t now)
 {
     while (rt->nactive < rt->max_concurrent && !cbx__link_empty(&rt->queue)) {
         cbx_execution *ex = CBX__CONTAINER(rt->queue.next, cbx_execution, link);
@@ -204,7 +206,8 @@ static void schedule(cbx_runtime *rt)
         cbx__link_push(&rt->active, &ex->link);
         rt->nactive++;
         ex->in_active = 1;
-        cbx__exec_begin(ex);
+        cbx__exec_begin(ex, now);
+        now = 0;
     }
 }
 
@@ -257,7 +260,7 @@ void cbx__rt_execution_done(cbx_execution *ex)
         if (!ex->res_taken)
             cbx_result_clear(&r);
         free_execution(ex);
-        schedule(rt);
+        schedule(rt, 0);
         return;
     }
     if (ex->on_done)
@@ -265,9 +268,14 @@ void cbx__rt_execution_done(cbx_execution *ex)
     /* What the result, the parameters and the last outputs hold goes back now, while the
      * allocator still has it at hand; the finished execution itself stays (cancel answers
      * -ENOENT) until its timer has closed. */
-    if (!ex->res_taken)
-        cbx_result_clear(&ex->b->res);
-    ex->res_taken = 1;
+    if (!ex->res_taken) { /* cbx_result_clear without zeroing what is about to go */
+        cbx_result *r = &ex->b->res;
+        json_decref(r->outputs);
+        json_decref(r->metadata);
+        json_decref(r->attempts);
+        r->outputs = r->metadata = r->attempts = NULL;
+        ex->res_taken = 1;
+    }
     json_decref(ex->b->last_outputs);
     ex->b->last_outputs = NULL;
     json_decref(ex->params);
@@ -282,7 +290,7 @@ void cbx__rt_execution_done(cbx_execution *ex)
             uv_idle_start(&rt->reaper, free_ended);
     }
     rt->unreaped++;
-    schedule(rt);
+    schedule(rt, 0);
 }
 
 /* ---- submission ---------------------------------------------------------------------------- */
@@ -422,7 +430,7 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
     rt->nqueued++;
     if (out)
         *out = ex;
-    schedule(rt);
+    schedule(rt, ex->submitted_ns);
     return 0;
 }
 

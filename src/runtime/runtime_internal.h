@@ -127,7 +127,8 @@ uint64_t cbx__rt_wall_ms(cbx_runtime *rt, uint64_t mono_ns);
 
 /* attempt.c */
 int cbx__exec_ensure_body(cbx_execution *ex);
-void cbx__exec_begin(cbx_execution *ex);
+/* Out of the queue into a slot, at monotonic time now (0 = read the clock). */
+void cbx__exec_begin(cbx_execution *ex, uint64_t now);
 void cbx__exec_cancel(cbx_execution *ex, int reason);
 void cbx__task_complete(cbx_task *t);
 

@@ -4,7 +4,9 @@
 #include "cbx/runtime.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <uv.h>
@@ -12,6 +14,7 @@
 /* ---- an asynchronous executor: answers after delay_ms, or fails, or hangs ------------------ */
 
 static int starts, cancels, befores, afters, running, max_running;
+static const json_t *started_with[8]; /* the parameters of the first attempts started */
 
 typedef struct {
     uv_timer_t timer;
@@ -54,6 +57,8 @@ static int async_start(cbx_task *t)
 {
     async_state *s = cbx_task_state(t);
     s->task = t;
+    if (starts < 8)
+        started_with[starts] = cbx_task_params(t);
     starts++;
     if (++running > max_running)
         max_running = running;
@@ -145,6 +150,33 @@ static const cbx_executor_type block_type = {
     .run = block_run,
 };
 
+/* ---- an executor that answers inside start with the parameters it was given --------------- */
+
+static int echo_start(cbx_task *t)
+{
+    cbx_task_done(t, CBX_OUTCOME_SUCCESS, json_deep_copy(cbx_task_params(t)), NULL, NULL);
+    return 0;
+}
+
+static void echo_cancel(cbx_task *t)
+{
+    (void)t;
+}
+
+static const cbx_param echo_params[] = {
+    {.name = "n", .type = CBX_PARAM_INTEGER, .default_json = "1"},
+    {.name = "tag", .type = CBX_PARAM_STRING},
+    {.name = NULL},
+};
+static const cbx_executor_type echo_type = {
+    .abi = CBX_EXECUTOR_ABI,
+    .name = "t_echo",
+    .summary = "test executor answering at once with its parameters",
+    .params = echo_params,
+    .start = echo_start,
+    .cancel = echo_cancel,
+};
+
 /* ---- fixture -------------------------------------------------------------------------------- */
 
 static cbx_runtime *rt;
@@ -153,12 +185,14 @@ static cbx_registry *reg;
 static void setup(void)
 {
     starts = cancels = befores = afters = running = max_running = 0;
+    memset(started_with, 0, sizeof started_with);
     fails_left = 0;
     atomic_store(&block_finished, 0);
     cr_assert_eq(cbx_registry_new(&reg, NULL), 0);
     cbx_err err;
     cr_assert_eq(cbx_registry_register(reg, &async_type, &err), 0, "%s", err.msg);
     cr_assert_eq(cbx_registry_register(reg, &block_type, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_registry_register(reg, &echo_type, &err), 0, "%s", err.msg);
     cbx_runtime_opts o = {.registry = reg, .max_concurrent = 8, .max_queued = 50};
     cr_assert_eq(cbx_runtime_new(&rt, &o, &err), 0, "%s", err.msg);
 }
@@ -470,4 +504,104 @@ Test(runtime, the_result_as_json)
     cr_assert(json_is_array(json_object_get(j, "attempts")));
     json_decref(j);
     cbx_result_clear(&r);
+}
+
+/* The outputs of an echo execution: {"n": ..., ...} as JSON text (caller frees). */
+static char *echo_of(const char *params_json)
+{
+    json_t *p = params_json ? params(params_json) : NULL;
+    cbx_result r;
+    int rc = cbx_runtime_execute(rt, &(cbx_request){.executor = "t_echo", .params = p}, &r, NULL);
+    cr_assert_eq(rc, 0, "%s", r.error);
+    char *text = json_dumps(r.outputs, JSON_COMPACT | JSON_SORT_KEYS);
+    cbx_result_clear(&r);
+    json_decref(p);
+    return text;
+}
+
+static void expect_echo(const char *params_json, const char *want)
+{
+    char *got = echo_of(params_json);
+    json_t *g = params(got), *w = params(want);
+    cr_assert(json_equal(g, w), "parameters %s: got %s, want %s",
+              params_json ? params_json : "NULL", got, want);
+    json_decref(g);
+    json_decref(w);
+    free(got);
+}
+
+Test(runtime, equal_parameters_share_one_copy_and_the_caller_keeps_its_own)
+{
+    json_t *a = params("{\"mode\": \"hang\", \"value\": [1, {\"x\": 2}]}");
+    json_t *b = params("{\"mode\": \"hang\", \"value\": [1, {\"x\": 2}]}");
+    json_t *c = params("{\"mode\": \"hang\", \"value\": [1, {\"x\": 3}]}");
+    cbx_request q = {.executor = "t_async"};
+    json_t *each[] = {a, b, c};
+    for (int i = 0; i < 3; i++) {
+        q.params = each[i];
+        cr_assert_eq(cbx_runtime_submit(rt, &q, NULL, NULL), 0);
+    }
+    cr_assert_eq(starts, 3);
+    cr_assert_eq(started_with[0], started_with[1], "equal parameters, one copy");
+    cr_assert_neq(started_with[0], started_with[2], "other parameters, another copy");
+    /* the caller changes its own: the executions keep what was submitted */
+    json_object_set_new(json_array_get(json_object_get(a, "value"), 1), "x", json_integer(9));
+    json_object_set_new(b, "mode", json_string("ok"));
+    const json_t *x =
+        json_object_get(json_array_get(json_object_get(started_with[1], "value"), 1), "x");
+    cr_assert_eq(json_integer_value(x), 2);
+    cr_assert_str_eq(json_string_value(json_object_get(started_with[1], "mode")), "hang");
+    cr_assert_eq(json_integer_value(json_object_get(started_with[0], "delay_ms")), 1,
+                 "the default applied");
+    cbx_runtime_cancel_all(rt);
+    cbx_runtime_run(rt);
+    json_decref(a);
+    json_decref(b);
+    json_decref(c);
+}
+
+Test(runtime, a_default_is_never_taken_from_an_earlier_request)
+{
+    expect_echo("{\"n\": 5}", "{\"n\": 5}");
+    expect_echo("{}", "{\"n\": 1}");
+    expect_echo("{\"n\": 5, \"tag\": \"t\"}", "{\"n\": 5, \"tag\": \"t\"}");
+    expect_echo("{\"tag\": \"t\"}", "{\"n\": 1, \"tag\": \"t\"}");
+    expect_echo("{\"tag\": \"t\", \"n\": 1}", "{\"n\": 1, \"tag\": \"t\"}");
+    expect_echo(NULL, "{\"n\": 1}");
+    expect_echo("{\"n\": 1}", "{\"n\": 1}");
+    /* after an equal-looking valid request, an invalid one is still refused */
+    json_t *p = params("{\"n\": 1.0}");
+    cbx_result r;
+    int rc = cbx_runtime_execute(rt, &(cbx_request){.executor = "t_echo", .params = p}, &r, NULL);
+    cr_assert_eq(rc, CBX_EINVAL_CONFIG, "%s", r.error);
+    cbx_result_clear(&r);
+    json_decref(p);
+}
+
+static json_t *kept_outputs;
+
+static void keep_outputs(cbx_execution *ex, const cbx_result *res, void *ud)
+{
+    (void)ex;
+    (void)ud;
+    kept_outputs = json_incref(res->outputs);
+}
+
+Test(runtime, an_execution_ended_inside_submit_stays_readable_until_the_loop_turns)
+{
+    json_t *p = params("{\"n\": 3}");
+    cbx_execution *ex = NULL;
+    kept_outputs = NULL;
+    cr_assert_eq(cbx_runtime_submit(
+                     rt, &(cbx_request){.executor = "t_echo", .params = p, .on_done = keep_outputs},
+                     &ex, NULL),
+                 0);
+    cr_assert_not_null(ex);
+    cr_assert_not_null(kept_outputs, "it ended inside submit");
+    cr_assert_eq(kept_outputs->refcount, 1, "the runtime let go of the result at once");
+    cr_assert_eq(cbx_execution_status(ex), CBX_STATUS_SUCCESS);
+    cr_assert_eq(cbx_runtime_cancel(rt, ex), -ENOENT, "a finished execution is not cancelled");
+    cbx_runtime_run(rt);
+    json_decref(kept_outputs);
+    json_decref(p);
 }

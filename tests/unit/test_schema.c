@@ -286,6 +286,68 @@ Test(schema, defaults_applied_to_a_copy)
     json_decref(in);
 }
 
+Test(schema, the_copy_is_deep_for_every_kind_of_value)
+{
+    json_t *in = load("{\"url\": \"u\", \"body\": {\"list\": [1, 2.5, \"s\", true, false, null,"
+                      " {\"k\": []}], \"empty\": {}}, \"headers\": {\"a\": \"b\"}}");
+    json_object_set_new(json_object_get(in, "body"), "nul", json_stringn("a\0b", 3));
+    json_t *norm = NULL;
+    cr_assert_eq(cbx_schema_validate(schema, in, &norm, NULL), 0);
+    json_t *body = json_object_get(norm, "body");
+    cr_assert(json_equal(body, json_object_get(in, "body")));
+    cr_assert_eq(json_string_length(json_object_get(body, "nul")), 3);
+    /* nothing that can change is shared with the input */
+    json_t *list = json_object_get(body, "list");
+    cr_assert_neq(list, json_object_get(json_object_get(in, "body"), "list"));
+    json_integer_set(json_array_get(list, 0), 7);
+    json_real_set(json_array_get(list, 1), 7.5);
+    json_string_set(json_array_get(list, 2), "changed");
+    json_array_append_new(json_object_get(json_array_get(list, 6), "k"), json_integer(1));
+    json_object_set_new(json_object_get(norm, "headers"), "c", json_string("d"));
+    json_t *want =
+        load("{\"list\": [1, 2.5, \"s\", true, false, null, {\"k\": []}], \"empty\": {}}");
+    json_object_set_new(want, "nul", json_stringn("a\0b", 3));
+    cr_assert(json_equal(json_object_get(in, "body"), want));
+    cr_assert_eq(json_object_size(json_object_get(in, "headers")), 1);
+    json_decref(want);
+    json_decref(norm);
+    json_decref(in);
+}
+
+Test(schema, a_deeply_nested_value_is_copied_whole)
+{
+    json_t *in = load("{\"url\": \"u\"}");
+    json_t *v = json_integer(42);
+    for (int i = 0; i < 200; i++) {
+        json_t *wrap = i % 2 ? json_array() : json_object();
+        if (i % 2)
+            json_array_append_new(wrap, v);
+        else
+            json_object_set_new(wrap, "in", v);
+        v = wrap;
+    }
+    json_object_set_new(in, "body", v);
+    json_t *norm = NULL;
+    cr_assert_eq(cbx_schema_validate(schema, in, &norm, NULL), 0);
+    cr_assert(json_equal(json_object_get(norm, "body"), v));
+    json_decref(norm);
+    json_decref(in);
+}
+
+Test(schema, a_value_that_contains_itself_is_refused)
+{
+    json_t *in = load("{\"url\": \"u\", \"body\": {\"inner\": {}}}");
+    json_t *inner = json_object_get(json_object_get(in, "body"), "inner");
+    json_object_set(inner, "loop", json_object_get(in, "body")); /* body -> inner -> body */
+    json_t *norm = (json_t *)1;
+    cbx_diag d = {0};
+    cr_assert_neq(cbx_schema_validate(schema, in, &norm, &d), 0);
+    cr_assert_null(norm);
+    cbx_diag_clear(&d);
+    json_object_del(inner, "loop"); /* undo the cycle, or it never frees */
+    json_decref(in);
+}
+
 Test(schema, null_params_mean_empty)
 {
     static const cbx_param opt[] = {{.name = "n", .type = CBX_PARAM_INTEGER, .default_json = "3"},
