@@ -6,21 +6,27 @@
  * runtime's queue bound), then the loop runs them all; a pass is --iters executions (default
  * 1,000,000; a tenth for the thread-pool case). Cases:
  *   function.noop.inline       a blocking no-op flagged CBX_FUNCTION_INLINE: runs on the loop
- *                              thread, inside the attempt's start (the cheapest way in)
+ *                              thread, inside the attempt's start (the cheapest way in); every
+ *                              request is the same, so their parameters share one normalized
+ *                              copy (see cbx__registry_admit)
+ *   function.noop.varied       the same with parameters that differ from one request to the next
+ *                              (1,000 prepared inputs {"n": i} in turn): a copy per execution
  *   function.noop.async        an asynchronous no-op: start reports cbx_task_done at once
  *   function.noop.pool         a blocking no-op on libuv's thread pool (a hand-off to a pool
  *                              thread and back per execution)
  *   cached_function.hit        cached_function on one input: every execution after the first
  *                              is a cache hit that copies the cached outputs
- * Memory per queued execution: 100,000 executions submitted without running the loop; the
- * growth of the heap in use (glibc mallinfo2, bytes handed out and not freed) divided by the
- * count, printed as "# function.queued_bytes" and in a note, with the allocations per queued
- * execution. Targets: at most 1 us per execution, at most 1 KiB per queued execution.
+ * Memory per queued execution: 100,000 executions submitted without running the loop, each with
+ * parameters of its own (inputs {"n": i}, prepared beforehand: every one is copied); the growth
+ * of the heap in use (glibc mallinfo2, bytes handed out and not freed) divided by the count,
+ * printed as "# function.queued_bytes" and in a note, with the allocations per queued
+ * execution; the note also gives the figure for 100,000 equal requests (one shared copy).
+ * Targets: at most 1 us per execution, at most 1 KiB per queued execution.
  *
- * The runtime allocates per execution (the request's parameters, the result, the attempt
- * record), so the allocs column says "-" and a note gives the count per execution. Every
- * execution must succeed, or the run fails (exit 1). Under valgrind (bench/run's allocation
- * cross-check) nothing is measured, as for the other runtime benchmarks.
+ * The runtime allocates per execution (the execution and its running state, the attempt, the
+ * result's attempt list), so the allocs column says "-" and a note gives the count per
+ * execution. Every execution must succeed, or the run fails (exit 1). Under valgrind (bench/run's
+ * allocation cross-check) nothing is measured, as for the other runtime benchmarks.
  */
 #include <inttypes.h>
 #include <malloc.h>
@@ -50,6 +56,7 @@
 #define DEFAULT_CALLS 1000000u
 #define BATCH         1000u
 #define QUEUED        100000u
+#define VARIED        1000u
 
 static int failed;
 static uint64_t succeeded;
@@ -101,8 +108,43 @@ static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
 typedef struct rt_case {
     cbx_runtime *rt;
     cbx_request req;
+    json_t **varied; /* when not NULL: nvaried parameters, used in turn instead of req.params */
+    size_t nvaried, next;
     uint64_t allocs; /* during the last pass */
 } rt_case;
+
+/* The next request's parameters. */
+static const json_t *next_params(rt_case *c)
+{
+    if (!c->varied)
+        return c->req.params;
+    const json_t *p = c->varied[c->next];
+    c->next = (c->next + 1) % c->nvaried;
+    return p;
+}
+
+/* n parameter objects {"name": name, "input": {"n": i}}; NULL when out of memory. */
+static json_t **make_varied(const char *name, size_t n)
+{
+    json_t **v = calloc(n, sizeof *v);
+    for (size_t i = 0; v && i < n; i++) {
+        v[i] = json_pack("{s:s, s:{s:I}}", "name", name, "input", "n", (json_int_t)i);
+        if (!v[i]) {
+            while (i > 0)
+                json_decref(v[--i]);
+            free(v);
+            return NULL;
+        }
+    }
+    return v;
+}
+
+static void free_varied(json_t **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        json_decref(v[i]);
+    free(v);
+}
 
 /* iters executions, submitted BATCH at a time, each batch run to its end. */
 static void rt_loop(void *ctx, uint64_t iters)
@@ -112,11 +154,13 @@ static void rt_loop(void *ctx, uint64_t iters)
     uint64_t left = iters;
     while (left > 0 && !failed) {
         uint64_t n = left < BATCH ? left : BATCH;
-        for (uint64_t i = 0; i < n; i++)
+        for (uint64_t i = 0; i < n; i++) {
+            c->req.params = next_params(c);
             if (cbx_runtime_submit(c->rt, &c->req, NULL, NULL) != 0 && !failed) {
                 printf("# FAIL\tfunction: submit refused\n");
                 failed = 1;
             }
+        }
         cbx_runtime_run(c->rt);
         /* executions that ended inside submit (inline and immediate completions) release their
          * memory in close callbacks, which only a turn of the loop runs */
@@ -143,8 +187,10 @@ static int rt_case_init(rt_case *c, cbx_registry *reg, const char *type, json_t 
     return 0;
 }
 
+/* varied: 0, or how many different parameter objects to use in turn (for the function in
+ * params_json's "name"). */
 static void run_rt_case(const bench_args *a, const char *name, cbx_registry *reg, const char *type,
-                        const char *params_json, uint64_t default_calls)
+                        const char *params_json, size_t varied, uint64_t default_calls)
 {
     json_t *params = json_loads(params_json, 0, NULL);
     rt_case c;
@@ -152,6 +198,14 @@ static void run_rt_case(const bench_args *a, const char *name, cbx_registry *reg
         json_decref(params);
         failed = 1;
         return;
+    }
+    if (varied) {
+        c.varied = make_varied(json_string_value(json_object_get(params, "name")), varied);
+        c.nvaried = varied;
+        if (!c.varied) {
+            printf("# FAIL\t%s: out of memory\n", name);
+            failed = 1;
+        }
     }
     uint64_t n = a->iters ? a->iters : default_calls;
     succeeded = 0;
@@ -166,7 +220,35 @@ static void run_rt_case(const bench_args *a, const char *name, cbx_registry *reg
     printf("# note\t%s: %.0f executions/s; %.1f allocations per execution\n", name, 1e9 / ns,
            (double)c.allocs / (double)n);
     cbx_runtime_free(c.rt);
+    free_varied(c.varied, c.nvaried);
     json_decref(params);
+}
+
+/* Heap growth per execution queued and not yet run, for n submissions of c's requests (with
+ * c->varied, each its own parameters); allocations per submission in *allocs_per. */
+static double queue_growth(rt_case *c, uint32_t n, double *allocs_per)
+{
+    malloc_trim(0);
+    succeeded = 0;
+    struct mallinfo2 before = mallinfo2();
+    uint64_t a0 = alloc_count_total();
+    for (uint32_t i = 0; i < n; i++) {
+        c->req.params = next_params(c);
+        if (cbx_runtime_submit(c->rt, &c->req, NULL, NULL) != 0 && !failed) {
+            printf("# FAIL\tfunction.queued: submit %u refused\n", i);
+            failed = 1;
+            break;
+        }
+    }
+    struct mallinfo2 after = mallinfo2();
+    *allocs_per = (double)(alloc_count_total() - a0) / n;
+    cbx_runtime_run(c->rt);
+    if (!failed && succeeded != n) {
+        printf("# FAIL\tfunction.queued: %" PRIu64 " of %u queued executions succeeded\n",
+               succeeded, n);
+        failed = 1;
+    }
+    return ((double)after.uordblks - (double)before.uordblks) / n;
 }
 
 /* Heap growth per execution queued and not yet run. */
@@ -182,36 +264,31 @@ static void queued_memory(cbx_registry *reg)
     }
     /* warm the runtime's own structures up first */
     rt_loop(&c, 100);
-    malloc_trim(0);
-    succeeded = 0;
-    struct mallinfo2 before = mallinfo2();
-    uint64_t a0 = alloc_count_total();
-    for (uint32_t i = 0; i < QUEUED; i++)
-        if (cbx_runtime_submit(c.rt, &c.req, NULL, NULL) != 0 && !failed) {
-            printf("# FAIL\tfunction.queued: submit %u refused\n", i);
-            failed = 1;
-            break;
-        }
-    struct mallinfo2 after = mallinfo2();
-    uint64_t allocs = alloc_count_total() - a0;
-    double per = ((double)after.uordblks - (double)before.uordblks) / QUEUED;
-    printf("# function.queued_bytes\t%.0f\n", per);
-    printf("# note\tfunction.queued: %.0f bytes of heap per queued execution (%u queued, %.1f "
-           "allocations each; target at most 1024)\n",
-           per, QUEUED, (double)allocs / QUEUED);
-    cbx_runtime_run(c.rt);
-    if (!failed && succeeded != QUEUED) {
-        printf("# FAIL\tfunction.queued: %" PRIu64 " of %u queued executions succeeded\n",
-               succeeded, QUEUED);
+    double same_allocs, allocs;
+    double same = queue_growth(&c, QUEUED, &same_allocs);
+    /* the parameters are made before the measure: only the runtime's copies count */
+    c.varied = make_varied("noop_pool", QUEUED);
+    c.nvaried = QUEUED;
+    if (!c.varied) {
+        printf("# FAIL\tfunction.queued: out of memory\n");
         failed = 1;
     }
+    double per = failed ? 0 : queue_growth(&c, QUEUED, &allocs);
+    if (!failed) {
+        printf("# function.queued_bytes\t%.0f\n", per);
+        printf("# note\tfunction.queued: %.0f bytes of heap per queued execution (%u queued with "
+               "parameters of their own, %.1f allocations each; target at most 1024); %.0f bytes "
+               "(%.1f allocations) when the requests are equal\n",
+               per, QUEUED, allocs, same, same_allocs);
+    }
     cbx_runtime_free(c.rt);
+    free_varied(c.varied, c.nvaried);
     json_decref(params);
 }
 
 static const char *const names[] = {
     "function.noop.inline", "function.noop.async", "function.noop.pool",
-    "cached_function.hit",  "function.queued",
+    "cached_function.hit",  "function.queued",     "function.noop.varied",
 };
 
 int main(int argc, char **argv)
@@ -248,14 +325,19 @@ int main(int argc, char **argv)
         }
 
     if (bench_selected(&a, names[0]))
-        run_rt_case(&a, names[0], reg, "function", "{\"name\": \"noop_inline\"}", DEFAULT_CALLS);
+        run_rt_case(&a, names[0], reg, "function", "{\"name\": \"noop_inline\"}", 0, DEFAULT_CALLS);
+    if (!failed && bench_selected(&a, names[5]))
+        run_rt_case(&a, names[5], reg, "function", "{\"name\": \"noop_inline\"}", VARIED,
+                    DEFAULT_CALLS);
     if (!failed && bench_selected(&a, names[1]))
-        run_rt_case(&a, names[1], reg, "function", "{\"name\": \"noop_async\"}", DEFAULT_CALLS);
+        run_rt_case(&a, names[1], reg, "function", "{\"name\": \"noop_async\"}", 0, DEFAULT_CALLS);
     if (!failed && bench_selected(&a, names[2]))
-        run_rt_case(&a, names[2], reg, "function", "{\"name\": \"noop_pool\"}", DEFAULT_CALLS / 10);
+        run_rt_case(&a, names[2], reg, "function", "{\"name\": \"noop_pool\"}", 0,
+                    DEFAULT_CALLS / 10);
     if (!failed && bench_selected(&a, names[3]))
         run_rt_case(&a, names[3], reg, "cached_function",
-                    "{\"name\": \"echo\", \"input\": {\"q\": \"same\", \"n\": 1}}", DEFAULT_CALLS);
+                    "{\"name\": \"echo\", \"input\": {\"q\": \"same\", \"n\": 1}}", 0,
+                    DEFAULT_CALLS);
     if (!failed && bench_selected(&a, names[4]))
         queued_memory(reg);
 
