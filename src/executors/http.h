@@ -94,6 +94,9 @@ struct cbx__http_xfer {
 
 /* http_multi.c: the context of a loop, made on first use. NULL when out of memory. */
 cbx__http_loop *cbx__http_loop_get(void *uv_loop);
+/* Set on every easy handle of lp (with its other options set once): the socket callbacks that
+ * let the context keep a connection's poll handle between transfers. */
+void cbx__http_loop_configure(cbx__http_loop *lp, CURL *easy);
 /* An easy handle (pooled or new), or NULL. A pooled one keeps its configured options. */
 cbx__http_easy *cbx__http_easy_take(cbx__http_loop *lp);
 /* Give an easy handle back: pooled (reset to curl's defaults first when it has extras, or when

@@ -9,6 +9,15 @@
  * runs deferred reports are opened when the first task begins and closed when the last one has
  * reported, and a socket curl still watches while nothing runs (an idle connection) is unref'd.
  * So an idle context never keeps a loop running.
+ *
+ * Sockets cost system calls, and curl asks for each connection to be forgotten (CURL_POLL_REMOVE)
+ * when its transfer ends and watched again when the next transfer takes it from the cache. So
+ * while tasks run, the poll handle of a connection curl has set aside stays as it is, ready for
+ * the next transfer on it: a connection socket is known from CURLOPT_SOCKOPTFUNCTION and its end
+ * from CURLOPT_CLOSESOCKETFUNCTION, which closes the handle before the descriptor (whose number
+ * may then be reused). Other sockets (a resolver's) are closed at CURL_POLL_REMOVE. And libuv's
+ * uv_poll_start re-registers the descriptor with epoll even for the same events, so it is called
+ * only when the events change.
  */
 #include "executors/http.h"
 
@@ -16,6 +25,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #define EASY_POOL_MAX 256
@@ -24,8 +34,16 @@ typedef struct sock_ctx {
     uv_poll_t poll;
     curl_socket_t fd;
     cbx__http_loop *lp;
+    int events; /* what the poll handle watches: UV_READABLE | UV_WRITABLE, 0 when stopped */
+    int idle;   /* curl forgot it (CURL_POLL_REMOVE): a connection in its cache */
     struct sock_ctx *prev, *next;
 } sock_ctx;
+
+/* What is known of a descriptor number. */
+typedef struct fd_slot {
+    sock_ctx *sc; /* its poll handle, if any */
+    int conn;     /* a connection socket: curl closes it through on_close_socket */
+} fd_slot;
 
 /* The handles that live while tasks run; freed when both have closed. */
 typedef struct loop_handles {
@@ -43,6 +61,8 @@ struct cbx__http_loop {
     int released;    /* cbx__http_loop_cleanup came while busy: free when idle */
     long timeout_ms; /* curl's last timer request; -1 = none */
     sock_ctx *socks;
+    fd_slot *fds; /* by descriptor number */
+    size_t nfds;
     cbx__http_xfer *deferred_head, *deferred_tail;
     cbx__http_easy **pool;
     size_t npool;
@@ -84,6 +104,28 @@ static void drain_info(cbx__http_loop *lp)
 
 /* ---- sockets -------------------------------------------------------------------------------- */
 
+/* The slot of descriptor fd; grow: make room for it. NULL when out of range or memory. */
+static fd_slot *slot_of(cbx__http_loop *lp, curl_socket_t fd, int grow)
+{
+    if (fd < 0)
+        return NULL;
+    size_t i = (size_t)fd;
+    if (i >= lp->nfds) {
+        if (!grow)
+            return NULL;
+        size_t n = lp->nfds ? lp->nfds : 64;
+        while (n <= i)
+            n *= 2;
+        fd_slot *t = realloc(lp->fds, n * sizeof *t);
+        if (!t)
+            return NULL;
+        memset(t + lp->nfds, 0, (n - lp->nfds) * sizeof *t);
+        lp->fds = t;
+        lp->nfds = n;
+    }
+    return &lp->fds[i];
+}
+
 static void sock_closed(uv_handle_t *h)
 {
     free(h->data);
@@ -97,13 +139,35 @@ static void sock_release(cbx__http_loop *lp, sock_ctx *sc)
         lp->socks = sc->next;
     if (sc->next)
         sc->next->prev = sc->prev;
+    fd_slot *fs = slot_of(lp, sc->fd, 0);
+    if (fs && fs->sc == sc)
+        fs->sc = NULL;
     uv_close((uv_handle_t *)&sc->poll, sock_closed);
+}
+
+/* Close the poll handles of connections curl has set aside (when the last task has reported:
+ * an idle context keeps no handle open for them). */
+static void release_idle_socks(cbx__http_loop *lp)
+{
+    sock_ctx *next;
+    for (sock_ctx *sc = lp->socks; sc; sc = next) {
+        next = sc->next;
+        if (sc->idle)
+            sock_release(lp, sc);
+    }
 }
 
 static void on_poll(uv_poll_t *p, int status, int events)
 {
     sock_ctx *sc = p->data;
     cbx__http_loop *lp = sc->lp;
+    if (sc->idle) {
+        /* Something arrived on a connection no transfer uses (the server closing it, most
+         * likely): stop watching, or the loop would spin; curl finds out when it next looks. */
+        uv_poll_stop(p);
+        sc->events = 0;
+        return;
+    }
     int flags = 0;
     if (status < 0)
         flags = CURL_CSELECT_ERR | CURL_CSELECT_IN | CURL_CSELECT_OUT;
@@ -118,35 +182,52 @@ static void on_poll(uv_poll_t *p, int status, int events)
     drain_info(lp);
 }
 
+static sock_ctx *sock_new(cbx__http_loop *lp, curl_socket_t s)
+{
+    sock_ctx *sc = calloc(1, sizeof *sc);
+    if (!sc)
+        return NULL;
+    if (uv_poll_init_socket(lp->loop, &sc->poll, s) != 0) {
+        free(sc);
+        return NULL;
+    }
+    sc->fd = s;
+    sc->lp = lp;
+    sc->poll.data = sc;
+    sc->next = lp->socks;
+    if (lp->socks)
+        lp->socks->prev = sc;
+    lp->socks = sc;
+    if (lp->busy == 0)
+        uv_unref((uv_handle_t *)&sc->poll);
+    return sc;
+}
+
 static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
     (void)e;
     cbx__http_loop *lp = userp;
     sock_ctx *sc = socketp;
+    fd_slot *fs = slot_of(lp, s, what != CURL_POLL_REMOVE);
     if (what == CURL_POLL_REMOVE) {
         if (sc) {
             curl_multi_assign(lp->multi, s, NULL);
-            sock_release(lp, sc);
+            if (fs && fs->conn && fs->sc == sc && lp->busy > 0)
+                sc->idle = 1; /* kept for the next transfer on this connection */
+            else
+                sock_release(lp, sc);
         }
         return 0;
     }
     if (!sc) {
-        sc = calloc(1, sizeof *sc);
-        if (!sc)
+        if (fs && fs->sc) {
+            sc = fs->sc; /* a connection taken back from curl's cache */
+            sc->idle = 0;
+        } else if ((sc = sock_new(lp, s)) == NULL) {
             return -1;
-        if (uv_poll_init_socket(lp->loop, &sc->poll, s) != 0) {
-            free(sc);
-            return -1;
+        } else if (fs) {
+            fs->sc = sc;
         }
-        sc->fd = s;
-        sc->lp = lp;
-        sc->poll.data = sc;
-        sc->next = lp->socks;
-        if (lp->socks)
-            lp->socks->prev = sc;
-        lp->socks = sc;
-        if (lp->busy == 0)
-            uv_unref((uv_handle_t *)&sc->poll);
         curl_multi_assign(lp->multi, s, sc);
     }
     int events = 0;
@@ -154,7 +235,45 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
         events |= UV_READABLE;
     if (what & CURL_POLL_OUT)
         events |= UV_WRITABLE;
-    return uv_poll_start(&sc->poll, events, on_poll) == 0 ? 0 : -1;
+    if (events == sc->events)
+        return 0;
+    int r = events ? uv_poll_start(&sc->poll, events, on_poll) : uv_poll_stop(&sc->poll);
+    sc->events = r == 0 ? events : 0;
+    return r == 0 ? 0 : -1;
+}
+
+static int on_sockopt(void *clientp, curl_socket_t s, curlsocktype purpose)
+{
+    cbx__http_loop *lp = clientp;
+    fd_slot *fs = purpose == CURLSOCKTYPE_IPCXN ? slot_of(lp, s, 1) : NULL;
+    if (fs) {
+        /* A poll handle still there for this number belonged to a socket closed behind our
+         * back: it goes before the new socket is watched. */
+        if (fs->sc)
+            sock_release(lp, fs->sc);
+        fs->conn = 1;
+    }
+    return CURL_SOCKOPT_OK;
+}
+
+static int on_close_socket(void *clientp, curl_socket_t s)
+{
+    cbx__http_loop *lp = clientp;
+    fd_slot *fs = slot_of(lp, s, 0);
+    if (fs) {
+        if (fs->sc)
+            sock_release(lp, fs->sc); /* before close: the number may be reused at once */
+        fs->conn = 0;
+    }
+    return close(s) == 0 ? 0 : 1;
+}
+
+void cbx__http_loop_configure(cbx__http_loop *lp, CURL *easy)
+{
+    curl_easy_setopt(easy, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+    curl_easy_setopt(easy, CURLOPT_SOCKOPTDATA, lp);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, lp);
 }
 
 /* ---- the timer ------------------------------------------------------------------------------ */
@@ -279,6 +398,7 @@ void cbx__http_loop_end(cbx__http_loop *lp)
         lp->h->release = lp;
     }
     handles_close(lp);
+    release_idle_socks(lp);
     for (sock_ctx *sc = lp->socks; sc; sc = sc->next)
         uv_unref((uv_handle_t *)&sc->poll);
 }
@@ -352,6 +472,7 @@ static void loop_free(cbx__http_loop *lp)
     for (size_t i = 0; i < lp->npool; i++)
         easy_free(lp->pool[i]);
     free(lp->pool);
+    free(lp->fds);
     free(lp);
 }
 

@@ -659,9 +659,10 @@ static int bool_value(const json_t *v, int dflt)
 }
 
 /* The options every request sets alike, once per handle. */
-static void configure(cbx__http_easy *h)
+static void configure(cbx__http_loop *lp, cbx__http_easy *h)
 {
     CURL *e = h->curl;
+    cbx__http_loop_configure(lp, e);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -686,7 +687,7 @@ int cbx__http_request_setup(cbx__http_xfer *x, const json_t *params, cbx_err *er
 
     h->x = x;
     if (!h->configured)
-        configure(h);
+        configure(x->lp, h);
     h->errbuf[0] = '\0';
     resp->body = NULL;
     resp->len = resp->cap = 0;

@@ -30,8 +30,10 @@ static pid_t server_pid = -1;
 static int server_port;
 static char base[64];
 
-static void server_start(void)
+/* Start an http_server; its pid in *pid, its port returned. */
+static int spawn_server(pid_t *pid)
 {
+    int port = 0;
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
     posix_spawn_file_actions_t fa;
@@ -40,14 +42,20 @@ static void server_start(void)
     posix_spawn_file_actions_addclose(&fa, fds[0]);
     posix_spawn_file_actions_addclose(&fa, fds[1]);
     char *argv[] = {CBX_TEST_BIN_DIR "/http_server", "--die-with-parent", NULL};
-    int rc = posix_spawn(&server_pid, argv[0], &fa, NULL, argv, environ);
+    int rc = posix_spawn(pid, argv[0], &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
     cr_assert_eq(rc, 0, "spawn %s: %s", argv[0], strerror(rc));
     FILE *f = fdopen(fds[0], "r");
     cr_assert_not_null(f);
-    cr_assert_eq(fscanf(f, "%d", &server_port), 1, "the server did not print its port");
+    cr_assert_eq(fscanf(f, "%d", &port), 1, "the server did not print its port");
     fclose(f);
+    return port;
+}
+
+static void server_start(void)
+{
+    server_port = spawn_server(&server_pid);
     snprintf(base, sizeof base, "http://127.0.0.1:%d", server_port);
 }
 
@@ -723,6 +731,112 @@ Test(http, parallel_requests_reuse_connections)
     json_decref(p);
     cr_assert_lt(conns, N, "%lld connections for %d requests", conns, N);
     cr_assert_eq(reused, N - conns, "%d reused, %lld connections", reused, conns);
+}
+
+/* Connections closed after each response (and their descriptor numbers reused at once by new
+ * ones) among keep-alive ones: every request is watched on its own socket and completes. */
+Test(http, connections_closed_after_a_response_mixed_with_kept_ones)
+{
+    enum { N = 300 };
+    cbx_request reqs[N];
+    cbx_result res[N];
+    json_t *keep = params("/ok", NULL);
+    json_t *close_it = params("/ok", "{\"headers\": {\"Connection\": \"close\"}}");
+    for (int i = 0; i < N; i++)
+        reqs[i] = (cbx_request){.executor = "http", .params = i % 3 ? keep : close_it};
+    long long before = server_stat("connections");
+    size_t ok = cbx_runtime_execute_many(rt, reqs, N, 0, res);
+    long long conns = server_stat("connections") - before - 1;
+    cr_assert_eq(ok, N, "%zu of %d succeeded; first error: %s", ok, N, res[0].error);
+    for (int i = 0; i < N; i++)
+        cbx_result_clear(&res[i]);
+    json_decref(keep);
+    json_decref(close_it);
+    cr_assert_geq(conns, N / 3, "%lld connections: the closing requests did not close", conns);
+}
+
+static pid_t idle_server_pid;
+static uint64_t loop_turns;
+static int counting;
+
+static void kill_idle_server(uv_timer_t *t)
+{
+    kill(idle_server_pid, SIGKILL);
+    waitpid(idle_server_pid, NULL, 0);
+    idle_server_pid = -1;
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void count_turn(uv_check_t *c)
+{
+    (void)c;
+    loop_turns += counting == 1;
+}
+
+static void toggle_counting(uv_timer_t *t)
+{
+    if (++counting == 2)
+        uv_close((uv_handle_t *)t, NULL);
+}
+
+typedef struct outcome_seen {
+    cbx_status status;
+    char error[sizeof((cbx_result *)0)->error];
+} outcome_seen;
+
+static void record_outcome(cbx_execution *ex, const cbx_result *res, void *ud)
+{
+    (void)ex;
+    outcome_seen *o = ud;
+    o->status = res->status;
+    snprintf(o->error, sizeof o->error, "%s", res->error);
+}
+
+/* A connection in curl's cache whose server goes away while another transfer runs: its socket
+ * turns readable (end of file) with no transfer on it. The loop must not spin on it, the other
+ * transfer ends well, and later requests run. */
+Test(http, an_idle_connection_whose_server_goes_away_is_let_go)
+{
+    int port2 = spawn_server(&idle_server_pid);
+    char url2[96];
+    snprintf(url2, sizeof url2, "http://127.0.0.1:%d/ok", port2);
+    json_t *pa = json_pack("{s:s}", "url", url2), *pb = params("/delay?ms=900", NULL);
+    outcome_seen a = {0}, b = {0};
+    cr_assert_eq(
+        cbx_runtime_submit(
+            rt,
+            &(cbx_request){.executor = "http", .params = pa, .on_done = record_outcome, .ud = &a},
+            NULL, NULL),
+        0);
+    cr_assert_eq(
+        cbx_runtime_submit(
+            rt,
+            &(cbx_request){.executor = "http", .params = pb, .on_done = record_outcome, .ud = &b},
+            NULL, NULL),
+        0);
+    json_decref(pa);
+    json_decref(pb);
+    uv_loop_t *loop = cbx_runtime_loop(rt);
+    uv_timer_t killer, window;
+    uv_check_t check;
+    uv_timer_init(loop, &killer);
+    uv_timer_start(&killer, kill_idle_server, 150, 0);
+    uv_timer_init(loop, &window);
+    uv_timer_start(&window, toggle_counting, 250, 500); /* count the turns from 250 to 750 ms */
+    uv_check_init(loop, &check);
+    uv_check_start(&check, count_turn);
+    uv_unref((uv_handle_t *)&check);
+    cr_assert_eq(cbx_runtime_run(rt), 0);
+    uv_close((uv_handle_t *)&check, NULL);
+    cr_assert_eq(a.status, CBX_STATUS_SUCCESS, "%s", a.error);
+    cr_assert_eq(b.status, CBX_STATUS_SUCCESS, "%s", b.error);
+    cr_assert_eq(counting, 2);
+    cr_assert_lt(loop_turns, 1000, "%llu turns of the loop in 500 ms: it spins",
+                 (unsigned long long)loop_turns);
+
+    cbx_result r;
+    cr_assert_eq(run("/ok", NULL, NULL, &r), 0, "%s", r.error);
+    cbx_result_clear(&r);
 }
 
 Test(http, a_borrowed_loop_closes_cleanly_after_transfers)
