@@ -5,12 +5,17 @@
  *   http.get.c64.cbx         --iters GETs of /ok (default 20,000) submitted at once to a runtime
  *                            with max_concurrent 64, no policy; best of --runs passes
  *   http.get.c64.cbx_policy  the same under a policy with a 10 s timeout and 3 retry attempts
- *   http.get.c64.curl_floor  the same GETs from a bare libcurl multi client on libuv (the glue
- *                            the executor uses, nothing else: no runtime, no JSON, the body
- *                            thrown away): what libcurl itself costs, the ceiling for cbx
+ *   http.get.c64.curl_floor  the same GETs from a bare libcurl multi client on libuv with the
+ *                            glue the executor uses (easy handles reused without a reset, no
+ *                            signals, poll handles kept between transfers and restarted only
+ *                            when their events change) and nothing else: no runtime, no JSON,
+ *                            the body thrown away. What libcurl itself costs: the ceiling for cbx
  *   http.get.c64.wrk         wrk -c64 -t2 -d5s against /ok (one pass; wrk's own average)
  * Each line gives ns per request (the inverse of the request rate); a "# note" line gives the
- * requests per second and the ratios to wrk (target for cbx: at least 0.5).
+ * requests per second, the CPU time per request of the client (this process; wrk's two threads)
+ * and of the server over the same requests, and the ratios to wrk (target for cbx: at least
+ * 0.5). The machine has two cores: the client's loop thread and the server's thread each take
+ * one, while wrk's two threads share them with the server.
  *
  * An HTTP request is not an allocation-free path (libcurl, jansson and the runtime allocate per
  * request), so the allocs column says "-" and a note gives the count per request.
@@ -71,6 +76,28 @@ static uint64_t cpu_self_ns(void)
     getrusage(RUSAGE_SELF, &ru);
     return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000u +
            ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000u;
+}
+
+/* CPU time (user + system) the server has used, ns (clock ticks: 10 ms steps, so read it over
+ * many requests); 0 when unknown. */
+static uint64_t server_cpu_ns(void)
+{
+    if (server_pid <= 0)
+        return 0;
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)server_pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* past the command name */
+    unsigned long long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return 0;
+    long hz = sysconf(_SC_CLK_TCK);
+    return hz > 0 ? (ut + st) * (1000000000ull / (uint64_t)hz) : 0;
 }
 
 /* ---- child processes ------------------------------------------------------------------------ */
@@ -222,11 +249,12 @@ static void case_cbx(const bench_args *a, const char *name, const char *policy_j
     /* warm-up: connections opened, caches filled */
     cbx_pass(rt, params, pol, n < 2000 ? n : 2000, &p);
 
-    uint64_t best = 0, allocs = 0, best_cpu = 0;
+    uint64_t best = 0, allocs = 0, best_cpu = 0, server0 = server_cpu_ns(), done = 0;
     for (int r = 0; r < a->runs && !failed; r++) {
         uint64_t a0 = alloc_count_total(), c0 = cpu_self_ns();
         uint64_t ns = cbx_pass(rt, params, pol, n, &p);
         uint64_t used = alloc_count_total() - a0, cpu = cpu_self_ns() - c0;
+        done += n;
         if (best_cpu == 0 || cpu < best_cpu)
             best_cpu = cpu;
         if (p.ok != n) {
@@ -240,15 +268,17 @@ static void case_cbx(const bench_args *a, const char *name, const char *policy_j
             allocs = used;
         }
     }
+    uint64_t server = server_cpu_ns() - server0;
     if (best) {
         double rps = (double)n * 1e9 / (double)best;
         if (rps > cbx_best_rps)
             cbx_best_rps = rps;
         bench_emit(name, (double)best / (double)n, -1, n);
         printf("# note\t%s: %.0f requests/s (best of %d passes of %" PRIu64
-               " GETs, %d at a time); %.1f us of client CPU and %.1f allocations per request\n",
+               " GETs, %d at a time); %.1f us of client CPU, %.1f us of server CPU and %.1f "
+               "allocations per request\n",
                name, rps, a->runs, n, CONCURRENCY, (double)best_cpu / 1e3 / (double)n,
-               (double)allocs / (double)n);
+               done ? (double)server / 1e3 / (double)done : 0.0, (double)allocs / (double)n);
     }
     json_decref(params);
     cbx_runtime_free(rt);
@@ -267,18 +297,30 @@ static void case_cbx_policy(const bench_args *a, const char *name)
 
 /* ---- the libcurl floor ---------------------------------------------------------------------- */
 
+/* The best glue libcurl allows here, as the executor has it: easy handles set up once and reused
+ * without a reset, no signals, a poll handle per socket started only when its events change, and
+ * kept while curl sets its connection aside between transfers (released when curl closes the
+ * socket, known through CURLOPT_SOCKOPTFUNCTION and CURLOPT_CLOSESOCKETFUNCTION). */
+
+typedef struct floor_sock floor_sock;
+
 typedef struct floor_run {
     uv_loop_t loop;
     uv_timer_t timer;
     CURLM *multi;
+    CURL *easy[CONCURRENCY];
+    floor_sock **by_fd;  /* poll handles by descriptor number */
+    unsigned char *conn; /* 1: a connection socket, closed through floor_close_socket */
+    size_t nfds;
     uint64_t to_start, done, ok;
 } floor_run;
 
-typedef struct floor_sock {
+struct floor_sock {
     uv_poll_t poll;
     curl_socket_t fd;
     floor_run *f;
-} floor_sock;
+    int events, idle;
+};
 
 static size_t floor_discard(char *p, size_t size, size_t n, void *ud)
 {
@@ -287,14 +329,81 @@ static size_t floor_discard(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
+static int floor_fd_room(floor_run *f, curl_socket_t fd)
+{
+    if (fd < 0)
+        return -1;
+    if ((size_t)fd < f->nfds)
+        return 0;
+    size_t n = f->nfds ? f->nfds : 64;
+    while (n <= (size_t)fd)
+        n *= 2;
+    floor_sock **b = realloc(f->by_fd, n * sizeof *b);
+    if (!b)
+        return -1;
+    f->by_fd = b;
+    unsigned char *c = realloc(f->conn, n);
+    if (!c)
+        return -1;
+    f->conn = c;
+    memset(b + f->nfds, 0, (n - f->nfds) * sizeof *b);
+    memset(c + f->nfds, 0, n - f->nfds);
+    f->nfds = n;
+    return 0;
+}
+
+static void floor_sock_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void floor_sock_release(floor_run *f, floor_sock *fs)
+{
+    if ((size_t)fs->fd < f->nfds && f->by_fd[fs->fd] == fs)
+        f->by_fd[fs->fd] = NULL;
+    uv_close((uv_handle_t *)&fs->poll, floor_sock_closed);
+}
+
+static int floor_sockopt(void *ud, curl_socket_t s, curlsocktype purpose)
+{
+    floor_run *f = ud;
+    if (purpose == CURLSOCKTYPE_IPCXN && floor_fd_room(f, s) == 0) {
+        if (f->by_fd[s])
+            floor_sock_release(f, f->by_fd[s]);
+        f->conn[s] = 1;
+    }
+    return CURL_SOCKOPT_OK;
+}
+
+static int floor_close_socket(void *ud, curl_socket_t s)
+{
+    floor_run *f = ud;
+    if (s >= 0 && (size_t)s < f->nfds) {
+        if (f->by_fd[s])
+            floor_sock_release(f, f->by_fd[s]);
+        f->conn[s] = 0;
+    }
+    return close(s) == 0 ? 0 : 1;
+}
+
 static void floor_add(floor_run *f, CURL *e)
 {
-    if (!e)
+    if (!e) {
         e = curl_easy_init();
-    else
-        curl_easy_reset(e); /* as the executor does with its pooled handles */
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, floor_discard);
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, floor_discard);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, floor_sockopt);
+        curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, f);
+        curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, floor_close_socket);
+        curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, f);
+        for (int i = 0; i < CONCURRENCY; i++) {
+            if (!f->easy[i]) {
+                f->easy[i] = e;
+                break;
+            }
+        }
+    }
     curl_multi_add_handle(f->multi, e);
     f->to_start--;
 }
@@ -314,15 +423,18 @@ static void floor_drain(floor_run *f)
         f->done++;
         curl_multi_remove_handle(f->multi, e);
         if (f->to_start > 0)
-            floor_add(f, e);
-        else
-            curl_easy_cleanup(e);
+            floor_add(f, e); /* the same handle, as it is: the options stay */
     }
 }
 
 static void floor_on_poll(uv_poll_t *p, int status, int events)
 {
     floor_sock *s = (floor_sock *)p;
+    if (s->idle) { /* a set-aside connection turned readable: its server closed it */
+        uv_poll_stop(p);
+        s->events = 0;
+        return;
+    }
     int flags = status < 0 ? CURL_CSELECT_ERR : 0;
     if (events & UV_READABLE)
         flags |= CURL_CSELECT_IN;
@@ -352,11 +464,6 @@ static int floor_timer_cb(CURLM *m, long ms, void *ud)
     return 0;
 }
 
-static void floor_sock_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
 static int floor_socket_cb(CURL *e, curl_socket_t s, int what, void *ud, void *sp)
 {
     (void)e;
@@ -365,22 +472,37 @@ static int floor_socket_cb(CURL *e, curl_socket_t s, int what, void *ud, void *s
     if (what == CURL_POLL_REMOVE) {
         if (fs) {
             curl_multi_assign(f->multi, s, NULL);
-            uv_close((uv_handle_t *)&fs->poll, floor_sock_closed);
+            if ((size_t)s < f->nfds && f->conn[s] && f->by_fd[s] == fs && f->to_start > 0)
+                fs->idle = 1;
+            else
+                floor_sock_release(f, fs);
         }
         return 0;
     }
     if (!fs) {
-        fs = calloc(1, sizeof *fs);
-        if (!fs || uv_poll_init_socket(&f->loop, &fs->poll, s) != 0) {
-            free(fs);
+        if (floor_fd_room(f, s) != 0)
             return -1;
+        fs = f->by_fd[s];
+        if (fs) {
+            fs->idle = 0;
+        } else {
+            fs = calloc(1, sizeof *fs);
+            if (!fs || uv_poll_init_socket(&f->loop, &fs->poll, s) != 0) {
+                free(fs);
+                return -1;
+            }
+            fs->fd = s;
+            fs->f = f;
+            f->by_fd[s] = fs;
         }
-        fs->fd = s;
-        fs->f = f;
         curl_multi_assign(f->multi, s, fs);
     }
     int ev = (what & CURL_POLL_IN ? UV_READABLE : 0) | (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
-    return uv_poll_start(&fs->poll, ev, floor_on_poll) == 0 ? 0 : -1;
+    if (ev == fs->events)
+        return 0;
+    int r = ev ? uv_poll_start(&fs->poll, ev, floor_on_poll) : uv_poll_stop(&fs->poll);
+    fs->events = r == 0 ? ev : 0;
+    return r == 0 ? 0 : -1;
 }
 
 /* One pass of n GETs, CONCURRENCY at a time, on f's multi handle (its connections kept from
@@ -391,7 +513,12 @@ static uint64_t floor_pass(floor_run *f, uint64_t n)
     f->done = f->ok = 0;
     uint64_t t0 = bench_now_ns();
     for (int i = 0; i < CONCURRENCY && f->to_start > 0; i++)
-        floor_add(f, NULL);
+        floor_add(f, f->easy[i]);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    /* the pass is over: no poll handle is left for the connections set aside */
+    for (size_t i = 0; i < f->nfds; i++)
+        if (f->by_fd[i] && f->by_fd[i]->idle)
+            floor_sock_release(f, f->by_fd[i]);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     return bench_now_ns() - t0;
 }
@@ -410,11 +537,12 @@ static void case_floor(const bench_args *a, const char *name)
     curl_multi_setopt(f.multi, CURLMOPT_TIMERFUNCTION, floor_timer_cb);
     curl_multi_setopt(f.multi, CURLMOPT_TIMERDATA, &f);
     floor_pass(&f, n < 2000 ? n : 2000); /* warm-up, as for cbx */
-    uint64_t best_cpu = 0;
+    uint64_t best_cpu = 0, server0 = server_cpu_ns(), done = 0;
     for (int r = 0; r < a->runs; r++) {
         uint64_t c0 = cpu_self_ns();
         uint64_t ns = floor_pass(&f, n);
         uint64_t cpu = cpu_self_ns() - c0;
+        done += n;
         if (best_cpu == 0 || cpu < best_cpu)
             best_cpu = cpu;
         if (f.ok != n) {
@@ -425,17 +553,26 @@ static void case_floor(const bench_args *a, const char *name)
         if (best == 0 || ns < best)
             best = ns;
     }
-    curl_multi_cleanup(f.multi);
+    uint64_t server = server_cpu_ns() - server0;
+    curl_multi_cleanup(f.multi); /* closes the connections, through floor_close_socket */
+    for (int i = 0; i < CONCURRENCY; i++)
+        curl_easy_cleanup(f.easy[i]);
+    for (size_t i = 0; i < f.nfds; i++)
+        if (f.by_fd[i])
+            floor_sock_release(&f, f.by_fd[i]);
     uv_close((uv_handle_t *)&f.timer, NULL);
     uv_run(&f.loop, UV_RUN_DEFAULT);
     uv_loop_close(&f.loop);
+    free(f.by_fd);
+    free(f.conn);
     if (failed || best == 0)
         return;
     floor_rps = (double)n * 1e9 / (double)best;
     bench_emit(name, (double)best / (double)n, -1, n);
     printf("# note\t%s: %.0f requests/s (best of %d passes of %" PRIu64
-           " GETs, %d at a time); %.1f us of client CPU per request\n",
-           name, floor_rps, a->runs, n, CONCURRENCY, (double)best_cpu / 1e3 / (double)n);
+           " GETs, %d at a time); %.1f us of client CPU, %.1f us of server CPU per request\n",
+           name, floor_rps, a->runs, n, CONCURRENCY, (double)best_cpu / 1e3 / (double)n,
+           done ? (double)server / 1e3 / (double)done : 0.0);
 }
 
 /* ---- wrk ------------------------------------------------------------------------------------ */
@@ -449,6 +586,7 @@ static void case_wrk(const bench_args *a, const char *name)
     snprintf(d, sizeof d, "-d%ds", WRK_SECONDS);
     char *argv[] = {"wrk", c, t, d, url, NULL};
     int fd;
+    uint64_t server0 = server_cpu_ns();
     pid_t pid = spawn_piped(argv, &fd);
     if (pid < 0) {
         printf("# note\t%s: wrk is not installed: skipped\n", name);
@@ -470,6 +608,7 @@ static void case_wrk(const bench_args *a, const char *name)
     int status = 0;
     struct rusage ru = {0};
     wait4(pid, &status, 0, &ru);
+    uint64_t server = server_cpu_ns() - server0;
     double cpu_us = ((double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec) * 1e6 +
                     (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || rps <= 0) {
@@ -480,8 +619,9 @@ static void case_wrk(const bench_args *a, const char *name)
     wrk_rps = rps;
     bench_emit(name, 1e9 / rps, -1, total);
     printf("# note\t%s: %.0f requests/s (wrk -c%d -t2 -d%ds, %" PRIu64
-           " requests); %.1f us of client CPU per request\n",
-           name, rps, CONCURRENCY, WRK_SECONDS, total, total ? cpu_us / (double)total : 0.0);
+           " requests); %.1f us of client CPU (on 2 threads), %.1f us of server CPU per request\n",
+           name, rps, CONCURRENCY, WRK_SECONDS, total, total ? cpu_us / (double)total : 0.0,
+           total ? (double)server / 1e3 / (double)total : 0.0);
 }
 
 static const struct {
