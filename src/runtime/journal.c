@@ -6,7 +6,9 @@
  * or prune, and at close; so it never holds the database's write lock, and never makes another
  * process's writes wait, much longer than that window, whatever the caller does. The flusher
  * also runs the WAL checkpoints, on a connection of its own and outside the journal's lock, so
- * that a writer never waits for the fsync a checkpoint makes.
+ * that a writer does not wait for the copying and the syncs of a checkpoint; the writer only
+ * finishes a long WAL's checkpoint after the flusher's, copying what was committed since (a
+ * batch or two), so that the WAL starts over (finish_checkpoint_locked).
  *
  * Within a batch a start is held back (cbx__jpending); when the execution's end comes before
  * the commit, one whole row is inserted instead of a row inserted and then updated.
@@ -182,6 +184,22 @@ int cbx__journal_begin_locked(cbx_journal *j, cbx_err *err)
     return 0;
 }
 
+/* After a commit, when the flusher's checkpoint has copied the bulk of a long WAL: copy the
+ * frames committed since (a batch or two), so that the WAL is wholly in the database when the
+ * next batch begins, and that batch starts the WAL over from its beginning. Under a steady
+ * stream of writes a batch is always open, and a checkpoint made on another connection never
+ * finds the WAL whole: it would grow without end. */
+static void finish_checkpoint_locked(cbx_journal *j)
+{
+    if (j->wal_frames < CBX__JOURNAL_CHECKPOINT_PAGES) {
+        atomic_store(&j->restart_due, 0); /* started over already */
+        return;
+    }
+    /* SQLITE_BUSY while the flusher's own checkpoint runs: the next commit tries again */
+    if (sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) == SQLITE_OK)
+        atomic_store(&j->restart_due, 0);
+}
+
 int cbx__journal_commit_locked(cbx_journal *j, cbx_err *err)
 {
     if (!j->in_txn)
@@ -199,6 +217,8 @@ int cbx__journal_commit_locked(cbx_journal *j, cbx_err *err)
     j->in_txn = 0;
     j->txn_writes = 0;
     atomic_store(&j->batch_started_ns, 0);
+    if (r == 0 && atomic_load(&j->restart_due))
+        finish_checkpoint_locked(j);
     if (atomic_load(&j->checkpoint_due) && atomic_load(&j->flusher_idle))
         wake_flusher(j);
     return r;
@@ -211,7 +231,9 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     (void)db;
     (void)name;
     cbx_journal *j = arg;
-    if (pages >= CBX__JOURNAL_CHECKPOINT_PAGES)
+    j->wal_frames = pages;
+    /* not while the writer is to finish one (the flusher's would only hold the lock it needs) */
+    if (pages >= CBX__JOURNAL_CHECKPOINT_PAGES && !atomic_load(&j->restart_due))
         atomic_store(&j->checkpoint_due, 1);
     return SQLITE_OK;
 }
@@ -237,8 +259,21 @@ static void *flusher_main(void *arg)
     pthread_mutex_lock(&j->wmu);
     while (!j->stopping) {
         uint64_t started = atomic_load(&j->batch_started_ns);
-        int checkpoint = j->ck && atomic_load(&j->checkpoint_due);
-        if (!started && !checkpoint) {
+        if (j->ck && atomic_load(&j->checkpoint_due)) {
+            /* First, even while a batch is open: under a steady stream of writes there is
+             * always one, and the WAL would grow without end. PASSIVE never waits for readers
+             * or writers; what it cannot copy now (the open batch), a later one does. */
+            atomic_store(&j->checkpoint_due, 0);
+            pthread_mutex_unlock(&j->wmu);
+            int log = 0, copied = 0;
+            if (sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) ==
+                    SQLITE_OK &&
+                log >= CBX__JOURNAL_CHECKPOINT_PAGES && copied == log)
+                atomic_store(&j->restart_due, 1); /* the writer's next commit finishes it */
+            pthread_mutex_lock(&j->wmu);
+            continue;
+        }
+        if (!started) {
             /* Announce the sleep, then look again: a writer that began a batch in between
              * either is seen here or sees flusher_idle and signals (under wmu, so not before
              * the wait has begun). */
@@ -248,26 +283,17 @@ static void *flusher_main(void *arg)
             atomic_store(&j->flusher_idle, 0);
             continue;
         }
-        if (started) {
-            uint64_t due = started + CBX__JOURNAL_COMMIT_NS;
-            if (cbx__journal_mono_ns() < due) {
-                struct timespec ts = {.tv_sec = (time_t)(due / 1000000000ull),
-                                      .tv_nsec = (long)(due % 1000000000ull)};
-                pthread_cond_timedwait(&j->wcv, &j->wmu, &ts);
-                continue;
-            }
-            pthread_mutex_unlock(&j->wmu);
-            pthread_mutex_lock(&j->mu);
-            commit_overdue_locked(j);
-            pthread_mutex_unlock(&j->mu);
-            pthread_mutex_lock(&j->wmu);
+        uint64_t due = started + CBX__JOURNAL_COMMIT_NS;
+        if (cbx__journal_mono_ns() < due) {
+            struct timespec ts = {.tv_sec = (time_t)(due / 1000000000ull),
+                                  .tv_nsec = (long)(due % 1000000000ull)};
+            pthread_cond_timedwait(&j->wcv, &j->wmu, &ts);
             continue;
         }
-        atomic_store(&j->checkpoint_due, 0);
         pthread_mutex_unlock(&j->wmu);
-        /* PASSIVE: never waits for readers or writers; what it cannot copy now, a later one
-         * does. */
-        sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&j->mu);
+        commit_overdue_locked(j);
+        pthread_mutex_unlock(&j->mu);
         pthread_mutex_lock(&j->wmu);
     }
     pthread_mutex_unlock(&j->wmu);
@@ -491,6 +517,7 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     atomic_init(&j->batch_started_ns, 0);
     atomic_init(&j->flusher_idle, 0);
     atomic_init(&j->checkpoint_due, 0);
+    atomic_init(&j->restart_due, 0);
     int e = pthread_mutex_init(&j->mu, NULL);
     if (e != 0) {
         free(j);
@@ -539,6 +566,13 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
             goto fail;
         }
         sqlite3_busy_timeout(j->ck, CBX__JOURNAL_BUSY_MS);
+        /* A connection that has read nothing has not opened the WAL, and SQLite (3.40) then
+         * answers a checkpoint with SQLITE_OK having copied nothing: read once. */
+        if (sqlite3_exec(j->ck, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) !=
+            SQLITE_OK) {
+            r = cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s", j->path, sqlite3_errmsg(j->ck));
+            goto fail;
+        }
         sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
         sqlite3_db_config(j->ck, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     }

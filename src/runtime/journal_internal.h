@@ -58,6 +58,8 @@ struct cbx_journal {
     _Atomic uint64_t batch_started_ns; /* txn_started_ns of the open batch; 0 = none */
     atomic_int flusher_idle;           /* asleep until a batch begins */
     atomic_int checkpoint_due;         /* the WAL has grown past CBX__JOURNAL_CHECKPOINT_PAGES */
+    atomic_int restart_due; /* the flusher's checkpoint copied a long WAL: the writer's next
+                               commit copies the rest (cbx__journal_commit_locked) */
     int mu_ready, wmu_ready, wcv_ready;
 
     pthread_mutex_t mu;      /* guards everything below and every use of db */
@@ -65,7 +67,8 @@ struct cbx_journal {
     uint64_t txn_started_ns; /* CLOCK_MONOTONIC */
     uint32_t txn_writes;
     uint32_t writes_since_prune;
-    int async_rc; /* a commit by the flusher failed: reported by the next call */
+    int wal_frames; /* the WAL's length after the last commit (wal_hook) */
+    int async_rc;   /* a commit by the flusher failed: reported by the next call */
     char async_msg[512];
     /* Batches are numbered from 1 as they begin; batch_no is the open one's or the last's. A
      * batch is lost when its commit fails or SQLite rolls it back: lost_first..lost_last cover

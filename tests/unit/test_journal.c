@@ -566,6 +566,47 @@ Test(journal_file, wal_mode)
     remove_tree(tmpdir);
 }
 
+static int count_rows(const char *path, const char *sql);
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* Under a steady stream of writes a batch is always open. The WAL must still be copied into the
+ * database and start over: once, checkpoints copied nothing (the checkpointing connection had
+ * never opened the WAL), and then they never found the WAL whole, so it grew without end (about
+ * 55 MB for these writes, with the database file empty). */
+Test(journal_file, wal_is_checkpointed_and_starts_over_under_steady_writes, .timeout = 120)
+{
+    make_tmpdir();
+    char path[300], wal[310];
+    tmp_path(path, sizeof path, "j.db");
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    cbx_journal *j = open_at(path, 0, 0);
+    cbx_err err;
+    enum { N = 80000 };
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "steady-%06d", i);
+        cbx_journal_execution e = {.id = id, .executor = "command", .submitted_ms = 1000 + i};
+        cbx_journal_end end = {.execution_id = id, .status = "success", .ended_ms = 1001 + i};
+        cr_assert_eq(cbx_journal_execution_start(j, &e, &err), 0, "%s", err.msg);
+        cr_assert_eq(cbx_journal_execution_end(j, &end, &err), 0, "%s", err.msg);
+        if (i % 8 == 7) /* a commit every 8 executions: never a moment without a batch */
+            cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+    }
+    long db_bytes = file_size(path), wal_bytes = file_size(wal);
+    cr_assert_gt(db_bytes, 4L * 1024 * 1024, "the database file has %ld bytes: no checkpoint",
+                 db_bytes);
+    cr_assert_lt(wal_bytes, 32L * 1024 * 1024, "the WAL has %ld bytes: it never started over",
+                 wal_bytes);
+    cbx_journal_close(j);
+    cr_assert_eq(count_rows(path, "SELECT count(*) FROM executions"), N);
+    remove_tree(tmpdir);
+}
+
 static void make_db(const char *path, const char *sql)
 {
     sqlite3 *db;
