@@ -93,7 +93,10 @@ typedef void (*cbx_done_fn)(cbx_execution *ex, const cbx_result *res, void *ud);
 
 typedef struct cbx_request {
     const char *executor; /* type name */
-    const json_t *params; /* borrowed; copied (with defaults applied) by submit; NULL = {} */
+    const json_t *params; /* borrowed: submit keeps a copy with the defaults applied, which the
+                             caller's later changes do not reach (executions of one runtime with
+                             equal parameters share one such copy: executors only read it);
+                             NULL = {} */
     cbx_policy *policy;   /* borrowed, must outlive the execution; NULL = one attempt */
     const char *breaker;  /* a breaker of the runtime's store to guard every attempt (besides
                              the policy's own); NULL */
@@ -133,11 +136,14 @@ uint64_t cbx_runtime_kill_grace_ns(const cbx_runtime *rt);
 /* Queue a request. Returns 0 and (if out is not NULL) the execution, valid until its done
  * callback returns; or a refusal, which is also journaled and reported to on_done with status
  * REJECTED: CBX_EUNKNOWN_TYPE, CBX_EINVAL_CONFIG (every problem in *diag when not NULL),
- * CBX_EQUEUE_FULL. */
+ * CBX_EQUEUE_FULL. An execution can end inside submit (an inline function, an open breaker):
+ * on_done has then run before submit returns, and *out still names the finished execution
+ * (cbx_runtime_cancel answers -ENOENT) until the loop next turns. */
 int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **out,
                        cbx_diag *diag);
 
-/* Cancel one execution (its running attempt is stopped; status CANCELLED), or all. */
+/* Cancel one execution (its running attempt is stopped; status CANCELLED), or all. -ENOENT for
+ * one that has ended but is still valid (see cbx_runtime_submit). */
 int cbx_runtime_cancel(cbx_runtime *rt, cbx_execution *ex);
 void cbx_runtime_cancel_all(cbx_runtime *rt);
 
