@@ -312,7 +312,7 @@ typedef struct floor_run {
     floor_sock **by_fd;  /* poll handles by descriptor number */
     unsigned char *conn; /* 1: a connection socket, closed through floor_close_socket */
     size_t nfds;
-    uint64_t to_start, done, ok;
+    uint64_t total, to_start, done, ok;
 } floor_run;
 
 struct floor_sock {
@@ -386,6 +386,13 @@ static int floor_close_socket(void *ud, curl_socket_t s)
     return close(s) == 0 ? 0 : 1;
 }
 
+static void floor_release_idle(floor_run *f)
+{
+    for (size_t i = 0; i < f->nfds; i++)
+        if (f->by_fd[i] && f->by_fd[i]->idle)
+            floor_sock_release(f, f->by_fd[i]);
+}
+
 static void floor_add(floor_run *f, CURL *e)
 {
     if (!e) {
@@ -425,6 +432,8 @@ static void floor_drain(floor_run *f)
         if (f->to_start > 0)
             floor_add(f, e); /* the same handle, as it is: the options stay */
     }
+    if (f->done == f->total) /* the pass is over: no poll handle is left for idle connections */
+        floor_release_idle(f);
 }
 
 static void floor_on_poll(uv_poll_t *p, int status, int events)
@@ -509,16 +518,11 @@ static int floor_socket_cb(CURL *e, curl_socket_t s, int what, void *ud, void *s
  * the pass before, as the runtime keeps them); ns. */
 static uint64_t floor_pass(floor_run *f, uint64_t n)
 {
-    f->to_start = n;
+    f->total = f->to_start = n;
     f->done = f->ok = 0;
     uint64_t t0 = bench_now_ns();
     for (int i = 0; i < CONCURRENCY && f->to_start > 0; i++)
         floor_add(f, f->easy[i]);
-    uv_run(&f->loop, UV_RUN_DEFAULT);
-    /* the pass is over: no poll handle is left for the connections set aside */
-    for (size_t i = 0; i < f->nfds; i++)
-        if (f->by_fd[i] && f->by_fd[i]->idle)
-            floor_sock_release(f, f->by_fd[i]);
     uv_run(&f->loop, UV_RUN_DEFAULT);
     return bench_now_ns() - t0;
 }
