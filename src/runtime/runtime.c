@@ -235,11 +235,11 @@ static void on_timer_closed(uv_handle_t *h)
 static void free_ended(uv_idle_t *reaper)
 {
     cbx_runtime *rt = CBX__CONTAINER(reaper, cbx_runtime, reaper);
-    while (!cbx__link_empty(&rt->ended)) {
-        cbx_execution *ex = CBX__CONTAINER(rt->ended.next, cbx_execution, link);
-        cbx__link_remove(&ex->link);
-        free_execution(ex);
+    for (cbx_link *l = rt->ended.next, *next; l != &rt->ended; l = next) {
+        next = l->next;
+        free_execution(CBX__CONTAINER(l, cbx_execution, link));
     }
+    cbx__link_init(&rt->ended);
     uv_idle_stop(reaper);
 }
 
