@@ -68,6 +68,15 @@ static int is_query_scalar(const json_t *v)
     return json_is_string(v) || json_is_number(v) || json_is_boolean(v);
 }
 
+/* Three digits at s: their value, or -1. */
+static long three_digits(const char *s)
+{
+    for (int i = 0; i < 3; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+    return (s[0] - '0') * 100L + (s[1] - '0') * 10L + (s[2] - '0');
+}
+
 /* One success_status entry: 204, "204", "2xx", "200-299". 0 and [*lo, *hi], or -1. */
 static int status_range(const json_t *v, long *lo, long *hi)
 {
@@ -78,7 +87,16 @@ static int status_range(const json_t *v, long *lo, long *hi)
     const char *s = json_string_value(v);
     if (!s)
         return -1;
-    if (strlen(s) == 3 && s[0] >= '1' && s[0] <= '9' && tolower((unsigned char)s[1]) == 'x' &&
+    size_t len = strlen(s);
+    if (len == 7 && s[3] == '-') { /* "200-299", the usual form, without strtol */
+        long a = three_digits(s), b = three_digits(s + 4);
+        if (a >= 100 && b >= a) {
+            *lo = a;
+            *hi = b;
+            return 0;
+        }
+    }
+    if (len == 3 && s[0] >= '1' && s[0] <= '9' && tolower((unsigned char)s[1]) == 'x' &&
         tolower((unsigned char)s[2]) == 'x') {
         *lo = (s[0] - '0') * 100L;
         *hi = *lo + 99;
@@ -129,10 +147,10 @@ typedef struct req_params {
 static void read_params(const json_t *params, req_params *p)
 {
     memset(p, 0, sizeof *p);
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)params, k, v)
-    {
+    for (void *it = json_object_iter((json_t *)params); it;
+         it = json_object_iter_next((json_t *)params, it)) {
+        const char *k = json_object_iter_key(it);
+        const json_t *v = json_object_iter_value(it);
         if (json_is_null(v))
             continue;
         const json_t **slot = NULL;
@@ -432,8 +450,12 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
         return n;
     char name[128];
     size_t nl = (size_t)(colon - buf);
-    for (size_t i = 0; i < nl; i++)
-        name[i] = (char)tolower((unsigned char)buf[i]);
+    int ascii = 1;
+    for (size_t i = 0; i < nl; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        ascii &= c < 0x80;
+        name[i] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+    }
     name[nl] = '\0';
     const char *v = colon + 1, *end = buf + len;
     while (v < end && (*v == ' ' || *v == '\t'))
@@ -457,7 +479,9 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
     } else {
         val = header_text(v, (size_t)(end - v));
     }
-    if (val)
+    if (val && ascii) /* ASCII: valid UTF-8, no need for jansson to check it again */
+        json_object_set_new_nocheck(r->headers, name, val);
+    else if (val)
         json_object_set_new(r->headers, name, val);
     return n;
 }

@@ -281,6 +281,11 @@ Test(http, success_status_is_configurable)
     cr_assert_eq(run("/status/201", "{\"success_status\": [\"200-200\"]}", NULL, &r), CBX_EFAILED);
     cr_assert_str_eq(r.error, "HTTP 201 Created");
     cbx_result_clear(&r);
+    cr_assert_eq(run("/status/404", "{\"success_status\": [\"400-404\"]}", NULL, &r), 0, "%s",
+                 r.error);
+    cbx_result_clear(&r);
+    cr_assert_eq(run("/status/405", "{\"success_status\": [\"400-404\"]}", NULL, &r), CBX_EFAILED);
+    cbx_result_clear(&r);
 }
 
 Test(http, retry_after_503_sets_the_retry_delay)
@@ -683,6 +688,8 @@ Test(http, bad_parameters_are_refused_with_the_path)
         {"{\"url\": \"http://x/\", \"body\": \"a\", \"json\": 1}", "body"},
         {"{\"url\": \"http://x/\", \"headers\": {\"X-A\": 3}}", "headers.X-A"},
         {"{\"url\": \"http://x/\", \"success_status\": [\"2yy\"]}", "success_status[0]"},
+        {"{\"url\": \"http://x/\", \"success_status\": [200, \"299-200\"]}", "success_status[1]"},
+        {"{\"url\": \"http://x/\", \"success_status\": [\"099-200\"]}", "success_status[0]"},
         {"{\"url\": \"http://x/\", \"parse_json\": \"sometimes\"}", "parse_json"},
         {"{\"url\": \"http://x/\", \"graphql\": {\"variables\": {}}}", "graphql.query"},
         {"{\"url\": \"http://x/\", \"method\": \"BREW\"}", "method"},
