@@ -111,6 +111,24 @@ int cbx_journal_write_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, uint64_
  * result. */
 int cbx_journal_read_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, cbx_err *err);
 
+/* Called once a batch has ended, committed or lost, on the thread that ended it (a writer's, one
+ * calling cbx_journal_flush, or the journal's flusher thread), with the handle's lock held: it
+ * must not call the journal nor block. Wake a thread of yours (uv_async_send, a condition
+ * variable) and ask cbx_journal_batch_state there. */
+typedef void (*cbx_journal_commit_fn)(void *ud);
+
+/* Call fn(ud) after every batch from now on. Up to 8 per handle (CBX_EJOURNAL beyond). */
+int cbx_journal_on_commit(cbx_journal *j, cbx_journal_commit_fn fn, void *ud, cbx_err *err);
+/* Stop calling fn(ud) (a pair not registered is ignored); once this returns, fn is not running
+ * and will not be called. */
+void cbx_journal_on_commit_remove(cbx_journal *j, cbx_journal_commit_fn fn, void *ud);
+
+/* Have the open batch committed now, without waiting for it: the flusher thread commits it, or
+ * the caller when that thread is busy with a checkpoint. The functions of cbx_journal_on_commit
+ * are called then, also when there was nothing to commit. Returns 0, or CBX_EJOURNAL when the
+ * caller committed and the commit failed. */
+int cbx_journal_commit_soon(cbx_journal *j, cbx_err *err);
+
 /* Whether batch number `batch` (from cbx_journal_write_db) is durable: 1 once it has committed
  * (in WAL mode with synchronous=NORMAL: it survives the death of the process), 0 while it is
  * still open, CBX_EJOURNAL when it was lost (rolled back, see "Batching and durability"; a batch

@@ -9,9 +9,10 @@
  * batches. A step that ends is held back: its dependents, the run's count and its FINISHED event
  * wait until the batch holding its end record has committed, so that nothing goes on from an
  * outcome a crash could take back, and a resumed run skips exactly the steps recorded as
- * succeeded. The runner commits the batch itself as soon as nothing else is ready to start (one
- * commit for every step that ended since the last: a group commit), and otherwise within the
- * journal's batch window, while the free slots run steps that are ready. */
+ * succeeded. As soon as nothing else is ready to start, the runner has the batch committed
+ * (one commit for every step that ended since the last: a group commit) by the journal's flusher
+ * thread, whose commits wake the loop; otherwise it commits within the journal's batch window,
+ * while the free slots run steps that are ready. */
 #include "flow/flow_internal.h"
 #include "flow/flow_journal.h"
 
@@ -90,8 +91,9 @@ struct runner {
     cbx__flow_journal *fj;
     node **held; /* ended, waiting for their end records to commit, in the order they ended */
     size_t nheld, held_cap, held_head;
-    int commit_due; /* the commit timer fired */
-    uv_timer_t commit_timer;
+    uint64_t asked; /* the last batch whose commit was asked for (cbx_journal_commit_soon) */
+    int listening;  /* journal commits wake the loop through `committed` */
+    uv_async_t committed;
     char run_id[40];
     json_t *resumed; /* {full_name: {status, outputs...}} of the run being resumed */
     scope *root;
@@ -356,10 +358,16 @@ static void node_release(node *n)
         R->finished = 1;
 }
 
-static void on_commit_timer(uv_timer_t *t)
+/* On the thread that ended a batch of the journal, with its lock held: wake the loop. */
+static void on_journal_commit(void *ud)
 {
-    runner *R = t->data;
-    R->commit_due = 1;
+    runner *R = ud;
+    uv_async_send(&R->committed);
+}
+
+static void on_committed(uv_async_t *a)
+{
+    (void)a; /* the loop goes on to settle() */
 }
 
 /* Hold n until its end record has committed. Returns 0 when it cannot be held (out of memory):
@@ -383,26 +391,18 @@ static int hold(runner *R, node *n)
         R->held = h;
         R->held_cap = cap;
     }
-    if (R->nheld == R->held_head && !uv_is_active((uv_handle_t *)&R->commit_timer))
-        uv_timer_start(&R->commit_timer, on_commit_timer, 5, 0); /* the journal's batch window */
     R->held[R->nheld++] = n;
     return 1;
 }
 
 /* Release the held nodes whose end records have committed, in the order they ended (batches
- * commit in order); commit the journal's batch first when commit_now or the commit timer says
- * so. Returns how many were released. */
-static size_t settle(runner *R, int commit_now)
+ * commit in order). Returns how many. */
+static size_t release_committed(runner *R)
 {
-    if (R->held_head == R->nheld)
-        return 0;
-    cbx_err e;
-    if ((commit_now || R->commit_due) && cbx_journal_flush(R->journal, &e) < 0)
-        fail_flow(R, CBX_STATUS_FAILED, "%s", e.msg);
-    R->commit_due = 0;
     size_t released = 0;
     while (R->held_head < R->nheld) {
         node *n = R->held[R->held_head];
+        cbx_err e;
         int s = cbx_journal_batch_state(R->journal, n->batch, &e);
         if (s == 0)
             break;
@@ -412,13 +412,29 @@ static size_t settle(runner *R, int commit_now)
         node_release(n); /* may hold a composite's node: after the others, in a later batch */
         released++;
     }
-    if (R->held_head == R->nheld) {
+    if (R->held_head == R->nheld)
         R->held_head = R->nheld = 0;
-        uv_timer_stop(&R->commit_timer);
-    } else if (released && !uv_is_active((uv_handle_t *)&R->commit_timer)) {
-        uv_timer_start(&R->commit_timer, on_commit_timer, 5, 0);
-    }
     return released;
+}
+
+/* Release what has committed; when nothing was and commit_now, have the batch committed now
+ * rather than within the journal's window: by the journal's flusher thread, whose commit wakes
+ * the loop (on_journal_commit), while this thread waits for its steps; or here, when the loop
+ * cannot be woken. Returns how many nodes were released. */
+static size_t settle(runner *R, int commit_now)
+{
+    if (R->held_head == R->nheld)
+        return 0;
+    size_t released = release_committed(R);
+    uint64_t last = R->nheld > R->held_head ? R->held[R->nheld - 1]->batch : 0;
+    if (released || !commit_now || !last || (R->listening && last <= R->asked))
+        return released;
+    cbx_err e;
+    R->asked = last;
+    if ((R->listening ? cbx_journal_commit_soon(R->journal, &e)
+                      : cbx_journal_flush(R->journal, &e)) < 0)
+        fail_flow(R, CBX_STATUS_FAILED, "%s", e.msg);
+    return release_committed(R); /* committed here, when the flusher was busy */
 }
 
 static void node_finish(node *n, node_state st, cbx_status status)
@@ -830,8 +846,10 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
     uv_loop_t *loop = cbx_runtime_loop(rt);
     uv_timer_init(loop, &R.timeout);
     R.timeout.data = &R;
-    uv_timer_init(loop, &R.commit_timer);
-    R.commit_timer.data = &R;
+    if (R.journal) {
+        uv_async_init(loop, &R.committed, on_committed);
+        R.listening = cbx_journal_on_commit(R.journal, on_journal_commit, &R, NULL) == 0;
+    }
     if (f->timeout_ns)
         uv_timer_start(&R.timeout, on_flow_timeout, (f->timeout_ns + 999999) / 1000000, 0);
     if (f->nsteps == 0)
@@ -846,7 +864,7 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
             continue;
         if (R.finished && R.running == 0)
             break;
-        if (R.running == 0 && R.ready_head == R.nready) {
+        if (R.running == 0 && R.ready_head == R.nready && R.held_head == R.nheld) {
             /* nothing runs and nothing is ready, yet not finished: a cycle the checker missed */
             fail_flow(&R, CBX_STATUS_FAILED, "the flow cannot progress");
             break;
@@ -855,7 +873,10 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
     }
     uv_timer_stop(&R.timeout);
     uv_close((uv_handle_t *)&R.timeout, NULL);
-    uv_close((uv_handle_t *)&R.commit_timer, NULL);
+    if (R.journal) {
+        cbx_journal_on_commit_remove(R.journal, on_journal_commit, &R);
+        uv_close((uv_handle_t *)&R.committed, NULL);
+    }
     uv_run(loop, UV_RUN_NOWAIT);
 
     res->duration_ns = cbx_clock_now_ns(NULL) - t0;

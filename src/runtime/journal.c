@@ -124,6 +124,14 @@ static void pend_reset(cbx_journal *j)
     }
 }
 
+/* A batch has ended (committed or lost), or a commit asked for found none: tell the listeners. */
+static void notify_locked(cbx_journal *j)
+{
+    for (int i = 0; i < CBX__JOURNAL_LISTENERS; i++)
+        if (j->on_commit[i].fn)
+            j->on_commit[i].fn(j->on_commit[i].ud);
+}
+
 /* The open batch (j->batch_no) will never commit. */
 static void note_lost(cbx_journal *j)
 {
@@ -142,6 +150,7 @@ int cbx__journal_fail(cbx_journal *j, cbx_err *err, const char *what)
         j->txn_writes = 0;
         atomic_store(&j->batch_started_ns, 0);
         pend_reset(j);
+        notify_locked(j);
         return cbx_err_set(err, CBX_EJOURNAL,
                            "journal %s: %s: %s (SQLite rolled back the open batch of %u writes)",
                            j->path, what, msg, lost);
@@ -219,6 +228,7 @@ int cbx__journal_commit_locked(cbx_journal *j, cbx_err *err)
     atomic_store(&j->batch_started_ns, 0);
     if (r == 0 && atomic_load(&j->restart_due))
         finish_checkpoint_locked(j);
+    notify_locked(j);
     if (atomic_load(&j->checkpoint_due) && atomic_load(&j->flusher_idle))
         wake_flusher(j);
     return r;
@@ -253,23 +263,52 @@ static void commit_overdue_locked(cbx_journal *j)
     }
 }
 
+/* Commit the open batch on request (with j->mu held); with none open, still tell the listeners,
+ * which wait for an answer. */
+static int commit_asked_locked(cbx_journal *j)
+{
+    if (!j->in_txn) {
+        notify_locked(j);
+        return 0;
+    }
+    cbx_err e;
+    cbx_err_clear(&e);
+    int r = cbx__journal_commit_locked(j, &e);
+    if (r != 0 && j->async_rc == 0) {
+        j->async_rc = e.code;
+        snprintf(j->async_msg, sizeof j->async_msg, "%s", e.msg);
+    }
+    return r;
+}
+
 static void *flusher_main(void *arg)
 {
     cbx_journal *j = arg;
     pthread_mutex_lock(&j->wmu);
     while (!j->stopping) {
         uint64_t started = atomic_load(&j->batch_started_ns);
+        if (atomic_load(&j->commit_asked)) {
+            atomic_store(&j->commit_asked, 0);
+            pthread_mutex_unlock(&j->wmu);
+            pthread_mutex_lock(&j->mu);
+            commit_asked_locked(j);
+            pthread_mutex_unlock(&j->mu);
+            pthread_mutex_lock(&j->wmu);
+            continue;
+        }
         if (j->ck && atomic_load(&j->checkpoint_due)) {
             /* First, even while a batch is open: under a steady stream of writes there is
              * always one, and the WAL would grow without end. PASSIVE never waits for readers
              * or writers; what it cannot copy now (the open batch), a later one does. */
             atomic_store(&j->checkpoint_due, 0);
+            atomic_store(&j->checkpointing, 1);
             pthread_mutex_unlock(&j->wmu);
             int log = 0, copied = 0;
             if (sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) ==
                     SQLITE_OK &&
                 log >= CBX__JOURNAL_CHECKPOINT_PAGES && copied == log)
                 atomic_store(&j->restart_due, 1); /* the writer's next commit finishes it */
+            atomic_store(&j->checkpointing, 0);
             pthread_mutex_lock(&j->wmu);
             continue;
         }
@@ -278,7 +317,8 @@ static void *flusher_main(void *arg)
              * either is seen here or sees flusher_idle and signals (under wmu, so not before
              * the wait has begun). */
             atomic_store(&j->flusher_idle, 1);
-            if (!atomic_load(&j->batch_started_ns) && !(j->ck && atomic_load(&j->checkpoint_due)))
+            if (!atomic_load(&j->batch_started_ns) && !(j->ck && atomic_load(&j->checkpoint_due)) &&
+                !atomic_load(&j->commit_asked))
                 pthread_cond_wait(&j->wcv, &j->wmu);
             atomic_store(&j->flusher_idle, 0);
             continue;
@@ -518,6 +558,8 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     atomic_init(&j->flusher_idle, 0);
     atomic_init(&j->checkpoint_due, 0);
     atomic_init(&j->restart_due, 0);
+    atomic_init(&j->commit_asked, 0);
+    atomic_init(&j->checkpointing, 0);
     int e = pthread_mutex_init(&j->mu, NULL);
     if (e != 0) {
         free(j);
@@ -1015,6 +1057,61 @@ int cbx_journal_batch_state(cbx_journal *j, uint64_t batch, cbx_err *err)
                         (unsigned long long)batch);
     else
         r = 1;
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}
+
+int cbx_journal_on_commit(cbx_journal *j, cbx_journal_commit_fn fn, void *ud, cbx_err *err)
+{
+    if (!j || !fn)
+        return missing(err, !j ? "the journal" : "the function");
+    pthread_mutex_lock(&j->mu);
+    int i = 0;
+    while (i < CBX__JOURNAL_LISTENERS && j->on_commit[i].fn)
+        i++;
+    if (i < CBX__JOURNAL_LISTENERS) {
+        j->on_commit[i].fn = fn;
+        j->on_commit[i].ud = ud;
+    }
+    pthread_mutex_unlock(&j->mu);
+    if (i == CBX__JOURNAL_LISTENERS)
+        return cbx_err_set(err, CBX_EJOURNAL, "journal %s: more than %d commit listeners", j->path,
+                           CBX__JOURNAL_LISTENERS);
+    return 0;
+}
+
+void cbx_journal_on_commit_remove(cbx_journal *j, cbx_journal_commit_fn fn, void *ud)
+{
+    if (!j || !fn)
+        return;
+    pthread_mutex_lock(&j->mu);
+    for (int i = 0; i < CBX__JOURNAL_LISTENERS; i++)
+        if (j->on_commit[i].fn == fn && j->on_commit[i].ud == ud) {
+            j->on_commit[i].fn = NULL;
+            j->on_commit[i].ud = NULL;
+            break;
+        }
+    pthread_mutex_unlock(&j->mu);
+}
+
+int cbx_journal_commit_soon(cbx_journal *j, cbx_err *err)
+{
+    if (!j)
+        return missing(err, "the journal");
+    if (j->flusher_running && !atomic_load(&j->checkpointing)) {
+        pthread_mutex_lock(&j->wmu);
+        atomic_store(&j->commit_asked, 1);
+        pthread_cond_signal(&j->wcv);
+        pthread_mutex_unlock(&j->wmu);
+        return 0;
+    }
+    /* the flusher is copying the WAL (and syncing): do not wait behind it */
+    pthread_mutex_lock(&j->mu);
+    int r = commit_asked_locked(j);
+    if (r != 0) {
+        r = cbx_err_set(err, j->async_rc, "%s", j->async_msg);
+        j->async_rc = 0;
+    }
     pthread_mutex_unlock(&j->mu);
     return r;
 }

@@ -25,6 +25,8 @@
 /* WAL pages after which the flusher checkpoints (SQLite's own default threshold). */
 #define CBX__JOURNAL_CHECKPOINT_PAGES       1000
 #define CBX__JOURNAL_DEFAULT_MAX_EXECUTIONS 100000u
+/* Functions cbx_journal_on_commit keeps per handle. */
+#define CBX__JOURNAL_LISTENERS 8
 
 /* An execution start held back until its batch commits: when its end comes first (a short
  * execution), one row is inserted whole instead of inserted then updated. Strings live in the
@@ -58,8 +60,10 @@ struct cbx_journal {
     _Atomic uint64_t batch_started_ns; /* txn_started_ns of the open batch; 0 = none */
     atomic_int flusher_idle;           /* asleep until a batch begins */
     atomic_int checkpoint_due;         /* the WAL has grown past CBX__JOURNAL_CHECKPOINT_PAGES */
-    atomic_int restart_due; /* the flusher's checkpoint copied a long WAL: the writer's next
-                               commit copies the rest (cbx__journal_commit_locked) */
+    atomic_int restart_due;   /* the flusher's checkpoint copied a long WAL: the writer's next
+                                 commit copies the rest (cbx__journal_commit_locked) */
+    atomic_int commit_asked;  /* cbx_journal_commit_soon: the flusher commits at once */
+    atomic_int checkpointing; /* the flusher is in a checkpoint */
     int mu_ready, wmu_ready, wcv_ready;
 
     pthread_mutex_t mu;      /* guards everything below and every use of db */
@@ -75,6 +79,10 @@ struct cbx_journal {
      * every lost batch (0 = none was). */
     uint64_t batch_no;
     uint64_t lost_first, lost_last;
+    struct {
+        cbx_journal_commit_fn fn;
+        void *ud;
+    } on_commit[CBX__JOURNAL_LISTENERS]; /* called when a batch ends; fn NULL = a free slot */
 
     sqlite3_stmt *st_begin, *st_commit, *st_rollback;
     sqlite3_stmt *st_start, *st_attempt, *st_end, *st_whole;

@@ -6,10 +6,12 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static char tmpdir[256];
@@ -214,5 +216,87 @@ Test(journal_db, unknown_batches_and_missing_arguments)
     count_args a = {.k = "m"};
     cr_assert_eq(cbx_journal_read_db(j, count_note, &a, &err), 0, "%s", err.msg);
     cr_assert_eq(a.n, 1);
+    cbx_journal_close(j);
+}
+
+/* ---- commit listeners and commits asked for -------------------------------------------------- */
+
+typedef struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;
+} waiter;
+
+static void on_commit(void *ud)
+{
+    waiter *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->calls++;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Wait (at most 10 s) until the listener has been called more than `seen` times. */
+static int wait_calls(waiter *w, int seen)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&w->mu);
+    while (w->calls <= seen && pthread_cond_timedwait(&w->cv, &w->mu, &until) == 0)
+        ;
+    int calls = w->calls;
+    pthread_mutex_unlock(&w->mu);
+    return calls;
+}
+
+Test(journal_db, a_commit_asked_for_is_made_and_announced)
+{
+    char path[300];
+    cbx_journal *j = open_file(path, sizeof path);
+    cbx_err err;
+    waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    cr_assert_eq(cbx_journal_on_commit(j, on_commit, &w, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_write_db(j, make_table, NULL, NULL, &err), 0, "%s", err.msg);
+    uint64_t b = put(j, "soon");
+    int before = wait_calls(&w, -1); /* the flusher may have committed already */
+    cr_assert_eq(cbx_journal_commit_soon(j, &err), 0, "%s", err.msg);
+    if (cbx_journal_batch_state(j, b, &err) == 0)
+        cr_assert_gt(wait_calls(&w, before), before, "no commit was announced");
+    /* once announced, it has committed: another connection reads it */
+    cr_assert_eq(cbx_journal_batch_state(j, b, &err), 1, "%s", err.msg);
+    cr_assert_eq(count_elsewhere(path, "soon"), 1);
+
+    /* asked for with no batch open: announced all the same (a waiter gets its answer) */
+    int calls = wait_calls(&w, -1);
+    cr_assert_eq(cbx_journal_commit_soon(j, &err), 0, "%s", err.msg);
+    cr_assert_gt(wait_calls(&w, calls), calls);
+
+    /* removed: no more calls */
+    cbx_journal_on_commit_remove(j, on_commit, &w);
+    calls = wait_calls(&w, -1);
+    put(j, "after");
+    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+    cr_assert_eq(wait_calls(&w, -1), calls);
+    cbx_journal_close(j);
+    remove_tree(tmpdir);
+}
+
+Test(journal_db, commit_listeners_are_limited_and_checked)
+{
+    cbx_journal *j = NULL;
+    cbx_err err;
+    cr_assert_eq(cbx_journal_open(&j, &(cbx_journal_opts){.path = ":memory:"}, &err), 0, "%s",
+                 err.msg);
+    waiter w[9];
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(cbx_journal_on_commit(j, on_commit, &w[i], &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_on_commit(j, on_commit, &w[8], &err), CBX_EJOURNAL);
+    cbx_journal_on_commit_remove(j, on_commit, &w[3]);
+    cr_assert_eq(cbx_journal_on_commit(j, on_commit, &w[8], &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_on_commit(j, NULL, NULL, &err), CBX_EJOURNAL);
+    cr_assert_eq(cbx_journal_commit_soon(NULL, &err), CBX_EJOURNAL);
+    for (int i = 0; i < 9; i++)
+        cbx_journal_on_commit_remove(j, on_commit, &w[i]);
     cbx_journal_close(j);
 }
