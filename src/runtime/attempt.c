@@ -169,6 +169,97 @@ static void finish_from_policy(cbx_execution *ex, cbx_policy_decision d, json_t 
     finish_at(ex, status_of_policy(ex->b->run.status), ex->b->run.rc, why, now);
 }
 
+/* ---- the result's attempt list ------------------------------------------------------------ */
+
+/* The keys of an attempt record, in order; "error" and "metadata" follow when there are some. */
+static const char *const record_keys[] = {"number", "outcome", "started_ms", "duration_ms"};
+static const json_type record_types[] = {JSON_INTEGER, JSON_STRING, JSON_INTEGER, JSON_REAL};
+#define RECORD_KEYS 4
+
+/* 1 when nothing but its holder has a reference to j (read atomically, as jansson counts). */
+static int held_once(const json_t *j)
+{
+    return __atomic_load_n(&j->refcount, __ATOMIC_ACQUIRE) == 1;
+}
+
+/* 1 when att is a record as attempt_record makes it without error or metadata, held only by its
+ * list: its values can then be set in place for another execution. */
+static int plain_record(json_t *att)
+{
+    if (!json_is_object(att) || !held_once(att) || json_object_size(att) != RECORD_KEYS)
+        return 0;
+    void *it = json_object_iter(att);
+    for (int i = 0; i < RECORD_KEYS; i++, it = json_object_iter_next(att, it)) {
+        json_t *v = it ? json_object_iter_value(it) : NULL;
+        if (!v || strcmp(json_object_iter_key(it), record_keys[i]) != 0 ||
+            json_typeof(v) != record_types[i] || !held_once(v))
+            return 0;
+    }
+    return 1;
+}
+
+void cbx__attempts_recycle(cbx_runtime *rt, json_t *list)
+{
+    if (!list)
+        return;
+    if (rt->spare_attempts || !json_is_array(list) || !held_once(list)) {
+        json_decref(list);
+        return;
+    }
+    json_t *att = json_array_size(list) == 1 ? json_array_get(list, 0) : NULL;
+    if (att && !rt->spare_attempt && plain_record(att))
+        rt->spare_attempt = json_incref(att);
+    json_array_clear(list);
+    rt->spare_attempts = list;
+}
+
+/* An empty attempt list for a new result: the spare one, or a new one (NULL without memory). */
+static json_t *attempt_list(cbx_runtime *rt)
+{
+    json_t *list = rt->spare_attempts;
+    rt->spare_attempts = NULL;
+    return list ? list : json_array();
+}
+
+/* The record of one attempt: number, outcome, started_ms, duration_ms, then error and metadata
+ * when there are some (a new reference; NULL without memory). The spare record's values are
+ * set in place when there is one: most executions then make no JSON for their attempt. */
+static json_t *attempt_record(cbx_runtime *rt, uint32_t number, const char *outcome,
+                              uint64_t started_ms, double duration_ms, const char *error,
+                              json_t *metadata)
+{
+    json_t *att = rt->spare_attempt;
+    rt->spare_attempt = NULL;
+    if (att) {
+        void *it = json_object_iter(att);
+        json_t *v[RECORD_KEYS];
+        for (int i = 0; i < RECORD_KEYS; i++, it = json_object_iter_next(att, it))
+            v[i] = json_object_iter_value(it);
+        json_integer_set(v[0], (json_int_t)number);
+        json_integer_set(v[2], (json_int_t)started_ms);
+        json_real_set(v[3], duration_ms);
+        if (strcmp(json_string_value(v[1]), outcome) != 0 &&
+            json_string_setn_nocheck(v[1], outcome, strlen(outcome)) < 0) {
+            json_decref(att);
+            att = NULL;
+        }
+    }
+    if (!att) { /* built by hand: json_pack's format parsing shows in profiles */
+        att = json_object();
+        if (!att)
+            return NULL;
+        json_object_set_new_nocheck(att, "number", json_integer((json_int_t)number));
+        json_object_set_new_nocheck(att, "outcome", json_string_nocheck(outcome));
+        json_object_set_new_nocheck(att, "started_ms", json_integer((json_int_t)started_ms));
+        json_object_set_new_nocheck(att, "duration_ms", json_real(duration_ms));
+    }
+    if (error)
+        json_object_set_new(att, "error", json_string(error));
+    if (metadata)
+        json_object_set(att, "metadata", metadata);
+    return att;
+}
+
 /* ---- one attempt -------------------------------------------------------------------------- */
 
 static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json_t *outputs,
@@ -210,20 +301,11 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
     }
 
     /* record: the result's attempt list, the journal */
-    json_t *att = json_object(); /* built by hand: json_pack's format parsing shows in profiles */
-    if (att) {
-        json_object_set_new_nocheck(att, "number", json_integer((json_int_t)t->attempt));
-        json_object_set_new_nocheck(
-            att, "outcome",
-            json_string_nocheck(stop == STOP_CANCEL ? "cancelled" : cbx_outcome_name(k)));
-        json_object_set_new_nocheck(att, "started_ms", json_integer((json_int_t)t->started_ms));
-        json_object_set_new_nocheck(att, "duration_ms", json_real((double)duration / 1e6));
-        if (error)
-            json_object_set_new(att, "error", json_string(error));
-        if (metadata)
-            json_object_set(att, "metadata", metadata);
+    json_t *att =
+        attempt_record(ex->rt, t->attempt, stop == STOP_CANCEL ? "cancelled" : cbx_outcome_name(k),
+                       t->started_ms, (double)duration / 1e6, error, metadata);
+    if (att)
         json_array_append_new(ex->b->res.attempts, att);
-    }
     if (metadata) {
         json_decref(ex->b->res.metadata);
         ex->b->res.metadata = metadata;
@@ -516,7 +598,7 @@ int cbx__exec_ensure_body(cbx_execution *ex)
     memcpy(r->executor, ex->type->name, n < sizeof r->executor ? n + 1 : sizeof r->executor);
     r->executor[sizeof r->executor - 1] = '\0';
     r->submitted_ms = cbx__rt_wall_ms(ex->rt, ex->submitted_ns);
-    r->attempts = json_array();
+    r->attempts = attempt_list(ex->rt);
     return 0;
 }
 

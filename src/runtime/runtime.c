@@ -137,6 +137,8 @@ void cbx_runtime_free(cbx_runtime *rt)
         uv_loop_close(rt->loop);
     }
     json_decref(rt->same_params);
+    json_decref(rt->spare_attempts);
+    json_decref(rt->spare_attempt);
     if (rt->owns_breakers)
         cbx_breaker_store_free(rt->breakers);
     if (rt->owns_registry)
@@ -272,7 +274,7 @@ void cbx__rt_execution_done(cbx_execution *ex)
         cbx_result *r = &ex->b->res;
         json_decref(r->outputs);
         json_decref(r->metadata);
-        json_decref(r->attempts);
+        cbx__attempts_recycle(rt, r->attempts);
         r->outputs = r->metadata = r->attempts = NULL;
         ex->res_taken = 1;
     }

@@ -118,6 +118,9 @@ struct cbx_runtime {
     json_t *same_params;
     const cbx_executor_type *same_type;
     uint64_t same_mark;
+    /* A result's attempt list that its done callback did not keep, emptied, and its one record
+     * (cbx__attempts_recycle): the next result's, set in place. */
+    json_t *spare_attempts, *spare_attempt;
 };
 
 /* runtime.c */
@@ -131,6 +134,10 @@ int cbx__exec_ensure_body(cbx_execution *ex);
 void cbx__exec_begin(cbx_execution *ex, uint64_t now);
 void cbx__exec_cancel(cbx_execution *ex, int reason);
 void cbx__task_complete(cbx_task *t);
+/* Take back a result's attempt list (its reference) once its done callback has returned: when
+ * nothing else holds it (nor its record, for a single attempt), it is kept for the next result
+ * instead of being freed. */
+void cbx__attempts_recycle(cbx_runtime *rt, json_t *list);
 
 /* registry.c: the type called type (*found_type, NULL when there is none: CBX_EUNKNOWN_TYPE,
  * with nothing in diag) and cbx_registry_validate's checks and *normalized. same may be the

@@ -152,9 +152,13 @@ static const cbx_executor_type block_type = {
 
 /* ---- an executor that answers inside start with the parameters it was given --------------- */
 
+/* Succeeds, or fails without a message when given "fail": true. */
 static int echo_start(cbx_task *t)
 {
-    cbx_task_done(t, CBX_OUTCOME_SUCCESS, json_deep_copy(cbx_task_params(t)), NULL, NULL);
+    const json_t *p = cbx_task_params(t);
+    cbx_outcome k =
+        json_is_true(json_object_get(p, "fail")) ? CBX_OUTCOME_ERROR : CBX_OUTCOME_SUCCESS;
+    cbx_task_done(t, k, json_deep_copy(p), NULL, NULL);
     return 0;
 }
 
@@ -166,6 +170,7 @@ static void echo_cancel(cbx_task *t)
 static const cbx_param echo_params[] = {
     {.name = "n", .type = CBX_PARAM_INTEGER, .default_json = "1"},
     {.name = "tag", .type = CBX_PARAM_STRING},
+    {.name = "fail", .type = CBX_PARAM_BOOLEAN},
     {.name = NULL},
 };
 static const cbx_executor_type echo_type = {
@@ -604,4 +609,91 @@ Test(runtime, an_execution_ended_inside_submit_stays_readable_until_the_loop_tur
     cbx_runtime_run(rt);
     json_decref(kept_outputs);
     json_decref(p);
+}
+
+/* What each done callback saw of its result's attempts (copies), and what two of them kept. */
+typedef struct {
+    json_t *seen[8];
+    int n;
+    json_t *kept_list, *kept_list_then;     /* the list the third kept, and a copy at the time */
+    json_t *kept_record, *kept_record_then; /* the record the fifth kept */
+} attempt_log;
+
+static void log_attempts(cbx_execution *ex, const cbx_result *res, void *ud)
+{
+    (void)ex;
+    attempt_log *l = ud;
+    cr_assert_eq(json_array_size(res->attempts), res->attempt_count);
+    if (l->n == 2) {
+        l->kept_list = json_incref(res->attempts);
+        l->kept_list_then = json_deep_copy(res->attempts);
+    }
+    if (l->n == 4) {
+        l->kept_record = json_incref(json_array_get(res->attempts, 0));
+        l->kept_record_then = json_deep_copy(l->kept_record);
+    }
+    l->seen[l->n++] = json_deep_copy(res->attempts);
+}
+
+Test(runtime, every_result_lists_its_own_attempts)
+{
+    cbx_policy *pol = policy("{\"retry\": {\"attempts\": 2, \"backoff\": \"fixed\", \"initial\": "
+                             "\"1ms\", \"jitter\": \"none\"}}");
+    attempt_log l = {0};
+    struct {
+        const char *executor, *params;
+        int retry;
+        const char *outcomes; /* of each attempt, "," between */
+    } runs[] = {
+        {"t_echo", "{}", 0, "success"},
+        {"t_echo", "{\"fail\": true}", 0, "error"},
+        {"t_echo", "{}", 0, "success"}, /* kept */
+        {"t_async", "{\"mode\": \"fail\", \"delay_ms\": 0}", 0, "error"},
+        {"t_echo", "{\"fail\": true}", 0, "error"}, /* its record kept */
+        {"t_echo", "{}", 0, "success"},
+        {"t_echo", "{\"fail\": true}", 1, "error,error"},
+        {"t_echo", "{}", 0, "success"},
+    };
+    for (int i = 0; i < 8; i++) {
+        json_t *p = params(runs[i].params);
+        cbx_request q = {.executor = runs[i].executor,
+                         .params = p,
+                         .policy = runs[i].retry ? pol : NULL,
+                         .on_done = log_attempts,
+                         .ud = &l};
+        cr_assert_eq(cbx_runtime_submit(rt, &q, NULL, NULL), 0);
+        cbx_runtime_run(rt);
+        json_decref(p);
+    }
+    cr_assert_eq(l.n, 8);
+    for (int i = 0; i < 8; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "%s", runs[i].outcomes);
+        size_t n = 0;
+        for (char *o = strtok(want, ","); o; o = strtok(NULL, ","), n++) {
+            json_t *a = json_array_get(l.seen[i], n);
+            cr_assert_not_null(a, "run %d: attempt %zu missing", i, n + 1);
+            cr_assert_eq(json_integer_value(json_object_get(a, "number")), (json_int_t)n + 1);
+            cr_assert_str_eq(json_string_value(json_object_get(a, "outcome")), o, "run %d", i);
+            cr_assert(json_is_integer(json_object_get(a, "started_ms")));
+            cr_assert(json_is_real(json_object_get(a, "duration_ms")));
+            /* only the t_async failure gave a reason */
+            cr_assert_eq(json_object_get(a, "error") != NULL, i == 3, "run %d", i);
+        }
+        cr_assert_eq(json_array_size(l.seen[i]), n, "run %d", i);
+        if (i > 0)
+            cr_assert_geq(
+                json_integer_value(json_object_get(json_array_get(l.seen[i], 0), "started_ms")),
+                json_integer_value(
+                    json_object_get(json_array_get(l.seen[i - 1], 0), "started_ms")));
+        json_decref(l.seen[i]);
+    }
+    /* what a callback kept is never reused for a later result */
+    cr_assert(json_equal(l.kept_list, l.kept_list_then));
+    cr_assert(json_equal(l.kept_record, l.kept_record_then));
+    json_decref(l.kept_list);
+    json_decref(l.kept_list_then);
+    json_decref(l.kept_record);
+    json_decref(l.kept_record_then);
+    cbx_policy_free(pol);
 }
