@@ -324,17 +324,29 @@ static void *flusher_main(void *arg)
             continue;
         }
         uint64_t due = started + CBX__JOURNAL_COMMIT_NS;
-        if (cbx__journal_mono_ns() < due) {
+        uint64_t now = cbx__journal_mono_ns();
+        if (now < due) {
             struct timespec ts = {.tv_sec = (time_t)(due / 1000000000ull),
                                   .tv_nsec = (long)(due % 1000000000ull)};
             pthread_cond_timedwait(&j->wcv, &j->wmu, &ts);
             continue;
         }
+        /* Overdue. A writer that holds the lock commits it itself (write_done); and waiting for
+         * the lock behind a busy writer could take long (a mutex is not fair), keeping the
+         * checkpoints above from running: try, else look again a little later. */
         pthread_mutex_unlock(&j->wmu);
-        pthread_mutex_lock(&j->mu);
-        commit_overdue_locked(j);
-        pthread_mutex_unlock(&j->mu);
+        int locked = pthread_mutex_trylock(&j->mu) == 0;
+        if (locked) {
+            commit_overdue_locked(j);
+            pthread_mutex_unlock(&j->mu);
+        }
         pthread_mutex_lock(&j->wmu);
+        if (!locked && atomic_load(&j->batch_started_ns) == started) {
+            uint64_t again = now + CBX__JOURNAL_RETRY_NS;
+            struct timespec ts = {.tv_sec = (time_t)(again / 1000000000ull),
+                                  .tv_nsec = (long)(again % 1000000000ull)};
+            pthread_cond_timedwait(&j->wcv, &j->wmu, &ts);
+        }
     }
     pthread_mutex_unlock(&j->wmu);
     return NULL;
@@ -468,8 +480,11 @@ static int setup_schema(cbx_journal *j, int memory, cbx_err *err)
     }
     /* NORMAL in WAL mode: a commit is durable across a crash of the process, and only a power
      * failure or an OS crash can take back the last commits; checkpoints still fsync. */
+    /* A WAL that once grew long (a burst of writes outran the checkpoints) is cut back to 16 MB
+     * when it starts over, rather than keep its longest length on disk. */
     if ((r = exec_sql(j, "PRAGMA synchronous=NORMAL", err, "synchronous=NORMAL")) != 0 ||
-        (r = exec_sql(j, "PRAGMA cache_size=-8192", err, "cache_size")) != 0)
+        (r = exec_sql(j, "PRAGMA cache_size=-8192", err, "cache_size")) != 0 ||
+        (r = exec_sql(j, "PRAGMA journal_size_limit=16777216", err, "journal_size_limit")) != 0)
         return r;
     int64_t version = 0;
     if ((r = pragma_int(j, "PRAGMA user_version", &version, err)) != 0)

@@ -18,6 +18,8 @@
 /* A batch commits this long after its first write, or at this many writes, whichever first. */
 #define CBX__JOURNAL_COMMIT_NS 5000000ull
 #define CBX__JOURNAL_BATCH_MAX 4096u
+/* How soon the flusher looks again at an overdue batch whose lock a writer held. */
+#define CBX__JOURNAL_RETRY_NS 500000ull
 /* Retention is checked every so many writes (and at open and cbx_journal_prune). */
 #define CBX__JOURNAL_PRUNE_EVERY 1000u
 /* How long a write waits for another process's write transaction. */
