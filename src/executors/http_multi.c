@@ -58,6 +58,7 @@ struct cbx__http_loop {
     CURLM *multi;
     loop_handles *h; /* NULL while no task runs */
     size_t busy;     /* tasks begun and not yet reported */
+    size_t peak;     /* the most tasks begun at once */
     int released;    /* cbx__http_loop_cleanup came while busy: free when idle */
     long timeout_ms; /* curl's last timer request; -1 = none */
     sock_ctx *socks;
@@ -384,7 +385,13 @@ int cbx__http_loop_begin(cbx__http_loop *lp)
         for (sock_ctx *sc = lp->socks; sc; sc = sc->next)
             uv_ref((uv_handle_t *)&sc->poll);
     }
-    lp->busy++;
+    if (++lp->busy > lp->peak) {
+        /* curl keeps at most 4 idle connections per transfer running *now*, so the end of a
+         * burst closed most of the connections the next burst needs again: keep as many as 4
+         * per transfer at the busiest yet. */
+        lp->peak = lp->busy;
+        curl_multi_setopt(lp->multi, CURLMOPT_MAXCONNECTS, (long)(4 * lp->peak));
+    }
     return 0;
 }
 

@@ -740,6 +740,38 @@ Test(http, parallel_requests_reuse_connections)
     cr_assert_eq(reused, N - conns, "%d reused, %lld connections", reused, conns);
 }
 
+/* A burst that ends leaves its connections open for the next one (curl's cache would otherwise
+ * shrink with the number of transfers still running, and close most of them). */
+Test(http, connections_outlive_the_end_of_a_burst)
+{
+    enum { N = 256, C = 64 };
+    cbx_runtime *wide = NULL;
+    cbx_err err;
+    cr_assert_eq(
+        cbx_runtime_new(&wide, &(cbx_runtime_opts){.registry = reg, .max_concurrent = C}, &err), 0,
+        "%s", err.msg);
+    static cbx_request reqs[N];
+    static cbx_result res[N];
+    json_t *p = params("/ok", NULL);
+    for (int i = 0; i < N; i++)
+        reqs[i] = (cbx_request){.executor = "http", .params = p};
+    enum { BURSTS = 6 };
+    long long conns[BURSTS + 1];
+    for (int burst = 0; burst < BURSTS; burst++) {
+        conns[burst] = server_stat("connections");
+        size_t ok = cbx_runtime_execute_many(wide, reqs, N, 0, res);
+        cr_assert_eq(ok, N, "%zu of %d succeeded; first error: %s", ok, N, res[0].error);
+        for (int i = 0; i < N; i++)
+            cbx_result_clear(&res[i]);
+    }
+    conns[BURSTS] = server_stat("connections");
+    json_decref(p);
+    cbx_runtime_free(wide);
+    /* after the first burst, only the stats' own connections are new */
+    long long more = conns[BURSTS] - conns[1] - (BURSTS - 1);
+    cr_assert_eq(more, 0, "%lld connections opened again after the first burst", more);
+}
+
 /* Connections closed after each response (and their descriptor numbers reused at once by new
  * ones) among keep-alive ones: every request is watched on its own socket and completes. */
 Test(http, connections_closed_after_a_response_mixed_with_kept_ones)
