@@ -8,8 +8,9 @@
  *   http.get.c64.curl_floor  the same GETs from a bare libcurl multi client on libuv with the
  *                            glue the executor uses (easy handles reused without a reset, no
  *                            signals, poll handles kept between transfers and restarted only
- *                            when their events change) and nothing else: no runtime, no JSON,
- *                            the body thrown away. What libcurl itself costs: the ceiling for cbx
+ *                            when their events change, idle connections kept between passes)
+ *                            and nothing else: no runtime, no JSON, the body thrown away. What
+ *                            libcurl itself costs: the ceiling for cbx
  *   http.get.c64.wrk         wrk -c64 -t2 -d5s against /ok (one pass; wrk's own average)
  * Each line gives ns per request (the inverse of the request rate); a "# note" line gives the
  * requests per second, the CPU time per request of the client (this process; wrk's two threads)
@@ -540,6 +541,8 @@ static void case_floor(const bench_args *a, const char *name)
     curl_multi_setopt(f.multi, CURLMOPT_SOCKETDATA, &f);
     curl_multi_setopt(f.multi, CURLMOPT_TIMERFUNCTION, floor_timer_cb);
     curl_multi_setopt(f.multi, CURLMOPT_TIMERDATA, &f);
+    /* as the executor: up to 4 idle connections per transfer at the busiest are kept */
+    curl_multi_setopt(f.multi, CURLMOPT_MAXCONNECTS, (long)(4 * CONCURRENCY));
     floor_pass(&f, n < 2000 ? n : 2000); /* warm-up, as for cbx */
     uint64_t best_cpu = 0, server0 = server_cpu_ns(), done = 0;
     for (int r = 0; r < a->runs; r++) {
