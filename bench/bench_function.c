@@ -23,10 +23,12 @@
  * execution; the note also gives the figure for 100,000 equal requests (one shared copy).
  * Targets: at most 1 us per execution, at most 1 KiB per queued execution.
  *
- * The runtime allocates per execution (the execution and its running state, the attempt, the
- * result's attempt list), so the allocs column says "-" and a note gives the count per
- * execution. Every execution must succeed, or the run fails (exit 1). Under valgrind (bench/run's
- * allocation cross-check) nothing is measured, as for the other runtime benchmarks.
+ * The runtime allocates per execution (the execution, its running state and the attempt; the
+ * parameters' copy when they differ from the last request's; the result's attempt list and
+ * record unless the previous done callback left them to be reused, as this one does), so the
+ * allocs column says "-" and a note gives the count per execution. Every execution must succeed, or
+ * the run fails (exit 1). Under valgrind (bench/run's allocation cross-check) nothing is measured,
+ * as for the other runtime benchmarks.
  */
 #include <inttypes.h>
 #include <malloc.h>
