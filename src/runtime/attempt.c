@@ -182,17 +182,24 @@ static int held_once(const json_t *j)
     return __atomic_load_n(&j->refcount, __ATOMIC_ACQUIRE) == 1;
 }
 
-/* 1 when att is a record as attempt_record makes it without error or metadata, held only by its
- * list: its values can then be set in place for another execution. */
-static int plain_record(json_t *att)
+/* 1 when att is a record as attempt_record makes it, held only by its list, and its four values
+ * by it: they can then be set in place for another execution, once its error and metadata (if
+ * any) are dropped. */
+static int reusable_record(json_t *att)
 {
-    if (!json_is_object(att) || !held_once(att) || json_object_size(att) != RECORD_KEYS)
+    if (!json_is_object(att) || !held_once(att))
         return 0;
+    size_t n = json_object_size(att);
     void *it = json_object_iter(att);
     for (int i = 0; i < RECORD_KEYS; i++, it = json_object_iter_next(att, it)) {
         json_t *v = it ? json_object_iter_value(it) : NULL;
         if (!v || strcmp(json_object_iter_key(it), record_keys[i]) != 0 ||
             json_typeof(v) != record_types[i] || !held_once(v))
+            return 0;
+    }
+    for (size_t i = RECORD_KEYS; i < n; i++, it = json_object_iter_next(att, it)) {
+        const char *key = it ? json_object_iter_key(it) : "";
+        if (strcmp(key, "error") != 0 && strcmp(key, "metadata") != 0)
             return 0;
     }
     return 1;
@@ -207,8 +214,11 @@ void cbx__attempts_recycle(cbx_runtime *rt, json_t *list)
         return;
     }
     json_t *att = json_array_size(list) == 1 ? json_array_get(list, 0) : NULL;
-    if (att && !rt->spare_attempt && plain_record(att))
+    if (att && !rt->spare_attempt && reusable_record(att)) {
+        json_object_del(att, "error");
+        json_object_del(att, "metadata");
         rt->spare_attempt = json_incref(att);
+    }
     json_array_clear(list);
     rt->spare_attempts = list;
 }

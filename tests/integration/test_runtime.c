@@ -613,7 +613,7 @@ Test(runtime, an_execution_ended_inside_submit_stays_readable_until_the_loop_tur
 
 /* What each done callback saw of its result's attempts (copies), and what two of them kept. */
 typedef struct {
-    json_t *seen[8];
+    json_t *seen[10];
     int n;
     json_t *kept_list, *kept_list_then;     /* the list the third kept, and a copy at the time */
     json_t *kept_record, *kept_record_then; /* the record the fifth kept */
@@ -653,8 +653,10 @@ Test(runtime, every_result_lists_its_own_attempts)
         {"t_echo", "{}", 0, "success"},
         {"t_echo", "{\"fail\": true}", 1, "error,error"},
         {"t_echo", "{}", 0, "success"},
+        {"t_async", "{\"delay_ms\": 0}", 0, "success"}, /* with metadata */
+        {"t_echo", "{}", 0, "success"},
     };
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 10; i++) {
         json_t *p = params(runs[i].params);
         cbx_request q = {.executor = runs[i].executor,
                          .params = p,
@@ -665,8 +667,8 @@ Test(runtime, every_result_lists_its_own_attempts)
         cbx_runtime_run(rt);
         json_decref(p);
     }
-    cr_assert_eq(l.n, 8);
-    for (int i = 0; i < 8; i++) {
+    cr_assert_eq(l.n, 10);
+    for (int i = 0; i < 10; i++) {
         char want[64];
         snprintf(want, sizeof want, "%s", runs[i].outcomes);
         size_t n = 0;
@@ -677,8 +679,9 @@ Test(runtime, every_result_lists_its_own_attempts)
             cr_assert_str_eq(json_string_value(json_object_get(a, "outcome")), o, "run %d", i);
             cr_assert(json_is_integer(json_object_get(a, "started_ms")));
             cr_assert(json_is_real(json_object_get(a, "duration_ms")));
-            /* only the t_async failure gave a reason */
+            /* only the t_async failure gave a reason, only its success metadata */
             cr_assert_eq(json_object_get(a, "error") != NULL, i == 3, "run %d", i);
+            cr_assert_eq(json_object_get(a, "metadata") != NULL, i == 8, "run %d", i);
         }
         cr_assert_eq(json_array_size(l.seen[i]), n, "run %d", i);
         if (i > 0)
