@@ -340,7 +340,7 @@ static int cache_lookup(uint64_t hash, const char *key, size_t key_len, uint64_t
         uint64_t age = e && now > e->stored_ns ? now - e->stored_ns : 0;
         if (e && ttl_ns > 0 && age < ttl_ns) {
             /* copied under the lock: the stored value is never shared between threads */
-            *outputs = e->outputs ? json_deep_copy(e->outputs) : NULL;
+            *outputs = e->outputs ? cbx__json_copy(e->outputs) : NULL;
             if (!e->outputs || *outputs) {
                 hit = 1;
                 *quality = e->quality;
@@ -476,6 +476,61 @@ int cbx_function_cache_key(const char *name, const json_t *input, uint64_t *hash
         *canonical = text;
     else
         free(text);
+    return 0;
+}
+
+/* ---- the key of one call --------------------------------------------------------------------- */
+
+/* "name\ncanonical-json", built in place: in the caller's buffer while it fits, then on the heap
+ * (a hit needs no allocation for its key; a miss copies it for the cache). */
+typedef struct key_buf {
+    char *p;
+    size_t len, cap;
+    int heap, failed;
+} key_buf;
+
+static void key_add(key_buf *k, const char *s, size_t n)
+{
+    if (k->failed)
+        return;
+    if (k->len + n + 1 > k->cap) {
+        size_t cap = k->cap * 2 > k->len + n + 1 ? k->cap * 2 : k->len + n + 1;
+        char *q = k->heap ? realloc(k->p, cap) : malloc(cap);
+        if (!q) {
+            k->failed = 1;
+            return;
+        }
+        if (!k->heap)
+            memcpy(q, k->p, k->len);
+        k->p = q;
+        k->cap = cap;
+        k->heap = 1;
+    }
+    memcpy(k->p + k->len, s, n);
+    k->len += n;
+    k->p[k->len] = '\0';
+}
+
+static int key_dump(const char *buffer, size_t size, void *data)
+{
+    key_add(data, buffer, size);
+    return 0;
+}
+
+/* The key of (name, input) into k (which starts on the caller's buffer) and its hash: the same
+ * as cbx_function_cache_key's. 0 or -ENOMEM (k then holds nothing to free). */
+static int key_build(key_buf *k, const char *name, const json_t *input, uint64_t *hash)
+{
+    key_add(k, name, strlen(name));
+    key_add(k, "\n", 1);
+    if (json_dump_callback(input ? input : json_null(), key_dump, k,
+                           JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) != 0 ||
+        k->failed) {
+        if (k->heap)
+            free(k->p);
+        return -ENOMEM;
+    }
+    *hash = fnv1a(FNV_OFFSET, k->p, k->len);
     return 0;
 }
 
@@ -633,35 +688,37 @@ static int cached_function_start(cbx_task *t)
         return 0;
     const json_t *p = cbx_task_params(t);
     s->ttl_ns = (uint64_t)json_integer_value(json_object_get(p, "ttl_ms")) * CBX_NS_PER_MS;
-    char *canonical = NULL;
-    if (cbx_function_cache_key(s->fn->name, s->input, &s->hash, &canonical) != 0)
+    char local[256];
+    key_buf k = {.p = local, .cap = sizeof local};
+    if (key_build(&k, s->fn->name, s->input, &s->hash) != 0)
         return -ENOMEM;
     s->name_len = strlen(s->fn->name);
-    size_t clen = strlen(canonical);
-    s->key_len = s->name_len + 1 + clen;
-    s->key = malloc(s->key_len + 1);
-    if (!s->key) {
-        free(canonical);
-        return -ENOMEM;
-    }
-    memcpy(s->key, s->fn->name, s->name_len);
-    s->key[s->name_len] = '\n';
-    memcpy(s->key + s->name_len + 1, canonical, clen + 1);
-    free(canonical);
+    s->key_len = k.len;
 
     json_t *outputs = NULL;
     double quality = 1.0;
     uint64_t age = 0;
-    if (cache_lookup(s->hash, s->key, s->key_len, s->ttl_ns, cbx_clock_now_ns(cbx_task_clock(t)),
-                     &outputs, &quality, &age)) {
+    if (cache_lookup(s->hash, k.p, k.len, s->ttl_ns, cbx_clock_now_ns(cbx_task_clock(t)), &outputs,
+                     &quality, &age)) {
+        if (k.heap)
+            free(k.p);
         s->hit = 1;
         cbx_task_set_quality(t, quality);
-        cbx_task_done(t, CBX_OUTCOME_SUCCESS, outputs,
-                      json_pack("{s:b, s:f}", "cache_hit", 1, "cache_age_ms",
-                                (double)age / (double)CBX_NS_PER_MS),
-                      NULL);
+        json_t *meta = json_object(); /* by hand: json_pack's parsing shows in profiles */
+        if (meta) {
+            json_object_set_new_nocheck(meta, "cache_hit", json_true());
+            json_object_set_new_nocheck(meta, "cache_age_ms",
+                                        json_real((double)age / (double)CBX_NS_PER_MS));
+        }
+        cbx_task_done(t, CBX_OUTCOME_SUCCESS, outputs, meta, NULL);
         return 0;
     }
+    /* a miss: the key goes to the cache with the result */
+    s->key = k.heap ? k.p : malloc(k.len + 1);
+    if (!s->key)
+        return -ENOMEM;
+    if (!k.heap)
+        memcpy(s->key, k.p, k.len + 1);
     return invoke(s);
 }
 
@@ -680,7 +737,7 @@ static void function_after(cbx_task *t, cbx_task_result *r)
     fn_task *s = cbx_task_state(t);
     if (s->cached && s->fn && !s->hit) {
         if (r->outcome == CBX_OUTCOME_SUCCESS && !cbx_task_cancelled(t) && s->key) {
-            json_t *copy = r->outputs ? json_deep_copy(r->outputs) : NULL;
+            json_t *copy = r->outputs ? cbx__json_copy(r->outputs) : NULL;
             if (copy || !r->outputs) {
                 cache_store(s->hash, s->key, s->key_len, s->name_len, copy, r->quality,
                             cbx_clock_now_ns(cbx_task_clock(t)));

@@ -41,6 +41,10 @@ int cbx__schema_check(const char *type_name, const cbx_param *params, json_t ***
                       cbx_err *err);
 void cbx__schema_defaults_free(json_t **defaults, const cbx_param *params);
 
+/* A deep copy of v (a new reference; NULL without memory, or when v contains itself) without
+ * json_deep_copy's table of the containers on the way (most of the cost of a small copy). */
+json_t *cbx__json_copy(const json_t *v);
+
 /* cbx_schema_validate with the defaults already parsed (defaults may be NULL: parsed here). */
 int cbx__schema_validate(const cbx_param *params, json_t *const *defaults, const json_t *value,
                          json_t **normalized, cbx_diag *diag);

@@ -419,7 +419,7 @@ static json_t *copy_at(const json_t *v, int depth)
     }
 }
 
-static json_t *copy_json(const json_t *v)
+json_t *cbx__json_copy(const json_t *v)
 {
     return v ? copy_at(v, 0) : NULL;
 }
@@ -508,7 +508,7 @@ int cbx__schema_validate(const cbx_param *params, json_t *const *defaults, const
     if (!normalized)
         return 0;
 
-    json_t *out = value ? copy_json(value) : json_object();
+    json_t *out = value ? cbx__json_copy(value) : json_object();
     if (!out)
         return diag ? cbx_diag_add(diag, -ENOMEM, "", 0, 0, "out of memory") : -ENOMEM;
     size_t i = 0;
@@ -517,7 +517,7 @@ int cbx__schema_validate(const cbx_param *params, json_t *const *defaults, const
             continue;
         json_t *def;
         if (defaults) {
-            def = defaults[i] ? copy_json(defaults[i]) : NULL;
+            def = defaults[i] ? cbx__json_copy(defaults[i]) : NULL;
         } else {
             def = json_loads(p->default_json, JSON_DECODE_ANY, NULL);
             if (!def) {

@@ -421,6 +421,29 @@ Test(function, the_cache_hits_on_the_same_input_in_any_key_order)
     cr_assert_eq(st.entries, 3);
 }
 
+Test(function, a_long_input_hits_the_cache_too)
+{
+    /* keys longer than the executor's own buffer are built on the heap */
+    char text[1200];
+    memset(text, 'k', sizeof text - 1);
+    text[sizeof text - 1] = '\0';
+    for (int round = 0; round < 3; round++) {
+        json_t *p = json_pack("{s:s, s:{s:s, s:i}}", "name", "echo", "input", "long", text, "n",
+                              round == 2);
+        cbx_result r;
+        cr_assert_eq(cbx_runtime_execute(
+                         rt, &(cbx_request){.executor = "cached_function", .params = p}, &r, NULL),
+                     0, "%s", r.error);
+        cr_assert_eq(json_is_true(json_object_get(r.metadata, "cache_hit")), round == 1, "round %d",
+                     round);
+        cr_assert_str_eq(
+            json_string_value(json_object_get(json_object_get(r.outputs, "echo"), "long")), text);
+        cbx_result_clear(&r);
+        json_decref(p);
+    }
+    cr_assert_eq(atomic_load(&echo_calls), 2);
+}
+
 Test(function, canonical_keys_ignore_order_and_whitespace)
 {
     json_t *a = json_loads("{\"b\": 1, \"a\": {\"d\": null, \"c\": \"x\"}}", 0, NULL);
