@@ -59,6 +59,7 @@ struct cbx__http_loop {
     loop_handles *h; /* NULL while no task runs */
     size_t busy;     /* tasks begun and not yet reported */
     size_t peak;     /* the most tasks begun at once */
+    int env_proxy;   /* a proxy variable was set in the environment when the context was made */
     int released;    /* cbx__http_loop_cleanup came while busy: free when idle */
     long timeout_ms; /* curl's last timer request; -1 = none */
     sock_ctx *socks;
@@ -271,6 +272,11 @@ static int on_close_socket(void *clientp, curl_socket_t s)
 
 void cbx__http_loop_configure(cbx__http_loop *lp, CURL *easy)
 {
+    if (!lp->env_proxy) {
+        /* No proxy: said once, instead of curl reading 4 to 6 variables for every transfer. */
+        curl_easy_setopt(easy, CURLOPT_PROXY, "");
+        curl_easy_setopt(easy, CURLOPT_NOPROXY, "");
+    }
     curl_easy_setopt(easy, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
     curl_easy_setopt(easy, CURLOPT_SOCKOPTDATA, lp);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
@@ -483,6 +489,20 @@ static void loop_free(cbx__http_loop *lp)
     free(lp);
 }
 
+/* 1 when the environment names a proxy curl would use for http or https (it ignores an empty
+ * value, and HTTP_PROXY). */
+static int env_names_proxy(void)
+{
+    static const char *const names[] = {"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                                        "ALL_PROXY"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *v = getenv(names[i]);
+        if (v && *v)
+            return 1;
+    }
+    return 0;
+}
+
 static cbx__http_loop *loop_new(uv_loop_t *loop)
 {
     pthread_once(&curl_once, curl_init);
@@ -493,6 +513,7 @@ static cbx__http_loop *loop_new(uv_loop_t *loop)
         return NULL;
     lp->loop = loop;
     lp->timeout_ms = -1;
+    lp->env_proxy = env_names_proxy();
     lp->pool = calloc(EASY_POOL_MAX, sizeof *lp->pool);
     lp->multi = curl_multi_init();
     if (!lp->pool || !lp->multi) {

@@ -878,6 +878,43 @@ Test(http, an_idle_connection_whose_server_goes_away_is_let_go)
     cbx_result_clear(&r);
 }
 
+/* A runtime whose loop's context is made afresh (the environment is read then). */
+static void runtime_restart(void)
+{
+    cbx_runtime_free(rt);
+    cbx_registry_free(reg);
+    runtime_start(NULL);
+}
+
+/* Proxies named in the environment are used (the context reads it when it is made); without
+ * them, or for a host in no_proxy, requests go straight to the server. */
+Test(http, proxies_come_from_the_environment)
+{
+    cbx_result r;
+    setenv("http_proxy", "http://127.0.0.1:1", 1); /* nobody listens there */
+    runtime_restart();
+    cr_assert_eq(run("/ok", NULL, NULL, &r), CBX_EFAILED);
+    cr_assert(strstr(r.error, "port 1") != NULL, "not through the proxy: %s", r.error);
+    cbx_result_clear(&r);
+
+    setenv("no_proxy", "127.0.0.1", 1);
+    runtime_restart();
+    cr_assert_eq(run("/ok", NULL, NULL, &r), 0, "%s", r.error);
+    cbx_result_clear(&r);
+
+    unsetenv("http_proxy");
+    unsetenv("no_proxy");
+    setenv("all_proxy", "http://127.0.0.1:1", 1);
+    runtime_restart();
+    cr_assert_eq(run("/ok", NULL, NULL, &r), CBX_EFAILED);
+    cbx_result_clear(&r);
+
+    unsetenv("all_proxy");
+    runtime_restart();
+    cr_assert_eq(run("/ok", NULL, NULL, &r), 0, "%s", r.error);
+    cbx_result_clear(&r);
+}
+
 Test(http, a_borrowed_loop_closes_cleanly_after_transfers)
 {
     /* After the runtime is gone, nothing of the executor is left on a borrowed loop. */
