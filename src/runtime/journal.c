@@ -6,9 +6,8 @@
  * or prune, and at close; so it never holds the database's write lock, and never makes another
  * process's writes wait, much longer than that window, whatever the caller does. The flusher
  * also runs the WAL checkpoints, on a connection of its own and outside the journal's lock, so
- * that a writer does not wait for the copying and the syncs of a checkpoint; the writer only
- * finishes a long WAL's checkpoint after the flusher's, copying what was committed since (a
- * batch or two), so that the WAL starts over (finish_checkpoint_locked).
+ * that a writer does not wait for the copying and the syncs of a checkpoint; only the last short
+ * step, which lets the WAL start over, holds the lock (checkpoint_wal).
  *
  * Within a batch a start is held back (cbx__jpending); when the execution's end comes before
  * the commit, one whole row is inserted instead of a row inserted and then updated.
@@ -193,22 +192,6 @@ int cbx__journal_begin_locked(cbx_journal *j, cbx_err *err)
     return 0;
 }
 
-/* After a commit, when the flusher's checkpoint has copied the bulk of a long WAL: copy the
- * frames committed since (a batch or two), so that the WAL is wholly in the database when the
- * next batch begins, and that batch starts the WAL over from its beginning. Under a steady
- * stream of writes a batch is always open, and a checkpoint made on another connection never
- * finds the WAL whole: it would grow without end. */
-static void finish_checkpoint_locked(cbx_journal *j)
-{
-    if (j->wal_frames < CBX__JOURNAL_CHECKPOINT_PAGES) {
-        atomic_store(&j->restart_due, 0); /* started over already */
-        return;
-    }
-    /* SQLITE_BUSY while the flusher's own checkpoint runs: the next commit tries again */
-    if (sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) == SQLITE_OK)
-        atomic_store(&j->restart_due, 0);
-}
-
 int cbx__journal_commit_locked(cbx_journal *j, cbx_err *err)
 {
     if (!j->in_txn)
@@ -226,8 +209,6 @@ int cbx__journal_commit_locked(cbx_journal *j, cbx_err *err)
     j->in_txn = 0;
     j->txn_writes = 0;
     atomic_store(&j->batch_started_ns, 0);
-    if (r == 0 && atomic_load(&j->restart_due))
-        finish_checkpoint_locked(j);
     notify_locked(j);
     if (atomic_load(&j->checkpoint_due) && atomic_load(&j->flusher_idle))
         wake_flusher(j);
@@ -241,9 +222,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
     (void)db;
     (void)name;
     cbx_journal *j = arg;
-    j->wal_frames = pages;
-    /* not while the writer is to finish one (the flusher's would only hold the lock it needs) */
-    if (pages >= CBX__JOURNAL_CHECKPOINT_PAGES && !atomic_load(&j->restart_due))
+    if (pages >= CBX__JOURNAL_CHECKPOINT_PAGES)
         atomic_store(&j->checkpoint_due, 1);
     return SQLITE_OK;
 }
@@ -281,6 +260,27 @@ static int commit_asked_locked(cbx_journal *j)
     return r;
 }
 
+/* Copy the WAL into the database, on the flusher's connection. PASSIVE never waits for readers
+ * or writers: the bulk is copied outside the journal's lock, while writers go on. But the WAL
+ * starts over only when a batch begins with every frame copied, and under a steady stream of
+ * writes the next batch has always begun already: the WAL would grow without end. So, when the
+ * bulk of a long WAL is copied, take the lock, commit the open batch and copy what was committed
+ * since (a batch or two): the next batch starts the WAL over. */
+static void checkpoint_wal(cbx_journal *j)
+{
+    int log = 0, copied = 0;
+    if (sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) !=
+            SQLITE_OK ||
+        log < CBX__JOURNAL_CHECKPOINT_PAGES || copied < log)
+        return; /* a reader (of another process) holds frames back: the next one goes on */
+    pthread_mutex_lock(&j->mu);
+    if (j->in_txn)
+        commit_asked_locked(j);
+    sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    atomic_store(&j->checkpoint_due, 0); /* the commits since found the WAL long: copied now */
+    pthread_mutex_unlock(&j->mu);
+}
+
 static void *flusher_main(void *arg)
 {
     cbx_journal *j = arg;
@@ -297,17 +297,12 @@ static void *flusher_main(void *arg)
             continue;
         }
         if (j->ck && atomic_load(&j->checkpoint_due)) {
-            /* First, even while a batch is open: under a steady stream of writes there is
-             * always one, and the WAL would grow without end. PASSIVE never waits for readers
-             * or writers; what it cannot copy now (the open batch), a later one does. */
+            /* first, even while a batch is open (under a steady stream of writes there is
+             * always one) */
             atomic_store(&j->checkpoint_due, 0);
             atomic_store(&j->checkpointing, 1);
             pthread_mutex_unlock(&j->wmu);
-            int log = 0, copied = 0;
-            if (sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) ==
-                    SQLITE_OK &&
-                log >= CBX__JOURNAL_CHECKPOINT_PAGES && copied == log)
-                atomic_store(&j->restart_due, 1); /* the writer's next commit finishes it */
+            checkpoint_wal(j);
             atomic_store(&j->checkpointing, 0);
             pthread_mutex_lock(&j->wmu);
             continue;
@@ -572,7 +567,6 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     atomic_init(&j->batch_started_ns, 0);
     atomic_init(&j->flusher_idle, 0);
     atomic_init(&j->checkpoint_due, 0);
-    atomic_init(&j->restart_due, 0);
     atomic_init(&j->commit_asked, 0);
     atomic_init(&j->checkpointing, 0);
     int e = pthread_mutex_init(&j->mu, NULL);

@@ -52,8 +52,9 @@ struct cbx_journal {
     cbx__redact_rules rules;
 
     /* The flusher sleeps on wcv (under wmu, never while holding mu) and takes mu only to
-     * commit a batch that is overdue because no write came to commit it. Lock order: mu, then
-     * wmu. */
+     * commit a batch that is overdue because no write came to commit it, or that was asked for
+     * (cbx_journal_commit_soon), and for the last short step of a checkpoint. Lock order: mu,
+     * then wmu. */
     pthread_mutex_t wmu;
     pthread_cond_t wcv;
     int stopping; /* under wmu */
@@ -62,10 +63,8 @@ struct cbx_journal {
     _Atomic uint64_t batch_started_ns; /* txn_started_ns of the open batch; 0 = none */
     atomic_int flusher_idle;           /* asleep until a batch begins */
     atomic_int checkpoint_due;         /* the WAL has grown past CBX__JOURNAL_CHECKPOINT_PAGES */
-    atomic_int restart_due;   /* the flusher's checkpoint copied a long WAL: the writer's next
-                                 commit copies the rest (cbx__journal_commit_locked) */
-    atomic_int commit_asked;  /* cbx_journal_commit_soon: the flusher commits at once */
-    atomic_int checkpointing; /* the flusher is in a checkpoint */
+    atomic_int commit_asked;           /* cbx_journal_commit_soon: the flusher commits at once */
+    atomic_int checkpointing;          /* the flusher is in a checkpoint */
     int mu_ready, wmu_ready, wcv_ready;
 
     pthread_mutex_t mu;      /* guards everything below and every use of db */
@@ -73,8 +72,7 @@ struct cbx_journal {
     uint64_t txn_started_ns; /* CLOCK_MONOTONIC */
     uint32_t txn_writes;
     uint32_t writes_since_prune;
-    int wal_frames; /* the WAL's length after the last commit (wal_hook) */
-    int async_rc;   /* a commit by the flusher failed: reported by the next call */
+    int async_rc; /* a commit by the flusher failed: reported by the next call */
     char async_msg[512];
     /* Batches are numbered from 1 as they begin; batch_no is the open one's or the last's. A
      * batch is lost when its commit fails or SQLite rolls it back: lost_first..lost_last cover
