@@ -7,10 +7,10 @@
  *   http.get.c64.cbx_policy  the same under a policy with a 10 s timeout and 3 retry attempts
  *   http.get.c64.curl_floor  the same GETs from a bare libcurl multi client on libuv with the
  *                            glue the executor uses (easy handles reused without a reset, no
- *                            signals, poll handles kept between transfers and restarted only
- *                            when their events change, idle connections kept between passes)
- *                            and nothing else: no runtime, no JSON, the body thrown away. What
- *                            libcurl itself costs: the ceiling for cbx
+ *                            signals, no proxy lookups, poll handles kept between transfers and
+ *                            restarted only when their events change, idle connections kept
+ *                            between passes) and nothing else: no runtime, no JSON, the body
+ *                            thrown away. What libcurl itself costs: the ceiling for cbx
  *   http.get.c64.wrk         wrk -c64 -t2 -d5s against /ok (one pass; wrk's own average)
  * Each line gives ns per request (the inverse of the request rate); a "# note" line gives the
  * requests per second, the CPU time per request of the client (this process; wrk's two threads)
@@ -401,6 +401,8 @@ static void floor_add(floor_run *f, CURL *e)
         curl_easy_setopt(e, CURLOPT_URL, url);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, floor_discard);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_PROXY, ""); /* as the executor without proxy variables */
+        curl_easy_setopt(e, CURLOPT_NOPROXY, "");
         curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, floor_sockopt);
         curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, f);
         curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, floor_close_socket);
