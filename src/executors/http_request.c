@@ -246,8 +246,9 @@ static int check_url_cached(const char *url, char *why, size_t len)
         return 0;
     if (check_url(url, why, len) < 0)
         return -1;
-    if (strlen(url) < sizeof url_ok)
-        strcpy(url_ok, url);
+    size_t n = strlen(url);
+    if (n < sizeof url_ok)
+        memcpy(url_ok, url, n + 1);
     return 0;
 }
 
@@ -378,18 +379,19 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
         r->truncated = 1;
     }
     if (keep > 0) {
-        if (!r->body && r->len + keep + 1 <= sizeof r->inline_body) {
+        size_t need = r->len + keep + 1;
+        if (!r->body && need <= sizeof r->inline_body) {
             r->body = r->inline_body;
             r->cap = sizeof r->inline_body;
-        }
-        if (r->len + keep + 1 > r->cap) {
+        } else if (!r->body || need > r->cap) {
             size_t cap = r->cap > 4096 ? r->cap : 4096;
-            while (cap < r->len + keep + 1)
+            while (cap < need)
                 cap *= 2;
-            char *b = r->body == r->inline_body ? malloc(cap) : realloc(r->body, cap);
+            int inline_now = r->body == r->inline_body;
+            char *b = r->body && !inline_now ? realloc(r->body, cap) : malloc(cap);
             if (!b)
                 return 0;
-            if (r->body == r->inline_body)
+            if (inline_now)
                 memcpy(b, r->inline_body, r->len);
             r->body = b;
             r->cap = cap;
