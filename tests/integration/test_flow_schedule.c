@@ -4,7 +4,9 @@
  * wait on it, and a failure skips its dependents unless the step has `continue_on_error`.
  *
  * Times come from the commands themselves: each step prints when it started and ended (date
- * +%s%N around a sleep), so an interval is inside the time its step really ran. Speed is never
+ * +%s%N around a sleep, or around a rendezvous in tests/flows/run/meet.sh), so an interval is
+ * inside the time its step really ran. Steps that must overlap wait for one another's start
+ * (meet.sh) instead of sleeping, so that a slow machine cannot pull them apart. Speed is never
  * asserted, only order and overlap.
  */
 #include "cbx/flow.h"
@@ -73,6 +75,22 @@ static int run(cbx_flow *f, const char *inputs, uint32_t concurrency, cbx_flow_r
     cbx_err e;
     int rc = cbx_flow_run(rt, f, &o, res, &e);
     json_decref(in);
+    return rc;
+}
+
+/* Run f as run() does, with the inputs of the meet.sh fixtures: a fresh directory for the
+ * rendezvous marks (removed after the run) and the script's path. */
+static int run_meeting(cbx_flow *f, uint32_t concurrency, cbx_flow_result *res)
+{
+    char dir[] = "/tmp/cbx-sched-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char inputs[1024];
+    snprintf(inputs, sizeof inputs, "{\"dir\": \"%s\", \"meet\": \"%s/tests/flows/run/meet.sh\"}",
+             dir, CBX_SOURCE_DIR);
+    int rc = run(f, inputs, concurrency, res);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
     return rc;
 }
 
@@ -145,9 +163,10 @@ Test(flow_schedule, independent_steps_overlap_and_dependents_wait)
 {
     cbx_flow *f = load_fixture("sched_dag.yaml");
     cbx_flow_result res;
-    cr_assert_eq(run(f, NULL, 0, &res), 0, "%s", res.error);
+    cr_assert_eq(run_meeting(f, 0, &res), 0, "%s", res.error);
     cr_assert_eq(res.status, CBX_STATUS_SUCCESS);
-    /* b and c wait for a only: they run side by side; e waits for nothing */
+    /* b and c wait for a only: they run side by side; e waits for nothing (each meets the steps
+     * it must overlap with: see the fixture) */
     cr_assert(overlap(when_ran(&res, "b"), when_ran(&res, "c")), "b and c did not overlap");
     cr_assert(overlap(when_ran(&res, "e"), when_ran(&res, "a")), "e and a did not overlap");
     cr_assert(overlap(when_ran(&res, "e"), when_ran(&res, "b")), "e and b did not overlap");
@@ -187,13 +206,22 @@ Test(flow_schedule, every_edge_of_a_dag_is_respected_under_a_concurrency_limit)
     static const char *const sleeps[12] = {"0.05", "0.15", "0.1", "0.05", "0.2",  "0.1",
                                            "0.15", "0.05", "0.1", "0.2",  "0.05", "0.1"};
     char text[8192];
-    size_t len = (size_t)snprintf(text, sizeof text, "name: dag12\nconcurrency: 3\nsteps:\n");
+    size_t len = (size_t)snprintf(text, sizeof text,
+                                  "name: dag12\nconcurrency: 3\ninputs:\n  - {name: dir, type: "
+                                  "string}\n  - {name: meet, type: string}\nsteps:\n");
     for (int i = 0; i < 12; i++) {
-        len += (size_t)snprintf(text + len, sizeof text - len,
-                                "  - name: n%d\n    executor: command\n    config: {shell: true, "
-                                "command: \"s=$(date +%%s%%N); sleep %s; printf '%%s %%s' $s "
-                                "$(date +%%s%%N)\"}\n",
-                                i, sleeps[i]);
+        if (i < 2) /* the two roots meet each other: they overlap however slow the machine */
+            len += (size_t)snprintf(text + len, sizeof text - len,
+                                    "  - name: n%d\n    executor: command\n    config: {argv: [sh, "
+                                    "'{{ inputs.meet }}', '{{ inputs.dir }}', n%d, '20', n%d]}\n",
+                                    i, i, 1 - i);
+        else
+            len +=
+                (size_t)snprintf(text + len, sizeof text - len,
+                                 "  - name: n%d\n    executor: command\n    config: {shell: true, "
+                                 "command: \"s=$(date +%%s%%N); sleep %s; printf '%%s %%s' $s "
+                                 "$(date +%%s%%N)\"}\n",
+                                 i, sleeps[i]);
         if (deps[i][0]) {
             len += (size_t)snprintf(text + len, sizeof text - len, "    needs: [");
             char buf[32];
@@ -209,7 +237,7 @@ Test(flow_schedule, every_edge_of_a_dag_is_respected_under_a_concurrency_limit)
     }
     cbx_flow *f = load_text(text);
     cbx_flow_result res;
-    cr_assert_eq(run(f, NULL, 0, &res), 0, "%s", res.error);
+    cr_assert_eq(run_meeting(f, 0, &res), 0, "%s", res.error);
     interval iv[12];
     for (int i = 0; i < 12; i++) {
         char name[8];
@@ -252,7 +280,7 @@ Test(flow_schedule, the_flows_concurrency_bounds_the_steps_at_once)
 {
     cbx_flow *f = load_fixture("sched_limit.yaml");
     cbx_flow_result res;
-    cr_assert_eq(run(f, NULL, 0, &res), 0, "%s", res.error);
+    cr_assert_eq(run_meeting(f, 0, &res), 0, "%s", res.error);
     cr_assert_eq(most_at_once(&res), 2, "flow concurrency 2: %d at once", most_at_once(&res));
     cbx_flow_result_clear(&res);
     cbx_flow_free(f);
@@ -262,10 +290,10 @@ Test(flow_schedule, the_run_options_concurrency_overrides_the_flows)
 {
     cbx_flow *f = load_fixture("sched_limit.yaml");
     cbx_flow_result res;
-    cr_assert_eq(run(f, NULL, 3, &res), 0, "%s", res.error);
+    cr_assert_eq(run_meeting(f, 3, &res), 0, "%s", res.error);
     cr_assert_eq(most_at_once(&res), 3, "concurrency 3: %d at once", most_at_once(&res));
     cbx_flow_result_clear(&res);
-    cr_assert_eq(run(f, NULL, 1, &res), 0, "%s", res.error);
+    cr_assert_eq(run_meeting(f, 1, &res), 0, "%s", res.error);
     cr_assert_eq(most_at_once(&res), 1, "concurrency 1: %d at once", most_at_once(&res));
     cbx_flow_result_clear(&res);
     cbx_flow_free(f);
