@@ -459,17 +459,6 @@ static size_t count_steps(const json_t *steps)
     return n;
 }
 
-/* 1 when the file declares outputs (a flow without them shows each step's outputs instead). */
-static int declares_outputs(const char *file)
-{
-    cbx_yaml_doc doc;
-    if (cbx_yaml_load_file(file, &doc, NULL) < 0)
-        return 1;
-    int yes = json_object_get(doc.root, "outputs") != NULL;
-    cbx_yaml_doc_clear(&doc);
-    return yes;
-}
-
 /* What a run shows as its outputs: the flow's, or for a flow that declares none, {step:
  * outputs} of the steps that succeeded. New reference. */
 static json_t *shown_outputs(const cbx_flow_result *r, int declared)
@@ -937,7 +926,7 @@ static int run_single(flow_cfg *c, cbx_registry *reg, cbx_flow *f, json_t *input
             code = CLI_EXIT_INTERNAL;
         json_decref(j);
     } else if (res.status == CBX_STATUS_SUCCESS) {
-        json_t *out = shown_outputs(&res, declares_outputs(c->file));
+        json_t *out = shown_outputs(&res, cbx_flow_declares_outputs(f));
         if (cli_print_json(stdout, out) < 0)
             code = CLI_EXIT_INTERNAL;
         json_decref(out);
@@ -1356,7 +1345,7 @@ static int batch_read(const flow_cfg *c, const cbx_flow *f, const json_t *base, 
 static int run_batch(flow_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_flow *f, json_t *base)
 {
     batch b = {
-        .c = c, .ctx = ctx, .reg = reg, .out = stdout, .declared = declares_outputs(c->file)};
+        .c = c, .ctx = ctx, .reg = reg, .out = stdout, .declared = cbx_flow_declares_outputs(f)};
     int code = batch_read(c, f, base, &b);
     cbx_err err;
     cbx_err_clear(&err);

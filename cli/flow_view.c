@@ -36,6 +36,7 @@ struct cli_flow_view {
     int mode;
     vstep *steps;
     size_t n, cap;
+    size_t hint;  /* where the last event's step was: events come mostly in file order */
     size_t drawn; /* lines of the live block on the screen */
     uint64_t start_ns, last_draw_ns;
     int dirty;
@@ -107,6 +108,8 @@ cli_flow_view *cli_flow_view_new(const char *file, int mode)
     if (mode == CLI_VIEW_LIVE && !isatty(STDERR_FILENO))
         v->mode = CLI_VIEW_LOG;
     v->start_ns = cbx_clock_now_ns(NULL);
+    if (v->mode == CLI_VIEW_QUIET) /* shows nothing: no steps to follow */
+        return v;
     cbx_yaml_doc doc;
     if (file && cbx_yaml_load_file(file, &doc, NULL) == 0) {
         const json_t *steps = json_object_get(doc.root, "steps");
@@ -133,9 +136,11 @@ void cli_flow_view_free(cli_flow_view *v)
  * into its step, or a step learnt now (a sub-flow's), placed after its parent's last line. */
 static vstep *find_step(cli_flow_view *v, const char *name)
 {
-    for (size_t i = 0; i < v->n; i++)
-        if (strcmp(v->steps[i].name, name) == 0)
+    for (size_t k = 0, i = v->hint; k < v->n; k++, i = i + 1 < v->n ? i + 1 : 0)
+        if (strcmp(v->steps[i].name, name) == 0) {
+            v->hint = i;
             return &v->steps[i];
+        }
     const char *br = strchr(name, '[');
     if (br) {
         char base[512];
@@ -430,7 +435,7 @@ static void draw(cli_flow_view *v)
 void cli_flow_view_event(const cbx_flow_event *ev, void *ud)
 {
     cli_flow_view *v = ud;
-    if (!v)
+    if (!v || v->mode == CLI_VIEW_QUIET)
         return;
     uint64_t now = cbx_clock_now_ns(NULL);
     v->done = ev->done;

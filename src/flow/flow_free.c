@@ -54,6 +54,11 @@ void cbx_flow_free(cbx_flow *f)
     free(f);
 }
 
+int cbx_flow_declares_outputs(const cbx_flow *f)
+{
+    return f && f->outputs != NULL;
+}
+
 const char *cbx_flow_name(const cbx_flow *f)
 {
     return f ? f->name : NULL;

@@ -217,6 +217,20 @@ Test(flow_load, step_options)
     cbx_flow_free(f);
 }
 
+Test(flow_load, whether_outputs_are_declared)
+{
+    static const char *const step = "  - {name: a, executor: command, config: {argv: [echo]}}\n";
+    char text[256];
+    const char *tails[] = {"", "outputs: {}\n", "outputs: {x: \"{{ steps.a.outputs.stdout }}\"}\n"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(text, sizeof text, "name: t\nsteps:\n%s%s", step, tails[i]);
+        cbx_flow *f = load(text);
+        cr_assert_eq(cbx_flow_declares_outputs(f), i > 0, "%s", text);
+        cbx_flow_free(f);
+    }
+    cr_assert_eq(cbx_flow_declares_outputs(NULL), 0);
+}
+
 Test(flow_load, independent_steps_have_no_dependencies)
 {
     cbx_flow *f = load("name: t\nsteps:\n"
