@@ -134,7 +134,6 @@ static void finish_at(cbx_execution *ex, cbx_status status, int rc, const char *
                              .ended_ms = cbx__rt_wall_ms(ex->rt, end),
                              .duration_ns = r->duration_ns};
         cbx_journal_execution_end(ex->rt->journal, &e, NULL);
-        cbx__rt_journal_touch(ex->rt);
     }
     cbx__rt_execution_done(ex);
 }
@@ -335,7 +334,6 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
                                       .metadata = metadata,
                                       .breaker_decision = ex->breaker ? "admitted" : NULL};
         cbx_journal_attempt(ex->rt->journal, &a, NULL);
-        cbx__rt_journal_touch(ex->rt);
     }
 
     /* judge: the named breaker, then the policy */

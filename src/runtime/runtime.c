@@ -38,21 +38,6 @@ int cbx_status_parse(const char *name, cbx_status *out)
 
 /* ---- creation ------------------------------------------------------------------------------ */
 
-static void flush_journal(uv_timer_t *timer)
-{
-    cbx_runtime *rt = CBX__CONTAINER(timer, cbx_runtime, flush_timer);
-    rt->flush_armed = 0;
-    cbx_journal_flush(rt->journal, NULL);
-}
-
-void cbx__rt_journal_touch(cbx_runtime *rt)
-{
-    if (rt->flush_armed || rt->closing)
-        return;
-    rt->flush_armed = 1;
-    uv_timer_start(&rt->flush_timer, flush_journal, 5, 0);
-}
-
 int cbx_runtime_new(cbx_runtime **out, const cbx_runtime_opts *o, cbx_err *err)
 {
     *out = NULL;
@@ -76,7 +61,6 @@ int cbx_runtime_new(cbx_runtime **out, const cbx_runtime_opts *o, cbx_err *err)
     }
     cbx__link_init(&rt->queue);
     cbx__link_init(&rt->active);
-    uv_timer_init(rt->loop, &rt->flush_timer);
     cbx__link_init(&rt->ended);
     uv_idle_init(rt->loop, &rt->reaper);
     rt->registry = o->registry;
@@ -122,8 +106,6 @@ void cbx_runtime_free(cbx_runtime *rt)
     cbx_runtime_cancel_all(rt);
     cbx_runtime_run(rt);
     rt->closing = 1;
-    uv_timer_stop(&rt->flush_timer);
-    uv_close((uv_handle_t *)&rt->flush_timer, NULL);
     free_ended(&rt->reaper);
     uv_close((uv_handle_t *)&rt->reaper, NULL);
     if (cbx__http_loop_cleanup)
@@ -330,7 +312,6 @@ static int refuse(cbx_runtime *rt, const cbx_request *req, int rc, const char *w
                                                              .submitted_ms = r->submitted_ms},
                                     NULL);
         cbx_journal_execution_end(rt->journal, &e, NULL);
-        cbx__rt_journal_touch(rt);
     }
     if (req->on_done)
         req->on_done(&ex, r, req->ud);
@@ -426,7 +407,6 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
                                    .submitted_ms = submitted_ms};
         cbx_journal_execution_start(rt->journal, &e, NULL);
         json_decref(shown);
-        cbx__rt_journal_touch(rt);
     }
     cbx__link_push(&rt->queue, &ex->link);
     rt->nqueued++;

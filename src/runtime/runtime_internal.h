@@ -102,8 +102,6 @@ struct cbx_runtime {
     uint64_t kill_grace_ns;
     cbx_link queue, active; /* queued; admitted (running, waiting, retrying) */
     uint32_t nqueued, nactive;
-    uv_timer_t flush_timer; /* commits the journal shortly after writes */
-    int flush_armed;
     uint64_t rng; /* for execution ids */
     int closing;
     uint32_t unreaped; /* executions done since the loop last turned */
@@ -124,7 +122,6 @@ struct cbx_runtime {
 };
 
 /* runtime.c */
-void cbx__rt_journal_touch(cbx_runtime *rt);
 void cbx__rt_execution_done(cbx_execution *ex);
 uint64_t cbx__rt_wall_ms(cbx_runtime *rt, uint64_t mono_ns);
 
