@@ -109,8 +109,8 @@ typedef struct cbx_policy_opts {
     /* CBX_POLICY_WITH_BREAKER. Copied; breaker.name NULL = the policy's name. */
     cbx_breaker_opts breaker;
     cbx_breaker *shared_breaker; /* borrowed; wins over the section */
-    /* Copied and stored, never evaluated: the template ("{{ host(inputs.url) }}") that the
-     * runtime expands to pick a breaker per key. NULL = none. */
+    /* Copied and stored, never evaluated here: the template ("{{ host(inputs.url) }}") that a
+     * flow expands per step to pick a breaker per key (see cbx_request.breaker). NULL = none. */
     const char *breaker_key;
 
     /* CBX_POLICY_WITH_RATE_LIMIT. Copied. */
@@ -192,6 +192,10 @@ cbx_clock *cbx_policy_clock(const cbx_policy *p);
  * the last two are NULL when not set. */
 const char *cbx_policy_name(const cbx_policy *p);
 const char *cbx_policy_breaker_key(const cbx_policy *p);
+/* The breaker section the policy made its own breaker from (name NULL, the policy's clock),
+ * owned by the policy; NULL when it made none (no section, or a shared breaker). A runtime
+ * request names a store breaker per expanded key with these options (cbx_request.breaker_opts). */
+const cbx_breaker_opts *cbx_policy_breaker_opts(const cbx_policy *p);
 const char *cbx_policy_fallback_function(const cbx_policy *p);
 
 /* ---- how a call ended --------------------------------------------------------------------- */

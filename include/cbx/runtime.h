@@ -99,7 +99,8 @@ typedef struct cbx_request {
                              NULL = {} */
     cbx_policy *policy;   /* borrowed, must outlive the execution; NULL = one attempt */
     const char *breaker;  /* a breaker of the runtime's store to guard every attempt (besides
-                             the policy's own); NULL */
+                             the policy's own, unless the policy has a breaker key: then this
+                             is the key's breaker, instead of the policy's); NULL */
     const cbx_breaker_opts *breaker_opts; /* for that breaker when the store creates it */
     uint64_t timeout_ns;                  /* per attempt; 0 = the policy's (or none) */
     uint64_t deadline_ns;                 /* overall, from submission; 0 = the policy's (or none) */

@@ -17,6 +17,7 @@
 #include "flow/flow_journal.h"
 
 #include "core/uuid.h"
+#include "runtime/builtins.h"
 
 #include "cbx/template.h"
 #include "cbx/units.h"
@@ -487,24 +488,69 @@ static void item_retry(cbx_execution *ex, uint32_t attempt, uint64_t delay_ns, c
     n->attempts = counted;
 }
 
+/* The runtime store's breaker for this call of a policy whose breaker is picked per key:
+ * "<policy>:<expanded key>" in buf. The key must come out as a non-empty string or a number. */
+static int breaker_for_key(runner *R, cbx_policy *p, const char *tpl, const json_t *ctx, char *buf,
+                           size_t len, node *n)
+{
+    json_t *t = json_string(tpl), *v = NULL;
+    cbx_err e;
+    int r = t ? cbx_template_render(R->tenv, t, ctx, &v, &e) : -ENOMEM;
+    json_decref(t);
+    if (r < 0) {
+        node_error(n, "policy '%s': breaker.key: %s", cbx_policy_name(p),
+                   t ? e.msg : cbx_strerror(r));
+        return r;
+    }
+    char num[64];
+    const char *k = json_is_string(v) ? json_string_value(v) : NULL;
+    if (json_is_integer(v)) {
+        snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        k = num;
+    } else if (json_is_real(v)) {
+        snprintf(num, sizeof num, "%.17g", json_real_value(v));
+        k = num;
+    }
+    if (!k || !k[0]) {
+        node_error(n, "policy '%s': breaker.key '%s' gave %s, not a name", cbx_policy_name(p), tpl,
+                   k ? "an empty string" : cbx__json_kind(v));
+        json_decref(v);
+        return CBX_EINVAL_CONFIG;
+    }
+    snprintf(buf, len, "%s:%s", cbx_policy_name(p), k);
+    json_decref(v);
+    return 0;
+}
+
 static int start_item(node *n, size_t i)
 {
     runner *R = n->sc->R;
     const cbx__flow_step *def = n->def;
     json_t *item = n->items ? json_array_get(n->items, i) : NULL;
     json_t *params = NULL;
+    const char *key_tpl = def->policy ? cbx_policy_breaker_key(def->policy) : NULL;
+    json_t *ctx = cbx_template_has(def->config) || key_tpl ? context(n->sc, item) : NULL;
     if (cbx_template_has(def->config)) {
-        json_t *ctx = context(n->sc, item);
         cbx_err e;
         int r = cbx_template_render(R->tenv, def->config, ctx, &params, &e);
-        json_decref(ctx);
         if (r < 0) {
+            json_decref(ctx);
             node_error(n, "config.%s: %s", e.where, e.msg);
             return r;
         }
     } else {
         params = json_incref(def->config);
     }
+    char breaker[512];
+    if (key_tpl) {
+        int r = breaker_for_key(R, def->policy, key_tpl, ctx, breaker, sizeof breaker, n);
+        if (r < 0) {
+            json_decref(ctx);
+            json_decref(params);
+            return r;
+        }
+    }
+    json_decref(ctx);
     char tag[600];
     snprintf(tag, sizeof tag, "flow:%s/%s", R->run_id, n->full_name);
     item_run *ir = &n->runs[i];
@@ -512,6 +558,8 @@ static int start_item(node *n, size_t i)
     cbx_request q = {.executor = def->executor,
                      .params = params,
                      .policy = def->policy,
+                     .breaker = key_tpl ? breaker : NULL,
+                     .breaker_opts = key_tpl ? cbx_policy_breaker_opts(def->policy) : NULL,
                      .timeout_ns = def->timeout_ns,
                      .tag = tag,
                      .on_done = item_done,

@@ -35,6 +35,8 @@ struct cbx_policy {
     uint64_t bulkhead_timeout_ns; /* its queue_timeout */
 
     char *breaker_key, *fallback_function;
+    cbx_breaker_opts breaker_opts; /* the section as the policy's own breaker was made from it
+                                      (name NULL): for the breakers a key picks */
 };
 
 /* Why a finished run stopped, for cbx_policy_explain. */
@@ -249,6 +251,8 @@ static int make_parts(cbx_policy *p, const cbx_policy_opts *o, cbx_err *err)
         if (r)
             return prefix_where(err, r, "breaker", breaker_fields);
         p->own_breaker = 1;
+        p->breaker_opts = bo;
+        p->breaker_opts.name = NULL;
     }
 
     if (o->shared_rate_limit) {
@@ -414,6 +418,11 @@ const char *cbx_policy_name(const cbx_policy *p)
 const char *cbx_policy_breaker_key(const cbx_policy *p)
 {
     return p->breaker_key;
+}
+
+const cbx_breaker_opts *cbx_policy_breaker_opts(const cbx_policy *p)
+{
+    return p->own_breaker ? &p->breaker_opts : NULL;
 }
 
 const char *cbx_policy_fallback_function(const cbx_policy *p)

@@ -623,6 +623,10 @@ void cbx__exec_begin(cbx_execution *ex, uint64_t now)
     ex->b->res.queued_ns = ex->b->started_ns - ex->submitted_ns;
     if (ex->policy) {
         cbx_policy_begin(ex->policy, &ex->b->run);
+        /* a policy whose breaker is picked per key: the store's breaker the request names is
+         * that key's, and the policy's own breaker (for no key in particular) stays out */
+        if (ex->breaker && cbx_policy_breaker_key(ex->policy))
+            cbx_policy_run_use_breaker(&ex->b->run, NULL);
         ex->run_begun = 1;
     }
     next_attempt(ex, ex->b->started_ns);

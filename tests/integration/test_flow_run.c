@@ -796,3 +796,64 @@ Test(flow_run, runs_of_a_journal_without_flows_and_of_an_in_memory_one)
     cbx_runtime_free(jrt);
     cbx_journal_close(j);
 }
+
+/* ---- a breaker picked per key ------------------------------------------------------------------
+ */
+
+static json_t *store_breaker(const char *name)
+{
+    json_t *b = NULL;
+    cbx_err e;
+    cr_assert_eq(cbx_breaker_store_show(cbx_runtime_breakers(rt), name, &b, &e), 0, "%s: %s", name,
+                 e.msg);
+    return b;
+}
+
+Test(flow_run, a_breaker_key_gives_each_key_its_own_breaker)
+{
+    /* 'bad' fails twice and opens its breaker, so its third call is refused without running;
+     * 'good' goes through its own breaker, still closed. One breaker for the policy would have
+     * refused 'good' too. */
+    cbx_flow *f = load_text("name: k\n"
+                            "policies:\n"
+                            "  per_host:\n"
+                            "    breaker: {key: '{{ item }}', consecutive_failures: 2, "
+                            "open_for: 60s}\n"
+                            "steps:\n"
+                            "  - name: each\n"
+                            "    executor: command\n"
+                            "    policy: per_host\n"
+                            "    foreach: [bad, bad, bad, good]\n"
+                            "    parallelism: 1\n"
+                            "    config: {argv: [test, '{{ item }}', '=', good]}\n");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), CBX_EFAILED);
+    json_t *bad = store_breaker("per_host:bad"), *good = store_breaker("per_host:good");
+    cr_assert_str_eq(json_string_value(json_object_get(bad, "state")), "open");
+    cr_assert_eq(json_integer_value(json_object_get(bad, "failures")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(bad, "rejections")), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(good, "state")), "closed");
+    cr_assert_eq(json_integer_value(json_object_get(good, "successes")), 1);
+    json_decref(bad);
+    json_decref(good);
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
+
+Test(flow_run, a_breaker_key_that_names_nothing_fails_the_step)
+{
+    cbx_flow *f = load_text("name: k\n"
+                            "policies:\n"
+                            "  per_host:\n"
+                            "    breaker: {key: \"{{ '' }}\"}\n"
+                            "steps:\n"
+                            "  - {name: one, executor: command, policy: per_host, config: {argv: "
+                            "['true']}}\n");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), CBX_EFAILED);
+    cr_assert(strstr(step_str(&res, "one", "error"),
+                     "policy 'per_host': breaker.key '{{ '' }}' gave an empty string, not a name"),
+              "%s", step_str(&res, "one", "error"));
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
