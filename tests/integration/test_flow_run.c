@@ -535,18 +535,27 @@ static int count_lines(const char *path, const char *line)
     return n;
 }
 
-Test(flow_run, a_failed_run_resumed_reruns_only_what_had_not_succeeded)
+/* A journal in a new directory (dir: a mkdtemp template, filled in), its file dir/journal.db. */
+static cbx_journal *temp_journal(char *dir)
 {
-    char dir[] = "/tmp/cbx_flow_run_XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
-    char path[256], log[256], marker[256];
+    char path[256];
     snprintf(path, sizeof path, "%s/journal.db", dir);
-    snprintf(log, sizeof log, "%s/log", dir);
-    snprintf(marker, sizeof marker, "%s/marker", dir);
     cbx_err e;
     cbx_journal *j = NULL;
     cbx_journal_opts jo = {.path = path};
     cr_assert_eq(cbx_journal_open(&j, &jo, &e), 0, "%s", e.msg);
+    return j;
+}
+
+Test(flow_run, a_failed_run_resumed_reruns_only_what_had_not_succeeded)
+{
+    char dir[] = "/tmp/cbx_flow_run_XXXXXX";
+    cbx_journal *j = temp_journal(dir);
+    char log[256], marker[256];
+    snprintf(log, sizeof log, "%s/log", dir);
+    snprintf(marker, sizeof marker, "%s/marker", dir);
+    cbx_err e;
     cbx_runtime *jrt = NULL;
     cbx_runtime_opts ro = {.registry = reg, .journal = j};
     cr_assert_eq(cbx_runtime_new(&jrt, &ro, &e), 0, "%s", e.msg);
@@ -700,13 +709,8 @@ static void on_durable_event(const cbx_flow_event *ev, void *ud)
 Test(flow_run, a_step_outcome_is_committed_before_the_flow_acts_on_it)
 {
     char dir[] = "/tmp/cbx_flow_durable_XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
-    char path[256];
-    snprintf(path, sizeof path, "%s/journal.db", dir);
+    cbx_journal *j = temp_journal(dir);
     cbx_err e;
-    cbx_journal *j = NULL;
-    cbx_journal_opts jo = {.path = path};
-    cr_assert_eq(cbx_journal_open(&j, &jo, &e), 0, "%s", e.msg);
     cbx_runtime *jrt = NULL;
     cbx_runtime_opts ro = {.registry = reg, .journal = j};
     cr_assert_eq(cbx_runtime_new(&jrt, &ro, &e), 0, "%s", e.msg);
@@ -735,6 +739,8 @@ Test(flow_run, a_step_outcome_is_committed_before_the_flow_acts_on_it)
                   "      - {name: x, executor: command, config: {argv: [\"true\"]}}\n"
                   "      - {name: y, executor: command, config: {argv: [\"true\"]}}\n");
     durable_watch w = {0};
+    char path[256];
+    snprintf(path, sizeof path, "%s/journal.db", dir);
     cr_assert_eq(sqlite3_open_v2(path, &w.db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_busy_timeout(w.db, 10000);
     cbx_flow_run_opts o = {.on_event = on_durable_event, .ud = &w};
@@ -758,13 +764,8 @@ Test(flow_run, a_step_outcome_is_committed_before_the_flow_acts_on_it)
 Test(flow_run, runs_of_a_journal_without_flows_and_of_an_in_memory_one)
 {
     char dir[] = "/tmp/cbx_flow_noruns_XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
-    char path[256];
-    snprintf(path, sizeof path, "%s/journal.db", dir);
+    cbx_journal *j = temp_journal(dir);
     cbx_err e;
-    cbx_journal *j = NULL;
-    cbx_journal_opts jo = {.path = path};
-    cr_assert_eq(cbx_journal_open(&j, &jo, &e), 0, "%s", e.msg);
     json_t *runs = NULL;
     cr_assert_eq(cbx_flow_runs_list(j, 0, &runs, &e), 0, "%s", e.msg);
     cr_assert_eq(json_array_size(runs), 0);
