@@ -30,6 +30,19 @@ static const char *const rec_sql[REC_KINDS] = {
     " status = excluded.status, outputs = excluded.outputs, attempts = excluded.attempts,"
     " error = excluded.error, ended_ms = excluded.ended_ms"};
 
+/* Retention, before each run starts: a run goes with the executions of its time. The journal
+ * drops the oldest executions (by count and age, docs/journal.md); a run that had ended (or, never
+ * ended, had started) before the oldest execution kept has lost them all, and goes too - but
+ * never the run being started (a resumed one may be old). ?1: that run's id. The first condition
+ * is the index's; the second implies it. */
+#define PRUNED_RUNS                                                                                \
+    "SELECT run_id FROM flow_runs, (SELECT min(submitted_ms) AS cut FROM executions)"              \
+    " WHERE started_ms < cut AND coalesce(ended_ms, started_ms) < cut AND run_id <> ?1"
+static const char *const prune_sql[2] = {
+    "DELETE FROM flow_steps WHERE run_id IN (" PRUNED_RUNS ")",
+    "DELETE FROM flow_runs WHERE run_id IN (" PRUNED_RUNS ")",
+};
+
 static const char *const rec_what[REC_KINDS] = {"run start", "run end", "step start", "step end"};
 
 static const char schema[] =
@@ -44,6 +57,7 @@ static const char schema[] =
 struct cbx__flow_journal {
     cbx_journal *j;              /* borrowed */
     sqlite3_stmt *st[REC_KINDS]; /* prepared on j's connection */
+    sqlite3_stmt *prune[2];
 };
 
 /* One record. Parameters: ?1 run id, ?2 flow or step name, ?3 status (a run start: the flow's
@@ -73,6 +87,10 @@ static int setup(sqlite3 *db, void *ud, cbx_err *err)
         if (sqlite3_prepare_v3(db, rec_sql[k], -1, SQLITE_PREPARE_PERSISTENT, &fj->st[k], NULL) !=
             SQLITE_OK)
             return db_error(db, err, "prepare");
+    for (int k = 0; k < 2; k++)
+        if (sqlite3_prepare_v3(db, prune_sql[k], -1, SQLITE_PREPARE_PERSISTENT, &fj->prune[k],
+                               NULL) != SQLITE_OK)
+            return db_error(db, err, "prepare");
     return 0;
 }
 
@@ -84,6 +102,10 @@ static int finalize_all(sqlite3 *db, void *ud, cbx_err *err)
     for (int k = 0; k < REC_KINDS; k++) {
         sqlite3_finalize(fj->st[k]);
         fj->st[k] = NULL;
+    }
+    for (int k = 0; k < 2; k++) {
+        sqlite3_finalize(fj->prune[k]);
+        fj->prune[k] = NULL;
     }
     return 0;
 }
@@ -122,9 +144,28 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
+static int prune(sqlite3 *db, cbx__flow_journal *fj, const char *run_id, cbx_err *err)
+{
+    for (int k = 0; k < 2; k++) {
+        sqlite3_stmt *st = fj->prune[k];
+        sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != SQLITE_DONE)
+            return db_error(db, err, "retention");
+    }
+    return 0;
+}
+
 static int write_rec(sqlite3 *db, void *ud, cbx_err *err)
 {
     const rec *r = ud;
+    if (r->kind == REC_RUN_START) {
+        int p = prune(db, r->fj, r->run_id, err);
+        if (p)
+            return p;
+    }
     sqlite3_stmt *st = r->fj->st[r->kind];
     char *json = r->json ? json_dumps(r->json, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     if (r->json && !json)

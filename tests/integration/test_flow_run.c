@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static cbx_registry *reg;
@@ -857,4 +858,63 @@ Test(flow_run, a_breaker_key_that_names_nothing_fails_the_step)
               "%s", step_str(&res, "one", "error"));
     cbx_flow_result_clear(&res);
     cbx_flow_free(f);
+}
+
+/* ---- retention ---------------------------------------------------------------------------------
+ */
+
+static void next_millisecond(void)
+{
+    struct timespec ts = {0, 3 * 1000 * 1000}; /* distinct wall-clock stamps for the runs */
+    nanosleep(&ts, NULL);
+}
+
+/* A flow run goes with the executions of its time: once the journal has dropped every execution
+ * of a run, the next run's start drops the run and its steps. */
+Test(flow_run, flow_runs_go_with_the_executions_the_journal_drops)
+{
+    char dir[] = "/tmp/cbx_flow_retention_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/journal.db", dir);
+    cbx_err e;
+    cbx_journal *j = NULL;
+    cbx_journal_opts jo = {.path = path, .max_executions = 2};
+    cr_assert_eq(cbx_journal_open(&j, &jo, &e), 0, "%s", e.msg);
+    cbx_runtime *jrt = NULL;
+    cbx_runtime_opts ro = {.registry = reg, .journal = j};
+    cr_assert_eq(cbx_runtime_new(&jrt, &ro, &e), 0, "%s", e.msg);
+    cbx_flow *f =
+        load_text("name: two\n"
+                  "steps:\n"
+                  "  - {name: a, executor: command, config: {argv: ['true']}}\n"
+                  "  - {name: b, executor: command, needs: [a], config: {argv: ['true']}}\n");
+    char ids[4][40];
+    for (int i = 0; i < 4; i++) {
+        if (i == 3) /* keeps the newest 2 executions: the third run's */
+            cr_assert_eq(cbx_journal_prune(j, &e), 0, "%s", e.msg);
+        cbx_flow_result res;
+        cbx_flow_run_opts o = {0};
+        cr_assert_eq(cbx_flow_run(jrt, f, &o, &res, &e), 0, "%s", res.error);
+        snprintf(ids[i], sizeof ids[i], "%s", res.run_id);
+        cbx_flow_result_clear(&res);
+        next_millisecond();
+    }
+    json_t *runs = NULL;
+    cr_assert_eq(cbx_flow_runs_list(j, 0, &runs, &e), 0, "%s", e.msg);
+    cr_assert_eq(json_array_size(runs), 2, "%zu runs kept", json_array_size(runs));
+    for (int i = 0; i < 4; i++) {
+        json_t *shown = NULL;
+        int rc = cbx_flow_run_show(j, ids[i], &shown, &e);
+        if (i < 2)
+            cr_assert_neq(rc, 0, "run %d (%s) was kept", i + 1, ids[i]);
+        else
+            cr_assert_eq(rc, 0, "run %d: %s", i + 1, e.msg);
+        json_decref(shown);
+    }
+    json_decref(runs);
+    cbx_flow_free(f);
+    cbx_runtime_free(jrt);
+    cbx_journal_close(j);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
