@@ -536,17 +536,23 @@ static int count_lines(const char *path, const char *line)
     return n;
 }
 
-/* A journal in a new directory (dir: a mkdtemp template, filled in), its file dir/journal.db. */
-static cbx_journal *temp_journal(char *dir)
+/* A journal in a new directory (dir: a mkdtemp template, filled in), its file dir/journal.db;
+ * keeping at most max_executions (0: the default). */
+static cbx_journal *temp_journal_keeping(char *dir, uint64_t max_executions)
 {
     cr_assert_not_null(mkdtemp(dir));
     char path[256];
     snprintf(path, sizeof path, "%s/journal.db", dir);
     cbx_err e;
     cbx_journal *j = NULL;
-    cbx_journal_opts jo = {.path = path};
+    cbx_journal_opts jo = {.path = path, .max_executions = max_executions};
     cr_assert_eq(cbx_journal_open(&j, &jo, &e), 0, "%s", e.msg);
     return j;
+}
+
+static cbx_journal *temp_journal(char *dir)
+{
+    return temp_journal_keeping(dir, 0);
 }
 
 Test(flow_run, a_failed_run_resumed_reruns_only_what_had_not_succeeded)
@@ -874,13 +880,8 @@ static void next_millisecond(void)
 Test(flow_run, flow_runs_go_with_the_executions_the_journal_drops)
 {
     char dir[] = "/tmp/cbx_flow_retention_XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
-    char path[256];
-    snprintf(path, sizeof path, "%s/journal.db", dir);
+    cbx_journal *j = temp_journal_keeping(dir, 2);
     cbx_err e;
-    cbx_journal *j = NULL;
-    cbx_journal_opts jo = {.path = path, .max_executions = 2};
-    cr_assert_eq(cbx_journal_open(&j, &jo, &e), 0, "%s", e.msg);
     cbx_runtime *jrt = NULL;
     cbx_runtime_opts ro = {.registry = reg, .journal = j};
     cr_assert_eq(cbx_runtime_new(&jrt, &ro, &e), 0, "%s", e.msg);

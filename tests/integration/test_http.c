@@ -6,6 +6,8 @@
 #include "cbx/runtime.h"
 #include "executors/http.h"
 
+#include "http_server_spawn.h"
+
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -33,23 +35,9 @@ static char base[64];
 /* Start an http_server; its pid in *pid, its port returned. */
 static int spawn_server(pid_t *pid)
 {
-    int port = 0;
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    posix_spawn_file_actions_addclose(&fa, fds[1]);
-    char *argv[] = {CBX_TEST_BIN_DIR "/http_server", "--die-with-parent", NULL};
-    int rc = posix_spawn(pid, argv[0], &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[1]);
-    cr_assert_eq(rc, 0, "spawn %s: %s", argv[0], strerror(rc));
-    FILE *f = fdopen(fds[0], "r");
-    cr_assert_not_null(f);
-    cr_assert_eq(fscanf(f, "%d", &port), 1, "the server did not print its port");
-    fclose(f);
+    char why[300];
+    int port = cbx_test_http_server_spawn(CBX_TEST_BIN_DIR "/http_server", pid, why, sizeof why);
+    cr_assert_gt(port, 0, "%s", why);
     return port;
 }
 

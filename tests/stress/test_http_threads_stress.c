@@ -3,6 +3,7 @@
  * cores. Every request must succeed, and under TSan the executor's shared state (curl's global
  * initialisation, the registry of loop contexts) must show no race. */
 #define _GNU_SOURCE
+#include "http_server_spawn.h"
 #include "stress/stress.h"
 
 #include "cbx/runtime.h"
@@ -10,7 +11,6 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,8 +20,6 @@
 #define THREADS    4
 #define REQUESTS   400 /* per thread */
 #define CONCURRENT 16  /* per runtime */
-
-extern char **environ;
 
 static char url[128];
 
@@ -65,23 +63,11 @@ static void *worker_main(void *arg)
 
 int main(void)
 {
-    int fds[2];
-    CHECK(pipe(fds) == 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    posix_spawn_file_actions_addclose(&fa, fds[1]);
-    char *argv[] = {CBX_TEST_BIN_DIR "/http_server", "--die-with-parent", NULL};
     pid_t server = -1;
-    int rc = posix_spawn(&server, argv[0], &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[1]);
-    CHECK(rc == 0, "spawn %s: %s", argv[0], strerror(rc));
-    FILE *f = fdopen(fds[0], "r");
-    int port = 0;
-    CHECK(f && fscanf(f, "%d", &port) == 1, "the server did not print its port");
-    fclose(f);
+    char why[300];
+    int port =
+        cbx_test_http_server_spawn(CBX_TEST_BIN_DIR "/http_server", &server, why, sizeof why);
+    CHECK(port > 0, "%s", why);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
 
     worker ws[THREADS];
