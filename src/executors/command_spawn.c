@@ -38,8 +38,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* _Fork (glibc 2.34) skips the atfork handlers, which take the C library's locks: the child does
- * not need them. The sanitizers intercept fork and need to see it. */
+/* Where the child is forked instead (see the top): the sanitizers intercept fork and must see
+ * one, and clone() is glibc's. */
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 #define CBX__PLAIN_FORK 1
 #elif defined(__has_feature)
