@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "cbx/clock.h"
@@ -144,6 +145,37 @@ typedef struct req_params {
         *follow_redirects, *max_redirects, *success_status, *parse_json, *max_body_bytes;
 } req_params;
 
+/* The names, most used first. */
+#define REQ_FIELD(f)                                                                               \
+    {                                                                                              \
+#f, offsetof(req_params, f)                                                                \
+    }
+static const struct {
+    const char *name;
+    size_t off;
+} req_fields[] = {
+    REQ_FIELD(url),
+    REQ_FIELD(method),
+    REQ_FIELD(headers),
+    REQ_FIELD(query),
+    REQ_FIELD(body),
+    REQ_FIELD(json),
+    REQ_FIELD(timeout_ms),
+    REQ_FIELD(graphql),
+    REQ_FIELD(bearer_token),
+    REQ_FIELD(basic_user),
+    REQ_FIELD(basic_password),
+    REQ_FIELD(verify_tls),
+    REQ_FIELD(ca_file),
+    REQ_FIELD(connect_timeout_ms),
+    REQ_FIELD(follow_redirects),
+    REQ_FIELD(max_redirects),
+    REQ_FIELD(success_status),
+    REQ_FIELD(parse_json),
+    REQ_FIELD(max_body_bytes),
+};
+#undef REQ_FIELD
+
 static void read_params(const json_t *params, req_params *p)
 {
     memset(p, 0, sizeof *p);
@@ -153,61 +185,11 @@ static void read_params(const json_t *params, req_params *p)
         const json_t *v = json_object_iter_value(it);
         if (json_is_null(v))
             continue;
-        const json_t **slot = NULL;
-        switch (k[0]) {
-        case 'b':
-            slot = strcmp(k, "body") == 0             ? &p->body
-                   : strcmp(k, "bearer_token") == 0   ? &p->bearer_token
-                   : strcmp(k, "basic_user") == 0     ? &p->basic_user
-                   : strcmp(k, "basic_password") == 0 ? &p->basic_password
-                                                      : NULL;
-            break;
-        case 'c':
-            slot = strcmp(k, "connect_timeout_ms") == 0 ? &p->connect_timeout_ms
-                   : strcmp(k, "ca_file") == 0          ? &p->ca_file
-                                                        : NULL;
-            break;
-        case 'f':
-            slot = strcmp(k, "follow_redirects") == 0 ? &p->follow_redirects : NULL;
-            break;
-        case 'g':
-            slot = strcmp(k, "graphql") == 0 ? &p->graphql : NULL;
-            break;
-        case 'h':
-            slot = strcmp(k, "headers") == 0 ? &p->headers : NULL;
-            break;
-        case 'j':
-            slot = strcmp(k, "json") == 0 ? &p->json : NULL;
-            break;
-        case 'm':
-            slot = strcmp(k, "method") == 0           ? &p->method
-                   : strcmp(k, "max_redirects") == 0  ? &p->max_redirects
-                   : strcmp(k, "max_body_bytes") == 0 ? &p->max_body_bytes
-                                                      : NULL;
-            break;
-        case 'p':
-            slot = strcmp(k, "parse_json") == 0 ? &p->parse_json : NULL;
-            break;
-        case 'q':
-            slot = strcmp(k, "query") == 0 ? &p->query : NULL;
-            break;
-        case 's':
-            slot = strcmp(k, "success_status") == 0 ? &p->success_status : NULL;
-            break;
-        case 't':
-            slot = strcmp(k, "timeout_ms") == 0 ? &p->timeout_ms : NULL;
-            break;
-        case 'u':
-            slot = strcmp(k, "url") == 0 ? &p->url : NULL;
-            break;
-        case 'v':
-            slot = strcmp(k, "verify_tls") == 0 ? &p->verify_tls : NULL;
-            break;
-        default:
-            break;
-        }
-        if (slot)
-            *slot = v;
+        for (size_t f = 0; f < sizeof req_fields / sizeof req_fields[0]; f++)
+            if (strcmp(k, req_fields[f].name) == 0) {
+                *(const json_t **)((char *)p + req_fields[f].off) = v;
+                break;
+            }
     }
 }
 
