@@ -123,7 +123,8 @@ typedef struct cbx_breaker_opts {
     uint32_t failure_kinds;   /* CBX_OUTCOME_BIT mask of kinds that count as failures;
                                  0 = CBX_OUTCOME_FAILURES. Other failure kinds count as ignored. */
 
-    uint64_t open_ns;          /* how long OPEN lasts before probing; 0 = 60 s */
+    uint64_t open_ns;          /* how long OPEN lasts before probing; 0 = 60 s; UINT64_MAX =
+                                  until closed by hand (open times saturate, never wrap) */
     double open_multiplier;    /* each re-open from HALF_OPEN multiplies the open time; 0 = 1 */
     uint64_t open_max_ns;      /* cap on the grown open time; 0 = no cap */
     uint32_t half_open_probes; /* probes admitted at once in HALF_OPEN; 0 = 1; at most 64 */

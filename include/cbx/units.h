@@ -1,8 +1,10 @@
 /* cbx/units.h - the text forms of durations and ratios used in policy blocks.
  *
  * Durations: a non-negative decimal number followed by a unit: "250ms", "5s", "1.5m", "2h",
- * "100us", "10ns". A bare number is milliseconds. Ratios: "50%" or a plain number 0..1 ("0.5").
- * Rates: "50/s", "600/min", "3/m", "10/h" or a bare number (per second).
+ * "1d", "100us", "10ns" (units ns, us, ms, s/sec, m/min, h, d); compound forms with each unit
+ * smaller than the one before, "1h30m", "2m15.5s"; ISO-8601 without years and months, "PT5S",
+ * "PT1H30M", "P1DT12H". A bare number is milliseconds. Ratios: "50%" or a plain number 0..1
+ * ("0.5"). Rates: "50/s", "600/min", "3/m", "10/h" or a bare number (per second).
  */
 #ifndef CBX_UNITS_H
 #define CBX_UNITS_H

@@ -31,29 +31,105 @@ static int parse_number(const char *text, double *out, const char **end)
     return 0;
 }
 
-int cbx_duration_parse_ns(const char *text, uint64_t *out_ns)
+/* The unit at *p (longest name first, so "ms" is not read as "m" then "s"); advances *p. */
+static int duration_unit(const char **p, double *ns)
 {
     static const struct {
         const char *unit;
         double ns;
     } units[] = {
-        {"ns", 1},   {"us", 1e3},   {"ms", 1e6},   {"s", 1e9}, {"sec", 1e9},
-        {"m", 60e9}, {"min", 60e9}, {"h", 3600e9}, {"", 1e6}, /* a bare number is milliseconds */
+        {"min", 60e9}, {"sec", 1e9}, {"ns", 1},     {"us", 1e3},    {"ms", 1e6},
+        {"s", 1e9},    {"m", 60e9},  {"h", 3600e9}, {"d", 86400e9},
     };
-    double v;
-    const char *unit;
-    if (parse_number(text, &v, &unit) < 0)
-        return CBX_EPARSE;
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcmp(unit, units[i].unit) == 0) {
-            double ns = v * units[i].ns;
-            if (ns >= 1.8e19)
-                return CBX_EPARSE;
-            *out_ns = (uint64_t)llround(ns);
+        size_t n = strlen(units[i].unit);
+        if (strncmp(*p, units[i].unit, n) == 0) {
+            *p += n;
+            *ns = units[i].ns;
             return 0;
         }
     }
     return CBX_EPARSE;
+}
+
+/* ISO-8601 durations without years or months (their length varies): "PT5S", "PT1H30M",
+ * "P2D", "P1DT12H", "PT0.5S". */
+static int iso_duration(const char *p, double *total)
+{
+    static const char date_units[] = "D", time_units[] = "HMS";
+    static const double date_ns[] = {86400e9}, time_ns[] = {3600e9, 60e9, 1e9};
+    int in_time = 0, any = 0, last = -1;
+    *total = 0;
+    for (p++; *p;) {
+        if (*p == 'T') {
+            if (in_time)
+                return CBX_EPARSE;
+            in_time = 1;
+            last = -1;
+            p++;
+            if (!*p)
+                return CBX_EPARSE;
+            continue;
+        }
+        double v;
+        const char *e;
+        if (parse_number(p, &v, &e) < 0 || e == p)
+            return CBX_EPARSE;
+        const char *set = in_time ? time_units : date_units;
+        const char *u = *e ? strchr(set, *e) : NULL;
+        if (!u)
+            return CBX_EPARSE;
+        int idx = (int)(u - set);
+        if (idx <= last) /* each unit once, largest first */
+            return CBX_EPARSE;
+        last = idx;
+        *total += v * (in_time ? time_ns[idx] : date_ns[idx]);
+        any = 1;
+        p = e + 1;
+    }
+    return any ? 0 : CBX_EPARSE;
+}
+
+int cbx_duration_parse_ns(const char *text, uint64_t *out_ns)
+{
+    if (!text)
+        return CBX_EPARSE;
+    while (*text == ' ')
+        text++;
+    double total = 0;
+    if (*text == 'P') {
+        if (iso_duration(text, &total) < 0)
+            return CBX_EPARSE;
+    } else {
+        /* A bare number is milliseconds; otherwise one or more number+unit parts, each unit
+         * smaller than the one before: "1h30m", "2m15.5s". */
+        double v;
+        const char *p;
+        if (parse_number(text, &v, &p) < 0)
+            return CBX_EPARSE;
+        if (!*p) {
+            total = v * 1e6;
+        } else {
+            double prev = INFINITY;
+            for (;;) {
+                double unit;
+                if (duration_unit(&p, &unit) < 0 || unit >= prev)
+                    return CBX_EPARSE;
+                prev = unit;
+                total += v * unit;
+                while (*p == ' ')
+                    p++;
+                if (!*p)
+                    break;
+                if (parse_number(p, &v, &p) < 0 || !*p)
+                    return CBX_EPARSE;
+            }
+        }
+    }
+    if (!(total < 1.8e19))
+        return CBX_EPARSE;
+    *out_ns = (uint64_t)llround(total);
+    return 0;
 }
 
 int cbx_ratio_parse(const char *text, double *out)

@@ -224,17 +224,28 @@ static void clear_probes(cbx_breaker *b)
     b->probe_successes = 0;
 }
 
+/* The open time after `reopens` re-openings: open_ns grown by open_multiplier each time, capped
+ * by open_max_ns, saturating at UINT64_MAX ("open until closed by hand"); never shorter than the
+ * time before it. */
 static uint64_t open_duration(cbx_breaker *b)
 {
+    if (b->reopens == 0 || !(b->open_multiplier > 1))
+        return b->open_ns;
+    uint64_t cap = b->open_max_ns ? b->open_max_ns : UINT64_MAX;
     double d = (double)b->open_ns;
-    for (uint32_t i = 0; i < b->reopens && b->open_multiplier > 1; i++) {
+    for (uint32_t i = 0; i < b->reopens; i++) {
         d *= b->open_multiplier;
-        if (b->open_max_ns && d >= (double)b->open_max_ns)
-            return b->open_max_ns;
-        if (d >= 1e18)
-            return (uint64_t)1e18;
+        if (!(d < (double)cap)) /* (double)UINT64_MAX rounds up to 2^64: no overflow below */
+            return cap;
     }
-    return (uint64_t)d;
+    uint64_t v = (uint64_t)d;
+    return v < b->open_ns ? b->open_ns : v;
+}
+
+/* now + d, saturating: an open time past the clock's range never ends by itself. */
+static uint64_t add_sat(uint64_t now, uint64_t d)
+{
+    return d > UINT64_MAX - now ? UINT64_MAX : now + d;
 }
 
 /* CLOSED or HALF_OPEN -> OPEN. */
@@ -245,7 +256,7 @@ static void to_open(cbx_breaker *b, cbx_breaker_reason reason, uint64_t now, eve
         b->reopens++;
     uint64_t open_for = open_duration(b);
     clear_probes(b);
-    atomic_store_explicit(&b->open_until_ns, now + open_for, memory_order_relaxed);
+    atomic_store_explicit(&b->open_until_ns, add_sat(now, open_for), memory_order_relaxed);
     atomic_fetch_add_explicit(&b->opens, 1, memory_order_relaxed);
     publish(b, CBX_BREAKER_NORMAL, CBX_BREAKER_OPEN, now);
     push_event(b, eb, from, CBX_BREAKER_OPEN, CBX_BREAKER_NORMAL, reason, now, open_for, 0);
@@ -278,8 +289,8 @@ static void advance_locked(cbx_breaker *b, uint64_t now, event_batch *eb)
     uint64_t w = atomic_load_explicit(&b->word, memory_order_relaxed);
     if (W_MODE(w) != CBX_BREAKER_NORMAL)
         return;
-    if (W_STATE(w) == CBX_BREAKER_OPEN &&
-        now >= atomic_load_explicit(&b->open_until_ns, memory_order_relaxed)) {
+    uint64_t until = atomic_load_explicit(&b->open_until_ns, memory_order_relaxed);
+    if (W_STATE(w) == CBX_BREAKER_OPEN && until != UINT64_MAX && now >= until) {
         to_half_open(b, eb);
         return;
     }

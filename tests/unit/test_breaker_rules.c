@@ -614,3 +614,63 @@ Test(generation, closed_permit_reported_after_the_trip_is_counted_but_changes_no
     cbx_breaker_free(b);
     cbx_clock_free(clk);
 }
+
+/* open_ns = UINT64_MAX means "open until closed by hand": no time brings HALF_OPEN. */
+Test(breaker_open_time, max_open_time_stays_open)
+{
+    cbx_clock *clk = cbx_clock_virtual(1000);
+    cbx_breaker *b =
+        make((cbx_breaker_opts){.consecutive_failures = 1, .open_ns = UINT64_MAX}, clk);
+    fail(b);
+    cr_assert_eq(state(b), CBX_BREAKER_OPEN);
+    cbx_clock_advance_ns(clk, UINT64_MAX / 2);
+    cr_assert_eq(cbx_breaker_acquire(b).rc, CBX_ECIRCUIT_OPEN);
+    cr_assert_eq(state(b), CBX_BREAKER_OPEN);
+    cbx_breaker_free(b);
+    cbx_clock_free(clk);
+}
+
+/* A clock near the top of its range: now + open_ns saturates instead of wrapping to the past. */
+Test(breaker_open_time, clock_near_the_top_saturates)
+{
+    cbx_clock *clk = cbx_clock_virtual(0);
+    cbx_clock_advance_ns(clk, UINT64_MAX - 10);
+    cbx_breaker *b = make((cbx_breaker_opts){.consecutive_failures = 1, .open_ns = 60 * S}, clk);
+    fail(b);
+    cr_assert_eq(cbx_breaker_acquire(b).rc, CBX_ECIRCUIT_OPEN);
+    cr_assert_eq(state(b), CBX_BREAKER_OPEN);
+    cbx_breaker_free(b);
+    cbx_clock_free(clk);
+}
+
+/* A growing open time never comes back shorter than the one before (2e18 ns doubled). */
+Test(breaker_open_time, growth_saturates_and_never_shrinks)
+{
+    cbx_clock *clk = cbx_clock_virtual(0);
+    cbx_breaker *b = make((cbx_breaker_opts){.consecutive_failures = 1,
+                                             .open_ns = 2000000000000000000ull,
+                                             .open_multiplier = 2},
+                          clk);
+    fail(b);
+    uint64_t prev = 0;
+    for (int i = 0; i < 5; i++) {
+        cbx_breaker_rejection why;
+        cbx_permit p = cbx_breaker_acquire_ex(b, &why);
+        cr_assert_eq(p.rc, CBX_ECIRCUIT_OPEN);
+        if (why.retry_in_ns == UINT64_MAX - cbx_clock_now_ns(clk)) {
+            prev = UINT64_MAX; /* saturated: open until closed by hand */
+            break;
+        }
+        cr_assert_geq(why.retry_in_ns, prev, "open time %d shrank: %llu < %llu", i,
+                      (unsigned long long)why.retry_in_ns, (unsigned long long)prev);
+        prev = why.retry_in_ns;
+        cbx_clock_advance_ns(clk, prev);
+        p = cbx_breaker_acquire(b); /* the probe */
+        cr_assert_eq(p.rc, 0);
+        cbx_breaker_record(b, p, CBX_OUTCOME_ERROR, -1);
+        cr_assert_eq(state(b), CBX_BREAKER_OPEN);
+    }
+    cr_assert_eq(prev, UINT64_MAX, "the open time never reached the end of the clock");
+    cbx_breaker_free(b);
+    cbx_clock_free(clk);
+}

@@ -60,6 +60,35 @@ Test(units, durations)
     cr_assert_eq(cbx_duration_parse_ns("-1s", &ns), CBX_EPARSE);
     cr_assert_eq(cbx_duration_parse_ns("", &ns), CBX_EPARSE);
     cr_assert_eq(cbx_duration_parse_ns("nan", &ns), CBX_EPARSE);
+}
+
+/* Days, compound forms and ISO-8601, as `history clear --before 30d` and policies use them. */
+Test(units, duration_forms)
+{
+    uint64_t ns;
+    static const struct {
+        const char *text;
+        uint64_t ns;
+    } ok[] = {
+        {"30d", 30 * 86400 * CBX_NS_PER_S}, {"1h30m", 5400 * CBX_NS_PER_S},
+        {"1h 30m", 5400 * CBX_NS_PER_S},    {"2m15.5s", 135500 * CBX_NS_PER_MS},
+        {"1s250ms", 1250 * CBX_NS_PER_MS},  {"5sec", 5 * CBX_NS_PER_S},
+        {"2min", 120 * CBX_NS_PER_S},       {"PT5S", 5 * CBX_NS_PER_S},
+        {"PT1H30M", 5400 * CBX_NS_PER_S},   {"P1DT12H", 36 * 3600 * CBX_NS_PER_S},
+        {"P2D", 48 * 3600 * CBX_NS_PER_S},  {"PT0.5S", 500 * CBX_NS_PER_MS},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        cr_assert_eq(cbx_duration_parse_ns(ok[i].text, &ns), 0, "%s", ok[i].text);
+        cr_assert_eq(ns, ok[i].ns, "%s: %llu", ok[i].text, (unsigned long long)ns);
+    }
+    static const char *bad[] = {"30m1h", "1s1s",   "1h30", "P",  "PT", "P1H",   "PT1D",
+                                "P1M",   "PT5S5M", "P1DT", "1x", "m",  "PT-1S", "1e30d"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(cbx_duration_parse_ns(bad[i], &ns), CBX_EPARSE, "%s", bad[i]);
+}
+
+Test(units, duration_format)
+{
     char buf[32];
     cr_assert_str_eq(cbx_duration_format(90 * CBX_NS_PER_S, buf, sizeof buf), "90s");
     cr_assert_str_eq(cbx_duration_format(250 * CBX_NS_PER_MS, buf, sizeof buf), "250ms");
