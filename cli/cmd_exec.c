@@ -587,8 +587,9 @@ static int finish_one(const exec_cfg *c, const cbx_result *r)
         json_t *j = cbx_result_to_json(r);
         cli_print_json(stdout, j);
         json_decref(j);
-    } else if (cmd_mode && !r->fallback_used && (ok || r->status == CBX_STATUS_FAILED)) {
-        /* what the command wrote (after a failure: when the result kept it) */
+    } else if (cmd_mode && !r->fallback_used) {
+        /* what the command wrote (after a failure, a timeout or a refusal between retries:
+         * what the result kept of the last attempt) */
         write_stream(STDOUT_FILENO, cmd_field(r, "stdout"));
         write_stream(STDERR_FILENO, cmd_field(r, "stderr"));
         if (!c->quiet)

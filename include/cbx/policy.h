@@ -402,7 +402,8 @@ void cbx_policy_run_use_breaker(cbx_policy_run *run, cbx_breaker *b);
  *                 comes), CBX_EBULKHEAD_FULL, CBX_EQUEUE_TIMEOUT, or the breaker's
  *                 CBX_ECIRCUIT_OPEN / CBX_EHALF_OPEN_FULL / CBX_EFORCED_OPEN (run->rejection).
  *                 run->decision says whether to ask the fallback; cbx_policy_explain says why.
- * A refused attempt is not retried. Calling admit on a run that is over returns run->rc. */
+ * A refused attempt is not retried; a breaker refusal ends the call as REJECTED even after
+ * earlier attempts. Calling admit on a run that is over returns run->rc. */
 int cbx_policy_admit(cbx_policy *p, cbx_policy_run *run);
 
 /* After admit returned -EINPROGRESS: queue for a bulkhead slot without blocking (see
@@ -432,6 +433,20 @@ int cbx_policy_cancel_wait(cbx_policy *p, cbx_policy_run *run);
 cbx_policy_decision cbx_policy_attempt_end(cbx_policy *p, cbx_policy_run *run, cbx_outcome k,
                                            int64_t latency_ns, uint64_t retry_after_ns,
                                            double quality, uint64_t *delay_ns);
+
+/* A breaker the caller holds outside the policy (a named breaker of the host-wide store, a
+ * keyed one) refused the next attempt with rc (CBX_ECIRCUIT_OPEN, CBX_EHALF_OPEN_FULL or
+ * CBX_EFORCED_OPEN; why may be NULL): end the call exactly as a refusal by the policy's own
+ * breaker would - status REJECTED (also after earlier attempts), run->decision USE_FALLBACK
+ * when the policy has a fallback. Returns rc (or run->rc when the run was already over). */
+int cbx_policy_run_refuse(cbx_policy *p, cbx_policy_run *run, int rc,
+                          const cbx_breaker_rejection *why);
+
+/* The outcome as the policy judges it before any breaker counts it: a success scored under
+ * the quality threshold is CBX_OUTCOME_QUALITY; anything else is k. p may be NULL (k). For
+ * callers that record an attempt (or feed a breaker outside the policy) before
+ * cbx_policy_attempt_end, so that every record agrees with the policy's judgement. */
+cbx_outcome cbx_policy_judge(const cbx_policy *p, cbx_outcome k, double quality);
 
 /* Finish the run: give back a breaker permit still held (as released, not recorded) and a
  * bulkhead slot still held. Call it once per cbx_policy_begin, whatever happened, after any

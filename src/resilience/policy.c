@@ -484,6 +484,18 @@ static void finish(cbx_policy *p, cbx_policy_run *run, cbx_policy_status status,
         run->decision = CBX_POLICY_DONE_FAILED;
 }
 
+static double clamp_quality(double q)
+{
+    if (!(q >= 0)) /* NaN too */
+        return 0;
+    return q > 1 ? 1 : q;
+}
+
+static int is_breaker_refusal(int rc)
+{
+    return rc == CBX_ECIRCUIT_OPEN || rc == CBX_EHALF_OPEN_FULL || rc == CBX_EFORCED_OPEN;
+}
+
 /* The call ends before an attempt could start. */
 static int refuse(cbx_policy *p, cbx_policy_run *run, int rc)
 {
@@ -496,8 +508,8 @@ static int refuse(cbx_policy *p, cbx_policy_run *run, int rc)
     } else if (rc == CBX_ETIMEDOUT) {
         st = CBX_POLICY_TIMEOUT;
         why = WHY_DEADLINE;
-    } else if (run->attempts_run == 0) {
-        st = CBX_POLICY_REJECTED;
+    } else if (run->attempts_run == 0 || is_breaker_refusal(rc)) {
+        st = CBX_POLICY_REJECTED; /* a breaker that opened between retries refuses the call */
     } else {
         st = run->last_outcome == CBX_OUTCOME_TIMEOUT ? CBX_POLICY_TIMEOUT : CBX_POLICY_FAILED;
     }
@@ -553,6 +565,24 @@ int cbx_policy_admit(cbx_policy *p, cbx_policy_run *run)
     return 0;
 }
 
+int cbx_policy_run_refuse(cbx_policy *p, cbx_policy_run *run, int rc,
+                          const cbx_breaker_rejection *why)
+{
+    if (run->done)
+        return run->rc;
+    if (why)
+        run->rejection = *why;
+    return refuse(p, run, rc);
+}
+
+cbx_outcome cbx_policy_judge(const cbx_policy *p, cbx_outcome k, double quality)
+{
+    if (p && k == CBX_OUTCOME_SUCCESS && p->quality_threshold > 0 &&
+        clamp_quality(quality) < p->quality_threshold)
+        return CBX_OUTCOME_QUALITY;
+    return k;
+}
+
 /* How long a slot wait may last: until the deadline (the bulkhead adds its queue timeout). */
 static uint64_t slot_wait_limit(const cbx_policy *p, const cbx_policy_run *run)
 {
@@ -603,13 +633,6 @@ static void wait_slot_blocking(cbx_policy *p, cbx_policy_run *run)
         run->priv.slot_held = 1;
     else
         run->priv.slot_rc = rc;
-}
-
-static double clamp_quality(double q)
-{
-    if (!(q >= 0)) /* NaN too */
-        return 0;
-    return q > 1 ? 1 : q;
 }
 
 cbx_policy_decision cbx_policy_attempt_end(cbx_policy *p, cbx_policy_run *run, cbx_outcome k,

@@ -118,7 +118,9 @@ static void finish_at(cbx_execution *ex, cbx_status status, int rc, const char *
         r->outputs = ex->b->last_outputs;
         ex->b->last_outputs = NULL;
     }
-    if (status != CBX_STATUS_SUCCESS && why && why[0] && !r->error[0])
+    /* a refusal says why it refused, even after attempts that left their own error */
+    if (status != CBX_STATUS_SUCCESS && why && why[0] &&
+        (!r->error[0] || status == CBX_STATUS_REJECTED))
         cbx__copy_text(r->error, sizeof r->error, why);
     if (status != CBX_STATUS_SUCCESS && !r->error[0])
         cbx__copy_text(r->error, sizeof r->error, cbx_strerror(rc));
@@ -144,8 +146,8 @@ static void finish(cbx_execution *ex, cbx_status status, int rc, const char *why
 }
 
 /* The policy has decided the call is over, one way or the other (at monotonic time now). */
-static void finish_from_policy(cbx_execution *ex, cbx_policy_decision d, json_t *outputs,
-                               uint64_t now)
+static void finish_from_policy_why(cbx_execution *ex, cbx_policy_decision d, json_t *outputs,
+                                   uint64_t now, const char *line)
 {
     if (d == CBX_POLICY_DONE_SUCCESS) {
         cbx_policy_remember(ex->policy, ex->fallback_key, outputs);
@@ -154,7 +156,10 @@ static void finish_from_policy(cbx_execution *ex, cbx_policy_decision d, json_t 
         return;
     }
     char why[384];
-    cbx_policy_explain(ex->policy, &ex->b->run, why, sizeof why);
+    if (line)
+        cbx__copy_text(why, sizeof why, line);
+    else
+        cbx_policy_explain(ex->policy, &ex->b->run, why, sizeof why);
     keep_last(ex, outputs);
     if (d == CBX_POLICY_USE_FALLBACK) {
         json_t *fb = NULL;
@@ -166,6 +171,12 @@ static void finish_from_policy(cbx_execution *ex, cbx_policy_decision d, json_t 
         }
     }
     finish_at(ex, status_of_policy(ex->b->run.status), ex->b->run.rc, why, now);
+}
+
+static void finish_from_policy(cbx_execution *ex, cbx_policy_decision d, json_t *outputs,
+                               uint64_t now)
+{
+    finish_from_policy_why(ex, d, outputs, now, NULL);
 }
 
 /* ---- the result's attempt list ------------------------------------------------------------ */
@@ -300,6 +311,8 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
     }
     if (stop == STOP_TIMEOUT)
         k = CBX_OUTCOME_TIMEOUT;
+    /* judged once, here, so the records, a named breaker and the policy all agree */
+    k = cbx_policy_judge(ex->policy, k, quality);
     if (error && !error[0])
         error = NULL;
     char timed_out[96];
@@ -553,7 +566,13 @@ static void next_attempt(cbx_execution *ex, uint64_t now)
         if (p.rc) {
             char line[384];
             cbx_breaker_store_explain(ex->rt->breakers, ex->breaker, &why, line, sizeof line);
-            finish_at(ex, ex->b->attempts ? ex->status : CBX_STATUS_REJECTED, p.rc, line, now);
+            if (ex->policy) {
+                /* the same end as a refusal by the policy's own breaker: the fallback */
+                cbx_policy_run_refuse(ex->policy, &ex->b->run, p.rc, &why);
+                finish_from_policy_why(ex, ex->b->run.decision, NULL, now, line);
+            } else {
+                finish_at(ex, CBX_STATUS_REJECTED, p.rc, line, now);
+            }
             return;
         }
         ex->b->named_permit = p;

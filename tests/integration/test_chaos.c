@@ -176,7 +176,7 @@ Test(chaos, quality_is_reported)
     cr_assert_neq(rc, 0);
     cr_assert_eq(r.status, CBX_STATUS_FAILED, "%s", cbx_status_name(r.status));
     cr_assert_str_eq(json_string_value(json_object_get(json_array_get(r.attempts, 0), "outcome")),
-                     "success");
+                     "quality", "the attempt is recorded as the policy judged it");
     cbx_result_clear(&r);
     rc = run("{\"quality\": 0.9}", pol, 0, &r);
     cr_assert_eq(rc, 0, "%s", r.error);

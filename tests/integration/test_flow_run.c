@@ -848,6 +848,38 @@ Test(flow_run, a_breaker_key_gives_each_key_its_own_breaker)
     cbx_flow_free(f);
 }
 
+/* A keyed breaker's refusal goes to the policy's fallback, as an in-process breaker's does: the
+ * refused item is the fallback's answer, not null. */
+Test(flow_run, a_keyed_breaker_refusal_answers_with_the_fallback)
+{
+    cbx_flow *f = load_text("name: k\n"
+                            "policies:\n"
+                            "  per_host:\n"
+                            "    breaker: {key: '{{ item }}', consecutive_failures: 1, "
+                            "open_for: 60s}\n"
+                            "    fallback: {value: {stdout: fb}}\n"
+                            "steps:\n"
+                            "  - name: each\n"
+                            "    executor: command\n"
+                            "    policy: per_host\n"
+                            "    foreach: [bad2, bad2, good2]\n"
+                            "    parallelism: 1\n"
+                            "    config: {argv: [sh, -c, 'test {{ item }} = good2 && echo ok']}\n");
+    cbx_flow_result res;
+    cr_assert_eq(run(f, NULL, &res), 0, "%s", res.error);
+    json_t *o = step_outputs(&res, "each");
+    cr_assert_eq(json_array_size(o), 3, "%s", text_of(o));
+    for (int i = 0; i < 2; i++)
+        cr_assert_str_eq(json_string_value(json_object_get(json_array_get(o, i), "stdout")), "fb",
+                         "item %d: %s", i, text_of(o));
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(o, 2), "stdout")), "ok\n");
+    json_t *bad = store_breaker("per_host:bad2");
+    cr_assert_eq(json_integer_value(json_object_get(bad, "rejections")), 1);
+    json_decref(bad);
+    cbx_flow_result_clear(&res);
+    cbx_flow_free(f);
+}
+
 Test(flow_run, a_breaker_key_that_names_nothing_fails_the_step)
 {
     cbx_flow *f = load_text("name: k\n"

@@ -371,7 +371,8 @@ Test(policy, breaker_opening_mid_call_stops_the_retries)
     cr_assert_eq(cbx_policy_call(p, scripted, &s, NULL, NULL, &r, NULL), CBX_ECIRCUIT_OPEN);
     cr_assert_eq(s.calls, 2);
     cr_assert_eq(r.attempts, 2);
-    cr_assert_eq(r.status, CBX_POLICY_FAILED, "attempts ran, so the call failed");
+    cr_assert_eq(r.status, CBX_POLICY_REJECTED,
+                 "a breaker that opens between retries refuses the call");
     cr_assert(strstr(r.reason, "2 attempts") && strstr(r.reason, "is open"), "%s", r.reason);
     cbx_policy_result_clear(&r);
     cbx_policy_free(p);
@@ -894,6 +895,48 @@ Test(policy, out_of_range_outcome_counts_as_error)
     cr_assert_eq(cbx_policy_admit(p, &run), 0);
     cbx_policy_attempt_end(p, &run, (cbx_outcome)42, 1, 0, 1.0, NULL);
     cr_assert_eq(run.last_outcome, CBX_OUTCOME_ERROR);
+    cbx_policy_end(p, &run);
+    cbx_policy_free(p);
+}
+
+/* A breaker outside the policy (a named or keyed one) refuses: the call ends as the policy's own
+ * breaker's refusal would, with the fallback. */
+Test(policy, an_outside_breaker_refusal_asks_the_fallback)
+{
+    cbx_policy *p = make("{\"retry\": {\"attempts\": 3, \"initial\": \"1ms\"}, "
+                         "\"fallback\": {\"value\": \"fb\"}}");
+    cbx_policy_run run;
+    cbx_policy_begin(p, &run);
+    cr_assert_eq(cbx_policy_admit(p, &run), 0);
+    uint64_t delay;
+    cr_assert_eq(cbx_policy_attempt_end(p, &run, CBX_OUTCOME_ERROR, 1, 0, 1, &delay),
+                 CBX_POLICY_RETRY);
+    cbx_breaker_rejection why = {.reason = CBX_BREAKER_REASON_CONSECUTIVE_FAILURES};
+    cr_assert_eq(cbx_policy_run_refuse(p, &run, CBX_ECIRCUIT_OPEN, &why), CBX_ECIRCUIT_OPEN);
+    cr_assert(run.done);
+    cr_assert_eq(run.status, CBX_POLICY_REJECTED);
+    cr_assert_eq(run.decision, CBX_POLICY_USE_FALLBACK);
+    cr_assert_eq(run.rejection.reason, CBX_BREAKER_REASON_CONSECUTIVE_FAILURES);
+    cr_assert_eq(cbx_policy_run_refuse(p, &run, CBX_EFORCED_OPEN, NULL), CBX_ECIRCUIT_OPEN,
+                 "a run that is over keeps its end");
+    cbx_policy_end(p, &run);
+    cbx_policy_free(p);
+}
+
+Test(policy, judge_applies_the_quality_threshold_once)
+{
+    cbx_policy *p = make("{\"quality\": {\"threshold\": 0.5}}");
+    cr_assert_eq(cbx_policy_judge(p, CBX_OUTCOME_SUCCESS, 0.1), CBX_OUTCOME_QUALITY);
+    cr_assert_eq(cbx_policy_judge(p, CBX_OUTCOME_SUCCESS, 0.5), CBX_OUTCOME_SUCCESS);
+    cr_assert_eq(cbx_policy_judge(p, CBX_OUTCOME_ERROR, 0.1), CBX_OUTCOME_ERROR);
+    cr_assert_eq(cbx_policy_judge(NULL, CBX_OUTCOME_SUCCESS, 0.1), CBX_OUTCOME_SUCCESS);
+    /* judged QUALITY before attempt_end: the policy agrees and does not judge it twice */
+    cbx_policy_run run;
+    cbx_policy_begin(p, &run);
+    cr_assert_eq(cbx_policy_admit(p, &run), 0);
+    cbx_policy_attempt_end(p, &run, cbx_policy_judge(p, CBX_OUTCOME_SUCCESS, 0.1), 1, 0, 0.1, NULL);
+    cr_assert_eq(run.last_outcome, CBX_OUTCOME_QUALITY);
+    cr_assert_eq(run.status, CBX_POLICY_FAILED);
     cbx_policy_end(p, &run);
     cbx_policy_free(p);
 }
