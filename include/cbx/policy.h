@@ -59,6 +59,9 @@ typedef struct cbx_policy cbx_policy;
 /* "No deadline" in cbx_attempt.deadline_ns and cbx_policy_run's deadlines. */
 #define CBX_POLICY_NO_DEADLINE UINT64_MAX
 
+/* Most entries in retry.on_status and retry.on_exit_code. */
+#define CBX_POLICY_MAX_CODES 32
+
 /* ---- options ------------------------------------------------------------------------------ */
 
 /* Which sections of cbx_policy_opts are in use (cbx_policy_opts.sections). */
@@ -105,6 +108,16 @@ typedef struct cbx_policy_opts {
     /* CBX_POLICY_WITH_RETRY_BUDGET: a budget made for this policy (ignored when retry.budget is
      * set). Needs CBX_POLICY_WITH_RETRY. */
     cbx_retry_budget_opts retry_budget;
+    /* Retry decisions that look at the attempt's result (see cbx_policy_retry_allows), as
+     * retry.on_status and retry.on_exit_code in a policy block. A failed attempt whose outputs
+     * carry an integer HTTP `status` is retried only when the status is listed here; with no
+     * list, every status but 4xx (408 and 429 excepted) is. A failed attempt whose outputs
+     * carry an integer `exit_code` is retried only when the code is listed here; with no list,
+     * any code is. At most CBX_POLICY_MAX_CODES of each; n_* = 0: no list. */
+    int32_t retry_on_status[CBX_POLICY_MAX_CODES];
+    uint32_t n_retry_on_status;
+    int32_t retry_on_exit_code[CBX_POLICY_MAX_CODES];
+    uint32_t n_retry_on_exit_code;
 
     /* CBX_POLICY_WITH_BREAKER. Copied; breaker.name NULL = the policy's name. */
     cbx_breaker_opts breaker;
@@ -378,6 +391,8 @@ struct cbx_policy_run {
         cbx_policy *policy;
         cbx_policy_slot_fn slot_fn;
         void *slot_ud;
+        const char *no_retry_what; /* set by cbx_policy_run_no_retry; NULL = retry as usual */
+        long long no_retry_code;
     } priv;
 };
 
@@ -447,6 +462,17 @@ int cbx_policy_run_refuse(cbx_policy *p, cbx_policy_run *run, int rc,
  * callers that record an attempt (or feed a breaker outside the policy) before
  * cbx_policy_attempt_end, so that every record agrees with the policy's judgement. */
 cbx_outcome cbx_policy_judge(const cbx_policy *p, cbx_outcome k, double quality);
+
+/* Whether a failed attempt with these outputs may be retried, by the result filters of the
+ * policy's options (retry_on_status, retry_on_exit_code): 1 yes (or the outputs say nothing
+ * the filters look at), 0 no. Borrowed outputs; NULL = 1. Pure: reads the options only. */
+int cbx_policy_retry_allows(const cbx_policy *p, const json_t *outputs);
+
+/* The attempt about to be ended must not be retried whatever its kind (a result filter said
+ * so): the next cbx_policy_attempt_end of a failure ends the call as DONE_FAILED (or
+ * USE_FALLBACK), and cbx_policy_explain names the result. code is the status or exit code
+ * that decided it, for the explanation (what is "status" or "exit code"). */
+void cbx_policy_run_no_retry(cbx_policy_run *run, const char *what, long long code);
 
 /* Finish the run: give back a breaker permit still held (as released, not recorded) and a
  * bulkhead slot still held. Call it once per cbx_policy_begin, whatever happened, after any

@@ -35,6 +35,8 @@ struct cbx_policy {
     uint64_t bulkhead_timeout_ns; /* its queue_timeout */
 
     char *breaker_key, *fallback_function;
+    int32_t on_status[CBX_POLICY_MAX_CODES], on_exit_code[CBX_POLICY_MAX_CODES];
+    uint32_t n_on_status, n_on_exit_code;
     cbx_breaker_opts breaker_opts; /* the section as the policy's own breaker was made from it
                                       (name NULL): for the breakers a key picks */
 };
@@ -314,6 +316,12 @@ int cbx_policy_new(cbx_policy **out, const cbx_policy_opts *o, cbx_err *err)
         return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "quality.threshold", 0, 0,
                               "quality_threshold must be in [0, 1]");
 
+    if (o->n_retry_on_status > CBX_POLICY_MAX_CODES ||
+        o->n_retry_on_exit_code > CBX_POLICY_MAX_CODES)
+        return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "retry", 0, 0,
+                              "at most %d entries in retry.on_status and retry.on_exit_code",
+                              CBX_POLICY_MAX_CODES);
+
     cbx_policy *p = calloc(1, sizeof *p);
     if (!p)
         return cbx_err_set(err, -ENOMEM, "out of memory");
@@ -321,6 +329,10 @@ int cbx_policy_new(cbx_policy **out, const cbx_policy_opts *o, cbx_err *err)
     p->timeout_ns = o->timeout_ns;
     p->deadline_ns = o->deadline_ns;
     p->quality_threshold = o->quality_threshold;
+    p->n_on_status = o->n_retry_on_status;
+    memcpy(p->on_status, o->retry_on_status, sizeof p->on_status);
+    p->n_on_exit_code = o->n_retry_on_exit_code;
+    memcpy(p->on_exit_code, o->retry_on_exit_code, sizeof p->on_exit_code);
     p->name = strdup(o->name ? o->name : "policy");
     p->breaker_key = dup_or_null(o->breaker_key);
     p->fallback_function = dup_or_null(o->fallback_function);
@@ -575,6 +587,38 @@ int cbx_policy_run_refuse(cbx_policy *p, cbx_policy_run *run, int rc,
     return refuse(p, run, rc);
 }
 
+static int listed(const int32_t *list, uint32_t n, long long v)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (list[i] == v)
+            return 1;
+    return 0;
+}
+
+int cbx_policy_retry_allows(const cbx_policy *p, const json_t *outputs)
+{
+    if (!p || !json_is_object(outputs))
+        return 1;
+    const json_t *v = json_object_get(outputs, "status");
+    if (json_is_integer(v)) {
+        long long st = json_integer_value(v);
+        if (p->n_on_status)
+            return listed(p->on_status, p->n_on_status, st);
+        if (st >= 400 && st < 500 && st != 408 && st != 429)
+            return 0; /* the request is wrong: sending it again will not help */
+    }
+    v = json_object_get(outputs, "exit_code");
+    if (json_is_integer(v) && p->n_on_exit_code)
+        return listed(p->on_exit_code, p->n_on_exit_code, json_integer_value(v));
+    return 1;
+}
+
+void cbx_policy_run_no_retry(cbx_policy_run *run, const char *what, long long code)
+{
+    run->priv.no_retry_what = what ? what : "result";
+    run->priv.no_retry_code = code;
+}
+
 cbx_outcome cbx_policy_judge(const cbx_policy *p, cbx_outcome k, double quality)
 {
     if (p && k == CBX_OUTCOME_SUCCESS && p->quality_threshold > 0 &&
@@ -680,9 +724,11 @@ cbx_policy_decision cbx_policy_attempt_end(cbx_policy *p, cbx_policy_run *run, c
         finish(p, run, CBX_POLICY_CANCELLED, CBX_ECANCELLED, WHY_CANCELLED);
         return run->decision;
     }
-    /* 9. the retry policy */
+    /* 9. the retry policy (unless a result filter has said no) */
     uint64_t d = 0;
-    int rc = cbx_retry_next(&p->retry, &run->priv.retry, k, retry_after_ns, now, &d);
+    int rc = run->priv.no_retry_what
+                 ? CBX_EFAILED
+                 : cbx_retry_next(&p->retry, &run->priv.retry, k, retry_after_ns, now, &d);
     if (rc == 0) {
         if (delay_ns)
             *delay_ns = d;
@@ -798,7 +844,11 @@ const char *cbx_policy_explain(const cbx_policy *p, const cbx_policy_run *run, c
                  run->attempts_run == 1 ? "" : "s", outcome_words(run->last_outcome));
     switch (run->priv.why) {
     case WHY_OUTCOME:
-        if (p->has_retry)
+        if (run->priv.no_retry_what && p->has_retry)
+            snprintf(tail, sizeof tail, "%s %lld is not retried (retry.on_%s)",
+                     run->priv.no_retry_what, run->priv.no_retry_code,
+                     strcmp(run->priv.no_retry_what, "status") == 0 ? "status" : "exit_code");
+        else if (p->has_retry)
             snprintf(tail, sizeof tail, "%s is not retried (retry.on)",
                      cbx_outcome_name(run->last_outcome));
         else

@@ -415,11 +415,41 @@ static int parse_budget(cbx_retry_budget_opts *b, const json_t *obj, const char 
     return 0;
 }
 
+/* A list of integer codes within [lo, hi]: HTTP statuses, exit codes. */
+static int get_codes(const json_t *v, const char *where, long long lo, long long hi, int32_t *codes,
+                     uint32_t *n, cbx_err *err)
+{
+    if (!json_is_array(v) || json_array_size(v) == 0)
+        return fail(err, CBX_EINVAL_CONFIG, where,
+                    "expected a list of codes (%lld to %lld), got %s", lo, hi,
+                    json_is_array(v) ? "an empty list" : kind_of(v));
+    if (json_array_size(v) > CBX_POLICY_MAX_CODES)
+        return fail(err, CBX_EINVAL_CONFIG, where, "at most %d codes, got %zu",
+                    CBX_POLICY_MAX_CODES, json_array_size(v));
+    size_t i;
+    json_t *e;
+    *n = 0;
+    json_array_foreach(v, i, e)
+    {
+        char w[256];
+        snprintf(w, sizeof w, "%s[%zu]", where, i);
+        if (!json_is_integer(e))
+            return fail(err, CBX_EINVAL_CONFIG, w, "expected an integer from %lld to %lld, got %s",
+                        lo, hi, kind_of(e));
+        if (json_integer_value(e) < lo || json_integer_value(e) > hi)
+            return fail(err, CBX_EINVAL_CONFIG, w,
+                        "expected an integer from %lld to %lld, got %lld", lo, hi,
+                        (long long)json_integer_value(e));
+        codes[(*n)++] = (int32_t)json_integer_value(e);
+    }
+    return 0;
+}
+
 static int parse_retry(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
 {
-    static const char *const known[] = {"attempts",   "backoff", "initial", "max",
-                                        "multiplier", "jitter",  "on",      "max_elapsed",
-                                        "seed",       "budget",  NULL};
+    static const char *const known[] = {
+        "attempts",    "backoff", "initial", "max",       "multiplier",   "jitter", "on",
+        "max_elapsed", "seed",    "budget",  "on_status", "on_exit_code", NULL};
     const char *path = "retry";
     cbx_retry_opts *ro = &o->retry;
     const json_t *v;
@@ -455,6 +485,12 @@ static int parse_retry(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
     if ((v = field(obj, path, "on", w)) && (r = get_kinds(v, w, &ro->retry_on, err)))
         return r;
     if ((v = field(obj, path, "seed", w)) && (r = get_uint(v, w, 0, UINT64_MAX, &ro->seed, err)))
+        return r;
+    if ((v = field(obj, path, "on_status", w)) &&
+        (r = get_codes(v, w, 100, 599, o->retry_on_status, &o->n_retry_on_status, err)))
+        return r;
+    if ((v = field(obj, path, "on_exit_code", w)) &&
+        (r = get_codes(v, w, 0, 255, o->retry_on_exit_code, &o->n_retry_on_exit_code, err)))
         return r;
     if ((v = field(obj, path, "budget", w))) {
         if ((r = parse_budget(&o->retry_budget, v, w, err)))

@@ -282,6 +282,17 @@ static json_t *attempt_record(cbx_runtime *rt, uint32_t number, const char *outc
 
 /* ---- one attempt -------------------------------------------------------------------------- */
 
+/* A result filter (retry.on_status, retry.on_exit_code) refused a retry: say which value. */
+static void no_retry_because(cbx_policy_run *run, const json_t *outputs)
+{
+    const json_t *st = json_object_get(outputs, "status");
+    if (json_is_integer(st))
+        cbx_policy_run_no_retry(run, "status", json_integer_value(st));
+    else
+        cbx_policy_run_no_retry(run, "exit code",
+                                json_integer_value(json_object_get(outputs, "exit_code")));
+}
+
 static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json_t *outputs,
                              json_t *metadata, const char *error, uint64_t retry_after_ns,
                              double quality)
@@ -359,6 +370,8 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
     if (ex->policy) {
         if (stop == STOP_CANCEL)
             cbx_policy_run_cancel(&ex->b->run);
+        if (cbx_outcome_is_failure(judged) && !cbx_policy_retry_allows(ex->policy, outputs))
+            no_retry_because(&ex->b->run, outputs);
         uint64_t delay = 0;
         cbx_policy_decision d = cbx_policy_attempt_end(
             ex->policy, &ex->b->run, judged, (int64_t)duration, retry_after_ns, quality, &delay);
