@@ -51,7 +51,8 @@ const char *cli_json_kind(const json_t *v)
 
 int cli_print_json(FILE *f, const json_t *v)
 {
-    if (json_dumpf(v, f, JSON_INDENT(2) | JSON_ENCODE_ANY) < 0)
+    /* 9 significant digits: 0.1 reads 0.1, a duration 13.918297 ms keeps its microseconds */
+    if (json_dumpf(v, f, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9)) < 0)
         return -1;
     fputc('\n', f);
     return fflush(f) == 0 ? 0 : -1;
