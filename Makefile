@@ -5,8 +5,8 @@
 #   make tsan    the concurrency (stress) tests under ThreadSanitizer
 #   make lint    clang-format check, clang-tidy, cppcheck
 #   make bench   benchmarks beside their peers; writes docs/BENCHMARKS.md
-#   make install PREFIX=/usr/local
-.PHONY: all deps demo check test asan tsan lint format bench valgrind install clean
+#   make install PREFIX=/usr/local   (a build of its own: no tests, benchmarks or examples)
+.PHONY: all deps demo check test asan tsan lint format bench valgrind install package-check clean
 
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
@@ -35,7 +35,7 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
 
-check: test asan tsan
+check: test asan tsan package-check
 
 tsan: deps
 	$(call configure,build-tsan,RelWithDebInfo,-DCBX_WERROR=ON -DCBX_SANITIZE=thread -DCBX_BENCH=OFF -DCBX_EXAMPLES=OFF)
@@ -56,10 +56,20 @@ bench: all
 	scripts/deps bench
 	bench/run
 
-install: all
-	cmake --install build --prefix $(PREFIX)
+# A build of its own, configured for PREFIX every time (cbx.pc and the CMake package name it),
+# with no tests, benchmarks or examples, and only the build's packages.
+install:
+	scripts/deps build
+	$(call configure,build-install,RelWithDebInfo,-DCBX_TESTS=OFF -DCBX_BENCH=OFF -DCBX_EXAMPLES=OFF -DCMAKE_INSTALL_PREFIX=$(PREFIX))
+	cmake --build build-install -j $(JOBS)
+	cmake --install build-install
+
+# make install into a new prefix, then a program built against it with pkg-config and with
+# find_package(cbx).
+package-check:
+	tests/package/check.sh
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-install
 
 , := ,
