@@ -217,6 +217,14 @@ static int check_flag(int id, const char *text)
     switch (id) {
     case OPT_TIMEOUT:
     case OPT_DEADLINE:
+        if (cli_parse_duration(flag, text, &u))
+            return CLI_ARGS_ERROR;
+        if (u == 0) {
+            /* as in flows: a limit of zero is no limit people mean; leaving it out is */
+            cli_err("%s: must be greater than zero (leave it out for no limit)", flag);
+            return CLI_ARGS_ERROR;
+        }
+        return 0;
     case OPT_RETRY_DELAY:
     case OPT_RETRY_MAX_DELAY:
         return cli_parse_duration(flag, text, &u);

@@ -42,13 +42,17 @@ static int load_plugins(cbx_registry *r, const char *list, int strict)
             r2 = cbx_registry_load_plugin(r, e, &err);
         else {
             if (strict) {
-                FILE *f = fopen(e, "r");
-                if (!f) {
+                struct stat st;
+                if (stat(e, &st) < 0) {
                     cli_err("plugin path '%s': %s", e, strerror(errno));
                     rc = CLI_EXIT_USAGE;
                     break;
                 }
-                fclose(f);
+                if (!S_ISDIR(st.st_mode)) {
+                    cli_err("plugin path '%s': not a directory or a .so file", e);
+                    rc = CLI_EXIT_USAGE;
+                    break;
+                }
             }
             r2 = cbx_registry_load_plugin_path(r, e, &err);
         }
