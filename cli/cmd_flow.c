@@ -1670,14 +1670,14 @@ int cli_cmd_runs(cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     cli_table_align_right(t, 4);
-    size_t i;
+    size_t tail = cli_id_tail_len(rows, "run_id", 6), i;
     json_t *row;
     json_array_foreach(rows, i, row)
     {
         char when[32], dur[32];
         cli_table_row(t);
         cli_table_cell(t, cli_format_time(int_of(row, "started_ms"), when, sizeof when), CLI_DIM);
-        cli_table_cell(t, str_of(row, "run_id"), NULL);
+        cli_table_cell(t, cli_id_tail(str_of(row, "run_id"), tail), NULL);
         cli_table_cell(t, str_of(row, "flow"), NULL);
         const char *st = str_of(row, "status");
         cli_table_cell(t, st, cli_status_color(st));

@@ -239,18 +239,19 @@ static void history_table(const json_t *rows)
         return;
     cli_table_align_right(t, 4);
     cli_table_align_right(t, 5);
+    size_t tail = cli_id_tail_len(rows, "id", 6);
     size_t i;
     json_t *r;
     json_array_foreach(rows, i, r)
     {
-        char when[32], dur[32], id[16];
+        char when[32], dur[32], id[40];
         cli_table_row(t);
         cli_table_cell(
             t,
             cli_format_time((uint64_t)json_integer_value(json_object_get(r, "submitted_ms")), when,
                             sizeof when),
             CLI_DIM);
-        snprintf(id, sizeof id, "%.8s", str_of(r, "id"));
+        snprintf(id, sizeof id, "%s", cli_id_tail(str_of(r, "id"), tail));
         cli_table_cell(t, id, NULL);
         cli_table_cell(t, str_of(r, "executor"), NULL);
         const char *status = str_of(r, "status");

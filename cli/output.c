@@ -360,3 +360,43 @@ void cli_progress_clear(cli_progress *p)
     fflush(stderr);
     p->drawn = 0;
 }
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+const char *cli_id_tail(const char *id, size_t n)
+{
+    size_t len = strlen(id);
+    return len > n ? id + len - n : id;
+}
+
+size_t cli_id_tail_len(const json_t *rows, const char *key, size_t min)
+{
+    size_t n = json_array_size(rows), longest = 0;
+    const char **tails = n ? calloc(n, sizeof *tails) : NULL;
+    if (!tails)
+        return n ? 36 : min;
+    for (size_t i = 0; i < n; i++) {
+        const char *id = json_string_value(json_object_get(json_array_get(rows, i), key));
+        tails[i] = id ? id : "";
+        if (strlen(tails[i]) > longest)
+            longest = strlen(tails[i]);
+    }
+    size_t want = min;
+    const char **cut = calloc(n, sizeof *cut);
+    for (; cut && want < longest; want++) {
+        for (size_t i = 0; i < n; i++)
+            cut[i] = cli_id_tail(tails[i], want);
+        qsort(cut, n, sizeof *cut, cmp_str);
+        size_t i = 1;
+        while (i < n && strcmp(cut[i - 1], cut[i]) != 0)
+            i++;
+        if (i >= n)
+            break;
+    }
+    free(cut);
+    free(tails);
+    return want;
+}

@@ -64,6 +64,12 @@ void cli_table_print(cli_table *t, FILE *f);
 const char *cli_format_time(uint64_t ms, char *buf, size_t len);
 /* A duration in ms (a JSON number, may be NULL) as "260ms", "2.5s"; "-" when absent. */
 const char *cli_format_ms(const json_t *ms, char *buf, size_t len);
+/* How many trailing characters of the ids under key in rows (an array of objects) tell them
+ * apart: at least min, at most the whole id. Ids are time-ordered UUIDs whose tails are random,
+ * so the tail is what a person types (history show, --resume accept it). */
+size_t cli_id_tail_len(const json_t *rows, const char *key, size_t min);
+/* The last n characters of id (all of it when shorter). */
+const char *cli_id_tail(const char *id, size_t n);
 /* Wall-clock ms now. */
 uint64_t cli_now_ms(void);
 

@@ -1,6 +1,8 @@
-/* Time-ordered ids: ids of one process sort by creation, which keeps index appends local. */
+/* Time-ordered ids: ids of one generator sort by creation (a counter within the millisecond),
+ * which keeps index appends local and lets people sort by id. */
 #include "core/uuid.h"
 
+#include <pthread.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -19,8 +21,22 @@ void cbx__uuid7_format(uint64_t ms, uint64_t r1, uint64_t r2, char out[40])
     *o = '\0';
 }
 
+void cbx__uuid7_next(cbx__uuid_seq *seq, uint64_t ms, uint64_t r1, uint64_t r2, char out[40])
+{
+    if (ms > seq->last_ms) {
+        seq->last_ms = ms;
+        seq->counter = (uint32_t)(r1 & 0x7ff); /* room for 2048 more ids in this millisecond */
+    } else if (++seq->counter > 0xfff) {
+        seq->last_ms++; /* out of counter: borrow the next millisecond */
+        seq->counter = 0;
+    }
+    cbx__uuid7_format(seq->last_ms, seq->counter, r2, out);
+}
+
 void cbx__uuid7(char out[40])
 {
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static cbx__uuid_seq seq;
     uint64_t r[2] = {0, 0};
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -29,5 +45,7 @@ void cbx__uuid7(char out[40])
         r[1] ^= (uint64_t)(uintptr_t)out * 0xbf58476d1ce4e5b9ULL;
     }
     uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-    cbx__uuid7_format(ms, r[0], r[1], out);
+    pthread_mutex_lock(&lock);
+    cbx__uuid7_next(&seq, ms, r[0], r[1], out);
+    pthread_mutex_unlock(&lock);
 }

@@ -59,8 +59,8 @@ static uint64_t next64(uint64_t *s)
 /* Ids come from the runtime's own generator (no system call per execution), in the time-ordered
  * form of core/uuid.h: random ids would cost the journal's indexes three times as much. The
  * time is the caller's (the submission's, from cbx__rt_wall_ms: no clock read here). */
-void cbx__uuid4(uint64_t *rng, uint64_t wall_ms, char out[40])
+void cbx__uuid4(uint64_t *rng, cbx__uuid_seq *seq, uint64_t wall_ms, char out[40])
 {
     uint64_t r1 = next64(rng), r2 = next64(rng);
-    cbx__uuid7_format(wall_ms, r1, r2, out);
+    cbx__uuid7_next(seq, wall_ms, r1, r2, out);
 }

@@ -291,7 +291,7 @@ static int refuse(cbx_runtime *rt, const cbx_request *req, int rc, const char *w
     cbx_execution ex = {.rt = rt, .status = CBX_STATUS_REJECTED, .b = &body};
     cbx_result *r = &body.res;
     r->submitted_ms = cbx__rt_wall_ms(rt, cbx_clock_now_ns(NULL));
-    cbx__uuid4(&rt->rng, r->submitted_ms, ex.id);
+    cbx__uuid4(&rt->rng, &rt->id_seq, r->submitted_ms, ex.id);
     memcpy(r->id, ex.id, sizeof r->id);
     snprintf(r->executor, sizeof r->executor, "%s", req->executor ? req->executor : "");
     r->status = CBX_STATUS_REJECTED;
@@ -376,7 +376,7 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
     ex->rt = rt;
     ex->submitted_ns = cbx_clock_now_ns(NULL);
     uint64_t submitted_ms = cbx__rt_wall_ms(rt, ex->submitted_ns);
-    cbx__uuid4(&rt->rng, submitted_ms, ex->id);
+    cbx__uuid4(&rt->rng, &rt->id_seq, submitted_ms, ex->id);
     ex->type = type;
     ex->params = params;
     ex->policy = req->policy;

@@ -5,6 +5,7 @@
 #define CBX_RUNTIME_INTERNAL_H
 
 #include "cbx/runtime.h"
+#include "core/uuid.h"
 
 #include <stdatomic.h>
 #include <uv.h>
@@ -102,7 +103,8 @@ struct cbx_runtime {
     uint64_t kill_grace_ns;
     cbx_link queue, active; /* queued; admitted (running, waiting, retrying) */
     uint32_t nqueued, nactive;
-    uint64_t rng; /* for execution ids */
+    uint64_t rng;         /* for execution ids */
+    cbx__uuid_seq id_seq; /* their order within a millisecond */
     int closing;
     uint32_t unreaped; /* executions done since the loop last turned */
     /* Executions that ended without a timer to close: freed on the loop's next turn (by the
@@ -162,7 +164,7 @@ void cbx__copy_text(char *dst, size_t size, const char *src);
 
 /* ids */
 /* A time-ordered (version 7) id stamped wall_ms (ms since the epoch). */
-void cbx__uuid4(uint64_t *rng, uint64_t wall_ms, char out[40]);
+void cbx__uuid4(uint64_t *rng, cbx__uuid_seq *seq, uint64_t wall_ms, char out[40]);
 
 static inline void cbx__link_init(cbx_link *l)
 {

@@ -5,6 +5,7 @@
 #include "cbx/outcome.h"
 #include "cbx/units.h"
 #include "core/log_internal.h"
+#include "core/uuid.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -180,4 +181,21 @@ Test(json_escape, one_byte_at_a_time)
     cr_assert(memcmp(e, "\\u001f", 6) == 0);
     cr_assert_eq(cbx__json_escape(0x1f, e, 1), 6);
     cr_assert(memcmp(e, "\\u001F", 6) == 0, "jansson's upper-case form");
+}
+
+/* Ids of one generator sort by creation within a millisecond (a counter in rand_a), across a
+ * counter overflow, and when the clock steps back. */
+Test(uuid, ids_sort_by_creation)
+{
+    cbx__uuid_seq seq = {0};
+    char prev[40] = "", id[40];
+    uint64_t ms = 1796592531098ull;
+    for (int i = 0; i < 10000; i++) {
+        uint64_t now = i == 5000 ? ms - 10 : ms + (uint64_t)(i / 3000); /* a step back at 5000 */
+        cbx__uuid7_next(&seq, now, 0x7ffu, (uint64_t)i * 0x9e3779b97f4a7c15ull, id);
+        cr_assert_eq(id[14], '7', "version: %s", id);
+        cr_assert(strchr("89ab", id[19]), "variant: %s", id);
+        cr_assert_gt(strcmp(id, prev), 0, "id %d: %s after %s", i, id, prev);
+        memcpy(prev, id, sizeof id);
+    }
 }
