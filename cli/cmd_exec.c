@@ -74,6 +74,8 @@ static const char help_running[] =
     "                          result) instead of the outputs\n"
     "  -q, --quiet             print no outputs, summary or failure line (usage errors are\n"
     "                          still printed; with -- CMD the command's output still is)\n"
+    "  -v, --verbose           say on stderr how each attempt ended, each retry and its delay,\n"
+    "                          and the breaker's decisions; the library's log lines too\n"
     "  --state-dir DIR         the journal and breaker store directory (CBX_STATE_DIR)\n"
     "  --no-journal            do not write the journal\n"
     "  -h, --help              this help\n"
@@ -123,6 +125,7 @@ enum {
     OPT_PLUGIN_PATH,
     OPT_LUA,
     OPT_QUIET,
+    OPT_VERBOSE,
 };
 
 static const cli_opt opts[] = {
@@ -151,6 +154,7 @@ static const cli_opt opts[] = {
     {"plugin-path", 0, 1, OPT_PLUGIN_PATH},
     {"lua", 0, 1, OPT_LUA},
     {"quiet", 'q', 0, OPT_QUIET},
+    {"verbose", 'v', 0, OPT_VERBOSE},
     {0},
 };
 
@@ -180,7 +184,7 @@ typedef struct exec_cfg {
     const char *policy_file, *policy_json;
     const char *breaker;
     uint64_t breaker_failures, breaker_open_ns, breaker_probes;
-    int json, quiet;
+    int json, quiet, verbose;
     uint64_t repeat, parallel;
     cli_types_src src;
 } exec_cfg;
@@ -429,9 +433,44 @@ static int is_breaker_refusal(int rc)
     return rc == CBX_ECIRCUIT_OPEN || rc == CBX_EHALF_OPEN_FULL || rc == CBX_EFORCED_OPEN;
 }
 
+/* -v: one line per retry, as it is decided. */
+static void on_retry_verbose(cbx_execution *ex, uint32_t attempt, uint64_t delay_ns,
+                             const char *error, void *ud)
+{
+    (void)ex;
+    (void)ud;
+    char d[32];
+    cli_err("exec: attempt %u failed (%s); retry in %s", attempt,
+            error && error[0] ? error : "no detail", cbx_duration_human(delay_ns, d, sizeof d));
+}
+
+/* -v: how each attempt of a result ended, and what the breaker and the fallback decided. */
+static void verbose_result(const cbx_result *res)
+{
+    size_t i;
+    json_t *a;
+    json_array_foreach(res->attempts, i, a)
+    {
+        const char *err = json_string_value(json_object_get(a, "error"));
+        cli_err("exec: attempt %lld: %s after %.1f ms%s%s",
+                (long long)json_integer_value(json_object_get(a, "number")),
+                json_string_value(json_object_get(a, "outcome")),
+                json_number_value(json_object_get(a, "duration_ms")), err ? ": " : "",
+                err ? err : "");
+    }
+    if (res->status == CBX_STATUS_REJECTED)
+        cli_err("exec: refused: %s", res->error);
+    if (res->fallback_used)
+        cli_err("exec: the fallback answered (%s)", cbx_status_name(res->status));
+    cli_err("exec: %s after %u attempt%s in %.1f ms", cbx_status_name(res->status),
+            res->attempt_count, res->attempt_count == 1 ? "" : "s", (double)res->duration_ns / 1e6);
+}
+
 static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
 {
     run_state *s = ud;
+    if (s->cfg->verbose)
+        verbose_result(res);
     if (ex == s->current)
         s->current = NULL;
     s->done++;
@@ -846,6 +885,7 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
                        .breaker = c->breaker,
                        .breaker_opts = c->breaker ? &bo : NULL,
                        .on_done = on_done,
+                       .on_retry = c->verbose ? on_retry_verbose : NULL,
                        .ud = &s};
 
     s.rt = rt;
@@ -967,6 +1007,9 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
         case OPT_QUIET:
             c->quiet = 1;
             break;
+        case OPT_VERBOSE:
+            c->verbose = 1;
+            break;
         case OPT_PARAM:
             c->kv[c->n_kv++] = val;
             break;
@@ -1076,6 +1119,7 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
     code = build_policy(&c, &policy);
     if (code)
         goto out;
+    cli_log_install(c.verbose);
     code = cli_registry_open(&c.src, &reg);
     if (code)
         goto out;

@@ -2,6 +2,7 @@
 #include "output.h"
 
 #include "cbx/clock.h"
+#include "cbx/log.h"
 #include "cbx/units.h"
 
 #include <errno.h>
@@ -399,4 +400,15 @@ size_t cli_id_tail_len(const json_t *rows, const char *key, size_t min)
     free(cut);
     free(tails);
     return want;
+}
+
+static void log_line(cbx_log_level level, const char *component, const char *msg, void *ud)
+{
+    (void)ud;
+    cli_err("%s: %s: %s", component, cbx_log_level_name(level), msg);
+}
+
+void cli_log_install(int verbose)
+{
+    cbx_log_set(log_line, verbose ? CBX_LOG_DEBUG : CBX_LOG_WARN, NULL);
 }

@@ -68,6 +68,9 @@ const char *cli_format_ms(const json_t *ms, char *buf, size_t len);
  * apart: at least min, at most the whole id. Ids are time-ordered UUIDs whose tails are random,
  * so the tail is what a person types (history show, --resume accept it). */
 size_t cli_id_tail_len(const json_t *rows, const char *key, size_t min);
+/* Route the library's log lines to stderr ("cbx: component: level: message"): warnings and
+ * errors, and with verbose everything down to debug. */
+void cli_log_install(int verbose);
 /* The last n characters of id (all of it when shorter). */
 const char *cli_id_tail(const char *id, size_t n);
 /* Wall-clock ms now. */
