@@ -20,13 +20,21 @@ typedef struct cli_opt {
 } cli_opt;
 
 /* Ids shared by every subcommand's table (subcommands number their own from CLI_OPT_OWN). */
-enum { CLI_OPT_HELP = 1, CLI_OPT_STATE_DIR, CLI_OPT_NO_JOURNAL, CLI_OPT_JSON, CLI_OPT_OWN = 16 };
+enum {
+    CLI_OPT_HELP = 1,
+    CLI_OPT_STATE_DIR,
+    CLI_OPT_NO_JOURNAL,
+    CLI_OPT_JSON,
+    CLI_OPT_UTC,
+    CLI_OPT_OWN = 16
+};
 
 /* The options every subcommand accepts. */
 #define CLI_OPTS_COMMON                                                                            \
     {"help", 'h', 0, CLI_OPT_HELP}, {"state-dir", 0, 1, CLI_OPT_STATE_DIR},                        \
+        {"no-journal", 0, 0, CLI_OPT_NO_JOURNAL},                                                  \
     {                                                                                              \
-        "no-journal", 0, 0, CLI_OPT_NO_JOURNAL                                                     \
+        "utc", 0, 0, CLI_OPT_UTC                                                                   \
     }
 
 typedef struct cli_args {

@@ -194,6 +194,7 @@ int cli_cmd_breaker(cli_ctx *ctx, int argc, char **argv)
             return CLI_EXIT_OK;
         case CLI_OPT_STATE_DIR:
         case CLI_OPT_NO_JOURNAL:
+        case CLI_OPT_UTC:
         case CLI_OPT_JSON:
             if (cli_common_option(ctx, id, val, &json))
                 return CLI_EXIT_USAGE;

@@ -1000,6 +1000,7 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
             return -1;
         case CLI_OPT_STATE_DIR:
         case CLI_OPT_NO_JOURNAL:
+        case CLI_OPT_UTC:
         case CLI_OPT_JSON:
             if (cli_common_option(ctx, id, val, &c->json))
                 return CLI_EXIT_USAGE;

@@ -143,6 +143,7 @@ static int parse(cli_ctx *ctx, const char *cmd, const cli_opt *table, const char
             return -1;
         case CLI_OPT_STATE_DIR:
         case CLI_OPT_NO_JOURNAL:
+        case CLI_OPT_UTC:
         case CLI_OPT_JSON:
             if (cli_common_option(ctx, id, val, &q->json))
                 return CLI_EXIT_USAGE;

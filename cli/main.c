@@ -66,6 +66,7 @@ static void usage(FILE *f)
           "                    default $CBX_STATE_DIR, else $XDG_STATE_HOME/cbx, else\n"
           "                    ~/.local/state/cbx)\n"
           "  --no-journal      do not write the journal\n"
+          "  --utc             show times in UTC, as ISO-8601 (2026-12-06T21:48:05Z)\n"
           "  -h, --help        this help\n"
           "  --version         the version and the executor ABI\n"
           "\n"
@@ -110,6 +111,9 @@ int cli_common_option(cli_ctx *ctx, int id, const char *val, int *json)
         return 0;
     case CLI_OPT_JSON:
         *json = 1;
+        return 0;
+    case CLI_OPT_UTC:
+        cli_time_utc(1);
         return 0;
     default:
         return 0;
@@ -170,6 +174,10 @@ int main(int argc, char **argv)
             ctx.no_journal = 1;
             continue;
         }
+        if (strcmp(a, "--utc") == 0) {
+            cli_time_utc(1);
+            continue;
+        }
         if (strcmp(a, "--state-dir") == 0 || strncmp(a, "--state-dir=", 12) == 0) {
             const char *v = a[11] == '=' ? a + 12 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v) {
@@ -181,8 +189,9 @@ int main(int argc, char **argv)
                 return rc;
             continue;
         }
-        static const char *const globals[] = {"--help", "--version", "--no-journal", "--state-dir"};
-        const char *best = cli_suggest(a, globals, 4);
+        static const char *const globals[] = {"--help", "--version", "--no-journal", "--state-dir",
+                                              "--utc"};
+        const char *best = cli_suggest(a, globals, 5);
         if (best)
             cli_err("unknown option '%s' (did you mean '%s'?)", a, best);
         else

@@ -281,11 +281,20 @@ void cli_table_print(cli_table *t, FILE *f)
 
 /* ---- formatting -------------------------------------------------------------------------- */
 
+static int time_utc;
+
+void cli_time_utc(int on)
+{
+    time_utc = on;
+}
+
 const char *cli_format_time(uint64_t ms, char *buf, size_t len)
 {
     time_t s = (time_t)(ms / 1000);
     struct tm tm;
-    if (!ms || !localtime_r(&s, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm))
+    int ok = ms && (time_utc ? gmtime_r(&s, &tm) : localtime_r(&s, &tm)) &&
+             strftime(buf, len, time_utc ? "%Y-%m-%dT%H:%M:%SZ" : "%Y-%m-%d %H:%M:%S", &tm);
+    if (!ok)
         snprintf(buf, len, "-");
     return buf;
 }

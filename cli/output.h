@@ -62,6 +62,8 @@ void cli_table_print(cli_table *t, FILE *f);
 
 /* Wall-clock ms as local "YYYY-MM-DD HH:MM:SS". Returns buf. */
 const char *cli_format_time(uint64_t ms, char *buf, size_t len);
+/* Times from now on in UTC, ISO-8601 ("2026-12-06T21:48:05Z"), instead of local time (--utc). */
+void cli_time_utc(int on);
 /* A duration in ms (a JSON number, may be NULL) as "260ms", "2.5s"; "-" when absent. */
 const char *cli_format_ms(const json_t *ms, char *buf, size_t len);
 /* How many trailing characters of the ids under key in rows (an array of objects) tell them

@@ -29,9 +29,10 @@ run "$CBX" runs --limit 1 --json
 run "$CBX" runs
 expect_rc 0 "runs as a table"
 head -1 "$TMP/out" | grep -q "^STARTED  *RUN  *FLOW  *STATUS  *DURATION  *ERROR$" || fail "heading: $(cat "$TMP/out")"
-grep -q "  $second  failing  failed  .*step 'broken' failed: exit code 3$" "$TMP/out" ||
+# the RUN column shows each id's distinguishing tail (what show and --resume accept)
+grep -q "  ${second: -6}  failing  failed  .*step 'broken' failed: exit code 3$" "$TMP/out" ||
     fail "failed row: $(cat "$TMP/out")"
-grep -q "  $first  greet  *success " "$TMP/out" || fail "success row: $(cat "$TMP/out")"
+grep -q "  ${first: -6}  greet  *success " "$TMP/out" || fail "success row: $(cat "$TMP/out")"
 
 # show: the whole id, a prefix, a suffix
 for id in "$second" "${second:0:13}" "${second: -8}"; do
