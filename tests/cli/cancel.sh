@@ -1,14 +1,6 @@
 # SIGINT (^C) and SIGTERM cancel every execution, kill the process trees, and exit 130.
 . "$(dirname "$0")/lib.bash"
 
-wait_for() {
-    for _ in $(seq 100); do
-        [ -s "$1" ] && return 0
-        sleep 0.05
-    done
-    fail "timed out waiting for $1"
-}
-
 for sig in INT TERM; do
     rm -f "$TMP/pid"
     "$CBX" exec -- sh -c "echo \$\$ >'$TMP/pid'; sleep 30 & sleep 30" >"$TMP/out" 2>"$TMP/err" &

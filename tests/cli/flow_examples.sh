@@ -24,12 +24,7 @@ start_server() {
     : >"$TMP/port"
     "$server" --die-with-parent "$@" >"$TMP/port" 2>/dev/null &
     spid=$!
-    for _ in $(seq 100); do
-        [ -s "$TMP/port" ] && return 0
-        kill -0 "$spid" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
+    wait_for "$TMP/port" "$spid"
 }
 trap 'kill $spid 2>/dev/null; rm -rf "$TMP"' EXIT
 inputs=()

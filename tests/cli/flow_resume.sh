@@ -6,13 +6,6 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT" || fail "no source tree"
 F=tests/flows/cli
 
-wait_for() {
-    for _ in $(seq 200); do
-        [ -s "$1" ] && return 0
-        sleep 0.05
-    done
-    fail "timed out waiting for $1"
-}
 count() { [ -f "$1" ] && wc -l <"$1" | tr -d ' ' || echo 0; }
 runs_of() { echo "$(count "$1/first") $(count "$1/wait") $(count "$1/last")"; }
 

@@ -44,3 +44,18 @@ jqv() {
 now_ms() {
     date +%s%3N
 }
+
+# wait_for FILE [PID]: until FILE is non-empty (and while PID, when given, lives). Gives up after
+# five minutes: a loaded machine is slow, never wrong.
+wait_for() {
+    local deadline=$(($(date +%s) + 300))
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        [ -s "$1" ] && return 0
+        if [ -n "${2:-}" ] && ! kill -0 "$2" 2>/dev/null; then
+            [ -s "$1" ] && return 0
+            return 1
+        fi
+        sleep 0.05
+    done
+    fail "timed out waiting for $1"
+}

@@ -8,10 +8,7 @@ server="$(dirname "$CBX")/../tests/http_server"
 "$server" >"$TMP/port" &
 spid=$!
 trap 'kill $spid 2>/dev/null; rm -rf "$TMP"' EXIT
-for _ in $(seq 6000); do
-    [ -s "$TMP/port" ] && break
-    sleep 0.05
-done
+wait_for "$TMP/port" "$spid" || fail "the http server did not start"
 url="http://127.0.0.1:$(head -1 "$TMP/port")"
 
 attempts() {
