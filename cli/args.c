@@ -4,6 +4,7 @@
 #include "output.h"
 
 #include "cbx/units.h"
+#include "core/text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -224,31 +225,6 @@ int cli_read_file(const char *path, char **buf, size_t *len)
     return 0;
 }
 
-size_t cli_edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 64 || lb > 64)
-        return (size_t)-1;
-    size_t row[65];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
 const char *cli_suggest(const char *word, const char *const *cands, size_t n)
 {
     size_t len = strlen(word);
@@ -266,7 +242,7 @@ const char *cli_suggest(const char *word, const char *const *cands, size_t n)
     if (best)
         return best;
     for (size_t i = 0; i < n; i++) {
-        size_t d = cli_edit_distance(word, cands[i]);
+        size_t d = cbx__edit_distance(word, cands[i]);
         if (d < best_d && d < len) {
             best_d = d;
             best = cands[i];

@@ -79,9 +79,9 @@ int cli_parse_choice(const char *flag, const char *text, const char *const *choi
  * Returns 0, or -errno (nothing printed). */
 int cli_read_file(const char *path, char **buf, size_t *len);
 
-/* Edit distance; and the candidate the word most likely meant: the only one it abbreviates, else
- * the closest within a third of the word's length (2 edits for short words), or NULL. */
-size_t cli_edit_distance(const char *a, const char *b);
+/* The candidate the word most likely meant: the only one it abbreviates, else the closest (by
+ * cbx__edit_distance, core/text.h) within a third of the word's length (2 edits for short
+ * words), or NULL. */
 const char *cli_suggest(const char *word, const char *const *cands, size_t n);
 
 /* ---- executor parameters ----------------------------------------------------------------- */

@@ -32,21 +32,9 @@ typedef struct fn_entry {
 static pthread_mutex_t fn_mu = PTHREAD_MUTEX_INITIALIZER;
 static fn_entry *fn_buckets[FN_BUCKETS];
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-
 static size_t bucket_of(const char *name)
 {
-    return (size_t)(fnv1a(FNV_OFFSET, name, strlen(name)) % FN_BUCKETS);
+    return (size_t)(cbx__fnv1a(CBX__FNV_OFFSET, name, strlen(name)) % FN_BUCKETS);
 }
 
 static fn_entry **find_slot(const char *name)
@@ -469,9 +457,9 @@ int cbx_function_cache_key(const char *name, const json_t *input, uint64_t *hash
         json_dumps(input ? input : json_null(), JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
     if (!text)
         return -ENOMEM;
-    uint64_t h = fnv1a(FNV_OFFSET, name, strlen(name));
-    h = fnv1a(h, "\n", 1);
-    *hash = fnv1a(h, text, strlen(text));
+    uint64_t h = cbx__fnv1a(CBX__FNV_OFFSET, name, strlen(name));
+    h = cbx__fnv1a(h, "\n", 1);
+    *hash = cbx__fnv1a(h, text, strlen(text));
     if (canonical)
         *canonical = text;
     else
@@ -530,7 +518,7 @@ static int key_build(key_buf *k, const char *name, const json_t *input, uint64_t
             free(k->p);
         return -ENOMEM;
     }
-    *hash = fnv1a(FNV_OFFSET, k->p, k->len);
+    *hash = cbx__fnv1a(CBX__FNV_OFFSET, k->p, k->len);
     return 0;
 }
 

@@ -13,6 +13,7 @@
 
 #include "cbx/lua_sandbox.h"
 #include "cbx/template.h"
+#include "core/text.h"
 #include "flow/template_internal.h"
 
 #define DEFAULT_INSTRUCTIONS 1000000ULL
@@ -972,10 +973,7 @@ typedef struct run_args {
 
 static uint64_t text_hash(const char *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h;
+    return cbx__fnv1a(CBX__FNV_OFFSET, s, n);
 }
 
 /* Push the compiled function of a->expr (from the cache, or compiled and cached), or return 1

@@ -1,5 +1,6 @@
 /* Fallback answers: a last-good-result cache, a degraded function and a static value. */
 #include "cbx/fallback.h"
+#include "core/text.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -246,12 +247,7 @@ void cbx_fallback_free(cbx_fallback *fb)
 
 static uint64_t key_hash(const char *key, size_t len)
 {
-    uint64_t h = 14695981039346656037ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
+    return cbx__fnv1a(CBX__FNV_OFFSET, key, len);
 }
 
 static struct entry **chain_slot(cbx_fallback *fb, const char *key, size_t len, uint64_t h)

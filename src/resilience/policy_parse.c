@@ -3,6 +3,7 @@
 #include "cbx/policy.h"
 
 #include "cbx/units.h"
+#include "core/text.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -73,33 +74,6 @@ static const char *kind_of(const json_t *v)
 
 /* ---- unknown keys ------------------------------------------------------------------------- */
 
-/* Levenshtein distance, for "did you mean"; long keys are not compared (returns a big value). */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 63 || lb > 63)
-        return 99;
-    size_t row[64];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            size_t best = diag + cost;
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
 /* Every key of obj must be one of known (NULL-terminated). */
 static int check_keys(const json_t *obj, const char *path, const char *const *known, cbx_err *err)
 {
@@ -119,7 +93,7 @@ static int check_keys(const json_t *obj, const char *path, const char *const *kn
         const char *best = NULL;
         size_t best_d = 99;
         for (const char *const *k = known; *k; k++) {
-            size_t d = edit_distance(key, *k);
+            size_t d = cbx__edit_distance(key, *k);
             if (d < best_d) {
                 best_d = d;
                 best = *k;

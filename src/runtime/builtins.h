@@ -10,6 +10,7 @@
 #include "cbx/diag.h"
 #include "cbx/executor.h"
 #include "cbx/registry.h"
+#include "core/text.h"
 
 /* Each returns a static type (never freed). */
 const cbx_executor_type *cbx__command_type(void);
@@ -28,11 +29,7 @@ int cbx__register_builtins(cbx_registry *r, cbx_err *err);
 
 /* ---- shared by registry.c, schema.c and plugin.c ------------------------------------------ */
 
-/* Levenshtein distance between two short strings (99 when either is longer than 63 bytes). */
-size_t cbx__edit_distance(const char *a, const char *b);
-
-/* 1 when a distance d to a word of length len is close enough to suggest "did you mean". */
-int cbx__close_enough(size_t d, size_t len);
+/* cbx__edit_distance and cbx__close_enough ("did you mean") live in core/text.h. */
 
 /* Check a schema at registration (type_name is for messages). On success returns 0 and
  * *defaults: one parsed default per parameter (NULL where none), or NULL for an empty schema;

@@ -26,36 +26,6 @@ const char *cbx_param_type_name(cbx_param_type t)
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
-size_t cbx__edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 63 || lb > 63)
-        return 99;
-    size_t row[64];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] == b[j - 1] ? 0 : 1);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
-int cbx__close_enough(size_t d, size_t len)
-{
-    return d <= 2 && d * 3 <= len + 1;
-}
-
 /* The JSON type of a value, in the schema's words. */
 const char *cbx__json_kind(const json_t *v)
 {

@@ -1,0 +1,20 @@
+/* Small text helpers shared by every layer: "did you mean" distances and a string hash. */
+#ifndef CBX_CORE_TEXT_H
+#define CBX_CORE_TEXT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Levenshtein distance between two short strings, for "did you mean"; 99 when either is longer
+ * than 63 bytes (long names are not compared). */
+size_t cbx__edit_distance(const char *a, const char *b);
+
+/* 1 when a distance d to a word of length len is close enough to suggest it. */
+int cbx__close_enough(size_t d, size_t len);
+
+/* FNV-1a, 64 bits: start from CBX__FNV_OFFSET, or from an earlier result to hash several pieces
+ * as one. */
+#define CBX__FNV_OFFSET 0xcbf29ce484222325ULL
+uint64_t cbx__fnv1a(uint64_t h, const void *data, size_t len);
+
+#endif
