@@ -8,7 +8,8 @@
  * %b or a back-reference looks at, is one step; STEPS_PER_INSTRUCTION steps are charged to the
  * sandbox's instruction budget as one instruction, so that the budget and the interrupt stop a
  * runaway pattern like any loop. Plain searches (find with plain, or a pattern without special
- * characters) use memmem, which is linear. */
+ * characters) stay linear: memchr and memcmp, then memmem once that has cost as much as the
+ * subject is long. */
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <stddef.h>
@@ -401,6 +402,31 @@ static int has_specials(const char *p, size_t lp)
     return strpbrk(p, SPECIALS) != NULL || strlen(p) < lp;
 }
 
+/* The first p in s, as Lua finds it (memchr for the first byte, then memcmp: the fastest on
+ * ordinary text), but once the comparisons have cost as much as s is long, with memmem, which
+ * is linear: "aaa...a" never costs len(s) * len(p). */
+static const char *find_plain(const char *s, size_t ls, const char *p, size_t lp)
+{
+    if (lp == 0)
+        return s;
+    if (lp > ls)
+        return NULL;
+    const char *at = s, *last = s + (ls - lp); /* the last place p can start */
+    size_t allowance = ls + 4096;              /* bytes memcmp may look at */
+    while (at <= last) {
+        const char *c = memchr(at, p[0], (size_t)(last - at) + 1);
+        if (!c)
+            return NULL;
+        if (memcmp(c + 1, p + 1, lp - 1) == 0)
+            return c;
+        at = c + 1;
+        if (lp > allowance)
+            return memmem(at, (size_t)(s + ls - at), p, lp);
+        allowance -= lp;
+    }
+    return NULL;
+}
+
 /* ---- find and match ------------------------------------------------------------------------ */
 
 static int find_or_match(lua_State *L, int find)
@@ -414,7 +440,7 @@ static int find_or_match(lua_State *L, int find)
         return 1;
     }
     if (find && (lua_toboolean(L, 4) || !has_specials(p, lp))) {
-        const char *hit = lp == 0 ? s + init : memmem(s + init, ls - init, p, lp);
+        const char *hit = find_plain(s + init, ls - init, p, lp);
         if (!hit) {
             luaL_pushfail(L);
             return 1;

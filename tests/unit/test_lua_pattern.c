@@ -260,7 +260,7 @@ static void same_chunk(const char *code)
     lua_State *L = luaL_newstate();
     luaL_openlibs(L);
     cr_assert_eq(luaL_loadbufferx(L, code, strlen(code), "=t", "t"), 0);
-    lua_call(L, 0, 1);
+    cr_assert_eq(lua_pcall(L, 0, 1, 0), 0, "%s", lua_tostring(L, -1));
     cbx_sandbox *sb;
     cr_assert_eq(cbx_sandbox_new(&sb, NULL, NULL), 0);
     cbx_err err;
@@ -299,4 +299,21 @@ Test(pattern, table_functions_behave_as_lua)
                "  __index = function(_, k) return 'v' .. k end, __newindex = rawset})\n"
                "table.insert(p, 1, 'a') ser(rawget(p, 1), rawget(p, 2), rawget(p, 3))\n"
                "return table.concat(o, ' ')\n");
+}
+
+/* A plain search never costs len(subject) * len(needle), and is found where Lua finds it. */
+Test(pattern, plain_find_is_linear_and_exact, .timeout = 300)
+{
+    same_chunk("local function ser(...)\n"
+               "  local o = {}\n"
+               "  for i = 1, select('#', ...) do o[#o + 1] = tostring((select(i, ...))) end\n"
+               "  return table.concat(o, ',')\n"
+               "end\n"
+               "local hay = string.rep('a', 1000000)\n"
+               "local needle = string.rep('a', 5000) .. 'b'\n"
+               "return table.concat({ser(hay:find(needle, 1, true)),\n"
+               "  ser((hay .. 'b'):find(needle, 1, true)),\n"
+               "  ser(hay:find(string.rep('a', 5000) .. 'c' .. string.rep('a', 10))),\n"
+               "  ser(('xabcabd'):find('abd', 1, true)), ser(('abc'):find('', 10, true)),\n"
+               "  ser(('abc'):find('', 4, true)), ser(('abc'):find('c', -1, true))}, ' ')\n");
 }
