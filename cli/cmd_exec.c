@@ -7,6 +7,7 @@
 #include "args.h"
 #include "cli.h"
 #include "output.h"
+#include "signals.h"
 
 #include "cbx/breaker_store.h"
 #include "cbx/journal.h"
@@ -896,6 +897,7 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
     s.sigint.data = s.sigterm.data = &s;
     uv_signal_start(&s.sigint, on_signal, SIGINT);
     uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+    cli_signals_guard(); /* a second signal exits even while the loop is busy */
     uv_timer_init(&loop, &s.tick);
     s.tick.data = &s;
     handles_ok = 1;

@@ -7,6 +7,7 @@
 #include "args.h"
 #include "cli.h"
 #include "output.h"
+#include "signals.h"
 
 #include "cbx/breaker_store.h"
 #include "cbx/flow.h"
@@ -894,6 +895,7 @@ static int run_single(flow_cfg *c, cbx_registry *reg, cbx_flow *f, json_t *input
     s.sigint.data = s.sigterm.data = s.canceller.data = s.tick.data = &s;
     uv_signal_start(&s.sigint, on_signal, SIGINT);
     uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+    cli_signals_guard(); /* a second signal exits even while the loop is busy */
     uv_prepare_start(&s.canceller, on_canceller);
     uv_unref((uv_handle_t *)&s.sigint);
     uv_unref((uv_handle_t *)&s.sigterm);
@@ -1390,6 +1392,7 @@ static int run_batch(flow_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_flow *f, 
     b.notify.data = b.sigint.data = b.sigterm.data = b.tick.data = &b;
     uv_signal_start(&b.sigint, on_batch_signal, SIGINT);
     uv_signal_start(&b.sigterm, on_batch_signal, SIGTERM);
+    cli_signals_guard();
     cli_progress_start(&b.progress, !c->quiet);
     if (b.progress.on)
         uv_timer_start(&b.tick, on_batch_tick, 100, 100);

@@ -26,9 +26,17 @@
  *     callback answers non-zero, every following instruction raises, so that no pcall in the
  *     script can swallow it. A memory limit on the whole state, enforced by the allocator:
  *     string.rep("x", 1e10) and table-growth bombs fail with "memory limit exceeded".
- *     Limitation: a single long-running C library call (a pathological string.find pattern on a
- *     large subject) is not interrupted until it returns; its input size is bounded by the
- *     memory limit. string.rep of an empty string is answered at once, never looped.
+ *     The library functions that can loop long inside one C call count their work against the
+ *     same budget and poll the same interrupt: string.find, match, gmatch and gsub use a
+ *     matcher of cbx's own (Lua's pattern language, the same results and messages) in which
+ *     eight matching steps - one pattern item tried at one subject position - count as one
+ *     instruction, so that a backtracking pattern (".-.-.-.-b" on 5000 bytes) stops with
+ *     "instruction limit exceeded" or "interrupted" at the calling line; plain searches are
+ *     linear (memmem). table.insert, remove and move charge one instruction per element they
+ *     shift (a __len of 2^60 or table.move over math.maxinteger nils cannot spin).
+ *     string.rep of an empty string is answered at once, never looped. What is left runs in
+ *     time bounded by the memory limit (string.rep, table.concat, table.sort without a
+ *     comparator, string.format, utf8).
  *
  * Values. JSON converts to Lua and back: objects are tables with string keys, arrays are
  * sequences 1..n marked as arrays, strings, integers (lua integers), reals (lua floats: 1.0

@@ -34,7 +34,10 @@ typedef struct cbx_template_opts {
                                      `env` table exposes (globs like "APP_*" allowed); NULL =
                                      none. The caller adds env to the context with
                                      cbx_template_env_vars. */
-    uint64_t max_instructions;    /* per evaluation; 0 = 1000000 */
+    uint64_t max_instructions;    /* per evaluation; 0 = 1000000. Pattern matching counts
+                                     too (eight matching steps per instruction), so a
+                                     backtracking string.find stops here instead of spinning
+                                     inside one C call (cbx/lua_sandbox.h). */
     uint64_t max_memory_bytes;    /* for the sandbox; 0 = 64 MiB */
 } cbx_template_opts;
 

@@ -15,6 +15,7 @@
 #include <lualib.h>
 
 #include "core/log_internal.h"
+#include "core/lua_sandbox_internal.h"
 
 #define HOOK_EVERY 1000
 #define MIN_MEMORY (64u << 10)
@@ -71,30 +72,56 @@ cbx_sandbox *cbx_sandbox_of(lua_State *L)
 
 /* ---- instruction budget -------------------------------------------------------------------- */
 
+static void sb_hook(lua_State *L, lua_Debug *ar);
+
+/* Decide whether the running call must stop (budget spent, interrupt asked); once it must,
+ * make every following instruction raise, here and in the main thread, so that a pcall in the
+ * script cannot catch the error and go on. Returns whether it must stop. */
+static int must_stop(cbx_sandbox *sb, lua_State *L, uint64_t spent)
+{
+    if (sb->abort)
+        return 1;
+    sb->steps += spent;
+    if (sb->interrupted && sb->interrupted(sb->interrupt_ud))
+        sb->abort = ABORT_INTERRUPT;
+    else if (sb->budget != CBX_SANDBOX_UNLIMITED && sb->steps > sb->budget)
+        sb->abort = ABORT_INSTRUCTIONS;
+    else
+        return 0;
+    lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
+    if (L != sb->L)
+        lua_sethook(sb->L, sb_hook, LUA_MASKCOUNT, 1);
+    return 1;
+}
+
+/* Raise the abort's error; where is "src:line:" (pushed by the caller, popped here). */
+static int raise_abort(cbx_sandbox *sb, lua_State *L)
+{
+    if (sb->abort == ABORT_INTERRUPT)
+        lua_pushliteral(L, "interrupted");
+    else
+        lua_pushfstring(L, "instruction limit exceeded (%I instructions)", (lua_Integer)sb->budget);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
 static void sb_hook(lua_State *L, lua_Debug *ar)
 {
     cbx_sandbox *sb = cbx_sandbox_of(L);
-    if (!sb->abort) {
-        sb->steps += (uint64_t)lua_gethookcount(L);
-        if (sb->interrupted && sb->interrupted(sb->interrupt_ud))
-            sb->abort = ABORT_INTERRUPT;
-        else if (sb->budget != CBX_SANDBOX_UNLIMITED && sb->steps > sb->budget)
-            sb->abort = ABORT_INSTRUCTIONS;
-        else
-            return;
-        /* From now on raise at every instruction, here and in the main thread, so that a pcall
-         * in the script cannot catch the error and go on. */
-        lua_sethook(L, sb_hook, LUA_MASKCOUNT, 1);
-        if (L != sb->L)
-            lua_sethook(sb->L, sb_hook, LUA_MASKCOUNT, 1);
-    }
+    if (!must_stop(sb, L, (uint64_t)lua_gethookcount(L)))
+        return;
     lua_getinfo(L, "Sl", ar);
-    if (sb->abort == ABORT_INTERRUPT)
-        lua_pushfstring(L, "%s:%d: interrupted", ar->short_src, ar->currentline);
-    else
-        lua_pushfstring(L, "%s:%d: instruction limit exceeded (%I instructions)", ar->short_src,
-                        ar->currentline, (lua_Integer)sb->budget);
-    lua_error(L);
+    lua_pushfstring(L, "%s:%d: ", ar->short_src, ar->currentline);
+    raise_abort(sb, L);
+}
+
+void cbx__sandbox_charge(lua_State *L, uint64_t instructions)
+{
+    cbx_sandbox *sb = cbx_sandbox_of(L);
+    if (!sb || !must_stop(sb, L, instructions))
+        return;
+    luaL_where(L, 1); /* the Lua line that called the C function */
+    raise_abort(sb, L);
 }
 
 static void arm_hook(cbx_sandbox *sb)
@@ -327,10 +354,12 @@ static int sb_setup(lua_State *L)
     lua_getfield(L, -1, "rep");
     lua_pushcclosure(L, safe_rep, 1);
     lua_setfield(L, -2, "rep");
+    cbx__sandbox_guard_patterns(L);
     set_protected_metatable(L, -1, string_index);
     lua_pop(L, 1);
 
     luaL_requiref(L, LUA_TABLIBNAME, luaopen_table, 1);
+    cbx__sandbox_guard_table(L);
     luaL_requiref(L, LUA_MATHLIBNAME, luaopen_math, 1);
     luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
     luaL_requiref(L, LUA_COLIBNAME, luaopen_coroutine, 1);

@@ -532,7 +532,16 @@ static int h_contains(lua_State *L)
         return luaL_error(L, "contains(): expected a string, an array or an object, got a %s",
                           luaL_typename(L, 1));
     int found = 0;
-    if (j && json_is_array(j)) {
+    if (j && json_is_array(j) && lua_type(L, 2) != LUA_TNUMBER && lua_type(L, 2) != LUA_TSTRING) {
+        /* a table: converted once, not once per item (n items times its size) */
+        json_t *x = NULL;
+        char msg[8];
+        if (cbx__tpl_to_json(e, L, 2, &x, msg, sizeof msg) == 0) {
+            for (size_t i = 0; i < json_array_size(j) && !found; i++)
+                found = json_equal(json_array_get(j, i), x);
+            json_decref(x);
+        }
+    } else if (j && json_is_array(j)) {
         for (size_t i = 0; i < json_array_size(j) && !found; i++)
             found = json_eq_lua(e, L, json_array_get(j, i), 2);
     } else if (j) {

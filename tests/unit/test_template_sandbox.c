@@ -298,3 +298,45 @@ Test(template_sandbox, precompiled_chunks_never_load)
     cbx_err_clear(&err);
     cr_assert_eq(cbx_template_check_expr("\x1bLua", &err), CBX_EPARSE);
 }
+
+/* One C call that would spin for hours (a backtracking pattern, a move over 2^63 slots) is
+ * stopped by the instruction limit like a loop, with the template quoted. */
+Test(template_sandbox, runaway_c_calls_hit_the_instruction_limit, .timeout = 300)
+{
+    refused("string.find(string.rep('a', 5000), '.-.-.-.-b')", CBX_ESANDBOX,
+            "instruction limit exceeded (1000000 instructions)");
+    refused("select(2, pcall(string.match, string.rep('a', 5000), '(.-)(.-)(.-)(.-)b')) or 1",
+            CBX_ESANDBOX, "instruction limit exceeded");
+    refused("table.move({}, 1, math.maxinteger, 1)", CBX_ESANDBOX, "instruction limit exceeded");
+    still_works();
+}
+
+/* contains(list, table) converts the table once, not once per item: a 100,000-item list and a
+ * 100,000-item table were 10^10 conversions. */
+Test(template_sandbox, contains_converts_a_table_once, .timeout = 300)
+{
+    json_t *big = json_array();
+    for (int i = 0; i < 100000; i++)
+        json_array_append_new(big, json_integer(i));
+    json_t *c = json_pack("{s:{s:o, s:[[i,i],[i]]}}", "inputs", "big", big, "nested", 1, 2, 3);
+    const char *const cases[][2] = {
+        {"contains(inputs.big, (function() local t = {} for i = 1, 100000 do t[i] = i end "
+         "return t end)())",
+         "false"},
+        {"contains(inputs.nested, {1, 2})", "true"},
+        {"contains(inputs.nested, {2, 1})", "false"},
+        {"contains(inputs.nested, inputs.nested[2])", "true"},
+        {"contains(inputs.big, 99999)", "true"},
+        {"contains(inputs.big, '1')", "false"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *out = NULL;
+        cbx_err err;
+        cbx_err_clear(&err);
+        cr_assert_eq(cbx_template_eval(env, cases[i][0], c, &out, &err), 0, "%s: %s", cases[i][0],
+                     err.msg);
+        cr_assert_str_eq(json_is_true(out) ? "true" : "false", cases[i][1], "%s", cases[i][0]);
+        json_decref(out);
+    }
+    json_decref(c);
+}
