@@ -28,6 +28,16 @@ typedef struct cbx_journal_opts {
     uint64_t max_age_ms;           /* retention: drop executions older than this; 0 = forever */
     const char *const *redact_env; /* NULL-terminated extra names (globs like "*_TOKEN") to
                                       redact; a built-in list always applies */
+    /* The fields below were added later; the struct only grows at the end. */
+    int read_only;      /* 1: open for queries only (SQLITE_OPEN_READONLY): nothing is made, written
+                           or pruned, so a journal the caller may read but not write can be queried;
+                           a missing file is -ENOENT; every write returns CBX_EJOURNAL */
+    uint64_t max_bytes; /* retention: drop the oldest executions while the database's
+                           pages in use exceed this; 0 = 256 MiB, UINT64_MAX = no bound */
+    uint64_t max_record_bytes; /* the longest JSON text one column of a record may hold
+                                  (params, outputs, metadata, flow inputs and outputs): beyond
+                                  it long strings are cut and the value is flagged
+                                  "cbx_truncated"; 0 = 1 MiB, UINT64_MAX = no cap */
 } cbx_journal_opts;
 
 /* Open (creating if needed). Errors: CBX_EJOURNAL with SQLite's message, -errno for the
@@ -128,6 +138,28 @@ void cbx_journal_on_commit_remove(cbx_journal *j, cbx_journal_commit_fn fn, void
  * are called then, also when there was nothing to commit. Returns 0, or CBX_EJOURNAL when the
  * caller committed and the commit failed. */
 int cbx_journal_commit_soon(cbx_journal *j, cbx_err *err);
+
+/* ---- writes that could not be made ----------------------------------------------------------- */
+
+/* Writes (an execution's start, an attempt, an execution's end, a record of cbx_journal_write_db)
+ * known to be lost: a write that failed, or the writes of a batch that SQLite rolled back or
+ * whose commit failed (a full disk, an I/O error, a read-only file). */
+typedef struct cbx_journal_losses {
+    uint64_t writes;   /* how many; 0 = none known */
+    uint64_t first_ms; /* wall clock of the first and the last loss; 0 when none */
+    uint64_t last_ms;
+    char last_error[256]; /* the last failure, one line (SQLite's words) */
+} cbx_journal_losses;
+
+/* Losses seen by this handle since it was opened (recorded = 0), or the losses every process
+ * recorded in the journal's loss ledger (recorded = 1): the file `<journal>-lost` beside the
+ * database, one page made when the journal is first opened, so that a loss can be recorded
+ * there in place even when the disk is full. Losses a process could not record there (the
+ * ledger could not be made) are counted by its handle only. Fills *out; returns 0, or -errno
+ * when the ledger cannot be read. :memory: journals have no ledger. */
+int cbx_journal_losses_get(cbx_journal *j, int recorded, cbx_journal_losses *out, cbx_err *err);
+/* Zero the ledger (and this handle's count). Returns 0 or -errno. */
+int cbx_journal_losses_reset(cbx_journal *j, cbx_err *err);
 
 /* Whether batch number `batch` (from cbx_journal_write_db) is durable: 1 once it has committed
  * (in WAL mode with synchronous=NORMAL: it survives the death of the process), 0 while it is

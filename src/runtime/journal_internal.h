@@ -94,7 +94,27 @@ struct cbx_journal {
     uint32_t *slots; /* open addressing on the id's hash: index + 1, 0 = empty */
     char *arena;
     size_t arena_len, arena_cap;
+
+    /* Faults, retention by size, the record cap (journal_faults.c, journal_retention.c). */
+    int read_only;
+    uint64_t max_bytes, max_record_bytes;
+    int lost_fd;             /* the loss ledger, -1 = none */
+    cbx_journal_losses lost; /* this handle's losses (under mu) */
 };
+
+/* The loss ledger: PATH-lost, one page. */
+#define CBX__JOURNAL_LEDGER_SUFFIX      "-lost"
+#define CBX__JOURNAL_LEDGER_SIZE        4096
+#define CBX__JOURNAL_DEFAULT_MAX_BYTES  ((uint64_t)256 * 1024 * 1024)
+#define CBX__JOURNAL_DEFAULT_MAX_RECORD ((uint64_t)1024 * 1024)
+
+/* Open (made when missing, unless the journal is read-only) the ledger beside j->path. Never
+ * fails: without a ledger, losses are counted by the handle only. */
+void cbx__journal_ledger_open(cbx_journal *j);
+void cbx__journal_ledger_close(cbx_journal *j);
+/* With j->mu held: n writes are lost, for the reason SQLite gives for j->db (or what, when
+ * not NULL); counted on the handle and in the ledger. */
+void cbx__journal_lost_locked(cbx_journal *j, uint64_t n, const char *what);
 
 uint64_t cbx__journal_mono_ns(void);
 uint64_t cbx__journal_wall_ms(void);
