@@ -582,6 +582,9 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     j->mu_ready = 1;
     j->max_executions = o->max_executions ? o->max_executions : CBX__JOURNAL_DEFAULT_MAX_EXECUTIONS;
     j->max_age_ms = o->max_age_ms;
+    j->max_bytes = o->max_bytes ? o->max_bytes : CBX__JOURNAL_DEFAULT_MAX_BYTES;
+    j->max_record_bytes =
+        o->max_record_bytes ? o->max_record_bytes : CBX__JOURNAL_DEFAULT_MAX_RECORD;
     int r = cbx__redact_rules_init(&j->rules, o->redact_env);
     if (r != 0) {
         cbx_err_set(err, r, "out of memory");
@@ -590,6 +593,13 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     if ((r = resolve_path(j, o, err)) != 0)
         goto fail;
     int memory = strcmp(j->path, MEMORY_PATH) == 0;
+    j->read_only = o->read_only && !memory;
+    if (j->read_only) { /* journal_readonly.c */
+        if ((r = cbx__journal_open_read_only(j, err)) != 0)
+            goto fail;
+        *out = j;
+        return 0;
+    }
     if (!memory && ((r = make_parent_dir(j->path, err)) != 0 || (r = precreate(j->path, err)) != 0))
         goto fail;
 

@@ -102,6 +102,10 @@ struct cbx_journal {
     cbx_journal_losses lost; /* this handle's losses (under mu) */
 };
 
+/* Open j->path read-only (j->read_only set): no schema made, no flusher, no pruning. Returns 0,
+ * -errno (-ENOENT: no such file), or CBX_EJOURNAL. */
+int cbx__journal_open_read_only(cbx_journal *j, cbx_err *err);
+
 /* The loss ledger: PATH-lost, one page. */
 #define CBX__JOURNAL_LEDGER_SUFFIX      "-lost"
 #define CBX__JOURNAL_LEDGER_SIZE        4096
