@@ -116,6 +116,15 @@ typedef int (*cbx_journal_db_fn)(struct sqlite3 *db, void *ud, cbx_err *err);
 int cbx_journal_write_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, uint64_t *batch,
                          cbx_err *err);
 
+/* A JSON value as the journal writes it, for the records of other modules: compact text with
+ * the journal's secrets masked (docs/journal.md, "What is redacted") and cut to the record cap
+ * (cbx_journal_opts.max_record_bytes; a cut value is flagged "cbx_truncated"), so that every
+ * record kind goes through the one redaction path. *text (NUL-terminated, free() it) and *len;
+ * NULL and 0 for v NULL. *truncated (may be NULL) says whether it was cut. Thread-safe; needs
+ * no batch. Returns 0, -ENOMEM, or CBX_EJOURNAL for a value nested too deep (a cycle). */
+int cbx_journal_encode(cbx_journal *j, const json_t *v, char **text, size_t *len, int *truncated,
+                       cbx_err *err);
+
 /* Run fn on the connection without beginning a batch, for reads (and to finalize statements). It
  * sees every write made before it on this handle, the open batch's included. Returns fn's
  * result. */

@@ -167,10 +167,12 @@ static int write_rec(sqlite3 *db, void *ud, cbx_err *err)
             return p;
     }
     sqlite3_stmt *st = r->fj->st[r->kind];
-    char *json = r->json ? json_dumps(r->json, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    if (r->json && !json)
-        return cbx_err_set(err, CBX_EJOURNAL, "flow journal: %s: cannot encode JSON",
-                           rec_what[r->kind]);
+    /* through the journal's own encoder: secrets masked and the record cap applied as for
+     * executions */
+    char *json = NULL;
+    int e = cbx_journal_encode(r->fj->j, r->json, &json, NULL, NULL, err);
+    if (e < 0)
+        return e;
     bind_text(st, 1, r->run_id);
     if (r->kind != REC_RUN_END)
         bind_text(st, 2, r->name);

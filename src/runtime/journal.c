@@ -723,7 +723,7 @@ static int dump_json(cbx_journal *j, const json_t *v, const char **text, size_t 
     *len = 0;
     if (!v)
         return 0;
-    int r = cbx__redact_dump(&j->rules, v, &j->buf);
+    int r = cbx__redact_dump_capped(&j->rules, v, j->max_record_bytes, &j->buf, NULL);
     if (r != 0)
         return cbx_err_set(err, CBX_EJOURNAL, "journal %s: cannot encode %s as JSON: %s", j->path,
                            what, r == -ELOOP ? "nested too deep (a cycle?)" : "out of memory");
