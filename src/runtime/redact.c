@@ -19,7 +19,7 @@ const char *const cbx__redact_builtin_env[] = {
 
 /* Member names secret wherever they appear (upper-cased, '-' read as '_'). */
 const char *const cbx__redact_builtin_members[] = {
-    "*_PAT", "*_TOKEN", "*_SECRET", "*_KEY", "PASSWORD*", NULL,
+    "*_PAT", "*_TOKEN", "*_SECRET", "*_KEY", "*PASSWORD*", NULL,
 };
 
 static const char *const secret_headers[] = {

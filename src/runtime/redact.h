@@ -17,7 +17,7 @@
  *     member's value; or an array: each string "NAME=value" with a secret NAME.
  *   - any member, at any depth and outside those blocks too, whose name, upper-cased with '-'
  *     read as '_', matches one of cbx__redact_builtin_members (*_PAT, *_TOKEN, *_SECRET,
- *     *_KEY, PASSWORD*): its whole value (flow inputs such as GITHUB_PAT or db_password).
+ *     *_KEY, *PASSWORD*): its whole value (flow inputs such as GITHUB_PAT or db_password).
  * A secret value becomes "***" (a string "Name: ***" or "NAME=***" for the string forms).
  */
 #ifndef CBX_RUNTIME_REDACT_H
