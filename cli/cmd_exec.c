@@ -807,8 +807,11 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
         }
     }
 
-    if (!ctx->no_journal && cli_journal_open(NULL, 0, &journal))
+    int jr = ctx->no_journal ? 0 : cli_journal_open(NULL, 0, &journal);
+    if (jr) {
+        code = jr; /* 2 for a bad CBX_JOURNAL_* value, 70 when it cannot be opened */
         goto out;
+    }
     if (c->breaker && cbx_breaker_store_host_new(&store, NULL, &err) < 0) {
         cli_err("breaker store: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
         goto out;

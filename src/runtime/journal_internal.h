@@ -98,6 +98,7 @@ struct cbx_journal {
     /* Faults, retention by size, the record cap (journal_faults.c, journal_retention.c). */
     int read_only;
     uint64_t max_bytes, max_record_bytes;
+    int retention_ready;     /* journal_retention exists */
     int lost_fd;             /* the loss ledger, -1 = none */
     cbx_journal_losses lost; /* this handle's losses (under mu) */
 };
@@ -132,7 +133,16 @@ int cbx__journal_commit_locked(cbx_journal *j, cbx_err *err);
 int cbx__journal_fail(cbx_journal *j, cbx_err *err, const char *what);
 /* With j->mu held: write the held-back starts into the open batch, so that queries see them. */
 int cbx__journal_settle_locked(cbx_journal *j, cbx_err *err);
-/* With j->mu held and a batch open: apply the retention limits. */
+/* With j->mu held and a batch open: apply the retention limits (count, age, then size). */
 int cbx__journal_prune_locked(cbx_journal *j, cbx_err *err);
+/* With j->mu held and a batch open: delete the executions up to (submitted_ms, rowid), oldest
+ * first, with their attempts (journal_query.c). */
+int cbx__journal_delete_upto_locked(cbx_journal *j, int64_t submitted_ms, int64_t rowid,
+                                    cbx_err *err);
+/* journal_retention.c, with j->mu held: make the journal_retention table when missing; record
+ * that every execution submitted before cut_ms is gone; retention by size. */
+int cbx__journal_retention_setup_locked(cbx_journal *j, cbx_err *err);
+int cbx__journal_note_cut_locked(cbx_journal *j, int64_t cut_ms, cbx_err *err);
+int cbx__journal_prune_size_locked(cbx_journal *j, cbx_err *err);
 
 #endif
