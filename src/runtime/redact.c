@@ -573,10 +573,12 @@ int cbx__redact_dump_capped(const cbx__redact_rules *r, const json_t *v, uint64_
     if (rc != 0 || max_bytes == 0 || out->len <= max_bytes)
         return rc;
     size_t full = out->len;
-    size_t limit = max_bytes > FLAG_ROOM ? (size_t)(max_bytes - FLAG_ROOM) : 1;
+    /* first most of the cap (what is not one long string is usually small), then halved */
+    size_t limit = max_bytes > FLAG_ROOM ? (size_t)(max_bytes - FLAG_ROOM) / 16 * 15 : 1;
     dumper d = {.r = r, .b = out};
-    for (;;) { /* cut every long string to the same length, halved until the text fits */
-        limit = limit / 2 ? limit / 2 : 1;
+    for (int first = 1;; first = 0) { /* cut every long string to one length */
+        if (!first)
+            limit = limit / 2 ? limit / 2 : 1;
         out->len = 0;
         d.max_string = limit;
         dump_value(&d, v, 0);

@@ -71,7 +71,7 @@ typedef struct cbx__strbuf {
 int cbx__redact_dump(const cbx__redact_rules *r, const json_t *v, cbx__strbuf *out);
 
 /* As cbx__redact_dump, and when the text is longer than max_bytes (0 = no cap): every string
- * value is cut to one length (halved until the text fits, each cut string ending
+ * value is cut to one length (15/16 of the cap, halved until the text fits; each cut string ending
  * "...[cbx: N of M bytes cut]"), and the value flagged with the length of its whole text: an
  * object gets a first member "cbx_truncated": M, anything else is written
  * {"cbx_truncated": M, "value": <the cut value>}; when even that does not fit,
