@@ -5,8 +5,11 @@
  * The runtime writes to it from its loop thread; several processes may share one file.
  *
  * Secrets are never written: the runtime passes parameters through cbx_schema_redact (secret
- * parameters), and the journal itself replaces Authorization-like headers and environment
- * variables on its redaction list with "***" wherever they appear in parameters or metadata.
+ * parameters), and the journal itself replaces Authorization-like headers, environment
+ * variables on its redaction list and members with common secret names (*_TOKEN, *_KEY, ...)
+ * with "***" wherever they appear, in every record (other modules' through cbx_journal_encode).
+ * It is bounded by count, age and size, and one record's JSON by a cap; writes it could not
+ * make are counted and kept in a loss ledger (cbx_journal_losses_get). docs/journal.md.
  */
 #ifndef CBX_JOURNAL_H
 #define CBX_JOURNAL_H
