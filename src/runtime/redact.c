@@ -129,6 +129,10 @@ int cbx__redact_member_name(const char *name)
     size_t len = name ? strlen(name) : 0;
     if (len == 0 || len >= sizeof norm)
         return 0;
+    /* every name of the list holds a '_' (or '-') or "password": most member names hold
+     * neither and are done here, on the journal's write path */
+    if (len < 8 && !strpbrk(name, "_-"))
+        return 0;
     for (size_t i = 0; i <= len; i++)
         norm[i] = name[i] == '-' ? '_' : name[i];
     return glob_any(cbx__redact_builtin_members, (size_t)-1, norm);
