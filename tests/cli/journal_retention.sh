@@ -30,6 +30,7 @@ done
 run "$CBX" history --json --limit 1000
 kept=$(jqv 'length')
 [ "$kept" -ge 3 ] && [ "$kept" -le 12 ] || fail "$kept executions kept under 1 MiB"
+echo "by size: $kept of 40 kept under 1 MiB" >&2
 [ "$(jqv '.[0].outputs.stdout | endswith("b40\n")')" = true ] || fail "the newest is not kept"
 unset CBX_JOURNAL_MAX_SIZE CBX_JOURNAL_MAX_RECORD
 
