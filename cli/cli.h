@@ -13,6 +13,7 @@ enum {
     CLI_EXIT_FAILED = 1,        /* the work failed; a query found nothing */
     CLI_EXIT_USAGE = 2,         /* bad usage or bad input: nothing ran */
     CLI_EXIT_INTERNAL = 70,     /* EX_SOFTWARE: cbx itself failed (journal, memory, ...) */
+    CLI_EXIT_JOURNAL = 74,      /* EX_IOERR: --journal-required and a record was not written */
     CLI_EXIT_BREAKER_OPEN = 75, /* EX_TEMPFAIL: an open breaker refused it; nothing ran */
     CLI_EXIT_REFUSED = 76,      /* refused otherwise: rate limit, bulkhead, queue */
     CLI_EXIT_TIMEOUT = 124,     /* timed out, as timeout(1) */
@@ -41,6 +42,22 @@ int cli_cmd_run(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_runs(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_show(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_graph(cli_ctx *ctx, int argc, char **argv);
+
+/* The journal (cli/journal_cli.c). Retention and the record cap come from the environment:
+ * CBX_JOURNAL_MAX_SIZE, CBX_JOURNAL_MAX_RECORD (sizes: 256M, 2G, none), CBX_JOURNAL_MAX_AGE
+ * (a duration, or days: 30d; none), CBX_JOURNAL_MAX_EXECUTIONS. */
+struct cbx_journal;
+struct cbx_journal_opts;
+/* Fill *o from the environment. Returns 0, or CLI_EXIT_USAGE after a message. */
+int cli_journal_opts(struct cbx_journal_opts *o);
+/* Open the journal (read_only for queries: a missing journal is then made, as a writer would).
+ * Returns 0, or an exit code after a one-line message prefixed with cmd. */
+int cli_journal_open(const char *cmd, int read_only, struct cbx_journal **j);
+/* Commit what is pending; when writes of this handle could not be made, say so on stderr (one
+ * line) and return 1, else 0. j may be NULL. Call before cbx_journal_close. */
+int cli_journal_finish(const char *cmd, struct cbx_journal *j);
+/* One line on stderr when the journal's loss ledger records missing writes. */
+void cli_journal_note_losses(const char *cmd, struct cbx_journal *j);
 
 /* Handle --state-dir (exports CBX_STATE_DIR). Returns 0, or CLI_EXIT_USAGE after a message. */
 int cli_set_state_dir(cli_ctx *ctx, const char *dir);

@@ -79,6 +79,9 @@ static const char help_running[] =
     "                          and the breaker's decisions; the library's log lines too\n"
     "  --state-dir DIR         the journal and breaker store directory (CBX_STATE_DIR)\n"
     "  --no-journal            do not write the journal\n"
+    "  --journal-required      exit 74 when a record could not be written to the journal\n"
+    "                          (a full disk, say); without it cbx says so on stderr and exits\n"
+    "                          as the work did\n"
     "  -h, --help              this help\n"
     "\n"
     "Output: with TYPE, the outputs as JSON on stdout (a string output as text). With -- CMD,\n"
@@ -127,6 +130,7 @@ enum {
     OPT_LUA,
     OPT_QUIET,
     OPT_VERBOSE,
+    OPT_JOURNAL_REQUIRED,
 };
 
 static const cli_opt opts[] = {
@@ -156,6 +160,7 @@ static const cli_opt opts[] = {
     {"lua", 0, 1, OPT_LUA},
     {"quiet", 'q', 0, OPT_QUIET},
     {"verbose", 'v', 0, OPT_VERBOSE},
+    {"journal-required", 0, 0, OPT_JOURNAL_REQUIRED},
     {0},
 };
 
@@ -186,6 +191,7 @@ typedef struct exec_cfg {
     const char *breaker;
     uint64_t breaker_failures, breaker_open_ns, breaker_probes;
     int json, quiet, verbose;
+    int journal_required; /* --journal-required */
     uint64_t repeat, parallel;
     cli_types_src src;
 } exec_cfg;
@@ -850,8 +856,9 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
         }
     }
 
-    if (!ctx->no_journal && cbx_journal_open(&journal, NULL, &err) < 0) {
-        cli_err("journal: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
+    int jr = ctx->no_journal ? 0 : cli_journal_open(NULL, 0, &journal);
+    if (jr) {
+        code = jr; /* 2 for a bad CBX_JOURNAL_* value, 70 when it cannot be opened */
         goto out;
     }
     if (c->breaker && cbx_breaker_store_host_new(&store, NULL, &err) < 0) {
@@ -963,6 +970,8 @@ out:
         uv_loop_close(&loop);
     }
     cbx_breaker_store_free(store);
+    if (cli_journal_finish("exec", journal) && c->journal_required && code != CLI_EXIT_USAGE)
+        code = CLI_EXIT_JOURNAL;
     cbx_journal_close(journal);
     return code;
 }
@@ -1012,6 +1021,9 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
             break;
         case OPT_VERBOSE:
             c->verbose = 1;
+            break;
+        case OPT_JOURNAL_REQUIRED:
+            c->journal_required = 1;
             break;
         case OPT_PARAM:
             c->kv[c->n_kv++] = val;

@@ -668,15 +668,10 @@ static void input_problem(char *buf, size_t len, const cbx_err *e, const json_t 
 /* ---- the journal and run ids ------------------------------------------------------------------
  */
 
+/* With the retention of the environment (cli_journal_opts); read-only for runs and show. */
 static int open_journal(const char *cmd, cbx_journal **j)
 {
-    cbx_err err;
-    cbx_err_clear(&err);
-    if (cbx_journal_open(j, NULL, &err) < 0) {
-        cli_err("%s: journal: %s", cmd, err.msg[0] ? err.msg : cbx_strerror(err.code));
-        return CLI_EXIT_INTERNAL;
-    }
-    return 0;
+    return cli_journal_open(cmd, strcmp(cmd, "run") != 0, j);
 }
 
 /* A run id, or a unique prefix or suffix of one (time-ordered ids share their first digits): its
@@ -1065,7 +1060,9 @@ static void *worker_main(void *arg)
         worker_fail(w, "cannot load '%s': %s", c->file, first.msg);
         goto out;
     }
-    if (!b->ctx->no_journal && cbx_journal_open(&j, NULL, &err) < 0) {
+    cbx_journal_opts jo;
+    cli_journal_opts(&jo); /* checked when the journal was first opened */
+    if (!b->ctx->no_journal && cbx_journal_open(&j, &jo, &err) < 0) {
         worker_fail(w, "journal: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
         goto out;
     }

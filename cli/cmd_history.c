@@ -107,15 +107,11 @@ typedef struct query {
     int have_before, have_since;
 } query;
 
-static int open_journal(cbx_journal **j)
+/* Queries open the journal read-only, so that a journal the user may read but not write can be
+ * queried; clear writes. */
+static int open_journal(cbx_journal **j, int read_only)
 {
-    cbx_err err;
-    cbx_err_clear(&err);
-    if (cbx_journal_open(j, NULL, &err) < 0) {
-        cli_err("journal: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
-        return CLI_EXIT_INTERNAL;
-    }
-    return 0;
+    return cli_journal_open(NULL, read_only, j);
 }
 
 static int journal_error(const char *what, int rc, const cbx_err *err)
@@ -418,6 +414,9 @@ static int history_clear(cbx_journal *j, const query *q)
     int r = cbx_journal_clear(j, q->f.executor || q->have_before ? &f : NULL, &deleted, &err);
     if (r < 0)
         return journal_error("history clear", r, &err);
+    /* the whole history is gone: so is the note of what was missing from it */
+    if (!q->f.executor && !q->have_before && cbx_journal_losses_reset(j, &err) < 0)
+        return journal_error("history clear", err.code, &err);
     if (q->json) {
         json_t *o = json_pack("{s:I}", "deleted", (json_int_t)deleted);
         cli_print_json(stdout, o);
@@ -443,9 +442,11 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     cbx_journal *j = NULL;
-    rc = open_journal(&j);
+    rc = open_journal(&j, !q.action || strcmp(q.action, "clear") != 0);
     if (rc)
         return rc;
+    if (!q.action || strcmp(q.action, "clear") != 0)
+        cli_journal_note_losses("history", j);
     if (q.action && strcmp(q.action, "show") == 0) {
         rc = history_show(j, &q);
     } else if (q.action) {
@@ -513,9 +514,10 @@ int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv)
     if (rc)
         return rc < 0 ? CLI_EXIT_OK : rc;
     cbx_journal *j = NULL;
-    rc = open_journal(&j);
+    rc = open_journal(&j, 1);
     if (rc)
         return rc;
+    cli_journal_note_losses("stats", j);
     json_t *out = NULL;
     cbx_err err;
     cbx_err_clear(&err);

@@ -23,6 +23,7 @@ const char cli_exit_codes_help[] =
     "  2    bad usage or bad input: unknown subcommand, option, executor type or parameter,\n"
     "       a mistyped value, a bad policy, an unreadable plugin, an ABI mismatch\n"
     "  70   internal error (journal, state store, out of memory)\n"
+    "  74   exec --journal-required: a record could not be written to the journal\n"
     "  75   an open breaker refused it; nothing ran\n"
     "  76   refused otherwise: rate limit, bulkhead, queue\n"
     "  124  timed out\n"

@@ -5,8 +5,11 @@
  * The runtime writes to it from its loop thread; several processes may share one file.
  *
  * Secrets are never written: the runtime passes parameters through cbx_schema_redact (secret
- * parameters), and the journal itself replaces Authorization-like headers and environment
- * variables on its redaction list with "***" wherever they appear in parameters or metadata.
+ * parameters), and the journal itself replaces Authorization-like headers, environment
+ * variables on its redaction list and members with common secret names (*_TOKEN, *_KEY, ...)
+ * with "***" wherever they appear, in every record (other modules' through cbx_journal_encode).
+ * It is bounded by count, age and size, and one record's JSON by a cap; writes it could not
+ * make are counted and kept in a loss ledger (cbx_journal_losses_get). docs/journal.md.
  */
 #ifndef CBX_JOURNAL_H
 #define CBX_JOURNAL_H
@@ -28,6 +31,16 @@ typedef struct cbx_journal_opts {
     uint64_t max_age_ms;           /* retention: drop executions older than this; 0 = forever */
     const char *const *redact_env; /* NULL-terminated extra names (globs like "*_TOKEN") to
                                       redact; a built-in list always applies */
+    /* The fields below were added later; the struct only grows at the end. */
+    int read_only;      /* 1: open for queries only (SQLITE_OPEN_READONLY): nothing is made, written
+                           or pruned, so a journal the caller may read but not write can be queried;
+                           a missing file is -ENOENT; every write returns CBX_EJOURNAL */
+    uint64_t max_bytes; /* retention: drop the oldest executions while the database's
+                           pages in use exceed this; 0 = 256 MiB, UINT64_MAX = no bound */
+    uint64_t max_record_bytes; /* the longest JSON text one column of a record may hold
+                                  (params, outputs, metadata, flow inputs and outputs): beyond
+                                  it long strings are cut and the value is flagged
+                                  "cbx_truncated"; 0 = 1 MiB, UINT64_MAX = no cap */
 } cbx_journal_opts;
 
 /* Open (creating if needed). Errors: CBX_EJOURNAL with SQLite's message, -errno for the
@@ -106,6 +119,15 @@ typedef int (*cbx_journal_db_fn)(struct sqlite3 *db, void *ud, cbx_err *err);
 int cbx_journal_write_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, uint64_t *batch,
                          cbx_err *err);
 
+/* A JSON value as the journal writes it, for the records of other modules: compact text with
+ * the journal's secrets masked (docs/journal.md, "What is redacted") and cut to the record cap
+ * (cbx_journal_opts.max_record_bytes; a cut value is flagged "cbx_truncated"), so that every
+ * record kind goes through the one redaction path. *text (NUL-terminated, free() it) and *len;
+ * NULL and 0 for v NULL. *truncated (may be NULL) says whether it was cut. Thread-safe; needs
+ * no batch. Returns 0, -ENOMEM, or CBX_EJOURNAL for a value nested too deep (a cycle). */
+int cbx_journal_encode(cbx_journal *j, const json_t *v, char **text, size_t *len, int *truncated,
+                       cbx_err *err);
+
 /* Run fn on the connection without beginning a batch, for reads (and to finalize statements). It
  * sees every write made before it on this handle, the open batch's included. Returns fn's
  * result. */
@@ -128,6 +150,28 @@ void cbx_journal_on_commit_remove(cbx_journal *j, cbx_journal_commit_fn fn, void
  * are called then, also when there was nothing to commit. Returns 0, or CBX_EJOURNAL when the
  * caller committed and the commit failed. */
 int cbx_journal_commit_soon(cbx_journal *j, cbx_err *err);
+
+/* ---- writes that could not be made ----------------------------------------------------------- */
+
+/* Writes (an execution's start, an attempt, an execution's end, a record of cbx_journal_write_db)
+ * known to be lost: a write that failed, or the writes of a batch that SQLite rolled back or
+ * whose commit failed (a full disk, an I/O error, a read-only file). */
+typedef struct cbx_journal_losses {
+    uint64_t writes;   /* how many; 0 = none known */
+    uint64_t first_ms; /* wall clock of the first and the last loss; 0 when none */
+    uint64_t last_ms;
+    char last_error[256]; /* the last failure, one line (SQLite's words) */
+} cbx_journal_losses;
+
+/* Losses seen by this handle since it was opened (recorded = 0), or the losses every process
+ * recorded in the journal's loss ledger (recorded = 1): the file `<journal>-lost` beside the
+ * database, one page made when the journal is first opened, so that a loss can be recorded
+ * there in place even when the disk is full. Losses a process could not record there (the
+ * ledger could not be made) are counted by its handle only. Fills *out; returns 0, or -errno
+ * when the ledger cannot be read. :memory: journals have no ledger. */
+int cbx_journal_losses_get(cbx_journal *j, int recorded, cbx_journal_losses *out, cbx_err *err);
+/* Zero the ledger (and this handle's count). Returns 0 or -errno. */
+int cbx_journal_losses_reset(cbx_journal *j, cbx_err *err);
 
 /* Whether batch number `batch` (from cbx_journal_write_db) is durable: 1 once it has committed
  * (in WAL mode with synchronous=NORMAL: it survives the death of the process), 0 while it is

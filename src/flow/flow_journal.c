@@ -31,12 +31,15 @@ static const char *const rec_sql[REC_KINDS] = {
     " error = excluded.error, ended_ms = excluded.ended_ms"};
 
 /* Retention, before each run starts: a run goes with the executions of its time. The journal
- * drops the oldest executions (by count and age, docs/journal.md); a run that had ended (or, never
- * ended, had started) before the oldest execution kept has lost them all, and goes too - but
- * never the run being started (a resumed one may be old). ?1: that run's id. The first condition
- * is the index's; the second implies it. */
+ * drops the oldest executions (by count, age and size, docs/journal.md) and records the cut below
+ * which every execution is gone (journal_retention); a run that had ended (or, never ended, had
+ * started) before that cut has lost them all, and goes too - but never the run being started (a
+ * resumed one may be old). Before any retention there is no cut, and no run goes: the oldest
+ * execution kept is then only the oldest, and a run still running (of another worker of a batch)
+ * started before its own first execution. ?1: that run's id. The first condition is the index's;
+ * the second implies it. */
 #define PRUNED_RUNS                                                                                \
-    "SELECT run_id FROM flow_runs, (SELECT min(submitted_ms) AS cut FROM executions)"              \
+    "SELECT run_id FROM flow_runs, (SELECT max(cut_ms) AS cut FROM journal_retention)"             \
     " WHERE started_ms < cut AND coalesce(ended_ms, started_ms) < cut AND run_id <> ?1"
 static const char *const prune_sql[2] = {
     "DELETE FROM flow_steps WHERE run_id IN (" PRUNED_RUNS ")",
@@ -167,10 +170,12 @@ static int write_rec(sqlite3 *db, void *ud, cbx_err *err)
             return p;
     }
     sqlite3_stmt *st = r->fj->st[r->kind];
-    char *json = r->json ? json_dumps(r->json, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    if (r->json && !json)
-        return cbx_err_set(err, CBX_EJOURNAL, "flow journal: %s: cannot encode JSON",
-                           rec_what[r->kind]);
+    /* through the journal's own encoder: secrets masked and the record cap applied as for
+     * executions */
+    char *json = NULL;
+    int e = cbx_journal_encode(r->fj->j, r->json, &json, NULL, NULL, err);
+    if (e < 0)
+        return e;
     bind_text(st, 1, r->run_id);
     if (r->kind != REC_RUN_END)
         bind_text(st, 2, r->name);

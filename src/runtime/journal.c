@@ -131,12 +131,13 @@ static void notify_locked(cbx_journal *j)
             j->on_commit[i].fn(j->on_commit[i].ud);
 }
 
-/* The open batch (j->batch_no) will never commit. */
-static void note_lost(cbx_journal *j)
+/* The open batch (j->batch_no) will never commit: its writes are lost, for the reason msg. */
+static void note_lost(cbx_journal *j, const char *msg)
 {
     if (!j->lost_first)
         j->lost_first = j->batch_no;
     j->lost_last = j->batch_no;
+    cbx__journal_lost_locked(j, j->txn_writes, msg);
 }
 
 int cbx__journal_fail(cbx_journal *j, cbx_err *err, const char *what)
@@ -144,7 +145,7 @@ int cbx__journal_fail(cbx_journal *j, cbx_err *err, const char *what)
     const char *msg = sqlite3_errmsg(j->db);
     if (j->in_txn && sqlite3_get_autocommit(j->db)) {
         uint32_t lost = j->txn_writes;
-        note_lost(j);
+        note_lost(j, msg);
         j->in_txn = 0;
         j->txn_writes = 0;
         atomic_store(&j->batch_started_ns, 0);
@@ -199,12 +200,15 @@ int cbx__journal_commit_locked(cbx_journal *j, cbx_err *err)
     int r = cbx__journal_settle_locked(j, err);
     if (r == 0)
         r = step_done(j, j->st_commit, err, "commit");
+    char why[256] = "";
+    if (r != 0)
+        snprintf(why, sizeof why, "%s", sqlite3_errmsg(j->db));
     if (r != 0 && !sqlite3_get_autocommit(j->db)) {
         sqlite3_step(j->st_rollback);
         sqlite3_reset(j->st_rollback);
     }
     if (r != 0 && j->in_txn)
-        note_lost(j);
+        note_lost(j, why);
     pend_reset(j);
     j->in_txn = 0;
     j->txn_writes = 0;
@@ -564,6 +568,7 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     cbx_journal *j = calloc(1, sizeof *j);
     if (!j)
         return cbx_err_set(err, -ENOMEM, "out of memory");
+    j->lost_fd = -1;
     atomic_init(&j->batch_started_ns, 0);
     atomic_init(&j->flusher_idle, 0);
     atomic_init(&j->checkpoint_due, 0);
@@ -577,6 +582,9 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     j->mu_ready = 1;
     j->max_executions = o->max_executions ? o->max_executions : CBX__JOURNAL_DEFAULT_MAX_EXECUTIONS;
     j->max_age_ms = o->max_age_ms;
+    j->max_bytes = o->max_bytes ? o->max_bytes : CBX__JOURNAL_DEFAULT_MAX_BYTES;
+    j->max_record_bytes =
+        o->max_record_bytes ? o->max_record_bytes : CBX__JOURNAL_DEFAULT_MAX_RECORD;
     int r = cbx__redact_rules_init(&j->rules, o->redact_env);
     if (r != 0) {
         cbx_err_set(err, r, "out of memory");
@@ -585,6 +593,13 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     if ((r = resolve_path(j, o, err)) != 0)
         goto fail;
     int memory = strcmp(j->path, MEMORY_PATH) == 0;
+    j->read_only = o->read_only && !memory;
+    if (j->read_only) { /* journal_readonly.c */
+        if ((r = cbx__journal_open_read_only(j, err)) != 0)
+            goto fail;
+        *out = j;
+        return 0;
+    }
     if (!memory && ((r = make_parent_dir(j->path, err)) != 0 || (r = precreate(j->path, err)) != 0))
         goto fail;
 
@@ -627,6 +642,7 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
         sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
         sqlite3_db_config(j->ck, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     }
+    cbx__journal_ledger_open(j);
     if ((r = start_flusher(j, err)) != 0)
         goto fail;
 
@@ -673,6 +689,7 @@ void cbx_journal_close(cbx_journal *j)
         pthread_mutex_destroy(&j->wmu);
     if (j->mu_ready)
         pthread_mutex_destroy(&j->mu);
+    cbx__journal_ledger_close(j);
     cbx__redact_rules_clear(&j->rules);
     free(j->buf.p);
     free(j->pend);
@@ -706,7 +723,7 @@ static int dump_json(cbx_journal *j, const json_t *v, const char **text, size_t 
     *len = 0;
     if (!v)
         return 0;
-    int r = cbx__redact_dump(&j->rules, v, &j->buf);
+    int r = cbx__redact_dump_capped(&j->rules, v, j->max_record_bytes, &j->buf, NULL);
     if (r != 0)
         return cbx_err_set(err, CBX_EJOURNAL, "journal %s: cannot encode %s as JSON: %s", j->path,
                            what, r == -ELOOP ? "nested too deep (a cycle?)" : "out of memory");
@@ -855,11 +872,18 @@ static void bind_start(cbx_journal *j, const cbx__jpending *p)
 int cbx__journal_settle_locked(cbx_journal *j, cbx_err *err)
 {
     int r = 0;
-    for (uint32_t i = 0; i < j->npend && r == 0; i++) {
+    uint32_t i = 0;
+    for (; i < j->npend && r == 0; i++) {
         if (!j->pend[i].live)
             continue;
         bind_start(j, &j->pend[i]);
         r = step_done(j, j->st_start, err, "write execution start");
+    }
+    if (r != 0 && j->in_txn) { /* the batch goes on without these starts (the failed one too) */
+        uint64_t dropped = 1;
+        for (; i < j->npend; i++)
+            dropped += j->pend[i].live ? 1 : 0;
+        cbx__journal_lost_locked(j, dropped, NULL);
     }
     pend_reset(j);
     return r;
@@ -883,6 +907,12 @@ static int write_done(cbx_journal *j, cbx_err *err)
         j->async_rc = 0;
     }
     return r;
+}
+
+/* A record's own write failed (after its arguments were checked): it is lost. */
+static void lost_one(cbx_journal *j, const cbx_err *err)
+{
+    cbx__journal_lost_locked(j, 1, err && err->msg[0] ? err->msg : NULL);
 }
 
 static int missing(cbx_err *err, const char *what)
@@ -917,6 +947,8 @@ int cbx_journal_execution_start(cbx_journal *j, const cbx_journal_execution *e, 
     }
     if (r == 0)
         r = write_done(j, err);
+    else
+        lost_one(j, err);
     pthread_mutex_unlock(&j->mu);
     return r;
 }
@@ -942,6 +974,8 @@ int cbx_journal_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, cbx_e
         r = step_done(j, st, err, "write attempt");
     if (r == 0)
         r = write_done(j, err);
+    else
+        lost_one(j, err);
     pthread_mutex_unlock(&j->mu);
     return r;
 }
@@ -995,6 +1029,8 @@ int cbx_journal_execution_end(cbx_journal *j, const cbx_journal_end *e, cbx_err 
     }
     if (r == 0)
         r = write_done(j, err);
+    else
+        lost_one(j, err);
     pthread_mutex_unlock(&j->mu);
     return r;
 }
@@ -1032,6 +1068,8 @@ int cbx_journal_write_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, uint64_
     }
     if (r == 0)
         r = write_done(j, err);
+    else
+        lost_one(j, err);
     if (r == 0 && batch)
         *batch = b;
     pthread_mutex_unlock(&j->mu);

@@ -94,7 +94,32 @@ struct cbx_journal {
     uint32_t *slots; /* open addressing on the id's hash: index + 1, 0 = empty */
     char *arena;
     size_t arena_len, arena_cap;
+
+    /* Faults, retention by size, the record cap (journal_faults.c, journal_retention.c). */
+    int read_only;
+    uint64_t max_bytes, max_record_bytes;
+    int retention_ready;     /* journal_retention exists */
+    int lost_fd;             /* the loss ledger, -1 = none */
+    cbx_journal_losses lost; /* this handle's losses (under mu) */
 };
+
+/* Open j->path read-only (j->read_only set): no schema made, no flusher, no pruning. Returns 0,
+ * -errno (-ENOENT: no such file), or CBX_EJOURNAL. */
+int cbx__journal_open_read_only(cbx_journal *j, cbx_err *err);
+
+/* The loss ledger: PATH-lost, one page. */
+#define CBX__JOURNAL_LEDGER_SUFFIX      "-lost"
+#define CBX__JOURNAL_LEDGER_SIZE        4096
+#define CBX__JOURNAL_DEFAULT_MAX_BYTES  ((uint64_t)256 * 1024 * 1024)
+#define CBX__JOURNAL_DEFAULT_MAX_RECORD ((uint64_t)1024 * 1024)
+
+/* Open (made when missing, unless the journal is read-only) the ledger beside j->path. Never
+ * fails: without a ledger, losses are counted by the handle only. */
+void cbx__journal_ledger_open(cbx_journal *j);
+void cbx__journal_ledger_close(cbx_journal *j);
+/* With j->mu held: n writes are lost, for the reason SQLite gives for j->db (or what, when
+ * not NULL); counted on the handle and in the ledger. */
+void cbx__journal_lost_locked(cbx_journal *j, uint64_t n, const char *what);
 
 uint64_t cbx__journal_mono_ns(void);
 uint64_t cbx__journal_wall_ms(void);
@@ -108,7 +133,16 @@ int cbx__journal_commit_locked(cbx_journal *j, cbx_err *err);
 int cbx__journal_fail(cbx_journal *j, cbx_err *err, const char *what);
 /* With j->mu held: write the held-back starts into the open batch, so that queries see them. */
 int cbx__journal_settle_locked(cbx_journal *j, cbx_err *err);
-/* With j->mu held and a batch open: apply the retention limits. */
+/* With j->mu held and a batch open: apply the retention limits (count, age, then size). */
 int cbx__journal_prune_locked(cbx_journal *j, cbx_err *err);
+/* With j->mu held and a batch open: delete the executions up to (submitted_ms, rowid), oldest
+ * first, with their attempts (journal_query.c). */
+int cbx__journal_delete_upto_locked(cbx_journal *j, int64_t submitted_ms, int64_t rowid,
+                                    cbx_err *err);
+/* journal_retention.c, with j->mu held: make the journal_retention table when missing; record
+ * that every execution submitted before cut_ms is gone; retention by size. */
+int cbx__journal_retention_setup_locked(cbx_journal *j, cbx_err *err);
+int cbx__journal_note_cut_locked(cbx_journal *j, int64_t cut_ms, cbx_err *err);
+int cbx__journal_prune_size_locked(cbx_journal *j, cbx_err *err);
 
 #endif

@@ -620,7 +620,7 @@ static void bind_cutoff(sqlite3_stmt *st, const void *ud)
 }
 
 /* Cheap when nothing is due: two index look-ups. A batch is begun only to delete. */
-int cbx__journal_prune_locked(cbx_journal *j, cbx_err *err)
+static int prune_count_age_locked(cbx_journal *j, cbx_err *err)
 {
     int64_t x = 0, y = 0;
     int have = 0, r;
@@ -633,7 +633,8 @@ int cbx__journal_prune_locked(cbx_journal *j, cbx_err *err)
         if (have && x < cutoff) {
             int64_t c[2] = {cutoff, 0};
             if ((r = cbx__journal_begin_locked(j, err)) != 0 ||
-                (r = delete_where(j, " WHERE submitted_ms < ?1", bind_cutoff, c, NULL, err)) != 0)
+                (r = delete_where(j, " WHERE submitted_ms < ?1", bind_cutoff, c, NULL, err)) != 0 ||
+                (r = cbx__journal_note_cut_locked(j, cutoff, err)) != 0)
                 return r;
         }
     }
@@ -656,9 +657,27 @@ int cbx__journal_prune_locked(cbx_journal *j, cbx_err *err)
                    x - (int64_t)j->max_executions - 1, &c[0], &c[1], &have, err);
     if (r != 0 || !have)
         return r;
-    if ((r = cbx__journal_begin_locked(j, err)) != 0)
+    if ((r = cbx__journal_begin_locked(j, err)) != 0 ||
+        (r = cbx__journal_delete_upto_locked(j, c[0], c[1], err)) != 0)
         return r;
+    return cbx__journal_note_cut_locked(j, c[0] + 1, err);
+}
+
+int cbx__journal_delete_upto_locked(cbx_journal *j, int64_t submitted_ms, int64_t rowid,
+                                    cbx_err *err)
+{
+    int64_t c[2] = {submitted_ms, rowid};
     return delete_where(j, " WHERE (submitted_ms, rowid) <= (?1, ?2)", bind_cutoff, c, NULL, err);
+}
+
+int cbx__journal_prune_locked(cbx_journal *j, cbx_err *err)
+{
+    int r = cbx__journal_retention_setup_locked(j, err);
+    if (r == 0)
+        r = prune_count_age_locked(j, err);
+    if (r == 0)
+        r = cbx__journal_prune_size_locked(j, err);
+    return r;
 }
 
 int cbx_journal_prune(cbx_journal *j, cbx_err *err)

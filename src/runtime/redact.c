@@ -17,6 +17,11 @@ const char *const cbx__redact_builtin_env[] = {
     "AWS_SESSION_TOKEN", NULL,
 };
 
+/* Member names secret wherever they appear (upper-cased, '-' read as '_'). */
+const char *const cbx__redact_builtin_members[] = {
+    "*_PAT", "*_TOKEN", "*_SECRET", "*_KEY", "*PASSWORD*", NULL,
+};
+
 static const char *const secret_headers[] = {
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", NULL,
 };
@@ -116,6 +121,21 @@ int cbx__redact_header_name(const cbx__redact_rules *r, const char *name)
     for (size_t i = 0; i <= len; i++)
         norm[i] = name[i] == '-' ? '_' : name[i];
     return cbx__redact_env_name(r, norm);
+}
+
+int cbx__redact_member_name(const char *name)
+{
+    char norm[NAME_MAX_LEN];
+    size_t len = name ? strlen(name) : 0;
+    if (len == 0 || len >= sizeof norm)
+        return 0;
+    /* every name of the list holds a '_' (or '-') or "password": most member names hold
+     * neither and are done here, on the journal's write path */
+    if (len < 8 && !strpbrk(name, "_-"))
+        return 0;
+    for (size_t i = 0; i <= len; i++)
+        norm[i] = name[i] == '-' ? '_' : name[i];
+    return glob_any(cbx__redact_builtin_members, (size_t)-1, norm);
 }
 
 /* The name before sep in s ("NAME=value", "Name: value"), copied into buf; 0 when s has no
@@ -221,7 +241,14 @@ static size_t walk(const cbx__redact_rules *r, json_t *v, int mutate, int *oom)
         for (void *it = json_object_iter(v); it; it = json_object_iter_next(v, it)) {
             const char *key = json_object_iter_key(it);
             json_t *child = json_object_iter_value(it);
-            if (strcasecmp(key, "headers") == 0 && (json_is_object(child) || json_is_array(child)))
+            if (cbx__redact_member_name(key)) {
+                if (is_redacted(child))
+                    continue;
+                found++;
+                if (mutate && json_object_iter_set_new(v, it, json_string(CBX__REDACTED)) != 0)
+                    *oom = 1;
+            } else if (strcasecmp(key, "headers") == 0 &&
+                       (json_is_object(child) || json_is_array(child)))
                 found += walk_secret_block(r, child, 1, mutate, oom);
             else if ((strcasecmp(key, "env") == 0 || strcasecmp(key, "environment") == 0) &&
                      (json_is_object(child) || json_is_array(child)))
@@ -270,6 +297,7 @@ typedef struct dumper {
     const cbx__redact_rules *r;
     cbx__strbuf *b;
     int oom;
+    size_t max_string; /* 0 = none; else string values longer than this are cut */
 } dumper;
 
 static int reserve(dumper *d, size_t n)
@@ -306,9 +334,8 @@ static void putc_(dumper *d, char c)
 
 /* As jansson writes strings: '"' and '\\' escaped, control characters as \b \f \n \r \t or
  * \u00XX, everything else (UTF-8 included) as it is. */
-static void put_string(dumper *d, const char *s, size_t n)
+static void put_string_body(dumper *d, const char *s, size_t n)
 {
-    putc_(d, '"');
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         char esc[7];
@@ -320,6 +347,30 @@ static void put_string(dumper *d, const char *s, size_t n)
         put(d, esc, len);
     }
     put(d, s + run, n - run);
+}
+
+static void put_string(dumper *d, const char *s, size_t n)
+{
+    putc_(d, '"');
+    put_string_body(d, s, n);
+    putc_(d, '"');
+}
+
+/* A string value: cut to d->max_string bytes (at a UTF-8 boundary) with a note of the cut. */
+static void put_value_string(dumper *d, const char *s, size_t n)
+{
+    if (!d->max_string || n <= d->max_string) {
+        put_string(d, s, n);
+        return;
+    }
+    size_t k = d->max_string;
+    while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80)
+        k--;
+    char note[80];
+    int m = snprintf(note, sizeof note, "...[cbx: %zu of %zu bytes cut]", n - k, n);
+    putc_(d, '"');
+    put_string_body(d, s, k);
+    put(d, note, (size_t)m);
     putc_(d, '"');
 }
 
@@ -462,7 +513,9 @@ static void dump_value(dumper *d, const json_t *v, int depth)
             put_cstring(d, key);
             putc_(d, ':');
             int block = json_is_object(child) || json_is_array(child);
-            if (block && strcasecmp(key, "headers") == 0)
+            if (cbx__redact_member_name(key))
+                put_cstring(d, CBX__REDACTED);
+            else if (block && strcasecmp(key, "headers") == 0)
                 dump_block(d, child, 1, depth + 1);
             else if (block && (strcasecmp(key, "env") == 0 || strcasecmp(key, "environment") == 0))
                 dump_block(d, child, 0, depth + 1);
@@ -482,7 +535,7 @@ static void dump_value(dumper *d, const json_t *v, int depth)
         putc_(d, ']');
         break;
     case JSON_STRING:
-        put_string(d, json_string_value(v), json_string_length(v));
+        put_value_string(d, json_string_value(v), json_string_length(v));
         break;
     case JSON_INTEGER:
         put_integer(d, json_integer_value(v));
@@ -510,4 +563,56 @@ int cbx__redact_dump(const cbx__redact_rules *r, const json_t *v, cbx__strbuf *o
     if (d.oom & 2)
         return -ELOOP;
     return d.oom ? -ENOMEM : 0;
+}
+
+/* Room for the flag the capped dump adds ("{\"cbx_truncated\":N," and a closing brace). */
+#define FLAG_ROOM 64
+
+int cbx__redact_dump_capped(const cbx__redact_rules *r, const json_t *v, uint64_t max_bytes,
+                            cbx__strbuf *out, int *truncated)
+{
+    if (truncated)
+        *truncated = 0;
+    int rc = cbx__redact_dump(r, v, out);
+    if (rc != 0 || max_bytes == 0 || out->len <= max_bytes)
+        return rc;
+    size_t full = out->len;
+    /* first most of the cap (what is not one long string is usually small), then halved */
+    size_t limit = max_bytes > FLAG_ROOM ? (size_t)(max_bytes - FLAG_ROOM) / 16 * 15 : 1;
+    dumper d = {.r = r, .b = out};
+    for (int first = 1;; first = 0) { /* cut every long string to one length */
+        if (!first)
+            limit = limit / 2 ? limit / 2 : 1;
+        out->len = 0;
+        d.max_string = limit;
+        dump_value(&d, v, 0);
+        if (d.oom)
+            return d.oom & 2 ? -ELOOP : -ENOMEM;
+        if (out->len + FLAG_ROOM <= max_bytes || limit <= 16)
+            break;
+    }
+    char head[FLAG_ROOM];
+    int object = out->len > 0 && out->p[0] == '{';
+    if (out->len + FLAG_ROOM > max_bytes) { /* too many values even cut: the size alone */
+        out->len = 0;
+        object = 1;
+        putc_(&d, '{');
+        putc_(&d, '}');
+    }
+    int hn = object ? snprintf(head, sizeof head, "{\"cbx_truncated\":%zu%s", full,
+                               out->len > 2 ? "," : "")
+                    : snprintf(head, sizeof head, "{\"cbx_truncated\":%zu,\"value\":", full);
+    size_t skip = object ? 1 : 0; /* the object's own '{' is replaced by head */
+    if (reserve(&d, (size_t)hn + 1) != 0)
+        return -ENOMEM;
+    memmove(out->p + hn, out->p + skip, out->len - skip);
+    memcpy(out->p, head, (size_t)hn);
+    out->len = out->len - skip + (size_t)hn;
+    if (!object)
+        putc_(&d, '}');
+    if (d.oom)
+        return -ENOMEM;
+    if (truncated)
+        *truncated = 1;
+    return 0;
 }

@@ -15,6 +15,9 @@
  *     {"name": NAME, "value": V} with a secret NAME;
  *   - a member named "env" or "environment" (any case) whose value is an object: each secret
  *     member's value; or an array: each string "NAME=value" with a secret NAME.
+ *   - any member, at any depth and outside those blocks too, whose name, upper-cased with '-'
+ *     read as '_', matches one of cbx__redact_builtin_members (*_PAT, *_TOKEN, *_SECRET,
+ *     *_KEY, *PASSWORD*): its whole value (flow inputs such as GITHUB_PAT or db_password).
  * A secret value becomes "***" (a string "Name: ***" or "NAME=***" for the string forms).
  */
 #ifndef CBX_RUNTIME_REDACT_H
@@ -22,6 +25,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define CBX__REDACTED "***"
 
@@ -37,6 +41,11 @@ typedef struct cbx__redact_rules {
  * clear either way. */
 int cbx__redact_rules_init(cbx__redact_rules *r, const char *const *extra);
 void cbx__redact_rules_clear(cbx__redact_rules *r);
+
+/* The built-in member-name globs, NULL-terminated, static. */
+extern const char *const cbx__redact_builtin_members[];
+/* 1 when a member of this name is secret wherever it appears. */
+int cbx__redact_member_name(const char *name);
 
 /* 1 when the name is secret. r may be NULL (the built-in lists only). */
 int cbx__redact_header_name(const cbx__redact_rules *r, const char *name);
@@ -60,5 +69,15 @@ typedef struct cbx__strbuf {
  * not NUL-terminated, replacing what out held. Returns 0, -ENOMEM, or -ELOOP for a value
  * nested deeper than 2048 levels (a cycle). */
 int cbx__redact_dump(const cbx__redact_rules *r, const json_t *v, cbx__strbuf *out);
+
+/* As cbx__redact_dump, and when the text is longer than max_bytes (0 = no cap): every string
+ * value is cut to one length (15/16 of the cap, halved until the text fits; each cut string ending
+ * "...[cbx: N of M bytes cut]"), and the value flagged with the length of its whole text: an
+ * object gets a first member "cbx_truncated": M, anything else is written
+ * {"cbx_truncated": M, "value": <the cut value>}; when even that does not fit,
+ * {"cbx_truncated": M} alone. *truncated (may be NULL) says whether it was cut. The text is at
+ * most about max_bytes long. Returns as cbx__redact_dump. */
+int cbx__redact_dump_capped(const cbx__redact_rules *r, const json_t *v, uint64_t max_bytes,
+                            cbx__strbuf *out, int *truncated);
 
 #endif

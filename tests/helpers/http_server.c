@@ -20,6 +20,9 @@
  *                                naming "fail" gets {"errors": [...], "data": null}
  *   /auth                        {"scheme", "fnv1a"} of the Authorization header (never the
  *                                credentials themselves); 401 without one
+ *   /login                       200 {"ok":true} with the headers
+ *                                Set-Cookie: sid=c00kie-from-server and
+ *                                X-Auth-Token: t0ken-from-server
  *   /bytes?n=N                   N bytes of text
  *   /binary                      bytes that are not UTF-8
  *   /notjson                     application/json that does not parse
@@ -494,6 +497,9 @@ static int serve(worker *w, conn *c, request *r)
             snprintf(hash, sizeof hash, "%016llx", (unsigned long long)fnv1a(sp ? sp + 1 : ""));
             respond_json(c, 200, json_pack("{ssss}", "scheme", scheme, "fnv1a", hash), NULL);
         }
+    } else if (strcmp(p, "/login") == 0) {
+        respond_json(c, 200, json_pack("{sb}", "ok", 1),
+                     "Set-Cookie: sid=c00kie-from-server\r\nX-Auth-Token: t0ken-from-server\r\n");
     } else if (strcmp(p, "/bytes") == 0) {
         long n = qlong(r, "n", 100);
         if (n < 0)

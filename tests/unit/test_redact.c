@@ -374,3 +374,68 @@ Test(redact_dump, refuses_a_cycle)
     json_decref(inner);
     json_decref(a);
 }
+
+Test(redact_json, common_secret_member_names_anywhere)
+{
+    json_t *in =
+        parse("{\"GITHUB_PAT\": \"ghp_1\", \"db_password\": \"pw-2\","
+              " \"nested\": [{\"session-token\": \"tok-3\", \"api_key\": {\"v\": \"k-4\"}}],"
+              " \"CLIENT_SECRET\": 5, \"max_tokens\": 100, \"token\": \"kept-6\","
+              " \"key\": \"kept-7\", \"sort_by\": \"kept-8\"}");
+    size_t n = cbx__redact_count(NULL, in);
+    cr_assert_eq(n, 5, "%zu secrets", n);
+    cbx__strbuf b = {0};
+    cr_assert_eq(cbx__redact_dump(NULL, in, &b), 0);
+    const char *gone[] = {"ghp_1", "pw-2", "tok-3", "k-4", "\"CLIENT_SECRET\":5"};
+    for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++)
+        cr_assert_null(memmem(b.p, b.len, gone[i], strlen(gone[i])), "%s written", gone[i]);
+    const char *kept[] = {"\"max_tokens\":100", "kept-6", "kept-7", "kept-8"};
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
+        cr_assert_not_null(memmem(b.p, b.len, kept[i], strlen(kept[i])), "%s masked", kept[i]);
+    json_t *out = NULL;
+    cr_assert_eq(cbx__redact_json(NULL, in, &out), 0);
+    cr_assert_str_eq(str_at(out, "nested.[0].session-token"), "***");
+    cr_assert_str_eq(str_at(out, "nested.[0].api_key"), "***");
+    json_decref(out);
+    free(b.p);
+    json_decref(in);
+}
+
+Test(redact_dump, a_value_over_the_cap_is_cut_and_flagged)
+{
+    char *big = malloc(100001);
+    memset(big, 'a', 100000);
+    big[100000] = '\0';
+    json_t *v = json_pack("{s:s, s:i, s:{s:s}}", "stdout", big, "exit_code", 0, "headers",
+                          "Authorization", "Bearer sekrit");
+    cbx__strbuf b = {0};
+    int cut = -1;
+    /* under the cap: written whole, not flagged */
+    cr_assert_eq(cbx__redact_dump_capped(NULL, v, 200000, &b, &cut), 0);
+    cr_assert_eq(cut, 0);
+    cr_assert_gt(b.len, 100000);
+    /* over it: cut, flagged with the whole length, still JSON, still masked */
+    cr_assert_eq(cbx__redact_dump_capped(NULL, v, 4096, &b, &cut), 0);
+    cr_assert_eq(cut, 1);
+    cr_assert_leq(b.len, 4096);
+    json_t *back = json_loadb(b.p, b.len, 0, NULL);
+    cr_assert_not_null(back, "not JSON: %.*s", (int)b.len, b.p);
+    cr_assert_gt(json_integer_value(json_object_get(back, "cbx_truncated")), 100000);
+    cr_assert_eq(json_integer_value(json_object_get(back, "exit_code")), 0);
+    const char *s = json_string_value(json_object_get(back, "stdout"));
+    cr_assert_not_null(strstr(s, "bytes cut]"));
+    cr_assert_null(memmem(b.p, b.len, "sekrit", 6));
+    json_decref(back);
+    /* not an object: wrapped */
+    json_t *str = json_string(big);
+    cr_assert_eq(cbx__redact_dump_capped(NULL, str, 1024, &b, &cut), 0);
+    back = json_loadb(b.p, b.len, 0, NULL);
+    cr_assert_not_null(back);
+    cr_assert(json_is_string(json_object_get(back, "value")));
+    cr_assert_leq(b.len, 1024);
+    json_decref(back);
+    json_decref(str);
+    free(b.p);
+    free(big);
+    json_decref(v);
+}

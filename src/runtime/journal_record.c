@@ -1,0 +1,43 @@
+/* JSON as the journal writes it (secrets masked, cut to the record cap), for the records other
+ * modules write through cbx_journal_write_db: one redaction path for every record kind. */
+#include "runtime/journal_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+int cbx_journal_encode(cbx_journal *j, const json_t *v, char **text, size_t *len, int *truncated,
+                       cbx_err *err)
+{
+    if (text)
+        *text = NULL;
+    if (len)
+        *len = 0;
+    if (truncated)
+        *truncated = 0;
+    if (!j || !text)
+        return cbx_err_set(err, -EINVAL, "cbx_journal_encode: no journal or no text");
+    if (!v)
+        return 0;
+    cbx__strbuf b = {0};
+    /* the rules and the cap are fixed at open: no lock needed */
+    int r = cbx__redact_dump_capped(&j->rules, v, j->max_record_bytes, &b, truncated);
+    if (r == 0 && !(b.len + 1 <= b.cap)) {
+        char *p = realloc(b.p, b.len + 1);
+        if (p)
+            b.p = p, b.cap = b.len + 1;
+        else
+            r = -ENOMEM;
+    }
+    if (r != 0) {
+        free(b.p);
+        if (r == -ELOOP)
+            return cbx_err_set(err, CBX_EJOURNAL, "journal %s: a value nested too deep (a cycle?)",
+                               j->path);
+        return cbx_err_set(err, -ENOMEM, "out of memory");
+    }
+    b.p[b.len] = '\0';
+    *text = b.p;
+    if (len)
+        *len = b.len;
+    return 0;
+}
