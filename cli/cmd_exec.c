@@ -12,6 +12,7 @@
 #include "cbx/breaker_store.h"
 #include "cbx/journal.h"
 #include "cbx/runtime.h"
+#include "cbx/template.h"
 #include "cbx/units.h"
 
 #include <errno.h>
@@ -833,6 +834,45 @@ static void close_cb(uv_handle_t *h)
     (void)h;
 }
 
+/* The policy's fallback.cache.key template expanded against {executor, params}: the fallback
+ * cache key of every run of this command (*out malloc'd; NULL when the policy has no template:
+ * the runtime then keys by the executor and its canonical parameters). 0 or an exit code. */
+static int fallback_key(const exec_cfg *c, const cbx_policy *policy, const json_t *params,
+                        char **out)
+{
+    *out = NULL;
+    const char *tpl = policy ? cbx_policy_fallback_key(policy) : NULL;
+    if (!tpl)
+        return 0;
+    cbx_template_env *env = NULL;
+    cbx_err e;
+    cbx_err_clear(&e);
+    json_t *t = json_string(tpl), *v = NULL;
+    json_t *ctx = json_pack("{s:s, s:O}", "executor", c->type, "params",
+                            params ? (json_t *)params : json_object());
+    int r = t && ctx ? cbx_template_env_new(&env, NULL, &e) : -ENOMEM;
+    if (r == 0)
+        r = cbx_template_render(env, t, ctx, &v, &e);
+    int code = 0;
+    if (r < 0) {
+        cli_err("exec: fallback.cache.key: %s", e.msg[0] ? e.msg : cbx_strerror(r));
+        code = CLI_EXIT_USAGE;
+    } else if (json_is_string(v) && json_string_length(v) > 0) {
+        *out = strdup(json_string_value(v));
+    } else if (json_is_number(v)) {
+        *out = json_dumps(v, JSON_ENCODE_ANY);
+    } else {
+        cli_err("exec: fallback.cache.key '%s' gave %s, not a key", tpl,
+                json_is_string(v) ? "an empty string" : "a value that is not text");
+        code = CLI_EXIT_USAGE;
+    }
+    json_decref(v);
+    json_decref(t);
+    json_decref(ctx);
+    cbx_template_env_free(env);
+    return code;
+}
+
 static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *policy,
                json_t *params, json_t *notes)
 {
@@ -845,6 +885,10 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
     uv_loop_t loop;
     int loop_ok = 0, handles_ok = 0;
     run_state s = {.cfg = c};
+    char *fb_key = NULL;
+    if ((code = fallback_key(c, policy, params, &fb_key)) != 0)
+        return code;
+    code = CLI_EXIT_INTERNAL;
 
     if (c->repeat > 1) {
         s.lat_ns = calloc(c->repeat, sizeof *s.lat_ns);
@@ -892,6 +936,7 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
                        .policy = policy,
                        .breaker = c->breaker,
                        .breaker_opts = c->breaker ? &bo : NULL,
+                       .fallback_key = fb_key,
                        .on_done = on_done,
                        .on_retry = c->verbose ? on_retry_verbose : NULL,
                        .ud = &s};
@@ -973,6 +1018,7 @@ out:
     if (cli_journal_finish("exec", journal) && c->journal_required && code != CLI_EXIT_USAGE)
         code = CLI_EXIT_JOURNAL;
     cbx_journal_close(journal);
+    free(fb_key);
     return code;
 }
 

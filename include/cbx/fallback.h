@@ -172,6 +172,9 @@ typedef struct cbx_fallback_stats {
     size_t entries;           /* entries held now, expired or not */
 } cbx_fallback_stats;
 
+/* 1 when fb keeps a cache of last good results (0 for NULL). */
+int cbx_fallback_has_cache(const cbx_fallback *fb);
+
 /* Copy the counters into *out (a consistent snapshot). Both pointers must be non-NULL. */
 void cbx_fallback_stats_get(cbx_fallback *fb, cbx_fallback_stats *out);
 

@@ -142,6 +142,14 @@ typedef struct cbx_policy_opts {
      * fallback.fn is NULL, the function source is left out of the fallback's order (and a
      * fallback section with no other source makes no fallback at all). NULL = none. */
     const char *fallback_function;
+    /* Copied and stored, never evaluated here: the template (`fallback.cache.key`, e.g.
+     * "{{ inputs.city }}") that a flow or `cbx exec` expands per call into the fallback cache
+     * key (cbx_request.fallback_key). NULL = none: the runtime then keys the cache by the
+     * executor and its canonical parameters. */
+    const char *fallback_key;
+    /* Borrowed during cbx_policy_new: an object {key: answer} put in the fallback cache when
+     * it is made, never expiring (`fallback.cache.entries`; canned answers). NULL = none. */
+    const json_t *fallback_entries;
 } cbx_policy_opts;
 
 /* Fill *o with no sections and every section's options at its component's defaults
@@ -156,7 +164,8 @@ void cbx_policy_opts_default(cbx_policy_opts *o);
  * fallback.fn_ud. Everything else is reset to the defaults, then each key present is applied,
  * and sections is set to the sections present.
  *
- * Borrowing: o->breaker_key, o->fallback_function and o->fallback.value point into block,
+ * Borrowing: o->breaker_key, o->fallback_function, o->fallback_key and o->fallback.value
+ * point into block,
  * which must stay alive and unchanged until cbx_policy_new() (which copies them) is done.
  *
  * Returns 0, or, with *err naming the key path in err->where ("retry.backoff",
@@ -210,6 +219,23 @@ const char *cbx_policy_breaker_key(const cbx_policy *p);
  * request names a store breaker per expanded key with these options (cbx_request.breaker_opts). */
 const cbx_breaker_opts *cbx_policy_breaker_opts(const cbx_policy *p);
 const char *cbx_policy_fallback_function(const cbx_policy *p);
+/* The fallback cache key template (fallback.cache.key), owned by the policy; NULL = none. */
+const char *cbx_policy_fallback_key(const cbx_policy *p);
+
+/* 1 while the policy names a fallback function (cbx_policy_fallback_function) that has not
+ * been resolved into a callback. A runtime resolves it when a request using the policy is
+ * submitted (a registered function or a blocking executor type of its registry), or refuses
+ * the request when the name is neither: a named function is never silently left out. */
+int cbx_policy_fallback_pending(const cbx_policy *p);
+
+/* Put fn (with ud, borrowed unless ud_free is given: then the policy frees ud with it) in the
+ * policy's fallback as its function source, where the section's order puts it: the fallback
+ * is made again from the section (a cache started before this is dropped). Call it before the
+ * policy is used from more than one thread. Returns 0, CBX_EINVAL_CONFIG (nothing pending, or
+ * the fallback refused the options: err->where names the key), -EINVAL, -ENOMEM. On failure
+ * ud is not taken. */
+int cbx_policy_fallback_resolve(cbx_policy *p, cbx_fallback_fn fn, void *ud,
+                                void (*ud_free)(void *ud), cbx_err *err);
 
 /* ---- how a call ended --------------------------------------------------------------------- */
 

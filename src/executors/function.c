@@ -851,3 +851,59 @@ const cbx_executor_type *cbx__cached_function_type(void)
 {
     return &cached_function_type;
 }
+
+/* ---- a function asked directly (a policy's fallback.function) ------------------------------ */
+
+int cbx__function_kind(const char *name)
+{
+    fn_entry *e = fn_acquire(name);
+    if (!e)
+        return -ENOENT;
+    int blocking = e->def.call != NULL;
+    fn_release(e);
+    return blocking;
+}
+
+int cbx__function_call_now(const char *name, const json_t *input, json_t **out, cbx_err *err)
+{
+    *out = NULL;
+    fn_entry *e = fn_acquire(name);
+    if (!e)
+        return cbx_err_set(err, -ENOENT, "no function called '%s' is registered", name);
+    if (!e->def.call) {
+        fn_release(e);
+        return cbx_err_set(err, CBX_EINVAL_CONFIG, "function '%s' is asynchronous", name);
+    }
+    json_t *owned = NULL;
+    const json_t *in = input ? input : json_null();
+    if (e->def.params) {
+        json_t *empty = json_is_object(input) ? NULL : json_object();
+        cbx_diag d = {0};
+        int rc =
+            cbx__schema_validate(e->def.params, e->defaults, empty ? empty : input, &owned, &d);
+        json_decref(empty);
+        if (rc) {
+            cbx_err first;
+            cbx_err_clear(&first);
+            cbx_diag_first(&d, &first);
+            cbx_diag_clear(&d);
+            fn_release(e);
+            return cbx_err_set(err, CBX_EFAILED, "input.%s: %s", first.where, first.msg);
+        }
+        cbx_diag_clear(&d);
+        in = owned;
+    }
+    json_t *res = NULL;
+    cbx_outcome k = e->def.call(in, &res, NULL, e->def.ud);
+    json_decref(owned);
+    int r = 0;
+    if (k == CBX_OUTCOME_SUCCESS && res) {
+        *out = res;
+    } else {
+        json_decref(res);
+        r = cbx_err_set(err, CBX_EFAILED, "function '%s' ended with %s", name,
+                        k == CBX_OUTCOME_SUCCESS ? "no output" : cbx_outcome_name(k));
+    }
+    fn_release(e);
+    return r;
+}

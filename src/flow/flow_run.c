@@ -488,18 +488,17 @@ static void item_retry(cbx_execution *ex, uint32_t attempt, uint64_t delay_ns, c
     n->attempts = counted;
 }
 
-/* The runtime store's breaker for this call of a policy whose breaker is picked per key:
- * "<policy>:<expanded key>" in buf. The key must come out as a non-empty string or a number. */
-static int breaker_for_key(runner *R, cbx_policy *p, const char *tpl, const json_t *ctx, char *buf,
-                           size_t len, node *n)
+/* A key template of a policy (breaker.key, fallback.cache.key) expanded for this call into buf.
+ * The key must come out as a non-empty string or a number. */
+static int expand_key(runner *R, cbx_policy *p, const char *what, const char *tpl,
+                      const json_t *ctx, char *buf, size_t len, node *n)
 {
     json_t *t = json_string(tpl), *v = NULL;
     cbx_err e;
     int r = t ? cbx_template_render(R->tenv, t, ctx, &v, &e) : -ENOMEM;
     json_decref(t);
     if (r < 0) {
-        node_error(n, "policy '%s': breaker.key: %s", cbx_policy_name(p),
-                   t ? e.msg : cbx_strerror(r));
+        node_error(n, "policy '%s': %s: %s", cbx_policy_name(p), what, t ? e.msg : cbx_strerror(r));
         return r;
     }
     char num[64];
@@ -512,14 +511,26 @@ static int breaker_for_key(runner *R, cbx_policy *p, const char *tpl, const json
         k = num;
     }
     if (!k || !k[0]) {
-        node_error(n, "policy '%s': breaker.key '%s' gave %s, not a name", cbx_policy_name(p), tpl,
+        node_error(n, "policy '%s': %s '%s' gave %s, not a name", cbx_policy_name(p), what, tpl,
                    k ? "an empty string" : cbx__json_kind(v));
         json_decref(v);
         return CBX_EINVAL_CONFIG;
     }
-    snprintf(buf, len, "%s:%s", cbx_policy_name(p), k);
+    snprintf(buf, len, "%s", k);
     json_decref(v);
     return 0;
+}
+
+/* The runtime store's breaker for this call of a policy whose breaker is picked per key:
+ * "<policy>:<expanded key>" in buf. */
+static int breaker_for_key(runner *R, cbx_policy *p, const char *tpl, const json_t *ctx, char *buf,
+                           size_t len, node *n)
+{
+    char k[480];
+    int r = expand_key(R, p, "breaker.key", tpl, ctx, k, sizeof k, n);
+    if (r == 0)
+        snprintf(buf, len, "%s:%s", cbx_policy_name(p), k);
+    return r;
 }
 
 static int start_item(node *n, size_t i)
@@ -529,7 +540,8 @@ static int start_item(node *n, size_t i)
     json_t *item = n->items ? json_array_get(n->items, i) : NULL;
     json_t *params = NULL;
     const char *key_tpl = def->policy ? cbx_policy_breaker_key(def->policy) : NULL;
-    json_t *ctx = cbx_template_has(def->config) || key_tpl ? context(n->sc, item) : NULL;
+    const char *fb_tpl = def->policy ? cbx_policy_fallback_key(def->policy) : NULL;
+    json_t *ctx = cbx_template_has(def->config) || key_tpl || fb_tpl ? context(n->sc, item) : NULL;
     if (cbx_template_has(def->config)) {
         cbx_err e;
         int r = cbx_template_render(R->tenv, def->config, ctx, &params, &e);
@@ -550,6 +562,16 @@ static int start_item(node *n, size_t i)
             return r;
         }
     }
+    char fb_key[512];
+    if (fb_tpl) {
+        int r =
+            expand_key(R, def->policy, "fallback.cache.key", fb_tpl, ctx, fb_key, sizeof fb_key, n);
+        if (r < 0) {
+            json_decref(ctx);
+            json_decref(params);
+            return r;
+        }
+    }
     json_decref(ctx);
     char tag[600];
     snprintf(tag, sizeof tag, "flow:%s/%s", R->run_id, n->full_name);
@@ -561,6 +583,7 @@ static int start_item(node *n, size_t i)
                      .breaker = key_tpl ? breaker : NULL,
                      .breaker_opts = key_tpl ? cbx_policy_breaker_opts(def->policy) : NULL,
                      .timeout_ns = def->timeout_ns,
+                     .fallback_key = fb_tpl ? fb_key : NULL,
                      .tag = tag,
                      .on_done = item_done,
                      .on_retry = item_retry,

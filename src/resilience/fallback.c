@@ -610,3 +610,8 @@ void cbx_fallback_stats_get(cbx_fallback *fb, cbx_fallback_stats *out)
     *out = fb->st;
     pthread_mutex_unlock(&fb->mu);
 }
+
+int cbx_fallback_has_cache(const cbx_fallback *fb)
+{
+    return fb && fb->cache;
+}

@@ -34,7 +34,14 @@ struct cbx_policy {
     uint32_t bulkhead_queue;      /* max_queued of the bulkhead */
     uint64_t bulkhead_timeout_ns; /* its queue_timeout */
 
-    char *breaker_key, *fallback_function;
+    char *breaker_key, *fallback_function, *fallback_key;
+    /* The fallback section as given, kept while a named function is unresolved so that
+     * cbx_policy_fallback_resolve can make the fallback again with it (value: our own copy). */
+    cbx_fallback_opts fb_opts;
+    json_t *fb_entries; /* fallback.cache.entries (our copy), or NULL */
+    int fb_pending;     /* fallback_function named, not resolved yet */
+    void *fn_ud;        /* the resolved function's data, owned when fn_ud_free */
+    void (*fn_ud_free)(void *ud);
     int32_t on_status[CBX_POLICY_MAX_CODES], on_exit_code[CBX_POLICY_MAX_CODES];
     uint32_t n_on_status, n_on_exit_code;
     cbx_breaker_opts breaker_opts; /* the section as the policy's own breaker was made from it
@@ -239,6 +246,22 @@ static int make_retry(cbx_policy *p, const cbx_policy_opts *o, cbx_err *err)
     return 0;
 }
 
+/* The canned answers of fallback.cache.entries, in a fallback just made. */
+static int put_entries(cbx_policy *p, cbx_fallback *fb, cbx_err *err)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(p->fb_entries, k, v)
+    {
+        int r = cbx_fallback_remember_ttl(fb, k, v, CBX_FALLBACK_TTL_NEVER);
+        if (r)
+            return cbx_err_set_at(err, r, "fallback.cache.entries", 0, 0, "%s",
+                                  r == CBX_EINVAL_CONFIG ? "canned entries need a cache"
+                                                         : cbx_strerror(r));
+    }
+    return 0;
+}
+
 static int make_parts(cbx_policy *p, const cbx_policy_opts *o, cbx_err *err)
 {
     int r;
@@ -295,11 +318,23 @@ static int make_parts(cbx_policy *p, const cbx_policy_opts *o, cbx_err *err)
         /* A fallback that names only a function still to be resolved has nothing to offer
          * yet: the name is kept, the fallback is not made. */
         int unresolved_only = !fo.fn && !fo.value && !fo.cache && o->fallback_function;
+        if (!fo.fn && o->fallback_function) {
+            p->fb_opts = o->fallback;
+            p->fb_opts.clock = p->clock;
+            p->fb_opts.value = o->fallback.value ? json_deep_copy(o->fallback.value) : NULL;
+            if (o->fallback.value && !p->fb_opts.value)
+                return cbx_err_set(err, -ENOMEM, "out of memory");
+            p->fb_pending = 1;
+        }
+        if (o->fallback_entries && !(p->fb_entries = json_deep_copy(o->fallback_entries)))
+            return cbx_err_set(err, -ENOMEM, "out of memory");
         if (!unresolved_only) {
             r = cbx_fallback_new(&p->fallback, &fo, err);
             if (r)
                 return prefix_where(err, r, "fallback", fallback_fields);
             p->own_fallback = 1;
+            if ((r = put_entries(p, p->fallback, err)))
+                return r;
         }
     }
     return 0;
@@ -336,9 +371,10 @@ int cbx_policy_new(cbx_policy **out, const cbx_policy_opts *o, cbx_err *err)
     p->name = strdup(o->name ? o->name : "policy");
     p->breaker_key = dup_or_null(o->breaker_key);
     p->fallback_function = dup_or_null(o->fallback_function);
+    p->fallback_key = dup_or_null(o->fallback_key);
     int r;
     if (!p->name || (o->breaker_key && !p->breaker_key) ||
-        (o->fallback_function && !p->fallback_function)) {
+        (o->fallback_function && !p->fallback_function) || (o->fallback_key && !p->fallback_key)) {
         r = cbx_err_set(err, -ENOMEM, "out of memory");
         goto fail;
     }
@@ -389,6 +425,11 @@ void cbx_policy_free(cbx_policy *p)
     free(p->name);
     free(p->breaker_key);
     free(p->fallback_function);
+    free(p->fallback_key);
+    json_decref((json_t *)p->fb_opts.value);
+    json_decref(p->fb_entries);
+    if (p->fn_ud_free)
+        p->fn_ud_free(p->fn_ud);
     free(p);
 }
 
@@ -440,6 +481,45 @@ const cbx_breaker_opts *cbx_policy_breaker_opts(const cbx_policy *p)
 const char *cbx_policy_fallback_function(const cbx_policy *p)
 {
     return p->fallback_function;
+}
+
+const char *cbx_policy_fallback_key(const cbx_policy *p)
+{
+    return p->fallback_key;
+}
+
+int cbx_policy_fallback_pending(const cbx_policy *p)
+{
+    return p && p->fb_pending;
+}
+
+int cbx_policy_fallback_resolve(cbx_policy *p, cbx_fallback_fn fn, void *ud,
+                                void (*ud_free)(void *ud), cbx_err *err)
+{
+    if (!p || !fn)
+        return cbx_err_set(err, -EINVAL, "cbx_policy_fallback_resolve: policy or fn is NULL");
+    if (!p->fb_pending)
+        return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "fallback.function", 0, 0,
+                              "policy '%s' has no function left to resolve", p->name);
+    cbx_fallback_opts fo = p->fb_opts;
+    fo.fn = fn;
+    fo.fn_ud = ud;
+    cbx_fallback *fb = NULL;
+    int r = cbx_fallback_new(&fb, &fo, err);
+    if (r)
+        return prefix_where(err, r, "fallback", fallback_fields);
+    if ((r = put_entries(p, fb, err))) {
+        cbx_fallback_free(fb);
+        return r;
+    }
+    if (p->own_fallback)
+        cbx_fallback_free(p->fallback);
+    p->fallback = fb;
+    p->own_fallback = 1;
+    p->fn_ud = ud;
+    p->fn_ud_free = ud_free;
+    p->fb_pending = 0;
+    return 0;
 }
 
 /* ---- the rules ---------------------------------------------------------------------------- */

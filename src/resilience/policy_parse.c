@@ -648,7 +648,7 @@ static int parse_bulkhead(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
 static int parse_fallback(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
 {
     static const char *const known[] = {"value", "cache", "function", "order", NULL};
-    static const char *const cache_known[] = {"ttl", "max_entries", NULL};
+    static const char *const cache_known[] = {"ttl", "max_entries", "key", "entries", NULL};
     const char *path = "fallback";
     cbx_fallback_opts *fo = &o->fallback;
     int r = want_object(obj, path, err);
@@ -684,9 +684,25 @@ static int parse_fallback(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
                     return r;
                 fo->cache_max_entries = (size_t)n;
             }
+            const json_t *key = json_object_get(c, "key");
+            if (key) {
+                if (!json_is_string(key) || json_string_length(key) == 0)
+                    return fail(err, CBX_EINVAL_CONFIG, "fallback.cache.key",
+                                "expected a key template like \"{{ inputs.city }}\", got %s",
+                                json_is_string(key) ? "\"\"" : kind_of(key));
+                o->fallback_key = json_string_value(key);
+            }
+            const json_t *ent = json_object_get(c, "entries");
+            if (ent) {
+                if (!json_is_object(ent))
+                    return fail(err, CBX_EINVAL_CONFIG, "fallback.cache.entries",
+                                "expected an object {key: answer, ...}, got %s", kind_of(ent));
+                o->fallback_entries = ent;
+            }
         } else if (!json_is_true(c)) {
             return fail(err, CBX_EINVAL_CONFIG, "fallback.cache",
-                        "expected an object {ttl, max_entries} or true/false, got %s", kind_of(c));
+                        "expected an object {ttl, max_entries, key, entries} or true/false, got %s",
+                        kind_of(c));
         }
     }
 

@@ -362,6 +362,12 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
         rt->same_type = type;
         rt->same_mark = mark;
     }
+    if (req->policy && (r = cbx__fallback_fn_resolve(rt, req->policy, why, sizeof why)) < 0) {
+        json_decref(params);
+        if (diag)
+            cbx_diag_add(diag, r, "fallback.function", 0, 0, "%s", why);
+        return refuse(rt, req, r, why);
+    }
     if (rt->nqueued >= rt->max_queued) {
         json_decref(params);
         snprintf(why, sizeof why, "the runtime's queue is full (%u waiting)", rt->nqueued);
@@ -389,6 +395,9 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
     ex->timeout_ns = req->timeout_ns;
     ex->deadline_ns = req->deadline_ns ? ex->submitted_ns + req->deadline_ns : UINT64_MAX;
     ex->fallback_key = dup_or_null(req->fallback_key);
+    if (!req->fallback_key && req->policy && cbx_policy_fallback(req->policy) &&
+        cbx_fallback_has_cache(cbx_policy_fallback(req->policy)))
+        cbx__fallback_default_key(ex, &ex->fallback_key);
     ex->tag = dup_or_null(req->tag);
     ex->on_done = req->on_done;
     ex->on_retry = req->on_retry;

@@ -153,6 +153,14 @@ int cbx__registry_admit(const cbx_registry *r, const char *type, const json_t *p
 int cbx__schema_normalizes_to(const cbx_param *params, json_t *const *defaults, const json_t *value,
                               const json_t *norm);
 
+/* fallback_fn.c: resolve the policy's fallback.function (if it names one still pending) in the
+ * runtime's registry. 0, or CBX_EINVAL_CONFIG with why filled (the request is refused), or
+ * -ENOMEM. */
+int cbx__fallback_fn_resolve(cbx_runtime *rt, cbx_policy *p, char *why, size_t len);
+/* The fallback cache key of a request that gives none: "<executor> <canonical parameters>"
+ * (compact JSON, sorted keys). 0 and *out (malloc'd), or -ENOMEM. */
+int cbx__fallback_default_key(const cbx_execution *ex, char **out);
+
 /* result.c */
 uint64_t cbx__wall_ms(void);
 

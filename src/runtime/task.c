@@ -28,12 +28,12 @@ const cbx_executor_type *cbx_task_type(const cbx_task *t)
 
 uint32_t cbx_task_attempt(const cbx_task *t)
 {
-    return t->attempt;
+    return t ? t->attempt : 0;
 }
 
 uint64_t cbx_task_deadline_ns(const cbx_task *t)
 {
-    return t->deadline_ns;
+    return t ? t->deadline_ns : UINT64_MAX;
 }
 
 cbx_clock *cbx_task_clock(const cbx_task *t)
@@ -49,11 +49,15 @@ const char *cbx_task_execution_id(const cbx_task *t)
 
 int cbx_task_cancelled(const cbx_task *t)
 {
+    if (!t)
+        return 0;
     return atomic_load_explicit(&((cbx_task *)t)->stop, memory_order_acquire) != STOP_NONE;
 }
 
 int cbx_task_timed_out(const cbx_task *t)
 {
+    if (!t)
+        return 0;
     return atomic_load_explicit(&((cbx_task *)t)->stop, memory_order_acquire) == STOP_TIMEOUT;
 }
 
@@ -64,12 +68,14 @@ uint64_t cbx_task_kill_grace_ns(const cbx_task *t)
 
 void cbx_task_set_retry_after(cbx_task *t, uint64_t ns)
 {
-    t->retry_after_ns = ns;
+    if (t)
+        t->retry_after_ns = ns;
 }
 
 void cbx_task_set_quality(cbx_task *t, double quality)
 {
-    t->quality = quality;
+    if (t)
+        t->quality = quality;
 }
 
 void cbx__task_set_error(cbx_task *t, const char *fmt, ...)

@@ -278,8 +278,64 @@ Test(policy_parse, fallback_forms)
     cr_assert_eq(cbx_policy_new_json(&p, b, NULL, &err), 0, "%s: %s", err.where, err.msg);
     cr_assert_str_eq(cbx_policy_fallback_function(p), "degrade");
     cr_assert_null(cbx_policy_fallback(p));
+    cr_assert_eq(cbx_policy_fallback_pending(p), 1);
     cbx_policy_free(p);
     json_decref(b);
+}
+
+static int degraded(const json_t *input, json_t **out, void *ud)
+{
+    (void)input;
+    (void)ud;
+    *out = json_string("degraded");
+    return 0;
+}
+
+Test(policy_parse, fallback_cache_key_and_resolved_function)
+{
+    cbx_policy_opts o;
+    cbx_err err;
+    cr_assert_eq(parse("{\"fallback\": {\"cache\": {\"key\": \"{{ inputs.city }}\"}}}", &o, &err),
+                 0, "%s: %s", err.where, err.msg);
+    cr_assert_not_null(o.fallback_key); /* borrowed from the block parse() has released */
+    cr_assert_eq(parse("{\"fallback\": {\"cache\": {\"key\": 3}}}", &o, &err), CBX_EINVAL_CONFIG);
+    cr_assert_str_eq(err.where, "fallback.cache.key");
+    cr_assert_eq(parse("{\"fallback\": {\"cache\": {\"key\": \"\"}}}", &o, &err),
+                 CBX_EINVAL_CONFIG);
+
+    /* the function is resolved where the order puts it: before the value */
+    json_t *b = load("{\"fallback\": {\"cache\": {\"key\": \"k\"}, \"function\": \"degrade\", "
+                     "\"value\": \"static\", \"order\": [\"function\", \"value\", \"cache\"]}}");
+    cbx_policy *p = NULL;
+    cr_assert_eq(cbx_policy_new_json(&p, b, NULL, &err), 0, "%s: %s", err.where, err.msg);
+    json_decref(b); /* the policy keeps its own copies */
+    cr_assert_str_eq(cbx_policy_fallback_key(p), "k");
+    json_t *out = NULL;
+    cbx_fallback_source src = CBX_FALLBACK_NONE;
+    cr_assert_eq(cbx_policy_fallback_get(p, "k", NULL, &out, &src, NULL), 0);
+    cr_assert_str_eq(json_string_value(out), "static");
+    json_decref(out);
+    cr_assert_eq(cbx_policy_fallback_resolve(p, degraded, NULL, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_policy_fallback_pending(p), 0);
+    cr_assert_eq(cbx_policy_fallback_get(p, "k", NULL, &out, &src, NULL), 0);
+    cr_assert_str_eq(json_string_value(out), "degraded");
+    cr_assert_eq(src, CBX_FALLBACK_FUNCTION);
+    json_decref(out);
+    cr_assert_eq(cbx_policy_fallback_resolve(p, degraded, NULL, NULL, &err), CBX_EINVAL_CONFIG);
+    cbx_policy_free(p);
+
+    /* canned answers */
+    b = load("{\"fallback\": {\"cache\": {\"entries\": {\"hello\": \"canned\"}}}}");
+    cr_assert_eq(cbx_policy_new_json(&p, b, NULL, &err), 0, "%s: %s", err.where, err.msg);
+    json_decref(b);
+    cr_assert_eq(cbx_policy_fallback_get(p, "hello", NULL, &out, &src, NULL), 0);
+    cr_assert_str_eq(json_string_value(out), "canned");
+    cr_assert_eq(src, CBX_FALLBACK_CACHE);
+    json_decref(out);
+    cbx_policy_free(p);
+    cr_assert_eq(parse("{\"fallback\": {\"cache\": {\"entries\": [1]}}}", &o, &err),
+                 CBX_EINVAL_CONFIG);
+    cr_assert_str_eq(err.where, "fallback.cache.entries");
 }
 
 Test(policy_parse, single_kind_and_seed)
