@@ -72,6 +72,11 @@ static const char help_running[] =
     "  --lua FILE              load the executor type defined in a Lua file, or every *.lua\n"
     "                          of a directory (repeatable); also $CBX_LUA_PATH (colon-\n"
     "                          separated files or directories)\n"
+    "  --tmpdir                give each execution a temporary directory of its own, made\n"
+    "                          before its first attempt and removed when it ends (a command\n"
+    "                          finds it in $CBX_TMPDIR)\n"
+    "  --keep-tmpdir           --tmpdir, kept when the execution does not succeed (its path\n"
+    "                          is said on stderr and in the result's metadata.tmpdir)\n"
     "  --json                  print the result as JSON (with --repeat: a summary with every\n"
     "                          result) instead of the outputs\n"
     "  -q, --quiet             print no outputs, summary or failure line (usage errors are\n"
@@ -132,6 +137,8 @@ enum {
     OPT_QUIET,
     OPT_VERBOSE,
     OPT_JOURNAL_REQUIRED,
+    OPT_TMPDIR,
+    OPT_KEEP_TMPDIR,
 };
 
 static const cli_opt opts[] = {
@@ -162,6 +169,8 @@ static const cli_opt opts[] = {
     {"quiet", 'q', 0, OPT_QUIET},
     {"verbose", 'v', 0, OPT_VERBOSE},
     {"journal-required", 0, 0, OPT_JOURNAL_REQUIRED},
+    {"tmpdir", 0, 0, OPT_TMPDIR},
+    {"keep-tmpdir", 0, 0, OPT_KEEP_TMPDIR},
     {0},
 };
 
@@ -193,6 +202,7 @@ typedef struct exec_cfg {
     uint64_t breaker_failures, breaker_open_ns, breaker_probes;
     int json, quiet, verbose;
     int journal_required; /* --journal-required */
+    int tmpdir;           /* CBX_TMPDIR_*: --tmpdir, --keep-tmpdir */
     uint64_t repeat, parallel;
     cli_types_src src;
 } exec_cfg;
@@ -660,6 +670,9 @@ static int finish_one(const exec_cfg *c, const cbx_result *r)
     } else if (ok && !c->quiet) {
         print_outputs(r->outputs);
     }
+    const char *kept = json_string_value(json_object_get(r->metadata, "tmpdir"));
+    if (kept && !c->quiet)
+        cli_err("exec: kept the temporary directory %s", kept);
     if (ok) {
         if (cmd_mode && !r->fallback_used) {
             const json_t *code = cmd_field(r, "exit_code");
@@ -937,6 +950,7 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
                        .breaker = c->breaker,
                        .breaker_opts = c->breaker ? &bo : NULL,
                        .fallback_key = fb_key,
+                       .tmpdir = c->tmpdir,
                        .on_done = on_done,
                        .on_retry = c->verbose ? on_retry_verbose : NULL,
                        .ud = &s};
@@ -1067,6 +1081,13 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
             break;
         case OPT_VERBOSE:
             c->verbose = 1;
+            break;
+        case OPT_TMPDIR:
+            if (c->tmpdir == CBX_TMPDIR_NONE)
+                c->tmpdir = CBX_TMPDIR_MAKE;
+            break;
+        case OPT_KEEP_TMPDIR:
+            c->tmpdir = CBX_TMPDIR_KEEP_ON_FAILURE;
             break;
         case OPT_JOURNAL_REQUIRED:
             c->journal_required = 1;

@@ -89,6 +89,10 @@ static const char run_help[] =
     "  --plugin-path DIRS      load the plugins (*.so) of these colon-separated directories\n"
     "                          or files (also $CBX_PLUGIN_PATH)\n"
     "  -q, --quiet             no live view, log lines or summary: only the outputs and errors\n"
+    "  --tmpdir                give each step execution a temporary directory of its own\n"
+    "                          (a command finds it in $CBX_TMPDIR, a Lua type in ctx.tmpdir),\n"
+    "                          removed when it ends\n"
+    "  --keep-tmpdir           --tmpdir, kept when the step does not succeed\n"
     "  --state-dir DIR         the journal's directory (CBX_STATE_DIR)\n"
     "  --no-journal            do not journal (the run cannot be resumed)\n"
     "  -h, --help              this help\n"
@@ -188,6 +192,8 @@ enum {
     OPT_QUIET,
     OPT_LIMIT,
     OPT_FORMAT,
+    OPT_TMPDIR,
+    OPT_KEEP_TMPDIR,
 };
 
 static const cli_opt validate_opts[] = {
@@ -212,6 +218,8 @@ static const cli_opt run_opts[] = {
     {"lua", 0, 1, OPT_LUA},
     {"plugin-path", 0, 1, OPT_PLUGIN_PATH},
     {"quiet", 'q', 0, OPT_QUIET},
+    {"tmpdir", 0, 0, OPT_TMPDIR},
+    {"keep-tmpdir", 0, 0, OPT_KEEP_TMPDIR},
     {0},
 };
 
@@ -240,6 +248,7 @@ typedef struct flow_cfg {
     const char *cmd;  /* "run", "validate", ... for messages */
     const char *file; /* the positional FILE (or RUN_ID for show) */
     int json, quiet;
+    int tmpdir;      /* CBX_TMPDIR_* */
     const char **kv; /* -i values */
     size_t n_kv;
     const char *inputs_json;
@@ -298,6 +307,13 @@ static int parse(cli_ctx *ctx, const char *cmd, const cli_opt *table, const char
             break;
         case OPT_QUIET:
             c->quiet = 1;
+            break;
+        case OPT_TMPDIR:
+            if (!c->tmpdir)
+                c->tmpdir = CBX_TMPDIR_MAKE;
+            break;
+        case OPT_KEEP_TMPDIR:
+            c->tmpdir = CBX_TMPDIR_KEEP_ON_FAILURE;
             break;
         case OPT_INPUT:
             c->kv[c->n_kv++] = val;
@@ -905,7 +921,8 @@ static int run_single(flow_cfg *c, cbx_registry *reg, cbx_flow *f, json_t *input
                            .concurrency = (uint32_t)c->concurrency,
                            .env_allow = c->n_env ? c->env : NULL,
                            .on_event = on_event,
-                           .ud = &s};
+                           .ud = &s,
+                           .tmpdir = c->tmpdir};
     int rc = cbx_flow_run(rt, f, &o, &res, &err);
     announce(&s); /* a flow without steps had no event */
     uv_timer_stop(&s.tick);
@@ -1103,7 +1120,8 @@ static void *worker_main(void *arg)
         cbx_err_clear(&e);
         cbx_flow_run_opts o = {.inputs = it->inputs,
                                .concurrency = (uint32_t)c->concurrency,
-                               .env_allow = c->n_env ? c->env : NULL};
+                               .env_allow = c->n_env ? c->env : NULL,
+                               .tmpdir = c->tmpdir};
         cbx_flow_run(w->rt, f, &o, &res, &e);
         /* a run that a ^C stopped counts as cancelled, whatever its steps made of it */
         if (res.status != CBX_STATUS_SUCCESS && atomic_load(&b->stopping))

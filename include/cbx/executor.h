@@ -87,6 +87,16 @@ uint64_t cbx_task_deadline_ns(const cbx_task *t);
 cbx_clock *cbx_task_clock(const cbx_task *t);
 /* The execution's id (a UUID string, owned by the runtime). */
 const char *cbx_task_execution_id(const cbx_task *t);
+/* The context of the execution the attempt belongs to (cbx_request.run_id, .step, .metadata,
+ * .tmpdir): borrowed, valid until the attempt has reported (also on a pool thread), NULL when
+ * the request gave none. run_id and step are a flow's run id and step name; metadata is an
+ * object (a flow's {flow, version, description, inputs}); tmpdir is a directory of the
+ * execution's own, made before its first attempt, shared by its attempts, removed (with its
+ * contents) when the execution ends unless kept on failure. */
+const char *cbx_task_run_id(const cbx_task *t);
+const char *cbx_task_step(const cbx_task *t);
+const json_t *cbx_task_metadata(const cbx_task *t);
+const char *cbx_task_tmpdir(const cbx_task *t);
 /* Non-zero once the attempt is being cancelled (timeout, cancel, runtime shutdown). Safe to call
  * from a blocking run() on a pool thread. */
 int cbx_task_cancelled(const cbx_task *t);

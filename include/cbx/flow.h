@@ -76,6 +76,10 @@ typedef struct cbx_flow_run_opts {
     const char *const *env_allow; /* environment variables templates may read (env.X) */
     cbx_flow_event_fn on_event;
     void *ud;
+    /* CBX_TMPDIR_* (cbx/runtime.h): a temporary directory for each step execution. Every step
+     * execution sees the run id, its step name and the flow's metadata {flow, version,
+     * description, inputs} (cbx_task_run_id, _step, _metadata, _tmpdir). */
+    int tmpdir;
 } cbx_flow_run_opts;
 
 typedef struct cbx_flow_result {

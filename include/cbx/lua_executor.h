@@ -23,7 +23,8 @@
  * errors.
  *
  * The functions (p: the parameters, validated, with defaults applied; ctx: {attempt = n,
- * execution_id = "..."}):
+ * execution_id = "...", and when the execution has them run_id, step, metadata, tmpdir - see
+ * cbx_task_run_id in cbx/executor.h}):
  *   validate(p)   when a request is submitted. Return nothing to accept; a string, or
  *                 nil/false and a string, to refuse with that message; or a table
  *                 {param = "message", ...} to refuse naming the parameters.

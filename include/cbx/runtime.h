@@ -112,7 +112,24 @@ typedef struct cbx_request {
      * another will start after delay_ns (status RETRYING); ud as above. */
     void (*on_retry)(cbx_execution *ex, uint32_t attempt, uint64_t delay_ns, const char *error,
                      void *ud);
+    /* The context the executor sees (cbx_task_run_id, _step, _metadata, _tmpdir; a Lua type's
+     * ctx table). run_id and step are copied (a flow's run id and step name; NULL outside a
+     * flow); metadata is an object the execution keeps a reference to (a flow's name, version,
+     * inputs; NULL = none). */
+    const char *run_id;
+    const char *step;
+    const json_t *metadata;
+    /* CBX_TMPDIR_*: a temporary directory of the execution's own, made (mode 0700, under
+     * $TMPDIR or /tmp, named cbx-<execution id>-XXXXXX) before the first attempt and removed
+     * with everything in it when the execution ends. KEEP_ON_FAILURE keeps it when the
+     * execution did not succeed: its path is then in the result's metadata as "tmpdir". A
+     * directory that cannot be made fails the execution before any attempt. */
+    int tmpdir;
 } cbx_request;
+
+#define CBX_TMPDIR_NONE            0
+#define CBX_TMPDIR_MAKE            1
+#define CBX_TMPDIR_KEEP_ON_FAILURE 2
 
 typedef struct cbx_runtime_opts {
     void *loop;                  /* a uv_loop_t * to borrow; NULL = the runtime makes its own */

@@ -264,8 +264,23 @@ static int command_start(cbx_task *t)
     char **envp = NULL;
     int env_owned = 0;
     const char *path = NULL;
-    int rc = cbx__cmd_env_build(mode && strcmp(mode, "clear") == 0, json_object_get(p, "env"),
+    /* the execution's context, for the child: CBX_RUN_ID, CBX_STEP, CBX_TMPDIR (the env
+     * parameter wins) */
+    json_t *env = (json_t *)json_object_get(p, "env"), *ctx_env = NULL;
+    const char *ctx_vals[] = {cbx_task_run_id(t), cbx_task_step(t), cbx_task_tmpdir(t)};
+    static const char *const ctx_names[] = {"CBX_RUN_ID", "CBX_STEP", "CBX_TMPDIR"};
+    for (int i = 0; i < 3; i++) {
+        if (!ctx_vals[i] || json_object_get(env, ctx_names[i]))
+            continue;
+        if (!ctx_env && !(ctx_env = json_is_object(env) ? json_copy(env) : json_object())) {
+            free(argv);
+            return -ENOMEM;
+        }
+        json_object_set_new(ctx_env, ctx_names[i], json_string(ctx_vals[i]));
+    }
+    int rc = cbx__cmd_env_build(mode && strcmp(mode, "clear") == 0, ctx_env ? ctx_env : env,
                                 json_object_get(p, "unset_env"), &envp, &env_owned, &path);
+    json_decref(ctx_env);
     if (rc < 0) {
         free(argv);
         return rc;

@@ -152,7 +152,16 @@ typedef struct prep_args {
     const json_t *params;
     uint32_t attempt;
     const char *execution_id;
+    const cbx_task *ctx_of; /* the attempt whose context ctx shows; NULL (validate) */
 } prep_args;
+
+static void set_string(lua_State *L, const char *field, const char *value)
+{
+    if (!value)
+        return;
+    lua_pushstring(L, value);
+    lua_setfield(L, -2, field);
+}
 
 static int prep_values(lua_State *L)
 {
@@ -164,6 +173,15 @@ static int prep_values(lua_State *L)
     lua_setfield(L, -2, "attempt");
     lua_pushstring(L, a->execution_id ? a->execution_id : "");
     lua_setfield(L, -2, "execution_id");
+    /* the execution's context: absent fields are nil */
+    set_string(L, "run_id", cbx_task_run_id(a->ctx_of));
+    set_string(L, "step", cbx_task_step(a->ctx_of));
+    set_string(L, "tmpdir", cbx_task_tmpdir(a->ctx_of));
+    const json_t *meta = cbx_task_metadata(a->ctx_of);
+    if (meta) {
+        cbx_sandbox_pushjson(L, meta);
+        lua_setfield(L, -2, "metadata");
+    }
     lua_rawsetp(L, LUA_REGISTRYINDEX, &ctx_key);
     return 0;
 }
@@ -176,7 +194,8 @@ static int lx_interrupted(void *ud)
 /* A fresh sandbox with the file run and its definition, params and ctx in place. On failure
  * *msg has the reason. */
 static int lx_open(const lx_type *lt, const json_t *params, cbx_task *t, uint32_t attempt,
-                   const char *execution_id, cbx_sandbox **out, char *msg, size_t cap)
+                   const char *execution_id, const cbx_task *ctx_of, cbx_sandbox **out, char *msg,
+                   size_t cap)
 {
     *out = NULL;
     cbx_sandbox *sb = NULL;
@@ -193,7 +212,8 @@ static int lx_open(const lx_type *lt, const json_t *params, cbx_task *t, uint32_
         rc = cbx_sandbox_load(sb, lt->chunk, lt->src, lt->src_len, &e);
     if (rc == 0)
         rc = run_chunk(sb, &e);
-    prep_args a = {.params = params, .attempt = attempt, .execution_id = execution_id};
+    prep_args a = {
+        .params = params, .attempt = attempt, .execution_id = execution_id, .ctx_of = ctx_of};
     if (rc == 0)
         rc = cbx_sandbox_pcall_c(sb, prep_values, &a, 0, &e);
     if (rc) {
@@ -327,7 +347,7 @@ static int lx_validate(const cbx_executor_type *type, const json_t *params, cbx_
     const lx_type *lt = type->data;
     cbx_sandbox *sb = NULL;
     char msg[512];
-    if (lx_open(lt, params, NULL, 0, NULL, &sb, msg, sizeof msg))
+    if (lx_open(lt, params, NULL, 0, NULL, NULL, &sb, msg, sizeof msg))
         return cbx_err_set(err, CBX_EINVAL_CONFIG, "validate: %s", msg);
     invoke_args a = {.fn = "validate", .nres = 2};
     int rc = 0;
@@ -353,7 +373,7 @@ static int lx_before(cbx_task *t, cbx_err *err)
         return s->params ? 0 : cbx_err_set(err, -ENOMEM, "out of memory");
     }
     char msg[512];
-    if (lx_open(lt, cbx_task_params(t), t, s->attempt, s->execution_id, &s->sb, msg, sizeof msg))
+    if (lx_open(lt, cbx_task_params(t), t, s->attempt, s->execution_id, t, &s->sb, msg, sizeof msg))
         return cbx_err_set(err, CBX_EFAILED, "%s", msg);
     invoke_args a = {.fn = "before", .nres = 2, .with_ctx = 1};
     int rc = 0;
@@ -421,7 +441,8 @@ static cbx_outcome lx_run(cbx_task *t, json_t **outputs, json_t **metadata, cbx_
     }
     char msg[512];
     cbx_outcome k = CBX_OUTCOME_ERROR;
-    if (!s->sb && lx_open(lt, s->params, t, s->attempt, s->execution_id, &s->sb, msg, sizeof msg)) {
+    if (!s->sb &&
+        lx_open(lt, s->params, t, s->attempt, s->execution_id, t, &s->sb, msg, sizeof msg)) {
         cbx_err_set(err, CBX_EFAILED, "%s", msg);
         goto out;
     }
@@ -492,7 +513,7 @@ static void lx_after(cbx_task *t, cbx_task_result *r)
             if (lt->has_after) {
                 char msg[512];
                 if (!s->sb && lx_open(lt, cbx_task_params(t), NULL, attempt,
-                                      cbx_task_execution_id(t), &s->sb, msg, sizeof msg)) {
+                                      cbx_task_execution_id(t), t, &s->sb, msg, sizeof msg)) {
                     r->outcome = CBX_OUTCOME_ERROR;
                     snprintf(r->error, sizeof r->error, "after: %.480s", msg);
                 } else {
@@ -508,7 +529,7 @@ static void lx_after(cbx_task *t, cbx_task_result *r)
             if (lt->has_after) {
                 cbx_sandbox *sb = NULL;
                 char msg[512];
-                if (lx_open(lt, cbx_task_params(t), NULL, attempt, cbx_task_execution_id(t), &sb,
+                if (lx_open(lt, cbx_task_params(t), NULL, attempt, cbx_task_execution_id(t), t, &sb,
                             msg, sizeof msg) == 0)
                     run_after(lt, sb, attempt, r);
                 cbx_sandbox_free(sb);

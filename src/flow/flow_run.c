@@ -577,6 +577,9 @@ static int start_item(node *n, size_t i)
     snprintf(tag, sizeof tag, "flow:%s/%s", R->run_id, n->full_name);
     item_run *ir = &n->runs[i];
     *ir = (item_run){.n = n, .index = i};
+    const cbx_flow *fl = n->sc->flow ? n->sc->flow : R->f;
+    json_t *meta = json_pack("{s:s?, s:s?, s:s?, s:O}", "flow", fl->name, "version", fl->version,
+                             "description", fl->description, "inputs", n->sc->inputs);
     cbx_request q = {.executor = def->executor,
                      .params = params,
                      .policy = def->policy,
@@ -584,6 +587,10 @@ static int start_item(node *n, size_t i)
                      .breaker_opts = key_tpl ? cbx_policy_breaker_opts(def->policy) : NULL,
                      .timeout_ns = def->timeout_ns,
                      .fallback_key = fb_tpl ? fb_key : NULL,
+                     .run_id = R->run_id,
+                     .step = n->full_name,
+                     .metadata = meta,
+                     .tmpdir = R->o->tmpdir,
                      .tag = tag,
                      .on_done = item_done,
                      .on_retry = item_retry,
@@ -594,6 +601,7 @@ static int start_item(node *n, size_t i)
     int r = cbx_runtime_submit(R->rt, &q, &ir->ex, &diag);
     cbx_diag_clear(&diag);
     json_decref(params);
+    json_decref(meta);
     return r < 0 && r != CBX_EINVAL_CONFIG && r != CBX_EUNKNOWN_TYPE ? r : 0;
 }
 

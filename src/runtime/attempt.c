@@ -125,6 +125,13 @@ static void finish_at(cbx_execution *ex, cbx_status status, int rc, const char *
     if (status != CBX_STATUS_SUCCESS && !r->error[0])
         cbx__copy_text(r->error, sizeof r->error, cbx_strerror(rc));
     r->duration_ns = ex->b->started_ns ? end - ex->b->started_ns : 0;
+    if (cbx__exec_ctx_end_tmpdir(ex->ctx, status == CBX_STATUS_SUCCESS || r->fallback_used)) {
+        if (!json_is_object(r->metadata)) {
+            json_decref(r->metadata);
+            r->metadata = json_object();
+        }
+        json_object_set_new(r->metadata, "tmpdir", json_string(ex->ctx->tmpdir));
+    }
     if (ex->rt->journal) {
         cbx_journal_end e = {.execution_id = ex->id,
                              .status = cbx_status_name(status),
@@ -415,6 +422,7 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
 
 static void task_free(cbx_task *t)
 {
+    cbx__exec_ctx_unref(t->ctx);
     json_decref(t->params);
     free(t->error);
     free(t);
@@ -492,6 +500,7 @@ static void start_task(cbx_execution *ex, uint64_t now, uint64_t deadline)
     }
     t->ex = ex;
     t->params = json_incref(ex->params);
+    t->ctx = cbx__exec_ctx_ref(ex->ctx);
     t->loop = ex->rt->loop;
     t->kill_grace_ns = ex->rt->kill_grace_ns;
     memcpy(t->exec_id, ex->id, sizeof t->exec_id);
@@ -653,6 +662,13 @@ void cbx__exec_begin(cbx_execution *ex, uint64_t now)
     }
     ex->b->started_ns = now ? now : now_ns();
     ex->b->res.queued_ns = ex->b->started_ns - ex->submitted_ns;
+    if (ex->ctx && ex->ctx->tmpdir_mode) {
+        char why[320];
+        if (cbx__exec_ctx_make_tmpdir(ex->ctx, ex->id, why, sizeof why) < 0) {
+            finish(ex, CBX_STATUS_FAILED, CBX_EFAILED, why);
+            return;
+        }
+    }
     if (ex->policy) {
         cbx_policy_begin(ex->policy, &ex->b->run);
         /* a policy whose breaker is picked per key: the store's breaker the request names is

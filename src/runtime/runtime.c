@@ -208,6 +208,7 @@ static void free_execution(cbx_execution *ex)
     free(ex->breaker_opts);
     free(ex->fallback_key);
     free(ex->tag);
+    cbx__exec_ctx_unref(ex->ctx);
     free(ex);
 }
 
@@ -399,6 +400,7 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
         cbx_fallback_has_cache(cbx_policy_fallback(req->policy)))
         cbx__fallback_default_key(ex, &ex->fallback_key);
     ex->tag = dup_or_null(req->tag);
+    cbx__exec_ctx_new(req, &ex->ctx); /* without memory, the execution runs without it */
     ex->on_done = req->on_done;
     ex->on_retry = req->on_retry;
     ex->ud = req->ud;

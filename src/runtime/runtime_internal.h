@@ -17,9 +17,20 @@ typedef struct cbx_link {
 /* Why an attempt is being stopped. */
 enum { STOP_NONE = 0, STOP_TIMEOUT, STOP_CANCEL };
 
+/* What an execution's attempts see of its context (cbx_request.run_id ...): shared by the
+ * execution and its tasks, counted, so that an abandoned attempt still running on a pool
+ * thread keeps it. NULL when the request gave none. */
+typedef struct cbx__exec_ctx {
+    atomic_uint refs;
+    char *run_id, *step, *tmpdir;
+    json_t *metadata;
+    int tmpdir_mode; /* CBX_TMPDIR_* */
+} cbx__exec_ctx;
+
 struct cbx_task {
-    cbx_execution *ex; /* not touched once abandoned: the execution may be gone */
-    json_t *params;    /* a reference of its own, for the same reason */
+    cbx_execution *ex;  /* not touched once abandoned: the execution may be gone */
+    cbx__exec_ctx *ctx; /* a reference of its own; NULL */
+    json_t *params;     /* a reference of its own, for the same reason */
     void *loop;
     uint64_t kill_grace_ns;
     char exec_id[40];
@@ -77,6 +88,7 @@ struct cbx_execution {
     uint64_t timeout_ns;            /* per attempt, from the request; 0 = policy's */
     uint64_t deadline_ns;           /* absolute monotonic; UINT64_MAX = none */
     char *fallback_key, *tag;
+    cbx__exec_ctx *ctx; /* NULL when the request gave no context */
     cbx_done_fn on_done;
     void *ud;
     void (*on_retry)(cbx_execution *, uint32_t, uint64_t, const char *, void *);
@@ -160,6 +172,16 @@ int cbx__fallback_fn_resolve(cbx_runtime *rt, cbx_policy *p, char *why, size_t l
 /* The fallback cache key of a request that gives none: "<executor> <canonical parameters>"
  * (compact JSON, sorted keys). 0 and *out (malloc'd), or -ENOMEM. */
 int cbx__fallback_default_key(const cbx_execution *ex, char **out);
+
+/* exec_ctx.c: the context of a request (NULL in *out when it gives none); -ENOMEM. */
+int cbx__exec_ctx_new(const cbx_request *req, cbx__exec_ctx **out);
+cbx__exec_ctx *cbx__exec_ctx_ref(cbx__exec_ctx *c);
+void cbx__exec_ctx_unref(cbx__exec_ctx *c);
+/* Make the temporary directory (named after id) when one is asked for: 0, or -errno with why
+ * filled. */
+int cbx__exec_ctx_make_tmpdir(cbx__exec_ctx *c, const char *id, char *why, size_t len);
+/* The execution has ended (succeeded or not): remove the directory, or keep it (returns 1). */
+int cbx__exec_ctx_end_tmpdir(cbx__exec_ctx *c, int succeeded);
 
 /* result.c */
 uint64_t cbx__wall_ms(void);

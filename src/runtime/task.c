@@ -47,6 +47,26 @@ const char *cbx_task_execution_id(const cbx_task *t)
     return t->exec_id;
 }
 
+const char *cbx_task_run_id(const cbx_task *t)
+{
+    return t && t->ctx ? t->ctx->run_id : NULL;
+}
+
+const char *cbx_task_step(const cbx_task *t)
+{
+    return t && t->ctx ? t->ctx->step : NULL;
+}
+
+const json_t *cbx_task_metadata(const cbx_task *t)
+{
+    return t && t->ctx ? t->ctx->metadata : NULL;
+}
+
+const char *cbx_task_tmpdir(const cbx_task *t)
+{
+    return t && t->ctx ? t->ctx->tmpdir : NULL;
+}
+
 int cbx_task_cancelled(const cbx_task *t)
 {
     if (!t)
