@@ -59,6 +59,7 @@ typedef struct cbx_journal_execution {
     const char *breaker;   /* the named breaker guarding it, NULL */
     const char *policy;    /* the policy's name, NULL */
     uint64_t submitted_ms; /* wall clock */
+    const char *status;    /* the status it starts in: "pending" (queued) or NULL = "running" */
 } cbx_journal_execution;
 
 typedef struct cbx_journal_attempt_info {
@@ -90,6 +91,9 @@ typedef struct cbx_journal_end {
 int cbx_journal_execution_start(cbx_journal *j, const cbx_journal_execution *e, cbx_err *err);
 int cbx_journal_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, cbx_err *err);
 int cbx_journal_execution_end(cbx_journal *j, const cbx_journal_end *e, cbx_err *err);
+/* The status an execution is in while it lasts ("pending", "running", "retrying"): written
+ * over its row until its end replaces it (an execution already ended is left alone). */
+int cbx_journal_execution_status(cbx_journal *j, const char *id, const char *status, cbx_err *err);
 /* Commit what is pending now. */
 int cbx_journal_flush(cbx_journal *j, cbx_err *err);
 

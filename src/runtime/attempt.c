@@ -55,6 +55,14 @@ static void timer_stop(cbx_execution *ex)
         uv_timer_stop(&ex->b->timer);
 }
 
+void cbx__exec_journal_status(cbx_execution *ex, cbx_status status)
+{
+    if (!ex->rt->journal || ex->journaled == status)
+        return;
+    ex->journaled = (uint8_t)status;
+    cbx_journal_execution_status(ex->rt->journal, ex->id, cbx_status_name(status), NULL);
+}
+
 /* ---- finishing ---------------------------------------------------------------------------- */
 
 static cbx_status status_of_policy(cbx_policy_status s)
@@ -401,6 +409,7 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
         }
         ex->status = CBX_STATUS_RETRYING;
         ex->phase = PHASE_WAITING;
+        cbx__exec_journal_status(ex, CBX_STATUS_RETRYING);
         timer_at(ex, ended + delay, resume);
         if (ex->on_retry)
             ex->on_retry(ex, t->attempt, delay, error ? error : "", ex->ud);
@@ -514,6 +523,7 @@ static void start_task(cbx_execution *ex, uint64_t now, uint64_t deadline)
     ex->b->task = t;
     ex->status = CBX_STATUS_RUNNING;
     ex->phase = PHASE_RUNNING;
+    cbx__exec_journal_status(ex, CBX_STATUS_RUNNING); /* after the queue or a retry delay */
 
     if (type->before) {
         cbx_err err;

@@ -61,7 +61,7 @@ static const char schema_sql[] =
 
 static const char sql_start[] =
     "INSERT INTO executions(id, executor, status, submitted_ms, tag, breaker, policy, params)"
-    " VALUES(?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7)"
+    " VALUES(?1, ?2, coalesce(?8, 'running'), ?3, ?4, ?5, ?6, ?7)"
     " ON CONFLICT(id) DO UPDATE SET executor = excluded.executor,"
     " submitted_ms = excluded.submitted_ms, tag = excluded.tag, breaker = excluded.breaker,"
     " policy = excluded.policy, params = excluded.params";
@@ -833,7 +833,8 @@ static int pend_add(cbx_journal *j, const cbx_journal_execution *e, const char *
         arena_put(j, e->tag, e->tag ? strlen(e->tag) : 0, &p.tag) != 0 ||
         arena_put(j, e->breaker, e->breaker ? strlen(e->breaker) : 0, &p.breaker) != 0 ||
         arena_put(j, e->policy, e->policy ? strlen(e->policy) : 0, &p.policy) != 0 ||
-        arena_put(j, params, params_len, &p.params) != 0) {
+        arena_put(j, params, params_len, &p.params) != 0 ||
+        arena_put(j, e->status, e->status ? strlen(e->status) : 0, &p.status) != 0) {
         j->arena_len = mark;
         return 0;
     }
@@ -867,6 +868,7 @@ static void bind_start(cbx_journal *j, const cbx__jpending *p)
     bind_arena(j, st, 5, p->breaker);
     bind_arena(j, st, 6, p->policy);
     bind_blob_text(st, 7, arena_str(j, p->params), p->params_len);
+    bind_arena(j, st, 8, p->status);
 }
 
 int cbx__journal_settle_locked(cbx_journal *j, cbx_err *err)
@@ -943,6 +945,7 @@ int cbx_journal_execution_start(cbx_journal *j, const cbx_journal_execution *e, 
         bind_text(st, 5, e->breaker);
         bind_text(st, 6, e->policy);
         bind_blob_text(st, 7, params, params_len);
+        bind_text(st, 8, e->status);
         r = step_done(j, st, err, "write execution start");
     }
     if (r == 0)
@@ -1026,6 +1029,30 @@ int cbx_journal_execution_end(cbx_journal *j, const cbx_journal_end *e, cbx_err 
         sqlite3_bind_int64(st, 9, (sqlite3_int64)e->duration_ns);
         sqlite3_bind_int64(st, 10, (sqlite3_int64)submitted);
         r = step_done(j, st, err, "write execution end");
+    }
+    if (r == 0)
+        r = write_done(j, err);
+    else
+        lost_one(j, err);
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}
+
+int cbx_journal_execution_status(cbx_journal *j, const char *id, const char *status, cbx_err *err)
+{
+    if (!j || !id || !status)
+        return missing(err, !j ? "the journal" : !id ? "the execution id" : "the status");
+    pthread_mutex_lock(&j->mu);
+    int r = cbx__journal_begin_locked(j, err);
+    cbx__jpending *p = r == 0 ? pend_find(j, id, hash_id(id)) : NULL;
+    if (p) { /* its start is still held back: it will be written with this status */
+        uint32_t off;
+        if (arena_put(j, status, strlen(status), &off) == 0)
+            p->status = off;
+        else
+            r = cbx_err_set(err, -ENOMEM, "journal: out of memory");
+    } else if (r == 0) {
+        r = cbx__journal_status_write_locked(j, id, status, err);
     }
     if (r == 0)
         r = write_done(j, err);

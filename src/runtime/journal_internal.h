@@ -38,7 +38,7 @@
 #define CBX__JOURNAL_DEFER_MAX 16384u /* 16 KiB */
 typedef struct cbx__jpending {
     uint64_t submitted_ms;
-    uint32_t id, executor, tag, breaker, policy, params;
+    uint32_t id, executor, tag, breaker, policy, params, status;
     uint32_t params_len;
     uint32_t hash;
     int live; /* 0 once its end has written the whole row */
@@ -133,6 +133,10 @@ int cbx__journal_commit_locked(cbx_journal *j, cbx_err *err);
 int cbx__journal_fail(cbx_journal *j, cbx_err *err, const char *what);
 /* With j->mu held: write the held-back starts into the open batch, so that queries see them. */
 int cbx__journal_settle_locked(cbx_journal *j, cbx_err *err);
+/* journal_status.c: set the status of an execution whose start is written and whose end is
+ * not (under mu, in the open batch). 0 or CBX_EJOURNAL. */
+int cbx__journal_status_write_locked(cbx_journal *j, const char *id, const char *status,
+                                     cbx_err *err);
 /* With j->mu held and a batch open: apply the retention limits (count, age, then size). */
 int cbx__journal_prune_locked(cbx_journal *j, cbx_err *err);
 /* With j->mu held and a batch open: delete the executions up to (submitted_ms, rowid), oldest

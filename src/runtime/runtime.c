@@ -408,6 +408,9 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
     ex->phase = PHASE_QUEUED;
 
     if (rt->journal) {
+        /* it waits for a slot: its row says so until it leaves the queue */
+        int waits = rt->nactive >= rt->max_concurrent || !cbx__link_empty(&rt->queue);
+        ex->journaled = waits ? CBX_STATUS_PENDING : CBX_STATUS_RUNNING;
         json_t *shown = cbx_schema_redact(type->params, params);
         cbx_journal_execution e = {.id = ex->id,
                                    .executor = type->name,
@@ -415,7 +418,8 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
                                    .tag = ex->tag,
                                    .breaker = ex->breaker,
                                    .policy = req->policy ? cbx_policy_name(req->policy) : NULL,
-                                   .submitted_ms = submitted_ms};
+                                   .submitted_ms = submitted_ms,
+                                   .status = waits ? "pending" : NULL};
         cbx_journal_execution_start(rt->journal, &e, NULL);
         json_decref(shown);
     }

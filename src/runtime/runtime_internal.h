@@ -100,6 +100,7 @@ struct cbx_execution {
     uint8_t run_begun;     /* cbx_policy_begin was called */
     uint8_t res_taken;     /* an internal done callback took res's references */
     uint8_t in_active;     /* counted in rt->nactive (else in rt->nqueued) */
+    uint8_t journaled;     /* the status its journal row shows while it lasts (cbx_status) */
 };
 
 struct cbx_runtime {
@@ -140,6 +141,9 @@ void cbx__rt_execution_done(cbx_execution *ex);
 uint64_t cbx__rt_wall_ms(cbx_runtime *rt, uint64_t mono_ns);
 
 /* attempt.c */
+/* Journal the status the execution is in now (pending, running, retrying) if its row shows
+ * another one. */
+void cbx__exec_journal_status(cbx_execution *ex, cbx_status status);
 int cbx__exec_ensure_body(cbx_execution *ex);
 /* Out of the queue into a slot, at monotonic time now (0 = read the clock). */
 void cbx__exec_begin(cbx_execution *ex, uint64_t now);
