@@ -25,7 +25,8 @@ static const char history_help[] =
     "Options:\n"
     "  --executor X     only this executor type\n"
     "  --status S       only this status: success, failed, timeout, cancelled, rejected;\n"
-    "                   or, while they last, pending, running, retrying\n"
+    "                   or, while they last, pending, running, retrying; or abandoned (its\n"
+    "                   process died before it ended)\n"
     "  --breaker B      only executions guarded by the named breaker B\n"
     "  --since DUR      only executions submitted within DUR before now (10m, 2h)\n"
     "  --limit N        at most N executions; default 20 (--json: 100)\n"
@@ -149,10 +150,11 @@ static int parse(cli_ctx *ctx, const char *cmd, const cli_opt *table, const char
             break;
         case OPT_STATUS: {
             cbx_status st;
-            if (cbx_status_parse(val, &st) < 0) {
-                static const char *const names[] = {"pending",   "running",  "retrying",
-                                                    "success",   "failed",   "timeout",
-                                                    "cancelled", "rejected", NULL};
+            /* abandoned: not a status of an execution, but of a row whose process died */
+            if (strcmp(val, "abandoned") != 0 && cbx_status_parse(val, &st) < 0) {
+                static const char *const names[] = {"pending",   "running", "retrying",  "success",
+                                                    "failed",    "timeout", "cancelled", "rejected",
+                                                    "abandoned", NULL};
                 cli_parse_choice("--status", val, names);
                 return CLI_EXIT_USAGE;
             }

@@ -79,6 +79,7 @@ const char *cli_status_color(const char *name)
         {"open", CLI_RED},         {"forced_open", CLI_RED},  {"timeout", CLI_YELLOW},
         {"half_open", CLI_YELLOW}, {"rejected", CLI_MAGENTA}, {"cancelled", CLI_DIM},
         {"running", CLI_CYAN},     {"pending", CLI_CYAN},     {"retrying", CLI_CYAN},
+        {"abandoned", CLI_YELLOW},
     };
     for (size_t i = 0; name && i < sizeof map / sizeof map[0]; i++)
         if (strcmp(map[i].name, name) == 0)

@@ -4,6 +4,7 @@
 #include "cbx/flow.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +19,10 @@ typedef enum rec_kind {
 } rec_kind;
 
 static const char *const rec_sql[REC_KINDS] = {
-    "INSERT INTO flow_runs (run_id, flow, file, inputs, status, started_ms)"
-    " VALUES (?1, ?2, ?3, ?4, 'running', ?5)"
-    " ON CONFLICT(run_id) DO UPDATE SET status = 'running', ended_ms = NULL, error = NULL",
+    "INSERT INTO flow_runs (run_id, flow, file, inputs, status, started_ms, owner_pid,"
+    " owner_start) VALUES (?1, ?2, ?3, ?4, 'running', ?5, cbx_owner_pid(), cbx_owner_start())"
+    " ON CONFLICT(run_id) DO UPDATE SET status = 'running', ended_ms = NULL, error = NULL,"
+    " owner_pid = excluded.owner_pid, owner_start = excluded.owner_start",
     "UPDATE flow_runs SET status = ?3, outputs = ?4, error = ?5, ended_ms = ?6 WHERE run_id = ?1",
     "INSERT INTO flow_steps (run_id, step, status, started_ms) VALUES (?1, ?2, 'running', ?6)"
     " ON CONFLICT(run_id, step) DO UPDATE SET status = 'running',"
@@ -51,7 +53,8 @@ static const char *const rec_what[REC_KINDS] = {"run start", "run end", "step st
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS flow_runs ("
     "  run_id TEXT PRIMARY KEY, flow TEXT, file TEXT, inputs TEXT, status TEXT, error TEXT,"
-    "  started_ms INTEGER, ended_ms INTEGER, outputs TEXT);"
+    "  started_ms INTEGER, ended_ms INTEGER, outputs TEXT, owner_pid INTEGER,"
+    "  owner_start INTEGER);"
     "CREATE INDEX IF NOT EXISTS flow_runs_started ON flow_runs(started_ms);"
     "CREATE TABLE IF NOT EXISTS flow_steps ("
     "  run_id TEXT, step TEXT, status TEXT, outputs TEXT, attempts INTEGER, error TEXT,"
@@ -81,11 +84,53 @@ static int db_error(sqlite3 *db, cbx_err *err, const char *what)
 
 /* ---- open and close ------------------------------------------------------------------------ */
 
+/* flow_runs has the owner columns (a journal made before them has not, until written). */
+static int has_owner(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int ok = sqlite3_prepare_v2(db, "SELECT owner_pid FROM flow_runs LIMIT 0", -1, &st, NULL) ==
+             SQLITE_OK;
+    sqlite3_finalize(st);
+    return ok;
+}
+
+/* A run not ended whose process is gone shows as abandoned. */
+#define RUN_STATUS                                                                                 \
+    "(CASE WHEN ended_ms IS NULL AND status = 'running' AND owner_pid IS NOT NULL AND"             \
+    " NOT cbx_owner_alive(owner_pid, owner_start) THEN 'abandoned' ELSE status END)"
+
+/* Resuming a run closes what its dead process left unfinished: executions of the run not
+ * ended whose owner is gone end as abandoned. */
+static int close_abandoned(sqlite3 *db, const char *run_id, uint64_t ms, cbx_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "UPDATE executions SET status = 'abandoned', ended_ms = ?2,"
+                           " error = 'its process ended before it did'"
+                           " WHERE substr(tag, 1, length(?1)) = ?1 AND ended_ms IS NULL"
+                           " AND owner_pid IS NOT NULL AND NOT cbx_owner_alive(owner_pid,"
+                           " owner_start)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_error(db, err, "prepare");
+    char prefix[80];
+    snprintf(prefix, sizeof prefix, "flow:%s/", run_id);
+    sqlite3_bind_text(st, 1, prefix, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)ms);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : db_error(db, err, "close abandoned executions");
+}
+
 static int setup(sqlite3 *db, void *ud, cbx_err *err)
 {
     cbx__flow_journal *fj = ud;
     if (sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK)
         return db_error(db, err, "create tables");
+    if (!has_owner(db) && sqlite3_exec(db,
+                                       "ALTER TABLE flow_runs ADD COLUMN owner_pid INTEGER;"
+                                       "ALTER TABLE flow_runs ADD COLUMN owner_start INTEGER",
+                                       NULL, NULL, NULL) != SQLITE_OK)
+        return db_error(db, err, "add the owner columns");
     for (int k = 0; k < REC_KINDS; k++)
         if (sqlite3_prepare_v3(db, rec_sql[k], -1, SQLITE_PREPARE_PERSISTENT, &fj->st[k], NULL) !=
             SQLITE_OK)
@@ -166,6 +211,8 @@ static int write_rec(sqlite3 *db, void *ud, cbx_err *err)
     const rec *r = ud;
     if (r->kind == REC_RUN_START) {
         int p = prune(db, r->fj, r->run_id, err);
+        if (!p)
+            p = close_abandoned(db, r->run_id, r->ms, err);
         if (p)
             return p;
     }
@@ -295,8 +342,12 @@ static int get_run(sqlite3 *db, void *ud, cbx_err *err)
     if (!have_tables(db))
         return cbx_err_set(err, -ENOENT, "no flow run '%s' in the journal", a->run_id);
     if (sqlite3_prepare_v2(db,
-                           "SELECT run_id, flow, file, inputs, status, error, started_ms,"
-                           " ended_ms, outputs FROM flow_runs WHERE run_id = ?",
+                           has_owner(db) ? "SELECT run_id, flow, file, inputs, " RUN_STATUS ","
+                                           " error, started_ms, ended_ms, outputs FROM flow_runs"
+                                           " WHERE run_id = ?"
+                                         : "SELECT run_id, flow, file, inputs, status, error,"
+                                           " started_ms, ended_ms, outputs FROM flow_runs"
+                                           " WHERE run_id = ?",
                            -1, &st, NULL) != SQLITE_OK)
         return db_error(db, err, "prepare");
     bind_text(st, 1, a->run_id);
@@ -362,8 +413,11 @@ static int list_runs(sqlite3 *db, void *ud, cbx_err *err)
     }
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
-                           "SELECT run_id, flow, status, started_ms, ended_ms, error FROM"
-                           " flow_runs ORDER BY started_ms DESC LIMIT ?",
+                           has_owner(db) ? "SELECT run_id, flow, " RUN_STATUS ", started_ms,"
+                                           " ended_ms, error FROM flow_runs"
+                                           " ORDER BY started_ms DESC LIMIT ?"
+                                         : "SELECT run_id, flow, status, started_ms, ended_ms,"
+                                           " error FROM flow_runs ORDER BY started_ms DESC LIMIT ?",
                            -1, &st, NULL) != SQLITE_OK) {
         json_decref(rows);
         return db_error(db, err, "prepare");

@@ -42,7 +42,9 @@ static const char schema_sql[] =
     " breaker TEXT,"
     " policy TEXT,"
     " params TEXT,"
-    " outputs TEXT);"
+    " outputs TEXT,"
+    " owner_pid INTEGER,"
+    " owner_start INTEGER);"
     "CREATE INDEX IF NOT EXISTS executions_submitted ON executions(submitted_ms);"
     "CREATE INDEX IF NOT EXISTS executions_executor ON executions(executor, submitted_ms);"
     "CREATE INDEX IF NOT EXISTS executions_status ON executions(status, submitted_ms);"
@@ -60,8 +62,8 @@ static const char schema_sql[] =
     " PRIMARY KEY(execution_id, number)) WITHOUT ROWID;";
 
 static const char sql_start[] =
-    "INSERT INTO executions(id, executor, status, submitted_ms, tag, breaker, policy, params)"
-    " VALUES(?1, ?2, coalesce(?8, 'running'), ?3, ?4, ?5, ?6, ?7)"
+    "INSERT INTO executions(id, executor, status, submitted_ms, tag, breaker, policy, params,"
+    " owner_pid, owner_start) VALUES(?1, ?2, coalesce(?8, 'running'), ?3, ?4, ?5, ?6, ?7, ?9, ?10)"
     " ON CONFLICT(id) DO UPDATE SET executor = excluded.executor,"
     " submitted_ms = excluded.submitted_ms, tag = excluded.tag, breaker = excluded.breaker,"
     " policy = excluded.policy, params = excluded.params";
@@ -83,8 +85,9 @@ static const char sql_end[] =
 /* A start held back and its end, as one row. */
 static const char sql_whole[] =
     "INSERT INTO executions(id, executor, status, rc, error, fallback_used, attempts,"
-    " submitted_ms, ended_ms, duration_ns, tag, breaker, policy, params, outputs)"
-    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+    " submitted_ms, ended_ms, duration_ns, tag, breaker, policy, params, outputs, owner_pid,"
+    " owner_start) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
+    " ?17)"
     " ON CONFLICT(id) DO UPDATE SET executor = excluded.executor, status = excluded.status,"
     " rc = excluded.rc, error = excluded.error, fallback_used = excluded.fallback_used,"
     " attempts = excluded.attempts, submitted_ms = excluded.submitted_ms,"
@@ -595,7 +598,8 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     int memory = strcmp(j->path, MEMORY_PATH) == 0;
     j->read_only = o->read_only && !memory;
     if (j->read_only) { /* journal_readonly.c */
-        if ((r = cbx__journal_open_read_only(j, err)) != 0)
+        if ((r = cbx__journal_open_read_only(j, err)) != 0 ||
+            (r = cbx__journal_owner_setup(j, err)) != 0)
             goto fail;
         *out = j;
         return 0;
@@ -610,7 +614,7 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
         goto fail;
     }
     sqlite3_busy_timeout(j->db, CBX__JOURNAL_BUSY_MS);
-    if ((r = setup_schema(j, memory, err)) != 0)
+    if ((r = setup_schema(j, memory, err)) != 0 || (r = cbx__journal_owner_setup(j, err)) != 0)
         goto fail;
     if ((r = prepare(j, "BEGIN IMMEDIATE", &j->st_begin, err)) != 0 ||
         (r = prepare(j, "COMMIT", &j->st_commit, err)) != 0 ||
@@ -869,6 +873,8 @@ static void bind_start(cbx_journal *j, const cbx__jpending *p)
     bind_arena(j, st, 6, p->policy);
     bind_blob_text(st, 7, arena_str(j, p->params), p->params_len);
     bind_arena(j, st, 8, p->status);
+    sqlite3_bind_int(st, 9, j->owner_pid);
+    sqlite3_bind_int64(st, 10, (sqlite3_int64)j->owner_start);
 }
 
 int cbx__journal_settle_locked(cbx_journal *j, cbx_err *err)
@@ -946,6 +952,8 @@ int cbx_journal_execution_start(cbx_journal *j, const cbx_journal_execution *e, 
         bind_text(st, 6, e->policy);
         bind_blob_text(st, 7, params, params_len);
         bind_text(st, 8, e->status);
+        sqlite3_bind_int(st, 9, j->owner_pid);
+        sqlite3_bind_int64(st, 10, (sqlite3_int64)j->owner_start);
         r = step_done(j, st, err, "write execution start");
     }
     if (r == 0)
@@ -1011,6 +1019,8 @@ int cbx_journal_execution_end(cbx_journal *j, const cbx_journal_end *e, cbx_err 
         bind_arena(j, st, 12, p->breaker);
         bind_arena(j, st, 13, p->policy);
         bind_blob_text(st, 14, arena_str(j, p->params), p->params_len);
+        sqlite3_bind_int(st, 16, j->owner_pid);
+        sqlite3_bind_int64(st, 17, (sqlite3_int64)j->owner_start);
         r = step_done(j, st, err, "write execution");
         if (r == 0)
             p->live = 0;

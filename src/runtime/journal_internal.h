@@ -101,7 +101,25 @@ struct cbx_journal {
     int retention_ready;     /* journal_retention exists */
     int lost_fd;             /* the loss ledger, -1 = none */
     cbx_journal_losses lost; /* this handle's losses (under mu) */
+
+    /* journal_owner.c: this process as the owner of the rows it starts */
+    int owner_pid;
+    uint64_t owner_start;
+    int has_owner; /* executions has the owner columns */
 };
+
+/* The status of a row as queries show it: "abandoned" for one not ended whose owner is gone. */
+#define CBX__STATUS_SQL                                                                            \
+    "(CASE WHEN ended_ms IS NULL AND owner_pid IS NOT NULL AND"                                    \
+    " NOT cbx_owner_alive(owner_pid, owner_start) THEN 'abandoned' ELSE status END)"
+
+/* journal_owner.c: register cbx_owner_alive, add the owner columns to an older journal (not
+ * read-only), note this process. 0 or CBX_EJOURNAL. */
+int cbx__journal_owner_setup(cbx_journal *j, cbx_err *err);
+/* Add owner_pid and owner_start to table when it exists without them. 0 or -1. */
+int cbx__journal_owner_add_columns(sqlite3 *db, const char *table);
+/* CBX__STATUS_SQL, or plain "status" for a read-only journal without the columns. */
+const char *cbx__journal_status_sql(const cbx_journal *j);
 
 /* Open j->path read-only (j->read_only set): no schema made, no flusher, no pruning. Returns 0,
  * -errno (-ENOENT: no such file), or CBX_EJOURNAL. */

@@ -10,12 +10,14 @@
 /* Parameters of a filter, always at these numbers so that one binder serves every query. */
 enum { P_EXECUTOR = 1, P_STATUS, P_BREAKER, P_TAG, P_SINCE, P_UNTIL, P_LIMIT };
 
+/* %s: the status as shown (cbx__journal_status_sql) */
 #define EXEC_COLUMNS                                                                               \
-    "id, executor, status, rc, error, fallback_used, attempts, submitted_ms, ended_ms,"            \
+    "id, executor, %s, rc, error, fallback_used, attempts, submitted_ms, ended_ms,"                \
     " duration_ns, tag, breaker, policy, params, outputs"
 
 /* " WHERE ..." for f (plus extra, a condition of the caller's; NULL = none), or "". */
-static void where_build(const cbx_history_filter *f, const char *extra, char *buf, size_t len)
+static void where_build(const cbx_journal *j, const cbx_history_filter *f, const char *extra,
+                        char *buf, size_t len)
 {
     static const struct {
         int param;
@@ -49,7 +51,10 @@ static void where_build(const cbx_history_filter *f, const char *extra, char *bu
             on = f->until_ms != 0;
             break;
         }
-        if (on)
+        if (on && conds[i].param == P_STATUS) /* as shown: "abandoned" included */
+            used += (size_t)snprintf(buf + used, len - used, "%s%s = ?2",
+                                     used ? " AND " : " WHERE ", cbx__journal_status_sql(j));
+        else if (on)
             used += (size_t)snprintf(buf + used, len - used, "%s%s", used ? " AND " : " WHERE ",
                                      conds[i].cond);
     }
@@ -206,11 +211,11 @@ int cbx_journal_history(cbx_journal *j, const cbx_history_filter *f, json_t **ro
     if (lf.limit == 0)
         lf.limit = 100;
     char where[512], sql[1024];
-    where_build(&lf, NULL, where, sizeof where);
+    where_build(j, &lf, NULL, where, sizeof where);
     snprintf(sql, sizeof sql,
              "SELECT " EXEC_COLUMNS " FROM executions%s ORDER BY submitted_ms DESC, rowid DESC"
              " LIMIT ?7",
-             where);
+             cbx__journal_status_sql(j), where);
 
     json_t *out = json_array();
     if (!out)
@@ -254,8 +259,11 @@ int cbx_journal_get(cbx_journal *j, const char *id, json_t **row, cbx_err *err)
     pthread_mutex_lock(&j->mu);
     sqlite3_stmt *st = NULL;
     int r = cbx__journal_settle_locked(j, err);
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT " EXEC_COLUMNS " FROM executions WHERE id = ?1",
+             cbx__journal_status_sql(j));
     if (r == 0)
-        r = prepare_q(j, "SELECT " EXEC_COLUMNS " FROM executions WHERE id = ?1", &st, err);
+        r = prepare_q(j, sql, &st, err);
     if (r == 0) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         int rc = sqlite3_step(st);
@@ -393,7 +401,7 @@ int cbx_journal_stats(cbx_journal *j, const cbx_history_filter *f, const char *g
                               group_by);
     }
     char where[512], src[768], sql[2048];
-    where_build(f, extra, where, sizeof where);
+    where_build(j, f, extra, where, sizeof where);
     if (f && f->limit)
         snprintf(src, sizeof src,
                  "(SELECT * FROM executions%s ORDER BY submitted_ms DESC, rowid DESC LIMIT ?7)",
@@ -564,7 +572,7 @@ int cbx_journal_clear(cbx_journal *j, const cbx_history_filter *f, uint64_t *del
     if (!j)
         return cbx_err_set(err, -EINVAL, "cbx_journal_clear: no journal");
     char where[512], cond[768];
-    where_build(f, NULL, where, sizeof where);
+    where_build(j, f, NULL, where, sizeof where);
     if (f && f->limit)
         snprintf(cond, sizeof cond,
                  " WHERE rowid IN (SELECT rowid FROM executions%s ORDER BY submitted_ms DESC,"

@@ -76,7 +76,7 @@ kill -KILL "$(cat "$D/wait.pid")" 2>/dev/null # the orphaned step: nobody is lef
 id=$(sed -n 's/^run \([0-9a-f-]*\) started; .*/\1/p' "$TMP/err")
 [ -n "$id" ] || fail "no run id before the crash: $(cat "$TMP/err")"
 run "$CBX" runs --json
-[ "$(jq -r --arg id "$id" '.[] | select(.run_id == $id) | .status' "$TMP/out")" = "running" ] ||
+[ "$(jq -r --arg id "$id" '.[] | select(.run_id == $id) | .status' "$TMP/out")" = "abandoned" ] ||
     fail "a crashed run: $(cat "$TMP/out")"
 rm "$D/hold"
 run "$CBX" run $F/slow.yaml --resume "$id" --json
