@@ -128,13 +128,17 @@ static const char run_exit_help[] =
     "of trouble in this order: cancelled (130), failed (1), timed out (124).\n";
 
 static const char runs_help[] =
-    "Usage: cbx runs [--limit N] [--json]\n"
+    "Usage: cbx runs [--status S] [--flow NAME] [--since DUR] [--limit N] [--json]\n"
     "\n"
     "Flow runs from the journal, newest first: when, id, flow, status, duration and error.\n"
     "A run whose process died before it ended shows as 'abandoned' (its owner's pid and start\n"
     "time are recorded); resuming it (cbx run --resume) closes its unfinished executions.\n"
     "\n"
     "Options:\n"
+    "  --status S       only runs in this status: running, success, failed, timeout,\n"
+    "                   cancelled, abandoned\n"
+    "  --flow NAME      only runs of this flow\n"
+    "  --since DUR      only runs started within DUR before now (10m, 2h)\n"
     "  --limit N        at most N runs; default 20 (--json: 100)\n"
     "  --json           JSON instead of a table\n"
     "  --state-dir DIR  the journal's directory (CBX_STATE_DIR)\n"
@@ -195,6 +199,9 @@ enum {
     OPT_FORMAT,
     OPT_TMPDIR,
     OPT_KEEP_TMPDIR,
+    OPT_STATUS,
+    OPT_FLOW,
+    OPT_SINCE,
 };
 
 static const cli_opt validate_opts[] = {
@@ -228,6 +235,9 @@ static const cli_opt runs_opts[] = {
     CLI_OPTS_COMMON,
     {"json", 0, 0, CLI_OPT_JSON},
     {"limit", 0, 1, OPT_LIMIT},
+    {"status", 0, 1, OPT_STATUS},
+    {"flow", 0, 1, OPT_FLOW},
+    {"since", 0, 1, OPT_SINCE},
     {0},
 };
 
@@ -249,8 +259,9 @@ typedef struct flow_cfg {
     const char *cmd;  /* "run", "validate", ... for messages */
     const char *file; /* the positional FILE (or RUN_ID for show) */
     int json, quiet;
-    int tmpdir;      /* CBX_TMPDIR_* */
-    const char **kv; /* -i values */
+    int tmpdir;                /* CBX_TMPDIR_* */
+    cbx_flow_runs_filter runs; /* cbx runs --status, --flow, --since */
+    const char **kv;           /* -i values */
     size_t n_kv;
     const char *inputs_json;
     uint64_t concurrency;
@@ -352,6 +363,24 @@ static int parse(cli_ctx *ctx, const char *cmd, const cli_opt *table, const char
                 return CLI_EXIT_USAGE;
             c->limit_given = 1;
             break;
+        case OPT_STATUS: {
+            static const char *const st[] = {"running",   "success",   "failed", "timeout",
+                                             "cancelled", "abandoned", NULL};
+            if (cli_parse_choice("--status", val, st))
+                return CLI_EXIT_USAGE;
+            c->runs.status = val;
+            break;
+        }
+        case OPT_FLOW:
+            c->runs.flow = val;
+            break;
+        case OPT_SINCE: {
+            uint64_t ns = 0;
+            if (cli_parse_duration("--since", val, &ns))
+                return CLI_EXIT_USAGE;
+            c->runs.since_ms = cli_now_ms() - ns / 1000000u;
+            break;
+        }
         case OPT_FORMAT: {
             static const char *const formats[] = {"mermaid", "dot", NULL};
             if (cli_parse_choice("--format", val, formats))
@@ -1665,11 +1694,8 @@ int cli_cmd_runs(cli_ctx *ctx, int argc, char **argv)
         goto out;
     cbx_err err;
     cbx_err_clear(&err);
-    int r = cbx_flow_runs_list(j,
-                               (uint32_t)(c.limit_given ? c.limit
-                                          : c.json      ? 100
-                                                        : 20),
-                               &rows, &err);
+    c.runs.limit = (uint32_t)(c.limit_given ? c.limit : c.json ? 100 : 20);
+    int r = cbx_flow_runs_query(j, &c.runs, &rows, &err);
     if (r < 0) {
         cli_err("runs: %s", err.msg[0] ? err.msg : cbx_strerror(r));
         rc = CLI_EXIT_INTERNAL;
@@ -1680,7 +1706,8 @@ int cli_cmd_runs(cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     if (!json_array_size(rows)) {
-        printf("no flow runs in the journal\n");
+        printf(c.runs.status || c.runs.flow || c.runs.since_ms ? "no flow runs match\n"
+                                                               : "no flow runs in the journal\n");
         goto out;
     }
     static const char *const heads[] = {"STARTED", "RUN", "FLOW", "STATUS", "DURATION", "ERROR"};

@@ -12,8 +12,8 @@
 #include <string.h>
 
 static const char history_help[] =
-    "Usage: cbx history [--executor X] [--status S] [--breaker B] [--since DUR] [--limit N]\n"
-    "                   [--json]\n"
+    "Usage: cbx history [--executor X] [--status S] [--breaker B] [--run ID] [--step S]\n"
+    "                   [--tag T] [--since DUR] [--limit N] [--json]\n"
     "       cbx history show ID [--json]\n"
     "       cbx history clear [--executor X] [--before DUR] --yes\n"
     "\n"
@@ -28,6 +28,9 @@ static const char history_help[] =
     "                   or, while they last, pending, running, retrying; or abandoned (its\n"
     "                   process died before it ended)\n"
     "  --breaker B      only executions guarded by the named breaker B\n"
+    "  --run ID         only the executions of this flow run (its full id, see 'cbx runs')\n"
+    "  --step S         only the executions of flow steps named S (a.b inside composites)\n"
+    "  --tag T          only executions tagged T (a flow step's: flow:RUN_ID/STEP)\n"
     "  --since DUR      only executions submitted within DUR before now (10m, 2h)\n"
     "  --limit N        at most N executions; default 20 (--json: 100)\n"
     "  --before DUR     clear: only executions submitted more than DUR ago\n"
@@ -44,16 +47,22 @@ static const char history_help[] =
     "\n";
 
 static const char stats_help[] =
-    "Usage: cbx stats [--by executor|breaker] [--executor X] [--since DUR] [--json]\n"
+    "Usage: cbx stats [--by executor|breaker|step|flow|tag] [--executor X] [--run ID]\n"
+    "                 [--step S] [--tag T] [--since DUR] [--json]\n"
     "\n"
     "Statistics over the journal: executions, successes, failures, timeouts, cancelled,\n"
     "rejected, success rate, latency mean/p50/p95/p99 and mean attempts - overall, or one row\n"
-    "per executor type or per named breaker.\n"
+    "per executor type, named breaker, flow step, flow or tag.\n"
     "\n"
     "Options:\n"
-    "  --by KEY         executor or breaker: one row per value\n"
+    "  --by KEY         executor, breaker, step (a flow step's name), flow (the flow's name)\n"
+    "                   or tag: one row per value (step, flow and tag count only the\n"
+    "                   executions that have one)\n"
     "  --executor X     only this executor type\n"
     "  --breaker B      only executions guarded by the named breaker B\n"
+    "  --run ID         only the executions of this flow run\n"
+    "  --step S         only the executions of flow steps named S\n"
+    "  --tag T          only executions tagged T\n"
     "  --since DUR      only executions submitted within DUR before now\n"
     "  --json           JSON instead of a table\n"
     "  --state-dir DIR  the journal's directory (CBX_STATE_DIR)\n"
@@ -63,6 +72,7 @@ static const char stats_help[] =
     "  cbx stats\n"
     "  cbx stats --by executor --since 1h\n"
     "  cbx stats --by breaker --json\n"
+    "  cbx stats --by step --since 1d\n"
     "\n";
 
 enum {
@@ -74,6 +84,9 @@ enum {
     OPT_BEFORE,
     OPT_YES,
     OPT_BY,
+    OPT_RUN,
+    OPT_STEP,
+    OPT_TAG,
 };
 
 static const cli_opt history_opts[] = {
@@ -83,6 +96,9 @@ static const cli_opt history_opts[] = {
     {"status", 0, 1, OPT_STATUS},
     {"breaker", 0, 1, OPT_BREAKER},
     {"since", 0, 1, OPT_SINCE},
+    {"run", 0, 1, OPT_RUN},
+    {"step", 0, 1, OPT_STEP},
+    {"tag", 0, 1, OPT_TAG},
     {"limit", 0, 1, OPT_LIMIT},
     {"before", 0, 1, OPT_BEFORE},
     {"yes", 'y', 0, OPT_YES},
@@ -96,6 +112,9 @@ static const cli_opt stats_opts[] = {
     {"executor", 0, 1, OPT_EXECUTOR},
     {"breaker", 0, 1, OPT_BREAKER},
     {"since", 0, 1, OPT_SINCE},
+    {"run", 0, 1, OPT_RUN},
+    {"step", 0, 1, OPT_STEP},
+    {"tag", 0, 1, OPT_TAG},
     {0},
 };
 
@@ -164,6 +183,15 @@ static int parse(cli_ctx *ctx, const char *cmd, const cli_opt *table, const char
         case OPT_BREAKER:
             q->f.breaker = val;
             break;
+        case OPT_RUN:
+            q->f.run_id = val;
+            break;
+        case OPT_STEP:
+            q->f.step = val;
+            break;
+        case OPT_TAG:
+            q->f.tag = val;
+            break;
         case OPT_SINCE:
             if (cli_parse_duration("--since", val, &u))
                 return CLI_EXIT_USAGE;
@@ -186,7 +214,7 @@ static int parse(cli_ctx *ctx, const char *cmd, const cli_opt *table, const char
             q->yes = 1;
             break;
         case OPT_BY: {
-            static const char *const keys[] = {"executor", "breaker", NULL};
+            static const char *const keys[] = {"executor", "breaker", "step", "flow", "tag", NULL};
             if (cli_parse_choice("--by", val, keys))
                 return CLI_EXIT_USAGE;
             q->by = val;
@@ -400,7 +428,8 @@ static int history_show(cbx_journal *j, const query *q)
 
 static int history_clear(cbx_journal *j, const query *q)
 {
-    if (q->f.status || q->f.breaker || q->have_since || q->limit_given) {
+    if (q->f.status || q->f.breaker || q->f.run_id || q->f.step || q->f.tag || q->have_since ||
+        q->limit_given) {
         cli_err("history clear: takes only --executor and --before");
         return CLI_EXIT_USAGE;
     }
@@ -465,8 +494,11 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
         } else if (q.json) {
             rc = cli_print_json(stdout, rows) ? CLI_EXIT_INTERNAL : CLI_EXIT_OK;
         } else if (!json_array_size(rows)) {
-            printf("no executions in the journal%s\n",
-                   q.f.executor || q.f.status || q.f.breaker || q.have_since ? " match" : "");
+            printf("no executions in the journal%s\n", q.f.executor || q.f.status || q.f.breaker ||
+                                                               q.f.run_id || q.f.step || q.f.tag ||
+                                                               q.have_since
+                                                           ? " match"
+                                                           : "");
         } else {
             history_table(rows);
         }

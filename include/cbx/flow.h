@@ -104,6 +104,18 @@ json_t *cbx_flow_result_to_json(const cbx_flow_result *r);
  * error}] (new reference; limit 0 = 50). */
 int cbx_flow_runs_list(cbx_journal *j, uint32_t limit, json_t **out, cbx_err *err);
 
+/* Which runs cbx_flow_runs_query lists (every field optional: 0 / NULL = any). */
+typedef struct cbx_flow_runs_filter {
+    const char *status; /* as listed: running, success, failed, ..., or abandoned (a run not
+                           ended whose process is gone) */
+    const char *flow;   /* the flow's name */
+    uint64_t since_ms;  /* started at or after (wall clock, ms) */
+    uint32_t limit;     /* newest first; 0 = 50 */
+} cbx_flow_runs_filter;
+
+/* As cbx_flow_runs_list, for the runs f selects (NULL = all). */
+int cbx_flow_runs_query(cbx_journal *j, const cbx_flow_runs_filter *f, json_t **out, cbx_err *err);
+
 /* One run with its inputs, outputs and every step's record (new reference), or -ENOENT. */
 int cbx_flow_run_show(cbx_journal *j, const char *run_id, json_t **out, cbx_err *err);
 

@@ -194,6 +194,9 @@ typedef struct cbx_history_filter {
     uint64_t since_ms;    /* 0 = any */
     uint64_t until_ms;    /* 0 = any */
     uint32_t limit;       /* newest first; 0 = 100 */
+    /* The fields below were added later; the struct only grows at the end. */
+    const char *run_id; /* a flow run's executions (tag "flow:<run_id>/..."); NULL = any */
+    const char *step;   /* a flow step's executions (tag ".../<step>"); NULL = any */
 } cbx_history_filter;
 
 /* Executions, newest first, as a JSON array of objects (id, executor, status, rc, error,
@@ -206,8 +209,10 @@ int cbx_journal_get(cbx_journal *j, const char *id, json_t **row, cbx_err *err);
 
 /* Statistics over the filtered executions (seed 004 get_execution_stats / get_tool_stats):
  * executions, successes, failures, timeouts, cancelled, rejected, success_rate, latency
- * mean/p50/p95/p99 in ms, mean attempts. group_by NULL = one object; "executor" or "breaker" =
- * an object of such objects keyed by name. */
+ * mean/p50/p95/p99 in ms, mean attempts. group_by NULL = one object; "executor", "breaker",
+ * "tag", "step" or "flow" = an object of such objects keyed by name (tag, step and flow count
+ * only executions with a tag; step and flow only flow executions: "step" by the step's name
+ * within its flow, "flow" by the flow's name from its run). */
 int cbx_journal_stats(cbx_journal *j, const cbx_history_filter *f, const char *group_by,
                       json_t **out, cbx_err *err);
 

@@ -397,7 +397,7 @@ int cbx__flow_journal_get(cbx_journal *j, const char *run_id, json_t **out, cbx_
 }
 
 typedef struct list_args {
-    uint32_t limit;
+    cbx_flow_runs_filter f;
     json_t *out;
 } list_args;
 
@@ -411,18 +411,23 @@ static int list_runs(sqlite3 *db, void *ud, cbx_err *err)
         a->out = rows;
         return 0;
     }
+    const char *status = has_owner(db) ? RUN_STATUS : "status";
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "SELECT run_id, flow, %s AS shown, started_ms, ended_ms, error FROM flow_runs"
+             " WHERE (?1 IS NULL OR shown = ?1) AND (?2 IS NULL OR flow = ?2)"
+             " AND (?3 IS NULL OR started_ms >= ?3) ORDER BY started_ms DESC LIMIT ?4",
+             status);
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           has_owner(db) ? "SELECT run_id, flow, " RUN_STATUS ", started_ms,"
-                                           " ended_ms, error FROM flow_runs"
-                                           " ORDER BY started_ms DESC LIMIT ?"
-                                         : "SELECT run_id, flow, status, started_ms, ended_ms,"
-                                           " error FROM flow_runs ORDER BY started_ms DESC LIMIT ?",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         json_decref(rows);
         return db_error(db, err, "prepare");
     }
-    sqlite3_bind_int(st, 1, a->limit ? (int)a->limit : 50);
+    bind_text(st, 1, a->f.status);
+    bind_text(st, 2, a->f.flow);
+    if (a->f.since_ms)
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)a->f.since_ms);
+    sqlite3_bind_int(st, 4, a->f.limit ? (int)a->f.limit : 50);
     while (sqlite3_step(st) == SQLITE_ROW)
         json_array_append_new(
             rows, json_pack("{s:o, s:o, s:o, s:I, s:I, s:o}", "run_id", column_text(st, 0), "flow",
@@ -436,7 +441,12 @@ static int list_runs(sqlite3 *db, void *ud, cbx_err *err)
 
 int cbx__flow_journal_list(cbx_journal *j, uint32_t limit, json_t **out, cbx_err *err)
 {
-    list_args a = {.limit = limit};
+    return cbx_flow_runs_query(j, &(cbx_flow_runs_filter){.limit = limit}, out, err);
+}
+
+int cbx_flow_runs_query(cbx_journal *j, const cbx_flow_runs_filter *f, json_t **out, cbx_err *err)
+{
+    list_args a = {.f = f ? *f : (cbx_flow_runs_filter){0}};
     *out = NULL;
     int r = cbx_journal_read_db(j, list_runs, &a, err);
     if (r == 0)

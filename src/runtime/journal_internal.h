@@ -120,6 +120,8 @@ int cbx__journal_owner_setup(cbx_journal *j, cbx_err *err);
 int cbx__journal_owner_add_columns(sqlite3 *db, const char *table);
 /* CBX__STATUS_SQL, or plain "status" for a read-only journal without the columns. */
 const char *cbx__journal_status_sql(const cbx_journal *j);
+/* 1 when the journal holds flow runs (their table exists); takes mu. */
+int cbx__journal_has_flow_runs(cbx_journal *j);
 
 /* Open j->path read-only (j->read_only set): no schema made, no flusher, no pruning. Returns 0,
  * -errno (-ENOENT: no such file), or CBX_EJOURNAL. */

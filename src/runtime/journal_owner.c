@@ -98,3 +98,11 @@ const char *cbx__journal_status_sql(const cbx_journal *j)
 {
     return j->has_owner ? CBX__STATUS_SQL : "status";
 }
+
+int cbx__journal_has_flow_runs(cbx_journal *j)
+{
+    pthread_mutex_lock(&j->mu);
+    int yes = table_exists(j->db, "flow_runs");
+    pthread_mutex_unlock(&j->mu);
+    return yes;
+}

@@ -8,7 +8,12 @@
 #include <string.h>
 
 /* Parameters of a filter, always at these numbers so that one binder serves every query. */
-enum { P_EXECUTOR = 1, P_STATUS, P_BREAKER, P_TAG, P_SINCE, P_UNTIL, P_LIMIT };
+enum { P_EXECUTOR = 1, P_STATUS, P_BREAKER, P_TAG, P_SINCE, P_UNTIL, P_LIMIT, P_RUN, P_STEP };
+
+/* A flow step's execution: tag "flow:<run id>/<step>" (run ids hold no '/'). */
+#define FLOW_TAG  "tag LIKE 'flow:%/%'"
+#define STEP_OF   "substr(tag, instr(tag, '/') + 1)"
+#define RUN_ID_OF "substr(tag, 6, instr(tag, '/') - 6)"
 
 /* %s: the status as shown (cbx__journal_status_sql) */
 #define EXEC_COLUMNS                                                                               \
@@ -23,9 +28,14 @@ static void where_build(const cbx_journal *j, const cbx_history_filter *f, const
         int param;
         const char *cond;
     } conds[] = {
-        {P_EXECUTOR, "executor = ?1"},   {P_STATUS, "status = ?2"},
-        {P_BREAKER, "breaker = ?3"},     {P_TAG, "tag = ?4"},
-        {P_SINCE, "submitted_ms >= ?5"}, {P_UNTIL, "submitted_ms < ?6"},
+        {P_EXECUTOR, "executor = ?1"},
+        {P_STATUS, "status = ?2"},
+        {P_BREAKER, "breaker = ?3"},
+        {P_TAG, "tag = ?4"},
+        {P_SINCE, "submitted_ms >= ?5"},
+        {P_UNTIL, "submitted_ms < ?6"},
+        {P_RUN, FLOW_TAG " AND " RUN_ID_OF " = ?8"},
+        {P_STEP, FLOW_TAG " AND " STEP_OF " = ?9"},
     };
     size_t used = 0;
     buf[0] = '\0';
@@ -46,6 +56,12 @@ static void where_build(const cbx_journal *j, const cbx_history_filter *f, const
             break;
         case P_SINCE:
             on = f->since_ms != 0;
+            break;
+        case P_RUN:
+            on = f->run_id != NULL;
+            break;
+        case P_STEP:
+            on = f->step != NULL;
             break;
         default:
             on = f->until_ms != 0;
@@ -80,6 +96,10 @@ static void where_bind(sqlite3_stmt *st, const cbx_history_filter *f)
         sqlite3_bind_int64(st, P_UNTIL, (sqlite3_int64)f->until_ms);
     if (f->limit)
         sqlite3_bind_int64(st, P_LIMIT, (sqlite3_int64)f->limit);
+    if (f->run_id)
+        sqlite3_bind_text(st, P_RUN, f->run_id, -1, SQLITE_STATIC);
+    if (f->step)
+        sqlite3_bind_text(st, P_STEP, f->step, -1, SQLITE_STATIC);
 }
 
 static int prepare_q(cbx_journal *j, const char *sql, sqlite3_stmt **st, cbx_err *err)
@@ -210,7 +230,7 @@ int cbx_journal_history(cbx_journal *j, const cbx_history_filter *f, json_t **ro
     cbx_history_filter lf = f ? *f : (cbx_history_filter){0};
     if (lf.limit == 0)
         lf.limit = 100;
-    char where[512], sql[1024];
+    char where[1024], sql[1536];
     where_build(j, &lf, NULL, where, sizeof where);
     snprintf(sql, sizeof sql,
              "SELECT " EXEC_COLUMNS " FROM executions%s ORDER BY submitted_ms DESC, rowid DESC"
@@ -395,12 +415,27 @@ int cbx_journal_stats(cbx_journal *j, const cbx_history_filter *f, const char *g
     } else if (strcmp(group_by, "breaker") == 0) {
         key = "breaker";
         extra = "breaker IS NOT NULL";
+    } else if (strcmp(group_by, "tag") == 0) {
+        key = "tag";
+        extra = "tag IS NOT NULL";
+    } else if (strcmp(group_by, "step") == 0) {
+        key = STEP_OF;
+        extra = FLOW_TAG;
+    } else if (strcmp(group_by, "flow") == 0) {
+        /* the flow's name is its run's (flow_runs, written by flow/); a run pruned or never
+         * journaled groups under "(unknown)" */
+        key = cbx__journal_has_flow_runs(j)
+                  ? "coalesce((SELECT flow FROM flow_runs WHERE run_id = " RUN_ID_OF
+                    "), '(unknown)')"
+                  : "'(unknown)'";
+        extra = FLOW_TAG;
     } else {
         return cbx_err_set_at(err, -EINVAL, "group_by", 0, 0,
-                              "cannot group by \"%s\": expected \"executor\" or \"breaker\"",
+                              "cannot group by \"%s\": expected \"executor\", \"breaker\", "
+                              "\"tag\", \"step\" or \"flow\"",
                               group_by);
     }
-    char where[512], src[768], sql[2048];
+    char where[1024], src[1280], sql[3072];
     where_build(j, f, extra, where, sizeof where);
     if (f && f->limit)
         snprintf(src, sizeof src,
@@ -523,7 +558,7 @@ static int delete_where(cbx_journal *j, const char *cond,
                         void (*bind)(sqlite3_stmt *, const void *), const void *ud,
                         uint64_t *deleted, cbx_err *err)
 {
-    char sql[1024];
+    char sql[1536];
     sqlite3_stmt *st = NULL;
     /* A savepoint, so that a failure undoes the deletion and nothing else of the batch. */
     if (sqlite3_exec(j->db, "SAVEPOINT cbx_delete", NULL, NULL, NULL) != SQLITE_OK)
@@ -571,7 +606,7 @@ int cbx_journal_clear(cbx_journal *j, const cbx_history_filter *f, uint64_t *del
         *deleted = 0;
     if (!j)
         return cbx_err_set(err, -EINVAL, "cbx_journal_clear: no journal");
-    char where[512], cond[768];
+    char where[1024], cond[1280];
     where_build(j, f, NULL, where, sizeof where);
     if (f && f->limit)
         snprintf(cond, sizeof cond,
