@@ -100,10 +100,20 @@ static int has_owner(sqlite3 *db)
     " NOT cbx_owner_alive(owner_pid, owner_start) THEN 'abandoned' ELSE status END)"
 
 /* Resuming a run closes what its dead process left unfinished: executions of the run not
- * ended whose owner is gone end as abandoned. */
+ * ended whose owner is gone end as abandoned. A new run (most run starts) has none: the scan
+ * of the executions by tag is only made for a run already journaled. */
 static int close_abandoned(sqlite3 *db, const char *run_id, uint64_t ms, cbx_err *err)
 {
     sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM flow_runs WHERE run_id = ?1", -1, &st, NULL) !=
+        SQLITE_OK)
+        return db_error(db, err, "prepare");
+    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+    int known = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (!known)
+        return 0;
     if (sqlite3_prepare_v2(db,
                            "UPDATE executions SET status = 'abandoned', ended_ms = ?2,"
                            " error = 'its process ended before it did'"
