@@ -59,3 +59,18 @@ wait_for() {
     done
     fail "timed out waiting for $1"
 }
+
+# start_http_server [ARGS...]: the tests' loopback HTTP server (tests/helpers/http_server), dying
+# with this shell; sets $url (http://127.0.0.1:PORT) and $spid. Returns 1 when it cannot start
+# (a --port that is taken, say).
+start_http_server() {
+    local server
+    server="$(dirname "$CBX")/../tests/http_server"
+    [ -x "$server" ] || fail "no http_server helper at $server"
+    : >"$TMP/port"
+    "$server" --die-with-parent "$@" >"$TMP/port" 2>/dev/null &
+    spid=$!
+    trap 'kill $spid 2>/dev/null; rm -rf "$TMP"' EXIT
+    wait_for "$TMP/port" "$spid" || return 1
+    url="http://127.0.0.1:$(head -1 "$TMP/port")"
+}
