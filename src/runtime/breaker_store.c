@@ -28,6 +28,7 @@
 #include "cbx/journal.h"
 
 #include "resilience/breaker_internal.h"
+#include "runtime/breaker_store_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,9 +39,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-#define NAME_MAX_BYTES 200
+#define NAME_MAX_BYTES CBX_BREAKER_NAME_MAX
 
 /* ---- the interface both stores implement ------------------------------------------------ */
 
@@ -50,7 +52,7 @@ typedef struct store_ops {
     /* Run fn on the named breaker and return what it returns; when the name is unknown,
      * create it from o if create is set, else return -ENOENT. */
     int (*use)(cbx_breaker_store *s, const char *name, const cbx_breaker_opts *o, int create,
-               use_fn fn, void *ud, cbx_err *err);
+               uint64_t deadline_ns, use_fn fn, void *ud, cbx_err *err);
     /* Run fn on this process's copy of the breaker, if there is one (-ENOENT otherwise). */
     int (*peek)(cbx_breaker_store *s, const char *name, use_fn fn, void *ud);
     int (*forget)(cbx_breaker_store *s, const char *name);
@@ -198,8 +200,9 @@ out:
 }
 
 static int mem_use(cbx_breaker_store *s, const char *name, const cbx_breaker_opts *o, int create,
-                   use_fn fn, void *ud, cbx_err *err)
+                   uint64_t deadline_ns, use_fn fn, void *ud, cbx_err *err)
 {
+    (void)deadline_ns;
     mem_entry *e = NULL;
     int r = mem_get((mem_store *)s, name, o, create, &e, err);
     if (r)
@@ -211,7 +214,7 @@ static int mem_use(cbx_breaker_store *s, const char *name, const cbx_breaker_opt
 
 static int mem_peek(cbx_breaker_store *s, const char *name, use_fn fn, void *ud)
 {
-    return mem_use(s, name, NULL, 0, fn, ud, NULL);
+    return mem_use(s, name, NULL, 0, 0, fn, ud, NULL);
 }
 
 static int mem_forget(cbx_breaker_store *s, const char *name)
@@ -304,26 +307,17 @@ int cbx_breaker_store_memory_new(cbx_breaker_store **out, cbx_err *err)
 
 /* ---- host store: the file --------------------------------------------------------------- */
 
-#define HOST_MAGIC       0x3153524b42584243ULL /* "CBXBKRS1" read as little-endian */
-#define HOST_VERSION     1u
-#define HOST_HEADER_SIZE 4096u
-#define HOST_RECORD_SIZE 32768u
-#define HOST_CAPACITY    512u
-#define REC_HEADER       512u
+/* How long an operation without a deadline of its own waits for a lock another process holds. */
+static uint64_t default_deadline(void)
+{
+    return cbx_clock_now_ns(NULL) + CBX_BREAKER_STORE_WAIT_NS;
+}
+
+#define REC_HEADER 512u
 
 #define REC_EMPTY     0u
 #define REC_USED      1u
 #define REC_FORGOTTEN 2u
-
-typedef struct host_header {
-    uint64_t magic;
-    uint32_t version;
-    uint32_t header_size;
-    uint32_t record_size;
-    uint32_t capacity;
-    char boot_id[48];       /* /proc/sys/kernel/random/boot_id of the boot that made the file */
-    _Atomic uint64_t names; /* records in use */
-} host_header;
 
 /* The numeric options of the last writer: how another process (cbx breaker show) rebuilds
  * the breaker when it has no options of its own. */
@@ -348,7 +342,7 @@ typedef struct host_record {
 } host_record;
 
 _Static_assert(sizeof(host_record) <= REC_HEADER, "record header too large");
-_Static_assert(sizeof(host_header) <= HOST_HEADER_SIZE, "file header too large");
+_Static_assert(HOST_ALLOC_AT + HOST_CAPACITY / 8 <= HOST_HEADER_SIZE, "file header too large");
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
                "shared-memory atomics must be lock-free");
 
@@ -376,6 +370,7 @@ typedef struct host_store {
     unsigned fork_gen;
     uint8_t *map;
     size_t map_len;
+    host_geom geom;
     uint32_t capacity, record_size, header_size;
     pthread_mutex_t mu;       /* entries, fd replacement */
     pthread_mutex_t table_mu; /* with the lock on byte 0: adding and forgetting names */
@@ -398,13 +393,17 @@ static void fork_hook(void)
     pthread_atfork(NULL, NULL, on_fork_child);
 }
 
-static int ofd_lock(int fd, off_t at, short type)
+/* The in-process half of a lock, with the same deadline as the file half (0: only try). */
+static int mutex_lock_by(pthread_mutex_t *mu, uint64_t deadline_ns)
 {
-    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = at, .l_len = 1};
-    while (fcntl(fd, F_OFD_SETLKW, &fl) < 0)
-        if (errno != EINTR)
-            return -errno;
-    return 0;
+    if (deadline_ns == UINT64_MAX)
+        return -pthread_mutex_lock(mu);
+    if (deadline_ns == 0)
+        return pthread_mutex_trylock(mu) ? -EAGAIN : 0;
+    struct timespec ts = {.tv_sec = (time_t)(deadline_ns / CBX_NS_PER_S),
+                          .tv_nsec = (long)(deadline_ns % CBX_NS_PER_S)};
+    int e = pthread_mutex_clocklock(mu, CLOCK_MONOTONIC, &ts);
+    return e == ETIMEDOUT ? -EAGAIN : -e;
 }
 
 static host_record *record_at(host_store *s, uint32_t k)
@@ -427,10 +426,13 @@ static off_t record_off(host_store *s, uint32_t k)
     return (off_t)s->header_size + (off_t)k * s->record_size;
 }
 
-static int slot_lock(host_store *s, uint32_t k)
+/* Lock record k, waiting no later than deadline_ns: 0, -EAGAIN or -errno. */
+static int slot_lock(host_store *s, uint32_t k, uint64_t deadline_ns)
 {
-    pthread_mutex_lock(&s->slot_mu[k]);
-    int r = ofd_lock(s->fd, record_off(s, k), F_WRLCK);
+    int r = mutex_lock_by(&s->slot_mu[k], deadline_ns);
+    if (r)
+        return r;
+    r = cbx__bsf_lock(s->fd, record_off(s, k), deadline_ns);
     if (r)
         pthread_mutex_unlock(&s->slot_mu[k]);
     return r;
@@ -438,14 +440,16 @@ static int slot_lock(host_store *s, uint32_t k)
 
 static void slot_unlock(host_store *s, uint32_t k)
 {
-    ofd_lock(s->fd, record_off(s, k), F_UNLCK);
+    cbx__bsf_unlock(s->fd, record_off(s, k));
     pthread_mutex_unlock(&s->slot_mu[k]);
 }
 
-static int table_lock(host_store *s)
+static int table_lock(host_store *s, uint64_t deadline_ns)
 {
-    pthread_mutex_lock(&s->table_mu);
-    int r = ofd_lock(s->fd, 0, F_WRLCK);
+    int r = mutex_lock_by(&s->table_mu, deadline_ns);
+    if (r)
+        return r;
+    r = cbx__bsf_lock(s->fd, 0, deadline_ns);
     if (r)
         pthread_mutex_unlock(&s->table_mu);
     return r;
@@ -453,8 +457,20 @@ static int table_lock(host_store *s)
 
 static void table_unlock(host_store *s)
 {
-    ofd_lock(s->fd, 0, F_UNLCK);
+    cbx__bsf_unlock(s->fd, 0);
     pthread_mutex_unlock(&s->table_mu);
+}
+
+/* The message for a lock not had by the deadline, or another lock error. */
+static int lock_fail(host_store *s, const char *name, int r, cbx_err *err)
+{
+    if (r == -EAGAIN)
+        return cbx_err_set_at(err, r, s->path, 0, 0,
+                              "breaker store %s: breaker '%s' stayed locked by another process "
+                              "until the deadline",
+                              s->path, name);
+    return cbx_err_set_at(err, r, s->path, 0, 0, "breaker store %s: lock: %s", s->path,
+                          strerror(-r));
 }
 
 static uint64_t blob_sum(const uint8_t *p, size_t n)
@@ -472,32 +488,27 @@ static uint64_t blob_sum(const uint8_t *p, size_t n)
     return h ^ (h >> 29);
 }
 
-static void read_boot_id(char *buf, size_t len)
-{
-    memset(buf, 0, len);
-    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
-    if (!f)
-        return;
-    if (fgets(buf, (int)len, f))
-        buf[strcspn(buf, "\n")] = '\0';
-    fclose(f);
-}
-
 /* ---- host store: names ------------------------------------------------------------------- */
 
-/* The slot holding name, locked; -ENOENT when it is not in the table. */
-static int find_locked(host_store *s, const char *name, size_t len, uint64_t h, uint32_t *slot)
+/* The slot holding name, locked; -ENOENT when it is not in the table, -EAGAIN when its record
+ * stayed locked until deadline_ns. A record whose blocks were never allocated was never used:
+ * it ends the probe like an empty one, untouched (touching it could need a block the file
+ * system no longer has). */
+static int find_locked(host_store *s, const char *name, size_t len, uint64_t h, uint32_t *slot,
+                       uint64_t deadline_ns)
 {
     uint32_t start = (uint32_t)(h % s->capacity);
     for (uint32_t i = 0; i < s->capacity; i++) {
         uint32_t k = (start + i) % s->capacity;
+        if (!cbx__bsf_allocated(s->map, k))
+            return -ENOENT;
         host_record *rec = record_at(s, k);
         uint32_t st = atomic_load_explicit(&rec->state, memory_order_acquire);
         if (st == REC_EMPTY)
             return -ENOENT;
         if (st != REC_USED || atomic_load_explicit(&rec->hash, memory_order_relaxed) != h)
             continue;
-        int r = slot_lock(s, k);
+        int r = slot_lock(s, k, deadline_ns);
         if (r)
             return r;
         if (atomic_load_explicit(&rec->state, memory_order_acquire) == REC_USED &&
@@ -512,20 +523,23 @@ static int find_locked(host_store *s, const char *name, size_t len, uint64_t h, 
 
 /* Find name, adding it when missing; the slot comes back locked. */
 static int insert_locked(host_store *s, const char *name, size_t len, uint64_t h, uint32_t *slot,
-                         cbx_err *err)
+                         uint64_t deadline_ns, cbx_err *err)
 {
-    int r = table_lock(s);
+    int r = table_lock(s, deadline_ns);
     if (r)
-        return cbx_err_set_at(err, r, s->path, 0, 0, "breaker store %s: lock: %s", s->path,
-                              strerror(-r));
-    r = find_locked(s, name, len, h, slot);
-    if (r != -ENOENT)
+        return lock_fail(s, name, r, err);
+    r = find_locked(s, name, len, h, slot, deadline_ns);
+    if (r != -ENOENT) {
+        if (r)
+            lock_fail(s, name, r, err);
         goto out;
+    }
     uint32_t start = (uint32_t)(h % s->capacity), k = 0;
     r = -ENOSPC;
     for (uint32_t i = 0; i < s->capacity; i++) {
         k = (start + i) % s->capacity;
-        if (atomic_load_explicit(&record_at(s, k)->state, memory_order_acquire) != REC_USED) {
+        if (!cbx__bsf_allocated(s->map, k) ||
+            atomic_load_explicit(&record_at(s, k)->state, memory_order_acquire) != REC_USED) {
             r = 0;
             break;
         }
@@ -535,9 +549,25 @@ static int insert_locked(host_store *s, const char *name, size_t len, uint64_t h
                        s->path, s->capacity);
         goto out;
     }
-    r = slot_lock(s, k);
-    if (r)
+    /* The record's blocks first: on a full file system this is a clean -ENOSPC, where a first
+     * write into a hole of the mapping would be a SIGBUS. */
+    r = cbx__bsf_allocate(s->fd, s->map, &s->geom, k);
+    if (r) {
+        if (r == -ENOSPC)
+            cbx_err_set_at(err, r, s->path, 0, 0,
+                           "breaker store %s: no space left on its file system to add breaker "
+                           "'%s' (%u KiB): free some space, or run without the shared breaker",
+                           s->path, name, s->record_size / 1024);
+        else
+            cbx_err_set_at(err, r, s->path, 0, 0, "breaker store %s: allocate: %s", s->path,
+                           strerror(-r));
         goto out;
+    }
+    r = slot_lock(s, k, deadline_ns);
+    if (r) {
+        lock_fail(s, name, r, err);
+        goto out;
+    }
     host_record *rec = record_at(s, k);
     memset(rec->name, 0, sizeof rec->name);
     memcpy(rec->name, name, len);
@@ -771,7 +801,7 @@ static void maybe_reopen(host_store *s)
 }
 
 static int host_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_opts *o, int create,
-                    use_fn fn, void *ud, cbx_err *err)
+                    uint64_t deadline_ns, use_fn fn, void *ud, cbx_err *err)
 {
     host_store *s = (host_store *)bs;
     host_entry *e = host_entry_get(s, name, err);
@@ -781,7 +811,9 @@ static int host_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_o
     uint32_t k;
     int r = 0;
     cbx_breaker *fresh = NULL;
-    pthread_mutex_lock(&e->mu);
+    r = mutex_lock_by(&e->mu, deadline_ns);
+    if (r)
+        return lock_fail(s, name, r, err);
     /* Options given for a name this process has no breaker of (from a caller) are checked
      * before the name is added to the file. */
     if (o && (!e->b || !e->user_opts))
@@ -791,12 +823,12 @@ static int host_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_o
         return r;
     }
     maybe_reopen(s);
-    r = find_locked(s, name, len, e->hash, &k);
+    r = find_locked(s, name, len, e->hash, &k, deadline_ns);
     if (r == -ENOENT && create)
-        r = insert_locked(s, name, len, e->hash, &k, err);
+        r = insert_locked(s, name, len, e->hash, &k, deadline_ns, err);
+    else if (r && r != -ENOENT)
+        lock_fail(s, name, r, err);
     if (r) {
-        if (r != -ENOENT && r != -ENOSPC)
-            cbx_err_set_at(err, r, s->path, 0, 0, "breaker store %s: %s", s->path, strerror(-r));
         cbx_breaker_free(fresh);
         pthread_mutex_unlock(&e->mu);
         return r;
@@ -828,8 +860,10 @@ static int host_peek(cbx_breaker_store *bs, const char *name, use_fn fn, void *u
     host_entry *e = host_entry_get(s, name, NULL);
     if (!e)
         return -ENOMEM;
-    pthread_mutex_lock(&e->mu);
-    int r = e->b ? fn(e->b, ud) : -ENOENT;
+    int r = mutex_lock_by(&e->mu, default_deadline());
+    if (r)
+        return r;
+    r = e->b ? fn(e->b, ud) : -ENOENT;
     pthread_mutex_unlock(&e->mu);
     return r;
 }
@@ -840,13 +874,16 @@ static int host_forget(cbx_breaker_store *bs, const char *name)
     host_entry *e = host_entry_get(s, name, NULL);
     if (!e)
         return -ENOMEM;
-    pthread_mutex_lock(&e->mu);
+    uint64_t deadline = default_deadline();
+    int r = mutex_lock_by(&e->mu, deadline);
+    if (r)
+        return r;
     maybe_reopen(s);
-    int r = table_lock(s);
+    r = table_lock(s, deadline);
     if (r)
         goto out;
     uint32_t k;
-    r = find_locked(s, name, strlen(name), e->hash, &k);
+    r = find_locked(s, name, strlen(name), e->hash, &k, deadline);
     if (r == 0) {
         host_record *rec = record_at(s, k);
         rec->blob_len = 0;
@@ -871,13 +908,21 @@ static int host_names(cbx_breaker_store *bs, char ***out, size_t *n, cbx_err *er
     char **v = malloc(cap * sizeof *v);
     if (!v)
         return cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
+    uint64_t deadline = default_deadline();
     for (uint32_t i = 0; i < s->capacity; i++) {
+        if (!cbx__bsf_allocated(s->map, i))
+            continue; /* never used, and best left untouched */
         host_record *rec = record_at(s, i);
         if (atomic_load_explicit(&rec->state, memory_order_acquire) != REC_USED)
             continue;
-        int r = slot_lock(s, i);
+        int r = slot_lock(s, i, deadline);
         if (r) {
             free_names(v, k);
+            if (r == -EAGAIN)
+                return cbx_err_set_at(err, r, s->path, 0, 0,
+                                      "breaker store %s: record %u stayed locked by another "
+                                      "process until the deadline",
+                                      s->path, i);
             return cbx_err_set_at(err, r, s->path, 0, 0, "breaker store %s: lock: %s", s->path,
                                   strerror(-r));
         }
@@ -938,79 +983,6 @@ static void host_destroy(cbx_breaker_store *bs)
 
 static const store_ops host_ops = {host_use, host_peek, host_forget, host_names, host_destroy};
 
-/* Write a fresh header over an empty (or emptied) file of the right size. */
-static int host_init_file(host_store *s, const char *boot_id, cbx_err *err)
-{
-    size_t size = HOST_HEADER_SIZE + (size_t)HOST_CAPACITY * HOST_RECORD_SIZE;
-    if (ftruncate(s->fd, 0) != 0 || ftruncate(s->fd, (off_t)size) != 0)
-        return cbx_err_set_at(err, -errno, s->path, 0, 0, "breaker store %s: %s", s->path,
-                              strerror(errno));
-    host_header h = {.magic = HOST_MAGIC,
-                     .version = HOST_VERSION,
-                     .header_size = HOST_HEADER_SIZE,
-                     .record_size = HOST_RECORD_SIZE,
-                     .capacity = HOST_CAPACITY};
-    memcpy(h.boot_id, boot_id, sizeof h.boot_id);
-    if (pwrite(s->fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
-        return cbx_err_set_at(err, errno ? -errno : -EIO, s->path, 0, 0,
-                              "breaker store %s: cannot write the header", s->path);
-    return 0;
-}
-
-/* Check (or make) the file under the table lock; on return s->capacity etc. are set. */
-static int host_prepare_file(host_store *s, cbx_err *err)
-{
-    char boot_id[48];
-    read_boot_id(boot_id, sizeof boot_id);
-    struct stat st;
-    if (fstat(s->fd, &st) != 0)
-        return cbx_err_set_at(err, -errno, s->path, 0, 0, "breaker store %s: %s", s->path,
-                              strerror(errno));
-    host_header h;
-    int r;
-    if (st.st_size == 0) {
-        r = host_init_file(s, boot_id, err);
-        if (r)
-            return r;
-        h = (host_header){.header_size = HOST_HEADER_SIZE,
-                          .record_size = HOST_RECORD_SIZE,
-                          .capacity = HOST_CAPACITY};
-    } else {
-        if ((size_t)st.st_size < sizeof h || pread(s->fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
-            h.magic != HOST_MAGIC)
-            return cbx_err_set_at(err, CBX_EPARSE, s->path, 0, 0,
-                                  "breaker store %s: not a breaker store file", s->path);
-        if (h.version != HOST_VERSION)
-            return cbx_err_set_at(err, CBX_EPARSE, s->path, 0, 0,
-                                  "breaker store %s: version %u, this build reads version %u",
-                                  s->path, h.version, HOST_VERSION);
-        if (h.header_size < sizeof(host_header) || h.header_size > (1u << 20) ||
-            h.record_size < REC_HEADER + 1024 || h.record_size > (1u << 24) || h.record_size % 8 ||
-            h.capacity == 0 || h.capacity > 65536)
-            return cbx_err_set_at(err, CBX_EPARSE, s->path, 0, 0,
-                                  "breaker store %s: damaged header", s->path);
-        size_t want = h.header_size + (size_t)h.capacity * h.record_size;
-        if ((size_t)st.st_size < want)
-            return cbx_err_set_at(err, CBX_EPARSE, s->path, 0, 0,
-                                  "breaker store %s: truncated (%lld bytes, expected %zu)", s->path,
-                                  (long long)st.st_size, want);
-        if (boot_id[0] && strncmp(h.boot_id, boot_id, sizeof h.boot_id) != 0) {
-            /* Made before this boot: its times are from another CLOCK_MONOTONIC. */
-            r = host_init_file(s, boot_id, err);
-            if (r)
-                return r;
-            h = (host_header){.header_size = HOST_HEADER_SIZE,
-                              .record_size = HOST_RECORD_SIZE,
-                              .capacity = HOST_CAPACITY};
-        }
-    }
-    s->header_size = h.header_size;
-    s->record_size = h.record_size;
-    s->capacity = h.capacity;
-    s->map_len = h.header_size + (size_t)h.capacity * h.record_size;
-    return 0;
-}
-
 int cbx_breaker_store_host_new(cbx_breaker_store **out, const char *path, cbx_err *err)
 {
     *out = NULL;
@@ -1042,21 +1014,13 @@ int cbx_breaker_store_host_new(cbx_breaker_store **out, const char *path, cbx_er
         r = cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
         goto fail;
     }
-    s->fd = open(s->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (s->fd < 0) {
-        r = cbx_err_set_at(err, -errno, s->path, 0, 0, "breaker store %s: %s", s->path,
-                           strerror(errno));
-        goto fail;
-    }
-    r = ofd_lock(s->fd, 0, F_WRLCK);
-    if (r) {
-        cbx_err_set_at(err, r, s->path, 0, 0, "breaker store %s: lock: %s", s->path, strerror(-r));
-        goto fail;
-    }
-    r = host_prepare_file(s, err);
-    ofd_lock(s->fd, 0, F_UNLCK);
+    r = cbx__bsf_open(s->path, &s->fd, &s->geom, default_deadline(), err);
     if (r)
         goto fail;
+    s->header_size = s->geom.header_size;
+    s->record_size = s->geom.record_size;
+    s->capacity = s->geom.capacity;
+    s->map_len = s->geom.map_len;
     s->map = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
     if (s->map == MAP_FAILED) {
         s->map = NULL;
@@ -1104,11 +1068,18 @@ static int do_acquire(cbx_breaker *b, void *ud)
 cbx_permit cbx_breaker_store_acquire(cbx_breaker_store *s, const char *name,
                                      const cbx_breaker_opts *o, cbx_breaker_rejection *why)
 {
+    return cbx_breaker_store_acquire_by(s, name, o, why, default_deadline());
+}
+
+cbx_permit cbx_breaker_store_acquire_by(cbx_breaker_store *s, const char *name,
+                                        const cbx_breaker_opts *o, cbx_breaker_rejection *why,
+                                        uint64_t deadline_ns)
+{
     acquire_call c = {.why = why};
     last_err.code = 0;
     int r = check_name(name, &last_err);
     if (r == 0)
-        r = s->ops->use(s, name, o, 1, do_acquire, &c, &last_err);
+        r = s->ops->use(s, name, o, 1, deadline_ns, do_acquire, &c, &last_err);
     if (r) {
         c.p = (cbx_permit){.rc = r};
         if (why)
@@ -1136,7 +1107,7 @@ void cbx_breaker_store_record(cbx_breaker_store *s, const char *name, cbx_permit
     if (p.rc != 0 || check_name(name, NULL) != 0)
         return;
     record_call c = {p, k, latency_ns};
-    s->ops->use(s, name, NULL, 0, do_record, &c, NULL);
+    s->ops->use(s, name, NULL, 0, default_deadline(), do_record, &c, NULL);
 }
 
 typedef struct explain_call {
@@ -1191,7 +1162,7 @@ int cbx_breaker_store_set_mode(cbx_breaker_store *s, const char *name, cbx_break
     if ((unsigned)mode > CBX_BREAKER_METRICS_ONLY)
         return CBX_EINVAL_CONFIG;
     int r = check_name(name, NULL);
-    return r ? r : s->ops->use(s, name, NULL, 0, do_set_mode, &mode, NULL);
+    return r ? r : s->ops->use(s, name, NULL, 0, default_deadline(), do_set_mode, &mode, NULL);
 }
 
 int cbx_breaker_store_forget(cbx_breaker_store *s, const char *name)
@@ -1293,7 +1264,7 @@ int cbx_breaker_store_show(cbx_breaker_store *s, const char *name, json_t **out,
     if (r)
         return r;
     show_call c = {NULL};
-    r = s->ops->use(s, name, NULL, 0, do_show, &c, err);
+    r = s->ops->use(s, name, NULL, 0, default_deadline(), do_show, &c, err);
     if (r == -ENOENT)
         return cbx_err_set_at(err, r, name, 0, 0, "no breaker named '%s'", name);
     if (r) {
