@@ -39,7 +39,8 @@ static const char help[] =
     "  cbx breaker open db      # maintenance: refuse every call\n"
     "  cbx breaker reset db\n"
     "\n"
-    "A NAME that the store does not hold exits 1.\n"
+    "A NAME that the store does not hold exits 1; an empty NAME, or one longer than 200\n"
+    "bytes, exits 2.\n"
     "\n";
 
 static const cli_opt opts[] = {
@@ -229,6 +230,11 @@ int cli_cmd_breaker(cli_ctx *ctx, int argc, char **argv)
         cli_err("breaker %s: expected a breaker NAME", action);
         return CLI_EXIT_USAGE;
     }
+    if (name && (!name[0] || strlen(name) > CBX_BREAKER_NAME_MAX)) {
+        cli_err("breaker %s: a breaker name is 1 to %d bytes, got %zu", action,
+                CBX_BREAKER_NAME_MAX, strlen(name));
+        return CLI_EXIT_USAGE;
+    }
 
     cbx_breaker_store *s = NULL;
     cbx_err err;
@@ -272,9 +278,13 @@ int cli_cmd_breaker(cli_ctx *ctx, int argc, char **argv)
         int r = cbx_breaker_store_set_mode(s, name, mode);
         if (r == -ENOENT) {
             rc = unknown_breaker(s, action, name);
+        } else if (r == -EAGAIN) {
+            cli_err("breaker %s: breaker '%s' stayed locked by another process for %llu s", action,
+                    name, (unsigned long long)(CBX_BREAKER_STORE_WAIT_NS / CBX_NS_PER_S));
+            rc = CLI_EXIT_INTERNAL;
         } else if (r < 0) {
             cli_err("breaker %s: %s", action, cbx_strerror(r));
-            rc = CLI_EXIT_INTERNAL;
+            rc = r == CBX_EINVAL_CONFIG ? CLI_EXIT_USAGE : CLI_EXIT_INTERNAL;
         } else if (json) {
             json_t *b = NULL;
             if (cbx_breaker_store_show(s, name, &b, NULL) == 0)

@@ -25,7 +25,7 @@
  */
 #define _GNU_SOURCE
 #include "cbx/breaker_store.h"
-#include "cbx/journal.h"
+#include "cbx/state_dir.h"
 
 #include "resilience/breaker_internal.h"
 #include "runtime/breaker_store_file.h"
@@ -1000,12 +1000,9 @@ int cbx_breaker_store_host_new(cbx_breaker_store **out, const char *path, cbx_er
         s->path = strdup(path);
     } else {
         char dir[4096];
-        r = cbx_state_dir(dir, sizeof dir);
-        if (r) {
-            cbx_err_set_at(err, r, dir, 0, 0, "breaker store: state directory %s: %s",
-                           dir[0] ? dir : "(none)", strerror(-r));
+        r = cbx_state_dir_get(dir, sizeof dir, err);
+        if (r)
             goto fail;
-        }
         size_t n = strlen(dir) + sizeof "/breakers";
         if ((s->path = malloc(n)))
             snprintf(s->path, n, "%s/breakers", dir);
