@@ -73,7 +73,9 @@ int cbx__bsf_allocate(int fd, uint8_t *map, const host_geom *g, uint32_t k)
     if (cbx__bsf_allocated(map, k))
         return 0;
     off_t at = (off_t)g->header_size + (off_t)k * g->record_size;
-    int e = posix_fallocate(fd, at, (off_t)g->record_size);
+    int e;
+    while ((e = posix_fallocate(fd, at, (off_t)g->record_size)) == EINTR) {
+    }
     if (e)
         return -e;
     host_header *h = (host_header *)map;
