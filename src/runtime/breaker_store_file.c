@@ -165,9 +165,16 @@ static int check_header(int fd, const struct stat *st, const char *path, const c
                         host_geom *g, cbx_err *err)
 {
     uint8_t page[HOST_HEADER_SIZE];
-    size_t have = st->st_size < (off_t)sizeof page ? (size_t)st->st_size : sizeof page;
+    size_t size = st->st_size < (off_t)sizeof page ? (size_t)st->st_size : sizeof page;
+    /* the fixed fields first; the rest of the page only when they are all zeros */
+    size_t have = size < HOST_ALLOC_AT ? size : HOST_ALLOC_AT;
     if (have && pread(fd, page, have, 0) != (ssize_t)have)
         return fail(err, path, errno ? -errno : -EIO, "cannot read it");
+    if (all_zero(page, have) && size > have) {
+        if (pread(fd, page + have, size - have, (off_t)have) != (ssize_t)(size - have))
+            return fail(err, path, errno ? -errno : -EIO, "cannot read it");
+        have = size;
+    }
     if (all_zero(page, have))
         return 1; /* made by ftruncate and never written: a creation that did not finish */
     host_header h;
