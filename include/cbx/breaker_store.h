@@ -62,10 +62,15 @@ cbx_permit cbx_breaker_store_acquire(cbx_breaker_store *s, const char *name,
 cbx_permit cbx_breaker_store_acquire_by(cbx_breaker_store *s, const char *name,
                                         const cbx_breaker_opts *o, cbx_breaker_rejection *why,
                                         uint64_t deadline_ns);
-/* Waits at most CBX_BREAKER_STORE_WAIT_NS for the record; an outcome that cannot be recorded
- * by then is dropped (a probe's lease then expires as if its caller had died). */
+/* record waits at most CBX_BREAKER_STORE_WAIT_NS for the breaker's record, record_by until
+ * deadline_ns (CLOCK_MONOTONIC; 0: only try). An outcome not recorded by then is kept by this
+ * handle and recorded first thing at its next operation on the name, or when it is freed
+ * (cbx_breaker_store_free then waits at most CBX_BREAKER_STORE_WAIT_NS per name; what it
+ * cannot record by then is lost, as when a process dies between acquire and record). */
 void cbx_breaker_store_record(cbx_breaker_store *s, const char *name, cbx_permit p, cbx_outcome k,
                               int64_t latency_ns);
+void cbx_breaker_store_record_by(cbx_breaker_store *s, const char *name, cbx_permit p,
+                                 cbx_outcome k, int64_t latency_ns, uint64_t deadline_ns);
 /* cbx_breaker_explain for a rejection from this store. */
 const char *cbx_breaker_store_explain(cbx_breaker_store *s, const char *name,
                                       const cbx_breaker_rejection *why, char *buf, size_t len);

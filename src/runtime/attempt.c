@@ -13,8 +13,8 @@
 
 static void next_attempt(cbx_execution *ex, uint64_t now);
 
-/* A named breaker's record locked by another process: how long one admission waits on the loop
- * thread, and how long until the next try. */
+/* A named breaker's record locked by another process: how long one admission or record waits
+ * on the loop thread, and how long until an admission tries again. */
 #define LOCK_SPIN_NS  (2 * CBX_NS_PER_MS)
 #define LOCK_RETRY_NS (5 * CBX_NS_PER_MS)
 
@@ -83,8 +83,8 @@ static void release_named(cbx_execution *ex)
     if (!ex->b->named_held)
         return;
     ex->b->named_held = 0;
-    cbx_breaker_store_record(ex->rt->breakers, ex->breaker, ex->b->named_permit,
-                             CBX_OUTCOME_IGNORED, -1);
+    cbx_breaker_store_record_by(ex->rt->breakers, ex->breaker, ex->b->named_permit,
+                                CBX_OUTCOME_IGNORED, -1, now_ns() + LOCK_SPIN_NS);
 }
 
 /* A failed attempt's outputs (a command's stdout and stderr, an HTTP error body) are kept: if
@@ -345,8 +345,9 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
     cbx_outcome judged = stop == STOP_CANCEL ? CBX_OUTCOME_IGNORED : k;
     if (ex->b->named_held) {
         ex->b->named_held = 0;
-        cbx_breaker_store_record(ex->rt->breakers, ex->breaker, ex->b->named_permit, judged,
-                                 (int64_t)duration);
+        /* a record locked elsewhere: the store keeps the outcome for later */
+        cbx_breaker_store_record_by(ex->rt->breakers, ex->breaker, ex->b->named_permit, judged,
+                                    (int64_t)duration, now_ns() + LOCK_SPIN_NS);
     }
     if (ex->policy) {
         if (stop == STOP_CANCEL)

@@ -138,10 +138,18 @@ static int do_record(cbx_breaker *b, void *ud)
 void cbx_breaker_store_record(cbx_breaker_store *s, const char *name, cbx_permit p, cbx_outcome k,
                               int64_t latency_ns)
 {
+    cbx_breaker_store_record_by(s, name, p, k, latency_ns, cbx__bstore_default_deadline());
+}
+
+void cbx_breaker_store_record_by(cbx_breaker_store *s, const char *name, cbx_permit p,
+                                 cbx_outcome k, int64_t latency_ns, uint64_t deadline_ns)
+{
     if (p.rc != 0 || check_name(name, NULL) != 0)
         return;
     record_call c = {p, k, latency_ns};
-    s->ops->use(s, name, NULL, 0, cbx__bstore_default_deadline(), do_record, &c, NULL);
+    int r = s->ops->use(s, name, NULL, 0, deadline_ns, do_record, &c, NULL);
+    if (r == -EAGAIN && s->ops->defer)
+        s->ops->defer(s, name, p, k, latency_ns);
 }
 
 typedef struct explain_call {

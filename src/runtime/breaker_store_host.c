@@ -78,6 +78,13 @@ _Static_assert(HOST_ALLOC_AT + HOST_CAPACITY / 8 <= HOST_HEADER_SIZE, "file head
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
                "shared-memory atomics must be lock-free");
 
+/* An outcome whose record stayed locked past its deadline, to record later. */
+typedef struct pending_record {
+    cbx_permit p;
+    cbx_outcome k;
+    int64_t latency_ns;
+} pending_record;
+
 /* This process's copy of one named breaker. */
 typedef struct host_entry {
     struct host_entry *next;
@@ -92,6 +99,8 @@ typedef struct host_entry {
     uint64_t seq;          /* that record's seq then; 0 = never */
     uint8_t *scratch;      /* cbx__breaker_state_size(b) bytes */
     size_t scratch_len;
+    pending_record *pending; /* outcomes not recorded yet, oldest first */
+    size_t npending, pending_cap;
     char name[];
 } host_entry;
 
@@ -528,6 +537,10 @@ static void maybe_reopen(host_store *s)
             s->fd = fd;
         }
         s->fork_gen = g;
+        /* the parent's outcomes are the parent's to record */
+        for (uint32_t i = 0; i < s->capacity; i++)
+            for (host_entry *e = s->entries ? s->entries[i] : NULL; e; e = e->next)
+                e->npending = 0;
     }
     pthread_mutex_unlock(&s->mu);
 }
@@ -561,6 +574,8 @@ static int host_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_o
     else if (r && r != -ENOENT)
         lock_fail(s, name, r, err);
     if (r) {
+        if (r == -ENOENT)
+            e->npending = 0; /* forgotten meanwhile: its outcomes go with it */
         cbx_breaker_free(fresh);
         pthread_mutex_unlock(&e->mu);
         return r;
@@ -577,7 +592,10 @@ static int host_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_o
     if (r)
         goto out;
     uint64_t stamp = cbx__breaker_state_stamp(e->b);
-    r = fn(e->b, ud);
+    for (size_t i = 0; i < e->npending; i++)
+        cbx_breaker_record(e->b, e->pending[i].p, e->pending[i].k, e->pending[i].latency_ns);
+    e->npending = 0;
+    r = fn ? fn(e->b, ud) : 0;
     if (e->dirty || cbx__breaker_state_stamp(e->b) != stamp)
         entry_save(s, e, k);
 out:
@@ -683,15 +701,55 @@ static int host_names(cbx_breaker_store *bs, char ***out, size_t *n, cbx_err *er
     return 0;
 }
 
+static int host_defer(cbx_breaker_store *bs, const char *name, cbx_permit p, cbx_outcome k,
+                      int64_t latency_ns)
+{
+    host_store *s = (host_store *)bs;
+    host_entry *e = host_entry_get(s, name, NULL);
+    if (!e)
+        return -ENOMEM;
+    int r = mutex_lock_by(&e->mu, cbx__bstore_default_deadline());
+    if (r)
+        return r;
+    if (e->npending == e->pending_cap) {
+        size_t cap = e->pending_cap ? 2 * e->pending_cap : 4;
+        pending_record *v = realloc(e->pending, cap * sizeof *v);
+        if (!v) {
+            pthread_mutex_unlock(&e->mu);
+            return -ENOMEM;
+        }
+        e->pending = v;
+        e->pending_cap = cap;
+    }
+    e->pending[e->npending++] = (pending_record){p, k, latency_ns};
+    pthread_mutex_unlock(&e->mu);
+    return 0;
+}
+
+/* Record what is still pending, waiting at most CBX_BREAKER_STORE_WAIT_NS for each name. */
+static void host_flush(host_store *s)
+{
+    if (!s->map || !s->entries)
+        return;
+    maybe_reopen(s);
+    for (uint32_t i = 0; i < s->capacity; i++)
+        for (host_entry *e = s->entries[i]; e; e = e->next)
+            if (e->npending)
+                host_use(&s->base, e->name, NULL, 0, cbx__bstore_default_deadline(), NULL, NULL,
+                         NULL);
+}
+
 static void host_destroy(cbx_breaker_store *bs)
 {
     host_store *s = (host_store *)bs;
+    host_flush(s);
     if (s->entries) {
         for (uint32_t i = 0; i < s->capacity; i++) {
             for (host_entry *e = s->entries[i], *next; e; e = next) {
                 next = e->next;
                 cbx_breaker_free(e->b);
                 free(e->scratch);
+                free(e->pending);
                 pthread_mutex_destroy(&e->mu);
                 free(e);
             }
@@ -713,7 +771,8 @@ static void host_destroy(cbx_breaker_store *bs)
     free(s);
 }
 
-static const store_ops host_ops = {host_use, host_peek, host_forget, host_names, host_destroy};
+static const store_ops host_ops = {host_use,   host_peek,  host_forget,
+                                   host_defer, host_names, host_destroy};
 
 int cbx_breaker_store_host_new(cbx_breaker_store **out, const char *path, cbx_err *err)
 {

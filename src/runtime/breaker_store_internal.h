@@ -20,6 +20,10 @@ typedef struct store_ops {
     /* Run fn on this process's copy of the breaker, if there is one (-ENOENT otherwise). */
     int (*peek)(cbx_breaker_store *s, const char *name, use_fn fn, void *ud);
     int (*forget)(cbx_breaker_store *s, const char *name);
+    /* Keep an outcome that use could not record by its deadline, to record at this handle's
+     * next operation on the name or when it is freed. NULL: the store never times out. */
+    int (*defer)(cbx_breaker_store *s, const char *name, cbx_permit p, cbx_outcome k,
+                 int64_t latency_ns);
     /* Every name, sorted; free with cbx__bstore_free_names. */
     int (*names)(cbx_breaker_store *s, char ***out, size_t *n, cbx_err *err);
     void (*destroy)(cbx_breaker_store *s);

@@ -172,7 +172,7 @@ static void mem_destroy(cbx_breaker_store *s)
     free(m);
 }
 
-static const store_ops mem_ops = {mem_use, mem_peek, mem_forget, mem_names, mem_destroy};
+static const store_ops mem_ops = {mem_use, mem_peek, mem_forget, NULL, mem_names, mem_destroy};
 
 int cbx_breaker_store_memory_new(cbx_breaker_store **out, cbx_err *err)
 {

@@ -511,3 +511,58 @@ Test(breaker_store_file, a_record_locked_elsewhere_is_waited_for_only_until_the_
     cbx_breaker_store_record(s, "w", p, CBX_OUTCOME_SUCCESS, (int64_t)MS);
     cbx_breaker_store_free(s);
 }
+
+static void child_show_d(report *r, void *arg)
+{
+    (void)arg;
+    cbx_breaker_store *s = open_at(r, path);
+    if (!s)
+        return;
+    json_t *o = NULL;
+    r->rc = cbx_breaker_store_show(s, "d", &o, NULL);
+    if (r->rc == 0) {
+        r->rc2 = (int)json_integer_value(json_object_get(o, "failures"));
+        json_decref(o);
+    }
+    cbx_breaker_store_free(s);
+}
+
+/* An outcome whose record stays locked past the deadline is not lost: the handle records it at
+ * its next operation on the name, or when it is freed. */
+Test(breaker_store_file, an_outcome_whose_record_is_locked_is_recorded_later)
+{
+    cbx_breaker_store *s = NULL;
+    cr_assert_eq(cbx_breaker_store_host_new(&s, path, NULL), 0);
+    cbx_permit p = cbx_breaker_store_acquire(s, "d", NULL, NULL);
+    cr_assert_eq(p.rc, 0);
+    pid_t holder = hold_records();
+    uint64_t t0 = cbx_clock_now_ns(NULL);
+    cbx_breaker_store_record_by(s, "d", p, CBX_OUTCOME_ERROR, (int64_t)MS, t0 + 100 * MS);
+    uint64_t waited = cbx_clock_now_ns(NULL) - t0;
+    cr_assert_geq(waited, 100 * MS);
+    cr_assert_lt(waited, 60 * S, "record waited %llu ms", (unsigned long long)(waited / MS));
+    kill(holder, SIGKILL);
+    cr_assert_eq(waitpid(holder, NULL, 0), holder);
+
+    /* the next operation of this handle on d records it first */
+    json_t *o = NULL;
+    cr_assert_eq(cbx_breaker_store_show(s, "d", &o, NULL), 0);
+    cr_assert_eq(json_integer_value(json_object_get(o, "failures")), 1);
+    json_decref(o);
+    report *r = shared_reports(2);
+    in_child(child_show_d, &r[0], NULL);
+    cr_assert_eq(r[0].rc, 0, "%s", r[0].text);
+    cr_assert_eq(r[0].rc2, 1, "another process sees the outcome");
+
+    /* freeing the handle records what is still pending */
+    p = cbx_breaker_store_acquire(s, "d", NULL, NULL);
+    cr_assert_eq(p.rc, 0);
+    holder = hold_records();
+    cbx_breaker_store_record_by(s, "d", p, CBX_OUTCOME_ERROR, (int64_t)MS, 0);
+    kill(holder, SIGKILL);
+    cr_assert_eq(waitpid(holder, NULL, 0), holder);
+    cbx_breaker_store_free(s);
+    in_child(child_show_d, &r[1], NULL);
+    cr_assert_eq(r[1].rc, 0, "%s", r[1].text);
+    cr_assert_eq(r[1].rc2, 2, "the outcome pending at free was recorded");
+}
