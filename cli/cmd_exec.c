@@ -55,7 +55,9 @@ static const char help_usage[] =
     "  --breaker-failures N    consecutive failures that open it; default 5\n"
     "  --breaker-open DUR      how long it stays open before a probe; default 30s\n"
     "  --breaker-probes N      probes admitted at once when half-open; default 1\n"
-    "                          (the breaker options apply when the name is first used)\n"
+    "                          (the breaker options apply when the name is first used;\n"
+    "                          when the store has no room for a new name, the state\n"
+    "                          directory's file system being full, nothing runs: exit 76)\n"
     "  --fallback JSON         a static answer when the execution does not succeed\n"
     "  --rate LIMIT            rate limit on attempts (5/s, 600/min); over it: refused\n"
     "  --policy FILE           a policy block (JSON) from a file\n"
@@ -863,6 +865,8 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
     }
     if (c->breaker && cbx_breaker_store_host_new(&store, NULL, &err) < 0) {
         cli_err("breaker store: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
+        if (err.code == -ENOSPC)
+            code = CLI_EXIT_REFUSED; /* as when the name cannot be added: nothing ran */
         goto out;
     }
     if (uv_loop_init(&loop) < 0) {

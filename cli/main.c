@@ -4,6 +4,7 @@
 #include "output.h"
 
 #include "cbx/executor.h"
+#include "cbx/state_dir.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -65,7 +66,8 @@ static void usage(FILE *f)
           "Global options (also accepted after the command):\n"
           "  --state-dir DIR   where the journal and the breaker store live (sets CBX_STATE_DIR;\n"
           "                    default $CBX_STATE_DIR, else $XDG_STATE_HOME/cbx, else\n"
-          "                    ~/.local/state/cbx)\n"
+          "                    ~/.local/state/cbx); it must be yours and writable by no one\n"
+          "                    else, or cbx refuses it (exit 2)\n"
           "  --no-journal      do not write the journal\n"
           "  --utc             show times in UTC, as ISO-8601 (2026-12-06T21:48:05Z)\n"
           "  -h, --help        this help\n"
@@ -95,6 +97,12 @@ int cli_set_state_dir(cli_ctx *ctx, const char *dir)
     struct stat st;
     if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
         cli_err("--state-dir: '%s' is not a directory", dir);
+        return CLI_EXIT_USAGE;
+    }
+    cbx_err err;
+    cbx_err_clear(&err);
+    if (stat(dir, &st) == 0 && cbx_state_dir_check(dir, &err) < 0) {
+        cli_err("--state-dir: %s", err.msg);
         return CLI_EXIT_USAGE;
     }
     ctx->state_dir = dir;
@@ -208,5 +216,17 @@ int main(int argc, char **argv)
     const cli_cmd *c = find_command(argv[i]);
     if (!c)
         return unknown_command(argv[i]);
+    /* A state directory from the environment meets the same rules as --state-dir's (the
+     * library would refuse it too, in fewer words). */
+    const char *env_dir = getenv("CBX_STATE_DIR");
+    struct stat st;
+    if (!ctx.state_dir && env_dir && *env_dir && stat(env_dir, &st) == 0) {
+        cbx_err err;
+        cbx_err_clear(&err);
+        if (cbx_state_dir_check(env_dir, &err) < 0) {
+            cli_err("CBX_STATE_DIR: %s", err.msg);
+            return CLI_EXIT_USAGE;
+        }
+    }
     return c->fn(&ctx, argc - i, argv + i);
 }

@@ -213,7 +213,8 @@ int cbx_journal_clear(cbx_journal *j, const cbx_history_filter *f, uint64_t *del
 /* Apply the retention limits now (also done automatically every so many writes). */
 int cbx_journal_prune(cbx_journal *j, cbx_err *err);
 
-/* The state directory the defaults use (made if missing); writes into buf. Returns 0 or -errno. */
+/* The state directory the defaults use (made if missing); writes into buf. Returns 0 or -errno;
+ * -EPERM when it breaks the rules of cbx/state_dir.h (another owner, writable by others). */
 int cbx_state_dir(char *buf, size_t len);
 
 #ifdef __cplusplus

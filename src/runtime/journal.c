@@ -389,15 +389,22 @@ static int make_parent_dir(const char *path, cbx_err *err)
     return 0;
 }
 
-/* Create the file 0600 before SQLite does (SQLite would use 0644 less the umask); the -wal and
- * -shm files SQLite makes later take the database file's permissions. */
+/* Create the file 0600 before SQLite does (SQLite would use 0644 less the umask), and make an
+ * existing one 0600; the -wal and -shm files SQLite makes later take the database file's
+ * permissions. A symbolic link is refused, not followed (someone else's file must never become
+ * this journal). */
 static int precreate(const char *path, cbx_err *err)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         int e = errno;
+        if (e == ELOOP)
+            return cbx_err_set(err, -e, "journal %s: a symbolic link; refusing to follow it", path);
         return cbx_err_set(err, -e, "journal %s: %s", path, strerror(e));
     }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (st.st_mode & 0077) && st.st_uid == geteuid())
+        (void)fchmod(fd, 0600);
     close(fd);
     return 0;
 }
@@ -603,7 +610,8 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     if (!memory && ((r = make_parent_dir(j->path, err)) != 0 || (r = precreate(j->path, err)) != 0))
         goto fail;
 
-    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    const int flags =
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW;
     if (sqlite3_open_v2(j->path, &j->db, flags, NULL) != SQLITE_OK) {
         r = cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s", j->path,
                         j->db ? sqlite3_errmsg(j->db) : "out of memory");

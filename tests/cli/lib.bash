@@ -7,7 +7,7 @@ command -v jq >/dev/null || { echo "the cli tests need jq (apt-get install jq)" 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/cbx-cli.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 export CBX_STATE_DIR="$TMP/state"
-mkdir -p "$CBX_STATE_DIR"
+mkdir -p -m 0700 "$CBX_STATE_DIR" # cbx refuses a state directory others can write
 unset CBX_PLUGIN_PATH CBX_LUA_PATH
 export NO_COLOR=1
 TEST=$(basename "$0" .sh)
