@@ -27,6 +27,8 @@ extern const char cli_exit_codes_help[];
 typedef struct cli_ctx {
     int no_journal;        /* --no-journal: run without writing the journal */
     const char *state_dir; /* --state-dir: also exported as CBX_STATE_DIR */
+    int reads_only;        /* the command only reads state (history, stats, runs, show...): its
+                              state directory may be another user's (see cli_set_state_dir) */
 } cli_ctx;
 
 /* A subcommand: argv[0] is its name. Returns the process exit code. */

@@ -101,7 +101,9 @@ int cli_set_state_dir(cli_ctx *ctx, const char *dir)
     }
     cbx_err err;
     cbx_err_clear(&err);
-    if (stat(dir, &st) == 0 && cbx_state_dir_check(dir, &err) < 0) {
+    /* the rules on who owns and may write the directory guard what cbx makes and opens for
+     * writing there; a command that only reads may read another user's state */
+    if (!ctx->reads_only && stat(dir, &st) == 0 && cbx_state_dir_check(dir, &err) < 0) {
         cli_err("--state-dir: %s", err.msg);
         return CLI_EXIT_USAGE;
     }
@@ -164,9 +166,20 @@ static int run_help(cli_ctx *ctx, int argc, char **argv)
     return c->fn(ctx, 2, sub);
 }
 
+/* Commands that only read the state directory (the journal, read-only). */
+static int reads_only(int argc, char **argv)
+{
+    static const char *const readers[] = {"stats", "runs", "show", "types", "validate", "graph"};
+    for (size_t k = 0; k < sizeof readers / sizeof readers[0]; k++)
+        if (strcmp(argv[0], readers[k]) == 0)
+            return 1;
+    return strcmp(argv[0], "history") == 0 && !(argc > 1 && strcmp(argv[1], "clear") == 0);
+}
+
 int main(int argc, char **argv)
 {
     cli_ctx ctx = {0};
+    const char *global_dir = NULL;
     int i = 1;
     /* Global options, up to the command. */
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -193,9 +206,7 @@ int main(int argc, char **argv)
                 cli_err("option '--state-dir' needs a value");
                 return CLI_EXIT_USAGE;
             }
-            int rc = cli_set_state_dir(&ctx, v);
-            if (rc)
-                return rc;
+            global_dir = v; /* applied once the command is known */
             continue;
         }
         static const char *const globals[] = {"--help", "--version", "--no-journal", "--state-dir",
@@ -218,9 +229,15 @@ int main(int argc, char **argv)
         return unknown_command(argv[i]);
     /* A state directory from the environment meets the same rules as --state-dir's (the
      * library would refuse it too, in fewer words). */
+    ctx.reads_only = reads_only(argc - i, argv + i);
+    if (global_dir) {
+        int rc = cli_set_state_dir(&ctx, global_dir);
+        if (rc)
+            return rc;
+    }
     const char *env_dir = getenv("CBX_STATE_DIR");
     struct stat st;
-    if (!ctx.state_dir && env_dir && *env_dir && stat(env_dir, &st) == 0) {
+    if (!ctx.reads_only && !ctx.state_dir && env_dir && *env_dir && stat(env_dir, &st) == 0) {
         cbx_err err;
         cbx_err_clear(&err);
         if (cbx_state_dir_check(env_dir, &err) < 0) {

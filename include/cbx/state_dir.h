@@ -27,6 +27,11 @@ int cbx_state_dir_check(const char *dir, cbx_err *err);
 /* As cbx_state_dir, with a message in err (optional) when it fails. */
 int cbx_state_dir_get(char *buf, size_t len, cbx_err *err);
 
+/* Only where the state directory is (the same choice as cbx_state_dir), into buf: nothing is
+ * made and the rules are not checked. For reading another user's state (a read-only journal):
+ * what is only read cannot be planted to harm the reader. 0, -ENOENT, -ENAMETOOLONG. */
+int cbx_state_dir_path(char *buf, size_t len, cbx_err *err);
+
 #ifdef __cplusplus
 }
 #endif

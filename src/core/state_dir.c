@@ -75,6 +75,17 @@ int cbx_state_dir(char *buf, size_t len)
 
 int cbx_state_dir_get(char *buf, size_t len, cbx_err *err)
 {
+    int r = cbx_state_dir_path(buf, len, err);
+    if (r)
+        return r;
+    r = mkdir_p(buf);
+    if (r)
+        return cbx_err_set_at(err, r, buf, 0, 0, "state directory %s: %s", buf, strerror(-r));
+    return cbx_state_dir_check(buf, err);
+}
+
+int cbx_state_dir_path(char *buf, size_t len, cbx_err *err)
+{
     if (!buf || len == 0)
         return cbx_err_set(err, -EINVAL, "state directory: no buffer");
     buf[0] = '\0';
@@ -98,8 +109,5 @@ int cbx_state_dir_get(char *buf, size_t len, cbx_err *err)
     }
     for (size_t i = (size_t)n; i > 1 && buf[i - 1] == '/'; i--)
         buf[i - 1] = '\0';
-    int r = mkdir_p(buf);
-    if (r)
-        return cbx_err_set_at(err, r, buf, 0, 0, "state directory %s: %s", buf, strerror(-r));
-    return cbx_state_dir_check(buf, err);
+    return 0;
 }

@@ -13,6 +13,7 @@
  * the commit, one whole row is inserted instead of a row inserted and then updated.
  */
 #include "runtime/journal_internal.h"
+#include "cbx/state_dir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -531,7 +532,9 @@ static int resolve_path(cbx_journal *j, const cbx_journal_opts *o, cbx_err *err)
         return j->path ? 0 : cbx_err_set(err, -ENOMEM, "out of memory");
     }
     char dir[PATH_MAX];
-    int r = cbx_state_dir(dir, sizeof dir);
+    /* a read-only open makes nothing, so it takes the directory as it is (another user's too) */
+    int r =
+        o->read_only ? cbx_state_dir_path(dir, sizeof dir, NULL) : cbx_state_dir(dir, sizeof dir);
     if (r != 0)
         return cbx_err_set(err, r, "state directory %s: %s", dir[0] ? dir : "(unknown)",
                            strerror(-r));
