@@ -6,6 +6,7 @@
 #define _GNU_SOURCE /* sigabbrev_np */
 #include "args.h"
 #include "cli.h"
+#include "exec_each.h"
 #include "output.h"
 
 #include "cbx/breaker_store.h"
@@ -123,6 +124,12 @@ enum {
     OPT_PLUGIN_PATH,
     OPT_LUA,
     OPT_QUIET,
+    OPT_EACH,
+    OPT_ARG_FILE,
+    OPT_JOBLOG,
+    OPT_RESUME,
+    OPT_RESUME_FAILED,
+    OPT_NULL,
 };
 
 static const cli_opt opts[] = {
@@ -148,6 +155,13 @@ static const cli_opt opts[] = {
     {"rate", 0, 1, OPT_RATE},
     {"repeat", 0, 1, OPT_REPEAT},
     {"parallel", 0, 1, OPT_PARALLEL},
+    {"jobs", 'j', 1, OPT_PARALLEL},
+    {"each", 0, 0, OPT_EACH},
+    {"arg-file", 'a', 1, OPT_ARG_FILE},
+    {"joblog", 0, 1, OPT_JOBLOG},
+    {"resume", 0, 0, OPT_RESUME},
+    {"resume-failed", 0, 0, OPT_RESUME_FAILED},
+    {"null", '0', 0, OPT_NULL},
     {"plugin-path", 0, 1, OPT_PLUGIN_PATH},
     {"lua", 0, 1, OPT_LUA},
     {"quiet", 'q', 0, OPT_QUIET},
@@ -182,6 +196,8 @@ typedef struct exec_cfg {
     uint64_t breaker_failures, breaker_open_ns, breaker_probes;
     int json, quiet;
     uint64_t repeat, parallel;
+    int each; /* --each (or --arg-file): the options below, in each_opts */
+    cli_each_opts each_opts;
     cli_types_src src;
 } exec_cfg;
 
@@ -562,6 +578,32 @@ static void capture_notes(const cbx_result *r)
     }
 }
 
+const json_t *cli_exec_cmd_field(const cbx_result *r, const char *key)
+{
+    return cmd_field(r, key);
+}
+
+int cli_exec_result_code(const cbx_result *r, int cmd_mode)
+{
+    if (r->status == CBX_STATUS_SUCCESS || r->fallback_used) {
+        if (cmd_mode && !r->fallback_used) {
+            const json_t *code = cmd_field(r, "exit_code");
+            return json_is_integer(code) ? (int)json_integer_value(code) : CLI_EXIT_OK;
+        }
+        return CLI_EXIT_OK;
+    }
+    switch (r->status) {
+    case CBX_STATUS_TIMEOUT:
+        return CLI_EXIT_TIMEOUT;
+    case CBX_STATUS_CANCELLED:
+        return CLI_EXIT_CANCELLED;
+    case CBX_STATUS_REJECTED:
+        return is_breaker_refusal(r->rc) ? CLI_EXIT_BREAKER_OPEN : CLI_EXIT_REFUSED;
+    default:
+        return cmd_mode ? command_exit_code(r) : CLI_EXIT_FAILED;
+    }
+}
+
 /* Print outputs (a string as text, else JSON). */
 static void print_outputs(const json_t *out)
 {
@@ -604,28 +646,9 @@ static int finish_one(const exec_cfg *c, const cbx_result *r)
     } else if (ok && !c->quiet) {
         print_outputs(r->outputs);
     }
-    if (ok) {
-        if (cmd_mode && !r->fallback_used) {
-            const json_t *code = cmd_field(r, "exit_code");
-            return json_is_integer(code) ? (int)json_integer_value(code) : CLI_EXIT_OK;
-        }
-        return CLI_EXIT_OK;
-    }
-    int code;
-    switch (r->status) {
-    case CBX_STATUS_TIMEOUT:
-        code = CLI_EXIT_TIMEOUT;
-        break;
-    case CBX_STATUS_CANCELLED:
-        code = CLI_EXIT_CANCELLED;
-        break;
-    case CBX_STATUS_REJECTED:
-        code = is_breaker_refusal(r->rc) ? CLI_EXIT_BREAKER_OPEN : CLI_EXIT_REFUSED;
-        break;
-    default:
-        code = cmd_mode ? command_exit_code(r) : CLI_EXIT_FAILED;
-        break;
-    }
+    int code = cli_exec_result_code(r, cmd_mode);
+    if (ok)
+        return code;
     /* a command's own failure speaks through its stderr and exit code */
     int says_itself =
         cmd_mode && r->status == CBX_STATUS_FAILED &&
@@ -1003,6 +1026,22 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
                 return CLI_EXIT_USAGE;
             saw_parallel = 1;
             break;
+        case OPT_EACH:
+        case OPT_ARG_FILE:
+        case OPT_JOBLOG:
+        case OPT_RESUME:
+        case OPT_RESUME_FAILED:
+        case OPT_NULL:
+            c->each |= id == OPT_EACH || id == OPT_ARG_FILE;
+            if (id == OPT_ARG_FILE)
+                c->each_opts.input = val;
+            else if (id == OPT_JOBLOG)
+                c->each_opts.joblog = val;
+            else if (id == OPT_RESUME || id == OPT_RESUME_FAILED)
+                c->each_opts.resume = id == OPT_RESUME ? 1 : 2;
+            else if (id == OPT_NULL)
+                c->each_opts.null_sep = 1;
+            break;
         case OPT_PLUGIN_PATH:
             if (c->src.n_plugin_paths == sizeof c->src.plugin_paths / sizeof *c->src.plugin_paths) {
                 cli_err("exec: too many --plugin-path options");
@@ -1029,6 +1068,15 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
         default:
             break;
         }
+    }
+    if (c->each || c->each_opts.joblog || c->each_opts.resume || c->each_opts.null_sep) {
+        if (!c->each || c->repeat > 1) {
+            cli_err(c->each ? "exec: give --each or --repeat, not both"
+                            : "exec: --joblog, --resume and -0 go with --each");
+            return CLI_EXIT_USAGE;
+        }
+        saw_parallel = 0; /* -j P: P jobs at a time */
+        c->repeat = c->parallel;
     }
     if (saw_parallel && c->repeat == 1 && c->parallel > 1) {
         cli_err("--parallel: needs --repeat N (the number of runs)");
@@ -1095,7 +1143,25 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
         }
         json_object_set_new(params, "argv", av);
     }
-    code = run(&c, ctx, reg, policy, params, notes);
+    if (c.each) {
+        cbx_breaker_opts bo;
+        cbx_breaker_opts_default(&bo);
+        bo.name = c.breaker;
+        bo.consecutive_failures = (uint32_t)c.breaker_failures;
+        bo.open_ns = c.breaker_open_ns;
+        bo.half_open_probes = (uint32_t)c.breaker_probes;
+        cli_each_opts *eo = &c.each_opts;
+        eo->type = c.type;
+        eo->cmd_mode = c.cmd != NULL;
+        eo->jobs = c.parallel;
+        eo->json = c.json;
+        eo->quiet = c.quiet;
+        eo->breaker = c.breaker;
+        eo->breaker_opts = &bo;
+        code = cli_exec_each(eo, ctx, reg, policy, params);
+    } else {
+        code = run(&c, ctx, reg, policy, params, notes);
+    }
 out:
     if (code < 0)
         code = CLI_EXIT_OK; /* --help */
