@@ -65,7 +65,16 @@ static const char help_usage[] =
 static const char help_running[] =
     "Running:\n"
     "  --repeat N              run the same request N times; default 1\n"
-    "  --parallel P            with --repeat: P at a time; default 1\n"
+    "  --parallel P, -j P      with --repeat or --each: P at a time; default 1\n"
+    "  --each                  one execution per line of stdin: {} in the command's arguments\n"
+    "                          (or a TYPE's string parameters) is the line, as in GNU\n"
+    "                          parallel ({.} {/} {//} {/.} {#} {%} too); a command without {}\n"
+    "                          gets the line as its last argument (docs/cli.md)\n"
+    "  -a, --arg-file FILE     --each with the lines of FILE\n"
+    "  -0, --null              --each items end with NUL, not newline\n"
+    "  --joblog FILE           --each: a row per finished job (GNU parallel's columns)\n"
+    "  --resume                --each: skip the lines the joblog has; --resume-failed: skip\n"
+    "                          only those that succeeded\n"
     "  --plugin-path DIRS      load the plugins (*.so) of these colon-separated directories\n"
     "                          or files; also $CBX_PLUGIN_PATH\n"
     "  --lua FILE              load the executor type defined in a Lua file, or every *.lua\n"
@@ -93,10 +102,12 @@ static const char help_running[] =
     "  cbx exec command -p argv='[\"ls\",\"-l\"]' -p cwd=/tmp\n"
     "  cbx exec http --params-json '{\"url\":\"http://localhost:8080/\"}' --fallback '{}'\n"
     "  cbx exec --repeat 100 --parallel 8 -- ./flaky.sh\n"
+    "  find . -name '*.log' | cbx exec -j4 --each --joblog gz.log -- gzip -9 {}\n"
     "\n";
 
 static const char exit_help[] =
-    "With --repeat the exit code is 0 when every run succeeded, else that of the first kind\n"
+    "With --repeat or --each the exit code is 0 when every run succeeded, else that of the first "
+    "kind\n"
     "of trouble in this order: cancelled (130), failed (1), timed out (124), breaker open (75),\n"
     "refused (76).\n";
 
