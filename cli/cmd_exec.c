@@ -106,10 +106,9 @@ static const char help_running[] =
     "\n";
 
 static const char exit_help[] =
-    "With --repeat or --each the exit code is 0 when every run succeeded, else that of the first "
-    "kind\n"
-    "of trouble in this order: cancelled (130), failed (1), timed out (124), breaker open (75),\n"
-    "refused (76).\n";
+    "With --repeat or --each the exit code is 0 when every run succeeded, else that of the\n"
+    "first kind of trouble in this order: cancelled (130), failed (1), timed out (124), breaker\n"
+    "open (75), refused (76).\n";
 
 enum {
     OPT_PARAM = CLI_OPT_OWN,
