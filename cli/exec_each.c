@@ -17,6 +17,7 @@
 #include "cbx/journal.h"
 #include "cbx/units.h"
 #include "joblog.h"
+#include "line_reader.h"
 #include "output.h"
 
 #include <errno.h>
@@ -43,9 +44,7 @@ struct each_run {
     const cli_each_opts *o;
     cbx_runtime *rt;
     FILE *in;
-    char *line;
-    size_t line_cap;
-    int eof;
+    cli_line_reader reader;
     uint8_t *skip; /* from the joblog, with --resume */
     size_t n_skip;
     uint8_t *busy; /* job slots taken, [1..jobs] */
@@ -373,31 +372,16 @@ static void on_job_done(cbx_execution *ex, const cbx_result *r, void *ud)
     free(j);
 }
 
-/* The next input item into e->line (its delimiter removed): 1, or 0 at the end. */
-static int next_item(each_run *e)
-{
-    if (e->eof)
-        return 0;
-    int delim = e->o->null_sep ? '\0' : '\n';
-    ssize_t n = getdelim(&e->line, &e->line_cap, delim, e->in);
-    if (n < 0) {
-        e->eof = 1;
-        return 0;
-    }
-    if (n > 0 && e->line[n - 1] == (char)delim)
-        e->line[n - 1] = '\0';
-    return 1;
-}
-
-/* Start the job of e->line. 0, or an exit code after a message. */
-static int start_job(each_run *e, const cbx_request *tmpl, const json_t *params, int append)
+/* Start the job of item. 0, or an exit code after a message. */
+static int start_job(each_run *e, const cbx_request *tmpl, const json_t *params, int append,
+                     const char *item)
 {
     uint32_t slot = 1;
     while (e->busy[slot])
         slot++;
-    json_t *p = expand(params, e->line, e->seq, slot);
+    json_t *p = expand(params, item, e->seq, slot);
     if (p && append &&
-        json_array_append_new(json_object_get(p, "argv"), json_string_nocheck(e->line)) < 0) {
+        json_array_append_new(json_object_get(p, "argv"), json_string_nocheck(item)) < 0) {
         json_decref(p);
         p = NULL;
     }
@@ -564,6 +548,7 @@ int cli_exec_each(const cli_each_opts *o, cli_ctx *ctx, cbx_registry *reg, cbx_p
     uv_signal_start(&e.sigterm, on_signal, SIGTERM);
     uv_timer_init(&loop, &e.tick);
     e.tick.data = &e;
+    cli_line_reader_init(&e.reader, &loop, e.in, o->null_sep ? '\0' : '\n');
     handles_ok = 1;
     cli_progress_start(&e.progress, !o->quiet);
     if (e.progress.on)
@@ -571,18 +556,29 @@ int cli_exec_each(const cli_each_opts *o, cli_ctx *ctx, cbx_registry *reg, cbx_p
     uint64_t t0 = cbx_clock_now_ns(NULL);
 
     code = 0;
+    r = 0;
+    const char *item;
     for (;;) {
-        while (!code && !e.stopping && e.inflight < o->jobs && next_item(&e)) {
+        while (!code && !e.stopping && e.inflight < o->jobs &&
+               (r = cli_line_reader_next(&e.reader, &item)) == 1) {
             e.seq++;
             if (e.seq < e.n_skip && e.skip[e.seq]) {
                 e.skipped++;
                 continue;
             }
-            code = start_job(&e, &tmpl, params, append);
+            code = start_job(&e, &tmpl, params, append, item);
         }
-        if (e.inflight == 0 && (e.eof || e.stopping || code))
+        if (r < 0 && !code) {
+            cli_err("exec: out of memory");
+            code = CLI_EXIT_INTERNAL;
+        }
+        if (e.inflight == 0 && (e.reader.eof || e.stopping || code))
             break;
         uv_run(&loop, UV_RUN_ONCE);
+    }
+    if (e.reader.error < 0 && !code) {
+        cli_err("exec: reading the input: %s", uv_strerror(e.reader.error));
+        code = CLI_EXIT_INTERNAL;
     }
     cli_progress_clear(&e.progress);
     if (!code)
@@ -595,6 +591,7 @@ out:
             uv_close((uv_handle_t *)&e.sigint, close_cb);
             uv_close((uv_handle_t *)&e.sigterm, close_cb);
             uv_close((uv_handle_t *)&e.tick, close_cb);
+            cli_line_reader_close(&e.reader);
         }
         cbx_runtime_free(e.rt);
         uv_run(&loop, UV_RUN_DEFAULT);
@@ -605,7 +602,6 @@ out:
     cli_joblog_close(&e.log);
     if (e.in && e.in != stdin)
         fclose(e.in);
-    free(e.line);
     free(e.skip);
     free(e.busy);
     return code;

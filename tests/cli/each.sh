@@ -84,6 +84,29 @@ first=$(($(wc -l <"$TMP/kill") - 1))
 [ "$(awk -F'\t' 'NR > 1 { print $1 }' "$TMP/kill" | sort -n | uniq -d | wc -l)" -eq 0 ] ||
     fail "a line ran twice: $(awk -F'\t' 'NR > 1 { print $1 }' "$TMP/kill" | sort -n | uniq -d)"
 
+# a producer that has more to say later: the first job's output is written meanwhile, and ^C
+# ends the run at once (the input is read on the event loop, not with a blocking read)
+mkfifo "$TMP/fifo"
+(echo first; exec sleep 600) >"$TMP/fifo" &
+producer=$!
+"$CBX" exec -j2 --each -q -- echo <"$TMP/fifo" >"$TMP/slow" 2>&1 &
+pid=$!
+for _ in $(seq 1200); do
+    grep -q first "$TMP/slow" && break
+    sleep 0.05
+done
+grep -q first "$TMP/slow" || { kill $producer $pid; fail "the first job's output waits for the next line"; }
+kill -INT $pid
+for _ in $(seq 1200); do
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.05
+done
+kill -0 $pid 2>/dev/null && { kill -9 $pid $producer; fail "^C does not end a run waiting for input"; }
+wait $pid
+rc=$?
+kill $producer
+[ "$rc" -eq 130 ] || fail "^C while waiting for input: exit code $rc, expected 130: $(cat "$TMP/slow")"
+
 # journaled like any cbx exec
 [ "$("$CBX" history --json | jq 'length')" -gt 40 ] || fail "the jobs are not in the journal"
 
