@@ -37,6 +37,8 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "## One execution per input line: cbx exec --each, xargs, GNU parallel"
 echo
+echo "Measured $(date -u +"%Y-%m-%d %H:%M") UTC, libcbx commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
+echo
 echo "$n lines, $p at a time, each running \`true\`; $runs hyperfine runs of each (mean and"
 echo "min wall-clock; CPU is user + system of the whole tree, the $n processes included, so the"
 echo "difference between two rows is the difference between the two runners). Load average when"

@@ -30,6 +30,8 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "## Start-up"
 echo
+echo "Measured $(date -u +"%Y-%m-%d %H:%M") UTC, libcbx commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
+echo
 echo "One hyperfine run ($runs runs of each command after $warmup warm-ups, \`-N\`: no shell);"
 echo "load average when it ended: $load. Median and min are wall-clock; CPU is user + system."
 echo "Ratio: median against \`timeout 5 true\`'s median. The journal is a file that already exists"

@@ -1089,7 +1089,7 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
         c->repeat = c->parallel;
     }
     if (saw_parallel && c->repeat == 1 && c->parallel > 1) {
-        cli_err("--parallel: needs --repeat N (the number of runs)");
+        cli_err("--parallel (-j): needs --repeat N (the number of runs) or --each");
         return CLI_EXIT_USAGE;
     }
     if (c->parallel > c->repeat)
