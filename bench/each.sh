@@ -42,12 +42,13 @@ echo
 echo "$n lines, $p at a time, each running \`true\`; $runs hyperfine runs of each (mean and"
 echo "min wall-clock; CPU is user + system of the whole tree, the $n processes included, so the"
 echo "difference between two rows is the difference between the two runners). Load average when"
-echo "it ended: $load."
+echo "it ended: $load. On a loaded machine wall-clock follows the load more than the runner;"
+echo "the CPU of the tree is the steadier comparison."
 echo
-echo "| runner | mean s | min s | CPU s (mean) | wall per job, us | mean / xargs's |"
-echo "|---|---:|---:|---:|---:|---:|"
-jq -r --argjson n "$n" '.results as $r | ($r[0].mean) as $base | $r[] |
-    "| \(.command) | \(.mean * 1000 | round / 1000) | \(.min * 1000 | round / 1000) | \((.user + .system) * 1000 | round / 1000) | \(.mean / $n * 1e6 | round) | \(.mean / $base * 100 | round / 100)x |"' \
+echo "| runner | mean s | min s | CPU s (mean) | wall per job, us | mean / xargs's | CPU / xargs's |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+jq -r --argjson n "$n" '.results as $r | ($r[0].mean) as $base | ($r[0].user + $r[0].system) as $bcpu | $r[] |
+    "| \(.command) | \(.mean * 1000 | round / 1000) | \(.min * 1000 | round / 1000) | \((.user + .system) * 1000 | round / 1000) | \(.mean / $n * 1e6 | round) | \(.mean / $base * 100 | round / 100)x | \((.user + .system) / $bcpu * 100 | round / 100)x |"' \
     "$work/h.json"
 echo
 echo "- the joblog of the last cbx run has $rows rows for $n lines; the journal holds $journaled"

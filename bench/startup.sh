@@ -33,14 +33,16 @@ echo
 echo "Measured $(date -u +"%Y-%m-%d %H:%M") UTC, libcbx commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
 echo
 echo "One hyperfine run ($runs runs of each command after $warmup warm-ups, \`-N\`: no shell);"
-echo "load average when it ended: $load. Median and min are wall-clock; CPU is user + system."
-echo "Ratio: median against \`timeout 5 true\`'s median. The journal is a file that already exists"
-echo "(state directory of the run), as for every \`cbx exec\` after the first."
+echo "load average when it ended: $load. Median and min are wall-clock; CPU is user + system"
+echo "(mean). On a loaded machine the median follows the load; the min (the best case, as on an"
+echo "idle machine) and the CPU are the steadier comparisons, and the ratios use them. The journal"
+echo "is a file that already exists (the run's state directory), as for every \`cbx exec\` after"
+echo "the first."
 echo
-echo "| command | median ms | min ms | CPU ms (mean) | median / timeout's |"
-echo "|---|---:|---:|---:|---:|"
-jq -r '.results as $r | ($r[0].median) as $base | $r[] |
-    "| `\(.command | sub("^[^ ]*/cbx"; "cbx"))` | \(.median * 1000 * 100 | round / 100) | \(.min * 1000 * 100 | round / 100) | \((.user + .system) * 1000 * 100 | round / 100) | \(.median / $base * 100 | round / 100)x |"' \
+echo "| command | median ms | min ms | CPU ms (mean) | min / timeout's | CPU / timeout's |"
+echo "|---|---:|---:|---:|---:|---:|"
+jq -r '.results as $r | ($r[0].min) as $bmin | ($r[0].user + $r[0].system) as $bcpu | $r[] |
+    "| `\(.command | sub("^[^ ]*/cbx"; "cbx"))` | \(.median * 1000 * 100 | round / 100) | \(.min * 1000 * 100 | round / 100) | \((.user + .system) * 1000 * 100 | round / 100) | \(.min / $bmin * 100 | round / 100)x | \((.user + .system) / $bcpu * 100 | round / 100)x |"' \
     "$work/h.json"
 echo
 echo "- shared objects \`cbx --version\` loads: $nlibs (LD_DEBUG=files); time in the dynamic loader:"

@@ -405,8 +405,10 @@ static int start_job(each_run *e, const cbx_request *tmpl, const json_t *params,
     cbx_diag diag = {0};
     int r = cbx_runtime_submit(e->rt, &req, NULL, &diag); /* on_job_done has j either way */
     json_decref(p);
-    if (r == CBX_EUNKNOWN_TYPE || r == CBX_EINVAL_CONFIG)
-        e->stopping = 1; /* every other job would be refused the same way (its line is out) */
+    /* An unknown type would refuse every other job the same way (its line is out); invalid
+     * parameters may come from this line only: the next lines run. */
+    if (r == CBX_EUNKNOWN_TYPE)
+        e->stopping = 1;
     cbx_diag_clear(&diag);
     return 0;
 }

@@ -26,6 +26,13 @@ run "$CBX" exec --each command -p argv='["true"]'
 expect_rc 2 "a TYPE without a placeholder"
 expect_err_line "no placeholder" "no placeholder line"
 
+# a line that makes the parameters invalid is refused (exit 2), and the next lines still run
+printf 'notaurl\nhttp://127.0.0.1:1/\n' | "$CBX" exec -j1 --each http -p url={} >"$TMP/out" 2>"$TMP/err"
+rc=$?
+expect_rc 2 "an invalid line"
+grep -q "job 1: rejected: .*not a valid URL" "$TMP/err" || fail "invalid line: $(cat "$TMP/err")"
+grep -q "job 2: failed" "$TMP/err" || fail "the line after an invalid one: $(cat "$TMP/err")"
+
 # exit codes: all succeed 0; a failing job 1 (the others still run); a timeout 124
 printf '0\n0\n' | "$CBX" exec --each -q -- sh -c 'exit $0'
 [ $? -eq 0 ] || fail "all succeeded: not 0"
