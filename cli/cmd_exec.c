@@ -6,6 +6,7 @@
 #define _GNU_SOURCE /* sigabbrev_np */
 #include "args.h"
 #include "cli.h"
+#include "exec_each.h"
 #include "output.h"
 #include "signals.h"
 
@@ -67,7 +68,16 @@ static const char help_usage[] =
 static const char help_running[] =
     "Running:\n"
     "  --repeat N              run the same request N times; default 1\n"
-    "  --parallel P            with --repeat: P at a time; default 1\n"
+    "  --parallel P, -j P      with --repeat or --each: P at a time; default 1\n"
+    "  --each                  one execution per line of stdin: {} in the command's arguments\n"
+    "                          (or a TYPE's string parameters) is the line, as in GNU\n"
+    "                          parallel ({.} {/} {//} {/.} {#} {%} too); a command without {}\n"
+    "                          gets the line as its last argument (docs/cli.md)\n"
+    "  -a, --arg-file FILE     --each with the lines of FILE\n"
+    "  -0, --null              --each items end with NUL, not newline\n"
+    "  --joblog FILE           --each: a row per finished job (GNU parallel's columns)\n"
+    "  --resume                --each: skip the lines the joblog has; --resume-failed: skip\n"
+    "                          only those that succeeded\n"
     "  --plugin-path DIRS      load the plugins (*.so) of these colon-separated directories\n"
     "                          or files; also $CBX_PLUGIN_PATH\n"
     "  --lua FILE              load the executor type defined in a Lua file, or every *.lua\n"
@@ -100,12 +110,13 @@ static const char help_running[] =
     "  cbx exec command -p argv='[\"ls\",\"-l\"]' -p cwd=/tmp\n"
     "  cbx exec http --params-json '{\"url\":\"http://localhost:8080/\"}' --fallback '{}'\n"
     "  cbx exec --repeat 100 --parallel 8 -- ./flaky.sh\n"
+    "  find . -name '*.log' | cbx exec -j4 --each --joblog gz.log -- gzip -9 {}\n"
     "\n";
 
 static const char exit_help[] =
-    "With --repeat the exit code is 0 when every run succeeded, else that of the first kind\n"
-    "of trouble in this order: cancelled (130), failed (1), timed out (124), breaker open (75),\n"
-    "refused (76).\n";
+    "With --repeat or --each the exit code is 0 when every run succeeded, else that of the\n"
+    "first kind of trouble in this order: cancelled (130), failed (1), timed out (124), breaker\n"
+    "open (75), refused (76).\n";
 
 enum {
     OPT_PARAM = CLI_OPT_OWN,
@@ -133,6 +144,12 @@ enum {
     OPT_QUIET,
     OPT_VERBOSE,
     OPT_JOURNAL_REQUIRED,
+    OPT_EACH,
+    OPT_ARG_FILE,
+    OPT_JOBLOG,
+    OPT_RESUME,
+    OPT_RESUME_FAILED,
+    OPT_NULL,
 };
 
 static const cli_opt opts[] = {
@@ -158,6 +175,13 @@ static const cli_opt opts[] = {
     {"rate", 0, 1, OPT_RATE},
     {"repeat", 0, 1, OPT_REPEAT},
     {"parallel", 0, 1, OPT_PARALLEL},
+    {"jobs", 'j', 1, OPT_PARALLEL},
+    {"each", 0, 0, OPT_EACH},
+    {"arg-file", 'a', 1, OPT_ARG_FILE},
+    {"joblog", 0, 1, OPT_JOBLOG},
+    {"resume", 0, 0, OPT_RESUME},
+    {"resume-failed", 0, 0, OPT_RESUME_FAILED},
+    {"null", '0', 0, OPT_NULL},
     {"plugin-path", 0, 1, OPT_PLUGIN_PATH},
     {"lua", 0, 1, OPT_LUA},
     {"quiet", 'q', 0, OPT_QUIET},
@@ -195,6 +219,8 @@ typedef struct exec_cfg {
     int json, quiet, verbose;
     int journal_required; /* --journal-required */
     uint64_t repeat, parallel;
+    int each; /* --each (or --arg-file): the options below, in each_opts */
+    cli_each_opts each_opts;
     cli_types_src src;
 } exec_cfg;
 
@@ -618,6 +644,32 @@ static void capture_notes(const cbx_result *r)
     }
 }
 
+const json_t *cli_exec_cmd_field(const cbx_result *r, const char *key)
+{
+    return cmd_field(r, key);
+}
+
+int cli_exec_result_code(const cbx_result *r, int cmd_mode)
+{
+    if (r->status == CBX_STATUS_SUCCESS || r->fallback_used) {
+        if (cmd_mode && !r->fallback_used) {
+            const json_t *code = cmd_field(r, "exit_code");
+            return json_is_integer(code) ? (int)json_integer_value(code) : CLI_EXIT_OK;
+        }
+        return CLI_EXIT_OK;
+    }
+    switch (r->status) {
+    case CBX_STATUS_TIMEOUT:
+        return CLI_EXIT_TIMEOUT;
+    case CBX_STATUS_CANCELLED:
+        return CLI_EXIT_CANCELLED;
+    case CBX_STATUS_REJECTED:
+        return is_breaker_refusal(r->rc) ? CLI_EXIT_BREAKER_OPEN : CLI_EXIT_REFUSED;
+    default:
+        return cmd_mode ? command_exit_code(r) : CLI_EXIT_FAILED;
+    }
+}
+
 /* Print outputs (a string as text, else JSON). */
 static void print_outputs(const json_t *out)
 {
@@ -661,28 +713,9 @@ static int finish_one(const exec_cfg *c, const cbx_result *r)
     } else if (ok && !c->quiet) {
         print_outputs(r->outputs);
     }
-    if (ok) {
-        if (cmd_mode && !r->fallback_used) {
-            const json_t *code = cmd_field(r, "exit_code");
-            return json_is_integer(code) ? (int)json_integer_value(code) : CLI_EXIT_OK;
-        }
-        return CLI_EXIT_OK;
-    }
-    int code;
-    switch (r->status) {
-    case CBX_STATUS_TIMEOUT:
-        code = CLI_EXIT_TIMEOUT;
-        break;
-    case CBX_STATUS_CANCELLED:
-        code = CLI_EXIT_CANCELLED;
-        break;
-    case CBX_STATUS_REJECTED:
-        code = is_breaker_refusal(r->rc) ? CLI_EXIT_BREAKER_OPEN : CLI_EXIT_REFUSED;
-        break;
-    default:
-        code = cmd_mode ? command_exit_code(r) : CLI_EXIT_FAILED;
-        break;
-    }
+    int code = cli_exec_result_code(r, cmd_mode);
+    if (ok)
+        return code;
     /* a command's own failure speaks through its stderr and exit code */
     int says_itself =
         cmd_mode && r->status == CBX_STATUS_FAILED &&
@@ -1074,6 +1107,22 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
                 return CLI_EXIT_USAGE;
             saw_parallel = 1;
             break;
+        case OPT_EACH:
+        case OPT_ARG_FILE:
+        case OPT_JOBLOG:
+        case OPT_RESUME:
+        case OPT_RESUME_FAILED:
+        case OPT_NULL:
+            c->each |= id == OPT_EACH || id == OPT_ARG_FILE;
+            if (id == OPT_ARG_FILE)
+                c->each_opts.input = val;
+            else if (id == OPT_JOBLOG)
+                c->each_opts.joblog = val;
+            else if (id == OPT_RESUME || id == OPT_RESUME_FAILED)
+                c->each_opts.resume = id == OPT_RESUME ? 1 : 2;
+            else if (id == OPT_NULL)
+                c->each_opts.null_sep = 1;
+            break;
         case OPT_PLUGIN_PATH:
             if (c->src.n_plugin_paths == sizeof c->src.plugin_paths / sizeof *c->src.plugin_paths) {
                 cli_err("exec: too many --plugin-path options");
@@ -1101,8 +1150,17 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
             break;
         }
     }
+    if (c->each || c->each_opts.joblog || c->each_opts.resume || c->each_opts.null_sep) {
+        if (!c->each || c->repeat > 1) {
+            cli_err(c->each ? "exec: give --each or --repeat, not both"
+                            : "exec: --joblog, --resume and -0 go with --each");
+            return CLI_EXIT_USAGE;
+        }
+        saw_parallel = 0; /* -j P: P jobs at a time */
+        c->repeat = c->parallel;
+    }
     if (saw_parallel && c->repeat == 1 && c->parallel > 1) {
-        cli_err("--parallel: needs --repeat N (the number of runs)");
+        cli_err("--parallel (-j): needs --repeat N (the number of runs) or --each");
         return CLI_EXIT_USAGE;
     }
     if (c->parallel > c->repeat)
@@ -1167,7 +1225,25 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
         }
         json_object_set_new(params, "argv", av);
     }
-    code = run(&c, ctx, reg, policy, params, notes);
+    if (c.each) {
+        cbx_breaker_opts bo;
+        cbx_breaker_opts_default(&bo);
+        bo.name = c.breaker;
+        bo.consecutive_failures = (uint32_t)c.breaker_failures;
+        bo.open_ns = c.breaker_open_ns;
+        bo.half_open_probes = (uint32_t)c.breaker_probes;
+        cli_each_opts *eo = &c.each_opts;
+        eo->type = c.type;
+        eo->cmd_mode = c.cmd != NULL;
+        eo->jobs = c.parallel;
+        eo->json = c.json;
+        eo->quiet = c.quiet;
+        eo->breaker = c.breaker;
+        eo->breaker_opts = &bo;
+        code = cli_exec_each(eo, ctx, reg, policy, params);
+    } else {
+        code = run(&c, ctx, reg, policy, params, notes);
+    }
 out:
     if (code < 0)
         code = CLI_EXIT_OK; /* --help */
