@@ -885,7 +885,7 @@ static int run_single(flow_cfg *c, cbx_registry *reg, cbx_flow *f, json_t *input
         return CLI_EXIT_INTERNAL;
     }
     s.rt = rt;
-    s.view = cli_flow_view_new(c->file, c->quiet ? CLI_VIEW_QUIET : CLI_VIEW_LIVE);
+    s.view = cli_flow_view_new(f, c->quiet ? CLI_VIEW_QUIET : CLI_VIEW_LIVE);
     uv_signal_init(&loop, &s.sigint);
     uv_signal_init(&loop, &s.sigterm);
     uv_prepare_init(&loop, &s.canceller);
