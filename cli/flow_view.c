@@ -27,7 +27,7 @@ typedef struct vstep {
     uint32_t attempts;
     uint64_t start_ns, end_ns;
     int started, resumed;
-    char note[256]; /* the error or the reason it was skipped */
+    char *note; /* the error or the reason it was skipped, or NULL: most steps have none */
 } vstep;
 
 struct cli_flow_view {
@@ -161,6 +161,7 @@ void cli_flow_view_free(cli_flow_view *v)
         return;
     for (size_t i = 0; i < v->n; i++) {
         free(v->steps[i].name);
+        free(v->steps[i].note);
     }
     free(v->steps);
     free(v->byname);
@@ -198,6 +199,18 @@ static vstep *find_step(cli_flow_view *v, const char *name)
         }
     }
     return add_step(v, at, name, depth);
+}
+
+/* The note, cut to 255 bytes as the line shows it; none for an empty message. */
+static void set_note(vstep *s, const char *msg)
+{
+    free(s->note);
+    s->note = msg && msg[0] ? strndup(msg, 255) : NULL;
+}
+
+static const char *note_of(const vstep *s)
+{
+    return s->note ? s->note : "";
 }
 
 /* ---- words ----------------------------------------------------------------------------------- */
@@ -372,10 +385,11 @@ static void draw_step(FILE *f, const vstep *s, size_t name_w, int cols, uint64_t
         snprintf(extra, sizeof extra, "resumed: not run again");
     else if (s->state == V_RETRYING)
         snprintf(extra, sizeof extra, "attempt %u failed, retrying%s%s", s->attempts,
-                 s->note[0] ? ": " : "", s->note);
+                 note_of(s)[0] ? ": " : "", note_of(s));
     else if (s->state == V_FAILED || s->state == V_SKIPPED)
         snprintf(extra, sizeof extra, "%s%s",
-                 s->state == V_FAILED && s->continue_on_error ? "continued past: " : "", s->note);
+                 s->state == V_FAILED && s->continue_on_error ? "continued past: " : "",
+                 note_of(s));
     if (s->attempts > 1 && s->state != V_RETRYING) {
         char a[64];
         snprintf(a, sizeof a, "%s%u attempts%s", extra[0] ? "; " : "", s->attempts,
@@ -487,13 +501,13 @@ void cli_flow_view_event(const cbx_flow_event *ev, void *ud)
     case CBX_FLOW_STEP_RETRYING:
         s->state = V_RETRYING;
         s->attempts = ev->attempts;
-        snprintf(s->note, sizeof s->note, "%s", ev->error);
+        set_note(s, ev->error);
         break;
     case CBX_FLOW_STEP_SKIPPED:
         if (item)
             break;
         s->state = V_SKIPPED;
-        snprintf(s->note, sizeof s->note, "%s", ev->error);
+        set_note(s, ev->error);
         break;
     case CBX_FLOW_STEP_FINISHED:
         if (item)
@@ -504,7 +518,7 @@ void cli_flow_view_event(const cbx_flow_event *ev, void *ud)
         s->status = ev->status;
         s->attempts = ev->attempts;
         s->state = ev->status == CBX_STATUS_SUCCESS ? V_DONE : V_FAILED;
-        snprintf(s->note, sizeof s->note, "%s", ev->error);
+        set_note(s, ev->error);
         break;
     }
     if (v->mode == CLI_VIEW_LOG && !item) {
