@@ -440,7 +440,8 @@ static void node_release(node *n)
     scope *sc = n->sc;
     node_state st = n->state;
     cbx_status status = n->status;
-    sc->ended[sc->nended++] = (uint32_t)(n - sc->nodes);
+    if (sc->nended < sc->nsteps) /* each node ends once: the guard is for memory's sake */
+        sc->ended[sc->nended++] = (uint32_t)(n - sc->nodes);
     if (st == N_FAILED && !n->tolerated)
         fail_flow(R, status == CBX_STATUS_TIMEOUT ? CBX_STATUS_TIMEOUT : CBX_STATUS_FAILED,
                   "step '%s' failed: %s", n->full_name, node_err(n));
