@@ -93,8 +93,10 @@ enum { CLI_VIEW_QUIET, CLI_VIEW_LOG, CLI_VIEW_LIVE };
 typedef struct cli_flow_view cli_flow_view;
 struct cbx_flow_event;
 struct cbx_flow_result;
-/* The steps are read from the flow file (already checked), in file order. NULL: no memory. */
-cli_flow_view *cli_flow_view_new(const char *file, int mode);
+struct cbx_flow;
+/* The steps are read from the loaded flow (borrowed during the call), in file order. NULL: no
+ * memory. */
+cli_flow_view *cli_flow_view_new(const struct cbx_flow *f, int mode);
 void cli_flow_view_free(cli_flow_view *v);
 /* A cbx_flow_event_fn: ud is the view. */
 void cli_flow_view_event(const struct cbx_flow_event *ev, void *ud);
