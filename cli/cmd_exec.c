@@ -846,8 +846,13 @@ static void report_invalid(const exec_cfg *c, const cbx_registry *reg, const cbx
             n += (size_t)snprintf(line + n, sizeof line - n, "%s%s", sep, e->msg);
             continue;
         }
+        /* a type's validate hook may have named the parameter already ("url: not a URL") */
+        size_t wl = strlen(e->where);
+        const char *msg = e->msg;
+        if (strncmp(msg, e->where, wl) == 0 && msg[wl] == ':' && msg[wl + 1] == ' ')
+            msg += wl + 2;
         n += (size_t)snprintf(line + n, sizeof line - n, "%sparameter '%s': %s", sep, e->where,
-                              e->msg);
+                              msg);
         /* show the text given for a value that was left a string */
         const json_t *v = json_object_get(params, e->where);
         if (n < sizeof line && json_is_string(v) && strstr(e->msg, "got string") &&

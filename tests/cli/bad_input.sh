@@ -24,6 +24,10 @@ expect_err_line "did you mean 'http'?" "suggestion for htp"
 run "$CBX" exec -p stdout_max=fast -- true
 expect_rc 2 "a mistyped parameter"
 expect_err_line "parameter 'stdout_max': expected integer, got string \"fast\"" "mistyped line"
+# a value the type's own check refuses: the parameter is named once
+run "$CBX" exec http -p url=notaurl
+expect_rc 2 "a URL that is not one"
+expect_err_line "cbx: exec: parameter 'url': not a valid URL" "bad URL line"
 # an unknown parameter
 run "$CBX" exec -p cwdd=/tmp -- true
 expect_rc 2 "an unknown parameter"
