@@ -37,7 +37,7 @@ run "$CBX" exec command -p argv='[1,'
 expect_rc 2 "an array parameter that is not JSON"
 expect_err_line "parameter 'argv'" "bad JSON line"
 # each refusal was journaled, and nothing ran
-[ "$(hist_count)" = "5" ] || fail "expected 5 refusals in the journal, got $(hist_count)"
+[ "$(hist_count)" = "6" ] || fail "expected 6 refusals in the journal, got $(hist_count)"
 run "$CBX" stats --json
 [ "$(jqv .rejected)" = "5" ] || fail "stats rejected: $(cat "$TMP/out")"
 [ "$(jqv .successes + .failures)" = "0" ] || fail "something ran: $(cat "$TMP/out")"
