@@ -67,10 +67,13 @@ char **cbx__cmd_path_candidates(const char *name, const char *path);
 /* ---- command_cgroup.c ---------------------------------------------------------------------- */
 
 typedef struct cbx__cgroup {
-    int tree_dir;    /* the v2 cgroup's directory (O_DIRECTORY), or -1 */
-    int mem_dir;     /* the memory cgroup's: tree_dir on v2 with memory, a v1 one, or -1 */
-    int procs_fd[2]; /* their cgroup.procs (write "0" to join), or -1 */
-    char name[24];   /* the attempt's directory name under each base */
+    int tree_dir;      /* the v2 cgroup's directory (O_DIRECTORY), or -1 */
+    int mem_dir;       /* the memory cgroup's: tree_dir on v2 with memory, a v1 one, or -1 */
+    int procs_fd[2];   /* their cgroup.procs (write "0" to join), or -1 */
+    int kill_fd;       /* the v2 cgroup.kill, or -1 (kernels before 5.14) */
+    int limited;       /* a memory limit is set */
+    uint64_t oom_base; /* OOM kills counted before this attempt (a cgroup used again) */
+    char name[24];     /* the attempt's directory name under each base */
 } cbx__cgroup;
 
 /* Make the attempt's cgroups (and, the first time, probe the machine and start the guard). 0
@@ -91,6 +94,8 @@ void cbx__cgroup_close(cbx__cgroup *cg);
  * the guard's pid, or -1. */
 const char *cbx__cgroup_path(void);
 int cbx__cgroup_guard_pid(void);
+/* Descriptors held by the pool of empty cgroups kept for later attempts. */
+int cbx__cgroup_pool_fds(void);
 
 /* Tests only: when set, no cgroup is made (the fallback of a machine without them). */
 extern int cbx__cmd_no_cgroup;

@@ -17,9 +17,11 @@
  * on a pipe only we hold; then it kills cbx-<pid> (all of it: every attempt's tree) and removes
  * the directories. So a kill -9 of cbx takes its commands' trees with it.
  *
- * An attempt's directory can only be removed once the processes in it have exited, which
- * follows a SIGKILL by a short while: a directory still busy is kept on a list and removed at a
- * later attempt (or by the guard). */
+ * Making and removing cgroup directories costs a few hundred microseconds each (more in v1's
+ * memory hierarchy), as much as a short command itself: an attempt's cgroup that is empty at the
+ * end is kept in a pool and given to a later attempt (its peak memory reset, its limit set
+ * again, its OOM count taken as the new base). A directory still busy (processes leave a short
+ * while after a SIGKILL) is kept on a list and removed at a later attempt, or by the guard. */
 #define _GNU_SOURCE
 #include "executors/command.h"
 
@@ -41,6 +43,8 @@ int cbx__cmd_no_cgroup;
 
 /* Busy directories kept for later: at most this many, the rest is left to the guard. */
 #define PENDING_MAX 256
+/* Empty cgroups kept for later attempts. */
+#define POOL_MAX 64
 
 static struct {
     pthread_once_t once;
@@ -55,6 +59,8 @@ static struct {
     int guard_fd; /* the write end the guard watches */
     char *pending[PENDING_MAX];
     int npending;
+    cbx__cgroup pool[POOL_MAX];
+    int npool;
 } g = {.once = PTHREAD_ONCE_INIT,
        .lock = PTHREAD_MUTEX_INITIALIZER,
        .tree_base_fd = -1,
@@ -349,6 +355,19 @@ no_tree:
     rmdir(g.tree_base);
 }
 
+int cbx__cgroup_pool_fds(void)
+{
+    int n = 0;
+    pthread_mutex_lock(&g.lock);
+    for (int i = 0; i < g.npool; i++) {
+        const cbx__cgroup *c = &g.pool[i];
+        n += (c->tree_dir >= 0) + (c->mem_dir >= 0 && c->mem_dir != c->tree_dir) +
+             (c->procs_fd[0] >= 0) + (c->procs_fd[1] >= 0) + (c->kill_fd >= 0);
+    }
+    pthread_mutex_unlock(&g.lock);
+    return n;
+}
+
 int cbx__cgroup_guard_pid(void)
 {
     return (int)g.guard;
@@ -402,31 +421,99 @@ static int make_dir(int base_fd, const char *name, int *dirfd, int *procs)
     return 0;
 }
 
+/* bytes 0: no limit. memory + swap is never below memory (v1 refuses it): lifted first. */
 static int set_memory_limit(cbx__cgroup *cg, uint64_t bytes)
 {
     char v[32];
-    snprintf(v, sizeof v, "%llu", (unsigned long long)bytes);
+    if (bytes)
+        snprintf(v, sizeof v, "%llu", (unsigned long long)bytes);
+    else
+        snprintf(v, sizeof v, "%s", g.mem_v1 ? "-1" : "max");
+    int rc;
     if (!g.mem_v1) {
-        int rc = write_at(cg->mem_dir, "memory.max", v);
-        if (rc == 0)
-            write_at(cg->mem_dir, "memory.swap.max", "0"); /* absent without swap accounting */
-        return rc;
+        rc = write_at(cg->mem_dir, "memory.max", v);
+        if (rc == 0) /* absent without swap accounting */
+            write_at(cg->mem_dir, "memory.swap.max", bytes ? "0" : "max");
+    } else {
+        write_at(cg->mem_dir, "memory.memsw.limit_in_bytes", "-1"); /* absent without swap */
+        rc = write_at(cg->mem_dir, "memory.limit_in_bytes", v);
+        if (rc == 0 && bytes)
+            write_at(cg->mem_dir, "memory.memsw.limit_in_bytes", v);
     }
-    int rc = write_at(cg->mem_dir, "memory.limit_in_bytes", v);
-    if (rc == 0)
-        write_at(cg->mem_dir, "memory.memsw.limit_in_bytes", v); /* memory + swap, when counted */
+    cg->limited = rc == 0 && bytes;
     return rc;
+}
+
+/* "key value" lines: the value of key, or 0. */
+static uint64_t keyed(const char *text, const char *key)
+{
+    size_t n = strlen(key);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, key, n) == 0 && p[n] == ' ')
+            return strtoull(p + n + 1, NULL, 10);
+    return 0;
+}
+
+static uint64_t oom_kills(cbx__cgroup *cg)
+{
+    char buf[1024];
+    if (cg->mem_dir < 0 || read_at(cg->mem_dir, g.mem_v1 ? "memory.oom_control" : "memory.events",
+                                   buf, sizeof buf) <= 0)
+        return 0;
+    return keyed(buf, "oom_kill");
+}
+
+/* A cgroup from the pool, made ready for a new attempt: 1, or 0 when the pool is empty. */
+static int from_pool(cbx__cgroup *cg, uint64_t memory_max_bytes)
+{
+    pthread_mutex_lock(&g.lock);
+    int got = g.npool > 0;
+    if (got)
+        *cg = g.pool[--g.npool];
+    pthread_mutex_unlock(&g.lock);
+    if (!got)
+        return 0;
+    if (cg->mem_dir >= 0) {
+        write_at(cg->mem_dir, "memory.max_usage_in_bytes", "0"); /* v1: the peak starts again */
+        if (memory_max_bytes || cg->limited)
+            set_memory_limit(cg, memory_max_bytes);
+        cg->oom_base = oom_kills(cg);
+    }
+    return 1;
+}
+
+/* Keep an empty cgroup for a later attempt: 1 when kept. Only where its peak can be reset (v1's
+ * memory, or no memory cgroup). */
+static int to_pool(cbx__cgroup *cg)
+{
+    if (cg->tree_dir < 0 || (cg->mem_dir >= 0 && !g.mem_v1) || !cbx__cgroup_empty(cg))
+        return 0;
+    pthread_mutex_lock(&g.lock);
+    int kept = g.npool < POOL_MAX;
+    if (kept)
+        g.pool[g.npool++] = *cg;
+    pthread_mutex_unlock(&g.lock);
+    return kept;
 }
 
 int cbx__cgroup_open(cbx__cgroup *cg, uint64_t memory_max_bytes, cbx_err *err)
 {
-    cg->tree_dir = cg->mem_dir = cg->procs_fd[0] = cg->procs_fd[1] = -1;
+    cg->tree_dir = cg->mem_dir = cg->procs_fd[0] = cg->procs_fd[1] = cg->kill_fd = -1;
+    cg->limited = 0;
+    cg->oom_base = 0;
     cg->name[0] = '\0';
     if (cbx__cmd_no_cgroup)
         goto unavailable;
     pthread_once(&g.once, probe);
     if (!g.tree_ok)
         goto unavailable;
+    if (from_pool(cg, memory_max_bytes)) {
+        if (memory_max_bytes && !cg->limited) {
+            cbx__cgroup_close(cg);
+            return cbx_err_set(err, -ENOTSUP, "memory_max_bytes: the limit cannot be set");
+        }
+        return 0;
+    }
     pthread_mutex_lock(&g.lock);
     snprintf(cg->name, sizeof cg->name, "%llu", (unsigned long long)++g.seq);
     if (g.npending)
@@ -435,11 +522,13 @@ int cbx__cgroup_open(cbx__cgroup *cg, uint64_t memory_max_bytes, cbx_err *err)
 
     int rc = make_dir(g.tree_base_fd, cg->name, &cg->tree_dir, &cg->procs_fd[0]);
     if (rc < 0) {
-        cg->name[0] = '\0';
         if (memory_max_bytes)
             return cbx_err_set(err, rc, "cgroup %s/%s: %s", g.tree_base, cg->name, strerror(-rc));
+        cg->name[0] = '\0';
         return 1; /* run without: as when there are no cgroups */
     }
+    if (g.has_kill)
+        cg->kill_fd = openat(cg->tree_dir, "cgroup.kill", O_WRONLY | O_CLOEXEC);
     if (g.mem_ok && !g.mem_v1) {
         cg->mem_dir = cg->tree_dir;
     } else if (g.mem_ok) { /* also without a limit: it gives the peak memory */
@@ -470,6 +559,8 @@ unavailable:
 
 void cbx__cgroup_kill(cbx__cgroup *cg)
 {
+    if (cg->kill_fd >= 0 && write(cg->kill_fd, "1", 1) == 1)
+        return;
     if (cg->tree_dir >= 0)
         kill_dir(cg->tree_dir);
 }
@@ -483,16 +574,6 @@ int cbx__cgroup_empty(cbx__cgroup *cg)
     return n <= 0;
 }
 
-/* "key value" lines: the value of key, or 0. */
-static uint64_t keyed(const char *text, const char *key)
-{
-    size_t n = strlen(key);
-    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-        if (strncmp(p, key, n) == 0 && p[n] == ' ')
-            return strtoull(p + n + 1, NULL, 10);
-    return 0;
-}
-
 void cbx__cgroup_memory(cbx__cgroup *cg, int64_t *peak_bytes, int *oom)
 {
     *peak_bytes = -1;
@@ -503,9 +584,7 @@ void cbx__cgroup_memory(cbx__cgroup *cg, int64_t *peak_bytes, int *oom)
     if (read_at(cg->mem_dir, g.mem_v1 ? "memory.max_usage_in_bytes" : "memory.peak", buf,
                 sizeof buf) > 0)
         *peak_bytes = (int64_t)strtoll(buf, NULL, 10);
-    if (read_at(cg->mem_dir, g.mem_v1 ? "memory.oom_control" : "memory.events", buf, sizeof buf) >
-        0)
-        *oom = keyed(buf, "oom_kill") > 0;
+    *oom = oom_kills(cg) > cg->oom_base;
 }
 
 const char *cbx__cgroup_path(void)
@@ -515,6 +594,14 @@ const char *cbx__cgroup_path(void)
 
 void cbx__cgroup_close(cbx__cgroup *cg)
 {
+    if (to_pool(cg)) {
+        cg->tree_dir = cg->mem_dir = cg->procs_fd[0] = cg->procs_fd[1] = cg->kill_fd = -1;
+        return;
+    }
+    if (cg->kill_fd >= 0) {
+        close(cg->kill_fd);
+        cg->kill_fd = -1;
+    }
     for (int i = 0; i < 2; i++)
         if (cg->procs_fd[i] >= 0) {
             close(cg->procs_fd[i]);
