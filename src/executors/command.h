@@ -100,6 +100,16 @@ int cbx__cgroup_pool_fds(void);
 /* Tests only: when set, no cgroup is made (the fallback of a machine without them). */
 extern int cbx__cmd_no_cgroup;
 
+/* ---- command_orphans.c --------------------------------------------------------------------- */
+
+/* Make this process a child subreaper (once): 0, or -ENOTSUP when the kernel refuses. */
+int cbx__orphans_enable(void);
+/* A new mark for an attempt's environment: "CBX_TREE=<pid>.<n>" (len: 48 is plenty). */
+void cbx__orphans_mark(char *buf, size_t len);
+/* SIGKILL and reap every child of ours (orphans reparented to us) whose environment holds mark,
+ * generation after generation; leader (not yet reaped) is left alone. Returns how many. */
+int cbx__orphans_kill(const char *mark, pid_t leader);
+
 /* ---- command_spawn.c ----------------------------------------------------------------------- */
 
 typedef struct cbx__cmd_spec {
@@ -208,7 +218,8 @@ typedef struct cbx__cmd_run {
 
     /* the spawn, on the spawner thread; the spec's memory is the attempt's until it is over */
     cbx__cmd_spec spec;
-    void *spec_mem[3]; /* freed once the child is started (see cbx__cmd_run_start) */
+    void *spec_mem[4];  /* freed once the child is started (see cbx__cmd_run_start) */
+    char tree_mark[48]; /* without a cgroup: the attempt's CBX_TREE=... environment entry */
     cbx__spawn_job job;
     uv_async_t spawned;
     int spawning;

@@ -332,6 +332,9 @@ static void maybe_finish(cbx__cmd_run *r)
         cbx__cgroup_kill(&r->cg);
         kill(-r->pid, SIGKILL);
     }
+    /* Without a cgroup: the attempt's orphans, wherever their sessions are. */
+    if (r->tree_mark[0] && !r->o.leave_leftovers)
+        cbx__orphans_kill(r->tree_mark, r->pid);
     int st = 0;
     struct rusage ru;
     memset(&ru, 0, sizeof ru);
@@ -378,6 +381,8 @@ static void kill_leftovers(cbx__cmd_run *r)
     r->leftovers_gone = 1;
     cbx__cgroup_kill(&r->cg);
     kill(-r->pid, SIGKILL);
+    if (r->tree_mark[0])
+        cbx__orphans_kill(r->tree_mark, r->pid);
     r->timer.data = r;
     uv_timer_start(&r->timer, on_drain, DRAIN_MS, 0);
 }
@@ -397,6 +402,8 @@ static void child_exited(cbx__cmd_run *r)
     exit_watch_close(r);
     if (r->cancelled) {
         send_kill(r);
+        if (r->tree_mark[0]) /* orphans now: reparented to us */
+            cbx__orphans_kill(r->tree_mark, r->pid);
     } else if (r->o.leave_leftovers) {
         /* Whatever still holds the pipes was left running on purpose: take what they hold. */
         stream_let_go(r, &r->out);
@@ -546,10 +553,27 @@ int cbx__cmd_inline_spawn;
 
 static void free_spec_mem(cbx__cmd_run *r)
 {
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         free(r->spec_mem[i]);
         r->spec_mem[i] = NULL;
     }
+}
+
+/* Without a cgroup: the child's environment gets the attempt's mark (see command_orphans.c). */
+static void mark_tree(cbx__cmd_run *r)
+{
+    size_t n = 0;
+    while (r->spec.envp[n])
+        n++;
+    char **envp = malloc((n + 2) * sizeof *envp);
+    if (!envp)
+        return; /* unmarked: the process group is all that is reached */
+    memcpy(envp, r->spec.envp, n * sizeof *envp);
+    cbx__orphans_mark(r->tree_mark, sizeof r->tree_mark);
+    envp[n] = r->tree_mark;
+    envp[n + 1] = NULL;
+    r->spec.envp = envp;
+    r->spec_mem[3] = envp;
 }
 
 /* Not started: reported from the timer's close callback, never from inside start. */
@@ -565,6 +589,8 @@ static void start_failed(cbx__cmd_run *r, int rc, const cbx_err *err)
     cbx__cgroup_close(&r->cg);
     close_handle(r, &r->timer);
 }
+
+static void stop(cbx__cmd_run *r);
 
 /* The child has started (or failed to): wire it to the loop. */
 static void wire(cbx__cmd_run *r, int rc, const cbx__cmd_child *ch, cbx_err *err)
@@ -628,10 +654,23 @@ static void wire(cbx__cmd_run *r, int rc, const cbx__cmd_child *ch, cbx_err *err
     } else if (r->in_open) {
         stdin_close(r); /* all written (or the poll could not be set up) */
     }
-    if (r->cancelled) { /* cancelled while the spawner was at it: nothing to wait for */
-        stdin_close(r);
+    if (r->cancelled && !r->exec_failed) /* cancelled while the spawner was at it */
+        stop(r);
+}
+
+/* Timeout or cancel: SIGTERM, and SIGKILL after the grace (at once without one). */
+static void stop(cbx__cmd_run *r)
+{
+    stdin_close(r);
+    if (r->exited || r->o.kill_grace_ms == 0) {
         send_kill(r);
+    } else {
+        r->term_sent = 1;
+        kill(-r->pid, SIGTERM);
+        kill(r->pid, SIGTERM);
+        uv_timer_start(&r->timer, on_grace, r->o.kill_grace_ms, 0);
     }
+    maybe_finish(r);
 }
 
 static void on_spawned(uv_async_t *a)
@@ -655,6 +694,7 @@ int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, void *mem[3], con
     r->spec = *spec;
     for (int i = 0; i < 3; i++)
         r->spec_mem[i] = mem[i];
+    r->spec_mem[3] = NULL;
     uv_timer_init(r->loop, &r->timer);
     r->timer.data = r;
     r->handles = 1;
@@ -672,6 +712,8 @@ int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, void *mem[3], con
     for (int i = 0; i < 2; i++)
         if (r->cg.procs_fd[i] >= 0)
             r->spec.cgroup_procs[r->spec.n_cgroup_procs++] = r->cg.procs_fd[i];
+    if (rc == 1 && cbx__orphans_enable() == 0)
+        mark_tree(r);
 
     if (uv_async_init(r->loop, &r->spawned, on_spawned) == 0) {
         r->spawned.data = r;
@@ -708,15 +750,6 @@ void cbx__cmd_run_cancel(cbx_task *t)
     r->cancelled = 1;
     r->killed_by = timed_out(t) ? "timeout" : "cancel";
     if (r->spawning)
-        return; /* the kill follows as soon as the child is there (wire) */
-    stdin_close(r);
-    if (r->exited || r->o.kill_grace_ms == 0) {
-        send_kill(r);
-    } else {
-        r->term_sent = 1;
-        kill(-r->pid, SIGTERM);
-        kill(r->pid, SIGTERM);
-        uv_timer_start(&r->timer, on_grace, r->o.kill_grace_ms, 0);
-    }
-    maybe_finish(r);
+        return; /* stopped as soon as the child is there (wire) */
+    stop(r);
 }
