@@ -1,5 +1,6 @@
-/* The command executor: a program started without a shell (unless asked), in its own session and
- * process group, with captured output, rlimits, and a kill of the whole tree on cancel.
+/* The command executor: a program started without a shell (unless asked), in a cgroup of its own
+ * where the machine allows it and in its own session and process group, with captured output,
+ * limits, a kill of the whole tree on cancel and of what it leaves when it exits.
  *
  * command.c         the type: schema, validation, params -> spawn spec, start and cancel
  * command_run.c     one attempt on the loop: pipes, exit watch, TERM/grace/KILL, the result
@@ -9,7 +10,7 @@
  * command_cgroup.c  a cgroup per attempt (the whole tree, its peak memory, a memory limit) and
  *                   the guard that kills the trees when this process dies
  * command_orphans.c without cgroups: orphans collected as a subreaper and killed
- * command_spawner.c the thread that starts children, so that the loop never waits on a clone
+ * command_spawner.c the threads that start children, so that the loop never waits on a clone
  */
 #ifndef CBX_EXECUTORS_COMMAND_H
 #define CBX_EXECUTORS_COMMAND_H
