@@ -30,8 +30,10 @@ typedef struct cbx_journal_opts {
                                       redact; a built-in list always applies */
 } cbx_journal_opts;
 
-/* Open (creating if needed). Errors: CBX_EJOURNAL with SQLite's message, -errno for the
- * directory. Close with cbx_journal_close (NULL accepted), which flushes pending writes. */
+/* Open (creating if needed; the file 0600, and its -wal and -shm the same). Errors: CBX_EJOURNAL
+ * with SQLite's message, -errno for the directory or the file, -ELOOP when the file is a
+ * symbolic link (never followed). Close with cbx_journal_close (NULL accepted), which flushes
+ * pending writes. */
 int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err);
 void cbx_journal_close(cbx_journal *j);
 const char *cbx_journal_path(const cbx_journal *j);

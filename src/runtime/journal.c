@@ -386,12 +386,16 @@ static int make_parent_dir(const char *path, cbx_err *err)
 }
 
 /* Create the file 0600 before SQLite does (SQLite would use 0644 less the umask); the -wal and
- * -shm files SQLite makes later take the database file's permissions. */
+ * -shm files SQLite makes later take the database file's permissions. A symbolic link in the
+ * file's place is refused (ELOOP), here and by SQLite (SQLITE_OPEN_NOFOLLOW): the journal is
+ * never written through a link someone else planted in the state directory. */
 static int precreate(const char *path, cbx_err *err)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         int e = errno;
+        if (e == ELOOP)
+            return cbx_err_set(err, -e, "journal %s: a symbolic link, refused", path);
         return cbx_err_set(err, -e, "journal %s: %s", path, strerror(e));
     }
     close(fd);
@@ -588,7 +592,8 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     if (!memory && ((r = make_parent_dir(j->path, err)) != 0 || (r = precreate(j->path, err)) != 0))
         goto fail;
 
-    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                      (memory ? 0 : SQLITE_OPEN_NOFOLLOW);
     if (sqlite3_open_v2(j->path, &j->db, flags, NULL) != SQLITE_OK) {
         r = cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s", j->path,
                         j->db ? sqlite3_errmsg(j->db) : "out of memory");
