@@ -649,6 +649,27 @@ fail:
     return r;
 }
 
+/* At close, after the last commit: a WAL file past CBX__JOURNAL_CLOSE_WAL_BYTES is copied into
+ * the database and truncated, so that the next process to open the journal alone does not read
+ * it all again (SQLite rebuilds its index of the WAL from the file, and then counts nothing in it
+ * as copied: without this a WAL written by one short process after another is never started
+ * over, and every open reads more of it). The checkpoint does not wait: when another connection
+ * writes or reads the WAL, the frames it can copy are copied and the file is left for a later
+ * close (SQLITE_BUSY). Otherwise, a checkpoint the flusher did not get to. */
+static void checkpoint_at_close(cbx_journal *j)
+{
+    char wal[PATH_MAX];
+    struct stat st;
+    int n = snprintf(wal, sizeof wal, "%s-wal", j->path);
+    if (n > 0 && (size_t)n < sizeof wal && stat(wal, &st) == 0 &&
+        st.st_size > CBX__JOURNAL_CLOSE_WAL_BYTES) {
+        sqlite3_busy_timeout(j->ck, 0);
+        sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    } else if (atomic_load(&j->checkpoint_due)) {
+        sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    }
+}
+
 void cbx_journal_close(cbx_journal *j)
 {
     if (!j)
@@ -667,9 +688,8 @@ void cbx_journal_close(cbx_journal *j)
                            j->st_attempt, j->st_end,    j->st_whole};
     for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
         sqlite3_finalize(sts[i]);
-    /* A checkpoint the flusher did not get to. */
-    if (j->ck && atomic_load(&j->checkpoint_due))
-        sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (j->ck)
+        checkpoint_at_close(j);
     sqlite3_close_v2(j->ck);
     sqlite3_close_v2(j->db);
     if (j->wcv_ready)

@@ -3,6 +3,7 @@
 #include "cbx/journal.h"
 
 #include <criterion/criterion.h>
+#include <sqlite3.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,5 +86,66 @@ Test(journal_files, a_symbolic_link_in_its_place_is_refused)
     r = cbx_journal_open(&j, &(cbx_journal_opts){.path = path}, &err);
     cr_assert_eq(r, -ELOOP, "%d %s", r, err.msg);
     cr_assert_neq(access(dangling, F_OK), 0, "the link's target was created");
+    remove_tree(tmpdir);
+}
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* Past 1 MiB of WAL, a close copies it into the database and truncates it; but not while another
+ * connection reads it (nor does the close wait for that reader): the next close does. */
+Test(journal_files, close_truncates_a_long_wal_unless_another_connection_reads_it)
+{
+    make_tmpdir();
+    char path[300], wal[320];
+    snprintf(path, sizeof path, "%s/j.db", tmpdir);
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    cbx_err err;
+    cbx_journal *j = NULL;
+    cr_assert_eq(cbx_journal_open(&j, &(cbx_journal_opts){.path = path}, &err), 0, "%s", err.msg);
+    /* another connection that holds a read transaction open on the first commit */
+    sqlite3 *reader = NULL;
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_open(path, &reader), SQLITE_OK);
+    /* as the journal's own connections: its close leaves the WAL alone */
+    sqlite3_db_config(reader, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+    cr_assert_eq(sqlite3_prepare_v2(reader, "SELECT id FROM executions", -1, &st, NULL), SQLITE_OK);
+    char big[2048];
+    memset(big, 'p', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    json_t *params = json_pack("{s:s}", "blob", big);
+    for (int i = 0; i < 2000; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "x-%05d", i);
+        cbx_journal_execution e = {
+            .id = id, .executor = "command", .params = params, .submitted_ms = 1000 + i};
+        cr_assert_eq(cbx_journal_execution_start(j, &e, &err), 0, "%s", err.msg);
+        if (i == 0) {
+            cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+            cr_assert_eq(sqlite3_step(st), SQLITE_ROW); /* the read transaction stays open */
+        }
+    }
+    json_decref(params);
+    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+    cbx_journal_close(j);
+    long held = file_size(wal);
+    cr_assert_gt(held, 1024L * 1024, "the WAL (%ld bytes) was cut while a reader used it", held);
+
+    sqlite3_finalize(st);
+    sqlite3_close(reader);
+    cr_assert_eq(cbx_journal_open(&j, &(cbx_journal_opts){.path = path}, &err), 0, "%s", err.msg);
+    cbx_journal_close(j);
+    cr_assert_eq(file_size(wal), 0, "the WAL has %ld bytes after a close alone", file_size(wal));
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM executions", -1, &st, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(st, 0), 2000);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
     remove_tree(tmpdir);
 }
