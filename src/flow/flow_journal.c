@@ -78,35 +78,21 @@ static int db_error(sqlite3 *db, cbx_err *err, const char *what)
 
 /* ---- open and close ------------------------------------------------------------------------ */
 
+/* The statements are the journal handle's (cbx_journal_stmt): parsed by the first run on a
+ * handle, kept for the runs after it. The tables are made only when the first statement finds
+ * them missing: no schema work on a journal that has them. */
 static int setup(sqlite3 *db, void *ud, cbx_err *err)
 {
     cbx__flow_journal *fj = ud;
-    if (sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK)
+    if (cbx_journal_stmt(fj->j, rec_sql[0], &fj->st[0], NULL) != 0 &&
+        sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK)
         return db_error(db, err, "create tables");
     for (int k = 0; k < REC_KINDS; k++)
-        if (sqlite3_prepare_v3(db, rec_sql[k], -1, SQLITE_PREPARE_PERSISTENT, &fj->st[k], NULL) !=
-            SQLITE_OK)
-            return db_error(db, err, "prepare");
+        if (cbx_journal_stmt(fj->j, rec_sql[k], &fj->st[k], err) != 0)
+            return CBX_EJOURNAL;
     for (int k = 0; k < 2; k++)
-        if (sqlite3_prepare_v3(db, prune_sql[k], -1, SQLITE_PREPARE_PERSISTENT, &fj->prune[k],
-                               NULL) != SQLITE_OK)
-            return db_error(db, err, "prepare");
-    return 0;
-}
-
-static int finalize_all(sqlite3 *db, void *ud, cbx_err *err)
-{
-    (void)db;
-    (void)err;
-    cbx__flow_journal *fj = ud;
-    for (int k = 0; k < REC_KINDS; k++) {
-        sqlite3_finalize(fj->st[k]);
-        fj->st[k] = NULL;
-    }
-    for (int k = 0; k < 2; k++) {
-        sqlite3_finalize(fj->prune[k]);
-        fj->prune[k] = NULL;
-    }
+        if (cbx_journal_stmt(fj->j, prune_sql[k], &fj->prune[k], err) != 0)
+            return CBX_EJOURNAL;
     return 0;
 }
 
@@ -128,10 +114,7 @@ int cbx__flow_journal_open(cbx__flow_journal **out, cbx_journal *j, cbx_err *err
 
 void cbx__flow_journal_close(cbx__flow_journal *fj)
 {
-    if (!fj)
-        return;
-    cbx_journal_read_db(fj->j, finalize_all, fj, NULL);
-    free(fj);
+    free(fj); /* its statements are the journal's */
 }
 
 /* ---- writes -------------------------------------------------------------------------------- */

@@ -126,7 +126,7 @@ static void pend_reset(cbx_journal *j)
 /* A batch has ended (committed or lost), or a commit asked for found none: tell the listeners. */
 static void notify_locked(cbx_journal *j)
 {
-    for (int i = 0; i < CBX__JOURNAL_LISTENERS; i++)
+    for (int i = 0; i < j->on_commit_n; i++)
         if (j->on_commit[i].fn)
             j->on_commit[i].fn(j->on_commit[i].ud);
 }
@@ -688,6 +688,9 @@ void cbx_journal_close(cbx_journal *j)
                            j->st_attempt, j->st_end,    j->st_whole};
     for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
         sqlite3_finalize(sts[i]);
+    for (size_t i = 0; i < j->ncached; i++)
+        sqlite3_finalize(j->cached[i].st);
+    free(j->cached);
     if (j->ck)
         checkpoint_at_close(j);
     sqlite3_close_v2(j->ck);
@@ -1063,6 +1066,34 @@ int cbx_journal_write_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, uint64_
     return r;
 }
 
+int cbx_journal_stmt(cbx_journal *j, const char *sql, sqlite3_stmt **st, cbx_err *err)
+{
+    if (!j || !sql || !st)
+        return missing(err, !j ? "the journal" : !sql ? "the SQL" : "the statement");
+    *st = NULL;
+    for (size_t i = 0; i < j->ncached; i++)
+        if (j->cached[i].sql == sql) {
+            *st = j->cached[i].st;
+            return 0;
+        }
+    if (j->ncached == j->cached_cap) {
+        size_t cap = j->cached_cap ? 2 * j->cached_cap : 16;
+        void *p = realloc(j->cached, cap * sizeof *j->cached);
+        if (!p)
+            return cbx_err_set(err, -ENOMEM, "out of memory");
+        j->cached = p;
+        j->cached_cap = cap;
+    }
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v3(j->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK)
+        return cbx_err_set(err, CBX_EJOURNAL, "journal %s: prepare: %s", j->path,
+                           sqlite3_errmsg(j->db));
+    j->cached[j->ncached].sql = sql;
+    j->cached[j->ncached++].st = s;
+    *st = s;
+    return 0;
+}
+
 int cbx_journal_read_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, cbx_err *err)
 {
     if (!j || !fn)
@@ -1106,6 +1137,8 @@ int cbx_journal_on_commit(cbx_journal *j, cbx_journal_commit_fn fn, void *ud, cb
     if (i < CBX__JOURNAL_LISTENERS) {
         j->on_commit[i].fn = fn;
         j->on_commit[i].ud = ud;
+        if (i >= j->on_commit_n)
+            j->on_commit_n = i + 1;
     }
     pthread_mutex_unlock(&j->mu);
     if (i == CBX__JOURNAL_LISTENERS)
@@ -1119,12 +1152,14 @@ void cbx_journal_on_commit_remove(cbx_journal *j, cbx_journal_commit_fn fn, void
     if (!j || !fn)
         return;
     pthread_mutex_lock(&j->mu);
-    for (int i = 0; i < CBX__JOURNAL_LISTENERS; i++)
+    for (int i = 0; i < j->on_commit_n; i++)
         if (j->on_commit[i].fn == fn && j->on_commit[i].ud == ud) {
             j->on_commit[i].fn = NULL;
             j->on_commit[i].ud = NULL;
             break;
         }
+    while (j->on_commit_n > 0 && !j->on_commit[j->on_commit_n - 1].fn)
+        j->on_commit_n--;
     pthread_mutex_unlock(&j->mu);
 }
 
