@@ -4,10 +4,11 @@
  * it from outside (posix_spawn to waitpid), the journal on and off (--no-journal) in
  * alternating passes, best of --runs:
  *   journal.cli.exec.curve        --iters (default 10,000) consecutive `cbx exec -- true` on one
- *                                 state directory: ns per invocation is the median of the last
- *                                 thousand; notes give the median of every thousand (wall and
- *                                 CPU), the last thousand against the first (target: within
- *                                 10%), and the WAL file's largest and last size
+ *                                 state directory: two lines, .first and .last, the median ns
+ *                                 per invocation of the first and of the last thousand; notes
+ *                                 give the median of every thousand (wall and CPU), the last
+ *                                 against the first (target: within 10%), and the WAL file's
+ *                                 largest and last size (also "# journal.cli.wal_max_bytes")
  *   journal.cli.exec.nojournal    1,000 `cbx exec --no-journal -- true`: the median, for scale
  *   journal.cli.http.journal      `cbx exec http -p url=... --repeat N --parallel 64 -q`
  *   journal.cli.http.nojournal    (N = 20,000 GETs of the loopback server's /ok): ns per request
@@ -199,7 +200,12 @@ static void case_curve(const bench_args *a, const char *name)
                "database %ld bytes\n",
                name, n, (double)last_wall / (double)first_wall,
                (double)last_cpu / (double)first_cpu, wal_max, file_size(wal), file_size(db));
-        bench_emit(name, (double)last_wall, -1, n);
+        printf("# journal.cli.wal_max_bytes\t%ld\n", wal_max);
+        char line[128];
+        snprintf(line, sizeof line, "%s.first", name);
+        bench_emit(line, (double)first_wall, -1, CURVE_BLOCK);
+        snprintf(line, sizeof line, "%s.last", name);
+        bench_emit(line, (double)last_wall, -1, CURVE_BLOCK);
     }
     free(wall);
     free(cpu);
