@@ -35,17 +35,10 @@ static const char *const rec_sql[REC_KINDS] = {
  * ended, had started) before the oldest execution kept has lost them all, and goes too - but
  * never the run being started (a resumed one may be old). ?1: that run's id. The first condition
  * is the index's; the second implies it. */
-#define OLDEST_KEPT "(SELECT min(submitted_ms) FROM executions)"
 #define PRUNED_RUNS                                                                                \
-    "SELECT run_id FROM flow_runs WHERE started_ms < " OLDEST_KEPT                                 \
-    " AND coalesce(ended_ms, started_ms) < " OLDEST_KEPT " AND run_id <> ?1"
-/* The first asks whether there is anything to drop: the deletes build a temporary table of the
- * run ids (a pager and a page cache of their own, allocated and freed: half of what journaling
- * a no-op run cost), the question two look-ups in indexes. (The oldest execution is a scalar
- * subquery, not a table in the FROM clause, which SQLite would also build as a temporary table.)
- */
-static const char *const prune_sql[3] = {
-    "SELECT EXISTS (" PRUNED_RUNS ")",
+    "SELECT run_id FROM flow_runs, (SELECT min(submitted_ms) AS cut FROM executions)"              \
+    " WHERE started_ms < cut AND coalesce(ended_ms, started_ms) < cut AND run_id <> ?1"
+static const char *const prune_sql[2] = {
     "DELETE FROM flow_steps WHERE run_id IN (" PRUNED_RUNS ")",
     "DELETE FROM flow_runs WHERE run_id IN (" PRUNED_RUNS ")",
 };
@@ -61,10 +54,20 @@ static const char schema[] =
     "  run_id TEXT, step TEXT, status TEXT, outputs TEXT, attempts INTEGER, error TEXT,"
     "  started_ms INTEGER, ended_ms INTEGER, PRIMARY KEY (run_id, step));";
 
+/* Whether retention has any run to drop, asked first: the deletes build temporary tables (the
+ * run ids; a pager and a page cache of their own, allocated and freed), which at every run start
+ * cost half of what journaling a no-op run did. And only once the journal has dropped executions
+ * (the oldest kept is not the first written, rowid 1): until then the oldest execution is merely
+ * the oldest, and a run still running on another worker of a batch, started a moment before its
+ * first execution, would be dropped (as runs faster to start made happen). */
+static const char prune_probe_sql[] =
+    "SELECT coalesce((SELECT min(rowid) FROM executions), 2) > 1 AND EXISTS (" PRUNED_RUNS ")";
+
 struct cbx__flow_journal {
     cbx_journal *j;              /* borrowed */
     sqlite3_stmt *st[REC_KINDS]; /* prepared on j's connection */
-    sqlite3_stmt *prune[3];
+    sqlite3_stmt *prune[2];
+    sqlite3_stmt *probe; /* prune_probe_sql */
 };
 
 /* One record. Parameters: ?1 run id, ?2 flow or step name, ?3 status (a run start: the flow's
@@ -97,9 +100,11 @@ static int setup(sqlite3 *db, void *ud, cbx_err *err)
     for (int k = 0; k < REC_KINDS; k++)
         if (cbx_journal_stmt(fj->j, rec_sql[k], &fj->st[k], err) != 0)
             return CBX_EJOURNAL;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 2; k++)
         if (cbx_journal_stmt(fj->j, prune_sql[k], &fj->prune[k], err) != 0)
             return CBX_EJOURNAL;
+    if (cbx_journal_stmt(fj->j, prune_probe_sql, &fj->probe, err) != 0)
+        return CBX_EJOURNAL;
     return 0;
 }
 
@@ -136,17 +141,22 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
 
 static int prune(sqlite3 *db, cbx__flow_journal *fj, const char *run_id, cbx_err *err)
 {
-    for (int k = 0; k < 3; k++) {
+    sqlite3_stmt *q = fj->probe;
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    int any = rc == SQLITE_ROW && sqlite3_column_int(q, 0) != 0;
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    if (rc != SQLITE_ROW)
+        return db_error(db, err, "retention");
+    for (int k = 0; k < 2 && any; k++) {
         sqlite3_stmt *st = fj->prune[k];
         sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(st);
-        int none = k == 0 && rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 0;
+        rc = sqlite3_step(st);
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
-        if (rc != (k == 0 ? SQLITE_ROW : SQLITE_DONE))
+        if (rc != SQLITE_DONE)
             return db_error(db, err, "retention");
-        if (none)
-            break;
     }
     return 0;
 }
