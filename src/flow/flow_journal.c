@@ -61,7 +61,8 @@ static const char schema[] =
  * the oldest, and a run still running on another worker of a batch, started a moment before its
  * first execution, would be dropped (as runs faster to start made happen). */
 static const char prune_probe_sql[] =
-    "SELECT coalesce((SELECT min(rowid) FROM executions), 2) > 1 AND EXISTS (" PRUNED_RUNS ")";
+    "SELECT CASE WHEN coalesce((SELECT min(rowid) FROM executions), 2) > 1"
+    " THEN EXISTS (" PRUNED_RUNS ") ELSE 0 END";
 
 struct cbx__flow_journal {
     cbx_journal *j;              /* borrowed */
