@@ -649,13 +649,16 @@ fail:
     return r;
 }
 
-/* At close, after the last commit: a WAL file past CBX__JOURNAL_CLOSE_WAL_BYTES is copied into
- * the database and truncated, so that the next process to open the journal alone does not read
- * it all again (SQLite rebuilds its index of the WAL from the file, and then counts nothing in it
- * as copied: without this a WAL written by one short process after another is never started
- * over, and every open reads more of it). The checkpoint does not wait: when another connection
- * writes or reads the WAL, the frames it can copy are copied and the file is left for a later
- * close (SQLITE_BUSY). Otherwise, a checkpoint the flusher did not get to. */
+/* At close, after the last commit, when the WAL file is longer than CBX__JOURNAL_CLOSE_WAL_BYTES:
+ * the connections close as SQLite's own do, checkpointing on the way out, which SQLite does only
+ * for the last connection to the file (it must get the exclusive lock, which any other
+ * connection's shared lock refuses): the WAL is then copied into the database and removed, so
+ * that the next process to open the journal alone does not read it all again. (That process
+ * rebuilds SQLite's index of the WAL from the file and then counts nothing in it as copied:
+ * without this a WAL written by one short process after another never starts over, and every
+ * open reads more of it.) With another connection open, nothing is done and nothing waited for:
+ * a long-lived process beside short ones keeps the WAL short itself (checkpoint_wal). Otherwise,
+ * a checkpoint the flusher did not get to. */
 static void checkpoint_at_close(cbx_journal *j)
 {
     char wal[PATH_MAX];
@@ -663,8 +666,8 @@ static void checkpoint_at_close(cbx_journal *j)
     int n = snprintf(wal, sizeof wal, "%s-wal", j->path);
     if (n > 0 && (size_t)n < sizeof wal && stat(wal, &st) == 0 &&
         st.st_size > CBX__JOURNAL_CLOSE_WAL_BYTES) {
-        sqlite3_busy_timeout(j->ck, 0);
-        sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        sqlite3_db_config(j->ck, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
+        sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
     } else if (atomic_load(&j->checkpoint_due)) {
         sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     }

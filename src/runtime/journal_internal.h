@@ -26,9 +26,9 @@
 #define CBX__JOURNAL_BUSY_MS 10000
 /* WAL pages after which the flusher checkpoints (SQLite's own default threshold). */
 #define CBX__JOURNAL_CHECKPOINT_PAGES 1000
-/* A WAL file longer than this at close is copied into the database and truncated to nothing,
- * unless another connection is using it: a process that opens the journal when no other has it
- * open reads the whole WAL again (SQLite's recovery) and cannot know it was already copied, so
+/* A WAL file longer than this at close is copied into the database and removed when no other
+ * connection has the journal open: a process that opens the journal when no other has it open
+ * reads the whole WAL again (SQLite's recovery) and cannot know it was already copied, so
  * short-lived processes would otherwise make every later open slower without limit. */
 #define CBX__JOURNAL_CLOSE_WAL_BYTES        (1024L * 1024) /* 1 MiB */
 #define CBX__JOURNAL_DEFAULT_MAX_EXECUTIONS 100000u
