@@ -89,7 +89,7 @@ struct cbx_journal {
         cbx_journal_commit_fn fn;
         void *ud;
     } on_commit[CBX__JOURNAL_LISTENERS]; /* called when a batch ends; fn NULL = a free slot */
-    int on_commit_n;                      /* slots at and past it are free */
+    int on_commit_n;                     /* slots at and past it are free */
 
     struct {
         const char *sql; /* the caller's, the key by address */
