@@ -116,8 +116,9 @@ struct sqlite3_stmt;
  * string that lives as long as the handle (a literal), the same address for the same text. *st
  * is borrowed: reset it (and clear its bindings) before fn returns, never finalize it. So a
  * module that writes through the journal parses its SQL once per handle, not once per use (each
- * flow run once prepared its six statements: a fifth of a no-op run's time). Returns 0, or
- * CBX_EJOURNAL with SQLite's message (a table that does not exist, bad SQL; nothing is kept). */
+ * flow run once prepared its six statements: a fifth of a no-op run's time). Returns 0;
+ * CBX_EJOURNAL with SQLite's message (a table that does not exist, bad SQL: nothing is kept), or
+ * for a NULL argument; -ENOMEM. */
 int cbx_journal_stmt(cbx_journal *j, const char *sql, struct sqlite3_stmt **st, cbx_err *err);
 
 /* Run fn on the connection without beginning a batch, for reads (and to finalize statements). It
