@@ -70,7 +70,8 @@ typedef enum cbx_breaker_mode {
     X(PROBE_FAILED, "probe_failed")                                                                \
     X(PROBE_EXPIRED, "probe_lease_expired")                                                        \
     X(PROBES_SUCCEEDED, "probes_succeeded")                                                        \
-    X(MANUAL, "manual")
+    X(MANUAL, "manual")                                                                            \
+    X(INITIAL, "initial_state")
 
 typedef enum cbx_breaker_reason {
 #define CBX__BREAKER_REASON_ENUM(name, str) CBX_BREAKER_REASON_##name,
@@ -133,6 +134,14 @@ typedef struct cbx_breaker_opts {
 
     cbx_breaker_event_fn on_event; /* may be NULL */
     void *event_ud;
+
+    /* Where a new breaker starts (resilience4j's transitionTo*State at start, Polly's manual
+     * control isolating from the first call). initial_mode: NORMAL (default) or any mode, as
+     * cbx_breaker_set_mode would give it. initial_state applies to NORMAL only (with another
+     * mode leave it CLOSED): CLOSED (default); OPEN = open for open_ns from creation, reason
+     * initial_state, then HALF_OPEN as after a trip; HALF_OPEN = probing from the start. */
+    cbx_breaker_state initial_state;
+    cbx_breaker_mode initial_mode;
 } cbx_breaker_opts;
 
 /* What acquire gives back. Pass it unchanged to cbx_breaker_record (or _release).
@@ -231,6 +240,16 @@ void cbx_breaker_set_mode(cbx_breaker *b, cbx_breaker_mode mode);
 /* Convenience: set_mode(FORCED_OPEN) / set_mode(FORCED_CLOSED). */
 void cbx_breaker_force_open(cbx_breaker *b);
 void cbx_breaker_force_closed(cbx_breaker *b);
+
+/* Open by hand for open_ns nanoseconds from now (_for), or until the clock reads until_ns
+ * (_until). Unlike FORCED_OPEN this is an ordinary OPEN in NORMAL mode, with reason manual:
+ * calls are refused with CBX_ECIRCUIT_OPEN (explained as "opened by hand") and when the time
+ * is up the breaker goes HALF_OPEN as after a trip, dated at that time. From any mode; like a
+ * mode change it empties the windows, cancels probes and forgets re-open growth, and emits an
+ * event (to OPEN, reason manual, open_for_ns the time left). UINT64_MAX (or a time past the
+ * clock's range) = until changed by hand; a time already past half-opens at the next use. */
+void cbx_breaker_force_open_for(cbx_breaker *b, uint64_t open_ns);
+void cbx_breaker_force_open_until(cbx_breaker *b, uint64_t until_ns);
 
 /* Back to NORMAL and CLOSED with empty windows, no consecutive failures and no re-open
  * growth. Cumulative metrics counters are kept. */

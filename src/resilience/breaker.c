@@ -113,7 +113,28 @@ static int validate(const cbx_breaker_opts *o, cbx_err *err)
         return bad(err, "open_max_ns", "must not be less than open_ns");
     if (o->half_open_probes > CBX_BREAKER_MAX_PROBES)
         return bad(err, "half_open_probes", "must be at most 64");
+    if ((unsigned)o->initial_mode > CBX_BREAKER_METRICS_ONLY)
+        return bad(err, "initial_mode", "is not a mode");
+    if ((unsigned)o->initial_state > CBX_BREAKER_HALF_OPEN)
+        return bad(err, "initial_state", "is not a state");
+    if (o->initial_mode != CBX_BREAKER_NORMAL && o->initial_state != CBX_BREAKER_CLOSED)
+        return bad(err, "initial_state", "must be closed unless initial_mode is normal");
     return 0;
+}
+
+static uint64_t add_sat(uint64_t now, uint64_t d);
+
+/* The initial word: a mode as set_mode gives it, or NORMAL in the given state. */
+static void start_in(cbx_breaker *b, cbx_breaker_mode mode, cbx_breaker_state state)
+{
+    if (mode == CBX_BREAKER_FORCED_OPEN) {
+        state = CBX_BREAKER_OPEN;
+        b->trip.reason = CBX_BREAKER_REASON_MANUAL;
+    } else if (state == CBX_BREAKER_OPEN) {
+        b->trip.reason = CBX_BREAKER_REASON_INITIAL;
+        atomic_store(&b->open_until_ns, add_sat(b->state_since_ns, b->open_ns));
+    }
+    atomic_store(&b->word, W_MAKE(1, mode, state));
 }
 
 int cbx_breaker_new(cbx_breaker **out, const cbx_breaker_opts *o, cbx_err *err)
@@ -168,7 +189,7 @@ int cbx_breaker_new(cbx_breaker **out, const cbx_breaker_opts *o, cbx_err *err)
     b->on_event = o->on_event;
     b->event_ud = o->event_ud;
     b->state_since_ns = cbx_clock_now_ns(b->clock);
-    atomic_store(&b->word, W_MAKE(1, CBX_BREAKER_NORMAL, CBX_BREAKER_CLOSED));
+    start_in(b, o->initial_mode, o->initial_state);
     *out = b;
     return 0;
 }
@@ -634,6 +655,36 @@ void cbx_breaker_force_open(cbx_breaker *b)
 void cbx_breaker_force_closed(cbx_breaker *b)
 {
     cbx_breaker_set_mode(b, CBX_BREAKER_FORCED_CLOSED);
+}
+
+/* NORMAL and OPEN until `until` (or for `d` from now when relative), reason manual. */
+static void open_by_hand(cbx_breaker *b, uint64_t t, int relative)
+{
+    event_batch eb = {0};
+    pthread_mutex_lock(&b->mu);
+    uint64_t now = now_ns(b);
+    uint64_t until = relative ? add_sat(now, t) : t;
+    cbx_breaker_state from = W_STATE(atomic_load_explicit(&b->word, memory_order_relaxed));
+    clear_probes(b);
+    clear_windows(b);
+    b->reopens = 0;
+    b->trip = (trip_info){.reason = CBX_BREAKER_REASON_MANUAL};
+    atomic_store_explicit(&b->open_until_ns, until, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->opens, 1, memory_order_relaxed);
+    publish(b, CBX_BREAKER_NORMAL, CBX_BREAKER_OPEN, now);
+    push_event(b, &eb, from, CBX_BREAKER_OPEN, CBX_BREAKER_NORMAL, CBX_BREAKER_REASON_MANUAL, now,
+               until > now ? until - now : 0, 0);
+    unlock_and_flush(b, &eb);
+}
+
+void cbx_breaker_force_open_for(cbx_breaker *b, uint64_t open_ns)
+{
+    open_by_hand(b, open_ns, 1);
+}
+
+void cbx_breaker_force_open_until(cbx_breaker *b, uint64_t until_ns)
+{
+    open_by_hand(b, until_ns, 0);
 }
 
 void cbx_breaker_reset(cbx_breaker *b)

@@ -82,7 +82,10 @@ static void cause(const cbx_breaker_rejection *why, char *buf, size_t len)
         snprintf(buf, len, "a half-open probe never reported back (re-open %u)", why->reopens);
         return;
     case CBX_BREAKER_REASON_MANUAL:
-        snprintf(buf, len, "forced open by hand");
+        snprintf(buf, len, "opened by hand");
+        return;
+    case CBX_BREAKER_REASON_INITIAL:
+        snprintf(buf, len, "created open");
         return;
     default:
         snprintf(buf, len, "%s", cbx_breaker_reason_name(why->reason));

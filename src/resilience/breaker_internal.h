@@ -20,6 +20,9 @@
 #define W_LOW_BITS               0x1fu
 #define W_CLOSED_NORMAL          ((CBX_BREAKER_NORMAL << 2) | CBX_BREAKER_CLOSED)
 
+/* The last value of cbx_breaker_reason (a saved state's trip reason is checked against it). */
+#define CBX__BREAKER_REASON_LAST CBX_BREAKER_REASON_INITIAL
+
 #define PPM 1000000u
 /* How many recent lease serials are remembered as expired, to tell a late report apart. */
 #define CBX__EXPIRED_MEMORY 256u

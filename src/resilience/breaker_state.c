@@ -329,7 +329,7 @@ static int decode(cbx_breaker *b, const void *buf, size_t len, int apply)
              lease_serial = get32(&r);
     trip_info trip;
     uint32_t reason = get32(&r);
-    if (reason > CBX_BREAKER_REASON_MANUAL)
+    if (reason > CBX__BREAKER_REASON_LAST)
         return CBX_EPARSE;
     trip.reason = (cbx_breaker_reason)reason;
     trip.consecutive = get32(&r);
