@@ -71,7 +71,10 @@ typedef enum cbx_breaker_mode {
     X(PROBE_EXPIRED, "probe_lease_expired")                                                        \
     X(PROBES_SUCCEEDED, "probes_succeeded")                                                        \
     X(MANUAL, "manual")                                                                            \
-    X(INITIAL, "initial_state")
+    X(INITIAL, "initial_state")                                                                    \
+    X(HALF_OPEN_ELAPSED, "half_open_elapsed")                                                      \
+    X(PROBE_FAILURE_RATE, "half_open.failure_rate")                                                \
+    X(PROBE_SLOW_RATE, "half_open.slow_rate")
 
 typedef enum cbx_breaker_reason {
 #define CBX__BREAKER_REASON_ENUM(name, str) CBX_BREAKER_REASON_##name,
@@ -93,6 +96,16 @@ typedef struct cbx_breaker_event {
 /* Called after the breaker's lock is released, on the thread whose call caused the change.
  * It may call cbx_breaker_metrics_get but must not free the breaker. */
 typedef void (*cbx_breaker_event_fn)(const cbx_breaker_event *ev, void *ud);
+
+/* How HALF_OPEN decides between closing and re-opening (cbx_breaker_opts.half_open_judge). */
+typedef enum cbx_breaker_judge {
+    /* The first failing probe re-opens; close_after probe successes close. */
+    CBX_BREAKER_JUDGE_FIRST_FAILURE = 0,
+    /* resilience4j's permittedNumberOfCallsInHalfOpenState: close_after probes (0 =
+     * half_open_probes) are admitted and all report; then their failure rate and slow-call
+     * rate decide: at or above a threshold re-opens, else the breaker closes. */
+    CBX_BREAKER_JUDGE_RATE = 1,
+} cbx_breaker_judge;
 
 /* Upper bound of cbx_breaker_opts.half_open_probes. */
 #define CBX_BREAKER_MAX_PROBES 64
@@ -142,6 +155,18 @@ typedef struct cbx_breaker_opts {
      * initial_state, then HALF_OPEN as after a trip; HALF_OPEN = probing from the start. */
     cbx_breaker_state initial_state;
     cbx_breaker_mode initial_mode;
+
+    /* The longest HALF_OPEN may last (resilience4j maxWaitDurationInHalfOpenState): a
+     * HALF_OPEN breaker that has not closed this long after it half-opened re-opens (reason
+     * half_open_elapsed, a re-open like a failed probe), probes or not. Noticed at the next
+     * use, dated at the limit. 0 = no limit. */
+    uint64_t half_open_max_ns;
+    cbx_breaker_judge half_open_judge; /* 0 = CBX_BREAKER_JUDGE_FIRST_FAILURE */
+    /* JUDGE_RATE thresholds over the probes, in (0, 1]. 0 = the window's rate (count_window
+     * first, else time_window); a slow rate with none anywhere is off. At least one of the two
+     * must be set somewhere. */
+    double half_open_failure_rate;
+    double half_open_slow_rate;
 } cbx_breaker_opts;
 
 /* What acquire gives back. Pass it unchanged to cbx_breaker_record (or _release).

@@ -77,6 +77,15 @@ static uint32_t to_ppm(double r)
     return (uint32_t)llround(r * PPM);
 }
 
+/* The JUDGE_RATE threshold: its own, else the count window's, else the time window's. */
+static double probe_rate(const cbx_breaker_opts *o, int slow)
+{
+    double own = slow ? o->half_open_slow_rate : o->half_open_failure_rate;
+    double cw = slow ? o->count_window.slow_rate : o->count_window.failure_rate;
+    double tw = slow ? o->time_window.slow_rate : o->time_window.failure_rate;
+    return own ? own : cw ? cw : tw;
+}
+
 static int validate(const cbx_breaker_opts *o, cbx_err *err)
 {
     if (o->count_window.calls > 65536)
@@ -113,6 +122,17 @@ static int validate(const cbx_breaker_opts *o, cbx_err *err)
         return bad(err, "open_max_ns", "must not be less than open_ns");
     if (o->half_open_probes > CBX_BREAKER_MAX_PROBES)
         return bad(err, "half_open_probes", "must be at most 64");
+    if ((unsigned)o->half_open_judge > CBX_BREAKER_JUDGE_RATE)
+        return bad(err, "half_open_judge", "is not a judge");
+    if (!rate_ok(o->half_open_failure_rate))
+        return bad(err, "half_open_failure_rate", "must be in (0, 1], or 0 for the window's");
+    if (!rate_ok(o->half_open_slow_rate))
+        return bad(err, "half_open_slow_rate", "must be in (0, 1], or 0 for the window's");
+    if (o->half_open_slow_rate && o->slow_call_ns == 0)
+        return bad(err, "slow_call_ns", "must be set when a slow_rate is");
+    if (o->half_open_judge == CBX_BREAKER_JUDGE_RATE && !probe_rate(o, 0) && !probe_rate(o, 1))
+        return bad(err, "half_open_failure_rate",
+                   "must be set (here or in a window) when half_open_judge is rate");
     if ((unsigned)o->initial_mode > CBX_BREAKER_METRICS_ONLY)
         return bad(err, "initial_mode", "is not a mode");
     if ((unsigned)o->initial_state > CBX_BREAKER_HALF_OPEN)
@@ -186,6 +206,10 @@ int cbx_breaker_new(cbx_breaker **out, const cbx_breaker_opts *o, cbx_err *err)
     b->max_probes = o->half_open_probes ? o->half_open_probes : 1;
     b->close_after = o->close_after ? o->close_after : b->max_probes;
     b->probe_lease_ns = o->probe_lease_ns ? o->probe_lease_ns : 30 * CBX_NS_PER_S;
+    b->half_open_max_ns = o->half_open_max_ns;
+    b->judge_rate = o->half_open_judge == CBX_BREAKER_JUDGE_RATE;
+    b->ho_fail_ppm = to_ppm(probe_rate(o, 0));
+    b->ho_slow_ppm = to_ppm(probe_rate(o, 1));
     b->on_event = o->on_event;
     b->event_ud = o->event_ud;
     b->state_since_ns = cbx_clock_now_ns(b->clock);
@@ -243,6 +267,7 @@ static void clear_probes(cbx_breaker *b)
     memset(b->probes, 0, sizeof b->probes);
     b->probes_in_flight = 0;
     b->probe_successes = 0;
+    b->probe_tally = (cbx__win_totals){0, 0, 0};
 }
 
 /* The open time after `reopens` re-openings: open_ns grown by open_multiplier each time, capped
@@ -303,20 +328,9 @@ static void to_closed(cbx_breaker *b, uint64_t now, event_batch *eb)
                CBX_BREAKER_REASON_PROBES_SUCCEEDED, now, 0, 0);
 }
 
-/* Apply what time alone decides: OPEN whose time is up -> HALF_OPEN; probe leases past their
- * deadline -> failures, which re-open. */
-static void advance_locked(cbx_breaker *b, uint64_t now, event_batch *eb)
+/* Probe leases past their deadline count as timeouts. Returns how many expired. */
+static uint32_t expire_leases(cbx_breaker *b, uint64_t now)
 {
-    uint64_t w = atomic_load_explicit(&b->word, memory_order_relaxed);
-    if (W_MODE(w) != CBX_BREAKER_NORMAL)
-        return;
-    uint64_t until = atomic_load_explicit(&b->open_until_ns, memory_order_relaxed);
-    if (W_STATE(w) == CBX_BREAKER_OPEN && until != UINT64_MAX && now >= until) {
-        to_half_open(b, eb);
-        return;
-    }
-    if (W_STATE(w) != CBX_BREAKER_HALF_OPEN || b->probes_in_flight == 0)
-        return;
     uint32_t expired = 0;
     for (uint32_t i = 0; i < b->max_probes; i++) {
         probe_slot *s = &b->probes[i];
@@ -331,9 +345,65 @@ static void advance_locked(cbx_breaker *b, uint64_t now, event_batch *eb)
         atomic_fetch_add_explicit(&b->expired_probes, expired, memory_order_relaxed);
         atomic_fetch_add_explicit(&b->failures, expired, memory_order_relaxed);
         atomic_fetch_add_explicit(&b->by_kind[CBX_OUTCOME_TIMEOUT], expired, memory_order_relaxed);
+    }
+    return expired;
+}
+
+/* The first probe deadline, UINT64_MAX when none is out. */
+static uint64_t first_deadline(const cbx_breaker *b)
+{
+    uint64_t first = UINT64_MAX;
+    for (uint32_t i = 0; i < b->max_probes; i++)
+        if (b->probes[i].lease && b->probes[i].deadline_ns < first)
+            first = b->probes[i].deadline_ns;
+    return first;
+}
+
+static void judge_probes(cbx_breaker *b, uint64_t now, event_batch *eb);
+
+/* One step of what time alone decides; returns 1 when the state changed. */
+static int advance_once(cbx_breaker *b, uint64_t now, event_batch *eb)
+{
+    uint64_t w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    if (W_MODE(w) != CBX_BREAKER_NORMAL)
+        return 0;
+    uint64_t until = atomic_load_explicit(&b->open_until_ns, memory_order_relaxed);
+    if (W_STATE(w) == CBX_BREAKER_OPEN && until != UINT64_MAX && now >= until) {
+        to_half_open(b, eb);
+        return 1;
+    }
+    if (W_STATE(w) != CBX_BREAKER_HALF_OPEN)
+        return 0;
+    /* The half-open time limit, unless a lease ran out before it: that came first. */
+    uint64_t limit = b->half_open_max_ns ? add_sat(b->state_since_ns, b->half_open_max_ns) : 0;
+    if (limit && limit != UINT64_MAX && now >= limit && first_deadline(b) >= limit) {
+        b->trip = (trip_info){.reason = CBX_BREAKER_REASON_HALF_OPEN_ELAPSED};
+        to_open(b, CBX_BREAKER_REASON_HALF_OPEN_ELAPSED, limit, eb);
+        return 1;
+    }
+    if (b->probes_in_flight == 0)
+        return 0;
+    uint32_t expired = expire_leases(b, now);
+    if (!expired)
+        return 0;
+    if (b->judge_rate) { /* each expired lease is a failed probe in the tally */
+        b->probe_tally.calls += expired;
+        b->probe_tally.failures += expired;
+        judge_probes(b, now, eb);
+    } else {
         b->trip = (trip_info){.reason = CBX_BREAKER_REASON_PROBE_EXPIRED};
         to_open(b, CBX_BREAKER_REASON_PROBE_EXPIRED, now, eb);
     }
+    return W_GEN(atomic_load_explicit(&b->word, memory_order_relaxed)) != W_GEN(w);
+}
+
+/* Apply what time alone decides: OPEN whose time is up -> HALF_OPEN; HALF_OPEN past its limit
+ * -> OPEN; probe leases past their deadline -> failures, which re-open. A breaker left unused
+ * catches up on at most 64 such steps per use. */
+static void advance_locked(cbx_breaker *b, uint64_t now, event_batch *eb)
+{
+    for (int i = 0; i < 64 && advance_once(b, now, eb); i++)
+        ;
 }
 
 /* ---- acquire ------------------------------------------------------------------------ */
@@ -362,10 +432,7 @@ static void explain_locked(cbx_breaker *b, uint64_t now, int rc, cbx_breaker_rej
         uint64_t until = atomic_load_explicit(&b->open_until_ns, memory_order_relaxed);
         why->retry_in_ns = until > now ? until - now : 0;
     } else if (W_STATE(w) == CBX_BREAKER_HALF_OPEN) {
-        uint64_t first = UINT64_MAX;
-        for (uint32_t i = 0; i < b->max_probes; i++)
-            if (b->probes[i].lease && b->probes[i].deadline_ns < first)
-                first = b->probes[i].deadline_ns;
+        uint64_t first = first_deadline(b);
         why->retry_in_ns = first != UINT64_MAX && first > now ? first - now : 0;
     }
 }
@@ -392,7 +459,8 @@ static cbx_permit acquire_slow(cbx_breaker *b, cbx_breaker_rejection *why)
         rc = W_MODE(w) == CBX_BREAKER_FORCED_OPEN ? CBX_EFORCED_OPEN : 0;
     } else if (W_STATE(w) == CBX_BREAKER_OPEN) {
         rc = CBX_ECIRCUIT_OPEN;
-    } else if (b->probes_in_flight >= b->max_probes) {
+    } else if (b->probes_in_flight >= b->max_probes ||
+               (b->judge_rate && b->probe_tally.calls + b->probes_in_flight >= b->close_after)) {
         rc = CBX_EHALF_OPEN_FULL;
     }
     if (rc) {
@@ -524,6 +592,24 @@ static unsigned count_outcome(cbx_breaker *b, cbx_outcome kind, int failed, int6
     return bits;
 }
 
+/* JUDGE_RATE: once close_after probes have reported, their rates decide. */
+static void judge_probes(cbx_breaker *b, uint64_t now, event_batch *eb)
+{
+    cbx__win_totals t = b->probe_tally;
+    if (t.calls < b->close_after)
+        return;
+    cbx_breaker_reason why =
+        rule_holds(t.failures, t.calls, b->ho_fail_ppm) ? CBX_BREAKER_REASON_PROBE_FAILURE_RATE
+        : rule_holds(t.slow, t.calls, b->ho_slow_ppm)   ? CBX_BREAKER_REASON_PROBE_SLOW_RATE
+                                                        : CBX_BREAKER_REASON_NONE;
+    if (why == CBX_BREAKER_REASON_NONE) {
+        to_closed(b, now, eb);
+        return;
+    }
+    b->trip = (trip_info){.reason = why, .window = t};
+    to_open(b, why, now, eb);
+}
+
 /* A probe's report: only the lease it was given counts, and only once. A report for a lease
  * that expired was already counted as a timeout: it counts as late, nothing else. A report for
  * a lease that a transition cancelled counts in the metrics only. */
@@ -546,8 +632,15 @@ static void record_probe(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int fai
     }
     s->lease = 0;
     b->probes_in_flight--;
-    count_outcome(b, kind, failed, latency_ns);
-    if (failed) {
+    unsigned bits = count_outcome(b, kind, failed, latency_ns);
+    if (b->judge_rate) {
+        if (failed || kind == CBX_OUTCOME_SUCCESS) {
+            b->probe_tally.calls++;
+            b->probe_tally.failures += failed;
+            b->probe_tally.slow += (bits & CBX__WIN_SLOW) != 0;
+            judge_probes(b, now, &eb);
+        }
+    } else if (failed) {
         b->trip = (trip_info){.reason = CBX_BREAKER_REASON_PROBE_FAILED};
         to_open(b, CBX_BREAKER_REASON_PROBE_FAILED, now, &eb);
     } else if (kind == CBX_OUTCOME_SUCCESS && ++b->probe_successes >= b->close_after) {

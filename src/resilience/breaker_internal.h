@@ -21,7 +21,7 @@
 #define W_CLOSED_NORMAL          ((CBX_BREAKER_NORMAL << 2) | CBX_BREAKER_CLOSED)
 
 /* The last value of cbx_breaker_reason (a saved state's trip reason is checked against it). */
-#define CBX__BREAKER_REASON_LAST CBX_BREAKER_REASON_INITIAL
+#define CBX__BREAKER_REASON_LAST CBX_BREAKER_REASON_PROBE_SLOW_RATE
 
 #define PPM 1000000u
 /* How many recent lease serials are remembered as expired, to tell a late report apart. */
@@ -65,8 +65,12 @@ struct cbx_breaker {
     uint64_t open_ns, open_max_ns, probe_lease_ns;
     double open_multiplier;
     uint32_t max_probes, close_after;
+    uint64_t half_open_max_ns;
+    int judge_rate;
+    uint32_t ho_fail_ppm, ho_slow_ppm;
     uint64_t state_since_ns;
     uint32_t reopens, probe_successes, probes_in_flight, lease_serial;
+    cbx__win_totals probe_tally; /* JUDGE_RATE: the probes reported in this half-open period */
     probe_slot probes[CBX_BREAKER_MAX_PROBES];
     uint32_t expired_leases[CBX__EXPIRED_MEMORY]; /* at serial % size: the serial, if expired */
     trip_info trip;
