@@ -107,6 +107,25 @@ typedef enum cbx_breaker_judge {
     CBX_BREAKER_JUDGE_RATE = 1,
 } cbx_breaker_judge;
 
+/* What cbx_breaker_opts.open_fn is told about the trip it times. */
+typedef struct cbx_breaker_open_info {
+    cbx_breaker_reason reason;     /* why the breaker is opening */
+    uint32_t consecutive_failures; /* the run of failures at a consecutive-failures trip */
+    uint32_t window_calls;         /* the tripping window's totals (or the probes' for the */
+    uint32_t window_failures;      /* half-open rates); 0 for other reasons */
+    uint32_t window_slow;
+    uint32_t reopens;        /* re-opens since the breaker last closed, this one included (0 for
+                                a trip from CLOSED): Polly's half-open attempt count */
+    uint64_t open_ns;        /* what open_ns, open_multiplier and open_max_ns give */
+    uint64_t retry_after_ns; /* the Retry-After of the report that caused it; 0 = none */
+} cbx_breaker_open_info;
+
+/* Polly v8's BreakDurationGenerator: returns how long the breaker stays OPEN for this trip, in
+ * ns (0 = half-open at the next use; UINT64_MAX = until changed by hand). Called with the
+ * breaker's lock held, on the thread whose report or acquire caused the trip: it must not call
+ * into this breaker. The Retry-After rule applies to its answer. */
+typedef uint64_t (*cbx_breaker_open_fn)(const cbx_breaker_open_info *info, void *ud);
+
 /* Upper bound of cbx_breaker_opts.half_open_probes. */
 #define CBX_BREAKER_MAX_PROBES 64
 
@@ -167,6 +186,11 @@ typedef struct cbx_breaker_opts {
      * must be set somewhere. */
     double half_open_failure_rate;
     double half_open_slow_rate;
+
+    /* The open time of each trip from a function (see cbx_breaker_open_fn) instead of
+     * open_ns / open_multiplier / open_max_ns; NULL = those. open_ud is borrowed. */
+    cbx_breaker_open_fn open_fn;
+    void *open_ud;
 } cbx_breaker_opts;
 
 /* What acquire gives back. Pass it unchanged to cbx_breaker_record (or _release).
@@ -250,6 +274,23 @@ void cbx_breaker_record(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int64_t 
  * that was recorded. */
 cbx_outcome cbx_breaker_record_quality(cbx_breaker *b, cbx_permit p, cbx_outcome kind,
                                        int64_t latency_ns, double quality);
+
+/* A report with everything the breaker can be told about a call (cbx_breaker_record_ex). */
+typedef struct cbx_breaker_report {
+    cbx_outcome kind;
+    int64_t latency_ns; /* < 0 = unknown, as in cbx_breaker_record */
+    int has_quality;    /* 1: quality is a score to judge against quality_threshold */
+    double quality;     /* 0..1 */
+    /* The callee asked not to be called for this long (an HTTP Retry-After, a 429's reset):
+     * when this report trips the breaker (or re-opens it from HALF_OPEN), the breaker stays
+     * open for max(open time, retry_after_ns), the Retry-After capped by open_max_ns when
+     * that is set. Ignored on a report that trips nothing. 0 = none. */
+    uint64_t retry_after_ns;
+} cbx_breaker_report;
+
+/* As cbx_breaker_record, with the fields of *r (borrowed for the call). Returns the kind that
+ * was recorded. Lock-free and allocation-free on a CLOSED breaker, as cbx_breaker_record. */
+cbx_outcome cbx_breaker_record_ex(cbx_breaker *b, cbx_permit p, const cbx_breaker_report *r);
 
 /* Give back a permit without an outcome (the call was never made): counts as ignored. */
 void cbx_breaker_release(cbx_breaker *b, cbx_permit p);

@@ -212,6 +212,8 @@ int cbx_breaker_new(cbx_breaker **out, const cbx_breaker_opts *o, cbx_err *err)
     b->ho_slow_ppm = to_ppm(probe_rate(o, 1));
     b->on_event = o->on_event;
     b->event_ud = o->event_ud;
+    b->open_fn = o->open_fn;
+    b->open_ud = o->open_ud;
     b->state_since_ns = cbx_clock_now_ns(b->clock);
     start_in(b, o->initial_mode, o->initial_state);
     *out = b;
@@ -294,13 +296,35 @@ static uint64_t add_sat(uint64_t now, uint64_t d)
     return d > UINT64_MAX - now ? UINT64_MAX : now + d;
 }
 
-/* CLOSED or HALF_OPEN -> OPEN. */
-static void to_open(cbx_breaker *b, cbx_breaker_reason reason, uint64_t now, event_batch *eb)
+/* The open time for a trip: open_fn's answer, else the grown open_ns; then at least the
+ * report's Retry-After (itself capped by open_max_ns when that is set). */
+static uint64_t open_time(cbx_breaker *b, const trip_info *t, uint64_t retry_after)
+{
+    uint64_t d = open_duration(b);
+    if (b->open_fn) {
+        cbx_breaker_open_info info = {.reason = t->reason,
+                                      .consecutive_failures = t->consecutive,
+                                      .window_calls = t->window.calls,
+                                      .window_failures = t->window.failures,
+                                      .window_slow = t->window.slow,
+                                      .reopens = b->reopens,
+                                      .open_ns = d,
+                                      .retry_after_ns = retry_after};
+        d = b->open_fn(&info, b->open_ud);
+    }
+    if (b->open_max_ns && retry_after > b->open_max_ns)
+        retry_after = b->open_max_ns;
+    return retry_after > d ? retry_after : d;
+}
+
+/* CLOSED or HALF_OPEN -> OPEN, for the trip recorded in b->trip. */
+static void to_open(cbx_breaker *b, cbx_breaker_reason reason, uint64_t now, event_batch *eb,
+                    uint64_t retry_after)
 {
     cbx_breaker_state from = W_STATE(atomic_load_explicit(&b->word, memory_order_relaxed));
     if (from == CBX_BREAKER_HALF_OPEN)
         b->reopens++;
-    uint64_t open_for = open_duration(b);
+    uint64_t open_for = open_time(b, &b->trip, retry_after);
     clear_probes(b);
     atomic_store_explicit(&b->open_until_ns, add_sat(now, open_for), memory_order_relaxed);
     atomic_fetch_add_explicit(&b->opens, 1, memory_order_relaxed);
@@ -359,7 +383,7 @@ static uint64_t first_deadline(const cbx_breaker *b)
     return first;
 }
 
-static void judge_probes(cbx_breaker *b, uint64_t now, event_batch *eb);
+static void judge_probes(cbx_breaker *b, uint64_t now, event_batch *eb, uint64_t retry_after);
 
 /* One step of what time alone decides; returns 1 when the state changed. */
 static int advance_once(cbx_breaker *b, uint64_t now, event_batch *eb)
@@ -378,7 +402,7 @@ static int advance_once(cbx_breaker *b, uint64_t now, event_batch *eb)
     uint64_t limit = b->half_open_max_ns ? add_sat(b->state_since_ns, b->half_open_max_ns) : 0;
     if (limit && limit != UINT64_MAX && now >= limit && first_deadline(b) >= limit) {
         b->trip = (trip_info){.reason = CBX_BREAKER_REASON_HALF_OPEN_ELAPSED};
-        to_open(b, CBX_BREAKER_REASON_HALF_OPEN_ELAPSED, limit, eb);
+        to_open(b, CBX_BREAKER_REASON_HALF_OPEN_ELAPSED, limit, eb, 0);
         return 1;
     }
     if (b->probes_in_flight == 0)
@@ -389,10 +413,10 @@ static int advance_once(cbx_breaker *b, uint64_t now, event_batch *eb)
     if (b->judge_rate) { /* each expired lease is a failed probe in the tally */
         b->probe_tally.calls += expired;
         b->probe_tally.failures += expired;
-        judge_probes(b, now, eb);
+        judge_probes(b, now, eb, 0);
     } else {
         b->trip = (trip_info){.reason = CBX_BREAKER_REASON_PROBE_EXPIRED};
-        to_open(b, CBX_BREAKER_REASON_PROBE_EXPIRED, now, eb);
+        to_open(b, CBX_BREAKER_REASON_PROBE_EXPIRED, now, eb, 0);
     }
     return W_GEN(atomic_load_explicit(&b->word, memory_order_relaxed)) != W_GEN(w);
 }
@@ -554,20 +578,21 @@ static cbx_breaker_reason evaluate(cbx_breaker *b, uint32_t consecutive, unsigne
 }
 
 static void trip(cbx_breaker *b, uint32_t gen, cbx_breaker_reason reason, uint32_t consecutive,
-                 cbx__win_totals seen)
+                 cbx__win_totals seen, uint64_t retry_after)
 {
     event_batch eb = {0};
     pthread_mutex_lock(&b->mu);
     uint64_t w = atomic_load_explicit(&b->word, memory_order_relaxed);
     if (W_GEN(w) == gen && W_STATE(w) == CBX_BREAKER_CLOSED) {
         uint64_t now = now_ns(b);
+        trip_info t = {reason, consecutive, seen};
         if (W_MODE(w) == CBX_BREAKER_METRICS_ONLY) {
             clear_windows(b);
             push_event(b, &eb, CBX_BREAKER_CLOSED, CBX_BREAKER_OPEN, CBX_BREAKER_METRICS_ONLY,
-                       reason, now, open_duration(b), 1);
+                       reason, now, open_time(b, &t, retry_after), 1);
         } else if (W_MODE(w) == CBX_BREAKER_NORMAL) {
-            b->trip = (trip_info){reason, consecutive, seen};
-            to_open(b, reason, now, &eb);
+            b->trip = t;
+            to_open(b, reason, now, &eb, retry_after);
         }
     }
     unlock_and_flush(b, &eb);
@@ -593,7 +618,7 @@ static unsigned count_outcome(cbx_breaker *b, cbx_outcome kind, int failed, int6
 }
 
 /* JUDGE_RATE: once close_after probes have reported, their rates decide. */
-static void judge_probes(cbx_breaker *b, uint64_t now, event_batch *eb)
+static void judge_probes(cbx_breaker *b, uint64_t now, event_batch *eb, uint64_t retry_after)
 {
     cbx__win_totals t = b->probe_tally;
     if (t.calls < b->close_after)
@@ -607,14 +632,14 @@ static void judge_probes(cbx_breaker *b, uint64_t now, event_batch *eb)
         return;
     }
     b->trip = (trip_info){.reason = why, .window = t};
-    to_open(b, why, now, eb);
+    to_open(b, why, now, eb, retry_after);
 }
 
 /* A probe's report: only the lease it was given counts, and only once. A report for a lease
  * that expired was already counted as a timeout: it counts as late, nothing else. A report for
  * a lease that a transition cancelled counts in the metrics only. */
 static void record_probe(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int failed,
-                         int64_t latency_ns)
+                         int64_t latency_ns, uint64_t retry_after)
 {
     event_batch eb = {0};
     pthread_mutex_lock(&b->mu);
@@ -638,24 +663,26 @@ static void record_probe(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int fai
             b->probe_tally.calls++;
             b->probe_tally.failures += failed;
             b->probe_tally.slow += (bits & CBX__WIN_SLOW) != 0;
-            judge_probes(b, now, &eb);
+            judge_probes(b, now, &eb, retry_after);
         }
     } else if (failed) {
         b->trip = (trip_info){.reason = CBX_BREAKER_REASON_PROBE_FAILED};
-        to_open(b, CBX_BREAKER_REASON_PROBE_FAILED, now, &eb);
+        to_open(b, CBX_BREAKER_REASON_PROBE_FAILED, now, &eb, retry_after);
     } else if (kind == CBX_OUTCOME_SUCCESS && ++b->probe_successes >= b->close_after) {
         to_closed(b, now, &eb);
     }
     unlock_and_flush(b, &eb);
 }
 
-void cbx_breaker_record(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int64_t latency_ns)
+/* Every report ends here. retry_after: the callee's Retry-After, 0 for none. */
+static void record(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int64_t latency_ns,
+                   uint64_t retry_after)
 {
     if (p.rc != 0 || (unsigned)kind >= CBX_OUTCOME__COUNT)
         return;
     int failed = cbx_outcome_is_failure(kind) && (b->failure_mask & CBX_OUTCOME_BIT(kind));
     if (p.slot) {
-        record_probe(b, p, kind, failed, latency_ns);
+        record_probe(b, p, kind, failed, latency_ns, retry_after);
         return;
     }
     unsigned bits = count_outcome(b, kind, failed, latency_ns);
@@ -684,7 +711,22 @@ void cbx_breaker_record(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int64_t 
     cbx_breaker_reason why =
         evaluate(b, consecutive, bits, b->has_time_window ? now_ns(b) : 0, &seen);
     if (why != CBX_BREAKER_REASON_NONE && mode != CBX_BREAKER_FORCED_CLOSED)
-        trip(b, p.gen, why, consecutive, seen);
+        trip(b, p.gen, why, consecutive, seen, retry_after);
+}
+
+void cbx_breaker_record(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int64_t latency_ns)
+{
+    record(b, p, kind, latency_ns, 0);
+}
+
+cbx_outcome cbx_breaker_record_ex(cbx_breaker *b, cbx_permit p, const cbx_breaker_report *r)
+{
+    cbx_outcome kind = r->kind;
+    if (kind == CBX_OUTCOME_SUCCESS && r->has_quality && b->quality_threshold > 0 &&
+        r->quality < b->quality_threshold)
+        kind = CBX_OUTCOME_QUALITY;
+    record(b, p, kind, r->latency_ns, r->retry_after_ns);
+    return kind;
 }
 
 cbx_outcome cbx_breaker_record_quality(cbx_breaker *b, cbx_permit p, cbx_outcome kind,

@@ -78,6 +78,8 @@ struct cbx_breaker {
 
     cbx_breaker_event_fn on_event;
     void *event_ud;
+    cbx_breaker_open_fn open_fn;
+    void *open_ud;
     char *name;
 };
 
