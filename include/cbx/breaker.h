@@ -13,7 +13,9 @@
  *   - count window: failure rate, and/or slow-call rate, over the last N calls, once at least
  *     min_calls are in the window;
  *   - time window: failure rate, and/or slow-call rate, over the last length_ns of time (kept
- *     in buckets), once at least min_calls are in the window.
+ *     in buckets), once at least min_calls are in the window;
+ *   - a predicate of the caller's (trip_fn), asked after the fixed rules.
+ * Which outcomes count as failures is failure_kinds' call, or a classifier's (classify_fn).
  * A call is slow when its latency is at or above slow_call_ns, whatever its outcome. A success
  * with a quality score under quality_threshold counts as a QUALITY failure.
  *
@@ -74,7 +76,8 @@ typedef enum cbx_breaker_mode {
     X(INITIAL, "initial_state")                                                                    \
     X(HALF_OPEN_ELAPSED, "half_open_elapsed")                                                      \
     X(PROBE_FAILURE_RATE, "half_open.failure_rate")                                                \
-    X(PROBE_SLOW_RATE, "half_open.slow_rate")
+    X(PROBE_SLOW_RATE, "half_open.slow_rate")                                                      \
+    X(PREDICATE, "trip_predicate")
 
 typedef enum cbx_breaker_reason {
 #define CBX__BREAKER_REASON_ENUM(name, str) CBX_BREAKER_REASON_##name,
@@ -125,6 +128,40 @@ typedef struct cbx_breaker_open_info {
  * breaker's lock held, on the thread whose report or acquire caused the trip: it must not call
  * into this breaker. The Retry-After rule applies to its answer. */
 typedef uint64_t (*cbx_breaker_open_fn)(const cbx_breaker_open_info *info, void *ud);
+
+struct cbx_breaker_report;
+
+/* What cbx_breaker_opts.classify_fn says an outcome is. */
+typedef enum cbx_breaker_verdict {
+    CBX_BREAKER_VERDICT_DEFAULT = 0, /* as the fixed rules say (failure_kinds) */
+    CBX_BREAKER_VERDICT_FAILURE = 1, /* a failure, whatever its kind (a success or an ignored
+                                        outcome is recorded as CBX_OUTCOME_CUSTOM) */
+    CBX_BREAKER_VERDICT_SUCCESS = 2, /* a success (recorded as CBX_OUTCOME_SUCCESS) */
+    CBX_BREAKER_VERDICT_IGNORE = 3,  /* neither (recorded as CBX_OUTCOME_IGNORED): resilience4j's
+                                        ignoreExceptions, Polly's ShouldHandle returning false */
+} cbx_breaker_verdict;
+
+/* resilience4j's recordException / ignoreExceptions predicates, Polly's ShouldHandle: judges
+ * each reported outcome. r is the report (for cbx_breaker_record, one with only kind and
+ * latency_ns), kind the outcome after the quality rule. Runs on the recording thread, without
+ * the lock on a CLOSED breaker and with it for a probe: it must be quick and must not call
+ * into this breaker. Not asked for cbx_breaker_release. */
+typedef cbx_breaker_verdict (*cbx_breaker_classify_fn)(const struct cbx_breaker_report *r,
+                                                       cbx_outcome kind, void *ud);
+
+/* What cbx_breaker_opts.trip_fn is told: the outcome just counted and the counters after it. */
+typedef struct cbx_breaker_counts {
+    int failed, slow;                                 /* the outcome just counted */
+    uint32_t consecutive_failures;                    /* the run of failures, this one included */
+    uint32_t count_calls, count_failures, count_slow; /* the count window (0s when none) */
+    uint32_t time_calls, time_failures, time_slow;    /* the time window (0s when none) */
+} cbx_breaker_counts;
+
+/* A trip rule of the caller's beside the fixed ones (gobreaker's ReadyToTrip): asked on a
+ * CLOSED breaker after each success or failure that the fixed rules did not trip on; nonzero
+ * trips it with reason trip_predicate. Runs on the recording thread without the lock (several
+ * threads may call it at once) and must not call into this breaker. */
+typedef int (*cbx_breaker_trip_fn)(const cbx_breaker_counts *c, void *ud);
 
 /* Upper bound of cbx_breaker_opts.half_open_probes. */
 #define CBX_BREAKER_MAX_PROBES 64
@@ -191,6 +228,13 @@ typedef struct cbx_breaker_opts {
      * open_ns / open_multiplier / open_max_ns; NULL = those. open_ud is borrowed. */
     cbx_breaker_open_fn open_fn;
     void *open_ud;
+
+    /* Predicates of the caller's beside the fixed rules (see the types); NULL = none. The user
+     * data is borrowed. */
+    cbx_breaker_classify_fn classify_fn;
+    void *classify_ud;
+    cbx_breaker_trip_fn trip_fn;
+    void *trip_ud;
 } cbx_breaker_opts;
 
 /* What acquire gives back. Pass it unchanged to cbx_breaker_record (or _release).
@@ -286,6 +330,7 @@ typedef struct cbx_breaker_report {
      * open for max(open time, retry_after_ns), the Retry-After capped by open_max_ns when
      * that is set. Ignored on a report that trips nothing. 0 = none. */
     uint64_t retry_after_ns;
+    const void *data; /* anything for classify_fn to look at (a status code, a body); borrowed */
 } cbx_breaker_report;
 
 /* As cbx_breaker_record, with the fields of *r (borrowed for the call). Returns the kind that

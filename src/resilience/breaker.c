@@ -214,6 +214,10 @@ int cbx_breaker_new(cbx_breaker **out, const cbx_breaker_opts *o, cbx_err *err)
     b->event_ud = o->event_ud;
     b->open_fn = o->open_fn;
     b->open_ud = o->open_ud;
+    b->classify_fn = o->classify_fn;
+    b->classify_ud = o->classify_ud;
+    b->trip_fn = o->trip_fn;
+    b->trip_ud = o->trip_ud;
     b->state_since_ns = cbx_clock_now_ns(b->clock);
     start_in(b, o->initial_mode, o->initial_state);
     *out = b;
@@ -574,6 +578,20 @@ static cbx_breaker_reason evaluate(cbx_breaker *b, uint32_t consecutive, unsigne
         if (rule_holds(tw.slow, tw.calls, b->tw_slow_ppm))
             return CBX_BREAKER_REASON_TIME_SLOW_RATE;
     }
+    if (b->trip_fn) {
+        cbx_breaker_counts c = {.failed = (bits & CBX__WIN_FAIL) != 0,
+                                .slow = (bits & CBX__WIN_SLOW) != 0,
+                                .consecutive_failures = consecutive,
+                                .count_calls = cw.calls,
+                                .count_failures = cw.failures,
+                                .count_slow = cw.slow,
+                                .time_calls = tw.calls,
+                                .time_failures = tw.failures,
+                                .time_slow = tw.slow};
+        *seen = b->has_count_window ? cw : tw;
+        if (b->trip_fn(&c, b->trip_ud))
+            return CBX_BREAKER_REASON_PREDICATE;
+    }
     return CBX_BREAKER_REASON_NONE;
 }
 
@@ -674,26 +692,47 @@ static void record_probe(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int fai
     unlock_and_flush(b, &eb);
 }
 
-/* Every report ends here. retry_after: the callee's Retry-After, 0 for none. */
-static void record(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int64_t latency_ns,
-                   uint64_t retry_after)
+/* Every report ends here: kind after the quality rule, the rest in *r; ask: whether classify_fn
+ * is asked. Returns the kind recorded. */
+static cbx_outcome record(cbx_breaker *b, cbx_permit p, cbx_outcome kind,
+                          const cbx_breaker_report *r, int ask)
 {
     if (p.rc != 0 || (unsigned)kind >= CBX_OUTCOME__COUNT)
-        return;
+        return kind;
+    int64_t latency_ns = r->latency_ns;
+    uint64_t retry_after = r->retry_after_ns;
     int failed = cbx_outcome_is_failure(kind) && (b->failure_mask & CBX_OUTCOME_BIT(kind));
+    if (ask && b->classify_fn) {
+        switch (b->classify_fn(r, kind, b->classify_ud)) {
+        case CBX_BREAKER_VERDICT_FAILURE:
+            kind = cbx_outcome_is_failure(kind) ? kind : CBX_OUTCOME_CUSTOM;
+            failed = 1;
+            break;
+        case CBX_BREAKER_VERDICT_SUCCESS:
+            kind = CBX_OUTCOME_SUCCESS;
+            failed = 0;
+            break;
+        case CBX_BREAKER_VERDICT_IGNORE:
+            kind = CBX_OUTCOME_IGNORED;
+            failed = 0;
+            break;
+        default:
+            break;
+        }
+    }
     if (p.slot) {
         record_probe(b, p, kind, failed, latency_ns, retry_after);
-        return;
+        return kind;
     }
     unsigned bits = count_outcome(b, kind, failed, latency_ns);
     if (!failed && kind != CBX_OUTCOME_SUCCESS)
-        return; /* ignored */
+        return kind; /* ignored */
 
     uint64_t w = atomic_load_explicit(&b->word, memory_order_acquire);
     cbx_breaker_mode mode = W_MODE(w);
     if (W_GEN(w) != p.gen || W_STATE(w) != CBX_BREAKER_CLOSED || mode == CBX_BREAKER_DISABLED ||
         mode == CBX_BREAKER_FORCED_OPEN)
-        return; /* counted above; the state machine has moved on or is bypassed */
+        return kind; /* counted above; the state machine has moved on or is bypassed */
 
     uint32_t consecutive;
     if (failed) {
@@ -705,18 +744,19 @@ static void record(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int64_t laten
             atomic_store_explicit(&b->consecutive, 0, memory_order_relaxed);
         consecutive = 0;
     }
-    if (!b->has_count_window && !b->has_time_window && !failed)
-        return;
+    if (!b->has_count_window && !b->has_time_window && !failed && !b->trip_fn)
+        return kind;
     cbx__win_totals seen;
     cbx_breaker_reason why =
         evaluate(b, consecutive, bits, b->has_time_window ? now_ns(b) : 0, &seen);
     if (why != CBX_BREAKER_REASON_NONE && mode != CBX_BREAKER_FORCED_CLOSED)
         trip(b, p.gen, why, consecutive, seen, retry_after);
+    return kind;
 }
 
 void cbx_breaker_record(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int64_t latency_ns)
 {
-    record(b, p, kind, latency_ns, 0);
+    record(b, p, kind, &(cbx_breaker_report){.kind = kind, .latency_ns = latency_ns}, 1);
 }
 
 cbx_outcome cbx_breaker_record_ex(cbx_breaker *b, cbx_permit p, const cbx_breaker_report *r)
@@ -725,22 +765,23 @@ cbx_outcome cbx_breaker_record_ex(cbx_breaker *b, cbx_permit p, const cbx_breake
     if (kind == CBX_OUTCOME_SUCCESS && r->has_quality && b->quality_threshold > 0 &&
         r->quality < b->quality_threshold)
         kind = CBX_OUTCOME_QUALITY;
-    record(b, p, kind, r->latency_ns, r->retry_after_ns);
-    return kind;
+    return record(b, p, kind, r, 1);
 }
 
 cbx_outcome cbx_breaker_record_quality(cbx_breaker *b, cbx_permit p, cbx_outcome kind,
                                        int64_t latency_ns, double quality)
 {
-    if (kind == CBX_OUTCOME_SUCCESS && b->quality_threshold > 0 && quality < b->quality_threshold)
-        kind = CBX_OUTCOME_QUALITY;
-    cbx_breaker_record(b, p, kind, latency_ns);
-    return kind;
+    return cbx_breaker_record_ex(
+        b, p,
+        &(cbx_breaker_report){
+            .kind = kind, .latency_ns = latency_ns, .has_quality = 1, .quality = quality});
 }
 
 void cbx_breaker_release(cbx_breaker *b, cbx_permit p)
 {
-    cbx_breaker_record(b, p, CBX_OUTCOME_IGNORED, -1);
+    /* the call was never made: nothing for classify_fn to judge */
+    record(b, p, CBX_OUTCOME_IGNORED,
+           &(cbx_breaker_report){.kind = CBX_OUTCOME_IGNORED, .latency_ns = -1}, 0);
 }
 
 /* ---- manual control and inspection -------------------------------------------------- */

@@ -97,6 +97,15 @@ static void cause(const cbx_breaker_rejection *why, char *buf, size_t len)
                  why->reason == CBX_BREAKER_REASON_PROBE_FAILURE_RATE ? "failed" : "were slow",
                  why->reopens);
         return;
+    case CBX_BREAKER_REASON_PREDICATE:
+        if (why->window_calls) {
+            pct(p, sizeof p, why->window_failures, why->window_calls);
+            snprintf(buf, len, "the trip predicate held (%s failed)", p);
+        } else {
+            snprintf(buf, len, "the trip predicate held (%u consecutive failures)",
+                     why->consecutive_failures);
+        }
+        return;
     case CBX_BREAKER_REASON_INITIAL:
         snprintf(buf, len, "created open");
         return;

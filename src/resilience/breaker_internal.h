@@ -21,7 +21,7 @@
 #define W_CLOSED_NORMAL          ((CBX_BREAKER_NORMAL << 2) | CBX_BREAKER_CLOSED)
 
 /* The last value of cbx_breaker_reason (a saved state's trip reason is checked against it). */
-#define CBX__BREAKER_REASON_LAST CBX_BREAKER_REASON_PROBE_SLOW_RATE
+#define CBX__BREAKER_REASON_LAST CBX_BREAKER_REASON_PREDICATE
 
 #define PPM 1000000u
 /* How many recent lease serials are remembered as expired, to tell a late report apart. */
@@ -51,6 +51,10 @@ struct cbx_breaker {
     uint32_t cw_min_calls, cw_fail_ppm, cw_slow_ppm;
     uint32_t tw_min_calls, tw_fail_ppm, tw_slow_ppm;
     int has_count_window, has_time_window;
+    cbx_breaker_classify_fn classify_fn;
+    void *classify_ud;
+    cbx_breaker_trip_fn trip_fn;
+    void *trip_ud;
 
     /* Written on every call: a line of its own, away from the read-mostly fields. */
     _Alignas(64) _Atomic uint32_t consecutive;
