@@ -249,3 +249,29 @@ Test(trip_fn, gobreaker_default_and_the_fixed_rules_first)
     cbx_breaker_free(b);
     cbx_clock_free(clk);
 }
+
+static void keep_event(const cbx_breaker_event *ev, void *ud)
+{
+    *(cbx_breaker_event *)ud = *ev;
+}
+
+/* metrics_only reports the predicate's would-be trip as a shadow event and stays CLOSED. */
+Test(trip_fn, metrics_only_shadows_a_predicate_trip)
+{
+    cbx_clock *clk = cbx_clock_virtual(0);
+    cbx_breaker_event ev = {0};
+    cbx_breaker *b = make((cbx_breaker_opts){.consecutive_failures = 0,
+                                             .trip_fn = more_than_five_in_a_row,
+                                             .on_event = keep_event,
+                                             .event_ud = &ev,
+                                             .initial_mode = CBX_BREAKER_METRICS_ONLY},
+                          clk);
+    for (int i = 0; i < 6; i++)
+        report(b, CBX_OUTCOME_ERROR, 0);
+    cr_assert_eq(ev.shadow, 1);
+    cr_assert_eq(ev.reason, CBX_BREAKER_REASON_PREDICATE);
+    cr_assert_eq(cbx_breaker_state_now(b), CBX_BREAKER_CLOSED);
+    cr_assert_str_eq(cbx_breaker_reason_name(CBX_BREAKER_REASON_PREDICATE), "trip_predicate");
+    cbx_breaker_free(b);
+    cbx_clock_free(clk);
+}
