@@ -805,3 +805,49 @@ Test(breaker_state, half_open_probe_tally_round_trips)
     cbx_breaker_free(b);
     cbx_clock_free(clk);
 }
+
+static int three_in_a_row(const cbx_breaker_counts *c, void *ud)
+{
+    (void)ud;
+    return c->consecutive_failures >= 3;
+}
+
+/* Every trip reason loads, the newest included (a breaker opened by its trip predicate), and so
+ * do a manual open for a time and the initial OPEN. */
+Test(breaker_state, the_newest_trip_reasons_round_trip)
+{
+    cbx_clock *clk = cbx_clock_virtual(0);
+    cbx_breaker_opts o = rich_opts();
+    o.consecutive_failures = 0;
+    o.count_window.failure_rate = 0;
+    o.time_window.failure_rate = 0;
+    o.trip_fn = three_in_a_row;
+    cbx_breaker *a = make(o, clk);
+    for (int i = 0; i < 3; i++)
+        call(a, CBX_OUTCOME_ERROR, -1);
+    cbx_breaker *b = clone(a, o, clk);
+    cbx_breaker_rejection wa, wb;
+    cbx_breaker_acquire_ex(a, &wa);
+    cbx_breaker_acquire_ex(b, &wb);
+    expect_same_why(&wa, &wb, -1);
+    cr_assert_eq(wb.reason, CBX_BREAKER_REASON_PREDICATE);
+    cbx_breaker_free(b);
+
+    cbx_breaker_force_open_for(a, 5 * S);
+    b = clone(a, o, clk);
+    cbx_breaker_acquire_ex(b, &wb);
+    cr_assert_eq(wb.reason, CBX_BREAKER_REASON_MANUAL);
+    cr_assert_eq(wb.retry_in_ns, 5 * S);
+    cbx_breaker_free(a);
+    cbx_breaker_free(b);
+
+    o.initial_state = CBX_BREAKER_OPEN;
+    a = make(o, clk);
+    b = clone(a, o, clk);
+    cbx_breaker_acquire_ex(b, &wb);
+    cr_assert_eq(wb.reason, CBX_BREAKER_REASON_INITIAL);
+    cr_assert_eq(wb.retry_in_ns, 2 * S);
+    cbx_breaker_free(a);
+    cbx_breaker_free(b);
+    cbx_clock_free(clk);
+}
