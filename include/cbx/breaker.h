@@ -20,8 +20,9 @@
  * with a quality score under quality_threshold counts as a QUALITY failure.
  *
  * Cost: on a CLOSED breaker, acquire is one atomic load and record is a handful of relaxed
- * atomic adds; neither allocates nor locks. Transitions, half-open probes and rejections
- * that ask for an explanation take an internal mutex.
+ * atomic adds (plus the caller's classify_fn / trip_fn when set); neither allocates nor locks.
+ * Transitions, half-open probes and rejections that ask for an explanation take an internal
+ * mutex.
  *
  * Time comes from the cbx_clock in the options, so tests drive it with a virtual clock.
  * State changes are evaluated when the breaker is used (acquire, record, metrics), not by a
@@ -334,7 +335,8 @@ typedef struct cbx_breaker_report {
 } cbx_breaker_report;
 
 /* As cbx_breaker_record, with the fields of *r (borrowed for the call). Returns the kind that
- * was recorded. Lock-free and allocation-free on a CLOSED breaker, as cbx_breaker_record. */
+ * was recorded (after the quality rule and classify_fn). Lock-free and allocation-free on a CLOSED
+ * breaker, as cbx_breaker_record. */
 cbx_outcome cbx_breaker_record_ex(cbx_breaker *b, cbx_permit p, const cbx_breaker_report *r);
 
 /* Give back a permit without an outcome (the call was never made): counts as ignored. */
