@@ -1,6 +1,7 @@
 /* cbx: the command line. A table of subcommands over libcbx; global options; exit codes. */
 #include "args.h"
 #include "cli.h"
+#include "config.h"
 #include "output.h"
 
 #include "cbx/executor.h"
@@ -47,6 +48,7 @@ static const cli_cmd commands[] = {
     {"runs", cli_cmd_runs, "flow runs from the journal"},
     {"show", cli_cmd_show, "one flow run with its steps"},
     {"graph", cli_cmd_graph, "a flow's DAG as Mermaid or DOT"},
+    {"config", cli_cmd_config, "the configuration in effect and where each value came from"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -68,6 +70,8 @@ static void usage(FILE *f)
           "                    default $CBX_STATE_DIR, else $XDG_STATE_HOME/cbx, else\n"
           "                    ~/.local/state/cbx); it must be yours and writable by no one\n"
           "                    else, or cbx refuses it (exit 2)\n"
+          "  --config FILE     the configuration file (default $CBX_CONFIG, else\n"
+          "                    $XDG_CONFIG_HOME/cbx/config.yaml); see 'cbx config --help'\n"
           "  --no-journal      do not write the journal\n"
           "  --utc             show times in UTC, as ISO-8601 (2026-12-06T21:48:05Z)\n"
           "  -h, --help        this help\n"
@@ -82,7 +86,7 @@ static void usage(FILE *f)
           "  cbx stats --by executor\n"
           "  cbx breaker list\n"
           "\n"
-          "Environment: CBX_STATE_DIR, CBX_PLUGIN_PATH, CBX_LUA_PATH, NO_COLOR.\n"
+          "Environment: CBX_CONFIG, CBX_STATE_DIR, CBX_PLUGIN_PATH, CBX_LUA_PATH, NO_COLOR.\n"
           "\n",
           f);
     fputs(cli_exit_codes_help, f);
@@ -169,7 +173,8 @@ static int run_help(cli_ctx *ctx, int argc, char **argv)
 /* Commands that only read the state directory (the journal, read-only). */
 static int reads_only(int argc, char **argv)
 {
-    static const char *const readers[] = {"stats", "runs", "show", "types", "validate", "graph"};
+    static const char *const readers[] = {"stats",    "runs",  "show",  "types",
+                                          "validate", "graph", "config"};
     for (size_t k = 0; k < sizeof readers / sizeof readers[0]; k++)
         if (strcmp(argv[0], readers[k]) == 0)
             return 1;
@@ -179,7 +184,7 @@ static int reads_only(int argc, char **argv)
 int main(int argc, char **argv)
 {
     cli_ctx ctx = {0};
-    const char *global_dir = NULL;
+    const char *global_dir = NULL, *config_file = NULL;
     int i = 1;
     /* Global options, up to the command. */
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -209,9 +214,17 @@ int main(int argc, char **argv)
             global_dir = v; /* applied once the command is known */
             continue;
         }
-        static const char *const globals[] = {"--help", "--version", "--no-journal", "--state-dir",
-                                              "--utc"};
-        const char *best = cli_suggest(a, globals, 5);
+        if (strcmp(a, "--config") == 0 || strncmp(a, "--config=", 9) == 0) {
+            config_file = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!config_file || !config_file[0]) {
+                cli_err("option '--config' needs a file");
+                return CLI_EXIT_USAGE;
+            }
+            continue;
+        }
+        static const char *const globals[] = {"--help",      "--version", "--no-journal",
+                                              "--state-dir", "--utc",     "--config"};
+        const char *best = cli_suggest(a, globals, 6);
         if (best)
             cli_err("unknown option '%s' (did you mean '%s'?)", a, best);
         else
@@ -227,6 +240,9 @@ int main(int argc, char **argv)
     const cli_cmd *c = find_command(argv[i]);
     if (!c)
         return unknown_command(argv[i]);
+    int crc = cli_config_load(config_file);
+    if (crc)
+        return crc;
     /* A state directory from the environment meets the same rules as --state-dir's (the
      * library would refuse it too, in fewer words). */
     ctx.reads_only = reads_only(argc - i, argv + i);
@@ -237,6 +253,19 @@ int main(int argc, char **argv)
     }
     const char *env_dir = getenv("CBX_STATE_DIR");
     struct stat st;
+    const cli_config *cfg = cli_config_get();
+    if (!ctx.state_dir && !(env_dir && *env_dir) && cfg->state_dir) {
+        /* the file's state_dir, under the same rules as --state-dir's */
+        cbx_err err;
+        cbx_err_clear(&err);
+        if (!ctx.reads_only && stat(cfg->state_dir, &st) == 0 &&
+            cbx_state_dir_check(cfg->state_dir, &err) < 0) {
+            cli_err("%s: state_dir: %s", cfg->file, err.msg);
+            return CLI_EXIT_USAGE;
+        }
+        setenv("CBX_STATE_DIR", cfg->state_dir, 1);
+        env_dir = NULL;
+    }
     if (!ctx.reads_only && !ctx.state_dir && env_dir && *env_dir && stat(env_dir, &st) == 0) {
         cbx_err err;
         cbx_err_clear(&err);
