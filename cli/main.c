@@ -31,13 +31,7 @@ const char cli_exit_codes_help[] =
     "  124  timed out\n"
     "  130  cancelled (SIGINT or SIGTERM)\n";
 
-typedef struct cli_cmd {
-    const char *name;
-    cli_cmd_fn fn;
-    const char *summary;
-} cli_cmd;
-
-static const cli_cmd commands[] = {
+const cli_cmd cli_commands[] = {
     {"exec", cli_cmd_exec, "run an executor, or a command (-- CMD ARGS), under a policy"},
     {"types", cli_cmd_types, "list executor types, or show one type's parameters"},
     {"history", cli_cmd_history, "past executions from the journal; show one; clear"},
@@ -49,10 +43,12 @@ static const cli_cmd commands[] = {
     {"show", cli_cmd_show, "one flow run with its steps"},
     {"graph", cli_cmd_graph, "a flow's DAG as Mermaid or DOT"},
     {"config", cli_cmd_config, "the configuration in effect and where each value came from"},
+    {"completion", cli_cmd_completion, "a bash or zsh completion script"},
 };
-#define N_COMMANDS (sizeof commands / sizeof commands[0])
+#define N_COMMANDS (sizeof cli_commands / sizeof cli_commands[0])
+const size_t cli_n_commands = N_COMMANDS;
 
-static void usage(FILE *f)
+void cli_usage(FILE *f)
 {
     fputs("Usage: cbx [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]\n"
           "\n"
@@ -62,8 +58,9 @@ static void usage(FILE *f)
           "Commands:\n",
           f);
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
-    fputs("  help      help on a command (same as cbx COMMAND --help)\n"
+        fprintf(f, "  %-11s %s\n", cli_commands[i].name, cli_commands[i].summary);
+    fputs("  help        help on a command (same as cbx COMMAND --help); help --man [COMMAND]:\n"
+          "              its manual page (roff), help --man-dir DIR: every page into DIR\n"
           "\n"
           "Global options (also accepted after the command):\n"
           "  --state-dir DIR   where the journal and the breaker store live (sets CBX_STATE_DIR;\n"
@@ -138,8 +135,8 @@ int cli_common_option(cli_ctx *ctx, int id, const char *val, int *json)
 static const cli_cmd *find_command(const char *name)
 {
     for (size_t i = 0; i < N_COMMANDS; i++)
-        if (strcmp(commands[i].name, name) == 0)
-            return &commands[i];
+        if (strcmp(cli_commands[i].name, name) == 0)
+            return &cli_commands[i];
     return NULL;
 }
 
@@ -147,7 +144,7 @@ static int unknown_command(const char *name)
 {
     const char *cands[N_COMMANDS + 1];
     for (size_t i = 0; i < N_COMMANDS; i++)
-        cands[i] = commands[i].name;
+        cands[i] = cli_commands[i].name;
     cands[N_COMMANDS] = "help";
     const char *best = cli_suggest(name, cands, N_COMMANDS + 1);
     if (best)
@@ -159,8 +156,25 @@ static int unknown_command(const char *name)
 
 static int run_help(cli_ctx *ctx, int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "--man-dir") == 0) {
+        if (argc != 3) {
+            cli_err("help: --man-dir needs a directory");
+            return CLI_EXIT_USAGE;
+        }
+        return cli_man_dir(argv[2]);
+    }
+    if (argc >= 2 && strcmp(argv[1], "--man") == 0) {
+        if (argc > 3) {
+            cli_err("help: --man takes one command");
+            return CLI_EXIT_USAGE;
+        }
+        const cli_cmd *c = argc == 3 ? find_command(argv[2]) : NULL;
+        if (argc == 3 && !c)
+            return unknown_command(argv[2]);
+        return cli_man_page(stdout, c);
+    }
     if (argc < 2) {
-        usage(stdout);
+        cli_usage(stdout);
         return CLI_EXIT_OK;
     }
     const cli_cmd *c = find_command(argv[1]);
@@ -190,7 +204,7 @@ int main(int argc, char **argv)
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
+            cli_usage(stdout);
             return CLI_EXIT_OK;
         }
         if (strcmp(a, "--version") == 0) {
@@ -232,7 +246,7 @@ int main(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     if (i >= argc) {
-        usage(stderr);
+        cli_usage(stderr);
         return CLI_EXIT_USAGE;
     }
     if (strcmp(argv[i], "help") == 0)
@@ -240,6 +254,8 @@ int main(int argc, char **argv)
     const cli_cmd *c = find_command(argv[i]);
     if (!c)
         return unknown_command(argv[i]);
+    if (c->fn == cli_cmd_completion) /* the same script whatever the configuration */
+        return c->fn(&ctx, argc - i, argv + i);
     int crc = cli_config_load(config_file);
     if (crc)
         return crc;
