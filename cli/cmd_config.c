@@ -113,6 +113,12 @@ static int show_all(cli_ctx *ctx, int json)
     {
         char key[300];
         snprintf(key, sizeof key, "policies.%s", name);
+        if (json) { /* the block itself */
+            json_object_set_new(s.obj, key,
+                                json_pack("{s:O,s:s}", "value", block, "source",
+                                          src_of(key, NULL, 0, buf, sizeof buf)));
+            continue;
+        }
         char *text = json_dumps(block, JSON_COMPACT | JSON_SORT_KEYS);
         show(&s, key, text, src_of(key, NULL, 0, buf, sizeof buf));
         free(text);

@@ -6,6 +6,7 @@
 #include "output.h"
 
 #include "cbx/breaker.h"
+#include "cbx/policy.h"
 #include "cbx/units.h"
 #include "cbx/yaml.h"
 
@@ -181,6 +182,21 @@ static int policies_section(const cbx_yaml_doc *doc, const json_t *p)
         if (!json_is_object(v))
             return bad(doc, path, "policy '%s': expected a policy block (a mapping), got %s", k,
                        cli_json_kind(v));
+        /* checked now, so that a mistake is reported against the file, not at its use */
+        cbx_policy *pol = NULL;
+        cbx_err err;
+        cbx_err_clear(&err);
+        int r = cbx_policy_new_json(&pol, v, NULL, &err);
+        cbx_policy_free(pol);
+        if (r == -ENOMEM) {
+            cli_err("out of memory");
+            return CLI_EXIT_INTERNAL;
+        }
+        if (r < 0) {
+            char at[600];
+            snprintf(at, sizeof at, "%s%s%s", path, err.where[0] ? "." : "", err.where);
+            return bad(doc, at, "policy '%s': %s", k, err.msg[0] ? err.msg : cbx_strerror(r));
+        }
         json_object_set(cfg.policies, k, v);
         note_where(doc, path);
     }

@@ -33,6 +33,10 @@ expect_rc 0 "config path"
 [ "$(cat "$TMP/out")" = "$CONF" ] || fail "config path: $(cat "$TMP/out")"
 [ "$(source_of breaker.failures)" = "$CONF:3:3" ] || fail "breaker.failures source: $(source_of breaker.failures)"
 [ "$(value_of breaker.open)" = 10m ] || fail "breaker.open: $(value_of breaker.open)"
+[ "$(value_of policies.quick | jq -r .timeout)" = 100ms ] || fail "config show: policies.quick"
+run "$CBX" config show
+grep -q '^policies.quick .*{"timeout":"100ms"} .*config.yaml:6:3$' "$TMP/out" ||
+    fail "config show text: $(cat "$TMP/out")"
 
 # state_dir: environment over the file, the file over the default, the flag over both
 [ "$(source_of state_dir)" = CBX_STATE_DIR ] || fail "the environment does not win over the file"
@@ -103,6 +107,12 @@ printf 'a: [\n' >"$TMP/bad.yaml"
 run "$CBX" --config "$TMP/bad.yaml" types
 expect_rc 2 "a YAML syntax error"
 expect_err_line "$TMP/bad.yaml:" "YAML error position"
+
+printf 'policies:\n  slow:\n    timeout: 1s\n    retry:\n      atempts: 2\n' >"$TMP/bad.yaml"
+run "$CBX" --config "$TMP/bad.yaml" types
+expect_rc 2 "a named policy with an unknown key"
+expect_err_line "$TMP/bad.yaml:5:7: policy 'slow':" "named policy: file:line:col"
+expect_err_line "'attempts'" "named policy: suggestion"
 
 # lua_path: the environment wins over the file
 printf 'lua_path: %s/nowhere\n' "$TMP" >"$TMP/lua.yaml"
