@@ -6,6 +6,7 @@
 #define _GNU_SOURCE /* sigabbrev_np */
 #include "args.h"
 #include "cli.h"
+#include "config.h"
 #include "exec_each.h"
 #include "output.h"
 #include "signals.h"
@@ -61,7 +62,8 @@ static const char help_usage[] =
     "                          directory's file system being full, nothing runs: exit 76)\n"
     "  --fallback JSON         a static answer when the execution does not succeed\n"
     "  --rate LIMIT            rate limit on attempts (5/s, 600/min); over it: refused\n"
-    "  --policy FILE           a policy block (JSON) from a file\n"
+    "  --policy NAME|FILE      a named policy of the config file ('cbx config show'), else\n"
+    "                          a policy block from a file (YAML or JSON)\n"
     "  --policy-json JSON      a policy block (docs/policy.md)\n"
     "\n";
 
@@ -369,18 +371,9 @@ static int load_policy_block(const exec_cfg *c, json_t **out)
         return CLI_EXIT_USAGE;
     }
     if (c->policy_file) {
-        block = json_load_file(c->policy_file, 0, &je);
-        if (!block) {
-            FILE *f = fopen(c->policy_file, "r");
-            if (!f)
-                cli_err("--policy: cannot read '%s': %s", c->policy_file, strerror(errno));
-            else
-                cli_err("--policy: %s:%d:%d: not valid JSON: %s", c->policy_file, je.line,
-                        je.column, je.text);
-            if (f)
-                fclose(f);
+        /* a named policy of the config file, else a file of YAML or JSON */
+        if (cli_config_policy(c->policy_file, "--policy", &block))
             return CLI_EXIT_USAGE;
-        }
     } else if (c->policy_json) {
         block = json_loads(c->policy_json, 0, &je);
         if (!block) {
@@ -1024,9 +1017,9 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
 {
     cli_args a;
     cli_args_init(&a, "exec", argc, argv, opts);
-    c->breaker_failures = 5;
-    c->breaker_open_ns = 30 * CBX_NS_PER_S;
-    c->breaker_probes = 1;
+    c->breaker_failures = cli_config_get()->breaker_failures; /* the config file's, else 5 */
+    c->breaker_open_ns = cli_config_get()->breaker_open_ns;   /* else 30s */
+    c->breaker_probes = cli_config_get()->breaker_probes;     /* else 1 */
     c->repeat = 1;
     c->parallel = 1;
     c->kv = calloc((size_t)argc, sizeof *c->kv);

@@ -8,7 +8,8 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/cbx-cli.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 export CBX_STATE_DIR="$TMP/state"
 mkdir -p -m 0700 "$CBX_STATE_DIR" # cbx refuses a state directory others can write
-unset CBX_PLUGIN_PATH CBX_LUA_PATH
+unset CBX_PLUGIN_PATH CBX_LUA_PATH CBX_CONFIG
+export XDG_CONFIG_HOME="$TMP/config" # never the user's configuration file
 export NO_COLOR=1
 TEST=$(basename "$0" .sh)
 
