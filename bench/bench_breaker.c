@@ -8,6 +8,10 @@
  *                               and a latency passed to record
  *   breaker.closed.time_window  the same with a 10 s time window (failure rate 0.5) and a
  *                               latency passed to record
+ *   breaker.closed.record_ex    the consecutive case reporting through cbx_breaker_record_ex
+ *                               (a report with a latency, a Retry-After and user data)
+ *   breaker.closed.predicates   the record_ex case with a classify_fn and a trip_fn that both
+ *                               leave the decision to the fixed rules: the callbacks' own cost
  *   breaker.threads2            the consecutive case from two threads on one breaker: lines
  *                               .per_thread (ns per call seen by each thread) and .aggregate
  *                               (wall time / all calls: the inverse of the throughput)
@@ -82,6 +86,35 @@ static void loop_closed_latency(void *ctx, uint64_t iters)
         cbx_breaker_record(b, p, CBX_OUTCOME_SUCCESS, (int64_t)(1000 + (i & 1023)));
         BENCH_KEEP(p.rc);
     }
+}
+
+static void loop_closed_ex(void *ctx, uint64_t iters)
+{
+    cbx_breaker *b = ctx;
+    for (uint64_t i = 0; i < iters; i++) {
+        cbx_permit p = cbx_breaker_acquire(b);
+        cbx_outcome k =
+            cbx_breaker_record_ex(b, p,
+                                  &(cbx_breaker_report){.kind = CBX_OUTCOME_SUCCESS,
+                                                        .latency_ns = (int64_t)(1000 + (i & 1023)),
+                                                        .retry_after_ns = CBX_NS_PER_S,
+                                                        .data = &i});
+        BENCH_KEEP(p.rc);
+        BENCH_KEEP(k);
+    }
+}
+
+static cbx_breaker_verdict classify_default(const cbx_breaker_report *r, cbx_outcome kind, void *ud)
+{
+    (void)ud;
+    return r->data && kind == CBX_OUTCOME_CUSTOM ? CBX_BREAKER_VERDICT_FAILURE
+                                                 : CBX_BREAKER_VERDICT_DEFAULT;
+}
+
+static int trip_never(const cbx_breaker_counts *c, void *ud)
+{
+    (void)ud;
+    return c->consecutive_failures > 1000;
 }
 
 static void loop_reject(void *ctx, uint64_t iters)
@@ -183,6 +216,28 @@ static void case_time_window(const bench_args *a, const char *name)
     o.time_window.failure_rate = 0.5;
     cbx_breaker *b = breaker_make(&o);
     run_single(a, name, loop_closed_latency, b, 20000000, EXPECT_ADMITTED);
+    cbx_breaker_free(b);
+}
+
+static void case_record_ex(const bench_args *a, const char *name)
+{
+    cbx_breaker_opts o;
+    cbx_breaker_opts_default(&o);
+    o.name = name;
+    cbx_breaker *b = breaker_make(&o);
+    run_single(a, name, loop_closed_ex, b, 20000000, EXPECT_ADMITTED);
+    cbx_breaker_free(b);
+}
+
+static void case_predicates(const bench_args *a, const char *name)
+{
+    cbx_breaker_opts o;
+    cbx_breaker_opts_default(&o);
+    o.name = name;
+    o.classify_fn = classify_default;
+    o.trip_fn = trip_never;
+    cbx_breaker *b = breaker_make(&o);
+    run_single(a, name, loop_closed_ex, b, 20000000, EXPECT_ADMITTED);
     cbx_breaker_free(b);
 }
 
@@ -373,6 +428,8 @@ static const bench_case cases[] = {
     {"breaker.closed.consecutive", case_closed},
     {"breaker.closed.count_window", case_count_window},
     {"breaker.closed.time_window", case_time_window},
+    {"breaker.closed.record_ex", case_record_ex},
+    {"breaker.closed.predicates", case_predicates},
     {"breaker.threads2", case_threads},
     {"breaker.open.reject", case_reject},
     {"breaker.open.reject_ex", case_reject_ex},

@@ -16,9 +16,31 @@
 
 /* ---- options ------------------------------------------------------------------------------- */
 
+static struct {
+    int on;
+    const cli_opt *table;
+} probe;
+
+void cli_args_probe_begin(void)
+{
+    probe.on = 1;
+    probe.table = NULL;
+}
+
+const cli_opt *cli_args_probe_end(void)
+{
+    probe.on = 0;
+    return probe.table;
+}
+
 void cli_args_init(cli_args *a, const char *cmd, int argc, char **argv, const cli_opt *opts)
 {
     *a = (cli_args){.cmd = cmd, .argc = argc, .argv = argv, .i = 1, .opts = opts, .rest = argc};
+    if (probe.on) {
+        a->probe = 1;
+        if (!probe.table)
+            probe.table = opts;
+    }
 }
 
 const char *cli_args_name(const cli_args *a, int id)
@@ -88,6 +110,8 @@ static int next_short(cli_args *a, const char **val)
 int cli_args_next(cli_args *a, const char **val)
 {
     *val = NULL;
+    if (a->probe)
+        return CLI_ARGS_ERROR;
     if (a->cluster)
         return next_short(a, val);
     if (a->i >= a->argc) {

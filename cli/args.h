@@ -46,6 +46,7 @@ typedef struct cli_args {
     int rest;            /* after CLI_ARGS_END: index of the first argument after "--", or argc */
     int dashdash;        /* 1 when "--" was seen */
     const char *cluster; /* inside a cluster of short options ("-qh"): the next character */
+    int probe;           /* made in probe mode: cli_args_next ends at once */
 } cli_args;
 
 enum {
@@ -60,6 +61,13 @@ void cli_args_init(cli_args *a, const char *cmd, int argc, char **argv, const cl
  * argument), CLI_ARGS_END, or CLI_ARGS_ERROR (an unknown option, with a suggestion; a missing
  * value). Long names must be given in full. */
 int cli_args_next(cli_args *a, const char **val);
+
+/* Probe mode, to learn a subcommand's option table without running it (completion scripts):
+ * between cli_args_probe_begin and cli_args_probe_end, the first cli_args_init records its
+ * table, and cli_args_next returns CLI_ARGS_ERROR at once without printing, so that the
+ * subcommand stops as on bad usage before doing anything. _end returns the table, or NULL. */
+void cli_args_probe_begin(void);
+const cli_opt *cli_args_probe_end(void);
 
 /* The long name of an option id in a's table ("--timeout"), for messages. */
 const char *cli_args_name(const cli_args *a, int id);

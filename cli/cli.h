@@ -7,6 +7,9 @@
 
 #include "cbx/registry.h"
 
+#include <stddef.h>
+#include <stdio.h>
+
 /* Exit codes, the same for every subcommand (docs/cli.md). */
 enum {
     CLI_EXIT_OK = 0,            /* success, or a fallback answered */
@@ -27,6 +30,8 @@ extern const char cli_exit_codes_help[];
 typedef struct cli_ctx {
     int no_journal;        /* --no-journal: run without writing the journal */
     const char *state_dir; /* --state-dir: also exported as CBX_STATE_DIR */
+    int reads_only;        /* the command only reads state (history, stats, runs, show...): its
+                              state directory may be another user's (see cli_set_state_dir) */
 } cli_ctx;
 
 /* A subcommand: argv[0] is its name. Returns the process exit code. */
@@ -42,6 +47,33 @@ int cli_cmd_run(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_runs(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_show(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_graph(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_completion(cli_ctx *ctx, int argc, char **argv);
+
+/* The table of subcommands (cli/main.c), in the order of 'cbx --help'. */
+typedef struct cli_cmd {
+    const char *name;
+    cli_cmd_fn fn;
+    const char *summary; /* one line, lower case, no period */
+} cli_cmd;
+extern const cli_cmd cli_commands[];
+extern const size_t cli_n_commands;
+
+/* cbx's own help ('cbx --help') on f. */
+void cli_usage(FILE *f);
+
+/* The --help text of c (NULL: cbx's own), as the command prints it. Returns a malloc'd string,
+ * or NULL (no memory, no temporary file). */
+char *cli_help_text(const cli_cmd *c);
+
+/* The option table of c's parser, which c reports when run in probe mode (cli/args.h), or
+ * NULL when c has none. The table is static: never freed. */
+const struct cli_opt *cli_opt_table(const cli_cmd *c);
+
+/* The manual page of c (NULL: cbx(1)) in roff, made from its --help text (cli/man.c). Returns
+ * 0, or CLI_EXIT_INTERNAL after a message. */
+int cli_man_page(FILE *out, const cli_cmd *c);
+/* cbx.1 and cbx-COMMAND.1 of every command into dir (made when missing). */
+int cli_man_dir(const char *dir);
 
 /* The journal (cli/journal_cli.c). Retention and the record cap come from the environment:
  * CBX_JOURNAL_MAX_SIZE, CBX_JOURNAL_MAX_RECORD (sizes: 256M, 2G, none), CBX_JOURNAL_MAX_AGE
@@ -91,8 +123,10 @@ enum { CLI_VIEW_QUIET, CLI_VIEW_LOG, CLI_VIEW_LIVE };
 typedef struct cli_flow_view cli_flow_view;
 struct cbx_flow_event;
 struct cbx_flow_result;
-/* The steps are read from the flow file (already checked), in file order. NULL: no memory. */
-cli_flow_view *cli_flow_view_new(const char *file, int mode);
+struct cbx_flow;
+/* The steps are read from the loaded flow (borrowed during the call), in file order. NULL: no
+ * memory. */
+cli_flow_view *cli_flow_view_new(const struct cbx_flow *f, int mode);
 void cli_flow_view_free(cli_flow_view *v);
 /* A cbx_flow_event_fn: ud is the view. */
 void cli_flow_view_event(const struct cbx_flow_event *ev, void *ud);

@@ -17,7 +17,8 @@ static const char help[] =
     "\n"
     "The named breakers of the host-wide store, which every cbx process on this machine\n"
     "shares ('cbx exec --breaker NAME' uses them). It lives in the state directory\n"
-    "($CBX_STATE_DIR/breakers, see --state-dir).\n"
+    "($CBX_STATE_DIR/breakers, see --state-dir), which must be yours and writable by no one\n"
+    "else; 'breakers' must not be a symbolic link. Each breaker takes 32 KiB there.\n"
     "\n"
     "Actions:\n"
     "  list         every breaker: state, mode, calls, failures, rejections, consecutive\n"
@@ -39,7 +40,8 @@ static const char help[] =
     "  cbx breaker open db      # maintenance: refuse every call\n"
     "  cbx breaker reset db\n"
     "\n"
-    "A NAME that the store does not hold exits 1.\n"
+    "A NAME that the store does not hold exits 1; an empty NAME, or one longer than 200\n"
+    "bytes, exits 2.\n"
     "\n";
 
 static const cli_opt opts[] = {
@@ -230,6 +232,11 @@ int cli_cmd_breaker(cli_ctx *ctx, int argc, char **argv)
         cli_err("breaker %s: expected a breaker NAME", action);
         return CLI_EXIT_USAGE;
     }
+    if (name && (!name[0] || strlen(name) > CBX_BREAKER_NAME_MAX)) {
+        cli_err("breaker %s: a breaker name is 1 to %d bytes, got %zu", action,
+                CBX_BREAKER_NAME_MAX, strlen(name));
+        return CLI_EXIT_USAGE;
+    }
 
     cbx_breaker_store *s = NULL;
     cbx_err err;
@@ -273,9 +280,13 @@ int cli_cmd_breaker(cli_ctx *ctx, int argc, char **argv)
         int r = cbx_breaker_store_set_mode(s, name, mode);
         if (r == -ENOENT) {
             rc = unknown_breaker(s, action, name);
+        } else if (r == -EAGAIN) {
+            cli_err("breaker %s: breaker '%s' stayed locked by another process for %llu s", action,
+                    name, (unsigned long long)(CBX_BREAKER_STORE_WAIT_NS / CBX_NS_PER_S));
+            rc = CLI_EXIT_INTERNAL;
         } else if (r < 0) {
             cli_err("breaker %s: %s", action, cbx_strerror(r));
-            rc = CLI_EXIT_INTERNAL;
+            rc = r == CBX_EINVAL_CONFIG ? CLI_EXIT_USAGE : CLI_EXIT_INTERNAL;
         } else if (json) {
             json_t *b = NULL;
             if (cbx_breaker_store_show(s, name, &b, NULL) == 0)

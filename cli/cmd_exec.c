@@ -6,6 +6,8 @@
 #define _GNU_SOURCE /* sigabbrev_np */
 #include "args.h"
 #include "cli.h"
+#include "config.h"
+#include "exec_each.h"
 #include "output.h"
 #include "signals.h"
 
@@ -56,17 +58,29 @@ static const char help_usage[] =
     "  --breaker-failures N    consecutive failures that open it; default 5\n"
     "  --breaker-open DUR      how long it stays open before a probe; default 30s\n"
     "  --breaker-probes N      probes admitted at once when half-open; default 1\n"
-    "                          (the breaker options apply when the name is first used)\n"
+    "                          (the breaker options apply when the name is first used;\n"
+    "                          when the store has no room for a new name, the state\n"
+    "                          directory's file system being full, nothing runs: exit 76)\n"
     "  --fallback JSON         a static answer when the execution does not succeed\n"
     "  --rate LIMIT            rate limit on attempts (5/s, 600/min); over it: refused\n"
-    "  --policy FILE           a policy block (JSON) from a file\n"
+    "  --policy NAME|FILE      a named policy of the config file ('cbx config show'), else\n"
+    "                          a policy block from a file (YAML or JSON)\n"
     "  --policy-json JSON      a policy block (docs/policy.md)\n"
     "\n";
 
 static const char help_running[] =
     "Running:\n"
     "  --repeat N              run the same request N times; default 1\n"
-    "  --parallel P            with --repeat: P at a time; default 1\n"
+    "  --parallel P, -j P      with --repeat or --each: P at a time; default 1\n"
+    "  --each                  one execution per line of stdin: {} in the command's arguments\n"
+    "                          (or a TYPE's string parameters) is the line, as in GNU\n"
+    "                          parallel ({.} {/} {//} {/.} {#} {%} too); a command without {}\n"
+    "                          gets the line as its last argument (docs/cli.md)\n"
+    "  -a, --arg-file FILE     --each with the lines of FILE\n"
+    "  -0, --null              --each items end with NUL, not newline\n"
+    "  --joblog FILE           --each: a row per finished job (GNU parallel's columns)\n"
+    "  --resume                --each: skip the lines the joblog has; --resume-failed: skip\n"
+    "                          only those that succeeded\n"
     "  --plugin-path DIRS      load the plugins (*.so) of these colon-separated directories\n"
     "                          or files; also $CBX_PLUGIN_PATH\n"
     "  --lua FILE              load the executor type defined in a Lua file, or every *.lua\n"
@@ -104,12 +118,13 @@ static const char help_running[] =
     "  cbx exec command -p argv='[\"ls\",\"-l\"]' -p cwd=/tmp\n"
     "  cbx exec http --params-json '{\"url\":\"http://localhost:8080/\"}' --fallback '{}'\n"
     "  cbx exec --repeat 100 --parallel 8 -- ./flaky.sh\n"
+    "  find . -name '*.log' | cbx exec -j4 --each --joblog gz.log -- gzip -9 {}\n"
     "\n";
 
 static const char exit_help[] =
-    "With --repeat the exit code is 0 when every run succeeded, else that of the first kind\n"
-    "of trouble in this order: cancelled (130), failed (1), timed out (124), breaker open (75),\n"
-    "refused (76).\n";
+    "With --repeat or --each the exit code is 0 when every run succeeded, else that of the\n"
+    "first kind of trouble in this order: cancelled (130), failed (1), timed out (124), breaker\n"
+    "open (75), refused (76).\n";
 
 enum {
     OPT_PARAM = CLI_OPT_OWN,
@@ -139,6 +154,12 @@ enum {
     OPT_JOURNAL_REQUIRED,
     OPT_TMPDIR,
     OPT_KEEP_TMPDIR,
+    OPT_EACH,
+    OPT_ARG_FILE,
+    OPT_JOBLOG,
+    OPT_RESUME,
+    OPT_RESUME_FAILED,
+    OPT_NULL,
 };
 
 static const cli_opt opts[] = {
@@ -164,6 +185,13 @@ static const cli_opt opts[] = {
     {"rate", 0, 1, OPT_RATE},
     {"repeat", 0, 1, OPT_REPEAT},
     {"parallel", 0, 1, OPT_PARALLEL},
+    {"jobs", 'j', 1, OPT_PARALLEL},
+    {"each", 0, 0, OPT_EACH},
+    {"arg-file", 'a', 1, OPT_ARG_FILE},
+    {"joblog", 0, 1, OPT_JOBLOG},
+    {"resume", 0, 0, OPT_RESUME},
+    {"resume-failed", 0, 0, OPT_RESUME_FAILED},
+    {"null", '0', 0, OPT_NULL},
     {"plugin-path", 0, 1, OPT_PLUGIN_PATH},
     {"lua", 0, 1, OPT_LUA},
     {"quiet", 'q', 0, OPT_QUIET},
@@ -204,6 +232,8 @@ typedef struct exec_cfg {
     int journal_required; /* --journal-required */
     int tmpdir;           /* CBX_TMPDIR_*: --tmpdir, --keep-tmpdir */
     uint64_t repeat, parallel;
+    int each; /* --each (or --arg-file): the options below, in each_opts */
+    cli_each_opts each_opts;
     cli_types_src src;
 } exec_cfg;
 
@@ -352,18 +382,9 @@ static int load_policy_block(const exec_cfg *c, json_t **out)
         return CLI_EXIT_USAGE;
     }
     if (c->policy_file) {
-        block = json_load_file(c->policy_file, 0, &je);
-        if (!block) {
-            FILE *f = fopen(c->policy_file, "r");
-            if (!f)
-                cli_err("--policy: cannot read '%s': %s", c->policy_file, strerror(errno));
-            else
-                cli_err("--policy: %s:%d:%d: not valid JSON: %s", c->policy_file, je.line,
-                        je.column, je.text);
-            if (f)
-                fclose(f);
+        /* a named policy of the config file, else a file of YAML or JSON */
+        if (cli_config_policy(c->policy_file, "--policy", &block))
             return CLI_EXIT_USAGE;
-        }
     } else if (c->policy_json) {
         block = json_loads(c->policy_json, 0, &je);
         if (!block) {
@@ -627,6 +648,32 @@ static void capture_notes(const cbx_result *r)
     }
 }
 
+const json_t *cli_exec_cmd_field(const cbx_result *r, const char *key)
+{
+    return cmd_field(r, key);
+}
+
+int cli_exec_result_code(const cbx_result *r, int cmd_mode)
+{
+    if (r->status == CBX_STATUS_SUCCESS || r->fallback_used) {
+        if (cmd_mode && !r->fallback_used) {
+            const json_t *code = cmd_field(r, "exit_code");
+            return json_is_integer(code) ? (int)json_integer_value(code) : CLI_EXIT_OK;
+        }
+        return CLI_EXIT_OK;
+    }
+    switch (r->status) {
+    case CBX_STATUS_TIMEOUT:
+        return CLI_EXIT_TIMEOUT;
+    case CBX_STATUS_CANCELLED:
+        return CLI_EXIT_CANCELLED;
+    case CBX_STATUS_REJECTED:
+        return is_breaker_refusal(r->rc) ? CLI_EXIT_BREAKER_OPEN : CLI_EXIT_REFUSED;
+    default:
+        return cmd_mode ? command_exit_code(r) : CLI_EXIT_FAILED;
+    }
+}
+
 /* Print outputs (a string as text, else JSON). */
 static void print_outputs(const json_t *out)
 {
@@ -673,28 +720,9 @@ static int finish_one(const exec_cfg *c, const cbx_result *r)
     const char *kept = json_string_value(json_object_get(r->metadata, "tmpdir"));
     if (kept && !c->quiet)
         cli_err("exec: kept the temporary directory %s", kept);
-    if (ok) {
-        if (cmd_mode && !r->fallback_used) {
-            const json_t *code = cmd_field(r, "exit_code");
-            return json_is_integer(code) ? (int)json_integer_value(code) : CLI_EXIT_OK;
-        }
-        return CLI_EXIT_OK;
-    }
-    int code;
-    switch (r->status) {
-    case CBX_STATUS_TIMEOUT:
-        code = CLI_EXIT_TIMEOUT;
-        break;
-    case CBX_STATUS_CANCELLED:
-        code = CLI_EXIT_CANCELLED;
-        break;
-    case CBX_STATUS_REJECTED:
-        code = is_breaker_refusal(r->rc) ? CLI_EXIT_BREAKER_OPEN : CLI_EXIT_REFUSED;
-        break;
-    default:
-        code = cmd_mode ? command_exit_code(r) : CLI_EXIT_FAILED;
-        break;
-    }
+    int code = cli_exec_result_code(r, cmd_mode);
+    if (ok)
+        return code;
     /* a command's own failure speaks through its stderr and exit code */
     int says_itself =
         cmd_mode && r->status == CBX_STATUS_FAILED &&
@@ -825,8 +853,13 @@ static void report_invalid(const exec_cfg *c, const cbx_registry *reg, const cbx
             n += (size_t)snprintf(line + n, sizeof line - n, "%s%s", sep, e->msg);
             continue;
         }
-        n += (size_t)snprintf(line + n, sizeof line - n, "%sparameter '%s': %s", sep, e->where,
-                              e->msg);
+        /* a type's validate hook may have named the parameter already ("url: not a URL") */
+        size_t wl = strlen(e->where);
+        const char *msg = e->msg;
+        if (strncmp(msg, e->where, wl) == 0 && msg[wl] == ':' && msg[wl + 1] == ' ')
+            msg += wl + 2;
+        n +=
+            (size_t)snprintf(line + n, sizeof line - n, "%sparameter '%s': %s", sep, e->where, msg);
         /* show the text given for a value that was left a string */
         const json_t *v = json_object_get(params, e->where);
         if (n < sizeof line && json_is_string(v) && strstr(e->msg, "got string") &&
@@ -850,8 +883,8 @@ static void close_cb(uv_handle_t *h)
 /* The policy's fallback.cache.key template expanded against {executor, params}: the fallback
  * cache key of every run of this command (*out malloc'd; NULL when the policy has no template:
  * the runtime then keys by the executor and its canonical parameters). 0 or an exit code. */
-static int fallback_key(const exec_cfg *c, const cbx_policy *policy, const json_t *params,
-                        char **out)
+int cli_exec_fallback_key(const char *type, const cbx_policy *policy, const json_t *params,
+                          char **out)
 {
     *out = NULL;
     const char *tpl = policy ? cbx_policy_fallback_key(policy) : NULL;
@@ -861,7 +894,7 @@ static int fallback_key(const exec_cfg *c, const cbx_policy *policy, const json_
     cbx_err e;
     cbx_err_clear(&e);
     json_t *t = json_string(tpl), *v = NULL;
-    json_t *ctx = json_pack("{s:s, s:O}", "executor", c->type, "params",
+    json_t *ctx = json_pack("{s:s, s:O}", "executor", type, "params",
                             params ? (json_t *)params : json_object());
     int r = t && ctx ? cbx_template_env_new(&env, NULL, &e) : -ENOMEM;
     if (r == 0)
@@ -899,7 +932,7 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
     int loop_ok = 0, handles_ok = 0;
     run_state s = {.cfg = c};
     char *fb_key = NULL;
-    if ((code = fallback_key(c, policy, params, &fb_key)) != 0)
+    if ((code = cli_exec_fallback_key(c->type, policy, params, &fb_key)) != 0)
         return code;
     code = CLI_EXIT_INTERNAL;
 
@@ -920,6 +953,8 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
     }
     if (c->breaker && cbx_breaker_store_host_new(&store, NULL, &err) < 0) {
         cli_err("breaker store: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
+        if (err.code == -ENOSPC)
+            code = CLI_EXIT_REFUSED; /* as when the name cannot be added: nothing ran */
         goto out;
     }
     if (uv_loop_init(&loop) < 0) {
@@ -1042,9 +1077,9 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
 {
     cli_args a;
     cli_args_init(&a, "exec", argc, argv, opts);
-    c->breaker_failures = 5;
-    c->breaker_open_ns = 30 * CBX_NS_PER_S;
-    c->breaker_probes = 1;
+    c->breaker_failures = cli_config_get()->breaker_failures; /* the config file's, else 5 */
+    c->breaker_open_ns = cli_config_get()->breaker_open_ns;   /* else 30s */
+    c->breaker_probes = cli_config_get()->breaker_probes;     /* else 1 */
     c->repeat = 1;
     c->parallel = 1;
     c->kv = calloc((size_t)argc, sizeof *c->kv);
@@ -1137,6 +1172,22 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
                 return CLI_EXIT_USAGE;
             saw_parallel = 1;
             break;
+        case OPT_EACH:
+        case OPT_ARG_FILE:
+        case OPT_JOBLOG:
+        case OPT_RESUME:
+        case OPT_RESUME_FAILED:
+        case OPT_NULL:
+            c->each |= id == OPT_EACH || id == OPT_ARG_FILE;
+            if (id == OPT_ARG_FILE)
+                c->each_opts.input = val;
+            else if (id == OPT_JOBLOG)
+                c->each_opts.joblog = val;
+            else if (id == OPT_RESUME || id == OPT_RESUME_FAILED)
+                c->each_opts.resume = id == OPT_RESUME ? 1 : 2;
+            else if (id == OPT_NULL)
+                c->each_opts.null_sep = 1;
+            break;
         case OPT_PLUGIN_PATH:
             if (c->src.n_plugin_paths == sizeof c->src.plugin_paths / sizeof *c->src.plugin_paths) {
                 cli_err("exec: too many --plugin-path options");
@@ -1164,8 +1215,17 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
             break;
         }
     }
+    if (c->each || c->each_opts.joblog || c->each_opts.resume || c->each_opts.null_sep) {
+        if (!c->each || c->repeat > 1) {
+            cli_err(c->each ? "exec: give --each or --repeat, not both"
+                            : "exec: --joblog, --resume and -0 go with --each");
+            return CLI_EXIT_USAGE;
+        }
+        saw_parallel = 0; /* -j P: P jobs at a time */
+        c->repeat = c->parallel;
+    }
     if (saw_parallel && c->repeat == 1 && c->parallel > 1) {
-        cli_err("--parallel: needs --repeat N (the number of runs)");
+        cli_err("--parallel (-j): needs --repeat N (the number of runs) or --each");
         return CLI_EXIT_USAGE;
     }
     if (c->parallel > c->repeat)
@@ -1230,7 +1290,26 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
         }
         json_object_set_new(params, "argv", av);
     }
-    code = run(&c, ctx, reg, policy, params, notes);
+    if (c.each) {
+        cbx_breaker_opts bo;
+        cbx_breaker_opts_default(&bo);
+        bo.name = c.breaker;
+        bo.consecutive_failures = (uint32_t)c.breaker_failures;
+        bo.open_ns = c.breaker_open_ns;
+        bo.half_open_probes = (uint32_t)c.breaker_probes;
+        cli_each_opts *eo = &c.each_opts;
+        eo->type = c.type;
+        eo->cmd_mode = c.cmd != NULL;
+        eo->jobs = c.parallel;
+        eo->json = c.json;
+        eo->quiet = c.quiet;
+        eo->breaker = c.breaker;
+        eo->breaker_opts = &bo;
+        eo->tmpdir = c.tmpdir;
+        code = cli_exec_each(eo, ctx, reg, policy, params);
+    } else {
+        code = run(&c, ctx, reg, policy, params, notes);
+    }
 out:
     if (code < 0)
         code = CLI_EXIT_OK; /* --help */

@@ -7,7 +7,6 @@
 #include "cbx/clock.h"
 #include "cbx/flow.h"
 #include "cbx/units.h"
-#include "cbx/yaml.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,9 +18,8 @@
 typedef enum vstate { V_PENDING, V_RUNNING, V_RETRYING, V_DONE, V_FAILED, V_SKIPPED } vstate;
 
 typedef struct vstep {
-    char *name;  /* the full name: "fetch", "prepare.cache" */
-    char *label; /* what it runs: "http", "steps", "flow x.yaml" */
-    int depth;   /* nesting: 0 for the flow's own steps */
+    char *name; /* the full name: "fetch", "prepare.cache" */
+    int depth;  /* nesting: 0 for the flow's own steps */
     int continue_on_error;
     int foreach; /* attempts are summed over its items */
     vstate state;
@@ -29,15 +27,16 @@ typedef struct vstep {
     uint32_t attempts;
     uint64_t start_ns, end_ns;
     int started, resumed;
-    char note[256]; /* the error or the reason it was skipped */
+    char *note; /* the error or the reason it was skipped, or NULL: most steps have none */
 } vstep;
 
 struct cli_flow_view {
     int mode;
     vstep *steps;
     size_t n, cap;
-    size_t hint;  /* where the last event's step was: events come mostly in file order */
-    size_t drawn; /* lines of the live block on the screen */
+    uint32_t *byname; /* the steps' indices, sorted by name: an event finds its step in log n */
+    int indexed;      /* byname is up to date (it is built once the file's steps are read) */
+    size_t drawn;     /* lines of the live block on the screen */
     uint64_t start_ns, last_draw_ns;
     int dirty;
     uint32_t done, total;
@@ -45,7 +44,7 @@ struct cli_flow_view {
 
 /* ---- the steps, in file order ---------------------------------------------------------------- */
 
-static vstep *add_step(cli_flow_view *v, size_t at, const char *name, const char *label, int depth)
+static vstep *add_step(cli_flow_view *v, size_t at, const char *name, int depth)
 {
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 16;
@@ -55,51 +54,92 @@ static vstep *add_step(cli_flow_view *v, size_t at, const char *name, const char
         v->steps = s;
         v->cap = cap;
     }
-    char *nm = strdup(name), *lb = strdup(label ? label : "");
-    if (!nm || !lb) {
-        free(nm);
-        free(lb);
+    char *nm = strdup(name);
+    if (!nm)
         return NULL;
+    if (v->indexed) {
+        uint32_t *b = realloc(v->byname, (v->n + 1) * sizeof *b);
+        if (!b) {
+            free(nm);
+            return NULL;
+        }
+        v->byname = b;
     }
     memmove(&v->steps[at + 1], &v->steps[at], (v->n - at) * sizeof *v->steps);
     v->n++;
     vstep *s = &v->steps[at];
-    *s = (vstep){.name = nm, .label = lb, .depth = depth, .status = CBX_STATUS_PENDING};
+    *s = (vstep){.name = nm, .depth = depth, .status = CBX_STATUS_PENDING};
+    if (v->indexed) { /* a step learnt during the run (a sub-flow's): placed among the others */
+        size_t pos = 0;
+        for (size_t k = 0; k + 1 < v->n; k++) {
+            if (v->byname[k] >= at)
+                v->byname[k]++;
+            pos += strcmp(v->steps[v->byname[k]].name, nm) < 0;
+        }
+        memmove(&v->byname[pos + 1], &v->byname[pos], (v->n - 1 - pos) * sizeof *v->byname);
+        v->byname[pos] = (uint32_t)at;
+    }
     return s;
 }
 
-/* The steps of a flow file as written (the file has been checked already). */
-static void read_steps(cli_flow_view *v, const json_t *steps, const char *prefix, int depth)
+static const cli_flow_view *sorting; /* qsort has no user data */
+
+static int by_name(const void *a, const void *b)
 {
-    size_t i;
-    json_t *s;
-    json_array_foreach(steps, i, s)
-    {
-        const char *name = json_string_value(json_object_get(s, "name"));
-        if (!name)
-            continue;
-        char full[512], label[256];
-        snprintf(full, sizeof full, "%s%s%s", prefix, prefix[0] ? "." : "", name);
-        const char *exe = json_string_value(json_object_get(s, "executor"));
-        const char *sub = json_string_value(json_object_get(s, "flow"));
-        const json_t *kids = json_object_get(s, "steps");
-        if (sub)
-            snprintf(label, sizeof label, "flow %s", sub);
-        else
-            snprintf(label, sizeof label, "%s", exe ? exe : kids ? "steps" : "");
-        if (json_object_get(s, "foreach"))
-            snprintf(label + strlen(label), sizeof label - strlen(label), ", foreach");
-        vstep *st = add_step(v, v->n, full, label, depth);
-        if (!st)
-            return;
-        st->continue_on_error = json_is_true(json_object_get(s, "continue_on_error"));
-        st->foreach = json_object_get(s, "foreach") != NULL;
-        if (json_is_array(kids))
-            read_steps(v, kids, full, depth + 1);
-    }
+    return strcmp(sorting->steps[*(const uint32_t *)a].name,
+                  sorting->steps[*(const uint32_t *)b].name);
 }
 
-cli_flow_view *cli_flow_view_new(const char *file, int mode)
+/* The index by name of the steps read from the file, built once. */
+static void index_steps(cli_flow_view *v)
+{
+    v->byname = malloc((v->n ? v->n : 1) * sizeof *v->byname);
+    if (!v->byname)
+        return; /* then every lookup walks the steps */
+    for (size_t i = 0; i < v->n; i++)
+        v->byname[i] = (uint32_t)i;
+    sorting = v;
+    qsort(v->byname, v->n, sizeof *v->byname, by_name);
+    sorting = NULL;
+    v->indexed = 1;
+}
+
+/* The step of that exact name, or NULL. */
+static vstep *lookup(cli_flow_view *v, const char *name)
+{
+    if (!v->indexed) {
+        for (size_t i = 0; i < v->n; i++)
+            if (strcmp(v->steps[i].name, name) == 0)
+                return &v->steps[i];
+        return NULL;
+    }
+    size_t lo = 0, hi = v->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(v->steps[v->byname[mid]].name, name);
+        if (c == 0)
+            return &v->steps[v->byname[mid]];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* A step of the loaded flow, added in file order. */
+static int read_step(const cbx_flow_step_info *info, void *ud)
+{
+    cli_flow_view *v = ud;
+    vstep *st = add_step(v, v->n, info->name, info->depth);
+    if (!st)
+        return -1;
+    st->continue_on_error = info->continue_on_error;
+    st->foreach = info->foreach;
+    return 0;
+}
+
+cli_flow_view *cli_flow_view_new(const cbx_flow *f, int mode)
 {
     cli_flow_view *v = calloc(1, sizeof *v);
     if (!v)
@@ -110,13 +150,8 @@ cli_flow_view *cli_flow_view_new(const char *file, int mode)
     v->start_ns = cbx_clock_now_ns(NULL);
     if (v->mode == CLI_VIEW_QUIET) /* shows nothing: no steps to follow */
         return v;
-    cbx_yaml_doc doc;
-    if (file && cbx_yaml_load_file(file, &doc, NULL) == 0) {
-        const json_t *steps = json_object_get(doc.root, "steps");
-        if (json_is_array(steps))
-            read_steps(v, steps, "", 0);
-        cbx_yaml_doc_clear(&doc);
-    }
+    cbx_flow_steps_walk(f, read_step, v); /* out of memory: the steps not read are learnt later */
+    index_steps(v);
     return v;
 }
 
@@ -126,9 +161,10 @@ void cli_flow_view_free(cli_flow_view *v)
         return;
     for (size_t i = 0; i < v->n; i++) {
         free(v->steps[i].name);
-        free(v->steps[i].label);
+        free(v->steps[i].note);
     }
     free(v->steps);
+    free(v->byname);
     free(v);
 }
 
@@ -136,18 +172,15 @@ void cli_flow_view_free(cli_flow_view *v)
  * into its step, or a step learnt now (a sub-flow's), placed after its parent's last line. */
 static vstep *find_step(cli_flow_view *v, const char *name)
 {
-    for (size_t k = 0, i = v->hint; k < v->n; k++, i = i + 1 < v->n ? i + 1 : 0)
-        if (strcmp(v->steps[i].name, name) == 0) {
-            v->hint = i;
-            return &v->steps[i];
-        }
+    vstep *s = lookup(v, name);
+    if (s)
+        return s;
     const char *br = strchr(name, '[');
     if (br) {
         char base[512];
         snprintf(base, sizeof base, "%.*s", (int)(br - name), name);
-        for (size_t i = 0; i < v->n; i++)
-            if (strcmp(v->steps[i].name, base) == 0)
-                return &v->steps[i];
+        if ((s = lookup(v, base)))
+            return s;
     }
     const char *dot = strrchr(name, '.');
     size_t at = v->n;
@@ -165,7 +198,19 @@ static vstep *find_step(cli_flow_view *v, const char *name)
             }
         }
     }
-    return add_step(v, at, name, "", depth);
+    return add_step(v, at, name, depth);
+}
+
+/* The note, cut to 255 bytes as the line shows it; none for an empty message. */
+static void set_note(vstep *s, const char *msg)
+{
+    free(s->note);
+    s->note = msg && msg[0] ? strndup(msg, 255) : NULL;
+}
+
+static const char *note_of(const vstep *s)
+{
+    return s->note ? s->note : "";
 }
 
 /* ---- words ----------------------------------------------------------------------------------- */
@@ -340,10 +385,11 @@ static void draw_step(FILE *f, const vstep *s, size_t name_w, int cols, uint64_t
         snprintf(extra, sizeof extra, "resumed: not run again");
     else if (s->state == V_RETRYING)
         snprintf(extra, sizeof extra, "attempt %u failed, retrying%s%s", s->attempts,
-                 s->note[0] ? ": " : "", s->note);
+                 note_of(s)[0] ? ": " : "", note_of(s));
     else if (s->state == V_FAILED || s->state == V_SKIPPED)
         snprintf(extra, sizeof extra, "%s%s",
-                 s->state == V_FAILED && s->continue_on_error ? "continued past: " : "", s->note);
+                 s->state == V_FAILED && s->continue_on_error ? "continued past: " : "",
+                 note_of(s));
     if (s->attempts > 1 && s->state != V_RETRYING) {
         char a[64];
         snprintf(a, sizeof a, "%s%u attempts%s", extra[0] ? "; " : "", s->attempts,
@@ -455,13 +501,13 @@ void cli_flow_view_event(const cbx_flow_event *ev, void *ud)
     case CBX_FLOW_STEP_RETRYING:
         s->state = V_RETRYING;
         s->attempts = ev->attempts;
-        snprintf(s->note, sizeof s->note, "%s", ev->error);
+        set_note(s, ev->error);
         break;
     case CBX_FLOW_STEP_SKIPPED:
         if (item)
             break;
         s->state = V_SKIPPED;
-        snprintf(s->note, sizeof s->note, "%s", ev->error);
+        set_note(s, ev->error);
         break;
     case CBX_FLOW_STEP_FINISHED:
         if (item)
@@ -472,7 +518,7 @@ void cli_flow_view_event(const cbx_flow_event *ev, void *ud)
         s->status = ev->status;
         s->attempts = ev->attempts;
         s->state = ev->status == CBX_STATUS_SUCCESS ? V_DONE : V_FAILED;
-        snprintf(s->note, sizeof s->note, "%s", ev->error);
+        set_note(s, ev->error);
         break;
     }
     if (v->mode == CLI_VIEW_LOG && !item) {
@@ -530,9 +576,8 @@ void cli_flow_view_end(cli_flow_view *v, const char *flow_name, const cbx_flow_r
             skipped++;
         } else if (s && strcmp(s, "failed") == 0) {
             failed++;
-            for (size_t i = 0; i < v->n; i++)
-                if (v->steps[i].depth == 0 && strcmp(v->steps[i].name, key) == 0)
-                    tolerated += v->steps[i].continue_on_error;
+            const vstep *vs = lookup(v, key);
+            tolerated += vs && vs->depth == 0 && vs->continue_on_error;
         } else {
             other++;
         }

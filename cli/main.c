@@ -1,9 +1,11 @@
 /* cbx: the command line. A table of subcommands over libcbx; global options; exit codes. */
 #include "args.h"
 #include "cli.h"
+#include "config.h"
 #include "output.h"
 
 #include "cbx/executor.h"
+#include "cbx/state_dir.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -29,13 +31,7 @@ const char cli_exit_codes_help[] =
     "  124  timed out\n"
     "  130  cancelled (SIGINT or SIGTERM)\n";
 
-typedef struct cli_cmd {
-    const char *name;
-    cli_cmd_fn fn;
-    const char *summary;
-} cli_cmd;
-
-static const cli_cmd commands[] = {
+const cli_cmd cli_commands[] = {
     {"exec", cli_cmd_exec, "run an executor, or a command (-- CMD ARGS), under a policy"},
     {"types", cli_cmd_types, "list executor types, or show one type's parameters"},
     {"history", cli_cmd_history, "past executions from the journal; show one; clear"},
@@ -46,10 +42,13 @@ static const cli_cmd commands[] = {
     {"runs", cli_cmd_runs, "flow runs from the journal"},
     {"show", cli_cmd_show, "one flow run with its steps"},
     {"graph", cli_cmd_graph, "a flow's DAG as Mermaid or DOT"},
+    {"config", cli_cmd_config, "the configuration in effect and where each value came from"},
+    {"completion", cli_cmd_completion, "a bash or zsh completion script"},
 };
-#define N_COMMANDS (sizeof commands / sizeof commands[0])
+#define N_COMMANDS (sizeof cli_commands / sizeof cli_commands[0])
+const size_t cli_n_commands = N_COMMANDS;
 
-static void usage(FILE *f)
+void cli_usage(FILE *f)
 {
     fputs("Usage: cbx [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]\n"
           "\n"
@@ -59,13 +58,17 @@ static void usage(FILE *f)
           "Commands:\n",
           f);
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
-    fputs("  help      help on a command (same as cbx COMMAND --help)\n"
+        fprintf(f, "  %-11s %s\n", cli_commands[i].name, cli_commands[i].summary);
+    fputs("  help        help on a command (same as cbx COMMAND --help); help --man [COMMAND]:\n"
+          "              its manual page (roff), help --man-dir DIR: every page into DIR\n"
           "\n"
           "Global options (also accepted after the command):\n"
           "  --state-dir DIR   where the journal and the breaker store live (sets CBX_STATE_DIR;\n"
           "                    default $CBX_STATE_DIR, else $XDG_STATE_HOME/cbx, else\n"
-          "                    ~/.local/state/cbx)\n"
+          "                    ~/.local/state/cbx); it must be yours and writable by no one\n"
+          "                    else, or cbx refuses it (exit 2)\n"
+          "  --config FILE     the configuration file (default $CBX_CONFIG, else\n"
+          "                    $XDG_CONFIG_HOME/cbx/config.yaml); see 'cbx config --help'\n"
           "  --no-journal      do not write the journal\n"
           "  --utc             show times in UTC, as ISO-8601 (2026-12-06T21:48:05Z)\n"
           "  -h, --help        this help\n"
@@ -80,7 +83,7 @@ static void usage(FILE *f)
           "  cbx stats --by executor\n"
           "  cbx breaker list\n"
           "\n"
-          "Environment: CBX_STATE_DIR, CBX_PLUGIN_PATH, CBX_LUA_PATH, NO_COLOR.\n"
+          "Environment: CBX_CONFIG, CBX_STATE_DIR, CBX_PLUGIN_PATH, CBX_LUA_PATH, NO_COLOR.\n"
           "\n",
           f);
     fputs(cli_exit_codes_help, f);
@@ -95,6 +98,14 @@ int cli_set_state_dir(cli_ctx *ctx, const char *dir)
     struct stat st;
     if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
         cli_err("--state-dir: '%s' is not a directory", dir);
+        return CLI_EXIT_USAGE;
+    }
+    cbx_err err;
+    cbx_err_clear(&err);
+    /* the rules on who owns and may write the directory guard what cbx makes and opens for
+     * writing there; a command that only reads may read another user's state */
+    if (!ctx->reads_only && stat(dir, &st) == 0 && cbx_state_dir_check(dir, &err) < 0) {
+        cli_err("--state-dir: %s", err.msg);
         return CLI_EXIT_USAGE;
     }
     ctx->state_dir = dir;
@@ -124,8 +135,8 @@ int cli_common_option(cli_ctx *ctx, int id, const char *val, int *json)
 static const cli_cmd *find_command(const char *name)
 {
     for (size_t i = 0; i < N_COMMANDS; i++)
-        if (strcmp(commands[i].name, name) == 0)
-            return &commands[i];
+        if (strcmp(cli_commands[i].name, name) == 0)
+            return &cli_commands[i];
     return NULL;
 }
 
@@ -133,7 +144,7 @@ static int unknown_command(const char *name)
 {
     const char *cands[N_COMMANDS + 1];
     for (size_t i = 0; i < N_COMMANDS; i++)
-        cands[i] = commands[i].name;
+        cands[i] = cli_commands[i].name;
     cands[N_COMMANDS] = "help";
     const char *best = cli_suggest(name, cands, N_COMMANDS + 1);
     if (best)
@@ -145,8 +156,25 @@ static int unknown_command(const char *name)
 
 static int run_help(cli_ctx *ctx, int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "--man-dir") == 0) {
+        if (argc != 3) {
+            cli_err("help: --man-dir needs a directory");
+            return CLI_EXIT_USAGE;
+        }
+        return cli_man_dir(argv[2]);
+    }
+    if (argc >= 2 && strcmp(argv[1], "--man") == 0) {
+        if (argc > 3) {
+            cli_err("help: --man takes one command");
+            return CLI_EXIT_USAGE;
+        }
+        const cli_cmd *c = argc == 3 ? find_command(argv[2]) : NULL;
+        if (argc == 3 && !c)
+            return unknown_command(argv[2]);
+        return cli_man_page(stdout, c);
+    }
     if (argc < 2) {
-        usage(stdout);
+        cli_usage(stdout);
         return CLI_EXIT_OK;
     }
     const cli_cmd *c = find_command(argv[1]);
@@ -156,15 +184,27 @@ static int run_help(cli_ctx *ctx, int argc, char **argv)
     return c->fn(ctx, 2, sub);
 }
 
+/* Commands that only read the state directory (the journal, read-only). */
+static int reads_only(int argc, char **argv)
+{
+    static const char *const readers[] = {"stats",    "runs",  "show",  "types",
+                                          "validate", "graph", "config"};
+    for (size_t k = 0; k < sizeof readers / sizeof readers[0]; k++)
+        if (strcmp(argv[0], readers[k]) == 0)
+            return 1;
+    return strcmp(argv[0], "history") == 0 && !(argc > 1 && strcmp(argv[1], "clear") == 0);
+}
+
 int main(int argc, char **argv)
 {
     cli_ctx ctx = {0};
+    const char *global_dir = NULL, *config_file = NULL;
     int i = 1;
     /* Global options, up to the command. */
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
+            cli_usage(stdout);
             return CLI_EXIT_OK;
         }
         if (strcmp(a, "--version") == 0) {
@@ -185,14 +225,20 @@ int main(int argc, char **argv)
                 cli_err("option '--state-dir' needs a value");
                 return CLI_EXIT_USAGE;
             }
-            int rc = cli_set_state_dir(&ctx, v);
-            if (rc)
-                return rc;
+            global_dir = v; /* applied once the command is known */
             continue;
         }
-        static const char *const globals[] = {"--help", "--version", "--no-journal", "--state-dir",
-                                              "--utc"};
-        const char *best = cli_suggest(a, globals, 5);
+        if (strcmp(a, "--config") == 0 || strncmp(a, "--config=", 9) == 0) {
+            config_file = a[8] == '=' ? a + 9 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!config_file || !config_file[0]) {
+                cli_err("option '--config' needs a file");
+                return CLI_EXIT_USAGE;
+            }
+            continue;
+        }
+        static const char *const globals[] = {"--help",      "--version", "--no-journal",
+                                              "--state-dir", "--utc",     "--config"};
+        const char *best = cli_suggest(a, globals, 6);
         if (best)
             cli_err("unknown option '%s' (did you mean '%s'?)", a, best);
         else
@@ -200,7 +246,7 @@ int main(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     if (i >= argc) {
-        usage(stderr);
+        cli_usage(stderr);
         return CLI_EXIT_USAGE;
     }
     if (strcmp(argv[i], "help") == 0)
@@ -208,5 +254,41 @@ int main(int argc, char **argv)
     const cli_cmd *c = find_command(argv[i]);
     if (!c)
         return unknown_command(argv[i]);
+    if (c->fn == cli_cmd_completion) /* the same script whatever the configuration */
+        return c->fn(&ctx, argc - i, argv + i);
+    int crc = cli_config_load(config_file);
+    if (crc)
+        return crc;
+    /* A state directory from the environment meets the same rules as --state-dir's (the
+     * library would refuse it too, in fewer words). */
+    ctx.reads_only = reads_only(argc - i, argv + i);
+    if (global_dir) {
+        int rc = cli_set_state_dir(&ctx, global_dir);
+        if (rc)
+            return rc;
+    }
+    const char *env_dir = getenv("CBX_STATE_DIR");
+    struct stat st;
+    const cli_config *cfg = cli_config_get();
+    if (!ctx.state_dir && !(env_dir && *env_dir) && cfg->state_dir) {
+        /* the file's state_dir, under the same rules as --state-dir's */
+        cbx_err err;
+        cbx_err_clear(&err);
+        if (!ctx.reads_only && stat(cfg->state_dir, &st) == 0 &&
+            cbx_state_dir_check(cfg->state_dir, &err) < 0) {
+            cli_err("%s: state_dir: %s", cfg->file, err.msg);
+            return CLI_EXIT_USAGE;
+        }
+        setenv("CBX_STATE_DIR", cfg->state_dir, 1);
+        env_dir = NULL;
+    }
+    if (!ctx.reads_only && !ctx.state_dir && env_dir && *env_dir && stat(env_dir, &st) == 0) {
+        cbx_err err;
+        cbx_err_clear(&err);
+        if (cbx_state_dir_check(env_dir, &err) < 0) {
+            cli_err("CBX_STATE_DIR: %s", err.msg);
+            return CLI_EXIT_USAGE;
+        }
+    }
     return c->fn(&ctx, argc - i, argv + i);
 }

@@ -13,13 +13,16 @@
  *   - count window: failure rate, and/or slow-call rate, over the last N calls, once at least
  *     min_calls are in the window;
  *   - time window: failure rate, and/or slow-call rate, over the last length_ns of time (kept
- *     in buckets), once at least min_calls are in the window.
+ *     in buckets), once at least min_calls are in the window;
+ *   - a predicate of the caller's (trip_fn), asked after the fixed rules.
+ * Which outcomes count as failures is failure_kinds' call, or a classifier's (classify_fn).
  * A call is slow when its latency is at or above slow_call_ns, whatever its outcome. A success
  * with a quality score under quality_threshold counts as a QUALITY failure.
  *
  * Cost: on a CLOSED breaker, acquire is one atomic load and record is a handful of relaxed
- * atomic adds; neither allocates nor locks. Transitions, half-open probes and rejections
- * that ask for an explanation take an internal mutex.
+ * atomic adds (plus the caller's classify_fn / trip_fn when set); neither allocates nor locks.
+ * Transitions, half-open probes and rejections that ask for an explanation take an internal
+ * mutex.
  *
  * Time comes from the cbx_clock in the options, so tests drive it with a virtual clock.
  * State changes are evaluated when the breaker is used (acquire, record, metrics), not by a
@@ -70,7 +73,12 @@ typedef enum cbx_breaker_mode {
     X(PROBE_FAILED, "probe_failed")                                                                \
     X(PROBE_EXPIRED, "probe_lease_expired")                                                        \
     X(PROBES_SUCCEEDED, "probes_succeeded")                                                        \
-    X(MANUAL, "manual")
+    X(MANUAL, "manual")                                                                            \
+    X(INITIAL, "initial_state")                                                                    \
+    X(HALF_OPEN_ELAPSED, "half_open_elapsed")                                                      \
+    X(PROBE_FAILURE_RATE, "half_open.failure_rate")                                                \
+    X(PROBE_SLOW_RATE, "half_open.slow_rate")                                                      \
+    X(PREDICATE, "trip_predicate")
 
 typedef enum cbx_breaker_reason {
 #define CBX__BREAKER_REASON_ENUM(name, str) CBX_BREAKER_REASON_##name,
@@ -92,6 +100,69 @@ typedef struct cbx_breaker_event {
 /* Called after the breaker's lock is released, on the thread whose call caused the change.
  * It may call cbx_breaker_metrics_get but must not free the breaker. */
 typedef void (*cbx_breaker_event_fn)(const cbx_breaker_event *ev, void *ud);
+
+/* How HALF_OPEN decides between closing and re-opening (cbx_breaker_opts.half_open_judge). */
+typedef enum cbx_breaker_judge {
+    /* The first failing probe re-opens; close_after probe successes close. */
+    CBX_BREAKER_JUDGE_FIRST_FAILURE = 0,
+    /* resilience4j's permittedNumberOfCallsInHalfOpenState: close_after probes (0 =
+     * half_open_probes) are admitted and all report; then their failure rate and slow-call
+     * rate decide: at or above a threshold re-opens, else the breaker closes. */
+    CBX_BREAKER_JUDGE_RATE = 1,
+} cbx_breaker_judge;
+
+/* What cbx_breaker_opts.open_fn is told about the trip it times. */
+typedef struct cbx_breaker_open_info {
+    cbx_breaker_reason reason;     /* why the breaker is opening */
+    uint32_t consecutive_failures; /* the run of failures at a consecutive-failures trip */
+    uint32_t window_calls;         /* the tripping window's totals (or the probes' for the */
+    uint32_t window_failures;      /* half-open rates); 0 for other reasons */
+    uint32_t window_slow;
+    uint32_t reopens;        /* re-opens since the breaker last closed, this one included (0 for
+                                a trip from CLOSED): Polly's half-open attempt count */
+    uint64_t open_ns;        /* what open_ns, open_multiplier and open_max_ns give */
+    uint64_t retry_after_ns; /* the Retry-After of the report that caused it; 0 = none */
+} cbx_breaker_open_info;
+
+/* Polly v8's BreakDurationGenerator: returns how long the breaker stays OPEN for this trip, in
+ * ns (0 = half-open at the next use; UINT64_MAX = until changed by hand). Called with the
+ * breaker's lock held, on the thread whose report or acquire caused the trip: it must not call
+ * into this breaker. The Retry-After rule applies to its answer. */
+typedef uint64_t (*cbx_breaker_open_fn)(const cbx_breaker_open_info *info, void *ud);
+
+struct cbx_breaker_report;
+
+/* What cbx_breaker_opts.classify_fn says an outcome is. */
+typedef enum cbx_breaker_verdict {
+    CBX_BREAKER_VERDICT_DEFAULT = 0, /* as the fixed rules say (failure_kinds) */
+    CBX_BREAKER_VERDICT_FAILURE = 1, /* a failure, whatever its kind (a success or an ignored
+                                        outcome is recorded as CBX_OUTCOME_CUSTOM) */
+    CBX_BREAKER_VERDICT_SUCCESS = 2, /* a success (recorded as CBX_OUTCOME_SUCCESS) */
+    CBX_BREAKER_VERDICT_IGNORE = 3,  /* neither (recorded as CBX_OUTCOME_IGNORED): resilience4j's
+                                        ignoreExceptions, Polly's ShouldHandle returning false */
+} cbx_breaker_verdict;
+
+/* resilience4j's recordException / ignoreExceptions predicates, Polly's ShouldHandle: judges
+ * each reported outcome. r is the report (for cbx_breaker_record, one with only kind and
+ * latency_ns), kind the outcome after the quality rule. Runs on the recording thread, without
+ * the lock on a CLOSED breaker and with it for a probe: it must be quick and must not call
+ * into this breaker. Not asked for cbx_breaker_release. */
+typedef cbx_breaker_verdict (*cbx_breaker_classify_fn)(const struct cbx_breaker_report *r,
+                                                       cbx_outcome kind, void *ud);
+
+/* What cbx_breaker_opts.trip_fn is told: the outcome just counted and the counters after it. */
+typedef struct cbx_breaker_counts {
+    int failed, slow;                                 /* the outcome just counted */
+    uint32_t consecutive_failures;                    /* the run of failures, this one included */
+    uint32_t count_calls, count_failures, count_slow; /* the count window (0s when none) */
+    uint32_t time_calls, time_failures, time_slow;    /* the time window (0s when none) */
+} cbx_breaker_counts;
+
+/* A trip rule of the caller's beside the fixed ones (gobreaker's ReadyToTrip): asked on a
+ * CLOSED breaker after each success or failure that the fixed rules did not trip on; nonzero
+ * trips it with reason trip_predicate. Runs on the recording thread without the lock (several
+ * threads may call it at once) and must not call into this breaker. */
+typedef int (*cbx_breaker_trip_fn)(const cbx_breaker_counts *c, void *ud);
 
 /* Upper bound of cbx_breaker_opts.half_open_probes. */
 #define CBX_BREAKER_MAX_PROBES 64
@@ -133,6 +204,38 @@ typedef struct cbx_breaker_opts {
 
     cbx_breaker_event_fn on_event; /* may be NULL */
     void *event_ud;
+
+    /* Where a new breaker starts (resilience4j's transitionTo*State at start, Polly's manual
+     * control isolating from the first call). initial_mode: NORMAL (default) or any mode, as
+     * cbx_breaker_set_mode would give it. initial_state applies to NORMAL only (with another
+     * mode leave it CLOSED): CLOSED (default); OPEN = open for open_ns from creation, reason
+     * initial_state, then HALF_OPEN as after a trip; HALF_OPEN = probing from the start. */
+    cbx_breaker_state initial_state;
+    cbx_breaker_mode initial_mode;
+
+    /* The longest HALF_OPEN may last (resilience4j maxWaitDurationInHalfOpenState): a
+     * HALF_OPEN breaker that has not closed this long after it half-opened re-opens (reason
+     * half_open_elapsed, a re-open like a failed probe), probes or not. Noticed at the next
+     * use, dated at the limit. 0 = no limit. */
+    uint64_t half_open_max_ns;
+    cbx_breaker_judge half_open_judge; /* 0 = CBX_BREAKER_JUDGE_FIRST_FAILURE */
+    /* JUDGE_RATE thresholds over the probes, in (0, 1]. 0 = the window's rate (count_window
+     * first, else time_window); a slow rate with none anywhere is off. At least one of the two
+     * must be set somewhere. */
+    double half_open_failure_rate;
+    double half_open_slow_rate;
+
+    /* The open time of each trip from a function (see cbx_breaker_open_fn) instead of
+     * open_ns / open_multiplier / open_max_ns; NULL = those. open_ud is borrowed. */
+    cbx_breaker_open_fn open_fn;
+    void *open_ud;
+
+    /* Predicates of the caller's beside the fixed rules (see the types); NULL = none. The user
+     * data is borrowed. */
+    cbx_breaker_classify_fn classify_fn;
+    void *classify_ud;
+    cbx_breaker_trip_fn trip_fn;
+    void *trip_ud;
 } cbx_breaker_opts;
 
 /* What acquire gives back. Pass it unchanged to cbx_breaker_record (or _release).
@@ -217,6 +320,25 @@ void cbx_breaker_record(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int64_t 
 cbx_outcome cbx_breaker_record_quality(cbx_breaker *b, cbx_permit p, cbx_outcome kind,
                                        int64_t latency_ns, double quality);
 
+/* A report with everything the breaker can be told about a call (cbx_breaker_record_ex). */
+typedef struct cbx_breaker_report {
+    cbx_outcome kind;
+    int64_t latency_ns; /* < 0 = unknown, as in cbx_breaker_record */
+    int has_quality;    /* 1: quality is a score to judge against quality_threshold */
+    double quality;     /* 0..1 */
+    /* The callee asked not to be called for this long (an HTTP Retry-After, a 429's reset):
+     * when this report trips the breaker (or re-opens it from HALF_OPEN), the breaker stays
+     * open for max(open time, retry_after_ns), the Retry-After capped by open_max_ns when
+     * that is set. Ignored on a report that trips nothing. 0 = none. */
+    uint64_t retry_after_ns;
+    const void *data; /* anything for classify_fn to look at (a status code, a body); borrowed */
+} cbx_breaker_report;
+
+/* As cbx_breaker_record, with the fields of *r (borrowed for the call). Returns the kind that
+ * was recorded (after the quality rule and classify_fn). Lock-free and allocation-free on a CLOSED
+ * breaker, as cbx_breaker_record. */
+cbx_outcome cbx_breaker_record_ex(cbx_breaker *b, cbx_permit p, const cbx_breaker_report *r);
+
 /* Give back a permit without an outcome (the call was never made): counts as ignored. */
 void cbx_breaker_release(cbx_breaker *b, cbx_permit p);
 
@@ -231,6 +353,16 @@ void cbx_breaker_set_mode(cbx_breaker *b, cbx_breaker_mode mode);
 /* Convenience: set_mode(FORCED_OPEN) / set_mode(FORCED_CLOSED). */
 void cbx_breaker_force_open(cbx_breaker *b);
 void cbx_breaker_force_closed(cbx_breaker *b);
+
+/* Open by hand for open_ns nanoseconds from now (_for), or until the clock reads until_ns
+ * (_until). Unlike FORCED_OPEN this is an ordinary OPEN in NORMAL mode, with reason manual:
+ * calls are refused with CBX_ECIRCUIT_OPEN (explained as "opened by hand") and when the time
+ * is up the breaker goes HALF_OPEN as after a trip, dated at that time. From any mode; like a
+ * mode change it empties the windows, cancels probes and forgets re-open growth, and emits an
+ * event (to OPEN, reason manual, open_for_ns the time left). UINT64_MAX (or a time past the
+ * clock's range) = until changed by hand; a time already past half-opens at the next use. */
+void cbx_breaker_force_open_for(cbx_breaker *b, uint64_t open_ns);
+void cbx_breaker_force_open_until(cbx_breaker *b, uint64_t until_ns);
 
 /* Back to NORMAL and CLOSED with empty windows, no consecutive failures and no re-open
  * growth. Cumulative metrics counters are kept. */

@@ -10,6 +10,14 @@
  *
  * Thread-safe. The first use of a name creates its breaker from the options given then; later
  * options for the same name are ignored until cbx_breaker_store_forget.
+ *
+ * The file is made whole under a temporary name and linked into place; it is opened without
+ * following a symbolic link and must be a regular file of this user. Each record's blocks are
+ * allocated (posix_fallocate) before the record is first used, so a full file system gives
+ * -ENOSPC when a new name is added (or when the file is made), never a SIGBUS; breakers already
+ * in the file go on working. No wait for a lock another process holds is unbounded: acquire
+ * waits until the deadline it is given (cbx_breaker_store_acquire_by), everything else at most
+ * CBX_BREAKER_STORE_WAIT_NS, and -EAGAIN says the lock was still held then.
  */
 #ifndef CBX_BREAKER_STORE_H
 #define CBX_BREAKER_STORE_H
@@ -25,17 +33,44 @@ extern "C" {
 
 typedef struct cbx_breaker_store cbx_breaker_store;
 
+/* The longest name, in bytes (a name is 1 to this many bytes). */
+#define CBX_BREAKER_NAME_MAX 200
+/* How long an operation without a deadline of its own waits for a record lock: 10 s. */
+#define CBX_BREAKER_STORE_WAIT_NS (10ULL * 1000000000ULL)
+
 int cbx_breaker_store_memory_new(cbx_breaker_store **out, cbx_err *err);
-/* path NULL = the default. Errors: -errno (naming the file), CBX_EPARSE (not a store file). */
+/* path NULL = the default (the state directory must pass cbx_state_dir's checks). An empty file
+ * or one left unfinished (all zeros) is made again, as is one from an older version or an
+ * earlier boot. Errors, naming the file: -ENOSPC (no room to make it), -ELOOP (a symbolic
+ * link), -EPERM (not a regular file of this user, or a state directory others can write),
+ * CBX_EPARSE (not a store file, a newer version, damaged or truncated), -EAGAIN (locked past
+ * CBX_BREAKER_STORE_WAIT_NS), -errno. */
 int cbx_breaker_store_host_new(cbx_breaker_store **out, const char *path, cbx_err *err);
 void cbx_breaker_store_free(cbx_breaker_store *s);
 
 /* As cbx_breaker_acquire_ex / _record on the named breaker (created from o, or defaults when
- * o is NULL, on first use). */
+ * o is NULL, on first use). Besides the breaker's refusals the permit's rc can be
+ * CBX_EINVAL_CONFIG (bad name or options), -ENOSPC (a new name and no room: the table is full
+ * or the file system is), -EAGAIN (the record stayed locked until the deadline) or -errno;
+ * cbx_breaker_store_explain words them. acquire waits at most CBX_BREAKER_STORE_WAIT_NS. */
 cbx_permit cbx_breaker_store_acquire(cbx_breaker_store *s, const char *name,
                                      const cbx_breaker_opts *o, cbx_breaker_rejection *why);
+/* As cbx_breaker_store_acquire, waiting for a lock no later than deadline_ns (CLOCK_MONOTONIC,
+ * as cbx_clock_now_ns(NULL); 0: only try). On -EAGAIN nothing changed: call again later. The
+ * runtime calls it with a short deadline and tries again from a timer, so that the loop, the
+ * execution's deadline and cancellation are never held up by another process's lock. */
+cbx_permit cbx_breaker_store_acquire_by(cbx_breaker_store *s, const char *name,
+                                        const cbx_breaker_opts *o, cbx_breaker_rejection *why,
+                                        uint64_t deadline_ns);
+/* record waits at most CBX_BREAKER_STORE_WAIT_NS for the breaker's record, record_by until
+ * deadline_ns (CLOCK_MONOTONIC; 0: only try). An outcome not recorded by then is kept by this
+ * handle and recorded first thing at its next operation on the name, or when it is freed
+ * (cbx_breaker_store_free then waits at most CBX_BREAKER_STORE_WAIT_NS per name; what it
+ * cannot record by then is lost, as when a process dies between acquire and record). */
 void cbx_breaker_store_record(cbx_breaker_store *s, const char *name, cbx_permit p, cbx_outcome k,
                               int64_t latency_ns);
+void cbx_breaker_store_record_by(cbx_breaker_store *s, const char *name, cbx_permit p,
+                                 cbx_outcome k, int64_t latency_ns, uint64_t deadline_ns);
 /* cbx_breaker_explain for a rejection from this store. */
 const char *cbx_breaker_store_explain(cbx_breaker_store *s, const char *name,
                                       const cbx_breaker_rejection *why, char *buf, size_t len);

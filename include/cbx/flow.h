@@ -45,6 +45,21 @@ int cbx_flow_declares_outputs(const cbx_flow *f);
  * (*out) or CBX_EINVAL_CONFIG with each problem (unknown, missing, mistyped, not in enum). */
 int cbx_flow_inputs(const cbx_flow *f, const json_t *given, json_t **out, cbx_diag *diag);
 
+/* One step of a loaded flow, as cbx_flow_steps_walk shows it. Valid during the callback only. */
+typedef struct cbx_flow_step_info {
+    const char *name;     /* the full name: "fetch", or "prepare.cache" for a composite's child */
+    const char *executor; /* its type name; "steps" for a composite; NULL for a sub-flow */
+    int depth;            /* 0 for the flow's own steps, 1 for their children, ... */
+    int foreach;          /* 1 when it has foreach: (a list or an expression) */
+    int continue_on_error;
+} cbx_flow_step_info;
+
+/* Call fn for each step of f in file order, a composite's steps right after it (a sub-flow's
+ * steps are not shown: they belong to its own file). Stops at the first non-zero return of fn
+ * and returns it; 0 when every step was shown. Costs no allocation; names up to 1,023 bytes. */
+int cbx_flow_steps_walk(const cbx_flow *f, int (*fn)(const cbx_flow_step_info *s, void *ud),
+                        void *ud);
+
 /* The DAG as text: format "mermaid" or "dot". Returns a malloc'd string (caller frees), or NULL
  * for an unknown format. */
 char *cbx_flow_graph(const cbx_flow *f, const char *format);

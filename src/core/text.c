@@ -42,3 +42,32 @@ uint64_t cbx__fnv1a(uint64_t h, const void *data, size_t len)
     }
     return h;
 }
+
+static int fold(int c, int casefold)
+{
+    return casefold && c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
+}
+
+/* On a mismatch, the last '*' takes one more character. */
+int cbx__glob_match(const char *pat, const char *s, int casefold)
+{
+    const char *star = NULL, *resume = NULL;
+    while (*s) {
+        if (*pat == '*') {
+            star = ++pat;
+            resume = s;
+        } else if (*pat && (*pat == '?' || fold((unsigned char)*pat, casefold) ==
+                                               fold((unsigned char)*s, casefold))) {
+            pat++;
+            s++;
+        } else if (star) {
+            pat = star;
+            s = ++resume;
+        } else {
+            return 0;
+        }
+    }
+    while (*pat == '*')
+        pat++;
+    return *pat == '\0';
+}

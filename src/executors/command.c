@@ -16,6 +16,7 @@ uint64_t cbx_task_kill_grace_ns(const cbx_task *t) __attribute__((weak));
 #define DEFAULT_KILL_GRACE_MS 2000
 
 static const char *const env_modes[] = {"inherit", "clear", NULL};
+static const char *const leftover_modes[] = {"kill", "leave", NULL};
 
 static const cbx_param params[] = {
     {.name = "argv",
@@ -106,6 +107,20 @@ static const cbx_param params[] = {
      .has_max = 1,
      .max = 1 << 30,
      .description = "open file descriptors (RLIMIT_NOFILE)"},
+    {.name = "memory_max_bytes",
+     .type = CBX_PARAM_INTEGER,
+     .has_min = 1,
+     .min = MIB,
+     .has_max = 1,
+     .max = 9.0e18,
+     .description = "memory of the whole tree in bytes (its cgroup's limit): the kernel kills it "
+                    "at the limit and the attempt fails with metadata.oom; needs cgroups (root)"},
+    {.name = "leftovers",
+     .type = CBX_PARAM_STRING,
+     .default_json = "\"kill\"",
+     .enum_values = leftover_modes,
+     .description = "what the command left running when it exited: killed (kill) or left "
+                    "running (leave; with a cgroup, until cbx exits)"},
     {.name = "kill_grace_ms",
      .type = CBX_PARAM_INTEGER,
      .has_min = 1,
@@ -261,6 +276,7 @@ static int command_start(cbx_task *t)
     argv[argc] = NULL;
 
     const char *mode = json_string_value(json_object_get(p, "env_mode"));
+    const char *leftovers = json_string_value(json_object_get(p, "leftovers"));
     char **envp = NULL;
     int env_owned = 0;
     const char *path = NULL;
@@ -322,13 +338,11 @@ static int command_start(cbx_task *t)
         .kill_grace_ms = int_param(p, "kill_grace_ms", grace_ms),
         .rlimit_as_bytes = spec.rlimit_as_bytes,
         .rlimit_cpu_s = spec.rlimit_cpu_s,
+        .memory_max_bytes = int_param(p, "memory_max_bytes", 0),
+        .leave_leftovers = leftovers && strcmp(leftovers, "leave") == 0,
     };
-    rc = cbx__cmd_run_start(t, &spec, &o);
-    free(candidates);
-    if (env_owned)
-        free(envp);
-    free(argv);
-    return rc;
+    void *mem[3] = {argv, candidates, env_owned ? envp : NULL};
+    return cbx__cmd_run_start(t, &spec, mem, &o); /* mem is the attempt's now */
 }
 
 static void command_cancel(cbx_task *t)
@@ -339,8 +353,9 @@ static void command_cancel(cbx_task *t)
 static const cbx_executor_type command_type = {
     .abi = CBX_EXECUTOR_ABI,
     .name = "command",
-    .summary = "run a program (argv, or /bin/sh -c with shell: true) in its own process group, "
-               "with captured output, rlimits and the whole tree killed on timeout",
+    .summary = "run a program (argv, or /bin/sh -c with shell: true) in its own cgroup (or "
+               "process group), with captured output, limits and the whole tree killed on "
+               "timeout",
     .params = params,
     .task_size = sizeof(cbx__cmd_run),
     .validate = command_validate,

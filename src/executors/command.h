@@ -1,11 +1,16 @@
-/* The command executor: a program started without a shell (unless asked), in its own session and
- * process group, with captured output, rlimits, and a kill of the whole tree on cancel.
+/* The command executor: a program started without a shell (unless asked), in a cgroup of its own
+ * where the machine allows it and in its own session and process group, with captured output,
+ * limits, a kill of the whole tree on cancel and of what it leaves when it exits.
  *
  * command.c         the type: schema, validation, params -> spawn spec, start and cancel
  * command_run.c     one attempt on the loop: pipes, exit watch, TERM/grace/KILL, the result
  * command_spawn.c   clone (vfork-like) + exec with setsid, dup2, chdir, rlimits; exec errors
  * command_env.c     the child's environment (inherit or clear, set, unset) and PATH search list
  * command_capture.c bounded capture of a stream, its JSON string
+ * command_cgroup.c  a cgroup per attempt (the whole tree, its peak memory, a memory limit) and
+ *                   the guard that kills the trees when this process dies
+ * command_orphans.c without cgroups: orphans collected as a subreaper and killed
+ * command_spawner.c the threads that start children, so that the loop never waits on a clone
  */
 #ifndef CBX_EXECUTORS_COMMAND_H
 #define CBX_EXECUTORS_COMMAND_H
@@ -60,6 +65,52 @@ int cbx__cmd_env_build(int clear, const json_t *env, const json_t *unset, char *
  * NULL-terminated array in one allocation (free it), or NULL when memory runs out. */
 char **cbx__cmd_path_candidates(const char *name, const char *path);
 
+/* ---- command_cgroup.c ---------------------------------------------------------------------- */
+
+typedef struct cbx__cgroup {
+    int tree_dir;      /* the v2 cgroup's directory (O_DIRECTORY), or -1 */
+    int mem_dir;       /* the memory cgroup's: tree_dir on v2 with memory, a v1 one, or -1 */
+    int procs_fd[2];   /* their cgroup.procs (write "0" to join), or -1 */
+    int kill_fd;       /* the v2 cgroup.kill, or -1 (kernels before 5.14) */
+    int limited;       /* a memory limit is set */
+    uint64_t oom_base; /* OOM kills counted before this attempt (a cgroup used again) */
+    char name[24];     /* the attempt's directory name under each base */
+} cbx__cgroup;
+
+/* Make the attempt's cgroups (and, the first time, probe the machine and start the guard). 0
+ * when the tree is tracked; 1 when cgroups cannot be used here and no memory limit was asked
+ * (*cg is then empty and the attempt runs without); a negative errno and *err when
+ * memory_max_bytes (0: none) cannot be honoured. Release with cbx__cgroup_close. */
+int cbx__cgroup_open(cbx__cgroup *cg, uint64_t memory_max_bytes, cbx_err *err);
+/* SIGKILL to every process in the attempt's cgroup (cgroup.kill, or each listed pid). */
+void cbx__cgroup_kill(cbx__cgroup *cg);
+/* 1 when no process is left in the cgroup (or there is none). */
+int cbx__cgroup_empty(cbx__cgroup *cg);
+/* The tree's peak memory in bytes (-1 without a memory cgroup) and whether the kernel killed a
+ * process of it for memory (the limit was hit). */
+void cbx__cgroup_memory(cbx__cgroup *cg, int64_t *peak_bytes, int *oom);
+/* Close the descriptors and remove the directories (later, while processes are still leaving). */
+void cbx__cgroup_close(cbx__cgroup *cg);
+/* The process's base in the v2 hierarchy (".../cbx-<pid>"), or NULL when cgroups are not used;
+ * the guard's pid, or -1. */
+const char *cbx__cgroup_path(void);
+int cbx__cgroup_guard_pid(void);
+/* Descriptors held by the pool of empty cgroups kept for later attempts. */
+int cbx__cgroup_pool_fds(void);
+
+/* Tests only: when set, no cgroup is made (the fallback of a machine without them). */
+extern int cbx__cmd_no_cgroup;
+
+/* ---- command_orphans.c --------------------------------------------------------------------- */
+
+/* Make this process a child subreaper (once): 0, or -ENOTSUP when the kernel refuses. */
+int cbx__orphans_enable(void);
+/* A new mark for an attempt's environment: "CBX_TREE=<pid>.<n>" (len: 48 is plenty). */
+void cbx__orphans_mark(char *buf, size_t len);
+/* SIGKILL and reap every child of ours (orphans reparented to us) whose environment holds mark,
+ * generation after generation; leader (not yet reaped) is left alone. Returns how many. */
+int cbx__orphans_kill(const char *mark, pid_t leader);
+
 /* ---- command_spawn.c ----------------------------------------------------------------------- */
 
 typedef struct cbx__cmd_spec {
@@ -71,6 +122,8 @@ typedef struct cbx__cmd_spec {
     uint64_t rlimit_cpu_s;    /* 0: unchanged */
     uint64_t rlimit_as_bytes; /* 0: unchanged */
     uint64_t rlimit_nofile;   /* 0: unchanged */
+    int cgroup_procs[2];      /* cgroup.procs descriptors the child joins by writing "0" */
+    int n_cgroup_procs;       /* how many of them are given (0: none) */
 } cbx__cmd_spec;
 
 typedef struct cbx__cmd_child {
@@ -88,7 +141,9 @@ typedef struct cbx__cmd_child {
                            child inherited of it in the child's ru_maxrss */
 } cbx__cmd_child;
 
-/* Start the child: a new session (its pid is its process group), stdin/stdout/stderr on pipes,
+/* Start the child: its cgroups joined, a SIGKILL asked for when the calling thread ends (see
+ * command_spawner.c: that thread lives as long as the process), a new session (its pid is its
+ * process group), stdin/stdout/stderr on pipes,
  * every other descriptor closed at exec, signals at their defaults and unblocked, cwd, rlimits,
  * then exec. Returns once the child has called exec (or, when it is a fork, at once): 0 and
  * *child (every descriptor the parent keeps is close-on-exec), or a negative errno with a
@@ -109,6 +164,26 @@ int cbx__cmd_spawn_failure(const char *argv0, const char *cwd, int stage, int e,
 /* Tests only: when set, pidfd_open is not used and exits are noticed by polling. */
 extern int cbx__cmd_no_pidfd;
 
+/* ---- command_spawner.c --------------------------------------------------------------------- */
+
+/* A child to start on the spawner thread. The submitter owns it; spec (and what it points to)
+ * must stay valid until done is signalled; then rc, child and err hold cbx__cmd_spawn's answer. */
+typedef struct cbx__spawn_job {
+    struct cbx__spawn_job *next;
+    const cbx__cmd_spec *spec;
+    uv_async_t *done; /* uv_async_send'd once the spawn is over; the job is then the loop's */
+    int rc;
+    cbx__cmd_child child;
+    cbx_err err;
+} cbx__spawn_job;
+
+/* Queue job for the spawner thread (started on first use). 0, or a negative errno when there is
+ * no such thread (then spawn on the calling thread). */
+int cbx__spawner_submit(cbx__spawn_job *job);
+
+/* Tests and benchmarks only: when set, children are started on the loop's thread. */
+extern int cbx__cmd_inline_spawn;
+
 /* ---- command_run.c ------------------------------------------------------------------------- */
 
 /* What an attempt was asked to do, besides the spawn spec. */
@@ -120,8 +195,10 @@ typedef struct cbx__cmd_opts {
     const json_t *success_codes; /* borrowed array of integers */
     int parse_json;
     uint64_t kill_grace_ms;
-    uint64_t rlimit_as_bytes; /* for the oom hint */
-    uint64_t rlimit_cpu_s;    /* for the cpu limit flag */
+    uint64_t rlimit_as_bytes;  /* for the oom hint */
+    uint64_t rlimit_cpu_s;     /* for the cpu limit flag */
+    uint64_t memory_max_bytes; /* the cgroup's memory limit; 0: none */
+    int leave_leftovers;       /* 1: what the command left running when it exited is not killed */
 } cbx__cmd_opts;
 
 /* The per-attempt state (the type's task_size); see command_run.c. */
@@ -138,6 +215,15 @@ typedef struct cbx__cmd_run {
     pid_t pid;
     int pidfd;
     long parent_rss_kb;
+    cbx__cgroup cg; /* the attempt's cgroups (tree_dir -1: not tracked by a cgroup) */
+
+    /* the spawn, on the spawner thread; the spec's memory is the attempt's until it is over */
+    cbx__cmd_spec spec;
+    void *spec_mem[4];  /* freed once the child is started (see cbx__cmd_run_start) */
+    char tree_mark[48]; /* without a cgroup: the attempt's CBX_TREE=... environment entry */
+    cbx__spawn_job job;
+    uv_async_t spawned;
+    int spawning;
     int handles; /* initialised and not yet through their close callback */
 
     uv_timer_t timer; /* grace, drain */
@@ -160,6 +246,8 @@ typedef struct cbx__cmd_run {
     size_t in_off;
 
     int exited, finishing, cancelled, term_sent, kill_sent;
+    int leftovers_gone;   /* the leader exited by itself and what it left was sent SIGKILL */
+    int leftovers_killed; /* ... and its cgroup still held processes then */
     const char *killed_by;
     uint64_t t0_ns, t1_ns;
 
@@ -169,9 +257,12 @@ typedef struct cbx__cmd_run {
     char error[512];
 } cbx__cmd_run;
 
-/* Start the child of spec and wire it to the loop. Always ends in cbx_task_done (a failure to
- * start is reported there with its message, never synchronously). Returns 0. */
-int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, const cbx__cmd_opts *o);
+/* Start the child of spec (on the spawner thread) and wire it to the loop. spec is copied; the
+ * blocks in mem[0..2] (NULL or malloc'd: what spec's arrays live in) become the attempt's and are
+ * freed once the child has started. Always ends in cbx_task_done (a failure to start is reported
+ * there with its message, never synchronously). Returns 0. */
+int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, void *mem[3],
+                       const cbx__cmd_opts *o);
 
 /* SIGTERM to the process group, SIGKILL after the grace; see command_run.c. */
 void cbx__cmd_run_cancel(cbx_task *t);

@@ -5,16 +5,19 @@
  * feeding stdin when it did not fit in the pipe at once.
  *
  * The child exits -> the exit watch fires; the leader is NOT reaped yet, so that its pid (which is
- * the process group id) cannot be reused while we may still signal the group. The attempt ends
- * when the leader has exited and both pipes are at EOF (or were closed by us): then whatever is
- * left of the process group gets SIGKILL, the leader is reaped with wait4() (status and rusage),
- * every handle is closed, and the last close callback reports with cbx_task_done.
+ * the process group id) cannot be reused while we may still signal the group. The execution ends
+ * with its leader: what the leader left running (in its cgroup, or without one in its process
+ * group) gets SIGKILL at once, unless leftovers are to be left; the pipes are then read to EOF,
+ * or, when something outside our reach still holds them, for a short drain and then up to what
+ * they hold (never losing what was written). Then the leader is reaped with wait4() (status and
+ * rusage), the cgroup gives its peak memory, every handle is closed, and the last close callback
+ * reports with cbx_task_done.
  *
  * Cancel (timeout, cancel, shutdown): SIGTERM to the group; SIGKILL to the group when the grace
  * has passed or as soon as the leader has exited, whichever comes first (the grace is for the
- * leader to clean up; nothing of its group outlives it). After the SIGKILL the pipes get a short
- * drain: a process that escaped into its own session may still hold them, and then our ends
- * are closed. */
+ * leader to clean up; nothing of its group outlives it). The SIGKILL goes to the cgroup too, so a
+ * process that escaped into its own session dies with the rest. After it the pipes get a short
+ * drain (without a cgroup, an escaped process may still hold them), then our ends are closed. */
 #define _GNU_SOURCE
 #include "executors/command.h"
 
@@ -77,12 +80,39 @@ static void close_handle(cbx__cmd_run *r, void *h)
     uv_close((uv_handle_t *)h, on_closed);
 }
 
+/* Up to this many bytes are read from a pipe we let go before EOF: what it holds. */
+#define DRAIN_MAX_BYTES (4u << 20)
+
 static void stream_close(cbx__cmd_run *r, cbx__cmd_stream *s)
 {
     if (!s->live)
         return;
     s->live = 0;
     close_handle(r, &s->pipe);
+}
+
+/* Let go of a pipe something else still holds open: first what it holds now (non-blocking
+ * reads; a writer that never stops is cut at DRAIN_MAX_BYTES), then our end. */
+static void stream_let_go(cbx__cmd_run *r, cbx__cmd_stream *s)
+{
+    if (!s->live)
+        return;
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&s->pipe, &fd) == 0) {
+        size_t got = 0;
+        while (got < DRAIN_MAX_BYTES) {
+            uv_buf_t buf;
+            cbx__capture_buf(65536, &buf);
+            ssize_t n = read(fd, buf.base, buf.len);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            cbx__capture_add(&s->cap, buf.base, (size_t)n);
+            got += (size_t)n;
+        }
+    }
+    stream_close(r, s);
 }
 
 static void stdin_close(cbx__cmd_run *r)
@@ -187,12 +217,15 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
     int out_trunc = cbx__capture_truncated(&r->out.cap);
     int err_trunc = cbx__capture_truncated(&r->err.cap);
 
+    int64_t tree_peak = -1;
+    int cg_oom = 0;
+    cbx__cgroup_memory(&r->cg, &tree_peak, &cg_oom);
     long rss = waited ? ru->ru_maxrss : 0;
     double user_ms = waited ? ms_of(&ru->ru_utime) : 0, sys_ms = waited ? ms_of(&ru->ru_stime) : 0;
     /* Nobody here sent that SIGKILL: the kernel's OOM killer is the usual sender. Or, under a
      * memory limit, a failure after the resident set came within 10 % of the limit. */
     int oom =
-        (signaled && sig == SIGKILL && !r->kill_sent) ||
+        cg_oom || (signaled && sig == SIGKILL && !r->kill_sent) ||
         (r->o.rlimit_as_bytes &&
          (signaled || (exited && !code_succeeds(r->o.success_codes, code))) &&
          rss > r->parent_rss_kb && (double)rss * 1024.0 >= 0.9 * (double)r->o.rlimit_as_bytes);
@@ -219,6 +252,11 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
     json_object_set_new(m, "stderr_lossy", json_boolean(err_lossy));
     json_object_set_new(m, "peak_rss_kb", json_integer(rss));
     json_object_set_new(m, "peak_rss_exact", json_boolean(waited && rss > r->parent_rss_kb));
+    json_object_set_new(m, "peak_memory_bytes",
+                        tree_peak >= 0 ? json_integer((json_int_t)tree_peak) : json_null());
+    json_object_set_new(m, "tree", json_string(r->cg.tree_dir >= 0 ? "cgroup" : "process_group"));
+    json_object_set_new(m, "leftovers_killed",
+                        r->cg.tree_dir >= 0 ? json_boolean(r->leftovers_killed) : json_null());
     json_object_set_new(m, "cpu_user_ms", json_real(user_ms));
     json_object_set_new(m, "cpu_sys_ms", json_real(sys_ms));
     json_object_set_new(m, "duration_ms",
@@ -246,12 +284,18 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
                                 : "SIGKILL");
     } else if (signaled) {
         snprintf(r->error, sizeof r->error, "killed by %s%s%s%s", sname,
-                 WCOREDUMP(st) ? " (core dumped)" : "", oom ? " (out of memory?)" : "",
+                 WCOREDUMP(st) ? " (core dumped)" : "",
+                 cg_oom ? " (out of memory: memory_max_bytes reached)"
+                 : oom  ? " (out of memory?)"
+                        : "",
                  cpu_limit ? " (CPU time limit)" : "");
     } else if (!code_succeeds(r->o.success_codes, code)) {
         last_line(&r->err.cap, line, sizeof line);
         snprintf(r->error, sizeof r->error, "exit code %d%s%s%s", code,
-                 oom ? " (out of memory?)" : "", line[0] ? ": " : "", line);
+                 cg_oom ? " (out of memory: memory_max_bytes reached)"
+                 : oom  ? " (out of memory?)"
+                        : "",
+                 line[0] ? ": " : "", line);
     } else if (r->o.parse_json && out_trunc) {
         snprintf(r->error, sizeof r->error,
                  "parse_json: stdout was truncated at %zu of %llu bytes (raise stdout_max)",
@@ -284,8 +328,13 @@ static void maybe_finish(cbx__cmd_run *r)
     uv_timer_stop(&r->timer);
     /* What is left of the group (processes that let go of the pipes) goes with its leader. The
      * leader is still unreaped, so the group id cannot have been reused. */
-    if (!r->kill_sent)
+    if (!r->kill_sent && !r->leftovers_gone && !r->o.leave_leftovers) {
+        cbx__cgroup_kill(&r->cg);
         kill(-r->pid, SIGKILL);
+    }
+    /* Without a cgroup: the attempt's orphans, wherever their sessions are. */
+    if (r->tree_mark[0] && !r->o.leave_leftovers)
+        cbx__orphans_kill(r->tree_mark, r->pid);
     int st = 0;
     struct rusage ru;
     memset(&ru, 0, sizeof ru);
@@ -295,6 +344,7 @@ static void maybe_finish(cbx__cmd_run *r)
     int wait_errno = w < 0 ? errno : 0;
     r->t1_ns = uv_hrtime();
     build_result(r, w == r->pid, st, &ru, wait_errno);
+    cbx__cgroup_close(&r->cg);
     exit_watch_close(r);
     close_handle(r, &r->timer);
 }
@@ -304,9 +354,9 @@ static void maybe_finish(cbx__cmd_run *r)
 static void on_drain(uv_timer_t *timer)
 {
     cbx__cmd_run *r = timer->data;
-    /* Still open after the SIGKILL: held by a process outside the group. Let go. */
-    stream_close(r, &r->out);
-    stream_close(r, &r->err);
+    /* Still open after the SIGKILL: held by a process out of reach. Let go. */
+    stream_let_go(r, &r->out);
+    stream_let_go(r, &r->err);
     stdin_close(r);
     maybe_finish(r);
 }
@@ -316,8 +366,23 @@ static void send_kill(cbx__cmd_run *r)
     if (r->kill_sent)
         return;
     r->kill_sent = 1;
+    cbx__cgroup_kill(&r->cg);
     kill(-r->pid, SIGKILL);
     kill(r->pid, SIGKILL); /* not in its own group yet if it has not reached setsid */
+    r->timer.data = r;
+    uv_timer_start(&r->timer, on_drain, DRAIN_MS, 0);
+}
+
+/* The leader has exited by itself: what it left running goes (the cgroup, else its group). */
+static void kill_leftovers(cbx__cmd_run *r)
+{
+    if (r->cg.tree_dir >= 0 && !cbx__cgroup_empty(&r->cg))
+        r->leftovers_killed = 1;
+    r->leftovers_gone = 1;
+    cbx__cgroup_kill(&r->cg);
+    kill(-r->pid, SIGKILL);
+    if (r->tree_mark[0])
+        cbx__orphans_kill(r->tree_mark, r->pid);
     r->timer.data = r;
     uv_timer_start(&r->timer, on_drain, DRAIN_MS, 0);
 }
@@ -335,8 +400,20 @@ static void child_exited(cbx__cmd_run *r)
         return;
     r->exited = 1;
     exit_watch_close(r);
-    if (r->cancelled)
+    if (r->cancelled) {
         send_kill(r);
+        if (r->tree_mark[0]) /* orphans now: reparented to us */
+            cbx__orphans_kill(r->tree_mark, r->pid);
+    } else if (r->o.leave_leftovers) {
+        /* Whatever still holds the pipes was left running on purpose: take what they hold. */
+        stream_let_go(r, &r->out);
+        stream_let_go(r, &r->err);
+        stdin_close(r);
+    } else if (r->out.live || r->err.live || r->in_open) {
+        /* Maybe only EOF not yet seen; or something the leader left holds the pipes: then it
+         * goes, and the pipes reach EOF. */
+        kill_leftovers(r);
+    }
     maybe_finish(r);
 }
 
@@ -472,47 +549,68 @@ static void on_stdin_writable(uv_poll_t *p, int status, int events)
 
 /* ---- start and cancel ---------------------------------------------------------------------- */
 
-int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, const cbx__cmd_opts *o)
-{
-    cbx__cmd_run *r = cbx_task_state(t);
-    r->task = t;
-    r->loop = cbx_task_loop(t);
-    r->o = *o;
-    r->pid = -1;
-    r->pidfd = r->in_fd = r->report_fd = -1;
-    r->out.cap.max = o->stdout_max;
-    r->err.cap.max = o->stderr_max;
-    uv_timer_init(r->loop, &r->timer);
-    r->timer.data = r;
-    r->handles = 1;
+int cbx__cmd_inline_spawn;
 
-    cbx_err err;
-    cbx_err_clear(&err);
-    cbx__cmd_child ch;
-    r->t0_ns = uv_hrtime();
-    int rc = cbx__cmd_spawn(spec, &ch, &err);
-    if (rc < 0) {
-        /* Not started: reported from the timer's close callback, never from inside start. */
-        r->t1_ns = uv_hrtime();
-        r->outcome = CBX_OUTCOME_ERROR;
-        snprintf(r->error, sizeof r->error, "%s", err.msg[0] ? err.msg : cbx_strerror(rc));
-        r->metadata =
-            json_pack("{s:n,s:n,s:n,s:s,s:f}", "pid", "exit_code", "signal", "spawn_error",
-                      r->error, "duration_ms", round((double)(r->t1_ns - r->t0_ns) / 1e3) / 1e3);
-        r->finishing = 1;
-        close_handle(r, &r->timer);
-        return 0;
+static void free_spec_mem(cbx__cmd_run *r)
+{
+    for (int i = 0; i < 4; i++) {
+        free(r->spec_mem[i]);
+        r->spec_mem[i] = NULL;
     }
-    r->pid = ch.pid;
-    r->pidfd = ch.pidfd;
-    r->report_fd = ch.report_fd;
-    r->parent_rss_kb = ch.parent_rss_kb;
+}
+
+/* Without a cgroup: the child's environment gets the attempt's mark (see command_orphans.c). */
+static void mark_tree(cbx__cmd_run *r)
+{
+    size_t n = 0;
+    while (r->spec.envp[n])
+        n++;
+    char **envp = malloc((n + 2) * sizeof *envp);
+    if (!envp)
+        return; /* unmarked: the process group is all that is reached */
+    memcpy(envp, r->spec.envp, n * sizeof *envp);
+    cbx__orphans_mark(r->tree_mark, sizeof r->tree_mark);
+    envp[n] = r->tree_mark;
+    envp[n + 1] = NULL;
+    r->spec.envp = envp;
+    r->spec_mem[3] = envp;
+}
+
+/* Not started: reported from the timer's close callback, never from inside start. */
+static void start_failed(cbx__cmd_run *r, int rc, const cbx_err *err)
+{
+    r->t1_ns = uv_hrtime();
+    r->outcome = CBX_OUTCOME_ERROR;
+    snprintf(r->error, sizeof r->error, "%s", err->msg[0] ? err->msg : cbx_strerror(rc));
+    r->metadata =
+        json_pack("{s:n,s:n,s:n,s:s,s:f}", "pid", "exit_code", "signal", "spawn_error", r->error,
+                  "duration_ms", round((double)(r->t1_ns - r->t0_ns) / 1e3) / 1e3);
+    r->finishing = 1;
+    cbx__cgroup_close(&r->cg);
+    close_handle(r, &r->timer);
+}
+
+static void stop(cbx__cmd_run *r);
+
+/* The child has started (or failed to): wire it to the loop. */
+static void wire(cbx__cmd_run *r, int rc, const cbx__cmd_child *ch, cbx_err *err)
+{
+    const cbx__cmd_opts *o = &r->o;
+    free_spec_mem(r);
+    if (rc < 0) {
+        start_failed(r, rc, err);
+        return;
+    }
+    r->pid = ch->pid;
+    r->pidfd = ch->pidfd;
+    r->report_fd = ch->report_fd;
+    r->parent_rss_kb = ch->parent_rss_kb;
 
     if (r->report_fd < 0) {
-        if (ch.exec_stage) {
+        if (ch->exec_stage) {
             r->exec_failed = 1;
-            cbx__cmd_spawn_failure(o->argv0, o->cwd, ch.exec_stage, ch.exec_errno, &err);
-            snprintf(r->error, sizeof r->error, "%s", err.msg);
+            cbx__cmd_spawn_failure(o->argv0, o->cwd, ch->exec_stage, ch->exec_errno, err);
+            snprintf(r->error, sizeof r->error, "%s", err->msg);
         }
     } else if (uv_poll_init(r->loop, &r->report_poll, r->report_fd) == 0) {
         r->report_poll.data = r;
@@ -541,10 +639,10 @@ int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, const cbx__cmd_op
         uv_timer_start(&r->exit_timer, on_exit_poll, r->exit_timer_ms, 0);
     }
 
-    stream_open(r, &r->out, ch.stdout_fd);
-    stream_open(r, &r->err, ch.stderr_fd);
+    stream_open(r, &r->out, ch->stdout_fd);
+    stream_open(r, &r->err, ch->stderr_fd);
 
-    r->in_fd = ch.stdin_fd;
+    r->in_fd = ch->stdin_fd;
     r->in_open = r->in_fd >= 0;
     /* What the pipe takes now is written now; the rest when it is writable again. */
     int fed = r->in_open && stdin_feed(r);
@@ -556,6 +654,82 @@ int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, const cbx__cmd_op
     } else if (r->in_open) {
         stdin_close(r); /* all written (or the poll could not be set up) */
     }
+    if (r->cancelled && !r->exec_failed) /* cancelled while the spawner was at it */
+        stop(r);
+}
+
+/* Timeout or cancel: SIGTERM, and SIGKILL after the grace (at once without one). */
+static void stop(cbx__cmd_run *r)
+{
+    stdin_close(r);
+    if (r->exited || r->o.kill_grace_ms == 0) {
+        send_kill(r);
+    } else {
+        r->term_sent = 1;
+        kill(-r->pid, SIGTERM);
+        kill(r->pid, SIGTERM);
+        uv_timer_start(&r->timer, on_grace, r->o.kill_grace_ms, 0);
+    }
+    maybe_finish(r);
+}
+
+static void on_spawned(uv_async_t *a)
+{
+    cbx__cmd_run *r = a->data;
+    r->spawning = 0;
+    close_handle(r, &r->spawned);
+    wire(r, r->job.rc, &r->job.child, &r->job.err);
+}
+
+int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, void *mem[3], const cbx__cmd_opts *o)
+{
+    cbx__cmd_run *r = cbx_task_state(t);
+    r->task = t;
+    r->loop = cbx_task_loop(t);
+    r->o = *o;
+    r->pid = -1;
+    r->pidfd = r->in_fd = r->report_fd = -1;
+    r->out.cap.max = o->stdout_max;
+    r->err.cap.max = o->stderr_max;
+    r->spec = *spec;
+    for (int i = 0; i < 3; i++)
+        r->spec_mem[i] = mem[i];
+    r->spec_mem[3] = NULL;
+    uv_timer_init(r->loop, &r->timer);
+    r->timer.data = r;
+    r->handles = 1;
+    r->t0_ns = uv_hrtime();
+
+    cbx_err err;
+    cbx_err_clear(&err);
+    int rc = cbx__cgroup_open(&r->cg, o->memory_max_bytes, &err);
+    if (rc < 0) {
+        free_spec_mem(r);
+        start_failed(r, rc, &err);
+        return 0;
+    }
+    r->spec.n_cgroup_procs = 0;
+    for (int i = 0; i < 2; i++)
+        if (r->cg.procs_fd[i] >= 0)
+            r->spec.cgroup_procs[r->spec.n_cgroup_procs++] = r->cg.procs_fd[i];
+    if (rc == 1 && cbx__orphans_enable() == 0)
+        mark_tree(r);
+
+    if (uv_async_init(r->loop, &r->spawned, on_spawned) == 0) {
+        r->spawned.data = r;
+        r->job.spec = &r->spec;
+        r->job.done = &r->spawned;
+        if (cbx__spawner_submit(&r->job) == 0) {
+            r->handles++;
+            r->spawning = 1;
+            return 0;
+        }
+        r->handles++;
+        close_handle(r, &r->spawned); /* never signalled */
+    }
+    cbx__cmd_child ch;
+    rc = cbx__cmd_spawn(&r->spec, &ch, &err);
+    wire(r, rc, &ch, &err);
     return 0;
 }
 
@@ -571,18 +745,11 @@ static int timed_out(const cbx_task *t)
 void cbx__cmd_run_cancel(cbx_task *t)
 {
     cbx__cmd_run *r = cbx_task_state(t);
-    if (r->cancelled || r->finishing || r->pid <= 0)
+    if (r->cancelled || r->finishing || (r->pid <= 0 && !r->spawning))
         return;
     r->cancelled = 1;
     r->killed_by = timed_out(t) ? "timeout" : "cancel";
-    stdin_close(r);
-    if (r->exited || r->o.kill_grace_ms == 0) {
-        send_kill(r);
-    } else {
-        r->term_sent = 1;
-        kill(-r->pid, SIGTERM);
-        kill(r->pid, SIGTERM);
-        uv_timer_start(&r->timer, on_grace, r->o.kill_grace_ms, 0);
-    }
-    maybe_finish(r);
+    if (r->spawning)
+        return; /* stopped as soon as the child is there (wire) */
+    stop(r);
 }

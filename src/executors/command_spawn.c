@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -68,12 +69,15 @@ enum {
     STAGE_RLIMIT_CPU,
     STAGE_RLIMIT_AS,
     STAGE_RLIMIT_NOFILE,
-    STAGE_EXEC
+    STAGE_EXEC,
+    STAGE_CGROUP,
+    STAGE_PDEATHSIG
 };
 
 typedef struct child_ctx {
     const cbx__cmd_spec *spec;
     int fd_in, fd_out, fd_err, fd_report;
+    pid_t parent;
     sigset_t empty;
     /* Written by the child in the parent's memory (clone with CLONE_VM), read after clone
      * returns: the child has started; where and why it failed. */
@@ -101,6 +105,16 @@ __attribute__((noreturn, noinline)) static void child_main(child_ctx *c)
 {
     const cbx__cmd_spec *s = c->spec;
     c->started = 1;
+    /* Into the attempt's cgroups first: whatever it forks from here on is tracked. */
+    for (int i = 0; i < s->n_cgroup_procs; i++)
+        if (write(s->cgroup_procs[i], "0", 1) < 0)
+            child_fail(c, STAGE_CGROUP, errno);
+    /* Dies with the thread that started it (the spawner, which lives as long as cbx); a parent
+     * already gone before the prctl is seen by getppid. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        child_fail(c, STAGE_PDEATHSIG, errno);
+    if (getppid() != c->parent)
+        _exit(127);
     if (setsid() < 0)
         child_fail(c, STAGE_SETSID, errno);
     if (dup2(c->fd_in, 0) < 0 || dup2(c->fd_out, 1) < 0 || dup2(c->fd_err, 2) < 0)
@@ -225,6 +239,10 @@ int cbx__cmd_spawn_failure(const char *argv0, const char *cwd, int stage, int e,
         return cbx_err_set(err, -e, "rlimit_memory_bytes: %s", strerror(e));
     case STAGE_RLIMIT_NOFILE:
         return cbx_err_set(err, -e, "rlimit_nofile: %s", strerror(e));
+    case STAGE_CGROUP:
+        return cbx_err_set(err, -e, "joining the attempt's cgroup: %s", strerror(e));
+    case STAGE_PDEATHSIG:
+        return cbx_err_set(err, -e, "prctl(PR_SET_PDEATHSIG): %s", strerror(e));
     case STAGE_SETSID:
         return cbx_err_set(err, -e, "setsid: %s", strerror(e));
     default:
@@ -256,8 +274,12 @@ int cbx__cmd_spawn(const cbx__cmd_spec *spec, cbx__cmd_child *child, cbx_err *er
         }
     }
 
-    child_ctx c = {
-        .spec = spec, .fd_in = in[0], .fd_out = out[1], .fd_err = errp[1], .fd_report = rep[1]};
+    child_ctx c = {.spec = spec,
+                   .fd_in = in[0],
+                   .fd_out = out[1],
+                   .fd_err = errp[1],
+                   .fd_report = rep[1],
+                   .parent = getpid()};
     sigemptyset(&c.empty);
     struct rusage self;
     if (getrusage(RUSAGE_SELF, &self) == 0)

@@ -359,6 +359,9 @@ void cbx__http_xfer_report(cbx__http_xfer *x)
 static int http_start(cbx_task *t)
 {
     cbx__http_xfer *x = cbx_task_state(t);
+    int lr = cbx__curl_load(NULL); /* a no-op after the first time */
+    if (lr < 0)
+        return lr;
     cbx__http_loop *lp = cbx__http_loop_get(cbx_task_loop(t));
     if (!lp)
         return -ENOMEM;
@@ -406,7 +409,8 @@ static void http_cancel(cbx_task *t)
 static int http_validate(const cbx_executor_type *type, const json_t *params, cbx_err *err)
 {
     (void)type;
-    return cbx__http_request_validate(params, err);
+    int r = cbx__curl_load(err); /* libcurl is loaded on the type's first use */
+    return r < 0 ? r : cbx__http_request_validate(params, err);
 }
 
 static const cbx_executor_type http_type = {

@@ -60,10 +60,21 @@ static const char schema[] =
     "  run_id TEXT, step TEXT, status TEXT, outputs TEXT, attempts INTEGER, error TEXT,"
     "  started_ms INTEGER, ended_ms INTEGER, PRIMARY KEY (run_id, step));";
 
+/* Whether retention has any run to drop, asked first: the deletes build temporary tables (the
+ * run ids; a pager and a page cache of their own, allocated and freed), which at every run start
+ * cost half of what journaling a no-op run did. And only once the journal has dropped executions
+ * (the oldest kept is not the first written, rowid 1): until then the oldest execution is merely
+ * the oldest, and a run still running on another worker of a batch, started a moment before its
+ * first execution, would be dropped (as runs faster to start made happen). */
+static const char prune_probe_sql[] =
+    "SELECT CASE WHEN coalesce((SELECT min(rowid) FROM executions), 2) > 1"
+    " THEN EXISTS (" PRUNED_RUNS ") ELSE 0 END";
+
 struct cbx__flow_journal {
     cbx_journal *j;              /* borrowed */
     sqlite3_stmt *st[REC_KINDS]; /* prepared on j's connection */
     sqlite3_stmt *prune[2];
+    sqlite3_stmt *probe; /* prune_probe_sql */
 };
 
 /* One record. Parameters: ?1 run id, ?2 flow or step name, ?3 status (a run start: the flow's
@@ -102,15 +113,18 @@ static int has_owner(sqlite3 *db)
 /* Resuming a run closes what its dead process left unfinished: executions of the run not
  * ended whose owner is gone end as abandoned. A new run (most run starts) has none: the scan
  * of the executions by tag is only made for a run already journaled. */
-static int close_abandoned(sqlite3 *db, const char *run_id, uint64_t ms, cbx_err *err)
+static const char sql_run_known[] = "SELECT 1 FROM flow_runs WHERE run_id = ?1";
+
+static int close_abandoned(sqlite3 *db, cbx_journal *j, const char *run_id, uint64_t ms,
+                           cbx_err *err)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM flow_runs WHERE run_id = ?1", -1, &st, NULL) !=
-        SQLITE_OK)
-        return db_error(db, err, "prepare");
+    if (cbx_journal_stmt(j, sql_run_known, &st, err) != 0)
+        return CBX_EJOURNAL;
     sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
     int known = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
     st = NULL;
     if (!known)
         return 0;
@@ -131,40 +145,30 @@ static int close_abandoned(sqlite3 *db, const char *run_id, uint64_t ms, cbx_err
     return rc == SQLITE_DONE ? 0 : db_error(db, err, "close abandoned executions");
 }
 
+/* The statements are the journal handle's (cbx_journal_stmt): parsed by the first run on a
+ * handle, kept for the runs after it. The tables are made only when the first statement finds
+ * them missing: no schema work on a journal that has them. */
 static int setup(sqlite3 *db, void *ud, cbx_err *err)
 {
     cbx__flow_journal *fj = ud;
-    if (sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK)
-        return db_error(db, err, "create tables");
-    if (!has_owner(db) && sqlite3_exec(db,
-                                       "ALTER TABLE flow_runs ADD COLUMN owner_pid INTEGER;"
-                                       "ALTER TABLE flow_runs ADD COLUMN owner_start INTEGER",
-                                       NULL, NULL, NULL) != SQLITE_OK)
-        return db_error(db, err, "add the owner columns");
+    if (cbx_journal_stmt(fj->j, rec_sql[0], &fj->st[0], NULL) != 0) {
+        /* missing tables, or a journal made before the owner columns */
+        if (sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK)
+            return db_error(db, err, "create tables");
+        if (!has_owner(db) && sqlite3_exec(db,
+                                           "ALTER TABLE flow_runs ADD COLUMN owner_pid INTEGER;"
+                                           "ALTER TABLE flow_runs ADD COLUMN owner_start INTEGER",
+                                           NULL, NULL, NULL) != SQLITE_OK)
+            return db_error(db, err, "add the owner columns");
+    }
     for (int k = 0; k < REC_KINDS; k++)
-        if (sqlite3_prepare_v3(db, rec_sql[k], -1, SQLITE_PREPARE_PERSISTENT, &fj->st[k], NULL) !=
-            SQLITE_OK)
-            return db_error(db, err, "prepare");
+        if (cbx_journal_stmt(fj->j, rec_sql[k], &fj->st[k], err) != 0)
+            return CBX_EJOURNAL;
     for (int k = 0; k < 2; k++)
-        if (sqlite3_prepare_v3(db, prune_sql[k], -1, SQLITE_PREPARE_PERSISTENT, &fj->prune[k],
-                               NULL) != SQLITE_OK)
-            return db_error(db, err, "prepare");
-    return 0;
-}
-
-static int finalize_all(sqlite3 *db, void *ud, cbx_err *err)
-{
-    (void)db;
-    (void)err;
-    cbx__flow_journal *fj = ud;
-    for (int k = 0; k < REC_KINDS; k++) {
-        sqlite3_finalize(fj->st[k]);
-        fj->st[k] = NULL;
-    }
-    for (int k = 0; k < 2; k++) {
-        sqlite3_finalize(fj->prune[k]);
-        fj->prune[k] = NULL;
-    }
+        if (cbx_journal_stmt(fj->j, prune_sql[k], &fj->prune[k], err) != 0)
+            return CBX_EJOURNAL;
+    if (cbx_journal_stmt(fj->j, prune_probe_sql, &fj->probe, err) != 0)
+        return CBX_EJOURNAL;
     return 0;
 }
 
@@ -186,10 +190,7 @@ int cbx__flow_journal_open(cbx__flow_journal **out, cbx_journal *j, cbx_err *err
 
 void cbx__flow_journal_close(cbx__flow_journal *fj)
 {
-    if (!fj)
-        return;
-    cbx_journal_read_db(fj->j, finalize_all, fj, NULL);
-    free(fj);
+    free(fj); /* its statements are the journal's */
 }
 
 /* ---- writes -------------------------------------------------------------------------------- */
@@ -204,10 +205,18 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
 
 static int prune(sqlite3 *db, cbx__flow_journal *fj, const char *run_id, cbx_err *err)
 {
-    for (int k = 0; k < 2; k++) {
+    sqlite3_stmt *q = fj->probe;
+    sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    int any = rc == SQLITE_ROW && sqlite3_column_int(q, 0) != 0;
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    if (rc != SQLITE_ROW)
+        return db_error(db, err, "retention");
+    for (int k = 0; k < 2 && any; k++) {
         sqlite3_stmt *st = fj->prune[k];
         sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(st);
+        rc = sqlite3_step(st);
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
         if (rc != SQLITE_DONE)
@@ -222,7 +231,7 @@ static int write_rec(sqlite3 *db, void *ud, cbx_err *err)
     if (r->kind == REC_RUN_START) {
         int p = prune(db, r->fj, r->run_id, err);
         if (!p)
-            p = close_abandoned(db, r->run_id, r->ms, err);
+            p = close_abandoned(db, r->fj->j, r->run_id, r->ms, err);
         if (p)
             return p;
     }

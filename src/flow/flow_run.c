@@ -36,6 +36,12 @@ typedef struct runner runner;
 typedef struct scope scope;
 typedef struct node node;
 
+/* A first-in first-out queue of nodes. */
+typedef struct nqueue {
+    node **v;
+    size_t head, len, cap; /* the live entries are v[head .. len) */
+} nqueue;
+
 typedef struct item_run {
     node *n;
     size_t index;
@@ -45,26 +51,26 @@ typedef struct item_run {
 struct node {
     const cbx__flow_step *def;
     scope *sc;
-    node_state state;
-    int tolerated; /* failed, but continue_on_error */
-    int skipped_by_when;
-    int resumed;
-    char *full_name;
-    size_t deps_left;
-    size_t *dependents;
-    size_t ndependents;
+    char *full_name; /* the step's own name (borrowed) in the root scope, else "parent.child" */
+    char *error;     /* why it failed or was skipped, or NULL; read through node_err() */
     json_t *outputs;
-    uint32_t attempts;
-    char error[512];
     uint64_t started_ns, ended_ns;
     uint64_t started_ms;
-    cbx_status status; /* how it ended, kept while it is held */
-    uint64_t batch;    /* the journal batch that holds its end record */
+    uint64_t batch; /* the journal batch that holds its end record */
+    uint32_t deps_left;
+    uint32_t attempts;
+    node_state state;
+    cbx_status status;      /* how it ended, kept while it is held */
+    unsigned tolerated : 1; /* failed, but continue_on_error */
+    unsigned skipped_by_when : 1;
+    unsigned resumed : 1;
+    unsigned waiting_slot : 1; /* in the runner's queue of foreach nodes waiting for a slot */
+    unsigned item_failed : 1;
+    unsigned starting : 1; /* in start_more_items: an item that ends at once must not re-enter */
     /* foreach */
     json_t *items; /* the items (or batches) to run */
     size_t next_item, items_done, items_running;
     json_t *item_outputs;
-    int item_failed;
     item_run *runs; /* one per item */
     scope *child;   /* composite or sub-flow */
 };
@@ -76,8 +82,15 @@ struct scope {
     const cbx__flow_step *steps;
     size_t nsteps;
     node *nodes;
+    /* the reverse edges, in one block: the dependents of node i are
+     * dependents[first_dependent[i] .. first_dependent[i + 1]) */
+    size_t *first_dependent;
+    uint32_t *dependents;
     json_t *inputs;    /* owned */
-    json_t *steps_ctx; /* owned: {name: {outputs, status}} */
+    json_t *steps_ctx; /* owned: {name: {outputs, status, attempts}}, filled when read */
+    uint32_t *ended;   /* the nodes released, in the order they were */
+    size_t nended;
+    size_t nctx; /* ended[0 .. nctx) are in steps_ctx already */
     size_t finished;
     const cbx_flow *flow; /* whose outputs this scope renders (root and sub-flows) */
 };
@@ -98,8 +111,8 @@ struct runner {
     char run_id[40];
     json_t *resumed; /* {full_name: {status, outputs...}} of the run being resumed */
     scope *root;
-    node **ready;
-    size_t nready, ready_cap, ready_head;
+    nqueue ready;   /* nodes whose dependencies are over, to start in turn */
+    nqueue waiting; /* foreach nodes with items left that stopped for want of a free slot */
     uint32_t running, max_running;
     uint32_t total, done_count;
     int failed, timed_out, cancelled;
@@ -119,6 +132,11 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+static const char *node_err(const node *n)
+{
+    return n->error ? n->error : "";
+}
+
 static void emit(runner *R, cbx_flow_event_kind kind, node *n, cbx_status status)
 {
     if (!R->o->on_event)
@@ -127,7 +145,7 @@ static void emit(runner *R, cbx_flow_event_kind kind, node *n, cbx_status status
                          .run_id = R->run_id,
                          .step = n->full_name,
                          .status = status,
-                         .error = n->error,
+                         .error = node_err(n),
                          .attempts = n->attempts,
                          .done = R->done_count,
                          .total = R->total};
@@ -146,7 +164,21 @@ static void textf(char *buf, size_t len, const char *fmt, ...)
     va_end(ap);
 }
 
-#define node_error(n, ...) textf((n)->error, sizeof(n)->error, __VA_ARGS__)
+#define res_error(r, ...) textf((r)->error, sizeof(r)->error, __VA_ARGS__)
+
+/* A node's message is allocated only when it has one: most steps never do. */
+static void node_errorf(node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void node_errorf(node *n, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    char *e = strdup(buf); /* out of memory: the message is lost, not the step's outcome */
+    free(n->error);
+    n->error = e;
+}
 
 static void fail_flow(runner *R, cbx_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -164,12 +196,38 @@ static void fail_flow(runner *R, cbx_status status, const char *fmt, ...)
 
 /* ---- contexts -------------------------------------------------------------------------------- */
 
-/* {inputs, steps, env[, item]} as a template sees them from scope sc. */
+/* What a template sees of a node that has ended, as steps.<name>. */
+static json_t *node_ctx(const node *n)
+{
+    return json_pack("{s:O?, s:s, s:i}", "outputs", n->outputs, "status",
+                     n->state == N_SKIPPED ? "skipped" : cbx_status_name(n->status), "attempts",
+                     (int)n->attempts);
+}
+
+/* The scope's steps_ctx brought up to date with the nodes released since it was last read: it is
+ * filled only when a template reads it, so that a flow without templates never builds it. */
+static json_t *steps_ctx(scope *sc)
+{
+    for (; sc->nctx < sc->nended; sc->nctx++) {
+        const node *n = &sc->nodes[sc->ended[sc->nctx]];
+        json_object_set_new(sc->steps_ctx, n->def->name, node_ctx(n));
+    }
+    return sc->steps_ctx;
+}
+
+/* {inputs, steps, env[, item]} as a template sees them from scope sc. The root scope's steps are
+ * shared, not copied (templates only read them): a copy per step would make a long flow
+ * quadratic. A nested scope sees its own steps over its parents'. */
 static json_t *context(scope *sc, const json_t *item)
 {
-    json_t *steps = json_object();
-    for (scope *s = sc; s; s = s->parent)
-        json_object_update_missing(steps, s->steps_ctx);
+    json_t *steps;
+    if (!sc->parent) {
+        steps = json_incref(steps_ctx(sc));
+    } else {
+        steps = json_object();
+        for (scope *s = sc; s; s = s->parent)
+            json_object_update_missing(steps, steps_ctx(s));
+    }
     json_t *ctx =
         json_pack("{s:O, s:o, s:O}", "inputs", sc->inputs, "steps", steps, "env", sc->R->env);
     if (item)
@@ -177,40 +235,84 @@ static json_t *context(scope *sc, const json_t *item)
     return ctx;
 }
 
-/* ---- the ready queue ----------------------------------------------------------------------- */
+/* ---- queues of nodes ----------------------------------------------------------------------- */
+
+static int nqueue_push(nqueue *q, node *n)
+{
+    if (q->len == q->cap && q->head > 0) {
+        q->len -= q->head;
+        memmove(q->v, q->v + q->head, q->len * sizeof *q->v);
+        q->head = 0;
+    }
+    if (q->len == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 64;
+        node **v = realloc(q->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        q->v = v;
+        q->cap = cap;
+    }
+    q->v[q->len++] = n;
+    return 0;
+}
+
+static node *nqueue_pop(nqueue *q)
+{
+    if (q->head == q->len)
+        return NULL;
+    node *n = q->v[q->head++];
+    if (q->head == q->len)
+        q->head = q->len = 0;
+    return n;
+}
+
+static int nqueue_empty(const nqueue *q)
+{
+    return q->head == q->len;
+}
 
 static void make_ready(runner *R, node *n)
 {
-    if (R->nready == R->ready_cap) {
-        size_t live = R->nready - R->ready_head;
-        if (live && R->ready_head)
-            memmove(R->ready, R->ready + R->ready_head, live * sizeof(node *));
-        R->nready = live;
-        R->ready_head = 0;
-        if (R->nready == R->ready_cap) {
-            size_t cap = R->ready_cap ? R->ready_cap * 2 : 64;
-            node **q = realloc(R->ready, cap * sizeof(node *));
-            if (!q) {
-                fail_flow(R, CBX_STATUS_FAILED, "out of memory");
-                return;
-            }
-            R->ready = q;
-            R->ready_cap = cap;
-        }
-    }
-    R->ready[R->nready++] = n;
+    if (nqueue_push(&R->ready, n) < 0)
+        fail_flow(R, CBX_STATUS_FAILED, "out of memory");
 }
 
 /* ---- scopes --------------------------------------------------------------------------------- */
 
 static void scope_free(scope *sc);
 
+/* The reverse edges of the scope's steps, counted then placed in one block. */
+static int scope_dependents(scope *sc)
+{
+    size_t edges = 0;
+    for (size_t i = 0; i < sc->nsteps; i++)
+        edges += sc->steps[i].ndeps;
+    sc->first_dependent = calloc(sc->nsteps + 1, sizeof *sc->first_dependent);
+    sc->dependents = malloc((edges ? edges : 1) * sizeof *sc->dependents);
+    if (!sc->first_dependent || !sc->dependents)
+        return -ENOMEM;
+    size_t *first = sc->first_dependent;
+    for (size_t i = 0; i < sc->nsteps; i++)
+        for (size_t k = 0; k < sc->steps[i].ndeps; k++)
+            first[sc->steps[i].deps[k]]++;
+    for (size_t i = 1; i < sc->nsteps; i++) /* first[d]: where d's dependents end */
+        first[i] += first[i - 1];
+    first[sc->nsteps] = edges;
+    /* placed from the back, so that first[d] ends where they start, in file order */
+    for (size_t i = sc->nsteps; i-- > 0;)
+        for (size_t k = sc->steps[i].ndeps; k-- > 0;)
+            sc->dependents[--first[sc->steps[i].deps[k]]] = (uint32_t)i;
+    return 0;
+}
+
 static scope *scope_new(runner *R, scope *parent, node *owner, const cbx__flow_step *steps,
                         size_t nsteps, json_t *inputs, const cbx_flow *flow)
 {
     scope *sc = calloc(1, sizeof *sc);
-    if (!sc)
+    if (!sc) {
+        json_decref(inputs);
         return NULL;
+    }
     sc->R = R;
     sc->parent = parent;
     sc->owner = owner;
@@ -220,7 +322,8 @@ static scope *scope_new(runner *R, scope *parent, node *owner, const cbx__flow_s
     sc->flow = flow;
     sc->steps_ctx = json_object();
     sc->nodes = calloc(nsteps ? nsteps : 1, sizeof *sc->nodes);
-    if (!sc->nodes || !sc->steps_ctx) {
+    sc->ended = malloc((nsteps ? nsteps : 1) * sizeof *sc->ended);
+    if (!sc->nodes || !sc->steps_ctx || !sc->ended || scope_dependents(sc) < 0) {
         scope_free(sc);
         return NULL;
     }
@@ -228,29 +331,18 @@ static scope *scope_new(runner *R, scope *parent, node *owner, const cbx__flow_s
         node *n = &sc->nodes[i];
         n->def = &steps[i];
         n->sc = sc;
-        size_t len = (owner ? strlen(owner->full_name) + 1 : 0) + strlen(steps[i].name) + 1;
+        n->deps_left = (uint32_t)steps[i].ndeps; /* a sequence's order is in deps already */
+        if (!owner) {
+            n->full_name = steps[i].name;
+            continue;
+        }
+        size_t len = strlen(owner->full_name) + 1 + strlen(steps[i].name) + 1;
         n->full_name = malloc(len);
         if (!n->full_name) {
             scope_free(sc);
             return NULL;
         }
-        snprintf(n->full_name, len, "%s%s%s", owner ? owner->full_name : "", owner ? "." : "",
-                 steps[i].name);
-        n->deps_left = steps[i].ndeps; /* a sequence's order is in deps already */
-    }
-    /* dependents: the reverse edges */
-    for (size_t i = 0; i < nsteps; i++) {
-        for (size_t k = 0; k < steps[i].ndeps; k++) {
-            size_t d = steps[i].deps[k];
-            node *dn = &sc->nodes[d];
-            size_t *nd = realloc(dn->dependents, (dn->ndependents + 1) * sizeof *nd);
-            if (!nd) {
-                scope_free(sc);
-                return NULL;
-            }
-            dn->dependents = nd;
-            dn->dependents[dn->ndependents++] = i;
-        }
+        snprintf(n->full_name, len, "%s.%s", owner->full_name, steps[i].name);
     }
     R->total += (uint32_t)nsteps;
     for (size_t i = 0; i < nsteps; i++)
@@ -266,14 +358,18 @@ static void scope_free(scope *sc)
     for (size_t i = 0; sc->nodes && i < sc->nsteps; i++) {
         node *n = &sc->nodes[i];
         scope_free(n->child);
-        free(n->full_name);
-        free(n->dependents);
+        if (sc->owner)
+            free(n->full_name);
+        free(n->error);
         free(n->runs);
         json_decref(n->outputs);
         json_decref(n->items);
         json_decref(n->item_outputs);
     }
     free(sc->nodes);
+    free(sc->first_dependent);
+    free(sc->dependents);
+    free(sc->ended);
     json_decref(sc->inputs);
     json_decref(sc->steps_ctx);
     free(sc);
@@ -314,12 +410,15 @@ static void scope_step_finished(scope *sc)
     for (size_t i = 0; i < sc->nsteps; i++)
         if (sc->nodes[i].state == N_FAILED && !sc->nodes[i].tolerated) {
             failed = 1;
-            node_error(owner, "step '%s': %s", sc->nodes[i].full_name, sc->nodes[i].error);
+            node_errorf(owner, "step '%s': %s", sc->nodes[i].full_name, node_err(&sc->nodes[i]));
             break;
         }
     json_t *out = NULL;
-    if (!failed && scope_outputs(sc, &out, owner->error, sizeof owner->error) < 0)
+    char why[512];
+    if (!failed && scope_outputs(sc, &out, why, sizeof why) < 0) {
+        node_errorf(owner, "%s", why);
         failed = 1;
+    }
     owner->outputs = out;
     node_finish(owner, failed ? N_FAILED : N_DONE, failed ? CBX_STATUS_FAILED : CBX_STATUS_SUCCESS);
 }
@@ -333,24 +432,24 @@ static const char *state_word(node_state st, cbx_status status)
     return cbx_status_name(status);
 }
 
-/* What follows from a node's end: its context for templates, the flow's failure, the count,
- * the FINISHED event, its dependents, its scope. */
+/* What follows from a node's end: its place in the context of templates, the flow's failure,
+ * the count, the FINISHED event, its dependents, its scope. */
 static void node_release(node *n)
 {
     runner *R = n->sc->R;
     scope *sc = n->sc;
     node_state st = n->state;
     cbx_status status = n->status;
-    json_object_set_new(sc->steps_ctx, n->def->name,
-                        json_pack("{s:O?, s:s, s:i}", "outputs", n->outputs, "status",
-                                  state_word(st, status), "attempts", (int)n->attempts));
+    if (sc->nended < sc->nsteps) /* each node ends once: the guard is for memory's sake */
+        sc->ended[sc->nended++] = (uint32_t)(n - sc->nodes);
     if (st == N_FAILED && !n->tolerated)
         fail_flow(R, status == CBX_STATUS_TIMEOUT ? CBX_STATUS_TIMEOUT : CBX_STATUS_FAILED,
-                  "step '%s' failed: %s", n->full_name, n->error);
+                  "step '%s' failed: %s", n->full_name, node_err(n));
     R->done_count++;
     emit(R, st == N_SKIPPED ? CBX_FLOW_STEP_SKIPPED : CBX_FLOW_STEP_FINISHED, n, status);
-    for (size_t i = 0; i < n->ndependents; i++) {
-        node *d = &sc->nodes[n->dependents[i]];
+    size_t i = (size_t)(n - sc->nodes);
+    for (size_t k = sc->first_dependent[i]; k < sc->first_dependent[i + 1]; k++) {
+        node *d = &sc->nodes[sc->dependents[k]];
         if (--d->deps_left == 0)
             make_ready(R, d);
     }
@@ -449,7 +548,7 @@ static void node_finish(node *n, node_state st, cbx_status status)
     if (!n->resumed && st != N_SKIPPED && R->fj) {
         cbx_err e;
         if (cbx__flow_journal_step_end(R->fj, R->run_id, n->full_name, state_word(st, status),
-                                       n->outputs, n->attempts, n->error, wall_ms(), &n->batch,
+                                       n->outputs, n->attempts, node_err(n), wall_ms(), &n->batch,
                                        &e) < 0)
             fail_flow(R, CBX_STATUS_FAILED, "%s", e.msg);
         else if (hold(R, n))
@@ -461,10 +560,12 @@ static void node_finish(node *n, node_state st, cbx_status status)
 static void skip(node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void skip(node *n, const char *fmt, ...)
 {
+    char why[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(n->error, sizeof n->error, fmt, ap);
+    vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
+    node_errorf(n, "%s", why);
     node_finish(n, N_SKIPPED, CBX_STATUS_CANCELLED);
 }
 
@@ -482,9 +583,10 @@ static void item_retry(cbx_execution *ex, uint32_t attempt, uint64_t delay_ns, c
     node *n = ir->n;
     uint32_t counted = n->attempts; /* the finished executions' attempts, added when each ends */
     n->attempts = counted + attempt;
-    node_error(n, "%s", error);
+    node_errorf(n, "%s", error);
     emit(n->sc->R, CBX_FLOW_STEP_RETRYING, n, CBX_STATUS_RETRYING);
-    n->error[0] = '\0';
+    free(n->error);
+    n->error = NULL;
     n->attempts = counted;
 }
 
@@ -498,7 +600,8 @@ static int expand_key(runner *R, cbx_policy *p, const char *what, const char *tp
     int r = t ? cbx_template_render(R->tenv, t, ctx, &v, &e) : -ENOMEM;
     json_decref(t);
     if (r < 0) {
-        node_error(n, "policy '%s': %s: %s", cbx_policy_name(p), what, t ? e.msg : cbx_strerror(r));
+        node_errorf(n, "policy '%s': %s: %s", cbx_policy_name(p), what,
+                    t ? e.msg : cbx_strerror(r));
         return r;
     }
     char num[64];
@@ -511,8 +614,8 @@ static int expand_key(runner *R, cbx_policy *p, const char *what, const char *tp
         k = num;
     }
     if (!k || !k[0]) {
-        node_error(n, "policy '%s': %s '%s' gave %s, not a name", cbx_policy_name(p), what, tpl,
-                   k ? "an empty string" : cbx__json_kind(v));
+        node_errorf(n, "policy '%s': %s '%s' gave %s, not a name", cbx_policy_name(p), what, tpl,
+                    k ? "an empty string" : cbx__json_kind(v));
         json_decref(v);
         return CBX_EINVAL_CONFIG;
     }
@@ -547,7 +650,7 @@ static int start_item(node *n, size_t i)
         int r = cbx_template_render(R->tenv, def->config, ctx, &params, &e);
         if (r < 0) {
             json_decref(ctx);
-            node_error(n, "config.%s: %s", e.where, e.msg);
+            node_errorf(n, "config.%s: %s", e.where, e.msg);
             return r;
         }
     } else {
@@ -610,6 +713,11 @@ static void start_more_items(node *n)
     runner *R = n->sc->R;
     size_t total = n->items ? json_array_size(n->items) : 1;
     uint32_t par = n->def->parallelism ? n->def->parallelism : R->max_running;
+    /* an executor may end an item within cbx_runtime_submit (an inline function): its item_done
+     * comes back here, and the loop below goes on with the next item instead of recursing */
+    if (n->starting)
+        return;
+    n->starting = 1;
     while (n->next_item < total && n->items_running < par && R->running < R->max_running &&
            !R->timed_out && !R->cancelled) {
         size_t i = n->next_item++;
@@ -618,7 +726,18 @@ static void start_more_items(node *n)
             n->items_done++;
         }
     }
-    if (n->items_done == total && n->items_running == 0) {
+    n->starting = 0;
+    /* stopped for want of a slot of the flow's (its own are freed by its items): it waits in
+     * turn for one (a walk over every node here would make long flows quadratic) */
+    if (n->next_item < total && n->items_running < par && R->running >= R->max_running &&
+        !R->timed_out && !R->cancelled && !n->waiting_slot) {
+        if (nqueue_push(&R->waiting, n) == 0)
+            n->waiting_slot = 1;
+        else
+            fail_flow(R, CBX_STATUS_FAILED, "out of memory");
+    }
+    /* ended already when a single execution ended within submit (item_done finished it) */
+    if (n->state == N_RUNNING && n->items_done == total && n->items_running == 0) {
         if (n->items)
             n->outputs = json_incref(n->item_outputs);
         node_finish(n, n->item_failed ? N_FAILED : N_DONE,
@@ -641,9 +760,9 @@ static void item_done(cbx_execution *ex, const cbx_result *res, void *ud)
     if (!ok) {
         n->item_failed = 1;
         if (n->items)
-            node_error(n, "item %zu: %s", ir->index, res->error);
+            node_errorf(n, "item %zu: %s", ir->index, res->error);
         else
-            node_error(n, "%s", res->error);
+            node_errorf(n, "%s", res->error);
     }
     if (n->items) {
         json_array_set(n->item_outputs, ir->index, res->outputs ? res->outputs : json_null());
@@ -708,7 +827,7 @@ static void start_node(node *n)
         int r = cbx_template_truthy(R->tenv, def->when, ctx, &truth, &e);
         json_decref(ctx);
         if (r < 0) {
-            node_error(n, "when: %s", e.msg);
+            node_errorf(n, "when: %s", e.msg);
             node_finish(n, N_FAILED, CBX_STATUS_FAILED);
             return;
         }
@@ -723,7 +842,7 @@ static void start_node(node *n)
     n->started_ms = wall_ms();
     if (R->fj &&
         cbx__flow_journal_step_start(R->fj, R->run_id, n->full_name, n->started_ms, NULL, &e) < 0) {
-        node_error(n, "%s", e.msg);
+        node_errorf(n, "%s", e.msg);
         node_finish(n, N_FAILED, CBX_STATUS_FAILED);
         return;
     }
@@ -733,7 +852,7 @@ static void start_node(node *n)
         n->child =
             scope_new(R, n->sc, n, def->children, def->nchildren, json_incref(n->sc->inputs), NULL);
         if (!n->child) {
-            node_error(n, "out of memory");
+            node_errorf(n, "out of memory");
             node_finish(n, N_FAILED, CBX_STATUS_FAILED);
         }
         return;
@@ -747,11 +866,11 @@ static void start_node(node *n)
         json_decref(ctx);
         cbx_diag d = {0};
         if (r < 0) {
-            node_error(n, "inputs.%s: %s", e.where, e.msg);
+            node_errorf(n, "inputs.%s: %s", e.where, e.msg);
         } else if ((r = cbx_flow_inputs(def->subflow, given, &inputs, &d)) < 0) {
             cbx_err first;
             cbx_diag_first(&d, &first);
-            node_error(n, "flow %s: inputs: %s", def->subflow_path, first.msg);
+            node_errorf(n, "flow %s: inputs: %s", def->subflow_path, first.msg);
         }
         cbx_diag_clear(&d);
         json_decref(given);
@@ -762,7 +881,7 @@ static void start_node(node *n)
         n->child =
             scope_new(R, n->sc, n, def->subflow->steps, def->subflow->nsteps, inputs, def->subflow);
         if (!n->child) {
-            node_error(n, "out of memory");
+            node_errorf(n, "out of memory");
             node_finish(n, N_FAILED, CBX_STATUS_FAILED);
         } else if (def->subflow->nsteps == 0) {
             scope_step_finished(n->child); /* nothing to wait for */
@@ -779,7 +898,7 @@ static void start_node(node *n)
             int r = cbx_template_eval(R->tenv, def->foreach, ctx, &list, &e);
             json_decref(ctx);
             if (r < 0 || !json_is_array(list)) {
-                node_error(n, "foreach: %s", r < 0 ? e.msg : "the expression did not give a list");
+                node_errorf(n, "foreach: %s", r < 0 ? e.msg : "the expression did not give a list");
                 json_decref(list);
                 node_finish(n, N_FAILED, CBX_STATUS_FAILED);
                 return;
@@ -794,7 +913,7 @@ static void start_node(node *n)
     }
     n->runs = calloc(count ? count : 1, sizeof *n->runs);
     if (!n->runs) {
-        node_error(n, "out of memory");
+        node_errorf(n, "out of memory");
         node_finish(n, N_FAILED, CBX_STATUS_FAILED);
         return;
     }
@@ -806,25 +925,17 @@ static void start_node(node *n)
     start_more_items(n);
 }
 
-/* Start what is ready while the concurrency allows. */
+/* Start what is ready while the concurrency allows, then more items of the foreach nodes that
+ * wait for a slot, in the order they began to wait. */
 static void pump(runner *R)
 {
-    while (R->ready_head < R->nready && R->running < R->max_running) {
-        node *n = R->ready[R->ready_head++];
+    node *n;
+    while (R->running < R->max_running && (n = nqueue_pop(&R->ready)))
         start_node(n);
-    }
-}
-
-/* foreach nodes that stopped for want of a slot: walk the scopes (only when items wait). */
-static void resume_items(scope *sc)
-{
-    for (size_t i = 0; i < sc->nsteps; i++) {
-        node *n = &sc->nodes[i];
-        if (n->state == N_RUNNING && n->items && n->next_item < json_array_size(n->items) &&
-            sc->R->running < sc->R->max_running)
+    while (R->running < R->max_running && (n = nqueue_pop(&R->waiting))) {
+        n->waiting_slot = 0;
+        if (n->state == N_RUNNING)
             start_more_items(n);
-        if (n->child)
-            resume_items(n->child);
     }
 }
 
@@ -902,7 +1013,7 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
         cbx_diag_first(&d, &first);
         cbx_diag_clear(&d);
         res->status = CBX_STATUS_REJECTED;
-        node_error(res, "inputs: %s%s%s", first.where, first.where[0] ? ": " : "", first.msg);
+        res_error(res, "inputs: %s%s%s", first.where, first.where[0] ? ": " : "", first.msg);
         cbx_err_set(err, rc, "%s", res->error);
         goto out;
     }
@@ -935,15 +1046,13 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
         R.finished = 1;
     for (;;) {
         pump(&R);
-        if (R.running < R.max_running)
-            resume_items(R.root);
         /* when nothing is ready to start, waiting for the batch's window would only idle: commit
          * now */
-        if (settle(&R, R.ready_head == R.nready) > 0)
+        if (settle(&R, nqueue_empty(&R.ready)) > 0)
             continue;
         if (R.finished && R.running == 0)
             break;
-        if (R.running == 0 && R.ready_head == R.nready && R.held_head == R.nheld) {
+        if (R.running == 0 && nqueue_empty(&R.ready) && R.held_head == R.nheld) {
             /* nothing runs and nothing is ready, yet not finished: a cycle the checker missed */
             fail_flow(&R, CBX_STATUS_FAILED, "the flow cannot progress");
             break;
@@ -970,7 +1079,7 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
                       : n->state == N_DONE   ? "success"
                       : n->state == N_FAILED ? "failed"
                                              : "pending",
-                      "outputs", n->outputs, "attempts", (int)n->attempts, "error", n->error,
+                      "outputs", n->outputs, "attempts", (int)n->attempts, "error", node_err(n),
                       "started_ms", (json_int_t)n->started_ms, "duration_ms",
                       n->started_ns && n->ended_ns ? (double)(n->ended_ns - n->started_ns) / 1e6
                                                    : 0.0,
@@ -983,7 +1092,7 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
     }
     res->status = R.failed ? R.fail_status : CBX_STATUS_SUCCESS;
     if (R.failed) {
-        node_error(res, "%s", R.first_error);
+        res_error(res, "%s", R.first_error);
         json_decref(res->outputs);
         res->outputs = NULL;
         rc = res->status == CBX_STATUS_TIMEOUT ? CBX_ETIMEDOUT : CBX_EFAILED;
@@ -997,10 +1106,11 @@ out:
     if (rc < 0 && res->status == CBX_STATUS_PENDING) {
         res->status = CBX_STATUS_FAILED;
         if (!res->error[0] && err)
-            node_error(res, "%s", err->msg);
+            res_error(res, "%s", err->msg);
     }
     scope_free(R.root);
-    free(R.ready);
+    free(R.ready.v);
+    free(R.waiting.v);
     free(R.held);
     json_decref(R.resumed);
     json_decref(R.env);

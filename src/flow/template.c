@@ -1,7 +1,6 @@
 /* {{ expr }} templates: environments over a Lua sandbox, the context seen through read-only
  * tables that convert JSON only where an expression looks, evaluation, and rendering. */
 #include <errno.h>
-#include <fnmatch.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -481,7 +480,7 @@ json_t *cbx_template_env_vars(const cbx_template_env *e)
         memcpy(name, *p, n);
         name[n] = '\0';
         for (size_t i = 0; e->allow[i]; i++) {
-            if (fnmatch(e->allow[i], name, 0) == 0) {
+            if (cbx__glob_match(e->allow[i], name, 0)) {
                 json_t *v = json_string(eq + 1); /* NULL (skipped) when not UTF-8 */
                 if (v && json_object_set_new(o, name, v)) {
                     json_decref(o);

@@ -77,6 +77,15 @@ static uint32_t to_ppm(double r)
     return (uint32_t)llround(r * PPM);
 }
 
+/* The JUDGE_RATE threshold: its own, else the count window's, else the time window's. */
+static double probe_rate(const cbx_breaker_opts *o, int slow)
+{
+    double own = slow ? o->half_open_slow_rate : o->half_open_failure_rate;
+    double cw = slow ? o->count_window.slow_rate : o->count_window.failure_rate;
+    double tw = slow ? o->time_window.slow_rate : o->time_window.failure_rate;
+    return own ? own : cw ? cw : tw;
+}
+
 static int validate(const cbx_breaker_opts *o, cbx_err *err)
 {
     if (o->count_window.calls > 65536)
@@ -113,7 +122,39 @@ static int validate(const cbx_breaker_opts *o, cbx_err *err)
         return bad(err, "open_max_ns", "must not be less than open_ns");
     if (o->half_open_probes > CBX_BREAKER_MAX_PROBES)
         return bad(err, "half_open_probes", "must be at most 64");
+    if ((unsigned)o->half_open_judge > CBX_BREAKER_JUDGE_RATE)
+        return bad(err, "half_open_judge", "is not a judge");
+    if (!rate_ok(o->half_open_failure_rate))
+        return bad(err, "half_open_failure_rate", "must be in (0, 1], or 0 for the window's");
+    if (!rate_ok(o->half_open_slow_rate))
+        return bad(err, "half_open_slow_rate", "must be in (0, 1], or 0 for the window's");
+    if (o->half_open_slow_rate && o->slow_call_ns == 0)
+        return bad(err, "slow_call_ns", "must be set when a slow_rate is");
+    if (o->half_open_judge == CBX_BREAKER_JUDGE_RATE && !probe_rate(o, 0) && !probe_rate(o, 1))
+        return bad(err, "half_open_failure_rate",
+                   "must be set (here or in a window) when half_open_judge is rate");
+    if ((unsigned)o->initial_mode > CBX_BREAKER_METRICS_ONLY)
+        return bad(err, "initial_mode", "is not a mode");
+    if ((unsigned)o->initial_state > CBX_BREAKER_HALF_OPEN)
+        return bad(err, "initial_state", "is not a state");
+    if (o->initial_mode != CBX_BREAKER_NORMAL && o->initial_state != CBX_BREAKER_CLOSED)
+        return bad(err, "initial_state", "must be closed unless initial_mode is normal");
     return 0;
+}
+
+static uint64_t add_sat(uint64_t now, uint64_t d);
+
+/* The initial word: a mode as set_mode gives it, or NORMAL in the given state. */
+static void start_in(cbx_breaker *b, cbx_breaker_mode mode, cbx_breaker_state state)
+{
+    if (mode == CBX_BREAKER_FORCED_OPEN) {
+        state = CBX_BREAKER_OPEN;
+        b->trip.reason = CBX_BREAKER_REASON_MANUAL;
+    } else if (state == CBX_BREAKER_OPEN) {
+        b->trip.reason = CBX_BREAKER_REASON_INITIAL;
+        atomic_store(&b->open_until_ns, add_sat(b->state_since_ns, b->open_ns));
+    }
+    atomic_store(&b->word, W_MAKE(1, mode, state));
 }
 
 int cbx_breaker_new(cbx_breaker **out, const cbx_breaker_opts *o, cbx_err *err)
@@ -165,10 +206,20 @@ int cbx_breaker_new(cbx_breaker **out, const cbx_breaker_opts *o, cbx_err *err)
     b->max_probes = o->half_open_probes ? o->half_open_probes : 1;
     b->close_after = o->close_after ? o->close_after : b->max_probes;
     b->probe_lease_ns = o->probe_lease_ns ? o->probe_lease_ns : 30 * CBX_NS_PER_S;
+    b->half_open_max_ns = o->half_open_max_ns;
+    b->judge_rate = o->half_open_judge == CBX_BREAKER_JUDGE_RATE;
+    b->ho_fail_ppm = to_ppm(probe_rate(o, 0));
+    b->ho_slow_ppm = to_ppm(probe_rate(o, 1));
     b->on_event = o->on_event;
     b->event_ud = o->event_ud;
+    b->open_fn = o->open_fn;
+    b->open_ud = o->open_ud;
+    b->classify_fn = o->classify_fn;
+    b->classify_ud = o->classify_ud;
+    b->trip_fn = o->trip_fn;
+    b->trip_ud = o->trip_ud;
     b->state_since_ns = cbx_clock_now_ns(b->clock);
-    atomic_store(&b->word, W_MAKE(1, CBX_BREAKER_NORMAL, CBX_BREAKER_CLOSED));
+    start_in(b, o->initial_mode, o->initial_state);
     *out = b;
     return 0;
 }
@@ -222,6 +273,7 @@ static void clear_probes(cbx_breaker *b)
     memset(b->probes, 0, sizeof b->probes);
     b->probes_in_flight = 0;
     b->probe_successes = 0;
+    b->probe_tally = (cbx__win_totals){0, 0, 0};
 }
 
 /* The open time after `reopens` re-openings: open_ns grown by open_multiplier each time, capped
@@ -248,13 +300,35 @@ static uint64_t add_sat(uint64_t now, uint64_t d)
     return d > UINT64_MAX - now ? UINT64_MAX : now + d;
 }
 
-/* CLOSED or HALF_OPEN -> OPEN. */
-static void to_open(cbx_breaker *b, cbx_breaker_reason reason, uint64_t now, event_batch *eb)
+/* The open time for a trip: open_fn's answer, else the grown open_ns; then at least the
+ * report's Retry-After (itself capped by open_max_ns when that is set). */
+static uint64_t open_time(cbx_breaker *b, const trip_info *t, uint64_t retry_after)
+{
+    uint64_t d = open_duration(b);
+    if (b->open_fn) {
+        cbx_breaker_open_info info = {.reason = t->reason,
+                                      .consecutive_failures = t->consecutive,
+                                      .window_calls = t->window.calls,
+                                      .window_failures = t->window.failures,
+                                      .window_slow = t->window.slow,
+                                      .reopens = b->reopens,
+                                      .open_ns = d,
+                                      .retry_after_ns = retry_after};
+        d = b->open_fn(&info, b->open_ud);
+    }
+    if (b->open_max_ns && retry_after > b->open_max_ns)
+        retry_after = b->open_max_ns;
+    return retry_after > d ? retry_after : d;
+}
+
+/* CLOSED or HALF_OPEN -> OPEN, for the trip recorded in b->trip. */
+static void to_open(cbx_breaker *b, cbx_breaker_reason reason, uint64_t now, event_batch *eb,
+                    uint64_t retry_after)
 {
     cbx_breaker_state from = W_STATE(atomic_load_explicit(&b->word, memory_order_relaxed));
     if (from == CBX_BREAKER_HALF_OPEN)
         b->reopens++;
-    uint64_t open_for = open_duration(b);
+    uint64_t open_for = open_time(b, &b->trip, retry_after);
     clear_probes(b);
     atomic_store_explicit(&b->open_until_ns, add_sat(now, open_for), memory_order_relaxed);
     atomic_fetch_add_explicit(&b->opens, 1, memory_order_relaxed);
@@ -282,20 +356,9 @@ static void to_closed(cbx_breaker *b, uint64_t now, event_batch *eb)
                CBX_BREAKER_REASON_PROBES_SUCCEEDED, now, 0, 0);
 }
 
-/* Apply what time alone decides: OPEN whose time is up -> HALF_OPEN; probe leases past their
- * deadline -> failures, which re-open. */
-static void advance_locked(cbx_breaker *b, uint64_t now, event_batch *eb)
+/* Probe leases past their deadline count as timeouts. Returns how many expired. */
+static uint32_t expire_leases(cbx_breaker *b, uint64_t now)
 {
-    uint64_t w = atomic_load_explicit(&b->word, memory_order_relaxed);
-    if (W_MODE(w) != CBX_BREAKER_NORMAL)
-        return;
-    uint64_t until = atomic_load_explicit(&b->open_until_ns, memory_order_relaxed);
-    if (W_STATE(w) == CBX_BREAKER_OPEN && until != UINT64_MAX && now >= until) {
-        to_half_open(b, eb);
-        return;
-    }
-    if (W_STATE(w) != CBX_BREAKER_HALF_OPEN || b->probes_in_flight == 0)
-        return;
     uint32_t expired = 0;
     for (uint32_t i = 0; i < b->max_probes; i++) {
         probe_slot *s = &b->probes[i];
@@ -310,9 +373,65 @@ static void advance_locked(cbx_breaker *b, uint64_t now, event_batch *eb)
         atomic_fetch_add_explicit(&b->expired_probes, expired, memory_order_relaxed);
         atomic_fetch_add_explicit(&b->failures, expired, memory_order_relaxed);
         atomic_fetch_add_explicit(&b->by_kind[CBX_OUTCOME_TIMEOUT], expired, memory_order_relaxed);
-        b->trip = (trip_info){.reason = CBX_BREAKER_REASON_PROBE_EXPIRED};
-        to_open(b, CBX_BREAKER_REASON_PROBE_EXPIRED, now, eb);
     }
+    return expired;
+}
+
+/* The first probe deadline, UINT64_MAX when none is out. */
+static uint64_t first_deadline(const cbx_breaker *b)
+{
+    uint64_t first = UINT64_MAX;
+    for (uint32_t i = 0; i < b->max_probes; i++)
+        if (b->probes[i].lease && b->probes[i].deadline_ns < first)
+            first = b->probes[i].deadline_ns;
+    return first;
+}
+
+static void judge_probes(cbx_breaker *b, uint64_t now, event_batch *eb, uint64_t retry_after);
+
+/* One step of what time alone decides; returns 1 when the state changed. */
+static int advance_once(cbx_breaker *b, uint64_t now, event_batch *eb)
+{
+    uint64_t w = atomic_load_explicit(&b->word, memory_order_relaxed);
+    if (W_MODE(w) != CBX_BREAKER_NORMAL)
+        return 0;
+    uint64_t until = atomic_load_explicit(&b->open_until_ns, memory_order_relaxed);
+    if (W_STATE(w) == CBX_BREAKER_OPEN && until != UINT64_MAX && now >= until) {
+        to_half_open(b, eb);
+        return 1;
+    }
+    if (W_STATE(w) != CBX_BREAKER_HALF_OPEN)
+        return 0;
+    /* The half-open time limit, unless a lease ran out before it: that came first. */
+    uint64_t limit = b->half_open_max_ns ? add_sat(b->state_since_ns, b->half_open_max_ns) : 0;
+    if (limit && limit != UINT64_MAX && now >= limit && first_deadline(b) >= limit) {
+        b->trip = (trip_info){.reason = CBX_BREAKER_REASON_HALF_OPEN_ELAPSED};
+        to_open(b, CBX_BREAKER_REASON_HALF_OPEN_ELAPSED, limit, eb, 0);
+        return 1;
+    }
+    if (b->probes_in_flight == 0)
+        return 0;
+    uint32_t expired = expire_leases(b, now);
+    if (!expired)
+        return 0;
+    if (b->judge_rate) { /* each expired lease is a failed probe in the tally */
+        b->probe_tally.calls += expired;
+        b->probe_tally.failures += expired;
+        judge_probes(b, now, eb, 0);
+    } else {
+        b->trip = (trip_info){.reason = CBX_BREAKER_REASON_PROBE_EXPIRED};
+        to_open(b, CBX_BREAKER_REASON_PROBE_EXPIRED, now, eb, 0);
+    }
+    return W_GEN(atomic_load_explicit(&b->word, memory_order_relaxed)) != W_GEN(w);
+}
+
+/* Apply what time alone decides: OPEN whose time is up -> HALF_OPEN; HALF_OPEN past its limit
+ * -> OPEN; probe leases past their deadline -> failures, which re-open. A breaker left unused
+ * catches up on at most 64 such steps per use. */
+static void advance_locked(cbx_breaker *b, uint64_t now, event_batch *eb)
+{
+    for (int i = 0; i < 64 && advance_once(b, now, eb); i++)
+        ;
 }
 
 /* ---- acquire ------------------------------------------------------------------------ */
@@ -341,10 +460,7 @@ static void explain_locked(cbx_breaker *b, uint64_t now, int rc, cbx_breaker_rej
         uint64_t until = atomic_load_explicit(&b->open_until_ns, memory_order_relaxed);
         why->retry_in_ns = until > now ? until - now : 0;
     } else if (W_STATE(w) == CBX_BREAKER_HALF_OPEN) {
-        uint64_t first = UINT64_MAX;
-        for (uint32_t i = 0; i < b->max_probes; i++)
-            if (b->probes[i].lease && b->probes[i].deadline_ns < first)
-                first = b->probes[i].deadline_ns;
+        uint64_t first = first_deadline(b);
         why->retry_in_ns = first != UINT64_MAX && first > now ? first - now : 0;
     }
 }
@@ -371,7 +487,8 @@ static cbx_permit acquire_slow(cbx_breaker *b, cbx_breaker_rejection *why)
         rc = W_MODE(w) == CBX_BREAKER_FORCED_OPEN ? CBX_EFORCED_OPEN : 0;
     } else if (W_STATE(w) == CBX_BREAKER_OPEN) {
         rc = CBX_ECIRCUIT_OPEN;
-    } else if (b->probes_in_flight >= b->max_probes) {
+    } else if (b->probes_in_flight >= b->max_probes ||
+               (b->judge_rate && b->probe_tally.calls + b->probes_in_flight >= b->close_after)) {
         rc = CBX_EHALF_OPEN_FULL;
     }
     if (rc) {
@@ -461,24 +578,39 @@ static cbx_breaker_reason evaluate(cbx_breaker *b, uint32_t consecutive, unsigne
         if (rule_holds(tw.slow, tw.calls, b->tw_slow_ppm))
             return CBX_BREAKER_REASON_TIME_SLOW_RATE;
     }
+    if (b->trip_fn) {
+        cbx_breaker_counts c = {.failed = (bits & CBX__WIN_FAIL) != 0,
+                                .slow = (bits & CBX__WIN_SLOW) != 0,
+                                .consecutive_failures = consecutive,
+                                .count_calls = cw.calls,
+                                .count_failures = cw.failures,
+                                .count_slow = cw.slow,
+                                .time_calls = tw.calls,
+                                .time_failures = tw.failures,
+                                .time_slow = tw.slow};
+        *seen = b->has_count_window ? cw : tw;
+        if (b->trip_fn(&c, b->trip_ud))
+            return CBX_BREAKER_REASON_PREDICATE;
+    }
     return CBX_BREAKER_REASON_NONE;
 }
 
 static void trip(cbx_breaker *b, uint32_t gen, cbx_breaker_reason reason, uint32_t consecutive,
-                 cbx__win_totals seen)
+                 cbx__win_totals seen, uint64_t retry_after)
 {
     event_batch eb = {0};
     pthread_mutex_lock(&b->mu);
     uint64_t w = atomic_load_explicit(&b->word, memory_order_relaxed);
     if (W_GEN(w) == gen && W_STATE(w) == CBX_BREAKER_CLOSED) {
         uint64_t now = now_ns(b);
+        trip_info t = {reason, consecutive, seen};
         if (W_MODE(w) == CBX_BREAKER_METRICS_ONLY) {
             clear_windows(b);
             push_event(b, &eb, CBX_BREAKER_CLOSED, CBX_BREAKER_OPEN, CBX_BREAKER_METRICS_ONLY,
-                       reason, now, open_duration(b), 1);
+                       reason, now, open_time(b, &t, retry_after), 1);
         } else if (W_MODE(w) == CBX_BREAKER_NORMAL) {
-            b->trip = (trip_info){reason, consecutive, seen};
-            to_open(b, reason, now, &eb);
+            b->trip = t;
+            to_open(b, reason, now, &eb, retry_after);
         }
     }
     unlock_and_flush(b, &eb);
@@ -503,11 +635,29 @@ static unsigned count_outcome(cbx_breaker *b, cbx_outcome kind, int failed, int6
     return bits;
 }
 
+/* JUDGE_RATE: once close_after probes have reported, their rates decide. */
+static void judge_probes(cbx_breaker *b, uint64_t now, event_batch *eb, uint64_t retry_after)
+{
+    cbx__win_totals t = b->probe_tally;
+    if (t.calls < b->close_after)
+        return;
+    cbx_breaker_reason why =
+        rule_holds(t.failures, t.calls, b->ho_fail_ppm) ? CBX_BREAKER_REASON_PROBE_FAILURE_RATE
+        : rule_holds(t.slow, t.calls, b->ho_slow_ppm)   ? CBX_BREAKER_REASON_PROBE_SLOW_RATE
+                                                        : CBX_BREAKER_REASON_NONE;
+    if (why == CBX_BREAKER_REASON_NONE) {
+        to_closed(b, now, eb);
+        return;
+    }
+    b->trip = (trip_info){.reason = why, .window = t};
+    to_open(b, why, now, eb, retry_after);
+}
+
 /* A probe's report: only the lease it was given counts, and only once. A report for a lease
  * that expired was already counted as a timeout: it counts as late, nothing else. A report for
  * a lease that a transition cancelled counts in the metrics only. */
 static void record_probe(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int failed,
-                         int64_t latency_ns)
+                         int64_t latency_ns, uint64_t retry_after)
 {
     event_batch eb = {0};
     pthread_mutex_lock(&b->mu);
@@ -525,34 +675,64 @@ static void record_probe(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int fai
     }
     s->lease = 0;
     b->probes_in_flight--;
-    count_outcome(b, kind, failed, latency_ns);
-    if (failed) {
+    unsigned bits = count_outcome(b, kind, failed, latency_ns);
+    if (b->judge_rate) {
+        if (failed || kind == CBX_OUTCOME_SUCCESS) {
+            b->probe_tally.calls++;
+            b->probe_tally.failures += failed;
+            b->probe_tally.slow += (bits & CBX__WIN_SLOW) != 0;
+            judge_probes(b, now, &eb, retry_after);
+        }
+    } else if (failed) {
         b->trip = (trip_info){.reason = CBX_BREAKER_REASON_PROBE_FAILED};
-        to_open(b, CBX_BREAKER_REASON_PROBE_FAILED, now, &eb);
+        to_open(b, CBX_BREAKER_REASON_PROBE_FAILED, now, &eb, retry_after);
     } else if (kind == CBX_OUTCOME_SUCCESS && ++b->probe_successes >= b->close_after) {
         to_closed(b, now, &eb);
     }
     unlock_and_flush(b, &eb);
 }
 
-void cbx_breaker_record(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int64_t latency_ns)
+/* Every report ends here: kind after the quality rule, the rest in *r; ask: whether classify_fn
+ * is asked. Returns the kind recorded. */
+static cbx_outcome record(cbx_breaker *b, cbx_permit p, cbx_outcome kind,
+                          const cbx_breaker_report *r, int ask)
 {
     if (p.rc != 0 || (unsigned)kind >= CBX_OUTCOME__COUNT)
-        return;
+        return kind;
+    int64_t latency_ns = r->latency_ns;
+    uint64_t retry_after = r->retry_after_ns;
     int failed = cbx_outcome_is_failure(kind) && (b->failure_mask & CBX_OUTCOME_BIT(kind));
+    if (ask && b->classify_fn) {
+        switch (b->classify_fn(r, kind, b->classify_ud)) {
+        case CBX_BREAKER_VERDICT_FAILURE:
+            kind = cbx_outcome_is_failure(kind) ? kind : CBX_OUTCOME_CUSTOM;
+            failed = 1;
+            break;
+        case CBX_BREAKER_VERDICT_SUCCESS:
+            kind = CBX_OUTCOME_SUCCESS;
+            failed = 0;
+            break;
+        case CBX_BREAKER_VERDICT_IGNORE:
+            kind = CBX_OUTCOME_IGNORED;
+            failed = 0;
+            break;
+        default:
+            break;
+        }
+    }
     if (p.slot) {
-        record_probe(b, p, kind, failed, latency_ns);
-        return;
+        record_probe(b, p, kind, failed, latency_ns, retry_after);
+        return kind;
     }
     unsigned bits = count_outcome(b, kind, failed, latency_ns);
     if (!failed && kind != CBX_OUTCOME_SUCCESS)
-        return; /* ignored */
+        return kind; /* ignored */
 
     uint64_t w = atomic_load_explicit(&b->word, memory_order_acquire);
     cbx_breaker_mode mode = W_MODE(w);
     if (W_GEN(w) != p.gen || W_STATE(w) != CBX_BREAKER_CLOSED || mode == CBX_BREAKER_DISABLED ||
         mode == CBX_BREAKER_FORCED_OPEN)
-        return; /* counted above; the state machine has moved on or is bypassed */
+        return kind; /* counted above; the state machine has moved on or is bypassed */
 
     uint32_t consecutive;
     if (failed) {
@@ -564,27 +744,44 @@ void cbx_breaker_record(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int64_t 
             atomic_store_explicit(&b->consecutive, 0, memory_order_relaxed);
         consecutive = 0;
     }
-    if (!b->has_count_window && !b->has_time_window && !failed)
-        return;
+    if (!b->has_count_window && !b->has_time_window && !failed && !b->trip_fn)
+        return kind;
     cbx__win_totals seen;
     cbx_breaker_reason why =
         evaluate(b, consecutive, bits, b->has_time_window ? now_ns(b) : 0, &seen);
     if (why != CBX_BREAKER_REASON_NONE && mode != CBX_BREAKER_FORCED_CLOSED)
-        trip(b, p.gen, why, consecutive, seen);
+        trip(b, p.gen, why, consecutive, seen, retry_after);
+    return kind;
+}
+
+void cbx_breaker_record(cbx_breaker *b, cbx_permit p, cbx_outcome kind, int64_t latency_ns)
+{
+    record(b, p, kind, &(cbx_breaker_report){.kind = kind, .latency_ns = latency_ns}, 1);
+}
+
+cbx_outcome cbx_breaker_record_ex(cbx_breaker *b, cbx_permit p, const cbx_breaker_report *r)
+{
+    cbx_outcome kind = r->kind;
+    if (kind == CBX_OUTCOME_SUCCESS && r->has_quality && b->quality_threshold > 0 &&
+        r->quality < b->quality_threshold)
+        kind = CBX_OUTCOME_QUALITY;
+    return record(b, p, kind, r, 1);
 }
 
 cbx_outcome cbx_breaker_record_quality(cbx_breaker *b, cbx_permit p, cbx_outcome kind,
                                        int64_t latency_ns, double quality)
 {
-    if (kind == CBX_OUTCOME_SUCCESS && b->quality_threshold > 0 && quality < b->quality_threshold)
-        kind = CBX_OUTCOME_QUALITY;
-    cbx_breaker_record(b, p, kind, latency_ns);
-    return kind;
+    return cbx_breaker_record_ex(
+        b, p,
+        &(cbx_breaker_report){
+            .kind = kind, .latency_ns = latency_ns, .has_quality = 1, .quality = quality});
 }
 
 void cbx_breaker_release(cbx_breaker *b, cbx_permit p)
 {
-    cbx_breaker_record(b, p, CBX_OUTCOME_IGNORED, -1);
+    /* the call was never made: nothing for classify_fn to judge */
+    record(b, p, CBX_OUTCOME_IGNORED,
+           &(cbx_breaker_report){.kind = CBX_OUTCOME_IGNORED, .latency_ns = -1}, 0);
 }
 
 /* ---- manual control and inspection -------------------------------------------------- */
@@ -634,6 +831,36 @@ void cbx_breaker_force_open(cbx_breaker *b)
 void cbx_breaker_force_closed(cbx_breaker *b)
 {
     cbx_breaker_set_mode(b, CBX_BREAKER_FORCED_CLOSED);
+}
+
+/* NORMAL and OPEN until `until` (or for `d` from now when relative), reason manual. */
+static void open_by_hand(cbx_breaker *b, uint64_t t, int relative)
+{
+    event_batch eb = {0};
+    pthread_mutex_lock(&b->mu);
+    uint64_t now = now_ns(b);
+    uint64_t until = relative ? add_sat(now, t) : t;
+    cbx_breaker_state from = W_STATE(atomic_load_explicit(&b->word, memory_order_relaxed));
+    clear_probes(b);
+    clear_windows(b);
+    b->reopens = 0;
+    b->trip = (trip_info){.reason = CBX_BREAKER_REASON_MANUAL};
+    atomic_store_explicit(&b->open_until_ns, until, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->opens, 1, memory_order_relaxed);
+    publish(b, CBX_BREAKER_NORMAL, CBX_BREAKER_OPEN, now);
+    push_event(b, &eb, from, CBX_BREAKER_OPEN, CBX_BREAKER_NORMAL, CBX_BREAKER_REASON_MANUAL, now,
+               until > now ? until - now : 0, 0);
+    unlock_and_flush(b, &eb);
+}
+
+void cbx_breaker_force_open_for(cbx_breaker *b, uint64_t open_ns)
+{
+    open_by_hand(b, open_ns, 1);
+}
+
+void cbx_breaker_force_open_until(cbx_breaker *b, uint64_t until_ns)
+{
+    open_by_hand(b, until_ns, 0);
 }
 
 void cbx_breaker_reset(cbx_breaker *b)

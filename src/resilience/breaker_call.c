@@ -82,7 +82,32 @@ static void cause(const cbx_breaker_rejection *why, char *buf, size_t len)
         snprintf(buf, len, "a half-open probe never reported back (re-open %u)", why->reopens);
         return;
     case CBX_BREAKER_REASON_MANUAL:
-        snprintf(buf, len, "forced open by hand");
+        snprintf(buf, len, "opened by hand");
+        return;
+    case CBX_BREAKER_REASON_HALF_OPEN_ELAPSED:
+        snprintf(buf, len, "the half-open time limit ran out before it closed (re-open %u)",
+                 why->reopens);
+        return;
+    case CBX_BREAKER_REASON_PROBE_FAILURE_RATE:
+    case CBX_BREAKER_REASON_PROBE_SLOW_RATE:
+        snprintf(buf, len, "%u of %u half-open probes %s (re-open %u)",
+                 why->reason == CBX_BREAKER_REASON_PROBE_FAILURE_RATE ? why->window_failures
+                                                                      : why->window_slow,
+                 why->window_calls,
+                 why->reason == CBX_BREAKER_REASON_PROBE_FAILURE_RATE ? "failed" : "were slow",
+                 why->reopens);
+        return;
+    case CBX_BREAKER_REASON_PREDICATE:
+        if (why->window_calls) {
+            pct(p, sizeof p, why->window_failures, why->window_calls);
+            snprintf(buf, len, "the trip predicate held (%s failed)", p);
+        } else {
+            snprintf(buf, len, "the trip predicate held (%u consecutive failures)",
+                     why->consecutive_failures);
+        }
+        return;
+    case CBX_BREAKER_REASON_INITIAL:
+        snprintf(buf, len, "created open");
         return;
     default:
         snprintf(buf, len, "%s", cbx_breaker_reason_name(why->reason));

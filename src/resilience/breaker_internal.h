@@ -20,6 +20,9 @@
 #define W_LOW_BITS               0x1fu
 #define W_CLOSED_NORMAL          ((CBX_BREAKER_NORMAL << 2) | CBX_BREAKER_CLOSED)
 
+/* The last value of cbx_breaker_reason (a saved state's trip reason is checked against it). */
+#define CBX__BREAKER_REASON_LAST CBX_BREAKER_REASON_PREDICATE
+
 #define PPM 1000000u
 /* How many recent lease serials are remembered as expired, to tell a late report apart. */
 #define CBX__EXPIRED_MEMORY 256u
@@ -48,6 +51,10 @@ struct cbx_breaker {
     uint32_t cw_min_calls, cw_fail_ppm, cw_slow_ppm;
     uint32_t tw_min_calls, tw_fail_ppm, tw_slow_ppm;
     int has_count_window, has_time_window;
+    cbx_breaker_classify_fn classify_fn;
+    void *classify_ud;
+    cbx_breaker_trip_fn trip_fn;
+    void *trip_ud;
 
     /* Written on every call: a line of its own, away from the read-mostly fields. */
     _Alignas(64) _Atomic uint32_t consecutive;
@@ -62,8 +69,12 @@ struct cbx_breaker {
     uint64_t open_ns, open_max_ns, probe_lease_ns;
     double open_multiplier;
     uint32_t max_probes, close_after;
+    uint64_t half_open_max_ns;
+    int judge_rate;
+    uint32_t ho_fail_ppm, ho_slow_ppm;
     uint64_t state_since_ns;
     uint32_t reopens, probe_successes, probes_in_flight, lease_serial;
+    cbx__win_totals probe_tally; /* JUDGE_RATE: the probes reported in this half-open period */
     probe_slot probes[CBX_BREAKER_MAX_PROBES];
     uint32_t expired_leases[CBX__EXPIRED_MEMORY]; /* at serial % size: the serial, if expired */
     trip_info trip;
@@ -71,6 +82,8 @@ struct cbx_breaker {
 
     cbx_breaker_event_fn on_event;
     void *event_ud;
+    cbx_breaker_open_fn open_fn;
+    void *open_ud;
     char *name;
 };
 

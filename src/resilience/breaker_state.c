@@ -9,6 +9,7 @@
  *   by_kind[] (u64 each), failures, ignored, slow_calls, rejections, expired_probes,
  *   late_results, opens (u64)
  *   reopens, probe_successes, probes_in_flight, lease_serial (u32)
+ *   probe tally (half_open_judge rate): calls, failures, slow (u32)           since version 2
  *   trip: reason, consecutive, calls, failures, slow (u32)
  *   probes: n (u16), then n x {slot u16, lease u32, deadline u64}            occupied slots only
  *   expired leases: n (u16), then n x {index u16, serial u32}                  non-zero only
@@ -26,11 +27,11 @@
 #include <string.h>
 
 #define STATE_MAGIC   0x53584243u /* "CBXS" read as little-endian */
-#define STATE_VERSION 1u
+#define STATE_VERSION 2u
 
 #define HDR_BYTES (4 + 2 + 2 + 4 + 8)
 #define FIXED_BYTES                                                                                \
-    (HDR_BYTES + 3 * 8 + 4 + CBX_OUTCOME__COUNT * 8 + 7 * 8 + 4 * 4 + 5 * 4 + 2 + 2 + 8 + 2)
+    (HDR_BYTES + 3 * 8 + 4 + CBX_OUTCOME__COUNT * 8 + 7 * 8 + 4 * 4 + 3 * 4 + 5 * 4 + 2 + 2 + 8 + 2)
 #define PROBE_BYTES   (2 + 4 + 8)
 #define EXPIRED_BYTES (2 + 4)
 #define HIST_BYTES    (2 + 8)
@@ -154,6 +155,8 @@ uint64_t cbx__breaker_state_stamp(cbx_breaker *b)
     h = mix(h, LOAD(b->opens));
     h = mix(h, ((uint64_t)b->reopens << 32) | b->probe_successes);
     h = mix(h, ((uint64_t)b->probes_in_flight << 32) | b->lease_serial);
+    h = mix(h, ((uint64_t)b->probe_tally.calls << 32) | b->probe_tally.failures);
+    h = mix(h, b->probe_tally.slow);
     h = mix(h, LOAD(b->hist.sum_ns));
     if (b->has_count_window)
         h = mix(h, LOAD(b->cw.n));
@@ -199,6 +202,9 @@ int cbx__breaker_state_save(cbx_breaker *b, void *buf, size_t len)
     put32(&w, b->probe_successes);
     put32(&w, b->probes_in_flight);
     put32(&w, b->lease_serial);
+    put32(&w, b->probe_tally.calls);
+    put32(&w, b->probe_tally.failures);
+    put32(&w, b->probe_tally.slow);
     put32(&w, (uint32_t)b->trip.reason);
     put32(&w, b->trip.consecutive);
     put32(&w, b->trip.window.calls);
@@ -327,16 +333,21 @@ static int decode(cbx_breaker *b, const void *buf, size_t len, int apply)
              opens = get64(&r);
     uint32_t reopens = get32(&r), probe_successes = get32(&r), in_flight = get32(&r),
              lease_serial = get32(&r);
+    cbx__win_totals tally;
+    tally.calls = get32(&r);
+    tally.failures = get32(&r);
+    tally.slow = get32(&r);
     trip_info trip;
     uint32_t reason = get32(&r);
-    if (reason > CBX_BREAKER_REASON_MANUAL)
+    if (reason > CBX__BREAKER_REASON_LAST)
         return CBX_EPARSE;
     trip.reason = (cbx_breaker_reason)reason;
     trip.consecutive = get32(&r);
     trip.window.calls = get32(&r);
     trip.window.failures = get32(&r);
     trip.window.slow = get32(&r);
-    if (r.bad || in_flight > b->max_probes)
+    if (r.bad || in_flight > b->max_probes || tally.failures > tally.calls ||
+        tally.slow > tally.calls)
         return CBX_EPARSE;
     if (apply) {
         STORE(b->word, word);
@@ -356,6 +367,7 @@ static int decode(cbx_breaker *b, const void *buf, size_t len, int apply)
         b->probe_successes = probe_successes;
         b->probes_in_flight = in_flight;
         b->lease_serial = lease_serial;
+        b->probe_tally = tally;
         b->trip = trip;
         memset(b->probes, 0, sizeof b->probes);
         memset(b->expired_leases, 0, sizeof b->expired_leases);

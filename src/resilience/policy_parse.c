@@ -321,6 +321,16 @@ static int get_enum(const json_t *v, const char *where, name_fn name, int count,
     return fail(err, CBX_EINVAL_CONFIG, where, "expected one of %s, got \"%s\"", list, s);
 }
 
+static const char *breaker_state_name(int i)
+{
+    return cbx_breaker_state_name((cbx_breaker_state)i); /* closed, open, half_open */
+}
+
+static const char *half_open_judge_name(int i)
+{
+    return i ? "rate" : "first_failure";
+}
+
 #define KINDS_HINT "a failure kind: error, timeout, rate_limited, quality or custom"
 
 /* A list of failure kinds (a single name is a list of one) into an outcome mask. */
@@ -492,6 +502,11 @@ static int parse_breaker(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
                                         "half_open_probes",
                                         "close_after",
                                         "probe_lease",
+                                        "half_open_max",
+                                        "half_open_judge",
+                                        "half_open_failure_rate",
+                                        "half_open_slow_rate",
+                                        "initial_state",
                                         "key",
                                         NULL};
     const char *path = "breaker";
@@ -589,6 +604,29 @@ static int parse_breaker(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
     if ((v = field(obj, path, "probe_lease", w)) &&
         (r = get_positive_duration(v, w, &bo->probe_lease_ns, err)))
         return r;
+    if ((v = field(obj, path, "half_open_max", w)) &&
+        (r = get_positive_duration(v, w, &bo->half_open_max_ns, err)))
+        return r;
+    int e = 0;
+    if ((v = field(obj, path, "half_open_judge", w))) {
+        if ((r = get_enum(v, w, half_open_judge_name, 2, &e, err)))
+            return r;
+        bo->half_open_judge = (cbx_breaker_judge)e;
+    }
+    static const char *const ho_rate_keys[] = {"half_open_failure_rate", "half_open_slow_rate"};
+    for (int i = 0; i < 2; i++) {
+        double *x = i ? &bo->half_open_slow_rate : &bo->half_open_failure_rate;
+        if ((v = field(obj, path, ho_rate_keys[i], w)) && (r = get_ratio(v, w, 0, x, err)))
+            return r;
+        if (v && *x == 0)
+            return fail(err, CBX_EINVAL_CONFIG, w,
+                        "must be greater than 0%% (leave the key out for the window's rate)");
+    }
+    if ((v = field(obj, path, "initial_state", w))) {
+        if ((r = get_enum(v, w, breaker_state_name, 3, &e, err)))
+            return r;
+        bo->initial_state = (cbx_breaker_state)e;
+    }
     if ((v = field(obj, path, "key", w))) {
         if (!json_is_string(v) || json_string_length(v) == 0)
             return fail(err, CBX_EINVAL_CONFIG, w,

@@ -13,6 +13,11 @@
 
 static void next_attempt(cbx_execution *ex, uint64_t now);
 
+/* A named breaker's record locked by another process: how long one admission or record waits
+ * on the loop thread, and how long until an admission tries again. */
+#define LOCK_SPIN_NS  (2 * CBX_NS_PER_MS)
+#define LOCK_RETRY_NS (5 * CBX_NS_PER_MS)
+
 static uint64_t now_ns(void)
 {
     return cbx_clock_now_ns(NULL);
@@ -86,8 +91,8 @@ static void release_named(cbx_execution *ex)
     if (!ex->b->named_held)
         return;
     ex->b->named_held = 0;
-    cbx_breaker_store_record(ex->rt->breakers, ex->breaker, ex->b->named_permit,
-                             CBX_OUTCOME_IGNORED, -1);
+    cbx_breaker_store_record_by(ex->rt->breakers, ex->breaker, ex->b->named_permit,
+                                CBX_OUTCOME_IGNORED, -1, now_ns() + LOCK_SPIN_NS);
 }
 
 /* A failed attempt's outputs (a command's stdout and stderr, an HTTP error body) are kept: if
@@ -379,8 +384,9 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
     cbx_outcome judged = stop == STOP_CANCEL ? CBX_OUTCOME_IGNORED : k;
     if (ex->b->named_held) {
         ex->b->named_held = 0;
-        cbx_breaker_store_record(ex->rt->breakers, ex->breaker, ex->b->named_permit, judged,
-                                 (int64_t)duration);
+        /* a record locked elsewhere: the store keeps the outcome for later */
+        cbx_breaker_store_record_by(ex->rt->breakers, ex->breaker, ex->b->named_permit, judged,
+                                    (int64_t)duration, now_ns() + LOCK_SPIN_NS);
     }
     if (ex->policy) {
         if (stop == STOP_CANCEL)
@@ -582,6 +588,8 @@ static void next_attempt(cbx_execution *ex, uint64_t now)
     ex->phase = PHASE_ADMITTING;
     if (ex->cancel_reason) {
         int timeout = ex->cancel_reason == STOP_TIMEOUT;
+        if (ex->b->lock_wait && !timeout)
+            ex->b->res.error[0] = '\0';
         finish_at(ex, timeout ? CBX_STATUS_TIMEOUT : CBX_STATUS_CANCELLED,
                   timeout ? CBX_ETIMEDOUT : CBX_ECANCELLED,
                   timeout ? "deadline passed" : "cancelled", now);
@@ -593,8 +601,33 @@ static void next_attempt(cbx_execution *ex, uint64_t now)
     }
     if (ex->breaker && !ex->b->named_held) {
         cbx_breaker_rejection why;
-        cbx_permit p =
-            cbx_breaker_store_acquire(ex->rt->breakers, ex->breaker, ex->breaker_opts, &why);
+        /* Another process holding the breaker's record must not hold up the loop, the
+         * deadline or a cancel: wait a moment, then try again from the timer. */
+        uint64_t dl = ex->deadline_ns;
+        if (ex->run_begun && ex->b->run.deadline_ns < dl)
+            dl = ex->b->run.deadline_ns; /* the policy's --deadline */
+        if (ex->b->lock_wait && now >= dl) {
+            finish_at(ex, CBX_STATUS_TIMEOUT, CBX_ETIMEDOUT, NULL, now);
+            return;
+        }
+        uint64_t wait_until = now + LOCK_SPIN_NS < dl ? now + LOCK_SPIN_NS : dl;
+        cbx_permit p = cbx_breaker_store_acquire_by(ex->rt->breakers, ex->breaker, ex->breaker_opts,
+                                                    &why, wait_until);
+        if (p.rc == -EAGAIN && now < dl) {
+            /* what the result says if the deadline comes first */
+            if (!ex->b->res.error[0] || ex->b->lock_wait) {
+                snprintf(ex->b->res.error, sizeof ex->b->res.error,
+                         "the deadline passed while breaker '%s' was locked by another process",
+                         ex->breaker);
+                ex->b->lock_wait = 1;
+            }
+            timer_at(ex, now + LOCK_RETRY_NS < dl ? now + LOCK_RETRY_NS : dl, resume);
+            return;
+        }
+        if (ex->b->lock_wait) {
+            ex->b->res.error[0] = '\0';
+            ex->b->lock_wait = 0;
+        }
         if (p.rc) {
             char line[384];
             cbx_breaker_store_explain(ex->rt->breakers, ex->breaker, &why, line, sizeof line);

@@ -1,72 +1,29 @@
-/* Named breakers: in this process (a map of breakers), or shared by every process on the host
- * (a file of records, each holding one breaker's saved state).
- *
- * Both stores sit behind one small interface: `use` runs a function on the named breaker
- * (creating it when asked), `peek` runs one on this process's copy without touching shared
- * state, `forget` drops a name, `names` lists them. Everything public is written once on top.
- *
- * The host store file (see docs/breaker-store.md for the figures behind the choices):
- *
- *   [0, 4096)        header: magic, version, header size, record size, capacity, boot id
- *   then capacity records of record_size bytes each:
- *     [0, 512)       record header: state (empty / used / forgotten), name and its hash,
- *                    seq (bumped by every save), blob length and checksum, the options of
- *                    the last writer
- *     [512, ...)     the breaker's state as cbx__breaker_state_save wrote it
- *
- * Names are found by linear probing from their hash. A record is locked with an open file
- * description lock (F_OFD_SETLKW) on its first byte, together with a mutex per record inside
- * this process (OFD locks do not exclude threads sharing the descriptor); the table (byte 0)
- * is locked the same way, only to add or forget a name. An operation locks the record, loads
- * the blob into this process's breaker for that name (skipped when the record has not changed
- * since this process last wrote or read it), runs, saves the state back if it changed, and
- * unlocks. The kernel drops the locks of a process that dies; a record torn by a writer killed
- * mid-save fails its checksum and that breaker starts afresh.
+/* Named breakers: everything public about breaker stores, written once over the interface of
+ * breaker_store_internal.h that both stores implement: the memory store
+ * (breaker_store_memory.c, a map of breakers in this process) and the host store
+ * (breaker_store_host.c, a file of records shared by every process on the host, whose file
+ * handling is breaker_store_file.c). See docs/breaker-store.md.
  */
 #define _GNU_SOURCE
-#include "cbx/breaker_store.h"
-#include "cbx/journal.h"
+#include "runtime/breaker_store_internal.h"
 
 #include "resilience/breaker_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#define NAME_MAX_BYTES 200
+#define NAME_MAX_BYTES CBX_BREAKER_NAME_MAX
 
-/* ---- the interface both stores implement ------------------------------------------------ */
-
-typedef int (*use_fn)(cbx_breaker *b, void *ud);
-
-typedef struct store_ops {
-    /* Run fn on the named breaker and return what it returns; when the name is unknown,
-     * create it from o if create is set, else return -ENOENT. */
-    int (*use)(cbx_breaker_store *s, const char *name, const cbx_breaker_opts *o, int create,
-               use_fn fn, void *ud, cbx_err *err);
-    /* Run fn on this process's copy of the breaker, if there is one (-ENOENT otherwise). */
-    int (*peek)(cbx_breaker_store *s, const char *name, use_fn fn, void *ud);
-    int (*forget)(cbx_breaker_store *s, const char *name);
-    /* Every name, sorted; free each and the array. */
-    int (*names)(cbx_breaker_store *s, char ***out, size_t *n, cbx_err *err);
-    void (*destroy)(cbx_breaker_store *s);
-} store_ops;
-
-struct cbx_breaker_store {
-    const store_ops *ops;
-};
+/* ---- helpers both stores use ------------------------------------------------ */
 
 /* Detail of the last store error on this thread, for cbx_breaker_store_explain. */
 static _Thread_local cbx_err last_err;
 
-static uint64_t name_hash(const char *name, size_t len)
+uint64_t cbx__bstore_name_hash(const char *name, size_t len)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (size_t i = 0; i < len; i++) {
@@ -86,8 +43,8 @@ static int check_name(const char *name, cbx_err *err)
 }
 
 /* A new breaker named `name` from o (defaults when NULL), its generation starting at gen. */
-static int breaker_make(cbx_breaker **out, const char *name, const cbx_breaker_opts *o,
-                        uint32_t gen, cbx_err *err)
+int cbx__bstore_breaker_make(cbx_breaker **out, const char *name, const cbx_breaker_opts *o,
+                             uint32_t gen, cbx_err *err)
 {
     cbx_breaker_opts opts;
     if (o)
@@ -105,980 +62,21 @@ static int breaker_make(cbx_breaker **out, const char *name, const cbx_breaker_o
     return 0;
 }
 
-/* ---- memory store ----------------------------------------------------------------------- */
-
-typedef struct mem_entry {
-    struct mem_entry *next;
-    _Atomic uint32_t refs; /* the map holds one while the entry is in it */
-    uint64_t hash;
-    cbx_breaker *b;
-    char name[];
-} mem_entry;
-
-typedef struct mem_store {
-    cbx_breaker_store base;
-    pthread_mutex_t mu;
-    mem_entry **slots;
-    size_t nslots, count;
-    uint32_t gen_seed;
-} mem_store;
-
-static void mem_put(mem_entry *e)
-{
-    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1) {
-        cbx_breaker_free(e->b);
-        free(e);
-    }
-}
-
-static mem_entry **mem_find(mem_store *m, const char *name, uint64_t h)
-{
-    mem_entry **pp = &m->slots[h % m->nslots];
-    while (*pp && ((*pp)->hash != h || strcmp((*pp)->name, name) != 0))
-        pp = &(*pp)->next;
-    return pp;
-}
-
-static void mem_grow(mem_store *m)
-{
-    size_t n = m->nslots * 2;
-    mem_entry **slots = calloc(n, sizeof *slots);
-    if (!slots)
-        return; /* longer chains, still correct */
-    for (size_t i = 0; i < m->nslots; i++) {
-        for (mem_entry *e = m->slots[i], *next; e; e = next) {
-            next = e->next;
-            e->next = slots[e->hash % n];
-            slots[e->hash % n] = e;
-        }
-    }
-    free(m->slots);
-    m->slots = slots;
-    m->nslots = n;
-}
-
-/* The entry for name with a reference taken, created from o when missing and create is set. */
-static int mem_get(mem_store *m, const char *name, const cbx_breaker_opts *o, int create,
-                   mem_entry **out, cbx_err *err)
-{
-    size_t len = strlen(name);
-    uint64_t h = name_hash(name, len);
-    pthread_mutex_lock(&m->mu);
-    mem_entry **pp = mem_find(m, name, h);
-    if (*pp) {
-        *out = *pp;
-        atomic_fetch_add_explicit(&(*out)->refs, 1, memory_order_relaxed);
-        pthread_mutex_unlock(&m->mu);
-        return 0;
-    }
-    int r = -ENOENT;
-    if (!create)
-        goto out;
-    mem_entry *e = calloc(1, sizeof *e + len + 1);
-    if (!e) {
-        r = cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
-        goto out;
-    }
-    memcpy(e->name, name, len + 1);
-    e->hash = h;
-    m->gen_seed += 1u << 16;
-    r = breaker_make(&e->b, e->name, o, m->gen_seed, err);
-    if (r) {
-        free(e);
-        goto out;
-    }
-    atomic_init(&e->refs, 2); /* the map's and the caller's */
-    *pp = e;
-    if (++m->count > m->nslots)
-        mem_grow(m);
-    *out = e;
-out:
-    pthread_mutex_unlock(&m->mu);
-    return r;
-}
-
-static int mem_use(cbx_breaker_store *s, const char *name, const cbx_breaker_opts *o, int create,
-                   use_fn fn, void *ud, cbx_err *err)
-{
-    mem_entry *e = NULL;
-    int r = mem_get((mem_store *)s, name, o, create, &e, err);
-    if (r)
-        return r;
-    r = fn(e->b, ud);
-    mem_put(e);
-    return r;
-}
-
-static int mem_peek(cbx_breaker_store *s, const char *name, use_fn fn, void *ud)
-{
-    return mem_use(s, name, NULL, 0, fn, ud, NULL);
-}
-
-static int mem_forget(cbx_breaker_store *s, const char *name)
-{
-    mem_store *m = (mem_store *)s;
-    pthread_mutex_lock(&m->mu);
-    mem_entry **pp = mem_find(m, name, name_hash(name, strlen(name)));
-    mem_entry *e = *pp;
-    if (e) {
-        *pp = e->next;
-        m->count--;
-    }
-    pthread_mutex_unlock(&m->mu);
-    if (!e)
-        return -ENOENT;
-    mem_put(e);
-    return 0;
-}
-
-static int cmp_names(const void *a, const void *b)
+int cbx__bstore_cmp_names(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void free_names(char **v, size_t n)
+void cbx__bstore_free_names(char **v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(v[i]);
     free(v);
 }
 
-static int mem_names(cbx_breaker_store *s, char ***out, size_t *n, cbx_err *err)
+uint64_t cbx__bstore_default_deadline(void)
 {
-    mem_store *m = (mem_store *)s;
-    pthread_mutex_lock(&m->mu);
-    char **v = calloc(m->count ? m->count : 1, sizeof *v);
-    size_t k = 0;
-    for (size_t i = 0; v && i < m->nslots; i++)
-        for (mem_entry *e = m->slots[i]; e; e = e->next)
-            if (!(v[k++] = strdup(e->name)))
-                goto oom;
-    pthread_mutex_unlock(&m->mu);
-    if (!v)
-        return cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
-    qsort(v, k, sizeof *v, cmp_names);
-    *out = v;
-    *n = k;
-    return 0;
-oom:
-    pthread_mutex_unlock(&m->mu);
-    free_names(v, k);
-    return cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
-}
-
-static void mem_destroy(cbx_breaker_store *s)
-{
-    mem_store *m = (mem_store *)s;
-    for (size_t i = 0; i < m->nslots; i++) {
-        for (mem_entry *e = m->slots[i], *next; e; e = next) {
-            next = e->next;
-            mem_put(e);
-        }
-    }
-    free(m->slots);
-    pthread_mutex_destroy(&m->mu);
-    free(m);
-}
-
-static const store_ops mem_ops = {mem_use, mem_peek, mem_forget, mem_names, mem_destroy};
-
-int cbx_breaker_store_memory_new(cbx_breaker_store **out, cbx_err *err)
-{
-    *out = NULL;
-    mem_store *m = calloc(1, sizeof *m);
-    if (!m || !(m->slots = calloc(16, sizeof *m->slots))) {
-        free(m);
-        return cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
-    }
-    m->nslots = 16;
-    int r = pthread_mutex_init(&m->mu, NULL);
-    if (r) {
-        free(m->slots);
-        free(m);
-        return cbx_err_set(err, -r, "breaker store: mutex: %s", strerror(r));
-    }
-    m->base.ops = &mem_ops;
-    *out = &m->base;
-    return 0;
-}
-
-/* ---- host store: the file --------------------------------------------------------------- */
-
-#define HOST_MAGIC       0x3153524b42584243ULL /* "CBXBKRS1" read as little-endian */
-#define HOST_VERSION     1u
-#define HOST_HEADER_SIZE 4096u
-#define HOST_RECORD_SIZE 32768u
-#define HOST_CAPACITY    512u
-#define REC_HEADER       512u
-
-#define REC_EMPTY     0u
-#define REC_USED      1u
-#define REC_FORGOTTEN 2u
-
-typedef struct host_header {
-    uint64_t magic;
-    uint32_t version;
-    uint32_t header_size;
-    uint32_t record_size;
-    uint32_t capacity;
-    char boot_id[48];       /* /proc/sys/kernel/random/boot_id of the boot that made the file */
-    _Atomic uint64_t names; /* records in use */
-} host_header;
-
-/* The numeric options of the last writer: how another process (cbx breaker show) rebuilds
- * the breaker when it has no options of its own. */
-typedef struct stored_opts {
-    uint64_t tw_length_ns, slow_call_ns, open_ns, open_max_ns, probe_lease_ns;
-    double cw_failure_rate, cw_slow_rate, tw_failure_rate, tw_slow_rate, quality_threshold,
-        open_multiplier;
-    uint32_t consecutive_failures, cw_calls, cw_min_calls, tw_buckets, tw_min_calls, failure_kinds,
-        half_open_probes, close_after;
-} stored_opts;
-
-typedef struct host_record {
-    _Atomic uint32_t state;
-    uint32_t name_len;
-    _Atomic uint64_t hash;
-    _Atomic uint64_t seq; /* bumped by every save and by forget; never reset */
-    uint32_t blob_len;
-    uint32_t has_opts;
-    uint64_t blob_sum;
-    stored_opts opts;
-    char name[NAME_MAX_BYTES + 1];
-} host_record;
-
-_Static_assert(sizeof(host_record) <= REC_HEADER, "record header too large");
-_Static_assert(sizeof(host_header) <= HOST_HEADER_SIZE, "file header too large");
-_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
-               "shared-memory atomics must be lock-free");
-
-/* This process's copy of one named breaker. */
-typedef struct host_entry {
-    struct host_entry *next;
-    uint64_t hash;
-    pthread_mutex_t mu;    /* held across a whole operation on the name */
-    cbx_breaker *b;        /* NULL until first use */
-    cbx_breaker_opts opts; /* what b was made from */
-    int user_opts;         /* opts came from a caller, not from the record or the defaults */
-    int pristine;          /* b has not been used since it was made */
-    int dirty;             /* the record does not hold b's state and options */
-    uint32_t slot;         /* the record b was last in step with */
-    uint64_t seq;          /* that record's seq then; 0 = never */
-    uint8_t *scratch;      /* cbx__breaker_state_size(b) bytes */
-    size_t scratch_len;
-    char name[];
-} host_entry;
-
-typedef struct host_store {
-    cbx_breaker_store base;
-    char *path;
-    int fd;
-    unsigned fork_gen;
-    uint8_t *map;
-    size_t map_len;
-    uint32_t capacity, record_size, header_size;
-    pthread_mutex_t mu;       /* entries, fd replacement */
-    pthread_mutex_t table_mu; /* with the lock on byte 0: adding and forgetting names */
-    pthread_mutex_t *slot_mu; /* with the lock on each record's first byte */
-    host_entry **entries;     /* capacity chains */
-} host_store;
-
-/* After fork the child shares the parent's open file description, hence its locks: a store
- * used in the child first reopens the file to get a description of its own. */
-static atomic_uint fork_gen;
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-
-static void on_fork_child(void)
-{
-    atomic_fetch_add(&fork_gen, 1);
-}
-
-static void fork_hook(void)
-{
-    pthread_atfork(NULL, NULL, on_fork_child);
-}
-
-static int ofd_lock(int fd, off_t at, short type)
-{
-    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = at, .l_len = 1};
-    while (fcntl(fd, F_OFD_SETLKW, &fl) < 0)
-        if (errno != EINTR)
-            return -errno;
-    return 0;
-}
-
-static host_record *record_at(host_store *s, uint32_t k)
-{
-    return (host_record *)(s->map + s->header_size + (size_t)k * s->record_size);
-}
-
-static uint8_t *blob_at(host_store *s, uint32_t k)
-{
-    return (uint8_t *)record_at(s, k) + REC_HEADER;
-}
-
-static size_t blob_cap(const host_store *s)
-{
-    return s->record_size - REC_HEADER;
-}
-
-static off_t record_off(host_store *s, uint32_t k)
-{
-    return (off_t)s->header_size + (off_t)k * s->record_size;
-}
-
-static int slot_lock(host_store *s, uint32_t k)
-{
-    pthread_mutex_lock(&s->slot_mu[k]);
-    int r = ofd_lock(s->fd, record_off(s, k), F_WRLCK);
-    if (r)
-        pthread_mutex_unlock(&s->slot_mu[k]);
-    return r;
-}
-
-static void slot_unlock(host_store *s, uint32_t k)
-{
-    ofd_lock(s->fd, record_off(s, k), F_UNLCK);
-    pthread_mutex_unlock(&s->slot_mu[k]);
-}
-
-static int table_lock(host_store *s)
-{
-    pthread_mutex_lock(&s->table_mu);
-    int r = ofd_lock(s->fd, 0, F_WRLCK);
-    if (r)
-        pthread_mutex_unlock(&s->table_mu);
-    return r;
-}
-
-static void table_unlock(host_store *s)
-{
-    ofd_lock(s->fd, 0, F_UNLCK);
-    pthread_mutex_unlock(&s->table_mu);
-}
-
-static uint64_t blob_sum(const uint8_t *p, size_t n)
-{
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ n;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t v;
-        memcpy(&v, p + i, 8);
-        h = (h ^ v) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 32;
-    }
-    for (; i < n; i++)
-        h = (h ^ p[i]) * 0xc4ceb9fe1a85ec53ULL;
-    return h ^ (h >> 29);
-}
-
-static void read_boot_id(char *buf, size_t len)
-{
-    memset(buf, 0, len);
-    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
-    if (!f)
-        return;
-    if (fgets(buf, (int)len, f))
-        buf[strcspn(buf, "\n")] = '\0';
-    fclose(f);
-}
-
-/* ---- host store: names ------------------------------------------------------------------- */
-
-/* The slot holding name, locked; -ENOENT when it is not in the table. */
-static int find_locked(host_store *s, const char *name, size_t len, uint64_t h, uint32_t *slot)
-{
-    uint32_t start = (uint32_t)(h % s->capacity);
-    for (uint32_t i = 0; i < s->capacity; i++) {
-        uint32_t k = (start + i) % s->capacity;
-        host_record *rec = record_at(s, k);
-        uint32_t st = atomic_load_explicit(&rec->state, memory_order_acquire);
-        if (st == REC_EMPTY)
-            return -ENOENT;
-        if (st != REC_USED || atomic_load_explicit(&rec->hash, memory_order_relaxed) != h)
-            continue;
-        int r = slot_lock(s, k);
-        if (r)
-            return r;
-        if (atomic_load_explicit(&rec->state, memory_order_acquire) == REC_USED &&
-            rec->name_len == len && memcmp(rec->name, name, len) == 0) {
-            *slot = k;
-            return 0;
-        }
-        slot_unlock(s, k);
-    }
-    return -ENOENT;
-}
-
-/* Find name, adding it when missing; the slot comes back locked. */
-static int insert_locked(host_store *s, const char *name, size_t len, uint64_t h, uint32_t *slot,
-                         cbx_err *err)
-{
-    int r = table_lock(s);
-    if (r)
-        return cbx_err_set_at(err, r, s->path, 0, 0, "breaker store %s: lock: %s", s->path,
-                              strerror(-r));
-    r = find_locked(s, name, len, h, slot);
-    if (r != -ENOENT)
-        goto out;
-    uint32_t start = (uint32_t)(h % s->capacity), k = 0;
-    r = -ENOSPC;
-    for (uint32_t i = 0; i < s->capacity; i++) {
-        k = (start + i) % s->capacity;
-        if (atomic_load_explicit(&record_at(s, k)->state, memory_order_acquire) != REC_USED) {
-            r = 0;
-            break;
-        }
-    }
-    if (r) {
-        cbx_err_set_at(err, r, s->path, 0, 0, "breaker store %s is full (%u names); forget some",
-                       s->path, s->capacity);
-        goto out;
-    }
-    r = slot_lock(s, k);
-    if (r)
-        goto out;
-    host_record *rec = record_at(s, k);
-    memset(rec->name, 0, sizeof rec->name);
-    memcpy(rec->name, name, len);
-    rec->name_len = (uint32_t)len;
-    rec->blob_len = 0;
-    rec->has_opts = 0;
-    atomic_store_explicit(&rec->hash, h, memory_order_relaxed);
-    atomic_store_explicit(&rec->state, REC_USED, memory_order_release);
-    atomic_fetch_add_explicit(&((host_header *)s->map)->names, 1, memory_order_relaxed);
-    *slot = k;
-out:
-    table_unlock(s);
-    return r;
-}
-
-/* ---- host store: this process's copies ----------------------------------------------------- */
-
-static void opts_store(stored_opts *d, const cbx_breaker_opts *o)
-{
-    memset(d, 0, sizeof *d);
-    d->consecutive_failures = o->consecutive_failures;
-    d->cw_calls = o->count_window.calls;
-    d->cw_min_calls = o->count_window.min_calls;
-    d->cw_failure_rate = o->count_window.failure_rate;
-    d->cw_slow_rate = o->count_window.slow_rate;
-    d->tw_length_ns = o->time_window.length_ns;
-    d->tw_buckets = o->time_window.buckets;
-    d->tw_min_calls = o->time_window.min_calls;
-    d->tw_failure_rate = o->time_window.failure_rate;
-    d->tw_slow_rate = o->time_window.slow_rate;
-    d->slow_call_ns = o->slow_call_ns;
-    d->quality_threshold = o->quality_threshold;
-    d->failure_kinds = o->failure_kinds;
-    d->open_ns = o->open_ns;
-    d->open_multiplier = o->open_multiplier;
-    d->open_max_ns = o->open_max_ns;
-    d->half_open_probes = o->half_open_probes;
-    d->close_after = o->close_after;
-    d->probe_lease_ns = o->probe_lease_ns;
-}
-
-static void opts_load(cbx_breaker_opts *o, const stored_opts *d)
-{
-    cbx_breaker_opts_default(o);
-    o->consecutive_failures = d->consecutive_failures;
-    o->count_window.calls = d->cw_calls;
-    o->count_window.min_calls = d->cw_min_calls;
-    o->count_window.failure_rate = d->cw_failure_rate;
-    o->count_window.slow_rate = d->cw_slow_rate;
-    o->time_window.length_ns = d->tw_length_ns;
-    o->time_window.buckets = d->tw_buckets;
-    o->time_window.min_calls = d->tw_min_calls;
-    o->time_window.failure_rate = d->tw_failure_rate;
-    o->time_window.slow_rate = d->tw_slow_rate;
-    o->slow_call_ns = d->slow_call_ns;
-    o->quality_threshold = d->quality_threshold;
-    o->failure_kinds = d->failure_kinds;
-    o->open_ns = d->open_ns;
-    o->open_multiplier = d->open_multiplier;
-    o->open_max_ns = d->open_max_ns;
-    o->half_open_probes = d->half_open_probes;
-    o->close_after = d->close_after;
-    o->probe_lease_ns = d->probe_lease_ns;
-}
-
-static host_entry *host_entry_get(host_store *s, const char *name, cbx_err *err)
-{
-    size_t len = strlen(name);
-    uint64_t h = name_hash(name, len);
-    pthread_mutex_lock(&s->mu);
-    host_entry **pp = &s->entries[h % s->capacity];
-    while (*pp && ((*pp)->hash != h || strcmp((*pp)->name, name) != 0))
-        pp = &(*pp)->next;
-    host_entry *e = *pp;
-    if (!e && (e = calloc(1, sizeof *e + len + 1))) {
-        memcpy(e->name, name, len + 1);
-        e->hash = h;
-        pthread_mutex_init(&e->mu, NULL);
-        *pp = e;
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (!e)
-        cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
-    return e;
-}
-
-static void entry_drop_breaker(host_entry *e)
-{
-    cbx_breaker_free(e->b);
-    e->b = NULL;
-    e->seq = 0;
-}
-
-/* A breaker for e from opts that fits a record; e->scratch grows to its size. */
-static int entry_build(host_store *s, host_entry *e, const cbx_breaker_opts *opts,
-                       cbx_breaker **out, cbx_err *err)
-{
-    int r = breaker_make(out, e->name, opts, 1, err);
-    if (r)
-        return r;
-    size_t need = cbx__breaker_state_size(*out);
-    if (need > blob_cap(s)) {
-        cbx_breaker_free(*out);
-        *out = NULL;
-        return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "breaker", 0, 0,
-                              "breaker '%s': its state needs up to %zu bytes, more than a record "
-                              "of %s holds (%zu); use a smaller count or time window",
-                              e->name, need, s->path, blob_cap(s));
-    }
-    if (need > e->scratch_len) {
-        uint8_t *p = realloc(e->scratch, need);
-        if (!p) {
-            cbx_breaker_free(*out);
-            *out = NULL;
-            return cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
-        }
-        e->scratch = p;
-        e->scratch_len = need;
-    }
-    return 0;
-}
-
-/* Make b e's breaker; its generation is seeded from the record's seq, so that a permit from
- * an earlier breaker kept in the record never matches this one. */
-static void entry_install(host_entry *e, cbx_breaker *b, const cbx_breaker_opts *opts, int user,
-                          const host_record *rec)
-{
-    uint32_t gen = (uint32_t)(atomic_load_explicit(&rec->seq, memory_order_relaxed) << 12) | 1;
-    uint64_t w = atomic_load_explicit(&b->word, memory_order_relaxed);
-    atomic_store_explicit(&b->word, ((uint64_t)gen << 32) | (w & 0xffffffffu),
-                          memory_order_relaxed);
-    entry_drop_breaker(e);
-    e->b = b;
-    e->opts = *opts;
-    e->opts.name = e->name;
-    e->user_opts = user;
-    e->pristine = 1;
-}
-
-/* Make e->b from the record's options, else the defaults (which always fit). */
-static int entry_make_stored(host_store *s, host_entry *e, const host_record *rec, cbx_err *err)
-{
-    cbx_breaker_opts opts;
-    cbx_breaker *b = NULL;
-    int r = -1;
-    if (rec->has_opts) {
-        opts_load(&opts, &rec->opts);
-        r = entry_build(s, e, &opts, &b, NULL);
-    }
-    if (r) {
-        /* none, or options this build refuses */
-        cbx_breaker_opts_default(&opts);
-        r = entry_build(s, e, &opts, &b, err);
-        if (r)
-            return r;
-    }
-    entry_install(e, b, &opts, 0, rec);
-    return 0;
-}
-
-/* Bring e->b in step with the record in slot k (locked). */
-static int entry_sync(host_store *s, host_entry *e, uint32_t k, cbx_err *err)
-{
-    host_record *rec = record_at(s, k);
-    uint64_t seq = atomic_load_explicit(&rec->seq, memory_order_relaxed);
-    if (e->seq == seq && e->slot == k && e->seq != 0)
-        return 0;
-    uint32_t n = rec->blob_len;
-    const uint8_t *blob = blob_at(s, k);
-    int loaded = n > 0 && n <= blob_cap(s) && blob_sum(blob, n) == rec->blob_sum &&
-                 cbx__breaker_state_load(e->b, blob, n) == 0;
-    if (!loaded && !e->pristine) {
-        /* nothing usable saved (new, forgotten, torn, or another shape): start afresh */
-        cbx_breaker_opts o = e->opts;
-        cbx_breaker *b = NULL;
-        int r = entry_build(s, e, &o, &b, err);
-        if (r)
-            return r;
-        entry_install(e, b, &o, e->user_opts, rec);
-    }
-    e->slot = k;
-    e->seq = seq;
-    e->dirty = !loaded;
-    if (loaded) {
-        stored_opts so;
-        opts_store(&so, &e->opts);
-        /* both sides were zeroed by opts_store before their fields were set: padding compares
-         * equal */
-        // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison)
-        int same = memcmp(&rec->opts, &so, sizeof so) == 0;
-        e->dirty = !rec->has_opts || !same;
-    }
-    return 0;
-}
-
-static void entry_save(host_store *s, host_entry *e, uint32_t k)
-{
-    host_record *rec = record_at(s, k);
-    int n = cbx__breaker_state_save(e->b, e->scratch, e->scratch_len);
-    e->pristine = 0;
-    if (n < 0)
-        return; /* cannot happen: the scratch is sized for the worst case */
-    uint8_t *blob = blob_at(s, k);
-    memcpy(blob, e->scratch, (size_t)n);
-    rec->blob_len = (uint32_t)n;
-    rec->blob_sum = blob_sum(blob, (size_t)n);
-    opts_store(&rec->opts, &e->opts);
-    rec->has_opts = 1;
-    e->seq = atomic_fetch_add_explicit(&rec->seq, 1, memory_order_relaxed) + 1;
-    e->slot = k;
-    e->dirty = 0;
-}
-
-static void maybe_reopen(host_store *s)
-{
-    unsigned g = atomic_load_explicit(&fork_gen, memory_order_relaxed);
-    if (g == s->fork_gen)
-        return;
-    pthread_mutex_lock(&s->mu);
-    if (g != s->fork_gen) {
-        char p[64];
-        snprintf(p, sizeof p, "/proc/self/fd/%d", s->fd);
-        int fd = open(p, O_RDWR | O_CLOEXEC);
-        if (fd >= 0) {
-            close(s->fd);
-            s->fd = fd;
-        }
-        s->fork_gen = g;
-    }
-    pthread_mutex_unlock(&s->mu);
-}
-
-static int host_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_opts *o, int create,
-                    use_fn fn, void *ud, cbx_err *err)
-{
-    host_store *s = (host_store *)bs;
-    host_entry *e = host_entry_get(s, name, err);
-    if (!e)
-        return -ENOMEM;
-    size_t len = strlen(name);
-    uint32_t k;
-    int r = 0;
-    cbx_breaker *fresh = NULL;
-    pthread_mutex_lock(&e->mu);
-    /* Options given for a name this process has no breaker of (from a caller) are checked
-     * before the name is added to the file. */
-    if (o && (!e->b || !e->user_opts))
-        r = entry_build(s, e, o, &fresh, err);
-    if (r) {
-        pthread_mutex_unlock(&e->mu);
-        return r;
-    }
-    maybe_reopen(s);
-    r = find_locked(s, name, len, e->hash, &k);
-    if (r == -ENOENT && create)
-        r = insert_locked(s, name, len, e->hash, &k, err);
-    if (r) {
-        if (r != -ENOENT && r != -ENOSPC)
-            cbx_err_set_at(err, r, s->path, 0, 0, "breaker store %s: %s", s->path, strerror(-r));
-        cbx_breaker_free(fresh);
-        pthread_mutex_unlock(&e->mu);
-        return r;
-    }
-    host_record *rec = record_at(s, k);
-    if (fresh) {
-        entry_install(e, fresh, o, 1, rec);
-    } else if (!e->b) {
-        r = entry_make_stored(s, e, rec, err);
-        if (r)
-            goto out;
-    }
-    r = entry_sync(s, e, k, err);
-    if (r)
-        goto out;
-    uint64_t stamp = cbx__breaker_state_stamp(e->b);
-    r = fn(e->b, ud);
-    if (e->dirty || cbx__breaker_state_stamp(e->b) != stamp)
-        entry_save(s, e, k);
-out:
-    slot_unlock(s, k);
-    pthread_mutex_unlock(&e->mu);
-    return r;
-}
-
-static int host_peek(cbx_breaker_store *bs, const char *name, use_fn fn, void *ud)
-{
-    host_store *s = (host_store *)bs;
-    host_entry *e = host_entry_get(s, name, NULL);
-    if (!e)
-        return -ENOMEM;
-    pthread_mutex_lock(&e->mu);
-    int r = e->b ? fn(e->b, ud) : -ENOENT;
-    pthread_mutex_unlock(&e->mu);
-    return r;
-}
-
-static int host_forget(cbx_breaker_store *bs, const char *name)
-{
-    host_store *s = (host_store *)bs;
-    host_entry *e = host_entry_get(s, name, NULL);
-    if (!e)
-        return -ENOMEM;
-    pthread_mutex_lock(&e->mu);
-    maybe_reopen(s);
-    int r = table_lock(s);
-    if (r)
-        goto out;
-    uint32_t k;
-    r = find_locked(s, name, strlen(name), e->hash, &k);
-    if (r == 0) {
-        host_record *rec = record_at(s, k);
-        rec->blob_len = 0;
-        rec->has_opts = 0;
-        atomic_fetch_add_explicit(&rec->seq, 1, memory_order_relaxed);
-        atomic_store_explicit(&rec->state, REC_FORGOTTEN, memory_order_release);
-        atomic_fetch_sub_explicit(&((host_header *)s->map)->names, 1, memory_order_relaxed);
-        slot_unlock(s, k);
-    }
-    table_unlock(s);
-out:
-    entry_drop_breaker(e);
-    pthread_mutex_unlock(&e->mu);
-    return r;
-}
-
-static int host_names(cbx_breaker_store *bs, char ***out, size_t *n, cbx_err *err)
-{
-    host_store *s = (host_store *)bs;
-    maybe_reopen(s);
-    size_t cap = 16, k = 0;
-    char **v = malloc(cap * sizeof *v);
-    if (!v)
-        return cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
-    for (uint32_t i = 0; i < s->capacity; i++) {
-        host_record *rec = record_at(s, i);
-        if (atomic_load_explicit(&rec->state, memory_order_acquire) != REC_USED)
-            continue;
-        int r = slot_lock(s, i);
-        if (r) {
-            free_names(v, k);
-            return cbx_err_set_at(err, r, s->path, 0, 0, "breaker store %s: lock: %s", s->path,
-                                  strerror(-r));
-        }
-        char *name = NULL;
-        if (atomic_load_explicit(&rec->state, memory_order_acquire) == REC_USED &&
-            rec->name_len <= NAME_MAX_BYTES)
-            name = strndup(rec->name, rec->name_len);
-        slot_unlock(s, i);
-        if (!name)
-            continue;
-        if (k == cap) {
-            char **nv = realloc(v, 2 * cap * sizeof *v);
-            if (!nv) {
-                free(name);
-                free_names(v, k);
-                return cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
-            }
-            v = nv;
-            cap *= 2;
-        }
-        v[k++] = name;
-    }
-    qsort(v, k, sizeof *v, cmp_names);
-    *out = v;
-    *n = k;
-    return 0;
-}
-
-static void host_destroy(cbx_breaker_store *bs)
-{
-    host_store *s = (host_store *)bs;
-    if (s->entries) {
-        for (uint32_t i = 0; i < s->capacity; i++) {
-            for (host_entry *e = s->entries[i], *next; e; e = next) {
-                next = e->next;
-                cbx_breaker_free(e->b);
-                free(e->scratch);
-                pthread_mutex_destroy(&e->mu);
-                free(e);
-            }
-        }
-    }
-    if (s->slot_mu) {
-        for (uint32_t i = 0; i < s->capacity; i++)
-            pthread_mutex_destroy(&s->slot_mu[i]);
-    }
-    free(s->slot_mu);
-    free(s->entries);
-    if (s->map)
-        munmap(s->map, s->map_len);
-    if (s->fd >= 0)
-        close(s->fd);
-    pthread_mutex_destroy(&s->table_mu);
-    pthread_mutex_destroy(&s->mu);
-    free(s->path);
-    free(s);
-}
-
-static const store_ops host_ops = {host_use, host_peek, host_forget, host_names, host_destroy};
-
-/* Write a fresh header over an empty (or emptied) file of the right size. */
-static int host_init_file(host_store *s, const char *boot_id, cbx_err *err)
-{
-    size_t size = HOST_HEADER_SIZE + (size_t)HOST_CAPACITY * HOST_RECORD_SIZE;
-    if (ftruncate(s->fd, 0) != 0 || ftruncate(s->fd, (off_t)size) != 0)
-        return cbx_err_set_at(err, -errno, s->path, 0, 0, "breaker store %s: %s", s->path,
-                              strerror(errno));
-    host_header h = {.magic = HOST_MAGIC,
-                     .version = HOST_VERSION,
-                     .header_size = HOST_HEADER_SIZE,
-                     .record_size = HOST_RECORD_SIZE,
-                     .capacity = HOST_CAPACITY};
-    memcpy(h.boot_id, boot_id, sizeof h.boot_id);
-    if (pwrite(s->fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
-        return cbx_err_set_at(err, errno ? -errno : -EIO, s->path, 0, 0,
-                              "breaker store %s: cannot write the header", s->path);
-    return 0;
-}
-
-/* Check (or make) the file under the table lock; on return s->capacity etc. are set. */
-static int host_prepare_file(host_store *s, cbx_err *err)
-{
-    char boot_id[48];
-    read_boot_id(boot_id, sizeof boot_id);
-    struct stat st;
-    if (fstat(s->fd, &st) != 0)
-        return cbx_err_set_at(err, -errno, s->path, 0, 0, "breaker store %s: %s", s->path,
-                              strerror(errno));
-    host_header h;
-    int r;
-    if (st.st_size == 0) {
-        r = host_init_file(s, boot_id, err);
-        if (r)
-            return r;
-        h = (host_header){.header_size = HOST_HEADER_SIZE,
-                          .record_size = HOST_RECORD_SIZE,
-                          .capacity = HOST_CAPACITY};
-    } else {
-        if ((size_t)st.st_size < sizeof h || pread(s->fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
-            h.magic != HOST_MAGIC)
-            return cbx_err_set_at(err, CBX_EPARSE, s->path, 0, 0,
-                                  "breaker store %s: not a breaker store file", s->path);
-        if (h.version != HOST_VERSION)
-            return cbx_err_set_at(err, CBX_EPARSE, s->path, 0, 0,
-                                  "breaker store %s: version %u, this build reads version %u",
-                                  s->path, h.version, HOST_VERSION);
-        if (h.header_size < sizeof(host_header) || h.header_size > (1u << 20) ||
-            h.record_size < REC_HEADER + 1024 || h.record_size > (1u << 24) || h.record_size % 8 ||
-            h.capacity == 0 || h.capacity > 65536)
-            return cbx_err_set_at(err, CBX_EPARSE, s->path, 0, 0,
-                                  "breaker store %s: damaged header", s->path);
-        size_t want = h.header_size + (size_t)h.capacity * h.record_size;
-        if ((size_t)st.st_size < want)
-            return cbx_err_set_at(err, CBX_EPARSE, s->path, 0, 0,
-                                  "breaker store %s: truncated (%lld bytes, expected %zu)", s->path,
-                                  (long long)st.st_size, want);
-        if (boot_id[0] && strncmp(h.boot_id, boot_id, sizeof h.boot_id) != 0) {
-            /* Made before this boot: its times are from another CLOCK_MONOTONIC. */
-            r = host_init_file(s, boot_id, err);
-            if (r)
-                return r;
-            h = (host_header){.header_size = HOST_HEADER_SIZE,
-                              .record_size = HOST_RECORD_SIZE,
-                              .capacity = HOST_CAPACITY};
-        }
-    }
-    s->header_size = h.header_size;
-    s->record_size = h.record_size;
-    s->capacity = h.capacity;
-    s->map_len = h.header_size + (size_t)h.capacity * h.record_size;
-    return 0;
-}
-
-int cbx_breaker_store_host_new(cbx_breaker_store **out, const char *path, cbx_err *err)
-{
-    *out = NULL;
-    pthread_once(&fork_once, fork_hook);
-    host_store *s = calloc(1, sizeof *s);
-    if (!s)
-        return cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
-    s->fd = -1;
-    s->fork_gen = atomic_load(&fork_gen);
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_mutex_init(&s->table_mu, NULL);
-    s->base.ops = &host_ops;
-    int r;
-    if (path) {
-        s->path = strdup(path);
-    } else {
-        char dir[4096];
-        r = cbx_state_dir(dir, sizeof dir);
-        if (r) {
-            cbx_err_set_at(err, r, dir, 0, 0, "breaker store: state directory %s: %s",
-                           dir[0] ? dir : "(none)", strerror(-r));
-            goto fail;
-        }
-        size_t n = strlen(dir) + sizeof "/breakers";
-        if ((s->path = malloc(n)))
-            snprintf(s->path, n, "%s/breakers", dir);
-    }
-    if (!s->path) {
-        r = cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
-        goto fail;
-    }
-    s->fd = open(s->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (s->fd < 0) {
-        r = cbx_err_set_at(err, -errno, s->path, 0, 0, "breaker store %s: %s", s->path,
-                           strerror(errno));
-        goto fail;
-    }
-    r = ofd_lock(s->fd, 0, F_WRLCK);
-    if (r) {
-        cbx_err_set_at(err, r, s->path, 0, 0, "breaker store %s: lock: %s", s->path, strerror(-r));
-        goto fail;
-    }
-    r = host_prepare_file(s, err);
-    ofd_lock(s->fd, 0, F_UNLCK);
-    if (r)
-        goto fail;
-    s->map = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
-    if (s->map == MAP_FAILED) {
-        s->map = NULL;
-        r = cbx_err_set_at(err, -errno, s->path, 0, 0, "breaker store %s: mmap: %s", s->path,
-                           strerror(errno));
-        goto fail;
-    }
-    s->entries = calloc(s->capacity, sizeof *s->entries);
-    s->slot_mu = malloc(s->capacity * sizeof *s->slot_mu);
-    if (!s->entries || !s->slot_mu) {
-        free(s->slot_mu);
-        s->slot_mu = NULL;
-        r = cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
-        goto fail;
-    }
-    for (uint32_t i = 0; i < s->capacity; i++)
-        pthread_mutex_init(&s->slot_mu[i], NULL);
-    *out = &s->base;
-    return 0;
-fail:
-    host_destroy(&s->base);
-    return r;
+    return cbx_clock_now_ns(NULL) + CBX_BREAKER_STORE_WAIT_NS;
 }
 
 /* ---- the public operations ---------------------------------------------------------------- */
@@ -1104,11 +102,18 @@ static int do_acquire(cbx_breaker *b, void *ud)
 cbx_permit cbx_breaker_store_acquire(cbx_breaker_store *s, const char *name,
                                      const cbx_breaker_opts *o, cbx_breaker_rejection *why)
 {
+    return cbx_breaker_store_acquire_by(s, name, o, why, cbx__bstore_default_deadline());
+}
+
+cbx_permit cbx_breaker_store_acquire_by(cbx_breaker_store *s, const char *name,
+                                        const cbx_breaker_opts *o, cbx_breaker_rejection *why,
+                                        uint64_t deadline_ns)
+{
     acquire_call c = {.why = why};
     last_err.code = 0;
     int r = check_name(name, &last_err);
     if (r == 0)
-        r = s->ops->use(s, name, o, 1, do_acquire, &c, &last_err);
+        r = s->ops->use(s, name, o, 1, deadline_ns, do_acquire, &c, &last_err);
     if (r) {
         c.p = (cbx_permit){.rc = r};
         if (why)
@@ -1133,10 +138,18 @@ static int do_record(cbx_breaker *b, void *ud)
 void cbx_breaker_store_record(cbx_breaker_store *s, const char *name, cbx_permit p, cbx_outcome k,
                               int64_t latency_ns)
 {
+    cbx_breaker_store_record_by(s, name, p, k, latency_ns, cbx__bstore_default_deadline());
+}
+
+void cbx_breaker_store_record_by(cbx_breaker_store *s, const char *name, cbx_permit p,
+                                 cbx_outcome k, int64_t latency_ns, uint64_t deadline_ns)
+{
     if (p.rc != 0 || check_name(name, NULL) != 0)
         return;
     record_call c = {p, k, latency_ns};
-    s->ops->use(s, name, NULL, 0, do_record, &c, NULL);
+    int r = s->ops->use(s, name, NULL, 0, deadline_ns, do_record, &c, NULL);
+    if (r == -EAGAIN && s->ops->defer)
+        s->ops->defer(s, name, p, k, latency_ns);
 }
 
 typedef struct explain_call {
@@ -1191,7 +204,9 @@ int cbx_breaker_store_set_mode(cbx_breaker_store *s, const char *name, cbx_break
     if ((unsigned)mode > CBX_BREAKER_METRICS_ONLY)
         return CBX_EINVAL_CONFIG;
     int r = check_name(name, NULL);
-    return r ? r : s->ops->use(s, name, NULL, 0, do_set_mode, &mode, NULL);
+    return r ? r
+             : s->ops->use(s, name, NULL, 0, cbx__bstore_default_deadline(), do_set_mode, &mode,
+                           NULL);
 }
 
 int cbx_breaker_store_forget(cbx_breaker_store *s, const char *name)
@@ -1293,7 +308,7 @@ int cbx_breaker_store_show(cbx_breaker_store *s, const char *name, json_t **out,
     if (r)
         return r;
     show_call c = {NULL};
-    r = s->ops->use(s, name, NULL, 0, do_show, &c, err);
+    r = s->ops->use(s, name, NULL, 0, cbx__bstore_default_deadline(), do_show, &c, err);
     if (r == -ENOENT)
         return cbx_err_set_at(err, r, name, 0, 0, "no breaker named '%s'", name);
     if (r) {
@@ -1331,7 +346,7 @@ int cbx_breaker_store_list(cbx_breaker_store *s, json_t **out, cbx_err *err)
         }
         json_array_append_new(arr, one);
     }
-    free_names(names, n);
+    cbx__bstore_free_names(names, n);
     if (r) {
         json_decref(arr);
         return r;

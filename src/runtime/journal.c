@@ -13,6 +13,7 @@
  * the commit, one whole row is inserted instead of a row inserted and then updated.
  */
 #include "runtime/journal_internal.h"
+#include "cbx/state_dir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -129,7 +130,7 @@ static void pend_reset(cbx_journal *j)
 /* A batch has ended (committed or lost), or a commit asked for found none: tell the listeners. */
 static void notify_locked(cbx_journal *j)
 {
-    for (int i = 0; i < CBX__JOURNAL_LISTENERS; i++)
+    for (int i = 0; i < j->on_commit_n; i++)
         if (j->on_commit[i].fn)
             j->on_commit[i].fn(j->on_commit[i].ud);
 }
@@ -392,15 +393,22 @@ static int make_parent_dir(const char *path, cbx_err *err)
     return 0;
 }
 
-/* Create the file 0600 before SQLite does (SQLite would use 0644 less the umask); the -wal and
- * -shm files SQLite makes later take the database file's permissions. */
+/* Create the file 0600 before SQLite does (SQLite would use 0644 less the umask), and make an
+ * existing one 0600; the -wal and -shm files SQLite makes later take the database file's
+ * permissions. A symbolic link is refused, not followed (someone else's file must never become
+ * this journal). */
 static int precreate(const char *path, cbx_err *err)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         int e = errno;
+        if (e == ELOOP)
+            return cbx_err_set(err, -e, "journal %s: a symbolic link; refusing to follow it", path);
         return cbx_err_set(err, -e, "journal %s: %s", path, strerror(e));
     }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (st.st_mode & 0077) && st.st_uid == geteuid())
+        (void)fchmod(fd, 0600);
     close(fd);
     return 0;
 }
@@ -527,7 +535,9 @@ static int resolve_path(cbx_journal *j, const cbx_journal_opts *o, cbx_err *err)
         return j->path ? 0 : cbx_err_set(err, -ENOMEM, "out of memory");
     }
     char dir[PATH_MAX];
-    int r = cbx_state_dir(dir, sizeof dir);
+    /* a read-only open makes nothing, so it takes the directory as it is (another user's too) */
+    int r =
+        o->read_only ? cbx_state_dir_path(dir, sizeof dir, NULL) : cbx_state_dir(dir, sizeof dir);
     if (r != 0)
         return cbx_err_set(err, r, "state directory %s: %s", dir[0] ? dir : "(unknown)",
                            strerror(-r));
@@ -607,7 +617,8 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     if (!memory && ((r = make_parent_dir(j->path, err)) != 0 || (r = precreate(j->path, err)) != 0))
         goto fail;
 
-    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                      (memory ? 0 : SQLITE_OPEN_NOFOLLOW);
     if (sqlite3_open_v2(j->path, &j->db, flags, NULL) != SQLITE_OK) {
         r = cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s", j->path,
                         j->db ? sqlite3_errmsg(j->db) : "out of memory");
@@ -664,6 +675,30 @@ fail:
     return r;
 }
 
+/* At close, after the last commit, when the WAL file is longer than CBX__JOURNAL_CLOSE_WAL_BYTES:
+ * the connections close as SQLite's own do, checkpointing on the way out, which SQLite does only
+ * for the last connection to the file (it must get the exclusive lock, which any other
+ * connection's shared lock refuses): the WAL is then copied into the database and removed, so
+ * that the next process to open the journal alone does not read it all again. (That process
+ * rebuilds SQLite's index of the WAL from the file and then counts nothing in it as copied:
+ * without this a WAL written by one short process after another never starts over, and every
+ * open reads more of it.) With another connection open, nothing is done and nothing waited for:
+ * a long-lived process beside short ones keeps the WAL short itself (checkpoint_wal). Otherwise,
+ * a checkpoint the flusher did not get to. */
+static void checkpoint_at_close(cbx_journal *j)
+{
+    char wal[PATH_MAX];
+    struct stat st;
+    int n = snprintf(wal, sizeof wal, "%s-wal", j->path);
+    if (n > 0 && (size_t)n < sizeof wal && stat(wal, &st) == 0 &&
+        st.st_size > CBX__JOURNAL_CLOSE_WAL_BYTES) {
+        sqlite3_db_config(j->ck, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
+        sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
+    } else if (atomic_load(&j->checkpoint_due)) {
+        sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    }
+}
+
 void cbx_journal_close(cbx_journal *j)
 {
     if (!j)
@@ -682,9 +717,11 @@ void cbx_journal_close(cbx_journal *j)
                            j->st_attempt, j->st_end,    j->st_whole};
     for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
         sqlite3_finalize(sts[i]);
-    /* A checkpoint the flusher did not get to. */
-    if (j->ck && atomic_load(&j->checkpoint_due))
-        sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    for (size_t i = 0; i < j->ncached; i++)
+        sqlite3_finalize(j->cached[i].st);
+    free(j->cached);
+    if (j->ck)
+        checkpoint_at_close(j);
     sqlite3_close_v2(j->ck);
     sqlite3_close_v2(j->db);
     if (j->wcv_ready)
@@ -1113,6 +1150,34 @@ int cbx_journal_write_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, uint64_
     return r;
 }
 
+int cbx_journal_stmt(cbx_journal *j, const char *sql, sqlite3_stmt **st, cbx_err *err)
+{
+    if (!j || !sql || !st)
+        return missing(err, !j ? "the journal" : !sql ? "the SQL" : "the statement");
+    *st = NULL;
+    for (size_t i = 0; i < j->ncached; i++)
+        if (j->cached[i].sql == sql) {
+            *st = j->cached[i].st;
+            return 0;
+        }
+    if (j->ncached == j->cached_cap) {
+        size_t cap = j->cached_cap ? 2 * j->cached_cap : 16;
+        void *p = realloc(j->cached, cap * sizeof *j->cached);
+        if (!p)
+            return cbx_err_set(err, -ENOMEM, "out of memory");
+        j->cached = p;
+        j->cached_cap = cap;
+    }
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v3(j->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK)
+        return cbx_err_set(err, CBX_EJOURNAL, "journal %s: prepare: %s", j->path,
+                           sqlite3_errmsg(j->db));
+    j->cached[j->ncached].sql = sql;
+    j->cached[j->ncached++].st = s;
+    *st = s;
+    return 0;
+}
+
 int cbx_journal_read_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, cbx_err *err)
 {
     if (!j || !fn)
@@ -1156,6 +1221,8 @@ int cbx_journal_on_commit(cbx_journal *j, cbx_journal_commit_fn fn, void *ud, cb
     if (i < CBX__JOURNAL_LISTENERS) {
         j->on_commit[i].fn = fn;
         j->on_commit[i].ud = ud;
+        if (i >= j->on_commit_n)
+            j->on_commit_n = i + 1;
     }
     pthread_mutex_unlock(&j->mu);
     if (i == CBX__JOURNAL_LISTENERS)
@@ -1169,12 +1236,14 @@ void cbx_journal_on_commit_remove(cbx_journal *j, cbx_journal_commit_fn fn, void
     if (!j || !fn)
         return;
     pthread_mutex_lock(&j->mu);
-    for (int i = 0; i < CBX__JOURNAL_LISTENERS; i++)
+    for (int i = 0; i < j->on_commit_n; i++)
         if (j->on_commit[i].fn == fn && j->on_commit[i].ud == ud) {
             j->on_commit[i].fn = NULL;
             j->on_commit[i].ud = NULL;
             break;
         }
+    while (j->on_commit_n > 0 && !j->on_commit[j->on_commit_n - 1].fn)
+        j->on_commit_n--;
     pthread_mutex_unlock(&j->mu);
 }
 

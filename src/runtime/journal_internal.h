@@ -25,10 +25,16 @@
 /* How long a write waits for another process's write transaction. */
 #define CBX__JOURNAL_BUSY_MS 10000
 /* WAL pages after which the flusher checkpoints (SQLite's own default threshold). */
-#define CBX__JOURNAL_CHECKPOINT_PAGES       1000
+#define CBX__JOURNAL_CHECKPOINT_PAGES 1000
+/* A WAL file longer than this at close is copied into the database and removed when no other
+ * connection has the journal open: a process that opens the journal when no other has it open
+ * reads the whole WAL again (SQLite's recovery) and cannot know it was already copied, so
+ * short-lived processes would otherwise make every later open slower without limit. */
+#define CBX__JOURNAL_CLOSE_WAL_BYTES        (1024L * 1024) /* 1 MiB */
 #define CBX__JOURNAL_DEFAULT_MAX_EXECUTIONS 100000u
-/* Functions cbx_journal_on_commit keeps per handle. */
-#define CBX__JOURNAL_LISTENERS 8
+/* Functions cbx_journal_on_commit keeps per handle: one per flow run at once on the handle (cbx
+ * run --batch --parallel N shares one handle among N runs, N up to 1024). */
+#define CBX__JOURNAL_LISTENERS 1024
 
 /* An execution start held back until its batch commits: when its end comes first (a short
  * execution), one row is inserted whole instead of inserted then updated. Strings live in the
@@ -83,6 +89,13 @@ struct cbx_journal {
         cbx_journal_commit_fn fn;
         void *ud;
     } on_commit[CBX__JOURNAL_LISTENERS]; /* called when a batch ends; fn NULL = a free slot */
+    int on_commit_n;                     /* slots at and past it are free */
+
+    struct {
+        const char *sql; /* the caller's, the key by address */
+        sqlite3_stmt *st;
+    } * cached; /* cbx_journal_stmt */
+    size_t ncached, cached_cap;
 
     sqlite3_stmt *st_begin, *st_commit, *st_rollback;
     sqlite3_stmt *st_start, *st_attempt, *st_end, *st_whole;

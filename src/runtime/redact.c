@@ -2,6 +2,7 @@
 #include "runtime/redact.h"
 
 #include "core/json_escape.h"
+#include "core/text.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -60,40 +61,10 @@ void cbx__redact_rules_clear(cbx__redact_rules *r)
     *r = (cbx__redact_rules){0};
 }
 
-static int lower(int c)
-{
-    return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c;
-}
-
-/* '*' (any run, also empty) and '?' (one character), ASCII case-insensitive. Iterative: on a
- * mismatch, the last '*' takes one more character. */
-static int glob_match(const char *pat, const char *s)
-{
-    const char *star = NULL, *resume = NULL;
-    while (*s) {
-        if (*pat == '*') {
-            star = ++pat;
-            resume = s;
-        } else if (*pat &&
-                   (*pat == '?' || lower((unsigned char)*pat) == lower((unsigned char)*s))) {
-            pat++;
-            s++;
-        } else if (star) {
-            pat = star;
-            s = ++resume;
-        } else {
-            return 0;
-        }
-    }
-    while (*pat == '*')
-        pat++;
-    return *pat == '\0';
-}
-
 static int glob_any(const char *const *globs, size_t n, const char *name)
 {
     for (size_t i = 0; n == (size_t)-1 ? globs[i] != NULL : i < n; i++)
-        if (glob_match(globs[i], name))
+        if (cbx__glob_match(globs[i], name, 1))
             return 1;
     return 0;
 }

@@ -59,6 +59,7 @@ typedef struct cbx__exec_body {
     cbx_task *task;   /* the attempt out, if any */
     cbx_permit named_permit;
     uint8_t named_held;
+    uint8_t lock_wait; /* res.error says the named breaker's record is locked elsewhere */
     uint8_t timer_on;  /* timer is initialized: it must be closed before the body is freed */
     uint32_t attempts; /* attempts started */
     uint64_t started_ns;

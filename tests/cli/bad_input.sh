@@ -24,6 +24,10 @@ expect_err_line "did you mean 'http'?" "suggestion for htp"
 run "$CBX" exec -p stdout_max=fast -- true
 expect_rc 2 "a mistyped parameter"
 expect_err_line "parameter 'stdout_max': expected integer, got string \"fast\"" "mistyped line"
+# a value the type's own check refuses: the parameter is named once
+run "$CBX" exec http -p url=notaurl
+expect_rc 2 "a URL that is not one"
+expect_err_line "cbx: exec: parameter 'url': not a valid URL" "bad URL line"
 # an unknown parameter
 run "$CBX" exec -p cwdd=/tmp -- true
 expect_rc 2 "an unknown parameter"
@@ -33,9 +37,9 @@ run "$CBX" exec command -p argv='[1,'
 expect_rc 2 "an array parameter that is not JSON"
 expect_err_line "parameter 'argv'" "bad JSON line"
 # each refusal was journaled, and nothing ran
-[ "$(hist_count)" = "5" ] || fail "expected 5 refusals in the journal, got $(hist_count)"
+[ "$(hist_count)" = "6" ] || fail "expected 6 refusals in the journal, got $(hist_count)"
 run "$CBX" stats --json
-[ "$(jqv .rejected)" = "5" ] || fail "stats rejected: $(cat "$TMP/out")"
+[ "$(jqv .rejected)" = "6" ] || fail "stats rejected: $(cat "$TMP/out")"
 [ "$(jqv .successes + .failures)" = "0" ] || fail "something ran: $(cat "$TMP/out")"
 
 # bad flag values: nothing is submitted, nothing journaled
@@ -106,6 +110,6 @@ if [ -e "$plugins/plugin_good.so" ]; then
         fail "the plugin's types are not listed: $(cat "$TMP/out")"
 fi
 
-# none of the flag errors reached the journal: still only the 5 refusals
-[ "$(hist_count)" = "5" ] || fail "bad flags reached the journal: $(hist_count) executions"
+# none of the flag errors reached the journal: still only the 6 refusals
+[ "$(hist_count)" = "6" ] || fail "bad flags reached the journal: $(hist_count) executions"
 echo "ok [$TEST]"

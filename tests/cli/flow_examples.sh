@@ -18,18 +18,9 @@ expect_rc 2 "the seed flow without its required input"
 expect_err_line "input 'input_data': missing required input (string)" "seed without input"
 
 # fetch-and-process: the tests' HTTP server, at the example's default url when the port is free
-server="$(dirname "$CBX")/../tests/http_server"
-[ -x "$server" ] || fail "no http_server helper at $server"
-start_server() {
-    : >"$TMP/port"
-    "$server" --die-with-parent "$@" >"$TMP/port" 2>/dev/null &
-    spid=$!
-    wait_for "$TMP/port" "$spid"
-}
-trap 'kill $spid 2>/dev/null; rm -rf "$TMP"' EXIT
 inputs=()
-if ! start_server --port 8089; then
-    start_server || fail "cannot start http_server"
+if ! start_http_server --port 8089; then
+    start_http_server || fail "cannot start http_server"
     inputs=(-i "url=http://127.0.0.1:$(head -1 "$TMP/port")/bytes?n=2000")
 fi
 url="http://127.0.0.1:$(head -1 "$TMP/port")/bytes?n=2000"

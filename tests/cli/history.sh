@@ -70,7 +70,7 @@ grep -q "deleted 6 executions" "$TMP/out" || fail "clear output: $(cat "$TMP/out
 "$CBX" --no-journal exec -- true || fail "--no-journal exec"
 [ "$("$CBX" history --json | jq length)" = "0" ] || fail "--no-journal wrote the journal"
 # --state-dir points elsewhere
-mkdir -p "$TMP/other"
+mkdir -p -m 0700 "$TMP/other" # a state directory others can write is refused
 "$CBX" exec --state-dir "$TMP/other" -- true || fail "--state-dir exec"
 [ -e "$TMP/other/journal.db" ] || fail "--state-dir did not hold the journal"
 [ "$("$CBX" --state-dir "$TMP/other" history --json | jq length)" = "1" ] || fail "other dir"

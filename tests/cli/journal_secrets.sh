@@ -4,16 +4,7 @@
 # executions, the flow step and run records, 'cbx show --json', and the database's bytes.
 . "$(dirname "$0")/lib.bash"
 
-server="$(dirname "$CBX")/../tests/http_server"
-[ -x "$server" ] || fail "no http_server helper at $server"
-"$server" >"$TMP/port" &
-spid=$!
-trap 'kill $spid 2>/dev/null; rm -rf "$TMP"' EXIT
-for _ in $(seq 100); do
-    [ -s "$TMP/port" ] && break
-    sleep 0.05
-done
-url="http://127.0.0.1:$(head -1 "$TMP/port")"
+start_http_server || fail "the http server did not start"
 flow="$(dirname "$0")/../flows/cli/secrets.yaml"
 secrets=(c00kie-from-server t0ken-from-server inp-s3cret ghp_patvalue)
 

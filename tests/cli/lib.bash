@@ -7,8 +7,9 @@ command -v jq >/dev/null || { echo "the cli tests need jq (apt-get install jq)" 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/cbx-cli.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 export CBX_STATE_DIR="$TMP/state"
-mkdir -p "$CBX_STATE_DIR"
-unset CBX_PLUGIN_PATH CBX_LUA_PATH
+mkdir -p -m 0700 "$CBX_STATE_DIR" # cbx refuses a state directory others can write
+unset CBX_PLUGIN_PATH CBX_LUA_PATH CBX_CONFIG
+export XDG_CONFIG_HOME="$TMP/config" # never the user's configuration file
 export NO_COLOR=1
 TEST=$(basename "$0" .sh)
 
@@ -58,4 +59,19 @@ wait_for() {
         sleep 0.05
     done
     fail "timed out waiting for $1"
+}
+
+# start_http_server [ARGS...]: the tests' loopback HTTP server (tests/helpers/http_server), dying
+# with this shell; sets $url (http://127.0.0.1:PORT) and $spid. Returns 1 when it cannot start
+# (a --port that is taken, say).
+start_http_server() {
+    local server
+    server="$(dirname "$CBX")/../tests/http_server"
+    [ -x "$server" ] || fail "no http_server helper at $server"
+    : >"$TMP/port"
+    "$server" --die-with-parent "$@" >"$TMP/port" 2>/dev/null &
+    spid=$!
+    trap 'kill $spid 2>/dev/null; rm -rf "$TMP"' EXIT
+    wait_for "$TMP/port" "$spid" || return 1
+    url="http://127.0.0.1:$(head -1 "$TMP/port")"
 }

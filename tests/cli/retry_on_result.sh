@@ -3,13 +3,7 @@
 # codes (retry.on_exit_code), against a real loopback HTTP server and real commands.
 . "$(dirname "$0")/lib.bash"
 
-server="$(dirname "$CBX")/../tests/http_server"
-[ -x "$server" ] || fail "no http_server helper at $server"
-"$server" >"$TMP/port" &
-spid=$!
-trap 'kill $spid 2>/dev/null; rm -rf "$TMP"' EXIT
-wait_for "$TMP/port" "$spid" || fail "the http server did not start"
-url="http://127.0.0.1:$(head -1 "$TMP/port")"
+start_http_server || fail "the http server did not start"
 
 attempts() {
     run "$CBX" exec --json "$@"

@@ -15,6 +15,12 @@ expect_rc 124 "a tree with a grandchild"
 sleep 1.3
 [ ! -e "$TMP/late" ] || fail "the grandchild survived the timeout"
 
+# what the command left running is not waited for: a background child holding stdout does not
+# turn success into a timeout, and what was written is kept
+run "$CBX" exec --timeout 2s -- sh -c 'sleep 5 & echo started'
+expect_rc 0 "a background child holding stdout under --timeout 2s"
+[ "$(cat "$TMP/out")" = "started" ] || fail "stdout: '$(cat "$TMP/out")', expected 'started'"
+
 # retries under an overall deadline: the deadline wins
 t0=$(now_ms)
 run "$CBX" exec --timeout 300ms --retries 50 --retry-delay 10ms --deadline 700ms -- sleep 5

@@ -1,9 +1,11 @@
-/* cmd_hang [--ignore-term] [--children N] [--children-ignore-term] [--escape] [--pidfile PATH]
+/* cmd_hang [--ignore-term] [--children N] [--children-ignore-term] [--escape] [--grandchild]
+ *          [--pidfile PATH]
  *
  * Hangs until killed. With --children, first forks N children that hang too (they keep this
  * process's stdout and stderr open); --escape puts them in a session of their own (out of the
- * process group). Every pid (this one first) is written to PATH, one per line, and "ready" to
- * stdout once everything is in place. */
+ * process group); --grandchild makes each child (after its setsid) fork one more process that
+ * hangs. Every pid (this one first) is written to PATH, one per line, and "ready" to stdout once
+ * everything is in place. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +22,7 @@ static void ignore_term(void)
 
 int main(int argc, char **argv)
 {
-    int ign = 0, children = 0, children_ign = 0, escape = 0;
+    int ign = 0, children = 0, children_ign = 0, escape = 0, grandchild = 0;
     const char *pidfile = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--ignore-term") == 0)
@@ -31,6 +33,8 @@ int main(int argc, char **argv)
             children_ign = 1;
         else if (strcmp(argv[i], "--escape") == 0)
             escape = 1;
+        else if (strcmp(argv[i], "--grandchild") == 0)
+            grandchild = 1;
         else if (strcmp(argv[i], "--pidfile") == 0 && i + 1 < argc)
             pidfile = argv[++i];
         else {
@@ -47,6 +51,11 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < children; i++) {
         fflush(stdout);
+        int ready[2];
+        if (pipe(ready) < 0) {
+            perror("pipe");
+            return 1;
+        }
         pid_t pid = fork();
         if (pid < 0) {
             perror("fork");
@@ -59,11 +68,30 @@ int main(int argc, char **argv)
                 setsid();
             if (children_ign)
                 ignore_term();
+            pid_t g = grandchild ? fork() : 0;
+            if (g < 0) {
+                perror("fork");
+                _exit(1);
+            }
+            if (grandchild && g == 0) {
+                for (;;)
+                    pause();
+            }
+            /* the grandchild's pid (0: none) to the parent, which writes the pidfile */
+            if (write(ready[1], &g, sizeof g) != sizeof g)
+                _exit(1);
             for (;;)
                 pause();
         }
+        pid_t g = 0;
+        close(ready[1]);
+        if (read(ready[0], &g, sizeof g) != sizeof g)
+            g = 0;
+        close(ready[0]);
         if (pf) {
             fprintf(pf, "%d\n", (int)pid);
+            if (g > 0)
+                fprintf(pf, "%d\n", (int)g);
             fflush(pf);
         }
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make install PREFIX=...` into a new prefix, then build a program against it the two ways the
 # README gives: pkg-config and find_package(cbx). Checks that the install wrote that prefix
-# (also into cbx.pc), built no tests or benchmarks, and that both programs run.
+# (also into cbx.pc) with the manual pages and completion scripts, built no tests or
+# benchmarks, and that both programs run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cbx-package.XXXXXX")
@@ -19,6 +20,14 @@ make -C "$root" --no-print-directory install PREFIX="$prefix" >"$tmp/install.log
 pc=$(find "$prefix" -name cbx.pc | head -1)
 [ -n "$pc" ] || fail "no cbx.pc under $prefix"
 grep -qx "prefix=$prefix" "$pc" || fail "cbx.pc names another prefix: $(grep ^prefix= "$pc")"
+# the manual pages (one per subcommand) and the completion scripts
+for cmd in $("$prefix/bin/cbx" --help | awk '/^Commands:/ { on = 1; next } on && /^$/ { exit }
+        on && /^  [a-z]/ && $1 != "help" { print $1 }'); do
+    [ -s "$prefix/share/man/man1/cbx-$cmd.1" ] || fail "no manual page cbx-$cmd.1 installed"
+done
+[ -s "$prefix/share/man/man1/cbx.1" ] || fail "no manual page cbx.1 installed"
+[ -s "$prefix/share/bash-completion/completions/cbx" ] || fail "no bash completion installed"
+[ -s "$prefix/share/zsh/site-functions/_cbx" ] || fail "no zsh completion installed"
 [ ! -e "$root/build-install/tests" ] || fail "make install built the tests"
 [ ! -e "$root/build-install/bench" ] || fail "make install built the benchmarks"
 

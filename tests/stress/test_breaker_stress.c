@@ -133,10 +133,41 @@ static void windows_and_slow_calls_across_threads(void)
     run(&o);
 }
 
+static int four_in_a_row(const cbx_breaker_counts *c, void *ud)
+{
+    (void)ud;
+    return c->consecutive_failures >= 4;
+}
+
+static uint64_t short_open(const cbx_breaker_open_info *info, void *ud)
+{
+    (void)ud;
+    return (100 + 50 * (uint64_t)(info->reopens % 4)) * CBX_NS_PER_US;
+}
+
+/* The options of the peers' suites: a trip predicate, the open time from a function, half-open
+ * judged by rate over the probes, with a time limit. */
+static void predicates_and_rate_judged_half_open_across_threads(void)
+{
+    cbx_breaker_opts o;
+    cbx_breaker_opts_default(&o);
+    o.consecutive_failures = 0;
+    o.trip_fn = four_in_a_row;
+    o.open_fn = short_open;
+    o.half_open_probes = 3;
+    o.close_after = 5;
+    o.half_open_judge = CBX_BREAKER_JUDGE_RATE;
+    o.half_open_failure_rate = 0.4;
+    o.half_open_max_ns = 300 * CBX_NS_PER_US;
+    o.probe_lease_ns = 100 * CBX_NS_PER_US;
+    run(&o);
+}
+
 int main(void)
 {
     consecutive_rule_across_threads();
     windows_and_slow_calls_across_threads();
+    predicates_and_rate_judged_half_open_across_threads();
     printf("breaker stress: ok\n");
     return 0;
 }

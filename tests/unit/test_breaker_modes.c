@@ -505,6 +505,11 @@ Test(names, states_modes_and_reasons)
         {CBX_BREAKER_REASON_PROBE_EXPIRED, "probe_lease_expired"},
         {CBX_BREAKER_REASON_PROBES_SUCCEEDED, "probes_succeeded"},
         {CBX_BREAKER_REASON_MANUAL, "manual"},
+        {CBX_BREAKER_REASON_INITIAL, "initial_state"},
+        {CBX_BREAKER_REASON_HALF_OPEN_ELAPSED, "half_open_elapsed"},
+        {CBX_BREAKER_REASON_PROBE_FAILURE_RATE, "half_open.failure_rate"},
+        {CBX_BREAKER_REASON_PROBE_SLOW_RATE, "half_open.slow_rate"},
+        {CBX_BREAKER_REASON_PREDICATE, "trip_predicate"},
     };
     for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
         cr_assert_str_eq(cbx_breaker_reason_name(reasons[i].r), reasons[i].name);

@@ -462,7 +462,10 @@ Test(breaker_state, damaged_records_are_refused_and_change_nothing)
     bad[0] ^= 1;
     cr_assert_eq(cbx__breaker_state_load(b, bad, (size_t)n), CBX_EPARSE);
     memcpy(bad, buf, (size_t)n);
-    bad[4] = 2;
+    bad[4] = 1; /* version 1 (no half-open probe tally) */
+    cr_assert_eq(cbx__breaker_state_load(b, bad, (size_t)n), CBX_EPARSE);
+    memcpy(bad, buf, (size_t)n);
+    bad[4] = 3;
     cr_assert_eq(cbx__breaker_state_load(b, bad, (size_t)n), CBX_EPARSE);
     cbx_breaker_free(a);
     cbx_breaker_free(b);
@@ -763,6 +766,88 @@ Test(breaker_state, every_change_moves_the_stamp)
     cr_assert_gt(same, 100);
     free(before);
     free(after);
+    cbx_breaker_free(b);
+    cbx_clock_free(clk);
+}
+
+/* Half-open judged by rate: the tally of the probes reported so far is part of the state. A
+ * record without it would let the loaded breaker close on the next two successes. */
+Test(breaker_state, half_open_probe_tally_round_trips)
+{
+    cbx_clock *clk = cbx_clock_virtual(0);
+    cbx_breaker_opts o = rich_opts();
+    o.half_open_judge = CBX_BREAKER_JUDGE_RATE;
+    o.half_open_failure_rate = 0.5;
+    o.close_after = 4;
+    o.half_open_max_ns = 30 * S;
+    cbx_breaker *a = make(o, clk);
+    for (int i = 0; i < 6; i++)
+        call(a, CBX_OUTCOME_ERROR, -1);
+    cbx_clock_advance(clk, 2000);
+    call(a, CBX_OUTCOME_ERROR, -1); /* probe 1 of 4 fails */
+    call(a, CBX_OUTCOME_SUCCESS, -1);
+    cr_assert_eq(cbx_breaker_state_now(a), CBX_BREAKER_HALF_OPEN);
+    cbx_breaker *b = clone(a, o, clk);
+    expect_same_metrics(a, b, -1);
+    call(a, CBX_OUTCOME_SUCCESS, -1);
+    call(b, CBX_OUTCOME_SUCCESS, -1);
+    call(a, CBX_OUTCOME_ERROR, -1); /* 2 of 4 failed: re-open */
+    call(b, CBX_OUTCOME_ERROR, -1);
+    cr_assert_eq(cbx_breaker_state_now(b), CBX_BREAKER_OPEN);
+    cbx_breaker_rejection wa, wb;
+    cbx_breaker_acquire_ex(a, &wa);
+    cbx_breaker_acquire_ex(b, &wb);
+    expect_same_why(&wa, &wb, -1);
+    cr_assert_eq(wb.reason, CBX_BREAKER_REASON_PROBE_FAILURE_RATE);
+    held h = {0};
+    drive(a, b, clk, &h, 1234, 3000, 0.4, 900 * MS);
+    cbx_breaker_free(a);
+    cbx_breaker_free(b);
+    cbx_clock_free(clk);
+}
+
+static int three_in_a_row(const cbx_breaker_counts *c, void *ud)
+{
+    (void)ud;
+    return c->consecutive_failures >= 3;
+}
+
+/* Every trip reason loads, the newest included (a breaker opened by its trip predicate), and so
+ * do a manual open for a time and the initial OPEN. */
+Test(breaker_state, the_newest_trip_reasons_round_trip)
+{
+    cbx_clock *clk = cbx_clock_virtual(0);
+    cbx_breaker_opts o = rich_opts();
+    o.consecutive_failures = 0;
+    o.count_window.failure_rate = 0;
+    o.time_window.failure_rate = 0;
+    o.trip_fn = three_in_a_row;
+    cbx_breaker *a = make(o, clk);
+    for (int i = 0; i < 3; i++)
+        call(a, CBX_OUTCOME_ERROR, -1);
+    cbx_breaker *b = clone(a, o, clk);
+    cbx_breaker_rejection wa, wb;
+    cbx_breaker_acquire_ex(a, &wa);
+    cbx_breaker_acquire_ex(b, &wb);
+    expect_same_why(&wa, &wb, -1);
+    cr_assert_eq(wb.reason, CBX_BREAKER_REASON_PREDICATE);
+    cbx_breaker_free(b);
+
+    cbx_breaker_force_open_for(a, 5 * S);
+    b = clone(a, o, clk);
+    cbx_breaker_acquire_ex(b, &wb);
+    cr_assert_eq(wb.reason, CBX_BREAKER_REASON_MANUAL);
+    cr_assert_eq(wb.retry_in_ns, 5 * S);
+    cbx_breaker_free(a);
+    cbx_breaker_free(b);
+
+    o.initial_state = CBX_BREAKER_OPEN;
+    a = make(o, clk);
+    b = clone(a, o, clk);
+    cbx_breaker_acquire_ex(b, &wb);
+    cr_assert_eq(wb.reason, CBX_BREAKER_REASON_INITIAL);
+    cr_assert_eq(wb.retry_in_ns, 2 * S);
+    cbx_breaker_free(a);
     cbx_breaker_free(b);
     cbx_clock_free(clk);
 }

@@ -5,6 +5,7 @@
 #include "cbx/outcome.h"
 #include "cbx/units.h"
 #include "core/log_internal.h"
+#include "core/text.h"
 #include "core/uuid.h"
 
 #include <criterion/criterion.h>
@@ -198,4 +199,26 @@ Test(uuid, ids_sort_by_creation)
         cr_assert_gt(strcmp(id, prev), 0, "id %d: %s after %s", i, id, prev);
         memcpy(prev, id, sizeof id);
     }
+}
+
+/* One glob matcher for redaction (case-insensitive) and the template's env allow list. */
+Test(text, glob_match)
+{
+    cr_assert(cbx__glob_match("*_TOKEN", "GITHUB_TOKEN", 0));
+    cr_assert(!cbx__glob_match("*_TOKEN", "github_token", 0));
+    cr_assert(cbx__glob_match("*_TOKEN", "github_token", 1));
+    cr_assert(cbx__glob_match("APP_?", "APP_X", 0));
+    cr_assert(!cbx__glob_match("APP_?", "APP_XY", 0));
+    cr_assert(cbx__glob_match("*", "", 0));
+    cr_assert(!cbx__glob_match("a", "", 0));
+    cr_assert(cbx__glob_match("*PASSWORD*", "db_password_file", 1));
+    /* a pattern that makes a backtracking matcher exponential stays fast */
+    char s[4097];
+    memset(s, 'a', sizeof s - 1);
+    s[sizeof s - 1] = '\0';
+    cr_assert(!cbx__glob_match("*a*a*a*a*a*a*a*a*b", s, 0));
+    cr_assert_eq(cbx__edit_distance("retires", "retries"), 2);
+    cr_assert_eq(cbx__fnv1a(CBX__FNV_OFFSET, "", 0), CBX__FNV_OFFSET);
+    cr_assert_eq(cbx__fnv1a(CBX__FNV_OFFSET, "a", 1),
+                 0xaf63dc4c8601ec8cULL); /* FNV-1a test vector */
 }

@@ -1,0 +1,88 @@
+/* The spawner: one thread per process that starts every command's child.
+ *
+ * A clone(CLONE_VFORK) holds its caller until the child has called exec. Made on the loop's
+ * thread, that wait stalled everything else the loop had to do (reading other commands' output,
+ * reaping them, starting the next); on a loaded machine, where the child waits for a CPU before
+ * it reaches exec, the stall grew with the load. Here the loop hands the spec over and goes on;
+ * the spawner clones and wakes the loop through the attempt's uv_async_t.
+ *
+ * It is also the thread whose end sends the children their PR_SET_PDEATHSIG: it never ends
+ * before the process does, so a child dies with cbx, not with whichever loop thread started it.
+ * The thread is started on first use, with every signal blocked; it is never joined. */
+#define _GNU_SOURCE
+#include "executors/command.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+
+/* Spawner threads: each one waits inside a clone until its child has called exec; on a loaded
+ * machine that is until the child gets a CPU, and with one thread the spawns of commands running
+ * side by side would queue behind one another. */
+#define SPAWNERS 4
+
+static struct {
+    pthread_once_t once;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int ok; /* the thread runs */
+    cbx__spawn_job *head, *tail;
+} sp = {
+    .once = PTHREAD_ONCE_INIT, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void *spawner_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&sp.lock);
+        while (!sp.head)
+            pthread_cond_wait(&sp.cond, &sp.lock);
+        cbx__spawn_job *job = sp.head;
+        sp.head = job->next;
+        if (!sp.head)
+            sp.tail = NULL;
+        pthread_mutex_unlock(&sp.lock);
+
+        cbx_err_clear(&job->err);
+        job->rc = cbx__cmd_spawn(job->spec, &job->child, &job->err);
+        /* After this the job belongs to the loop again (and may be freed at once). */
+        uv_async_send(job->done);
+    }
+    return NULL;
+}
+
+static void start(void)
+{
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0)
+        return;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* inherited by the thread */
+    pthread_t th;
+    for (int i = 0; i < SPAWNERS; i++)
+        sp.ok += pthread_create(&th, &attr, spawner_main, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+}
+
+int cbx__spawner_submit(cbx__spawn_job *job)
+{
+    if (cbx__cmd_inline_spawn)
+        return -ENOTSUP;
+    pthread_once(&sp.once, start);
+    if (!sp.ok)
+        return -EAGAIN;
+    job->next = NULL;
+    pthread_mutex_lock(&sp.lock);
+    if (sp.tail)
+        sp.tail->next = job;
+    else
+        sp.head = job;
+    sp.tail = job;
+    pthread_cond_signal(&sp.cond);
+    pthread_mutex_unlock(&sp.lock);
+    return 0;
+}

@@ -1,0 +1,152 @@
+/* The journal's files: created 0600, never through a symbolic link, and a WAL that stays short
+ * however many processes open, write and close the journal one after another. */
+#include "cbx/journal.h"
+
+#include <criterion/criterion.h>
+#include <sqlite3.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static void make_tmpdir(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/cbx-journal-files-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void remove_tree(const char *path)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static mode_t file_mode(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(lstat(path, &st), 0, "%s: %s", path, strerror(errno));
+    return st.st_mode & 0777;
+}
+
+Test(journal_files, database_wal_and_shm_are_0600_whatever_the_umask)
+{
+    make_tmpdir();
+    char path[300], side[320];
+    snprintf(path, sizeof path, "%s/j.db", tmpdir);
+    mode_t old = umask(0);
+    cbx_journal *j = NULL;
+    cbx_err err;
+    cr_assert_eq(cbx_journal_open(&j, &(cbx_journal_opts){.path = path}, &err), 0, "%s", err.msg);
+    umask(old);
+    cbx_journal_execution e = {.id = "a", .executor = "command", .submitted_ms = 1};
+    cr_assert_eq(cbx_journal_execution_start(j, &e, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+    cr_assert_eq(file_mode(path), 0600, "journal mode %o", file_mode(path));
+    snprintf(side, sizeof side, "%s-wal", path);
+    cr_assert_eq(file_mode(side), 0600, "WAL mode %o", file_mode(side));
+    snprintf(side, sizeof side, "%s-shm", path);
+    cr_assert_eq(file_mode(side), 0600, "shm mode %o", file_mode(side));
+    cbx_journal_close(j);
+    remove_tree(tmpdir);
+}
+
+/* A link in the journal's place (to a file of the victim's, or to nowhere yet) is refused and
+ * its target left alone: neither created nor written. */
+Test(journal_files, a_symbolic_link_in_its_place_is_refused)
+{
+    make_tmpdir();
+    char path[300], target[300], dangling[300];
+    snprintf(path, sizeof path, "%s/journal.db", tmpdir);
+    snprintf(target, sizeof target, "%s/victim", tmpdir);
+    snprintf(dangling, sizeof dangling, "%s/not-yet", tmpdir);
+    FILE *fp = fopen(target, "w");
+    cr_assert_not_null(fp);
+    fputs("precious\n", fp);
+    fclose(fp);
+
+    cr_assert_eq(symlink(target, path), 0);
+    cbx_journal *j = (cbx_journal *)1;
+    cbx_err err;
+    int r = cbx_journal_open(&j, &(cbx_journal_opts){.path = path}, &err);
+    cr_assert_eq(r, -ELOOP, "%d %s", r, err.msg);
+    cr_assert_null(j);
+    cr_assert(strstr(err.msg, path) != NULL, "%s", err.msg);
+    cr_assert(strstr(err.msg, "symbolic link") != NULL, "%s", err.msg);
+    struct stat st;
+    cr_assert_eq(stat(target, &st), 0);
+    cr_assert_eq(st.st_size, 9, "the link's target was changed");
+
+    cr_assert_eq(unlink(path), 0);
+    cr_assert_eq(symlink(dangling, path), 0);
+    r = cbx_journal_open(&j, &(cbx_journal_opts){.path = path}, &err);
+    cr_assert_eq(r, -ELOOP, "%d %s", r, err.msg);
+    cr_assert_neq(access(dangling, F_OK), 0, "the link's target was created");
+    remove_tree(tmpdir);
+}
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* Past 1 MiB of WAL, a close copies it into the database and removes it; but not while another
+ * connection has the journal open (nor does the close wait for it): the next close alone does. */
+Test(journal_files, close_cuts_a_long_wal_unless_another_connection_is_open)
+{
+    make_tmpdir();
+    char path[300], wal[320];
+    snprintf(path, sizeof path, "%s/j.db", tmpdir);
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    cbx_err err;
+    cbx_journal *j = NULL;
+    cr_assert_eq(cbx_journal_open(&j, &(cbx_journal_opts){.path = path}, &err), 0, "%s", err.msg);
+    /* another connection that holds a read transaction open on the first commit */
+    sqlite3 *reader = NULL;
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_open(path, &reader), SQLITE_OK);
+    /* as the journal's own connections: its close leaves the WAL alone */
+    sqlite3_db_config(reader, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+    cr_assert_eq(sqlite3_prepare_v2(reader, "SELECT id FROM executions", -1, &st, NULL), SQLITE_OK);
+    char big[2048];
+    memset(big, 'p', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    json_t *params = json_pack("{s:s}", "blob", big);
+    for (int i = 0; i < 2000; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "x-%05d", i);
+        cbx_journal_execution e = {
+            .id = id, .executor = "command", .params = params, .submitted_ms = 1000 + i};
+        cr_assert_eq(cbx_journal_execution_start(j, &e, &err), 0, "%s", err.msg);
+        if (i == 0) {
+            cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+            cr_assert_eq(sqlite3_step(st), SQLITE_ROW); /* the read transaction stays open */
+        }
+    }
+    json_decref(params);
+    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+    cbx_journal_close(j);
+    long held = file_size(wal);
+    cr_assert_gt(held, 1024L * 1024, "the WAL (%ld bytes) was cut while a reader had it open",
+                 held);
+
+    sqlite3_finalize(st);
+    sqlite3_close(reader);
+    cr_assert_eq(cbx_journal_open(&j, &(cbx_journal_opts){.path = path}, &err), 0, "%s", err.msg);
+    cbx_journal_close(j);
+    cr_assert_eq(file_size(wal), 0, "the WAL has %ld bytes after a close alone", file_size(wal));
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM executions", -1, &st, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(st, 0), 2000);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    remove_tree(tmpdir);
+}
