@@ -12,6 +12,13 @@ d=$(cat "$TMP/out")
 case "$d" in "$TMPDIR"/cbx-*) ;; *) fail "the directory is not under \$TMPDIR: '$d'" ;; esac
 [ ! -e "$d" ] || fail "the directory was not removed: $d"
 
+# --each: one directory per job
+printf 'a\nb\n' >"$TMP/items"
+run "$CBX" exec --each --arg-file "$TMP/items" --tmpdir -- sh -c 'test -d "$CBX_TMPDIR" && echo "$0 $CBX_TMPDIR"' {}
+expect_rc 0 "exec --each --tmpdir"
+[ "$(cut -d' ' -f2 "$TMP/out" | sort -u | wc -l)" = "2" ] || fail "--each directories: $(cat "$TMP/out")"
+[ -z "$(ls -A "$TMPDIR")" ] || fail "--each left directories: $(ls "$TMPDIR")"
+
 # without --tmpdir there is none
 run "$CBX" exec -- sh -c 'echo "[${CBX_TMPDIR:-}]"'
 [ "$(cat "$TMP/out")" = "[]" ] || fail "a directory without --tmpdir: $(cat "$TMP/out")"
