@@ -196,12 +196,17 @@ static void fail_flow(runner *R, cbx_status status, const char *fmt, ...)
 
 /* ---- contexts -------------------------------------------------------------------------------- */
 
-/* What a template sees of a node that has ended, as steps.<name>. */
+/* What a template sees of a node that has ended, as steps.<name>. A step without outputs
+ * (skipped, or failed before any) has none: `steps.x.outputs` is nil, which renders as null and
+ * is false, so that `steps.x.outputs and steps.x.outputs.y` guards a read. */
 static json_t *node_ctx(const node *n)
 {
-    return json_pack("{s:O?, s:s, s:i}", "outputs", n->outputs, "status",
-                     n->state == N_SKIPPED ? "skipped" : cbx_status_name(n->status), "attempts",
-                     (int)n->attempts);
+    json_t *c = json_pack("{s:s, s:i}", "status",
+                          n->state == N_SKIPPED ? "skipped" : cbx_status_name(n->status),
+                          "attempts", (int)n->attempts);
+    if (c && n->outputs && !json_is_null(n->outputs))
+        json_object_set(c, "outputs", n->outputs);
+    return c;
 }
 
 /* The scope's steps_ctx brought up to date with the nodes released since it was last read: it is
@@ -760,18 +765,55 @@ static json_t *batches(json_t *items, uint32_t size)
     return out;
 }
 
+/* `when: always()` and `when: failure()` (the whole condition) are the runner's, not Lua's: they
+ * decide on the dependencies' ends rather than on values. */
+typedef enum when_kind { WHEN_EXPR, WHEN_ALWAYS, WHEN_FAILURE } when_kind;
+
+static int when_is(const char *when, const char *word)
+{
+    while (*when == ' ' || *when == '\t')
+        when++;
+    size_t len = strlen(word);
+    if (strncmp(when, word, len) != 0)
+        return 0;
+    for (when += len; *when == ' ' || *when == '\t'; when++)
+        ;
+    return *when == '\0';
+}
+
+static when_kind when_kind_of(const char *when)
+{
+    if (!when)
+        return WHEN_EXPR;
+    if (when_is(when, "always()"))
+        return WHEN_ALWAYS;
+    if (when_is(when, "failure()"))
+        return WHEN_FAILURE;
+    return WHEN_EXPR;
+}
+
 static void start_node(node *n)
 {
     runner *R = n->sc->R;
     const cbx__flow_step *def = n->def;
-    /* dependencies that failed (not tolerated) or were skipped for a failure skip this one */
-    for (size_t k = 0; k < def->ndeps; k++) {
-        node *d = &n->sc->nodes[def->deps[k]];
-        if ((d->state == N_FAILED && !d->tolerated) ||
-            (d->state == N_SKIPPED && !d->skipped_by_when)) {
-            skip(n, "dependency '%s' did not succeed", d->def->name);
-            return;
-        }
+    /* dependencies that failed (not tolerated) or were skipped for a failure skip this one,
+     * unless it runs whatever they did (when: always()) or because one failed (failure()) */
+    when_kind wk = when_kind_of(def->when);
+    const node *failed_dep = NULL;
+    for (size_t k = 0; k < def->ndeps && !failed_dep; k++) {
+        const node *d = &n->sc->nodes[def->deps[k]];
+        if ((d->state == N_FAILED && (!d->tolerated || wk == WHEN_FAILURE)) ||
+            (d->state == N_SKIPPED && !d->skipped_by_when))
+            failed_dep = d;
+    }
+    if (failed_dep && wk == WHEN_EXPR) {
+        skip(n, "dependency '%s' did not succeed", failed_dep->def->name);
+        return;
+    }
+    if (!failed_dep && wk == WHEN_FAILURE) {
+        n->skipped_by_when = 1;
+        skip(n, "when: failure() is false: no dependency failed");
+        return;
     }
     if (R->timed_out || R->cancelled) {
         skip(n, "%s", R->timed_out ? "the flow timed out" : "the flow was cancelled");
@@ -789,7 +831,7 @@ static void start_node(node *n)
         return;
     }
     cbx_err e;
-    if (def->when) {
+    if (def->when && wk == WHEN_EXPR) {
         json_t *ctx = context(n->sc, NULL);
         int truth = 0;
         int r = cbx_template_truthy(R->tenv, def->when, ctx, &truth, &e);
