@@ -430,6 +430,8 @@ static void scope_step_finished(scope *sc)
 
 /* ---- finishing a node ------------------------------------------------------------------------ */
 
+/* A step's one status word, the same in the journal, the result (--json), show and the summary:
+ * a step the flow's timeout stopped is "cancelled" everywhere. */
 static const char *state_word(node_state st, cbx_status status)
 {
     if (st == N_SKIPPED)
@@ -1085,10 +1087,8 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
         json_object_set_new(
             res->steps, n->def->name,
             json_pack("{s:s, s:O?, s:i, s:s, s:I, s:f, s:b, s:b}", "status",
-                      n->state == N_SKIPPED  ? "skipped"
-                      : n->state == N_DONE   ? "success"
-                      : n->state == N_FAILED ? "failed"
-                                             : "pending",
+                      n->state == N_WAIT || n->state == N_RUNNING ? "pending"
+                                                                  : state_word(n->state, n->status),
                       "outputs", n->outputs, "attempts", (int)n->attempts, "error", node_err(n),
                       "started_ms", (json_int_t)n->started_ms, "duration_ms",
                       n->started_ns && n->ended_ns ? (double)(n->ended_ns - n->started_ns) / 1e6
