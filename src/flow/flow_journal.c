@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,7 @@ typedef enum rec_kind {
     REC_RUN_END,
     REC_STEP_START,
     REC_STEP_END,
+    REC_ITEM_END,
     REC_KINDS
 } rec_kind;
 
@@ -28,7 +30,12 @@ static const char *const rec_sql[REC_KINDS] = {
     "INSERT INTO flow_steps (run_id, step, status, outputs, attempts, error, ended_ms)"
     " VALUES (?1, ?2, ?3, ?4, ?7, ?5, ?6) ON CONFLICT(run_id, step) DO UPDATE SET"
     " status = excluded.status, outputs = excluded.outputs, attempts = excluded.attempts,"
-    " error = excluded.error, ended_ms = excluded.ended_ms"};
+    " error = excluded.error, ended_ms = excluded.ended_ms",
+    "INSERT INTO flow_items (run_id, step, item, status, outputs, attempts, error, ended_ms,"
+    " item_hash) VALUES (?1, ?2, ?8, ?3, ?4, ?7, ?5, ?6, ?9) ON CONFLICT(run_id, step, item)"
+    " DO UPDATE SET status = excluded.status, outputs = excluded.outputs,"
+    " attempts = excluded.attempts, error = excluded.error, ended_ms = excluded.ended_ms,"
+    " item_hash = excluded.item_hash"};
 
 /* Retention, before each run starts: a run goes with the executions of its time. The journal
  * drops the oldest executions (by count, age and size, docs/journal.md) and records the cut below
@@ -41,12 +48,15 @@ static const char *const rec_sql[REC_KINDS] = {
 #define PRUNED_RUNS                                                                                \
     "SELECT run_id FROM flow_runs, (SELECT max(cut_ms) AS cut FROM journal_retention)"             \
     " WHERE started_ms < cut AND coalesce(ended_ms, started_ms) < cut AND run_id <> ?1"
-static const char *const prune_sql[2] = {
+#define NPRUNE 3
+static const char *const prune_sql[NPRUNE] = {
+    "DELETE FROM flow_items WHERE run_id IN (" PRUNED_RUNS ")",
     "DELETE FROM flow_steps WHERE run_id IN (" PRUNED_RUNS ")",
     "DELETE FROM flow_runs WHERE run_id IN (" PRUNED_RUNS ")",
 };
 
-static const char *const rec_what[REC_KINDS] = {"run start", "run end", "step start", "step end"};
+static const char *const rec_what[REC_KINDS] = {"run start", "run end", "step start", "step end",
+                                                "item end"};
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS flow_runs ("
@@ -55,16 +65,20 @@ static const char schema[] =
     "CREATE INDEX IF NOT EXISTS flow_runs_started ON flow_runs(started_ms);"
     "CREATE TABLE IF NOT EXISTS flow_steps ("
     "  run_id TEXT, step TEXT, status TEXT, outputs TEXT, attempts INTEGER, error TEXT,"
-    "  started_ms INTEGER, ended_ms INTEGER, PRIMARY KEY (run_id, step));";
+    "  started_ms INTEGER, ended_ms INTEGER, PRIMARY KEY (run_id, step));"
+    "CREATE TABLE IF NOT EXISTS flow_items ("
+    "  run_id TEXT, step TEXT, item INTEGER, status TEXT, outputs TEXT, attempts INTEGER,"
+    "  error TEXT, ended_ms INTEGER, item_hash INTEGER, PRIMARY KEY (run_id, step, item));";
 
 struct cbx__flow_journal {
     cbx_journal *j;              /* borrowed */
     sqlite3_stmt *st[REC_KINDS]; /* prepared on j's connection */
-    sqlite3_stmt *prune[2];
+    sqlite3_stmt *prune[NPRUNE];
 };
 
 /* One record. Parameters: ?1 run id, ?2 flow or step name, ?3 status (a run start: the flow's
- * file), ?4 JSON (inputs or outputs), ?5 error, ?6 time (ms; ?5 in a run start), ?7 attempts. */
+ * file), ?4 JSON (inputs or outputs), ?5 error, ?6 time (ms; ?5 in a run start), ?7 attempts,
+ * ?8 a foreach item's index, ?9 the hash of its value. */
 typedef struct rec {
     cbx__flow_journal *fj;
     rec_kind kind;
@@ -72,6 +86,8 @@ typedef struct rec {
     const json_t *json;
     uint32_t attempts;
     uint64_t ms;
+    size_t item;
+    uint64_t item_hash;
 } rec;
 
 static int db_error(sqlite3 *db, cbx_err *err, const char *what)
@@ -90,7 +106,7 @@ static int setup(sqlite3 *db, void *ud, cbx_err *err)
         if (sqlite3_prepare_v3(db, rec_sql[k], -1, SQLITE_PREPARE_PERSISTENT, &fj->st[k], NULL) !=
             SQLITE_OK)
             return db_error(db, err, "prepare");
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < NPRUNE; k++)
         if (sqlite3_prepare_v3(db, prune_sql[k], -1, SQLITE_PREPARE_PERSISTENT, &fj->prune[k],
                                NULL) != SQLITE_OK)
             return db_error(db, err, "prepare");
@@ -106,7 +122,7 @@ static int finalize_all(sqlite3 *db, void *ud, cbx_err *err)
         sqlite3_finalize(fj->st[k]);
         fj->st[k] = NULL;
     }
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < NPRUNE; k++) {
         sqlite3_finalize(fj->prune[k]);
         fj->prune[k] = NULL;
     }
@@ -149,7 +165,7 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
 
 static int prune(sqlite3 *db, cbx__flow_journal *fj, const char *run_id, cbx_err *err)
 {
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < NPRUNE; k++) {
         sqlite3_stmt *st = fj->prune[k];
         sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
         int rc = sqlite3_step(st);
@@ -186,8 +202,12 @@ static int write_rec(sqlite3 *db, void *ud, cbx_err *err)
     if (r->kind != REC_RUN_START && r->kind != REC_STEP_START)
         bind_text(st, 5, r->error && r->error[0] ? r->error : NULL);
     sqlite3_bind_int64(st, r->kind == REC_RUN_START ? 5 : 6, (sqlite3_int64)r->ms);
-    if (r->kind == REC_STEP_END)
+    if (r->kind == REC_STEP_END || r->kind == REC_ITEM_END)
         sqlite3_bind_int64(st, 7, (sqlite3_int64)r->attempts);
+    if (r->kind == REC_ITEM_END) {
+        sqlite3_bind_int64(st, 8, (sqlite3_int64)r->item);
+        sqlite3_bind_int64(st, 9, (sqlite3_int64)r->item_hash);
+    }
     int rc = sqlite3_step(st);
     int ret = rc == SQLITE_DONE ? 0 : db_error(db, err, rec_what[r->kind]);
     sqlite3_reset(st);
@@ -252,6 +272,25 @@ int cbx__flow_journal_step_end(cbx__flow_journal *fj, const char *run_id, const 
              .attempts = attempts,
              .ms = ended_ms};
     return put(&r, batch, err);
+}
+
+int cbx__flow_journal_item_end(cbx__flow_journal *fj, const char *run_id, const char *step,
+                               size_t item, uint64_t item_hash, const char *status,
+                               const json_t *outputs, uint32_t attempts, const char *error,
+                               uint64_t ended_ms, cbx_err *err)
+{
+    rec r = {.fj = fj,
+             .kind = REC_ITEM_END,
+             .run_id = run_id,
+             .name = step,
+             .status = status,
+             .json = outputs,
+             .error = error,
+             .attempts = attempts,
+             .ms = ended_ms,
+             .item = item,
+             .item_hash = item_hash};
+    return put(&r, NULL, err);
 }
 
 /* ---- reads --------------------------------------------------------------------------------- */
@@ -328,6 +367,36 @@ static int get_run(sqlite3 *db, void *ud, cbx_err *err)
                                       sqlite3_column_int(st, 3), "error", column_text(st, 4),
                                       "started_ms", (json_int_t)sqlite3_column_int64(st, 5),
                                       "ended_ms", (json_int_t)sqlite3_column_int64(st, 6)));
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    /* the foreach items that ended, under their steps (a journal written before items were
+     * recorded has no such table: no items) */
+    if (sqlite3_prepare_v2(db,
+                           "SELECT step, item, status, outputs, attempts, error, item_hash"
+                           " FROM flow_items WHERE run_id = ? ORDER BY step, item",
+                           -1, &st, NULL) == SQLITE_OK) {
+        bind_text(st, 1, a->run_id);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *name = (const char *)sqlite3_column_text(st, 0);
+            json_t *step = json_object_get(steps, name);
+            if (!step) {
+                step = json_pack("{s:s, s:i}", "status", "running", "attempts", 0);
+                json_object_set_new(steps, name, step);
+            }
+            json_t *items = json_object_get(step, "items");
+            if (!items) {
+                items = json_object();
+                json_object_set_new(step, "items", items);
+            }
+            char key[32];
+            snprintf(key, sizeof key, "%lld", (long long)sqlite3_column_int64(st, 1));
+            json_object_set_new(items, key,
+                                json_pack("{s:o, s:o, s:i, s:o, s:I}", "status", column_text(st, 2),
+                                          "outputs", column_json(st, 3), "attempts",
+                                          sqlite3_column_int(st, 4), "error", column_text(st, 5),
+                                          "hash", (json_int_t)sqlite3_column_int64(st, 6)));
+        }
     }
     sqlite3_finalize(st);
     json_object_set_new(run, "steps", steps);

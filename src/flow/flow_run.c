@@ -16,6 +16,7 @@
 #include "flow/flow_internal.h"
 #include "flow/flow_journal.h"
 
+#include "core/text.h"
 #include "core/uuid.h"
 #include "runtime/builtins.h"
 
@@ -69,7 +70,7 @@ struct node {
     unsigned starting : 1; /* in start_more_items: an item that ends at once must not re-enter */
     /* foreach */
     json_t *items; /* the items (or batches) to run */
-    size_t next_item, items_done, items_running;
+    size_t next_item, items_done, items_running, items_resumed;
     json_t *item_outputs;
     item_run *runs; /* one per item */
     scope *child;   /* composite or sub-flow */
@@ -683,6 +684,38 @@ static int start_item(node *n, size_t i)
     return r < 0 && r != CBX_EINVAL_CONFIG && r != CBX_EUNKNOWN_TYPE ? r : 0;
 }
 
+/* A hash of a foreach item's value (its compact JSON, keys sorted): a resume takes an item's
+ * recorded outputs only when the item at that index is still the same. */
+static uint64_t item_hash(const json_t *item)
+{
+    char *text = json_dumps(item, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    uint64_t h = cbx__fnv1a(CBX__FNV_OFFSET, text ? text : "", text ? strlen(text) : 0);
+    free(text);
+    return h;
+}
+
+/* Resuming: item i succeeded in the run being resumed, with the same value. Its recorded outputs
+ * are taken and it is not run again. Returns 1 when so. */
+static int resume_item(node *n, size_t i)
+{
+    runner *R = n->sc->R;
+    json_t *prev = R->resumed ? json_object_get(R->resumed, n->full_name) : NULL;
+    json_t *items = prev ? json_object_get(prev, "items") : NULL;
+    if (!items)
+        return 0;
+    char key[32];
+    snprintf(key, sizeof key, "%zu", i);
+    json_t *it = json_object_get(items, key);
+    const char *status = json_string_value(json_object_get(it, "status"));
+    if (!status || strcmp(status, "success") != 0 ||
+        (uint64_t)json_integer_value(json_object_get(it, "hash")) !=
+            item_hash(json_array_get(n->items, i)))
+        return 0;
+    json_array_set(n->item_outputs, i, json_object_get(it, "outputs"));
+    n->attempts += (uint32_t)json_integer_value(json_object_get(it, "attempts"));
+    return 1;
+}
+
 static void start_more_items(node *n)
 {
     runner *R = n->sc->R;
@@ -696,6 +729,11 @@ static void start_more_items(node *n)
     while (n->next_item < total && n->items_running < par && R->running < R->max_running &&
            !R->timed_out && !R->cancelled) {
         size_t i = n->next_item++;
+        if (n->items && resume_item(n, i)) {
+            n->items_done++;
+            n->items_resumed++;
+            continue;
+        }
         if (start_item(n, i) < 0) {
             n->item_failed = 1;
             n->items_done++;
@@ -741,6 +779,15 @@ static void item_done(cbx_execution *ex, const cbx_result *res, void *ud)
     }
     if (n->items) {
         json_array_set(n->item_outputs, ir->index, res->outputs ? res->outputs : json_null());
+        /* each item's end is recorded, so that a resume runs only the items that did not
+         * succeed; it commits with (or before) the step's own end */
+        cbx_err e;
+        if (R->fj && cbx__flow_journal_item_end(R->fj, R->run_id, n->full_name, ir->index,
+                                                item_hash(json_array_get(n->items, ir->index)),
+                                                ok ? "success" : cbx_status_name(res->status),
+                                                res->outputs, res->attempt_count,
+                                                ok ? NULL : res->error, wall_ms(), &e) < 0)
+            fail_flow(R, CBX_STATUS_FAILED, "%s", e.msg);
         start_more_items(n);
         return;
     }
@@ -1094,6 +1141,9 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
                       n->started_ns && n->ended_ns ? (double)(n->ended_ns - n->started_ns) / 1e6
                                                    : 0.0,
                       "resumed", n->resumed, "skipped", n->state == N_SKIPPED));
+        if (n->items_resumed)
+            json_object_set_new(json_object_get(res->steps, n->def->name), "items_resumed",
+                                json_integer((json_int_t)n->items_resumed));
     }
     if (!R.failed) {
         char buf[512] = "";
