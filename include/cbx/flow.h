@@ -91,6 +91,10 @@ typedef struct cbx_flow_run_opts {
     const char *const *env_allow; /* environment variables templates may read (env.X) */
     cbx_flow_event_fn on_event;
     void *ud;
+    /* A new run's id (up to 39 characters; copied), so that a caller can record it before the
+     * run starts (a batch maps its lines to runs this way); NULL = a new UUIDv7. Not with
+     * resume_run_id (that run keeps its id). */
+    const char *run_id;
 } cbx_flow_run_opts;
 
 typedef struct cbx_flow_result {

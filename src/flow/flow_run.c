@@ -1060,6 +1060,9 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
         rc = load_resume(&R, o->resume_run_id, &given, err);
         if (rc < 0)
             goto out;
+    } else if (o->run_id && o->run_id[0]) {
+        snprintf(R.run_id, sizeof R.run_id, "%s", o->run_id);
+        given = o->inputs ? json_incref((json_t *)o->inputs) : json_object();
     } else {
         cbx__uuid7(R.run_id);
         given = o->inputs ? json_incref((json_t *)o->inputs) : json_object();
