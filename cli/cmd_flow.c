@@ -7,6 +7,7 @@
 #include "args.h"
 #include "batch_state.h"
 #include "cli.h"
+#include "flow_requires.h"
 #include "joblog.h"
 #include "output.h"
 #include "signals.h"
@@ -271,6 +272,7 @@ static void cfg_free(flow_cfg *c)
 {
     free(c->kv);
     free(c->env);
+    cli_flow_requires_free();
 }
 
 /* Parse a subcommand's options. Returns 0, -1 after --help, or an exit code. */
@@ -510,7 +512,8 @@ int cli_cmd_validate(cli_ctx *ctx, int argc, char **argv)
     cbx_flow *f = NULL;
     int rc =
         parse(ctx, "validate", validate_opts, validate_help, validate_exit_help, argc, argv, &c);
-    if (rc || (rc = need_file(&c)) || (rc = cli_registry_open(&c.src, &reg)))
+    if (rc || (rc = need_file(&c)) || (rc = cli_flow_requires("validate", c.file, &c.src)) ||
+        (rc = cli_registry_open(&c.src, &reg)))
         goto out;
     rc = load_flow("validate", c.file, reg, c.json, &f);
     if (rc)
@@ -1755,7 +1758,8 @@ int cli_cmd_run(cli_ctx *ctx, int argc, char **argv)
     char resume_id[64];
     int rc = parse(ctx, "run", run_opts, run_help, run_exit_help, argc, argv, &c);
     if (rc || (rc = need_file(&c)) || (rc = check_run_options(&c, ctx)) ||
-        (rc = cli_registry_open(&c.src, &reg)) || (rc = load_flow("run", c.file, reg, 0, &f)))
+        (rc = cli_flow_requires("run", c.file, &c.src)) || (rc = cli_registry_open(&c.src, &reg)) ||
+        (rc = load_flow("run", c.file, reg, 0, &f)))
         goto out;
     if ((!c.resume || c.batch) && (rc = build_inputs(&c, f, &inputs)))
         goto out;

@@ -39,7 +39,7 @@ typedef struct parser {
 
 static const char *const top_keys[] = {"name",        "version", "description", "inputs",
                                        "policies",    "steps",   "outputs",     "timeout",
-                                       "concurrency", "config",  NULL};
+                                       "concurrency", "config",  "requires",    NULL};
 static const char *const step_keys[] = {"name",
                                         "description",
                                         "executor",
@@ -605,6 +605,30 @@ static void load_subflow(parser *P, cbx__flow_step *s, const char *rel, const ch
 
 /* ---- steps --------------------------------------------------------------------------------- */
 
+/* requires: {lua: [files], plugins: [files]}: what the caller loads into the registry before
+ * loading the flow (cbx does: cli/flow_requires.c); here only its shape is checked. */
+static void flow_requires(parser *P, const json_t *root)
+{
+    json_t *r = json_object_get(root, "requires"), *v;
+    const char *key;
+    char kp[CBX__FLOW_PATH_MAX];
+    if (r && !json_is_object(r)) {
+        PROB(P, "requires", CBX_EINVAL_CONFIG,
+             "requires: expected a mapping {lua: [files], plugins: [files]}, got %s",
+             cbx__json_kind(r));
+        return;
+    }
+    json_object_foreach(r, key, v)
+    {
+        join(kp, sizeof kp, "requires", key);
+        if (strcmp(key, "lua") != 0 && strcmp(key, "plugins") != 0)
+            PROB(P, kp, CBX_EINVAL_CONFIG, "requires: unknown key '%.64s' (lua, plugins)", key);
+        else if (!json_is_string(v) && !json_is_array(v))
+            PROB(P, kp, CBX_EINVAL_CONFIG,
+                 "requires.%s: expected a file or a list of files, got %s", key, cbx__json_kind(v));
+    }
+}
+
 /* config: {execution: {timeout, mode}} (the seed's flow files): its timeout bounds the run. */
 static void flow_config(parser *P, const json_t *root, cbx_flow *f)
 {
@@ -1018,6 +1042,7 @@ static cbx_flow *build_flow(cbx__flow_loader *L, cbx_yaml_doc *doc, const char *
     get_duration(&P, root, "timeout", "", "", &f->timeout_ns);
     get_count(&P, root, "concurrency", "", "", &f->concurrency);
     flow_config(&P, root, f);
+    flow_requires(&P, root);
     cbx__flow_check(L, f);
     return f;
 }
