@@ -4,6 +4,7 @@
  * Each scope (the flow's steps, or a composite's) is checked with its chain of enclosing scopes:
  * a reference is looked up from the innermost scope outwards, and becomes a dependency of the
  * step (or enclosing composite) that is a sibling of the step referred to. */
+#include "flow/flow_check_types.h"
 #include "flow/flow_load.h"
 
 #include "cbx/template.h"
@@ -305,6 +306,35 @@ static void param_problem(checker *C, const char *spath, const char *ctx, const 
         PROB(C, at, code, "%s: config: %s", ctx, e->msg);
 }
 
+/* A templated value (or array item) whose type is known before the run and cannot be its
+ * parameter's: refused now rather than when the step runs (flow_check_types.c). */
+static void template_types(checker *C, const cbx_executor_type *t, const char *key, const json_t *v,
+                           const char *spath, const char *ctx)
+{
+    const cbx_param *p = t->params;
+    while (p && p->name && strcmp(p->name, key) != 0)
+        p++;
+    if (!p || !p->name)
+        return;
+    cbx_err e;
+    cbx_err_clear(&e);
+    e.code = CBX_EINVAL_CONFIG;
+    if (json_is_string(v) && cbx_template_has(v) &&
+        cbx__flow_template_type_problem(C->f, v, p->type, e.msg, sizeof e.msg)) {
+        textf(e.where, sizeof e.where, "%s", key);
+        param_problem(C, spath, ctx, &e);
+    }
+    for (size_t i = 0; p->type == CBX_PARAM_ARRAY && json_is_array(v) && i < json_array_size(v);
+         i++) {
+        const json_t *it = json_array_get(v, i);
+        if (json_is_string(it) && cbx_template_has(it) &&
+            cbx__flow_template_type_problem(C->f, it, p->items, e.msg, sizeof e.msg)) {
+            textf(e.where, sizeof e.where, "%s[%zu]", key, i);
+            param_problem(C, spath, ctx, &e);
+        }
+    }
+}
+
 static void check_executor(checker *C, const cbx__flow_step *s, const char *spath, const char *ctx)
 {
     const cbx_registry *reg = C->L->reg;
@@ -354,6 +384,7 @@ static void check_executor(checker *C, const cbx__flow_step *s, const char *spat
     json_t *v;
     json_object_foreach(s->config, key, v)
     {
+        template_types(C, t, key, v, spath, ctx);
         if (json_is_string(v) && cbx_template_has(v)) {
             int known = 0;
             for (const cbx_param *p = t->params; p && p->name && !known; p++)
