@@ -6,6 +6,7 @@
  * step (or enclosing composite) that is a sibling of the step referred to. */
 #include "flow/flow_check_types.h"
 #include "flow/flow_load.h"
+#include "flow/template_internal.h"
 
 #include "cbx/template.h"
 
@@ -171,6 +172,42 @@ static void resolve_refs(checker *C, const ref_ctx *rc, json_t *inputs, json_t *
 
 /* ---- templates ----------------------------------------------------------------------------- */
 
+/* A function called by a name that no template can call: it would fail when rendered. */
+static void unknown_calls(checker *C, const ref_ctx *rc, const char *expr, size_t len,
+                          const char *at, const char *what)
+{
+    const char *name;
+    size_t n;
+    if (!cbx__tpl_unknown_call(expr, len, NULL, &name, &n))
+        return;
+    char word[64];
+    textf(word, sizeof word, "%.*s", (int)(n < 63 ? n : 63), name);
+    const char *best = cbx__flow_suggest(word, cbx__tpl_known_calls());
+    PROB(C, at, CBX_EINVAL_CONFIG, "%s: %s: unknown helper '%s'%s%s%s", rc->ctx, what, word,
+         best ? "; did you mean '" : "", best ? best : "", best ? "'?" : "");
+}
+
+/* 1 when expr is exactly `word()` (spaces aside). */
+static int only_call(const char *expr, const char *word)
+{
+    while (*expr == ' ' || *expr == '\t')
+        expr++;
+    size_t n = strlen(word);
+    if (strncmp(expr, word, n) != 0)
+        return 0;
+    for (expr += n; *expr == ' ' || *expr == '\t'; expr++)
+        ;
+    if (*expr++ != '(')
+        return 0;
+    while (*expr == ' ' || *expr == '\t')
+        expr++;
+    if (*expr++ != ')')
+        return 0;
+    while (*expr == ' ' || *expr == '\t')
+        expr++;
+    return *expr == '\0';
+}
+
 /* Every string with templates in v: syntax, then references. at/what grow as the walk goes
  * down (node path and the path shown in messages). */
 static void walk_templates(checker *C, const ref_ctx *rc, const json_t *v, char *at, size_t acap,
@@ -198,6 +235,11 @@ static void walk_templates(checker *C, const ref_ctx *rc, const json_t *v, char 
         resolve_refs(C, rc, ins, sts, at, what);
         json_decref(ins);
         json_decref(sts);
+        const char *str = json_string_value(v);
+        cbx__tpl_span sp;
+        for (size_t pos = 0; cbx__tpl_next(str, json_string_length(v), pos, &sp) == 1;
+             pos = sp.close)
+            unknown_calls(C, rc, str + sp.expr, sp.expr_end - sp.expr, at, what);
         return;
     }
     case JSON_ARRAY:
@@ -254,6 +296,9 @@ static void check_expression(checker *C, const ref_ctx *rc, const char *expr, co
     resolve_refs(C, rc, ins, sts, at, what);
     json_decref(ins);
     json_decref(sts);
+    /* when: always() / failure() are the runner's (flow_run.c), as the whole condition */
+    if (strcmp(what, "when") != 0 || (!only_call(expr, "always") && !only_call(expr, "failure")))
+        unknown_calls(C, rc, expr, strlen(expr), at, what);
 }
 
 /* ---- executors and their parameters -------------------------------------------------------- */
