@@ -71,6 +71,8 @@ struct node {
     /* foreach */
     json_t *items; /* the items (or batches) to run */
     size_t next_item, items_done, items_running, items_resumed;
+    cbx_status item_status; /* how the failed items ended: a cancellation only when every failed
+                               item was cancelled (PENDING: none failed) */
     json_t *item_outputs;
     item_run *runs; /* one per item */
     scope *child;   /* composite or sub-flow */
@@ -413,9 +415,12 @@ static void scope_step_finished(scope *sc)
         return;
     node *owner = sc->owner;
     int failed = 0;
+    cbx_status status = CBX_STATUS_FAILED;
     for (size_t i = 0; i < sc->nsteps; i++)
         if (sc->nodes[i].state == N_FAILED && !sc->nodes[i].tolerated) {
             failed = 1;
+            /* a composite stopped with its step has that step's status (cancelled, timeout) */
+            status = sc->nodes[i].status;
             node_errorf(owner, "step '%s': %s", sc->nodes[i].full_name, node_err(&sc->nodes[i]));
             break;
         }
@@ -426,7 +431,7 @@ static void scope_step_finished(scope *sc)
         failed = 1;
     }
     owner->outputs = out;
-    node_finish(owner, failed ? N_FAILED : N_DONE, failed ? CBX_STATUS_FAILED : CBX_STATUS_SUCCESS);
+    node_finish(owner, failed ? N_FAILED : N_DONE, failed ? status : CBX_STATUS_SUCCESS);
 }
 
 /* ---- finishing a node ------------------------------------------------------------------------ */
@@ -736,6 +741,7 @@ static void start_more_items(node *n)
         }
         if (start_item(n, i) < 0) {
             n->item_failed = 1;
+            n->item_status = CBX_STATUS_FAILED;
             n->items_done++;
         }
     }
@@ -754,7 +760,7 @@ static void start_more_items(node *n)
         if (n->items)
             n->outputs = json_incref(n->item_outputs);
         node_finish(n, n->item_failed ? N_FAILED : N_DONE,
-                    n->item_failed ? CBX_STATUS_FAILED : CBX_STATUS_SUCCESS);
+                    n->item_failed ? n->item_status : CBX_STATUS_SUCCESS);
     }
 }
 
@@ -772,6 +778,10 @@ static void item_done(cbx_execution *ex, const cbx_result *res, void *ud)
     int ok = res->status == CBX_STATUS_SUCCESS || res->fallback_used;
     if (!ok) {
         n->item_failed = 1;
+        /* one status for the step: cancelled (by the flow's timeout or a ^C) only when every item
+         * that failed was; any other failure names it */
+        if (n->item_status == CBX_STATUS_PENDING || n->item_status == CBX_STATUS_CANCELLED)
+            n->item_status = res->status;
         if (n->items)
             node_errorf(n, "item %zu: %s", ir->index, res->error);
         else

@@ -127,6 +127,27 @@ expect_rc 124 "the flow's timeout, --json"
 run "$CBX" show "$id" --json
 expect_rc 0 "show of the timed-out run"
 [ "$(jqv .steps.nap.status)" = "cancelled" ] || fail "show: $(jqv .steps.nap)"
+# a composite and a foreach stopped by the flow's timeout are cancelled too, once each
+cat >"$TMP/nested_timeout.yaml" <<'YAML'
+name: nt
+timeout: 300ms
+steps:
+  - name: grp
+    steps:
+      - {name: inner, executor: command, config: {argv: [sleep, "30"]}}
+  - {name: fe, executor: command, foreach: ["1", "2"], config: {argv: [sleep, "30"]}}
+YAML
+run "$CBX" run "$TMP/nested_timeout.yaml" --json
+expect_rc 124 "nested steps under the flow's timeout"
+[ "$(jqv '[.steps.grp.status, .steps.fe.status] | join(",")')" = "cancelled,cancelled" ] ||
+    fail "nested --json: $(jq -c .steps <"$TMP/out")"
+grep -q "^flow nt timed out in .*: 0 steps succeeded, 2 cancelled$" "$TMP/err" ||
+    fail "nested summary: $(cat "$TMP/err")"
+grep -q "^step grp cancelled after " "$TMP/err" || fail "grp line: $(cat "$TMP/err")"
+id=$(jqv .run_id)
+run "$CBX" show "$id" --json
+[ "$(jqv '[.steps.grp.status, .steps["grp.inner"].status, .steps.fe.status] | join(",")')" = \
+    "cancelled,cancelled,cancelled" ] || fail "nested show: $(jq -c .steps <"$TMP/out")"
 printf 'name: t\nsteps:\n  - {name: nap, executor: command, timeout: 200ms, config: {argv: [sleep, "5"]}}\n' \
     >"$TMP/step_timeout.yaml"
 run "$CBX" run "$TMP/step_timeout.yaml"
