@@ -102,7 +102,10 @@ typedef struct cbx_flow_result {
     cbx_status status; /* SUCCESS, FAILED, TIMEOUT, CANCELLED (REJECTED: bad inputs) */
     json_t *outputs;   /* owned: the flow's outputs, rendered; NULL when it failed */
     json_t *steps;     /* owned: {name: {status, outputs, attempts, error, started_ms,
-                          duration_ms, skipped, resumed}} */
+                          duration_ms, skipped, resumed[, items_resumed]}}; status is the word the
+                          journal has: success, failed, timeout, cancelled (a step the flow's
+                          timeout stopped), rejected, or skipped / pending for steps that did
+                          not run; items_resumed: a foreach's items taken from the run resumed */
     char error[512];   /* the first failure, naming the step */
     uint64_t duration_ns;
 } cbx_flow_result;
