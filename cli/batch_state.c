@@ -23,7 +23,7 @@ static int fail(int code, char *msg, size_t len, const char *fmt, ...)
 
 static int path_of(cli_batch_state *s, const char *id, int make, char *msg, size_t len)
 {
-    char dir[4096];
+    char dir[sizeof s->path - 64]; /* room for "/batches/<id>.jsonl" */
     cbx_err e;
     if (cbx_state_dir_get(dir, sizeof dir, &e) < 0)
         return fail(e.code < 0 ? e.code : -EIO, msg, len, "%s", e.msg);
