@@ -5,9 +5,14 @@
  * Lines file on N worker threads, each with its own loop, runtime and copy of the flow, sharing
  * the registry (read-only), one in-memory breaker store and one journal handle (thread-safe). */
 #include "args.h"
+#include "batch_state.h"
 #include "cli.h"
+#include "flow_requires.h"
+#include "joblog.h"
 #include "output.h"
 #include "signals.h"
+
+#include "core/uuid.h"
 
 #include "cbx/breaker_store.h"
 #include "cbx/flow.h"
@@ -24,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -59,6 +65,7 @@ static const char run_help[] =
     "Usage: cbx run FILE [-i KEY=VALUE | -i KEY=@FILE]... [--inputs-json JSON] [OPTIONS]\n"
     "       cbx run FILE --resume RUN_ID\n"
     "       cbx run FILE --batch DATA.jsonl [--parallel N] [--output OUT.jsonl]\n"
+    "                    [--joblog LOG] [--resume BATCH_ID]\n"
     "\n"
     "Run a flow: its steps as a DAG on the executor runtime, independent steps at once, each\n"
     "under its policy. The file is checked first (as 'cbx validate': every problem, exit 2).\n"
@@ -96,7 +103,10 @@ static const char run_help[] =
     "  --state-dir DIR         the journal's directory (CBX_STATE_DIR)\n"
     "  --no-journal            do not journal (the run cannot be resumed)\n"
     "  -h, --help              this help\n"
-    "\n"
+    "\n";
+
+/* The rest of run's help (one string would pass the 4095 bytes C99 promises). */
+static const char run_help_batch[] =
     "Batch runs:\n"
     "  --batch DATA.jsonl      run the flow once per line of DATA (- = stdin): each line a JSON\n"
     "                          object of inputs (over the -i / --inputs-json ones). Every line\n"
@@ -107,6 +117,8 @@ static const char run_help[] =
     "                          duration_ms}\n"
     "                          A progress bar on a terminal; a summary on stderr at the end\n"
     "                          (with --json and --output: as JSON on stdout).\n"
+    "  --joblog LOG            a row per line in GNU parallel's --joblog columns\n"
+    "  --resume BATCH_ID       finish a killed batch: succeeded lines are not run again\n"
     "\n"
     "The first ^C (or SIGTERM) cancels every running step - process trees are killed - and cbx\n"
     "exits 130; a second ^C exits at once. Resume the run later with --resume.\n"
@@ -191,6 +203,7 @@ enum {
     OPT_BATCH,
     OPT_PARALLEL,
     OPT_OUTPUT,
+    OPT_JOBLOG,
     OPT_ENV,
     OPT_LUA,
     OPT_PLUGIN_PATH,
@@ -222,6 +235,7 @@ static const cli_opt run_opts[] = {
     {"batch", 0, 1, OPT_BATCH},
     {"parallel", 0, 1, OPT_PARALLEL},
     {"output", 'o', 1, OPT_OUTPUT},
+    {"joblog", 0, 1, OPT_JOBLOG},
     {"env", 0, 1, OPT_ENV},
     {"lua", 0, 1, OPT_LUA},
     {"plugin-path", 0, 1, OPT_PLUGIN_PATH},
@@ -266,7 +280,7 @@ typedef struct flow_cfg {
     const char *inputs_json;
     uint64_t concurrency;
     const char *resume;
-    const char *batch, *output;
+    const char *batch, *output, *joblog;
     uint64_t parallel;
     int parallel_given;
     const char **env;      /* --env names, NULL-terminated */
@@ -282,6 +296,7 @@ static void cfg_free(flow_cfg *c)
 {
     free(c->kv);
     free(c->env);
+    cli_flow_requires_free();
 }
 
 /* Parse a subcommand's options. Returns 0, -1 after --help, or an exit code. */
@@ -354,6 +369,9 @@ static int parse(cli_ctx *ctx, const char *cmd, const cli_opt *table, const char
             break;
         case OPT_OUTPUT:
             c->output = val;
+            break;
+        case OPT_JOBLOG:
+            c->joblog = val;
             break;
         case OPT_ENV:
             c->env[c->n_env++] = val;
@@ -543,7 +561,8 @@ int cli_cmd_validate(cli_ctx *ctx, int argc, char **argv)
     cbx_flow *f = NULL;
     int rc =
         parse(ctx, "validate", validate_opts, validate_help, validate_exit_help, argc, argv, &c);
-    if (rc || (rc = need_file(&c)) || (rc = cli_registry_open(&c.src, &reg)))
+    if (rc || (rc = need_file(&c)) || (rc = cli_flow_requires("validate", c.file, &c.src)) ||
+        (rc = cli_registry_open(&c.src, &reg)))
         goto out;
     rc = load_flow("validate", c.file, reg, c.json, &f);
     if (rc)
@@ -1028,6 +1047,8 @@ typedef struct batch_item {
     int line;       /* in the data file, 1-based */
     json_t *inputs; /* owned */
     json_t *result; /* the output line once the run is over; owned */
+    char run_id[40];
+    int resume; /* --resume BATCH_ID: run_id is this line's run, to resume */
 } batch_item;
 
 typedef struct batch batch;
@@ -1066,6 +1087,9 @@ struct batch {
     cli_progress progress;
     FILE *out;
     int write_failed;
+    cli_batch_state state; /* which run each line went to, for --resume BATCH_ID */
+    cli_joblog joblog;
+    size_t reused; /* --resume: lines whose run had succeeded, not run again */
 };
 
 static json_t *result_line(int line, const cbx_flow_result *r, int declared)
@@ -1111,6 +1135,48 @@ static void worker_fail(worker *w, const char *fmt, ...)
     }
     pthread_mutex_unlock(&b->mu);
     atomic_store(&b->stopping, 1);
+}
+
+/* The joblog row of a line (under b->mu): GNU parallel's columns; Exitval is the exit code a
+ * single cbx run of the line would have had, Command a cbx run of the line alone. */
+static void joblog_row(batch *b, const batch_item *it, cbx_status st, double start_s,
+                       double runtime_s)
+{
+    if (!b->joblog.f)
+        return;
+    char *cmd = NULL, *q = NULL;
+    size_t len = 0;
+    char *in = json_dumps(it->inputs, JSON_COMPACT | JSON_SORT_KEYS);
+    const char *words[] = {"cbx", "run", b->c->file, "--inputs-json", in ? in : "{}"};
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++) {
+        size_t ql = 0, qc = 0;
+        if (cli_shell_quote(&q, &ql, &qc, words[i]) < 0)
+            break;
+        char *grown = realloc(cmd, len + ql + 2);
+        if (!grown)
+            break;
+        cmd = grown;
+        if (len)
+            cmd[len++] = ' ';
+        memcpy(cmd + len, q, ql);
+        len += ql;
+        cmd[len] = '\0';
+        free(q);
+        q = NULL;
+    }
+    free(q);
+    free(in);
+    cli_joblog_row r = {.seq = (uint64_t)it->line,
+                        .start_s = start_s,
+                        .runtime_s = runtime_s,
+                        .exitval = st == CBX_STATUS_SUCCESS     ? CLI_EXIT_OK
+                                   : st == CBX_STATUS_TIMEOUT   ? CLI_EXIT_TIMEOUT
+                                   : st == CBX_STATUS_CANCELLED ? CLI_EXIT_CANCELLED
+                                                                : CLI_EXIT_FAILED,
+                        .command = cmd ? cmd : ""};
+    if (cli_joblog_write(&b->joblog, &r) < 0)
+        b->write_failed = 1;
+    free(cmd);
 }
 
 static void *worker_main(void *arg)
@@ -1160,15 +1226,34 @@ static void *worker_main(void *arg)
             break;
         }
         batch_item *it = &b->items[b->next++];
+        if (it->result) { /* --resume: it succeeded in the batch resumed */
+            pthread_mutex_unlock(&b->mu);
+            continue;
+        }
+        /* the line's run is recorded before it starts, so that a resume finds it */
+        if (!it->resume && b->state.f) {
+            cbx__uuid7(it->run_id);
+            if (cli_batch_state_note(&b->state, it->line, it->run_id) < 0) {
+                pthread_mutex_unlock(&b->mu);
+                worker_fail(w, "cannot write %s", b->state.path);
+                break;
+            }
+        }
         pthread_mutex_unlock(&b->mu);
 
         cbx_flow_result res;
         cbx_err e;
         cbx_err_clear(&e);
-        cbx_flow_run_opts o = {.inputs = it->inputs,
+        cbx_flow_run_opts o = {.inputs = it->resume ? NULL : it->inputs,
+                               .resume_run_id = it->resume ? it->run_id : NULL,
+                               .run_id = it->resume || !it->run_id[0] ? NULL : it->run_id,
                                .concurrency = (uint32_t)c->concurrency,
                                .env_allow = c->n_env ? c->env : NULL,
                                .tmpdir = c->tmpdir};
+        uint64_t t0 = cbx_clock_now_ns(NULL);
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        double start_s = (double)now.tv_sec + (double)(now.tv_nsec / 1000000) / 1e3;
         cbx_flow_run(w->rt, f, &o, &res, &e);
         /* a run that a ^C stopped counts as cancelled, whatever its steps made of it */
         if (res.status != CBX_STATUS_SUCCESS && atomic_load(&b->stopping))
@@ -1178,6 +1263,7 @@ static void *worker_main(void *arg)
         cbx_flow_result_clear(&res);
 
         pthread_mutex_lock(&b->mu);
+        joblog_row(b, it, st, start_s, (double)(cbx_clock_now_ns(NULL) - t0) / 1e9);
         it->result = line;
         b->done++;
         if (st == CBX_STATUS_SUCCESS)
@@ -1406,6 +1492,95 @@ static int batch_read(const flow_cfg *c, const cbx_flow *f, const json_t *base, 
     return 0;
 }
 
+/* The result line of a line whose run succeeded in the batch resumed, from the journal. */
+static json_t *journaled_line(const batch_item *it, const json_t *run, int declared)
+{
+    cbx_flow_result r = {.status = CBX_STATUS_SUCCESS};
+    snprintf(r.run_id, sizeof r.run_id, "%s", it->run_id);
+    json_t *out = json_object_get(run, "outputs");
+    r.outputs = json_is_null(out) ? NULL : out;
+    r.steps = json_object_get(run, "steps");
+    json_int_t t0 = json_integer_value(json_object_get(run, "started_ms"));
+    json_int_t t1 = json_integer_value(json_object_get(run, "ended_ms"));
+    r.duration_ns = t1 > t0 ? (uint64_t)(t1 - t0) * 1000000u : 0;
+    return result_line(it->line, &r, declared);
+}
+
+/* Where each line's run is recorded: a new batch (its id on stderr, with the command that
+ * resumes it), or --resume BATCH_ID: the lines whose run succeeded take their result from the
+ * journal, the others resume their run (or start one). Returns 0 or an exit code. */
+static int batch_begin(const flow_cfg *c, batch *b, cbx_journal *journal)
+{
+    char msg[4200], flow[4096];
+    if (!realpath(c->file, flow))
+        snprintf(flow, sizeof flow, "%s", c->file);
+    if (c->joblog && cli_joblog_open(&b->joblog, c->joblog, c->resume != NULL) < 0) {
+        cli_err("--joblog: cannot write '%s': %s", c->joblog, strerror(errno));
+        return CLI_EXIT_USAGE;
+    }
+    if (!journal) {
+        if (c->resume) {
+            cli_err("run: --resume reads the journal; drop --no-journal");
+            return CLI_EXIT_USAGE;
+        }
+        return 0;
+    }
+    if (!c->resume) {
+        if (cli_batch_state_new(&b->state, flow, c->batch, msg, sizeof msg) < 0) {
+            cli_err("run: batch: %s", msg);
+            return CLI_EXIT_INTERNAL;
+        }
+        if (!c->quiet) {
+            /* the same inputs from the command line: the lines that never started need them */
+            char ins[2048] = "";
+            size_t n = 0;
+            for (size_t i = 0; i < c->n_kv && n < sizeof ins; i++)
+                n += (size_t)snprintf(ins + n, sizeof ins - n, " -i '%s'", c->kv[i]);
+            if (c->inputs_json && n < sizeof ins)
+                snprintf(ins + n, sizeof ins - n, " --inputs-json '%s'", c->inputs_json);
+            fprintf(stderr,
+                    "batch %s started; resume with: cbx run %s --batch %s%s%s%s --resume %s\n",
+                    b->state.id, c->file, c->batch, ins, c->output ? " --output " : "",
+                    c->output ? c->output : "", b->state.id);
+        }
+        return 0;
+    }
+    json_t *lines = NULL;
+    int r = cli_batch_state_resume(&b->state, c->resume, flow, &lines, msg, sizeof msg);
+    if (r < 0) {
+        cli_err("run: --resume: %s", msg);
+        return r == -ENOENT || r == -EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_INTERNAL;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        batch_item *it = &b->items[i];
+        char key[32];
+        snprintf(key, sizeof key, "%d", it->line);
+        const char *id = json_string_value(json_object_get(lines, key));
+        if (!id)
+            continue; /* never started: it runs afresh */
+        snprintf(it->run_id, sizeof it->run_id, "%s", id);
+        json_t *run = NULL;
+        cbx_err e;
+        if (cbx_flow_run_show(journal, id, &run, &e) < 0)
+            continue; /* its run was never journaled (killed first): afresh, under a new id */
+        const char *st = json_string_value(json_object_get(run, "status"));
+        if (st && strcmp(st, "success") == 0) {
+            it->result = journaled_line(it, run, b->declared);
+            b->done++;
+            b->ok++;
+            b->reused++;
+        } else {
+            it->resume = 1;
+        }
+        json_decref(run);
+    }
+    json_decref(lines);
+    if (!c->quiet)
+        fprintf(stderr, "batch %s resumed: %zu of %zu lines had succeeded and are not run again\n",
+                c->resume, b->reused, b->n);
+    return 0;
+}
+
 static int run_batch(flow_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_flow *f, json_t *base)
 {
     batch b = {
@@ -1424,6 +1599,8 @@ static int run_batch(flow_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_flow *f, 
     if (!ctx->no_journal && (code = open_journal("run", &journal)))
         goto out;
     b.journal = journal;
+    if ((code = batch_begin(c, &b, journal)))
+        goto out;
     code = CLI_EXIT_INTERNAL;
     if (c->output && !(b.out = fopen(c->output, "w"))) {
         cli_err("--output: cannot write '%s': %s", c->output, strerror(errno));
@@ -1552,6 +1729,8 @@ out:
     }
     free(b.items);
     free(b.workers);
+    cli_batch_state_close(&b.state);
+    cli_joblog_close(&b.joblog);
     cbx_breaker_store_free(b.store);
     cbx_journal_close(journal);
     if (b.out && b.out != stdout)
@@ -1563,16 +1742,13 @@ out:
 
 static int check_run_options(const flow_cfg *c, const cli_ctx *ctx)
 {
-    if (!c->batch && (c->parallel_given || c->output)) {
-        cli_err("run: %s goes with --batch DATA.jsonl",
-                c->parallel_given ? "--parallel" : "--output");
+    if (!c->batch && (c->parallel_given || c->output || c->joblog)) {
+        cli_err("run: %s goes with --batch DATA.jsonl", c->parallel_given ? "--parallel"
+                                                        : c->output       ? "--output"
+                                                                          : "--joblog");
         return CLI_EXIT_USAGE;
     }
-    if (c->resume && c->batch) {
-        cli_err("run: give --resume or --batch, not both");
-        return CLI_EXIT_USAGE;
-    }
-    if (c->resume && (c->n_kv || c->inputs_json)) {
+    if (c->resume && !c->batch && (c->n_kv || c->inputs_json)) {
         cli_err("run: --resume runs with the inputs of the run it resumes; drop %s",
                 c->n_kv ? "-i" : "--inputs-json");
         return CLI_EXIT_USAGE;
@@ -1628,11 +1804,15 @@ int cli_cmd_run(cli_ctx *ctx, int argc, char **argv)
     cbx_journal *journal = NULL;
     json_t *inputs = NULL;
     char resume_id[64];
-    int rc = parse(ctx, "run", run_opts, run_help, run_exit_help, argc, argv, &c);
+    static char help[sizeof run_help + sizeof run_help_batch];
+    if (!help[0])
+        snprintf(help, sizeof help, "%s%s", run_help, run_help_batch);
+    int rc = parse(ctx, "run", run_opts, help, run_exit_help, argc, argv, &c);
     if (rc || (rc = need_file(&c)) || (rc = check_run_options(&c, ctx)) ||
-        (rc = cli_registry_open(&c.src, &reg)) || (rc = load_flow("run", c.file, reg, 0, &f)))
+        (rc = cli_flow_requires("run", c.file, &c.src)) || (rc = cli_registry_open(&c.src, &reg)) ||
+        (rc = load_flow("run", c.file, reg, 0, &f)))
         goto out;
-    if (!c.resume && (rc = build_inputs(&c, f, &inputs)))
+    if ((!c.resume || c.batch) && (rc = build_inputs(&c, f, &inputs)))
         goto out;
     if (c.batch) {
         rc = run_batch(&c, ctx, reg, f, inputs);

@@ -565,6 +565,7 @@ void cli_flow_view_end(cli_flow_view *v, const char *flow_name, const cbx_flow_r
     if (v->mode == CLI_VIEW_LIVE)
         draw(v);
     size_t ok = 0, failed = 0, tolerated = 0, skipped = 0, resumed = 0, other = 0;
+    size_t timeouts = 0, cancelled = 0;
     const char *key;
     json_t *st;
     json_object_foreach(r->steps, key, st)
@@ -574,8 +575,15 @@ void cli_flow_view_end(cli_flow_view *v, const char *flow_name, const cbx_flow_r
             ok++;
         } else if (s && strcmp(s, "skipped") == 0) {
             skipped++;
-        } else if (s && strcmp(s, "failed") == 0) {
-            failed++;
+        } else if (s && (strcmp(s, "failed") == 0 || strcmp(s, "timeout") == 0 ||
+                         strcmp(s, "cancelled") == 0 || strcmp(s, "rejected") == 0)) {
+            /* the status words of the result, as the journal has them */
+            if (s[0] == 't')
+                timeouts++;
+            else if (s[0] == 'c')
+                cancelled++;
+            else
+                failed++;
             const vstep *vs = lookup(v, key);
             tolerated += vs && vs->depth == 0 && vs->continue_on_error;
         } else {
@@ -595,6 +603,10 @@ void cli_flow_view_end(cli_flow_view *v, const char *flow_name, const cbx_flow_r
         n += snprintf(line + n, sizeof line - (size_t)n, " (%zu resumed)", resumed);
     if (failed && n > 0 && (size_t)n < sizeof line)
         n += snprintf(line + n, sizeof line - (size_t)n, ", %zu failed", failed);
+    if (timeouts && n > 0 && (size_t)n < sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, ", %zu timed out", timeouts);
+    if (cancelled && n > 0 && (size_t)n < sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, ", %zu cancelled", cancelled);
     if (tolerated && n > 0 && (size_t)n < sizeof line)
         n +=
             snprintf(line + n, sizeof line - (size_t)n, " (%zu with continue_on_error)", tolerated);

@@ -95,6 +95,10 @@ typedef struct cbx_flow_run_opts {
      * execution sees the run id, its step name and the flow's metadata {flow, version,
      * description, inputs} (cbx_task_run_id, _step, _metadata, _tmpdir). */
     int tmpdir;
+    /* A new run's id (up to 39 characters; copied), so that a caller can record it before the
+     * run starts (a batch maps its lines to runs this way); NULL = a new UUIDv7. Not with
+     * resume_run_id (that run keeps its id). */
+    const char *run_id;
 } cbx_flow_run_opts;
 
 typedef struct cbx_flow_result {
@@ -102,7 +106,10 @@ typedef struct cbx_flow_result {
     cbx_status status; /* SUCCESS, FAILED, TIMEOUT, CANCELLED (REJECTED: bad inputs) */
     json_t *outputs;   /* owned: the flow's outputs, rendered; NULL when it failed */
     json_t *steps;     /* owned: {name: {status, outputs, attempts, error, started_ms,
-                          duration_ms, skipped, resumed}} */
+                          duration_ms, skipped, resumed[, items_resumed]}}; status is the word the
+                          journal has: success, failed, timeout, cancelled (a step the flow's
+                          timeout stopped), rejected, or skipped / pending for steps that did
+                          not run; items_resumed: a foreach's items taken from the run resumed */
     char error[512];   /* the first failure, naming the step */
     uint64_t duration_ns;
 } cbx_flow_result;

@@ -4,7 +4,9 @@
  * Each scope (the flow's steps, or a composite's) is checked with its chain of enclosing scopes:
  * a reference is looked up from the innermost scope outwards, and becomes a dependency of the
  * step (or enclosing composite) that is a sibling of the step referred to. */
+#include "flow/flow_check_types.h"
 #include "flow/flow_load.h"
+#include "flow/template_internal.h"
 
 #include "cbx/template.h"
 
@@ -170,6 +172,42 @@ static void resolve_refs(checker *C, const ref_ctx *rc, json_t *inputs, json_t *
 
 /* ---- templates ----------------------------------------------------------------------------- */
 
+/* A function called by a name that no template can call: it would fail when rendered. */
+static void unknown_calls(checker *C, const ref_ctx *rc, const char *expr, size_t len,
+                          const char *at, const char *what)
+{
+    const char *name;
+    size_t n;
+    if (!cbx__tpl_unknown_call(expr, len, NULL, &name, &n))
+        return;
+    char word[64];
+    textf(word, sizeof word, "%.*s", (int)(n < 63 ? n : 63), name);
+    const char *best = cbx__flow_suggest(word, cbx__tpl_known_calls());
+    PROB(C, at, CBX_EINVAL_CONFIG, "%s: %s: unknown helper '%s'%s%s%s", rc->ctx, what, word,
+         best ? "; did you mean '" : "", best ? best : "", best ? "'?" : "");
+}
+
+/* 1 when expr is exactly `word()` (spaces aside). */
+static int only_call(const char *expr, const char *word)
+{
+    while (*expr == ' ' || *expr == '\t')
+        expr++;
+    size_t n = strlen(word);
+    if (strncmp(expr, word, n) != 0)
+        return 0;
+    for (expr += n; *expr == ' ' || *expr == '\t'; expr++)
+        ;
+    if (*expr++ != '(')
+        return 0;
+    while (*expr == ' ' || *expr == '\t')
+        expr++;
+    if (*expr++ != ')')
+        return 0;
+    while (*expr == ' ' || *expr == '\t')
+        expr++;
+    return *expr == '\0';
+}
+
 /* Every string with templates in v: syntax, then references. at/what grow as the walk goes
  * down (node path and the path shown in messages). */
 static void walk_templates(checker *C, const ref_ctx *rc, const json_t *v, char *at, size_t acap,
@@ -197,6 +235,11 @@ static void walk_templates(checker *C, const ref_ctx *rc, const json_t *v, char 
         resolve_refs(C, rc, ins, sts, at, what);
         json_decref(ins);
         json_decref(sts);
+        const char *str = json_string_value(v);
+        cbx__tpl_span sp;
+        for (size_t pos = 0; cbx__tpl_next(str, json_string_length(v), pos, &sp) == 1;
+             pos = sp.close)
+            unknown_calls(C, rc, str + sp.expr, sp.expr_end - sp.expr, at, what);
         return;
     }
     case JSON_ARRAY:
@@ -253,6 +296,9 @@ static void check_expression(checker *C, const ref_ctx *rc, const char *expr, co
     resolve_refs(C, rc, ins, sts, at, what);
     json_decref(ins);
     json_decref(sts);
+    /* when: always() / failure() are the runner's (flow_run.c), as the whole condition */
+    if (strcmp(what, "when") != 0 || (!only_call(expr, "always") && !only_call(expr, "failure")))
+        unknown_calls(C, rc, expr, strlen(expr), at, what);
 }
 
 /* ---- executors and their parameters -------------------------------------------------------- */
@@ -305,6 +351,35 @@ static void param_problem(checker *C, const char *spath, const char *ctx, const 
         PROB(C, at, code, "%s: config: %s", ctx, e->msg);
 }
 
+/* A templated value (or array item) whose type is known before the run and cannot be its
+ * parameter's: refused now rather than when the step runs (flow_check_types.c). */
+static void template_types(checker *C, const cbx_executor_type *t, const char *key, const json_t *v,
+                           const char *spath, const char *ctx)
+{
+    const cbx_param *p = t->params;
+    while (p && p->name && strcmp(p->name, key) != 0)
+        p++;
+    if (!p || !p->name)
+        return;
+    cbx_err e;
+    cbx_err_clear(&e);
+    e.code = CBX_EINVAL_CONFIG;
+    if (json_is_string(v) && cbx_template_has(v) &&
+        cbx__flow_template_type_problem(C->f, v, p->type, e.msg, sizeof e.msg)) {
+        textf(e.where, sizeof e.where, "%s", key);
+        param_problem(C, spath, ctx, &e);
+    }
+    for (size_t i = 0; p->type == CBX_PARAM_ARRAY && json_is_array(v) && i < json_array_size(v);
+         i++) {
+        const json_t *it = json_array_get(v, i);
+        if (json_is_string(it) && cbx_template_has(it) &&
+            cbx__flow_template_type_problem(C->f, it, p->items, e.msg, sizeof e.msg)) {
+            textf(e.where, sizeof e.where, "%s[%zu]", key, i);
+            param_problem(C, spath, ctx, &e);
+        }
+    }
+}
+
 static void check_executor(checker *C, const cbx__flow_step *s, const char *spath, const char *ctx)
 {
     const cbx_registry *reg = C->L->reg;
@@ -354,6 +429,7 @@ static void check_executor(checker *C, const cbx__flow_step *s, const char *spat
     json_t *v;
     json_object_foreach(s->config, key, v)
     {
+        template_types(C, t, key, v, spath, ctx);
         if (json_is_string(v) && cbx_template_has(v)) {
             int known = 0;
             for (const cbx_param *p = t->params; p && p->name && !known; p++)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@ typedef enum rec_kind {
     REC_RUN_END,
     REC_STEP_START,
     REC_STEP_END,
+    REC_ITEM_END,
     REC_KINDS
 } rec_kind;
 
@@ -30,7 +32,12 @@ static const char *const rec_sql[REC_KINDS] = {
     "INSERT INTO flow_steps (run_id, step, status, outputs, attempts, error, ended_ms)"
     " VALUES (?1, ?2, ?3, ?4, ?7, ?5, ?6) ON CONFLICT(run_id, step) DO UPDATE SET"
     " status = excluded.status, outputs = excluded.outputs, attempts = excluded.attempts,"
-    " error = excluded.error, ended_ms = excluded.ended_ms"};
+    " error = excluded.error, ended_ms = excluded.ended_ms",
+    "INSERT INTO flow_items (run_id, step, item, status, outputs, attempts, error, ended_ms,"
+    " item_hash) VALUES (?1, ?2, ?8, ?3, ?4, ?7, ?5, ?6, ?9) ON CONFLICT(run_id, step, item)"
+    " DO UPDATE SET status = excluded.status, outputs = excluded.outputs,"
+    " attempts = excluded.attempts, error = excluded.error, ended_ms = excluded.ended_ms,"
+    " item_hash = excluded.item_hash"};
 
 /* Retention, before each run starts: a run goes with the executions of its time. The journal
  * drops the oldest executions (by count, age and size, docs/journal.md) and records the cut below
@@ -43,12 +50,15 @@ static const char *const rec_sql[REC_KINDS] = {
 #define PRUNED_RUNS                                                                                \
     "SELECT run_id FROM flow_runs, (SELECT max(cut_ms) AS cut FROM journal_retention)"             \
     " WHERE started_ms < cut AND coalesce(ended_ms, started_ms) < cut AND run_id <> ?1"
-static const char *const prune_sql[2] = {
+#define NPRUNE 3
+static const char *const prune_sql[NPRUNE] = {
+    "DELETE FROM flow_items WHERE run_id IN (" PRUNED_RUNS ")",
     "DELETE FROM flow_steps WHERE run_id IN (" PRUNED_RUNS ")",
     "DELETE FROM flow_runs WHERE run_id IN (" PRUNED_RUNS ")",
 };
 
-static const char *const rec_what[REC_KINDS] = {"run start", "run end", "step start", "step end"};
+static const char *const rec_what[REC_KINDS] = {"run start", "run end", "step start", "step end",
+                                                "item end"};
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS flow_runs ("
@@ -58,7 +68,10 @@ static const char schema[] =
     "CREATE INDEX IF NOT EXISTS flow_runs_started ON flow_runs(started_ms);"
     "CREATE TABLE IF NOT EXISTS flow_steps ("
     "  run_id TEXT, step TEXT, status TEXT, outputs TEXT, attempts INTEGER, error TEXT,"
-    "  started_ms INTEGER, ended_ms INTEGER, PRIMARY KEY (run_id, step));";
+    "  started_ms INTEGER, ended_ms INTEGER, PRIMARY KEY (run_id, step));"
+    "CREATE TABLE IF NOT EXISTS flow_items ("
+    "  run_id TEXT, step TEXT, item INTEGER, status TEXT, outputs TEXT, attempts INTEGER,"
+    "  error TEXT, ended_ms INTEGER, item_hash INTEGER, PRIMARY KEY (run_id, step, item));";
 
 /* Whether retention has any run to drop, asked first: the deletes build temporary tables (the
  * run ids; a pager and a page cache of their own, allocated and freed), which at every run start
@@ -73,12 +86,13 @@ static const char prune_probe_sql[] =
 struct cbx__flow_journal {
     cbx_journal *j;              /* borrowed */
     sqlite3_stmt *st[REC_KINDS]; /* prepared on j's connection */
-    sqlite3_stmt *prune[2];
+    sqlite3_stmt *prune[NPRUNE];
     sqlite3_stmt *probe; /* prune_probe_sql */
 };
 
 /* One record. Parameters: ?1 run id, ?2 flow or step name, ?3 status (a run start: the flow's
- * file), ?4 JSON (inputs or outputs), ?5 error, ?6 time (ms; ?5 in a run start), ?7 attempts. */
+ * file), ?4 JSON (inputs or outputs), ?5 error, ?6 time (ms; ?5 in a run start), ?7 attempts,
+ * ?8 a foreach item's index, ?9 the hash of its value. */
 typedef struct rec {
     cbx__flow_journal *fj;
     rec_kind kind;
@@ -86,6 +100,8 @@ typedef struct rec {
     const json_t *json;
     uint32_t attempts;
     uint64_t ms;
+    size_t item;
+    uint64_t item_hash;
 } rec;
 
 static int db_error(sqlite3 *db, cbx_err *err, const char *what)
@@ -148,28 +164,33 @@ static int close_abandoned(sqlite3 *db, cbx_journal *j, const char *run_id, uint
 /* The statements are the journal handle's (cbx_journal_stmt): parsed by the first run on a
  * handle, kept for the runs after it. The tables are made only when the first statement finds
  * them missing: no schema work on a journal that has them. */
-static int setup(sqlite3 *db, void *ud, cbx_err *err)
+static int prepare_all(cbx__flow_journal *fj, cbx_err *err)
 {
-    cbx__flow_journal *fj = ud;
-    if (cbx_journal_stmt(fj->j, rec_sql[0], &fj->st[0], NULL) != 0) {
-        /* missing tables, or a journal made before the owner columns */
-        if (sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK)
-            return db_error(db, err, "create tables");
-        if (!has_owner(db) && sqlite3_exec(db,
-                                           "ALTER TABLE flow_runs ADD COLUMN owner_pid INTEGER;"
-                                           "ALTER TABLE flow_runs ADD COLUMN owner_start INTEGER",
-                                           NULL, NULL, NULL) != SQLITE_OK)
-            return db_error(db, err, "add the owner columns");
-    }
     for (int k = 0; k < REC_KINDS; k++)
         if (cbx_journal_stmt(fj->j, rec_sql[k], &fj->st[k], err) != 0)
             return CBX_EJOURNAL;
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < NPRUNE; k++)
         if (cbx_journal_stmt(fj->j, prune_sql[k], &fj->prune[k], err) != 0)
             return CBX_EJOURNAL;
     if (cbx_journal_stmt(fj->j, prune_probe_sql, &fj->probe, err) != 0)
         return CBX_EJOURNAL;
     return 0;
+}
+
+static int setup(sqlite3 *db, void *ud, cbx_err *err)
+{
+    cbx__flow_journal *fj = ud;
+    if (prepare_all(fj, NULL) == 0)
+        return 0;
+    /* missing tables (flow_items came later), or a journal made before the owner columns */
+    if (sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK)
+        return db_error(db, err, "create tables");
+    if (!has_owner(db) && sqlite3_exec(db,
+                                       "ALTER TABLE flow_runs ADD COLUMN owner_pid INTEGER;"
+                                       "ALTER TABLE flow_runs ADD COLUMN owner_start INTEGER",
+                                       NULL, NULL, NULL) != SQLITE_OK)
+        return db_error(db, err, "add the owner columns");
+    return prepare_all(fj, err);
 }
 
 int cbx__flow_journal_open(cbx__flow_journal **out, cbx_journal *j, cbx_err *err)
@@ -213,7 +234,7 @@ static int prune(sqlite3 *db, cbx__flow_journal *fj, const char *run_id, cbx_err
     sqlite3_clear_bindings(q);
     if (rc != SQLITE_ROW)
         return db_error(db, err, "retention");
-    for (int k = 0; k < 2 && any; k++) {
+    for (int k = 0; k < NPRUNE && any; k++) {
         sqlite3_stmt *st = fj->prune[k];
         sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
@@ -252,8 +273,12 @@ static int write_rec(sqlite3 *db, void *ud, cbx_err *err)
     if (r->kind != REC_RUN_START && r->kind != REC_STEP_START)
         bind_text(st, 5, r->error && r->error[0] ? r->error : NULL);
     sqlite3_bind_int64(st, r->kind == REC_RUN_START ? 5 : 6, (sqlite3_int64)r->ms);
-    if (r->kind == REC_STEP_END)
+    if (r->kind == REC_STEP_END || r->kind == REC_ITEM_END)
         sqlite3_bind_int64(st, 7, (sqlite3_int64)r->attempts);
+    if (r->kind == REC_ITEM_END) {
+        sqlite3_bind_int64(st, 8, (sqlite3_int64)r->item);
+        sqlite3_bind_int64(st, 9, (sqlite3_int64)r->item_hash);
+    }
     int rc = sqlite3_step(st);
     int ret = rc == SQLITE_DONE ? 0 : db_error(db, err, rec_what[r->kind]);
     sqlite3_reset(st);
@@ -318,6 +343,25 @@ int cbx__flow_journal_step_end(cbx__flow_journal *fj, const char *run_id, const 
              .attempts = attempts,
              .ms = ended_ms};
     return put(&r, batch, err);
+}
+
+int cbx__flow_journal_item_end(cbx__flow_journal *fj, const char *run_id, const char *step,
+                               size_t item, uint64_t item_hash, const char *status,
+                               const json_t *outputs, uint32_t attempts, const char *error,
+                               uint64_t ended_ms, cbx_err *err)
+{
+    rec r = {.fj = fj,
+             .kind = REC_ITEM_END,
+             .run_id = run_id,
+             .name = step,
+             .status = status,
+             .json = outputs,
+             .error = error,
+             .attempts = attempts,
+             .ms = ended_ms,
+             .item = item,
+             .item_hash = item_hash};
+    return put(&r, NULL, err);
 }
 
 /* ---- reads --------------------------------------------------------------------------------- */
@@ -398,6 +442,36 @@ static int get_run(sqlite3 *db, void *ud, cbx_err *err)
                                       sqlite3_column_int(st, 3), "error", column_text(st, 4),
                                       "started_ms", (json_int_t)sqlite3_column_int64(st, 5),
                                       "ended_ms", (json_int_t)sqlite3_column_int64(st, 6)));
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    /* the foreach items that ended, under their steps (a journal written before items were
+     * recorded has no such table: no items) */
+    if (sqlite3_prepare_v2(db,
+                           "SELECT step, item, status, outputs, attempts, error, item_hash"
+                           " FROM flow_items WHERE run_id = ? ORDER BY step, item",
+                           -1, &st, NULL) == SQLITE_OK) {
+        bind_text(st, 1, a->run_id);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *name = (const char *)sqlite3_column_text(st, 0);
+            json_t *step = json_object_get(steps, name);
+            if (!step) {
+                step = json_pack("{s:s, s:i}", "status", "running", "attempts", 0);
+                json_object_set_new(steps, name, step);
+            }
+            json_t *items = json_object_get(step, "items");
+            if (!items) {
+                items = json_object();
+                json_object_set_new(step, "items", items);
+            }
+            char key[32];
+            snprintf(key, sizeof key, "%lld", (long long)sqlite3_column_int64(st, 1));
+            json_object_set_new(items, key,
+                                json_pack("{s:o, s:o, s:i, s:o, s:I}", "status", column_text(st, 2),
+                                          "outputs", column_json(st, 3), "attempts",
+                                          sqlite3_column_int(st, 4), "error", column_text(st, 5),
+                                          "hash", (json_int_t)sqlite3_column_int64(st, 6)));
+        }
     }
     sqlite3_finalize(st);
     json_object_set_new(run, "steps", steps);

@@ -37,8 +37,18 @@ int cbx__flow_journal_step_end(cbx__flow_journal *fj, const char *run_id, const 
                                const char *status, const json_t *outputs, uint32_t attempts,
                                const char *error, uint64_t ended_ms, uint64_t *batch, cbx_err *err);
 
+/* A foreach item's end (table flow_items), in the open batch: item is its index (of the batch
+ * with batch_size), item_hash a hash of its value, so that a resume takes its outputs only for the
+ * same item. */
+int cbx__flow_journal_item_end(cbx__flow_journal *fj, const char *run_id, const char *step,
+                               size_t item, uint64_t item_hash, const char *status,
+                               const json_t *outputs, uint32_t attempts, const char *error,
+                               uint64_t ended_ms, cbx_err *err);
+
 /* A run as {run_id, flow, file, inputs, status, error, started_ms, ended_ms, outputs,
- * steps: {name: {status, outputs, attempts, error, started_ms, ended_ms}}} (new reference), or
+ * steps: {name: {status, outputs, attempts, error, started_ms, ended_ms[, items]}}} (new
+ * reference), where items is {"index": {status, outputs, attempts, error, hash}} for a foreach
+ * step whose items were recorded; or
  * -ENOENT. Sees the records of the open batch too. */
 int cbx__flow_journal_get(cbx_journal *j, const char *run_id, json_t **out, cbx_err *err);
 

@@ -1,6 +1,7 @@
 /* Loading a flow file: YAML (or JSON) into a cbx_flow, every value's shape checked where it is
  * read. The checks across the structure (executors, templates, references, cycles) are in
  * flow_check.c; both report into one list, so that a file's problems come all at once. */
+#include "flow/flow_execution.h"
 #include "flow/flow_load.h"
 #include "flow/template_internal.h"
 #include "runtime/builtins.h"
@@ -38,7 +39,7 @@ typedef struct parser {
 
 static const char *const top_keys[] = {"name",        "version", "description", "inputs",
                                        "policies",    "steps",   "outputs",     "timeout",
-                                       "concurrency", "config",  NULL};
+                                       "concurrency", "config",  "requires",    NULL};
 static const char *const step_keys[] = {"name",
                                         "description",
                                         "executor",
@@ -604,6 +605,92 @@ static void load_subflow(parser *P, cbx__flow_step *s, const char *rel, const ch
 
 /* ---- steps --------------------------------------------------------------------------------- */
 
+/* requires: {lua: [files], plugins: [files]}: what the caller loads into the registry before
+ * loading the flow (cbx does: cli/flow_requires.c); here only its shape is checked. */
+static void flow_requires(parser *P, const json_t *root)
+{
+    json_t *r = json_object_get(root, "requires"), *v;
+    const char *key;
+    char kp[CBX__FLOW_PATH_MAX];
+    if (r && !json_is_object(r)) {
+        PROB(P, "requires", CBX_EINVAL_CONFIG,
+             "requires: expected a mapping {lua: [files], plugins: [files]}, got %s",
+             cbx__json_kind(r));
+        return;
+    }
+    json_object_foreach(r, key, v)
+    {
+        join(kp, sizeof kp, "requires", key);
+        if (strcmp(key, "lua") != 0 && strcmp(key, "plugins") != 0)
+            PROB(P, kp, CBX_EINVAL_CONFIG, "requires: unknown key '%.64s' (lua, plugins)", key);
+        else if (!json_is_string(v) && !json_is_array(v))
+            PROB(P, kp, CBX_EINVAL_CONFIG,
+                 "requires.%s: expected a file or a list of files, got %s", key, cbx__json_kind(v));
+    }
+}
+
+/* config: {execution: {timeout, mode}} (the seed's flow files): its timeout bounds the run. */
+static void flow_config(parser *P, const json_t *root, cbx_flow *f)
+{
+    json_t *c = json_object_get(root, "config");
+    if (!c)
+        return;
+    const char *key;
+    json_t *v;
+    char kp[CBX__FLOW_PATH_MAX], where[200], msg[300];
+    if (!json_is_object(c)) {
+        PROB(P, "config", CBX_EINVAL_CONFIG, "config: expected a mapping (execution:), got %s",
+             cbx__json_kind(c));
+        return;
+    }
+    json_object_foreach(c, key, v)
+    {
+        if (strcmp(key, "execution") != 0) {
+            PROB(P, join(kp, sizeof kp, "config", key), CBX_EINVAL_CONFIG,
+                 "config: unknown key '%.64s' (cbx reads config.execution; the flow's settings "
+                 "are top-level keys)",
+                 key);
+            continue;
+        }
+        uint64_t ns = 0;
+        int r = cbx__flow_execution_read(v, 1, &ns, where, sizeof where, msg, sizeof msg);
+        if (r < 0)
+            PROB(P, join(kp, sizeof kp, "config", where), CBX_EINVAL_CONFIG, "config.%s: %s", where,
+                 msg);
+        else if (r > 0 && f->timeout_ns && f->timeout_ns != ns)
+            PROB(P, "config.execution.timeout", CBX_EINVAL_CONFIG,
+                 "config.execution.timeout and timeout: disagree; keep one");
+        else if (r > 0)
+            f->timeout_ns = ns;
+    }
+}
+
+/* A step's config.execution (the seed's shape): its timeout is the step's, per attempt; taken
+ * out of the config unless the executor has a parameter of that name. */
+static void step_execution(parser *P, cbx__flow_step *s, const char *path, const char *ctx)
+{
+    json_t *ex = json_is_object(s->config) ? json_object_get(s->config, "execution") : NULL;
+    const cbx_executor_type *t = s->executor ? cbx_registry_find(P->L->reg, s->executor) : NULL;
+    if (!ex || !t)
+        return;
+    for (const cbx_param *p = t->params; p && p->name; p++)
+        if (strcmp(p->name, "execution") == 0)
+            return;
+    char kp[CBX__FLOW_PATH_MAX], cp[CBX__FLOW_PATH_MAX], where[200], msg[300];
+    uint64_t ns = 0;
+    join(cp, sizeof cp, path, "config");
+    int r = cbx__flow_execution_read(ex, 0, &ns, where, sizeof where, msg, sizeof msg);
+    if (r < 0)
+        PROB(P, join(kp, sizeof kp, cp, where), CBX_EINVAL_CONFIG, "%s: config.%s: %s", ctx, where,
+             msg);
+    else if (r > 0 && s->timeout_ns && s->timeout_ns != ns)
+        PROB(P, join(kp, sizeof kp, cp, "execution"), CBX_EINVAL_CONFIG,
+             "%s: config.execution.timeout and timeout: disagree; keep one", ctx);
+    else if (r > 0)
+        s->timeout_ns = ns;
+    json_object_del(s->config, "execution");
+}
+
 static void parse_steps(parser *P, const json_t *arr, const char *path, const char *prefix,
                         cbx__flow_step **out, size_t *n);
 
@@ -862,6 +949,8 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
              "%s: timeout: applies to steps that run an executor (the flow's timeout: bounds "
              "the whole run)",
              ctx);
+    if (runs_executor)
+        step_execution(P, s, path, ctx);
 }
 
 static void parse_steps(parser *P, const json_t *arr, const char *path, const char *prefix,
@@ -952,7 +1041,8 @@ static cbx_flow *build_flow(cbx__flow_loader *L, cbx_yaml_doc *doc, const char *
     }
     get_duration(&P, root, "timeout", "", "", &f->timeout_ns);
     get_count(&P, root, "concurrency", "", "", &f->concurrency);
-    /* config: (the seed's flow files carry execution settings there) is accepted as it is */
+    flow_config(&P, root, f);
+    flow_requires(&P, root);
     cbx__flow_check(L, f);
     return f;
 }

@@ -16,6 +16,7 @@
 #include "flow/flow_internal.h"
 #include "flow/flow_journal.h"
 
+#include "core/text.h"
 #include "core/uuid.h"
 #include "runtime/builtins.h"
 
@@ -69,7 +70,9 @@ struct node {
     unsigned starting : 1; /* in start_more_items: an item that ends at once must not re-enter */
     /* foreach */
     json_t *items; /* the items (or batches) to run */
-    size_t next_item, items_done, items_running;
+    size_t next_item, items_done, items_running, items_resumed;
+    cbx_status item_status; /* how the failed items ended: a cancellation only when every failed
+                               item was cancelled (PENDING: none failed) */
     json_t *item_outputs;
     item_run *runs; /* one per item */
     scope *child;   /* composite or sub-flow */
@@ -196,12 +199,17 @@ static void fail_flow(runner *R, cbx_status status, const char *fmt, ...)
 
 /* ---- contexts -------------------------------------------------------------------------------- */
 
-/* What a template sees of a node that has ended, as steps.<name>. */
+/* What a template sees of a node that has ended, as steps.<name>. A step without outputs
+ * (skipped, or failed before any) has none: `steps.x.outputs` is nil, which renders as null and
+ * is false, so that `steps.x.outputs and steps.x.outputs.y` guards a read. */
 static json_t *node_ctx(const node *n)
 {
-    return json_pack("{s:O?, s:s, s:i}", "outputs", n->outputs, "status",
-                     n->state == N_SKIPPED ? "skipped" : cbx_status_name(n->status), "attempts",
-                     (int)n->attempts);
+    json_t *c = json_pack("{s:s, s:i}", "status",
+                          n->state == N_SKIPPED ? "skipped" : cbx_status_name(n->status),
+                          "attempts", (int)n->attempts);
+    if (c && n->outputs && !json_is_null(n->outputs))
+        json_object_set(c, "outputs", n->outputs);
+    return c;
 }
 
 /* The scope's steps_ctx brought up to date with the nodes released since it was last read: it is
@@ -407,9 +415,12 @@ static void scope_step_finished(scope *sc)
         return;
     node *owner = sc->owner;
     int failed = 0;
+    cbx_status status = CBX_STATUS_FAILED;
     for (size_t i = 0; i < sc->nsteps; i++)
         if (sc->nodes[i].state == N_FAILED && !sc->nodes[i].tolerated) {
             failed = 1;
+            /* a composite stopped with its step has that step's status (cancelled, timeout) */
+            status = sc->nodes[i].status;
             node_errorf(owner, "step '%s': %s", sc->nodes[i].full_name, node_err(&sc->nodes[i]));
             break;
         }
@@ -420,11 +431,13 @@ static void scope_step_finished(scope *sc)
         failed = 1;
     }
     owner->outputs = out;
-    node_finish(owner, failed ? N_FAILED : N_DONE, failed ? CBX_STATUS_FAILED : CBX_STATUS_SUCCESS);
+    node_finish(owner, failed ? N_FAILED : N_DONE, failed ? status : CBX_STATUS_SUCCESS);
 }
 
 /* ---- finishing a node ------------------------------------------------------------------------ */
 
+/* A step's one status word, the same in the journal, the result (--json), show and the summary:
+ * a step the flow's timeout stopped is "cancelled" everywhere. */
 static const char *state_word(node_state st, cbx_status status)
 {
     if (st == N_SKIPPED)
@@ -708,6 +721,38 @@ static int start_item(node *n, size_t i)
     return r < 0 && r != CBX_EINVAL_CONFIG && r != CBX_EUNKNOWN_TYPE ? r : 0;
 }
 
+/* A hash of a foreach item's value (its compact JSON, keys sorted): a resume takes an item's
+ * recorded outputs only when the item at that index is still the same. */
+static uint64_t item_hash(const json_t *item)
+{
+    char *text = json_dumps(item, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    uint64_t h = cbx__fnv1a(CBX__FNV_OFFSET, text ? text : "", text ? strlen(text) : 0);
+    free(text);
+    return h;
+}
+
+/* Resuming: item i succeeded in the run being resumed, with the same value. Its recorded outputs
+ * are taken and it is not run again. Returns 1 when so. */
+static int resume_item(node *n, size_t i)
+{
+    runner *R = n->sc->R;
+    json_t *prev = R->resumed ? json_object_get(R->resumed, n->full_name) : NULL;
+    json_t *items = prev ? json_object_get(prev, "items") : NULL;
+    if (!items)
+        return 0;
+    char key[32];
+    snprintf(key, sizeof key, "%zu", i);
+    json_t *it = json_object_get(items, key);
+    const char *status = json_string_value(json_object_get(it, "status"));
+    if (!status || strcmp(status, "success") != 0 ||
+        (uint64_t)json_integer_value(json_object_get(it, "hash")) !=
+            item_hash(json_array_get(n->items, i)))
+        return 0;
+    json_array_set(n->item_outputs, i, json_object_get(it, "outputs"));
+    n->attempts += (uint32_t)json_integer_value(json_object_get(it, "attempts"));
+    return 1;
+}
+
 static void start_more_items(node *n)
 {
     runner *R = n->sc->R;
@@ -721,8 +766,14 @@ static void start_more_items(node *n)
     while (n->next_item < total && n->items_running < par && R->running < R->max_running &&
            !R->timed_out && !R->cancelled) {
         size_t i = n->next_item++;
+        if (n->items && resume_item(n, i)) {
+            n->items_done++;
+            n->items_resumed++;
+            continue;
+        }
         if (start_item(n, i) < 0) {
             n->item_failed = 1;
+            n->item_status = CBX_STATUS_FAILED;
             n->items_done++;
         }
     }
@@ -741,7 +792,7 @@ static void start_more_items(node *n)
         if (n->items)
             n->outputs = json_incref(n->item_outputs);
         node_finish(n, n->item_failed ? N_FAILED : N_DONE,
-                    n->item_failed ? CBX_STATUS_FAILED : CBX_STATUS_SUCCESS);
+                    n->item_failed ? n->item_status : CBX_STATUS_SUCCESS);
     }
 }
 
@@ -759,6 +810,10 @@ static void item_done(cbx_execution *ex, const cbx_result *res, void *ud)
     int ok = res->status == CBX_STATUS_SUCCESS || res->fallback_used;
     if (!ok) {
         n->item_failed = 1;
+        /* one status for the step: cancelled (by the flow's timeout or a ^C) only when every item
+         * that failed was; any other failure names it */
+        if (n->item_status == CBX_STATUS_PENDING || n->item_status == CBX_STATUS_CANCELLED)
+            n->item_status = res->status;
         if (n->items)
             node_errorf(n, "item %zu: %s", ir->index, res->error);
         else
@@ -766,6 +821,15 @@ static void item_done(cbx_execution *ex, const cbx_result *res, void *ud)
     }
     if (n->items) {
         json_array_set(n->item_outputs, ir->index, res->outputs ? res->outputs : json_null());
+        /* each item's end is recorded, so that a resume runs only the items that did not
+         * succeed; it commits with (or before) the step's own end */
+        cbx_err e;
+        if (R->fj && cbx__flow_journal_item_end(R->fj, R->run_id, n->full_name, ir->index,
+                                                item_hash(json_array_get(n->items, ir->index)),
+                                                ok ? "success" : cbx_status_name(res->status),
+                                                res->outputs, res->attempt_count,
+                                                ok ? NULL : res->error, wall_ms(), &e) < 0)
+            fail_flow(R, CBX_STATUS_FAILED, "%s", e.msg);
         start_more_items(n);
         return;
     }
@@ -792,18 +856,55 @@ static json_t *batches(json_t *items, uint32_t size)
     return out;
 }
 
+/* `when: always()` and `when: failure()` (the whole condition) are the runner's, not Lua's: they
+ * decide on the dependencies' ends rather than on values. */
+typedef enum when_kind { WHEN_EXPR, WHEN_ALWAYS, WHEN_FAILURE } when_kind;
+
+static int when_is(const char *when, const char *word)
+{
+    while (*when == ' ' || *when == '\t')
+        when++;
+    size_t len = strlen(word);
+    if (strncmp(when, word, len) != 0)
+        return 0;
+    for (when += len; *when == ' ' || *when == '\t'; when++)
+        ;
+    return *when == '\0';
+}
+
+static when_kind when_kind_of(const char *when)
+{
+    if (!when)
+        return WHEN_EXPR;
+    if (when_is(when, "always()"))
+        return WHEN_ALWAYS;
+    if (when_is(when, "failure()"))
+        return WHEN_FAILURE;
+    return WHEN_EXPR;
+}
+
 static void start_node(node *n)
 {
     runner *R = n->sc->R;
     const cbx__flow_step *def = n->def;
-    /* dependencies that failed (not tolerated) or were skipped for a failure skip this one */
-    for (size_t k = 0; k < def->ndeps; k++) {
-        node *d = &n->sc->nodes[def->deps[k]];
-        if ((d->state == N_FAILED && !d->tolerated) ||
-            (d->state == N_SKIPPED && !d->skipped_by_when)) {
-            skip(n, "dependency '%s' did not succeed", d->def->name);
-            return;
-        }
+    /* dependencies that failed (not tolerated) or were skipped for a failure skip this one,
+     * unless it runs whatever they did (when: always()) or because one failed (failure()) */
+    when_kind wk = when_kind_of(def->when);
+    const node *failed_dep = NULL;
+    for (size_t k = 0; k < def->ndeps && !failed_dep; k++) {
+        const node *d = &n->sc->nodes[def->deps[k]];
+        if ((d->state == N_FAILED && (!d->tolerated || wk == WHEN_FAILURE)) ||
+            (d->state == N_SKIPPED && !d->skipped_by_when))
+            failed_dep = d;
+    }
+    if (failed_dep && wk == WHEN_EXPR) {
+        skip(n, "dependency '%s' did not succeed", failed_dep->def->name);
+        return;
+    }
+    if (!failed_dep && wk == WHEN_FAILURE) {
+        n->skipped_by_when = 1;
+        skip(n, "when: failure() is false: no dependency failed");
+        return;
     }
     if (R->timed_out || R->cancelled) {
         skip(n, "%s", R->timed_out ? "the flow timed out" : "the flow was cancelled");
@@ -821,7 +922,7 @@ static void start_node(node *n)
         return;
     }
     cbx_err e;
-    if (def->when) {
+    if (def->when && wk == WHEN_EXPR) {
         json_t *ctx = context(n->sc, NULL);
         int truth = 0;
         int r = cbx_template_truthy(R->tenv, def->when, ctx, &truth, &e);
@@ -1001,6 +1102,9 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
         rc = load_resume(&R, o->resume_run_id, &given, err);
         if (rc < 0)
             goto out;
+    } else if (o->run_id && o->run_id[0]) {
+        snprintf(R.run_id, sizeof R.run_id, "%s", o->run_id);
+        given = o->inputs ? json_incref((json_t *)o->inputs) : json_object();
     } else {
         cbx__uuid7(R.run_id);
         given = o->inputs ? json_incref((json_t *)o->inputs) : json_object();
@@ -1075,15 +1179,16 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
         json_object_set_new(
             res->steps, n->def->name,
             json_pack("{s:s, s:O?, s:i, s:s, s:I, s:f, s:b, s:b}", "status",
-                      n->state == N_SKIPPED  ? "skipped"
-                      : n->state == N_DONE   ? "success"
-                      : n->state == N_FAILED ? "failed"
-                                             : "pending",
+                      n->state == N_WAIT || n->state == N_RUNNING ? "pending"
+                                                                  : state_word(n->state, n->status),
                       "outputs", n->outputs, "attempts", (int)n->attempts, "error", node_err(n),
                       "started_ms", (json_int_t)n->started_ms, "duration_ms",
                       n->started_ns && n->ended_ns ? (double)(n->ended_ns - n->started_ns) / 1e6
                                                    : 0.0,
                       "resumed", n->resumed, "skipped", n->state == N_SKIPPED));
+        if (n->items_resumed)
+            json_object_set_new(json_object_get(res->steps, n->def->name), "items_resumed",
+                                json_integer((json_int_t)n->items_resumed));
     }
     if (!R.failed) {
         char buf[512] = "";

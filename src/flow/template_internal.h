@@ -135,4 +135,14 @@ void cbx__tpl_push_owned(lua_State *L, char *buf, size_t len);
  * also when the conversion fails (then the error is raised after v is released). */
 void cbx__tpl_push_json_owned(lua_State *L, json_t *v);
 
+/* The names a template can call (NULL-terminated; template_calls.c). */
+const char *const *cbx__tpl_known_calls(void);
+
+/* The first function that the expression s[0, len) calls by a name a template cannot call
+ * (neither a helper nor a global; extra: more names allowed, NULL-terminated, or NULL): 1 with
+ * *name, *n set (pointing into s), else 0. Method calls (`s:upper()`) and fields
+ * (`string.format(...)`) are not looked at. */
+int cbx__tpl_unknown_call(const char *s, size_t len, const char *const *extra, const char **name,
+                          size_t *n);
+
 #endif

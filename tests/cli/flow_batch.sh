@@ -17,7 +17,11 @@ got=$(jq -r '"\(.line) \(.status) \(.outputs.square) \(.outputs.label)"' "$TMP/r
 [ "$(jq -r '.run_id | length' "$TMP/res.jsonl" | sort -u)" = "36" ] || fail "run ids"
 [ "$(jq -r .run_id "$TMP/res.jsonl" | sort -u | wc -l)" -eq 5 ] || fail "run ids not distinct"
 jq -e '.duration_ms >= 0' "$TMP/res.jsonl" >/dev/null || fail "durations"
-expect_err_line "batch: 5 runs in " "the summary"
+# stderr: the batch's id with the command that resumes it, then the summary
+[ "$(wc -l <"$TMP/err")" -eq 2 ] || fail "stderr: $(cat "$TMP/err")"
+grep -q "^batch [0-9a-f-]* started; resume with: cbx run $F/square.yaml --batch $TMP/data.jsonl --output $TMP/res.jsonl --resume [0-9a-f-]*$" \
+    "$TMP/err" || fail "batch id line: $(cat "$TMP/err")"
+grep -q "^batch: 5 runs in " "$TMP/err" || fail "the summary: $(cat "$TMP/err")"
 grep -q ": 5 succeeded, 0 failed; results in $TMP/res.jsonl$" "$TMP/err" || fail "summary: $(cat "$TMP/err")"
 # each run is in the journal with its inputs
 run "$CBX" runs --json

@@ -114,6 +114,40 @@ run "$CBX" run "$TMP/flow_timeout.yaml"
 expect_rc 124 "the flow's timeout"
 [ $(($(now_ms) - start)) -lt 4000 ] || fail "the flow's timeout did not stop the step"
 [ "$(tail -1 "$TMP/err")" = "cbx: run: the flow timed out after 300ms" ] || fail "timeout: $(tail -1 "$TMP/err")"
+# one status for the step the flow's timeout stopped: cancelled in the log, the summary, --json
+# and show
+grep -q "^step nap cancelled after " "$TMP/err" || fail "cancel line: $(cat "$TMP/err")"
+grep -q "^flow t timed out in .*: 0 steps succeeded, 1 cancelled$" "$TMP/err" ||
+    fail "summary: $(cat "$TMP/err")"
+[ "$(grep -c "nap cancelled" "$TMP/err")" = 1 ] || fail "logged more than once: $(cat "$TMP/err")"
+id=$(sed -n 's/^run \([0-9a-f-]*\) started.*/\1/p' "$TMP/err")
+run "$CBX" run "$TMP/flow_timeout.yaml" --json
+expect_rc 124 "the flow's timeout, --json"
+[ "$(jqv .steps.nap.status)" = "cancelled" ] || fail "--json: $(jqv .steps.nap)"
+run "$CBX" show "$id" --json
+expect_rc 0 "show of the timed-out run"
+[ "$(jqv .steps.nap.status)" = "cancelled" ] || fail "show: $(jqv .steps.nap)"
+# a composite and a foreach stopped by the flow's timeout are cancelled too, once each
+cat >"$TMP/nested_timeout.yaml" <<'YAML'
+name: nt
+timeout: 300ms
+steps:
+  - name: grp
+    steps:
+      - {name: inner, executor: command, config: {argv: [sleep, "30"]}}
+  - {name: fe, executor: command, foreach: ["1", "2"], config: {argv: [sleep, "30"]}}
+YAML
+run "$CBX" run "$TMP/nested_timeout.yaml" --json
+expect_rc 124 "nested steps under the flow's timeout"
+[ "$(jqv '[.steps.grp.status, .steps.fe.status] | join(",")')" = "cancelled,cancelled" ] ||
+    fail "nested --json: $(jq -c .steps <"$TMP/out")"
+grep -q "^flow nt timed out in .*: 0 steps succeeded, 2 cancelled$" "$TMP/err" ||
+    fail "nested summary: $(cat "$TMP/err")"
+grep -q "^step grp cancelled after " "$TMP/err" || fail "grp line: $(cat "$TMP/err")"
+id=$(jqv .run_id)
+run "$CBX" show "$id" --json
+[ "$(jqv '[.steps.grp.status, .steps["grp.inner"].status, .steps.fe.status] | join(",")')" = \
+    "cancelled,cancelled,cancelled" ] || fail "nested show: $(jq -c .steps <"$TMP/out")"
 printf 'name: t\nsteps:\n  - {name: nap, executor: command, timeout: 200ms, config: {argv: [sleep, "5"]}}\n' \
     >"$TMP/step_timeout.yaml"
 run "$CBX" run "$TMP/step_timeout.yaml"

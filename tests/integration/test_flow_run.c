@@ -405,7 +405,7 @@ Test(flow_run, the_flows_timeout_stops_what_runs_and_skips_what_waits)
     cr_assert_eq(res.status, CBX_STATUS_TIMEOUT);
     cr_assert(strstr(res.error, "the flow timed out after 300ms"), "%s", res.error);
     cr_assert_null(res.outputs);
-    cr_assert_str_eq(step_str(&res, "sleeper", "status"), "failed");
+    cr_assert_str_eq(step_str(&res, "sleeper", "status"), "cancelled");
     cr_assert_str_eq(step_str(&res, "queued", "status"), "skipped");
     cr_assert_str_eq(step_str(&res, "queued", "error"), "the flow timed out");
     cr_assert_str_eq(step_str(&res, "after", "status"), "skipped");
