@@ -458,7 +458,8 @@ typedef struct cycle_state {
     checker *C;
     scope_ctx *sc;
     unsigned char *color; /* 0 new, 1 on the path, 2 done */
-    size_t *stack;
+    size_t *stack;        /* the path being walked, root first */
+    size_t *next;         /* for each entry of stack, the next of its deps to follow */
     size_t depth;
 } cycle_state;
 
@@ -490,24 +491,34 @@ static void report_cycle(cycle_state *cs, size_t from)
                       text);
 }
 
-static void dfs(cycle_state *cs, size_t i)
+static void dfs(cycle_state *cs, size_t root)
 {
-    cs->color[i] = 1;
-    cs->stack[cs->depth++] = i;
-    const cbx__flow_step *s = &cs->sc->steps[i];
-    for (size_t k = 0; k < s->ndeps; k++) {
-        size_t d = s->deps[k];
+    /* an explicit stack: a chain of steps as long as the file allows must not recurse */
+    cs->color[root] = 1;
+    cs->stack[0] = root;
+    cs->next[0] = 0;
+    cs->depth = 1;
+    while (cs->depth) {
+        size_t top = cs->depth - 1, i = cs->stack[top];
+        const cbx__flow_step *s = &cs->sc->steps[i];
+        if (cs->next[top] == s->ndeps) {
+            cs->color[i] = 2;
+            cs->depth--;
+            continue;
+        }
+        size_t d = s->deps[cs->next[top]++];
         if (cs->color[d] == 1) {
             size_t from = 0;
             while (cs->stack[from] != d)
                 from++;
             report_cycle(cs, from);
         } else if (cs->color[d] == 0) {
-            dfs(cs, d);
+            cs->color[d] = 1;
+            cs->stack[cs->depth] = d;
+            cs->next[cs->depth] = 0;
+            cs->depth++;
         }
     }
-    cs->depth--;
-    cs->color[i] = 2;
 }
 
 static void check_cycles(checker *C, scope_ctx *sc)
@@ -515,7 +526,8 @@ static void check_cycles(checker *C, scope_ctx *sc)
     cycle_state cs = {.C = C, .sc = sc};
     cs.color = calloc(sc->n + 1, 1);
     cs.stack = calloc(sc->n + 1, sizeof *cs.stack);
-    if (cs.color && cs.stack) {
+    cs.next = calloc(sc->n + 1, sizeof *cs.next);
+    if (cs.color && cs.stack && cs.next) {
         for (size_t i = 0; i < sc->n; i++)
             if (cs.color[i] == 0)
                 dfs(&cs, i);
@@ -524,6 +536,7 @@ static void check_cycles(checker *C, scope_ctx *sc)
     }
     free(cs.color);
     free(cs.stack);
+    free(cs.next);
 }
 
 /* A topological order (Kahn's, ready steps taken in the order they became ready, the earlier
