@@ -444,21 +444,6 @@ static int load_flow(const char *cmd, const char *file, const cbx_registry *reg,
     return code;
 }
 
-/* Steps of a checked file, nested ones included. */
-static size_t count_steps(const json_t *steps)
-{
-    size_t n = 0, i;
-    json_t *s;
-    json_array_foreach(steps, i, s)
-    {
-        n++;
-        const json_t *kids = json_object_get(s, "steps");
-        if (json_is_array(kids))
-            n += count_steps(kids);
-    }
-    return n;
-}
-
 /* What a run shows as its outputs: the flow's, or for a flow that declares none, {step:
  * outputs} of the steps that succeeded. New reference. */
 static json_t *shown_outputs(const cbx_flow_result *r, int declared)
@@ -505,12 +490,7 @@ int cli_cmd_validate(cli_ctx *ctx, int argc, char **argv)
         cli_print_json(stdout, none);
         json_decref(none);
     } else {
-        cbx_yaml_doc doc;
-        size_t n = 0;
-        if (cbx_yaml_load_file(c.file, &doc, NULL) == 0) {
-            n = count_steps(json_object_get(doc.root, "steps"));
-            cbx_yaml_doc_clear(&doc);
-        }
+        size_t n = cbx_flow_step_count(f);
         printf("%s: ok (%zu step%s)\n", c.file, n, n == 1 ? "" : "s");
     }
 out:

@@ -679,8 +679,8 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
                 PROB(P, kp, CBX_EINVAL_CONFIG,
                      "%s: inputs: expected a mapping of the flow's input names to values, got %s",
                      ctx, cbx__json_kind(inputs));
-            else if (!(s->subflow_inputs = json_deep_copy(inputs)))
-                P->L->fatal = -ENOMEM;
+            else
+                s->subflow_inputs = json_incref(inputs);
         }
         if (config)
             PROB(P, join(kp, sizeof kp, path, "config"), CBX_EINVAL_CONFIG,
@@ -744,9 +744,9 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
         if (json_is_object(config) ||
             (json_is_string(config) &&
              cbx__tpl_whole(json_string_value(config), json_string_length(config), &sp))) {
+            /* shared with the document, which is read-only and let go after the checks */
             json_decref(s->config);
-            if (!(s->config = json_deep_copy(config)))
-                P->L->fatal = -ENOMEM;
+            s->config = json_incref(config);
         } else {
             PROB(P, kp, CBX_EINVAL_CONFIG, "%s: config: expected a mapping of parameters, got %s",
                  ctx, cbx__json_kind(config));
@@ -841,8 +841,8 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
         if (!runs_executor)
             PROB(P, kp, CBX_EINVAL_CONFIG, "%s: foreach: applies to steps that run an executor",
                  ctx);
-        else if (json_is_array(fe) && !(s->foreach_list = json_deep_copy(fe)))
-            P->L->fatal = -ENOMEM;
+        else if (json_is_array(fe))
+            s->foreach_list = json_incref(fe);
         else if (json_is_string(fe))
             s->foreach = expression(P, fe, kp, ctx, "foreach");
         else if (!json_is_array(fe))
@@ -947,13 +947,16 @@ static cbx_flow *build_flow(cbx__flow_loader *L, cbx_yaml_doc *doc, const char *
             PROB(&P, "outputs", CBX_EINVAL_CONFIG,
                  "outputs: expected a mapping of output names to values (templates), got %s",
                  cbx__json_kind(v));
-        else if (!(f->outputs = json_deep_copy(v)))
-            L->fatal = -ENOMEM;
+        else
+            f->outputs = json_incref(v);
     }
     get_duration(&P, root, "timeout", "", "", &f->timeout_ns);
     get_count(&P, root, "concurrency", "", "", &f->concurrency);
     /* config: (the seed's flow files carry execution settings there) is accepted as it is */
     cbx__flow_check(L, f);
+    /* the document served the checks (positions, the steps as written): a big flow should not
+     * keep it for as long as it runs */
+    cbx_yaml_doc_clear(&f->doc);
     return f;
 }
 

@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.bash"
 
 awk 'BEGIN {
-    n = 100000
+    n = 300000
     print "name: chain"
     print "steps:"
     for (i = n - 1; i >= 0; i--) {
@@ -16,5 +16,5 @@ awk 'BEGIN {
 
 (ulimit -s 256 && exec "$CBX" validate "$TMP/chain.yaml") >"$TMP/out" 2>"$TMP/err"
 rc=$?
-expect_rc 0 "a 100000-step chain in reverse order under ulimit -s 256"
-[ "$(cat "$TMP/out")" = "$TMP/chain.yaml: ok (100000 steps)" ] || fail "chain: $(cat "$TMP/out")"
+expect_rc 0 "a 300000-step chain in reverse order under ulimit -s 256"
+[ "$(cat "$TMP/out")" = "$TMP/chain.yaml: ok (300000 steps)" ] || fail "chain: $(cat "$TMP/out")"
