@@ -579,7 +579,7 @@ static int build_inputs(const flow_cfg *c, const cbx_flow *f, json_t **out)
     json_t *obj;
     if (c->inputs_json) {
         json_error_t je;
-        obj = json_loads(c->inputs_json, 0, &je);
+        obj = json_loads(c->inputs_json, JSON_REJECT_DUPLICATES, &je);
         if (!obj || !json_is_object(obj)) {
             if (obj)
                 cli_err("--inputs-json: expected a JSON object, got %s", cli_json_kind(obj));
@@ -607,7 +607,8 @@ static int build_inputs(const flow_cfg *c, const cbx_flow *f, json_t **out)
         if (text[0] == '@') {
             int r = cli_read_file(text + 1, &file, &len);
             if (r < 0) {
-                cli_err("%s: -i %s: cannot read '%s': %s", c->cmd, key, text + 1, strerror(-r));
+                cli_err("%s: -i %s: cannot read '%s': %s", c->cmd, key, text + 1,
+                        cli_read_error(r));
                 json_decref(obj);
                 return CLI_EXIT_USAGE;
             }
@@ -1235,7 +1236,7 @@ static int batch_read(const flow_cfg *c, const cbx_flow *f, const json_t *base, 
     size_t len = 0;
     int r = cli_read_file(c->batch, &text, &len);
     if (r < 0) {
-        cli_err("--batch: cannot read '%s': %s", c->batch, strerror(-r));
+        cli_err("--batch: cannot read '%s': %s", c->batch, cli_read_error(r));
         return CLI_EXIT_USAGE;
     }
     const char *name = strcmp(c->batch, "-") == 0 ? "<stdin>" : c->batch;
@@ -1261,7 +1262,7 @@ static int batch_read(const flow_cfg *c, const cbx_flow *f, const json_t *base, 
         if (k == ll)
             continue; /* a blank line */
         json_error_t je;
-        json_t *v = json_loadb(l, ll, JSON_DECODE_ANY, &je);
+        json_t *v = json_loadb(l, ll, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
         if (!v) {
             fprintf(stderr, "%s:%d:%d: not valid JSON: %s\n", name, lineno, je.column, je.text);
             problems++;
