@@ -160,7 +160,7 @@ static int place(loader *l, json_t *v, yaml_mark_t m, size_t nodes)
         return oom(l, m);
     if (l->depth == 0) {
         l->out->root = v;
-        if (cbx__yaml_pos_put(pos, NULL, 0, (int)m.line + 1, (int)m.column + 1) < 0)
+        if (cbx__yaml_pos_put(pos, NULL, 0, m.index, m.line, m.column) < 0)
             return oom(l, m);
         return 0;
     }
@@ -169,8 +169,8 @@ static int place(loader *l, json_t *v, yaml_mark_t m, size_t nodes)
     if (!f->mapping) {
         if (json_array_append_new(f->node, v) < 0)
             return oom(l, m);
-        if (cbx__yaml_pos_put(pos, f->node, json_array_size(f->node) - 1, (int)m.line + 1,
-                              (int)m.column + 1) < 0)
+        if (cbx__yaml_pos_put(pos, f->node, json_array_size(f->node) - 1, m.index, m.line,
+                              m.column) < 0)
             return oom(l, m);
         return 0;
     }
@@ -183,8 +183,8 @@ static int place(loader *l, json_t *v, yaml_mark_t m, size_t nodes)
     /* the key string the object keeps stands for the member: it lives as long as the member */
     const char *kept = json_object_iter_key(json_object_iter_at(f->node, key));
     free(key);
-    if (cbx__yaml_pos_put(pos, kept, CBX__YAML_KEY, (int)f->key_at.line + 1,
-                          (int)f->key_at.column + 1) < 0)
+    if (cbx__yaml_pos_put(pos, kept, CBX__YAML_KEY, f->key_at.index, f->key_at.line,
+                          f->key_at.column) < 0)
         return oom(l, f->key_at);
     return 0;
 }
@@ -358,37 +358,82 @@ static int parse(loader *l, yaml_parser_t *p)
     }
 }
 
-int cbx_yaml_load_string(const char *text, size_t len, const char *name, cbx_yaml_doc *doc,
-                         cbx_err *err)
+/* A file read by the parser as it goes, up to the limit. */
+typedef struct reader {
+    FILE *f;
+    size_t total, limit;
+    int over;   /* the limit was passed */
+    int failed; /* errno of a read error */
+} reader;
+
+static int read_some(void *data, unsigned char *buf, size_t size, size_t *got)
+{
+    reader *r = data;
+    size_t n = fread(buf, 1, size, r->f);
+    if (n == 0 && ferror(r->f)) {
+        r->failed = errno ? errno : EIO;
+        return 0;
+    }
+    r->total += n;
+    if (r->total > r->limit) {
+        r->over = 1;
+        return 0;
+    }
+    *got = n;
+    return 1;
+}
+
+static int too_big(cbx_err *err, const char *name, size_t limit)
+{
+    return cbx_err_set_at(err, -EFBIG, name, 0, 0,
+                          "larger than %zu bytes, the limit on input (CBX_MAX_INPUT raises it)",
+                          limit);
+}
+
+/* Parse from text (len bytes) or, when f is not NULL, from f. */
+static int load(const char *text, size_t len, FILE *f, const char *name, cbx_yaml_doc *doc,
+                cbx_err *err)
 {
     memset(doc, 0, sizeof *doc);
-    doc->file = strdup(name ? name : "<string>");
+    doc->file = strdup(name);
     doc->position = cbx__yaml_pos_new();
     loader l = {.out = doc, .err = err, .anchors = json_object()};
+    reader rd = {.f = f, .limit = max_bytes};
     yaml_parser_t parser;
     int r;
     if (!doc->file || !doc->position || !l.anchors) {
-        r = cbx_err_set_at(err, -ENOMEM, name ? name : "<string>", 0, 0, "out of memory");
+        r = cbx_err_set_at(err, -ENOMEM, name, 0, 0, "out of memory");
         goto out;
     }
-    if (len > max_bytes) {
-        r = cbx_err_set_at(err, -EFBIG, doc->file, 0, 0,
-                           "larger than %zu bytes, the limit on input (CBX_MAX_INPUT raises it)",
-                           max_bytes);
+    if (!f && len > max_bytes) {
+        r = too_big(err, name, max_bytes);
         goto out;
     }
     if (!yaml_parser_initialize(&parser)) {
-        r = cbx_err_set_at(err, -ENOMEM, doc->file, 0, 0, "out of memory");
+        r = cbx_err_set_at(err, -ENOMEM, name, 0, 0, "out of memory");
         goto out;
     }
-    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (f)
+        yaml_parser_set_input(&parser, read_some, &rd);
+    else
+        yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     r = parse(&l, &parser);
     yaml_parser_delete(&parser);
+    if (rd.over)
+        r = too_big(err, name, max_bytes);
+    else if (rd.failed)
+        r = cbx_err_set_at(err, -rd.failed, name, 0, 0, "cannot read: %s", strerror(rd.failed));
 out:
     loader_free(&l);
     if (r < 0)
         cbx_yaml_doc_clear(doc);
     return r;
+}
+
+int cbx_yaml_load_string(const char *text, size_t len, const char *name, cbx_yaml_doc *doc,
+                         cbx_err *err)
+{
+    return load(text, len, NULL, name ? name : "<string>", doc, err);
 }
 
 int cbx_yaml_load_file(const char *path, cbx_yaml_doc *doc, cbx_err *err)
@@ -398,41 +443,12 @@ int cbx_yaml_load_file(const char *path, cbx_yaml_doc *doc, cbx_err *err)
     if (!f)
         return cbx_err_set_at(err, -errno, path, 0, 0, "cannot open: %s", strerror(errno));
     struct stat st;
-    size_t limit = max_bytes;
-    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > limit) {
-        fclose(f);
-        return cbx_err_set_at(err, -EFBIG, path, 0, 0,
-                              "larger than %zu bytes, the limit on input (CBX_MAX_INPUT raises it)",
-                              limit);
-    }
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            if (cap > limit) /* read one byte past the limit, and no more */
-                break;
-            cap = cap ? (cap * 2 < limit + 1 ? cap * 2 : limit + 1) : 65536;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return cbx_err_set_at(err, -ENOMEM, path, 0, 0, "out of memory");
-            }
-            buf = nb;
-        }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    int rerr = ferror(f);
+    int r;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > max_bytes)
+        r = too_big(err, path, max_bytes); /* not read at all */
+    else
+        r = load(NULL, 0, f, path, doc, err);
     fclose(f);
-    if (rerr) {
-        free(buf);
-        return cbx_err_set_at(err, -EIO, path, 0, 0, "cannot read");
-    }
-    int r = cbx_yaml_load_string(buf, len, path, doc, err);
-    free(buf);
     return r;
 }
 

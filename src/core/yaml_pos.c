@@ -1,4 +1,5 @@
-/* The positions of a YAML document's nodes: open addressing on (place, index), 24 bytes a node;
+/* The positions of a YAML document's nodes: open addressing on (place, index), 16 bytes a node,
+ * and the start of each line;
  * and finding a node's position by its path. */
 #include "core/yaml_pos.h"
 
@@ -11,17 +12,26 @@
 
 typedef struct slot {
     const void *p;
-    size_t i;
-    int32_t line, col; /* line 0: an empty slot */
+    uint32_t i;     /* an item's index, or UINT32_MAX for a key */
+    uint32_t index; /* the node's offset in characters, + 1 (0: an empty slot) */
 } slot;
+
+/* The start (offset in characters) of each line that holds a node: a node's line is that of the
+ * last start at or before its offset, its column the distance from there. */
+typedef struct line_start {
+    uint32_t start, line;
+} line_start;
 
 struct cbx__yaml_pos {
     slot *slots;
     size_t cap; /* a power of two */
     size_t used;
+    line_start *lines;
+    size_t nlines, lines_cap;
+    int unsorted;
 };
 
-static size_t hash(const void *p, size_t i)
+static size_t hash(const void *p, uint32_t i)
 {
     uint64_t h =
         (uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull ^ (uint64_t)i * 0xC2B2AE3D27D4EB4Full;
@@ -50,13 +60,14 @@ void cbx__yaml_pos_free(cbx__yaml_pos *t)
     if (!t)
         return;
     free(t->slots);
+    free(t->lines);
     free(t);
 }
 
-static slot *find(const slot *slots, size_t cap, const void *p, size_t i)
+static slot *find(const slot *slots, size_t cap, const void *p, uint32_t i)
 {
     size_t k = hash(p, i) & (cap - 1);
-    while (slots[k].line && !(slots[k].p == p && slots[k].i == i))
+    while (slots[k].index && !(slots[k].p == p && slots[k].i == i))
         k = (k + 1) & (cap - 1);
     return (slot *)&slots[k];
 }
@@ -68,7 +79,7 @@ static int grow(cbx__yaml_pos *t)
     if (!s)
         return -ENOMEM;
     for (size_t k = 0; k < t->cap; k++)
-        if (t->slots[k].line)
+        if (t->slots[k].index)
             *find(s, cap, t->slots[k].p, t->slots[k].i) = t->slots[k];
     free(t->slots);
     t->slots = s;
@@ -76,25 +87,74 @@ static int grow(cbx__yaml_pos *t)
     return 0;
 }
 
-int cbx__yaml_pos_put(cbx__yaml_pos *t, const void *p, size_t i, int line, int col)
+static uint32_t clamp32(size_t v)
 {
+    return v < UINT32_MAX - 1 ? (uint32_t)v : UINT32_MAX - 1;
+}
+
+static int note_line(cbx__yaml_pos *t, uint32_t start, uint32_t line)
+{
+    if (t->nlines && t->lines[t->nlines - 1].line == line)
+        return 0;
+    if (t->nlines == t->lines_cap) {
+        size_t cap = t->lines_cap ? t->lines_cap * 2 : 64;
+        line_start *nl = realloc(t->lines, cap * sizeof *nl);
+        if (!nl)
+            return -ENOMEM;
+        t->lines = nl;
+        t->lines_cap = cap;
+    }
+    if (t->nlines && t->lines[t->nlines - 1].start > start)
+        t->unsorted = 1;
+    t->lines[t->nlines++] = (line_start){start, line};
+    return 0;
+}
+
+int cbx__yaml_pos_put(cbx__yaml_pos *t, const void *p, size_t i, size_t offset, size_t line,
+                      size_t col)
+{
+    uint32_t i32 = i == CBX__YAML_KEY ? UINT32_MAX : clamp32(i);
     if ((t->used + 1) * 4 > t->cap * 3 && grow(t) < 0) /* at most 3/4 full */
         return -ENOMEM;
-    slot *s = find(t->slots, t->cap, p, i);
-    if (s->line)
+    slot *s = find(t->slots, t->cap, p, i32);
+    if (s->index)
         return 0;
-    *s = (slot){.p = p, .i = i, .line = line > 0 ? line : 1, .col = col};
+    uint32_t at = clamp32(offset);
+    if (note_line(t, at >= col ? at - (uint32_t)col : 0, clamp32(line)) < 0)
+        return -ENOMEM;
+    *s = (slot){.p = p, .i = i32, .index = at + 1};
     t->used++;
     return 0;
 }
 
+static int by_start(const void *a, const void *b)
+{
+    const line_start *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
 int cbx__yaml_pos_get(const cbx__yaml_pos *t, const void *p, size_t i, int *line, int *col)
 {
-    const slot *s = find(t->slots, t->cap, p, i);
-    if (!s->line)
+    uint32_t i32 = i == CBX__YAML_KEY ? UINT32_MAX : clamp32(i);
+    const slot *s = find(t->slots, t->cap, p, i32);
+    if (!s->index || !t->nlines)
         return -ENOENT;
-    *line = s->line;
-    *col = s->col;
+    if (t->unsorted) { /* not in the order written: sorted once, on the first look-up */
+        cbx__yaml_pos *w = (cbx__yaml_pos *)t;
+        qsort(w->lines, w->nlines, sizeof *w->lines, by_start);
+        w->unsorted = 0;
+    }
+    uint32_t at = s->index - 1;
+    size_t lo = 0, hi = t->nlines; /* the last start <= at */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->lines[mid].start <= at)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    *line = (int)t->lines[lo].line + 1;
+    *col = (int)(at - t->lines[lo].start) + 1;
     return 0;
 }
 

@@ -15,10 +15,12 @@ typedef struct cbx__yaml_pos cbx__yaml_pos;
 cbx__yaml_pos *cbx__yaml_pos_new(void);
 void cbx__yaml_pos_free(cbx__yaml_pos *t);
 
-/* 0, or -ENOMEM. line and col are 1-based. A place given twice keeps the first. */
-int cbx__yaml_pos_put(cbx__yaml_pos *t, const void *p, size_t i, int line, int col);
+/* 0, or -ENOMEM. offset, line and col are 0-based and count characters, as libyaml's marks do
+ * (offsets past 4G are clamped). A place given twice keeps the first. */
+int cbx__yaml_pos_put(cbx__yaml_pos *t, const void *p, size_t i, size_t offset, size_t line,
+                      size_t col);
 
-/* 0 and line/col, or -ENOENT. */
+/* 0 and line/col (1-based), or -ENOENT. */
 int cbx__yaml_pos_get(const cbx__yaml_pos *t, const void *p, size_t i, int *line, int *col);
 
 #endif

@@ -1,6 +1,7 @@
-# Hostile input: endless files are read up to the input limit (CBX_MAX_INPUT) and refused, a
-# second YAML document and duplicate keys in JSON inputs are refused with their position, and an
-# expression that starts with a number validates (it read a byte before the text: ASan aborted).
+# Hostile input: endless files are read up to the input limit (CBX_MAX_INPUT) and refused (as
+# YAML, /dev/zero stops at its first byte); a second YAML document and duplicate keys in JSON
+# inputs are refused with their position; an expression that starts with a number validates (it
+# read a byte before the text: ASan aborted).
 . "$(dirname "$0")/lib.bash"
 
 printf 'name: b\ninputs:\n  - name: n\n    type: integer\nsteps:\n  - name: a\n    executor: command\n    config: {argv: ["true"]}\n    when: "1 == 1"\n' >"$TMP/f.yaml"
@@ -12,8 +13,12 @@ expect_rc 0 "a when: that starts with a number"
 export CBX_MAX_INPUT=1M
 run "$CBX" validate /dev/zero
 expect_rc 2 "validate /dev/zero"
-expect_err_line "/dev/zero: larger than 1048576 bytes, the limit on input (CBX_MAX_INPUT raises it)" \
-    "validate /dev/zero"
+expect_err_line "/dev/zero:1:1: control characters are not allowed" "validate /dev/zero"
+yes -- '- x' | "$CBX" validate /dev/stdin >"$TMP/out" 2>"$TMP/err"
+rc=$?
+expect_rc 2 "validate an endless pipe"
+expect_err_line "/dev/stdin: larger than 1048576 bytes, the limit on input (CBX_MAX_INPUT raises it)" \
+    "validate an endless pipe"
 run "$CBX" run "$TMP/f.yaml" -i n=@/dev/zero
 expect_rc 2 "-i n=@/dev/zero"
 expect_err_line "-i n: cannot read '/dev/zero': larger than 1048576 bytes" "-i n=@/dev/zero"

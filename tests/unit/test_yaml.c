@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static cbx_yaml_doc load(const char *text)
@@ -147,10 +149,29 @@ Test(yaml, input_is_bounded)
     cbx_err err;
     cbx_yaml_set_max_bytes(1 << 20);
     cr_assert_eq(cbx_yaml_max_bytes(), (size_t)1 << 20);
-    /* an endless file is read up to the limit, and refused */
-    cr_assert_eq(cbx_yaml_load_file("/dev/zero", &d, &err), -EFBIG);
+    /* /dev/zero stops at its first byte */
+    cr_assert_eq(cbx_yaml_load_file("/dev/zero", &d, &err), CBX_EPARSE);
     cr_assert_str_eq(err.where, "/dev/zero");
+    /* an endless stream of valid YAML is read up to the limit, and refused */
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        signal(SIGPIPE, SIG_DFL);
+        while (write(fds[1], "- x\n- y\n", 8) == 8)
+            ;
+        _exit(0);
+    }
+    close(fds[1]);
+    char dev[64];
+    snprintf(dev, sizeof dev, "/dev/fd/%d", fds[0]);
+    cr_assert_eq(cbx_yaml_load_file(dev, &d, &err), -EFBIG);
+    cr_assert_str_eq(err.where, dev);
     cr_assert(strstr(err.msg, "1048576 bytes"), "%s", err.msg);
+    close(fds[0]);
+    waitpid(pid, NULL, 0);
     /* a regular file over the limit is refused without being read */
     char path[] = "/tmp/cbx-yaml-big.XXXXXX";
     int fd = mkstemp(path);
