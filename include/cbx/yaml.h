@@ -21,7 +21,7 @@
  *   tree as read-only.
  *
  * Paths name nodes from the root: keys joined with '.', sequence items as [i], e.g.
- * "steps[2].config.url"; the root is "". Positions are kept per node (about 24 bytes each), not
+ * "steps[2].config.url"; the root is "". Positions are kept per node (about 16 bytes each), not
  * per path.
  */
 #ifndef CBX_YAML_H

@@ -1,6 +1,5 @@
-/* The positions of a YAML document's nodes: open addressing on (place, index), 16 bytes a node,
- * and the start of each line;
- * and finding a node's position by its path. */
+/* The positions of a YAML document's nodes (a sorted array of places and offsets, 16 bytes a node,
+ * and the start of each line), and finding a node's position by its path. */
 #include "core/yaml_pos.h"
 
 #include "cbx/yaml.h"
@@ -13,7 +12,7 @@
 typedef struct slot {
     const void *p;
     uint32_t i;     /* an item's index, or UINT32_MAX for a key */
-    uint32_t index; /* the node's offset in characters, + 1 (0: an empty slot) */
+    uint32_t index; /* the node's offset in characters */
 } slot;
 
 /* The start (offset in characters) of each line that holds a node: a node's line is that of the
@@ -22,37 +21,19 @@ typedef struct line_start {
     uint32_t start, line;
 } line_start;
 
+/* The places are appended as the parser goes (in the order written), then sorted once, on the
+ * first look-up: 16 bytes a node, and no table to grow while a big file is read. */
 struct cbx__yaml_pos {
     slot *slots;
-    size_t cap; /* a power of two */
-    size_t used;
+    size_t n, cap;
     line_start *lines;
     size_t nlines, lines_cap;
-    int unsorted;
+    int sorted;
 };
-
-static size_t hash(const void *p, uint32_t i)
-{
-    uint64_t h =
-        (uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull ^ (uint64_t)i * 0xC2B2AE3D27D4EB4Full;
-    h ^= h >> 29;
-    h *= 0xBF58476D1CE4E5B9ull;
-    h ^= h >> 32;
-    return (size_t)h;
-}
 
 cbx__yaml_pos *cbx__yaml_pos_new(void)
 {
-    cbx__yaml_pos *t = calloc(1, sizeof *t);
-    if (!t)
-        return NULL;
-    t->cap = 64;
-    t->slots = calloc(t->cap, sizeof *t->slots);
-    if (!t->slots) {
-        free(t);
-        return NULL;
-    }
-    return t;
+    return calloc(1, sizeof(cbx__yaml_pos));
 }
 
 void cbx__yaml_pos_free(cbx__yaml_pos *t)
@@ -64,67 +45,49 @@ void cbx__yaml_pos_free(cbx__yaml_pos *t)
     free(t);
 }
 
-static slot *find(const slot *slots, size_t cap, const void *p, uint32_t i)
-{
-    size_t k = hash(p, i) & (cap - 1);
-    while (slots[k].index && !(slots[k].p == p && slots[k].i == i))
-        k = (k + 1) & (cap - 1);
-    return (slot *)&slots[k];
-}
-
-static int grow(cbx__yaml_pos *t)
-{
-    size_t cap = t->cap * 2;
-    slot *s = calloc(cap, sizeof *s);
-    if (!s)
-        return -ENOMEM;
-    for (size_t k = 0; k < t->cap; k++)
-        if (t->slots[k].index)
-            *find(s, cap, t->slots[k].p, t->slots[k].i) = t->slots[k];
-    free(t->slots);
-    t->slots = s;
-    t->cap = cap;
-    return 0;
-}
-
 static uint32_t clamp32(size_t v)
 {
     return v < UINT32_MAX - 1 ? (uint32_t)v : UINT32_MAX - 1;
 }
 
-static int note_line(cbx__yaml_pos *t, uint32_t start, uint32_t line)
+static int reserve(void **v, size_t *cap, size_t n, size_t size)
 {
-    if (t->nlines && t->lines[t->nlines - 1].line == line)
+    if (n < *cap)
         return 0;
-    if (t->nlines == t->lines_cap) {
-        size_t cap = t->lines_cap ? t->lines_cap * 2 : 64;
-        line_start *nl = realloc(t->lines, cap * sizeof *nl);
-        if (!nl)
-            return -ENOMEM;
-        t->lines = nl;
-        t->lines_cap = cap;
-    }
-    if (t->nlines && t->lines[t->nlines - 1].start > start)
-        t->unsorted = 1;
-    t->lines[t->nlines++] = (line_start){start, line};
+    size_t c = *cap ? *cap * 2 : 256;
+    void *nv = realloc(*v, c * size);
+    if (!nv)
+        return -ENOMEM;
+    *v = nv;
+    *cap = c;
     return 0;
 }
 
 int cbx__yaml_pos_put(cbx__yaml_pos *t, const void *p, size_t i, size_t offset, size_t line,
                       size_t col)
 {
-    uint32_t i32 = i == CBX__YAML_KEY ? UINT32_MAX : clamp32(i);
-    if ((t->used + 1) * 4 > t->cap * 3 && grow(t) < 0) /* at most 3/4 full */
+    uint32_t at = clamp32(offset), ln = clamp32(line);
+    if (!t->nlines || t->lines[t->nlines - 1].line != ln) {
+        if (reserve((void **)&t->lines, &t->lines_cap, t->nlines, sizeof *t->lines) < 0)
+            return -ENOMEM;
+        t->lines[t->nlines++] = (line_start){at >= col ? at - (uint32_t)col : 0, ln};
+    }
+    if (reserve((void **)&t->slots, &t->cap, t->n, sizeof *t->slots) < 0)
         return -ENOMEM;
-    slot *s = find(t->slots, t->cap, p, i32);
-    if (s->index)
-        return 0;
-    uint32_t at = clamp32(offset);
-    if (note_line(t, at >= col ? at - (uint32_t)col : 0, clamp32(line)) < 0)
-        return -ENOMEM;
-    *s = (slot){.p = p, .i = i32, .index = at + 1};
-    t->used++;
+    t->slots[t->n++] =
+        (slot){.p = p, .i = i == CBX__YAML_KEY ? UINT32_MAX : clamp32(i), .index = at};
+    t->sorted = 0;
     return 0;
+}
+
+static int by_place(const void *a, const void *b)
+{
+    const slot *x = a, *y = b;
+    if (x->p != y->p)
+        return (uintptr_t)x->p < (uintptr_t)y->p ? -1 : 1;
+    if (x->i != y->i)
+        return x->i < y->i ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index; /* the first written first */
 }
 
 static int by_start(const void *a, const void *b)
@@ -133,19 +96,33 @@ static int by_start(const void *a, const void *b)
     return x->start < y->start ? -1 : x->start > y->start;
 }
 
+static void sort_once(cbx__yaml_pos *t)
+{
+    if (t->sorted)
+        return;
+    qsort(t->slots, t->n, sizeof *t->slots, by_place);
+    qsort(t->lines, t->nlines, sizeof *t->lines, by_start); /* sorted already, when in order */
+    t->sorted = 1;
+}
+
 int cbx__yaml_pos_get(const cbx__yaml_pos *t, const void *p, size_t i, int *line, int *col)
 {
+    sort_once((cbx__yaml_pos *)t); /* look-ups come after the load, from one thread */
     uint32_t i32 = i == CBX__YAML_KEY ? UINT32_MAX : clamp32(i);
-    const slot *s = find(t->slots, t->cap, p, i32);
-    if (!s->index || !t->nlines)
-        return -ENOENT;
-    if (t->unsorted) { /* not in the order written: sorted once, on the first look-up */
-        cbx__yaml_pos *w = (cbx__yaml_pos *)t;
-        qsort(w->lines, w->nlines, sizeof *w->lines, by_start);
-        w->unsorted = 0;
+    size_t lo = 0, hi = t->n; /* the first slot not before (p, i32) */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const slot *m = &t->slots[mid];
+        if ((uintptr_t)m->p < (uintptr_t)p || (m->p == p && m->i < i32))
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    uint32_t at = s->index - 1;
-    size_t lo = 0, hi = t->nlines; /* the last start <= at */
+    if (lo == t->n || t->slots[lo].p != p || t->slots[lo].i != i32 || !t->nlines)
+        return -ENOENT;
+    uint32_t at = t->slots[lo].index;
+    lo = 0;
+    hi = t->nlines; /* the last line start <= at */
     while (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;
         if (t->lines[mid].start <= at)

@@ -16,7 +16,8 @@ cbx__yaml_pos *cbx__yaml_pos_new(void);
 void cbx__yaml_pos_free(cbx__yaml_pos *t);
 
 /* 0, or -ENOMEM. offset, line and col are 0-based and count characters, as libyaml's marks do
- * (offsets past 4G are clamped). A place given twice keeps the first. */
+ * (offsets past 4G are clamped). A place given twice keeps the first. Look-ups come after the puts
+ * (the first one sorts). */
 int cbx__yaml_pos_put(cbx__yaml_pos *t, const void *p, size_t i, size_t offset, size_t line,
                       size_t col);
 
