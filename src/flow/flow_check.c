@@ -36,6 +36,7 @@ struct scope_ctx {
     int sequence;       /* mode: sequence (each step waits for the one before) */
     size_t cur;         /* the step being checked */
     json_t *index;      /* name -> position among the siblings */
+    size_t *dep_stamp;  /* [d] == cur + 1: the step being checked depends on d already */
     scope_ctx *parent;
 };
 
@@ -43,7 +44,22 @@ typedef struct checker {
     cbx__flow_loader *L;
     cbx_flow *f;
     const char **input_names; /* NULL-terminated */
+    size_t ninputs;
+    size_t suggest_left; /* names that suggestions may still compare against (see below) */
 } checker;
+
+/* A suggestion compares the unknown name with every name in view: many unknown references among
+ * many steps would make that quadratic, so the comparisons of one load are bounded; past the
+ * bound, problems are reported without a suggestion. */
+#define SUGGEST_BUDGET 2000000
+
+static int may_suggest(checker *C, size_t cands)
+{
+    if (cands > C->suggest_left)
+        return 0;
+    C->suggest_left -= cands;
+    return 1;
+}
 
 /* Where a template's references resolve. */
 typedef struct ref_ctx {
@@ -66,18 +82,27 @@ static void path_key(char *buf, size_t len, const char *base, const char *key)
 
 /* ---- dependencies -------------------------------------------------------------------------- */
 
-static int add_dep(checker *C, cbx__flow_step *s, size_t d)
+/* Step i of scope l depends on its sibling d. Each is added once: the stamp says whether i has it
+ * already, so a step that needs thousands of others costs no more than that. */
+static int add_dep(checker *C, scope_ctx *l, size_t i, size_t d)
 {
-    for (size_t k = 0; k < s->ndeps; k++)
-        if (s->deps[k] == d)
-            return 0;
-    size_t *nd = realloc(s->deps, (s->ndeps + 1) * sizeof *nd);
-    if (!nd) {
+    cbx__flow_step *s = &l->steps[i];
+    if (!l->dep_stamp) {
         C->L->fatal = -ENOMEM;
         return -ENOMEM;
     }
-    s->deps = nd;
+    if (l->dep_stamp[d] == i + 1)
+        return 0;
+    if ((s->ndeps & (s->ndeps - 1)) == 0) { /* 0, 1, 2, 4...: the room is full */
+        size_t *nd = realloc(s->deps, (s->ndeps ? s->ndeps * 2 : 1) * sizeof *nd);
+        if (!nd) {
+            C->L->fatal = -ENOMEM;
+            return -ENOMEM;
+        }
+        s->deps = nd;
+    }
     s->deps[s->ndeps++] = d;
+    l->dep_stamp[d] = i + 1;
     return 0;
 }
 
@@ -128,11 +153,14 @@ static void resolve_step(checker *C, const ref_ctx *rc, const char *name, const 
                      what, l->prefix, name);
                 return;
             }
-            add_dep(C, &l->steps[rep], j);
+            add_dep(C, l, rep, j);
             return;
         }
     }
-    const char **names = visible_names(rc->sc);
+    size_t in_view = 0;
+    for (scope_ctx *l = rc->sc; l; l = l->parent)
+        in_view += l->n;
+    const char **names = may_suggest(C, in_view) ? visible_names(rc->sc) : NULL;
     const char *best = names ? cbx__flow_suggest(name, names) : NULL;
     if (best)
         PROB(C, at, CBX_EINVAL_CONFIG, "%s: %s: unknown step '%s'; did you mean '%s'?", rc->ctx,
@@ -148,7 +176,7 @@ static void resolve_input(checker *C, const ref_ctx *rc, const char *name, const
     for (const char **n = C->input_names; *n; n++)
         if (strcmp(*n, name) == 0)
             return;
-    const char *best = cbx__flow_suggest(name, C->input_names);
+    const char *best = may_suggest(C, C->ninputs) ? cbx__flow_suggest(name, C->input_names) : NULL;
     if (best)
         PROB(C, at, CBX_EINVAL_CONFIG, "%s: %s: unknown input '%s'; did you mean '%s'?", rc->ctx,
              what, name, best);
@@ -626,7 +654,7 @@ static void check_step(checker *C, scope_ctx *sc, size_t i)
 
     /* a sequence: each step waits for the one before it */
     if (sc->sequence && i > 0)
-        add_dep(C, s, i - 1);
+        add_dep(C, sc, i, i - 1);
 
     /* parameters are checked only when config: was readable (a problem was reported if not) */
     const json_t *cfg = json_object_get(node, "config");
@@ -715,10 +743,13 @@ static void check_scope(checker *C, scope_ctx *sc)
         if (json_object_set_new(sc->index, s->name, json_integer((json_int_t)i)) < 0)
             C->L->fatal = -ENOMEM;
     }
+    sc->dep_stamp = calloc(sc->n + 1, sizeof *sc->dep_stamp);
     for (size_t i = 0; i < sc->n; i++) {
         sc->cur = i;
         check_step(C, sc, i);
     }
+    free(sc->dep_stamp);
+    sc->dep_stamp = NULL;
     check_cycles(C, sc);
     if (own) {
         json_decref(own);
@@ -728,7 +759,7 @@ static void check_scope(checker *C, scope_ctx *sc)
 
 void cbx__flow_check(cbx__flow_loader *L, cbx_flow *f)
 {
-    checker C = {.L = L, .f = f};
+    checker C = {.L = L, .f = f, .ninputs = f->ninputs, .suggest_left = SUGGEST_BUDGET};
     C.input_names = calloc(f->ninputs + 1, sizeof *C.input_names);
     if (!C.input_names) {
         L->fatal = -ENOMEM;

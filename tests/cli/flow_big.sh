@@ -1,6 +1,7 @@
 # Big flow files: a 300k-step chain written in reverse order (each step needs the one written
 # after it) validates under a 256 KB stack, so nothing walks it recursively; it has well over a
-# million nodes and no alias, and is accepted.
+# million nodes and no alias, and is accepted. Thousands of unknown references are all reported,
+# with suggestions only as long as these stay cheap.
 . "$(dirname "$0")/lib.bash"
 
 awk 'BEGIN {
@@ -18,3 +19,21 @@ awk 'BEGIN {
 rc=$?
 expect_rc 0 "a 300000-step chain in reverse order under ulimit -s 256"
 [ "$(cat "$TMP/out")" = "$TMP/chain.yaml: ok (300000 steps)" ] || fail "chain: $(cat "$TMP/out")"
+
+# 3000 steps that each need an unknown step: every one is reported, the first ones with a
+# suggestion; suggestions stop once they have compared two million names (they would take
+# quadratic time), the problems do not
+awk 'BEGIN {
+    n = 3000
+    print "name: unknown"
+    print "steps:"
+    for (i = 0; i < n; i++)
+        printf "  - name: s%d\n    executor: command\n    config: {argv: [\"true\"]}\n    needs: t%d\n", i, i
+}' >"$TMP/unknown.yaml"
+run "$CBX" validate "$TMP/unknown.yaml"
+expect_rc 2 "3000 unknown needs"
+[ "$(wc -l <"$TMP/err")" -eq 3000 ] || fail "unknown needs: $(wc -l <"$TMP/err") problems"
+head -n 1 "$TMP/err" | grep -q "step 's0': needs: unknown step 't0'; did you mean 's0'?$" ||
+    fail "first unknown need: $(head -n 1 "$TMP/err")"
+tail -n 1 "$TMP/err" | grep -q "step 's2999': needs: unknown step 't2999'$" ||
+    fail "last unknown need: $(tail -n 1 "$TMP/err")"
