@@ -45,6 +45,7 @@ typedef struct checker {
     cbx_flow *f;
     const char **input_names; /* NULL-terminated */
     size_t ninputs;
+    json_t *input_ix;    /* name -> true */
     size_t suggest_left; /* names that suggestions may still compare against (see below) */
 } checker;
 
@@ -173,9 +174,8 @@ static void resolve_step(checker *C, const ref_ctx *rc, const char *name, const 
 static void resolve_input(checker *C, const ref_ctx *rc, const char *name, const char *at,
                           const char *what)
 {
-    for (const char **n = C->input_names; *n; n++)
-        if (strcmp(*n, name) == 0)
-            return;
+    if (json_object_get(C->input_ix, name))
+        return;
     const char *best = may_suggest(C, C->ninputs) ? cbx__flow_suggest(name, C->input_names) : NULL;
     if (best)
         PROB(C, at, CBX_EINVAL_CONFIG, "%s: %s: unknown input '%s'; did you mean '%s'?", rc->ctx,
@@ -765,8 +765,12 @@ void cbx__flow_check(cbx__flow_loader *L, cbx_flow *f)
         L->fatal = -ENOMEM;
         return;
     }
-    for (size_t i = 0; i < f->ninputs; i++)
+    C.input_ix = json_object();
+    for (size_t i = 0; i < f->ninputs; i++) {
         C.input_names[i] = f->inputs[i].name;
+        if (!C.input_ix || json_object_set_new(C.input_ix, f->inputs[i].name, json_true()) < 0)
+            L->fatal = -ENOMEM;
+    }
 
     const json_t *root = f->doc.root;
     scope_ctx top = {.steps = f->steps,
@@ -810,6 +814,7 @@ void cbx__flow_check(cbx__flow_loader *L, cbx_flow *f)
         }
     }
     free(C.input_names);
+    json_decref(C.input_ix);
     json_decref(top.index);
 
     free(f->order);

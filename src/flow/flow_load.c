@@ -31,8 +31,15 @@ static void textf(char *buf, size_t len, const char *fmt, ...)
 typedef struct parser {
     cbx__flow_loader *L;
     cbx_flow *f;
-    char dir[PATH_MAX]; /* where sub-flow paths are resolved from */
+    char dir[PATH_MAX];  /* where sub-flow paths are resolved from */
+    json_t *input_ix;    /* input name -> 1, to find a name declared twice */
+    json_t *policy_ix;   /* policy name -> its index in f->policies */
+    size_t suggest_left; /* policy names that suggestions may still compare against */
 } parser;
+
+/* Suggestions for unknown policy names compare with every policy declared: bounded per load, as
+ * in flow_check.c, so that many steps naming unknown policies among many do not cost n^2. */
+#define SUGGEST_BUDGET 2000000
 
 #define PROB(P, path, code, ...) cbx__flow_problem((P)->L, &(P)->f->doc, path, code, __VA_ARGS__)
 
@@ -339,11 +346,14 @@ static void parse_input(parser *P, const char *name, const char *name_path, cons
              "input '%.64s': a name is 1 to 63 letters, digits, '_' or '-'", name);
         return;
     }
-    for (size_t i = 0; i < f->ninputs; i++)
-        if (f->inputs[i].name && strcmp(f->inputs[i].name, name) == 0) {
-            PROB(P, name_path, CBX_EINVAL_CONFIG, "input '%s' is declared twice", name);
-            return;
-        }
+    if (json_object_get(P->input_ix, name)) {
+        PROB(P, name_path, CBX_EINVAL_CONFIG, "input '%s' is declared twice", name);
+        return;
+    }
+    if (json_object_set_new(P->input_ix, name, json_true()) < 0) {
+        P->L->fatal = -ENOMEM;
+        return;
+    }
     cbx__flow_input *in = &f->inputs[f->ninputs];
     *in = (cbx__flow_input){.type = CBX_PARAM_ANY};
     in->name = dup_str(P, name);
@@ -529,9 +539,13 @@ static void parse_policies(parser *P, const json_t *v)
         if (!fp->policy)
             continue;
         fp->name = dup_str(P, key);
-        if (!fp->name) {
+        if (!fp->name ||
+            json_object_set_new(P->policy_ix, key, json_integer((json_int_t)f->npolicies)) < 0) {
+            free(fp->name);
+            fp->name = NULL;
             cbx_policy_free(fp->policy);
             fp->policy = NULL;
+            P->L->fatal = -ENOMEM;
             continue;
         }
         f->npolicies++;
@@ -763,14 +777,16 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
                  ctx);
         } else if (json_is_string(pol)) {
             const char *pn = json_string_value(pol);
-            for (size_t i = 0; i < f->npolicies && !s->policy; i++)
-                if (strcmp(f->policies[i].name, pn) == 0)
-                    s->policy = f->policies[i].policy;
+            json_t *pix = json_object_get(P->policy_ix, pn);
+            if (pix)
+                s->policy = f->policies[json_integer_value(pix)].policy;
             if (!s->policy) {
                 /* suggest among the names declared, also those whose block had problems */
                 json_t *declared = json_object_get(f->doc.root, "policies");
                 size_t nd = json_is_object(declared) ? json_object_size(declared) : 0;
-                const char **names = calloc(nd + 1, sizeof *names);
+                int suggest = nd <= P->suggest_left;
+                P->suggest_left -= suggest ? nd : 0;
+                const char **names = suggest ? calloc(nd + 1, sizeof *names) : NULL;
                 size_t k = 0;
                 const char *dk;
                 json_t *dv;
@@ -910,14 +926,22 @@ static cbx_flow *build_flow(cbx__flow_loader *L, cbx_yaml_doc *doc, const char *
     }
     f->doc = *doc;
     memset(doc, 0, sizeof *doc);
-    parser P = {.L = L, .f = f};
-    dir_of(file, P.dir, sizeof P.dir);
+    parser P = {.L = L,
+                .f = f,
+                .input_ix = json_object(),
+                .policy_ix = json_object(),
+                .suggest_left = SUGGEST_BUDGET};
     const json_t *root = f->doc.root;
+    if (!P.input_ix || !P.policy_ix) {
+        L->fatal = -ENOMEM;
+        goto out;
+    }
+    dir_of(file, P.dir, sizeof P.dir);
     if (!json_is_object(root)) {
         PROB(&P, "", CBX_EINVAL_CONFIG,
              "a flow file is a mapping (name, inputs, policies, steps, outputs), got %s",
              root ? cbx__json_kind(root) : "an empty document");
-        return f;
+        goto out;
     }
     unknown_keys(&P, root, "", top_keys, "unknown top-level key");
     if (get_string(&P, root, "name", "", "", &f->name) <= 0) {
@@ -954,9 +978,12 @@ static cbx_flow *build_flow(cbx__flow_loader *L, cbx_yaml_doc *doc, const char *
     get_count(&P, root, "concurrency", "", "", &f->concurrency);
     /* config: (the seed's flow files carry execution settings there) is accepted as it is */
     cbx__flow_check(L, f);
+out:
     /* the document served the checks (positions, the steps as written): a big flow should not
      * keep it for as long as it runs */
     cbx_yaml_doc_clear(&f->doc);
+    json_decref(P.input_ix);
+    json_decref(P.policy_ix);
     return f;
 }
 
