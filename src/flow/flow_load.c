@@ -76,6 +76,10 @@ static const char *const modes[] = {"sequence", "parallel", NULL};
 void cbx__flow_problem(cbx__flow_loader *L, const cbx_yaml_doc *doc, const char *path, int code,
                        const char *fmt, ...)
 {
+    if (L->problems >= CBX__FLOW_MAX_PROBLEMS) { /* counted, not kept: see finish() */
+        L->problems++;
+        return;
+    }
     int line = 0, col = 0;
     cbx_yaml_where(doc, path, &line, &col);
     char msg[sizeof((cbx_err *)0)->msg];
@@ -627,15 +631,15 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
     cbx_flow *f = P->f;
     char kp[CBX__FLOW_PATH_MAX], ctx[200];
     cbx_yaml_where(&f->doc, path, &s->line, &s->col);
-    s->config = json_object();
-    if (!s->config) {
-        P->L->fatal = -ENOMEM;
-        return;
-    }
     if (!json_is_object(node)) {
         PROB(P, path, CBX_EINVAL_CONFIG,
              "%s: expected a step (a mapping with name and executor), got %s", path,
              cbx__json_kind(node));
+        return;
+    }
+    s->config = json_object();
+    if (!s->config) {
+        P->L->fatal = -ENOMEM;
         return;
     }
     /* the name first: every later message names the step */
@@ -893,9 +897,14 @@ static void parse_steps(parser *P, const json_t *arr, const char *path, const ch
      * beside the structure */
     *n = count;
     char ip[CBX__FLOW_PATH_MAX];
-    for (size_t i = 0; i < count; i++)
+    for (size_t i = 0; i < count; i++) {
+        if (P->L->problems > CBX__FLOW_MAX_PROBLEMS) { /* the load stops: see finish() */
+            *n = i;
+            break;
+        }
         parse_step(P, json_array_get(arr, i), index_path(ip, sizeof ip, path, i), prefix,
                    &(*out)[i]);
+    }
 }
 
 /* ---- the flow ------------------------------------------------------------------------------ */
@@ -977,7 +986,8 @@ static cbx_flow *build_flow(cbx__flow_loader *L, cbx_yaml_doc *doc, const char *
     get_duration(&P, root, "timeout", "", "", &f->timeout_ns);
     get_count(&P, root, "concurrency", "", "", &f->concurrency);
     /* config: (the seed's flow files carry execution settings there) is accepted as it is */
-    cbx__flow_check(L, f);
+    if (L->problems <= CBX__FLOW_MAX_PROBLEMS)
+        cbx__flow_check(L, f);
 out:
     /* the document served the checks (positions, the steps as written): a big flow should not
      * keep it for as long as it runs */
@@ -1047,6 +1057,10 @@ static int finish(cbx__flow_loader *L, cbx_flow *f, size_t before, cbx_flow **ou
         rc = CBX_EINVAL_CONFIG;
     }
     sort_problems(L->diag, before);
+    if (L->problems > CBX__FLOW_MAX_PROBLEMS)
+        cbx_diag_add(L->diag, CBX_EINVAL_CONFIG, f ? f->file : "", 0, 0,
+                     "more than %d problems: the first %d are listed, and the checks stopped",
+                     CBX__FLOW_MAX_PROBLEMS, CBX__FLOW_MAX_PROBLEMS);
     if (rc) {
         cbx_flow_free(f);
         f = NULL;
