@@ -419,6 +419,7 @@ static int load(const char *text, size_t len, FILE *f, const char *name, cbx_yam
         yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     r = parse(&l, &parser);
     yaml_parser_delete(&parser);
+    cbx__yaml_pos_seal(doc->position);
     if (rd.over)
         r = too_big(err, name, max_bytes);
     else if (rd.failed)

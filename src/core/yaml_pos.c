@@ -21,8 +21,8 @@ typedef struct line_start {
     uint32_t start, line;
 } line_start;
 
-/* The places are appended as the parser goes (in the order written), then sorted once, on the
- * first look-up: 16 bytes a node, and no table to grow while a big file is read. */
+/* The places are appended as the parser goes (in the order written), then sorted once, when the
+ * document is complete: 16 bytes a node, and no table to grow while a big file is read. */
 struct cbx__yaml_pos {
     slot *slots;
     size_t n, cap;
@@ -96,7 +96,7 @@ static int by_start(const void *a, const void *b)
     return x->start < y->start ? -1 : x->start > y->start;
 }
 
-static void sort_once(cbx__yaml_pos *t)
+void cbx__yaml_pos_seal(cbx__yaml_pos *t)
 {
     if (t->sorted)
         return;
@@ -107,7 +107,8 @@ static void sort_once(cbx__yaml_pos *t)
 
 int cbx__yaml_pos_get(const cbx__yaml_pos *t, const void *p, size_t i, int *line, int *col)
 {
-    sort_once((cbx__yaml_pos *)t); /* look-ups come after the load, from one thread */
+    if (!t->sorted)
+        return -ENOENT;
     uint32_t i32 = i == CBX__YAML_KEY ? UINT32_MAX : clamp32(i);
     size_t lo = 0, hi = t->n; /* the first slot not before (p, i32) */
     while (lo < hi) {

@@ -16,12 +16,15 @@ cbx__yaml_pos *cbx__yaml_pos_new(void);
 void cbx__yaml_pos_free(cbx__yaml_pos *t);
 
 /* 0, or -ENOMEM. offset, line and col are 0-based and count characters, as libyaml's marks do
- * (offsets past 4G are clamped). A place given twice keeps the first. Look-ups come after the puts
- * (the first one sorts). */
+ * (offsets past 4G are clamped). A place given twice keeps the first. */
 int cbx__yaml_pos_put(cbx__yaml_pos *t, const void *p, size_t i, size_t offset, size_t line,
                       size_t col);
 
-/* 0 and line/col (1-based), or -ENOENT. */
+/* Sort what was put, for the look-ups; no put after it. */
+void cbx__yaml_pos_seal(cbx__yaml_pos *t);
+
+/* 0 and line/col (1-based), or -ENOENT (also before the seal). Reads only: look-ups may come
+ * from several threads at once. */
 int cbx__yaml_pos_get(const cbx__yaml_pos *t, const void *p, size_t i, int *line, int *col);
 
 #endif
