@@ -151,6 +151,17 @@ static int anchor_set(loader *l, const char *name, json_t *v, size_t nodes)
 
 /* ---- the tree ------------------------------------------------------------------------------ */
 
+/* jansson refused text (s, len): not UTF-8, or out of memory? Without the check it keeps, jansson
+ * fails only when memory runs out. */
+static int refused_text(loader *l, const char *s, size_t len, yaml_mark_t m, const char *what)
+{
+    json_t *probe = json_stringn_nocheck(s, len);
+    if (!probe)
+        return oom(l, m);
+    json_decref(probe);
+    return fail_at(l, m, CBX_EPARSE, "%s is not valid UTF-8", what);
+}
+
 /* Put v (a reference, taken) where the document is: the root, a sequence's next item, or the
  * value of the key read. m is where v (or for a member, its key) was written. */
 static int place(loader *l, json_t *v, yaml_mark_t m, size_t nodes)
@@ -177,8 +188,9 @@ static int place(loader *l, json_t *v, yaml_mark_t m, size_t nodes)
     char *key = f->key;
     f->key = NULL;
     if (json_object_set_new(f->node, key, v) < 0) {
+        int r = refused_text(l, key, strlen(key), f->key_at, "a key");
         free(key);
-        return fail_at(l, f->key_at, CBX_EPARSE, "%s", "a key that is not valid UTF-8");
+        return r;
     }
     /* the key string the object keeps stands for the member: it lives as long as the member */
     const char *kept = json_object_iter_key(json_object_iter_at(f->node, key));
@@ -215,7 +227,7 @@ static int on_scalar(loader *l, const yaml_event_t *e)
     json_t *v = e->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ? json_stringn(s, len)
                                                                 : plain_scalar(s, len);
     if (!v)
-        return fail_at(l, e->start_mark, CBX_EPARSE, "%s", "text is not valid UTF-8");
+        return refused_text(l, s, len, e->start_mark, "text");
     const char *anchor = (const char *)e->data.scalar.anchor;
     if (anchor && anchor_set(l, anchor, v, 1) < 0) {
         json_decref(v);
