@@ -100,8 +100,10 @@ void cbx__yaml_pos_seal(cbx__yaml_pos *t)
 {
     if (t->sorted)
         return;
-    qsort(t->slots, t->n, sizeof *t->slots, by_place);
-    qsort(t->lines, t->nlines, sizeof *t->lines, by_start); /* sorted already, when in order */
+    if (t->n) /* an empty document has no array at all: qsort must not see NULL */
+        qsort(t->slots, t->n, sizeof *t->slots, by_place);
+    if (t->nlines) /* sorted already, when in order */
+        qsort(t->lines, t->nlines, sizeof *t->lines, by_start);
     t->sorted = 1;
 }
 
