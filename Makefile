@@ -3,10 +3,12 @@
 #   make check   warnings-as-errors build and every test, again under ASan+UBSan, and the
 #                stress tests under TSan
 #   make tsan    the concurrency (stress) tests under ThreadSanitizer
+#   make fuzz    the libFuzzer targets in fuzz/, FUZZ_SECONDS (600) each; fuzz-short: 20 s each,
+#                part of check (skipped, with a message, only where clang is not installed)
 #   make lint    clang-format check, clang-tidy, cppcheck
 #   make bench   benchmarks beside their peers; writes docs/BENCHMARKS.md
 #   make install PREFIX=/usr/local   (a build of its own: no tests, benchmarks or examples)
-.PHONY: all deps demo check test asan tsan lint format bench valgrind install package-check clean
+.PHONY: all deps demo check test asan tsan fuzz fuzz-short fuzz-merge lint format bench valgrind install package-check clean
 
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
@@ -35,12 +37,25 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
 
-check: test asan tsan package-check
+check: test asan tsan fuzz-short package-check
 
 tsan: deps
 	$(call configure,build-tsan,RelWithDebInfo,-DCBX_WERROR=ON -DCBX_SANITIZE=thread -DCBX_BENCH=OFF -DCBX_EXAMPLES=OFF)
 	cmake --build build-tsan -j $(JOBS)
 	TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -L stress
+
+FUZZ_SECONDS ?= 600
+fuzz:
+	scripts/deps fuzz
+	fuzz/run $(FUZZ_SECONDS)
+
+fuzz-short:
+	scripts/deps fuzz
+	fuzz/run 20
+
+# fold the inputs the runs found into fuzz/corpus/, minimised
+fuzz-merge:
+	fuzz/run --merge
 
 valgrind: all
 	ctest --test-dir build -L unit -T memcheck --overwrite MemoryCheckCommandOptions="--error-exitcode=1 --leak-check=full"
@@ -70,6 +85,6 @@ package-check:
 	tests/package/check.sh
 
 clean:
-	rm -rf build build-asan build-tsan build-install
+	rm -rf build build-asan build-tsan build-install build-fuzz
 
 , := ,

@@ -4,11 +4,13 @@
 #include "output.h"
 
 #include "cbx/units.h"
+#include "cbx/yaml.h"
 #include "core/text.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,10 +216,14 @@ int cli_read_file(const char *path, char **buf, size_t *len)
     int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    size_t cap = 4096, n = 0;
+    size_t cap = 4096, n = 0, limit = cbx_yaml_max_bytes();
     char *b = malloc(cap);
     int rc = b ? 0 : -ENOMEM;
     while (rc == 0) {
+        if (n > limit) {
+            rc = -EFBIG;
+            break;
+        }
         if (n + 1 >= cap) {
             char *nb = realloc(b, cap * 2);
             if (!nb) {
@@ -227,7 +233,10 @@ int cli_read_file(const char *path, char **buf, size_t *len)
             b = nb;
             cap *= 2;
         }
-        ssize_t r = read(fd, b + n, cap - n - 1);
+        size_t want = cap - n - 1;
+        if (want > limit + 1 - n) /* one byte past the limit tells it is passed */
+            want = limit + 1 - n;
+        ssize_t r = read(fd, b + n, want);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
@@ -246,6 +255,41 @@ int cli_read_file(const char *path, char **buf, size_t *len)
     b[n] = '\0';
     *buf = b;
     *len = n;
+    return 0;
+}
+
+const char *cli_read_error(int r)
+{
+    static char msg[160];
+    if (r != -EFBIG)
+        return strerror(-r);
+    snprintf(msg, sizeof msg, "larger than %zu bytes, the limit on input (CBX_MAX_INPUT raises it)",
+             cbx_yaml_max_bytes());
+    return msg;
+}
+
+int cli_input_limit_from_env(void)
+{
+    const char *v = getenv("CBX_MAX_INPUT");
+    if (!v || !*v)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'k')
+        shift = 10;
+    else if (*end == 'M' || *end == 'm')
+        shift = 20;
+    else if (*end == 'G' || *end == 'g')
+        shift = 30;
+    if (shift)
+        end++;
+    if (errno || end == v || *end || v[0] == '-' || n == 0 || n > (SIZE_MAX >> shift)) {
+        cli_err("CBX_MAX_INPUT: expected a size in bytes such as 1048576 or 64M, got '%s'", v);
+        return -EINVAL;
+    }
+    cbx_yaml_set_max_bytes((size_t)n << shift);
     return 0;
 }
 
@@ -409,7 +453,7 @@ int cli_params_build(const char *cmd, const cbx_param *params, const char *objec
             len = 0;
             int rc = cli_read_file(text + 1, &file, &len);
             if (rc < 0) {
-                cli_err("%s: -p %s: cannot read '%s': %s", cmd, key, text + 1, strerror(-rc));
+                cli_err("%s: -p %s: cannot read '%s': %s", cmd, key, text + 1, cli_read_error(rc));
                 json_decref(obj);
                 return CLI_ARGS_ERROR;
             }

@@ -83,9 +83,15 @@ int cli_parse_rate(const char *flag, const char *text, double *per_second);
 /* One of a NULL-terminated list of words. */
 int cli_parse_choice(const char *flag, const char *text, const char *const *choices);
 
-/* Read a whole file ("-" = stdin) into a NUL-terminated buffer (*len bytes, NUL not counted).
- * Returns 0, or -errno (nothing printed). */
+/* Read a whole file ("-" = stdin) into a NUL-terminated buffer (*len bytes, NUL not counted),
+ * up to the input limit (cbx_yaml_max_bytes()). Returns 0, or -errno (nothing printed): -EFBIG
+ * past the limit (an endless pipe or /dev/zero is not read further). */
 int cli_read_file(const char *path, char **buf, size_t *len);
+/* Why cli_read_file failed, for a message: strerror, or the limit and how to raise it. */
+const char *cli_read_error(int r);
+/* Set the input limit from CBX_MAX_INPUT (bytes, or with a K, M or G suffix). Returns 0, or
+ * -EINVAL after a message when the value is not a size. */
+int cli_input_limit_from_env(void);
 
 /* The candidate the word most likely meant: the only one it abbreviates, else the closest (by
  * cbx__edit_distance, core/text.h) within a third of the word's length (2 edits for short

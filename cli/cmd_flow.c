@@ -42,6 +42,8 @@ static const char validate_help[] =
     "literal parameters, templates and what they refer to (inputs, steps), needs, cycles,\n"
     "policies, durations, sub-flows. Every problem is reported, one per line on stderr, as\n"
     "FILE:LINE:COLUMN: message. A good file prints \"FILE: ok (N steps)\". See docs/flows.md.\n"
+    "A file is read up to $CBX_MAX_INPUT bytes (default 64M; 1M, 512K, 2G...); nesting past\n"
+    "512 levels, aliases that add over a million nodes and a second document are refused.\n"
     "\n"
     "Options:\n"
     "  --json               print the problems as a JSON array on stdout ([] when none):\n"
@@ -79,7 +81,8 @@ static const char run_help[] =
     "  -i, --input KEY=VALUE   an input, typed by the flow's declaration: integer, number,\n"
     "                          boolean, array and object values are parsed (JSON); string\n"
     "                          values are taken as they are\n"
-    "  -i KEY=@FILE            the file's content (@- reads stdin)\n"
+    "  -i KEY=@FILE            the file's content (@- reads stdin), up to $CBX_MAX_INPUT\n"
+    "                          bytes (default 64M)\n"
     "  --inputs-json JSON      every input as one JSON object (-i values override it)\n"
     "\n"
     "Running:\n"
@@ -510,21 +513,6 @@ static int load_flow(const char *cmd, const char *file, const cbx_registry *reg,
     return code;
 }
 
-/* Steps of a checked file, nested ones included. */
-static size_t count_steps(const json_t *steps)
-{
-    size_t n = 0, i;
-    json_t *s;
-    json_array_foreach(steps, i, s)
-    {
-        n++;
-        const json_t *kids = json_object_get(s, "steps");
-        if (json_is_array(kids))
-            n += count_steps(kids);
-    }
-    return n;
-}
-
 /* What a run shows as its outputs: the flow's, or for a flow that declares none, {step:
  * outputs} of the steps that succeeded. New reference. */
 static json_t *shown_outputs(const cbx_flow_result *r, int declared)
@@ -572,12 +560,7 @@ int cli_cmd_validate(cli_ctx *ctx, int argc, char **argv)
         cli_print_json(stdout, none);
         json_decref(none);
     } else {
-        cbx_yaml_doc doc;
-        size_t n = 0;
-        if (cbx_yaml_load_file(c.file, &doc, NULL) == 0) {
-            n = count_steps(json_object_get(doc.root, "steps"));
-            cbx_yaml_doc_clear(&doc);
-        }
+        size_t n = cbx_flow_step_count(f);
         printf("%s: ok (%zu step%s)\n", c.file, n, n == 1 ? "" : "s");
     }
 out:
@@ -666,7 +649,7 @@ static int build_inputs(const flow_cfg *c, const cbx_flow *f, json_t **out)
     json_t *obj;
     if (c->inputs_json) {
         json_error_t je;
-        obj = json_loads(c->inputs_json, 0, &je);
+        obj = json_loads(c->inputs_json, JSON_REJECT_DUPLICATES, &je);
         if (!obj || !json_is_object(obj)) {
             if (obj)
                 cli_err("--inputs-json: expected a JSON object, got %s", cli_json_kind(obj));
@@ -694,7 +677,8 @@ static int build_inputs(const flow_cfg *c, const cbx_flow *f, json_t **out)
         if (text[0] == '@') {
             int r = cli_read_file(text + 1, &file, &len);
             if (r < 0) {
-                cli_err("%s: -i %s: cannot read '%s': %s", c->cmd, key, text + 1, strerror(-r));
+                cli_err("%s: -i %s: cannot read '%s': %s", c->cmd, key, text + 1,
+                        cli_read_error(r));
                 json_decref(obj);
                 return CLI_EXIT_USAGE;
             }
@@ -1405,7 +1389,7 @@ static int batch_read(const flow_cfg *c, const cbx_flow *f, const json_t *base, 
     size_t len = 0;
     int r = cli_read_file(c->batch, &text, &len);
     if (r < 0) {
-        cli_err("--batch: cannot read '%s': %s", c->batch, strerror(-r));
+        cli_err("--batch: cannot read '%s': %s", c->batch, cli_read_error(r));
         return CLI_EXIT_USAGE;
     }
     const char *name = strcmp(c->batch, "-") == 0 ? "<stdin>" : c->batch;
@@ -1431,7 +1415,7 @@ static int batch_read(const flow_cfg *c, const cbx_flow *f, const json_t *base, 
         if (k == ll)
             continue; /* a blank line */
         json_error_t je;
-        json_t *v = json_loadb(l, ll, JSON_DECODE_ANY, &je);
+        json_t *v = json_loadb(l, ll, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
         if (!v) {
             fprintf(stderr, "%s:%d:%d: not valid JSON: %s\n", name, lineno, je.column, je.text);
             problems++;

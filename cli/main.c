@@ -200,6 +200,8 @@ int main(int argc, char **argv)
     cli_ctx ctx = {0};
     const char *global_dir = NULL, *config_file = NULL;
     int i = 1;
+    if (cli_input_limit_from_env() < 0)
+        return CLI_EXIT_USAGE;
     /* Global options, up to the command. */
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *a = argv[i];

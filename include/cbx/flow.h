@@ -40,6 +40,9 @@ const char *cbx_flow_name(const cbx_flow *f);
 const char *cbx_flow_file(const cbx_flow *f);
 /* 1 when the flow declares an outputs block (even an empty one), else 0. */
 int cbx_flow_declares_outputs(const cbx_flow *f);
+/* The steps written in the file: the flow's, and those inside executor: steps blocks (not those
+ * of sub-flows). 0 for NULL. */
+size_t cbx_flow_step_count(const cbx_flow *f);
 
 /* Check inputs against the flow's declarations; returns a new object with defaults applied
  * (*out) or CBX_EINVAL_CONFIG with each problem (unknown, missing, mistyped, not in enum). */

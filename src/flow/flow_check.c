@@ -38,6 +38,7 @@ struct scope_ctx {
     int sequence;       /* mode: sequence (each step waits for the one before) */
     size_t cur;         /* the step being checked */
     json_t *index;      /* name -> position among the siblings */
+    size_t *dep_stamp;  /* [d] == cur + 1: the step being checked depends on d already */
     scope_ctx *parent;
 };
 
@@ -45,7 +46,23 @@ typedef struct checker {
     cbx__flow_loader *L;
     cbx_flow *f;
     const char **input_names; /* NULL-terminated */
+    size_t ninputs;
+    json_t *input_ix;    /* name -> true */
+    size_t suggest_left; /* names that suggestions may still compare against (see below) */
 } checker;
+
+/* A suggestion compares the unknown name with every name in view: many unknown references among
+ * many steps would make that quadratic, so the comparisons of one load are bounded; past the
+ * bound, problems are reported without a suggestion. */
+#define SUGGEST_BUDGET 2000000
+
+static int may_suggest(checker *C, size_t cands)
+{
+    if (cands > C->suggest_left)
+        return 0;
+    C->suggest_left -= cands;
+    return 1;
+}
 
 /* Where a template's references resolve. */
 typedef struct ref_ctx {
@@ -68,18 +85,27 @@ static void path_key(char *buf, size_t len, const char *base, const char *key)
 
 /* ---- dependencies -------------------------------------------------------------------------- */
 
-static int add_dep(checker *C, cbx__flow_step *s, size_t d)
+/* Step i of scope l depends on its sibling d. Each is added once: the stamp says whether i has it
+ * already, so a step that needs thousands of others costs no more than that. */
+static int add_dep(checker *C, scope_ctx *l, size_t i, size_t d)
 {
-    for (size_t k = 0; k < s->ndeps; k++)
-        if (s->deps[k] == d)
-            return 0;
-    size_t *nd = realloc(s->deps, (s->ndeps + 1) * sizeof *nd);
-    if (!nd) {
+    cbx__flow_step *s = &l->steps[i];
+    if (!l->dep_stamp) {
         C->L->fatal = -ENOMEM;
         return -ENOMEM;
     }
-    s->deps = nd;
+    if (l->dep_stamp[d] == i + 1)
+        return 0;
+    if ((s->ndeps & (s->ndeps - 1)) == 0) { /* 0, 1, 2, 4...: the room is full */
+        size_t *nd = realloc(s->deps, (s->ndeps ? s->ndeps * 2 : 1) * sizeof *nd);
+        if (!nd) {
+            C->L->fatal = -ENOMEM;
+            return -ENOMEM;
+        }
+        s->deps = nd;
+    }
     s->deps[s->ndeps++] = d;
+    l->dep_stamp[d] = i + 1;
     return 0;
 }
 
@@ -130,11 +156,14 @@ static void resolve_step(checker *C, const ref_ctx *rc, const char *name, const 
                      what, l->prefix, name);
                 return;
             }
-            add_dep(C, &l->steps[rep], j);
+            add_dep(C, l, rep, j);
             return;
         }
     }
-    const char **names = visible_names(rc->sc);
+    size_t in_view = 0;
+    for (scope_ctx *l = rc->sc; l; l = l->parent)
+        in_view += l->n;
+    const char **names = may_suggest(C, in_view) ? visible_names(rc->sc) : NULL;
     const char *best = names ? cbx__flow_suggest(name, names) : NULL;
     if (best)
         PROB(C, at, CBX_EINVAL_CONFIG, "%s: %s: unknown step '%s'; did you mean '%s'?", rc->ctx,
@@ -147,10 +176,9 @@ static void resolve_step(checker *C, const ref_ctx *rc, const char *name, const 
 static void resolve_input(checker *C, const ref_ctx *rc, const char *name, const char *at,
                           const char *what)
 {
-    for (const char **n = C->input_names; *n; n++)
-        if (strcmp(*n, name) == 0)
-            return;
-    const char *best = cbx__flow_suggest(name, C->input_names);
+    if (json_object_get(C->input_ix, name))
+        return;
+    const char *best = may_suggest(C, C->ninputs) ? cbx__flow_suggest(name, C->input_names) : NULL;
     if (best)
         PROB(C, at, CBX_EINVAL_CONFIG, "%s: %s: unknown input '%s'; did you mean '%s'?", rc->ctx,
              what, name, best);
@@ -534,7 +562,8 @@ typedef struct cycle_state {
     checker *C;
     scope_ctx *sc;
     unsigned char *color; /* 0 new, 1 on the path, 2 done */
-    size_t *stack;
+    size_t *stack;        /* the path being walked, root first */
+    size_t *next;         /* for each entry of stack, the next of its deps to follow */
     size_t depth;
 } cycle_state;
 
@@ -566,24 +595,34 @@ static void report_cycle(cycle_state *cs, size_t from)
                       text);
 }
 
-static void dfs(cycle_state *cs, size_t i)
+static void dfs(cycle_state *cs, size_t root)
 {
-    cs->color[i] = 1;
-    cs->stack[cs->depth++] = i;
-    const cbx__flow_step *s = &cs->sc->steps[i];
-    for (size_t k = 0; k < s->ndeps; k++) {
-        size_t d = s->deps[k];
+    /* an explicit stack: a chain of steps as long as the file allows must not recurse */
+    cs->color[root] = 1;
+    cs->stack[0] = root;
+    cs->next[0] = 0;
+    cs->depth = 1;
+    while (cs->depth) {
+        size_t top = cs->depth - 1, i = cs->stack[top];
+        const cbx__flow_step *s = &cs->sc->steps[i];
+        if (cs->next[top] == s->ndeps) {
+            cs->color[i] = 2;
+            cs->depth--;
+            continue;
+        }
+        size_t d = s->deps[cs->next[top]++];
         if (cs->color[d] == 1) {
             size_t from = 0;
             while (cs->stack[from] != d)
                 from++;
             report_cycle(cs, from);
         } else if (cs->color[d] == 0) {
-            dfs(cs, d);
+            cs->color[d] = 1;
+            cs->stack[cs->depth] = d;
+            cs->next[cs->depth] = 0;
+            cs->depth++;
         }
     }
-    cs->depth--;
-    cs->color[i] = 2;
 }
 
 static void check_cycles(checker *C, scope_ctx *sc)
@@ -591,7 +630,8 @@ static void check_cycles(checker *C, scope_ctx *sc)
     cycle_state cs = {.C = C, .sc = sc};
     cs.color = calloc(sc->n + 1, 1);
     cs.stack = calloc(sc->n + 1, sizeof *cs.stack);
-    if (cs.color && cs.stack) {
+    cs.next = calloc(sc->n + 1, sizeof *cs.next);
+    if (cs.color && cs.stack && cs.next) {
         for (size_t i = 0; i < sc->n; i++)
             if (cs.color[i] == 0)
                 dfs(&cs, i);
@@ -600,6 +640,7 @@ static void check_cycles(checker *C, scope_ctx *sc)
     }
     free(cs.color);
     free(cs.stack);
+    free(cs.next);
 }
 
 /* A topological order (Kahn's, ready steps taken in the order they became ready, the earlier
@@ -689,7 +730,7 @@ static void check_step(checker *C, scope_ctx *sc, size_t i)
 
     /* a sequence: each step waits for the one before it */
     if (sc->sequence && i > 0)
-        add_dep(C, s, i - 1);
+        add_dep(C, sc, i, i - 1);
 
     /* parameters are checked only when config: was readable (a problem was reported if not) */
     const json_t *cfg = json_object_get(node, "config");
@@ -778,10 +819,13 @@ static void check_scope(checker *C, scope_ctx *sc)
         if (json_object_set_new(sc->index, s->name, json_integer((json_int_t)i)) < 0)
             C->L->fatal = -ENOMEM;
     }
+    sc->dep_stamp = calloc(sc->n + 1, sizeof *sc->dep_stamp);
     for (size_t i = 0; i < sc->n; i++) {
         sc->cur = i;
         check_step(C, sc, i);
     }
+    free(sc->dep_stamp);
+    sc->dep_stamp = NULL;
     check_cycles(C, sc);
     if (own) {
         json_decref(own);
@@ -791,14 +835,18 @@ static void check_scope(checker *C, scope_ctx *sc)
 
 void cbx__flow_check(cbx__flow_loader *L, cbx_flow *f)
 {
-    checker C = {.L = L, .f = f};
+    checker C = {.L = L, .f = f, .ninputs = f->ninputs, .suggest_left = SUGGEST_BUDGET};
     C.input_names = calloc(f->ninputs + 1, sizeof *C.input_names);
     if (!C.input_names) {
         L->fatal = -ENOMEM;
         return;
     }
-    for (size_t i = 0; i < f->ninputs; i++)
+    C.input_ix = json_object();
+    for (size_t i = 0; i < f->ninputs; i++) {
         C.input_names[i] = f->inputs[i].name;
+        if (!C.input_ix || json_object_set_new(C.input_ix, f->inputs[i].name, json_true()) < 0)
+            L->fatal = -ENOMEM;
+    }
 
     const json_t *root = f->doc.root;
     scope_ctx top = {.steps = f->steps,
@@ -842,6 +890,7 @@ void cbx__flow_check(cbx__flow_loader *L, cbx_flow *f)
         }
     }
     free(C.input_names);
+    json_decref(C.input_ix);
     json_decref(top.index);
 
     free(f->order);

@@ -68,3 +68,16 @@ const char *cbx_flow_file(const cbx_flow *f)
 {
     return f ? f->file : NULL;
 }
+
+static size_t count_steps(const cbx__flow_step *steps, size_t n)
+{
+    size_t total = n;
+    for (size_t i = 0; i < n; i++) /* nesting is bounded by the loader's depth limit */
+        total += count_steps(steps[i].children, steps[i].nchildren);
+    return total;
+}
+
+size_t cbx_flow_step_count(const cbx_flow *f)
+{
+    return f ? count_steps(f->steps, f->nsteps) : 0;
+}

@@ -70,7 +70,7 @@ struct cbx_flow {
     json_t *outputs;      /* owned: {name: template}; may be NULL */
     uint64_t timeout_ns;  /* the whole flow; 0 = none */
     uint32_t concurrency; /* 0 = 8 */
-    cbx_yaml_doc doc;     /* the source, for positions */
+    cbx_yaml_doc doc;     /* the source, for positions: only while loading */
 };
 
 /* Free one step's contents (not the struct itself). */

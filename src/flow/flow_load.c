@@ -32,8 +32,15 @@ static void textf(char *buf, size_t len, const char *fmt, ...)
 typedef struct parser {
     cbx__flow_loader *L;
     cbx_flow *f;
-    char dir[PATH_MAX]; /* where sub-flow paths are resolved from */
+    char dir[PATH_MAX];  /* where sub-flow paths are resolved from */
+    json_t *input_ix;    /* input name -> 1, to find a name declared twice */
+    json_t *policy_ix;   /* policy name -> its index in f->policies */
+    size_t suggest_left; /* policy names that suggestions may still compare against */
 } parser;
+
+/* Suggestions for unknown policy names compare with every policy declared: bounded per load, as
+ * in flow_check.c, so that many steps naming unknown policies among many do not cost n^2. */
+#define SUGGEST_BUDGET 2000000
 
 #define PROB(P, path, code, ...) cbx__flow_problem((P)->L, &(P)->f->doc, path, code, __VA_ARGS__)
 
@@ -70,6 +77,10 @@ static const char *const modes[] = {"sequence", "parallel", NULL};
 void cbx__flow_problem(cbx__flow_loader *L, const cbx_yaml_doc *doc, const char *path, int code,
                        const char *fmt, ...)
 {
+    if (L->problems >= CBX__FLOW_MAX_PROBLEMS) { /* counted, not kept: see finish() */
+        L->problems++;
+        return;
+    }
     int line = 0, col = 0;
     cbx_yaml_where(doc, path, &line, &col);
     char msg[sizeof((cbx_err *)0)->msg];
@@ -340,11 +351,14 @@ static void parse_input(parser *P, const char *name, const char *name_path, cons
              "input '%.64s': a name is 1 to 63 letters, digits, '_' or '-'", name);
         return;
     }
-    for (size_t i = 0; i < f->ninputs; i++)
-        if (f->inputs[i].name && strcmp(f->inputs[i].name, name) == 0) {
-            PROB(P, name_path, CBX_EINVAL_CONFIG, "input '%s' is declared twice", name);
-            return;
-        }
+    if (json_object_get(P->input_ix, name)) {
+        PROB(P, name_path, CBX_EINVAL_CONFIG, "input '%s' is declared twice", name);
+        return;
+    }
+    if (json_object_set_new(P->input_ix, name, json_true()) < 0) {
+        P->L->fatal = -ENOMEM;
+        return;
+    }
     cbx__flow_input *in = &f->inputs[f->ninputs];
     *in = (cbx__flow_input){.type = CBX_PARAM_ANY};
     in->name = dup_str(P, name);
@@ -530,9 +544,13 @@ static void parse_policies(parser *P, const json_t *v)
         if (!fp->policy)
             continue;
         fp->name = dup_str(P, key);
-        if (!fp->name) {
+        if (!fp->name ||
+            json_object_set_new(P->policy_ix, key, json_integer((json_int_t)f->npolicies)) < 0) {
+            free(fp->name);
+            fp->name = NULL;
             cbx_policy_free(fp->policy);
             fp->policy = NULL;
+            P->L->fatal = -ENOMEM;
             continue;
         }
         f->npolicies++;
@@ -700,15 +718,15 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
     cbx_flow *f = P->f;
     char kp[CBX__FLOW_PATH_MAX], ctx[200];
     cbx_yaml_where(&f->doc, path, &s->line, &s->col);
-    s->config = json_object();
-    if (!s->config) {
-        P->L->fatal = -ENOMEM;
-        return;
-    }
     if (!json_is_object(node)) {
         PROB(P, path, CBX_EINVAL_CONFIG,
              "%s: expected a step (a mapping with name and executor), got %s", path,
              cbx__json_kind(node));
+        return;
+    }
+    s->config = json_object();
+    if (!s->config) {
+        P->L->fatal = -ENOMEM;
         return;
     }
     /* the name first: every later message names the step */
@@ -766,8 +784,8 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
                 PROB(P, kp, CBX_EINVAL_CONFIG,
                      "%s: inputs: expected a mapping of the flow's input names to values, got %s",
                      ctx, cbx__json_kind(inputs));
-            else if (!(s->subflow_inputs = json_deep_copy(inputs)))
-                P->L->fatal = -ENOMEM;
+            else
+                s->subflow_inputs = json_incref(inputs);
         }
         if (config)
             PROB(P, join(kp, sizeof kp, path, "config"), CBX_EINVAL_CONFIG,
@@ -831,9 +849,9 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
         if (json_is_object(config) ||
             (json_is_string(config) &&
              cbx__tpl_whole(json_string_value(config), json_string_length(config), &sp))) {
+            /* shared with the document, which is read-only and let go after the checks */
             json_decref(s->config);
-            if (!(s->config = json_deep_copy(config)))
-                P->L->fatal = -ENOMEM;
+            s->config = json_incref(config);
         } else {
             PROB(P, kp, CBX_EINVAL_CONFIG, "%s: config: expected a mapping of parameters, got %s",
                  ctx, cbx__json_kind(config));
@@ -850,14 +868,16 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
                  ctx);
         } else if (json_is_string(pol)) {
             const char *pn = json_string_value(pol);
-            for (size_t i = 0; i < f->npolicies && !s->policy; i++)
-                if (strcmp(f->policies[i].name, pn) == 0)
-                    s->policy = f->policies[i].policy;
+            json_t *pix = json_object_get(P->policy_ix, pn);
+            if (pix)
+                s->policy = f->policies[json_integer_value(pix)].policy;
             if (!s->policy) {
                 /* suggest among the names declared, also those whose block had problems */
                 json_t *declared = json_object_get(f->doc.root, "policies");
                 size_t nd = json_is_object(declared) ? json_object_size(declared) : 0;
-                const char **names = calloc(nd + 1, sizeof *names);
+                int suggest = nd <= P->suggest_left;
+                P->suggest_left -= suggest ? nd : 0;
+                const char **names = suggest ? calloc(nd + 1, sizeof *names) : NULL;
                 size_t k = 0;
                 const char *dk;
                 json_t *dv;
@@ -928,8 +948,8 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
         if (!runs_executor)
             PROB(P, kp, CBX_EINVAL_CONFIG, "%s: foreach: applies to steps that run an executor",
                  ctx);
-        else if (json_is_array(fe) && !(s->foreach_list = json_deep_copy(fe)))
-            P->L->fatal = -ENOMEM;
+        else if (json_is_array(fe))
+            s->foreach_list = json_incref(fe);
         else if (json_is_string(fe))
             s->foreach = expression(P, fe, kp, ctx, "foreach");
         else if (!json_is_array(fe))
@@ -966,9 +986,14 @@ static void parse_steps(parser *P, const json_t *arr, const char *path, const ch
      * beside the structure */
     *n = count;
     char ip[CBX__FLOW_PATH_MAX];
-    for (size_t i = 0; i < count; i++)
+    for (size_t i = 0; i < count; i++) {
+        if (P->L->problems > CBX__FLOW_MAX_PROBLEMS) { /* the load stops: see finish() */
+            *n = i;
+            break;
+        }
         parse_step(P, json_array_get(arr, i), index_path(ip, sizeof ip, path, i), prefix,
                    &(*out)[i]);
+    }
 }
 
 /* ---- the flow ------------------------------------------------------------------------------ */
@@ -999,14 +1024,22 @@ static cbx_flow *build_flow(cbx__flow_loader *L, cbx_yaml_doc *doc, const char *
     }
     f->doc = *doc;
     memset(doc, 0, sizeof *doc);
-    parser P = {.L = L, .f = f};
-    dir_of(file, P.dir, sizeof P.dir);
+    parser P = {.L = L,
+                .f = f,
+                .input_ix = json_object(),
+                .policy_ix = json_object(),
+                .suggest_left = SUGGEST_BUDGET};
     const json_t *root = f->doc.root;
+    if (!P.input_ix || !P.policy_ix) {
+        L->fatal = -ENOMEM;
+        goto out;
+    }
+    dir_of(file, P.dir, sizeof P.dir);
     if (!json_is_object(root)) {
         PROB(&P, "", CBX_EINVAL_CONFIG,
              "a flow file is a mapping (name, inputs, policies, steps, outputs), got %s",
              root ? cbx__json_kind(root) : "an empty document");
-        return f;
+        goto out;
     }
     unknown_keys(&P, root, "", top_keys, "unknown top-level key");
     if (get_string(&P, root, "name", "", "", &f->name) <= 0) {
@@ -1036,14 +1069,21 @@ static cbx_flow *build_flow(cbx__flow_loader *L, cbx_yaml_doc *doc, const char *
             PROB(&P, "outputs", CBX_EINVAL_CONFIG,
                  "outputs: expected a mapping of output names to values (templates), got %s",
                  cbx__json_kind(v));
-        else if (!(f->outputs = json_deep_copy(v)))
-            L->fatal = -ENOMEM;
+        else
+            f->outputs = json_incref(v);
     }
     get_duration(&P, root, "timeout", "", "", &f->timeout_ns);
     get_count(&P, root, "concurrency", "", "", &f->concurrency);
     flow_config(&P, root, f);
     flow_requires(&P, root);
-    cbx__flow_check(L, f);
+    if (L->problems <= CBX__FLOW_MAX_PROBLEMS)
+        cbx__flow_check(L, f);
+out:
+    /* the document served the checks (positions, the steps as written): a big flow should not
+     * keep it for as long as it runs */
+    cbx_yaml_doc_clear(&f->doc);
+    json_decref(P.input_ix);
+    json_decref(P.policy_ix);
     return f;
 }
 
@@ -1107,6 +1147,10 @@ static int finish(cbx__flow_loader *L, cbx_flow *f, size_t before, cbx_flow **ou
         rc = CBX_EINVAL_CONFIG;
     }
     sort_problems(L->diag, before);
+    if (L->problems > CBX__FLOW_MAX_PROBLEMS)
+        cbx_diag_add(L->diag, CBX_EINVAL_CONFIG, f ? f->file : "", 0, 0,
+                     "more than %d problems: the first %d are listed, and the checks stopped",
+                     CBX__FLOW_MAX_PROBLEMS, CBX__FLOW_MAX_PROBLEMS);
     if (rc) {
         cbx_flow_free(f);
         f = NULL;

@@ -15,14 +15,17 @@
 typedef struct cbx__flow_loader {
     const cbx_registry *reg; /* borrowed; NULL = no executor checks */
     cbx_diag *diag;          /* every problem goes here */
-    size_t problems;
-    int fatal;    /* the worst code that is not a problem in the file (-ENOMEM), or 0 */
-    char **chain; /* the files being loaded, outermost first (borrowed strings) */
-    size_t depth; /* entries in chain */
+    size_t problems;         /* found so far, also those past CBX__FLOW_MAX_PROBLEMS */
+    int fatal;               /* the worst code that is not a problem in the file (-ENOMEM), or 0 */
+    char **chain;            /* the files being loaded, outermost first (borrowed strings) */
+    size_t depth;            /* entries in chain */
 } cbx__flow_loader;
 
 #define CBX__FLOW_MAX_DEPTH 16 /* sub-flows within sub-flows */
 #define CBX__FLOW_PATH_MAX  512
+/* Problems kept per load (each takes about 800 bytes, and a file of "- 1" lines would make
+ * millions): past them, the load stops reading steps and skips the checks across the flow. */
+#define CBX__FLOW_MAX_PROBLEMS 1000
 
 /* Append a problem at the position of path (a node path, see cbx/yaml.h) in doc: where = the
  * doc's file, line and col of the node or of its nearest ancestor that has one. */

@@ -578,8 +578,9 @@ static tok next_tok(const char *s, size_t len, size_t *i)
         t = (tok){T_NAME, s + j, k - j, 0};
         j = k;
     } else if (c >= '0' && c <= '9') {
-        /* a number, with hex digits, exponents and their signs */
-        size_t k = j;
+        /* a number, with hex digits, exponents and their signs (the first digit is taken: the
+         * sign test looks one character back, and s[j - 1] may lie before the text) */
+        size_t k = j + 1;
         while (k < len) {
             char d = s[k], p = s[k - 1];
             int sign = (d == '+' || d == '-') && (p == 'e' || p == 'E' || p == 'p' || p == 'P');

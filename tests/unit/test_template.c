@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 static cbx_template_env *env;
 static json_t *ctx;
@@ -566,6 +568,26 @@ Test(template, refs_expr_and_appending)
     cr_assert_eq(cbx_template_refs_expr("inputs.a .. steps.b.x", NULL, &st), 0);
     assert_names(st, "[\"b\"]");
     json_decref(st);
+}
+
+/* An expression that starts with a digit, at the very start of a page whose previous page
+ * cannot be read: the scan must not look one byte before the text (it did: "1 == 1"). */
+Test(template, refs_expr_starting_with_a_digit_reads_nothing_before_it)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    char *map =
+        mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(map, MAP_FAILED);
+    cr_assert_eq(mprotect(map, (size_t)page, PROT_NONE), 0);
+    char *text = map + page;
+    strcpy(text, "1 == 1 and steps.a");
+    json_t *st = NULL;
+    cr_assert_eq(cbx_template_refs_expr(text, NULL, &st), 0);
+    assert_names(st, "[\"a\"]");
+    json_decref(st);
+    strcpy(text, "0x1p-3");
+    cr_assert_eq(cbx_template_refs_expr(text, NULL, NULL), 0);
+    munmap(map, (size_t)page * 2);
 }
 
 /* ---- syntax checks and errors --------------------------------------------------------------- */
