@@ -228,6 +228,57 @@ Test(policy_predicates, an_error_in_a_breaker_predicate_leaves_the_fixed_rules)
     cbx_policy_free(p);
 }
 
+/* Run coded with the codes under p and the store's breaker name. */
+static int run_named(cbx_policy *p, const char *breaker, const char *codes, cbx_result *r)
+{
+    char text[256];
+    snprintf(text, sizeof text, "{\"name\": \"coded\", \"input\": {\"codes\": %s}}", codes);
+    json_t *params = json_loads(text, 0, NULL);
+    cr_assert_not_null(params);
+    int rc = cbx_runtime_execute(rt,
+                                 &(cbx_request){.executor = "function",
+                                                .params = params,
+                                                .policy = p,
+                                                .breaker = breaker,
+                                                .breaker_opts = cbx_policy_breaker_opts(p)},
+                                 r, NULL);
+    json_decref(params);
+    return rc;
+}
+
+Test(policy_predicates, a_keyed_breaker_follows_the_predicates)
+{
+    cbx_policy *p = policy("{\"retry\": {\"attempts\": 5, \"initial\": \"1ms\"}, \"breaker\": "
+                           "{\"consecutive_failures\": 2, \"open_for\": \"1m\", \"key\": \"{{ "
+                           "inputs.host }}\", \"ignore_when\": \"attempt.error == 'busy 404'\"}}");
+    cbx_result r;
+    run_named(p, "policy:a", "[404]", &r);
+    cr_assert_eq(r.attempt_count, 5, "the key's breaker ignored them: %u (%s)", r.attempt_count,
+                 r.error);
+    cbx_result_clear(&r);
+    atomic_store(&calls, 0);
+    run_named(p, "policy:a", "[500]", &r);
+    cr_assert_eq(r.status, CBX_STATUS_REJECTED, "%s", r.error);
+    cr_assert_eq(r.attempt_count, 2);
+    cr_assert(strstr(r.error, "policy:a"), "the key's breaker opened: %s", r.error);
+    cbx_result_clear(&r);
+    cbx_policy_free(p);
+}
+
+Test(policy_predicates, a_named_host_wide_breaker_keeps_its_own_rules)
+{
+    cbx_policy *p = policy(BREAKER(", \"ignore_when\": \"attempt.error == 'busy 404'\""));
+    cbx_result r;
+    run_named(p, "shared", "[404]", &r);
+    cr_assert_eq(r.status, CBX_STATUS_REJECTED, "%s", r.error);
+    cr_assert_eq(r.attempt_count, 2, "the named breaker counted the failures");
+    cr_assert(strstr(r.error, "'shared'"), "%s", r.error);
+    cr_assert_eq(cbx_breaker_state_now(cbx_policy_breaker(p)), CBX_BREAKER_CLOSED,
+                 "the policy's own breaker ignored them");
+    cbx_result_clear(&r);
+    cbx_policy_free(p);
+}
+
 /* ---- a real command: outputs.exit_code and outputs.stderr ---------------------------------- */
 
 static cbx_runtime *crt;
