@@ -167,7 +167,8 @@ void cbx_policy_opts_default(cbx_policy_opts *o);
  * fallback.fn_ud. Everything else is reset to the defaults, then each key present is applied,
  * and sections is set to the sections present.
  *
- * Borrowing: o->breaker_key, o->fallback_function and o->fallback.value point into block,
+ * Borrowing: o->breaker_key, o->fallback_function, o->fallback.value and the Lua predicates
+ * (o->retry_when, o->breaker_count_when, o->breaker_ignore_when) point into block,
  * which must stay alive and unchanged until cbx_policy_new() (which copies them) is done.
  *
  * Returns 0, or, with *err naming the key path in err->where ("retry.backoff",
