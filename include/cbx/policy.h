@@ -118,6 +118,17 @@ typedef struct cbx_policy_opts {
     uint32_t n_retry_on_status;
     int32_t retry_on_exit_code[CBX_POLICY_MAX_CODES];
     uint32_t n_retry_on_exit_code;
+    /* Copied and stored, never evaluated here: Lua expressions over the attempt (retry.when,
+     * breaker.count_when, breaker.ignore_when in a policy block; docs/policy.md), which the
+     * runtime evaluates in its sandbox after each attempt with a table `attempt` = {number,
+     * outcome, error, outputs, metadata, duration_ms}. retry_when: asked after a failed
+     * attempt that may otherwise be retried; false ends the call (cbx_policy_run_no_retry_why).
+     * breaker_ignore_when true: the breaker ignores the attempt; else breaker_count_when true:
+     * it counts as a failure, false: as a success (cbx_policy_run_breaker_verdict).
+     * cbx_policy_opts_parse refuses text that does not compile. NULL = none. */
+    const char *retry_when;
+    const char *breaker_count_when;
+    const char *breaker_ignore_when;
 
     /* CBX_POLICY_WITH_BREAKER. Copied; breaker.name NULL = the policy's name. */
     cbx_breaker_opts breaker;
@@ -164,8 +175,8 @@ void cbx_policy_opts_default(cbx_policy_opts *o);
  * fallback.fn_ud. Everything else is reset to the defaults, then each key present is applied,
  * and sections is set to the sections present.
  *
- * Borrowing: o->breaker_key, o->fallback_function, o->fallback_key and o->fallback.value
- * point into block,
+ * Borrowing: o->breaker_key, o->fallback_function, o->fallback_key, o->fallback.value and the
+ * Lua predicates (o->retry_when, o->breaker_count_when, o->breaker_ignore_when) point into block,
  * which must stay alive and unchanged until cbx_policy_new() (which copies them) is done.
  *
  * Returns 0, or, with *err naming the key path in err->where ("retry.backoff",
@@ -236,6 +247,11 @@ int cbx_policy_fallback_pending(const cbx_policy *p);
  * ud is not taken. */
 int cbx_policy_fallback_resolve(cbx_policy *p, cbx_fallback_fn fn, void *ud,
                                 void (*ud_free)(void *ud), cbx_err *err);
+/* The Lua predicates of the options (retry_when, breaker_count_when, breaker_ignore_when),
+ * owned by the policy; NULL when not set. */
+const char *cbx_policy_retry_when(const cbx_policy *p);
+const char *cbx_policy_breaker_count_when(const cbx_policy *p);
+const char *cbx_policy_breaker_ignore_when(const cbx_policy *p);
 
 /* ---- how a call ended --------------------------------------------------------------------- */
 
@@ -419,6 +435,8 @@ struct cbx_policy_run {
         void *slot_ud;
         const char *no_retry_what; /* set by cbx_policy_run_no_retry; NULL = retry as usual */
         long long no_retry_code;
+        char no_retry_line[192]; /* set by cbx_policy_run_no_retry_why */
+        int breaker_verdict;     /* cbx_breaker_verdict for the next record */
     } priv;
 };
 
@@ -499,6 +517,21 @@ int cbx_policy_retry_allows(const cbx_policy *p, const json_t *outputs);
  * USE_FALLBACK), and cbx_policy_explain names the result. code is the status or exit code
  * that decided it, for the explanation (what is "status" or "exit code"). */
 void cbx_policy_run_no_retry(cbx_policy_run *run, const char *what, long long code);
+
+/* As cbx_policy_run_no_retry, with the explanation given in full (copied, truncated to fit):
+ * "retry.when said no". line NULL or "" = "the result is not retried". */
+void cbx_policy_run_no_retry_why(cbx_policy_run *run, const char *line);
+
+/* The attempt about to be ended is judged by a predicate of the caller's (breaker.count_when,
+ * breaker.ignore_when): the next cbx_policy_attempt_end records it on the policy's breaker as
+ * cbx_policy_breaker_kind(kind, v) says, instead of its kind (the breaker's own classify_fn
+ * still sees the result). The retry decision is not affected. Used once, then reset. */
+void cbx_policy_run_breaker_verdict(cbx_policy_run *run, cbx_breaker_verdict v);
+
+/* The kind a breaker records for an attempt of kind k with verdict v: IGNORE gives
+ * CBX_OUTCOME_IGNORED, SUCCESS CBX_OUTCOME_SUCCESS, FAILURE k when k is a failure (else
+ * CBX_OUTCOME_CUSTOM), DEFAULT (or anything else) k. */
+cbx_outcome cbx_policy_breaker_kind(cbx_outcome k, cbx_breaker_verdict v);
 
 /* Finish the run: give back a breaker permit still held (as released, not recorded) and a
  * bulkhead slot still held. Call it once per cbx_policy_begin, whatever happened, after any

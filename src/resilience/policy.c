@@ -5,6 +5,7 @@
 #include "cbx/policy.h"
 
 #include "cbx/units.h"
+#include "resilience/policy_lua.h"
 
 #include <errno.h>
 #include <math.h>
@@ -35,6 +36,7 @@ struct cbx_policy {
     uint64_t bulkhead_timeout_ns; /* its queue_timeout */
 
     char *breaker_key, *fallback_function, *fallback_key;
+    char *retry_when, *count_when, *ignore_when; /* Lua predicates, for the runtime */
     /* The fallback section as given, kept while a named function is unresolved so that
      * cbx_policy_fallback_resolve can make the fallback again with it (value: our own copy). */
     cbx_fallback_opts fb_opts;
@@ -372,9 +374,14 @@ int cbx_policy_new(cbx_policy **out, const cbx_policy_opts *o, cbx_err *err)
     p->breaker_key = dup_or_null(o->breaker_key);
     p->fallback_function = dup_or_null(o->fallback_function);
     p->fallback_key = dup_or_null(o->fallback_key);
+    p->retry_when = dup_or_null(o->retry_when);
+    p->count_when = dup_or_null(o->breaker_count_when);
+    p->ignore_when = dup_or_null(o->breaker_ignore_when);
     int r;
     if (!p->name || (o->breaker_key && !p->breaker_key) ||
-        (o->fallback_function && !p->fallback_function) || (o->fallback_key && !p->fallback_key)) {
+        (o->fallback_function && !p->fallback_function) || (o->fallback_key && !p->fallback_key) ||
+        (o->retry_when && !p->retry_when) || (o->breaker_count_when && !p->count_when) ||
+        (o->breaker_ignore_when && !p->ignore_when)) {
         r = cbx_err_set(err, -ENOMEM, "out of memory");
         goto fail;
     }
@@ -430,6 +437,9 @@ void cbx_policy_free(cbx_policy *p)
     json_decref(p->fb_entries);
     if (p->fn_ud_free)
         p->fn_ud_free(p->fn_ud);
+    free(p->retry_when);
+    free(p->count_when);
+    free(p->ignore_when);
     free(p);
 }
 
@@ -520,6 +530,21 @@ int cbx_policy_fallback_resolve(cbx_policy *p, cbx_fallback_fn fn, void *ud,
     p->fn_ud_free = ud_free;
     p->fb_pending = 0;
     return 0;
+}
+
+const char *cbx_policy_retry_when(const cbx_policy *p)
+{
+    return p->retry_when;
+}
+
+const char *cbx_policy_breaker_count_when(const cbx_policy *p)
+{
+    return p->count_when;
+}
+
+const char *cbx_policy_breaker_ignore_when(const cbx_policy *p)
+{
+    return p->ignore_when;
 }
 
 /* ---- the rules ---------------------------------------------------------------------------- */
@@ -675,6 +700,21 @@ static int listed(const int32_t *list, uint32_t n, long long v)
     return 0;
 }
 
+char *cbx__policy_lua_chunk(const char *expr, size_t *len)
+{
+    /* the newline ends a trailing -- comment before the closing parenthesis */
+    static const char head[] = "local attempt = ... return (", tail[] = "\n)";
+    size_t n = strlen(expr), total = sizeof head - 1 + n + sizeof tail - 1;
+    char *s = malloc(total + 1);
+    if (!s)
+        return NULL;
+    memcpy(s, head, sizeof head - 1);
+    memcpy(s + sizeof head - 1, expr, n);
+    memcpy(s + sizeof head - 1 + n, tail, sizeof tail);
+    *len = total;
+    return s;
+}
+
 int cbx_policy_retry_allows(const cbx_policy *p, const json_t *outputs)
 {
     if (!p || !json_is_object(outputs))
@@ -697,6 +737,33 @@ void cbx_policy_run_no_retry(cbx_policy_run *run, const char *what, long long co
 {
     run->priv.no_retry_what = what ? what : "result";
     run->priv.no_retry_code = code;
+}
+
+void cbx_policy_run_no_retry_why(cbx_policy_run *run, const char *line)
+{
+    run->priv.no_retry_what = "result";
+    run->priv.no_retry_code = 0;
+    snprintf(run->priv.no_retry_line, sizeof run->priv.no_retry_line, "%s",
+             line && line[0] ? line : "the result is not retried");
+}
+
+void cbx_policy_run_breaker_verdict(cbx_policy_run *run, cbx_breaker_verdict v)
+{
+    run->priv.breaker_verdict = (int)v;
+}
+
+cbx_outcome cbx_policy_breaker_kind(cbx_outcome k, cbx_breaker_verdict v)
+{
+    switch (v) {
+    case CBX_BREAKER_VERDICT_IGNORE:
+        return CBX_OUTCOME_IGNORED;
+    case CBX_BREAKER_VERDICT_SUCCESS:
+        return CBX_OUTCOME_SUCCESS;
+    case CBX_BREAKER_VERDICT_FAILURE:
+        return cbx_outcome_is_failure(k) ? k : CBX_OUTCOME_CUSTOM;
+    default:
+        return k;
+    }
 }
 
 cbx_outcome cbx_policy_judge(const cbx_policy *p, cbx_outcome k, double quality)
@@ -786,9 +853,11 @@ cbx_policy_decision cbx_policy_attempt_end(cbx_policy *p, cbx_policy_run *run, c
     /* 8. the breaker, and the bulkhead slot back */
     if (run->priv.permit_held) {
         int64_t l = lat > INT64_MAX ? INT64_MAX : (int64_t)lat;
-        cbx_breaker_record_quality(run->priv.breaker, run->priv.permit, k, l, quality);
+        cbx_outcome bk = cbx_policy_breaker_kind(k, (cbx_breaker_verdict)run->priv.breaker_verdict);
+        cbx_breaker_record_quality(run->priv.breaker, run->priv.permit, bk, l, quality);
         run->priv.permit_held = 0;
     }
+    run->priv.breaker_verdict = CBX_BREAKER_VERDICT_DEFAULT;
     if (run->priv.slot_held) {
         cbx_bulkhead_leave(p->bulkhead);
         run->priv.slot_held = 0;
@@ -924,7 +993,9 @@ const char *cbx_policy_explain(const cbx_policy *p, const cbx_policy_run *run, c
                  run->attempts_run == 1 ? "" : "s", outcome_words(run->last_outcome));
     switch (run->priv.why) {
     case WHY_OUTCOME:
-        if (run->priv.no_retry_what && p->has_retry)
+        if (run->priv.no_retry_line[0] && p->has_retry)
+            snprintf(tail, sizeof tail, "%s", run->priv.no_retry_line);
+        else if (run->priv.no_retry_what && p->has_retry)
             snprintf(tail, sizeof tail, "%s %lld is not retried (retry.on_%s)",
                      run->priv.no_retry_what, run->priv.no_retry_code,
                      strcmp(run->priv.no_retry_what, "status") == 0 ? "status" : "exit_code");

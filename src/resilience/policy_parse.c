@@ -3,8 +3,11 @@
 #include "cbx/policy.h"
 
 #include "cbx/units.h"
+#include "cbx/lua_sandbox.h"
 #include "core/text.h"
+#include "resilience/policy_lua.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -429,11 +432,51 @@ static int get_codes(const json_t *v, const char *where, long long lo, long long
     return 0;
 }
 
+/* A Lua predicate over the attempt: a non-empty string that compiles as an expression. The
+ * message is Lua's, at the key path (and the line, when the expression has several). */
+static int get_predicate(const json_t *v, const char *where, const char **out, cbx_err *err)
+{
+    if (!json_is_string(v) || json_string_length(v) == 0)
+        return fail(err, CBX_EINVAL_CONFIG, where,
+                    "expected a Lua expression over `attempt` (attempt.outputs.status == 503), "
+                    "got %s",
+                    json_is_string(v) ? "\"\"" : kind_of(v));
+    const char *expr = json_string_value(v);
+    if (strlen(expr) != json_string_length(v))
+        return fail(err, CBX_EINVAL_CONFIG, where, "a Lua expression must not contain a NUL byte");
+    size_t len = 0;
+    char *chunk = cbx__policy_lua_chunk(expr, &len);
+    cbx_sandbox *sb = NULL;
+    cbx_err e;
+    cbx_err_clear(&e);
+    int r = chunk ? cbx_sandbox_new(&sb, NULL, &e) : -ENOMEM;
+    if (r == 0)
+        r = cbx_sandbox_load(sb, where, chunk, len, &e);
+    cbx_sandbox_free(sb);
+    free(chunk);
+    if (r == -ENOMEM)
+        return cbx_err_set(err, -ENOMEM, "out of memory");
+    if (r) {
+        int lines = 1;
+        for (const char *c = expr; *c; c++)
+            lines += *c == '\n';
+        if (e.line > lines)
+            return fail(err, CBX_EINVAL_CONFIG, where,
+                        "not a Lua expression: it ends too soon (%s)", e.msg);
+        if (e.line > 1)
+            return fail(err, CBX_EINVAL_CONFIG, where, "not a Lua expression: line %d: %s", e.line,
+                        e.msg);
+        return fail(err, CBX_EINVAL_CONFIG, where, "not a Lua expression: %s", e.msg);
+    }
+    *out = expr;
+    return 0;
+}
+
 static int parse_retry(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
 {
     static const char *const known[] = {
         "attempts",    "backoff", "initial", "max",       "multiplier",   "jitter", "on",
-        "max_elapsed", "seed",    "budget",  "on_status", "on_exit_code", NULL};
+        "max_elapsed", "seed",    "budget",  "on_status", "on_exit_code", "when",   NULL};
     const char *path = "retry";
     cbx_retry_opts *ro = &o->retry;
     const json_t *v;
@@ -476,6 +519,8 @@ static int parse_retry(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
     if ((v = field(obj, path, "on_exit_code", w)) &&
         (r = get_codes(v, w, 0, 255, o->retry_on_exit_code, &o->n_retry_on_exit_code, err)))
         return r;
+    if ((v = field(obj, path, "when", w)) && (r = get_predicate(v, w, &o->retry_when, err)))
+        return r;
     if ((v = field(obj, path, "budget", w))) {
         if ((r = parse_budget(&o->retry_budget, v, w, err)))
             return r;
@@ -508,6 +553,8 @@ static int parse_breaker(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
                                         "half_open_slow_rate",
                                         "initial_state",
                                         "key",
+                                        "count_when",
+                                        "ignore_when",
                                         NULL};
     const char *path = "breaker";
     cbx_breaker_opts *bo = &o->breaker;
@@ -635,6 +682,12 @@ static int parse_breaker(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
                         json_is_string(v) ? "\"\"" : kind_of(v));
         o->breaker_key = json_string_value(v);
     }
+    if ((v = field(obj, path, "count_when", w)) &&
+        (r = get_predicate(v, w, &o->breaker_count_when, err)))
+        return r;
+    if ((v = field(obj, path, "ignore_when", w)) &&
+        (r = get_predicate(v, w, &o->breaker_ignore_when, err)))
+        return r;
     return 0;
 }
 

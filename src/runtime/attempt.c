@@ -5,6 +5,7 @@
 #include "runtime/runtime_internal.h"
 
 #include "cbx/journal.h"
+#include "core/log_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -313,6 +314,61 @@ static void no_retry_because(cbx_policy_run *run, const json_t *outputs)
                                 json_integer_value(json_object_get(outputs, "exit_code")));
 }
 
+/* Add "; what" to the result's error line (or make it the line when there is none). */
+static void error_append(cbx_execution *ex, const char *what)
+{
+    char *e = ex->b->res.error;
+    size_t n = strlen(e);
+    if (n)
+        snprintf(e + n, sizeof ex->b->res.error - n, "; %s", what);
+    else
+        cbx__copy_text(e, sizeof ex->b->res.error, what);
+}
+
+/* The breaker's predicates (breaker.ignore_when, then breaker.count_when) on the attempt: how
+ * the breaker is to count it. An error in one leaves it to the fixed rules (and is logged). */
+static cbx_breaker_verdict breaker_verdict(cbx_execution *ex, const cbx__pred_attempt *a)
+{
+    static const char *const keys[2] = {"breaker.ignore_when", "breaker.count_when"};
+    const char *expr[2] = {cbx_policy_breaker_ignore_when(ex->policy),
+                           cbx_policy_breaker_count_when(ex->policy)};
+    for (int i = 0; i < 2; i++) {
+        if (!expr[i])
+            continue;
+        int truth = 0;
+        char msg[256];
+        if (cbx__predicate_eval(ex->rt, keys[i], expr[i], a, &truth, msg, sizeof msg) < 0) {
+            cbx__log(CBX_LOG_WARN, "policy",
+                     "%s failed: %s; the breaker's own rules count attempt %u", keys[i], msg,
+                     a->number);
+            return CBX_BREAKER_VERDICT_DEFAULT;
+        }
+        if (i == 0 && truth)
+            return CBX_BREAKER_VERDICT_IGNORE;
+        if (i == 1)
+            return truth ? CBX_BREAKER_VERDICT_FAILURE : CBX_BREAKER_VERDICT_SUCCESS;
+    }
+    return CBX_BREAKER_VERDICT_DEFAULT;
+}
+
+/* retry.when on a failed attempt the other filters let be retried: false, or an error in the
+ * expression, ends the retries, and the result's error says so. */
+static void ask_retry_when(cbx_execution *ex, const cbx__pred_attempt *a)
+{
+    int truth = 0;
+    char msg[256], line[320];
+    if (cbx__predicate_eval(ex->rt, "retry.when", cbx_policy_retry_when(ex->policy), a, &truth, msg,
+                            sizeof msg) < 0) {
+        snprintf(line, sizeof line, "retry.when failed: %s; no more retries", msg);
+    } else if (!truth) {
+        snprintf(line, sizeof line, "retry.when said no");
+    } else {
+        return;
+    }
+    cbx_policy_run_no_retry_why(&ex->b->run, line);
+    error_append(ex, line);
+}
+
 static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json_t *outputs,
                              json_t *metadata, const char *error, uint64_t retry_after_ns,
                              double quality)
@@ -380,12 +436,26 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
         cbx_journal_attempt(ex->rt->journal, &a, NULL);
     }
 
-    /* judge: the named breaker, then the policy */
+    /* judge: the policy's predicates, the named breaker, then the policy */
     cbx_outcome judged = stop == STOP_CANCEL ? CBX_OUTCOME_IGNORED : k;
+    cbx__pred_attempt pa = {.number = t->attempt,
+                            .outcome = cbx_outcome_name(judged),
+                            .error = error,
+                            .outputs = outputs,
+                            .metadata = metadata,
+                            .duration_ms = (double)duration / 1e6};
+    cbx_breaker_verdict verdict = CBX_BREAKER_VERDICT_DEFAULT;
+    /* the policy's own breaker, or the one its breaker section makes per key */
+    int keyed = ex->b->named_held && ex->policy && cbx_policy_breaker_key(ex->policy);
+    if (ex->policy && stop != STOP_CANCEL &&
+        (cbx_policy_breaker_count_when(ex->policy) || cbx_policy_breaker_ignore_when(ex->policy)) &&
+        (keyed || ex->b->run.priv.permit_held))
+        verdict = breaker_verdict(ex, &pa);
     if (ex->b->named_held) {
         ex->b->named_held = 0;
         /* a record locked elsewhere: the store keeps the outcome for later */
-        cbx_breaker_store_record_by(ex->rt->breakers, ex->breaker, ex->b->named_permit, judged,
+        cbx_breaker_store_record_by(ex->rt->breakers, ex->breaker, ex->b->named_permit,
+                                    keyed ? cbx_policy_breaker_kind(judged, verdict) : judged,
                                     (int64_t)duration, now_ns() + LOCK_SPIN_NS);
     }
     if (ex->policy) {
@@ -393,6 +463,10 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
             cbx_policy_run_cancel(&ex->b->run);
         if (cbx_outcome_is_failure(judged) && !cbx_policy_retry_allows(ex->policy, outputs))
             no_retry_because(&ex->b->run, outputs);
+        else if (cbx_outcome_is_failure(judged) && stop != STOP_CANCEL && !ex->cancel_reason &&
+                 cbx_policy_retry_when(ex->policy))
+            ask_retry_when(ex, &pa);
+        cbx_policy_run_breaker_verdict(&ex->b->run, verdict);
         uint64_t delay = 0;
         cbx_policy_decision d = cbx_policy_attempt_end(
             ex->policy, &ex->b->run, judged, (int64_t)duration, retry_after_ns, quality, &delay);

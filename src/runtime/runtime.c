@@ -121,6 +121,7 @@ void cbx_runtime_free(cbx_runtime *rt)
     json_decref(rt->same_params);
     json_decref(rt->spare_attempts);
     json_decref(rt->spare_attempt);
+    cbx__predicates_free(rt);
     if (rt->owns_breakers)
         cbx_breaker_store_free(rt->breakers);
     if (rt->owns_registry)

@@ -135,11 +135,30 @@ struct cbx_runtime {
     /* A result's attempt list that its done callback did not keep, emptied, and its one record
      * (cbx__attempts_recycle): the next result's, set in place. */
     json_t *spare_attempts, *spare_attempt;
+    /* The Lua state for the policies' predicates (retry.when, breaker.count_when, ignore_when),
+     * made on first use and used on the loop thread only (predicate.c). */
+    struct cbx_sandbox *predicates;
 };
 
 /* runtime.c */
 void cbx__rt_execution_done(cbx_execution *ex);
 uint64_t cbx__rt_wall_ms(cbx_runtime *rt, uint64_t mono_ns);
+
+/* predicate.c: evaluate a policy's Lua predicate over an attempt (its table: number,
+ * outcome, error, outputs, metadata, duration_ms; outputs and metadata borrowed, NULL as {}).
+ * key names it in messages ("retry.when"). Returns 0 with *truth, or an error with a one-line
+ * message in msg ("line 1: attempt to compare nil with number", "instruction limit exceeded
+ * (1000000 instructions)"). */
+typedef struct cbx__pred_attempt {
+    uint32_t number;
+    const char *outcome;
+    const char *error; /* NULL: none */
+    const json_t *outputs, *metadata;
+    double duration_ms;
+} cbx__pred_attempt;
+int cbx__predicate_eval(cbx_runtime *rt, const char *key, const char *expr,
+                        const cbx__pred_attempt *a, int *truth, char *msg, size_t len);
+void cbx__predicates_free(cbx_runtime *rt);
 
 /* attempt.c */
 /* Journal the status the execution is in now (pending, running, retrying) if its row shows

@@ -940,3 +940,57 @@ Test(policy, judge_applies_the_quality_threshold_once)
     cbx_policy_end(p, &run);
     cbx_policy_free(p);
 }
+
+/* ---- the hooks the runtime's predicates use ------------------------------------------------ */
+
+Test(policy, breaker_verdict_changes_what_the_breaker_records_not_the_retry)
+{
+    cbx_policy *p = make("{\"retry\": {\"attempts\": 3, \"initial\": \"1ms\"},"
+                         " \"breaker\": {\"consecutive_failures\": 5}}");
+    cbx_policy_run run;
+    cbx_policy_begin(p, &run);
+    cr_assert_eq(cbx_policy_admit(p, &run), 0);
+    cbx_policy_run_breaker_verdict(&run, CBX_BREAKER_VERDICT_IGNORE);
+    cr_assert_eq(cbx_policy_attempt_end(p, &run, CBX_OUTCOME_ERROR, 0, 0, 1.0, NULL),
+                 CBX_POLICY_RETRY, "the verdict is the breaker's only");
+    cr_assert_eq(cbx_policy_admit(p, &run), 0);
+    /* used once: the next attempt is counted as it is */
+    cr_assert_eq(cbx_policy_attempt_end(p, &run, CBX_OUTCOME_ERROR, 0, 0, 1.0, NULL),
+                 CBX_POLICY_RETRY);
+    cr_assert_eq(cbx_policy_admit(p, &run), 0);
+    cbx_policy_run_breaker_verdict(&run, CBX_BREAKER_VERDICT_FAILURE);
+    cr_assert_eq(cbx_policy_attempt_end(p, &run, CBX_OUTCOME_SUCCESS, 0, 0, 1.0, NULL),
+                 CBX_POLICY_DONE_SUCCESS);
+    cbx_policy_end(p, &run);
+    cbx_breaker_metrics m;
+    cbx_breaker_metrics_get(cbx_policy_breaker(p), &m);
+    cr_assert_eq(m.ignored, 1);
+    cr_assert_eq(m.failures, 2, "the error, and the success counted as a failure");
+    cr_assert_eq(m.by_kind[CBX_OUTCOME_CUSTOM], 1);
+    cr_assert_eq(m.successes, 0);
+    cbx_policy_free(p);
+
+    cr_assert_eq(cbx_policy_breaker_kind(CBX_OUTCOME_TIMEOUT, CBX_BREAKER_VERDICT_FAILURE),
+                 CBX_OUTCOME_TIMEOUT);
+    cr_assert_eq(cbx_policy_breaker_kind(CBX_OUTCOME_ERROR, CBX_BREAKER_VERDICT_SUCCESS),
+                 CBX_OUTCOME_SUCCESS);
+    cr_assert_eq(cbx_policy_breaker_kind(CBX_OUTCOME_ERROR, CBX_BREAKER_VERDICT_DEFAULT),
+                 CBX_OUTCOME_ERROR);
+}
+
+Test(policy, no_retry_why_ends_the_call_with_the_line)
+{
+    cbx_policy *p = make("{\"retry\": {\"attempts\": 3, \"initial\": \"1ms\"}}");
+    cbx_policy_run run;
+    cbx_policy_begin(p, &run);
+    cr_assert_eq(cbx_policy_admit(p, &run), 0);
+    cbx_policy_run_no_retry_why(&run, "retry.when said no");
+    cr_assert_eq(cbx_policy_attempt_end(p, &run, CBX_OUTCOME_ERROR, 0, 0, 1.0, NULL),
+                 CBX_POLICY_DONE_FAILED);
+    char why[384];
+    cbx_policy_explain(p, &run, why, sizeof why);
+    cr_assert_str_eq(why, "1 attempt, the last failed; retry.when said no");
+    cr_assert_eq(run.rc, CBX_EFAILED);
+    cbx_policy_end(p, &run);
+    cbx_policy_free(p);
+}

@@ -625,3 +625,60 @@ Test(policy_parse, c_options_errors_use_the_same_paths)
     cr_assert_eq(cbx_policy_new(NULL, &o, NULL), -EINVAL);
     cr_assert_eq(cbx_policy_new(&p, NULL, NULL), -EINVAL);
 }
+
+/* ---- Lua predicates ------------------------------------------------------------------------ */
+
+Test(policy_parse, lua_predicates_are_read_and_kept)
+{
+    static const char *block =
+        "{\"retry\": {\"when\": \"attempt.outputs.status == 503\"},"
+        " \"breaker\": {\"count_when\": \"attempt.outcome ~= 'timeout'\","
+        "  \"ignore_when\": \"attempt.outputs.exit_code == 75 -- a busy signal\"}}";
+    cbx_policy_opts o;
+    cbx_err err;
+    json_t *b = load(block);
+    cbx_policy_opts_default(&o);
+    cr_assert_eq(cbx_policy_opts_parse(&o, b, &err), 0, "%s: %s", err.where, err.msg);
+    cr_assert_str_eq(o.retry_when, "attempt.outputs.status == 503");
+    cr_assert_str_eq(o.breaker_count_when, "attempt.outcome ~= 'timeout'");
+    cr_assert_str_eq(o.breaker_ignore_when, "attempt.outputs.exit_code == 75 -- a busy signal");
+    cbx_policy *p = NULL;
+    cr_assert_eq(cbx_policy_new(&p, &o, &err), 0, "%s", err.msg);
+    json_decref(b); /* the policy keeps copies */
+    cr_assert_str_eq(cbx_policy_retry_when(p), "attempt.outputs.status == 503");
+    cr_assert_str_eq(cbx_policy_breaker_count_when(p), "attempt.outcome ~= 'timeout'");
+    cr_assert_str_eq(cbx_policy_breaker_ignore_when(p),
+                     "attempt.outputs.exit_code == 75 -- a busy signal");
+    cbx_policy_free(p);
+
+    cr_assert_eq(parse("{\"retry\": {}}", &o, &err), 0);
+    cr_assert_null(o.retry_when);
+    cr_assert_null(o.breaker_count_when);
+    cr_assert_null(o.breaker_ignore_when);
+}
+
+Test(policy_parse, bad_lua_predicates_name_the_key_and_say_why)
+{
+    cbx_err err;
+    int rc = build("{\"retry\": {\"when\": \"attempt.outputs.status ==\"}}", &err);
+    ASSERT_ERR(rc, err, CBX_EINVAL_CONFIG, "retry.when");
+    ASSERT_MSG_HAS(err, "not a Lua expression: it ends too soon");
+    rc = build("{\"retry\": {\"when\": \"x = 1\"}}", &err);
+    ASSERT_ERR(rc, err, CBX_EINVAL_CONFIG, "retry.when");
+    ASSERT_MSG_HAS(err, "not a Lua expression");
+    rc = build("{\"breaker\": {\"count_when\": \"attempt.(\"}}", &err);
+    ASSERT_ERR(rc, err, CBX_EINVAL_CONFIG, "breaker.count_when");
+    ASSERT_MSG_HAS(err, "<name> expected near '('");
+    rc = build("{\"breaker\": {\"ignore_when\": \"true and\\n  @\"}}", &err);
+    ASSERT_ERR(rc, err, CBX_EINVAL_CONFIG, "breaker.ignore_when");
+    ASSERT_MSG_HAS(err, "line 2:");
+    rc = build("{\"retry\": {\"when\": \"\"}}", &err);
+    ASSERT_ERR(rc, err, CBX_EINVAL_CONFIG, "retry.when");
+    ASSERT_MSG_HAS(err, "expected a Lua expression");
+    rc = build("{\"breaker\": {\"ignore_when\": true}}", &err);
+    ASSERT_ERR(rc, err, CBX_EINVAL_CONFIG, "breaker.ignore_when");
+    ASSERT_MSG_HAS(err, "got true");
+    rc = build("{\"retry\": {\"whenn\": \"true\"}}", &err);
+    ASSERT_ERR(rc, err, CBX_EUNKNOWN_KEY, "retry.whenn");
+    ASSERT_MSG_HAS(err, "did you mean 'when'?");
+}
