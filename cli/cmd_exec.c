@@ -56,7 +56,8 @@ static const char help_usage[] =
     "  --breaker-failures N    consecutive failures that open it; default 5\n"
     "  --breaker-open DUR      how long it stays open before a probe; default 30s\n"
     "  --breaker-probes N      probes admitted at once when half-open; default 1\n"
-    "                          (the breaker options apply when the name is first used;\n"
+    "                          (the breaker options apply when the name is first used,\n"
+    "                          and are stored with it: 'cbx breaker set' changes them;\n"
     "                          when the store has no room for a new name, the state\n"
     "                          directory's file system being full, nothing runs: exit 76)\n"
     "  --fallback JSON         a static answer when the execution does not succeed\n"
@@ -216,6 +217,7 @@ typedef struct exec_cfg {
     const char *policy_file, *policy_json;
     const char *breaker;
     uint64_t breaker_failures, breaker_open_ns, breaker_probes;
+    int breaker_given; /* BREAKER_GIVEN_* bits: the --breaker-* flags on the command line */
     int json, quiet, verbose;
     int journal_required; /* --journal-required */
     uint64_t repeat, parallel;
@@ -868,6 +870,39 @@ static void close_cb(uv_handle_t *h)
     (void)h;
 }
 
+/* The options stored with a breaker win over the --breaker-* flags: say so when they differ. */
+static void breaker_opts_check(cbx_breaker_store *store, const exec_cfg *c)
+{
+    cbx_breaker_opts o;
+    if (cbx_breaker_store_get_opts(store, c->breaker, &o) != 0)
+        return; /* a new name: the flags make it */
+    char mine[160] = "", theirs[160] = "", a[32], b[32];
+    size_t n = 0, m = 0;
+    uint64_t open_ns = o.open_ns ? o.open_ns : 60 * CBX_NS_PER_S;
+    uint32_t probes = o.half_open_probes ? o.half_open_probes : 1;
+    if ((c->breaker_given & 1) && o.consecutive_failures != c->breaker_failures) {
+        n += (size_t)snprintf(mine + n, sizeof mine - n, " --failures %llu",
+                              (unsigned long long)c->breaker_failures);
+        m += (size_t)snprintf(theirs + m, sizeof theirs - m, "%sfailures %u", m ? ", " : "",
+                              o.consecutive_failures);
+    }
+    if ((c->breaker_given & 2) && open_ns != c->breaker_open_ns) {
+        n += (size_t)snprintf(mine + n, sizeof mine - n, " --open %s",
+                              cbx_duration_human(c->breaker_open_ns, a, sizeof a));
+        m += (size_t)snprintf(theirs + m, sizeof theirs - m, "%sopen %s", m ? ", " : "",
+                              cbx_duration_human(open_ns, b, sizeof b));
+    }
+    if ((c->breaker_given & 4) && probes != c->breaker_probes) {
+        n += (size_t)snprintf(mine + n, sizeof mine - n, " --probes %llu",
+                              (unsigned long long)c->breaker_probes);
+        snprintf(theirs + m, sizeof theirs - m, "%sprobes %u", m ? ", " : "", probes);
+    }
+    if (n)
+        cli_err("exec: breaker '%s' keeps its stored options (%s), not those of the "
+                "--breaker-* flags; to change them: cbx breaker set %s%s",
+                c->breaker, theirs, c->breaker, mine);
+}
+
 static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *policy,
                json_t *params, json_t *notes)
 {
@@ -902,6 +937,8 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
             code = CLI_EXIT_REFUSED; /* as when the name cannot be added: nothing ran */
         goto out;
     }
+    if (store && c->breaker_given && !c->quiet)
+        breaker_opts_check(store, c);
     if (uv_loop_init(&loop) < 0) {
         cli_err("exec: cannot make the event loop");
         goto out;
@@ -1084,6 +1121,7 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
         case OPT_BREAKER_FAILURES:
             if (cli_parse_uint("--breaker-failures", val, 1, 1000000, &c->breaker_failures))
                 return CLI_EXIT_USAGE;
+            c->breaker_given |= 1;
             break;
         case OPT_BREAKER_OPEN:
             if (cli_parse_duration("--breaker-open", val, &c->breaker_open_ns))
@@ -1092,11 +1130,13 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
                 cli_err("--breaker-open: expected a duration > 0, got '%s'", val);
                 return CLI_EXIT_USAGE;
             }
+            c->breaker_given |= 2;
             break;
         case OPT_BREAKER_PROBES:
             if (cli_parse_uint("--breaker-probes", val, 1, CBX_BREAKER_MAX_PROBES,
                                &c->breaker_probes))
                 return CLI_EXIT_USAGE;
+            c->breaker_given |= 4;
             break;
         case OPT_REPEAT:
             if (cli_parse_uint("--repeat", val, 1, 100000000, &c->repeat))

@@ -359,9 +359,9 @@ static void opts_store(stored_opts *d, const cbx_breaker_opts *o)
     d->probe_lease_ns = o->probe_lease_ns;
 }
 
+/* The stored numbers written over *o (whose clock and event callback are kept). */
 static void opts_load(cbx_breaker_opts *o, const stored_opts *d)
 {
-    cbx_breaker_opts_default(o);
     o->consecutive_failures = d->consecutive_failures;
     o->count_window.calls = d->cw_calls;
     o->count_window.min_calls = d->cw_min_calls;
@@ -457,19 +457,39 @@ static void entry_install(host_entry *e, cbx_breaker *b, const cbx_breaker_opts 
     e->pristine = 1;
 }
 
-/* Make e->b from the record's options, else the defaults (which always fit). */
-static int entry_make_stored(host_store *s, host_entry *e, const host_record *rec, cbx_err *err)
+/* Whether o are the options stored in rec. */
+static int opts_same(const cbx_breaker_opts *o, const host_record *rec)
 {
-    cbx_breaker_opts opts;
+    stored_opts so;
+    opts_store(&so, o);
+    /* both sides were zeroed by opts_store before their fields were set: padding compares
+     * equal */
+    // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison)
+    return rec->has_opts && memcmp(&rec->opts, &so, sizeof so) == 0;
+}
+
+/* Make e->b from the record's options, else the defaults (which always fit); the clock and the
+ * event callback come from base when it is given. */
+static int entry_make_stored(host_store *s, host_entry *e, const host_record *rec,
+                             const cbx_breaker_opts *base, cbx_err *err)
+{
+    cbx_breaker_opts opts, dflt;
+    cbx_breaker_opts_default(&dflt);
+    if (base) {
+        dflt.clock = base->clock;
+        dflt.on_event = base->on_event;
+        dflt.event_ud = base->event_ud;
+    }
     cbx_breaker *b = NULL;
     int r = -1;
     if (rec->has_opts) {
+        opts = dflt;
         opts_load(&opts, &rec->opts);
         r = entry_build(s, e, &opts, &b, NULL);
     }
     if (r) {
         /* none, or options this build refuses */
-        cbx_breaker_opts_default(&opts);
+        opts = dflt;
         r = entry_build(s, e, &opts, &b, err);
         if (r)
             return r;
@@ -501,15 +521,8 @@ static int entry_sync(host_store *s, host_entry *e, uint32_t k, cbx_err *err)
     e->slot = k;
     e->seq = seq;
     e->dirty = !loaded;
-    if (loaded) {
-        stored_opts so;
-        opts_store(&so, &e->opts);
-        /* both sides were zeroed by opts_store before their fields were set: padding compares
-         * equal */
-        // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison)
-        int same = memcmp(&rec->opts, &so, sizeof so) == 0;
-        e->dirty = !rec->has_opts || !same;
-    }
+    if (loaded)
+        e->dirty = !opts_same(&e->opts, rec);
     return 0;
 }
 
@@ -570,7 +583,7 @@ static int host_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_o
         return lock_fail(s, name, r, err);
     /* Options given for a name this process has no breaker of (from a caller) are checked
      * before the name is added to the file. */
-    if (o && (!e->b || !e->user_opts))
+    if (o && !e->b)
         r = entry_build(s, e, o, &fresh, err);
     if (r) {
         pthread_mutex_unlock(&e->mu);
@@ -590,10 +603,19 @@ static int host_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_o
         return r;
     }
     host_record *rec = record_at(s, k);
-    if (fresh) {
+    if (rec->has_opts) {
+        /* The stored options win over the caller's and over this process's copy (they may
+         * have been changed by cbx_breaker_store_set_opts elsewhere). */
+        if (!e->b || !opts_same(&e->opts, rec)) {
+            r = entry_make_stored(s, e, rec, o ? o : e->b ? &e->opts : NULL, err);
+            if (r)
+                goto out;
+        }
+    } else if (fresh) {
         entry_install(e, fresh, o, 1, rec);
+        fresh = NULL;
     } else if (!e->b) {
-        r = entry_make_stored(s, e, rec, err);
+        r = entry_make_stored(s, e, rec, NULL, err);
         if (r)
             goto out;
     }
@@ -608,6 +630,67 @@ static int host_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_o
     if (e->dirty || cbx__breaker_state_stamp(e->b) != stamp)
         entry_save(s, e, k);
 out:
+    slot_unlock(s, k);
+    cbx_breaker_free(fresh);
+    pthread_mutex_unlock(&e->mu);
+    return r;
+}
+
+static int host_get_opts(cbx_breaker_store *bs, const char *name, cbx_breaker_opts *out)
+{
+    host_store *s = (host_store *)bs;
+    host_entry *e = host_entry_get(s, name, NULL);
+    if (!e)
+        return -ENOMEM;
+    uint64_t deadline = cbx__bstore_default_deadline();
+    int r = mutex_lock_by(&e->mu, deadline);
+    if (r)
+        return r;
+    maybe_reopen(s);
+    uint32_t k;
+    r = find_locked(s, name, strlen(name), e->hash, &k, deadline);
+    if (r == 0) {
+        host_record *rec = record_at(s, k);
+        cbx_breaker_opts_default(out);
+        if (rec->has_opts)
+            opts_load(out, &rec->opts);
+        slot_unlock(s, k);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return r;
+}
+
+/* New options in the record, the breaker's state carried over when it has the same shape. */
+static int host_set_opts(cbx_breaker_store *bs, const char *name, const cbx_breaker_opts *o,
+                         cbx_err *err)
+{
+    host_store *s = (host_store *)bs;
+    host_entry *e = host_entry_get(s, name, err);
+    if (!e)
+        return -ENOMEM;
+    uint64_t deadline = cbx__bstore_default_deadline();
+    int r = mutex_lock_by(&e->mu, deadline);
+    if (r)
+        return lock_fail(s, name, r, err);
+    cbx_breaker *fresh = NULL;
+    r = entry_build(s, e, o, &fresh, err);
+    if (r) {
+        pthread_mutex_unlock(&e->mu);
+        return r;
+    }
+    maybe_reopen(s);
+    uint32_t k;
+    r = insert_locked(s, name, strlen(name), e->hash, &k, deadline, err);
+    if (r) {
+        cbx_breaker_free(fresh);
+        pthread_mutex_unlock(&e->mu);
+        return r;
+    }
+    host_record *rec = record_at(s, k);
+    entry_install(e, fresh, o, 1, rec);
+    r = entry_sync(s, e, k, err); /* loads the saved state when it fits the new shape */
+    if (r == 0)
+        entry_save(s, e, k);
     slot_unlock(s, k);
     pthread_mutex_unlock(&e->mu);
     return r;
@@ -780,8 +863,8 @@ static void host_destroy(cbx_breaker_store *bs)
     free(s);
 }
 
-static const store_ops host_ops = {host_use,   host_peek,  host_forget,
-                                   host_defer, host_names, host_destroy};
+static const store_ops host_ops = {host_use,   host_peek,    host_forget,   host_defer,
+                                   host_names, host_destroy, host_get_opts, host_set_opts};
 
 int cbx_breaker_store_host_new(cbx_breaker_store **out, const char *path, cbx_err *err)
 {
