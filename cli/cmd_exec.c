@@ -62,6 +62,9 @@ static const char help_usage[] =
     "                          directory's file system being full, nothing runs: exit 76)\n"
     "  --fallback JSON         a static answer when the execution does not succeed\n"
     "  --rate LIMIT            rate limit on attempts (5/s, 600/min); over it: refused\n"
+    "  --rate-wait MAX         over the rate, wait for the next token up to MAX (2s)\n"
+    "                          instead of refusing; a token further off than MAX or the\n"
+    "                          deadline is refused at once (exit 76)\n"
     "  --policy FILE           a policy block (JSON) from a file\n"
     "  --policy-json JSON      a policy block (docs/policy.md)\n"
     "\n";
@@ -138,6 +141,7 @@ enum {
     OPT_POLICY,
     OPT_POLICY_JSON,
     OPT_RATE,
+    OPT_RATE_WAIT,
     OPT_REPEAT,
     OPT_PARALLEL,
     OPT_PLUGIN_PATH,
@@ -174,6 +178,7 @@ static const cli_opt opts[] = {
     {"policy", 0, 1, OPT_POLICY},
     {"policy-json", 0, 1, OPT_POLICY_JSON},
     {"rate", 0, 1, OPT_RATE},
+    {"rate-wait", 0, 1, OPT_RATE_WAIT},
     {"repeat", 0, 1, OPT_REPEAT},
     {"parallel", 0, 1, OPT_PARALLEL},
     {"jobs", 'j', 1, OPT_PARALLEL},
@@ -203,6 +208,7 @@ static const flag_key flag_keys[] = {
     {OPT_RETRY_DELAY, "retry.initial"}, {OPT_RETRY_MAX_DELAY, "retry.max"},
     {OPT_JITTER, "retry.jitter"},       {OPT_RETRY_ON, "retry.on"},
     {OPT_FALLBACK, "fallback.value"},   {OPT_RATE, "rate_limit.rate"},
+    {OPT_RATE_WAIT, "rate_limit.wait"},
 };
 #define N_FLAG_KEYS (sizeof flag_keys / sizeof flag_keys[0])
 
@@ -277,6 +283,8 @@ static int check_flag(int id, const char *text)
         return cli_parse_choice(flag, text, jitters);
     case OPT_RATE:
         return cli_parse_rate(flag, text, &d);
+    case OPT_RATE_WAIT:
+        return cli_parse_duration(flag, text, &u);
     case OPT_RETRY_ON: {
         char *copy = strdup(text), *save = NULL;
         int rc = copy ? 0 : CLI_ARGS_ERROR, n = 0;

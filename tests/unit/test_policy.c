@@ -449,7 +449,7 @@ Test(policy, rate_limit_refuses_past_the_burst)
     cr_assert_eq(s.calls, 2);
     cr_assert_eq(r.status, CBX_POLICY_REJECTED);
     cr_assert_eq(r.attempts, 0);
-    cr_assert(strstr(r.reason, "rate limit of 1/s (burst 2) exceeded; next token in 1s"), "%s",
+    cr_assert(strstr(r.reason, "rate limit of 1/s (burst 2) exceeded; next token in 1.0s"), "%s",
               r.reason);
     cbx_policy_result_clear(&r);
     cbx_clock_advance(clk, 1000);
