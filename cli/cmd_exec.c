@@ -62,6 +62,8 @@ static const char help_usage[] =
     "                          directory's file system being full, nothing runs: exit 76)\n"
     "  --fallback JSON         a static answer when the execution does not succeed\n"
     "  --rate LIMIT            rate limit on attempts (5/s, 600/min); over it: refused\n"
+    "  --rate-key NAME         share the rate limit with every cbx process on the host that\n"
+    "                          gives the same NAME (kept in the state directory's store)\n"
     "  --rate-wait MAX         over the rate, wait for the next token up to MAX (2s)\n"
     "                          instead of refusing; a token further off than MAX or the\n"
     "                          deadline is refused at once (exit 76)\n"
@@ -142,6 +144,7 @@ enum {
     OPT_POLICY_JSON,
     OPT_RATE,
     OPT_RATE_WAIT,
+    OPT_RATE_KEY,
     OPT_REPEAT,
     OPT_PARALLEL,
     OPT_PLUGIN_PATH,
@@ -179,6 +182,7 @@ static const cli_opt opts[] = {
     {"policy-json", 0, 1, OPT_POLICY_JSON},
     {"rate", 0, 1, OPT_RATE},
     {"rate-wait", 0, 1, OPT_RATE_WAIT},
+    {"rate-key", 0, 1, OPT_RATE_KEY},
     {"repeat", 0, 1, OPT_REPEAT},
     {"parallel", 0, 1, OPT_PARALLEL},
     {"jobs", 'j', 1, OPT_PARALLEL},
@@ -222,6 +226,7 @@ typedef struct exec_cfg {
     const char *flag_val[N_FLAG_KEYS]; /* the text given to each policy flag, or NULL */
     const char *policy_file, *policy_json;
     const char *breaker;
+    const char *rate_key; /* --rate-key: the host-wide limiter's name */
     uint64_t breaker_failures, breaker_open_ns, breaker_probes;
     int breaker_given; /* BREAKER_GIVEN_* bits: the --breaker-* flags on the command line */
     int json, quiet, verbose;
@@ -414,7 +419,7 @@ static int load_policy_block(const exec_cfg *c, json_t **out)
     return 0;
 }
 
-static int build_policy(const exec_cfg *c, cbx_policy **out)
+static int build_policy(const exec_cfg *c, cbx_breaker_store *rate_store, cbx_policy **out)
 {
     json_t *block;
     int rc = load_policy_block(c, &block);
@@ -425,8 +430,26 @@ static int build_policy(const exec_cfg *c, cbx_policy **out)
     base.name = "exec";
     cbx_err err;
     cbx_err_clear(&err);
-    int r = cbx_policy_new_json(out, block, &base, &err);
+    cbx_policy_opts o = base;
+    int r = cbx_policy_opts_parse(&o, block, &err);
     json_decref(block);
+    if (r == 0 && c->rate_key) {
+        /* --rate-key: the limiter's arrival time lives in the host store, shared by every
+         * process that names the key */
+        if (!(o.sections & CBX_POLICY_WITH_RATE_LIMIT)) {
+            cli_err("--rate-key: needs a rate (--rate, or rate_limit in the policy)");
+            return CLI_EXIT_USAGE;
+        }
+        void *word = NULL;
+        r = cbx_breaker_store_limiter(rate_store, c->rate_key, &o.rate_limit, &word, &err);
+        if (r) {
+            cli_err("--rate-key: %s", err.msg[0] ? err.msg : cbx_strerror(r));
+            return r == -ENOSPC ? CLI_EXIT_REFUSED : CLI_EXIT_INTERNAL;
+        }
+        o.rate_limit.shared_tat = word;
+    }
+    if (r == 0)
+        r = cbx_policy_new(out, &o, &err);
     if (r == 0)
         return 0;
     if (r == -ENOMEM) {
@@ -1119,6 +1142,13 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
         case OPT_POLICY_JSON:
             c->policy_json = val;
             break;
+        case OPT_RATE_KEY:
+            if (!val[0] || strlen(val) > CBX_BREAKER_NAME_MAX) {
+                cli_err("--rate-key: expected a name of 1 to 200 bytes, got '%s'", val);
+                return CLI_EXIT_USAGE;
+            }
+            c->rate_key = val;
+            break;
         case OPT_BREAKER:
             if (!val[0] || strlen(val) > 200) {
                 cli_err("--breaker: expected a name of 1 to 200 bytes, got '%s'", val);
@@ -1237,11 +1267,19 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
     exec_cfg c = {0};
     cbx_registry *reg = NULL;
     cbx_policy *policy = NULL;
+    cbx_breaker_store *rate_store = NULL; /* --rate-key: holds the limiter's word */
+    cbx_err err;
+    cbx_err_clear(&err);
     json_t *params = NULL, *notes = json_object();
     int code = parse(ctx, argc, argv, &c);
     if (code)
         goto out;
-    code = build_policy(&c, &policy);
+    if (c.rate_key && cbx_breaker_store_host_new(&rate_store, NULL, &err) < 0) {
+        cli_err("breaker store: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
+        code = err.code == -ENOSPC ? CLI_EXIT_REFUSED : CLI_EXIT_INTERNAL;
+        goto out;
+    }
+    code = build_policy(&c, rate_store, &policy);
     if (code)
         goto out;
     cli_log_install(c.verbose);
@@ -1298,6 +1336,7 @@ out:
     json_decref(params);
     json_decref(notes);
     cbx_policy_free(policy);
+    cbx_breaker_store_free(rate_store);
     cbx_registry_free(reg);
     free(c.kv);
     return code;

@@ -29,6 +29,7 @@
 
 #include "cbx/breaker.h"
 #include "cbx/err.h"
+#include "cbx/ratelimit.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -100,6 +101,17 @@ int cbx_breaker_store_set_opts(cbx_breaker_store *s, const char *name, const cbx
  * time_window_ms}: open_ms is the open time in effect (60000 for 0, -1 for "until closed by
  * hand"), the others as in cbx_breaker_opts (0: off or the default). New reference. */
 json_t *cbx_breaker_opts_to_json(const cbx_breaker_opts *o);
+
+/* Host-wide rate limiters. The arrival-time word of the limiter named key (a namespace of its
+ * own: a breaker may have the same name), its record added when missing with a full bucket; o
+ * (may be NULL) is noted in the record for information only. Give *word to
+ * cbx_ratelimit_opts.shared_tat: every limiter on that word, in any process, takes from one
+ * bucket. The word lives in the store's mapping: valid until cbx_breaker_store_free. A limiter
+ * record is never forgotten (it takes a name of the 512 until the file is made again, at the
+ * next boot). 0, CBX_EINVAL_CONFIG (key empty or over 200 bytes), -ENOTSUP (the memory store),
+ * -ENOSPC, -EAGAIN, -errno; err words it. */
+int cbx_breaker_store_limiter(cbx_breaker_store *s, const char *key, const cbx_ratelimit_opts *o,
+                              void **word, cbx_err *err);
 
 /* Names and metrics: an array of objects {name, state, mode, calls, successes, failures,
  * rejections, consecutive_failures, success_rate, retry_in_ms, opens, latency_p50_ms, ...,

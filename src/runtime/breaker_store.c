@@ -244,6 +244,19 @@ int cbx_breaker_store_set_opts(cbx_breaker_store *s, const char *name, const cbx
     return s->ops->set_opts(s, name, &opts, err);
 }
 
+int cbx_breaker_store_limiter(cbx_breaker_store *s, const char *key, const cbx_ratelimit_opts *o,
+                              void **word, cbx_err *err)
+{
+    *word = NULL;
+    size_t len = key ? strlen(key) : 0;
+    if (len == 0 || len > NAME_MAX_BYTES)
+        return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "rate_key", 0, 0,
+                              "a rate limit key must be 1 to %d bytes", NAME_MAX_BYTES);
+    if (!s->ops->limiter_word)
+        return cbx_err_set(err, -ENOTSUP, "host-wide rate limits need the host store");
+    return s->ops->limiter_word(s, key, o, word, err);
+}
+
 json_t *cbx_breaker_opts_to_json(const cbx_breaker_opts *o)
 {
     json_t *j = json_object();

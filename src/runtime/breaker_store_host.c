@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,9 +72,24 @@ typedef struct host_record {
     uint64_t blob_sum;
     stored_opts opts;
     char name[NAME_MAX_BYTES + 1];
+    /* version 3: what the record holds (zero in a version 2 file: a breaker) */
+    uint32_t kind;
 } host_record;
 
+#define KIND_BREAKER 0u
+#define KIND_LIMITER 1u
+
+/* A limiter record's blob: the GCRA arrival time, updated by compare-and-swap in the mapping
+ * (cbx_ratelimit_opts.shared_tat), and its creator's options (informational). */
+typedef struct limiter_blob {
+    _Atomic uint64_t tat_ns;
+    uint64_t interval_ns;
+    uint32_t burst;
+    uint32_t pad;
+} limiter_blob;
+
 _Static_assert(sizeof(host_record) <= REC_HEADER, "record header too large");
+_Static_assert(offsetof(host_record, kind) == 364, "the kind field moved (docs/breaker-store.md)");
 _Static_assert(HOST_ALLOC_AT + HOST_CAPACITY / 8 <= HOST_HEADER_SIZE, "file header too large");
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
                "shared-memory atomics must be lock-free");
@@ -245,7 +261,7 @@ static uint64_t blob_sum(const uint8_t *p, size_t n)
  * it ends the probe like an empty one, untouched (touching it could need a block the file
  * system no longer has). */
 static int find_locked(host_store *s, const char *name, size_t len, uint64_t h, uint32_t *slot,
-                       uint64_t deadline_ns)
+                       uint64_t deadline_ns, uint32_t kind)
 {
     uint32_t start = (uint32_t)(h % s->capacity);
     for (uint32_t i = 0; i < s->capacity; i++) {
@@ -262,7 +278,7 @@ static int find_locked(host_store *s, const char *name, size_t len, uint64_t h, 
         if (r)
             return r;
         if (atomic_load_explicit(&rec->state, memory_order_acquire) == REC_USED &&
-            rec->name_len == len && memcmp(rec->name, name, len) == 0) {
+            rec->kind == kind && rec->name_len == len && memcmp(rec->name, name, len) == 0) {
             *slot = k;
             return 0;
         }
@@ -273,12 +289,12 @@ static int find_locked(host_store *s, const char *name, size_t len, uint64_t h, 
 
 /* Find name, adding it when missing; the slot comes back locked. */
 static int insert_locked(host_store *s, const char *name, size_t len, uint64_t h, uint32_t *slot,
-                         uint64_t deadline_ns, cbx_err *err)
+                         uint64_t deadline_ns, uint32_t kind, cbx_err *err)
 {
     int r = table_lock(s, deadline_ns);
     if (r)
         return lock_fail(s, name, r, err);
-    r = find_locked(s, name, len, h, slot, deadline_ns);
+    r = find_locked(s, name, len, h, slot, deadline_ns, kind);
     if (r != -ENOENT) {
         if (r)
             lock_fail(s, name, r, err);
@@ -324,6 +340,7 @@ static int insert_locked(host_store *s, const char *name, size_t len, uint64_t h
     rec->name_len = (uint32_t)len;
     rec->blob_len = 0;
     rec->has_opts = 0;
+    rec->kind = kind;
     atomic_store_explicit(&rec->hash, h, memory_order_relaxed);
     atomic_store_explicit(&rec->state, REC_USED, memory_order_release);
     atomic_fetch_add_explicit(&((host_header *)s->map)->names, 1, memory_order_relaxed);
@@ -590,9 +607,9 @@ static int host_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_o
         return r;
     }
     maybe_reopen(s);
-    r = find_locked(s, name, len, e->hash, &k, deadline_ns);
+    r = find_locked(s, name, len, e->hash, &k, deadline_ns, KIND_BREAKER);
     if (r == -ENOENT && create)
-        r = insert_locked(s, name, len, e->hash, &k, deadline_ns, err);
+        r = insert_locked(s, name, len, e->hash, &k, deadline_ns, KIND_BREAKER, err);
     else if (r && r != -ENOENT)
         lock_fail(s, name, r, err);
     if (r) {
@@ -648,7 +665,7 @@ static int host_get_opts(cbx_breaker_store *bs, const char *name, cbx_breaker_op
         return r;
     maybe_reopen(s);
     uint32_t k;
-    r = find_locked(s, name, strlen(name), e->hash, &k, deadline);
+    r = find_locked(s, name, strlen(name), e->hash, &k, deadline, KIND_BREAKER);
     if (r == 0) {
         host_record *rec = record_at(s, k);
         cbx_breaker_opts_default(out);
@@ -680,7 +697,7 @@ static int host_set_opts(cbx_breaker_store *bs, const char *name, const cbx_brea
     }
     maybe_reopen(s);
     uint32_t k;
-    r = insert_locked(s, name, strlen(name), e->hash, &k, deadline, err);
+    r = insert_locked(s, name, strlen(name), e->hash, &k, deadline, KIND_BREAKER, err);
     if (r) {
         cbx_breaker_free(fresh);
         pthread_mutex_unlock(&e->mu);
@@ -725,7 +742,7 @@ static int host_forget(cbx_breaker_store *bs, const char *name)
     if (r)
         goto out;
     uint32_t k;
-    r = find_locked(s, name, strlen(name), e->hash, &k, deadline);
+    r = find_locked(s, name, strlen(name), e->hash, &k, deadline, KIND_BREAKER);
     if (r == 0) {
         host_record *rec = record_at(s, k);
         rec->blob_len = 0;
@@ -770,7 +787,7 @@ static int host_names(cbx_breaker_store *bs, char ***out, size_t *n, cbx_err *er
         }
         char *name = NULL;
         if (atomic_load_explicit(&rec->state, memory_order_acquire) == REC_USED &&
-            rec->name_len <= NAME_MAX_BYTES)
+            rec->kind == KIND_BREAKER && rec->name_len <= NAME_MAX_BYTES)
             name = strndup(rec->name, rec->name_len);
         slot_unlock(s, i);
         if (!name)
@@ -863,8 +880,44 @@ static void host_destroy(cbx_breaker_store *bs)
     free(s);
 }
 
-static const store_ops host_ops = {host_use,   host_peek,    host_forget,   host_defer,
-                                   host_names, host_destroy, host_get_opts, host_set_opts};
+/* The shared arrival time of the limiter named key, its record added (with o's interval and
+ * burst, informational) when missing. The word stays valid while the store is open: a limiter
+ * record is never forgotten or reused. */
+static int host_limiter_word(cbx_breaker_store *bs, const char *key, const cbx_ratelimit_opts *o,
+                             void **word, cbx_err *err)
+{
+    host_store *s = (host_store *)bs;
+    size_t len = strlen(key);
+    /* another hash than the breaker of the same name, so that the two do not share a probe */
+    uint64_t h = cbx__bstore_name_hash(key, len) ^ 0x6c696d6974657221ULL;
+    uint64_t deadline = cbx__bstore_default_deadline();
+    maybe_reopen(s);
+    uint32_t k;
+    int r = find_locked(s, key, len, h, &k, deadline, KIND_LIMITER);
+    if (r == -ENOENT)
+        r = insert_locked(s, key, len, h, &k, deadline, KIND_LIMITER, err);
+    else if (r)
+        lock_fail(s, key, r, err);
+    if (r)
+        return r;
+    limiter_blob *lb = (limiter_blob *)blob_at(s, k);
+    host_record *rec = record_at(s, k);
+    if (rec->blob_len != sizeof *lb) {
+        /* new: a full bucket (an arrival time of 0 is long past) */
+        atomic_store_explicit(&lb->tat_ns, 0, memory_order_relaxed);
+        lb->interval_ns = o && o->per_second > 0 ? (uint64_t)(1e9 / o->per_second) : 0;
+        lb->burst = o ? o->burst : 0;
+        rec->blob_len = sizeof *lb;
+        atomic_fetch_add_explicit(&rec->seq, 1, memory_order_relaxed);
+    }
+    slot_unlock(s, k);
+    *word = (void *)&lb->tat_ns;
+    return 0;
+}
+
+static const store_ops host_ops = {host_use,      host_peek,     host_forget,
+                                   host_defer,    host_names,    host_destroy,
+                                   host_get_opts, host_set_opts, host_limiter_word};
 
 int cbx_breaker_store_host_new(cbx_breaker_store **out, const char *path, cbx_err *err)
 {

@@ -5,6 +5,7 @@
 #define CBX_RUNTIME_BREAKER_STORE_INTERNAL_H
 
 #include "cbx/breaker_store.h"
+#include "cbx/ratelimit.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -33,6 +34,9 @@ typedef struct store_ops {
      * allows. */
     int (*set_opts)(cbx_breaker_store *s, const char *name, const cbx_breaker_opts *o,
                     cbx_err *err);
+    /* The shared arrival-time word of a host-wide rate limiter (NULL: the store has none). */
+    int (*limiter_word)(cbx_breaker_store *s, const char *key, const cbx_ratelimit_opts *o,
+                        void **word, cbx_err *err);
 } store_ops;
 
 struct cbx_breaker_store {
