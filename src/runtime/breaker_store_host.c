@@ -9,9 +9,10 @@
  *                    the bitmap of records whose blocks are allocated
  *   then capacity records of record_size bytes each:
  *     [0, 512)       record header: state (empty / used / forgotten), name and its hash,
- *                    seq (bumped by every save), blob length and checksum, the options of
- *                    the last writer
- *     [512, ...)     the breaker's state as cbx__breaker_state_save wrote it
+ *                    seq (bumped by every save), blob length and checksum, the breaker's
+ *                    options (which every process uses), the kind (breaker or rate limiter)
+ *     [512, ...)     a breaker's state as cbx__breaker_state_save wrote it, or a rate
+ *                    limiter's arrival time (see host_limiter_word)
  *
  * Names are found by linear probing from their hash. A record is locked with an open file
  * description lock (F_OFD_SETLK, polled until a deadline) on its first byte, together with a mutex
