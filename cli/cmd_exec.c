@@ -431,25 +431,27 @@ static int build_policy(const exec_cfg *c, cbx_breaker_store *rate_store, cbx_po
     cbx_err err;
     cbx_err_clear(&err);
     cbx_policy_opts o = base;
-    int r = cbx_policy_opts_parse(&o, block, &err);
-    json_decref(block);
+    int r = cbx_policy_opts_parse(&o, block, &err); /* o borrows from block (fallback.value) */
     if (r == 0 && c->rate_key) {
         /* --rate-key: the limiter's arrival time lives in the host store, shared by every
          * process that names the key */
         if (!(o.sections & CBX_POLICY_WITH_RATE_LIMIT)) {
             cli_err("--rate-key: needs a rate (--rate, or rate_limit in the policy)");
+            json_decref(block);
             return CLI_EXIT_USAGE;
         }
         void *word = NULL;
         r = cbx_breaker_store_limiter(rate_store, c->rate_key, &o.rate_limit, &word, &err);
         if (r) {
             cli_err("--rate-key: %s", err.msg[0] ? err.msg : cbx_strerror(r));
+            json_decref(block);
             return r == -ENOSPC ? CLI_EXIT_REFUSED : CLI_EXIT_INTERNAL;
         }
         o.rate_limit.shared_tat = word;
     }
     if (r == 0)
         r = cbx_policy_new(out, &o, &err);
+    json_decref(block);
     if (r == 0)
         return 0;
     if (r == -ENOMEM) {
