@@ -745,6 +745,41 @@ Test(breaker_store, a_full_table_and_an_oversized_breaker_are_clear_errors)
 /* ---- the memory store and the JSON ------------------------------------------------------------
  */
 
+Test(breaker_store, memory_store_options)
+{
+    cbx_clock *clk = cbx_clock_virtual(0);
+    cbx_breaker_store *s = NULL;
+    cr_assert_eq(cbx_breaker_store_memory_new(&s, NULL), 0);
+    cbx_breaker_opts o = opts_consecutive(2, 10 * S, clk), got;
+    cr_assert_eq(cbx_breaker_store_get_opts(s, "m", &got), -ENOENT);
+    cbx_permit p = cbx_breaker_store_acquire(s, "m", &o, NULL);
+    cbx_breaker_store_record(s, "m", p, CBX_OUTCOME_ERROR, 1);
+    cr_assert_eq(cbx_breaker_store_get_opts(s, "m", &got), 0);
+    cr_assert_eq(got.consecutive_failures, 2);
+    cr_assert_null(got.clock);
+    /* new options, same shape: the failure is kept, and now three more are needed */
+    cbx_breaker_opts n = opts_consecutive(4, 10 * S, clk);
+    cr_assert_eq(cbx_breaker_store_set_opts(s, "m", &n, NULL), 0);
+    cr_assert_eq(cbx_breaker_store_get_opts(s, "m", &got), 0);
+    cr_assert_eq(got.consecutive_failures, 4);
+    for (int i = 0; i < 3; i++) {
+        p = cbx_breaker_store_acquire(s, "m", &o, NULL);
+        cr_assert_eq(p.rc, 0, "failure %d of 4", i + 2);
+        cbx_breaker_store_record(s, "m", p, CBX_OUTCOME_ERROR, 1);
+    }
+    cr_assert_eq(cbx_breaker_store_acquire(s, "m", &o, NULL).rc, CBX_ECIRCUIT_OPEN);
+    /* set_opts of a new name makes it; bad options change nothing */
+    cr_assert_eq(cbx_breaker_store_set_opts(s, "new", &n, NULL), 0);
+    cr_assert_eq(cbx_breaker_store_get_opts(s, "new", &got), 0);
+    n.half_open_probes = 1000;
+    cr_assert_eq(cbx_breaker_store_set_opts(s, "m", &n, NULL), CBX_EINVAL_CONFIG);
+    cr_assert_eq(cbx_breaker_store_acquire(s, "m", &o, NULL).rc, CBX_ECIRCUIT_OPEN);
+    void *word;
+    cr_assert_eq(cbx_breaker_store_limiter(s, "k", NULL, &word, NULL), -ENOTSUP);
+    cbx_breaker_store_free(s);
+    cbx_clock_free(clk);
+}
+
 Test(breaker_store, memory_store_semantics)
 {
     cbx_clock *clk = cbx_clock_virtual(0);
