@@ -1,4 +1,4 @@
-/* cbx breaker list|show|reset|open|close: the named breakers of the host-wide store. */
+/* cbx breaker list|show|set|reset|open|close: the named breakers of the host-wide store. */
 #include "args.h"
 #include "cli.h"
 #include "output.h"
@@ -13,6 +13,7 @@
 static const char help[] =
     "Usage: cbx breaker list [--json]\n"
     "       cbx breaker show NAME [--json]\n"
+    "       cbx breaker set NAME [--failures N] [--open DUR] [--probes N]\n"
     "       cbx breaker reset|open|close NAME\n"
     "\n"
     "The named breakers of the host-wide store, which every cbx process on this machine\n"
@@ -23,13 +24,20 @@ static const char help[] =
     "Actions:\n"
     "  list         every breaker: state, mode, calls, failures, rejections, consecutive\n"
     "               failures, time to the next probe\n"
-    "  show NAME    one breaker's metrics: counts by outcome, success rate, latency\n"
-    "               percentiles, opens, time in state, time to the next probe\n"
+    "  show NAME    one breaker's options and metrics: counts by outcome, success rate,\n"
+    "               latency percentiles, opens, time in state, time to the next probe\n"
+    "  set NAME     change the options stored with the breaker (making it if new); every\n"
+    "               process uses them from its next call. Options not given keep their\n"
+    "               stored value. Its state is kept unless --probes changes (then it\n"
+    "               starts afresh, closed)\n"
     "  reset NAME   back to normal and closed, with empty windows (counters are kept)\n"
     "  open NAME    force it open: every call is refused (exit 75) until 'reset'\n"
     "  close NAME   force it closed: every call is admitted and it never trips until 'reset'\n"
     "\n"
     "Options:\n"
+    "  --failures N     (set) consecutive failures that open it\n"
+    "  --open DUR       (set) how long it stays open before a probe\n"
+    "  --probes N       (set) probes admitted at once when half-open\n"
     "  --json           JSON instead of a table\n"
     "  --state-dir DIR  the store's directory (CBX_STATE_DIR)\n"
     "  -h, --help       this help\n"
@@ -37,6 +45,7 @@ static const char help[] =
     "Examples:\n"
     "  cbx breaker list\n"
     "  cbx breaker show db --json\n"
+    "  cbx breaker set db --failures 3 --open 1m\n"
     "  cbx breaker open db      # maintenance: refuse every call\n"
     "  cbx breaker reset db\n"
     "\n"
@@ -44,10 +53,11 @@ static const char help[] =
     "bytes, exits 2.\n"
     "\n";
 
+enum { OPT_FAILURES = CLI_OPT_OWN, OPT_OPEN, OPT_PROBES };
+
 static const cli_opt opts[] = {
-    CLI_OPTS_COMMON,
-    {"json", 0, 0, CLI_OPT_JSON},
-    {0},
+    CLI_OPTS_COMMON,          {"json", 0, 0, CLI_OPT_JSON}, {"failures", 0, 1, OPT_FAILURES},
+    {"open", 0, 1, OPT_OPEN}, {"probes", 0, 1, OPT_PROBES}, {0},
 };
 
 static const char *str_of(const json_t *o, const char *key)
@@ -124,6 +134,11 @@ static void show_text(const json_t *b)
         printf("; next probe in %s",
                cbx_duration_human((uint64_t)retry * CBX_NS_PER_MS, a, sizeof a));
     printf("\n");
+    const json_t *o = json_object_get(b, "options");
+    if (json_is_object(o))
+        printf("options: failures %lld, open %s, probes %lld\n", int_of(o, "consecutive_failures"),
+               cbx_duration_human((uint64_t)int_of(o, "open_ms") * CBX_NS_PER_MS, c, sizeof c),
+               int_of(o, "half_open_probes"));
     printf("calls %lld: %lld successes, %lld failures, %lld ignored; %lld rejected\n",
            int_of(b, "calls"), int_of(b, "successes"), int_of(b, "failures"), int_of(b, "ignored"),
            int_of(b, "rejections"));
@@ -180,7 +195,8 @@ static int unknown_breaker(cbx_breaker_store *s, const char *action, const char 
 
 int cli_cmd_breaker(cli_ctx *ctx, int argc, char **argv)
 {
-    static const char *const actions[] = {"list", "show", "reset", "open", "close", NULL};
+    static const char *const actions[] = {"list", "show", "set", "reset", "open", "close", NULL};
+    uint64_t failures = 0, open_ns = 0, probes = 0;
     cli_args a;
     cli_args_init(&a, "breaker", argc, argv, opts);
     const char *action = NULL, *name = NULL;
@@ -199,6 +215,22 @@ int cli_cmd_breaker(cli_ctx *ctx, int argc, char **argv)
         case CLI_OPT_UTC:
         case CLI_OPT_JSON:
             if (cli_common_option(ctx, id, val, &json))
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_FAILURES:
+            if (cli_parse_uint("--failures", val, 1, 1000000, &failures))
+                return CLI_EXIT_USAGE;
+            break;
+        case OPT_OPEN:
+            if (cli_parse_duration("--open", val, &open_ns))
+                return CLI_EXIT_USAGE;
+            if (!open_ns) {
+                cli_err("--open: expected a duration > 0, got '%s'", val);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case OPT_PROBES:
+            if (cli_parse_uint("--probes", val, 1, CBX_BREAKER_MAX_PROBES, &probes))
                 return CLI_EXIT_USAGE;
             break;
         case CLI_ARGS_POSITIONAL:
@@ -225,11 +257,15 @@ int cli_cmd_breaker(cli_ctx *ctx, int argc, char **argv)
         name = argv[a.rest]; /* a name that starts with '-' */
     }
     if (!action) {
-        cli_err("breaker: expected an action: list, show, reset, open or close");
+        cli_err("breaker: expected an action: list, show, set, reset, open or close");
         return CLI_EXIT_USAGE;
     }
     if (strcmp(action, "list") != 0 && !name) {
         cli_err("breaker %s: expected a breaker NAME", action);
+        return CLI_EXIT_USAGE;
+    }
+    if ((failures || open_ns || probes) && strcmp(action, "set") != 0) {
+        cli_err("breaker %s: --failures, --open and --probes go with 'set'", action);
         return CLI_EXIT_USAGE;
     }
     if (name && (!name[0] || strlen(name) > CBX_BREAKER_NAME_MAX)) {
@@ -272,6 +308,39 @@ int cli_cmd_breaker(cli_ctx *ctx, int argc, char **argv)
             rc = cli_print_json(stdout, b) ? CLI_EXIT_INTERNAL : CLI_EXIT_OK;
         else
             show_text(b);
+        json_decref(b);
+    } else if (strcmp(action, "set") == 0) {
+        cbx_breaker_opts o;
+        int r = cbx_breaker_store_get_opts(s, name, &o);
+        if (r == -ENOENT) { /* as 'cbx exec --breaker NAME' would make it */
+            cbx_breaker_opts_default(&o);
+            o.open_ns = 30 * CBX_NS_PER_S;
+        }
+        if (failures)
+            o.consecutive_failures = (uint32_t)failures;
+        if (open_ns)
+            o.open_ns = open_ns;
+        if (probes)
+            o.half_open_probes = (uint32_t)probes;
+        r = r == 0 || r == -ENOENT ? cbx_breaker_store_set_opts(s, name, &o, &err) : r;
+        json_t *b = NULL;
+        if (r == 0)
+            r = cbx_breaker_store_show(s, name, &b, &err);
+        if (r < 0) {
+            cli_err("breaker set: %s", err.msg[0] ? err.msg : cbx_strerror(r));
+            rc = r == CBX_EINVAL_CONFIG ? CLI_EXIT_USAGE
+                 : r == -ENOSPC         ? CLI_EXIT_REFUSED
+                                        : CLI_EXIT_INTERNAL;
+        } else if (json) {
+            rc = cli_print_json(stdout, b) ? CLI_EXIT_INTERNAL : CLI_EXIT_OK;
+        } else {
+            char d[32];
+            const json_t *oj = json_object_get(b, "options");
+            printf("breaker '%s': failures %lld, open %s, probes %lld\n", name,
+                   int_of(oj, "consecutive_failures"),
+                   cbx_duration_human((uint64_t)int_of(oj, "open_ms") * CBX_NS_PER_MS, d, sizeof d),
+                   int_of(oj, "half_open_probes"));
+        }
         json_decref(b);
     } else {
         cbx_breaker_mode mode = strcmp(action, "reset") == 0  ? CBX_BREAKER_NORMAL

@@ -58,11 +58,17 @@ static const char help_usage[] =
     "  --breaker-failures N    consecutive failures that open it; default 5\n"
     "  --breaker-open DUR      how long it stays open before a probe; default 30s\n"
     "  --breaker-probes N      probes admitted at once when half-open; default 1\n"
-    "                          (the breaker options apply when the name is first used;\n"
+    "                          (the breaker options apply when the name is first used,\n"
+    "                          and are stored with it: 'cbx breaker set' changes them;\n"
     "                          when the store has no room for a new name, the state\n"
     "                          directory's file system being full, nothing runs: exit 76)\n"
     "  --fallback JSON         a static answer when the execution does not succeed\n"
     "  --rate LIMIT            rate limit on attempts (5/s, 600/min); over it: refused\n"
+    "  --rate-key NAME         share the rate limit with every cbx process on the host that\n"
+    "                          gives the same NAME (kept in the state directory's store)\n"
+    "  --rate-wait MAX         over the rate, wait for the next token up to MAX (2s)\n"
+    "                          instead of refusing; a token further off than MAX or the\n"
+    "                          deadline is refused at once (exit 76)\n"
     "  --policy NAME|FILE      a named policy of the config file ('cbx config show'), else\n"
     "                          a policy block from a file (YAML or JSON)\n"
     "  --policy-json JSON      a policy block (docs/policy.md)\n"
@@ -145,6 +151,8 @@ enum {
     OPT_POLICY,
     OPT_POLICY_JSON,
     OPT_RATE,
+    OPT_RATE_WAIT,
+    OPT_RATE_KEY,
     OPT_REPEAT,
     OPT_PARALLEL,
     OPT_PLUGIN_PATH,
@@ -183,6 +191,8 @@ static const cli_opt opts[] = {
     {"policy", 0, 1, OPT_POLICY},
     {"policy-json", 0, 1, OPT_POLICY_JSON},
     {"rate", 0, 1, OPT_RATE},
+    {"rate-wait", 0, 1, OPT_RATE_WAIT},
+    {"rate-key", 0, 1, OPT_RATE_KEY},
     {"repeat", 0, 1, OPT_REPEAT},
     {"parallel", 0, 1, OPT_PARALLEL},
     {"jobs", 'j', 1, OPT_PARALLEL},
@@ -214,6 +224,7 @@ static const flag_key flag_keys[] = {
     {OPT_RETRY_DELAY, "retry.initial"}, {OPT_RETRY_MAX_DELAY, "retry.max"},
     {OPT_JITTER, "retry.jitter"},       {OPT_RETRY_ON, "retry.on"},
     {OPT_FALLBACK, "fallback.value"},   {OPT_RATE, "rate_limit.rate"},
+    {OPT_RATE_WAIT, "rate_limit.wait"},
 };
 #define N_FLAG_KEYS (sizeof flag_keys / sizeof flag_keys[0])
 
@@ -227,7 +238,9 @@ typedef struct exec_cfg {
     const char *flag_val[N_FLAG_KEYS]; /* the text given to each policy flag, or NULL */
     const char *policy_file, *policy_json;
     const char *breaker;
+    const char *rate_key; /* --rate-key: the host-wide limiter's name */
     uint64_t breaker_failures, breaker_open_ns, breaker_probes;
+    int breaker_given; /* BREAKER_GIVEN_* bits: the --breaker-* flags on the command line */
     int json, quiet, verbose;
     int journal_required; /* --journal-required */
     int tmpdir;           /* CBX_TMPDIR_*: --tmpdir, --keep-tmpdir */
@@ -288,6 +301,8 @@ static int check_flag(int id, const char *text)
         return cli_parse_choice(flag, text, jitters);
     case OPT_RATE:
         return cli_parse_rate(flag, text, &d);
+    case OPT_RATE_WAIT:
+        return cli_parse_duration(flag, text, &u);
     case OPT_RETRY_ON: {
         char *copy = strdup(text), *save = NULL;
         int rc = copy ? 0 : CLI_ARGS_ERROR, n = 0;
@@ -408,7 +423,7 @@ static int load_policy_block(const exec_cfg *c, json_t **out)
     return 0;
 }
 
-static int build_policy(const exec_cfg *c, cbx_policy **out)
+static int build_policy(const exec_cfg *c, cbx_breaker_store *rate_store, cbx_policy **out)
 {
     json_t *block;
     int rc = load_policy_block(c, &block);
@@ -419,7 +434,27 @@ static int build_policy(const exec_cfg *c, cbx_policy **out)
     base.name = "exec";
     cbx_err err;
     cbx_err_clear(&err);
-    int r = cbx_policy_new_json(out, block, &base, &err);
+    cbx_policy_opts o = base;
+    int r = cbx_policy_opts_parse(&o, block, &err); /* o borrows from block (fallback.value) */
+    if (r == 0 && c->rate_key) {
+        /* --rate-key: the limiter's arrival time lives in the host store, shared by every
+         * process that names the key */
+        if (!(o.sections & CBX_POLICY_WITH_RATE_LIMIT)) {
+            cli_err("--rate-key: needs a rate (--rate, or rate_limit in the policy)");
+            json_decref(block);
+            return CLI_EXIT_USAGE;
+        }
+        void *word = NULL;
+        r = cbx_breaker_store_limiter(rate_store, c->rate_key, &o.rate_limit, &word, &err);
+        if (r) {
+            cli_err("--rate-key: %s", err.msg[0] ? err.msg : cbx_strerror(r));
+            json_decref(block);
+            return r == -ENOSPC ? CLI_EXIT_REFUSED : CLI_EXIT_INTERNAL;
+        }
+        o.rate_limit.shared_tat = word;
+    }
+    if (r == 0)
+        r = cbx_policy_new(out, &o, &err);
     json_decref(block);
     if (r == 0)
         return 0;
@@ -919,6 +954,39 @@ int cli_exec_fallback_key(const char *type, const cbx_policy *policy, const json
     return code;
 }
 
+/* The options stored with a breaker win over the --breaker-* flags: say so when they differ. */
+static void breaker_opts_check(cbx_breaker_store *store, const exec_cfg *c)
+{
+    cbx_breaker_opts o;
+    if (cbx_breaker_store_get_opts(store, c->breaker, &o) != 0)
+        return; /* a new name: the flags make it */
+    char mine[160] = "", theirs[160] = "", a[32], b[32];
+    size_t n = 0, m = 0;
+    uint64_t open_ns = o.open_ns ? o.open_ns : 60 * CBX_NS_PER_S;
+    uint32_t probes = o.half_open_probes ? o.half_open_probes : 1;
+    if ((c->breaker_given & 1) && o.consecutive_failures != c->breaker_failures) {
+        n += (size_t)snprintf(mine + n, sizeof mine - n, " --failures %llu",
+                              (unsigned long long)c->breaker_failures);
+        m += (size_t)snprintf(theirs + m, sizeof theirs - m, "%sfailures %u", m ? ", " : "",
+                              o.consecutive_failures);
+    }
+    if ((c->breaker_given & 2) && open_ns != c->breaker_open_ns) {
+        n += (size_t)snprintf(mine + n, sizeof mine - n, " --open %s",
+                              cbx_duration_human(c->breaker_open_ns, a, sizeof a));
+        m += (size_t)snprintf(theirs + m, sizeof theirs - m, "%sopen %s", m ? ", " : "",
+                              cbx_duration_human(open_ns, b, sizeof b));
+    }
+    if ((c->breaker_given & 4) && probes != c->breaker_probes) {
+        n += (size_t)snprintf(mine + n, sizeof mine - n, " --probes %llu",
+                              (unsigned long long)c->breaker_probes);
+        snprintf(theirs + m, sizeof theirs - m, "%sprobes %u", m ? ", " : "", probes);
+    }
+    if (n)
+        cli_err("exec: breaker '%s' keeps its stored options (%s), not those of the "
+                "--breaker-* flags; to change them: cbx breaker set %s%s",
+                c->breaker, theirs, c->breaker, mine);
+}
+
 static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *policy,
                json_t *params, json_t *notes)
 {
@@ -957,6 +1025,8 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
             code = CLI_EXIT_REFUSED; /* as when the name cannot be added: nothing ran */
         goto out;
     }
+    if (store && c->breaker_given && !c->quiet)
+        breaker_opts_check(store, c);
     if (uv_loop_init(&loop) < 0) {
         cli_err("exec: cannot make the event loop");
         goto out;
@@ -1139,6 +1209,13 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
         case OPT_POLICY_JSON:
             c->policy_json = val;
             break;
+        case OPT_RATE_KEY:
+            if (!val[0] || strlen(val) > CBX_BREAKER_NAME_MAX) {
+                cli_err("--rate-key: expected a name of 1 to 200 bytes, got '%s'", val);
+                return CLI_EXIT_USAGE;
+            }
+            c->rate_key = val;
+            break;
         case OPT_BREAKER:
             if (!val[0] || strlen(val) > 200) {
                 cli_err("--breaker: expected a name of 1 to 200 bytes, got '%s'", val);
@@ -1149,6 +1226,7 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
         case OPT_BREAKER_FAILURES:
             if (cli_parse_uint("--breaker-failures", val, 1, 1000000, &c->breaker_failures))
                 return CLI_EXIT_USAGE;
+            c->breaker_given |= 1;
             break;
         case OPT_BREAKER_OPEN:
             if (cli_parse_duration("--breaker-open", val, &c->breaker_open_ns))
@@ -1157,11 +1235,13 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
                 cli_err("--breaker-open: expected a duration > 0, got '%s'", val);
                 return CLI_EXIT_USAGE;
             }
+            c->breaker_given |= 2;
             break;
         case OPT_BREAKER_PROBES:
             if (cli_parse_uint("--breaker-probes", val, 1, CBX_BREAKER_MAX_PROBES,
                                &c->breaker_probes))
                 return CLI_EXIT_USAGE;
+            c->breaker_given |= 4;
             break;
         case OPT_REPEAT:
             if (cli_parse_uint("--repeat", val, 1, 100000000, &c->repeat))
@@ -1254,11 +1334,19 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
     exec_cfg c = {0};
     cbx_registry *reg = NULL;
     cbx_policy *policy = NULL;
+    cbx_breaker_store *rate_store = NULL; /* --rate-key: holds the limiter's word */
+    cbx_err err;
+    cbx_err_clear(&err);
     json_t *params = NULL, *notes = json_object();
     int code = parse(ctx, argc, argv, &c);
     if (code)
         goto out;
-    code = build_policy(&c, &policy);
+    if (c.rate_key && cbx_breaker_store_host_new(&rate_store, NULL, &err) < 0) {
+        cli_err("breaker store: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
+        code = err.code == -ENOSPC ? CLI_EXIT_REFUSED : CLI_EXIT_INTERNAL;
+        goto out;
+    }
+    code = build_policy(&c, rate_store, &policy);
     if (code)
         goto out;
     cli_log_install(c.verbose);
@@ -1316,6 +1404,7 @@ out:
     json_decref(params);
     json_decref(notes);
     cbx_policy_free(policy);
+    cbx_breaker_store_free(rate_store);
     cbx_registry_free(reg);
     free(c.kv);
     return code;

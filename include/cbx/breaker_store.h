@@ -8,8 +8,11 @@
  * script trips, refuses and recovers across invocations exactly as one long-lived breaker would.
  * Times are CLOCK_MONOTONIC, which all processes share; a reboot resets the store.
  *
- * Thread-safe. The first use of a name creates its breaker from the options given then; later
- * options for the same name are ignored until cbx_breaker_store_forget.
+ * Thread-safe. The first use of a name creates its breaker from the options given then, and the
+ * store keeps those options with the breaker (in the host store, in its record, for every
+ * process): later options for the same name, from this process or another, are ignored until
+ * cbx_breaker_store_set_opts changes them or cbx_breaker_store_forget drops the name. Only the
+ * clock and the event callback are each process's own.
  *
  * The file is made whole under a temporary name and linked into place; it is opened without
  * following a symbolic link and must be a regular file of this user. Each record's blocks are
@@ -26,6 +29,7 @@
 
 #include "cbx/breaker.h"
 #include "cbx/err.h"
+#include "cbx/ratelimit.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -80,9 +84,39 @@ const char *cbx_breaker_store_explain(cbx_breaker_store *s, const char *name,
 int cbx_breaker_store_set_mode(cbx_breaker_store *s, const char *name, cbx_breaker_mode mode);
 int cbx_breaker_store_forget(cbx_breaker_store *s, const char *name);
 
+/* The options the named breaker uses: the ones stored with it (numbers only: name, clock,
+ * on_event and event_ud come back NULL). 0, -ENOENT when the name is unknown, CBX_EINVAL_CONFIG
+ * for a bad name, -EAGAIN (locked past CBX_BREAKER_STORE_WAIT_NS). */
+int cbx_breaker_store_get_opts(cbx_breaker_store *s, const char *name, cbx_breaker_opts *out);
+/* Store o (defaults when NULL) as the named breaker's options, adding the name when unknown;
+ * every process uses them from its next operation on the name. The breaker's state (counters,
+ * windows, open or closed) is kept when the new options give it the same shape (count-window
+ * size, time-window buckets and length, probe slots), else the breaker starts afresh. o's clock
+ * and callback serve this handle only. 0, CBX_EINVAL_CONFIG (bad name or options, or a state
+ * too large for a record), -ENOSPC, -EAGAIN, -errno; err words it. */
+int cbx_breaker_store_set_opts(cbx_breaker_store *s, const char *name, const cbx_breaker_opts *o,
+                               cbx_err *err);
+/* The options as a JSON object {consecutive_failures, open_ms, half_open_probes, close_after,
+ * open_multiplier, open_max_ms, probe_lease_ms, slow_call_ms, count_window_calls,
+ * time_window_ms}: open_ms is the open time in effect (60000 for 0, -1 for "until closed by
+ * hand"), the others as in cbx_breaker_opts (0: off or the default). New reference. */
+json_t *cbx_breaker_opts_to_json(const cbx_breaker_opts *o);
+
+/* Host-wide rate limiters. The arrival-time word of the limiter named key (a namespace of its
+ * own: a breaker may have the same name), its record added when missing with a full bucket; o
+ * (may be NULL) is noted in the record for information only. Give *word to
+ * cbx_ratelimit_opts.shared_tat: every limiter on that word, in any process, takes from one
+ * bucket. The word lives in the store's mapping: valid until cbx_breaker_store_free. A limiter
+ * record is never forgotten (it takes a name of the 512 until the file is made again, at the
+ * next boot). 0, CBX_EINVAL_CONFIG (key empty or over 200 bytes), -ENOTSUP (the memory store),
+ * -ENOSPC, -EAGAIN, -errno; err words it. */
+int cbx_breaker_store_limiter(cbx_breaker_store *s, const char *key, const cbx_ratelimit_opts *o,
+                              void **word, cbx_err *err);
+
 /* Names and metrics: an array of objects {name, state, mode, calls, successes, failures,
- * rejections, consecutive_failures, success_rate, retry_in_ms, opens, latency_p50_ms, ...};
- * show gives one object (-ENOENT when unknown). New references. */
+ * rejections, consecutive_failures, success_rate, retry_in_ms, opens, latency_p50_ms, ...,
+ * options (as cbx_breaker_opts_to_json)}; show gives one object (-ENOENT when unknown). New
+ * references. */
 int cbx_breaker_store_list(cbx_breaker_store *s, json_t **out, cbx_err *err);
 int cbx_breaker_store_show(cbx_breaker_store *s, const char *name, json_t **out, cbx_err *err);
 

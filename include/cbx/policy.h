@@ -140,6 +140,10 @@ typedef struct cbx_policy_opts {
     /* CBX_POLICY_WITH_RATE_LIMIT. Copied. */
     cbx_ratelimit_opts rate_limit;
     cbx_ratelimit *shared_rate_limit; /* borrowed; wins over the section */
+    /* rate_limit.wait: with no token, wait for one up to this long (ns) instead of refusing
+     * (admit returns -EAGAIN); a token further off than this, or than the deadline, is refused
+     * at once. 0 = refuse at once. Applies to the shared limiter too. */
+    uint64_t rate_limit_wait_ns;
 
     /* CBX_POLICY_WITH_BULKHEAD. Copied. */
     cbx_bulkhead_opts bulkhead;
@@ -419,6 +423,7 @@ struct cbx_policy_run {
     cbx_policy_decision decision;    /* DONE_SUCCESS, DONE_FAILED or USE_FALLBACK */
     cbx_breaker_rejection rejection; /* when the breaker refused */
     uint64_t refused_wait_ns;        /* rate limit refusal: time until a token */
+    uint64_t rate_wait_ns;           /* admit's -EAGAIN: wait this long, then admit again */
     int cancel;                      /* see cbx_policy_run_cancel */
     struct {
         cbx_breaker *breaker;
@@ -456,13 +461,18 @@ void cbx_policy_run_use_breaker(cbx_policy_run *run, cbx_breaker *b);
  *   -EINPROGRESS  every bulkhead slot is taken and its queue may take this call: wait for a
  *                 slot (cbx_policy_wait_slot), then call cbx_policy_admit again. The rate
  *                 limit token is already taken and is not asked for twice.
+ *   -EAGAIN       (rate_limit.wait) no token now, but one is reserved for this call
+ *                 run->rate_wait_ns from now, within the wait cap and the deadline: wait that
+ *                 long (on a timer: admit never blocks), then call cbx_policy_admit again,
+ *                 which does not ask the limiter twice. A call given up meanwhile (cancelled)
+ *                 leaves its token unused.
  *   a refusal     the call is over (run->done): CBX_ETIMEDOUT (deadline passed),
  *                 CBX_ECANCELLED, CBX_ERATE_LIMITED (run->refused_wait_ns says when a token
- *                 comes), CBX_EBULKHEAD_FULL, CBX_EQUEUE_TIMEOUT, or the breaker's
- *                 CBX_ECIRCUIT_OPEN / CBX_EHALF_OPEN_FULL / CBX_EFORCED_OPEN (run->rejection).
- *                 run->decision says whether to ask the fallback; cbx_policy_explain says why.
- * A refused attempt is not retried; a breaker refusal ends the call as REJECTED even after
- * earlier attempts. Calling admit on a run that is over returns run->rc. */
+ *                 comes; with rate_limit.wait, it was further off than the cap or the deadline),
+ * CBX_EBULKHEAD_FULL, CBX_EQUEUE_TIMEOUT, or the breaker's CBX_ECIRCUIT_OPEN / CBX_EHALF_OPEN_FULL
+ * / CBX_EFORCED_OPEN (run->rejection). run->decision says whether to ask the fallback;
+ * cbx_policy_explain says why. A refused attempt is not retried; a breaker refusal ends the call as
+ * REJECTED even after earlier attempts. Calling admit on a run that is over returns run->rc. */
 int cbx_policy_admit(cbx_policy *p, cbx_policy_run *run);
 
 /* After admit returned -EINPROGRESS: queue for a bulkhead slot without blocking (see

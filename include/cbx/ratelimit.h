@@ -59,6 +59,12 @@ typedef struct cbx_ratelimit_opts {
     double per_second; /* refill rate in tokens per second; required: finite, > 0, <= 1e9 */
     uint32_t burst;    /* bucket size in tokens; required: >= 1 (see _default_burst) */
     cbx_clock *clock;  /* borrowed, must outlive the limiter; NULL = monotonic clock */
+    /* NULL, or a 64-bit word, 8-byte aligned, that keeps the arrival time instead of the
+     * limiter itself: every limiter given the same word (in memory shared between processes,
+     * such as cbx_breaker_store_limiter's) takes tokens from one bucket, each with its own
+     * per_second and burst. Updated by compare-and-swap only; the clock must not be virtual
+     * (CLOCK_MONOTONIC is what all processes share). Borrowed: it must outlive the limiter. */
+    void *shared_tat;
 } cbx_ratelimit_opts;
 
 /* A snapshot of a limiter. Counters are cumulative since creation; each is read atomically,

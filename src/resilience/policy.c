@@ -29,6 +29,7 @@ struct cbx_policy {
     cbx_retry_budget *budget;
     cbx_breaker *breaker;
     cbx_ratelimit *rate_limit;
+    uint64_t rate_wait_ns; /* rate_limit.wait; 0 = refuse at once */
     cbx_bulkhead *bulkhead;
     cbx_fallback *fallback;
     int own_budget, own_breaker, own_rate_limit, own_bulkhead, own_fallback;
@@ -282,6 +283,7 @@ static int make_parts(cbx_policy *p, const cbx_policy_opts *o, cbx_err *err)
         p->breaker_opts.name = NULL;
     }
 
+    p->rate_wait_ns = o->rate_limit_wait_ns;
     if (o->shared_rate_limit) {
         p->rate_limit = o->shared_rate_limit;
     } else if (o->sections & CBX_POLICY_WITH_RATE_LIMIT) {
@@ -645,12 +647,20 @@ int cbx_policy_admit(cbx_policy *p, cbx_policy_run *run)
         return refuse(p, run, CBX_ETIMEDOUT);
 
     if (p->rate_limit && !run->priv.rate_passed) {
+        /* wait mode: a token up to the cap and the deadline away is reserved now */
+        uint64_t cap = p->rate_wait_ns;
+        if (cap && run->deadline_ns - now < cap)
+            cap = run->deadline_ns - now;
         uint64_t wait = 0;
-        if (cbx_ratelimit_try_acquire(p->rate_limit, 1, &wait) != 0) {
+        if (cbx_ratelimit_reserve(p->rate_limit, 1, cap, &wait) != 0) {
             run->refused_wait_ns = wait;
             return refuse(p, run, CBX_ERATE_LIMITED);
         }
         run->priv.rate_passed = 1;
+        if (wait) {
+            run->rate_wait_ns = wait;
+            return -EAGAIN;
+        }
     }
 
     if (p->bulkhead && !run->priv.slot_held) {
@@ -945,9 +955,17 @@ static void refusal_words(const cbx_policy *p, const cbx_policy_run *run, char *
     case CBX_ERATE_LIMITED: {
         cbx_ratelimit_stats st;
         cbx_ratelimit_stats_get(p->rate_limit, &st);
-        cbx_duration_format(run->refused_wait_ns, d, sizeof d);
-        snprintf(buf, len, "rate limit of %g/s (burst %u) exceeded; next token in %s",
-                 st.per_second, st.burst, d);
+        cbx_duration_human(run->refused_wait_ns, d, sizeof d);
+        int n = snprintf(buf, len, "rate limit of %g/s (burst %u) exceeded; next token in %s",
+                         st.per_second, st.burst, d);
+        if (p->rate_wait_ns && n > 0 && (size_t)n < len) {
+            char w[32];
+            cbx_duration_format(p->rate_wait_ns, w, sizeof w);
+            if (run->refused_wait_ns > p->rate_wait_ns)
+                snprintf(buf + n, len - (size_t)n, ", past the wait of %s", w);
+            else
+                snprintf(buf + n, len - (size_t)n, ", past the deadline");
+        }
         return;
     }
     case CBX_EBULKHEAD_FULL: {
@@ -1105,6 +1123,10 @@ int cbx_policy_call(cbx_policy *p, cbx_policy_fn fn, void *ud, const json_t *inp
         int rc = cbx_policy_admit(p, &run);
         if (rc == -EINPROGRESS) {
             wait_slot_blocking(p, &run);
+            continue;
+        }
+        if (rc == -EAGAIN) {
+            cbx_clock_sleep_until(p->clock, now_ns(p) + run.rate_wait_ns);
             continue;
         }
         if (rc != 0)

@@ -693,7 +693,7 @@ static int parse_breaker(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
 
 static int parse_rate_limit(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
 {
-    static const char *const known[] = {"rate", "burst", NULL};
+    static const char *const known[] = {"rate", "burst", "wait", NULL};
     const char *path = "rate_limit";
     int r = want_object(obj, path, err);
     if (r || (r = check_keys(obj, path, known, err)))
@@ -704,6 +704,9 @@ static int parse_rate_limit(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
         return fail(err, CBX_EINVAL_CONFIG, "rate_limit.rate",
                     "is required: a rate like 50/s, 600/min or 10/h");
     if ((r = get_rate(rate, "rate_limit.rate", 0, &o->rate_limit.per_second, err)))
+        return r;
+    const json_t *wait = json_object_get(obj, "wait");
+    if (wait && (r = get_duration(wait, "rate_limit.wait", &o->rate_limit_wait_ns, err)))
         return r;
     const json_t *burst = json_object_get(obj, "burst");
     if (burst)

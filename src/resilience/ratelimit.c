@@ -1,4 +1,5 @@
-/* The token-bucket rate limiter, kept as GCRA: one atomic theoretical arrival time. */
+/* The token-bucket rate limiter, kept as GCRA: one atomic theoretical arrival time, the
+ * limiter's own or a word shared with other processes (the host store's limiter records). */
 #include "cbx/ratelimit.h"
 
 #include <errno.h>
@@ -9,9 +10,10 @@
 struct cbx_ratelimit {
     /* The time at which the bucket would be full again if nothing more were taken. A value
      * at or before now means a full bucket. Starts at 0: full. */
-    _Atomic uint64_t tat_ns;
-    uint64_t interval_ns; /* time per token */
-    uint64_t window_ns;   /* burst * interval_ns: the time a full bucket covers */
+    _Atomic uint64_t tat_own;
+    _Atomic uint64_t *tat; /* &tat_own, or cbx_ratelimit_opts.shared_tat */
+    uint64_t interval_ns;  /* time per token */
+    uint64_t window_ns;    /* burst * interval_ns: the time a full bucket covers */
     uint32_t burst;
     double per_second;
     cbx_clock *clock;
@@ -57,6 +59,11 @@ int cbx_ratelimit_new(cbx_ratelimit **out, const cbx_ratelimit_opts *o, cbx_err 
         return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "per_second", 0, 0,
                               "rate %g per second is above the limit of 1e9 per second",
                               o->per_second);
+    if (o->shared_tat &&
+        ((uintptr_t)o->shared_tat % 8 || (o->clock && cbx_clock_is_virtual(o->clock))))
+        return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "shared_tat", 0, 0,
+                              "a shared arrival time must be 8-byte aligned and kept on the "
+                              "monotonic clock, not a virtual one");
     if (o->burst == 0)
         return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "burst", 0, 0,
                               "burst must be at least 1 token");
@@ -74,7 +81,8 @@ int cbx_ratelimit_new(cbx_ratelimit **out, const cbx_ratelimit_opts *o, cbx_err 
     rl->burst = o->burst;
     rl->per_second = o->per_second;
     rl->clock = o->clock;
-    atomic_init(&rl->tat_ns, 0);
+    atomic_init(&rl->tat_own, 0);
+    rl->tat = o->shared_tat ? (_Atomic uint64_t *)o->shared_tat : &rl->tat_own;
     atomic_init(&rl->admitted, 0);
     atomic_init(&rl->rejected, 0);
     atomic_init(&rl->tokens_admitted, 0);
@@ -112,7 +120,7 @@ int cbx_ratelimit_reserve(cbx_ratelimit *rl, uint32_t n, uint64_t max_wait_ns, u
         goto out;
 
     uint64_t now = cbx_clock_now_ns(rl->clock);
-    uint64_t tat = atomic_load_explicit(&rl->tat_ns, memory_order_acquire);
+    uint64_t tat = atomic_load_explicit(rl->tat, memory_order_acquire);
     for (;;) {
         delay = wait_for(rl, tat, now, n);
         if (delay > max_wait_ns || delay == CBX_RATELIMIT_NEVER) {
@@ -121,7 +129,7 @@ int cbx_ratelimit_reserve(cbx_ratelimit *rl, uint32_t n, uint64_t max_wait_ns, u
             goto out;
         }
         uint64_t next = (tat > now ? tat : now) + (uint64_t)n * rl->interval_ns;
-        if (atomic_compare_exchange_weak_explicit(&rl->tat_ns, &tat, next, memory_order_acq_rel,
+        if (atomic_compare_exchange_weak_explicit(rl->tat, &tat, next, memory_order_acq_rel,
                                                   memory_order_acquire))
             break;
     }
@@ -145,13 +153,13 @@ uint64_t cbx_ratelimit_wait_ns(cbx_ratelimit *rl, uint32_t n)
     if (n == 0)
         return 0;
     uint64_t now = cbx_clock_now_ns(rl->clock);
-    return wait_for(rl, atomic_load_explicit(&rl->tat_ns, memory_order_acquire), now, n);
+    return wait_for(rl, atomic_load_explicit(rl->tat, memory_order_acquire), now, n);
 }
 
 void cbx_ratelimit_stats_get(cbx_ratelimit *rl, cbx_ratelimit_stats *out)
 {
     uint64_t now = cbx_clock_now_ns(rl->clock);
-    uint64_t tat = atomic_load_explicit(&rl->tat_ns, memory_order_acquire);
+    uint64_t tat = atomic_load_explicit(rl->tat, memory_order_acquire);
     uint64_t backlog = tat > now ? tat - now : 0;
     uint64_t free_ns = backlog < rl->window_ns ? rl->window_ns - backlog : 0;
     out->admitted = atomic_load_explicit(&rl->admitted, memory_order_relaxed);

@@ -734,6 +734,15 @@ static void next_attempt(cbx_execution *ex, uint64_t now)
             }
             r = cbx_policy_admit(ex->policy, &ex->b->run); /* reports the full queue */
         }
+        if (r == -EAGAIN) {
+            /* rate_limit.wait: a token is reserved for later; the named breaker is asked
+             * again then, so that no probe slot is held while waiting */
+            release_named(ex);
+            ex->phase = PHASE_WAITING; /* a cancel ends it at once, as a retry's wait */
+            uint64_t at = now + ex->b->run.rate_wait_ns;
+            timer_at(ex, at < ex->deadline_ns ? at : ex->deadline_ns, resume);
+            return;
+        }
         if (r != 0) {
             release_named(ex);
             finish_from_policy(ex, ex->b->run.decision, NULL, now);

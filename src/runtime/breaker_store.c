@@ -215,6 +215,74 @@ int cbx_breaker_store_forget(cbx_breaker_store *s, const char *name)
     return r ? r : s->ops->forget(s, name);
 }
 
+int cbx_breaker_store_get_opts(cbx_breaker_store *s, const char *name, cbx_breaker_opts *out)
+{
+    int r = check_name(name, NULL);
+    if (r == 0)
+        r = s->ops->get_opts(s, name, out);
+    if (r == 0) {
+        out->name = NULL;
+        out->clock = NULL;
+        out->on_event = NULL;
+        out->event_ud = NULL;
+    }
+    return r;
+}
+
+int cbx_breaker_store_set_opts(cbx_breaker_store *s, const char *name, const cbx_breaker_opts *o,
+                               cbx_err *err)
+{
+    int r = check_name(name, err);
+    if (r)
+        return r;
+    cbx_breaker_opts opts;
+    if (o)
+        opts = *o;
+    else
+        cbx_breaker_opts_default(&opts);
+    opts.name = name;
+    return s->ops->set_opts(s, name, &opts, err);
+}
+
+int cbx_breaker_store_limiter(cbx_breaker_store *s, const char *key, const cbx_ratelimit_opts *o,
+                              void **word, cbx_err *err)
+{
+    *word = NULL;
+    size_t len = key ? strlen(key) : 0;
+    if (len == 0 || len > NAME_MAX_BYTES)
+        return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "rate_key", 0, 0,
+                              "a rate limit key must be 1 to %d bytes", NAME_MAX_BYTES);
+    if (!s->ops->limiter_word)
+        return cbx_err_set(err, -ENOTSUP, "host-wide rate limits need the host store");
+    return s->ops->limiter_word(s, key, o, word, err);
+}
+
+json_t *cbx_breaker_opts_to_json(const cbx_breaker_opts *o)
+{
+    json_t *j = json_object();
+    if (!j)
+        return NULL;
+    json_object_set_new(j, "consecutive_failures", json_integer(o->consecutive_failures));
+    uint64_t open_ns = o->open_ns ? o->open_ns : 60 * CBX_NS_PER_S; /* cbx_breaker_opts' 0 */
+    json_object_set_new(
+        j, "open_ms",
+        json_integer(open_ns == UINT64_MAX ? -1 : (json_int_t)(open_ns / CBX_NS_PER_MS)));
+    json_object_set_new(j, "half_open_probes",
+                        json_integer(o->half_open_probes ? o->half_open_probes : 1));
+    json_object_set_new(j, "close_after", json_integer(o->close_after));
+    json_object_set_new(j, "open_multiplier", json_real(o->open_multiplier));
+    json_object_set_new(j, "open_max_ms",
+                        json_integer((json_int_t)(o->open_max_ns / CBX_NS_PER_MS)));
+    json_object_set_new(j, "probe_lease_ms",
+                        json_integer((json_int_t)(o->probe_lease_ns / CBX_NS_PER_MS)));
+    json_object_set_new(j, "slow_call_ms",
+                        json_integer((json_int_t)(o->slow_call_ns / CBX_NS_PER_MS)));
+    json_object_set_new(j, "count_window_calls", json_integer(o->count_window.calls));
+    json_object_set_new(j, "time_window_ms",
+                        json_integer((json_int_t)(o->time_window.length_ns / CBX_NS_PER_MS)));
+    return j;
+}
+
 /* ---- JSON ---------------------------------------------------------------------------------- */
 
 static double ms(double ns)
@@ -317,6 +385,9 @@ int cbx_breaker_store_show(cbx_breaker_store *s, const char *name, json_t **out,
             cbx_err_set(err, r, "breaker store: out of memory");
         return r;
     }
+    cbx_breaker_opts o;
+    if (s->ops->get_opts(s, name, &o) == 0)
+        json_object_set_new(c.out, "options", cbx_breaker_opts_to_json(&o));
     *out = c.out;
     return 0;
 }

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,9 +186,10 @@ static int check_header(int fd, const struct stat *st, const char *path, const c
     if (h.magic != HOST_MAGIC)
         return cbx_err_set_at(err, CBX_EPARSE, path, 0, 0,
                               "breaker store %s: not a breaker store file", path);
-    if (h.version < HOST_VERSION)
+    int upgrade = h.version == 2; /* the same layout, with every record a breaker (kind 0) */
+    if (h.version < 2)
         return 1;
-    if (h.version != HOST_VERSION)
+    if (h.version != HOST_VERSION && !upgrade)
         return cbx_err_set_at(err, CBX_EPARSE, path, 0, 0,
                               "breaker store %s: version %u, this build reads version %u", path,
                               h.version, HOST_VERSION);
@@ -203,6 +205,13 @@ static int check_header(int fd, const struct stat *st, const char *path, const c
                               (long long)st->st_size, want);
     if (boot_id[0] && strncmp(h.boot_id, boot_id, sizeof h.boot_id) != 0)
         return 1; /* its times are from another boot's CLOCK_MONOTONIC */
+    if (upgrade) {
+        /* the table lock is held: no process of this version reads the header meanwhile, and
+         * one of version 2 refuses the file from now on (its records may hold limiters) */
+        uint32_t v = HOST_VERSION;
+        if (pwrite(fd, &v, sizeof v, offsetof(host_header, version)) != (ssize_t)sizeof v)
+            return fail(err, path, errno ? -errno : -EIO, "cannot upgrade it to version 3");
+    }
     g->header_size = h.header_size;
     g->record_size = h.record_size;
     g->capacity = h.capacity;

@@ -11,7 +11,7 @@
 #include <sys/types.h>
 
 #define HOST_MAGIC       0x3153524b42584243ULL /* "CBXBKRS1" read as little-endian */
-#define HOST_VERSION     2u
+#define HOST_VERSION     3u /* 3: records have a kind (breaker, rate limiter); 2 is upgraded */
 #define HOST_HEADER_SIZE 4096u
 #define HOST_RECORD_SIZE 32768u
 #define HOST_CAPACITY    512u

@@ -9,9 +9,10 @@
  *                    the bitmap of records whose blocks are allocated
  *   then capacity records of record_size bytes each:
  *     [0, 512)       record header: state (empty / used / forgotten), name and its hash,
- *                    seq (bumped by every save), blob length and checksum, the options of
- *                    the last writer
- *     [512, ...)     the breaker's state as cbx__breaker_state_save wrote it
+ *                    seq (bumped by every save), blob length and checksum, the breaker's
+ *                    options (which every process uses), the kind (breaker or rate limiter)
+ *     [512, ...)     a breaker's state as cbx__breaker_state_save wrote it, or a rate
+ *                    limiter's arrival time (see host_limiter_word)
  *
  * Names are found by linear probing from their hash. A record is locked with an open file
  * description lock (F_OFD_SETLK, polled until a deadline) on its first byte, together with a mutex
@@ -33,6 +34,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,9 +73,24 @@ typedef struct host_record {
     uint64_t blob_sum;
     stored_opts opts;
     char name[NAME_MAX_BYTES + 1];
+    /* version 3: what the record holds (zero in a version 2 file: a breaker) */
+    uint32_t kind;
 } host_record;
 
+#define KIND_BREAKER 0u
+#define KIND_LIMITER 1u
+
+/* A limiter record's blob: the GCRA arrival time, updated by compare-and-swap in the mapping
+ * (cbx_ratelimit_opts.shared_tat), and its creator's options (informational). */
+typedef struct limiter_blob {
+    _Atomic uint64_t tat_ns;
+    uint64_t interval_ns;
+    uint32_t burst;
+    uint32_t pad;
+} limiter_blob;
+
 _Static_assert(sizeof(host_record) <= REC_HEADER, "record header too large");
+_Static_assert(offsetof(host_record, kind) == 364, "the kind field moved (docs/breaker-store.md)");
 _Static_assert(HOST_ALLOC_AT + HOST_CAPACITY / 8 <= HOST_HEADER_SIZE, "file header too large");
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2,
                "shared-memory atomics must be lock-free");
@@ -245,7 +262,7 @@ static uint64_t blob_sum(const uint8_t *p, size_t n)
  * it ends the probe like an empty one, untouched (touching it could need a block the file
  * system no longer has). */
 static int find_locked(host_store *s, const char *name, size_t len, uint64_t h, uint32_t *slot,
-                       uint64_t deadline_ns)
+                       uint64_t deadline_ns, uint32_t kind)
 {
     uint32_t start = (uint32_t)(h % s->capacity);
     for (uint32_t i = 0; i < s->capacity; i++) {
@@ -262,7 +279,7 @@ static int find_locked(host_store *s, const char *name, size_t len, uint64_t h, 
         if (r)
             return r;
         if (atomic_load_explicit(&rec->state, memory_order_acquire) == REC_USED &&
-            rec->name_len == len && memcmp(rec->name, name, len) == 0) {
+            rec->kind == kind && rec->name_len == len && memcmp(rec->name, name, len) == 0) {
             *slot = k;
             return 0;
         }
@@ -273,12 +290,12 @@ static int find_locked(host_store *s, const char *name, size_t len, uint64_t h, 
 
 /* Find name, adding it when missing; the slot comes back locked. */
 static int insert_locked(host_store *s, const char *name, size_t len, uint64_t h, uint32_t *slot,
-                         uint64_t deadline_ns, cbx_err *err)
+                         uint64_t deadline_ns, uint32_t kind, cbx_err *err)
 {
     int r = table_lock(s, deadline_ns);
     if (r)
         return lock_fail(s, name, r, err);
-    r = find_locked(s, name, len, h, slot, deadline_ns);
+    r = find_locked(s, name, len, h, slot, deadline_ns, kind);
     if (r != -ENOENT) {
         if (r)
             lock_fail(s, name, r, err);
@@ -324,6 +341,7 @@ static int insert_locked(host_store *s, const char *name, size_t len, uint64_t h
     rec->name_len = (uint32_t)len;
     rec->blob_len = 0;
     rec->has_opts = 0;
+    rec->kind = kind;
     atomic_store_explicit(&rec->hash, h, memory_order_relaxed);
     atomic_store_explicit(&rec->state, REC_USED, memory_order_release);
     atomic_fetch_add_explicit(&((host_header *)s->map)->names, 1, memory_order_relaxed);
@@ -359,9 +377,9 @@ static void opts_store(stored_opts *d, const cbx_breaker_opts *o)
     d->probe_lease_ns = o->probe_lease_ns;
 }
 
+/* The stored numbers written over *o (whose clock and event callback are kept). */
 static void opts_load(cbx_breaker_opts *o, const stored_opts *d)
 {
-    cbx_breaker_opts_default(o);
     o->consecutive_failures = d->consecutive_failures;
     o->count_window.calls = d->cw_calls;
     o->count_window.min_calls = d->cw_min_calls;
@@ -457,19 +475,39 @@ static void entry_install(host_entry *e, cbx_breaker *b, const cbx_breaker_opts 
     e->pristine = 1;
 }
 
-/* Make e->b from the record's options, else the defaults (which always fit). */
-static int entry_make_stored(host_store *s, host_entry *e, const host_record *rec, cbx_err *err)
+/* Whether o are the options stored in rec. */
+static int opts_same(const cbx_breaker_opts *o, const host_record *rec)
 {
-    cbx_breaker_opts opts;
+    stored_opts so;
+    opts_store(&so, o);
+    /* both sides were zeroed by opts_store before their fields were set: padding compares
+     * equal */
+    // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison)
+    return rec->has_opts && memcmp(&rec->opts, &so, sizeof so) == 0;
+}
+
+/* Make e->b from the record's options, else the defaults (which always fit); the clock and the
+ * event callback come from base when it is given. */
+static int entry_make_stored(host_store *s, host_entry *e, const host_record *rec,
+                             const cbx_breaker_opts *base, cbx_err *err)
+{
+    cbx_breaker_opts opts, dflt;
+    cbx_breaker_opts_default(&dflt);
+    if (base) {
+        dflt.clock = base->clock;
+        dflt.on_event = base->on_event;
+        dflt.event_ud = base->event_ud;
+    }
     cbx_breaker *b = NULL;
     int r = -1;
     if (rec->has_opts) {
+        opts = dflt;
         opts_load(&opts, &rec->opts);
         r = entry_build(s, e, &opts, &b, NULL);
     }
     if (r) {
         /* none, or options this build refuses */
-        cbx_breaker_opts_default(&opts);
+        opts = dflt;
         r = entry_build(s, e, &opts, &b, err);
         if (r)
             return r;
@@ -501,15 +539,8 @@ static int entry_sync(host_store *s, host_entry *e, uint32_t k, cbx_err *err)
     e->slot = k;
     e->seq = seq;
     e->dirty = !loaded;
-    if (loaded) {
-        stored_opts so;
-        opts_store(&so, &e->opts);
-        /* both sides were zeroed by opts_store before their fields were set: padding compares
-         * equal */
-        // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison)
-        int same = memcmp(&rec->opts, &so, sizeof so) == 0;
-        e->dirty = !rec->has_opts || !same;
-    }
+    if (loaded)
+        e->dirty = !opts_same(&e->opts, rec);
     return 0;
 }
 
@@ -570,16 +601,16 @@ static int host_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_o
         return lock_fail(s, name, r, err);
     /* Options given for a name this process has no breaker of (from a caller) are checked
      * before the name is added to the file. */
-    if (o && (!e->b || !e->user_opts))
+    if (o && !e->b)
         r = entry_build(s, e, o, &fresh, err);
     if (r) {
         pthread_mutex_unlock(&e->mu);
         return r;
     }
     maybe_reopen(s);
-    r = find_locked(s, name, len, e->hash, &k, deadline_ns);
+    r = find_locked(s, name, len, e->hash, &k, deadline_ns, KIND_BREAKER);
     if (r == -ENOENT && create)
-        r = insert_locked(s, name, len, e->hash, &k, deadline_ns, err);
+        r = insert_locked(s, name, len, e->hash, &k, deadline_ns, KIND_BREAKER, err);
     else if (r && r != -ENOENT)
         lock_fail(s, name, r, err);
     if (r) {
@@ -590,10 +621,19 @@ static int host_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_o
         return r;
     }
     host_record *rec = record_at(s, k);
-    if (fresh) {
+    if (rec->has_opts) {
+        /* The stored options win over the caller's and over this process's copy (they may
+         * have been changed by cbx_breaker_store_set_opts elsewhere). */
+        if (!e->b || !opts_same(&e->opts, rec)) {
+            r = entry_make_stored(s, e, rec, o ? o : e->b ? &e->opts : NULL, err);
+            if (r)
+                goto out;
+        }
+    } else if (fresh) {
         entry_install(e, fresh, o, 1, rec);
+        fresh = NULL;
     } else if (!e->b) {
-        r = entry_make_stored(s, e, rec, err);
+        r = entry_make_stored(s, e, rec, NULL, err);
         if (r)
             goto out;
     }
@@ -608,6 +648,67 @@ static int host_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_o
     if (e->dirty || cbx__breaker_state_stamp(e->b) != stamp)
         entry_save(s, e, k);
 out:
+    slot_unlock(s, k);
+    cbx_breaker_free(fresh);
+    pthread_mutex_unlock(&e->mu);
+    return r;
+}
+
+static int host_get_opts(cbx_breaker_store *bs, const char *name, cbx_breaker_opts *out)
+{
+    host_store *s = (host_store *)bs;
+    host_entry *e = host_entry_get(s, name, NULL);
+    if (!e)
+        return -ENOMEM;
+    uint64_t deadline = cbx__bstore_default_deadline();
+    int r = mutex_lock_by(&e->mu, deadline);
+    if (r)
+        return r;
+    maybe_reopen(s);
+    uint32_t k;
+    r = find_locked(s, name, strlen(name), e->hash, &k, deadline, KIND_BREAKER);
+    if (r == 0) {
+        host_record *rec = record_at(s, k);
+        cbx_breaker_opts_default(out);
+        if (rec->has_opts)
+            opts_load(out, &rec->opts);
+        slot_unlock(s, k);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return r;
+}
+
+/* New options in the record, the breaker's state carried over when it has the same shape. */
+static int host_set_opts(cbx_breaker_store *bs, const char *name, const cbx_breaker_opts *o,
+                         cbx_err *err)
+{
+    host_store *s = (host_store *)bs;
+    host_entry *e = host_entry_get(s, name, err);
+    if (!e)
+        return -ENOMEM;
+    uint64_t deadline = cbx__bstore_default_deadline();
+    int r = mutex_lock_by(&e->mu, deadline);
+    if (r)
+        return lock_fail(s, name, r, err);
+    cbx_breaker *fresh = NULL;
+    r = entry_build(s, e, o, &fresh, err);
+    if (r) {
+        pthread_mutex_unlock(&e->mu);
+        return r;
+    }
+    maybe_reopen(s);
+    uint32_t k;
+    r = insert_locked(s, name, strlen(name), e->hash, &k, deadline, KIND_BREAKER, err);
+    if (r) {
+        cbx_breaker_free(fresh);
+        pthread_mutex_unlock(&e->mu);
+        return r;
+    }
+    host_record *rec = record_at(s, k);
+    entry_install(e, fresh, o, 1, rec);
+    r = entry_sync(s, e, k, err); /* loads the saved state when it fits the new shape */
+    if (r == 0)
+        entry_save(s, e, k);
     slot_unlock(s, k);
     pthread_mutex_unlock(&e->mu);
     return r;
@@ -642,7 +743,7 @@ static int host_forget(cbx_breaker_store *bs, const char *name)
     if (r)
         goto out;
     uint32_t k;
-    r = find_locked(s, name, strlen(name), e->hash, &k, deadline);
+    r = find_locked(s, name, strlen(name), e->hash, &k, deadline, KIND_BREAKER);
     if (r == 0) {
         host_record *rec = record_at(s, k);
         rec->blob_len = 0;
@@ -687,7 +788,7 @@ static int host_names(cbx_breaker_store *bs, char ***out, size_t *n, cbx_err *er
         }
         char *name = NULL;
         if (atomic_load_explicit(&rec->state, memory_order_acquire) == REC_USED &&
-            rec->name_len <= NAME_MAX_BYTES)
+            rec->kind == KIND_BREAKER && rec->name_len <= NAME_MAX_BYTES)
             name = strndup(rec->name, rec->name_len);
         slot_unlock(s, i);
         if (!name)
@@ -780,8 +881,44 @@ static void host_destroy(cbx_breaker_store *bs)
     free(s);
 }
 
-static const store_ops host_ops = {host_use,   host_peek,  host_forget,
-                                   host_defer, host_names, host_destroy};
+/* The shared arrival time of the limiter named key, its record added (with o's interval and
+ * burst, informational) when missing. The word stays valid while the store is open: a limiter
+ * record is never forgotten or reused. */
+static int host_limiter_word(cbx_breaker_store *bs, const char *key, const cbx_ratelimit_opts *o,
+                             void **word, cbx_err *err)
+{
+    host_store *s = (host_store *)bs;
+    size_t len = strlen(key);
+    /* another hash than the breaker of the same name, so that the two do not share a probe */
+    uint64_t h = cbx__bstore_name_hash(key, len) ^ 0x6c696d6974657221ULL;
+    uint64_t deadline = cbx__bstore_default_deadline();
+    maybe_reopen(s);
+    uint32_t k;
+    int r = find_locked(s, key, len, h, &k, deadline, KIND_LIMITER);
+    if (r == -ENOENT)
+        r = insert_locked(s, key, len, h, &k, deadline, KIND_LIMITER, err);
+    else if (r)
+        lock_fail(s, key, r, err);
+    if (r)
+        return r;
+    limiter_blob *lb = (limiter_blob *)blob_at(s, k);
+    host_record *rec = record_at(s, k);
+    if (rec->blob_len != sizeof *lb) {
+        /* new: a full bucket (an arrival time of 0 is long past) */
+        atomic_store_explicit(&lb->tat_ns, 0, memory_order_relaxed);
+        lb->interval_ns = o && o->per_second > 0 ? (uint64_t)(1e9 / o->per_second) : 0;
+        lb->burst = o ? o->burst : 0;
+        rec->blob_len = sizeof *lb;
+        atomic_fetch_add_explicit(&rec->seq, 1, memory_order_relaxed);
+    }
+    slot_unlock(s, k);
+    *word = (void *)&lb->tat_ns;
+    return 0;
+}
+
+static const store_ops host_ops = {host_use,      host_peek,     host_forget,
+                                   host_defer,    host_names,    host_destroy,
+                                   host_get_opts, host_set_opts, host_limiter_word};
 
 int cbx_breaker_store_host_new(cbx_breaker_store **out, const char *path, cbx_err *err)
 {

@@ -5,6 +5,7 @@
 #define CBX_RUNTIME_BREAKER_STORE_INTERNAL_H
 
 #include "cbx/breaker_store.h"
+#include "cbx/ratelimit.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +28,15 @@ typedef struct store_ops {
     /* Every name, sorted; free with cbx__bstore_free_names. */
     int (*names)(cbx_breaker_store *s, char ***out, size_t *n, cbx_err *err);
     void (*destroy)(cbx_breaker_store *s);
+    /* The options the named breaker uses (numbers only; -ENOENT when unknown). */
+    int (*get_opts)(cbx_breaker_store *s, const char *name, cbx_breaker_opts *out);
+    /* Make them o (checked), creating the name when unknown; the state is kept when its shape
+     * allows. */
+    int (*set_opts)(cbx_breaker_store *s, const char *name, const cbx_breaker_opts *o,
+                    cbx_err *err);
+    /* The shared arrival-time word of a host-wide rate limiter (NULL: the store has none). */
+    int (*limiter_word)(cbx_breaker_store *s, const char *key, const cbx_ratelimit_opts *o,
+                        void **word, cbx_err *err);
 } store_ops;
 
 struct cbx_breaker_store {

@@ -15,6 +15,7 @@ typedef struct mem_entry {
     _Atomic uint32_t refs; /* the map holds one while the entry is in it */
     uint64_t hash;
     cbx_breaker *b;
+    cbx_breaker_opts opts; /* what b was made from */
     char name[];
 } mem_entry;
 
@@ -90,6 +91,11 @@ static int mem_get(mem_store *m, const char *name, const cbx_breaker_opts *o, in
         free(e);
         goto out;
     }
+    if (o)
+        e->opts = *o;
+    else
+        cbx_breaker_opts_default(&e->opts);
+    e->opts.name = e->name;
     atomic_init(&e->refs, 2); /* the map's and the caller's */
     *pp = e;
     if (++m->count > m->nslots)
@@ -172,7 +178,65 @@ static void mem_destroy(cbx_breaker_store *s)
     free(m);
 }
 
-static const store_ops mem_ops = {mem_use, mem_peek, mem_forget, NULL, mem_names, mem_destroy};
+static int mem_get_opts(cbx_breaker_store *s, const char *name, cbx_breaker_opts *out)
+{
+    mem_entry *e = NULL;
+    int r = mem_get((mem_store *)s, name, NULL, 0, &e, NULL);
+    if (r)
+        return r;
+    *out = e->opts;
+    out->name = NULL;
+    mem_put(e);
+    return 0;
+}
+
+/* A new entry from o in place of the old one, which its current users finish with; the state
+ * is carried over when the shape allows. */
+static int mem_set_opts(cbx_breaker_store *s, const char *name, const cbx_breaker_opts *o,
+                        cbx_err *err)
+{
+    mem_store *m = (mem_store *)s;
+    size_t len = strlen(name);
+    mem_entry *e = calloc(1, sizeof *e + len + 1);
+    if (!e)
+        return cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
+    memcpy(e->name, name, len + 1);
+    e->hash = cbx__bstore_name_hash(name, len);
+    pthread_mutex_lock(&m->mu);
+    m->gen_seed += 1u << 16;
+    int r = cbx__bstore_breaker_make(&e->b, e->name, o, m->gen_seed, err);
+    if (r) {
+        pthread_mutex_unlock(&m->mu);
+        free(e);
+        return r;
+    }
+    e->opts = *o;
+    e->opts.name = e->name;
+    atomic_init(&e->refs, 1);
+    mem_entry **pp = mem_find(m, name, e->hash);
+    mem_entry *old = *pp;
+    if (old) {
+        size_t n = cbx__breaker_state_size(old->b);
+        uint8_t *buf = malloc(n);
+        int w = buf ? cbx__breaker_state_save(old->b, buf, n) : -ENOMEM;
+        if (w > 0)
+            (void)cbx__breaker_state_load(e->b, buf, (size_t)w); /* another shape: afresh */
+        free(buf);
+        e->next = old->next;
+    } else {
+        m->count++;
+    }
+    *pp = e;
+    if (!old && m->count > m->nslots)
+        mem_grow(m);
+    pthread_mutex_unlock(&m->mu);
+    if (old)
+        mem_put(old);
+    return 0;
+}
+
+static const store_ops mem_ops = {mem_use,     mem_peek,     mem_forget,   NULL, mem_names,
+                                  mem_destroy, mem_get_opts, mem_set_opts, NULL};
 
 int cbx_breaker_store_memory_new(cbx_breaker_store **out, cbx_err *err)
 {

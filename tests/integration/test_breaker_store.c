@@ -486,35 +486,80 @@ Test(breaker_store, set_mode_forget_list_and_show_from_other_processes)
     cbx_breaker_store_free(mine);
 }
 
-Test(breaker_store, a_breaker_of_another_shape_starts_afresh)
+/* cbx_breaker_store_set_opts in a child: p->opts become the stored options. */
+static void child_set_opts(report *r, void *arg)
 {
-    report *r = shared_reports(6);
+    plan *p = arg;
+    cbx_breaker_store *s = open_host(r);
+    if (!s)
+        return;
+    cbx_err err = {0};
+    r->rc = cbx_breaker_store_set_opts(s, p->name, &p->opts, &err);
+    snprintf(r->text, sizeof r->text, "%s", err.msg);
+    cbx_breaker_store_free(s);
+}
+
+Test(breaker_store, the_stored_options_win_and_set_opts_changes_them)
+{
+    report *r = shared_reports(8);
     plan a = {"shape", opts_consecutive(3, 60 * S, NULL), CBX_OUTCOME_ERROR};
     a.opts.count_window.calls = 10;
     a.opts.count_window.failure_rate = 0.9;
     in_child(child_call, &r[0], &a);
     in_child(child_call, &r[1], &a);
 
-    /* other thresholds, same shape: the state carries over */
+    /* other options from another process, even another shape: ignored, the state carries on */
     plan c = a;
-    c.opts.consecutive_failures = 5;
-    c.outcome = CBX_OUTCOME_SUCCESS;
+    c.opts.consecutive_failures = 1;
+    c.opts.count_window.calls = 20;
     in_child(child_call, &r[2], &c);
     cr_assert_eq(r[2].rc, 0);
     json_t *j = show_in_child("shape");
-    cr_assert_eq(jint(j, "failures"), 2);
-    cr_assert_eq(jint(j, "successes"), 1);
+    cr_assert_eq(jint(j, "failures"), 3);
+    cr_assert_str_eq(jstr(j, "state"), "open", "3 stored failures open it; 1 was not asked");
+    json_t *o = json_object_get(j, "options");
+    cr_assert_eq(jint(o, "consecutive_failures"), 3);
+    cr_assert_eq(jint(o, "count_window_calls"), 10);
     json_decref(j);
 
-    /* another count window: refused, and the breaker starts afresh */
-    plan b = c;
+    /* set_opts with the same shape: the state is kept, the options change for everyone */
+    plan d = a;
+    d.opts.consecutive_failures = 6;
+    in_child(child_set_opts, &r[3], &d);
+    cr_assert_eq(r[3].rc, 0, "%s", r[3].text);
+    j = show_in_child("shape");
+    cr_assert_eq(jint(j, "failures"), 3);
+    cr_assert_str_eq(jstr(j, "state"), "open");
+    cr_assert_eq(jint(json_object_get(j, "options"), "consecutive_failures"), 6);
+    json_decref(j);
+    cbx_breaker_opts got;
+    cbx_breaker_store *mine = NULL;
+    cr_assert_eq(cbx_breaker_store_host_new(&mine, path, NULL), 0);
+    cr_assert_eq(cbx_breaker_store_get_opts(mine, "shape", &got), 0);
+    cr_assert_eq(got.consecutive_failures, 6);
+    cr_assert_eq(got.count_window.calls, 10);
+    cr_assert_eq(cbx_breaker_store_get_opts(mine, "nobody", &got), -ENOENT);
+    cbx_breaker_store_free(mine);
+
+    /* set_opts with another count window: the breaker starts afresh */
+    plan b = d;
     b.opts.count_window.calls = 20;
-    in_child(child_call, &r[3], &b);
-    cr_assert_eq(r[3].rc, 0);
+    in_child(child_set_opts, &r[4], &b);
+    cr_assert_eq(r[4].rc, 0, "%s", r[4].text);
     j = show_in_child("shape");
     cr_assert_eq(jint(j, "failures"), 0);
-    cr_assert_eq(jint(j, "successes"), 1);
-    cr_assert_eq(jint(j, "calls"), 1);
+    cr_assert_eq(jint(j, "calls"), 0);
+    cr_assert_str_eq(jstr(j, "state"), "closed");
+    cr_assert_eq(jint(json_object_get(j, "options"), "count_window_calls"), 20);
+    json_decref(j);
+
+    /* bad options are refused and change nothing */
+    plan bad = d;
+    bad.opts.half_open_probes = 1000;
+    in_child(child_set_opts, &r[5], &bad);
+    cr_assert_eq(r[5].rc, CBX_EINVAL_CONFIG);
+    j = show_in_child("shape");
+    cr_assert_eq(jint(json_object_get(j, "options"), "count_window_calls"), 20);
     json_decref(j);
 }
 
@@ -699,6 +744,41 @@ Test(breaker_store, a_full_table_and_an_oversized_breaker_are_clear_errors)
 
 /* ---- the memory store and the JSON ------------------------------------------------------------
  */
+
+Test(breaker_store, memory_store_options)
+{
+    cbx_clock *clk = cbx_clock_virtual(0);
+    cbx_breaker_store *s = NULL;
+    cr_assert_eq(cbx_breaker_store_memory_new(&s, NULL), 0);
+    cbx_breaker_opts o = opts_consecutive(2, 10 * S, clk), got;
+    cr_assert_eq(cbx_breaker_store_get_opts(s, "m", &got), -ENOENT);
+    cbx_permit p = cbx_breaker_store_acquire(s, "m", &o, NULL);
+    cbx_breaker_store_record(s, "m", p, CBX_OUTCOME_ERROR, 1);
+    cr_assert_eq(cbx_breaker_store_get_opts(s, "m", &got), 0);
+    cr_assert_eq(got.consecutive_failures, 2);
+    cr_assert_null(got.clock);
+    /* new options, same shape: the failure is kept, and now three more are needed */
+    cbx_breaker_opts n = opts_consecutive(4, 10 * S, clk);
+    cr_assert_eq(cbx_breaker_store_set_opts(s, "m", &n, NULL), 0);
+    cr_assert_eq(cbx_breaker_store_get_opts(s, "m", &got), 0);
+    cr_assert_eq(got.consecutive_failures, 4);
+    for (int i = 0; i < 3; i++) {
+        p = cbx_breaker_store_acquire(s, "m", &o, NULL);
+        cr_assert_eq(p.rc, 0, "failure %d of 4", i + 2);
+        cbx_breaker_store_record(s, "m", p, CBX_OUTCOME_ERROR, 1);
+    }
+    cr_assert_eq(cbx_breaker_store_acquire(s, "m", &o, NULL).rc, CBX_ECIRCUIT_OPEN);
+    /* set_opts of a new name makes it; bad options change nothing */
+    cr_assert_eq(cbx_breaker_store_set_opts(s, "new", &n, NULL), 0);
+    cr_assert_eq(cbx_breaker_store_get_opts(s, "new", &got), 0);
+    n.half_open_probes = 1000;
+    cr_assert_eq(cbx_breaker_store_set_opts(s, "m", &n, NULL), CBX_EINVAL_CONFIG);
+    cr_assert_eq(cbx_breaker_store_acquire(s, "m", &o, NULL).rc, CBX_ECIRCUIT_OPEN);
+    void *word;
+    cr_assert_eq(cbx_breaker_store_limiter(s, "k", NULL, &word, NULL), -ENOTSUP);
+    cbx_breaker_store_free(s);
+    cbx_clock_free(clk);
+}
 
 Test(breaker_store, memory_store_semantics)
 {

@@ -265,7 +265,7 @@ Test(breaker_store_file, an_empty_or_unfinished_file_is_made_again)
     cr_assert_eq(r[1].rc, 0);
     cr_assert_eq(r[1].rc2, 0);
     cr_assert_eq(calls_of(r[1].json, "a"), 1, "%s", r[1].json);
-    cr_assert_eq(file_version(path), 2);
+    cr_assert_eq(file_version(path), 3);
 
     /* made again under the same name, not written into: a later process sees the breakers */
     in_child(child_list, &r[2], NULL);
@@ -286,7 +286,7 @@ Test(breaker_store_file, a_file_of_the_older_version_is_replaced)
     in_child(child_use, r, NULL);
     cr_assert_eq(r->open_rc, 0, "%s", r->text);
     cr_assert_eq(r->rc, 0);
-    cr_assert_eq(file_version(path), 2);
+    cr_assert_eq(file_version(path), 3);
 }
 
 /* ---- what the state directory may hold --------------------------------------------------- */

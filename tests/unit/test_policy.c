@@ -449,11 +449,38 @@ Test(policy, rate_limit_refuses_past_the_burst)
     cr_assert_eq(s.calls, 2);
     cr_assert_eq(r.status, CBX_POLICY_REJECTED);
     cr_assert_eq(r.attempts, 0);
-    cr_assert(strstr(r.reason, "rate limit of 1/s (burst 2) exceeded; next token in 1s"), "%s",
+    cr_assert(strstr(r.reason, "rate limit of 1/s (burst 2) exceeded; next token in 1.0s"), "%s",
               r.reason);
     cbx_policy_result_clear(&r);
     cbx_clock_advance(clk, 1000);
     cr_assert_eq(cbx_policy_call(p, scripted, &s, NULL, NULL, &r, NULL), 0);
+    cbx_policy_result_clear(&r);
+    cbx_policy_free(p);
+}
+
+/* rate_limit.wait: a token within the wait is waited for (on the policy's virtual clock, which
+ * cbx_policy_call advances), one past it is refused with both durations in words. */
+Test(policy, rate_limit_wait_waits_for_a_token_within_the_cap)
+{
+    cbx_policy *p = make("{\"rate_limit\": {\"rate\": \"2/s\", \"burst\": 1, \"wait\": \"1s\"}}");
+    script s = SCRIPT(CBX_OUTCOME_SUCCESS);
+    cbx_policy_result r;
+    uint64_t t0 = cbx_clock_now_ns(clk);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(cbx_policy_call(p, scripted, &s, NULL, NULL, &r, NULL), 0, "%s", r.reason);
+        cbx_policy_result_clear(&r);
+    }
+    cr_assert_eq(s.calls, 3);
+    cr_assert_eq(cbx_clock_now_ns(clk) - t0, CBX_NS_PER_S, "two waits of 500ms, exactly");
+    cbx_policy_free(p);
+
+    p = make("{\"rate_limit\": {\"rate\": \"1/min\", \"burst\": 1, \"wait\": \"2s\"}}");
+    cr_assert_eq(cbx_policy_call(p, scripted, &s, NULL, NULL, &r, NULL), 0);
+    cbx_policy_result_clear(&r);
+    t0 = cbx_clock_now_ns(clk);
+    cr_assert_eq(cbx_policy_call(p, scripted, &s, NULL, NULL, &r, NULL), CBX_ERATE_LIMITED);
+    cr_assert_eq(cbx_clock_now_ns(clk), t0, "refused at once, without waiting");
+    cr_assert(strstr(r.reason, "next token in 1m00s, past the wait of 2s"), "%s", r.reason);
     cbx_policy_result_clear(&r);
     cbx_policy_free(p);
 }

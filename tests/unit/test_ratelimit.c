@@ -327,3 +327,31 @@ Test(ratelimit, default_burst_is_one_second_of_tokens)
     cr_assert_eq(cbx_ratelimit_default_burst(-1.0), 1);
     cr_assert_eq(cbx_ratelimit_default_burst(1e12), UINT32_MAX);
 }
+
+/* Two limiters on one shared arrival-time word take from one bucket, each by its own rate. */
+Test(ratelimit, limiters_on_a_shared_word_share_one_bucket)
+{
+    _Alignas(8) uint64_t word = 0;
+    cbx_ratelimit *a = NULL, *b = NULL;
+    cbx_ratelimit_opts o = {.per_second = 1.0 / 3600, .burst = 3, .shared_tat = &word};
+    cr_assert_eq(cbx_ratelimit_new(&a, &o, NULL), 0);
+    cr_assert_eq(cbx_ratelimit_new(&b, &o, NULL), 0);
+    int ok = 0;
+    for (int i = 0; i < 10; i++)
+        ok += cbx_ratelimit_try_acquire(i % 2 ? a : b, 1, NULL) == 0;
+    cr_assert_eq(ok, 3, "one bucket of 3 between the two");
+    cr_assert_neq(word, 0, "the state is in the shared word");
+    cbx_ratelimit_free(a);
+    cbx_ratelimit_free(b);
+
+    /* a virtual clock means nothing to other processes; a misaligned word cannot be atomic */
+    cbx_clock *clk = cbx_clock_virtual(0);
+    o.clock = clk;
+    cbx_err e;
+    cr_assert_eq(cbx_ratelimit_new(&a, &o, &e), CBX_EINVAL_CONFIG);
+    cr_assert_str_eq(e.where, "shared_tat");
+    o.clock = NULL;
+    o.shared_tat = (char *)&word + 4;
+    cr_assert_eq(cbx_ratelimit_new(&a, &o, NULL), CBX_EINVAL_CONFIG);
+    cbx_clock_free(clk);
+}
