@@ -512,6 +512,16 @@ static void start_task(cbx_execution *ex, uint64_t now, uint64_t deadline)
     ex->status = CBX_STATUS_RUNNING;
     ex->phase = PHASE_RUNNING;
 
+    if (type->loop_init || type->loop_close) {
+        cbx_err err;
+        cbx_err_clear(&err);
+        if (cbx__rt_loop_state(ex->rt, type, &t->loop_state, &err) < 0) {
+            t->reported = 1;
+            cbx__task_set_error(t, "%s", err.msg[0] ? err.msg : cbx_strerror(err.code));
+            cbx__task_complete(t);
+            return;
+        }
+    }
     if (type->before) {
         cbx_err err;
         cbx_err_clear(&err);

@@ -22,6 +22,7 @@ struct cbx_task {
     json_t *params;    /* a reference of its own, for the same reason */
     void *loop;
     uint64_t kill_grace_ns;
+    void *loop_state; /* the type's loop_init state on this runtime (cbx_task_loop_state) */
     char exec_id[40];
     const cbx_executor_type *type;
     uint32_t attempt;
@@ -91,6 +92,11 @@ struct cbx_execution {
     uint8_t in_active;     /* counted in rt->nactive (else in rt->nqueued) */
 };
 
+typedef struct cbx__loop_state {
+    const cbx_executor_type *type;
+    void *state;
+} cbx__loop_state;
+
 struct cbx_runtime {
     uv_loop_t *loop;
     uv_loop_t own_loop;
@@ -122,11 +128,23 @@ struct cbx_runtime {
     /* A result's attempt list that its done callback did not keep, emptied, and its one record
      * (cbx__attempts_recycle): the next result's, set in place. */
     json_t *spare_attempts, *spare_attempt;
+    /* Executor types' per-runtime state (loop_state.c), in the order of their loop_init. */
+    cbx__loop_state *loop_states;
+    size_t nloop_states, cap_loop_states;
 };
 
 /* runtime.c */
 void cbx__rt_execution_done(cbx_execution *ex);
 uint64_t cbx__rt_wall_ms(cbx_runtime *rt, uint64_t mono_ns);
+
+/* loop_state.c: the loop_init / loop_close hooks of executor types, on the loop's thread.
+ * _open: loop_init of every type registered now that has a hook (0, or its error; the states
+ * opened stay for _close). _state: a type's state, from its loop_init - called now when the type
+ * came after _open (0, or the hook's error); NULL for a type without hooks. _close: loop_close
+ * of every state opened, newest first. */
+int cbx__rt_loop_states_open(cbx_runtime *rt, cbx_err *err);
+int cbx__rt_loop_state(cbx_runtime *rt, const cbx_executor_type *t, void **state, cbx_err *err);
+void cbx__rt_loop_states_close(cbx_runtime *rt);
 
 /* attempt.c */
 int cbx__exec_ensure_body(cbx_execution *ex);
