@@ -165,9 +165,10 @@ struct cbx_executor_type {
     int (*loop_init)(const cbx_executor_type *type, void *loop, void **state, cbx_err *err);
     /* Optional: release the state, once per successful loop_init (also when loop_init is NULL:
      * then state is NULL). Called by cbx_runtime_free on the loop's thread, in the reverse
-     * order of the loop_init calls, after the runtime's last attempt has reported and before
-     * the loop stops running: libuv handles may be closed here (their close callbacks still
-     * run). The type must stay registered until then. */
+     * order of the loop_init calls, once the runtime's executions have ended and before the
+     * loop stops running: libuv handles may be closed here (their close callbacks still run).
+     * An asynchronous attempt the runtime stopped waiting for may not have reported yet: what
+     * it uses must outlive this call until it has. The type must stay registered until then. */
     void (*loop_close)(const cbx_executor_type *type, void *loop, void *state);
 };
 
