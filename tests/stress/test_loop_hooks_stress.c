@@ -76,6 +76,11 @@ static const cbx_executor_type hooks_type = {
 
 static cbx_registry *reg;
 
+/* Runtimes are made and freed one at a time (they run at once): libuv, not instrumented,
+ * closes its descriptors behind TSan's back, so a number another thread's loop reuses without
+ * a lock in between reads as a race. */
+static pthread_mutex_t churn = PTHREAD_MUTEX_INITIALIZER;
+
 static void *worker_main(void *arg)
 {
     (void)arg;
@@ -83,13 +88,18 @@ static void *worker_main(void *arg)
     for (int i = 0; i < RUNTIMES; i++) {
         cbx_runtime *rt = NULL;
         cbx_err err;
-        CHECK(cbx_runtime_new(&rt, &(cbx_runtime_opts){.registry = reg}, &err) == 0, "%s", err.msg);
+        pthread_mutex_lock(&churn);
+        int r = cbx_runtime_new(&rt, &(cbx_runtime_opts){.registry = reg}, &err);
+        pthread_mutex_unlock(&churn);
+        CHECK(r == 0, "%s", err.msg);
         for (int k = 0; k < TASKS; k++) {
             cbx_request q = {.executor = "t_loop_hooks", .params = params};
             CHECK(cbx_runtime_submit(rt, &q, NULL, NULL) == 0);
         }
         CHECK(cbx_runtime_run(rt) == 0);
+        pthread_mutex_lock(&churn);
         cbx_runtime_free(rt);
+        pthread_mutex_unlock(&churn);
     }
     json_decref(params);
     return NULL;
