@@ -11,8 +11,14 @@
  * zeroed bytes). Hooks run for every executor, built-in or not: validate when a request is
  * submitted, before just before each attempt starts, after when each attempt has ended.
  *
+ * A type may also keep a resource per runtime (a connection pool, a curl multi handle): its
+ * loop_init and loop_close hooks are called once per runtime, on the loop's thread, when the
+ * runtime is made and freed, and its tasks find the state with cbx_task_loop_state(). The
+ * runtime names no executor; executors fill these slots.
+ *
  * Types carry an ABI number (CBX_EXECUTOR_ABI) so that plugins built against another version
- * of this header are refused; the struct only ever grows at the end.
+ * of this header are refused (their struct may be shorter than this one). The struct only ever
+ * grows at the end, and each growth bumps the number (2 added loop_init and loop_close).
  */
 #ifndef CBX_EXECUTOR_H
 #define CBX_EXECUTOR_H
@@ -29,7 +35,7 @@
 extern "C" {
 #endif
 
-#define CBX_EXECUTOR_ABI 1
+#define CBX_EXECUTOR_ABI 2
 
 /* ---- parameter schemas -------------------------------------------------------------------- */
 
@@ -104,6 +110,9 @@ int cbx_task_cancelled(const cbx_task *t);
 int cbx_task_timed_out(const cbx_task *t);
 /* How long a process executor waits between SIGTERM and SIGKILL (the runtime's kill_grace_ns). */
 uint64_t cbx_task_kill_grace_ns(const cbx_task *t);
+/* The state the type's loop_init gave for this runtime (NULL when the type has no loop_init,
+ * or it left the state NULL). Safe from a blocking run() on a pool thread. */
+void *cbx_task_loop_state(const cbx_task *t);
 
 /* Report how the attempt ended: exactly once per attempt, on the loop thread (asynchronous
  * executors; a blocking run() returns instead). outputs and metadata are stolen (may be NULL);
@@ -152,6 +161,25 @@ struct cbx_executor_type {
 
     /* Optional. Called when the type is unregistered or the registry is freed. */
     void (*destroy)(const cbx_executor_type *type);
+
+    /* ---- ABI 2 ---- */
+
+    /* Optional, per runtime: set up what the type's tasks share on one runtime's loop (loop is
+     * its uv_loop_t *). Called on the loop's thread: by cbx_runtime_new for every type then
+     * registered that has loop_init or loop_close (in name order), or before the first attempt
+     * of a type registered later. *state starts NULL; what is put there is the type's, handed
+     * to each task (cbx_task_loop_state) and to loop_close. Keep it cheap: a runtime that never
+     * runs the type pays for it too (load libraries, open connections on first use instead).
+     * < 0 fails cbx_runtime_new with err (or that first attempt, as an ERROR); loop_close is
+     * not called for a failed loop_init. Runtimes sharing one loop each get their own state. */
+    int (*loop_init)(const cbx_executor_type *type, void *loop, void **state, cbx_err *err);
+    /* Optional: release the state, once per successful loop_init (also when loop_init is NULL:
+     * then state is NULL). Called by cbx_runtime_free on the loop's thread, in the reverse
+     * order of the loop_init calls, once the runtime's executions have ended and before the
+     * loop stops running: libuv handles may be closed here (their close callbacks still run).
+     * An asynchronous attempt the runtime stopped waiting for may not have reported yet: what
+     * it uses must outlive this call until it has. The type must stay registered until then. */
+    void (*loop_close)(const cbx_executor_type *type, void *loop, void *state);
 };
 
 #ifdef __cplusplus

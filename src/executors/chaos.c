@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "cbx/executor.h"
+#include "executors/builtins.h"
 #include "resilience/rng.h"
 #include "runtime/builtins.h"
 

@@ -1,4 +1,4 @@
-/* The built-in executor types of function.c (also declared in runtime/builtins.h). */
+/* The built-in executor types of function.c (also declared in executors/builtins.h). */
 #ifndef CBX_EXECUTORS_FUNCTION_INTERNAL_H
 #define CBX_EXECUTORS_FUNCTION_INTERNAL_H
 

@@ -362,9 +362,11 @@ static int http_start(cbx_task *t)
     int lr = cbx__curl_load(NULL); /* a no-op after the first time */
     if (lr < 0)
         return lr;
-    cbx__http_loop *lp = cbx__http_loop_get(cbx_task_loop(t));
+    cbx__http_loop *lp = cbx_task_loop_state(t); /* made by http_loop_init */
     if (!lp)
         return -ENOMEM;
+    if ((lr = cbx__http_loop_ready(lp)) < 0)
+        return lr;
     cbx__http_easy *e = cbx__http_easy_take(lp);
     if (!e)
         return -ENOMEM;
@@ -413,6 +415,25 @@ static int http_validate(const cbx_executor_type *type, const json_t *params, cb
     return r < 0 ? r : cbx__http_request_validate(params, err);
 }
 
+/* One context per runtime; libcurl stays unloaded until a request needs it (http_start). */
+static int http_loop_init(const cbx_executor_type *type, void *loop, void **state, cbx_err *err)
+{
+    (void)type;
+    cbx__http_loop *lp;
+    int r = cbx__http_loop_open(loop, &lp);
+    if (r < 0)
+        return cbx_err_set(err, r, "http: out of memory");
+    *state = lp;
+    return 0;
+}
+
+static void http_loop_close(const cbx_executor_type *type, void *loop, void *state)
+{
+    (void)type;
+    (void)loop;
+    cbx__http_loop_close(state);
+}
+
 static const cbx_executor_type http_type = {
     .abi = CBX_EXECUTOR_ABI,
     .name = "http",
@@ -422,6 +443,8 @@ static const cbx_executor_type http_type = {
     .validate = http_validate,
     .start = http_start,
     .cancel = http_cancel,
+    .loop_init = http_loop_init,
+    .loop_close = http_loop_close,
 };
 
 const cbx_executor_type *cbx__http_type(void)

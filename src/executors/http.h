@@ -1,11 +1,12 @@
 /* The http executor: HTTP and GraphQL requests through libcurl's multi interface, driven by the
  * runtime's libuv loop.
  *
- * One curl multi handle serves every task on a loop, so connections (and DNS answers) are reused
- * across tasks and executions on that loop. It lives in a per-loop context made on first use;
- * while no transfer runs the context holds no active libuv handle (it never keeps a loop alive
- * and never blocks uv_loop_close), only the multi handle with its idle connections. The owner of
- * the loop releases it with cbx__http_loop_cleanup.
+ * One curl multi handle serves every task on a runtime's loop, so connections (and DNS answers)
+ * are reused across tasks and executions. It lives in a per-runtime context the type's
+ * loop_init hook makes (cbx/executor.h) - a small allocation: libcurl is loaded and the multi
+ * handle made on the first request - and its loop_close hook frees. While no transfer runs the
+ * context holds no active libuv handle (it never keeps a loop alive), only the multi handle
+ * with its idle connections.
  *
  * Files: http.c (the type: schema, validation, start/cancel, the response), http_request.c
  * (an easy handle from the parameters), http_multi.c (the per-loop context and the glue between
@@ -25,15 +26,6 @@
 
 /* The built-in "http" type (static; never freed). */
 const cbx_executor_type *cbx__http_type(void);
-
-/* Release the http context of a loop (a uv_loop_t *): its curl multi handle, idle connections
- * and pooled easy handles. Meant for the end of a runtime, after its last task has reported:
- * then it is freed at once, and may be called before or after uv_loop_close (an idle context
- * has no libuv handle open). If tasks still run on the loop (another runtime sharing it), they
- * finish on this context, which is freed on the loop after the last of them (the loop must then
- * run on); new tasks get a new context. A loop without a context, or NULL, is a no-op. Call it
- * on the loop's thread; contexts of other loops are not disturbed. */
-void cbx__http_loop_cleanup(void *uv_loop);
 
 /* ---- between the files of the executor ------------------------------------------------------ */
 
@@ -93,8 +85,16 @@ struct cbx__http_xfer {
     int8_t parse_json; /* -1 auto, 0 no, 1 yes */
 };
 
-/* http_multi.c: the context of a loop, made on first use. NULL when out of memory. */
-cbx__http_loop *cbx__http_loop_get(void *uv_loop);
+/* http_multi.c: the type's loop hooks. _open makes a context for a runtime's loop (a
+ * uv_loop_t *) without touching libcurl: 0 or -ENOMEM. _close releases it: its multi handle,
+ * idle connections and pooled easy handles, at once when no task runs on it (then it has no
+ * libuv handle open); if tasks still run, they finish on it and it is freed on the loop after
+ * the last (the loop must run on). NULL accepted. Both on the loop's thread. */
+int cbx__http_loop_open(void *uv_loop, cbx__http_loop **out);
+void cbx__http_loop_close(cbx__http_loop *lp);
+/* Make lp ready for transfers on first use: libcurl's global state and the multi handle (libcurl
+ * must be loaded, cbx__curl_load). 0, -ENOMEM or CBX_EFAILED (curl_global_init failed). */
+int cbx__http_loop_ready(cbx__http_loop *lp);
 /* Set on every easy handle of lp (with its other options set once): the socket callbacks that
  * let the context keep a connection's poll handle between transfers. */
 void cbx__http_loop_configure(cbx__http_loop *lp, CURL *easy);

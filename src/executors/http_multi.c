@@ -60,7 +60,7 @@ struct cbx__http_loop {
     size_t busy;     /* tasks begun and not yet reported */
     size_t peak;     /* the most tasks begun at once */
     int env_proxy;   /* a proxy variable was set in the environment when the context was made */
-    int released;    /* cbx__http_loop_cleanup came while busy: free when idle */
+    int released;    /* cbx__http_loop_close came while busy: free when idle */
     long timeout_ms; /* curl's last timer request; -1 = none */
     sock_ctx *socks;
     fd_slot *fds; /* by descriptor number */
@@ -68,11 +68,8 @@ struct cbx__http_loop {
     cbx__http_xfer *deferred_head, *deferred_tail;
     cbx__http_easy **pool;
     size_t npool;
-    cbx__http_loop *next; /* in the registry */
 };
 
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static cbx__http_loop *registry;
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc = CURLE_FAILED_INIT;
 
@@ -471,7 +468,7 @@ void cbx__http_easy_give(cbx__http_loop *lp, cbx__http_easy *e, int reset)
     lp->pool[lp->npool++] = e;
 }
 
-/* ---- the registry of contexts --------------------------------------------------------------- */
+/* ---- the context's life -------------------------------------------------------------------- */
 
 static void loop_free(cbx__http_loop *lp)
 {
@@ -503,62 +500,44 @@ static int env_names_proxy(void)
     return 0;
 }
 
-static cbx__http_loop *loop_new(uv_loop_t *loop)
+int cbx__http_loop_open(void *uv_loop, cbx__http_loop **out)
 {
-    pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK)
-        return NULL;
     cbx__http_loop *lp = calloc(1, sizeof *lp);
     if (!lp)
-        return NULL;
-    lp->loop = loop;
+        return -ENOMEM;
+    lp->loop = uv_loop;
     lp->timeout_ms = -1;
-    lp->env_proxy = env_names_proxy();
-    lp->pool = calloc(EASY_POOL_MAX, sizeof *lp->pool);
+    *out = lp;
+    return 0;
+}
+
+int cbx__http_loop_ready(cbx__http_loop *lp)
+{
+    if (lp->multi)
+        return 0;
+    pthread_once(&curl_once, curl_init);
+    if (curl_init_rc != CURLE_OK)
+        return CBX_EFAILED;
+    if (!lp->pool && (lp->pool = calloc(EASY_POOL_MAX, sizeof *lp->pool)) == NULL)
+        return -ENOMEM;
     lp->multi = curl_multi_init();
-    if (!lp->pool || !lp->multi) {
-        loop_free(lp);
-        return NULL;
-    }
+    if (!lp->multi)
+        return -ENOMEM;
+    lp->env_proxy = env_names_proxy();
     curl_multi_setopt(lp->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(lp->multi, CURLMOPT_SOCKETDATA, lp);
     curl_multi_setopt(lp->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(lp->multi, CURLMOPT_TIMERDATA, lp);
-    return lp;
+    return 0;
 }
 
-cbx__http_loop *cbx__http_loop_get(void *uv_loop)
+void cbx__http_loop_close(cbx__http_loop *lp)
 {
-    pthread_mutex_lock(&registry_lock);
-    cbx__http_loop *lp = registry;
-    while (lp && lp->loop != uv_loop)
-        lp = lp->next;
-    if (!lp) {
-        lp = loop_new(uv_loop);
-        if (lp) {
-            lp->next = registry;
-            registry = lp;
-        }
-    }
-    pthread_mutex_unlock(&registry_lock);
-    return lp;
-}
-
-void cbx__http_loop_cleanup(void *uv_loop)
-{
-    if (!uv_loop)
+    if (!lp)
         return;
-    pthread_mutex_lock(&registry_lock);
-    cbx__http_loop **pp = &registry;
-    while (*pp && (*pp)->loop != uv_loop)
-        pp = &(*pp)->next;
-    cbx__http_loop *lp = *pp;
-    if (lp)
-        *pp = lp->next;
-    pthread_mutex_unlock(&registry_lock);
-    if (lp && lp->busy > 0) {
-        /* Transfers still run (another runtime on a shared loop): they finish on this context,
-         * which is freed after the last; new tasks on the loop get a new one. */
+    if (lp->busy > 0) {
+        /* Transfers still run (attempts the runtime gave up on): they finish on this context,
+         * which is freed after the last. */
         lp->released = 1;
         return;
     }

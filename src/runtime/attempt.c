@@ -605,6 +605,16 @@ static void start_task(cbx_execution *ex, uint64_t now, uint64_t deadline)
     ex->phase = PHASE_RUNNING;
     cbx__exec_journal_status(ex, CBX_STATUS_RUNNING); /* after the queue or a retry delay */
 
+    if (type->loop_init || type->loop_close) {
+        cbx_err err;
+        cbx_err_clear(&err);
+        if (cbx__rt_loop_state(ex->rt, type, &t->loop_state, &err) < 0) {
+            t->reported = 1;
+            cbx__task_set_error(t, "%s", err.msg[0] ? err.msg : cbx_strerror(err.code));
+            cbx__task_complete(t);
+            return;
+        }
+    }
     if (type->before) {
         cbx_err err;
         cbx_err_clear(&err);

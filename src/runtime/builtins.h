@@ -1,5 +1,6 @@
-/* The built-in executor types: each executor file in src/executors/ exposes its type through one
- * function below, and cbx__register_builtins adds them all to a new registry. */
+/* The registry's side of the built-in executor types, and helpers shared by registry.c,
+ * schema.c and plugin.c. Which types are built in is the executors' business
+ * (executors/builtins.h): the runtime names none of them. */
 #ifndef CBX_RUNTIME_BUILTINS_H
 #define CBX_RUNTIME_BUILTINS_H
 
@@ -12,18 +13,12 @@
 #include "cbx/registry.h"
 #include "core/text.h"
 
-/* Each returns a static type (never freed). */
-const cbx_executor_type *cbx__command_type(void);
-const cbx_executor_type *cbx__http_type(void);
-const cbx_executor_type *cbx__function_type(void);
-const cbx_executor_type *cbx__cached_function_type(void);
-const cbx_executor_type *cbx__chaos_type(void);
-
 /* Register t as a built-in (cbx_registry_unregister refuses it, cbx_registry_free does not call
  * its destroy). Same checks and errors as cbx_registry_register. */
 int cbx__registry_register_builtin(cbx_registry *r, const cbx_executor_type *t, cbx_err *err);
 
-/* Register every built-in type into r. Returns 0, or the first registration error (err names the
+/* Register every built-in type into r (defined with the list, in executors/builtins.c; called by
+ * cbx_registry_new). Returns 0, or the first registration error (err names the
  * type). */
 int cbx__register_builtins(cbx_registry *r, cbx_err *err);
 

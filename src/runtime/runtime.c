@@ -11,9 +11,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-/* Defined by the http executor when it is linked in: releases the loop's curl multi handle. */
-void cbx__http_loop_cleanup(void *loop) __attribute__((weak));
-
 static const char *const status_names[] = {
 #define CBX__STATUS_STR(name, str) str,
     CBX_STATUS_MAP(CBX__STATUS_STR)
@@ -83,6 +80,9 @@ int cbx_runtime_new(cbx_runtime **out, const cbx_runtime_opts *o, cbx_err *err)
     rt->kill_grace_ns = o->kill_grace_ns ? o->kill_grace_ns : 2 * CBX_NS_PER_S;
     if (getrandom(&rt->rng, sizeof rt->rng, 0) != sizeof rt->rng)
         rt->rng = cbx_clock_now_ns(NULL) ^ (uint64_t)(uintptr_t)rt;
+    r = cbx__rt_loop_states_open(rt, err);
+    if (r < 0)
+        goto fail;
     *out = rt;
     return 0;
 fail:
@@ -108,8 +108,7 @@ void cbx_runtime_free(cbx_runtime *rt)
     rt->closing = 1;
     free_ended(&rt->reaper);
     uv_close((uv_handle_t *)&rt->reaper, NULL);
-    if (cbx__http_loop_cleanup)
-        cbx__http_loop_cleanup(rt->loop);
+    cbx__rt_loop_states_close(rt); /* executors' per-loop state; handles they close end below */
     uv_run(rt->loop, UV_RUN_DEFAULT);
     if (rt->journal)
         cbx_journal_flush(rt->journal, NULL);

@@ -33,6 +33,7 @@ struct cbx_task {
     json_t *params;     /* a reference of its own, for the same reason */
     void *loop;
     uint64_t kill_grace_ns;
+    void *loop_state; /* the type's loop_init state on this runtime (cbx_task_loop_state) */
     char exec_id[40];
     const cbx_executor_type *type;
     uint32_t attempt;
@@ -104,6 +105,11 @@ struct cbx_execution {
     uint8_t journaled;     /* the status its journal row shows while it lasts (cbx_status) */
 };
 
+typedef struct cbx__loop_state {
+    const cbx_executor_type *type;
+    void *state;
+} cbx__loop_state;
+
 struct cbx_runtime {
     uv_loop_t *loop;
     uv_loop_t own_loop;
@@ -138,6 +144,9 @@ struct cbx_runtime {
     /* The Lua state for the policies' predicates (retry.when, breaker.count_when, ignore_when),
      * made on first use and used on the loop thread only (predicate.c). */
     struct cbx_sandbox *predicates;
+    /* Executor types' per-runtime state (loop_state.c), in the order of their loop_init. */
+    cbx__loop_state *loop_states;
+    size_t nloop_states, cap_loop_states;
 };
 
 /* runtime.c */
@@ -159,6 +168,14 @@ typedef struct cbx__pred_attempt {
 int cbx__predicate_eval(cbx_runtime *rt, const char *key, const char *expr,
                         const cbx__pred_attempt *a, int *truth, char *msg, size_t len);
 void cbx__predicates_free(cbx_runtime *rt);
+/* loop_state.c: the loop_init / loop_close hooks of executor types, on the loop's thread.
+ * _open: loop_init of every type registered now that has a hook (0, or its error; the states
+ * opened stay for _close). _state: a type's state, from its loop_init - called now when the type
+ * came after _open (0, or the hook's error); NULL for a type without hooks. _close: loop_close
+ * of every state opened, newest first. */
+int cbx__rt_loop_states_open(cbx_runtime *rt, cbx_err *err);
+int cbx__rt_loop_state(cbx_runtime *rt, const cbx_executor_type *t, void **state, cbx_err *err);
+void cbx__rt_loop_states_close(cbx_runtime *rt);
 
 /* attempt.c */
 /* Journal the status the execution is in now (pending, running, retrying) if its row shows

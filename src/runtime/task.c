@@ -21,6 +21,11 @@ void *cbx_task_loop(cbx_task *t)
     return t->loop;
 }
 
+void *cbx_task_loop_state(const cbx_task *t)
+{
+    return t->loop_state;
+}
+
 const cbx_executor_type *cbx_task_type(const cbx_task *t)
 {
     return t->type;

@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "executors/builtins.h"
 #include "runtime/builtins.h"
 
 static cbx_runtime *rt;

@@ -1,7 +1,8 @@
 /* Runtimes on threads of their own, each sending GETs through the http executor to one real
  * loopback server (tests/helpers/http_server) at once: the way a program spreads HTTP work over
  * cores. Every request must succeed, and under TSan the executor's shared state (curl's global
- * initialisation, the registry of loop contexts) must show no race. */
+ * initialisation, the lazy load of libcurl; each runtime's context comes from the type's
+ * loop_init hook) must show no race. */
 #define _GNU_SOURCE
 #include "http_server_spawn.h"
 #include "stress/stress.h"

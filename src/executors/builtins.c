@@ -1,6 +1,7 @@
-/* The list of built-in executor types. */
+/* The list of built-in executor types (see builtins.h). */
 #include <stddef.h>
 
+#include "executors/builtins.h"
 #include "runtime/builtins.h"
 
 typedef const cbx_executor_type *(*type_fn)(void);
