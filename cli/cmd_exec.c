@@ -28,9 +28,10 @@ static const char help_usage[] =
     "       cbx exec [OPTIONS] -- CMD [ARGS]...\n"
     "\n"
     "Run one execution of an executor TYPE (see 'cbx types'), or run CMD with the command\n"
-    "executor (no shell) as a drop-in wrapper: its stdout and stderr are written out as the\n"
-    "command wrote them, and cbx exits with its exit code (128+N when killed by signal N),\n"
-    "with the policy below around it. Every attempt is journaled (see 'cbx history').\n"
+    "executor (no shell) as a drop-in wrapper: its stdout and stderr stream through as the\n"
+    "command writes them (each attempt's, when it is retried), and cbx exits with its exit\n"
+    "code (128+N when killed by signal N), with the policy below around it. Every attempt is\n"
+    "journaled with its captured output (see 'cbx history').\n"
     "\n"
     "Parameters:\n"
     "  -p, --param KEY=VALUE   a parameter, typed by the type's schema: integer, number and\n"
@@ -219,7 +220,8 @@ typedef struct exec_cfg {
     int json, quiet, verbose;
     int journal_required; /* --journal-required */
     uint64_t repeat, parallel;
-    int each; /* --each (or --arg-file): the options below, in each_opts */
+    int stream; /* -- CMD run once: its stdout and stderr are teed to ours as they come */
+    int each;   /* --each (or --arg-file): the options below, in each_opts */
     cli_each_opts each_opts;
     cli_types_src src;
 } exec_cfg;
@@ -695,6 +697,8 @@ static int finish_one(const exec_cfg *c, const cbx_result *r)
         json_t *j = cbx_result_to_json(r);
         cli_print_json(stdout, j);
         json_decref(j);
+    } else if (cmd_mode && !r->fallback_used && c->stream) {
+        /* every attempt's output went out as the command wrote it */
     } else if (cmd_mode && !r->fallback_used) {
         /* what the command wrote (after a failure, a timeout or a refusal between retries:
          * what the result kept of the last attempt) */
@@ -851,8 +855,8 @@ static void report_invalid(const exec_cfg *c, const cbx_registry *reg, const cbx
         const char *msg = e->msg;
         if (strncmp(msg, e->where, wl) == 0 && msg[wl] == ':' && msg[wl + 1] == ' ')
             msg += wl + 2;
-        n += (size_t)snprintf(line + n, sizeof line - n, "%sparameter '%s': %s", sep, e->where,
-                              msg);
+        n +=
+            (size_t)snprintf(line + n, sizeof line - n, "%sparameter '%s': %s", sep, e->where, msg);
         /* show the text given for a value that was left a string */
         const json_t *v = json_object_get(params, e->where);
         if (n < sizeof line && json_is_string(v) && strstr(e->msg, "got string") &&
@@ -1229,6 +1233,14 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
             json_array_append_new(av, arg);
         }
         json_object_set_new(params, "argv", av);
+        /* Run once: the command's output streams through as it comes, each attempt's. */
+        c.stream = !c.each && c.repeat == 1 && !c.json &&
+                   !json_object_get(params, "tee_stdout_fd") &&
+                   !json_object_get(params, "tee_stderr_fd");
+        if (c.stream) {
+            json_object_set_new(params, "tee_stdout_fd", json_integer(STDOUT_FILENO));
+            json_object_set_new(params, "tee_stderr_fd", json_integer(STDERR_FILENO));
+        }
     }
     if (c.each) {
         cbx_breaker_opts bo;

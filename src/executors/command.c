@@ -74,6 +74,22 @@ static const cbx_param params[] = {
      .max = 1024 * MIB,
      .description = "bytes of stderr kept; the rest is read, counted and dropped "
                     "(stderr_truncated)"},
+    {.name = "tee_stdout_fd",
+     .type = CBX_PARAM_INTEGER,
+     .has_min = 1,
+     .min = 0,
+     .has_max = 1,
+     .max = 1 << 30,
+     .description = "a descriptor of this process that stdout is also written to, chunk by "
+                    "chunk as the command writes it (the capture is unchanged; a write error "
+                    "stops the tee: metadata.stdout_tee_error)"},
+    {.name = "tee_stderr_fd",
+     .type = CBX_PARAM_INTEGER,
+     .has_min = 1,
+     .min = 0,
+     .has_max = 1,
+     .max = 1 << 30,
+     .description = "the same for stderr"},
     {.name = "success_exit_codes",
      .type = CBX_PARAM_ARRAY,
      .items = CBX_PARAM_INTEGER,
@@ -325,6 +341,8 @@ static int command_start(cbx_task *t)
         .rlimit_cpu_s = spec.rlimit_cpu_s,
         .memory_max_bytes = int_param(p, "memory_max_bytes", 0),
         .leave_leftovers = leftovers && strcmp(leftovers, "leave") == 0,
+        .tee_fd = {(int)int_param(p, "tee_stdout_fd", (uint64_t)-1),
+                   (int)int_param(p, "tee_stderr_fd", (uint64_t)-1)},
     };
     void *mem[3] = {argv, candidates, env_owned ? envp : NULL};
     return cbx__cmd_run_start(t, &spec, mem, &o); /* mem is the attempt's now */

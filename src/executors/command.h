@@ -199,13 +199,16 @@ typedef struct cbx__cmd_opts {
     uint64_t rlimit_cpu_s;     /* for the cpu limit flag */
     uint64_t memory_max_bytes; /* the cgroup's memory limit; 0: none */
     int leave_leftovers;       /* 1: what the command left running when it exited is not killed */
+    int tee_fd[2];             /* stdout, stderr: also written here as read (tee_*_fd); -1: no */
 } cbx__cmd_opts;
 
 /* The per-attempt state (the type's task_size); see command_run.c. */
 typedef struct cbx__cmd_stream {
     uv_pipe_t pipe;
     cbx__capture cap;
-    int live; /* open, not yet closing */
+    int live;      /* open, not yet closing */
+    int tee_fd;    /* each chunk read is also written here; -1: none (or given up) */
+    int tee_errno; /* why the tee was given up (0: it was not) */
 } cbx__cmd_stream;
 
 typedef struct cbx__cmd_run {

@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -80,6 +81,30 @@ static void close_handle(cbx__cmd_run *r, void *h)
     uv_close((uv_handle_t *)h, on_closed);
 }
 
+static ssize_t write_nosigpipe(int fd, const char *p, size_t n);
+
+/* Pass a chunk on to the stream's tee descriptor, all of it (waiting while a non-blocking one is
+ * full). A write error (the reader gone: EPIPE) gives the tee up; the capture goes on. */
+static void tee_chunk(cbx__cmd_stream *s, const char *p, size_t n)
+{
+    while (s->tee_fd >= 0 && n > 0) {
+        ssize_t w = write_nosigpipe(s->tee_fd, p, n);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {.fd = s->tee_fd, .events = POLLOUT};
+            if (poll(&pfd, 1, -1) < 0 && errno != EINTR) {
+                s->tee_errno = errno;
+                s->tee_fd = -1;
+            }
+        } else if (w < 0 && errno != EINTR) {
+            s->tee_errno = errno;
+            s->tee_fd = -1;
+        }
+    }
+}
+
 /* Up to this many bytes are read from a pipe we let go before EOF: what it holds. */
 #define DRAIN_MAX_BYTES (4u << 20)
 
@@ -109,6 +134,7 @@ static void stream_let_go(cbx__cmd_run *r, cbx__cmd_stream *s)
             if (n <= 0)
                 break;
             cbx__capture_add(&s->cap, buf.base, (size_t)n);
+            tee_chunk(s, buf.base, (size_t)n);
             got += (size_t)n;
         }
     }
@@ -250,6 +276,10 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
     json_object_set_new(m, "stderr_truncated", json_boolean(err_trunc));
     json_object_set_new(m, "stdout_lossy", json_boolean(out_lossy));
     json_object_set_new(m, "stderr_lossy", json_boolean(err_lossy));
+    if (r->out.tee_errno)
+        json_object_set_new(m, "stdout_tee_error", json_string(strerror(r->out.tee_errno)));
+    if (r->err.tee_errno)
+        json_object_set_new(m, "stderr_tee_error", json_string(strerror(r->err.tee_errno)));
     json_object_set_new(m, "peak_rss_kb", json_integer(rss));
     json_object_set_new(m, "peak_rss_exact", json_boolean(waited && rss > r->parent_rss_kb));
     json_object_set_new(m, "peak_memory_bytes",
@@ -472,11 +502,15 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     cbx__cmd_stream *st = (uv_pipe_t *)s == &r->out.pipe ? &r->out : &r->err;
     if (n > 0) {
         cbx__capture_add(&st->cap, buf->base, (size_t)n);
+        tee_chunk(st, buf->base, (size_t)n);
+        if (st->tee_errno != EPIPE)
+            return;
+        /* Whoever read the tee is gone: so is the command's pipe, and the command's next write
+         * raises SIGPIPE, as if it wrote there itself. */
+    } else if (n == 0) {
         return;
     }
-    if (n == 0)
-        return;
-    stream_close(r, st); /* EOF, or a read error: either way nothing more comes */
+    stream_close(r, st); /* EOF, a read error or a reader gone: either way nothing more comes */
     maybe_finish(r);
 }
 
@@ -691,6 +725,8 @@ int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, void *mem[3], con
     r->pidfd = r->in_fd = r->report_fd = -1;
     r->out.cap.max = o->stdout_max;
     r->err.cap.max = o->stderr_max;
+    r->out.tee_fd = o->tee_fd[0];
+    r->err.tee_fd = o->tee_fd[1];
     r->spec = *spec;
     for (int i = 0; i < 3; i++)
         r->spec_mem[i] = mem[i];
