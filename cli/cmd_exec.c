@@ -7,6 +7,7 @@
 #include "args.h"
 #include "cli.h"
 #include "exec_each.h"
+#include "exec_stdin.h"
 #include "output.h"
 #include "signals.h"
 
@@ -74,6 +75,9 @@ static const char help_running[] =
     "                          (or a TYPE's string parameters) is the line, as in GNU\n"
     "                          parallel ({.} {/} {//} {/.} {#} {%} too); a command without {}\n"
     "                          gets the line as its last argument (docs/cli.md)\n"
+    "  --stdin-max BYTES       -- CMD run more than once (retries, --repeat) with stdin on a\n"
+    "                          pipe: it is read to its end first and each run reads it again;\n"
+    "                          more than BYTES is refused (exit 2); default 67108864 (64 MiB)\n"
     "  -a, --arg-file FILE     --each with the lines of FILE\n"
     "  -0, --null              --each items end with NUL, not newline\n"
     "  --joblog FILE           --each: a row per finished job (GNU parallel's columns)\n"
@@ -151,6 +155,7 @@ enum {
     OPT_RESUME,
     OPT_RESUME_FAILED,
     OPT_NULL,
+    OPT_STDIN_MAX,
 };
 
 static const cli_opt opts[] = {
@@ -183,6 +188,7 @@ static const cli_opt opts[] = {
     {"resume", 0, 0, OPT_RESUME},
     {"resume-failed", 0, 0, OPT_RESUME_FAILED},
     {"null", '0', 0, OPT_NULL},
+    {"stdin-max", 0, 1, OPT_STDIN_MAX},
     {"plugin-path", 0, 1, OPT_PLUGIN_PATH},
     {"lua", 0, 1, OPT_LUA},
     {"quiet", 'q', 0, OPT_QUIET},
@@ -220,6 +226,8 @@ typedef struct exec_cfg {
     int json, quiet, verbose;
     int journal_required; /* --journal-required */
     uint64_t repeat, parallel;
+    uint64_t max_attempts; /* of the policy: 1 without retries */
+    uint64_t stdin_max;    /* --stdin-max */
     int stream; /* -- CMD run once: its stdout and stderr are teed to ours as they come */
     int each;   /* --each (or --arg-file): the options below, in each_opts */
     cli_each_opts each_opts;
@@ -406,7 +414,7 @@ static int load_policy_block(const exec_cfg *c, json_t **out)
     return 0;
 }
 
-static int build_policy(const exec_cfg *c, cbx_policy **out)
+static int build_policy(exec_cfg *c, cbx_policy **out)
 {
     json_t *block;
     int rc = load_policy_block(c, &block);
@@ -418,6 +426,11 @@ static int build_policy(const exec_cfg *c, cbx_policy **out)
     cbx_err err;
     cbx_err_clear(&err);
     int r = cbx_policy_new_json(out, block, &base, &err);
+    c->max_attempts = 1;
+    cbx_policy_opts o = base;
+    if (r == 0 && cbx_policy_opts_parse(&o, block, &err) == 0 &&
+        (o.sections & CBX_POLICY_WITH_RETRY) && o.retry.max_attempts > 1)
+        c->max_attempts = o.retry.max_attempts;
     json_decref(block);
     if (r == 0)
         return 0;
@@ -1033,6 +1046,7 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
     c->breaker_probes = 1;
     c->repeat = 1;
     c->parallel = 1;
+    c->stdin_max = CLI_STDIN_MAX_DEFAULT;
     c->kv = calloc((size_t)argc, sizeof *c->kv);
     if (!c->kv)
         return CLI_EXIT_INTERNAL;
@@ -1131,6 +1145,10 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
                 c->each_opts.resume = id == OPT_RESUME ? 1 : 2;
             else if (id == OPT_NULL)
                 c->each_opts.null_sep = 1;
+            break;
+        case OPT_STDIN_MAX:
+            if (cli_parse_uint("--stdin-max", val, 0, UINT64_MAX / 2, &c->stdin_max))
+                return CLI_EXIT_USAGE;
             break;
         case OPT_PLUGIN_PATH:
             if (c->src.n_plugin_paths == sizeof c->src.plugin_paths / sizeof *c->src.plugin_paths) {
@@ -1241,6 +1259,14 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
             json_object_set_new(params, "tee_stdout_fd", json_integer(STDOUT_FILENO));
             json_object_set_new(params, "tee_stderr_fd", json_integer(STDERR_FILENO));
         }
+        /* cbx's stdin is the command's (with --each it holds the items; -p KEY=@- read it) */
+        int stdin_used = c.each;
+        for (size_t i = 0; i < c.n_kv; i++) {
+            const char *at = strstr(c.kv[i], "=@-");
+            stdin_used |= at && at[3] == '\0';
+        }
+        if (!stdin_used && (code = cli_exec_stdin(params, c.max_attempts * c.repeat, c.stdin_max)))
+            goto out;
     }
     if (c.each) {
         cbx_breaker_opts bo;

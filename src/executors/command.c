@@ -56,6 +56,16 @@ static const cbx_param params[] = {
     {.name = "stdin",
      .type = CBX_PARAM_STRING,
      .description = "text written to the command's standard input (default: /dev/null)"},
+    {.name = "stdin_fd",
+     .type = CBX_PARAM_INTEGER,
+     .has_min = 1,
+     .min = 0,
+     .has_max = 1,
+     .max = 1 << 30,
+     .description = "a descriptor of this process as the command's standard input (not with "
+                    "stdin): a regular file is opened anew for each attempt, which reads it "
+                    "from its start; a pipe, terminal or socket is passed as is (what one "
+                    "attempt reads is gone for the next)"},
     {.name = "stdout_max",
      .type = CBX_PARAM_INTEGER,
      .default_json = "1048576",
@@ -244,6 +254,8 @@ static int command_validate(const cbx_executor_type *type, const json_t *p, cbx_
                 problem(&pr, where, "expected a variable name (non-empty, without '=')");
         }
     }
+    if (json_object_get(p, "stdin") && json_object_get(p, "stdin_fd"))
+        problem(&pr, "stdin_fd", "not allowed with stdin (give one of them)");
     const json_t *cwd = json_object_get(p, "cwd");
     if (cwd && !c_string(cwd))
         problem(&pr, "cwd", "expected a path without NUL characters");
@@ -320,6 +332,7 @@ static int command_start(cbx_task *t)
         .envp = envp,
         .cwd = json_string_value(json_object_get(p, "cwd")),
         .stdin_pipe = in != NULL,
+        .stdin_fd = in ? -1 : (int)int_param(p, "stdin_fd", (uint64_t)-1),
         .rlimit_cpu_s = int_param(p, "rlimit_cpu_s", 0),
         .rlimit_as_bytes = int_param(p, "rlimit_memory_bytes", 0),
         .rlimit_nofile = int_param(p, "rlimit_nofile", 0),

@@ -118,7 +118,10 @@ typedef struct cbx__cmd_spec {
     char *const *candidates; /* NULL: exec argv[0] as a path */
     char *const *envp;
     const char *cwd;          /* NULL: the parent's */
-    int stdin_pipe;           /* 1: a pipe the parent writes; 0: /dev/null */
+    int stdin_pipe;           /* 1: a pipe the parent writes; 0: stdin_fd, else /dev/null */
+    int stdin_fd;             /* -1, or this process's descriptor for the child's stdin: a
+                                 regular file is opened anew (read from its start), anything
+                                 else is passed as is */
     uint64_t rlimit_cpu_s;    /* 0: unchanged */
     uint64_t rlimit_as_bytes; /* 0: unchanged */
     uint64_t rlimit_nofile;   /* 0: unchanged */

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -219,6 +220,26 @@ static int make_pipe(int fds[2], cbx_err *err, const char *what)
     return 0;
 }
 
+/* The child's stdin from one of our descriptors: a regular file opened anew, with an offset of
+ * its own at 0 (each attempt reads all of it, however many run at once); else a copy of fd. */
+static int open_stdin_fd(int fd, int *out, cbx_err *err)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return cbx_err_set(err, -errno, "stdin_fd %d: %s", fd, strerror(errno));
+    if (S_ISREG(st.st_mode)) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        *out = open(path, O_RDONLY | O_CLOEXEC);
+    } else {
+        *out = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    }
+    int rc = *out < 0 ? -errno : lift(out);
+    if (rc < 0)
+        return cbx_err_set(err, rc, "stdin_fd %d: %s", fd, strerror(-rc));
+    return 0;
+}
+
 static void reap(pid_t pid)
 {
     int st = 0;
@@ -264,6 +285,9 @@ int cbx__cmd_spawn(const cbx__cmd_spec *spec, cbx__cmd_child *child, cbx_err *er
         goto fail;
     if (spec->stdin_pipe) {
         if ((rc = make_pipe(in, err, "stdin")))
+            goto fail;
+    } else if (spec->stdin_fd >= 0) {
+        if ((rc = open_stdin_fd(spec->stdin_fd, &in[0], err)))
             goto fail;
     } else {
         in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
