@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "exec_each.h"
 #include "exec_stdin.h"
+#include "exec_tty.h"
 #include "output.h"
 #include "signals.h"
 
@@ -228,6 +229,7 @@ typedef struct exec_cfg {
     uint64_t repeat, parallel;
     uint64_t max_attempts; /* of the policy: 1 without retries */
     uint64_t stdin_max;    /* --stdin-max */
+    int tty;               /* -- CMD on a terminal: on a pty, ours in raw mode while it runs */
     int stream; /* -- CMD run once: its stdout and stderr are teed to ours as they come */
     int each;   /* --each (or --arg-file): the options below, in each_opts */
     cli_each_opts each_opts;
@@ -990,6 +992,7 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
         uv_run(&loop, UV_RUN_ONCE);
     }
     uint64_t elapsed = cbx_clock_now_ns(NULL) - t0;
+    cli_tty_restore(); /* before cbx's own lines */
     cli_progress_clear(&s.progress);
     uv_timer_stop(&s.tick);
     uv_signal_stop(&s.sigint);
@@ -1267,6 +1270,13 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
         }
         if (!stdin_used && (code = cli_exec_stdin(params, c.max_attempts * c.repeat, c.stdin_max)))
             goto out;
+        /* On a terminal, the command gets a terminal: a pty that cbx's keys are typed into */
+        c.tty = c.stream && !json_object_get(params, "pty") && isatty(STDIN_FILENO) &&
+                isatty(STDOUT_FILENO) &&
+                json_integer_value(json_object_get(params, "stdin_fd")) == STDIN_FILENO &&
+                json_object_get(params, "stdin_fd");
+        if (c.tty)
+            json_object_set_new(params, "pty", json_true());
     }
     if (c.each) {
         cbx_breaker_opts bo;
@@ -1285,7 +1295,10 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
         eo->breaker_opts = &bo;
         code = cli_exec_each(eo, ctx, reg, policy, params);
     } else {
+        if (c.tty)
+            cli_tty_raw(STDIN_FILENO);
         code = run(&c, ctx, reg, policy, params, notes);
+        cli_tty_restore();
     }
 out:
     if (code < 0)

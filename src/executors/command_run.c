@@ -29,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -70,6 +72,10 @@ static void on_closed(uv_handle_t *h)
     } else if (h == (uv_handle_t *)&r->in_poll) {
         close(r->in_fd);
         r->in_fd = -1;
+    } else if (h == (uv_handle_t *)&r->pump_poll) {
+        close(r->pump_fd);
+        close(r->pump_to);
+        r->pump_fd = r->pump_to = -1;
     }
     if (--r->handles == 0)
         deliver(r);
@@ -150,6 +156,19 @@ static void stdin_close(cbx__cmd_run *r)
     } else if (r->in_fd >= 0) {
         close(r->in_fd);
         r->in_fd = -1;
+    }
+}
+
+/* The pty's input pump and window-size watch: no longer wanted once the child has exited. */
+static void pty_extras_close(cbx__cmd_run *r)
+{
+    if (r->pump_live) {
+        r->pump_live = 0;
+        close_handle(r, &r->pump_poll); /* closes pump_fd and pump_to */
+    }
+    if (r->winch_live) {
+        r->winch_live = 0;
+        close_handle(r, &r->winch);
     }
 }
 
@@ -356,6 +375,7 @@ static void maybe_finish(cbx__cmd_run *r)
         return;
     r->finishing = 1;
     uv_timer_stop(&r->timer);
+    pty_extras_close(r);
     /* What is left of the group (processes that let go of the pipes) goes with its leader. The
      * leader is still unreaped, so the group id cannot have been reused. */
     if (!r->kill_sent && !r->leftovers_gone && !r->o.leave_leftovers) {
@@ -430,6 +450,7 @@ static void child_exited(cbx__cmd_run *r)
         return;
     r->exited = 1;
     exit_watch_close(r);
+    pty_extras_close(r);
     if (r->cancelled) {
         send_kill(r);
         if (r->tree_mark[0]) /* orphans now: reparented to us */
@@ -516,6 +537,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 static void stream_open(cbx__cmd_run *r, cbx__cmd_stream *s, int fd)
 {
+    if (fd < 0)
+        return; /* none: stderr with a pty */
     uv_pipe_init(r->loop, &s->pipe, 0);
     s->pipe.data = r;
     r->handles++;
@@ -552,12 +575,16 @@ static ssize_t write_nosigpipe(int fd, const char *p, size_t n)
     return w;
 }
 
-/* Write what the pipe takes. 1 when stdin is finished (all written, or the reader is gone). */
+/* Write what the pipe (or pty) takes. 1 when stdin is finished (all written, or the reader is
+ * gone). */
 static int stdin_feed(cbx__cmd_run *r)
 {
-    while (r->in_off < r->o.stdin_len) {
-        ssize_t w =
-            write_nosigpipe(r->in_fd, r->o.stdin_data + r->in_off, r->o.stdin_len - r->in_off);
+    /* On a pty the text is typed, then ^D: the end of the input (or of its last line). */
+    size_t len = r->o.stdin_len, total = len + (r->spec.pty ? 1 : 0);
+    while (r->in_off < total) {
+        ssize_t w = r->in_off < len
+                        ? write_nosigpipe(r->in_fd, r->o.stdin_data + r->in_off, len - r->in_off)
+                        : write_nosigpipe(r->in_fd, "\x04", 1);
         if (w > 0) {
             r->in_off += (size_t)w;
         } else if (w < 0 && errno == EINTR) {
@@ -578,6 +605,81 @@ static void on_stdin_writable(uv_poll_t *p, int status, int events)
     if (status < 0 || stdin_feed(r)) {
         stdin_close(r);
         maybe_finish(r);
+    }
+}
+
+/* ---- the pty ------------------------------------------------------------------------------- */
+
+/* What came on pty_input_fd is typed into the pty; at its end, the terminal's end-of-file (^D). */
+static void on_pump(uv_poll_t *p, int status, int events)
+{
+    (void)events;
+    cbx__cmd_run *r = p->data;
+    char buf[4096];
+    ssize_t n = status < 0 ? 0 : read(r->pump_fd, buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n <= 0) {
+        buf[0] = '\x04';
+        n = 1;
+        uv_poll_stop(p);
+    }
+    const char *q = buf;
+    while (n > 0) {
+        ssize_t w = write_nosigpipe(r->pump_to, q, (size_t)n);
+        if (w > 0) {
+            q += w;
+            n -= w;
+        } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+            struct pollfd pfd = {.fd = r->pump_to, .events = POLLOUT};
+            poll(&pfd, 1, -1);
+        } else {
+            uv_poll_stop(p); /* the pty is gone: the child has exited */
+            return;
+        }
+    }
+}
+
+static void copy_winsize(cbx__cmd_run *r)
+{
+    struct winsize ws;
+    if (r->pump_to >= 0 && ioctl(r->o.winsize_fd, TIOCGWINSZ, &ws) == 0)
+        ioctl(r->pump_to, TIOCSWINSZ, &ws); /* the child's foreground group gets SIGWINCH */
+}
+
+static void on_winch(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    copy_winsize(h->data);
+}
+
+/* Keep master (a copy of the pty's master) to type pty_input_fd into and to resize it. */
+static void pty_extras_open(cbx__cmd_run *r, int master)
+{
+    r->pump_to = master;
+    if (r->o.pty_input_fd >= 0)
+        r->pump_fd = fcntl(r->o.pty_input_fd, F_DUPFD_CLOEXEC, 3);
+    if (r->pump_fd >= 0 && uv_poll_init(r->loop, &r->pump_poll, r->pump_fd) == 0) {
+        r->pump_poll.data = r;
+        r->handles++;
+        r->pump_live = 1;
+        uv_poll_start(&r->pump_poll, UV_READABLE, on_pump);
+    } else if (r->pump_fd >= 0) {
+        close(r->pump_fd);
+        r->pump_fd = -1;
+    }
+    if (r->o.winsize_fd >= 0 && uv_signal_init(r->loop, &r->winch) == 0) {
+        r->winch.data = r;
+        r->handles++;
+        r->winch_live = 1;
+        uv_signal_start(&r->winch, on_winch, SIGWINCH);
+    }
+    if (!r->pump_live) {
+        /* the size was set at the start; the master copy is kept for SIGWINCH only */
+        if (!r->winch_live) {
+            close(r->pump_to);
+            r->pump_to = -1;
+        }
     }
 }
 
@@ -676,7 +778,12 @@ static void wire(cbx__cmd_run *r, int rc, const cbx__cmd_child *ch, cbx_err *err
     stream_open(r, &r->out, ch->stdout_fd);
     stream_open(r, &r->err, ch->stderr_fd);
 
-    r->in_fd = ch->stdin_fd;
+    int in_fd = ch->stdin_fd;
+    if (r->spec.pty && !r->o.stdin_data) {
+        pty_extras_open(r, in_fd); /* the master's copy is theirs */
+        in_fd = -1;
+    }
+    r->in_fd = in_fd;
     r->in_open = r->in_fd >= 0;
     /* What the pipe takes now is written now; the rest when it is writable again. */
     int fed = r->in_open && stdin_feed(r);
@@ -723,6 +830,7 @@ int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, void *mem[3], con
     r->o = *o;
     r->pid = -1;
     r->pidfd = r->in_fd = r->report_fd = -1;
+    r->pump_fd = r->pump_to = -1;
     r->out.cap.max = o->stdout_max;
     r->err.cap.max = o->stderr_max;
     r->out.tee_fd = o->tee_fd[0];
