@@ -8,6 +8,8 @@
 #include "cli.h"
 #include "config.h"
 #include "exec_each.h"
+#include "exec_stdin.h"
+#include "exec_tty.h"
 #include "output.h"
 #include "signals.h"
 
@@ -30,9 +32,10 @@ static const char help_usage[] =
     "       cbx exec [OPTIONS] -- CMD [ARGS]...\n"
     "\n"
     "Run one execution of an executor TYPE (see 'cbx types'), or run CMD with the command\n"
-    "executor (no shell) as a drop-in wrapper: its stdout and stderr are written out as the\n"
-    "command wrote them, and cbx exits with its exit code (128+N when killed by signal N),\n"
-    "with the policy below around it. Every attempt is journaled (see 'cbx history').\n"
+    "executor (no shell) as a drop-in wrapper: its stdout and stderr stream through as the\n"
+    "command writes them (each attempt's, when it is retried), and cbx exits with its exit\n"
+    "code (128+N when killed by signal N), with the policy below around it. Every attempt is\n"
+    "journaled with its captured output (see 'cbx history').\n"
     "\n"
     "Parameters:\n"
     "  -p, --param KEY=VALUE   a parameter, typed by the type's schema: integer, number and\n"
@@ -82,6 +85,9 @@ static const char help_running[] =
     "                          (or a TYPE's string parameters) is the line, as in GNU\n"
     "                          parallel ({.} {/} {//} {/.} {#} {%} too); a command without {}\n"
     "                          gets the line as its last argument (docs/cli.md)\n"
+    "  --stdin-max BYTES       -- CMD run more than once (retries, --repeat) with stdin on a\n"
+    "                          pipe: it is read to its end first and each run reads it again;\n"
+    "                          more than BYTES is refused (exit 2); default 67108864 (64 MiB)\n"
     "  -a, --arg-file FILE     --each with the lines of FILE\n"
     "  -0, --null              --each items end with NUL, not newline\n"
     "  --joblog FILE           --each: a row per finished job (GNU parallel's columns)\n"
@@ -111,7 +117,11 @@ static const char help_running[] =
     "  -h, --help              this help\n"
     "\n"
     "Output: with TYPE, the outputs as JSON on stdout (a string output as text). With -- CMD,\n"
-    "the command's stdout and stderr. With --repeat, a summary line (and a progress line on a\n"
+    "the command's stdout and stderr, streamed as they come (each attempt's when retried),\n"
+    "and cbx's stdin is the command's (a pipe is read to its end first when the command may\n"
+    "run more than once; see --stdin-max). When cbx's stdin and stdout are terminals, the\n"
+    "command runs on a terminal of its own (a pty; cbx's is raw meanwhile, ^C included).\n"
+    "With --repeat, a summary line (and a progress line on a\n"
     "terminal). A failure, timeout or refusal is one line on stderr (\"cbx: exec: ...\").\n"
     "The first ^C (or SIGTERM) cancels every execution - process trees are killed - and cbx\n"
     "exits 130; a second ^C exits at once.\n"
@@ -168,6 +178,7 @@ enum {
     OPT_RESUME,
     OPT_RESUME_FAILED,
     OPT_NULL,
+    OPT_STDIN_MAX,
 };
 
 static const cli_opt opts[] = {
@@ -202,6 +213,7 @@ static const cli_opt opts[] = {
     {"resume", 0, 0, OPT_RESUME},
     {"resume-failed", 0, 0, OPT_RESUME_FAILED},
     {"null", '0', 0, OPT_NULL},
+    {"stdin-max", 0, 1, OPT_STDIN_MAX},
     {"plugin-path", 0, 1, OPT_PLUGIN_PATH},
     {"lua", 0, 1, OPT_LUA},
     {"quiet", 'q', 0, OPT_QUIET},
@@ -245,7 +257,11 @@ typedef struct exec_cfg {
     int journal_required; /* --journal-required */
     int tmpdir;           /* CBX_TMPDIR_*: --tmpdir, --keep-tmpdir */
     uint64_t repeat, parallel;
-    int each; /* --each (or --arg-file): the options below, in each_opts */
+    uint64_t max_attempts; /* of the policy: 1 without retries */
+    uint64_t stdin_max;    /* --stdin-max */
+    int tty;               /* -- CMD on a terminal: on a pty, ours in raw mode while it runs */
+    int stream; /* -- CMD run once: its stdout and stderr are teed to ours as they come */
+    int each;   /* --each (or --arg-file): the options below, in each_opts */
     cli_each_opts each_opts;
     cli_types_src src;
 } exec_cfg;
@@ -423,7 +439,7 @@ static int load_policy_block(const exec_cfg *c, json_t **out)
     return 0;
 }
 
-static int build_policy(const exec_cfg *c, cbx_breaker_store *rate_store, cbx_policy **out)
+static int build_policy(exec_cfg *c, cbx_breaker_store *rate_store, cbx_policy **out)
 {
     json_t *block;
     int rc = load_policy_block(c, &block);
@@ -436,6 +452,9 @@ static int build_policy(const exec_cfg *c, cbx_breaker_store *rate_store, cbx_po
     cbx_err_clear(&err);
     cbx_policy_opts o = base;
     int r = cbx_policy_opts_parse(&o, block, &err); /* o borrows from block (fallback.value) */
+    c->max_attempts = 1;
+    if (r == 0 && (o.sections & CBX_POLICY_WITH_RETRY) && o.retry.max_attempts > 1)
+        c->max_attempts = o.retry.max_attempts;
     if (r == 0 && c->rate_key) {
         /* --rate-key: the limiter's arrival time lives in the host store, shared by every
          * process that names the key */
@@ -734,6 +753,8 @@ static int finish_one(const exec_cfg *c, const cbx_result *r)
         json_t *j = cbx_result_to_json(r);
         cli_print_json(stdout, j);
         json_decref(j);
+    } else if (cmd_mode && !r->fallback_used && c->stream) {
+        /* every attempt's output went out as the command wrote it */
     } else if (cmd_mode && !r->fallback_used) {
         /* what the command wrote (after a failure, a timeout or a refusal between retries:
          * what the result kept of the last attempt) */
@@ -1095,6 +1116,7 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
         uv_run(&loop, UV_RUN_ONCE);
     }
     uint64_t elapsed = cbx_clock_now_ns(NULL) - t0;
+    cli_tty_restore(); /* before cbx's own lines */
     cli_progress_clear(&s.progress);
     uv_timer_stop(&s.tick);
     uv_signal_stop(&s.sigint);
@@ -1152,6 +1174,7 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
     c->breaker_probes = cli_config_get()->breaker_probes;     /* else 1 */
     c->repeat = 1;
     c->parallel = 1;
+    c->stdin_max = CLI_STDIN_MAX_DEFAULT;
     c->kv = calloc((size_t)argc, sizeof *c->kv);
     if (!c->kv)
         return CLI_EXIT_INTERNAL;
@@ -1268,6 +1291,10 @@ static int parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
             else if (id == OPT_NULL)
                 c->each_opts.null_sep = 1;
             break;
+        case OPT_STDIN_MAX:
+            if (cli_parse_uint("--stdin-max", val, 0, UINT64_MAX / 2, &c->stdin_max))
+                return CLI_EXIT_USAGE;
+            break;
         case OPT_PLUGIN_PATH:
             if (c->src.n_plugin_paths == sizeof c->src.plugin_paths / sizeof *c->src.plugin_paths) {
                 cli_err("exec: too many --plugin-path options");
@@ -1377,6 +1404,29 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
             json_array_append_new(av, arg);
         }
         json_object_set_new(params, "argv", av);
+        /* Run once: the command's output streams through as it comes, each attempt's. */
+        c.stream = !c.each && c.repeat == 1 && !c.json &&
+                   !json_object_get(params, "tee_stdout_fd") &&
+                   !json_object_get(params, "tee_stderr_fd");
+        if (c.stream) {
+            json_object_set_new(params, "tee_stdout_fd", json_integer(STDOUT_FILENO));
+            json_object_set_new(params, "tee_stderr_fd", json_integer(STDERR_FILENO));
+        }
+        /* cbx's stdin is the command's (with --each it holds the items; -p KEY=@- read it) */
+        int stdin_used = c.each;
+        for (size_t i = 0; i < c.n_kv; i++) {
+            const char *at = strstr(c.kv[i], "=@-");
+            stdin_used |= at && at[3] == '\0';
+        }
+        if (!stdin_used && (code = cli_exec_stdin(params, c.max_attempts * c.repeat, c.stdin_max)))
+            goto out;
+        /* On a terminal, the command gets a terminal: a pty that cbx's keys are typed into */
+        c.tty = c.stream && !json_object_get(params, "pty") && isatty(STDIN_FILENO) &&
+                isatty(STDOUT_FILENO) &&
+                json_integer_value(json_object_get(params, "stdin_fd")) == STDIN_FILENO &&
+                json_object_get(params, "stdin_fd");
+        if (c.tty)
+            json_object_set_new(params, "pty", json_true());
     }
     if (c.each) {
         cbx_breaker_opts bo;
@@ -1396,7 +1446,10 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
         eo->tmpdir = c.tmpdir;
         code = cli_exec_each(eo, ctx, reg, policy, params);
     } else {
+        if (c.tty)
+            cli_tty_raw(STDIN_FILENO);
         code = run(&c, ctx, reg, policy, params, notes);
+        cli_tty_restore();
     }
 out:
     if (code < 0)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MIB (1024.0 * 1024.0)
 
@@ -56,6 +57,23 @@ static const cbx_param params[] = {
     {.name = "stdin",
      .type = CBX_PARAM_STRING,
      .description = "text written to the command's standard input (default: /dev/null)"},
+    {.name = "stdin_fd",
+     .type = CBX_PARAM_INTEGER,
+     .has_min = 1,
+     .min = 0,
+     .has_max = 1,
+     .max = 1 << 30,
+     .description = "a descriptor of this process as the command's standard input (not with "
+                    "stdin): a regular file is opened anew for each attempt, which reads it "
+                    "from its start; a pipe, terminal or socket is passed as is (what one "
+                    "attempt reads is gone for the next)"},
+    {.name = "pty",
+     .type = CBX_PARAM_BOOLEAN,
+     .default_json = "false",
+     .description = "run the command on a new pseudo-terminal, its controlling terminal: its "
+                    "stdout and stderr both come as stdout; stdin (text) or stdin_fd (copied as "
+                    "it comes) is typed into it; the window size follows stdin_fd's terminal, "
+                    "else tee_stdout_fd's"},
     {.name = "stdout_max",
      .type = CBX_PARAM_INTEGER,
      .default_json = "1048576",
@@ -74,6 +92,22 @@ static const cbx_param params[] = {
      .max = 1024 * MIB,
      .description = "bytes of stderr kept; the rest is read, counted and dropped "
                     "(stderr_truncated)"},
+    {.name = "tee_stdout_fd",
+     .type = CBX_PARAM_INTEGER,
+     .has_min = 1,
+     .min = 0,
+     .has_max = 1,
+     .max = 1 << 30,
+     .description = "a descriptor of this process that stdout is also written to, chunk by "
+                    "chunk as the command writes it (the capture is unchanged; a write error "
+                    "stops the tee: metadata.stdout_tee_error)"},
+    {.name = "tee_stderr_fd",
+     .type = CBX_PARAM_INTEGER,
+     .has_min = 1,
+     .min = 0,
+     .has_max = 1,
+     .max = 1 << 30,
+     .description = "the same for stderr"},
     {.name = "success_exit_codes",
      .type = CBX_PARAM_ARRAY,
      .items = CBX_PARAM_INTEGER,
@@ -228,6 +262,8 @@ static int command_validate(const cbx_executor_type *type, const json_t *p, cbx_
                 problem(&pr, where, "expected a variable name (non-empty, without '=')");
         }
     }
+    if (json_object_get(p, "stdin") && json_object_get(p, "stdin_fd"))
+        problem(&pr, "stdin_fd", "not allowed with stdin (give one of them)");
     const json_t *cwd = json_object_get(p, "cwd");
     if (cwd && !c_string(cwd))
         problem(&pr, "cwd", "expected a path without NUL characters");
@@ -313,12 +349,18 @@ static int command_start(cbx_task *t)
     }
 
     const json_t *in = json_object_get(p, "stdin");
+    int pty = json_is_true(json_object_get(p, "pty"));
+    int stdin_fd = in ? -1 : (int)int_param(p, "stdin_fd", (uint64_t)-1);
+    int tee_out = (int)int_param(p, "tee_stdout_fd", (uint64_t)-1);
     cbx__cmd_spec spec = {
         .argv = argv,
         .candidates = candidates,
         .envp = envp,
         .cwd = json_string_value(json_object_get(p, "cwd")),
-        .stdin_pipe = in != NULL,
+        .stdin_pipe = in != NULL && !pty,
+        .stdin_fd = in || pty ? -1 : stdin_fd,
+        .pty = pty,
+        .winsize_fd = -1,
         .rlimit_cpu_s = int_param(p, "rlimit_cpu_s", 0),
         .rlimit_as_bytes = int_param(p, "rlimit_memory_bytes", 0),
         .rlimit_nofile = int_param(p, "rlimit_nofile", 0),
@@ -340,7 +382,14 @@ static int command_start(cbx_task *t)
         .rlimit_cpu_s = spec.rlimit_cpu_s,
         .memory_max_bytes = int_param(p, "memory_max_bytes", 0),
         .leave_leftovers = leftovers && strcmp(leftovers, "leave") == 0,
+        .pty_input_fd = pty ? stdin_fd : -1,
+        .tee_fd = {tee_out, (int)int_param(p, "tee_stderr_fd", (uint64_t)-1)},
     };
+    if (pty)
+        spec.winsize_fd = stdin_fd >= 0 && isatty(stdin_fd) ? stdin_fd
+                          : tee_out >= 0 && isatty(tee_out) ? tee_out
+                                                            : -1;
+    o.winsize_fd = spec.winsize_fd;
     void *mem[3] = {argv, candidates, env_owned ? envp : NULL};
     return cbx__cmd_run_start(t, &spec, mem, &o); /* mem is the attempt's now */
 }

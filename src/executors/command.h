@@ -117,8 +117,14 @@ typedef struct cbx__cmd_spec {
     char *const *argv;       /* argv[0] is searched in candidates when given */
     char *const *candidates; /* NULL: exec argv[0] as a path */
     char *const *envp;
-    const char *cwd;          /* NULL: the parent's */
-    int stdin_pipe;           /* 1: a pipe the parent writes; 0: /dev/null */
+    const char *cwd; /* NULL: the parent's */
+    int stdin_pipe;  /* 1: a pipe the parent writes; 0: stdin_fd, else /dev/null */
+    int stdin_fd;    /* -1, or this process's descriptor for the child's stdin: a
+                        regular file is opened anew (read from its start), anything
+                        else is passed as is */
+    int pty;        /* 1: stdin, stdout and stderr on a new pseudo-terminal, the child's controlling
+                       terminal; stdin_pipe and stdin_fd are then ignored */
+    int winsize_fd; /* pty: a terminal whose window size the pty gets, or -1 */
     uint64_t rlimit_cpu_s;    /* 0: unchanged */
     uint64_t rlimit_as_bytes; /* 0: unchanged */
     uint64_t rlimit_nofile;   /* 0: unchanged */
@@ -128,10 +134,11 @@ typedef struct cbx__cmd_spec {
 
 typedef struct cbx__cmd_child {
     pid_t pid;
-    int pidfd;     /* -1 when pidfd_open is not available */
-    int stdin_fd;  /* the parent's write end (non-blocking), or -1 */
-    int stdout_fd; /* the parent's read ends (non-blocking) */
-    int stderr_fd;
+    int pidfd;          /* -1 when pidfd_open is not available */
+    int stdin_fd;       /* the parent's write end (non-blocking), or -1; with a pty, a copy of the
+                           master (so that input can be written to it) */
+    int stdout_fd;      /* the parent's read ends (non-blocking); with a pty, its master */
+    int stderr_fd;      /* -1 with a pty (the child's stderr is the pty too) */
     int report_fd;      /* the exec report (non-blocking): see cbx__cmd_spawn_report; -1 when the
                            outcome of exec was known at once (exec_stage) */
     int exec_stage;     /* report_fd < 0: 0 when exec succeeded, else where the child failed (see
@@ -199,13 +206,18 @@ typedef struct cbx__cmd_opts {
     uint64_t rlimit_cpu_s;     /* for the cpu limit flag */
     uint64_t memory_max_bytes; /* the cgroup's memory limit; 0: none */
     int leave_leftovers;       /* 1: what the command left running when it exited is not killed */
+    int tee_fd[2];             /* stdout, stderr: also written here as read (tee_*_fd); -1: no */
+    int pty_input_fd;          /* pty: copied into it as it comes (stdin_fd); -1: none */
+    int winsize_fd;            /* pty: its window size follows this terminal's; -1: none */
 } cbx__cmd_opts;
 
 /* The per-attempt state (the type's task_size); see command_run.c. */
 typedef struct cbx__cmd_stream {
     uv_pipe_t pipe;
     cbx__capture cap;
-    int live; /* open, not yet closing */
+    int live;      /* open, not yet closing */
+    int tee_fd;    /* each chunk read is also written here; -1: none (or given up) */
+    int tee_errno; /* why the tee was given up (0: it was not) */
 } cbx__cmd_stream;
 
 typedef struct cbx__cmd_run {
@@ -238,6 +250,12 @@ typedef struct cbx__cmd_run {
     int exec_failed; /* the child never ran the command: error holds why */
 
     cbx__cmd_stream out, err;
+
+    uv_poll_t pump_poll;  /* pty: pty_input_fd readable (a copy of it: pump_fd) */
+    int pump_fd, pump_to; /* the copy read, and a copy of the master written; -1 */
+    int pump_live;
+    uv_signal_t winch; /* pty with winsize_fd: SIGWINCH copies the size again */
+    int winch_live;
 
     uv_poll_t in_poll;
     int in_poll_live;

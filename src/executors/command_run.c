@@ -23,11 +23,14 @@
 
 #include <errno.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -69,6 +72,10 @@ static void on_closed(uv_handle_t *h)
     } else if (h == (uv_handle_t *)&r->in_poll) {
         close(r->in_fd);
         r->in_fd = -1;
+    } else if (h == (uv_handle_t *)&r->pump_poll) {
+        close(r->pump_fd);
+        close(r->pump_to);
+        r->pump_fd = r->pump_to = -1;
     }
     if (--r->handles == 0)
         deliver(r);
@@ -78,6 +85,30 @@ static void close_handle(cbx__cmd_run *r, void *h)
 {
     ((uv_handle_t *)h)->data = r;
     uv_close((uv_handle_t *)h, on_closed);
+}
+
+static ssize_t write_nosigpipe(int fd, const char *p, size_t n);
+
+/* Pass a chunk on to the stream's tee descriptor, all of it (waiting while a non-blocking one is
+ * full). A write error (the reader gone: EPIPE) gives the tee up; the capture goes on. */
+static void tee_chunk(cbx__cmd_stream *s, const char *p, size_t n)
+{
+    while (s->tee_fd >= 0 && n > 0) {
+        ssize_t w = write_nosigpipe(s->tee_fd, p, n);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {.fd = s->tee_fd, .events = POLLOUT};
+            if (poll(&pfd, 1, -1) < 0 && errno != EINTR) {
+                s->tee_errno = errno;
+                s->tee_fd = -1;
+            }
+        } else if (w < 0 && errno != EINTR) {
+            s->tee_errno = errno;
+            s->tee_fd = -1;
+        }
+    }
 }
 
 /* Up to this many bytes are read from a pipe we let go before EOF: what it holds. */
@@ -109,6 +140,7 @@ static void stream_let_go(cbx__cmd_run *r, cbx__cmd_stream *s)
             if (n <= 0)
                 break;
             cbx__capture_add(&s->cap, buf.base, (size_t)n);
+            tee_chunk(s, buf.base, (size_t)n);
             got += (size_t)n;
         }
     }
@@ -124,6 +156,19 @@ static void stdin_close(cbx__cmd_run *r)
     } else if (r->in_fd >= 0) {
         close(r->in_fd);
         r->in_fd = -1;
+    }
+}
+
+/* The pty's input pump and window-size watch: no longer wanted once the child has exited. */
+static void pty_extras_close(cbx__cmd_run *r)
+{
+    if (r->pump_live) {
+        r->pump_live = 0;
+        close_handle(r, &r->pump_poll); /* closes pump_fd and pump_to */
+    }
+    if (r->winch_live) {
+        r->winch_live = 0;
+        close_handle(r, &r->winch);
     }
 }
 
@@ -250,6 +295,10 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
     json_object_set_new(m, "stderr_truncated", json_boolean(err_trunc));
     json_object_set_new(m, "stdout_lossy", json_boolean(out_lossy));
     json_object_set_new(m, "stderr_lossy", json_boolean(err_lossy));
+    if (r->out.tee_errno)
+        json_object_set_new(m, "stdout_tee_error", json_string(strerror(r->out.tee_errno)));
+    if (r->err.tee_errno)
+        json_object_set_new(m, "stderr_tee_error", json_string(strerror(r->err.tee_errno)));
     json_object_set_new(m, "peak_rss_kb", json_integer(rss));
     json_object_set_new(m, "peak_rss_exact", json_boolean(waited && rss > r->parent_rss_kb));
     json_object_set_new(m, "peak_memory_bytes",
@@ -326,6 +375,7 @@ static void maybe_finish(cbx__cmd_run *r)
         return;
     r->finishing = 1;
     uv_timer_stop(&r->timer);
+    pty_extras_close(r);
     /* What is left of the group (processes that let go of the pipes) goes with its leader. The
      * leader is still unreaped, so the group id cannot have been reused. */
     if (!r->kill_sent && !r->leftovers_gone && !r->o.leave_leftovers) {
@@ -400,6 +450,7 @@ static void child_exited(cbx__cmd_run *r)
         return;
     r->exited = 1;
     exit_watch_close(r);
+    pty_extras_close(r);
     if (r->cancelled) {
         send_kill(r);
         if (r->tree_mark[0]) /* orphans now: reparented to us */
@@ -472,16 +523,22 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     cbx__cmd_stream *st = (uv_pipe_t *)s == &r->out.pipe ? &r->out : &r->err;
     if (n > 0) {
         cbx__capture_add(&st->cap, buf->base, (size_t)n);
+        tee_chunk(st, buf->base, (size_t)n);
+        if (st->tee_errno != EPIPE)
+            return;
+        /* Whoever read the tee is gone: so is the command's pipe, and the command's next write
+         * raises SIGPIPE, as if it wrote there itself. */
+    } else if (n == 0) {
         return;
     }
-    if (n == 0)
-        return;
-    stream_close(r, st); /* EOF, or a read error: either way nothing more comes */
+    stream_close(r, st); /* EOF, a read error or a reader gone: either way nothing more comes */
     maybe_finish(r);
 }
 
 static void stream_open(cbx__cmd_run *r, cbx__cmd_stream *s, int fd)
 {
+    if (fd < 0)
+        return; /* none: stderr with a pty */
     uv_pipe_init(r->loop, &s->pipe, 0);
     s->pipe.data = r;
     r->handles++;
@@ -518,12 +575,16 @@ static ssize_t write_nosigpipe(int fd, const char *p, size_t n)
     return w;
 }
 
-/* Write what the pipe takes. 1 when stdin is finished (all written, or the reader is gone). */
+/* Write what the pipe (or pty) takes. 1 when stdin is finished (all written, or the reader is
+ * gone). */
 static int stdin_feed(cbx__cmd_run *r)
 {
-    while (r->in_off < r->o.stdin_len) {
-        ssize_t w =
-            write_nosigpipe(r->in_fd, r->o.stdin_data + r->in_off, r->o.stdin_len - r->in_off);
+    /* On a pty the text is typed, then ^D: the end of the input (or of its last line). */
+    size_t len = r->o.stdin_len, total = len + (r->spec.pty ? 1 : 0);
+    while (r->in_off < total) {
+        ssize_t w = r->in_off < len
+                        ? write_nosigpipe(r->in_fd, r->o.stdin_data + r->in_off, len - r->in_off)
+                        : write_nosigpipe(r->in_fd, "\x04", 1);
         if (w > 0) {
             r->in_off += (size_t)w;
         } else if (w < 0 && errno == EINTR) {
@@ -544,6 +605,81 @@ static void on_stdin_writable(uv_poll_t *p, int status, int events)
     if (status < 0 || stdin_feed(r)) {
         stdin_close(r);
         maybe_finish(r);
+    }
+}
+
+/* ---- the pty ------------------------------------------------------------------------------- */
+
+/* What came on pty_input_fd is typed into the pty; at its end, the terminal's end-of-file (^D). */
+static void on_pump(uv_poll_t *p, int status, int events)
+{
+    (void)events;
+    cbx__cmd_run *r = p->data;
+    char buf[4096];
+    ssize_t n = status < 0 ? 0 : read(r->pump_fd, buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n <= 0) {
+        buf[0] = '\x04';
+        n = 1;
+        uv_poll_stop(p);
+    }
+    const char *q = buf;
+    while (n > 0) {
+        ssize_t w = write_nosigpipe(r->pump_to, q, (size_t)n);
+        if (w > 0) {
+            q += w;
+            n -= w;
+        } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+            struct pollfd pfd = {.fd = r->pump_to, .events = POLLOUT};
+            poll(&pfd, 1, -1);
+        } else {
+            uv_poll_stop(p); /* the pty is gone: the child has exited */
+            return;
+        }
+    }
+}
+
+static void copy_winsize(cbx__cmd_run *r)
+{
+    struct winsize ws;
+    if (r->pump_to >= 0 && ioctl(r->o.winsize_fd, TIOCGWINSZ, &ws) == 0)
+        ioctl(r->pump_to, TIOCSWINSZ, &ws); /* the child's foreground group gets SIGWINCH */
+}
+
+static void on_winch(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    copy_winsize(h->data);
+}
+
+/* Keep master (a copy of the pty's master) to type pty_input_fd into and to resize it. */
+static void pty_extras_open(cbx__cmd_run *r, int master)
+{
+    r->pump_to = master;
+    if (r->o.pty_input_fd >= 0)
+        r->pump_fd = fcntl(r->o.pty_input_fd, F_DUPFD_CLOEXEC, 3);
+    if (r->pump_fd >= 0 && uv_poll_init(r->loop, &r->pump_poll, r->pump_fd) == 0) {
+        r->pump_poll.data = r;
+        r->handles++;
+        r->pump_live = 1;
+        uv_poll_start(&r->pump_poll, UV_READABLE, on_pump);
+    } else if (r->pump_fd >= 0) {
+        close(r->pump_fd);
+        r->pump_fd = -1;
+    }
+    if (r->o.winsize_fd >= 0 && uv_signal_init(r->loop, &r->winch) == 0) {
+        r->winch.data = r;
+        r->handles++;
+        r->winch_live = 1;
+        uv_signal_start(&r->winch, on_winch, SIGWINCH);
+    }
+    if (!r->pump_live) {
+        /* the size was set at the start; the master copy is kept for SIGWINCH only */
+        if (!r->winch_live) {
+            close(r->pump_to);
+            r->pump_to = -1;
+        }
     }
 }
 
@@ -642,7 +778,12 @@ static void wire(cbx__cmd_run *r, int rc, const cbx__cmd_child *ch, cbx_err *err
     stream_open(r, &r->out, ch->stdout_fd);
     stream_open(r, &r->err, ch->stderr_fd);
 
-    r->in_fd = ch->stdin_fd;
+    int in_fd = ch->stdin_fd;
+    if (r->spec.pty && !r->o.stdin_data) {
+        pty_extras_open(r, in_fd); /* the master's copy is theirs */
+        in_fd = -1;
+    }
+    r->in_fd = in_fd;
     r->in_open = r->in_fd >= 0;
     /* What the pipe takes now is written now; the rest when it is writable again. */
     int fed = r->in_open && stdin_feed(r);
@@ -689,8 +830,11 @@ int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, void *mem[3], con
     r->o = *o;
     r->pid = -1;
     r->pidfd = r->in_fd = r->report_fd = -1;
+    r->pump_fd = r->pump_to = -1;
     r->out.cap.max = o->stdout_max;
     r->err.cap.max = o->stderr_max;
+    r->out.tee_fd = o->tee_fd[0];
+    r->err.tee_fd = o->tee_fd[1];
     r->spec = *spec;
     for (int i = 0; i < 3; i++)
         r->spec_mem[i] = mem[i];

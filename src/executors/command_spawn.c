@@ -33,8 +33,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -71,7 +73,8 @@ enum {
     STAGE_RLIMIT_NOFILE,
     STAGE_EXEC,
     STAGE_CGROUP,
-    STAGE_PDEATHSIG
+    STAGE_PDEATHSIG,
+    STAGE_CTTY
 };
 
 typedef struct child_ctx {
@@ -119,6 +122,9 @@ __attribute__((noreturn, noinline)) static void child_main(child_ctx *c)
         child_fail(c, STAGE_SETSID, errno);
     if (dup2(c->fd_in, 0) < 0 || dup2(c->fd_out, 1) < 0 || dup2(c->fd_err, 2) < 0)
         child_fail(c, STAGE_DUP, errno);
+    /* The pty becomes the new session's controlling terminal: job control, ^C, `tty` work. */
+    if (s->pty && ioctl(0, TIOCSCTTY, 0) < 0)
+        child_fail(c, STAGE_CTTY, errno);
     /* Descriptors someone opened without O_CLOEXEC do not leak into the command either. */
     syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
     if (s->cwd && chdir(s->cwd) < 0)
@@ -219,6 +225,47 @@ static int make_pipe(int fds[2], cbx_err *err, const char *what)
     return 0;
 }
 
+/* The child's stdin from one of our descriptors: a regular file opened anew, with an offset of
+ * its own at 0 (each attempt reads all of it, however many run at once); else a copy of fd. */
+static int open_stdin_fd(int fd, int *out, cbx_err *err)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return cbx_err_set(err, -errno, "stdin_fd %d: %s", fd, strerror(errno));
+    if (S_ISREG(st.st_mode)) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        *out = open(path, O_RDONLY | O_CLOEXEC);
+    } else {
+        *out = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    }
+    int rc = *out < 0 ? -errno : lift(out);
+    if (rc < 0)
+        return cbx_err_set(err, rc, "stdin_fd %d: %s", fd, strerror(-rc));
+    return 0;
+}
+
+/* A new pseudo-terminal: *master (close-on-exec) and *slave, with the window size of
+ * winsize_fd when that is a terminal. */
+static int open_pty(int winsize_fd, int *master, int *slave, cbx_err *err)
+{
+    *master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    char name[64];
+    if (*master < 0 || grantpt(*master) < 0 || unlockpt(*master) < 0 ||
+        ptsname_r(*master, name, sizeof name) != 0)
+        return cbx_err_set(err, -errno, "pty: %s", strerror(errno));
+    *slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    int rc = *slave < 0 ? -errno : lift(slave);
+    if (rc == 0)
+        rc = lift(master);
+    if (rc < 0)
+        return cbx_err_set(err, rc, "pty %s: %s", name, strerror(-rc));
+    struct winsize ws;
+    if (winsize_fd >= 0 && ioctl(winsize_fd, TIOCGWINSZ, &ws) == 0)
+        ioctl(*master, TIOCSWINSZ, &ws);
+    return 0;
+}
+
 static void reap(pid_t pid)
 {
     int st = 0;
@@ -245,6 +292,8 @@ int cbx__cmd_spawn_failure(const char *argv0, const char *cwd, int stage, int e,
         return cbx_err_set(err, -e, "prctl(PR_SET_PDEATHSIG): %s", strerror(e));
     case STAGE_SETSID:
         return cbx_err_set(err, -e, "setsid: %s", strerror(e));
+    case STAGE_CTTY:
+        return cbx_err_set(err, -e, "pty: TIOCSCTTY: %s", strerror(e));
     default:
         return cbx_err_set(err, -e, "dup2: %s", strerror(e));
     }
@@ -259,11 +308,26 @@ int cbx__cmd_spawn(const cbx__cmd_spec *spec, cbx__cmd_child *child, cbx_err *er
     child->parent_rss_kb = 0;
     child->exec_stage = child->exec_errno = 0;
 
-    if ((rc = make_pipe(out, err, "stdout")) || (rc = make_pipe(errp, err, "stderr")) ||
-        (rc = make_pipe(rep, err, "exec report")))
+    if (spec->pty) {
+        /* out[0] the master, read; in[1] a copy of it, written; the slave is all three */
+        if ((rc = make_pipe(rep, err, "exec report")) ||
+            (rc = open_pty(spec->winsize_fd, &out[0], &out[1], err)))
+            goto fail;
+        in[1] = fcntl(out[0], F_DUPFD_CLOEXEC, 3);
+        in[0] = fcntl(out[1], F_DUPFD_CLOEXEC, 3);
+        errp[1] = fcntl(out[1], F_DUPFD_CLOEXEC, 3);
+        if (in[1] < 0 || in[0] < 0 || errp[1] < 0) {
+            rc = cbx_err_set(err, -errno, "pty: %s", strerror(errno));
+            goto fail;
+        }
+    } else if ((rc = make_pipe(out, err, "stdout")) || (rc = make_pipe(errp, err, "stderr")) ||
+               (rc = make_pipe(rep, err, "exec report"))) {
         goto fail;
-    if (spec->stdin_pipe) {
+    } else if (spec->stdin_pipe) {
         if ((rc = make_pipe(in, err, "stdin")))
+            goto fail;
+    } else if (spec->stdin_fd >= 0) {
+        if ((rc = open_stdin_fd(spec->stdin_fd, &in[0], err)))
             goto fail;
     } else {
         in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -321,8 +385,8 @@ int cbx__cmd_spawn(const cbx__cmd_spec *spec, cbx__cmd_child *child, cbx_err *er
         if (lift(&fd) == 0)
             child->pidfd = fd;
     }
-    if ((rc = nonblock(out[0])) || (rc = nonblock(errp[0])) ||
-        (rep[0] >= 0 && (rc = nonblock(rep[0]))) || (spec->stdin_pipe && (rc = nonblock(in[1])))) {
+    if ((rc = nonblock(out[0])) || (errp[0] >= 0 && (rc = nonblock(errp[0]))) ||
+        (rep[0] >= 0 && (rc = nonblock(rep[0]))) || (in[1] >= 0 && (rc = nonblock(in[1])))) {
         /* not expected with pipes of our own; do not leave the child behind */
         kill(pid, SIGKILL);
         reap(pid);

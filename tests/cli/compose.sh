@@ -47,7 +47,7 @@ run "$CBX" breaker reset r
 run "$CBX" exec --breaker r --breaker-failures 2 --retries 3 --retry-delay 1ms -- \
     sh -c 'echo out; echo err >&2; exit 1'
 expect_rc 75 "refused between retries"
-[ "$(cat "$TMP/out")" = "out" ] || fail "stdout not written through: $(cat "$TMP/out")"
+[ "$(cat "$TMP/out")" = "$(printf 'out\nout')" ] || fail "stdout of the two attempts not streamed through: $(cat "$TMP/out")"
 grep -q "^err$" "$TMP/err" || fail "stderr not written through: $(cat "$TMP/err")"
 grep -q "breaker 'r' is open" "$TMP/err" || fail "the refusal does not say why: $(cat "$TMP/err")"
 

@@ -5,7 +5,7 @@
 run "$CBX" exec -v --breaker vb --breaker-failures 2 --retries 3 --retry-delay 5ms -- \
     sh -c 'echo hi; exit 3'
 expect_rc 75 "refused between retries"
-[ "$(cat "$TMP/out")" = "hi" ] || fail "stdout: $(cat "$TMP/out")"
+[ "$(cat "$TMP/out")" = "$(printf 'hi\nhi')" ] || fail "stdout (each of the two attempts): $(cat "$TMP/out")"
 grep -q "attempt 1 failed (exit code 3); retry in " "$TMP/err" || fail "no retry line: $(cat "$TMP/err")"
 grep -q "attempt 2: error after .* ms: exit code 3" "$TMP/err" || fail "no attempt line: $(cat "$TMP/err")"
 grep -q "refused: breaker 'vb' is open: 2 consecutive failures" "$TMP/err" ||

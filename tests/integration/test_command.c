@@ -963,3 +963,86 @@ Test(command, a_thousand_timed_out_trees_leave_nothing_behind)
     free(reqs);
     free(res);
 }
+
+/* ---- streaming and stdin from a descriptor --------------------------------------------------- */
+
+Test(command, tee_fds_get_each_stream_as_captured)
+{
+    int out[2], err[2];
+    cr_assert_eq(pipe(out), 0);
+    cr_assert_eq(pipe(err), 0);
+    cbx_result r;
+    int rc = run(json_pack("{s:[s,s,s,s],s:i,s:i}", "argv", HELPER("cmd_exit"), "0", "hello\n",
+                           "warn\n", "tee_stdout_fd", out[1], "tee_stderr_fd", err[1]),
+                 0, NULL, &r);
+    cr_assert_eq(rc, 0, "%s", r.error);
+    cr_assert_str_eq(out_str(&r, "stdout"), "hello\n", "the capture is unchanged");
+    close(out[1]);
+    close(err[1]);
+    char buf[64];
+    ssize_t n = read(out[0], buf, sizeof buf);
+    cr_assert_eq(n, 6);
+    cr_assert_eq(memcmp(buf, "hello\n", 6), 0);
+    n = read(err[0], buf, sizeof buf);
+    cr_assert_eq(n, 5);
+    cr_assert_eq(memcmp(buf, "warn\n", 5), 0);
+    close(out[0]);
+    close(err[0]);
+    cbx_result_clear(&r);
+}
+
+Test(command, tee_reader_gone_gives_the_command_sigpipe)
+{
+    int out[2];
+    cr_assert_eq(pipe(out), 0);
+    close(out[0]);
+    cbx_result r;
+    run(json_pack("{s:[s,s,s],s:i}", "argv", "sh", "-c", "while :; do echo y; done",
+                  "tee_stdout_fd", out[1]),
+        60000, NULL, &r);
+    close(out[1]);
+    cr_assert_str_eq(meta_str(&r, "signal"), "SIGPIPE", "%s", r.error);
+    cr_assert_str_eq(meta_str(&r, "stdout_tee_error"), strerror(EPIPE));
+    cbx_result_clear(&r);
+}
+
+Test(command, stdin_fd_file_is_read_from_its_start_by_every_attempt)
+{
+    char *path = temp_path("stdin"), *seen = temp_path("seen");
+    FILE *f = fopen(path, "w+");
+    cr_assert_not_null(f);
+    fputs("abc", f);
+    fflush(f); /* the offset is now at the end: each attempt still reads from the start */
+    cbx_policy *pol =
+        policy("{\"retry\":{\"attempts\":2,\"initial\":\"1ms\",\"jitter\":\"none\"}}");
+    cbx_result r;
+    int rc = run(json_pack("{s:[s,s,s,s],s:i}", "argv", "sh", "-c", "cat >>\"$0\"; exit 1", seen,
+                           "stdin_fd", fileno(f)),
+                 0, pol, &r);
+    cr_assert_neq(rc, 0);
+    cr_assert_eq(r.status, CBX_STATUS_FAILED, "%s", r.error);
+    cr_assert_eq(r.attempt_count, 2);
+    char buf[32] = "";
+    FILE *s = fopen(seen, "r");
+    cr_assert_not_null(s);
+    size_t n = fread(buf, 1, sizeof buf - 1, s);
+    buf[n] = '\0';
+    fclose(s);
+    cr_assert_str_eq(buf, "abcabc", "each attempt read all of it");
+    cbx_result_clear(&r);
+    fclose(f);
+    unlink(path);
+    unlink(seen);
+    free(path);
+    free(seen);
+    cbx_policy_free(pol);
+}
+
+Test(command, stdin_and_stdin_fd_together_are_refused)
+{
+    cbx_result r;
+    int rc =
+        run(json_pack("{s:[s],s:s,s:i}", "argv", "cat", "stdin", "x", "stdin_fd", 0), 0, NULL, &r);
+    cr_assert_eq(rc, CBX_EINVAL_CONFIG, "%s", r.error);
+    cbx_result_clear(&r);
+}
