@@ -265,6 +265,25 @@ static int commit_asked_locked(cbx_journal *j)
     return r;
 }
 
+/* The flusher's connection for checkpoints, opened when the first is due (most short processes
+ * never need one, and opening it reads the schema). */
+static int open_ck(cbx_journal *j)
+{
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW;
+    if (sqlite3_open_v2(j->path, &j->ck, flags, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(j->ck, CBX__JOURNAL_BUSY_MS);
+        sqlite3_db_config(j->ck, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+        /* A connection that has read nothing has not opened the WAL, and SQLite (3.40) then
+         * answers a checkpoint with SQLITE_OK having copied nothing: read once. */
+        if (sqlite3_exec(j->ck, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) ==
+            SQLITE_OK)
+            return 0;
+    }
+    sqlite3_close_v2(j->ck);
+    j->ck = NULL;
+    return -1;
+}
+
 /* Copy the WAL into the database, on the flusher's connection. PASSIVE never waits for readers
  * or writers: the bulk is copied outside the journal's lock, while writers go on. But the WAL
  * starts over only when a batch begins with every frame copied, and under a steady stream of
@@ -274,6 +293,8 @@ static int commit_asked_locked(cbx_journal *j)
 static void checkpoint_wal(cbx_journal *j)
 {
     int log = 0, copied = 0;
+    if (!j->ck && open_ck(j) != 0)
+        return; /* the next one tries again */
     if (sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) !=
             SQLITE_OK ||
         log < CBX__JOURNAL_CHECKPOINT_PAGES || copied < log)
@@ -301,7 +322,7 @@ static void *flusher_main(void *arg)
             pthread_mutex_lock(&j->wmu);
             continue;
         }
-        if (j->ck && atomic_load(&j->checkpoint_due)) {
+        if (j->wal && atomic_load(&j->checkpoint_due)) {
             /* first, even while a batch is open (under a steady stream of writes there is
              * always one) */
             atomic_store(&j->checkpoint_due, 0);
@@ -317,8 +338,8 @@ static void *flusher_main(void *arg)
              * either is seen here or sees flusher_idle and signals (under wmu, so not before
              * the wait has begun). */
             atomic_store(&j->flusher_idle, 1);
-            if (!atomic_load(&j->batch_started_ns) && !(j->ck && atomic_load(&j->checkpoint_due)) &&
-                !atomic_load(&j->commit_asked))
+            if (!atomic_load(&j->batch_started_ns) &&
+                !(j->wal && atomic_load(&j->checkpoint_due)) && !atomic_load(&j->commit_asked))
                 pthread_cond_wait(&j->wcv, &j->wmu);
             atomic_store(&j->flusher_idle, 0);
             continue;
@@ -625,11 +646,7 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
         goto fail;
     if ((r = prepare(j, "BEGIN IMMEDIATE", &j->st_begin, err)) != 0 ||
         (r = prepare(j, "COMMIT", &j->st_commit, err)) != 0 ||
-        (r = prepare(j, "ROLLBACK", &j->st_rollback, err)) != 0 ||
-        (r = prepare(j, sql_start, &j->st_start, err)) != 0 ||
-        (r = prepare(j, sql_attempt, &j->st_attempt, err)) != 0 ||
-        (r = prepare(j, sql_end, &j->st_end, err)) != 0 ||
-        (r = prepare(j, sql_whole, &j->st_whole, err)) != 0)
+        (r = prepare(j, "ROLLBACK", &j->st_rollback, err)) != 0)
         goto fail;
 
     if (!memory) {
@@ -637,21 +654,8 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
          * at every close: a short-lived process (one `cbx exec`) would otherwise pay for a
          * checkpoint and its fsync on its way out. */
         sqlite3_wal_hook(j->db, wal_hook, j);
-        if (sqlite3_open_v2(j->path, &j->ck, flags, NULL) != SQLITE_OK) {
-            r = cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s", j->path,
-                            j->ck ? sqlite3_errmsg(j->ck) : "out of memory");
-            goto fail;
-        }
-        sqlite3_busy_timeout(j->ck, CBX__JOURNAL_BUSY_MS);
-        /* A connection that has read nothing has not opened the WAL, and SQLite (3.40) then
-         * answers a checkpoint with SQLITE_OK having copied nothing: read once. */
-        if (sqlite3_exec(j->ck, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) !=
-            SQLITE_OK) {
-            r = cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s", j->path, sqlite3_errmsg(j->ck));
-            goto fail;
-        }
         sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
-        sqlite3_db_config(j->ck, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+        j->wal = 1; /* the checkpoint connection is opened when one is due (open_ck) */
     }
     cbx__journal_ledger_open(j);
     if ((r = start_flusher(j, err)) != 0)
@@ -688,10 +692,12 @@ static void checkpoint_at_close(cbx_journal *j)
     int n = snprintf(wal, sizeof wal, "%s-wal", j->path);
     if (n > 0 && (size_t)n < sizeof wal && stat(wal, &st) == 0 &&
         st.st_size > CBX__JOURNAL_CLOSE_WAL_BYTES) {
-        sqlite3_db_config(j->ck, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
+        if (j->ck)
+            sqlite3_db_config(j->ck, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
         sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
     } else if (atomic_load(&j->checkpoint_due)) {
-        sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        /* the flusher is gone: the journal's own connection is free */
+        sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     }
 }
 
@@ -716,7 +722,7 @@ void cbx_journal_close(cbx_journal *j)
     for (size_t i = 0; i < j->ncached; i++)
         sqlite3_finalize(j->cached[i].st);
     free(j->cached);
-    if (j->ck)
+    if (j->wal)
         checkpoint_at_close(j);
     sqlite3_close_v2(j->ck);
     sqlite3_close_v2(j->db);
@@ -791,6 +797,13 @@ static int bind_json(cbx_journal *j, sqlite3_stmt *st, int i, const json_t *v, c
     if (r == 0)
         bind_blob_text(st, i, text, len);
     return r;
+}
+
+/* The statement *st for sql, prepared the first time it is needed: a short process (one `cbx
+ * exec`) uses two or three of the four, and parsing each costs about as much as running it. */
+static int lazy_stmt(cbx_journal *j, sqlite3_stmt **st, const char *sql, cbx_err *err)
+{
+    return *st ? 0 : prepare(j, sql, st, err);
 }
 
 /* ---- held-back starts -------------------------------------------------------------------- */
@@ -913,6 +926,8 @@ int cbx__journal_settle_locked(cbx_journal *j, cbx_err *err)
     for (; i < j->npend && r == 0; i++) {
         if (!j->pend[i].live)
             continue;
+        if ((r = lazy_stmt(j, &j->st_start, sql_start, err)) != 0)
+            continue; /* i + 1: the count below includes this start */
         bind_start(j, &j->pend[i]);
         r = step_done(j, j->st_start, err, "write execution start");
     }
@@ -972,6 +987,8 @@ int cbx_journal_execution_start(cbx_journal *j, const cbx_journal_execution *e, 
         cbx__jpending *old = pend_find(j, e->id, h);
         if (old)
             old->live = 0;
+        if ((r = lazy_stmt(j, &j->st_start, sql_start, err)) != 0)
+            goto done;
         sqlite3_stmt *st = j->st_start;
         bind_text(st, 1, e->id);
         bind_text(st, 2, e->executor);
@@ -982,6 +999,7 @@ int cbx_journal_execution_start(cbx_journal *j, const cbx_journal_execution *e, 
         bind_blob_text(st, 7, params, params_len);
         r = step_done(j, st, err, "write execution start");
     }
+done:
     if (r == 0)
         r = write_done(j, err);
     else
@@ -995,8 +1013,10 @@ int cbx_journal_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, cbx_e
     if (!j || !a || !a->execution_id)
         return missing(err, !j ? "the journal" : "the attempt's execution id");
     pthread_mutex_lock(&j->mu);
-    sqlite3_stmt *st = j->st_attempt;
     int r = cbx__journal_begin_locked(j, err);
+    if (r == 0)
+        r = lazy_stmt(j, &j->st_attempt, sql_attempt, err);
+    sqlite3_stmt *st = j->st_attempt;
     if (r == 0) {
         bind_text(st, 1, a->execution_id);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)a->number);
@@ -1026,6 +1046,8 @@ int cbx_journal_execution_end(cbx_journal *j, const cbx_journal_end *e, cbx_err 
     pthread_mutex_lock(&j->mu);
     int r = cbx__journal_begin_locked(j, err);
     cbx__jpending *p = r == 0 ? pend_find(j, e->execution_id, hash_id(e->execution_id)) : NULL;
+    if (r == 0)
+        r = p ? lazy_stmt(j, &j->st_whole, sql_whole, err) : lazy_stmt(j, &j->st_end, sql_end, err);
     sqlite3_stmt *st = p ? j->st_whole : j->st_end;
     if (r == 0)
         r = bind_json(j, st, p ? 15 : 7, e->outputs, err, "outputs");

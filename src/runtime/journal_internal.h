@@ -52,7 +52,8 @@ typedef struct cbx__jpending {
 
 struct cbx_journal {
     sqlite3 *db;
-    sqlite3 *ck; /* the flusher's own connection for checkpoints; NULL for :memory: */
+    sqlite3 *ck; /* the flusher's own connection for checkpoints, opened when one is first due */
+    int wal;     /* a file in WAL mode (not :memory:): the flusher checkpoints it */
     char *path;
     uint64_t max_executions, max_age_ms;
     cbx__redact_rules rules;
