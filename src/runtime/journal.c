@@ -454,7 +454,7 @@ static int exec_sql(cbx_journal *j, const char *sql, cbx_err *err, const char *w
 }
 
 /* Refuse files that are not (or not yet understood as) a cbx journal. */
-static int check_identity(cbx_journal *j, cbx_err *err)
+static int check_identity(cbx_journal *j, int64_t *version_out, cbx_err *err)
 {
     int64_t version = 0, app = 0, objects = 0;
     int r;
@@ -476,6 +476,7 @@ static int check_identity(cbx_journal *j, cbx_err *err)
                            "journal %s: schema version %lld is newer than this cbx understands "
                            "(%d); use a newer cbx or another journal file",
                            j->path, (long long)version, CBX__JOURNAL_SCHEMA);
+    *version_out = version;
     return 0;
 }
 
@@ -483,10 +484,11 @@ static int setup_schema(cbx_journal *j, int memory, cbx_err *err)
 {
     /* One read transaction for the three reads: outside one, each sees the file as it is then,
      * and a journal another process creates meanwhile looks like tables without an id. */
+    int64_t version = 0;
     int r = exec_sql(j, "BEGIN", err, "begin");
     if (r != 0)
         return r;
-    r = check_identity(j, err);
+    r = check_identity(j, &version, err);
     sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL);
     if (r != 0)
         return r;
@@ -514,16 +516,13 @@ static int setup_schema(cbx_journal *j, int memory, cbx_err *err)
         (r = exec_sql(j, "PRAGMA cache_size=-8192", err, "cache_size")) != 0 ||
         (r = exec_sql(j, "PRAGMA journal_size_limit=16777216", err, "journal_size_limit")) != 0)
         return r;
-    int64_t version = 0;
-    if ((r = pragma_int(j, "PRAGMA user_version", &version, err)) != 0)
-        return r;
+    /* set up already (the version is only ever raised): the usual open, which reads no more */
     if (version == CBX__JOURNAL_SCHEMA)
         return 0;
     /* Another process may be creating it at the same moment: decide inside the write lock. */
     if ((r = exec_sql(j, "BEGIN IMMEDIATE", err, "begin")) != 0)
         return r;
-    if ((r = check_identity(j, err)) != 0 ||
-        (r = pragma_int(j, "PRAGMA user_version", &version, err)) != 0)
+    if ((r = check_identity(j, &version, err)) != 0)
         goto rollback;
     if (version == 0) {
         char set[128];
