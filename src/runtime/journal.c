@@ -172,9 +172,9 @@ static void wake_flusher(cbx_journal *j)
 {
     if (!j->flusher_running)
         return;
-    pthread_mutex_lock(&j->wmu);
-    pthread_cond_signal(&j->wcv);
-    pthread_mutex_unlock(&j->wmu);
+    pthread_mutex_lock(&j->fl->wmu);
+    pthread_cond_signal(&j->fl->wcv);
+    pthread_mutex_unlock(&j->fl->wmu);
 }
 
 int cbx__journal_begin_locked(cbx_journal *j, cbx_err *err)
@@ -307,19 +307,49 @@ static void checkpoint_wal(cbx_journal *j)
     pthread_mutex_unlock(&j->mu);
 }
 
+/* Let go of the shared part; the last to let go frees it (with f->wmu held, which it drops). */
+static void flusher_release(struct cbx__jflusher *f)
+{
+    int last = --f->refs == 0;
+    pthread_mutex_unlock(&f->wmu);
+    if (last) {
+        pthread_cond_destroy(&f->wcv);
+        pthread_mutex_destroy(&f->wmu);
+        free(f);
+    }
+}
+
+/* Work on the handle without wmu (busy: a close waits for it), then take wmu back. */
+static void work_begin(struct cbx__jflusher *f)
+{
+    f->busy = 1;
+    pthread_mutex_unlock(&f->wmu);
+}
+
+static void work_end(struct cbx__jflusher *f)
+{
+    pthread_mutex_lock(&f->wmu);
+    f->busy = 0;
+    if (f->stopping)
+        pthread_cond_broadcast(&f->wcv); /* the close waiting for it */
+}
+
+/* With wmu held, the handle may be used only while !f->stopping, which is checked first after
+ * every wait: once a close has set it and seen the flusher idle, the handle may be gone. */
 static void *flusher_main(void *arg)
 {
-    cbx_journal *j = arg;
-    pthread_mutex_lock(&j->wmu);
-    while (!j->stopping) {
+    struct cbx__jflusher *f = arg;
+    cbx_journal *j = f->j; /* not used before f->stopping is read */
+    pthread_mutex_lock(&f->wmu);
+    while (!f->stopping) {
         uint64_t started = atomic_load(&j->batch_started_ns);
         if (atomic_load(&j->commit_asked)) {
             atomic_store(&j->commit_asked, 0);
-            pthread_mutex_unlock(&j->wmu);
+            work_begin(f);
             pthread_mutex_lock(&j->mu);
             commit_asked_locked(j);
             pthread_mutex_unlock(&j->mu);
-            pthread_mutex_lock(&j->wmu);
+            work_end(f);
             continue;
         }
         if (j->wal && atomic_load(&j->checkpoint_due)) {
@@ -327,10 +357,10 @@ static void *flusher_main(void *arg)
              * always one) */
             atomic_store(&j->checkpoint_due, 0);
             atomic_store(&j->checkpointing, 1);
-            pthread_mutex_unlock(&j->wmu);
+            work_begin(f);
             checkpoint_wal(j);
             atomic_store(&j->checkpointing, 0);
-            pthread_mutex_lock(&j->wmu);
+            work_end(f);
             continue;
         }
         if (!started) {
@@ -340,8 +370,9 @@ static void *flusher_main(void *arg)
             atomic_store(&j->flusher_idle, 1);
             if (!atomic_load(&j->batch_started_ns) &&
                 !(j->wal && atomic_load(&j->checkpoint_due)) && !atomic_load(&j->commit_asked))
-                pthread_cond_wait(&j->wcv, &j->wmu);
-            atomic_store(&j->flusher_idle, 0);
+                pthread_cond_wait(&f->wcv, &f->wmu);
+            if (!f->stopping)
+                atomic_store(&j->flusher_idle, 0);
             continue;
         }
         uint64_t due = started + CBX__JOURNAL_COMMIT_NS;
@@ -349,27 +380,28 @@ static void *flusher_main(void *arg)
         if (now < due) {
             struct timespec ts = {.tv_sec = (time_t)(due / 1000000000ull),
                                   .tv_nsec = (long)(due % 1000000000ull)};
-            pthread_cond_timedwait(&j->wcv, &j->wmu, &ts);
+            pthread_cond_timedwait(&f->wcv, &f->wmu, &ts);
             continue;
         }
         /* Overdue. A writer that holds the lock commits it itself (write_done); and waiting for
          * the lock behind a busy writer could take long (a mutex is not fair), keeping the
          * checkpoints above from running: try, else look again a little later. */
-        pthread_mutex_unlock(&j->wmu);
+        work_begin(f);
         int locked = pthread_mutex_trylock(&j->mu) == 0;
         if (locked) {
             commit_overdue_locked(j);
             pthread_mutex_unlock(&j->mu);
         }
-        pthread_mutex_lock(&j->wmu);
-        if (!locked && atomic_load(&j->batch_started_ns) == started) {
-            uint64_t again = now + CBX__JOURNAL_RETRY_NS;
-            struct timespec ts = {.tv_sec = (time_t)(again / 1000000000ull),
-                                  .tv_nsec = (long)(again % 1000000000ull)};
-            pthread_cond_timedwait(&j->wcv, &j->wmu, &ts);
+        int again = !locked && atomic_load(&j->batch_started_ns) == started;
+        work_end(f);
+        if (again && !f->stopping) {
+            uint64_t at = now + CBX__JOURNAL_RETRY_NS;
+            struct timespec ts = {.tv_sec = (time_t)(at / 1000000000ull),
+                                  .tv_nsec = (long)(at % 1000000000ull)};
+            pthread_cond_timedwait(&f->wcv, &f->wmu, &ts);
         }
     }
-    pthread_mutex_unlock(&j->wmu);
+    flusher_release(f);
     return NULL;
 }
 
@@ -568,21 +600,36 @@ static int resolve_path(cbx_journal *j, const cbx_journal_opts *o, cbx_err *err)
 
 static int start_flusher(cbx_journal *j, cbx_err *err)
 {
+    struct cbx__jflusher *f = calloc(1, sizeof *f);
+    if (!f)
+        return cbx_err_set(err, -ENOMEM, "out of memory");
     pthread_condattr_t ca;
-    int e = pthread_mutex_init(&j->wmu, NULL);
-    if (e != 0)
+    int e = pthread_mutex_init(&f->wmu, NULL);
+    if (e != 0) {
+        free(f);
         return cbx_err_set(err, -e, "journal: mutex: %s", strerror(e));
-    j->wmu_ready = 1;
+    }
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    e = pthread_cond_init(&j->wcv, &ca);
+    e = pthread_cond_init(&f->wcv, &ca);
     pthread_condattr_destroy(&ca);
-    if (e != 0)
+    if (e != 0) {
+        pthread_mutex_destroy(&f->wmu);
+        free(f);
         return cbx_err_set(err, -e, "journal: condition variable: %s", strerror(e));
-    j->wcv_ready = 1;
-    e = pthread_create(&j->flusher, NULL, flusher_main, j);
-    if (e != 0)
+    }
+    f->refs = 2;
+    f->j = j;
+    j->fl = f;
+    e = pthread_create(&j->flusher, NULL, flusher_main, f);
+    if (e != 0) {
+        j->fl = NULL;
+        pthread_cond_destroy(&f->wcv);
+        pthread_mutex_destroy(&f->wmu);
+        free(f);
         return cbx_err_set(err, -e, "journal: flusher thread: %s", strerror(e));
+    }
+    pthread_detach(j->flusher);
     j->flusher_running = 1;
     return 0;
 }
@@ -705,11 +752,16 @@ void cbx_journal_close(cbx_journal *j)
     if (!j)
         return;
     if (j->flusher_running) {
-        pthread_mutex_lock(&j->wmu);
-        j->stopping = 1;
-        pthread_cond_signal(&j->wcv);
-        pthread_mutex_unlock(&j->wmu);
-        pthread_join(j->flusher, NULL);
+        /* Wait for the flusher only while it works on the handle (a commit, a checkpoint); a
+         * sleeping one exits when next scheduled, without touching the handle again. */
+        struct cbx__jflusher *f = j->fl;
+        pthread_mutex_lock(&f->wmu);
+        f->stopping = 1;
+        pthread_cond_broadcast(&f->wcv);
+        while (f->busy)
+            pthread_cond_wait(&f->wcv, &f->wmu);
+        flusher_release(f);
+        j->fl = NULL;
         j->flusher_running = 0;
     }
     if (j->db && j->st_commit)
@@ -725,10 +777,6 @@ void cbx_journal_close(cbx_journal *j)
         checkpoint_at_close(j);
     sqlite3_close_v2(j->ck);
     sqlite3_close_v2(j->db);
-    if (j->wcv_ready)
-        pthread_cond_destroy(&j->wcv);
-    if (j->wmu_ready)
-        pthread_mutex_destroy(&j->wmu);
     if (j->mu_ready)
         pthread_mutex_destroy(&j->mu);
     cbx__journal_ledger_close(j);
@@ -1236,10 +1284,10 @@ int cbx_journal_commit_soon(cbx_journal *j, cbx_err *err)
     if (!j)
         return missing(err, "the journal");
     if (j->flusher_running && !atomic_load(&j->checkpointing)) {
-        pthread_mutex_lock(&j->wmu);
+        pthread_mutex_lock(&j->fl->wmu);
         atomic_store(&j->commit_asked, 1);
-        pthread_cond_signal(&j->wcv);
-        pthread_mutex_unlock(&j->wmu);
+        pthread_cond_signal(&j->fl->wcv);
+        pthread_mutex_unlock(&j->fl->wmu);
         return 0;
     }
     /* the flusher is copying the WAL (and syncing): do not wait behind it */
