@@ -175,9 +175,9 @@ static void wake_flusher(cbx_journal *j)
 {
     if (!j->flusher_running)
         return;
-    pthread_mutex_lock(&j->wmu);
-    pthread_cond_signal(&j->wcv);
-    pthread_mutex_unlock(&j->wmu);
+    pthread_mutex_lock(&j->fl->wmu);
+    pthread_cond_signal(&j->fl->wcv);
+    pthread_mutex_unlock(&j->fl->wmu);
 }
 
 int cbx__journal_begin_locked(cbx_journal *j, cbx_err *err)
@@ -268,6 +268,25 @@ static int commit_asked_locked(cbx_journal *j)
     return r;
 }
 
+/* The flusher's connection for checkpoints, opened when the first is due (most short processes
+ * never need one, and opening it reads the schema). */
+static int open_ck(cbx_journal *j)
+{
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW;
+    if (sqlite3_open_v2(j->path, &j->ck, flags, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(j->ck, CBX__JOURNAL_BUSY_MS);
+        sqlite3_db_config(j->ck, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+        /* A connection that has read nothing has not opened the WAL, and SQLite (3.40) then
+         * answers a checkpoint with SQLITE_OK having copied nothing: read once. */
+        if (sqlite3_exec(j->ck, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) ==
+            SQLITE_OK)
+            return 0;
+    }
+    sqlite3_close_v2(j->ck);
+    j->ck = NULL;
+    return -1;
+}
+
 /* Copy the WAL into the database, on the flusher's connection. PASSIVE never waits for readers
  * or writers: the bulk is copied outside the journal's lock, while writers go on. But the WAL
  * starts over only when a batch begins with every frame copied, and under a steady stream of
@@ -277,6 +296,8 @@ static int commit_asked_locked(cbx_journal *j)
 static void checkpoint_wal(cbx_journal *j)
 {
     int log = 0, copied = 0;
+    if (!j->ck && open_ck(j) != 0)
+        return; /* the next one tries again */
     if (sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) !=
             SQLITE_OK ||
         log < CBX__JOURNAL_CHECKPOINT_PAGES || copied < log)
@@ -289,30 +310,60 @@ static void checkpoint_wal(cbx_journal *j)
     pthread_mutex_unlock(&j->mu);
 }
 
+/* Let go of the shared part; the last to let go frees it (with f->wmu held, which it drops). */
+static void flusher_release(struct cbx__jflusher *f)
+{
+    int last = --f->refs == 0;
+    pthread_mutex_unlock(&f->wmu);
+    if (last) {
+        pthread_cond_destroy(&f->wcv);
+        pthread_mutex_destroy(&f->wmu);
+        free(f);
+    }
+}
+
+/* Work on the handle without wmu (busy: a close waits for it), then take wmu back. */
+static void work_begin(struct cbx__jflusher *f)
+{
+    f->busy = 1;
+    pthread_mutex_unlock(&f->wmu);
+}
+
+static void work_end(struct cbx__jflusher *f)
+{
+    pthread_mutex_lock(&f->wmu);
+    f->busy = 0;
+    if (f->stopping)
+        pthread_cond_broadcast(&f->wcv); /* the close waiting for it */
+}
+
+/* With wmu held, the handle may be used only while !f->stopping, which is checked first after
+ * every wait: once a close has set it and seen the flusher idle, the handle may be gone. */
 static void *flusher_main(void *arg)
 {
-    cbx_journal *j = arg;
-    pthread_mutex_lock(&j->wmu);
-    while (!j->stopping) {
+    struct cbx__jflusher *f = arg;
+    cbx_journal *j = f->j; /* not used before f->stopping is read */
+    pthread_mutex_lock(&f->wmu);
+    while (!f->stopping) {
         uint64_t started = atomic_load(&j->batch_started_ns);
         if (atomic_load(&j->commit_asked)) {
             atomic_store(&j->commit_asked, 0);
-            pthread_mutex_unlock(&j->wmu);
+            work_begin(f);
             pthread_mutex_lock(&j->mu);
             commit_asked_locked(j);
             pthread_mutex_unlock(&j->mu);
-            pthread_mutex_lock(&j->wmu);
+            work_end(f);
             continue;
         }
-        if (j->ck && atomic_load(&j->checkpoint_due)) {
+        if (j->wal && atomic_load(&j->checkpoint_due)) {
             /* first, even while a batch is open (under a steady stream of writes there is
              * always one) */
             atomic_store(&j->checkpoint_due, 0);
             atomic_store(&j->checkpointing, 1);
-            pthread_mutex_unlock(&j->wmu);
+            work_begin(f);
             checkpoint_wal(j);
             atomic_store(&j->checkpointing, 0);
-            pthread_mutex_lock(&j->wmu);
+            work_end(f);
             continue;
         }
         if (!started) {
@@ -320,10 +371,11 @@ static void *flusher_main(void *arg)
              * either is seen here or sees flusher_idle and signals (under wmu, so not before
              * the wait has begun). */
             atomic_store(&j->flusher_idle, 1);
-            if (!atomic_load(&j->batch_started_ns) && !(j->ck && atomic_load(&j->checkpoint_due)) &&
-                !atomic_load(&j->commit_asked))
-                pthread_cond_wait(&j->wcv, &j->wmu);
-            atomic_store(&j->flusher_idle, 0);
+            if (!atomic_load(&j->batch_started_ns) &&
+                !(j->wal && atomic_load(&j->checkpoint_due)) && !atomic_load(&j->commit_asked))
+                pthread_cond_wait(&f->wcv, &f->wmu);
+            if (!f->stopping)
+                atomic_store(&j->flusher_idle, 0);
             continue;
         }
         uint64_t due = started + CBX__JOURNAL_COMMIT_NS;
@@ -331,27 +383,28 @@ static void *flusher_main(void *arg)
         if (now < due) {
             struct timespec ts = {.tv_sec = (time_t)(due / 1000000000ull),
                                   .tv_nsec = (long)(due % 1000000000ull)};
-            pthread_cond_timedwait(&j->wcv, &j->wmu, &ts);
+            pthread_cond_timedwait(&f->wcv, &f->wmu, &ts);
             continue;
         }
         /* Overdue. A writer that holds the lock commits it itself (write_done); and waiting for
          * the lock behind a busy writer could take long (a mutex is not fair), keeping the
          * checkpoints above from running: try, else look again a little later. */
-        pthread_mutex_unlock(&j->wmu);
+        work_begin(f);
         int locked = pthread_mutex_trylock(&j->mu) == 0;
         if (locked) {
             commit_overdue_locked(j);
             pthread_mutex_unlock(&j->mu);
         }
-        pthread_mutex_lock(&j->wmu);
-        if (!locked && atomic_load(&j->batch_started_ns) == started) {
-            uint64_t again = now + CBX__JOURNAL_RETRY_NS;
-            struct timespec ts = {.tv_sec = (time_t)(again / 1000000000ull),
-                                  .tv_nsec = (long)(again % 1000000000ull)};
-            pthread_cond_timedwait(&j->wcv, &j->wmu, &ts);
+        int again = !locked && atomic_load(&j->batch_started_ns) == started;
+        work_end(f);
+        if (again && !f->stopping) {
+            uint64_t at = now + CBX__JOURNAL_RETRY_NS;
+            struct timespec ts = {.tv_sec = (time_t)(at / 1000000000ull),
+                                  .tv_nsec = (long)(at % 1000000000ull)};
+            pthread_cond_timedwait(&f->wcv, &f->wmu, &ts);
         }
     }
-    pthread_mutex_unlock(&j->wmu);
+    flusher_release(f);
     return NULL;
 }
 
@@ -436,7 +489,7 @@ static int exec_sql(cbx_journal *j, const char *sql, cbx_err *err, const char *w
 }
 
 /* Refuse files that are not (or not yet understood as) a cbx journal. */
-static int check_identity(cbx_journal *j, cbx_err *err)
+static int check_identity(cbx_journal *j, int64_t *version_out, cbx_err *err)
 {
     int64_t version = 0, app = 0, objects = 0;
     int r;
@@ -458,6 +511,7 @@ static int check_identity(cbx_journal *j, cbx_err *err)
                            "journal %s: schema version %lld is newer than this cbx understands "
                            "(%d); use a newer cbx or another journal file",
                            j->path, (long long)version, CBX__JOURNAL_SCHEMA);
+    *version_out = version;
     return 0;
 }
 
@@ -465,10 +519,11 @@ static int setup_schema(cbx_journal *j, int memory, cbx_err *err)
 {
     /* One read transaction for the three reads: outside one, each sees the file as it is then,
      * and a journal another process creates meanwhile looks like tables without an id. */
+    int64_t version = 0;
     int r = exec_sql(j, "BEGIN", err, "begin");
     if (r != 0)
         return r;
-    r = check_identity(j, err);
+    r = check_identity(j, &version, err);
     sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL);
     if (r != 0)
         return r;
@@ -496,16 +551,13 @@ static int setup_schema(cbx_journal *j, int memory, cbx_err *err)
         (r = exec_sql(j, "PRAGMA cache_size=-8192", err, "cache_size")) != 0 ||
         (r = exec_sql(j, "PRAGMA journal_size_limit=16777216", err, "journal_size_limit")) != 0)
         return r;
-    int64_t version = 0;
-    if ((r = pragma_int(j, "PRAGMA user_version", &version, err)) != 0)
-        return r;
+    /* set up already (the version is only ever raised): the usual open, which reads no more */
     if (version == CBX__JOURNAL_SCHEMA)
         return 0;
     /* Another process may be creating it at the same moment: decide inside the write lock. */
     if ((r = exec_sql(j, "BEGIN IMMEDIATE", err, "begin")) != 0)
         return r;
-    if ((r = check_identity(j, err)) != 0 ||
-        (r = pragma_int(j, "PRAGMA user_version", &version, err)) != 0)
+    if ((r = check_identity(j, &version, err)) != 0)
         goto rollback;
     if (version == 0) {
         char set[128];
@@ -551,21 +603,36 @@ static int resolve_path(cbx_journal *j, const cbx_journal_opts *o, cbx_err *err)
 
 static int start_flusher(cbx_journal *j, cbx_err *err)
 {
+    struct cbx__jflusher *f = calloc(1, sizeof *f);
+    if (!f)
+        return cbx_err_set(err, -ENOMEM, "out of memory");
     pthread_condattr_t ca;
-    int e = pthread_mutex_init(&j->wmu, NULL);
-    if (e != 0)
+    int e = pthread_mutex_init(&f->wmu, NULL);
+    if (e != 0) {
+        free(f);
         return cbx_err_set(err, -e, "journal: mutex: %s", strerror(e));
-    j->wmu_ready = 1;
+    }
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    e = pthread_cond_init(&j->wcv, &ca);
+    e = pthread_cond_init(&f->wcv, &ca);
     pthread_condattr_destroy(&ca);
-    if (e != 0)
+    if (e != 0) {
+        pthread_mutex_destroy(&f->wmu);
+        free(f);
         return cbx_err_set(err, -e, "journal: condition variable: %s", strerror(e));
-    j->wcv_ready = 1;
-    e = pthread_create(&j->flusher, NULL, flusher_main, j);
-    if (e != 0)
+    }
+    f->refs = 2;
+    f->j = j;
+    j->fl = f;
+    e = pthread_create(&j->flusher, NULL, flusher_main, f);
+    if (e != 0) {
+        j->fl = NULL;
+        pthread_cond_destroy(&f->wcv);
+        pthread_mutex_destroy(&f->wmu);
+        free(f);
         return cbx_err_set(err, -e, "journal: flusher thread: %s", strerror(e));
+    }
+    pthread_detach(j->flusher);
     j->flusher_running = 1;
     return 0;
 }
@@ -629,11 +696,7 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
         goto fail;
     if ((r = prepare(j, "BEGIN IMMEDIATE", &j->st_begin, err)) != 0 ||
         (r = prepare(j, "COMMIT", &j->st_commit, err)) != 0 ||
-        (r = prepare(j, "ROLLBACK", &j->st_rollback, err)) != 0 ||
-        (r = prepare(j, sql_start, &j->st_start, err)) != 0 ||
-        (r = prepare(j, sql_attempt, &j->st_attempt, err)) != 0 ||
-        (r = prepare(j, sql_end, &j->st_end, err)) != 0 ||
-        (r = prepare(j, sql_whole, &j->st_whole, err)) != 0)
+        (r = prepare(j, "ROLLBACK", &j->st_rollback, err)) != 0)
         goto fail;
 
     if (!memory) {
@@ -641,21 +704,8 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
          * at every close: a short-lived process (one `cbx exec`) would otherwise pay for a
          * checkpoint and its fsync on its way out. */
         sqlite3_wal_hook(j->db, wal_hook, j);
-        if (sqlite3_open_v2(j->path, &j->ck, flags, NULL) != SQLITE_OK) {
-            r = cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s", j->path,
-                            j->ck ? sqlite3_errmsg(j->ck) : "out of memory");
-            goto fail;
-        }
-        sqlite3_busy_timeout(j->ck, CBX__JOURNAL_BUSY_MS);
-        /* A connection that has read nothing has not opened the WAL, and SQLite (3.40) then
-         * answers a checkpoint with SQLITE_OK having copied nothing: read once. */
-        if (sqlite3_exec(j->ck, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) !=
-            SQLITE_OK) {
-            r = cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s", j->path, sqlite3_errmsg(j->ck));
-            goto fail;
-        }
         sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
-        sqlite3_db_config(j->ck, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+        j->wal = 1; /* the checkpoint connection is opened when one is due (open_ck) */
     }
     cbx__journal_ledger_open(j);
     if ((r = start_flusher(j, err)) != 0)
@@ -692,10 +742,12 @@ static void checkpoint_at_close(cbx_journal *j)
     int n = snprintf(wal, sizeof wal, "%s-wal", j->path);
     if (n > 0 && (size_t)n < sizeof wal && stat(wal, &st) == 0 &&
         st.st_size > CBX__JOURNAL_CLOSE_WAL_BYTES) {
-        sqlite3_db_config(j->ck, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
+        if (j->ck)
+            sqlite3_db_config(j->ck, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
         sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
     } else if (atomic_load(&j->checkpoint_due)) {
-        sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        /* the flusher is gone: the journal's own connection is free */
+        sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     }
 }
 
@@ -704,11 +756,16 @@ void cbx_journal_close(cbx_journal *j)
     if (!j)
         return;
     if (j->flusher_running) {
-        pthread_mutex_lock(&j->wmu);
-        j->stopping = 1;
-        pthread_cond_signal(&j->wcv);
-        pthread_mutex_unlock(&j->wmu);
-        pthread_join(j->flusher, NULL);
+        /* Wait for the flusher only while it works on the handle (a commit, a checkpoint); a
+         * sleeping one exits when next scheduled, without touching the handle again. */
+        struct cbx__jflusher *f = j->fl;
+        pthread_mutex_lock(&f->wmu);
+        f->stopping = 1;
+        pthread_cond_broadcast(&f->wcv);
+        while (f->busy)
+            pthread_cond_wait(&f->wcv, &f->wmu);
+        flusher_release(f);
+        j->fl = NULL;
         j->flusher_running = 0;
     }
     if (j->db && j->st_commit)
@@ -720,14 +777,10 @@ void cbx_journal_close(cbx_journal *j)
     for (size_t i = 0; i < j->ncached; i++)
         sqlite3_finalize(j->cached[i].st);
     free(j->cached);
-    if (j->ck)
+    if (j->wal)
         checkpoint_at_close(j);
     sqlite3_close_v2(j->ck);
     sqlite3_close_v2(j->db);
-    if (j->wcv_ready)
-        pthread_cond_destroy(&j->wcv);
-    if (j->wmu_ready)
-        pthread_mutex_destroy(&j->wmu);
     if (j->mu_ready)
         pthread_mutex_destroy(&j->mu);
     cbx__journal_ledger_close(j);
@@ -795,6 +848,13 @@ static int bind_json(cbx_journal *j, sqlite3_stmt *st, int i, const json_t *v, c
     if (r == 0)
         bind_blob_text(st, i, text, len);
     return r;
+}
+
+/* The statement *st for sql, prepared the first time it is needed: a short process (one `cbx
+ * exec`) uses two or three of the four, and parsing each costs about as much as running it. */
+static int lazy_stmt(cbx_journal *j, sqlite3_stmt **st, const char *sql, cbx_err *err)
+{
+    return *st ? 0 : prepare(j, sql, st, err);
 }
 
 /* ---- held-back starts -------------------------------------------------------------------- */
@@ -921,6 +981,8 @@ int cbx__journal_settle_locked(cbx_journal *j, cbx_err *err)
     for (; i < j->npend && r == 0; i++) {
         if (!j->pend[i].live)
             continue;
+        if ((r = lazy_stmt(j, &j->st_start, sql_start, err)) != 0)
+            continue; /* i + 1: the count below includes this start */
         bind_start(j, &j->pend[i]);
         r = step_done(j, j->st_start, err, "write execution start");
     }
@@ -980,6 +1042,8 @@ int cbx_journal_execution_start(cbx_journal *j, const cbx_journal_execution *e, 
         cbx__jpending *old = pend_find(j, e->id, h);
         if (old)
             old->live = 0;
+        if ((r = lazy_stmt(j, &j->st_start, sql_start, err)) != 0)
+            goto done;
         sqlite3_stmt *st = j->st_start;
         bind_text(st, 1, e->id);
         bind_text(st, 2, e->executor);
@@ -993,6 +1057,7 @@ int cbx_journal_execution_start(cbx_journal *j, const cbx_journal_execution *e, 
         sqlite3_bind_int64(st, 10, (sqlite3_int64)j->owner_start);
         r = step_done(j, st, err, "write execution start");
     }
+done:
     if (r == 0)
         r = write_done(j, err);
     else
@@ -1006,8 +1071,10 @@ int cbx_journal_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, cbx_e
     if (!j || !a || !a->execution_id)
         return missing(err, !j ? "the journal" : "the attempt's execution id");
     pthread_mutex_lock(&j->mu);
-    sqlite3_stmt *st = j->st_attempt;
     int r = cbx__journal_begin_locked(j, err);
+    if (r == 0)
+        r = lazy_stmt(j, &j->st_attempt, sql_attempt, err);
+    sqlite3_stmt *st = j->st_attempt;
     if (r == 0) {
         bind_text(st, 1, a->execution_id);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)a->number);
@@ -1037,6 +1104,8 @@ int cbx_journal_execution_end(cbx_journal *j, const cbx_journal_end *e, cbx_err 
     pthread_mutex_lock(&j->mu);
     int r = cbx__journal_begin_locked(j, err);
     cbx__jpending *p = r == 0 ? pend_find(j, e->execution_id, hash_id(e->execution_id)) : NULL;
+    if (r == 0)
+        r = p ? lazy_stmt(j, &j->st_whole, sql_whole, err) : lazy_stmt(j, &j->st_end, sql_end, err);
     sqlite3_stmt *st = p ? j->st_whole : j->st_end;
     if (r == 0)
         r = bind_json(j, st, p ? 15 : 7, e->outputs, err, "outputs");
@@ -1252,10 +1321,10 @@ int cbx_journal_commit_soon(cbx_journal *j, cbx_err *err)
     if (!j)
         return missing(err, "the journal");
     if (j->flusher_running && !atomic_load(&j->checkpointing)) {
-        pthread_mutex_lock(&j->wmu);
+        pthread_mutex_lock(&j->fl->wmu);
         atomic_store(&j->commit_asked, 1);
-        pthread_cond_signal(&j->wcv);
-        pthread_mutex_unlock(&j->wmu);
+        pthread_cond_signal(&j->fl->wcv);
+        pthread_mutex_unlock(&j->fl->wmu);
         return 0;
     }
     /* the flusher is copying the WAL (and syncing): do not wait behind it */

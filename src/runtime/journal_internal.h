@@ -50,20 +50,31 @@ typedef struct cbx__jpending {
     int live; /* 0 once its end has written the whole row */
 } cbx__jpending;
 
+/* What the flusher thread shares with cbx_journal_close, apart from the handle: a close does not
+ * wait for a sleeping flusher to be scheduled and exit (milliseconds on a loaded machine), only
+ * for one at work (busy); the last of the two to let go frees it. Under wmu: everything. */
+struct cbx__jflusher {
+    pthread_mutex_t wmu;
+    pthread_cond_t wcv;
+    int stopping;          /* the handle is closing: the flusher must not touch it again */
+    int busy;              /* the flusher works on the handle without wmu: close waits */
+    int refs;              /* 2 while the thread runs and the handle is open */
+    struct cbx_journal *j; /* the handle: the thread's argument is this, not it */
+};
+
 struct cbx_journal {
     sqlite3 *db;
-    sqlite3 *ck; /* the flusher's own connection for checkpoints; NULL for :memory: */
+    sqlite3 *ck; /* the flusher's own connection for checkpoints, opened when one is first due */
+    int wal;     /* a file in WAL mode (not :memory:): the flusher checkpoints it */
     char *path;
     uint64_t max_executions, max_age_ms;
     cbx__redact_rules rules;
 
-    /* The flusher sleeps on wcv (under wmu, never while holding mu) and takes mu only to
-     * commit a batch that is overdue because no write came to commit it, or that was asked for
-     * (cbx_journal_commit_soon), and for the last short step of a checkpoint. Lock order: mu,
-     * then wmu. */
-    pthread_mutex_t wmu;
-    pthread_cond_t wcv;
-    int stopping; /* under wmu */
+    /* The flusher sleeps on fl->wcv (under fl->wmu, never while holding mu) and takes mu only
+     * to commit a batch that is overdue because no write came to commit it, or that was asked
+     * for (cbx_journal_commit_soon), and for the last short step of a checkpoint. Lock order:
+     * mu, then wmu. */
+    struct cbx__jflusher *fl;
     pthread_t flusher;
     int flusher_running;
     _Atomic uint64_t batch_started_ns; /* txn_started_ns of the open batch; 0 = none */
@@ -71,7 +82,7 @@ struct cbx_journal {
     atomic_int checkpoint_due;         /* the WAL has grown past CBX__JOURNAL_CHECKPOINT_PAGES */
     atomic_int commit_asked;           /* cbx_journal_commit_soon: the flusher commits at once */
     atomic_int checkpointing;          /* the flusher is in a checkpoint */
-    int mu_ready, wmu_ready, wcv_ready;
+    int mu_ready;
 
     pthread_mutex_t mu;      /* guards everything below and every use of db */
     int in_txn;              /* a batch is open (BEGIN IMMEDIATE done) */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static char tmpdir[256];
@@ -146,6 +147,52 @@ Test(journal_files, close_cuts_a_long_wal_unless_another_connection_is_open)
                  SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
     cr_assert_eq(sqlite3_column_int(st, 0), 2000);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    remove_tree(tmpdir);
+}
+
+/* A close made while the flusher sleeps, waits for a commit, or has just committed the batch
+ * (0 to 6 ms after the first write; it commits at 5), or right after cbx_journal_commit_soon:
+ * every execution is kept whole, and the next open finds the file as the close left it. */
+Test(journal_files, short_handles_closed_at_every_moment_of_the_flusher_keep_everything)
+{
+    make_tmpdir();
+    char path[300];
+    snprintf(path, sizeof path, "%s/j.db", tmpdir);
+    cbx_err err;
+    enum { N = 140 };
+    for (int i = 0; i < N; i++) {
+        cbx_journal *j = NULL;
+        cr_assert_eq(cbx_journal_open(&j, &(cbx_journal_opts){.path = path}, &err), 0, "%s",
+                     err.msg);
+        char id[32];
+        snprintf(id, sizeof id, "s-%04d", i);
+        cbx_journal_execution e = {.id = id, .executor = "command", .submitted_ms = 1000 + i};
+        cr_assert_eq(cbx_journal_execution_start(j, &e, &err), 0, "%s", err.msg);
+        if (i % 2 == 1)
+            cr_assert_eq(cbx_journal_commit_soon(j, &err), 0, "%s", err.msg);
+        long ms = (i / 2) % 7;
+        if (ms)
+            nanosleep(&(struct timespec){0, ms * 1000000L}, NULL);
+        cbx_journal_end end = {
+            .execution_id = id, .status = "success", .attempts = 1, .ended_ms = 2000 + i};
+        cr_assert_eq(cbx_journal_execution_end(j, &end, &err), 0, "%s", err.msg);
+        cbx_journal_close(j);
+    }
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT count(*), sum(status = 'success'),"
+                                    " sum(submitted_ms = 1000 + CAST(substr(id, 3) AS INTEGER))"
+                                    " FROM executions",
+                                    -1, &st, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(st, 0), N);
+    cr_assert_eq(sqlite3_column_int(st, 1), N, "an end was lost");
+    cr_assert_eq(sqlite3_column_int(st, 2), N, "a start was lost");
     sqlite3_finalize(st);
     sqlite3_close(db);
     remove_tree(tmpdir);
