@@ -32,7 +32,7 @@ typedef struct cli_each_opts {
 int cli_exec_each(const cli_each_opts *o, cli_ctx *ctx, cbx_registry *reg, cbx_policy *policy,
                   const json_t *params);
 
-/* Defined in cmd_exec.c, shared with exec_each.c. */
+/* Defined in exec_output.c (the first two) and cmd_exec.c, shared with exec_each.c. */
 /* A field of a command's result: from the outputs, else from the last attempt's metadata. */
 const json_t *cli_exec_cmd_field(const cbx_result *r, const char *key);
 /* The exit code one result gives cbx exec (a command's own code with -- CMD). */

@@ -1,0 +1,94 @@
+/* What cbx exec's files share (exec_policy.c: the options and the policy built from them;
+ * exec_output.c: results printed and their exit codes; cmd_exec.c: the run loop). */
+#ifndef CBX_CLI_EXEC_CLI_H
+#define CBX_CLI_EXEC_CLI_H
+
+#include "cli.h"
+#include "exec_each.h"
+#include "output.h"
+
+#include "cbx/breaker_store.h"
+#include "cbx/policy.h"
+#include "cbx/runtime.h"
+
+#include <jansson.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* The policy flags that write a policy-block key (flag_keys in exec_policy.c). */
+#define N_FLAG_KEYS 11
+
+typedef struct exec_cfg {
+    const char *type;
+    char **cmd; /* after "--"; NULL-terminated; NULL when no "--" */
+    int ncmd;
+    const char **kv;
+    size_t n_kv;
+    const char *params_json;
+    const char *flag_val[N_FLAG_KEYS]; /* the text given to each policy flag, or NULL */
+    const char *policy_file, *policy_json;
+    const char *breaker;
+    const char *rate_key; /* --rate-key: the host-wide limiter's name */
+    uint64_t breaker_failures, breaker_open_ns, breaker_probes;
+    int breaker_given; /* BREAKER_GIVEN_* bits: the --breaker-* flags on the command line */
+    int json, quiet, verbose;
+    int journal_required; /* --journal-required */
+    int tmpdir;           /* CBX_TMPDIR_*: --tmpdir, --keep-tmpdir */
+    uint64_t repeat, parallel;
+    uint64_t max_attempts; /* of the policy: 1 without retries */
+    uint64_t stdin_max;    /* --stdin-max */
+    int tty;               /* -- CMD on a terminal: on a pty, ours in raw mode while it runs */
+    int stream; /* -- CMD run once: its stdout and stderr are teed to ours as they come */
+    int each;   /* --each (or --arg-file): the options below, in each_opts */
+    cli_each_opts each_opts;
+    cli_types_src src;
+} exec_cfg;
+
+typedef struct run_state {
+    const exec_cfg *cfg;
+    cbx_runtime *rt;
+    uv_loop_t *loop;
+    const cbx_request *req;
+    uint64_t submitted, done;
+    uint64_t ok, failed, timeouts, breaker_open, refused, cancelled, invalid, fallbacks;
+    uint64_t *lat_ns; /* durations of the runs that ran */
+    uint64_t n_lat;
+    cbx_execution *current; /* the last one submitted, until it is done */
+    cbx_result first;       /* N = 1: the result itself (references held) */
+    int have_first;
+    json_t *all;          /* --json with --repeat: every result */
+    char last_error[512]; /* the last failure's error line */
+    int stopping;         /* a signal arrived: submit no more */
+    int signals;
+    cli_progress progress;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t tick;
+} run_state;
+
+/* Parse cbx exec's options. Returns 0, -1 after --help, or an exit code. */
+int exec_parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c);
+
+/* The policy: the policy block (--policy, --policy-json) with the flags written over its keys.
+ * Returns 0 and *out, or an exit code after a message that names the flag. */
+int exec_build_policy(exec_cfg *c, cbx_breaker_store *rate_store, cbx_policy **out);
+
+int exec_is_breaker_refusal(int rc);
+
+/* -v: one line per retry, as it is decided. */
+void exec_on_retry_verbose(cbx_execution *ex, uint32_t attempt, uint64_t delay_ns,
+                           const char *error, void *ud);
+
+/* -v: how each attempt of a result ended, and what the breaker and the fallback decided. */
+void exec_verbose_result(const cbx_result *res);
+
+/* The exit code of one result, and its line on stderr. */
+int exec_finish_one(const exec_cfg *c, const cbx_result *r);
+
+/* --repeat: the summary, and the exit code of the first kind of trouble. */
+int exec_finish_many(run_state *s, uint64_t elapsed_ns);
+
+/* The one-line message for a request the runtime refused as invalid. */
+void exec_report_invalid(const exec_cfg *c, const cbx_registry *reg, const cbx_diag *d,
+                         const json_t *params, const json_t *notes);
+
+#endif
