@@ -196,8 +196,7 @@ static void run_config(const char *dir, config c, unsigned seed)
             outs[k] = kinds[rand() % 5];
             json_array_append_new(list, json_string(outs[k]));
         }
-        json_t *params =
-            json_pack("{s:s, s:{s:o}}", "name", "scripted", "input", "outcomes", list);
+        json_t *params = json_pack("{s:s, s:{s:o}}", "name", "scripted", "input", "outcomes", list);
         expect want = model_step(m, outs, c.max_attempts, c.fallback);
 
         cbx_request req = {.executor = "function",
