@@ -129,13 +129,13 @@ static json_t *plain_scalar(const char *s, size_t len)
 static int anchor_set(loader *l, const char *name, json_t *v, size_t nodes)
 {
     json_t *ix = json_object_get(l->anchors, name);
-    if (ix) { /* defined again: the later one counts from here on */
+    if (ix && l->anchor_v) { /* defined again: the later one counts from here on */
         anchor_def *a = &l->anchor_v[json_integer_value(ix)];
         json_decref(a->value);
         *a = (anchor_def){json_incref(v), nodes};
         return 0;
     }
-    if (l->nanchors == l->anchor_cap) {
+    if (l->nanchors == l->anchor_cap || !l->anchor_v) {
         size_t cap = l->anchor_cap ? l->anchor_cap * 2 : 16;
         anchor_def *na = realloc(l->anchor_v, cap * sizeof *na);
         if (!na)
@@ -242,11 +242,13 @@ static int on_alias(loader *l, const yaml_event_t *e)
     if (wants_key(l))
         return fail_at(l, e->start_mark, CBX_EPARSE, "%s", "an alias cannot be a mapping key");
     json_t *ix = json_object_get(l->anchors, name);
-    if (!ix)
+    if (!ix || !l->anchor_v || (size_t)json_integer_value(ix) >= l->nanchors)
         return fail_at(l, e->start_mark, CBX_EPARSE,
                        "unknown alias '*%.100s' (no complete anchor '&%.100s' before it)", name,
                        name);
     const anchor_def *a = &l->anchor_v[json_integer_value(ix)];
+    /* set by anchor_set for every index below nanchors (the analyzer loses that on realloc) */
+    // NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult)
     if (a->nodes > MAX_ALIAS_NODES - l->alias_nodes)
         return fail_at(l, e->start_mark, CBX_EPARSE,
                        "aliases expand to more than %d nodes (a document that multiplies itself)",
@@ -290,6 +292,8 @@ static int on_start(loader *l, const yaml_event_t *e, int mapping)
 
 static int on_end(loader *l, const yaml_event_t *e)
 {
+    if (!l->stack || l->depth == 0) /* libyaml ends only what it began */
+        return fail_at(l, e->start_mark, CBX_EPARSE, "%s", "an end without a start");
     frame f = l->stack[--l->depth];
     int r = 0;
     if (f.anchor && anchor_set(l, f.anchor, f.node, f.nodes) < 0)

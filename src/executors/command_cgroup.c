@@ -247,7 +247,7 @@ static void remove_tree(int dirfd, const char *base)
         }
         if (!busy && rmdir(base) == 0)
             return;
-        struct timespec ts = {0, 20 * 1000 * 1000};
+        struct timespec ts = {0, 20L * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
 }
@@ -456,7 +456,7 @@ static uint64_t keyed(const char *text, const char *key)
 
 static uint64_t oom_kills(cbx__cgroup *cg)
 {
-    char buf[1024];
+    char buf[1024] = "";
     if (cg->mem_dir < 0 || read_at(cg->mem_dir, g.mem_v1 ? "memory.oom_control" : "memory.events",
                                    buf, sizeof buf) <= 0)
         return 0;

@@ -257,7 +257,7 @@ int cbx__bsf_open(const char *path, int *out, host_geom *g, uint64_t deadline_ns
     char boot_id[48], tmp[4200];
     read_boot_id(boot_id, sizeof boot_id);
     for (int tries = 0; tries < 64; tries++) {
-        struct stat st;
+        struct stat st = {0};
         int fd = open_existing(path, &st, err);
         if (fd == -ENOENT) {
             int r = make_fresh(path, boot_id, tmp, sizeof tmp, &fd, err);
@@ -298,7 +298,7 @@ int cbx__bsf_open(const char *path, int *out, host_geom *g, uint64_t deadline_ns
         }
         r = check_header(fd, &st, path, boot_id, g, err);
         if (r == 1) {
-            int nfd;
+            int nfd = -1;
             r = make_fresh(path, boot_id, tmp, sizeof tmp, &nfd, err);
             if (r == 0 && rename(tmp, path) != 0) {
                 r = fail(err, path, -errno, "cannot replace it");

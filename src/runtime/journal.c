@@ -755,7 +755,7 @@ void cbx_journal_close(cbx_journal *j)
 {
     if (!j)
         return;
-    if (j->flusher_running) {
+    if (j->flusher_running && j->fl) {
         /* Wait for the flusher only while it works on the handle (a commit, a checkpoint); a
          * sleeping one exits when next scheduled, without touching the handle again. */
         struct cbx__jflusher *f = j->fl;

@@ -128,7 +128,7 @@ void cbx__journal_lost_locked(cbx_journal *j, uint64_t n, const char *what)
     losses_add(&j->lost, n, now, msg);
     if (j->lost_fd < 0 || j->read_only || flock(j->lost_fd, LOCK_EX) != 0)
         return;
-    cbx_journal_losses l;
+    cbx_journal_losses l = {0};
     if (ledger_read(j->lost_fd, &l) == 0) {
         losses_add(&l, n, now, msg);
         (void)ledger_write(j->lost_fd, &l);

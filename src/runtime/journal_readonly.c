@@ -26,7 +26,7 @@ static char *immutable_uri(const char *path)
         else
             *o++ = *p;
     }
-    strcpy(o, "?immutable=1");
+    memcpy(o, "?immutable=1", sizeof "?immutable=1");
     return u;
 }
 
