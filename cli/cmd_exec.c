@@ -34,23 +34,7 @@ static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
     if (ex == s->current)
         s->current = NULL;
     s->done++;
-    if (res->status == CBX_STATUS_SUCCESS || res->fallback_used) {
-        s->ok++;
-        s->fallbacks += res->fallback_used;
-    } else if (res->status == CBX_STATUS_TIMEOUT) {
-        s->timeouts++;
-    } else if (res->status == CBX_STATUS_CANCELLED) {
-        s->cancelled++;
-    } else if (res->status == CBX_STATUS_REJECTED) {
-        if (exec_is_breaker_refusal(res->rc))
-            s->breaker_open++;
-        else if (res->rc == CBX_EUNKNOWN_TYPE || res->rc == CBX_EINVAL_CONFIG)
-            s->invalid++;
-        else
-            s->refused++;
-    } else {
-        s->failed++;
-    }
+    exec_counts_add(&s->n, res);
     if (res->status != CBX_STATUS_SUCCESS && res->error[0])
         snprintf(s->last_error, sizeof s->last_error, "%s", res->error);
     if (res->status != CBX_STATUS_REJECTED && s->lat_ns)
@@ -69,9 +53,9 @@ static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
 static void draw(run_state *s)
 {
     if (s->cfg->repeat > 1) {
-        cli_progress_draw(&s->progress, s->done, s->cfg->repeat, s->ok,
-                          s->failed + s->timeouts + s->cancelled,
-                          s->refused + s->breaker_open + s->invalid);
+        cli_progress_draw(&s->progress, s->done, s->cfg->repeat, s->n.ok,
+                          s->n.failed + s->n.timeouts + s->n.cancelled,
+                          s->n.refused + s->n.breaker_open + s->n.invalid);
     } else if (s->current && cli_progress_elapsed_ns(&s->progress) >= CBX_NS_PER_S) {
         char line[160];
         snprintf(line, sizeof line, "%s: %s", s->cfg->type,

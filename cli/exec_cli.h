@@ -44,13 +44,22 @@ typedef struct exec_cfg {
     cli_types_src src;
 } exec_cfg;
 
+/* How runs ended, as the summaries count them. */
+typedef struct exec_counts {
+    uint64_t ok, failed, timeouts, breaker_open, refused, cancelled, invalid, fallbacks;
+} exec_counts;
+
+/* Count one result: a success or a fallback's answer is ok (the latter also in fallbacks); a
+ * refusal by a breaker, by bad parameters or by anything else apart. */
+void exec_counts_add(exec_counts *c, const cbx_result *r);
+
 typedef struct run_state {
     const exec_cfg *cfg;
     cbx_runtime *rt;
     uv_loop_t *loop;
     const cbx_request *req;
     uint64_t submitted, done;
-    uint64_t ok, failed, timeouts, breaker_open, refused, cancelled, invalid, fallbacks;
+    exec_counts n;
     uint64_t *lat_ns; /* durations of the runs that ran */
     uint64_t n_lat;
     cbx_execution *current; /* the last one submitted, until it is done */

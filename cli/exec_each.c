@@ -12,6 +12,7 @@
  * own; jobs cancelled by ^C get none, so that --resume runs them again. */
 #define _GNU_SOURCE /* sigabbrev_np */
 #include "exec_each.h"
+#include "exec_cli.h"
 
 #include "cbx/breaker_store.h"
 #include "cbx/journal.h"
@@ -50,7 +51,7 @@ struct each_run {
     uint8_t *busy; /* job slots taken, [1..jobs] */
     cli_joblog log;
     uint64_t seq, inflight, done, skipped;
-    uint64_t ok, failed, timeouts, breaker_open, refused, cancelled, invalid;
+    exec_counts n;
     int first_code;       /* the first failed job's exit code (for --repeat-style precedence) */
     char last_error[512]; /* the last failure's error line */
     int stopping, signals, log_failed;
@@ -245,11 +246,6 @@ static double wall_s(void)
     return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
-static int is_breaker_refusal(int rc)
-{
-    return rc == CBX_ECIRCUIT_OPEN || rc == CBX_EHALF_OPEN_FULL || rc == CBX_EFORCED_OPEN;
-}
-
 static void write_json_line(const json_t *v)
 {
     char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -330,22 +326,7 @@ static void on_job_done(cbx_execution *ex, const cbx_result *r, void *ud)
     e->inflight--;
     e->done++;
     e->busy[j->slot] = 0;
-    if (r->status == CBX_STATUS_SUCCESS || r->fallback_used) {
-        e->ok++;
-    } else if (r->status == CBX_STATUS_TIMEOUT) {
-        e->timeouts++;
-    } else if (r->status == CBX_STATUS_CANCELLED) {
-        e->cancelled++;
-    } else if (r->status == CBX_STATUS_REJECTED) {
-        if (is_breaker_refusal(r->rc))
-            e->breaker_open++;
-        else if (r->rc == CBX_EUNKNOWN_TYPE || r->rc == CBX_EINVAL_CONFIG)
-            e->invalid++;
-        else
-            e->refused++;
-    } else {
-        e->failed++;
-    }
+    exec_counts_add(&e->n, r);
     if (r->status != CBX_STATUS_SUCCESS && !r->fallback_used && r->error[0])
         snprintf(e->last_error, sizeof e->last_error, "job %llu: %s", (unsigned long long)j->seq,
                  r->error);
@@ -420,9 +401,9 @@ static int start_job(each_run *e, const cbx_request *tmpl, const json_t *params,
 static void on_tick(uv_timer_t *t)
 {
     each_run *e = t->data;
-    cli_progress_draw(&e->progress, e->done, e->seq - e->skipped, e->ok,
-                      e->failed + e->timeouts + e->cancelled,
-                      e->refused + e->breaker_open + e->invalid);
+    cli_progress_draw(&e->progress, e->done, e->seq - e->skipped, e->n.ok,
+                      e->n.failed + e->n.timeouts + e->n.cancelled,
+                      e->n.refused + e->n.breaker_open + e->n.invalid);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -453,22 +434,22 @@ static int summary(each_run *e, uint64_t elapsed_ns)
                      (unsigned long long)e->skipped);
         cli_err("exec: %llu jobs in %s: %llu succeeded, %llu failed, %llu timed out, %llu refused, "
                 "%llu cancelled%s",
-                (unsigned long long)e->done, el, (unsigned long long)e->ok,
-                (unsigned long long)e->failed, (unsigned long long)e->timeouts,
-                (unsigned long long)(e->refused + e->breaker_open + e->invalid),
-                (unsigned long long)e->cancelled, skipped);
+                (unsigned long long)e->done, el, (unsigned long long)e->n.ok,
+                (unsigned long long)e->n.failed, (unsigned long long)e->n.timeouts,
+                (unsigned long long)(e->n.refused + e->n.breaker_open + e->n.invalid),
+                (unsigned long long)e->n.cancelled, skipped);
     }
-    if (e->cancelled || e->signals)
+    if (e->n.cancelled || e->signals)
         return CLI_EXIT_CANCELLED;
-    if (e->invalid)
+    if (e->n.invalid)
         return CLI_EXIT_USAGE;
-    if (e->failed)
+    if (e->n.failed)
         return CLI_EXIT_FAILED;
-    if (e->timeouts)
+    if (e->n.timeouts)
         return CLI_EXIT_TIMEOUT;
-    if (e->breaker_open)
+    if (e->n.breaker_open)
         return CLI_EXIT_BREAKER_OPEN;
-    if (e->refused)
+    if (e->n.refused)
         return CLI_EXIT_REFUSED;
     return CLI_EXIT_OK;
 }

@@ -16,6 +16,27 @@ int exec_is_breaker_refusal(int rc)
     return rc == CBX_ECIRCUIT_OPEN || rc == CBX_EHALF_OPEN_FULL || rc == CBX_EFORCED_OPEN;
 }
 
+void exec_counts_add(exec_counts *c, const cbx_result *r)
+{
+    if (r->status == CBX_STATUS_SUCCESS || r->fallback_used) {
+        c->ok++;
+        c->fallbacks += r->fallback_used;
+    } else if (r->status == CBX_STATUS_TIMEOUT) {
+        c->timeouts++;
+    } else if (r->status == CBX_STATUS_CANCELLED) {
+        c->cancelled++;
+    } else if (r->status == CBX_STATUS_REJECTED) {
+        if (exec_is_breaker_refusal(r->rc))
+            c->breaker_open++;
+        else if (r->rc == CBX_EUNKNOWN_TYPE || r->rc == CBX_EINVAL_CONFIG)
+            c->invalid++;
+        else
+            c->refused++;
+    } else {
+        c->failed++;
+    }
+}
+
 /* -v: one line per retry, as it is decided. */
 void exec_on_retry_verbose(cbx_execution *ex, uint32_t attempt, uint64_t delay_ns,
                            const char *error, void *ud)
@@ -230,7 +251,7 @@ int exec_finish_many(run_state *s, uint64_t elapsed_ns)
 {
     const exec_cfg *c = s->cfg;
     uint64_t p50 = 0, p95 = 0, max = 0;
-    uint64_t refused = s->refused + s->invalid;
+    uint64_t refused = s->n.refused + s->n.invalid;
     if (s->n_lat) {
         qsort(s->lat_ns, s->n_lat, sizeof *s->lat_ns, cmp_u64);
         p50 = s->lat_ns[(s->n_lat - 1) / 2];
@@ -240,10 +261,10 @@ int exec_finish_many(run_state *s, uint64_t elapsed_ns)
     if (c->json) {
         json_t *j = json_pack(
             "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:{s:f, s:f, s:f}, s:o}", "runs",
-            (json_int_t)c->repeat, "done", (json_int_t)s->done, "succeeded", (json_int_t)s->ok,
-            "fallbacks", (json_int_t)s->fallbacks, "failed", (json_int_t)s->failed, "timeouts",
-            (json_int_t)s->timeouts, "breaker_open", (json_int_t)s->breaker_open, "refused",
-            (json_int_t)refused, "cancelled", (json_int_t)s->cancelled, "elapsed_ms",
+            (json_int_t)c->repeat, "done", (json_int_t)s->done, "succeeded", (json_int_t)s->n.ok,
+            "fallbacks", (json_int_t)s->n.fallbacks, "failed", (json_int_t)s->n.failed, "timeouts",
+            (json_int_t)s->n.timeouts, "breaker_open", (json_int_t)s->n.breaker_open, "refused",
+            (json_int_t)refused, "cancelled", (json_int_t)s->n.cancelled, "elapsed_ms",
             (double)elapsed_ns / 1e6, "latency_ms", "p50", (double)p50 / 1e6, "p95",
             (double)p95 / 1e6, "max", (double)max / 1e6, "results", s->all);
         s->all = NULL;
@@ -253,32 +274,32 @@ int exec_finish_many(run_state *s, uint64_t elapsed_ns)
         char el[32], a[32], b[32], m[32];
         cbx_duration_human(elapsed_ns, el, sizeof el);
         printf("%llu runs in %s: %llu succeeded", (unsigned long long)s->done, el,
-               (unsigned long long)s->ok);
-        if (s->fallbacks)
-            printf(" (%llu by fallback)", (unsigned long long)s->fallbacks);
+               (unsigned long long)s->n.ok);
+        if (s->n.fallbacks)
+            printf(" (%llu by fallback)", (unsigned long long)s->n.fallbacks);
         printf(", %llu failed, %llu timed out, %llu refused by the breaker, %llu refused, "
                "%llu cancelled\n",
-               (unsigned long long)s->failed, (unsigned long long)s->timeouts,
-               (unsigned long long)s->breaker_open, (unsigned long long)refused,
-               (unsigned long long)s->cancelled);
+               (unsigned long long)s->n.failed, (unsigned long long)s->n.timeouts,
+               (unsigned long long)s->n.breaker_open, (unsigned long long)refused,
+               (unsigned long long)s->n.cancelled);
         if (s->n_lat)
             printf("latency: p50 %s  p95 %s  max %s\n", cbx_duration_human(p50, a, sizeof a),
                    cbx_duration_human(p95, b, sizeof b), cbx_duration_human(max, m, sizeof m));
         fflush(stdout);
-        if (s->last_error[0] && s->ok < s->done)
+        if (s->last_error[0] && s->n.ok < s->done)
             cli_err("exec: last error: %s", s->last_error);
     }
-    if (s->cancelled || s->stopping)
+    if (s->n.cancelled || s->stopping)
         return CLI_EXIT_CANCELLED;
-    if (s->invalid)
+    if (s->n.invalid)
         return CLI_EXIT_USAGE;
-    if (s->failed)
+    if (s->n.failed)
         return CLI_EXIT_FAILED;
-    if (s->timeouts)
+    if (s->n.timeouts)
         return CLI_EXIT_TIMEOUT;
-    if (s->breaker_open)
+    if (s->n.breaker_open)
         return CLI_EXIT_BREAKER_OPEN;
-    if (s->refused)
+    if (s->n.refused)
         return CLI_EXIT_REFUSED;
     return CLI_EXIT_OK;
 }
