@@ -654,14 +654,25 @@ out:
     return r;
 }
 
-static int host_get_opts(cbx_breaker_store *bs, const char *name, cbx_breaker_opts *out)
+/* name's entry, its mutex taken by deadline (the caller unlocks e->mu). 0, -ENOMEM, or the
+ * lock's error. */
+static int entry_lock(host_store *s, const char *name, uint64_t deadline, host_entry **out)
 {
-    host_store *s = (host_store *)bs;
     host_entry *e = host_entry_get(s, name, NULL);
     if (!e)
         return -ENOMEM;
-    uint64_t deadline = cbx__bstore_default_deadline();
     int r = mutex_lock_by(&e->mu, deadline);
+    if (r == 0)
+        *out = e;
+    return r;
+}
+
+static int host_get_opts(cbx_breaker_store *bs, const char *name, cbx_breaker_opts *out)
+{
+    host_store *s = (host_store *)bs;
+    host_entry *e = NULL;
+    uint64_t deadline = cbx__bstore_default_deadline();
+    int r = entry_lock(s, name, deadline, &e);
     if (r)
         return r;
     maybe_reopen(s);
@@ -717,10 +728,8 @@ static int host_set_opts(cbx_breaker_store *bs, const char *name, const cbx_brea
 static int host_peek(cbx_breaker_store *bs, const char *name, use_fn fn, void *ud)
 {
     host_store *s = (host_store *)bs;
-    host_entry *e = host_entry_get(s, name, NULL);
-    if (!e)
-        return -ENOMEM;
-    int r = mutex_lock_by(&e->mu, cbx__bstore_default_deadline());
+    host_entry *e = NULL;
+    int r = entry_lock(s, name, cbx__bstore_default_deadline(), &e);
     if (r)
         return r;
     r = e->b ? fn(e->b, ud) : -ENOENT;
@@ -731,11 +740,9 @@ static int host_peek(cbx_breaker_store *bs, const char *name, use_fn fn, void *u
 static int host_forget(cbx_breaker_store *bs, const char *name)
 {
     host_store *s = (host_store *)bs;
-    host_entry *e = host_entry_get(s, name, NULL);
-    if (!e)
-        return -ENOMEM;
+    host_entry *e = NULL;
     uint64_t deadline = cbx__bstore_default_deadline();
-    int r = mutex_lock_by(&e->mu, deadline);
+    int r = entry_lock(s, name, deadline, &e);
     if (r)
         return r;
     maybe_reopen(s);
@@ -815,10 +822,8 @@ static int host_defer(cbx_breaker_store *bs, const char *name, cbx_permit p, cbx
                       int64_t latency_ns)
 {
     host_store *s = (host_store *)bs;
-    host_entry *e = host_entry_get(s, name, NULL);
-    if (!e)
-        return -ENOMEM;
-    int r = mutex_lock_by(&e->mu, cbx__bstore_default_deadline());
+    host_entry *e = NULL;
+    int r = entry_lock(s, name, cbx__bstore_default_deadline(), &e);
     if (r)
         return r;
     if (e->npending == e->pending_cap) {
