@@ -125,6 +125,49 @@ void cbx_task_done(cbx_task *t, cbx_outcome k, json_t *outputs, json_t *metadata
 void cbx_task_set_retry_after(cbx_task *t, uint64_t ns);
 void cbx_task_set_quality(cbx_task *t, double quality);
 
+/* ---- streaming: partial output before the attempt ends -------------------------------------
+ *
+ * An executor may emit chunks - text (a command's output, a model's tokens) or JSON events - while
+ * its attempt runs. The runtime queues them per attempt, in the order emitted, and delivers them on
+ * the loop thread to the submitter's callback (cbx_request.on_chunk, cbx/runtime.h) and, bounded,
+ * to the journal (the attempt's metadata "chunks"). Every chunk emitted before the attempt ends is
+ * delivered before the attempt's end is processed (before a retry, before on_done).
+ *
+ * Back-pressure. An attempt's queue holds up to cbx_request.chunk_queue chunks (default 64). While
+ * the consumer keeps up it stays short; a consumer that pauses (CBX_CHUNK_PAUSE) lets it fill:
+ *   - from a pool thread (a blocking run(), a function's call()), an emit into a full queue WAITS
+ *     until there is room, the attempt is stopped (CBX_ECANCELLED) or the consumer stops (-EPIPE);
+ *   - from the loop thread (asynchronous executors) an emit never waits: the chunk is queued and
+ *     -EAGAIN says the queue is now full - stop producing (uv_read_stop, stop reading a socket)
+ *     until the function given to cbx_task_on_drain is called. An executor that goes on emitting
+ *     anyway may queue up to 4 x the bound; beyond that chunks are dropped (-ENOBUFS, counted).
+ *
+ * Cost: nothing when nobody takes chunks (no on_chunk and no journal: emit returns 0 at once);
+ * otherwise one allocation per chunk (its bytes copied), a mutex per attempt, one uv_async
+ * wake-up per batch of chunks from a pool thread.
+ */
+
+/* Emit len bytes of text (copied; need not be NUL-terminated, not checked for UTF-8) on a channel
+ * ("stdout", "stderr", "tokens"...; NULL = "out"; copied, at most 31 bytes used). Safe from the
+ * loop thread and from the attempt's pool thread. Returns
+ *   0             queued;
+ *   -EAGAIN       queued, and the queue is now full (loop thread only): wait for the drain call;
+ *   -ENOBUFS      dropped: the queue is 4 x full (loop thread only);
+ *   CBX_ECANCELLED dropped: the attempt is being stopped (timeout, cancel) or has ended;
+ *   -EPIPE        dropped: the consumer stopped the stream (CBX_CHUNK_STOP); stop producing;
+ *   -ENOMEM, -EINVAL (t NULL). */
+int cbx_task_emit(cbx_task *t, const char *channel, const char *text, size_t len);
+/* The same for a JSON event (stolen, also on failure). */
+int cbx_task_emit_event(cbx_task *t, const char *channel, json_t *event);
+/* 1 when the submitter takes chunks (a request with on_chunk); 0 when they would only be
+ * journaled (or go nowhere). An executor whose output is captured anyway (the command's stdout)
+ * emits only for 1; one whose output exists only as chunks (tokens) emits either way. */
+int cbx_task_stream_wanted(const cbx_task *t);
+/* Loop thread: call fn(t, ud) once, on the loop thread, when the queue has been delivered after
+ * an emit answered -EAGAIN (at once if it already is). Not called once the attempt is stopped or
+ * has ended. fn NULL forgets an earlier call. */
+void cbx_task_on_drain(cbx_task *t, void (*fn)(cbx_task *t, void *ud), void *ud);
+
 /* What an attempt produced, as the after hook sees it (and may change). */
 typedef struct cbx_task_result {
     cbx_outcome outcome;

@@ -8,7 +8,9 @@
  * A function is either blocking - call() runs on the event loop's thread pool (or, with
  * CBX_FUNCTION_INLINE, directly on the loop thread) and returns - or asynchronous - start()
  * begins the work on the loop thread and it later ends with cbx_task_done(), exactly once, on
- * the loop thread.
+ * the loop thread - or streaming - next() yields chunks one by one on the thread pool, each
+ * delivered to the submitter as it comes (cbx_request.on_chunk). Any of them may also emit
+ * partial output itself with cbx_task_emit (cbx/executor.h).
  *
  * Input: the request's "input" (JSON null when absent). When the function declares a parameter
  * schema, the input must be an object that fits it (checked when the request is submitted, so
@@ -73,6 +75,19 @@ typedef struct cbx_function_def {
     const cbx_param *params;
     void *ud;
     unsigned flags; /* CBX_FUNCTION_* */
+    /* Streaming (a generator, seed 001's StreamingFunctionExecutor), instead of call and start:
+     * called again and again on a pool thread, each call yields the next chunk. *iter starts NULL
+     * and is the function's own (its iteration state). Return 1 with *chunk set (a new
+     * reference, stolen: a JSON string is emitted as text, anything else as an event, on the
+     * channel "out"), 0 at the end (success), or < 0 for a failure (say why with
+     * cbx_function_error). Each chunk goes out with cbx_task_emit before the next call, so a slow
+     * consumer holds the function back (the emit waits). The attempt's outputs are {"text": the
+     * text chunks joined, "chunks": how many were yielded}. After a 0 or a failure the function
+     * is not called again; when the executor stops early (the attempt is stopped, or the
+     * consumer stopped the stream: then metadata "stream_stopped" is true and it succeeds with
+     * what was yielded) it is called once more with chunk NULL, to release *iter. (Added after
+     * the fields above: the struct only grows at the end.) */
+    int (*next)(const json_t *input, json_t **chunk, void **iter, cbx_task *t, void *ud);
 } cbx_function_def;
 
 /* Register a function (the def is copied; params, ud and the code must outlive the

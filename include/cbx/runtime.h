@@ -91,6 +91,29 @@ json_t *cbx_result_to_json(const cbx_result *r);
 
 typedef void (*cbx_done_fn)(cbx_execution *ex, const cbx_result *res, void *ud);
 
+/* A chunk of partial output (cbx_task_emit, cbx/executor.h), as its consumer sees it: borrowed,
+ * valid during the callback. */
+typedef struct cbx_chunk {
+    uint32_t attempt;    /* the attempt that emitted it: chunks of a failed attempt come before
+                            the retry's, which start again at seq 0 */
+    uint64_t seq;        /* 0, 1, 2, ... within the attempt, in the order emitted */
+    const char *channel; /* "stdout", "stderr", "out", ... */
+    const char *text;    /* a text chunk's bytes (NUL-terminated too); NULL for an event */
+    size_t len;
+    const json_t *event; /* a JSON event; NULL for text */
+} cbx_chunk;
+
+/* What a chunk callback returns. */
+#define CBX_CHUNK_MORE  0 /* go on */
+#define CBX_CHUNK_PAUSE 1 /* hold further chunks until cbx_execution_stream_resume: the queue
+                             fills and the emitter is held back (see cbx/executor.h) */
+#define CBX_CHUNK_STOP  2 /* take no more: the emitter gets -EPIPE (a command then gets
+                             SIGPIPE on its next write, as a closed pipe would give it) */
+
+/* Called on the loop thread for each chunk, in order. It may cancel executions (this one
+ * included: chunks still queued are then dropped) but must not free the runtime. */
+typedef int (*cbx_chunk_fn)(cbx_execution *ex, const cbx_chunk *c, void *ud);
+
 typedef struct cbx_request {
     const char *executor; /* type name */
     const json_t *params; /* borrowed: submit keeps a copy with the defaults applied, which the
@@ -125,6 +148,12 @@ typedef struct cbx_request {
      * execution did not succeed: its path is then in the result's metadata as "tmpdir". A
      * directory that cannot be made fails the execution before any attempt. */
     int tmpdir;
+    /* Partial output (cbx_chunk above): on_chunk(ex, chunk, chunk_ud) for each chunk the
+     * attempts emit, before the attempt's end is processed; NULL = none (chunks then only go to
+     * the journal, bounded). chunk_queue bounds each attempt's queue (0 = 64 chunks). */
+    cbx_chunk_fn on_chunk;
+    void *chunk_ud;
+    uint32_t chunk_queue;
 } cbx_request;
 
 #define CBX_TMPDIR_NONE            0
@@ -181,6 +210,9 @@ size_t cbx_runtime_execute_many(cbx_runtime *rt, const cbx_request *reqs, size_t
 
 const char *cbx_execution_id(const cbx_execution *ex);
 cbx_status cbx_execution_status(const cbx_execution *ex);
+/* Deliver the chunks held since the callback returned CBX_CHUNK_PAUSE (on the loop's next turn),
+ * and go on delivering. No effect on an execution that is not paused. */
+void cbx_execution_stream_resume(cbx_execution *ex);
 
 #ifdef __cplusplus
 }

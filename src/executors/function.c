@@ -107,10 +107,10 @@ int cbx_function_register(cbx_registry *r, const char *name, const cbx_function_
     if (!name_ok(name))
         return cbx_err_set_at(err, CBX_EINVAL_CONFIG, name ? name : "", 0, 0,
                               "bad function name '%s': 1 to 63 of [a-z0-9_.-]", name ? name : "");
-    if (!def || (!def->call) == (!def->start))
+    if (!def || (!!def->call + !!def->start + !!def->next) != 1)
         return cbx_err_set_at(err, CBX_EINVAL_CONFIG, name, 0, 0,
-                              "function '%s' needs exactly one of call (blocking) and start "
-                              "(asynchronous)",
+                              "function '%s' needs exactly one of call (blocking), start "
+                              "(asynchronous) and next (streaming)",
                               name);
     if ((def->flags & CBX_FUNCTION_INLINE) && !def->call)
         return cbx_err_set_at(err, CBX_EINVAL_CONFIG, name, 0, 0,
@@ -531,6 +531,7 @@ typedef struct fn_task {
     const json_t *input; /* what the function gets */
     json_t *input_owned; /* the normalized input, when the function has a schema */
     json_t *output;      /* a blocking call's result */
+    json_t *stream_meta; /* a streaming call's metadata, or NULL */
     cbx_outcome outcome;
     int queued; /* the blocking call is on the thread pool */
     char error[256];
@@ -563,10 +564,13 @@ void cbx_function_error(cbx_task *t, const char *fmt, ...)
 /* Report a blocking call's result. */
 static void finish_call(fn_task *s, cbx_outcome k, json_t *output)
 {
+    json_t *meta = s->stream_meta;
+    s->stream_meta = NULL;
     if (k == CBX_OUTCOME_SUCCESS) {
-        cbx_task_done(s->t, k, output, NULL, NULL);
+        cbx_task_done(s->t, k, output, meta, NULL);
         return;
     }
+    json_decref(meta);
     json_decref(output);
     if (s->error[0])
         cbx_task_done(s->t, k, NULL, NULL, "%s", s->error);
@@ -579,7 +583,10 @@ static void work_call(uv_work_t *w)
 {
     fn_task *s = w->data;
     json_t *out = NULL;
-    s->outcome = s->fn->def.call(s->input, &out, s->t, s->fn->def.ud);
+    if (s->fn->def.next)
+        s->outcome = cbx__function_stream(&s->fn->def, s->input, &out, &s->stream_meta, s->t);
+    else
+        s->outcome = s->fn->def.call(s->input, &out, s->t, s->fn->def.ud);
     s->output = out;
 }
 
@@ -740,6 +747,8 @@ static void function_after(cbx_task *t, cbx_task_result *r)
     free(s->key);
     s->key = NULL;
     json_decref(s->input_owned);
+    json_decref(s->stream_meta);
+    s->stream_meta = NULL;
     s->input_owned = NULL;
     fn_release(s->fn);
     s->fn = NULL;

@@ -18,4 +18,11 @@ int cbx__function_kind(const char *name);
  * (asynchronous), CBX_EFAILED (a bad input, a failed call, or no output), with err's message. */
 int cbx__function_call_now(const char *name, const json_t *input, json_t **out, cbx_err *err);
 
+/* function_stream.c: run a streaming function (def->next) to its end on the calling pool
+ * thread, emitting each chunk on t. *out: {"text", "chunks"} (a new reference); *meta: NULL, or
+ * {"stream_stopped": true} when the consumer stopped it. */
+struct cbx_function_def;
+cbx_outcome cbx__function_stream(const struct cbx_function_def *def, const json_t *input,
+                                 json_t **out, json_t **meta, cbx_task *t);
+
 #endif

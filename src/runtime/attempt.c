@@ -424,6 +424,7 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
     else if (k == CBX_OUTCOME_SUCCESS)
         ex->b->res.error[0] = '\0';
     if (ex->rt->journal) {
+        json_t *with_chunks = cbx__stream_journal_meta(t, metadata);
         cbx_journal_attempt_info a = {.execution_id = ex->id,
                                       .number = t->attempt,
                                       .outcome =
@@ -431,9 +432,10 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
                                       .started_ms = t->started_ms,
                                       .duration_ns = duration,
                                       .error = error,
-                                      .metadata = metadata,
+                                      .metadata = with_chunks ? with_chunks : metadata,
                                       .breaker_decision = ex->breaker ? "admitted" : NULL};
         cbx_journal_attempt(ex->rt->journal, &a, NULL);
+        json_decref(with_chunks);
     }
 
     /* judge: the policy's predicates, the named breaker, then the policy */
@@ -511,6 +513,7 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
 
 static void task_free(cbx_task *t)
 {
+    cbx__stream_free(t);
     cbx__exec_ctx_unref(t->ctx);
     json_decref(t->params);
     free(t->error);
@@ -521,6 +524,13 @@ static void task_free(cbx_task *t)
 void cbx__task_complete(cbx_task *t)
 {
     cbx_execution *ex = t->ex;
+    cbx__stream_flush(t); /* every chunk emitted before the end comes before it */
+    if (t->abandoned) { /* the consumer cancelled it meanwhile: its attempt has been ended */
+        json_decref(t->outputs);
+        json_decref(t->metadata);
+        task_free(t);
+        return;
+    }
     attempt_finished(ex, t, t->outcome, t->outputs, t->metadata, t->error, t->retry_after_ns,
                      t->quality);
     task_free(t);
@@ -561,11 +571,15 @@ static void stop_task(cbx_task *t, int reason)
     int expected = STOP_NONE;
     if (!atomic_compare_exchange_strong(&t->stop, &expected, reason))
         return;
+    cbx__stream_stop(t); /* refuse later emits; wake an emitter waiting for room */
     if (t->type->start) {
         if (!t->reported)
             t->type->cancel(t); /* ends in cbx_task_done, maybe at once */
         return;
     }
+    cbx__stream_flush(t); /* what it emitted before the stop */
+    if (t->abandoned)
+        return; /* a chunk's consumer stopped it from inside the flush */
     t->abandoned = 1;
     attempt_finished(t->ex, t, reason == STOP_TIMEOUT ? CBX_OUTCOME_TIMEOUT : CBX_OUTCOME_IGNORED,
                      NULL, NULL, NULL, 0, 1.0);
@@ -601,6 +615,7 @@ static void start_task(cbx_execution *ex, uint64_t now, uint64_t deadline)
     t->quality = 1.0;
     t->outcome = CBX_OUTCOME_ERROR;
     ex->b->task = t;
+    cbx__stream_start(t, ex);
     ex->status = CBX_STATUS_RUNNING;
     ex->phase = PHASE_RUNNING;
     cbx__exec_journal_status(ex, CBX_STATUS_RUNNING); /* after the queue or a retry delay */

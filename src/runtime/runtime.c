@@ -60,6 +60,7 @@ int cbx_runtime_new(cbx_runtime **out, const cbx_runtime_opts *o, cbx_err *err)
     cbx__link_init(&rt->active);
     cbx__link_init(&rt->ended);
     uv_idle_init(rt->loop, &rt->reaper);
+    cbx__stream_rt_init(rt);
     rt->registry = o->registry;
     if (!rt->registry) {
         r = cbx_registry_new(&rt->registry, err);
@@ -108,6 +109,7 @@ void cbx_runtime_free(cbx_runtime *rt)
     rt->closing = 1;
     free_ended(&rt->reaper);
     uv_close((uv_handle_t *)&rt->reaper, NULL);
+    cbx__stream_rt_close(rt);
     cbx__rt_loop_states_close(rt); /* executors' per-loop state; handles they close end below */
     uv_run(rt->loop, UV_RUN_DEFAULT);
     if (rt->journal)
@@ -117,6 +119,7 @@ void cbx_runtime_free(cbx_runtime *rt)
         uv_run(rt->loop, UV_RUN_DEFAULT);
         uv_loop_close(rt->loop);
     }
+    pthread_mutex_destroy(&rt->stream_mu);
     json_decref(rt->same_params);
     json_decref(rt->spare_attempts);
     json_decref(rt->spare_attempt);
@@ -404,6 +407,9 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
     ex->on_done = req->on_done;
     ex->on_retry = req->on_retry;
     ex->ud = req->ud;
+    ex->on_chunk = req->on_chunk;
+    ex->chunk_ud = req->chunk_ud;
+    ex->chunk_queue = req->chunk_queue;
     ex->status = CBX_STATUS_PENDING;
     ex->phase = PHASE_QUEUED;
 

@@ -7,6 +7,7 @@
 #include "cbx/runtime.h"
 #include "core/uuid.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <uv.h>
 
@@ -50,6 +51,14 @@ struct cbx_task {
     uint64_t retry_after_ns;
     double quality;
     uv_work_t work; /* blocking executors */
+    /* streaming (stream.c): the queue, made on the first emit; what the chunks go to (STREAM_*,
+     * fixed at start, so that a pool thread never reads the execution); the loop's thread */
+    struct cbx__stream *_Atomic stream;
+    cbx_runtime *rt;
+    pthread_t loop_thread;
+    uint32_t stream_cap;
+    uint8_t stream_mode;
+    uint8_t complete_deferred; /* cbx_task_done came while its chunks were being delivered */
     _Alignas(16) unsigned char state[];
 };
 
@@ -94,6 +103,9 @@ struct cbx_execution {
     cbx_done_fn on_done;
     void *ud;
     void (*on_retry)(cbx_execution *, uint32_t, uint64_t, const char *, void *);
+    cbx_chunk_fn on_chunk;
+    void *chunk_ud;
+    uint32_t chunk_queue;
     uint64_t submitted_ns;
     /* small fields last, packed: a queued execution should cost as little as it can */
     uint8_t status;        /* cbx_status */
@@ -103,6 +115,7 @@ struct cbx_execution {
     uint8_t res_taken;     /* an internal done callback took res's references */
     uint8_t in_active;     /* counted in rt->nactive (else in rt->nqueued) */
     uint8_t journaled;     /* the status its journal row shows while it lasts (cbx_status) */
+    uint8_t stream_paused; /* its on_chunk said CBX_CHUNK_PAUSE */
 };
 
 typedef struct cbx__loop_state {
@@ -147,6 +160,12 @@ struct cbx_runtime {
     /* Executor types' per-runtime state (loop_state.c), in the order of their loop_init. */
     cbx__loop_state *loop_states;
     size_t nloop_states, cap_loop_states;
+    /* Tasks with chunks to deliver (stream.c), under stream_mu; stream_async wakes the loop
+     * (initialized on the first streaming attempt). */
+    pthread_mutex_t stream_mu;
+    cbx_link stream_ready;
+    uv_async_t stream_async;
+    int stream_async_on;
 };
 
 /* runtime.c */
@@ -176,6 +195,22 @@ void cbx__predicates_free(cbx_runtime *rt);
 int cbx__rt_loop_states_open(cbx_runtime *rt, cbx_err *err);
 int cbx__rt_loop_state(cbx_runtime *rt, const cbx_executor_type *t, void **state, cbx_err *err);
 void cbx__rt_loop_states_close(cbx_runtime *rt);
+
+/* stream.c: partial output. _start: at an attempt's start (loop thread), what its chunks go
+ * to. _stop: the attempt is being stopped: emits are refused from now on, a waiting emitter
+ * wakes. _flush: deliver what is queued, paused or not (before the attempt's end is processed).
+ * _journal_meta: the metadata to journal for the attempt: metadata (borrowed) with the chunk
+ * log added, a new reference; NULL when there is nothing to add (journal metadata as it is).
+ * _free: with the task. _delivering: chunks of t are being delivered now (cbx_task_done then
+ * defers the completion). _rt_close: at cbx_runtime_free. */
+void cbx__stream_start(cbx_task *t, cbx_execution *ex);
+void cbx__stream_stop(cbx_task *t);
+void cbx__stream_flush(cbx_task *t);
+json_t *cbx__stream_journal_meta(cbx_task *t, json_t *metadata);
+void cbx__stream_free(cbx_task *t);
+int cbx__stream_delivering(const cbx_task *t);
+void cbx__stream_rt_init(cbx_runtime *rt);
+void cbx__stream_rt_close(cbx_runtime *rt);
 
 /* attempt.c */
 /* Journal the status the execution is in now (pending, running, retrying) if its row shows

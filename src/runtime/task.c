@@ -139,5 +139,9 @@ void cbx_task_done(cbx_task *t, cbx_outcome k, json_t *outputs, json_t *metadata
     }
     if (t->in_start)
         return; /* finished inside start(): completed when start returns */
+    if (cbx__stream_delivering(t)) {
+        t->complete_deferred = 1; /* from inside a chunk's callback: completed after it */
+        return;
+    }
     cbx__task_complete(t);
 }
