@@ -166,6 +166,7 @@ struct cbx_runtime {
     cbx_link stream_ready;
     uv_async_t stream_async;
     int stream_async_on;
+    uint32_t stream_tasks; /* attempts that may stream, not yet freed: the handle is ref'd */
 };
 
 /* runtime.c */

@@ -14,6 +14,7 @@
 #include "runtime/runtime_internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,12 +119,16 @@ void cbx__stream_start(cbx_task *t, cbx_execution *ex)
     t->stream_cap = ex->chunk_queue ? ex->chunk_queue : 64;
     if (t->stream_mode && !rt->stream_async_on) {
         if (uv_async_init(rt->loop, &rt->stream_async, on_ready) == 0) {
-            uv_unref((uv_handle_t *)&rt->stream_async); /* keeps no loop running by itself */
+            uv_unref((uv_handle_t *)&rt->stream_async);
             rt->stream_async_on = 1;
         } else {
             t->stream_mode = 0; /* nowhere to deliver: emits go nowhere */
         }
     }
+    /* The handle keeps the loop running while an attempt may stream: its chunks (or the
+     * consumer's resume) may be all that is left to wait for. */
+    if (t->stream_mode && rt->stream_tasks++ == 0)
+        uv_ref((uv_handle_t *)&rt->stream_async);
 }
 
 static cbx__stream *stream_make(cbx_task *t)
@@ -438,6 +443,8 @@ json_t *cbx__stream_journal_meta(cbx_task *t, json_t *metadata)
 
 void cbx__stream_free(cbx_task *t)
 {
+    if (t->stream_mode && t->rt && --t->rt->stream_tasks == 0 && t->rt->stream_async_on)
+        uv_unref((uv_handle_t *)&t->rt->stream_async);
     cbx__stream *s = stream_of(t);
     if (!s)
         return;
