@@ -26,9 +26,18 @@
 #include <unistd.h>
 #include <uv.h>
 
+/* One run submitted: its chunks' state (each run has its own line buffers). */
+typedef struct run_slot {
+    run_state *s;
+    uint64_t number; /* 1, 2, ... */
+    exec_stream out;
+} run_slot;
+
 static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
 {
-    run_state *s = ud;
+    run_slot *slot = ud;
+    run_state *s = slot->s;
+    exec_stream_end(&slot->out);
     if (s->cfg->verbose)
         exec_verbose_result(res);
     if (ex == s->current)
@@ -45,9 +54,15 @@ static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
         json_incref(s->first.metadata);
         json_incref(s->first.attempts);
         s->have_first = 1;
+        s->first_stream = slot->out; /* its chunks go with it */
+        memset(&slot->out, 0, sizeof slot->out);
     } else if (s->all) {
-        json_array_append_new(s->all, cbx_result_to_json(res));
+        json_t *j = cbx_result_to_json(res);
+        exec_stream_attach(&slot->out, j);
+        json_array_append_new(s->all, j);
     }
+    exec_stream_free(&slot->out);
+    free(slot);
 }
 
 static void draw(run_state *s)
@@ -172,6 +187,9 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
     uv_loop_t loop;
     int loop_ok = 0, handles_ok = 0;
     run_state s = {.cfg = c};
+    /* chunks: printed as they come, or kept for --json; a command's own output is in its
+     * result already, so with --json it is not taken twice */
+    s.chunks = !(c->cmd && c->json);
     char *fb_key = NULL;
     if ((code = cli_exec_fallback_key(c->type, policy, params, &fb_key)) != 0)
         return code;
@@ -231,7 +249,7 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
                        .tmpdir = c->tmpdir,
                        .on_done = on_done,
                        .on_retry = c->verbose ? exec_on_retry_verbose : NULL,
-                       .ud = &s};
+                       .on_chunk = s.chunks ? exec_stream_on_chunk : NULL};
 
     s.rt = rt;
     s.loop = &loop;
@@ -256,7 +274,26 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
     int invalid = 0;
     while (s.done < c->repeat) {
         while (!s.stopping && s.submitted < c->repeat && s.submitted - s.done < c->parallel) {
+            run_slot *slot = calloc(1, sizeof *slot);
+            if (!slot) {
+                cli_err("exec: out of memory");
+                s.stopping = 1;
+                break;
+            }
             s.submitted++;
+            slot->s = &s;
+            slot->number = s.submitted;
+            char tag[24];
+            snprintf(tag, sizeof tag, "%llu", (unsigned long long)slot->number);
+            /* one run: passed through as it comes; several at once: whole lines (or, with
+             * --group, all of it when the run ends); --json: kept for the result */
+            exec_stream_init(&slot->out,
+                             c->repeat == 1 ? EXEC_STREAM_RAW
+                             : c->group     ? EXEC_STREAM_GROUP
+                                            : EXEC_STREAM_LINES,
+                             c->tag ? tag : NULL, c->json);
+            req.ud = slot;
+            req.chunk_ud = &slot->out;
             int r = cbx_runtime_submit(rt, &req, &s.current, s.submitted == 1 ? &diag : NULL);
             if (r == CBX_EUNKNOWN_TYPE || r == CBX_EINVAL_CONFIG) {
                 invalid = 1;
@@ -285,7 +322,7 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
             cli_print_json(stdout, s.all);
         }
     } else if (c->repeat == 1 && s.have_first) {
-        code = exec_finish_one(c, &s.first);
+        code = exec_finish_one(c, &s.first, &s.first_stream);
     } else if (c->repeat == 1) {
         code = s.stopping ? CLI_EXIT_CANCELLED : CLI_EXIT_INTERNAL;
     } else {
@@ -295,6 +332,7 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
 out:
     if (s.have_first)
         cbx_result_clear(&s.first);
+    exec_stream_free(&s.first_stream);
     json_decref(s.all);
     free(s.lat_ns);
     if (loop_ok) {
@@ -363,14 +401,11 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
             json_array_append_new(av, arg);
         }
         json_object_set_new(params, "argv", av);
-        /* Run once: the command's output streams through as it comes, each attempt's. */
+        /* Run once: the command's output streams through as it comes, each attempt's (its
+         * chunks, cbx_task_emit) */
         c.stream = !c.each && c.repeat == 1 && !c.json &&
                    !json_object_get(params, "tee_stdout_fd") &&
                    !json_object_get(params, "tee_stderr_fd");
-        if (c.stream) {
-            json_object_set_new(params, "tee_stdout_fd", json_integer(STDOUT_FILENO));
-            json_object_set_new(params, "tee_stderr_fd", json_integer(STDERR_FILENO));
-        }
         /* cbx's stdin is the command's (with --each it holds the items; -p KEY=@- read it) */
         int stdin_used = c.each;
         for (size_t i = 0; i < c.n_kv; i++) {

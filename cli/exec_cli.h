@@ -4,6 +4,7 @@
 #define CBX_CLI_EXEC_CLI_H
 
 #include "cli.h"
+#include "exec_chunks.h"
 #include "exec_each.h"
 #include "output.h"
 
@@ -38,7 +39,9 @@ typedef struct exec_cfg {
     uint64_t max_attempts; /* of the policy: 1 without retries */
     uint64_t stdin_max;    /* --stdin-max */
     int tty;               /* -- CMD on a terminal: on a pty, ours in raw mode while it runs */
-    int stream; /* -- CMD run once: its stdout and stderr are teed to ours as they come */
+    int stream; /* -- CMD run once: its stdout and stderr pass through as they come (chunks) */
+    int tag;    /* --tag: each line of output after the run's number and a TAB */
+    int group;  /* --group: each run's output whole when it ends */
     int each;   /* --each (or --arg-file): the options below, in each_opts */
     cli_each_opts each_opts;
     cli_types_src src;
@@ -66,6 +69,8 @@ typedef struct run_state {
     cbx_result first;       /* N = 1: the result itself (references held) */
     int have_first;
     json_t *all;          /* --json with --repeat: every result */
+    exec_stream first_stream; /* the single run's chunks (taken from its slot) */
+    int chunks;               /* register on_chunk: chunks are printed or kept */
     char last_error[512]; /* the last failure's error line */
     int stopping;         /* a signal arrived: submit no more */
     int signals;
@@ -90,8 +95,8 @@ void exec_on_retry_verbose(cbx_execution *ex, uint32_t attempt, uint64_t delay_n
 /* -v: how each attempt of a result ended, and what the breaker and the fallback decided. */
 void exec_verbose_result(const cbx_result *res);
 
-/* The exit code of one result, and its line on stderr. */
-int exec_finish_one(const exec_cfg *c, const cbx_result *r);
+/* The exit code of one result, and its line on stderr. st: its chunks (NULL: none taken). */
+int exec_finish_one(const exec_cfg *c, const cbx_result *r, exec_stream *st);
 
 /* --repeat: the summary, and the exit code of the first kind of trouble. */
 int exec_finish_many(run_state *s, uint64_t elapsed_ns);

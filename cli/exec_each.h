@@ -25,6 +25,8 @@ typedef struct cli_each_opts {
     const char *breaker; /* --breaker NAME, or NULL */
     const cbx_breaker_opts *breaker_opts;
     int tmpdir; /* CBX_TMPDIR_*: --tmpdir, --keep-tmpdir */
+    int tag;    /* --tag: each line of output after the item and a TAB */
+    int group;  /* --group: each job's output whole when it ends (else line by line) */
 } cli_each_opts;
 
 /* Run the request (params: a template whose string values hold the placeholders) once per

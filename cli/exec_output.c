@@ -185,16 +185,23 @@ static void print_outputs(const json_t *out)
 }
 
 /* The exit code of one result, and its line on stderr. */
-int exec_finish_one(const exec_cfg *c, const cbx_result *r)
+int exec_finish_one(const exec_cfg *c, const cbx_result *r, exec_stream *st)
 {
     int cmd_mode = c->cmd != NULL;
     int ok = r->status == CBX_STATUS_SUCCESS || r->fallback_used;
     if (c->json) {
         json_t *j = cbx_result_to_json(r);
+        if (st)
+            exec_stream_attach(st, j);
         cli_print_json(stdout, j);
         json_decref(j);
     } else if (cmd_mode && !r->fallback_used && c->stream) {
         /* every attempt's output went out as the command wrote it */
+    } else if (!cmd_mode && !r->fallback_used && st && st->text_chunks) {
+        /* the executor's text went out as it came (a model's tokens): that is its answer;
+         * the outputs are for --json */
+        if (ok && !c->quiet)
+            cli_write_all(STDOUT_FILENO, "\n", 1);
     } else if (cmd_mode && !r->fallback_used) {
         /* what the command wrote (after a failure, a timeout or a refusal between retries:
          * what the result kept of the last attempt) */

@@ -76,6 +76,11 @@ static const char help_running[] =
     "  -a, --arg-file FILE     --each with the lines of FILE\n"
     "  -0, --null              --each items end with NUL, not newline\n"
     "  --joblog FILE           --each: a row per finished job (GNU parallel's columns)\n"
+    "";
+
+static const char help_output[] =
+    "  --tag, --group          --each, --repeat: each line after the item or run number and\n"
+    "                          a TAB; each run's output whole when it ends (docs/cli.md)\n"
     "  --resume                --each: skip the lines the joblog has; --resume-failed: skip\n"
     "                          only those that succeeded\n"
     "  --plugin-path DIRS      load the plugins (*.so) of these colon-separated directories\n"
@@ -164,6 +169,8 @@ enum {
     OPT_RESUME_FAILED,
     OPT_NULL,
     OPT_STDIN_MAX,
+    OPT_TAG,
+    OPT_GROUP,
 };
 
 static const cli_opt opts[] = {
@@ -199,6 +206,8 @@ static const cli_opt opts[] = {
     {"resume-failed", 0, 0, OPT_RESUME_FAILED},
     {"null", '0', 0, OPT_NULL},
     {"stdin-max", 0, 1, OPT_STDIN_MAX},
+    {"tag", 0, 0, OPT_TAG},
+    {"group", 0, 0, OPT_GROUP},
     {"plugin-path", 0, 1, OPT_PLUGIN_PATH},
     {"lua", 0, 1, OPT_LUA},
     {"quiet", 'q', 0, OPT_QUIET},
@@ -488,6 +497,7 @@ int exec_parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
         case CLI_OPT_HELP:
             fputs(help_usage, stdout);
             fputs(help_running, stdout);
+            fputs(help_output, stdout);
             fputs(cli_exit_codes_help, stdout);
             fputs(exit_help, stdout);
             return -1;
@@ -585,6 +595,12 @@ int exec_parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
             else if (id == OPT_NULL)
                 c->each_opts.null_sep = 1;
             break;
+        case OPT_TAG:
+            c->tag = 1;
+            break;
+        case OPT_GROUP:
+            c->group = 1;
+            break;
         case OPT_STDIN_MAX:
             if (cli_parse_uint("--stdin-max", val, 0, UINT64_MAX / 2, &c->stdin_max))
                 return CLI_EXIT_USAGE;
@@ -625,6 +641,12 @@ int exec_parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
         saw_parallel = 0; /* -j P: P jobs at a time */
         c->repeat = c->parallel;
     }
+    if ((c->tag || c->group) && !c->each && c->repeat == 1) {
+        cli_err("exec: --%s goes with --each or --repeat N", c->tag ? "tag" : "group");
+        return CLI_EXIT_USAGE;
+    }
+    c->each_opts.tag = c->tag;
+    c->each_opts.group = c->group;
     if (saw_parallel && c->repeat == 1 && c->parallel > 1) {
         cli_err("--parallel (-j): needs --repeat N (the number of runs) or --each");
         return CLI_EXIT_USAGE;

@@ -111,6 +111,42 @@ static void tee_chunk(cbx__cmd_stream *s, const char *p, size_t n)
     }
 }
 
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+/* The chunk queue has been delivered: read the pipes again. */
+static void reads_resume(cbx_task *t, void *ud)
+{
+    (void)t;
+    cbx__cmd_run *r = ud;
+    r->reads_held = 0;
+    if (r->out.live)
+        uv_read_start((uv_stream_t *)&r->out.pipe, on_alloc, on_read);
+    if (r->err.live)
+        uv_read_start((uv_stream_t *)&r->err.pipe, on_alloc, on_read);
+}
+
+/* Pass a chunk on to the submitter (cbx_task_emit). A full queue stops reading the pipes until it
+ * drains, so a command that outruns its reader blocks on its full pipe, as it would writing to a
+ * slow terminal. Returns -EPIPE when the submitter takes no more. */
+static int emit_chunk(cbx__cmd_run *r, cbx__cmd_stream *s, const char *p, size_t n)
+{
+    if (!r->emit)
+        return 0;
+    int e = cbx_task_emit(r->task, s == &r->out ? "stdout" : "stderr", p, n);
+    if (e == -EAGAIN && !r->reads_held) {
+        r->reads_held = 1;
+        if (r->out.live)
+            uv_read_stop((uv_stream_t *)&r->out.pipe);
+        if (r->err.live)
+            uv_read_stop((uv_stream_t *)&r->err.pipe);
+        cbx_task_on_drain(r->task, reads_resume, r);
+    } else if (e == -EPIPE) {
+        r->emit = 0;
+    }
+    return e;
+}
+
 /* Up to this many bytes are read from a pipe we let go before EOF: what it holds. */
 #define DRAIN_MAX_BYTES (4u << 20)
 
@@ -141,6 +177,7 @@ static void stream_let_go(cbx__cmd_run *r, cbx__cmd_stream *s)
                 break;
             cbx__capture_add(&s->cap, buf.base, (size_t)n);
             tee_chunk(s, buf.base, (size_t)n);
+            emit_chunk(r, s, buf.base, (size_t)n);
             got += (size_t)n;
         }
     }
@@ -524,10 +561,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (n > 0) {
         cbx__capture_add(&st->cap, buf->base, (size_t)n);
         tee_chunk(st, buf->base, (size_t)n);
-        if (st->tee_errno != EPIPE)
+        if (emit_chunk(r, st, buf->base, (size_t)n) != -EPIPE && st->tee_errno != EPIPE)
             return;
-        /* Whoever read the tee is gone: so is the command's pipe, and the command's next write
-         * raises SIGPIPE, as if it wrote there itself. */
+        /* Whoever read the tee (or took the chunks) is gone: so is the command's pipe, and the
+         * command's next write raises SIGPIPE, as if it wrote there itself. */
     } else if (n == 0) {
         return;
     }
@@ -826,6 +863,7 @@ int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, void *mem[3], con
 {
     cbx__cmd_run *r = cbx_task_state(t);
     r->task = t;
+    r->emit = cbx_task_stream_wanted(t);
     r->loop = cbx_task_loop(t);
     r->o = *o;
     r->pid = -1;
