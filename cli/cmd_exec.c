@@ -187,9 +187,7 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
     uv_loop_t loop;
     int loop_ok = 0, handles_ok = 0;
     run_state s = {.cfg = c};
-    /* chunks: printed as they come, or kept for --json; a command's own output is in its
-     * result already, so with --json it is not taken twice */
-    s.chunks = !(c->cmd && c->json);
+    s.chunks = exec_takes_chunks(c->cmd != NULL, c->type, c->json);
     char *fb_key = NULL;
     if ((code = cli_exec_fallback_key(c->type, policy, params, &fb_key)) != 0)
         return code;

@@ -265,6 +265,13 @@ void exec_stream_free(exec_stream *x)
     memset(x, 0, sizeof *x);
 }
 
+int exec_takes_chunks(int cmd_mode, const char *type, int json)
+{
+    if (cmd_mode)
+        return !json;
+    return !type || strcmp(type, "command") != 0;
+}
+
 int exec_stream_on_chunk(cbx_execution *ex, const cbx_chunk *c, void *ud)
 {
     (void)ex;

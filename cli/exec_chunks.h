@@ -51,6 +51,11 @@ void exec_stream_end(exec_stream *x);
 void exec_stream_attach(exec_stream *x, json_t *result);
 void exec_stream_free(exec_stream *x);
 
+/* Whether cbx exec takes an execution's chunks: always, but for a command's output where its
+ * result holds it anyway - with --json (-- CMD), or run as the TYPE "command", whose outputs are
+ * what is printed (-- CMD streams it). */
+int exec_takes_chunks(int cmd_mode, const char *type, int json);
+
 /* A cbx_chunk_fn whose ud is an exec_stream. */
 int exec_stream_on_chunk(cbx_execution *ex, const cbx_chunk *c, void *ud);
 

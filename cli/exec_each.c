@@ -7,8 +7,9 @@
  * {%} the job slot (1..P). A command with no placeholder gets the line as its last argument.
  *
  * Lines are read as jobs are started, so a long producer's first lines run at once. Each job's
- * output is written when it ends, whole (stdout, then stderr), so the outputs of jobs running
- * at once never interleave. The joblog (cli/joblog.h) gets a row per job that ended on its
+ * output is written as it comes, a whole line at a time (cli/exec_chunks.h), so the lines of jobs
+ * running at once never mix; with --group it is written when the job ends, whole (stdout, then
+ * stderr); --tag puts the item and a TAB before each line. The joblog (cli/joblog.h) gets a row per job that ended on its
  * own; jobs cancelled by ^C get none, so that --resume runs them again. */
 #define _GNU_SOURCE /* sigabbrev_np */
 #include "exec_each.h"
@@ -23,6 +24,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +40,8 @@ typedef struct each_job {
     uint64_t seq;
     uint32_t slot; /* 1..jobs */
     double start_s;
-    char *command; /* for the joblog */
+    char *command;   /* for the joblog */
+    exec_stream out; /* its chunks, written as they come */
 } each_job;
 
 struct each_run {
@@ -257,13 +260,6 @@ static void write_json_line(const json_t *v)
     }
 }
 
-static void write_field(const cbx_result *r, const char *key, int fd)
-{
-    const json_t *v = cli_exec_cmd_field(r, key);
-    if (json_is_string(v))
-        cli_write_all(fd, json_string_value(v), json_string_length(v));
-}
-
 /* What the job wrote, or its outputs; and a line for a failure that does not speak itself. */
 static void job_output(each_run *e, const each_job *j, const cbx_result *r)
 {
@@ -272,11 +268,13 @@ static void job_output(each_run *e, const each_job *j, const cbx_result *r)
     if (o->json) {
         json_t *v = cbx_result_to_json(r);
         json_object_set_new(v, "seq", json_integer((json_int_t)j->seq));
+        exec_stream_attach((exec_stream *)&j->out, v);
         write_json_line(v);
         json_decref(v);
     } else if (o->cmd_mode && !r->fallback_used) {
-        write_field(r, "stdout", STDOUT_FILENO);
-        write_field(r, "stderr", STDERR_FILENO);
+        /* every attempt's output went out as it came */
+    } else if (!r->fallback_used && j->out.text_chunks) {
+        /* so did the executor's text (a model's tokens): that is its answer */
     } else if (ok && json_is_string(r->outputs)) {
         size_t n = json_string_length(r->outputs);
         const char *p = json_string_value(r->outputs);
@@ -331,6 +329,7 @@ static void on_job_done(cbx_execution *ex, const cbx_result *r, void *ud)
         snprintf(e->last_error, sizeof e->last_error, "job %llu: %s", (unsigned long long)j->seq,
                  r->error);
     cli_progress_clear(&e->progress);
+    exec_stream_end(&j->out);
     job_output(e, j, r);
     if (r->status != CBX_STATUS_CANCELLED) {
         int sig = signal_of(r);
@@ -347,8 +346,17 @@ static void on_job_done(cbx_execution *ex, const cbx_result *r, void *ud)
             cli_err("exec: --joblog %s: %s", e->o->joblog, strerror(errno));
         }
     }
+    exec_stream_free(&j->out);
     free(j->command);
     free(j);
+}
+
+static int on_job_chunk(cbx_execution *ex, const cbx_chunk *c, void *ud)
+{
+    (void)ex;
+    each_job *j = (each_job *)(void *)((char *)ud - offsetof(each_job, out));
+    cli_progress_clear(&j->e->progress);
+    return exec_stream_chunk(&j->out, c);
 }
 
 /* Start the job of item. 0, or an exit code after a message. */
@@ -383,6 +391,12 @@ static int start_job(each_run *e, const cbx_request *tmpl, const json_t *params,
     cbx_request req = *tmpl;
     req.params = p;
     req.ud = j;
+    if (exec_takes_chunks(e->o->cmd_mode, e->o->type, e->o->json)) {
+        exec_stream_init(&j->out, e->o->group ? EXEC_STREAM_GROUP : EXEC_STREAM_LINES,
+                         e->o->tag ? item : NULL, e->o->json);
+        req.on_chunk = on_job_chunk;
+        req.chunk_ud = &j->out;
+    }
     char *fb_key = NULL; /* this item's fallback cache key, when the policy has a template */
     if (cli_exec_fallback_key(tmpl->executor, tmpl->policy, p, &fb_key) == 0)
         req.fallback_key = fb_key;
