@@ -13,6 +13,7 @@
  * (one commit for every step that ended since the last: a group commit) by the journal's flusher
  * thread, whose commits wake the loop; otherwise it commits within the journal's batch window,
  * while the free slots run steps that are ready. */
+#include "flow/flow_chunks.h"
 #include "flow/flow_internal.h"
 #include "flow/flow_journal.h"
 
@@ -76,6 +77,7 @@ struct node {
     json_t *item_outputs;
     item_run *runs; /* one per item */
     scope *child;   /* composite or sub-flow */
+    cbx__flow_chunks chunks; /* its executions' chunks, when a template reads them */
 };
 
 struct scope {
@@ -123,6 +125,7 @@ struct runner {
     char first_error[512];
     int finished;
     uv_timer_t timeout;
+    int want_chunks; /* a template reads steps.<name>.chunks */
 };
 
 static void node_finish(node *n, node_state st, cbx_status status);
@@ -209,6 +212,8 @@ static json_t *node_ctx(const node *n)
                           "attempts", (int)n->attempts);
     if (c && n->outputs && !json_is_null(n->outputs))
         json_object_set(c, "outputs", n->outputs);
+    if (n->sc->R->want_chunks && n->def->executor)
+        cbx__flow_chunks_ctx(&n->chunks, c);
     return c;
 }
 
@@ -373,6 +378,7 @@ static void scope_free(scope *sc)
         json_decref(n->outputs);
         json_decref(n->items);
         json_decref(n->item_outputs);
+        cbx__flow_chunks_free(&n->chunks);
     }
     free(sc->nodes);
     free(sc->first_dependent);
@@ -586,6 +592,15 @@ static void skip(node *n, const char *fmt, ...)
 
 static void item_done(cbx_execution *ex, const cbx_result *res, void *ud);
 
+/* A chunk of an item's execution: kept for steps.<name>.chunks. */
+static int item_chunk(cbx_execution *ex, const cbx_chunk *c, void *ud)
+{
+    (void)ex;
+    item_run *ir = ud;
+    cbx__flow_chunks_add(&ir->n->chunks, ir->n->items ? ir->index : SIZE_MAX, c);
+    return CBX_CHUNK_MORE;
+}
+
 /* An attempt of the step failed and another will follow: tell the live view. */
 static void item_retry(cbx_execution *ex, uint32_t attempt, uint64_t delay_ns, const char *error,
                        void *ud)
@@ -710,7 +725,9 @@ static int start_item(node *n, size_t i)
                      .tag = tag,
                      .on_done = item_done,
                      .on_retry = item_retry,
-                     .ud = ir};
+                     .ud = ir,
+                     .on_chunk = R->want_chunks ? item_chunk : NULL,
+                     .chunk_ud = ir};
     R->running++;
     n->items_running++;
     cbx_diag diag = {0};
@@ -1093,6 +1110,7 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
         o = &def;
     runner R = {.rt = rt, .f = f, .o = o};
     R.max_running = o->concurrency ? o->concurrency : f->concurrency ? f->concurrency : 8;
+    R.want_chunks = cbx__flow_wants_chunks(f);
     int rc = 0;
     json_t *given = NULL, *inputs = NULL;
     R.journal = cbx_runtime_journal(rt);
