@@ -187,7 +187,9 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
     uv_loop_t loop;
     int loop_ok = 0, handles_ok = 0;
     run_state s = {.cfg = c};
-    s.chunks = exec_takes_chunks(c->cmd != NULL, c->type, c->json);
+    /* (a command run once with a tee of the caller's own prints its output at the end) */
+    s.chunks = exec_takes_chunks(c->cmd != NULL, c->type, c->json) &&
+               (!c->cmd || c->stream || c->repeat > 1);
     char *fb_key = NULL;
     if ((code = cli_exec_fallback_key(c->type, policy, params, &fb_key)) != 0)
         return code;

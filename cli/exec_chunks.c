@@ -73,6 +73,8 @@ static void put_line(exec_stream *x, int fd, const char *p, size_t n)
     }
     if (r == -EPIPE)
         x->stopped = 1;
+    if (fd == STDOUT_FILENO)
+        x->mid_line = p[n - 1] != '\n';
 }
 
 /* Write what a buffer holds as a last line (a newline added when it has none). */

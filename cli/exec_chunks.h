@@ -38,6 +38,7 @@ typedef struct exec_stream {
     size_t kept_bytes;
     uint64_t dropped;
     uint64_t text_chunks; /* text chunks taken */
+    int mid_line;         /* the last byte written to stdout was not a newline */
 } exec_stream;
 
 /* mode EXEC_STREAM_*; tag is copied (NULL: none). */

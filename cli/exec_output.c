@@ -200,7 +200,7 @@ int exec_finish_one(const exec_cfg *c, const cbx_result *r, exec_stream *st)
     } else if (!cmd_mode && !r->fallback_used && st && st->text_chunks) {
         /* the executor's text went out as it came (a model's tokens): that is its answer;
          * the outputs are for --json */
-        if (ok && !c->quiet)
+        if (ok && !c->quiet && st->mid_line)
             cli_write_all(STDOUT_FILENO, "\n", 1);
     } else if (cmd_mode && !r->fallback_used) {
         /* what the command wrote (after a failure, a timeout or a refusal between retries:
