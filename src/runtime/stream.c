@@ -44,13 +44,13 @@ typedef struct cbx__stream {
     uint64_t next_seq; /* the next chunk's number */
     int closed;        /* the attempt is stopped or has ended: emits are refused */
     int stopped;       /* the consumer said CBX_CHUNK_STOP */
+    uint64_t dropped;  /* emits refused for a queue 4 x full */
     cbx_link link;     /* in rt->stream_ready (under rt->stream_mu) */
     cbx_task *task;
     /* loop thread only */
     int delivering;
     void (*drain_fn)(cbx_task *, void *);
     void *drain_ud;
-    uint64_t dropped; /* not delivered (the queue overfull, or the attempt abandoned) */
     json_t *log;      /* the journal's share: an array of {seq, channel, text | event} */
     size_t log_bytes;
     uint64_t log_dropped, log_dropped_bytes;
@@ -426,8 +426,12 @@ int cbx__stream_delivering(const cbx_task *t)
 json_t *cbx__stream_journal_meta(cbx_task *t, json_t *metadata)
 {
     cbx__stream *s = stream_of(t);
-    uint64_t dropped = s ? s->log_dropped + s->dropped : 0;
-    if (!s || !(t->stream_mode & STREAM_JOURNAL) || (!s->log && !dropped))
+    if (!s || !(t->stream_mode & STREAM_JOURNAL))
+        return NULL;
+    pthread_mutex_lock(&s->mu); /* an abandoned run may still be refused an emit */
+    uint64_t dropped = s->log_dropped + s->dropped;
+    pthread_mutex_unlock(&s->mu);
+    if (!s->log && !dropped)
         return NULL;
     json_t *m = json_is_object(metadata) ? json_copy(metadata) : json_object();
     if (!m)
