@@ -33,6 +33,16 @@ typedef struct run_slot {
     exec_stream out;
 } run_slot;
 
+/* A chunk of a run: written (after the progress line is wiped), or kept for --json. */
+static int on_chunk(cbx_execution *ex, const cbx_chunk *c, void *ud)
+{
+    (void)ex;
+    run_slot *slot = ud;
+    if (!slot->out.collect)
+        cli_progress_clear(&slot->s->progress);
+    return exec_stream_chunk(&slot->out, c);
+}
+
 static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
 {
     run_slot *slot = ud;
@@ -249,7 +259,7 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
                        .tmpdir = c->tmpdir,
                        .on_done = on_done,
                        .on_retry = c->verbose ? exec_on_retry_verbose : NULL,
-                       .on_chunk = s.chunks ? exec_stream_on_chunk : NULL};
+                       .on_chunk = s.chunks ? on_chunk : NULL};
 
     s.rt = rt;
     s.loop = &loop;
@@ -293,7 +303,7 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
                                             : EXEC_STREAM_LINES,
                              c->tag ? tag : NULL, c->json);
             req.ud = slot;
-            req.chunk_ud = &slot->out;
+            req.chunk_ud = slot;
             int r = cbx_runtime_submit(rt, &req, &s.current, s.submitted == 1 ? &diag : NULL);
             if (r == CBX_EUNKNOWN_TYPE || r == CBX_EINVAL_CONFIG) {
                 invalid = 1;

@@ -273,9 +273,3 @@ int exec_takes_chunks(int cmd_mode, const char *type, int json)
         return !json;
     return !type || strcmp(type, "command") != 0;
 }
-
-int exec_stream_on_chunk(cbx_execution *ex, const cbx_chunk *c, void *ud)
-{
-    (void)ex;
-    return exec_stream_chunk(ud, c);
-}

@@ -57,7 +57,4 @@ void exec_stream_free(exec_stream *x);
  * what is printed (-- CMD streams it). */
 int exec_takes_chunks(int cmd_mode, const char *type, int json);
 
-/* A cbx_chunk_fn whose ud is an exec_stream. */
-int exec_stream_on_chunk(cbx_execution *ex, const cbx_chunk *c, void *ud);
-
 #endif

@@ -23,20 +23,21 @@ expect_rc 0 "--repeat streamed"
 [ "$(grep -c bye "$TMP/out")" = 2 ] || fail "--repeat last lines: $(cat "$TMP/out")"
 grep -q '2 runs' "$TMP/out" || fail "--repeat summary: $(cat "$TMP/out")"
 
-# --each: job a writes half a line, job b a whole line, then a the rest of its line: b's line
-# comes first, and a's is whole
-job='if [ "$1" = a ]; then printf "a-left-"; touch "$0/a1"; while [ ! -e "$0/b1" ]; do sleep 0.02; done
-    echo a-right; else while [ ! -e "$0/a1" ]; do sleep 0.02; done; echo b-whole; touch "$0/b1"; fi'
+# --each: job a writes half a line, job b a whole line; a writes the rest of its line only once
+# b's line is in cbx's output: b's line comes whole while a runs, and a's line is whole too
+job='if [ "$1" = a ]; then printf "a-left-"; touch "$0/a1"
+    while ! grep -q b-whole "$0/out" 2>/dev/null; do sleep 0.02; done; echo a-right
+    else while [ ! -e "$0/a1" ]; do sleep 0.02; done; echo b-whole; fi'
 rm -f "$D"/*
-printf 'a\nb\n' | "$CBX" exec -j2 --each -q -- sh -c "$job" "$D" >"$TMP/out" 2>"$TMP/err"
+printf 'a\nb\n' | "$CBX" exec -j2 --each -q -- sh -c "$job" "$D" >"$D/out" 2>"$TMP/err"
 rc=$?
 expect_rc 0 "--each lines"
-[ "$(tr '\n' '|' <"$TMP/out")" = "b-whole|a-left-a-right|" ] || fail "--each lines mixed: $(cat "$TMP/out")"
+[ "$(tr '\n' '|' <"$D/out")" = "b-whole|a-left-a-right|" ] || fail "--each lines mixed: $(cat "$D/out")"
 
 # ... with --tag, each line after its item
 rm -f "$D"/*
-printf 'a\nb\n' | "$CBX" exec -j2 --each -q --tag -- sh -c "$job" "$D" >"$TMP/out" 2>"$TMP/err"
-[ "$(tr '\n\t' '|:' <"$TMP/out")" = "b:b-whole|a:a-left-a-right|" ] || fail "--tag: $(cat "$TMP/out")"
+printf 'a\nb\n' | "$CBX" exec -j2 --each -q --tag -- sh -c "$job" "$D" >"$D/out" 2>"$TMP/err"
+[ "$(tr '\n\t' '|:' <"$D/out")" = "b:b-whole|a:a-left-a-right|" ] || fail "--tag: $(cat "$D/out")"
 
 # --each streams: a job's first line shows while it runs
 rm -f "$D"/*
@@ -49,12 +50,14 @@ touch "$D/go"
 wait $pid
 [ "$(tr '\n' '|' <"$TMP/out")" = "started|done|" ] || fail "--each all lines: $(cat "$TMP/out")"
 
-# --group: a job's output whole when it ends (stdout, then stderr), so a's comes after b's
+# --group: a job's output whole when it ends (stdout, then stderr): b's line is out while a's
+# first line, written before it, is still held
 rm -f "$D"/*
-grp='if [ "$1" = a ]; then echo a1; touch "$0/a1"; while [ ! -e "$0/b1" ]; do sleep 0.02; done
-    echo a2; else while [ ! -e "$0/a1" ]; do sleep 0.02; done; echo b1; touch "$0/b1"; fi'
-printf 'a\nb\n' | "$CBX" exec -j2 --each -q --group -- sh -c "$grp" "$D" >"$TMP/out" 2>"$TMP/err"
-[ "$(tr '\n' '|' <"$TMP/out")" = "b1|a1|a2|" ] || fail "--group: $(cat "$TMP/out")"
+grp='if [ "$1" = a ]; then echo a1; touch "$0/a1"
+    while ! grep -q b1 "$0/out" 2>/dev/null; do sleep 0.02; done; echo a2
+    else while [ ! -e "$0/a1" ]; do sleep 0.02; done; echo b1; fi'
+printf 'a\nb\n' | "$CBX" exec -j2 --each -q --group -- sh -c "$grp" "$D" >"$D/out" 2>"$TMP/err"
+[ "$(tr '\n' '|' <"$D/out")" = "b1|a1|a2|" ] || fail "--group: $(cat "$D/out")"
 
 # a last line without a newline gets one, so the next job's line starts on a line of its own
 printf 'p\nq\n' | "$CBX" exec -j1 --each -q -- printf '%s' >"$TMP/out"
