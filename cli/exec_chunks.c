@@ -208,7 +208,8 @@ int exec_stream_chunk(exec_stream *x, const cbx_chunk *c)
     }
     if (x->stopped)
         return CBX_CHUNK_STOP;
-    if (x->lines && !x->group && c->attempt != x->attempt) { /* a retry: the last attempt's lines end here */
+    if (x->lines && !x->group &&
+        c->attempt != x->attempt) { /* a retry: the last attempt's lines end here */
         flush_tail(x, 0);
         flush_tail(x, 1);
     }

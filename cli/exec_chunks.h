@@ -5,8 +5,8 @@
  * execution), or whole lines at a time (several executions at once, --repeat and --each: lines
  * of different executions never mix within a line; a line is held until its newline, up to 64
  * KiB, and a last line without one gets one when the execution ends), or all of it when the
- * execution ends (--group); each line optionally prefixed by a tag and a TAB (--tag). With --json nothing is written: the chunks are kept
- * (bounded) for the result's "chunks". */
+ * execution ends (--group); each line optionally prefixed by a tag and a TAB (--tag). With --json
+ * nothing is written: the chunks are kept (bounded) for the result's "chunks". */
 #ifndef CBX_CLI_EXEC_CHUNKS_H
 #define CBX_CLI_EXEC_CHUNKS_H
 

@@ -68,11 +68,11 @@ typedef struct run_state {
     cbx_execution *current; /* the last one submitted, until it is done */
     cbx_result first;       /* N = 1: the result itself (references held) */
     int have_first;
-    json_t *all;          /* --json with --repeat: every result */
+    json_t *all;              /* --json with --repeat: every result */
     exec_stream first_stream; /* the single run's chunks (taken from its slot) */
     int chunks;               /* register on_chunk: chunks are printed or kept */
-    char last_error[512]; /* the last failure's error line */
-    int stopping;         /* a signal arrived: submit no more */
+    char last_error[512];     /* the last failure's error line */
+    int stopping;             /* a signal arrived: submit no more */
     int signals;
     cli_progress progress;
     uv_signal_t sigint, sigterm;

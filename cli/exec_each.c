@@ -9,8 +9,8 @@
  * Lines are read as jobs are started, so a long producer's first lines run at once. Each job's
  * output is written as it comes, a whole line at a time (cli/exec_chunks.h), so the lines of jobs
  * running at once never mix; with --group it is written when the job ends, whole (stdout, then
- * stderr); --tag puts the item and a TAB before each line. The joblog (cli/joblog.h) gets a row per job that ended on its
- * own; jobs cancelled by ^C get none, so that --resume runs them again. */
+ * stderr); --tag puts the item and a TAB before each line. The joblog (cli/joblog.h) gets a row per
+ * job that ended on its own; jobs cancelled by ^C get none, so that --resume runs them again. */
 #define _GNU_SOURCE /* sigabbrev_np */
 #include "exec_each.h"
 #include "exec_cli.h"

@@ -103,15 +103,17 @@ typedef struct cbx_chunk {
     const json_t *event; /* a JSON event; NULL for text */
 } cbx_chunk;
 
-/* What a chunk callback returns. */
-#define CBX_CHUNK_MORE  0 /* go on */
-#define CBX_CHUNK_PAUSE 1 /* hold further chunks until cbx_execution_stream_resume: the queue
-                             fills and the emitter is held back (see cbx/executor.h) */
-#define CBX_CHUNK_STOP  2 /* take no more: the emitter gets -EPIPE (a command then gets
-                             SIGPIPE on its next write, as a closed pipe would give it) */
+/* What a chunk callback returns. CBX_CHUNK_MORE: go on. CBX_CHUNK_PAUSE: hold further chunks
+ * until cbx_execution_stream_resume - the queue fills and the emitter is held back (see
+ * cbx/executor.h). CBX_CHUNK_STOP: take no more - the emitter gets -EPIPE (a command then gets
+ * SIGPIPE on its next write, as a closed pipe would give it). */
+#define CBX_CHUNK_MORE  0
+#define CBX_CHUNK_PAUSE 1
+#define CBX_CHUNK_STOP  2
 
 /* Called on the loop thread for each chunk, in order. It may cancel executions (this one
- * included: chunks still queued are then dropped) but must not free the runtime. */
+ * included: the chunks it emitted before the stop still come, none after) but must not free the
+ * runtime. */
 typedef int (*cbx_chunk_fn)(cbx_execution *ex, const cbx_chunk *c, void *ud);
 
 typedef struct cbx_request {

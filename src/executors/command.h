@@ -264,8 +264,8 @@ typedef struct cbx__cmd_run {
     size_t in_off;
 
     int exited, finishing, cancelled, term_sent, kill_sent;
-    int emit;       /* the submitter takes the output as chunks (cbx_task_emit) */
-    int reads_held; /* the chunk queue is full: the pipes are not read until it drains */
+    int emit;             /* the submitter takes the output as chunks (cbx_task_emit) */
+    int reads_held;       /* the chunk queue is full: the pipes are not read until it drains */
     int leftovers_gone;   /* the leader exited by itself and what it left was sent SIGKILL */
     int leftovers_killed; /* ... and its cgroup still held processes then */
     const char *killed_by;

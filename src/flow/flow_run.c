@@ -75,8 +75,8 @@ struct node {
     cbx_status item_status; /* how the failed items ended: a cancellation only when every failed
                                item was cancelled (PENDING: none failed) */
     json_t *item_outputs;
-    item_run *runs; /* one per item */
-    scope *child;   /* composite or sub-flow */
+    item_run *runs;          /* one per item */
+    scope *child;            /* composite or sub-flow */
     cbx__flow_chunks chunks; /* its executions' chunks, when a template reads them */
 };
 

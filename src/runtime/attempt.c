@@ -525,7 +525,7 @@ void cbx__task_complete(cbx_task *t)
 {
     cbx_execution *ex = t->ex;
     cbx__stream_flush(t); /* every chunk emitted before the end comes before it */
-    if (t->abandoned) { /* the consumer cancelled it meanwhile: its attempt has been ended */
+    if (t->abandoned) {   /* the consumer cancelled it meanwhile: its attempt has been ended */
         json_decref(t->outputs);
         json_decref(t->metadata);
         task_free(t);

@@ -51,7 +51,7 @@ typedef struct cbx__stream {
     int delivering;
     void (*drain_fn)(cbx_task *, void *);
     void *drain_ud;
-    json_t *log;      /* the journal's share: an array of {seq, channel, text | event} */
+    json_t *log; /* the journal's share: an array of {seq, channel, text | event} */
     size_t log_bytes;
     uint64_t log_dropped, log_dropped_bytes;
 } cbx__stream;
@@ -61,7 +61,8 @@ static cbx__stream *stream_of(const cbx_task *t)
     return atomic_load_explicit(&((cbx_task *)t)->stream, memory_order_acquire);
 }
 
-/* ---- the runtime's ready list ----------------------------------------------------------------- */
+/* ---- the runtime's ready list -----------------------------------------------------------------
+ */
 
 static void deliver(cbx_task *t, int all);
 
@@ -107,15 +108,16 @@ void cbx__stream_rt_close(cbx_runtime *rt)
     }
 }
 
-/* ---- the executor's side ---------------------------------------------------------------------- */
+/* ---- the executor's side ----------------------------------------------------------------------
+ */
 
 void cbx__stream_start(cbx_task *t, cbx_execution *ex)
 {
     cbx_runtime *rt = ex->rt;
     t->rt = rt;
     t->loop_thread = pthread_self();
-    t->stream_mode = (uint8_t)((ex->on_chunk ? STREAM_CONSUMER : 0) |
-                               (rt->journal ? STREAM_JOURNAL : 0));
+    t->stream_mode =
+        (uint8_t)((ex->on_chunk ? STREAM_CONSUMER : 0) | (rt->journal ? STREAM_JOURNAL : 0));
     t->stream_cap = ex->chunk_queue ? ex->chunk_queue : 64;
     if (t->stream_mode && !rt->stream_async_on) {
         if (uv_async_init(rt->loop, &rt->stream_async, on_ready) == 0) {
@@ -184,8 +186,7 @@ static int emit(cbx_task *t, const char *channel, const char *text, size_t len, 
     int on_loop = pthread_equal(pthread_self(), t->loop_thread);
     int r = 0;
     pthread_mutex_lock(&s->mu);
-    while (!on_loop && !s->closed && !s->stopped && s->n >= t->stream_cap &&
-           !cbx_task_cancelled(t))
+    while (!on_loop && !s->closed && !s->stopped && s->n >= t->stream_cap && !cbx_task_cancelled(t))
         pthread_cond_wait(&s->room, &s->mu);
     if (s->closed || cbx_task_cancelled(t))
         r = CBX_ECANCELLED;
@@ -260,7 +261,10 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     unsigned char c = s[0];
     if (c < 0x80)
         return 1;
-    size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    size_t len = c >= 0xC2 && c <= 0xDF   ? 2
+                 : c >= 0xE0 && c <= 0xEF ? 3
+                 : c >= 0xF0 && c <= 0xF4 ? 4
+                                          : 0;
     if (!len || n < len)
         return 0;
     unsigned lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
@@ -469,7 +473,8 @@ void cbx__stream_free(cbx_task *t)
     atomic_store(&t->stream, NULL);
 }
 
-/* ---- the consumer's side ---------------------------------------------------------------------- */
+/* ---- the consumer's side ----------------------------------------------------------------------
+ */
 
 void cbx_execution_stream_resume(cbx_execution *ex)
 {

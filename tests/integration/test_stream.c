@@ -16,12 +16,12 @@
 #include <uv.h>
 
 typedef struct gen_cfg {
-    int count;                /* chunks to yield; < 0: forever */
-    int fail_first_after;     /* attempt 1 fails after this many chunks (0: never) */
-    int events;               /* every other chunk is an event */
-    int width;                /* pad each text chunk to this many bytes */
-    atomic_int calls;         /* next() calls that yielded */
-    atomic_int released;      /* calls with chunk NULL */
+    int count;            /* chunks to yield; < 0: forever */
+    int fail_first_after; /* attempt 1 fails after this many chunks (0: never) */
+    int events;           /* every other chunk is an event */
+    int width;            /* pad each text chunk to this many bytes */
+    atomic_int calls;     /* next() calls that yielded */
+    atomic_int released;  /* calls with chunk NULL */
 } gen_cfg;
 
 static gen_cfg g_gen;
@@ -30,21 +30,22 @@ static cbx_registry *reg;
 static cbx_journal *jr;
 static pthread_t loop_thread;
 
-/* ---- what the consumer saw --------------------------------------------------------------------- */
+/* ---- what the consumer saw ---------------------------------------------------------------------
+ */
 
 typedef struct seen {
     uint64_t n;
     uint32_t attempt[4096];
     uint64_t seq[4096];
     char text[4096][16];
-    int done;          /* on_done has run */
-    int chunk_after;   /* a chunk came after on_done */
-    int off_loop;      /* a chunk came on another thread */
-    int pause_at;      /* return CBX_CHUNK_PAUSE at this chunk (1-based; 0 = never) */
-    int cancel_at;     /* cancel the execution at this chunk (1-based; 0 = never) */
-    int stop_at;       /* return CBX_CHUNK_STOP at this chunk */
+    int done;            /* on_done has run */
+    int chunk_after;     /* a chunk came after on_done */
+    int off_loop;        /* a chunk came on another thread */
+    int pause_at;        /* return CBX_CHUNK_PAUSE at this chunk (1-based; 0 = never) */
+    int cancel_at;       /* cancel the execution at this chunk (1-based; 0 = never) */
+    int stop_at;         /* return CBX_CHUNK_STOP at this chunk */
     int calls_at_cancel; /* chunks the generator had yielded when the cancel came */
-    cbx_execution *ex; /* the execution (set by submit) */
+    cbx_execution *ex;   /* the execution (set by submit) */
     cbx_result res;
 } seen;
 
@@ -120,8 +121,8 @@ static int is_done(void *arg)
     return ((seen *)arg)->done;
 }
 
-/* ---- the functions ----------------------------------------------------------------------------- */
-
+/* ---- the functions -----------------------------------------------------------------------------
+ */
 
 static int gen_next(const json_t *input, json_t **chunk, void **iter, cbx_task *t, void *ud)
 {
@@ -148,7 +149,6 @@ static int gen_next(const json_t *input, json_t **chunk, void **iter, cbx_task *
         *chunk = json_sprintf("c%d", (int)i);
     return 1;
 }
-
 
 /* An asynchronous function that emits from the loop thread, off a timer, honouring -EAGAIN. */
 typedef struct loop_emitter {
@@ -217,8 +217,8 @@ static void setup(void)
     cr_assert_eq(cbx_runtime_new(&rt, &(cbx_runtime_opts){.registry = reg, .journal = jr}, NULL),
                  0);
     memset(&g_gen, 0, sizeof g_gen);
-    cr_assert_eq(cbx_function_register(reg, "gen", &(cbx_function_def){.next = gen_next, .ud = &g_gen},
-                                       &err),
+    cr_assert_eq(cbx_function_register(reg, "gen",
+                                       &(cbx_function_def){.next = gen_next, .ud = &g_gen}, &err),
                  0, "%s", err.msg);
     cr_assert_eq(cbx_function_register(reg, "loop_emitter",
                                        &(cbx_function_def){.start = le_start, .ud = &g_le}, &err),
@@ -240,7 +240,8 @@ static void seen_clear(seen *s)
 
 TestSuite(stream, .init = setup, .fini = teardown, .timeout = 600);
 
-/* ---- order -------------------------------------------------------------------------------------- */
+/* ---- order --------------------------------------------------------------------------------------
+ */
 
 Test(stream, chunks_arrive_in_order_on_the_loop_thread_before_the_end)
 {
@@ -293,7 +294,8 @@ Test(stream, a_retry_starts_its_chunks_again_under_its_own_attempt)
     cbx_policy_free(p);
 }
 
-/* ---- back-pressure ------------------------------------------------------------------------------- */
+/* ---- back-pressure
+ * ------------------------------------------------------------------------------- */
 
 static int calls_reached(void *arg)
 {
@@ -361,7 +363,8 @@ Test(stream, a_loop_thread_emitter_is_told_to_wait_and_called_back)
     seen_clear(&s);
 }
 
-/* ---- stopping ------------------------------------------------------------------------------------ */
+/* ---- stopping
+ * ------------------------------------------------------------------------------------ */
 
 static int released(void *arg)
 {
@@ -417,7 +420,8 @@ Test(stream, a_consumer_that_stops_the_stream_ends_the_generator)
     seen_clear(&s);
 }
 
-/* ---- the journal --------------------------------------------------------------------------------- */
+/* ---- the journal
+ * --------------------------------------------------------------------------------- */
 
 Test(stream, the_journal_keeps_a_bounded_share_and_counts_the_rest)
 {

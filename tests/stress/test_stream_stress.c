@@ -96,8 +96,8 @@ static void *worker(void *arg)
     snprintf(name, sizeof name, "gen%u", seed);
     CHECK(cbx_function_register(reg, name, &(cbx_function_def){.next = gen_next}, &err) == 0, "%s",
           err.msg);
-    CHECK(cbx_runtime_new(&rt, &(cbx_runtime_opts){.registry = reg, .journal = j,
-                                                    .max_concurrent = 16},
+    CHECK(cbx_runtime_new(&rt,
+                          &(cbx_runtime_opts){.registry = reg, .journal = j, .max_concurrent = 16},
                           &err) == 0);
     one *all = calloc(EXECS, sizeof *all);
     CHECK(all);
@@ -107,7 +107,8 @@ static void *worker(void *arg)
         o->loop_thread = pthread_self();
         o->n = (int)(rand_r(&seed) % 300);
         o->pause_at = rand_r(&seed) % 3 ? (int)(rand_r(&seed) % 20) : 0;
-        o->cancel_at = rand_r(&seed) % 5 == 0 && o->n ? 1 + (int)(rand_r(&seed) % (unsigned)o->n) : 0;
+        o->cancel_at =
+            rand_r(&seed) % 5 == 0 && o->n ? 1 + (int)(rand_r(&seed) % (unsigned)o->n) : 0;
         uint64_t timeout = rand_r(&seed) % 6 == 0 ? 2000000 : 0;
         uv_timer_init(cbx_runtime_loop(rt), &o->resume);
         o->resume.data = o;
