@@ -66,16 +66,30 @@ static cbx__stream *stream_of(const cbx_task *t)
 
 static void deliver(cbx_task *t, int all);
 
+/* The queues ready now get one turn each (a bounded share, see deliver): queues that become
+ * ready meanwhile wait for the next wake-up, so that emitters that never stop cannot keep the loop
+ * from its timers and I/O. */
 static void on_ready(uv_async_t *a)
 {
     cbx_runtime *rt = CBX__CONTAINER(a, cbx_runtime, stream_async);
+    cbx_link now;
+    cbx__link_init(&now);
+    pthread_mutex_lock(&rt->stream_mu);
+    if (!cbx__link_empty(&rt->stream_ready)) { /* move the list over to `now` */
+        now.next = rt->stream_ready.next;
+        now.prev = rt->stream_ready.prev;
+        now.next->prev = &now;
+        now.prev->next = &now;
+        cbx__link_init(&rt->stream_ready);
+    }
+    pthread_mutex_unlock(&rt->stream_mu);
     for (;;) {
-        pthread_mutex_lock(&rt->stream_mu);
-        if (cbx__link_empty(&rt->stream_ready)) {
+        pthread_mutex_lock(&rt->stream_mu); /* a task freed meanwhile has left `now` */
+        if (cbx__link_empty(&now)) {
             pthread_mutex_unlock(&rt->stream_mu);
             return;
         }
-        cbx__stream *s = CBX__CONTAINER(rt->stream_ready.next, cbx__stream, link);
+        cbx__stream *s = CBX__CONTAINER(now.next, cbx__stream, link);
         cbx__link_remove(&s->link);
         pthread_mutex_unlock(&rt->stream_mu);
         deliver(s->task, 0); /* may end (and free) the task */
@@ -346,10 +360,19 @@ static void deliver(cbx_task *t, int all)
     if (!s || s->delivering)
         return;
     s->delivering = 1;
+    /* one turn delivers at most a queue's worth; the rest on the next wake-up */
+    uint32_t turn = all ? UINT32_MAX : t->stream_cap;
     while (!t->abandoned) {
         cbx_execution *ex = t->ex;
         if (!all && ex->stream_paused)
             break;
+        if (turn-- == 0) {
+            pthread_mutex_lock(&s->mu);
+            if (s->head)
+                make_ready(t->rt, s);
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
         pthread_mutex_lock(&s->mu);
         chunk_node *c = s->head;
         if (c) {

@@ -473,3 +473,18 @@ Test(stream, nobody_listening_costs_an_emit_nothing)
     json_decref(params);
     cbx_runtime_free(bare);
 }
+
+Test(stream, an_emitter_that_never_stops_leaves_the_loop_its_timers)
+{
+    static seen s;
+    memset(&s, 0, sizeof s);
+    g_gen.count = -1; /* forever, as fast as the consumer takes them */
+    submit("gen", NULL, NULL, 100 * 1000000ull, 0, &s);
+    run_until(is_done, &s);
+    cr_assert_eq(s.res.status, CBX_STATUS_TIMEOUT, "%s", cbx_status_name(s.res.status));
+    cr_assert_gt(s.n, 0);
+    for (uint64_t i = 0; i < s.n && i < 4096; i++)
+        cr_assert_eq(s.seq[i], i);
+    run_until(released, NULL);
+    seen_clear(&s);
+}
