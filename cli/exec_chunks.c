@@ -52,13 +52,14 @@ void exec_stream_init(exec_stream *x, int mode, const char *tag, int collect)
     x->collect = collect;
 }
 
-/* One line (or piece) out, with the tag before it, in one write so that it stays whole. */
-static void put_line(exec_stream *x, int fd, const char *p, size_t n)
+/* One line (or piece) out, with the tag before it (unless it goes on a line already begun), in
+ * one write so that it stays whole. */
+static void put_piece(exec_stream *x, int fd, const char *p, size_t n, int cont)
 {
     if (x->stopped || !n)
         return;
     int r;
-    if (x->tag) {
+    if (x->tag && !cont) {
         size_t tl = strlen(x->tag);
         char *line = malloc(tl + 1 + n);
         if (!line)
@@ -77,6 +78,21 @@ static void put_line(exec_stream *x, int fd, const char *p, size_t n)
         x->mid_line = p[n - 1] != '\n';
 }
 
+static void put_line(exec_stream *x, int fd, const char *p, size_t n)
+{
+    put_piece(x, fd, p, n, 0);
+}
+
+/* A buffer's content out: a whole line, or a piece of a long one. */
+static void put_buf(exec_stream *x, int which, exec_linebuf *b)
+{
+    if (!b->len)
+        return;
+    put_piece(x, which ? STDERR_FILENO : STDOUT_FILENO, b->p, b->len, b->cont);
+    b->cont = b->p[b->len - 1] != '\n';
+    b->len = 0;
+}
+
 /* Write what a buffer holds as a last line (a newline added when it has none). */
 static void flush_tail(exec_stream *x, int which)
 {
@@ -85,14 +101,12 @@ static void flush_tail(exec_stream *x, int which)
         return;
     if (b->p[b->len - 1] != '\n' && b->len < b->cap)
         b->p[b->len++] = '\n';
-    put_line(x, which ? STDERR_FILENO : STDOUT_FILENO, b->p, b->len);
-    b->len = 0;
+    put_buf(x, which, b);
 }
 
 static void take_lines(exec_stream *x, int which, const char *p, size_t n)
 {
     exec_linebuf *b = &x->buf[which];
-    int fd = which ? STDERR_FILENO : STDOUT_FILENO;
     while (n) {
         const char *nl = memchr(p, '\n', n);
         size_t piece = nl ? (size_t)(nl - p) + 1 : n;
@@ -100,6 +114,8 @@ static void take_lines(exec_stream *x, int which, const char *p, size_t n)
             size_t cap = b->cap ? b->cap : 256;
             while (cap < b->len + piece + 1 && cap < LINE_MAX_BYTES + 1)
                 cap *= 2;
+            if (cap > LINE_MAX_BYTES + 1)
+                cap = LINE_MAX_BYTES + 1;
             char *g = cap > b->cap ? realloc(b->p, cap) : NULL;
             if (g) {
                 b->p = g;
@@ -109,8 +125,7 @@ static void take_lines(exec_stream *x, int which, const char *p, size_t n)
         size_t room = b->cap > b->len + 1 ? b->cap - b->len - 1 : 0;
         size_t take = piece < room ? piece : room;
         if (!take) { /* a line longer than the bound: out in pieces */
-            put_line(x, fd, b->p, b->len);
-            b->len = 0;
+            put_buf(x, which, b);
             if (!b->cap)
                 return; /* no memory at all */
             continue;
@@ -119,10 +134,8 @@ static void take_lines(exec_stream *x, int which, const char *p, size_t n)
         b->len += take;
         p += take;
         n -= take;
-        if (take == piece && nl) {
-            put_line(x, fd, b->p, b->len);
-            b->len = 0;
-        }
+        if (take == piece && nl)
+            put_buf(x, which, b);
     }
 }
 

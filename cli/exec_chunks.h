@@ -19,6 +19,7 @@
 typedef struct exec_linebuf {
     char *p;
     size_t len, cap;
+    int cont; /* a piece of a long line went out: the rest comes without a tag */
 } exec_linebuf;
 
 /* How the chunks are written. */
