@@ -164,8 +164,9 @@ int cbx_task_emit_event(cbx_task *t, const char *channel, json_t *event);
  * emits only for 1; one whose output exists only as chunks (tokens) emits either way. */
 int cbx_task_stream_wanted(const cbx_task *t);
 /* Loop thread: call fn(t, ud) once, on the loop thread, when the queue has been delivered after
- * an emit answered -EAGAIN (at once if it already is). Not called once the attempt is stopped or
- * has ended. fn NULL forgets an earlier call. */
+ * an emit answered -EAGAIN (on the loop's next turn if it already is; never from inside this
+ * call). Not called once the attempt is stopped or has ended, nor when nobody takes chunks (emits
+ * then never answer -EAGAIN). fn NULL forgets an earlier call. */
 void cbx_task_on_drain(cbx_task *t, void (*fn)(cbx_task *t, void *ud), void *ud);
 
 /* What an attempt produced, as the after hook sees it (and may change). */

@@ -253,12 +253,9 @@ void cbx_task_on_drain(cbx_task *t, void (*fn)(cbx_task *t, void *ud), void *ud)
 {
     if (!t)
         return;
-    cbx__stream *s = stream_of(t);
-    if (!s) {
-        if (fn && !cbx_task_cancelled(t))
-            fn(t, ud); /* nothing was ever queued */
-        return;
-    }
+    cbx__stream *s = fn && t->stream_mode ? stream_make(t) : stream_of(t);
+    if (!s)
+        return; /* nothing is ever queued (or no memory for the queue) */
     s->drain_fn = fn;
     s->drain_ud = ud;
     pthread_mutex_lock(&s->mu);
