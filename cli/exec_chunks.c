@@ -3,6 +3,7 @@
 #include "exec_chunks.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,8 @@
 #define KEEP_CHUNKS 10000
 #define KEEP_BYTES  ((size_t)1 << 20)
 
-/* Write all of it without dying of SIGPIPE when the reader has gone: -EPIPE instead. */
+/* Write all of it without dying of SIGPIPE when the reader has gone: -EPIPE instead. A
+ * descriptor left non-blocking by whoever started cbx is waited on while it is full. */
 static int write_quiet(int fd, const char *p, size_t n)
 {
     sigset_t pipe_set, old, pending;
@@ -27,6 +29,11 @@ static int write_quiet(int fd, const char *p, size_t n)
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            if (poll(&pfd, 1, -1) >= 0 || errno == EINTR)
+                continue;
+        }
         if (w < 0) {
             r = -errno;
             break;
