@@ -159,9 +159,14 @@ static void stdin_close(cbx__cmd_run *r)
     }
 }
 
-/* The pty's input pump and window-size watch: no longer wanted once the child has exited. */
+/* The pty's input pump and window-size watch, and the master's held copy: no longer wanted once
+ * the child has exited (a hangup then reaches only what it left, which goes anyway). */
 static void pty_extras_close(cbx__cmd_run *r)
 {
+    if (r->pty_hold >= 0) {
+        close(r->pty_hold);
+        r->pty_hold = -1;
+    }
     if (r->pump_live) {
         r->pump_live = 0;
         close_handle(r, &r->pump_poll); /* closes pump_fd and pump_to */
@@ -775,6 +780,10 @@ static void wire(cbx__cmd_run *r, int rc, const cbx__cmd_child *ch, cbx_err *err
         uv_timer_start(&r->exit_timer, on_exit_poll, r->exit_timer_ms, 0);
     }
 
+    /* The terminal stays up until the child has exited, whatever happens to the other copies
+     * (child_exited lets go of this one). */
+    if (r->spec.pty && ch->stdout_fd >= 0)
+        r->pty_hold = fcntl(ch->stdout_fd, F_DUPFD_CLOEXEC, 3);
     stream_open(r, &r->out, ch->stdout_fd);
     stream_open(r, &r->err, ch->stderr_fd);
 
@@ -830,7 +839,7 @@ int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, void *mem[3], con
     r->o = *o;
     r->pid = -1;
     r->pidfd = r->in_fd = r->report_fd = -1;
-    r->pump_fd = r->pump_to = -1;
+    r->pump_fd = r->pump_to = r->pty_hold = -1;
     r->out.cap.max = o->stdout_max;
     r->err.cap.max = o->stderr_max;
     r->out.tee_fd = o->tee_fd[0];
