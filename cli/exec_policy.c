@@ -39,7 +39,8 @@ static const char help_usage[] =
     "  --retry-max-delay DUR   cap on every delay; default 30s\n"
     "  --jitter KIND           none, full or equal; default full\n"
     "  --retry-on KINDS        comma list of outcomes worth a retry: error, timeout,\n"
-    "                          rate_limited, quality, custom; default error,timeout,rate_limited\n"
+    "                          rate_limited, quality, custom, oom; default\n"
+    "                          error,timeout,rate_limited\n"
     "                          (any retry flag without --retries makes 3 attempts in all)\n"
     "  --breaker NAME          guard every attempt with the named breaker of the host-wide\n"
     "                          store, shared by every cbx process (see 'cbx breaker')\n"
@@ -285,11 +286,11 @@ static int check_flag(int id, const char *text)
              k = strtok_r(NULL, ",", &save), n++) {
             cbx_outcome o;
             if (cbx_outcome_parse(k, &o) < 0 || !cbx_outcome_is_failure(o)) {
-                static const char *const kinds[] = {"error", "timeout", "rate_limited", "quality",
-                                                    "custom"};
-                const char *best = cli_suggest(k, kinds, 5);
+                static const char *const kinds[] = {"error",   "timeout", "rate_limited",
+                                                    "quality", "custom",  "oom"};
+                const char *best = cli_suggest(k, kinds, 6);
                 cli_err("%s: expected failure kinds (error, timeout, rate_limited, quality, "
-                        "custom), got '%s'%s%s%s",
+                        "custom, oom), got '%s'%s%s%s",
                         flag, k, best ? " (did you mean '" : "", best ? best : "",
                         best ? "'?)" : "");
                 rc = CLI_ARGS_ERROR;

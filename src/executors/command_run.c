@@ -337,6 +337,8 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
                  : r->term_sent ? "SIGTERM, then SIGKILL"
                                 : "SIGKILL");
     } else if (signaled) {
+        if (oom) /* an outcome of its own, that policies can tell from other failures */
+            r->outcome = CBX_OUTCOME_OOM;
         snprintf(r->error, sizeof r->error, "killed by %s%s%s%s", sname,
                  WCOREDUMP(st) ? " (core dumped)" : "",
                  cg_oom ? " (out of memory: memory_max_bytes reached)"
@@ -344,6 +346,8 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
                         : "",
                  cpu_limit ? " (CPU time limit)" : "");
     } else if (!code_succeeds(r->o.success_codes, code)) {
+        if (oom)
+            r->outcome = CBX_OUTCOME_OOM;
         last_line(&r->err.cap, line, sizeof line);
         snprintf(r->error, sizeof r->error, "exit code %d%s%s%s", code,
                  cg_oom ? " (out of memory: memory_max_bytes reached)"
