@@ -561,10 +561,9 @@ int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv)
     } else if (q.json) {
         rc = cli_print_json(stdout, out) ? CLI_EXIT_INTERNAL : CLI_EXIT_OK;
     } else {
-        static const char *const heads[] = {"NAME",     "EXECS",    "OK",      "FAILED",
-                                            "TIMEOUT",  "OOM",      "CANCELLED", "REJECTED",
-                                            "SUCCESS",  "MEAN",     "P50",     "P95",
-                                            "P99",      "ATTEMPTS"};
+        static const char *const heads[] = {"NAME", "EXECS",     "OK",       "FAILED",  "TIMEOUT",
+                                            "OOM",  "CANCELLED", "REJECTED", "SUCCESS", "MEAN",
+                                            "P50",  "P95",       "P99",      "ATTEMPTS"};
         cli_table *t = cli_table_new(14, heads);
         if (t) {
             for (size_t c = 1; c < 14; c++)

@@ -29,8 +29,8 @@ void cbx_registry_free(cbx_registry *r);
 /* Add a type (borrowed: the struct and its strings must stay valid until unregistered or the
  * registry is freed). Checks the ABI number (CBX_EXECUTOR_ABI_MIN to CBX_EXECUTOR_ABI), the name,
  * the schema (defaults parse and fit their parameter) and the outputs declared (named, distinct,
- * known types). Errors: CBX_EABI (an ABI outside that range), CBX_EEXISTS (name taken), CBX_EINVAL_CONFIG
- * (bad name, schema or ops - err says which). */
+ * known types). Errors: CBX_EABI (an ABI outside that range), CBX_EEXISTS (name taken),
+ * CBX_EINVAL_CONFIG (bad name, schema or ops - err says which). */
 int cbx_registry_register(cbx_registry *r, const cbx_executor_type *t, cbx_err *err);
 
 /* Remove an added type. Errors: CBX_EUNKNOWN_TYPE, CBX_EBUILTIN (a built-in). */

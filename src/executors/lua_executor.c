@@ -480,8 +480,8 @@ static cbx_outcome run_results(const lx_type *lt, cbx_task *t, cbx_sandbox *sb, 
     }
     char why[300];
     if (lt->type.outputs && !outputs_keep_promise(lt->type.outputs, *outputs, why, sizeof why)) {
-        cbx_err_set(err, CBX_EFAILED, "%s: run returned outputs its definition does not declare: %s",
-                    lt->chunk, why);
+        cbx_err_set(err, CBX_EFAILED,
+                    "%s: run returned outputs its definition does not declare: %s", lt->chunk, why);
         return CBX_OUTCOME_ERROR;
     }
     return CBX_OUTCOME_SUCCESS;
@@ -918,8 +918,8 @@ static void parse_outputs(lua_State *L, parse_ctx *pc, int idx)
     }
 }
 
-static const char *const def_fields[] = {"name",  "summary", "params", "outputs", "validate",
-                                         "before", "run",    "after",  "limits",  NULL};
+static const char *const def_fields[] = {"name",   "summary", "params", "outputs", "validate",
+                                         "before", "run",     "after",  "limits",  NULL};
 static const char *const limit_fields[] = {"instructions", "memory", NULL};
 
 static int opt_function(lua_State *L, parse_ctx *pc, int idx, const char *field, int required)

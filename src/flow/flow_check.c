@@ -203,8 +203,8 @@ static void resolve_refs(checker *C, const ref_ctx *rc, json_t *inputs, json_t *
 
 /* Each `steps.X.outputs.Y` in expr[0, len) where step X, found from rc's scope outwards, never
  * produces Y (flow_check_outputs.c). */
-static void output_refs(checker *C, const ref_ctx *rc, const char *expr, size_t len,
-                        const char *at, const char *what)
+static void output_refs(checker *C, const ref_ctx *rc, const char *expr, size_t len, const char *at,
+                        const char *what)
 {
     if (!rc->sc || !C->L->reg)
         return;

@@ -26,8 +26,8 @@ static int fallback_answer(const cbx_flow *f, const json_t *node, const json_t *
     const json_t *fb = json_object_get(policy_block(f, node), "fallback");
     if (!fb)
         return 0;
-    if (!json_is_object(fb) || json_object_get(fb, "function") ||
-        json_object_get(fb, "entries") || json_object_get(json_object_get(fb, "cache"), "entries"))
+    if (!json_is_object(fb) || json_object_get(fb, "function") || json_object_get(fb, "entries") ||
+        json_object_get(json_object_get(fb, "cache"), "entries"))
         return -1;
     const json_t *v = json_object_get(fb, "value");
     if (!v)

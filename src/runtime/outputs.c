@@ -55,8 +55,7 @@ json_t *cbx_outputs_to_json(const cbx_output *outputs)
             goto fail;
     }
     if (json_object_set_new(s, "type", json_string("object")) < 0 ||
-        json_object_set(s, "properties", props) < 0 ||
-        json_object_set(s, "required", required) < 0)
+        json_object_set(s, "properties", props) < 0 || json_object_set(s, "required", required) < 0)
         goto fail;
     json_decref(props);
     json_decref(required);

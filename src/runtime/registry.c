@@ -48,8 +48,8 @@ static int outputs_check(const char *type, const cbx_output *outs, cbx_err *err)
                                   (size_t)(o - outs));
         if ((unsigned)o->type >= CBX_PARAM_TYPE__COUNT)
             return cbx_err_set_at(err, CBX_EINVAL_CONFIG, type, 0, 0,
-                                  "executor type '%s': output '%s': unknown type %d", type,
-                                  o->name, (int)o->type);
+                                  "executor type '%s': output '%s': unknown type %d", type, o->name,
+                                  (int)o->type);
         for (const cbx_output *p = outs; p < o; p++)
             if (strcmp(p->name, o->name) == 0)
                 return cbx_err_set_at(err, CBX_EINVAL_CONFIG, type, 0, 0,

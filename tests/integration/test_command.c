@@ -370,9 +370,9 @@ Test(command, grandchildren_that_hang_all_die)
 static const char *last_outcome(const cbx_result *r)
 {
     size_t n = json_array_size(r->attempts);
-    const char *s = n ? json_string_value(json_object_get(json_array_get(r->attempts, n - 1),
-                                                          "outcome"))
-                      : NULL;
+    const char *s =
+        n ? json_string_value(json_object_get(json_array_get(r->attempts, n - 1), "outcome"))
+          : NULL;
     return s ? s : "";
 }
 

@@ -62,8 +62,8 @@ static int is_type(const json_t *v, cbx_param_type t)
  * seen in seen (an object). want_outcome: the last attempt's outcome. */
 static void check(const char *type, const char *params, const char *want_outcome, json_t *seen)
 {
-    const cbx_output *decl = cbx_executor_type_outputs(
-        cbx_registry_find(cbx_runtime_registry(rt), type));
+    const cbx_output *decl =
+        cbx_executor_type_outputs(cbx_registry_find(cbx_runtime_registry(rt), type));
     cr_assert_not_null(decl, "%s declares no outputs", type);
     json_error_t je;
     json_t *p = json_loads(params, 0, &je);
@@ -85,8 +85,8 @@ static void check(const char *type, const char *params, const char *want_outcome
         const cbx_output *o = cbx_output_find(decl, k);
         cr_assert_not_null(o, "%s %s: output '%s' is not declared", type, params, k);
         cr_assert(is_type(v, o->type) || (json_is_null(v) && o->nullable),
-                  "%s %s: output '%s' is not %s%s", type, params, k,
-                  cbx_param_type_name(o->type), o->nullable ? " or null" : "");
+                  "%s %s: output '%s' is not %s%s", type, params, k, cbx_param_type_name(o->type),
+                  o->nullable ? " or null" : "");
         json_object_set_new(seen, k, json_true());
     }
     for (const cbx_output *o = decl; o->name; o++)
@@ -97,8 +97,8 @@ static void check(const char *type, const char *params, const char *want_outcome
 
 static void all_seen(const char *type, const json_t *seen)
 {
-    const cbx_output *decl = cbx_executor_type_outputs(
-        cbx_registry_find(cbx_runtime_registry(rt), type));
+    const cbx_output *decl =
+        cbx_executor_type_outputs(cbx_registry_find(cbx_runtime_registry(rt), type));
     for (const cbx_output *o = decl; o && o->name; o++)
         cr_assert(json_object_get(seen, o->name), "%s: declared output '%s' never produced", type,
                   o->name);
@@ -111,8 +111,8 @@ Test(outputs_declared, command)
     check("command", "{\"argv\": [\"sh\", \"-c\", \"echo oops >&2; exit 3\"]}", "error", seen);
     check("command", "{\"argv\": [\"sh\", \"-c\", \"kill -9 $$\"]}", "oom", seen); /* unsent */
     check("command", "{\"argv\": [\"sh\", \"-c\", \"kill -TERM $$\"]}", "error", seen);
-    check("command", "{\"argv\": [\"echo\", \"{\\\"a\\\": [1]}\"], \"parse_json\": true}", "success",
-          seen);
+    check("command", "{\"argv\": [\"echo\", \"{\\\"a\\\": [1]}\"], \"parse_json\": true}",
+          "success", seen);
     check("command", "{\"argv\": [\"echo\", \"not json\"], \"parse_json\": true}", "error", seen);
     check("command", "{\"argv\": [\"echo\", \"on a terminal\"], \"pty\": true}", "success", seen);
     check("command", "{\"command\": \"cat\", \"shell\": true, \"stdin\": \"x\"}", "success", seen);
@@ -123,8 +123,8 @@ Test(outputs_declared, command)
 Test(outputs_declared, http)
 {
     char why[256];
-    int port = cbx_test_http_server_spawn(CBX_TEST_BIN_DIR "/http_server", &server_pid, why,
-                                          sizeof why);
+    int port =
+        cbx_test_http_server_spawn(CBX_TEST_BIN_DIR "/http_server", &server_pid, why, sizeof why);
     cr_assert_gt(port, 0, "%s", why);
     snprintf(base, sizeof base, "http://127.0.0.1:%d", port);
     json_t *seen = json_object();

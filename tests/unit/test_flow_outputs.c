@@ -45,18 +45,20 @@ static const char *problems(const char *text)
 
 Test(flow_outputs, an_output_the_type_never_produces_is_refused_with_a_suggestion)
 {
-    cr_assert_str_eq(problems(FETCH "  - name: w\n    executor: command\n"
-                                    "    config: {argv: [wc], stdin: '{{ steps.fetch.outputs.bdy }}'}\n"),
+    cr_assert_str_eq(problems(FETCH
+                              "  - name: w\n    executor: command\n"
+                              "    config: {argv: [wc], stdin: '{{ steps.fetch.outputs.bdy }}'}\n"),
                      "8:26: step 'w': config.stdin: step 'fetch' (http) has no output 'bdy'; did "
                      "you mean 'body'?");
 }
 
 Test(flow_outputs, every_way_of_referring_is_checked)
 {
-    const char *p = problems(FETCH "  - name: w\n    executor: command\n"
-                                   "    when: \"steps.fetch.outputs['stats'] == 200\"\n"
-                                   "    config: {argv: [echo, '{{ steps[\"fetch\"].outputs.urll }}']}\n"
-                                   "outputs:\n  h: '{{ steps.fetch.outputs.header }}'\n");
+    const char *p =
+        problems(FETCH "  - name: w\n    executor: command\n"
+                       "    when: \"steps.fetch.outputs['stats'] == 200\"\n"
+                       "    config: {argv: [echo, '{{ steps[\"fetch\"].outputs.urll }}']}\n"
+                       "outputs:\n  h: '{{ steps.fetch.outputs.header }}'\n");
     cr_assert(strstr(p, "when: step 'fetch' (http) has no output 'stats'; did you mean 'status'?"),
               "%s", p);
     cr_assert(strstr(p, "config.argv[1]: step 'fetch' (http) has no output 'urll'; did you mean "
@@ -69,11 +71,12 @@ Test(flow_outputs, every_way_of_referring_is_checked)
 
 Test(flow_outputs, declared_and_optional_outputs_and_deeper_paths_load)
 {
-    cr_assert_str_eq(problems(FETCH "  - name: c\n    executor: command\n"
-                                    "    config: {argv: [echo, '{{ steps.fetch.outputs.json.a.b }}',"
-                                    " '{{ steps.fetch.outputs.body_encoding }}']}\n"
-                                    "outputs:\n  o: '{{ steps.c.outputs.json }} "
-                                    "{{ steps.c.outputs.exit_code }} {{ steps.c.outputs }}'\n"),
+    cr_assert_str_eq(problems(FETCH
+                              "  - name: c\n    executor: command\n"
+                              "    config: {argv: [echo, '{{ steps.fetch.outputs.json.a.b }}',"
+                              " '{{ steps.fetch.outputs.body_encoding }}']}\n"
+                              "outputs:\n  o: '{{ steps.c.outputs.json }} "
+                              "{{ steps.c.outputs.exit_code }} {{ steps.c.outputs }}'\n"),
                      "");
 }
 
@@ -88,16 +91,18 @@ Test(flow_outputs, a_fallback_value_adds_its_keys_a_fallback_function_makes_them
                      "9:3: outputs: b: step 'f' (http) has no output 'cahced'; did you mean "
                      "'cached'?");
     /* a named policy's fallback counts the same */
-    const char *named = "name: t\npolicies:\n  p: {fallback: {value: {extra: 1}}}\nsteps:\n"
-                        "  - name: f\n    executor: http\n    config: {url: 'http://127.0.0.1:1/'}\n"
-                        "    policy: p\n"
-                        "outputs:\n  a: '{{ steps.f.outputs.extra }}'\n";
+    const char *named =
+        "name: t\npolicies:\n  p: {fallback: {value: {extra: 1}}}\nsteps:\n"
+        "  - name: f\n    executor: http\n    config: {url: 'http://127.0.0.1:1/'}\n"
+        "    policy: p\n"
+        "outputs:\n  a: '{{ steps.f.outputs.extra }}'\n";
     cr_assert_str_eq(problems(named), "");
     /* a value that is not a mapping: not known */
-    const char *scalar = "name: t\nsteps:\n"
-                         "  - name: f\n    executor: http\n    config: {url: 'http://127.0.0.1:1/'}\n"
-                         "    policy: {fallback: {value: 'none'}}\n"
-                         "outputs:\n  a: '{{ steps.f.outputs.anything }}'\n";
+    const char *scalar =
+        "name: t\nsteps:\n"
+        "  - name: f\n    executor: http\n    config: {url: 'http://127.0.0.1:1/'}\n"
+        "    policy: {fallback: {value: 'none'}}\n"
+        "outputs:\n  a: '{{ steps.f.outputs.anything }}'\n";
     cr_assert_str_eq(problems(scalar), "");
 }
 

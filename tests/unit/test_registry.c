@@ -176,9 +176,8 @@ Test(registry, accepts_older_abis_down_to_the_minimum)
 Test(registry, checks_the_outputs_declared)
 {
     static const cbx_output unnamed[] = {{.name = "", .type = CBX_PARAM_STRING}, {0}};
-    static const cbx_output twice[] = {{.name = "a", .type = CBX_PARAM_STRING},
-                                       {.name = "a", .type = CBX_PARAM_INTEGER},
-                                       {0}};
+    static const cbx_output twice[] = {
+        {.name = "a", .type = CBX_PARAM_STRING}, {.name = "a", .type = CBX_PARAM_INTEGER}, {0}};
     static const cbx_output bad_type[] = {{.name = "a", .type = (cbx_param_type)99}, {0}};
     static const cbx_output good[] = {{.name = "a", .type = CBX_PARAM_STRING},
                                       {.name = "b", .type = CBX_PARAM_ANY, .optional = 1},
@@ -198,9 +197,10 @@ Test(registry, checks_the_outputs_declared)
     cr_assert_eq(cbx_output_find(o, "b"), &good[1]);
     cr_assert_null(cbx_output_find(o, "c"));
     json_t *j = cbx_outputs_to_json(o);
-    json_t *want = json_loads("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"string\"},"
-                              " \"b\": {}}, \"required\": [\"a\"]}",
-                              0, NULL);
+    json_t *want =
+        json_loads("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"string\"},"
+                   " \"b\": {}}, \"required\": [\"a\"]}",
+                   0, NULL);
     cr_assert(json_equal(j, want));
     json_decref(j);
     json_decref(want);
