@@ -272,10 +272,12 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
     cbx__cgroup_memory(&r->cg, &tree_peak, &cg_oom);
     long rss = waited ? ru->ru_maxrss : 0;
     double user_ms = waited ? ms_of(&ru->ru_utime) : 0, sys_ms = waited ? ms_of(&ru->ru_stime) : 0;
-    /* Nobody here sent that SIGKILL: the kernel's OOM killer is the usual sender. Or, under a
-     * memory limit, a failure after the resident set came within 10 % of the limit. */
+    /* A memory cgroup counts every OOM kill in the tree (the limit's and the whole system's): it
+     * is the answer where there is one. Without it, a SIGKILL nobody here sent is most likely
+     * the kernel's OOM killer. Or, under a memory limit, a failure after the resident set came
+     * within 10 % of the limit. */
     int oom =
-        cg_oom || (signaled && sig == SIGKILL && !r->kill_sent) ||
+        cg_oom || (r->cg.mem_dir < 0 && signaled && sig == SIGKILL && !r->kill_sent) ||
         (r->o.rlimit_as_bytes &&
          (signaled || (exited && !code_succeeds(r->o.success_codes, code))) &&
          rss > r->parent_rss_kb && (double)rss * 1024.0 >= 0.9 * (double)r->o.rlimit_as_bytes);

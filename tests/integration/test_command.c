@@ -527,6 +527,30 @@ Test(command, over_memory_tree_is_killed_and_reported_as_oom)
     cbx_result_clear(&r);
 }
 
+/* A SIGKILL nobody in cbx sent: with a memory cgroup to ask, its count of OOM kills decides (none
+ * here: an error); without one, it is taken for the kernel's OOM killer (oom). */
+Test(command, an_unexplained_sigkill_is_oom_only_without_a_memory_cgroup_to_ask)
+{
+    int memory = 0;
+    int cgroups = have_cgroups(&memory);
+    cbx_result r;
+    if (cgroups && memory) {
+        run(json_pack("{s:[s,s,s]}", "argv", "sh", "-c", "kill -9 $$"), 0, NULL, &r);
+        cr_assert_str_eq(meta_str(&r, "signal"), "SIGKILL");
+        cr_assert_not(meta_bool(&r, "oom"), "%s", r.error);
+        cr_assert_str_eq(last_outcome(&r), "error", "%s", r.error);
+        cbx_result_clear(&r);
+    }
+    cbx__cmd_no_cgroup = 1;
+    run(json_pack("{s:[s,s,s]}", "argv", "sh", "-c", "kill -9 $$"), 0, NULL, &r);
+    cbx__cmd_no_cgroup = 0;
+    cr_assert_str_eq(meta_str(&r, "tree"), "process_group");
+    cr_assert(meta_bool(&r, "oom"), "%s", r.error);
+    cr_assert_str_eq(last_outcome(&r), "oom", "%s", r.error);
+    cr_assert(strstr(r.error, "(out of memory?)"), "%s", r.error);
+    cbx_result_clear(&r);
+}
+
 Test(command, memory_limit_without_cgroups_is_a_clear_error)
 {
     cbx__cmd_no_cgroup = 1;
