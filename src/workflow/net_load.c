@@ -803,9 +803,11 @@ static void parse_action(loader *L, cbx__wf_trans *t, const json_t *a, const cha
     }
     char cpath[PATH_MAX_WF];
     const json_t *outs = json_object_get(a, "outputs");
-    if (outs && !json_is_object(outs))
+    if (outs && !json_is_object(outs) && !(json_is_string(outs) && cbx_template_has(outs)))
         prob(L, pj(kp, ap, "outputs"), CBX_EINVAL_CONFIG,
-             "%s: action: outputs: expected a mapping of token fields to templates", ctx);
+             "%s: action: outputs: expected a mapping of token fields to templates, or one "
+             "template giving an object",
+             ctx);
     else if (outs && !(t->outputs = json_deep_copy(outs)))
         L->fatal = -ENOMEM;
     cbx_err e;

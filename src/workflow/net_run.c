@@ -162,8 +162,14 @@ static json_t *map_outputs(cbx_workflow_run *r, const cbx__wf_trans *tr, const j
     cbx_err e;
     cbx_err_clear(&e);
     if (!ctx || cbx_template_render(r->tpl, tr->outputs, ctx, &out, &e) != 0)
-        cbx__wf_textf(err, len, "outputs.%s: %s", e.where, e.msg);
+        cbx__wf_textf(err, len, "outputs%s%s: %s", e.where[0] ? "." : "", e.where, e.msg);
     json_decref(ctx);
+    if (out && !json_is_object(out)) {
+        cbx__wf_textf(err, len, "outputs: expected an object, the template gave %s",
+                      json_is_array(out) ? "an array" : "a scalar");
+        json_decref(out);
+        out = NULL;
+    }
     return out;
 }
 
