@@ -215,7 +215,12 @@ static int apply_fire(cbx_workflow_run *r, json_t *ev)
     if (ti == (size_t)-1 || !primary || !json_array_size(produced))
         return -EINVAL;
     uint64_t ms = ms_of(ev);
-    const char *from = w->places[primary->place];
+    char from[512];
+    size_t fl = 0;
+    from[0] = 0;
+    for (size_t k = 0; k < w->trans[ti].nfrom && fl < sizeof from; k++)
+        fl += (size_t)cbx__wf_textf(from + fl, sizeof from - fl, "%s%s", k ? " + " : "",
+                                    w->places[w->trans[ti].from[k]]);
     char vt[512];
     verdicts_text(json_object_get(ev, "rules"), vt, sizeof vt);
     size_t i;

@@ -56,10 +56,12 @@ static tok_state classify(const cbx_workflow_run *r, const wf_token *t, char *bu
             continue;
         if (tr->after_ms) {
             waiting = 1;
+            uint64_t due = t->entered_ms + tr->after_ms, now = cbx__wf_now_ms();
             if (buf && used < len)
-                used += (size_t)cbx__wf_textf(buf + used, len - used, "%stimer %s at %llu ms",
-                                         used ? ", " : "", tr->name,
-                                         (unsigned long long)(t->entered_ms + tr->after_ms));
+                used += (size_t)cbx__wf_textf(buf + used, len - used,
+                                              "%stimer %s (due in %.1fs)", used ? ", " : "",
+                                              tr->name,
+                                              due > now ? (double)(due - now) / 1000.0 : 0.0);
             continue;
         }
         if (tr->nfrom > 1) {
