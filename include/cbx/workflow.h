@@ -87,6 +87,13 @@ size_t cbx_workflow_transition_count(const cbx_workflow *w);
  * a net too big to explore is a note with code 0). Returns the number of problems, or -ENOMEM. */
 int cbx_workflow_check(const cbx_workflow *w, size_t max_markings, cbx_diag *diag);
 
+/* cbx workflow validate: load path and check it, structure included, reporting every problem
+ * at once into *diag sorted by position - also the structure of a file with other problems, as
+ * far as its places and transitions could be read. Returns 0 when there is no problem (notes
+ * have code 0), CBX_EINVAL_CONFIG, CBX_EPARSE, -errno. */
+int cbx_workflow_validate(const char *path, const cbx_registry *reg, size_t max_markings,
+                          cbx_diag *diag);
+
 /* ---- runs --------------------------------------------------------------------------------- */
 
 /* The state a run rests in once nothing more can fire on its own. */

@@ -26,6 +26,7 @@ typedef struct loader {
     size_t problems;
     int fatal;
     cbx_sandbox *sb; /* the check sandbox: prelude and helpers loaded */
+    int helpers_broken; /* then names in rules are not checked: the helpers are unknown */
 } loader;
 
 static const char *const top_keys[] = {"name",   "description", "version",  "helpers",
@@ -180,6 +181,23 @@ static int lua_file_line(const char *text, int node_line, int lua_line)
     return node_line + (lua_line > 0 ? lua_line : 1);
 }
 
+/* The column of the first character of a line of the file (a block scalar's text), or dflt. */
+static int text_col(const cbx_workflow *w, int line, int dflt)
+{
+    const char *p = w->source;
+    for (int l = 1; l < line && p; l++) {
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    if (!p || !*p)
+        return dflt;
+    int col = 1;
+    while (p[col - 1] == ' ' || p[col - 1] == '\t')
+        col++;
+    return col;
+}
+
 static int is_ident_start(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
@@ -304,13 +322,17 @@ static void load_helpers(loader *L, const json_t *v)
     cbx_yaml_where(&w->doc, "helpers", &w->helpers_line, &w->helpers_col);
     cbx_err_clear(&e);
     if (cbx_sandbox_load(L->sb, "helpers", w->helpers, strlen(w->helpers), &e) != 0) {
-        prob_at(L, lua_file_line(w->helpers, w->helpers_line, e.line), w->helpers_col, CBX_EPARSE,
+        int line = lua_file_line(w->helpers, w->helpers_line, e.line);
+        prob_at(L, line, text_col(w, line, w->helpers_col), CBX_EPARSE,
                 "helpers: Lua syntax error: %s", e.msg);
+        L->helpers_broken = 1;
         return;
     }
-    if (cbx_sandbox_call(L->sb, 0, 0, &e) != 0)
-        prob_at(L, lua_file_line(w->helpers, w->helpers_line, e.line), w->helpers_col, e.code,
-                "helpers: %s", e.msg);
+    if (cbx_sandbox_call(L->sb, 0, 0, &e) != 0) {
+        int line = lua_file_line(w->helpers, w->helpers_line, e.line);
+        prob_at(L, line, text_col(w, line, w->helpers_col), e.code, "helpers: %s", e.msg);
+        L->helpers_broken = 1;
+    }
 }
 
 /* ---- places ------------------------------------------------------------------------------- */
@@ -324,7 +346,7 @@ static void parse_places(loader *L, const json_t *v, const char *key)
         return;
     }
     size_t n = json_array_size(v);
-    w->places = calloc(n, sizeof *w->places);
+    w->places = calloc(n + 1, sizeof *w->places); /* NULL-terminated: suggestions */
     w->final = calloc(n, 1);
     w->start = calloc(n, 1);
     w->pline = calloc(n, sizeof(int));
@@ -484,9 +506,12 @@ static void parse_rules(loader *L, const json_t *v)
                     "rule '%s': Lua syntax error: %s", key, e.msg);
         } else if (L->sb) {
             lua_pop(cbx_sandbox_lua(L->sb), 1);
+            if (L->helpers_broken)
+                goto next;
             name_check c = {L, wp, key};
             free_names(r->when, check_name, &c);
         }
+    next:
         free(src);
     }
 }
@@ -1018,7 +1043,7 @@ static int by_position(const void *a, const void *b)
 }
 
 static int load_text(cbx_workflow **out, const char *text, size_t len, const char *name,
-                     const cbx_registry *reg, cbx_diag *diag)
+                     const cbx_registry *reg, cbx_diag *diag, int keep)
 {
     *out = NULL;
     cbx_diag local = {0};
@@ -1051,6 +1076,10 @@ static int load_text(cbx_workflow **out, const char *text, size_t len, const cha
         qsort(d->items + before, d->n - before, sizeof *d->items, by_position);
     r = L.fatal ? L.fatal : L.problems ? CBX_EINVAL_CONFIG : 0;
     cbx_diag_clear(&local);
+    if (r == CBX_EINVAL_CONFIG && keep && w->out_of) { /* validate: the structure too */
+        *out = w;
+        return r;
+    }
     if (r) {
         cbx_workflow_free(w);
         return r;
@@ -1064,11 +1093,11 @@ int cbx_workflow_load_string(cbx_workflow **out, const char *text, size_t len, c
 {
     if (!out || !text)
         return -EINVAL;
-    return load_text(out, text, len, name ? name : "workflow", reg, diag);
+    return load_text(out, text, len, name ? name : "workflow", reg, diag, 0);
 }
 
-int cbx_workflow_load(cbx_workflow **out, const char *path, const cbx_registry *reg,
-                      cbx_diag *diag)
+static int load_file(cbx_workflow **out, const char *path, const cbx_registry *reg,
+                     cbx_diag *diag, int keep)
 {
     if (!out || !path)
         return -EINVAL;
@@ -1113,8 +1142,37 @@ int cbx_workflow_load(cbx_workflow **out, const char *path, const cbx_registry *
         free(buf);
         return r;
     }
-    r = load_text(out, buf, len, path, reg, diag);
+    r = load_text(out, buf, len, path, reg, diag, keep);
     free(buf);
+    return r;
+}
+
+int cbx_workflow_load(cbx_workflow **out, const char *path, const cbx_registry *reg,
+                      cbx_diag *diag)
+{
+    return load_file(out, path, reg, diag, 0);
+}
+
+int cbx_workflow_validate(const char *path, const cbx_registry *reg, size_t max_markings,
+                          cbx_diag *diag)
+{
+    if (!path || !diag)
+        return -EINVAL;
+    cbx_workflow *w = NULL;
+    size_t before = diag->n;
+    int r = load_file(&w, path, reg, diag, 1);
+    if (w) {
+        size_t from = diag->n;
+        int c = cbx_workflow_check(w, max_markings, diag);
+        if (c < 0)
+            r = c;
+        else if (c > 0 && r == 0)
+            r = CBX_EINVAL_CONFIG;
+        (void)from;
+        if (diag->n > before + 1)
+            qsort(diag->items + before, diag->n - before, sizeof *diag->items, by_position);
+        cbx_workflow_free(w);
+    }
     return r;
 }
 

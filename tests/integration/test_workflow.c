@@ -12,6 +12,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -520,4 +521,86 @@ Test(workflow, graph_shows_marking_and_firings)
     json_decref(snap);
     cbx_workflow_run_free(r);
     cbx_workflow_free(w);
+}
+
+/* Cut the run's journal after event number keep (as a crash would), through SQLite itself. */
+static void cut_journal(const char *run_id, int keep)
+{
+    cr_assert_eq(cbx_journal_flush(jr, NULL), 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/journal.db", dir);
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db, "DELETE FROM wf_events WHERE run_id = ?1 AND seq > ?2", -1,
+                                    &st, NULL),
+                 SQLITE_OK);
+    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, keep);
+    cr_assert_eq(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static int lines_of(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int n = 0, c;
+    while (f && (c = fgetc(f)) != EOF)
+        n += c == '\n';
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Events of one token through one action: 1 add, 2 action, 3 result, 4 fire. */
+static void crash_after(int keep, int runs_after)
+{
+    char text[1024], log[300];
+    snprintf(log, sizeof log, "%s/runs.log", dir);
+    unlink(log);
+    snprintf(text, sizeof text,
+             "name: once\n"
+             "places: [a, b]\n"
+             "final: [b]\n"
+             "transitions:\n"
+             "  - name: go\n"
+             "    from: a\n"
+             "    to: b\n"
+             "    action:\n"
+             "      executor: command\n"
+             "      config: {argv: [sh, -c, 'echo run >>%s; echo 42']}\n"
+             "      outputs: {answer: \"{{ tonumber(outputs.stdout) }}\"}\n",
+             log);
+    cbx_workflow *w = load(text);
+    const char *toks[] = {"{}", NULL};
+    cbx_workflow_run *r = start(w, toks);
+    cr_assert_eq(cbx_workflow_run_until_rest(r, 1), CBX_WORKFLOW_DONE);
+    char id[40];
+    snprintf(id, sizeof id, "%s", cbx_workflow_run_id(r));
+    cbx_workflow_run_free(r);
+    cr_assert_eq(lines_of(log), 1);
+    cut_journal(id, keep);
+    cbx_err e;
+    cbx_err_clear(&e);
+    cr_assert_eq(cbx_workflow_resume(&r, rt, id, reg, NULL, &e), 0, "%s", e.msg);
+    cr_assert_eq(cbx_workflow_run_until_rest(r, 1), CBX_WORKFLOW_DONE);
+    json_t *snap = cbx_workflow_run_snapshot(r);
+    json_t *t = token_of(snap, "t1");
+    cr_assert_str_eq(tstr(t, "place"), "b");
+    cr_assert_eq(data_int(t, "answer"), 42);
+    json_decref(snap);
+    cbx_workflow_run_free(r);
+    cr_assert_eq(lines_of(log), 1 + runs_after, "the action ran %d times", lines_of(log));
+    cbx_workflow_free(w);
+}
+
+Test(workflow, a_journaled_result_is_committed_without_running_again)
+{
+    crash_after(3, 0); /* the result journaled, the firing not: committed from the journal */
+}
+
+Test(workflow, an_action_without_a_journaled_result_runs_again)
+{
+    crash_after(2, 1); /* only its start journaled: it runs again */
 }
