@@ -264,8 +264,9 @@ static int apply_fire(cbx_workflow_run *r, json_t *ev)
         } else {
             t->firings++;
         }
+        /* token data is never changed in place (a firing merges into a copy): share it */
         json_decref(t->data);
-        t->data = json_is_object(data) ? json_deep_copy(data) : json_object();
+        t->data = json_is_object(data) ? json_incref(data) : json_object();
         t->entered_ms = ms;
         t->epoch++;
         clear_tried(t);

@@ -340,7 +340,9 @@ static int consider(cbx_workflow_run *r, wf_token *t, uint64_t now)
         f->ti = ti;
         f->ntoks = n;
         f->toks = malloc(n * sizeof *f->toks);
-        f->base = json_deep_copy(p->data);
+        /* a copy only when something merges into it: a join, a signal, an action's outputs */
+        int merges = n > 1 || tr->trigger == WF_TRIGGER_SIGNAL || tr->executor;
+        f->base = merges ? json_deep_copy(p->data) : json_incref(p->data);
         if (!f->toks || !f->base) {
             firing_free(f);
             return -ENOMEM;
