@@ -42,6 +42,15 @@ for f in data_review order_fulfilment approval; do
     expect_rc 0 "example $f"
 done
 
+# the seed's own example, once its container, llm and agent executors are registered
+if "$CBX" types container >/dev/null 2>&1 && "$CBX" types llm >/dev/null 2>&1 &&
+    "$CBX" types agent >/dev/null 2>&1; then
+    run "$CBX" workflow validate "$SRC/examples/workflows/data_review_seed.yaml"
+    expect_rc 0 "the seed's example"
+else
+    echo "note: container, llm or agent executor absent: data_review_seed.yaml not validated"
+fi
+
 # a net too big to explore says so, as a note, and is not a problem
 cat >"$TMP/grow.yaml" <<'YAML'
 name: grow
