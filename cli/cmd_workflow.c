@@ -76,7 +76,8 @@ static const char workflow_help[] =
     "\n"
     "Examples:\n"
     "  cbx workflow validate examples/workflows/order_fulfilment.yaml\n"
-    "  cbx workflow run examples/workflows/data_review.yaml --token '{\"input_file\": \"d.json\"}'\n"
+    "  cbx workflow run examples/workflows/data_review.yaml --token '{\"input_file\": "
+    "\"d.json\"}'\n"
     "  cbx workflow signal 0190f3... t1 approve -d '{\"approved_by\": \"ann\"}'\n"
     "  cbx workflow graph RUN --format dot | dot -Tsvg >net.svg\n"
     "\n";
@@ -139,8 +140,8 @@ static void view_line(view *v)
 {
     if (!v->tty || v->quiet)
         return;
-    fprintf(stderr, "\r\033[K%s: %" PRIu64 " token%s, %" PRIu64 " firing%s, %" PRIu64
-                    " blocked attempt%s",
+    fprintf(stderr,
+            "\r\033[K%s: %" PRIu64 " token%s, %" PRIu64 " firing%s, %" PRIu64 " blocked attempt%s",
             cbx_workflow_name(v->w), v->added, v->added == 1 ? "" : "s", v->fired,
             v->fired == 1 ? "" : "s", v->blocked, v->blocked == 1 ? "" : "s");
     fflush(stderr);
@@ -297,8 +298,8 @@ static void print_problems(const cbx_diag *d, int json)
         for (size_t i = 0; i < d->n; i++) {
             const cbx_err *e = &d->items[i];
             json_array_append_new(arr, json_pack("{s:s, s:i, s:i, s:s, s:s}", "file", e->where,
-                                                 "line", e->line, "col", e->col, "message",
-                                                 e->msg, "kind", e->code ? "problem" : "note"));
+                                                 "line", e->line, "col", e->col, "message", e->msg,
+                                                 "kind", e->code ? "problem" : "note"));
         }
         cli_print_json(stdout, arr);
         json_decref(arr);
@@ -358,7 +359,6 @@ typedef struct session {
     uv_signal_t sigint, sigterm;
     cbx_workflow_run *run;
 } session;
-
 
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -492,8 +492,9 @@ static int run_and_report(session *s, wf_cfg *c, const char *cmd)
         return CLI_EXIT_JOURNAL;
     }
     if (st == CBX_WORKFLOW_WAITING && s->j && !c->json)
-        fprintf(stderr, "waiting: signal with 'cbx workflow signal %s TOKEN NAME', then it goes "
-                        "on; or 'cbx workflow resume %s' once timers are due\n",
+        fprintf(stderr,
+                "waiting: signal with 'cbx workflow signal %s TOKEN NAME', then it goes "
+                "on; or 'cbx workflow resume %s' once timers are due\n",
                 cbx_workflow_run_id(s->run), cbx_workflow_run_id(s->run));
     return exit_of(st);
 }
@@ -594,9 +595,8 @@ static int cmd_resume(wf_cfg *c, cli_ctx *ctx, cbx_registry *reg, int signal)
         return session_close(&s, cmd, rc);
     }
     s.v.quiet = c->quiet;
-    cbx_workflow_run_opts o = {.max_firings = (uint32_t)c->max_firings,
-                               .on_event = on_event,
-                               .ud = &s.v};
+    cbx_workflow_run_opts o = {
+        .max_firings = (uint32_t)c->max_firings, .on_event = on_event, .ud = &s.v};
     cbx_err e;
     cbx_err_clear(&e);
     int r = cbx_workflow_resume(&s.run, s.rt, c->pos[0], reg, &o, &e);
@@ -677,7 +677,7 @@ static int cmd_show(wf_cfg *c)
         if (wait && strcmp(ts, "final") != 0)
             printf("  waits for %s\n", wait);
         char *d = json_dumps(json_object_get(t, "data"),
-                            JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(12));
+                             JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(12));
         printf("  data %s\n", d ? d : "{}");
         free(d);
     }
@@ -812,8 +812,8 @@ int cli_cmd_workflow(cli_ctx *ctx, int argc, char **argv)
     else if (strcmp(c.sub, "graph") == 0)
         rc = cmd_graph(&c, reg);
     else {
-        static const char *const subs[] = {"run",  "validate", "start", "signal",
-                                           "resume", "show",   "list",  "graph"};
+        static const char *const subs[] = {"run",    "validate", "start", "signal",
+                                           "resume", "show",     "list",  "graph"};
         const char *best = cli_suggest(c.sub, subs, 8);
         cli_err("workflow: unknown subcommand '%s'%s%s%s", c.sub, best ? "; did you mean '" : "",
                 best ? best : "", best ? "'?" : "");

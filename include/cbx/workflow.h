@@ -131,7 +131,7 @@ typedef struct cbx_workflow_event {
 typedef void (*cbx_workflow_event_fn)(const cbx_workflow_event *ev, void *ud);
 
 typedef struct cbx_workflow_run_opts {
-    const char *run_id;  /* a new run's id (up to 39 characters, copied); NULL = a new UUIDv7 */
+    const char *run_id;   /* a new run's id (up to 39 characters, copied); NULL = a new UUIDv7 */
     uint32_t max_firings; /* per token; 0 = the file's limits.firings_per_token */
     cbx_workflow_event_fn on_event; /* NULL */
     void *ud;
@@ -204,8 +204,8 @@ int cbx_workflow_runs_list(cbx_journal *j, uint32_t limit, json_t **out, cbx_err
 
 /* A run rebuilt from its events, without running anything: the snapshot above plus the
  * source, and each token's history with each rule's verdict (new reference). -ENOENT. */
-int cbx_workflow_run_show(cbx_journal *j, const char *run_id, const cbx_registry *reg,
-                          json_t **out, cbx_err *err);
+int cbx_workflow_run_show(cbx_journal *j, const char *run_id, const cbx_registry *reg, json_t **out,
+                          cbx_err *err);
 
 #ifdef __cplusplus
 }

@@ -145,7 +145,8 @@ static int apply_signal(cbx_workflow_run *r, json_t *ev)
 
 static int apply_action(cbx_workflow_run *r, json_t *ev)
 {
-    wf_token *t = cbx__wf_token_find(r, json_string_value(json_array_get(json_object_get(ev, "tokens"), 0)));
+    wf_token *t =
+        cbx__wf_token_find(r, json_string_value(json_array_get(json_object_get(ev, "tokens"), 0)));
     if (!t)
         return -ENOENT;
     cbx__wf_hist(t, ms_of(ev), "action of %s started (%s)", str(ev, "transition"),
@@ -156,7 +157,8 @@ static int apply_action(cbx_workflow_run *r, json_t *ev)
 
 static int apply_result(cbx_workflow_run *r, json_t *ev)
 {
-    wf_token *t = cbx__wf_token_find(r, json_string_value(json_array_get(json_object_get(ev, "tokens"), 0)));
+    wf_token *t =
+        cbx__wf_token_find(r, json_string_value(json_array_get(json_object_get(ev, "tokens"), 0)));
     if (!t)
         return -ENOENT;
     int ok = json_is_true(json_object_get(ev, "ok"));
@@ -199,9 +201,11 @@ static void verdicts_text(const json_t *rules, char *buf, size_t len)
         const json_t *vd = json_object_get(v, "verdict");
         if (used >= len)
             break;
-        used += (size_t)cbx__wf_textf(buf + used, len - used, "%s%s %s", i ? ", " : "; rules: ",
-                                 str(v, "rule"),
-                                 json_is_true(vd) ? "true" : json_is_false(vd) ? "false" : "error");
+        used += (size_t)cbx__wf_textf(buf + used, len - used, "%s%s %s",
+                                      i ? ", " : "; rules: ", str(v, "rule"),
+                                      json_is_true(vd)    ? "true"
+                                      : json_is_false(vd) ? "false"
+                                                          : "error");
     }
 }
 
@@ -273,8 +277,7 @@ static int apply_fire(cbx_workflow_run *r, json_t *ev)
         free(t->why);
         t->why = NULL;
         cbx__wf_place_put(r, t, place);
-        cbx__wf_hist(t, ms, "fired %s: %s -> %s%s", w->trans[ti].name, from, w->places[place],
-                     vt);
+        cbx__wf_hist(t, ms, "fired %s: %s -> %s%s", w->trans[ti].name, from, w->places[place], vt);
         cbx__wf_enqueue(r, t);
         emit(r, CBX_WORKFLOW_FIRED, t, w->trans[ti].name, NULL);
     }

@@ -16,11 +16,11 @@
 typedef struct explorer {
     const cbx_workflow *w;
     size_t np;
-    uint8_t *marks;  /* nm markings of np counts each */
-    size_t *parent;  /* the marking it was reached from */
-    size_t *via;     /* by which transition */
+    uint8_t *marks; /* nm markings of np counts each */
+    size_t *parent; /* the marking it was reached from */
+    size_t *via;    /* by which transition */
     size_t nm, cap;
-    size_t *slots;   /* hash set of marking indexes + 1 */
+    size_t *slots; /* hash set of marking indexes + 1 */
     size_t nslots;
 } explorer;
 
@@ -96,7 +96,7 @@ static void marking_text(const cbx_workflow *w, const uint8_t *m, char *buf, siz
     for (size_t p = 0; p < w->nplaces && used < len; p++)
         if (m[p]) {
             used += (size_t)cbx__wf_textf(buf + used, len - used, "%s%s: %u", first ? "" : ", ",
-                                     w->places[p], m[p]);
+                                          w->places[p], m[p]);
             first = 0;
         }
     if (used < len)
@@ -116,7 +116,7 @@ static void sequence_text(const explorer *E, size_t i, char *buf, size_t len)
         used = (size_t)cbx__wf_textf(buf, len, "... ");
     for (size_t k = n; k > 0 && used < len; k--)
         used += (size_t)cbx__wf_textf(buf + used, len - used, "%s%s", k == n ? "" : ", ",
-                                 E->w->trans[path[k - 1]].name);
+                                      E->w->trans[path[k - 1]].name);
 }
 
 static int explore(const cbx_workflow *w, size_t max_markings, cbx_diag *diag, const char *file)
@@ -247,7 +247,7 @@ int cbx_workflow_check(const cbx_workflow *w, size_t max_markings, cbx_diag *dia
         for (size_t k = 0; k < tr->nfrom && used < sizeof missing; k++)
             if (!reach[tr->from[k]])
                 used += (size_t)cbx__wf_textf(missing + used, sizeof missing - used, "%s'%s'",
-                                         used ? ", " : "", w->places[tr->from[k]]);
+                                              used ? ", " : "", w->places[tr->from[k]]);
         problems++;
         cbx_diag_add(diag, CBX_EINVAL_CONFIG, file, tr->line, tr->col,
                      "transition '%s' can never be enabled: no token can reach %s (guards "

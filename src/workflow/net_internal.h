@@ -33,10 +33,10 @@ typedef struct cbx__wf_trans {
     size_t nv_all, nv_any;
     size_t *r_all, *r_any; /* rule indexes */
     size_t nr_all, nr_any;
-    char *executor;    /* NULL: a pure guard */
-    json_t *config;    /* the action's config, templated over token, run and transition */
-    json_t *outputs;   /* the action's outputs: mapping, templated over outputs and token; NULL =
-                          the executor's outputs merge as they are */
+    char *executor;     /* NULL: a pure guard */
+    json_t *config;     /* the action's config, templated over token, run and transition */
+    json_t *outputs;    /* the action's outputs: mapping, templated over outputs and token; NULL =
+                           the executor's outputs merge as they are */
     cbx_policy *policy; /* borrowed from the named policies, or owned (policy_owned) */
     int policy_owned;
     int line, col;
@@ -130,9 +130,9 @@ typedef struct wf_token {
     uint64_t *tried; /* bit per transition, for this visit of the place; NULL = none */
     wf_signal *signals;
     wf_hist *hist, *hist_tail;
-    struct wf_token *prev, *next;  /* in its place's list */
-    struct wf_token *qnext;        /* in the run's queue */
-    char *why;                     /* the last blocked explanation */
+    struct wf_token *prev, *next; /* in its place's list */
+    struct wf_token *qnext;       /* in the run's queue */
+    char *why;                    /* the last blocked explanation */
 } wf_token;
 
 /* ---- the run -------------------------------------------------------------------------------- */
@@ -174,9 +174,9 @@ struct cbx_workflow_run {
     int stepping;
     struct cbx__wf_journal *jr; /* NULL without a journal */
     struct cbx_template_env *tpl;
-    struct wf_firing *firings;   /* in flight */
-    uint64_t next_due;           /* the earliest pending after: timer (wall clock ms), 0 = none */
-    json_t *events;              /* show: each token's journaled history */
+    struct wf_firing *firings; /* in flight */
+    uint64_t next_due;         /* the earliest pending after: timer (wall clock ms), 0 = none */
+    json_t *events;            /* show: each token's journaled history */
 };
 
 wf_token *cbx__wf_token_find(const cbx_workflow_run *r, const char *id);
@@ -184,11 +184,13 @@ int cbx__wf_token_insert(cbx_workflow_run *r, wf_token *t);
 void cbx__wf_token_free(wf_token *t);
 void cbx__wf_place_put(cbx_workflow_run *r, wf_token *t, size_t place);
 void cbx__wf_place_take(cbx_workflow_run *r, wf_token *t);
-void cbx__wf_hist(wf_token *t, uint64_t ms, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void cbx__wf_hist(wf_token *t, uint64_t ms, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 void cbx__wf_enqueue(cbx_workflow_run *r, wf_token *t);
 uint64_t cbx__wf_now_ms(void);
 /* snprintf, for text that may be cut on purpose (names and messages into fixed buffers). */
-int cbx__wf_textf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int cbx__wf_textf(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Merge src's members into dst (top-level keys of src replace). */
 int cbx__wf_merge(json_t *dst, const json_t *src);
 
@@ -206,8 +208,7 @@ int cbx__wf_journal_run(cbx__wf_journal *jr, const char *run_id, const cbx_workf
 /* Append event number seq of kind with body (borrowed). */
 int cbx__wf_journal_event(cbx__wf_journal *jr, const char *run_id, uint64_t seq, const char *kind,
                           const json_t *body, cbx_err *err);
-int cbx__wf_journal_state(cbx__wf_journal *jr, const char *run_id, const char *state,
-                          cbx_err *err);
+int cbx__wf_journal_state(cbx__wf_journal *jr, const char *run_id, const char *state, cbx_err *err);
 /* The run's source and file, and its events [[seq, kind, body], ...] in order (new refs). */
 int cbx__wf_journal_read(cbx_journal *j, const char *run_id, char **source, char **file,
                          json_t **events, cbx_err *err);
@@ -215,8 +216,7 @@ int cbx__wf_journal_read(cbx_journal *j, const char *run_id, char **source, char
 /* Replay journaled events into r (no action runs). */
 int cbx__wf_replay(cbx_workflow_run *r, json_t *events, cbx_err *err);
 /* A run object with no runtime (for show) or with one (resume), built from the journal. */
-int cbx__wf_run_rebuild(cbx_workflow_run **out, cbx_runtime *rt, cbx_journal *j,
-                        const char *run_id, const cbx_registry *reg,
-                        const cbx_workflow_run_opts *o, cbx_err *err);
+int cbx__wf_run_rebuild(cbx_workflow_run **out, cbx_runtime *rt, cbx_journal *j, const char *run_id,
+                        const cbx_registry *reg, const cbx_workflow_run_opts *o, cbx_err *err);
 
 #endif

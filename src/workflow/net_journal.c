@@ -135,8 +135,7 @@ int cbx__wf_journal_event(cbx__wf_journal *jr, const char *run_id, uint64_t seq,
     return rc;
 }
 
-int cbx__wf_journal_state(cbx__wf_journal *jr, const char *run_id, const char *state,
-                          cbx_err *err)
+int cbx__wf_journal_state(cbx__wf_journal *jr, const char *run_id, const char *state, cbx_err *err)
 {
     rec r = {.jr = jr, .sql = sql_state, .run_id = run_id, .a = state, .ms = cbx__wf_now_ms()};
     int rc = cbx_journal_write_db(jr->j, write_rec, &r, NULL, err);
@@ -194,8 +193,9 @@ static int read_fn(sqlite3 *db, void *ud, cbx_err *err)
         const char *kind = (const char *)sqlite3_column_text(st, 1);
         const char *body = (const char *)sqlite3_column_text(st, 2);
         json_t *b = body ? json_loads(body, 0, NULL) : NULL;
-        json_array_append_new(R->events, json_pack("[I, s, o]", (json_int_t)sqlite3_column_int64(st, 0),
-                                                   kind ? kind : "", b ? b : json_object()));
+        json_array_append_new(R->events,
+                              json_pack("[I, s, o]", (json_int_t)sqlite3_column_int64(st, 0),
+                                        kind ? kind : "", b ? b : json_object()));
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : db_error(db, err, "read events");

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NPOS ((size_t)-1)
+#define NPOS        ((size_t)-1)
 #define PATH_MAX_WF 256
 
 typedef struct loader {
@@ -25,35 +25,32 @@ typedef struct loader {
     cbx_diag *diag;
     size_t problems;
     int fatal;
-    cbx_sandbox *sb; /* the check sandbox: prelude and helpers loaded */
+    cbx_sandbox *sb;    /* the check sandbox: prelude and helpers loaded */
     int helpers_broken; /* then names in rules are not checked: the helpers are unknown */
 } loader;
 
-static const char *const top_keys[] = {"name",   "description", "version",  "helpers",
-                                       "rules",  "places",      "states",   "start",
-                                       "final",  "policies",    "limits",   "transitions",
-                                       NULL};
-static const char *const trans_keys[] = {"name",    "desc",   "description", "from",
-                                         "to",      "policy", "action",      "priority",
-                                         "join",    "trigger", "signal",     "after",
-                                         NULL};
+static const char *const top_keys[] = {"name",   "description", "version", "helpers", "rules",
+                                       "places", "states",      "start",   "final",   "policies",
+                                       "limits", "transitions", NULL};
+static const char *const trans_keys[] = {"name",   "desc",   "description", "from", "to",
+                                         "policy", "action", "priority",    "join", "trigger",
+                                         "signal", "after",  NULL};
 static const char *const action_keys[] = {"executor", "config", "policy", "outputs", NULL};
 static const char *const rule_keys[] = {"desc", "description", "when", NULL};
 static const char *const limit_keys[] = {"firings_per_token", "rule_instructions", "rule_memory",
                                          NULL};
 static const char *const lua_keywords[] = {
-    "and",  "break", "do",  "else", "elseif", "end",    "false", "for",  "function", "goto", "if",
-    "in",   "local", "nil", "not",  "or",     "repeat", "return", "then", "true",    "until",
-    "while", NULL};
+    "and",      "break",  "do",   "else", "elseif", "end",   "false", "for",
+    "function", "goto",   "if",   "in",   "local",  "nil",   "not",   "or",
+    "repeat",   "return", "then", "true", "until",  "while", NULL};
 
 /* The functions every rule may call besides the helpers (the sandbox's own are found in it). */
-const char cbx__wf_prelude[] =
-    "function present(v)\n"
-    "  if v == nil or v == null then return false end\n"
-    "  if type(v) == 'string' then return v ~= '' end\n"
-    "  if type(v) == 'table' then return next(v) ~= nil end\n"
-    "  return true\n"
-    "end\n";
+const char cbx__wf_prelude[] = "function present(v)\n"
+                               "  if v == nil or v == null then return false end\n"
+                               "  if type(v) == 'string' then return v ~= '' end\n"
+                               "  if type(v) == 'table' then return next(v) ~= nil end\n"
+                               "  return true\n"
+                               "end\n";
 
 static void prob(loader *L, const char *path, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -377,8 +374,7 @@ static void parse_places(loader *L, const json_t *v, const char *key)
 }
 
 /* A place or a list of places, as indexes; unknown names are problems. */
-static size_t *place_list(loader *L, const json_t *v, const char *path, const char *ctx,
-                          size_t *n)
+static size_t *place_list(loader *L, const json_t *v, const char *path, const char *ctx, size_t *n)
 {
     *n = 0;
     if (!v) {
@@ -404,8 +400,8 @@ static size_t *place_list(loader *L, const json_t *v, const char *path, const ch
         }
         size_t p = cbx__wf_place(L->w, json_string_value(it));
         if (p == NPOS) {
-            const char *best = cbx__flow_suggest(json_string_value(it),
-                                                 (const char *const *)L->w->places);
+            const char *best =
+                cbx__flow_suggest(json_string_value(it), (const char *const *)L->w->places);
             prob(L, kp, CBX_EINVAL_CONFIG, "%s: unknown place '%s'%s%s%s", ctx,
                  json_string_value(it), best ? "; did you mean '" : "", best ? best : "",
                  best ? "'?" : "");
@@ -586,8 +582,7 @@ static uint64_t limit_int(loader *L, const json_t *lim, const char *key, uint64_
     char kp[PATH_MAX_WF];
     if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)min) {
         prob(L, pj(kp, "limits", key), CBX_EINVAL_CONFIG,
-             "limits.%s: expected a whole number of at least %llu", key,
-             (unsigned long long)min);
+             "limits.%s: expected a whole number of at least %llu", key, (unsigned long long)min);
         return dflt;
     }
     return (uint64_t)json_integer_value(v);
@@ -613,8 +608,7 @@ static void parse_limits(loader *L, const json_t *v)
 
 /* ---- transitions -------------------------------------------------------------------------- */
 
-static char **string_list(loader *L, const json_t *v, const char *path, const char *ctx,
-                          size_t *n)
+static char **string_list(loader *L, const json_t *v, const char *path, const char *ctx, size_t *n)
 {
     *n = 0;
     if (!v)
@@ -677,11 +671,11 @@ static void parse_guard(loader *L, cbx__wf_trans *t, const json_t *policy, const
             static const char *const va[] = {"all", "any", NULL};
             unknown_keys(L, val, va, kp, ctx);
             cbx__wf_textf(c2, sizeof c2, "%s: validations.all", ctx);
-            t->v_all = string_list(L, json_object_get(val, "all"), pj(kp2, kp, "all"), c2,
-                                   &t->nv_all);
+            t->v_all =
+                string_list(L, json_object_get(val, "all"), pj(kp2, kp, "all"), c2, &t->nv_all);
             cbx__wf_textf(c2, sizeof c2, "%s: validations.any", ctx);
-            t->v_any = string_list(L, json_object_get(val, "any"), pj(kp2, kp, "any"), c2,
-                                   &t->nv_any);
+            t->v_any =
+                string_list(L, json_object_get(val, "any"), pj(kp2, kp, "any"), c2, &t->nv_any);
         }
     }
     const json_t *rules = json_object_get(policy, "rules");
@@ -747,9 +741,8 @@ static void check_params(loader *L, cbx__wf_trans *t, const char *path, const ch
             names[i] = types[i]->name;
         const char *best = cbx__flow_suggest(t->executor, names);
         char kp[PATH_MAX_WF];
-        prob(L, pj(kp, path, "executor"), CBX_EUNKNOWN_TYPE, "%s: unknown executor '%s'%s%s%s",
-             ctx, t->executor, best ? "; did you mean '" : "", best ? best : "",
-             best ? "'?" : "");
+        prob(L, pj(kp, path, "executor"), CBX_EUNKNOWN_TYPE, "%s: unknown executor '%s'%s%s%s", ctx,
+             t->executor, best ? "; did you mean '" : "", best ? best : "", best ? "'?" : "");
         return;
     }
     json_t *copy = json_object();
@@ -918,8 +911,8 @@ static void parse_transition(loader *L, const json_t *node, size_t i)
     const json_t *sig = json_object_get(node, "signal");
     if (v && (!json_is_string(v) || (strcmp(json_string_value(v), "auto") != 0 &&
                                      strcmp(json_string_value(v), "signal") != 0)))
-        prob(L, pj(kp, path, "trigger"), CBX_EINVAL_CONFIG,
-             "%s: trigger: expected auto or signal", ctx);
+        prob(L, pj(kp, path, "trigger"), CBX_EINVAL_CONFIG, "%s: trigger: expected auto or signal",
+             ctx);
     else if ((v && strcmp(json_string_value(v), "signal") == 0) || sig)
         t->trigger = WF_TRIGGER_SIGNAL;
     if (sig && !json_is_string(sig))
@@ -1096,8 +1089,8 @@ int cbx_workflow_load_string(cbx_workflow **out, const char *text, size_t len, c
     return load_text(out, text, len, name ? name : "workflow", reg, diag, 0);
 }
 
-static int load_file(cbx_workflow **out, const char *path, const cbx_registry *reg,
-                     cbx_diag *diag, int keep)
+static int load_file(cbx_workflow **out, const char *path, const cbx_registry *reg, cbx_diag *diag,
+                     int keep)
 {
     if (!out || !path)
         return -EINVAL;
@@ -1147,8 +1140,7 @@ static int load_file(cbx_workflow **out, const char *path, const cbx_registry *r
     return r;
 }
 
-int cbx_workflow_load(cbx_workflow **out, const char *path, const cbx_registry *reg,
-                      cbx_diag *diag)
+int cbx_workflow_load(cbx_workflow **out, const char *path, const cbx_registry *reg, cbx_diag *diag)
 {
     return load_file(out, path, reg, diag, 0);
 }

@@ -38,7 +38,8 @@ static int ident(char c)
 static int scan_refs(cbx__wf_rule *r, const char *text, size_t len)
 {
     for (size_t i = 0; i + 6 < len; i++) {
-        if (memcmp(text + i, "token.", 6) != 0 || (i > 0 && (ident(text[i - 1]) || text[i - 1] == '.')))
+        if (memcmp(text + i, "token.", 6) != 0 ||
+            (i > 0 && (ident(text[i - 1]) || text[i - 1] == '.')))
             continue;
         size_t b = i + 6, e = b;
         while (e < len && (ident(text[e]) || (text[e] == '.' && e + 1 < len && ident(text[e + 1]))))
@@ -138,17 +139,16 @@ static const json_t *lookup(const json_t *data, const char *path)
 int cbx__wf_rules_open(cbx__wf_rules *R, const cbx_workflow *w, cbx_err *err)
 {
     memset(R, 0, sizeof *R);
-    cbx_sandbox_opts so = {.max_instructions = w->rule_instructions,
-                           .max_memory = w->rule_memory};
+    cbx_sandbox_opts so = {.max_instructions = w->rule_instructions, .max_memory = w->rule_memory};
     int r = cbx_sandbox_new(&R->sb, &so, err);
     if (r)
         return r;
     if ((r = cbx_sandbox_load(R->sb, "prelude", cbx__wf_prelude, strlen(cbx__wf_prelude), err)) ||
         (r = cbx_sandbox_call(R->sb, 0, 0, err)))
         goto fail;
-    if (w->helpers && ((r = cbx_sandbox_load(R->sb, "helpers", w->helpers, strlen(w->helpers),
-                                             err)) ||
-                       (r = cbx_sandbox_call(R->sb, 0, 0, err))))
+    if (w->helpers &&
+        ((r = cbx_sandbox_load(R->sb, "helpers", w->helpers, strlen(w->helpers), err)) ||
+         (r = cbx_sandbox_call(R->sb, 0, 0, err))))
         goto fail;
     R->refs = calloc(w->nrules + 1, sizeof *R->refs);
     if (!R->refs) {
@@ -194,11 +194,11 @@ static void values_text(const cbx__wf_rule *rule, const json_t *data, char *buf,
     buf[0] = 0;
     for (size_t i = 0; i < rule->nrefs && used + 1 < len; i++) {
         const json_t *v = lookup(data, rule->refs[i]);
-        char *txt = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(12))
-                      : NULL;
-        int n = cbx__wf_textf(buf + used, len - used, "%stoken.%s = %.80s%s", i ? ", " : "",
-                         rule->refs[i], txt ? txt : "nil",
-                         txt && strlen(txt) > 80 ? "..." : "");
+        char *txt =
+            v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
+        int n =
+            cbx__wf_textf(buf + used, len - used, "%stoken.%s = %.80s%s", i ? ", " : "",
+                          rule->refs[i], txt ? txt : "nil", txt && strlen(txt) > 80 ? "..." : "");
         if (values) {
             char k[160];
             cbx__wf_textf(k, sizeof k, "token.%s", rule->refs[i]);
@@ -261,8 +261,9 @@ int cbx__wf_rules_eval(cbx__wf_rules *R, const cbx_workflow *w, const cbx__wf_tr
             if (arr) {
                 json_t *o = json_pack("{s:s, s:s, s:o}", "rule", rule->name, "group",
                                       g ? "any" : "all", "verdict",
-                                      v == 1 ? json_true() : v == 0 ? json_false()
-                                                                    : json_string("error"));
+                                      v == 1   ? json_true()
+                                      : v == 0 ? json_false()
+                                               : json_string("error"));
                 if (o && values)
                     json_object_set_new(o, "values", values);
                 else
@@ -276,8 +277,8 @@ int cbx__wf_rules_eval(cbx__wf_rules *R, const cbx_workflow *w, const cbx__wf_tr
             if (g == 0 && v != 1 && *ok) {
                 *ok = 0;
                 if (why && v == 0)
-                    cbx__wf_textf(why, len, "rule %s is false%s%s%s", rule->name, vt[0] ? " (" : "", vt,
-                             vt[0] ? ")" : "");
+                    cbx__wf_textf(why, len, "rule %s is false%s%s%s", rule->name, vt[0] ? " (" : "",
+                                  vt, vt[0] ? ")" : "");
                 else if (why)
                     cbx__wf_textf(why, len, "rule %s failed: %s", rule->name, msg);
             }
@@ -289,12 +290,12 @@ int cbx__wf_rules_eval(cbx__wf_rules *R, const cbx_workflow *w, const cbx__wf_tr
             size_t used = (size_t)cbx__wf_textf(why, len, "none of the rules");
             for (size_t i = 0; i < t->nr_any && used < len; i++)
                 used += (size_t)cbx__wf_textf(why + used, len - used, "%s %s", i ? "," : "",
-                                         w->rules[t->r_any[i]].name);
+                                              w->rules[t->r_any[i]].name);
             if (used < len) {
                 /* the values of the first any-rule's refs */
                 values_text(&w->rules[t->r_any[0]], data, vt, sizeof vt, NULL);
                 cbx__wf_textf(why + used, len - used, " is true%s%s%s", vt[0] ? " (" : "", vt,
-                         vt[0] ? ")" : "");
+                              vt[0] ? ")" : "");
             }
         }
     }

@@ -83,9 +83,9 @@ static void unlink_firing(cbx_workflow_run *r, wf_firing *f)
 
 static void block(cbx_workflow_run *r, wf_firing *f, const char *why, json_t *verdicts)
 {
-    json_t *b = json_pack("{s:s, s:s, s:o, s:s}", "key", f->key, "transition",
-                          r->w->trans[f->ti].name, "tokens", token_ids(f->toks, f->ntoks), "why",
-                          why);
+    json_t *b =
+        json_pack("{s:s, s:s, s:o, s:s}", "key", f->key, "transition", r->w->trans[f->ti].name,
+                  "tokens", token_ids(f->toks, f->ntoks), "why", why);
     if (b && verdicts)
         json_object_set(b, "rules", verdicts);
     if (b && f->signal)
@@ -102,7 +102,8 @@ static void commit(cbx_workflow_run *r, wf_firing *f, int ok, const json_t *outp
         f->toks[i]->busy = 0;
     if (!ok) {
         char why[600];
-        cbx__wf_textf(why, sizeof why, "action failed: %s", error && *error ? error : "(no message)");
+        cbx__wf_textf(why, sizeof why, "action failed: %s",
+                      error && *error ? error : "(no message)");
         block(r, f, why, NULL);
         return;
     }
@@ -129,9 +130,9 @@ static void commit(cbx_workflow_run *r, wf_firing *f, int ok, const json_t *outp
         json_array_append_new(produced, json_pack("{s:s, s:s, s:O}", "token", id, "place",
                                                   w->places[tr->to[k]], "data", f->base));
     }
-    json_t *b = json_pack("{s:s, s:s, s:o, s:o, s:I}", "key", f->key, "transition", tr->name,
-                          "tokens", token_ids(f->toks, f->ntoks), "produced", produced, "nchild",
-                          (json_int_t)nchild);
+    json_t *b =
+        json_pack("{s:s, s:s, s:o, s:o, s:I}", "key", f->key, "transition", tr->name, "tokens",
+                  token_ids(f->toks, f->ntoks), "produced", produced, "nchild", (json_int_t)nchild);
     if (b && verdicts)
         json_object_set(b, "rules", verdicts);
     if (b && f->signal)
@@ -141,10 +142,11 @@ static void commit(cbx_workflow_run *r, wf_firing *f, int ok, const json_t *outp
     uint32_t cap = r->o.max_firings ? r->o.max_firings : w->max_firings;
     if (p->life == WF_TOK_ACTIVE && p->firings >= cap) {
         char m[300];
-        cbx__wf_textf(m, sizeof m,
-                 "token %s fired %u transitions, the cap (limits.firings_per_token): a cycle that "
-                 "does not end?",
-                 p->id, p->firings);
+        cbx__wf_textf(
+            m, sizeof m,
+            "token %s fired %u transitions, the cap (limits.firings_per_token): a cycle that "
+            "does not end?",
+            p->id, p->firings);
         event(r, "fail", json_pack("{s:s, s:s}", "token", p->id, "why", m));
     }
 }
@@ -156,8 +158,8 @@ static json_t *map_outputs(cbx_workflow_run *r, const cbx__wf_trans *tr, const j
 {
     if (!tr->outputs)
         return json_is_object(outputs) ? json_incref((json_t *)outputs) : json_object();
-    json_t *ctx = json_pack("{s:O, s:O}", "token", base, "outputs",
-                            outputs ? outputs : json_null());
+    json_t *ctx =
+        json_pack("{s:O, s:O}", "token", base, "outputs", outputs ? outputs : json_null());
     json_t *out = NULL;
     cbx_err e;
     cbx_err_clear(&e);
@@ -193,12 +195,12 @@ static void action_done(cbx_execution *ex, const cbx_result *res, void *ud)
         outs = map_outputs(r, &r->w->trans[f->ti], f->base, res->outputs, err, sizeof err);
         ok = outs != NULL;
     } else {
-        cbx__wf_textf(err, sizeof err, "%s", res->error[0] ? res->error : cbx_status_name(res->status));
+        cbx__wf_textf(err, sizeof err, "%s",
+                      res->error[0] ? res->error : cbx_status_name(res->status));
     }
     json_t *b = json_pack("{s:s, s:s, s:o, s:b, s:s, s:i, s:s}", "key", f->key, "transition",
-                          r->w->trans[f->ti].name, "tokens", token_ids(f->toks, f->ntoks), "ok",
-                          ok, "error", err, "attempts", (int)res->attempt_count, "execution",
-                          res->id);
+                          r->w->trans[f->ti].name, "tokens", token_ids(f->toks, f->ntoks), "ok", ok,
+                          "error", err, "attempts", (int)res->attempt_count, "execution", res->id);
     if (b && outs)
         json_object_set(b, "outputs", outs);
     event(r, "result", b);
@@ -210,9 +212,9 @@ static void action_done(cbx_execution *ex, const cbx_result *res, void *ud)
 static void start_action(cbx_workflow_run *r, wf_firing *f)
 {
     const cbx__wf_trans *tr = &r->w->trans[f->ti];
-    event(r, "action", json_pack("{s:s, s:s, s:o, s:s}", "key", f->key, "transition", tr->name,
-                                 "tokens", token_ids(f->toks, f->ntoks), "executor",
-                                 tr->executor));
+    event(r, "action",
+          json_pack("{s:s, s:s, s:o, s:s}", "key", f->key, "transition", tr->name, "tokens",
+                    token_ids(f->toks, f->ntoks), "executor", tr->executor));
     json_t *ctx = json_pack("{s:O, s:{s:s}, s:s}", "token", f->base, "run", "id", r->id,
                             "transition", tr->name);
     json_t *params = NULL;
@@ -277,13 +279,12 @@ static wf_token *partner(cbx_workflow_run *r, const wf_token *t, size_t q, size_
     return NULL;
 }
 
-static const char *missing_field(const cbx__wf_trans *tr, const json_t *data, char *buf,
-                                 size_t len)
+static const char *missing_field(const cbx__wf_trans *tr, const json_t *data, char *buf, size_t len)
 {
     for (size_t i = 0; i < tr->nv_all; i++)
         if (!cbx__wf_present(data, tr->v_all[i])) {
             cbx__wf_textf(buf, len, "validation failed: field %s is missing (validations.all)",
-                     tr->v_all[i]);
+                          tr->v_all[i]);
             return buf;
         }
     if (!tr->nv_any)
@@ -581,8 +582,7 @@ int cbx__wf_replay(cbx_workflow_run *r, json_t *events, cbx_err *err)
     json_array_foreach(events, i, ev)
     {
         r->seq = (uint64_t)json_integer_value(json_array_get(ev, 0));
-        rc = cbx__wf_apply(r, json_string_value(json_array_get(ev, 1)), json_array_get(ev, 2),
-                           err);
+        rc = cbx__wf_apply(r, json_string_value(json_array_get(ev, 1)), json_array_get(ev, 2), err);
         if (rc)
             break;
     }
@@ -600,9 +600,8 @@ int cbx__wf_replay(cbx_workflow_run *r, json_t *events, cbx_err *err)
     return rc;
 }
 
-int cbx__wf_run_rebuild(cbx_workflow_run **out, cbx_runtime *rt, cbx_journal *j,
-                        const char *run_id, const cbx_registry *reg,
-                        const cbx_workflow_run_opts *o, cbx_err *err)
+int cbx__wf_run_rebuild(cbx_workflow_run **out, cbx_runtime *rt, cbx_journal *j, const char *run_id,
+                        const cbx_registry *reg, const cbx_workflow_run_opts *o, cbx_err *err)
 {
     *out = NULL;
     char *source = NULL, *file = NULL;
@@ -772,13 +771,12 @@ int cbx_workflow_signal(cbx_workflow_run *r, const char *token, const char *name
         if (strcmp(tr->signal, name) == 0)
             found = 1;
         if (used < sizeof waits)
-            used += (size_t)cbx__wf_textf(waits + used, sizeof waits - used, "%s%s", used ? ", " : "",
-                                     tr->signal);
+            used += (size_t)cbx__wf_textf(waits + used, sizeof waits - used, "%s%s",
+                                          used ? ", " : "", tr->signal);
     }
     if (!found)
         return cbx_err_set(err, -EINVAL, "token %s in place %s waits for %s%s", token,
-                           w->places[t->place], used ? "the signals: " : "no signal",
-                           waits);
+                           w->places[t->place], used ? "the signals: " : "no signal", waits);
     json_t *b = json_pack("{s:s, s:s, s:o}", "token", token, "name", name, "data",
                           data ? json_deep_copy(data) : json_object());
     int rc = event(r, "signal", b);

@@ -49,7 +49,7 @@ static tok_state classify(const cbx_workflow_run *r, const wf_token *t, char *bu
             waiting = 1;
             if (buf && used < len)
                 used += (size_t)cbx__wf_textf(buf + used, len - used, "%ssignal %s (%s)",
-                                         used ? ", " : "", tr->signal, tr->name);
+                                              used ? ", " : "", tr->signal, tr->name);
             continue;
         }
         if (tried(t, ti))
@@ -58,9 +58,8 @@ static tok_state classify(const cbx_workflow_run *r, const wf_token *t, char *bu
             waiting = 1;
             uint64_t due = t->entered_ms + tr->after_ms, now = cbx__wf_now_ms();
             if (buf && used < len)
-                used += (size_t)cbx__wf_textf(buf + used, len - used,
-                                              "%stimer %s (due in %.1fs)", used ? ", " : "",
-                                              tr->name,
+                used += (size_t)cbx__wf_textf(buf + used, len - used, "%stimer %s (due in %.1fs)",
+                                              used ? ", " : "", tr->name,
                                               due > now ? (double)(due - now) / 1000.0 : 0.0);
             continue;
         }
@@ -68,7 +67,7 @@ static tok_state classify(const cbx_workflow_run *r, const wf_token *t, char *bu
             joining = 1;
             if (buf && used < len)
                 used += (size_t)cbx__wf_textf(buf + used, len - used, "%sa token to join by %s",
-                                         used ? ", " : "", tr->name);
+                                              used ? ", " : "", tr->name);
             continue;
         }
         return TS_ACTIVE;
@@ -136,12 +135,11 @@ json_t *cbx_workflow_run_snapshot(const cbx_workflow_run *r)
             ts = waiting_any ? TS_WAITING : TS_STUCK;
         json_t *hist = json_array();
         for (const wf_hist *h = t->hist; h; h = h->next)
-            json_array_append_new(hist, json_pack("{s:I, s:s}", "ms", (json_int_t)h->ms, "text",
-                                                  h->text));
+            json_array_append_new(
+                hist, json_pack("{s:I, s:s}", "ms", (json_int_t)h->ms, "text", h->text));
         json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:O, s:I, s:o}", "id", t->id, "family",
                               t->family, "place", w->places[t->place], "state", ts_names[ts],
-                              "data", t->data, "firings", (json_int_t)t->firings, "history",
-                              hist);
+                              "data", t->data, "firings", (json_int_t)t->firings, "history", hist);
         if (!o)
             continue;
         if (wait[0] && (ts == TS_WAITING || ts == TS_STUCK))
@@ -156,16 +154,16 @@ json_t *cbx_workflow_run_snapshot(const cbx_workflow_run *r)
         json_array_append_new(tokens, o);
     }
     free(all);
-    json_t *snap = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "run_id", r->id, "workflow",
-                             w->name, "state", cbx_workflow_state_name(st), "tokens", tokens,
-                             "marking", marking, "firings", fired);
+    json_t *snap = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "run_id", r->id, "workflow", w->name,
+                             "state", cbx_workflow_state_name(st), "tokens", tokens, "marking",
+                             marking, "firings", fired);
     if (snap && r->failed_journal)
         json_object_set_new(snap, "journal_error", json_string(r->journal_error));
     return snap;
 }
 
-int cbx_workflow_run_show(cbx_journal *j, const char *run_id, const cbx_registry *reg,
-                          json_t **out, cbx_err *err)
+int cbx_workflow_run_show(cbx_journal *j, const char *run_id, const cbx_registry *reg, json_t **out,
+                          cbx_err *err)
 {
     if (!j || !run_id || !out)
         return -EINVAL;

@@ -81,9 +81,9 @@ static json_t *token_of(json_t *snap, const char *id)
 {
     size_t i;
     json_t *t;
-    json_array_foreach(json_object_get(snap, "tokens"), i, t)
-    if (strcmp(json_string_value(json_object_get(t, "id")), id) == 0)
-        return t;
+    json_array_foreach(json_object_get(snap, "tokens"), i,
+                       t) if (strcmp(json_string_value(json_object_get(t, "id")), id) ==
+                              0) return t;
     cr_assert_fail("no token %s", id);
     return NULL;
 }
@@ -99,9 +99,8 @@ static int history_has(json_t *t, const char *text)
 {
     size_t i;
     json_t *h;
-    json_array_foreach(json_object_get(t, "history"), i, h)
-    if (strstr(tstr(h, "text"), text))
-        return 1;
+    json_array_foreach(json_object_get(t, "history"), i,
+                       h) if (strstr(tstr(h, "text"), text)) return 1;
     return 0;
 }
 
@@ -272,14 +271,15 @@ Test(workflow, a_blocked_transition_gives_way_to_the_next)
 
 Test(workflow, validations_all_and_any)
 {
-    cbx_workflow *w = load("name: val\n"
-                           "places: [a, b]\n"
-                           "final: [b]\n"
-                           "transitions:\n"
-                           "  - name: go\n"
-                           "    from: a\n"
-                           "    to: b\n"
-                           "    policy: {validations: {all: [id, meta.owner], any: [email, phone]}}\n");
+    cbx_workflow *w =
+        load("name: val\n"
+             "places: [a, b]\n"
+             "final: [b]\n"
+             "transitions:\n"
+             "  - name: go\n"
+             "    from: a\n"
+             "    to: b\n"
+             "    policy: {validations: {all: [id, meta.owner], any: [email, phone]}}\n");
     const char *toks[] = {"{\"id\": 1, \"meta\": {\"owner\": \"x\"}, \"phone\": \"1\"}",
                           "{\"id\": 2, \"meta\": {\"owner\": \"x\"}}",
                           "{\"id\": \"\", \"meta\": {\"owner\": \"x\"}, \"email\": \"e\"}", NULL};
@@ -299,16 +299,16 @@ Test(workflow, validations_all_and_any)
 }
 
 #define APPROVAL(after)                                                                            \
-    "name: approval\n" \
-    "rules: {has_approver: {when: 'present(token.approved_by)'}}\n" \
-    "places: [pending, approved, escalated]\n" \
-    "final: [approved, escalated]\n" \
-    "transitions:\n" \
-    "  - name: approve\n" \
-    "    from: pending\n" \
-    "    to: approved\n" \
-    "    trigger: signal\n" \
-    "    policy: {rules: {all: [has_approver]}}\n" \
+    "name: approval\n"                                                                             \
+    "rules: {has_approver: {when: 'present(token.approved_by)'}}\n"                                \
+    "places: [pending, approved, escalated]\n"                                                     \
+    "final: [approved, escalated]\n"                                                               \
+    "transitions:\n"                                                                               \
+    "  - name: approve\n"                                                                          \
+    "    from: pending\n"                                                                          \
+    "    to: approved\n"                                                                           \
+    "    trigger: signal\n"                                                                        \
+    "    policy: {rules: {all: [has_approver]}}\n"                                                 \
     "  - {name: escalate, from: pending, to: escalated, after: " after "}\n"
 
 Test(workflow, signals_merge_their_data_or_are_discarded)
@@ -434,9 +434,9 @@ Test(workflow, an_action_runs_under_its_retry_policy)
     cbx_workflow_run *r = start(w, toks);
     cr_assert_eq(cbx_workflow_run_until_rest(r, 1), CBX_WORKFLOW_DONE);
     json_t *snap = cbx_workflow_run_snapshot(r);
-    cr_assert_str_eq(json_string_value(json_object_get(
-                         json_object_get(token_of(snap, "t1"), "data"), "out")),
-                     "ok\n");
+    cr_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(token_of(snap, "t1"), "data"), "out")),
+        "ok\n");
     json_decref(snap);
     cbx_workflow_run_free(r);
     cbx_workflow_free(w);
@@ -456,9 +456,9 @@ Test(workflow, a_failed_action_blocks_with_its_error)
     cbx_workflow_run *r = start(w, toks);
     cr_assert_eq(cbx_workflow_run_until_rest(r, 1), CBX_WORKFLOW_STUCK);
     json_t *snap = cbx_workflow_run_snapshot(r);
-    cr_assert(strstr(tstr(token_of(snap, "t1"), "explanation"),
-                     "transition go blocked: action failed:"),
-              "%s", tstr(token_of(snap, "t1"), "explanation"));
+    cr_assert(
+        strstr(tstr(token_of(snap, "t1"), "explanation"), "transition go blocked: action failed:"),
+        "%s", tstr(token_of(snap, "t1"), "explanation"));
     json_decref(snap);
     cbx_workflow_run_free(r);
     cbx_workflow_free(w);
