@@ -28,9 +28,6 @@ static const char sql_state[] = "UPDATE wf_runs SET state = ?2, updated_ms = ?3 
 static const char sql_read_run[] = "SELECT source, file FROM wf_runs WHERE run_id = ?1";
 static const char sql_read_events[] =
     "SELECT seq, kind, body FROM wf_events WHERE run_id = ?1 ORDER BY seq";
-static const char sql_list[] = "SELECT run_id, workflow, file, state, started_ms, updated_ms,"
-                               " owner_pid, owner_start FROM wf_runs ORDER BY started_ms DESC,"
-                               " run_id DESC LIMIT ?1";
 
 struct cbx__wf_journal {
     cbx_journal *j; /* borrowed */
@@ -250,7 +247,6 @@ static int list_fn(sqlite3 *db, void *ud, cbx_err *err)
 
 int cbx_workflow_runs_list(cbx_journal *j, uint32_t limit, json_t **out, cbx_err *err)
 {
-    (void)sql_list;
     reader R = {.limit = limit ? limit : 50};
     int rc = cbx_journal_read_db(j, list_fn, &R, err);
     if (rc) {

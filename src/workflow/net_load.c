@@ -1154,13 +1154,11 @@ int cbx_workflow_validate(const char *path, const cbx_registry *reg, size_t max_
     size_t before = diag->n;
     int r = load_file(&w, path, reg, diag, 1);
     if (w) {
-        size_t from = diag->n;
         int c = cbx_workflow_check(w, max_markings, diag);
         if (c < 0)
             r = c;
         else if (c > 0 && r == 0)
             r = CBX_EINVAL_CONFIG;
-        (void)from;
         if (diag->n > before + 1)
             qsort(diag->items + before, diag->n - before, sizeof *diag->items, by_position);
         cbx_workflow_free(w);
