@@ -272,10 +272,12 @@ int main(int argc, char **argv)
     if (!a.only || strcmp(a.only, names[4]) == 0)
         waiting_case(rt);
     if (firing > 0 && step > 0)
-        printf("# note\tworkflow.fire100k: a firing costs %.2f flow steps (target at most 2); "
-               "%.0f firings/s without the journal%s%.0f with it\n",
-               firing / step, 1e9 / firing, firing_j > 0 ? ", " : "",
-               firing_j > 0 ? 1e9 / firing_j : 0.0);
+        printf("# note\tworkflow.fire100k: a firing costs %.2f flow steps (target at most 2), "
+               "%.0f firings/s\n",
+               firing / step, 1e9 / firing);
+    if (firing_j > 0 && step > 0)
+        printf("# note\tworkflow.fire100k.journal: %.2f flow steps per firing, %.0f firings/s\n",
+               firing_j / step, 1e9 / firing_j);
     cbx_runtime_free(rtj);
     cbx_runtime_free(rt);
     cbx_journal_close(j);
