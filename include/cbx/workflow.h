@@ -174,8 +174,9 @@ int cbx_workflow_add_token(cbx_workflow_run *r, const char *place, const json_t 
 int cbx_workflow_signal(cbx_workflow_run *r, const char *token, const char *name,
                         const json_t *data, cbx_err *err);
 
-/* Start every firing that can start now (pure guards fire at once; actions are submitted to the
- * runtime). Returns the number of firings started or done, or a negative code. Does not block. */
+/* Start every firing that can start now (pure guards are decided at once; actions are submitted
+ * to the runtime). Returns the number of attempts started or decided (fired or blocked, not
+ * counting validations that failed), or a negative code. Does not block. */
 int cbx_workflow_step(cbx_workflow_run *r);
 
 /* Run the loop until the run rests: every token final, waiting, stuck or failed. With

@@ -604,3 +604,80 @@ Test(workflow, an_action_without_a_journaled_result_runs_again)
 {
     crash_after(2, 1); /* only its start journaled: it runs again */
 }
+
+/* Several tokens' actions run at once: each action waits until all four have started (a
+ * rendezvous through files), which a one-at-a-time run would never reach (the action gives up
+ * after a minute and the token is stuck). */
+Test(workflow, tokens_fire_concurrently)
+{
+    char text[1024];
+    snprintf(text, sizeof text,
+             "name: conc\n"
+             "places: [a, b]\n"
+             "final: [b]\n"
+             "transitions:\n"
+             "  - name: meet\n"
+             "    from: a\n"
+             "    to: b\n"
+             "    action:\n"
+             "      executor: command\n"
+             "      config:\n"
+             "        argv: [sh, -c, 'touch %s/here.$N; i=0; while [ $(ls %s | grep -c here) "
+             "-lt 4 ]; do i=$((i+1)); [ $i -gt 6000 ] && exit 1; sleep 0.01; done']\n"
+             "        env: {N: \"{{ tostring(token.n) }}\"}\n",
+             dir, dir);
+    cbx_workflow *w = load(text);
+    const char *toks[] = {"{\"n\": 1}", "{\"n\": 2}", "{\"n\": 3}", "{\"n\": 4}", NULL};
+    cbx_workflow_run *r = start(w, toks);
+    cr_assert_eq(cbx_workflow_run_until_rest(r, 1), CBX_WORKFLOW_DONE);
+    cbx_workflow_run_free(r);
+    cbx_workflow_free(w);
+}
+
+typedef struct seen {
+    char log[2048];
+    int replayed;
+} seen;
+
+static void on_ev(const cbx_workflow_event *ev, void *ud)
+{
+    seen *s = ud;
+    static const char *const k[] = {"added", "action", "fired", "blocked", "signalled", "failed"};
+    size_t n = strlen(s->log);
+    snprintf(s->log + n, sizeof s->log - n, "%s %s %s;", k[ev->kind], ev->token,
+             ev->transition ? ev->transition : "-");
+    s->replayed += ev->replayed;
+}
+
+Test(workflow, events_reach_the_callback_and_replays_say_so)
+{
+    cbx_workflow *w = load("name: ev\n"
+                           "rules: {no: {when: 'false'}}\n"
+                           "places: [a, b, c]\n"
+                           "final: [c]\n"
+                           "transitions:\n"
+                           "  - {name: never, from: a, to: b, policy: {rules: {all: [no]}}}\n"
+                           "  - {name: go, from: a, to: c}\n");
+    seen s = {{0}, 0};
+    cbx_workflow_run_opts o = {.on_event = on_ev, .ud = &s};
+    cbx_workflow_run *r = NULL;
+    cbx_err e;
+    cbx_err_clear(&e);
+    cr_assert_eq(cbx_workflow_start(&r, rt, w, &o, &e), 0, "%s", e.msg);
+    cr_assert_eq(cbx_workflow_add_token(r, NULL, NULL, "x", NULL, 0, &e), 0, "%s", e.msg);
+    cr_assert_eq(cbx_workflow_add_token(r, NULL, NULL, "x", NULL, 0, &e), -EEXIST);
+    int fired = cbx_workflow_step(r);
+    /* pure guards are tried at once: one blocked, one fired */
+    cr_assert_eq(fired, 2, "%d: %s", fired, s.log);
+    cr_assert_str_eq(s.log, "added x -;blocked x never;fired x go;");
+    cr_assert_eq(cbx_workflow_run_until_rest(r, 1), CBX_WORKFLOW_DONE);
+    char id[40];
+    snprintf(id, sizeof id, "%s", cbx_workflow_run_id(r));
+    cbx_workflow_run_free(r);
+    memset(&s, 0, sizeof s);
+    cr_assert_eq(cbx_workflow_resume(&r, rt, id, reg, &o, &e), 0, "%s", e.msg);
+    cr_assert_eq(s.replayed, 3);
+    cr_assert_eq(cbx_workflow_run_until_rest(r, 1), CBX_WORKFLOW_DONE);
+    cbx_workflow_run_free(r);
+    cbx_workflow_free(w);
+}
