@@ -22,6 +22,7 @@ typedef struct wf_firing {
     char key[CBX__WF_ID_MAX + 96];
     cbx_execution *ex;
     int done;
+    int submitting; /* inside cbx_runtime_submit: action_done leaves freeing f to start_action */
     struct wf_firing *next, *prev;
 } wf_firing;
 
@@ -206,7 +207,35 @@ static void action_done(cbx_execution *ex, const cbx_result *res, void *ud)
     event(r, "result", b);
     commit(r, f, ok, outs, err);
     json_decref(outs);
-    firing_free(f);
+    if (!f->submitting)
+        firing_free(f);
+}
+
+/* A policy's key template (breaker.key, fallback.cache.key) rendered over ctx into buf: 0, or -1
+ * with the reason in why. */
+static int expand_key(cbx_workflow_run *r, const char *what, const char *tpl, const json_t *ctx,
+                      char *buf, size_t len, char *why, size_t wlen)
+{
+    json_t *t = json_string(tpl), *v = NULL;
+    cbx_err e;
+    cbx_err_clear(&e);
+    if (!t || cbx_template_render(r->tpl, t, ctx, &v, &e) != 0) {
+        json_decref(t);
+        cbx__wf_textf(why, wlen, "%s: %s", what, e.msg[0] ? e.msg : "out of memory");
+        return -1;
+    }
+    json_decref(t);
+    if (json_is_string(v) && json_string_length(v))
+        cbx__wf_textf(buf, len, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        cbx__wf_textf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else {
+        cbx__wf_textf(why, wlen, "%s '%s' gave no name", what, tpl);
+        json_decref(v);
+        return -1;
+    }
+    json_decref(v);
+    return 0;
 }
 
 static void start_action(cbx_workflow_run *r, wf_firing *f)
@@ -220,10 +249,24 @@ static void start_action(cbx_workflow_run *r, wf_firing *f)
     json_t *params = NULL;
     cbx_err e;
     cbx_err_clear(&e);
-    if (!ctx || cbx_template_render(r->tpl, tr->config, ctx, &params, &e) != 0) {
-        json_decref(ctx);
-        char err[600];
+    const char *key_tpl = tr->policy ? cbx_policy_breaker_key(tr->policy) : NULL;
+    const char *fb_tpl = tr->policy ? cbx_policy_fallback_key(tr->policy) : NULL;
+    char key[480], breaker[560], fb_key[512], err[600];
+    err[0] = 0;
+    int bad = !ctx || cbx_template_render(r->tpl, tr->config, ctx, &params, &e) != 0;
+    if (bad)
         cbx__wf_textf(err, sizeof err, "config.%s: %s", e.where, e.msg);
+    else if (key_tpl &&
+             expand_key(r, "breaker.key", key_tpl, ctx, key, sizeof key, err, sizeof err) != 0)
+        bad = 1;
+    else if (fb_tpl && expand_key(r, "fallback.cache.key", fb_tpl, ctx, fb_key, sizeof fb_key, err,
+                                  sizeof err) != 0)
+        bad = 1;
+    if (key_tpl && !bad)
+        cbx__wf_textf(breaker, sizeof breaker, "%s:%s", cbx_policy_name(tr->policy), key);
+    if (bad) {
+        json_decref(ctx);
+        json_decref(params);
         event(r, "result",
               json_pack("{s:s, s:s, s:o, s:b, s:s}", "key", f->key, "transition", tr->name,
                         "tokens", token_ids(f->toks, f->ntoks), "ok", 0, "error", err));
@@ -237,6 +280,9 @@ static void start_action(cbx_workflow_run *r, wf_firing *f)
     cbx_request q = {.executor = tr->executor,
                      .params = params,
                      .policy = tr->policy,
+                     .breaker = key_tpl ? breaker : NULL,
+                     .breaker_opts = key_tpl ? cbx_policy_breaker_opts(tr->policy) : NULL,
+                     .fallback_key = fb_tpl ? fb_key : NULL,
                      .tag = tag,
                      .on_done = action_done,
                      .ud = f,
@@ -248,9 +294,16 @@ static void start_action(cbx_workflow_run *r, wf_firing *f)
     r->firings = f;
     r->inflight++;
     cbx_diag d = {0};
-    cbx_runtime_submit(r->rt, &q, &f->ex, &d); /* a refusal comes to action_done */
+    cbx_execution *ex = NULL;
+    f->submitting = 1;
+    cbx_runtime_submit(r->rt, &q, &ex, &d); /* a refusal comes to action_done, maybe in here */
+    f->submitting = 0;
     cbx_diag_clear(&d);
     json_decref(params);
+    if (f->done)
+        firing_free(f);
+    else
+        f->ex = ex;
 }
 
 /* ---- choosing what fires ---------------------------------------------------------------- */

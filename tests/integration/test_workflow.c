@@ -681,3 +681,41 @@ Test(workflow, events_reach_the_callback_and_replays_say_so)
     cbx_workflow_run_free(r);
     cbx_workflow_free(w);
 }
+
+/* The action's policy as a flow step's: a breaker per key rendered from the token (one host's
+ * failure opens its breaker, another host is untouched). */
+Test(workflow, an_action_policy_keys_its_breaker_by_the_token)
+{
+    cbx_workflow *w =
+        load("name: brk\n"
+             "places: [a, b]\n"
+             "final: [b]\n"
+             "transitions:\n"
+             "  - name: call\n"
+             "    from: a\n"
+             "    to: b\n"
+             "    policy: {breaker: {key: '{{ token.host }}', consecutive_failures: 1,"
+             " open_for: 1h}}\n"
+             "    action:\n"
+             "      executor: command\n"
+             "      config: {argv: [sh, -c, 'test \"$H\" = good'], env: {H: '{{ "
+             "token.host }}'}}\n");
+    const char *toks[] = {"{\"host\": \"bad\"}", NULL};
+    cbx_workflow_run *r = start(w, toks);
+    cr_assert_eq(cbx_workflow_run_until_rest(r, 1), CBX_WORKFLOW_STUCK);
+    cbx_err e;
+    cbx_err_clear(&e);
+    json_t *bad = json_pack("{s:s}", "host", "bad"), *good = json_pack("{s:s}", "host", "good");
+    cr_assert_eq(cbx_workflow_add_token(r, NULL, bad, NULL, NULL, 0, &e), 0);
+    cr_assert_eq(cbx_workflow_add_token(r, NULL, good, NULL, NULL, 0, &e), 0);
+    json_decref(bad);
+    json_decref(good);
+    cr_assert_eq(cbx_workflow_run_until_rest(r, 1), CBX_WORKFLOW_STUCK);
+    json_t *snap = cbx_workflow_run_snapshot(r);
+    cr_assert(strstr(tstr(token_of(snap, "t2"), "explanation"), "open"), "%s",
+              tstr(token_of(snap, "t2"), "explanation"));
+    cr_assert_str_eq(tstr(token_of(snap, "t3"), "place"), "b");
+    json_decref(snap);
+    cbx_workflow_run_free(r);
+    cbx_workflow_free(w);
+}
