@@ -72,7 +72,7 @@ static const char workflow_help[] =
     "Exit codes of run, signal and resume: 0 every token is in a final place; 3 waiting\n"
     "(a token waits for a signal or a timer); 1 stuck or failed (a token can go nowhere\n"
     "outside a final place, or passed the firing cap); 2 bad usage or a bad file; 74 a\n"
-    "journal write failed; 130 interrupted (resume it).\n"
+    "journal write failed; 76 another process is running that run; 130 interrupted.\n"
     "\n"
     "Examples:\n"
     "  cbx workflow validate examples/workflows/order_fulfilment.yaml\n"
@@ -602,7 +602,7 @@ static int cmd_resume(wf_cfg *c, cli_ctx *ctx, cbx_registry *reg, int signal)
     int r = cbx_workflow_resume(&s.run, s.rt, c->pos[0], reg, &o, &e);
     if (r) {
         cli_err("%s: %s", cmd, e.msg[0] ? e.msg : cbx_strerror(r));
-        rc = r == -ENOENT ? CLI_EXIT_FAILED : CLI_EXIT_USAGE;
+        rc = r == -ENOENT ? CLI_EXIT_FAILED : r == -EBUSY ? CLI_EXIT_REFUSED : CLI_EXIT_USAGE;
     } else {
         s.v.w = cbx_workflow_run_net(s.run);
         if (signal && (r = cbx_workflow_signal(s.run, c->pos[1], c->pos[2], data, &e)) != 0) {

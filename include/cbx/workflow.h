@@ -147,7 +147,9 @@ int cbx_workflow_start(cbx_workflow_run **out, cbx_runtime *rt, cbx_workflow *w,
 /* Rebuild the run run_id from rt's journal: the workflow from the journaled source (a new
  * cbx_workflow owned by the run; reg borrowed for its check), then every event in order. Actions
  * journaled as started but without a result run again when their firing comes; those with a
- * result are committed from it. Returns 0 and *out; -ENOENT for an unknown run; CBX_EJOURNAL;
+ * result are committed from it. Returns 0 and *out; -ENOENT for an unknown run; -EBUSY when
+ * another process that is alive is running it (its state in the journal is "running");
+ * CBX_EJOURNAL;
  * CBX_EINVAL_CONFIG when the journaled source no longer loads (a registry without its types). */
 int cbx_workflow_resume(cbx_workflow_run **out, cbx_runtime *rt, const char *run_id,
                         const cbx_registry *reg, const cbx_workflow_run_opts *o, cbx_err *err);

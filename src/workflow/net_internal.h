@@ -209,9 +209,10 @@ int cbx__wf_journal_run(cbx__wf_journal *jr, const char *run_id, const cbx_workf
 int cbx__wf_journal_event(cbx__wf_journal *jr, const char *run_id, uint64_t seq, const char *kind,
                           const json_t *body, cbx_err *err);
 int cbx__wf_journal_state(cbx__wf_journal *jr, const char *run_id, const char *state, cbx_err *err);
-/* The run's source and file, and its events [[seq, kind, body], ...] in order (new refs). */
-int cbx__wf_journal_read(cbx_journal *j, const char *run_id, char **source, char **file,
-                         json_t **events, cbx_err *err);
+/* The run's source and file, and its events [[seq, kind, body], ...] in order (new refs).
+ * for_update: -EBUSY when another process that is alive is running it. */
+int cbx__wf_journal_read(cbx_journal *j, const char *run_id, int for_update, char **source,
+                         char **file, json_t **events, cbx_err *err);
 
 /* Replay journaled events into r (no action runs). */
 int cbx__wf_replay(cbx_workflow_run *r, json_t *events, cbx_err *err);

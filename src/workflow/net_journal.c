@@ -23,9 +23,13 @@ static const char sql_run[] =
     " updated_ms = excluded.updated_ms, owner_pid = excluded.owner_pid,"
     " owner_start = excluded.owner_start";
 static const char sql_event[] =
-    "INSERT OR REPLACE INTO wf_events (run_id, seq, kind, body) VALUES (?1, ?2, ?3, ?4)";
+    "INSERT INTO wf_events (run_id, seq, kind, body) VALUES (?1, ?2, ?3, ?4)";
 static const char sql_state[] = "UPDATE wf_runs SET state = ?2, updated_ms = ?3 WHERE run_id = ?1";
-static const char sql_read_run[] = "SELECT source, file FROM wf_runs WHERE run_id = ?1";
+/* the run, and whether another process that is alive is running it now */
+static const char sql_read_run[] =
+    "SELECT source, file, (state = 'running' AND owner_pid IS NOT NULL AND"
+    " owner_pid <> cbx_owner_pid() AND cbx_owner_alive(owner_pid, owner_start)), owner_pid"
+    " FROM wf_runs WHERE run_id = ?1";
 static const char sql_read_events[] =
     "SELECT seq, kind, body FROM wf_events WHERE run_id = ?1 ORDER BY seq";
 
@@ -145,6 +149,7 @@ int cbx__wf_journal_state(cbx__wf_journal *jr, const char *run_id, const char *s
 
 typedef struct reader {
     const char *run_id;
+    int for_update; /* refuse a run another live process is running */
     char *source, *file;
     json_t *events;
     uint32_t limit;
@@ -175,13 +180,22 @@ static int read_fn(sqlite3 *db, void *ud, cbx_err *err)
         return db_error(db, err, "read");
     sqlite3_bind_text(st, 1, R->run_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
+    int busy = 0;
+    long long owner = 0;
     if (rc == SQLITE_ROW) {
         R->source = col_dup(st, 0);
         R->file = col_dup(st, 1);
+        busy = sqlite3_column_int(st, 2);
+        owner = sqlite3_column_int64(st, 3);
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW)
         return cbx_err_set(err, -ENOENT, "no workflow run %s in the journal", R->run_id);
+    if (busy && R->for_update)
+        return cbx_err_set(err, -EBUSY,
+                           "workflow run %s is being run by process %lld; wait until it rests "
+                           "(or ends) and try again",
+                           R->run_id, owner);
     if (sqlite3_prepare_v2(db, sql_read_events, -1, &st, NULL) != SQLITE_OK)
         return db_error(db, err, "read");
     sqlite3_bind_text(st, 1, R->run_id, -1, SQLITE_STATIC);
@@ -198,10 +212,10 @@ static int read_fn(sqlite3 *db, void *ud, cbx_err *err)
     return rc == SQLITE_DONE ? 0 : db_error(db, err, "read events");
 }
 
-int cbx__wf_journal_read(cbx_journal *j, const char *run_id, char **source, char **file,
-                         json_t **events, cbx_err *err)
+int cbx__wf_journal_read(cbx_journal *j, const char *run_id, int for_update, char **source,
+                         char **file, json_t **events, cbx_err *err)
 {
-    reader R = {.run_id = run_id};
+    reader R = {.run_id = run_id, .for_update = for_update};
     int rc = cbx_journal_read_db(j, read_fn, &R, err);
     if (rc) {
         free(R.source);

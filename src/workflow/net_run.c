@@ -659,7 +659,7 @@ int cbx__wf_run_rebuild(cbx_workflow_run **out, cbx_runtime *rt, cbx_journal *j,
     *out = NULL;
     char *source = NULL, *file = NULL;
     json_t *events = NULL;
-    int rc = cbx__wf_journal_read(j, run_id, &source, &file, &events, err);
+    int rc = cbx__wf_journal_read(j, run_id, rt != NULL, &source, &file, &events, err);
     if (rc)
         return rc;
     cbx_workflow *w = NULL;

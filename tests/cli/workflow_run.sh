@@ -70,6 +70,21 @@ grep -qE "t2 +escalated +final" "$TMP/out" || fail "escalated: $(cat "$TMP/out")
 run "$CBX" workflow list
 grep -qE "$APPROVAL +approval +done" "$TMP/out" || fail "list: $(cat "$TMP/out")"
 
+# a run another live process is running is refused (76), never written by two processes at once
+"$CBX" workflow run "$E/approval.yaml" --token '{"request": "desk"}' --run-id busy -q >"$TMP/busy.out" 2>&1 &
+busy_pid=$!
+deadline=$(($(date +%s) + 300))
+until "$CBX" workflow list --json 2>/dev/null | jq -e '.[] | select(.run_id == "busy")' >/dev/null; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "the busy run never reached the journal"
+    sleep 0.05
+done
+run "$CBX" workflow signal busy t1 approve -d '{"approved_by": "cy"}'
+if kill -0 "$busy_pid" 2>/dev/null; then # still waiting for its 2 s timer
+    expect_rc 76 "signal to a run being run"
+    expect_err_line "workflow run busy is being run by process $busy_pid" "busy"
+fi
+wait "$busy_pid" || fail "the busy run: $(cat "$TMP/busy.out")"
+
 # ---- order fulfilment: fork and join ----
 run "$CBX" workflow run "$E/order_fulfilment.yaml" --json \
     --token '{"order": "A-1", "amount": 30, "sku": "mug"}' --token '{"order": "A-2", "amount": 900, "sku": "lamp"}'
