@@ -148,7 +148,7 @@ int cbx_workflow_start(cbx_workflow_run **out, cbx_runtime *rt, cbx_workflow *w,
  * cbx_workflow owned by the run; reg borrowed for its check), then every event in order. Actions
  * journaled as started but without a result run again when their firing comes; those with a
  * result are committed from it. Returns 0 and *out; -ENOENT for an unknown run; -EBUSY when
- * another process that is alive is running it (its state in the journal is "running");
+ * another process that is alive holds it (its state in the journal is started or running);
  * CBX_EJOURNAL;
  * CBX_EINVAL_CONFIG when the journaled source no longer loads (a registry without its types). */
 int cbx_workflow_resume(cbx_workflow_run **out, cbx_runtime *rt, const char *run_id,
@@ -202,7 +202,8 @@ char *cbx_workflow_graph(const cbx_workflow *w, const json_t *snapshot, const ch
 /* ---- the journal ------------------------------------------------------------------------ */
 
 /* Workflow runs, newest first: [{run_id, workflow, file, state, started_ms, updated_ms}] (new
- * reference; limit 0 = 50). */
+ * reference; limit 0 = 50). state: started, running, done, waiting, stuck, failed, or
+ * interrupted (left running by a process that is gone). */
 int cbx_workflow_runs_list(cbx_journal *j, uint32_t limit, json_t **out, cbx_err *err);
 
 /* A run rebuilt from its events, without running anything: the snapshot above plus the

@@ -18,8 +18,8 @@ static const char schema[] =
 
 static const char sql_run[] =
     "INSERT INTO wf_runs (run_id, workflow, file, source, state, started_ms, updated_ms,"
-    " owner_pid, owner_start) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?5, cbx_owner_pid(),"
-    " cbx_owner_start()) ON CONFLICT(run_id) DO UPDATE SET state = 'running',"
+    " owner_pid, owner_start) VALUES (?1, ?2, ?3, ?4, 'started', ?5, ?5, cbx_owner_pid(),"
+    " cbx_owner_start()) ON CONFLICT(run_id) DO UPDATE SET state = 'started',"
     " updated_ms = excluded.updated_ms, owner_pid = excluded.owner_pid,"
     " owner_start = excluded.owner_start";
 static const char sql_event[] =
@@ -27,7 +27,7 @@ static const char sql_event[] =
 static const char sql_state[] = "UPDATE wf_runs SET state = ?2, updated_ms = ?3 WHERE run_id = ?1";
 /* the run, and whether another process that is alive is running it now */
 static const char sql_read_run[] =
-    "SELECT source, file, (state = 'running' AND owner_pid IS NOT NULL AND"
+    "SELECT source, file, (state IN ('started', 'running') AND owner_pid IS NOT NULL AND"
     " owner_pid <> cbx_owner_pid() AND cbx_owner_alive(owner_pid, owner_start)), owner_pid"
     " FROM wf_runs WHERE run_id = ?1";
 static const char sql_read_events[] =

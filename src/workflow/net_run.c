@@ -524,6 +524,12 @@ int cbx_workflow_run_until_rest(cbx_workflow_run *r, int wait_timers)
 {
     if (!r)
         return -EINVAL;
+    cbx_err je;
+    cbx_err_clear(&je);
+    if (r->jr && cbx__wf_journal_state(r->jr, r->id, "running", &je) != 0 && !r->failed_journal) {
+        r->failed_journal = 1;
+        cbx__wf_textf(r->journal_error, sizeof r->journal_error, "%s", je.msg);
+    }
     for (;;) {
         int rc = cbx_workflow_step(r);
         if (rc < 0)
