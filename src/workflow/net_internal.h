@@ -176,7 +176,6 @@ struct cbx_workflow_run {
     struct cbx_template_env *tpl;
     struct wf_firing *firings; /* in flight */
     uint64_t next_due;         /* the earliest pending after: timer (wall clock ms), 0 = none */
-    json_t *events;            /* show: each token's journaled history */
 };
 
 wf_token *cbx__wf_token_find(const cbx_workflow_run *r, const char *id);

@@ -90,32 +90,6 @@ int cbx__wf_rule_refs(const cbx_workflow *w, cbx__wf_rule *r)
 
 /* ---- present ------------------------------------------------------------------------------ */
 
-int cbx__wf_present(const json_t *data, const char *path)
-{
-    const json_t *v = data;
-    const char *p = path;
-    while (v && *p) {
-        const char *dot = strchr(p, '.');
-        size_t n = dot ? (size_t)(dot - p) : strlen(p);
-        char key[128];
-        if (n >= sizeof key || !json_is_object(v))
-            return 0;
-        memcpy(key, p, n);
-        key[n] = 0;
-        v = json_object_get(v, key);
-        p += n + (dot ? 1 : 0);
-    }
-    if (!v || json_is_null(v))
-        return 0;
-    if (json_is_string(v))
-        return json_string_length(v) > 0;
-    if (json_is_array(v))
-        return json_array_size(v) > 0;
-    if (json_is_object(v))
-        return json_object_size(v) > 0;
-    return 1;
-}
-
 static const json_t *lookup(const json_t *data, const char *path)
 {
     const json_t *v = data;
@@ -132,6 +106,20 @@ static const json_t *lookup(const json_t *data, const char *path)
         p += n + (dot ? 1 : 0);
     }
     return v;
+}
+
+int cbx__wf_present(const json_t *data, const char *path)
+{
+    const json_t *v = lookup(data, path);
+    if (!v || json_is_null(v))
+        return 0;
+    if (json_is_string(v))
+        return json_string_length(v) > 0;
+    if (json_is_array(v))
+        return json_array_size(v) > 0;
+    if (json_is_object(v))
+        return json_object_size(v) > 0;
+    return 1;
 }
 
 /* ---- the sandbox -------------------------------------------------------------------------- */

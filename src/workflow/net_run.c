@@ -748,7 +748,6 @@ void cbx_workflow_run_free(cbx_workflow_run *r)
     cbx_template_env_free(r->tpl);
     cbx__wf_journal_close(r->jr);
     cbx_workflow_free(r->owned);
-    json_decref(r->events);
     free(r);
 }
 
