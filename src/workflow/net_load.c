@@ -997,7 +997,7 @@ static void parse_all(loader *L)
     const char *pkey = json_object_get(root, "places") ? "places" : "states";
     if (json_object_get(root, "places") && json_object_get(root, "states"))
         prob(L, "states", CBX_EINVAL_CONFIG, "states: is another name for places; keep one");
-    parse_places(L, json_object_get(root, pkey), "places");
+    parse_places(L, json_object_get(root, pkey), pkey);
     if (L->fatal || !w->nplaces)
         return;
     const json_t *start = json_object_get(root, "start");
