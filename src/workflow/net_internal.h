@@ -72,6 +72,9 @@ size_t cbx__wf_place(const cbx_workflow *w, const char *name);
 size_t cbx__wf_rule_index(const cbx_workflow *w, const char *name);
 size_t cbx__wf_trans_index(const cbx_workflow *w, const char *name);
 
+/* The Lua every rule sandbox runs first: present(v). */
+extern const char cbx__wf_prelude[];
+
 /* ---- rules ---------------------------------------------------------------------------------- */
 
 /* A sandbox with the prelude (present()) and the workflow's helpers loaded, and each rule

@@ -1,6 +1,7 @@
 /* Loading a workflow file: YAML into places, rules, helpers and transitions, each part checked,
- * every problem reported with its file:line:col. */
-#include "workflow/net_internal.h"
+ * every problem reported with its file:line:col. This file: the top level, places, policies and
+ * limits, the problems' helpers, and freeing. */
+#include "workflow/net_load.h"
 
 #include "core/text.h"
 #include "flow/flow_load.h"
@@ -16,45 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NPOS        ((size_t)-1)
-#define PATH_MAX_WF 256
-
-typedef struct loader {
-    cbx_workflow *w;
-    const cbx_registry *reg;
-    cbx_diag *diag;
-    size_t problems;
-    int fatal;
-    cbx_sandbox *sb;    /* the check sandbox: prelude and helpers loaded */
-    int helpers_broken; /* then names in rules are not checked: the helpers are unknown */
-} loader;
-
 static const char *const top_keys[] = {"name",   "description", "version", "helpers", "rules",
                                        "places", "states",      "start",   "final",   "policies",
                                        "limits", "transitions", NULL};
-static const char *const trans_keys[] = {"name",   "desc",   "description", "from", "to",
-                                         "policy", "action", "priority",    "join", "trigger",
-                                         "signal", "after",  NULL};
-static const char *const action_keys[] = {"executor", "config", "policy", "outputs", NULL};
-static const char *const rule_keys[] = {"desc", "description", "when", NULL};
 static const char *const limit_keys[] = {"firings_per_token", "rule_instructions", "rule_memory",
                                          NULL};
-static const char *const lua_keywords[] = {
-    "and",      "break",  "do",   "else", "elseif", "end",   "false", "for",
-    "function", "goto",   "if",   "in",   "local",  "nil",   "not",   "or",
-    "repeat",   "return", "then", "true", "until",  "while", NULL};
 
-/* The functions every rule may call besides the helpers (the sandbox's own are found in it). */
-const char cbx__wf_prelude[] = "function present(v)\n"
-                               "  if v == nil or v == null then return false end\n"
-                               "  if type(v) == 'string' then return v ~= '' end\n"
-                               "  if type(v) == 'table' then return next(v) ~= nil end\n"
-                               "  return true\n"
-                               "end\n";
-
-static void prob(loader *L, const char *path, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void prob(loader *L, const char *path, int code, const char *fmt, ...)
+void cbx__wf_prob(loader *L, const char *path, int code, const char *fmt, ...)
 {
     int line = 0, col = 0;
     cbx_yaml_where(&L->w->doc, path, &line, &col);
@@ -68,9 +37,7 @@ static void prob(loader *L, const char *path, int code, const char *fmt, ...)
 }
 
 /* A problem at an explicit position (Lua errors inside a string). */
-static void prob_at(loader *L, int line, int col, int code, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void prob_at(loader *L, int line, int col, int code, const char *fmt, ...)
+void cbx__wf_prob_at(loader *L, int line, int col, int code, const char *fmt, ...)
 {
     char msg[sizeof((cbx_err *)0)->msg];
     va_list ap;
@@ -81,13 +48,13 @@ static void prob_at(loader *L, int line, int col, int code, const char *fmt, ...
     L->problems++;
 }
 
-static const char *pj(char *buf, const char *base, const char *key)
+const char *cbx__wf_pj(char *buf, const char *base, const char *key)
 {
     cbx__wf_textf(buf, PATH_MAX_WF, "%s%s%s", base, *base ? "." : "", key);
     return buf;
 }
 
-static const char *kind(const json_t *v)
+const char *cbx__wf_kind(const json_t *v)
 {
     switch (json_typeof(v)) {
     case JSON_OBJECT:
@@ -107,7 +74,7 @@ static const char *kind(const json_t *v)
     }
 }
 
-static int name_ok(const char *s)
+int cbx__wf_name_ok(const char *s)
 {
     size_t n = strlen(s);
     if (n == 0 || n > 63)
@@ -119,7 +86,7 @@ static int name_ok(const char *s)
     return 1;
 }
 
-static int in_list(const char *const *list, const char *s)
+int cbx__wf_in_list(const char *const *list, const char *s)
 {
     for (; *list; list++)
         if (strcmp(*list, s) == 0)
@@ -127,19 +94,19 @@ static int in_list(const char *const *list, const char *s)
     return 0;
 }
 
-static void unknown_keys(loader *L, const json_t *obj, const char *const *known, const char *path,
-                         const char *ctx)
+void cbx__wf_unknown_keys(loader *L, const json_t *obj, const char *const *known, const char *path,
+                          const char *ctx)
 {
     const char *key;
     json_t *v;
     char kp[PATH_MAX_WF];
     json_object_foreach((json_t *)obj, key, v)
     {
-        if (in_list(known, key))
+        if (cbx__wf_in_list(known, key))
             continue;
         const char *best = cbx__flow_suggest(key, known);
-        prob(L, pj(kp, path, key), CBX_EUNKNOWN_KEY, "%s: unknown key '%s'%s%s%s", ctx, key,
-             best ? "; did you mean '" : "", best ? best : "", best ? "'?" : "");
+        cbx__wf_prob(L, cbx__wf_pj(kp, path, key), CBX_EUNKNOWN_KEY, "%s: unknown key '%s'%s%s%s",
+                     ctx, key, best ? "; did you mean '" : "", best ? best : "", best ? "'?" : "");
     }
 }
 
@@ -167,179 +134,14 @@ size_t cbx__wf_trans_index(const cbx_workflow *w, const char *name)
     return NPOS;
 }
 
-/* ---- Lua: syntax and names -------------------------------------------------------------- */
-
-/* The file line of a Lua line inside a string node: a block scalar (text over several lines)
- * starts on the line after its indicator. */
-static int lua_file_line(const char *text, int node_line, int lua_line)
-{
-    if (!strchr(text, '\n'))
-        return node_line;
-    return node_line + (lua_line > 0 ? lua_line : 1);
-}
-
-/* The column of the first character of a line of the file (a block scalar's text), or dflt. */
-static int text_col(const cbx_workflow *w, int line, int dflt)
-{
-    const char *p = w->source;
-    for (int l = 1; l < line && p; l++) {
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    if (!p || !*p)
-        return dflt;
-    int col = 1;
-    while (p[col - 1] == ' ' || p[col - 1] == '\t')
-        col++;
-    return col;
-}
-
-static int is_ident_start(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-}
-
-static int is_ident(char c)
-{
-    return is_ident_start(c) || (c >= '0' && c <= '9');
-}
-
-/* 1 when name is a global of the check sandbox (read raw: the sandbox's _G raises on the
- * forbidden names). */
-static int has_global(cbx_sandbox *sb, const char *name)
-{
-    lua_State *Ls = cbx_sandbox_lua(sb);
-    lua_rawgeti(Ls, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-    lua_pushstring(Ls, name);
-    lua_rawget(Ls, -2);
-    int found = !lua_isnil(Ls, -1);
-    lua_pop(Ls, 2);
-    return found;
-}
-
-/* Call fn(name, ud) for each free name of an expression: not a field (after . or :), not a
- * keyword, not a table constructor's key, outside strings and comments. */
-static void free_names(const char *s, void (*fn)(const char *name, void *ud), void *ud)
-{
-    char prev = 0;
-    while (*s) {
-        if (*s == '-' && s[1] == '-') {
-            while (*s && *s != '\n')
-                s++;
-            continue;
-        }
-        if (*s == '"' || *s == '\'') {
-            char q = *s++;
-            while (*s && *s != q) {
-                if (*s == '\\' && s[1])
-                    s++;
-                s++;
-            }
-            if (*s)
-                s++;
-            prev = 'x';
-            continue;
-        }
-        if (*s == '[' && s[1] == '[') {
-            const char *e = strstr(s + 2, "]]");
-            s = e ? e + 2 : s + strlen(s);
-            prev = 'x';
-            continue;
-        }
-        if (*s >= '0' && *s <= '9') {
-            while (is_ident(*s) || *s == '.')
-                s++;
-            prev = '0';
-            continue;
-        }
-        if (is_ident_start(*s)) {
-            const char *b = s;
-            while (is_ident(*s))
-                s++;
-            char name[64];
-            size_t n = (size_t)(s - b) < sizeof name - 1 ? (size_t)(s - b) : sizeof name - 1;
-            memcpy(name, b, n);
-            name[n] = 0;
-            const char *a = s;
-            while (*a == ' ' || *a == '\t')
-                a++;
-            int is_key = *a == '=' && a[1] != '=';
-            if (prev != '.' && prev != ':' && !is_key && !in_list(lua_keywords, name))
-                fn(name, ud);
-            prev = 'a';
-            continue;
-        }
-        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r')
-            prev = *s;
-        s++;
-    }
-}
-
-typedef struct name_check {
-    loader *L;
-    const char *path, *rule;
-} name_check;
-
-static void check_name(const char *name, void *ud)
-{
-    name_check *c = ud;
-    if (strcmp(name, "token") == 0 || has_global(c->L->sb, name))
-        return;
-    prob(c->L, c->path, CBX_EINVAL_CONFIG,
-         "rule '%s': unknown name '%s' (neither a helper, a built-in function nor token)", c->rule,
-         name);
-}
-
-static void load_helpers(loader *L, const json_t *v)
-{
-    cbx_workflow *w = L->w;
-    cbx_err e;
-    cbx_err_clear(&e);
-    if (cbx_sandbox_new(&L->sb, NULL, &e) != 0) {
-        L->fatal = e.code ? e.code : -ENOMEM;
-        return;
-    }
-    if (cbx_sandbox_load(L->sb, "prelude", cbx__wf_prelude, strlen(cbx__wf_prelude), &e) != 0 ||
-        cbx_sandbox_call(L->sb, 0, 0, &e) != 0) {
-        L->fatal = e.code;
-        return;
-    }
-    if (!v || json_is_null(v))
-        return;
-    if (!json_is_string(v)) {
-        prob(L, "helpers", CBX_EINVAL_CONFIG, "helpers: expected Lua text, got %s", kind(v));
-        return;
-    }
-    w->helpers = strdup(json_string_value(v));
-    if (!w->helpers) {
-        L->fatal = -ENOMEM;
-        return;
-    }
-    cbx_yaml_where(&w->doc, "helpers", &w->helpers_line, &w->helpers_col);
-    cbx_err_clear(&e);
-    if (cbx_sandbox_load(L->sb, "helpers", w->helpers, strlen(w->helpers), &e) != 0) {
-        int line = lua_file_line(w->helpers, w->helpers_line, e.line);
-        prob_at(L, line, text_col(w, line, w->helpers_col), CBX_EPARSE,
-                "helpers: Lua syntax error: %s", e.msg);
-        L->helpers_broken = 1;
-        return;
-    }
-    if (cbx_sandbox_call(L->sb, 0, 0, &e) != 0) {
-        int line = lua_file_line(w->helpers, w->helpers_line, e.line);
-        prob_at(L, line, text_col(w, line, w->helpers_col), e.code, "helpers: %s", e.msg);
-        L->helpers_broken = 1;
-    }
-}
-
 /* ---- places ------------------------------------------------------------------------------- */
 
 static void parse_places(loader *L, const json_t *v, const char *key)
 {
     cbx_workflow *w = L->w;
     if (!json_is_array(v) || json_array_size(v) == 0) {
-        prob(L, key, CBX_EINVAL_CONFIG, "%s: expected a list of place names, got %s", key,
-             v ? kind(v) : "nothing");
+        cbx__wf_prob(L, key, CBX_EINVAL_CONFIG, "%s: expected a list of place names, got %s", key,
+                     v ? cbx__wf_kind(v) : "nothing");
         return;
     }
     size_t n = json_array_size(v);
@@ -356,14 +158,14 @@ static void parse_places(loader *L, const json_t *v, const char *key)
     for (size_t i = 0; i < n; i++) {
         json_t *it = json_array_get(v, i);
         cbx__wf_textf(kp, sizeof kp, "%s[%zu]", key, i);
-        if (!json_is_string(it) || !name_ok(json_string_value(it))) {
-            prob(L, kp, CBX_EINVAL_CONFIG,
-                 "%s: a place name is 1 to 63 letters, digits, '_' or '-'", kp);
+        if (!json_is_string(it) || !cbx__wf_name_ok(json_string_value(it))) {
+            cbx__wf_prob(L, kp, CBX_EINVAL_CONFIG,
+                         "%s: a place name is 1 to 63 letters, digits, '_' or '-'", kp);
             continue;
         }
         const char *name = json_string_value(it);
         if (cbx__wf_place(w, name) != NPOS) {
-            prob(L, kp, CBX_EINVAL_CONFIG, "place '%s' is listed twice", name);
+            cbx__wf_prob(L, kp, CBX_EINVAL_CONFIG, "place '%s' is listed twice", name);
             continue;
         }
         cbx_yaml_where(&w->doc, kp, &w->pline[w->nplaces], &w->pcol[w->nplaces]);
@@ -374,11 +176,11 @@ static void parse_places(loader *L, const json_t *v, const char *key)
 }
 
 /* A place or a list of places, as indexes; unknown names are problems. */
-static size_t *place_list(loader *L, const json_t *v, const char *path, const char *ctx, size_t *n)
+size_t *cbx__wf_place_list(loader *L, const json_t *v, const char *path, const char *ctx, size_t *n)
 {
     *n = 0;
     if (!v) {
-        prob(L, path, CBX_EINVAL_CONFIG, "%s: missing", ctx);
+        cbx__wf_prob(L, path, CBX_EINVAL_CONFIG, "%s: missing", ctx);
         return NULL;
     }
     size_t cnt = json_is_array(v) ? json_array_size(v) : 1;
@@ -395,24 +197,25 @@ static size_t *place_list(loader *L, const json_t *v, const char *path, const ch
         else
             cbx__wf_textf(kp, sizeof kp, "%s", path);
         if (!json_is_string(it)) {
-            prob(L, kp, CBX_EINVAL_CONFIG, "%s: expected a place name, got %s", ctx, kind(it));
+            cbx__wf_prob(L, kp, CBX_EINVAL_CONFIG, "%s: expected a place name, got %s", ctx,
+                         cbx__wf_kind(it));
             continue;
         }
         size_t p = cbx__wf_place(L->w, json_string_value(it));
         if (p == NPOS) {
             const char *best =
                 cbx__flow_suggest(json_string_value(it), (const char *const *)L->w->places);
-            prob(L, kp, CBX_EINVAL_CONFIG, "%s: unknown place '%s'%s%s%s", ctx,
-                 json_string_value(it), best ? "; did you mean '" : "", best ? best : "",
-                 best ? "'?" : "");
+            cbx__wf_prob(L, kp, CBX_EINVAL_CONFIG, "%s: unknown place '%s'%s%s%s", ctx,
+                         json_string_value(it), best ? "; did you mean '" : "", best ? best : "",
+                         best ? "'?" : "");
             continue;
         }
         int dup = 0;
         for (size_t k = 0; k < *n; k++)
             dup |= out[k] == p;
         if (dup) {
-            prob(L, kp, CBX_EINVAL_CONFIG, "%s: place '%s' given twice", ctx,
-                 json_string_value(it));
+            cbx__wf_prob(L, kp, CBX_EINVAL_CONFIG, "%s: place '%s' given twice", ctx,
+                         json_string_value(it));
             continue;
         }
         out[(*n)++] = p;
@@ -423,99 +226,16 @@ static size_t *place_list(loader *L, const json_t *v, const char *path, const ch
 static void mark_places(loader *L, const json_t *v, const char *key, uint8_t *flags)
 {
     size_t n = 0;
-    size_t *ix = place_list(L, v, key, key, &n);
+    size_t *ix = cbx__wf_place_list(L, v, key, key, &n);
     for (size_t i = 0; i < n; i++)
         flags[ix[i]] = 1;
     free(ix);
 }
 
-/* ---- rules -------------------------------------------------------------------------------- */
-
-static void parse_rules(loader *L, const json_t *v)
-{
-    cbx_workflow *w = L->w;
-    if (!v || json_is_null(v))
-        return;
-    if (!json_is_object(v)) {
-        prob(L, "rules", CBX_EINVAL_CONFIG,
-             "rules: expected a mapping of names to {desc, when}, got %s", kind(v));
-        return;
-    }
-    w->rules = calloc(json_object_size(v) + 1, sizeof *w->rules);
-    if (!w->rules) {
-        L->fatal = -ENOMEM;
-        return;
-    }
-    const char *key;
-    json_t *spec;
-    char kp[PATH_MAX_WF], wp[PATH_MAX_WF];
-    json_object_foreach((json_t *)v, key, spec)
-    {
-        pj(kp, "rules", key);
-        if (!name_ok(key)) {
-            prob(L, kp, CBX_EINVAL_CONFIG,
-                 "rule '%.64s': a name is 1 to 63 letters, digits, '_' or '-'", key);
-            continue;
-        }
-        const json_t *when = spec;
-        const json_t *desc = NULL;
-        cbx__wf_textf(wp, sizeof wp, "%s", kp);
-        if (json_is_object(spec)) {
-            unknown_keys(L, spec, rule_keys, kp, key);
-            when = json_object_get(spec, "when");
-            desc = json_object_get(spec, "desc");
-            if (!desc)
-                desc = json_object_get(spec, "description");
-            pj(wp, kp, "when");
-        }
-        if (!json_is_string(when) || !json_string_length(when)) {
-            prob(L, wp, CBX_EINVAL_CONFIG,
-                 "rule '%s': expected when: a Lua expression over token, got %s", key,
-                 when ? kind(when) : "nothing");
-            continue;
-        }
-        cbx__wf_rule *r = &w->rules[w->nrules++];
-        r->name = strdup(key);
-        r->when = strdup(json_string_value(when));
-        r->desc = strdup(json_is_string(desc) ? json_string_value(desc) : "");
-        if (!r->name || !r->when || !r->desc) {
-            L->fatal = -ENOMEM;
-            return;
-        }
-        cbx_yaml_where(&w->doc, wp, &r->line, &r->col);
-        if (cbx__wf_rule_refs(w, r) != 0)
-            L->fatal = -ENOMEM;
-        /* the syntax, as it will be compiled */
-        size_t n = strlen(r->when) + 16;
-        char *src = malloc(n);
-        if (!src) {
-            L->fatal = -ENOMEM;
-            return;
-        }
-        cbx__wf_textf(src, n, "return (%s\n)", r->when);
-        cbx_err e;
-        cbx_err_clear(&e);
-        char chunk[96];
-        cbx__wf_textf(chunk, sizeof chunk, "rules.%s", key);
-        if (L->sb && cbx_sandbox_load(L->sb, chunk, src, strlen(src), &e) != 0) {
-            prob_at(L, lua_file_line(r->when, r->line, e.line), r->col, CBX_EPARSE,
-                    "rule '%s': Lua syntax error: %s", key, e.msg);
-        } else if (L->sb) {
-            lua_pop(cbx_sandbox_lua(L->sb), 1);
-            if (L->helpers_broken)
-                goto next;
-            name_check c = {L, wp, key};
-            free_names(r->when, check_name, &c);
-        }
-    next:
-        free(src);
-    }
-}
-
 /* ---- policies and limits ------------------------------------------------------------------ */
 
-static int make_policy(loader *L, const json_t *block, const char *name, const char *path,
-                       const char *ctx, cbx_policy **out)
+int cbx__wf_make_policy(loader *L, const json_t *block, const char *name, const char *path,
+                        const char *ctx, cbx_policy **out)
 {
     cbx_policy_opts base;
     cbx_policy_opts_default(&base);
@@ -532,9 +252,9 @@ static int make_policy(loader *L, const json_t *block, const char *name, const c
     }
     char kp[PATH_MAX_WF];
     if (e.where[0])
-        prob(L, pj(kp, path, e.where), r, "%s: %s: %s", ctx, e.where, e.msg);
+        cbx__wf_prob(L, cbx__wf_pj(kp, path, e.where), r, "%s: %s: %s", ctx, e.where, e.msg);
     else
-        prob(L, path, r, "%s: %s", ctx, e.msg[0] ? e.msg : cbx_strerror(r));
+        cbx__wf_prob(L, path, r, "%s: %s", ctx, e.msg[0] ? e.msg : cbx_strerror(r));
     return r;
 }
 
@@ -544,7 +264,8 @@ static void parse_policies(loader *L, const json_t *v)
     if (!v || json_is_null(v))
         return;
     if (!json_is_object(v)) {
-        prob(L, "policies", CBX_EINVAL_CONFIG, "policies: expected a mapping of named blocks");
+        cbx__wf_prob(L, "policies", CBX_EINVAL_CONFIG,
+                     "policies: expected a mapping of named blocks");
         return;
     }
     size_t n = json_object_size(v);
@@ -559,14 +280,14 @@ static void parse_policies(loader *L, const json_t *v)
     char kp[PATH_MAX_WF], ctx[96];
     json_object_foreach((json_t *)v, key, b)
     {
-        pj(kp, "policies", key);
+        cbx__wf_pj(kp, "policies", key);
         cbx__wf_textf(ctx, sizeof ctx, "policy '%.64s'", key);
         cbx_policy *p = NULL;
         if (!json_is_object(b)) {
-            prob(L, kp, CBX_EINVAL_CONFIG, "%s: expected a mapping", ctx);
+            cbx__wf_prob(L, kp, CBX_EINVAL_CONFIG, "%s: expected a mapping", ctx);
             continue;
         }
-        if (make_policy(L, b, key, kp, ctx, &p) == 0) {
+        if (cbx__wf_make_policy(L, b, key, kp, ctx, &p) == 0) {
             w->pol_names[w->npols] = strdup(key);
             w->pols[w->npols++] = p;
         }
@@ -581,8 +302,9 @@ static uint64_t limit_int(loader *L, const json_t *lim, const char *key, uint64_
         return dflt;
     char kp[PATH_MAX_WF];
     if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)min) {
-        prob(L, pj(kp, "limits", key), CBX_EINVAL_CONFIG,
-             "limits.%s: expected a whole number of at least %llu", key, (unsigned long long)min);
+        cbx__wf_prob(L, cbx__wf_pj(kp, "limits", key), CBX_EINVAL_CONFIG,
+                     "limits.%s: expected a whole number of at least %llu", key,
+                     (unsigned long long)min);
         return dflt;
     }
     return (uint64_t)json_integer_value(v);
@@ -597,382 +319,13 @@ static void parse_limits(loader *L, const json_t *v)
     if (!v || json_is_null(v))
         return;
     if (!json_is_object(v)) {
-        prob(L, "limits", CBX_EINVAL_CONFIG, "limits: expected a mapping");
+        cbx__wf_prob(L, "limits", CBX_EINVAL_CONFIG, "limits: expected a mapping");
         return;
     }
-    unknown_keys(L, v, limit_keys, "limits", "limits");
+    cbx__wf_unknown_keys(L, v, limit_keys, "limits", "limits");
     w->max_firings = (uint32_t)limit_int(L, v, "firings_per_token", w->max_firings, 1);
     w->rule_instructions = limit_int(L, v, "rule_instructions", w->rule_instructions, 1000);
     w->rule_memory = (size_t)limit_int(L, v, "rule_memory", w->rule_memory, 1u << 20);
-}
-
-/* ---- transitions -------------------------------------------------------------------------- */
-
-static char **string_list(loader *L, const json_t *v, const char *path, const char *ctx, size_t *n)
-{
-    *n = 0;
-    if (!v)
-        return NULL;
-    if (!json_is_array(v)) {
-        prob(L, path, CBX_EINVAL_CONFIG, "%s: expected a list of names, got %s", ctx, kind(v));
-        return NULL;
-    }
-    char **out = calloc(json_array_size(v) + 1, sizeof *out);
-    if (!out) {
-        L->fatal = -ENOMEM;
-        return NULL;
-    }
-    char kp[PATH_MAX_WF];
-    for (size_t i = 0; i < json_array_size(v); i++) {
-        const json_t *it = json_array_get(v, i);
-        if (!json_is_string(it)) {
-            cbx__wf_textf(kp, sizeof kp, "%s[%zu]", path, i);
-            prob(L, kp, CBX_EINVAL_CONFIG, "%s: expected a name, got %s", ctx, kind(it));
-            continue;
-        }
-        out[(*n)++] = strdup(json_string_value(it));
-    }
-    return out;
-}
-
-static void parse_guard(loader *L, cbx__wf_trans *t, const json_t *policy, const char *path,
-                        const char *ctx, json_t **resilience)
-{
-    char kp[PATH_MAX_WF], kp2[PATH_MAX_WF], c2[160];
-    *resilience = NULL;
-    if (!policy)
-        return;
-    if (json_is_string(policy)) { /* a named resilience policy, for the action */
-        *resilience = json_incref((json_t *)policy);
-        return;
-    }
-    if (!json_is_object(policy)) {
-        prob(L, path, CBX_EINVAL_CONFIG, "%s: policy: expected a mapping, got %s", ctx,
-             kind(policy));
-        return;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)policy, key, v)
-    {
-        if (strcmp(key, "validations") != 0 && strcmp(key, "rules") != 0) {
-            if (!*resilience)
-                *resilience = json_object();
-            json_object_set(*resilience, key, v);
-        }
-    }
-    const json_t *val = json_object_get(policy, "validations");
-    if (val) {
-        pj(kp, path, "validations");
-        if (!json_is_object(val)) {
-            prob(L, kp, CBX_EINVAL_CONFIG, "%s: validations: expected {all: [...], any: [...]}",
-                 ctx);
-        } else {
-            static const char *const va[] = {"all", "any", NULL};
-            unknown_keys(L, val, va, kp, ctx);
-            cbx__wf_textf(c2, sizeof c2, "%s: validations.all", ctx);
-            t->v_all =
-                string_list(L, json_object_get(val, "all"), pj(kp2, kp, "all"), c2, &t->nv_all);
-            cbx__wf_textf(c2, sizeof c2, "%s: validations.any", ctx);
-            t->v_any =
-                string_list(L, json_object_get(val, "any"), pj(kp2, kp, "any"), c2, &t->nv_any);
-        }
-    }
-    const json_t *rules = json_object_get(policy, "rules");
-    if (!rules)
-        return;
-    pj(kp, path, "rules");
-    if (!json_is_object(rules)) {
-        prob(L, kp, CBX_EINVAL_CONFIG, "%s: rules: expected {all: [...], any: [...]}", ctx);
-        return;
-    }
-    static const char *const ra[] = {"all", "any", NULL};
-    unknown_keys(L, rules, ra, kp, ctx);
-    for (int k = 0; k < 2; k++) {
-        const char *which = k ? "any" : "all";
-        const json_t *list = json_object_get(rules, which);
-        size_t n = 0;
-        cbx__wf_textf(c2, sizeof c2, "%s: rules.%s", ctx, which);
-        pj(kp2, kp, which);
-        char **names = string_list(L, list, kp2, c2, &n);
-        size_t *ix = calloc(n + 1, sizeof *ix);
-        size_t m = 0;
-        if (!ix)
-            L->fatal = -ENOMEM;
-        for (size_t i = 0; ix && i < n; i++) {
-            size_t r = cbx__wf_rule_index(L->w, names[i]);
-            if (r == NPOS) {
-                char ip[PATH_MAX_WF];
-                cbx__wf_textf(ip, sizeof ip, "%s[%zu]", kp2, i);
-                const char **cands = calloc(L->w->nrules + 1, sizeof *cands);
-                for (size_t q = 0; cands && q < L->w->nrules; q++)
-                    cands[q] = L->w->rules[q].name;
-                const char *best = cands ? cbx__flow_suggest(names[i], cands) : NULL;
-                prob(L, ip, CBX_EINVAL_CONFIG, "%s: unknown rule '%s'%s%s%s", ctx, names[i],
-                     best ? "; did you mean '" : "", best ? best : "", best ? "'?" : "");
-                free(cands);
-            } else {
-                ix[m++] = r;
-            }
-            free(names[i]);
-        }
-        free(names);
-        if (k) {
-            t->r_any = ix;
-            t->nr_any = m;
-        } else {
-            t->r_all = ix;
-            t->nr_all = m;
-        }
-    }
-}
-
-/* Parameters of the action: every problem of a config without templates; with templates, the
- * templated keys count as present and are not type-checked (they are known when it runs). */
-static void check_params(loader *L, cbx__wf_trans *t, const char *path, const char *ctx)
-{
-    if (!L->reg || !t->executor)
-        return;
-    if (!cbx_registry_find(L->reg, t->executor)) {
-        const cbx_executor_type *types[256];
-        size_t n = cbx_registry_list(L->reg, types, 256);
-        const char *names[257] = {0};
-        for (size_t i = 0; i < n && i < 256; i++)
-            names[i] = types[i]->name;
-        const char *best = cbx__flow_suggest(t->executor, names);
-        char kp[PATH_MAX_WF];
-        prob(L, pj(kp, path, "executor"), CBX_EUNKNOWN_TYPE, "%s: unknown executor '%s'%s%s%s", ctx,
-             t->executor, best ? "; did you mean '" : "", best ? best : "", best ? "'?" : "");
-        return;
-    }
-    json_t *copy = json_object();
-    json_t *templated = json_object();
-    if (!copy || !templated) {
-        json_decref(copy);
-        json_decref(templated);
-        L->fatal = -ENOMEM;
-        return;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(t->config, key, v)
-    {
-        if (cbx_template_has(v))
-            json_object_set_new(templated, key, json_true());
-        else
-            json_object_set(copy, key, v);
-    }
-    cbx_diag d = {0};
-    cbx_registry_validate(L->reg, t->executor, copy, NULL, &d);
-    char cp[PATH_MAX_WF], kp[PATH_MAX_WF];
-    pj(cp, path, "config");
-    for (size_t i = 0; i < d.n; i++) {
-        const cbx_err *e = &d.items[i];
-        char first[128];
-        cbx__wf_textf(first, sizeof first, "%s", e->where);
-        first[strcspn(first, ".[")] = 0;
-        if (first[0] && json_object_get(templated, first))
-            continue;
-        prob(L, e->where[0] ? pj(kp, cp, e->where) : cp, e->code, "%s: config%s%s: %s", ctx,
-             e->where[0] ? "." : "", e->where, e->msg);
-    }
-    cbx_diag_clear(&d);
-    json_decref(copy);
-    json_decref(templated);
-}
-
-static void parse_action(loader *L, cbx__wf_trans *t, const json_t *a, const char *path,
-                         const char *ctx, json_t *resilience)
-{
-    char kp[PATH_MAX_WF];
-    if (!a) {
-        if (resilience && !json_is_string(resilience))
-            prob(L, pj(kp, path, "policy"), CBX_EINVAL_CONFIG,
-                 "%s: policy: timeout, retry, breaker, ... apply to an action, and there is none",
-                 ctx);
-        return;
-    }
-    pj(kp, path, "action");
-    char ap[PATH_MAX_WF];
-    cbx__wf_textf(ap, sizeof ap, "%s", kp);
-    if (!json_is_object(a)) {
-        prob(L, ap, CBX_EINVAL_CONFIG, "%s: action: expected {executor, config, policy}, got %s",
-             ctx, kind(a));
-        return;
-    }
-    unknown_keys(L, a, action_keys, ap, ctx);
-    const json_t *ex = json_object_get(a, "executor");
-    if (!json_is_string(ex)) {
-        prob(L, ex ? pj(kp, ap, "executor") : ap, CBX_EINVAL_CONFIG,
-             "%s: action: executor: expected an executor type's name", ctx);
-        return;
-    }
-    t->executor = strdup(json_string_value(ex));
-    const json_t *cfg = json_object_get(a, "config");
-    if (cfg && !json_is_object(cfg)) {
-        prob(L, pj(kp, ap, "config"), CBX_EINVAL_CONFIG, "%s: action: config: expected a mapping",
-             ctx);
-        cfg = NULL;
-    }
-    t->config = cfg ? json_deep_copy(cfg) : json_object();
-    if (!t->executor || !t->config) {
-        L->fatal = -ENOMEM;
-        return;
-    }
-    char cpath[PATH_MAX_WF];
-    const json_t *outs = json_object_get(a, "outputs");
-    if (outs && !json_is_object(outs) && !(json_is_string(outs) && cbx_template_has(outs)))
-        prob(L, pj(kp, ap, "outputs"), CBX_EINVAL_CONFIG,
-             "%s: action: outputs: expected a mapping of token fields to templates, or one "
-             "template giving an object",
-             ctx);
-    else if (outs && !(t->outputs = json_deep_copy(outs)))
-        L->fatal = -ENOMEM;
-    cbx_err e;
-    cbx_err_clear(&e);
-    if (t->outputs && cbx_template_check(t->outputs, &e) != 0)
-        prob(L, pj(kp, ap, "outputs"), e.code, "%s: action: outputs.%s: %s", ctx, e.where, e.msg);
-    cbx_err_clear(&e);
-    if (cbx_template_check(t->config, &e) != 0)
-        prob(L, e.where[0] ? pj(kp, pj(cpath, ap, "config"), e.where) : ap, e.code,
-             "%s: action: config.%s: %s", ctx, e.where, e.msg);
-    check_params(L, t, ap, ctx);
-    const json_t *ap_pol = json_object_get(a, "policy");
-    if (ap_pol && resilience) {
-        prob(L, pj(kp, ap, "policy"), CBX_EINVAL_CONFIG,
-             "%s: the action's policy is given twice (in policy: and in action.policy:); keep one",
-             ctx);
-        return;
-    }
-    const json_t *pol = ap_pol ? ap_pol : resilience;
-    const char *pol_path = ap_pol ? pj(kp, ap, "policy") : pj(kp, path, "policy");
-    if (!pol)
-        return;
-    if (json_is_string(pol)) {
-        for (size_t i = 0; i < L->w->npols; i++)
-            if (strcmp(L->w->pol_names[i], json_string_value(pol)) == 0)
-                t->policy = L->w->pols[i];
-        if (!t->policy)
-            prob(L, pol_path, CBX_EINVAL_CONFIG, "%s: unknown policy '%s'", ctx,
-                 json_string_value(pol));
-        return;
-    }
-    if (!json_is_object(pol)) {
-        prob(L, pol_path, CBX_EINVAL_CONFIG, "%s: policy: expected a name or a mapping", ctx);
-        return;
-    }
-    if (make_policy(L, pol, t->name, pol_path, ctx, &t->policy) == 0)
-        t->policy_owned = 1;
-}
-
-static void parse_transition(loader *L, const json_t *node, size_t i)
-{
-    cbx_workflow *w = L->w;
-    cbx__wf_trans *t = &w->trans[w->ntrans++];
-    char path[PATH_MAX_WF], kp[PATH_MAX_WF], ctx[128];
-    cbx__wf_textf(path, sizeof path, "transitions[%zu]", i);
-    cbx_yaml_where(&w->doc, path, &t->line, &t->col);
-    if (!json_is_object(node)) {
-        prob(L, path, CBX_EINVAL_CONFIG, "%s: expected a transition (a mapping), got %s", path,
-             kind(node));
-        return;
-    }
-    const json_t *name = json_object_get(node, "name");
-    if (!json_is_string(name) || !name_ok(json_string_value(name))) {
-        prob(L, name ? pj(kp, path, "name") : path, CBX_EINVAL_CONFIG,
-             "%s: name: expected 1 to 63 letters, digits, '_' or '-'", path);
-        cbx__wf_textf(ctx, sizeof ctx, "%s", path);
-    } else {
-        if (cbx__wf_trans_index(w, json_string_value(name)) != NPOS)
-            prob(L, pj(kp, path, "name"), CBX_EINVAL_CONFIG, "transition '%s' is declared twice",
-                 json_string_value(name));
-        t->name = strdup(json_string_value(name));
-        cbx__wf_textf(ctx, sizeof ctx, "transition '%s'", t->name);
-    }
-    unknown_keys(L, node, trans_keys, path, ctx);
-    char c2[160];
-    cbx__wf_textf(c2, sizeof c2, "%s: from", ctx);
-    t->from = place_list(L, json_object_get(node, "from"), pj(kp, path, "from"), c2, &t->nfrom);
-    cbx__wf_textf(c2, sizeof c2, "%s: to", ctx);
-    t->to = place_list(L, json_object_get(node, "to"), pj(kp, path, "to"), c2, &t->nto);
-    const json_t *v = json_object_get(node, "priority");
-    if (v && !json_is_integer(v))
-        prob(L, pj(kp, path, "priority"), CBX_EINVAL_CONFIG,
-             "%s: priority: expected a whole number (higher is tried first)", ctx);
-    else if (v)
-        t->priority = (int)json_integer_value(v);
-    v = json_object_get(node, "join");
-    if (v && (!json_is_string(v) || (strcmp(json_string_value(v), "family") != 0 &&
-                                     strcmp(json_string_value(v), "any") != 0)))
-        prob(L, pj(kp, path, "join"), CBX_EINVAL_CONFIG, "%s: join: expected family or any", ctx);
-    else if (v)
-        t->join_any = strcmp(json_string_value(v), "any") == 0;
-    v = json_object_get(node, "trigger");
-    const json_t *sig = json_object_get(node, "signal");
-    if (v && (!json_is_string(v) || (strcmp(json_string_value(v), "auto") != 0 &&
-                                     strcmp(json_string_value(v), "signal") != 0)))
-        prob(L, pj(kp, path, "trigger"), CBX_EINVAL_CONFIG, "%s: trigger: expected auto or signal",
-             ctx);
-    else if ((v && strcmp(json_string_value(v), "signal") == 0) || sig)
-        t->trigger = WF_TRIGGER_SIGNAL;
-    if (sig && !json_is_string(sig))
-        prob(L, pj(kp, path, "signal"), CBX_EINVAL_CONFIG, "%s: signal: expected a name", ctx);
-    else if (t->trigger == WF_TRIGGER_SIGNAL)
-        t->signal = strdup(sig ? json_string_value(sig) : t->name ? t->name : "");
-    v = json_object_get(node, "after");
-    if (v) {
-        uint64_t ns = 0;
-        if (!json_is_string(v) || cbx_duration_parse_ns(json_string_value(v), &ns) != 0 ||
-            ns < 1000000)
-            prob(L, pj(kp, path, "after"), CBX_EINVAL_CONFIG,
-                 "%s: after: expected a duration like 30s, 1h (at least 1ms)", ctx);
-        else
-            t->after_ms = ns / 1000000;
-        if (t->trigger == WF_TRIGGER_SIGNAL)
-            prob(L, pj(kp, path, "after"), CBX_EINVAL_CONFIG,
-                 "%s: after: and trigger: signal exclude each other", ctx);
-    }
-    json_t *resilience = NULL;
-    parse_guard(L, t, json_object_get(node, "policy"), pj(kp, path, "policy"), ctx, &resilience);
-    parse_action(L, t, json_object_get(node, "action"), path, ctx, resilience);
-    json_decref(resilience);
-}
-
-static int by_priority(const cbx_workflow *w, size_t a, size_t b)
-{
-    if (w->trans[a].priority != w->trans[b].priority)
-        return w->trans[a].priority > w->trans[b].priority ? -1 : 1;
-    return a < b ? -1 : 1;
-}
-
-static void index_transitions(loader *L)
-{
-    cbx_workflow *w = L->w;
-    w->out_of = calloc(w->nplaces + 1, sizeof *w->out_of);
-    w->nout_of = calloc(w->nplaces + 1, sizeof *w->nout_of);
-    if (!w->out_of || !w->nout_of) {
-        L->fatal = -ENOMEM;
-        return;
-    }
-    for (size_t p = 0; p < w->nplaces; p++) {
-        w->out_of[p] = calloc(w->ntrans + 1, sizeof(size_t));
-        if (!w->out_of[p]) {
-            L->fatal = -ENOMEM;
-            return;
-        }
-        for (size_t t = 0; t < w->ntrans; t++)
-            for (size_t k = 0; k < w->trans[t].nfrom; k++)
-                if (w->trans[t].from[k] == p)
-                    w->out_of[p][w->nout_of[p]++] = t;
-        /* insertion sort: a place has few transitions */
-        size_t *o = w->out_of[p];
-        for (size_t i = 1; i < w->nout_of[p]; i++)
-            for (size_t j = i; j > 0 && by_priority(w, o[j - 1], o[j]) > 0; j--) {
-                size_t x = o[j];
-                o[j] = o[j - 1];
-                o[j - 1] = x;
-            }
-    }
 }
 
 static void parse_all(loader *L)
@@ -980,23 +333,24 @@ static void parse_all(loader *L)
     cbx_workflow *w = L->w;
     json_t *root = w->doc.root;
     if (!json_is_object(root)) {
-        prob(L, "", CBX_EINVAL_CONFIG,
-             "expected a workflow (a mapping with places and transitions), got %s",
-             root ? kind(root) : "an empty file");
+        cbx__wf_prob(L, "", CBX_EINVAL_CONFIG,
+                     "expected a workflow (a mapping with places and transitions), got %s",
+                     root ? cbx__wf_kind(root) : "an empty file");
         return;
     }
-    unknown_keys(L, root, top_keys, "", "workflow");
+    cbx__wf_unknown_keys(L, root, top_keys, "", "workflow");
     const json_t *name = json_object_get(root, "name");
     if (name && !json_is_string(name))
-        prob(L, "name", CBX_EINVAL_CONFIG, "name: expected text");
+        cbx__wf_prob(L, "name", CBX_EINVAL_CONFIG, "name: expected text");
     w->name = strdup(json_is_string(name) ? json_string_value(name) : "workflow");
-    load_helpers(L, json_object_get(root, "helpers"));
+    cbx__wf_load_helpers(L, json_object_get(root, "helpers"));
     if (L->fatal)
         return;
-    parse_rules(L, json_object_get(root, "rules"));
+    cbx__wf_parse_rules(L, json_object_get(root, "rules"));
     const char *pkey = json_object_get(root, "places") ? "places" : "states";
     if (json_object_get(root, "places") && json_object_get(root, "states"))
-        prob(L, "states", CBX_EINVAL_CONFIG, "states: is another name for places; keep one");
+        cbx__wf_prob(L, "states", CBX_EINVAL_CONFIG,
+                     "states: is another name for places; keep one");
     parse_places(L, json_object_get(root, pkey), pkey);
     if (L->fatal || !w->nplaces)
         return;
@@ -1012,8 +366,8 @@ static void parse_all(loader *L)
     parse_limits(L, json_object_get(root, "limits"));
     const json_t *tr = json_object_get(root, "transitions");
     if (!json_is_array(tr) || json_array_size(tr) == 0) {
-        prob(L, tr ? "transitions" : "", CBX_EINVAL_CONFIG,
-             "transitions: expected a list of transitions");
+        cbx__wf_prob(L, tr ? "transitions" : "", CBX_EINVAL_CONFIG,
+                     "transitions: expected a list of transitions");
         return;
     }
     w->trans = calloc(json_array_size(tr), sizeof *w->trans);
@@ -1022,9 +376,9 @@ static void parse_all(loader *L)
         return;
     }
     for (size_t i = 0; i < json_array_size(tr) && !L->fatal; i++)
-        parse_transition(L, json_array_get(tr, i), i);
+        cbx__wf_parse_transition(L, json_array_get(tr, i), i);
     if (!L->fatal)
-        index_transitions(L);
+        cbx__wf_index_transitions(L);
 }
 
 static int by_position(const void *a, const void *b)

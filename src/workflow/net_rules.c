@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern const char cbx__wf_prelude[];
-
 /* ---- what a rule reads ------------------------------------------------------------------- */
 
 static int add_ref(cbx__wf_rule *r, const char *b, size_t n)
