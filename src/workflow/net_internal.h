@@ -199,6 +199,34 @@ int cbx__wf_merge(json_t *dst, const json_t *src);
 /* Apply an event (from the journal or made now) to the run's state. */
 int cbx__wf_apply(cbx_workflow_run *r, const char *kind, json_t *ev, cbx_err *err);
 
+/* A firing in progress: its tokens (busy), the merged data, the signal it uses. */
+typedef struct wf_firing {
+    cbx_workflow_run *r; /* NULL once the run was freed while the action ran */
+    size_t ti;
+    wf_token **toks;
+    size_t ntoks;
+    json_t *base; /* the merged data, with the signal's */
+    char *signal;
+    char key[CBX__WF_ID_MAX + 96];
+    cbx_execution *ex;
+    int done;
+    int submitting; /* inside cbx_runtime_submit: action_done leaves freeing f to start_action */
+    struct wf_firing *next, *prev;
+} wf_firing;
+
+/* Journal an event (when the run has a journal), then apply it; body is consumed. */
+int cbx__wf_event(cbx_workflow_run *r, const char *kind, json_t *body);
+/* The tokens' ids as a JSON array (new reference). */
+json_t *cbx__wf_token_ids(wf_token **toks, size_t n);
+void cbx__wf_firing_free(wf_firing *f);
+/* The firing did not move its tokens: why, and the rules' verdicts (borrowed, may be NULL). */
+void cbx__wf_block(cbx_workflow_run *r, wf_firing *f, const char *why, json_t *verdicts);
+/* The action's result (ok, its outputs to merge, or its error): rules, then move or block. */
+void cbx__wf_commit(cbx_workflow_run *r, wf_firing *f, int ok, const json_t *outputs,
+                    const char *error);
+/* Render the action and submit it to the runtime; it ends in cbx__wf_commit and frees f. */
+void cbx__wf_start_action(cbx_workflow_run *r, wf_firing *f);
+
 /* ---- the journal ------------------------------------------------------------------------ */
 
 typedef struct cbx__wf_journal cbx__wf_journal;

@@ -21,6 +21,12 @@ typedef enum {
 static const char *const ts_names[] = {"busy",    "active", "final",  "waiting",
                                        "joining", "stuck",  "failed", "gone"};
 
+const char *cbx_workflow_state_name(cbx_workflow_state s)
+{
+    static const char *const names[] = {"running", "done", "waiting", "stuck", "failed"};
+    return (unsigned)s < 5 ? names[s] : "unknown";
+}
+
 static int tried(const wf_token *t, size_t ti)
 {
     return t->tried && (t->tried[ti / 64] >> (ti % 64)) & 1;
