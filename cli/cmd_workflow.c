@@ -29,7 +29,7 @@ static const char workflow_help[] =
     "       cbx workflow start FILE --token JSON [--token JSON ...]\n"
     "       cbx workflow signal RUN TOKEN NAME [-d JSON]\n"
     "       cbx workflow resume RUN\n"
-    "       cbx workflow show RUN [--token ID]\n"
+    "       cbx workflow show RUN [--id TOKEN]\n"
     "       cbx workflow list [--limit N]\n"
     "       cbx workflow graph FILE|RUN [--format mermaid|dot]\n"
     "\n"
