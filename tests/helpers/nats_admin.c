@@ -6,6 +6,7 @@
  *   count NAME              print the number of messages in stream NAME
  *   reply SUBJECT           answer every request on SUBJECT with "echo:" + its data and a header
  *                           X-Echo: yes; prints "ready" once subscribed; runs until killed
+ *   pub SUBJECT DATA        publish DATA to SUBJECT (into a stream, when one takes it)
  *   sub SUBJECT N           print the data of the next N messages on SUBJECT, one per line;
  *                           prints "ready" (to stderr) once subscribed
  */
@@ -23,7 +24,7 @@ static void die(const char *what, natsStatus s)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: nats_admin URL stream|kv|count|reply|sub ARGS...\n");
+        fprintf(stderr, "usage: nats_admin URL stream|kv|count|reply|pub|sub ARGS...\n");
         return 2;
     }
     natsConnection *nc = NULL;
@@ -81,6 +82,12 @@ int main(int argc, char **argv)
             natsMsg_Destroy(r);
             natsMsg_Destroy(m);
         }
+    } else if (strcmp(cmd, "pub") == 0 && argc == 5) {
+        jsPubAck *ack = NULL;
+        if ((s = js_Publish(&ack, js, argv[3], argv[4], (int)strlen(argv[4]), NULL, NULL)) !=
+            NATS_OK)
+            die("publish", s);
+        jsPubAck_Destroy(ack);
     } else if (strcmp(cmd, "sub") == 0 && argc == 5) {
         natsSubscription *sub = NULL;
         if ((s = natsConnection_SubscribeSync(&sub, nc, argv[3])) != NATS_OK)

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "cbx/executor.h"
-#include "executors/nats/natslib.h"
+#include "dist/natslib.h"
 
 /* The built-in "nats" type (static; never freed). */
 const cbx_executor_type *cbx__nats_type(void);

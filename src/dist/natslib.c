@@ -1,6 +1,6 @@
 /* libnats through dlopen, on the nats executor's first use (see natslib.h). */
 #define CBX__NATSLIB_NO_MACROS
-#include "executors/nats/natslib.h"
+#include "dist/natslib.h"
 
 #include <dlfcn.h>
 #include <pthread.h>

@@ -1,14 +1,15 @@
-/* libnats, loaded when the nats executor is first used rather than when the program starts.
+/* libnats, loaded when NATS is first used (the nats executor, a worker, a remote execution)
+ * rather than when the program starts.
  *
  * As with libcurl (executors/http_curl.h), libcbx does not link libnats: a `cbx exec -- true`
- * should not load and relocate a NATS client (and its TLS libraries) it never uses. The nats
- * executor's first validation or attempt dlopens CBX_LIBNATS_SONAME and fills the table
- * cbx__nats with the functions below; the executor's files call them by their own names, which
- * this header, included after <nats/nats.h>, maps onto the table. The library is never
+ * should not load and relocate a NATS client (and its TLS libraries) it never uses. The first
+ * use dlopens CBX_LIBNATS_SONAME and fills the table cbx__nats with the functions below; the
+ * callers call them by their own names, which this header, included after <nats/nats.h>, maps
+ * onto the table. The library is never
  * unloaded. Thread-safe: the load happens once (pthread_once).
  */
-#ifndef CBX_EXECUTORS_NATS_NATSLIB_H
-#define CBX_EXECUTORS_NATS_NATSLIB_H
+#ifndef CBX_DIST_NATSLIB_H
+#define CBX_DIST_NATSLIB_H
 
 #include <nats/nats.h>
 
@@ -25,6 +26,7 @@
     X(natsOptions_LoadCATrustedCertificates)                                                       \
     X(natsOptions_SetTimeout)                                                                      \
     X(natsOptions_SetName)                                                                         \
+    X(natsOptions_SetMaxReconnect)                                                                 \
     X(natsConnection_Connect)                                                                      \
     X(natsConnection_Destroy)                                                                      \
     X(natsConnection_Close)                                                                        \
@@ -64,6 +66,28 @@
     X(kvStore_Put)                                                                                 \
     X(kvStore_Create)                                                                              \
     X(kvStore_Update)                                                                              \
+    X(js_GetStreamInfo)                                                                            \
+    X(jsStreamInfo_Destroy)                                                                        \
+    X(jsStreamConfig_Init)                                                                         \
+    X(js_AddStream)                                                                                \
+    X(jsConsumerConfig_Init)                                                                       \
+    X(js_AddConsumer)                                                                              \
+    X(js_GetConsumerInfo)                                                                          \
+    X(jsConsumerInfo_Destroy)                                                                      \
+    X(jsSubOptions_Init)                                                                           \
+    X(js_PullSubscribe)                                                                            \
+    X(natsSubscription_Fetch)                                                                      \
+    X(natsMsgList_Destroy)                                                                         \
+    X(natsMsg_Ack)                                                                                 \
+    X(natsMsg_NakWithDelay)                                                                        \
+    X(natsMsg_Term)                                                                                \
+    X(natsMsg_InProgress)                                                                          \
+    X(natsMsg_GetMetaData)                                                                         \
+    X(jsMsgMetaData_Destroy)                                                                       \
+    X(kvConfig_Init)                                                                               \
+    X(js_CreateKeyValue)                                                                           \
+    X(natsConnection_Publish)                                                                      \
+    X(natsConnection_Drain)                                                                        \
     X(kvStore_Delete)
 
 typedef struct cbx__nats_api {
@@ -89,6 +113,7 @@ int cbx__nats_load(cbx_err *err);
 #define natsOptions_LoadCATrustedCertificates cbx__nats.natsOptions_LoadCATrustedCertificates
 #define natsOptions_SetTimeout                cbx__nats.natsOptions_SetTimeout
 #define natsOptions_SetName                   cbx__nats.natsOptions_SetName
+#define natsOptions_SetMaxReconnect           cbx__nats.natsOptions_SetMaxReconnect
 #define natsConnection_Connect                cbx__nats.natsConnection_Connect
 #define natsConnection_Destroy                cbx__nats.natsConnection_Destroy
 #define natsConnection_Close                  cbx__nats.natsConnection_Close
@@ -128,6 +153,28 @@ int cbx__nats_load(cbx_err *err);
 #define kvStore_Put                           cbx__nats.kvStore_Put
 #define kvStore_Create                        cbx__nats.kvStore_Create
 #define kvStore_Update                        cbx__nats.kvStore_Update
+#define js_GetStreamInfo                      cbx__nats.js_GetStreamInfo
+#define jsStreamInfo_Destroy                  cbx__nats.jsStreamInfo_Destroy
+#define jsStreamConfig_Init                   cbx__nats.jsStreamConfig_Init
+#define js_AddStream                          cbx__nats.js_AddStream
+#define jsConsumerConfig_Init                 cbx__nats.jsConsumerConfig_Init
+#define js_AddConsumer                        cbx__nats.js_AddConsumer
+#define js_GetConsumerInfo                    cbx__nats.js_GetConsumerInfo
+#define jsConsumerInfo_Destroy                cbx__nats.jsConsumerInfo_Destroy
+#define jsSubOptions_Init                     cbx__nats.jsSubOptions_Init
+#define js_PullSubscribe                      cbx__nats.js_PullSubscribe
+#define natsSubscription_Fetch                cbx__nats.natsSubscription_Fetch
+#define natsMsgList_Destroy                   cbx__nats.natsMsgList_Destroy
+#define natsMsg_Ack                           cbx__nats.natsMsg_Ack
+#define natsMsg_NakWithDelay                  cbx__nats.natsMsg_NakWithDelay
+#define natsMsg_Term                          cbx__nats.natsMsg_Term
+#define natsMsg_InProgress                    cbx__nats.natsMsg_InProgress
+#define natsMsg_GetMetaData                   cbx__nats.natsMsg_GetMetaData
+#define jsMsgMetaData_Destroy                 cbx__nats.jsMsgMetaData_Destroy
+#define kvConfig_Init                         cbx__nats.kvConfig_Init
+#define js_CreateKeyValue                     cbx__nats.js_CreateKeyValue
+#define natsConnection_Publish                cbx__nats.natsConnection_Publish
+#define natsConnection_Drain                  cbx__nats.natsConnection_Drain
 #define kvStore_Delete                        cbx__nats.kvStore_Delete
 #endif
 
