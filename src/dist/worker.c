@@ -189,8 +189,8 @@ static job *take(cbx_worker *w, natsMsg *msg)
         kvEntry_Destroy(e);
         natsMsg_Ack(msg, NULL);
         natsMsg_Destroy(msg);
-        json_decref(doc);
         say(w, "job %s: already done, its stored result announced again", id);
+        json_decref(doc); /* id points into it */
         return NULL;
     }
     job *j = calloc(1, sizeof *j);
