@@ -355,8 +355,12 @@ static char *make_label(const json_t *params)
     char buf[512];
     size_t n = 0;
     buf[0] = '\0';
+    char port[24] = "";
+    const json_t *pj = json_object_get(params, "port");
+    if (json_is_integer(pj))
+        snprintf(port, sizeof port, "%lld", (long long)json_integer_value(pj));
     for (int i = 0; i < 4; i++) {
-        const char *v = str(params, keys[i]);
+        const char *v = i == 1 ? port : str(params, keys[i]);
         if (!v[0])
             v = vals[i];
         if (v[0] && n < sizeof buf)
