@@ -44,6 +44,8 @@ struct pg_conn {
     pg_query *q;      /* the attempt using it; NULL while idle */
     uv_poll_t *poll;  /* malloc'd: libpq may change sockets while connecting */
     int fd;           /* the socket poll watches; -1 none */
+    int events;       /* what poll watches: UV_READABLE, UV_WRITABLE */
+    uint64_t idle_since_ns; /* uv_hrtime() when it was last given back */
     int connecting;   /* still in PQconnectPoll */
     int reused;       /* has served an earlier attempt */
 };
@@ -123,7 +125,8 @@ void cbx__pg_pool_unqueue(pg_pool *pool, pg_query *q);
 /* q is done with its connection: back to the pool (or the next waiter) when healthy and idle
  * (no transaction open), else closed. */
 void cbx__pg_pool_release(pg_pool *pool, pg_conn *c, int broken);
-/* Watch c's socket for these UV_READABLE/UV_WRITABLE events (0 stops). < 0 on failure. */
+/* Watch c's socket for these UV_READABLE/UV_WRITABLE events (nothing is done when they are
+ * already watched). < 0 on failure. */
 int cbx__pg_conn_watch(pg_conn *c, int events);
 
 /* ---- pg_query.c ---- */

@@ -87,8 +87,6 @@ int cbx__pg_conn_watch(pg_conn *c, int events)
         c->poll = NULL;
     }
     if (!c->poll) {
-        if (!events)
-            return 0;
         c->poll = malloc(sizeof *c->poll);
         if (!c->poll)
             return -ENOMEM;
@@ -100,10 +98,25 @@ int cbx__pg_conn_watch(pg_conn *c, int events)
         }
         c->poll->data = c;
         c->fd = fd;
+        c->events = 0;
     }
-    if (!events)
-        return uv_poll_stop(c->poll);
-    return uv_poll_start(c->poll, events, conn_event);
+    if (events == c->events) /* no epoll_ctl for a watch that is already there */
+        return 0;
+    int r = uv_poll_start(c->poll, events, conn_event);
+    c->events = r < 0 ? 0 : events;
+    return r;
+}
+
+/* An idle connection keeps its socket watched for reading (so that a server that closes it is
+ * noticed at once), without keeping the loop alive; one in use keeps it alive. */
+static void conn_idle_watch(pg_conn *c, int idle)
+{
+    if (cbx__pg_conn_watch(c, UV_READABLE) < 0 || !c->poll)
+        return;
+    if (idle)
+        uv_unref((uv_handle_t *)c->poll);
+    else
+        uv_ref((uv_handle_t *)c->poll);
 }
 
 static void pool_next(pg_pool *p);
@@ -126,7 +139,7 @@ static void connect_step(pg_conn *c)
             r = -EIO;
             break;
         }
-        cbx__pg_conn_watch(c, 0);
+        conn_idle_watch(c, q == NULL);
         if (q)
             cbx__pg_query_ready(q);
         else
@@ -144,8 +157,6 @@ static void connect_step(pg_conn *c)
         snprintf(why, sizeof why, "%s", uv_strerror(r));
     pg_pool *p = c->pool;
     c->q = NULL;
-    if (c->poll)
-        uv_poll_stop(c->poll);
     conn_close(c);
     if (q) {
         q->conn = NULL;
@@ -166,7 +177,13 @@ static void conn_event(uv_poll_t *h, int status, int events)
         return;
     }
     /* an idle connection should hear nothing: the server closed it, or is about to */
-    uv_poll_stop(h);
+    pg_pool *p = c->pool;
+    for (pg_conn **pp = &p->idle; *pp; pp = &(*pp)->next_idle)
+        if (*pp == c) {
+            *pp = c->next_idle;
+            conn_close(c);
+            return;
+        }
 }
 
 static int conn_open(pg_pool *p, pg_query *q)
@@ -241,11 +258,15 @@ static int conn_open(pg_pool *p, pg_query *q)
 
 /* 1 when an idle connection is still good: libpq thinks so, and nothing arrived on its socket
  * while idle (a server going down sends a FATAL message and closes; we drop it rather than find
- * out by sending a statement into it). */
+ * out by sending a statement into it). The loop's watch sees that at its next turn; a connection
+ * idle for longer than CHECK_IDLE_NS is also asked at once (one poll()), for the turn's gap. */
+#define CHECK_IDLE_NS 1000000u
 static int conn_healthy(pg_conn *c)
 {
     if (PQstatus(c->pg) != CONNECTION_OK)
         return 0;
+    if (uv_hrtime() - c->idle_since_ns < CHECK_IDLE_NS)
+        return 1;
     struct pollfd pfd = {.fd = PQsocket(c->pg), .events = POLLIN};
     if (pfd.fd < 0)
         return 0;
@@ -275,11 +296,10 @@ void cbx__pg_pool_acquire(pg_pool *p, pg_query *q)
         p->idle = c->next_idle;
         c->next_idle = NULL;
         if (!conn_healthy(c)) {
-            if (c->poll)
-                uv_poll_stop(c->poll);
             conn_close(c);
             continue;
         }
+        conn_idle_watch(c, 0);
         c->q = q;
         c->reused = 1;
         q->conn = c;
@@ -318,12 +338,12 @@ void cbx__pg_pool_unqueue(pg_pool *p, pg_query *q)
 void cbx__pg_pool_release(pg_pool *p, pg_conn *c, int broken)
 {
     c->q = NULL;
-    if (c->poll)
-        uv_poll_stop(c->poll);
     if (broken || p->lp->closing || PQstatus(c->pg) != CONNECTION_OK ||
         PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
         conn_close(c);
     } else {
+        conn_idle_watch(c, 1);
+        c->idle_since_ns = uv_hrtime();
         c->next_idle = p->idle;
         p->idle = c;
     }
