@@ -344,3 +344,26 @@ Test(postgres, libpq_is_loaded_on_first_use)
     dl_iterate_phdr(find_pq, &found);
     cr_assert(found);
 }
+
+Test(postgres, a_pooled_connection_killed_on_the_server_is_replaced)
+{
+    /* one connection in the pool: its backend is terminated from another pool (another
+     * application_name makes another target), and the next statement runs on a new one */
+    json_t *p = params("{\"sql\": \"SELECT pg_backend_pid() AS pid\", \"pool_size\": 1}");
+    cbx_result r;
+    cr_assert_eq(run_p(json_incref(p), 0, &r), 0, "%s", r.error);
+    json_int_t pid = json_integer_value(json_object_get(row0(&r), "pid"));
+    cbx_result_clear(&r);
+    json_t *k = params("{\"sql\": \"SELECT pg_terminate_backend($1) AS ok\", \"conninfo\": "
+                       "\"application_name=killer\"}");
+    json_object_set_new(k, "params", json_pack("[I]", pid));
+    cr_assert_eq(run_p(k, 0, &r), 0, "%s", r.error);
+    cr_assert(json_is_true(json_object_get(row0(&r), "ok")));
+    cbx_result_clear(&r);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(run_p(json_incref(p), 0, &r), 0, "%s", r.error);
+        cr_assert_neq(json_integer_value(json_object_get(row0(&r), "pid")), pid);
+        cbx_result_clear(&r);
+    }
+    json_decref(p);
+}
