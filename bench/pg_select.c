@@ -1,7 +1,8 @@
 /* pg_select: single-row SELECTs through the postgres executor, `-c` at a time for `-T` seconds,
  * against the server in PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE and pgbench's tables (the
  * statement pgbench -S runs: SELECT abalance FROM pgbench_accounts WHERE aid = $1, a random aid
- * of 1..100000*scale). Prints "transactions<TAB>seconds<TAB>tps". Run by bench/postgres.sh,
+ * of 1..100000*scale). Prints "transactions<TAB>seconds<TAB>tps<TAB>client CPU us per
+ * transaction" (user + system of this process). Run by bench/postgres.sh,
  * beside `pgbench -S` on the same server. */
 #include <jansson.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "cbx/runtime.h"
+#include <sys/resource.h>
 #include <time.h>
 
 typedef struct bench {
@@ -23,6 +25,14 @@ typedef struct bench {
 } bench;
 
 static void submit_one(bench *b);
+
+static double cpu_us(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
 
 static uint64_t bench_now_ns(void)
 {
@@ -100,12 +110,14 @@ int main(int argc, char **argv)
         submit_one(&b);
     cbx_runtime_run(b.rt);
     b.done = 0;
+    double cpu0 = cpu_us();
     uint64_t t0 = bench_now_ns();
     b.end_ns = t0 + (uint64_t)secs * 1000000000ull;
     for (int i = 0; i < conc; i++)
         submit_one(&b);
     cbx_runtime_run(b.rt);
     double el = (double)(bench_now_ns() - t0) / 1e9;
+    double cpu = cpu_us() - cpu0;
     cbx_runtime_free(b.rt);
     json_decref(b.base);
     if (b.failed) {
@@ -113,6 +125,7 @@ int main(int argc, char **argv)
                 b.last_error);
         return 1;
     }
-    printf("%llu\t%.3f\t%.0f\n", (unsigned long long)b.done, el, (double)b.done / el);
+    printf("%llu\t%.3f\t%.0f\t%.1f\n", (unsigned long long)b.done, el, (double)b.done / el,
+           b.done ? cpu / (double)b.done : 0.0);
     return 0;
 }
