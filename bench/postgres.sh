@@ -48,7 +48,7 @@ echo "## PostgreSQL single-row SELECTs: the postgres executor and pgbench -S"
 echo
 echo "Measured $(date -u "+%Y-%m-%d %H:%M") UTC, libcbx commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
 echo
-echo "PostgreSQL $ver on loopback TCP, pgbench scale 1, $clients clients, ${secs} s per run, best of 2"
+echo "PostgreSQL $ver on loopback TCP, pgbench scale 1, $clients clients, ${secs} s per run, best of $rounds"
 echo "runs each, interleaved; \`bench/postgres.sh\` on $(nproc) cores (load at start: $(cut -d" " -f1-3 /proc/loadavg))."
 echo
 echo "| driver | transactions/s |"

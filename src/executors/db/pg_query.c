@@ -167,7 +167,8 @@ static void on_result(pg_query *q, PGresult *res)
     step_sql(q, &params, where, sizeof where);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY) {
         if (where[0] && !q->error) {
-            json_t *one = cbx__pg_result_json(res, param_int(q, "max_rows"));
+            json_t *one = cbx__pg_result_json(
+                res, json_integer_value(json_object_get(cbx_task_params(q->t), "max_rows")));
             if (!one)
                 set_error(q, CBX_OUTCOME_ERROR, "postgres: out of memory");
             else

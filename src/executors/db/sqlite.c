@@ -243,9 +243,11 @@ static int exec_plain(sq_run *r, const char *sql)
 }
 
 /* statements in one transaction: {results: [...]}; rolled back when one fails. */
-static int run_transaction(sq_run *r, const json_t *stmts, json_t **out)
+static int run_transaction(sq_run *r, const json_t *stmts, json_t **out, int read_only)
 {
-    int rc = exec_plain(r, "BEGIN IMMEDIATE");
+    /* IMMEDIATE: take the write lock up front, so that two writers wait (busy_timeout_ms)
+     * rather than one failing midway with SQLITE_BUSY */
+    int rc = exec_plain(r, read_only ? "BEGIN" : "BEGIN IMMEDIATE");
     if (rc < 0)
         return rc;
     json_t *results = json_array();
@@ -305,7 +307,7 @@ static cbx_outcome sqlite_run(cbx_task *t, json_t **outputs, json_t **metadata, 
     json_t *out = NULL;
     const json_t *stmts = json_object_get(p, "statements");
     if (stmts)
-        rc = run_transaction(&r, stmts, &out);
+        rc = run_transaction(&r, stmts, &out, read_only);
     else
         rc = run_statement(&r, json_string_value(json_object_get(p, "sql")),
                            json_object_get(p, "params"), "sql", &out);
