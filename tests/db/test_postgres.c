@@ -367,3 +367,72 @@ Test(postgres, a_pooled_connection_killed_on_the_server_is_replaced)
     }
     json_decref(p);
 }
+
+/* Run sql on a one-connection pool (so that every run shares the connection); 0 or rc. */
+static int run_one_conn(const char *sql, cbx_result *r)
+{
+    json_t *p = params("{\"pool_size\": 1}");
+    json_object_set_new(p, "sql", json_string(sql));
+    return run_p(p, 0, r);
+}
+
+Test(postgres, a_statement_seen_again_is_prepared_once_per_connection)
+{
+    const char *sql = "SELECT 40 + 2 AS answer";
+    cbx_result r;
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(run_one_conn(sql, &r), 0, "%s", r.error);
+        cr_assert_eq(json_integer_value(json_object_get(row0(&r), "answer")), 42);
+        cbx_result_clear(&r);
+    }
+    json_t *p = params("{\"pool_size\": 1, \"sql\": \"SELECT count(*)::int AS n FROM "
+                       "pg_prepared_statements WHERE statement = $1\"}");
+    json_object_set_new(p, "params", json_pack("[s]", sql));
+    cr_assert_eq(run_p(p, 0, &r), 0, "%s", r.error);
+    cr_assert_eq(json_integer_value(json_object_get(row0(&r), "n")), 1);
+    cbx_result_clear(&r);
+    /* prepare: false never prepares */
+    p = params("{\"pool_size\": 1, \"prepare\": false, \"sql\": \"SELECT 7 AS seven\"}");
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(run_p(json_incref(p), 0, &r), 0, "%s", r.error);
+        cbx_result_clear(&r);
+    }
+    json_decref(p);
+    cr_assert_eq(run_one_conn("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE "
+                              "statement = 'SELECT 7 AS seven'",
+                              &r),
+                 0, "%s", r.error);
+    cr_assert_eq(json_integer_value(json_object_get(row0(&r), "n")), 0);
+    cbx_result_clear(&r);
+}
+
+Test(postgres, a_prepared_statement_survives_alter_table_and_discard)
+{
+    cbx_result r;
+    cr_assert_eq(run_one_conn("DROP TABLE IF EXISTS prep_t; CREATE TABLE prep_t (a int); "
+                              "INSERT INTO prep_t VALUES (1)",
+                              &r),
+                 CBX_EFAILED); /* one statement at a time */
+    cbx_result_clear(&r);
+    cr_assert_eq(run_one_conn("DROP TABLE IF EXISTS prep_t", &r), 0, "%s", r.error);
+    cbx_result_clear(&r);
+    cr_assert_eq(run_one_conn("CREATE TABLE prep_t (a int)", &r), 0, "%s", r.error);
+    cbx_result_clear(&r);
+    cr_assert_eq(run_one_conn("INSERT INTO prep_t VALUES (1)", &r), 0, "%s", r.error);
+    cbx_result_clear(&r);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(run_one_conn("SELECT * FROM prep_t", &r), 0, "%s", r.error);
+        cbx_result_clear(&r);
+    }
+    cr_assert_eq(run_one_conn("ALTER TABLE prep_t ADD COLUMN b int DEFAULT 5", &r), 0, "%s",
+                 r.error);
+    cbx_result_clear(&r);
+    cr_assert_eq(run_one_conn("SELECT * FROM prep_t", &r), 0, "%s", r.error);
+    cr_assert_eq(json_integer_value(json_object_get(row0(&r), "b")), 5);
+    cbx_result_clear(&r);
+    cr_assert_eq(run_one_conn("DISCARD ALL", &r), 0, "%s", r.error);
+    cbx_result_clear(&r);
+    cr_assert_eq(run_one_conn("SELECT * FROM prep_t", &r), 0, "%s", r.error);
+    cr_assert_eq(json_integer_value(json_object_get(row0(&r), "a")), 1);
+    cbx_result_clear(&r);
+}

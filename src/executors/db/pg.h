@@ -37,8 +37,24 @@ typedef struct pg_query pg_query;
 /* How long the server gets to answer a cancel before its connection is closed, in ms. */
 #define CBX__PG_CANCEL_GRACE_MS 5000
 
+/* Statements a connection has seen, for preparing the ones that come back: the first sight
+ * goes out as PQsendQueryParams; the second prepares it (PQsendPrepare, one extra round trip
+ * for this connection only); later ones send just Bind/Execute (PQsendQueryPrepared). */
+#define CBX__PG_STMT_CACHE 32
+typedef struct pg_stmt {
+    char *sql;      /* malloc'd */
+    uint64_t hash;  /* of sql */
+    int nparams;
+    int seen;       /* sent before (unprepared) */
+    int prepared;   /* the server holds it as cbx_<name> */
+    unsigned name;
+} pg_stmt;
+
 struct pg_conn {
     PGconn *pg;
+    pg_stmt stmts[CBX__PG_STMT_CACHE];
+    int nstmts;
+    unsigned next_name;
     pg_pool *pool;
     pg_conn *next_idle;
     pg_query *q;      /* the attempt using it; NULL while idle */
@@ -104,6 +120,12 @@ struct pg_query {
     int cancel_failed;  /* PQcancel said no (cancel_err says why) */
     int cancel_confirmed; /* the statement ended with query_canceled */
     int backend_pid;
+    int preparing;      /* the current step's PQsendPrepare is out */
+    int prepared_send;  /* the current step went out as PQsendQueryPrepared */
+    int unprepared;     /* the current step must go out as PQsendQueryParams (a retry) */
+    int replan;         /* the server refused a cached statement: send the step again */
+    int terminated;     /* the server ended the session before the step ran (57P0x) */
+    pg_stmt *stmt;      /* the current step's cache entry; NULL */
 };
 
 /* ---- pg_pool.c ---- */
@@ -125,6 +147,10 @@ void cbx__pg_pool_unqueue(pg_pool *pool, pg_query *q);
 /* q is done with its connection: back to the pool (or the next waiter) when healthy and idle
  * (no transaction open), else closed. */
 void cbx__pg_pool_release(pg_pool *pool, pg_conn *c, int broken);
+/* The cache entry for sql on c (made on first sight when there is room; NULL when full), and
+ * forgetting one the server no longer has or cannot use. */
+pg_stmt *cbx__pg_stmt_find(pg_conn *c, const char *sql, int nparams);
+void cbx__pg_stmt_forget(pg_conn *c, pg_stmt *st);
 /* Watch c's socket for these UV_READABLE/UV_WRITABLE events (nothing is done when they are
  * already watched). < 0 on failure. */
 int cbx__pg_conn_watch(pg_conn *c, int events);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/text.h"
 #include "executors/db/pg.h"
 
 static void loop_maybe_free(pg_loop *lp)
@@ -47,11 +48,19 @@ static void poll_freed(uv_handle_t *h)
     free(h);
 }
 
+static void stmts_free(pg_conn *c)
+{
+    for (int i = 0; i < c->nstmts; i++)
+        free(c->stmts[i].sql);
+    c->nstmts = 0;
+}
+
 static void conn_freed(uv_handle_t *h)
 {
     pg_conn *c = h->data;
     pg_loop *lp = c->pool->lp;
     free(h);
+    stmts_free(c);
     PQfinish(c->pg); /* the socket closes only once libuv has let go of it */
     free(c);
     lp->conns--;
@@ -69,6 +78,7 @@ static void conn_close(pg_conn *c)
         return;
     }
     pg_loop *lp = c->pool->lp;
+    stmts_free(c);
     PQfinish(c->pg);
     free(c);
     lp->conns--;
@@ -348,6 +358,32 @@ void cbx__pg_pool_release(pg_pool *p, pg_conn *c, int broken)
         p->idle = c;
     }
     pool_next(p);
+}
+
+pg_stmt *cbx__pg_stmt_find(pg_conn *c, const char *sql, int nparams)
+{
+    uint64_t h = cbx__fnv1a(CBX__FNV_OFFSET, sql, strlen(sql));
+    for (int i = 0; i < c->nstmts; i++)
+        if (c->stmts[i].hash == h && c->stmts[i].nparams == nparams &&
+            strcmp(c->stmts[i].sql, sql) == 0)
+            return &c->stmts[i];
+    if (c->nstmts == CBX__PG_STMT_CACHE)
+        return NULL; /* full: the rest go out unprepared */
+    char *copy = strdup(sql);
+    if (!copy)
+        return NULL;
+    pg_stmt *st = &c->stmts[c->nstmts++];
+    *st = (pg_stmt){.sql = copy, .hash = h, .nparams = nparams};
+    return st;
+}
+
+void cbx__pg_stmt_forget(pg_conn *c, pg_stmt *st)
+{
+    /* the entry stays (a slot is not reused), unprepared; a later sight prepares it afresh
+     * under a new name */
+    (void)c;
+    st->prepared = 0;
+    st->seen = 1;
 }
 
 /* ---- pools ---------------------------------------------------------------------------------- */

@@ -105,10 +105,12 @@ static void conn_broken(pg_query *q, int at_send)
     pg_conn *c = q->conn;
     q->conn = NULL;
     cbx__pg_pool_release(q->pool, c, 1);
-    if (at_send && first && !q->retried && !q->cancelling && c != NULL) {
-        /* it never reached the server: once more on a new connection */
+    if ((at_send || q->terminated) && first && !q->retried && !q->cancelling && !q->error) {
+        /* it never ran: once more on a new connection */
         q->retried = 1;
         q->sent = 0;
+        q->terminated = 0;
+        q->preparing = 0;
         cbx__pg_pool_acquire(q->pool, q);
         return;
     }
@@ -128,9 +130,32 @@ static void send_step(pg_query *q)
     for (size_t i = 0; i < n && !oom; i++)
         vals[i] = param_text(json_array_get(params, i), &oom);
     int ok = 0;
-    if (!oom)
+    q->stmt = NULL;
+    q->prepared_send = 0;
+    if (!oom && where[0] && !q->unprepared &&
+        json_is_true(json_object_get(cbx_task_params(q->t), "prepare")))
+        q->stmt = cbx__pg_stmt_find(q->conn, sql, (int)n);
+    pg_stmt *st = q->stmt;
+    char name[24];
+    if (st && (st->prepared || st->seen))
+        snprintf(name, sizeof name, "cbx_%u", st->prepared ? st->name : q->conn->next_name);
+    if (oom) {
+    } else if (st && st->prepared) {
+        ok = PQsendQueryPrepared(q->conn->pg, name, (int)n, (const char *const *)vals, NULL, NULL,
+                                 0);
+        q->prepared_send = 1;
+    } else if (st && st->seen && !q->preparing) {
+        /* the second sight: parse it once for this connection; the statement follows when
+         * the server has said yes (step_done) */
+        st->name = q->conn->next_name++;
+        ok = PQsendPrepare(q->conn->pg, name, sql, (int)n, NULL);
+        q->preparing = 1;
+    } else {
+        if (st)
+            st->seen = 1;
         ok = PQsendQueryParams(q->conn->pg, sql, (int)n, NULL, (const char *const *)vals, NULL,
                                NULL, 0); /* libpq has copied the values when it returns */
+    }
     for (size_t i = 0; i < n && vals; i++)
         free(vals[i]);
     free(vals);
@@ -165,6 +190,15 @@ static void on_result(pg_query *q, PGresult *res)
     char where[48];
     const json_t *params;
     step_sql(q, &params, where, sizeof where);
+    if (q->preparing) {
+        if (st == PGRES_COMMAND_OK && q->stmt) {
+            q->stmt->prepared = 1;
+            return;
+        }
+        if (st == PGRES_COMMAND_OK)
+            return;
+        /* the statement's own error (syntax, a missing table): reported as such below */
+    }
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY) {
         if (where[0] && !q->error) {
             json_t *one = cbx__pg_result_json(
@@ -188,6 +222,26 @@ static void on_result(pg_query *q, PGresult *res)
                       where[0] ? where : "statement");
         return;
     }
+    /* the server ended the session (pg_terminate_backend, a shutdown) before the first step
+     * completed: a FATAL 57P0x with no result before it means the step did not take effect
+     * (it never ran, or was rolled back with the session), so it may go to a new connection */
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (state && strncmp(state, "57P0", 4) == 0 && sev && strcmp(sev, "FATAL") == 0 &&
+        !q->error && !q->retried && !q->cancelling &&
+        (q->transaction ? q->step == 0 : json_array_size(q->results) == 0)) {
+        q->terminated = 1;
+        return;
+    }
+    /* a cached statement the server cannot use any more - its result type changed under an
+     * ALTER TABLE (0A000), or it is gone after a DISCARD (26000) - is forgotten, and the step
+     * sent again unprepared; inside a transaction the error has already aborted it */
+    if (q->prepared_send && !q->transaction && !q->error && state &&
+        (strcmp(state, "0A000") == 0 || strcmp(state, "26000") == 0)) {
+        if (q->stmt)
+            cbx__pg_stmt_forget(q->conn, q->stmt);
+        q->replan = 1;
+        return;
+    }
     char line[440];
     json_t *meta = NULL;
     cbx__pg_result_error(res, line, sizeof line, &meta);
@@ -206,7 +260,24 @@ static void on_result(pg_query *q, PGresult *res)
 /* Every result of the current step has been read. */
 static void step_done(pg_query *q)
 {
+    if (q->terminated) {
+        conn_broken(q, 0);
+        return;
+    }
     q->sent = 0;
+    if (q->preparing && !q->error && !q->cancelling) {
+        q->preparing = 0; /* prepared: now the statement itself */
+        send_step(q);
+        return;
+    }
+    q->preparing = 0;
+    if (q->replan && !q->error && !q->cancelling) {
+        q->replan = 0;
+        q->unprepared = 1;
+        send_step(q);
+        q->unprepared = 0;
+        return;
+    }
     if (q->error || q->cancelling) {
         if (!q->error)
             set_error(q, q->timed_out ? CBX_OUTCOME_TIMEOUT : CBX_OUTCOME_ERROR,

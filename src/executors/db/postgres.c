@@ -142,6 +142,11 @@ static const cbx_param pg_params[] = {
      .has_min = 1,
      .min = 1,
      .description = "how long to wait for a connection (from the pool or a new one), in ms"},
+    {.name = "prepare",
+     .type = CBX_PARAM_BOOLEAN,
+     .default_json = "true",
+     .description = "prepare a statement a connection sees again, and reuse it (false behind "
+                    "PgBouncer's transaction pooling)"},
     {.name = "pool_size",
      .type = CBX_PARAM_INTEGER,
      .default_json = "10",

@@ -23,6 +23,8 @@
     X(finish)                                                                                      \
     X(setnonblocking)                                                                              \
     X(sendQueryParams)                                                                             \
+    X(sendPrepare)                                                                                 \
+    X(sendQueryPrepared)                                                                           \
     X(flush)                                                                                       \
     X(consumeInput)                                                                                \
     X(isBusy)                                                                                      \
@@ -71,6 +73,8 @@ int cbx__pq_load(cbx_err *err);
 #define PQfinish             cbx__pq.finish
 #define PQsetnonblocking     cbx__pq.setnonblocking
 #define PQsendQueryParams    cbx__pq.sendQueryParams
+#define PQsendPrepare        cbx__pq.sendPrepare
+#define PQsendQueryPrepared  cbx__pq.sendQueryPrepared
 #define PQflush              cbx__pq.flush
 #define PQconsumeInput       cbx__pq.consumeInput
 #define PQisBusy             cbx__pq.isBusy
