@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # PostgreSQL single-row SELECTs at concurrency 8: the postgres executor (build/bench/pg_select,
 # one runtime, one loop thread, a pool of 8 connections) beside `pgbench -S -c 8` on the same
-# private server (tests/db/with_pg.sh), same tables, same statement, same duration. Prints a
+# private server (tests/db/with_pg.sh), same tables, same statement, same duration (and
+# `pgbench -S -M prepared` for reference). Prints a
 # Markdown section on stdout (bench/run puts it into docs/BENCHMARKS.md); speed is reported,
 # never asserted. Exit 77 when PostgreSQL is not installed (scripts/deps test installs it).
 #
@@ -36,8 +37,8 @@ for round in $(seq 1 "$rounds"); do
     out=$("$build/bench/pg_select" -c "$clients" -T "$secs")
     c=$(echo "$out" | cut -f3)
     [ "$(max "$best_cbx" "$c")" = "$c" ] && cpu=$(echo "$out" | cut -f4)
-    e=$(tps -M extended)
-    echo "round $round: pgbench -S $t tps, cbx postgres $c tps, pgbench -S -M extended $e tps" >&2
+    e=$(tps -M prepared)
+    echo "round $round: pgbench -S $t tps, cbx postgres $c tps, pgbench -S -M prepared $e tps" >&2
     best_pgb=$(max "$best_pgb" "$t")
     best_cbx=$(max "$best_cbx" "$c")
     best_ext=$(max "$best_ext" "$e")
@@ -54,7 +55,7 @@ echo
 echo "| driver | transactions/s |"
 echo "|---|---|"
 echo "| \`pgbench -S -n -c $clients -j 1\` | $(printf %.0f "$best_pgb") |"
-echo "| \`pgbench -S -n -c $clients -j 1 -M extended\` (the protocol the executor uses: Parse, Bind, Execute) | $(printf %.0f "$best_ext") |"
+echo "| \`pgbench -S -n -c $clients -j 1 -M prepared\` (Bind and Execute only, as the executor sends a statement a connection has prepared) | $(printf %.0f "$best_ext") |"
 echo "| \`postgres\` executor (bench/pg_select, max_concurrent $clients, pool_size $clients; $cpu us of client CPU per transaction) | $(printf %.0f "$best_cbx") |"
 echo
 status="met"
