@@ -76,6 +76,10 @@ struct cbx__http_xfer {
     char *start_msg;              /* why the request could not be built (malloc'd; NULL) */
     struct cbx__http_xfer *next_deferred;
     CURLcode result; /* curl's result, for the report */
+    /* Who the transfer reports to when it has ended: NULL = the http executor
+     * (cbx__http_xfer_report); another executor that drives transfers through a context of its
+     * own (dynamodb) sets its function here. Called as cbx__http_xfer_report would be. */
+    void (*on_end)(struct cbx__http_xfer *x);
     int start_rc;    /* < 0: the request could not be built; start_msg says why */
     /* Where the transfer is: 0 before start, 1 in the multi handle, 2 waiting for its deferred
      * report, 3 reported. */
@@ -118,6 +122,14 @@ void cbx__http_loop_defer(cbx__http_loop *lp, cbx__http_xfer *x);
 /* http.c: the transfer has ended (x->result set, x removed from the multi handle, or never
  * added); build the outputs and call cbx_task_done. */
 void cbx__http_xfer_report(cbx__http_xfer *x);
+/* The transfer has ended: x->on_end(x), or cbx__http_xfer_report(x) when it is NULL. */
+static inline void cbx__http_xfer_end(cbx__http_xfer *x)
+{
+    if (x->on_end)
+        x->on_end(x);
+    else
+        cbx__http_xfer_report(x);
+}
 
 /* http_request.c: set x->easy up from the parameters (URL with query, method, headers, body or
  * JSON or GraphQL, auth, TLS, timeouts, redirects) and the response callbacks, and clear its
