@@ -61,9 +61,9 @@ static void submit_one(bench *b)
     long aid = 1 + (long)((b->rng >> 1) % (uint32_t)b->accounts);
     json_t *p = json_copy(b->base);
     json_object_set_new(p, "params", json_pack("[I]", (json_int_t)aid));
-    cbx_runtime_submit(b->rt, &(cbx_request){.executor = "postgres", .params = p, .on_done = on_done,
-                                             .ud = b},
-                       NULL, NULL);
+    cbx_runtime_submit(
+        b->rt, &(cbx_request){.executor = "postgres", .params = p, .on_done = on_done, .ud = b},
+        NULL, NULL);
     json_decref(p);
 }
 
@@ -89,8 +89,8 @@ int main(int argc, char **argv)
     const char *env[] = {"PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"};
     const char *key[] = {"host", "port", "user", "password", "dbname"};
     bench b = {.rng = 12345, .accounts = 100000L * scale};
-    b.base = json_pack("{s:s, s:i}", "sql",
-                       "SELECT abalance FROM pgbench_accounts WHERE aid = $1", "pool_size", conc);
+    b.base = json_pack("{s:s, s:i}", "sql", "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+                       "pool_size", conc);
     for (int i = 0; i < 5; i++) {
         const char *v = getenv(env[i]);
         if (!v) {
@@ -121,8 +121,7 @@ int main(int argc, char **argv)
     cbx_runtime_free(b.rt);
     json_decref(b.base);
     if (b.failed) {
-        fprintf(stderr, "pg_select: %llu failed: %s\n", (unsigned long long)b.failed,
-                b.last_error);
+        fprintf(stderr, "pg_select: %llu failed: %s\n", (unsigned long long)b.failed, b.last_error);
         return 1;
     }
     printf("%llu\t%.3f\t%.0f\t%.1f\n", (unsigned long long)b.done, el, (double)b.done / el,

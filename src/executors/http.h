@@ -80,7 +80,7 @@ struct cbx__http_xfer {
      * (cbx__http_xfer_report); another executor that drives transfers through a context of its
      * own (dynamodb) sets its function here. Called as cbx__http_xfer_report would be. */
     void (*on_end)(struct cbx__http_xfer *x);
-    int start_rc;    /* < 0: the request could not be built; start_msg says why */
+    int start_rc; /* < 0: the request could not be built; start_msg says why */
     /* Where the transfer is: 0 before start, 1 in the multi handle, 2 waiting for its deferred
      * report, 3 reported. */
     uint8_t phase;

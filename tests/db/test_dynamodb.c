@@ -52,12 +52,12 @@ static int run(const char *json, cbx_result *r)
 static void make_table(const char *name)
 {
     cbx_result r;
-    json_t *p = params(
-        "{\"operation\": \"action\", \"action\": \"CreateTable\", \"request\": {"
-        "\"AttributeDefinitions\": [{\"AttributeName\": \"pk\", \"AttributeType\": \"S\"}, "
-        "{\"AttributeName\": \"sk\", \"AttributeType\": \"N\"}], \"KeySchema\": [{"
-        "\"AttributeName\": \"pk\", \"KeyType\": \"HASH\"}, {\"AttributeName\": \"sk\", "
-        "\"KeyType\": \"RANGE\"}], \"BillingMode\": \"PAY_PER_REQUEST\"}}");
+    json_t *p =
+        params("{\"operation\": \"action\", \"action\": \"CreateTable\", \"request\": {"
+               "\"AttributeDefinitions\": [{\"AttributeName\": \"pk\", \"AttributeType\": \"S\"}, "
+               "{\"AttributeName\": \"sk\", \"AttributeType\": \"N\"}], \"KeySchema\": [{"
+               "\"AttributeName\": \"pk\", \"KeyType\": \"HASH\"}, {\"AttributeName\": \"sk\", "
+               "\"KeyType\": \"RANGE\"}], \"BillingMode\": \"PAY_PER_REQUEST\"}}");
     json_object_set_new(json_object_get(p, "request"), "TableName", json_string(name));
     cr_assert_eq(run_p(p, &r), 0, "%s", r.error);
     cbx_result_clear(&r);
@@ -66,8 +66,8 @@ static void make_table(const char *name)
         json_t *d = json_pack("{s:s, s:s, s:{s:s}}", "operation", "action", "action",
                               "DescribeTable", "request", "TableName", name);
         cr_assert_eq(run_p(d, &r), 0, "%s", r.error);
-        const char *st = json_string_value(
-            json_object_get(json_object_get(r.outputs, "Table"), "TableStatus"));
+        const char *st =
+            json_string_value(json_object_get(json_object_get(r.outputs, "Table"), "TableStatus"));
         int active = st && strcmp(st, "ACTIVE") == 0;
         cbx_result_clear(&r);
         if (active)
@@ -135,8 +135,7 @@ Test(dynamodb, update_and_delete)
                                   "upd"),
                        &r),
                  0, "%s", r.error);
-    cr_assert_eq(json_integer_value(
-                     json_object_get(json_object_get(r.outputs, "attributes"), "n")),
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(r.outputs, "attributes"), "n")),
                  42);
     cbx_result_clear(&r);
     cr_assert_eq(run_p(with_table("{\"operation\": \"get_item\", \"key\": {\"pk\": \"k\", \"sk\": "
@@ -160,8 +159,8 @@ Test(dynamodb, a_conditional_write_raced_by_eight_has_one_winner)
         ps[i] = with_table("{\"operation\": \"put_item\", \"condition_expression\": "
                            "\"attribute_not_exists(pk)\"}",
                            "race");
-        json_object_set_new(ps[i], "item", json_pack("{s:s, s:i, s:i}", "pk", "lock", "sk", 0,
-                                                     "owner", i));
+        json_object_set_new(ps[i], "item",
+                            json_pack("{s:s, s:i, s:i}", "pk", "lock", "sk", 0, "owner", i));
         reqs[i] = (cbx_request){.executor = "dynamodb", .params = ps[i]};
     }
     size_t ok = cbx_runtime_execute_many(rt, reqs, N, 0, res);
@@ -187,8 +186,7 @@ Test(dynamodb, a_conditional_write_raced_by_eight_has_one_winner)
                                   "race"),
                        &r),
                  0, "%s", r.error);
-    cr_assert_eq(json_integer_value(
-                     json_object_get(json_object_get(r.outputs, "item"), "owner")),
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(r.outputs, "item"), "owner")),
                  winner);
     cbx_result_clear(&r);
 }
@@ -200,8 +198,8 @@ Test(dynamodb, query_and_scan_follow_pages)
     for (int i = 0; i < 25; i++) {
         json_t *p = with_table("{\"operation\": \"put_item\"}", "pages");
         json_object_set_new(p, "item",
-                            json_pack("{s:s, s:i, s:s}", "pk", i < 23 ? "p" : "q", "sk", i,
-                                      "v", i % 2 ? "odd" : "even"));
+                            json_pack("{s:s, s:i, s:s}", "pk", i < 23 ? "p" : "q", "sk", i, "v",
+                                      i % 2 ? "odd" : "even"));
         cr_assert_eq(run_p(p, &r), 0, "%s", r.error);
         cbx_result_clear(&r);
     }

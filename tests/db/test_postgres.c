@@ -170,9 +170,9 @@ Test(postgres, max_rows_truncates)
 Test(postgres, transaction_commits_or_rolls_back)
 {
     cbx_result r;
-    cr_assert_eq(run("{\"sql\": \"CREATE TABLE IF NOT EXISTS tx_t (id int primary key, v text)\"}",
-                     &r),
-                 0, "%s", r.error);
+    cr_assert_eq(
+        run("{\"sql\": \"CREATE TABLE IF NOT EXISTS tx_t (id int primary key, v text)\"}", &r), 0,
+        "%s", r.error);
     cbx_result_clear(&r);
     cr_assert_eq(run("{\"sql\": \"TRUNCATE tx_t\"}", &r), 0, "%s", r.error);
     cbx_result_clear(&r);

@@ -40,11 +40,10 @@ static int run_t(const char *json, uint64_t timeout_ms, cbx_result *r)
     cr_assert_not_null(p, "%s: %s", json, je.text);
     if (!json_object_get(p, "database"))
         json_object_set_new(p, "database", json_string(db));
-    int rc = cbx_runtime_execute(rt,
-                                 &(cbx_request){.executor = "sqlite",
-                                                .params = p,
-                                                .timeout_ns = timeout_ms * CBX_NS_PER_MS},
-                                 r, NULL);
+    int rc = cbx_runtime_execute(
+        rt,
+        &(cbx_request){.executor = "sqlite", .params = p, .timeout_ns = timeout_ms * CBX_NS_PER_MS},
+        r, NULL);
     json_decref(p);
     return rc;
 }
@@ -172,8 +171,10 @@ Test(sqlite, read_only_refuses_writes)
     cr_assert_eq(count_rows(), 0);
     /* read-only never creates a file */
     char missing[300];
-    snprintf(missing, sizeof missing, "{\"database\": \"%s/none.db\", \"sql\": \"SELECT 1\", "
-             "\"read_only\": true}", dir);
+    snprintf(missing, sizeof missing,
+             "{\"database\": \"%s/none.db\", \"sql\": \"SELECT 1\", "
+             "\"read_only\": true}",
+             dir);
     cr_assert_eq(run(missing, &r), CBX_EFAILED);
     cr_assert_not_null(strstr(r.error, "none.db"), "%s", r.error);
     cbx_result_clear(&r);

@@ -19,21 +19,21 @@ static const struct {
     {"get_item", "GetItem"},       {"put_item", "PutItem"}, {"update_item", "UpdateItem"},
     {"delete_item", "DeleteItem"}, {"query", "Query"},      {"scan", "Scan"},
 };
-static const char *const op_names[] = {"get_item",    "put_item", "update_item", "delete_item",
-                                       "query",       "scan",     "action",      NULL};
+static const char *const op_names[] = {"get_item", "put_item", "update_item", "delete_item",
+                                       "query",    "scan",     "action",      NULL};
 
 /* Per-attempt state: the transfer first (the http machinery sees only it). */
 typedef struct ddb_task {
     cbx__http_xfer x;
     cbx_task *t;
     cbx__http_loop *lp;
-    json_t *body;   /* the request (DynamoDB's JSON), kept across pages */
-    json_t *http;   /* the http parameters of the transfer out (borrowed by it) */
-    json_t *items;  /* query/scan: the plain items so far */
+    json_t *body;     /* the request (DynamoDB's JSON), kept across pages */
+    json_t *http;     /* the http parameters of the transfer out (borrowed by it) */
+    json_t *items;    /* query/scan: the plain items so far */
     json_t *last_key; /* query/scan: LastEvaluatedKey of the last page (raw) */
     json_int_t count, scanned;
     int pages;
-    int began;      /* cbx__http_loop_begin was called */
+    int began; /* cbx__http_loop_begin was called */
     char action[64];
     char region[64];
     char userpwd[512]; /* access key id:secret, for CURLOPT_USERPWD */
@@ -82,8 +82,8 @@ static json_t *make_body(const json_t *p, const char *op)
         return NULL;
     int r = set_item(b, "Key", json_object_get(p, "key"));
     r |= set_item(b, "Item", json_object_get(p, "item"));
-    r |= set_item(b, "ExpressionAttributeValues",
-                  json_object_get(p, "expression_attribute_values"));
+    r |=
+        set_item(b, "ExpressionAttributeValues", json_object_get(p, "expression_attribute_values"));
     r |= set_item(b, "ExclusiveStartKey", json_object_get(p, "exclusive_start_key"));
     if (r < 0) {
         json_decref(b);
@@ -120,13 +120,11 @@ static int send_request(ddb_task *d, cbx_err *err)
     char target[128];
     snprintf(target, sizeof target, TARGET_PREFIX "%s", d->action);
     json_decref(d->http);
-    d->http = json_pack("{s:s, s:s, s:{s:s, s:s}, s:s?, s:b, s:I, s:I, s:b}", "url",
-                        d->endpoint, "method", "POST",
-                        "headers", "Content-Type", "application/x-amz-json-1.0", "X-Amz-Target",
-                        target, "body", text, "parse_json", 0, "max_body_bytes",
-                        (json_int_t)64 << 20, "timeout_ms",
-                        json_integer_value(json_object_get(p, "timeout_ms")), "follow_redirects",
-                        0);
+    d->http = json_pack(
+        "{s:s, s:s, s:{s:s, s:s}, s:s?, s:b, s:I, s:I, s:b}", "url", d->endpoint, "method", "POST",
+        "headers", "Content-Type", "application/x-amz-json-1.0", "X-Amz-Target", target, "body",
+        text, "parse_json", 0, "max_body_bytes", (json_int_t)64 << 20, "timeout_ms",
+        json_integer_value(json_object_get(p, "timeout_ms")), "follow_redirects", 0);
     free(text);
     if (!d->http)
         return cbx_err_set(err, -ENOMEM, "dynamodb: out of memory");
@@ -173,8 +171,8 @@ static void finish(ddb_task *d, cbx_outcome k, json_t *out, json_t *meta, const 
 }
 
 /* DynamoDB's error: __type's last part and the message, with the outcome it means. */
-static cbx_outcome error_kind(const json_t *resp, long status, char *type, size_t tlen,
-                              char *msg, size_t mlen)
+static cbx_outcome error_kind(const json_t *resp, long status, char *type, size_t tlen, char *msg,
+                              size_t mlen)
 {
     const char *ty = str(resp, "__type"), *m = str(resp, "message");
     if (!m)
@@ -232,16 +230,15 @@ static void ddb_on_end(cbx__http_xfer *x)
     } else if (x->result != CURLE_OK) {
         k = x->result == CURLE_OPERATION_TIMEDOUT ? CBX_OUTCOME_TIMEOUT : CBX_OUTCOME_ERROR;
         snprintf(msg, sizeof msg, "dynamodb: %s: %s (curl error %d)", d->action,
-                 x->easy && x->easy->errbuf[0] ? x->easy->errbuf
-                                               : curl_easy_strerror(x->result),
+                 x->easy && x->easy->errbuf[0] ? x->easy->errbuf : curl_easy_strerror(x->result),
                  (int)x->result);
     } else {
         curl_easy_getinfo(x->easy->curl, CURLINFO_RESPONSE_CODE, &status);
         const cbx__http_response *r = &x->easy->resp;
         resp = json_loadb(r->body ? r->body : "", r->len, 0, NULL);
         const char *rid = json_string_value(json_object_get(r->headers, "x-amzn-requestid"));
-        meta = json_pack("{s:s, s:s?, s:i, s:s?}", "action", d->action, "table",
-                         str(p, "table"), "status", (int)status, "request_id", rid);
+        meta = json_pack("{s:s, s:s?, s:i, s:s?}", "action", d->action, "table", str(p, "table"),
+                         "status", (int)status, "request_id", rid);
     }
     int failed_transfer = x->start_rc < 0 || x->result != CURLE_OK || x->cancelled;
     if (x->easy) {
@@ -263,8 +260,8 @@ static void ddb_on_end(cbx__http_xfer *x)
         } else {
             char text[300];
             k = error_kind(resp, status, type, sizeof type, text, sizeof text);
-            snprintf(msg, sizeof msg, "dynamodb: %s: %s: %s", d->action,
-                     type[0] ? type : "error", text[0] ? text : "(no message)");
+            snprintf(msg, sizeof msg, "dynamodb: %s: %s: %s", d->action, type[0] ? type : "error",
+                     text[0] ? text : "(no message)");
             json_object_set_new(meta, "error_type", json_string(type));
         }
         json_decref(resp);
@@ -450,8 +447,8 @@ static void ddb_loop_close(const cbx_executor_type *type, void *loop, void *stat
     cbx__http_loop_close(state);
 }
 
-static const char *const return_values[] = {"NONE",       "ALL_OLD",     "UPDATED_OLD",
-                                            "ALL_NEW",    "UPDATED_NEW", NULL};
+static const char *const return_values[] = {"NONE",    "ALL_OLD",     "UPDATED_OLD",
+                                            "ALL_NEW", "UPDATED_NEW", NULL};
 
 static const cbx_param ddb_params[] = {
     {.name = "operation",

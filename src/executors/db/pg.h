@@ -42,11 +42,11 @@ typedef struct pg_query pg_query;
  * for this connection only); later ones send just Bind/Execute (PQsendQueryPrepared). */
 #define CBX__PG_STMT_CACHE 32
 typedef struct pg_stmt {
-    char *sql;      /* malloc'd */
-    uint64_t hash;  /* of sql */
+    char *sql;     /* malloc'd */
+    uint64_t hash; /* of sql */
     int nparams;
-    int seen;       /* sent before (unprepared) */
-    int prepared;   /* the server holds it as cbx_<name> */
+    int seen;     /* sent before (unprepared) */
+    int prepared; /* the server holds it as cbx_<name> */
     unsigned name;
 } pg_stmt;
 
@@ -57,20 +57,20 @@ struct pg_conn {
     unsigned next_name;
     pg_pool *pool;
     pg_conn *next_idle;
-    pg_query *q;      /* the attempt using it; NULL while idle */
-    uv_poll_t *poll;  /* malloc'd: libpq may change sockets while connecting */
-    int fd;           /* the socket poll watches; -1 none */
-    int events;       /* what poll watches: UV_READABLE, UV_WRITABLE */
+    pg_query *q;            /* the attempt using it; NULL while idle */
+    uv_poll_t *poll;        /* malloc'd: libpq may change sockets while connecting */
+    int fd;                 /* the socket poll watches; -1 none */
+    int events;             /* what poll watches: UV_READABLE, UV_WRITABLE */
     uint64_t idle_since_ns; /* uv_hrtime() when it was last given back */
-    int connecting;   /* still in PQconnectPoll */
-    int reused;       /* has served an earlier attempt */
+    int connecting;         /* still in PQconnectPoll */
+    int reused;             /* has served an earlier attempt */
 };
 
 struct pg_pool {
     pg_loop *lp;
     pg_pool *next;
-    char *key;    /* the connection parameters, \x1f-separated (holds the password: memory only) */
-    char *label;  /* "host=... port=... dbname=... user=..." without secrets */
+    char *key;     /* the connection parameters, \x1f-separated (holds the password: memory only) */
+    char *label;   /* "host=... port=... dbname=... user=..." without secrets */
     pg_conn *idle; /* most recently used first */
     int open;      /* connections open or opening */
     int max;       /* pool_size of the request that made the pool */
@@ -104,28 +104,28 @@ struct pg_query {
     char *error;        /* the failure's one line; NULL while none */
     cbx_outcome outcome;
     uint64_t t0_ns;
-    size_t step;        /* index into the plan: BEGIN?, statements..., COMMIT? */
+    size_t step; /* index into the plan: BEGIN?, statements..., COMMIT? */
     size_t nsteps;
     int phase;
-    int transaction;    /* statements: BEGIN ... COMMIT around them */
-    int rolling_back;   /* a statement failed: ROLLBACK is out */
-    int sent;           /* the current step has been handed to libpq */
+    int transaction;  /* statements: BEGIN ... COMMIT around them */
+    int rolling_back; /* a statement failed: ROLLBACK is out */
+    int sent;         /* the current step has been handed to libpq */
     int timer_closed;
-    int cancel_busy;    /* PQcancel runs on the thread pool */
-    int cancelling;     /* a cancel was sent (timeout or runtime cancel) */
-    int timed_out;      /* statement_timeout_ms passed */
-    int stopped;        /* the runtime cancelled the attempt */
-    int retried;        /* the statement was retried once on a new connection */
-    int finish_wanted;  /* report once the cancel work is back */
-    int cancel_failed;  /* PQcancel said no (cancel_err says why) */
+    int cancel_busy;      /* PQcancel runs on the thread pool */
+    int cancelling;       /* a cancel was sent (timeout or runtime cancel) */
+    int timed_out;        /* statement_timeout_ms passed */
+    int stopped;          /* the runtime cancelled the attempt */
+    int retried;          /* the statement was retried once on a new connection */
+    int finish_wanted;    /* report once the cancel work is back */
+    int cancel_failed;    /* PQcancel said no (cancel_err says why) */
     int cancel_confirmed; /* the statement ended with query_canceled */
     int backend_pid;
-    int preparing;      /* the current step's PQsendPrepare is out */
-    int prepared_send;  /* the current step went out as PQsendQueryPrepared */
-    int unprepared;     /* the current step must go out as PQsendQueryParams (a retry) */
-    int replan;         /* the server refused a cached statement: send the step again */
-    int terminated;     /* the server ended the session before the step ran (57P0x) */
-    pg_stmt *stmt;      /* the current step's cache entry; NULL */
+    int preparing;     /* the current step's PQsendPrepare is out */
+    int prepared_send; /* the current step went out as PQsendQueryPrepared */
+    int unprepared;    /* the current step must go out as PQsendQueryParams (a retry) */
+    int replan;        /* the server refused a cached statement: send the step again */
+    int terminated;    /* the server ended the session before the step ran (57P0x) */
+    pg_stmt *stmt;     /* the current step's cache entry; NULL */
 };
 
 /* ---- pg_pool.c ---- */

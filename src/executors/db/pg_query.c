@@ -226,8 +226,8 @@ static void on_result(pg_query *q, PGresult *res)
      * completed: a FATAL 57P0x with no result before it means the step did not take effect
      * (it never ran, or was rolled back with the session), so it may go to a new connection */
     const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
-    if (state && strncmp(state, "57P0", 4) == 0 && sev && strcmp(sev, "FATAL") == 0 &&
-        !q->error && !q->retried && !q->cancelling &&
+    if (state && strncmp(state, "57P0", 4) == 0 && sev && strcmp(sev, "FATAL") == 0 && !q->error &&
+        !q->retried && !q->cancelling &&
         (q->transaction ? q->step == 0 : json_array_size(q->results) == 0)) {
         q->terminated = 1;
         return;
@@ -449,7 +449,7 @@ static void reported(uv_handle_t *h)
         json_object_update(meta, q->meta_error);
     if (meta && q->cancelling)
         json_object_set_new(meta, "cancel",
-                            json_string(q->cancel_failed    ? q->cancel_err
+                            json_string(q->cancel_failed      ? q->cancel_err
                                         : q->cancel_confirmed ? "confirmed by the server"
                                                               : "sent"));
     json_decref(q->meta_error);

@@ -287,11 +287,11 @@ static cbx_outcome sqlite_run(cbx_task *t, json_t **outputs, json_t **metadata, 
     int read_only = json_is_true(json_object_get(p, "read_only"));
     sq_run r = {.t = t, .err = err};
     r.max_rows = json_integer_value(json_object_get(p, "max_rows"));
-    int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI |
-                (read_only ? SQLITE_OPEN_READONLY
-                           : SQLITE_OPEN_READWRITE |
-                                 (json_is_false(json_object_get(p, "create")) ? 0
-                                                                              : SQLITE_OPEN_CREATE));
+    int flags =
+        SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI |
+        (read_only ? SQLITE_OPEN_READONLY
+                   : SQLITE_OPEN_READWRITE |
+                         (json_is_false(json_object_get(p, "create")) ? 0 : SQLITE_OPEN_CREATE));
     int rc;
     if (sqlite3_open_v2(path, &r.db, flags, NULL) != SQLITE_OK) {
         cbx_err_set(err, CBX_EFAILED, "sqlite: database %s: %s", path,
