@@ -76,17 +76,17 @@ struct cbx__http_xfer {
     char *start_msg;              /* why the request could not be built (malloc'd; NULL) */
     struct cbx__http_xfer *next_deferred;
     CURLcode result; /* curl's result, for the report */
-    /* Who the transfer reports to when it has ended: NULL = the http executor
-     * (cbx__http_xfer_report); another executor that drives transfers through a context of its
-     * own (dynamodb) sets its function here. Called as cbx__http_xfer_report would be. */
-    void (*on_end)(struct cbx__http_xfer *x);
-    int start_rc; /* < 0: the request could not be built; start_msg says why */
+    int start_rc;    /* < 0: the request could not be built; start_msg says why */
     /* Where the transfer is: 0 before start, 1 in the multi handle, 2 waiting for its deferred
      * report, 3 reported. */
     uint8_t phase;
     uint8_t cancelled; /* the runtime cancelled it */
     uint8_t graphql;
     int8_t parse_json; /* -1 auto, 0 no, 1 yes */
+    /* Who the transfer reports to when it has ended: NULL = the http executor
+     * (cbx__http_xfer_report); another executor that drives transfers through a context of its
+     * own (dynamodb) sets its function here. Called as cbx__http_xfer_report would be. */
+    void (*on_end)(struct cbx__http_xfer *x);
 };
 
 /* http_multi.c: the type's loop hooks. _open makes a context for a runtime's loop (a
