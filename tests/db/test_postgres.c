@@ -436,3 +436,94 @@ Test(postgres, a_prepared_statement_survives_alter_table_and_discard)
     cr_assert_eq(json_integer_value(json_object_get(row0(&r), "a")), 1);
     cbx_result_clear(&r);
 }
+
+Test(postgres, listen_hears_its_own_notify)
+{
+    const char *ch = "cbx \"odd\" channel";
+    cbx_result r;
+    json_t *p = params("{\"sql\": \"SELECT pg_notify($1, 'hello') AS sent\", \"wait_ms\": 60000}");
+    json_object_set_new(p, "listen", json_string(ch));
+    json_object_set_new(p, "params", json_pack("[s]", ch));
+    cr_assert_eq(run_p(p, 0, &r), 0, "%s", r.error);
+    const json_t *n = json_array_get(json_object_get(r.outputs, "notifications"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(n, "channel")), ch);
+    cr_assert_str_eq(json_string_value(json_object_get(n, "payload")), "hello");
+    cr_assert_eq(json_array_size(json_object_get(r.outputs, "rows")), 1);
+    cbx_result_clear(&r);
+}
+
+Test(postgres, listen_without_notifications_waits_wait_ms)
+{
+    cbx_result r;
+    cr_assert_eq(run("{\"listen\": \"quiet\", \"wait_ms\": 200}", &r), 0, "%s", r.error);
+    cr_assert_eq(json_array_size(json_object_get(r.outputs, "notifications")), 0);
+    cbx_result_clear(&r);
+}
+
+typedef struct notify_loop {
+    int listener_done;
+    int notifies;
+    json_t *notifier;
+    cbx_result listener;
+} notify_loop;
+
+static void listener_done(cbx_execution *ex, const cbx_result *res, void *ud)
+{
+    notify_loop *nl = ud;
+    (void)ex;
+    nl->listener_done = 1;
+    nl->listener.status = res->status;
+    nl->listener.outputs = json_incref(res->outputs);
+    snprintf(nl->listener.error, sizeof nl->listener.error, "%s", res->error);
+}
+
+static void notifier_done(cbx_execution *ex, const cbx_result *res, void *ud)
+{
+    notify_loop *nl = ud;
+    (void)ex;
+    cr_assert_eq(res->status, CBX_STATUS_SUCCESS, "%s", res->error);
+    nl->notifies++;
+    /* the listener may not be listening yet: notify again until it has heard one */
+    if (!nl->listener_done && nl->notifies < 100000)
+        cbx_runtime_submit(
+            rt,
+            &(cbx_request){
+                .executor = "postgres", .params = nl->notifier, .on_done = notifier_done, .ud = nl},
+            NULL, NULL);
+}
+
+Test(postgres, listen_hears_another_session_and_leaves_the_connection_clean)
+{
+    notify_loop nl = {0};
+    json_t *l = params("{\"listen\": \"jobs\", \"wait_ms\": 60000, \"pool_size\": 1}");
+    nl.notifier = params("{\"sql\": \"SELECT pg_notify('jobs', 'ping')\", \"conninfo\": "
+                         "\"application_name=notifier\"}");
+    cr_assert_eq(cbx_runtime_submit(
+                     rt,
+                     &(cbx_request){
+                         .executor = "postgres", .params = l, .on_done = listener_done, .ud = &nl},
+                     NULL, NULL),
+                 0);
+    cr_assert_eq(cbx_runtime_submit(rt,
+                                    &(cbx_request){.executor = "postgres",
+                                                   .params = nl.notifier,
+                                                   .on_done = notifier_done,
+                                                   .ud = &nl},
+                                    NULL, NULL),
+                 0);
+    cr_assert_eq(cbx_runtime_run(rt), 0);
+    cr_assert_eq(nl.listener.status, CBX_STATUS_SUCCESS, "%s", nl.listener.error);
+    const json_t *n = json_array_get(json_object_get(nl.listener.outputs, "notifications"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(n, "payload")), "ping");
+    json_decref(nl.listener.outputs);
+    json_decref(nl.notifier);
+    json_decref(l);
+    /* the listener's connection went back to the pool without its LISTEN */
+    cbx_result r;
+    cr_assert_eq(run("{\"sql\": \"SELECT count(*)::int AS n FROM pg_listening_channels()\", "
+                     "\"pool_size\": 1}",
+                     &r),
+                 0, "%s", r.error);
+    cr_assert_eq(json_integer_value(json_object_get(row0(&r), "n")), 0);
+    cbx_result_clear(&r);
+}

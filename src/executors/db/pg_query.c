@@ -16,6 +16,7 @@
 
 static void finish(pg_query *q);
 static void send_step(pg_query *q);
+static void timer_fire_listen(uv_timer_t *h);
 
 static int param_int(pg_query *q, const char *key)
 {
@@ -44,6 +45,10 @@ static const char *step_sql(pg_query *q, const json_t **params, char *where, siz
     const json_t *p = cbx_task_params(q->t);
     *params = NULL;
     where[0] = '\0';
+    if (q->listen_stage == PGL_LISTEN)
+        return q->listen_sql;
+    if (q->listen_stage == PGL_UNLISTEN)
+        return "UNLISTEN *";
     if (q->rolling_back)
         return "ROLLBACK";
     if (!q->transaction) {
@@ -257,6 +262,51 @@ static void on_result(pg_query *q, PGresult *res)
     }
 }
 
+static void unlisten(pg_query *q)
+{
+    uv_timer_stop(&q->timer);
+    q->listen_stage = PGL_UNLISTEN;
+    send_step(q);
+}
+
+static json_int_t listen_param(pg_query *q, const char *key)
+{
+    return json_integer_value(json_object_get(cbx_task_params(q->t), key));
+}
+
+/* Take the notifications libpq has read. */
+static void drain_notes(pg_query *q)
+{
+    PGnotify *n;
+    while ((n = PQnotifies(q->conn->pg)) != NULL) {
+        json_t *o = json_pack("{s:s, s:s, s:i}", "channel", n->relname, "payload",
+                              n->extra ? n->extra : "", "pid", n->be_pid);
+        if (o)
+            json_array_append_new(q->notes, o);
+        PQfreemem(n);
+    }
+}
+
+static int notes_enough(pg_query *q)
+{
+    json_int_t max = listen_param(q, "max_notifications");
+    return max > 0 && (json_int_t)json_array_size(q->notes) >= max;
+}
+
+/* The statements are done: wait for notifications (or not), then UNLISTEN. */
+static void begin_wait(pg_query *q)
+{
+    q->listen_stage = PGL_WAITING;
+    drain_notes(q);
+    json_int_t ms = listen_param(q, "wait_ms");
+    if (ms <= 0 || notes_enough(q)) {
+        unlisten(q);
+        return;
+    }
+    uv_timer_stop(&q->timer);
+    uv_timer_start(&q->timer, timer_fire_listen, (uint64_t)ms, 0);
+}
+
 /* Every result of the current step has been read. */
 static void step_done(pg_query *q)
 {
@@ -282,6 +332,10 @@ static void step_done(pg_query *q)
         if (!q->error)
             set_error(q, q->timed_out ? CBX_OUTCOME_TIMEOUT : CBX_OUTCOME_ERROR,
                       "postgres: stopped after the statement had ended");
+        if (q->listen_stage != PGL_NONE && q->listen_stage != PGL_CLEAN) {
+            finish(q); /* still listening: finish closes the connection */
+            return;
+        }
         if (q->transaction && !q->rolling_back && !q->cancelling &&
             PQtransactionStatus(q->conn->pg) != PQTRANS_IDLE) {
             q->rolling_back = 1; /* leave the connection clean for the pool */
@@ -291,8 +345,25 @@ static void step_done(pg_query *q)
         finish(q);
         return;
     }
-    if (q->rolling_back || ++q->step >= q->nsteps) {
+    if (q->listen_stage == PGL_LISTEN) {
+        q->listen_stage = PGL_STATEMENTS;
+        if (q->nsteps == 0) {
+            begin_wait(q);
+            return;
+        }
+        send_step(q);
+        return;
+    }
+    if (q->listen_stage == PGL_UNLISTEN) {
+        q->listen_stage = PGL_CLEAN;
         finish(q);
+        return;
+    }
+    if (q->rolling_back || ++q->step >= q->nsteps) {
+        if (q->listen_stage == PGL_STATEMENTS)
+            begin_wait(q);
+        else
+            finish(q);
         return;
     }
     send_step(q);
@@ -300,11 +371,22 @@ static void step_done(pg_query *q)
 
 void cbx__pg_query_io(pg_query *q, int status, int events)
 {
-    if (!q->conn || q->phase != PGQ_RUNNING || !q->sent)
+    int waiting = q->listen_stage == PGL_WAITING;
+    if (!q->conn || q->phase != PGQ_RUNNING || (!q->sent && !waiting))
         return;
     PGconn *pg = q->conn->pg;
     if (status < 0) {
         conn_broken(q, 0);
+        return;
+    }
+    if (waiting) {
+        if (!PQconsumeInput(pg)) {
+            conn_broken(q, 0);
+            return;
+        }
+        drain_notes(q);
+        if (notes_enough(q))
+            unlisten(q);
         return;
     }
     if (events & UV_WRITABLE) {
@@ -322,6 +404,8 @@ void cbx__pg_query_io(pg_query *q, int status, int events)
         conn_broken(q, 0);
         return;
     }
+    if (q->listen_stage != PGL_NONE)
+        drain_notes(q);
     while (!PQisBusy(pg)) {
         PGresult *res = PQgetResult(pg);
         if (!res) {
@@ -436,6 +520,14 @@ static void timer_fire(uv_timer_t *h)
     stop(q, CBX_OUTCOME_TIMEOUT, "postgres: statement_timeout_ms passed");
 }
 
+/* wait_ms has passed: whatever arrived is the answer */
+static void timer_fire_listen(uv_timer_t *h)
+{
+    pg_query *q = h->data;
+    if (q->listen_stage == PGL_WAITING && q->phase == PGQ_RUNNING)
+        unlisten(q);
+}
+
 /* ---- the attempt's life ----------------------------------------------------------------- */
 
 static void reported(uv_handle_t *h)
@@ -453,6 +545,9 @@ static void reported(uv_handle_t *h)
                                         : q->cancel_confirmed ? "confirmed by the server"
                                                               : "sent"));
     json_decref(q->meta_error);
+    free(q->listen_sql);
+    json_t *notes = q->notes;
+    q->notes = NULL;
     if (q->error) {
         char *error = q->error; /* q is gone once cbx_task_done returns */
         json_decref(q->results);
@@ -460,14 +555,20 @@ static void reported(uv_handle_t *h)
         free(error);
     } else {
         json_t *out = q->results;
-        if (!q->transaction) {
+        if (q->nsteps == 0) {
+            out = json_object();
+            json_decref(q->results);
+        } else if (!q->transaction) {
             out = json_incref(json_array_get(q->results, 0));
             json_decref(q->results);
         } else {
             out = json_pack("{s:o, s:b}", "results", q->results, "committed", 1);
         }
+        if (out && notes)
+            json_object_set(out, "notifications", notes);
         cbx_task_done(q->t, CBX_OUTCOME_SUCCESS, out, meta, NULL);
     }
+    json_decref(notes);
     cbx__pg_loop_query_end(lp);
 }
 
@@ -486,7 +587,9 @@ static void finish(pg_query *q)
         q->conn = NULL;
         /* after a cancel the server may still hold it for the next statement: drop the
          * connection unless the statement itself reported the cancel */
-        cbx__pg_pool_release(q->pool, c, q->cancelling && !q->cancel_confirmed);
+        int still_listening = q->listen_stage != PGL_NONE && q->listen_stage != PGL_CLEAN;
+        cbx__pg_pool_release(q->pool, c,
+                             (q->cancelling && !q->cancel_confirmed) || still_listening);
     }
     uv_timer_stop(&q->timer);
     uv_close((uv_handle_t *)&q->timer, reported);
@@ -500,6 +603,12 @@ void cbx__pg_query_ready(pg_query *q)
     int ms = param_int(q, "statement_timeout_ms");
     if (ms > 0 && !q->retried)
         uv_timer_start(&q->timer, timer_fire, (uint64_t)ms, 0);
+    if (q->listen_sql)
+        q->listen_stage = PGL_LISTEN;
+    else if (q->nsteps == 0) { /* nothing to send: cannot happen past validate */
+        finish(q);
+        return;
+    }
     send_step(q);
 }
 
@@ -520,15 +629,34 @@ int cbx__pg_query_start(pg_query *q, cbx_task *t, pg_loop *lp)
         return -ENOMEM;
     const json_t *stmts = json_object_get(p, "statements");
     q->transaction = stmts != NULL;
-    q->nsteps = stmts ? json_array_size(stmts) + 2 : 1;
-    q->pool = cbx__pg_pool_get(lp, p);
-    if (!q->pool) {
-        json_decref(q->results);
-        return -ENOMEM;
+    q->nsteps = stmts ? json_array_size(stmts) + 2 : json_object_get(p, "sql") ? 1 : 0;
+    const char *ch = json_string_value(json_object_get(p, "listen"));
+    if (ch) { /* the channel as a quoted identifier: "" for each " */
+        size_t n = strlen(ch);
+        q->listen_sql = malloc(2 * n + 16);
+        q->notes = json_array();
+        if (!q->listen_sql || !q->notes) {
+            free(q->listen_sql);
+            json_decref(q->notes);
+            json_decref(q->results);
+            q->listen_sql = NULL;
+            q->notes = NULL;
+            return -ENOMEM;
+        }
+        char *o = q->listen_sql + sprintf(q->listen_sql, "LISTEN \"");
+        for (const char *c = ch; *c; c++) {
+            *o++ = *c;
+            if (*c == '"')
+                *o++ = '"';
+        }
+        strcpy(o, "\"");
     }
-    int r = uv_timer_init(lp->loop, &q->timer);
+    q->pool = cbx__pg_pool_get(lp, p);
+    int r = q->pool ? uv_timer_init(lp->loop, &q->timer) : -ENOMEM;
     if (r < 0) {
         json_decref(q->results);
+        json_decref(q->notes);
+        free(q->listen_sql);
         return r;
     }
     q->timer.data = q;

@@ -38,9 +38,12 @@ static int pg_validate(const cbx_executor_type *type, const json_t *p, cbx_err *
     if (r < 0)
         return r;
     const json_t *sql = json_object_get(p, "sql"), *stmts = json_object_get(p, "statements");
-    if (!sql == !stmts)
+    if (sql && stmts)
         return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "sql", 0, 0,
-                              "postgres: give either sql or statements");
+                              "postgres: give either sql or statements, not both");
+    if (!sql && !stmts && !json_object_get(p, "listen"))
+        return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "sql", 0, 0,
+                              "postgres: give sql, statements or listen");
     if (stmts && json_object_get(p, "params"))
         return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "params", 0, 0,
                               "params: goes inside each of statements, not beside them");
@@ -147,6 +150,24 @@ static const cbx_param pg_params[] = {
      .default_json = "true",
      .description = "prepare a statement a connection sees again, and reuse it (false behind "
                     "PgBouncer's transaction pooling)"},
+    {.name = "listen",
+     .type = CBX_PARAM_STRING,
+     .has_min = 1,
+     .min = 1,
+     .description = "LISTEN on this channel before the statements (if any), then wait for "
+                    "notifications: outputs.notifications"},
+    {.name = "wait_ms",
+     .type = CBX_PARAM_INTEGER,
+     .default_json = "0",
+     .has_min = 1,
+     .min = 0,
+     .description = "listen: how long to wait for notifications after the statements, in ms"},
+    {.name = "max_notifications",
+     .type = CBX_PARAM_INTEGER,
+     .default_json = "1",
+     .has_min = 1,
+     .min = 0,
+     .description = "listen: stop waiting once this many arrived (0: wait the whole wait_ms)"},
     {.name = "pool_size",
      .type = CBX_PARAM_INTEGER,
      .default_json = "10",
