@@ -126,13 +126,14 @@ struct pg_query {
     int replan;        /* the server refused a cached statement: send the step again */
     int terminated;    /* the server ended the session before the step ran (57P0x) */
     pg_stmt *stmt;
-        /* the current step's cache entry; NULL */ /* LISTEN (the listen parameter): LISTEN goes out
-                                                    * first, the statements (if any) next, then the
-                                                    * attempt waits for notifications, then UNLISTEN
-                                                    * * leaves the connection clean */
-    int listen_stage;                              /* one of PGL_* */
-    char *listen_sql;                              /* LISTEN "channel" (malloc'd) */
-    json_t *notes; /* the notifications received: [{channel, payload, pid}] */
+    /* the current step's cache entry; NULL */ /* LISTEN (the listen parameter): LISTEN goes out
+                                                * first, the statements (if any) next, then the
+                                                * attempt waits for notifications, then UNLISTEN
+                                                * * leaves the connection clean */
+    int listen_stage;                          /* one of PGL_* */
+    char *listen_sql;                          /* LISTEN "channel" (malloc'd) */
+    json_t *notes;   /* the notifications received: [{channel, payload, pid}] */
+    json_t *notices; /* the server's NOTICE and WARNING messages, one line each; NULL */
 };
 
 enum { PGL_NONE, PGL_LISTEN, PGL_STATEMENTS, PGL_WAITING, PGL_UNLISTEN, PGL_CLEAN };

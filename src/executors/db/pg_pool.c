@@ -196,6 +196,21 @@ static void conn_event(uv_poll_t *h, int status, int events)
         }
 }
 
+/* The server's notices (NOTICE, WARNING) go to the attempt's metadata, never to stderr as
+ * libpq's default receiver would print them. */
+static void on_notice(void *arg, const PGresult *res)
+{
+    pg_conn *c = arg;
+    if (!c->q)
+        return;
+    char line[400];
+    cbx__pg_one_line(PQresultErrorMessage(res), line, sizeof line);
+    if (!c->q->notices)
+        c->q->notices = json_array();
+    if (c->q->notices && json_array_size(c->q->notices) < 100)
+        json_array_append_new(c->q->notices, json_string(line));
+}
+
 static int conn_open(pg_pool *p, pg_query *q)
 {
     /* the key holds conninfo, host, port, dbname, user, password in that order */
@@ -234,6 +249,8 @@ static int conn_open(pg_pool *p, pg_query *q)
     values[n] = NULL;
     c->pg = PQconnectStartParams(keys, values, 1);
     free(copy);
+    if (c->pg)
+        PQsetNoticeReceiver(c->pg, on_notice, c);
     c->pool = p;
     c->fd = -1;
     c->connecting = 1;

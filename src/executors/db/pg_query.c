@@ -544,6 +544,9 @@ static void reported(uv_handle_t *h)
                             json_string(q->cancel_failed      ? q->cancel_err
                                         : q->cancel_confirmed ? "confirmed by the server"
                                                               : "sent"));
+    if (meta && q->notices)
+        json_object_set(meta, "notices", q->notices);
+    json_decref(q->notices);
     json_decref(q->meta_error);
     free(q->listen_sql);
     json_t *notes = q->notes;

@@ -50,7 +50,8 @@
     X(transactionStatus)                                                                           \
     X(notifies)                                                                                    \
     X(freemem)                                                                                     \
-    X(backendPID)
+    X(backendPID)                                                                                  \
+    X(setNoticeReceiver)
 
 typedef struct cbx__pq_api {
 #define CBX__PQ_FIELD(name) __typeof__(PQ##name) *name;
@@ -101,5 +102,6 @@ int cbx__pq_load(cbx_err *err);
 #define PQnotifies           cbx__pq.notifies
 #define PQfreemem            cbx__pq.freemem
 #define PQbackendPID         cbx__pq.backendPID
+#define PQsetNoticeReceiver  cbx__pq.setNoticeReceiver
 
 #endif
