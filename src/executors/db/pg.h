@@ -185,7 +185,7 @@ json_t *cbx__pg_result_json(const PGresult *res, json_int_t max_rows);
 /* One line about a failed result into buf: "ERROR 42P01: relation "x" does not exist (at
  * character 15)". *meta gets {sqlstate, severity, position, detail, hint} (new; may be NULL). */
 void cbx__pg_result_error(const PGresult *res, char *buf, size_t len, json_t **meta);
-/* A libpq error message made one line (newlines to spaces, trailing ones dropped), into buf. */
+/* A libpq error message made one line (line breaks and indents to one space), into buf. */
 void cbx__pg_one_line(const char *msg, char *buf, size_t len);
 
 #endif

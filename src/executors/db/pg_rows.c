@@ -103,8 +103,12 @@ oom:
 void cbx__pg_one_line(const char *msg, char *buf, size_t len)
 {
     size_t n = 0;
-    for (const char *p = msg ? msg : ""; *p && n + 1 < len; p++)
-        buf[n++] = (*p == '\n' || *p == '\r' || *p == '\t') ? ' ' : *p;
+    for (const char *p = msg ? msg : ""; *p && n + 1 < len; p++) {
+        char ch = (*p == '\n' || *p == '\r' || *p == '\t') ? ' ' : *p;
+        if (ch == ' ' && (n == 0 || buf[n - 1] == ' '))
+            continue; /* one space for a line break and the indent after it */
+        buf[n++] = ch;
+    }
     while (n > 0 && buf[n - 1] == ' ')
         n--;
     buf[n] = '\0';
