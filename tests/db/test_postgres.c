@@ -531,3 +531,76 @@ Test(postgres, listen_hears_another_session_and_leaves_the_connection_clean)
     cr_assert_eq(json_integer_value(json_object_get(row0(&r), "n")), 0);
     cbx_result_clear(&r);
 }
+
+Test(postgres, more_statements_than_connections_wait_their_turn)
+{
+    enum { N = 16 };
+    cbx_request reqs[N];
+    cbx_result res[N];
+    json_t *p = params("{\"sql\": \"SELECT pg_backend_pid() AS pid FROM pg_sleep(0.05)\", "
+                       "\"pool_size\": 4}");
+    for (int i = 0; i < N; i++)
+        reqs[i] = (cbx_request){.executor = "postgres", .params = p};
+    cr_assert_eq(cbx_runtime_execute_many(rt, reqs, N, 0, res), N);
+    json_int_t pids[N];
+    int distinct = 0;
+    for (int i = 0; i < N; i++) {
+        pids[i] = json_integer_value(json_object_get(row0(&res[i]), "pid"));
+        int seen = 0;
+        for (int k = 0; k < i; k++)
+            seen |= pids[k] == pids[i];
+        distinct += !seen;
+        cbx_result_clear(&res[i]);
+    }
+    cr_assert_leq(distinct, 4, "%d connections for a pool of 4", distinct);
+    json_decref(p);
+}
+
+Test(postgres, a_timeout_while_waiting_for_a_connection)
+{
+    /* one connection, held by a slow statement; the next waits for it and times out */
+    cbx_request reqs[2];
+    cbx_result res[2];
+    json_t *slow = params("{\"sql\": \"SELECT pg_sleep(1) /* cbx-hold */\", \"pool_size\": 1}");
+    json_t *quick = params("{\"sql\": \"SELECT 1\", \"pool_size\": 1}");
+    reqs[0] = (cbx_request){.executor = "postgres", .params = slow};
+    reqs[1] =
+        (cbx_request){.executor = "postgres", .params = quick, .timeout_ns = 200 * CBX_NS_PER_MS};
+    cr_assert_eq(cbx_runtime_execute_many(rt, reqs, 2, 0, res), 1);
+    cr_assert_eq(res[0].status, CBX_STATUS_SUCCESS, "%s", res[0].error);
+    cr_assert_eq(res[1].status, CBX_STATUS_TIMEOUT, "%s", res[1].error);
+    cbx_result_clear(&res[0]);
+    cbx_result_clear(&res[1]);
+    json_decref(slow);
+    json_decref(quick);
+    cr_assert_eq(scalar_int("SELECT 5"), 5);
+}
+
+Test(postgres, timeouts_at_every_moment_leave_nothing_running)
+{
+    enum { N = 40 };
+    cbx_request reqs[N];
+    cbx_result res[N];
+    json_t *ps[N];
+    for (int i = 0; i < N; i++) {
+        /* statements of 0 to 39 ms against timeouts of 1 to 20 ms: some connect, wait, run,
+         * finish or are cancelled at each stage */
+        char sql[96];
+        snprintf(sql, sizeof sql, "SELECT pg_sleep(%d / 1000.0) /* cbx-many */", i);
+        ps[i] = params("{\"pool_size\": 4}");
+        json_object_set_new(ps[i], "sql", json_string(sql));
+        reqs[i] = (cbx_request){.executor = "postgres",
+                                .params = ps[i],
+                                .timeout_ns = (uint64_t)(1 + i % 20) * CBX_NS_PER_MS};
+    }
+    size_t ok = cbx_runtime_execute_many(rt, reqs, N, 0, res);
+    for (int i = 0; i < N; i++) {
+        cr_assert(res[i].status == CBX_STATUS_SUCCESS || res[i].status == CBX_STATUS_TIMEOUT,
+                  "%d: %s %s", i, cbx_status_name(res[i].status), res[i].error);
+        cbx_result_clear(&res[i]);
+        json_decref(ps[i]);
+    }
+    cr_assert_lt(ok, (size_t)N);
+    cr_assert_eq(active_with("cbx-many"), 0);
+    cr_assert_eq(scalar_int("SELECT 6"), 6);
+}
