@@ -38,7 +38,11 @@ pg_opts() {
 case "$cmd" in
 start)
     mkdir -p "$state"
-    dir=$(mktemp -d "${TMPDIR:-/tmp}/cbx-pg.XXXXXX")
+    # as root the server runs as postgres, which must reach the directory: /tmp, not a TMPDIR
+    # that may sit under a private home
+    base=${TMPDIR:-/tmp}
+    [ "$(id -u)" -eq 0 ] && base=/tmp
+    dir=$(mktemp -d "$base/cbx-pg.XXXXXX")
     mkdir -p "$dir/sock"
     echo "cbx-test-pw" >"$dir/pw"
     [ "$(id -u)" -eq 0 ] && chown -R postgres: "$dir"
