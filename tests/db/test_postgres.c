@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 static cbx_runtime *rt;
 
@@ -603,4 +604,36 @@ Test(postgres, timeouts_at_every_moment_leave_nothing_running)
     cr_assert_lt(ok, (size_t)N);
     cr_assert_eq(active_with("cbx-many"), 0);
     cr_assert_eq(scalar_int("SELECT 6"), 6);
+}
+
+static void count_done(cbx_execution *ex, const cbx_result *res, void *ud)
+{
+    (void)ex;
+    (void)res;
+    (*(int *)ud)++;
+}
+
+Test(postgres, a_runtime_freed_under_running_statements_stops_them)
+{
+    int done = 0;
+    json_t *p = params("{\"sql\": \"SELECT pg_sleep(60) /* cbx-freed */\"}");
+    cbx_runtime *r2;
+    cbx_err err;
+    cr_assert_eq(cbx_runtime_new(&r2, NULL, &err), 0, "%s", err.msg);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(cbx_runtime_submit(r2,
+                                        &(cbx_request){.executor = "postgres",
+                                                       .params = p,
+                                                       .on_done = count_done,
+                                                       .ud = &done},
+                                        NULL, NULL),
+                     0);
+    /* let them connect and send: run the other runtime's loop until the server shows them */
+    for (int i = 0; i < 100000 && active_with("cbx-freed") < 3; i++)
+        uv_run(cbx_runtime_loop(r2), UV_RUN_NOWAIT);
+    cr_assert_eq(active_with("cbx-freed"), 3);
+    cbx_runtime_free(r2);
+    cr_assert_eq(done, 3);
+    cr_assert_eq(active_with("cbx-freed"), 0, "statements still run after cbx_runtime_free");
+    json_decref(p);
 }
