@@ -557,7 +557,7 @@ static void reported(uv_handle_t *h)
         cbx_task_done(q->t, q->outcome, NULL, meta, "%s", error);
         free(error);
     } else {
-        json_t *out = q->results;
+        json_t *out;
         if (q->nsteps == 0) {
             out = json_object();
             json_decref(q->results);
@@ -652,7 +652,8 @@ int cbx__pg_query_start(pg_query *q, cbx_task *t, pg_loop *lp)
             if (*c == '"')
                 *o++ = '"';
         }
-        strcpy(o, "\"");
+        o[0] = '"';
+        o[1] = '\0';
     }
     q->pool = cbx__pg_pool_get(lp, p);
     int r = q->pool ? uv_timer_init(lp->loop, &q->timer) : -ENOMEM;

@@ -61,7 +61,7 @@ static json_t *column_value(sqlite3_stmt *st, int i)
             char *h = malloc(2 * (size_t)n + 1);
             if (!h)
                 return NULL;
-            for (int k = 0; k < n; k++) {
+            for (size_t k = 0; k < (size_t)n; k++) {
                 h[2 * k] = hex[(unsigned char)s[k] >> 4];
                 h[2 * k + 1] = hex[(unsigned char)s[k] & 15];
             }
