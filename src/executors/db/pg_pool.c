@@ -444,22 +444,48 @@ static char *make_label(const json_t *params)
     return strdup(n ? buf : "(libpq defaults)");
 }
 
+/* The connection parameters that make a target, in the order of a pool's key. */
+static void target_fields(const json_t *params, const char *f[6], char port[24])
+{
+    const json_t *pj = json_object_get(params, "port");
+    port[0] = '\0';
+    if (json_is_integer(pj))
+        snprintf(port, 24, "%lld", (long long)json_integer_value(pj));
+    f[0] = str(params, "conninfo");
+    f[1] = str(params, "host");
+    f[2] = port;
+    f[3] = str(params, "dbname");
+    f[4] = str(params, "user");
+    f[5] = str(params, "password");
+}
+
+/* 1 when key is the six fields joined by \x1f (compared in place: no allocation on the path
+ * every statement takes). */
+static int key_matches(const char *key, const char *const f[6])
+{
+    for (int i = 0; i < 6; i++) {
+        size_t n = strlen(f[i]);
+        if (strncmp(key, f[i], n) != 0)
+            return 0;
+        key += n;
+        if (*key != (i < 5 ? '\x1f' : '\0'))
+            return 0;
+        key++;
+    }
+    return 1;
+}
+
 pg_pool *cbx__pg_pool_get(pg_loop *lp, const json_t *params)
 {
-    char *key = NULL;
-    const json_t *port = json_object_get(params, "port");
-    char portbuf[24] = "";
-    if (json_is_integer(port))
-        snprintf(portbuf, sizeof portbuf, "%lld", (long long)json_integer_value(port));
-    if (asprintf(&key, "%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s", str(params, "conninfo"),
-                 str(params, "host"), portbuf, str(params, "dbname"), str(params, "user"),
-                 str(params, "password")) < 0)
-        return NULL;
+    const char *f[6];
+    char port[24];
+    target_fields(params, f, port);
     for (pg_pool *p = lp->pools; p; p = p->next)
-        if (strcmp(p->key, key) == 0) {
-            free(key);
+        if (key_matches(p->key, f))
             return p;
-        }
+    char *key = NULL;
+    if (asprintf(&key, "%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s", f[0], f[1], f[2], f[3], f[4], f[5]) < 0)
+        return NULL;
     pg_pool *p = calloc(1, sizeof *p);
     if (!p || !(p->label = make_label(params))) {
         free(p);

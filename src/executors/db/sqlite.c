@@ -106,36 +106,39 @@ static int bind_all(sq_run *r, sqlite3_stmt *st, const json_t *params, const cha
     if (!params || json_is_null(params)) {
         if (n > 0)
             return cbx_err_set(r->err, CBX_EINVAL_CONFIG,
-                               "%s: the statement has %d parameter(s) and none were given", where,
-                               n);
+                               "sqlite: %s: the statement has %d parameter(s) and none were given",
+                               where, n);
         return 0;
     }
     if (json_is_array(params)) {
         if ((int)json_array_size(params) != n)
-            return cbx_err_set(r->err, CBX_EINVAL_CONFIG,
-                               "%s: %zu value(s) given for a statement with %d parameter(s)", where,
-                               json_array_size(params), n);
+            return cbx_err_set(
+                r->err, CBX_EINVAL_CONFIG,
+                "sqlite: %s: %zu value(s) given for a statement with %d parameter(s)", where,
+                json_array_size(params), n);
         for (int i = 1; i <= n; i++)
             if (bind_one(st, i, json_array_get(params, (size_t)i - 1)) != SQLITE_OK)
-                return cbx_err_set(r->err, CBX_EFAILED, "%s[%d]: %s", where, i - 1,
+                return cbx_err_set(r->err, CBX_EFAILED, "sqlite: %s[%d]: %s", where, i - 1,
                                    sqlite3_errmsg(r->db));
         return 0;
     }
     if (!json_is_object(params))
-        return cbx_err_set(r->err, CBX_EINVAL_CONFIG, "%s: must be an array or an object", where);
+        return cbx_err_set(r->err, CBX_EINVAL_CONFIG, "sqlite: %s: must be an array or an object",
+                           where);
     for (int i = 1; i <= n; i++) {
         const char *name = sqlite3_bind_parameter_name(st, i);
         if (!name)
-            return cbx_err_set(r->err, CBX_EINVAL_CONFIG,
-                               "%s: parameter %d of the statement is positional; give an array",
-                               where, i);
+            return cbx_err_set(
+                r->err, CBX_EINVAL_CONFIG,
+                "sqlite: %s: parameter %d of the statement is positional; give an array", where, i);
         const json_t *v = json_object_get(params, name);
         if (!v)
             v = json_object_get(params, name + 1);
         if (!v)
-            return cbx_err_set(r->err, CBX_EINVAL_CONFIG, "%s: no value for %s", where, name);
+            return cbx_err_set(r->err, CBX_EINVAL_CONFIG, "sqlite: %s: no value for %s", where,
+                               name);
         if (bind_one(st, i, v) != SQLITE_OK)
-            return cbx_err_set(r->err, CBX_EFAILED, "%s.%s: %s", where, name + 1,
+            return cbx_err_set(r->err, CBX_EFAILED, "sqlite: %s.%s: %s", where, name + 1,
                                sqlite3_errmsg(r->db));
     }
     return 0;
@@ -164,12 +167,13 @@ static int run_statement(sq_run *r, const char *sql, const json_t *params, const
     if (sqlite3_prepare_v2(r->db, sql, -1, &st, &tail) != SQLITE_OK)
         return sql_error(r, where, sql);
     if (!st)
-        return cbx_err_set(r->err, CBX_EINVAL_CONFIG, "%s: no statement", where);
+        return cbx_err_set(r->err, CBX_EINVAL_CONFIG, "sqlite: %s: no statement", where);
     for (const char *p = tail; p && *p; p++)
         if (!strchr(" \t\r\n;", *p)) {
             sqlite3_finalize(st);
             return cbx_err_set(r->err, CBX_EINVAL_CONFIG,
-                               "%s: more than one statement; give them as statements", where);
+                               "sqlite: %s: more than one statement; give them as statements",
+                               where);
         }
     snprintf(pwhere, sizeof pwhere, "%s%s", strcmp(where, "sql") ? where : "",
              strcmp(where, "sql") ? ".params" : "params");
