@@ -11,7 +11,9 @@ typedef const cbx_executor_type *(*type_fn)(void);
  * built-in executor's object. */
 static const type_fn builtins[] = {
     cbx__command_type,         cbx__http_type,  cbx__function_type,
-    cbx__cached_function_type, cbx__chaos_type, cbx__nats_type,
+    cbx__cached_function_type, cbx__chaos_type,
+    cbx__sqlite_type,          cbx__postgres_type, cbx__dynamodb_type,
+    cbx__nats_type,
 };
 
 int cbx__register_builtins(cbx_registry *r, cbx_err *err)
