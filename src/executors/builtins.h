@@ -15,5 +15,6 @@ const cbx_executor_type *cbx__chaos_type(void);
 const cbx_executor_type *cbx__sqlite_type(void);
 const cbx_executor_type *cbx__postgres_type(void);
 const cbx_executor_type *cbx__dynamodb_type(void);
+const cbx_executor_type *cbx__nats_type(void);
 
 #endif
