@@ -83,6 +83,9 @@ struct cbx__http_xfer {
     uint8_t cancelled; /* the runtime cancelled it */
     uint8_t graphql;
     int8_t parse_json; /* -1 auto, 0 no, 1 yes */
+    /* Who hears that the transfer ended (result set, removed from the multi handle): NULL =
+     * cbx__http_xfer_report. Another executor on this context (llm) sets its own. */
+    void (*on_end)(cbx__http_xfer *x);
 };
 
 /* http_multi.c: the type's loop hooks. _open makes a context for a runtime's loop (a

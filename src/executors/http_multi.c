@@ -80,6 +80,14 @@ static void curl_init(void)
 
 /* ---- finished transfers --------------------------------------------------------------------- */
 
+static void report(cbx__http_xfer *x)
+{
+    if (x->on_end)
+        x->on_end(x);
+    else
+        cbx__http_xfer_report(x);
+}
+
 static void drain_info(cbx__http_loop *lp)
 {
     CURLMsg *m;
@@ -97,7 +105,7 @@ static void drain_info(cbx__http_loop *lp)
             continue;
         x->result = rc;
         x->phase = 2;
-        cbx__http_xfer_report(x);
+        report(x);
     }
 }
 
@@ -322,7 +330,7 @@ static void on_idle(uv_idle_t *i)
     while (x) {
         cbx__http_xfer *next = x->next_deferred;
         x->next_deferred = NULL;
-        cbx__http_xfer_report(x);
+        report(x);
         x = next;
     }
 }
