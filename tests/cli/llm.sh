@@ -1,0 +1,86 @@
+# cbx exec llm against the scripted model server (tests/helpers/fake_llm): prices from the
+# configuration file, the key from the environment kept out of the journal, a tool call that
+# runs a command, and bad input.
+. "$(dirname "$0")/lib.bash"
+
+fake="$(dirname "$CBX")/../tests/fake_llm"
+[ -x "$fake" ] || fail "no fake_llm helper at $fake"
+cat >"$TMP/script.json" <<'JSON'
+{"turns": [
+  {"content": "plain", "usage": {"prompt_tokens": 2000000, "completion_tokens": 1000000}},
+  {"tool_calls": [{"id": "t1", "name": "count", "arguments": {"text": "a b c"}}]},
+  {"content": "three words", "chunk_chars": 2}
+]}
+JSON
+"$fake" --script "$TMP/script.json" --record "$TMP/record.jsonl" --die-with-parent >"$TMP/port" &
+fpid=$!
+trap 'kill $fpid 2>/dev/null; rm -rf "$TMP"' EXIT
+wait_for "$TMP/port" "$fpid" || fail "fake_llm did not start"
+base="http://127.0.0.1:$(head -1 "$TMP/port")/v1"
+
+mkdir -p "$XDG_CONFIG_HOME/cbx"
+cat >"$XDG_CONFIG_HOME/cbx/config.yaml" <<'YAML'
+llm:
+  prices:
+    gpt-4o-mini: {input: 0.15, output: 0.60}
+YAML
+
+# a plain call: the key from OPENAI_API_KEY is sent, never journaled; cost from the price table
+OPENAI_API_KEY=sk-from-env-123 run "$CBX" exec llm -p model=gpt-4o-mini -p base_url="$base" \
+    -p input="say plain"
+expect_rc 0 "a plain call"
+[ "$(jqv .content)" = "plain" ] || fail "content: $(cat "$TMP/out")"
+[ "$(jqv .cost)" = "0.9" ] || fail "cost: $(jqv .cost)"
+grep -q '"authorization":"Bearer sk-from-env-123"' "$TMP/record.jsonl" || fail "no bearer key sent"
+
+# a streamed call with a tool that is a command, its argument templated into argv
+run "$CBX" exec llm -p model=gpt-4o-mini -p base_url="$base" -p input="count the words" \
+    -p stream=true -p tools='[{"name": "count", "executor": "command",
+      "description": "count words", "params": {"argv": ["wc", "-w"], "stdin": "{{ args.text }}"},
+      "arguments": {"type": "object", "properties": {"text": {"type": "string"}},
+                    "required": ["text"]}}]'
+expect_rc 0 "a tool round trip"
+[ "$(jqv .content)" = "three words" ] || fail "content: $(cat "$TMP/out")"
+[ "$(jqv '.tool_calls[0].ok')" = "true" ] || fail "tool call: $(jqv .tool_calls)"
+tail -1 "$TMP/record.jsonl" | jq -r '.body.messages[2].content' | grep -q '"stdout":"3' ||
+    fail "the tool's result did not reach the model: $(tail -1 "$TMP/record.jsonl")"
+run "$CBX" history --json
+[ "$(jq '[.[] | select(.executor == "command")] | length' <"$TMP/out")" = "1" ] ||
+    fail "the tool call is not journaled as an execution: $(cat "$TMP/out")"
+
+# a key given as a parameter is sent but never journaled (the script is spent: a 500)
+run "$CBX" exec llm -p model=gpt-4o-mini -p base_url="$base" -p input=x -p api_key=sk-param-456
+expect_rc 1 "a call past the script"
+expect_err_line "HTTP 500: script exhausted" "the server's error"
+grep -q '"authorization":"Bearer sk-param-456"' "$TMP/record.jsonl" || fail "no parameter key sent"
+"$CBX" history --json >"$TMP/hist"
+grep -q "sk-from-env-123\|sk-param-456" "$TMP/hist" "$CBX_STATE_DIR"/journal.db* &&
+    fail "a key is in the journal"
+
+# bad input: one line naming the parameter
+run "$CBX" exec llm -p model=m -p model_provider=anthropic -p input=x
+expect_rc 2 "an unknown provider"
+expect_err_line "model_provider" "unknown provider line"
+run "$CBX" exec llm -p model=gpt-4o -p base_url="$base" -p input=x \
+    -p tools='[{"name": "t", "executor": "no_such_type"}]'
+expect_rc 1 "a tool of an unknown executor type"
+expect_err_line "parameter 'tools[0].executor': unknown executor type 'no_such_type'" "tool line"
+
+# the type is listed with its schema
+run "$CBX" types --json
+jq -e '.[] | select(.name == "llm")' <"$TMP/out" >/dev/null || fail "llm not in cbx types --json"
+run "$CBX" types llm --json
+jq -e '.properties.tools and .properties.api_key' <"$TMP/out" >/dev/null ||
+    fail "cbx types llm --json: $(head -c 300 "$TMP/out")"
+
+# a bad price table: file:line:col and the key
+cat >"$XDG_CONFIG_HOME/cbx/config.yaml" <<'YAML'
+llm:
+  prices:
+    gpt-4o: {input: cheap}
+YAML
+run "$CBX" exec llm -p model=gpt-4o -p input=x
+expect_rc 2 "a bad price"
+expect_err_line "llm.prices.gpt-4o.input: expected a number" "price line"
+grep -q "config.yaml:" "$TMP/err" || fail "no file position: $(cat "$TMP/err")"
+echo "ok [$TEST]"
