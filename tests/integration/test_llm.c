@@ -660,3 +660,48 @@ Test(llm, quality_from_a_json_answer)
     cbx_result_clear(&r);
     stop(&s);
 }
+
+/* ---- cancelling ---------------------------------------------------------------------------------- */
+
+Test(llm, timeout_stops_a_slow_stream)
+{
+    server s = start("{\"turns\": [{\"content\": \"one word every few seconds\", \"chunk_chars\": "
+                     "1, \"chunk_delay_ms\": 2000}]}");
+    cbx_result r = {0};
+    uint64_t t0 = uv_hrtime();
+    int rc = run_on(NULL, "{\"timeout\": \"500ms\"}", &r,
+                    "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"input\": \"hi\", "
+                    "\"stream\": true}",
+                    s.url);
+    cr_assert_eq(rc, CBX_ETIMEDOUT, "%d %s", rc, r.error);
+    cr_assert_eq(r.status, CBX_STATUS_TIMEOUT);
+    cr_assert_lt(uv_hrtime() - t0, 20ull * 1000000000ull);
+    cbx_result_clear(&r);
+    stop(&s);
+}
+
+Test(llm, timeout_during_a_tool_call_leaves_no_tool_process)
+{
+    char pidfile[300];
+    snprintf(pidfile, sizeof pidfile, "%s/tool.pid", tmpdir);
+    server s = start("{\"turns\": [{\"tool_calls\": [{\"name\": \"hang\", \"arguments\": {}}]}, "
+                     "{\"content\": \"never asked\"}]}");
+    cbx_result r = {0};
+    int rc = run_on(NULL, "{\"timeout\": \"1s\"}", &r,
+                    "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"input\": \"hi\", "
+                    "\"tools\": [{\"name\": \"hang\", \"executor\": \"command\", \"params\": "
+                    "{\"argv\": [\"sh\", \"-c\", \"echo $$ > %s; exec sleep 60\"]}}]}",
+                    s.url, pidfile);
+    cr_assert_eq(rc, CBX_ETIMEDOUT, "%d %s", rc, r.error);
+    FILE *f = fopen(pidfile, "r");
+    cr_assert_not_null(f, "the tool never started");
+    int pid = 0;
+    cr_assert_eq(fscanf(f, "%d", &pid), 1);
+    fclose(f);
+    cr_assert_neq(kill(pid, 0), 0, "the tool's process %d outlived the cancelled attempt", pid);
+    json_t *reqs = requests(&s);
+    cr_assert_eq(json_array_size(reqs), 1, "the model was asked again after the cancel");
+    json_decref(reqs);
+    cbx_result_clear(&r);
+    stop(&s);
+}
