@@ -13,5 +13,6 @@ const cbx_executor_type *cbx__function_type(void);
 const cbx_executor_type *cbx__cached_function_type(void);
 const cbx_executor_type *cbx__chaos_type(void);
 const cbx_executor_type *cbx__llm_type(void);
+const cbx_executor_type *cbx__agent_type(void);
 
 #endif

@@ -132,8 +132,10 @@ static int run_on(cbx_runtime *rt, const char *pol, cbx_result *r, const char *f
         cr_assert_eq(cbx_runtime_new(&rt, &(cbx_runtime_opts){.max_concurrent = 1}, NULL), 0);
     cbx_policy *po = policy(pol);
     cbx_diag d = {0};
-    int rc = cbx_runtime_execute(rt, &(cbx_request){.executor = "llm", .params = p, .policy = po},
-                                 r, &d);
+    /* a task is the agent's */
+    const char *type = json_object_get(p, "task") ? "agent" : "llm";
+    int rc =
+        cbx_runtime_execute(rt, &(cbx_request){.executor = type, .params = p, .policy = po}, r, &d);
     if (d.n)
         snprintf(r->error, sizeof r->error, "%.60s: %.250s", d.items[0].where, d.items[0].msg);
     cbx_diag_clear(&d);
@@ -661,7 +663,8 @@ Test(llm, quality_from_a_json_answer)
     stop(&s);
 }
 
-/* ---- cancelling ---------------------------------------------------------------------------------- */
+/* ---- cancelling
+ * ---------------------------------------------------------------------------------- */
 
 Test(llm, timeout_stops_a_slow_stream)
 {
@@ -703,5 +706,192 @@ Test(llm, timeout_during_a_tool_call_leaves_no_tool_process)
     cr_assert_eq(json_array_size(reqs), 1, "the model was asked again after the cancel");
     json_decref(reqs);
     cbx_result_clear(&r);
+    stop(&s);
+}
+
+/* ---- the agent
+ * ----------------------------------------------------------------------------------- */
+
+#define AGENT_TOOL                                                                                 \
+    "\"tools\": [{\"name\": \"look\", \"executor\": \"command\", \"params\": {\"argv\": "          \
+    "[\"echo\", \"seen\"]}}]"
+
+Test(llm, agent_answers_and_says_why_it_stopped)
+{
+    server s = start("{\"turns\": [{\"tool_calls\": [{\"name\": \"look\", \"arguments\": {}}]}, "
+                     "{\"content\": \"final\"}]}");
+    cbx_result r = {0};
+    int rc = run_on(NULL, NULL, &r,
+                    "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"task\": \"look around\", "
+                    "\"system_prompt\": \"You are careful.\", " AGENT_TOOL "}",
+                    s.url);
+    cr_assert_eq(rc, 0, "%s", r.error);
+    cr_assert_str_eq(out_str(&r, "content"), "final");
+    cr_assert_str_eq(out_str(&r, "stop_reason"), "answer");
+    cr_assert_eq(json_integer_value(json_object_get(r.outputs, "iterations")), 2);
+    cbx_result_clear(&r);
+    stop(&s);
+}
+
+Test(llm, agent_stops_at_max_iterations)
+{
+    server s = start("{\"turns\": [{\"tool_calls\": [{\"name\": \"look\", \"arguments\": {}}], "
+                     "\"repeat\": -1}]}");
+    cbx_result r = {0};
+    int rc = run_on(NULL, "{\"retry\": {\"attempts\": 3, \"initial\": \"1ms\"}}", &r,
+                    "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"task\": \"t\", "
+                    "\"max_iterations\": 3, " AGENT_TOOL "}",
+                    s.url);
+    cr_assert_neq(rc, 0);
+    cr_assert_eq(r.attempt_count, 1, "a stop for a limit is not retried");
+    cr_assert_str_eq(out_str(&r, "stop_reason"), "max_iterations");
+    cr_assert_not_null(strstr(r.error, "max_iterations (3)"), "%s", r.error);
+    json_t *reqs = requests(&s);
+    cr_assert_eq(json_array_size(reqs), 3);
+    json_decref(reqs);
+    cr_assert_eq(json_array_size(json_object_get(r.outputs, "tool_calls")), 2,
+                 "tools of the last iteration must not run");
+    cbx_result_clear(&r);
+    stop(&s);
+}
+
+Test(llm, agent_stops_at_its_token_budget)
+{
+    server s = start("{\"turns\": [{\"tool_calls\": [{\"name\": \"look\", \"arguments\": {}}], "
+                     "\"usage\": {\"prompt_tokens\": 100, \"completion_tokens\": 100}, "
+                     "\"repeat\": -1}]}");
+    cbx_result r = {0};
+    int rc = run_on(NULL, NULL, &r,
+                    "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"task\": \"t\", "
+                    "\"max_iterations\": 10, \"max_total_tokens\": 300, " AGENT_TOOL "}",
+                    s.url);
+    cr_assert_neq(rc, 0);
+    cr_assert_str_eq(out_str(&r, "stop_reason"), "token_budget");
+    cr_assert_eq(
+        json_integer_value(json_object_get(json_object_get(r.outputs, "usage"), "total_tokens")),
+        400);
+    json_t *reqs = requests(&s);
+    cr_assert_eq(json_array_size(reqs), 2);
+    json_decref(reqs);
+    cbx_result_clear(&r);
+    stop(&s);
+}
+
+Test(llm, agent_memory_size_trims_the_oldest_turns_keeping_the_system_prompt)
+{
+    server s = start("{\"turns\": [{\"tool_calls\": [{\"name\": \"look\", \"arguments\": {}}], "
+                     "\"repeat\": 2}, {\"content\": \"done\"}]}");
+    cbx_result r = {0};
+    int rc = run_on(NULL, NULL, &r,
+                    "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"task\": \"t\", "
+                    "\"system_prompt\": \"sys\", \"memory_size\": 3, " AGENT_TOOL "}",
+                    s.url);
+    cr_assert_eq(rc, 0, "%s", r.error);
+    json_t *reqs = requests(&s);
+    cr_assert_eq(json_array_size(reqs), 3);
+    /* the whole conversation is sys, user, a1, t1, a2, t2: three others would start on t1, a
+     * tool result without its call, so the window starts at a2 */
+    json_t *msgs = json_object_get(json_object_get(json_array_get(reqs, 2), "body"), "messages");
+    cr_assert_eq(json_array_size(msgs), 3, "%s", json_dumps(msgs, 0));
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 0), "content")), "sys");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 1), "role")),
+                     "assistant");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 2), "role")), "tool");
+    json_decref(reqs);
+    cbx_result_clear(&r);
+    stop(&s);
+}
+
+Test(llm, agent_stops_when_a_tool_breaker_opens)
+{
+    server s = start("{\"turns\": [{\"tool_calls\": [{\"name\": \"flaky\", \"arguments\": {}}], "
+                     "\"repeat\": -1}]}");
+    cbx_result r = {0};
+    int rc = run_on(NULL, NULL, &r,
+                    "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"task\": \"t\", "
+                    "\"max_iterations\": 10, \"tools\": [{\"name\": \"flaky\", \"executor\": "
+                    "\"command\", \"params\": {\"argv\": [\"false\"]}, \"policy\": {\"breaker\": "
+                    "{\"consecutive_failures\": 1, \"open_for\": \"60s\"}}}]}",
+                    s.url);
+    cr_assert_neq(rc, 0);
+    cr_assert_str_eq(out_str(&r, "stop_reason"), "tool_breaker_open", "%s", r.error);
+    cr_assert_not_null(strstr(r.error, "tool 'flaky'"), "%s", r.error);
+    json_t *reqs = requests(&s);
+    cr_assert_eq(json_array_size(reqs), 2);
+    json_decref(reqs);
+    cbx_result_clear(&r);
+    stop(&s);
+}
+
+typedef struct cancel_ctx {
+    cbx_runtime *rt;
+    cbx_execution *ex;
+    const char *pidfile;
+    cbx_result res;
+    int done;
+} cancel_ctx;
+
+static void cancel_when_tool_runs(uv_timer_t *t)
+{
+    cancel_ctx *cc = t->data;
+    if (access(cc->pidfile, F_OK) == 0) {
+        cbx_runtime_cancel(cc->rt, cc->ex);
+        uv_timer_stop(t);
+        uv_close((uv_handle_t *)t, NULL);
+    }
+}
+
+static void cancel_done(cbx_execution *ex, const cbx_result *res, void *ud)
+{
+    (void)ex;
+    cancel_ctx *cc = ud;
+    cc->res.status = res->status;
+    cc->res.outputs = json_incref(res->outputs);
+    cc->done = 1;
+}
+
+Test(llm, agent_cancel_stops_its_tools)
+{
+    char pidfile[300];
+    snprintf(pidfile, sizeof pidfile, "%s/tool.pid", tmpdir);
+    server s = start("{\"turns\": [{\"tool_calls\": [{\"name\": \"hang\", \"arguments\": {}}]}, "
+                     "{\"content\": \"never asked\"}]}");
+    char *ptext;
+    cr_assert_geq(asprintf(&ptext,
+                           "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"task\": \"t\", "
+                           "\"tools\": [{\"name\": \"hang\", \"executor\": \"command\", "
+                           "\"params\": {\"argv\": [\"sh\", \"-c\", \"echo $$ > %s; exec sleep "
+                           "60\"]}}]}",
+                           s.url, pidfile),
+                  0);
+    json_t *p = json_loads(ptext, 0, NULL);
+    free(ptext);
+    cancel_ctx cc = {.pidfile = pidfile};
+    cr_assert_eq(cbx_runtime_new(&cc.rt, NULL, NULL), 0);
+    cr_assert_eq(
+        cbx_runtime_submit(
+            cc.rt,
+            &(cbx_request){.executor = "agent", .params = p, .on_done = cancel_done, .ud = &cc},
+            &cc.ex, NULL),
+        0);
+    uv_timer_t timer;
+    uv_timer_init(cbx_runtime_loop(cc.rt), &timer);
+    timer.data = &cc;
+    uv_timer_start(&timer, cancel_when_tool_runs, 10, 10);
+    cbx_runtime_run(cc.rt);
+    cr_assert(cc.done);
+    cr_assert_eq(cc.res.status, CBX_STATUS_CANCELLED);
+    FILE *f = fopen(pidfile, "r");
+    cr_assert_not_null(f);
+    int pid = 0;
+    cr_assert_eq(fscanf(f, "%d", &pid), 1);
+    fclose(f);
+    cr_assert_neq(kill(pid, 0), 0, "the tool's process %d outlived the cancel", pid);
+    json_t *reqs = requests(&s);
+    cr_assert_eq(json_array_size(reqs), 1, "no request may follow a cancel");
+    json_decref(reqs);
+    json_decref(cc.res.outputs);
+    json_decref(p);
+    cbx_runtime_free(cc.rt);
     stop(&s);
 }

@@ -114,13 +114,18 @@ static int validate_parameters(const json_t *par, cbx_err *err)
 static int llm_validate(const cbx_executor_type *type, const json_t *params, cbx_err *err)
 {
     (void)type;
-    int r = cbx__llm_providers_validate(params, err);
-    if (r)
-        return r;
     if (!json_object_get(params, "input") &&
         json_array_size(json_object_get(params, "messages")) == 0)
         return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "input", 0, 0,
                               "parameter 'input': required (or 'messages')");
+    return cbx__llm_validate_common(params, err);
+}
+
+int cbx__llm_validate_common(const json_t *params, cbx_err *err)
+{
+    int r = cbx__llm_providers_validate(params, err);
+    if (r)
+        return r;
     size_t i;
     const json_t *m;
     json_array_foreach(json_object_get(params, "messages"), i, m)
@@ -146,6 +151,37 @@ static int llm_validate(const cbx_executor_type *type, const json_t *params, cbx
         return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "quality", 0, 0, "parameter 'quality': %s",
                               e.msg);
     return cbx__llm_tools_validate(params, err);
+}
+
+json_t *cbx__llm_window(const llm_call *c)
+{
+    size_t n = json_array_size(c->messages);
+    if (c->memory_size == 0)
+        return json_incref(c->messages);
+    size_t others = 0, from = n;
+    while (from > 0 && others < c->memory_size) {
+        const char *role =
+            json_string_value(json_object_get(json_array_get(c->messages, from - 1), "role"));
+        from--;
+        if (!role || strcmp(role, "system") != 0)
+            others++;
+    }
+    /* a tool result needs the assistant message that asked for it: start after the results */
+    while (from < n) {
+        const char *role =
+            json_string_value(json_object_get(json_array_get(c->messages, from), "role"));
+        if (!role || strcmp(role, "tool") != 0)
+            break;
+        from++;
+    }
+    json_t *out = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = json_array_get(c->messages, i);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (i >= from || (role && strcmp(role, "system") == 0))
+            json_array_append(out, m);
+    }
+    return out;
 }
 
 /* ---- the end of an attempt
@@ -251,6 +287,13 @@ static void finish(llm_call *c, cbx_outcome k, const char *kind, const llm_answe
             json_object_set_new(out, "cost", json_null());
         if (out && kind)
             json_object_set_new(out, "error_kind", json_string(kind));
+        if (out && c->agent) {
+            json_object_set_new(out, "iterations", json_integer(c->rounds));
+            json_object_set_new(out, "stop_reason",
+                                json_string(k == CBX_OUTCOME_SUCCESS ? "answer"
+                                            : kind                   ? kind
+                                                                     : "error"));
+        }
         const json_t *rf = json_object_get(c->params, "response_format");
         if (out && a && a->content &&
             (json_is_object(rf) ||
@@ -286,6 +329,8 @@ static void finish(llm_call *c, cbx_outcome k, const char *kind, const llm_answe
         cbx_task_done(t, k, out, meta, NULL);
 }
 
+static int over_budget(llm_call *c, const llm_answer *a);
+
 /* ---- requests ----------------------------------------------------------------------------------
  */
 
@@ -315,6 +360,13 @@ void cbx__llm_round_done(llm_call *c)
     size_t i;
     json_t *m;
     json_array_foreach(c->round_results, i, m) json_array_append(c->messages, m);
+    if (c->breaker_tool[0]) {
+        finish(c, CBX_OUTCOME_CUSTOM, "tool_breaker_open", NULL,
+               "agent stopped: the breaker of tool '%s' is open", c->breaker_tool);
+        return;
+    }
+    if (over_budget(c, NULL))
+        return;
     ask(c, 0);
 }
 
@@ -362,6 +414,33 @@ static void failed(llm_call *c, cbx_outcome k, const char *kind, uint64_t retry_
     finish(c, k, kind, NULL, "%s", msg);
 }
 
+/* The agent's budgets, checked before another round: 1 when one is spent (reported). */
+static int over_budget(llm_call *c, const llm_answer *a)
+{
+    if (!c->agent)
+        return 0;
+    long long used = c->prompt_tokens + c->completion_tokens;
+    if (c->max_total_tokens > 0 && used >= c->max_total_tokens) {
+        finish(c, CBX_OUTCOME_CUSTOM, "token_budget", a,
+               "agent stopped: %lld tokens used of a budget of %lld", used, c->max_total_tokens);
+        return 1;
+    }
+    if (c->max_cost > 0 && c->cost >= c->max_cost) {
+        finish(c, CBX_OUTCOME_CUSTOM, "cost_budget", a,
+               "agent stopped: $%.6f spent of a budget of $%.6f", c->cost, c->max_cost);
+        return 1;
+    }
+    uint64_t spent = uv_hrtime() - c->t0_ns;
+    if (c->max_time_ns > 0 && spent >= c->max_time_ns) {
+        finish(c, CBX_OUTCOME_CUSTOM, "time_budget", a,
+               "agent stopped: %llu ms spent of a budget of %llu ms",
+               (unsigned long long)(spent / 1000000),
+               (unsigned long long)(c->max_time_ns / 1000000));
+        return 1;
+    }
+    return 0;
+}
+
 static void answered(llm_call *c, llm_xfer *x)
 {
     llm_answer *a = &x->ans;
@@ -396,10 +475,17 @@ static void answered(llm_call *c, llm_xfer *x)
     json_object_set_new(msg, "tool_calls", calls);
     json_array_append_new(c->messages, msg);
     if (c->rounds >= c->max_rounds) {
-        finish(c, CBX_OUTCOME_CUSTOM, "max_rounds", a,
-               "the model still calls tools after max_rounds (%u) requests", c->max_rounds);
+        if (c->agent)
+            finish(c, CBX_OUTCOME_CUSTOM, "max_iterations", a,
+                   "agent stopped: max_iterations (%u) reached without a final answer",
+                   c->max_rounds);
+        else
+            finish(c, CBX_OUTCOME_CUSTOM, "max_rounds", a,
+                   "the model still calls tools after max_rounds (%u) requests", c->max_rounds);
         return;
     }
+    if (over_budget(c, a))
+        return;
     cbx__llm_tools_run(c, a->tool_calls);
     if (--c->children_running == 0)
         cbx__llm_round_done(c);
@@ -489,7 +575,7 @@ static int build_messages(llm_call *c)
     const json_t *m;
     json_array_foreach(json_object_get(c->params, "messages"), i, m)
         json_array_append_new(c->messages, json_deep_copy(m));
-    const char *in = json_string_value(json_object_get(c->params, "input"));
+    const char *in = json_string_value(json_object_get(c->params, c->agent ? "task" : "input"));
     if (in)
         json_array_append_new(c->messages, json_pack("{s:s, s:s}", "role", "user", "content", in));
     c->first_added = json_array_size(c->messages);
@@ -508,6 +594,16 @@ static int llm_start(cbx_task *t)
     c->max_rounds = (uint32_t)json_integer_value(json_object_get(c->params, "max_rounds"));
     if (c->max_rounds == 0)
         c->max_rounds = 8;
+    return cbx__llm_begin(c);
+}
+
+int cbx__llm_begin(llm_call *c)
+{
+    c->t0_ns = uv_hrtime();
+    if (!c->tool_calls)
+        c->tool_calls = json_array();
+    if (!c->failures)
+        c->failures = json_array();
     cbx_err err;
     cbx_err_clear(&err);
     int r = cbx__curl_load(&err);
@@ -527,7 +623,11 @@ static int llm_start(cbx_task *t)
 
 static void llm_cancel(cbx_task *t)
 {
-    llm_call *c = cbx_task_state(t);
+    cbx__llm_cancel_call(cbx_task_state(t));
+}
+
+void cbx__llm_cancel_call(llm_call *c)
+{
     if (c->reported || c->cancelled)
         return;
     c->cancelled = 1;
@@ -537,7 +637,7 @@ static void llm_cancel(cbx_task *t)
         cbx__llm_tools_cancel(c);
 }
 
-static int llm_loop_init(const cbx_executor_type *type, void *loop, void **state, cbx_err *err)
+int cbx__llm_loop_init(const cbx_executor_type *type, void *loop, void **state, cbx_err *err)
 {
     (void)type;
     cbx__http_loop *lp;
@@ -548,7 +648,7 @@ static int llm_loop_init(const cbx_executor_type *type, void *loop, void **state
     return 0;
 }
 
-static void llm_loop_close(const cbx_executor_type *type, void *loop, void *state)
+void cbx__llm_loop_close(const cbx_executor_type *type, void *loop, void *state)
 {
     (void)type;
     (void)loop;
@@ -565,8 +665,8 @@ static const cbx_executor_type llm_type = {
     .validate = llm_validate,
     .start = llm_start,
     .cancel = llm_cancel,
-    .loop_init = llm_loop_init,
-    .loop_close = llm_loop_close,
+    .loop_init = cbx__llm_loop_init,
+    .loop_close = cbx__llm_loop_close,
 };
 
 const cbx_executor_type *cbx__llm_type(void)

@@ -24,6 +24,7 @@
 #include "executors/http.h"
 
 const cbx_executor_type *cbx__llm_type(void);
+const cbx_executor_type *cbx__agent_type(void);
 
 typedef enum llm_proto { LLM_OPENAI, LLM_OLLAMA } llm_proto;
 
@@ -110,6 +111,14 @@ struct llm_call {
     int cancelled;
     int reported;
     json_t *failures; /* providers skipped this request: [{provider, error}] */
+    /* the agent executor's limits (agent.c); agent 0 for llm */
+    int agent;
+    uint32_t memory_size;       /* non-system messages sent to the model; 0 = all */
+    long long max_total_tokens; /* 0 = none */
+    double max_cost;            /* US dollars; 0 = none */
+    uint64_t max_time_ns;       /* from the attempt's start; 0 = none */
+    uint64_t t0_ns;
+    char breaker_tool[72]; /* agent: a tool refused by its open breaker this round ("" none) */
 };
 
 /* ---- provider.c ---- */
@@ -167,6 +176,17 @@ size_t cbx__llm_tools_run(llm_call *c, const json_t *tool_calls);
 void cbx__llm_tools_cancel(llm_call *c);
 
 /* ---- llm.c ---- */
+/* Begin the conversation of c (task, params, rt, lp and the limits set): 0 (the attempt reports
+ * later, or has reported already). */
+int cbx__llm_begin(llm_call *c);
+void cbx__llm_cancel_call(llm_call *c);
+int cbx__llm_loop_init(const cbx_executor_type *type, void *loop, void **state, cbx_err *err);
+void cbx__llm_loop_close(const cbx_executor_type *type, void *loop, void *state);
+/* Checks shared by llm and agent: providers, parameters, response_format, quality, tools. */
+int cbx__llm_validate_common(const json_t *params, cbx_err *err);
+/* The messages to send: system messages and the last memory_size others (never starting on a
+ * tool result, whose assistant message would be missing). New reference. */
+json_t *cbx__llm_window(const llm_call *c);
 /* Every child of the round has ended: append the results and ask the model again. */
 void cbx__llm_round_done(llm_call *c);
 

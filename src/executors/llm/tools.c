@@ -388,6 +388,8 @@ static void child_done(cbx_execution *ex, const cbx_result *res, void *ud)
         json_object_set_new(rec, "error", json_string(res->error));
     json_array_append_new(c->tool_calls, rec);
     json_decref(content);
+    if (c->agent && res->rc == CBX_ECIRCUIT_OPEN)
+        snprintf(c->breaker_tool, sizeof c->breaker_tool, "%s", name ? name : "");
     ch->running = 0;
     ch->ex = NULL;
     if (--c->children_running == 0)

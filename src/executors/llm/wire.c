@@ -83,8 +83,10 @@ json_t *cbx__llm_request_body(const llm_call *c, const llm_provider *p, int stre
     json_t *tools = cbx__llm_tools_wire(c);
     json_t *b;
     if (p->proto == LLM_OLLAMA) {
-        b = json_pack("{s:s, s:o, s:b}", "model", p->model, "messages",
-                      ollama_messages(c->messages), "stream", stream);
+        json_t *win = cbx__llm_window(c);
+        b = json_pack("{s:s, s:o, s:b}", "model", p->model, "messages", ollama_messages(win),
+                      "stream", stream);
+        json_decref(win);
         json_t *opt = json_object();
         set_if(opt, "temperature", json_object_get(par, "temperature"));
         set_if(opt, "top_p", json_object_get(par, "top_p"));
@@ -105,8 +107,8 @@ json_t *cbx__llm_request_body(const llm_call *c, const llm_provider *p, int stre
         else if (json_is_object(rf))
             json_object_set(b, "format", (json_t *)rf);
     } else {
-        b = json_pack("{s:s, s:O, s:b}", "model", p->model, "messages", c->messages, "stream",
-                      stream);
+        b = json_pack("{s:s, s:o, s:b}", "model", p->model, "messages", cbx__llm_window(c),
+                      "stream", stream);
         if (stream)
             json_object_set_new(b, "stream_options", json_pack("{s:b}", "include_usage", 1));
         set_if(b, "temperature", json_object_get(par, "temperature"));
