@@ -66,6 +66,29 @@ run "$CBX" exec llm -p model=gpt-4o -p base_url="$base" -p input=x \
 expect_rc 1 "a tool of an unknown executor type"
 expect_err_line "parameter 'tools[0].executor': unknown executor type 'no_such_type'" "tool line"
 
+# providers: a rate-limited first provider fails over to the second; its breaker is host-wide,
+# so the next invocation skips it, and cbx breaker list shows both
+printf '{"turns": [{"status": 429, "error": "quota", "repeat": -1}]}' >"$TMP/limited.json"
+printf '{"turns": [{"content": "from b", "repeat": -1}]}' >"$TMP/fine.json"
+"$fake" --script "$TMP/limited.json" --record "$TMP/a.jsonl" --die-with-parent >"$TMP/pa" &
+apid=$!
+"$fake" --script "$TMP/fine.json" --die-with-parent >"$TMP/pb" &
+bpid=$!
+trap 'kill $fpid $apid $bpid 2>/dev/null; rm -rf "$TMP"' EXIT
+wait_for "$TMP/pa" "$apid" && wait_for "$TMP/pb" "$bpid" || fail "fake_llm did not start"
+providers="[{\"name\": \"a\", \"base_url\": \"http://127.0.0.1:$(head -1 "$TMP/pa")/v1\"},
+            {\"name\": \"b\", \"protocol\": \"ollama\", \"base_url\": \"http://127.0.0.1:$(head -1 "$TMP/pb")\"}]"
+for i in 1 2; do
+    run "$CBX" exec llm -p model=gpt-4o -p input=hi -p providers="$providers" \
+        -p provider_breaker='{"failures": 1, "open_ms": 600000}'
+    expect_rc 0 "failover $i"
+    [ "$(jqv .content)" = "from b" ] || fail "failover $i: $(cat "$TMP/out")"
+done
+[ "$(wc -l <"$TMP/a.jsonl")" -eq 1 ] || fail "the open breaker did not skip provider a"
+run "$CBX" breaker list --json
+[ "$(jq -r '.[] | select(.name | startswith("llm:a:gpt-4o@127.0.0.1")) | .state' <"$TMP/out")" = \
+    "open" ] || fail "breaker list: $(cat "$TMP/out")"
+
 # the type is listed with its schema
 run "$CBX" types --json
 jq -e '.[] | select(.name == "llm")' <"$TMP/out" >/dev/null || fail "llm not in cbx types --json"
