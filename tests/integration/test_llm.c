@@ -4,6 +4,7 @@
  * sent from its request record. */
 #define _GNU_SOURCE
 #include "cbx/breaker_store.h"
+#include "cbx/journal.h"
 #include "cbx/llm.h"
 #include "cbx/policy.h"
 #include "cbx/runtime.h"
@@ -893,5 +894,64 @@ Test(llm, agent_cancel_stops_its_tools)
     json_decref(cc.res.outputs);
     json_decref(p);
     cbx_runtime_free(cc.rt);
+    stop(&s);
+}
+
+/* ---- conversation memory
+ * ------------------------------------------------------------------------- */
+
+#define MEM_CALL                                                                                   \
+    "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"system_prompt\": \"sys\", "                \
+    "\"conversation\": \"c1\", \"input\": \"%s\"%s}"
+
+Test(llm, conversation_memory_keeps_trims_and_clears)
+{
+    server s = start("{\"turns\": [{\"content\": \"Hello Ada.\"}, {\"content\": \"You are "
+                     "Ada.\"}, {\"content\": \"third\"}, {\"content\": \"fresh\"}]}");
+    char path[300];
+    snprintf(path, sizeof path, "%s/journal.db", tmpdir);
+    cbx_journal *j;
+    cbx_err err;
+    cr_assert_eq(cbx_journal_open(&j, &(cbx_journal_opts){.path = path}, &err), 0, "%s", err.msg);
+    cbx_runtime *rt;
+    cr_assert_eq(cbx_runtime_new(&rt, &(cbx_runtime_opts){.journal = j}, NULL), 0);
+    cbx_result r = {0};
+    cr_assert_eq(run_on(rt, NULL, &r, MEM_CALL, s.url, "My name is Ada.", ""), 0, "%s", r.error);
+    cbx_result_clear(&r);
+    cr_assert_eq(run_on(rt, NULL, &r, MEM_CALL, s.url, "What is my name?", ""), 0, "%s", r.error);
+    cr_assert_eq(json_integer_value(json_object_get(r.metadata, "memory_loaded")), 2);
+    cbx_result_clear(&r);
+    /* a budget that holds the system prompt, the new input and only the last turn pair */
+    cr_assert_eq(run_on(rt, NULL, &r, MEM_CALL, s.url, "Third?", ", \"memory_max_tokens\": 30"), 0,
+                 "%s", r.error);
+    cbx_result_clear(&r);
+    cr_assert_eq(run_on(rt, NULL, &r, MEM_CALL, s.url, "Anew.", ", \"memory_clear\": true"), 0,
+                 "%s", r.error);
+    cbx_result_clear(&r);
+    json_t *reqs = requests(&s);
+    cr_assert_eq(json_array_size(reqs), 4);
+    json_t *m2 = json_object_get(json_object_get(json_array_get(reqs, 1), "body"), "messages");
+    cr_assert_eq(json_array_size(m2), 4, "%s", json_dumps(m2, 0));
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(m2, 0), "content")), "sys");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(m2, 1), "content")),
+                     "My name is Ada.");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(m2, 2), "content")),
+                     "Hello Ada.");
+    json_t *m3 = json_object_get(json_object_get(json_array_get(reqs, 2), "body"), "messages");
+    /* by the estimate (bytes + 3) / 4 + 4: sys 5, "Third?" 6, then from the newest back "You
+     * are Ada." 7 and "What is my name?" 8 make 26 <= 30; "Hello Ada." would make 33 */
+    cr_assert_eq(json_array_size(m3), 4, "%s", json_dumps(m3, 0));
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(m3, 1), "content")),
+                     "What is my name?");
+    json_t *m4 = json_object_get(json_object_get(json_array_get(reqs, 3), "body"), "messages");
+    cr_assert_eq(json_array_size(m4), 2, "cleared: %s", json_dumps(m4, 0));
+    json_decref(reqs);
+    cbx_runtime_free(rt);
+    cbx_journal_close(j);
+    /* without a journal the parameter is refused, naming it */
+    int rc = run_on(NULL, NULL, &r, MEM_CALL, s.url, "x", "");
+    cr_assert_neq(rc, 0);
+    cr_assert_not_null(strstr(r.error, "parameter 'conversation'"), "%s", r.error);
+    cbx_result_clear(&r);
     stop(&s);
 }

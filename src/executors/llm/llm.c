@@ -67,6 +67,23 @@ static const cbx_param llm_params[] = {
      .type = CBX_PARAM_BOOLEAN,
      .default_json = "false",
      .description = "stream the answer (SSE or NDJSON)"},
+    {.name = "conversation",
+     .type = CBX_PARAM_STRING,
+     .has_min = 1,
+     .min = 1,
+     .has_max = 1,
+     .max = 200,
+     .description = "an id whose turns are kept in the journal and sent again with the next call"},
+    {.name = "memory_max_tokens",
+     .type = CBX_PARAM_INTEGER,
+     .default_json = "0",
+     .has_min = 1,
+     .min = 0,
+     .description = "trim the conversation's oldest turns to this estimate (0 = keep all)"},
+    {.name = "memory_clear",
+     .type = CBX_PARAM_BOOLEAN,
+     .default_json = "false",
+     .description = "forget the conversation's turns before this call"},
     {.name = "quality",
      .type = CBX_PARAM_STRING,
      .description = "Lua expression over output, content, json giving a score 0..1"},
@@ -321,6 +338,14 @@ static void finish(llm_call *c, cbx_outcome k, const char *kind, const llm_answe
             snprintf(msg, sizeof msg, "%s", why);
         }
     }
+    if (json_object_get(c->params, "conversation")) {
+        json_object_set_new(meta, "memory_loaded", json_integer((json_int_t)c->memory_loaded));
+        cbx_err merr;
+        cbx_err_clear(&merr);
+        if (k == CBX_OUTCOME_SUCCESS && c->messages &&
+            cbx__llm_memory_save(c, c->first_new, &merr) != 0)
+            json_object_set_new(meta, "memory_error", json_string(merr.msg));
+    }
     cbx_task *t = c->task;
     release(c);
     if (msg[0])
@@ -564,9 +589,10 @@ void cbx__llm_transfer_ended(llm_call *c, llm_xfer *x)
 /* ---- ops
  * ------------------------------------------------------------------------------------------ */
 
-static int build_messages(llm_call *c)
+static int build_messages(llm_call *c, cbx_err *err)
 {
     c->messages = json_array();
+    json_t *fresh = json_array(); /* this call's own turns */
     const char *sys = json_string_value(json_object_get(c->params, "system_prompt"));
     if (sys)
         json_array_append_new(c->messages,
@@ -574,12 +600,27 @@ static int build_messages(llm_call *c)
     size_t i;
     const json_t *m;
     json_array_foreach(json_object_get(c->params, "messages"), i, m)
-        json_array_append_new(c->messages, json_deep_copy(m));
+        json_array_append_new(fresh, json_deep_copy(m));
     const char *in = json_string_value(json_object_get(c->params, c->agent ? "task" : "input"));
     if (in)
-        json_array_append_new(c->messages, json_pack("{s:s, s:s}", "role", "user", "content", in));
+        json_array_append_new(fresh, json_pack("{s:s, s:s}", "role", "user", "content", in));
+    json_t *history = NULL;
+    int r = cbx__llm_memory_load(c, &history, err);
+    if (r == 0) {
+        long long keep = 0;
+        json_array_foreach(c->messages, i, m) keep += cbx__llm_estimate_tokens(m);
+        json_array_foreach(fresh, i, m) keep += cbx__llm_estimate_tokens(m);
+        history = cbx__llm_memory_trim(
+            history, json_integer_value(json_object_get(c->params, "memory_max_tokens")), keep);
+        c->memory_loaded = json_array_size(history);
+        json_array_extend(c->messages, history);
+    }
+    json_decref(history);
+    c->first_new = json_array_size(c->messages);
+    json_array_extend(c->messages, fresh);
+    json_decref(fresh);
     c->first_added = json_array_size(c->messages);
-    return 0;
+    return r;
 }
 
 static int llm_start(cbx_task *t)
@@ -616,7 +657,11 @@ int cbx__llm_begin(llm_call *c)
         finish(c, CBX_OUTCOME_CUSTOM, "bad_input", NULL, "%s", err.msg);
         return 0;
     }
-    build_messages(c);
+    if ((r = build_messages(c, &err)) < 0) {
+        finish(c, r == CBX_EINVAL_CONFIG ? CBX_OUTCOME_CUSTOM : CBX_OUTCOME_ERROR,
+               r == CBX_EINVAL_CONFIG ? "bad_input" : "memory", NULL, "%s", err.msg);
+        return 0;
+    }
     ask(c, 0);
     return 0;
 }

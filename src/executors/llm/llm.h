@@ -119,6 +119,8 @@ struct llm_call {
     uint64_t max_time_ns;       /* from the attempt's start; 0 = none */
     uint64_t t0_ns;
     char breaker_tool[72]; /* agent: a tool refused by its open breaker this round ("" none) */
+    size_t first_new;      /* index of the first message of this call (after the memory) */
+    size_t memory_loaded;  /* messages read back from the conversation's memory */
 };
 
 /* ---- provider.c ---- */
@@ -174,6 +176,19 @@ json_t *cbx__llm_tools_wire(const llm_call *c);
 size_t cbx__llm_tools_run(llm_call *c, const json_t *tool_calls);
 /* Cancel the running children (their ends still arrive). */
 void cbx__llm_tools_cancel(llm_call *c);
+
+/* ---- memory.c ---- */
+/* The conversation's kept messages (params.conversation; an empty array without one; cleared
+ * first with memory_clear) in *out. 0, or a negative code with err set (no journal: the
+ * parameter is named). */
+int cbx__llm_memory_load(llm_call *c, json_t **out, cbx_err *err);
+/* Keep messages [from, end) of the conversation, in the journal's open batch. */
+int cbx__llm_memory_save(llm_call *c, size_t from, cbx_err *err);
+/* Drop the oldest of history (stolen; the result is a new reference) until it and keep_tokens
+ * fit budget by the estimate (never starting on a tool result); budget <= 0: all kept. */
+json_t *cbx__llm_memory_trim(json_t *history, long long budget, long long keep_tokens);
+/* The token estimate of a message: (content + tool_calls bytes + 3) / 4 + 4. */
+long long cbx__llm_estimate_tokens(const json_t *msg);
 
 /* ---- llm.c ---- */
 /* Begin the conversation of c (task, params, rt, lp and the limits set): 0 (the attempt reports
