@@ -89,6 +89,23 @@ run "$CBX" breaker list --json
 [ "$(jq -r '.[] | select(.name | startswith("llm:a:gpt-4o@127.0.0.1")) | .state' <"$TMP/out")" = \
     "open" ] || fail "breaker list: $(cat "$TMP/out")"
 
+# conversation memory across invocations, kept in the journal
+printf '{"turns": [{"content": "Hi Ada."}, {"content": "Ada."}]}' >"$TMP/mem.json"
+"$fake" --script "$TMP/mem.json" --record "$TMP/mem.jsonl" --die-with-parent >"$TMP/pm" &
+mpid=$!
+trap 'kill $fpid $apid $bpid $mpid 2>/dev/null; rm -rf "$TMP"' EXIT
+wait_for "$TMP/pm" "$mpid" || fail "fake_llm did not start"
+mbase="http://127.0.0.1:$(head -1 "$TMP/pm")/v1"
+run "$CBX" exec llm -p model=gpt-4o -p base_url="$mbase" -p conversation=chat-1 -p input="I am Ada."
+expect_rc 0 "the first turn"
+run "$CBX" exec llm -p model=gpt-4o -p base_url="$mbase" -p conversation=chat-1 -p input="Who am I?"
+expect_rc 0 "the second turn"
+[ "$(tail -1 "$TMP/mem.jsonl" | jq -c '[.body.messages[].content]')" = \
+    '["I am Ada.","Hi Ada.","Who am I?"]' ] || fail "memory: $(tail -1 "$TMP/mem.jsonl")"
+run "$CBX" exec llm -p model=gpt-4o -p base_url="$mbase" -p conversation=chat-2 -p input=x --no-journal
+expect_rc 1 "memory without a journal"
+expect_err_line "parameter 'conversation'" "no journal line"
+
 # the type is listed with its schema
 run "$CBX" types --json
 jq -e '.[] | select(.name == "llm")' <"$TMP/out" >/dev/null || fail "llm not in cbx types --json"
