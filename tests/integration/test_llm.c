@@ -955,3 +955,55 @@ Test(llm, conversation_memory_keeps_trims_and_clears)
     cbx_result_clear(&r);
     stop(&s);
 }
+
+/* ---- record and replay
+ * --------------------------------------------------------------------------- */
+
+Test(llm, replay_reproduces_a_recorded_agent_run_without_a_server)
+{
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/cassette", tmpdir);
+    server s = start("{\"turns\": ["
+                     "{\"tool_calls\": [{\"id\": \"a\", \"name\": \"look\", \"arguments\": {}}], "
+                     "\"chunk_chars\": 2},"
+                     "{\"tool_calls\": [{\"id\": \"b\", \"name\": \"look\", \"arguments\": {}}]},"
+                     "{\"content\": \"all seen\", \"chunk_chars\": 3, \"usage\": "
+                     "{\"prompt_tokens\": 30, \"completion_tokens\": 3}}]}");
+#define REPLAY_FMT                                                                                 \
+    "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"api_key\": \"sk-secret-9\", "              \
+    "\"task\": \"look twice\", \"stream\": true, \"%s\": \"%s\", " AGENT_TOOL "}"
+    cbx_result rec = {0}, rep = {0};
+    cr_assert_eq(run_on(NULL, NULL, &rec, REPLAY_FMT, s.url, "record", dir), 0, "%s", rec.error);
+    char url[64];
+    snprintf(url, sizeof url, "%s", s.url);
+    stop(&s); /* no server from here on */
+    cr_assert_eq(run_on(NULL, NULL, &rep, REPLAY_FMT, url, "replay", dir), 0, "%s", rep.error);
+    const char *keys[] = {"content",    "messages",    "usage", "finish_reason",
+                          "iterations", "stop_reason", "model"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        cr_assert(json_equal(json_object_get(rec.outputs, keys[i]),
+                             json_object_get(rep.outputs, keys[i])),
+                  "%s differs: %s vs %s", keys[i],
+                  json_dumps(json_object_get(rec.outputs, keys[i]), JSON_ENCODE_ANY),
+                  json_dumps(json_object_get(rep.outputs, keys[i]), JSON_ENCODE_ANY));
+    cr_assert_str_eq(out_str(&rep, "content"), "all seen");
+    cr_assert_eq(json_array_size(json_object_get(rep.outputs, "tool_calls")), 2,
+                 "the tools run again on replay");
+    /* three exchanges on file, none holding the key */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "test $(ls '%s' | wc -l) -eq 3 && ! grep -rq sk-secret-9 '%s'", dir,
+             dir);
+    cr_assert_eq(system(cmd), 0, "cassette files or a key in them");
+    /* a request never recorded: a clear error, not retried */
+    cbx_result miss = {0};
+    int rc = run_on(NULL, "{\"retry\": {\"attempts\": 3, \"initial\": \"1ms\"}}", &miss,
+                    "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"input\": \"never "
+                    "recorded\", \"replay\": \"%s\"}",
+                    url, dir);
+    cr_assert_neq(rc, 0);
+    cr_assert_eq(miss.attempt_count, 1);
+    cr_assert_not_null(strstr(miss.error, "replay: no recorded exchange"), "%s", miss.error);
+    cbx_result_clear(&miss);
+    cbx_result_clear(&rec);
+    cbx_result_clear(&rep);
+}

@@ -84,6 +84,13 @@ static const cbx_param llm_params[] = {
      .type = CBX_PARAM_BOOLEAN,
      .default_json = "false",
      .description = "forget the conversation's turns before this call"},
+    {.name = "record",
+     .type = CBX_PARAM_STRING,
+     .description = "a directory to write each model exchange to (default $CBX_LLM_RECORD)"},
+    {.name = "replay",
+     .type = CBX_PARAM_STRING,
+     .description = "a directory of recorded exchanges to answer from, without a network "
+                    "(default $CBX_LLM_REPLAY)"},
     {.name = "quality",
      .type = CBX_PARAM_STRING,
      .description = "Lua expression over output, content, json giving a score 0..1"},
@@ -370,9 +377,13 @@ static void ask(llm_call *c, size_t from)
     c->provider = (size_t)i;
     cbx_err err;
     cbx_err_clear(&err);
-    if (cbx__llm_transfer_start(c, &c->providers[i], &err) < 0) {
+    int r = cbx__llm_transfer_start(c, &c->providers[i], &err);
+    if (r < 0) {
         cbx__llm_provider_record(c, CBX_OUTCOME_IGNORED);
-        finish(c, CBX_OUTCOME_ERROR, "internal", NULL, "%s", err.msg);
+        if (r == -ENOENT) /* nothing recorded for a replayed request: no retry can help */
+            finish(c, CBX_OUTCOME_CUSTOM, "replay", NULL, "%s", err.msg);
+        else
+            finish(c, CBX_OUTCOME_ERROR, "internal", NULL, "%s", err.msg);
     }
 }
 
@@ -519,19 +530,23 @@ static void answered(llm_call *c, llm_xfer *x)
 void cbx__llm_transfer_ended(llm_call *c, llm_xfer *x)
 {
     c->xfer = NULL;
-    cbx__http_easy *e = x->x.easy;
+    cbx__http_easy *e = x->x.easy; /* NULL for a replay */
     CURLcode rc = x->x.result;
-    if (x->status == 0 && rc == CURLE_OK)
+    if (e && x->status == 0 && rc == CURLE_OK)
         curl_easy_getinfo(e->curl, CURLINFO_RESPONSE_CODE, &x->status);
     char curl_msg[CURL_ERROR_SIZE + 64];
     snprintf(curl_msg, sizeof curl_msg, "%s (curl error %d)",
-             e->errbuf[0] ? e->errbuf : curl_easy_strerror(rc), (int)rc);
-    e->x = NULL;
-    cbx__http_easy_give(c->lp, e, 1);
-    x->x.easy = NULL;
+             e && e->errbuf[0] ? e->errbuf : curl_easy_strerror(rc), (int)rc);
+    if (e) {
+        e->x = NULL;
+        cbx__http_easy_give(c->lp, e, 1);
+        x->x.easy = NULL;
+    }
     x->x.phase = 3;
     cbx__http_loop_end(c->lp);
     const llm_provider *p = &c->providers[c->provider];
+    if (x->keep_raw && !x->x.cancelled && !c->cancelled)
+        cbx__llm_cassette_record(c, p, x, (int)rc, uv_hrtime() - c->req_t0_ns);
     char msg[512];
     if (c->cancelled || x->x.cancelled) {
         cbx__llm_provider_record(c, CBX_OUTCOME_IGNORED);

@@ -65,6 +65,8 @@ typedef struct llm_xfer {
     char *event_data; /* SSE: the data lines of the event being read */
     size_t event_len, event_cap;
     char retry_after[64];
+    int replay;   /* served from a cassette, not the network */
+    int keep_raw; /* recording: a 200 stream's bytes are kept in body too */
     llm_answer ans;
 } llm_xfer;
 
@@ -163,6 +165,19 @@ void cbx__llm_transfer_cancel(llm_call *c);
 /* The exchange ended (from the multi context): hand it to the conversation. */
 void cbx__llm_transfer_ended(llm_call *c, llm_xfer *x);
 void cbx__llm_xfer_free(llm_xfer *x);
+
+/* ---- cassette.c ---- */
+/* The record (replay 0) or replay directory: the parameter, else $CBX_LLM_RECORD /
+ * $CBX_LLM_REPLAY; NULL when none. */
+const char *cbx__llm_cassette_dir(const llm_call *c, int replay);
+/* Write the exchange x (its request body, status, Retry-After, raw response) to the record
+ * directory. Best effort: a cassette that cannot be written is skipped. */
+void cbx__llm_cassette_record(llm_call *c, const llm_provider *p, llm_xfer *x, int curl_result,
+                              uint64_t elapsed_ns);
+/* Fill x from the replay directory's file for its request (status, Retry-After, curl's result,
+ * the response fed to the stream parser or put in body). 0, or a negative code with err set
+ * (-ENOENT: nothing recorded for this request). */
+int cbx__llm_cassette_replay(llm_call *c, const llm_provider *p, llm_xfer *x, cbx_err *err);
 
 /* ---- tools.c ---- */
 /* Resolve the tools parameter against the runtime's registry. 0 or CBX_EINVAL_CONFIG. */

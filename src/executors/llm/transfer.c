@@ -19,8 +19,12 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     if (x->status == 0)
         curl_easy_getinfo(x->x.easy->curl, CURLINFO_RESPONSE_CODE, &x->status);
-    if (x->stream && x->status == 200)
-        return cbx__llm_stream_feed(x, p, n) < 0 ? 0 : n; /* 0 stops the transfer */
+    if (x->stream && x->status == 200) {
+        if (cbx__llm_stream_feed(x, p, n) < 0)
+            return 0; /* stops the transfer */
+        if (!x->keep_raw)
+            return n;
+    }
     if (x->body_len + n > MAX_BODY) {
         snprintf(x->ans.error, sizeof x->ans.error, "response larger than %u bytes", MAX_BODY);
         return 0;
@@ -98,6 +102,26 @@ int cbx__llm_transfer_start(llm_call *c, const llm_provider *p, cbx_err *err)
         h = curl_slist_append(h, p->proto == LLM_OPENAI ? "Accept: text/event-stream"
                                                         : "Accept: application/x-ndjson");
     x->x.header_list = h;
+    if (cbx__llm_cassette_dir(c, 1)) {
+        /* replay: no network; the recorded response is reported on the next turn of the loop */
+        x->replay = 1;
+        if (!x->x.request_body || (r = cbx__llm_cassette_replay(c, p, x, err)) < 0 ||
+            (r = cbx__http_loop_ready(c->lp)) < 0 || (r = cbx__http_loop_begin(c->lp)) < 0) {
+            if (r == 0)
+                r = cbx_err_set(err, -ENOMEM, "llm: out of memory");
+            cbx__llm_xfer_free(x);
+            return r;
+        }
+        x->x.task = c->task;
+        x->x.lp = c->lp;
+        x->x.on_end = on_end;
+        x->x.phase = 2;
+        c->xfer = x;
+        c->req_t0_ns = uv_hrtime();
+        cbx__http_loop_defer(c->lp, &x->x);
+        return 0;
+    }
+    x->keep_raw = cbx__llm_cassette_dir(c, 0) != NULL;
     cbx__http_easy *e = x->x.request_body && h ? cbx__http_easy_take(c->lp) : NULL;
     if (!e) {
         cbx__llm_xfer_free(x);
