@@ -409,8 +409,8 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
 
     if (rt->journal) {
         /* it waits for a slot: its row says so until it leaves the queue */
-        int waits = !req->child &&
-                    (rt->nactive >= rt->max_concurrent || !cbx__link_empty(&rt->queue));
+        int waits =
+            !req->child && (rt->nactive >= rt->max_concurrent || !cbx__link_empty(&rt->queue));
         ex->journaled = waits ? CBX_STATUS_PENDING : CBX_STATUS_RUNNING;
         json_t *shown = cbx_schema_redact(type->params, params);
         cbx_journal_execution e = {.id = ex->id,
