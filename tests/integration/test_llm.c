@@ -1007,3 +1007,41 @@ Test(llm, replay_reproduces_a_recorded_agent_run_without_a_server)
     cbx_result_clear(&rec);
     cbx_result_clear(&rep);
 }
+
+Test(llm, a_poor_answer_goes_to_the_next_provider_or_is_retried)
+{
+    server a = start("{\"turns\": [{\"content\": \"{\\\"answer\\\": 1, \\\"confidence\\\": 0.1}\", "
+                     "\"repeat\": -1}]}");
+    server b = start("{\"turns\": [{\"content\": \"{\\\"answer\\\": 2, \\\"confidence\\\": 0.9}\", "
+                     "\"repeat\": -1}]}");
+    cbx_result r = {0};
+    int rc = run_on(NULL, NULL, &r,
+                    "{\"model\": \"gpt-4o\", \"input\": \"q\", \"response_format\": \"json\", "
+                    "\"quality\": \"json.confidence\", \"min_quality\": 0.5, \"providers\": ["
+                    "{\"name\": \"a\", \"base_url\": \"%s/v1\"}, {\"name\": \"b\", \"base_url\": "
+                    "\"%s/v1\"}]}",
+                    a.url, b.url);
+    cr_assert_eq(rc, 0, "%s", r.error);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(r.outputs, "json"), "answer")),
+                 2);
+    cr_assert_not_null(
+        strstr(json_dumps(json_object_get(r.metadata, "skipped"), 0), "under min_quality 0.50"));
+    cbx_result_clear(&r);
+    /* one provider: a quality failure the policy retries; the second answer is good */
+    stop(&a);
+    stop(&b);
+    server s = start("{\"turns\": [{\"content\": \"{\\\"confidence\\\": 0.2}\"}, {\"content\": "
+                     "\"{\\\"confidence\\\": 0.8}\"}]}");
+    rc = run_on(NULL, "{\"retry\": {\"attempts\": 2, \"on\": [\"quality\"], \"initial\": \"1ms\"}}",
+                &r,
+                "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"input\": \"q\", "
+                "\"response_format\": \"json\", \"quality\": \"json.confidence\", "
+                "\"min_quality\": 0.5}",
+                s.url);
+    cr_assert_eq(rc, 0, "%s", r.error);
+    cr_assert_eq(r.attempt_count, 2);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(r.attempts, 0), "outcome")),
+                     "quality");
+    cbx_result_clear(&r);
+    stop(&s);
+}

@@ -91,6 +91,15 @@ static const cbx_param llm_params[] = {
      .type = CBX_PARAM_STRING,
      .description = "a directory of recorded exchanges to answer from, without a network "
                     "(default $CBX_LLM_REPLAY)"},
+    {.name = "min_quality",
+     .type = CBX_PARAM_NUMBER,
+     .default_json = "0",
+     .has_min = 1,
+     .min = 0,
+     .has_max = 1,
+     .max = 1,
+     .description = "with quality: a final answer scored under this fails over to the next "
+                    "provider, or fails as a quality failure"},
     {.name = "quality",
      .type = CBX_PARAM_STRING,
      .description = "Lua expression over output, content, json giving a score 0..1"},
@@ -477,9 +486,44 @@ static int over_budget(llm_call *c, const llm_answer *a)
     return 0;
 }
 
+/* min_quality: a final answer that the quality expression scores under it. 1 when it is poor
+ * (*q its score), 0 when it passes or nothing is asked. */
+static int poor_answer(const llm_call *c, const llm_answer *a, double *q)
+{
+    double min = json_number_value(json_object_get(c->params, "min_quality"));
+    const char *expr = json_string_value(json_object_get(c->params, "quality"));
+    if (min <= 0 || !expr || json_array_size(a->tool_calls))
+        return 0;
+    json_t *out = json_pack("{s:s}", "content", a->content ? a->content : "");
+    json_t *j = a->content ? json_loads(a->content, JSON_DECODE_ANY, NULL) : NULL;
+    if (j)
+        json_object_set_new(out, "json", j);
+    char why[300];
+    int r = eval_quality(expr, out, q, why, sizeof why);
+    json_decref(out);
+    return r == 0 && *q < min;
+}
+
 static void answered(llm_call *c, llm_xfer *x)
 {
     llm_answer *a = &x->ans;
+    double q = 0;
+    if (poor_answer(c, a, &q)) {
+        /* a poor answer: a quality failure for this provider's breaker, and the same
+         * conversation goes to the next provider that admits it */
+        c->rounds++;
+        c->prompt_tokens += a->prompt_tokens;
+        c->completion_tokens += a->completion_tokens;
+        int known = 0;
+        c->cost += cbx_llm_price(a->model[0] ? a->model : c->providers[c->provider].model,
+                                 a->prompt_tokens, a->completion_tokens, &known);
+        c->cost_known |= known;
+        char msg[200];
+        snprintf(msg, sizeof msg, "the answer scored %.2f, under min_quality %.2f", q,
+                 json_number_value(json_object_get(c->params, "min_quality")));
+        failed(c, CBX_OUTCOME_QUALITY, "quality", 0, msg);
+        return;
+    }
     cbx__llm_provider_record(c, CBX_OUTCOME_SUCCESS);
     c->rounds++;
     c->prompt_tokens += a->prompt_tokens;
