@@ -1045,3 +1045,29 @@ Test(llm, a_poor_answer_goes_to_the_next_provider_or_is_retried)
     cbx_result_clear(&r);
     stop(&s);
 }
+
+Test(llm, a_long_tool_result_is_cut_on_a_character_boundary)
+{
+    server s = start("{\"turns\": [{\"tool_calls\": [{\"name\": \"big\", \"arguments\": {}}]}, "
+                     "{\"content\": \"ok\"}]}");
+    cbx_result r = {0};
+    int rc =
+        run_on(NULL, NULL, &r,
+               "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"input\": \"x\", \"tools\": "
+               "[{\"name\": \"big\", \"executor\": \"command\", \"params\": {\"argv\": [\"sh\", "
+               "\"-c\", \"yes é | head -n 20000 | tr -d '\\\\n'\"]}}]}",
+               s.url);
+    cr_assert_eq(rc, 0, "%s", r.error);
+    json_t *reqs = requests(&s);
+    json_t *b = json_object_get(json_array_get(reqs, 1), "body");
+    cr_assert(json_is_object(b), "the second request was not JSON");
+    const char *content = json_string_value(
+        json_object_get(json_array_get(json_object_get(b, "messages"), 2), "content"));
+    cr_assert_not_null(content);
+    size_t n = strlen(content);
+    cr_assert_leq(n, 16384);
+    cr_assert_str_eq(content + n - 14, "...(truncated)");
+    json_decref(reqs);
+    cbx_result_clear(&r);
+    stop(&s);
+}

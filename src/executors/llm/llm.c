@@ -712,7 +712,7 @@ int cbx__llm_begin(llm_call *c)
                r < 0 ? err.msg : "no runtime context");
         return 0;
     }
-    if ((r = cbx__llm_providers_load(c, &err)) < 0 || (r = cbx__llm_tools_load(c, &err)) < 0) {
+    if (cbx__llm_providers_load(c, &err) < 0 || cbx__llm_tools_load(c, &err) < 0) {
         finish(c, CBX_OUTCOME_CUSTOM, "bad_input", NULL, "%s", err.msg);
         return 0;
     }

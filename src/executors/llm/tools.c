@@ -369,8 +369,12 @@ static void child_done(cbx_execution *ex, const cbx_result *res, void *ud)
                                : json_string("The tool failed; answer without its result."));
     }
     char *s = json_dumps(content, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (s && strlen(s) > RESULT_MAX)
-        strcpy(s + RESULT_MAX - 16, "...(truncated)");
+    if (s && strlen(s) > RESULT_MAX) {
+        size_t cut = RESULT_MAX - 16;
+        while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
+            cut--; /* not inside a UTF-8 sequence */
+        memcpy(s + cut, "...(truncated)", sizeof "...(truncated)");
+    }
     json_t *wire = json_pack("{s:O, s:O}", "id", json_object_get(call, "id"), "name",
                              json_object_get(json_object_get(call, "function"), "name"));
     set_result(c, ch->index, wire, s ? s : "{}");
