@@ -1071,3 +1071,20 @@ Test(llm, a_long_tool_result_is_cut_on_a_character_boundary)
     cbx_result_clear(&r);
     stop(&s);
 }
+
+Test(llm, a_server_that_does_not_stream_answers_a_streamed_request_with_json)
+{
+    server s = start("{\"turns\": [{\"raw\": \"{\\\"choices\\\": [{\\\"message\\\": {\\\"role\\\": "
+                     "\\\"assistant\\\", \\\"content\\\": \\\"not streamed\\\"}, "
+                     "\\\"finish_reason\\\": \\\"stop\\\"}]}\", \"content_type\": "
+                     "\"application/json\"}]}");
+    cbx_result r = {0};
+    int rc = run_on(NULL, NULL, &r,
+                    "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"input\": \"x\", "
+                    "\"stream\": true}",
+                    s.url);
+    cr_assert_eq(rc, 0, "%s", r.error);
+    cr_assert_str_eq(out_str(&r, "content"), "not streamed");
+    cbx_result_clear(&r);
+    stop(&s);
+}

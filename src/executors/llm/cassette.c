@@ -124,6 +124,7 @@ int cbx__llm_cassette_replay(llm_call *c, const llm_provider *p, llm_xfer *x, cb
     const char *ra = json_string_value(json_object_get(rec, "retry_after"));
     snprintf(x->retry_after, sizeof x->retry_after, "%s", ra ? ra : "");
     x->x.result = (CURLcode)json_integer_value(json_object_get(rec, "curl_result"));
+    x->stream = json_is_true(json_object_get(rec, "stream")); /* as the server answered */
     const json_t *resp = json_object_get(rec, "response");
     const char *text = json_string_value(resp);
     size_t n = json_string_length(resp);

@@ -65,8 +65,9 @@ typedef struct llm_xfer {
     char *event_data; /* SSE: the data lines of the event being read */
     size_t event_len, event_cap;
     char retry_after[64];
-    int replay;   /* served from a cassette, not the network */
-    int keep_raw; /* recording: a 200 stream's bytes are kept in body too */
+    int replay;    /* served from a cassette, not the network */
+    int keep_raw;  /* recording: a 200 stream's bytes are kept in body too */
+    int json_body; /* the response's Content-Type is application/json (not a stream) */
     llm_answer ans;
 } llm_xfer;
 

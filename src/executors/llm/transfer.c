@@ -17,8 +17,12 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 {
     llm_xfer *x = ud;
     size_t n = size * nmemb;
-    if (x->status == 0)
+    if (x->status == 0) {
         curl_easy_getinfo(x->x.easy->curl, CURLINFO_RESPONSE_CODE, &x->status);
+        /* a server that does not stream answers a streamed request with one JSON body */
+        if (x->stream && x->json_body)
+            x->stream = 0;
+    }
     if (x->stream && x->status == 200) {
         if (cbx__llm_stream_feed(x, p, n) < 0)
             return 0; /* stops the transfer */
@@ -57,6 +61,11 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
         while (vn && (v[vn - 1] == '\r' || v[vn - 1] == '\n' || v[vn - 1] == ' '))
             vn--;
         snprintf(x->retry_after, sizeof x->retry_after, "%.*s", (int)vn, v);
+    } else if (n > 13 && strncasecmp(p, "content-type:", 13) == 0) {
+        const char *v = p + 13;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        x->json_body = strncasecmp(v, "application/json", 16) == 0;
     }
     return n;
 }
