@@ -7,10 +7,12 @@
  * model, and the loop goes on until the model answers without tool calls (at most max_rounds
  * requests). With several providers, each request goes to the first whose breaker admits it.
  *
- * Files: llm.c (the type: schema, start, cancel, the conversation), provider.c (which server,
+ * Files: llm.c (the type: schema, validation, start, cancel), provider.c (which server,
  * which protocol, which key; breakers), wire.c (request bodies and plain responses of both
  * protocols), stream.c (SSE and NDJSON events into one answer), transfer.c (the HTTP exchange),
- * tools.c (tool definitions and child executions), settings.c (cbx/llm.h's tables).
+ * tools.c (tool definitions and child executions), settings.c (cbx/llm.h's tables),
+ * conversation.c (the loop of one attempt), report.c (its end), memory.c (conversation
+ * memory), cassette.c (record and replay), agent.c (the agent type).
  */
 #ifndef CBX_EXECUTORS_LLM_LLM_H
 #define CBX_EXECUTORS_LLM_LLM_H
@@ -206,7 +208,15 @@ json_t *cbx__llm_memory_trim(json_t *history, long long budget, long long keep_t
 /* The token estimate of a message: (content + tool_calls bytes + 3) / 4 + 4. */
 long long cbx__llm_estimate_tokens(const json_t *msg);
 
-/* ---- llm.c ---- */
+/* ---- report.c ---- */
+/* Report the attempt with outcome k (kind: the error_kind of a failure, NULL on success), the
+ * last answer a (may be NULL) and a one-line error (NULL: none), then release c. Once. */
+void cbx__llm_finish(llm_call *c, cbx_outcome k, const char *kind, const llm_answer *a,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The quality expression over outputs: 0 and *q in 0..1, or -1 with why. */
+int cbx__llm_eval_quality(const char *expr, json_t *outputs, double *q, char *why, size_t len);
+
+/* ---- conversation.c, llm.c ---- */
 /* Begin the conversation of c (task, params, rt, lp and the limits set): 0 (the attempt reports
  * later, or has reported already). */
 int cbx__llm_begin(llm_call *c);
