@@ -1024,8 +1024,9 @@ Test(llm, a_poor_answer_goes_to_the_next_provider_or_is_retried)
     cr_assert_eq(rc, 0, "%s", r.error);
     cr_assert_eq(json_integer_value(json_object_get(json_object_get(r.outputs, "json"), "answer")),
                  2);
-    cr_assert_not_null(
-        strstr(json_dumps(json_object_get(r.metadata, "skipped"), 0), "under min_quality 0.50"));
+    char *skipped = json_dumps(json_object_get(r.metadata, "skipped"), 0);
+    cr_assert_not_null(strstr(skipped, "under min_quality 0.50"), "%s", skipped);
+    free(skipped);
     cbx_result_clear(&r);
     /* one provider: a quality failure the policy retries; the second answer is good */
     stop(&a);
