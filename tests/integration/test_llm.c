@@ -574,7 +574,7 @@ Test(llm, bad_input_names_the_parameter)
     cbx_result_clear(&r);
     rc = run_on(NULL, NULL, &r, "{\"model\": \"gpt-4o\"}");
     cr_assert_eq(rc, CBX_EINVAL_CONFIG);
-    cr_assert_not_null(strstr(r.error, "'input'"), "%s", r.error);
+    cr_assert_not_null(strstr(r.error, "input: required"), "%s", r.error);
     cbx_result_clear(&r);
     rc = run_on(NULL, NULL, &r,
                 "{\"model\": \"gpt-4o\", \"input\": \"x\", \"tools\": [{\"name\": \"t\", "

@@ -114,6 +114,20 @@ static const cbx_param llm_params[] = {
     {0},
 };
 
+int cbx__llm_invalid(cbx_err *err, const char *fmt, ...)
+{
+    char buf[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    char *sep = strstr(buf, ": ");
+    if (!sep)
+        return cbx_err_set(err, CBX_EINVAL_CONFIG, "%s", buf);
+    *sep = 0;
+    return cbx_err_set_at(err, CBX_EINVAL_CONFIG, buf, 0, 0, "%s", sep + 2);
+}
+
 /* ---- validation
  * ---------------------------------------------------------------------------------- */
 
@@ -133,13 +147,12 @@ static int validate_parameters(const json_t *par, cbx_err *err)
         else if (strcmp(k, "stop") == 0)
             ok = json_is_string(v) || json_is_array(v);
         else
-            return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "parameters", 0, 0,
-                                  "parameter 'parameters': unknown key '%s' (expected temperature, "
-                                  "top_p, top_k, max_tokens, stop, seed)",
-                                  k);
+            return cbx__llm_invalid(err,
+                                    "parameters: unknown key '%s' (expected temperature, "
+                                    "top_p, top_k, max_tokens, stop, seed)",
+                                    k);
         if (!ok)
-            return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "parameters", 0, 0,
-                                  "parameter 'parameters.%s': bad value", k);
+            return cbx__llm_invalid(err, "parameters.%s: bad value", k);
     }
     return 0;
 }
@@ -149,8 +162,7 @@ static int llm_validate(const cbx_executor_type *type, const json_t *params, cbx
     (void)type;
     if (!json_object_get(params, "input") &&
         json_array_size(json_object_get(params, "messages")) == 0)
-        return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "input", 0, 0,
-                              "parameter 'input': required (or 'messages')");
+        return cbx__llm_invalid(err, "input: required (or 'messages')");
     return cbx__llm_validate_common(params, err);
 }
 
@@ -165,8 +177,7 @@ int cbx__llm_validate_common(const json_t *params, cbx_err *err)
     {
         const char *role = json_string_value(json_object_get(m, "role"));
         if (!role || !json_object_get(m, "content"))
-            return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "messages", 0, 0,
-                                  "parameter 'messages[%zu]': expected {role, content}", i);
+            return cbx__llm_invalid(err, "messages[%zu]: expected {role, content}", i);
     }
     if ((r = validate_parameters(json_object_get(params, "parameters"), err)) != 0)
         return r;
@@ -174,15 +185,13 @@ int cbx__llm_validate_common(const json_t *params, cbx_err *err)
     if (rf && !json_is_object(rf) &&
         !(json_is_string(rf) && (strcmp(json_string_value(rf), "text") == 0 ||
                                  strcmp(json_string_value(rf), "json") == 0)))
-        return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "response_format", 0, 0,
-                              "parameter 'response_format': expected text, json or a JSON Schema "
-                              "object");
+        return cbx__llm_invalid(err, "response_format: expected text, json or a JSON Schema "
+                                     "object");
     const char *q = json_string_value(json_object_get(params, "quality"));
     cbx_err e;
     cbx_err_clear(&e);
     if (q && cbx_template_check_expr(q, &e) != 0)
-        return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "quality", 0, 0, "parameter 'quality': %s",
-                              e.msg);
+        return cbx__llm_invalid(err, "quality: %s", e.msg);
     return cbx__llm_tools_validate(params, err);
 }
 

@@ -128,6 +128,12 @@ struct llm_call {
     size_t memory_loaded;  /* messages read back from the conversation's memory */
 };
 
+/* ---- llm.c ---- */
+/* A parameter refused by validation: fmt gives "PATH: what is wrong"; PATH becomes err->where
+ * (which the caller shows as "parameter 'PATH': ...") and the rest the message. Returns
+ * CBX_EINVAL_CONFIG. */
+int cbx__llm_invalid(cbx_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* ---- provider.c ---- */
 /* Fill c->providers from the parameters. 0, or CBX_EINVAL_CONFIG with a one-line message
  * naming the parameter in err. */

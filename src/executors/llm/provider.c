@@ -74,8 +74,7 @@ int cbx__llm_providers_validate(const json_t *params, cbx_err *err)
     const json_t *list = json_object_get(params, "providers");
     const json_t *model = json_object_get(params, "model");
     if (json_array_size(list) == 0 && !json_is_string(model))
-        return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "model", 0, 0,
-                              "parameter 'model': required (or a 'providers' list)");
+        return cbx__llm_invalid(err, "model: required (or a 'providers' list)");
     size_t i;
     const json_t *p;
     json_array_foreach(list, i, p)
@@ -83,8 +82,7 @@ int cbx__llm_providers_validate(const json_t *params, cbx_err *err)
         llm_proto pr;
         char where[64];
         if (!json_is_object(p))
-            return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "providers", 0, 0,
-                                  "parameter 'providers[%zu]': expected an object", i);
+            return cbx__llm_invalid(err, "providers[%zu]: expected an object", i);
         const char *k;
         const json_t *v;
         json_object_foreach((json_t *)p, k, v)
@@ -95,24 +93,20 @@ int cbx__llm_providers_validate(const json_t *params, cbx_err *err)
             for (size_t j = 0; keys[j]; j++)
                 known |= strcmp(k, keys[j]) == 0;
             if (!known)
-                return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "providers", 0, 0,
-                                      "parameter 'providers[%zu]': unknown key '%s' (expected "
-                                      "name, protocol, base_url, model, api_key_env)",
-                                      i, k);
+                return cbx__llm_invalid(err,
+                                        "providers[%zu]: unknown key '%s' (expected "
+                                        "name, protocol, base_url, model, api_key_env)",
+                                        i, k);
             if (!json_is_string(v))
-                return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "providers", 0, 0,
-                                      "parameter 'providers[%zu].%s': expected a string", i, k);
+                return cbx__llm_invalid(err, "providers[%zu].%s: expected a string", i, k);
         }
         snprintf(where, sizeof where, "providers[%zu].protocol", i);
         const char *proto = json_string_value(json_object_get(p, "protocol"));
         if (proto && parse_proto(proto, &pr) != 0)
-            return cbx_err_set_at(err, CBX_EINVAL_CONFIG, where, 0, 0,
-                                  "parameter '%s': unknown provider '%s' (expected openai, ollama)",
-                                  where, proto);
+            return cbx__llm_invalid(err, "%s: unknown provider '%s' (expected openai, ollama)",
+                                    where, proto);
         if (!json_is_string(json_object_get(p, "model")) && !json_is_string(model))
-            return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "providers", 0, 0,
-                                  "parameter 'providers[%zu].model': required (no 'model' either)",
-                                  i);
+            return cbx__llm_invalid(err, "providers[%zu].model: required (no 'model' either)", i);
     }
     return 0;
 }

@@ -38,8 +38,7 @@ int cbx__llm_tools_validate(const json_t *params, cbx_err *err)
     json_array_foreach(tools, i, t)
     {
         if (!json_is_object(t))
-            return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "tools", 0, 0,
-                                  "parameter 'tools[%zu]': expected an object", i);
+            return cbx__llm_invalid(err, "tools[%zu]: expected an object", i);
         const char *k;
         const json_t *v;
         json_object_foreach((json_t *)t, k, v)
@@ -48,42 +47,38 @@ int cbx__llm_tools_validate(const json_t *params, cbx_err *err)
             for (size_t j = 0; keys[j]; j++)
                 known |= strcmp(k, keys[j]) == 0;
             if (!known)
-                return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "tools", 0, 0,
-                                      "parameter 'tools[%zu]': unknown key '%s' (expected name, "
-                                      "description, executor, params, policy, arguments, "
-                                      "fallback_response)",
-                                      i, k);
+                return cbx__llm_invalid(err,
+                                        "tools[%zu]: unknown key '%s' (expected name, "
+                                        "description, executor, params, policy, arguments, "
+                                        "fallback_response)",
+                                        i, k);
         }
         const char *name = json_string_value(json_object_get(t, "name"));
         if (!name || !name_ok(name))
-            return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "tools", 0, 0,
-                                  "parameter 'tools[%zu].name': expected 1 to 64 of "
-                                  "[A-Za-z0-9_-]",
-                                  i);
+            return cbx__llm_invalid(err,
+                                    "tools[%zu].name: expected 1 to 64 of "
+                                    "[A-Za-z0-9_-]",
+                                    i);
         for (size_t j = 0; j < i; j++)
             if (strcmp(name,
                        json_string_value(json_object_get(json_array_get(tools, j), "name"))) == 0)
-                return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "tools", 0, 0,
-                                      "parameter 'tools[%zu].name': '%s' is also tools[%zu]'s", i,
-                                      name, j);
+                return cbx__llm_invalid(err, "tools[%zu].name: '%s' is also tools[%zu]'s", i, name,
+                                        j);
         if (!json_is_string(json_object_get(t, "executor")))
-            return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "tools", 0, 0,
-                                  "parameter 'tools[%zu].executor': required, an executor type", i);
+            return cbx__llm_invalid(err, "tools[%zu].executor: required, an executor type", i);
         const json_t *p = json_object_get(t, "params");
         if (p && !json_is_object(p))
-            return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "tools", 0, 0,
-                                  "parameter 'tools[%zu].params': expected an object", i);
+            return cbx__llm_invalid(err, "tools[%zu].params: expected an object", i);
         const json_t *a = json_object_get(t, "arguments");
         const char *aty = json_string_value(json_object_get(a, "type"));
         if (a && (!json_is_object(a) || !aty || strcmp(aty, "object") != 0))
-            return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "tools", 0, 0,
-                                  "parameter 'tools[%zu].arguments': expected a JSON Schema of "
-                                  "type object (a model takes only objects as arguments)",
-                                  i);
+            return cbx__llm_invalid(err,
+                                    "tools[%zu].arguments: expected a JSON Schema of "
+                                    "type object (a model takes only objects as arguments)",
+                                    i);
         const json_t *d = json_object_get(t, "description");
         if (d && !json_is_string(d))
-            return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "tools", 0, 0,
-                                  "parameter 'tools[%zu].description': expected a string", i);
+            return cbx__llm_invalid(err, "tools[%zu].description: expected a string", i);
         const json_t *pol = json_object_get(t, "policy");
         if (pol) {
             cbx_policy_opts o;
@@ -91,12 +86,10 @@ int cbx__llm_tools_validate(const json_t *params, cbx_err *err)
             cbx_err e;
             cbx_err_clear(&e);
             if (cbx_policy_opts_parse(&o, pol, &e) != 0)
-                return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "tools", 0, 0,
-                                      "parameter 'tools[%zu].policy': %s", i, e.msg);
+                return cbx__llm_invalid(err, "tools[%zu].policy: %s", i, e.msg);
         }
         if (p && cbx_template_check(p, NULL) != 0)
-            return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "tools", 0, 0,
-                                  "parameter 'tools[%zu].params': a template does not parse", i);
+            return cbx__llm_invalid(err, "tools[%zu].params: a template does not parse", i);
     }
     return 0;
 }
