@@ -86,7 +86,8 @@ int cbx__llm_tools_validate(const json_t *params, cbx_err *err)
             cbx_err e;
             cbx_err_clear(&e);
             if (cbx_policy_opts_parse(&o, pol, &e) != 0)
-                return cbx__llm_invalid(err, "tools[%zu].policy: %s", i, e.msg);
+                return cbx__llm_invalid(err, "tools[%zu].policy%s%.100s: %.300s", i,
+                                        e.where[0] ? "." : "", e.where, e.msg);
         }
         if (p && cbx_template_check(p, NULL) != 0)
             return cbx__llm_invalid(err, "tools[%zu].params: a template does not parse", i);
