@@ -10,6 +10,7 @@
 #include "cbx/runtime.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -1087,5 +1088,62 @@ Test(llm, a_server_that_does_not_stream_answers_a_streamed_request_with_json)
     cr_assert_eq(rc, 0, "%s", r.error);
     cr_assert_str_eq(out_str(&r, "content"), "not streamed");
     cbx_result_clear(&r);
+    stop(&s);
+}
+
+Test(llm, tools_built_with_the_c_helpers)
+{
+    json_t *tools = json_array();
+    cbx_err err;
+    cbx_err_clear(&err);
+    /* argv fixed; the model fills the rest of the command type's parameters (stdin) */
+    json_t *fixed = json_pack("{s:[s]}", "argv", "cat");
+    json_t *pol = json_pack("{s:s}", "timeout", "5s");
+    cr_assert_eq(cbx_llm_tool_add(tools,
+                                  &(cbx_llm_tool_opts){.name = "say",
+                                                       .executor = "command",
+                                                       .description = "say a word",
+                                                       .params = fixed,
+                                                       .policy = pol},
+                                  &err),
+                 0, "%s", err.msg);
+    cr_assert_eq(
+        cbx_llm_tool_add(tools, &(cbx_llm_tool_opts){.name = "gone", .executor = "command"}, &err),
+        0);
+    cr_assert_eq(
+        cbx_llm_tool_add(tools, &(cbx_llm_tool_opts){.name = "say", .executor = "http"}, &err),
+        CBX_EINVAL_CONFIG);
+    cr_assert_not_null(strstr(err.msg, "already"), "%s", err.msg);
+    cr_assert_eq(
+        cbx_llm_tool_add(tools, &(cbx_llm_tool_opts){.name = "bad name", .executor = "http"}, &err),
+        CBX_EINVAL_CONFIG);
+    cr_assert_eq(cbx_llm_tool_remove(tools, "gone"), 0);
+    cr_assert_eq(cbx_llm_tool_remove(tools, "gone"), -ENOENT);
+    cr_assert_eq(json_array_size(tools), 1);
+    json_decref(fixed);
+    json_decref(pol);
+
+    server s =
+        start("{\"turns\": [{\"tool_calls\": [{\"name\": \"say\", \"arguments\": {\"stdin\": "
+              "\"helper\"}}]}, {\"content\": \"done\"}]}");
+    char *tt = json_dumps(tools, JSON_COMPACT);
+    cbx_result r = {0};
+    int rc = run_on(NULL, NULL, &r,
+                    "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"input\": \"x\", \"tools\": "
+                    "%s}",
+                    s.url, tt);
+    free(tt);
+    cr_assert_eq(rc, 0, "%s", r.error);
+    json_t *reqs = requests(&s);
+    json_t *m = json_array_get(
+        json_object_get(json_object_get(json_array_get(reqs, 1), "body"), "messages"), 2);
+    cr_assert_not_null(
+        strstr(json_string_value(json_object_get(m, "content")), "\"stdout\":\"helper\""), "%s",
+        json_string_value(json_object_get(m, "content")));
+    json_decref(reqs);
+    cbx_result_clear(&r);
+    cbx_llm_tools_clear(tools);
+    cr_assert_eq(json_array_size(tools), 0);
+    json_decref(tools);
     stop(&s);
 }
