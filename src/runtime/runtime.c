@@ -409,7 +409,8 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
 
     if (rt->journal) {
         /* it waits for a slot: its row says so until it leaves the queue */
-        int waits = rt->nactive >= rt->max_concurrent || !cbx__link_empty(&rt->queue);
+        int waits =
+            !req->child && (rt->nactive >= rt->max_concurrent || !cbx__link_empty(&rt->queue));
         ex->journaled = waits ? CBX_STATUS_PENDING : CBX_STATUS_RUNNING;
         json_t *shown = cbx_schema_redact(type->params, params);
         cbx_journal_execution e = {.id = ex->id,
@@ -423,10 +424,17 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
         cbx_journal_execution_start(rt->journal, &e, NULL);
         json_decref(shown);
     }
-    cbx__link_push(&rt->queue, &ex->link);
-    rt->nqueued++;
     if (out)
         *out = ex;
+    if (req->child) { /* its parent holds a slot and waits for it: no queue */
+        cbx__link_push(&rt->active, &ex->link);
+        rt->nactive++;
+        ex->in_active = 1;
+        cbx__exec_begin(ex, ex->submitted_ns);
+        return 0;
+    }
+    cbx__link_push(&rt->queue, &ex->link);
+    rt->nqueued++;
     schedule(rt, ex->submitted_ns);
     return 0;
 }
