@@ -1,4 +1,5 @@
 /* Name-based redaction of Authorization-like headers and secret environment variables. */
+#define _GNU_SOURCE /* memmem */
 #include "runtime/redact.h"
 
 #include "core/json_escape.h"
@@ -69,11 +70,57 @@ static int glob_any(const char *const *globs, size_t n, const char *name)
     return 0;
 }
 
+/* pat (upper case, as the built-in lists are) against up, a name already upper-cased, n bytes:
+ * the built-in globs are all "*X*", "*X" or "X", which a substring or suffix test decides in one
+ * pass instead of the backtracking match (the journal checks every member name of every record
+ * it writes against these lists). Any other glob goes to cbx__glob_match. */
+static int upper_glob(const char *pat, const char *up, size_t n)
+{
+    size_t pl = strlen(pat);
+    size_t lead = pl > 0 && pat[0] == '*';
+    size_t trail = pl > lead && pat[pl - 1] == '*';
+    const char *core = pat + lead;
+    size_t cl = pl - lead - trail;
+    if (memchr(core, '*', cl) || memchr(core, '?', cl))
+        return cbx__glob_match(pat, up, 1);
+    if (cl > n)
+        return 0;
+    if (lead && trail)
+        return memmem(up, n, core, cl) != NULL;
+    if (lead)
+        return memcmp(up + n - cl, core, cl) == 0;
+    if (trail)
+        return memcmp(up, core, cl) == 0;
+    return cl == n && memcmp(up, core, cl) == 0;
+}
+
+/* glob_any over a built-in list (NULL-terminated, upper case) for name, with '-' read as '_'
+ * when dash_is_underscore. */
+static int builtin_any(const char *const *globs, const char *name, int dash_is_underscore)
+{
+    char up[NAME_MAX_LEN];
+    size_t n = strlen(name);
+    if (n >= sizeof up) /* not cut: the slow match on the whole name (env names only: member
+                           names this long are never secret) */
+        return dash_is_underscore ? 0 : glob_any(globs, (size_t)-1, name);
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        up[i] = c >= 'a' && c <= 'z'             ? (char)(c - 'a' + 'A')
+                : dash_is_underscore && c == '-' ? '_'
+                                                 : c;
+    }
+    up[n] = '\0';
+    for (size_t i = 0; globs[i]; i++)
+        if (upper_glob(globs[i], up, n))
+            return 1;
+    return 0;
+}
+
 int cbx__redact_env_name(const cbx__redact_rules *r, const char *name)
 {
     if (!name || !*name)
         return 0;
-    if (glob_any(cbx__redact_builtin_env, (size_t)-1, name))
+    if (builtin_any(cbx__redact_builtin_env, name, 0))
         return 1;
     return r && r->n_env > 0 && glob_any((const char *const *)r->env_globs, r->n_env, name);
 }
@@ -96,17 +143,14 @@ int cbx__redact_header_name(const cbx__redact_rules *r, const char *name)
 
 int cbx__redact_member_name(const char *name)
 {
-    char norm[NAME_MAX_LEN];
     size_t len = name ? strlen(name) : 0;
-    if (len == 0 || len >= sizeof norm)
+    if (len == 0 || len >= NAME_MAX_LEN)
         return 0;
     /* every name of the list holds a '_' (or '-') or "password": most member names hold
      * neither and are done here, on the journal's write path */
     if (len < 8 && !strpbrk(name, "_-"))
         return 0;
-    for (size_t i = 0; i <= len; i++)
-        norm[i] = name[i] == '-' ? '_' : name[i];
-    return glob_any(cbx__redact_builtin_members, (size_t)-1, norm);
+    return builtin_any(cbx__redact_builtin_members, name, 1);
 }
 
 /* The name before sep in s ("NAME=value", "Name: value"), copied into buf; 0 when s has no
