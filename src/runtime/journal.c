@@ -242,8 +242,8 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 /* Commit a batch no write has come to commit (with j->mu held). */
 static void commit_overdue_locked(cbx_journal *j)
 {
-    uint64_t first = cbx__journal_earliest(j->in_txn ? j->txn_started_ns : 0,
-                                           atomic_load(&j->queued_ns));
+    uint64_t first =
+        cbx__journal_earliest(j->in_txn ? j->txn_started_ns : 0, atomic_load(&j->queued_ns));
     if (!first || cbx__journal_mono_ns() - first < CBX__JOURNAL_COMMIT_NS)
         return;
     cbx__journal_drain_locked(j);

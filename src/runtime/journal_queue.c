@@ -80,8 +80,8 @@ static int encode(cbx_journal *j, cbx__jrec *rec, const json_t *v, const char *w
     if (r != 0) {
         free(b.p);
         if (r == -E2BIG)
-            return cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s: too large (%zu bytes)",
-                               j->path, what, b.len);
+            return cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s: too large (%zu bytes)", j->path,
+                               what, b.len);
         return cbx_err_set(err, CBX_EJOURNAL, "journal %s: cannot encode %s as JSON: %s", j->path,
                            what, r == -ELOOP ? "nested too deep (a cycle?)" : "out of memory");
     }

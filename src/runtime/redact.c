@@ -6,6 +6,7 @@
 #include "core/text.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,33 +95,69 @@ static int upper_glob(const char *pat, const char *up, size_t n)
     return cl == n && memcmp(up, core, cl) == 0;
 }
 
+/* The set of characters a name holds, one bit each for 'A'..'Z', '0'..'9' and '_' (anything
+ * else: bit 63). A glob's literal characters must all be in the name for it to match, so most
+ * names are told apart from every glob of a list by one AND each. */
+static uint64_t char_bit(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return 1ull << (c - 'A');
+    if (c >= '0' && c <= '9')
+        return 1ull << (26 + c - '0');
+    return c == '_' ? 1ull << 36 : 1ull << 63;
+}
+
+/* The literal characters of a built-in glob (upper case; '*' and '?' are not literal). */
+static uint64_t glob_chars(const char *pat)
+{
+    uint64_t m = 0;
+    for (; *pat; pat++)
+        if (*pat != '*' && *pat != '?')
+            m |= char_bit((unsigned char)*pat);
+    return m;
+}
+
 /* glob_any over a built-in list (NULL-terminated, upper case) for name, with '-' read as '_'
- * when dash_is_underscore. */
-static int builtin_any(const char *const *globs, const char *name, int dash_is_underscore)
+ * when dash_is_underscore. masks: the lists' glob_chars, filled on first use. */
+static int builtin_any(const char *const *globs, _Atomic uint64_t *masks, const char *name,
+                       int dash_is_underscore)
 {
     char up[NAME_MAX_LEN];
     size_t n = strlen(name);
     if (n >= sizeof up) /* not cut: the slow match on the whole name (env names only: member
                            names this long are never secret) */
         return dash_is_underscore ? 0 : glob_any(globs, (size_t)-1, name);
+    uint64_t have = 0;
     for (size_t i = 0; i < n; i++) {
         char c = name[i];
-        up[i] = c >= 'a' && c <= 'z'             ? (char)(c - 'a' + 'A')
-                : dash_is_underscore && c == '-' ? '_'
-                                                 : c;
+        c = c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : dash_is_underscore && c == '-' ? '_' : c;
+        up[i] = c;
+        have |= char_bit((unsigned char)c);
     }
     up[n] = '\0';
-    for (size_t i = 0; globs[i]; i++)
-        if (upper_glob(globs[i], up, n))
+    for (size_t i = 0; globs[i]; i++) {
+        /* 0 = not computed yet (no glob of the lists is all wildcards); threads that race here
+         * store the same value */
+        uint64_t need = atomic_load_explicit(&masks[i], memory_order_relaxed);
+        if (!need) {
+            need = glob_chars(globs[i]);
+            atomic_store_explicit(&masks[i], need, memory_order_relaxed);
+        }
+        if ((need & ~have) == 0 && upper_glob(globs[i], up, n))
             return 1;
+    }
     return 0;
 }
+
+static _Atomic uint64_t env_masks[sizeof cbx__redact_builtin_env / sizeof *cbx__redact_builtin_env];
+static _Atomic uint64_t
+    member_masks[sizeof cbx__redact_builtin_members / sizeof *cbx__redact_builtin_members];
 
 int cbx__redact_env_name(const cbx__redact_rules *r, const char *name)
 {
     if (!name || !*name)
         return 0;
-    if (builtin_any(cbx__redact_builtin_env, name, 0))
+    if (builtin_any(cbx__redact_builtin_env, env_masks, name, 0))
         return 1;
     return r && r->n_env > 0 && glob_any((const char *const *)r->env_globs, r->n_env, name);
 }
@@ -150,7 +187,7 @@ int cbx__redact_member_name(const char *name)
      * neither and are done here, on the journal's write path */
     if (len < 8 && !strpbrk(name, "_-"))
         return 0;
-    return builtin_any(cbx__redact_builtin_members, name, 1);
+    return builtin_any(cbx__redact_builtin_members, member_masks, name, 1);
 }
 
 /* The name before sep in s ("NAME=value", "Name: value"), copied into buf; 0 when s has no
@@ -353,8 +390,11 @@ static void put_string_body(dumper *d, const char *s, size_t n)
 {
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') /* the common case, without a call */
+            continue;
         char esc[7];
-        size_t len = cbx__json_escape((unsigned char)s[i], esc, 1);
+        size_t len = cbx__json_escape(c, esc, 1);
         if (!len)
             continue;
         put(d, s + run, i - run);
