@@ -3,6 +3,7 @@
 #include "runtime/redact.h"
 
 #include "core/json_escape.h"
+#include "core/real_text.h"
 #include "core/text.h"
 
 #include <errno.h>
@@ -95,17 +96,24 @@ static int upper_glob(const char *pat, const char *up, size_t n)
     return cl == n && memcmp(up, core, cl) == 0;
 }
 
-/* The set of characters a name holds, one bit each for 'A'..'Z', '0'..'9' and '_' (anything
- * else: bit 63). A glob's literal characters must all be in the name for it to match, so most
- * names are told apart from every glob of a list by one AND each. */
-static uint64_t char_bit(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return 1ull << (c - 'A');
-    if (c >= '0' && c <= '9')
-        return 1ull << (26 + c - '0');
-    return c == '_' ? 1ull << 36 : 1ull << 63;
-}
+/* The set of characters a name holds, one bit each for 'A'..'Z' (either case), '0'..'9' and '_'
+ * (other characters: none; the built-in globs use only these). A glob's literal characters must
+ * all be in the name for it to match, so most names are told apart from every glob of a list by
+ * one AND each. */
+#define LETTER(c, b) [c] = 1ull << (b), [(c) + 32] = 1ull << (b)
+static const uint64_t char_bits[256] = {
+    LETTER('A', 0),     LETTER('B', 1),     LETTER('C', 2),     LETTER('D', 3),
+    LETTER('E', 4),     LETTER('F', 5),     LETTER('G', 6),     LETTER('H', 7),
+    LETTER('I', 8),     LETTER('J', 9),     LETTER('K', 10),    LETTER('L', 11),
+    LETTER('M', 12),    LETTER('N', 13),    LETTER('O', 14),    LETTER('P', 15),
+    LETTER('Q', 16),    LETTER('R', 17),    LETTER('S', 18),    LETTER('T', 19),
+    LETTER('U', 20),    LETTER('V', 21),    LETTER('W', 22),    LETTER('X', 23),
+    LETTER('Y', 24),    LETTER('Z', 25),    ['0'] = 1ull << 26, ['1'] = 1ull << 27,
+    ['2'] = 1ull << 28, ['3'] = 1ull << 29, ['4'] = 1ull << 30, ['5'] = 1ull << 31,
+    ['6'] = 1ull << 32, ['7'] = 1ull << 33, ['8'] = 1ull << 34, ['9'] = 1ull << 35,
+    ['_'] = 1ull << 36,
+};
+#undef LETTER
 
 /* The literal characters of a built-in glob (upper case; '*' and '?' are not literal). */
 static uint64_t glob_chars(const char *pat)
@@ -113,7 +121,7 @@ static uint64_t glob_chars(const char *pat)
     uint64_t m = 0;
     for (; *pat; pat++)
         if (*pat != '*' && *pat != '?')
-            m |= char_bit((unsigned char)*pat);
+            m |= char_bits[(unsigned char)*pat];
     return m;
 }
 
@@ -122,19 +130,18 @@ static uint64_t glob_chars(const char *pat)
 static int builtin_any(const char *const *globs, _Atomic uint64_t *masks, const char *name,
                        int dash_is_underscore)
 {
-    char up[NAME_MAX_LEN];
-    size_t n = strlen(name);
-    if (n >= sizeof up) /* not cut: the slow match on the whole name (env names only: member
-                           names this long are never secret) */
-        return dash_is_underscore ? 0 : glob_any(globs, (size_t)-1, name);
+    /* first the characters the name holds (no copy): most names lack one of every glob's */
     uint64_t have = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        c = c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : dash_is_underscore && c == '-' ? '_' : c;
-        up[i] = c;
-        have |= char_bit((unsigned char)c);
-    }
-    up[n] = '\0';
+    size_t n = 0;
+    for (; name[n]; n++)
+        have |= char_bits[(unsigned char)name[n]];
+    if (dash_is_underscore && strchr(name, '-'))
+        have |= char_bits['_'];
+    if (n >= NAME_MAX_LEN) /* not cut: the slow match on the whole name (env names only: member
+                              names this long are never secret) */
+        return dash_is_underscore ? 0 : glob_any(globs, (size_t)-1, name);
+    char up[NAME_MAX_LEN];
+    int copied = 0;
     for (size_t i = 0; globs[i]; i++) {
         /* 0 = not computed yet (no glob of the lists is all wildcards); threads that race here
          * store the same value */
@@ -143,7 +150,19 @@ static int builtin_any(const char *const *globs, _Atomic uint64_t *masks, const 
             need = glob_chars(globs[i]);
             atomic_store_explicit(&masks[i], need, memory_order_relaxed);
         }
-        if ((need & ~have) == 0 && upper_glob(globs[i], up, n))
+        if (need & ~have)
+            continue;
+        if (!copied) {
+            for (size_t k = 0; k < n; k++) {
+                char c = name[k];
+                up[k] = c >= 'a' && c <= 'z'             ? (char)(c - 'a' + 'A')
+                        : dash_is_underscore && c == '-' ? '_'
+                                                         : c;
+            }
+            up[n] = '\0';
+            copied = 1;
+        }
+        if (upper_glob(globs[i], up, n))
             return 1;
     }
     return 0;
@@ -453,6 +472,13 @@ static void put_integer(dumper *d, json_int_t v)
 static void put_real(dumper *d, double v)
 {
     char buf[40], out[48];
+    size_t fast = cbx__real17(v, buf); /* the usual durations and timings, without printf */
+    if (fast) {
+        if (!memchr(buf, '.', fast))
+            memcpy(buf + fast, ".0", 3), fast += 2;
+        put(d, buf, fast);
+        return;
+    }
     int n = snprintf(buf, sizeof buf, "%.17g", v);
     if (n <= 0 || (size_t)n >= sizeof buf) {
         put(d, "0.0", 3);
