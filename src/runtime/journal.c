@@ -1010,8 +1010,11 @@ static int write_done(cbx_journal *j, cbx_err *err)
         j->writes_since_prune = 0;
         r = cbx__journal_prune_locked(j, err);
     }
-    if (r == 0 && (j->txn_writes >= CBX__JOURNAL_BATCH_MAX ||
-                   cbx__journal_mono_ns() - j->txn_started_ns >= CBX__JOURNAL_COMMIT_NS))
+    /* not in the middle of writing the queue: a start and its end queued together make one
+     * row only within one batch (the caller of the drain commits after it when due) */
+    if (r == 0 &&
+        (j->txn_writes >= CBX__JOURNAL_BATCH_MAX ||
+         (!j->draining && cbx__journal_mono_ns() - j->txn_started_ns >= CBX__JOURNAL_COMMIT_NS)))
         r = cbx__journal_commit_locked(j, err);
     if (r == 0)
         r = report_async_locked(j, err);

@@ -122,6 +122,7 @@ struct cbx_journal {
     uint64_t txn_started_ns; /* CLOCK_MONOTONIC */
     uint32_t txn_writes;
     uint32_t writes_since_prune;
+    int draining; /* the queue is being written: no commit for the batch's age until it is */
     int async_rc; /* a commit by the flusher failed: reported by the next call */
     char async_msg[512];
     /* Batches are numbered from 1 as they begin; batch_no is the open one's or the last's. A

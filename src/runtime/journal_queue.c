@@ -215,6 +215,7 @@ void cbx__journal_drain_locked(cbx_journal *j)
     j->qlen = 0;
     atomic_store(&j->queued_ns, 0);
     pthread_mutex_unlock(&j->qmu);
+    j->draining = 1;
     while (rec) {
         cbx__jrec *next = rec->next;
         cbx_err e;
@@ -224,6 +225,7 @@ void cbx__journal_drain_locked(cbx_journal *j)
         cbx__journal_rec_free(rec);
         rec = next;
     }
+    j->draining = 0;
 }
 
 /* Written by the caller, after what is queued. */
