@@ -101,8 +101,8 @@ static void *other(void *arg)
         CHECK(s == 1, "batch %llu: %d %s", (unsigned long long)batch, s, err.msg);
         if (i % 50 == 0) {
             json_t *rows = NULL;
-            CHECK(cbx_journal_history(j, &(cbx_history_filter){.limit = 5}, &rows, &err) == 0,
-                  "%s", err.msg);
+            CHECK(cbx_journal_history(j, &(cbx_history_filter){.limit = 5}, &rows, &err) == 0, "%s",
+                  err.msg);
             json_decref(rows);
         }
     }
