@@ -285,6 +285,15 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+/* Whether a secret parameter of the schema has a value in params. */
+static int secret_set(const cbx_param *schema, const json_t *params)
+{
+    for (const cbx_param *p = schema; p && p->name; p++)
+        if (p->secret && json_object_get(params, p->name))
+            return 1;
+    return 0;
+}
+
 /* A request refused before it was queued: journaled, reported, gone. */
 static int refuse(cbx_runtime *rt, const cbx_request *req, int rc, const char *why)
 {
@@ -412,7 +421,10 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
         int waits =
             !req->child && (rt->nactive >= rt->max_concurrent || !cbx__link_empty(&rt->queue));
         ex->journaled = waits ? CBX_STATUS_PENDING : CBX_STATUS_RUNNING;
-        json_t *shown = cbx_schema_redact(type->params, params);
+        /* the journal encodes the value before the call returns: the request's own params do
+         * when no secret parameter is set (no copy) */
+        json_t *shown = secret_set(type->params, params) ? cbx_schema_redact(type->params, params)
+                                                         : json_incref(params);
         cbx_journal_execution e = {.id = ex->id,
                                    .executor = type->name,
                                    .params = shown,
