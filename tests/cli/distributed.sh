@@ -51,9 +51,13 @@ run "$CBX" exec --remote "$NATS_URL" --json --retries 1 --retry-delay 10ms -- fa
 expect_rc 1 "a remote failure with a retry"
 [ "$(jqv .worker)" = "w1" ] && [ "$(jqv .attempt_count)" = "2" ] ||
     fail "remote result: $(cat "$TMP/out")"
-# the worker journaled it in its own journal
+# the worker journaled it in its own journal, the submitter in its own with the worker's name
 CBX_STATE_DIR="$TMP/state-w1" "$CBX" history --json >"$TMP/hist"
 [ "$(jq length "$TMP/hist")" -ge 3 ] || fail "worker journal: $(cat "$TMP/hist")"
+run "$CBX" history --json
+[ "$(jqv length)" = 3 ] || fail "submitter journal: $(cat "$TMP/out")"
+[ "$(jqv '.[0].tag')" = "worker w1" ] && [ "$(jqv '.[0].attempts')" = 2 ] ||
+    fail "the remote execution in the submitter's journal: $(jqv '.[0]')"
 
 # wait_pid_or_dump PID: wait for PID (five minutes at most); on giving up, the logs to stderr
 wait_pid_or_dump() {
