@@ -349,7 +349,7 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     if (c.remote) {
-        code = exec_remote(&c, params);
+        code = exec_remote(&c, ctx, reg, params);
         goto out;
     }
     if (c.cmd) {

@@ -1,7 +1,8 @@
 # cbx worker and cbx exec --remote against a real nats-server with JetStream: results and exit
 # codes come back; a worker killed with SIGKILL mid-job leaves it to another worker; a job whose
 # result is stored is not run again; a malformed job is terminated without harm; SIGTERM drains;
-# no server is a clear error in bounded time.
+# the server restarted under queued and running jobs loses nothing; no server is a clear error
+# in bounded time.
 . "$(dirname "$0")/lib.bash"
 
 command -v nats-server >/dev/null || {
@@ -50,11 +51,26 @@ run "$CBX" exec --remote "$NATS_URL" --json --retries 1 --retry-delay 10ms -- fa
 expect_rc 1 "a remote failure with a retry"
 [ "$(jqv .worker)" = "w1" ] && [ "$(jqv .attempt_count)" = "2" ] ||
     fail "remote result: $(cat "$TMP/out")"
-# the worker journaled it in its own journal
+# the worker journaled it in its own journal, the submitter in its own with the worker's name
 CBX_STATE_DIR="$TMP/state-w1" "$CBX" history --json >"$TMP/hist"
 [ "$(jq length "$TMP/hist")" -ge 3 ] || fail "worker journal: $(cat "$TMP/hist")"
+run "$CBX" history --json
+[ "$(jqv length)" = 3 ] || fail "submitter journal: $(cat "$TMP/out")"
+[ "$(jqv '.[0].tag')" = "worker w1" ] && [ "$(jqv '.[0].attempts')" = 2 ] ||
+    fail "the remote execution in the submitter's journal: $(jqv '.[0]')"
 
-wait_pid_or_dump() { local d=$(($(date +%s) + 20)); while kill -0 $1 2>/dev/null; do [ "$(date +%s)" -lt $d ] || { cat "$TMP"/w*.log "$TMP/runs" "$TMP/killed.err" >&2; return 1; }; sleep 0.1; done; wait $1; }
+# wait_pid_or_dump PID: wait for PID (five minutes at most); on giving up, the logs to stderr
+wait_pid_or_dump() {
+    local deadline=$(($(date +%s) + 300))
+    while kill -0 "$1" 2>/dev/null; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            cat "$TMP"/w*.log "$TMP/nats.log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    wait "$1"
+}
 # SIGKILL mid-job: the job goes to another worker after the ack wait, and completes
 "$CBX" exec --remote "$NATS_URL" -- sh -c "echo run >>'$TMP/runs'; sleep 1; echo finished" \
     >"$TMP/killed.out" 2>"$TMP/killed.err" &
@@ -99,7 +115,34 @@ wait $sub || fail "the drained job's submitter: $(cat "$TMP/drain.out")"
 [ "$(cat "$TMP/drain.out")" = "drained" ] || fail "drained job output: $(cat "$TMP/drain.out")"
 grep -q "stopped: .* jobs done" "$TMP/w2.log" || fail "no summary: $(cat "$TMP/w2.log")"
 
+# the server restarted (file storage) while jobs are queued and one runs: the worker
+# reconnects, nothing is lost
+start_worker w3
+port=${NATS_URL##*:}
+"$CBX" exec --remote "$NATS_URL" -- sh -c "echo started >'$TMP/restart'; sleep 2; echo across" \
+    >"$TMP/r0.out" 2>&1 &
+r0=$!
+wait_for "$TMP/restart"
+for i in 1 2 3; do
+    "$admin" "$NATS_URL" pub cbx.work.default \
+        '{"id":"queued-'$i'","executor":"command","params":{"argv":["sh","-c","echo '$i' >>'"$TMP"'/queued"]}}' ||
+        fail "queue job $i"
+done
+kill $npid
+wait $npid 2>/dev/null
+nats-server -js -a 127.0.0.1 -p "$port" -sd "$TMP/js" >>"$TMP/nats.log" 2>&1 &
+npid=$!
+wait_pid_or_dump $r0 || fail "the job running across the restart: $(cat "$TMP/r0.out")"
+[ "$(cat "$TMP/r0.out")" = "across" ] || fail "across the restart: $(cat "$TMP/r0.out")"
+deadline=$(($(date +%s) + 300))
+until [ -s "$TMP/queued" ] && [ "$(sort "$TMP/queued" | tr -d '\n')" = "123" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "queued jobs after the restart: $(cat "$TMP/queued")"
+    sleep 0.1
+done
+
 # no worker: --remote-wait gives up (exit 124) and names the job
+kill -TERM "${wpids[2]}"
+wait "${wpids[2]}"
 run "$CBX" exec --remote "$NATS_URL" --remote-wait 300ms -- true
 expect_rc 124 "no worker within --remote-wait"
 grep -q "stays queued" "$TMP/err" || fail "remote-wait message: $(cat "$TMP/err")"
