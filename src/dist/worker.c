@@ -324,9 +324,15 @@ static void finish(cbx_worker *w, job *j)
         free(text);
         return;
     }
-    char subject[64];
+    char subject[64 + CBX__DIST_TYPE_MAX];
     snprintf(subject, sizeof subject, "cbx.result.%s", j->id);
     natsConnection_Publish(w->nc, subject, text, (int)strlen(text));
+    /* for whoever watches the pool: cbx.events.execution.<type> */
+    const char *type = json_string_value(json_object_get(j->result, "executor"));
+    if (type && cbx__dist_token_ok(type)) {
+        snprintf(subject, sizeof subject, "cbx.events.execution.%s", type);
+        natsConnection_Publish(w->nc, subject, text, (int)strlen(text));
+    }
     natsMsg_Ack(j->msg, NULL);
     free(text);
     atomic_fetch_add(&w->done, 1);

@@ -40,10 +40,16 @@ start_worker() {
 # given to another soon
 start_worker w1 --ack-wait 2s --max-deliver 3
 
-# a result comes back as a local one: output, exit code, the worker named in --json
+# a result comes back as a local one: output, exit code, the worker named in --json; watchers
+# of cbx.events.execution.<type> see it
+"$admin" "$NATS_URL" sub cbx.events.execution.command 1 >"$TMP/events" 2>"$TMP/events.ready" &
+events=$!
+wait_for "$TMP/events.ready"
 run "$CBX" exec --remote "$NATS_URL" -- echo hello
 expect_rc 0 "a remote echo"
 [ "$(cat "$TMP/out")" = "hello" ] || fail "remote output: $(cat "$TMP/out")"
+wait $events
+[ "$(jq -r .status "$TMP/events")" = success ] || fail "execution event: $(cat "$TMP/events")"
 run "$CBX" exec --remote "$NATS_URL" -- sh -c 'echo oops >&2; exit 3'
 expect_rc 3 "a remote command's exit code"
 grep -q oops "$TMP/err" || fail "remote stderr: $(cat "$TMP/err")"
