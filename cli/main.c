@@ -45,6 +45,7 @@ const cli_cmd cli_commands[] = {
     {"graph", cli_cmd_graph, "a flow's DAG as Mermaid or DOT"},
     {"config", cli_cmd_config, "the configuration in effect and where each value came from"},
     {"completion", cli_cmd_completion, "a bash or zsh completion script"},
+    {"serve", cli_cmd_serve, "the HTTP API, Prometheus metrics and a live dashboard"},
 };
 #define N_COMMANDS (sizeof cli_commands / sizeof cli_commands[0])
 const size_t cli_n_commands = N_COMMANDS;
