@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,9 @@ int main(int argc, char **argv)
         return 2;
     }
     o.no_journal = getenv("CBX_NO_JOURNAL") != NULL;
+    /* a client gone mid-response is an error from write, not a signal (children get the default
+     * disposition back: the command executor resets every signal before exec) */
+    signal(SIGPIPE, SIG_IGN);
     srv *s = NULL;
     char msg[1024] = "";
     int r = srv_new(&s, &o, msg, sizeof msg);
