@@ -199,9 +199,9 @@ int srv_h_openapi(srv *s, h2o_req_t *req, char **args);
 int srv_h_dashboard(srv *s, h2o_req_t *req, char **args);
 
 /* Embedded files (generated from src/server/openapi.json and dashboard.html). */
-extern const char srv_openapi_json[];
+extern const char *const srv_openapi_json;
 extern const size_t srv_openapi_json_len;
-extern const char srv_dashboard_html[];
+extern const char *const srv_dashboard_html;
 extern const size_t srv_dashboard_html_len;
 
 /* token.c: the bearer token into buf (from file, or made into the state directory's
