@@ -21,6 +21,7 @@ typedef struct ev {
 } ev;
 
 typedef struct ring {
+    uint64_t first; /* the first id this process appended: older ones are in the journal only */
     ev e[RING];
 } ring;
 
@@ -157,6 +158,7 @@ int srv_events_init(srv *s)
     s->ev_ring = calloc(1, sizeof(ring));
     if (!s->ev_ring)
         return -ENOMEM;
+    ((ring *)s->ev_ring)->first = 1;
     if (!s->journal)
         return 0;
     cbx_err err;
@@ -164,6 +166,7 @@ int srv_events_init(srv *s)
     int r = cbx_journal_write_db(s->journal, db_create, NULL, NULL, &err);
     if (r == 0)
         r = cbx_journal_read_db(s->journal, db_max, &s->ev_seq, &err);
+    ((ring *)s->ev_ring)->first = s->ev_seq + 1;
     return r;
 }
 
@@ -193,6 +196,8 @@ static void pump(srv_sse *c)
     char *out = NULL;
     size_t len = 0, cap = 0;
     uint64_t oldest = s->ev_seq >= RING ? s->ev_seq - RING + 1 : 1;
+    if (oldest < rg->first)
+        oldest = rg->first;
     if (c->cursor < s->ev_seq) {
         if (c->cursor + 1 < oldest && !s->journal)
             c->cursor = oldest - 1; /* gone: no journal keeps them */
