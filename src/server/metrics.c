@@ -263,17 +263,23 @@ static void breakers(sbuf *b, srv *s)
                           (long long)json_integer_value(json_object_get(o, counters[c].key)));
         }
     }
-    head(b, "cbx_breaker_latency_seconds", "gauge",
-         "Latency quantiles from each breaker's own latency histogram.");
+    head(b, "cbx_breaker_latency_seconds", "summary",
+         "Call latency from each breaker's own latency histogram (its recent calls).");
     static const char *const q[] = {"latency_p50_ms", "0.5", "latency_p95_ms", "0.95",
                                     "latency_p99_ms", "0.99"};
     json_array_foreach(arr, i, o)
     {
         const char *name = json_string_value(json_object_get(o, "name"));
-        for (int k = 0; name && k < 6; k += 2)
-            sb_printf(b, "cbx_breaker_latency_seconds{breaker=\"%s\",quantile=\"%s\"} %.6g\n",
-                      label(name, lb, sizeof lb), q[k + 1],
-                      json_number_value(json_object_get(o, q[k])) / 1000.0);
+        if (!name)
+            continue;
+        label(name, lb, sizeof lb);
+        for (int k = 0; k < 6; k += 2)
+            sb_printf(b, "cbx_breaker_latency_seconds{breaker=\"%s\",quantile=\"%s\"} %.6g\n", lb,
+                      q[k + 1], json_number_value(json_object_get(o, q[k])) / 1000.0);
+        double n = (double)json_integer_value(json_object_get(o, "latency_count"));
+        double mean_s = json_number_value(json_object_get(o, "latency_mean_ms")) / 1000.0;
+        sb_printf(b, "cbx_breaker_latency_seconds_sum{breaker=\"%s\"} %.9g\n", lb, n * mean_s);
+        sb_printf(b, "cbx_breaker_latency_seconds_count{breaker=\"%s\"} %.0f\n", lb, n);
     }
     head(b, "cbx_breaker_transitions_total", "counter",
          "State changes of the breakers seen by this server (polled every second).");

@@ -12,7 +12,10 @@ SRV_PID=""
 trap 'stop_server_now; rm -rf "$TMP"' EXIT
 
 stop_server_now() {
-    [ -n "$SRV_PID" ] && kill -KILL "$SRV_PID" 2>/dev/null
+    if [ -n "$SRV_PID" ]; then
+        kill -KILL "$SRV_PID" 2>/dev/null
+        wait "$SRV_PID" 2>/dev/null
+    fi
     SRV_PID=""
 }
 
