@@ -160,6 +160,10 @@ expect_problem 400 wait "wait past --max-wait"
 big=$(head -c 5000 /dev/zero | tr '\0' x)
 submit "{\"type\":\"command\",\"tag\":\"$big\"}"
 expect_code 413 "oversized body"
+hdrs=()
+for i in $(seq 120); do hdrs+=(-H "X-Header-$i: v"); done
+req GET /v1/health "${hdrs[@]}"
+expect_code 400 "more than 100 headers"
 req POST /v1/executions -H 'content-type: application/json' --data-binary '{"type":"command"}'
 expect_problem 401 "" "submit without a token"
 req GET /v1/nothing-here
