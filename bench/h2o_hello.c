@@ -42,8 +42,8 @@ int main(void)
     uv_loop_t loop;
     uv_loop_init(&loop);
     h2o_config_init(&config);
-    h2o_hostconf_t *host = h2o_config_register_host(&config, h2o_iovec_init(H2O_STRLIT("default")),
-                                                    65535);
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = on_req;
     h2o_context_init(&ctx, &loop, &config);

@@ -44,8 +44,17 @@ static const char serve_help[] =
     "       \"params\":{\"argv\":[\"echo\",\"hi\"]}}' http://127.0.0.1:8080/v1/executions\n"
     "\n";
 
-enum { OPT_LISTEN = CLI_OPT_OWN, OPT_TOKEN, OPT_BODY, OPT_CTIMEOUT, OPT_GRACE, OPT_WAIT,
-       OPT_CONC, OPT_READY, OPT_ROUTES };
+enum {
+    OPT_LISTEN = CLI_OPT_OWN,
+    OPT_TOKEN,
+    OPT_BODY,
+    OPT_CTIMEOUT,
+    OPT_GRACE,
+    OPT_WAIT,
+    OPT_CONC,
+    OPT_READY,
+    OPT_ROUTES
+};
 
 static const cli_opt serve_opts[] = {
     CLI_OPTS_COMMON,

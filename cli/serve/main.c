@@ -15,8 +15,9 @@
 #define CBX_VERSION "0.0.0"
 #endif
 
-static const char usage[] = "Usage: cbx-serve [OPTIONS]: the server of 'cbx serve', which runs it with "
-                            "its options; see 'cbx serve --help'\n";
+static const char usage[] =
+    "Usage: cbx-serve [OPTIONS]: the server of 'cbx serve', which runs it with "
+    "its options; see 'cbx serve --help'\n";
 
 static int duration_ms(const char *opt, const char *v, uint64_t *out)
 {
@@ -46,8 +47,21 @@ static int number(const char *opt, const char *v, unsigned long long max, unsign
 
 int main(int argc, char **argv)
 {
-    enum { O_LISTEN = 1, O_TOKEN, O_BODY, O_CTIMEOUT, O_GRACE, O_WAIT, O_CONC, O_READY, O_ROUTES,
-           O_VERSION, O_STATE, O_NOJ, O_UTC };
+    enum {
+        O_LISTEN = 1,
+        O_TOKEN,
+        O_BODY,
+        O_CTIMEOUT,
+        O_GRACE,
+        O_WAIT,
+        O_CONC,
+        O_READY,
+        O_ROUTES,
+        O_VERSION,
+        O_STATE,
+        O_NOJ,
+        O_UTC
+    };
     static const struct option longopts[] = {
         {"listen", required_argument, 0, O_LISTEN},
         {"token-file", required_argument, 0, O_TOKEN},
@@ -60,7 +74,7 @@ int main(int argc, char **argv)
         {"print-routes", no_argument, 0, O_ROUTES},
         {"version", no_argument, 0, O_VERSION},
         {"state-dir", required_argument, 0, O_STATE}, /* cbx's global options, */
-        {"no-journal", no_argument, 0, O_NOJ},         /* which `cbx serve` passes on */
+        {"no-journal", no_argument, 0, O_NOJ},        /* which `cbx serve` passes on */
         {"utc", no_argument, 0, O_UTC},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -71,8 +85,12 @@ int main(int argc, char **argv)
     opterr = 0;
     while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
         switch (c) {
-        case O_LISTEN: o.listen = optarg; break;
-        case O_TOKEN: o.token_file = optarg; break;
+        case O_LISTEN:
+            o.listen = optarg;
+            break;
+        case O_TOKEN:
+            o.token_file = optarg;
+            break;
         case O_BODY:
             if (number("--max-body", optarg, 1ull << 30, &n) < 0)
                 return 2;
@@ -100,12 +118,23 @@ int main(int argc, char **argv)
                 return 2;
             o.ready_fd = (int)n;
             break;
-        case O_STATE: setenv("CBX_STATE_DIR", optarg, 1); break;
-        case O_NOJ: setenv("CBX_NO_JOURNAL", "1", 1); break;
-        case O_UTC: break;
-        case O_ROUTES: srv_routes_print(stdout); return 0;
-        case O_VERSION: printf("cbx-serve %s\n", CBX_VERSION); return 0;
-        case 'h': fputs(usage, stdout); return 0;
+        case O_STATE:
+            setenv("CBX_STATE_DIR", optarg, 1);
+            break;
+        case O_NOJ:
+            setenv("CBX_NO_JOURNAL", "1", 1);
+            break;
+        case O_UTC:
+            break;
+        case O_ROUTES:
+            srv_routes_print(stdout);
+            return 0;
+        case O_VERSION:
+            printf("cbx-serve %s\n", CBX_VERSION);
+            return 0;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
         default:
             if (optopt)
                 fprintf(stderr, "cbx: serve: option '%s' needs a value (see cbx serve --help)\n",

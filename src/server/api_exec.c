@@ -147,9 +147,9 @@ static void on_retry(cbx_execution *ex, uint32_t attempt, uint64_t delay_ns, con
     (void)ex;
     srv_exec *e = ud;
     srv_event(e->s, "attempt",
-              json_pack("{s:s,s:s,s:i,s:s,s:s,s:I}", "execution_id", e->id, "executor",
-                        e->executor, "number", (int)attempt, "outcome", "failed", "error",
-                        error ? error : "", "retry_in_ms", (json_int_t)(delay_ns / 1000000u)));
+              json_pack("{s:s,s:s,s:i,s:s,s:s,s:I}", "execution_id", e->id, "executor", e->executor,
+                        "number", (int)attempt, "outcome", "failed", "error", error ? error : "",
+                        "retry_in_ms", (json_int_t)(delay_ns / 1000000u)));
 }
 
 static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
@@ -203,8 +203,8 @@ static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
 
 /* ---- POST /v1/executions --------------------------------------------------------------------- */
 
-static const char *const submit_fields[] = {"type",       "params",      "policy", "breaker", "mode",
-                                            "wait",       "timeout",     "deadline", "tag", NULL};
+static const char *const submit_fields[] = {"type", "params",  "policy",   "breaker", "mode",
+                                            "wait", "timeout", "deadline", "tag",     NULL};
 
 static int want_string(h2o_req_t *req, const json_t *body, const char *name, const char **out)
 {
@@ -279,8 +279,8 @@ static void invalid_request(srv *s, h2o_req_t *req, const char *type, const cbx_
         const char *msg = e->msg;
         if (strncmp(msg, e->where, wl) == 0 && msg[wl] == ':' && msg[wl + 1] == ' ')
             msg += wl + 2;
-        n += (size_t)snprintf(line + n, sizeof line - n, "%sparameter '%s': %s", sep, e->where,
-                              msg);
+        n +=
+            (size_t)snprintf(line + n, sizeof line - n, "%sparameter '%s': %s", sep, e->where, msg);
     }
     srv_problem(req, 400, "invalid-params", field, "%s", line[0] ? line : "invalid request");
 }
@@ -302,9 +302,8 @@ int srv_h_submit(srv *s, h2o_req_t *req, char **args)
     const json_t *params = json_object_get(body, "params");
     const json_t *pol = json_object_get(body, "policy");
     int ok = srv_only_fields(req, body, submit_fields) && want_string(req, body, "type", &type) &&
-             want_string(req, body, "breaker", &breaker) &&
-             want_string(req, body, "mode", &mode) && want_string(req, body, "tag", &tag) &&
-             want_duration(req, body, "wait", &wait_ns) &&
+             want_string(req, body, "breaker", &breaker) && want_string(req, body, "mode", &mode) &&
+             want_string(req, body, "tag", &tag) && want_duration(req, body, "wait", &wait_ns) &&
              want_duration(req, body, "timeout", &timeout_ns) &&
              want_duration(req, body, "deadline", &deadline_ns);
     if (!ok)
@@ -315,13 +314,15 @@ int srv_h_submit(srv *s, h2o_req_t *req, char **args)
         goto out;
     }
     if (params && !json_is_object(params) && !json_is_null(params)) {
-        srv_problem(req, 400, "wrong-type", "params", "request body: field 'params': expected an "
-                                                      "object");
+        srv_problem(req, 400, "wrong-type", "params",
+                    "request body: field 'params': expected an "
+                    "object");
         goto out;
     }
     if (pol && !json_is_object(pol) && !json_is_null(pol)) {
-        srv_problem(req, 400, "wrong-type", "policy", "request body: field 'policy': expected an "
-                                                      "object");
+        srv_problem(req, 400, "wrong-type", "policy",
+                    "request body: field 'policy': expected an "
+                    "object");
         goto out;
     }
     int async = 0;
@@ -495,13 +496,14 @@ int srv_h_exec_cancel(srv *s, h2o_req_t *req, char **args)
     return 0;
 }
 
-/* ---- GET /v1/executions, /v1/stats, /v1/executions/in-flight ---------------------------------- */
+/* ---- GET /v1/executions, /v1/stats, /v1/executions/in-flight ----------------------------------
+ */
 
 static const char *const filter_params[] = {"executor", "status", "breaker", "tag",  "since",
                                             "until",    "limit",  "run_id",  "step", NULL};
-static const char *const stats_params[] = {"executor", "status", "breaker", "tag",  "since",
-                                           "until",    "limit",  "run_id",  "step", "group_by",
-                                           NULL};
+static const char *const stats_params[] = {"executor", "status",   "breaker", "tag",
+                                           "since",    "until",    "limit",   "run_id",
+                                           "step",     "group_by", NULL};
 
 typedef struct filter_buf {
     char executor[128], status[32], breaker[256], tag[256], run_id[64], step[128], num[32];
@@ -582,7 +584,8 @@ int srv_h_exec_list(srv *s, h2o_req_t *req, char **args)
     cbx_err_clear(&err);
     int r = cbx_journal_history(s->journal, &f, &rows, &err);
     if (r < 0) {
-        srv_problem(req, 500, "journal", NULL, "history: %s", err.msg[0] ? err.msg : cbx_strerror(r));
+        srv_problem(req, 500, "journal", NULL, "history: %s",
+                    err.msg[0] ? err.msg : cbx_strerror(r));
         return 0;
     }
     srv_send_json(req, 200, json_pack("{s:o}", "executions", rows));

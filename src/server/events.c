@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RING 4096
-#define KEEP_EVENTS 100000 /* the journal keeps the newest this many */
+#define RING         4096
+#define KEEP_EVENTS  100000 /* the journal keeps the newest this many */
 #define CHUNK_EVENTS 256
 
 typedef struct ev {
@@ -202,10 +202,12 @@ static void pump(srv_sse *c)
         if (c->cursor + 1 < oldest && !s->journal)
             c->cursor = oldest - 1; /* gone: no journal keeps them */
         if (c->cursor + 1 >= oldest) {
-            uint64_t to = s->ev_seq < c->cursor + CHUNK_EVENTS ? s->ev_seq : c->cursor + CHUNK_EVENTS;
+            uint64_t to =
+                s->ev_seq < c->cursor + CHUNK_EVENTS ? s->ev_seq : c->cursor + CHUNK_EVENTS;
             for (uint64_t q = c->cursor + 1; q <= to; q++) {
                 ev *e = &rg->e[q % RING];
-                if (e->seq == q && e->data && append(&out, &len, &cap, e->seq, e->kind, e->data) < 0)
+                if (e->seq == q && e->data &&
+                    append(&out, &len, &cap, e->seq, e->kind, e->data) < 0)
                     break;
                 c->cursor = q;
             }

@@ -19,24 +19,42 @@ uint64_t srv_now_ms(void)
 const char *srv_reason(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Unknown";
     }
 }
 
@@ -121,29 +139,38 @@ int srv_authorized(srv *s, h2o_req_t *req)
 static const char *json_kind(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "object";
-    case JSON_ARRAY: return "array";
-    case JSON_STRING: return "string";
-    case JSON_INTEGER: return "integer";
-    case JSON_REAL: return "number";
+    case JSON_OBJECT:
+        return "object";
+    case JSON_ARRAY:
+        return "array";
+    case JSON_STRING:
+        return "string";
+    case JSON_INTEGER:
+        return "integer";
+    case JSON_REAL:
+        return "number";
     case JSON_TRUE:
-    case JSON_FALSE: return "boolean";
-    default: return "null";
+    case JSON_FALSE:
+        return "boolean";
+    default:
+        return "null";
     }
 }
 
 json_t *srv_body_object(h2o_req_t *req)
 {
     if (!req->entity.base || !req->entity.len) {
-        srv_problem(req, 400, "malformed-json", NULL, "request body: expected a JSON object, got "
-                                                      "nothing");
+        srv_problem(req, 400, "malformed-json", NULL,
+                    "request body: expected a JSON object, got "
+                    "nothing");
         return NULL;
     }
     json_error_t e;
     json_t *v = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &e);
     if (!v) {
-        srv_problem(req, 400, "malformed-json", NULL, "request body: invalid JSON at line %d column %d: %s",
-                    e.line, e.column, e.text);
+        srv_problem(req, 400, "malformed-json", NULL,
+                    "request body: invalid JSON at line %d column %d: %s", e.line, e.column,
+                    e.text);
         return NULL;
     }
     if (!json_is_object(v)) {
@@ -168,10 +195,9 @@ int srv_only_fields(h2o_req_t *req, const json_t *o, const char *const *allowed)
             char list[512] = "";
             size_t n = 0;
             for (size_t i = 0; allowed[i] && n < sizeof list; i++)
-                n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "",
-                                      allowed[i]);
-            srv_problem(req, 400, "unknown-field", k, "request body: unknown field '%s' (known: %s)",
-                        k, list);
+                n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", allowed[i]);
+            srv_problem(req, 400, "unknown-field", k,
+                        "request body: unknown field '%s' (known: %s)", k, list);
             return 0;
         }
     }

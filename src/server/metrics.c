@@ -12,9 +12,9 @@
 
 /* Upper bounds of the latency buckets, in seconds (+Inf is implied). */
 static const double lat_bounds[SRV_LAT_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                                   0.25,  0.5,    1,     2.5,  5,     10,  60};
-static const char *const reasons[6] = {"circuit_open", "forced_open", "rate_limited",
-                                       "bulkhead_full", "queue_full", "other"};
+                                                   0.25,  0.5,    1,     2.5,  5,     10,   60};
+static const char *const reasons[6] = {"circuit_open",  "forced_open", "rate_limited",
+                                       "bulkhead_full", "queue_full",  "other"};
 
 static srv_type_metrics *type_metrics(srv *s, const char *executor)
 {
@@ -39,13 +39,19 @@ static int reason_index(int rc)
 {
     switch (rc) {
     case CBX_ECIRCUIT_OPEN:
-    case CBX_EHALF_OPEN_FULL: return 0;
-    case CBX_EFORCED_OPEN: return 1;
-    case CBX_ERATE_LIMITED: return 2;
+    case CBX_EHALF_OPEN_FULL:
+        return 0;
+    case CBX_EFORCED_OPEN:
+        return 1;
+    case CBX_ERATE_LIMITED:
+        return 2;
     case CBX_EBULKHEAD_FULL:
-    case CBX_EQUEUE_TIMEOUT: return 3;
-    case CBX_EQUEUE_FULL: return 4;
-    default: return 5;
+    case CBX_EQUEUE_TIMEOUT:
+        return 3;
+    case CBX_EQUEUE_FULL:
+        return 4;
+    default:
+        return 5;
     }
 }
 
@@ -228,7 +234,8 @@ static void breakers(sbuf *b, srv *s)
         {"failures", "cbx_breaker_failures_total", "Calls a breaker counted as failures."},
         {"rejections", "cbx_breaker_rejections_total", "Calls a breaker refused."},
         {"slow_calls", "cbx_breaker_slow_calls_total", "Calls slower than the slow-call limit."},
-        {"opens", "cbx_breaker_opens_total", "Times a breaker opened (CLOSED or HALF_OPEN to OPEN)."},
+        {"opens", "cbx_breaker_opens_total",
+         "Times a breaker opened (CLOSED or HALF_OPEN to OPEN)."},
     };
     char lb[512];
     size_t i;

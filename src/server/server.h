@@ -51,7 +51,7 @@ typedef struct srv_type_metrics {
 
 typedef struct srv_metrics {
     srv_type_metrics *types;
-    uint64_t http_requests[6]; /* by class: 1xx..5xx, [0] other */
+    uint64_t http_requests[6];    /* by class: 1xx..5xx, [0] other */
     uint64_t breaker_transitions; /* seen by the poll, all breakers */
     uint64_t events_dropped;      /* events not written to the journal */
 } srv_metrics;

@@ -29,9 +29,8 @@ static int read_token(const char *path, char *buf, size_t len, char *errbuf, siz
     }
     if (st.st_mode & 0077) {
         close(fd);
-        snprintf(errbuf, errlen,
-                 "token file %s: readable by others (mode %03o); chmod 600 it", path,
-                 (unsigned)(st.st_mode & 0777));
+        snprintf(errbuf, errlen, "token file %s: readable by others (mode %03o); chmod 600 it",
+                 path, (unsigned)(st.st_mode & 0777));
         return CBX_EINVAL_CONFIG;
     }
     ssize_t n = read(fd, buf, len - 1);
