@@ -49,6 +49,18 @@ expect_code 202 "wait limit"
 slow=$(jqv .id)
 [ "$(jqv .in_flight)" = true ] || fail "202 body: $(cat "$TMP/out")"
 
+# a client that goes away while it waits: the execution goes on, the server is unharmed
+curl -s -m 0.3 -H "$AUTH" -d '{"type":"command","params":{"argv":["sleep","1"]},"tag":"gone"}' \
+    "$BASE/v1/executions" >/dev/null 2>&1
+for _ in $(seq 600); do
+    req GET '/v1/executions?tag=gone&status=success'
+    [ "$(jqv '.executions | length')" = 1 ] && break
+    sleep 0.1
+done
+[ "$(jqv '.executions | length')" = 1 ] || fail "the abandoned execution did not end: $(cat "$TMP/out")"
+req GET /v1/health
+expect_code 200 "health after a client left"
+
 # ---- asynchronous, get, cancel ----
 submit '{"type":"command","params":{"argv":["sleep","30"]},"mode":"async","tag":"api-test"}' -D "$TMP/headers"
 expect_code 202 "async submit"
