@@ -396,6 +396,13 @@ int srv_h_submit(srv *s, h2o_req_t *req, char **args)
         goto out;
     }
     cbx_diag_clear(&d);
+    if (r < 0 && !e->result) { /* not reported to on_done (the runtime always does: defensive) */
+        unlink_exec(&s->inflight, e);
+        s->n_inflight--;
+        exec_free(e);
+        srv_problem(req, 500, "internal", NULL, "submit: %s", cbx_strerror(r));
+        goto out;
+    }
     if (r == CBX_EQUEUE_FULL) {
         srv_problem(req, 503, "queue-full", NULL, "the runtime's queue is full; try again later");
         goto out;

@@ -211,6 +211,9 @@ static void runtime_gauges(sbuf *b, srv *s)
     sb_printf(b, "cbx_sse_clients %zu\n", s->n_clients);
     head(b, "cbx_events_total", "counter", "Events written to the journal and sent over SSE.");
     sb_printf(b, "cbx_events_total %llu\n", (unsigned long long)s->ev_seq);
+    head(b, "cbx_events_dropped_total", "counter",
+         "Events that could not be written to the journal, so were never sent.");
+    sb_printf(b, "cbx_events_dropped_total %llu\n", (unsigned long long)s->m.events_dropped);
     if (s->journal) {
         cbx_journal_losses l = {0};
         cbx_journal_losses_get(s->journal, 0, &l, NULL);
