@@ -9,7 +9,7 @@ fi
 command -v curl >/dev/null || { echo "SKIP [$TEST]: curl is missing" >&2; exit 77; }
 
 SRV_PID=""
-trap 'stop_server_now; rm -rf "$TMP"' EXIT
+trap 'stop_server_now; [ -n "${KEEP_TMP:-}" ] || rm -rf "$TMP"' EXIT
 
 stop_server_now() {
     if [ -n "$SRV_PID" ]; then
