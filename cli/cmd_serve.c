@@ -9,10 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char serve_help[] =
-    "Usage: cbx serve [--listen ADDR] [--token-file FILE] [OPTIONS]\n"
+    "Usage: cbx serve [--listen ADDR] [--token-file FILE] [--flows DIR] [OPTIONS]\n"
     "\n"
     "Serve the HTTP API (/v1), Prometheus metrics (/metrics), live events (/v1/events, SSE)\n"
     "and a dashboard (/) on the runtime's event loop, with the journal and the host-wide\n"
@@ -26,6 +27,8 @@ static const char serve_help[] =
     "  --listen ADDR          HOST:PORT to listen on (default 127.0.0.1:8080; port 0: any\n"
     "                         free port). A non-loopback address needs --token-file\n"
     "  --token-file FILE      the bearer token (16+ printable characters, mode 0600)\n"
+    "  --flows DIR            the flows (NAME.yaml, .yml, .json) that POST\n"
+    "                         /v1/flows/NAME/runs runs, each run on a thread of its own\n"
     "  --max-body BYTES       the largest request body; larger ones get 413 (default 1048576)\n"
     "  --client-timeout DUR   a request must arrive within it, else the connection is closed\n"
     "                         (default 10s)\n"
@@ -53,12 +56,14 @@ enum {
     OPT_WAIT,
     OPT_CONC,
     OPT_READY,
-    OPT_ROUTES
+    OPT_ROUTES,
+    OPT_FLOWS
 };
 
 static const cli_opt serve_opts[] = {
     CLI_OPTS_COMMON,
     {"listen", 0, 1, OPT_LISTEN},
+    {"flows", 0, 1, OPT_FLOWS},
     {"token-file", 0, 1, OPT_TOKEN},
     {"max-body", 0, 1, OPT_BODY},
     {"client-timeout", 0, 1, OPT_CTIMEOUT},
@@ -138,6 +143,18 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
                                id == OPT_BODY ? 1u << 30 : 100000, &v))
                 return CLI_EXIT_USAGE;
             break;
+        case OPT_FLOWS: {
+            struct stat st;
+            if (stat(val, &st) < 0) {
+                cli_err("serve: --flows '%s': %s", val, strerror(errno));
+                return CLI_EXIT_USAGE;
+            }
+            if (!S_ISDIR(st.st_mode)) {
+                cli_err("serve: --flows '%s': not a directory", val);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        }
         default:
             break;
         }

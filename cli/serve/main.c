@@ -60,10 +60,12 @@ int main(int argc, char **argv)
         O_VERSION,
         O_STATE,
         O_NOJ,
-        O_UTC
+        O_UTC,
+        O_FLOWS
     };
     static const struct option longopts[] = {
         {"listen", required_argument, 0, O_LISTEN},
+        {"flows", required_argument, 0, O_FLOWS},
         {"token-file", required_argument, 0, O_TOKEN},
         {"max-body", required_argument, 0, O_BODY},
         {"client-timeout", required_argument, 0, O_CTIMEOUT},
@@ -87,6 +89,9 @@ int main(int argc, char **argv)
         switch (c) {
         case O_LISTEN:
             o.listen = optarg;
+            break;
+        case O_FLOWS:
+            o.flows_dir = optarg;
             break;
         case O_TOKEN:
             o.token_file = optarg;

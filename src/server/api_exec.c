@@ -197,7 +197,7 @@ static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
         waiter_detach(w);
         srv_send_json(req, 200, json_incref(e->result));
     }
-    if (s->stopping && !s->n_inflight)
+    if (s->stopping && !s->n_inflight && !s->n_flow_runs)
         srv_shutdown_poke(s);
 }
 

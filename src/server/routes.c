@@ -29,6 +29,11 @@ static const srv_route routes[] = {
     {"POST", "/v1/breakers/{name}/close", srv_h_breaker_close},
     {"POST", "/v1/breakers/{name}/reset", srv_h_breaker_reset},
     {"GET", "/v1/stats", srv_h_stats},
+    {"GET", "/v1/flows", srv_h_flows},
+    {"POST", "/v1/flows/{name}/runs", srv_h_flow_run},
+    {"GET", "/v1/runs", srv_h_runs},
+    {"GET", "/v1/runs/{id}", srv_h_run_get},
+    {"POST", "/v1/runs/{id}/cancel", srv_h_run_cancel},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 #define MAX_SEGS 8

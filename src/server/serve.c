@@ -6,6 +6,7 @@
 #include "cbx/err.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -126,7 +127,7 @@ void srv_stop(srv *s)
     srv_event(s, "server", json_pack("{s:s}", "state", "stopping"));
     srv_events_close_clients(s);
     uv_timer_start(&s->grace, shutdown_step, s->o.grace_ms, 0);
-    if (!s->n_inflight)
+    if (!s->n_inflight && !s->n_flow_runs)
         shutdown_step(&s->grace);
 }
 
@@ -135,14 +136,15 @@ static void shutdown_step(uv_timer_t *t)
 {
     srv *s = t->data;
     if (s->stopping == 1) {
-        if (s->n_inflight) { /* the grace period is over: cancel what is left */
+        if (s->n_inflight || s->n_flow_runs) { /* the grace period is over: cancel the rest */
             s->stopping = 2;
             cbx_runtime_cancel_all(s->rt);
-            return; /* srv_exec_reap calls again when the last has ended */
+            srv_flows_cancel_all(s);
+            return; /* called again when the last has ended */
         }
         s->stopping = 2;
     }
-    if (s->stopping == 2 && !s->n_inflight) {
+    if (s->stopping == 2 && !s->n_inflight && !s->n_flow_runs) {
         s->stopping = 3;
         uv_timer_stop(&s->grace);
         h2o_context_request_shutdown(&s->ctx);
@@ -238,6 +240,15 @@ int srv_new(srv **out, const srv_opts *o, char *errbuf, size_t errlen)
         r = CBX_EINVAL_CONFIG;
         goto fail_noloop;
     }
+    if (s->o.flows_dir) {
+        DIR *d = opendir(s->o.flows_dir);
+        if (!d) {
+            r = -errno;
+            snprintf(errbuf, errlen, "--flows '%s': %s", s->o.flows_dir, strerror(errno));
+            goto fail_noloop;
+        }
+        closedir(d);
+    }
     r = srv_token_load(s->o.token_file, s->token, sizeof s->token, errbuf, errlen);
     if (r < 0)
         goto fail_noloop;
@@ -249,7 +260,9 @@ int srv_new(srv **out, const srv_opts *o, char *errbuf, size_t errlen)
     r = open_stores(s, errbuf, errlen);
     if (r < 0)
         goto fail;
-    r = srv_events_init(s);
+    r = srv_flows_init(s);
+    if (r == 0)
+        r = srv_events_init(s);
     if (r < 0) {
         snprintf(errbuf, errlen, "events: %s", cbx_strerror(r));
         goto fail;
@@ -395,6 +408,7 @@ void srv_free(srv *s)
     if (!s)
         return;
     if (s->rt) {
+        srv_flows_free(s); /* the run threads use the runtime's registry: first */
         cbx_runtime_cancel_all(s->rt);
         while (s->n_inflight && uv_run(&s->loop, UV_RUN_ONCE))
             ;
@@ -436,5 +450,6 @@ void srv_free(srv *s)
     }
     json_decref(s->recent_failures);
     uv_loop_close(&s->loop);
+    srv_flows_destroy_mutex(s);
     free(s);
 }

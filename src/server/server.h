@@ -7,6 +7,7 @@
 #define H2O_USE_LIBUV 1
 #include <h2o.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -27,12 +28,14 @@ typedef struct srv_opts {
     uint64_t grace_ms;          /* SIGTERM: in-flight work may finish within it; 0 = 10 s */
     uint64_t max_wait_ms;       /* the longest wait a synchronous submission may ask; 0 = 300 s */
     uint32_t max_concurrent;    /* the runtime's; 0 = its default (64) */
+    const char *flows_dir;      /* NULL: no flows (POST /v1/flows/NAME/runs answers 404) */
     int ready_fd;               /* >= 0: "listening on ADDR:PORT\n" is written there, then closed */
 } srv_opts;
 
 typedef struct srv srv;
 typedef struct srv_exec srv_exec;
 typedef struct srv_sse srv_sse;
+typedef struct srv_flow_run srv_flow_run;
 
 /* ---- metrics (metrics.c) ------------------------------------------------------------------- */
 
@@ -90,6 +93,14 @@ struct srv_exec {
 void srv_exec_reap(srv *s);
 void srv_exec_free_all(srv *s);
 
+/* ---- flows (api_flows.c) ------------------------------------------------------------------- */
+
+int srv_flows_init(srv *s);
+void srv_flows_cancel_all(srv *s);
+/* Cancel and join every run thread, answer what they posted, free the runs. */
+void srv_flows_free(srv *s);
+void srv_flows_destroy_mutex(srv *s);
+
 /* ---- the server ---------------------------------------------------------------------------- */
 
 typedef struct srv_breaker_seen {
@@ -130,6 +141,14 @@ struct srv {
 
     srv_metrics m;
     srv_breaker_seen *seen;
+
+    /* api_flows.c: flow runs, each on a thread of its own */
+    srv_flow_run *runs;
+    size_t n_flow_runs; /* not ended */
+    pthread_mutex_t flow_mu;
+    int flow_mu_ok;
+    void *flow_msgs; /* from the run threads, under flow_mu */
+    uv_async_t flow_async;
 
     /* events.c */
     uint64_t ev_seq;  /* the last event's id */
@@ -197,6 +216,11 @@ int srv_h_metrics(srv *s, h2o_req_t *req, char **args);
 int srv_h_events(srv *s, h2o_req_t *req, char **args);
 int srv_h_openapi(srv *s, h2o_req_t *req, char **args);
 int srv_h_dashboard(srv *s, h2o_req_t *req, char **args);
+int srv_h_flows(srv *s, h2o_req_t *req, char **args);
+int srv_h_flow_run(srv *s, h2o_req_t *req, char **args);
+int srv_h_runs(srv *s, h2o_req_t *req, char **args);
+int srv_h_run_get(srv *s, h2o_req_t *req, char **args);
+int srv_h_run_cancel(srv *s, h2o_req_t *req, char **args);
 
 /* Embedded files (generated from src/server/openapi.json and dashboard.html). */
 extern const char *const srv_openapi_json;
