@@ -19,7 +19,7 @@ cport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
     --user-data-dir="$TMP/chrome" --window-size=1100,900 --remote-debugging-address=127.0.0.1 \
     --remote-debugging-port="$cport" "$BASE/" >/dev/null 2>"$TMP/chrome.err" &
 bpid=$!
-trap 'kill $bpid 2>/dev/null; wait $bpid 2>/dev/null; stop_server_now; rm -rf "$TMP"' EXIT
+trap 'kill $bpid 2>/dev/null; wait $bpid 2>/dev/null; stop_server_now; cleanup_tmp' EXIT
 cdp() { python3 "$(dirname "$0")/cdp.py" "$cport" "$@"; }
 clients() {
     curl -s "$BASE/metrics" | awk '/^cbx_sse_clients / {print $2}'

@@ -47,7 +47,7 @@ expect_code 200 "flows"
 # follow the events from now on
 curl -sS -N "$BASE/v1/events" >"$TMP/events" 2>/dev/null &
 epid=$!
-trap 'kill $epid 2>/dev/null; stop_server_now; rm -rf "$TMP"' EXIT
+trap 'kill $epid 2>/dev/null; stop_server_now; cleanup_tmp' EXIT
 wait_for "$TMP/events" "$epid"
 
 req POST /v1/flows/greet/runs -H "$AUTH" --data-binary '{"inputs":{"who":"api","times":3}}'

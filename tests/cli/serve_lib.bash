@@ -9,7 +9,9 @@ fi
 command -v curl >/dev/null || { echo "SKIP [$TEST]: curl is missing" >&2; exit 77; }
 
 SRV_PID=""
-trap 'stop_server_now; [ -n "${KEEP_TMP:-}" ] || rm -rf "$TMP"' EXIT
+# KEEP_TMP=1 keeps the scratch directory (the server's stderr is serve.err there)
+cleanup_tmp() { [ -n "${KEEP_TMP:-}" ] || rm -rf "$TMP"; }
+trap 'stop_server_now; cleanup_tmp' EXIT
 
 stop_server_now() {
     if [ -n "$SRV_PID" ]; then

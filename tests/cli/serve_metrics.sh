@@ -49,7 +49,7 @@ YML
 prometheus --config.file="$TMP/prom.yml" --storage.tsdb.path="$TMP/prom" \
     --web.listen-address="127.0.0.1:$pport" >"$TMP/prom.log" 2>&1 &
 ppid_=$!
-trap 'kill $ppid_ 2>/dev/null; wait $ppid_ 2>/dev/null; stop_server_now; rm -rf "$TMP"' EXIT
+trap 'kill $ppid_ 2>/dev/null; wait $ppid_ 2>/dev/null; stop_server_now; cleanup_tmp' EXIT
 q='histogram_quantile(0.5, cbx_execution_duration_seconds_bucket{executor="command"})'
 deadline=$(($(date +%s) + 300))
 val=""
