@@ -83,8 +83,41 @@ static int match(const char *pattern, char **segs, int n, char **args)
     return 1;
 }
 
+/* On a loopback address, only requests naming a loopback host: a web page whose name an
+ * attacker points at 127.0.0.1 (DNS rebinding) sends its own name as Host and is refused, so it
+ * cannot read the history or the metrics. */
+static int host_allowed(const srv *s, h2o_req_t *req)
+{
+    if (!s->loopback)
+        return 1;
+    h2o_iovec_t a = req->input.authority;
+    char host[256];
+    if (a.len >= sizeof host)
+        return 0;
+    memcpy(host, a.base, a.len);
+    host[a.len] = '\0';
+    char *end = host[0] == '[' ? strchr(host, ']') : strrchr(host, ':');
+    if (host[0] == '[') {
+        if (!end)
+            return 0;
+        end[1] = '\0';
+    } else if (end) {
+        *end = '\0';
+    }
+    return strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 ||
+           strncmp(host, "127.", 4) == 0;
+}
+
 int srv_dispatch(srv *s, h2o_req_t *req)
 {
+    if (!host_allowed(s, req)) {
+        int n = req->input.authority.len > 100 ? 100 : (int)req->input.authority.len;
+        srv_problem(req, 421, "misdirected", "Host",
+                    "Host '%.*s' is not a loopback name: this server answers 127.0.0.1, "
+                    "localhost and [::1] only",
+                    n, req->input.authority.base);
+        return 0;
+    }
     size_t pl = req->query_at == SIZE_MAX ? req->path.len : req->query_at;
     char path[1024];
     if (pl >= sizeof path) {

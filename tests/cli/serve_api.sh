@@ -182,6 +182,12 @@ req GET /v1/nothing-here
 expect_problem 404 "" "unknown path"
 req DELETE /v1/types
 expect_problem 405 "" "wrong method"
+req GET /v1/health -H 'Host: attacker.example'
+expect_problem 421 Host "a Host that is not loopback (DNS rebinding)"
+req GET /v1/health -H 'Host: localhost:8080'
+expect_code 200 "Host localhost"
+req GET /v1/health -H 'Host: [::1]:8080'
+expect_code 200 "Host [::1]"
 req GET '/v1/events?last_event_id=abc'
 expect_problem 400 Last-Event-ID "bad Last-Event-ID"
 
