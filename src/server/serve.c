@@ -9,13 +9,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static h2o_pathconf_t *g_path;
 
 typedef struct srv_handler {
     h2o_handler_t super;
@@ -275,8 +272,8 @@ int srv_new(srv **out, const srv_opts *o, char *errbuf, size_t errlen)
     s->config.server_name = h2o_iovec_init(H2O_STRLIT("cbx"));
     h2o_hostconf_t *host =
         h2o_config_register_host(&s->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    g_path = h2o_config_register_path(host, "/", 0);
-    srv_handler *h = (srv_handler *)h2o_create_handler(g_path, sizeof *h);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    srv_handler *h = (srv_handler *)h2o_create_handler(path, sizeof *h);
     h->super.on_req = on_req;
     h->s = s;
     h2o_context_init(&s->ctx, &s->loop, &s->config);

@@ -135,8 +135,7 @@ struct srv {
 
     srv_exec *inflight; /* running or queued */
     size_t n_inflight;
-    srv_exec *ended; /* waiting to be freed by the reap timer */
-    size_t n_ended_recent;
+    srv_exec *ended;         /* waiting to be freed by the reap timer */
     json_t *recent_failures; /* the last 20 failed executions (array), for the dashboard */
 
     srv_metrics m;
