@@ -90,7 +90,7 @@ static void exec_server(char **argv)
         self[n] = '\0';
         char *slash = strrchr(self, '/');
         if (slash) {
-            strcpy(slash + 1, "cbx-serve");
+            snprintf(slash + 1, sizeof self - (size_t)(slash + 1 - self), "cbx-serve");
             if (access(self, X_OK) == 0)
                 execv(self, argv);
         }

@@ -53,23 +53,26 @@ static void reap_cb(uv_timer_t *t)
 
 /* Ended executions are freed here, after the runtime's callbacks returned (their policies must
  * outlive the execution). */
+static void free_list(srv_exec **head)
+{
+    srv_exec *e = *head;
+    *head = NULL;
+    while (e) {
+        srv_exec *next = e->next;
+        exec_free(e);
+        e = next;
+    }
+}
+
 void srv_exec_reap(srv *s)
 {
-    while (s->ended) {
-        srv_exec *e = s->ended;
-        unlink_exec(&s->ended, e);
-        exec_free(e);
-    }
+    free_list(&s->ended);
 }
 
 void srv_exec_free_all(srv *s)
 {
-    srv_exec_reap(s);
-    while (s->inflight) {
-        srv_exec *e = s->inflight;
-        unlink_exec(&s->inflight, e);
-        exec_free(e);
-    }
+    free_list(&s->ended);
+    free_list(&s->inflight);
     s->n_inflight = 0;
 }
 
