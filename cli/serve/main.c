@@ -166,6 +166,9 @@ int main(int argc, char **argv)
         return r == CBX_EINVAL_CONFIG || r == -EADDRINUSE || r == -EACCES ? 2 : 70;
     }
     int code = srv_run(s);
+    if (s->nconns) /* the shutdown could not close them: they are dropped with the process */
+        fprintf(stderr, "cbx: serve: %llu connection(s) still open at exit were dropped\n",
+                (unsigned long long)s->nconns);
     srv_free(s);
     return code;
 }

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,13 +79,21 @@ static void shutdown_step(uv_timer_t *t);
 typedef struct srv_conn {
     uv_tcp_t tcp; /* first: the handle's address is the struct's */
     srv *s;
+    struct srv_conn *prev, *next;
 } srv_conn;
 
 static void on_conn_closed(uv_handle_t *h)
 {
-    srv *s = ((srv_conn *)h)->s;
+    srv_conn *c = (srv_conn *)h;
+    srv *s = c->s;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
     s->nconns--;
-    free(h);
+    free(c);
     if (s->stopping == 3 && !s->nconns)
         shutdown_step(&s->grace);
 }
@@ -100,6 +109,11 @@ static void on_accept(uv_stream_t *listener, int status)
     uv_tcp_t *conn = &c->tcp;
     uv_tcp_init(listener->loop, conn);
     c->s = s;
+    c->prev = NULL;
+    c->next = s->conns;
+    if (c->next)
+        c->next->prev = c;
+    s->conns = c;
     s->nconns++;
     if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
         uv_close((uv_handle_t *)conn, on_conn_closed);
@@ -145,9 +159,21 @@ static void shutdown_step(uv_timer_t *t)
         s->stopping = 3;
         uv_timer_stop(&s->grace);
         h2o_context_request_shutdown(&s->ctx);
-        uv_timer_start(&s->grace, shutdown_step, 2000, 0); /* connections get 2 s to close */
+        uv_timer_start(&s->grace, shutdown_step, 300, 0); /* the last answers go out */
         if (s->nconns)
             return;
+    }
+    if (s->stopping == 3 && s->nconns && !s->conns_cut) {
+        /* HTTP/1 connections kept alive by their clients (a browser's) would wait for their
+         * timeout: their read side is shut, so h2o sees the end and closes each itself */
+        s->conns_cut = 1;
+        for (srv_conn *c = s->conns; c; c = c->next) {
+            uv_os_fd_t fd;
+            if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+                shutdown(fd, SHUT_RD);
+        }
+        uv_timer_start(&s->grace, shutdown_step, 2000, 0);
+        return;
     }
     if (s->stopping == 3) {
         s->stopping = 4;

@@ -125,6 +125,8 @@ struct srv {
     uv_tcp_t listener;
     int listening;
     uint64_t nconns;
+    void *conns;   /* the open connections (serve.c) */
+    int conns_cut; /* shutting down: their read sides were shut */
 
     uv_signal_t sig_term, sig_int;
     uv_timer_t tick;  /* 1 s: breakers poll, SSE keep-alive */

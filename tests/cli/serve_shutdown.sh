@@ -50,15 +50,36 @@ expect_rc 0 "history of the finished one"
 [ "$(jqv .status)" = success ] || fail "not finished in the grace period: $(cat "$TMP/out")"
 
 # ---- ... and what outlives it is cancelled and journaled ----
-start_server --grace 300ms
+start_server --grace 300ms --client-timeout 120s
 submit '{"type":"command","params":{"argv":["sleep","60"]},"mode":"async"}'
 long=$(jqv .id)
+# a client keeping an idle connection alive (as browsers do) does not hold the exit up until
+# its timeout (120 s): the server shuts its read side and h2o closes it
+python3 - "${BASE#http://}" >"$TMP/idle" 2>&1 <<'PY' &
+import socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)))
+s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+s.settimeout(300)
+data = b""
+while b"\r\n\r\n" not in data:
+    data += s.recv(4096)
+print("answered", flush=True)
+while s.recv(4096):
+    pass
+print("closed by the server")
+PY
+idle_pid=$!
+wait_for "$TMP/idle" "$idle_pid" || fail "the idle client got no answer: $(cat "$TMP/idle")"
 submit '{"type":"command","params":{"argv":["sleep","60"]},"mode":"async"}'
 long2=$(jqv .id)
 t0=$(date +%s)
 stop_server
 [ "$src" = 0 ] || fail "SIGTERM exit $src: $(cat "$TMP/serve.err")"
-[ $(($(date +%s) - t0)) -lt 50 ] || fail "the server waited for the work instead of cancelling it"
+[ $(($(date +%s) - t0)) -lt 50 ] || fail "the server waited for the work or the idle client"
+wait "$idle_pid"
+grep -q "closed by the server" "$TMP/idle" || fail "idle client: $(cat "$TMP/idle")"
+grep -q "still open at exit" "$TMP/serve.err" && fail "a connection was left open: $(cat "$TMP/serve.err")"
 for x in "$long" "$long2"; do
     run "$CBX" history show "$x" --json
     expect_rc 0 "history of $x"
