@@ -9,8 +9,9 @@ typedef const cbx_executor_type *(*type_fn)(void);
 /* Each is referenced directly, so that a program linked with the static library gets every
  * built-in executor's object. */
 static const type_fn builtins[] = {
-    cbx__command_type,         cbx__http_type,  cbx__function_type,
-    cbx__cached_function_type, cbx__chaos_type,
+    cbx__command_type,         cbx__http_type,     cbx__function_type,
+    cbx__cached_function_type, cbx__chaos_type,    cbx__sqlite_type,
+    cbx__postgres_type,        cbx__dynamodb_type, cbx__nats_type,
 };
 
 int cbx__register_builtins(cbx_registry *r, cbx_err *err)
