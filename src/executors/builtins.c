@@ -21,8 +21,9 @@ static const type_fn builtins[] = {
     /* executors/llm/ */
     cbx__llm_type,
     cbx__agent_type,
-    /* executors/nats/ */
+    /* executors/nats/, executors/remote/ */
     cbx__nats_type,
+    cbx__remote_type,
 };
 
 int cbx__register_builtins(cbx_registry *r, cbx_err *err)

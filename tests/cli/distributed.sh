@@ -110,6 +110,30 @@ run "$CBX" exec --remote "$NATS_URL" -- echo still-here
 expect_rc 0 "after a poison message"
 grep -q "terminated: the message is not a job" "$TMP/w2.log" || fail "no poison line: $(cat "$TMP/w2.log")"
 
+# a flow fans out over the pool: its steps run on the workers through the remote executor
+cat >"$TMP/fan.yaml" <<'YAML'
+name: fan
+steps:
+  - name: a
+    executor: remote
+    config: {executor: command, params: {argv: [sh, -c, "echo a-$$"]}}
+  - name: b
+    executor: remote
+    config: {executor: command, params: {argv: [sh, -c, "echo b-$$"]}, policy: {timeout: 30s}}
+  - name: both
+    executor: command
+    config: {argv: [echo, "{{ trim(steps.a.outputs.stdout) }} {{ trim(steps.b.outputs.stdout) }}"]}
+outputs:
+  line: "{{ trim(steps.both.outputs.stdout) }}"
+YAML
+run "$CBX" run "$TMP/fan.yaml" --json
+expect_rc 0 "a flow whose steps run on the workers"
+jqv .outputs.line | grep -Eq '^a-[0-9]+ b-[0-9]+$' || fail "flow over the pool: $(cat "$TMP/out")"
+run "$CBX" exec remote -p executor=command -p 'params={"argv":["sh","-c","exit 4"]}' --json
+expect_rc 1 "a failing remote step"
+[ "$(jqv '.metadata.worker')" = w2 ] || fail "remote metadata: $(cat "$TMP/out")"
+grep -q "on worker w2: exit code 4" "$TMP/out" || fail "remote error: $(cat "$TMP/out")"
+
 # SIGTERM drains: the running job finishes and its result comes back; the worker exits 0
 "$CBX" exec --remote "$NATS_URL" -- sh -c "echo started >'$TMP/drain'; sleep 1; echo drained" \
     >"$TMP/drain.out" 2>&1 &
