@@ -24,6 +24,8 @@ static const type_fn builtins[] = {
     /* executors/nats/, executors/remote/ */
     cbx__nats_type,
     cbx__remote_type,
+    /* executors/serverless/ */
+    cbx__serverless_type,
 };
 
 int cbx__register_builtins(cbx_registry *r, cbx_err *err)

@@ -17,6 +17,7 @@ const cbx_executor_type *cbx__postgres_type(void);
 const cbx_executor_type *cbx__dynamodb_type(void);
 const cbx_executor_type *cbx__nats_type(void);
 const cbx_executor_type *cbx__remote_type(void);
+const cbx_executor_type *cbx__serverless_type(void);
 const cbx_executor_type *cbx__llm_type(void);
 const cbx_executor_type *cbx__agent_type(void);
 
