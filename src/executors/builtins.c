@@ -11,6 +11,7 @@ typedef const cbx_executor_type *(*type_fn)(void);
 static const type_fn builtins[] = {
     cbx__command_type,         cbx__http_type,  cbx__function_type,
     cbx__cached_function_type, cbx__chaos_type,
+    cbx__container_type,
 };
 
 int cbx__register_builtins(cbx_registry *r, cbx_err *err)

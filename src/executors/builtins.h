@@ -12,5 +12,6 @@ const cbx_executor_type *cbx__http_type(void);
 const cbx_executor_type *cbx__function_type(void);
 const cbx_executor_type *cbx__cached_function_type(void);
 const cbx_executor_type *cbx__chaos_type(void);
+const cbx_executor_type *cbx__container_type(void);
 
 #endif
