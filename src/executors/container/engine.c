@@ -42,7 +42,7 @@ int cbx__ctr_socket_path(const char *docker_host, char *buf, size_t len, cbx_err
     }
     if (host) {
         if (host_path(host, buf, len) < 0 || !buf[0])
-            return cbx_err_set(err, CBX_EINVAL_CONFIG,
+            return cbx_err_set_at(err, CBX_EINVAL_CONFIG, src, 0, 0,
                                "%s: '%.200s' is not a unix socket (unix:///path or a path); "
                                "tcp and ssh engines are not supported",
                                src, host);
@@ -223,9 +223,9 @@ void cbx__ctr_req_error(const cbx__ctr_req *rq, const char *what, char *buf, siz
                      what, sock, sock);
         else if (rq->result == CURLE_COULDNT_CONNECT)
             snprintf(buf, len,
-                     "%s: the container engine at %s is not running (%s; start it: podman system "
-                     "service --time=0 unix://%s &)",
-                     what, sock, why, sock);
+                     "%s: the container engine at %s is not running (connection refused; start "
+                     "it: podman system service --time=0 unix://%s &)",
+                     what, sock, sock);
         else
             snprintf(buf, len, "%s: no answer from the container engine at %s: %s", what, sock,
                      why);

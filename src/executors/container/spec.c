@@ -237,6 +237,8 @@ int cbx__ctr_spec_validate(const json_t *p, cbx_err *err)
             if (!c_string(v))
                 problem(&pr, where, "expected a string without NUL characters");
         }
+    } else if (json_is_number(cmd) || json_is_boolean(cmd)) {
+        /* one word: "command: true" in YAML, -p command=true on the command line */
     } else if (cmd && !json_is_null(cmd)) {
         problem(&pr, "command", "expected a string (split into words) or an array of strings");
     }
@@ -294,14 +296,13 @@ int cbx__ctr_spec_validate(const json_t *p, cbx_err *err)
                 problem(&pr, where, "expected an exit code from 0 to 255");
         }
     }
-    const json_t *host = json_object_get(p, "docker_host");
-    if (host) {
-        char path[256];
-        cbx_err e;
-        cbx_err_clear(&e);
-        if (cbx__ctr_socket_path(json_string_value(host), path, sizeof path, &e) < 0)
-            problem(&pr, "docker_host", "%s", e.msg + strlen("docker_host: "));
-    }
+    /* the parameter, else DOCKER_HOST (read now: a tcp:// value is refused at submission) */
+    char path[256];
+    cbx_err e;
+    cbx_err_clear(&e);
+    if (cbx__ctr_socket_path(json_string_value(json_object_get(p, "docker_host")), path,
+                             sizeof path, &e) < 0)
+        problem(&pr, e.where, "%s", e.msg + strlen(e.where) + 2);
     return pr.n ? CBX_EINVAL_CONFIG : 0;
 }
 
@@ -358,6 +359,10 @@ json_t *cbx__ctr_spec_build(const json_t *p, const char *execution_id, cbx_err *
         json_object_set_new(body, "Cmd", w);
     } else if (json_is_array(cmd)) {
         json_object_set(body, "Cmd", (json_t *)cmd);
+    } else if (json_is_number(cmd) || json_is_boolean(cmd)) {
+        char *word = json_dumps(cmd, JSON_ENCODE_ANY);
+        json_object_set_new(body, "Cmd", json_pack("[s]", word ? word : ""));
+        free(word);
     }
     const json_t *env = json_object_get(p, "environment");
     if (env)
