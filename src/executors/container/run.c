@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* How long a container runs before its stats are followed. */
+#define STATS_DELAY_MS 1000
+
 static void do_create(cbx__ctr_run *r);
 static void do_wait(cbx__ctr_run *r);
 static void do_logs(cbx__ctr_run *r);
@@ -264,6 +267,20 @@ static void on_stats(cbx__ctr_req *rq)
     cbx__ctr_req_clear(rq);
 }
 
+static void on_stats_delay(uv_timer_t *t)
+{
+    cbx__ctr_run *r = t->data;
+    if (r->phase != CTR_WAIT || r->cancelled || r->stats_rq.live)
+        return;
+    char path[160];
+    snprintf(path, sizeof path, "/containers/%s/stats?stream=true", r->id);
+    r->stats_rq.sink = stats_feed;
+    r->stats_rq.sink_data = r;
+    r->stats_rq.cb = on_stats;
+    r->stats_rq.data = r;
+    cbx__ctr_send(r->cl, &r->stats_rq, "GET", path, NULL); /* optional: no stats without it */
+}
+
 static void on_wait(cbx__ctr_req *rq)
 {
     cbx__ctr_run *r = rq->data;
@@ -297,14 +314,10 @@ static void do_wait(cbx__ctr_run *r)
         do_delete(r);
         return;
     }
-    if (!r->want_stats)
-        return;
-    snprintf(path, sizeof path, "/containers/%s/stats?stream=true", r->id);
-    r->stats_rq.sink = stats_feed;
-    r->stats_rq.sink_data = r;
-    r->stats_rq.cb = on_stats;
-    r->stats_rq.data = r;
-    cbx__ctr_send(r->cl, &r->stats_rq, "GET", path, NULL); /* optional: no stats without it */
+    /* The stats stream only for a container still running after STATS_DELAY_MS: the engine
+     * samples about once a second, so a shorter run would get nothing from it but its cost. */
+    if (r->want_stats && timer_ready(r) == 0)
+        uv_timer_start(&r->timer, on_stats_delay, STATS_DELAY_MS, 0);
 }
 
 static void on_inspect(cbx__ctr_req *rq)
@@ -327,10 +340,16 @@ static void on_logs(cbx__ctr_req *rq)
 {
     cbx__ctr_run *r = rq->data;
     cbx__ctr_req_clear(rq);
+    rq->sink = NULL;
+    /* The engine's OOMKilled flag matters only for a container killed by SIGKILL (137); any
+     * other exit code is the wait's, and a request less per container counts. */
+    if (r->have_exit && r->exit_code != 137) {
+        do_delete(r);
+        return;
+    }
     char path[160];
     snprintf(path, sizeof path, "/containers/%s/json", r->id);
     r->phase = CTR_INSPECT;
-    rq->sink = NULL;
     if (send_req(r, &r->rq, on_inspect, "GET", path, NULL) < 0)
         do_delete(r);
 }
