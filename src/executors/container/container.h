@@ -11,7 +11,8 @@
  * container.c  the type: schema, validation, start and cancel, the per-loop context
  * spec.c       the parameters -> the create request's JSON (command words, env, binds, limits)
  * engine.c     one request to the engine over the socket; the socket's path; error texts
- * run.c        one attempt's chain of requests and its result
+ * run.c        one attempt's chain of requests, its stop
+ * result.c     one attempt's outputs, metadata and outcome
  * logs.c       the multiplexed log stream (8-byte frame headers) into two bounded captures
  * reap.c       owner labels, and removing the containers of owners that are gone
  */
@@ -66,6 +67,10 @@ struct cbx__ctr_req {
     char errbuf[CURL_ERROR_SIZE];
     cbx__ctr_req_cb cb;
     void *data;            /* the caller's */
+    /* Optional: called once, from inside curl's callback (send nothing from it), when a 2xx
+     * response's headers have all come, before its body. */
+    cbx__ctr_req_cb on_headers;
+    int headers_seen;
     int live;              /* in flight */
 };
 
@@ -149,6 +154,7 @@ typedef enum cbx__ctr_phase {
     CTR_REAP_WAIT,
     CTR_PULL,
     CTR_CREATE,
+    CTR_ARM, /* the wait is on its way; the start goes when its headers have come */
     CTR_START,
     CTR_WAIT,
     CTR_LOGS,
@@ -167,11 +173,13 @@ typedef struct cbx__ctr_run {
     const char *image;        /* borrowed from the parameters */
     char id[80];              /* the container's id once created */
     char socket[256];         /* the engine's socket path */
-    cbx__ctr_req rq;          /* the chain's request */
-    cbx__ctr_req stats_rq;    /* the stats stream, beside the wait */
+    cbx__ctr_req rq;          /* the chain's request: create, start, logs, inspect, delete */
+    cbx__ctr_req wait_rq;     /* the wait for the next exit, from before the start */
+    cbx__ctr_req stats_rq;    /* the stats stream, while it runs */
     cbx__ctr_req kill_rq;     /* a signal sent on cancel */
+    cbx__ctr_req probe_rq;    /* an inspect now and then while it runs */
     cbx__ctr_logs logs;
-    uv_timer_t timer; /* the grace after SIGTERM; also defers a report made from cancel */
+    uv_timer_t timer; /* the start's turn, the ticks while it runs, a deferred report */
     int timer_init;
     uint64_t grace_ms;
     int64_t memory_limit;
@@ -182,7 +190,11 @@ typedef struct cbx__ctr_run {
     int in_call;    /* inside start or cancel: a report must wait for a later turn */
     int want_stats; /* read the stats stream while the container runs */
     char *remove_error; /* why the removal failed (malloc'd) */
-    int term_sent, kill_sent, kill_pending;
+    int term_sent, kill_sent;
+    int wait_done;     /* the wait answered before the start did */
+    int stats_started; /* the stats stream was opened */
+    int probed_exit;   /* the exit came from the probe, not the wait */
+    uint64_t kill_at_ms, stats_at_ms, probe_at_ms, probe_every_ms; /* uv_hrtime in ms */
     int have_exit;
     long exit_code;
     int oom_killed; /* the engine's State.OOMKilled */
@@ -196,6 +208,8 @@ typedef struct cbx__ctr_run {
     int error_kind;   /* 0 error; 1 the container ran and failed (exit code, oom) */
 } cbx__ctr_run;
 
+/* result.c: build the outputs and report (cbx_task_done); r is gone afterwards. */
+void cbx__ctr_run_deliver(cbx__ctr_run *r);
 /* Begin the attempt on the engine at socket (copied), with the create request's body (stolen,
  * also on failure): 0, or a negative code (the runtime fails it). */
 int cbx__ctr_run_start(cbx_task *t, cbx__ctr_loop *cl, json_t *create_body, const char *socket);

@@ -104,6 +104,22 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+static size_t on_header(char *p, size_t size, size_t nmemb, void *userp)
+{
+    cbx__ctr_req *rq = userp;
+    size_t n = size * nmemb;
+    int blank = (n == 2 && p[0] == '\r' && p[1] == '\n') || (n == 1 && p[0] == '\n');
+    if (blank && rq->on_headers && !rq->headers_seen && rq->easy) {
+        long status = 0;
+        curl_easy_getinfo(rq->easy->curl, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200 && status < 300) {
+            rq->headers_seen = 1;
+            rq->on_headers(rq);
+        }
+    }
+    return n;
+}
+
 static void on_done(cbx__http_easy *e, CURLcode rc)
 {
     cbx__ctr_req *rq = e->owner;
@@ -148,6 +164,11 @@ int cbx__ctr_send(cbx__ctr_loop *cl, cbx__ctr_req *rq, const char *method, const
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, rq->errbuf);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, rq);
+    rq->headers_seen = 0;
+    if (rq->on_headers) {
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, rq);
+    }
     if (strcmp(method, "POST") == 0) {
         rq->send = strdup(json ? json : "");
         rq->headers = curl_slist_append(NULL, "Content-Type: application/json");

@@ -1,16 +1,22 @@
-/* One attempt of the container executor: its chain of requests to the engine, the stop on a
- * timeout or cancel (SIGTERM, SIGKILL after the grace), and its result.
+/* One attempt of the container executor: its chain of requests to the engine, and the stop on
+ * a timeout or cancel (SIGTERM, SIGKILL after the grace).
  *
- * Outcomes: SUCCESS for an exit code in success_exit_codes; the "oom" kind when the engine says
- * the container was OOM-killed, or it exited 137 under a memory limit without cbx having sent a
- * signal (on hosts with cgroup v1 the engine's OOMKilled flag is not always set); ERROR for
- * other exit codes and for the engine's refusals (no such image, a pull that failed, a daemon
- * that does not answer). A cancelled attempt is recorded by the runtime as TIMEOUT or CANCELLED.
+ * The exit is learnt from a wait for the "next-exit" condition sent before the start (the
+ * engine answers its headers at once, and the start goes only then): event-driven on both
+ * Docker and Podman, where the default "not-running" condition makes Podman poll the
+ * container's state, about a quarter of a core per waiting container. Should the exit event be
+ * missed anyway (Podman begins to watch its events file just after those headers), a probe
+ * inspects the container now and then while it runs (1 s, then up to every 5 s) and takes its
+ * exit code from there.
+ *
+ * One timer serves the attempt in turns: a zero delay to send the start from outside curl's
+ * callback, then the ticks while the container runs (the stats stream after STATS_DELAY_MS,
+ * the probe, the SIGKILL at the end of the grace), and a zero delay for a report from inside
+ * start or cancel.
  */
 #include "executors/container/container.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,13 +24,16 @@
 
 /* How long a container runs before its stats are followed. */
 #define STATS_DELAY_MS 1000
+/* The probe's first delay and its longest. */
+#define PROBE_FIRST_MS 1000
+#define PROBE_MAX_MS   5000
 
 static void do_create(cbx__ctr_run *r);
-static void do_wait(cbx__ctr_run *r);
 static void do_logs(cbx__ctr_run *r);
 static void do_delete(cbx__ctr_run *r);
 static void finish(cbx__ctr_run *r);
 static void on_start(cbx__ctr_req *rq);
+static void on_tick(uv_timer_t *t);
 
 __attribute__((format(printf, 2, 3))) static void fail(cbx__ctr_run *r, const char *fmt, ...)
 {
@@ -36,9 +45,9 @@ __attribute__((format(printf, 2, 3))) static void fail(cbx__ctr_run *r, const ch
     va_end(ap);
 }
 
-/* Send on the chain's request; a failure to even send ends the attempt. */
+/* Send on one of the attempt's requests; a failure to even send is the attempt's error. */
 static int send_req(cbx__ctr_run *r, cbx__ctr_req *rq, cbx__ctr_req_cb cb, const char *method,
-                const char *path, const char *json)
+                    const char *path, const char *json)
 {
     rq->cb = cb;
     rq->data = r;
@@ -46,32 +55,6 @@ static int send_req(cbx__ctr_run *r, cbx__ctr_req *rq, cbx__ctr_req_cb cb, const
     if (rc < 0)
         fail(r, "%s %s: cannot send the request: %s", method, path, cbx_strerror(rc));
     return rc;
-}
-
-/* ---- the stop: SIGTERM, then SIGKILL ------------------------------------------------------- */
-
-static void on_kill(cbx__ctr_req *rq)
-{
-    cbx__ctr_req_clear(rq); /* 204, or 409 when it had already stopped: either is fine */
-}
-
-static void send_signal(cbx__ctr_run *r, const char *sig)
-{
-    char path[160];
-    cbx__ctr_abort(&r->kill_rq);
-    snprintf(path, sizeof path, "/containers/%s/kill?signal=%s", r->id, sig);
-    r->kill_rq.cb = on_kill;
-    r->kill_rq.data = r;
-    cbx__ctr_send(r->cl, &r->kill_rq, "POST", path, NULL);
-}
-
-static void on_grace(uv_timer_t *t)
-{
-    cbx__ctr_run *r = t->data;
-    if (r->phase != CTR_WAIT && r->phase != CTR_START)
-        return;
-    r->kill_sent = 1;
-    send_signal(r, "SIGKILL");
 }
 
 static int timer_ready(cbx__ctr_run *r)
@@ -86,22 +69,55 @@ static int timer_ready(cbx__ctr_run *r)
     return 0;
 }
 
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+/* ---- the stop: SIGTERM, then SIGKILL ------------------------------------------------------- */
+
+static void on_kill(cbx__ctr_req *rq)
+{
+    cbx__ctr_req_clear(rq); /* 204, or 409 when it had already stopped: either is fine */
+}
+
+static void send_signal(cbx__ctr_run *r, const char *sig)
+{
+    char path[160];
+    cbx__ctr_abort(&r->kill_rq);
+    snprintf(path, sizeof path, "/containers/%s/kill?signal=%s", r->id, sig);
+    send_req(r, &r->kill_rq, on_kill, "POST", path, NULL);
+}
+
+/* The next tick while the container runs: the probe's turn, or sooner the end of the grace. */
+static void tick_arm(cbx__ctr_run *r)
+{
+    uint64_t now = now_ms(), at = r->probe_at_ms;
+    if (r->want_stats && !r->stats_started && r->stats_at_ms < at)
+        at = r->stats_at_ms;
+    if (r->term_sent && !r->kill_sent && r->kill_at_ms < at)
+        at = r->kill_at_ms;
+    if (timer_ready(r) == 0)
+        uv_timer_start(&r->timer, on_tick, at > now ? at - now : 0, 0);
+}
+
 /* The container runs and must stop: SIGTERM now, SIGKILL after the grace. */
 static void stop_container(cbx__ctr_run *r)
 {
     if (r->term_sent || r->kill_sent)
         return;
-    if (r->grace_ms == 0 || timer_ready(r) < 0) {
+    if (r->grace_ms == 0) {
         r->kill_sent = 1;
         send_signal(r, "SIGKILL");
         return;
     }
     r->term_sent = 1;
+    r->kill_at_ms = now_ms() + r->grace_ms;
     send_signal(r, "SIGTERM");
-    uv_timer_start(&r->timer, on_grace, r->grace_ms, 0);
+    tick_arm(r);
 }
 
-/* ---- the chain ------------------------------------------------------------------------------ */
+/* ---- the image ----------------------------------------------------------------------------- */
 
 static void on_pull(cbx__ctr_req *rq)
 {
@@ -146,6 +162,81 @@ static void do_pull(cbx__ctr_run *r)
         finish(r);
 }
 
+/* ---- create, wait, start -------------------------------------------------------------------- */
+
+/* The container has exited (the wait or the probe said so): on to its output. */
+static void exited(cbx__ctr_run *r)
+{
+    r->t_exited_ns = uv_hrtime();
+    if (r->timer_init)
+        uv_timer_stop(&r->timer);
+    cbx__ctr_abort(&r->wait_rq);
+    cbx__ctr_abort(&r->stats_rq);
+    cbx__ctr_abort(&r->probe_rq);
+    do_logs(r);
+}
+
+static void on_wait(cbx__ctr_req *rq)
+{
+    cbx__ctr_run *r = rq->data;
+    if (rq->status == 200) {
+        json_t *doc = cbx__ctr_req_json(rq);
+        json_t *code = json_object_get(doc, "StatusCode");
+        if (json_is_integer(code)) {
+            r->exit_code = (long)json_integer_value(code);
+            r->have_exit = 1;
+        }
+        json_decref(doc);
+    }
+    if (!r->have_exit) {
+        char msg[400];
+        cbx__ctr_req_error(rq, "wait", msg, sizeof msg);
+        fail(r, "%s", msg);
+    }
+    cbx__ctr_req_clear(rq);
+    switch (r->phase) {
+    case CTR_ARM: /* the wait failed before the start went */
+        do_delete(r);
+        break;
+    case CTR_START: /* exited before the start's answer came: on_start goes on */
+        r->wait_done = 1;
+        break;
+    default:
+        exited(r);
+        break;
+    }
+}
+
+/* The wait's headers have come: the engine watches for the exit; the start may go (from the
+ * loop, not from inside curl's callback). */
+static void on_wait_armed(cbx__ctr_req *rq)
+{
+    cbx__ctr_run *r = rq->data;
+    if (r->phase == CTR_ARM && timer_ready(r) == 0)
+        uv_timer_start(&r->timer, on_tick, 0, 0);
+}
+
+static void do_arm(cbx__ctr_run *r)
+{
+    char path[160];
+    snprintf(path, sizeof path, "/containers/%s/wait?condition=next-exit", r->id);
+    r->phase = CTR_ARM;
+    r->wait_rq.on_headers = on_wait_armed;
+    if (send_req(r, &r->wait_rq, on_wait, "POST", path, NULL) < 0)
+        do_delete(r);
+}
+
+static void do_start(cbx__ctr_run *r)
+{
+    char path[160];
+    snprintf(path, sizeof path, "/containers/%s/start", r->id);
+    r->phase = CTR_START;
+    if (send_req(r, &r->rq, on_start, "POST", path, NULL) < 0) {
+        cbx__ctr_abort(&r->wait_rq);
+        do_delete(r);
+    }
+}
+
 static void on_create(cbx__ctr_req *rq)
 {
     cbx__ctr_run *r = rq->data;
@@ -162,11 +253,7 @@ static void on_create(cbx__ctr_req *rq)
         } else if (r->cancelled) {
             do_delete(r);
         } else {
-            char path[160];
-            snprintf(path, sizeof path, "/containers/%s/start", r->id);
-            r->phase = CTR_START;
-            if (send_req(r, &r->rq, on_start, "POST", path, NULL) < 0)
-                do_delete(r);
+            do_arm(r);
         }
         return;
     }
@@ -215,17 +302,29 @@ static void on_start(cbx__ctr_req *rq)
         cbx__ctr_req_error(rq, "start", msg, sizeof msg);
         cbx__ctr_req_clear(rq);
         fail(r, "%s", msg);
+        cbx__ctr_abort(&r->wait_rq);
         do_delete(r);
         return;
     }
     cbx__ctr_req_clear(rq);
     r->t_started_ns = uv_hrtime();
-    do_wait(r);
-    if (r->cancelled && r->phase == CTR_WAIT)
+    r->phase = CTR_WAIT;
+    if (r->wait_done) {
+        exited(r);
+        return;
+    }
+    uint64_t now = now_ms();
+    r->stats_at_ms = now + STATS_DELAY_MS;
+    r->probe_every_ms = PROBE_FIRST_MS;
+    r->probe_at_ms = now + PROBE_FIRST_MS;
+    if (r->cancelled)
         stop_container(r);
+    tick_arm(r);
 }
 
-/* The stats stream: one JSON object a line; the peak memory and the CPU time so far. */
+/* ---- while it runs: stats and the probe ----------------------------------------------------- */
+
+/* The stats stream: one JSON object a line; the highest memory use sampled, the CPU time. */
 static void stats_line(cbx__ctr_run *r, const char *line, size_t n)
 {
     json_t *doc = json_loadb(line, n, 0, NULL);
@@ -267,65 +366,76 @@ static void on_stats(cbx__ctr_req *rq)
     cbx__ctr_req_clear(rq);
 }
 
-static void on_stats_delay(uv_timer_t *t)
-{
-    cbx__ctr_run *r = t->data;
-    if (r->phase != CTR_WAIT || r->cancelled || r->stats_rq.live)
-        return;
-    char path[160];
-    snprintf(path, sizeof path, "/containers/%s/stats?stream=true", r->id);
-    r->stats_rq.sink = stats_feed;
-    r->stats_rq.sink_data = r;
-    r->stats_rq.cb = on_stats;
-    r->stats_rq.data = r;
-    cbx__ctr_send(r->cl, &r->stats_rq, "GET", path, NULL); /* optional: no stats without it */
-}
-
-static void on_wait(cbx__ctr_req *rq)
+/* The probe's inspect: a container no longer running has exited, whatever the wait says. */
+static void on_probe(cbx__ctr_req *rq)
 {
     cbx__ctr_run *r = rq->data;
-    r->t_exited_ns = uv_hrtime();
-    if (r->timer_init)
-        uv_timer_stop(&r->timer);
-    cbx__ctr_abort(&r->stats_rq);
-    if (rq->status == 200) {
-        json_t *doc = cbx__ctr_req_json(rq);
-        json_t *code = json_object_get(doc, "StatusCode");
-        if (json_is_integer(code)) {
-            r->exit_code = (long)json_integer_value(code);
-            r->have_exit = 1;
-        }
-        json_decref(doc);
-    } else {
-        char msg[400];
-        cbx__ctr_req_error(rq, "wait", msg, sizeof msg);
-        fail(r, "%s", msg);
+    json_t *doc = rq->status == 200 ? cbx__ctr_req_json(rq) : NULL;
+    json_t *state = json_object_get(doc, "State");
+    const char *status = json_string_value(json_object_get(state, "Status"));
+    json_t *code = json_object_get(state, "ExitCode");
+    int over = state && !json_is_true(json_object_get(state, "Running")) && status &&
+               (strcmp(status, "exited") == 0 || strcmp(status, "stopped") == 0 ||
+                strcmp(status, "dead") == 0) &&
+               json_is_integer(code);
+    if (over) {
+        r->exit_code = (long)json_integer_value(code);
+        r->have_exit = 1;
+        r->oom_killed = json_is_true(json_object_get(state, "OOMKilled"));
+        r->probed_exit = 1;
     }
+    json_decref(doc);
     cbx__ctr_req_clear(rq);
-    do_logs(r);
+    if (over && r->phase == CTR_WAIT)
+        exited(r);
 }
 
-static void do_wait(cbx__ctr_run *r)
+static void on_tick(uv_timer_t *t)
 {
-    char path[160];
-    snprintf(path, sizeof path, "/containers/%s/wait", r->id);
-    r->phase = CTR_WAIT;
-    if (send_req(r, &r->rq, on_wait, "POST", path, NULL) < 0) {
-        do_delete(r);
+    cbx__ctr_run *r = t->data;
+    if (r->phase == CTR_ARM) {
+        do_start(r);
         return;
     }
-    /* The stats stream only for a container still running after STATS_DELAY_MS: the engine
-     * samples about once a second, so a shorter run would get nothing from it but its cost. */
-    if (r->want_stats && timer_ready(r) == 0)
-        uv_timer_start(&r->timer, on_stats_delay, STATS_DELAY_MS, 0);
+    if (r->phase != CTR_WAIT)
+        return;
+    uint64_t now = now_ms();
+    if (r->term_sent && !r->kill_sent && now >= r->kill_at_ms) {
+        r->kill_sent = 1;
+        send_signal(r, "SIGKILL");
+    }
+    if (r->want_stats && !r->stats_started && now >= r->stats_at_ms && !r->cancelled) {
+        char path[160];
+        snprintf(path, sizeof path, "/containers/%s/stats?stream=true", r->id);
+        r->stats_started = 1;
+        r->stats_rq.sink = stats_feed;
+        r->stats_rq.sink_data = r;
+        if (send_req(r, &r->stats_rq, on_stats, "GET", path, NULL) < 0)
+            r->error[0] = '\0'; /* optional: no stats without it */
+    }
+    if (now >= r->probe_at_ms) {
+        if (!r->probe_rq.live) {
+            char path[160];
+            snprintf(path, sizeof path, "/containers/%s/json", r->id);
+            if (send_req(r, &r->probe_rq, on_probe, "GET", path, NULL) < 0)
+                r->error[0] = '\0'; /* the wait still watches */
+        }
+        r->probe_every_ms = r->probe_every_ms * 2 > PROBE_MAX_MS ? PROBE_MAX_MS
+                                                                  : r->probe_every_ms * 2;
+        r->probe_at_ms = now + r->probe_every_ms;
+    }
+    tick_arm(r);
 }
+
+/* ---- after the exit: output, OOM state, removal --------------------------------------------- */
 
 static void on_inspect(cbx__ctr_req *rq)
 {
     cbx__ctr_run *r = rq->data;
     json_t *doc = rq->status == 200 ? cbx__ctr_req_json(rq) : NULL;
     json_t *state = json_object_get(doc, "State");
-    r->oom_killed = json_is_true(json_object_get(state, "OOMKilled"));
+    if (json_is_true(json_object_get(state, "OOMKilled")))
+        r->oom_killed = 1;
     json_t *code = json_object_get(state, "ExitCode");
     if (!r->have_exit && json_is_integer(code) && !json_is_true(json_object_get(state, "Running"))) {
         r->exit_code = (long)json_integer_value(code);
@@ -395,154 +505,11 @@ static void do_delete(cbx__ctr_run *r)
         finish(r);
 }
 
-/* ---- the result ----------------------------------------------------------------------------- */
-
-static int code_succeeds(const json_t *codes, long code)
-{
-    if (!json_is_array(codes))
-        return code == 0;
-    size_t i;
-    json_t *v;
-    json_array_foreach(codes, i, v)
-    {
-        if (json_integer_value(v) == code)
-            return 1;
-    }
-    return 0;
-}
-
-/* The last non-empty line of a capture, control characters as spaces. */
-static void last_line(const cbx__capture *c, char *buf, size_t len)
-{
-    buf[0] = '\0';
-    size_t end = c->len;
-    while (end > 0 && (c->data[end - 1] == '\n' || c->data[end - 1] == '\r'))
-        end--;
-    size_t start = end;
-    while (start > 0 && c->data[start - 1] != '\n')
-        start--;
-    size_t n = end - start;
-    if (n >= len)
-        n = len - 1;
-    for (size_t i = 0; i < n; i++) {
-        char ch = c->data[start + i];
-        buf[i] = (unsigned char)ch < 0x20 ? ' ' : ch;
-    }
-    buf[n] = '\0';
-}
-
-static double ms_between(uint64_t a, uint64_t b)
-{
-    return a && b > a ? round((double)(b - a) / 1e3) / 1e3 : 0.0;
-}
-
-static void deliver(cbx__ctr_run *r)
-{
-    cbx_task *t = r->task;
-    const json_t *p = cbx_task_params(t);
-    int out_lossy = 0, err_lossy = 0;
-    json_t *out_s = cbx__capture_json(&r->logs.out, &out_lossy);
-    json_t *err_s = cbx__capture_json(&r->logs.err, &err_lossy);
-    int out_trunc = cbx__capture_truncated(&r->logs.out);
-    int err_trunc = cbx__capture_truncated(&r->logs.err);
-    int timed_out = r->cancelled && cbx_task_timed_out(t);
-    int oom = r->have_exit && !r->cancelled &&
-              (r->oom_killed || (r->exit_code == 137 && r->memory_limit > 0 && !r->kill_sent &&
-                                 !r->term_sent));
-
-    json_t *outputs = NULL, *m = json_object();
-    if (r->id[0]) {
-        outputs = json_object();
-        json_object_set_new(outputs, "exit_code",
-                            r->have_exit ? json_integer(r->exit_code) : json_null());
-        json_object_set_new(outputs, "stdout", out_s ? out_s : json_string(""));
-        json_object_set_new(outputs, "stderr", err_s ? err_s : json_string(""));
-        json_object_set_new(outputs, "container_id", json_string(r->id));
-        json_object_set_new(outputs, "oom", json_boolean(oom));
-    } else {
-        json_decref(out_s);
-        json_decref(err_s);
-    }
-    json_object_set_new(m, "container_id", r->id[0] ? json_string(r->id) : json_null());
-    json_object_set_new(m, "image", json_string(r->image));
-    json_object_set_new(m, "socket", json_string(r->socket));
-    json_object_set_new(m, "exit_code", r->have_exit ? json_integer(r->exit_code) : json_null());
-    json_object_set_new(m, "oom", json_boolean(oom));
-    json_object_set_new(m, "oom_killed_flag", json_boolean(r->oom_killed));
-    json_object_set_new(m, "memory_limit_bytes",
-                        r->memory_limit > 0 ? json_integer(r->memory_limit) : json_null());
-    json_object_set_new(m, "stdout_bytes", json_integer((json_int_t)r->logs.out.total));
-    json_object_set_new(m, "stderr_bytes", json_integer((json_int_t)r->logs.err.total));
-    json_object_set_new(m, "stdout_truncated", json_boolean(out_trunc));
-    json_object_set_new(m, "stderr_truncated", json_boolean(err_trunc));
-    json_object_set_new(m, "stdout_lossy", json_boolean(out_lossy));
-    json_object_set_new(m, "stderr_lossy", json_boolean(err_lossy));
-    json_object_set_new(m, "peak_memory_bytes",
-                        r->mem_peak >= 0 ? json_integer(r->mem_peak) : json_null());
-    json_object_set_new(m, "cpu_ms",
-                        r->cpu_ns >= 0 ? json_real(round((double)r->cpu_ns / 1e3) / 1e3)
-                                       : json_null());
-    json_object_set_new(m, "duration_ms", json_real(ms_between(r->t0_ns, uv_hrtime())));
-    json_object_set_new(m, "run_ms", json_real(ms_between(r->t_started_ns, r->t_exited_ns)));
-    json_object_set_new(m, "pulled", json_boolean(r->pulled));
-    json_object_set_new(m, "removed", json_boolean(r->removed));
-    if (r->remove_error)
-        json_object_set_new(m, "remove_error", json_string(r->remove_error));
-    json_object_set_new(m, "killed_by",
-                        !r->cancelled ? json_null()
-                                      : json_string(timed_out ? "timeout" : "cancel"));
-    json_object_set_new(m, "signals",
-                        r->kill_sent && r->term_sent ? json_string("SIGTERM, then SIGKILL")
-                        : r->kill_sent               ? json_string("SIGKILL")
-                        : r->term_sent               ? json_string("SIGTERM")
-                                                     : json_null());
-
-    cbx_outcome k = CBX_OUTCOME_ERROR;
-    char msg[600] = "", line[160];
-    if (r->cancelled) {
-        snprintf(msg, sizeof msg, "%s: container %.12s stopped (%s)%s",
-                 timed_out ? "timed out" : "cancelled", r->id[0] ? r->id : "(not created)",
-                 r->kill_sent && r->term_sent ? "SIGTERM, then SIGKILL"
-                 : r->kill_sent               ? "SIGKILL"
-                 : r->term_sent               ? "SIGTERM"
-                                              : "before it ran",
-                 r->removed ? " and removed" : "");
-    } else if (r->error[0]) {
-        snprintf(msg, sizeof msg, "%s", r->error);
-    } else if (!r->have_exit) {
-        snprintf(msg, sizeof msg, "container %.12s: the engine gave no exit code", r->id);
-    } else if (oom) {
-        /* the "oom" failure kind where the runtime knows it; else an error flagged in metadata */
-        cbx_outcome ko;
-        if (cbx_outcome_parse("oom", &ko) == 0)
-            k = ko;
-        snprintf(msg, sizeof msg, "out of memory: container %.12s killed at its memory limit "
-                 "(%lld bytes; exit code %ld)",
-                 r->id, (long long)r->memory_limit, r->exit_code);
-    } else if (!code_succeeds(json_object_get(p, "success_exit_codes"), r->exit_code)) {
-        last_line(&r->logs.err, line, sizeof line);
-        snprintf(msg, sizeof msg, "exit code %ld%s%s", r->exit_code, line[0] ? ": " : "", line);
-    } else {
-        k = CBX_OUTCOME_SUCCESS;
-    }
-    cbx__capture_free(&r->logs.out);
-    cbx__capture_free(&r->logs.err);
-    json_decref(r->create_body);
-    r->create_body = NULL;
-    free(r->remove_error);
-    r->remove_error = NULL;
-    cbx__http_loop_end(r->cl->http);
-    cbx__ctr_loop_release(r->cl);
-    /* r lives in the task's state, which is released by this call */
-    if (msg[0])
-        cbx_task_done(t, k, outputs, m, "%s", msg);
-    else
-        cbx_task_done(t, k, outputs, m, NULL);
-}
+/* ---- the report ----------------------------------------------------------------------------- */
 
 static void on_timer_closed(uv_handle_t *h)
 {
-    deliver(h->data);
+    cbx__ctr_run_deliver(h->data);
 }
 
 static void finish_later(cbx__ctr_run *r);
@@ -556,16 +523,17 @@ static void finish(cbx__ctr_run *r)
         return;
     }
     r->phase = CTR_REPORT;
-    cbx__ctr_abort(&r->stats_rq);
-    cbx__ctr_abort(&r->kill_rq);
-    cbx__ctr_abort(&r->rq);
-    cbx__ctr_req_clear(&r->rq);
-    cbx__ctr_req_clear(&r->stats_rq);
-    cbx__ctr_req_clear(&r->kill_rq);
+    cbx__ctr_req *all[] = {&r->rq, &r->wait_rq, &r->stats_rq, &r->kill_rq, &r->probe_rq};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        cbx__ctr_abort(all[i]);
+        cbx__ctr_req_clear(all[i]);
+    }
+    if (r->timer_init)
+        uv_timer_stop(&r->timer);
     if (r->timer_init)
         uv_close((uv_handle_t *)&r->timer, on_timer_closed);
     else
-        deliver(r);
+        cbx__ctr_run_deliver(r);
 }
 
 /* ---- start, resume, cancel ------------------------------------------------------------------ */
@@ -598,7 +566,8 @@ int cbx__ctr_run_start(cbx_task *t, cbx__ctr_loop *cl, json_t *create_body, cons
     r->cl = cl;
     r->create_body = create_body;
     snprintf(r->socket, sizeof r->socket, "%s", socket);
-    r->rq.socket = r->stats_rq.socket = r->kill_rq.socket = r->socket;
+    r->rq.socket = r->wait_rq.socket = r->stats_rq.socket = r->kill_rq.socket =
+        r->probe_rq.socket = r->socket;
     r->image = json_string_value(json_object_get(p, "image"));
     r->t0_ns = uv_hrtime();
     r->mem_peak = -1;
@@ -674,6 +643,12 @@ void cbx__ctr_run_cancel(cbx_task *t)
         cbx__ctr_abort(&r->rq);
         r->phase = CTR_IDLE;
         finish(r);
+        break;
+    case CTR_ARM: /* created, not started: removed */
+        if (r->timer_init)
+            uv_timer_stop(&r->timer);
+        cbx__ctr_abort(&r->wait_rq);
+        do_delete(r);
         break;
     case CTR_WAIT:
         stop_container(r);
