@@ -89,8 +89,8 @@ Test(container_spec, create_body)
 {
     json_t *p = json_pack("{s:s, s:s, s:{s:s, s:i}, s:[s], s:s, s:f, s:i, s:b, s:{s:s}}", "image",
                           "img:1", "command", "sh -c 'exit 3'", "environment", "A", "x", "N", 7,
-                          "volumes", "/tmp:/t:ro", "memory", "16m", "cpus", 1.5, "pids_limit",
-                          64, "remove", 0, "labels", "team", "data");
+                          "volumes", "/tmp:/t:ro", "memory", "16m", "cpus", 1.5, "pids_limit", 64,
+                          "remove", 0, "labels", "team", "data");
     cbx_err e;
     cbx_err_clear(&e);
     json_t *b = cbx__ctr_spec_build(p, "exec-1", &e);
@@ -135,9 +135,9 @@ Test(container_owner, a_living_owner_is_not_gone)
 
 Test(container_logs, frames_split_anywhere)
 {
-    static const unsigned char stream[] = {1, 0, 0, 0, 0, 0, 0, 3,  'h', 'i', '\n', 2, 0, 0,
-                                           0, 0, 0, 0, 4, 'e', 'r', 'r', '\n', 1, 0, 0, 0,
-                                           0, 0, 0, 2, 'o', 'k'};
+    static const unsigned char stream[] = {1,    0, 0, 0, 0, 0, 0, 3, 'h', 'i', '\n',
+                                           2,    0, 0, 0, 0, 0, 0, 4, 'e', 'r', 'r',
+                                           '\n', 1, 0, 0, 0, 0, 0, 0, 2,   'o', 'k'};
     for (size_t chunk = 1; chunk <= sizeof stream; chunk++) {
         cbx__ctr_logs l;
         memset(&l, 0, sizeof l);

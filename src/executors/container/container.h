@@ -57,21 +57,21 @@ struct cbx__ctr_req {
     const char *socket;   /* the engine's socket path (borrowed; the caller sets it) */
     cbx__http_easy *easy; /* while in flight */
     struct curl_slist *headers;
-    char *send;            /* the request body (malloc'd) */
-    char *body;            /* the response body, NUL-terminated (malloc'd) */
+    char *send; /* the request body (malloc'd) */
+    char *body; /* the response body, NUL-terminated (malloc'd) */
     size_t len, cap;
-    cbx__ctr_sink sink;    /* NULL: the body is kept */
+    cbx__ctr_sink sink; /* NULL: the body is kept */
     void *sink_data;
-    long status;           /* HTTP status; 0 when there was no answer */
+    long status; /* HTTP status; 0 when there was no answer */
     CURLcode result;
     char errbuf[CURL_ERROR_SIZE];
     cbx__ctr_req_cb cb;
-    void *data;            /* the caller's */
+    void *data; /* the caller's */
     /* Optional: called once, from inside curl's callback (send nothing from it), when a 2xx
      * response's headers have all come, before its body. */
     cbx__ctr_req_cb on_headers;
     int headers_seen;
-    int live;              /* in flight */
+    int live; /* in flight */
 };
 
 /* The engine's socket path for a docker_host parameter (may be NULL): "unix:///path" or a
@@ -81,9 +81,9 @@ struct cbx__ctr_req {
 int cbx__ctr_socket_path(const char *docker_host, char *buf, size_t len, cbx_err *err);
 
 /* Send method path (path under CBX__CTR_API, with its query; json: the body, may be NULL) on
- * rq->socket (cl->socket when NULL); cb(rq) on the loop when it has ended (never from inside this call). rq is the
- * caller's, zeroed or finished before; its cb, data, sink and sink_data are kept. 0, or a
- * negative code (nothing sent, cb not called). */
+ * rq->socket (cl->socket when NULL); cb(rq) on the loop when it has ended (never from inside this
+ * call). rq is the caller's, zeroed or finished before; its cb, data, sink and sink_data are kept.
+ * 0, or a negative code (nothing sent, cb not called). */
 int cbx__ctr_send(cbx__ctr_loop *cl, cbx__ctr_req *rq, const char *method, const char *path,
                   const char *json);
 /* Stop a request in flight (cb is not called). No-op when it is not. */
@@ -169,26 +169,26 @@ typedef struct cbx__ctr_run {
     cbx__ctr_loop *cl;
     struct cbx__ctr_run *next_waiter;
     cbx__ctr_phase phase;
-    json_t *create_body;      /* the create request (owned) */
-    const char *image;        /* borrowed from the parameters */
-    char id[80];              /* the container's id once created */
-    char socket[256];         /* the engine's socket path */
-    cbx__ctr_req rq;          /* the chain's request: create, start, logs, inspect, delete */
-    cbx__ctr_req wait_rq;     /* the wait for the next exit, from before the start */
-    cbx__ctr_req stats_rq;    /* the stats stream, while it runs */
-    cbx__ctr_req kill_rq;     /* a signal sent on cancel */
-    cbx__ctr_req probe_rq;    /* an inspect now and then while it runs */
+    json_t *create_body;   /* the create request (owned) */
+    const char *image;     /* borrowed from the parameters */
+    char id[80];           /* the container's id once created */
+    char socket[256];      /* the engine's socket path */
+    cbx__ctr_req rq;       /* the chain's request: create, start, logs, inspect, delete */
+    cbx__ctr_req wait_rq;  /* the wait for the next exit, from before the start */
+    cbx__ctr_req stats_rq; /* the stats stream, while it runs */
+    cbx__ctr_req kill_rq;  /* a signal sent on cancel */
+    cbx__ctr_req probe_rq; /* an inspect now and then while it runs */
     cbx__ctr_logs logs;
     uv_timer_t timer; /* the start's turn, the ticks while it runs, a deferred report */
     int timer_init;
     uint64_t grace_ms;
     int64_t memory_limit;
-    int pull;     /* 0 never, 1 missing, 2 always */
-    int pulled;   /* a pull was made */
-    int remove;   /* delete when done */
+    int pull;   /* 0 never, 1 missing, 2 always */
+    int pulled; /* a pull was made */
+    int remove; /* delete when done */
     int cancelled;
-    int in_call;    /* inside start or cancel: a report must wait for a later turn */
-    int want_stats; /* read the stats stream while the container runs */
+    int in_call;        /* inside start or cancel: a report must wait for a later turn */
+    int want_stats;     /* read the stats stream while the container runs */
     char *remove_error; /* why the removal failed (malloc'd) */
     int term_sent, kill_sent;
     int wait_done;     /* the wait answered before the start did */
@@ -204,8 +204,8 @@ typedef struct cbx__ctr_run {
     char stats_line[16384];
     size_t stats_len;
     uint64_t t0_ns, t_started_ns, t_exited_ns;
-    char error[512];  /* set: the attempt fails with this */
-    int error_kind;   /* 0 error; 1 the container ran and failed (exit code, oom) */
+    char error[512]; /* set: the attempt fails with this */
+    int error_kind;  /* 0 error; 1 the container ran and failed (exit code, oom) */
 } cbx__ctr_run;
 
 /* result.c: build the outputs and report (cbx_task_done); r is gone afterwards. */

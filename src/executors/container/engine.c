@@ -43,9 +43,9 @@ int cbx__ctr_socket_path(const char *docker_host, char *buf, size_t len, cbx_err
     if (host) {
         if (host_path(host, buf, len) < 0 || !buf[0])
             return cbx_err_set_at(err, CBX_EINVAL_CONFIG, src, 0, 0,
-                               "%s: '%.200s' is not a unix socket (unix:///path or a path); "
-                               "tcp and ssh engines are not supported",
-                               src, host);
+                                  "%s: '%.200s' is not a unix socket (unix:///path or a path); "
+                                  "tcp and ssh engines are not supported",
+                                  src, host);
         return 0;
     }
     char user[200] = "";

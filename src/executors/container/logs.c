@@ -41,8 +41,8 @@ int cbx__ctr_logs_feed(void *data, const char *p, size_t n)
             break;
         l->hdr_len = 0;
         l->stream = l->hdr[0];
-        l->left = (uint32_t)l->hdr[4] << 24 | (uint32_t)l->hdr[5] << 16 |
-                  (uint32_t)l->hdr[6] << 8 | (uint32_t)l->hdr[7];
+        l->left = (uint32_t)l->hdr[4] << 24 | (uint32_t)l->hdr[5] << 16 | (uint32_t)l->hdr[6] << 8 |
+                  (uint32_t)l->hdr[7];
     }
     return 0;
 }

@@ -72,8 +72,7 @@ static void owner_make(void)
 {
     char boot[64];
     boot_id(boot, sizeof boot);
-    snprintf(owner, sizeof owner, "%s/%ld/%llu", boot, (long)getpid(),
-             start_ticks((long)getpid()));
+    snprintf(owner, sizeof owner, "%s/%ld/%llu", boot, (long)getpid(), start_ticks((long)getpid()));
 }
 
 const char *cbx__ctr_owner_label(void)

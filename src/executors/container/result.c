@@ -63,8 +63,8 @@ void cbx__ctr_run_deliver(cbx__ctr_run *r)
     int err_trunc = cbx__capture_truncated(&r->logs.err);
     int timed_out = r->cancelled && cbx_task_timed_out(t);
     int oom = r->have_exit && !r->cancelled &&
-              (r->oom_killed || (r->exit_code == 137 && r->memory_limit > 0 && !r->kill_sent &&
-                                 !r->term_sent));
+              (r->oom_killed ||
+               (r->exit_code == 137 && r->memory_limit > 0 && !r->kill_sent && !r->term_sent));
 
     json_t *outputs = NULL, *m = json_object();
     if (r->id[0]) {
@@ -132,7 +132,8 @@ void cbx__ctr_run_deliver(cbx__ctr_run *r)
         cbx_outcome ko;
         if (cbx_outcome_parse("oom", &ko) == 0)
             k = ko;
-        snprintf(msg, sizeof msg, "out of memory: container %.12s killed at its memory limit "
+        snprintf(msg, sizeof msg,
+                 "out of memory: container %.12s killed at its memory limit "
                  "(%lld bytes; exit code %ld)",
                  r->id, (long long)r->memory_limit, r->exit_code);
     } else if (!code_succeeds(json_object_get(p, "success_exit_codes"), r->exit_code)) {
@@ -155,4 +156,3 @@ void cbx__ctr_run_deliver(cbx__ctr_run *r)
     else
         cbx_task_done(t, k, outputs, m, NULL);
 }
-

@@ -420,8 +420,8 @@ static void on_tick(uv_timer_t *t)
             if (send_req(r, &r->probe_rq, on_probe, "GET", path, NULL) < 0)
                 r->error[0] = '\0'; /* the wait still watches */
         }
-        r->probe_every_ms = r->probe_every_ms * 2 > PROBE_MAX_MS ? PROBE_MAX_MS
-                                                                  : r->probe_every_ms * 2;
+        r->probe_every_ms =
+            r->probe_every_ms * 2 > PROBE_MAX_MS ? PROBE_MAX_MS : r->probe_every_ms * 2;
         r->probe_at_ms = now + r->probe_every_ms;
     }
     tick_arm(r);
@@ -437,7 +437,8 @@ static void on_inspect(cbx__ctr_req *rq)
     if (json_is_true(json_object_get(state, "OOMKilled")))
         r->oom_killed = 1;
     json_t *code = json_object_get(state, "ExitCode");
-    if (!r->have_exit && json_is_integer(code) && !json_is_true(json_object_get(state, "Running"))) {
+    if (!r->have_exit && json_is_integer(code) &&
+        !json_is_true(json_object_get(state, "Running"))) {
         r->exit_code = (long)json_integer_value(code);
         r->have_exit = 1;
     }
@@ -566,8 +567,8 @@ int cbx__ctr_run_start(cbx_task *t, cbx__ctr_loop *cl, json_t *create_body, cons
     r->cl = cl;
     r->create_body = create_body;
     snprintf(r->socket, sizeof r->socket, "%s", socket);
-    r->rq.socket = r->wait_rq.socket = r->stats_rq.socket = r->kill_rq.socket =
-        r->probe_rq.socket = r->socket;
+    r->rq.socket = r->wait_rq.socket = r->stats_rq.socket = r->kill_rq.socket = r->probe_rq.socket =
+        r->socket;
     r->image = json_string_value(json_object_get(p, "image"));
     r->t0_ns = uv_hrtime();
     r->mem_peak = -1;
@@ -580,8 +581,8 @@ int cbx__ctr_run_start(cbx_task *t, cbx__ctr_loop *cl, json_t *create_body, cons
     if (cbx__ctr_parse_bytes(json_object_get(p, "memory"), &mem) == 0)
         r->memory_limit = mem;
     const json_t *g = json_object_get(p, "kill_grace_ms");
-    r->grace_ms = json_is_integer(g) ? (uint64_t)json_integer_value(g)
-                                     : cbx_task_kill_grace_ns(t) / 1000000u;
+    r->grace_ms =
+        json_is_integer(g) ? (uint64_t)json_integer_value(g) : cbx_task_kill_grace_ns(t) / 1000000u;
     const json_t *om = json_object_get(p, "stdout_max"), *em = json_object_get(p, "stderr_max");
     r->logs.out.max = json_is_integer(om) ? (size_t)json_integer_value(om) : 1u << 20;
     r->logs.err.max = json_is_integer(em) ? (size_t)json_integer_value(em) : 1u << 20;

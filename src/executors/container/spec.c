@@ -283,8 +283,9 @@ int cbx__ctr_spec_validate(const json_t *p, cbx_err *err)
     const json_t *mem = json_object_get(p, "memory");
     int64_t bytes;
     if (mem && cbx__ctr_parse_bytes(mem, &bytes) < 0)
-        problem(&pr, "memory", "expected bytes: an integer, or a string such as \"256m\" or "
-                               "\"1g\"");
+        problem(&pr, "memory",
+                "expected bytes: an integer, or a string such as \"256m\" or "
+                "\"1g\"");
     const json_t *codes = json_object_get(p, "success_exit_codes");
     if (codes) {
         size_t i;
