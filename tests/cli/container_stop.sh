@@ -41,7 +41,7 @@ victim=$!
 deadline=$(($(date +%s) + 120))
 while [ "$(podman ps --filter label=io.cbx.owner --filter status=running -q |
     xargs -r podman inspect --format '{{index .Config.Labels "io.cbx.owner"}}' |
-    awk -F/ -v p=$victim '$2 == p' | wc -l)" -lt 3 ]; do
+    awk -F/ -v p=$victim '$3 == p' | wc -l)" -lt 3 ]; do
     [ "$(date +%s)" -lt "$deadline" ] || fail "kill: 3 containers never ran: $(cat "$TMP/kill.err")"
     kill -0 $victim 2>/dev/null || fail "kill: cbx ended early: $(cat "$TMP/kill.err")"
     sleep 0.1

@@ -18,5 +18,5 @@ export CONTAINERS_CONF DOCKER_HOST
 # containers_of OWNER_PID: the ids of the containers whose cbx owner was that pid, all states.
 containers_of() {
     podman ps -a --filter "label=io.cbx.owner" --format '{{.ID}} {{index .Labels "io.cbx.owner"}}' |
-        awk -v pid="$1" '{ n = split($2, f, "/"); if (f[2] == pid) print $1 }'
+        awk -v pid="$1" '{ n = split($2, f, "/"); if (f[3] == pid) print $1 }'
 }

@@ -165,3 +165,33 @@ Test(container_logs, a_raw_stream_is_stdout)
     cr_assert_eq(l.err.len, 0);
     cbx__capture_free(&l.out);
 }
+
+/* The start time in the label is field 22 of /proc/self/stat, read here another way. */
+Test(container_owner, the_label_holds_the_start_time)
+{
+    FILE *f = fopen("/proc/self/stat", "r");
+    cr_assert_not_null(f);
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')') + 2; /* field 3 */
+    unsigned long long v = 0;
+    for (int field = 3; field <= 22; field++) {
+        v = strtoull(p, &p, 10);
+        if (field == 3)
+            p++; /* the state is a letter: strtoull read nothing */
+        while (*p == ' ')
+            p++;
+    }
+    char want[64];
+    snprintf(want, sizeof want, "/%ld/%llu", (long)getpid(), v);
+    const char *me = cbx__ctr_owner_label();
+    size_t ml = strlen(me), wl = strlen(want);
+    cr_assert(ml > wl && strcmp(me + ml - wl, want) == 0, "label %s, want ...%s", me, want);
+    /* the label stays the owner's as its memory and CPU time change */
+    char *big = malloc(64 << 20);
+    memset(big, 1, 64 << 20);
+    cr_assert_eq(cbx__ctr_owner_gone(me), 0);
+    free(big);
+}

@@ -5,8 +5,8 @@
  * start -> wait (with a stats stream beside it) -> logs -> inspect -> delete -> report. A
  * timeout or cancel sends SIGTERM, then SIGKILL after the grace, and the chain goes on from the
  * wait as usual: the logs so far are read and the container is removed. Every container
- * carries labels naming its owner (this process: boot id, pid and start time), so that the next
- * cbx to run a container on the same engine removes what a killed cbx left behind.
+ * carries labels naming its owner (this process: boot id, pid namespace, pid and start time), so
+ * that the next cbx to run a container on the same engine removes what a killed cbx left behind.
  *
  * container.c  the type: schema, validation, start and cancel, the per-loop context
  * spec.c       the parameters -> the create request's JSON (command words, env, binds, limits)
@@ -36,7 +36,7 @@ const cbx_executor_type *cbx__container_type(void);
 #define CBX__CTR_API "/v1.41"
 
 /* Labels every container of cbx carries. */
-#define CBX__CTR_LABEL_OWNER  "io.cbx.owner"  /* "<boot id>/<pid>/<start time in ticks>" */
+#define CBX__CTR_LABEL_OWNER  "io.cbx.owner"  /* "<boot id>/<pid ns>/<pid>/<start ticks>" */
 #define CBX__CTR_LABEL_REMOVE "io.cbx.remove" /* "1": removed when done; "0": kept */
 #define CBX__CTR_LABEL_EXEC   "io.cbx.execution"
 

@@ -1,8 +1,10 @@
 /* Owner labels, and the removal of containers whose cbx is gone.
  *
- * Every container carries io.cbx.owner = "<boot id>/<pid>/<start time>": the machine's boot id
- * (/proc/sys/kernel/random/boot_id) and this process's pid and start time in clock ticks since
- * boot (/proc/self/stat), so that a pid reused by another process is not taken for the owner.
+ * Every container carries io.cbx.owner = "<boot id>/<pid namespace>/<pid>/<start time>": the
+ * machine's boot id (/proc/sys/kernel/random/boot_id), the inode of this process's pid
+ * namespace, and its pid and start time in clock ticks since boot (field 22 of /proc/self/stat),
+ * so that a pid reused by another process is not taken for the owner, and a pid seen from
+ * another namespace is not judged at all.
  * The first attempt of a runtime lists the engine's containers with that label and, for each
  * whose owner (on this boot) no longer runs: removes it (forced, which kills it first) when its
  * io.cbx.remove label is "1", or kills it when it was to be kept. Attempts that start meanwhile
@@ -59,20 +61,31 @@ static unsigned long long start_ticks(long pid)
     const char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
     if (!p)
         return 0;
-    p++;
-    for (int field = 2; field < 22 && p; field++) /* p is before field 3 ("state") */
+    p++; /* the space before field 3 (the state) */
+    for (int field = 3; field < 22 && p; field++)
         p = strchr(p + 1, ' ');
-    return p ? strtoull(p + 1, NULL, 10) : 0;
+    return p ? strtoull(p + 1, NULL, 10) : 0; /* p: the space before field 22 */
 }
 
-static char owner[128];
+static char owner[256];
 static pthread_once_t owner_once = PTHREAD_ONCE_INIT;
+
+/* This machine and pid namespace: "<boot id>/<pid namespace inode>". */
+static void where_am_i(char *buf, size_t len)
+{
+    char boot[64], ns[64];
+    boot_id(boot, sizeof boot);
+    ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof ns - 1); /* "pid:[4026531836]" */
+    ns[n > 0 ? n : 0] = '\0';
+    const char *num = strchr(ns, '[');
+    snprintf(buf, len, "%s/%.*s", boot, num ? (int)strcspn(num + 1, "]") : 1, num ? num + 1 : "0");
+}
 
 static void owner_make(void)
 {
-    char boot[64];
-    boot_id(boot, sizeof boot);
-    snprintf(owner, sizeof owner, "%s/%ld/%llu", boot, (long)getpid(), start_ticks((long)getpid()));
+    char here[128];
+    where_am_i(here, sizeof here);
+    snprintf(owner, sizeof owner, "%s/%ld/%llu", here, (long)getpid(), start_ticks((long)getpid()));
 }
 
 const char *cbx__ctr_owner_label(void)
@@ -83,11 +96,11 @@ const char *cbx__ctr_owner_label(void)
 
 int cbx__ctr_owner_gone(const char *label)
 {
-    char boot[64];
-    boot_id(boot, sizeof boot);
-    size_t blen = strlen(boot);
-    if (!label || strncmp(label, boot, blen) != 0 || label[blen] != '/')
-        return 0; /* another boot or another machine: not ours to judge */
+    char here[128];
+    where_am_i(here, sizeof here);
+    size_t blen = strlen(here);
+    if (!label || strncmp(label, here, blen) != 0 || label[blen] != '/')
+        return 0; /* another boot, machine or pid namespace: not ours to judge */
     char *end;
     long pid = strtol(label + blen + 1, &end, 10);
     if (*end != '/' || pid <= 0)

@@ -385,6 +385,11 @@ static void on_probe(cbx__ctr_req *rq)
         r->probed_exit = 1;
     }
     json_decref(doc);
+    if (rq->status == 404 && r->phase == CTR_WAIT) {
+        /* removed behind our back: no exit will come */
+        fail(r, "container %.12s was removed by someone else while it ran", r->id);
+        over = 1;
+    }
     cbx__ctr_req_clear(rq);
     if (over && r->phase == CTR_WAIT)
         exited(r);
