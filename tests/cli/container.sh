@@ -62,6 +62,13 @@ expect_rc 0 "stdout_max"
 [ "$(jqv .metadata.stdout_truncated)" = true ] || fail "stdout_max: not flagged"
 [ "$(jqv .metadata.stdout_bytes)" = 100000 ] || fail "stdout_max: counted $(jqv .metadata.stdout_bytes)"
 
+# stats: a container that runs past 2 s gets its memory and CPU time from the stats stream
+run "$CBX" exec container -p image=$IMAGE -p 'command=["sh","-c","i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 3"]' --json
+expect_rc 0 "stats"
+[ "$(jqv '.metadata.peak_memory_bytes | type')" = number ] || fail "stats: peak_memory_bytes $(jqv .metadata.peak_memory_bytes)"
+[ "$(jqv '.metadata.peak_memory_bytes > 0')" = true ] || fail "stats: peak_memory_bytes 0"
+[ "$(jqv '.metadata.cpu_ms > 0')" = true ] || fail "stats: cpu_ms $(jqv .metadata.cpu_ms)"
+
 # ---- bad input -------------------------------------------------------------------------------
 
 # an image that does not exist: never pulled, or a pull that fails (no registry here)

@@ -34,6 +34,21 @@ kind=$(jqv '.attempts[0].outcome')
 run "$CBX" exec container -p image=$IMAGE -p memory=16m -p command=true
 expect_rc 0 "memory limit, no hog"
 
+# ---- a container removed by someone else while it runs: the attempt ends, it does not hang ----
+"$CBX" exec container -p image=$IMAGE -p 'command=sleep 600' --json >"$TMP/out" 2>"$TMP/err" &
+pid=$!
+deadline=$(($(date +%s) + 120))
+while [ -z "$(containers_of $pid)" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "removed: the container never appeared"
+    sleep 0.1
+done
+podman rm -f "$(containers_of $pid)" >/dev/null
+wait $pid
+rc=$?
+expect_rc 1 "removed by someone else"
+jqv .error | grep -q "^container [0-9a-f]* was removed by someone else while it ran" ||
+    fail "removed: error $(jqv .error)"
+
 # ---- cbx killed with SIGKILL while 3 containers run ------------------------------------------
 "$CBX" exec --repeat 3 -j 3 container -p image=$IMAGE -p 'command=sleep 600' \
     >"$TMP/kill.out" 2>"$TMP/kill.err" &

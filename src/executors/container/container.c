@@ -118,8 +118,8 @@ static const cbx_param params[] = {
     {.name = "stats",
      .type = CBX_PARAM_BOOLEAN,
      .default_json = "true",
-     .description = "follow the container's stats while it runs, for peak_memory_bytes and "
-                    "cpu_ms (sampled about once a second: absent for short runs)"},
+     .description = "follow the container's stats once it has run 2 s, for peak_memory_bytes "
+                    "and cpu_ms (sampled about once a second: absent for short runs)"},
     {.name = NULL},
 };
 

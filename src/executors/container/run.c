@@ -6,7 +6,7 @@
  * Docker and Podman, where the default "not-running" condition makes Podman poll the
  * container's state, about a quarter of a core per waiting container. Should the exit event be
  * missed anyway (Podman begins to watch its events file just after those headers), a probe
- * inspects the container now and then while it runs (1 s, then up to every 5 s) and takes its
+ * inspects the container now and then while it runs (after 2 s, then every 4, then 5 s) and takes its
  * exit code from there.
  *
  * One timer serves the attempt in turns: a zero delay to send the start from outside curl's
@@ -23,9 +23,9 @@
 #include <string.h>
 
 /* How long a container runs before its stats are followed. */
-#define STATS_DELAY_MS 1000
+#define STATS_DELAY_MS 2000
 /* The probe's first delay and its longest. */
-#define PROBE_FIRST_MS 1000
+#define PROBE_FIRST_MS 2000
 #define PROBE_MAX_MS   5000
 
 static void do_create(cbx__ctr_run *r);
@@ -457,6 +457,12 @@ static void on_logs(cbx__ctr_req *rq)
     cbx__ctr_run *r = rq->data;
     cbx__ctr_req_clear(rq);
     rq->sink = NULL;
+    if (rq->status == 404) {
+        /* its exit was its removal (podman rm -f, docker rm -f): nothing left to read or remove */
+        fail(r, "container %.12s was removed by someone else while it ran", r->id);
+        finish(r);
+        return;
+    }
     /* The engine's OOMKilled flag matters only for a container killed by SIGKILL (137); any
      * other exit code is the wait's, and a request less per container counts. */
     if (r->have_exit && r->exit_code != 137) {
