@@ -46,7 +46,8 @@ podman rm -f "$(containers_of $pid)" >/dev/null
 wait $pid
 rc=$?
 expect_rc 1 "removed by someone else"
-jqv .error | grep -q "^container [0-9a-f]* was removed by someone else while it ran" ||
+# the removal kills it first: its exit (137) may be seen before its logs are gone
+jqv .error | grep -Eq "^(container [0-9a-f]* was removed by someone else while it ran|exit code 137)" ||
     fail "removed: error $(jqv .error)"
 
 # ---- cbx killed with SIGKILL while 3 containers run ------------------------------------------

@@ -6,8 +6,8 @@
  * Docker and Podman, where the default "not-running" condition makes Podman poll the
  * container's state, about a quarter of a core per waiting container. Should the exit event be
  * missed anyway (Podman begins to watch its events file just after those headers), a probe
- * inspects the container now and then while it runs (after 2 s, then every 4, then 5 s) and takes its
- * exit code from there.
+ * inspects the container now and then while it runs (after 2 s, then every 4, then 5 s) and takes
+ * its exit code from there.
  *
  * One timer serves the attempt in turns: a zero delay to send the start from outside curl's
  * callback, then the ticks while the container runs (the stats stream after STATS_DELAY_MS,
@@ -492,7 +492,8 @@ static void do_logs(cbx__ctr_run *r)
 static void on_delete(cbx__ctr_req *rq)
 {
     cbx__ctr_run *r = rq->data;
-    r->removed = rq->status == 204 || rq->status == 200;
+    /* 404: someone else removed it first; it is gone all the same */
+    r->removed = rq->status == 204 || rq->status == 200 || rq->status == 404;
     if (!r->removed && !r->error[0]) {
         char msg[400];
         cbx__ctr_req_error(rq, "remove", msg, sizeof msg);
