@@ -19,6 +19,15 @@ expect_rc 124 "timeout"
 [ "$(jqv .outputs.stdout)" = up ] || fail "timeout: the output so far is lost: $(jqv .outputs.stdout)"
 [ -z "$(containers_of $pid)" ] || fail "timeout: container left: $(containers_of $pid)"
 
+# ---- a stop before the stats began: cbx idles through the grace (no timer spinning) ----------
+TIMEFORMAT='%U %S'
+{ time "$CBX" exec container -p image=$IMAGE -p 'command=["sh","-c","trap \"\" TERM; sleep 600"]' \
+    -p kill_grace_ms=2500 --timeout 1s --json >"$TMP/out" 2>"$TMP/err"; } 2>"$TMP/time"
+[ "$(jqv .status)" = timeout ] || fail "early stop: status $(jqv .status)"
+[ "$(jqv .metadata.signals)" = "SIGTERM, then SIGKILL" ] || fail "early stop: signals"
+cpu=$(awk '{ print $1 + $2 }' "$TMP/time")
+awk -v c="$cpu" 'BEGIN { exit !(c < 0.3) }' || fail "early stop: cbx used ${cpu} s of CPU in 3.5 s"
+
 # ---- out of memory: the oom kind (or an error flagged oom) ------------------------------------
 run "$CBX" exec container -p image=$IMAGE -p memory=16m \
     -p 'command=["sh","-c","x=0123456789abcdef; while :; do x=$x$x; done"]' --json

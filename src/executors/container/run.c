@@ -93,12 +93,14 @@ static void send_signal(cbx__ctr_run *r, const char *sig)
 static void tick_arm(cbx__ctr_run *r)
 {
     uint64_t now = now_ms(), at = r->probe_at_ms;
-    if (r->want_stats && !r->stats_started && r->stats_at_ms < at)
+    if (r->want_stats && !r->stats_started && !r->cancelled && r->stats_at_ms < at)
         at = r->stats_at_ms;
     if (r->term_sent && !r->kill_sent && r->kill_at_ms < at)
         at = r->kill_at_ms;
     if (timer_ready(r) == 0)
-        uv_timer_start(&r->timer, on_tick, at > now ? at - now : 0, 0);
+        /* never 0: a timer re-armed for "now" inside its callback runs again in the same
+         * turn of the loop, which would never get to its sockets */
+        uv_timer_start(&r->timer, on_tick, at > now ? at - now : 1, 0);
 }
 
 /* The container runs and must stop: SIGTERM now, SIGKILL after the grace. */
