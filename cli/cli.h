@@ -48,6 +48,8 @@ int cli_cmd_runs(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_show(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_graph(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_completion(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_workflow(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_worker(cli_ctx *ctx, int argc, char **argv);
 
 /* The table of subcommands (cli/main.c), in the order of 'cbx --help'. */
 typedef struct cli_cmd {

@@ -345,6 +345,10 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
         code = CLI_EXIT_USAGE;
         goto out;
     }
+    if (c.remote) {
+        code = exec_remote(&c, params);
+        goto out;
+    }
     if (c.cmd) {
         if (json_object_get(params, "argv")) {
             cli_err("exec: -p argv: the command after -- is the argv");

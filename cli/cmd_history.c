@@ -515,9 +515,9 @@ static void stats_row(cli_table *t, const char *name, const json_t *o)
     char a[32];
     cli_table_row(t);
     cli_table_cell(t, name, CLI_BOLD);
-    static const char *const counts[] = {"executions", "successes", "failures",
-                                         "timeouts",   "cancelled", "rejected"};
-    for (size_t i = 0; i < 6; i++)
+    static const char *const counts[] = {"executions", "successes", "failures", "timeouts",
+                                         "ooms",       "cancelled", "rejected"};
+    for (size_t i = 0; i < 7; i++)
         cli_table_cellf(t, NULL, "%lld",
                         (long long)json_integer_value(json_object_get(o, counts[i])));
     const json_t *rate = json_object_get(o, "success_rate");
@@ -561,12 +561,12 @@ int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv)
     } else if (q.json) {
         rc = cli_print_json(stdout, out) ? CLI_EXIT_INTERNAL : CLI_EXIT_OK;
     } else {
-        static const char *const heads[] = {"NAME",      "EXECS",    "OK",      "FAILED", "TIMEOUT",
-                                            "CANCELLED", "REJECTED", "SUCCESS", "MEAN",   "P50",
-                                            "P95",       "P99",      "ATTEMPTS"};
-        cli_table *t = cli_table_new(13, heads);
+        static const char *const heads[] = {"NAME", "EXECS",     "OK",       "FAILED",  "TIMEOUT",
+                                            "OOM",  "CANCELLED", "REJECTED", "SUCCESS", "MEAN",
+                                            "P50",  "P95",       "P99",      "ATTEMPTS"};
+        cli_table *t = cli_table_new(14, heads);
         if (t) {
-            for (size_t c = 1; c < 13; c++)
+            for (size_t c = 1; c < 14; c++)
                 cli_table_align_right(t, c);
             if (q.by) {
                 const char *k;

@@ -147,9 +147,11 @@ const char *cli_suggest_type(const cbx_registry *r, const char *word)
 static const char help[] =
     "Usage: cbx types [TYPE] [--json] [--plugin-path DIRS] [--lua FILE]...\n"
     "\n"
-    "Without TYPE: every executor type (name, built in or added, summary).\n"
+    "Without TYPE: every executor type (name, built in or added, summary; with --json also\n"
+    "its outputs, as a JSON Schema of the outputs object, or null when the type declares none).\n"
     "With TYPE: its parameters (name, type, required, default, description, allowed values\n"
-    "or bounds, secret), or with --json its parameter schema as a JSON Schema (draft 2020-12).\n"
+    "or bounds, secret) and the outputs it produces, or with --json its parameter schema as a\n"
+    "JSON Schema (draft 2020-12).\n"
     "\n"
     "Options:\n"
     "  --json               JSON instead of a table\n"
@@ -218,10 +220,11 @@ static int list_types(const cbx_registry *r, int json)
     if (json) {
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(arr,
-                                  json_pack("{s:s, s:b, s:s}", "name", types[i]->name, "builtin",
-                                            cbx_registry_is_builtin(r, types[i]->name), "summary",
-                                            types[i]->summary ? types[i]->summary : ""));
+            json_array_append_new(
+                arr, json_pack("{s:s, s:b, s:s, s:o*}", "name", types[i]->name, "builtin",
+                               cbx_registry_is_builtin(r, types[i]->name), "summary",
+                               types[i]->summary ? types[i]->summary : "", "outputs",
+                               cbx_outputs_to_json(cbx_executor_type_outputs(types[i]))));
         int rc = cli_print_json(stdout, arr);
         json_decref(arr);
         return rc ? CLI_EXIT_INTERNAL : CLI_EXIT_OK;
@@ -239,6 +242,31 @@ static int list_types(const cbx_registry *r, int json)
     cli_table_print(t, stdout);
     cli_table_free(t);
     return CLI_EXIT_OK;
+}
+
+/* The outputs the type declares, as a second table (or a line saying it declares none). */
+static void show_outputs(const cbx_executor_type *type)
+{
+    const cbx_output *outs = cbx_executor_type_outputs(type);
+    if (!outs) {
+        printf("\nOutputs: not declared (whatever the work gives; flows do not check them)\n");
+        return;
+    }
+    printf("\n");
+    static const char *const heads[] = {"OUTPUT", "TYPE", "ALWAYS", "DESCRIPTION"};
+    cli_table *t = cli_table_new(4, heads);
+    if (!t)
+        return;
+    for (const cbx_output *o = outs; o->name; o++) {
+        cli_table_row(t);
+        cli_table_cell(t, o->name, CLI_BOLD);
+        cli_table_cellf(t, NULL, "%s%s", cbx_param_type_name(o->type),
+                        o->nullable && o->type != CBX_PARAM_ANY ? " or null" : "");
+        cli_table_cell(t, o->optional ? "no" : "yes", NULL);
+        cli_table_cell(t, o->description ? o->description : "", NULL);
+    }
+    cli_table_print(t, stdout);
+    cli_table_free(t);
 }
 
 static int show_type(const cbx_registry *r, const cbx_executor_type *type, int json)
@@ -280,6 +308,7 @@ static int show_type(const cbx_registry *r, const cbx_executor_type *type, int j
     }
     cli_table_print(t, stdout);
     cli_table_free(t);
+    show_outputs(type);
     return CLI_EXIT_OK;
 }
 

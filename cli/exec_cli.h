@@ -42,6 +42,9 @@ typedef struct exec_cfg {
     int each;   /* --each (or --arg-file): the options below, in each_opts */
     cli_each_opts each_opts;
     cli_types_src src;
+    const char *remote;       /* --remote URL: run on a worker (cbx/dist.h) */
+    const char *remote_queue; /* --queue */
+    uint64_t remote_wait_ns;  /* --remote-wait; 0 = until the result comes */
 } exec_cfg;
 
 /* How runs ended, as the summaries count them. */
@@ -80,6 +83,12 @@ int exec_parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c);
 /* The policy: the policy block (--policy, --policy-json) with the flags written over its keys.
  * Returns 0 and *out, or an exit code after a message that names the flag. */
 int exec_build_policy(exec_cfg *c, cbx_breaker_store *rate_store, cbx_policy **out);
+/* The policy block alone (what exec_build_policy parses): 0 and *out (new reference), or an
+ * exit code after a message. */
+int exec_policy_block(const exec_cfg *c, json_t **out);
+/* exec_remote.c: --remote: the execution queued for the workers and its result awaited and
+ * printed as a local one's. Returns the exit code. */
+int exec_remote(exec_cfg *c, json_t *params);
 
 int exec_is_breaker_refusal(int rc);
 

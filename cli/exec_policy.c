@@ -39,7 +39,8 @@ static const char help_usage[] =
     "  --retry-max-delay DUR   cap on every delay; default 30s\n"
     "  --jitter KIND           none, full or equal; default full\n"
     "  --retry-on KINDS        comma list of outcomes worth a retry: error, timeout,\n"
-    "                          rate_limited, quality, custom; default error,timeout,rate_limited\n"
+    "                          rate_limited, quality, custom, oom; default\n"
+    "                          error,timeout,rate_limited\n"
     "                          (any retry flag without --retries makes 3 attempts in all)\n"
     "  --breaker NAME          guard every attempt with the named breaker of the host-wide\n"
     "                          store, shared by every cbx process (see 'cbx breaker')\n"
@@ -122,6 +123,16 @@ static const char help_running[] =
     "  find . -name '*.log' | cbx exec -j4 --each --joblog gz.log -- gzip -9 {}\n"
     "\n";
 
+static const char help_remote[] =
+    "\n"
+    "Elsewhere (docs/distributed.md):\n"
+    "  --remote URL            run it on a worker pulling from NATS JetStream at URL ('cbx\n"
+    "                          worker'); the result is printed as a local one's\n"
+    "  --queue NAME            the workers' queue for --remote (default \"default\")\n"
+    "  --remote-wait DURATION  give up waiting for the worker's result after this long (exit\n"
+    "                          124; the job stays queued)\n"
+    "\n";
+
 static const char exit_help[] =
     "With --repeat or --each the exit code is 0 when every run succeeded, else that of the\n"
     "first kind of trouble in this order: cancelled (130), failed (1), timed out (124), breaker\n"
@@ -164,6 +175,9 @@ enum {
     OPT_RESUME_FAILED,
     OPT_NULL,
     OPT_STDIN_MAX,
+    OPT_REMOTE,
+    OPT_QUEUE,
+    OPT_REMOTE_WAIT,
 };
 
 static const cli_opt opts[] = {
@@ -206,6 +220,9 @@ static const cli_opt opts[] = {
     {"journal-required", 0, 0, OPT_JOURNAL_REQUIRED},
     {"tmpdir", 0, 0, OPT_TMPDIR},
     {"keep-tmpdir", 0, 0, OPT_KEEP_TMPDIR},
+    {"remote", 0, 1, OPT_REMOTE},
+    {"queue", 0, 1, OPT_QUEUE},
+    {"remote-wait", 0, 1, OPT_REMOTE_WAIT},
     {0},
 };
 
@@ -285,11 +302,11 @@ static int check_flag(int id, const char *text)
              k = strtok_r(NULL, ",", &save), n++) {
             cbx_outcome o;
             if (cbx_outcome_parse(k, &o) < 0 || !cbx_outcome_is_failure(o)) {
-                static const char *const kinds[] = {"error", "timeout", "rate_limited", "quality",
-                                                    "custom"};
-                const char *best = cli_suggest(k, kinds, 5);
+                static const char *const kinds[] = {"error",   "timeout", "rate_limited",
+                                                    "quality", "custom",  "oom"};
+                const char *best = cli_suggest(k, kinds, 6);
                 cli_err("%s: expected failure kinds (error, timeout, rate_limited, quality, "
-                        "custom), got '%s'%s%s%s",
+                        "custom, oom), got '%s'%s%s%s",
                         flag, k, best ? " (did you mean '" : "", best ? best : "",
                         best ? "'?)" : "");
                 rc = CLI_ARGS_ERROR;
@@ -363,7 +380,7 @@ static void block_set(json_t *block, const char *path, json_t *v)
         json_decref(v);
 }
 
-static int load_policy_block(const exec_cfg *c, json_t **out)
+int exec_policy_block(const exec_cfg *c, json_t **out)
 {
     json_error_t je;
     json_t *block = NULL;
@@ -401,7 +418,7 @@ static int load_policy_block(const exec_cfg *c, json_t **out)
 int exec_build_policy(exec_cfg *c, cbx_breaker_store *rate_store, cbx_policy **out)
 {
     json_t *block;
-    int rc = load_policy_block(c, &block);
+    int rc = exec_policy_block(c, &block);
     if (rc)
         return rc;
     cbx_policy_opts base;
@@ -488,6 +505,7 @@ int exec_parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
         case CLI_OPT_HELP:
             fputs(help_usage, stdout);
             fputs(help_running, stdout);
+            fputs(help_remote, stdout);
             fputs(cli_exit_codes_help, stdout);
             fputs(exit_help, stdout);
             return -1;
@@ -503,6 +521,16 @@ int exec_parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
             break;
         case OPT_VERBOSE:
             c->verbose = 1;
+            break;
+        case OPT_REMOTE:
+            c->remote = val;
+            break;
+        case OPT_QUEUE:
+            c->remote_queue = val;
+            break;
+        case OPT_REMOTE_WAIT:
+            if (cli_parse_duration("--remote-wait", val, &c->remote_wait_ns))
+                return CLI_EXIT_USAGE;
             break;
         case OPT_TMPDIR:
             if (c->tmpdir == CBX_TMPDIR_NONE)

@@ -43,8 +43,10 @@ const cli_cmd cli_commands[] = {
     {"runs", cli_cmd_runs, "flow runs from the journal"},
     {"show", cli_cmd_show, "one flow run with its steps"},
     {"graph", cli_cmd_graph, "a flow's DAG as Mermaid or DOT"},
+    {"workflow", cli_cmd_workflow, "Petri-net workflows: run, validate, signal, resume, show, graph"},
     {"config", cli_cmd_config, "the configuration in effect and where each value came from"},
     {"completion", cli_cmd_completion, "a bash or zsh completion script"},
+    {"worker", cli_cmd_worker, "run executions pulled from a NATS JetStream work queue"},
 };
 #define N_COMMANDS (sizeof cli_commands / sizeof cli_commands[0])
 const size_t cli_n_commands = N_COMMANDS;

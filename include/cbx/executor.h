@@ -16,9 +16,17 @@
  * runtime is made and freed, and its tasks find the state with cbx_task_loop_state(). The
  * runtime names no executor; executors fill these slots.
  *
- * Types carry an ABI number (CBX_EXECUTOR_ABI) so that plugins built against another version
- * of this header are refused (their struct may be shorter than this one). The struct only ever
- * grows at the end, and each growth bumps the number (2 added loop_init and loop_close).
+ * A type may declare the outputs it produces (name, type, description: cbx_output), so that a
+ * flow's references to them are checked before it runs (`cbx validate`) and `cbx types` shows
+ * them. A type that declares none (outputs NULL) produces outputs nobody knows in advance: a
+ * function's, a plugin's; references to them are not checked.
+ *
+ * Types carry an ABI number (CBX_EXECUTOR_ABI). The struct only ever grows at the end, and each
+ * growth bumps the number (2 added loop_init and loop_close; 3 added outputs). A runtime accepts
+ * types of its own ABI and of the older ones down to CBX_EXECUTOR_ABI_MIN: the fields an older
+ * type's struct does not have are never read, and mean "absent" (for ABI 2: no outputs
+ * declared; read them with cbx_executor_type_outputs, never through the field). Types built
+ * against a newer header (a longer struct this runtime does not know) are refused.
  */
 #ifndef CBX_EXECUTOR_H
 #define CBX_EXECUTOR_H
@@ -35,7 +43,9 @@
 extern "C" {
 #endif
 
-#define CBX_EXECUTOR_ABI 2
+#define CBX_EXECUTOR_ABI 3
+/* The oldest ABI whose types (and plugins) this runtime still accepts. */
+#define CBX_EXECUTOR_ABI_MIN 2
 
 /* ---- parameter schemas -------------------------------------------------------------------- */
 
@@ -73,6 +83,35 @@ typedef struct cbx_param {
 
 /* "string", "integer", ...; static. */
 const char *cbx_param_type_name(cbx_param_type t);
+
+/* ---- output declarations -------------------------------------------------------------------- */
+
+typedef struct cbx_executor_type cbx_executor_type;
+
+/* One key of the outputs object an attempt reports (cbx_task_done's outputs). A declaration is an
+ * array of these ended by an entry whose name is NULL; strings are borrowed and must live as
+ * long as the type is registered. A declaration is a promise, checked by the tests of each
+ * built-in type: every key an attempt of the type reports is declared, with a value of its type
+ * (or null where nullable), and every key not optional is there whenever outputs are. */
+typedef struct cbx_output {
+    const char *name;
+    cbx_param_type type;     /* CBX_PARAM_ANY: any JSON value */
+    const char *description; /* one line; for an optional key, when it is there */
+    int optional;            /* only in some cases (a parameter asked for it, a kind of reply) */
+    int nullable;            /* may be null (a command killed by a signal has no exit_code) */
+} cbx_output;
+
+/* The type's declared outputs, or NULL when it declares none (also for a type of ABI 2, whose
+ * struct has no outputs field). Borrowed from the type. */
+const cbx_output *cbx_executor_type_outputs(const cbx_executor_type *t);
+
+/* The declared output called name, or NULL (also when t declares none). */
+const cbx_output *cbx_output_find(const cbx_output *outputs, const char *name);
+
+/* A declaration as a JSON Schema (draft 2020-12) of the outputs object: type object, properties
+ * (type, description), required (the keys not optional); nullable keys take ["T", "null"]. NULL
+ * outputs give json null. New reference (NULL only when out of memory). */
+json_t *cbx_outputs_to_json(const cbx_output *outputs);
 
 /* ---- tasks: one attempt as the executor sees it -------------------------------------------- */
 
@@ -180,6 +219,14 @@ struct cbx_executor_type {
      * An asynchronous attempt the runtime stopped waiting for may not have reported yet: what
      * it uses must outlive this call until it has. The type must stay registered until then. */
     void (*loop_close)(const cbx_executor_type *type, void *loop, void *state);
+
+    /* ---- ABI 3 ---- */
+
+    /* Optional: the outputs the type produces (see cbx_output), ended by a NULL name. NULL: not
+     * declared - any outputs, and a flow's references to them are not checked. A declared type
+     * may still report outputs it did not declare only by mistake: flows refuse references to
+     * them (`steps.x.outputs.bdy`: "did you mean body?"). Read with cbx_executor_type_outputs. */
+    const cbx_output *outputs;
 };
 
 #ifdef __cplusplus

@@ -27,9 +27,10 @@ int cbx_registry_new(cbx_registry **out, cbx_err *err);
 void cbx_registry_free(cbx_registry *r);
 
 /* Add a type (borrowed: the struct and its strings must stay valid until unregistered or the
- * registry is freed). Checks the ABI number, the name, and the schema (defaults parse and fit
- * their parameter). Errors: CBX_EABI (wrong abi), CBX_EEXISTS (name taken), CBX_EINVAL_CONFIG
- * (bad name, schema or ops - err says which). */
+ * registry is freed). Checks the ABI number (CBX_EXECUTOR_ABI_MIN to CBX_EXECUTOR_ABI), the name,
+ * the schema (defaults parse and fit their parameter) and the outputs declared (named, distinct,
+ * known types). Errors: CBX_EABI (an ABI outside that range), CBX_EEXISTS (name taken),
+ * CBX_EINVAL_CONFIG (bad name, schema or ops - err says which). */
 int cbx_registry_register(cbx_registry *r, const cbx_executor_type *t, cbx_err *err);
 
 /* Remove an added type. Errors: CBX_EUNKNOWN_TYPE, CBX_EBUILTIN (a built-in). */
@@ -68,7 +69,10 @@ json_t *cbx_schema_redact(const cbx_param *params, const json_t *value);
 /* What a plugin .so exports, with C linkage:
  *   int cbx_plugin_init(cbx_registry *r, uint32_t abi, cbx_err *err);
  * It must return CBX_EABI when abi != the CBX_EXECUTOR_ABI it was built with, and otherwise
- * register its types (static structs) and return 0. */
+ * register its types (static structs) and return 0. The loader offers its own ABI first and,
+ * when the plugin refuses it with CBX_EABI, each older one it still accepts (down to
+ * CBX_EXECUTOR_ABI_MIN), newest first, undoing what a refusing init registered: a plugin built
+ * against an older header keeps loading, its types read as that ABI (cbx/executor.h). */
 #define CBX_PLUGIN_INIT_SYMBOL "cbx_plugin_init"
 /* The plugin's side of the contract (defined by each plugin, not by libcbx): declared here so
  * that the compiler checks every plugin's signature. */

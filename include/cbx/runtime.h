@@ -89,6 +89,11 @@ void cbx_result_clear(cbx_result *r);
  * outputs, metadata, attempts, timings. */
 json_t *cbx_result_to_json(const cbx_result *r);
 
+/* The reverse (a result that travelled as JSON, from a worker): fills *out (release with
+ * cbx_result_clear; it takes references to j's outputs, metadata and attempts). Returns 0, or
+ * CBX_EPARSE when j is not an object with a known "status". */
+int cbx_result_from_json(const json_t *j, cbx_result *out, cbx_err *err);
+
 typedef void (*cbx_done_fn)(cbx_execution *ex, const cbx_result *res, void *ud);
 
 typedef struct cbx_request {

@@ -2,6 +2,7 @@
 #include <stddef.h>
 
 #include "executors/builtins.h"
+#include "executors/nats/nats_internal.h"
 #include "runtime/builtins.h"
 
 typedef const cbx_executor_type *(*type_fn)(void);
@@ -10,7 +11,7 @@ typedef const cbx_executor_type *(*type_fn)(void);
  * built-in executor's object. */
 static const type_fn builtins[] = {
     cbx__command_type,         cbx__http_type,  cbx__function_type,
-    cbx__cached_function_type, cbx__chaos_type,
+    cbx__cached_function_type, cbx__chaos_type, cbx__nats_type,
     cbx__container_type,
 };
 

@@ -399,6 +399,27 @@ static void command_cancel(cbx_task *t)
     cbx__cmd_run_cancel(t);
 }
 
+/* What every attempt that ran (or tried to run) the program reports, success or not. */
+static const cbx_output outputs[] = {
+    {.name = "exit_code",
+     .type = CBX_PARAM_INTEGER,
+     .nullable = 1,
+     .description = "the exit code; null when killed by a signal or never started"},
+    {.name = "signal",
+     .type = CBX_PARAM_STRING,
+     .nullable = 1,
+     .description = "the signal that killed it (\"SIGKILL\"); null when it exited"},
+    {.name = "stdout",
+     .type = CBX_PARAM_STRING,
+     .description = "what it wrote to stdout (up to stdout_max; with pty, stdout and stderr)"},
+    {.name = "stderr", .type = CBX_PARAM_STRING, .description = "what it wrote to stderr"},
+    {.name = "json",
+     .type = CBX_PARAM_ANY,
+     .optional = 1,
+     .description = "with parse_json: stdout parsed as JSON"},
+    {.name = NULL},
+};
+
 static const cbx_executor_type command_type = {
     .abi = CBX_EXECUTOR_ABI,
     .name = "command",
@@ -410,6 +431,7 @@ static const cbx_executor_type command_type = {
     .validate = command_validate,
     .start = command_start,
     .cancel = command_cancel,
+    .outputs = outputs,
 };
 
 const cbx_executor_type *cbx__command_type(void)

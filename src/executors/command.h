@@ -256,6 +256,10 @@ typedef struct cbx__cmd_run {
     int pump_live;
     uv_signal_t winch; /* pty with winsize_fd: SIGWINCH copies the size again */
     int winch_live;
+    /* pty: a copy of the master held until the child has exited. Closing the last copy hangs the
+     * terminal up, and a child that has closed its descriptors but not yet exited (a reader of
+     * EIO on the master closes it) would be killed by that SIGHUP. -1 when none. */
+    int pty_hold;
 
     uv_poll_t in_poll;
     int in_poll_live;

@@ -159,9 +159,14 @@ static void stdin_close(cbx__cmd_run *r)
     }
 }
 
-/* The pty's input pump and window-size watch: no longer wanted once the child has exited. */
+/* The pty's input pump and window-size watch, and the master's held copy: no longer wanted once
+ * the child has exited (a hangup then reaches only what it left, which goes anyway). */
 static void pty_extras_close(cbx__cmd_run *r)
 {
+    if (r->pty_hold >= 0) {
+        close(r->pty_hold);
+        r->pty_hold = -1;
+    }
     if (r->pump_live) {
         r->pump_live = 0;
         close_handle(r, &r->pump_poll); /* closes pump_fd and pump_to */
@@ -267,10 +272,12 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
     cbx__cgroup_memory(&r->cg, &tree_peak, &cg_oom);
     long rss = waited ? ru->ru_maxrss : 0;
     double user_ms = waited ? ms_of(&ru->ru_utime) : 0, sys_ms = waited ? ms_of(&ru->ru_stime) : 0;
-    /* Nobody here sent that SIGKILL: the kernel's OOM killer is the usual sender. Or, under a
-     * memory limit, a failure after the resident set came within 10 % of the limit. */
+    /* A memory cgroup counts every OOM kill in the tree (the limit's and the whole system's): it
+     * is the answer where there is one. Without it, a SIGKILL nobody here sent is most likely
+     * the kernel's OOM killer. Or, under a memory limit, a failure after the resident set came
+     * within 10 % of the limit. */
     int oom =
-        cg_oom || (signaled && sig == SIGKILL && !r->kill_sent) ||
+        cg_oom || (r->cg.mem_dir < 0 && signaled && sig == SIGKILL && !r->kill_sent) ||
         (r->o.rlimit_as_bytes &&
          (signaled || (exited && !code_succeeds(r->o.success_codes, code))) &&
          rss > r->parent_rss_kb && (double)rss * 1024.0 >= 0.9 * (double)r->o.rlimit_as_bytes);
@@ -332,6 +339,8 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
                  : r->term_sent ? "SIGTERM, then SIGKILL"
                                 : "SIGKILL");
     } else if (signaled) {
+        if (oom) /* an outcome of its own, that policies can tell from other failures */
+            r->outcome = CBX_OUTCOME_OOM;
         snprintf(r->error, sizeof r->error, "killed by %s%s%s%s", sname,
                  WCOREDUMP(st) ? " (core dumped)" : "",
                  cg_oom ? " (out of memory: memory_max_bytes reached)"
@@ -339,6 +348,8 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
                         : "",
                  cpu_limit ? " (CPU time limit)" : "");
     } else if (!code_succeeds(r->o.success_codes, code)) {
+        if (oom)
+            r->outcome = CBX_OUTCOME_OOM;
         last_line(&r->err.cap, line, sizeof line);
         snprintf(r->error, sizeof r->error, "exit code %d%s%s%s", code,
                  cg_oom ? " (out of memory: memory_max_bytes reached)"
@@ -775,6 +786,10 @@ static void wire(cbx__cmd_run *r, int rc, const cbx__cmd_child *ch, cbx_err *err
         uv_timer_start(&r->exit_timer, on_exit_poll, r->exit_timer_ms, 0);
     }
 
+    /* The terminal stays up until the child has exited, whatever happens to the other copies
+     * (child_exited lets go of this one). */
+    if (r->spec.pty && ch->stdout_fd >= 0)
+        r->pty_hold = fcntl(ch->stdout_fd, F_DUPFD_CLOEXEC, 3);
     stream_open(r, &r->out, ch->stdout_fd);
     stream_open(r, &r->err, ch->stderr_fd);
 
@@ -830,7 +845,7 @@ int cbx__cmd_run_start(cbx_task *t, const cbx__cmd_spec *spec, void *mem[3], con
     r->o = *o;
     r->pid = -1;
     r->pidfd = r->in_fd = r->report_fd = -1;
-    r->pump_fd = r->pump_to = -1;
+    r->pump_fd = r->pump_to = r->pty_hold = -1;
     r->out.cap.max = o->stdout_max;
     r->err.cap.max = o->stderr_max;
     r->out.tee_fd = o->tee_fd[0];

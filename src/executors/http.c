@@ -434,6 +434,37 @@ static void http_loop_close(const cbx_executor_type *type, void *loop, void *sta
     cbx__http_loop_close(state);
 }
 
+/* What every response that arrived gives (a failed status too); a transfer that got no response
+ * has no outputs. */
+static const cbx_output http_outputs[] = {
+    {.name = "status", .type = CBX_PARAM_INTEGER, .description = "the HTTP status"},
+    {.name = "headers",
+     .type = CBX_PARAM_OBJECT,
+     .description = "the response headers, names in lower case"},
+    {.name = "body",
+     .type = CBX_PARAM_STRING,
+     .description = "the body as text (base64 when it is not UTF-8: see body_encoding)"},
+    {.name = "body_encoding",
+     .type = CBX_PARAM_STRING,
+     .optional = 1,
+     .description = "\"base64\" when the body is not UTF-8 text"},
+    {.name = "truncated",
+     .type = CBX_PARAM_BOOLEAN,
+     .optional = 1,
+     .description = "true when the body was cut at max_body_bytes"},
+    {.name = "url", .type = CBX_PARAM_STRING, .description = "the URL answered (after redirects)"},
+    {.name = "json",
+     .type = CBX_PARAM_ANY,
+     .optional = 1,
+     .description = "the body parsed, when it is JSON (parse_json, a JSON content type, graphql)"},
+    {.name = "data",
+     .type = CBX_PARAM_ANY,
+     .optional = 1,
+     .nullable = 1,
+     .description = "graphql: the response's data"},
+    {.name = NULL},
+};
+
 static const cbx_executor_type http_type = {
     .abi = CBX_EXECUTOR_ABI,
     .name = "http",
@@ -445,6 +476,7 @@ static const cbx_executor_type http_type = {
     .cancel = http_cancel,
     .loop_init = http_loop_init,
     .loop_close = http_loop_close,
+    .outputs = http_outputs,
 };
 
 const cbx_executor_type *cbx__http_type(void)

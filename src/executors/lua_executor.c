@@ -390,6 +390,57 @@ static int lx_before(cbx_task *t, cbx_err *err)
     return rc;
 }
 
+static int of_type(const json_t *v, cbx_param_type t)
+{
+    switch (t) {
+    case CBX_PARAM_STRING:
+        return json_is_string(v);
+    case CBX_PARAM_INTEGER:
+        return json_is_integer(v);
+    case CBX_PARAM_NUMBER:
+        return json_is_number(v);
+    case CBX_PARAM_BOOLEAN:
+        return json_is_boolean(v);
+    case CBX_PARAM_ARRAY:
+        return json_is_array(v);
+    case CBX_PARAM_OBJECT:
+        return json_is_object(v);
+    default:
+        return 1;
+    }
+}
+
+/* 1 when outputs keep the declaration's promise (every key declared, of its type or null where
+ * nullable, every key not optional there); else 0 with the first broken promise in why. */
+static int outputs_keep_promise(const cbx_output *decl, const json_t *outputs, char *why,
+                                size_t len)
+{
+    if (!json_is_object(outputs)) {
+        snprintf(why, len, "expected a table of outputs");
+        return 0;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)outputs, k, v)
+    {
+        const cbx_output *o = cbx_output_find(decl, k);
+        if (!o) {
+            snprintf(why, len, "'%.100s' is not declared", k);
+            return 0;
+        }
+        if (!of_type(v, o->type) && !(json_is_null(v) && o->nullable)) {
+            snprintf(why, len, "'%s' is not %s", k, cbx_param_type_name(o->type));
+            return 0;
+        }
+    }
+    for (const cbx_output *o = decl; o->name; o++)
+        if (!o->optional && !json_object_get(outputs, o->name)) {
+            snprintf(why, len, "'%s' is missing", o->name);
+            return 0;
+        }
+    return 1;
+}
+
 /* run's results (outputs, error, metadata) at the top of the stack. */
 static cbx_outcome run_results(const lx_type *lt, cbx_task *t, cbx_sandbox *sb, json_t **outputs,
                                json_t **metadata, cbx_err *err)
@@ -425,6 +476,12 @@ static cbx_outcome run_results(const lx_type *lt, cbx_task *t, cbx_sandbox *sb, 
     if (cbx_sandbox_to_json(L, r1, "outputs", outputs, &e)) {
         cbx_err_set(err, CBX_EFAILED, "%s: run returned a value that is not JSON: %s", lt->chunk,
                     e.msg);
+        return CBX_OUTCOME_ERROR;
+    }
+    char why[300];
+    if (lt->type.outputs && !outputs_keep_promise(lt->type.outputs, *outputs, why, sizeof why)) {
+        cbx_err_set(err, CBX_EFAILED,
+                    "%s: run returned outputs its definition does not declare: %s", lt->chunk, why);
         return CBX_OUTCOME_ERROR;
     }
     return CBX_OUTCOME_SUCCESS;
@@ -548,7 +605,8 @@ typedef struct parse_ctx {
     const char *name, *summary;
     cbx_param *params;
     size_t nparams;
-    char msg[400]; /* why the definition is refused */
+    cbx_output *outputs; /* NULL: not declared */
+    char msg[400];       /* why the definition is refused */
 } parse_ctx;
 
 static _Noreturn void parse_fail(lua_State *L, parse_ctx *pc, const char *fmt, ...)
@@ -794,8 +852,74 @@ static void parse_params(lua_State *L, parse_ctx *pc, int idx)
     }
 }
 
-static const char *const def_fields[] = {"name", "summary", "params", "validate", "before",
-                                         "run",  "after",   "limits", NULL};
+static const char *const output_fields[] = {"name",     "type",     "description",
+                                            "optional", "nullable", NULL};
+
+/* The output described by the table at idx. */
+static void parse_output(lua_State *L, parse_ctx *pc, int idx, const char *name, cbx_output *o)
+{
+    char path[128];
+    snprintf(path, sizeof path, "outputs.%s", name);
+    check_keys(L, pc, idx, output_fields, path);
+    o->name = parse_strdup(L, pc, name);
+    o->type = parse_type_field(L, pc, idx, "type", path, 1);
+    o->description = opt_string(L, pc, idx, "description", path);
+    o->optional = opt_bool(L, pc, idx, "optional", path);
+    o->nullable = opt_bool(L, pc, idx, "nullable", path);
+}
+
+/* outputs = {name = {...}, ...} (sorted by name) or {{name = "x", ...}, ...} (in order); {} is a
+ * declaration too: no outputs at all. */
+static void parse_outputs(lua_State *L, parse_ctx *pc, int idx)
+{
+    size_t seq = lua_rawlen(L, idx), n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        n++;
+        lua_pop(L, 1);
+    }
+    if (n > 256)
+        parse_fail(L, pc, "outputs: at most 256 outputs");
+    pc->outputs = parse_own(L, pc, calloc(n + 1, sizeof *pc->outputs));
+    const char **names = parse_own(L, pc, calloc(n + 1, sizeof *names));
+    if (seq == n && n > 0) {
+        for (size_t i = 0; i < n; i++) {
+            if (lua_rawgeti(L, idx, (lua_Integer)i + 1) != LUA_TTABLE)
+                parse_fail(L, pc, "outputs[%zu]: expected a table, got %s", i + 1,
+                           luaL_typename(L, -1));
+            if (lua_getfield(L, -1, "name") != LUA_TSTRING)
+                parse_fail(L, pc, "outputs[%zu].name: an output in a list needs a name", i + 1);
+            names[i] = parse_strdup(L, pc, lua_tostring(L, -1));
+            lua_pop(L, 1);
+            for (size_t j = 0; j < i; j++)
+                if (strcmp(names[j], names[i]) == 0)
+                    parse_fail(L, pc, "outputs[%zu]: '%s' is declared twice", i + 1, names[i]);
+            parse_output(L, pc, lua_gettop(L), names[i], &pc->outputs[i]);
+            lua_pop(L, 1);
+        }
+        return;
+    }
+    size_t k = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            parse_fail(L, pc, "outputs: an output name must be a string, not a %s",
+                       luaL_typename(L, -1));
+        names[k++] = parse_strdup(L, pc, lua_tostring(L, -1));
+    }
+    qsort(names, n, sizeof *names, cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        if (lua_getfield(L, idx, names[i]) != LUA_TTABLE)
+            parse_fail(L, pc, "outputs.%s: expected a table such as {type = \"string\"}, got %s",
+                       names[i], luaL_typename(L, -1));
+        parse_output(L, pc, lua_gettop(L), names[i], &pc->outputs[i]);
+        lua_pop(L, 1);
+    }
+}
+
+static const char *const def_fields[] = {"name",   "summary", "params", "outputs", "validate",
+                                         "before", "run",     "after",  "limits",  NULL};
 static const char *const limit_fields[] = {"instructions", "memory", NULL};
 
 static int opt_function(lua_State *L, parse_ctx *pc, int idx, const char *field, int required)
@@ -832,6 +956,13 @@ static int parse_definition(lua_State *L)
         parse_params(L, pc, lua_gettop(L));
     else if (ty != LUA_TNIL)
         parse_fail(L, pc, "params: expected a table, got %s", lua_typename(L, ty));
+    lua_pop(L, 1);
+
+    ty = lua_getfield(L, def, "outputs");
+    if (ty == LUA_TTABLE)
+        parse_outputs(L, pc, lua_gettop(L));
+    else if (ty != LUA_TNIL)
+        parse_fail(L, pc, "outputs: expected a table, got %s", lua_typename(L, ty));
     lua_pop(L, 1);
 
     ty = lua_getfield(L, def, "limits");
@@ -932,6 +1063,7 @@ int cbx_lua_executor_load_string(cbx_registry *r, const char *name, const char *
         .after = lx_after,
         .run = lx_run,
         .destroy = lx_destroy,
+        .outputs = pc.outputs,
     };
     rc = cbx_registry_register(r, &lt->type, &e);
     if (rc) {

@@ -4,6 +4,7 @@
  * Each scope (the flow's steps, or a composite's) is checked with its chain of enclosing scopes:
  * a reference is looked up from the innermost scope outwards, and becomes a dependency of the
  * step (or enclosing composite) that is a sibling of the step referred to. */
+#include "flow/flow_check_outputs.h"
 #include "flow/flow_check_types.h"
 #include "flow/flow_load.h"
 #include "flow/template_internal.h"
@@ -198,6 +199,39 @@ static void resolve_refs(checker *C, const ref_ctx *rc, json_t *inputs, json_t *
     json_array_foreach(steps, i, v) resolve_step(C, rc, json_string_value(v), at, what);
 }
 
+/* ---- outputs referred to ------------------------------------------------------------------- */
+
+/* Each `steps.X.outputs.Y` in expr[0, len) where step X, found from rc's scope outwards, never
+ * produces Y (flow_check_outputs.c). */
+static void output_refs(checker *C, const ref_ctx *rc, const char *expr, size_t len, const char *at,
+                        const char *what)
+{
+    if (!rc->sc || !C->L->reg)
+        return;
+    json_t *pairs = NULL;
+    if (cbx__tpl_output_refs(expr, len, &pairs) < 0)
+        C->L->fatal = -ENOMEM;
+    size_t i;
+    json_t *pair;
+    json_array_foreach(pairs, i, pair)
+    {
+        const char *name = json_string_value(json_array_get(pair, 0));
+        const char *key = json_string_value(json_array_get(pair, 1));
+        for (scope_ctx *l = rc->sc; l; l = l->parent) {
+            json_t *ix = json_object_get(l->index, name);
+            if (!ix)
+                continue;
+            size_t j = (size_t)json_integer_value(ix);
+            char msg[400];
+            if (cbx__flow_output_problem(C->L->reg, C->f, &l->steps[j], json_array_get(l->arr, j),
+                                         key, msg, sizeof msg))
+                PROB(C, at, CBX_EINVAL_CONFIG, "%s: %s: %s", rc->ctx, what, msg);
+            break;
+        }
+    }
+    json_decref(pairs);
+}
+
 /* ---- templates ----------------------------------------------------------------------------- */
 
 /* A function called by a name that no template can call: it would fail when rendered. */
@@ -266,8 +300,10 @@ static void walk_templates(checker *C, const ref_ctx *rc, const json_t *v, char 
         const char *str = json_string_value(v);
         cbx__tpl_span sp;
         for (size_t pos = 0; cbx__tpl_next(str, json_string_length(v), pos, &sp) == 1;
-             pos = sp.close)
+             pos = sp.close) {
             unknown_calls(C, rc, str + sp.expr, sp.expr_end - sp.expr, at, what);
+            output_refs(C, rc, str + sp.expr, sp.expr_end - sp.expr, at, what);
+        }
         return;
     }
     case JSON_ARRAY:
@@ -324,6 +360,7 @@ static void check_expression(checker *C, const ref_ctx *rc, const char *expr, co
     resolve_refs(C, rc, ins, sts, at, what);
     json_decref(ins);
     json_decref(sts);
+    output_refs(C, rc, expr, strlen(expr), at, what);
     /* when: always() / failure() are the runner's (flow_run.c), as the whole condition */
     if (strcmp(what, "when") != 0 || (!only_call(expr, "always") && !only_call(expr, "failure")))
         unknown_calls(C, rc, expr, strlen(expr), at, what);

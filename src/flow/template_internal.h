@@ -52,6 +52,11 @@ typedef struct cbx__tpl_path_step {
  * a reserved word): the number of steps, or 0 when it is not one. A plain path is valid Lua. */
 size_t cbx__tpl_parse_path(const char *s, size_t len, cbx__tpl_path_step *st);
 
+/* Every `steps.X.outputs.Y` (or `steps["X"]["outputs"]["Y"]`) in the expression s[0, len), by
+ * a syntactic scan: appends the distinct pairs [X, Y] to *pairs (an array, created when NULL).
+ * 0 or -ENOMEM. */
+int cbx__tpl_output_refs(const char *s, size_t len, json_t **pairs);
+
 /* The message of a scan failure (a CBX__TPL_* reason). */
 const char *cbx__tpl_scan_reason(int reason);
 

@@ -743,6 +743,70 @@ static int scan_expr(const char *s, size_t len, json_t **inputs, json_t **steps)
     }
 }
 
+/* A name after `.` or a string key in `[...]` at s[*i]: 1 with it in out (unescaped), else 0
+ * (with *i where it was). */
+static int read_key(const char *s, size_t len, size_t *i, char *out, size_t cap)
+{
+    size_t save = *i;
+    tok a = next_tok(s, len, i);
+    if (a.kind == T_DOT) {
+        tok b = next_tok(s, len, i);
+        if (b.kind == T_NAME && b.n < cap) {
+            memcpy(out, b.p, b.n);
+            out[b.n] = '\0';
+            return 1;
+        }
+    } else if (a.kind == T_LBRACKET) {
+        tok b = next_tok(s, len, i);
+        tok c = next_tok(s, len, i);
+        size_t n = 0;
+        if (b.kind == T_STRING && c.kind == T_RBRACKET && unescape(&b, out, cap, &n) == 0 &&
+            strlen(out) == n)
+            return 1;
+    }
+    *i = save;
+    return 0;
+}
+
+int cbx__tpl_output_refs(const char *s, size_t len, json_t **pairs)
+{
+    size_t i = 0;
+    enum tok_kind prev = T_OTHER;
+    for (;;) {
+        tok t = next_tok(s, len, &i);
+        if (t.kind == T_END)
+            return 0;
+        int is_steps = t.kind == T_NAME && prev != T_DOT && prev != T_COLON && t.n == 5 &&
+                       memcmp(t.p, "steps", 5) == 0;
+        prev = t.kind;
+        if (!is_steps)
+            continue;
+        char step[256], word[256], key[256];
+        size_t save = i;
+        if (read_key(s, len, &i, step, sizeof step) && read_key(s, len, &i, word, sizeof word) &&
+            strcmp(word, "outputs") == 0 && read_key(s, len, &i, key, sizeof key)) {
+            json_t *pair = json_pack("[s,s]", step, key);
+            if (!pair) /* not UTF-8: no step or output is called that */
+                continue;
+            if (!*pairs && !(*pairs = json_array())) {
+                json_decref(pair);
+                return -ENOMEM;
+            }
+            int seen = 0;
+            for (size_t k = 0; k < json_array_size(*pairs) && !seen; k++)
+                seen = json_equal(json_array_get(*pairs, k), pair);
+            if (seen) {
+                json_decref(pair);
+            } else if (json_array_append_new(*pairs, pair)) {
+                return -ENOMEM;
+            }
+            prev = T_NAME;
+            continue;
+        }
+        i = save;
+    }
+}
+
 static int refs_string(const char *s, size_t len, json_t **inputs, json_t **steps)
 {
     size_t pos = 0;

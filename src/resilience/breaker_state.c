@@ -6,8 +6,8 @@
  *   shape fingerprint (u64): count-window size, time-window buckets and bucket length, probe
  *                            slots, histogram buckets, outcome kinds, expired-lease memory
  *   word, open_until, state_since (u64)  consecutive (u32)
- *   by_kind[] (u64 each), failures, ignored, slow_calls, rejections, expired_probes,
- *   late_results, opens (u64)
+ *   by_kind[] (u64 each; 8 kinds since version 3, 7 before oom), failures, ignored,
+ *   slow_calls, rejections, expired_probes, late_results, opens (u64)
  *   reopens, probe_successes, probes_in_flight, lease_serial (u32)
  *   probe tally (half_open_judge rate): calls, failures, slow (u32)           since version 2
  *   trip: reason, consecutive, calls, failures, slow (u32)
@@ -27,7 +27,11 @@
 #include <string.h>
 
 #define STATE_MAGIC   0x53584243u /* "CBXS" read as little-endian */
-#define STATE_VERSION 2u
+#define STATE_VERSION 3u
+/* Version 2 records had one outcome kind fewer (before oom): read, with no oom counted. */
+#define V2_KINDS 7
+_Static_assert(CBX_OUTCOME_OOM == V2_KINDS && CBX_OUTCOME__COUNT == V2_KINDS + 1,
+               "outcome kinds are only ever added at the end");
 
 #define HDR_BYTES (4 + 2 + 2 + 4 + 8)
 #define FIXED_BYTES                                                                                \
@@ -101,16 +105,16 @@ static uint64_t mix(uint64_t h, uint64_t v)
     return h * 0xff51afd7ed558ccdULL;
 }
 
-static uint64_t fingerprint(const cbx_breaker *b)
+static uint64_t fingerprint(const cbx_breaker *b, unsigned version, unsigned kinds)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
-    h = mix(h, STATE_VERSION);
+    h = mix(h, version);
     h = mix(h, b->has_count_window ? b->cw.size : 0);
     h = mix(h, b->has_time_window ? b->tw.buckets : 0);
     h = mix(h, b->has_time_window ? b->tw.bucket_ns : 0);
     h = mix(h, b->max_probes);
     h = mix(h, (uint64_t)CBX__HIST_BUCKETS);
-    h = mix(h, CBX_OUTCOME__COUNT);
+    h = mix(h, kinds);
     h = mix(h, CBX__EXPIRED_MEMORY);
     return h ^ (h >> 31);
 }
@@ -183,7 +187,7 @@ int cbx__breaker_state_save(cbx_breaker *b, void *buf, size_t len)
     put16(&w, 0);
     size_t len_at = w.off;
     put32(&w, 0); /* the length, filled in at the end */
-    put64(&w, fingerprint(b));
+    put64(&w, fingerprint(b, STATE_VERSION, CBX_OUTCOME__COUNT));
 
     put64(&w, LOAD(b->word));
     put64(&w, LOAD(b->open_until_ns));
@@ -313,10 +317,14 @@ int cbx__breaker_state_save(cbx_breaker *b, void *buf, size_t len)
 static int decode(cbx_breaker *b, const void *buf, size_t len, int apply)
 {
     rcur r = {.p = buf, .len = len};
-    if (get32(&r) != STATE_MAGIC || get16(&r) != STATE_VERSION)
+    if (get32(&r) != STATE_MAGIC)
         return CBX_EPARSE;
+    unsigned version = get16(&r);
+    if (version != STATE_VERSION && version != 2)
+        return CBX_EPARSE;
+    unsigned kinds = version == 2 ? V2_KINDS : CBX_OUTCOME__COUNT;
     (void)get16(&r); /* reserved */
-    if (get32(&r) != len || get64(&r) != fingerprint(b) || r.bad)
+    if (get32(&r) != len || get64(&r) != fingerprint(b, version, kinds) || r.bad)
         return CBX_EPARSE;
 
     uint64_t word = get64(&r);
@@ -325,8 +333,8 @@ static int decode(cbx_breaker *b, const void *buf, size_t len, int apply)
         return CBX_EPARSE;
     uint64_t open_until = get64(&r), since = get64(&r);
     uint32_t consecutive = get32(&r);
-    uint64_t by_kind[CBX_OUTCOME__COUNT];
-    for (int k = 0; k < CBX_OUTCOME__COUNT; k++)
+    uint64_t by_kind[CBX_OUTCOME__COUNT] = {0};
+    for (unsigned k = 0; k < kinds; k++)
         by_kind[k] = get64(&r);
     uint64_t failures = get64(&r), ignored = get64(&r), slow_calls = get64(&r),
              rejections = get64(&r), expired_probes = get64(&r), late = get64(&r),

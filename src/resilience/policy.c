@@ -942,6 +942,8 @@ static const char *outcome_words(cbx_outcome k)
         return "failed (custom)";
     case CBX_OUTCOME_IGNORED:
         return "failed (ignored by the breaker)";
+    case CBX_OUTCOME_OOM:
+        return "ran out of memory";
     default:
         return "succeeded";
     }

@@ -334,7 +334,7 @@ static const char *half_open_judge_name(int i)
     return i ? "rate" : "first_failure";
 }
 
-#define KINDS_HINT "a failure kind: error, timeout, rate_limited, quality or custom"
+#define KINDS_HINT "a failure kind: error, timeout, rate_limited, quality, custom or oom"
 
 /* A list of failure kinds (a single name is a list of one) into an outcome mask. */
 static int get_kinds(const json_t *v, const char *where, uint32_t *mask, cbx_err *err)
@@ -355,7 +355,7 @@ static int get_kinds(const json_t *v, const char *where, uint32_t *mask, cbx_err
     if (json_array_size(v) == 0)
         return fail(err, CBX_EINVAL_CONFIG, where,
                     "expected at least one failure kind (error, timeout, rate_limited, quality, "
-                    "custom)");
+                    "custom, oom)");
     size_t i;
     json_t *e;
     json_array_foreach(v, i, e)

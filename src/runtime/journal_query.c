@@ -351,7 +351,8 @@ static double nearest_rank_ms(const int64_t *sorted, size_t n, unsigned p)
 static json_t *stats_object(sqlite3_stmt *st)
 {
     /* columns: 0 key, 1 executions (ended), 2 successes, 3 failures, 4 timeouts, 5 cancelled,
-     * 6 rejected, 7 running, 8 fallbacks, 9 mean duration ns, 10 mean attempts */
+     * 6 rejected, 7 running, 8 fallbacks, 9 mean duration ns, 10 mean attempts, 11 executions
+     * with an attempt that ran out of memory (outcome oom) */
     int64_t ended = sqlite3_column_int64(st, 1);
     int64_t ok = sqlite3_column_int64(st, 2);
     json_t *o = json_object();
@@ -362,6 +363,7 @@ static json_t *stats_object(sqlite3_stmt *st)
     bad |= set(o, "successes", json_integer(ok));
     bad |= set(o, "failures", json_integer(sqlite3_column_int64(st, 3)));
     bad |= set(o, "timeouts", json_integer(sqlite3_column_int64(st, 4)));
+    bad |= set(o, "ooms", json_integer(sqlite3_column_int64(st, 11)));
     bad |= set(o, "cancelled", json_integer(sqlite3_column_int64(st, 5)));
     bad |= set(o, "rejected", json_integer(sqlite3_column_int64(st, 6)));
     bad |= set(o, "running", json_integer(sqlite3_column_int64(st, 7)));
@@ -458,7 +460,9 @@ int cbx_journal_stats(cbx_journal *j, const cbx_history_filter *f, const char *g
              " sum(status = 'failed'), sum(status = 'timeout'), sum(status = 'cancelled'),"
              " sum(status = 'rejected'), sum(ended_ms IS NULL), sum(fallback_used),"
              " avg(CASE WHEN " RAN " THEN duration_ns END),"
-             " avg(CASE WHEN " RAN " THEN attempts END)"
+             " avg(CASE WHEN " RAN " THEN attempts END),"
+             " sum(EXISTS(SELECT 1 FROM attempts a WHERE a.execution_id = id"
+             " AND a.outcome = 'oom'))"
              " FROM %s%s",
              key, src, group_by ? " GROUP BY k ORDER BY k" : "");
     int r = cbx__journal_settle_locked(j, err);

@@ -60,10 +60,24 @@ int cbx_registry_load_plugin(cbx_registry *r, const char *path, cbx_err *err)
     cbx_plugin_init_fn init;
     memcpy(&init, &sym, sizeof init); /* object to function pointer, as POSIX allows */
 
+    /* The runtime's ABI first; a plugin that refuses it (built against an older header, checking
+     * for its own number) is offered each older ABI still accepted, newest first. Its types then
+     * carry that number, and the fields they lack are taken as absent. */
     uint64_t mark = cbx__registry_mark(r);
-    cbx_err ie;
+    cbx_err ie, first;
     cbx_err_clear(&ie);
+    cbx_err_clear(&first);
     int rc = init(r, CBX_EXECUTOR_ABI, &ie);
+    for (uint32_t abi = CBX_EXECUTOR_ABI - 1; rc == CBX_EABI && abi >= CBX_EXECUTOR_ABI_MIN;
+         abi--) {
+        if (abi == CBX_EXECUTOR_ABI - 1)
+            first = ie;
+        cbx__registry_rollback(r, mark);
+        cbx_err_clear(&ie);
+        rc = init(r, abi, &ie);
+    }
+    if (rc == CBX_EABI && first.msg[0])
+        ie = first; /* what it said to this runtime's own ABI */
     if (rc == 0) {
         rc = cbx__registry_keep_handle(r, h);
         if (rc == 0)

@@ -38,6 +38,27 @@ static int name_ok(const char *s)
     return 1;
 }
 
+/* A declaration of outputs: names given, distinct, types known. */
+static int outputs_check(const char *type, const cbx_output *outs, cbx_err *err)
+{
+    for (const cbx_output *o = outs; o && o->name; o++) {
+        if (!o->name[0])
+            return cbx_err_set_at(err, CBX_EINVAL_CONFIG, type, 0, 0,
+                                  "executor type '%s': outputs[%zu]: an output needs a name", type,
+                                  (size_t)(o - outs));
+        if ((unsigned)o->type >= CBX_PARAM_TYPE__COUNT)
+            return cbx_err_set_at(err, CBX_EINVAL_CONFIG, type, 0, 0,
+                                  "executor type '%s': output '%s': unknown type %d", type, o->name,
+                                  (int)o->type);
+        for (const cbx_output *p = outs; p < o; p++)
+            if (strcmp(p->name, o->name) == 0)
+                return cbx_err_set_at(err, CBX_EINVAL_CONFIG, type, 0, 0,
+                                      "executor type '%s': output '%s' is declared twice", type,
+                                      o->name);
+    }
+    return 0;
+}
+
 /* Index of name, or where it would go (with *found 0). */
 static size_t locate(const cbx_registry *r, const char *name, int *found)
 {
@@ -63,11 +84,12 @@ static int add(cbx_registry *r, const cbx_executor_type *t, int builtin, cbx_err
     if (!r || !t)
         return cbx_err_set(err, CBX_EINVAL_CONFIG, "no registry or no executor type given");
     const char *name = t->name ? t->name : "";
-    if (t->abi != CBX_EXECUTOR_ABI)
+    if (t->abi < CBX_EXECUTOR_ABI_MIN || t->abi > CBX_EXECUTOR_ABI)
         return cbx_err_set_at(err, CBX_EABI, name, 0, 0,
                               "executor type '%s' is built for executor ABI %u; this runtime has "
-                              "ABI %u",
-                              name, (unsigned)t->abi, (unsigned)CBX_EXECUTOR_ABI);
+                              "ABI %u (and accepts %u to %u)",
+                              name, (unsigned)t->abi, (unsigned)CBX_EXECUTOR_ABI,
+                              (unsigned)CBX_EXECUTOR_ABI_MIN, (unsigned)CBX_EXECUTOR_ABI);
     if (!name_ok(name))
         return cbx_err_set_at(err, CBX_EINVAL_CONFIG, name, 0, 0,
                               "bad executor type name '%s': 1 to 63 of [a-z0-9_.-]", name);
@@ -86,6 +108,9 @@ static int add(cbx_registry *r, const cbx_executor_type *t, int builtin, cbx_err
     if (t->start && !t->cancel)
         return cbx_err_set_at(err, CBX_EINVAL_CONFIG, name, 0, 0,
                               "executor type '%s' has start but no cancel", name);
+    int orc = outputs_check(name, cbx_executor_type_outputs(t), err);
+    if (orc)
+        return orc;
     json_t **defaults = NULL;
     int rc = cbx__schema_check(name, t->params, &defaults, err);
     if (rc)

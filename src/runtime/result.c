@@ -47,6 +47,40 @@ json_t *cbx_result_to_json(const cbx_result *r)
     return j;
 }
 
+static uint64_t ms_field(const json_t *j, const char *name)
+{
+    const json_t *v = json_object_get(j, name);
+    double d = json_is_number(v) ? json_number_value(v) : 0;
+    return d > 0 ? (uint64_t)d : 0;
+}
+
+int cbx_result_from_json(const json_t *j, cbx_result *out, cbx_err *err)
+{
+    memset(out, 0, sizeof *out);
+    const char *status = json_string_value(json_object_get(j, "status"));
+    if (!json_is_object(j) || !status || cbx_status_parse(status, &out->status) < 0)
+        return cbx_err_set(err, CBX_EPARSE, "not a result: %s",
+                           !json_is_object(j) ? "not an object" : "no known \"status\"");
+    cbx__copy_text(out->id, sizeof out->id, json_string_value(json_object_get(j, "id")));
+    cbx__copy_text(out->executor, sizeof out->executor,
+                   json_string_value(json_object_get(j, "executor")));
+    cbx__copy_text(out->error, sizeof out->error, json_string_value(json_object_get(j, "error")));
+    out->rc = (int)json_integer_value(json_object_get(j, "rc"));
+    out->fallback_used = json_is_true(json_object_get(j, "fallback_used"));
+    json_t *v;
+    if ((v = json_object_get(j, "outputs")) && !json_is_null(v))
+        out->outputs = json_incref(v);
+    if ((v = json_object_get(j, "metadata")) && !json_is_null(v))
+        out->metadata = json_incref(v);
+    if ((v = json_object_get(j, "attempts")) && json_is_array(v))
+        out->attempts = json_incref(v);
+    out->attempt_count = (uint32_t)json_integer_value(json_object_get(j, "attempt_count"));
+    out->submitted_ms = ms_field(j, "submitted_ms");
+    out->queued_ns = (uint64_t)(json_number_value(json_object_get(j, "queued_ms")) * 1e6);
+    out->duration_ns = (uint64_t)(json_number_value(json_object_get(j, "duration_ms")) * 1e6);
+    return 0;
+}
+
 /* splitmix64 over a per-runtime state seeded from getrandom: ids need to be unique, not secret. */
 static uint64_t next64(uint64_t *s)
 {

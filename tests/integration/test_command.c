@@ -366,6 +366,16 @@ Test(command, grandchildren_that_hang_all_die)
     cbx_result_clear(&r);
 }
 
+/* The outcome of the result's last attempt ("oom", "error", ...), or "". */
+static const char *last_outcome(const cbx_result *r)
+{
+    size_t n = json_array_size(r->attempts);
+    const char *s =
+        n ? json_string_value(json_object_get(json_array_get(r->attempts, n - 1), "outcome"))
+          : NULL;
+    return s ? s : "";
+}
+
 /* The tree this machine gives the command executor: "cgroup" (root, cgroup v2) or
  * "process_group"; and whether it has a memory cgroup. */
 static int have_cgroups(int *memory)
@@ -498,6 +508,8 @@ Test(command, over_memory_tree_is_killed_and_reported_as_oom)
         0, NULL, &r);
     cr_assert_eq(r.status, CBX_STATUS_FAILED, "%s", r.error);
     cr_assert(meta_bool(&r, "oom"), "%s", r.error);
+    /* a kind of its own, that policies match (retry_on, breaker failure kinds) */
+    cr_assert_str_eq(last_outcome(&r), "oom", "%s", r.error);
     cr_assert_str_eq(meta_str(&r, "signal"), "SIGKILL", "%s", r.error);
     cr_assert(strstr(r.error, "memory_max_bytes reached"), "%s", r.error);
     cr_assert_geq(meta_int(&r, "peak_memory_bytes"), (json_int_t)32 << 20);
@@ -510,7 +522,32 @@ Test(command, over_memory_tree_is_killed_and_reported_as_oom)
         0, NULL, &r);
     cr_assert_eq(r.status, CBX_STATUS_SUCCESS, "%s", r.error);
     cr_assert_not(meta_bool(&r, "oom"));
+    cr_assert_str_eq(last_outcome(&r), "success");
     cr_assert_geq(meta_int(&r, "peak_memory_bytes"), (json_int_t)16 << 20);
+    cbx_result_clear(&r);
+}
+
+/* A SIGKILL nobody in cbx sent: with a memory cgroup to ask, its count of OOM kills decides (none
+ * here: an error); without one, it is taken for the kernel's OOM killer (oom). */
+Test(command, an_unexplained_sigkill_is_oom_only_without_a_memory_cgroup_to_ask)
+{
+    int memory = 0;
+    int cgroups = have_cgroups(&memory);
+    cbx_result r;
+    if (cgroups && memory) {
+        run(json_pack("{s:[s,s,s]}", "argv", "sh", "-c", "kill -9 $$"), 0, NULL, &r);
+        cr_assert_str_eq(meta_str(&r, "signal"), "SIGKILL");
+        cr_assert_not(meta_bool(&r, "oom"), "%s", r.error);
+        cr_assert_str_eq(last_outcome(&r), "error", "%s", r.error);
+        cbx_result_clear(&r);
+    }
+    cbx__cmd_no_cgroup = 1;
+    run(json_pack("{s:[s,s,s]}", "argv", "sh", "-c", "kill -9 $$"), 0, NULL, &r);
+    cbx__cmd_no_cgroup = 0;
+    cr_assert_str_eq(meta_str(&r, "tree"), "process_group");
+    cr_assert(meta_bool(&r, "oom"), "%s", r.error);
+    cr_assert_str_eq(last_outcome(&r), "oom", "%s", r.error);
+    cr_assert(strstr(r.error, "(out of memory?)"), "%s", r.error);
     cbx_result_clear(&r);
 }
 
@@ -757,6 +794,7 @@ Test(command, rlimit_memory_stops_a_greedy_child)
     if (!UNDER_ASAN) { /* an ASan child cannot even map its shadow memory under RLIMIT_AS */
         cr_assert_eq(meta_int(&r, "exit_code"), 2, "%s", r.error);
         cr_assert(meta_bool(&r, "oom"), "%s", r.error);
+        cr_assert_str_eq(last_outcome(&r), "oom", "%s", r.error);
         cr_assert(strstr(r.error, "out of memory after"), "%s", r.error);
     }
     cbx_result_clear(&r);

@@ -499,7 +499,7 @@ Test(flow_run, an_output_that_cannot_be_rendered_fails_the_flow)
                             "steps:\n"
                             "  - {name: s, executor: command, config: {argv: [printf, x]}}\n"
                             "outputs:\n"
-                            "  bad: '{{ steps.s.outputs.missing.deeper }}'\n");
+                            "  bad: '{{ steps.s.outputs.stdout.deeper.still }}'\n");
     cbx_flow_result res;
     cr_assert_eq(run(f, NULL, &res), CBX_EFAILED);
     cr_assert_eq(res.status, CBX_STATUS_FAILED);

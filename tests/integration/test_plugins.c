@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cbx/flow.h"
 #include "cbx/registry.h"
 #include "cbx/runtime.h"
 
@@ -200,6 +201,41 @@ Test(plugins, abi_mismatch_refused_by_the_plugin_init)
              CBX_EXECUTOR_ABI + 1, CBX_EXECUTOR_ABI);
     cr_assert_str_eq(err.msg, want);
     cr_assert_null(cbx_registry_find(r, "from-the-future"));
+    cbx_registry_free(r);
+}
+
+/* A plugin built against ABI 2 refuses the runtime's ABI and is offered 2: it loads, its type
+ * runs, and the field its struct lacks (outputs) is never read - a flow's references to its
+ * outputs are not checked. */
+Test(plugins, abi2_plugin_still_loads_and_runs)
+{
+    cbx_registry *r = fresh();
+    cbx_err err;
+    cr_assert_eq(cbx_registry_load_plugin(r, PLUGIN("plugin_abi2"), &err), 0, "%s", err.msg);
+    const cbx_executor_type *t = cbx_registry_find(r, "abi2");
+    cr_assert_not_null(t);
+    cr_assert_eq(t->abi, 2);
+    cr_assert_null(cbx_executor_type_outputs(t));
+
+    const char *flow = "name: f\nsteps:\n  - {name: a, executor: abi2}\n"
+                       "outputs:\n  x: '{{ steps.a.outputs.said }} {{ steps.a.outputs.other }}'\n";
+    cbx_flow *f = NULL;
+    cbx_diag d = {0};
+    cr_assert_eq(cbx_flow_load_string(&f, flow, strlen(flow), "f.yaml", r, &d), 0,
+                 "%zu problems: %s", d.n, d.n ? d.items[0].msg : "");
+    cbx_flow_free(f);
+    cbx_diag_clear(&d);
+
+    cbx_runtime *rt = NULL;
+    cr_assert_eq(cbx_runtime_new(&rt, &(cbx_runtime_opts){.registry = r}, &err), 0, "%s", err.msg);
+    cbx_result res;
+    memset(&res, 0, sizeof res);
+    int rc = cbx_runtime_execute(rt, &(cbx_request){.executor = "abi2"}, &res, &d);
+    cr_assert_eq(rc, 0, "%s: %s", cbx_err_name(rc), res.error);
+    cr_assert_str_eq(json_string_value(json_object_get(res.outputs, "said")), "still here");
+    cbx_result_clear(&res);
+    cbx_diag_clear(&d);
+    cbx_runtime_free(rt);
     cbx_registry_free(r);
 }
 

@@ -161,6 +161,58 @@ Test(registry, refuses_wrong_abi_with_both_numbers)
     cr_assert_eq(n_destroyed, 0, "a refused type is never destroyed");
 }
 
+Test(registry, accepts_older_abis_down_to_the_minimum)
+{
+    cbx_registry *r = fresh();
+    cbx_executor_type t = TYPE("two");
+    t.abi = CBX_EXECUTOR_ABI_MIN;
+    cr_assert_eq(cbx_registry_register(r, &t, NULL), 0);
+    cbx_executor_type too_old = TYPE("one");
+    too_old.abi = CBX_EXECUTOR_ABI_MIN - 1;
+    refuse(r, &too_old, CBX_EABI, "and accepts 2 to 3");
+    cbx_registry_free(r);
+}
+
+Test(registry, checks_the_outputs_declared)
+{
+    static const cbx_output unnamed[] = {{.name = "", .type = CBX_PARAM_STRING}, {0}};
+    static const cbx_output twice[] = {
+        {.name = "a", .type = CBX_PARAM_STRING}, {.name = "a", .type = CBX_PARAM_INTEGER}, {0}};
+    static const cbx_output bad_type[] = {{.name = "a", .type = (cbx_param_type)99}, {0}};
+    static const cbx_output good[] = {{.name = "a", .type = CBX_PARAM_STRING},
+                                      {.name = "b", .type = CBX_PARAM_ANY, .optional = 1},
+                                      {0}};
+    cbx_registry *r = fresh();
+    cbx_executor_type t = TYPE("t");
+    t.outputs = unnamed;
+    refuse(r, &t, CBX_EINVAL_CONFIG, "outputs[0]: an output needs a name");
+    t.outputs = twice;
+    refuse(r, &t, CBX_EINVAL_CONFIG, "output 'a' is declared twice");
+    t.outputs = bad_type;
+    refuse(r, &t, CBX_EINVAL_CONFIG, "output 'a': unknown type 99");
+    t.outputs = good;
+    cr_assert_eq(cbx_registry_register(r, &t, NULL), 0);
+    const cbx_output *o = cbx_executor_type_outputs(cbx_registry_find(r, "t"));
+    cr_assert_eq(o, good);
+    cr_assert_eq(cbx_output_find(o, "b"), &good[1]);
+    cr_assert_null(cbx_output_find(o, "c"));
+    json_t *j = cbx_outputs_to_json(o);
+    json_t *want =
+        json_loads("{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"string\"},"
+                   " \"b\": {}}, \"required\": [\"a\"]}",
+                   0, NULL);
+    cr_assert(json_equal(j, want));
+    json_decref(j);
+    json_decref(want);
+    /* the same struct marked ABI 2 has no outputs, whatever the field holds */
+    cbx_executor_type old = TYPE("old");
+    old.abi = 2;
+    old.outputs = good;
+    cr_assert_null(cbx_executor_type_outputs(&old));
+    cr_assert(json_is_null(cbx_outputs_to_json(NULL)));
+    cbx_registry_free(r);
+}
+
 Test(registry, refuses_bad_names)
 {
     cbx_registry *r = fresh();

@@ -1,0 +1,89 @@
+/* cbx/dist.h - executions run by a pool of workers over NATS JetStream.
+ *
+ * A submitter publishes a job - an execution's executor type, parameters, policy block and
+ * timeout, under a new execution id - to the work-queue stream CBX_WORK (subject
+ * cbx.work.<queue>). Workers pull jobs through the durable consumer cbx-worker-<queue>, run each
+ * on their own runtime under its policy, store the result in the key-value bucket CBX_RESULTS
+ * (key: the execution id), announce it on cbx.result.<id>, and only then acknowledge the job.
+ * Delivery is at least once: a worker that dies mid-job leaves it unacknowledged, and JetStream
+ * gives it to another worker after the ack wait. Before running a job a worker looks its id up
+ * in CBX_RESULTS, so a job whose result was stored is never run again (it is acknowledged and its
+ * result announced again). docs/distributed.md has the whole story.
+ *
+ * libnats is loaded on first use (dist/natslib.h); every function here returns CBX_EPLUGIN with
+ * the reason when it cannot be.
+ */
+#ifndef CBX_DIST_H
+#define CBX_DIST_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "cbx/err.h"
+#include "cbx/journal.h"
+#include "cbx/registry.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- workers ----------------------------------------------------------------------------------
+ */
+
+typedef struct cbx_worker cbx_worker;
+
+typedef struct cbx_worker_opts {
+    const char *url;          /* NATS server(s), comma-separated; NULL = $NATS_URL, else
+                                 nats://127.0.0.1:4222 */
+    const char *queue;        /* [A-Za-z0-9_-]+; NULL = "default" */
+    uint32_t concurrency;     /* jobs run at once; 0 = 4 */
+    const char *const *types; /* NULL-terminated executor types this worker takes; NULL = all
+                                 (a job of another type is handed back at once, for others) */
+    cbx_registry *registry;   /* borrowed; NULL = the built-in types */
+    cbx_journal *journal;     /* borrowed; NULL = nothing journaled here */
+    uint64_t ack_wait_ns;     /* how long a job may go without news before JetStream gives it
+                                 to another worker; 0 = 30 s. Running jobs send in-progress acks
+                                 every third of it. Fixed when the queue's consumer is made. */
+    uint32_t max_deliver;     /* deliveries before a job is given up (its result says so);
+                                 0 = 5 */
+    const char *worker_id;    /* put in each result as "worker"; NULL = host:pid */
+    int verbose;              /* one line on stderr per job */
+} cbx_worker_opts;
+
+/* Connect, make the stream, the queue's consumer and the results bucket where missing, and get
+ * ready to pull. 0, or CBX_EPLUGIN (libnats), CBX_EFAILED (the server: message names it),
+ * CBX_EINVAL_CONFIG (a bad queue name), -ENOMEM. */
+int cbx_worker_new(cbx_worker **out, const cbx_worker_opts *o, cbx_err *err);
+/* Pull and run jobs until cbx_worker_stop; then take no more, finish the running jobs (their
+ * results stored and acknowledged) and return 0, or a negative code when the connection failed
+ * for good. */
+int cbx_worker_run(cbx_worker *w);
+/* Ask a running worker to drain and stop. Async-signal-safe; any thread. */
+void cbx_worker_stop(cbx_worker *w);
+/* Jobs this worker has finished (results stored), given back, and given up as poison. */
+void cbx_worker_counts(const cbx_worker *w, uint64_t *done, uint64_t *handed_back,
+                       uint64_t *poisoned);
+void cbx_worker_free(cbx_worker *w);
+
+/* ---- submitting -------------------------------------------------------------------------------
+ */
+
+typedef struct cbx_remote_job {
+    const char *executor; /* type name */
+    const json_t *params; /* NULL = {} */
+    const json_t *policy; /* a policy block (docs/policy.md); NULL = one attempt */
+    uint64_t timeout_ns;  /* per attempt; 0 = the policy's */
+} cbx_remote_job;
+
+/* Publish job to queue on url (NULLs as in cbx_worker_opts) and wait up to wait_ns (0 = for
+ * ever) for its result: *result is the result as cbx_result_to_json gives it, with "worker",
+ * and id (at least 40 bytes) the execution id. 0; CBX_ETIMEDOUT when no result came in time
+ * (the job stays queued: its result will be in CBX_RESULTS under id); CBX_EFAILED when the
+ * server cannot be reached or refused the job; CBX_EPLUGIN. */
+int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job *job,
+                       uint64_t wait_ns, json_t **result, char *id, cbx_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

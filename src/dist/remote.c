@@ -1,0 +1,128 @@
+/* Submitting a job to the workers and waiting for its result (cbx_remote_execute). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cbx/dist.h"
+#include "core/uuid.h"
+#include "dist/work.h"
+
+#define SLICE_MS 50
+
+static const char *why(natsStatus s)
+{
+    natsStatus last = NATS_OK;
+    const char *text = nats_GetLastError(&last);
+    return text && *text && last == s ? text : natsStatus_GetText(s);
+}
+
+static json_t *job_json(const cbx_remote_job *job, const char *id)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "id", json_string(id));
+    json_object_set_new(j, "executor", json_string(job->executor));
+    if (job->params)
+        json_object_set(j, "params", (json_t *)job->params);
+    else
+        json_object_set_new(j, "params", json_object());
+    if (job->policy)
+        json_object_set(j, "policy", (json_t *)job->policy);
+    if (j && job->timeout_ns)
+        json_object_set_new(j, "timeout_ms", json_integer((json_int_t)(job->timeout_ns / 1000000)));
+    return j;
+}
+
+/* The stored result for id, or NULL. */
+static json_t *stored_result(jsCtx *js, const char *id)
+{
+    kvStore *kv = NULL;
+    kvEntry *e = NULL;
+    json_t *r = NULL;
+    if (js_KeyValue(&kv, js, CBX__DIST_RESULTS) == NATS_OK && kvStore_Get(&e, kv, id) == NATS_OK)
+        r = json_loadb(kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), 0, NULL);
+    kvEntry_Destroy(e);
+    kvStore_Destroy(kv);
+    return r;
+}
+
+int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job *job,
+                       uint64_t wait_ns, json_t **result, char *id, cbx_err *err)
+{
+    *result = NULL;
+    url = cbx__dist_url(url);
+    if (!queue)
+        queue = CBX__DIST_DEFAULT_QUEUE;
+    if (!cbx__dist_queue_ok(queue))
+        return cbx_err_set(err, CBX_EINVAL_CONFIG,
+                           "queue '%s': use letters, digits, - and _ (at most 64)", queue);
+    if (!job->executor || !*job->executor)
+        return cbx_err_set(err, CBX_EINVAL_CONFIG, "no executor type");
+    natsConnection *nc = NULL;
+    int rc = cbx__dist_connect(url, &nc, err);
+    if (rc)
+        return rc;
+    jsCtx *js = NULL;
+    natsSubscription *sub = NULL;
+    natsMsg *m = NULL, *reply = NULL;
+    jsPubAck *ack = NULL;
+    char *text = NULL;
+    char subject[128], work[128];
+    cbx__uuid7(id);
+    snprintf(subject, sizeof subject, "cbx.result.%s", id);
+    snprintf(work, sizeof work, "cbx.work.%s", queue);
+    json_t *j = job_json(job, id);
+    text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    natsStatus s = text ? natsConnection_JetStream(&js, nc, NULL) : NATS_NO_MEMORY;
+    if (s == NATS_OK && (rc = cbx__dist_ensure_stream(js, err)) != 0)
+        goto out;
+    /* subscribed before the job is out, so that the announcement cannot be missed */
+    if (s == NATS_OK)
+        s = natsConnection_SubscribeSync(&sub, nc, subject);
+    if (s == NATS_OK)
+        s = natsMsg_Create(&m, work, NULL, text, (int)strlen(text));
+    if (s == NATS_OK) {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = id; /* a publish retried by libnats is stored once */
+        po.ExpectStream = CBX__DIST_STREAM;
+        s = js_PublishMsg(&ack, js, m, &po, NULL);
+    }
+    if (s != NATS_OK) {
+        rc = cbx_err_set(err, CBX_EFAILED, "cannot queue the job on %s (%s): %s", url, work,
+                         s == NATS_NO_RESPONDERS ? "JetStream is not enabled on the server"
+                                                 : why(s));
+        goto out;
+    }
+    uint64_t waited_ms = 0, limit_ms = wait_ns ? wait_ns / 1000000 : UINT64_MAX;
+    for (;;) {
+        s = natsSubscription_NextMsg(&reply, sub, SLICE_MS);
+        if (s == NATS_OK)
+            break;
+        waited_ms += SLICE_MS;
+        if (s != NATS_TIMEOUT || waited_ms >= limit_ms)
+            break;
+        /* every second, the bucket: a result stored while the announcement was lost (the
+         * connection was reconnecting) */
+        if (waited_ms % 1000 == 0 && (*result = stored_result(js, id)) != NULL)
+            goto out;
+    }
+    if (s == NATS_OK)
+        *result = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+    if (!*result)
+        *result = stored_result(js, id);
+    if (!*result)
+        rc = cbx_err_set(err, CBX_ETIMEDOUT,
+                         "no result within %llu ms; the job %s stays queued on %s and its result "
+                         "will be kept in the %s bucket under its id",
+                         (unsigned long long)waited_ms, id, work, CBX__DIST_RESULTS);
+out:
+    jsPubAck_Destroy(ack);
+    natsMsg_Destroy(reply);
+    natsMsg_Destroy(m);
+    natsSubscription_Destroy(sub);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    free(text);
+    return rc;
+}

@@ -1,0 +1,103 @@
+/* The connection and the server-side objects workers and submitters share (see work.h). */
+#include "dist/work.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* kvConfig.TTL is in nanoseconds (libnats passes it on as the stream's max age) */
+#define RESULTS_TTL_NS (24LL * 3600 * 1000000000)
+
+const char *cbx__dist_url(const char *url)
+{
+    if (url && *url)
+        return url;
+    const char *env = getenv("NATS_URL");
+    return env && *env ? env : CBX__DIST_DEFAULT_URL;
+}
+
+int cbx__dist_queue_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 64)
+        return 0;
+    for (; *name; name++)
+        if (!isalnum((unsigned char)*name) && *name != '-' && *name != '_')
+            return 0;
+    return 1;
+}
+
+static const char *why(natsStatus s)
+{
+    natsStatus last = NATS_OK;
+    const char *text = nats_GetLastError(&last);
+    return text && *text && last == s ? text : natsStatus_GetText(s);
+}
+
+int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err)
+{
+    int rc = cbx__nats_load(err);
+    if (rc)
+        return rc;
+    natsOptions *o = NULL;
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(o, url);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(o, "cbx");
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(o, 2000);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(o, -1);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(nc, o);
+    natsOptions_Destroy(o);
+    if (s != NATS_OK)
+        return cbx_err_set(err, CBX_EFAILED, "cannot connect to %s: %s", url, why(s));
+    return 0;
+}
+
+int cbx__dist_ensure_stream(jsCtx *js, cbx_err *err)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, js, CBX__DIST_STREAM, NULL, &jerr);
+    if (s == NATS_OK) {
+        jsStreamInfo_Destroy(si);
+        return 0;
+    }
+    if (s != NATS_NOT_FOUND)
+        return cbx_err_set(err, CBX_EFAILED, "stream %s: %s", CBX__DIST_STREAM, why(s));
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = CBX__DIST_STREAM;
+    const char *subjects[] = {CBX__DIST_STREAM_SUBJECTS};
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Retention = js_WorkQueuePolicy;
+    cfg.Storage = js_FileStorage;
+    s = js_AddStream(NULL, js, &cfg, NULL, &jerr);
+    /* another process may have made it meanwhile: fine */
+    if (s != NATS_OK && jerr != JSStreamNameExistErr)
+        return cbx_err_set(err, CBX_EFAILED, "cannot make stream %s: %s", CBX__DIST_STREAM, why(s));
+    return 0;
+}
+
+int cbx__dist_ensure_results(jsCtx *js, kvStore **kv, cbx_err *err)
+{
+    natsStatus s = js_KeyValue(kv, js, CBX__DIST_RESULTS);
+    if (s == NATS_NOT_FOUND) {
+        kvConfig cfg;
+        kvConfig_Init(&cfg);
+        cfg.Bucket = CBX__DIST_RESULTS;
+        cfg.History = 1;
+        cfg.TTL = RESULTS_TTL_NS;
+        cfg.StorageType = js_FileStorage;
+        s = js_CreateKeyValue(kv, js, &cfg);
+        if (s != NATS_OK && js_KeyValue(kv, js, CBX__DIST_RESULTS) == NATS_OK)
+            s = NATS_OK; /* made by another process meanwhile */
+    }
+    if (s != NATS_OK)
+        return cbx_err_set(err, CBX_EFAILED, "results bucket %s: %s", CBX__DIST_RESULTS, why(s));
+    return 0;
+}

@@ -1,0 +1,30 @@
+/* What workers and submitters share: the names on the server, the connection, and making the
+ * stream, consumer and bucket where they are missing. */
+#ifndef CBX_DIST_WORK_H
+#define CBX_DIST_WORK_H
+
+#include <stdint.h>
+
+#include "cbx/err.h"
+#include "dist/natslib.h"
+
+#define CBX__DIST_STREAM          "CBX_WORK"
+#define CBX__DIST_STREAM_SUBJECTS "cbx.work.>"
+#define CBX__DIST_RESULTS         "CBX_RESULTS"
+#define CBX__DIST_DEFAULT_URL     "nats://127.0.0.1:4222"
+#define CBX__DIST_DEFAULT_QUEUE   "default"
+
+/* url, else $NATS_URL, else the default. */
+const char *cbx__dist_url(const char *url);
+/* 1 when name is a usable queue name: [A-Za-z0-9_-]{1,64}. */
+int cbx__dist_queue_ok(const char *name);
+
+/* Load libnats and connect (reconnecting for ever once connected: a restarted server is found
+ * again). 0, CBX_EPLUGIN or CBX_EFAILED naming the server. */
+int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err);
+/* The work stream (work-queue retention, file storage) where it is missing. */
+int cbx__dist_ensure_stream(jsCtx *js, cbx_err *err);
+/* The results bucket where it is missing; *kv opened either way. */
+int cbx__dist_ensure_results(jsCtx *js, kvStore **kv, cbx_err *err);
+
+#endif

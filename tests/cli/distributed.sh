@@ -1,0 +1,114 @@
+# cbx worker and cbx exec --remote against a real nats-server with JetStream: results and exit
+# codes come back; a worker killed with SIGKILL mid-job leaves it to another worker; a job whose
+# result is stored is not run again; a malformed job is terminated without harm; SIGTERM drains;
+# no server is a clear error in bounded time.
+. "$(dirname "$0")/lib.bash"
+
+command -v nats-server >/dev/null || {
+    echo "skip: nats-server is not installed (scripts/deps test installs it)"
+    exit 77
+}
+admin="$(dirname "$CBX")/../tests/nats_admin"
+[ -x "$admin" ] || fail "no nats_admin helper at $admin"
+
+mkdir -p "$TMP/ports" "$TMP/js"
+nats-server -js -a 127.0.0.1 -p -1 -sd "$TMP/js" --ports_file_dir "$TMP/ports" \
+    >"$TMP/nats.log" 2>&1 &
+npid=$!
+wpids=()
+trap 'kill -9 $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
+deadline=$(($(date +%s) + 300))
+until f=$(ls "$TMP"/ports/*.ports 2>/dev/null | head -1) && [ -s "$f" ]; do
+    kill -0 $npid 2>/dev/null || fail "nats-server exited: $(tail -3 "$TMP/nats.log")"
+    [ "$(date +%s)" -lt "$deadline" ] || fail "nats-server did not start"
+    sleep 0.05
+done
+export NATS_URL=$(jq -r '.nats[0]' "$f")
+
+# start_worker NAME [ARGS...]: a worker whose log is $TMP/NAME.log; its pid is appended to wpids
+start_worker() {
+    local name=$1
+    shift
+    CBX_STATE_DIR="$TMP/state-$name" "$CBX" worker --id "$name" -v "$@" >"$TMP/$name.log" 2>&1 &
+    wpids+=($!)
+    mkdir -p -m 0700 "$TMP/state-$name"
+    wait_for "$TMP/$name.log" "$!" || fail "worker $name did not start: $(cat "$TMP/$name.log")"
+}
+
+# the first worker makes the queue's consumer: a 2 s ack wait, so that a dead worker's job is
+# given to another soon
+start_worker w1 --ack-wait 2s --max-deliver 3
+
+# a result comes back as a local one: output, exit code, the worker named in --json
+run "$CBX" exec --remote "$NATS_URL" -- echo hello
+expect_rc 0 "a remote echo"
+[ "$(cat "$TMP/out")" = "hello" ] || fail "remote output: $(cat "$TMP/out")"
+run "$CBX" exec --remote "$NATS_URL" -- sh -c 'echo oops >&2; exit 3'
+expect_rc 3 "a remote command's exit code"
+grep -q oops "$TMP/err" || fail "remote stderr: $(cat "$TMP/err")"
+run "$CBX" exec --remote "$NATS_URL" --json --retries 1 --retry-delay 10ms -- false
+expect_rc 1 "a remote failure with a retry"
+[ "$(jqv .worker)" = "w1" ] && [ "$(jqv .attempt_count)" = "2" ] ||
+    fail "remote result: $(cat "$TMP/out")"
+# the worker journaled it in its own journal
+CBX_STATE_DIR="$TMP/state-w1" "$CBX" history --json >"$TMP/hist"
+[ "$(jq length "$TMP/hist")" -ge 3 ] || fail "worker journal: $(cat "$TMP/hist")"
+
+wait_pid_or_dump() { local d=$(($(date +%s) + 20)); while kill -0 $1 2>/dev/null; do [ "$(date +%s)" -lt $d ] || { cat "$TMP"/w*.log "$TMP/runs" "$TMP/killed.err" >&2; return 1; }; sleep 0.1; done; wait $1; }
+# SIGKILL mid-job: the job goes to another worker after the ack wait, and completes
+"$CBX" exec --remote "$NATS_URL" -- sh -c "echo run >>'$TMP/runs'; sleep 1; echo finished" \
+    >"$TMP/killed.out" 2>"$TMP/killed.err" &
+sub=$!
+wait_for "$TMP/runs"
+kill -9 "${wpids[0]}"
+start_worker w2
+wait_pid_or_dump $sub || fail "the submitter of the killed job: $(cat "$TMP/killed.err")"
+[ "$(cat "$TMP/killed.out")" = "finished" ] || fail "killed job output: $(cat "$TMP/killed.out")"
+[ "$(wc -l <"$TMP/runs")" = 2 ] || fail "the killed job ran $(wc -l <"$TMP/runs") times"
+
+# a job whose result is stored is not run again (a redelivery after the result was stored)
+job='{"id":"job-once","executor":"command","params":{"argv":["sh","-c","echo x >>'"$TMP"'/once"]}}'
+"$admin" "$NATS_URL" pub cbx.work.default "$job" || fail "publish a job"
+# wait_log FILE TEXT: until FILE has a line with TEXT
+wait_log() {
+    local deadline=$(($(date +%s) + 300))
+    until grep -q "$2" "$1"; do
+        [ "$(date +%s)" -lt "$deadline" ] || fail "no '$2' in $1: $(cat "$1")"
+        sleep 0.05
+    done
+}
+wait_log "$TMP/w2.log" "job job-once: success"
+"$admin" "$NATS_URL" pub cbx.work.default "$job" || fail "publish the job again"
+wait_log "$TMP/w2.log" "job job-once: already done"
+[ "$(wc -l <"$TMP/once")" = 1 ] || fail "the job ran $(wc -l <"$TMP/once") times"
+
+# a malformed message is terminated with a reason; the worker goes on
+"$admin" "$NATS_URL" pub cbx.work.default 'not json at all' || fail "publish poison"
+run "$CBX" exec --remote "$NATS_URL" -- echo still-here
+expect_rc 0 "after a poison message"
+grep -q "terminated: the message is not a job" "$TMP/w2.log" || fail "no poison line: $(cat "$TMP/w2.log")"
+
+# SIGTERM drains: the running job finishes and its result comes back; the worker exits 0
+"$CBX" exec --remote "$NATS_URL" -- sh -c "echo started >'$TMP/drain'; sleep 1; echo drained" \
+    >"$TMP/drain.out" 2>&1 &
+sub=$!
+wait_for "$TMP/drain"
+kill -TERM "${wpids[1]}"
+wait "${wpids[1]}" || fail "the worker did not exit 0 after SIGTERM: $(cat "$TMP/w2.log")"
+wait $sub || fail "the drained job's submitter: $(cat "$TMP/drain.out")"
+[ "$(cat "$TMP/drain.out")" = "drained" ] || fail "drained job output: $(cat "$TMP/drain.out")"
+grep -q "stopped: .* jobs done" "$TMP/w2.log" || fail "no summary: $(cat "$TMP/w2.log")"
+
+# no worker: --remote-wait gives up (exit 124) and names the job
+run "$CBX" exec --remote "$NATS_URL" --remote-wait 300ms -- true
+expect_rc 124 "no worker within --remote-wait"
+grep -q "stays queued" "$TMP/err" || fail "remote-wait message: $(cat "$TMP/err")"
+
+# no server: a clear error, at once
+run "$CBX" exec --remote nats://127.0.0.1:1 -- true
+expect_rc 1 "no server"
+expect_err_line "cannot connect to nats://127.0.0.1:1" "no server line"
+run "$CBX" exec --remote "$NATS_URL" --each -- echo
+expect_rc 2 "--each with --remote"
+expect_err_line "--each cannot be used with it" "--each line"
+echo "ok [$TEST]"
