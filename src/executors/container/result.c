@@ -128,10 +128,7 @@ void cbx__ctr_run_deliver(cbx__ctr_run *r)
     } else if (!r->have_exit) {
         snprintf(msg, sizeof msg, "container %.12s: the engine gave no exit code", r->id);
     } else if (oom) {
-        /* the "oom" failure kind where the runtime knows it; else an error flagged in metadata */
-        cbx_outcome ko;
-        if (cbx_outcome_parse("oom", &ko) == 0)
-            k = ko;
+        k = CBX_OUTCOME_OOM;
         snprintf(msg, sizeof msg,
                  "out of memory: container %.12s killed at its memory limit "
                  "(%lld bytes; exit code %ld)",
