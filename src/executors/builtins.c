@@ -2,7 +2,6 @@
 #include <stddef.h>
 
 #include "executors/builtins.h"
-#include "executors/nats/nats_internal.h"
 #include "runtime/builtins.h"
 
 typedef const cbx_executor_type *(*type_fn)(void);
@@ -10,8 +9,9 @@ typedef const cbx_executor_type *(*type_fn)(void);
 /* Each is referenced directly, so that a program linked with the static library gets every
  * built-in executor's object. */
 static const type_fn builtins[] = {
-    cbx__command_type,         cbx__http_type,  cbx__function_type,
-    cbx__cached_function_type, cbx__chaos_type, cbx__nats_type,
+    cbx__command_type,         cbx__http_type,     cbx__function_type,
+    cbx__cached_function_type, cbx__chaos_type,    cbx__sqlite_type,
+    cbx__postgres_type,        cbx__dynamodb_type, cbx__nats_type,
     cbx__container_type,
 };
 

@@ -12,6 +12,10 @@ const cbx_executor_type *cbx__http_type(void);
 const cbx_executor_type *cbx__function_type(void);
 const cbx_executor_type *cbx__cached_function_type(void);
 const cbx_executor_type *cbx__chaos_type(void);
+const cbx_executor_type *cbx__sqlite_type(void);
+const cbx_executor_type *cbx__postgres_type(void);
+const cbx_executor_type *cbx__dynamodb_type(void);
+const cbx_executor_type *cbx__nats_type(void);
 const cbx_executor_type *cbx__container_type(void);
 
 #endif
