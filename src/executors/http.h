@@ -54,20 +54,14 @@ typedef struct cbx__http_xfer cbx__http_xfer;
  * signals, user agent) are set once, while the handle is "configured"; a request that sets
  * more (a method, a body, headers, authentication, TLS options) marks it "extras", and the
  * handle is reset to curl's defaults when it comes back. */
-typedef struct cbx__http_easy cbx__http_easy;
-struct cbx__http_easy {
+typedef struct cbx__http_easy {
     CURL *curl;
     cbx__http_xfer *x; /* the transfer it serves; NULL while pooled */
     int configured;    /* the options set once are on */
     int extras;        /* options beyond a plain GET's are on: reset before reuse */
     cbx__http_response resp;
     char errbuf[CURL_ERROR_SIZE];
-    /* Another executor driving requests of its own on a context (the container executor) sets
-     * this: called with curl's result when the transfer has ended, instead of reporting x.
-     * Cleared when the handle is given back. */
-    void (*on_done)(cbx__http_easy *e, CURLcode rc);
-    void *owner; /* for on_done */
-};
+} cbx__http_easy;
 
 /* Per-attempt state (the task's cbx_task_state): small, as the runtime allocates it for every
  * attempt; what lives as long as a handle is in cbx__http_easy. */

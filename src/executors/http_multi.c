@@ -92,10 +92,6 @@ static void drain_info(cbx__http_loop *lp)
         cbx__http_easy *he = NULL;
         curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&he);
         curl_multi_remove_handle(lp->multi, e);
-        if (he && he->on_done) {
-            he->on_done(he, rc);
-            continue;
-        }
         cbx__http_xfer *x = he ? he->x : NULL;
         if (!x)
             continue;
@@ -459,8 +455,6 @@ void cbx__http_easy_give(cbx__http_loop *lp, cbx__http_easy *e, int reset)
     if (!e)
         return;
     e->x = NULL;
-    e->on_done = NULL;
-    e->owner = NULL;
     if (lp->npool >= EASY_POOL_MAX) {
         easy_free(e);
         return;

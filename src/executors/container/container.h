@@ -53,6 +53,7 @@ typedef int (*cbx__ctr_sink)(void *data, const char *p, size_t n);
 /* One request over the engine's socket. The body is kept (up to 1 MiB) unless a sink takes
  * it. */
 struct cbx__ctr_req {
+    cbx__http_xfer x; /* the transfer on the loop's curl context; x.on_end brings it back here */
     cbx__ctr_loop *cl;
     const char *socket;   /* the engine's socket path (borrowed; the caller sets it) */
     cbx__http_easy *easy; /* while in flight */

@@ -2,6 +2,7 @@
 #include "executors/container/container.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,15 +121,18 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
-static void on_done(cbx__http_easy *e, CURLcode rc)
+/* The transfer has ended (drain_info or a deferred report of the curl context). */
+static void on_end(cbx__http_xfer *x)
 {
-    cbx__ctr_req *rq = e->owner;
-    rq->result = rc;
+    cbx__ctr_req *rq = (cbx__ctr_req *)((char *)x - offsetof(cbx__ctr_req, x));
+    cbx__http_easy *e = rq->easy;
+    rq->result = x->result;
     long status = 0;
     curl_easy_getinfo(e->curl, CURLINFO_RESPONSE_CODE, &status);
     rq->status = status;
     cbx__http_easy_give(rq->cl->http, e, 1);
     rq->easy = NULL;
+    x->easy = NULL;
     curl_slist_free_all(rq->headers);
     rq->headers = NULL;
     free(rq->send);
@@ -185,13 +189,13 @@ int cbx__ctr_send(cbx__ctr_loop *cl, cbx__ctr_req *rq, const char *method, const
     }
     e->configured = 0;
     e->extras = 1;
-    e->on_done = on_done;
-    e->owner = rq;
     rq->easy = e;
-    /* the loop context adds and removes a transfer by its easy handle */
-    int r = cbx__http_loop_add(cl->http, &(cbx__http_xfer){.easy = e});
+    rq->x = (cbx__http_xfer){.lp = cl->http, .easy = e, .on_end = on_end};
+    e->x = &rq->x; /* how the context finds the transfer of a finished handle */
+    int r = cbx__http_loop_add(cl->http, &rq->x);
     if (r < 0) {
         rq->easy = NULL;
+        rq->x.easy = NULL;
         cbx__http_easy_give(cl->http, e, 1);
         free(rq->send);
         rq->send = NULL;
@@ -207,9 +211,10 @@ void cbx__ctr_abort(cbx__ctr_req *rq)
 {
     if (!rq->live)
         return;
-    cbx__http_loop_remove(rq->cl->http, &(cbx__http_xfer){.easy = rq->easy});
+    cbx__http_loop_remove(rq->cl->http, &rq->x);
     cbx__http_easy_give(rq->cl->http, rq->easy, 1);
     rq->easy = NULL;
+    rq->x.easy = NULL;
     rq->live = 0;
     rq->result = CURLE_ABORTED_BY_CALLBACK;
     curl_slist_free_all(rq->headers);
