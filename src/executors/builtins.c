@@ -26,6 +26,8 @@ static const type_fn builtins[] = {
     cbx__remote_type,
     /* executors/serverless/ */
     cbx__serverless_type,
+    /* executors/container/ */
+    cbx__container_type,
 };
 
 int cbx__register_builtins(cbx_registry *r, cbx_err *err)

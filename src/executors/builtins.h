@@ -20,5 +20,6 @@ const cbx_executor_type *cbx__remote_type(void);
 const cbx_executor_type *cbx__serverless_type(void);
 const cbx_executor_type *cbx__llm_type(void);
 const cbx_executor_type *cbx__agent_type(void);
+const cbx_executor_type *cbx__container_type(void);
 
 #endif
