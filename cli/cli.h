@@ -50,6 +50,7 @@ int cli_cmd_graph(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_completion(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_workflow(cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_worker(cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv);
 
 /* The table of subcommands (cli/main.c), in the order of 'cbx --help'. */
 typedef struct cli_cmd {

@@ -6,6 +6,7 @@
 #include "output.h"
 
 #include "cbx/breaker.h"
+#include "cbx/llm.h"
 #include "cbx/policy.h"
 #include "cbx/units.h"
 #include "cbx/yaml.h"
@@ -25,8 +26,8 @@ const cli_config *cli_config_get(void)
     return &cfg;
 }
 
-static const char *const top_keys[] = {"state_dir", "plugin_path", "lua_path", "breaker",
-                                       "policies"};
+static const char *const top_keys[] = {"state_dir", "plugin_path", "lua_path",
+                                       "breaker",   "policies",    "llm"};
 static const char *const breaker_keys[] = {"failures", "open", "probes"};
 
 /* "file:line:col: " + message, on one line. */
@@ -203,6 +204,21 @@ static int policies_section(const cbx_yaml_doc *doc, const json_t *p)
     return 0;
 }
 
+/* llm: {provider_prefixes, prices}: the llm executor's process-wide tables (cbx/llm.h). */
+static int llm_section(const cbx_yaml_doc *doc, const json_t *v)
+{
+    cbx_err err;
+    cbx_err_clear(&err);
+    if (cbx_llm_settings_set(v, &err) != 0) {
+        /* the message starts with the key path ("llm.prices.gpt-4o: ...") */
+        char path[300];
+        snprintf(path, sizeof path, "%.*s", (int)strcspn(err.msg, ":"), err.msg);
+        return bad(doc, path, "%s", err.msg);
+    }
+    note_where(doc, "llm");
+    return 0;
+}
+
 static int check(const cbx_yaml_doc *doc)
 {
     const json_t *root = doc->root;
@@ -229,8 +245,10 @@ static int check(const cbx_yaml_doc *doc)
             rc = breaker_section(doc, v);
         } else if (strcmp(k, "policies") == 0) {
             rc = policies_section(doc, v);
+        } else if (strcmp(k, "llm") == 0) {
+            rc = llm_section(doc, v);
         } else {
-            rc = unknown_key(doc, k, k, top_keys, 5, "");
+            rc = unknown_key(doc, k, k, top_keys, 6, "");
         }
         if (rc)
             return rc;

@@ -3,6 +3,8 @@
 #include "exec_cli.h"
 
 #include "cbx/dist.h"
+#include "cbx/journal.h"
+#include "cbx/registry.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -25,7 +27,68 @@ static const char *local_only(const exec_cfg *c)
     return NULL;
 }
 
-int exec_remote(exec_cfg *c, json_t *params)
+/* The worker's result in this host's journal, as if it had run here: the execution (its
+ * parameters with the type's secrets hidden, when this host knows the type), every attempt, and
+ * its end, tagged with the worker's name. */
+static void journal_remote(const cbx_registry *reg, const json_t *params, const cbx_result *r,
+                           const json_t *res_json)
+{
+    cbx_journal *j = NULL;
+    if (cli_journal_open("exec", 0, &j))
+        return;
+    const cbx_executor_type *type = reg ? cbx_registry_find(reg, r->executor) : NULL;
+    json_t *shown = type ? cbx_schema_redact(type->params, params) : json_incref((json_t *)params);
+    const char *worker = json_string_value(json_object_get(res_json, "worker"));
+    char tag[160];
+    snprintf(tag, sizeof tag, "worker %s", worker ? worker : "?");
+    cbx_err err;
+    cbx_err_clear(&err);
+    cbx_journal_execution e = {
+        .id = r->id,
+        .executor = r->executor,
+        .params = shown,
+        .tag = tag,
+        .submitted_ms = r->submitted_ms,
+    };
+    int rc = cbx_journal_execution_start(j, &e, &err);
+    size_t i;
+    json_t *a;
+    json_array_foreach(r->attempts, i, a)
+    {
+        if (rc)
+            break;
+        cbx_journal_attempt_info ai = {
+            .execution_id = r->id,
+            .number = (uint32_t)json_integer_value(json_object_get(a, "number")),
+            .outcome = json_string_value(json_object_get(a, "outcome")),
+            .started_ms = (uint64_t)json_integer_value(json_object_get(a, "started_ms")),
+            .duration_ns = (uint64_t)(json_number_value(json_object_get(a, "duration_ms")) * 1e6),
+            .error = json_string_value(json_object_get(a, "error")),
+            .metadata = json_object_get(a, "metadata"),
+        };
+        rc = cbx_journal_attempt(j, &ai, &err);
+    }
+    cbx_journal_end end = {
+        .execution_id = r->id,
+        .status = cbx_status_name(r->status),
+        .rc = r->rc,
+        .fallback_used = r->fallback_used,
+        .attempts = r->attempt_count,
+        .outputs = r->outputs,
+        .error = r->error[0] ? r->error : NULL,
+        .ended_ms = r->submitted_ms + (r->queued_ns + r->duration_ns) / 1000000u,
+        .duration_ns = r->duration_ns,
+    };
+    if (!rc)
+        rc = cbx_journal_execution_end(j, &end, &err);
+    if (rc)
+        cli_err("exec: --remote: journal: %s", err.msg[0] ? err.msg : cbx_strerror(rc));
+    json_decref(shown);
+    cli_journal_finish("exec", j);
+    cbx_journal_close(j);
+}
+
+int exec_remote(exec_cfg *c, cli_ctx *ctx, const cbx_registry *reg, json_t *params)
 {
     const char *bad = local_only(c);
     if (bad) {
@@ -79,6 +142,8 @@ int exec_remote(exec_cfg *c, json_t *params)
         json_decref(res_json);
         return CLI_EXIT_FAILED;
     }
+    if (!ctx->no_journal)
+        journal_remote(reg, params, &res, res_json);
     if (c->verbose)
         cli_err("exec: ran on worker %s as %s",
                 json_string_value(json_object_get(res_json, "worker")),

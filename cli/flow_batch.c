@@ -31,6 +31,12 @@ typedef struct batch_item {
     json_t *result; /* the output line once the run is over; owned */
     char run_id[40];
     int resume; /* --resume BATCH_ID: run_id is this line's run, to resume */
+    /* A line whose run has ended, until the journal's batch holding the run's end (jbatch) has
+     * committed: then its result, joblog row and counts show (release_committed). */
+    json_t *ended;
+    uint64_t jbatch;
+    cbx_status st;
+    double start_s, runtime_s;
 } batch_item;
 
 typedef struct batch batch;
@@ -57,6 +63,9 @@ struct batch {
     size_t n;
     pthread_mutex_t mu;
     size_t next, done, ok, failed, timeouts, cancelled, next_write, exited;
+    size_t *unreleased; /* items ended whose run's end has not committed yet (under mu) */
+    size_t nunreleased;
+    int listening; /* the journal's commits wake the main thread (on_batch_commit) */
     atomic_int stopping;
     char setup_error[512]; /* the first worker that could not start */
     worker *workers;
@@ -161,6 +170,42 @@ static void joblog_row(batch *b, const batch_item *it, cbx_status st, double sta
     free(cmd);
 }
 
+/* Nothing: cbx_journal_write_db called for the number of the open batch. */
+static int batch_mark(struct sqlite3 *db, void *ud, cbx_err *err)
+{
+    (void)db;
+    (void)ud;
+    (void)err;
+    return 0;
+}
+
+/* Under b->mu: show the lines whose run's end has committed (all: every ended line, the journal
+ * flushed or absent): result, joblog row (in the order the lines ended), counts. */
+static void release_committed(batch *b, int all)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < b->nunreleased; i++) {
+        batch_item *it = &b->items[b->unreleased[i]];
+        if (!all && it->jbatch && cbx_journal_batch_state(b->journal, it->jbatch, NULL) == 0) {
+            b->unreleased[k++] = b->unreleased[i];
+            continue;
+        }
+        joblog_row(b, it, it->st, it->start_s, it->runtime_s);
+        it->result = it->ended;
+        it->ended = NULL;
+        b->done++;
+        if (it->st == CBX_STATUS_SUCCESS)
+            b->ok++;
+        else if (it->st == CBX_STATUS_TIMEOUT)
+            b->timeouts++;
+        else if (it->st == CBX_STATUS_CANCELLED)
+            b->cancelled++;
+        else
+            b->failed++;
+    }
+    b->nunreleased = k;
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -231,7 +276,10 @@ static void *worker_main(void *arg)
                                .run_id = it->resume || !it->run_id[0] ? NULL : it->run_id,
                                .concurrency = (uint32_t)c->concurrency,
                                .env_allow = c->n_env ? c->env : NULL,
-                               .tmpdir = c->tmpdir};
+                               .tmpdir = c->tmpdir,
+                               /* nothing of a line's run shows before it ends, and a line
+                                  whose run the journal lacks runs afresh on --resume */
+                               .lazy_commit = 1};
         uint64_t t0 = cbx_clock_now_ns(NULL);
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
@@ -243,19 +291,21 @@ static void *worker_main(void *arg)
         json_t *line = result_line(it->line, &res, b->declared);
         cbx_status st = res.status;
         cbx_flow_result_clear(&res);
+        /* the batch that holds the run's end (the open one, or a later one when it has
+         * committed already): the line shows once it has committed */
+        uint64_t jb = 0;
+        if (j && cbx_journal_write_db(j, batch_mark, NULL, &jb, NULL) < 0)
+            jb = 0; /* counted as a loss by the journal: shown at once */
 
         pthread_mutex_lock(&b->mu);
-        joblog_row(b, it, st, start_s, (double)(cbx_clock_now_ns(NULL) - t0) / 1e9);
-        it->result = line;
-        b->done++;
-        if (st == CBX_STATUS_SUCCESS)
-            b->ok++;
-        else if (st == CBX_STATUS_TIMEOUT)
-            b->timeouts++;
-        else if (st == CBX_STATUS_CANCELLED)
-            b->cancelled++;
-        else
-            b->failed++;
+        it->ended = line;
+        it->jbatch = jb;
+        it->st = st;
+        it->start_s = start_s;
+        it->runtime_s = (double)(cbx_clock_now_ns(NULL) - t0) / 1e9;
+        b->unreleased[b->nunreleased++] = (size_t)(it - b->items);
+        if (!jb)
+            release_committed(b, 0);
         uv_async_send(&b->notify);
         pthread_mutex_unlock(&b->mu);
     }
@@ -332,11 +382,21 @@ static void batch_draw(batch *b)
     cli_progress_draw(&b->progress, done, b->n, ok, bad, 0);
 }
 
+/* On the thread that ended a journal batch (its lock held): wake the main thread. */
+static void on_batch_commit(void *ud)
+{
+    batch *b = ud;
+    uv_async_send(&b->notify);
+}
+
 static void batch_close(batch *b)
 {
     if (b->closed)
         return;
     b->closed = 1;
+    if (b->listening)
+        cbx_journal_on_commit_remove(b->journal, on_batch_commit, b);
+    b->listening = 0;
     uv_close((uv_handle_t *)&b->notify, flow_noop_close);
     uv_close((uv_handle_t *)&b->sigint, flow_noop_close);
     uv_close((uv_handle_t *)&b->sigterm, flow_noop_close);
@@ -346,12 +406,17 @@ static void batch_close(batch *b)
 static void on_notify(uv_async_t *a)
 {
     batch *b = a->data;
-    batch_write(b);
-    fflush(b->out);
-    batch_draw(b);
     pthread_mutex_lock(&b->mu);
     int all_out = b->exited == b->nworkers;
     pthread_mutex_unlock(&b->mu);
+    if (all_out && b->journal)
+        cbx_journal_flush(b->journal, NULL); /* the last runs' ends; a failure is a loss */
+    pthread_mutex_lock(&b->mu);
+    release_committed(b, all_out);
+    pthread_mutex_unlock(&b->mu);
+    batch_write(b);
+    fflush(b->out);
+    batch_draw(b);
     /* every worker has sent its last notice: nothing will touch the handle again */
     if (all_out)
         batch_close(b);
@@ -604,11 +669,13 @@ int flow_run_batch(flow_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_flow *f, js
     loop_ok = 1;
     b.nworkers = c->parallel < b.n ? c->parallel : b.n;
     b.workers = calloc(b.nworkers, sizeof *b.workers);
-    if (!b.workers) {
+    b.unreleased = calloc(b.n ? b.n : 1, sizeof *b.unreleased);
+    if (!b.workers || !b.unreleased) {
         b.nworkers = 0;
         goto out;
     }
     uv_async_init(&b.loop, &b.notify, on_notify);
+    b.listening = journal && cbx_journal_on_commit(journal, on_batch_commit, &b, NULL) == 0;
     uv_signal_init(&b.loop, &b.sigint);
     uv_signal_init(&b.loop, &b.sigterm);
     uv_timer_init(&b.loop, &b.tick);
@@ -640,6 +707,9 @@ int flow_run_batch(flow_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_flow *f, js
     uv_run(&b.loop, UV_RUN_DEFAULT);
     for (size_t i = 0; i < started; i++)
         pthread_join(b.workers[i].th, NULL);
+    if (journal)
+        cbx_journal_flush(journal, NULL);
+    release_committed(&b, 1); /* none left, unless the loop ended early */
     cli_progress_clear(&b.progress);
 
     /* lines that never ran (cancelled, or a worker could not start) */
@@ -708,8 +778,10 @@ out:
     for (size_t i = 0; i < b.n; i++) {
         json_decref(b.items[i].inputs);
         json_decref(b.items[i].result);
+        json_decref(b.items[i].ended);
     }
     free(b.items);
+    free(b.unreleased);
     free(b.workers);
     cli_batch_state_close(&b.state);
     cli_joblog_close(&b.joblog);

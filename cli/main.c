@@ -47,6 +47,7 @@ const cli_cmd cli_commands[] = {
     {"config", cli_cmd_config, "the configuration in effect and where each value came from"},
     {"completion", cli_cmd_completion, "a bash or zsh completion script"},
     {"worker", cli_cmd_worker, "run executions pulled from a NATS JetStream work queue"},
+    {"serve", cli_cmd_serve, "the HTTP API, Prometheus metrics and a live dashboard"},
 };
 #define N_COMMANDS (sizeof cli_commands / sizeof cli_commands[0])
 const size_t cli_n_commands = N_COMMANDS;

@@ -73,13 +73,18 @@ typedef struct cbx_remote_job {
     const json_t *params; /* NULL = {} */
     const json_t *policy; /* a policy block (docs/policy.md); NULL = one attempt */
     uint64_t timeout_ns;  /* per attempt; 0 = the policy's */
+    /* Optional: polled every 50 ms while the result is awaited; non-zero stops the wait with
+     * CBX_ECANCELLED (the job stays queued: it runs, and its result is stored). */
+    int (*stop)(void *ud);
+    void *stop_ud;
 } cbx_remote_job;
 
 /* Publish job to queue on url (NULLs as in cbx_worker_opts) and wait up to wait_ns (0 = for
  * ever) for its result: *result is the result as cbx_result_to_json gives it, with "worker",
  * and id (at least 40 bytes) the execution id. 0; CBX_ETIMEDOUT when no result came in time
- * (the job stays queued: its result will be in CBX_RESULTS under id); CBX_EFAILED when the
- * server cannot be reached or refused the job; CBX_EPLUGIN. */
+ * (the job stays queued: its result will be in CBX_RESULTS under id); CBX_ECANCELLED when
+ * job->stop said so; CBX_EFAILED when the server cannot be reached or refused the job;
+ * CBX_EPLUGIN. Blocking: call it from a thread that may wait (a blocking executor's run()). */
 int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job *job,
                        uint64_t wait_ns, json_t **result, char *id, cbx_err *err);
 

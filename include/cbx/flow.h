@@ -102,6 +102,18 @@ typedef struct cbx_flow_run_opts {
      * run starts (a batch maps its lines to runs this way); NULL = a new UUIDv7. Not with
      * resume_run_id (that run keeps its id). */
     const char *run_id;
+    /* 1: cbx_flow_run commits neither the run's start before its first step nor its end before
+     * it returns; both commit with the journal's batches (within its 5 ms window). Without
+     * on_event, a step of the top level that no other step needs is not held for its commit
+     * either (nothing follows from it but the run's end, in a later or the same batch). So a
+     * short run waits for no commit, and many runs share one. For a caller that shows nothing of
+     * a run before that run's end has committed (cbx_journal_write_db's batch number and
+     * cbx_journal_batch_state tell it when), and that can tell a run the journal does not have:
+     * a crash before the commit leaves no trace of the run (cbx run --batch notes each line's
+     * run id first, and on --resume runs a line whose run the journal lacks afresh). 0 = the
+     * run is committed before anything of it shows and its end before cbx_flow_run returns
+     * (docs/flows.md). */
+    int lazy_commit;
 } cbx_flow_run_opts;
 
 typedef struct cbx_flow_result {

@@ -2,7 +2,8 @@
  *
  * The journal is one SQLite database in WAL mode, by default $CBX_STATE_DIR/journal.db, else
  * $XDG_STATE_HOME/cbx/journal.db, else ~/.local/state/cbx/journal.db (the directory is made).
- * The runtime writes to it from its loop thread; several processes may share one file.
+ * The runtime hands its writes to the journal's flusher thread from its loop thread (the
+ * SQLite work runs there); several processes may share one file.
  *
  * Secrets are never written: the runtime passes parameters through cbx_schema_redact (secret
  * parameters), and the journal itself replaces Authorization-like headers, environment
@@ -87,9 +88,14 @@ typedef struct cbx_journal_end {
     uint64_t duration_ns;
 } cbx_journal_end;
 
-/* Each returns 0 or CBX_EJOURNAL. Writes may be batched in a transaction that commits within a
- * few milliseconds and at close: nothing is lost on a clean exit, at most that window on a crash.
- * A refused request is written as an execution with only its end (status "rejected"). */
+/* Each encodes the record's JSON and copies its strings (nothing of the caller's is kept), then
+ * queues it for the flusher thread, which writes it into a batch: a transaction that commits
+ * within a few milliseconds and at close (flush, a query, cbx_journal_write_db write the queue
+ * first, in order): nothing is lost on a clean exit, at most that window on a crash. Returns 0,
+ * or CBX_EJOURNAL for a missing argument, a value that cannot be encoded, or an earlier write of
+ * the handle that failed (a write the flusher cannot make is counted as lost and reported so by
+ * the next call). A refused request is written as an execution with only its end (status
+ * "rejected"). */
 int cbx_journal_execution_start(cbx_journal *j, const cbx_journal_execution *e, cbx_err *err);
 int cbx_journal_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, cbx_err *err);
 int cbx_journal_execution_end(cbx_journal *j, const cbx_journal_end *e, cbx_err *err);

@@ -155,6 +155,10 @@ typedef struct cbx_request {
      * execution did not succeed: its path is then in the result's metadata as "tmpdir". A
      * directory that cannot be made fails the execution before any attempt. */
     int tmpdir;
+    /* 1 for a child of a running attempt (an executor's sub-work, cbx_task_runtime): it starts
+     * at once, beyond max_concurrent and ahead of the queue, since its parent holds a slot
+     * while it waits for it (with one slot the child would otherwise never start). */
+    int child;
     /* Partial output (cbx_chunk above): on_chunk(ex, chunk, chunk_ud) for each chunk the
      * attempts emit, before the attempt's end is processed; NULL = none (chunks then only go to
      * the journal, bounded). chunk_queue bounds each attempt's queue (0 = 64 chunks). */
@@ -214,6 +218,14 @@ int cbx_runtime_execute(cbx_runtime *rt, const cbx_request *req, cbx_result *res
  * (seed 004 execute_tools). Returns how many succeeded. */
 size_t cbx_runtime_execute_many(cbx_runtime *rt, const cbx_request *reqs, size_t n,
                                 uint64_t overall_timeout_ns, cbx_result *res);
+
+/* The runtime an attempt runs on, so that an executor can submit child executions there (the
+ * llm executor's tool calls): cbx_runtime_submit and _cancel on it, from the loop thread, while
+ * the attempt has not reported. Submit them with cbx_request.child set: they then start at once
+ * instead of waiting for a slot their parent holds. A child's done callback may run inside
+ * cbx_runtime_submit. NULL once the runtime has stopped waiting for the attempt (an abandoned
+ * attempt must not start new work). */
+cbx_runtime *cbx_task_runtime(const cbx_task *t);
 
 const char *cbx_execution_id(const cbx_execution *ex);
 cbx_status cbx_execution_status(const cbx_execution *ex);

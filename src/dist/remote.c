@@ -102,6 +102,10 @@ int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job 
         waited_ms += SLICE_MS;
         if (s != NATS_TIMEOUT || waited_ms >= limit_ms)
             break;
+        if (job->stop && job->stop(job->stop_ud)) {
+            rc = cbx_err_set(err, CBX_ECANCELLED, "stopped waiting for the job %s", id);
+            goto out;
+        }
         /* every second, the bucket: a result stored while the announcement was lost (the
          * connection was reconnecting) */
         if (waited_ms % 1000 == 0 && (*result = stored_result(js, id)) != NULL)

@@ -27,6 +27,17 @@ int cbx__dist_queue_ok(const char *name)
     return 1;
 }
 
+int cbx__dist_token_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CBX__DIST_TYPE_MAX)
+        return 0;
+    for (; *s; s++)
+        if (!isgraph((unsigned char)*s) || strchr(".*>", *s))
+            return 0;
+    return 1;
+}
+
 static const char *why(natsStatus s)
 {
     natsStatus last = NATS_OK;

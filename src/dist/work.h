@@ -19,6 +19,12 @@ const char *cbx__dist_url(const char *url);
 /* 1 when name is a usable queue name: [A-Za-z0-9_-]{1,64}. */
 int cbx__dist_queue_ok(const char *name);
 
+/* The longest executor type name put in a subject. */
+#define CBX__DIST_TYPE_MAX 64
+/* 1 when s can be one token of a subject: 1 to CBX__DIST_TYPE_MAX printable characters, none of
+ * them a space, '.', '*' or '>'. */
+int cbx__dist_token_ok(const char *s);
+
 /* Load libnats and connect (reconnecting for ever once connected: a restarted server is found
  * again). 0, CBX_EPLUGIN or CBX_EFAILED naming the server. */
 int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err);

@@ -4,7 +4,7 @@
  * Three threads. The puller fetches jobs (never more than there are free slots), turns away
  * what it must not run - poison, jobs already done, jobs past their delivery limit, types this
  * worker does not take - and queues the rest for the loop. The loop thread submits them to the
- * runtime and, while they run, tells JetStream they are in progress. The finisher stores each
+ * runtime and, while they run, tells JetStream they are in progress. A finisher stores each
  * result in the results bucket, announces it on cbx.result.<id>, and acknowledges the job; a
  * result that cannot be stored (the server is away) is retried, and the job is not acknowledged
  * until it has been.
@@ -28,6 +28,7 @@
 #define FETCH_WAIT_MS   500
 #define HAND_BACK_MS    1000
 #define STORE_RETRY_MAX 600 /* tries, 100 ms apart: a minute for the server to come back */
+#define FINISHERS       4   /* threads storing results: each store is a round trip to the server */
 
 typedef struct job {
     cbx_worker *w;
@@ -55,8 +56,8 @@ struct cbx_worker {
     uv_loop_t *loop;
     uv_async_t inbox_async, stop_async;
     uv_timer_t progress;
-    pthread_t puller, finisher;
-    int puller_started, finisher_started;
+    pthread_t puller, finishers[FINISHERS];
+    int puller_started, finishers_started;
     pthread_mutex_t mu;
     pthread_cond_t cv_puller, cv_finisher;
     list inbox, outbox; /* under mu */
@@ -324,9 +325,15 @@ static void finish(cbx_worker *w, job *j)
         free(text);
         return;
     }
-    char subject[64];
+    char subject[64 + CBX__DIST_TYPE_MAX];
     snprintf(subject, sizeof subject, "cbx.result.%s", j->id);
     natsConnection_Publish(w->nc, subject, text, (int)strlen(text));
+    /* for whoever watches the pool: cbx.events.execution.<type> */
+    const char *type = json_string_value(json_object_get(j->result, "executor"));
+    if (type && cbx__dist_token_ok(type)) {
+        snprintf(subject, sizeof subject, "cbx.events.execution.%s", type);
+        natsConnection_Publish(w->nc, subject, text, (int)strlen(text));
+    }
     natsMsg_Ack(j->msg, NULL);
     free(text);
     atomic_fetch_add(&w->done, 1);
@@ -611,9 +618,11 @@ int cbx_worker_run(cbx_worker *w)
 {
     uint64_t every_ms = w->o.ack_wait_ns / 3000000u;
     uv_timer_start(&w->progress, on_progress, every_ms ? every_ms : 1, every_ms ? every_ms : 1);
-    if (pthread_create(&w->finisher, NULL, finisher_main, w) != 0)
+    for (; w->finishers_started < FINISHERS; w->finishers_started++)
+        if (pthread_create(&w->finishers[w->finishers_started], NULL, finisher_main, w) != 0)
+            break;
+    if (!w->finishers_started)
         return -EAGAIN;
-    w->finisher_started = 1;
     if (pthread_create(&w->puller, NULL, puller_main, w) != 0) {
         cbx_worker_stop(w);
     } else {
@@ -631,10 +640,11 @@ int cbx_worker_run(cbx_worker *w)
     }
     pthread_mutex_lock(&w->mu);
     w->finisher_stop = 1;
-    pthread_cond_signal(&w->cv_finisher);
+    pthread_cond_broadcast(&w->cv_finisher);
     pthread_mutex_unlock(&w->mu);
-    pthread_join(w->finisher, NULL);
-    w->finisher_started = 0;
+    for (int i = 0; i < w->finishers_started; i++)
+        pthread_join(w->finishers[i], NULL);
+    w->finishers_started = 0;
     free_spent(w);
     return 0;
 }

@@ -2,7 +2,6 @@
 #include <stddef.h>
 
 #include "executors/builtins.h"
-#include "executors/nats/nats_internal.h"
 #include "runtime/builtins.h"
 
 typedef const cbx_executor_type *(*type_fn)(void);
@@ -10,8 +9,25 @@ typedef const cbx_executor_type *(*type_fn)(void);
 /* Each is referenced directly, so that a program linked with the static library gets every
  * built-in executor's object. */
 static const type_fn builtins[] = {
-    cbx__command_type,         cbx__http_type,  cbx__function_type,
-    cbx__cached_function_type, cbx__chaos_type, cbx__nats_type,
+    cbx__command_type,
+    cbx__http_type,
+    cbx__function_type,
+    cbx__cached_function_type,
+    cbx__chaos_type,
+    /* executors/db/ */
+    cbx__sqlite_type,
+    cbx__postgres_type,
+    cbx__dynamodb_type,
+    /* executors/llm/ */
+    cbx__llm_type,
+    cbx__agent_type,
+    /* executors/nats/, executors/remote/ */
+    cbx__nats_type,
+    cbx__remote_type,
+    /* executors/serverless/ */
+    cbx__serverless_type,
+    /* executors/container/ */
+    cbx__container_type,
 };
 
 int cbx__register_builtins(cbx_registry *r, cbx_err *err)

@@ -12,5 +12,14 @@ const cbx_executor_type *cbx__http_type(void);
 const cbx_executor_type *cbx__function_type(void);
 const cbx_executor_type *cbx__cached_function_type(void);
 const cbx_executor_type *cbx__chaos_type(void);
+const cbx_executor_type *cbx__sqlite_type(void);
+const cbx_executor_type *cbx__postgres_type(void);
+const cbx_executor_type *cbx__dynamodb_type(void);
+const cbx_executor_type *cbx__nats_type(void);
+const cbx_executor_type *cbx__remote_type(void);
+const cbx_executor_type *cbx__serverless_type(void);
+const cbx_executor_type *cbx__llm_type(void);
+const cbx_executor_type *cbx__agent_type(void);
+const cbx_executor_type *cbx__container_type(void);
 
 #endif

@@ -83,6 +83,10 @@ struct cbx__http_xfer {
     uint8_t cancelled; /* the runtime cancelled it */
     uint8_t graphql;
     int8_t parse_json; /* -1 auto, 0 no, 1 yes */
+    /* Who the transfer reports to when it has ended: NULL = the http executor
+     * (cbx__http_xfer_report); another executor that drives transfers through a context of its
+     * own (dynamodb) sets its function here. Called as cbx__http_xfer_report would be. */
+    void (*on_end)(struct cbx__http_xfer *x);
 };
 
 /* http_multi.c: the type's loop hooks. _open makes a context for a runtime's loop (a
@@ -118,6 +122,14 @@ void cbx__http_loop_defer(cbx__http_loop *lp, cbx__http_xfer *x);
 /* http.c: the transfer has ended (x->result set, x removed from the multi handle, or never
  * added); build the outputs and call cbx_task_done. */
 void cbx__http_xfer_report(cbx__http_xfer *x);
+/* The transfer has ended: x->on_end(x), or cbx__http_xfer_report(x) when it is NULL. */
+static inline void cbx__http_xfer_end(cbx__http_xfer *x)
+{
+    if (x->on_end)
+        x->on_end(x);
+    else
+        cbx__http_xfer_report(x);
+}
 
 /* http_request.c: set x->easy up from the parameters (URL with query, method, headers, body or
  * JSON or GraphQL, auth, TLS, timeouts, redirects) and the response callbacks, and clear its

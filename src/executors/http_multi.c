@@ -97,7 +97,7 @@ static void drain_info(cbx__http_loop *lp)
             continue;
         x->result = rc;
         x->phase = 2;
-        cbx__http_xfer_report(x);
+        cbx__http_xfer_end(x);
     }
 }
 
@@ -322,7 +322,7 @@ static void on_idle(uv_idle_t *i)
     while (x) {
         cbx__http_xfer *next = x->next_deferred;
         x->next_deferred = NULL;
-        cbx__http_xfer_report(x);
+        cbx__http_xfer_end(x);
         x = next;
     }
 }

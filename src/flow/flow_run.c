@@ -104,6 +104,7 @@ struct runner {
     cbx_runtime *rt;
     cbx_flow *f;
     const cbx_flow_run_opts *o;
+    int lazy; /* o->lazy_commit */
     cbx_template_env *tenv;
     json_t *env;
     cbx_journal *journal; /* the runtime's, NULL when it has none */
@@ -556,6 +557,17 @@ static size_t settle(runner *R, int commit_now)
     return release_committed(R); /* committed here, when the flusher was busy */
 }
 
+/* With o->lazy_commit and no events, a step of the top level that no step needs is not held:
+ * nothing follows from its outcome but the run's end, which commits after it (batches commit in
+ * order) and before cbx_flow_run returns. */
+static int unheld(const runner *R, const node *n)
+{
+    const scope *sc = n->sc;
+    size_t i = (size_t)(n - sc->nodes);
+    return R->lazy && !R->o->on_event && sc == R->root &&
+           sc->first_dependent[i] == sc->first_dependent[i + 1];
+}
+
 static void node_finish(node *n, node_state st, cbx_status status)
 {
     runner *R = n->sc->R;
@@ -570,7 +582,7 @@ static void node_finish(node *n, node_state st, cbx_status status)
                                        n->outputs, n->attempts, node_err(n), wall_ms(), &n->batch,
                                        &e) < 0)
             fail_flow(R, CBX_STATUS_FAILED, "%s", e.msg);
-        else if (hold(R, n))
+        else if (!unheld(R, n) && hold(R, n))
             return;
     }
     node_release(n);
@@ -1114,6 +1126,7 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
     int rc = 0;
     json_t *given = NULL, *inputs = NULL;
     R.journal = cbx_runtime_journal(rt);
+    R.lazy = o->lazy_commit;
     if (R.journal && (rc = cbx__flow_journal_open(&R.fj, R.journal, err)) < 0)
         return rc;
     if (o->resume_run_id) {
@@ -1145,10 +1158,11 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
         goto out;
     R.env = cbx_template_env_vars(R.tenv);
     uint64_t t0 = cbx_clock_now_ns(NULL);
-    /* the run is committed before anything of it is seen (events, a printed run id) */
+    /* the run is committed before anything of it is seen (events, a printed run id), unless the
+     * caller shows nothing of it before it has committed (o->lazy_commit) */
     if (R.fj && ((rc = cbx__flow_journal_run_start(R.fj, R.run_id, f->name, f->file, inputs,
                                                    wall_ms(), NULL, err)) < 0 ||
-                 (rc = cbx_journal_flush(R.journal, err)) < 0))
+                 (!R.lazy && (rc = cbx_journal_flush(R.journal, err)) < 0)))
         goto out;
     R.root = scope_new(&R, NULL, NULL, f->steps, f->nsteps, json_incref(inputs), f);
     if (!R.root) {
@@ -1223,7 +1237,8 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
     }
     if (R.fj &&
         cbx__flow_journal_run_end(R.fj, R.run_id, cbx_status_name(res->status), res->outputs,
-                                  R.failed ? R.first_error : NULL, wall_ms(), NULL, NULL) == 0)
+                                  R.failed ? R.first_error : NULL, wall_ms(), NULL, NULL) == 0 &&
+        !R.lazy)
         cbx_journal_flush(R.journal, NULL);
 out:
     if (rc < 0 && res->status == CBX_STATUS_PENDING) {

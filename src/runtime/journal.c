@@ -197,11 +197,13 @@ int cbx__journal_begin_locked(cbx_journal *j, cbx_err *err)
     return 0;
 }
 
+static int settle_pend_locked(cbx_journal *j, cbx_err *err);
+
 int cbx__journal_commit_locked(cbx_journal *j, cbx_err *err)
 {
     if (!j->in_txn)
         return 0;
-    int r = cbx__journal_settle_locked(j, err);
+    int r = settle_pend_locked(j, err);
     if (r == 0)
         r = step_done(j, j->st_commit, err, "commit");
     char why[256] = "";
@@ -240,20 +242,22 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 /* Commit a batch no write has come to commit (with j->mu held). */
 static void commit_overdue_locked(cbx_journal *j)
 {
-    if (!j->in_txn || cbx__journal_mono_ns() - j->txn_started_ns < CBX__JOURNAL_COMMIT_NS)
+    uint64_t first =
+        cbx__journal_earliest(j->in_txn ? j->txn_started_ns : 0, atomic_load(&j->queued_ns));
+    if (!first || cbx__journal_mono_ns() - first < CBX__JOURNAL_COMMIT_NS)
         return;
+    cbx__journal_drain_locked(j);
     cbx_err e;
     cbx_err_clear(&e);
-    if (cbx__journal_commit_locked(j, &e) != 0 && j->async_rc == 0) {
-        j->async_rc = e.code;
-        snprintf(j->async_msg, sizeof j->async_msg, "%s", e.msg);
-    }
+    if (cbx__journal_commit_locked(j, &e) != 0)
+        cbx__journal_set_async_locked(j, &e);
 }
 
 /* Commit the open batch on request (with j->mu held); with none open, still tell the listeners,
  * which wait for an answer. */
 static int commit_asked_locked(cbx_journal *j)
 {
+    cbx__journal_drain_locked(j);
     if (!j->in_txn) {
         notify_locked(j);
         return 0;
@@ -261,10 +265,8 @@ static int commit_asked_locked(cbx_journal *j)
     cbx_err e;
     cbx_err_clear(&e);
     int r = cbx__journal_commit_locked(j, &e);
-    if (r != 0 && j->async_rc == 0) {
-        j->async_rc = e.code;
-        snprintf(j->async_msg, sizeof j->async_msg, "%s", e.msg);
-    }
+    if (r != 0)
+        cbx__journal_set_async_locked(j, &e);
     return r;
 }
 
@@ -345,7 +347,8 @@ static void *flusher_main(void *arg)
     cbx_journal *j = f->j; /* not used before f->stopping is read */
     pthread_mutex_lock(&f->wmu);
     while (!f->stopping) {
-        uint64_t started = atomic_load(&j->batch_started_ns);
+        uint64_t started =
+            cbx__journal_earliest(atomic_load(&j->batch_started_ns), atomic_load(&j->queued_ns));
         if (atomic_load(&j->commit_asked)) {
             atomic_store(&j->commit_asked, 0);
             work_begin(f);
@@ -371,7 +374,7 @@ static void *flusher_main(void *arg)
              * either is seen here or sees flusher_idle and signals (under wmu, so not before
              * the wait has begun). */
             atomic_store(&j->flusher_idle, 1);
-            if (!atomic_load(&j->batch_started_ns) &&
+            if (!atomic_load(&j->batch_started_ns) && !atomic_load(&j->queued_ns) &&
                 !(j->wal && atomic_load(&j->checkpoint_due)) && !atomic_load(&j->commit_asked))
                 pthread_cond_wait(&f->wcv, &f->wmu);
             if (!f->stopping)
@@ -395,7 +398,8 @@ static void *flusher_main(void *arg)
             commit_overdue_locked(j);
             pthread_mutex_unlock(&j->mu);
         }
-        int again = !locked && atomic_load(&j->batch_started_ns) == started;
+        int again = !locked && cbx__journal_earliest(atomic_load(&j->batch_started_ns),
+                                                     atomic_load(&j->queued_ns)) == started;
         work_end(f);
         if (again && !f->stopping) {
             uint64_t at = now + CBX__JOURNAL_RETRY_NS;
@@ -654,12 +658,19 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     atomic_init(&j->checkpoint_due, 0);
     atomic_init(&j->commit_asked, 0);
     atomic_init(&j->checkpointing, 0);
+    atomic_init(&j->queued_ns, 0);
+    atomic_init(&j->async_set, 0);
     int e = pthread_mutex_init(&j->mu, NULL);
     if (e != 0) {
         free(j);
         return cbx_err_set(err, -e, "journal: mutex: %s", strerror(e));
     }
     j->mu_ready = 1;
+    if ((e = pthread_mutex_init(&j->qmu, NULL)) != 0) {
+        cbx_journal_close(j);
+        return cbx_err_set(err, -e, "journal: mutex: %s", strerror(e));
+    }
+    j->qmu_ready = 1;
     j->max_executions = o->max_executions ? o->max_executions : CBX__JOURNAL_DEFAULT_MAX_EXECUTIONS;
     j->max_age_ms = o->max_age_ms;
     j->max_bytes = o->max_bytes ? o->max_bytes : CBX__JOURNAL_DEFAULT_MAX_BYTES;
@@ -768,8 +779,14 @@ void cbx_journal_close(cbx_journal *j)
         j->fl = NULL;
         j->flusher_running = 0;
     }
-    if (j->db && j->st_commit)
-        cbx__journal_commit_locked(j, NULL); /* the flusher is gone: no lock needed */
+    if (j->db && j->st_commit) { /* the flusher is gone: no lock needed */
+        cbx__journal_drain_locked(j);
+        cbx__journal_commit_locked(j, NULL);
+    }
+    for (cbx__jrec *rec = j->qhead, *next; rec; rec = next) { /* none, unless the open failed */
+        next = rec->next;
+        cbx__journal_rec_free(rec);
+    }
     sqlite3_stmt *sts[] = {j->st_begin,   j->st_commit, j->st_rollback, j->st_start,
                            j->st_attempt, j->st_end,    j->st_whole};
     for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
@@ -783,6 +800,8 @@ void cbx_journal_close(cbx_journal *j)
     sqlite3_close_v2(j->db);
     if (j->mu_ready)
         pthread_mutex_destroy(&j->mu);
+    if (j->qmu_ready)
+        pthread_mutex_destroy(&j->qmu);
     cbx__journal_ledger_close(j);
     cbx__redact_rules_clear(&j->rules);
     free(j->buf.p);
@@ -808,27 +827,6 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-/* v as compact JSON text with its secrets masked, into j->buf: *text and *len (NULL and 0 for
- * NULL). The text is valid until the next dump. */
-static int dump_json(cbx_journal *j, const json_t *v, const char **text, size_t *len, cbx_err *err,
-                     const char *what)
-{
-    *text = NULL;
-    *len = 0;
-    if (!v)
-        return 0;
-    int r = cbx__redact_dump_capped(&j->rules, v, j->max_record_bytes, &j->buf, NULL);
-    if (r != 0)
-        return cbx_err_set(err, CBX_EJOURNAL, "journal %s: cannot encode %s as JSON: %s", j->path,
-                           what, r == -ELOOP ? "nested too deep (a cycle?)" : "out of memory");
-    if (j->buf.len > (size_t)INT_MAX)
-        return cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s: too large (%zu bytes)", j->path,
-                           what, j->buf.len);
-    *text = j->buf.p;
-    *len = j->buf.len;
-    return 0;
-}
-
 /* Bound without a copy: valid until the statement is stepped and reset, which every writer
  * does before it returns. */
 static void bind_blob_text(sqlite3_stmt *st, int i, const char *text, size_t len)
@@ -837,17 +835,6 @@ static void bind_blob_text(sqlite3_stmt *st, int i, const char *text, size_t len
         sqlite3_bind_text(st, i, text, (int)len, SQLITE_STATIC);
     else
         sqlite3_bind_null(st, i);
-}
-
-static int bind_json(cbx_journal *j, sqlite3_stmt *st, int i, const json_t *v, cbx_err *err,
-                     const char *what)
-{
-    const char *text;
-    size_t len;
-    int r = dump_json(j, v, &text, &len, err, what);
-    if (r == 0)
-        bind_blob_text(st, i, text, len);
-    return r;
 }
 
 /* The statement *st for sql, prepared the first time it is needed: a short process (one `cbx
@@ -974,7 +961,7 @@ static void bind_start(cbx_journal *j, const cbx__jpending *p)
     sqlite3_bind_int64(st, 10, (sqlite3_int64)j->owner_start);
 }
 
-int cbx__journal_settle_locked(cbx_journal *j, cbx_err *err)
+static int settle_pend_locked(cbx_journal *j, cbx_err *err)
 {
     int r = 0;
     uint32_t i = 0;
@@ -996,6 +983,23 @@ int cbx__journal_settle_locked(cbx_journal *j, cbx_err *err)
     return r;
 }
 
+int cbx__journal_settle_locked(cbx_journal *j, cbx_err *err)
+{
+    cbx__journal_drain_locked(j);
+    return settle_pend_locked(j, err);
+}
+
+/* Report (and forget) a failure kept for the next call. */
+static int report_async_locked(cbx_journal *j, cbx_err *err)
+{
+    if (j->async_rc == 0)
+        return 0;
+    int r = cbx_err_set(err, j->async_rc, "an earlier batch was lost: %s", j->async_msg);
+    j->async_rc = 0;
+    atomic_store(&j->async_set, 0);
+    return r;
+}
+
 /* After a successful write: count it, prune and commit when due, and report a failure of an
  * earlier commit made by the flusher (whose data is lost) now that a caller is here. */
 static int write_done(cbx_journal *j, cbx_err *err)
@@ -1006,13 +1010,14 @@ static int write_done(cbx_journal *j, cbx_err *err)
         j->writes_since_prune = 0;
         r = cbx__journal_prune_locked(j, err);
     }
-    if (r == 0 && (j->txn_writes >= CBX__JOURNAL_BATCH_MAX ||
-                   cbx__journal_mono_ns() - j->txn_started_ns >= CBX__JOURNAL_COMMIT_NS))
+    /* not in the middle of writing the queue: a start and its end queued together make one
+     * row only within one batch (the caller of the drain commits after it when due) */
+    if (r == 0 &&
+        (j->txn_writes >= CBX__JOURNAL_BATCH_MAX ||
+         (!j->draining && cbx__journal_mono_ns() - j->txn_started_ns >= CBX__JOURNAL_COMMIT_NS)))
         r = cbx__journal_commit_locked(j, err);
-    if (r == 0 && j->async_rc != 0) {
-        r = cbx_err_set(err, j->async_rc, "an earlier batch was lost: %s", j->async_msg);
-        j->async_rc = 0;
-    }
+    if (r == 0)
+        r = report_async_locked(j, err);
     return r;
 }
 
@@ -1027,23 +1032,19 @@ static int missing(cbx_err *err, const char *what)
     return cbx_err_set(err, CBX_EJOURNAL, "journal: %s is missing", what);
 }
 
-int cbx_journal_execution_start(cbx_journal *j, const cbx_journal_execution *e, cbx_err *err)
+static int apply_start(cbx_journal *j, const cbx__jrec *rec, cbx_err *err)
 {
-    if (!j || !e || !e->id)
-        return missing(err, !j ? "the journal" : "the execution id");
-    pthread_mutex_lock(&j->mu);
-    const char *params;
-    size_t params_len;
+    const cbx_journal_execution *e = &rec->u.start;
+    const char *params = rec->text;
+    size_t params_len = rec->text_len;
     int r = cbx__journal_begin_locked(j, err);
-    if (r == 0)
-        r = dump_json(j, e->params, &params, &params_len, err, "params");
     uint32_t h = hash_id(e->id);
     if (r == 0 && !pend_add(j, e, params, params_len, h)) {
         cbx__jpending *old = pend_find(j, e->id, h);
         if (old)
             old->live = 0;
         if ((r = lazy_stmt(j, &j->st_start, sql_start, err)) != 0)
-            goto done;
+            return r;
         sqlite3_stmt *st = j->st_start;
         bind_text(st, 1, e->id);
         bind_text(st, 2, e->executor);
@@ -1057,59 +1058,41 @@ int cbx_journal_execution_start(cbx_journal *j, const cbx_journal_execution *e, 
         sqlite3_bind_int64(st, 10, (sqlite3_int64)j->owner_start);
         r = step_done(j, st, err, "write execution start");
     }
-done:
-    if (r == 0)
-        r = write_done(j, err);
-    else
-        lost_one(j, err);
-    pthread_mutex_unlock(&j->mu);
     return r;
 }
 
-int cbx_journal_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, cbx_err *err)
+static int apply_attempt(cbx_journal *j, const cbx__jrec *rec, cbx_err *err)
 {
-    if (!j || !a || !a->execution_id)
-        return missing(err, !j ? "the journal" : "the attempt's execution id");
-    pthread_mutex_lock(&j->mu);
+    const cbx_journal_attempt_info *a = &rec->u.attempt;
     int r = cbx__journal_begin_locked(j, err);
     if (r == 0)
         r = lazy_stmt(j, &j->st_attempt, sql_attempt, err);
+    if (r != 0)
+        return r;
     sqlite3_stmt *st = j->st_attempt;
-    if (r == 0) {
-        bind_text(st, 1, a->execution_id);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)a->number);
-        bind_text(st, 3, a->outcome);
-        sqlite3_bind_int64(st, 4, (sqlite3_int64)a->started_ms);
-        sqlite3_bind_int64(st, 5, (sqlite3_int64)a->duration_ns);
-        bind_text(st, 6, a->error);
-        bind_text(st, 8, a->breaker_decision);
-        r = bind_json(j, st, 7, a->metadata, err, "metadata");
-    }
-    if (r == 0)
-        r = step_done(j, st, err, "write attempt");
-    if (r == 0)
-        r = write_done(j, err);
-    else
-        lost_one(j, err);
-    pthread_mutex_unlock(&j->mu);
-    return r;
+    bind_text(st, 1, a->execution_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)a->number);
+    bind_text(st, 3, a->outcome);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)a->started_ms);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)a->duration_ns);
+    bind_text(st, 6, a->error);
+    bind_blob_text(st, 7, rec->text, rec->text_len);
+    bind_text(st, 8, a->breaker_decision);
+    return step_done(j, st, err, "write attempt");
 }
 
-int cbx_journal_execution_end(cbx_journal *j, const cbx_journal_end *e, cbx_err *err)
+static int apply_end(cbx_journal *j, const cbx__jrec *rec, cbx_err *err)
 {
-    if (!j || !e || !e->execution_id || !e->status)
-        return missing(err, !j                       ? "the journal"
-                            : !e || !e->execution_id ? "the execution id"
-                                                     : "the status");
-    pthread_mutex_lock(&j->mu);
+    const cbx_journal_end *e = &rec->u.end;
     int r = cbx__journal_begin_locked(j, err);
     cbx__jpending *p = r == 0 ? pend_find(j, e->execution_id, hash_id(e->execution_id)) : NULL;
     if (r == 0)
         r = p ? lazy_stmt(j, &j->st_whole, sql_whole, err) : lazy_stmt(j, &j->st_end, sql_end, err);
+    if (r != 0)
+        return r;
     sqlite3_stmt *st = p ? j->st_whole : j->st_end;
-    if (r == 0)
-        r = bind_json(j, st, p ? 15 : 7, e->outputs, err, "outputs");
-    if (r == 0 && p) {
+    bind_blob_text(st, p ? 15 : 7, rec->text, rec->text_len);
+    if (p) {
         /* its start is still held back: the whole row at once */
         bind_arena(j, st, 1, p->id);
         bind_arena(j, st, 2, p->executor);
@@ -1130,52 +1113,108 @@ int cbx_journal_execution_end(cbx_journal *j, const cbx_journal_end *e, cbx_err 
         r = step_done(j, st, err, "write execution");
         if (r == 0)
             p->live = 0;
-    } else if (r == 0) {
-        /* after a start already written, or none at all (a refusal): submitted_ms is then
-         * the end less the duration */
-        uint64_t dur_ms = e->duration_ns / 1000000ull;
-        uint64_t submitted = e->ended_ms > dur_ms ? e->ended_ms - dur_ms : 0;
-        bind_text(st, 1, e->execution_id);
-        bind_text(st, 2, e->status);
-        sqlite3_bind_int(st, 3, e->rc);
-        bind_text(st, 4, e->error);
-        sqlite3_bind_int(st, 5, e->fallback_used ? 1 : 0);
-        sqlite3_bind_int64(st, 6, (sqlite3_int64)e->attempts);
-        sqlite3_bind_int64(st, 8, (sqlite3_int64)e->ended_ms);
-        sqlite3_bind_int64(st, 9, (sqlite3_int64)e->duration_ns);
-        sqlite3_bind_int64(st, 10, (sqlite3_int64)submitted);
-        r = step_done(j, st, err, "write execution end");
+        return r;
+    }
+    /* after a start already written, or none at all (a refusal): submitted_ms is then the end
+     * less the duration */
+    uint64_t dur_ms = e->duration_ns / 1000000ull;
+    uint64_t submitted = e->ended_ms > dur_ms ? e->ended_ms - dur_ms : 0;
+    bind_text(st, 1, e->execution_id);
+    bind_text(st, 2, e->status);
+    sqlite3_bind_int(st, 3, e->rc);
+    bind_text(st, 4, e->error);
+    sqlite3_bind_int(st, 5, e->fallback_used ? 1 : 0);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)e->attempts);
+    sqlite3_bind_int64(st, 8, (sqlite3_int64)e->ended_ms);
+    sqlite3_bind_int64(st, 9, (sqlite3_int64)e->duration_ns);
+    sqlite3_bind_int64(st, 10, (sqlite3_int64)submitted);
+    return step_done(j, st, err, "write execution end");
+}
+
+static int apply_status(cbx_journal *j, const cbx__jrec *rec, cbx_err *err)
+{
+    const char *id = rec->u.status.id, *status = rec->u.status.status;
+    int r = cbx__journal_begin_locked(j, err);
+    cbx__jpending *p = r == 0 ? pend_find(j, id, hash_id(id)) : NULL;
+    if (p) { /* its start is still held back: it will be written with this status */
+        uint32_t off;
+        if (arena_put(j, status, strlen(status), &off) != 0)
+            return cbx_err_set(err, -ENOMEM, "journal: out of memory");
+        p->status = off;
+        return 0;
+    }
+    return r == 0 ? cbx__journal_status_write_locked(j, id, status, err) : r;
+}
+
+int cbx__journal_apply_locked(cbx_journal *j, const cbx__jrec *rec, cbx_err *err)
+{
+    int r;
+    switch (rec->kind) {
+    case CBX__JREC_START:
+        r = apply_start(j, rec, err);
+        break;
+    case CBX__JREC_ATTEMPT:
+        r = apply_attempt(j, rec, err);
+        break;
+    case CBX__JREC_END:
+        r = apply_end(j, rec, err);
+        break;
+    default:
+        r = apply_status(j, rec, err);
+        break;
     }
     if (r == 0)
         r = write_done(j, err);
     else
         lost_one(j, err);
+    return r;
+}
+
+/* A record that could not be made (its JSON, memory) is lost like a failed write. */
+static int not_made(cbx_journal *j, int r, cbx_err *err)
+{
+    pthread_mutex_lock(&j->mu);
+    lost_one(j, err);
     pthread_mutex_unlock(&j->mu);
     return r;
+}
+
+int cbx_journal_execution_start(cbx_journal *j, const cbx_journal_execution *e, cbx_err *err)
+{
+    if (!j || !e || !e->id)
+        return missing(err, !j ? "the journal" : "the execution id");
+    cbx__jrec *rec;
+    int r = cbx__journal_rec_start(j, e, &rec, err);
+    return r != 0 ? not_made(j, r, err) : cbx__journal_submit(j, rec, err);
+}
+
+int cbx_journal_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, cbx_err *err)
+{
+    if (!j || !a || !a->execution_id)
+        return missing(err, !j ? "the journal" : "the attempt's execution id");
+    cbx__jrec *rec;
+    int r = cbx__journal_rec_attempt(j, a, &rec, err);
+    return r != 0 ? not_made(j, r, err) : cbx__journal_submit(j, rec, err);
+}
+
+int cbx_journal_execution_end(cbx_journal *j, const cbx_journal_end *e, cbx_err *err)
+{
+    if (!j || !e || !e->execution_id || !e->status)
+        return missing(err, !j                       ? "the journal"
+                            : !e || !e->execution_id ? "the execution id"
+                                                     : "the status");
+    cbx__jrec *rec;
+    int r = cbx__journal_rec_end(j, e, &rec, err);
+    return r != 0 ? not_made(j, r, err) : cbx__journal_submit(j, rec, err);
 }
 
 int cbx_journal_execution_status(cbx_journal *j, const char *id, const char *status, cbx_err *err)
 {
     if (!j || !id || !status)
         return missing(err, !j ? "the journal" : !id ? "the execution id" : "the status");
-    pthread_mutex_lock(&j->mu);
-    int r = cbx__journal_begin_locked(j, err);
-    cbx__jpending *p = r == 0 ? pend_find(j, id, hash_id(id)) : NULL;
-    if (p) { /* its start is still held back: it will be written with this status */
-        uint32_t off;
-        if (arena_put(j, status, strlen(status), &off) == 0)
-            p->status = off;
-        else
-            r = cbx_err_set(err, -ENOMEM, "journal: out of memory");
-    } else if (r == 0) {
-        r = cbx__journal_status_write_locked(j, id, status, err);
-    }
-    if (r == 0)
-        r = write_done(j, err);
-    else
-        lost_one(j, err);
-    pthread_mutex_unlock(&j->mu);
-    return r;
+    cbx__jrec *rec;
+    int r = cbx__journal_rec_status(id, status, &rec, err);
+    return r != 0 ? not_made(j, r, err) : cbx__journal_submit(j, rec, err);
 }
 
 int cbx_journal_flush(cbx_journal *j, cbx_err *err)
@@ -1183,11 +1222,10 @@ int cbx_journal_flush(cbx_journal *j, cbx_err *err)
     if (!j)
         return missing(err, "the journal");
     pthread_mutex_lock(&j->mu);
+    cbx__journal_drain_locked(j);
     int r = cbx__journal_commit_locked(j, err);
-    if (r == 0 && j->async_rc != 0) {
-        r = cbx_err_set(err, j->async_rc, "an earlier batch was lost: %s", j->async_msg);
-        j->async_rc = 0;
-    }
+    if (r == 0)
+        r = report_async_locked(j, err);
     pthread_mutex_unlock(&j->mu);
     return r;
 }
@@ -1200,6 +1238,7 @@ int cbx_journal_write_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, uint64_
     if (!j || !fn)
         return missing(err, !j ? "the journal" : "the function");
     pthread_mutex_lock(&j->mu);
+    cbx__journal_drain_locked(j); /* the writes queued before it go first */
     int r = cbx__journal_begin_locked(j, err);
     uint64_t b = j->batch_no;
     if (r == 0) {

@@ -144,6 +144,7 @@ int cbx_journal_losses_get(cbx_journal *j, int recorded, cbx_journal_losses *out
     if (!j)
         return cbx_err_set(err, -EINVAL, "cbx_journal_losses_get: no journal");
     pthread_mutex_lock(&j->mu);
+    cbx__journal_drain_locked(j); /* a queued write that fails counts */
     int r = 0;
     if (!recorded) {
         *out = j->lost;

@@ -50,6 +50,28 @@ typedef struct cbx__jpending {
     int live; /* 0 once its end has written the whole row */
 } cbx__jpending;
 
+/* A write handed to the flusher thread (journal_queue.c): the caller's strings copied into data,
+ * its JSON (params, metadata or outputs) already encoded, secrets masked, into text. */
+enum { CBX__JREC_START, CBX__JREC_ATTEMPT, CBX__JREC_END, CBX__JREC_STATUS };
+typedef struct cbx__jrec {
+    struct cbx__jrec *next;
+    int kind;
+    union {
+        cbx_journal_execution start; /* .params NULL: the text */
+        cbx_journal_attempt_info attempt;
+        cbx_journal_end end;
+        struct {
+            const char *id, *status;
+        } status;
+    } u;
+    char *text; /* NULL = none (SQL NULL) */
+    size_t text_len;
+    char data[];
+} cbx__jrec;
+/* Writes queued at most: at this many, a writer writes itself (so that a crash loses no more
+ * than it did when every write was made by its caller: one batch). */
+#define CBX__JOURNAL_QUEUE_MAX CBX__JOURNAL_BATCH_MAX
+
 /* What the flusher thread shares with cbx_journal_close, apart from the handle: a close does not
  * wait for a sleeping flusher to be scheduled and exit (milliseconds on a loaded machine), only
  * for one at work (busy); the last of the two to let go frees it. Under wmu: everything. */
@@ -84,11 +106,23 @@ struct cbx_journal {
     atomic_int checkpointing;          /* the flusher is in a checkpoint */
     int mu_ready;
 
+    /* The writes queued for the flusher (journal_queue.c), oldest first, under qmu (taken after
+     * mu when both are). The flusher writes them into a batch and commits it
+     * CBX__JOURNAL_COMMIT_NS after the first was queued; any call that needs them written
+     * before it (a query, a flush, a record of cbx_journal_write_db) writes them itself first. */
+    pthread_mutex_t qmu;
+    int qmu_ready;
+    cbx__jrec *qhead, *qtail;
+    uint32_t qlen;
+    _Atomic uint64_t queued_ns; /* CLOCK_MONOTONIC when the oldest queued write came; 0 = none */
+    atomic_int async_set;       /* async_rc is set: the next write reports it */
+
     pthread_mutex_t mu;      /* guards everything below and every use of db */
     int in_txn;              /* a batch is open (BEGIN IMMEDIATE done) */
     uint64_t txn_started_ns; /* CLOCK_MONOTONIC */
     uint32_t txn_writes;
     uint32_t writes_since_prune;
+    int draining; /* the queue is being written: no commit for the batch's age until it is */
     int async_rc; /* a commit by the flusher failed: reported by the next call */
     char async_msg[512];
     /* Batches are numbered from 1 as they begin; batch_no is the open one's or the last's. A
@@ -175,8 +209,35 @@ int cbx__journal_commit_locked(cbx_journal *j, cbx_err *err);
 /* With j->mu held: CBX_EJOURNAL with SQLite's message about what failed; notices a batch that
  * SQLite rolled back on its own. */
 int cbx__journal_fail(cbx_journal *j, cbx_err *err, const char *what);
-/* With j->mu held: write the held-back starts into the open batch, so that queries see them. */
+/* With j->mu held: write the queued writes and the held-back starts into the open batch, so
+ * that queries see them. */
 int cbx__journal_settle_locked(cbx_journal *j, cbx_err *err);
+
+/* journal_queue.c. A record of each write kind, JSON encoded (CBX_EJOURNAL when it cannot be,
+ * -ENOMEM); free with cbx__journal_rec_free. */
+int cbx__journal_rec_start(cbx_journal *j, const cbx_journal_execution *e, cbx__jrec **out,
+                           cbx_err *err);
+int cbx__journal_rec_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, cbx__jrec **out,
+                             cbx_err *err);
+int cbx__journal_rec_end(cbx_journal *j, const cbx_journal_end *e, cbx__jrec **out, cbx_err *err);
+int cbx__journal_rec_status(const char *id, const char *status, cbx__jrec **out, cbx_err *err);
+void cbx__journal_rec_free(cbx__jrec *rec);
+/* Hand rec over (it is the queue's or freed): queued for the flusher, or written now when there
+ * is no flusher or the queue is full. Returns 0, the write's own error when written now, or
+ * CBX_EJOURNAL for an earlier queued write that failed. */
+int cbx__journal_submit(cbx_journal *j, cbx__jrec *rec, cbx_err *err);
+/* With j->mu held: write every queued write, in order (a failure is lost and kept for the next
+ * call to report, as a failed commit of the flusher is). */
+void cbx__journal_drain_locked(cbx_journal *j);
+/* journal.c, with j->mu held: make one write (begins a batch). 0 or CBX_EJOURNAL (lost). */
+int cbx__journal_apply_locked(cbx_journal *j, const cbx__jrec *rec, cbx_err *err);
+/* With j->mu held: keep a failure for the next call (the first one kept wins). */
+void cbx__journal_set_async_locked(cbx_journal *j, const cbx_err *e);
+/* The earliest of two CLOCK_MONOTONIC stamps, 0 meaning none. */
+static inline uint64_t cbx__journal_earliest(uint64_t a, uint64_t b)
+{
+    return !a ? b : !b ? a : a < b ? a : b;
+}
 /* journal_status.c: set the status of an execution whose start is written and whose end is
  * not (under mu, in the open batch). 0 or CBX_EJOURNAL. */
 int cbx__journal_status_write_locked(cbx_journal *j, const char *id, const char *status,

@@ -1,10 +1,13 @@
 /* Name-based redaction of Authorization-like headers and secret environment variables. */
+#define _GNU_SOURCE /* memmem */
 #include "runtime/redact.h"
 
 #include "core/json_escape.h"
+#include "core/real_text.h"
 #include "core/text.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,11 +72,111 @@ static int glob_any(const char *const *globs, size_t n, const char *name)
     return 0;
 }
 
+/* pat (upper case, as the built-in lists are) against up, a name already upper-cased, n bytes:
+ * the built-in globs are all "*X*", "*X" or "X", which a substring or suffix test decides in one
+ * pass instead of the backtracking match (the journal checks every member name of every record
+ * it writes against these lists). Any other glob goes to cbx__glob_match. */
+static int upper_glob(const char *pat, const char *up, size_t n)
+{
+    size_t pl = strlen(pat);
+    size_t lead = pl > 0 && pat[0] == '*';
+    size_t trail = pl > lead && pat[pl - 1] == '*';
+    const char *core = pat + lead;
+    size_t cl = pl - lead - trail;
+    if (memchr(core, '*', cl) || memchr(core, '?', cl))
+        return cbx__glob_match(pat, up, 1);
+    if (cl > n)
+        return 0;
+    if (lead && trail)
+        return memmem(up, n, core, cl) != NULL;
+    if (lead)
+        return memcmp(up + n - cl, core, cl) == 0;
+    if (trail)
+        return memcmp(up, core, cl) == 0;
+    return cl == n && memcmp(up, core, cl) == 0;
+}
+
+/* The set of characters a name holds, one bit each for 'A'..'Z' (either case), '0'..'9' and '_'
+ * (other characters: none; the built-in globs use only these). A glob's literal characters must
+ * all be in the name for it to match, so most names are told apart from every glob of a list by
+ * one AND each. */
+#define LETTER(c, b) [c] = 1ull << (b), [(c) + 32] = 1ull << (b)
+static const uint64_t char_bits[256] = {
+    LETTER('A', 0),     LETTER('B', 1),     LETTER('C', 2),     LETTER('D', 3),
+    LETTER('E', 4),     LETTER('F', 5),     LETTER('G', 6),     LETTER('H', 7),
+    LETTER('I', 8),     LETTER('J', 9),     LETTER('K', 10),    LETTER('L', 11),
+    LETTER('M', 12),    LETTER('N', 13),    LETTER('O', 14),    LETTER('P', 15),
+    LETTER('Q', 16),    LETTER('R', 17),    LETTER('S', 18),    LETTER('T', 19),
+    LETTER('U', 20),    LETTER('V', 21),    LETTER('W', 22),    LETTER('X', 23),
+    LETTER('Y', 24),    LETTER('Z', 25),    ['0'] = 1ull << 26, ['1'] = 1ull << 27,
+    ['2'] = 1ull << 28, ['3'] = 1ull << 29, ['4'] = 1ull << 30, ['5'] = 1ull << 31,
+    ['6'] = 1ull << 32, ['7'] = 1ull << 33, ['8'] = 1ull << 34, ['9'] = 1ull << 35,
+    ['_'] = 1ull << 36,
+};
+#undef LETTER
+
+/* The literal characters of a built-in glob (upper case; '*' and '?' are not literal). */
+static uint64_t glob_chars(const char *pat)
+{
+    uint64_t m = 0;
+    for (; *pat; pat++)
+        if (*pat != '*' && *pat != '?')
+            m |= char_bits[(unsigned char)*pat];
+    return m;
+}
+
+/* glob_any over a built-in list (NULL-terminated, upper case) for name, with '-' read as '_'
+ * when dash_is_underscore. masks: the lists' glob_chars, filled on first use. */
+static int builtin_any(const char *const *globs, _Atomic uint64_t *masks, const char *name,
+                       int dash_is_underscore)
+{
+    /* first the characters the name holds (no copy): most names lack one of every glob's */
+    uint64_t have = 0;
+    size_t n = 0;
+    for (; name[n]; n++)
+        have |= char_bits[(unsigned char)name[n]];
+    if (dash_is_underscore && strchr(name, '-'))
+        have |= char_bits['_'];
+    if (n >= NAME_MAX_LEN) /* not cut: the slow match on the whole name (env names only: member
+                              names this long are never secret) */
+        return dash_is_underscore ? 0 : glob_any(globs, (size_t)-1, name);
+    char up[NAME_MAX_LEN];
+    int copied = 0;
+    for (size_t i = 0; globs[i]; i++) {
+        /* 0 = not computed yet (no glob of the lists is all wildcards); threads that race here
+         * store the same value */
+        uint64_t need = atomic_load_explicit(&masks[i], memory_order_relaxed);
+        if (!need) {
+            need = glob_chars(globs[i]);
+            atomic_store_explicit(&masks[i], need, memory_order_relaxed);
+        }
+        if (need & ~have)
+            continue;
+        if (!copied) {
+            for (size_t k = 0; k < n; k++) {
+                char c = name[k];
+                up[k] = c >= 'a' && c <= 'z'             ? (char)(c - 'a' + 'A')
+                        : dash_is_underscore && c == '-' ? '_'
+                                                         : c;
+            }
+            up[n] = '\0';
+            copied = 1;
+        }
+        if (upper_glob(globs[i], up, n))
+            return 1;
+    }
+    return 0;
+}
+
+static _Atomic uint64_t env_masks[sizeof cbx__redact_builtin_env / sizeof *cbx__redact_builtin_env];
+static _Atomic uint64_t
+    member_masks[sizeof cbx__redact_builtin_members / sizeof *cbx__redact_builtin_members];
+
 int cbx__redact_env_name(const cbx__redact_rules *r, const char *name)
 {
     if (!name || !*name)
         return 0;
-    if (glob_any(cbx__redact_builtin_env, (size_t)-1, name))
+    if (builtin_any(cbx__redact_builtin_env, env_masks, name, 0))
         return 1;
     return r && r->n_env > 0 && glob_any((const char *const *)r->env_globs, r->n_env, name);
 }
@@ -96,17 +199,14 @@ int cbx__redact_header_name(const cbx__redact_rules *r, const char *name)
 
 int cbx__redact_member_name(const char *name)
 {
-    char norm[NAME_MAX_LEN];
     size_t len = name ? strlen(name) : 0;
-    if (len == 0 || len >= sizeof norm)
+    if (len == 0 || len >= NAME_MAX_LEN)
         return 0;
     /* every name of the list holds a '_' (or '-') or "password": most member names hold
      * neither and are done here, on the journal's write path */
     if (len < 8 && !strpbrk(name, "_-"))
         return 0;
-    for (size_t i = 0; i <= len; i++)
-        norm[i] = name[i] == '-' ? '_' : name[i];
-    return glob_any(cbx__redact_builtin_members, (size_t)-1, norm);
+    return builtin_any(cbx__redact_builtin_members, member_masks, name, 1);
 }
 
 /* The name before sep in s ("NAME=value", "Name: value"), copied into buf; 0 when s has no
@@ -309,8 +409,11 @@ static void put_string_body(dumper *d, const char *s, size_t n)
 {
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') /* the common case, without a call */
+            continue;
         char esc[7];
-        size_t len = cbx__json_escape((unsigned char)s[i], esc, 1);
+        size_t len = cbx__json_escape(c, esc, 1);
         if (!len)
             continue;
         put(d, s + run, i - run);
@@ -369,6 +472,13 @@ static void put_integer(dumper *d, json_int_t v)
 static void put_real(dumper *d, double v)
 {
     char buf[40], out[48];
+    size_t fast = cbx__real17(v, buf); /* the usual durations and timings, without printf */
+    if (fast) {
+        if (!memchr(buf, '.', fast))
+            memcpy(buf + fast, ".0", 3), fast += 2;
+        put(d, buf, fast);
+        return;
+    }
     int n = snprintf(buf, sizeof buf, "%.17g", v);
     if (n <= 0 || (size_t)n >= sizeof buf) {
         put(d, "0.0", 3);

@@ -288,6 +288,15 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+/* Whether a secret parameter of the schema has a value in params. */
+static int secret_set(const cbx_param *schema, const json_t *params)
+{
+    for (const cbx_param *p = schema; p && p->name; p++)
+        if (p->secret && json_object_get(params, p->name))
+            return 1;
+    return 0;
+}
+
 /* A request refused before it was queued: journaled, reported, gone. */
 static int refuse(cbx_runtime *rt, const cbx_request *req, int rc, const char *why)
 {
@@ -415,9 +424,13 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
 
     if (rt->journal) {
         /* it waits for a slot: its row says so until it leaves the queue */
-        int waits = rt->nactive >= rt->max_concurrent || !cbx__link_empty(&rt->queue);
+        int waits =
+            !req->child && (rt->nactive >= rt->max_concurrent || !cbx__link_empty(&rt->queue));
         ex->journaled = waits ? CBX_STATUS_PENDING : CBX_STATUS_RUNNING;
-        json_t *shown = cbx_schema_redact(type->params, params);
+        /* the journal encodes the value before the call returns: the request's own params do
+         * when no secret parameter is set (no copy) */
+        json_t *shown = secret_set(type->params, params) ? cbx_schema_redact(type->params, params)
+                                                         : json_incref(params);
         cbx_journal_execution e = {.id = ex->id,
                                    .executor = type->name,
                                    .params = shown,
@@ -429,10 +442,17 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
         cbx_journal_execution_start(rt->journal, &e, NULL);
         json_decref(shown);
     }
-    cbx__link_push(&rt->queue, &ex->link);
-    rt->nqueued++;
     if (out)
         *out = ex;
+    if (req->child) { /* its parent holds a slot and waits for it: no queue */
+        cbx__link_push(&rt->active, &ex->link);
+        rt->nactive++;
+        ex->in_active = 1;
+        cbx__exec_begin(ex, ex->submitted_ns);
+        return 0;
+    }
+    cbx__link_push(&rt->queue, &ex->link);
+    rt->nqueued++;
     schedule(rt, ex->submitted_ns);
     return 0;
 }

@@ -1,7 +1,8 @@
 # cbx worker and cbx exec --remote against a real nats-server with JetStream: results and exit
 # codes come back; a worker killed with SIGKILL mid-job leaves it to another worker; a job whose
 # result is stored is not run again; a malformed job is terminated without harm; SIGTERM drains;
-# no server is a clear error in bounded time.
+# the server restarted under queued and running jobs loses nothing; no server is a clear error
+# in bounded time.
 . "$(dirname "$0")/lib.bash"
 
 command -v nats-server >/dev/null || {
@@ -39,10 +40,16 @@ start_worker() {
 # given to another soon
 start_worker w1 --ack-wait 2s --max-deliver 3
 
-# a result comes back as a local one: output, exit code, the worker named in --json
+# a result comes back as a local one: output, exit code, the worker named in --json; watchers
+# of cbx.events.execution.<type> see it
+"$admin" "$NATS_URL" sub cbx.events.execution.command 1 >"$TMP/events" 2>"$TMP/events.ready" &
+events=$!
+wait_for "$TMP/events.ready"
 run "$CBX" exec --remote "$NATS_URL" -- echo hello
 expect_rc 0 "a remote echo"
 [ "$(cat "$TMP/out")" = "hello" ] || fail "remote output: $(cat "$TMP/out")"
+wait $events
+[ "$(jq -r .status "$TMP/events")" = success ] || fail "execution event: $(cat "$TMP/events")"
 run "$CBX" exec --remote "$NATS_URL" -- sh -c 'echo oops >&2; exit 3'
 expect_rc 3 "a remote command's exit code"
 grep -q oops "$TMP/err" || fail "remote stderr: $(cat "$TMP/err")"
@@ -50,11 +57,26 @@ run "$CBX" exec --remote "$NATS_URL" --json --retries 1 --retry-delay 10ms -- fa
 expect_rc 1 "a remote failure with a retry"
 [ "$(jqv .worker)" = "w1" ] && [ "$(jqv .attempt_count)" = "2" ] ||
     fail "remote result: $(cat "$TMP/out")"
-# the worker journaled it in its own journal
+# the worker journaled it in its own journal, the submitter in its own with the worker's name
 CBX_STATE_DIR="$TMP/state-w1" "$CBX" history --json >"$TMP/hist"
 [ "$(jq length "$TMP/hist")" -ge 3 ] || fail "worker journal: $(cat "$TMP/hist")"
+run "$CBX" history --json
+[ "$(jqv length)" = 3 ] || fail "submitter journal: $(cat "$TMP/out")"
+[ "$(jqv '.[0].tag')" = "worker w1" ] && [ "$(jqv '.[0].attempts')" = 2 ] ||
+    fail "the remote execution in the submitter's journal: $(jqv '.[0]')"
 
-wait_pid_or_dump() { local d=$(($(date +%s) + 20)); while kill -0 $1 2>/dev/null; do [ "$(date +%s)" -lt $d ] || { cat "$TMP"/w*.log "$TMP/runs" "$TMP/killed.err" >&2; return 1; }; sleep 0.1; done; wait $1; }
+# wait_pid_or_dump PID: wait for PID (five minutes at most); on giving up, the logs to stderr
+wait_pid_or_dump() {
+    local deadline=$(($(date +%s) + 300))
+    while kill -0 "$1" 2>/dev/null; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            cat "$TMP"/w*.log "$TMP/nats.log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    wait "$1"
+}
 # SIGKILL mid-job: the job goes to another worker after the ack wait, and completes
 "$CBX" exec --remote "$NATS_URL" -- sh -c "echo run >>'$TMP/runs'; sleep 1; echo finished" \
     >"$TMP/killed.out" 2>"$TMP/killed.err" &
@@ -88,6 +110,30 @@ run "$CBX" exec --remote "$NATS_URL" -- echo still-here
 expect_rc 0 "after a poison message"
 grep -q "terminated: the message is not a job" "$TMP/w2.log" || fail "no poison line: $(cat "$TMP/w2.log")"
 
+# a flow fans out over the pool: its steps run on the workers through the remote executor
+cat >"$TMP/fan.yaml" <<'YAML'
+name: fan
+steps:
+  - name: a
+    executor: remote
+    config: {executor: command, params: {argv: [sh, -c, "echo a-$$"]}}
+  - name: b
+    executor: remote
+    config: {executor: command, params: {argv: [sh, -c, "echo b-$$"]}, policy: {timeout: 30s}}
+  - name: both
+    executor: command
+    config: {argv: [echo, "{{ trim(steps.a.outputs.stdout) }} {{ trim(steps.b.outputs.stdout) }}"]}
+outputs:
+  line: "{{ trim(steps.both.outputs.stdout) }}"
+YAML
+run "$CBX" run "$TMP/fan.yaml" --json
+expect_rc 0 "a flow whose steps run on the workers"
+jqv .outputs.line | grep -Eq '^a-[0-9]+ b-[0-9]+$' || fail "flow over the pool: $(cat "$TMP/out")"
+run "$CBX" exec remote -p executor=command -p 'params={"argv":["sh","-c","exit 4"]}' --json
+expect_rc 1 "a failing remote step"
+[ "$(jqv '.metadata.worker')" = w2 ] || fail "remote metadata: $(cat "$TMP/out")"
+grep -q "on worker w2: exit code 4" "$TMP/out" || fail "remote error: $(cat "$TMP/out")"
+
 # SIGTERM drains: the running job finishes and its result comes back; the worker exits 0
 "$CBX" exec --remote "$NATS_URL" -- sh -c "echo started >'$TMP/drain'; sleep 1; echo drained" \
     >"$TMP/drain.out" 2>&1 &
@@ -99,7 +145,34 @@ wait $sub || fail "the drained job's submitter: $(cat "$TMP/drain.out")"
 [ "$(cat "$TMP/drain.out")" = "drained" ] || fail "drained job output: $(cat "$TMP/drain.out")"
 grep -q "stopped: .* jobs done" "$TMP/w2.log" || fail "no summary: $(cat "$TMP/w2.log")"
 
+# the server restarted (file storage) while jobs are queued and one runs: the worker
+# reconnects, nothing is lost
+start_worker w3
+port=${NATS_URL##*:}
+"$CBX" exec --remote "$NATS_URL" -- sh -c "echo started >'$TMP/restart'; sleep 2; echo across" \
+    >"$TMP/r0.out" 2>&1 &
+r0=$!
+wait_for "$TMP/restart"
+for i in 1 2 3; do
+    "$admin" "$NATS_URL" pub cbx.work.default \
+        '{"id":"queued-'$i'","executor":"command","params":{"argv":["sh","-c","echo '$i' >>'"$TMP"'/queued"]}}' ||
+        fail "queue job $i"
+done
+kill $npid
+wait $npid 2>/dev/null
+nats-server -js -a 127.0.0.1 -p "$port" -sd "$TMP/js" >>"$TMP/nats.log" 2>&1 &
+npid=$!
+wait_pid_or_dump $r0 || fail "the job running across the restart: $(cat "$TMP/r0.out")"
+[ "$(cat "$TMP/r0.out")" = "across" ] || fail "across the restart: $(cat "$TMP/r0.out")"
+deadline=$(($(date +%s) + 300))
+until [ -s "$TMP/queued" ] && [ "$(sort "$TMP/queued" | tr -d '\n')" = "123" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "queued jobs after the restart: $(cat "$TMP/queued")"
+    sleep 0.1
+done
+
 # no worker: --remote-wait gives up (exit 124) and names the job
+kill -TERM "${wpids[2]}"
+wait "${wpids[2]}"
 run "$CBX" exec --remote "$NATS_URL" --remote-wait 300ms -- true
 expect_rc 124 "no worker within --remote-wait"
 grep -q "stays queued" "$TMP/err" || fail "remote-wait message: $(cat "$TMP/err")"

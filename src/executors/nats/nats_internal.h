@@ -8,9 +8,7 @@
 
 #include "cbx/executor.h"
 #include "dist/natslib.h"
-
-/* The built-in "nats" type (static; never freed). */
-const cbx_executor_type *cbx__nats_type(void);
+#include "executors/builtins.h" /* cbx__nats_type */
 
 /* Connections of one runtime, shared by its attempts (on the thread pool), one per server list
  * and credentials. Made by the type's loop_init without touching libnats; freed by loop_close,

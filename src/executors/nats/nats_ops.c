@@ -64,8 +64,10 @@ static json_t *base64(const unsigned char *b, size_t n)
 /* data / json / data_base64 of received bytes into o. */
 static void put_data(json_t *o, const char *data, int len)
 {
-    size_t n = len > 0 ? (size_t)len : 0;
-    json_t *s = json_stringn(data ? data : "", n);
+    size_t n = data && len > 0 ? (size_t)len : 0;
+    if (!data)
+        data = "";
+    json_t *s = json_stringn(data, n);
     if (!s) {
         json_object_set_new_nocheck(o, "data_base64", base64((const unsigned char *)data, n));
         return;

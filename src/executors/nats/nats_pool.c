@@ -150,8 +150,10 @@ int cbx__nats_pool_get(cbx__nats_pool *p, const char *url, const json_t *params,
             }
         }
     }
-    if (rc == 0)
+    if (rc == 0 && found)
         *out = found->nc;
+    else if (rc == 0)
+        rc = cbx_err_set(err, CBX_EFAILED, "nats: no connection");
     pthread_mutex_unlock(&p->mu);
     free(key);
     return rc;

@@ -1,0 +1,114 @@
+/* dist_load URL N: end-to-end throughput and round trips of executions through the workers
+ * pulling from URL (cbx worker), with libnats directly as the submitter.
+ *
+ * Throughput: N no-op jobs (the chaos executor with no delay: nothing but the runtime's own
+ * work) published at once to cbx.work.default; the clock stops when the N-th result has been
+ * announced on cbx.result.*, that is stored in CBX_RESULTS by a worker, before its ack.
+ * Round trip: 500 jobs one after the other, each waited for; p50 and p99.
+ * Prints tab-separated lines: case, value, unit. */
+#include <nats/nats.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void die(const char *what, natsStatus s)
+{
+    fprintf(stderr, "dist_load: %s: %s\n", what, natsStatus_GetText(s));
+    exit(1);
+}
+
+static void job(char *buf, size_t len, const char *id)
+{
+    snprintf(buf, len, "{\"id\":\"%s\",\"executor\":\"chaos\",\"params\":{}}", id);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: dist_load URL N\n");
+        return 2;
+    }
+    int n = atoi(argv[2]);
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    natsStatus s = natsConnection_ConnectTo(&nc, argv[1]);
+    if (s != NATS_OK)
+        die("connect", s);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.MaxPending = 4096;
+    if ((s = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK)
+        die("jetstream", s);
+    natsSubscription *sub = NULL;
+    if ((s = natsConnection_SubscribeSync(&sub, nc, "cbx.result.*")) != NATS_OK)
+        die("subscribe", s);
+    natsSubscription_SetPendingLimits(sub, 1 << 20, 1 << 30); /* every result of the run fits */
+    natsConnection_Flush(nc);
+    char buf[256], id[64];
+    long tag = (long)time(NULL);
+
+    /* throughput */
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "load-%ld-%d", tag, i);
+        job(buf, sizeof buf, id);
+        if ((s = js_PublishAsync(js, "cbx.work.default", buf, (int)strlen(buf), NULL)) != NATS_OK)
+            die("publish", s);
+    }
+    for (int got = 0; got < n;) {
+        natsMsg *m = NULL;
+        if ((s = natsSubscription_NextMsg(&m, sub, 120000)) != NATS_OK)
+            die("waiting for results", s);
+        natsMsg_Destroy(m);
+        got++;
+    }
+    double t = now_s() - t0;
+    printf("throughput_%d\t%.0f\ttasks/s\n", n, n / t);
+    js_PublishAsyncComplete(js, NULL);
+
+    /* round trips, one at a time */
+    enum { RT = 500 };
+    static double rt[RT];
+    for (int i = 0; i < RT; i++) {
+        char subj[96];
+        snprintf(id, sizeof id, "rt-%ld-%d", tag, i);
+        snprintf(subj, sizeof subj, "cbx.result.%s", id);
+        natsSubscription *one = NULL;
+        if ((s = natsConnection_SubscribeSync(&one, nc, subj)) != NATS_OK)
+            die("subscribe", s);
+        job(buf, sizeof buf, id);
+        double a = now_s();
+        jsPubAck *ack = NULL;
+        if ((s = js_Publish(&ack, js, "cbx.work.default", buf, (int)strlen(buf), NULL, NULL)) !=
+            NATS_OK)
+            die("publish", s);
+        jsPubAck_Destroy(ack);
+        natsMsg *m = NULL;
+        if ((s = natsSubscription_NextMsg(&m, one, 120000)) != NATS_OK)
+            die("waiting for a result", s);
+        rt[i] = (now_s() - a) * 1e3;
+        natsMsg_Destroy(m);
+        natsSubscription_Destroy(one);
+    }
+    qsort(rt, RT, sizeof rt[0], cmp);
+    printf("round_trip_p50\t%.3f\tms\n", rt[RT / 2]);
+    printf("round_trip_p99\t%.3f\tms\n", rt[RT * 99 / 100]);
+    natsSubscription_Destroy(sub);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return 0;
+}

@@ -1,0 +1,240 @@
+/* The two wire protocols' request bodies and plain responses: OpenAI chat completions and
+ * Ollama /api/chat. The conversation is kept in OpenAI's shape and translated for Ollama. */
+#define _GNU_SOURCE
+#include "executors/llm/llm.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cbx__llm_answer_clear(llm_answer *a)
+{
+    free(a->content);
+    json_decref(a->tool_calls);
+    memset(a, 0, sizeof *a);
+}
+
+int cbx__llm_answer_append(llm_answer *a, const char *s, size_t n)
+{
+    if (a->len + n + 1 > a->cap) {
+        size_t cap = a->cap ? a->cap : 256;
+        while (cap < a->len + n + 1)
+            cap *= 2;
+        char *p = realloc(a->content, cap);
+        if (!p)
+            return -1;
+        a->content = p;
+        a->cap = cap;
+    }
+    memcpy(a->content + a->len, s, n);
+    a->len += n;
+    a->content[a->len] = 0;
+    return 0;
+}
+
+/* ---- requests -------------------------------------------------------------------------------- */
+
+static json_t *ollama_messages(const json_t *msgs)
+{
+    json_t *out = json_array();
+    size_t i;
+    const json_t *m;
+    json_array_foreach(msgs, i, m)
+    {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        const char *content = json_string_value(json_object_get(m, "content"));
+        json_t *o = json_pack("{s:s, s:s}", "role", role ? role : "user", "content",
+                              content ? content : "");
+        const json_t *tcs = json_object_get(m, "tool_calls");
+        if (json_array_size(tcs)) {
+            json_t *calls = json_array();
+            size_t k;
+            const json_t *tc;
+            json_array_foreach(tcs, k, tc)
+            {
+                const json_t *fn = json_object_get(tc, "function");
+                const char *args = json_string_value(json_object_get(fn, "arguments"));
+                json_t *a = args ? json_loads(args, 0, NULL) : NULL;
+                json_array_append_new(
+                    calls, json_pack("{s:{s:O, s:o}}", "function", "name",
+                                     json_object_get(fn, "name"), "arguments",
+                                     json_is_object(a) ? a : (json_decref(a), json_object())));
+            }
+            json_object_set_new(o, "tool_calls", calls);
+        }
+        const json_t *name = json_object_get(m, "name");
+        if (role && strcmp(role, "tool") == 0 && json_is_string(name))
+            json_object_set(o, "tool_name", (json_t *)name);
+        json_array_append_new(out, o);
+    }
+    return out;
+}
+
+static void set_if(json_t *o, const char *key, const json_t *v)
+{
+    if (v && !json_is_null(v))
+        json_object_set(o, key, (json_t *)v);
+}
+
+json_t *cbx__llm_request_body(const llm_call *c, const llm_provider *p, int stream)
+{
+    const json_t *par = json_object_get(c->params, "parameters");
+    const json_t *rf = json_object_get(c->params, "response_format");
+    json_t *tools = cbx__llm_tools_wire(c);
+    json_t *b;
+    if (p->proto == LLM_OLLAMA) {
+        json_t *win = cbx__llm_window(c);
+        b = json_pack("{s:s, s:o, s:b}", "model", p->model, "messages", ollama_messages(win),
+                      "stream", stream);
+        json_decref(win);
+        json_t *opt = json_object();
+        set_if(opt, "temperature", json_object_get(par, "temperature"));
+        set_if(opt, "top_p", json_object_get(par, "top_p"));
+        set_if(opt, "top_k", json_object_get(par, "top_k"));
+        set_if(opt, "num_predict", json_object_get(par, "max_tokens"));
+        set_if(opt, "seed", json_object_get(par, "seed"));
+        const json_t *stop = json_object_get(par, "stop");
+        if (json_is_string(stop))
+            json_object_set_new(opt, "stop", json_pack("[O]", stop));
+        else
+            set_if(opt, "stop", stop);
+        if (json_object_size(opt))
+            json_object_set_new(b, "options", opt);
+        else
+            json_decref(opt);
+        if (json_is_string(rf) && strcmp(json_string_value(rf), "json") == 0)
+            json_object_set_new(b, "format", json_string("json"));
+        else if (json_is_object(rf))
+            json_object_set(b, "format", (json_t *)rf);
+    } else {
+        b = json_pack("{s:s, s:o, s:b}", "model", p->model, "messages", cbx__llm_window(c),
+                      "stream", stream);
+        if (stream)
+            json_object_set_new(b, "stream_options", json_pack("{s:b}", "include_usage", 1));
+        set_if(b, "temperature", json_object_get(par, "temperature"));
+        set_if(b, "top_p", json_object_get(par, "top_p"));
+        set_if(b, "top_k", json_object_get(par, "top_k"));
+        set_if(b, "max_tokens", json_object_get(par, "max_tokens"));
+        set_if(b, "stop", json_object_get(par, "stop"));
+        set_if(b, "seed", json_object_get(par, "seed"));
+        if (json_is_string(rf) && strcmp(json_string_value(rf), "json") == 0)
+            json_object_set_new(b, "response_format", json_pack("{s:s}", "type", "json_object"));
+        else if (json_is_object(rf))
+            json_object_set_new(b, "response_format",
+                                json_pack("{s:s, s:{s:s, s:O, s:b}}", "type", "json_schema",
+                                          "json_schema", "name", "response", "schema", rf, "strict",
+                                          1));
+    }
+    if (tools)
+        json_object_set_new(b, "tools", tools);
+    return b;
+}
+
+/* ---- plain responses ---------------------------------------------------------------------------
+ */
+
+static long long int_of(const json_t *v)
+{
+    return json_is_integer(v) ? (long long)json_integer_value(v) : 0;
+}
+
+/* Add tool calls in OpenAI's message shape ({id, function: {name, arguments}}) or Ollama's
+ * ({function: {name, arguments: object}}) to a->tool_calls as {id, name, arguments(string)}. */
+static void take_tool_calls(llm_answer *a, const json_t *tcs)
+{
+    size_t i;
+    const json_t *tc;
+    json_array_foreach(tcs, i, tc)
+    {
+        const json_t *fn = json_object_get(tc, "function");
+        const json_t *args = json_object_get(fn, "arguments");
+        char *text = json_is_string(args) ? strdup(json_string_value(args))
+                                          : json_dumps(args ? args : json_object(), JSON_COMPACT);
+        const char *id = json_string_value(json_object_get(tc, "id"));
+        char gen[32];
+        if (!id) {
+            snprintf(gen, sizeof gen, "call_%zu", json_array_size(a->tool_calls));
+            id = gen;
+        }
+        const char *name = json_string_value(json_object_get(fn, "name"));
+        json_array_append_new(a->tool_calls,
+                              json_pack("{s:s, s:s, s:s}", "id", id, "name", name ? name : "",
+                                        "arguments", text ? text : "{}"));
+        free(text);
+    }
+}
+
+int cbx__llm_parse_plain(llm_proto proto, const char *body, size_t len, llm_answer *a)
+{
+    json_error_t je;
+    json_t *v = json_loadb(body, len, 0, &je);
+    if (!json_is_object(v)) {
+        snprintf(a->error, sizeof a->error, "malformed response: %s",
+                 v ? "not a JSON object" : je.text);
+        json_decref(v);
+        return -1;
+    }
+    if (!a->tool_calls)
+        a->tool_calls = json_array();
+    const json_t *msg;
+    const char *model = json_string_value(json_object_get(v, "model"));
+    if (model)
+        snprintf(a->model, sizeof a->model, "%s", model);
+    const char *fin;
+    if (proto == LLM_OLLAMA) {
+        msg = json_object_get(v, "message");
+        fin = json_string_value(json_object_get(v, "done_reason"));
+        a->prompt_tokens = int_of(json_object_get(v, "prompt_eval_count"));
+        a->completion_tokens = int_of(json_object_get(v, "eval_count"));
+    } else {
+        const json_t *ch = json_array_get(json_object_get(v, "choices"), 0);
+        msg = json_object_get(ch, "message");
+        fin = json_string_value(json_object_get(ch, "finish_reason"));
+        const json_t *u = json_object_get(v, "usage");
+        a->prompt_tokens = int_of(json_object_get(u, "prompt_tokens"));
+        a->completion_tokens = int_of(json_object_get(u, "completion_tokens"));
+    }
+    if (!json_is_object(msg)) {
+        snprintf(a->error, sizeof a->error, "malformed response: no %s",
+                 proto == LLM_OLLAMA ? "message" : "choices[0].message");
+        json_decref(v);
+        return -1;
+    }
+    const char *content = json_string_value(json_object_get(msg, "content"));
+    if (content && cbx__llm_answer_append(a, content, strlen(content)) < 0) {
+        json_decref(v);
+        return -1;
+    }
+    take_tool_calls(a, json_object_get(msg, "tool_calls"));
+    if (fin)
+        snprintf(a->finish_reason, sizeof a->finish_reason, "%s", fin);
+    else
+        snprintf(a->finish_reason, sizeof a->finish_reason, "%s",
+                 json_array_size(a->tool_calls) ? "tool_calls" : "stop");
+    if (proto == LLM_OLLAMA && json_array_size(a->tool_calls) &&
+        strcmp(a->finish_reason, "stop") == 0)
+        snprintf(a->finish_reason, sizeof a->finish_reason, "tool_calls");
+    a->done = 1;
+    json_decref(v);
+    return 0;
+}
+
+void cbx__llm_error_message(const char *body, size_t len, char *buf, size_t blen)
+{
+    buf[0] = 0;
+    json_t *v = body ? json_loadb(body, len, 0, NULL) : NULL;
+    const json_t *e = json_object_get(v, "error");
+    const char *m =
+        json_is_string(e) ? json_string_value(e) : json_string_value(json_object_get(e, "message"));
+    const char *code = json_string_value(json_object_get(e, "code"));
+    if (m && code)
+        snprintf(buf, blen, "%s (%s)", m, code);
+    else if (m)
+        snprintf(buf, blen, "%s", m);
+    else if (body && len)
+        snprintf(buf, blen, "%.*s", (int)(len > 200 ? 200 : len), body);
+    for (char *p = buf; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    json_decref(v);
+}

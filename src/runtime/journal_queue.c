@@ -1,0 +1,279 @@
+/* The journal's queue of writes: the caller (the runtime's loop thread) encodes a write's JSON
+ * and copies its strings into one record, and hands it over; the flusher thread writes the
+ * queued records into a batch and commits it, so that SQLite's work (the inserts, the indexes,
+ * the commit) runs beside the loop rather than on it. Order is kept: a write the caller makes
+ * itself (cbx_journal_write_db, a query, a flush) first writes everything queued before it. */
+#include "runtime/journal_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cbx__journal_rec_free(cbx__jrec *rec)
+{
+    if (!rec)
+        return;
+    free(rec->text);
+    free(rec);
+}
+
+/* Room for the strings of a record: each copied behind the header, NULL kept NULL. */
+typedef struct strs {
+    const char **at[8];
+    size_t n, bytes;
+} strs;
+
+static void strs_add(strs *s, const char **p)
+{
+    s->at[s->n++] = p;
+    if (*p)
+        s->bytes += strlen(*p) + 1;
+}
+
+static cbx__jrec *rec_alloc(int kind, strs *s, cbx_err *err)
+{
+    cbx__jrec *rec = malloc(sizeof *rec + s->bytes);
+    if (!rec) {
+        cbx_err_set(err, -ENOMEM, "out of memory");
+        return NULL;
+    }
+    rec->next = NULL;
+    rec->kind = kind;
+    rec->text = NULL;
+    rec->text_len = 0;
+    return rec;
+}
+
+/* Copy the strings s points at (in rec->u) into rec->data and point them there. */
+static void strs_copy(cbx__jrec *rec, strs *s)
+{
+    char *p = rec->data;
+    for (size_t i = 0; i < s->n; i++) {
+        const char *v = *s->at[i];
+        if (!v)
+            continue;
+        size_t n = strlen(v) + 1;
+        memcpy(p, v, n);
+        *s->at[i] = p;
+        p += n;
+    }
+}
+
+/* v as the journal writes it, into rec->text (NULL for v NULL). */
+static int encode(cbx_journal *j, cbx__jrec *rec, const json_t *v, const char *what, cbx_err *err)
+{
+    if (!v)
+        return 0;
+    cbx__strbuf b = {0};
+    int r = cbx__redact_dump_capped(&j->rules, v, j->max_record_bytes, &b, NULL);
+    if (r == 0 && b.len > (size_t)INT_MAX)
+        r = -E2BIG;
+    if (r == 0 && b.len == b.cap) { /* room for the NUL */
+        char *p = realloc(b.p, b.len + 1);
+        if (!p)
+            r = -ENOMEM;
+        else
+            b.p = p;
+    }
+    if (r != 0) {
+        free(b.p);
+        if (r == -E2BIG)
+            return cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s: too large (%zu bytes)", j->path,
+                               what, b.len);
+        return cbx_err_set(err, CBX_EJOURNAL, "journal %s: cannot encode %s as JSON: %s", j->path,
+                           what, r == -ELOOP ? "nested too deep (a cycle?)" : "out of memory");
+    }
+    b.p[b.len] = '\0';
+    rec->text = b.p;
+    rec->text_len = b.len;
+    return 0;
+}
+
+/* The strings are copied before the JSON is encoded: both point into the caller's data until
+ * then. */
+static int finish(cbx_journal *j, cbx__jrec *rec, strs *s, const json_t *v, const char *what,
+                  cbx__jrec **out, cbx_err *err)
+{
+    strs_copy(rec, s);
+    int r = encode(j, rec, v, what, err);
+    if (r != 0) {
+        cbx__journal_rec_free(rec);
+        return r;
+    }
+    *out = rec;
+    return 0;
+}
+
+int cbx__journal_rec_start(cbx_journal *j, const cbx_journal_execution *e, cbx__jrec **out,
+                           cbx_err *err)
+{
+    *out = NULL;
+    cbx_journal_execution c = *e;
+    c.params = NULL;
+    strs s = {0};
+    strs_add(&s, &c.id);
+    strs_add(&s, &c.executor);
+    strs_add(&s, &c.tag);
+    strs_add(&s, &c.breaker);
+    strs_add(&s, &c.policy);
+    strs_add(&s, &c.status);
+    cbx__jrec *rec = rec_alloc(CBX__JREC_START, &s, err);
+    if (!rec)
+        return -ENOMEM;
+    rec->u.start = c;
+    /* the pointers to copy are rec->u's own */
+    strs t = {0};
+    strs_add(&t, &rec->u.start.id);
+    strs_add(&t, &rec->u.start.executor);
+    strs_add(&t, &rec->u.start.tag);
+    strs_add(&t, &rec->u.start.breaker);
+    strs_add(&t, &rec->u.start.policy);
+    strs_add(&t, &rec->u.start.status);
+    return finish(j, rec, &t, e->params, "params", out, err);
+}
+
+int cbx__journal_rec_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, cbx__jrec **out,
+                             cbx_err *err)
+{
+    *out = NULL;
+    strs s = {0};
+    cbx_journal_attempt_info c = *a;
+    c.metadata = NULL;
+    strs_add(&s, &c.execution_id);
+    strs_add(&s, &c.outcome);
+    strs_add(&s, &c.error);
+    strs_add(&s, &c.breaker_decision);
+    cbx__jrec *rec = rec_alloc(CBX__JREC_ATTEMPT, &s, err);
+    if (!rec)
+        return -ENOMEM;
+    rec->u.attempt = c;
+    strs t = {0};
+    strs_add(&t, &rec->u.attempt.execution_id);
+    strs_add(&t, &rec->u.attempt.outcome);
+    strs_add(&t, &rec->u.attempt.error);
+    strs_add(&t, &rec->u.attempt.breaker_decision);
+    return finish(j, rec, &t, a->metadata, "metadata", out, err);
+}
+
+int cbx__journal_rec_end(cbx_journal *j, const cbx_journal_end *e, cbx__jrec **out, cbx_err *err)
+{
+    *out = NULL;
+    strs s = {0};
+    cbx_journal_end c = *e;
+    c.outputs = NULL;
+    strs_add(&s, &c.execution_id);
+    strs_add(&s, &c.status);
+    strs_add(&s, &c.error);
+    cbx__jrec *rec = rec_alloc(CBX__JREC_END, &s, err);
+    if (!rec)
+        return -ENOMEM;
+    rec->u.end = c;
+    strs t = {0};
+    strs_add(&t, &rec->u.end.execution_id);
+    strs_add(&t, &rec->u.end.status);
+    strs_add(&t, &rec->u.end.error);
+    return finish(j, rec, &t, e->outputs, "outputs", out, err);
+}
+
+int cbx__journal_rec_status(const char *id, const char *status, cbx__jrec **out, cbx_err *err)
+{
+    *out = NULL;
+    strs s = {0};
+    strs_add(&s, &id);
+    strs_add(&s, &status);
+    cbx__jrec *rec = rec_alloc(CBX__JREC_STATUS, &s, err);
+    if (!rec)
+        return -ENOMEM;
+    rec->u.status.id = id;
+    rec->u.status.status = status;
+    strs t = {0};
+    strs_add(&t, &rec->u.status.id);
+    strs_add(&t, &rec->u.status.status);
+    strs_copy(rec, &t);
+    *out = rec;
+    return 0;
+}
+
+void cbx__journal_set_async_locked(cbx_journal *j, const cbx_err *e)
+{
+    if (j->async_rc != 0)
+        return;
+    j->async_rc = e->code ? e->code : CBX_EJOURNAL;
+    snprintf(j->async_msg, sizeof j->async_msg, "%s", e->msg);
+    atomic_store(&j->async_set, 1);
+}
+
+void cbx__journal_drain_locked(cbx_journal *j)
+{
+    if (!j->qmu_ready)
+        return;
+    pthread_mutex_lock(&j->qmu);
+    cbx__jrec *rec = j->qhead;
+    j->qhead = j->qtail = NULL;
+    j->qlen = 0;
+    atomic_store(&j->queued_ns, 0);
+    pthread_mutex_unlock(&j->qmu);
+    j->draining = 1;
+    while (rec) {
+        cbx__jrec *next = rec->next;
+        cbx_err e;
+        cbx_err_clear(&e);
+        if (cbx__journal_apply_locked(j, rec, &e) != 0)
+            cbx__journal_set_async_locked(j, &e);
+        cbx__journal_rec_free(rec);
+        rec = next;
+    }
+    j->draining = 0;
+}
+
+/* Written by the caller, after what is queued. */
+static int write_now(cbx_journal *j, cbx__jrec *rec, cbx_err *err)
+{
+    pthread_mutex_lock(&j->mu);
+    cbx__journal_drain_locked(j);
+    int r = cbx__journal_apply_locked(j, rec, err);
+    pthread_mutex_unlock(&j->mu);
+    cbx__journal_rec_free(rec);
+    return r;
+}
+
+int cbx__journal_submit(cbx_journal *j, cbx__jrec *rec, cbx_err *err)
+{
+    if (!j->flusher_running || !j->qmu_ready)
+        return write_now(j, rec, err);
+    pthread_mutex_lock(&j->qmu);
+    if (j->qlen >= CBX__JOURNAL_QUEUE_MAX) { /* the flusher is behind: no more than a batch */
+        pthread_mutex_unlock(&j->qmu);
+        return write_now(j, rec, err);
+    }
+    int first = j->qlen == 0;
+    if (first) {
+        j->qhead = rec;
+        atomic_store(&j->queued_ns, cbx__journal_mono_ns());
+    } else {
+        j->qtail->next = rec;
+    }
+    j->qtail = rec;
+    j->qlen++;
+    pthread_mutex_unlock(&j->qmu);
+    /* a sleeping flusher has no deadline: give it this one (one wake-up per batch) */
+    if (first && atomic_load(&j->flusher_idle)) {
+        pthread_mutex_lock(&j->fl->wmu);
+        pthread_cond_signal(&j->fl->wcv);
+        pthread_mutex_unlock(&j->fl->wmu);
+    }
+    if (!atomic_load(&j->async_set))
+        return 0;
+    /* an earlier write failed on the flusher: this caller hears of it */
+    int r = 0;
+    pthread_mutex_lock(&j->mu);
+    if (j->async_rc != 0) {
+        r = cbx_err_set(err, j->async_rc, "an earlier batch was lost: %s", j->async_msg);
+        j->async_rc = 0;
+    }
+    atomic_store(&j->async_set, 0);
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}
