@@ -17,6 +17,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "core/base64.h"
 #include "executors/aws_request.h"
 #include "executors/builtins.h"
 #include "executors/http.h"
@@ -55,40 +56,14 @@ static char *payload_text(const json_t *v)
     return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
-static int b64_value(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/* The text of base64 s (the function's log tail), as a JSON string (invalid UTF-8 replaced by
- * nothing: the tail may start mid-character). */
+/* The text of base64 s (the function's log tail), as a JSON string: whole UTF-8 sequences only
+ * (the tail may start or end mid-character). */
 static json_t *b64_text(const char *s)
 {
-    size_t n = strlen(s);
-    unsigned char *out = malloc(n / 4 * 3 + 3);
-    if (!out)
-        return NULL;
+    unsigned char *out = NULL;
     size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (; *s; s++) {
-        int v = b64_value((unsigned char)*s);
-        if (v < 0)
-            continue;
-        acc = acc << 6 | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits & 0xff);
-        }
-    }
-    /* keep whole UTF-8 sequences only */
+    if (cbx__base64_decode(s, &out, &o) < 0)
+        return NULL;
     size_t start = 0;
     while (start < o && (out[start] & 0xc0) == 0x80)
         start++;
@@ -247,25 +222,10 @@ static int send_request(lambda_task *d, const json_t *p, cbx_err *err)
     const json_t *ctx = json_object_get(p, "client_context");
     if (ctx) {
         /* base64 of the JSON, as the API wants it */
-        static const char tab[] =
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         char *c = json_dumps(ctx, JSON_COMPACT);
-        size_t n = c ? strlen(c) : 0;
-        char *b = c ? malloc((n + 2) / 3 * 4 + 1) : NULL;
-        if (b) {
-            size_t o = 0;
-            for (size_t i = 0; i < n; i += 3) {
-                unsigned v = (unsigned)(unsigned char)c[i] << 16 |
-                             (i + 1 < n ? (unsigned)(unsigned char)c[i + 1] << 8 : 0u) |
-                             (i + 2 < n ? (unsigned)(unsigned char)c[i + 2] : 0u);
-                b[o++] = tab[v >> 18 & 63];
-                b[o++] = tab[v >> 12 & 63];
-                b[o++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
-                b[o++] = i + 2 < n ? tab[v & 63] : '=';
-            }
-            b[o] = '\0';
+        char *b = c ? cbx__base64_encode(c, strlen(c)) : NULL;
+        if (b)
             json_object_set_new(headers, "X-Amz-Client-Context", json_string(b));
-        }
         free(b);
         free(c);
     }
