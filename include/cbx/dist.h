@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "cbx/breaker_store.h"
 #include "cbx/err.h"
 #include "cbx/journal.h"
 #include "cbx/registry.h"
@@ -87,6 +88,22 @@ typedef struct cbx_remote_job {
  * CBX_EPLUGIN. Blocking: call it from a thread that may wait (a blocking executor's run()). */
 int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job *job,
                        uint64_t wait_ns, json_t **result, char *id, cbx_err *err);
+
+/* ---- breakers shared by the cluster ---------------------------------------------------------- */
+
+/* A breaker store kept in the JetStream key-value bucket CBX_BREAKERS on url (NULL = $NATS_URL,
+ * else nats://127.0.0.1:4222), made where missing: one breaker per name for every process on
+ * every host. Each operation reads the breaker, applies itself and writes back with
+ * compare-and-set, deciding again when another process wrote first, so that half-open probes
+ * are never over-admitted cluster-wide. Breaker times are wall-clock (keep hosts' clocks in
+ * step). No host-wide rate limiters (cbx_breaker_store_limiter answers -ENOTSUP). Operations
+ * block on the server (a round trip or two): use it where a breaker's decision is worth that.
+ * 0, CBX_EPLUGIN (libnats), CBX_EFAILED (the server), -ENOMEM. Free with cbx_breaker_store_free. */
+int cbx_breaker_store_nats_new(cbx_breaker_store **out, const char *url, cbx_err *err);
+
+/* How many times this store's operations were decided again because another process wrote the
+ * breaker first (0 for another kind of store). */
+uint64_t cbx_breaker_store_nats_cas_retries(const cbx_breaker_store *s);
 
 #ifdef __cplusplus
 }
