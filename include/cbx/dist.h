@@ -34,21 +34,24 @@ extern "C" {
 typedef struct cbx_worker cbx_worker;
 
 typedef struct cbx_worker_opts {
-    const char *url;          /* NATS server(s), comma-separated; NULL = $NATS_URL, else
-                                 nats://127.0.0.1:4222 */
-    const char *queue;        /* [A-Za-z0-9_-]+; NULL = "default" */
-    uint32_t concurrency;     /* jobs run at once; 0 = 4 */
-    const char *const *types; /* NULL-terminated executor types this worker takes; NULL = all
-                                 (a job of another type is handed back at once, for others) */
-    cbx_registry *registry;   /* borrowed; NULL = the built-in types */
-    cbx_journal *journal;     /* borrowed; NULL = nothing journaled here */
-    uint64_t ack_wait_ns;     /* how long a job may go without news before JetStream gives it
-                                 to another worker; 0 = 30 s. Running jobs send in-progress acks
-                                 every third of it. Fixed when the queue's consumer is made. */
-    uint32_t max_deliver;     /* deliveries before a job is given up (its result says so);
-                                 0 = 5 */
-    const char *worker_id;    /* put in each result as "worker"; NULL = host:pid */
-    int verbose;              /* one line on stderr per job */
+    const char *url;             /* NATS server(s), comma-separated; NULL = $NATS_URL, else
+                                    nats://127.0.0.1:4222 */
+    const char *queue;           /* [A-Za-z0-9_-]+; NULL = "default" */
+    uint32_t concurrency;        /* jobs run at once; 0 = 4 */
+    const char *const *types;    /* NULL-terminated executor types this worker takes; NULL = all
+                                    (a job of another type is handed back at once, for others) */
+    cbx_registry *registry;      /* borrowed; NULL = the built-in types */
+    cbx_journal *journal;        /* borrowed; NULL = nothing journaled here */
+    uint64_t ack_wait_ns;        /* how long a job may go without news before JetStream gives it
+                                    to another worker; 0 = 30 s. Running jobs send in-progress acks
+                                    every third of it. Fixed when the queue's consumer is made. */
+    uint32_t max_deliver;        /* deliveries before a job is given up (its result says so);
+                                    0 = 5 */
+    const char *worker_id;       /* put in each result as "worker"; NULL = host:pid */
+    int verbose;                 /* one line on stderr per job */
+    cbx_breaker_store *breakers; /* borrowed: where a job's named breaker ("breaker") lives
+                                    (cbx_breaker_store_nats_new: shared by the cluster); NULL = an
+                                    in-memory store of this worker's */
 } cbx_worker_opts;
 
 /* Connect, make the stream, the queue's consumer and the results bucket where missing, and get
@@ -74,6 +77,7 @@ typedef struct cbx_remote_job {
     const json_t *params; /* NULL = {} */
     const json_t *policy; /* a policy block (docs/policy.md); NULL = one attempt */
     uint64_t timeout_ns;  /* per attempt; 0 = the policy's */
+    const char *breaker;  /* a named breaker of the worker's store guarding it; NULL */
     /* Optional: polled every 50 ms while the result is awaited; non-zero stops the wait with
      * CBX_ECANCELLED (the job stays queued: it runs, and its result is stored). */
     int (*stop)(void *ud);

@@ -78,4 +78,15 @@ for trial in 1 2 3 4 5; do
     [ "$(wc -l <"$TMP/probes$trial")" = 1 ] && [ "$admitted" = 1 ] ||
         fail "trial $trial: $(wc -l <"$TMP/probes$trial") probes ran, $admitted admitted"
 done
+# a remote job's named breaker is the cluster's: opened here, it refuses the job on the worker
+mkdir -p -m 0700 "$TMP/worker"
+CBX_STATE_DIR="$TMP/worker" "$CBX" worker --nats "$CBX_BREAKER_STORE" >"$TMP/worker.log" 2>&1 &
+for _ in 1 2; do
+    CBX_STATE_DIR="$TMP/hostA" "$CBX" exec --breaker remote1 --breaker-failures 2 --breaker-open 1h \
+        -- false >/dev/null 2>&1
+done
+CBX_STATE_DIR="$TMP/hostB" run "$CBX" exec --remote "$CBX_BREAKER_STORE" --breaker remote1 \
+    -- sh -c "echo ran >'$TMP/ran_remote'"
+expect_rc 75 "a remote job refused by the cluster's open breaker"
+[ ! -e "$TMP/ran_remote" ] || fail "the worker ran the job through an open breaker"
 echo "ok [$TEST]"
