@@ -115,6 +115,12 @@ typedef struct cli_types_src {
  * one-line error (CLI_EXIT_USAGE for an unreadable plugin, an ABI mismatch or a bad Lua file). */
 int cli_registry_open(const cli_types_src *src, cbx_registry **out);
 
+/* The store of named breakers (breaker_home.c): the host-wide one, or the cluster one when
+ * CBX_BREAKER_STORE is 'nats' or a nats:// URL. Returns what the store's constructor returns
+ * (CBX_EINVAL_CONFIG for a value it cannot take), with err filled. */
+struct cbx_breaker_store;
+int cli_breaker_store_open(struct cbx_breaker_store **out, cbx_err *err);
+
 /* The closest name to word among the registry's types, or NULL when none is close. */
 const char *cli_suggest_type(const cbx_registry *r, const char *word);
 

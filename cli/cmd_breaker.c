@@ -277,7 +277,7 @@ int cli_cmd_breaker(cli_ctx *ctx, int argc, char **argv)
     cbx_breaker_store *s = NULL;
     cbx_err err;
     cbx_err_clear(&err);
-    if (cbx_breaker_store_host_new(&s, NULL, &err) < 0) {
+    if (cli_breaker_store_open(&s, &err) < 0) {
         cli_err("breaker store: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
         return CLI_EXIT_INTERNAL;
     }

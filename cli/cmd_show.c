@@ -8,7 +8,7 @@
 #include <string.h>
 
 static const char show_help[] =
-    "Usage: cbx show RUN_ID [--json]\n"
+    "Usage: cbx show RUN_ID [--json] [--trace FILE]\n"
     "\n"
     "One flow run from the journal: its flow and file, status, inputs, outputs, error, and each\n"
     "step that ran (status, attempts, duration, error). RUN_ID may be a unique prefix or\n"
@@ -16,17 +16,22 @@ static const char show_help[] =
     "\n"
     "Options:\n"
     "  --json           JSON instead of text: the run with its inputs, outputs and steps\n"
+    "  --trace FILE     also write the run as Chrome trace-event JSON (open it in Perfetto or\n"
+    "                   chrome://tracing): one bar per step, steps that overlapped on lanes of\n"
+    "                   their own; - for stdout\n"
     "  --state-dir DIR  the journal's directory (CBX_STATE_DIR)\n"
     "  -h, --help       this help\n"
     "\n"
     "Examples:\n"
     "  cbx show 0193a1b2\n"
     "  cbx show 0193a1b2 --json | jq .steps.fetch\n"
+    "  cbx show 0193a1b2 --trace run.json\n"
     "\n";
 
 static const cli_opt show_opts[] = {
     CLI_OPTS_COMMON,
     {"json", 0, 0, CLI_OPT_JSON},
+    {"trace", 0, 1, OPT_OUTPUT},
     {0},
 };
 
@@ -43,6 +48,78 @@ static int cmp_steps(const void *a, const void *b)
     if (sx != sy)
         return !sx ? 1 : !sy ? -1 : sx < sy ? -1 : 1;
     return strcmp(x->name, y->name);
+}
+
+/* The run as Chrome trace-event JSON: a bar for the run on lane 0, one per step that started,
+ * on the lowest lane free at its start (steps that overlapped are on lanes of their own), times
+ * in microseconds from the run's start. */
+static json_t *trace_of(const json_t *run, step_ref *refs, size_t n)
+{
+    uint64_t t0 = flow_int_of(run, "started_ms"), end = flow_int_of(run, "ended_ms");
+    for (size_t i = 0; i < n; i++)
+        if (flow_int_of(refs[i].v, "ended_ms") > end)
+            end = flow_int_of(refs[i].v, "ended_ms");
+    json_t *ev = json_array();
+    json_array_append_new(ev, json_pack("{s:s, s:s, s:i, s:{s:s}}", "name", "process_name", "ph",
+                                        "M", "pid", 1, "args", "name", flow_str_of(run, "flow")));
+    json_array_append_new(
+        ev, json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:i, s:{s:s, s:s, s:s}}", "name",
+                      flow_str_of(run, "flow"), "cat", "run", "ph", "X", "ts", (json_int_t)0, "dur",
+                      (json_int_t)((end > t0 ? end - t0 : 0) * 1000), "pid", 1, "tid", 0, "args",
+                      "run_id", flow_str_of(run, "run_id"), "status", flow_str_of(run, "status"),
+                      "error", flow_str_of(run, "error")));
+    uint64_t *lane_end = calloc(n + 1, sizeof *lane_end);
+    size_t lanes = 0;
+    for (size_t i = 0; lane_end && i < n; i++) { /* refs are sorted by start */
+        const json_t *s = refs[i].v;
+        uint64_t a = flow_int_of(s, "started_ms"), b = flow_int_of(s, "ended_ms");
+        if (!a)
+            continue;
+        if (b < a)
+            b = end > a ? end : a; /* never ended: to the run's end */
+        size_t k = 0;
+        while (k < lanes && lane_end[k] > a)
+            k++;
+        if (k == lanes)
+            lanes++;
+        lane_end[k] = b;
+        json_array_append_new(
+            ev,
+            json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:I, s:{s:s, s:I, s:s}}", "name",
+                      refs[i].name, "cat", "step", "ph", "X", "ts", (json_int_t)((a - t0) * 1000),
+                      "dur", (json_int_t)((b - a) * 1000), "pid", 1, "tid", (json_int_t)(k + 1),
+                      "args", "status", flow_str_of(s, "status"), "attempts",
+                      (json_int_t)flow_int_of(s, "attempts"), "error", flow_str_of(s, "error")));
+    }
+    for (size_t k = 0; k <= lanes; k++) {
+        char name[32];
+        snprintf(name, sizeof name, k ? "lane %zu" : "run", k);
+        json_array_append_new(ev, json_pack("{s:s, s:s, s:i, s:I, s:{s:s}}", "name", "thread_name",
+                                            "ph", "M", "pid", 1, "tid", (json_int_t)k, "args",
+                                            "name", name));
+    }
+    free(lane_end);
+    return json_pack("{s:o, s:s}", "traceEvents", ev, "displayTimeUnit", "ms");
+}
+
+static int write_trace(const char *path, const json_t *run, step_ref *refs, size_t n)
+{
+    json_t *trace = trace_of(run, refs, n);
+    FILE *f = strcmp(path, "-") == 0 ? stdout : fopen(path, "w");
+    if (!f || !trace) {
+        cli_err("show: --trace %s: %s", path, trace ? strerror(errno) : "out of memory");
+        json_decref(trace);
+        return CLI_EXIT_FAILED;
+    }
+    int bad = json_dumpf(trace, f, JSON_COMPACT) < 0 || fputc('\n', f) == EOF;
+    if (f != stdout)
+        bad |= fclose(f) != 0;
+    json_decref(trace);
+    if (bad) {
+        cli_err("show: --trace %s: cannot write: %s", path, strerror(errno));
+        return CLI_EXIT_FAILED;
+    }
+    return 0;
 }
 
 static void print_json_field(const char *label, const json_t *v)
@@ -90,6 +167,27 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv)
         rc = CLI_EXIT_INTERNAL;
         goto out;
     }
+    const json_t *steps = json_object_get(run, "steps");
+    size_t n = json_object_size(steps);
+    if (n) {
+        refs = calloc(n, sizeof *refs);
+        if (!refs) {
+            rc = CLI_EXIT_INTERNAL;
+            goto out;
+        }
+        size_t k = 0;
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)steps, key, v)
+        {
+            refs[k++] = (step_ref){key, v};
+        }
+        qsort(refs, n, sizeof *refs, cmp_steps);
+    }
+    if (c.output && (rc = write_trace(c.output, run, refs, n)) != 0)
+        goto out;
+    if (c.output && strcmp(c.output, "-") == 0)
+        goto out; /* the trace was the output */
     if (c.json) {
         rc = cli_print_json(stdout, run) ? CLI_EXIT_INTERNAL : CLI_EXIT_OK;
         goto out;
@@ -113,22 +211,7 @@ int cli_cmd_show(cli_ctx *ctx, int argc, char **argv)
         printf("outputs   ");
         cli_print_json(stdout, outputs);
     }
-    const json_t *steps = json_object_get(run, "steps");
-    size_t n = json_object_size(steps);
     if (n) {
-        refs = calloc(n, sizeof *refs);
-        if (!refs) {
-            rc = CLI_EXIT_INTERNAL;
-            goto out;
-        }
-        size_t k = 0;
-        const char *key;
-        json_t *v;
-        json_object_foreach((json_t *)steps, key, v)
-        {
-            refs[k++] = (step_ref){key, v};
-        }
-        qsort(refs, n, sizeof *refs, cmp_steps);
         printf("\n");
         static const char *const heads[] = {"STEP", "STATUS", "ATTEMPTS", "DURATION", "ERROR"};
         cli_table *t = cli_table_new(5, heads);

@@ -2,6 +2,7 @@
  * every subcommand that runs work opens: built-ins, plugins, Lua types. */
 #include "args.h"
 #include "cli.h"
+#include "cbx/flow.h"
 #include "output.h"
 
 #include "cbx/lua_executor.h"
@@ -111,7 +112,13 @@ int cli_registry_open(const cli_types_src *src, cbx_registry **out)
         cli_err("cannot make the registry: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
         return CLI_EXIT_INTERNAL;
     }
-    int rc = 0;
+    /* flows as executors (a workflow's action, a model's tool): the flow layer's own type */
+    int rc = cbx_registry_register(r, cbx_flow_executor_type(), &err);
+    if (rc < 0) {
+        cli_err("cannot register the flow executor: %s", err.msg);
+        cbx_registry_free(r);
+        return CLI_EXIT_INTERNAL;
+    }
     const char *env = getenv("CBX_PLUGIN_PATH");
     if (env && env[0])
         rc = load_plugins(r, env, 0);

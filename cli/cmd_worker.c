@@ -34,9 +34,13 @@ static const char help[] =
     "  --max-deliver N     deliveries before a job is given up with a failed result (default 5)\n"
     "  --id NAME           the name results carry as \"worker\" (default host:pid)\n"
     "  -v, --verbose       one line per job on stderr\n"
+
     "  --state-dir DIR     the journal's directory\n"
     "  --no-journal        journal nothing here\n"
     "  -h, --help          this help\n"
+    "\n"
+    "A job's named breaker (cbx exec --remote --breaker NAME) is this host's, or the cluster's\n"
+    "when CBX_BREAKER_STORE is 'nats' or a nats:// URL (docs/breaker-store.md).\n"
     "\n"
     "Examples:\n"
     "  cbx worker --nats nats://10.0.0.5:4222 -j 16\n"
@@ -157,6 +161,7 @@ int cli_cmd_worker(cli_ctx *ctx, int argc, char **argv)
     cbx_registry *reg = NULL;
     cbx_journal *j = NULL;
     cbx_worker *w = NULL;
+    cbx_breaker_store *breakers = NULL;
     cli_types_src src = {0};
     int code = cli_registry_open(&src, &reg);
     if (!code && !ctx->no_journal)
@@ -176,6 +181,13 @@ int cli_cmd_worker(cli_ctx *ctx, int argc, char **argv)
     o.journal = j;
     cbx_err err;
     cbx_err_clear(&err);
+    /* jobs' named breakers: the cluster's when CBX_BREAKER_STORE says so, else this host's */
+    if (cli_breaker_store_open(&breakers, &err) < 0) {
+        cli_err("worker: breaker store: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
+        code = CLI_EXIT_FAILED;
+        goto out;
+    }
+    o.breakers = breakers;
     int r = cbx_worker_new(&w, &o, &err);
     if (r) {
         cli_err("worker: %s", err.msg[0] ? err.msg : cbx_strerror(r));
@@ -199,6 +211,7 @@ int cli_cmd_worker(cli_ctx *ctx, int argc, char **argv)
     code = signals_seen ? CLI_EXIT_OK : CLI_EXIT_FAILED;
 out:
     cbx_worker_free(w);
+    cbx_breaker_store_free(breakers);
     if (j) {
         cli_journal_finish("worker", j);
         cbx_journal_close(j);

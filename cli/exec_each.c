@@ -516,7 +516,7 @@ int cli_exec_each(const cli_each_opts *o, cli_ctx *ctx, cbx_registry *reg, cbx_p
         cli_err("journal: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
         goto out;
     }
-    if (o->breaker && cbx_breaker_store_host_new(&store, NULL, &err) < 0) {
+    if (o->breaker && cli_breaker_store_open(&store, &err) < 0) {
         cli_err("breaker store: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
         goto out;
     }

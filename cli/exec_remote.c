@@ -16,8 +16,6 @@ static const char *local_only(const exec_cfg *c)
         return "--each";
     if (c->repeat > 1)
         return "--repeat";
-    if (c->breaker)
-        return "--breaker (a host's breaker; put a breaker in the policy instead)";
     if (c->rate_key)
         return "--rate-key";
     if (c->tmpdir)
@@ -120,6 +118,7 @@ int exec_remote(exec_cfg *c, cli_ctx *ctx, const cbx_registry *reg, json_t *para
         .executor = c->type,
         .params = params,
         .policy = json_object_size(block) ? block : NULL,
+        .breaker = c->breaker, /* the worker's store: the cluster's with CBX_BREAKER_STORE */
     };
     json_t *res_json = NULL;
     char id[40] = "";

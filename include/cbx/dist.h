@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "cbx/breaker_store.h"
 #include "cbx/err.h"
 #include "cbx/journal.h"
 #include "cbx/registry.h"
@@ -33,21 +34,24 @@ extern "C" {
 typedef struct cbx_worker cbx_worker;
 
 typedef struct cbx_worker_opts {
-    const char *url;          /* NATS server(s), comma-separated; NULL = $NATS_URL, else
-                                 nats://127.0.0.1:4222 */
-    const char *queue;        /* [A-Za-z0-9_-]+; NULL = "default" */
-    uint32_t concurrency;     /* jobs run at once; 0 = 4 */
-    const char *const *types; /* NULL-terminated executor types this worker takes; NULL = all
-                                 (a job of another type is handed back at once, for others) */
-    cbx_registry *registry;   /* borrowed; NULL = the built-in types */
-    cbx_journal *journal;     /* borrowed; NULL = nothing journaled here */
-    uint64_t ack_wait_ns;     /* how long a job may go without news before JetStream gives it
-                                 to another worker; 0 = 30 s. Running jobs send in-progress acks
-                                 every third of it. Fixed when the queue's consumer is made. */
-    uint32_t max_deliver;     /* deliveries before a job is given up (its result says so);
-                                 0 = 5 */
-    const char *worker_id;    /* put in each result as "worker"; NULL = host:pid */
-    int verbose;              /* one line on stderr per job */
+    const char *url;             /* NATS server(s), comma-separated; NULL = $NATS_URL, else
+                                    nats://127.0.0.1:4222 */
+    const char *queue;           /* [A-Za-z0-9_-]+; NULL = "default" */
+    uint32_t concurrency;        /* jobs run at once; 0 = 4 */
+    const char *const *types;    /* NULL-terminated executor types this worker takes; NULL = all
+                                    (a job of another type is handed back at once, for others) */
+    cbx_registry *registry;      /* borrowed; NULL = the built-in types */
+    cbx_journal *journal;        /* borrowed; NULL = nothing journaled here */
+    uint64_t ack_wait_ns;        /* how long a job may go without news before JetStream gives it
+                                    to another worker; 0 = 30 s. Running jobs send in-progress acks
+                                    every third of it. Fixed when the queue's consumer is made. */
+    uint32_t max_deliver;        /* deliveries before a job is given up (its result says so);
+                                    0 = 5 */
+    const char *worker_id;       /* put in each result as "worker"; NULL = host:pid */
+    int verbose;                 /* one line on stderr per job */
+    cbx_breaker_store *breakers; /* borrowed: where a job's named breaker ("breaker") lives
+                                    (cbx_breaker_store_nats_new: shared by the cluster); NULL = an
+                                    in-memory store of this worker's */
 } cbx_worker_opts;
 
 /* Connect, make the stream, the queue's consumer and the results bucket where missing, and get
@@ -73,6 +77,7 @@ typedef struct cbx_remote_job {
     const json_t *params; /* NULL = {} */
     const json_t *policy; /* a policy block (docs/policy.md); NULL = one attempt */
     uint64_t timeout_ns;  /* per attempt; 0 = the policy's */
+    const char *breaker;  /* a named breaker of the worker's store guarding it; NULL */
     /* Optional: polled every 50 ms while the result is awaited; non-zero stops the wait with
      * CBX_ECANCELLED (the job stays queued: it runs, and its result is stored). */
     int (*stop)(void *ud);
@@ -87,6 +92,22 @@ typedef struct cbx_remote_job {
  * CBX_EPLUGIN. Blocking: call it from a thread that may wait (a blocking executor's run()). */
 int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job *job,
                        uint64_t wait_ns, json_t **result, char *id, cbx_err *err);
+
+/* ---- breakers shared by the cluster ---------------------------------------------------------- */
+
+/* A breaker store kept in the JetStream key-value bucket CBX_BREAKERS on url (NULL = $NATS_URL,
+ * else nats://127.0.0.1:4222), made where missing: one breaker per name for every process on
+ * every host. Each operation reads the breaker, applies itself and writes back with
+ * compare-and-set, deciding again when another process wrote first, so that half-open probes
+ * are never over-admitted cluster-wide. Breaker times are wall-clock (keep hosts' clocks in
+ * step). No host-wide rate limiters (cbx_breaker_store_limiter answers -ENOTSUP). Operations
+ * block on the server (a round trip or two): use it where a breaker's decision is worth that.
+ * 0, CBX_EPLUGIN (libnats), CBX_EFAILED (the server), -ENOMEM. Free with cbx_breaker_store_free. */
+int cbx_breaker_store_nats_new(cbx_breaker_store **out, const char *url, cbx_err *err);
+
+/* How many times this store's operations were decided again because another process wrote the
+ * breaker first (0 for another kind of store). */
+uint64_t cbx_breaker_store_nats_cas_retries(const cbx_breaker_store *s);
 
 #ifdef __cplusplus
 }

@@ -137,6 +137,14 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
 void cbx_flow_result_clear(cbx_flow_result *r);
 json_t *cbx_flow_result_to_json(const cbx_flow_result *r);
 
+/* The "flow" executor type (static; register it with cbx_registry_register): one execution runs
+ * a flow file - params {file, inputs, concurrency} - on a thread and loop of its own, with a
+ * runtime sharing the submitting runtime's registry, journal and breakers, and reports
+ * {run_id, status, outputs (the flow's), steps: {name: status}}. Outcome: success, timeout, or
+ * error naming the failed step (a file that does not load: its first problem, file:line:col). A
+ * cancel or a timeout cancels the run's steps. The cbx command registers it. */
+const cbx_executor_type *cbx_flow_executor_type(void);
+
 /* Runs recorded in a journal, newest first: [{run_id, flow, status, started_ms, ended_ms,
  * error}] (new reference; limit 0 = 50). */
 int cbx_flow_runs_list(cbx_journal *j, uint32_t limit, json_t **out, cbx_err *err);

@@ -88,6 +88,8 @@
     X(js_CreateKeyValue)                                                                           \
     X(natsConnection_Publish)                                                                      \
     X(natsConnection_Drain)                                                                        \
+    X(kvStore_Keys)                                                                                \
+    X(kvKeysList_Destroy)                                                                          \
     X(kvStore_Delete)
 
 typedef struct cbx__nats_api {
@@ -175,6 +177,8 @@ int cbx__nats_load(cbx_err *err);
 #define js_CreateKeyValue                     cbx__nats.js_CreateKeyValue
 #define natsConnection_Publish                cbx__nats.natsConnection_Publish
 #define natsConnection_Drain                  cbx__nats.natsConnection_Drain
+#define kvStore_Keys                          cbx__nats.kvStore_Keys
+#define kvKeysList_Destroy                    cbx__nats.kvKeysList_Destroy
 #define kvStore_Delete                        cbx__nats.kvStore_Delete
 #endif
 

@@ -27,6 +27,8 @@ static json_t *job_json(const cbx_remote_job *job, const char *id)
         json_object_set_new(j, "params", json_object());
     if (job->policy)
         json_object_set(j, "policy", (json_t *)job->policy);
+    if (job->breaker)
+        json_object_set_new(j, "breaker", json_string(job->breaker));
     if (j && job->timeout_ns)
         json_object_set_new(j, "timeout_ms", json_integer((json_int_t)(job->timeout_ns / 1000000)));
     return j;

@@ -452,6 +452,7 @@ static void start_job(cbx_worker *w, job *j)
         .params = json_object_get(j->doc, "params"),
         .policy = j->policy,
         .timeout_ns = timeout_ms > 0 ? (uint64_t)timeout_ms * 1000000u : 0,
+        .breaker = json_string_value(json_object_get(j->doc, "breaker")),
         .tag = "worker",
         .on_done = on_done,
         .ud = j,
@@ -598,6 +599,7 @@ int cbx_worker_new(cbx_worker **out, const cbx_worker_opts *o, cbx_err *err)
     cbx_runtime_opts ro = {
         .registry = o->registry,
         .journal = o->journal,
+        .breakers = o->breakers,
         .max_concurrent = w->o.concurrency,
     };
     if ((rc = cbx_runtime_new(&w->rt, &ro, err)) != 0)

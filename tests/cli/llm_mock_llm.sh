@@ -64,9 +64,13 @@ for try in 1 2 3 4 5; do
     PORT=$p HOST=127.0.0.1 node "$main" --config "$TMP/mock.yaml" >"$TMP/mock.log" 2>&1 &
     mpid=$!
     trap 'kill $mpid 2>/dev/null; rm -rf "$TMP"' EXIT
-    for _ in $(seq 1 600); do
-        grep -q "running on" "$TMP/mock.log" && { port=$p; break; }
-        kill -0 $mpid 2>/dev/null || break
+    # it says "running on" before its socket takes connections: wait for both (minutes at most)
+    deadline=$(($(date +%s) + 300))
+    while [ "$(date +%s)" -lt "$deadline" ] && kill -0 $mpid 2>/dev/null; do
+        if grep -q "running on" "$TMP/mock.log" && (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            port=$p
+            break
+        fi
         sleep 0.05
     done
     [ -n "$port" ] && break

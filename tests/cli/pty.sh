@@ -22,8 +22,16 @@ while time.monotonic() < deadline:
             os.write(master, answer.encode() + b"\r")  # typed: the command's terminal reads it
             typed = True
     elif p.poll() is not None:
-        break  # cbx has ended and its output has all been read
+        break  # cbx has ended and nothing was left to read
 rc = p.wait(timeout=300)
+# What cbx wrote just before it ended may reach the master a moment later (the kernel hands a
+# pty's output over asynchronously): read until the terminal has been quiet for a while.
+quiet = time.monotonic()
+while time.monotonic() - quiet < 2 and time.monotonic() < deadline:
+    ready, _, _ = select.select([master], [], [], 0.1)
+    if ready:
+        out += os.read(master, 4096)
+        quiet = time.monotonic()
 after = termios.tcgetattr(slave)
 sys.stdout.write(out.decode(errors="replace"))
 sys.stdout.write("\nrc=%d restored=%s\n" % (rc, before == after))

@@ -8,6 +8,7 @@
 
 #include "executors/builtins.h"
 #include "executors/db/ddb.h"
+#include "executors/aws_request.h"
 #include "executors/http.h"
 
 #define TARGET_PREFIX "DynamoDB_20120810."
@@ -35,23 +36,13 @@ typedef struct ddb_task {
     int pages;
     int began; /* cbx__http_loop_begin was called */
     char action[64];
-    char region[64];
-    char userpwd[512]; /* access key id:secret, for CURLOPT_USERPWD */
-    char sigv4[128];
+    cbx__aws_auth auth;
     char endpoint[512];
 } ddb_task;
 
 static const char *str(const json_t *p, const char *k)
 {
     return json_string_value(json_object_get(p, k));
-}
-
-static const char *env_first(const char *a, const char *b)
-{
-    const char *v = getenv(a);
-    if ((!v || !v[0]) && b)
-        v = getenv(b);
-    return v && v[0] ? v : NULL;
 }
 
 /* ---- the request -------------------------------------------------------------------------- */
@@ -128,27 +119,7 @@ static int send_request(ddb_task *d, cbx_err *err)
     free(text);
     if (!d->http)
         return cbx_err_set(err, -ENOMEM, "dynamodb: out of memory");
-    const char *token = str(p, "session_token");
-    if (!token)
-        token = env_first("AWS_SESSION_TOKEN", NULL);
-    if (token)
-        json_object_set_new(json_object_get(d->http, "headers"), "X-Amz-Security-Token",
-                            json_string(token));
-    x->easy = cbx__http_easy_take(d->lp);
-    if (!x->easy)
-        return cbx_err_set(err, -ENOMEM, "dynamodb: out of memory");
-    x->result = CURLE_OK;
-    x->cancelled = 0;
-    int r = cbx__http_request_setup(x, d->http, err);
-    if (r < 0)
-        return r;
-    CURL *e = x->easy->curl;
-    curl_easy_setopt(e, CURLOPT_AWS_SIGV4, d->sigv4);
-    curl_easy_setopt(e, CURLOPT_USERPWD, d->userpwd);
-    if ((r = cbx__http_loop_add(d->lp, x)) < 0)
-        return cbx_err_set(err, r, "dynamodb: cannot start the request: %s", cbx_strerror(r));
-    x->phase = 1;
-    return 0;
+    return cbx__aws_send(x, d->http, p, &d->auth, "dynamodb", err);
 }
 
 /* ---- the response -------------------------------------------------------------------------- */
@@ -324,17 +295,7 @@ static int ddb_start(cbx_task *t)
     d->x.t0_ns = uv_hrtime();
     d->x.on_end = ddb_on_end;
 
-    const char *region = str(p, "region");
-    if (!region)
-        region = env_first("AWS_REGION", "AWS_DEFAULT_REGION");
-    snprintf(d->region, sizeof d->region, "%s", region ? region : "us-east-1");
-    const char *id = str(p, "access_key_id"), *secret = str(p, "secret_access_key");
-    if (!id)
-        id = env_first("AWS_ACCESS_KEY_ID", NULL);
-    if (!secret)
-        secret = env_first("AWS_SECRET_ACCESS_KEY", NULL);
-    snprintf(d->userpwd, sizeof d->userpwd, "%s:%s", id ? id : "", secret ? secret : "");
-    snprintf(d->sigv4, sizeof d->sigv4, "aws:amz:%s:dynamodb", d->region);
+    cbx__aws_auth_from(p, "dynamodb", &d->auth);
     if (strcmp(op, "action") == 0)
         snprintf(d->action, sizeof d->action, "%s", str(p, "action"));
     else
@@ -353,45 +314,24 @@ static int ddb_start(cbx_task *t)
     d->began = 1;
     cbx_err err;
     cbx_err_clear(&err);
-    if (!id || !secret) {
+    if (!d->auth.have_keys) {
         r = cbx_err_set(&err, CBX_EINVAL_CONFIG,
                         "no credentials: give access_key_id and secret_access_key, or set "
                         "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
     } else {
-        const char *url = str(p, "endpoint_url");
-        if (!url)
-            url = env_first("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL");
-        if (url)
-            snprintf(d->endpoint, sizeof d->endpoint, "%s", url);
-        else /* the region's own */
-            snprintf(d->endpoint, sizeof d->endpoint, "https://dynamodb.%s.amazonaws.com",
-                     d->region);
+        cbx__aws_endpoint(p, "AWS_ENDPOINT_URL_DYNAMODB", "dynamodb", d->auth.region, d->endpoint,
+                          sizeof d->endpoint);
         r = send_request(d, &err);
     }
-    if (r < 0) {
-        if (d->x.easy) {
-            cbx__http_request_release(&d->x);
-            cbx__http_easy_give(d->lp, d->x.easy, 1);
-            d->x.easy = NULL;
-        }
-        d->x.start_rc = r;
-        d->x.start_msg = strdup(err.msg[0] ? err.msg : cbx_strerror(r));
-        d->x.phase = 2;
-        cbx__http_loop_defer(d->lp, &d->x); /* reported on the loop's next turn */
-    }
+    if (r < 0)
+        cbx__http_xfer_fail_start(&d->x, r, err.msg);
     return 0;
 }
 
 static void ddb_cancel(cbx_task *t)
 {
     ddb_task *d = cbx_task_state(t);
-    d->x.cancelled = 1;
-    if (d->x.phase != 1)
-        return;
-    cbx__http_loop_remove(d->lp, &d->x);
-    d->x.result = CURLE_ABORTED_BY_CALLBACK;
-    d->x.phase = 2;
-    cbx__http_loop_defer(d->lp, &d->x);
+    cbx__http_xfer_cancel(&d->x);
 }
 
 static int need(const json_t *p, const char *key, const char *op, cbx_err *err)
@@ -427,24 +367,6 @@ static int ddb_validate(const cbx_executor_type *type, const json_t *p, cbx_err 
         r = cbx_err_set_at(err, CBX_EINVAL_CONFIG, "endpoint_url", 0, 0,
                            "endpoint_url: must start with http:// or https://");
     return r;
-}
-
-static int ddb_loop_init(const cbx_executor_type *type, void *loop, void **state, cbx_err *err)
-{
-    (void)type;
-    cbx__http_loop *lp;
-    int r = cbx__http_loop_open(loop, &lp);
-    if (r < 0)
-        return cbx_err_set(err, r, "dynamodb: out of memory");
-    *state = lp;
-    return 0;
-}
-
-static void ddb_loop_close(const cbx_executor_type *type, void *loop, void *state)
-{
-    (void)type;
-    (void)loop;
-    cbx__http_loop_close(state);
 }
 
 static const char *const return_values[] = {"NONE",    "ALL_OLD",     "UPDATED_OLD",
@@ -532,8 +454,8 @@ static const cbx_executor_type ddb_type = {
     .validate = ddb_validate,
     .start = ddb_start,
     .cancel = ddb_cancel,
-    .loop_init = ddb_loop_init,
-    .loop_close = ddb_loop_close,
+    .loop_init = cbx__http_ctx_loop_init,
+    .loop_close = cbx__http_ctx_loop_close,
 };
 
 const cbx_executor_type *cbx__dynamodb_type(void)

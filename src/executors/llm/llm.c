@@ -31,8 +31,9 @@ static const cbx_param llm_params[] = {
      .description = "the Ollama server"},
     {.name = "base_url",
      .type = CBX_PARAM_STRING,
-     .description = "an OpenAI-compatible server (default https://api.openai.com/v1); a URL "
-                    "containing /chat/completions is used as it is"},
+     .description = "an OpenAI-compatible server (default $OPENAI_BASE_URL, else "
+                    "https://api.openai.com/v1); a URL containing /chat/completions is used as it "
+                    "is"},
     {.name = "api_key",
      .type = CBX_PARAM_STRING,
      .secret = 1,

@@ -60,6 +60,14 @@ static char *env_dup(const char *name)
     return v && *v ? strdup(v) : NULL;
 }
 
+/* An OpenAI-compatible server when the parameters name none: $OPENAI_BASE_URL (as OpenAI's own
+ * clients read it), else OpenAI's. */
+static const char *openai_default_base(void)
+{
+    const char *v = getenv("OPENAI_BASE_URL");
+    return v && *v ? v : DEFAULT_OPENAI_BASE;
+}
+
 /* The host[:port] of a URL, into buf (for a breaker's name). */
 static void url_host(const char *url, char *buf, size_t len)
 {
@@ -132,7 +140,7 @@ int cbx__llm_providers_load(llm_call *c, cbx_err *err)
                                   "parameter 'model_provider': unknown provider '%s'", mp);
         const char *base = p->proto == LLM_OLLAMA
                                ? (ollama_base ? ollama_base : "http://localhost:11434")
-                               : (openai_base ? openai_base : DEFAULT_OPENAI_BASE);
+                               : (openai_base ? openai_base : openai_default_base());
         p->url = chat_url(p->proto, base);
         p->model = strdup(model ? model : "");
         p->api_key = key ? strdup(key) : p->proto == LLM_OPENAI ? env_dup("OPENAI_API_KEY") : NULL;
@@ -152,7 +160,7 @@ int cbx__llm_providers_load(llm_call *c, cbx_err *err)
         const char *base = json_string_value(json_object_get(pj, "base_url"));
         if (!base)
             base = p->proto == LLM_OLLAMA ? (ollama_base ? ollama_base : "http://localhost:11434")
-                                          : (openai_base ? openai_base : DEFAULT_OPENAI_BASE);
+                                          : (openai_base ? openai_base : openai_default_base());
         const char *kenv = json_string_value(json_object_get(pj, "api_key_env"));
         p->url = chat_url(p->proto, base);
         p->model = strdup(pm ? pm : "");

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base64.h"
 #include "executors/nats/nats_internal.h"
 
 const char *cbx__nats_why(natsStatus s)
@@ -40,25 +41,12 @@ static char *payload(const json_t *v, size_t *len)
     return out;
 }
 
-static json_t *base64(const unsigned char *b, size_t n)
+static json_t *base64(const char *b, size_t n)
 {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc((n + 2) / 3 * 4 + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)b[i] << 16 | (i + 1 < n ? (unsigned)b[i + 1] << 8 : 0u) |
-                     (i + 2 < n ? b[i + 2] : 0u);
-        out[o++] = tab[v >> 18 & 63];
-        out[o++] = tab[v >> 12 & 63];
-        out[o++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? tab[v & 63] : '=';
-    }
-    out[o] = '\0';
-    json_t *s = json_string(out);
-    free(out);
-    return s;
+    char *text = cbx__base64_encode(b, n);
+    json_t *j = text ? json_string(text) : NULL;
+    free(text);
+    return j;
 }
 
 /* data / json / data_base64 of received bytes into o. */
@@ -69,7 +57,7 @@ static void put_data(json_t *o, const char *data, int len)
         data = "";
     json_t *s = json_stringn(data, n);
     if (!s) {
-        json_object_set_new_nocheck(o, "data_base64", base64((const unsigned char *)data, n));
+        json_object_set_new_nocheck(o, "data_base64", base64(data, n));
         return;
     }
     json_object_set_new_nocheck(o, "data", s);

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <uv.h>
 
+#include "core/base64.h"
+#include "executors/aws_request.h"
 #include "executors/builtins.h"
 #include "executors/http.h"
 
@@ -29,22 +31,13 @@ typedef struct lambda_task {
     cbx__http_loop *lp;
     json_t *http; /* the transfer's parameters (borrowed by it) */
     int began;
-    char userpwd[512];
-    char sigv4[128];
+    cbx__aws_auth auth;
     char url[1024];
 } lambda_task;
 
 static const char *str(const json_t *p, const char *k)
 {
     return json_string_value(json_object_get(p, k));
-}
-
-static const char *env_first(const char *a, const char *b)
-{
-    const char *v = getenv(a);
-    if ((!v || !*v) && b)
-        v = getenv(b);
-    return v && *v ? v : NULL;
 }
 
 /* The payload's bytes: a string must be JSON text already (Lambda takes JSON), any other value is
@@ -63,40 +56,14 @@ static char *payload_text(const json_t *v)
     return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
-static int b64_value(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/* The text of base64 s (the function's log tail), as a JSON string (invalid UTF-8 replaced by
- * nothing: the tail may start mid-character). */
+/* The text of base64 s (the function's log tail), as a JSON string: whole UTF-8 sequences only
+ * (the tail may start or end mid-character). */
 static json_t *b64_text(const char *s)
 {
-    size_t n = strlen(s);
-    unsigned char *out = malloc(n / 4 * 3 + 3);
-    if (!out)
-        return NULL;
+    unsigned char *out = NULL;
     size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (; *s; s++) {
-        int v = b64_value((unsigned char)*s);
-        if (v < 0)
-            continue;
-        acc = acc << 6 | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits & 0xff);
-        }
-    }
-    /* keep whole UTF-8 sequences only */
+    if (cbx__base64_decode(s, &out, &o) < 0)
+        return NULL;
     size_t start = 0;
     while (start < o && (out[start] & 0xc0) == 0x80)
         start++;
@@ -140,8 +107,9 @@ static void lambda_on_end(cbx__http_xfer *x)
     json_t *out = NULL, *meta = NULL;
     long status = 0;
     if (x->start_rc < 0) {
-        snprintf(msg, sizeof msg, "serverless: %s",
-                 x->start_msg ? x->start_msg : cbx_strerror(x->start_rc));
+        const char *why = x->start_msg ? x->start_msg : cbx_strerror(x->start_rc);
+        snprintf(msg, sizeof msg, "%s%s", strncmp(why, "serverless: ", 12) ? "serverless: " : "",
+                 why);
         free(x->start_msg);
         x->start_msg = NULL;
     } else if (x->cancelled) {
@@ -251,50 +219,17 @@ static int send_request(lambda_task *d, const json_t *p, cbx_err *err)
     if (!d->http)
         return cbx_err_set(err, -ENOMEM, "serverless: out of memory");
     json_t *headers = json_object_get(d->http, "headers");
-    const char *token = str(p, "session_token");
-    if (!token)
-        token = env_first("AWS_SESSION_TOKEN", NULL);
-    if (token)
-        json_object_set_new(headers, "X-Amz-Security-Token", json_string(token));
     const json_t *ctx = json_object_get(p, "client_context");
     if (ctx) {
         /* base64 of the JSON, as the API wants it */
-        static const char tab[] =
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         char *c = json_dumps(ctx, JSON_COMPACT);
-        size_t n = c ? strlen(c) : 0;
-        char *b = c ? malloc((n + 2) / 3 * 4 + 1) : NULL;
-        if (b) {
-            size_t o = 0;
-            for (size_t i = 0; i < n; i += 3) {
-                unsigned v = (unsigned)(unsigned char)c[i] << 16 |
-                             (i + 1 < n ? (unsigned)(unsigned char)c[i + 1] << 8 : 0u) |
-                             (i + 2 < n ? (unsigned)(unsigned char)c[i + 2] : 0u);
-                b[o++] = tab[v >> 18 & 63];
-                b[o++] = tab[v >> 12 & 63];
-                b[o++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
-                b[o++] = i + 2 < n ? tab[v & 63] : '=';
-            }
-            b[o] = '\0';
+        char *b = c ? cbx__base64_encode(c, strlen(c)) : NULL;
+        if (b)
             json_object_set_new(headers, "X-Amz-Client-Context", json_string(b));
-        }
         free(b);
         free(c);
     }
-    d->x.easy = cbx__http_easy_take(d->lp);
-    if (!d->x.easy)
-        return cbx_err_set(err, -ENOMEM, "serverless: out of memory");
-    d->x.result = CURLE_OK;
-    int r = cbx__http_request_setup(&d->x, d->http, err);
-    if (r < 0)
-        return r;
-    CURL *e = d->x.easy->curl;
-    curl_easy_setopt(e, CURLOPT_AWS_SIGV4, d->sigv4);
-    curl_easy_setopt(e, CURLOPT_USERPWD, d->userpwd);
-    if ((r = cbx__http_loop_add(d->lp, &d->x)) < 0)
-        return cbx_err_set(err, r, "serverless: cannot start the request: %s", cbx_strerror(r));
-    d->x.phase = 1;
-    return 0;
+    return cbx__aws_send(&d->x, d->http, p, &d->auth, "serverless", err);
 }
 
 static int lambda_start(cbx_task *t)
@@ -314,65 +249,32 @@ static int lambda_start(cbx_task *t)
     d->x.lp = d->lp;
     d->x.t0_ns = uv_hrtime();
     d->x.on_end = lambda_on_end;
-    const char *region = str(p, "region");
-    if (!region)
-        region = env_first("AWS_REGION", "AWS_DEFAULT_REGION");
-    if (!region)
-        region = "us-east-1";
-    const char *id = str(p, "access_key_id"), *secret = str(p, "secret_access_key");
-    if (!id)
-        id = env_first("AWS_ACCESS_KEY_ID", NULL);
-    if (!secret)
-        secret = env_first("AWS_SECRET_ACCESS_KEY", NULL);
-    snprintf(d->userpwd, sizeof d->userpwd, "%s:%s", id ? id : "", secret ? secret : "");
-    snprintf(d->sigv4, sizeof d->sigv4, "aws:amz:%s:lambda", region);
+    cbx__aws_auth_from(p, "lambda", &d->auth);
     if (cbx__http_loop_begin(d->lp) < 0)
         return -ENOMEM;
     d->began = 1;
     cbx_err err;
     cbx_err_clear(&err);
-    const char *endpoint = str(p, "endpoint_url");
-    if (!endpoint)
-        endpoint = env_first("AWS_ENDPOINT_URL_LAMBDA", "AWS_ENDPOINT_URL");
-    char regional[128];
-    if (!endpoint) {
-        snprintf(regional, sizeof regional, "https://lambda.%s.amazonaws.com", region);
-        endpoint = regional;
-    }
-    if (!id || !secret)
+    char endpoint[512];
+    cbx__aws_endpoint(p, "AWS_ENDPOINT_URL_LAMBDA", "lambda", d->auth.region, endpoint,
+                      sizeof endpoint);
+    if (!d->auth.have_keys)
         r = cbx_err_set(&err, CBX_EINVAL_CONFIG,
-                        "serverless: no credentials: give access_key_id and secret_access_key, "
-                        "or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+                        "no credentials: give access_key_id and secret_access_key, or set "
+                        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
     else if (invocation_url(d, p, endpoint) < 0)
-        r = cbx_err_set(&err, -ENAMETOOLONG, "serverless: the invocation URL is too long");
+        r = cbx_err_set(&err, -ENAMETOOLONG, "the invocation URL is too long");
     else
         r = send_request(d, p, &err);
-    if (r < 0) {
-        if (d->x.easy) {
-            cbx__http_request_release(&d->x);
-            cbx__http_easy_give(d->lp, d->x.easy, 1);
-            d->x.easy = NULL;
-        }
-        d->x.start_rc = r;
-        d->x.start_msg =
-            strdup(err.msg[0] ? err.msg + (strncmp(err.msg, "serverless: ", 12) ? 0 : 12)
-                              : cbx_strerror(r));
-        d->x.phase = 2;
-        cbx__http_loop_defer(d->lp, &d->x); /* reported on the loop's next turn */
-    }
+    if (r < 0)
+        cbx__http_xfer_fail_start(&d->x, r, err.msg);
     return 0;
 }
 
 static void lambda_cancel(cbx_task *t)
 {
     lambda_task *d = cbx_task_state(t);
-    d->x.cancelled = 1;
-    if (d->x.phase != 1)
-        return;
-    cbx__http_loop_remove(d->lp, &d->x);
-    d->x.result = CURLE_ABORTED_BY_CALLBACK;
-    d->x.phase = 2;
-    cbx__http_loop_defer(d->lp, &d->x);
+    cbx__http_xfer_cancel(&d->x);
 }
 
 static int lambda_validate(const cbx_executor_type *type, const json_t *p, cbx_err *err)
@@ -392,29 +294,10 @@ static int lambda_validate(const cbx_executor_type *type, const json_t *p, cbx_e
         json_t *parsed = json_loads(json_string_value(pl), JSON_DECODE_ANY, &je);
         if (!parsed)
             return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "payload", 0, 0,
-                                  "not JSON: %s (at column %d)", je.text,
-                                  je.column);
+                                  "not JSON: %s (at column %d)", je.text, je.column);
         json_decref(parsed);
     }
     return 0;
-}
-
-static int lambda_loop_init(const cbx_executor_type *type, void *loop, void **state, cbx_err *err)
-{
-    (void)type;
-    cbx__http_loop *lp;
-    int r = cbx__http_loop_open(loop, &lp);
-    if (r < 0)
-        return cbx_err_set(err, r, "serverless: out of memory");
-    *state = lp;
-    return 0;
-}
-
-static void lambda_loop_close(const cbx_executor_type *type, void *loop, void *state)
-{
-    (void)type;
-    (void)loop;
-    cbx__http_loop_close(state);
 }
 
 static const cbx_param lambda_params[] = {
@@ -479,8 +362,8 @@ static const cbx_executor_type lambda_type = {
     .validate = lambda_validate,
     .start = lambda_start,
     .cancel = lambda_cancel,
-    .loop_init = lambda_loop_init,
-    .loop_close = lambda_loop_close,
+    .loop_init = cbx__http_ctx_loop_init,
+    .loop_close = cbx__http_ctx_loop_close,
 };
 
 const cbx_executor_type *cbx__serverless_type(void)

@@ -1,0 +1,446 @@
+/* The cluster breaker store: every breaker in a NATS JetStream key-value bucket (CBX_BREAKERS),
+ * so that every worker and every cbx on any host sees one breaker per name.
+ *
+ * An operation reads the name's entry (options, state and revision), rebuilds the breaker,
+ * applies the operation, and writes the new state back only if the revision is still the one
+ * read (kvStore_Update: compare-and-set). When another process wrote in between, the operation
+ * is run again on the newer state, so two processes never both take the same half-open probe
+ * slot: one of the two writes loses and its acquire is decided again. Conflicts are counted
+ * (cbx_breaker_store_nats_cas_retries).
+ *
+ * Times in a breaker's state are wall-clock nanoseconds (a virtual clock this store moves to
+ * CLOCK_REALTIME before each operation), so that hosts agree on when an open breaker may probe:
+ * keep their clocks in step (NTP). The value is JSON: {"v": 1, "opts": {numbers},
+ * "state": base64 of the breaker's state}. Names are keys with the characters a key cannot hold
+ * written as =XX.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cbx/dist.h"
+#include "core/base64.h"
+#include "dist/work.h"
+#include "resilience/breaker_internal.h"
+#include "runtime/breaker_store_internal.h"
+
+#define BUCKET    "CBX_BREAKERS"
+#define MAX_TRIES 200
+
+typedef struct kv_store {
+    cbx_breaker_store base;
+    natsConnection *nc;
+    jsCtx *js;
+    kvStore *kv;
+    cbx_clock *clock; /* wall-clock time, moved forward before each operation */
+    pthread_mutex_t clock_mu;
+    atomic_uint_least64_t cas_retries;
+    atomic_uint gen_seed;
+} kv_store;
+
+static const char *why(natsStatus s)
+{
+    natsStatus last = NATS_OK;
+    const char *text = nats_GetLastError(&last);
+    return text && *text && last == s ? text : natsStatus_GetText(s);
+}
+
+static int conflict(natsStatus s)
+{
+    const char *w = why(s);
+    return s != NATS_OK && (strstr(w, "wrong last sequence") || strstr(w, "key exists"));
+}
+
+static void sync_clock(kv_store *s)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t wall = (uint64_t)ts.tv_sec * CBX_NS_PER_S + (uint64_t)ts.tv_nsec;
+    pthread_mutex_lock(&s->clock_mu);
+    uint64_t now = cbx_clock_now_ns(s->clock);
+    if (wall > now)
+        cbx_clock_advance_ns(s->clock, wall - now);
+    pthread_mutex_unlock(&s->clock_mu);
+}
+
+/* ---- names as keys ----------------------------------------------------------------------------
+ */
+
+static int key_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '/';
+}
+
+static void to_key(const char *name, char *key, size_t len)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)name; *p && o + 4 < len; p++) {
+        if (key_char(*p))
+            key[o++] = (char)*p;
+        else
+            o += (size_t)snprintf(key + o, len - o, "=%02X", *p);
+    }
+    key[o] = '\0';
+}
+
+static char *from_key(const char *key)
+{
+    char *name = malloc(strlen(key) + 1);
+    size_t o = 0;
+    for (const char *p = key; name && *p; p++) {
+        unsigned v;
+        if (*p == '=' && sscanf(p + 1, "%2X", &v) == 1) {
+            name[o++] = (char)v;
+            p += 2;
+        } else {
+            name[o++] = *p;
+        }
+    }
+    if (name)
+        name[o] = '\0';
+    return name;
+}
+
+/* ---- options as JSON --------------------------------------------------------------------------
+ */
+
+#define U64_FIELDS(X)                                                                              \
+    X("tw_length_ns", time_window.length_ns)                                                       \
+    X("slow_call_ns", slow_call_ns)                                                                \
+    X("open_ns", open_ns)                                                                          \
+    X("open_max_ns", open_max_ns)                                                                  \
+    X("probe_lease_ns", probe_lease_ns)
+#define U32_FIELDS(X)                                                                              \
+    X("consecutive_failures", consecutive_failures)                                                \
+    X("cw_calls", count_window.calls)                                                              \
+    X("cw_min_calls", count_window.min_calls)                                                      \
+    X("tw_buckets", time_window.buckets)                                                           \
+    X("tw_min_calls", time_window.min_calls)                                                       \
+    X("failure_kinds", failure_kinds)                                                              \
+    X("half_open_probes", half_open_probes)                                                        \
+    X("close_after", close_after)
+#define REAL_FIELDS(X)                                                                             \
+    X("cw_failure_rate", count_window.failure_rate)                                                \
+    X("cw_slow_rate", count_window.slow_rate)                                                      \
+    X("tw_failure_rate", time_window.failure_rate)                                                 \
+    X("tw_slow_rate", time_window.slow_rate)                                                       \
+    X("quality_threshold", quality_threshold)                                                      \
+    X("open_multiplier", open_multiplier)
+
+static json_t *opts_json(const cbx_breaker_opts *o)
+{
+    json_t *j = json_object();
+    /* UINT64_MAX (open until closed by hand) does not fit a JSON integer: -1 */
+#define PUT_U64(k, f)                                                                              \
+    json_object_set_new(j, k, json_integer(o->f == UINT64_MAX ? -1 : (json_int_t)o->f));
+#define PUT_U32(k, f)  json_object_set_new(j, k, json_integer((json_int_t)o->f));
+#define PUT_REAL(k, f) json_object_set_new(j, k, json_real(o->f));
+    U64_FIELDS(PUT_U64) U32_FIELDS(PUT_U32) REAL_FIELDS(PUT_REAL) return j;
+}
+
+static void opts_from(cbx_breaker_opts *o, const json_t *j)
+{
+#define GET_U64(k, f)                                                                              \
+    {                                                                                              \
+        json_int_t v = json_integer_value(json_object_get(j, k));                                  \
+        o->f = v < 0 ? UINT64_MAX : (uint64_t)v;                                                   \
+    }
+#define GET_U32(k, f)  o->f = (uint32_t)json_integer_value(json_object_get(j, k));
+#define GET_REAL(k, f) o->f = json_number_value(json_object_get(j, k));
+    U64_FIELDS(GET_U64) U32_FIELDS(GET_U32) REAL_FIELDS(GET_REAL)
+}
+
+/* ---- an entry ---------------------------------------------------------------------------------
+ */
+
+typedef struct entry {
+    json_t *doc;  /* the stored value; NULL: none */
+    uint64_t rev; /* its revision; 0: none */
+    cbx_breaker *b;
+    cbx_breaker_opts opts;
+} entry;
+
+static void entry_clear(entry *e)
+{
+    json_decref(e->doc);
+    cbx_breaker_free(e->b);
+    memset(e, 0, sizeof *e);
+}
+
+/* Read name's entry and rebuild its breaker (from o when there is no entry). -ENOENT when there
+ * is none and o is NULL. */
+static int entry_load(kv_store *s, const char *name, const char *key, const cbx_breaker_opts *o,
+                      entry *e, cbx_err *err)
+{
+    memset(e, 0, sizeof *e);
+    kvEntry *ke = NULL;
+    natsStatus st = kvStore_Get(&ke, s->kv, key);
+    if (st == NATS_OK) {
+        e->rev = kvEntry_Revision(ke);
+        e->doc = json_loadb(kvEntry_Value(ke), (size_t)kvEntry_ValueLen(ke), 0, NULL);
+        kvEntry_Destroy(ke);
+    } else if (st != NATS_NOT_FOUND) {
+        return cbx_err_set(err, CBX_EFAILED, "breaker store %s: %s", BUCKET, why(st));
+    }
+    const json_t *stored = json_object_get(e->doc, "opts");
+    if (!stored && !o)
+        return -ENOENT;
+    if (o) {
+        e->opts = *o;
+    } else {
+        cbx_breaker_opts_default(&e->opts);
+    }
+    if (stored)
+        opts_from(&e->opts, stored); /* the stored options win, as in the host store */
+    e->opts.clock = s->clock;
+    int r = cbx__bstore_breaker_make(&e->b, name, &e->opts,
+                                     atomic_fetch_add(&s->gen_seed, 1u << 16), err);
+    if (r)
+        return r;
+    const char *state = json_string_value(json_object_get(e->doc, "state"));
+    if (state) {
+        unsigned char *blob = NULL;
+        size_t n = 0;
+        if (cbx__base64_decode(state, &blob, &n) == 0)
+            (void)cbx__breaker_state_load(e->b, blob, n); /* another shape: afresh */
+        free(blob);
+    }
+    return 0;
+}
+
+/* Write e's breaker back if the entry is still at the revision read: 0, 1 on a conflict, or a
+ * negative code. */
+static int entry_save(kv_store *s, const char *key, entry *e, cbx_err *err)
+{
+    size_t cap = cbx__breaker_state_size(e->b);
+    unsigned char *blob = malloc(cap);
+    int n = blob ? cbx__breaker_state_save(e->b, blob, cap) : -ENOMEM;
+    char *b64 = n >= 0 ? cbx__base64_encode(blob, (size_t)n) : NULL;
+    free(blob);
+    json_t *doc =
+        b64 ? json_pack("{s:i, s:o, s:s}", "v", 1, "opts", opts_json(&e->opts), "state", b64)
+            : NULL;
+    free(b64);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text)
+        return cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
+    uint64_t rev = 0;
+    natsStatus st = e->rev ? kvStore_Update(&rev, s->kv, key, text, (int)strlen(text), e->rev)
+                           : kvStore_Create(&rev, s->kv, key, text, (int)strlen(text));
+    free(text);
+    if (st == NATS_OK)
+        return 0;
+    if (conflict(st))
+        return 1;
+    return cbx_err_set(err, CBX_EFAILED, "breaker store %s: %s", BUCKET, why(st));
+}
+
+/* ---- the interface ----------------------------------------------------------------------------
+ */
+
+static int kv_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_opts *o, int create,
+                  uint64_t deadline_ns, use_fn fn, void *ud, cbx_err *err)
+{
+    (void)deadline_ns;
+    kv_store *s = (kv_store *)bs;
+    char key[4 * CBX_BREAKER_NAME_MAX + 4];
+    to_key(name, key, sizeof key);
+    for (int tries = 0;; tries++) {
+        entry e;
+        sync_clock(s);
+        int r = entry_load(s, name, key, create ? o : NULL, &e, err);
+        if (r == -ENOENT && create && !o) {
+            cbx_breaker_opts d;
+            cbx_breaker_opts_default(&d);
+            r = entry_load(s, name, key, &d, &e, err);
+        }
+        if (r) {
+            entry_clear(&e);
+            return r;
+        }
+        uint64_t stamp = cbx__breaker_state_stamp(e.b);
+        int fr = fn ? fn(e.b, ud) : 0;
+        int w = 0;
+        if (!e.doc || cbx__breaker_state_stamp(e.b) != stamp)
+            w = entry_save(s, key, &e, err);
+        entry_clear(&e);
+        if (w == 0)
+            return fr;
+        if (w < 0)
+            return w;
+        atomic_fetch_add(&s->cas_retries, 1); /* written meanwhile: decide again on it */
+        if (tries >= MAX_TRIES)
+            return cbx_err_set(err, -EAGAIN, "breaker store: '%s' is written too often to win",
+                               name);
+    }
+}
+
+static int kv_peek(cbx_breaker_store *bs, const char *name, use_fn fn, void *ud)
+{
+    kv_store *s = (kv_store *)bs;
+    char key[4 * CBX_BREAKER_NAME_MAX + 4];
+    to_key(name, key, sizeof key);
+    entry e;
+    sync_clock(s);
+    int r = entry_load(s, name, key, NULL, &e, NULL);
+    if (r == 0)
+        r = fn(e.b, ud);
+    entry_clear(&e);
+    return r;
+}
+
+static int kv_forget(cbx_breaker_store *bs, const char *name)
+{
+    kv_store *s = (kv_store *)bs;
+    char key[4 * CBX_BREAKER_NAME_MAX + 4];
+    to_key(name, key, sizeof key);
+    kvEntry *ke = NULL;
+    natsStatus st = kvStore_Get(&ke, s->kv, key);
+    kvEntry_Destroy(ke);
+    if (st == NATS_NOT_FOUND)
+        return -ENOENT;
+    return kvStore_Delete(s->kv, key) == NATS_OK ? 0 : -EIO;
+}
+
+static int kv_names(cbx_breaker_store *bs, char ***out, size_t *n, cbx_err *err)
+{
+    kv_store *s = (kv_store *)bs;
+    kvKeysList list = {0};
+    natsStatus st = kvStore_Keys(&list, s->kv, NULL);
+    if (st != NATS_OK && st != NATS_NOT_FOUND)
+        return cbx_err_set(err, CBX_EFAILED, "breaker store %s: %s", BUCKET, why(st));
+    char **v = calloc((size_t)list.Count + 1, sizeof *v);
+    size_t k = 0;
+    for (int i = 0; v && i < list.Count; i++)
+        if ((v[k] = from_key(list.Keys[i])) != NULL)
+            k++;
+    kvKeysList_Destroy(&list);
+    if (!v)
+        return cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
+    qsort(v, k, sizeof *v, cbx__bstore_cmp_names);
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+static int kv_get_opts(cbx_breaker_store *bs, const char *name, cbx_breaker_opts *out)
+{
+    kv_store *s = (kv_store *)bs;
+    char key[4 * CBX_BREAKER_NAME_MAX + 4];
+    to_key(name, key, sizeof key);
+    entry e;
+    int r = entry_load(s, name, key, NULL, &e, NULL);
+    if (r == 0) {
+        *out = e.opts;
+        out->name = NULL;
+        out->clock = NULL;
+    }
+    entry_clear(&e);
+    return r;
+}
+
+static int kv_set_opts(cbx_breaker_store *bs, const char *name, const cbx_breaker_opts *o,
+                       cbx_err *err)
+{
+    kv_store *s = (kv_store *)bs;
+    char key[4 * CBX_BREAKER_NAME_MAX + 4];
+    to_key(name, key, sizeof key);
+    for (int tries = 0; tries < MAX_TRIES; tries++) {
+        entry old, e;
+        int r = entry_load(s, name, key, o, &old, err);
+        if (r && r != -ENOENT) {
+            entry_clear(&old);
+            return r;
+        }
+        memset(&e, 0, sizeof e);
+        e.opts = *o;
+        e.opts.clock = s->clock;
+        e.rev = old.rev;
+        e.doc = json_incref(old.doc);
+        r = cbx__bstore_breaker_make(&e.b, name, &e.opts, atomic_fetch_add(&s->gen_seed, 1u << 16),
+                                     err);
+        if (r == 0 && old.b) {
+            /* the state carried over when the shape allows */
+            size_t cap = cbx__breaker_state_size(old.b);
+            unsigned char *blob = malloc(cap);
+            int n = blob ? cbx__breaker_state_save(old.b, blob, cap) : -ENOMEM;
+            if (n > 0)
+                (void)cbx__breaker_state_load(e.b, blob, (size_t)n);
+            free(blob);
+        }
+        int w = r ? r : entry_save(s, key, &e, err);
+        entry_clear(&old);
+        entry_clear(&e);
+        if (w <= 0)
+            return w;
+        atomic_fetch_add(&s->cas_retries, 1);
+    }
+    return cbx_err_set(err, -EAGAIN, "breaker store: '%s' is written too often to win", name);
+}
+
+static void kv_destroy(cbx_breaker_store *bs)
+{
+    kv_store *s = (kv_store *)bs;
+    kvStore_Destroy(s->kv);
+    jsCtx_Destroy(s->js);
+    natsConnection_Destroy(s->nc);
+    cbx_clock_free(s->clock);
+    pthread_mutex_destroy(&s->clock_mu);
+    free(s);
+}
+
+static const store_ops kv_ops = {kv_use,     kv_peek,     kv_forget,   NULL, kv_names,
+                                 kv_destroy, kv_get_opts, kv_set_opts, NULL};
+
+int cbx_breaker_store_nats_new(cbx_breaker_store **out, const char *url, cbx_err *err)
+{
+    *out = NULL;
+    kv_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
+    pthread_mutex_init(&s->clock_mu, NULL);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    s->clock = cbx_clock_virtual((uint64_t)ts.tv_sec * 1000u);
+    atomic_init(&s->gen_seed, (unsigned)ts.tv_nsec);
+    s->base.ops = &kv_ops;
+    url = cbx__dist_url(url);
+    int r = s->clock ? cbx__dist_connect(url, &s->nc, err)
+                     : cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
+    natsStatus st = NATS_OK;
+    if (r == 0)
+        st = natsConnection_JetStream(&s->js, s->nc, NULL);
+    if (r == 0 && st == NATS_OK) {
+        st = js_KeyValue(&s->kv, s->js, BUCKET);
+        if (st == NATS_NOT_FOUND) {
+            kvConfig cfg;
+            kvConfig_Init(&cfg);
+            cfg.Bucket = BUCKET;
+            cfg.History = 1;
+            cfg.StorageType = js_FileStorage;
+            st = js_CreateKeyValue(&s->kv, s->js, &cfg);
+            if (st != NATS_OK && js_KeyValue(&s->kv, s->js, BUCKET) == NATS_OK)
+                st = NATS_OK; /* made by another process meanwhile */
+        }
+    }
+    if (r == 0 && st != NATS_OK)
+        r = cbx_err_set(err, CBX_EFAILED, "breaker store on %s: bucket %s: %s", url, BUCKET,
+                        why(st));
+    if (r) {
+        kv_destroy(&s->base);
+        return r;
+    }
+    *out = &s->base;
+    return 0;
+}
+
+uint64_t cbx_breaker_store_nats_cas_retries(const cbx_breaker_store *bs)
+{
+    return bs && bs->ops == &kv_ops ? atomic_load(&((kv_store *)bs)->cas_retries) : 0;
+}

@@ -1,0 +1,56 @@
+/* Requests to AWS APIs (DynamoDB, Lambda) through the http executor's curl context on the loop,
+ * signed with SigV4 by libcurl (CURLOPT_AWS_SIGV4), and the transfer plumbing every executor
+ * that drives its own transfers through that context shares.
+ *
+ * Credentials and region come from the parameters (region, access_key_id, secret_access_key,
+ * session_token), else from the usual environment variables (AWS_REGION / AWS_DEFAULT_REGION,
+ * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN); files under ~/.aws are not read.
+ */
+#ifndef CBX_EXECUTORS_AWS_REQUEST_H
+#define CBX_EXECUTORS_AWS_REQUEST_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "executors/http.h"
+
+typedef struct cbx__aws_auth {
+    char region[64];
+    char userpwd[512]; /* "key id:secret", for CURLOPT_USERPWD */
+    char sigv4[128];   /* "aws:amz:REGION:SERVICE", for CURLOPT_AWS_SIGV4 */
+    int have_keys;     /* both the key id and the secret were found */
+} cbx__aws_auth;
+
+/* The first of two environment variables that is set and not empty (b may be NULL), or NULL. */
+const char *cbx__aws_env(const char *a, const char *b);
+
+/* Region and credentials for service ("dynamodb", "lambda") from p, else the environment. */
+void cbx__aws_auth_from(const json_t *p, const char *service, cbx__aws_auth *a);
+
+/* The endpoint into buf: p's endpoint_url, else $env_name, else $AWS_ENDPOINT_URL, else
+ * https://SERVICE.REGION.amazonaws.com. */
+void cbx__aws_endpoint(const json_t *p, const char *env_name, const char *service,
+                       const char *region, char *buf, size_t len);
+
+/* Send x: an easy handle from x->lp set up from http (the http executor's parameters: url,
+ * method, headers, body, ...; borrowed until the transfer ends), with p's session token as
+ * X-Amz-Security-Token, signed with a, added to the multi handle. 0, or a negative code with a
+ * one-line message prefixed by who in err (x's handle is then still x->easy: see
+ * cbx__http_xfer_fail_start). */
+int cbx__aws_send(cbx__http_xfer *x, json_t *http, const json_t *p, const cbx__aws_auth *a,
+                  const char *who, cbx_err *err);
+
+/* A transfer that could not start: its easy handle given back, and x reported (through its
+ * on_end) with start_rc = rc and start_msg = msg on the loop's next turn. */
+void cbx__http_xfer_fail_start(cbx__http_xfer *x, int rc, const char *msg);
+
+/* Stop x at once (a cancel): removed from the multi handle when it was in it, and reported
+ * through its on_end on the loop's next turn with x->cancelled set. */
+void cbx__http_xfer_cancel(cbx__http_xfer *x);
+
+/* A type's loop_init and loop_close when its tasks drive transfers through a curl context of
+ * their own (cbx__http_loop_open / _close). */
+int cbx__http_ctx_loop_init(const cbx_executor_type *type, void *loop, void **state, cbx_err *err);
+void cbx__http_ctx_loop_close(const cbx_executor_type *type, void *loop, void *state);
+
+#endif
