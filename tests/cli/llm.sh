@@ -123,4 +123,17 @@ run "$CBX" exec llm -p model=gpt-4o -p input=x
 expect_rc 2 "a bad price"
 expect_err_line "llm.prices.gpt-4o.input: expected a number" "price line"
 grep -q "config.yaml:" "$TMP/err" || fail "no file position: $(cat "$TMP/err")"
+
+# cbx stats sums tokens and cost by model (the first call: 2M + 1M tokens at the table's prices)
+rm "$XDG_CONFIG_HOME/cbx/config.yaml"
+run "$CBX" stats --by model --json
+expect_rc 0 "stats by model"
+[ "$(jqv '.["gpt-4o-mini"].prompt_tokens >= 2000000')" = true ] &&
+    [ "$(jqv '.["gpt-4o-mini"].completion_tokens >= 1000000')" = true ] &&
+    [ "$(jqv '.["gpt-4o-mini"].cost >= 0.9')" = true ] || fail "stats by model: $(cat "$TMP/out")"
+run "$CBX" stats --by executor
+expect_rc 0 "stats by executor"
+grep -q "TOKENS IN/OUT" "$TMP/out" || fail "no token column: $(cat "$TMP/out")"
+run "$CBX" stats --by executor --executor command
+grep -q "TOKENS" "$TMP/out" && fail "a token column without model calls: $(cat "$TMP/out")"
 echo "ok [$TEST]"
