@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # No-op executions through 2 cbx workers on this machine, end to end (queued, run, result
 # stored, announced): tasks per second for N jobs at once, and round trips one at a time.
+# Beside it, in the same run, the peer: Celery 5 on Redis (Debian's python3-celery and
+# redis-server) with 2 solo worker processes doing the same no-op task (bench/celery_peer.py).
 # Usage: bench/dist.sh [path/to/cbx] [N]   (default build/cli/cbx, 20000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,4 +23,24 @@ for w in 1 2; do
 done
 sleep 1
 echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg); 2 workers, -j 64 each, journal on"
+echo "# cbx"
 "$load" "$url" "$n"
+kill $(jobs -p) 2>/dev/null
+wait 2>/dev/null
+
+# the peer, when its packages are there (scripts/deps bench installs them)
+if ! command -v redis-server >/dev/null || ! /usr/bin/python3 -c 'import celery, redis' 2>/dev/null; then
+    echo "# celery: not installed (apt-get install python3-celery python3-redis redis-server)"
+    exit 0
+fi
+port=$((20000 + RANDOM % 30000))
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no >"$tmp/redis.log" 2>&1 &
+until redis-cli -p "$port" ping >/dev/null 2>&1; do sleep 0.05; done
+export CBX_CELERY_URL="redis://127.0.0.1:$port/0"
+for w in 1 2; do
+    (cd bench && exec /usr/bin/python3 -m celery -A celery_peer worker --pool solo -c 1 \
+        --loglevel WARNING -n "w$w@%h" >"$tmp/celery$w.log" 2>&1) &
+done
+sleep 3
+echo "# celery $(/usr/bin/python3 -c 'import celery; print(celery.__version__)'), redis, 2 solo workers"
+(cd bench && /usr/bin/python3 celery_peer.py "$n")

@@ -118,6 +118,10 @@ int cli_registry_open(const cli_types_src *src, cbx_registry **out);
 /* The store of named breakers (breaker_home.c): the host-wide one, or the cluster one when
  * CBX_BREAKER_STORE is 'nats' or a nats:// URL. Returns what the store's constructor returns
  * (CBX_EINVAL_CONFIG for a value it cannot take), with err filled. */
+/* --record DIR / --replay DIR (cassette_opts.c): checks DIR (made for --record) and sets the
+ * variable the model executors read. 0, or CLI_EXIT_USAGE after a message naming flag. */
+int cli_cassette_option(const char *flag, const char *dir, int replay);
+
 struct cbx_breaker_store;
 int cli_breaker_store_open(struct cbx_breaker_store **out, cbx_err *err);
 

@@ -47,17 +47,18 @@ static const char history_help[] =
     "\n";
 
 static const char stats_help[] =
-    "Usage: cbx stats [--by executor|breaker|step|flow|tag] [--executor X] [--run ID]\n"
+    "Usage: cbx stats [--by executor|breaker|step|flow|tag|model] [--executor X] [--run ID]\n"
     "                 [--step S] [--tag T] [--since DUR] [--json]\n"
     "\n"
     "Statistics over the journal: executions, successes, failures, timeouts, cancelled,\n"
     "rejected, success rate, latency mean/p50/p95/p99 and mean attempts - overall, or one row\n"
-    "per executor type, named breaker, flow step, flow or tag.\n"
+    "per executor type, named breaker, flow step, flow, tag or model - and, where model calls\n"
+    "(llm, agent) are among them, their prompt and completion tokens and cost.\n"
     "\n"
     "Options:\n"
-    "  --by KEY         executor, breaker, step (a flow step's name), flow (the flow's name)\n"
-    "                   or tag: one row per value (step, flow and tag count only the\n"
-    "                   executions that have one)\n"
+    "  --by KEY         executor, breaker, step (a flow step's name), flow (the flow's name),\n"
+    "                   tag or model (the model an llm or agent call used): one row per value\n"
+    "                   (step, flow, tag and model count only the executions that have one)\n"
     "  --executor X     only this executor type\n"
     "  --breaker B      only executions guarded by the named breaker B\n"
     "  --run ID         only the executions of this flow run\n"
@@ -73,6 +74,7 @@ static const char stats_help[] =
     "  cbx stats --by executor --since 1h\n"
     "  cbx stats --by breaker --json\n"
     "  cbx stats --by step --since 1d\n"
+    "  cbx stats --by model --since 7d      # tokens and cost per model\n"
     "\n";
 
 enum {
@@ -214,7 +216,8 @@ static int parse(cli_ctx *ctx, const char *cmd, const cli_opt *table, const char
             q->yes = 1;
             break;
         case OPT_BY: {
-            static const char *const keys[] = {"executor", "breaker", "step", "flow", "tag", NULL};
+            static const char *const keys[] = {"executor", "breaker", "step", "flow",
+                                               "tag",      "model",   NULL};
             if (cli_parse_choice("--by", val, keys))
                 return CLI_EXIT_USAGE;
             q->by = val;
@@ -510,7 +513,7 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
 
 /* ---- stats ----------------------------------------------------------------------------------- */
 
-static void stats_row(cli_table *t, const char *name, const json_t *o)
+static void stats_row(cli_table *t, const char *name, const json_t *o, int llm)
 {
     char a[32];
     cli_table_row(t);
@@ -539,6 +542,28 @@ static void stats_row(cli_table *t, const char *name, const json_t *o)
         cli_table_cellf(t, NULL, "%.2f", json_number_value(ma));
     else
         cli_table_cell(t, "-", NULL);
+    if (!llm)
+        return;
+    if (json_object_get(o, "prompt_tokens")) {
+        cli_table_cellf(t, NULL, "%lld/%lld",
+                        (long long)json_integer_value(json_object_get(o, "prompt_tokens")),
+                        (long long)json_integer_value(json_object_get(o, "completion_tokens")));
+        cli_table_cellf(t, NULL, "%.4f", json_number_value(json_object_get(o, "cost")));
+    } else {
+        cli_table_cell(t, "-", NULL);
+        cli_table_cell(t, "-", NULL);
+    }
+}
+
+/* 1 when a row of out (one row, or an object of rows) counts model calls. */
+static int has_llm(const json_t *out, int grouped)
+{
+    if (!grouped)
+        return json_object_get(out, "prompt_tokens") != NULL;
+    const char *k;
+    json_t *o;
+    json_object_foreach((json_t *)out, k, o) if (json_object_get(o, "prompt_tokens")) return 1;
+    return 0;
 }
 
 int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv)
@@ -561,22 +586,24 @@ int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv)
     } else if (q.json) {
         rc = cli_print_json(stdout, out) ? CLI_EXIT_INTERNAL : CLI_EXIT_OK;
     } else {
-        static const char *const heads[] = {"NAME", "EXECS",     "OK",       "FAILED",  "TIMEOUT",
-                                            "OOM",  "CANCELLED", "REJECTED", "SUCCESS", "MEAN",
-                                            "P50",  "P95",       "P99",      "ATTEMPTS"};
-        cli_table *t = cli_table_new(14, heads);
+        int llm = has_llm(out, q.by != NULL);
+        size_t ncols = llm ? 16 : 14;
+        static const char *const heads[] = {
+            "NAME",    "EXECS", "OK",  "FAILED", "TIMEOUT", "OOM",      "CANCELLED",     "REJECTED",
+            "SUCCESS", "MEAN",  "P50", "P95",    "P99",     "ATTEMPTS", "TOKENS IN/OUT", "COST"};
+        cli_table *t = cli_table_new(ncols, heads);
         if (t) {
-            for (size_t c = 1; c < 14; c++)
+            for (size_t c = 1; c < ncols; c++)
                 cli_table_align_right(t, c);
             if (q.by) {
                 const char *k;
                 json_t *o;
                 json_object_foreach(out, k, o)
                 {
-                    stats_row(t, k[0] ? k : q.by[0] == 'b' ? "(no breaker)" : "(none)", o);
+                    stats_row(t, k[0] ? k : q.by[0] == 'b' ? "(no breaker)" : "(none)", o, llm);
                 }
             } else {
-                stats_row(t, "all", out);
+                stats_row(t, "all", out, llm);
             }
             cli_table_print(t, stdout);
             cli_table_free(t);

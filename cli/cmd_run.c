@@ -55,6 +55,9 @@ static const char run_help[] =
     "                          (a command finds it in $CBX_TMPDIR, a Lua type in ctx.tmpdir),\n"
     "                          removed when it ends\n"
     "  --keep-tmpdir           --tmpdir, kept when the step does not succeed\n"
+    "  --record DIR            write the model exchanges of llm and agent steps to cassettes in\n"
+    "                          DIR (made if missing)\n"
+    "  --replay DIR            answer those steps' model calls from DIR's cassettes, offline\n"
     "  --state-dir DIR         the journal's directory (CBX_STATE_DIR)\n"
     "  --no-journal            do not journal (the run cannot be resumed)\n"
     "  -h, --help              this help\n"
@@ -111,6 +114,8 @@ static const cli_opt run_opts[] = {
     {"quiet", 'q', 0, OPT_QUIET},
     {"tmpdir", 0, 0, OPT_TMPDIR},
     {"keep-tmpdir", 0, 0, OPT_KEEP_TMPDIR},
+    {"record", 0, 1, OPT_RECORD},
+    {"replay", 0, 1, OPT_REPLAY},
     {0},
 };
 

@@ -130,6 +130,11 @@ static const char help_output[] =
 
 static const char help_remote[] =
     "\n"
+    "Models (the llm and agent executors):\n"
+    "  --record DIR            write every model exchange to cassettes in DIR (made if missing;\n"
+    "                          no header or key is written)\n"
+    "  --replay DIR            answer model calls from the cassettes in DIR, without a network\n"
+    "\n"
     "Elsewhere (docs/distributed.md):\n"
     "  --remote URL            run it on a worker pulling from NATS JetStream at URL ('cbx\n"
     "                          worker'); the result is printed as a local one's\n"
@@ -185,6 +190,8 @@ enum {
     OPT_REMOTE,
     OPT_QUEUE,
     OPT_REMOTE_WAIT,
+    OPT_RECORD,
+    OPT_REPLAY,
 };
 
 static const cli_opt opts[] = {
@@ -232,6 +239,8 @@ static const cli_opt opts[] = {
     {"remote", 0, 1, OPT_REMOTE},
     {"queue", 0, 1, OPT_QUEUE},
     {"remote-wait", 0, 1, OPT_REMOTE_WAIT},
+    {"record", 0, 1, OPT_RECORD},
+    {"replay", 0, 1, OPT_REPLAY},
     {0},
 };
 
@@ -534,6 +543,12 @@ int exec_parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
             break;
         case OPT_REMOTE:
             c->remote = val;
+            break;
+        case OPT_RECORD:
+        case OPT_REPLAY:
+            if (cli_cassette_option(id == OPT_RECORD ? "--record" : "--replay", val,
+                                    id == OPT_REPLAY))
+                return CLI_EXIT_USAGE;
             break;
         case OPT_QUEUE:
             c->remote_queue = val;

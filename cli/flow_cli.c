@@ -61,6 +61,12 @@ int flow_parse(cli_ctx *ctx, const char *cmd, const cli_opt *table, const char *
         case OPT_KEEP_TMPDIR:
             c->tmpdir = CBX_TMPDIR_KEEP_ON_FAILURE;
             break;
+        case OPT_RECORD:
+        case OPT_REPLAY:
+            if (cli_cassette_option(id == OPT_RECORD ? "--record" : "--replay", val,
+                                    id == OPT_REPLAY))
+                return CLI_EXIT_USAGE;
+            break;
         case OPT_INPUT:
             c->kv[c->n_kv++] = val;
             break;

@@ -35,6 +35,8 @@ enum {
     OPT_STATUS,
     OPT_FLOW,
     OPT_SINCE,
+    OPT_RECORD,
+    OPT_REPLAY,
 };
 
 typedef struct flow_cfg {

@@ -348,11 +348,17 @@ static double nearest_rank_ms(const int64_t *sorted, size_t n, unsigned p)
     return (double)sorted[rank - 1] / 1e6;
 }
 
+/* A number a model call's outputs carry (the llm and agent executors: usage and cost), or NULL. */
+#define LLM_FIELD(path)                                                                            \
+    "CASE WHEN executor IN ('llm', 'agent') AND json_valid(outputs) THEN json_extract(outputs, "   \
+    "'" path "') END"
+
 static json_t *stats_object(sqlite3_stmt *st)
 {
     /* columns: 0 key, 1 executions (ended), 2 successes, 3 failures, 4 timeouts, 5 cancelled,
      * 6 rejected, 7 running, 8 fallbacks, 9 mean duration ns, 10 mean attempts, 11 executions
-     * with an attempt that ran out of memory (outcome oom) */
+     * with an attempt that ran out of memory (outcome oom), 12-14 model calls' prompt tokens,
+     * completion tokens and cost (NULL when there were none) */
     int64_t ended = sqlite3_column_int64(st, 1);
     int64_t ok = sqlite3_column_int64(st, 2);
     json_t *o = json_object();
@@ -380,6 +386,11 @@ static json_t *stats_object(sqlite3_stmt *st)
         set(o, "mean_attempts",
             sqlite3_column_type(st, 10) == SQLITE_NULL ? json_null()
                                                        : json_real(sqlite3_column_double(st, 10)));
+    if (sqlite3_column_type(st, 12) != SQLITE_NULL || sqlite3_column_type(st, 14) != SQLITE_NULL) {
+        bad |= set(o, "prompt_tokens", json_integer(sqlite3_column_int64(st, 12)));
+        bad |= set(o, "completion_tokens", json_integer(sqlite3_column_int64(st, 13)));
+        bad |= set(o, "cost", json_real(sqlite3_column_double(st, 14)));
+    }
     if (bad) {
         json_decref(o);
         return NULL;
@@ -423,6 +434,11 @@ int cbx_journal_stats(cbx_journal *j, const cbx_history_filter *f, const char *g
     } else if (strcmp(group_by, "step") == 0) {
         key = STEP_OF;
         extra = FLOW_TAG;
+    } else if (strcmp(group_by, "model") == 0) {
+        /* the model a call's outputs name (llm, agent) */
+        key = "json_extract(outputs, '$.model')";
+        extra = "executor IN ('llm', 'agent') AND json_valid(outputs) AND "
+                "json_extract(outputs, '$.model') IS NOT NULL";
     } else if (strcmp(group_by, "flow") == 0) {
         /* the flow's name is its run's (flow_runs, written by flow/); a run pruned or never
          * journaled groups under "(unknown)" */
@@ -434,7 +450,7 @@ int cbx_journal_stats(cbx_journal *j, const cbx_history_filter *f, const char *g
     } else {
         return cbx_err_set_at(err, -EINVAL, "group_by", 0, 0,
                               "cannot group by \"%s\": expected \"executor\", \"breaker\", "
-                              "\"tag\", \"step\" or \"flow\"",
+                              "\"tag\", \"step\", \"flow\" or \"model\"",
                               group_by);
     }
     char where[1024], src[1280], sql[3072];
@@ -455,16 +471,23 @@ int cbx_journal_stats(cbx_journal *j, const cbx_history_filter *f, const char *g
         return oom(err);
 
     pthread_mutex_lock(&j->mu);
-    snprintf(sql, sizeof sql,
-             "SELECT %s AS k, sum(ended_ms IS NOT NULL), sum(status = 'success'),"
-             " sum(status = 'failed'), sum(status = 'timeout'), sum(status = 'cancelled'),"
-             " sum(status = 'rejected'), sum(ended_ms IS NULL), sum(fallback_used),"
-             " avg(CASE WHEN " RAN " THEN duration_ns END),"
-             " avg(CASE WHEN " RAN " THEN attempts END),"
-             " sum(EXISTS(SELECT 1 FROM attempts a WHERE a.execution_id = id"
-             " AND a.outcome = 'oom'))"
-             " FROM %s%s",
-             key, src, group_by ? " GROUP BY k ORDER BY k" : "");
+    snprintf(
+        sql, sizeof sql,
+        "SELECT %s AS k, sum(ended_ms IS NOT NULL), sum(status = 'success'),"
+        " sum(status = 'failed'), sum(status = 'timeout'), sum(status = 'cancelled'),"
+        " sum(status = 'rejected'), sum(ended_ms IS NULL), sum(fallback_used),"
+        " avg(CASE WHEN " RAN " THEN duration_ns END),"
+        " avg(CASE WHEN " RAN " THEN attempts END),"
+        " sum(EXISTS(SELECT 1 FROM attempts a WHERE a.execution_id = id"
+        " AND a.outcome = 'oom')),"
+        " sum(" LLM_FIELD(
+            "$.usage.prompt_tokens") "),"
+                                     " sum(" LLM_FIELD(
+                                         "$.usage.completion_tokens") "),"
+                                                                      " sum(" LLM_FIELD(
+                                                                          "$.cost") ")"
+                                                                                    " FROM %s%s",
+        key, src, group_by ? " GROUP BY k ORDER BY k" : "");
     int r = cbx__journal_settle_locked(j, err);
     if (r == 0)
         r = prepare_q(j, sql, &st, err);

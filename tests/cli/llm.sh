@@ -123,4 +123,41 @@ run "$CBX" exec llm -p model=gpt-4o -p input=x
 expect_rc 2 "a bad price"
 expect_err_line "llm.prices.gpt-4o.input: expected a number" "price line"
 grep -q "config.yaml:" "$TMP/err" || fail "no file position: $(cat "$TMP/err")"
+
+# --record DIR then --replay DIR: the same answer with the server gone; no key in a cassette
+rm "$XDG_CONFIG_HOME/cbx/config.yaml"
+cat >"$TMP/rec.json" <<'JSON'
+{"turns": [{"content": "recorded answer", "chunk_chars": 4}]}
+JSON
+"$fake" --script "$TMP/rec.json" --die-with-parent >"$TMP/prec" &
+rpid=$!
+wait_for "$TMP/prec" "$rpid" || fail "fake_llm did not start"
+rbase="http://127.0.0.1:$(head -1 "$TMP/prec")/v1"
+run "$CBX" exec llm -p model=gpt-4o -p base_url="$rbase" -p api_key=sk-cassette-key -p input=hi \
+    -p stream=true --record "$TMP/cassettes"
+expect_rc 0 "a recorded call"
+[ "$(jqv .content)" = "recorded answer" ] || fail "recorded: $(cat "$TMP/out")"
+cp "$TMP/out" "$TMP/recorded.out"
+kill $rpid
+wait $rpid 2>/dev/null
+grep -rq sk-cassette-key "$TMP/cassettes" && fail "the key is in a cassette"
+run "$CBX" exec llm -p model=gpt-4o -p base_url="$rbase" -p api_key=sk-cassette-key -p input=hi \
+    -p stream=true --replay "$TMP/cassettes"
+expect_rc 0 "a replayed call, the server gone"
+cmp -s "$TMP/out" "$TMP/recorded.out" || fail "replayed differs: $(cat "$TMP/out")"
+run "$CBX" exec llm -p model=gpt-4o -p input=hi --replay "$TMP/no-such-dir"
+expect_rc 2 "--replay of a directory that does not exist"
+expect_err_line "--replay $TMP/no-such-dir: No such file or directory" "replay line"
+
+# cbx stats sums tokens and cost by model (the first call: 2M + 1M tokens at the table's prices)
+run "$CBX" stats --by model --json
+expect_rc 0 "stats by model"
+[ "$(jqv '.["gpt-4o-mini"].prompt_tokens >= 2000000')" = true ] &&
+    [ "$(jqv '.["gpt-4o-mini"].completion_tokens >= 1000000')" = true ] &&
+    [ "$(jqv '.["gpt-4o-mini"].cost >= 0.9')" = true ] || fail "stats by model: $(cat "$TMP/out")"
+run "$CBX" stats --by executor
+expect_rc 0 "stats by executor"
+grep -q "TOKENS IN/OUT" "$TMP/out" || fail "no token column: $(cat "$TMP/out")"
+run "$CBX" stats --by executor --executor command
+grep -q "TOKENS" "$TMP/out" && fail "a token column without model calls: $(cat "$TMP/out")"
 echo "ok [$TEST]"
