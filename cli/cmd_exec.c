@@ -38,6 +38,17 @@ static int on_chunk(cbx_execution *ex, const cbx_chunk *c, void *ud)
 {
     (void)ex;
     run_slot *slot = ud;
+    if (c->event && c->channel && strcmp(c->channel, "verbose") == 0 && !slot->out.collect) {
+        /* an executor's account of its progress (an agent's iterations): a line with -v */
+        if (slot->s->cfg->verbose) {
+            char *d = json_dumps(c->event, JSON_COMPACT);
+            cli_progress_clear(&slot->s->progress);
+            if (d)
+                cli_err("exec: %s", d);
+            free(d);
+        }
+        return CBX_CHUNK_MORE;
+    }
     if (!slot->out.collect)
         cli_progress_clear(&slot->s->progress);
     return exec_stream_chunk(&slot->out, c);

@@ -38,10 +38,12 @@ run "$CBX" exec llm -p model=gpt-4o-mini -p base_url="$base" -p input="count the
     -p stream=true -p tools='[{"name": "count", "executor": "command",
       "description": "count words", "params": {"argv": ["wc", "-w"], "stdin": "{{ args.text }}"},
       "arguments": {"type": "object", "properties": {"text": {"type": "string"}},
-                    "required": ["text"]}}]'
+                    "required": ["text"]}}]' --json
 expect_rc 0 "a tool round trip"
-[ "$(jqv .content)" = "three words" ] || fail "content: $(cat "$TMP/out")"
-[ "$(jqv '.tool_calls[0].ok')" = "true" ] || fail "tool call: $(jqv .tool_calls)"
+[ "$(jqv .outputs.content)" = "three words" ] || fail "content: $(cat "$TMP/out")"
+[ "$(jqv '.outputs.tool_calls[0].ok')" = "true" ] || fail "tool call: $(jqv .outputs.tool_calls)"
+[ "$(jqv '[.chunks[] | select(.channel == "tokens") | .text] | join("")')" = "three words" ] ||
+    fail "the streamed tokens in --json: $(jqv -c .chunks)"
 tail -1 "$TMP/record.jsonl" | jq -r '.body.messages[2].content' | grep -q '"stdout":"3' ||
     fail "the tool's result did not reach the model: $(tail -1 "$TMP/record.jsonl")"
 run "$CBX" history --json
@@ -136,7 +138,7 @@ rbase="http://127.0.0.1:$(head -1 "$TMP/prec")/v1"
 run "$CBX" exec llm -p model=gpt-4o -p base_url="$rbase" -p api_key=sk-cassette-key -p input=hi \
     -p stream=true --record "$TMP/cassettes"
 expect_rc 0 "a recorded call"
-[ "$(jqv .content)" = "recorded answer" ] || fail "recorded: $(cat "$TMP/out")"
+[ "$(cat "$TMP/out")" = "recorded answer" ] || fail "recorded (streamed text): $(cat "$TMP/out")"
 cp "$TMP/out" "$TMP/recorded.out"
 kill $rpid
 wait $rpid 2>/dev/null
@@ -148,6 +150,34 @@ cmp -s "$TMP/out" "$TMP/recorded.out" || fail "replayed differs: $(cat "$TMP/out
 run "$CBX" exec llm -p model=gpt-4o -p input=hi --replay "$TMP/no-such-dir"
 expect_rc 2 "--replay of a directory that does not exist"
 expect_err_line "--replay $TMP/no-such-dir: No such file or directory" "replay line"
+
+# a streamed answer is printed as it comes: the first words are out while the rest is awaited
+cat >"$TMP/live.json" <<'JSON'
+{"turns": [{"content": "alpha beta gamma delta", "chunk_chars": 6, "chunk_delay_ms": 1000},
+           {"tool_calls": [{"id": "c1", "name": "count", "arguments": {"text": "a b"}}]},
+           {"content": "two words"}]}
+JSON
+"$fake" --script "$TMP/live.json" --die-with-parent >"$TMP/plive" &
+lpid=$!
+wait_for "$TMP/plive" "$lpid" || fail "fake_llm did not start"
+lbase="http://127.0.0.1:$(head -1 "$TMP/plive")/v1"
+"$CBX" exec llm -p model=gpt-4o -p base_url="$lbase" -p api_key=k -p input=hi -p stream=true \
+    >"$TMP/live.out" 2>"$TMP/live.err" &
+cpid=$!
+deadline=$(($(date +%s) + 300))
+until grep -q alpha "$TMP/live.out"; do
+    kill -0 $cpid 2>/dev/null || fail "ended before its first words were seen: $(cat "$TMP/live.out")"
+    [ "$(date +%s)" -lt "$deadline" ] || fail "no live tokens"
+    sleep 0.05
+done
+kill -0 $cpid 2>/dev/null || fail "the first words came only at the end"
+wait $cpid || fail "the streamed call: $(cat "$TMP/live.err")"
+[ "$(cat "$TMP/live.out")" = "alpha beta gamma delta" ] || fail "streamed answer: $(cat "$TMP/live.out")"
+# an agent's iterations on stderr with -v, as they end
+run "$CBX" exec agent -p model=gpt-4o -p base_url="$lbase" -p api_key=k -p task=count -v \
+    -p 'tools=[{"name": "count", "executor": "command", "params": {"argv": ["wc", "-w"], "stdin": "{{ args.text }}"}}]'
+expect_rc 0 "an agent with -v"
+grep -q '"event":"iteration","n":1,"tools":\["count"\]' "$TMP/err" || fail "no iteration line: $(cat "$TMP/err")"
 
 # cbx stats sums tokens and cost by model (the first call: 2M + 1M tokens at the table's prices)
 run "$CBX" stats --by model --json

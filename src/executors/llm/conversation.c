@@ -81,6 +81,13 @@ void cbx__llm_round_done(llm_call *c)
     size_t i;
     json_t *m;
     json_array_foreach(c->round_results, i, m) json_array_append(c->messages, m);
+    /* progress: which tools this round ran (cbx exec -v prints it as the round ends) */
+    json_t *names = json_array();
+    json_array_foreach(c->round_results, i, m) json_array_append(names, json_object_get(m, "name"));
+    (void)cbx_task_emit_event(c->task, "verbose",
+                              json_pack("{s:s, s:i, s:o}", "event",
+                                        c->agent ? "iteration" : "round", "n", (int)c->rounds,
+                                        "tools", names));
     if (c->breaker_tool[0]) {
         cbx__llm_finish(c, CBX_OUTCOME_CUSTOM, "tool_breaker_open", NULL,
                         "agent stopped: the breaker of tool '%s' is open", c->breaker_tool);

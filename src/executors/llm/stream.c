@@ -9,13 +9,14 @@
 
 void cbx__llm_stream_delta(llm_xfer *x, const char *kind, const char *text, size_t n)
 {
-    /* The point where partial output leaves the executor. The runtime has no way yet to pass
-     * it to the submitter (a cbx_task_emit): until it does, the pieces are only counted here,
-     * and the whole answer is what the attempt reports. */
-    (void)kind;
-    (void)text;
-    (void)n;
     x->ans.events++;
+    /* The answer's text leaves as it comes, as "tokens" chunks (cbx_task_emit), for a submitter
+     * that takes them (cbx exec prints them live) and, bounded, for the journal; the whole
+     * answer is still what the attempt reports. A chunk the runtime refuses (a queue 4 times
+     * full: this is the loop thread, which must not wait) is only missing from the live
+     * output. Tool-call arguments are not shown: the progress events say which tools run. */
+    if (strcmp(kind, "content") == 0 && n && x->call && x->call->task)
+        (void)cbx_task_emit(x->call->task, "tokens", text, n);
 }
 
 static int grow(char **buf, size_t *cap, size_t need)
