@@ -2,6 +2,8 @@
  * them. The attempt itself lives in command_run.c. */
 #include "executors/command.h"
 
+#include "core/problems.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -168,43 +170,10 @@ static const cbx_param params[] = {
 
 /* ---- validation ---------------------------------------------------------------------------- */
 
-/* Collects every problem into one cbx_err: messages joined by "; ", where = the first path. */
-typedef struct problems {
-    cbx_err *err;
-    int n;
-} problems;
-
-__attribute__((format(printf, 3, 4))) static void problem(problems *p, const char *where,
-                                                          const char *fmt, ...)
-{
-    p->n++;
-    if (!p->err)
-        return;
-    char msg[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (p->n == 1) {
-        p->err->code = CBX_EINVAL_CONFIG;
-        snprintf(p->err->where, sizeof p->err->where, "%s", where);
-        snprintf(p->err->msg, sizeof p->err->msg, "%s: %s", where, msg);
-    } else {
-        size_t len = strlen(p->err->msg);
-        snprintf(p->err->msg + len, sizeof p->err->msg - len, "; %s: %s", where, msg);
-    }
-}
-
-/* A string that C code can pass on: no NUL inside. */
-static int c_string(const json_t *v)
-{
-    return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v);
-}
-
 static int command_validate(const cbx_executor_type *type, const json_t *p, cbx_err *err)
 {
     (void)type;
-    problems pr = {.err = err};
+    cbx__problems pr = {.err = err};
     char where[64];
     int shell = json_is_true(json_object_get(p, "shell"));
     const json_t *argv = json_object_get(p, "argv");
@@ -212,26 +181,27 @@ static int command_validate(const cbx_executor_type *type, const json_t *p, cbx_
 
     if (shell) {
         if (!command)
-            problem(&pr, "command", "required when shell is true (a string for /bin/sh -c)");
-        else if (!c_string(command))
-            problem(&pr, "command", "expected a string without NUL characters");
+            cbx__problem(&pr, "command", "required when shell is true (a string for /bin/sh -c)");
+        else if (!cbx__c_string(command))
+            cbx__problem(&pr, "command", "expected a string without NUL characters");
         if (argv)
-            problem(&pr, "argv", "not allowed with shell: true (use command)");
+            cbx__problem(&pr, "argv", "not allowed with shell: true (use command)");
     } else {
         if (command)
-            problem(&pr, "command", "only allowed with shell: true (or give argv)");
+            cbx__problem(&pr, "command", "only allowed with shell: true (or give argv)");
         if (!argv) {
-            problem(&pr, "argv", "required: an array of strings (the program and its arguments)");
+            cbx__problem(&pr, "argv",
+                         "required: an array of strings (the program and its arguments)");
         } else {
             size_t i;
             json_t *v;
             json_array_foreach(argv, i, v)
             {
                 snprintf(where, sizeof where, "argv[%zu]", i);
-                if (!c_string(v))
-                    problem(&pr, where, "expected a string without NUL characters");
+                if (!cbx__c_string(v))
+                    cbx__problem(&pr, where, "expected a string without NUL characters");
                 else if (i == 0 && json_string_length(v) == 0)
-                    problem(&pr, where, "the program name must not be empty");
+                    cbx__problem(&pr, where, "the program name must not be empty");
             }
         }
     }
@@ -244,10 +214,10 @@ static int command_validate(const cbx_executor_type *type, const json_t *p, cbx_
         {
             snprintf(where, sizeof where, "env.%.58s", key);
             if (!key[0] || strchr(key, '='))
-                problem(&pr, where, "a variable name must be non-empty and without '='");
-            if (!c_string(v))
-                problem(&pr, where, "expected a string without NUL characters, got %s",
-                        json_is_string(v) ? "a string with NUL" : "another type");
+                cbx__problem(&pr, where, "a variable name must be non-empty and without '='");
+            if (!cbx__c_string(v))
+                cbx__problem(&pr, where, "expected a string without NUL characters, got %s",
+                             json_is_string(v) ? "a string with NUL" : "another type");
         }
     }
     const json_t *unset = json_object_get(p, "unset_env");
@@ -258,15 +228,15 @@ static int command_validate(const cbx_executor_type *type, const json_t *p, cbx_
         {
             snprintf(where, sizeof where, "unset_env[%zu]", i);
             const char *s = json_string_value(v);
-            if (!c_string(v) || !s[0] || strchr(s, '='))
-                problem(&pr, where, "expected a variable name (non-empty, without '=')");
+            if (!cbx__c_string(v) || !s[0] || strchr(s, '='))
+                cbx__problem(&pr, where, "expected a variable name (non-empty, without '=')");
         }
     }
     if (json_object_get(p, "stdin") && json_object_get(p, "stdin_fd"))
-        problem(&pr, "stdin_fd", "not allowed with stdin (give one of them)");
+        cbx__problem(&pr, "stdin_fd", "not allowed with stdin (give one of them)");
     const json_t *cwd = json_object_get(p, "cwd");
-    if (cwd && !c_string(cwd))
-        problem(&pr, "cwd", "expected a path without NUL characters");
+    if (cwd && !cbx__c_string(cwd))
+        cbx__problem(&pr, "cwd", "expected a path without NUL characters");
     const json_t *codes = json_object_get(p, "success_exit_codes");
     if (codes) {
         size_t i;
@@ -275,7 +245,7 @@ static int command_validate(const cbx_executor_type *type, const json_t *p, cbx_
         {
             snprintf(where, sizeof where, "success_exit_codes[%zu]", i);
             if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 255)
-                problem(&pr, where, "expected an exit code from 0 to 255");
+                cbx__problem(&pr, where, "expected an exit code from 0 to 255");
         }
     }
     return pr.n ? CBX_EINVAL_CONFIG : 0;

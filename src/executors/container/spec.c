@@ -1,6 +1,8 @@
 /* The container executor's parameters: their checks, and the create request they make. */
 #include "executors/container/container.h"
 
+#include "core/problems.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -10,39 +12,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-
-/* ---- problems, collected into one line ---------------------------------------------------- */
-
-typedef struct problems {
-    cbx_err *err;
-    int n;
-} problems;
-
-__attribute__((format(printf, 3, 4))) static void problem(problems *p, const char *where,
-                                                          const char *fmt, ...)
-{
-    p->n++;
-    if (!p->err)
-        return;
-    char msg[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (p->n == 1) {
-        p->err->code = CBX_EINVAL_CONFIG;
-        snprintf(p->err->where, sizeof p->err->where, "%s", where);
-        snprintf(p->err->msg, sizeof p->err->msg, "%s: %s", where, msg);
-    } else {
-        size_t len = strlen(p->err->msg);
-        snprintf(p->err->msg + len, sizeof p->err->msg - len, "; %s: %s", where, msg);
-    }
-}
-
-static int c_string(const json_t *v)
-{
-    return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v);
-}
 
 /* ---- words and sizes ---------------------------------------------------------------------- */
 
@@ -167,31 +136,31 @@ static int volume_name(const char *s, size_t n)
     return 1;
 }
 
-static void check_volume(problems *pr, size_t i, const json_t *v)
+static void check_volume(cbx__problems *pr, size_t i, const json_t *v)
 {
     char where[32];
     snprintf(where, sizeof where, "volumes[%zu]", i);
-    if (!c_string(v)) {
-        problem(pr, where, "expected a string host:container[:ro]");
+    if (!cbx__c_string(v)) {
+        cbx__problem(pr, where, "expected a string host:container[:ro]");
         return;
     }
     const char *s = json_string_value(v);
     const char *c1 = strchr(s, ':');
     const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     if (!c1 || c1 == s || (c2 && strchr(c2 + 1, ':'))) {
-        problem(pr, where, "'%.100s' is not host:container[:ro]", s);
+        cbx__problem(pr, where, "'%.100s' is not host:container[:ro]", s);
         return;
     }
     size_t hlen = (size_t)(c1 - s);
     size_t clen = c2 ? (size_t)(c2 - c1 - 1) : strlen(c1 + 1);
     if (clen == 0 || c1[1] != '/') {
-        problem(pr, where, "'%.100s': the container path must be absolute", s);
+        cbx__problem(pr, where, "'%.100s': the container path must be absolute", s);
         return;
     }
     if (c2) {
         const char *o = c2 + 1;
         if (strcmp(o, "ro") != 0 && strcmp(o, "rw") != 0) {
-            problem(pr, where, "'%.100s': the option must be ro or rw, not '%.20s'", s, o);
+            cbx__problem(pr, where, "'%.100s': the option must be ro or rw, not '%.20s'", s, o);
             return;
         }
     }
@@ -200,47 +169,48 @@ static void check_volume(problems *pr, size_t i, const json_t *v)
         snprintf(host, sizeof host, "%.*s", (int)hlen, s);
         struct stat st;
         if (stat(host, &st) != 0)
-            problem(pr, where, "host path %.200s: %s", host, strerror(errno));
+            cbx__problem(pr, where, "host path %.200s: %s", host, strerror(errno));
     } else if (!volume_name(s, hlen)) {
-        problem(pr, where, "'%.100s': the host side must be an absolute path or a volume name", s);
+        cbx__problem(pr, where, "'%.100s': the host side must be an absolute path or a volume name",
+                     s);
     }
 }
 
 int cbx__ctr_spec_validate(const json_t *p, cbx_err *err)
 {
-    problems pr = {.err = err};
+    cbx__problems pr = {.err = err};
     char where[80];
     const json_t *image = json_object_get(p, "image");
-    if (!c_string(image) || json_string_length(image) == 0)
-        problem(&pr, "image", "expected a non-empty image name");
+    if (!cbx__c_string(image) || json_string_length(image) == 0)
+        cbx__problem(&pr, "image", "expected a non-empty image name");
 
     const json_t *cmd = json_object_get(p, "command");
     if (json_is_string(cmd)) {
         cbx_err e;
         cbx_err_clear(&e);
-        json_t *w = c_string(cmd) ? cbx__ctr_split_words(json_string_value(cmd), &e) : NULL;
-        if (!c_string(cmd))
-            problem(&pr, "command", "expected a string without NUL characters");
+        json_t *w = cbx__c_string(cmd) ? cbx__ctr_split_words(json_string_value(cmd), &e) : NULL;
+        if (!cbx__c_string(cmd))
+            cbx__problem(&pr, "command", "expected a string without NUL characters");
         else if (!w)
-            problem(&pr, "command", "%s", e.msg + strlen("command: "));
+            cbx__problem(&pr, "command", "%s", e.msg + strlen("command: "));
         else if (json_array_size(w) == 0)
-            problem(&pr, "command", "no words in the command string");
+            cbx__problem(&pr, "command", "no words in the command string");
         json_decref(w);
     } else if (json_is_array(cmd)) {
         size_t i;
         json_t *v;
         if (json_array_size(cmd) == 0)
-            problem(&pr, "command", "an empty array (leave command out for the image's own)");
+            cbx__problem(&pr, "command", "an empty array (leave command out for the image's own)");
         json_array_foreach(cmd, i, v)
         {
             snprintf(where, sizeof where, "command[%zu]", i);
-            if (!c_string(v))
-                problem(&pr, where, "expected a string without NUL characters");
+            if (!cbx__c_string(v))
+                cbx__problem(&pr, where, "expected a string without NUL characters");
         }
     } else if (json_is_number(cmd) || json_is_boolean(cmd)) {
         /* one word: "command: true" in YAML, -p command=true on the command line */
     } else if (cmd && !json_is_null(cmd)) {
-        problem(&pr, "command", "expected a string (split into words) or an array of strings");
+        cbx__problem(&pr, "command", "expected a string (split into words) or an array of strings");
     }
 
     const json_t *env = json_object_get(p, "environment");
@@ -251,9 +221,9 @@ int cbx__ctr_spec_validate(const json_t *p, cbx_err *err)
         {
             snprintf(where, sizeof where, "environment.%.58s", key);
             if (!key[0] || strchr(key, '='))
-                problem(&pr, where, "a variable name must be non-empty and without '='");
-            if (!c_string(v) && !json_is_number(v) && !json_is_boolean(v))
-                problem(&pr, where, "expected a string, number or boolean");
+                cbx__problem(&pr, where, "a variable name must be non-empty and without '='");
+            if (!cbx__c_string(v) && !json_is_number(v) && !json_is_boolean(v))
+                cbx__problem(&pr, where, "expected a string, number or boolean");
         }
     }
     const json_t *labels = json_object_get(p, "labels");
@@ -264,11 +234,11 @@ int cbx__ctr_spec_validate(const json_t *p, cbx_err *err)
         {
             snprintf(where, sizeof where, "labels.%.58s", key);
             if (!key[0])
-                problem(&pr, where, "a label name must be non-empty");
+                cbx__problem(&pr, where, "a label name must be non-empty");
             else if (strncmp(key, "io.cbx.", 7) == 0)
-                problem(&pr, where, "io.cbx.* labels are cbx's own");
-            if (!c_string(v))
-                problem(&pr, where, "expected a string");
+                cbx__problem(&pr, where, "io.cbx.* labels are cbx's own");
+            if (!cbx__c_string(v))
+                cbx__problem(&pr, where, "expected a string");
         }
     }
     const json_t *vols = json_object_get(p, "volumes");
@@ -283,9 +253,9 @@ int cbx__ctr_spec_validate(const json_t *p, cbx_err *err)
     const json_t *mem = json_object_get(p, "memory");
     int64_t bytes;
     if (mem && cbx__ctr_parse_bytes(mem, &bytes) < 0)
-        problem(&pr, "memory",
-                "expected bytes: an integer, or a string such as \"256m\" or "
-                "\"1g\"");
+        cbx__problem(&pr, "memory",
+                     "expected bytes: an integer, or a string such as \"256m\" or "
+                     "\"1g\"");
     const json_t *codes = json_object_get(p, "success_exit_codes");
     if (codes) {
         size_t i;
@@ -294,7 +264,7 @@ int cbx__ctr_spec_validate(const json_t *p, cbx_err *err)
         {
             snprintf(where, sizeof where, "success_exit_codes[%zu]", i);
             if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 255)
-                problem(&pr, where, "expected an exit code from 0 to 255");
+                cbx__problem(&pr, where, "expected an exit code from 0 to 255");
         }
     }
     /* the parameter, else DOCKER_HOST (read now: a tcp:// value is refused at submission) */
@@ -303,7 +273,7 @@ int cbx__ctr_spec_validate(const json_t *p, cbx_err *err)
     cbx_err_clear(&e);
     if (cbx__ctr_socket_path(json_string_value(json_object_get(p, "docker_host")), path,
                              sizeof path, &e) < 0)
-        problem(&pr, e.where, "%s", e.msg + strlen(e.where) + 2);
+        cbx__problem(&pr, e.where, "%s", e.msg + strlen(e.where) + 2);
     return pr.n ? CBX_EINVAL_CONFIG : 0;
 }
 
