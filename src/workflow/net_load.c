@@ -458,8 +458,8 @@ static int load_file(cbx_workflow **out, const char *path, const cbx_registry *r
     }
     size_t cap = 8192, len = 0, max = cbx_yaml_max_bytes();
     char *buf = malloc(cap);
-    int r = 0;
-    while (buf) {
+    int r = buf ? 0 : -ENOMEM;
+    while (r == 0) {
         if (len == cap) {
             char *nb = cap >= max + 1 ? NULL : realloc(buf, cap * 2);
             if (!nb) {
@@ -478,9 +478,7 @@ static int load_file(cbx_workflow **out, const char *path, const cbx_registry *r
             break;
         }
     }
-    if (!buf)
-        r = -ENOMEM;
-    else if (!r && ferror(fp))
+    if (!r && ferror(fp))
         r = -EIO;
     fclose(fp);
     if (r) {
