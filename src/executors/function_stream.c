@@ -31,6 +31,10 @@ static void join(joined *j, const char *s, size_t n)
         j->p = p;
         j->cap = cap;
     }
+    if (!j->p) {
+        j->oom = 1;
+        return;
+    }
     memcpy(j->p + j->len, s, n);
     j->len += n;
 }

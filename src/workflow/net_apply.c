@@ -135,8 +135,8 @@ static int apply_signal(cbx_workflow_run *r, json_t *ev)
         if (r->w->trans[i].signal && strcmp(r->w->trans[i].signal, s->name) == 0)
             t->tried[i / 64] &= ~(1ull << (i % 64));
     char *d = json_dumps(s->data, JSON_COMPACT);
-    cbx__wf_hist(t, ms_of(ev), "signal %s received%s%s", s->name, d && strcmp(d, "{}") ? " " : "",
-                 d && strcmp(d, "{}") ? d : "");
+    int shown = d && strcmp(d, "{}") != 0;
+    cbx__wf_hist(t, ms_of(ev), "signal %s received%s%s", s->name, shown ? " " : "", shown ? d : "");
     free(d);
     cbx__wf_enqueue(r, t);
     emit(r, CBX_WORKFLOW_SIGNALLED, t, s->name, NULL);

@@ -32,7 +32,7 @@ static uint64_t hash_of(const uint8_t *m, size_t np)
 static int grow(explorer *E)
 {
     size_t ncap = E->cap ? E->cap * 2 : 256;
-    uint8_t *m = realloc(E->marks, ncap * E->np);
+    uint8_t *m = realloc(E->marks, ncap * (E->np ? E->np : 1));
     if (!m)
         return -ENOMEM;
     E->marks = m;
@@ -123,7 +123,7 @@ static int explore(const cbx_workflow *w, size_t max_markings, cbx_diag *diag, c
 {
     explorer E = {.w = w, .np = w->nplaces};
     int problems = 0, r = 0;
-    uint8_t *m = calloc(w->nplaces, 1);
+    uint8_t *m = calloc(w->nplaces ? w->nplaces : 1, 1);
     if (!m)
         return -ENOMEM;
     for (size_t p = 0; p < w->nplaces; p++)

@@ -235,11 +235,10 @@ void cbx__wf_start_action(cbx_workflow_run *r, wf_firing *f)
     int bad = !ctx || cbx_template_render(r->tpl, tr->config, ctx, &params, &e) != 0;
     if (bad)
         cbx__wf_textf(err, sizeof err, "config.%s: %s", e.where, e.msg);
-    else if (key_tpl &&
-             expand_key(r, "breaker.key", key_tpl, ctx, key, sizeof key, err, sizeof err) != 0)
-        bad = 1;
-    else if (fb_tpl && expand_key(r, "fallback.cache.key", fb_tpl, ctx, fb_key, sizeof fb_key, err,
-                                  sizeof err) != 0)
+    else if ((key_tpl &&
+              expand_key(r, "breaker.key", key_tpl, ctx, key, sizeof key, err, sizeof err) != 0) ||
+             (fb_tpl && expand_key(r, "fallback.cache.key", fb_tpl, ctx, fb_key, sizeof fb_key, err,
+                                   sizeof err) != 0))
         bad = 1;
     if (key_tpl && !bad)
         cbx__wf_textf(breaker, sizeof breaker, "%s:%s", cbx_policy_name(tr->policy), key);

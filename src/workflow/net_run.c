@@ -81,6 +81,8 @@ static int consider(cbx_workflow_run *r, wf_token *t, uint64_t now)
         if (!ok)
             continue; /* waiting for a token to join */
         wf_token *p = toks[0];
+        if (!p)
+            continue; /* no input place: nothing to fire with */
         if (tr->trigger == WF_TRIGGER_SIGNAL && !signal_of(p, tr->signal))
             continue;
         if (tr->after_ms) {
@@ -99,7 +101,7 @@ static int consider(cbx_workflow_run *r, wf_token *t, uint64_t now)
         f->r = r;
         f->ti = ti;
         f->ntoks = n;
-        f->toks = malloc(n * sizeof *f->toks);
+        f->toks = malloc((n ? n : 1) * sizeof *f->toks);
         /* a copy only when something merges into it: a join, a signal, an action's outputs */
         int merges = n > 1 || tr->trigger == WF_TRIGGER_SIGNAL || tr->executor;
         f->base = merges ? json_deep_copy(p->data) : json_incref(p->data);
@@ -277,8 +279,10 @@ static int run_new(cbx_workflow_run **out, cbx_runtime *rt, cbx_workflow *w,
                    const cbx_workflow_run_opts *o, const char *id, cbx_err *err)
 {
     cbx_workflow_run *r = calloc(1, sizeof *r);
-    if (!r)
-        return cbx_err_set(err, -ENOMEM, "out of memory");
+    if (!r) {
+        cbx_err_set(err, -ENOMEM, "out of memory");
+        return -ENOMEM;
+    }
     r->rt = rt;
     r->w = w;
     if (o)
