@@ -241,6 +241,25 @@ static int entry_save(kv_store *s, const char *key, entry *e, cbx_err *err)
     return cbx_err_set(err, CBX_EFAILED, "breaker store %s: %s", BUCKET, why(st));
 }
 
+/* A transition this process wrote, for whoever watches the cluster: cbx.events.breaker.<key>
+ * gets {"name", "from", "to", "wall_ms"}. */
+static void announce(kv_store *s, const char *name, const char *key, cbx_breaker_state from,
+                     cbx_breaker_state to)
+{
+    char subject[4 * CBX_BREAKER_NAME_MAX + 32];
+    snprintf(subject, sizeof subject, "cbx.events.breaker.%s", key);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    json_t *ev = json_pack("{s:s, s:s, s:s, s:I}", "name", name, "from",
+                           cbx_breaker_state_name(from), "to", cbx_breaker_state_name(to),
+                           "wall_ms", (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    char *text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+    if (text)
+        natsConnection_Publish(s->nc, subject, text, (int)strlen(text));
+    free(text);
+    json_decref(ev);
+}
+
 /* ---- the interface ----------------------------------------------------------------------------
  */
 
@@ -265,11 +284,15 @@ static int kv_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_opt
             return r;
         }
         uint64_t stamp = cbx__breaker_state_stamp(e.b);
+        cbx_breaker_state before = cbx_breaker_state_now(e.b);
         int fr = fn ? fn(e.b, ud) : 0;
+        cbx_breaker_state after = cbx_breaker_state_now(e.b);
         int w = 0;
         if (!e.doc || cbx__breaker_state_stamp(e.b) != stamp)
             w = entry_save(s, key, &e, err);
         entry_clear(&e);
+        if (w == 0 && before != after)
+            announce(s, name, key, before, after);
         if (w == 0)
             return fr;
         if (w < 0)

@@ -1,5 +1,6 @@
 # Breakers shared by the cluster (CBX_BREAKER_STORE=nats://...): a breaker opened by one "host"
-# (a state directory of its own) refuses calls on another; list/show/close see the same breaker;
+# (a state directory of its own) refuses calls on another, and its opening is announced on
+# cbx.events.breaker.<name>; list/show/close see the same breaker;
 # and when it half-opens, 8 processes racing for its single probe let exactly one through, in
 # every one of several trials.
 . "$(dirname "$0")/lib.bash"
@@ -22,6 +23,13 @@ until f=$(ls "$TMP"/ports/*.ports 2>/dev/null | head -1) && [ -s "$f" ]; do
 done
 export CBX_BREAKER_STORE=$(jq -r '.nats[0]' "$f")
 
+admin="$(dirname "$CBX")/../tests/nats_admin"
+[ -x "$admin" ] || fail "no nats_admin helper at $admin"
+# watchers of cbx.events.breaker.* see the transition, whoever wrote it
+"$admin" "$CBX_BREAKER_STORE" sub cbx.events.breaker.pay 1 >"$TMP/events" 2>"$TMP/events.ready" &
+epid=$!
+wait_for "$TMP/events.ready"
+
 # on host A, two failures open it; host B is refused without running anything
 for _ in 1 2; do
     CBX_STATE_DIR="$TMP/hostA" run "$CBX" exec --breaker pay --breaker-failures 2 \
@@ -31,6 +39,8 @@ done
 CBX_STATE_DIR="$TMP/hostB" run "$CBX" exec --breaker pay -- sh -c "echo ran >'$TMP/ranB'"
 expect_rc 75 "host B refused by the breaker host A opened"
 [ ! -e "$TMP/ranB" ] || fail "host B ran its command through an open breaker"
+wait $epid
+[ "$(jq -r '.from + ">" + .to' "$TMP/events")" = "closed>open" ] || fail "breaker event: $(cat "$TMP/events")"
 CBX_STATE_DIR="$TMP/hostB" run "$CBX" breaker show pay --json
 [ "$(jqv .state)" = open ] && [ "$(jqv .failures)" = 2 ] || fail "show on host B: $(cat "$TMP/out")"
 CBX_STATE_DIR="$TMP/hostB" run "$CBX" breaker list --json
