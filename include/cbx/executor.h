@@ -142,6 +142,13 @@ const char *cbx_task_run_id(const cbx_task *t);
 const char *cbx_task_step(const cbx_task *t);
 const json_t *cbx_task_metadata(const cbx_task *t);
 const char *cbx_task_tmpdir(const cbx_task *t);
+/* The W3C traceparent of this attempt ("00-TRACE-SPAN-01", 55 characters + NUL into out) when
+ * the process takes part in a trace (TRACEPARENT in its environment, whose trace id is kept, or
+ * OTEL_EXPORTER_OTLP_ENDPOINT set): 1; else 0 and out untouched. Each attempt is a span of its
+ * own. The http executor sends it (header traceparent) and the command executor sets
+ * TRACEPARENT, unless the request gives its own. */
+int cbx_task_traceparent(const cbx_task *t, char out[56]);
+
 /* Non-zero once the attempt is being cancelled (timeout, cancel, runtime shutdown). Safe to call
  * from a blocking run() on a pool thread. */
 int cbx_task_cancelled(const cbx_task *t);

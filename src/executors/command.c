@@ -286,12 +286,14 @@ static int command_start(cbx_task *t)
     char **envp = NULL;
     int env_owned = 0;
     const char *path = NULL;
-    /* the execution's context, for the child: CBX_RUN_ID, CBX_STEP, CBX_TMPDIR (the env
-     * parameter wins) */
+    /* the execution's context, for the child: CBX_RUN_ID, CBX_STEP, CBX_TMPDIR, and
+     * TRACEPARENT when cbx takes part in a trace (the env parameter wins) */
     json_t *env = (json_t *)json_object_get(p, "env"), *ctx_env = NULL;
-    const char *ctx_vals[] = {cbx_task_run_id(t), cbx_task_step(t), cbx_task_tmpdir(t)};
-    static const char *const ctx_names[] = {"CBX_RUN_ID", "CBX_STEP", "CBX_TMPDIR"};
-    for (int i = 0; i < 3; i++) {
+    char tp[56];
+    const char *ctx_vals[] = {cbx_task_run_id(t), cbx_task_step(t), cbx_task_tmpdir(t),
+                              cbx_task_traceparent(t, tp) ? tp : NULL};
+    static const char *const ctx_names[] = {"CBX_RUN_ID", "CBX_STEP", "CBX_TMPDIR", "TRACEPARENT"};
+    for (int i = 0; i < 4; i++) {
         if (!ctx_vals[i] || json_object_get(env, ctx_names[i]))
             continue;
         if (!ctx_env && !(ctx_env = json_is_object(env) ? json_copy(env) : json_object())) {

@@ -608,6 +608,12 @@ static int set_headers(cbx__http_xfer *x, const json_t *headers, int json_body, 
     if (x->graphql && !has_header(headers, "Accept") &&
         add_header(x, "Accept: application/json") < 0)
         return cbx_err_set(err, -ENOMEM, "out of memory");
+    char tp[56], tp_line[80];
+    if (!has_header(headers, "traceparent") && cbx_task_traceparent(x->task, tp)) {
+        snprintf(tp_line, sizeof tp_line, "traceparent: %s", tp);
+        if (add_header(x, tp_line) < 0)
+            return cbx_err_set(err, -ENOMEM, "out of memory");
+    }
     if (x->header_list)
         curl_easy_setopt(x->easy->curl, CURLOPT_HTTPHEADER, x->header_list);
     return 0;
