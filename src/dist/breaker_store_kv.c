@@ -24,6 +24,7 @@
 
 #include "cbx/dist.h"
 #include "core/base64.h"
+#include "core/log_internal.h"
 #include "dist/work.h"
 #include "resilience/breaker_internal.h"
 #include "runtime/breaker_store_internal.h"
@@ -35,7 +36,12 @@ typedef struct kv_store {
     cbx_breaker_store base;
     natsConnection *nc;
     jsCtx *js;
-    kvStore *kv;
+    kvStore *kv;              /* NULL until the bucket could be opened */
+    pthread_mutex_t kv_mu;    /* opening it */
+    cbx_breaker_store *local; /* this process's own view, while the cluster cannot be reached */
+    atomic_int unreachable;   /* the last operation fell back to the local view */
+    atomic_uint_least64_t down_until_ns; /* CLOCK_MONOTONIC: until then, do not ask the server */
+    char *url;
     cbx_clock *clock; /* wall-clock time, moved forward before each operation */
     pthread_mutex_t clock_mu;
     atomic_uint_least64_t cas_retries;
@@ -155,6 +161,69 @@ static void opts_from(cbx_breaker_opts *o, const json_t *j)
     U64_FIELDS(GET_U64) U32_FIELDS(GET_U32) REAL_FIELDS(GET_REAL)
 }
 
+/* ---- the cluster, or this process's view ------------------------------------------------------
+ */
+
+/* The bucket, opened (made where missing) on first use: 0, or a negative code with the server's
+ * reason in err. */
+static int ensure_kv(kv_store *s, cbx_err *err)
+{
+    pthread_mutex_lock(&s->kv_mu);
+    natsStatus st = NATS_OK;
+    if (!s->kv) {
+        st = js_KeyValue(&s->kv, s->js, BUCKET);
+        if (st == NATS_NOT_FOUND) {
+            kvConfig cfg;
+            kvConfig_Init(&cfg);
+            cfg.Bucket = BUCKET;
+            cfg.History = 1;
+            cfg.StorageType = js_FileStorage;
+            st = js_CreateKeyValue(&s->kv, s->js, &cfg);
+            if (st != NATS_OK && js_KeyValue(&s->kv, s->js, BUCKET) == NATS_OK)
+                st = NATS_OK; /* made by another process meanwhile */
+        }
+        if (st != NATS_OK)
+            s->kv = NULL;
+    }
+    pthread_mutex_unlock(&s->kv_mu);
+    if (st != NATS_OK)
+        return cbx_err_set(err, CBX_EFAILED, "breaker store %s on %s: %s", BUCKET, s->url, why(st));
+    return 0;
+}
+
+#define RETRY_SERVER_NS (2 * CBX_NS_PER_S)
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * CBX_NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+/* 1 while a recent failure says the server is away: operations decide here at once, and ask the
+ * server again only every RETRY_SERVER_NS (each asking may wait up to the JetStream wait). */
+static int server_away(kv_store *s)
+{
+    return mono_ns() < atomic_load(&s->down_until_ns);
+}
+
+/* The cluster could not be reached (a partition, a server down): say so, once per outage. */
+static void unreachable(kv_store *s, const cbx_err *why_err)
+{
+    atomic_store(&s->down_until_ns, mono_ns() + RETRY_SERVER_NS);
+    if (atomic_exchange(&s->unreachable, 1) == 0)
+        CBX_LOG(CBX_LOG_WARN, "breaker",
+                "the cluster store is unreachable (%s): deciding on this process's own view "
+                "until it is back",
+                why_err->msg);
+}
+
+static void reachable(kv_store *s)
+{
+    if (atomic_exchange(&s->unreachable, 0) == 1)
+        CBX_LOG(CBX_LOG_WARN, "breaker", "the cluster store on %s is reachable again", s->url);
+}
+
 /* ---- an entry ---------------------------------------------------------------------------------
  */
 
@@ -266,21 +335,34 @@ static void announce(kv_store *s, const char *name, const char *key, cbx_breaker
 static int kv_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_opts *o, int create,
                   uint64_t deadline_ns, use_fn fn, void *ud, cbx_err *err)
 {
-    (void)deadline_ns;
     kv_store *s = (kv_store *)bs;
     char key[4 * CBX_BREAKER_NAME_MAX + 4];
     to_key(name, key, sizeof key);
+    cbx_err net;
+    cbx_err_clear(&net);
+    if (server_away(s))
+        return s->local->ops->use(s->local, name, o, create, deadline_ns, fn, ud, err);
     for (int tries = 0;; tries++) {
         entry e;
+        memset(&e, 0, sizeof e);
         sync_clock(s);
-        int r = entry_load(s, name, key, create ? o : NULL, &e, err);
+        int r = ensure_kv(s, &net);
+        if (r == 0)
+            r = entry_load(s, name, key, create ? o : NULL, &e, &net);
         if (r == -ENOENT && create && !o) {
             cbx_breaker_opts d;
             cbx_breaker_opts_default(&d);
-            r = entry_load(s, name, key, &d, &e, err);
+            r = entry_load(s, name, key, &d, &e, &net);
+        }
+        if (r == CBX_EFAILED) { /* the server: decide here */
+            entry_clear(&e);
+            unreachable(s, &net);
+            return s->local->ops->use(s->local, name, o, create, deadline_ns, fn, ud, err);
         }
         if (r) {
             entry_clear(&e);
+            if (err)
+                *err = net;
             return r;
         }
         uint64_t stamp = cbx__breaker_state_stamp(e.b);
@@ -289,14 +371,23 @@ static int kv_use(cbx_breaker_store *bs, const char *name, const cbx_breaker_opt
         cbx_breaker_state after = cbx_breaker_state_now(e.b);
         int w = 0;
         if (!e.doc || cbx__breaker_state_stamp(e.b) != stamp)
-            w = entry_save(s, key, &e, err);
+            w = entry_save(s, key, &e, &net);
         entry_clear(&e);
-        if (w == 0 && before != after)
-            announce(s, name, key, before, after);
-        if (w == 0)
+        if (w == CBX_EFAILED) { /* lost on the way: decide again here */
+            unreachable(s, &net);
+            return s->local->ops->use(s->local, name, o, create, deadline_ns, fn, ud, err);
+        }
+        if (w == 0) {
+            reachable(s);
+            if (before != after)
+                announce(s, name, key, before, after);
             return fr;
-        if (w < 0)
+        }
+        if (w < 0) {
+            if (err)
+                *err = net;
             return w;
+        }
         atomic_fetch_add(&s->cas_retries, 1); /* written meanwhile: decide again on it */
         if (tries >= MAX_TRIES)
             return cbx_err_set(err, -EAGAIN, "breaker store: '%s' is written too often to win",
@@ -309,12 +400,23 @@ static int kv_peek(cbx_breaker_store *bs, const char *name, use_fn fn, void *ud)
     kv_store *s = (kv_store *)bs;
     char key[4 * CBX_BREAKER_NAME_MAX + 4];
     to_key(name, key, sizeof key);
+    if (server_away(s))
+        return s->local->ops->peek(s->local, name, fn, ud);
     entry e;
+    memset(&e, 0, sizeof e);
     sync_clock(s);
-    int r = entry_load(s, name, key, NULL, &e, NULL);
+    cbx_err net;
+    cbx_err_clear(&net);
+    int r = ensure_kv(s, &net);
+    if (r == 0)
+        r = entry_load(s, name, key, NULL, &e, &net);
     if (r == 0)
         r = fn(e.b, ud);
     entry_clear(&e);
+    if (r == CBX_EFAILED) {
+        unreachable(s, &net);
+        return s->local->ops->peek(s->local, name, fn, ud);
+    }
     return r;
 }
 
@@ -323,6 +425,8 @@ static int kv_forget(cbx_breaker_store *bs, const char *name)
     kv_store *s = (kv_store *)bs;
     char key[4 * CBX_BREAKER_NAME_MAX + 4];
     to_key(name, key, sizeof key);
+    if (ensure_kv(s, NULL) < 0)
+        return -EIO;
     kvEntry *ke = NULL;
     natsStatus st = kvStore_Get(&ke, s->kv, key);
     kvEntry_Destroy(ke);
@@ -334,6 +438,9 @@ static int kv_forget(cbx_breaker_store *bs, const char *name)
 static int kv_names(cbx_breaker_store *bs, char ***out, size_t *n, cbx_err *err)
 {
     kv_store *s = (kv_store *)bs;
+    int r0 = ensure_kv(s, err);
+    if (r0)
+        return r0;
     kvKeysList list = {0};
     natsStatus st = kvStore_Keys(&list, s->kv, NULL);
     if (st != NATS_OK && st != NATS_NOT_FOUND)
@@ -357,8 +464,17 @@ static int kv_get_opts(cbx_breaker_store *bs, const char *name, cbx_breaker_opts
     kv_store *s = (kv_store *)bs;
     char key[4 * CBX_BREAKER_NAME_MAX + 4];
     to_key(name, key, sizeof key);
+    if (server_away(s))
+        return s->local->ops->get_opts(s->local, name, out);
     entry e;
-    int r = entry_load(s, name, key, NULL, &e, NULL);
+    memset(&e, 0, sizeof e);
+    int r = ensure_kv(s, NULL);
+    if (r == 0)
+        r = entry_load(s, name, key, NULL, &e, NULL);
+    if (r == CBX_EFAILED) {
+        entry_clear(&e);
+        return s->local->ops->get_opts(s->local, name, out);
+    }
     if (r == 0) {
         *out = e.opts;
         out->name = NULL;
@@ -374,6 +490,9 @@ static int kv_set_opts(cbx_breaker_store *bs, const char *name, const cbx_breake
     kv_store *s = (kv_store *)bs;
     char key[4 * CBX_BREAKER_NAME_MAX + 4];
     to_key(name, key, sizeof key);
+    int r0 = ensure_kv(s, err);
+    if (r0)
+        return r0;
     for (int tries = 0; tries < MAX_TRIES; tries++) {
         entry old, e;
         int r = entry_load(s, name, key, o, &old, err);
@@ -413,8 +532,11 @@ static void kv_destroy(cbx_breaker_store *bs)
     kvStore_Destroy(s->kv);
     jsCtx_Destroy(s->js);
     natsConnection_Destroy(s->nc);
+    cbx_breaker_store_free(s->local);
     cbx_clock_free(s->clock);
     pthread_mutex_destroy(&s->clock_mu);
+    pthread_mutex_destroy(&s->kv_mu);
+    free(s->url);
     free(s);
 }
 
@@ -428,37 +550,34 @@ int cbx_breaker_store_nats_new(cbx_breaker_store **out, const char *url, cbx_err
     if (!s)
         return cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
     pthread_mutex_init(&s->clock_mu, NULL);
+    pthread_mutex_init(&s->kv_mu, NULL);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     s->clock = cbx_clock_virtual((uint64_t)ts.tv_sec * 1000u);
     atomic_init(&s->gen_seed, (unsigned)ts.tv_nsec);
     s->base.ops = &kv_ops;
     url = cbx__dist_url(url);
-    int r = s->clock ? cbx__dist_connect(url, &s->nc, err)
-                     : cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
-    natsStatus st = NATS_OK;
+    s->url = strdup(url);
+    int r = s->clock && s->url ? cbx_breaker_store_memory_new(&s->local, err)
+                               : cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
+    /* A server that is not there yet is a partition like any other: the connection keeps
+     * trying, and operations decide on this process's view meanwhile. */
     if (r == 0)
-        st = natsConnection_JetStream(&s->js, s->nc, NULL);
-    if (r == 0 && st == NATS_OK) {
-        st = js_KeyValue(&s->kv, s->js, BUCKET);
-        if (st == NATS_NOT_FOUND) {
-            kvConfig cfg;
-            kvConfig_Init(&cfg);
-            cfg.Bucket = BUCKET;
-            cfg.History = 1;
-            cfg.StorageType = js_FileStorage;
-            st = js_CreateKeyValue(&s->kv, s->js, &cfg);
-            if (st != NATS_OK && js_KeyValue(&s->kv, s->js, BUCKET) == NATS_OK)
-                st = NATS_OK; /* made by another process meanwhile */
-        }
+        r = cbx__dist_connect_lazy(url, &s->nc, err);
+    if (r == 0) {
+        jsOptions jo;
+        jsOptions_Init(&jo);
+        jo.Wait = 1000; /* an unreachable cluster costs an operation at most this, in ms */
+        natsStatus st = natsConnection_JetStream(&s->js, s->nc, &jo);
+        if (st != NATS_OK)
+            r = cbx_err_set(err, CBX_EFAILED, "breaker store on %s: %s", url, why(st));
     }
-    if (r == 0 && st != NATS_OK)
-        r = cbx_err_set(err, CBX_EFAILED, "breaker store on %s: bucket %s: %s", url, BUCKET,
-                        why(st));
     if (r) {
         kv_destroy(&s->base);
         return r;
     }
+    if (natsConnection_Status(s->nc) == NATS_CONN_STATUS_CONNECTED)
+        (void)ensure_kv(s, NULL); /* now, else at the first operation */
     *out = &s->base;
     return 0;
 }

@@ -27,9 +27,11 @@
     X(natsOptions_SetTimeout)                                                                      \
     X(natsOptions_SetName)                                                                         \
     X(natsOptions_SetMaxReconnect)                                                                 \
+    X(natsOptions_SetRetryOnFailedConnect)                                                         \
     X(natsConnection_Connect)                                                                      \
     X(natsConnection_Destroy)                                                                      \
     X(natsConnection_Close)                                                                        \
+    X(natsConnection_Status)                                                                       \
     X(natsConnection_IsClosed)                                                                     \
     X(natsConnection_PublishMsg)                                                                   \
     X(natsConnection_FlushTimeout)                                                                 \
@@ -116,9 +118,11 @@ int cbx__nats_load(cbx_err *err);
 #define natsOptions_SetTimeout                cbx__nats.natsOptions_SetTimeout
 #define natsOptions_SetName                   cbx__nats.natsOptions_SetName
 #define natsOptions_SetMaxReconnect           cbx__nats.natsOptions_SetMaxReconnect
+#define natsOptions_SetRetryOnFailedConnect   cbx__nats.natsOptions_SetRetryOnFailedConnect
 #define natsConnection_Connect                cbx__nats.natsConnection_Connect
 #define natsConnection_Destroy                cbx__nats.natsConnection_Destroy
 #define natsConnection_Close                  cbx__nats.natsConnection_Close
+#define natsConnection_Status                 cbx__nats.natsConnection_Status
 #define natsConnection_IsClosed               cbx__nats.natsConnection_IsClosed
 #define natsConnection_PublishMsg             cbx__nats.natsConnection_PublishMsg
 #define natsConnection_FlushTimeout           cbx__nats.natsConnection_FlushTimeout

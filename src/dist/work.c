@@ -45,7 +45,27 @@ static const char *why(natsStatus s)
     return text && *text && last == s ? text : natsStatus_GetText(s);
 }
 
+static int connect_with(const char *url, natsConnection **nc, int lazy, cbx_err *err);
+
+/* Given to libnats so that a connect that cannot reach the server returns at once and goes on
+ * in the background (without a callback it would retry before returning). */
+static void connected_later(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    (void)closure;
+}
+
 int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err)
+{
+    return connect_with(url, nc, 0, err);
+}
+
+int cbx__dist_connect_lazy(const char *url, natsConnection **nc, cbx_err *err)
+{
+    return connect_with(url, nc, 1, err);
+}
+
+static int connect_with(const char *url, natsConnection **nc, int lazy, cbx_err *err)
 {
     int rc = cbx__nats_load(err);
     if (rc)
@@ -60,8 +80,12 @@ int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err)
         s = natsOptions_SetTimeout(o, 2000);
     if (s == NATS_OK)
         s = natsOptions_SetMaxReconnect(o, -1);
+    if (s == NATS_OK && lazy)
+        s = natsOptions_SetRetryOnFailedConnect(o, true, connected_later, NULL);
     if (s == NATS_OK)
         s = natsConnection_Connect(nc, o);
+    if (lazy && s == NATS_NOT_YET_CONNECTED)
+        s = NATS_OK; /* it goes on trying in the background */
     natsOptions_Destroy(o);
     if (s != NATS_OK)
         return cbx_err_set(err, CBX_EFAILED, "cannot connect to %s: %s", url, why(s));

@@ -28,6 +28,9 @@ int cbx__dist_token_ok(const char *s);
 /* Load libnats and connect (reconnecting for ever once connected: a restarted server is found
  * again). 0, CBX_EPLUGIN or CBX_EFAILED naming the server. */
 int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err);
+/* As cbx__dist_connect, but a server that is not there yet is not a failure: the connection keeps
+ * trying in the background, and requests fail meanwhile. */
+int cbx__dist_connect_lazy(const char *url, natsConnection **nc, cbx_err *err);
 /* The work stream (work-queue retention, file storage) where it is missing. */
 int cbx__dist_ensure_stream(jsCtx *js, cbx_err *err);
 /* The results bucket where it is missing; *kv opened either way. */

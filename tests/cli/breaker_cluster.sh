@@ -1,8 +1,8 @@
 # Breakers shared by the cluster (CBX_BREAKER_STORE=nats://...): a breaker opened by one "host"
 # (a state directory of its own) refuses calls on another, and its opening is announced on
 # cbx.events.breaker.<name>; list/show/close see the same breaker;
-# and when it half-opens, 8 processes racing for its single probe let exactly one through, in
-# every one of several trials.
+# when it half-opens, 8 processes racing for its single probe let exactly one through, in every
+# one of several trials; and with the server gone, breakers decide on their own view and say so.
 . "$(dirname "$0")/lib.bash"
 
 command -v nats-server >/dev/null || {
@@ -99,4 +99,14 @@ CBX_STATE_DIR="$TMP/hostB" run "$CBX" exec --remote "$CBX_BREAKER_STORE" --break
     -- sh -c "echo ran >'$TMP/ran_remote'"
 expect_rc 75 "a remote job refused by the cluster's open breaker"
 [ ! -e "$TMP/ran_remote" ] || fail "the worker ran the job through an open breaker"
+
+# a partition: with the server gone, a breaker decides on this process's own view, and says so
+kill $npid
+wait $npid 2>/dev/null
+CBX_STATE_DIR="$TMP/hostA" run "$CBX" exec --breaker lonely -- true
+expect_rc 0 "a call while the cluster is unreachable"
+grep -q "the cluster store is unreachable" "$TMP/err" || fail "no word of the partition: $(cat "$TMP/err")"
+CBX_BREAKER_STORE=nats://127.0.0.1:1 CBX_STATE_DIR="$TMP/hostA" run "$CBX" exec --breaker lonely -- true
+expect_rc 0 "a call with no server at all"
+grep -q "the cluster store is unreachable" "$TMP/err" || fail "no server: $(cat "$TMP/err")"
 echo "ok [$TEST]"
