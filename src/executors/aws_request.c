@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 static const char *str(const json_t *p, const char *k)
 {
@@ -70,6 +71,23 @@ int cbx__aws_send(cbx__http_xfer *x, json_t *http, const json_t *p, const cbx__a
     if ((r = cbx__http_loop_add(x->lp, x)) < 0)
         return cbx_err_set(err, r, "%s: cannot start the request: %s", who, cbx_strerror(r));
     x->phase = 1;
+    return 0;
+}
+
+int cbx__http_xfer_prepare(cbx__http_xfer *x, cbx_task *t, void (*on_end)(cbx__http_xfer *x))
+{
+    int r = cbx__curl_load(NULL);
+    if (r < 0)
+        return r;
+    cbx__http_loop *lp = cbx_task_loop_state(t);
+    if (!lp)
+        return -ENOMEM;
+    if ((r = cbx__http_loop_ready(lp)) < 0)
+        return r;
+    x->task = t;
+    x->lp = lp;
+    x->t0_ns = uv_hrtime();
+    x->on_end = on_end;
     return 0;
 }
 

@@ -40,6 +40,11 @@ void cbx__aws_endpoint(const json_t *p, const char *env_name, const char *servic
 int cbx__aws_send(cbx__http_xfer *x, json_t *http, const json_t *p, const cbx__aws_auth *a,
                   const char *who, cbx_err *err);
 
+/* Get x ready to serve task t through the type's curl context (the task's loop state): libcurl
+ * loaded, the context ready, x's task, context, start time and on_end set. 0, or a negative code
+ * (the attempt cannot start). */
+int cbx__http_xfer_prepare(cbx__http_xfer *x, cbx_task *t, void (*on_end)(cbx__http_xfer *x));
+
 /* A transfer that could not start: its easy handle given back, and x reported (through its
  * on_end) with start_rc = rc and start_msg = msg on the loop's next turn. */
 void cbx__http_xfer_fail_start(cbx__http_xfer *x, int rc, const char *msg);

@@ -281,19 +281,11 @@ static int ddb_start(cbx_task *t)
     ddb_task *d = cbx_task_state(t);
     const json_t *p = cbx_task_params(t);
     const char *op = str(p, "operation");
-    int r = cbx__curl_load(NULL);
+    int r = cbx__http_xfer_prepare(&d->x, t, ddb_on_end);
     if (r < 0)
         return r;
-    d->lp = cbx_task_loop_state(t);
-    if (!d->lp)
-        return -ENOMEM;
-    if ((r = cbx__http_loop_ready(d->lp)) < 0)
-        return r;
     d->t = t;
-    d->x.task = t;
-    d->x.lp = d->lp;
-    d->x.t0_ns = uv_hrtime();
-    d->x.on_end = ddb_on_end;
+    d->lp = d->x.lp;
 
     cbx__aws_auth_from(p, "dynamodb", &d->auth);
     if (strcmp(op, "action") == 0)

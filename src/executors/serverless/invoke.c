@@ -236,19 +236,11 @@ static int lambda_start(cbx_task *t)
 {
     lambda_task *d = cbx_task_state(t);
     const json_t *p = cbx_task_params(t);
-    int r = cbx__curl_load(NULL);
+    int r = cbx__http_xfer_prepare(&d->x, t, lambda_on_end);
     if (r < 0)
         return r;
-    d->lp = cbx_task_loop_state(t);
-    if (!d->lp)
-        return -ENOMEM;
-    if ((r = cbx__http_loop_ready(d->lp)) < 0)
-        return r;
     d->t = t;
-    d->x.task = t;
-    d->x.lp = d->lp;
-    d->x.t0_ns = uv_hrtime();
-    d->x.on_end = lambda_on_end;
+    d->lp = d->x.lp;
     cbx__aws_auth_from(p, "lambda", &d->auth);
     if (cbx__http_loop_begin(d->lp) < 0)
         return -ENOMEM;
