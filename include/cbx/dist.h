@@ -101,9 +101,11 @@ int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job 
  * compare-and-set, deciding again when another process wrote first, so that half-open probes
  * are never over-admitted cluster-wide. Breaker times are wall-clock (keep hosts' clocks in
  * step). While the server cannot be reached (also at creation: the connection keeps trying),
- * operations decide on this process's own breakers and a warning is logged once per outage. No host-wide rate limiters (cbx_breaker_store_limiter answers -ENOTSUP). Operations
- * block on the server (a round trip or two): use it where a breaker's decision is worth that.
- * 0, CBX_EPLUGIN (libnats), CBX_EFAILED (the server), -ENOMEM. Free with cbx_breaker_store_free. */
+ * operations decide on this process's own breakers and a warning is logged once per outage. No
+ * host-wide rate limiters (cbx_breaker_store_limiter answers -ENOTSUP). Operations block on the
+ * server (a round trip or two): use it where a breaker's decision is worth that. 0, CBX_EPLUGIN
+ * (libnats), CBX_EFAILED (libnats refused the options), -ENOMEM; a server that is away is not a
+ * failure here. Free with cbx_breaker_store_free. */
 int cbx_breaker_store_nats_new(cbx_breaker_store **out, const char *url, cbx_err *err);
 
 /* How many times this store's operations were decided again because another process wrote the
