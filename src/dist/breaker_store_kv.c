@@ -48,16 +48,9 @@ typedef struct kv_store {
     atomic_uint gen_seed;
 } kv_store;
 
-static const char *why(natsStatus s)
-{
-    natsStatus last = NATS_OK;
-    const char *text = nats_GetLastError(&last);
-    return text && *text && last == s ? text : natsStatus_GetText(s);
-}
-
 static int conflict(natsStatus s)
 {
-    const char *w = why(s);
+    const char *w = cbx__nats_why(s);
     return s != NATS_OK && (strstr(w, "wrong last sequence") || strstr(w, "key exists"));
 }
 
@@ -187,7 +180,8 @@ static int ensure_kv(kv_store *s, cbx_err *err)
     }
     pthread_mutex_unlock(&s->kv_mu);
     if (st != NATS_OK)
-        return cbx_err_set(err, CBX_EFAILED, "breaker store %s on %s: %s", BUCKET, s->url, why(st));
+        return cbx_err_set(err, CBX_EFAILED, "breaker store %s on %s: %s", BUCKET, s->url,
+                           cbx__nats_why(st));
     return 0;
 }
 
@@ -254,7 +248,7 @@ static int entry_load(kv_store *s, const char *name, const char *key, const cbx_
         e->doc = json_loadb(kvEntry_Value(ke), (size_t)kvEntry_ValueLen(ke), 0, NULL);
         kvEntry_Destroy(ke);
     } else if (st != NATS_NOT_FOUND) {
-        return cbx_err_set(err, CBX_EFAILED, "breaker store %s: %s", BUCKET, why(st));
+        return cbx_err_set(err, CBX_EFAILED, "breaker store %s: %s", BUCKET, cbx__nats_why(st));
     }
     const json_t *stored = json_object_get(e->doc, "opts");
     if (!stored && !o)
@@ -307,7 +301,7 @@ static int entry_save(kv_store *s, const char *key, entry *e, cbx_err *err)
         return 0;
     if (conflict(st))
         return 1;
-    return cbx_err_set(err, CBX_EFAILED, "breaker store %s: %s", BUCKET, why(st));
+    return cbx_err_set(err, CBX_EFAILED, "breaker store %s: %s", BUCKET, cbx__nats_why(st));
 }
 
 /* A transition this process wrote, for whoever watches the cluster: cbx.events.breaker.<key>
@@ -444,7 +438,7 @@ static int kv_names(cbx_breaker_store *bs, char ***out, size_t *n, cbx_err *err)
     kvKeysList list = {0};
     natsStatus st = kvStore_Keys(&list, s->kv, NULL);
     if (st != NATS_OK && st != NATS_NOT_FOUND)
-        return cbx_err_set(err, CBX_EFAILED, "breaker store %s: %s", BUCKET, why(st));
+        return cbx_err_set(err, CBX_EFAILED, "breaker store %s: %s", BUCKET, cbx__nats_why(st));
     char **v = calloc((size_t)list.Count + 1, sizeof *v);
     size_t k = 0;
     for (int i = 0; v && i < list.Count; i++)
@@ -570,7 +564,7 @@ int cbx_breaker_store_nats_new(cbx_breaker_store **out, const char *url, cbx_err
         jo.Wait = 1000; /* an unreachable cluster costs an operation at most this, in ms */
         natsStatus st = natsConnection_JetStream(&s->js, s->nc, &jo);
         if (st != NATS_OK)
-            r = cbx_err_set(err, CBX_EFAILED, "breaker store on %s: %s", url, why(st));
+            r = cbx_err_set(err, CBX_EFAILED, "breaker store on %s: %s", url, cbx__nats_why(st));
     }
     if (r) {
         kv_destroy(&s->base);

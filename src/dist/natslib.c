@@ -49,3 +49,12 @@ int cbx__nats_load(cbx_err *err)
         return cbx_err_set(err, load_rc, "nats: cannot load libnats: %s", load_why);
     return 0;
 }
+
+const char *cbx__nats_why(natsStatus s)
+{
+    natsStatus last = NATS_OK;
+    const char *text = cbx__nats.nats_GetLastError(&last);
+    if (text && *text && last == s)
+        return text;
+    return cbx__nats.natsStatus_GetText(s);
+}

@@ -107,6 +107,10 @@ extern cbx__nats_api cbx__nats;
  * first call's answer. 0, or CBX_EPLUGIN with dlopen's or dlsym's reason in *err (may be NULL). */
 int cbx__nats_load(cbx_err *err);
 
+/* The text of a libnats failure: the library's last error on this thread when it is about s,
+ * else the status's own text. Static or thread-local storage. libnats must be loaded. */
+const char *cbx__nats_why(natsStatus s);
+
 #ifndef CBX__NATSLIB_NO_MACROS
 #define natsOptions_Create                    cbx__nats.natsOptions_Create
 #define natsOptions_Destroy                   cbx__nats.natsOptions_Destroy

@@ -9,13 +9,6 @@
 
 #define SLICE_MS 50
 
-static const char *why(natsStatus s)
-{
-    natsStatus last = NATS_OK;
-    const char *text = nats_GetLastError(&last);
-    return text && *text && last == s ? text : natsStatus_GetText(s);
-}
-
 static json_t *job_json(const cbx_remote_job *job, const char *id)
 {
     json_t *j = json_object();
@@ -93,7 +86,7 @@ int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job 
     if (s != NATS_OK) {
         rc = cbx_err_set(err, CBX_EFAILED, "cannot queue the job on %s (%s): %s", url, work,
                          s == NATS_NO_RESPONDERS ? "JetStream is not enabled on the server"
-                                                 : why(s));
+                                                 : cbx__nats_why(s));
         goto out;
     }
     uint64_t waited_ms = 0, limit_ms = wait_ns ? wait_ns / 1000000 : UINT64_MAX;

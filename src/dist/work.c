@@ -2,6 +2,7 @@
 #include "dist/work.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,15 +39,6 @@ int cbx__dist_token_ok(const char *s)
     return 1;
 }
 
-static const char *why(natsStatus s)
-{
-    natsStatus last = NATS_OK;
-    const char *text = nats_GetLastError(&last);
-    return text && *text && last == s ? text : natsStatus_GetText(s);
-}
-
-static int connect_with(const char *url, natsConnection **nc, int lazy, cbx_err *err);
-
 /* Given to libnats so that a connect that cannot reach the server returns at once and goes on
  * in the background (without a callback it would retry before returning). */
 static void connected_later(natsConnection *nc, void *closure)
@@ -55,21 +47,30 @@ static void connected_later(natsConnection *nc, void *closure)
     (void)closure;
 }
 
-int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err)
+/* url as it may be shown: credentials in it ("nats://user:pass@host") become "***". */
+static void shown_url(const char *url, char *buf, size_t len)
 {
-    return connect_with(url, nc, 0, err);
+    const char *at = strchr(url, '@'), *scheme = strstr(url, "://");
+    if (at && scheme && scheme < at && !memchr(scheme + 3, '/', (size_t)(at - scheme - 3)))
+        snprintf(buf, len, "%.*s***%s", (int)(scheme + 3 - url), url, at);
+    else
+        snprintf(buf, len, "%s", url);
 }
 
-int cbx__dist_connect_lazy(const char *url, natsConnection **nc, cbx_err *err)
+static int given(const char *s)
 {
-    return connect_with(url, nc, 1, err);
+    return s && *s;
 }
 
-static int connect_with(const char *url, natsConnection **nc, int lazy, cbx_err *err)
+int cbx__dist_open(const char *url, const cbx__nats_conn_opts *co, natsConnection **nc,
+                   cbx_err *err)
 {
     int rc = cbx__nats_load(err);
     if (rc)
         return rc;
+    static const cbx__nats_conn_opts none;
+    if (!co)
+        co = &none;
     natsOptions *o = NULL;
     natsStatus s = natsOptions_Create(&o);
     if (s == NATS_OK)
@@ -77,19 +78,44 @@ static int connect_with(const char *url, natsConnection **nc, int lazy, cbx_err 
     if (s == NATS_OK)
         s = natsOptions_SetName(o, "cbx");
     if (s == NATS_OK)
-        s = natsOptions_SetTimeout(o, 2000);
-    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(o, co->timeout_ms > 0 ? co->timeout_ms : 2000);
+    if (s == NATS_OK && co->reconnect_forever)
         s = natsOptions_SetMaxReconnect(o, -1);
-    if (s == NATS_OK && lazy)
+    if (s == NATS_OK && co->lazy)
         s = natsOptions_SetRetryOnFailedConnect(o, true, connected_later, NULL);
-    if (s == NATS_OK)
-        s = natsConnection_Connect(nc, o);
-    if (lazy && s == NATS_NOT_YET_CONNECTED)
+    if (s == NATS_OK && given(co->token))
+        s = natsOptions_SetToken(o, co->token);
+    if (s == NATS_OK && given(co->user))
+        s = natsOptions_SetUserInfo(o, co->user, co->password);
+    if (s == NATS_OK && co->tls)
+        s = natsOptions_SetSecure(o, true);
+    if (s == NATS_OK && given(co->ca_file))
+        s = natsOptions_LoadCATrustedCertificates(o, co->ca_file);
+    char shown[512];
+    shown_url(url, shown, sizeof shown);
+    if (s != NATS_OK) {
+        natsOptions_Destroy(o);
+        return cbx_err_set(err, CBX_EFAILED, "options for %s: %s", shown, cbx__nats_why(s));
+    }
+    s = natsConnection_Connect(nc, o);
+    if (co->lazy && s == NATS_NOT_YET_CONNECTED)
         s = NATS_OK; /* it goes on trying in the background */
     natsOptions_Destroy(o);
     if (s != NATS_OK)
-        return cbx_err_set(err, CBX_EFAILED, "cannot connect to %s: %s", url, why(s));
+        return cbx_err_set(err, CBX_EFAILED, "cannot connect to %s: %s", shown, cbx__nats_why(s));
     return 0;
+}
+
+int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err)
+{
+    cbx__nats_conn_opts o = {.reconnect_forever = 1};
+    return cbx__dist_open(url, &o, nc, err);
+}
+
+int cbx__dist_connect_lazy(const char *url, natsConnection **nc, cbx_err *err)
+{
+    cbx__nats_conn_opts o = {.reconnect_forever = 1, .lazy = 1};
+    return cbx__dist_open(url, &o, nc, err);
 }
 
 int cbx__dist_ensure_stream(jsCtx *js, cbx_err *err)
@@ -102,7 +128,7 @@ int cbx__dist_ensure_stream(jsCtx *js, cbx_err *err)
         return 0;
     }
     if (s != NATS_NOT_FOUND)
-        return cbx_err_set(err, CBX_EFAILED, "stream %s: %s", CBX__DIST_STREAM, why(s));
+        return cbx_err_set(err, CBX_EFAILED, "stream %s: %s", CBX__DIST_STREAM, cbx__nats_why(s));
     jsStreamConfig cfg;
     jsStreamConfig_Init(&cfg);
     cfg.Name = CBX__DIST_STREAM;
@@ -114,7 +140,8 @@ int cbx__dist_ensure_stream(jsCtx *js, cbx_err *err)
     s = js_AddStream(NULL, js, &cfg, NULL, &jerr);
     /* another process may have made it meanwhile: fine */
     if (s != NATS_OK && jerr != JSStreamNameExistErr)
-        return cbx_err_set(err, CBX_EFAILED, "cannot make stream %s: %s", CBX__DIST_STREAM, why(s));
+        return cbx_err_set(err, CBX_EFAILED, "cannot make stream %s: %s", CBX__DIST_STREAM,
+                           cbx__nats_why(s));
     return 0;
 }
 
@@ -133,6 +160,7 @@ int cbx__dist_ensure_results(jsCtx *js, kvStore **kv, cbx_err *err)
             s = NATS_OK; /* made by another process meanwhile */
     }
     if (s != NATS_OK)
-        return cbx_err_set(err, CBX_EFAILED, "results bucket %s: %s", CBX__DIST_RESULTS, why(s));
+        return cbx_err_set(err, CBX_EFAILED, "results bucket %s: %s", CBX__DIST_RESULTS,
+                           cbx__nats_why(s));
     return 0;
 }

@@ -25,11 +25,25 @@ int cbx__dist_queue_ok(const char *name);
  * them a space, '.', '*' or '>'. */
 int cbx__dist_token_ok(const char *s);
 
-/* Load libnats and connect (reconnecting for ever once connected: a restarted server is found
- * again). 0, CBX_EPLUGIN or CBX_EFAILED naming the server. */
+/* How to connect: credentials, TLS, patience. Strings NULL or "" = not given. */
+typedef struct cbx__nats_conn_opts {
+    const char *token, *user, *password, *ca_file;
+    int tls;               /* require TLS */
+    int64_t timeout_ms;    /* for connecting; 0 = 2000 */
+    int reconnect_forever; /* once connected, never give up reconnecting (else libnats' 60) */
+    int lazy;              /* a server that is not there is not a failure: the connection keeps
+                              trying in the background, and requests fail meanwhile */
+} cbx__nats_conn_opts;
+
+/* Load libnats and connect to url (one server or a comma-separated list) as o says (NULL = the
+ * defaults). 0, CBX_EPLUGIN, or CBX_EFAILED with a line naming the server, credentials in the
+ * URL shown as "***". */
+int cbx__dist_open(const char *url, const cbx__nats_conn_opts *o, natsConnection **nc,
+                   cbx_err *err);
+
+/* cbx__dist_open for workers and submitters: reconnecting for ever once connected (a restarted
+ * server is found again); _lazy also takes a server that is not there yet. */
 int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err);
-/* As cbx__dist_connect, but a server that is not there yet is not a failure: the connection keeps
- * trying in the background, and requests fail meanwhile. */
 int cbx__dist_connect_lazy(const char *url, natsConnection **nc, cbx_err *err);
 /* The work stream (work-queue retention, file storage) where it is missing. */
 int cbx__dist_ensure_stream(jsCtx *js, cbx_err *err);

@@ -96,13 +96,6 @@ static void warn(const cbx_worker *w, const char *fmt, ...)
     fprintf(stderr, "cbx worker %s: %s\n", w->id, line);
 }
 
-static const char *why(natsStatus s)
-{
-    natsStatus last = NATS_OK;
-    const char *text = nats_GetLastError(&last);
-    return text && *text && last == s ? text : natsStatus_GetText(s);
-}
-
 static void push(list *l, job *j)
 {
     j->next = NULL;
@@ -527,7 +520,7 @@ static int setup_consumer(cbx_worker *w, cbx_err *err)
     /* another worker may have made it meanwhile */
     if (s != NATS_OK && jerr != JSConsumerNameExistErr && jerr != JSConsumerExistingActiveErr)
         return cbx_err_set(err, CBX_EFAILED, "cannot make the consumer %s on %s: %s", w->durable,
-                           w->url, why(s));
+                           w->url, cbx__nats_why(s));
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = CBX__DIST_STREAM;

@@ -38,8 +38,4 @@ typedef struct cbx__nats_result {
 cbx__nats_result cbx__nats_run_op(cbx_task *t, natsConnection *nc, const json_t *params,
                                   int64_t wait_ms, cbx_err *err);
 
-/* The text of a libnats failure: the library's last error for this thread when it has one, else
- * the status's text. Static or thread-local storage. */
-const char *cbx__nats_why(natsStatus s);
-
 #endif

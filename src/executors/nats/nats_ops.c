@@ -12,15 +12,6 @@
 #include "core/base64.h"
 #include "executors/nats/nats_internal.h"
 
-const char *cbx__nats_why(natsStatus s)
-{
-    natsStatus last = NATS_OK;
-    const char *text = nats_GetLastError(&last);
-    if (text && *text && last == s)
-        return text;
-    return natsStatus_GetText(s);
-}
-
 static const char *pstr(const json_t *params, const char *name)
 {
     return json_string_value(json_object_get(params, name));

@@ -4,6 +4,7 @@
  * threads share one. A connection found closed (its reconnect attempts ran out) is replaced; the
  * old one may still be in another attempt's hands, so it is only destroyed with the pool.
  */
+#include "dist/work.h"
 #include "executors/nats/nats_internal.h"
 
 #include <errno.h>
@@ -70,47 +71,24 @@ static char *conn_key(const char *url, const json_t *params)
     return key;
 }
 
-/* url as it may be shown: credentials in it ("nats://user:pass@host") become "***". */
-static void shown_url(const char *url, char *buf, size_t len)
-{
-    const char *at = strchr(url, '@'), *scheme = strstr(url, "://");
-    if (at && scheme && scheme < at && !memchr(scheme + 3, '/', (size_t)(at - scheme - 3)))
-        snprintf(buf, len, "%.*s***%s", (int)(scheme + 3 - url), url, at);
-    else
-        snprintf(buf, len, "%s", url);
-}
-
 static int connect_new(const char *url, const json_t *params, int64_t connect_ms,
                        natsConnection **out, cbx_err *err)
 {
-    natsOptions *o = NULL;
-    natsStatus s = natsOptions_Create(&o);
-    if (s == NATS_OK)
-        s = natsOptions_SetURL(o, url);
-    if (s == NATS_OK)
-        s = natsOptions_SetName(o, "cbx");
-    if (s == NATS_OK)
-        s = natsOptions_SetTimeout(o, connect_ms > 0 ? connect_ms : 1);
-    if (s == NATS_OK && *str(params, "token"))
-        s = natsOptions_SetToken(o, str(params, "token"));
-    if (s == NATS_OK && *str(params, "user"))
-        s = natsOptions_SetUserInfo(o, str(params, "user"), str(params, "password"));
-    if (s == NATS_OK && json_is_true(json_object_get(params, "tls")))
-        s = natsOptions_SetSecure(o, true);
-    if (s == NATS_OK && *str(params, "ca_file"))
-        s = natsOptions_LoadCATrustedCertificates(o, str(params, "ca_file"));
-    char shown[512];
-    shown_url(url, shown, sizeof shown);
-    if (s != NATS_OK) {
-        natsOptions_Destroy(o);
-        return cbx_err_set(err, CBX_EFAILED, "nats: options for %s: %s", shown, cbx__nats_why(s));
+    cbx__nats_conn_opts o = {
+        .token = str(params, "token"),
+        .user = str(params, "user"),
+        .password = str(params, "password"),
+        .ca_file = str(params, "ca_file"),
+        .tls = json_is_true(json_object_get(params, "tls")),
+        .timeout_ms = connect_ms > 0 ? connect_ms : 1,
+    };
+    int r = cbx__dist_open(url, &o, out, err);
+    if (r && err) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        cbx_err_set(err, r, "nats: %s", msg);
     }
-    s = natsConnection_Connect(out, o);
-    natsOptions_Destroy(o);
-    if (s != NATS_OK)
-        return cbx_err_set(err, CBX_EFAILED, "nats: cannot connect to %s: %s", shown,
-                           cbx__nats_why(s));
-    return 0;
+    return r;
 }
 
 int cbx__nats_pool_get(cbx__nats_pool *p, const char *url, const json_t *params, int64_t connect_ms,
