@@ -104,7 +104,7 @@ int cli_cmd_worker(cli_ctx *ctx, int argc, char **argv)
     cbx_worker_opts o = {0};
     char *types_text = NULL;
     const char *val;
-    int id, json = 0;
+    int id, json = 0, verbose = 0;
     uint64_t u;
     while ((id = cli_args_next(&a, &val)) != CLI_ARGS_END) {
         switch (id) {
@@ -149,7 +149,7 @@ int cli_cmd_worker(cli_ctx *ctx, int argc, char **argv)
             o.worker_id = val;
             break;
         case OPT_VERBOSE:
-            o.verbose = 1;
+            verbose = 1;
             break;
         default:
             if (cli_common_option(ctx, id, val, &json))
@@ -194,13 +194,14 @@ int cli_cmd_worker(cli_ctx *ctx, int argc, char **argv)
         code = r == CBX_EINVAL_CONFIG ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
         goto out;
     }
+    cli_log_install(verbose); /* the jobs' story: what went wrong always, each job with -v */
     running_worker = w;
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    if (o.verbose)
+    if (verbose)
         fprintf(stderr, "cbx worker: pulling from queue %s\n", o.queue ? o.queue : "default");
     cbx_worker_run(w);
     running_worker = NULL;

@@ -8,7 +8,9 @@
  * Delivery is at least once: a worker that dies mid-job leaves it unacknowledged, and JetStream
  * gives it to another worker after the ack wait. Before running a job a worker looks its id up
  * in CBX_RESULTS, so a job whose result was stored is never run again (it is acknowledged and its
- * result announced again). docs/distributed.md has the whole story.
+ * result announced again). docs/distributed.md has the whole story. A worker tells its jobs' story
+ * through the library's log (cbx/log.h, component "worker"): each job at INFO, what went wrong
+ * (a malformed job, one given up, a result that could not be stored) at WARN.
  *
  * libnats is loaded on first use (dist/natslib.h); every function here returns CBX_EPLUGIN with
  * the reason when it cannot be.
@@ -48,7 +50,6 @@ typedef struct cbx_worker_opts {
     uint32_t max_deliver;        /* deliveries before a job is given up (its result says so);
                                     0 = 5 */
     const char *worker_id;       /* put in each result as "worker"; NULL = host:pid */
-    int verbose;                 /* one line on stderr per job */
     cbx_breaker_store *breakers; /* borrowed: where a job's named breaker ("breaker") lives
                                     (cbx_breaker_store_nats_new: shared by the cluster); NULL = an
                                     in-memory store of this worker's */

@@ -22,6 +22,7 @@
 #include "cbx/dist.h"
 #include "cbx/policy.h"
 #include "cbx/runtime.h"
+#include "core/log_internal.h"
 #include "dist/work.h"
 
 #define FETCH_MAX       64
@@ -72,29 +73,10 @@ struct cbx_worker {
     atomic_uint_least64_t done, handed_back, poisoned;
 };
 
-static void say(const cbx_worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(const cbx_worker *w, const char *fmt, ...)
-{
-    if (!w->o.verbose)
-        return;
-    char line[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "cbx worker %s: %s\n", w->id, line);
-}
-
-static void warn(const cbx_worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void warn(const cbx_worker *w, const char *fmt, ...)
-{
-    char line[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "cbx worker %s: %s\n", w->id, line);
-}
+/* A job's story goes through the library's log (cbx/log.h): INFO for each job, WARN for what
+ * went wrong; every line names the worker. */
+#define say(w, fmt, ...)  CBX_LOG(CBX_LOG_INFO, "worker", "%s: " fmt, (w)->id, __VA_ARGS__)
+#define warn(w, fmt, ...) CBX_LOG(CBX_LOG_WARN, "worker", "%s: " fmt, (w)->id, __VA_ARGS__)
 
 static void push(list *l, job *j)
 {
