@@ -407,11 +407,8 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
         code = CLI_EXIT_USAGE;
         goto out;
     }
-    if (c.remote) {
-        code = exec_remote(&c, ctx, reg, params);
-        goto out;
-    }
     if (c.cmd) {
+        /* the command after -- is the argv, here or on a worker */
         if (json_object_get(params, "argv")) {
             cli_err("exec: -p argv: the command after -- is the argv");
             code = CLI_EXIT_USAGE;
@@ -429,6 +426,12 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
             json_array_append_new(av, arg);
         }
         json_object_set_new(params, "argv", av);
+    }
+    if (c.remote) {
+        code = exec_remote(&c, ctx, reg, params);
+        goto out;
+    }
+    if (c.cmd) {
         /* Run once: the command's output streams through as it comes, each attempt's (its
          * chunks, cbx_task_emit) */
         c.stream = !c.each && c.repeat == 1 && !c.json &&

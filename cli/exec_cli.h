@@ -91,8 +91,9 @@ int exec_build_policy(exec_cfg *c, cbx_breaker_store *rate_store, cbx_policy **o
 /* The policy block alone (what exec_build_policy parses): 0 and *out (new reference), or an
  * exit code after a message. */
 int exec_policy_block(const exec_cfg *c, json_t **out);
-/* exec_remote.c: --remote: the execution queued for the workers, its result awaited, printed as
- * a local one's and journaled here (unless --no-journal). Returns the exit code. */
+/* exec_remote.c: --remote (params already hold a -- CMD's argv): the execution queued for the
+ * workers, its result awaited, printed as a local one's and journaled here (unless --no-journal).
+ * Returns the exit code. */
 int exec_remote(exec_cfg *c, cli_ctx *ctx, const cbx_registry *reg, json_t *params);
 
 int exec_is_breaker_refusal(int rc);

@@ -93,23 +93,6 @@ int exec_remote(exec_cfg *c, cli_ctx *ctx, const cbx_registry *reg, json_t *para
         cli_err("exec: --remote: %s cannot be used with it", bad);
         return CLI_EXIT_USAGE;
     }
-    if (c->cmd) {
-        if (json_object_get(params, "argv")) {
-            cli_err("exec: -p argv: the command after -- is the argv");
-            return CLI_EXIT_USAGE;
-        }
-        json_t *av = json_array();
-        for (int i = 0; i < c->ncmd; i++) {
-            json_t *arg = json_string(c->cmd[i]);
-            if (!arg) {
-                cli_err("exec: argument %d of the command is not UTF-8 text", i);
-                json_decref(av);
-                return CLI_EXIT_USAGE;
-            }
-            json_array_append_new(av, arg);
-        }
-        json_object_set_new(params, "argv", av);
-    }
     json_t *block = NULL;
     int code = exec_policy_block(c, &block);
     if (code)
