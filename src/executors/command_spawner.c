@@ -46,9 +46,12 @@ static void *spawner_main(void *arg)
 
         cbx_err_clear(&job->err);
         job->rc = cbx__cmd_spawn(job->spec, &job->child, &job->err);
-        /* After this the job belongs to the loop again (and may be freed at once). */
+        /* After the store the job belongs to the loop again (and may be freed at once): its
+         * async handle is read before. (libuv's close of an async handle waits for a send in
+         * progress, so the handle itself outlives the send.) */
+        uv_async_t *done = job->done;
         atomic_store_explicit(&job->over, 1, memory_order_release);
-        uv_async_send(job->done);
+        uv_async_send(done);
     }
     return NULL;
 }
