@@ -137,6 +137,9 @@ struct cbx__lambda_rt {
     uv_poll_t exit_poll;
     uv_timer_t exit_timer, limit_timer;
     uint64_t exit_timer_ms;
+    uint64_t settle_ms, settle_t0_ns; /* after the exit: waiting for the tree's cgroup to empty */
+    int status;                       /* the exit status (as from wait4), -1 when unknown */
+    int stopping;                     /* cbx__lambda_rt_stop: reported synchronously */
     uv_pipe_t out, err;
     int out_live, err_live, handles;
     cbx__lambda_inv *inv; /* the invocation it is at, or NULL (idle) */
@@ -156,6 +159,9 @@ extern const cbx__rapi_ops cbx__lambda_rapi_ops;
 int cbx__lambda_rt_start(cbx__lambda_rt *rt, const cbx__lambda_conf *c, cbx_err *err);
 /* SIGKILL the runtime's process tree (its exit is then reported as usual); why is kept. */
 void cbx__lambda_rt_kill(cbx__lambda_rt *rt, const char *why);
+/* 1 when the runtime is still running; else 0, and its exit is reported now (an idle runtime
+ * killed from outside is found before an invocation is given to it). */
+int cbx__lambda_rt_check(cbx__lambda_rt *rt);
 /* SIGKILL the tree and reap the runtime now (blocking until it is gone): its exit is reported. */
 void cbx__lambda_rt_stop(cbx__lambda_rt *rt);
 /* The tail of its output as one line (control characters as spaces), into buf. */

@@ -106,9 +106,12 @@ static void describe(cbx__lambda_inv *inv, cbx__lambda_rt *rt, json_t **out, jso
         if (log)
             json_object_set_new(*out, "log", log);
     }
-    *meta = json_pack("{s:s, s:s, s:s, s:b, s:I}", "function", inv->fn->conf.name, "backend",
+    *meta = json_pack("{s:s, s:s, s:s, s:b, s:I, s:s}", "function", inv->fn->conf.name, "backend",
                       "local", "request_id", inv->id, "cold_start", inv->cold, "runtime_pid",
-                      (json_int_t)rt->pid);
+                      (json_int_t)rt->pid, "tree",
+                      rt->cg.tree_dir >= 0 ? "cgroup"
+                      : rt->tree_mark[0]   ? "marked"
+                                           : "process_group");
 }
 
 /* ---- giving an invocation to a runtime ---------------------------------------------------- */
@@ -193,6 +196,8 @@ static void pump(cbx__lambda_fn *fn)
         cbx__lambda_rt *rt = fn->rts;
         while (rt && (rt->inv || rt->state == CBX__RT_DEAD || rt->killed_by))
             rt = rt->next;
+        if (rt && !cbx__lambda_rt_check(rt))
+            continue; /* it had exited: gone from the list now */
         cbx__lambda_inv *inv = fn->qhead;
         if (!rt && fn->n_rt >= fn->conf.concurrency)
             return; /* waits for a runtime to be free */

@@ -130,6 +130,23 @@ static void kill_tree(cbx__lambda_rt *rt)
     kill(rt->pid, SIGKILL); /* not yet its own group's leader if it has not reached setsid */
 }
 
+/* Waiting for the tree's last processes to leave its cgroup: polled from 1 ms, doubling up to
+ * 100 ms; after SETTLE_MAX_MS (a process stuck in the kernel) the exit is reported anyway. */
+#define SETTLE_MAX_MS 10000
+
+static void on_settle(uv_timer_t *timer)
+{
+    cbx__lambda_rt *rt = timer->data;
+    if (cbx__cgroup_empty(&rt->cg) || uv_hrtime() - rt->settle_t0_ns > SETTLE_MAX_MS * 1000000ull) {
+        cbx__lambda_pool_rt_exited(rt, rt->status);
+        return;
+    }
+    cbx__cgroup_kill(&rt->cg);
+    if (rt->settle_ms < EXIT_POLL_MAX_MS)
+        rt->settle_ms *= 2;
+    uv_timer_start(&rt->limit_timer, on_settle, rt->settle_ms, 0);
+}
+
 static void exited(cbx__lambda_rt *rt)
 {
     if (rt->state == CBX__RT_DEAD)
@@ -145,7 +162,21 @@ static void exited(cbx__lambda_rt *rt)
     pid_t w;
     while ((w = waitpid(rt->pid, &st, 0)) < 0 && errno == EINTR)
         ;
-    cbx__lambda_pool_rt_exited(rt, w == rt->pid ? st : -1);
+    rt->status = w == rt->pid ? st : -1;
+    /* Reported once the rest of the tree has left its cgroup too (SIGKILL is not instant); at
+     * the pool's end, waited for here. */
+    for (int i = 0; rt->stopping && i < 2000 && !cbx__cgroup_empty(&rt->cg); i++) {
+        cbx__cgroup_kill(&rt->cg);
+        usleep(1000);
+    }
+    if (rt->stopping || cbx__cgroup_empty(&rt->cg)) {
+        cbx__lambda_pool_rt_exited(rt, rt->status);
+        return;
+    }
+    rt->settle_ms = 1;
+    rt->settle_t0_ns = uv_hrtime();
+    uv_timer_stop(&rt->limit_timer);
+    uv_timer_start(&rt->limit_timer, on_settle, 1, 0);
 }
 
 static void on_pidfd(uv_poll_t *p, int status, int events)
@@ -172,6 +203,20 @@ static void on_exit_poll(uv_timer_t *timer)
     uv_timer_start(&rt->exit_timer, on_exit_poll, rt->exit_timer_ms, 0);
 }
 
+int cbx__lambda_rt_check(cbx__lambda_rt *rt)
+{
+    if (rt->state == CBX__RT_DEAD)
+        return 0;
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    int rc = waitid(P_PID, (id_t)rt->pid, &si, WEXITED | WNOHANG | WNOWAIT);
+    if ((rc == 0 && si.si_pid == rt->pid) || (rc < 0 && errno == ECHILD)) {
+        exited(rt);
+        return 0;
+    }
+    return 1;
+}
+
 void cbx__lambda_rt_kill(cbx__lambda_rt *rt, const char *why)
 {
     if (rt->state == CBX__RT_DEAD)
@@ -190,6 +235,7 @@ void cbx__lambda_rt_stop(cbx__lambda_rt *rt)
     if (!rt->killed_by)
         rt->killed_by = "close";
     kill_tree(rt);
+    rt->stopping = 1;
     exited(rt);
 }
 
