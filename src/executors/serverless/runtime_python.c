@@ -1,20 +1,33 @@
 /* The bootstrap cbx ships for python3 handlers: run as `python3 -c` in the function's
  * directory, it imports _HANDLER (module.function, module relative to LAMBDA_TASK_ROOT, slashes
- * for packages) and serves invocations from the Runtime API (runtime_api.c) until killed. An
+ * for packages) and serves invocations from the Runtime API (runtime_api.c) until killed, on
+ * one kept-alive connection (http.client; urllib would open one per request). An
  * import failure goes to /runtime/init/error; an exception to /invocation/ID/error with
  * errorMessage, errorType and stackTrace, as AWS's own runtime sends them. */
 #include "executors/serverless/local.h"
 
 const char cbx__lambda_python_bootstrap[] =
-    "import importlib, json, os, sys, time, traceback, urllib.request\n"
-    "api = 'http://' + os.environ['AWS_LAMBDA_RUNTIME_API'] + '/2018-06-01/runtime'\n"
+    "import http.client, importlib, json, os, sys, time, traceback\n"
+    "host, _, port = os.environ['AWS_LAMBDA_RUNTIME_API'].rpartition(':')\n"
+    "conn = http.client.HTTPConnection(host, int(port))\n"
+    "base = '/2018-06-01/runtime'\n"
+    "def call(method, path, body=None, headers={}):\n"
+    "    global conn\n"
+    "    for attempt in (0, 1):\n"
+    "        try:\n"
+    "            conn.request(method, base + path, body, headers)\n"
+    "            r = conn.getresponse()\n"
+    "            return r, r.read()\n"
+    "        except (http.client.HTTPException, ConnectionError):\n"
+    "            conn.close()\n"
+    "            conn = http.client.HTTPConnection(host, int(port))\n"
+    "            if attempt:\n"
+    "                raise\n"
     "def post(path, body, etype=None):\n"
     "    h = {'Content-Type': 'application/json'}\n"
     "    if etype:\n"
     "        h['Lambda-Runtime-Function-Error-Type'] = etype\n"
-    "    data = json.dumps(body).encode()\n"
-    "    req = urllib.request.Request(api + path, data=data, headers=h, method='POST')\n"
-    "    urllib.request.urlopen(req).read()\n"
+    "    call('POST', path, json.dumps(body).encode(), h)\n"
     "def failure(e):\n"
     "    return {'errorMessage': str(e), 'errorType': type(e).__name__,\n"
     "            'stackTrace': traceback.format_tb(e.__traceback__)}\n"
@@ -38,13 +51,12 @@ const char cbx__lambda_python_bootstrap[] =
     "    post('/init/error', failure(e), 'Runtime.ImportModuleError')\n"
     "    sys.exit(1)\n"
     "while True:\n"
-    "    with urllib.request.urlopen(api + '/invocation/next') as r:\n"
-    "        rid = r.headers['Lambda-Runtime-Aws-Request-Id']\n"
-    "        os.environ['_X_AMZN_TRACE_ID'] = r.headers.get('Lambda-Runtime-Trace-Id') or ''\n"
-    "        ctx = Context(r.headers)\n"
-    "        event = json.loads(r.read() or b'null')\n"
+    "    r, body = call('GET', '/invocation/next')\n"
+    "    rid = r.getheader('Lambda-Runtime-Aws-Request-Id')\n"
+    "    os.environ['_X_AMZN_TRACE_ID'] = r.getheader('Lambda-Runtime-Trace-Id') or ''\n"
+    "    ctx = Context(r.headers)\n"
     "    try:\n"
-    "        result = handler(event, ctx)\n"
+    "        result = handler(json.loads(body or b'null'), ctx)\n"
     "    except Exception as e:\n"
     "        post('/invocation/' + rid + '/error', failure(e), 'Unhandled')\n"
     "        continue\n"
