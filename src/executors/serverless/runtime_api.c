@@ -13,6 +13,7 @@
  * alive when the client asks for it. */
 #include <errno.h>
 #include <http_parser.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,7 @@ typedef struct reply {
 } reply;
 
 static http_parser_settings settings;
+static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
 
 static void maybe_free(cbx__rapi *s)
 {
@@ -338,7 +340,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)h;
     (void)suggested;
-    static char scratch[65536]; /* the loop's thread only; parsed before the next read */
+    static _Thread_local char scratch[65536]; /* parsed before the loop's next read */
     *buf = uv_buf_init(scratch, sizeof scratch);
 }
 
@@ -392,21 +394,24 @@ static void on_listener_closed(uv_handle_t *h)
     maybe_free(s);
 }
 
+static void settings_fill(void)
+{
+    cbx__hp.settings_init(&settings);
+    settings.on_message_begin = on_begin;
+    settings.on_url = on_url;
+    settings.on_header_field = on_field;
+    settings.on_header_value = on_value;
+    settings.on_body = on_body;
+    settings.on_message_complete = on_complete;
+}
+
 int cbx__rapi_open(uv_loop_t *loop, const cbx__rapi_ops *ops, void *ud, cbx__rapi **out, int *port,
                    cbx_err *err)
 {
     int r = cbx__hp_load(err);
     if (r < 0)
         return r;
-    if (!settings.on_message_complete) {
-        cbx__hp.settings_init(&settings);
-        settings.on_message_begin = on_begin;
-        settings.on_url = on_url;
-        settings.on_header_field = on_field;
-        settings.on_header_value = on_value;
-        settings.on_body = on_body;
-        settings.on_message_complete = on_complete;
-    }
+    pthread_once(&settings_once, settings_fill);
     cbx__rapi *s = calloc(1, sizeof *s);
     if (!s)
         return cbx_err_set(err, -ENOMEM, "serverless: out of memory");
