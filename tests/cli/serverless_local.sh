@@ -14,8 +14,10 @@ expect_rc 0 "the shell bootstrap"
 [ "$(jqv '"\(.outputs.payload.event.n) \(.outputs.payload.stage) \(.outputs.cold_start) \(.metadata.backend)"')" = \
     "1 cli true local" ] || fail "answer: $(cat "$TMP/out")"
 
-run "$CBX" exec serverless -p function_dir="$FN/bash" -p handler=function.handler -p 'payload={"fail":1}' --json
+run "$CBX" exec serverless -p function_dir="$FN/bash" -p handler=function.handler -p 'payload={"fail":1}' \
+    -p log_type=Tail --json
 expect_rc 1 "a function error"
+[ "$(jqv .outputs.log)" = "failing on purpose" ] || fail "log: $(cat "$TMP/out")"
 [ "$(jqv .outputs.function_error)" = Unhandled ] && [ "$(jqv .outputs.payload.errorType)" = HandlerError ] ||
     fail "function error: $(cat "$TMP/out")"
 expect_err_line "function bash failed (Unhandled): HandlerError: handler exited 3" "function error line"

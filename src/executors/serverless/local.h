@@ -162,6 +162,9 @@ void cbx__lambda_rt_kill(cbx__lambda_rt *rt, const char *why);
 /* 1 when the runtime is still running; else 0, and its exit is reported now (an idle runtime
  * killed from outside is found before an invocation is given to it). */
 int cbx__lambda_rt_check(cbx__lambda_rt *rt);
+/* Read what the runtime has written and the loop has not yet read (an answer's log is complete:
+ * the runtime wrote it before it posted the answer). */
+void cbx__lambda_rt_drain(cbx__lambda_rt *rt);
 /* SIGKILL the tree and reap the runtime now (blocking until it is gone): its exit is reported. */
 void cbx__lambda_rt_stop(cbx__lambda_rt *rt);
 /* The tail of its output as one line (control characters as spaces), into buf. */

@@ -254,6 +254,8 @@ static int api_result(void *ud, const char *id, int error, const char *etype, co
     if (!inv || !inv->delivered || strcmp(id, inv->id) || rt->killed_by)
         return 0;
     uv_timer_stop(&rt->limit_timer);
+    if (inv->want_log)
+        cbx__lambda_rt_drain(rt);
     json_t *payload = len ? json_loadb(body, len, JSON_DECODE_ANY, NULL) : NULL;
     if (!payload)
         payload = len ? json_stringn(body, len) : json_null();

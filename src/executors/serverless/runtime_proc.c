@@ -228,6 +228,12 @@ void cbx__lambda_rt_kill(cbx__lambda_rt *rt, const char *why)
         cbx__orphans_kill(rt->tree_mark, rt->pid);
 }
 
+void cbx__lambda_rt_drain(cbx__lambda_rt *rt)
+{
+    drain(rt, &rt->out, rt->out_live);
+    drain(rt, &rt->err, rt->err_live);
+}
+
 void cbx__lambda_rt_stop(cbx__lambda_rt *rt)
 {
     if (rt->state == CBX__RT_DEAD)
