@@ -6,6 +6,7 @@
  * the concurrency limit holds; function errors and init errors are failures with their
  * messages. Nothing here depends on how fast the machine is. */
 #include "cbx/runtime.h"
+#include "executors/command.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -225,6 +226,23 @@ Test(lambda_local, a_timeout_kills_the_runtime_tree_and_a_new_runtime_follows)
     cr_assert_eq(run_t(p, 0, &r), 0, "%s", r.error);
     cr_assert(meta_cold(&r));
     cbx_result_clear(&r);
+}
+
+Test(lambda_local, without_cgroups_a_timeout_still_kills_the_tree)
+{
+    cbx__cmd_no_cgroup = 1; /* the fallback: a subreaper and the CBX_TREE mark */
+    char mark[64];
+    snprintf(mark, sizeof mark, "CBX_LAMBDA_TEST_MARK=%d.%ld.nocg", (int)getpid(), (long)random());
+    json_t *p = bash_fn("{\"sleep\": 1}");
+    json_object_set_new(json_object_get(p, "environment"), "CBX_LAMBDA_TEST_MARK",
+                        json_string(strchr(mark, '=') + 1));
+    cbx_result r;
+    cr_assert_neq(run_t(p, 1000, &r), 0);
+    cr_assert_eq(r.status, CBX_STATUS_TIMEOUT, "%s", r.error);
+    cr_assert_str_eq(json_string_value(json_object_get(r.metadata, "tree")), "marked");
+    cbx_result_clear(&r);
+    cr_assert(!marked_process_left(mark), "a process of the runtime's tree is left");
+    cbx__cmd_no_cgroup = 0;
 }
 
 Test(lambda_local, the_concurrency_limit_holds)
