@@ -4,7 +4,8 @@
  * across 100 invocations; a crash (the runtime killed from outside, or its handler ending it) is
  * reported and a new runtime takes the next invocation; a timeout kills the runtime's whole tree;
  * the concurrency limit holds; function errors and init errors are failures with their
- * messages. Nothing here depends on how fast the machine is. */
+ * messages; Node.js handlers (async, callback, thrown) through cbx's node bootstrap. Nothing here
+ * depends on how fast the machine is. */
 #include "cbx/runtime.h"
 #include "executors/command.h"
 
@@ -327,5 +328,52 @@ Test(lambda_local, the_python_context_has_the_request_id_and_a_deadline)
     cr_assert(left > 0 && left <= 600000, "left_ms %lld", (long long)left);
     cr_assert_str_eq(json_string_value(json_object_get(pl, "arn")),
                      "arn:aws:lambda:eu-west-1:000000000000:function:py");
+    cbx_result_clear(&r);
+}
+
+static json_t *node_fn(const char *handler, const char *payload)
+{
+    return json_pack("{s:s, s:s, s:s, s:o, s:{s:s}}", "function_dir", FN_DIR "/node", "runtime",
+                     "nodejs20.x", "handler", handler, "payload", json_loads(payload, 0, NULL),
+                     "environment", "STAGE", "node");
+}
+
+Test(lambda_local, nodejs_handlers_async_callback_and_thrown)
+{
+    if (system("node --version >/dev/null 2>&1") != 0) {
+        cr_skip_test("no node on PATH");
+        return;
+    }
+    cbx_result r;
+    cr_assert_eq(run_t(node_fn("index.handler", "{\"n\": 7}"), 600000, &r), 0, "%s", r.error);
+    json_t *pl = json_object_get(r.outputs, "payload");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(pl, "event"), "n")), 7);
+    cr_assert_str_eq(json_string_value(json_object_get(pl, "stage")), "node");
+    cr_assert_str_eq(json_string_value(json_object_get(pl, "request_id")),
+                     json_string_value(json_object_get(r.outputs, "request_id")));
+    json_int_t left = json_integer_value(json_object_get(pl, "left_ms"));
+    cr_assert(left > 0 && left <= 600000, "left_ms %lld", (long long)left);
+    json_int_t pid = meta_int(&r, "runtime_pid");
+    cr_assert_eq(json_integer_value(json_object_get(pl, "pid")), pid);
+    cbx_result_clear(&r);
+    cr_assert_eq(run_t(node_fn("index.handler", "{}"), 0, &r), 0, "%s", r.error);
+    cr_assert_eq(meta_int(&r, "runtime_pid"), pid);
+    cr_assert(!meta_cold(&r));
+    cbx_result_clear(&r);
+
+    cr_assert_eq(run_t(node_fn("index.callback", "[1, 2]"), 0, &r), 0, "%s", r.error);
+    cr_assert_eq(
+        json_array_size(json_object_get(json_object_get(r.outputs, "payload"), "called_back")), 2);
+    cbx_result_clear(&r);
+
+    cr_assert_neq(run_t(node_fn("index.fail", "{}"), 0, &r), 0);
+    cr_assert_str_eq(r.error,
+                     "serverless: function node failed (Unhandled): TypeError: not a number");
+    cbx_result_clear(&r);
+
+    cr_assert_neq(run_t(node_fn("index.nope", "{}"), 0, &r), 0);
+    cr_assert(strstr(r.error, "function node failed to initialise (Runtime.ImportModuleError) "
+                              "Error: index.nope is not a function"),
+              "%s", r.error);
     cbx_result_clear(&r);
 }

@@ -3,9 +3,10 @@
  * to the loop's pool (runtime_pool.c).
  *
  * Runtimes: `provided` (also provided.al2, provided.al2023) runs DIR/bootstrap; `python3` (also
- * python3.N, python) runs cbx's own bootstrap (runtime_python.c) with that interpreter from PATH
- * for a `handler` module.function. With no `runtime`, an executable DIR/bootstrap means
- * provided. Other runtimes (nodejs, ruby, java ...) are not built in: give them a bootstrap. */
+ * python3.N, python) and `nodejs` (also nodejsN.x, with the `node` found on PATH) run cbx's own
+ * bootstrap (runtime_python.c, runtime_node.c) for a `handler` module.function. With no
+ * `runtime`, an executable DIR/bootstrap means provided. Other runtimes (ruby, java ...) are not
+ * built in: give them a bootstrap. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -21,9 +22,17 @@ static const char *str(const json_t *p, const char *k)
     return json_string_value(json_object_get(p, k));
 }
 
-/* "python3" for python, python3 and python3.N runtimes; NULL for provided; "" for unknown. */
+/* "python3" for python, python3 and python3.N runtimes (python3.N itself for the latter); "node"
+ * for nodejs and nodejsN.x; NULL for provided; "" for unknown. */
 static const char *interpreter_of(const char *runtime, char *buf, size_t len)
 {
+    if (runtime && !strncmp(runtime, "nodejs", 6)) {
+        const char *v = runtime + 6;
+        size_t digits = strspn(v, "0123456789");
+        if (!*v || (digits && !strcmp(v + digits, ".x")))
+            return "node";
+        return "";
+    }
     if (!runtime || !strcmp(runtime, "provided") || !strcmp(runtime, "provided.al2") ||
         !strcmp(runtime, "provided.al2023"))
         return NULL;
@@ -64,7 +73,8 @@ int cbx__lambda_local_validate(const json_t *p, cbx_err *err)
     if (interp && !*interp)
         return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "runtime", 0, 0,
                               "unknown runtime \"%s\" (built in: provided, provided.al2, "
-                              "provided.al2023, python3, python3.N; others need a bootstrap)",
+                              "provided.al2023, python3, python3.N, nodejs, nodejsN.x; others "
+                              "need a bootstrap)",
                               runtime);
     if (!interp) {
         snprintf(path, sizeof path, "%s/bootstrap", dir);
@@ -85,11 +95,14 @@ int cbx__lambda_local_validate(const json_t *p, cbx_err *err)
         if (!handler || !dot || dot == handler || !dot[1])
             return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "handler", 0, 0,
                                   "the %s runtime needs a handler module.function (as "
-                                  "app.handler for app.py's handler)%s%s",
+                                  "app.handler: module app's function handler)%s%s",
                                   runtime, handler ? ", not " : "", handler ? handler : "");
-        snprintf(path, sizeof path, "%s/%.*s.py", dir, (int)(dot - handler), handler);
+        int node = !strcmp(interp, "node");
+        snprintf(path, sizeof path, "%s/%.*s.%s", dir, (int)(dot - handler), handler,
+                 node ? "js" : "py");
         char pkg[PATH_MAX + 64];
-        snprintf(pkg, sizeof pkg, "%s/%.*s/__init__.py", dir, (int)(dot - handler), handler);
+        snprintf(pkg, sizeof pkg, "%s/%.*s%s", dir, (int)(dot - handler), handler,
+                 node ? ".cjs" : "/__init__.py");
         if (access(path, R_OK) < 0 && access(pkg, R_OK) < 0)
             return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "handler", 0, 0,
                                   "%s: no %s for its module", handler, path);

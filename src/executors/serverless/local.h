@@ -7,6 +7,7 @@
  * runtime_proc.c  one runtime process: spawned, watched, its output's tail, its tree killed
  * runtime_pool.c  the functions of one loop: warm runtimes reused, a concurrency limit, a queue
  * runtime_python.c the bootstrap cbx ships for python3 handlers (file.function)
+ * runtime_node.c  the bootstrap cbx ships for Node.js handlers (file.function)
  * local.c         the executor's side: parameters checked, an invocation made and reported
  *
  * Everything runs on the runtime's loop thread.
@@ -81,6 +82,12 @@ void cbx__rapi_close(cbx__rapi *s);
  * LAMBDA_TASK_ROOT) against the Runtime API at AWS_LAMBDA_RUNTIME_API. */
 extern const char cbx__lambda_python_bootstrap[];
 
+/* ---- runtime_node.c ----------------------------------------------------------------------- */
+
+/* The Node.js program (for `node -e`) that runs _HANDLER (module.function, a CommonJS module
+ * under LAMBDA_TASK_ROOT; async or callback handlers) against the Runtime API. */
+extern const char cbx__lambda_node_bootstrap[];
+
 /* ---- the pool and its runtimes ------------------------------------------------------------- */
 
 typedef struct cbx__lambda_pool cbx__lambda_pool;
@@ -93,7 +100,8 @@ typedef struct cbx__lambda_conf {
     const char *dir;         /* the function's directory (absolute) */
     const char *name;        /* AWS_LAMBDA_FUNCTION_NAME */
     const char *handler;     /* _HANDLER ("" when none) */
-    const char *interpreter; /* NULL: dir/bootstrap is run; else e.g. "python3", run with -c */
+    const char *interpreter; /* NULL: dir/bootstrap is run; else "python3..." or "node", run
+                                with cbx's bootstrap for it (-c / -e) */
     const char *region;
     const json_t *environment; /* object of strings, or NULL */
     int memory_mb;

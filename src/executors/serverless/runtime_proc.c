@@ -295,7 +295,7 @@ static json_t *runtime_env(const cbx__lambda_rt *rt, const cbx__lambda_conf *c)
     set(env, "AWS_LAMBDA_FUNCTION_VERSION", "$LATEST");
     set(env, "AWS_REGION", c->region);
     set(env, "AWS_DEFAULT_REGION", c->region);
-    if (c->interpreter)
+    if (c->interpreter && strcmp(c->interpreter, "node"))
         set(env, "PYTHONUNBUFFERED", "1");
     return env;
 }
@@ -322,7 +322,9 @@ int cbx__lambda_rt_start(cbx__lambda_rt *rt, const cbx__lambda_conf *c, cbx_err 
         r = cbx_err_set(err, -ENOMEM, "serverless: out of memory");
         goto out;
     }
-    const char *interp[] = {c->interpreter, "-c", cbx__lambda_python_bootstrap, NULL};
+    int node = c->interpreter && !strcmp(c->interpreter, "node");
+    const char *interp[] = {c->interpreter, node ? "-e" : "-c",
+                            node ? cbx__lambda_node_bootstrap : cbx__lambda_python_bootstrap, NULL};
     const char *own[] = {bootstrap, NULL};
     if (c->interpreter && !(cands = cbx__cmd_path_candidates(c->interpreter, path))) {
         r = cbx_err_set(err, -ENOMEM, "serverless: out of memory");
