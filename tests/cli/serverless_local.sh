@@ -1,6 +1,7 @@
 # cbx exec serverless with function_dir: the local backend, cbx hosting the Lambda Runtime API.
 # A shell bootstrap in the manner of AWS's custom runtime tutorial answers; the example flow's
-# second call finds its runtime warm; a timeout leaves no process of the runtime's tree (pgrep);
+# second call finds its runtime warm; a timeout leaves no process of the runtime's tree (pgrep),
+# nor does cbx killed with SIGKILL;
 # bad parameters are one-line errors naming the parameter; `cbx --version` does not load
 # libhttp_parser, a local invocation does.
 . "$(dirname "$0")/lib.bash"
@@ -29,16 +30,33 @@ expect_err_line "(pid " "crash line"
 grep -q "was killed by signal 9 (Killed) during the invocation; its output ends: crashing on purpose" "$TMP/err" ||
     fail "crash: $(cat "$TMP/err")"
 
+marked() { # MARK: pids of the running 'sleep 600' processes with MARK in their environment
+    pgrep -f "sleep 600" | while read -r p; do
+        tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "MARK=$1" && echo "$p"
+    done
+}
 # a timeout: the handler's own child sleeps on; nothing with the mark may be left running
 mark="cbx-lambda-$$-$RANDOM"
 run "$CBX" exec serverless -p function_dir="$FN/bash" -p handler=function.handler \
     -p 'payload={"sleep":1}' -p "environment={\"MARK\":\"$mark\"}" --timeout 1s
 expect_rc 124 "a timeout"
 grep -q "timed out after" "$TMP/err" || fail "timeout: $(cat "$TMP/err")"
-left=$(pgrep -f "sleep 600" | while read -r p; do
-    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "MARK=$mark" && echo "$p"
-done)
+left=$(marked "$mark")
 [ -z "$left" ] || fail "left running after the timeout: $(ps -o pid,stat,args -p "$left")"
+
+# cbx killed with SIGKILL mid-invocation: its runtime's tree goes with it
+mark="cbx-lambda-kill-$$-$RANDOM"
+"$CBX" exec serverless -p function_dir="$FN/bash" -p handler=function.handler \
+    -p 'payload={"sleep":1}' -p "environment={\"MARK\":\"$mark\"}" >/dev/null 2>&1 &
+cpid=$!
+deadline=$(($(date +%s) + 300))
+while [ -z "$(marked "$mark")" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.1; done
+[ -n "$(marked "$mark")" ] || fail "the handler's sleep never started"
+kill -9 "$cpid"
+wait "$cpid" 2>/dev/null
+deadline=$(($(date +%s) + 120))
+while [ -n "$(marked "$mark")" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.1; done
+[ -z "$(marked "$mark")" ] || fail "left running after cbx was killed: $(marked "$mark")"
 
 # the example flow: two calls, the second warm on the same runtime
 cd "$ROOT" || fail "no source tree"
