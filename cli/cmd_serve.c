@@ -13,7 +13,8 @@
 #include <unistd.h>
 
 static const char serve_help[] =
-    "Usage: cbx serve [--listen ADDR] [--token-file FILE] [--flows DIR] [OPTIONS]\n"
+    "Usage: cbx serve [--listen ADDR] [--token-file FILE] [--flows DIR] [--workflows DIR]\n"
+    "                 [OPTIONS]\n"
     "\n"
     "Serve the HTTP API (/v1), Prometheus metrics (/metrics), live events (/v1/events, SSE)\n"
     "and a dashboard (/) on the runtime's event loop, with the journal and the host-wide\n"
@@ -29,6 +30,9 @@ static const char serve_help[] =
     "  --token-file FILE      the bearer token (16+ printable characters, mode 0600)\n"
     "  --flows DIR            the flows (NAME.yaml, .yml, .json) that POST\n"
     "                         /v1/flows/NAME/runs runs, each run on a thread of its own\n"
+    "  --workflows DIR        the workflows (NAME.yaml, .yml, .json) that POST\n"
+    "                         /v1/workflows/NAME/runs starts; their runs left waiting or\n"
+    "                         interrupted in the journal are taken up at start\n"
     "  --max-body BYTES       the largest request body; larger ones get 413 (default 1048576)\n"
     "  --client-timeout DUR   a request must arrive within it, else the connection is closed\n"
     "                         (default 10s)\n"
@@ -57,13 +61,15 @@ enum {
     OPT_CONC,
     OPT_READY,
     OPT_ROUTES,
-    OPT_FLOWS
+    OPT_FLOWS,
+    OPT_WORKFLOWS
 };
 
 static const cli_opt serve_opts[] = {
     CLI_OPTS_COMMON,
     {"listen", 0, 1, OPT_LISTEN},
     {"flows", 0, 1, OPT_FLOWS},
+    {"workflows", 0, 1, OPT_WORKFLOWS},
     {"token-file", 0, 1, OPT_TOKEN},
     {"max-body", 0, 1, OPT_BODY},
     {"client-timeout", 0, 1, OPT_CTIMEOUT},
@@ -143,14 +149,16 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
                                id == OPT_BODY ? 1u << 30 : 100000, &v))
                 return CLI_EXIT_USAGE;
             break;
-        case OPT_FLOWS: {
+        case OPT_FLOWS:
+        case OPT_WORKFLOWS: {
+            const char *opt = id == OPT_FLOWS ? "--flows" : "--workflows";
             struct stat st;
             if (stat(val, &st) < 0) {
-                cli_err("serve: --flows '%s': %s", val, strerror(errno));
+                cli_err("serve: %s '%s': %s", opt, val, strerror(errno));
                 return CLI_EXIT_USAGE;
             }
             if (!S_ISDIR(st.st_mode)) {
-                cli_err("serve: --flows '%s': not a directory", val);
+                cli_err("serve: %s '%s': not a directory", opt, val);
                 return CLI_EXIT_USAGE;
             }
             break;

@@ -61,11 +61,13 @@ int main(int argc, char **argv)
         O_STATE,
         O_NOJ,
         O_UTC,
-        O_FLOWS
+        O_FLOWS,
+        O_WORKFLOWS
     };
     static const struct option longopts[] = {
         {"listen", required_argument, 0, O_LISTEN},
         {"flows", required_argument, 0, O_FLOWS},
+        {"workflows", required_argument, 0, O_WORKFLOWS},
         {"token-file", required_argument, 0, O_TOKEN},
         {"max-body", required_argument, 0, O_BODY},
         {"client-timeout", required_argument, 0, O_CTIMEOUT},
@@ -92,6 +94,9 @@ int main(int argc, char **argv)
             break;
         case O_FLOWS:
             o.flows_dir = optarg;
+            break;
+        case O_WORKFLOWS:
+            o.workflows_dir = optarg;
             break;
         case O_TOKEN:
             o.token_file = optarg;

@@ -29,6 +29,7 @@ typedef struct srv_opts {
     uint64_t max_wait_ms;       /* the longest wait a synchronous submission may ask; 0 = 300 s */
     uint32_t max_concurrent;    /* the runtime's; 0 = its default (64) */
     const char *flows_dir;      /* NULL: no flows (POST /v1/flows/NAME/runs answers 404) */
+    const char *workflows_dir;  /* NULL: no workflows (POST /v1/workflows/NAME/runs: 404) */
     int ready_fd;               /* >= 0: "listening on ADDR:PORT\n" is written there, then closed */
 } srv_opts;
 
@@ -36,6 +37,7 @@ typedef struct srv srv;
 typedef struct srv_exec srv_exec;
 typedef struct srv_sse srv_sse;
 typedef struct srv_flow_run srv_flow_run;
+typedef struct srv_wf_run srv_wf_run;
 
 /* ---- metrics (metrics.c) ------------------------------------------------------------------- */
 
@@ -101,6 +103,14 @@ void srv_flows_cancel_all(srv *s);
 void srv_flows_free(srv *s);
 void srv_flows_destroy_mutex(srv *s);
 
+/* ---- workflows (api_workflows.c) ----------------------------------------------------------- */
+
+/* Take up the runs of the workflows directory that the journal shows resting (waiting) or left
+ * by a process that is gone, as `cbx workflow resume` does. */
+void srv_workflows_start(srv *s);
+/* Let every held run go: actions in flight are cancelled unjournaled (a resume runs them again). */
+void srv_workflows_release_all(srv *s);
+
 /* ---- the server ---------------------------------------------------------------------------- */
 
 typedef struct srv_breaker_seen {
@@ -150,6 +160,10 @@ struct srv {
     int flow_mu_ok;
     void *flow_msgs; /* from the run threads, under flow_mu */
     uv_async_t flow_async;
+
+    /* api_workflows.c: workflow runs held by this server, firing on its loop */
+    srv_wf_run *wf_runs;
+    size_t n_wf_busy; /* held runs firing (or able to fire) */
 
     /* events.c */
     uint64_t ev_seq;  /* the last event's id */
@@ -222,6 +236,15 @@ int srv_h_flow_run(srv *s, h2o_req_t *req, char **args);
 int srv_h_runs(srv *s, h2o_req_t *req, char **args);
 int srv_h_run_get(srv *s, h2o_req_t *req, char **args);
 int srv_h_run_cancel(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflows(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflow(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflow_start(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflow_runs(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflow_run(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflow_token(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflow_add(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflow_signal(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflow_resume(srv *s, h2o_req_t *req, char **args);
 
 /* Embedded files (generated from src/server/openapi.json and dashboard.html). */
 extern const char *const srv_openapi_json;
