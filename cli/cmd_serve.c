@@ -2,6 +2,7 @@
  * that h2o and its libraries are loaded only when serving; docs/design.md). */
 #include "args.h"
 #include "cli.h"
+#include "config.h"
 #include "output.h"
 
 #include <errno.h>
@@ -169,6 +170,15 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
     }
     if (ctx->no_journal)
         setenv("CBX_NO_JOURNAL", "1", 1);
+    /* the configuration file's llm: section (prices, provider prefixes), which cbx-serve, not
+     * reading the file itself, applies as cbx does */
+    const cli_config *cfg = cli_config_get();
+    char *llm = cfg->llm ? json_dumps(cfg->llm, JSON_COMPACT) : NULL;
+    if (llm)
+        setenv("CBX_SERVE_LLM_SETTINGS", llm, 1);
+    else
+        unsetenv("CBX_SERVE_LLM_SETTINGS");
+    free(llm);
     /* the arguments as given: cbx-serve parses the same options (the global ones are in the
      * environment already: CBX_STATE_DIR, CBX_NO_JOURNAL) */
     argv[0] = "cbx-serve";

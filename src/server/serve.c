@@ -256,6 +256,7 @@ int srv_new(srv **out, const srv_opts *o, char *errbuf, size_t errlen)
     if (!s->o.max_wait_ms)
         s->o.max_wait_ms = 300000;
     s->recent_failures = json_array();
+    s->m.started_ms = srv_now_ms();
     struct sockaddr_storage ss;
     int r = parse_listen(s->o.listen, &ss, &s->loopback, errbuf, errlen);
     if (r < 0)

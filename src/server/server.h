@@ -51,6 +51,8 @@ typedef struct srv_type_metrics {
     double lat_sum_s;
     uint64_t rejected_by_reason[6]; /* circuit_open, forced_open, rate_limited, bulkhead_full,
                                        queue_full, other */
+    uint64_t budget_exhausted;      /* a retry budget refused the retry that was due */
+    uint64_t rate_limited;          /* a rate limiter stopped it (before or between attempts) */
     struct srv_type_metrics *next;
 } srv_type_metrics;
 
@@ -59,6 +61,9 @@ typedef struct srv_metrics {
     uint64_t http_requests[6];    /* by class: 1xx..5xx, [0] other */
     uint64_t breaker_transitions; /* seen by the poll, all breakers */
     uint64_t events_dropped;      /* events not written to the journal */
+    uint64_t started_ms;          /* the server's start: LLM usage is summed from then on */
+    json_t *llm;                  /* cbx_journal_stats by model, read at most every LLM_EVERY */
+    uint64_t llm_read_ms;
 } srv_metrics;
 
 void srv_metrics_execution(srv *s, const cbx_result *res);
