@@ -457,6 +457,7 @@ void srv_free(srv *s)
             uv_close((uv_handle_t *)&s->listener, NULL);
         s->listening = 0;
         close_if((uv_handle_t *)&s->tick);
+        close_if((uv_handle_t *)&s->ev_idle);
         close_if((uv_handle_t *)&s->reap);
         close_if((uv_handle_t *)&s->grace);
         close_if((uv_handle_t *)&s->sig_term);

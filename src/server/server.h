@@ -74,7 +74,9 @@ void srv_metrics_free(srv_metrics *m);
 /* ---- events (events.c) --------------------------------------------------------------------- */
 
 /* Append an event (kind "execution", "attempt", "breaker", ...; data is stolen) to the journal's
- * event table and send it to every SSE client. */
+ * event table and send it to every SSE client. The events of one turn of the loop are written
+ * together (one journal write) at the start of the next turn, before anything else is read, and
+ * sent once written. */
 void srv_event(srv *s, const char *kind, json_t *data);
 int srv_events_init(srv *s);
 void srv_events_close_clients(srv *s);
@@ -171,9 +173,11 @@ struct srv {
     size_t n_wf_busy; /* held runs firing (or able to fire) */
 
     /* events.c */
-    uint64_t ev_seq;  /* the last event's id */
-    void *ev_ring;    /* recent events */
-    srv_sse *clients; /* SSE clients */
+    uint64_t ev_seq;   /* the last event's id */
+    void *ev_ring;     /* recent events */
+    void *ev_pending;  /* events made since the last flush, in order (written, then sent) */
+    uv_idle_t ev_idle; /* active while events are pending: flushes them before the next poll */
+    srv_sse *clients;  /* SSE clients */
     size_t n_clients;
 };
 
