@@ -633,6 +633,17 @@ int srv_h_workflow_start(srv *s, h2o_req_t *req, char **args)
         snprintf(prefix, sizeof prefix, "tokens[%zu]", i);
         if (!token_spec_ok(req, t, prefix, net))
             goto out;
+        /* two tokens of one request with one id: refused before the run is made */
+        const char *id = json_string_value(json_object_get(t, "id"));
+        for (size_t k = 0; id && k < i; k++)
+            if (json_equal(json_object_get(json_array_get(toks, k), "id"),
+                           json_object_get(t, "id"))) {
+                char field[96];
+                snprintf(field, sizeof field, "%s.id", prefix);
+                srv_problem(req, 409, "exists", field,
+                            "%s.id: token id '%s' is taken (by tokens[%zu])", prefix, id, k);
+                goto out;
+            }
     }
     if (!(x = wf_new(s))) {
         srv_problem(req, 500, "internal", NULL, "out of memory");

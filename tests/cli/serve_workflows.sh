@@ -122,6 +122,10 @@ req POST /v1/workflows/approval/runs -H "$AUTH" --data-binary '{"tokens":[{"data
 expect_problem 400 "tokens[1].dat" "unknown token field"
 req POST /v1/workflows/approval/runs -H "$AUTH" --data-binary '{"tokens":[{"place":"nowhere"}]}'
 expect_problem 400 "tokens[0].place" "unknown place"
+req POST /v1/workflows/approval/runs -H "$AUTH" --data-binary '{"run_id":"dup","tokens":[{"id":"a"},{"id":"a"}]}'
+expect_problem 409 "tokens[1].id" "one id twice in a request"
+req GET /v1/workflow-runs/dup
+expect_problem 404 id "a run made by a refused request"
 req POST /v1/workflows/approval/runs -H "$AUTH" --data-binary '{"tokens":"x"}'
 expect_problem 400 tokens "tokens not an array"
 req POST /v1/workflows/approval/runs -H "$AUTH" --data-binary '{}'
