@@ -23,6 +23,7 @@ struct srv_wf_run {
     uv_timer_t *timer;  /* the next advance: at once after an event, or at an after: timer */
     int busy;           /* counted in s->n_wf_busy: firing, or able to fire */
     json_t *reported;   /* token id -> "state@place" last sent as an event */
+    json_t *finals;     /* the net's final places: {place: true} */
     srv_wf_run *next;
 };
 
@@ -140,6 +141,12 @@ static void on_wf_event(const cbx_workflow_event *ev, void *ud)
         break;
     case CBX_WORKFLOW_FIRED:
         wf_event(x, "fired", ev->token, ev->transition, ev->place, NULL);
+        if (ev->place && json_object_get(x->finals, ev->place)) { /* at once, not at rest */
+            char key[300];
+            snprintf(key, sizeof key, "done@%s", ev->place);
+            json_object_set_new(x->reported, ev->token, json_string(key));
+            wf_event(x, "done", ev->token, NULL, ev->place, NULL);
+        }
         break;
     case CBX_WORKFLOW_BLOCKED:
         wf_event(x, "blocked", ev->token, ev->transition, ev->place, ev->detail);
@@ -155,7 +162,8 @@ static void on_wf_event(const cbx_workflow_event *ev, void *ud)
     kick(x, 0);
 }
 
-/* Tokens that came to rest since the last look: waiting, stuck, done (in a final place). */
+/* Tokens that came to rest since the last look: waiting, stuck, done (in a final place). Looked
+ * at when the run rests (a snapshot walks every token). */
 static void report_rest(srv_wf_run *x)
 {
     json_t *snap = cbx_workflow_run_snapshot(x->run);
@@ -221,6 +229,7 @@ static void release(srv_wf_run *x)
     cbx_workflow_run_free(x->run);
     cbx_workflow_free(x->w);
     json_decref(x->reported);
+    json_decref(x->finals);
     free(x);
 }
 
@@ -230,7 +239,8 @@ static int advance(srv_wf_run *x)
     int st = cbx_workflow_advance(x->run, &due);
     if (st < 0)
         st = CBX_WORKFLOW_FAILED;
-    report_rest(x);
+    if (st != CBX_WORKFLOW_RUNNING)
+        report_rest(x);
     set_busy(x, st == CBX_WORKFLOW_RUNNING);
     if (due) {
         uint64_t now = srv_now_ms();
@@ -258,15 +268,17 @@ static srv_wf_run *wf_new(srv *s)
 {
     srv_wf_run *x = calloc(1, sizeof *x);
     uv_timer_t *t = calloc(1, sizeof *t);
-    json_t *rep = json_object();
-    if (!x || !t || !rep) {
+    json_t *rep = json_object(), *fin = json_object();
+    if (!x || !t || !rep || !fin) {
         free(x);
         free(t);
         json_decref(rep);
+        json_decref(fin);
         return NULL;
     }
     x->s = s;
     x->reported = rep;
+    x->finals = fin;
     x->timer = t;
     uv_timer_init(&s->loop, t);
     t->data = x;
@@ -278,6 +290,16 @@ static void hold(srv *s, srv_wf_run *x)
     snprintf(x->run_id, sizeof x->run_id, "%s", cbx_workflow_run_id(x->run));
     snprintf(x->workflow, sizeof x->workflow, "%s",
              cbx_workflow_name(cbx_workflow_run_net(x->run)));
+    json_t *net = cbx_workflow_describe(cbx_workflow_run_net(x->run));
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(net, "places"), i, p)
+    {
+        if (json_is_true(json_object_get(p, "final")))
+            json_object_set_new(x->finals, json_string_value(json_object_get(p, "name")),
+                                json_true());
+    }
+    json_decref(net);
     x->next = s->wf_runs;
     s->wf_runs = x;
 }
