@@ -2,6 +2,7 @@
  * that h2o and its libraries are loaded only when serving; docs/design.md). */
 #include "args.h"
 #include "cli.h"
+#include "config.h"
 #include "output.h"
 
 #include <errno.h>
@@ -13,7 +14,8 @@
 #include <unistd.h>
 
 static const char serve_help[] =
-    "Usage: cbx serve [--listen ADDR] [--token-file FILE] [--flows DIR] [OPTIONS]\n"
+    "Usage: cbx serve [--listen ADDR] [--token-file FILE] [--flows DIR] [--workflows DIR]\n"
+    "                 [OPTIONS]\n"
     "\n"
     "Serve the HTTP API (/v1), Prometheus metrics (/metrics), live events (/v1/events, SSE)\n"
     "and a dashboard (/) on the runtime's event loop, with the journal and the host-wide\n"
@@ -29,6 +31,9 @@ static const char serve_help[] =
     "  --token-file FILE      the bearer token (16+ printable characters, mode 0600)\n"
     "  --flows DIR            the flows (NAME.yaml, .yml, .json) that POST\n"
     "                         /v1/flows/NAME/runs runs, each run on a thread of its own\n"
+    "  --workflows DIR        the workflows (NAME.yaml, .yml, .json) that POST\n"
+    "                         /v1/workflows/NAME/runs starts; their runs left waiting or\n"
+    "                         interrupted in the journal are taken up at start\n"
     "  --max-body BYTES       the largest request body; larger ones get 413 (default 1048576)\n"
     "  --client-timeout DUR   a request must arrive within it, else the connection is closed\n"
     "                         (default 10s)\n"
@@ -57,13 +62,15 @@ enum {
     OPT_CONC,
     OPT_READY,
     OPT_ROUTES,
-    OPT_FLOWS
+    OPT_FLOWS,
+    OPT_WORKFLOWS
 };
 
 static const cli_opt serve_opts[] = {
     CLI_OPTS_COMMON,
     {"listen", 0, 1, OPT_LISTEN},
     {"flows", 0, 1, OPT_FLOWS},
+    {"workflows", 0, 1, OPT_WORKFLOWS},
     {"token-file", 0, 1, OPT_TOKEN},
     {"max-body", 0, 1, OPT_BODY},
     {"client-timeout", 0, 1, OPT_CTIMEOUT},
@@ -143,14 +150,16 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
                                id == OPT_BODY ? 1u << 30 : 100000, &v))
                 return CLI_EXIT_USAGE;
             break;
-        case OPT_FLOWS: {
+        case OPT_FLOWS:
+        case OPT_WORKFLOWS: {
+            const char *opt = id == OPT_FLOWS ? "--flows" : "--workflows";
             struct stat st;
             if (stat(val, &st) < 0) {
-                cli_err("serve: --flows '%s': %s", val, strerror(errno));
+                cli_err("serve: %s '%s': %s", opt, val, strerror(errno));
                 return CLI_EXIT_USAGE;
             }
             if (!S_ISDIR(st.st_mode)) {
-                cli_err("serve: --flows '%s': not a directory", val);
+                cli_err("serve: %s '%s': not a directory", opt, val);
                 return CLI_EXIT_USAGE;
             }
             break;
@@ -161,6 +170,15 @@ int cli_cmd_serve(cli_ctx *ctx, int argc, char **argv)
     }
     if (ctx->no_journal)
         setenv("CBX_NO_JOURNAL", "1", 1);
+    /* the configuration file's llm: section (prices, provider prefixes), which cbx-serve, not
+     * reading the file itself, applies as cbx does */
+    const cli_config *cfg = cli_config_get();
+    char *llm = cfg->llm ? json_dumps(cfg->llm, JSON_COMPACT) : NULL;
+    if (llm)
+        setenv("CBX_SERVE_LLM_SETTINGS", llm, 1);
+    else
+        unsetenv("CBX_SERVE_LLM_SETTINGS");
+    free(llm);
     /* the arguments as given: cbx-serve parses the same options (the global ones are in the
      * environment already: CBX_STATE_DIR, CBX_NO_JOURNAL) */
     argv[0] = "cbx-serve";

@@ -216,6 +216,8 @@ static int llm_section(const cbx_yaml_doc *doc, const json_t *v)
         return bad(doc, path, "%s", err.msg);
     }
     note_where(doc, "llm");
+    json_decref(cfg.llm);
+    cfg.llm = json_deep_copy(v);
     return 0;
 }
 

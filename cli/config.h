@@ -28,6 +28,7 @@ typedef struct cli_config {
     uint64_t breaker_probes;
     json_t *policies; /* {NAME: policy block}, never NULL after cli_config_load */
     json_t *where;    /* {key path: "file:line:col"} of what the file set */
+    json_t *llm;      /* the file's llm: section as applied (cbx_llm_settings_set), or NULL */
 } cli_config;
 
 /* Read the file (path: the --config value, or NULL) and put state_dir, plugin_path and

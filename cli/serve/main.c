@@ -2,6 +2,7 @@
  * that h2o is loaded only here). Options, then the server of src/server/. */
 #include "server/server.h"
 
+#include "cbx/llm.h"
 #include "cbx/units.h"
 
 #include <errno.h>
@@ -61,11 +62,13 @@ int main(int argc, char **argv)
         O_STATE,
         O_NOJ,
         O_UTC,
-        O_FLOWS
+        O_FLOWS,
+        O_WORKFLOWS
     };
     static const struct option longopts[] = {
         {"listen", required_argument, 0, O_LISTEN},
         {"flows", required_argument, 0, O_FLOWS},
+        {"workflows", required_argument, 0, O_WORKFLOWS},
         {"token-file", required_argument, 0, O_TOKEN},
         {"max-body", required_argument, 0, O_BODY},
         {"client-timeout", required_argument, 0, O_CTIMEOUT},
@@ -92,6 +95,9 @@ int main(int argc, char **argv)
             break;
         case O_FLOWS:
             o.flows_dir = optarg;
+            break;
+        case O_WORKFLOWS:
+            o.workflows_dir = optarg;
             break;
         case O_TOKEN:
             o.token_file = optarg;
@@ -155,6 +161,19 @@ int main(int argc, char **argv)
         return 2;
     }
     o.no_journal = getenv("CBX_NO_JOURNAL") != NULL;
+    const char *llm = getenv("CBX_SERVE_LLM_SETTINGS"); /* from cbx serve: the config's llm: */
+    if (llm && llm[0]) {
+        json_error_t je;
+        json_t *v = json_loads(llm, 0, &je);
+        cbx_err e;
+        cbx_err_clear(&e);
+        if (!v || cbx_llm_settings_set(v, &e) != 0) {
+            fprintf(stderr, "cbx: serve: CBX_SERVE_LLM_SETTINGS: %s\n", v ? e.msg : je.text);
+            json_decref(v);
+            return 2;
+        }
+        json_decref(v);
+    }
     /* a client gone mid-response is an error from write, not a signal (children get the default
      * disposition back: the command executor resets every signal before exec) */
     signal(SIGPIPE, SIG_IGN);

@@ -186,6 +186,14 @@ int cbx_workflow_step(cbx_workflow_run *r);
  * without, such a token counts as waiting. Returns the state (>= 0) or a negative code. */
 int cbx_workflow_run_until_rest(cbx_workflow_run *r, int wait_timers);
 
+/* For a caller that runs the loop itself (a server, where cbx_workflow_run_until_rest cannot
+ * block): start every firing that can start now, tokens whose after: timer is due included, and
+ * journal the run's state when it changed (running, or the state it rests in). Call it again when
+ * an event came (an action's end fires or blocks), after a signal or a new token, and at
+ * *next_due_ms (wall-clock ms since the epoch; 0 = no timer pending, or actions in flight whose
+ * end will come as events). Does not block. Returns the state (>= 0) or a negative code. */
+int cbx_workflow_advance(cbx_workflow_run *r, uint64_t *next_due_ms);
+
 /* The state now (RUNNING while firings are in flight or possible). */
 cbx_workflow_state cbx_workflow_run_state(const cbx_workflow_run *r);
 
@@ -198,6 +206,11 @@ json_t *cbx_workflow_run_snapshot(const cbx_workflow_run *r);
  * or cbx_workflow_run_show, borrowed; NULL = none) each place shows its token count and each
  * transition its firing count. malloc'd (caller frees), NULL for an unknown format. */
 char *cbx_workflow_graph(const cbx_workflow *w, const json_t *snapshot, const char *format);
+
+/* The net's structure as JSON (new reference): {name, file, places: [{name, start, final}],
+ * transitions: [{name, from: [place...], to: [place...], trigger ("auto" or "signal"), signal,
+ * after_ms, executor (null for a pure guard), priority}]}, in declaration order. */
+json_t *cbx_workflow_describe(const cbx_workflow *w);
 
 /* ---- the journal ------------------------------------------------------------------------ */
 

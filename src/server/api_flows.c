@@ -78,10 +78,11 @@ static void on_flow_event(const cbx_flow_event *ev, void *ud)
 {
     srv_flow_run *r = ud;
     static const char *const kinds[] = {"started", "retrying", "finished", "skipped"};
-    json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:i}", "run_id", ev->run_id ? ev->run_id : "",
-                          "flow", r->name, "step", ev->step ? ev->step : "", "event",
-                          (unsigned)ev->kind < 4 ? kinds[ev->kind] : "?", "attempts",
-                          (int)ev->attempts, "done", (int)ev->done, "total", (int)ev->total);
+    json_t *d =
+        json_pack("{s:s,s:s,s:s,s:s,s:i,s:i,s:i,s:I}", "run_id", ev->run_id ? ev->run_id : "",
+                  "flow", r->name, "step", ev->step ? ev->step : "", "event",
+                  (unsigned)ev->kind < 4 ? kinds[ev->kind] : "?", "attempts", (int)ev->attempts,
+                  "done", (int)ev->done, "total", (int)ev->total, "ms", (json_int_t)srv_now_ms());
     if (d && ev->kind == CBX_FLOW_STEP_FINISHED) {
         json_object_set_new(d, "status", json_string(cbx_status_name(ev->status)));
         if (ev->error && ev->error[0])

@@ -37,6 +37,17 @@ struct srv_sse {
     srv_sse *prev, *next;
 };
 
+typedef struct pend {
+    char kind[24];
+    char *data;
+    uint64_t seq; /* set by the write */
+    struct pend *next;
+} pend;
+
+typedef struct pend_list {
+    pend *head, *tail;
+} pend_list;
+
 static const char create_sql[] = "CREATE TABLE IF NOT EXISTS cbx_serve_events("
                                  " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
                                  " ts_ms INTEGER NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL)";
@@ -156,8 +167,11 @@ static int db_select(struct sqlite3 *db, void *ud, cbx_err *err)
 int srv_events_init(srv *s)
 {
     s->ev_ring = calloc(1, sizeof(ring));
-    if (!s->ev_ring)
+    s->ev_pending = calloc(1, sizeof(pend_list));
+    if (!s->ev_ring || !s->ev_pending)
         return -ENOMEM;
+    uv_idle_init(&s->loop, &s->ev_idle);
+    s->ev_idle.data = s;
     ((ring *)s->ev_ring)->first = 1;
     if (!s->journal)
         return 0;
@@ -183,6 +197,8 @@ static void unlink_client(srv *s, srv_sse *c)
     c->prev = c->next = NULL;
     s->n_clients--;
 }
+
+static void flush(srv *s);
 
 /* Send what the client has not seen, if it is not still sending. */
 static void pump(srv_sse *c)
@@ -331,6 +347,7 @@ void srv_events_keepalive(srv *s)
 
 void srv_events_close_clients(srv *s)
 {
+    flush(s); /* the clients get what was made before they are closed */
     for (srv_sse *c = s->clients; c; c = c->next) {
         c->closing = 1;
         pump(c);
@@ -338,6 +355,72 @@ void srv_events_close_clients(srv *s)
 }
 
 /* ---- appending ------------------------------------------------------------------------------ */
+
+typedef struct ins_all {
+    ins a;
+    pend *head;
+} ins_all;
+
+static int db_insert_all(struct sqlite3 *db, void *ud, cbx_err *err)
+{
+    ins_all *x = ud;
+    ins *a = &x->a;
+    for (pend *p = x->head; p; p = p->next) {
+        a->kind = p->kind;
+        a->data = p->data;
+        a->seq = 0;
+        if (db_insert(db, a, err) < 0)
+            return CBX_EJOURNAL; /* the rest are not written either */
+        p->seq = a->seq;
+    }
+    return 0;
+}
+
+/* Write the pending events in one journal write, then keep and send those written. */
+static void flush(srv *s)
+{
+    pend_list *pl = s->ev_pending;
+    if (uv_is_active((uv_handle_t *)&s->ev_idle))
+        uv_idle_stop(&s->ev_idle);
+    if (!pl || !pl->head)
+        return;
+    pend *p = pl->head;
+    pl->head = pl->tail = NULL;
+    if (s->journal) {
+        ins_all x = {.a = {.s = s}, .head = p};
+        cbx_journal_write_db(s->journal, db_insert_all, &x, NULL, NULL);
+    } else {
+        for (pend *q = p; q; q = q->next)
+            q->seq = s->ev_seq + 1, s->ev_seq = q->seq;
+    }
+    ring *rg = s->ev_ring;
+    int sent = 0;
+    while (p) {
+        pend *n = p->next;
+        if (!p->seq) { /* the journal refused it: never sent */
+            s->m.events_dropped++;
+            free(p->data);
+        } else {
+            ev *e = &rg->e[p->seq % RING];
+            free(e->data);
+            e->seq = p->seq;
+            memcpy(e->kind, p->kind, sizeof e->kind);
+            e->data = p->data;
+            if (p->seq > s->ev_seq)
+                s->ev_seq = p->seq;
+            sent = 1;
+        }
+        free(p);
+        p = n;
+    }
+    for (srv_sse *c = s->clients; sent && c; c = c->next)
+        pump(c);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    flush(h->data);
+}
 
 void srv_event(srv *s, const char *kind, json_t *data)
 {
@@ -350,35 +433,32 @@ void srv_event(srv *s, const char *kind, json_t *data)
     else
         text = json_dumps(data, JSON_COMPACT);
     json_decref(data);
-    if (!text) {
+    pend *p = text ? calloc(1, sizeof *p) : NULL;
+    pend_list *pl = s->ev_pending;
+    if (!p || !pl) {
         s->m.events_dropped++;
+        free(text);
+        free(p);
         return;
     }
-    uint64_t seq;
-    if (s->journal) {
-        ins a = {.s = s, .kind = kind, .data = text};
-        if (cbx_journal_write_db(s->journal, db_insert, &a, NULL, NULL) < 0 || !a.seq) {
-            s->m.events_dropped++;
-            free(text);
-            return;
-        }
-        seq = a.seq;
-    } else {
-        seq = s->ev_seq + 1;
-    }
-    ring *rg = s->ev_ring;
-    ev *e = &rg->e[seq % RING];
-    free(e->data);
-    e->seq = seq;
-    snprintf(e->kind, sizeof e->kind, "%s", kind);
-    e->data = text;
-    s->ev_seq = seq;
-    for (srv_sse *c = s->clients; c; c = c->next)
-        pump(c);
+    snprintf(p->kind, sizeof p->kind, "%s", kind);
+    p->data = text;
+    if (pl->tail)
+        pl->tail->next = p;
+    else
+        pl->head = p;
+    pl->tail = p;
+    if (s->ev_idle.loop && !uv_is_active((uv_handle_t *)&s->ev_idle) &&
+        !uv_is_closing((uv_handle_t *)&s->ev_idle))
+        uv_idle_start(&s->ev_idle, on_idle);
 }
 
 void srv_events_free(srv *s)
 {
+    if (s->ev_ring)
+        flush(s); /* what the last turns made */
+    free(s->ev_pending);
+    s->ev_pending = NULL;
     ring *rg = s->ev_ring;
     for (size_t i = 0; rg && i < RING; i++)
         free(rg->e[i].data);

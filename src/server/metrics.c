@@ -64,6 +64,10 @@ void srv_metrics_execution(srv *s, const cbx_result *res)
         t->by_status[res->status]++;
     if (res->status == CBX_STATUS_REJECTED)
         t->rejected_by_reason[reason_index(res->rc)]++;
+    if (res->rc == CBX_EBUDGET_EXHAUSTED)
+        t->budget_exhausted++;
+    if (res->rc == CBX_ERATE_LIMITED)
+        t->rate_limited++;
     size_t i;
     json_t *a;
     json_array_foreach(res->attempts, i, a)
@@ -85,6 +89,8 @@ void srv_metrics_execution(srv *s, const cbx_result *res)
 
 void srv_metrics_free(srv_metrics *m)
 {
+    json_decref(m->llm);
+    m->llm = NULL;
     while (m->types) {
         srv_type_metrics *n = m->types->next;
         free(m->types);
@@ -167,6 +173,16 @@ static void executions(sbuf *b, srv *s)
         for (int r = 0; r < 6; r++)
             sb_printf(b, "cbx_executions_rejected_total{executor=\"%s\",reason=\"%s\"} %llu\n",
                       t->executor, reasons[r], (unsigned long long)t->rejected_by_reason[r]);
+    head(b, "cbx_retry_budget_exhausted_total", "counter",
+         "Executions that stopped because a retry budget refused the retry that was due.");
+    for (srv_type_metrics *t = s->m.types; t; t = t->next)
+        sb_printf(b, "cbx_retry_budget_exhausted_total{executor=\"%s\"} %llu\n", t->executor,
+                  (unsigned long long)t->budget_exhausted);
+    head(b, "cbx_rate_limited_total", "counter",
+         "Executions a rate limiter stopped, before any attempt or between attempts.");
+    for (srv_type_metrics *t = s->m.types; t; t = t->next)
+        sb_printf(b, "cbx_rate_limited_total{executor=\"%s\"} %llu\n", t->executor,
+                  (unsigned long long)t->rate_limited);
     head(b, "cbx_attempts_total", "counter", "Attempts, by executor type and outcome kind.");
     for (srv_type_metrics *t = s->m.types; t; t = t->next)
         for (int k = 0; k < CBX_OUTCOME__COUNT && k < 16; k++)
@@ -298,12 +314,63 @@ static void breakers(sbuf *b, srv *s)
     json_decref(arr);
 }
 
+/* LLM usage by model: `cbx stats --by model`'s query over the journal's llm and agent executions
+ * that ended since the server started (every process's on the host, like the breakers), read at
+ * most once per LLM_EVERY_MS so that scrapes stay cheap. */
+#define LLM_EVERY_MS 5000u
+static void llm(sbuf *b, srv *s)
+{
+    if (!s->journal)
+        return;
+    uint64_t now = srv_now_ms();
+    if (!s->m.llm || now - s->m.llm_read_ms >= LLM_EVERY_MS) {
+        cbx_history_filter f = {.since_ms = s->m.started_ms};
+        json_t *o = NULL;
+        if (cbx_journal_stats(s->journal, &f, "model", &o, NULL) == 0) {
+            json_decref(s->m.llm);
+            s->m.llm = o;
+            s->m.llm_read_ms = now;
+        }
+    }
+    char lb[512];
+    const char *model;
+    json_t *row;
+    head(b, "cbx_llm_calls_total", "counter",
+         "LLM and agent executions that ended since the server started, by model (from the "
+         "journal).");
+    json_object_foreach(s->m.llm, model, row)
+    {
+        sb_printf(b, "cbx_llm_calls_total{model=\"%s\"} %lld\n", label(model, lb, sizeof lb),
+                  (long long)json_integer_value(json_object_get(row, "executions")));
+    }
+    head(b, "cbx_llm_tokens_total", "counter",
+         "Tokens of those calls, by model and kind (prompt, completion), as the providers "
+         "reported them.");
+    json_object_foreach(s->m.llm, model, row)
+    {
+        label(model, lb, sizeof lb);
+        sb_printf(b, "cbx_llm_tokens_total{model=\"%s\",kind=\"prompt\"} %lld\n", lb,
+                  (long long)json_integer_value(json_object_get(row, "prompt_tokens")));
+        sb_printf(b, "cbx_llm_tokens_total{model=\"%s\",kind=\"completion\"} %lld\n", lb,
+                  (long long)json_integer_value(json_object_get(row, "completion_tokens")));
+    }
+    head(b, "cbx_llm_cost_dollars_total", "counter",
+         "Cost of those calls in US dollars by the price table, by model (calls of a model "
+         "without a price add nothing).");
+    json_object_foreach(s->m.llm, model, row)
+    {
+        sb_printf(b, "cbx_llm_cost_dollars_total{model=\"%s\"} %.9g\n", label(model, lb, sizeof lb),
+                  json_number_value(json_object_get(row, "cost")));
+    }
+}
+
 int srv_metrics_render(srv *s, char **out, size_t *len)
 {
     sbuf b = {0};
     executions(&b, s);
     runtime_gauges(&b, s);
     breakers(&b, s);
+    llm(&b, s);
     if (b.oom || !b.p) {
         free(b.p);
         return -ENOMEM;

@@ -34,6 +34,15 @@ static const srv_route routes[] = {
     {"GET", "/v1/runs", srv_h_runs},
     {"GET", "/v1/runs/{id}", srv_h_run_get},
     {"POST", "/v1/runs/{id}/cancel", srv_h_run_cancel},
+    {"GET", "/v1/workflows", srv_h_workflows},
+    {"GET", "/v1/workflows/{name}", srv_h_workflow},
+    {"POST", "/v1/workflows/{name}/runs", srv_h_workflow_start},
+    {"GET", "/v1/workflow-runs", srv_h_workflow_runs},
+    {"GET", "/v1/workflow-runs/{id}", srv_h_workflow_run},
+    {"POST", "/v1/workflow-runs/{id}/resume", srv_h_workflow_resume},
+    {"POST", "/v1/workflow-runs/{id}/tokens", srv_h_workflow_add},
+    {"GET", "/v1/workflow-runs/{id}/tokens/{token}", srv_h_workflow_token},
+    {"POST", "/v1/workflow-runs/{id}/tokens/{token}/signal", srv_h_workflow_signal},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 #define MAX_SEGS 8

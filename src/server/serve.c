@@ -138,7 +138,7 @@ void srv_stop(srv *s)
     srv_event(s, "server", json_pack("{s:s}", "state", "stopping"));
     srv_events_close_clients(s);
     uv_timer_start(&s->grace, shutdown_step, s->o.grace_ms, 0);
-    if (!s->n_inflight && !s->n_flow_runs)
+    if (!s->n_inflight && !s->n_flow_runs && !s->n_wf_busy)
         shutdown_step(&s->grace);
 }
 
@@ -147,6 +147,9 @@ static void shutdown_step(uv_timer_t *t)
 {
     srv *s = t->data;
     if (s->stopping == 1) {
+        /* workflow runs are let go first: their actions cancelled unjournaled, so that a resume
+         * (the next start takes them up) runs them again, rather than blocked by the cancel */
+        srv_workflows_release_all(s);
         if (s->n_inflight || s->n_flow_runs) { /* the grace period is over: cancel the rest */
             s->stopping = 2;
             cbx_runtime_cancel_all(s->rt);
@@ -187,6 +190,8 @@ static void shutdown_step(uv_timer_t *t)
 
 void srv_shutdown_poke(srv *s)
 {
+    if (s->stopping == 1 && s->n_wf_busy) /* a workflow run still fires within the grace */
+        return;
     if (s->stopping == 1 || s->stopping == 2) {
         uv_timer_stop(&s->grace);
         uv_timer_start(&s->grace, shutdown_step, 0, 0);
@@ -251,6 +256,7 @@ int srv_new(srv **out, const srv_opts *o, char *errbuf, size_t errlen)
     if (!s->o.max_wait_ms)
         s->o.max_wait_ms = 300000;
     s->recent_failures = json_array();
+    s->m.started_ms = srv_now_ms();
     struct sockaddr_storage ss;
     int r = parse_listen(s->o.listen, &ss, &s->loopback, errbuf, errlen);
     if (r < 0)
@@ -268,6 +274,15 @@ int srv_new(srv **out, const srv_opts *o, char *errbuf, size_t errlen)
         if (!d) {
             r = -errno;
             snprintf(errbuf, errlen, "--flows '%s': %s", s->o.flows_dir, strerror(errno));
+            goto fail_noloop;
+        }
+        closedir(d);
+    }
+    if (s->o.workflows_dir) {
+        DIR *d = opendir(s->o.workflows_dir);
+        if (!d) {
+            r = -errno;
+            snprintf(errbuf, errlen, "--workflows '%s': %s", s->o.workflows_dir, strerror(errno));
             goto fail_noloop;
         }
         closedir(d);
@@ -408,6 +423,7 @@ int srv_run(srv *s)
             close(s->o.ready_fd);
     }
     srv_event(s, "server", json_pack("{s:s,s:s}", "state", "started", "listen", s->bound));
+    srv_workflows_start(s);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     return s->exit_code;
 }
@@ -432,6 +448,7 @@ void srv_free(srv *s)
         return;
     if (s->rt) {
         srv_flows_free(s); /* the run threads use the runtime's registry: first */
+        srv_workflows_release_all(s);
         cbx_runtime_cancel_all(s->rt);
         while (s->n_inflight && uv_run(&s->loop, UV_RUN_ONCE))
             ;
@@ -440,6 +457,7 @@ void srv_free(srv *s)
             uv_close((uv_handle_t *)&s->listener, NULL);
         s->listening = 0;
         close_if((uv_handle_t *)&s->tick);
+        close_if((uv_handle_t *)&s->ev_idle);
         close_if((uv_handle_t *)&s->reap);
         close_if((uv_handle_t *)&s->grace);
         close_if((uv_handle_t *)&s->sig_term);

@@ -29,6 +29,7 @@ typedef struct srv_opts {
     uint64_t max_wait_ms;       /* the longest wait a synchronous submission may ask; 0 = 300 s */
     uint32_t max_concurrent;    /* the runtime's; 0 = its default (64) */
     const char *flows_dir;      /* NULL: no flows (POST /v1/flows/NAME/runs answers 404) */
+    const char *workflows_dir;  /* NULL: no workflows (POST /v1/workflows/NAME/runs: 404) */
     int ready_fd;               /* >= 0: "listening on ADDR:PORT\n" is written there, then closed */
 } srv_opts;
 
@@ -36,6 +37,7 @@ typedef struct srv srv;
 typedef struct srv_exec srv_exec;
 typedef struct srv_sse srv_sse;
 typedef struct srv_flow_run srv_flow_run;
+typedef struct srv_wf_run srv_wf_run;
 
 /* ---- metrics (metrics.c) ------------------------------------------------------------------- */
 
@@ -49,6 +51,8 @@ typedef struct srv_type_metrics {
     double lat_sum_s;
     uint64_t rejected_by_reason[6]; /* circuit_open, forced_open, rate_limited, bulkhead_full,
                                        queue_full, other */
+    uint64_t budget_exhausted;      /* a retry budget refused the retry that was due */
+    uint64_t rate_limited;          /* a rate limiter stopped it (before or between attempts) */
     struct srv_type_metrics *next;
 } srv_type_metrics;
 
@@ -57,6 +61,9 @@ typedef struct srv_metrics {
     uint64_t http_requests[6];    /* by class: 1xx..5xx, [0] other */
     uint64_t breaker_transitions; /* seen by the poll, all breakers */
     uint64_t events_dropped;      /* events not written to the journal */
+    uint64_t started_ms;          /* the server's start: LLM usage is summed from then on */
+    json_t *llm;                  /* cbx_journal_stats by model, read at most every LLM_EVERY */
+    uint64_t llm_read_ms;
 } srv_metrics;
 
 void srv_metrics_execution(srv *s, const cbx_result *res);
@@ -67,7 +74,9 @@ void srv_metrics_free(srv_metrics *m);
 /* ---- events (events.c) --------------------------------------------------------------------- */
 
 /* Append an event (kind "execution", "attempt", "breaker", ...; data is stolen) to the journal's
- * event table and send it to every SSE client. */
+ * event table and send it to every SSE client. The events of one turn of the loop are written
+ * together (one journal write) at the start of the next turn, before anything else is read, and
+ * sent once written. */
 void srv_event(srv *s, const char *kind, json_t *data);
 int srv_events_init(srv *s);
 void srv_events_close_clients(srv *s);
@@ -100,6 +109,14 @@ void srv_flows_cancel_all(srv *s);
 /* Cancel and join every run thread, answer what they posted, free the runs. */
 void srv_flows_free(srv *s);
 void srv_flows_destroy_mutex(srv *s);
+
+/* ---- workflows (api_workflows.c) ----------------------------------------------------------- */
+
+/* Take up the runs of the workflows directory that the journal shows resting (waiting) or left
+ * by a process that is gone, as `cbx workflow resume` does. */
+void srv_workflows_start(srv *s);
+/* Let every held run go: actions in flight are cancelled unjournaled (a resume runs them again). */
+void srv_workflows_release_all(srv *s);
 
 /* ---- the server ---------------------------------------------------------------------------- */
 
@@ -151,10 +168,16 @@ struct srv {
     void *flow_msgs; /* from the run threads, under flow_mu */
     uv_async_t flow_async;
 
+    /* api_workflows.c: workflow runs held by this server, firing on its loop */
+    srv_wf_run *wf_runs;
+    size_t n_wf_busy; /* held runs firing (or able to fire) */
+
     /* events.c */
-    uint64_t ev_seq;  /* the last event's id */
-    void *ev_ring;    /* recent events */
-    srv_sse *clients; /* SSE clients */
+    uint64_t ev_seq;   /* the last event's id */
+    void *ev_ring;     /* recent events */
+    void *ev_pending;  /* events made since the last flush, in order (written, then sent) */
+    uv_idle_t ev_idle; /* active while events are pending: flushes them before the next poll */
+    srv_sse *clients;  /* SSE clients */
     size_t n_clients;
 };
 
@@ -222,6 +245,15 @@ int srv_h_flow_run(srv *s, h2o_req_t *req, char **args);
 int srv_h_runs(srv *s, h2o_req_t *req, char **args);
 int srv_h_run_get(srv *s, h2o_req_t *req, char **args);
 int srv_h_run_cancel(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflows(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflow(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflow_start(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflow_runs(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflow_run(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflow_token(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflow_add(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflow_signal(srv *s, h2o_req_t *req, char **args);
+int srv_h_workflow_resume(srv *s, h2o_req_t *req, char **args);
 
 /* Embedded files (generated from src/server/openapi.json and dashboard.html). */
 extern const char *const srv_openapi_json;

@@ -138,3 +138,36 @@ char *cbx_workflow_graph(const cbx_workflow *w, const json_t *snapshot, const ch
     }
     return b.p;
 }
+
+/* ---- the structure as JSON ---------------------------------------------------------------- */
+
+static json_t *place_names(const cbx_workflow *w, const size_t *idx, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        json_array_append_new(a, json_string(w->places[idx[i]]));
+    return a;
+}
+
+json_t *cbx_workflow_describe(const cbx_workflow *w)
+{
+    if (!w)
+        return NULL;
+    json_t *places = json_array(), *trans = json_array();
+    for (size_t p = 0; places && p < w->nplaces; p++)
+        json_array_append_new(places, json_pack("{s:s, s:b, s:b}", "name", w->places[p], "start",
+                                                w->start[p], "final", w->final[p]));
+    for (size_t t = 0; trans && t < w->ntrans; t++) {
+        const cbx__wf_trans *tr = &w->trans[t];
+        json_array_append_new(
+            trans,
+            json_pack("{s:s, s:o, s:o, s:s, s:s?, s:I, s:s?, s:i}", "name", tr->name, "from",
+                      place_names(w, tr->from, tr->nfrom), "to", place_names(w, tr->to, tr->nto),
+                      "trigger", tr->trigger == WF_TRIGGER_SIGNAL ? "signal" : "auto", "signal",
+                      tr->trigger == WF_TRIGGER_SIGNAL ? tr->signal : NULL, "after_ms",
+                      (json_int_t)tr->after_ms, "executor", tr->executor, "priority",
+                      tr->priority));
+    }
+    return json_pack("{s:s, s:s, s:o, s:o}", "name", w->name ? w->name : "", "file",
+                     w->doc.file ? w->doc.file : "", "places", places, "transitions", trans);
+}

@@ -177,8 +177,9 @@ struct cbx_workflow_run {
     int stepping;
     struct cbx__wf_journal *jr; /* NULL without a journal */
     struct cbx_template_env *tpl;
-    struct wf_firing *firings; /* in flight */
-    uint64_t next_due;         /* the earliest pending after: timer (wall clock ms), 0 = none */
+    struct wf_firing *firings;   /* in flight */
+    uint64_t next_due;           /* the earliest pending after: timer (wall clock ms), 0 = none */
+    const char *journaled_state; /* cbx_workflow_advance: the state last written, static */
 };
 
 wf_token *cbx__wf_token_find(const cbx_workflow_run *r, const char *id);

@@ -554,3 +554,41 @@ int cbx_workflow_signal(cbx_workflow_run *r, const char *token, const char *name
         return cbx_err_set(err, CBX_EJOURNAL, "journal: %s", r->journal_error);
     return 0;
 }
+
+/* ---- driven from outside ------------------------------------------------------------------ */
+
+int cbx_workflow_advance(cbx_workflow_run *r, uint64_t *next_due_ms)
+{
+    if (next_due_ms)
+        *next_due_ms = 0;
+    if (!r)
+        return -EINVAL;
+    for (;;) {
+        int rc = cbx_workflow_step(r);
+        if (rc < 0)
+            return rc;
+        if (r->qhead)
+            continue;
+        if (!r->inflight) {
+            timers_scan(r);
+            if (r->qhead)
+                continue;
+        }
+        break;
+    }
+    if (next_due_ms && !r->inflight)
+        *next_due_ms = r->next_due;
+    cbx_workflow_state s = cbx_workflow_run_state(r);
+    const char *name = cbx_workflow_state_name(s);
+    if (r->jr && r->journaled_state != name) {
+        cbx_err e;
+        cbx_err_clear(&e);
+        if (cbx__wf_journal_state(r->jr, r->id, name, &e) != 0 && !r->failed_journal) {
+            r->failed_journal = 1;
+            cbx__wf_textf(r->journal_error, sizeof r->journal_error, "%s", e.msg);
+            return CBX_WORKFLOW_FAILED;
+        }
+        r->journaled_state = name;
+    }
+    return (int)s;
+}

@@ -10,13 +10,27 @@ chrome=$(command -v chromium || command -v chromium-browser || true)
 artifacts="$(cd "$(dirname "$CBX")/.." && pwd)/test-artifacts"
 mkdir -p "$artifacts"
 
-start_server
+mkdir -p "$TMP/flows" "$TMP/wf"
+cat >"$TMP/flows/two.yaml" <<'YML'
+name: two
+steps:
+  - name: first
+    executor: command
+    config: {argv: [sh, -c, 'sleep 0.3; echo one']}
+  - name: second
+    needs: [first]
+    executor: command
+    config: {argv: [echo, two]}
+YML
+sed -e 's/^name: approval/name: review/' -e 's/after: 2s/after: 1h/' \
+    "$(dirname "$0")/../../examples/workflows/approval.yaml" >"$TMP/wf/review.yaml"
+start_server --flows "$TMP/flows" --workflows "$TMP/wf"
 cport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 # chromium: headless, no sandbox (root in a container), nothing fetched beyond the server;
 # driven over the DevTools protocol (tests/cli/cdp.py)
 "$chrome" --headless --no-sandbox --disable-gpu --disable-background-networking \
     --disable-dev-shm-usage --disable-extensions --no-first-run --mute-audio \
-    --user-data-dir="$TMP/chrome" --window-size=1100,900 --remote-debugging-address=127.0.0.1 \
+    --user-data-dir="$TMP/chrome" --window-size=1100,1600 --remote-debugging-address=127.0.0.1 \
     --remote-debugging-port="$cport" "$BASE/" >/dev/null 2>"$TMP/chrome.err" &
 bpid=$!
 trap 'kill $bpid 2>/dev/null; wait $bpid 2>/dev/null; stop_server_now; cleanup_tmp' EXIT
@@ -58,6 +72,41 @@ while :; do
     sleep 0.2
 done
 echo "$state" | jq -e '.conn | startswith("live")' >/dev/null || fail "not live: $state"
+
+# a flow run: its steps as bars on the time axis
+req POST /v1/flows/two/runs -H "$AUTH" --data-binary '{}'
+expect_code 200 "flow run"
+q='JSON.stringify([...document.querySelectorAll("#gantt g[data-step]")].map((g) =>
+  g.dataset.step + ":" + g.dataset.status + ":" + (g.querySelector("rect.bar") ? 1 : 0)))'
+deadline=$(($(date +%s) + 300))
+while :; do
+    bars=$(cdp eval "$q") || fail "cdp: $bars"
+    [ "$(echo "$bars" | jq -r 'sort | join(",")')" = "first:success:1,second:success:1" ] && break
+    [ "$(date +%s)" -lt "$deadline" ] || fail "the Gantt chart lacks the run's steps: $bars"
+    sleep 0.2
+done
+
+# a workflow token: the net's place counts follow it
+req POST /v1/workflows/review/runs -H "$AUTH" --data-binary '{"run_id":"dash1","tokens":[{"data":{"request":"lamp"}}]}'
+expect_code 201 "workflow start"
+count() {
+    cdp eval '(() => { const g = [...document.querySelectorAll("#net g[data-place]")]
+      .find((x) => x.dataset.place === "'"$1"'"); return g ? g.dataset.count : "none"; })()'
+}
+deadline=$(($(date +%s) + 300))
+until [ "$(count pending)" = 1 ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "the net never showed the token in pending: $(count pending)"
+    sleep 0.2
+done
+[ "$(count approved)" = 0 ] || fail "approved before the signal"
+req POST /v1/workflow-runs/dash1/tokens/t1/signal -H "$AUTH" --data-binary '{"name":"approve","data":{"approved_by":"ann"}}'
+expect_code 202 "signal"
+deadline=$(($(date +%s) + 300))
+until [ "$(count approved)" = 1 ] && [ "$(count pending)" = 0 ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "the net did not follow the signal: pending $(count pending), approved $(count approved)"
+    sleep 0.2
+done
+
 cdp screenshot "$artifacts/serve_dashboard.png" || fail "no screenshot"
 [ -s "$artifacts/serve_dashboard.png" ] || fail "empty screenshot"
 req POST "/v1/executions/$running/cancel" -H "$AUTH"

@@ -5,7 +5,33 @@
 . "$(dirname "$0")/serve_lib.bash"
 command -v promtool >/dev/null || { echo "SKIP [$TEST]: promtool missing (apt-get install prometheus)"; exit 77; }
 
+# an LLM (the scripted model server, tests/helpers/fake_llm) with a price for its model
+fake="$(dirname "$CBX")/../tests/fake_llm"
+[ -x "$fake" ] || fail "no fake_llm helper at $fake"
+cat >"$TMP/script.json" <<'JSON'
+{"turns": [
+  {"content": "one", "usage": {"prompt_tokens": 1000000, "completion_tokens": 500000}},
+  {"content": "two", "usage": {"prompt_tokens": 30, "completion_tokens": 12}}
+]}
+JSON
+"$fake" --script "$TMP/script.json" --die-with-parent >"$TMP/port" &
+fpid=$!
+wait_for "$TMP/port" "$fpid" || fail "fake_llm did not start"
+llm_base="http://127.0.0.1:$(head -1 "$TMP/port")/v1"
+mkdir -p "$XDG_CONFIG_HOME/cbx"
+printf 'llm:\n  prices:\n    gpt-4o-mini: {input: 0.15, output: 0.60}\n' >"$XDG_CONFIG_HOME/cbx/config.yaml"
+
 start_server
+trap 'kill $fpid 2>/dev/null; stop_server_now; cleanup_tmp' EXIT
+for i in 1 2; do
+    submit '{"type":"llm","params":{"model":"gpt-4o-mini","base_url":"'"$llm_base"'","input":"hi","api_key":"k"}}'
+    expect_code 200 "llm call $i"
+    [ "$(jqv .status)" = success ] || fail "llm call $i: $(cat "$TMP/out")"
+done
+# a retry budget that grants nothing; a rate limit of one a minute, asked twice
+submit '{"type":"command","params":{"argv":["false"]},"policy":{"retry":{"attempts":3,"initial":"1ms","budget":{"ratio":0.0001,"min_per_second":0}}}}'
+[ "$(jqv .attempt_count)" = 1 ] || fail "the budget granted a retry: $(cat "$TMP/out")"
+submit '{"type":"command","params":{"argv":["false"]},"policy":{"retry":{"attempts":2,"initial":"1ms"},"rate_limit":{"rate":"1/m","burst":1}}}'
 submit '{"type":"command","params":{"argv":["true"]},"breaker":"metrics \"quoted\"\\name"}'
 expect_code 200 submit
 submit '{"type":"command","params":{"argv":["false"]},"policy":{"retry":{"attempts":2,"initial":"1ms"}}}'
@@ -22,12 +48,23 @@ cp "$TMP/out" "$TMP/metrics"
 promtool check metrics <"$TMP/metrics" >"$TMP/lint" 2>&1 || fail "promtool: $(cat "$TMP/lint")"
 m() { grep -F "$1" "$TMP/metrics" | awk '{print $NF}'; }
 [ "$(m 'cbx_executions_total{executor="command",status="success"}')" = 1 ] || fail "success count"
-[ "$(m 'cbx_executions_total{executor="command",status="failed"}')" = 1 ] || fail "failed count"
+[ "$(m 'cbx_executions_total{executor="command",status="failed"}')" = 3 ] || fail "failed count"
 [ "$(m 'cbx_executions_total{executor="command",status="rejected"}')" = 1 ] || fail "rejected count"
 [ "$(m 'cbx_executions_rejected_total{executor="command",reason="forced_open"}')" = 1 ] ||
     fail "rejection reason: $(grep rejected_total "$TMP/metrics")"
-[ "$(m 'cbx_attempts_total{executor="command",outcome="error"}')" = 2 ] || fail "attempts by outcome"
-[ "$(m 'cbx_execution_duration_seconds_count{executor="command"}')" = 2 ] || fail "histogram count"
+[ "$(m 'cbx_attempts_total{executor="command",outcome="error"}')" = 4 ] || fail "attempts by outcome"
+[ "$(m 'cbx_execution_duration_seconds_count{executor="command"}')" = 4 ] || fail "histogram count"
+[ "$(m 'cbx_retry_budget_exhausted_total{executor="command"}')" = 1 ] ||
+    fail "retry budget: $(grep budget "$TMP/metrics")"
+[ "$(m 'cbx_rate_limited_total{executor="command"}')" = 1 ] ||
+    fail "rate limited: $(grep rate_limited "$TMP/metrics")"
+[ "$(m 'cbx_llm_calls_total{model="gpt-4o-mini"}')" = 2 ] || fail "llm calls: $(grep llm "$TMP/metrics")"
+[ "$(m 'cbx_llm_tokens_total{model="gpt-4o-mini",kind="prompt"}')" = 1000030 ] ||
+    fail "prompt tokens: $(grep llm_tokens "$TMP/metrics")"
+[ "$(m 'cbx_llm_tokens_total{model="gpt-4o-mini",kind="completion"}')" = 500012 ] ||
+    fail "completion tokens: $(grep llm_tokens "$TMP/metrics")"
+awk -v v="$(m 'cbx_llm_cost_dollars_total{model="gpt-4o-mini"}')" \
+    'BEGIN { exit !(v > 0.44999 && v < 0.45002) }' || fail "cost: $(grep llm_cost "$TMP/metrics")"
 grep -qF 'cbx_breaker_state{breaker="metrics \"quoted\"\\name",state="open"} 1' "$TMP/metrics" ||
     fail "breaker state label: $(grep breaker_state "$TMP/metrics")"
 grep -qF 'cbx_breaker_forced{breaker="metrics \"quoted\"\\name"} 1' "$TMP/metrics" || fail "forced"
@@ -49,7 +86,7 @@ YML
 prometheus --config.file="$TMP/prom.yml" --storage.tsdb.path="$TMP/prom" \
     --web.listen-address="127.0.0.1:$pport" >"$TMP/prom.log" 2>&1 &
 ppid_=$!
-trap 'kill $ppid_ 2>/dev/null; wait $ppid_ 2>/dev/null; stop_server_now; cleanup_tmp' EXIT
+trap 'kill $ppid_ $fpid 2>/dev/null; wait $ppid_ 2>/dev/null; stop_server_now; cleanup_tmp' EXIT
 q='histogram_quantile(0.5, cbx_execution_duration_seconds_bucket{executor="command"})'
 deadline=$(($(date +%s) + 300))
 val=""
