@@ -70,6 +70,55 @@ static void append_str(json_t *o, const char *key, const char *s)
     free(t);
 }
 
+/* ---- events read without a jansson tree (scan.c): the common ones, text deltas, the finish and
+ * the usage. An event with tool calls or an error, or one the scanner is not sure of, goes to
+ * the jansson readers below, which say the same about it as they always did. */
+
+static long long int_field(llm_span o, const char *key)
+{
+    llm_span v;
+    long long i;
+    return cbx__llm_json_get(o, key, &v) && cbx__llm_json_int(v, &i) == 0 ? i : 0;
+}
+
+/* A content delta: appended to the answer and handed on. -1 when out of memory. */
+static int take_content(llm_xfer *x, llm_span v)
+{
+    const char *text;
+    size_t n;
+    if (v.n == 2)
+        return 0; /* "": nothing (the answer stays without content until some comes) */
+    if (cbx__llm_answer_append_span(&x->ans, v, &text, &n) < 0)
+        return -1;
+    if (n)
+        cbx__llm_stream_delta(x, "content", text, n);
+    return 0;
+}
+
+/* 1 when the event was read here, 0 when jansson must read it, -1 on failure (reported). */
+static int openai_fast(llm_xfer *x, const char *data, size_t n)
+{
+    llm_span v, t, choices, ch = {0}, d = {0};
+    if (cbx__llm_json_check(data, n, &v) < 0 || v.p[0] != '{' || cbx__llm_json_get(v, "error", &t))
+        return 0;
+    if (cbx__llm_json_get(v, "choices", &choices) && cbx__llm_json_at(choices, 0, &ch))
+        cbx__llm_json_get(ch, "delta", &d);
+    if (d.p && cbx__llm_json_get(d, "tool_calls", &t))
+        return 0;
+    llm_answer *a = &x->ans;
+    if (cbx__llm_json_get(v, "model", &t) && LLM_IS_STR(t))
+        cbx__llm_span_copy(t, a->model, sizeof a->model);
+    if (cbx__llm_json_get(v, "usage", &t) && t.p[0] == '{') {
+        a->prompt_tokens = int_field(t, "prompt_tokens");
+        a->completion_tokens = int_field(t, "completion_tokens");
+    }
+    if (d.p && cbx__llm_json_get(d, "content", &t) && LLM_IS_STR(t) && take_content(x, t) < 0)
+        return fail(x, "out of memory", NULL);
+    if (ch.p && cbx__llm_json_get(ch, "finish_reason", &t) && LLM_IS_STR(t))
+        cbx__llm_span_copy(t, a->finish_reason, sizeof a->finish_reason);
+    return 1;
+}
+
 static int openai_chunk(llm_xfer *x, const char *data, size_t n)
 {
     llm_answer *a = &x->ans;
@@ -77,6 +126,9 @@ static int openai_chunk(llm_xfer *x, const char *data, size_t n)
         a->done = 1;
         return 0;
     }
+    int fast = openai_fast(x, data, n);
+    if (fast != 0)
+        return fast < 0 ? -1 : 0;
     json_error_t je;
     json_t *v = json_loadb(data, n, 0, &je);
     if (!json_is_object(v)) {
@@ -141,9 +193,45 @@ static int openai_chunk(llm_xfer *x, const char *data, size_t n)
     return 0;
 }
 
+static void ollama_done(llm_answer *a, const char *fin)
+{
+    a->done = 1;
+    snprintf(a->finish_reason, sizeof a->finish_reason, "%s", fin ? fin : "stop");
+    if (json_array_size(a->tool_calls) && strcmp(a->finish_reason, "stop") == 0)
+        snprintf(a->finish_reason, sizeof a->finish_reason, "tool_calls");
+}
+
+/* As openai_fast, for a line of Ollama's NDJSON. */
+static int ollama_fast(llm_xfer *x, const char *line, size_t n)
+{
+    llm_span v, t, msg = {0};
+    if (cbx__llm_json_check(line, n, &v) < 0 || v.p[0] != '{' || cbx__llm_json_get(v, "error", &t))
+        return 0;
+    if (cbx__llm_json_get(v, "message", &msg) && cbx__llm_json_get(msg, "tool_calls", &t))
+        return 0;
+    llm_answer *a = &x->ans;
+    if (cbx__llm_json_get(v, "model", &t) && LLM_IS_STR(t))
+        cbx__llm_span_copy(t, a->model, sizeof a->model);
+    if (msg.p && cbx__llm_json_get(msg, "content", &t) && LLM_IS_STR(t))
+        (void)take_content(x, t);
+    if (cbx__llm_json_get(v, "done", &t) && t.n == 4 && memcmp(t.p, "true", 4) == 0) {
+        char fin[32];
+        int has = cbx__llm_json_get(v, "done_reason", &t) && LLM_IS_STR(t);
+        if (has)
+            cbx__llm_span_copy(t, fin, sizeof fin);
+        ollama_done(a, has ? fin : NULL);
+        a->prompt_tokens = int_field(v, "prompt_eval_count");
+        a->completion_tokens = int_field(v, "eval_count");
+    }
+    return 1;
+}
+
 static int ollama_line(llm_xfer *x, const char *line, size_t n)
 {
     llm_answer *a = &x->ans;
+    int fast = ollama_fast(x, line, n);
+    if (fast != 0)
+        return fast < 0 ? -1 : 0;
     json_error_t je;
     json_t *v = json_loadb(line, n, 0, &je);
     if (!json_is_object(v)) {
@@ -186,11 +274,7 @@ static int ollama_line(llm_xfer *x, const char *line, size_t n)
         free(args);
     }
     if (json_is_true(json_object_get(v, "done"))) {
-        a->done = 1;
-        const char *fin = json_string_value(json_object_get(v, "done_reason"));
-        snprintf(a->finish_reason, sizeof a->finish_reason, "%s", fin ? fin : "stop");
-        if (json_array_size(a->tool_calls) && strcmp(a->finish_reason, "stop") == 0)
-            snprintf(a->finish_reason, sizeof a->finish_reason, "tool_calls");
+        ollama_done(a, json_string_value(json_object_get(v, "done_reason")));
         a->prompt_tokens = json_integer_value(json_object_get(v, "prompt_eval_count"));
         a->completion_tokens = json_integer_value(json_object_get(v, "eval_count"));
     }

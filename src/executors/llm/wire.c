@@ -32,6 +32,41 @@ int cbx__llm_answer_append(llm_answer *a, const char *s, size_t n)
     return 0;
 }
 
+int cbx__llm_answer_append_span(llm_answer *a, llm_span v, const char **text, size_t *n)
+{
+    if (a->len + v.n + 1 > a->cap) {
+        size_t cap = a->cap ? a->cap : 256;
+        while (cap < a->len + v.n + 1)
+            cap *= 2;
+        char *p = realloc(a->content, cap);
+        if (!p)
+            return -1;
+        a->content = p;
+        a->cap = cap;
+    }
+    *text = a->content + a->len;
+    *n = cbx__llm_json_decode(v, a->content + a->len);
+    a->len += *n;
+    return 0;
+}
+
+void cbx__llm_span_copy(llm_span v, char *buf, size_t len)
+{
+    char small[256];
+    char *tmp = v.n <= sizeof small ? small : malloc(v.n);
+    if (!tmp) {
+        buf[0] = 0;
+        return;
+    }
+    size_t n = cbx__llm_json_decode(v, tmp);
+    if (n >= len)
+        n = len - 1;
+    memcpy(buf, tmp, n);
+    buf[n] = 0;
+    if (tmp != small)
+        free(tmp);
+}
+
 /* ---- requests -------------------------------------------------------------------------------- */
 
 static json_t *ollama_messages(const json_t *msgs)
@@ -164,8 +199,61 @@ static void take_tool_calls(llm_answer *a, const json_t *tcs)
     }
 }
 
+static long long span_int(llm_span o, const char *key)
+{
+    llm_span v;
+    long long i;
+    return cbx__llm_json_get(o, key, &v) && cbx__llm_json_int(v, &i) == 0 ? i : 0;
+}
+
+/* A plain answer without tool calls, read without a jansson tree (scan.c): 1, or 0 when the
+ * jansson reader below must read it (tool calls, a shape it reports, a text the scanner is not
+ * sure of), or -1 when out of memory. */
+static int plain_fast(llm_proto proto, const char *body, size_t len, llm_answer *a)
+{
+    llm_span v, t, cs, ch = {0}, msg = {0}, u = {0};
+    if (!body || cbx__llm_json_check(body, len, &v) < 0 || v.p[0] != '{')
+        return 0;
+    if (proto == LLM_OLLAMA) {
+        cbx__llm_json_get(v, "message", &msg);
+    } else {
+        if (cbx__llm_json_get(v, "choices", &cs) && cbx__llm_json_at(cs, 0, &ch))
+            cbx__llm_json_get(ch, "message", &msg);
+        cbx__llm_json_get(v, "usage", &u);
+    }
+    if (!msg.p || msg.p[0] != '{' || cbx__llm_json_get(msg, "tool_calls", &t))
+        return 0;
+    if (!a->tool_calls)
+        a->tool_calls = json_array();
+    if (cbx__llm_json_get(v, "model", &t) && LLM_IS_STR(t))
+        cbx__llm_span_copy(t, a->model, sizeof a->model);
+    int has_fin = proto == LLM_OLLAMA ? cbx__llm_json_get(v, "done_reason", &t)
+                                      : cbx__llm_json_get(ch, "finish_reason", &t);
+    if (has_fin && LLM_IS_STR(t))
+        cbx__llm_span_copy(t, a->finish_reason, sizeof a->finish_reason);
+    else
+        snprintf(a->finish_reason, sizeof a->finish_reason, "stop");
+    if (proto == LLM_OLLAMA) {
+        a->prompt_tokens = span_int(v, "prompt_eval_count");
+        a->completion_tokens = span_int(v, "eval_count");
+    } else {
+        a->prompt_tokens = span_int(u, "prompt_tokens");
+        a->completion_tokens = span_int(u, "completion_tokens");
+    }
+    const char *text;
+    size_t n;
+    if (cbx__llm_json_get(msg, "content", &t) && LLM_IS_STR(t) &&
+        cbx__llm_answer_append_span(a, t, &text, &n) < 0)
+        return -1;
+    a->done = 1;
+    return 1;
+}
+
 int cbx__llm_parse_plain(llm_proto proto, const char *body, size_t len, llm_answer *a)
 {
+    int fast = plain_fast(proto, body, len, a);
+    if (fast != 0)
+        return fast > 0 ? 0 : -1;
     json_error_t je;
     json_t *v = json_loadb(body, len, 0, &je);
     if (!json_is_object(v)) {
