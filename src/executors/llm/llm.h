@@ -159,6 +159,9 @@ int cbx__llm_json_check(const char *s, size_t n, llm_span *out);
 /* The value of key in a checked object (the last of equal keys): 1, or 0 when absent or obj is
  * not an object. */
 int cbx__llm_json_get(llm_span obj, const char *key, llm_span *out);
+/* Several keys of a checked object at once (at most 32): out[i] for each key found, whose bits
+ * are set in the result. */
+unsigned cbx__llm_json_fields(llm_span obj, const char *const *keys, size_t nkeys, llm_span *out);
 /* Element i of a checked array: 1, or 0. */
 int cbx__llm_json_at(llm_span arr, size_t i, llm_span *out);
 /* Decode a checked string value (v.p[0] == '"') into dst, which has room for v.n bytes;

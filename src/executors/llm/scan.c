@@ -212,43 +212,73 @@ int cbx__llm_json_check(const char *s, size_t n, llm_span *out)
     return 0;
 }
 
-/* The end of the (checked) value at p. */
+/* The end of the value at p in checked text: no checks, only strings and brackets followed. */
 static const char *next(const char *p, const char *e)
 {
-    return skip_value(p, e, 0);
+    if (*p == '"') {
+        for (p++; p < e; p++) {
+            if (*p == '\\')
+                p++;
+            else if (*p == '"')
+                return p + 1;
+        }
+        return e;
+    }
+    if (*p != '{' && *p != '[') {
+        while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\n' &&
+               *p != '\r' && *p != '\t')
+            p++;
+        return p;
+    }
+    int depth = 0;
+    for (; p < e; p++) {
+        char c = *p;
+        if (c == '"') {
+            for (p++; p < e && *p != '"'; p++)
+                if (*p == '\\')
+                    p++;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (--depth == 0)
+                return p + 1;
+        }
+    }
+    return e;
 }
 
-int cbx__llm_json_get(llm_span obj, const char *key, llm_span *out)
+unsigned cbx__llm_json_fields(llm_span obj, const char *const *keys, size_t nkeys, llm_span *out)
 {
     if (!obj.p || obj.n < 2 || obj.p[0] != '{')
         return 0;
     const char *p = obj.p + 1, *e = obj.p + obj.n;
-    size_t kn = strlen(key);
-    int found = 0;
+    unsigned found = 0;
     for (;;) {
         p = ws(p, e);
         if (p >= e || *p != '"')
             return found;
-        int esc = 0;
-        const char *k = p + 1, *ke = skip_string(p, e, &esc);
-        if (!ke)
-            return found;
-        p = ws(ke, e) + 1; /* past ':' */
+        const char *k = p + 1, *ke = next(p, e) - 1; /* keys hold no escapes: checked */
+        p = ws(ke + 1, e) + 1;                       /* past ':' */
         p = ws(p, e);
         const char *v = p;
         p = next(p, e);
-        if (!p)
-            return found;
-        if ((size_t)(ke - 1 - k) == kn && memcmp(k, key, kn) == 0) {
-            out->p = v; /* the last of equal keys, as jansson keeps it */
-            out->n = (size_t)(p - v);
-            found = 1;
-        }
+        size_t kn = (size_t)(ke - k);
+        for (size_t i = 0; i < nkeys; i++)
+            if (strncmp(keys[i], k, kn) == 0 && keys[i][kn] == 0) {
+                out[i].p = v; /* the last of equal keys, as jansson keeps it */
+                out[i].n = (size_t)(p - v);
+                found |= 1u << i;
+            }
         p = ws(p, e);
         if (p >= e || *p != ',')
             return found;
         p++;
     }
+}
+
+int cbx__llm_json_get(llm_span obj, const char *key, llm_span *out)
+{
+    return cbx__llm_json_fields(obj, &key, 1, out) != 0;
 }
 
 int cbx__llm_json_at(llm_span arr, size_t i, llm_span *out)
@@ -262,8 +292,6 @@ int cbx__llm_json_at(llm_span arr, size_t i, llm_span *out)
             return 0;
         const char *v = p;
         p = next(p, e);
-        if (!p)
-            return 0;
         if (k == i) {
             out->p = v;
             out->n = (size_t)(p - v);

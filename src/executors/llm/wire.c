@@ -199,11 +199,10 @@ static void take_tool_calls(llm_answer *a, const json_t *tcs)
     }
 }
 
-static long long span_int(llm_span o, const char *key)
+static long long span_int(llm_span v)
 {
-    llm_span v;
     long long i;
-    return cbx__llm_json_get(o, key, &v) && cbx__llm_json_int(v, &i) == 0 ? i : 0;
+    return cbx__llm_json_int(v, &i) == 0 ? i : 0;
 }
 
 /* A plain answer without tool calls, read without a jansson tree (scan.c): 1, or 0 when the
@@ -211,39 +210,57 @@ static long long span_int(llm_span o, const char *key)
  * sure of), or -1 when out of memory. */
 static int plain_fast(llm_proto proto, const char *body, size_t len, llm_answer *a)
 {
-    llm_span v, t, cs, ch = {0}, msg = {0}, u = {0};
+    static const char *const oa_keys[] = {"choices", "usage", "model"};
+    static const char *const choice_keys[] = {"message", "finish_reason"};
+    static const char *const usage_keys[] = {"prompt_tokens", "completion_tokens"};
+    static const char *const ol_keys[] = {"message", "done_reason", "model", "prompt_eval_count",
+                                          "eval_count"};
+    static const char *const msg_keys[] = {"tool_calls", "content"};
+    llm_span v, top[5], ch, cf[2], uf[2], mf[2], msg = {0}, fin = {0}, model = {0};
     if (!body || cbx__llm_json_check(body, len, &v) < 0 || v.p[0] != '{')
         return 0;
+    long long pt = 0, ct = 0;
     if (proto == LLM_OLLAMA) {
-        cbx__llm_json_get(v, "message", &msg);
+        unsigned t = cbx__llm_json_fields(v, ol_keys, 5, top);
+        if (t & 1)
+            msg = top[0];
+        if (t & 2)
+            fin = top[1];
+        if (t & 4)
+            model = top[2];
+        pt = t & 8 ? span_int(top[3]) : 0;
+        ct = t & 16 ? span_int(top[4]) : 0;
     } else {
-        if (cbx__llm_json_get(v, "choices", &cs) && cbx__llm_json_at(cs, 0, &ch))
-            cbx__llm_json_get(ch, "message", &msg);
-        cbx__llm_json_get(v, "usage", &u);
+        unsigned t = cbx__llm_json_fields(v, oa_keys, 3, top);
+        unsigned c = (t & 1) && cbx__llm_json_at(top[0], 0, &ch)
+                         ? cbx__llm_json_fields(ch, choice_keys, 2, cf)
+                         : 0;
+        if (c & 1)
+            msg = cf[0];
+        if (c & 2)
+            fin = cf[1];
+        if (t & 4)
+            model = top[2];
+        unsigned u = t & 2 ? cbx__llm_json_fields(top[1], usage_keys, 2, uf) : 0;
+        pt = u & 1 ? span_int(uf[0]) : 0;
+        ct = u & 2 ? span_int(uf[1]) : 0;
     }
-    if (!msg.p || msg.p[0] != '{' || cbx__llm_json_get(msg, "tool_calls", &t))
+    unsigned m = msg.p ? cbx__llm_json_fields(msg, msg_keys, 2, mf) : 0;
+    if (!msg.p || msg.p[0] != '{' || (m & 1))
         return 0;
     if (!a->tool_calls)
         a->tool_calls = json_array();
-    if (cbx__llm_json_get(v, "model", &t) && LLM_IS_STR(t))
-        cbx__llm_span_copy(t, a->model, sizeof a->model);
-    int has_fin = proto == LLM_OLLAMA ? cbx__llm_json_get(v, "done_reason", &t)
-                                      : cbx__llm_json_get(ch, "finish_reason", &t);
-    if (has_fin && LLM_IS_STR(t))
-        cbx__llm_span_copy(t, a->finish_reason, sizeof a->finish_reason);
+    if (model.p && LLM_IS_STR(model))
+        cbx__llm_span_copy(model, a->model, sizeof a->model);
+    if (fin.p && LLM_IS_STR(fin))
+        cbx__llm_span_copy(fin, a->finish_reason, sizeof a->finish_reason);
     else
         snprintf(a->finish_reason, sizeof a->finish_reason, "stop");
-    if (proto == LLM_OLLAMA) {
-        a->prompt_tokens = span_int(v, "prompt_eval_count");
-        a->completion_tokens = span_int(v, "eval_count");
-    } else {
-        a->prompt_tokens = span_int(u, "prompt_tokens");
-        a->completion_tokens = span_int(u, "completion_tokens");
-    }
+    a->prompt_tokens = pt;
+    a->completion_tokens = ct;
     const char *text;
     size_t n;
-    if (cbx__llm_json_get(msg, "content", &t) && LLM_IS_STR(t) &&
-        cbx__llm_answer_append_span(a, t, &text, &n) < 0)
+    if ((m & 2) && LLM_IS_STR(mf[1]) && cbx__llm_answer_append_span(a, mf[1], &text, &n) < 0)
         return -1;
     a->done = 1;
     return 1;
