@@ -8,12 +8,12 @@
  * requests). With several providers, each request goes to the first whose breaker admits it.
  *
  * Files: llm.c (the type: schema, validation, start, cancel), provider.c (which server,
- * which protocol, which key; breakers), wire.c (request bodies and plain responses of both
- * protocols), stream.c (SSE and NDJSON events into one answer), transfer.c (the HTTP exchange),
- * tools.c (tool definitions and child executions), settings.c (cbx/llm.h's tables),
- * conversation.c (the loop of one attempt), report.c (its end), memory.c (conversation
- * memory), cassette.c (record and replay), agent.c (the agent type), scan.c (reading fields
- * of the servers' JSON without a jansson tree), body.c (the request body written as text).
+ * which protocol, which key; breakers), body.c (request bodies of both protocols, written as
+ * text), wire.c (plain responses of both protocols), stream.c (SSE and NDJSON events into one
+ * answer), transfer.c (the HTTP exchange), tools.c (tool definitions and child executions),
+ * settings.c (cbx/llm.h's tables), conversation.c (the loop of one attempt), report.c (its end),
+ * memory.c (conversation memory), cassette.c (record and replay), agent.c (the agent type), scan.c
+ * (reading fields of the servers' JSON without a jansson tree).
  */
 #ifndef CBX_EXECUTORS_LLM_LLM_H
 #define CBX_EXECUTORS_LLM_LLM_H
@@ -171,9 +171,12 @@ size_t cbx__llm_json_decode(llm_span v, char *dst);
 int cbx__llm_json_int(llm_span v, long long *out);
 #define LLM_IS_STR(s) ((s).n >= 2 && (s).p[0] == '"')
 
+/* ---- body.c ---- */
+/* The request body for the conversation so far, in p's protocol, as JSON text (malloc'd,
+ * *len its length), or NULL when out of memory. */
+char *cbx__llm_request_text(const llm_call *c, const llm_provider *p, int stream, size_t *len);
+
 /* ---- wire.c ---- */
-/* The request body for the conversation so far, in p's protocol (new reference). */
-json_t *cbx__llm_request_body(const llm_call *c, const llm_provider *p, int stream);
 /* Read a plain (non-streamed) response body into a. 0, or -1 with a->error set. */
 int cbx__llm_parse_plain(llm_proto proto, const char *body, size_t len, llm_answer *a);
 /* The error message in an error body of either protocol (into buf), "" when there is none. */
@@ -260,9 +263,10 @@ int cbx__llm_loop_init(const cbx_executor_type *type, void *loop, void **state, 
 void cbx__llm_loop_close(const cbx_executor_type *type, void *loop, void *state);
 /* Checks shared by llm and agent: providers, parameters, response_format, quality, tools. */
 int cbx__llm_validate_common(const json_t *params, cbx_err *err);
-/* The messages to send: system messages and the last memory_size others (never starting on a
- * tool result, whose assistant message would be missing). New reference. */
-json_t *cbx__llm_window(const llm_call *c);
+/* The messages to send are the system messages and those from this index on: the last
+ * memory_size others (never starting on a tool result, whose assistant message would be
+ * missing); 0 when memory_size is 0. */
+size_t cbx__llm_window_from(const llm_call *c);
 /* Every child of the round has ended: append the results and ask the model again. */
 void cbx__llm_round_done(llm_call *c);
 

@@ -1,5 +1,5 @@
-/* The two wire protocols' request bodies and plain responses: OpenAI chat completions and
- * Ollama /api/chat. The conversation is kept in OpenAI's shape and translated for Ollama. */
+/* The two wire protocols' plain responses (OpenAI chat completions and Ollama /api/chat) and
+ * error bodies, and the answer they fill. The request bodies are body.c's. */
 #define _GNU_SOURCE
 #include "executors/llm/llm.h"
 
@@ -65,104 +65,6 @@ void cbx__llm_span_copy(llm_span v, char *buf, size_t len)
     buf[n] = 0;
     if (tmp != small)
         free(tmp);
-}
-
-/* ---- requests -------------------------------------------------------------------------------- */
-
-static json_t *ollama_messages(const json_t *msgs)
-{
-    json_t *out = json_array();
-    size_t i;
-    const json_t *m;
-    json_array_foreach(msgs, i, m)
-    {
-        const char *role = json_string_value(json_object_get(m, "role"));
-        const char *content = json_string_value(json_object_get(m, "content"));
-        json_t *o = json_pack("{s:s, s:s}", "role", role ? role : "user", "content",
-                              content ? content : "");
-        const json_t *tcs = json_object_get(m, "tool_calls");
-        if (json_array_size(tcs)) {
-            json_t *calls = json_array();
-            size_t k;
-            const json_t *tc;
-            json_array_foreach(tcs, k, tc)
-            {
-                const json_t *fn = json_object_get(tc, "function");
-                const char *args = json_string_value(json_object_get(fn, "arguments"));
-                json_t *a = args ? json_loads(args, 0, NULL) : NULL;
-                json_array_append_new(
-                    calls, json_pack("{s:{s:O, s:o}}", "function", "name",
-                                     json_object_get(fn, "name"), "arguments",
-                                     json_is_object(a) ? a : (json_decref(a), json_object())));
-            }
-            json_object_set_new(o, "tool_calls", calls);
-        }
-        const json_t *name = json_object_get(m, "name");
-        if (role && strcmp(role, "tool") == 0 && json_is_string(name))
-            json_object_set(o, "tool_name", (json_t *)name);
-        json_array_append_new(out, o);
-    }
-    return out;
-}
-
-static void set_if(json_t *o, const char *key, const json_t *v)
-{
-    if (v && !json_is_null(v))
-        json_object_set(o, key, (json_t *)v);
-}
-
-json_t *cbx__llm_request_body(const llm_call *c, const llm_provider *p, int stream)
-{
-    const json_t *par = json_object_get(c->params, "parameters");
-    const json_t *rf = json_object_get(c->params, "response_format");
-    json_t *tools = cbx__llm_tools_wire(c);
-    json_t *b;
-    if (p->proto == LLM_OLLAMA) {
-        json_t *win = cbx__llm_window(c);
-        b = json_pack("{s:s, s:o, s:b}", "model", p->model, "messages", ollama_messages(win),
-                      "stream", stream);
-        json_decref(win);
-        json_t *opt = json_object();
-        set_if(opt, "temperature", json_object_get(par, "temperature"));
-        set_if(opt, "top_p", json_object_get(par, "top_p"));
-        set_if(opt, "top_k", json_object_get(par, "top_k"));
-        set_if(opt, "num_predict", json_object_get(par, "max_tokens"));
-        set_if(opt, "seed", json_object_get(par, "seed"));
-        const json_t *stop = json_object_get(par, "stop");
-        if (json_is_string(stop))
-            json_object_set_new(opt, "stop", json_pack("[O]", stop));
-        else
-            set_if(opt, "stop", stop);
-        if (json_object_size(opt))
-            json_object_set_new(b, "options", opt);
-        else
-            json_decref(opt);
-        if (json_is_string(rf) && strcmp(json_string_value(rf), "json") == 0)
-            json_object_set_new(b, "format", json_string("json"));
-        else if (json_is_object(rf))
-            json_object_set(b, "format", (json_t *)rf);
-    } else {
-        b = json_pack("{s:s, s:o, s:b}", "model", p->model, "messages", cbx__llm_window(c),
-                      "stream", stream);
-        if (stream)
-            json_object_set_new(b, "stream_options", json_pack("{s:b}", "include_usage", 1));
-        set_if(b, "temperature", json_object_get(par, "temperature"));
-        set_if(b, "top_p", json_object_get(par, "top_p"));
-        set_if(b, "top_k", json_object_get(par, "top_k"));
-        set_if(b, "max_tokens", json_object_get(par, "max_tokens"));
-        set_if(b, "stop", json_object_get(par, "stop"));
-        set_if(b, "seed", json_object_get(par, "seed"));
-        if (json_is_string(rf) && strcmp(json_string_value(rf), "json") == 0)
-            json_object_set_new(b, "response_format", json_pack("{s:s}", "type", "json_object"));
-        else if (json_is_object(rf))
-            json_object_set_new(b, "response_format",
-                                json_pack("{s:s, s:{s:s, s:O, s:b}}", "type", "json_schema",
-                                          "json_schema", "name", "response", "schema", rf, "strict",
-                                          1));
-    }
-    if (tools)
-        json_object_set_new(b, "tools", tools);
-    return b;
 }
 
 /* ---- plain responses ---------------------------------------------------------------------------
