@@ -833,6 +833,8 @@ typedef struct cancel_ctx {
     int done;
 } cancel_ctx;
 
+/* The tool writes its pid to a file of another name and renames it: the file is there only
+ * once the pid is in it. */
 static void cancel_when_tool_runs(uv_timer_t *t)
 {
     cancel_ctx *cc = t->data;
@@ -862,9 +864,9 @@ Test(llm, agent_cancel_stops_its_tools)
     cr_assert_geq(asprintf(&ptext,
                            "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"task\": \"t\", "
                            "\"tools\": [{\"name\": \"hang\", \"executor\": \"command\", "
-                           "\"params\": {\"argv\": [\"sh\", \"-c\", \"echo $$ > %s; exec sleep "
-                           "60\"]}}]}",
-                           s.url, pidfile),
+                           "\"params\": {\"argv\": [\"sh\", \"-c\", \"echo $$ > %s.tmp && mv "
+                           "%s.tmp %s; exec sleep 60\"]}}]}",
+                           s.url, pidfile, pidfile, pidfile),
                   0);
     json_t *p = json_loads(ptext, 0, NULL);
     free(ptext);

@@ -7,6 +7,7 @@
  * same answer or the same error as before. */
 #include "executors/llm/llm.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #define MAX_DEPTH 64
@@ -65,10 +66,32 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *e)
 }
 
 /* A string at p ('"'): the position after it, or NULL. *escaped: it holds a backslash. */
+/* Bytes a string scan must stop at: the quote, the backslash, control characters and bytes of
+ * UTF-8 sequences (plain[c] == 0); and the bytes an unchecked walk must look at (walk[c]). */
+static const unsigned char plain[256] = {
+#define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+    R16(0), R16(0), /* 0x00-0x1f */
+    1,      1,      0,      1,      1,      1,      1,      1,
+    1,      1,      1,      1,      1,      1,      1,      1, /* 0x20-0x2f: '"' */
+    R16(1), R16(1),                                            /* 0x30-0x4f */
+    1,      1,      1,      1,      1,      1,      1,      1,
+    1,      1,      1,      1,      0,      1,      1,      1,      /* 0x50-0x5f: '\\' */
+    R16(1), R16(1),                                                 /* 0x60-0x7f */
+    R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), /* 0x80-0xff */
+#undef R16
+};
+
 static const char *skip_string(const char *p, const char *e, int *escaped)
 {
     p++;
     while (p < e) {
+        while (e - p >= 4 && plain[(unsigned char)p[0]] && plain[(unsigned char)p[1]] &&
+               plain[(unsigned char)p[2]] && plain[(unsigned char)p[3]])
+            p += 4;
+        while (p < e && plain[(unsigned char)*p])
+            p++;
+        if (p >= e)
+            return NULL;
         unsigned char c = (unsigned char)*p;
         if (c == '"')
             return p + 1;
@@ -217,10 +240,16 @@ static const char *next(const char *p, const char *e)
 {
     if (*p == '"') {
         for (p++; p < e; p++) {
-            if (*p == '\\')
-                p++;
-            else if (*p == '"')
-                return p + 1;
+            const char *q = memchr(p, '"', (size_t)(e - p));
+            if (!q)
+                return e;
+            /* the quote ends the string unless an odd run of backslashes escapes it */
+            size_t bs = 0;
+            while (q - bs > p && q[-1 - (ptrdiff_t)bs] == '\\')
+                bs++;
+            if (bs % 2 == 0)
+                return q + 1;
+            p = q;
         }
         return e;
     }
@@ -234,9 +263,7 @@ static const char *next(const char *p, const char *e)
     for (; p < e; p++) {
         char c = *p;
         if (c == '"') {
-            for (p++; p < e && *p != '"'; p++)
-                if (*p == '\\')
-                    p++;
+            p = next(p, e) - 1;
         } else if (c == '{' || c == '[') {
             depth++;
         } else if (c == '}' || c == ']') {
