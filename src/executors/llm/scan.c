@@ -291,7 +291,7 @@ unsigned cbx__llm_json_fields(llm_span obj, const char *const *keys, size_t nkey
         p = next(p, e);
         size_t kn = (size_t)(ke - k);
         for (size_t i = 0; i < nkeys; i++)
-            if (strncmp(keys[i], k, kn) == 0 && keys[i][kn] == 0) {
+            if (keys[i][0] == k[0] && strncmp(keys[i], k, kn) == 0 && keys[i][kn] == 0) {
                 out[i].p = v; /* the last of equal keys, as jansson keeps it */
                 out[i].n = (size_t)(p - v);
                 found |= 1u << i;
