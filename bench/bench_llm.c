@@ -7,6 +7,14 @@
  * llm.inflight case, the heap held per conversation in flight (1,000 calls parked on a server
  * that delays its answers, malloc'd bytes from mallinfo2 before and at the peak). The Node
  * clients on the same server are bench/llm_peers.mjs (run by bench/llm_peers.sh).
+ *
+ * The llm.*.own_cost cases measure what the executor adds to the HTTP exchange: in one run,
+ * alternating passes of the http executor POSTing the very body and headers the llm call sends
+ * (its answer kept as an unparsed string) and of the llm call, each --iters at concurrency 64;
+ * the value is the difference of the least client CPU per call of each (ns), and the note gives
+ * both. Instruction counts of the same passes: valgrind --tool=callgrind
+ * --dump-after='exec_pass*' build/bench/bench_llm --case llm.openai.plain.own_cost --runs 1
+ * (part 3 of the dump is the http pass, part 4 the llm pass).
  */
 #define _GNU_SOURCE
 #include "alloc_count.h"
