@@ -1380,3 +1380,39 @@ Test(llm, agent_cancel_during_the_model_call_leaves_no_request_in_flight)
     cbx_runtime_free(cc.rt);
     stop(&s);
 }
+
+Test(llm, refused_tool_calls_in_an_ollama_stream_are_counted_and_never_run)
+{
+    char marker[300];
+    snprintf(marker, sizeof marker, "%s/ran", tmpdir);
+    server s = start("{\"turns\": [{\"tool_calls\": ["
+                     "{\"name\": \"ghost\", \"arguments\": {}},"
+                     "{\"name\": \"touch\", \"arguments\": {\"n\": \"many\"}}]},"
+                     "{\"content\": \"sorry\"}]}");
+    cbx_result r = {0};
+    int rc = run_on(NULL, NULL, &r,
+                    "{\"model\": \"llama3\", \"ollama_base_url\": \"%s\", \"input\": \"go\", "
+                    "\"stream\": true, \"tools\": [{\"name\": \"touch\", \"executor\": "
+                    "\"command\", \"params\": {\"argv\": [\"touch\", \"%s\"]}, \"arguments\": "
+                    "{\"type\": \"object\", \"properties\": {\"n\": {\"type\": \"integer\"}}}}]}",
+                    s.url, marker);
+    cr_assert_eq(rc, 0, "%s", r.error);
+    cr_assert_str_eq(out_str(&r, "content"), "sorry");
+    cr_assert_eq(json_integer_value(json_object_get(r.outputs, "tool_errors")), 2);
+    cr_assert_neq(access(marker, F_OK), 0, "a refused tool call ran");
+    json_t *reqs = requests(&s);
+    cr_assert_eq(json_array_size(reqs), 2);
+    json_t *msgs = json_object_get(json_object_get(json_array_get(reqs, 1), "body"), "messages");
+    cr_assert_eq(json_array_size(msgs), 4);
+    cr_assert_not_null(
+        strstr(json_string_value(json_object_get(json_array_get(msgs, 2), "content")),
+               "unknown tool 'ghost'"));
+    cr_assert_not_null(
+        strstr(json_string_value(json_object_get(json_array_get(msgs, 3), "content")),
+               "argument 'n': expected integer"));
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 3), "tool_name")),
+                     "touch");
+    json_decref(reqs);
+    cbx_result_clear(&r);
+    stop(&s);
+}
