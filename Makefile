@@ -42,7 +42,7 @@ check: test asan tsan fuzz-short package-check
 tsan: deps
 	$(call configure,build-tsan,RelWithDebInfo,-DCBX_WERROR=ON -DCBX_SANITIZE=thread -DCBX_BENCH=OFF -DCBX_EXAMPLES=OFF)
 	cmake --build build-tsan -j $(JOBS)
-	TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -L stress
+	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" ctest --test-dir build-tsan --output-on-failure -L stress
 
 FUZZ_SECONDS ?= 600
 fuzz:

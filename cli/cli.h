@@ -5,6 +5,7 @@
 #ifndef CBX_CLI_H
 #define CBX_CLI_H
 
+#include "cbx/journal.h"
 #include "cbx/registry.h"
 
 #include <stddef.h>
@@ -150,5 +151,10 @@ void cli_flow_view_note(cli_flow_view *v, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* The last redraw and the summary line ("flow x succeeded in 1.2s: 3 steps succeeded, ..."). */
 void cli_flow_view_end(cli_flow_view *v, const char *flow_name, const struct cbx_flow_result *r);
+
+/* A run id, or a unique prefix or suffix of one (time-ordered ids share their first digits): its
+ * row from the list (new reference) in *row. Returns 0, -ENOENT, -EEXIST (ambiguous) or another
+ * negative code (err filled). In flow_cli.c. */
+int flow_resolve_run(cbx_journal *j, const char *id, json_t **row, cbx_err *err);
 
 #endif

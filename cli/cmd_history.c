@@ -28,7 +28,8 @@ static const char history_help[] =
     "                   or, while they last, pending, running, retrying; or abandoned (its\n"
     "                   process died before it ended)\n"
     "  --breaker B      only executions guarded by the named breaker B\n"
-    "  --run ID         only the executions of this flow run (its full id, see 'cbx runs')\n"
+    "  --run ID         only the executions of this flow run (its id, or the tail\n"
+    "                   'cbx runs' shows)\n"
     "  --step S         only the executions of flow steps named S (a.b inside composites)\n"
     "  --tag T          only executions tagged T (a flow step's: flow:RUN_ID/STEP)\n"
     "  --since DUR      only executions submitted within DUR before now (10m, 2h)\n"
@@ -127,6 +128,7 @@ typedef struct query {
     const char *action; /* NULL, "show", "clear" */
     const char *id;
     int have_before, have_since;
+    char run_full[64]; /* --run given as the tail or head of an id: the whole id */
 } query;
 
 /* Queries open the journal read-only, so that a journal the user may read but not write can be
@@ -429,6 +431,32 @@ static int history_show(cbx_journal *j, const query *q)
     return CLI_EXIT_OK;
 }
 
+/* --run takes what `cbx runs` shows (the id's distinguishing tail) as well as the whole id. */
+static int resolve_run(cbx_journal *j, query *q, const char *cmd)
+{
+    if (!q->f.run_id)
+        return 0;
+    json_t *row = NULL;
+    cbx_err err;
+    cbx_err_clear(&err);
+    int r = flow_resolve_run(j, q->f.run_id, &row, &err);
+    if (r == -ENOENT) {
+        cli_err("%s: no flow run matches '%s' (see 'cbx runs')", cmd, q->f.run_id);
+        return CLI_EXIT_FAILED;
+    }
+    if (r == -EEXIST) {
+        cli_err("%s: '%s' matches more than one flow run; give more of its id", cmd, q->f.run_id);
+        return CLI_EXIT_USAGE;
+    }
+    if (r < 0)
+        return journal_error(cmd, r, &err);
+    snprintf(q->run_full, sizeof q->run_full, "%s",
+             json_string_value(json_object_get(row, "run_id")));
+    json_decref(row);
+    q->f.run_id = q->run_full;
+    return 0;
+}
+
 static int history_clear(cbx_journal *j, const query *q)
 {
     if (q->f.status || q->f.breaker || q->f.run_id || q->f.step || q->f.tag || q->have_since ||
@@ -481,6 +509,10 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
         return rc;
     if (!q.action || strcmp(q.action, "clear") != 0)
         cli_journal_note_losses("history", j);
+    if (!q.action && (rc = resolve_run(j, &q, "history")) != 0) {
+        cbx_journal_close(j);
+        return rc;
+    }
     if (q.action && strcmp(q.action, "show") == 0) {
         rc = history_show(j, &q);
     } else if (q.action) {
@@ -577,6 +609,10 @@ int cli_cmd_stats(cli_ctx *ctx, int argc, char **argv)
     if (rc)
         return rc;
     cli_journal_note_losses("stats", j);
+    if ((rc = resolve_run(j, &q, "stats")) != 0) {
+        cbx_journal_close(j);
+        return rc;
+    }
     json_t *out = NULL;
     cbx_err err;
     cbx_err_clear(&err);

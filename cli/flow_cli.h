@@ -86,10 +86,7 @@ void flow_input_problem(char *buf, size_t len, const cbx_err *e, const json_t *g
 /* With the retention of the environment (cli_journal_opts); read-only for runs and show. */
 int flow_open_journal(const char *cmd, cbx_journal **j);
 
-/* A run id, or a unique prefix or suffix of one (time-ordered ids share their first digits): its
- * row from the list (new reference) in *row. Returns 0, -ENOENT, -EEXIST (ambiguous) or another
- * negative code (err filled). */
-int flow_resolve_run(cbx_journal *j, const char *id, json_t **row, cbx_err *err);
+/* flow_resolve_run: in cli.h (history and stats take run ids too). */
 
 void flow_noop_close(uv_handle_t *h);
 

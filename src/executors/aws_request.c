@@ -76,10 +76,15 @@ int cbx__aws_send(cbx__http_xfer *x, json_t *http, const json_t *p, const cbx__a
 
 int cbx__http_xfer_prepare(cbx__http_xfer *x, cbx_task *t, void (*on_end)(cbx__http_xfer *x))
 {
+    return cbx__http_xfer_prepare_on(x, t, cbx_task_loop_state(t), on_end);
+}
+
+int cbx__http_xfer_prepare_on(cbx__http_xfer *x, cbx_task *t, cbx__http_loop *lp,
+                              void (*on_end)(cbx__http_xfer *x))
+{
     int r = cbx__curl_load(NULL);
     if (r < 0)
         return r;
-    cbx__http_loop *lp = cbx_task_loop_state(t);
     if (!lp)
         return -ENOMEM;
     if ((r = cbx__http_loop_ready(lp)) < 0)

@@ -44,6 +44,9 @@ int cbx__aws_send(cbx__http_xfer *x, json_t *http, const json_t *p, const cbx__a
  * loaded, the context ready, x's task, context, start time and on_end set. 0, or a negative code
  * (the attempt cannot start). */
 int cbx__http_xfer_prepare(cbx__http_xfer *x, cbx_task *t, void (*on_end)(cbx__http_xfer *x));
+/* The same with the curl context lp given (a type whose loop state holds more than it). */
+int cbx__http_xfer_prepare_on(cbx__http_xfer *x, cbx_task *t, cbx__http_loop *lp,
+                              void (*on_end)(cbx__http_xfer *x));
 
 /* A transfer that could not start: its easy handle given back, and x reported (through its
  * on_end) with start_rc = rc and start_msg = msg on the loop's next turn. */

@@ -16,6 +16,7 @@
 #define CBX_EXECUTORS_COMMAND_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -179,6 +180,9 @@ typedef struct cbx__spawn_job {
     struct cbx__spawn_job *next;
     const cbx__cmd_spec *spec;
     uv_async_t *done; /* uv_async_send'd once the spawn is over; the job is then the loop's */
+    /* Set (release) before done is sent, read (acquire) by cbx__spawn_job_acquire: uv_async_send
+     * orders the two threads already, but inside libuv, where ThreadSanitizer cannot see it. */
+    atomic_int over;
     int rc;
     cbx__cmd_child child;
     cbx_err err;
@@ -187,6 +191,9 @@ typedef struct cbx__spawn_job {
 /* Queue job for the spawner thread (started on first use). 0, or a negative errno when there is
  * no such thread (then spawn on the calling thread). */
 int cbx__spawner_submit(cbx__spawn_job *job);
+
+/* On the loop, once job->done fired, before reading the answer. */
+void cbx__spawn_job_acquire(cbx__spawn_job *job);
 
 /* Tests and benchmarks only: when set, children are started on the loop's thread. */
 extern int cbx__cmd_inline_spawn;

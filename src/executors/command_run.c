@@ -869,6 +869,7 @@ static void stop(cbx__cmd_run *r)
 static void on_spawned(uv_async_t *a)
 {
     cbx__cmd_run *r = a->data;
+    cbx__spawn_job_acquire(&r->job);
     r->spawning = 0;
     close_handle(r, &r->spawned);
     wire(r, r->job.rc, &r->job.child, &r->job.err);

@@ -46,8 +46,12 @@ static void *spawner_main(void *arg)
 
         cbx_err_clear(&job->err);
         job->rc = cbx__cmd_spawn(job->spec, &job->child, &job->err);
-        /* After this the job belongs to the loop again (and may be freed at once). */
-        uv_async_send(job->done);
+        /* After the store the job belongs to the loop again (and may be freed at once): its
+         * async handle is read before. (libuv's close of an async handle waits for a send in
+         * progress, so the handle itself outlives the send.) */
+        uv_async_t *done = job->done;
+        atomic_store_explicit(&job->over, 1, memory_order_release);
+        uv_async_send(done);
     }
     return NULL;
 }
@@ -76,6 +80,7 @@ int cbx__spawner_submit(cbx__spawn_job *job)
     if (!sp.ok)
         return -EAGAIN;
     job->next = NULL;
+    atomic_store_explicit(&job->over, 0, memory_order_relaxed);
     pthread_mutex_lock(&sp.lock);
     if (sp.tail)
         sp.tail->next = job;
@@ -85,4 +90,9 @@ int cbx__spawner_submit(cbx__spawn_job *job)
     pthread_cond_signal(&sp.cond);
     pthread_mutex_unlock(&sp.lock);
     return 0;
+}
+
+void cbx__spawn_job_acquire(cbx__spawn_job *job)
+{
+    (void)atomic_load_explicit(&job->over, memory_order_acquire);
 }

@@ -28,9 +28,9 @@ expect_rc 0 "show as text"
 grep -qx "options: failures 2, open 60m00s, probes 1" "$TMP/out" || fail "show text: $(cat "$TMP/out")"
 
 # set changes the options and keeps the state (same shape): still open, with the new open time
-run "$CBX" breaker set O --failures 3 --open 200ms
+run "$CBX" breaker set O --failures 3 --open 10m
 expect_rc 0 "set"
-grep -qx "breaker 'O': failures 3, open 200ms, probes 1" "$TMP/out" || fail "set: $(cat "$TMP/out")"
+grep -qx "breaker 'O': failures 3, open 10m00s, probes 1" "$TMP/out" || fail "set: $(cat "$TMP/out")"
 run "$CBX" breaker show O --json
 [ "$(jqv .options.consecutive_failures)" = "3" ] || fail "after set: $(cat "$TMP/out")"
 [ "$(jqv .calls)" = "2" ] || fail "set lost the state: $(cat "$TMP/out")"

@@ -54,6 +54,15 @@ expect_rc 2 "a bad --status"
 run "$CBX" history --run "$rf" --json
 [ "$(jqv length)" = "2" ] || fail "history --run: $(cat "$TMP/out")"
 [ "$(jqv '[.[].status] | sort | join(",")')" = "failed,success" ] || fail "statuses: $(cat "$TMP/out")"
+# the tail `cbx runs` shows names the run as well as the whole id (it once matched nothing)
+run "$CBX" history --run "${rf: -6}" --json
+expect_rc 0 "history --run TAIL"
+[ "$(jqv length)" = "2" ] || fail "history --run with the id's tail: $(cat "$TMP/out")"
+run "$CBX" stats --run "${rf: -6}" --json
+[ "$(jqv .executions)" = "2" ] || fail "stats --run with the id's tail: $(cat "$TMP/out")"
+run "$CBX" history --run no-such-run
+expect_rc 1 "history --run of no run"
+grep -q "no flow run matches 'no-such-run'" "$TMP/err" || fail "unknown run: $(cat "$TMP/err")"
 run "$CBX" history --step one --json
 [ "$(jqv length)" = "3" ] || fail "history --step one: $(cat "$TMP/out")"
 run "$CBX" history --step two --status failed --json

@@ -86,7 +86,9 @@ static int write_all(int fd, const char *p, size_t n)
 
 /* ---- the script ------------------------------------------------------------------------------ */
 
-/* The next turn (a new reference), or NULL when the script is exhausted. */
+/* The next turn (a copy of its own), or NULL when the script is exhausted. A copy, not a new
+ * reference: connection threads would otherwise share reference counts, which jansson's header
+ * reads without atomics. */
 static json_t *take_turn(void)
 {
     json_t *t = NULL;
@@ -97,7 +99,7 @@ static json_t *take_turn(void)
             rep = 1;
         if (rep < 0 || turn_used < rep) {
             turn_used++;
-            t = json_incref(cand);
+            t = json_deep_copy(cand);
             break;
         }
         turn_i++;

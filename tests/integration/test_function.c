@@ -378,10 +378,10 @@ Test(function, a_call_still_queued_at_its_timeout_never_runs)
 Test(function, an_asynchronous_function_is_cancelled_at_its_timeout)
 {
     cbx_result r;
-    int rc = call("function", "{\"name\": \"later\", \"input\": {\"ms\": 10000}}", 40, &r, NULL);
+    int rc = call("function", "{\"name\": \"later\", \"input\": {\"ms\": 600000}}", 40, &r, NULL);
     cr_assert_eq(rc, CBX_ETIMEDOUT);
     cr_assert_eq(async_cancels, 1);
-    cr_assert_lt(r.duration_ns, 5000 * CBX_NS_PER_MS);
+    cr_assert_lt(r.duration_ns, 300000 * CBX_NS_PER_MS, "the function's time was waited out");
     cbx_result_clear(&r);
 }
 

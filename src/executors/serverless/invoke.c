@@ -10,6 +10,9 @@
  * any other status (ResourceNotFoundException: the function does not exist); RATE_LIMITED for
  * 429 (TooManyRequestsException), with its Retry-After; TIMEOUT when the transfer's own limit
  * ran out.
+ *
+ * With `function_dir`, the function runs on this machine instead: the local backend (local.h),
+ * cbx hosting the Lambda Runtime API for its runtime processes.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -21,6 +24,7 @@
 #include "executors/aws_request.h"
 #include "executors/builtins.h"
 #include "executors/http.h"
+#include "executors/serverless/local.h"
 
 static const char *const invocation_types[] = {"RequestResponse", "Event", "DryRun", NULL};
 static const char *const log_types[] = {"None", "Tail", NULL};
@@ -33,7 +37,15 @@ typedef struct lambda_task {
     int began;
     cbx__aws_auth auth;
     char url[1024];
+    cbx__lambda_inv local; /* with function_dir */
 } lambda_task;
+
+/* The loop's state: curl's (for the Invoke API) and the local backend's pool (made on its first
+ * invocation). */
+typedef struct lambda_loop {
+    cbx__http_loop *http;
+    cbx__lambda_pool *pool;
+} lambda_loop;
 
 static const char *str(const json_t *p, const char *k)
 {
@@ -236,7 +248,12 @@ static int lambda_start(cbx_task *t)
 {
     lambda_task *d = cbx_task_state(t);
     const json_t *p = cbx_task_params(t);
-    int r = cbx__http_xfer_prepare(&d->x, t, lambda_on_end);
+    lambda_loop *ll = cbx_task_loop_state(t);
+    if (!ll)
+        return -ENOMEM;
+    if (json_object_get(p, "function_dir"))
+        return cbx__lambda_local_start(t, &ll->pool, &d->local);
+    int r = cbx__http_xfer_prepare_on(&d->x, t, ll->http, lambda_on_end);
     if (r < 0)
         return r;
     d->t = t;
@@ -266,14 +283,47 @@ static int lambda_start(cbx_task *t)
 static void lambda_cancel(cbx_task *t)
 {
     lambda_task *d = cbx_task_state(t);
-    cbx__http_xfer_cancel(&d->x);
+    if (json_object_get(cbx_task_params(t), "function_dir"))
+        cbx__lambda_cancel(&d->local);
+    else
+        cbx__http_xfer_cancel(&d->x);
+}
+
+static int lambda_loop_init(const cbx_executor_type *type, void *loop, void **state, cbx_err *err)
+{
+    lambda_loop *ll = calloc(1, sizeof *ll);
+    if (!ll)
+        return cbx_err_set(err, -ENOMEM, "%s: out of memory", type->name);
+    void *http = NULL;
+    int r = cbx__http_ctx_loop_init(type, loop, &http, err);
+    if (r < 0) {
+        free(ll);
+        return r;
+    }
+    ll->http = http;
+    *state = ll;
+    return 0;
+}
+
+static void lambda_loop_close(const cbx_executor_type *type, void *loop, void *state)
+{
+    lambda_loop *ll = state;
+    if (!ll)
+        return;
+    cbx__lambda_pool_free(ll->pool); /* every runtime's tree killed and reaped */
+    cbx__http_ctx_loop_close(type, loop, ll->http);
+    free(ll);
 }
 
 static int lambda_validate(const cbx_executor_type *type, const json_t *p, cbx_err *err)
 {
     (void)type;
     const char *fn = str(p, "function_name");
-    size_t n = strlen(fn);
+    if (!fn && !json_object_get(p, "function_dir"))
+        return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "function_name", 0, 0,
+                              "give function_name (a function to invoke) or function_dir (a "
+                              "function to run here)");
+    size_t n = fn ? strlen(fn) : 0;
     for (size_t i = 0; i < n; i++)
         if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_:.$", fn[i]))
             return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "function_name", 0, 0,
@@ -289,18 +339,20 @@ static int lambda_validate(const cbx_executor_type *type, const json_t *p, cbx_e
                                   "not JSON: %s (at column %d)", je.text, je.column);
         json_decref(parsed);
     }
+    if (json_object_get(p, "function_dir"))
+        return cbx__lambda_local_validate(p, err);
     return 0;
 }
 
 static const cbx_param lambda_params[] = {
     {.name = "function_name",
      .type = CBX_PARAM_STRING,
-     .required = 1,
      .has_min = 1,
      .min = 1,
      .has_max = 1,
      .max = 170,
-     .description = "the function's name, or its ARN"},
+     .description = "the function's name, or its ARN (required unless function_dir is given; "
+                    "with it, the name the function sees, default the directory's)"},
     {.name = "payload",
      .type = CBX_PARAM_ANY,
      .description = "the event: any JSON value, or a string of JSON text; default {}"},
@@ -341,7 +393,43 @@ static const cbx_param lambda_params[] = {
      .default_json = "0",
      .has_min = 1,
      .min = 0,
-     .description = "limit on the call, ms; 0 = the attempt's timeout only"},
+     .description = "limit on the call, ms; 0 = the attempt's timeout only (local backend: "
+                    "counted from when a runtime takes the invocation)"},
+    {.name = "function_dir",
+     .type = CBX_PARAM_STRING,
+     .has_min = 1,
+     .min = 1,
+     .description = "run the function here (local backend): its directory, with an executable "
+                    "bootstrap or the handler's code; cbx hosts the Lambda Runtime API"},
+    {.name = "runtime",
+     .type = CBX_PARAM_STRING,
+     .description = "local backend: provided (DIR/bootstrap; the default when it exists), "
+                    "provided.al2, provided.al2023, python3 or python3.N (with handler)"},
+    {.name = "handler",
+     .type = CBX_PARAM_STRING,
+     .description = "local backend: _HANDLER; for python3, module.function (app.handler)"},
+    {.name = "environment",
+     .type = CBX_PARAM_OBJECT,
+     .description = "local backend: the function's environment variables (strings), beside "
+                    "the ones Lambda sets"},
+    {.name = "memory_size",
+     .type = CBX_PARAM_INTEGER,
+     .default_json = "128",
+     .has_min = 1,
+     .min = 128,
+     .has_max = 1,
+     .max = 10240,
+     .description = "local backend: MB, told to the function (AWS_LAMBDA_FUNCTION_MEMORY_SIZE), "
+                    "not enforced"},
+    {.name = "concurrency",
+     .type = CBX_PARAM_INTEGER,
+     .default_json = "4",
+     .has_min = 1,
+     .min = 1,
+     .has_max = 1,
+     .max = 1000,
+     .description = "local backend: runtimes of this function at most at once (more "
+                    "invocations wait for one)"},
     {0},
 };
 
@@ -354,8 +442,8 @@ static const cbx_executor_type lambda_type = {
     .validate = lambda_validate,
     .start = lambda_start,
     .cancel = lambda_cancel,
-    .loop_init = cbx__http_ctx_loop_init,
-    .loop_close = cbx__http_ctx_loop_close,
+    .loop_init = lambda_loop_init,
+    .loop_close = lambda_loop_close,
 };
 
 const cbx_executor_type *cbx__serverless_type(void)
