@@ -7,6 +7,14 @@
  * llm.inflight case, the heap held per conversation in flight (1,000 calls parked on a server
  * that delays its answers, malloc'd bytes from mallinfo2 before and at the peak). The Node
  * clients on the same server are bench/llm_peers.mjs (run by bench/llm_peers.sh).
+ *
+ * The llm.*.own_cost cases measure what the executor adds to the HTTP exchange: in one run,
+ * alternating passes of the http executor POSTing the very body and headers the llm call sends
+ * (its answer kept as an unparsed string) and of the llm call, each --iters at concurrency 64;
+ * the value is the difference of the least client CPU per call of each (ns), and the note gives
+ * both. Instruction counts of the same passes: valgrind --tool=callgrind
+ * --dump-after='exec_pass*' build/bench/bench_llm --case llm.openai.plain.own_cost --runs 1
+ * (part 3 of the dump is the http pass, part 4 the llm pass).
  */
 #define _GNU_SOURCE
 #include "alloc_count.h"
@@ -102,6 +110,7 @@ static uint64_t cpu_ns(void)
 
 typedef struct pass {
     uint64_t ok, failed;
+    int http; /* the http executor's answers: a 200 with a body is a success */
     char first_error[200];
     size_t heap0, heap_peak;
     uint64_t inflight_target;
@@ -111,8 +120,10 @@ static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
 {
     (void)ex;
     pass *p = ud;
-    const char *c = json_string_value(json_object_get(res->outputs, "content"));
-    if (res->status == CBX_STATUS_SUCCESS && c && strcmp(c, ANSWER) == 0) {
+    const char *c = json_string_value(json_object_get(res->outputs, p->http ? "body" : "content"));
+    int good = p->http ? c && strlen(c) > strlen(ANSWER) /* the answer, in JSON or events */
+                       : c && strcmp(c, ANSWER) == 0;
+    if (res->status == CBX_STATUS_SUCCESS && good) {
         p->ok++;
     } else {
         if (p->failed++ == 0)
@@ -121,8 +132,8 @@ static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
     }
 }
 
-/* Submit n calls with params on a fresh runtime (max_concurrent conc) and run them. */
-static int one_pass(const json_t *params, uint64_t n, uint32_t conc, pass *p)
+/* Submit n calls of executor with params on a fresh runtime (max_concurrent conc), run them. */
+static int exec_pass(const char *executor, const json_t *params, uint64_t n, uint32_t conc, pass *p)
 {
     cbx_runtime *rt;
     cbx_err err;
@@ -131,11 +142,16 @@ static int one_pass(const json_t *params, uint64_t n, uint32_t conc, pass *p)
         return -1;
     for (uint64_t i = 0; i < n; i++)
         cbx_runtime_submit(
-            rt, &(cbx_request){.executor = "llm", .params = params, .on_done = on_done, .ud = p},
+            rt, &(cbx_request){.executor = executor, .params = params, .on_done = on_done, .ud = p},
             NULL, NULL);
     cbx_runtime_run(rt);
     cbx_runtime_free(rt);
     return 0;
+}
+
+static int one_pass(const json_t *params, uint64_t n, uint32_t conc, pass *p)
+{
+    return exec_pass("llm", params, n, conc, p);
 }
 
 static void run_case(const bench_args *a, const char *name, int ollama, int stream)
@@ -201,6 +217,103 @@ static void plain_ollama(const bench_args *a, const char *name)
 static void stream_ollama(const bench_args *a, const char *name)
 {
     run_case(a, name, 1, 1);
+}
+
+/* ---- cbx's own cost beyond the HTTP transfer ------------------------------------------------
+ * The same exchange two ways in one run against one server: the http executor POSTing the very
+ * body (and headers) the llm executor sends, its answer kept as an unparsed string (the HTTP
+ * transfer through the runtime: libcurl, the loop, the task), and the llm call. The difference
+ * in client CPU per call is what the llm executor adds: the request built, the answer parsed,
+ * the outputs made. Passes alternate (http, llm, http, llm, ...) so that both see the same
+ * load; the least CPU per call of each is kept. */
+
+static void own_cost(const bench_args *a, const char *name, int ollama, int stream)
+{
+    pid_t pid;
+    int port = start_server(
+        "{\"turns\": [{\"content\": \"" ANSWER "\", \"chunk_chars\": 8, \"repeat\": -1}]}", &pid);
+    if (port < 0) {
+        printf("# FAIL\t%s: cannot start %s\n", name, server_path);
+        return;
+    }
+    char base[64], url[96];
+    snprintf(base, sizeof base, "http://127.0.0.1:%d%s", port, ollama ? "" : "/v1");
+    snprintf(url, sizeof url, "%s%s", base, ollama ? "/api/chat" : "/chat/completions");
+    const char *model = ollama ? "llama3.2" : "gpt-4o-mini";
+    const char *input = "What does a circuit breaker do?";
+    json_t *llm =
+        json_pack("{s:s, s:s, s:s, s:b}", "model", model, ollama ? "ollama_base_url" : "base_url",
+                  base, "input", input, "stream", stream);
+    if (!ollama)
+        json_object_set_new(llm, "api_key", json_string("sk-bench"));
+    /* the body and headers the llm executor sends (src/executors/llm/wire.c, transfer.c) */
+    json_t *body = json_pack("{s:s, s:[{s:s, s:s}], s:b}", "model", model, "messages", "role",
+                             "user", "content", input, "stream", stream);
+    if (stream && !ollama)
+        json_object_set_new(body, "stream_options", json_pack("{s:b}", "include_usage", 1));
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_t *headers = json_pack("{s:s}", "Content-Type", "application/json");
+    if (!ollama)
+        json_object_set_new(headers, "Authorization", json_string("Bearer sk-bench"));
+    if (stream)
+        json_object_set_new(headers, "Accept",
+                            json_string(ollama ? "application/x-ndjson" : "text/event-stream"));
+    json_t *http = json_pack("{s:s, s:s, s:s, s:o, s:b}", "url", url, "method", "POST", "body",
+                             text, "headers", headers, "parse_json", 0);
+    free(text);
+    json_decref(body);
+    uint64_t n = a->iters ? a->iters : 4000;
+    pass warm = {.http = 1}, warm2 = {0};
+    exec_pass("http", http, n / 10 + 1, 64, &warm);
+    exec_pass("llm", llm, n / 10 + 1, 64, &warm2);
+    double best_http = 0, best_llm = 0;
+    int ok = 1;
+    for (int r = 0; r < a->runs && ok; r++) {
+        for (int which = 0; which < 2; which++) {
+            pass p = {.http = which == 0};
+            uint64_t c0 = cpu_ns();
+            exec_pass(which == 0 ? "http" : "llm", which == 0 ? http : llm, n, 64, &p);
+            double cpu = (double)(cpu_ns() - c0) / (double)n;
+            if (p.ok != n) {
+                printf("# FAIL\t%s: %s: %" PRIu64 " of %" PRIu64 " calls succeeded; first: %s\n",
+                       name, which == 0 ? "http" : "llm", p.ok, n, p.first_error);
+                ok = 0;
+                break;
+            }
+            double *best = which == 0 ? &best_http : &best_llm;
+            if (r == 0 || cpu < *best)
+                *best = cpu;
+        }
+    }
+    if (ok) {
+        bench_emit(name, best_llm - best_http, -1, n);
+        printf("# note\t%s: client CPU per call: llm %.1f us, the http executor's POST of the "
+               "same body %.1f us: the llm executor's own cost %.1f us per call (target < 20; "
+               "least of %d alternating passes of %" PRIu64 " each; the value column is CPU ns "
+               "beyond the transfer)\n",
+               name, best_llm / 1000.0, best_http / 1000.0, (best_llm - best_http) / 1000.0,
+               a->runs, n);
+    }
+    json_decref(llm);
+    json_decref(http);
+    stop_server(pid);
+}
+
+static void own_openai_plain(const bench_args *a, const char *name)
+{
+    own_cost(a, name, 0, 0);
+}
+static void own_openai_stream(const bench_args *a, const char *name)
+{
+    own_cost(a, name, 0, 1);
+}
+static void own_ollama_plain(const bench_args *a, const char *name)
+{
+    own_cost(a, name, 1, 0);
+}
+static void own_ollama_stream(const bench_args *a, const char *name)
+{
+    own_cost(a, name, 1, 1);
 }
 
 /* ---- memory per conversation in flight ---------------------------------------------------------
@@ -271,9 +384,15 @@ int main(int argc, char **argv)
 {
     find_server(argv[0]);
     static const bench_case cases[] = {
-        {"llm.openai.plain.c64", plain_openai}, {"llm.openai.stream.c64", stream_openai},
-        {"llm.ollama.plain.c64", plain_ollama}, {"llm.ollama.stream.c64", stream_ollama},
+        {"llm.openai.plain.c64", plain_openai},
+        {"llm.openai.stream.c64", stream_openai},
+        {"llm.ollama.plain.c64", plain_ollama},
+        {"llm.ollama.stream.c64", stream_ollama},
         {"llm.inflight.heap_bytes", inflight},
+        {"llm.openai.plain.own_cost", own_openai_plain},
+        {"llm.openai.stream.own_cost", own_openai_stream},
+        {"llm.ollama.plain.own_cost", own_ollama_plain},
+        {"llm.ollama.stream.own_cost", own_ollama_stream},
     };
     return bench_main(argc, argv, "bench_llm", cases, sizeof cases / sizeof cases[0],
                       alloc_count_selftest);

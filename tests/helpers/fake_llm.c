@@ -7,7 +7,9 @@
  *
  *   POST /v1/chat/completions   OpenAI (also under any prefix ending so: /openai/v1/...)
  *   POST /api/chat              Ollama
- *   GET  /stats                 {"requests": n, "turns_left": n}
+ *   GET  /stats                 {"requests": n, "turns_left": n, "in_flight": n}: in_flight
+ *                               counts the chat requests being answered now (a client that goes
+ *                               away mid-answer is noticed at the next write)
  *
  * The script is a JSON object {"turns": [TURN, ...]}; each chat request takes the next turn (a
  * turn with "repeat": N serves N requests, -1 every request from then on). Past the last turn
@@ -56,6 +58,7 @@ static json_t *turns;
 static size_t turn_i;
 static long turn_used;
 static long nrequests;
+static long in_flight;
 static FILE *record;
 
 static void sleep_ms(long ms)
@@ -443,7 +446,8 @@ static int handle(int fd, char *head, const char *body, size_t body_len)
                 json_integer_value(json_object_get(json_array_get(turns, i), "repeat"));
             left += rep < 0 ? 1000000 : (rep ? rep : 1) - (i == turn_i ? turn_used : 0);
         }
-        json_t *v = json_pack("{s:i, s:i}", "requests", (int)nrequests, "turns_left", (int)left);
+        json_t *v = json_pack("{s:i, s:i, s:i}", "requests", (int)nrequests, "turns_left",
+                              (int)left, "in_flight", (int)in_flight);
         pthread_mutex_unlock(&lock);
         return send_json(fd, 200, NULL, v);
     }
@@ -471,6 +475,7 @@ static int handle(int fd, char *head, const char *body, size_t body_len)
         json_decref(line);
     }
     json_t *turn = take_turn();
+    in_flight++;
     pthread_mutex_unlock(&lock);
     int r;
     if (!req) {
@@ -490,6 +495,9 @@ static int handle(int fd, char *head, const char *body, size_t body_len)
             c.model = m;
         r = answer(&c, turn, body_len);
     }
+    pthread_mutex_lock(&lock);
+    in_flight--;
+    pthread_mutex_unlock(&lock);
     json_decref(turn);
     json_decref(req);
     return r;

@@ -12,7 +12,10 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -833,6 +836,8 @@ typedef struct cancel_ctx {
     int done;
 } cancel_ctx;
 
+/* The tool writes its pid to a file of another name and renames it: the file is there only
+ * once the pid is in it. */
 static void cancel_when_tool_runs(uv_timer_t *t)
 {
     cancel_ctx *cc = t->data;
@@ -862,9 +867,9 @@ Test(llm, agent_cancel_stops_its_tools)
     cr_assert_geq(asprintf(&ptext,
                            "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"task\": \"t\", "
                            "\"tools\": [{\"name\": \"hang\", \"executor\": \"command\", "
-                           "\"params\": {\"argv\": [\"sh\", \"-c\", \"echo $$ > %s; exec sleep "
-                           "60\"]}}]}",
-                           s.url, pidfile),
+                           "\"params\": {\"argv\": [\"sh\", \"-c\", \"echo $$ > %s.tmp && mv "
+                           "%s.tmp %s; exec sleep 60\"]}}]}",
+                           s.url, pidfile, pidfile, pidfile),
                   0);
     json_t *p = json_loads(ptext, 0, NULL);
     free(ptext);
@@ -1145,5 +1150,269 @@ Test(llm, tools_built_with_the_c_helpers)
     cbx_llm_tools_clear(tools);
     cr_assert_eq(json_array_size(tools), 0);
     json_decref(tools);
+    stop(&s);
+}
+
+/* ---- streams and bodies the scanner and jansson both read ------------------------------------ */
+
+Test(llm, malformed_streams_and_bodies_of_both_protocols)
+{
+    server s =
+        start("{\"turns\": ["
+              /* OpenAI: two good events, then one that is not JSON */
+              "{\"raw\": \"data: {\\\"choices\\\": [{\\\"delta\\\": {\\\"content\\\": "
+              "\\\"Hel\\\"}}]}\\n\\n"
+              "data: {\\\"choices\\\": [{\\\"delta\\\": {\\\"content\\\": \\\"lo\\\"}}]}\\n\\n"
+              "data: {\\\"choices\\\": [oops]}\\n\\n\"},"
+              /* OpenAI: an error event in the stream */
+              "{\"raw\": \"data: {\\\"error\\\": {\\\"message\\\": \\\"overloaded\\\"}}\\n\\n\"},"
+              /* Ollama: a good line, then a cut literal */
+              "{\"content_type\": \"application/x-ndjson\", \"raw\": \"{\\\"message\\\": "
+              "{\\\"content\\\": \\\"x\\\"}, \\\"done\\\": false}\\n{\\\"done\\\": tru}\\n\"},"
+              /* OpenAI plain: cut JSON; Ollama plain: no message */
+              "{\"raw\": \"{\\\"choices\\\": [\"},"
+              "{\"raw\": \"{\\\"model\\\": \\\"m\\\"}\"}]}");
+    static const struct {
+        int ollama, stream;
+        const char *want, *also;
+    } cases[] = {
+        {0, 1, "malformed stream: an event that is not a JSON object", "after 2 events"},
+        {0, 1, "the stream reported an error: overloaded", NULL},
+        {1, 1, "malformed stream: a line that is not a JSON object", "after 1 events"},
+        {0, 0, "malformed response", NULL},
+        {1, 0, "malformed response: no message", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cbx_result r = {0};
+        int rc = run_on(NULL, NULL, &r,
+                        "{\"model\": \"%s\", \"%s\": \"%s%s\", \"input\": \"hi\", "
+                        "\"stream\": %s}",
+                        cases[i].ollama ? "llama3" : "gpt-4o",
+                        cases[i].ollama ? "ollama_base_url" : "base_url", s.url,
+                        cases[i].ollama ? "" : "/v1", cases[i].stream ? "true" : "false");
+        cr_assert_neq(rc, 0, "case %zu succeeded", i);
+        cr_assert_not_null(strstr(r.error, cases[i].want), "case %zu: %s", i, r.error);
+        if (cases[i].also)
+            cr_assert_not_null(strstr(r.error, cases[i].also), "case %zu: %s", i, r.error);
+        cr_assert_str_eq(out_str(&r, "error_kind"), "malformed", "case %zu", i);
+        cbx_result_clear(&r);
+    }
+    stop(&s);
+}
+
+Test(llm, escapes_and_utf8_in_streamed_and_plain_answers)
+{
+    /* \u escapes (a surrogate pair too), raw UTF-8, escaped quotes and newlines, split over
+     * events; then the same in a plain answer, and a usage chunk */
+    server s = start(
+        "{\"turns\": ["
+        "{\"raw\": \"data: {\\\"model\\\": \\\"m\\\\u00e9\\\", \\\"choices\\\": [{\\\"delta\\\": "
+        "{\\\"content\\\": \\\"caf\\\\u00e9 \\\\ud83d\\\\ude00 \\\"}}]}\\n\\n"
+        "data: {\\\"choices\\\": [{\\\"delta\\\": {\\\"content\\\": \\\"\\\\\\\"q\\\\\\\" "
+        "\xe2\x82\xac\\\\n\\\"}, \\\"finish_reason\\\": \\\"stop\\\"}]}\\n\\n"
+        "data: {\\\"choices\\\": [], \\\"usage\\\": {\\\"prompt_tokens\\\": 12, "
+        "\\\"completion_tokens\\\": 5}}\\n\\ndata: [DONE]\\n\\n\"},"
+        "{\"raw\": \"{\\\"choices\\\": [{\\\"message\\\": {\\\"role\\\": \\\"assistant\\\", "
+        "\\\"content\\\": \\\"caf\\\\u00e9 \\\\ud83d\\\\ude00 \\\\\\\"q\\\\\\\" \xe2\x82\xac\\\\n"
+        "\\\"}, \\\"finish_reason\\\": \\\"length\\\"}], \\\"usage\\\": {\\\"prompt_tokens\\\": "
+        "12, "
+        "\\\"completion_tokens\\\": 5}}\"}]}");
+    const char *want = "caf\xc3\xa9 \xf0\x9f\x98\x80 \"q\" \xe2\x82\xac\n";
+    for (int stream = 1; stream >= 0; stream--) {
+        cbx_result r = {0};
+        int rc = run_on(NULL, NULL, &r,
+                        "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"input\": \"hi\", "
+                        "\"stream\": %s}",
+                        s.url, stream ? "true" : "false");
+        cr_assert_eq(rc, 0, "%s", r.error);
+        cr_assert_str_eq(out_str(&r, "content"), want);
+        cr_assert_str_eq(out_str(&r, "finish_reason"), stream ? "stop" : "length");
+        if (stream)
+            cr_assert_str_eq(out_str(&r, "model"), "m\xc3\xa9");
+        json_t *u = json_object_get(r.outputs, "usage");
+        cr_assert_eq(json_integer_value(json_object_get(u, "prompt_tokens")), 12);
+        cr_assert_eq(json_integer_value(json_object_get(u, "completion_tokens")), 5);
+        cbx_result_clear(&r);
+    }
+    stop(&s);
+}
+
+/* ---- the breaker of a failed-over provider lets a probe through ---------------------------- */
+
+Test(llm, failover_breaker_probes_the_first_provider_again)
+{
+    server a = start("{\"turns\": [{\"status\": 429, \"error\": \"quota\"}, "
+                     "{\"content\": \"from a\", \"repeat\": -1}]}");
+    server b = start("{\"turns\": [{\"content\": \"from b\", \"repeat\": -1}]}");
+    cbx_runtime *rt;
+    cr_assert_eq(cbx_runtime_new(&rt, NULL, NULL), 0);
+#define PROBE_CALL                                                                                 \
+    "{\"model\": \"gpt-4o\", \"input\": \"hi\", \"provider_breaker\": {\"failures\": 1, "          \
+    "\"open_ms\": 200}, \"providers\": [{\"name\": \"a\", \"protocol\": \"openai\", "              \
+    "\"base_url\": "                                                                               \
+    "\"%s/v1\"}, {\"name\": \"b\", \"protocol\": \"openai\", \"base_url\": \"%s/v1\"}]}"
+    cbx_result r = {0};
+    cr_assert_eq(run_on(rt, NULL, &r, PROBE_CALL, a.url, b.url), 0, "%s", r.error);
+    cr_assert_str_eq(out_str(&r, "content"), "from b");
+    cbx_result_clear(&r);
+    /* longer than open_ms: the next call is the probe (a sleep that can only be too long) */
+    usleep(400 * 1000);
+    cr_assert_eq(run_on(rt, NULL, &r, PROBE_CALL, a.url, b.url), 0, "%s", r.error);
+    cr_assert_str_eq(out_str(&r, "content"), "from a", "the probe did not go to provider a");
+    cbx_result_clear(&r);
+    json_t *list = NULL;
+    cr_assert_eq(cbx_breaker_store_list(cbx_runtime_breakers(rt), &list, NULL), 0);
+    size_t i;
+    json_t *br;
+    int seen = 0;
+    json_array_foreach(list, i, br)
+    {
+        if (strncmp(json_string_value(json_object_get(br, "name")), "llm:a:", 6) != 0)
+            continue;
+        seen = 1;
+        cr_assert_eq(json_integer_value(json_object_get(br, "opens")), 1);
+        cr_assert_str_eq(json_string_value(json_object_get(br, "state")), "closed");
+    }
+    cr_assert(seen);
+    json_decref(list);
+    json_t *ra = requests(&a), *rb = requests(&b);
+    cr_assert_eq(json_array_size(ra), 2);
+    cr_assert_eq(json_array_size(rb), 1);
+    json_decref(ra);
+    json_decref(rb);
+    cbx_runtime_free(rt);
+    stop(&a);
+    stop(&b);
+}
+
+/* ---- an agent cancelled while its model call is out -------------------------------------------
+ */
+
+/* A number from fake_llm's /stats, over a plain socket. */
+static long stat_of(const server *s, const char *key)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char req[] = "GET /stats HTTP/1.1\r\nHost: x\r\n\r\n";
+    cr_assert_eq(write(fd, req, sizeof req - 1), (ssize_t)(sizeof req - 1));
+    shutdown(fd, SHUT_WR); /* the server keeps connections alive: it closes on our end */
+    char buf[4096];
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
+        n += (size_t)r;
+    close(fd);
+    buf[n] = 0;
+    char *body = strstr(buf, "\r\n\r\n");
+    cr_assert_not_null(body, "%s", buf);
+    json_t *v = json_loads(strchr(body, '{'), JSON_DISABLE_EOF_CHECK, NULL);
+    cr_assert_not_null(v, "%s", body);
+    long out = (long)json_integer_value(json_object_get(v, key));
+    json_decref(v);
+    return out;
+}
+
+static const server *slow_server;
+static long in_flight_before; /* the server's count when the cancel was made */
+
+static void cancel_when_asked(uv_timer_t *t)
+{
+    cancel_ctx *cc = t->data;
+    json_t *reqs = requests(slow_server);
+    size_t n = json_array_size(reqs);
+    json_decref(reqs);
+    if (n >= 1) {
+        in_flight_before = stat_of(slow_server, "in_flight");
+        cbx_runtime_cancel(cc->rt, cc->ex);
+        uv_timer_stop(t);
+        uv_close((uv_handle_t *)t, NULL);
+    }
+}
+
+Test(llm, agent_cancel_during_the_model_call_leaves_no_request_in_flight)
+{
+    /* an answer streamed one character every 200 ms: minutes long */
+    char script[2048];
+    snprintf(script, sizeof script,
+             "{\"turns\": [{\"content\": \"%0600d\", \"chunk_chars\": 1, \"chunk_delay_ms\": "
+             "200}, {\"content\": \"never asked\"}]}",
+             0);
+    server s = start(script);
+    slow_server = &s;
+    char *ptext;
+    cr_assert_geq(asprintf(&ptext,
+                           "{\"model\": \"gpt-4o\", \"base_url\": \"%s/v1\", \"task\": \"t\", "
+                           "\"stream\": true, \"tools\": [{\"name\": \"t\", \"executor\": "
+                           "\"command\", \"params\": {\"argv\": [\"true\"]}}]}",
+                           s.url),
+                  0);
+    json_t *p = json_loads(ptext, 0, NULL);
+    free(ptext);
+    cancel_ctx cc = {0};
+    cr_assert_eq(cbx_runtime_new(&cc.rt, NULL, NULL), 0);
+    cr_assert_eq(
+        cbx_runtime_submit(
+            cc.rt,
+            &(cbx_request){.executor = "agent", .params = p, .on_done = cancel_done, .ud = &cc},
+            &cc.ex, NULL),
+        0);
+    uv_timer_t timer;
+    uv_timer_init(cbx_runtime_loop(cc.rt), &timer);
+    timer.data = &cc;
+    uv_timer_start(&timer, cancel_when_asked, 10, 10);
+    uint64_t t0 = uv_hrtime();
+    cbx_runtime_run(cc.rt);
+    cr_assert(cc.done);
+    cr_assert_eq(cc.res.status, CBX_STATUS_CANCELLED);
+    cr_assert_lt(uv_hrtime() - t0, 60ull * 1000000000ull, "the cancel did not stop the stream");
+    cr_assert_eq(in_flight_before, 1, "the model request was not being answered at the cancel");
+    /* the server sees the request go away (at its next write, 200 ms on) and gets no other */
+    long in_flight = -1;
+    for (int i = 0; i < 600 && (in_flight = stat_of(&s, "in_flight")) != 0; i++)
+        usleep(100 * 1000);
+    cr_assert_eq(in_flight, 0, "the model request is still being answered after the cancel");
+    cr_assert_eq(stat_of(&s, "requests"), 1, "no request may follow a cancel");
+    json_decref(cc.res.outputs);
+    json_decref(p);
+    cbx_runtime_free(cc.rt);
+    stop(&s);
+}
+
+Test(llm, refused_tool_calls_in_an_ollama_stream_are_counted_and_never_run)
+{
+    char marker[300];
+    snprintf(marker, sizeof marker, "%s/ran", tmpdir);
+    server s = start("{\"turns\": [{\"tool_calls\": ["
+                     "{\"name\": \"ghost\", \"arguments\": {}},"
+                     "{\"name\": \"touch\", \"arguments\": {\"n\": \"many\"}}]},"
+                     "{\"content\": \"sorry\"}]}");
+    cbx_result r = {0};
+    int rc = run_on(NULL, NULL, &r,
+                    "{\"model\": \"llama3\", \"ollama_base_url\": \"%s\", \"input\": \"go\", "
+                    "\"stream\": true, \"tools\": [{\"name\": \"touch\", \"executor\": "
+                    "\"command\", \"params\": {\"argv\": [\"touch\", \"%s\"]}, \"arguments\": "
+                    "{\"type\": \"object\", \"properties\": {\"n\": {\"type\": \"integer\"}}}}]}",
+                    s.url, marker);
+    cr_assert_eq(rc, 0, "%s", r.error);
+    cr_assert_str_eq(out_str(&r, "content"), "sorry");
+    cr_assert_eq(json_integer_value(json_object_get(r.outputs, "tool_errors")), 2);
+    cr_assert_neq(access(marker, F_OK), 0, "a refused tool call ran");
+    json_t *reqs = requests(&s);
+    cr_assert_eq(json_array_size(reqs), 2);
+    json_t *msgs = json_object_get(json_object_get(json_array_get(reqs, 1), "body"), "messages");
+    cr_assert_eq(json_array_size(msgs), 4);
+    cr_assert_not_null(
+        strstr(json_string_value(json_object_get(json_array_get(msgs, 2), "content")),
+               "unknown tool 'ghost'"));
+    cr_assert_not_null(
+        strstr(json_string_value(json_object_get(json_array_get(msgs, 3), "content")),
+               "argument 'n': expected integer"));
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(msgs, 3), "tool_name")),
+                     "touch");
+    json_decref(reqs);
+    cbx_result_clear(&r);
     stop(&s);
 }

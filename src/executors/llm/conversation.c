@@ -14,11 +14,11 @@
 
 #include "cbx/llm.h"
 
-json_t *cbx__llm_window(const llm_call *c)
+size_t cbx__llm_window_from(const llm_call *c)
 {
-    size_t n = json_array_size(c->messages);
     if (c->memory_size == 0)
-        return json_incref(c->messages);
+        return 0;
+    size_t n = json_array_size(c->messages);
     size_t others = 0, from = n;
     while (from > 0 && others < c->memory_size) {
         const char *role =
@@ -35,14 +35,7 @@ json_t *cbx__llm_window(const llm_call *c)
             break;
         from++;
     }
-    json_t *out = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_t *m = json_array_get(c->messages, i);
-        const char *role = json_string_value(json_object_get(m, "role"));
-        if (i >= from || (role && strcmp(role, "system") == 0))
-            json_array_append(out, m);
-    }
-    return out;
+    return from;
 }
 
 static int over_budget(llm_call *c, const llm_answer *a);

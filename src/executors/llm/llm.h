@@ -8,11 +8,12 @@
  * requests). With several providers, each request goes to the first whose breaker admits it.
  *
  * Files: llm.c (the type: schema, validation, start, cancel), provider.c (which server,
- * which protocol, which key; breakers), wire.c (request bodies and plain responses of both
- * protocols), stream.c (SSE and NDJSON events into one answer), transfer.c (the HTTP exchange),
- * tools.c (tool definitions and child executions), settings.c (cbx/llm.h's tables),
- * conversation.c (the loop of one attempt), report.c (its end), memory.c (conversation
- * memory), cassette.c (record and replay), agent.c (the agent type).
+ * which protocol, which key; breakers), body.c (request bodies of both protocols, written as
+ * text), wire.c (plain responses of both protocols), stream.c (SSE and NDJSON events into one
+ * answer), transfer.c (the HTTP exchange), tools.c (tool definitions and child executions),
+ * settings.c (cbx/llm.h's tables), conversation.c (the loop of one attempt), report.c (its end),
+ * memory.c (conversation memory), cassette.c (record and replay), agent.c (the agent type), scan.c
+ * (reading fields of the servers' JSON without a jansson tree).
  */
 #ifndef CBX_EXECUTORS_LLM_LLM_H
 #define CBX_EXECUTORS_LLM_LLM_H
@@ -146,15 +147,46 @@ int cbx__llm_providers_validate(const json_t *params, cbx_err *err);
 long cbx__llm_provider_acquire(llm_call *c, size_t from, char *why, size_t len);
 void cbx__llm_provider_record(llm_call *c, cbx_outcome k);
 
+/* ---- scan.c ---- */
+/* A JSON value's text inside a checked document. */
+typedef struct llm_span {
+    const char *p;
+    size_t n;
+} llm_span;
+/* Check that s is one JSON object or array that jansson reads the same way (else -1: parse it
+ * with jansson, which says what is wrong); 0 and the value's span in *out. */
+int cbx__llm_json_check(const char *s, size_t n, llm_span *out);
+/* The value of key in a checked object (the last of equal keys): 1, or 0 when absent or obj is
+ * not an object. */
+int cbx__llm_json_get(llm_span obj, const char *key, llm_span *out);
+/* Several keys of a checked object at once (at most 32): out[i] for each key found, whose bits
+ * are set in the result. */
+unsigned cbx__llm_json_fields(llm_span obj, const char *const *keys, size_t nkeys, llm_span *out);
+/* Element i of a checked array: 1, or 0. */
+int cbx__llm_json_at(llm_span arr, size_t i, llm_span *out);
+/* Decode a checked string value (v.p[0] == '"') into dst, which has room for v.n bytes;
+ * NUL-terminated; returns its length. */
+size_t cbx__llm_json_decode(llm_span v, char *dst);
+/* A checked integer value: 0 and *out, or -1 when v is not an integer. */
+int cbx__llm_json_int(llm_span v, long long *out);
+#define LLM_IS_STR(s) ((s).n >= 2 && (s).p[0] == '"')
+
+/* ---- body.c ---- */
+/* The request body for the conversation so far, in p's protocol, as JSON text (malloc'd,
+ * *len its length), or NULL when out of memory. */
+char *cbx__llm_request_text(const llm_call *c, const llm_provider *p, int stream, size_t *len);
+
 /* ---- wire.c ---- */
-/* The request body for the conversation so far, in p's protocol (new reference). */
-json_t *cbx__llm_request_body(const llm_call *c, const llm_provider *p, int stream);
 /* Read a plain (non-streamed) response body into a. 0, or -1 with a->error set. */
 int cbx__llm_parse_plain(llm_proto proto, const char *body, size_t len, llm_answer *a);
 /* The error message in an error body of either protocol (into buf), "" when there is none. */
 void cbx__llm_error_message(const char *body, size_t len, char *buf, size_t blen);
 void cbx__llm_answer_clear(llm_answer *a);
 int cbx__llm_answer_append(llm_answer *a, const char *s, size_t n);
+/* Append a checked JSON string's decoded text; *text and *n say where it went. 0, or -1. */
+int cbx__llm_answer_append_span(llm_answer *a, llm_span v, const char **text, size_t *n);
+/* A checked JSON string's decoded text into buf, cut to len - 1 bytes as snprintf would. */
+void cbx__llm_span_copy(llm_span v, char *buf, size_t len);
 
 /* ---- stream.c ---- */
 /* Feed response bytes of a 200 stream. 0, or -1 with x->ans.error set (stop the transfer). */
@@ -231,9 +263,10 @@ int cbx__llm_loop_init(const cbx_executor_type *type, void *loop, void **state, 
 void cbx__llm_loop_close(const cbx_executor_type *type, void *loop, void *state);
 /* Checks shared by llm and agent: providers, parameters, response_format, quality, tools. */
 int cbx__llm_validate_common(const json_t *params, cbx_err *err);
-/* The messages to send: system messages and the last memory_size others (never starting on a
- * tool result, whose assistant message would be missing). New reference. */
-json_t *cbx__llm_window(const llm_call *c);
+/* The messages to send are the system messages and those from this index on: the last
+ * memory_size others (never starting on a tool result, whose assistant message would be
+ * missing); 0 when memory_size is 0. */
+size_t cbx__llm_window_from(const llm_call *c);
 /* Every child of the round has ended: append the results and ask the model again. */
 void cbx__llm_round_done(llm_call *c);
 

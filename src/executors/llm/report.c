@@ -19,6 +19,37 @@ static json_t *added_messages(const llm_call *c)
     return out;
 }
 
+/* The outputs every report has (built without json_pack's format parsing: this is per call).
+ * NULL when a string is not UTF-8 (or out of memory). */
+static json_t *outputs(const llm_call *c, const llm_answer *a, const char *model)
+{
+    json_t *out = json_object(), *usage = json_object();
+    json_t *content = json_string(a && a->content ? a->content : "");
+    json_t *fin = json_string(a && a->finish_reason[0] ? a->finish_reason : "");
+    json_t *mod = json_string(model);
+    if (!out || !usage || !content || !fin || !mod) {
+        json_decref(out);
+        json_decref(usage);
+        json_decref(content);
+        json_decref(fin);
+        json_decref(mod);
+        return NULL;
+    }
+    json_object_set_new_nocheck(usage, "prompt_tokens", json_integer(c->prompt_tokens));
+    json_object_set_new_nocheck(usage, "completion_tokens", json_integer(c->completion_tokens));
+    json_object_set_new_nocheck(usage, "total_tokens",
+                                json_integer(c->prompt_tokens + c->completion_tokens));
+    json_object_set_new_nocheck(out, "content", content);
+    json_object_set_new_nocheck(out, "messages", added_messages(c));
+    json_object_set_nocheck(out, "tool_calls", c->tool_calls);
+    json_object_set_new_nocheck(out, "usage", usage);
+    json_object_set_new_nocheck(out, "cost", json_real(c->cost));
+    json_object_set_new_nocheck(out, "finish_reason", fin);
+    json_object_set_new_nocheck(out, "model", mod);
+    json_object_set_new_nocheck(out, "tool_errors", json_integer(c->tool_errors));
+    return out;
+}
+
 static void release(llm_call *c)
 {
     cbx__llm_providers_free(c);
@@ -83,8 +114,9 @@ void cbx__llm_finish(llm_call *c, cbx_outcome k, const char *kind, const llm_ans
         va_end(ap);
     }
     const llm_provider *p = c->nproviders ? &c->providers[c->provider] : NULL;
-    json_t *meta =
-        json_pack("{s:i, s:i}", "rounds", (int)c->rounds, "tool_errors", (int)c->tool_errors);
+    json_t *meta = json_object();
+    json_object_set_new_nocheck(meta, "rounds", json_integer(c->rounds));
+    json_object_set_new_nocheck(meta, "tool_errors", json_integer(c->tool_errors));
     if (p) {
         json_object_set_new(meta, "provider",
                             json_string(p->proto == LLM_OLLAMA ? "ollama" : "openai"));
@@ -97,14 +129,7 @@ void cbx__llm_finish(llm_call *c, cbx_outcome k, const char *kind, const llm_ans
     json_t *out = NULL;
     if (c->messages) {
         const char *model = a && a->model[0] ? a->model : p ? p->model : "";
-        out = json_pack("{s:s, s:o, s:O, s:{s:I, s:I, s:I}, s:f, s:s, s:s, s:i}", "content",
-                        a && a->content ? a->content : "", "messages", added_messages(c),
-                        "tool_calls", c->tool_calls, "usage", "prompt_tokens",
-                        (json_int_t)c->prompt_tokens, "completion_tokens",
-                        (json_int_t)c->completion_tokens, "total_tokens",
-                        (json_int_t)(c->prompt_tokens + c->completion_tokens), "cost", c->cost,
-                        "finish_reason", a && a->finish_reason[0] ? a->finish_reason : "", "model",
-                        model, "tool_errors", (int)c->tool_errors);
+        out = outputs(c, a, model);
         if (out && !c->cost_known)
             json_object_set_new(out, "cost", json_null());
         if (out && kind)

@@ -70,6 +70,65 @@ static void append_str(json_t *o, const char *key, const char *s)
     free(t);
 }
 
+/* ---- events read without a jansson tree (scan.c): the common ones, text deltas, the finish and
+ * the usage. An event with tool calls or an error, or one the scanner is not sure of, goes to
+ * the jansson readers below, which say the same about it as they always did. */
+
+/* An integer, or 0 (as jansson's json_integer_value of anything else). */
+static long long span_int(llm_span v)
+{
+    long long i;
+    return cbx__llm_json_int(v, &i) == 0 ? i : 0;
+}
+
+/* A content delta: appended to the answer and handed on. -1 when out of memory. */
+static int take_content(llm_xfer *x, llm_span v)
+{
+    const char *text;
+    size_t n;
+    if (v.n == 2)
+        return 0; /* "": nothing (the answer stays without content until some comes) */
+    if (cbx__llm_answer_append_span(&x->ans, v, &text, &n) < 0)
+        return -1;
+    if (n)
+        cbx__llm_stream_delta(x, "content", text, n);
+    return 0;
+}
+
+/* 1 when the event was read here, 0 when jansson must read it, -1 on failure (reported). */
+static int openai_fast(llm_xfer *x, const char *data, size_t n)
+{
+    static const char *const top_keys[] = {"error", "choices", "model", "usage"};
+    static const char *const choice_keys[] = {"delta", "finish_reason"};
+    static const char *const delta_keys[] = {"tool_calls", "content"};
+    static const char *const usage_keys[] = {"prompt_tokens", "completion_tokens"};
+    llm_span v, top[4], ch = {0}, cf[2], df[2], uf[2];
+    if (cbx__llm_json_check(data, n, &v) < 0 || v.p[0] != '{')
+        return 0;
+    unsigned t = cbx__llm_json_fields(v, top_keys, 4, top);
+    if (t & 1)
+        return 0; /* an error event */
+    unsigned c = (t & 2) && cbx__llm_json_at(top[1], 0, &ch)
+                     ? cbx__llm_json_fields(ch, choice_keys, 2, cf)
+                     : 0;
+    unsigned d = c & 1 ? cbx__llm_json_fields(cf[0], delta_keys, 2, df) : 0;
+    if (d & 1)
+        return 0; /* tool-call deltas */
+    llm_answer *a = &x->ans;
+    if ((t & 4) && LLM_IS_STR(top[2]))
+        cbx__llm_span_copy(top[2], a->model, sizeof a->model);
+    if ((t & 8) && top[3].p[0] == '{') {
+        unsigned u = cbx__llm_json_fields(top[3], usage_keys, 2, uf);
+        a->prompt_tokens = u & 1 ? span_int(uf[0]) : 0;
+        a->completion_tokens = u & 2 ? span_int(uf[1]) : 0;
+    }
+    if ((d & 2) && LLM_IS_STR(df[1]) && take_content(x, df[1]) < 0)
+        return fail(x, "out of memory", NULL);
+    if ((c & 2) && LLM_IS_STR(cf[1]))
+        cbx__llm_span_copy(cf[1], a->finish_reason, sizeof a->finish_reason);
+    return 1;
+}
+
 static int openai_chunk(llm_xfer *x, const char *data, size_t n)
 {
     llm_answer *a = &x->ans;
@@ -77,6 +136,9 @@ static int openai_chunk(llm_xfer *x, const char *data, size_t n)
         a->done = 1;
         return 0;
     }
+    int fast = openai_fast(x, data, n);
+    if (fast != 0)
+        return fast < 0 ? -1 : 0;
     json_error_t je;
     json_t *v = json_loadb(data, n, 0, &je);
     if (!json_is_object(v)) {
@@ -141,9 +203,52 @@ static int openai_chunk(llm_xfer *x, const char *data, size_t n)
     return 0;
 }
 
+static void ollama_done(llm_answer *a, const char *fin)
+{
+    a->done = 1;
+    snprintf(a->finish_reason, sizeof a->finish_reason, "%s", fin ? fin : "stop");
+    if (json_array_size(a->tool_calls) && strcmp(a->finish_reason, "stop") == 0)
+        snprintf(a->finish_reason, sizeof a->finish_reason, "tool_calls");
+}
+
+/* As openai_fast, for a line of Ollama's NDJSON. */
+static int ollama_fast(llm_xfer *x, const char *line, size_t n)
+{
+    static const char *const top_keys[] = {"error",       "message",           "model",     "done",
+                                           "done_reason", "prompt_eval_count", "eval_count"};
+    static const char *const msg_keys[] = {"tool_calls", "content"};
+    llm_span v, top[7], mf[2];
+    if (cbx__llm_json_check(line, n, &v) < 0 || v.p[0] != '{')
+        return 0;
+    unsigned t = cbx__llm_json_fields(v, top_keys, 7, top);
+    if (t & 1)
+        return 0; /* an error line */
+    unsigned m = t & 2 ? cbx__llm_json_fields(top[1], msg_keys, 2, mf) : 0;
+    if (m & 1)
+        return 0; /* tool calls */
+    llm_answer *a = &x->ans;
+    if ((t & 4) && LLM_IS_STR(top[2]))
+        cbx__llm_span_copy(top[2], a->model, sizeof a->model);
+    if ((m & 2) && LLM_IS_STR(mf[1]))
+        (void)take_content(x, mf[1]);
+    if ((t & 8) && top[3].n == 4 && memcmp(top[3].p, "true", 4) == 0) {
+        char fin[32];
+        int has = (t & 16) && LLM_IS_STR(top[4]);
+        if (has)
+            cbx__llm_span_copy(top[4], fin, sizeof fin);
+        ollama_done(a, has ? fin : NULL);
+        a->prompt_tokens = t & 32 ? span_int(top[5]) : 0;
+        a->completion_tokens = t & 64 ? span_int(top[6]) : 0;
+    }
+    return 1;
+}
+
 static int ollama_line(llm_xfer *x, const char *line, size_t n)
 {
     llm_answer *a = &x->ans;
+    int fast = ollama_fast(x, line, n);
+    if (fast != 0)
+        return fast < 0 ? -1 : 0;
     json_error_t je;
     json_t *v = json_loadb(line, n, 0, &je);
     if (!json_is_object(v)) {
@@ -186,11 +291,7 @@ static int ollama_line(llm_xfer *x, const char *line, size_t n)
         free(args);
     }
     if (json_is_true(json_object_get(v, "done"))) {
-        a->done = 1;
-        const char *fin = json_string_value(json_object_get(v, "done_reason"));
-        snprintf(a->finish_reason, sizeof a->finish_reason, "%s", fin ? fin : "stop");
-        if (json_array_size(a->tool_calls) && strcmp(a->finish_reason, "stop") == 0)
-            snprintf(a->finish_reason, sizeof a->finish_reason, "tool_calls");
+        ollama_done(a, json_string_value(json_object_get(v, "done_reason")));
         a->prompt_tokens = json_integer_value(json_object_get(v, "prompt_eval_count"));
         a->completion_tokens = json_integer_value(json_object_get(v, "eval_count"));
     }

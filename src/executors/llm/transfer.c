@@ -99,9 +99,8 @@ int cbx__llm_transfer_start(llm_call *c, const llm_provider *p, cbx_err *err)
         return cbx_err_set(err, -ENOMEM, "llm: out of memory");
     x->call = c;
     x->stream = json_is_true(json_object_get(c->params, "stream"));
-    json_t *body = cbx__llm_request_body(c, p, x->stream);
-    x->x.request_body = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
+    size_t body_len = 0;
+    x->x.request_body = cbx__llm_request_text(c, p, x->stream, &body_len);
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     char *auth = NULL;
     if (p->api_key && *p->api_key && asprintf(&auth, "Authorization: Bearer %s", p->api_key) > 0)
@@ -156,7 +155,7 @@ int cbx__llm_transfer_start(llm_call *c, const llm_provider *p, cbx_err *err)
     curl_easy_setopt(cu, CURLOPT_USERAGENT, "cbx-llm");
     curl_easy_setopt(cu, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(cu, CURLOPT_POSTFIELDS, x->x.request_body);
-    curl_easy_setopt(cu, CURLOPT_POSTFIELDSIZE, (long)strlen(x->x.request_body));
+    curl_easy_setopt(cu, CURLOPT_POSTFIELDSIZE, (long)body_len);
     curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(cu, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(cu, CURLOPT_HEADERFUNCTION, on_header);

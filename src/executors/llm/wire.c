@@ -1,5 +1,5 @@
-/* The two wire protocols' request bodies and plain responses: OpenAI chat completions and
- * Ollama /api/chat. The conversation is kept in OpenAI's shape and translated for Ollama. */
+/* The two wire protocols' plain responses (OpenAI chat completions and Ollama /api/chat) and
+ * error bodies, and the answer they fill. The request bodies are body.c's. */
 #define _GNU_SOURCE
 #include "executors/llm/llm.h"
 
@@ -32,102 +32,39 @@ int cbx__llm_answer_append(llm_answer *a, const char *s, size_t n)
     return 0;
 }
 
-/* ---- requests -------------------------------------------------------------------------------- */
-
-static json_t *ollama_messages(const json_t *msgs)
+int cbx__llm_answer_append_span(llm_answer *a, llm_span v, const char **text, size_t *n)
 {
-    json_t *out = json_array();
-    size_t i;
-    const json_t *m;
-    json_array_foreach(msgs, i, m)
-    {
-        const char *role = json_string_value(json_object_get(m, "role"));
-        const char *content = json_string_value(json_object_get(m, "content"));
-        json_t *o = json_pack("{s:s, s:s}", "role", role ? role : "user", "content",
-                              content ? content : "");
-        const json_t *tcs = json_object_get(m, "tool_calls");
-        if (json_array_size(tcs)) {
-            json_t *calls = json_array();
-            size_t k;
-            const json_t *tc;
-            json_array_foreach(tcs, k, tc)
-            {
-                const json_t *fn = json_object_get(tc, "function");
-                const char *args = json_string_value(json_object_get(fn, "arguments"));
-                json_t *a = args ? json_loads(args, 0, NULL) : NULL;
-                json_array_append_new(
-                    calls, json_pack("{s:{s:O, s:o}}", "function", "name",
-                                     json_object_get(fn, "name"), "arguments",
-                                     json_is_object(a) ? a : (json_decref(a), json_object())));
-            }
-            json_object_set_new(o, "tool_calls", calls);
-        }
-        const json_t *name = json_object_get(m, "name");
-        if (role && strcmp(role, "tool") == 0 && json_is_string(name))
-            json_object_set(o, "tool_name", (json_t *)name);
-        json_array_append_new(out, o);
+    if (a->len + v.n + 1 > a->cap) {
+        size_t cap = a->cap ? a->cap : 256;
+        while (cap < a->len + v.n + 1)
+            cap *= 2;
+        char *p = realloc(a->content, cap);
+        if (!p)
+            return -1;
+        a->content = p;
+        a->cap = cap;
     }
-    return out;
+    *text = a->content + a->len;
+    *n = cbx__llm_json_decode(v, a->content + a->len);
+    a->len += *n;
+    return 0;
 }
 
-static void set_if(json_t *o, const char *key, const json_t *v)
+void cbx__llm_span_copy(llm_span v, char *buf, size_t len)
 {
-    if (v && !json_is_null(v))
-        json_object_set(o, key, (json_t *)v);
-}
-
-json_t *cbx__llm_request_body(const llm_call *c, const llm_provider *p, int stream)
-{
-    const json_t *par = json_object_get(c->params, "parameters");
-    const json_t *rf = json_object_get(c->params, "response_format");
-    json_t *tools = cbx__llm_tools_wire(c);
-    json_t *b;
-    if (p->proto == LLM_OLLAMA) {
-        json_t *win = cbx__llm_window(c);
-        b = json_pack("{s:s, s:o, s:b}", "model", p->model, "messages", ollama_messages(win),
-                      "stream", stream);
-        json_decref(win);
-        json_t *opt = json_object();
-        set_if(opt, "temperature", json_object_get(par, "temperature"));
-        set_if(opt, "top_p", json_object_get(par, "top_p"));
-        set_if(opt, "top_k", json_object_get(par, "top_k"));
-        set_if(opt, "num_predict", json_object_get(par, "max_tokens"));
-        set_if(opt, "seed", json_object_get(par, "seed"));
-        const json_t *stop = json_object_get(par, "stop");
-        if (json_is_string(stop))
-            json_object_set_new(opt, "stop", json_pack("[O]", stop));
-        else
-            set_if(opt, "stop", stop);
-        if (json_object_size(opt))
-            json_object_set_new(b, "options", opt);
-        else
-            json_decref(opt);
-        if (json_is_string(rf) && strcmp(json_string_value(rf), "json") == 0)
-            json_object_set_new(b, "format", json_string("json"));
-        else if (json_is_object(rf))
-            json_object_set(b, "format", (json_t *)rf);
-    } else {
-        b = json_pack("{s:s, s:o, s:b}", "model", p->model, "messages", cbx__llm_window(c),
-                      "stream", stream);
-        if (stream)
-            json_object_set_new(b, "stream_options", json_pack("{s:b}", "include_usage", 1));
-        set_if(b, "temperature", json_object_get(par, "temperature"));
-        set_if(b, "top_p", json_object_get(par, "top_p"));
-        set_if(b, "top_k", json_object_get(par, "top_k"));
-        set_if(b, "max_tokens", json_object_get(par, "max_tokens"));
-        set_if(b, "stop", json_object_get(par, "stop"));
-        set_if(b, "seed", json_object_get(par, "seed"));
-        if (json_is_string(rf) && strcmp(json_string_value(rf), "json") == 0)
-            json_object_set_new(b, "response_format", json_pack("{s:s}", "type", "json_object"));
-        else if (json_is_object(rf))
-            json_object_set_new(b, "response_format",
-                                json_pack("{s:s, s:{s:s, s:O, s:b}}", "type", "json_schema",
-                                          "json_schema", "name", "response", "schema", rf, "strict",
-                                          1));
+    char small[256];
+    char *tmp = v.n <= sizeof small ? small : malloc(v.n);
+    if (!tmp) {
+        buf[0] = 0;
+        return;
     }
-    if (tools)
-        json_object_set_new(b, "tools", tools);
-    return b;
+    size_t n = cbx__llm_json_decode(v, tmp);
+    if (n >= len)
+        n = len - 1;
+    memcpy(buf, tmp, n);
+    buf[n] = 0;
+    if (tmp != small)
+        free(tmp);
 }
 
 /* ---- plain responses ---------------------------------------------------------------------------
@@ -164,8 +101,78 @@ static void take_tool_calls(llm_answer *a, const json_t *tcs)
     }
 }
 
+static long long span_int(llm_span v)
+{
+    long long i;
+    return cbx__llm_json_int(v, &i) == 0 ? i : 0;
+}
+
+/* A plain answer without tool calls, read without a jansson tree (scan.c): 1, or 0 when the
+ * jansson reader below must read it (tool calls, a shape it reports, a text the scanner is not
+ * sure of), or -1 when out of memory. */
+static int plain_fast(llm_proto proto, const char *body, size_t len, llm_answer *a)
+{
+    static const char *const oa_keys[] = {"choices", "usage", "model"};
+    static const char *const choice_keys[] = {"message", "finish_reason"};
+    static const char *const usage_keys[] = {"prompt_tokens", "completion_tokens"};
+    static const char *const ol_keys[] = {"message", "done_reason", "model", "prompt_eval_count",
+                                          "eval_count"};
+    static const char *const msg_keys[] = {"tool_calls", "content"};
+    llm_span v, top[5], ch, cf[2], uf[2], mf[2], msg = {0}, fin = {0}, model = {0};
+    if (!body || cbx__llm_json_check(body, len, &v) < 0 || v.p[0] != '{')
+        return 0;
+    long long pt = 0, ct = 0;
+    if (proto == LLM_OLLAMA) {
+        unsigned t = cbx__llm_json_fields(v, ol_keys, 5, top);
+        if (t & 1)
+            msg = top[0];
+        if (t & 2)
+            fin = top[1];
+        if (t & 4)
+            model = top[2];
+        pt = t & 8 ? span_int(top[3]) : 0;
+        ct = t & 16 ? span_int(top[4]) : 0;
+    } else {
+        unsigned t = cbx__llm_json_fields(v, oa_keys, 3, top);
+        unsigned c = (t & 1) && cbx__llm_json_at(top[0], 0, &ch)
+                         ? cbx__llm_json_fields(ch, choice_keys, 2, cf)
+                         : 0;
+        if (c & 1)
+            msg = cf[0];
+        if (c & 2)
+            fin = cf[1];
+        if (t & 4)
+            model = top[2];
+        unsigned u = t & 2 ? cbx__llm_json_fields(top[1], usage_keys, 2, uf) : 0;
+        pt = u & 1 ? span_int(uf[0]) : 0;
+        ct = u & 2 ? span_int(uf[1]) : 0;
+    }
+    unsigned m = msg.p ? cbx__llm_json_fields(msg, msg_keys, 2, mf) : 0;
+    if (!msg.p || msg.p[0] != '{' || (m & 1))
+        return 0;
+    if (!a->tool_calls)
+        a->tool_calls = json_array();
+    if (model.p && LLM_IS_STR(model))
+        cbx__llm_span_copy(model, a->model, sizeof a->model);
+    if (fin.p && LLM_IS_STR(fin))
+        cbx__llm_span_copy(fin, a->finish_reason, sizeof a->finish_reason);
+    else
+        snprintf(a->finish_reason, sizeof a->finish_reason, "stop");
+    a->prompt_tokens = pt;
+    a->completion_tokens = ct;
+    const char *text;
+    size_t n;
+    if ((m & 2) && LLM_IS_STR(mf[1]) && cbx__llm_answer_append_span(a, mf[1], &text, &n) < 0)
+        return -1;
+    a->done = 1;
+    return 1;
+}
+
 int cbx__llm_parse_plain(llm_proto proto, const char *body, size_t len, llm_answer *a)
 {
+    int fast = plain_fast(proto, body, len, a);
+    if (fast != 0)
+        return fast > 0 ? 0 : -1;
     json_error_t je;
     json_t *v = json_loadb(body, len, 0, &je);
     if (!json_is_object(v)) {
