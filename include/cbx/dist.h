@@ -94,6 +94,9 @@ typedef struct cbx_remote_job {
 int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job *job,
                        uint64_t wait_ns, json_t **result, char *id, cbx_err *err);
 
+/* 1 when name can name a workers' queue: 1 to 64 letters, digits, '_' or '-'. */
+int cbx_remote_queue_ok(const char *name);
+
 /* ---- breakers shared by the cluster ---------------------------------------------------------- */
 
 /* A breaker store kept in the JetStream key-value bucket CBX_BREAKERS on url (NULL = $NATS_URL,

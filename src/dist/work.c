@@ -1,6 +1,8 @@
 /* The connection and the server-side objects workers and submitters share (see work.h). */
 #include "dist/work.h"
 
+#include "cbx/dist.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,11 @@ int cbx__dist_queue_ok(const char *name)
         if (!isalnum((unsigned char)*name) && *name != '-' && *name != '_')
             return 0;
     return 1;
+}
+
+int cbx_remote_queue_ok(const char *name)
+{
+    return name && cbx__dist_queue_ok(name);
 }
 
 int cbx__dist_token_ok(const char *s)
