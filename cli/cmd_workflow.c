@@ -5,6 +5,7 @@
 #include "output.h"
 #include "signals.h"
 
+#include "cbx/dist.h"
 #include "cbx/journal.h"
 #include "cbx/runtime.h"
 #include "cbx/workflow.h"
@@ -132,6 +133,7 @@ typedef struct wf_cfg {
 typedef struct view {
     int tty, quiet;
     const cbx_workflow *w;
+    cbx_workflow_events *events; /* CBX_EVENTS: published on NATS, else NULL */
     uint64_t fired, blocked, added;
     int drawn;
 } view;
@@ -151,6 +153,7 @@ static void view_line(view *v)
 static void on_event(const cbx_workflow_event *ev, void *ud)
 {
     view *v = ud;
+    cbx_workflow_events_emit(ev, v->events);
     switch (ev->kind) {
     case CBX_WORKFLOW_TOKEN_ADDED:
         v->added++;
@@ -419,6 +422,8 @@ static int session_close(session *s, const char *cmd, int code)
 {
     cbx_workflow_run_free(s->run);
     s->run = NULL;
+    cbx_workflow_events_free(s->v.events);
+    s->v.events = NULL;
     if (s->rt) {
         uv_signal_stop(&s->sigint);
         uv_signal_stop(&s->sigterm);
@@ -463,6 +468,7 @@ static int run_and_report(session *s, wf_cfg *c, const char *cmd)
         return CLI_EXIT_INTERNAL;
     }
     json_t *snap = cbx_workflow_run_snapshot(s->run);
+    cbx_workflow_events_rest(s->v.events, snap);
     if (c->json) {
         cli_print_json(stdout, snap);
     } else {
@@ -547,6 +553,11 @@ static int cmd_run(wf_cfg *c, cli_ctx *ctx, cbx_registry *reg, int start_only)
     }
     s.v.w = w;
     s.v.quiet = c->quiet;
+    if ((rc = cli_workflow_events_open(cmd, cbx_workflow_name(w), &s.v.events))) {
+        session_close(&s, cmd, rc);
+        cbx_workflow_free(w);
+        return rc;
+    }
     cbx_workflow_run_opts o = {.run_id = c->run_id,
                                .max_firings = (uint32_t)c->max_firings,
                                .on_event = on_event,
@@ -605,7 +616,9 @@ static int cmd_resume(wf_cfg *c, cli_ctx *ctx, cbx_registry *reg, int signal)
         rc = r == -ENOENT ? CLI_EXIT_FAILED : r == -EBUSY ? CLI_EXIT_REFUSED : CLI_EXIT_USAGE;
     } else {
         s.v.w = cbx_workflow_run_net(s.run);
-        if (signal && (r = cbx_workflow_signal(s.run, c->pos[1], c->pos[2], data, &e)) != 0) {
+        if ((rc = cli_workflow_events_open(cmd, cbx_workflow_name(s.v.w), &s.v.events)))
+            ;
+        else if (signal && (r = cbx_workflow_signal(s.run, c->pos[1], c->pos[2], data, &e)) != 0) {
             cli_err("%s: %s", cmd, e.msg);
             rc = r == CBX_EJOURNAL ? CLI_EXIT_JOURNAL : CLI_EXIT_USAGE;
         } else {

@@ -25,6 +25,7 @@
 #include "cbx/err.h"
 #include "cbx/journal.h"
 #include "cbx/registry.h"
+#include "cbx/workflow.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -115,6 +116,35 @@ int cbx_breaker_store_nats_new(cbx_breaker_store **out, const char *url, cbx_err
 /* How many times this store's operations were decided again because another process wrote the
  * breaker first (0 for another kind of store). */
 uint64_t cbx_breaker_store_nats_cas_retries(const cbx_breaker_store *s);
+
+/* ---- workflow events ------------------------------------------------------------------------ */
+
+/* A publisher of one workflow's events on the core NATS subject cbx.events.workflow.<name> (the
+ * workflow's name, with characters a subject token cannot hold as '_'), for other systems to
+ * follow its tokens. Each message is JSON: {"workflow", "run_id", "event", "token", "transition",
+ * "place", "detail", "wall_ms"} (null where they do not apply), with event one of created (a token
+ * added), action_started, fired (the token moved to place), blocked (an attempt refused: detail
+ * says why), signalled and signal (detail: its name), failed; and at rest
+ * (cbx_workflow_events_rest) done (a token in a final place), waiting (detail: what for), stuck,
+ * then run (detail: the run's state). Publishing is fire and forget: buffered while the server is
+ * away, lost if it never comes back before the publisher is freed. */
+typedef struct cbx_workflow_events cbx_workflow_events;
+
+/* Connect to url (NULL = $NATS_URL, else nats://127.0.0.1:4222; the connection options of the
+ * environment, see cbx_nats_opts_env) for workflow (copied). A server that is not there yet is
+ * not a failure: the connection keeps trying. 0, CBX_EPLUGIN, CBX_EFAILED, -ENOMEM. */
+int cbx_workflow_events_nats_new(cbx_workflow_events **out, const char *url, const char *workflow,
+                                 cbx_err *err);
+/* The subject it publishes on (valid until freed). */
+const char *cbx_workflow_events_subject(const cbx_workflow_events *e);
+/* A cbx_workflow_event_fn: publish ev (events is the publisher; NULL does nothing). Events
+ * replayed by a resume are not published again. */
+void cbx_workflow_events_emit(const cbx_workflow_event *ev, void *events);
+/* A run at rest (snapshot: cbx_workflow_run_snapshot, borrowed): each token's done, waiting or
+ * stuck, then the run's state. */
+void cbx_workflow_events_rest(cbx_workflow_events *e, const json_t *snapshot);
+/* Flush what is buffered (at most a second) and disconnect. NULL is accepted. */
+void cbx_workflow_events_free(cbx_workflow_events *e);
 
 #ifdef __cplusplus
 }
