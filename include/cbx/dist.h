@@ -107,7 +107,8 @@ int cbx_remote_queue_ok(const char *name);
  * are never over-admitted cluster-wide. Breaker times are wall-clock (keep hosts' clocks in
  * step). While the server cannot be reached (also at creation: the connection keeps trying),
  * operations decide on this process's own breakers and a warning is logged once per outage. No
- * host-wide rate limiters (cbx_breaker_store_limiter answers -ENOTSUP). Operations block on the
+ * word-based rate limiters (cbx_breaker_store_limiter answers -ENOTSUP: see
+ * cbx_breaker_store_limiter_opts below). Operations block on the
  * server (a round trip or two): use it where a breaker's decision is worth that. 0, CBX_EPLUGIN
  * (libnats), CBX_EFAILED (libnats refused the options), -ENOMEM; a server that is away is not a
  * failure here. Free with cbx_breaker_store_free. */
@@ -116,6 +117,16 @@ int cbx_breaker_store_nats_new(cbx_breaker_store **out, const char *url, cbx_err
 /* How many times this store's operations were decided again because another process wrote the
  * breaker first (0 for another kind of store). */
 uint64_t cbx_breaker_store_nats_cas_retries(const cbx_breaker_store *s);
+
+/* Rate limiters shared by the cluster: cbx_breaker_store_limiter_opts on this store gives a
+ * limiter the bucket of its key in the JetStream key-value bucket CBX_RATES (made where
+ * missing): its GCRA arrival time (wall-clock ns, decimal text), read, decided on and written
+ * back with compare-and-set, decided again when another process wrote first - so every limiter
+ * on the key, in any process on any host, takes from one bucket and the cluster never exceeds
+ * its rate. A refusal writes nothing. Each take costs a round trip or two to the server. While
+ * the server cannot be reached a take decides on this process's own bucket (a warning says so
+ * once per outage). This counts the takes decided again because of another writer. */
+uint64_t cbx_breaker_store_nats_rate_cas_retries(const cbx_breaker_store *s);
 
 /* ---- workflow events ------------------------------------------------------------------------ */
 

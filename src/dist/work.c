@@ -125,6 +125,12 @@ int cbx__dist_connect_lazy(const char *url, natsConnection **nc, cbx_err *err)
     return cbx__dist_open(url, &o, nc, err);
 }
 
+int cbx__dist_kv_conflict(natsStatus s)
+{
+    const char *w = s != NATS_OK ? cbx__nats_why(s) : "";
+    return s != NATS_OK && (strstr(w, "wrong last sequence") || strstr(w, "key exists"));
+}
+
 int cbx__dist_ensure_stream(jsCtx *js, cbx_err *err)
 {
     jsStreamInfo *si = NULL;

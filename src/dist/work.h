@@ -45,6 +45,9 @@ int cbx__dist_open(const char *url, const cbx__nats_conn_opts *o, natsConnection
  * server is found again); _lazy also takes a server that is not there yet. */
 int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err);
 int cbx__dist_connect_lazy(const char *url, natsConnection **nc, cbx_err *err);
+/* 1 when s is a key-value write refused because another process wrote first (the revision
+ * moved on, or the key exists). */
+int cbx__dist_kv_conflict(natsStatus s);
 /* The work stream (work-queue retention, file storage) where it is missing. */
 int cbx__dist_ensure_stream(jsCtx *js, cbx_err *err);
 /* The results bucket where it is missing; *kv opened either way. */
