@@ -4,6 +4,7 @@
 #include "config.h"
 #include "exec_cli.h"
 #include "exec_stdin.h"
+#include "nats_opts.h"
 
 #include "cbx/units.h"
 
@@ -142,7 +143,9 @@ static const char help_remote[] =
     "  --queue NAME            the workers' queue for --remote (default \"default\")\n"
     "  --remote-wait DURATION  give up waiting for the worker's result after this long (exit\n"
     "                          124; the job stays queued)\n"
-    "\n";
+    "\n"
+    "Connecting to NATS (--remote, the cluster stores; also the nats: section of the\n"
+    "configuration file):\n";
 
 static const char exit_help[] =
     "With --repeat or --each the exit code is 0 when every run succeeded, else that of the\n"
@@ -242,6 +245,7 @@ static const cli_opt opts[] = {
     {"remote-wait", 0, 1, OPT_REMOTE_WAIT},
     {"record", 0, 1, OPT_RECORD},
     {"replay", 0, 1, OPT_REPLAY},
+    CLI_OPTS_NATS,
     {0},
 };
 
@@ -525,6 +529,8 @@ int exec_parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
             fputs(help_running, stdout);
             fputs(help_output, stdout);
             fputs(help_remote, stdout);
+            fputs(cli_nats_opts_help, stdout);
+            fputs("\n", stdout);
             fputs(cli_exit_codes_help, stdout);
             fputs(exit_help, stdout);
             return -1;
@@ -672,6 +678,7 @@ int exec_parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
             c->type = val;
             break;
         default:
+            cli_nats_option(id, val);
             break;
         }
     }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* kvConfig.TTL is in nanoseconds (libnats passes it on as the stream's max age) */
 #define RESULTS_TTL_NS (24LL * 3600 * 1000000000)
@@ -94,10 +95,14 @@ int cbx__dist_open(const char *url, const cbx__nats_conn_opts *co, natsConnectio
         s = natsOptions_SetToken(o, co->token);
     if (s == NATS_OK && given(co->user))
         s = natsOptions_SetUserInfo(o, co->user, co->password);
-    if (s == NATS_OK && co->tls)
+    if (s == NATS_OK && given(co->creds_file))
+        s = natsOptions_SetUserCredentialsFromFiles(o, co->creds_file, NULL);
+    if (s == NATS_OK && (co->tls || given(co->ca_file) || given(co->cert_file)))
         s = natsOptions_SetSecure(o, true);
     if (s == NATS_OK && given(co->ca_file))
         s = natsOptions_LoadCATrustedCertificates(o, co->ca_file);
+    if (s == NATS_OK && (given(co->cert_file) || given(co->key_file)))
+        s = natsOptions_LoadCertificatesChain(o, co->cert_file, co->key_file);
     char shown[512];
     shown_url(url, shown, sizeof shown);
     if (s != NATS_OK) {
@@ -113,15 +118,46 @@ int cbx__dist_open(const char *url, const cbx__nats_conn_opts *co, natsConnectio
     return 0;
 }
 
+static const char *env_of(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+void cbx__nats_conn_opts_env(cbx__nats_conn_opts *o)
+{
+    if (!given(o->token))
+        o->token = env_of("NATS_TOKEN");
+    if (!given(o->user)) {
+        o->user = env_of("NATS_USER");
+        if (!given(o->password))
+            o->password = env_of("NATS_PASSWORD");
+    }
+    if (!given(o->creds_file))
+        o->creds_file = env_of("NATS_CREDS");
+    if (!given(o->ca_file))
+        o->ca_file = env_of("NATS_CA");
+    if (!given(o->cert_file) && !given(o->key_file)) {
+        o->cert_file = env_of("NATS_CERT");
+        o->key_file = env_of("NATS_KEY");
+    }
+    const char *tls = env_of("NATS_TLS");
+    if (tls &&
+        (strcmp(tls, "1") == 0 || strcasecmp(tls, "true") == 0 || strcasecmp(tls, "yes") == 0))
+        o->tls = 1;
+}
+
 int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err)
 {
     cbx__nats_conn_opts o = {.reconnect_forever = 1};
+    cbx__nats_conn_opts_env(&o);
     return cbx__dist_open(url, &o, nc, err);
 }
 
 int cbx__dist_connect_lazy(const char *url, natsConnection **nc, cbx_err *err)
 {
     cbx__nats_conn_opts o = {.reconnect_forever = 1, .lazy = 1};
+    cbx__nats_conn_opts_env(&o);
     return cbx__dist_open(url, &o, nc, err);
 }
 
