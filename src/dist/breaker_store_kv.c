@@ -243,7 +243,7 @@ static int entry_load(kv_store *s, const char *name, const char *key, const cbx_
 {
     memset(e, 0, sizeof *e);
     kvEntry *ke = NULL;
-    natsStatus st = kvStore_Get(&ke, s->kv, key);
+    natsStatus st = cbx__dist_kv_get(&ke, s->kv, key);
     if (st == NATS_OK) {
         e->rev = kvEntry_Revision(ke);
         e->doc = json_loadb(kvEntry_Value(ke), (size_t)kvEntry_ValueLen(ke), 0, NULL);
@@ -423,7 +423,7 @@ static int kv_forget(cbx_breaker_store *bs, const char *name)
     if (ensure_kv(s, NULL) < 0)
         return -EIO;
     kvEntry *ke = NULL;
-    natsStatus st = kvStore_Get(&ke, s->kv, key);
+    natsStatus st = cbx__dist_kv_get(&ke, s->kv, key);
     kvEntry_Destroy(ke);
     if (st == NATS_NOT_FOUND)
         return -ENOENT;

@@ -137,7 +137,7 @@ static int take(void *ud, uint64_t interval_ns, uint64_t window_ns, uint32_t n,
     for (int tries = 0; tries < MAX_TRIES; tries++) {
         kvEntry *e = NULL;
         uint64_t tat = 0, rev = 0;
-        st = kvStore_Get(&e, kv, l->key);
+        st = cbx__dist_kv_get(&e, kv, l->key);
         if (st == NATS_OK) {
             char text[32] = "";
             int len = kvEntry_ValueLen(e);

@@ -167,6 +167,17 @@ int cbx__dist_kv_conflict(natsStatus s)
     return s != NATS_OK && (strstr(w, "wrong last sequence") || strstr(w, "key exists"));
 }
 
+natsStatus cbx__dist_kv_get(kvEntry **e, kvStore *kv, const char *key)
+{
+    natsStatus s = NATS_OK;
+    for (int i = 0; i < 5; i++) {
+        s = kvStore_Get(e, kv, key);
+        if (s != NATS_ERR || !strstr(cbx__nats_why(s), "should have headers"))
+            break;
+    }
+    return s;
+}
+
 int cbx__dist_ensure_stream(jsCtx *js, cbx_err *err)
 {
     jsStreamInfo *si = NULL;

@@ -56,6 +56,11 @@ int cbx__dist_connect_lazy(const char *url, natsConnection **nc, cbx_err *err);
 /* 1 when s is a key-value write refused because another process wrote first (the revision
  * moved on, or the key exists). */
 int cbx__dist_kv_conflict(natsStatus s);
+/* kvStore_Get, read again (up to 5 times) when the server's direct-get reply comes without its
+ * headers: nats-server 2.9 sends such a reply now and then while the key is being written by
+ * others, and libnats 3.4 fails the get with "direct get message response should have headers".
+ * A read changes nothing, so reading again is safe; the failure is not the server being away. */
+natsStatus cbx__dist_kv_get(kvEntry **e, kvStore *kv, const char *key);
 /* The work stream (work-queue retention, file storage) where it is missing. */
 int cbx__dist_ensure_stream(jsCtx *js, cbx_err *err);
 /* The results bucket where it is missing; *kv opened either way. */
