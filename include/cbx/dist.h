@@ -14,6 +14,12 @@
  *
  * libnats is loaded on first use (dist/natslib.h); every function here returns CBX_EPLUGIN with
  * the reason when it cannot be.
+ *
+ * Every connection made here (workers, submitters, the cluster store, workflow events) takes its
+ * credentials and TLS settings from the environment: NATS_TOKEN; NATS_USER and NATS_PASSWORD;
+ * NATS_CREDS (a .creds file: JWT and NKey seed); NATS_CA (CA certificates, PEM; implies TLS),
+ * NATS_CERT and NATS_KEY (a client certificate and its key; imply TLS); NATS_TLS=1 (require TLS;
+ * a tls:// URL implies it). The nats executor takes them as parameters, these as defaults.
  */
 #ifndef CBX_DIST_H
 #define CBX_DIST_H
@@ -141,8 +147,8 @@ uint64_t cbx_breaker_store_nats_rate_cas_retries(const cbx_breaker_store *s);
  * away, lost if it never comes back before the publisher is freed. */
 typedef struct cbx_workflow_events cbx_workflow_events;
 
-/* Connect to url (NULL = $NATS_URL, else nats://127.0.0.1:4222; the connection options of the
- * environment, see cbx_nats_opts_env) for workflow (copied). A server that is not there yet is
+/* Connect to url (NULL = $NATS_URL, else nats://127.0.0.1:4222; credentials and TLS from the
+ * environment, as above) for workflow (copied). A server that is not there yet is
  * not a failure: the connection keeps trying. 0, CBX_EPLUGIN, CBX_EFAILED, -ENOMEM. */
 int cbx_workflow_events_nats_new(cbx_workflow_events **out, const char *url, const char *workflow,
                                  cbx_err *err);
