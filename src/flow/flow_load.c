@@ -727,6 +727,12 @@ static void get_runs_on(parser *P, const json_t *node, const char *path, const c
     else if (r < 0)
         PROB(P, sub[0] ? join(at, sizeof at, kp, sub) : kp, CBX_EINVAL_CONFIG, "%s%sruns_on: %s",
              ctx, ctx[0] ? ": " : "", msg);
+    else if (cbx__runs_on_remote(*out) && P->L->reg &&
+             !cbx_registry_find(P->L->reg, CBX__RUNS_ON_EXECUTOR))
+        PROB(P, kp, CBX_EUNKNOWN_TYPE,
+             "%s%sruns_on: the registry has no '" CBX__RUNS_ON_EXECUTOR
+             "' executor to send it with",
+             ctx, ctx[0] ? ": " : "");
 }
 
 /* Steps without runs_on: take their parent's (a composite's), else the flow's. */

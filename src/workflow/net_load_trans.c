@@ -217,6 +217,12 @@ void cbx__wf_parse_runs_on(loader *L, const json_t *node, const char *path, cons
     else if (r < 0)
         cbx__wf_prob(L, sub[0] ? cbx__wf_pj(at, kp, sub) : kp, CBX_EINVAL_CONFIG, "%s: runs_on: %s",
                      ctx, msg);
+    else if (cbx__runs_on_remote(*out) && L->reg &&
+             !cbx_registry_find(L->reg, CBX__RUNS_ON_EXECUTOR))
+        cbx__wf_prob(L, kp, CBX_EUNKNOWN_TYPE,
+                     "%s: runs_on: the registry has no '" CBX__RUNS_ON_EXECUTOR
+                     "' executor to send it with",
+                     ctx);
 }
 
 static void parse_action(loader *L, cbx__wf_trans *t, const json_t *a, const char *path,
