@@ -126,6 +126,12 @@ int cli_cassette_option(const char *flag, const char *dir, int replay);
 struct cbx_breaker_store;
 int cli_breaker_store_open(struct cbx_breaker_store **out, cbx_err *err);
 
+/* The publisher of workflow's events (events_home.c) when CBX_EVENTS is 'nats' or a nats://
+ * URL, else *out = NULL. 0, or a CLI_EXIT_* code after a message naming cmd. */
+struct cbx_workflow_events;
+int cli_workflow_events_open(const char *cmd, const char *workflow,
+                             struct cbx_workflow_events **out);
+
 /* The closest name to word among the registry's types, or NULL when none is close. */
 const char *cli_suggest_type(const cbx_registry *r, const char *word);
 

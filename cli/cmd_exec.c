@@ -389,9 +389,12 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
     int code = exec_parse(ctx, argc, argv, &c);
     if (code)
         goto out;
-    if (c.rate_key && cbx_breaker_store_host_new(&rate_store, NULL, &err) < 0) {
+    /* the host store, or the cluster's with CBX_BREAKER_STORE=nats */
+    if (c.rate_key && cli_breaker_store_open(&rate_store, &err) < 0) {
         cli_err("breaker store: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
-        code = err.code == -ENOSPC ? CLI_EXIT_REFUSED : CLI_EXIT_INTERNAL;
+        code = err.code == -ENOSPC             ? CLI_EXIT_REFUSED
+               : err.code == CBX_EINVAL_CONFIG ? CLI_EXIT_USAGE
+                                               : CLI_EXIT_INTERNAL;
         goto out;
     }
     code = exec_build_policy(&c, rate_store, &policy);

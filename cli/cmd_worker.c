@@ -1,6 +1,7 @@
 /* cbx worker: run executions pulled from a NATS JetStream work queue (cbx/dist.h). */
 #include "args.h"
 #include "cli.h"
+#include "nats_opts.h"
 #include "output.h"
 
 #include "cbx/dist.h"
@@ -68,6 +69,7 @@ static const cli_opt opts[] = {
     {"max-deliver", 0, 1, OPT_MAX_DELIVER},
     {"id", 0, 1, OPT_ID},
     {"verbose", 'v', 0, OPT_VERBOSE},
+    CLI_OPTS_NATS,
     {0},
 };
 
@@ -112,6 +114,9 @@ int cli_cmd_worker(cli_ctx *ctx, int argc, char **argv)
             return CLI_EXIT_USAGE;
         case CLI_OPT_HELP:
             fputs(help, stdout);
+            fputs("Connecting (also the nats: section of the configuration file):\n", stdout);
+            fputs(cli_nats_opts_help, stdout);
+            fputs("\n", stdout);
             fputs(cli_exit_codes_help, stdout);
             return CLI_EXIT_OK;
         case CLI_ARGS_POSITIONAL:
@@ -152,7 +157,7 @@ int cli_cmd_worker(cli_ctx *ctx, int argc, char **argv)
             verbose = 1;
             break;
         default:
-            if (cli_common_option(ctx, id, val, &json))
+            if (!cli_nats_option(id, val) && cli_common_option(ctx, id, val, &json))
                 return CLI_EXIT_USAGE;
         }
     }

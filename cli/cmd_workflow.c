@@ -5,6 +5,7 @@
 #include "output.h"
 #include "signals.h"
 
+#include "cbx/dist.h"
 #include "cbx/journal.h"
 #include "cbx/runtime.h"
 #include "cbx/workflow.h"
@@ -74,6 +75,9 @@ static const char workflow_help[] =
     "outside a final place, or passed the firing cap); 2 bad usage or a bad file; 74 a\n"
     "journal write failed; 76 another process is running that run; 130 interrupted.\n"
     "\n"
+    "With CBX_EVENTS=nats (the server of $NATS_URL) or a nats:// URL, run, start, resume and\n"
+    "signal publish each token's events on cbx.events.workflow.<name> (docs/distributed.md).\n"
+    "\n"
     "Examples:\n"
     "  cbx workflow validate examples/workflows/order_fulfilment.yaml\n"
     "  cbx workflow run examples/workflows/data_review.yaml --token '{\"input_file\": "
@@ -132,6 +136,7 @@ typedef struct wf_cfg {
 typedef struct view {
     int tty, quiet;
     const cbx_workflow *w;
+    cbx_workflow_events *events; /* CBX_EVENTS: published on NATS, else NULL */
     uint64_t fired, blocked, added;
     int drawn;
 } view;
@@ -151,6 +156,7 @@ static void view_line(view *v)
 static void on_event(const cbx_workflow_event *ev, void *ud)
 {
     view *v = ud;
+    cbx_workflow_events_emit(ev, v->events);
     switch (ev->kind) {
     case CBX_WORKFLOW_TOKEN_ADDED:
         v->added++;
@@ -419,6 +425,8 @@ static int session_close(session *s, const char *cmd, int code)
 {
     cbx_workflow_run_free(s->run);
     s->run = NULL;
+    cbx_workflow_events_free(s->v.events);
+    s->v.events = NULL;
     if (s->rt) {
         uv_signal_stop(&s->sigint);
         uv_signal_stop(&s->sigterm);
@@ -463,6 +471,7 @@ static int run_and_report(session *s, wf_cfg *c, const char *cmd)
         return CLI_EXIT_INTERNAL;
     }
     json_t *snap = cbx_workflow_run_snapshot(s->run);
+    cbx_workflow_events_rest(s->v.events, snap);
     if (c->json) {
         cli_print_json(stdout, snap);
     } else {
@@ -547,6 +556,11 @@ static int cmd_run(wf_cfg *c, cli_ctx *ctx, cbx_registry *reg, int start_only)
     }
     s.v.w = w;
     s.v.quiet = c->quiet;
+    if ((rc = cli_workflow_events_open(cmd, cbx_workflow_name(w), &s.v.events))) {
+        session_close(&s, cmd, rc);
+        cbx_workflow_free(w);
+        return rc;
+    }
     cbx_workflow_run_opts o = {.run_id = c->run_id,
                                .max_firings = (uint32_t)c->max_firings,
                                .on_event = on_event,
@@ -605,7 +619,9 @@ static int cmd_resume(wf_cfg *c, cli_ctx *ctx, cbx_registry *reg, int signal)
         rc = r == -ENOENT ? CLI_EXIT_FAILED : r == -EBUSY ? CLI_EXIT_REFUSED : CLI_EXIT_USAGE;
     } else {
         s.v.w = cbx_workflow_run_net(s.run);
-        if (signal && (r = cbx_workflow_signal(s.run, c->pos[1], c->pos[2], data, &e)) != 0) {
+        if ((rc = cli_workflow_events_open(cmd, cbx_workflow_name(s.v.w), &s.v.events)))
+            ;
+        else if (signal && (r = cbx_workflow_signal(s.run, c->pos[1], c->pos[2], data, &e)) != 0) {
             cli_err("%s: %s", cmd, e.msg);
             rc = r == CBX_EJOURNAL ? CLI_EXIT_JOURNAL : CLI_EXIT_USAGE;
         } else {

@@ -1,6 +1,7 @@
 /* The cbx configuration file: read, checked key by key, applied under the environment. */
 #define _GNU_SOURCE /* asprintf */
 #include "config.h"
+#include "nats_opts.h"
 
 #include "args.h"
 #include "output.h"
@@ -26,8 +27,8 @@ const cli_config *cli_config_get(void)
     return &cfg;
 }
 
-static const char *const top_keys[] = {"state_dir", "plugin_path", "lua_path",
-                                       "breaker",   "policies",    "llm"};
+static const char *const top_keys[] = {"state_dir", "plugin_path", "lua_path", "breaker",
+                                       "policies",  "llm",         "nats"};
 static const char *const breaker_keys[] = {"failures", "open", "probes"};
 
 /* "file:line:col: " + message, on one line. */
@@ -221,6 +222,19 @@ static int llm_section(const cbx_yaml_doc *doc, const json_t *v)
     return 0;
 }
 
+/* nats: the connection options (nats_opts.h), into the environment where it lacks them */
+static int nats_section(const cbx_yaml_doc *doc, const json_t *v)
+{
+    char why[300], path[300];
+    const char *key = "";
+    if (cli_nats_config(v, doc->file, why, sizeof why, &key) != 0) {
+        snprintf(path, sizeof path, "nats%s%s", key[0] ? "." : "", key);
+        return bad(doc, path, "%s", why);
+    }
+    note_where(doc, "nats");
+    return 0;
+}
+
 static int check(const cbx_yaml_doc *doc)
 {
     const json_t *root = doc->root;
@@ -249,8 +263,10 @@ static int check(const cbx_yaml_doc *doc)
             rc = policies_section(doc, v);
         } else if (strcmp(k, "llm") == 0) {
             rc = llm_section(doc, v);
+        } else if (strcmp(k, "nats") == 0) {
+            rc = nats_section(doc, v);
         } else {
-            rc = unknown_key(doc, k, k, top_keys, 6, "");
+            rc = unknown_key(doc, k, k, top_keys, 7, "");
         }
         if (rc)
             return rc;

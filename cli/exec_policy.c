@@ -4,6 +4,7 @@
 #include "config.h"
 #include "exec_cli.h"
 #include "exec_stdin.h"
+#include "nats_opts.h"
 
 #include "cbx/units.h"
 
@@ -54,7 +55,8 @@ static const char help_usage[] =
     "  --fallback JSON         a static answer when the execution does not succeed\n"
     "  --rate LIMIT            rate limit on attempts (5/s, 600/min); over it: refused\n"
     "  --rate-key NAME         share the rate limit with every cbx process on the host that\n"
-    "                          gives the same NAME (kept in the state directory's store)\n"
+    "                          gives the same NAME (kept in the state directory's store), or\n"
+    "                          on any host with CBX_BREAKER_STORE=nats (NATS JetStream KV)\n"
     "  --rate-wait MAX         over the rate, wait for the next token up to MAX (2s)\n"
     "                          instead of refusing; a token further off than MAX or the\n"
     "                          deadline is refused at once (exit 76)\n"
@@ -141,7 +143,9 @@ static const char help_remote[] =
     "  --queue NAME            the workers' queue for --remote (default \"default\")\n"
     "  --remote-wait DURATION  give up waiting for the worker's result after this long (exit\n"
     "                          124; the job stays queued)\n"
-    "\n";
+    "\n"
+    "Connecting to NATS (--remote, the cluster stores; also the nats: section of the\n"
+    "configuration file):\n";
 
 static const char exit_help[] =
     "With --repeat or --each the exit code is 0 when every run succeeded, else that of the\n"
@@ -241,6 +245,7 @@ static const cli_opt opts[] = {
     {"remote-wait", 0, 1, OPT_REMOTE_WAIT},
     {"record", 0, 1, OPT_RECORD},
     {"replay", 0, 1, OPT_REPLAY},
+    CLI_OPTS_NATS,
     {0},
 };
 
@@ -450,21 +455,20 @@ int exec_build_policy(exec_cfg *c, cbx_breaker_store *rate_store, cbx_policy **o
     if (r == 0 && (o.sections & CBX_POLICY_WITH_RETRY) && o.retry.max_attempts > 1)
         c->max_attempts = o.retry.max_attempts;
     if (r == 0 && c->rate_key) {
-        /* --rate-key: the limiter's arrival time lives in the host store, shared by every
-         * process that names the key */
+        /* --rate-key: the limiter's arrival time lives in the breaker store (the host's, or the
+         * cluster's), shared by every process that names the key */
         if (!(o.sections & CBX_POLICY_WITH_RATE_LIMIT)) {
             cli_err("--rate-key: needs a rate (--rate, or rate_limit in the policy)");
             json_decref(block);
             return CLI_EXIT_USAGE;
         }
-        void *word = NULL;
-        r = cbx_breaker_store_limiter(rate_store, c->rate_key, &o.rate_limit, &word, &err);
+        /* the host store's word, or the cluster store's bucket in JetStream KV */
+        r = cbx_breaker_store_limiter_opts(rate_store, c->rate_key, &o.rate_limit, &err);
         if (r) {
             cli_err("--rate-key: %s", err.msg[0] ? err.msg : cbx_strerror(r));
             json_decref(block);
             return r == -ENOSPC ? CLI_EXIT_REFUSED : CLI_EXIT_INTERNAL;
         }
-        o.rate_limit.shared_tat = word;
     }
     if (r == 0)
         r = cbx_policy_new(out, &o, &err);
@@ -525,6 +529,8 @@ int exec_parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
             fputs(help_running, stdout);
             fputs(help_output, stdout);
             fputs(help_remote, stdout);
+            fputs(cli_nats_opts_help, stdout);
+            fputs("\n", stdout);
             fputs(cli_exit_codes_help, stdout);
             fputs(exit_help, stdout);
             return -1;
@@ -672,6 +678,7 @@ int exec_parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
             c->type = val;
             break;
         default:
+            cli_nats_option(id, val);
             break;
         }
     }

@@ -113,6 +113,15 @@ json_t *cbx_breaker_opts_to_json(const cbx_breaker_opts *o);
 int cbx_breaker_store_limiter(cbx_breaker_store *s, const char *key, const cbx_ratelimit_opts *o,
                               void **word, cbx_err *err);
 
+/* Rate limiters shared through the store, whatever its kind: o (a limiter's options) is given
+ * the shared bucket of the limiter named key - the host store's arrival-time word
+ * (o->shared_tat, as cbx_breaker_store_limiter), or the cluster store's bucket in NATS JetStream
+ * KV (o->remote, see cbx_breaker_store_nats_new). Valid until cbx_breaker_store_free. 0,
+ * CBX_EINVAL_CONFIG (key empty or over 200 bytes), -ENOTSUP (the memory store), or what
+ * cbx_breaker_store_limiter returns; err words it. */
+int cbx_breaker_store_limiter_opts(cbx_breaker_store *s, const char *key, cbx_ratelimit_opts *o,
+                                   cbx_err *err);
+
 /* Names and metrics: an array of objects {name, state, mode, calls, successes, failures,
  * rejections, consecutive_failures, success_rate, retry_in_ms, opens, latency_p50_ms, ...,
  * options (as cbx_breaker_opts_to_json)}; show gives one object (-ENOENT when unknown). New

@@ -14,6 +14,12 @@
  *
  * libnats is loaded on first use (dist/natslib.h); every function here returns CBX_EPLUGIN with
  * the reason when it cannot be.
+ *
+ * Every connection made here (workers, submitters, the cluster store, workflow events) takes its
+ * credentials and TLS settings from the environment: NATS_TOKEN; NATS_USER and NATS_PASSWORD;
+ * NATS_CREDS (a .creds file: JWT and NKey seed); NATS_CA (CA certificates, PEM; implies TLS),
+ * NATS_CERT and NATS_KEY (a client certificate and its key; imply TLS); NATS_TLS=1 (require TLS;
+ * a tls:// URL implies it). The nats executor takes them as parameters, these as defaults.
  */
 #ifndef CBX_DIST_H
 #define CBX_DIST_H
@@ -25,6 +31,7 @@
 #include "cbx/err.h"
 #include "cbx/journal.h"
 #include "cbx/registry.h"
+#include "cbx/workflow.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -94,6 +101,9 @@ typedef struct cbx_remote_job {
 int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job *job,
                        uint64_t wait_ns, json_t **result, char *id, cbx_err *err);
 
+/* 1 when name can name a workers' queue: 1 to 64 letters, digits, '_' or '-'. */
+int cbx_remote_queue_ok(const char *name);
+
 /* ---- breakers shared by the cluster ---------------------------------------------------------- */
 
 /* A breaker store kept in the JetStream key-value bucket CBX_BREAKERS on url (NULL = $NATS_URL,
@@ -103,7 +113,8 @@ int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job 
  * are never over-admitted cluster-wide. Breaker times are wall-clock (keep hosts' clocks in
  * step). While the server cannot be reached (also at creation: the connection keeps trying),
  * operations decide on this process's own breakers and a warning is logged once per outage. No
- * host-wide rate limiters (cbx_breaker_store_limiter answers -ENOTSUP). Operations block on the
+ * word-based rate limiters (cbx_breaker_store_limiter answers -ENOTSUP: see
+ * cbx_breaker_store_limiter_opts below). Operations block on the
  * server (a round trip or two): use it where a breaker's decision is worth that. 0, CBX_EPLUGIN
  * (libnats), CBX_EFAILED (libnats refused the options), -ENOMEM; a server that is away is not a
  * failure here. Free with cbx_breaker_store_free. */
@@ -112,6 +123,45 @@ int cbx_breaker_store_nats_new(cbx_breaker_store **out, const char *url, cbx_err
 /* How many times this store's operations were decided again because another process wrote the
  * breaker first (0 for another kind of store). */
 uint64_t cbx_breaker_store_nats_cas_retries(const cbx_breaker_store *s);
+
+/* Rate limiters shared by the cluster: cbx_breaker_store_limiter_opts on this store gives a
+ * limiter the bucket of its key in the JetStream key-value bucket CBX_RATES (made where
+ * missing): its GCRA arrival time (wall-clock ns, decimal text), read, decided on and written
+ * back with compare-and-set, decided again when another process wrote first - so every limiter
+ * on the key, in any process on any host, takes from one bucket and the cluster never exceeds
+ * its rate. A refusal writes nothing. Each take costs a round trip or two to the server. While
+ * the server cannot be reached a take decides on this process's own bucket (a warning says so
+ * once per outage). This counts the takes decided again because of another writer. */
+uint64_t cbx_breaker_store_nats_rate_cas_retries(const cbx_breaker_store *s);
+
+/* ---- workflow events ------------------------------------------------------------------------ */
+
+/* A publisher of one workflow's events on the core NATS subject cbx.events.workflow.<name> (the
+ * workflow's name, with characters a subject token cannot hold as '_'), for other systems to
+ * follow its tokens. Each message is JSON: {"workflow", "run_id", "event", "token", "transition",
+ * "place", "detail", "wall_ms"} (null where they do not apply), with event one of created (a token
+ * added), action_started, fired (the token moved to place), blocked (an attempt refused: detail
+ * says why), signalled and signal (detail: its name), failed; and at rest
+ * (cbx_workflow_events_rest) done (a token in a final place), waiting (detail: what for), stuck,
+ * then run (detail: the run's state). Publishing is fire and forget: buffered while the server is
+ * away, lost if it never comes back before the publisher is freed. */
+typedef struct cbx_workflow_events cbx_workflow_events;
+
+/* Connect to url (NULL = $NATS_URL, else nats://127.0.0.1:4222; credentials and TLS from the
+ * environment, as above) for workflow (copied). A server that is not there yet is
+ * not a failure: the connection keeps trying. 0, CBX_EPLUGIN, CBX_EFAILED, -ENOMEM. */
+int cbx_workflow_events_nats_new(cbx_workflow_events **out, const char *url, const char *workflow,
+                                 cbx_err *err);
+/* The subject it publishes on (valid until freed). */
+const char *cbx_workflow_events_subject(const cbx_workflow_events *e);
+/* A cbx_workflow_event_fn: publish ev (events is the publisher; NULL does nothing). Events
+ * replayed by a resume are not published again. */
+void cbx_workflow_events_emit(const cbx_workflow_event *ev, void *events);
+/* A run at rest (snapshot: cbx_workflow_run_snapshot, borrowed): each token's done, waiting or
+ * stuck, then the run's state. */
+void cbx_workflow_events_rest(cbx_workflow_events *e, const json_t *snapshot);
+/* Flush what is buffered (at most a second) and disconnect. NULL is accepted. */
+void cbx_workflow_events_free(cbx_workflow_events *e);
 
 #ifdef __cplusplus
 }

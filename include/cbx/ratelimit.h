@@ -55,6 +55,28 @@ typedef struct cbx_ratelimit cbx_ratelimit;
 /* What cbx_ratelimit_wait_ns returns for a request that can never succeed (n > burst). */
 #define CBX_RATELIMIT_NEVER UINT64_MAX
 
+/* A bucket kept somewhere other processes on other hosts reach too (the cluster store of
+ * cbx/dist.h keeps it in NATS JetStream KV): the limiter asks it instead of its own word. take
+ * applies cbx_ratelimit_gcra to the bucket's arrival time (wall-clock nanoseconds, which hosts
+ * share) and stores the result atomically (compare-and-set, decided again on a conflict):
+ * 0 (taken; *delay_ns = how long to wait before going ahead), CBX_ERATE_LIMITED (nothing taken;
+ * *delay_ns = the wait that would be needed), or a negative code when the bucket cannot be
+ * reached: the limiter then decides on its own word (this process's own view) for that call.
+ * take may block (a round trip to a server); it must be thread-safe. */
+typedef struct cbx_ratelimit_remote {
+    int (*take)(void *ud, uint64_t interval_ns, uint64_t window_ns, uint32_t n,
+                uint64_t max_wait_ns, uint64_t *delay_ns);
+    void *ud;
+} cbx_ratelimit_remote;
+
+/* One GCRA decision, as the limiter makes it, for a bucket kept elsewhere: with arrival time tat
+ * at time now (same clock), take n tokens of interval_ns each if that needs no wait beyond
+ * max_wait_ns, where window_ns = burst * interval_ns. 0 with *next_tat the new arrival time and
+ * *delay_ns the wait; CBX_ERATE_LIMITED with *delay_ns the wait needed (CBX_RATELIMIT_NEVER when
+ * it can never be) and *next_tat = tat. Pure: no state, no clock. */
+int cbx_ratelimit_gcra(uint64_t tat, uint64_t now, uint64_t interval_ns, uint64_t window_ns,
+                       uint32_t n, uint64_t max_wait_ns, uint64_t *next_tat, uint64_t *delay_ns);
+
 typedef struct cbx_ratelimit_opts {
     double per_second; /* refill rate in tokens per second; required: finite, > 0, <= 1e9 */
     uint32_t burst;    /* bucket size in tokens; required: >= 1 (see _default_burst) */
@@ -65,6 +87,11 @@ typedef struct cbx_ratelimit_opts {
      * per_second and burst. Updated by compare-and-swap only; the clock must not be virtual
      * (CLOCK_MONOTONIC is what all processes share). Borrowed: it must outlive the limiter. */
     void *shared_tat;
+    /* NULL, or a bucket kept elsewhere (see cbx_ratelimit_remote), borrowed: it must outlive
+     * the limiter. Wins over shared_tat. With one, reserve and try_acquire block while take does
+     * and are no longer lock-free; wait_ns and the stats' available describe this process's own
+     * word (what it would decide alone). */
+    const cbx_ratelimit_remote *remote;
 } cbx_ratelimit_opts;
 
 /* A snapshot of a limiter. Counters are cumulative since creation; each is read atomically,

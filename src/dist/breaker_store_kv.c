@@ -25,6 +25,7 @@
 #include "cbx/dist.h"
 #include "core/base64.h"
 #include "core/log_internal.h"
+#include "dist/ratelimit_kv.h"
 #include "dist/work.h"
 #include "resilience/breaker_internal.h"
 #include "runtime/breaker_store_internal.h"
@@ -46,12 +47,12 @@ typedef struct kv_store {
     pthread_mutex_t clock_mu;
     atomic_uint_least64_t cas_retries;
     atomic_uint gen_seed;
+    cbx__kv_rates *rates; /* the rate limiters' buckets */
 } kv_store;
 
 static int conflict(natsStatus s)
 {
-    const char *w = cbx__nats_why(s);
-    return s != NATS_OK && (strstr(w, "wrong last sequence") || strstr(w, "key exists"));
+    return cbx__dist_kv_conflict(s);
 }
 
 static void sync_clock(kv_store *s)
@@ -242,7 +243,7 @@ static int entry_load(kv_store *s, const char *name, const char *key, const cbx_
 {
     memset(e, 0, sizeof *e);
     kvEntry *ke = NULL;
-    natsStatus st = kvStore_Get(&ke, s->kv, key);
+    natsStatus st = cbx__dist_kv_get(&ke, s->kv, key);
     if (st == NATS_OK) {
         e->rev = kvEntry_Revision(ke);
         e->doc = json_loadb(kvEntry_Value(ke), (size_t)kvEntry_ValueLen(ke), 0, NULL);
@@ -422,7 +423,7 @@ static int kv_forget(cbx_breaker_store *bs, const char *name)
     if (ensure_kv(s, NULL) < 0)
         return -EIO;
     kvEntry *ke = NULL;
-    natsStatus st = kvStore_Get(&ke, s->kv, key);
+    natsStatus st = cbx__dist_kv_get(&ke, s->kv, key);
     kvEntry_Destroy(ke);
     if (st == NATS_NOT_FOUND)
         return -ENOENT;
@@ -523,6 +524,7 @@ static int kv_set_opts(cbx_breaker_store *bs, const char *name, const cbx_breake
 static void kv_destroy(cbx_breaker_store *bs)
 {
     kv_store *s = (kv_store *)bs;
+    cbx__kv_rates_free(s->rates);
     kvStore_Destroy(s->kv);
     jsCtx_Destroy(s->js);
     natsConnection_Destroy(s->nc);
@@ -534,8 +536,15 @@ static void kv_destroy(cbx_breaker_store *bs)
     free(s);
 }
 
+static int kv_limiter_remote(cbx_breaker_store *bs, const char *key,
+                             const cbx_ratelimit_remote **out, cbx_err *err)
+{
+    kv_store *s = (kv_store *)bs;
+    return cbx__kv_rates_limiter(s->rates, key, out, err);
+}
+
 static const store_ops kv_ops = {kv_use,     kv_peek,     kv_forget,   NULL, kv_names,
-                                 kv_destroy, kv_get_opts, kv_set_opts, NULL};
+                                 kv_destroy, kv_get_opts, kv_set_opts, NULL, kv_limiter_remote};
 
 int cbx_breaker_store_nats_new(cbx_breaker_store **out, const char *url, cbx_err *err)
 {
@@ -566,6 +575,8 @@ int cbx_breaker_store_nats_new(cbx_breaker_store **out, const char *url, cbx_err
         if (st != NATS_OK)
             r = cbx_err_set(err, CBX_EFAILED, "breaker store on %s: %s", url, cbx__nats_why(st));
     }
+    if (r == 0)
+        r = cbx__kv_rates_new(&s->rates, s->js, url, err);
     if (r) {
         kv_destroy(&s->base);
         return r;
@@ -574,6 +585,11 @@ int cbx_breaker_store_nats_new(cbx_breaker_store **out, const char *url, cbx_err
         (void)ensure_kv(s, NULL); /* now, else at the first operation */
     *out = &s->base;
     return 0;
+}
+
+uint64_t cbx_breaker_store_nats_rate_cas_retries(const cbx_breaker_store *bs)
+{
+    return bs && bs->ops == &kv_ops ? cbx__kv_rates_cas_retries(((kv_store *)bs)->rates) : 0;
 }
 
 uint64_t cbx_breaker_store_nats_cas_retries(const cbx_breaker_store *bs)

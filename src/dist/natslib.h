@@ -24,6 +24,8 @@
     X(natsOptions_SetUserInfo)                                                                     \
     X(natsOptions_SetSecure)                                                                       \
     X(natsOptions_LoadCATrustedCertificates)                                                       \
+    X(natsOptions_LoadCertificatesChain)                                                           \
+    X(natsOptions_SetUserCredentialsFromFiles)                                                     \
     X(natsOptions_SetTimeout)                                                                      \
     X(natsOptions_SetName)                                                                         \
     X(natsOptions_SetMaxReconnect)                                                                 \
@@ -188,6 +190,9 @@ const char *cbx__nats_why(natsStatus s);
 #define kvStore_Keys                          cbx__nats.kvStore_Keys
 #define kvKeysList_Destroy                    cbx__nats.kvKeysList_Destroy
 #define kvStore_Delete                        cbx__nats.kvStore_Delete
+
+#define natsOptions_LoadCertificatesChain       cbx__nats.natsOptions_LoadCertificatesChain
+#define natsOptions_SetUserCredentialsFromFiles cbx__nats.natsOptions_SetUserCredentialsFromFiles
 #endif
 
 #endif

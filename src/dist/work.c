@@ -1,10 +1,13 @@
 /* The connection and the server-side objects workers and submitters share (see work.h). */
 #include "dist/work.h"
 
+#include "cbx/dist.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* kvConfig.TTL is in nanoseconds (libnats passes it on as the stream's max age) */
 #define RESULTS_TTL_NS (24LL * 3600 * 1000000000)
@@ -26,6 +29,11 @@ int cbx__dist_queue_ok(const char *name)
         if (!isalnum((unsigned char)*name) && *name != '-' && *name != '_')
             return 0;
     return 1;
+}
+
+int cbx_remote_queue_ok(const char *name)
+{
+    return name && cbx__dist_queue_ok(name);
 }
 
 int cbx__dist_token_ok(const char *s)
@@ -87,10 +95,14 @@ int cbx__dist_open(const char *url, const cbx__nats_conn_opts *co, natsConnectio
         s = natsOptions_SetToken(o, co->token);
     if (s == NATS_OK && given(co->user))
         s = natsOptions_SetUserInfo(o, co->user, co->password);
-    if (s == NATS_OK && co->tls)
+    if (s == NATS_OK && given(co->creds_file))
+        s = natsOptions_SetUserCredentialsFromFiles(o, co->creds_file, NULL);
+    if (s == NATS_OK && (co->tls || given(co->ca_file) || given(co->cert_file)))
         s = natsOptions_SetSecure(o, true);
     if (s == NATS_OK && given(co->ca_file))
         s = natsOptions_LoadCATrustedCertificates(o, co->ca_file);
+    if (s == NATS_OK && (given(co->cert_file) || given(co->key_file)))
+        s = natsOptions_LoadCertificatesChain(o, co->cert_file, co->key_file);
     char shown[512];
     shown_url(url, shown, sizeof shown);
     if (s != NATS_OK) {
@@ -106,16 +118,64 @@ int cbx__dist_open(const char *url, const cbx__nats_conn_opts *co, natsConnectio
     return 0;
 }
 
+static const char *env_of(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+void cbx__nats_conn_opts_env(cbx__nats_conn_opts *o)
+{
+    if (!given(o->token))
+        o->token = env_of("NATS_TOKEN");
+    if (!given(o->user)) {
+        o->user = env_of("NATS_USER");
+        if (!given(o->password))
+            o->password = env_of("NATS_PASSWORD");
+    }
+    if (!given(o->creds_file))
+        o->creds_file = env_of("NATS_CREDS");
+    if (!given(o->ca_file))
+        o->ca_file = env_of("NATS_CA");
+    if (!given(o->cert_file) && !given(o->key_file)) {
+        o->cert_file = env_of("NATS_CERT");
+        o->key_file = env_of("NATS_KEY");
+    }
+    const char *tls = env_of("NATS_TLS");
+    if (tls &&
+        (strcmp(tls, "1") == 0 || strcasecmp(tls, "true") == 0 || strcasecmp(tls, "yes") == 0))
+        o->tls = 1;
+}
+
 int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err)
 {
     cbx__nats_conn_opts o = {.reconnect_forever = 1};
+    cbx__nats_conn_opts_env(&o);
     return cbx__dist_open(url, &o, nc, err);
 }
 
 int cbx__dist_connect_lazy(const char *url, natsConnection **nc, cbx_err *err)
 {
     cbx__nats_conn_opts o = {.reconnect_forever = 1, .lazy = 1};
+    cbx__nats_conn_opts_env(&o);
     return cbx__dist_open(url, &o, nc, err);
+}
+
+int cbx__dist_kv_conflict(natsStatus s)
+{
+    const char *w = s != NATS_OK ? cbx__nats_why(s) : "";
+    return s != NATS_OK && (strstr(w, "wrong last sequence") || strstr(w, "key exists"));
+}
+
+natsStatus cbx__dist_kv_get(kvEntry **e, kvStore *kv, const char *key)
+{
+    natsStatus s = NATS_OK;
+    for (int i = 0; i < 5; i++) {
+        s = kvStore_Get(e, kv, key);
+        if (s != NATS_ERR || !strstr(cbx__nats_why(s), "should have headers"))
+            break;
+    }
+    return s;
 }
 
 int cbx__dist_ensure_stream(jsCtx *js, cbx_err *err)

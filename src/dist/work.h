@@ -28,8 +28,10 @@ int cbx__dist_token_ok(const char *s);
 /* How to connect: credentials, TLS, patience. Strings NULL or "" = not given. */
 typedef struct cbx__nats_conn_opts {
     const char *token, *user, *password, *ca_file;
-    int tls;               /* require TLS */
-    int64_t timeout_ms;    /* for connecting; 0 = 2000 */
+    int tls;                          /* require TLS (also implied by ca_file, cert_file) */
+    const char *creds_file;           /* a .creds file: the user's JWT and NKey seed */
+    const char *cert_file, *key_file; /* a client certificate (chain) and its key, for TLS */
+    int64_t timeout_ms;               /* for connecting; 0 = 2000 */
     int reconnect_forever; /* once connected, never give up reconnecting (else libnats' 60) */
     int lazy;              /* a server that is not there is not a failure: the connection keeps
                               trying in the background, and requests fail meanwhile */
@@ -41,10 +43,24 @@ typedef struct cbx__nats_conn_opts {
 int cbx__dist_open(const char *url, const cbx__nats_conn_opts *o, natsConnection **nc,
                    cbx_err *err);
 
-/* cbx__dist_open for workers and submitters: reconnecting for ever once connected (a restarted
- * server is found again); _lazy also takes a server that is not there yet. */
+/* Fill what o leaves unset from the environment: NATS_TOKEN, NATS_USER, NATS_PASSWORD,
+ * NATS_CREDS, NATS_CA, NATS_CERT, NATS_KEY, NATS_TLS (1, true or yes). The strings point into
+ * the environment. */
+void cbx__nats_conn_opts_env(cbx__nats_conn_opts *o);
+
+/* cbx__dist_open for workers and submitters, with the options of the environment: reconnecting for
+ * ever once connected (a restarted server is found again); _lazy also takes a server that is not
+ * there yet. */
 int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err);
 int cbx__dist_connect_lazy(const char *url, natsConnection **nc, cbx_err *err);
+/* 1 when s is a key-value write refused because another process wrote first (the revision
+ * moved on, or the key exists). */
+int cbx__dist_kv_conflict(natsStatus s);
+/* kvStore_Get, read again (up to 5 times) when the server's direct-get reply comes without its
+ * headers: nats-server 2.9 sends such a reply now and then while the key is being written by
+ * others, and libnats 3.4 fails the get with "direct get message response should have headers".
+ * A read changes nothing, so reading again is safe; the failure is not the server being away. */
+natsStatus cbx__dist_kv_get(kvEntry **e, kvStore *kv, const char *key);
 /* The work stream (work-queue retention, file storage) where it is missing. */
 int cbx__dist_ensure_stream(jsCtx *js, cbx_err *err);
 /* The results bucket where it is missing; *kv opened either way. */

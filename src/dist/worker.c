@@ -158,7 +158,7 @@ static job *take(cbx_worker *w, natsMsg *msg)
     /* done before (a redelivery after a worker stored the result but died before its ack): not
      * run again */
     kvEntry *e = NULL;
-    if (kvStore_Get(&e, w->results, id) == NATS_OK) {
+    if (cbx__dist_kv_get(&e, w->results, id) == NATS_OK) {
         char subject[64];
         snprintf(subject, sizeof subject, "cbx.result.%s", id);
         natsConnection_Publish(w->nc, subject, kvEntry_Value(e), kvEntry_ValueLen(e));

@@ -13,6 +13,7 @@ void cbx__flow_step_clear(cbx__flow_step *s)
     if (s->owns_policy)
         cbx_policy_free(s->policy);
     free(s->when);
+    free(s->runs_on);
     free(s->foreach);
     json_decref(s->foreach_list);
     free(s->deps);
@@ -46,6 +47,7 @@ void cbx_flow_free(cbx_flow *f)
     free(f->policies);
     free(f->order);
     json_decref(f->outputs);
+    free(f->runs_on);
     free(f->name);
     free(f->version);
     free(f->description);

@@ -40,6 +40,8 @@ struct cbx__flow_step {
     uint32_t parallelism; /* foreach: items at once; 0 = the flow's concurrency */
     int continue_on_error;
     uint64_t timeout_ns; /* per attempt, from the step's `timeout:`; 0 = the policy's */
+    char *runs_on;       /* runs_on: a workers' queue, "" = here; NULL = as its parent or the
+                            flow (flow/runs_on.h) */
 
     size_t *deps; /* indices of the sibling steps this one waits for */
     size_t ndeps;
@@ -70,6 +72,7 @@ struct cbx_flow {
     json_t *outputs;      /* owned: {name: template}; may be NULL */
     uint64_t timeout_ns;  /* the whole flow; 0 = none */
     uint32_t concurrency; /* 0 = 8 */
+    char *runs_on;        /* the flow's runs_on: a workers' queue, "" or NULL = here */
     cbx_yaml_doc doc;     /* the source, for positions: only while loading */
 };
 

@@ -3,6 +3,7 @@
  * flow_check.c; both report into one list, so that a file's problems come all at once. */
 #include "flow/flow_execution.h"
 #include "flow/flow_load.h"
+#include "flow/runs_on.h"
 #include "flow/template_internal.h"
 #include "runtime/builtins.h"
 
@@ -44,9 +45,9 @@ typedef struct parser {
 
 #define PROB(P, path, code, ...) cbx__flow_problem((P)->L, &(P)->f->doc, path, code, __VA_ARGS__)
 
-static const char *const top_keys[] = {"name",        "version", "description", "inputs",
-                                       "policies",    "steps",   "outputs",     "timeout",
-                                       "concurrency", "config",  "requires",    NULL};
+static const char *const top_keys[] = {
+    "name",    "version",     "description", "inputs",   "policies", "steps", "outputs",
+    "timeout", "concurrency", "config",      "requires", "runs_on",  NULL};
 static const char *const step_keys[] = {"name",
                                         "description",
                                         "executor",
@@ -63,6 +64,7 @@ static const char *const step_keys[] = {"name",
                                         "mode",
                                         "flow",
                                         "inputs",
+                                        "runs_on",
                                         NULL};
 static const char *const input_keys[] = {"name", "type",        "required", "default",
                                          "enum", "description", NULL};
@@ -709,6 +711,43 @@ static void step_execution(parser *P, cbx__flow_step *s, const char *path, const
     json_object_del(s->config, "execution");
 }
 
+/* runs_on: at path (a step's or the flow's) into *out; a bad value is a problem placed at it. */
+static void get_runs_on(parser *P, const json_t *node, const char *path, const char *ctx,
+                        char **out)
+{
+    json_t *v = json_object_get(node, "runs_on");
+    if (!v)
+        return;
+    char kp[CBX__FLOW_PATH_MAX], at[CBX__FLOW_PATH_MAX], msg[200];
+    const char *sub = "";
+    join(kp, sizeof kp, path, "runs_on");
+    int r = cbx__runs_on_parse(v, out, msg, sizeof msg, &sub);
+    if (r == -ENOMEM)
+        P->L->fatal = -ENOMEM;
+    else if (r < 0)
+        PROB(P, sub[0] ? join(at, sizeof at, kp, sub) : kp, CBX_EINVAL_CONFIG, "%s%sruns_on: %s",
+             ctx, ctx[0] ? ": " : "", msg);
+    else if (cbx__runs_on_remote(*out) && P->L->reg &&
+             !cbx_registry_find(P->L->reg, CBX__RUNS_ON_EXECUTOR))
+        PROB(P, kp, CBX_EUNKNOWN_TYPE,
+             "%s%sruns_on: the registry has no '" CBX__RUNS_ON_EXECUTOR
+             "' executor to send it with",
+             ctx, ctx[0] ? ": " : "");
+}
+
+/* Steps without runs_on: take their parent's (a composite's), else the flow's. */
+static void inherit_runs_on(parser *P, cbx__flow_step *steps, size_t n, const char *parent)
+{
+    for (size_t i = 0; i < n; i++) {
+        cbx__flow_step *s = &steps[i];
+        if (!s->runs_on && parent && !(s->runs_on = strdup(parent))) {
+            P->L->fatal = -ENOMEM;
+            return;
+        }
+        inherit_runs_on(P, s->children, s->nchildren, s->runs_on);
+    }
+}
+
 static void parse_steps(parser *P, const json_t *arr, const char *path, const char *prefix,
                         cbx__flow_step **out, size_t *n);
 
@@ -971,6 +1010,11 @@ static void parse_step(parser *P, const json_t *node, const char *path, const ch
              ctx);
     if (runs_executor)
         step_execution(P, s, path, ctx);
+    if (flow && json_object_get(node, "runs_on"))
+        PROB(P, join(kp, sizeof kp, path, "runs_on"), CBX_EINVAL_CONFIG,
+             "%s: runs_on: applies to steps that run an executor (put it in the sub-flow)", ctx);
+    else
+        get_runs_on(P, node, path, ctx, &s->runs_on);
 }
 
 static void parse_steps(parser *P, const json_t *arr, const char *path, const char *prefix,
@@ -1074,6 +1118,8 @@ static cbx_flow *build_flow(cbx__flow_loader *L, cbx_yaml_doc *doc, const char *
     }
     get_duration(&P, root, "timeout", "", "", &f->timeout_ns);
     get_count(&P, root, "concurrency", "", "", &f->concurrency);
+    get_runs_on(&P, root, "", "", &f->runs_on);
+    inherit_runs_on(&P, f->steps, f->nsteps, f->runs_on);
     flow_config(&P, root, f);
     flow_requires(&P, root);
     if (L->problems <= CBX__FLOW_MAX_PROBLEMS)

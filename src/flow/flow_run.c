@@ -16,6 +16,7 @@
 #include "flow/flow_chunks.h"
 #include "flow/flow_internal.h"
 #include "flow/flow_journal.h"
+#include "flow/runs_on.h"
 
 #include "core/text.h"
 #include "core/uuid.h"
@@ -723,7 +724,20 @@ static int start_item(node *n, size_t i)
     const cbx_flow *fl = n->sc->flow ? n->sc->flow : R->f;
     json_t *meta = json_pack("{s:s?, s:s?, s:s?, s:O}", "flow", fl->name, "version", fl->version,
                              "description", fl->description, "inputs", n->sc->inputs);
-    cbx_request q = {.executor = def->executor,
+    const char *executor = def->executor;
+    if (cbx__runs_on_remote(def->runs_on)) {
+        /* runs_on: workers: the remote executor carries the step's work to the pool */
+        json_t *wrapped = cbx__runs_on_params(def->executor, params, def->runs_on);
+        json_decref(params);
+        if (!wrapped) {
+            json_decref(meta);
+            node_errorf(n, "out of memory");
+            return -ENOMEM;
+        }
+        params = wrapped;
+        executor = CBX__RUNS_ON_EXECUTOR;
+    }
+    cbx_request q = {.executor = executor,
                      .params = params,
                      .policy = def->policy,
                      .breaker = key_tpl ? breaker : NULL,

@@ -11,9 +11,10 @@ struct cbx_ratelimit {
     /* The time at which the bucket would be full again if nothing more were taken. A value
      * at or before now means a full bucket. Starts at 0: full. */
     _Atomic uint64_t tat_own;
-    _Atomic uint64_t *tat; /* &tat_own, or cbx_ratelimit_opts.shared_tat */
-    uint64_t interval_ns;  /* time per token */
-    uint64_t window_ns;    /* burst * interval_ns: the time a full bucket covers */
+    _Atomic uint64_t *tat;              /* &tat_own, or cbx_ratelimit_opts.shared_tat */
+    const cbx_ratelimit_remote *remote; /* NULL, or the bucket kept elsewhere */
+    uint64_t interval_ns;               /* time per token */
+    uint64_t window_ns;                 /* burst * interval_ns: the time a full bucket covers */
     uint32_t burst;
     double per_second;
     cbx_clock *clock;
@@ -82,7 +83,8 @@ int cbx_ratelimit_new(cbx_ratelimit **out, const cbx_ratelimit_opts *o, cbx_err 
     rl->per_second = o->per_second;
     rl->clock = o->clock;
     atomic_init(&rl->tat_own, 0);
-    rl->tat = o->shared_tat ? (_Atomic uint64_t *)o->shared_tat : &rl->tat_own;
+    rl->tat = o->shared_tat && !o->remote ? (_Atomic uint64_t *)o->shared_tat : &rl->tat_own;
+    rl->remote = o->remote;
     atomic_init(&rl->admitted, 0);
     atomic_init(&rl->rejected, 0);
     atomic_init(&rl->tokens_admitted, 0);
@@ -119,6 +121,21 @@ int cbx_ratelimit_reserve(cbx_ratelimit *rl, uint32_t n, uint64_t max_wait_ns, u
     if (n == 0)
         goto out;
 
+    if (rl->remote) {
+        int r = rl->remote->take(rl->remote->ud, rl->interval_ns, rl->window_ns, n, max_wait_ns,
+                                 &delay);
+        if (r == CBX_ERATE_LIMITED) {
+            atomic_fetch_add_explicit(&rl->rejected, 1, memory_order_relaxed);
+            rc = CBX_ERATE_LIMITED;
+            goto out;
+        }
+        if (r == 0) {
+            atomic_fetch_add_explicit(&rl->admitted, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&rl->tokens_admitted, n, memory_order_relaxed);
+            goto out;
+        }
+        delay = 0; /* unreachable: this process's own word decides */
+    }
     uint64_t now = cbx_clock_now_ns(rl->clock);
     uint64_t tat = atomic_load_explicit(rl->tat, memory_order_acquire);
     for (;;) {
@@ -139,6 +156,21 @@ out:
     if (delay_ns)
         *delay_ns = delay;
     return rc;
+}
+
+int cbx_ratelimit_gcra(uint64_t tat, uint64_t now, uint64_t interval_ns, uint64_t window_ns,
+                       uint32_t n, uint64_t max_wait_ns, uint64_t *next_tat, uint64_t *delay_ns)
+{
+    cbx_ratelimit shape = {.interval_ns = interval_ns, .window_ns = window_ns};
+    /* more than the bucket holds can never be taken */
+    uint64_t delay = interval_ns && n > window_ns / interval_ns ? CBX_RATELIMIT_NEVER
+                                                                : wait_for(&shape, tat, now, n);
+    *next_tat = tat;
+    *delay_ns = delay;
+    if (delay > max_wait_ns || delay == CBX_RATELIMIT_NEVER)
+        return CBX_ERATE_LIMITED;
+    *next_tat = (tat > now ? tat : now) + (uint64_t)n * interval_ns;
+    return 0;
 }
 
 int cbx_ratelimit_try_acquire(cbx_ratelimit *rl, uint32_t n, uint64_t *wait_ns)

@@ -257,6 +257,27 @@ int cbx_breaker_store_limiter(cbx_breaker_store *s, const char *key, const cbx_r
     return s->ops->limiter_word(s, key, o, word, err);
 }
 
+int cbx_breaker_store_limiter_opts(cbx_breaker_store *s, const char *key, cbx_ratelimit_opts *o,
+                                   cbx_err *err)
+{
+    size_t len = key ? strlen(key) : 0;
+    if (len == 0 || len > NAME_MAX_BYTES)
+        return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "rate_key", 0, 0,
+                              "a rate limit key must be 1 to %d bytes", NAME_MAX_BYTES);
+    if (s->ops->limiter_remote) {
+        const cbx_ratelimit_remote *remote = NULL;
+        int r = s->ops->limiter_remote(s, key, &remote, err);
+        if (r == 0)
+            o->remote = remote;
+        return r;
+    }
+    void *word = NULL;
+    int r = cbx_breaker_store_limiter(s, key, o, &word, err);
+    if (r == 0)
+        o->shared_tat = word;
+    return r;
+}
+
 json_t *cbx_breaker_opts_to_json(const cbx_breaker_opts *o)
 {
     json_t *j = json_object();

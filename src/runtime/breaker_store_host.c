@@ -921,9 +921,9 @@ static int host_limiter_word(cbx_breaker_store *bs, const char *key, const cbx_r
     return 0;
 }
 
-static const store_ops host_ops = {host_use,      host_peek,     host_forget,
-                                   host_defer,    host_names,    host_destroy,
-                                   host_get_opts, host_set_opts, host_limiter_word};
+static const store_ops host_ops = {host_use,          host_peek,    host_forget,   host_defer,
+                                   host_names,        host_destroy, host_get_opts, host_set_opts,
+                                   host_limiter_word, NULL};
 
 int cbx_breaker_store_host_new(cbx_breaker_store **out, const char *path, cbx_err *err)
 {

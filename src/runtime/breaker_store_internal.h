@@ -37,6 +37,10 @@ typedef struct store_ops {
     /* The shared arrival-time word of a host-wide rate limiter (NULL: the store has none). */
     int (*limiter_word)(cbx_breaker_store *s, const char *key, const cbx_ratelimit_opts *o,
                         void **word, cbx_err *err);
+    /* A rate limiter's bucket kept by the store elsewhere (NULL: the store has none); *out is
+     * the store's, valid until it is freed. */
+    int (*limiter_remote)(cbx_breaker_store *s, const char *key, const cbx_ratelimit_remote **out,
+                          cbx_err *err);
 } store_ops;
 
 struct cbx_breaker_store {

@@ -236,7 +236,7 @@ static int mem_set_opts(cbx_breaker_store *s, const char *name, const cbx_breake
 }
 
 static const store_ops mem_ops = {mem_use,     mem_peek,     mem_forget,   NULL, mem_names,
-                                  mem_destroy, mem_get_opts, mem_set_opts, NULL};
+                                  mem_destroy, mem_get_opts, mem_set_opts, NULL, NULL};
 
 int cbx_breaker_store_memory_new(cbx_breaker_store **out, cbx_err *err)
 {

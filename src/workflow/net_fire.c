@@ -2,6 +2,7 @@
  * token), then commit - the tokens move - or block - they stay, their data unchanged - each
  * written as an event (journaled first, then applied). */
 #include "workflow/net_internal.h"
+#include "flow/runs_on.h"
 
 #include "cbx/template.h"
 
@@ -256,7 +257,16 @@ void cbx__wf_start_action(cbx_workflow_run *r, wf_firing *f)
     json_decref(ctx);
     char tag[200];
     cbx__wf_textf(tag, sizeof tag, "workflow:%s/%s/%s", r->id, f->toks[0]->id, tr->name);
-    cbx_request q = {.executor = tr->executor,
+    const char *executor = tr->executor;
+    if (cbx__runs_on_remote(tr->runs_on)) {
+        /* runs_on: workers: the remote executor carries the action to the pool */
+        json_t *wrapped = cbx__runs_on_params(tr->executor, params, tr->runs_on);
+        json_decref(params);
+        params = wrapped ? wrapped : json_object(); /* out of memory: the remote executor
+                                                        refuses the empty parameters */
+        executor = CBX__RUNS_ON_EXECUTOR;
+    }
+    cbx_request q = {.executor = executor,
                      .params = params,
                      .policy = tr->policy,
                      .breaker = key_tpl ? breaker : NULL,

@@ -40,6 +40,8 @@ typedef struct cbx__wf_trans {
     cbx_policy *policy; /* borrowed from the named policies, or owned (policy_owned) */
     int policy_owned;
     int line, col;
+    char *runs_on; /* the action's runs_on (flow/runs_on.h): a workers' queue, "" = here; NULL =
+                      the workflow's */
 } cbx__wf_trans;
 
 struct cbx_workflow {
@@ -65,6 +67,7 @@ struct cbx_workflow {
     uint32_t max_firings;
     uint64_t rule_instructions;
     size_t rule_memory;
+    char *runs_on; /* the workflow's runs_on: a workers' queue, "" or NULL = here */
 };
 
 /* Index of a place / rule / transition by name, or (size_t)-1. */

@@ -19,7 +19,7 @@
 
 static const char *const top_keys[] = {"name",   "description", "version", "helpers", "rules",
                                        "places", "states",      "start",   "final",   "policies",
-                                       "limits", "transitions", NULL};
+                                       "limits", "transitions", "runs_on", NULL};
 static const char *const limit_keys[] = {"firings_per_token", "rule_instructions", "rule_memory",
                                          NULL};
 
@@ -364,6 +364,7 @@ static void parse_all(loader *L)
         mark_places(L, fin, "final", w->final);
     parse_policies(L, json_object_get(root, "policies"));
     parse_limits(L, json_object_get(root, "limits"));
+    cbx__wf_parse_runs_on(L, root, "", "workflow", &w->runs_on);
     const json_t *tr = json_object_get(root, "transitions");
     if (!json_is_array(tr) || json_array_size(tr) == 0) {
         cbx__wf_prob(L, tr ? "transitions" : "", CBX_EINVAL_CONFIG,
@@ -525,6 +526,7 @@ void cbx_workflow_free(cbx_workflow *w)
     cbx_yaml_doc_clear(&w->doc);
     free(w->source);
     free(w->name);
+    free(w->runs_on);
     free(w->helpers);
     for (size_t i = 0; i < w->nplaces; i++)
         free(w->places[i]);
@@ -562,6 +564,7 @@ void cbx_workflow_free(cbx_workflow *w)
         free(t->r_all);
         free(t->r_any);
         free(t->executor);
+        free(t->runs_on);
         json_decref(t->config);
         json_decref(t->outputs);
         if (t->policy_owned)

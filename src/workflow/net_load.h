@@ -28,6 +28,9 @@ void cbx__wf_prob_at(loader *L, int line, int col, int code, const char *fmt, ..
     __attribute__((format(printf, 5, 6)));
 /* base.key into buf (PATH_MAX_WF bytes); returns buf. */
 const char *cbx__wf_pj(char *buf, const char *base, const char *key);
+/* runs_on: under node (at path) into *out (flow/runs_on.h); a bad value is a problem there. */
+void cbx__wf_parse_runs_on(loader *L, const json_t *node, const char *path, const char *ctx,
+                           char **out);
 /* "a mapping", "a list", ... for messages. */
 const char *cbx__wf_kind(const json_t *v);
 int cbx__wf_name_ok(const char *s);

@@ -5,6 +5,7 @@
 
 #include "core/text.h"
 #include "flow/flow_load.h"
+#include "flow/runs_on.h"
 
 #include "cbx/template.h"
 #include "cbx/units.h"
@@ -20,7 +21,8 @@
 static const char *const trans_keys[] = {"name",   "desc",   "description", "from", "to",
                                          "policy", "action", "priority",    "join", "trigger",
                                          "signal", "after",  NULL};
-static const char *const action_keys[] = {"executor", "config", "policy", "outputs", NULL};
+static const char *const action_keys[] = {"executor", "config",  "policy",
+                                          "outputs",  "runs_on", NULL};
 
 /* ---- transitions -------------------------------------------------------------------------- */
 
@@ -200,6 +202,29 @@ static void check_params(loader *L, cbx__wf_trans *t, const char *path, const ch
     json_decref(templated);
 }
 
+void cbx__wf_parse_runs_on(loader *L, const json_t *node, const char *path, const char *ctx,
+                           char **out)
+{
+    const json_t *v = json_object_get(node, "runs_on");
+    if (!v)
+        return;
+    char kp[PATH_MAX_WF], at[PATH_MAX_WF], msg[200];
+    const char *sub = "";
+    cbx__wf_pj(kp, path, "runs_on");
+    int r = cbx__runs_on_parse(v, out, msg, sizeof msg, &sub);
+    if (r == -ENOMEM)
+        L->fatal = -ENOMEM;
+    else if (r < 0)
+        cbx__wf_prob(L, sub[0] ? cbx__wf_pj(at, kp, sub) : kp, CBX_EINVAL_CONFIG, "%s: runs_on: %s",
+                     ctx, msg);
+    else if (cbx__runs_on_remote(*out) && L->reg &&
+             !cbx_registry_find(L->reg, CBX__RUNS_ON_EXECUTOR))
+        cbx__wf_prob(L, kp, CBX_EUNKNOWN_TYPE,
+                     "%s: runs_on: the registry has no '" CBX__RUNS_ON_EXECUTOR
+                     "' executor to send it with",
+                     ctx);
+}
+
 static void parse_action(loader *L, cbx__wf_trans *t, const json_t *a, const char *path,
                          const char *ctx, json_t *resilience)
 {
@@ -259,6 +284,9 @@ static void parse_action(loader *L, cbx__wf_trans *t, const json_t *a, const cha
         cbx__wf_prob(L, e.where[0] ? cbx__wf_pj(kp, cbx__wf_pj(cpath, ap, "config"), e.where) : ap,
                      e.code, "%s: action: config.%s: %s", ctx, e.where, e.msg);
     check_params(L, t, ap, ctx);
+    cbx__wf_parse_runs_on(L, a, ap, ctx, &t->runs_on);
+    if (!t->runs_on && L->w->runs_on && !(t->runs_on = strdup(L->w->runs_on)))
+        L->fatal = -ENOMEM;
     const json_t *ap_pol = json_object_get(a, "policy");
     if (ap_pol && resilience) {
         cbx__wf_prob(

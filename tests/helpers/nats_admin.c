@@ -102,6 +102,7 @@ int main(int argc, char **argv)
             fflush(stdout);
             natsMsg_Destroy(m);
         }
+        natsSubscription_Destroy(sub); /* nothing left behind for LeakSanitizer to report */
     } else {
         fprintf(stderr, "nats_admin: unknown command or arguments: %s\n", cmd);
         return 2;

@@ -355,3 +355,79 @@ Test(ratelimit, limiters_on_a_shared_word_share_one_bucket)
     cr_assert_eq(cbx_ratelimit_new(&a, &o, NULL), CBX_EINVAL_CONFIG);
     cbx_clock_free(clk);
 }
+
+/* A bucket kept elsewhere: a plain word here, on the virtual clock, driven through
+ * cbx_ratelimit_gcra as the cluster store drives its KV value; "down" makes it unreachable. */
+typedef struct far_bucket {
+    uint64_t tat;
+    cbx_clock *clk;
+    int down, takes;
+} far_bucket;
+
+static int far_take(void *ud, uint64_t interval_ns, uint64_t window_ns, uint32_t n,
+                    uint64_t max_wait_ns, uint64_t *delay_ns)
+{
+    far_bucket *fb = ud;
+    fb->takes++;
+    if (fb->down)
+        return -EAGAIN;
+    uint64_t next;
+    int r = cbx_ratelimit_gcra(fb->tat, cbx_clock_now_ns(fb->clk), interval_ns, window_ns, n,
+                               max_wait_ns, &next, delay_ns);
+    fb->tat = next;
+    return r;
+}
+
+Test(ratelimit, a_remote_bucket_is_shared_and_its_absence_falls_back_to_the_own_word)
+{
+    cbx_clock *clk = cbx_clock_virtual(1000); /* ms: now = 1 s */
+    far_bucket fb = {.clk = clk};
+    cbx_ratelimit_remote remote = {.take = far_take, .ud = &fb};
+    cbx_ratelimit *a = NULL, *b = NULL;
+    cbx_ratelimit_opts o = {.per_second = 10.0, .burst = 2, .clock = clk, .remote = &remote};
+    cr_assert_eq(cbx_ratelimit_new(&a, &o, NULL), 0);
+    cr_assert_eq(cbx_ratelimit_new(&b, &o, NULL), 0);
+    /* two limiters, one bucket of 2 */
+    cr_assert_eq(cbx_ratelimit_try_acquire(a, 1, NULL), 0);
+    cr_assert_eq(cbx_ratelimit_try_acquire(b, 1, NULL), 0);
+    uint64_t wait = 0;
+    cr_assert_eq(cbx_ratelimit_try_acquire(a, 1, &wait), CBX_ERATE_LIMITED);
+    cr_assert_eq(wait, 100 * CBX_NS_PER_MS);
+    cr_assert_eq(cbx_ratelimit_try_acquire(b, 1, NULL), CBX_ERATE_LIMITED);
+    /* a reservation in the shared bucket */
+    uint64_t delay = 0;
+    cr_assert_eq(cbx_ratelimit_reserve(b, 1, CBX_NS_PER_S, &delay), 0);
+    cr_assert_eq(delay, 100 * CBX_NS_PER_MS);
+    cr_assert_eq(fb.tat, CBX_NS_PER_S + 300 * CBX_NS_PER_MS);
+    cbx_ratelimit_stats st;
+    cbx_ratelimit_stats_get(a, &st);
+    cr_assert_eq(st.admitted, 1);
+    cr_assert_eq(st.rejected, 1);
+    /* the bucket unreachable: each limiter decides on its own full word */
+    fb.down = 1;
+    cr_assert_eq(cbx_ratelimit_try_acquire(a, 1, NULL), 0);
+    cr_assert_eq(cbx_ratelimit_try_acquire(a, 1, NULL), 0);
+    cr_assert_eq(cbx_ratelimit_try_acquire(a, 1, NULL), CBX_ERATE_LIMITED);
+    cr_assert_eq(fb.takes, 8);
+    cbx_ratelimit_free(a);
+    cbx_ratelimit_free(b);
+    cbx_clock_free(clk);
+}
+
+Test(ratelimit, gcra_is_the_limiters_arithmetic)
+{
+    uint64_t next = 0, delay = 0;
+    /* full bucket of 3 at 1 per 100: take 3, then the fourth waits 100 */
+    cr_assert_eq(cbx_ratelimit_gcra(0, 1000, 100, 300, 3, 0, &next, &delay), 0);
+    cr_assert_eq(next, 1300);
+    cr_assert_eq(delay, 0);
+    cr_assert_eq(cbx_ratelimit_gcra(next, 1000, 100, 300, 1, 0, &next, &delay), CBX_ERATE_LIMITED);
+    cr_assert_eq(next, 1300);
+    cr_assert_eq(delay, 100);
+    cr_assert_eq(cbx_ratelimit_gcra(1300, 1000, 100, 300, 1, 100, &next, &delay), 0);
+    cr_assert_eq(next, 1400);
+    cr_assert_eq(delay, 100);
+    cr_assert_eq(cbx_ratelimit_gcra(0, 1000, 100, 300, 4, 1000000, &next, &delay),
+                 CBX_ERATE_LIMITED);
+    cr_assert_eq(delay, CBX_RATELIMIT_NEVER);
+}

@@ -58,16 +58,23 @@ static const char *str(const json_t *params, const char *name)
 
 static char *conn_key(const char *url, const json_t *params)
 {
-    const char *parts[] = {url, str(params, "user"), str(params, "token"), str(params, "password"),
-                           str(params, "ca_file")};
+    const char *parts[] = {url,
+                           str(params, "user"),
+                           str(params, "token"),
+                           str(params, "password"),
+                           str(params, "ca_file"),
+                           str(params, "creds_file"),
+                           str(params, "cert_file"),
+                           str(params, "key_file")};
     size_t len = 8;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         len += strlen(parts[i]) + 1;
     char *key = malloc(len);
     if (!key)
         return NULL;
-    snprintf(key, len, "%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%d", parts[0], parts[1], parts[2], parts[3],
-             parts[4], json_is_true(json_object_get(params, "tls")));
+    snprintf(key, len, "%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%d", parts[0], parts[1],
+             parts[2], parts[3], parts[4], parts[5], parts[6], parts[7],
+             json_is_true(json_object_get(params, "tls")));
     return key;
 }
 
@@ -80,8 +87,12 @@ static int connect_new(const char *url, const json_t *params, int64_t connect_ms
         .password = str(params, "password"),
         .ca_file = str(params, "ca_file"),
         .tls = json_is_true(json_object_get(params, "tls")),
+        .creds_file = str(params, "creds_file"),
+        .cert_file = str(params, "cert_file"),
+        .key_file = str(params, "key_file"),
         .timeout_ms = connect_ms > 0 ? connect_ms : 1,
     };
+    cbx__nats_conn_opts_env(&o); /* what the parameters leave unset: NATS_TOKEN, ... */
     int r = cbx__dist_open(url, &o, out, err);
     if (r && err) {
         char msg[sizeof err->msg];
