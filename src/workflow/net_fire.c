@@ -177,6 +177,8 @@ static void action_done(cbx_execution *ex, const cbx_result *res, void *ud)
         cbx__wf_textf(err, sizeof err, "%s",
                       res->error[0] ? res->error : cbx_status_name(res->status));
     }
+    if (f->traceparent[0])
+        cbx__wf_trace_end(r, f, ok, err, res->id);
     json_t *b =
         json_pack("{s:s, s:s, s:o, s:b, s:s, s:i, s:s}", "key", f->key, "transition",
                   r->w->trans[f->ti].name, "tokens", cbx__wf_token_ids(f->toks, f->ntoks), "ok", ok,
@@ -220,6 +222,7 @@ static int expand_key(cbx_workflow_run *r, const char *what, const char *tpl, co
 void cbx__wf_start_action(cbx_workflow_run *r, wf_firing *f)
 {
     const cbx__wf_trans *tr = &r->w->trans[f->ti];
+    cbx__wf_trace_begin(r, f);
     cbx__wf_event(r, "action",
                   json_pack("{s:s, s:s, s:o, s:s}", "key", f->key, "transition", tr->name, "tokens",
                             cbx__wf_token_ids(f->toks, f->ntoks), "executor", tr->executor));
@@ -243,6 +246,8 @@ void cbx__wf_start_action(cbx_workflow_run *r, wf_firing *f)
     if (key_tpl && !bad)
         cbx__wf_textf(breaker, sizeof breaker, "%s:%s", cbx_policy_name(tr->policy), key);
     if (bad) {
+        if (f->traceparent[0])
+            cbx__wf_trace_end(r, f, 0, err, NULL);
         json_decref(ctx);
         json_decref(params);
         cbx__wf_event(r, "result",
@@ -266,7 +271,8 @@ void cbx__wf_start_action(cbx_workflow_run *r, wf_firing *f)
                      .on_done = action_done,
                      .ud = f,
                      .run_id = r->id,
-                     .step = tr->name};
+                     .step = tr->name,
+                     .traceparent = f->traceparent[0] ? f->traceparent : NULL};
     f->next = r->firings;
     if (r->firings)
         r->firings->prev = f;

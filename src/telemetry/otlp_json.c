@@ -1,0 +1,178 @@
+/* An ExportTraceServiceRequest in OTLP's JSON mapping: resourceSpans / scopeSpans / spans,
+ * ids as hex strings, times and 64-bit integers as decimal strings, enums as integers, fields
+ * with their default values left out. */
+#include "telemetry/trace.h"
+
+#include "core/json_escape.h"
+
+#ifndef CBX_VERSION
+#define CBX_VERSION "0.0.0"
+#endif
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} buf;
+
+static void grow(buf *b, size_t more)
+{
+    if (b->oom || b->len + more + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = 1;
+        return;
+    }
+    b->p = p;
+    b->cap = cap;
+}
+
+static void put(buf *b, const char *s, size_t n)
+{
+    grow(b, n);
+    if (b->oom)
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void lit(buf *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+static void fmt(buf *b, const char *f, ...) __attribute__((format(printf, 2, 3)));
+static void fmt(buf *b, const char *f, ...)
+{
+    char tmp[96];
+    va_list ap;
+    va_start(ap, f);
+    int n = vsnprintf(tmp, sizeof tmp, f, ap);
+    va_end(ap);
+    if (n > 0)
+        put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+/* s as a JSON string (s is valid UTF-8: the span's text is made so). */
+static void str(buf *b, const char *s)
+{
+    lit(b, "\"");
+    const char *run = s;
+    for (const char *p = s; *p; p++) {
+        char esc[7];
+        size_t n = cbx__json_escape((unsigned char)*p, esc, 0);
+        if (n) {
+            put(b, run, (size_t)(p - run));
+            put(b, esc, n);
+            run = p + 1;
+        }
+    }
+    put(b, run, strlen(run));
+    lit(b, "\"");
+}
+
+static void kv_str(buf *b, const char *key, const char *v)
+{
+    lit(b, "{\"key\":");
+    str(b, key);
+    lit(b, ",\"value\":{\"stringValue\":");
+    str(b, v);
+    lit(b, "}}");
+}
+
+static void attr(buf *b, const cbx__span *s, const cbx__span_attr *a)
+{
+    switch (a->type) {
+    case CBX__ATTR_STR:
+        kv_str(b, a->key, s->text + a->off);
+        return;
+    case CBX__ATTR_INT:
+        lit(b, "{\"key\":");
+        str(b, a->key);
+        fmt(b, ",\"value\":{\"intValue\":\"%" PRId64 "\"}}", a->v.i);
+        return;
+    case CBX__ATTR_BOOL:
+        lit(b, "{\"key\":");
+        str(b, a->key);
+        fmt(b, ",\"value\":{\"boolValue\":%s}}", a->v.i ? "true" : "false");
+        return;
+    default:
+        lit(b, "{\"key\":");
+        str(b, a->key);
+        if (isfinite(a->v.d))
+            fmt(b, ",\"value\":{\"doubleValue\":%.17g}}", a->v.d);
+        else
+            fmt(b, ",\"value\":{\"doubleValue\":\"%s\"}}",
+                isnan(a->v.d) ? "NaN" : a->v.d > 0 ? "Infinity" : "-Infinity");
+        return;
+    }
+}
+
+static void span(buf *b, const cbx__span *s)
+{
+    fmt(b, "{\"traceId\":\"%.32s\",\"spanId\":\"%016" PRIx64 "\"", s->trace, s->id);
+    if (s->parent)
+        fmt(b, ",\"parentSpanId\":\"%016" PRIx64 "\"", s->parent);
+    lit(b, ",\"name\":");
+    str(b, s->text + s->name);
+    fmt(b, ",\"kind\":%d,\"startTimeUnixNano\":\"%" PRIu64 "\",\"endTimeUnixNano\":\"%" PRIu64 "\"",
+        s->kind, s->start_ns, s->end_ns);
+    if (s->nattrs) {
+        lit(b, ",\"attributes\":[");
+        for (unsigned i = 0; i < s->nattrs; i++) {
+            if (i)
+                lit(b, ",");
+            attr(b, s, &s->attrs[i]);
+        }
+        lit(b, "]");
+    }
+    if (s->status != CBX__SPAN_UNSET) {
+        fmt(b, ",\"status\":{\"code\":%d", s->status);
+        if (s->msg) {
+            lit(b, ",\"message\":");
+            str(b, s->text + s->msg);
+        }
+        lit(b, "}");
+    }
+    lit(b, "}");
+}
+
+char *cbx__otlp_json(const cbx__otlp_config *c, const cbx__span *spans, size_t n, size_t *len)
+{
+    buf b = {0};
+    lit(&b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+    kv_str(&b, "service.name", c->service);
+    lit(&b, ",");
+    kv_str(&b, "telemetry.sdk.name", "cbx");
+    lit(&b, ",");
+    kv_str(&b, "telemetry.sdk.language", "c");
+    lit(&b, ",");
+    kv_str(&b, "telemetry.sdk.version", CBX_VERSION);
+    lit(&b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"cbx\",\"version\":");
+    str(&b, CBX_VERSION);
+    lit(&b, "},\"spans\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            lit(&b, ",");
+        span(&b, &spans[i]);
+    }
+    lit(&b, "]}]}]}");
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    *len = b.len;
+    return b.p;
+}
