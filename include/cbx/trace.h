@@ -39,19 +39,22 @@ typedef struct cbx_trace_stats {
     uint32_t queued;         /* spans waiting now */
 } cbx_trace_stats;
 
-/* 1 when spans are exported (the environment above asks for it), else 0. Thread-safe. */
+/* 1 when spans are exported (the environment above asks for it), else 0; reads the environment
+ * the first time (and starts the exporter when it asks for export). Thread-safe. */
 int cbx_trace_enabled(void);
 
 /* The counts into *out. Thread-safe. */
 void cbx_trace_stats_get(cbx_trace_stats *out);
 
-/* Send what is queued now and wait for it, at most timeout_ms: 0 when everything recorded
- * before the call was sent (exported or dropped), CBX_ETIMEDOUT when the wait ran out (the
- * exporter goes on; nothing is lost by the timeout itself). 0 at once when export is off. */
+/* Send what is queued now and wait for it, at most timeout_ms (0 = the request timeout,
+ * OTEL_EXPORTER_OTLP_TIMEOUT): 0 when everything recorded before the call was sent (exported or
+ * dropped), CBX_ETIMEDOUT when the wait ran out (the exporter goes on; nothing is lost by the
+ * timeout itself). 0 at once when export is off or nothing was recorded yet. */
 int cbx_trace_flush(uint64_t timeout_ms);
 
-/* Flush (at most timeout_ms), then stop the exporter: later spans are dropped (counted). Logs a
- * WARN through cbx/log.h when spans were dropped. Called by itself at exit (atexit) with the
+/* Flush (at most timeout_ms, 0 = the request timeout), then stop the exporter: later spans are
+ * dropped (counted). Logs a WARN through cbx/log.h when spans were dropped or are left queued.
+ * Called by itself at exit (atexit, registered when the first span is recorded) with the
  * request timeout as the bound; calling it earlier is allowed, and later calls do nothing. */
 void cbx_trace_shutdown(uint64_t timeout_ms);
 

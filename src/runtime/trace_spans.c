@@ -78,12 +78,12 @@ void cbx__trace_attempt_end(const cbx_execution *ex, const cbx_task *t, const ch
     cbx__trace_ctx c;
     exec_ctx(ex, ex->id, &c);
     c.parent = cbx__span_id_execution(ex->id);
-    uint64_t end = cbx__trace_unix_ns();
+    uint64_t start = cbx__trace_mono_to_unix(t->start_ns);
     char name[32];
     snprintf(name, sizeof name, "attempt %u", t->attempt);
     cbx__span s;
     cbx__span_begin(&s, &c, cbx__span_id_attempt(ex->id, t->attempt), name, CBX__SPAN_CLIENT,
-                    end - (duration_ns < end ? duration_ns : 0), end);
+                    start, start + duration_ns);
     cbx__span_str(&s, "cbx.execution.id", ex->id);
     cbx__span_str(&s, "cbx.executor", ex->type->name);
     cbx__span_int(&s, "cbx.attempt", t->attempt);
@@ -142,7 +142,7 @@ void cbx__trace_refused(const cbx_request *req, const char *id, const cbx_result
         cbx__trace_ctx_for(NULL, id, &c);
     char name[96];
     snprintf(name, sizeof name, "execution %s", req->executor ? req->executor : "?");
-    uint64_t now = cbx__trace_unix_ns();
+    uint64_t now = cbx__trace_now_ns();
     cbx__span s;
     cbx__span_begin(&s, &c, cbx__span_id_execution(id), name, CBX__SPAN_INTERNAL, now, now);
     common(&s, id, req->executor, req->tag, req->breaker);

@@ -104,9 +104,11 @@ void cbx__span_status(cbx__span *s, int code, const char *msg);
 /* Queue s for export (a copy): never waits; a full queue counts it dropped. */
 void cbx__span_emit(const cbx__span *s);
 
-/* Unix time in ns now, and a CLOCK_MONOTONIC reading (ns) turned into Unix time. */
+/* Unix time in ns from the wall clock; a CLOCK_MONOTONIC reading (ns) turned into Unix time
+ * (through an offset taken once); now on that same scale. Spans use the last two. */
 uint64_t cbx__trace_unix_ns(void);
 uint64_t cbx__trace_mono_to_unix(uint64_t mono_ns);
+uint64_t cbx__trace_now_ns(void);
 
 /* ---- export --------------------------------------------------------------------------------- */
 

@@ -112,7 +112,13 @@ static void *exporter(void *arg)
 
 static void at_exit(void)
 {
-    cbx_trace_shutdown(cfg.timeout_ms);
+    cbx_trace_shutdown(0);
+}
+
+/* Started and exporting: the public calls below never start the exporter themselves. */
+static int running(void)
+{
+    return atomic_load_explicit(&cbx__trace_state, memory_order_acquire) == 2;
 }
 
 static void init(void)
@@ -180,7 +186,7 @@ int cbx_trace_enabled(void)
 void cbx_trace_stats_get(cbx_trace_stats *out)
 {
     memset(out, 0, sizeof *out);
-    if (!cbx__trace_on())
+    if (!running())
         return;
     out->recorded = atomic_load(&n_recorded);
     out->exported = atomic_load(&n_exported);
@@ -221,9 +227,9 @@ static struct timespec deadline_in(uint64_t ms)
 
 int cbx_trace_flush(uint64_t timeout_ms)
 {
-    if (!cbx__trace_on())
+    if (!running())
         return 0;
-    struct timespec dl = deadline_in(timeout_ms);
+    struct timespec dl = deadline_in(timeout_ms ? timeout_ms : cfg.timeout_ms);
     pthread_mutex_lock(&mu);
     int rc = stopping ? 0 : wait_sent(&dl);
     pthread_mutex_unlock(&mu);
@@ -232,9 +238,9 @@ int cbx_trace_flush(uint64_t timeout_ms)
 
 void cbx_trace_shutdown(uint64_t timeout_ms)
 {
-    if (!cbx__trace_on())
+    if (!running())
         return;
-    struct timespec dl = deadline_in(timeout_ms);
+    struct timespec dl = deadline_in(timeout_ms ? timeout_ms : cfg.timeout_ms);
     pthread_mutex_lock(&mu);
     if (stopping) {
         pthread_mutex_unlock(&mu);

@@ -2,6 +2,7 @@
  * span's own text, so that it can be queued by value. */
 #include "telemetry/trace.h"
 
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -12,14 +13,30 @@ uint64_t cbx__trace_unix_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t cbx__trace_mono_to_unix(uint64_t mono_ns)
+/* Unix time minus CLOCK_MONOTONIC, taken once: every span's times come from the monotonic
+ * clock through it, so that a child never seems to end after its parent because two readings
+ * of two clocks were taken apart (a wall-clock step later does not move spans). */
+static pthread_once_t offset_once = PTHREAD_ONCE_INIT;
+static int64_t offset_ns;
+
+static void take_offset(void)
 {
     struct timespec m;
     clock_gettime(CLOCK_MONOTONIC, &m);
-    uint64_t now_mono = (uint64_t)m.tv_sec * 1000000000ull + (uint64_t)m.tv_nsec;
-    uint64_t now = cbx__trace_unix_ns();
-    uint64_t ago = now_mono > mono_ns ? now_mono - mono_ns : 0;
-    return now > ago ? now - ago : now;
+    offset_ns = (int64_t)cbx__trace_unix_ns() - ((int64_t)m.tv_sec * 1000000000 + m.tv_nsec);
+}
+
+uint64_t cbx__trace_mono_to_unix(uint64_t mono_ns)
+{
+    pthread_once(&offset_once, take_offset);
+    return (uint64_t)((int64_t)mono_ns + offset_ns);
+}
+
+uint64_t cbx__trace_now_ns(void)
+{
+    struct timespec m;
+    clock_gettime(CLOCK_MONOTONIC, &m);
+    return cbx__trace_mono_to_unix((uint64_t)m.tv_sec * 1000000000ull + (uint64_t)m.tv_nsec);
 }
 
 /* Length of a valid UTF-8 sequence at p (at most n bytes), 0 when there is none. */

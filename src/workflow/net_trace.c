@@ -47,7 +47,7 @@ void cbx__wf_trace_end(cbx_workflow_run *r, wf_firing *f, int ok, const char *er
     snprintf(name, sizeof name, "firing %s", tr->name);
     cbx__span s;
     cbx__span_begin(&s, &c, self.parent, name, CBX__SPAN_INTERNAL,
-                    cbx__trace_mono_to_unix(f->trace_t0), cbx__trace_unix_ns());
+                    cbx__trace_mono_to_unix(f->trace_t0), cbx__trace_now_ns());
     cbx__span_str(&s, "cbx.workflow", r->w->name);
     cbx__span_str(&s, "cbx.run_id", r->id);
     cbx__span_str(&s, "cbx.transition", tr->name);
