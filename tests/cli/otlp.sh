@@ -7,50 +7,8 @@
 # batch's bound and OTEL_TRACES_EXPORTER=none.
 . "$(dirname "$0")/lib.bash"
 
-cache=${CBX_NPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cbx-npm}
-dir=$cache/otlp-transformer-0.52
-mods=$dir/node_modules
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    echo "skip: node and npm are needed (scripts/deps test installs them)"
-    exit 77
-fi
-if [ ! -f "$mods/@opentelemetry/otlp-transformer/build/src/generated/root.js" ] ||
-    [ ! -d "$mods/protobufjs" ]; then
-    mkdir -p "$dir"
-    echo "installing @opentelemetry/otlp-transformer@0.52 and protobufjs@7 into $dir" >&2
-    if ! (cd "$dir" && npm install --no-audit --no-fund --prefix . \
-        @opentelemetry/otlp-transformer@0.52 protobufjs@7 >npm.log 2>&1) ||
-        [ ! -f "$mods/@opentelemetry/otlp-transformer/build/src/generated/root.js" ]; then
-        echo "skip: npm could not install @opentelemetry/otlp-transformer (see $dir/npm.log)"
-        exit 77
-    fi
-fi
-unset TRACEPARENT OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_TRACES_ENDPOINT \
-    OTEL_EXPORTER_OTLP_HEADERS OTEL_SERVICE_NAME OTEL_TRACES_EXPORTER OTEL_BSP_MAX_QUEUE_SIZE \
-    OTEL_BSP_MAX_EXPORT_BATCH_SIZE OTEL_BSP_SCHEDULE_DELAY OTEL_EXPORTER_OTLP_TIMEOUT
-rpid=""
-trap 'kill $rpid 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
-R=""
-
-# receiver MODE: a fresh receiver (ok | slow | fail) in $R, its URL in $endpoint
-receiver() {
-    [ -n "$rpid" ] && { kill "$rpid"; wait "$rpid" 2>/dev/null; }
-    R=$TMP/r$RANDOM
-    mkdir -p "$R"
-    node "$(dirname "$0")/../otlp/receiver.js" "$mods" "$R" "$1" 2>"$R/log" &
-    rpid=$!
-    wait_for "$R/port" "$rpid" || fail "the receiver did not start: $(cat "$R/log")"
-    endpoint=http://127.0.0.1:$(cat "$R/port")
-}
-# no_errors: every request the receiver got was valid OTLP JSON
-no_errors() {
-    [ ! -s "$R/errors" ] || fail "invalid OTLP: $(head -c 2000 "$R/errors")"
-    [ -s "$R/requests" ] || fail "no request came"
-}
-# spans FILTER: the received spans (a jq array) filtered
-spans() {
-    jq -s -r -c "$1" "$R/spans"
-}
+. "$(dirname "$0")/../otlp/setup.bash"
+trap 'stop_receiver; rm -rf "$TMP"' EXIT
 
 receiver ok
 export OTEL_EXPORTER_OTLP_ENDPOINT=$endpoint OTEL_SERVICE_NAME=cbx-test \
