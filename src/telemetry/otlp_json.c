@@ -69,18 +69,42 @@ static void fmt(buf *b, const char *f, ...)
 static void str(buf *b, const char *s)
 {
     lit(b, "\"");
-    const char *run = s;
-    for (const char *p = s; *p; p++) {
+    const char *run = s, *p = s;
+    for (;; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        if (!c)
+            break;
         char esc[7];
-        size_t n = cbx__json_escape((unsigned char)*p, esc, 0);
-        if (n) {
-            put(b, run, (size_t)(p - run));
-            put(b, esc, n);
-            run = p + 1;
-        }
+        size_t n = cbx__json_escape(c, esc, 0);
+        put(b, run, (size_t)(p - run));
+        put(b, esc, n);
+        run = p + 1;
     }
-    put(b, run, strlen(run));
+    put(b, run, (size_t)(p - run));
     lit(b, "\"");
+}
+
+/* Unsigned decimal and 16 hex digits, without printf. */
+static void dec(buf *b, uint64_t v)
+{
+    char t[24];
+    size_t i = sizeof t;
+    do {
+        t[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(b, t + i, sizeof t - i);
+}
+
+static void hex16(buf *b, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    char t[16];
+    for (int i = 15; i >= 0; i--, v >>= 4)
+        t[i] = digits[v & 15];
+    put(b, t, sizeof t);
 }
 
 static void kv_str(buf *b, const char *key, const char *v)
@@ -101,7 +125,14 @@ static void attr(buf *b, const cbx__span *s, const cbx__span_attr *a)
     case CBX__ATTR_INT:
         lit(b, "{\"key\":");
         str(b, a->key);
-        fmt(b, ",\"value\":{\"intValue\":\"%" PRId64 "\"}}", a->v.i);
+        lit(b, ",\"value\":{\"intValue\":\"");
+        if (a->v.i < 0) {
+            lit(b, "-");
+            dec(b, (uint64_t)0 - (uint64_t)a->v.i);
+        } else {
+            dec(b, (uint64_t)a->v.i);
+        }
+        lit(b, "\"}}");
         return;
     case CBX__ATTR_BOOL:
         lit(b, "{\"key\":");
@@ -122,13 +153,23 @@ static void attr(buf *b, const cbx__span *s, const cbx__span_attr *a)
 
 static void span(buf *b, const cbx__span *s)
 {
-    fmt(b, "{\"traceId\":\"%.32s\",\"spanId\":\"%016" PRIx64 "\"", s->trace, s->id);
-    if (s->parent)
-        fmt(b, ",\"parentSpanId\":\"%016" PRIx64 "\"", s->parent);
-    lit(b, ",\"name\":");
+    lit(b, "{\"traceId\":\"");
+    put(b, s->trace, 32);
+    lit(b, "\",\"spanId\":\"");
+    hex16(b, s->id);
+    if (s->parent) {
+        lit(b, "\",\"parentSpanId\":\"");
+        hex16(b, s->parent);
+    }
+    lit(b, "\",\"name\":");
     str(b, s->text + s->name);
-    fmt(b, ",\"kind\":%d,\"startTimeUnixNano\":\"%" PRIu64 "\",\"endTimeUnixNano\":\"%" PRIu64 "\"",
-        s->kind, s->start_ns, s->end_ns);
+    lit(b, ",\"kind\":");
+    dec(b, s->kind);
+    lit(b, ",\"startTimeUnixNano\":\"");
+    dec(b, s->start_ns);
+    lit(b, "\",\"endTimeUnixNano\":\"");
+    dec(b, s->end_ns);
+    lit(b, "\"");
     if (s->nattrs) {
         lit(b, ",\"attributes\":[");
         for (unsigned i = 0; i < s->nattrs; i++) {
@@ -139,7 +180,8 @@ static void span(buf *b, const cbx__span *s)
         lit(b, "]");
     }
     if (s->status != CBX__SPAN_UNSET) {
-        fmt(b, ",\"status\":{\"code\":%d", s->status);
+        lit(b, ",\"status\":{\"code\":");
+        dec(b, s->status);
         if (s->msg) {
             lit(b, ",\"message\":");
             str(b, s->text + s->msg);

@@ -8,6 +8,7 @@
 #include "core/log_internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,7 +94,8 @@ static void *exporter(void *arg)
         }
         uint32_t n = count < cfg.batch ? count : cfg.batch;
         for (uint32_t i = 0; i < n; i++)
-            memcpy(&batch[i], &ring[(head + i) % cfg.queue], sizeof *batch);
+            memcpy(&batch[i], &ring[(head + i) % cfg.queue],
+                   offsetof(cbx__span, text) + ring[(head + i) % cfg.queue].used);
         head = (head + n) % cfg.queue;
         count -= n;
         oldest_ns = mono_ns();
@@ -169,7 +171,8 @@ void cbx__span_emit(const cbx__span *s)
         atomic_fetch_add_explicit(&n_full, 1, memory_order_relaxed);
         return;
     }
-    memcpy(&ring[(head + count) % cfg.queue], s, sizeof *s);
+    /* the header and the text in use, not the whole text buffer */
+    memcpy(&ring[(head + count) % cfg.queue], s, offsetof(cbx__span, text) + s->used);
     if (count++ == 0)
         oldest_ns = mono_ns();
     enqueued++;

@@ -69,12 +69,15 @@ void cbx__trace_id_from(const char *id, char out[33])
 {
     size_t n = 0;
     int zero = 1;
-    for (const char *p = id; p && *p && n < 32; p++)
-        if (isxdigit((unsigned char)*p)) {
-            out[n] = (char)tolower((unsigned char)*p);
-            zero &= out[n] == '0';
-            n++;
+    for (const char *p = id; p && *p && n < 32; p++) {
+        char c = *p;
+        if (c >= 'A' && c <= 'F')
+            c = (char)(c - 'A' + 'a');
+        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) {
+            out[n++] = c;
+            zero &= c == '0';
         }
+    }
     while (n < 32)
         out[n++] = '0';
     if (zero)

@@ -64,6 +64,16 @@ static uint16_t put_text(cbx__span *s, const char *v)
     size_t n = strlen(v), o = 0;
     const unsigned char *p = (const unsigned char *)v;
     for (size_t i = 0; i < n && o + 1 < room;) {
+        size_t a = i; /* a run of ASCII goes in one copy */
+        while (a < n && p[a] < 0x80)
+            a++;
+        if (a > i) {
+            size_t k = a - i < room - 1 - o ? a - i : room - 1 - o;
+            memcpy(out + o, p + i, k);
+            o += k;
+            i += k;
+            continue;
+        }
         size_t l = utf8_len(p + i, n - i);
         if (l == 0) {
             out[o++] = '?';

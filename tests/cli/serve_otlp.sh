@@ -33,6 +33,9 @@ expect_code 200 metrics
 grep -Eq '^cbx_trace_spans_total\{outcome="exported"\} [1-9]' "$TMP/out" ||
     fail "metrics: $(grep cbx_trace "$TMP/out")"
 grep -q '^cbx_trace_spans_total{outcome="queue_full"} 0$' "$TMP/out" || fail "metrics: queue_full"
+if command -v promtool >/dev/null; then
+    promtool check metrics <"$TMP/out" >"$TMP/promtool" 2>&1 || fail "promtool: $(cat "$TMP/promtool")"
+fi
 stop_server
 [ "$src" = 0 ] || fail "cbx serve exited $src: $(cat "$TMP/serve.err")"
 echo "ok [$TEST]"

@@ -6,16 +6,17 @@
 // out all break that. What was received is written as JSON lines: one per span (flattened) to
 // --out, one per request to --requests, and every error to --errors.
 //
-// usage: node receiver.js MODULES_DIR STATE_DIR MODE   (MODE: ok | slow | fail)
+// usage: node receiver.js MODULES_DIR STATE_DIR MODE   (MODE: ok | slow | fail | fast)
+// fast (for bench/trace.sh) answers 200 at once and only counts requests into STATE_DIR/fast.
 // It listens on 127.0.0.1:0 and writes the port into STATE_DIR/port.
 'use strict';
 const path = require('path');
 const fs = require('fs');
 const http = require('http');
 const [modules, dir, mode] = process.argv.slice(2);
-const root = require(path.join(modules,
-    '@opentelemetry/otlp-transformer/build/src/generated/root.js'));
-const Req = root.opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest;
+const Req = mode === 'fast' ? null : require(path.join(modules,
+    '@opentelemetry/otlp-transformer/build/src/generated/root.js'))
+    .opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest;
 const out = (f, v) => fs.appendFileSync(path.join(dir, f), JSON.stringify(v) + '\n');
 const ID = { traceId: 32, spanId: 16, parentSpanId: 16 };
 
@@ -85,10 +86,20 @@ function flat(v) {
     return v;
 }
 
+let fast = 0;
+process.on('SIGTERM', () => {
+    if (mode === 'fast') fs.writeFileSync(path.join(dir, 'fast'), String(fast));
+    process.exit(0);
+});
 const server = http.createServer((req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
+        if (mode === 'fast') {
+            fast++;
+            res.writeHead(200, { 'Content-Type': 'application/json' });
+            return res.end('{}');
+        }
         const body = Buffer.concat(chunks).toString('utf8');
         const errs = [];
         if (req.method !== 'POST') errs.push(`method ${req.method}`);
