@@ -67,6 +67,18 @@ int cbx__trace_propagate(void)
 
 void cbx__trace_id_from(const char *id, char out[33])
 {
+    /* a UUID as the runtime writes it (lower-case 8-4-4-4-12): its digits in five copies */
+    if (id && strlen(id) == 36 && id[8] == '-' && id[13] == '-' && id[18] == '-' &&
+        id[23] == '-') {
+        memcpy(out, id, 8);
+        memcpy(out + 8, id + 9, 4);
+        memcpy(out + 12, id + 14, 4);
+        memcpy(out + 16, id + 19, 4);
+        memcpy(out + 20, id + 24, 12);
+        out[32] = '\0';
+        if (hex_run(out, 32) == 0)
+            return;
+    }
     size_t n = 0;
     int zero = 1;
     for (const char *p = id; p && *p && n < 32; p++) {

@@ -91,6 +91,25 @@ for step in first second; do
         fail "step $step: attempts under it: $(cat "$R/spans")"
 done
 
+# ---- a flow run by the flow executor: its run's span is a child of the step's attempt ---------
+receiver ok
+export OTEL_EXPORTER_OTLP_ENDPOINT=$endpoint
+cat >"$TMP/outer.yaml" <<YAML
+name: outer
+steps:
+  - name: inner
+    executor: flow
+    config: {file: "$TMP/flow.yaml"}
+YAML
+run "$CBX" run "$TMP/outer.yaml"
+expect_rc 0 "the outer flow"
+no_errors
+[ "$(spans 'map(.traceId) | unique | length')" = 1 ] || fail "the nested run is not in the trace: $(cat "$R/spans")"
+att=$(spans '.[] | select(.name == "attempt 1" and .attrs["cbx.executor"] == "flow") | .spanId')
+[ -n "$att" ] || fail "no attempt of the flow step: $(cat "$R/spans")"
+[ "$(spans '.[] | select(.name == "flow traced") | .parentSpanId')" = "$att" ] ||
+    fail "the nested run's parent is not the step's attempt: $(cat "$R/spans")"
+
 # ---- a workflow firing: the parent of its action's execution -------------------------------
 receiver ok
 export OTEL_EXPORTER_OTLP_ENDPOINT=$endpoint
