@@ -212,7 +212,8 @@ static void free_execution(cbx_execution *ex)
     free(ex->breaker_opts);
     free(ex->fallback_key);
     free(ex->tag);
-    free(ex->trace);
+    if (ex->trace)
+        free(ex->trace);
     cbx__exec_ctx_unref(ex->ctx);
     free(ex);
 }

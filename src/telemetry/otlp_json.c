@@ -22,9 +22,9 @@ typedef struct buf {
     int oom;
 } buf;
 
-static void grow(buf *b, size_t more)
+static void grow_to(buf *b, size_t more)
 {
-    if (b->oom || b->len + more + 1 <= b->cap)
+    if (b->oom)
         return;
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + more + 1)
@@ -38,9 +38,10 @@ static void grow(buf *b, size_t more)
     b->cap = cap;
 }
 
-static void put(buf *b, const char *s, size_t n)
+static inline void put(buf *b, const char *s, size_t n)
 {
-    grow(b, n);
+    if (b->len + n + 1 > b->cap)
+        grow_to(b, n);
     if (b->oom)
         return;
     memcpy(b->p + b->len, s, n);
@@ -48,10 +49,8 @@ static void put(buf *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-static void lit(buf *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
+/* a string literal */
+#define lit(b, s) put(b, "" s, sizeof(s) - 1)
 
 static void fmt(buf *b, const char *f, ...) __attribute__((format(printf, 2, 3)));
 static void fmt(buf *b, const char *f, ...)

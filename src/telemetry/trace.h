@@ -34,8 +34,17 @@ int cbx__traceparent_parse(const char *v, cbx__trace_ctx *ctx);
 /* The process's own parent: TRACEPARENT from the environment when it holds a valid one. 1 and
  * *ctx, or 0. */
 int cbx__trace_process_parent(cbx__trace_ctx *ctx);
-/* 1 when attempts should carry a traceparent: the process has a TRACEPARENT or exports spans. */
-int cbx__trace_propagate(void);
+/* 1 when attempts should carry a traceparent: the process has a TRACEPARENT or an OTLP endpoint
+ * in its environment. One atomic load once the environment was read. */
+extern atomic_int cbx__trace_prop_state; /* 0 not read yet, 1 no, 2 yes */
+int cbx__trace_propagate_init(void);
+static inline int cbx__trace_propagate(void)
+{
+    int s = atomic_load_explicit(&cbx__trace_prop_state, memory_order_acquire);
+    if (__builtin_expect(s == 0, 0))
+        s = cbx__trace_propagate_init();
+    return s == 2;
+}
 /* A trace id made of an id's hex digits (a UUID's 32), zero-padded; all zeros is never made. */
 void cbx__trace_id_from(const char *id, char out[33]);
 /* The context for a new root of work with id `id` (an execution, a run): parent given (a

@@ -5,19 +5,20 @@
 
 #include "core/text.h"
 
-#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* n lower-case hex digits: 1 when all are zeros, 0 when not, -1 when not hex digits. */
 static int hex_run(const char *v, size_t n)
 {
     int zero = 1;
     for (size_t i = 0; i < n; i++) {
-        if (!isxdigit((unsigned char)v[i]) || isupper((unsigned char)v[i]))
+        char c = v[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
             return -1;
-        zero &= v[i] == '0';
+        zero &= c == '0';
     }
     return zero;
 }
@@ -49,7 +50,10 @@ static void read_env(void)
     const char *a = getenv("OTEL_EXPORTER_OTLP_ENDPOINT");
     const char *b = getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     env_propagate = env_has_parent || (a && *a) || (b && *b);
+    atomic_store_explicit(&cbx__trace_prop_state, env_propagate ? 2 : 1, memory_order_release);
 }
+
+atomic_int cbx__trace_prop_state;
 
 int cbx__trace_process_parent(cbx__trace_ctx *ctx)
 {
@@ -59,10 +63,10 @@ int cbx__trace_process_parent(cbx__trace_ctx *ctx)
     return env_has_parent;
 }
 
-int cbx__trace_propagate(void)
+int cbx__trace_propagate_init(void)
 {
     pthread_once(&env_once, read_env);
-    return env_propagate;
+    return atomic_load_explicit(&cbx__trace_prop_state, memory_order_acquire);
 }
 
 void cbx__trace_id_from(const char *id, char out[33])
