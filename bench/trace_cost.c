@@ -77,8 +77,7 @@ int main(int argc, char **argv)
     cbx_registry *reg = NULL;
     cbx_runtime *rt = NULL;
     cbx_function_def def = {.call = noop, .flags = CBX_FUNCTION_INLINE};
-    if (cbx_registry_new(&reg, &err) != 0 ||
-        cbx_function_register(reg, "noop", &def, &err) != 0 ||
+    if (cbx_registry_new(&reg, &err) != 0 || cbx_function_register(reg, "noop", &def, &err) != 0 ||
         cbx_runtime_new(&rt, &(cbx_runtime_opts){.registry = reg, .max_queued = 2000}, &err) != 0) {
         fprintf(stderr, "trace_cost: %s\n", err.msg);
         return 1;
@@ -96,14 +95,13 @@ int main(int argc, char **argv)
     cbx_trace_stats s;
     cbx_trace_stats_get(&s);
     printf("export=%s executions=%" PRIu64 " cpu_ns_per_execution=%.0f wall_ns_per_execution=%.0f "
-           "spans=%" PRIu64 " exported=%" PRIu64 " dropped_full=%" PRIu64
-           " dropped_failed=%" PRIu64 " requests=%" PRIu64 "\n",
+           "spans=%" PRIu64 " exported=%" PRIu64 " dropped_full=%" PRIu64 " dropped_failed=%" PRIu64
+           " requests=%" PRIu64 "\n",
            cbx_trace_enabled() ? "on" : "off", n, (double)(c1 - c0) / (double)n,
            (double)(w1 - w0) / (double)n, s.recorded - s0.recorded, s.exported - s0.exported,
            s.dropped_full, s.dropped_failed, s.requests - s0.requests);
     json_decref(params);
     cbx_runtime_free(rt);
     cbx_registry_free(reg);
-    return bad_count || ok_count != n + 1000 || flushed != 0 || s.dropped_full ||
-           s.dropped_failed;
+    return bad_count || ok_count != n + 1000 || flushed != 0 || s.dropped_full || s.dropped_failed;
 }

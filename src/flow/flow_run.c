@@ -116,7 +116,7 @@ struct runner {
     uv_async_t committed;
     char run_id[40];
     char traceparent[56]; /* what its steps' executions are children of; "" = none */
-    json_t *resumed; /* {full_name: {status, outputs...}} of the run being resumed */
+    json_t *resumed;      /* {full_name: {status, outputs...}} of the run being resumed */
     scope *root;
     nqueue ready;   /* nodes whose dependencies are over, to start in turn */
     nqueue waiting; /* foreach nodes with items left that stopped for want of a free slot */

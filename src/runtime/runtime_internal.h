@@ -100,7 +100,7 @@ struct cbx_execution {
     uint64_t timeout_ns;            /* per attempt, from the request; 0 = policy's */
     uint64_t deadline_ns;           /* absolute monotonic; UINT64_MAX = none */
     char *fallback_key, *tag;
-    cbx__exec_ctx *ctx; /* NULL when the request gave no context */
+    cbx__exec_ctx *ctx;           /* NULL when the request gave no context */
     struct cbx__trace_ctx *trace; /* the request's traceparent, when tracing and it gave one */
     cbx_done_fn on_done;
     void *ud;

@@ -82,8 +82,8 @@ void cbx__trace_attempt_end(const cbx_execution *ex, const cbx_task *t, const ch
     char name[32];
     snprintf(name, sizeof name, "attempt %u", t->attempt);
     cbx__span s;
-    cbx__span_begin(&s, &c, cbx__span_id_attempt(ex->id, t->attempt), name, CBX__SPAN_CLIENT,
-                    start, start + duration_ns);
+    cbx__span_begin(&s, &c, cbx__span_id_attempt(ex->id, t->attempt), name, CBX__SPAN_CLIENT, start,
+                    start + duration_ns);
     cbx__span_str(&s, "cbx.execution.id", ex->id);
     cbx__span_str(&s, "cbx.executor", ex->type->name);
     cbx__span_int(&s, "cbx.attempt", t->attempt);
@@ -129,9 +129,9 @@ void cbx__trace_exec_end(const cbx_execution *ex, const cbx_result *r, uint64_t 
     if (r->status == CBX_STATUS_SUCCESS)
         cbx__span_status(&s, CBX__SPAN_OK, NULL);
     else
-        cbx__span_status(&s, CBX__SPAN_ERROR,
-                         masked(ex, r->error[0] ? r->error : cbx_status_name(r->status), buf,
-                                sizeof buf));
+        cbx__span_status(
+            &s, CBX__SPAN_ERROR,
+            masked(ex, r->error[0] ? r->error : cbx_status_name(r->status), buf, sizeof buf));
     cbx__span_emit(&s);
 }
 

@@ -28,9 +28,9 @@ static uint64_t env_num(const char *name, uint64_t def, uint64_t min, uint64_t m
     while (isspace((unsigned char)*end))
         end++;
     if (errno || *end || n < min || n > max || *v == '-') {
-        CBX_LOG(CBX_LOG_WARN, "trace", "%s=%s: expected a whole number from %llu to %llu; using %llu",
-                name, v, (unsigned long long)min, (unsigned long long)max,
-                (unsigned long long)def);
+        CBX_LOG(CBX_LOG_WARN, "trace",
+                "%s=%s: expected a whole number from %llu to %llu; using %llu", name, v,
+                (unsigned long long)min, (unsigned long long)max, (unsigned long long)def);
         return def;
     }
     return n;
@@ -88,8 +88,8 @@ static int parse_headers(cbx__otlp_config *c, const char *name, const char *v, s
             url_decode(val);
             int bad = !*k || strpbrk(k, " :\r\n") || strpbrk(val, "\r\n");
             if (bad) {
-                CBX_LOG(CBX_LOG_WARN, "trace", "%s: the header '%s' is left out (a bad name or value)",
-                        name, k);
+                CBX_LOG(CBX_LOG_WARN, "trace",
+                        "%s: the header '%s' is left out (a bad name or value)", name, k);
             } else {
                 char **h = realloc(c->headers, (*n + 2) * sizeof *h);
                 size_t len = strlen(k) + strlen(val) + 3;

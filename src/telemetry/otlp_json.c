@@ -145,7 +145,9 @@ static void attr(buf *b, const cbx__span *s, const cbx__span_attr *a)
             fmt(b, ",\"value\":{\"doubleValue\":%.17g}}", a->v.d);
         else
             fmt(b, ",\"value\":{\"doubleValue\":\"%s\"}}",
-                isnan(a->v.d) ? "NaN" : a->v.d > 0 ? "Infinity" : "-Infinity");
+                isnan(a->v.d) ? "NaN"
+                : a->v.d > 0  ? "Infinity"
+                              : "-Infinity");
         return;
     }
 }

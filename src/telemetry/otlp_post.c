@@ -69,8 +69,8 @@ void cbx__otlp_client_free(cbx__otlp_client *cl)
     free(cl);
 }
 
-int cbx__otlp_post(cbx__otlp_client **clp, const cbx__otlp_config *c, const char *body,
-                   size_t len, char *why, size_t whylen)
+int cbx__otlp_post(cbx__otlp_client **clp, const cbx__otlp_config *c, const char *body, size_t len,
+                   char *why, size_t whylen)
 {
     if (!*clp && !(*clp = client_new(c, why, whylen)))
         return -1;

@@ -122,12 +122,12 @@ uint64_t cbx__trace_now_ns(void);
 /* ---- export --------------------------------------------------------------------------------- */
 
 typedef struct cbx__otlp_config {
-    char *url;         /* the traces endpoint, whole (…/v1/traces) */
-    char **headers;    /* "Name: value" lines, NULL-terminated */
-    char *service;     /* service.name */
-    uint32_t queue;    /* spans queued at most (OTEL_BSP_MAX_QUEUE_SIZE) */
-    uint32_t batch;    /* spans per request at most (OTEL_BSP_MAX_EXPORT_BATCH_SIZE) */
-    uint64_t delay_ms; /* how long spans wait for a batch to fill (OTEL_BSP_SCHEDULE_DELAY) */
+    char *url;           /* the traces endpoint, whole (…/v1/traces) */
+    char **headers;      /* "Name: value" lines, NULL-terminated */
+    char *service;       /* service.name */
+    uint32_t queue;      /* spans queued at most (OTEL_BSP_MAX_QUEUE_SIZE) */
+    uint32_t batch;      /* spans per request at most (OTEL_BSP_MAX_EXPORT_BATCH_SIZE) */
+    uint64_t delay_ms;   /* how long spans wait for a batch to fill (OTEL_BSP_SCHEDULE_DELAY) */
     uint64_t timeout_ms; /* one request's limit (OTEL_EXPORTER_OTLP[_TRACES]_TIMEOUT) */
 } cbx__otlp_config;
 
@@ -143,8 +143,8 @@ char *cbx__otlp_json(const cbx__otlp_config *c, const cbx__span *spans, size_t n
 /* POST body to the endpoint: 0 on a 2xx answer, else -1 with the reason in why. Blocking (the
  * exporter's thread), at most c->timeout_ms. */
 typedef struct cbx__otlp_client cbx__otlp_client;
-int cbx__otlp_post(cbx__otlp_client **cl, const cbx__otlp_config *c, const char *body,
-                   size_t len, char *why, size_t whylen);
+int cbx__otlp_post(cbx__otlp_client **cl, const cbx__otlp_config *c, const char *body, size_t len,
+                   char *why, size_t whylen);
 void cbx__otlp_client_free(cbx__otlp_client *cl);
 
 #endif

@@ -64,8 +64,8 @@ static void send_batch(cbx__otlp_client **cl, uint32_t n)
     warned = 1;
     pthread_mutex_unlock(&mu);
     if (first)
-        CBX_LOG(CBX_LOG_WARN, "trace", "span export failed (%s): %u spans dropped; later failures are counted",
-                why, n);
+        CBX_LOG(CBX_LOG_WARN, "trace",
+                "span export failed (%s): %u spans dropped; later failures are counted", why, n);
 }
 
 static void *exporter(void *arg)
@@ -139,7 +139,8 @@ static void init(void)
         pthread_attr_init(&a);
         pthread_attr_setstacksize(&a, 256 * 1024);
         if (!ring || !batch || pthread_create(&thread, &a, exporter, NULL) != 0) {
-            CBX_LOG(CBX_LOG_WARN, "trace", "cannot start the span exporter: spans are not exported");
+            CBX_LOG(CBX_LOG_WARN, "trace",
+                    "cannot start the span exporter: spans are not exported");
             free(ring);
             free(batch);
             ring = batch = NULL;

@@ -72,8 +72,7 @@ int cbx__trace_propagate_init(void)
 void cbx__trace_id_from(const char *id, char out[33])
 {
     /* a UUID as the runtime writes it (lower-case 8-4-4-4-12): its digits in five copies */
-    if (id && strlen(id) == 36 && id[8] == '-' && id[13] == '-' && id[18] == '-' &&
-        id[23] == '-') {
+    if (id && strlen(id) == 36 && id[8] == '-' && id[13] == '-' && id[18] == '-' && id[23] == '-') {
         memcpy(out, id, 8);
         memcpy(out + 8, id + 9, 4);
         memcpy(out + 12, id + 14, 4);
@@ -118,8 +117,8 @@ static uint64_t nonzero(uint64_t h)
 
 uint64_t cbx__span_id_execution(const char *execution_id)
 {
-    return nonzero(cbx__fnv1a(cbx__fnv1a(CBX__FNV_OFFSET, "x", 1), execution_id,
-                              strlen(execution_id)));
+    return nonzero(
+        cbx__fnv1a(cbx__fnv1a(CBX__FNV_OFFSET, "x", 1), execution_id, strlen(execution_id)));
 }
 
 /* as cbx_task_traceparent made them before spans were exported: kept, so ids stay stable */

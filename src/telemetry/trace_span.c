@@ -42,9 +42,11 @@ uint64_t cbx__trace_now_ns(void)
 /* Length of a valid UTF-8 sequence at p (at most n bytes), 0 when there is none. */
 static size_t utf8_len(const unsigned char *p, size_t n)
 {
-    size_t len = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3
-                                 : (p[0] & 0xf8) == 0xf0 ? 4
-                                                         : 0;
+    size_t len = p[0] < 0x80             ? 1
+                 : (p[0] & 0xe0) == 0xc0 ? 2
+                 : (p[0] & 0xf0) == 0xe0 ? 3
+                 : (p[0] & 0xf8) == 0xf0 ? 4
+                                         : 0;
     if (!len || len > n || (len == 2 && p[0] < 0xc2))
         return 0;
     for (size_t i = 1; i < len; i++)
