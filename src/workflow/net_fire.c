@@ -177,8 +177,11 @@ static void action_done(cbx_execution *ex, const cbx_result *res, void *ud)
         cbx__wf_textf(err, sizeof err, "%s",
                       res->error[0] ? res->error : cbx_status_name(res->status));
     }
+    /* an execution's error stays on its own span, where secret parameters are masked */
     if (f->traceparent[0])
-        cbx__wf_trace_end(r, f, ok, err, res->id);
+        cbx__wf_trace_end(r, f, ok,
+                          res->status == CBX_STATUS_SUCCESS || res->fallback_used ? err : NULL,
+                          res->id);
     json_t *b =
         json_pack("{s:s, s:s, s:o, s:b, s:s, s:i, s:s}", "key", f->key, "transition",
                   r->w->trans[f->ti].name, "tokens", cbx__wf_token_ids(f->toks, f->ntoks), "ok", ok,

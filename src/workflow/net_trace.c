@@ -60,6 +60,8 @@ void cbx__wf_trace_end(cbx_workflow_run *r, wf_firing *f, int ok, const char *er
     if (ok)
         cbx__span_status(&s, CBX__SPAN_OK, NULL);
     else
-        cbx__span_status(&s, CBX__SPAN_ERROR, error && *error ? error : "the action failed");
+        cbx__span_status(&s, CBX__SPAN_ERROR,
+                         error && *error ? error
+                                         : "the action failed (its execution's span says why)");
     cbx__span_emit(&s);
 }

@@ -144,6 +144,27 @@ run "$CBX" exec http -p url="http://127.0.0.1:1/$secret" -p basic_user=u -p basi
 no_errors
 [ "$(spans 'length')" -ge 2 ] || fail "spans: $(cat "$R/spans")"
 grep -q "$secret" "$R/spans" && fail "the secret is in a span: $(grep "$secret" "$R/spans")"
+# an error that quotes a secret parameter: masked on the spans, in a flow run too
+cat >"$TMP/secret.lua" <<'LUA'
+return executor {name = 'secret_echo',
+  params = {token = {type = 'string', secret = true}},
+  run = function(p) error("refused the token " .. p.token) end}
+LUA
+run "$CBX" exec --lua "$TMP/secret.lua" secret_echo -p token="$secret"
+[ "$rc" -ne 0 ] || fail "secret_echo succeeded"
+cat >"$TMP/secret_flow.yaml" <<YAML
+name: secret_flow
+steps:
+  - name: s
+    executor: secret_echo
+    config: {token: "$secret"}
+YAML
+run "$CBX" run --lua "$TMP/secret.lua" "$TMP/secret_flow.yaml"
+[ "$rc" -ne 0 ] || fail "the secret flow succeeded"
+no_errors
+grep -q "$secret" "$R/spans" && fail "the secret is in a span: $(grep "$secret" "$R/spans")"
+[ "$(spans 'map(select(.name == "execution secret_echo" and (.status.message | endswith("refused the token ***")))) | length')" = 2 ] ||
+    fail "the error is not there, masked: $(cat "$R/spans")"
 
 # ---- OTEL_TRACES_EXPORTER=none: nothing is sent ---------------------------------------------
 receiver ok
