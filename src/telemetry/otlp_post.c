@@ -1,7 +1,7 @@
 /* One OTLP/HTTP request: POST the JSON body to the traces endpoint with libcurl's easy
  * interface, on the exporter's thread (it blocks for at most the request timeout). libcurl is
- * the one the http executor loads on first use (executors/http_curl.h): loaded here when the
- * first batch goes, never at start. */
+ * the one the http executor loads on first use (executors/http_curl.h): loaded (cbx__otlp_prepare)
+ * when the exporter starts, with the first span, never at start. */
 #include "telemetry/trace.h"
 
 #include <curl/curl.h>
@@ -24,14 +24,32 @@ static size_t discard(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
-static cbx__otlp_client *client_new(const cbx__otlp_config *c, char *why, size_t whylen)
+/* libcurl calls it while a transfer waits (about once a second at least): non-zero aborts it. */
+static int progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                    curl_off_t ulnow)
+{
+    (void)ud, (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return cbx__otlp_abandoned();
+}
+
+int cbx__otlp_prepare(char *why, size_t whylen)
 {
     cbx_err e;
     cbx_err_clear(&e);
     if (cbx__curl_load(&e) < 0) {
         snprintf(why, whylen, "%s", e.msg);
-        return NULL;
+        return -1;
     }
+    CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (rc != CURLE_OK) {
+        snprintf(why, whylen, "curl_global_init: %s", curl_easy_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static cbx__otlp_client *client_new(const cbx__otlp_config *c, char *why, size_t whylen)
+{
     cbx__otlp_client *cl = calloc(1, sizeof *cl);
     if (!cl || !(cl->easy = curl_easy_init())) {
         free(cl);
@@ -84,6 +102,8 @@ int cbx__otlp_post(cbx__otlp_client **clp, const cbx__otlp_config *c, const char
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "cbx-otlp");
+    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, progress);
     CURLcode rc = curl_easy_perform(e);
     if (rc != CURLE_OK) {
         snprintf(why, whylen, "%s: %s", c->url, curl_easy_strerror(rc));

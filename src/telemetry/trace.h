@@ -4,8 +4,8 @@
  * The runtime, flows and workflows build a span on their own stack (cbx__span, no allocation)
  * when it ends and hand it to cbx__span_emit, which copies it into a bounded queue; a thread of
  * the exporter's own takes batches from the queue, encodes them as an ExportTraceServiceRequest
- * in OTLP's JSON mapping and POSTs them to the endpoint with libcurl (loaded when the first
- * batch goes, executors/http_curl.h). A full queue drops the span (counted); a failed POST drops
+ * in OTLP's JSON mapping and POSTs them to the endpoint with libcurl (loaded when the
+ * exporter starts, executors/http_curl.h). A full queue drops the span (counted); a failed POST drops
  * its batch (counted); neither ever waits.
  *
  * Nothing happens, and nothing is allocated, unless the process was started with
@@ -143,8 +143,14 @@ char *cbx__otlp_json(const cbx__otlp_config *c, const cbx__span *spans, size_t n
 /* POST body to the endpoint: 0 on a 2xx answer, else -1 with the reason in why. Blocking (the
  * exporter's thread), at most c->timeout_ms. */
 typedef struct cbx__otlp_client cbx__otlp_client;
+/* Load libcurl and run its global init (and so the TLS library's) on the calling thread - the
+ * one that records the first span - rather than on the exporter's, whose thread-local state
+ * the TLS library would not free at exit: 0, or -1 with the reason in why. */
+int cbx__otlp_prepare(char *why, size_t whylen);
 int cbx__otlp_post(cbx__otlp_client **cl, const cbx__otlp_config *c, const char *body, size_t len,
                    char *why, size_t whylen);
 void cbx__otlp_client_free(cbx__otlp_client *cl);
+/* 1 once shutdown gave up waiting: a request out is abandoned (its progress callback). */
+int cbx__otlp_abandoned(void);
 
 #endif

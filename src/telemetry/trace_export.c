@@ -16,6 +16,9 @@
 
 atomic_int cbx__trace_state;
 
+/* How long shutdown waits, past its bound, for the exporter's thread to give up a request. */
+#define CBX__TRACE_STOP_GRACE_MS 3000
+
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static cbx__otlp_config cfg;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -29,6 +32,7 @@ static uint64_t oldest_ns;          /* CLOCK_MONOTONIC when the oldest queued sp
 static uint64_t enqueued, finished; /* spans put in the ring; spans whose request is over */
 static uint64_t flush_upto;         /* send at once while finished < flush_upto */
 static int stopping, stopped, warned;
+static atomic_int abandon; /* shutdown's wait ran out: the request out gives up, the rest stays */
 static _Atomic uint64_t n_recorded, n_exported, n_full, n_failed, n_requests;
 
 static uint64_t mono_ns(void)
@@ -84,6 +88,8 @@ static void *exporter(void *arg)
             else
                 timed_wait(oldest_ns + cfg.delay_ms * 1000000ull);
         }
+        if (atomic_load(&abandon))
+            break;
         if (count == 0) {
             pthread_cond_broadcast(&done_cv);
             if (stopping)
@@ -105,10 +111,12 @@ static void *exporter(void *arg)
         finished += n;
         pthread_cond_broadcast(&done_cv);
     }
+    pthread_mutex_unlock(&mu);
+    cbx__otlp_client_free(cl); /* before saying so: exit may then tear libcurl down */
+    pthread_mutex_lock(&mu);
     stopped = 1;
     pthread_cond_broadcast(&done_cv);
     pthread_mutex_unlock(&mu);
-    cbx__otlp_client_free(cl);
     return NULL;
 }
 
@@ -138,21 +146,27 @@ static void init(void)
         pthread_attr_t a;
         pthread_attr_init(&a);
         pthread_attr_setstacksize(&a, 256 * 1024);
-        if (!ring || !batch || pthread_create(&thread, &a, exporter, NULL) != 0) {
+        char why[300] = "out of memory";
+        if (!ring || !batch || cbx__otlp_prepare(why, sizeof why) != 0 ||
+            pthread_create(&thread, &a, exporter, NULL) != 0) {
             CBX_LOG(CBX_LOG_WARN, "trace",
-                    "cannot start the span exporter: spans are not exported");
+                    "cannot start the span exporter (%s): spans are not exported", why);
             free(ring);
             free(batch);
             ring = batch = NULL;
             cbx__otlp_config_free(&cfg);
             on = 0;
         } else {
-            pthread_detach(thread);
-            atexit(at_exit);
+            atexit(at_exit); /* joined there, once it has stopped */
         }
         pthread_attr_destroy(&a);
     }
     atomic_store_explicit(&cbx__trace_state, on ? 2 : 1, memory_order_release);
+}
+
+int cbx__otlp_abandoned(void)
+{
+    return atomic_load_explicit(&abandon, memory_order_relaxed);
 }
 
 int cbx__trace_init(void)
@@ -250,11 +264,21 @@ void cbx_trace_shutdown(uint64_t timeout_ms)
         pthread_mutex_unlock(&mu);
         return;
     }
-    wait_sent(&dl);
+    int late = wait_sent(&dl) != 0;
     stopping = 1;
+    if (late) /* a request still out gives up at its next progress call (within a second) */
+        atomic_store(&abandon, 1);
     pthread_cond_signal(&work_cv);
+    /* the thread ends before exit tears down what it uses (libcurl, the TLS library) */
+    struct timespec grace = deadline_in(CBX__TRACE_STOP_GRACE_MS);
+    while (!stopped)
+        if (pthread_cond_timedwait(&done_cv, &mu, &grace) == ETIMEDOUT)
+            break;
+    int joinable = stopped;
     uint32_t left = count;
     pthread_mutex_unlock(&mu);
+    if (joinable)
+        pthread_join(thread, NULL);
     uint64_t full = atomic_load(&n_full), failed = atomic_load(&n_failed);
     if (full || failed || left)
         CBX_LOG(CBX_LOG_WARN, "trace",
