@@ -54,9 +54,10 @@ int cbx_trace_flush(uint64_t timeout_ms);
 
 /* Flush (at most timeout_ms, 0 = the request timeout), then stop the exporter: later spans are
  * dropped (counted). Past the bound a request still out is abandoned and the exporter's thread
- * is waited for up to 3 s more, so that it has ended before the process does. Logs a WARN through cbx/log.h when spans were dropped or are left queued.
- * Called by itself at exit (atexit, registered when the first span is recorded) with the
- * request timeout as the bound; calling it earlier is allowed, and later calls do nothing. */
+ * is waited for up to 3 s more, so that it has ended before the process does. Logs a WARN through
+ * cbx/log.h when spans were dropped or are left queued. Called by itself at exit (atexit,
+ * registered when the first span is recorded) with the request timeout as the bound; calling it
+ * earlier is allowed, and later calls do nothing. */
 void cbx_trace_shutdown(uint64_t timeout_ms);
 
 #ifdef __cplusplus

@@ -145,7 +145,7 @@ static void init(void)
         batch = calloc(cfg.batch, sizeof *batch);
         pthread_attr_t a;
         pthread_attr_init(&a);
-        pthread_attr_setstacksize(&a, 256 * 1024);
+        pthread_attr_setstacksize(&a, (size_t)256 * 1024);
         char why[300] = "out of memory";
         if (!ring || !batch || cbx__otlp_prepare(why, sizeof why) != 0 ||
             pthread_create(&thread, &a, exporter, NULL) != 0) {
