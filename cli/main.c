@@ -297,5 +297,7 @@ int main(int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
     }
-    return c->fn(&ctx, argc - i, argv + i);
+    int code = c->fn(&ctx, argc - i, argv + i);
+    cli_trace_finish();
+    return code;
 }

@@ -3,6 +3,7 @@
 
 #include "cbx/clock.h"
 #include "cbx/log.h"
+#include "cbx/trace.h"
 #include "cbx/units.h"
 
 #include <errno.h>
@@ -421,4 +422,14 @@ static void log_line(cbx_log_level level, const char *component, const char *msg
 void cli_log_install(int verbose)
 {
     cbx_log_set(log_line, verbose ? CBX_LOG_DEBUG : CBX_LOG_WARN, NULL);
+}
+
+void cli_trace_finish(void)
+{
+    cbx_trace_stats st;
+    cbx_trace_stats_get(&st);
+    if (!st.recorded)
+        return;
+    cli_log_install(0); /* the drop report is a warning, whatever the command installed */
+    cbx_trace_shutdown(0);
 }

@@ -73,6 +73,9 @@ size_t cli_id_tail_len(const json_t *rows, const char *key, size_t min);
 /* Route the library's log lines to stderr ("cbx: component: level: message"): warnings and
  * errors, and with verbose everything down to debug. */
 void cli_log_install(int verbose);
+/* At the end of a command that recorded spans (cbx/trace.h): send what is queued, waiting at
+ * most the export timeout, and say on stderr how many spans were dropped, if any. */
+void cli_trace_finish(void);
 /* The last n characters of id (all of it when shorter). */
 const char *cli_id_tail(const char *id, size_t n);
 /* Wall-clock ms now. */

@@ -114,6 +114,10 @@ typedef struct cbx_flow_run_opts {
      * run is committed before anything of it shows and its end before cbx_flow_run returns
      * (docs/flows.md). */
     int lazy_commit;
+    /* The W3C traceparent of the span the run's span is a child of (cbx/trace.h): the flow
+     * executor gives its attempt's. NULL or not valid = the process's TRACEPARENT, else the run
+     * is a trace of its own. Read only when the process traces. */
+    const char *traceparent;
 } cbx_flow_run_opts;
 
 typedef struct cbx_flow_result {

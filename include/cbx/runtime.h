@@ -165,6 +165,11 @@ typedef struct cbx_request {
     cbx_chunk_fn on_chunk;
     void *chunk_ud;
     uint32_t chunk_queue;
+    /* The W3C traceparent ("00-<trace>-<span>-<flags>") of the span this execution's span is a
+     * child of: a flow run's, a workflow firing's (cbx/trace.h). Read only when the process
+     * traces (TRACEPARENT or an OTLP endpoint in its environment), copied; NULL or not a valid
+     * traceparent = the process's TRACEPARENT, else a trace of the execution's own. */
+    const char *traceparent;
 } cbx_request;
 
 #define CBX_TMPDIR_NONE            0

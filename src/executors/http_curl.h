@@ -31,6 +31,7 @@
     X(easy_cleanup)                                                                                \
     X(easy_setopt)                                                                                 \
     X(easy_getinfo)                                                                                \
+    X(easy_perform)                                                                                \
     X(easy_strerror)                                                                               \
     X(multi_init)                                                                                  \
     X(multi_cleanup)                                                                               \
@@ -74,6 +75,7 @@ int cbx__curl_load(cbx_err *err);
 #define curl_easy_cleanup        cbx__curl.easy_cleanup
 #define curl_easy_setopt         cbx__curl.easy_setopt
 #define curl_easy_getinfo        cbx__curl.easy_getinfo
+#define curl_easy_perform        cbx__curl.easy_perform
 #define curl_easy_strerror       cbx__curl.easy_strerror
 #define curl_multi_init          cbx__curl.multi_init
 #define curl_multi_cleanup       cbx__curl.multi_cleanup

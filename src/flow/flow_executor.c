@@ -36,6 +36,7 @@ typedef struct sub_run {
     cbx_flow_result res;
     char error[600]; /* a failure before the run (loading), or "" */
     int failed_early;
+    char traceparent[56]; /* the attempt's, or "" */
 } sub_run;
 
 typedef struct flow_task {
@@ -104,7 +105,9 @@ static void *run_main(void *arg)
     pthread_mutex_unlock(&r->mu);
     if (wanted)
         uv_async_send(&r->cancel);
-    cbx_flow_run_opts fo = {.inputs = r->inputs, .concurrency = r->concurrency};
+    cbx_flow_run_opts fo = {.inputs = r->inputs,
+                            .concurrency = r->concurrency,
+                            .traceparent = r->traceparent[0] ? r->traceparent : NULL};
     cbx_flow_run(r->rt, f, &fo, &r->res, &err);
     pthread_mutex_lock(&r->mu);
     r->cancel_ready = 0;
@@ -181,6 +184,8 @@ static int flow_start(cbx_task *t)
         return -ENOMEM;
     pthread_mutex_init(&r->mu, NULL);
     r->t = t;
+    if (!cbx_task_traceparent(t, r->traceparent))
+        r->traceparent[0] = '\0';
     r->path = strdup(json_string_value(json_object_get(p, "file")));
     r->inputs = json_deep_copy(json_object_get(p, "inputs"));
     r->concurrency = (uint32_t)json_integer_value(json_object_get(p, "concurrency"));

@@ -79,4 +79,11 @@ struct cbx_flow {
 /* Free one step's contents (not the struct itself). */
 void cbx__flow_step_clear(cbx__flow_step *s);
 
+/* A flow run's span (flow_trace.c): begin makes the traceparent its steps' executions are given
+ * (tp "" when the process does not trace); end records the run's span (t0, end: monotonic ns).
+ * parent: cbx_flow_run_opts.traceparent (NULL = none). */
+void cbx__flow_trace_begin(const char *parent, const char *run_id, char tp[56]);
+void cbx__flow_trace_end(const char *parent, const char *run_id, const cbx_flow *f,
+                         const cbx_flow_result *res, uint64_t t0, uint64_t end);
+
 #endif

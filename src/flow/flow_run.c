@@ -116,7 +116,8 @@ struct runner {
     int listening;  /* journal commits wake the loop through `committed` */
     uv_async_t committed;
     char run_id[40];
-    json_t *resumed; /* {full_name: {status, outputs...}} of the run being resumed */
+    char traceparent[56]; /* what its steps' executions are children of; "" = none */
+    json_t *resumed;      /* {full_name: {status, outputs...}} of the run being resumed */
     scope *root;
     nqueue ready;   /* nodes whose dependencies are over, to start in turn */
     nqueue waiting; /* foreach nodes with items left that stopped for want of a free slot */
@@ -753,7 +754,8 @@ static int start_item(node *n, size_t i)
                      .on_retry = item_retry,
                      .ud = ir,
                      .on_chunk = R->want_chunks ? item_chunk : NULL,
-                     .chunk_ud = ir};
+                     .chunk_ud = ir,
+                     .traceparent = R->traceparent[0] ? R->traceparent : NULL};
     R->running++;
     n->items_running++;
     cbx_diag diag = {0};
@@ -1155,6 +1157,7 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
         given = o->inputs ? json_incref((json_t *)o->inputs) : json_object();
     }
     snprintf(res->run_id, sizeof res->run_id, "%s", R.run_id);
+    cbx__flow_trace_begin(o->traceparent, R.run_id, R.traceparent);
     cbx_diag d = {0};
     rc = cbx_flow_inputs(f, given, &inputs, &d);
     if (rc < 0) {
@@ -1254,6 +1257,7 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
                                   R.failed ? R.first_error : NULL, wall_ms(), NULL, NULL) == 0 &&
         !R.lazy)
         cbx_journal_flush(R.journal, NULL);
+    cbx__flow_trace_end(o->traceparent, R.run_id, f, res, t0, t0 + res->duration_ns);
 out:
     if (rc < 0 && res->status == CBX_STATUS_PENDING) {
         res->status = CBX_STATUS_FAILED;

@@ -5,6 +5,7 @@
 #include "runtime/runtime_internal.h"
 
 #include "cbx/journal.h"
+#include "telemetry/trace.h"
 #include "core/log_internal.h"
 
 #include <errno.h>
@@ -158,6 +159,8 @@ static void finish_at(cbx_execution *ex, cbx_status status, int rc, const char *
                              .duration_ns = r->duration_ns};
         cbx_journal_execution_end(ex->rt->journal, &e, NULL);
     }
+    if (cbx__trace_on())
+        cbx__trace_exec_end(ex, r, end);
     cbx__rt_execution_done(ex);
 }
 
@@ -437,6 +440,9 @@ static void attempt_finished(cbx_execution *ex, cbx_task *t, cbx_outcome k, json
         cbx_journal_attempt(ex->rt->journal, &a, NULL);
         json_decref(with_chunks);
     }
+    if (cbx__trace_on())
+        cbx__trace_attempt_end(ex, t, stop == STOP_CANCEL ? "cancelled" : cbx_outcome_name(k),
+                               duration, error);
 
     /* judge: the policy's predicates, the named breaker, then the policy */
     cbx_outcome judged = stop == STOP_CANCEL ? CBX_OUTCOME_IGNORED : k;
@@ -607,6 +613,8 @@ static void start_task(cbx_execution *ex, uint64_t now, uint64_t deadline)
     t->loop = ex->rt->loop;
     t->kill_grace_ns = ex->rt->kill_grace_ns;
     memcpy(t->exec_id, ex->id, sizeof t->exec_id);
+    if (cbx__trace_propagate())
+        cbx__trace_task_begin(ex, t);
     t->type = type;
     t->attempt = ++ex->b->attempts;
     t->start_ns = now;

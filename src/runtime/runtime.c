@@ -3,6 +3,7 @@
 #include "runtime/runtime_internal.h"
 
 #include "cbx/journal.h"
+#include "telemetry/trace.h"
 #include "runtime/builtins.h"
 
 #include <errno.h>
@@ -211,6 +212,8 @@ static void free_execution(cbx_execution *ex)
     free(ex->breaker_opts);
     free(ex->fallback_key);
     free(ex->tag);
+    if (ex->trace)
+        free(ex->trace);
     cbx__exec_ctx_unref(ex->ctx);
     free(ex);
 }
@@ -326,6 +329,8 @@ static int refuse(cbx_runtime *rt, const cbx_request *req, int rc, const char *w
                                     NULL);
         cbx_journal_execution_end(rt->journal, &e, NULL);
     }
+    if (cbx__trace_on())
+        cbx__trace_refused(req, ex.id, r);
     if (req->on_done)
         req->on_done(&ex, r, req->ud);
     if (!ex.res_taken)
@@ -421,6 +426,8 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
     ex->chunk_queue = req->chunk_queue;
     ex->status = CBX_STATUS_PENDING;
     ex->phase = PHASE_QUEUED;
+    if (req->traceparent && cbx__trace_propagate())
+        cbx__trace_exec_begin(ex, req);
 
     if (rt->journal) {
         /* it waits for a slot: its row says so until it leaves the queue */

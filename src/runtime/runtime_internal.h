@@ -36,6 +36,7 @@ struct cbx_task {
     uint64_t kill_grace_ns;
     void *loop_state; /* the type's loop_init state on this runtime (cbx_task_loop_state) */
     char exec_id[40];
+    char trace[33]; /* the trace id its traceparent carries; "" = it carries none */
     const cbx_executor_type *type;
     uint32_t attempt;
     uint64_t start_ns, deadline_ns; /* monotonic */
@@ -99,7 +100,8 @@ struct cbx_execution {
     uint64_t timeout_ns;            /* per attempt, from the request; 0 = policy's */
     uint64_t deadline_ns;           /* absolute monotonic; UINT64_MAX = none */
     char *fallback_key, *tag;
-    cbx__exec_ctx *ctx; /* NULL when the request gave no context */
+    cbx__exec_ctx *ctx;           /* NULL when the request gave no context */
+    struct cbx__trace_ctx *trace; /* the request's traceparent, when tracing and it gave one */
     cbx_done_fn on_done;
     void *ud;
     void (*on_retry)(cbx_execution *, uint32_t, uint64_t, const char *, void *);
@@ -172,6 +174,16 @@ struct cbx_runtime {
 /* runtime.c */
 void cbx__rt_execution_done(cbx_execution *ex);
 uint64_t cbx__rt_wall_ms(cbx_runtime *rt, uint64_t mono_ns);
+
+/* Spans (trace_spans.c), each called only when cbx__trace_on(): the request's trace context
+ * kept with the execution (ex->trace, when it gave one); an attempt's end; an execution's end
+ * (end: monotonic ns); a request refused before it was queued. */
+void cbx__trace_exec_begin(cbx_execution *ex, const cbx_request *req);
+void cbx__trace_task_begin(const cbx_execution *ex, cbx_task *t);
+void cbx__trace_attempt_end(const cbx_execution *ex, const cbx_task *t, const char *outcome,
+                            uint64_t duration_ns, const char *error);
+void cbx__trace_exec_end(const cbx_execution *ex, const cbx_result *r, uint64_t end);
+void cbx__trace_refused(const cbx_request *req, const char *id, const cbx_result *r);
 
 /* predicate.c: evaluate a policy's Lua predicate over an attempt (its table: number,
  * outcome, error, outputs, metadata, duration_ms; outputs and metadata borrowed, NULL as {}).

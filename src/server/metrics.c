@@ -3,6 +3,7 @@
 #include "server.h"
 
 #include "cbx/outcome.h"
+#include "cbx/trace.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -364,6 +365,26 @@ static void llm(sbuf *b, srv *s)
     }
 }
 
+/* The span exporter's counts (cbx/trace.h), when spans are exported. */
+static void traces(sbuf *b)
+{
+    cbx_trace_stats t;
+    cbx_trace_stats_get(&t);
+    if (!cbx_trace_enabled())
+        return;
+    head(b, "cbx_trace_spans_total", "counter",
+         "Spans recorded for OTLP export, by what became of them (queue_full and export_failed "
+         "are dropped).");
+    sb_printf(b, "cbx_trace_spans_total{outcome=\"exported\"} %llu\n",
+              (unsigned long long)t.exported);
+    sb_printf(b, "cbx_trace_spans_total{outcome=\"queue_full\"} %llu\n",
+              (unsigned long long)t.dropped_full);
+    sb_printf(b, "cbx_trace_spans_total{outcome=\"export_failed\"} %llu\n",
+              (unsigned long long)t.dropped_failed);
+    head(b, "cbx_trace_queue_spans", "gauge", "Spans waiting in the exporter's queue.");
+    sb_printf(b, "cbx_trace_queue_spans %u\n", t.queued);
+}
+
 int srv_metrics_render(srv *s, char **out, size_t *len)
 {
     sbuf b = {0};
@@ -371,6 +392,7 @@ int srv_metrics_render(srv *s, char **out, size_t *len)
     runtime_gauges(&b, s);
     breakers(&b, s);
     llm(&b, s);
+    traces(&b);
     if (b.oom || !b.p) {
         free(b.p);
         return -ENOMEM;

@@ -178,6 +178,11 @@ static void action_done(cbx_execution *ex, const cbx_result *res, void *ud)
         cbx__wf_textf(err, sizeof err, "%s",
                       res->error[0] ? res->error : cbx_status_name(res->status));
     }
+    /* an execution's error stays on its own span, where secret parameters are masked */
+    if (f->traceparent[0])
+        cbx__wf_trace_end(r, f, ok,
+                          res->status == CBX_STATUS_SUCCESS || res->fallback_used ? err : NULL,
+                          res->id);
     json_t *b =
         json_pack("{s:s, s:s, s:o, s:b, s:s, s:i, s:s}", "key", f->key, "transition",
                   r->w->trans[f->ti].name, "tokens", cbx__wf_token_ids(f->toks, f->ntoks), "ok", ok,
@@ -221,6 +226,7 @@ static int expand_key(cbx_workflow_run *r, const char *what, const char *tpl, co
 void cbx__wf_start_action(cbx_workflow_run *r, wf_firing *f)
 {
     const cbx__wf_trans *tr = &r->w->trans[f->ti];
+    cbx__wf_trace_begin(r, f);
     cbx__wf_event(r, "action",
                   json_pack("{s:s, s:s, s:o, s:s}", "key", f->key, "transition", tr->name, "tokens",
                             cbx__wf_token_ids(f->toks, f->ntoks), "executor", tr->executor));
@@ -244,6 +250,8 @@ void cbx__wf_start_action(cbx_workflow_run *r, wf_firing *f)
     if (key_tpl && !bad)
         cbx__wf_textf(breaker, sizeof breaker, "%s:%s", cbx_policy_name(tr->policy), key);
     if (bad) {
+        if (f->traceparent[0])
+            cbx__wf_trace_end(r, f, 0, err, NULL);
         json_decref(ctx);
         json_decref(params);
         cbx__wf_event(r, "result",
@@ -276,7 +284,8 @@ void cbx__wf_start_action(cbx_workflow_run *r, wf_firing *f)
                      .on_done = action_done,
                      .ud = f,
                      .run_id = r->id,
-                     .step = tr->name};
+                     .step = tr->name,
+                     .traceparent = f->traceparent[0] ? f->traceparent : NULL};
     f->next = r->firings;
     if (r->firings)
         r->firings->prev = f;

@@ -216,6 +216,8 @@ typedef struct wf_firing {
     int done;
     int submitting; /* inside cbx_runtime_submit: action_done leaves freeing f to start_action */
     struct wf_firing *next, *prev;
+    char traceparent[56]; /* the firing's span, its action's parent; "" = not tracing */
+    uint64_t trace_t0;    /* monotonic ns at its start */
 } wf_firing;
 
 /* Journal an event (when the run has a journal), then apply it; body is consumed. */
@@ -253,5 +255,11 @@ int cbx__wf_replay(cbx_workflow_run *r, json_t *events, cbx_err *err);
 /* A run object with no runtime (for show) or with one (resume), built from the journal. */
 int cbx__wf_run_rebuild(cbx_workflow_run **out, cbx_runtime *rt, cbx_journal *j, const char *run_id,
                         const cbx_registry *reg, const cbx_workflow_run_opts *o, cbx_err *err);
+
+/* A firing's span (net_trace.c): begin names it (f->traceparent, when the process traces), end
+ * records it with the action's result (ok, error, the execution's id; NULL = none). */
+void cbx__wf_trace_begin(cbx_workflow_run *r, wf_firing *f);
+void cbx__wf_trace_end(cbx_workflow_run *r, wf_firing *f, int ok, const char *error,
+                       const char *execution);
 
 #endif
