@@ -83,6 +83,8 @@ int cbx__dist_open(const char *url, const cbx__nats_conn_opts *co, natsConnectio
         s = natsOptions_SetMaxReconnect(o, -1);
     if (s == NATS_OK && co->lazy)
         s = natsOptions_SetRetryOnFailedConnect(o, true, connected_later, NULL);
+    if (s == NATS_OK && co->send_asap)
+        s = natsOptions_SetSendAsap(o, true);
     if (s == NATS_OK && given(co->token))
         s = natsOptions_SetToken(o, co->token);
     if (s == NATS_OK && given(co->user))

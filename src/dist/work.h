@@ -33,6 +33,8 @@ typedef struct cbx__nats_conn_opts {
     int reconnect_forever; /* once connected, never give up reconnecting (else libnats' 60) */
     int lazy;              /* a server that is not there is not a failure: the connection keeps
                               trying in the background, and requests fail meanwhile */
+    int send_asap;         /* each message written at once, rather than gathered by libnats'
+                              flusher for about a millisecond: for latency */
 } cbx__nats_conn_opts;
 
 /* Load libnats and connect to url (one server or a comma-separated list) as o says (NULL = the
