@@ -52,6 +52,7 @@ int main(int argc, char **argv)
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.PublishAsync.MaxPending = 4096;
+    jo.PublishAsync.StallWait = 60000; /* a full window waits for the server, not fails */
     if ((s = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK)
         die("jetstream", s);
     natsSubscription *sub = NULL;

@@ -53,7 +53,10 @@ int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job 
     if (!job->executor || !*job->executor)
         return cbx_err_set(err, CBX_EINVAL_CONFIG, "no executor type");
     natsConnection *nc = NULL;
-    int rc = cbx__dist_connect(url, &nc, err);
+    /* one job, waited for: each message out at once rather than after libnats' flusher's
+     * millisecond */
+    cbx__nats_conn_opts co = {.reconnect_forever = 1, .send_asap = 1};
+    int rc = cbx__dist_open(url, &co, &nc, err);
     if (rc)
         return rc;
     jsCtx *js = NULL;

@@ -31,14 +31,15 @@
 #include "dist/results_lookup.h"
 #include "dist/work.h"
 
-#define FETCH_MAX        256
-#define FETCH_WAIT_MS    500
-#define HAND_BACK_MS     1000
-#define LOOKUP_WAIT_MS   2000
-#define STORE_WAIT_MS    5000  /* for the server's acknowledgement of one stored result */
-#define STORE_RETRY_MS   100   /* between tries of a store that failed */
-#define STORE_GIVE_UP_MS 60000 /* a minute for the server to come back, then left for redelivery   \
-                                */
+#define FETCH_MAX      256
+#define FETCH_WAIT_MS  500
+#define HAND_BACK_MS   1000
+#define LOOKUP_WAIT_MS 2000
+#define STORE_WAIT_MS  5000 /* for the server's acknowledgement of one stored result */
+#define STORE_RETRY_MS 100  /* between tries of a store that failed */
+#define STORE_GIVE_UP_MS                                                                           \
+    60000 /* a minute for the server to come back, then left for redelivery                        \
+           */
 
 typedef struct job {
     cbx_worker *w;
@@ -80,6 +81,7 @@ struct cbx_worker {
     cbx_policy **spent; /* loop thread only: policies of ended executions, freed a turn later */
     size_t n_spent, cap_spent;
     uint32_t inflight;  /* under mu: fetched and not yet acknowledged, handed back or left */
+    uint32_t low_water; /* the puller waits while more slots than this are taken */
     int stopping;       /* under mu */
     int puller_done;    /* under mu */
     int handles_closed; /* under mu */
@@ -145,7 +147,8 @@ static void job_end(cbx_worker *w, job *j)
     job_free(j);
     pthread_mutex_lock(&w->mu);
     w->inflight--;
-    pthread_cond_signal(&w->cv_puller);
+    if (w->inflight == w->low_water)
+        pthread_cond_signal(&w->cv_puller); /* room for a batch again */
     if (w->stopping && w->inflight == 0)
         wake_loop_locked(w); /* the loop may finish now */
     pthread_mutex_unlock(&w->mu);
@@ -393,7 +396,9 @@ static void *puller_main(void *arg)
     char *found[FETCH_MAX];
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        while (!w->stopping && w->inflight >= w->o.concurrency) {
+        /* a full worker fetches again when a quarter of its slots are free, rather than one
+         * message at a time as each job ends */
+        while (!w->stopping && w->inflight > w->low_water) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_nsec += 200000000L;
@@ -654,6 +659,7 @@ int cbx_worker_new(cbx_worker **out, const cbx_worker_opts *o, cbx_err *err)
     w->o = *o;
     if (!w->o.concurrency)
         w->o.concurrency = 4;
+    w->low_water = w->o.concurrency - (w->o.concurrency / 4 ? w->o.concurrency / 4 : 1);
     if (!w->o.ack_wait_ns)
         w->o.ack_wait_ns = 30ull * 1000000000u;
     if (!w->o.max_deliver)
