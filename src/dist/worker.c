@@ -246,15 +246,20 @@ static void on_stored(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, v
             j->next->prev = j->prev;
         j->next = j->prev = NULL;
     }
-    int again = 0;
+    int again = 0, first = 0;
     if (j && (!pa || pae)) {
         /* not stored: tried again from the loop, the job still unacknowledged */
-        if (!j->failing_since)
+        if (!j->failing_since) {
             j->failing_since = now_ms();
+            first = 1;
+        }
         push(&w->retries, j);
         again = 1;
     }
     pthread_mutex_unlock(&w->mu);
+    if (first) /* j is the loop's now: only what was copied before is used */
+        warn(w, "storing a result failed (%s); tried again until it is stored",
+             pae ? natsStatus_GetText(pae->Err) : "no answer");
     if (!j) {
         natsMsg_Destroy(msg); /* not one of ours (cannot happen) */
         return;

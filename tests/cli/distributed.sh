@@ -170,6 +170,23 @@ until [ -s "$TMP/queued" ] && [ "$(sort "$TMP/queued" | tr -d '\n')" = "123" ]; 
     sleep 0.1
 done
 
+# the server stops answering (SIGSTOP) while a job runs: the store of its result is not
+# acknowledged in time and is tried again; once the server answers, the result is stored, comes
+# back, and the job has run once (a queue of its own, whose ack wait outlasts the pause)
+start_worker w4 --queue paused --ack-wait 120s
+"$CBX" exec --remote "$NATS_URL" --queue paused -- sh -c "echo run >>'$TMP/paused'; sleep 1; echo resumed" \
+    >"$TMP/paused.out" 2>&1 &
+sub=$!
+wait_for "$TMP/paused"
+kill -STOP $npid
+wait_log "$TMP/w4.log" "storing a result failed"
+kill -CONT $npid
+wait_pid_or_dump $sub || fail "the submitter of the paused job: $(cat "$TMP/paused.out")"
+[ "$(cat "$TMP/paused.out")" = "resumed" ] || fail "paused job output: $(cat "$TMP/paused.out")"
+[ "$(wc -l <"$TMP/paused")" = 1 ] || fail "the paused job ran $(wc -l <"$TMP/paused") times"
+kill -TERM "${wpids[3]}"
+wait "${wpids[3]}" || fail "w4 did not exit 0 after SIGTERM: $(cat "$TMP/w4.log")"
+
 # no worker: --remote-wait gives up (exit 124) and names the job
 kill -TERM "${wpids[2]}"
 wait "${wpids[2]}"
