@@ -701,9 +701,10 @@ int cbx_worker_new(cbx_worker **out, const cbx_worker_opts *o, cbx_err *err)
         for (size_t i = 0; w->types && i < n; i++)
             w->types[i] = strdup(o->types[i]);
     }
-    /* a worker waits on nothing it sends (stores and acks are asynchronous), so its messages go
-     * out at once rather than after libnats' flusher's millisecond */
-    cbx__nats_conn_opts co = {.reconnect_forever = 1, .send_asap = getenv("CBX_X_NOASAP") ? 0 : 1};
+    /* Every message out at once (a system call each) rather than gathered by libnats' flusher,
+     * which waits a millisecond first: a job passes the worker's connection four times (fetch,
+     * look-up, store, announcement), and would wait at each. */
+    cbx__nats_conn_opts co = {.reconnect_forever = 1, .send_asap = 1};
     if ((rc = cbx__dist_open(w->url, &co, &w->nc, err)) != 0)
         goto fail;
     jsOptions jo;
