@@ -74,10 +74,11 @@ struct cbx_worker {
     int puller_started;
     pthread_mutex_t mu;
     pthread_cond_t cv_puller;
-    list inbox;         /* under mu: fetched, for the loop */
-    list retries;       /* under mu: stores to try again */
-    job *storing;       /* under mu: stores awaiting the server's acknowledgement */
-    job *running;       /* loop thread only: jobs in the runtime */
+    list inbox;                  /* under mu: fetched, for the loop */
+    list retries;                /* under mu: stores to try again */
+    job *storing, *storing_tail; /* under mu: stores awaiting the server's acknowledgement, the
+                                    newest first */
+    job *running;                /* loop thread only: jobs in the runtime */
     cbx_policy **spent; /* loop thread only: policies of ended executions, freed a turn later */
     size_t n_spent, cap_spent;
     uint32_t inflight;  /* under mu: fetched and not yet acknowledged, handed back or left */
@@ -180,6 +181,20 @@ static void sleep_ms(long ms)
 
 /* ---- storing results ------------------------------------------------------------------------- */
 
+/* Under w->mu. */
+static void unlink_storing(cbx_worker *w, job *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        w->storing = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        w->storing_tail = j->prev;
+    j->next = j->prev = NULL;
+}
+
 /* Publish j's result to the bucket; the server's answer comes to on_stored. Any thread; never
  * under w->mu (a full window of pending stores makes the publish wait for on_stored). */
 static void store(cbx_worker *w, job *j)
@@ -204,6 +219,8 @@ static void store(cbx_worker *w, job *j)
     j->next = w->storing;
     if (w->storing)
         w->storing->prev = j;
+    else
+        w->storing_tail = j;
     w->storing = j;
     pthread_mutex_unlock(&w->mu);
     jsPubOptions po;
@@ -215,13 +232,7 @@ static void store(cbx_worker *w, job *j)
         return;
     /* not sent: still ours (m was not taken); tried again from the loop */
     pthread_mutex_lock(&w->mu);
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        w->storing = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
-    j->next = j->prev = NULL;
+    unlink_storing(w, j);
     if (!j->failing_since)
         j->failing_since = now_ms();
     push(&w->retries, j);
@@ -234,31 +245,26 @@ static void on_stored(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, v
     (void)js;
     cbx_worker *w = closure;
     pthread_mutex_lock(&w->mu);
-    job *j = w->storing;
+    job *j = w->storing_tail; /* answers come mostly in the order of the stores */
     while (j && j->store != msg)
-        j = j->next;
-    if (j) {
-        if (j->prev)
-            j->prev->next = j->next;
-        else
-            w->storing = j->next;
-        if (j->next)
-            j->next->prev = j->prev;
-        j->next = j->prev = NULL;
-    }
+        j = j->prev;
+    if (j)
+        unlink_storing(w, j);
     int again = 0, first = 0;
+    char id[sizeof j->id];
     if (j && (!pa || pae)) {
         /* not stored: tried again from the loop, the job still unacknowledged */
         if (!j->failing_since) {
             j->failing_since = now_ms();
             first = 1;
+            memcpy(id, j->id, sizeof id);
         }
         push(&w->retries, j);
         again = 1;
     }
     pthread_mutex_unlock(&w->mu);
-    if (first) /* j is the loop's now: only what was copied before is used */
-        warn(w, "storing a result failed (%s); tried again until it is stored",
+    if (first) /* j is the loop's now */
+        warn(w, "job %s: storing its result failed (%s); tried again until it is stored", id,
              pae ? natsStatus_GetText(pae->Err) : "no answer");
     if (!j) {
         natsMsg_Destroy(msg); /* not one of ours (cannot happen) */

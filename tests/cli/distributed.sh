@@ -179,7 +179,7 @@ start_worker w4 --queue paused --ack-wait 120s
 sub=$!
 wait_for "$TMP/paused"
 kill -STOP $npid
-wait_log "$TMP/w4.log" "storing a result failed"
+wait_log "$TMP/w4.log" "storing its result failed"
 kill -CONT $npid
 wait_pid_or_dump $sub || fail "the submitter of the paused job: $(cat "$TMP/paused.out")"
 [ "$(cat "$TMP/paused.out")" = "resumed" ] || fail "paused job output: $(cat "$TMP/paused.out")"
