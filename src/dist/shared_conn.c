@@ -21,10 +21,9 @@ static shared *all; /* under mu; never freed: the process keeps them */
 /* A new connection to url with the stream made sure of, or NULL with *err set. */
 static shared *connect_new(const char *url, cbx_err *err)
 {
-    cbx__nats_conn_opts co = {.reconnect_forever = 1, .send_asap = 1};
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
-    if (cbx__dist_open(url, &co, &nc, err) != 0)
+    if (cbx__dist_connect(url, &nc, err) != 0)
         return NULL;
     natsStatus s = natsConnection_JetStream(&js, nc, NULL);
     if (s != NATS_OK) {

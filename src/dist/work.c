@@ -110,7 +110,7 @@ int cbx__dist_open(const char *url, const cbx__nats_conn_opts *co, natsConnectio
 
 int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err)
 {
-    cbx__nats_conn_opts o = {.reconnect_forever = 1};
+    cbx__nats_conn_opts o = {.reconnect_forever = 1, .send_asap = 1};
     return cbx__dist_open(url, &o, nc, err);
 }
 

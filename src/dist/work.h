@@ -44,7 +44,9 @@ int cbx__dist_open(const char *url, const cbx__nats_conn_opts *o, natsConnection
                    cbx_err *err);
 
 /* cbx__dist_open for workers and submitters: reconnecting for ever once connected (a restarted
- * server is found again); _lazy also takes a server that is not there yet. */
+ * server is found again), each message written at once (a job passes through several processes
+ * and would wait for libnats' flusher in each); _lazy (without send_asap) also takes a server
+ * that is not there yet. */
 int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err);
 int cbx__dist_connect_lazy(const char *url, natsConnection **nc, cbx_err *err);
 /* The work stream (work-queue retention, file storage) where it is missing. */

@@ -707,11 +707,10 @@ int cbx_worker_new(cbx_worker **out, const cbx_worker_opts *o, cbx_err *err)
         for (size_t i = 0; w->types && i < n; i++)
             w->types[i] = strdup(o->types[i]);
     }
-    /* Every message out at once (a system call each) rather than gathered by libnats' flusher,
+    /* every message out at once (a system call each) rather than gathered by libnats' flusher,
      * which waits a millisecond first: a job passes the worker's connection four times (fetch,
-     * look-up, store, announcement), and would wait at each. */
-    cbx__nats_conn_opts co = {.reconnect_forever = 1, .send_asap = 1};
-    if ((rc = cbx__dist_open(w->url, &co, &w->nc, err)) != 0)
+     * look-up, store, announcement), and would wait at each */
+    if ((rc = cbx__dist_connect(w->url, &w->nc, err)) != 0)
         goto fail;
     jsOptions jo;
     jsOptions_Init(&jo);
