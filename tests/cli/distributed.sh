@@ -198,6 +198,33 @@ grep -q "stays queued" "$TMP/err" || fail "remote-wait message: $(cat "$TMP/err"
 run "$CBX" exec --remote nats://127.0.0.1:1 -- true
 expect_rc 1 "no server"
 expect_err_line "cannot connect to nats://127.0.0.1:1" "no server line"
+# a process that has submitted before keeps its connection: when the server goes away under it,
+# its next remote attempt fails at once and says so (a flow: a step on the pool, the server
+# stopped, another step on the pool)
+start_worker w5
+cat >"$TMP/away.yaml" <<YAML
+name: away
+steps:
+  - name: a
+    executor: remote
+    config: {executor: command, params: {argv: [echo, first]}}
+  - name: stop
+    executor: command
+    needs: [a]
+    config: {argv: [sh, -c, "kill $npid; while kill -0 $npid 2>/dev/null; do sleep 0.05; done"]}
+  - name: b
+    executor: remote
+    needs: [stop]
+    config: {executor: command, params: {argv: [echo, second]}}
+YAML
+run "$CBX" run "$TMP/away.yaml" --json
+expect_rc 1 "a flow whose server went away"
+[ "$(jqv .steps.a.status)" = success ] && [ "$(jqv .steps.a.outputs.stdout)" = first ] ||
+    fail "step a, before the server went away: $(cat "$TMP/out")"
+[ "$(jqv .steps.b.status)" = failed ] &&
+    jqv .steps.b.error | grep -q "the NATS server is away (reconnecting to it)" ||
+    fail "step b, after the server went away: $(cat "$TMP/out")"
+
 run "$CBX" exec --remote "$NATS_URL" --each -- echo
 expect_rc 2 "--each with --remote"
 expect_err_line "--each cannot be used with it" "--each line"
