@@ -1,8 +1,9 @@
 # cbx worker and cbx exec --remote against a real nats-server with JetStream: results and exit
 # codes come back; a worker killed with SIGKILL mid-job leaves it to another worker; a job whose
 # result is stored is not run again; a malformed job is terminated without harm; SIGTERM drains;
-# the server restarted under queued and running jobs loses nothing; no server is a clear error
-# in bounded time.
+# the server restarted under queued and running jobs loses nothing; a server that stops
+# answering while a job runs gets its result stored again; a server gone under a flow that
+# submitted before fails its next remote step at once; no server is a clear error in bounded time.
 . "$(dirname "$0")/lib.bash"
 
 command -v nats-server >/dev/null || {
