@@ -56,6 +56,17 @@ int main(int argc, char **argv)
     jo.PublishAsync.StallWait = 60000; /* a full window waits for the server, not fails */
     if ((s = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK)
         die("jetstream", s);
+    /* the workers make the stream and their consumer: jobs published before would be lost */
+    for (int tries = 0;; tries++) {
+        jsConsumerInfo *ci = NULL;
+        if (js_GetConsumerInfo(&ci, js, "CBX_WORK", "cbx-worker-default", NULL, NULL) == NATS_OK) {
+            jsConsumerInfo_Destroy(ci);
+            break;
+        }
+        if (tries == 600)
+            die("no worker made the queue's consumer within a minute", NATS_NOT_FOUND);
+        nats_Sleep(100);
+    }
     natsSubscription *sub = NULL;
     if ((s = natsConnection_SubscribeSync(&sub, nc, "cbx.result.*")) != NATS_OK)
         die("subscribe", s);
