@@ -212,7 +212,7 @@ steps:
   - name: stop
     executor: command
     needs: [a]
-    config: {argv: [sh, -c, "kill $npid; while kill -0 $npid 2>/dev/null; do sleep 0.05; done"]}
+    config: {argv: [sh, -c, "kill $npid; while kill -0 $npid 2>/dev/null; do sleep 0.05; done; sleep 0.5"]}
   - name: b
     executor: remote
     needs: [stop]
