@@ -2,8 +2,9 @@
 backend, doing the same no-op task end to end (queued, run by a worker, result stored and
 fetched). Usage: CBX_CELERY_URL=redis://... python3 bench/celery_peer.py N   (its workers, started
 by bench/dist.sh: CBX_CELERY_URL=... celery -A celery_peer worker --pool solo)
-Prints tab-separated lines: case, value, unit."""
+Prints tab-separated lines: case, value, unit; last, the CPU time this submitter used."""
 import os
+import resource
 import sys
 import time
 
@@ -36,6 +37,8 @@ def main():
     rt.sort()
     print("round_trip_p50\t%.3f\tms" % rt[len(rt) // 2])
     print("round_trip_p99\t%.3f\tms" % rt[len(rt) * 99 // 100])
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    print("submitter_cpu\t%.2f\ts" % (ru.ru_utime + ru.ru_stime))
 
 
 if __name__ == "__main__":

@@ -4,12 +4,14 @@
  * Throughput: N no-op jobs (the chaos executor with no delay: nothing but the runtime's own
  * work) published at once to cbx.work.default; the clock stops when the N-th result has been
  * announced on cbx.result.*, that is stored in CBX_RESULTS by a worker, before its ack.
- * Round trip: 500 jobs one after the other, each waited for; p50 and p99.
- * Prints tab-separated lines: case, value, unit. */
+ * Round trip: 500 jobs one after the other, each published asynchronously and its result
+ * waited for; p50 and p99.
+ * Prints tab-separated lines: case, value, unit; last, the CPU time this submitter used. */
 #include <nats/nats.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static double now_s(void)
@@ -51,8 +53,20 @@ int main(int argc, char **argv)
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.PublishAsync.MaxPending = 4096;
+    jo.PublishAsync.StallWait = 60000; /* a full window waits for the server, not fails */
     if ((s = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK)
         die("jetstream", s);
+    /* the workers make the stream and their consumer: jobs published before would be lost */
+    for (int tries = 0;; tries++) {
+        jsConsumerInfo *ci = NULL;
+        if (js_GetConsumerInfo(&ci, js, "CBX_WORK", "cbx-worker-default", NULL, NULL) == NATS_OK) {
+            jsConsumerInfo_Destroy(ci);
+            break;
+        }
+        if (tries == 600)
+            die("no worker made the queue's consumer within a minute", NATS_NOT_FOUND);
+        nats_Sleep(100);
+    }
     natsSubscription *sub = NULL;
     if ((s = natsConnection_SubscribeSync(&sub, nc, "cbx.result.*")) != NATS_OK)
         die("subscribe", s);
@@ -80,33 +94,52 @@ int main(int argc, char **argv)
     printf("throughput_%d\t%.0f\ttasks/s\n", n, n / t);
     js_PublishAsyncComplete(js, NULL);
 
-    /* round trips, one at a time */
+    /* round trips, one at a time: the job published without waiting for the server's
+     * acknowledgement (its result cannot come before it is stored), its result waited for. On a
+     * connection of its own that writes each message at once (libnats' SendAsap), as a submitter
+     * that waits for one job does, rather than after the flusher's millisecond. */
+    natsSubscription_Destroy(sub);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    natsOptions *opts = NULL;
+    if ((s = natsOptions_Create(&opts)) != NATS_OK || (s = natsOptions_SetURL(opts, argv[1])) ||
+        (s = natsOptions_SetSendAsap(opts, true)) || (s = natsConnection_Connect(&nc, opts)))
+        die("connect", s);
+    natsOptions_Destroy(opts);
+    if ((s = natsConnection_JetStream(&js, nc, &jo)) != NATS_OK)
+        die("jetstream", s);
+    if ((s = natsConnection_SubscribeSync(&sub, nc, "cbx.result.*")) != NATS_OK)
+        die("subscribe", s);
+    natsConnection_Flush(nc);
     enum { RT = 500 };
     static double rt[RT];
     for (int i = 0; i < RT; i++) {
-        char subj[96];
         snprintf(id, sizeof id, "rt-%ld-%d", tag, i);
+        char subj[96];
         snprintf(subj, sizeof subj, "cbx.result.%s", id);
-        natsSubscription *one = NULL;
-        if ((s = natsConnection_SubscribeSync(&one, nc, subj)) != NATS_OK)
-            die("subscribe", s);
         job(buf, sizeof buf, id);
         double a = now_s();
-        jsPubAck *ack = NULL;
-        if ((s = js_Publish(&ack, js, "cbx.work.default", buf, (int)strlen(buf), NULL, NULL)) !=
-            NATS_OK)
+        if ((s = js_PublishAsync(js, "cbx.work.default", buf, (int)strlen(buf), NULL)) != NATS_OK)
             die("publish", s);
-        jsPubAck_Destroy(ack);
-        natsMsg *m = NULL;
-        if ((s = natsSubscription_NextMsg(&m, one, 120000)) != NATS_OK)
-            die("waiting for a result", s);
+        for (;;) {
+            natsMsg *m = NULL;
+            if ((s = natsSubscription_NextMsg(&m, sub, 120000)) != NATS_OK)
+                die("waiting for a result", s);
+            int mine = strcmp(natsMsg_GetSubject(m), subj) == 0;
+            natsMsg_Destroy(m);
+            if (mine)
+                break;
+        }
         rt[i] = (now_s() - a) * 1e3;
-        natsMsg_Destroy(m);
-        natsSubscription_Destroy(one);
     }
+    js_PublishAsyncComplete(js, NULL);
     qsort(rt, RT, sizeof rt[0], cmp);
     printf("round_trip_p50\t%.3f\tms\n", rt[RT / 2]);
     printf("round_trip_p99\t%.3f\tms\n", rt[RT * 99 / 100]);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("submitter_cpu\t%.2f\ts\n", (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+                                           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6);
     natsSubscription_Destroy(sub);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);

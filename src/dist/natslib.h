@@ -94,7 +94,10 @@
     X(natsConnection_Drain)                                                                        \
     X(kvStore_Keys)                                                                                \
     X(kvKeysList_Destroy)                                                                          \
-    X(kvStore_Delete)
+    X(kvStore_Delete)                                                                              \
+    X(natsConnection_PublishRequest)                                                               \
+    X(js_PublishMsgAsync)                                                                          \
+    X(natsOptions_SetSendAsap)
 
 typedef struct cbx__nats_api {
 #define CBX__NATS_FIELD(name) __typeof__(name) *name;
@@ -190,6 +193,9 @@ const char *cbx__nats_why(natsStatus s);
 #define kvStore_Keys                          cbx__nats.kvStore_Keys
 #define kvKeysList_Destroy                    cbx__nats.kvKeysList_Destroy
 #define kvStore_Delete                        cbx__nats.kvStore_Delete
+#define natsConnection_PublishRequest         cbx__nats.natsConnection_PublishRequest
+#define js_PublishMsgAsync                    cbx__nats.js_PublishMsgAsync
+#define natsOptions_SetSendAsap               cbx__nats.natsOptions_SetSendAsap
 
 #define natsOptions_LoadCertificatesChain       cbx__nats.natsOptions_LoadCertificatesChain
 #define natsOptions_SetUserCredentialsFromFiles cbx__nats.natsOptions_SetUserCredentialsFromFiles

@@ -1,10 +1,12 @@
-/* Submitting a job to the workers and waiting for its result (cbx_remote_execute). */
+/* Submitting a job to the workers and waiting for its result (cbx_remote_execute), on the
+ * process's connection to the server (shared_conn.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cbx/dist.h"
 #include "core/uuid.h"
+#include "dist/shared_conn.h"
 #include "dist/work.h"
 
 #define SLICE_MS 50
@@ -53,10 +55,10 @@ int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job 
     if (!job->executor || !*job->executor)
         return cbx_err_set(err, CBX_EINVAL_CONFIG, "no executor type");
     natsConnection *nc = NULL;
-    int rc = cbx__dist_connect(url, &nc, err);
+    jsCtx *js = NULL;
+    int rc = cbx__dist_shared(url, &nc, &js, err);
     if (rc)
         return rc;
-    jsCtx *js = NULL;
     natsSubscription *sub = NULL;
     natsMsg *m = NULL, *reply = NULL;
     jsPubAck *ack = NULL;
@@ -68,9 +70,7 @@ int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job 
     json_t *j = job_json(job, id);
     text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
-    natsStatus s = text ? natsConnection_JetStream(&js, nc, NULL) : NATS_NO_MEMORY;
-    if (s == NATS_OK && (rc = cbx__dist_ensure_stream(js, err)) != 0)
-        goto out;
+    natsStatus s = text ? NATS_OK : NATS_NO_MEMORY;
     /* subscribed before the job is out, so that the announcement cannot be missed */
     if (s == NATS_OK)
         s = natsConnection_SubscribeSync(&sub, nc, subject);
@@ -120,8 +120,6 @@ out:
     natsMsg_Destroy(reply);
     natsMsg_Destroy(m);
     natsSubscription_Destroy(sub);
-    jsCtx_Destroy(js);
-    natsConnection_Destroy(nc);
     free(text);
     return rc;
 }

@@ -91,6 +91,8 @@ int cbx__dist_open(const char *url, const cbx__nats_conn_opts *co, natsConnectio
         s = natsOptions_SetMaxReconnect(o, -1);
     if (s == NATS_OK && co->lazy)
         s = natsOptions_SetRetryOnFailedConnect(o, true, connected_later, NULL);
+    if (s == NATS_OK && co->send_asap)
+        s = natsOptions_SetSendAsap(o, true);
     if (s == NATS_OK && given(co->token))
         s = natsOptions_SetToken(o, co->token);
     if (s == NATS_OK && given(co->user))
@@ -149,7 +151,7 @@ void cbx__nats_conn_opts_env(cbx__nats_conn_opts *o)
 
 int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err)
 {
-    cbx__nats_conn_opts o = {.reconnect_forever = 1};
+    cbx__nats_conn_opts o = {.reconnect_forever = 1, .send_asap = 1};
     cbx__nats_conn_opts_env(&o);
     return cbx__dist_open(url, &o, nc, err);
 }

@@ -35,6 +35,8 @@ typedef struct cbx__nats_conn_opts {
     int reconnect_forever; /* once connected, never give up reconnecting (else libnats' 60) */
     int lazy;              /* a server that is not there is not a failure: the connection keeps
                               trying in the background, and requests fail meanwhile */
+    int send_asap;         /* each message written at once, rather than gathered by libnats'
+                              flusher for about a millisecond: for latency */
 } cbx__nats_conn_opts;
 
 /* Load libnats and connect to url (one server or a comma-separated list) as o says (NULL = the
@@ -49,8 +51,9 @@ int cbx__dist_open(const char *url, const cbx__nats_conn_opts *o, natsConnection
 void cbx__nats_conn_opts_env(cbx__nats_conn_opts *o);
 
 /* cbx__dist_open for workers and submitters, with the options of the environment: reconnecting for
- * ever once connected (a restarted server is found again); _lazy also takes a server that is not
- * there yet. */
+ * ever once connected (a restarted server is found again), each message written at once (a job
+ * passes through several processes and would wait for libnats' flusher in each); _lazy (without
+ * send_asap) also takes a server that is not there yet. */
 int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err);
 int cbx__dist_connect_lazy(const char *url, natsConnection **nc, cbx_err *err);
 /* 1 when s is a key-value write refused because another process wrote first (the revision

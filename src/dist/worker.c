@@ -1,13 +1,18 @@
 /* A worker: jobs pulled from the work stream, run on a local runtime, their results stored and
  * announced, and only then acknowledged (cbx/dist.h).
  *
- * Three threads. The puller fetches jobs (never more than there are free slots), turns away
- * what it must not run - poison, jobs already done, jobs past their delivery limit, types this
- * worker does not take - and queues the rest for the loop. The loop thread submits them to the
- * runtime and, while they run, tells JetStream they are in progress. A finisher stores each
- * result in the results bucket, announces it on cbx.result.<id>, and acknowledges the job; a
- * result that cannot be stored (the server is away) is retried, and the job is not acknowledged
- * until it has been.
+ * Two threads of its own, and libnats' callback thread. The puller fetches jobs in batches (never
+ * more than there are free slots), turns away what it must not run - poison, jobs past their
+ * delivery limit, types this worker does not take - looks the rest up in the results bucket in
+ * one round trip per batch (a job whose result is stored is not run again), and queues what is
+ * left for the loop. The loop thread submits them to the runtime and, while they run, tells
+ * JetStream they are in progress. When a job ends, the loop publishes its result to the results
+ * bucket asynchronously (no thread waits on the server); the server's acknowledgement of that
+ * store arrives in libnats' publish-ack callback, which announces the result on cbx.result.<id>
+ * and only then acknowledges the job. A store that fails or times out (the server is away) is
+ * retried from the loop, and the job is not acknowledged until it has been stored.
+ *
+ * A job holds one of the --concurrency slots from its fetch to its acknowledgement.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -23,13 +28,18 @@
 #include "cbx/policy.h"
 #include "cbx/runtime.h"
 #include "core/log_internal.h"
+#include "dist/results_lookup.h"
 #include "dist/work.h"
 
-#define FETCH_MAX       64
-#define FETCH_WAIT_MS   500
-#define HAND_BACK_MS    1000
-#define STORE_RETRY_MAX 600 /* tries, 100 ms apart: a minute for the server to come back */
-#define FINISHERS       4   /* threads storing results: each store is a round trip to the server */
+#define FETCH_MAX      256
+#define FETCH_WAIT_MS  500
+#define HAND_BACK_MS   1000
+#define LOOKUP_WAIT_MS 2000
+#define STORE_WAIT_MS  5000 /* for the server's acknowledgement of one stored result */
+#define STORE_RETRY_MS 100  /* between tries of a store that failed */
+#define STORE_GIVE_UP_MS                                                                           \
+    60000 /* a minute for the server to come back, then left for redelivery                        \
+           */
 
 typedef struct job {
     cbx_worker *w;
@@ -37,7 +47,9 @@ typedef struct job {
     json_t *doc;
     char id[40];
     cbx_policy *policy;
-    json_t *result; /* what the finisher stores; NULL: hand the job back */
+    json_t *result;        /* what is stored; NULL: hand the job back */
+    natsMsg *store;        /* the result's message to the bucket, while it is ours */
+    int64_t failing_since; /* ms, monotonic: the first failed store; 0 = none */
     struct job *next, *prev;
 } job;
 
@@ -53,23 +65,27 @@ struct cbx_worker {
     jsCtx *js;
     natsSubscription *sub;
     kvStore *results;
+    cbx__lookup *lookup; /* the puller's */
     cbx_runtime *rt;
     uv_loop_t *loop;
     uv_async_t inbox_async, stop_async;
-    uv_timer_t progress;
-    pthread_t puller, finishers[FINISHERS];
-    int puller_started, finishers_started;
+    uv_timer_t progress, retry;
+    pthread_t puller;
+    int puller_started;
     pthread_mutex_t mu;
-    pthread_cond_t cv_puller, cv_finisher;
-    list inbox, outbox; /* under mu */
-    job *running;       /* loop thread only: jobs in the runtime */
+    pthread_cond_t cv_puller;
+    list inbox;                  /* under mu: fetched, for the loop */
+    list retries;                /* under mu: stores to try again */
+    job *storing, *storing_tail; /* under mu: stores awaiting the server's acknowledgement, the
+                                    newest first */
+    job *running;                /* loop thread only: jobs in the runtime */
     cbx_policy **spent; /* loop thread only: policies of ended executions, freed a turn later */
     size_t n_spent, cap_spent;
-    uint32_t inflight; /* under mu: queued for the loop or in the runtime */
-    int stopping;      /* under mu */
-    int puller_done;   /* under mu */
-    int finisher_stop; /* under mu */
-    int handles_closed;
+    uint32_t inflight;  /* under mu: fetched and not yet acknowledged, handed back or left */
+    uint32_t low_water; /* the puller waits while more slots than this are taken */
+    int stopping;       /* under mu */
+    int puller_done;    /* under mu */
+    int handles_closed; /* under mu */
     atomic_uint_least64_t done, handed_back, poisoned;
 };
 
@@ -105,9 +121,45 @@ static void job_free(job *j)
     if (!j)
         return;
     natsMsg_Destroy(j->msg);
+    natsMsg_Destroy(j->store);
     json_decref(j->doc);
     json_decref(j->result);
     free(j);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wake the loop, unless it has closed its handles. Under w->mu. */
+static void wake_loop_locked(cbx_worker *w)
+{
+    if (!w->handles_closed)
+        uv_async_send(&w->inbox_async);
+}
+
+/* The job is over here (acknowledged, handed back, or left for redelivery): its slot is free.
+ * Any thread. */
+static void job_end(cbx_worker *w, job *j)
+{
+    job_free(j);
+    pthread_mutex_lock(&w->mu);
+    w->inflight--;
+    if (w->inflight == w->low_water)
+        pthread_cond_signal(&w->cv_puller); /* room for a batch again */
+    if (w->stopping && w->inflight == 0)
+        wake_loop_locked(w); /* the loop may finish now */
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void hand_back(cbx_worker *w, job *j, int64_t delay_ms)
+{
+    natsMsg_NakWithDelay(j->msg, delay_ms, NULL);
+    atomic_fetch_add(&w->handed_back, 1);
+    job_end(w, j);
 }
 
 static int takes_type(const cbx_worker *w, const char *type)
@@ -127,9 +179,140 @@ static void sleep_ms(long ms)
         ;
 }
 
+/* ---- storing results ------------------------------------------------------------------------- */
+
+/* Under w->mu. */
+static void unlink_storing(cbx_worker *w, job *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        w->storing = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        w->storing_tail = j->prev;
+    j->next = j->prev = NULL;
+}
+
+/* Publish j's result to the bucket; the server's answer comes to on_stored. Any thread; never
+ * under w->mu (a full window of pending stores makes the publish wait for on_stored). */
+static void store(cbx_worker *w, job *j)
+{
+    if (!j->store) {
+        char *text = j->result ? json_dumps(j->result, JSON_COMPACT) : NULL;
+        char subject[64];
+        snprintf(subject, sizeof subject, "$KV.%s.%s", CBX__DIST_RESULTS, j->id);
+        natsStatus s = text ? natsMsg_Create(&j->store, subject, NULL, text, (int)strlen(text))
+                            : NATS_NO_MEMORY;
+        free(text);
+        if (s != NATS_OK) {
+            warn(w, "job %s: its result cannot be written (%s); handed back", j->id,
+                 natsStatus_GetText(s));
+            hand_back(w, j, HAND_BACK_MS);
+            return;
+        }
+    }
+    natsMsg *m = j->store;
+    pthread_mutex_lock(&w->mu);
+    j->prev = NULL;
+    j->next = w->storing;
+    if (w->storing)
+        w->storing->prev = j;
+    else
+        w->storing_tail = j;
+    w->storing = j;
+    pthread_mutex_unlock(&w->mu);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = STORE_WAIT_MS;
+    /* from here on j may already be acknowledged and freed by on_stored */
+    natsStatus s = js_PublishMsgAsync(w->js, &m, &po);
+    if (s == NATS_OK)
+        return;
+    /* not sent: still ours (m was not taken); tried again from the loop */
+    pthread_mutex_lock(&w->mu);
+    unlink_storing(w, j);
+    if (!j->failing_since)
+        j->failing_since = now_ms();
+    push(&w->retries, j);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* libnats' publish-ack callback: the server stored a result (pa) or did not (pae). */
+static void on_stored(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    cbx_worker *w = closure;
+    pthread_mutex_lock(&w->mu);
+    job *j = w->storing_tail; /* answers come mostly in the order of the stores */
+    while (j && j->store != msg)
+        j = j->prev;
+    if (j)
+        unlink_storing(w, j);
+    int again = 0, first = 0;
+    char id[sizeof j->id];
+    if (j && (!pa || pae)) {
+        /* not stored: tried again from the loop, the job still unacknowledged */
+        if (!j->failing_since) {
+            j->failing_since = now_ms();
+            first = 1;
+            memcpy(id, j->id, sizeof id);
+        }
+        push(&w->retries, j);
+        again = 1;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (first) /* j is the loop's now */
+        warn(w, "job %s: storing its result failed (%s); tried again until it is stored", id,
+             pae ? natsStatus_GetText(pae->Err) : "no answer");
+    if (!j) {
+        natsMsg_Destroy(msg); /* not one of ours (cannot happen) */
+        return;
+    }
+    if (again)
+        return;
+    const char *text = natsMsg_GetData(msg);
+    int len = natsMsg_GetDataLength(msg);
+    char subject[64 + CBX__DIST_TYPE_MAX];
+    snprintf(subject, sizeof subject, "cbx.result.%s", j->id);
+    natsConnection_Publish(w->nc, subject, text, len);
+    /* for whoever watches the pool: cbx.events.execution.<type> */
+    const char *type = json_string_value(json_object_get(j->result, "executor"));
+    if (type && cbx__dist_token_ok(type)) {
+        snprintf(subject, sizeof subject, "cbx.events.execution.%s", type);
+        natsConnection_Publish(w->nc, subject, text, len);
+    }
+    natsMsg_Ack(j->msg, NULL);
+    atomic_fetch_add(&w->done, 1);
+    say(w, "job %s: %s", j->id, json_string_value(json_object_get(j->result, "status")));
+    job_end(w, j); /* destroys msg, which is j->store */
+}
+
+/* Every STORE_RETRY_MS on the loop: stores that failed, tried again. */
+static void on_retry(uv_timer_t *t)
+{
+    cbx_worker *w = t->data;
+    pthread_mutex_lock(&w->mu);
+    list again = w->retries;
+    w->retries.head = w->retries.tail = NULL;
+    pthread_mutex_unlock(&w->mu);
+    int64_t now = now_ms();
+    for (job *j; (j = pop(&again)) != NULL;) {
+        if (now - j->failing_since >= STORE_GIVE_UP_MS) {
+            /* not stored: the job is not acknowledged, so it will run again elsewhere */
+            warn(w, "job %s: its result could not be stored for %d s; left for redelivery", j->id,
+                 STORE_GIVE_UP_MS / 1000);
+            job_end(w, j);
+            continue;
+        }
+        store(w, j);
+    }
+}
+
 /* ---- the puller ------------------------------------------------------------------------------ */
 
-/* A message the puller keeps for the loop, or NULL when it has dealt with it itself. */
+/* A message the puller keeps (to look up, then run), or NULL when it has dealt with it. */
 static job *take(cbx_worker *w, natsMsg *msg)
 {
     const char *data = natsMsg_GetData(msg);
@@ -141,8 +324,8 @@ static job *take(cbx_worker *w, natsMsg *msg)
     const json_t *params = json_object_get(doc, "params");
     const char *bad = !doc                   ? je.text
                       : !json_is_object(doc) ? "not a JSON object"
-                      : !id || strlen(id) >= 40 || !*id
-                          ? "no \"id\" (a string of 1 to 39 characters)"
+                      : !id || !cbx__lookup_key_ok(id)
+                          ? "no \"id\" (1 to 39 of A-Z a-z 0-9 - _ = / and ., not at either end)"
                       : !type                             ? "no \"executor\" string"
                       : params && !json_is_object(params) ? "\"params\" is not an object"
                                                           : NULL;
@@ -153,20 +336,6 @@ static job *take(cbx_worker *w, natsMsg *msg)
         natsMsg_Destroy(msg);
         json_decref(doc);
         atomic_fetch_add(&w->poisoned, 1);
-        return NULL;
-    }
-    /* done before (a redelivery after a worker stored the result but died before its ack): not
-     * run again */
-    kvEntry *e = NULL;
-    if (cbx__dist_kv_get(&e, w->results, id) == NATS_OK) {
-        char subject[64];
-        snprintf(subject, sizeof subject, "cbx.result.%s", id);
-        natsConnection_Publish(w->nc, subject, kvEntry_Value(e), kvEntry_ValueLen(e));
-        kvEntry_Destroy(e);
-        natsMsg_Ack(msg, NULL);
-        natsMsg_Destroy(msg);
-        say(w, "job %s: already done, its stored result announced again", id);
-        json_decref(doc); /* id points into it */
         return NULL;
     }
     job *j = calloc(1, sizeof *j);
@@ -180,9 +349,19 @@ static job *take(cbx_worker *w, natsMsg *msg)
     j->msg = msg;
     j->doc = doc;
     snprintf(j->id, sizeof j->id, "%s", id);
+    pthread_mutex_lock(&w->mu);
+    w->inflight++;
+    pthread_mutex_unlock(&w->mu);
+    return j;
+}
+
+/* A job looked up and not found: given up, handed back, or queued for the loop (1). */
+static int decide(cbx_worker *w, job *j)
+{
+    const char *type = json_string_value(json_object_get(j->doc, "executor"));
     jsMsgMetaData *meta = NULL;
     uint64_t delivered = 1;
-    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+    if (natsMsg_GetMetaData(&meta, j->msg) == NATS_OK) {
         delivered = meta->NumDelivered;
         jsMsgMetaData_Destroy(meta);
     }
@@ -198,29 +377,39 @@ static job *take(cbx_worker *w, natsMsg *msg)
         json_object_set_new(j->result, "worker", json_string(w->id));
         warn(w, "job %s given up after %llu deliveries", j->id, (unsigned long long)delivered);
         atomic_fetch_add(&w->poisoned, 1);
-        pthread_mutex_lock(&w->mu);
-        push(&w->outbox, j);
-        pthread_cond_signal(&w->cv_finisher);
-        pthread_mutex_unlock(&w->mu);
-        return NULL;
+        store(w, j);
+        return 0;
     }
     if (!takes_type(w, type)) {
-        natsMsg_NakWithDelay(msg, HAND_BACK_MS, NULL);
-        j->msg = NULL;
-        natsMsg_Destroy(msg);
-        job_free(j);
-        atomic_fetch_add(&w->handed_back, 1);
-        return NULL;
+        hand_back(w, j, HAND_BACK_MS);
+        return 0;
     }
-    return j;
+    return 1;
+}
+
+/* A job whose result is stored (a redelivery after a worker stored it but died before its
+ * ack, or the same job submitted again): not run again; the stored result announced again. */
+static void already_done(cbx_worker *w, job *j, const char *text)
+{
+    char subject[64];
+    snprintf(subject, sizeof subject, "cbx.result.%s", j->id);
+    natsConnection_Publish(w->nc, subject, text, (int)strlen(text));
+    natsMsg_Ack(j->msg, NULL);
+    say(w, "job %s: already done, its stored result announced again", j->id);
+    job_end(w, j);
 }
 
 static void *puller_main(void *arg)
 {
     cbx_worker *w = arg;
+    job *batch[FETCH_MAX];
+    const char *ids[FETCH_MAX];
+    char *found[FETCH_MAX];
     for (;;) {
         pthread_mutex_lock(&w->mu);
-        while (!w->stopping && w->inflight >= w->o.concurrency) {
+        /* a full worker fetches again when a quarter of its slots are free, rather than one
+         * message at a time as each job ends */
+        while (!w->stopping && w->inflight > w->low_water) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_nsec += 200000000L;
@@ -247,88 +436,51 @@ static void *puller_main(void *arg)
             sleep_ms(100);
             continue;
         }
-        int queued = 0;
+        int n = 0;
         for (int i = 0; i < got.Count; i++) {
             natsMsg *m = got.Msgs[i];
             got.Msgs[i] = NULL; /* ours now, not the list's */
             job *j = take(w, m);
-            if (!j)
-                continue;
-            pthread_mutex_lock(&w->mu);
-            push(&w->inbox, j);
-            w->inflight++;
-            pthread_mutex_unlock(&w->mu);
-            queued++;
+            if (j) {
+                batch[n] = j;
+                ids[n++] = j->id;
+            }
         }
         natsMsgList_Destroy(&got);
-        if (queued)
-            uv_async_send(&w->inbox_async);
+        /* done before? one round trip for the whole batch */
+        cbx__lookup_results(w->lookup, ids, n, found, LOOKUP_WAIT_MS);
+        int queued = 0;
+        pthread_mutex_lock(&w->mu);
+        int stopping = w->stopping;
+        pthread_mutex_unlock(&w->mu);
+        list run = {0};
+        for (int i = 0; i < n; i++) {
+            job *j = batch[i];
+            if (found[i])
+                already_done(w, j, found[i]);
+            else if (stopping)
+                hand_back(w, j, 0); /* fetched as the worker stopped: handed back, not run */
+            else if (decide(w, j)) {
+                push(&run, j);
+                queued++;
+            }
+            free(found[i]);
+        }
+        if (queued) {
+            pthread_mutex_lock(&w->mu);
+            if (w->inbox.tail)
+                w->inbox.tail->next = run.head;
+            else
+                w->inbox.head = run.head;
+            w->inbox.tail = run.tail;
+            wake_loop_locked(w);
+            pthread_mutex_unlock(&w->mu);
+        }
     }
     pthread_mutex_lock(&w->mu);
     w->puller_done = 1;
+    wake_loop_locked(w); /* let the loop see that it may finish */
     pthread_mutex_unlock(&w->mu);
-    uv_async_send(&w->inbox_async); /* let the loop see that it may finish */
-    return NULL;
-}
-
-/* ---- the finisher ---------------------------------------------------------------------------- */
-
-static void finish(cbx_worker *w, job *j)
-{
-    if (!j->result) {
-        natsMsg_NakWithDelay(j->msg, 0, NULL);
-        atomic_fetch_add(&w->handed_back, 1);
-        return;
-    }
-    char *text = json_dumps(j->result, JSON_COMPACT);
-    if (!text) {
-        natsMsg_NakWithDelay(j->msg, HAND_BACK_MS, NULL);
-        return;
-    }
-    natsStatus s = NATS_ERR;
-    for (int tries = 0; tries < STORE_RETRY_MAX; tries++) {
-        uint64_t rev = 0;
-        s = kvStore_Put(&rev, w->results, j->id, text, (int)strlen(text));
-        if (s == NATS_OK)
-            break;
-        sleep_ms(100);
-    }
-    if (s != NATS_OK) {
-        /* not stored: the job is not acknowledged, so it will run again elsewhere */
-        warn(w, "job %s: its result could not be stored (%s); left for redelivery", j->id,
-             natsStatus_GetText(s));
-        free(text);
-        return;
-    }
-    char subject[64 + CBX__DIST_TYPE_MAX];
-    snprintf(subject, sizeof subject, "cbx.result.%s", j->id);
-    natsConnection_Publish(w->nc, subject, text, (int)strlen(text));
-    /* for whoever watches the pool: cbx.events.execution.<type> */
-    const char *type = json_string_value(json_object_get(j->result, "executor"));
-    if (type && cbx__dist_token_ok(type)) {
-        snprintf(subject, sizeof subject, "cbx.events.execution.%s", type);
-        natsConnection_Publish(w->nc, subject, text, (int)strlen(text));
-    }
-    natsMsg_Ack(j->msg, NULL);
-    free(text);
-    atomic_fetch_add(&w->done, 1);
-    say(w, "job %s: %s", j->id, json_string_value(json_object_get(j->result, "status")));
-}
-
-static void *finisher_main(void *arg)
-{
-    cbx_worker *w = arg;
-    for (;;) {
-        pthread_mutex_lock(&w->mu);
-        while (!w->outbox.head && !w->finisher_stop)
-            pthread_cond_wait(&w->cv_finisher, &w->mu);
-        job *j = pop(&w->outbox);
-        pthread_mutex_unlock(&w->mu);
-        if (!j)
-            break;
-        finish(w, j);
-        job_free(j);
-    }
     return NULL;
 }
 
@@ -341,27 +493,23 @@ static void free_spent(cbx_worker *w)
     w->n_spent = 0;
 }
 
-static void to_finisher(cbx_worker *w, job *j)
+static void close_handles(cbx_worker *w)
 {
-    pthread_mutex_lock(&w->mu);
-    push(&w->outbox, j);
-    w->inflight--;
-    pthread_cond_signal(&w->cv_finisher);
-    pthread_cond_signal(&w->cv_puller);
-    pthread_mutex_unlock(&w->mu);
+    uv_close((uv_handle_t *)&w->inbox_async, NULL);
+    uv_close((uv_handle_t *)&w->stop_async, NULL);
+    uv_close((uv_handle_t *)&w->progress, NULL);
+    uv_close((uv_handle_t *)&w->retry, NULL);
 }
 
 static void maybe_finish(cbx_worker *w)
 {
     pthread_mutex_lock(&w->mu);
-    int ready = w->stopping && w->puller_done && w->inflight == 0;
+    int ready = w->stopping && w->puller_done && w->inflight == 0 && !w->handles_closed;
+    if (ready) {
+        w->handles_closed = 1; /* no thread wakes the loop after this */
+        close_handles(w);
+    }
     pthread_mutex_unlock(&w->mu);
-    if (!ready || w->handles_closed)
-        return;
-    w->handles_closed = 1;
-    uv_close((uv_handle_t *)&w->inbox_async, NULL);
-    uv_close((uv_handle_t *)&w->stop_async, NULL);
-    uv_close((uv_handle_t *)&w->progress, NULL);
 }
 
 static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
@@ -376,16 +524,6 @@ static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
     if (j->next)
         j->next->prev = j->prev;
     j->next = j->prev = NULL;
-    if (res->rc == CBX_EQUEUE_FULL) {
-        j->result = NULL; /* a local refusal: another worker, or this one later */
-    } else {
-        j->result = cbx_result_to_json(res);
-        if (j->result) {
-            json_object_set_new(j->result, "worker_execution_id", json_string(res->id));
-            json_object_set_new(j->result, "id", json_string(j->id));
-            json_object_set_new(j->result, "worker", json_string(w->id));
-        }
-    }
     if (j->policy) {
         if (w->n_spent == w->cap_spent) {
             size_t cap = w->cap_spent ? w->cap_spent * 2 : 16;
@@ -399,7 +537,17 @@ static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
             w->spent[w->n_spent++] = j->policy; /* else it leaks rather than be freed too soon */
         j->policy = NULL;
     }
-    to_finisher(w, j);
+    if (res->rc == CBX_EQUEUE_FULL) {
+        hand_back(w, j, 0); /* a local refusal: another worker, or this one later */
+        return;
+    }
+    j->result = cbx_result_to_json(res);
+    if (j->result) {
+        json_object_set_new(j->result, "worker_execution_id", json_string(res->id));
+        json_object_set_new(j->result, "id", json_string(j->id));
+        json_object_set_new(j->result, "worker", json_string(w->id));
+    }
+    store(w, j);
 }
 
 static void start_job(cbx_worker *w, job *j)
@@ -417,7 +565,7 @@ static void start_job(cbx_worker *w, job *j)
             snprintf(msg, sizeof msg, "policy: %s%s%s", err.where, err.where[0] ? ": " : "",
                      err.msg);
             json_object_set_new(j->result, "error", json_string(msg));
-            to_finisher(w, j);
+            store(w, j);
             return;
         }
     }
@@ -443,15 +591,14 @@ static void on_inbox(uv_async_t *h)
 {
     cbx_worker *w = h->data;
     free_spent(w);
-    for (;;) {
-        pthread_mutex_lock(&w->mu);
-        job *j = pop(&w->inbox);
-        int stopping = w->stopping;
-        pthread_mutex_unlock(&w->mu);
-        if (!j)
-            break;
+    pthread_mutex_lock(&w->mu);
+    list todo = w->inbox;
+    w->inbox.head = w->inbox.tail = NULL;
+    int stopping = w->stopping;
+    pthread_mutex_unlock(&w->mu);
+    for (job *j; (j = pop(&todo)) != NULL;) {
         if (stopping)
-            to_finisher(w, j); /* fetched as the worker stopped: handed back, not run */
+            hand_back(w, j, 0); /* fetched as the worker stopped: handed back, not run */
         else
             start_job(w, j);
     }
@@ -523,13 +670,13 @@ int cbx_worker_new(cbx_worker **out, const cbx_worker_opts *o, cbx_err *err)
     w->o = *o;
     if (!w->o.concurrency)
         w->o.concurrency = 4;
+    w->low_water = w->o.concurrency - (w->o.concurrency / 4 ? w->o.concurrency / 4 : 1);
     if (!w->o.ack_wait_ns)
         w->o.ack_wait_ns = 30ull * 1000000000u;
     if (!w->o.max_deliver)
         w->o.max_deliver = 5;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv_puller, NULL);
-    pthread_cond_init(&w->cv_finisher, NULL);
     const char *queue = o->queue ? o->queue : CBX__DIST_DEFAULT_QUEUE;
     int rc = 0;
     if (!cbx__dist_queue_ok(queue)) {
@@ -560,16 +707,26 @@ int cbx_worker_new(cbx_worker **out, const cbx_worker_opts *o, cbx_err *err)
         for (size_t i = 0; w->types && i < n; i++)
             w->types[i] = strdup(o->types[i]);
     }
+    /* every message out at once (a system call each) rather than gathered by libnats' flusher,
+     * which waits a millisecond first: a job passes the worker's connection four times (fetch,
+     * look-up, store, announcement), and would wait at each */
     if ((rc = cbx__dist_connect(w->url, &w->nc, err)) != 0)
         goto fail;
-    natsStatus s = natsConnection_JetStream(&w->js, w->nc, NULL);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.AckHandler = on_stored;
+    jo.PublishAsync.AckHandlerClosure = w;
+    /* every job holds a slot until its store is acknowledged: the window never fills */
+    jo.PublishAsync.MaxPending = (int64_t)w->o.concurrency + FETCH_MAX;
+    natsStatus s = natsConnection_JetStream(&w->js, w->nc, &jo);
     if (s != NATS_OK) {
         rc = cbx_err_set(err, CBX_EFAILED, "JetStream on %s: %s", w->url, natsStatus_GetText(s));
         goto fail;
     }
     if ((rc = cbx__dist_ensure_stream(w->js, err)) != 0 ||
         (rc = cbx__dist_ensure_results(w->js, &w->results, err)) != 0 ||
-        (rc = setup_consumer(w, err)) != 0)
+        (rc = setup_consumer(w, err)) != 0 ||
+        (rc = cbx__lookup_new(&w->lookup, w->nc, w->results, err)) != 0)
         goto fail;
     cbx_runtime_opts ro = {
         .registry = o->registry,
@@ -583,7 +740,8 @@ int cbx_worker_new(cbx_worker **out, const cbx_worker_opts *o, cbx_err *err)
     uv_async_init(w->loop, &w->inbox_async, on_inbox);
     uv_async_init(w->loop, &w->stop_async, on_stop);
     uv_timer_init(w->loop, &w->progress);
-    w->inbox_async.data = w->stop_async.data = w->progress.data = w;
+    uv_timer_init(w->loop, &w->retry);
+    w->inbox_async.data = w->stop_async.data = w->progress.data = w->retry.data = w;
     *out = w;
     return 0;
 fail:
@@ -595,33 +753,22 @@ int cbx_worker_run(cbx_worker *w)
 {
     uint64_t every_ms = w->o.ack_wait_ns / 3000000u;
     uv_timer_start(&w->progress, on_progress, every_ms ? every_ms : 1, every_ms ? every_ms : 1);
-    for (; w->finishers_started < FINISHERS; w->finishers_started++)
-        if (pthread_create(&w->finishers[w->finishers_started], NULL, finisher_main, w) != 0)
-            break;
-    if (!w->finishers_started)
-        return -EAGAIN;
+    uv_timer_start(&w->retry, on_retry, STORE_RETRY_MS, STORE_RETRY_MS);
     if (pthread_create(&w->puller, NULL, puller_main, w) != 0) {
-        cbx_worker_stop(w);
-    } else {
-        w->puller_started = 1;
-    }
-    if (!w->puller_started) {
         pthread_mutex_lock(&w->mu);
         w->puller_done = 1;
         pthread_mutex_unlock(&w->mu);
+        cbx_worker_stop(w);
+    } else {
+        w->puller_started = 1;
     }
     uv_run(w->loop, UV_RUN_DEFAULT);
     if (w->puller_started) {
         pthread_join(w->puller, NULL);
         w->puller_started = 0;
     }
-    pthread_mutex_lock(&w->mu);
-    w->finisher_stop = 1;
-    pthread_cond_broadcast(&w->cv_finisher);
-    pthread_mutex_unlock(&w->mu);
-    for (int i = 0; i < w->finishers_started; i++)
-        pthread_join(w->finishers[i], NULL);
-    w->finishers_started = 0;
+    /* the last acknowledgements on their way before the connection goes */
+    natsConnection_FlushTimeout(w->nc, 2000);
     free_spent(w);
     return 0;
 }
@@ -648,20 +795,19 @@ void cbx_worker_free(cbx_worker *w)
     if (!w)
         return;
     if (w->rt && !w->handles_closed) {
-        uv_close((uv_handle_t *)&w->inbox_async, NULL);
-        uv_close((uv_handle_t *)&w->stop_async, NULL);
-        uv_close((uv_handle_t *)&w->progress, NULL);
+        close_handles(w);
         uv_run(w->loop, UV_RUN_NOWAIT);
     }
     cbx_runtime_free(w->rt);
     free(w->spent);
-    for (job *j; (j = pop(&w->outbox)) != NULL;)
+    for (job *j; (j = pop(&w->retries)) != NULL;)
         job_free(j);
     for (job *j; (j = pop(&w->inbox)) != NULL;)
         job_free(j);
+    cbx__lookup_free(w->lookup);
     natsSubscription_Destroy(w->sub);
     kvStore_Destroy(w->results);
-    jsCtx_Destroy(w->js);
+    jsCtx_Destroy(w->js); /* stores still pending (none after a drain) are dropped with it */
     natsConnection_Destroy(w->nc);
     if (w->types)
         for (char **t = w->types; *t; t++)
@@ -672,7 +818,6 @@ void cbx_worker_free(cbx_worker *w)
     free(w->id);
     free(w->work_subject);
     free(w->durable);
-    pthread_cond_destroy(&w->cv_finisher);
     pthread_cond_destroy(&w->cv_puller);
     pthread_mutex_destroy(&w->mu);
     free(w);

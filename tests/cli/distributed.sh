@@ -1,8 +1,9 @@
 # cbx worker and cbx exec --remote against a real nats-server with JetStream: results and exit
 # codes come back; a worker killed with SIGKILL mid-job leaves it to another worker; a job whose
 # result is stored is not run again; a malformed job is terminated without harm; SIGTERM drains;
-# the server restarted under queued and running jobs loses nothing; no server is a clear error
-# in bounded time.
+# the server restarted under queued and running jobs loses nothing; a server that stops
+# answering while a job runs gets its result stored again; a server gone under a flow that
+# submitted before fails its next remote step at once; no server is a clear error in bounded time.
 . "$(dirname "$0")/lib.bash"
 
 command -v nats-server >/dev/null || {
@@ -170,6 +171,23 @@ until [ -s "$TMP/queued" ] && [ "$(sort "$TMP/queued" | tr -d '\n')" = "123" ]; 
     sleep 0.1
 done
 
+# the server stops answering (SIGSTOP) while a job runs: the store of its result is not
+# acknowledged in time and is tried again; once the server answers, the result is stored, comes
+# back, and the job has run once (a queue of its own, whose ack wait outlasts the pause)
+start_worker w4 --queue paused --ack-wait 120s
+"$CBX" exec --remote "$NATS_URL" --queue paused -- sh -c "echo run >>'$TMP/paused'; sleep 1; echo resumed" \
+    >"$TMP/paused.out" 2>&1 &
+sub=$!
+wait_for "$TMP/paused"
+kill -STOP $npid
+wait_log "$TMP/w4.log" "storing its result failed"
+kill -CONT $npid
+wait_pid_or_dump $sub || fail "the submitter of the paused job: $(cat "$TMP/paused.out")"
+[ "$(cat "$TMP/paused.out")" = "resumed" ] || fail "paused job output: $(cat "$TMP/paused.out")"
+[ "$(wc -l <"$TMP/paused")" = 1 ] || fail "the paused job ran $(wc -l <"$TMP/paused") times"
+kill -TERM "${wpids[3]}"
+wait "${wpids[3]}" || fail "w4 did not exit 0 after SIGTERM: $(cat "$TMP/w4.log")"
+
 # no worker: --remote-wait gives up (exit 124) and names the job
 kill -TERM "${wpids[2]}"
 wait "${wpids[2]}"
@@ -181,6 +199,33 @@ grep -q "stays queued" "$TMP/err" || fail "remote-wait message: $(cat "$TMP/err"
 run "$CBX" exec --remote nats://127.0.0.1:1 -- true
 expect_rc 1 "no server"
 expect_err_line "cannot connect to nats://127.0.0.1:1" "no server line"
+# a process that has submitted before keeps its connection: when the server goes away under it,
+# its next remote attempt fails at once and says so (a flow: a step on the pool, the server
+# stopped, another step on the pool)
+start_worker w5
+cat >"$TMP/away.yaml" <<YAML
+name: away
+steps:
+  - name: a
+    executor: remote
+    config: {executor: command, params: {argv: [echo, first]}}
+  - name: stop
+    executor: command
+    needs: [a]
+    config: {argv: [sh, -c, "kill $npid; while kill -0 $npid 2>/dev/null; do sleep 0.05; done; sleep 0.5"]}
+  - name: b
+    executor: remote
+    needs: [stop]
+    config: {executor: command, params: {argv: [echo, second]}}
+YAML
+run "$CBX" run "$TMP/away.yaml" --json
+expect_rc 1 "a flow whose server went away"
+[ "$(jqv .steps.a.status)" = success ] && [ "$(jqv .steps.a.outputs.stdout)" = first ] ||
+    fail "step a, before the server went away: $(cat "$TMP/out")"
+[ "$(jqv .steps.b.status)" = failed ] &&
+    jqv .steps.b.error | grep -q "the NATS server is away (reconnecting to it)" ||
+    fail "step b, after the server went away: $(cat "$TMP/out")"
+
 run "$CBX" exec --remote "$NATS_URL" --each -- echo
 expect_rc 2 "--each with --remote"
 expect_err_line "--each cannot be used with it" "--each line"
