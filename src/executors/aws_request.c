@@ -58,9 +58,9 @@ int cbx__aws_no_keys_err(const cbx__aws_auth *a, cbx_err *err)
     if (a->file_error)
         return cbx_err_set(err, CBX_EINVAL_CONFIG, "no credentials: %s", a->file_error);
     return cbx_err_set(err, CBX_EINVAL_CONFIG,
-                 "no credentials: give access_key_id and secret_access_key, set "
-                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or put them in the AWS "
-                 "credentials file (~/.aws/credentials or AWS_SHARED_CREDENTIALS_FILE)");
+                       "no credentials: give access_key_id and secret_access_key, set "
+                       "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or put them in the AWS "
+                       "credentials file (~/.aws/credentials or AWS_SHARED_CREDENTIALS_FILE)");
 }
 
 void cbx__aws_endpoint(const json_t *p, const char *env_name, const char *service,

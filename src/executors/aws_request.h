@@ -19,9 +19,9 @@
 
 typedef struct cbx__aws_auth {
     char region[64];
-    char userpwd[512]; /* "key id:secret", for CURLOPT_USERPWD */
-    char sigv4[128];   /* "aws:amz:REGION:SERVICE", for CURLOPT_AWS_SIGV4 */
-    int have_keys;     /* both the key id and the secret were found */
+    char userpwd[512];      /* "key id:secret", for CURLOPT_USERPWD */
+    char sigv4[128];        /* "aws:amz:REGION:SERVICE", for CURLOPT_AWS_SIGV4 */
+    int have_keys;          /* both the key id and the secret were found */
     const char *file_token; /* the files' session token when the keys came from them (static) */
     const char *file_error; /* why the files gave no keys, or NULL (static) */
 } cbx__aws_auth;

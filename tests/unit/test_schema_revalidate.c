@@ -72,8 +72,7 @@ Test(schema_revalidate, a_changed_value_that_fits_is_taken)
     json_t *norm = full("{\"url\": \"http://a\", \"args\": [1]}");
     cr_assert_eq(by_difference(norm, "{\"url\": \"http://a\", \"args\": [2, 3]}"), 1);
     cr_assert_eq(by_difference(norm, "{\"url\": \"http://b\", \"args\": [1]}"), 1);
-    cr_assert_eq(by_difference(norm, "{\"url\": \"http://a\", \"args\": [1], \"timeout\": 30}"),
-                 1);
+    cr_assert_eq(by_difference(norm, "{\"url\": \"http://a\", \"args\": [1], \"timeout\": 30}"), 1);
     /* the same members: norm itself */
     json_t *v = json_loads("{\"url\": \"http://a\", \"args\": [1]}", 0, NULL), *out = NULL;
     cr_assert_eq(cbx__schema_revalidate(schema, defaults, v, norm, &out), 1);
@@ -132,7 +131,8 @@ Test(schema_revalidate, the_runtime_refuses_a_bad_value_after_a_good_one)
     cbx_diag_clear(&d);
     int r = cbx_runtime_submit(rt, &(cbx_request){.executor = "command", .params = bad}, NULL, &d);
     cr_assert_neq(r, 0, "a bad argv after a good one was taken");
-    cr_assert(d.n > 0 && strstr(d.items[0].where, "argv"), "diag: %s", d.n ? d.items[0].where : "(none)");
+    cr_assert(d.n > 0 && strstr(d.items[0].where, "argv"), "diag: %s",
+              d.n ? d.items[0].where : "(none)");
     cbx_diag_clear(&d);
     cbx_runtime_run(rt);
     cbx_runtime_free(rt);

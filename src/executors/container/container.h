@@ -170,16 +170,16 @@ typedef struct cbx__ctr_run {
     cbx__ctr_loop *cl;
     struct cbx__ctr_run *next_waiter;
     cbx__ctr_phase phase;
-    json_t *create_body;   /* the create request (owned) */
-    const char *image;     /* borrowed from the parameters */
-    char id[80];           /* the container's id once created */
-    char socket[256];      /* the engine's socket path */
-    cbx__ctr_req rq;       /* the chain's request: create, start, logs, inspect, delete */
+    json_t *create_body;    /* the create request (owned) */
+    const char *image;      /* borrowed from the parameters */
+    char id[80];            /* the container's id once created */
+    char socket[256];       /* the engine's socket path */
+    cbx__ctr_req rq;        /* the chain's request: create, start, logs, inspect, delete */
     cbx__ctr_req attach_rq; /* the output, from before the start; its end is the exit's sign */
     cbx__ctr_req wait_rq;   /* a wait for the exit when the output ended before it */
-    cbx__ctr_req stats_rq; /* the stats stream, while it runs */
-    cbx__ctr_req kill_rq;  /* a signal sent on cancel */
-    cbx__ctr_req probe_rq; /* an inspect now and then while it runs */
+    cbx__ctr_req stats_rq;  /* the stats stream, while it runs */
+    cbx__ctr_req kill_rq;   /* a signal sent on cancel */
+    cbx__ctr_req probe_rq;  /* an inspect now and then while it runs */
     cbx__ctr_logs logs;
     uv_timer_t timer; /* the start's turn, the ticks while it runs, a deferred report */
     int timer_init;

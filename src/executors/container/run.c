@@ -266,8 +266,7 @@ static void on_attached(cbx__ctr_req *rq)
 static void do_arm(cbx__ctr_run *r)
 {
     char path[160];
-    snprintf(path, sizeof path, "/containers/%s/attach?stream=true&stdout=true&stderr=true",
-             r->id);
+    snprintf(path, sizeof path, "/containers/%s/attach?stream=true&stdout=true&stderr=true", r->id);
     r->phase = CTR_ARM;
     r->attach_rq.on_headers = on_attached;
     r->attach_rq.sink = cbx__ctr_logs_feed;
