@@ -176,7 +176,6 @@ typedef struct cbx__ctr_run {
     char socket[256];       /* the engine's socket path */
     cbx__ctr_req rq;        /* the chain's request: create, start, logs, inspect, delete */
     cbx__ctr_req attach_rq; /* the output, from before the start; its end is the exit's sign */
-    cbx__ctr_req wait_rq;   /* a wait for the exit when the output ended before it */
     cbx__ctr_req stats_rq;  /* the stats stream, while it runs */
     cbx__ctr_req kill_rq;   /* a signal sent on cancel */
     cbx__ctr_req probe_rq;  /* an inspect now and then while it runs */
@@ -195,6 +194,7 @@ typedef struct cbx__ctr_run {
     int term_sent, kill_sent;
     int attach_done;   /* the attach has ended (the output is whole) */
     int gone;          /* removed by someone else while it ran */
+    int settling;      /* the attach has ended, the engine said it still ran: probing soon */
     int stats_started; /* the stats stream was opened */
     int probed_exit;   /* the exit came from the probe, not the wait */
     uint64_t kill_at_ms, stats_at_ms, probe_at_ms, probe_every_ms; /* uv_hrtime in ms */

@@ -7,10 +7,11 @@
  * wait on the engine's events (Podman reads its events file by polling it every 250 ms, which
  * a "next-exit" wait took on average per container) nor its "not-running" condition (Podman
  * polls the container's state for it, about a quarter of a core per waiting container). On
- * that end an inspect takes the exit code and the OOM flag; should the container still run
- * (an end of the stream not caused by its exit), a "not-running" wait follows. A probe inspects
- * the container now and then while it runs (after 2 s, then every 4, then 5 s) and takes its
- * exit code from there as well; an exit known while the attach still streams reads the logs
+ * that end an inspect takes the exit code and the OOM flag; should the engine still say it runs
+ * (it may see the exit a moment after the stream ends, or the container closed its output and
+ * runs on), the inspect is asked again after 10 ms, then after twice as long each time. A probe
+ * inspects the container now and then while it runs (after 2 s, then every 4, then 5 s) and takes
+ * its exit code from there as well; an exit known while the attach still streams reads the logs
  * instead.
  *
  * One timer serves the attempt in turns: a zero delay to send the start from outside curl's
@@ -31,6 +32,8 @@
 /* The probe's first delay and its longest. */
 #define PROBE_FIRST_MS 2000
 #define PROBE_MAX_MS   5000
+/* After the attach's end, while the engine still says it runs: the probe's first delay. */
+#define SETTLE_FIRST_MS 10
 
 static void do_create(cbx__ctr_run *r);
 static void do_logs(cbx__ctr_run *r);
@@ -179,7 +182,6 @@ static void exited(cbx__ctr_run *r)
     r->t_exited_ns = uv_hrtime();
     if (r->timer_init)
         uv_timer_stop(&r->timer);
-    cbx__ctr_abort(&r->wait_rq);
     cbx__ctr_abort(&r->stats_rq);
     cbx__ctr_abort(&r->probe_rq);
     if (r->gone) {
@@ -198,31 +200,6 @@ static void exited(cbx__ctr_run *r)
     r->logs.left = 0;
     r->logs.raw = r->logs.started = 0;
     do_logs(r);
-}
-
-static void on_wait(cbx__ctr_req *rq)
-{
-    cbx__ctr_run *r = rq->data;
-    if (rq->status == 200) {
-        json_t *doc = cbx__ctr_req_json(rq);
-        json_t *code = json_object_get(doc, "StatusCode");
-        if (json_is_integer(code)) {
-            r->exit_code = (long)json_integer_value(code);
-            r->have_exit = 1;
-        }
-        json_decref(doc);
-    }
-    if (rq->status == 404) {
-        fail(r, "container %.12s was removed by someone else while it ran", r->id);
-        r->gone = 1;
-    } else if (!r->have_exit) {
-        char msg[400];
-        cbx__ctr_req_error(rq, "wait", msg, sizeof msg);
-        fail(r, "%s", msg);
-    }
-    cbx__ctr_req_clear(rq);
-    if (r->phase == CTR_WAIT)
-        exited(r);
 }
 
 /* The attach has ended: the container has exited (or closed its output): an inspect says
@@ -283,7 +260,7 @@ static void do_start(cbx__ctr_run *r)
     snprintf(path, sizeof path, "/containers/%s/start", r->id);
     r->phase = CTR_START;
     if (send_req(r, &r->rq, on_start, "POST", path, NULL) < 0) {
-        cbx__ctr_abort(&r->wait_rq);
+        cbx__ctr_abort(&r->attach_rq);
         do_delete(r);
     }
 }
@@ -445,11 +422,15 @@ static void on_probe(cbx__ctr_req *rq)
         return;
     if (over) {
         exited(r);
-    } else if (r->attach_done && !r->wait_rq.live) {
-        /* the output has closed, the container runs on: the engine says when it has exited */
-        char path[160];
-        snprintf(path, sizeof path, "/containers/%s/wait?condition=not-running", r->id);
-        send_req(r, &r->wait_rq, on_wait, "POST", path, NULL);
+    } else if (r->attach_done && !r->settling) {
+        /* Running still: the engine has not seen the exit yet (the attach may end a moment
+         * before it does), or the container closed its output and runs on. The probe asks
+         * again soon, then less and less often. (Podman's "not-running" wait would poll the
+         * state for it without a pause, a share of a core for hundreds of ms.) */
+        r->settling = 1;
+        r->probe_every_ms = SETTLE_FIRST_MS;
+        r->probe_at_ms = now_ms() + SETTLE_FIRST_MS;
+        tick_arm(r);
     }
 }
 
@@ -614,8 +595,7 @@ static void finish(cbx__ctr_run *r)
         return;
     }
     r->phase = CTR_REPORT;
-    cbx__ctr_req *all[] = {&r->rq,      &r->wait_rq,  &r->stats_rq,
-                           &r->kill_rq, &r->probe_rq, &r->attach_rq};
+    cbx__ctr_req *all[] = {&r->rq, &r->stats_rq, &r->kill_rq, &r->probe_rq, &r->attach_rq};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         cbx__ctr_abort(all[i]);
         cbx__ctr_req_clear(all[i]);
@@ -658,7 +638,7 @@ int cbx__ctr_run_start(cbx_task *t, cbx__ctr_loop *cl, json_t *create_body, cons
     r->cl = cl;
     r->create_body = create_body;
     snprintf(r->socket, sizeof r->socket, "%s", socket);
-    r->rq.socket = r->wait_rq.socket = r->stats_rq.socket = r->kill_rq.socket = r->probe_rq.socket =
+    r->rq.socket = r->stats_rq.socket = r->kill_rq.socket = r->probe_rq.socket =
         r->attach_rq.socket = r->socket;
     r->image = json_string_value(json_object_get(p, "image"));
     r->t0_ns = uv_hrtime();
