@@ -58,7 +58,7 @@ echo "Measured $(date -u +"%Y-%m-%d %H:%M") UTC, libcbx commit $(git -C "$root" 
 echo
 echo "$n containers running \`true\` ($image, busybox), $p at a time, no network; $runs"
 echo "hyperfine runs of each (mean and min wall-clock). cbx speaks the Docker Engine API to"
-echo "\`podman system service\` on a unix socket (create, start, wait, logs, inspect, remove; the"
+echo "\`podman system service\` on a unix socket (create, attach, start, inspect, remove; the"
 echo "journal on); the peer starts a \`podman run --rm\` process per container. CPU: user + system"
 echo "of the runner's process tree (hyperfine), plus the API service's own CPU time over the same"
 echo "runs (/proc/PID/stat), per run; conmon, runc and Podman's cleanup processes run for both"

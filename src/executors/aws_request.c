@@ -1,6 +1,8 @@
 /* Requests to AWS APIs through the http executor's curl context (see aws_request.h). */
 #include "executors/aws_request.h"
 
+#include "executors/aws_profile.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,15 +27,40 @@ void cbx__aws_auth_from(const json_t *p, const char *service, cbx__aws_auth *a)
     const char *region = str(p, "region");
     if (!region)
         region = cbx__aws_env("AWS_REGION", "AWS_DEFAULT_REGION");
-    snprintf(a->region, sizeof a->region, "%s", region ? region : "us-east-1");
     const char *id = str(p, "access_key_id"), *secret = str(p, "secret_access_key");
     if (!id)
         id = cbx__aws_env("AWS_ACCESS_KEY_ID", NULL);
     if (!secret)
         secret = cbx__aws_env("AWS_SECRET_ACCESS_KEY", NULL);
+    a->file_token = a->file_error = NULL;
+    if (!region || (!id && !secret)) {
+        const cbx__aws_profile *f = cbx__aws_profile_cached();
+        if (!region && f->region[0])
+            region = f->region;
+        if (!id && !secret) {
+            if (f->error[0]) {
+                a->file_error = f->error;
+            } else if (f->access_key_id[0]) {
+                id = f->access_key_id;
+                secret = f->secret_access_key;
+                a->file_token = f->session_token;
+            }
+        }
+    }
+    snprintf(a->region, sizeof a->region, "%s", region ? region : "us-east-1");
     a->have_keys = id && secret;
     snprintf(a->userpwd, sizeof a->userpwd, "%s:%s", id ? id : "", secret ? secret : "");
     snprintf(a->sigv4, sizeof a->sigv4, "aws:amz:%s:%s", a->region, service);
+}
+
+int cbx__aws_no_keys_err(const cbx__aws_auth *a, cbx_err *err)
+{
+    if (a->file_error)
+        return cbx_err_set(err, CBX_EINVAL_CONFIG, "no credentials: %s", a->file_error);
+    return cbx_err_set(err, CBX_EINVAL_CONFIG,
+                       "no credentials: give access_key_id and secret_access_key, set "
+                       "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or put them in the AWS "
+                       "credentials file (~/.aws/credentials or AWS_SHARED_CREDENTIALS_FILE)");
 }
 
 void cbx__aws_endpoint(const json_t *p, const char *env_name, const char *service,
@@ -53,7 +80,8 @@ int cbx__aws_send(cbx__http_xfer *x, json_t *http, const json_t *p, const cbx__a
 {
     const char *token = str(p, "session_token");
     if (!token)
-        token = cbx__aws_env("AWS_SESSION_TOKEN", NULL);
+        token = a->file_token ? (a->file_token[0] ? a->file_token : NULL)
+                              : cbx__aws_env("AWS_SESSION_TOKEN", NULL);
     if (token)
         json_object_set_new(json_object_get(http, "headers"), "X-Amz-Security-Token",
                             json_string(token));

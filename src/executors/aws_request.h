@@ -4,7 +4,10 @@
  *
  * Credentials and region come from the parameters (region, access_key_id, secret_access_key,
  * session_token), else from the usual environment variables (AWS_REGION / AWS_DEFAULT_REGION,
- * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN); files under ~/.aws are not read.
+ * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), else from the shared
+ * credentials and config files for AWS_PROFILE (aws_profile.h; read once per process). Keys from
+ * the files are taken only when neither key is given by a parameter or the environment, and then
+ * with the files' session token.
  */
 #ifndef CBX_EXECUTORS_AWS_REQUEST_H
 #define CBX_EXECUTORS_AWS_REQUEST_H
@@ -16,9 +19,11 @@
 
 typedef struct cbx__aws_auth {
     char region[64];
-    char userpwd[512]; /* "key id:secret", for CURLOPT_USERPWD */
-    char sigv4[128];   /* "aws:amz:REGION:SERVICE", for CURLOPT_AWS_SIGV4 */
-    int have_keys;     /* both the key id and the secret were found */
+    char userpwd[512];      /* "key id:secret", for CURLOPT_USERPWD */
+    char sigv4[128];        /* "aws:amz:REGION:SERVICE", for CURLOPT_AWS_SIGV4 */
+    int have_keys;          /* both the key id and the secret were found */
+    const char *file_token; /* the files' session token when the keys came from them (static) */
+    const char *file_error; /* why the files gave no keys, or NULL (static) */
 } cbx__aws_auth;
 
 /* The first of two environment variables that is set and not empty (b may be NULL), or NULL. */
@@ -26,6 +31,10 @@ const char *cbx__aws_env(const char *a, const char *b);
 
 /* Region and credentials for service ("dynamodb", "lambda") from p, else the environment. */
 void cbx__aws_auth_from(const json_t *p, const char *service, cbx__aws_auth *a);
+
+/* a has no keys: the one-line reason into err (without the executor's name); returns
+ * CBX_EINVAL_CONFIG. */
+int cbx__aws_no_keys_err(const cbx__aws_auth *a, cbx_err *err);
 
 /* The endpoint into buf: p's endpoint_url, else $env_name, else $AWS_ENDPOINT_URL, else
  * https://SERVICE.REGION.amazonaws.com. */

@@ -292,8 +292,9 @@ static int validate_entry(const entry *e, const json_t *params, json_t *same, js
 {
     const cbx_executor_type *t = e->t;
     json_t *norm = NULL;
-    if (same && cbx__schema_normalizes_to(t->params, e->defaults, params, same)) {
-        norm = json_incref(same); /* params fit the schema: same was checked, and is them */
+    if (same && cbx__schema_revalidate(t->params, e->defaults, params, same, &norm)) {
+        /* params fit the schema: same was checked, and params differ from it only in members
+         * that were checked alone */
     } else {
         int rc = cbx__schema_validate(t->params, e->defaults, params,
                                       normalized || t->validate ? &norm : NULL, diag);

@@ -253,6 +253,15 @@ int cbx__registry_admit(const cbx_registry *r, const char *type, const json_t *p
  * if norm's source did. */
 int cbx__schema_normalizes_to(const cbx_param *params, json_t *const *defaults, const json_t *value,
                               const json_t *norm);
+/* schema.c: validation by difference from norm, the normalized parameters of an earlier request
+ * that passed (each request of a stream usually differs from the last in a value or two): when
+ * value (an object) has norm's members but for some of the parameters, each of those checked
+ * alone fits, and norm's other members are the defaults of the parameters value leaves out,
+ * *normalized is norm with those members replaced by copies of value's (a new object; norm itself,
+ * another reference, when nothing differs) and 1 is returned. 0 otherwise (nothing allocated):
+ * the caller validates in full, for the diagnostics. */
+int cbx__schema_revalidate(const cbx_param *params, json_t *const *defaults, const json_t *value,
+                           const json_t *norm, json_t **normalized);
 
 /* fallback_fn.c: resolve the policy's fallback.function (if it names one still pending) in the
  * runtime's registry. 0, or CBX_EINVAL_CONFIG with why filled (the request is refused), or

@@ -534,6 +534,52 @@ int cbx__schema_normalizes_to(const cbx_param *params, json_t *const *defaults, 
     return 1;
 }
 
+int cbx__schema_revalidate(const cbx_param *params, json_t *const *defaults, const json_t *value,
+                           const json_t *norm, json_t **normalized)
+{
+    if (!json_is_object(value) || !json_is_object(norm) || !defaults)
+        return 0;
+    size_t added = 0, i = 0;
+    for (const cbx_param *p = params; p && p->name; p++, i++) {
+        if (!p->default_json || json_object_get(value, p->name))
+            continue;
+        const json_t *v = json_object_get(norm, p->name);
+        if (!v || !defaults[i] || !json_equal(v, defaults[i]))
+            return 0;
+        added++;
+    }
+    if (json_object_size(norm) != json_object_size(value) + added)
+        return 0;
+    json_t *out = NULL;
+    const char *key;
+    size_t len;
+    json_t *v;
+    json_object_keylen_foreach((json_t *)value, key, len, v)
+    {
+        const json_t *w = json_object_getn(norm, key, len);
+        if (!w)
+            goto no; /* a member norm lacks (and so one of norm's that value lacks) */
+        if (json_equal(v, w))
+            continue;
+        const cbx_param *p = find_param(params, key);
+        cbx_diag d = {0};
+        int bad = !p || check_value(p, v, p->name, &d);
+        cbx_diag_clear(&d);
+        if (bad)
+            goto no;
+        if (!out && !(out = json_copy((json_t *)norm)))
+            goto no;
+        json_t *c = cbx__json_copy(v);
+        if (!c || json_object_setn_new(out, key, len, c) < 0)
+            goto no;
+    }
+    *normalized = out ? out : json_incref((json_t *)norm);
+    return 1;
+no:
+    json_decref(out);
+    return 0;
+}
+
 int cbx_schema_validate(const cbx_param *params, const json_t *value, json_t **normalized,
                         cbx_diag *diag)
 {

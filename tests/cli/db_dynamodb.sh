@@ -32,4 +32,12 @@ grep -rqa -- "cli_t" "$CBX_STATE_DIR" || fail "the journal does not hold the req
 if grep -rqa -- "$secret" "$CBX_STATE_DIR" "$TMP/out"; then
     fail "the secret key is in the journal or the output"
 fi
+# keys only in a credentials file under a private HOME (none in the environment or parameters)
+mkdir -p "$TMP/home/.aws"
+printf '[default]\naws_access_key_id = filekey\naws_secret_access_key = filesecret\n' \
+    >"$TMP/home/.aws/credentials"
+HOME="$TMP/home" run env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY \
+    "$CBX" exec dynamodb -p operation=get_item -p table=cli_t -p 'key={"pk": "a"}' --json
+expect_rc 0 "get_item with keys from ~/.aws/credentials"
+[ "$(jqv '.outputs.item.pk')" = a ] || fail "item with file keys: $(cat "$TMP/out")"
 exit 0

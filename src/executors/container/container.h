@@ -155,7 +155,7 @@ typedef enum cbx__ctr_phase {
     CTR_REAP_WAIT,
     CTR_PULL,
     CTR_CREATE,
-    CTR_ARM, /* the wait is on its way; the start goes when its headers have come */
+    CTR_ARM, /* the attach is on its way; the start goes when its headers have come */
     CTR_START,
     CTR_WAIT,
     CTR_LOGS,
@@ -170,15 +170,15 @@ typedef struct cbx__ctr_run {
     cbx__ctr_loop *cl;
     struct cbx__ctr_run *next_waiter;
     cbx__ctr_phase phase;
-    json_t *create_body;   /* the create request (owned) */
-    const char *image;     /* borrowed from the parameters */
-    char id[80];           /* the container's id once created */
-    char socket[256];      /* the engine's socket path */
-    cbx__ctr_req rq;       /* the chain's request: create, start, logs, inspect, delete */
-    cbx__ctr_req wait_rq;  /* the wait for the next exit, from before the start */
-    cbx__ctr_req stats_rq; /* the stats stream, while it runs */
-    cbx__ctr_req kill_rq;  /* a signal sent on cancel */
-    cbx__ctr_req probe_rq; /* an inspect now and then while it runs */
+    json_t *create_body;    /* the create request (owned) */
+    const char *image;      /* borrowed from the parameters */
+    char id[80];            /* the container's id once created */
+    char socket[256];       /* the engine's socket path */
+    cbx__ctr_req rq;        /* the chain's request: create, start, logs, inspect, delete */
+    cbx__ctr_req attach_rq; /* the output, from before the start; its end is the exit's sign */
+    cbx__ctr_req stats_rq;  /* the stats stream, while it runs */
+    cbx__ctr_req kill_rq;   /* a signal sent on cancel */
+    cbx__ctr_req probe_rq;  /* an inspect now and then while it runs */
     cbx__ctr_logs logs;
     uv_timer_t timer; /* the start's turn, the ticks while it runs, a deferred report */
     int timer_init;
@@ -192,7 +192,9 @@ typedef struct cbx__ctr_run {
     int want_stats;     /* read the stats stream while the container runs */
     char *remove_error; /* why the removal failed (malloc'd) */
     int term_sent, kill_sent;
-    int wait_done;     /* the wait answered before the start did */
+    int attach_done;   /* the attach has ended (the output is whole) */
+    int gone;          /* removed by someone else while it ran */
+    int settling;      /* the attach has ended, the engine said it still ran: probing soon */
     int stats_started; /* the stats stream was opened */
     int probed_exit;   /* the exit came from the probe, not the wait */
     uint64_t kill_at_ms, stats_at_ms, probe_at_ms, probe_every_ms; /* uv_hrtime in ms */

@@ -1,13 +1,18 @@
 /* One attempt of the container executor: its chain of requests to the engine, and the stop on
  * a timeout or cancel (SIGTERM, SIGKILL after the grace).
  *
- * The exit is learnt from a wait for the "next-exit" condition sent before the start (the
- * engine answers its headers at once, and the start goes only then): event-driven on both
- * Docker and Podman, where the default "not-running" condition makes Podman poll the
- * container's state, about a quarter of a core per waiting container. Should the exit event be
- * missed anyway (Podman begins to watch its events file just after those headers), a probe
+ * The output comes from an attach to the container's stdout and stderr sent before the start
+ * (the engine answers its headers at once, and the start goes only then), the stream `docker
+ * run` reads: it ends when the container exits, so its end is also the sign of the exit, with no
+ * wait on the engine's events (Podman reads its events file by polling it every 250 ms, which
+ * a "next-exit" wait took on average per container) nor its "not-running" condition (Podman
+ * polls the container's state for it, about a quarter of a core per waiting container). On
+ * that end an inspect takes the exit code and the OOM flag; should the engine still say it runs
+ * (it may see the exit a moment after the stream ends, or the container closed its output and
+ * runs on), the inspect is asked again after 10 ms, then after twice as long each time. A probe
  * inspects the container now and then while it runs (after 2 s, then every 4, then 5 s) and takes
- * its exit code from there.
+ * its exit code from there as well; an exit known while the attach still streams reads the logs
+ * instead.
  *
  * One timer serves the attempt in turns: a zero delay to send the start from outside curl's
  * callback, then the ticks while the container runs (the stats stream after STATS_DELAY_MS,
@@ -27,9 +32,13 @@
 /* The probe's first delay and its longest. */
 #define PROBE_FIRST_MS 2000
 #define PROBE_MAX_MS   5000
+/* After the attach's end, while the engine still says it runs: the probe's first delay. */
+#define SETTLE_FIRST_MS 10
 
 static void do_create(cbx__ctr_run *r);
 static void do_logs(cbx__ctr_run *r);
+static void after_logs(cbx__ctr_run *r);
+static void probe_now(cbx__ctr_run *r);
 static void do_delete(cbx__ctr_run *r);
 static void finish(cbx__ctr_run *r);
 static void on_start(cbx__ctr_req *rq);
@@ -166,52 +175,65 @@ static void do_pull(cbx__ctr_run *r)
 
 /* ---- create, wait, start -------------------------------------------------------------------- */
 
-/* The container has exited (the wait or the probe said so): on to its output. */
+/* The container has exited (the attach's end and an inspect, the wait or the probe said so):
+ * on to its output, whole when the attach has ended, else read from the logs. */
 static void exited(cbx__ctr_run *r)
 {
     r->t_exited_ns = uv_hrtime();
     if (r->timer_init)
         uv_timer_stop(&r->timer);
-    cbx__ctr_abort(&r->wait_rq);
     cbx__ctr_abort(&r->stats_rq);
     cbx__ctr_abort(&r->probe_rq);
+    if (r->gone) {
+        finish(r); /* nothing left to read or remove */
+        return;
+    }
+    if (r->attach_done) {
+        after_logs(r);
+        return;
+    }
+    cbx__ctr_abort(&r->attach_rq);
+    r->attach_rq.sink = NULL;
+    cbx__capture_free(&r->logs.out);
+    cbx__capture_free(&r->logs.err);
+    r->logs.hdr_len = 0;
+    r->logs.left = 0;
+    r->logs.raw = r->logs.started = 0;
     do_logs(r);
 }
 
-static void on_wait(cbx__ctr_req *rq)
+/* The attach has ended: the container has exited (or closed its output): an inspect says
+ * which. */
+static void on_attach(cbx__ctr_req *rq)
 {
     cbx__ctr_run *r = rq->data;
-    if (rq->status == 200) {
-        json_t *doc = cbx__ctr_req_json(rq);
-        json_t *code = json_object_get(doc, "StatusCode");
-        if (json_is_integer(code)) {
-            r->exit_code = (long)json_integer_value(code);
-            r->have_exit = 1;
-        }
-        json_decref(doc);
-    }
-    if (!r->have_exit) {
-        char msg[400];
-        cbx__ctr_req_error(rq, "wait", msg, sizeof msg);
-        fail(r, "%s", msg);
-    }
+    rq->sink = NULL;
     cbx__ctr_req_clear(rq);
     switch (r->phase) {
-    case CTR_ARM: /* the wait failed before the start went */
+    case CTR_ARM: { /* the attach failed before the start went */
+        char msg[400];
+        cbx__ctr_req_error(rq, "attach", msg, sizeof msg);
+        fail(r, "%s", msg);
+        if (r->timer_init)
+            uv_timer_stop(&r->timer);
         do_delete(r);
         break;
-    case CTR_START: /* exited before the start's answer came: on_start goes on */
-        r->wait_done = 1;
+    }
+    case CTR_START: /* ended before the start's answer came: on_start goes on */
+        r->attach_done = 1;
+        break;
+    case CTR_WAIT:
+        r->attach_done = 1;
+        probe_now(r);
         break;
     default:
-        exited(r);
         break;
     }
 }
 
-/* The wait's headers have come: the engine watches for the exit; the start may go (from the
- * loop, not from inside curl's callback). */
-static void on_wait_armed(cbx__ctr_req *rq)
+/* The attach's headers have come: the engine streams the container's output; the start may go
+ * (from the loop, not from inside curl's callback). */
+static void on_attached(cbx__ctr_req *rq)
 {
     cbx__ctr_run *r = rq->data;
     if (r->phase == CTR_ARM && timer_ready(r) == 0)
@@ -221,11 +243,15 @@ static void on_wait_armed(cbx__ctr_req *rq)
 static void do_arm(cbx__ctr_run *r)
 {
     char path[160];
-    snprintf(path, sizeof path, "/containers/%s/wait?condition=next-exit", r->id);
+    snprintf(path, sizeof path, "/containers/%s/attach?stream=true&stdout=true&stderr=true", r->id);
     r->phase = CTR_ARM;
-    r->wait_rq.on_headers = on_wait_armed;
-    if (send_req(r, &r->wait_rq, on_wait, "POST", path, NULL) < 0)
+    r->attach_rq.on_headers = on_attached;
+    r->attach_rq.sink = cbx__ctr_logs_feed;
+    r->attach_rq.sink_data = &r->logs;
+    if (send_req(r, &r->attach_rq, on_attach, "POST", path, NULL) < 0) {
+        r->attach_rq.sink = NULL;
         do_delete(r);
+    }
 }
 
 static void do_start(cbx__ctr_run *r)
@@ -234,7 +260,7 @@ static void do_start(cbx__ctr_run *r)
     snprintf(path, sizeof path, "/containers/%s/start", r->id);
     r->phase = CTR_START;
     if (send_req(r, &r->rq, on_start, "POST", path, NULL) < 0) {
-        cbx__ctr_abort(&r->wait_rq);
+        cbx__ctr_abort(&r->attach_rq);
         do_delete(r);
     }
 }
@@ -304,17 +330,13 @@ static void on_start(cbx__ctr_req *rq)
         cbx__ctr_req_error(rq, "start", msg, sizeof msg);
         cbx__ctr_req_clear(rq);
         fail(r, "%s", msg);
-        cbx__ctr_abort(&r->wait_rq);
+        cbx__ctr_abort(&r->attach_rq);
         do_delete(r);
         return;
     }
     cbx__ctr_req_clear(rq);
     r->t_started_ns = uv_hrtime();
     r->phase = CTR_WAIT;
-    if (r->wait_done) {
-        exited(r);
-        return;
-    }
     uint64_t now = now_ms();
     r->stats_at_ms = now + STATS_DELAY_MS;
     r->probe_every_ms = PROBE_FIRST_MS;
@@ -322,6 +344,8 @@ static void on_start(cbx__ctr_req *rq)
     if (r->cancelled)
         stop_container(r);
     tick_arm(r);
+    if (r->attach_done)
+        probe_now(r);
 }
 
 /* ---- while it runs: stats and the probe ----------------------------------------------------- */
@@ -390,11 +414,34 @@ static void on_probe(cbx__ctr_req *rq)
     if (rq->status == 404 && r->phase == CTR_WAIT) {
         /* removed behind our back: no exit will come */
         fail(r, "container %.12s was removed by someone else while it ran", r->id);
+        r->gone = 1;
         over = 1;
     }
     cbx__ctr_req_clear(rq);
-    if (over && r->phase == CTR_WAIT)
+    if (r->phase != CTR_WAIT)
+        return;
+    if (over) {
         exited(r);
+    } else if (r->attach_done && !r->settling) {
+        /* Running still: the engine has not seen the exit yet (the attach may end a moment
+         * before it does), or the container closed its output and runs on. The probe asks
+         * again soon, then less and less often. (Podman's "not-running" wait would poll the
+         * state for it without a pause, a share of a core for hundreds of ms.) */
+        r->settling = 1;
+        r->probe_every_ms = SETTLE_FIRST_MS;
+        r->probe_at_ms = now_ms() + SETTLE_FIRST_MS;
+        tick_arm(r);
+    }
+}
+
+/* Inspect the container now (the attach has ended). */
+static void probe_now(cbx__ctr_run *r)
+{
+    char path[160];
+    cbx__ctr_abort(&r->probe_rq);
+    snprintf(path, sizeof path, "/containers/%s/json", r->id);
+    if (send_req(r, &r->probe_rq, on_probe, "GET", path, NULL) < 0)
+        r->error[0] = '\0'; /* the probe's schedule goes on */
 }
 
 static void on_tick(uv_timer_t *t)
@@ -465,9 +512,15 @@ static void on_logs(cbx__ctr_req *rq)
         finish(r);
         return;
     }
-    /* The engine's OOMKilled flag matters only for a container killed by SIGKILL (137); any
-     * other exit code is the wait's, and a request less per container counts. */
-    if (r->have_exit && r->exit_code != 137) {
+    after_logs(r);
+}
+
+/* The output is in: the OOM state where it is not known yet, then the removal. */
+static void after_logs(cbx__ctr_run *r)
+{
+    /* The engine's OOMKilled flag matters only for a container killed by SIGKILL (137), and an
+     * inspect that saw the exit has read it already; a request less per container counts. */
+    if (r->probed_exit || (r->have_exit && r->exit_code != 137)) {
         do_delete(r);
         return;
     }
@@ -494,8 +547,12 @@ static void do_logs(cbx__ctr_run *r)
 static void on_delete(cbx__ctr_req *rq)
 {
     cbx__ctr_run *r = rq->data;
-    /* 404: someone else removed it first; it is gone all the same */
+    /* 404: someone else removed it first; it is gone all the same. When it ran, that was while
+     * it ran (an exit seen before the removal, podman rm -f), which fails the attempt as a 404
+     * of the logs would. */
     r->removed = rq->status == 204 || rq->status == 200 || rq->status == 404;
+    if (rq->status == 404 && r->t_started_ns)
+        fail(r, "container %.12s was removed by someone else while it ran", r->id);
     if (!r->removed && !r->error[0]) {
         char msg[400];
         cbx__ctr_req_error(rq, "remove", msg, sizeof msg);
@@ -538,7 +595,7 @@ static void finish(cbx__ctr_run *r)
         return;
     }
     r->phase = CTR_REPORT;
-    cbx__ctr_req *all[] = {&r->rq, &r->wait_rq, &r->stats_rq, &r->kill_rq, &r->probe_rq};
+    cbx__ctr_req *all[] = {&r->rq, &r->stats_rq, &r->kill_rq, &r->probe_rq, &r->attach_rq};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         cbx__ctr_abort(all[i]);
         cbx__ctr_req_clear(all[i]);
@@ -581,8 +638,8 @@ int cbx__ctr_run_start(cbx_task *t, cbx__ctr_loop *cl, json_t *create_body, cons
     r->cl = cl;
     r->create_body = create_body;
     snprintf(r->socket, sizeof r->socket, "%s", socket);
-    r->rq.socket = r->wait_rq.socket = r->stats_rq.socket = r->kill_rq.socket = r->probe_rq.socket =
-        r->socket;
+    r->rq.socket = r->stats_rq.socket = r->kill_rq.socket = r->probe_rq.socket =
+        r->attach_rq.socket = r->socket;
     r->image = json_string_value(json_object_get(p, "image"));
     r->t0_ns = uv_hrtime();
     r->mem_peak = -1;
@@ -662,7 +719,8 @@ void cbx__ctr_run_cancel(cbx_task *t)
     case CTR_ARM: /* created, not started: removed */
         if (r->timer_init)
             uv_timer_stop(&r->timer);
-        cbx__ctr_abort(&r->wait_rq);
+        cbx__ctr_abort(&r->attach_rq);
+        r->attach_rq.sink = NULL;
         do_delete(r);
         break;
     case CTR_WAIT:

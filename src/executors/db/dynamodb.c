@@ -307,9 +307,7 @@ static int ddb_start(cbx_task *t)
     cbx_err err;
     cbx_err_clear(&err);
     if (!d->auth.have_keys) {
-        r = cbx_err_set(&err, CBX_EINVAL_CONFIG,
-                        "no credentials: give access_key_id and secret_access_key, or set "
-                        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+        r = cbx__aws_no_keys_err(&d->auth, &err);
     } else {
         cbx__aws_endpoint(p, "AWS_ENDPOINT_URL_DYNAMODB", "dynamodb", d->auth.region, d->endpoint,
                           sizeof d->endpoint);

@@ -268,9 +268,7 @@ static int lambda_start(cbx_task *t)
     cbx__aws_endpoint(p, "AWS_ENDPOINT_URL_LAMBDA", "lambda", d->auth.region, endpoint,
                       sizeof endpoint);
     if (!d->auth.have_keys)
-        r = cbx_err_set(&err, CBX_EINVAL_CONFIG,
-                        "no credentials: give access_key_id and secret_access_key, or set "
-                        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+        r = cbx__aws_no_keys_err(&d->auth, &err);
     else if (invocation_url(d, p, endpoint) < 0)
         r = cbx_err_set(&err, -ENAMETOOLONG, "the invocation URL is too long");
     else
