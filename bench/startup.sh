@@ -23,6 +23,20 @@ hyperfine -N --style none --warmup "$warmup" --runs "$runs" --export-json "$work
     'timeout 5 true' "$cbx --version" "$cbx exec --no-journal -- true" "$cbx exec -- true" \
     >"$work/h.out" 2>&1 || { cat "$work/h.out" >&2; exit 1; }
 
+# Instructions executed by the process itself (callgrind; children not followed), when valgrind is
+# there: unlike times, they do not follow the machine's load. The first "Collected" line of a run
+# is the process started (a process it forks is counted apart, later).
+instructions() {
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null |
+        awk '/Collected :/ && !n { n = $NF } END { print n }' || true
+}
+icounts=""
+if command -v valgrind >/dev/null; then
+    icounts="timeout 5 true: $(instructions timeout 5 true); cbx --version: $(instructions "$cbx" --version);"
+    icounts="$icounts cbx exec --no-journal -- true: $(instructions "$cbx" exec --no-journal -- true);"
+    icounts="$icounts cbx exec -- true: $(instructions "$cbx" exec -- true)"
+fi
+
 loader_cycles=$(LD_DEBUG=statistics "$cbx" --version 2>&1 >/dev/null |
     awk '/total startup time in dynamic loader/ { print $(NF-1); exit }')
 nlibs=$(LD_DEBUG=files "$cbx" --version 2>&1 >/dev/null | grep -c 'file=.*\[0\];  needed by' || true)
@@ -48,5 +62,6 @@ echo
 echo "- shared objects \`cbx --version\` loads: $nlibs (LD_DEBUG=files); time in the dynamic loader:"
 echo "  $loader_cycles cycles (LD_DEBUG=statistics). libcurl is loaded only by the http executor"
 echo "  (docs/design.md, \"Start-up\")."
+[ -n "$icounts" ] && echo "- instructions of the process alone (callgrind): $icounts"
 echo "- command: \`bench/startup.sh $cbx\`"
 echo

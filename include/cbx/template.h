@@ -41,6 +41,9 @@ typedef struct cbx_template_opts {
     uint64_t max_memory_bytes;    /* for the sandbox; 0 = 64 MiB */
 } cbx_template_opts;
 
+/* The environment's Lua state (its sandbox) is made when the first expression that needs Lua
+ * is evaluated, not here: rendering values without expressions costs no state. 0 or -ENOMEM;
+ * the sandbox's errors come from that first evaluation. */
 int cbx_template_env_new(cbx_template_env **out, const cbx_template_opts *o, cbx_err *err);
 void cbx_template_env_free(cbx_template_env *e);
 

@@ -257,15 +257,8 @@ static void remove_tree(int dirfd, const char *base)
 __attribute__((noreturn)) static void guard_main(int fd)
 {
     setsid(); /* out of the terminal's process group: a ^C to cbx is not for the guard */
-    struct sigaction ign;
-    memset(&ign, 0, sizeof ign);
-    ign.sa_handler = SIG_IGN;
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP && sig != SIGCHLD)
-            sigaction(sig, &ign, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* Every signal but SIGKILL and SIGSTOP stays blocked, as start_guard forked it: none is
+     * delivered (where one sigaction per signal, 62 system calls, ignored them one by one). */
     char c;
     while (read(fd, &c, 1) != 0 && (errno == EINTR || errno == EAGAIN))
         ;
@@ -280,6 +273,31 @@ __attribute__((noreturn)) static void guard_main(int fd)
     _exit(0);
 }
 
+/* Close every descriptor but the three of keep (-1 for none): close_range over the gaps between
+ * them, a few system calls where closing one by one up to 1024 took a thousand. Where the kernel
+ * has no close_range (before 5.9), one by one below 1024. */
+static void close_all_but(int keep[3])
+{
+    for (int i = 0; i < 3; i++) /* sort the three */
+        for (int k = i + 1; k < 3; k++)
+            if (keep[k] < keep[i]) {
+                int t = keep[i];
+                keep[i] = keep[k];
+                keep[k] = t;
+            }
+    unsigned from = 0;
+    for (int i = 0; i <= 3; i++) {
+        if (i < 3 && (keep[i] < 0 || (unsigned)keep[i] < from))
+            continue;
+        unsigned to = i < 3 ? (unsigned)keep[i] : ~0u; /* the gap [from, to) */
+        if (to > from && syscall(SYS_close_range, from, to == ~0u ? ~0u : to - 1, 0u) != 0)
+            for (unsigned fd = from; fd < to && fd < 1024; fd++)
+                close((int)fd);
+        if (i < 3)
+            from = to + 1;
+    }
+}
+
 static void start_guard(void)
 {
     int p[2];
@@ -292,10 +310,7 @@ static void start_guard(void)
     if (pid == 0) {
         /* keep only what the guard needs: the pipe's read end and the bases */
         int keep[3] = {p[0], g.tree_base_fd, g.mem_base_fd};
-        for (int fd = 0; fd < 1024; fd++)
-            if (fd != keep[0] && fd != keep[1] && fd != keep[2])
-                close(fd);
-        syscall(SYS_close_range, 1024u, ~0u, 0u);
+        close_all_but(keep);
         guard_main(p[0]);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -8,7 +8,9 @@
  *
  * It is also the thread whose end sends the children their PR_SET_PDEATHSIG: it never ends
  * before the process does, so a child dies with cbx, not with whichever loop thread started it.
- * The thread is started on first use, with every signal blocked; it is never joined. */
+ * The threads are started with every signal blocked and are never joined: the first on first use,
+ * another (up to SPAWNERS) when a job is queued with no thread waiting for it, so a process that
+ * runs one command at a time (a `cbx exec`) starts one thread, not four. */
 #define _GNU_SOURCE
 #include "executors/command.h"
 
@@ -26,11 +28,16 @@ static struct {
     pthread_once_t once;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    int ok; /* the thread runs */
+    int ok;       /* the first thread runs */
+    int nthreads; /* started (or being started) */
+    int idle;     /* free for a job: waiting, or started and not yet waiting */
+    int queued;   /* jobs in the list */
     cbx__spawn_job *head, *tail;
 } sp = {
     .once = PTHREAD_ONCE_INIT, .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
+/* A thread is counted idle from its start (by whoever starts it) until it takes a job, and
+ * again once it has spawned, so that a job submitted while it starts does not start another. */
 static void *spawner_main(void *arg)
 {
     (void)arg;
@@ -39,6 +46,8 @@ static void *spawner_main(void *arg)
         while (!sp.head)
             pthread_cond_wait(&sp.cond, &sp.lock);
         cbx__spawn_job *job = sp.head;
+        sp.idle--;
+        sp.queued--;
         sp.head = job->next;
         if (!sp.head)
             sp.tail = NULL;
@@ -52,24 +61,41 @@ static void *spawner_main(void *arg)
         uv_async_t *done = job->done;
         atomic_store_explicit(&job->over, 1, memory_order_release);
         uv_async_send(done);
+        pthread_mutex_lock(&sp.lock);
+        sp.idle++;
+        pthread_mutex_unlock(&sp.lock);
     }
     return NULL;
 }
 
-static void start(void)
+/* One more spawner thread, detached, with every signal blocked. 1 when it runs. */
+static int start_one(void)
 {
     pthread_attr_t attr;
     if (pthread_attr_init(&attr) != 0)
-        return;
+        return 0;
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old); /* inherited by the thread */
     pthread_t th;
-    for (int i = 0; i < SPAWNERS; i++)
-        sp.ok += pthread_create(&th, &attr, spawner_main, NULL) == 0;
+    int ok = pthread_create(&th, &attr, spawner_main, NULL) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
+    return ok;
+}
+
+static void start(void)
+{
+    pthread_mutex_lock(&sp.lock);
+    sp.idle = sp.nthreads = 1;
+    pthread_mutex_unlock(&sp.lock);
+    sp.ok = start_one();
+    if (!sp.ok) {
+        pthread_mutex_lock(&sp.lock);
+        sp.idle = sp.nthreads = 0;
+        pthread_mutex_unlock(&sp.lock);
+    }
 }
 
 int cbx__spawner_submit(cbx__spawn_job *job)
@@ -87,8 +113,18 @@ int cbx__spawner_submit(cbx__spawn_job *job)
     else
         sp.head = job;
     sp.tail = job;
+    sp.queued++;
+    /* every waiting thread takes one job: more jobs than that wait for a clone to finish */
+    int grow = sp.queued > sp.idle && sp.nthreads < SPAWNERS;
+    if (grow)
+        sp.nthreads++, sp.idle++;
     pthread_cond_signal(&sp.cond);
     pthread_mutex_unlock(&sp.lock);
+    if (grow && !start_one()) { /* the threads there are take the job */
+        pthread_mutex_lock(&sp.lock);
+        sp.nthreads--, sp.idle--;
+        pthread_mutex_unlock(&sp.lock);
+    }
     return 0;
 }
 

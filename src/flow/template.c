@@ -39,8 +39,9 @@ typedef struct cache_slot {
 } cache_slot;
 
 struct cbx_template_env {
-    cbx_sandbox *sb;
+    cbx_sandbox *sb; /* NULL until an expression needs Lua (ensure_lua) */
     lua_State *L;
+    uint64_t max_instructions;
     char **allow; /* environment variable globs, NULL-terminated */
     size_t max_memory;
     const void *objmeta, *arrmeta; /* the metatables of context values */
@@ -399,8 +400,7 @@ static int setup_cf(lua_State *L)
     make_context_meta(L, e, obj_index, obj_len, obj_pairs, &k_objmeta, &e->objmeta);
     make_context_meta(L, e, arr_index, arr_len, arr_pairs, &k_arrmeta, &e->arrmeta);
 
-    lua_createtable(L, CACHE_SLOTS, 0);
-    e->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    e->cache_ref = LUA_NOREF; /* the cache is made with the first expression compiled */
     return 0;
 }
 
@@ -421,10 +421,7 @@ int cbx_template_env_new(cbx_template_env **out, const cbx_template_opts *o, cbx
     while (o->env_allow && o->env_allow[n])
         n++;
     e->allow = calloc(n + 1, sizeof *e->allow);
-    e->slots = calloc(CACHE_SLOTS, sizeof *e->slots);
-    if (!e->allow || !e->slots) {
-        free(e->allow);
-        free(e->slots);
+    if (!e->allow) {
         free(e);
         return cbx_err_set(err, -ENOMEM, "out of memory");
     }
@@ -435,21 +432,32 @@ int cbx_template_env_new(cbx_template_env **out, const cbx_template_opts *o, cbx
             return cbx_err_set(err, -ENOMEM, "out of memory");
         }
     }
-    cbx_sandbox_opts so = {
-        .max_instructions = o->max_instructions ? o->max_instructions : DEFAULT_INSTRUCTIONS,
-        .max_memory = e->max_memory,
-    };
+    e->max_instructions = o->max_instructions ? o->max_instructions : DEFAULT_INSTRUCTIONS;
+    *out = e;
+    return 0;
+}
+
+/* The Lua state, made when the first expression needs it: values without expressions, and
+ * references the fast path reads from the JSON, need none, and an environment is made per flow
+ * run (per line of a --batch), where making and closing the state was a fifth of a no-op run's
+ * CPU. 0, or the sandbox's error (the environment stays without a state; the next call tries
+ * again). */
+static int ensure_lua(cbx_template_env *e, cbx_err *err)
+{
+    if (e->sb)
+        return 0;
+    cbx_sandbox_opts so = {.max_instructions = e->max_instructions, .max_memory = e->max_memory};
     int rc = cbx_sandbox_new(&e->sb, &so, err);
     if (rc == 0) {
         e->L = cbx_sandbox_lua(e->sb);
         rc = cbx_sandbox_pcall_c(e->sb, setup_cf, e, 0, err);
     }
     if (rc) {
-        cbx_template_env_free(e);
-        return rc;
+        cbx_sandbox_free(e->sb);
+        e->sb = NULL;
+        e->L = NULL;
     }
-    *out = e;
-    return 0;
+    return rc;
 }
 
 void cbx_template_env_free(cbx_template_env *e)
@@ -975,6 +983,22 @@ static uint64_t text_hash(const char *s, size_t n)
     return cbx__fnv1a(CBX__FNV_OFFSET, s, n);
 }
 
+/* The cache of compiled expressions, made when the first is compiled: an environment whose
+ * templates have no expression (a flow of literal configs, one made per flow run and per line of
+ * a --batch) then costs neither its 96 KB of slots nor its Lua table of 4,096, made and walked
+ * again at every free. 1, or 0 when out of memory (the expression is then compiled uncached). */
+static int cache_ready(lua_State *L, cbx_template_env *e)
+{
+    if (e->slots)
+        return 1;
+    e->slots = calloc(CACHE_SLOTS, sizeof *e->slots);
+    if (!e->slots)
+        return 0;
+    lua_createtable(L, CACHE_SLOTS, 0);
+    e->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 1;
+}
+
 /* Push the compiled function of a->expr (from the cache, or compiled and cached), or return 1
  * with the reason in a. */
 static int compiled(lua_State *L, run_args *a)
@@ -982,7 +1006,8 @@ static int compiled(lua_State *L, run_args *a)
     cbx_template_env *e = a->e;
     uint64_t h = text_hash(a->expr, a->len);
     size_t mask = CACHE_SLOTS - 1, i = (size_t)h & mask;
-    for (; e->slots[i].expr; i = (i + 1) & mask) {
+    int cache = cache_ready(L, e);
+    for (; cache && e->slots[i].expr; i = (i + 1) & mask) {
         cache_slot *c = &e->slots[i];
         if (c->hash == h && c->len == a->len && memcmp(c->expr, a->expr, a->len) == 0) {
             lua_rawgeti(L, LUA_REGISTRYINDEX, e->cache_ref);
@@ -1012,6 +1037,8 @@ static int compiled(lua_State *L, run_args *a)
     lua_remove(L, -2); /* the source */
     lua_rawgetp(L, LUA_REGISTRYINDEX, &k_env);
     lua_setupvalue(L, -2, 1); /* _ENV */
+    if (!cache)
+        return 0;
 
     if (e->ncached >= CACHE_MAX) { /* start again with an empty cache */
         for (size_t k = 0; k < CACHE_SLOTS; k++) {
@@ -1057,11 +1084,14 @@ static int run_expr(cbx_template_env *e, const char *expr, size_t len, const cha
 {
     if (cbx__tpl_blank(expr, len))
         return cbx__tpl_fail(err, CBX_EPARSE, path, quote, qlen, bare, "empty expression");
+    int rc = ensure_lua(e, err); /* a state made now starts with an empty stack: e->top is 0 */
+    if (rc)
+        return rc;
     run_args a = {.e = e, .expr = expr, .len = len};
     cbx_err le;
     cbx_err_clear(&le);
     e->refused = 0;
-    int rc = cbx_sandbox_pcall_c(e->sb, run_cf, &a, 1, &le);
+    rc = cbx_sandbox_pcall_c(e->sb, run_cf, &a, 1, &le);
     if (rc == 0 && a.compile_failed) {
         lua_pop(e->L, 1);
         return cbx__tpl_fail(err, a.compile_failed, path, quote, qlen, bare, a.msg);
@@ -1134,13 +1164,14 @@ static int call_begin(cbx_template_env *e, const json_t *ctx, cbx_err *err)
     if (ctx && !json_is_object(ctx))
         return cbx_err_set(err, -EINVAL, "the template context must be a JSON object");
     e->ctx = ctx;
-    e->top = lua_gettop(e->L);
+    e->top = e->L ? lua_gettop(e->L) : 0;
     return 0;
 }
 
 static void call_end(cbx_template_env *e)
 {
-    lua_settop(e->L, e->top);
+    if (e->L)
+        lua_settop(e->L, e->top);
     e->ctx = NULL;
     e->gen++; /* context values made during the call go stale */
 }

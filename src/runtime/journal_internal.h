@@ -176,6 +176,8 @@ struct cbx_journal {
 int cbx__journal_owner_setup(cbx_journal *j, cbx_err *err);
 /* Add owner_pid and owner_start to table when it exists without them. 0 or -1. */
 int cbx__journal_owner_add_columns(sqlite3 *db, const char *table);
+/* 1 when the main database has the table, from the schema already parsed (no SQL). */
+int cbx__journal_table_exists(sqlite3 *db, const char *table);
 /* CBX__STATUS_SQL, or plain "status" for a read-only journal without the columns. */
 const char *cbx__journal_status_sql(const cbx_journal *j);
 /* 1 when the journal holds flow runs (their table exists); takes mu. */

@@ -41,27 +41,22 @@ static void owner_start(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_int64(ctx, (sqlite3_int64)j->owner_start);
 }
 
+/* From the schema SQLite has already parsed (sqlite3_table_column_metadata): no statement is
+ * prepared, so a warm journal's open parses no SQL for these checks. */
 static int has_column(sqlite3 *db, const char *table, const char *column)
 {
-    char sql[128];
-    snprintf(sql, sizeof sql, "SELECT %s FROM %s LIMIT 0", column, table);
-    sqlite3_stmt *st = NULL;
-    int ok = sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK;
-    sqlite3_finalize(st);
-    return ok;
+    return sqlite3_table_column_metadata(db, "main", table, column, NULL, NULL, NULL, NULL, NULL) ==
+           SQLITE_OK;
 }
 
 static int table_exists(sqlite3 *db, const char *table)
 {
-    sqlite3_stmt *st = NULL;
-    int yes = 0;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", -1,
-                           &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-        yes = sqlite3_step(st) == SQLITE_ROW;
-    }
-    sqlite3_finalize(st);
-    return yes;
+    return has_column(db, table, NULL);
+}
+
+int cbx__journal_table_exists(sqlite3 *db, const char *table)
+{
+    return table_exists(db, table);
 }
 
 int cbx__journal_owner_add_columns(sqlite3 *db, const char *table)

@@ -13,7 +13,9 @@
  * something: the oldest execution kept says nothing about a journal that was never pruned. */
 #include "runtime/journal_internal.h"
 
+#include <limits.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 static const char retention_sql[] =
     "CREATE TABLE IF NOT EXISTS journal_retention("
@@ -23,7 +25,9 @@ int cbx__journal_retention_setup_locked(cbx_journal *j, cbx_err *err)
 {
     if (j->retention_ready)
         return 0;
-    if (sqlite3_exec(j->db, retention_sql, NULL, NULL, NULL) != SQLITE_OK)
+    /* on a warm journal the table is there: no CREATE statement to parse */
+    if (!cbx__journal_table_exists(j->db, "journal_retention") &&
+        sqlite3_exec(j->db, retention_sql, NULL, NULL, NULL) != SQLITE_OK)
         return cbx__journal_fail(j, err, "create journal_retention");
     j->retention_ready = 1;
     return 0;
@@ -84,9 +88,28 @@ static int used_bytes(cbx_journal *j, uint64_t *out, cbx_err *err)
 
 #define SIZE_ROUNDS 8
 
+/* Outside a transaction, the pages in use are never more than the database file and its WAL
+ * hold together (a page the WAL adds past the file's end is a frame of the WAL): two stats,
+ * where the three PRAGMAs would be three statements to parse in a process that opens the
+ * journal once. Inside a batch, pages not yet written anywhere may be in use: no shortcut. */
+static int surely_under(const cbx_journal *j)
+{
+    if (!j->wal || !sqlite3_get_autocommit(j->db))
+        return 0;
+    char wal[PATH_MAX];
+    struct stat db_st, wal_st;
+    int n = snprintf(wal, sizeof wal, "%s-wal", j->path);
+    if (n < 0 || (size_t)n >= sizeof wal || stat(j->path, &db_st) != 0)
+        return 0;
+    uint64_t total = (uint64_t)db_st.st_size;
+    if (stat(wal, &wal_st) == 0)
+        total += (uint64_t)wal_st.st_size;
+    return total <= j->max_bytes;
+}
+
 int cbx__journal_prune_size_locked(cbx_journal *j, cbx_err *err)
 {
-    if (j->max_bytes == UINT64_MAX)
+    if (j->max_bytes == UINT64_MAX || surely_under(j))
         return 0;
     uint64_t used = 0;
     int r = used_bytes(j, &used, err);
