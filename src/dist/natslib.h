@@ -1,7 +1,7 @@
 /* libnats, loaded when NATS is first used (the nats executor, a worker, a remote execution)
  * rather than when the program starts.
  *
- * As with libcurl (executors/http_curl.h), libcbx does not link libnats: a `cbx exec -- true`
+ * As with libcurl (core/curl_lib.h), libcbx does not link libnats: a `cbx exec -- true`
  * should not load and relocate a NATS client (and its TLS libraries) it never uses. The first
  * use dlopens CBX_LIBNATS_SONAME and fills the table cbx__nats with the functions below; the
  * callers call them by their own names, which this header, included after <nats/nats.h>, maps

@@ -22,7 +22,7 @@
 
 #include "cbx/err.h"
 #include "cbx/executor.h"
-#include "executors/http_curl.h" /* curl_* calls go through the library loaded on first use */
+#include "core/curl_lib.h" /* curl_* calls go through the library loaded on first use */
 
 /* The built-in "http" type (static; never freed). */
 const cbx_executor_type *cbx__http_type(void);

@@ -1,12 +1,12 @@
 /* One OTLP/HTTP request: POST the JSON body to the traces endpoint with libcurl's easy
  * interface, on the exporter's thread (it blocks for at most the request timeout). libcurl is
- * the one the http executor loads on first use (executors/http_curl.h): loaded (cbx__otlp_prepare)
+ * the one the http executor loads on first use (core/curl_lib.h): loaded (cbx__otlp_prepare)
  * when the exporter starts, with the first span, never at start. */
 #include "telemetry/trace.h"
 
 #include <curl/curl.h>
 
-#include "executors/http_curl.h"
+#include "core/curl_lib.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * when it ends and hand it to cbx__span_emit, which copies it into a bounded queue; a thread of
  * the exporter's own takes batches from the queue, encodes them as an ExportTraceServiceRequest
  * in OTLP's JSON mapping and POSTs them to the endpoint with libcurl (loaded when the
- * exporter starts, executors/http_curl.h). A full queue drops the span (counted); a failed POST
+ * exporter starts, core/curl_lib.h). A full queue drops the span (counted); a failed POST
  * drops its batch (counted); neither ever waits.
  *
  * Nothing happens, and nothing is allocated, unless the process was started with

@@ -1,5 +1,5 @@
 /* libpq, loaded when the postgres executor is first used rather than when the program starts
- * (as executors/http_curl.h does for libcurl): libpq brings TLS, Kerberos and LDAP libraries
+ * (as core/curl_lib.h does for libcurl): libpq brings TLS, Kerberos and LDAP libraries
  * with it, which a `cbx --version` or a shell command has no use for.
  *
  * cbx__pq_load dlopens CBX_LIBPQ_SONAME (libpq.so.5) once and looks up the functions below into

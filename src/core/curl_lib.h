@@ -1,4 +1,5 @@
-/* libcurl, loaded when the http executor is first used rather than when the program starts.
+/* libcurl, loaded on first use (by the http-speaking executors and the span exporter) rather than
+ * when the program starts.
  *
  * libcurl brings some thirty shared libraries with it (TLS, SSH, LDAP, Kerberos, IDN, ...), and
  * loading and relocating them at every start cost a `cbx exec -- true` most of its time. So
@@ -12,8 +13,8 @@
  * A program that links libcurl itself gets the same copy back from dlopen (one global state).
  * The library is never unloaded. Thread-safe: the load happens once (pthread_once).
  */
-#ifndef CBX_EXECUTORS_HTTP_CURL_H
-#define CBX_EXECUTORS_HTTP_CURL_H
+#ifndef CBX_CORE_CURL_LIB_H
+#define CBX_CORE_CURL_LIB_H
 
 #include <curl/curl.h>
 

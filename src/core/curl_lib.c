@@ -1,5 +1,5 @@
-/* libcurl through dlopen, on the http executor's first use (see http_curl.h). */
-#include "executors/http_curl.h"
+/* libcurl through dlopen, on the http executor's first use (see core/curl_lib.h). */
+#include "core/curl_lib.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
