@@ -320,26 +320,6 @@ void srv_flows_destroy_mutex(srv *s)
 
 /* ---- the flows directory -------------------------------------------------------------------- */
 
-static int flow_path(srv *s, const char *name, char *path, size_t len)
-{
-    if (!name[0] || strlen(name) > 100 || name[0] == '.')
-        return -ENOENT;
-    for (const char *p = name; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              *p == '_' || *p == '-' || *p == '.'))
-            return -ENOENT;
-    static const char *const exts[] = {".yaml", ".yml", ".json"};
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(path, len, "%s/%s%s", s->o.flows_dir, name, exts[i]);
-        FILE *f = fopen(path, "r");
-        if (f) {
-            fclose(f);
-            return 0;
-        }
-    }
-    return -ENOENT;
-}
-
 static int no_flows(srv *s, h2o_req_t *req)
 {
     if (s->o.flows_dir)
@@ -349,35 +329,15 @@ static int no_flows(srv *s, h2o_req_t *req)
     return 1;
 }
 
-/* The first problem of a diagnosis as one line: file:line:col: message. */
-static void diag_line(const cbx_diag *d, char *buf, size_t len)
-{
-    cbx_err e;
-    cbx_diag_first(d, &e);
-    if (e.line)
-        snprintf(buf, len, "%.200s:%d:%d: %.400s", e.where, e.line, e.col, e.msg);
-    else if (e.where[0])
-        snprintf(buf, len, "%.200s: %.400s", e.where, e.msg);
-    else
-        snprintf(buf, len, "%.400s", e.msg);
-}
-
 int srv_h_flows(srv *s, h2o_req_t *req, char **args)
 {
     (void)args;
     json_t *arr = json_array();
     DIR *dir = s->o.flows_dir ? opendir(s->o.flows_dir) : NULL;
-    struct dirent *de;
-    while (dir && (de = readdir(dir))) {
-        char name[256];
-        snprintf(name, sizeof name, "%s", de->d_name);
-        char *dot = strrchr(name, '.');
-        if (!dot || name[0] == '.' ||
-            (strcmp(dot, ".yaml") != 0 && strcmp(dot, ".yml") != 0 && strcmp(dot, ".json") != 0))
-            continue;
-        *dot = '\0';
+    char name[256];
+    while (srv_def_next(dir, name)) {
         char path[PATH_MAX];
-        if (flow_path(s, name, path, sizeof path) < 0)
+        if (srv_def_path(s->o.flows_dir, name, path, sizeof path) < 0)
             continue;
         cbx_flow *f = NULL;
         cbx_diag d = {0};
@@ -388,7 +348,7 @@ int srv_h_flows(srv *s, h2o_req_t *req, char **args)
             json_object_set_new(o, "valid", json_true());
         } else {
             char line[600];
-            diag_line(&d, line, sizeof line);
+            srv_diag_line(&d, line, sizeof line);
             json_object_set_new(o, "valid", json_false());
             json_object_set_new(o, "error", json_string(line));
         }
@@ -426,7 +386,7 @@ int srv_h_flow_run(srv *s, h2o_req_t *req, char **args)
         return 0;
     }
     char path[PATH_MAX];
-    if (flow_path(s, args[0], path, sizeof path) < 0) {
+    if (srv_def_path(s->o.flows_dir, args[0], path, sizeof path) < 0) {
         srv_problem(req, 404, "not-found", "name", "no flow '%.100s' in %s (see GET /v1/flows)",
                     args[0], s->o.flows_dir);
         return 0;
@@ -481,7 +441,7 @@ int srv_h_flow_run(srv *s, h2o_req_t *req, char **args)
     snprintf(r->name, sizeof r->name, "%s", args[0]);
     if (cbx_flow_load(&r->f, path, cbx_runtime_registry(s->rt), &d) < 0) {
         char line[700];
-        diag_line(&d, line, sizeof line);
+        srv_diag_line(&d, line, sizeof line);
         srv_problem(req, 409, "invalid-flow", NULL, "flow '%s': %s", r->name, line);
         goto out;
     }

@@ -29,38 +29,6 @@ struct srv_wf_run {
 
 /* ---- files of the directory ------------------------------------------------------------------ */
 
-static int wf_path(srv *s, const char *name, char *path, size_t len)
-{
-    if (!s->o.workflows_dir || !name[0] || strlen(name) > 100 || name[0] == '.')
-        return -ENOENT;
-    for (const char *p = name; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              *p == '_' || *p == '-' || *p == '.'))
-            return -ENOENT;
-    static const char *const exts[] = {".yaml", ".yml", ".json"};
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(path, len, "%s/%s%s", s->o.workflows_dir, name, exts[i]);
-        FILE *f = fopen(path, "r");
-        if (f) {
-            fclose(f);
-            return 0;
-        }
-    }
-    return -ENOENT;
-}
-
-static void diag_line(const cbx_diag *d, char *buf, size_t len)
-{
-    cbx_err e;
-    cbx_diag_first(d, &e);
-    if (e.line)
-        snprintf(buf, len, "%.200s:%d:%d: %.400s", e.where, e.line, e.col, e.msg);
-    else if (e.where[0])
-        snprintf(buf, len, "%.200s: %.400s", e.where, e.msg);
-    else
-        snprintf(buf, len, "%.400s", e.msg);
-}
-
 static int no_workflows(srv *s, h2o_req_t *req)
 {
     if (s->o.workflows_dir)
@@ -436,17 +404,10 @@ int srv_h_workflows(srv *s, h2o_req_t *req, char **args)
     (void)args;
     json_t *arr = json_array();
     DIR *dir = s->o.workflows_dir ? opendir(s->o.workflows_dir) : NULL;
-    struct dirent *de;
-    while (dir && (de = readdir(dir))) {
-        char name[256];
-        snprintf(name, sizeof name, "%s", de->d_name);
-        char *dot = strrchr(name, '.');
-        if (!dot || name[0] == '.' ||
-            (strcmp(dot, ".yaml") != 0 && strcmp(dot, ".yml") != 0 && strcmp(dot, ".json") != 0))
-            continue;
-        *dot = '\0';
+    char name[256];
+    while (srv_def_next(dir, name)) {
         char path[PATH_MAX];
-        if (wf_path(s, name, path, sizeof path) < 0)
+        if (srv_def_path(s->o.workflows_dir, name, path, sizeof path) < 0)
             continue;
         cbx_workflow *w = NULL;
         cbx_diag d = {0};
@@ -459,7 +420,7 @@ int srv_h_workflows(srv *s, h2o_req_t *req, char **args)
             json_object_set_new(o, "valid", json_true());
         } else {
             char line[600];
-            diag_line(&d, line, sizeof line);
+            srv_diag_line(&d, line, sizeof line);
             json_object_set_new(o, "valid", json_false());
             json_object_set_new(o, "error", json_string(line));
         }
@@ -477,7 +438,7 @@ int srv_h_workflows(srv *s, h2o_req_t *req, char **args)
 static int load_named(srv *s, h2o_req_t *req, const char *name, cbx_workflow **out)
 {
     char path[PATH_MAX];
-    if (wf_path(s, name, path, sizeof path) < 0) {
+    if (srv_def_path(s->o.workflows_dir, name, path, sizeof path) < 0) {
         srv_problem(req, 404, "not-found", "name",
                     "no workflow '%.100s' in %s (see GET /v1/workflows)", name, s->o.workflows_dir);
         return 0;
@@ -485,7 +446,7 @@ static int load_named(srv *s, h2o_req_t *req, const char *name, cbx_workflow **o
     cbx_diag d = {0};
     if (cbx_workflow_load(out, path, cbx_runtime_registry(s->rt), &d) != 0) {
         char line[700];
-        diag_line(&d, line, sizeof line);
+        srv_diag_line(&d, line, sizeof line);
         cbx_diag_clear(&d);
         srv_problem(req, 409, "invalid-workflow", NULL, "workflow '%s': %s", name, line);
         return 0;

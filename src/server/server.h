@@ -5,6 +5,7 @@
 #define CBX_SERVER_H
 
 #define H2O_USE_LIBUV 1
+#include <dirent.h>
 #include <h2o.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -218,6 +219,17 @@ int srv_query_only(h2o_req_t *req, const char *const *allowed);
 int srv_pct_decode(char *s);
 uint64_t srv_now_ms(void);
 const char *srv_reason(int status);
+
+/* ---- def_dir.c: the flows and workflows directories ----------------------------------------- */
+
+/* DIR/NAME.yaml, .yml or .json, whichever exists, into path: 0, or -ENOENT (also for a name that
+ * is not [A-Za-z0-9_.-]+, starts with a dot, or is over 100 bytes, and for a NULL dir). */
+int srv_def_path(const char *dir, const char *name, char *path, size_t len);
+/* The next definition file of dir (NULL: none) as its name without the extension: 1, or 0 at the
+ * end. */
+int srv_def_next(DIR *dir, char name[256]);
+/* The first problem of d as one line: file:line:col: message. */
+void srv_diag_line(const cbx_diag *d, char *buf, size_t len);
 
 /* ---- handlers ------------------------------------------------------------------------------ */
 
