@@ -130,13 +130,21 @@ static int send_head(int fd, int status, const char *ctype, const char *extra, l
     return write_all(fd, h, (size_t)n);
 }
 
+/* One chunk of a chunked body in one send: size line, data and CRLF leave as one TCP segment (the
+ * socket has TCP_NODELAY), as a streaming server writes an event. */
 static int send_chunk(int fd, const char *p, size_t n)
 {
-    char h[32];
-    int hn = snprintf(h, sizeof h, "%zx\r\n", n);
-    if (write_all(fd, h, (size_t)hn) || write_all(fd, p, n) || write_all(fd, "\r\n", 2))
+    char small[1024];
+    char *buf = n + 32 <= sizeof small ? small : malloc(n + 32);
+    if (!buf)
         return -1;
-    return 0;
+    int hn = snprintf(buf, 32, "%zx\r\n", n);
+    memcpy(buf + hn, p, n);
+    memcpy(buf + (size_t)hn + n, "\r\n", 2);
+    int r = write_all(fd, buf, (size_t)hn + n + 2);
+    if (buf != small)
+        free(buf);
+    return r;
 }
 
 static int send_body(int fd, int status, const char *ctype, const char *extra, const char *body)
