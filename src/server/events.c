@@ -40,7 +40,8 @@ struct srv_sse {
 static const char create_sql[] = "CREATE TABLE IF NOT EXISTS cbx_serve_events("
                                  " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
                                  " ts_ms INTEGER NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL)";
-static const char insert_sql[] = "INSERT INTO cbx_serve_events(ts_ms, kind, data) VALUES(?, ?, ?)";
+static const char insert_sql[] =
+    "INSERT INTO cbx_serve_events(seq, ts_ms, kind, data) VALUES(?, ?, ?, ?)";
 static const char select_sql[] =
     "SELECT seq, kind, data FROM cbx_serve_events WHERE seq > ? ORDER BY seq LIMIT 256";
 static const char prune_sql[] = "DELETE FROM cbx_serve_events WHERE seq <= ?";
@@ -72,38 +73,55 @@ static int db_max(struct sqlite3 *db, void *ud, cbx_err *err)
     return 0;
 }
 
+/* An event on its way to the journal: queued behind the journal's own records, written by its
+ * flusher thread (cbx_journal_queue_db), so that the loop does none of SQLite's work for it. The
+ * id is this process's (the journal's largest at start, plus one per event): one server per
+ * state directory, as its token and port file assume. */
 typedef struct ins {
-    srv *s;
-    const char *kind;
-    const char *data;
-    uint64_t seq;
+    cbx_journal *j;
+    uint64_t seq, ts_ms;
+    char kind[24];
+    char data[];
 } ins;
 
 static int db_insert(struct sqlite3 *db, void *ud, cbx_err *err)
 {
     ins *a = ud;
     sqlite3_stmt *st = NULL;
-    int r = cbx_journal_stmt(a->s->journal, insert_sql, &st, err);
+    int r = cbx_journal_stmt(a->j, insert_sql, &st, err);
     if (r < 0)
         return r;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)srv_now_ms());
-    sqlite3_bind_text(st, 2, a->kind, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, a->data, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)a->seq);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)a->ts_ms);
+    sqlite3_bind_text(st, 3, a->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, a->data, -1, SQLITE_STATIC);
     r = sqlite3_step(st) == SQLITE_DONE ? 0 : CBX_EJOURNAL;
-    if (r == 0)
-        a->seq = (uint64_t)sqlite3_last_insert_rowid(db);
-    else
+    if (r != 0)
         cbx_err_set(err, r, "cbx_serve_events: %s", sqlite3_errmsg(db));
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     if (r == 0 && a->seq % 1000 == 0 && a->seq > KEEP_EVENTS &&
-        cbx_journal_stmt(a->s->journal, prune_sql, &st, NULL) == 0) {
+        cbx_journal_stmt(a->j, prune_sql, &st, NULL) == 0) {
         sqlite3_bind_int64(st, 1, (sqlite3_int64)(a->seq - KEEP_EVENTS));
         sqlite3_step(st);
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
     }
     return r;
+}
+
+/* Queue event seq for the journal; 0 or a negative code (-ENOMEM: not journaled). */
+static int journal_event(srv *s, uint64_t seq, const char *kind, const char *text, size_t len)
+{
+    ins *a = malloc(sizeof *a + len + 1);
+    if (!a)
+        return -ENOMEM;
+    a->j = s->journal;
+    a->seq = seq;
+    a->ts_ms = srv_now_ms();
+    snprintf(a->kind, sizeof a->kind, "%s", kind);
+    memcpy(a->data, text, len + 1);
+    return cbx_journal_queue_db(s->journal, db_insert, a, free, NULL);
 }
 
 typedef struct sel {
@@ -354,17 +372,13 @@ void srv_event(srv *s, const char *kind, json_t *data)
         s->m.events_dropped++;
         return;
     }
-    uint64_t seq;
-    if (s->journal) {
-        ins a = {.s = s, .kind = kind, .data = text};
-        if (cbx_journal_write_db(s->journal, db_insert, &a, NULL, NULL) < 0 || !a.seq) {
-            s->m.events_dropped++;
-            free(text);
-            return;
-        }
-        seq = a.seq;
-    } else {
-        seq = s->ev_seq + 1;
+    uint64_t seq = s->ev_seq + 1;
+    if (!len)
+        len = strlen(text);
+    if (s->journal && journal_event(s, seq, kind, text, len) == -ENOMEM) {
+        s->m.events_dropped++;
+        free(text);
+        return;
     }
     ring *rg = s->ev_ring;
     ev *e = &rg->e[seq % RING];
