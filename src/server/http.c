@@ -93,13 +93,14 @@ static void srv_send_pooled(h2o_req_t *req, int status, const char *ctype, char 
 
 void srv_send_json(h2o_req_t *req, int status, json_t *v)
 {
-    /* most responses fit in one buffer of the request's pool: dumped there, sent from there */
-    enum { POOL_DUMP = 4096 };
-    char *pooled = v ? h2o_mem_alloc_pool(&req->pool, POOL_DUMP) : NULL;
-    size_t n = v ? json_dumpb(v, pooled, POOL_DUMP, JSON_COMPACT | JSON_ENCODE_ANY) : 0;
-    if (n && n <= POOL_DUMP) {
+    /* most responses fit in a buffer on the stack: dumped there, copied into the request's pool
+     * (small blocks of its chunks, no allocation of their own) and sent from there */
+    char stack[8192];
+    size_t n = srv_json_write(v, stack, sizeof stack);
+    if (n) {
         json_decref(v);
-        srv_send_pooled(req, status, "application/json", pooled, n);
+        h2o_iovec_t body = h2o_strdup(&req->pool, stack, n);
+        srv_send_pooled(req, status, "application/json", body.base, n);
         return;
     }
     char *text = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;

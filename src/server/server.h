@@ -15,6 +15,7 @@
 #include "cbx/breaker_store.h"
 #include "cbx/journal.h"
 #include "cbx/policy.h"
+#include "server/json_write.h"
 #include "cbx/runtime.h"
 
 /* What cbx-serve is told on its command line. Strings are borrowed for the server's life. */
