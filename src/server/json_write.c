@@ -8,6 +8,7 @@
 #include "core/json_escape.h"
 #include "core/real_text.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -60,7 +61,14 @@ static void put_string(out *o, const char *s, size_t n)
 static void put_real(out *o, double v)
 {
     char buf[40];
-    size_t n = v == 0 ? 0 : cbx__real17(v, buf); /* the usual durations, without printf */
+    if (v == 0) { /* "%.17g" writes "0" or "-0" */
+        if (signbit(v))
+            put(o, "-0.0", 4);
+        else
+            put(o, "0.0", 3);
+        return;
+    }
+    size_t n = cbx__real17(v, buf); /* the usual durations, without printf */
     if (!n) {
         int k = snprintf(buf, sizeof buf, "%.17g", v);
         if (k <= 0 || (size_t)k >= sizeof buf) {
