@@ -76,7 +76,7 @@ static int db_max(struct sqlite3 *db, void *ud, cbx_err *err)
 /* An event on its way to the journal: queued behind the journal's own records, written by its
  * flusher thread (cbx_journal_queue_db), so that the loop does none of SQLite's work for it. The
  * id is this process's (the journal's largest at start, plus one per event): one server per
- * state directory, as its token and port file assume. */
+ * state directory (two sharing a journal would number their events alike). */
 typedef struct ins {
     cbx_journal *j;
     uint64_t seq, ts_ms;

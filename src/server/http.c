@@ -93,8 +93,8 @@ static void srv_send_pooled(h2o_req_t *req, int status, const char *ctype, char 
 
 void srv_send_json(h2o_req_t *req, int status, json_t *v)
 {
-    /* most responses fit in a buffer on the stack: dumped there, copied into the request's pool
-     * (small blocks of its chunks, no allocation of their own) and sent from there */
+    /* most responses fit in a buffer on the stack: written there (json_write.c), copied once into
+     * the request's pool and sent from there; the rest through json_dumps */
     char stack[8192];
     size_t n = srv_json_write(v, stack, sizeof stack);
     if (n) {
