@@ -131,6 +131,19 @@ typedef int (*cbx_journal_db_fn)(struct sqlite3 *db, void *ud, cbx_err *err);
 int cbx_journal_write_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, uint64_t *batch,
                          cbx_err *err);
 
+/* As cbx_journal_write_db, but without waiting: fn(db, ud, err) is queued behind the journal's
+ * own records and run in order with them, in a batch, by the thread that writes the queue (the
+ * flusher thread, or a caller that writes it first: cbx_journal_write_db, a query, a flush,
+ * close), within the batch window (a crash loses at most that window, as for the journal's own
+ * records). The same rules hold for fn (no transaction, no call to the journal); its error is
+ * counted as a lost write and reported by a later call. free_ud(ud), if not NULL, is called
+ * once after fn ran, or instead of it when the write cannot be queued or is never made. So the
+ * loop that produces records of its own (cbx serve's events) leaves SQLite's work to the
+ * flusher. Returns 0, CBX_EJOURNAL for a missing argument or an earlier write that failed,
+ * -ENOMEM. */
+int cbx_journal_queue_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, void (*free_ud)(void *),
+                         cbx_err *err);
+
 /* A JSON value as the journal writes it, for the records of other modules: compact text with
  * the journal's secrets masked (docs/journal.md, "What is redacted") and cut to the record cap
  * (cbx_journal_opts.max_record_bytes; a cut value is flagged "cbx_truncated"), so that every

@@ -1157,10 +1157,25 @@ static int apply_status(cbx_journal *j, const cbx__jrec *rec, cbx_err *err)
     return r == 0 ? cbx__journal_status_write_locked(j, id, status, err) : r;
 }
 
+/* A function of cbx_journal_queue_db, as cbx_journal_write_db runs one. */
+static int apply_db(cbx_journal *j, const cbx__jrec *rec, cbx_err *err)
+{
+    int r = cbx__journal_begin_locked(j, err);
+    if (r != 0)
+        return r;
+    r = rec->u.db.fn(j->db, rec->u.db.ud, err);
+    if (r != 0 && j->in_txn && sqlite3_get_autocommit(j->db))
+        cbx__journal_fail(j, NULL, "write");
+    return r;
+}
+
 int cbx__journal_apply_locked(cbx_journal *j, const cbx__jrec *rec, cbx_err *err)
 {
     int r;
     switch (rec->kind) {
+    case CBX__JREC_DB:
+        r = apply_db(j, rec, err);
+        break;
     case CBX__JREC_START:
         r = apply_start(j, rec, err);
         break;
@@ -1267,6 +1282,28 @@ int cbx_journal_write_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, uint64_
         *batch = b;
     pthread_mutex_unlock(&j->mu);
     return r;
+}
+
+int cbx_journal_queue_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, void (*free_ud)(void *),
+                         cbx_err *err)
+{
+    if (!j || !fn) {
+        if (free_ud)
+            free_ud(ud);
+        return missing(err, !j ? "the journal" : "the function");
+    }
+    cbx__jrec *rec = malloc(sizeof *rec);
+    if (!rec) {
+        if (free_ud)
+            free_ud(ud);
+        return not_made(j, cbx_err_set(err, -ENOMEM, "out of memory"), err);
+    }
+    memset(rec, 0, sizeof *rec);
+    rec->kind = CBX__JREC_DB;
+    rec->u.db.fn = fn;
+    rec->u.db.ud = ud;
+    rec->u.db.free_ud = free_ud;
+    return cbx__journal_submit(j, rec, err);
 }
 
 int cbx_journal_stmt(cbx_journal *j, const char *sql, sqlite3_stmt **st, cbx_err *err)

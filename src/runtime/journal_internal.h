@@ -52,7 +52,7 @@ typedef struct cbx__jpending {
 
 /* A write handed to the flusher thread (journal_queue.c): the caller's strings copied into data,
  * its JSON (params, metadata or outputs) already encoded, secrets masked, into text. */
-enum { CBX__JREC_START, CBX__JREC_ATTEMPT, CBX__JREC_END, CBX__JREC_STATUS };
+enum { CBX__JREC_START, CBX__JREC_ATTEMPT, CBX__JREC_END, CBX__JREC_STATUS, CBX__JREC_DB };
 typedef struct cbx__jrec {
     struct cbx__jrec *next;
     int kind;
@@ -63,6 +63,11 @@ typedef struct cbx__jrec {
         struct {
             const char *id, *status;
         } status;
+        struct { /* cbx_journal_queue_db */
+            cbx_journal_db_fn fn;
+            void *ud;
+            void (*free_ud)(void *);
+        } db;
     } u;
     char *text; /* NULL = none (SQL NULL) */
     size_t text_len;

@@ -15,6 +15,8 @@ void cbx__journal_rec_free(cbx__jrec *rec)
 {
     if (!rec)
         return;
+    if (rec->kind == CBX__JREC_DB && rec->u.db.free_ud)
+        rec->u.db.free_ud(rec->u.db.ud);
     free(rec->text);
     free(rec);
 }

@@ -174,7 +174,7 @@ static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
     json_t *a;
     json_array_foreach(res->attempts, i, a)
     {
-        json_t *ev = json_deep_copy(a);
+        json_t *ev = json_copy(a); /* shallow: only its own keys change */
         if (!ev)
             continue;
         json_object_del(ev, "metadata");

@@ -37,21 +37,11 @@ struct srv_sse {
     srv_sse *prev, *next;
 };
 
-typedef struct pend {
-    char kind[24];
-    char *data;
-    uint64_t seq; /* set by the write */
-    struct pend *next;
-} pend;
-
-typedef struct pend_list {
-    pend *head, *tail;
-} pend_list;
-
 static const char create_sql[] = "CREATE TABLE IF NOT EXISTS cbx_serve_events("
                                  " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
                                  " ts_ms INTEGER NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL)";
-static const char insert_sql[] = "INSERT INTO cbx_serve_events(ts_ms, kind, data) VALUES(?, ?, ?)";
+static const char insert_sql[] =
+    "INSERT INTO cbx_serve_events(seq, ts_ms, kind, data) VALUES(?, ?, ?, ?)";
 static const char select_sql[] =
     "SELECT seq, kind, data FROM cbx_serve_events WHERE seq > ? ORDER BY seq LIMIT 256";
 static const char prune_sql[] = "DELETE FROM cbx_serve_events WHERE seq <= ?";
@@ -83,38 +73,55 @@ static int db_max(struct sqlite3 *db, void *ud, cbx_err *err)
     return 0;
 }
 
+/* An event on its way to the journal: queued behind the journal's own records, written by its
+ * flusher thread (cbx_journal_queue_db), so that the loop does none of SQLite's work for it. The
+ * id is this process's (the journal's largest at start, plus one per event): one server per
+ * state directory (two sharing a journal would number their events alike). */
 typedef struct ins {
-    srv *s;
-    const char *kind;
-    const char *data;
-    uint64_t seq;
+    cbx_journal *j;
+    uint64_t seq, ts_ms;
+    char kind[24];
+    char data[];
 } ins;
 
 static int db_insert(struct sqlite3 *db, void *ud, cbx_err *err)
 {
     ins *a = ud;
     sqlite3_stmt *st = NULL;
-    int r = cbx_journal_stmt(a->s->journal, insert_sql, &st, err);
+    int r = cbx_journal_stmt(a->j, insert_sql, &st, err);
     if (r < 0)
         return r;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)srv_now_ms());
-    sqlite3_bind_text(st, 2, a->kind, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, a->data, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)a->seq);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)a->ts_ms);
+    sqlite3_bind_text(st, 3, a->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, a->data, -1, SQLITE_STATIC);
     r = sqlite3_step(st) == SQLITE_DONE ? 0 : CBX_EJOURNAL;
-    if (r == 0)
-        a->seq = (uint64_t)sqlite3_last_insert_rowid(db);
-    else
+    if (r != 0)
         cbx_err_set(err, r, "cbx_serve_events: %s", sqlite3_errmsg(db));
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     if (r == 0 && a->seq % 1000 == 0 && a->seq > KEEP_EVENTS &&
-        cbx_journal_stmt(a->s->journal, prune_sql, &st, NULL) == 0) {
+        cbx_journal_stmt(a->j, prune_sql, &st, NULL) == 0) {
         sqlite3_bind_int64(st, 1, (sqlite3_int64)(a->seq - KEEP_EVENTS));
         sqlite3_step(st);
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
     }
     return r;
+}
+
+/* Queue event seq for the journal; 0 or a negative code (-ENOMEM: not journaled). */
+static int journal_event(srv *s, uint64_t seq, const char *kind, const char *text, size_t len)
+{
+    ins *a = malloc(sizeof *a + len + 1);
+    if (!a)
+        return -ENOMEM;
+    a->j = s->journal;
+    a->seq = seq;
+    a->ts_ms = srv_now_ms();
+    snprintf(a->kind, sizeof a->kind, "%s", kind);
+    memcpy(a->data, text, len + 1);
+    return cbx_journal_queue_db(s->journal, db_insert, a, free, NULL);
 }
 
 typedef struct sel {
@@ -167,11 +174,8 @@ static int db_select(struct sqlite3 *db, void *ud, cbx_err *err)
 int srv_events_init(srv *s)
 {
     s->ev_ring = calloc(1, sizeof(ring));
-    s->ev_pending = calloc(1, sizeof(pend_list));
-    if (!s->ev_ring || !s->ev_pending)
+    if (!s->ev_ring)
         return -ENOMEM;
-    uv_idle_init(&s->loop, &s->ev_idle);
-    s->ev_idle.data = s;
     ((ring *)s->ev_ring)->first = 1;
     if (!s->journal)
         return 0;
@@ -197,8 +201,6 @@ static void unlink_client(srv *s, srv_sse *c)
     c->prev = c->next = NULL;
     s->n_clients--;
 }
-
-static void flush(srv *s);
 
 /* Send what the client has not seen, if it is not still sending. */
 static void pump(srv_sse *c)
@@ -347,7 +349,6 @@ void srv_events_keepalive(srv *s)
 
 void srv_events_close_clients(srv *s)
 {
-    flush(s); /* the clients get what was made before they are closed */
     for (srv_sse *c = s->clients; c; c = c->next) {
         c->closing = 1;
         pump(c);
@@ -355,72 +356,6 @@ void srv_events_close_clients(srv *s)
 }
 
 /* ---- appending ------------------------------------------------------------------------------ */
-
-typedef struct ins_all {
-    ins a;
-    pend *head;
-} ins_all;
-
-static int db_insert_all(struct sqlite3 *db, void *ud, cbx_err *err)
-{
-    ins_all *x = ud;
-    ins *a = &x->a;
-    for (pend *p = x->head; p; p = p->next) {
-        a->kind = p->kind;
-        a->data = p->data;
-        a->seq = 0;
-        if (db_insert(db, a, err) < 0)
-            return CBX_EJOURNAL; /* the rest are not written either */
-        p->seq = a->seq;
-    }
-    return 0;
-}
-
-/* Write the pending events in one journal write, then keep and send those written. */
-static void flush(srv *s)
-{
-    pend_list *pl = s->ev_pending;
-    if (uv_is_active((uv_handle_t *)&s->ev_idle))
-        uv_idle_stop(&s->ev_idle);
-    if (!pl || !pl->head)
-        return;
-    pend *p = pl->head;
-    pl->head = pl->tail = NULL;
-    if (s->journal) {
-        ins_all x = {.a = {.s = s}, .head = p};
-        cbx_journal_write_db(s->journal, db_insert_all, &x, NULL, NULL);
-    } else {
-        for (pend *q = p; q; q = q->next)
-            q->seq = s->ev_seq + 1, s->ev_seq = q->seq;
-    }
-    ring *rg = s->ev_ring;
-    int sent = 0;
-    while (p) {
-        pend *n = p->next;
-        if (!p->seq) { /* the journal refused it: never sent */
-            s->m.events_dropped++;
-            free(p->data);
-        } else {
-            ev *e = &rg->e[p->seq % RING];
-            free(e->data);
-            e->seq = p->seq;
-            memcpy(e->kind, p->kind, sizeof e->kind);
-            e->data = p->data;
-            if (p->seq > s->ev_seq)
-                s->ev_seq = p->seq;
-            sent = 1;
-        }
-        free(p);
-        p = n;
-    }
-    for (srv_sse *c = s->clients; sent && c; c = c->next)
-        pump(c);
-}
-
-static void on_idle(uv_idle_t *h)
-{
-    flush(h->data);
-}
 
 void srv_event(srv *s, const char *kind, json_t *data)
 {
@@ -433,32 +368,31 @@ void srv_event(srv *s, const char *kind, json_t *data)
     else
         text = json_dumps(data, JSON_COMPACT);
     json_decref(data);
-    pend *p = text ? calloc(1, sizeof *p) : NULL;
-    pend_list *pl = s->ev_pending;
-    if (!p || !pl) {
+    if (!text) {
         s->m.events_dropped++;
-        free(text);
-        free(p);
         return;
     }
-    snprintf(p->kind, sizeof p->kind, "%s", kind);
-    p->data = text;
-    if (pl->tail)
-        pl->tail->next = p;
-    else
-        pl->head = p;
-    pl->tail = p;
-    if (s->ev_idle.loop && !uv_is_active((uv_handle_t *)&s->ev_idle) &&
-        !uv_is_closing((uv_handle_t *)&s->ev_idle))
-        uv_idle_start(&s->ev_idle, on_idle);
+    uint64_t seq = s->ev_seq + 1;
+    if (!len)
+        len = strlen(text);
+    if (s->journal && journal_event(s, seq, kind, text, len) == -ENOMEM) {
+        s->m.events_dropped++;
+        free(text);
+        return;
+    }
+    ring *rg = s->ev_ring;
+    ev *e = &rg->e[seq % RING];
+    free(e->data);
+    e->seq = seq;
+    snprintf(e->kind, sizeof e->kind, "%s", kind);
+    e->data = text;
+    s->ev_seq = seq;
+    for (srv_sse *c = s->clients; c; c = c->next)
+        pump(c);
 }
 
 void srv_events_free(srv *s)
 {
-    if (s->ev_ring)
-        flush(s); /* what the last turns made */
-    free(s->ev_pending);
-    s->ev_pending = NULL;
     ring *rg = s->ev_ring;
     for (size_t i = 0; rg && i < RING; i++)
         free(rg->e[i].data);

@@ -58,7 +58,8 @@ const char *srv_reason(int status)
     }
 }
 
-void srv_send(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
+/* The response's status line and headers; the body is the caller's. */
+static void start_response(h2o_req_t *req, int status, const char *ctype, size_t len)
 {
     req->res.status = status;
     req->res.reason = srv_reason(status);
@@ -69,11 +70,39 @@ void srv_send(h2o_req_t *req, int status, const char *ctype, const char *body, s
                    H2O_STRLIT("no-store"));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-content-type-options"), 0,
                           NULL, H2O_STRLIT("nosniff"));
+}
+
+void srv_send(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
+{
+    start_response(req, status, ctype, len);
     h2o_send_inline(req, body, len);
+}
+
+/* body lives in the request's pool: sent without a copy. */
+static void srv_send_pooled(h2o_req_t *req, int status, const char *ctype, char *body, size_t len)
+{
+    static h2o_generator_t gen = {NULL, NULL};
+    start_response(req, status, ctype, len);
+    h2o_start_response(req, &gen);
+    h2o_iovec_t iov = h2o_iovec_init(body, len);
+    if (h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("HEAD")))
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL); /* as h2o_send_inline */
+    else
+        h2o_send(req, &iov, 1, H2O_SEND_STATE_FINAL);
 }
 
 void srv_send_json(h2o_req_t *req, int status, json_t *v)
 {
+    /* most responses fit in a buffer on the stack: written there (json_write.c), copied once into
+     * the request's pool and sent from there; the rest through json_dumps */
+    char stack[8192];
+    size_t n = srv_json_write(v, stack, sizeof stack);
+    if (n) {
+        json_decref(v);
+        h2o_iovec_t body = h2o_strdup(&req->pool, stack, n);
+        srv_send_pooled(req, status, "application/json", body.base, n);
+        return;
+    }
     char *text = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_decref(v);
     if (!text) {

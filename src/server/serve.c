@@ -213,6 +213,19 @@ static int open_stores(srv *s, char *errbuf, size_t errlen)
     int r;
     if (!s->o.no_journal) {
         cbx_journal_opts jo = {.path = s->o.journal_path};
+        const char *keep = getenv("CBX_JOURNAL_MAX_EXECUTIONS"); /* as the cbx commands read it */
+        if (keep && *keep) {
+            char *end = NULL;
+            errno = 0;
+            unsigned long long v = strtoull(keep, &end, 10);
+            if (errno || *end || !v || keep[0] == '-') {
+                snprintf(errbuf, errlen,
+                         "CBX_JOURNAL_MAX_EXECUTIONS: expected a positive integer, got '%.40s'",
+                         keep);
+                return CBX_EINVAL_CONFIG;
+            }
+            jo.max_executions = v;
+        }
         r = cbx_journal_open(&s->journal, &jo, &err);
         if (r < 0) {
             snprintf(errbuf, errlen, "journal: %s", err.msg[0] ? err.msg : cbx_strerror(r));
@@ -457,7 +470,6 @@ void srv_free(srv *s)
             uv_close((uv_handle_t *)&s->listener, NULL);
         s->listening = 0;
         close_if((uv_handle_t *)&s->tick);
-        close_if((uv_handle_t *)&s->ev_idle);
         close_if((uv_handle_t *)&s->reap);
         close_if((uv_handle_t *)&s->grace);
         close_if((uv_handle_t *)&s->sig_term);

@@ -16,6 +16,7 @@
 #include "cbx/breaker_store.h"
 #include "cbx/journal.h"
 #include "cbx/policy.h"
+#include "server/json_write.h"
 #include "cbx/runtime.h"
 
 /* What cbx-serve is told on its command line. Strings are borrowed for the server's life. */
@@ -174,11 +175,9 @@ struct srv {
     size_t n_wf_busy; /* held runs firing (or able to fire) */
 
     /* events.c */
-    uint64_t ev_seq;   /* the last event's id */
-    void *ev_ring;     /* recent events */
-    void *ev_pending;  /* events made since the last flush, in order (written, then sent) */
-    uv_idle_t ev_idle; /* active while events are pending: flushes them before the next poll */
-    srv_sse *clients;  /* SSE clients */
+    uint64_t ev_seq;  /* the last event's id */
+    void *ev_ring;    /* recent events */
+    srv_sse *clients; /* SSE clients */
     size_t n_clients;
 };
 

@@ -303,3 +303,60 @@ Test(journal_db, commit_listeners_are_limited_and_checked)
     free(w);
     cbx_journal_close(j);
 }
+
+/* ---- cbx_journal_queue_db ------------------------------------------------------------------ */
+
+static int freed;
+
+static void free_key(void *p)
+{
+    freed++;
+    free(p);
+}
+
+static int insert_owned(sqlite3 *db, void *ud, cbx_err *err)
+{
+    return insert_note(db, ud, err);
+}
+
+Test(journal_db, queued_writes_are_made_in_order_and_freed)
+{
+    char path[300];
+    cbx_journal *j = open_file(path, sizeof path);
+    cbx_err err;
+    cr_assert_eq(cbx_journal_write_db(j, make_table, NULL, NULL, &err), 0, "%s", err.msg);
+    freed = 0;
+    for (int i = 0; i < 500; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "q%d", i);
+        cr_assert_eq(cbx_journal_queue_db(j, insert_owned, strdup(k), free_key, &err), 0, "%s",
+                     err.msg);
+    }
+    /* a read has the queue written first: every one is seen */
+    count_args a = {.k = "q499"};
+    cr_assert_eq(cbx_journal_read_db(j, count_note, &a, &err), 0, "%s", err.msg);
+    cr_assert_eq(a.n, 1);
+    cr_assert_eq(freed, 500);
+
+    /* a failing one (a duplicate key) is counted lost and its ud still freed */
+    cr_assert_eq(cbx_journal_queue_db(j, insert_owned, strdup("q0"), free_key, &err), 0);
+    cr_assert_eq(cbx_journal_flush(j, &err), CBX_EJOURNAL);
+    cr_assert_eq(freed, 501);
+    cbx_journal_losses l;
+    cr_assert_eq(cbx_journal_losses_get(j, 0, &l, &err), 0);
+    cr_assert_eq(l.writes, 1);
+
+    /* missing arguments: refused, ud freed */
+    cr_assert_eq(cbx_journal_queue_db(j, NULL, strdup("x"), free_key, &err), CBX_EJOURNAL);
+    cr_assert_eq(cbx_journal_queue_db(NULL, insert_owned, strdup("x"), free_key, &err),
+                 CBX_EJOURNAL);
+    cr_assert_eq(freed, 503);
+
+    /* queued at close: written by it */
+    cr_assert_eq(cbx_journal_queue_db(j, insert_owned, strdup("last"), free_key, &err), 0);
+    cbx_journal_close(j);
+    cr_assert_eq(freed, 504);
+    cr_assert_eq(count_elsewhere(path, "last"), 1);
+    cr_assert_eq(count_elsewhere(path, "q250"), 1);
+    remove_tree(tmpdir);
+}
