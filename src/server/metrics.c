@@ -155,9 +155,42 @@ static const char *label(const char *v, char *buf, size_t len)
     return buf;
 }
 
+/* Append n bytes as they are (no format to read: most of the text is names and help). */
+static void sb_put(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->cap + n + 1) * 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_puts(sbuf *b, const char *s)
+{
+    sb_put(b, s, strlen(s));
+}
+
 static void head(sbuf *b, const char *name, const char *type, const char *help)
 {
-    sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    sb_put(b, "# HELP ", 7);
+    sb_puts(b, name);
+    sb_put(b, " ", 1);
+    sb_puts(b, help);
+    sb_put(b, "\n# TYPE ", 8);
+    sb_puts(b, name);
+    sb_put(b, " ", 1);
+    sb_puts(b, type);
+    sb_put(b, "\n", 1);
 }
 
 static void executions(sbuf *b, srv *s)
@@ -387,7 +420,11 @@ static void traces(sbuf *b)
 
 int srv_metrics_render(srv *s, char **out, size_t *len)
 {
-    sbuf b = {0};
+    /* sized for a scrape of a few breakers and executor types: one allocation, as a rule */
+    sbuf b = {.p = malloc(16384), .cap = 16384};
+    if (!b.p)
+        return -ENOMEM;
+    b.p[0] = '\0';
     executions(&b, s);
     runtime_gauges(&b, s);
     breakers(&b, s);
