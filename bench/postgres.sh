@@ -20,7 +20,7 @@ rounds=${CBX_PG_ROUNDS:-3}
     echo "bench/postgres.sh: build $build/bench/pg_select first" >&2
     exit 2
 }
-export build secs clients rounds
+export cbx build secs clients rounds
 # shellcheck disable=SC2016
 exec bash tests/db/with_pg.sh bash -c '
 set -euo pipefail
