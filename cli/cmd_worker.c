@@ -104,6 +104,7 @@ int cli_cmd_worker(cli_ctx *ctx, int argc, char **argv)
     cli_args a;
     cli_args_init(&a, "worker", argc, argv, opts);
     cbx_worker_opts o = {0};
+    const char *types_arg = NULL; /* --types, split after the options (argv outlives it) */
     char *types_text = NULL;
     const char *val;
     int id, json = 0, verbose = 0;
@@ -134,8 +135,7 @@ int cli_cmd_worker(cli_ctx *ctx, int argc, char **argv)
             o.concurrency = (uint32_t)u;
             break;
         case OPT_TYPES:
-            free(types_text);
-            types_text = strdup(val);
+            types_arg = val;
             break;
         case OPT_ACK_WAIT:
             if (cli_parse_duration("--ack-wait", val, &o.ack_wait_ns))
@@ -160,6 +160,10 @@ int cli_cmd_worker(cli_ctx *ctx, int argc, char **argv)
             if (!cli_nats_option(id, val) && cli_common_option(ctx, id, val, &json))
                 return CLI_EXIT_USAGE;
         }
+    }
+    if (types_arg && !(types_text = strdup(types_arg))) {
+        cli_err("worker: out of memory");
+        return CLI_EXIT_INTERNAL;
     }
     const char **types = types_text ? split_types(types_text) : NULL;
     o.types = types;

@@ -451,9 +451,7 @@ static int exit_of(int state)
         return WF_EXIT_DONE;
     case CBX_WORKFLOW_WAITING:
         return WF_EXIT_WAITING;
-    case CBX_WORKFLOW_STUCK:
-        return WF_EXIT_STUCK;
-    default:
+    default: /* CBX_WORKFLOW_STUCK, and anything not at rest */
         return WF_EXIT_STUCK;
     }
 }

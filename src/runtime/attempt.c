@@ -140,7 +140,7 @@ static void finish_at(cbx_execution *ex, cbx_status status, int rc, const char *
     if (status != CBX_STATUS_SUCCESS && !r->error[0])
         cbx__copy_text(r->error, sizeof r->error, cbx_strerror(rc));
     r->duration_ns = ex->b->started_ns ? end - ex->b->started_ns : 0;
-    if (cbx__exec_ctx_end_tmpdir(ex->ctx, status == CBX_STATUS_SUCCESS)) {
+    if (ex->ctx && cbx__exec_ctx_end_tmpdir(ex->ctx, status == CBX_STATUS_SUCCESS)) {
         if (!json_is_object(r->metadata)) {
             json_decref(r->metadata);
             r->metadata = json_object();

@@ -405,9 +405,9 @@ size_t cbx__llm_json_decode(llm_span v, char *dst)
 
 int cbx__llm_json_int(llm_span v, long long *out)
 {
-    const char *p = v.p, *e = v.p + v.n;
-    if (!p || p >= e)
+    if (!v.p || v.n == 0)
         return -1;
+    const char *p = v.p, *e = v.p + v.n;
     int neg = *p == '-';
     if (neg)
         p++;

@@ -108,7 +108,7 @@ int cbx__lambda_local_validate(const json_t *p, cbx_err *err)
                                   "%s: no %s for its module", handler, path);
     }
     const char *it = str(p, "invocation_type");
-    if (it && strcmp(it, "RequestResponse"))
+    if (it && strcmp(it, "RequestResponse") != 0)
         return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "invocation_type", 0, 0,
                               "%s: the local backend (function_dir) runs RequestResponse only", it);
     const char *k;

@@ -196,7 +196,7 @@ static void dispatch(conn *c)
         *q = '\0';
     const char *path = c->url;
     int get = c->p.method == HTTP_GET, post = c->p.method == HTTP_POST;
-    if (strncmp(path, PREFIX, sizeof PREFIX - 1)) {
+    if (strncmp(path, PREFIX, sizeof PREFIX - 1) != 0) {
         send_error(c, 404, "NotFound", "no such resource in the Lambda Runtime API");
         return;
     }

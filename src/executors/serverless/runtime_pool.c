@@ -11,6 +11,7 @@
  * Idle runtimes live until the pool is freed (the cbx runtime closes): then every tree is killed
  * and reaped. */
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -132,9 +133,9 @@ static void deliver(cbx__lambda_rt *rt)
         left_ms = inv->timeout_ms;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t epoch_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    uint64_t epoch_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)(ts.tv_nsec / 1000000);
     char deadline[24], trace[96];
-    snprintf(deadline, sizeof deadline, "%llu", (unsigned long long)(epoch_ms + left_ms));
+    snprintf(deadline, sizeof deadline, "%" PRIu64, epoch_ms + left_ms);
     snprintf(trace, sizeof trace, "Root=1-%08llx-%.24s;Sampled=0",
              (unsigned long long)(epoch_ms / 1000), inv->id + 12);
     const char *headers[] = {"Lambda-Runtime-Aws-Request-Id",
@@ -251,7 +252,7 @@ static int api_result(void *ud, const char *id, int error, const char *etype, co
 {
     cbx__lambda_rt *rt = ud;
     cbx__lambda_inv *inv = rt->inv;
-    if (!inv || !inv->delivered || strcmp(id, inv->id) || rt->killed_by)
+    if (!inv || !inv->delivered || strcmp(id, inv->id) != 0 || rt->killed_by)
         return 0;
     uv_timer_stop(&rt->limit_timer);
     if (inv->want_log)

@@ -295,7 +295,7 @@ static json_t *runtime_env(const cbx__lambda_rt *rt, const cbx__lambda_conf *c)
     set(env, "AWS_LAMBDA_FUNCTION_VERSION", "$LATEST");
     set(env, "AWS_REGION", c->region);
     set(env, "AWS_DEFAULT_REGION", c->region);
-    if (c->interpreter && strcmp(c->interpreter, "node"))
+    if (c->interpreter && strcmp(c->interpreter, "node") != 0)
         set(env, "PYTHONUNBUFFERED", "1");
     return env;
 }
