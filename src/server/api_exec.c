@@ -10,13 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct srv_waiter {
-    h2o_req_t *req;
-    srv_exec *e; /* NULL once answered or gone */
-    uv_timer_t *timer;
-    srv_waiter *next;
-};
-
 /* ---- the list of executions ----------------------------------------------------------------- */
 
 static void unlink_exec(srv_exec **head, srv_exec *e)
@@ -86,33 +79,6 @@ static srv_exec *find_inflight(srv *s, const char *id)
 
 /* ---- waiting for the end -------------------------------------------------------------------- */
 
-static void timer_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
-static void waiter_detach(srv_waiter *w)
-{
-    if (w->e) {
-        srv_waiter **pp = &w->e->waiters;
-        while (*pp && *pp != w)
-            pp = &(*pp)->next;
-        if (*pp)
-            *pp = w->next;
-        w->e = NULL;
-    }
-    if (w->timer) {
-        uv_timer_stop(w->timer);
-        uv_close((uv_handle_t *)w->timer, timer_closed);
-        w->timer = NULL;
-    }
-}
-
-static void waiter_disposed(void *p)
-{
-    waiter_detach(p);
-}
-
 static json_t *pending_json(const srv_exec *e)
 {
     json_t *o = json_pack("{s:s,s:s,s:s,s:I}", "id", e->id, "executor", e->executor, "status",
@@ -132,14 +98,9 @@ static void send_accepted(h2o_req_t *req, const srv_exec *e)
     srv_send_json(req, 202, pending_json(e));
 }
 
-static void waiter_timeout(uv_timer_t *t)
+static void waiter_timeout(h2o_req_t *req, void *e)
 {
-    srv_waiter *w = t->data;
-    srv_exec *e = w->e;
-    h2o_req_t *req = w->req;
-    waiter_detach(w);
-    if (e)
-        send_accepted(req, e);
+    send_accepted(req, e);
 }
 
 /* ---- the runtime's callbacks ---------------------------------------------------------------- */
@@ -194,12 +155,8 @@ static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
     }
     srv_event(s, "execution", summary);
 
-    while (e->waiters) {
-        srv_waiter *w = e->waiters;
-        h2o_req_t *req = w->req;
-        waiter_detach(w);
+    for (h2o_req_t *req; (req = srv_wait_take(&e->waiters));)
         srv_send_json(req, 200, json_incref(e->result));
-    }
     if (s->stopping && !s->n_inflight && !s->n_flow_runs)
         srv_shutdown_poke(s);
 }
@@ -422,18 +379,8 @@ int srv_h_submit(srv *s, h2o_req_t *req, char **args)
         srv_send_json(req, 200, json_incref(e->result));
     } else if (async) {
         send_accepted(req, e);
-    } else {
-        srv_waiter *w = h2o_mem_alloc_shared(&req->pool, sizeof *w, waiter_disposed);
-        uv_timer_t *t = malloc(sizeof *t);
-        if (!t) {
-            send_accepted(req, e);
-            goto out;
-        }
-        *w = (srv_waiter){.req = req, .e = e, .timer = t, .next = e->waiters};
-        e->waiters = w;
-        uv_timer_init(&s->loop, t);
-        t->data = w;
-        uv_timer_start(t, waiter_timeout, wait_ns / 1000000u, 0);
+    } else if (srv_wait(s, req, &e->waiters, e, wait_ns / 1000000u, waiter_timeout) < 0) {
+        send_accepted(req, e);
     }
 out:
     json_decref(body);

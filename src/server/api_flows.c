@@ -17,8 +17,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-typedef struct flow_waiter flow_waiter;
-
 typedef struct flow_msg {
     srv_flow_run *run;
     int end; /* 1: the run ended (data: its result); then the message is the run's own */
@@ -43,15 +41,8 @@ struct srv_flow_run {
     int done;               /* on the server's loop: the end has been received */
     json_t *result;         /* cbx_flow_result_to_json, once done */
     flow_msg end_msg;       /* the end's message: posting it cannot fail */
-    flow_waiter *waiters;
+    srv_waiter *waiters;
     srv_flow_run *next;
-};
-
-struct flow_waiter {
-    h2o_req_t *req;
-    srv_flow_run *run; /* NULL once answered or gone */
-    uv_timer_t *timer;
-    flow_waiter *next;
 };
 
 /* ---- messages from the run threads ----------------------------------------------------------- */
@@ -168,33 +159,6 @@ done:
 
 /* ---- the server's side ---------------------------------------------------------------------- */
 
-static void timer_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
-static void waiter_detach(flow_waiter *w)
-{
-    if (w->run) {
-        flow_waiter **pp = &w->run->waiters;
-        while (*pp && *pp != w)
-            pp = &(*pp)->next;
-        if (*pp)
-            *pp = w->next;
-        w->run = NULL;
-    }
-    if (w->timer) {
-        uv_timer_stop(w->timer);
-        uv_close((uv_handle_t *)w->timer, timer_closed);
-        w->timer = NULL;
-    }
-}
-
-static void waiter_disposed(void *p)
-{
-    waiter_detach(p);
-}
-
 static json_t *running_json(const srv_flow_run *r)
 {
     return json_pack("{s:s,s:s,s:s}", "run_id", r->run_id, "flow", r->name, "status", "running");
@@ -209,14 +173,9 @@ static void send_accepted(h2o_req_t *req, const srv_flow_run *r)
     srv_send_json(req, 202, running_json(r));
 }
 
-static void waiter_timeout(uv_timer_t *t)
+static void waiter_timeout(h2o_req_t *req, void *r)
 {
-    flow_waiter *w = t->data;
-    srv_flow_run *r = w->run;
-    h2o_req_t *req = w->req;
-    waiter_detach(w);
-    if (r)
-        send_accepted(req, r);
+    send_accepted(req, r);
 }
 
 static void run_free(srv_flow_run *r)
@@ -250,12 +209,8 @@ static void on_flow_async(uv_async_t *a)
                       json_pack("{s:s,s:s,s:s,s:O?}", "run_id", r->run_id, "flow", r->name,
                                 "status", st ? st : "?", "error",
                                 json_object_get(r->result, "error")));
-            while (r->waiters) {
-                flow_waiter *w = r->waiters;
-                h2o_req_t *req = w->req;
-                waiter_detach(w);
+            for (h2o_req_t *req; (req = srv_wait_take(&r->waiters));)
                 srv_send_json(req, 200, json_incref(r->result));
-            }
             if (s->stopping && !s->n_inflight && !s->n_flow_runs)
                 srv_shutdown_poke(s);
         }
@@ -304,8 +259,8 @@ void srv_flows_free(srv *s)
     }
     while (s->runs) {
         srv_flow_run *n = s->runs->next;
-        while (s->runs->waiters)
-            waiter_detach(s->runs->waiters);
+        while (srv_wait_take(&s->runs->waiters))
+            ; /* their requests go with the server */
         run_free(s->runs);
         s->runs = n;
     }
@@ -471,18 +426,8 @@ int srv_h_flow_run(srv *s, h2o_req_t *req, char **args)
         json_pack("{s:s,s:s,s:s}", "run_id", r->run_id, "flow", r->name, "status", "running"));
     if (async) {
         send_accepted(req, r);
-    } else {
-        flow_waiter *fw = h2o_mem_alloc_shared(&req->pool, sizeof *fw, waiter_disposed);
-        uv_timer_t *t = malloc(sizeof *t);
-        if (!t) {
-            send_accepted(req, r);
-        } else {
-            *fw = (flow_waiter){.req = req, .run = r, .timer = t, .next = r->waiters};
-            r->waiters = fw;
-            uv_timer_init(&s->loop, t);
-            t->data = fw;
-            uv_timer_start(t, waiter_timeout, wait_ns / 1000000u, 0);
-        }
+    } else if (srv_wait(s, req, &r->waiters, r, wait_ns / 1000000u, waiter_timeout) < 0) {
+        send_accepted(req, r);
     }
     r = NULL; /* the server's now */
 out:

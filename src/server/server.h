@@ -219,6 +219,17 @@ int srv_pct_decode(char *s);
 uint64_t srv_now_ms(void);
 const char *srv_reason(int status);
 
+/* ---- waiter.c: requests waiting for an end ------------------------------------------------- */
+
+/* Called when a waiter's time is up, after it left its list: answer req about owner. */
+typedef void (*srv_wait_timeout_fn)(h2o_req_t *req, void *owner);
+/* Put req on *list until srv_wait_take takes it, ms pass (then on_timeout), or the request goes
+ * away (it then leaves the list). 0, or -ENOMEM (nothing done: answer now). */
+int srv_wait(srv *s, h2o_req_t *req, srv_waiter **list, void *owner, uint64_t ms,
+             srv_wait_timeout_fn on_timeout);
+/* Take the first waiter off *list: its request, to answer, or NULL when the list is empty. */
+h2o_req_t *srv_wait_take(srv_waiter **list);
+
 /* ---- def_dir.c: the flows and workflows directories ----------------------------------------- */
 
 /* DIR/NAME.yaml, .yml or .json, whichever exists, into path: 0, or -ENOENT (also for a name that
