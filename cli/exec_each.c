@@ -13,6 +13,7 @@
  * job that ended on its own; jobs cancelled by ^C get none, so that --resume runs them again. */
 #define _GNU_SOURCE /* sigabbrev_np */
 #include "exec_each.h"
+#include "core/strbuf.h"
 #include "exec_cli.h"
 
 #include "cbx/breaker_store.h"
@@ -65,33 +66,6 @@ struct each_run {
 
 /* ---- placeholders ------------------------------------------------------------------------- */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 64;
-        while (nc < b->len + n + 1)
-            nc *= 2;
-        char *g = realloc(b->p, nc);
-        if (!g) {
-            b->oom = 1;
-            return;
-        }
-        b->p = g;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
 /* The placeholder at s ("{...}"): its length, or 0 when s does not start one. */
 static size_t placeholder_len(const char *s)
 {
@@ -113,7 +87,7 @@ static int has_placeholder(const char *s)
 }
 
 /* Write what placeholder ph (of length n) stands for. */
-static void expand_one(sbuf *b, const char *ph, size_t n, const char *item, uint64_t seq,
+static void expand_one(cbx__buf *b, const char *ph, size_t n, const char *item, uint64_t seq,
                        uint32_t slot)
 {
     const char *slash = strrchr(item, '/');
@@ -121,35 +95,35 @@ static void expand_one(sbuf *b, const char *ph, size_t n, const char *item, uint
     const char *dot = strrchr(base, '.');
     char num[24];
     if (n == 2) { /* {} */
-        sb_put(b, item, strlen(item));
+        cbx__buf_put(b, item, strlen(item));
     } else if (ph[1] == '.') { /* {.} */
-        sb_put(b, item, dot ? (size_t)(dot - item) : strlen(item));
+        cbx__buf_put(b, item, dot ? (size_t)(dot - item) : strlen(item));
     } else if (ph[1] == '#' || ph[1] == '%') {
         snprintf(num, sizeof num, "%llu", (unsigned long long)(ph[1] == '#' ? seq : slot));
-        sb_put(b, num, strlen(num));
+        cbx__buf_put(b, num, strlen(num));
     } else if (n == 3) { /* {/} */
-        sb_put(b, base, strlen(base));
+        cbx__buf_put(b, base, strlen(base));
     } else if (ph[2] == '/') { /* {//} */
         if (slash)
-            sb_put(b, item, slash == item ? 1 : (size_t)(slash - item));
+            cbx__buf_put(b, item, slash == item ? 1 : (size_t)(slash - item));
         else
-            sb_put(b, ".", 1);
+            cbx__buf_put(b, ".", 1);
     } else { /* {/.} */
-        sb_put(b, base, dot ? (size_t)(dot - base) : strlen(base));
+        cbx__buf_put(b, base, dot ? (size_t)(dot - base) : strlen(base));
     }
 }
 
 static json_t *expand_string(const char *s, const char *item, uint64_t seq, uint32_t slot)
 {
-    sbuf b = {0};
-    sb_put(&b, "", 0);
+    cbx__buf b = {0};
+    cbx__buf_put(&b, "", 0);
     while (*s) {
         size_t n = *s == '{' ? placeholder_len(s) : 0;
         if (n) {
             expand_one(&b, s, n, item, seq, slot);
             s += n;
         } else {
-            sb_put(&b, s, 1);
+            cbx__buf_put(&b, s, 1);
             s++;
         }
     }
@@ -212,14 +186,14 @@ static int any_placeholder(const json_t *v)
 static char *command_text(const each_run *e, const json_t *params)
 {
     if (e->o->cmd_mode) {
-        sbuf b = {0};
-        sb_put(&b, "", 0);
+        cbx__buf b = {0};
+        cbx__buf_put(&b, "", 0);
         size_t i;
         const json_t *a;
         json_array_foreach(json_object_get(params, "argv"), i, a)
         {
             if (i)
-                sb_put(&b, " ", 1);
+                cbx__buf_put(&b, " ", 1);
             if (!b.oom && cli_shell_quote(&b.p, &b.len, &b.cap, json_string_value(a)) < 0)
                 b.oom = 1;
         }

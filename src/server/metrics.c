@@ -1,12 +1,12 @@
 /* /metrics: counters kept as executions end, breaker gauges read from the store at scrape time,
  * written in the Prometheus text exposition format (version 0.0.4). */
 #include "server.h"
+#include "core/strbuf.h"
 
 #include "cbx/outcome.h"
 #include "cbx/trace.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,41 +101,6 @@ void srv_metrics_free(srv_metrics *m)
 
 /* ---- the text ------------------------------------------------------------------------------- */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    if (b->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = 1;
-            return;
-        }
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap + (size_t)n + 1) * 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-}
-
 /* A label value with \, " and newline escaped. */
 static const char *label(const char *v, char *buf, size_t len)
 {
@@ -155,90 +120,69 @@ static const char *label(const char *v, char *buf, size_t len)
     return buf;
 }
 
-/* Append n bytes as they are (no format to read: most of the text is names and help). */
-static void sb_put(sbuf *b, const char *s, size_t n)
+static void head(cbx__buf *b, const char *name, const char *type, const char *help)
 {
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->cap + n + 1) * 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
+    cbx__buf_put(b, "# HELP ", 7);
+    cbx__buf_puts(b, name);
+    cbx__buf_put(b, " ", 1);
+    cbx__buf_puts(b, help);
+    cbx__buf_put(b, "\n# TYPE ", 8);
+    cbx__buf_puts(b, name);
+    cbx__buf_put(b, " ", 1);
+    cbx__buf_puts(b, type);
+    cbx__buf_put(b, "\n", 1);
 }
 
-static void sb_puts(sbuf *b, const char *s)
-{
-    sb_put(b, s, strlen(s));
-}
-
-static void head(sbuf *b, const char *name, const char *type, const char *help)
-{
-    sb_put(b, "# HELP ", 7);
-    sb_puts(b, name);
-    sb_put(b, " ", 1);
-    sb_puts(b, help);
-    sb_put(b, "\n# TYPE ", 8);
-    sb_puts(b, name);
-    sb_put(b, " ", 1);
-    sb_puts(b, type);
-    sb_put(b, "\n", 1);
-}
-
-static void executions(sbuf *b, srv *s)
+static void executions(cbx__buf *b, srv *s)
 {
     head(b, "cbx_executions_total", "counter",
          "Executions submitted through the server that ended, by executor type and final status.");
     for (srv_type_metrics *t = s->m.types; t; t = t->next)
         for (int st = CBX_STATUS_SUCCESS; st < CBX_STATUS__COUNT; st++)
-            sb_printf(b, "cbx_executions_total{executor=\"%s\",status=\"%s\"} %llu\n", t->executor,
-                      cbx_status_name((cbx_status)st), (unsigned long long)t->by_status[st]);
+            cbx__buf_printf(b, "cbx_executions_total{executor=\"%s\",status=\"%s\"} %llu\n",
+                            t->executor, cbx_status_name((cbx_status)st),
+                            (unsigned long long)t->by_status[st]);
     head(b, "cbx_executions_rejected_total", "counter",
          "Executions refused before any attempt, by executor type and reason.");
     for (srv_type_metrics *t = s->m.types; t; t = t->next)
         for (int r = 0; r < 6; r++)
-            sb_printf(b, "cbx_executions_rejected_total{executor=\"%s\",reason=\"%s\"} %llu\n",
-                      t->executor, reasons[r], (unsigned long long)t->rejected_by_reason[r]);
+            cbx__buf_printf(b,
+                            "cbx_executions_rejected_total{executor=\"%s\",reason=\"%s\"} %llu\n",
+                            t->executor, reasons[r], (unsigned long long)t->rejected_by_reason[r]);
     head(b, "cbx_retry_budget_exhausted_total", "counter",
          "Executions that stopped because a retry budget refused the retry that was due.");
     for (srv_type_metrics *t = s->m.types; t; t = t->next)
-        sb_printf(b, "cbx_retry_budget_exhausted_total{executor=\"%s\"} %llu\n", t->executor,
-                  (unsigned long long)t->budget_exhausted);
+        cbx__buf_printf(b, "cbx_retry_budget_exhausted_total{executor=\"%s\"} %llu\n", t->executor,
+                        (unsigned long long)t->budget_exhausted);
     head(b, "cbx_rate_limited_total", "counter",
          "Executions a rate limiter stopped, before any attempt or between attempts.");
     for (srv_type_metrics *t = s->m.types; t; t = t->next)
-        sb_printf(b, "cbx_rate_limited_total{executor=\"%s\"} %llu\n", t->executor,
-                  (unsigned long long)t->rate_limited);
+        cbx__buf_printf(b, "cbx_rate_limited_total{executor=\"%s\"} %llu\n", t->executor,
+                        (unsigned long long)t->rate_limited);
     head(b, "cbx_attempts_total", "counter", "Attempts, by executor type and outcome kind.");
     for (srv_type_metrics *t = s->m.types; t; t = t->next)
         for (int k = 0; k < CBX_OUTCOME__COUNT && k < 16; k++)
-            sb_printf(b, "cbx_attempts_total{executor=\"%s\",outcome=\"%s\"} %llu\n", t->executor,
-                      cbx_outcome_name((cbx_outcome)k),
-                      (unsigned long long)t->attempts_by_outcome[k]);
+            cbx__buf_printf(b, "cbx_attempts_total{executor=\"%s\",outcome=\"%s\"} %llu\n",
+                            t->executor, cbx_outcome_name((cbx_outcome)k),
+                            (unsigned long long)t->attempts_by_outcome[k]);
     head(b, "cbx_execution_duration_seconds", "histogram",
          "Time from an execution's first attempt to its end, by executor type.");
     for (srv_type_metrics *t = s->m.types; t; t = t->next) {
         for (int i = 0; i < SRV_LAT_BUCKETS; i++)
-            sb_printf(b, "cbx_execution_duration_seconds_bucket{executor=\"%s\",le=\"%g\"} %llu\n",
-                      t->executor, lat_bounds[i], (unsigned long long)t->lat_buckets[i]);
-        sb_printf(b, "cbx_execution_duration_seconds_bucket{executor=\"%s\",le=\"+Inf\"} %llu\n",
-                  t->executor, (unsigned long long)t->lat_count);
-        sb_printf(b, "cbx_execution_duration_seconds_sum{executor=\"%s\"} %.9g\n", t->executor,
-                  t->lat_sum_s);
-        sb_printf(b, "cbx_execution_duration_seconds_count{executor=\"%s\"} %llu\n", t->executor,
-                  (unsigned long long)t->lat_count);
+            cbx__buf_printf(
+                b, "cbx_execution_duration_seconds_bucket{executor=\"%s\",le=\"%g\"} %llu\n",
+                t->executor, lat_bounds[i], (unsigned long long)t->lat_buckets[i]);
+        cbx__buf_printf(b,
+                        "cbx_execution_duration_seconds_bucket{executor=\"%s\",le=\"+Inf\"} %llu\n",
+                        t->executor, (unsigned long long)t->lat_count);
+        cbx__buf_printf(b, "cbx_execution_duration_seconds_sum{executor=\"%s\"} %.9g\n",
+                        t->executor, t->lat_sum_s);
+        cbx__buf_printf(b, "cbx_execution_duration_seconds_count{executor=\"%s\"} %llu\n",
+                        t->executor, (unsigned long long)t->lat_count);
     }
 }
 
-static void runtime_gauges(sbuf *b, srv *s)
+static void runtime_gauges(cbx__buf *b, srv *s)
 {
     size_t queued = 0;
     for (srv_exec *e = s->inflight; e; e = e->next)
@@ -248,32 +192,32 @@ static void runtime_gauges(sbuf *b, srv *s)
     size_t running = s->n_inflight - queued;
     head(b, "cbx_executions_in_flight", "gauge",
          "Executions submitted through the server that have not ended (running and queued).");
-    sb_printf(b, "cbx_executions_in_flight %zu\n", s->n_inflight);
+    cbx__buf_printf(b, "cbx_executions_in_flight %zu\n", s->n_inflight);
     head(b, "cbx_queue_depth", "gauge", "Executions waiting for one of the runtime's slots.");
-    sb_printf(b, "cbx_queue_depth %zu\n", queued);
+    cbx__buf_printf(b, "cbx_queue_depth %zu\n", queued);
     head(b, "cbx_bulkhead_slots", "gauge",
          "The runtime's concurrency limit (its bulkhead): executions that may run at once.");
-    sb_printf(b, "cbx_bulkhead_slots %u\n", slots);
+    cbx__buf_printf(b, "cbx_bulkhead_slots %u\n", slots);
     head(b, "cbx_bulkhead_saturation_ratio", "gauge",
          "Running executions over the runtime's concurrency limit (1 = full).");
-    sb_printf(b, "cbx_bulkhead_saturation_ratio %.4g\n", (double)running / (double)slots);
+    cbx__buf_printf(b, "cbx_bulkhead_saturation_ratio %.4g\n", (double)running / (double)slots);
     head(b, "cbx_sse_clients", "gauge", "Clients following /v1/events.");
-    sb_printf(b, "cbx_sse_clients %zu\n", s->n_clients);
+    cbx__buf_printf(b, "cbx_sse_clients %zu\n", s->n_clients);
     head(b, "cbx_events_total", "counter", "Events written to the journal and sent over SSE.");
-    sb_printf(b, "cbx_events_total %llu\n", (unsigned long long)s->ev_seq);
+    cbx__buf_printf(b, "cbx_events_total %llu\n", (unsigned long long)s->ev_seq);
     head(b, "cbx_events_dropped_total", "counter",
          "Events that could not be written to the journal, so were never sent.");
-    sb_printf(b, "cbx_events_dropped_total %llu\n", (unsigned long long)s->m.events_dropped);
+    cbx__buf_printf(b, "cbx_events_dropped_total %llu\n", (unsigned long long)s->m.events_dropped);
     if (s->journal) {
         cbx_journal_losses l = {0};
         cbx_journal_losses_get(s->journal, 0, &l, NULL);
         head(b, "cbx_journal_lost_writes_total", "counter",
              "Journal writes this server knows were lost (a full disk, an I/O error).");
-        sb_printf(b, "cbx_journal_lost_writes_total %llu\n", (unsigned long long)l.writes);
+        cbx__buf_printf(b, "cbx_journal_lost_writes_total %llu\n", (unsigned long long)l.writes);
     }
 }
 
-static void breakers(sbuf *b, srv *s)
+static void breakers(cbx__buf *b, srv *s)
 {
     json_t *arr = NULL;
     if (cbx_breaker_store_list(s->breakers, &arr, NULL) < 0)
@@ -299,8 +243,8 @@ static void breakers(sbuf *b, srv *s)
         const char *name = json_string_value(json_object_get(o, "name"));
         const char *st = json_string_value(json_object_get(o, "state"));
         for (int k = 0; name && st && k < 3; k++)
-            sb_printf(b, "cbx_breaker_state{breaker=\"%s\",state=\"%s\"} %d\n",
-                      label(name, lb, sizeof lb), states[k], strcmp(st, states[k]) == 0);
+            cbx__buf_printf(b, "cbx_breaker_state{breaker=\"%s\",state=\"%s\"} %d\n",
+                            label(name, lb, sizeof lb), states[k], strcmp(st, states[k]) == 0);
     }
     head(b, "cbx_breaker_forced", "gauge",
          "1 when a breaker is under manual control (forced open or closed), else 0.");
@@ -309,8 +253,8 @@ static void breakers(sbuf *b, srv *s)
         const char *name = json_string_value(json_object_get(o, "name"));
         const char *mode = json_string_value(json_object_get(o, "mode"));
         if (name && mode)
-            sb_printf(b, "cbx_breaker_forced{breaker=\"%s\"} %d\n", label(name, lb, sizeof lb),
-                      strncmp(mode, "forced", 6) == 0);
+            cbx__buf_printf(b, "cbx_breaker_forced{breaker=\"%s\"} %d\n",
+                            label(name, lb, sizeof lb), strncmp(mode, "forced", 6) == 0);
     }
     for (size_t c = 0; c < sizeof counters / sizeof counters[0]; c++) {
         head(b, counters[c].name, "counter", counters[c].help);
@@ -318,9 +262,9 @@ static void breakers(sbuf *b, srv *s)
         {
             const char *name = json_string_value(json_object_get(o, "name"));
             if (name)
-                sb_printf(b, "%s{breaker=\"%s\"} %lld\n", counters[c].name,
-                          label(name, lb, sizeof lb),
-                          (long long)json_integer_value(json_object_get(o, counters[c].key)));
+                cbx__buf_printf(b, "%s{breaker=\"%s\"} %lld\n", counters[c].name,
+                                label(name, lb, sizeof lb),
+                                (long long)json_integer_value(json_object_get(o, counters[c].key)));
         }
     }
     head(b, "cbx_breaker_latency_seconds", "summary",
@@ -334,17 +278,18 @@ static void breakers(sbuf *b, srv *s)
             continue;
         label(name, lb, sizeof lb);
         for (int k = 0; k < 6; k += 2)
-            sb_printf(b, "cbx_breaker_latency_seconds{breaker=\"%s\",quantile=\"%s\"} %.6g\n", lb,
-                      q[k + 1], json_number_value(json_object_get(o, q[k])) / 1000.0);
+            cbx__buf_printf(b, "cbx_breaker_latency_seconds{breaker=\"%s\",quantile=\"%s\"} %.6g\n",
+                            lb, q[k + 1], json_number_value(json_object_get(o, q[k])) / 1000.0);
         double n = (double)json_integer_value(json_object_get(o, "latency_count"));
         double mean_s = json_number_value(json_object_get(o, "latency_mean_ms")) / 1000.0;
-        sb_printf(b, "cbx_breaker_latency_seconds_sum{breaker=\"%s\"} %.9g\n", lb, n * mean_s);
-        sb_printf(b, "cbx_breaker_latency_seconds_count{breaker=\"%s\"} %.0f\n", lb, n);
+        cbx__buf_printf(b, "cbx_breaker_latency_seconds_sum{breaker=\"%s\"} %.9g\n", lb,
+                        n * mean_s);
+        cbx__buf_printf(b, "cbx_breaker_latency_seconds_count{breaker=\"%s\"} %.0f\n", lb, n);
     }
     head(b, "cbx_breaker_transitions_total", "counter",
          "State changes of the breakers seen by this server (polled every second).");
-    sb_printf(b, "cbx_breaker_transitions_total %llu\n",
-              (unsigned long long)s->m.breaker_transitions);
+    cbx__buf_printf(b, "cbx_breaker_transitions_total %llu\n",
+                    (unsigned long long)s->m.breaker_transitions);
     json_decref(arr);
 }
 
@@ -352,7 +297,7 @@ static void breakers(sbuf *b, srv *s)
  * that ended since the server started (every process's on the host, like the breakers), read at
  * most once per LLM_EVERY_MS so that scrapes stay cheap. */
 #define LLM_EVERY_MS 5000u
-static void llm(sbuf *b, srv *s)
+static void llm(cbx__buf *b, srv *s)
 {
     if (!s->journal)
         return;
@@ -374,8 +319,8 @@ static void llm(sbuf *b, srv *s)
          "journal).");
     json_object_foreach(s->m.llm, model, row)
     {
-        sb_printf(b, "cbx_llm_calls_total{model=\"%s\"} %lld\n", label(model, lb, sizeof lb),
-                  (long long)json_integer_value(json_object_get(row, "executions")));
+        cbx__buf_printf(b, "cbx_llm_calls_total{model=\"%s\"} %lld\n", label(model, lb, sizeof lb),
+                        (long long)json_integer_value(json_object_get(row, "executions")));
     }
     head(b, "cbx_llm_tokens_total", "counter",
          "Tokens of those calls, by model and kind (prompt, completion), as the providers "
@@ -383,23 +328,24 @@ static void llm(sbuf *b, srv *s)
     json_object_foreach(s->m.llm, model, row)
     {
         label(model, lb, sizeof lb);
-        sb_printf(b, "cbx_llm_tokens_total{model=\"%s\",kind=\"prompt\"} %lld\n", lb,
-                  (long long)json_integer_value(json_object_get(row, "prompt_tokens")));
-        sb_printf(b, "cbx_llm_tokens_total{model=\"%s\",kind=\"completion\"} %lld\n", lb,
-                  (long long)json_integer_value(json_object_get(row, "completion_tokens")));
+        cbx__buf_printf(b, "cbx_llm_tokens_total{model=\"%s\",kind=\"prompt\"} %lld\n", lb,
+                        (long long)json_integer_value(json_object_get(row, "prompt_tokens")));
+        cbx__buf_printf(b, "cbx_llm_tokens_total{model=\"%s\",kind=\"completion\"} %lld\n", lb,
+                        (long long)json_integer_value(json_object_get(row, "completion_tokens")));
     }
     head(b, "cbx_llm_cost_dollars_total", "counter",
          "Cost of those calls in US dollars by the price table, by model (calls of a model "
          "without a price add nothing).");
     json_object_foreach(s->m.llm, model, row)
     {
-        sb_printf(b, "cbx_llm_cost_dollars_total{model=\"%s\"} %.9g\n", label(model, lb, sizeof lb),
-                  json_number_value(json_object_get(row, "cost")));
+        cbx__buf_printf(b, "cbx_llm_cost_dollars_total{model=\"%s\"} %.9g\n",
+                        label(model, lb, sizeof lb),
+                        json_number_value(json_object_get(row, "cost")));
     }
 }
 
 /* The span exporter's counts (cbx/trace.h), when spans are exported. */
-static void traces(sbuf *b)
+static void traces(cbx__buf *b)
 {
     cbx_trace_stats t;
     cbx_trace_stats_get(&t);
@@ -408,20 +354,20 @@ static void traces(sbuf *b)
     head(b, "cbx_trace_spans_total", "counter",
          "Spans recorded for OTLP export, by what became of them (queue_full and export_failed "
          "are dropped).");
-    sb_printf(b, "cbx_trace_spans_total{outcome=\"exported\"} %llu\n",
-              (unsigned long long)t.exported);
-    sb_printf(b, "cbx_trace_spans_total{outcome=\"queue_full\"} %llu\n",
-              (unsigned long long)t.dropped_full);
-    sb_printf(b, "cbx_trace_spans_total{outcome=\"export_failed\"} %llu\n",
-              (unsigned long long)t.dropped_failed);
+    cbx__buf_printf(b, "cbx_trace_spans_total{outcome=\"exported\"} %llu\n",
+                    (unsigned long long)t.exported);
+    cbx__buf_printf(b, "cbx_trace_spans_total{outcome=\"queue_full\"} %llu\n",
+                    (unsigned long long)t.dropped_full);
+    cbx__buf_printf(b, "cbx_trace_spans_total{outcome=\"export_failed\"} %llu\n",
+                    (unsigned long long)t.dropped_failed);
     head(b, "cbx_trace_queue_spans", "gauge", "Spans waiting in the exporter's queue.");
-    sb_printf(b, "cbx_trace_queue_spans %u\n", t.queued);
+    cbx__buf_printf(b, "cbx_trace_queue_spans %u\n", t.queued);
 }
 
 int srv_metrics_render(srv *s, char **out, size_t *len)
 {
     /* sized for a scrape of a few breakers and executor types: one allocation, as a rule */
-    sbuf b = {.p = malloc(16384), .cap = 16384};
+    cbx__buf b = {.p = malloc(16384), .cap = 16384};
     if (!b.p)
         return -ENOMEM;
     b.p[0] = '\0';

@@ -1,46 +1,11 @@
 /* The net as text: Graphviz DOT or Mermaid, places as circles and transitions as boxes, with a
  * run's marking and firing counts when given. */
 #include "workflow/net_internal.h"
+#include "core/strbuf.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} buf;
-
-static void put(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(buf *b, const char *fmt, ...)
-{
-    if (b->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = 1;
-            return;
-        }
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t ncap = (b->cap ? b->cap * 2 : 1024) + (size_t)n;
-        char *np = realloc(b->p, ncap);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = ncap;
-    }
-}
 
 static long long count_of(const json_t *snap, const char *what, const char *name)
 {
@@ -72,60 +37,61 @@ static void trigger_note(const cbx__wf_trans *t, char *out, size_t len, const ch
         cbx__wf_textf(out, len, "%safter %llums", nl, (unsigned long long)t->after_ms);
 }
 
-static void dot(const cbx_workflow *w, const json_t *snap, buf *b)
+static void dot(const cbx_workflow *w, const json_t *snap, cbx__buf *b)
 {
     char label[256], note[128];
-    put(b, "digraph \"%s\" {\n  rankdir=LR;\n", w->name);
+    cbx__buf_printf(b, "digraph \"%s\" {\n  rankdir=LR;\n", w->name);
     for (size_t p = 0; p < w->nplaces; p++) {
         label_of(w, snap, p, 1, label, sizeof label, "\\n");
         long long n = snap ? count_of(snap, "marking", w->places[p]) : 0;
-        put(b, "  p%zu [shape=%s, label=\"%s\"%s];\n", p, w->final[p] ? "doublecircle" : "circle",
-            label, n > 0 ? ", style=filled, fillcolor=lightblue" : "");
+        cbx__buf_printf(b, "  p%zu [shape=%s, label=\"%s\"%s];\n", p,
+                        w->final[p] ? "doublecircle" : "circle", label,
+                        n > 0 ? ", style=filled, fillcolor=lightblue" : "");
     }
     for (size_t t = 0; t < w->ntrans; t++) {
         const cbx__wf_trans *tr = &w->trans[t];
         label_of(w, snap, t, 0, label, sizeof label, "\\n");
         trigger_note(tr, note, sizeof note, "\\n");
-        put(b, "  t%zu [shape=box, label=\"%s%s%s%s\"];\n", t, label, note,
-            tr->executor ? "\\n" : "", tr->executor ? tr->executor : "");
+        cbx__buf_printf(b, "  t%zu [shape=box, label=\"%s%s%s%s\"];\n", t, label, note,
+                        tr->executor ? "\\n" : "", tr->executor ? tr->executor : "");
         for (size_t k = 0; k < tr->nfrom; k++)
-            put(b, "  p%zu -> t%zu;\n", tr->from[k], t);
+            cbx__buf_printf(b, "  p%zu -> t%zu;\n", tr->from[k], t);
         for (size_t k = 0; k < tr->nto; k++)
-            put(b, "  t%zu -> p%zu;\n", t, tr->to[k]);
+            cbx__buf_printf(b, "  t%zu -> p%zu;\n", t, tr->to[k]);
     }
-    put(b, "}\n");
+    cbx__buf_printf(b, "}\n");
 }
 
-static void mermaid(const cbx_workflow *w, const json_t *snap, buf *b)
+static void mermaid(const cbx_workflow *w, const json_t *snap, cbx__buf *b)
 {
     char label[256], note[128];
-    put(b, "flowchart LR\n");
+    cbx__buf_printf(b, "flowchart LR\n");
     for (size_t p = 0; p < w->nplaces; p++) {
         label_of(w, snap, p, 1, label, sizeof label, "<br/>");
-        put(b, "  p%zu%s\"%s\"%s\n", p, w->final[p] ? "(((" : "((", label,
-            w->final[p] ? ")))" : "))");
+        cbx__buf_printf(b, "  p%zu%s\"%s\"%s\n", p, w->final[p] ? "(((" : "((", label,
+                        w->final[p] ? ")))" : "))");
     }
     for (size_t t = 0; t < w->ntrans; t++) {
         const cbx__wf_trans *tr = &w->trans[t];
         label_of(w, snap, t, 0, label, sizeof label, "<br/>");
         trigger_note(tr, note, sizeof note, "<br/>");
-        put(b, "  t%zu[\"%s%s%s%s\"]\n", t, label, note, tr->executor ? "<br/>" : "",
-            tr->executor ? tr->executor : "");
+        cbx__buf_printf(b, "  t%zu[\"%s%s%s%s\"]\n", t, label, note, tr->executor ? "<br/>" : "",
+                        tr->executor ? tr->executor : "");
         for (size_t k = 0; k < tr->nfrom; k++)
-            put(b, "  p%zu --> t%zu\n", tr->from[k], t);
+            cbx__buf_printf(b, "  p%zu --> t%zu\n", tr->from[k], t);
         for (size_t k = 0; k < tr->nto; k++)
-            put(b, "  t%zu --> p%zu\n", t, tr->to[k]);
+            cbx__buf_printf(b, "  t%zu --> p%zu\n", t, tr->to[k]);
     }
     for (size_t p = 0; snap && p < w->nplaces; p++)
         if (count_of(snap, "marking", w->places[p]) > 0)
-            put(b, "  style p%zu fill:#add8e6\n", p);
+            cbx__buf_printf(b, "  style p%zu fill:#add8e6\n", p);
 }
 
 char *cbx_workflow_graph(const cbx_workflow *w, const json_t *snapshot, const char *format)
 {
     if (!w || !format)
         return NULL;
-    buf b = {0};
+    cbx__buf b = {0};
     if (strcmp(format, "dot") == 0)
         dot(w, snapshot, &b);
     else if (strcmp(format, "mermaid") == 0)
