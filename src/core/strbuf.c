@@ -5,8 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Room for n more bytes and the NUL: 0, or -1 (oom set). */
-static int reserve(cbx__buf *b, size_t n)
+int cbx__buf_reserve(cbx__buf *b, size_t n)
 {
     if (b->oom)
         return -1;
@@ -25,15 +24,6 @@ static int reserve(cbx__buf *b, size_t n)
     return 0;
 }
 
-void cbx__buf_put(cbx__buf *b, const char *s, size_t n)
-{
-    if (reserve(b, n) < 0)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
 void cbx__buf_puts(cbx__buf *b, const char *s)
 {
     cbx__buf_put(b, s, strlen(s));
@@ -41,7 +31,7 @@ void cbx__buf_puts(cbx__buf *b, const char *s)
 
 void cbx__buf_printf(cbx__buf *b, const char *fmt, ...)
 {
-    if (reserve(b, 0) < 0)
+    if (cbx__buf_reserve(b, 0) < 0)
         return;
     for (;;) {
         va_list ap;
@@ -56,7 +46,7 @@ void cbx__buf_printf(cbx__buf *b, const char *fmt, ...)
             b->len += (size_t)n;
             return;
         }
-        if (reserve(b, (size_t)n) < 0)
+        if (cbx__buf_reserve(b, (size_t)n) < 0)
             return;
     }
 }

@@ -3,47 +3,17 @@
 #include "executors/function_internal.h"
 
 #include "cbx/function.h"
+#include "core/strbuf.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The text chunks joined, for the outputs. */
-typedef struct joined {
-    char *p;
-    size_t len, cap;
-    int oom;
-} joined;
-
-static void join(joined *j, const char *s, size_t n)
-{
-    if (j->oom || !n)
-        return;
-    if (j->len + n + 1 > j->cap) {
-        size_t cap = j->cap ? j->cap : 256;
-        while (cap < j->len + n + 1)
-            cap *= 2;
-        char *p = realloc(j->p, cap);
-        if (!p) {
-            j->oom = 1;
-            return;
-        }
-        j->p = p;
-        j->cap = cap;
-    }
-    if (!j->p) {
-        j->oom = 1;
-        return;
-    }
-    memcpy(j->p + j->len, s, n);
-    j->len += n;
-}
-
 cbx_outcome cbx__function_stream(const cbx_function_def *def, const json_t *input, json_t **out,
                                  json_t **meta, cbx_task *t)
 {
     void *iter = NULL;
-    joined text = {0};
+    cbx__buf text = {0}; /* the text chunks joined, for the outputs */
     uint64_t count = 0;
     int stopped = 0, done = 0;
     cbx_outcome k = CBX_OUTCOME_SUCCESS;
@@ -66,7 +36,7 @@ cbx_outcome cbx__function_stream(const cbx_function_def *def, const json_t *inpu
         count++;
         int e;
         if (json_is_string(chunk)) {
-            join(&text, json_string_value(chunk), json_string_length(chunk));
+            cbx__buf_put(&text, json_string_value(chunk), json_string_length(chunk));
             e = cbx_task_emit(t, "out", json_string_value(chunk), json_string_length(chunk));
             json_decref(chunk);
         } else {

@@ -4,6 +4,7 @@
 #include "telemetry/trace.h"
 
 #include "core/json_escape.h"
+#include "core/strbuf.h"
 
 #ifndef CBX_VERSION
 #define CBX_VERSION "0.0.0"
@@ -11,63 +12,16 @@
 
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} buf;
-
-static void grow_to(buf *b, size_t more)
-{
-    if (b->oom)
-        return;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + more + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = 1;
-        return;
-    }
-    b->p = p;
-    b->cap = cap;
-}
-
-static inline void put(buf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap)
-        grow_to(b, n);
-    if (b->oom)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-/* a string literal */
-#define lit(b, s) put(b, "" s, sizeof(s) - 1)
-
-static void fmt(buf *b, const char *f, ...) __attribute__((format(printf, 2, 3)));
-static void fmt(buf *b, const char *f, ...)
-{
-    char tmp[96];
-    va_list ap;
-    va_start(ap, f);
-    int n = vsnprintf(tmp, sizeof tmp, f, ap);
-    va_end(ap);
-    if (n > 0)
-        put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
+typedef cbx__buf buf;
 
 /* s as a JSON string (s is valid UTF-8: the span's text is made so). */
 static void str(buf *b, const char *s)
 {
-    lit(b, "\"");
+    CBX__BUF_LIT(b, "\"");
     const char *run = s, *p = s;
     for (;; p++) {
         unsigned char c = (unsigned char)*p;
@@ -77,12 +31,12 @@ static void str(buf *b, const char *s)
             break;
         char esc[7];
         size_t n = cbx__json_escape(c, esc, 0);
-        put(b, run, (size_t)(p - run));
-        put(b, esc, n);
+        cbx__buf_put(b, run, (size_t)(p - run));
+        cbx__buf_put(b, esc, n);
         run = p + 1;
     }
-    put(b, run, (size_t)(p - run));
-    lit(b, "\"");
+    cbx__buf_put(b, run, (size_t)(p - run));
+    CBX__BUF_LIT(b, "\"");
 }
 
 /* Unsigned decimal and 16 hex digits, without printf. */
@@ -94,7 +48,7 @@ static void dec(buf *b, uint64_t v)
         t[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    put(b, t + i, sizeof t - i);
+    cbx__buf_put(b, t + i, sizeof t - i);
 }
 
 static void hex16(buf *b, uint64_t v)
@@ -103,16 +57,16 @@ static void hex16(buf *b, uint64_t v)
     char t[16];
     for (int i = 15; i >= 0; i--, v >>= 4)
         t[i] = digits[v & 15];
-    put(b, t, sizeof t);
+    cbx__buf_put(b, t, sizeof t);
 }
 
 static void kv_str(buf *b, const char *key, const char *v)
 {
-    lit(b, "{\"key\":");
+    CBX__BUF_LIT(b, "{\"key\":");
     str(b, key);
-    lit(b, ",\"value\":{\"stringValue\":");
+    CBX__BUF_LIT(b, ",\"value\":{\"stringValue\":");
     str(b, v);
-    lit(b, "}}");
+    CBX__BUF_LIT(b, "}}");
 }
 
 static void attr(buf *b, const cbx__span *s, const cbx__span_attr *a)
@@ -122,96 +76,96 @@ static void attr(buf *b, const cbx__span *s, const cbx__span_attr *a)
         kv_str(b, a->key, s->text + a->off);
         return;
     case CBX__ATTR_INT:
-        lit(b, "{\"key\":");
+        CBX__BUF_LIT(b, "{\"key\":");
         str(b, a->key);
-        lit(b, ",\"value\":{\"intValue\":\"");
+        CBX__BUF_LIT(b, ",\"value\":{\"intValue\":\"");
         if (a->v.i < 0) {
-            lit(b, "-");
+            CBX__BUF_LIT(b, "-");
             dec(b, (uint64_t)0 - (uint64_t)a->v.i);
         } else {
             dec(b, (uint64_t)a->v.i);
         }
-        lit(b, "\"}}");
+        CBX__BUF_LIT(b, "\"}}");
         return;
     case CBX__ATTR_BOOL:
-        lit(b, "{\"key\":");
+        CBX__BUF_LIT(b, "{\"key\":");
         str(b, a->key);
-        fmt(b, ",\"value\":{\"boolValue\":%s}}", a->v.i ? "true" : "false");
+        cbx__buf_printf(b, ",\"value\":{\"boolValue\":%s}}", a->v.i ? "true" : "false");
         return;
     default:
-        lit(b, "{\"key\":");
+        CBX__BUF_LIT(b, "{\"key\":");
         str(b, a->key);
         if (isfinite(a->v.d))
-            fmt(b, ",\"value\":{\"doubleValue\":%.17g}}", a->v.d);
+            cbx__buf_printf(b, ",\"value\":{\"doubleValue\":%.17g}}", a->v.d);
         else
-            fmt(b, ",\"value\":{\"doubleValue\":\"%s\"}}",
-                isnan(a->v.d) ? "NaN"
-                : a->v.d > 0  ? "Infinity"
-                              : "-Infinity");
+            cbx__buf_printf(b, ",\"value\":{\"doubleValue\":\"%s\"}}",
+                            isnan(a->v.d) ? "NaN"
+                            : a->v.d > 0  ? "Infinity"
+                                          : "-Infinity");
         return;
     }
 }
 
 static void span(buf *b, const cbx__span *s)
 {
-    lit(b, "{\"traceId\":\"");
-    put(b, s->trace, 32);
-    lit(b, "\",\"spanId\":\"");
+    CBX__BUF_LIT(b, "{\"traceId\":\"");
+    cbx__buf_put(b, s->trace, 32);
+    CBX__BUF_LIT(b, "\",\"spanId\":\"");
     hex16(b, s->id);
     if (s->parent) {
-        lit(b, "\",\"parentSpanId\":\"");
+        CBX__BUF_LIT(b, "\",\"parentSpanId\":\"");
         hex16(b, s->parent);
     }
-    lit(b, "\",\"name\":");
+    CBX__BUF_LIT(b, "\",\"name\":");
     str(b, s->text + s->name);
-    lit(b, ",\"kind\":");
+    CBX__BUF_LIT(b, ",\"kind\":");
     dec(b, s->kind);
-    lit(b, ",\"startTimeUnixNano\":\"");
+    CBX__BUF_LIT(b, ",\"startTimeUnixNano\":\"");
     dec(b, s->start_ns);
-    lit(b, "\",\"endTimeUnixNano\":\"");
+    CBX__BUF_LIT(b, "\",\"endTimeUnixNano\":\"");
     dec(b, s->end_ns);
-    lit(b, "\"");
+    CBX__BUF_LIT(b, "\"");
     if (s->nattrs) {
-        lit(b, ",\"attributes\":[");
+        CBX__BUF_LIT(b, ",\"attributes\":[");
         for (unsigned i = 0; i < s->nattrs; i++) {
             if (i)
-                lit(b, ",");
+                CBX__BUF_LIT(b, ",");
             attr(b, s, &s->attrs[i]);
         }
-        lit(b, "]");
+        CBX__BUF_LIT(b, "]");
     }
     if (s->status != CBX__SPAN_UNSET) {
-        lit(b, ",\"status\":{\"code\":");
+        CBX__BUF_LIT(b, ",\"status\":{\"code\":");
         dec(b, s->status);
         if (s->msg) {
-            lit(b, ",\"message\":");
+            CBX__BUF_LIT(b, ",\"message\":");
             str(b, s->text + s->msg);
         }
-        lit(b, "}");
+        CBX__BUF_LIT(b, "}");
     }
-    lit(b, "}");
+    CBX__BUF_LIT(b, "}");
 }
 
 char *cbx__otlp_json(const cbx__otlp_config *c, const cbx__span *spans, size_t n, size_t *len)
 {
     buf b = {0};
-    lit(&b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+    CBX__BUF_LIT(&b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
     kv_str(&b, "service.name", c->service);
-    lit(&b, ",");
+    CBX__BUF_LIT(&b, ",");
     kv_str(&b, "telemetry.sdk.name", "cbx");
-    lit(&b, ",");
+    CBX__BUF_LIT(&b, ",");
     kv_str(&b, "telemetry.sdk.language", "c");
-    lit(&b, ",");
+    CBX__BUF_LIT(&b, ",");
     kv_str(&b, "telemetry.sdk.version", CBX_VERSION);
-    lit(&b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"cbx\",\"version\":");
+    CBX__BUF_LIT(&b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"cbx\",\"version\":");
     str(&b, CBX_VERSION);
-    lit(&b, "},\"spans\":[");
+    CBX__BUF_LIT(&b, "},\"spans\":[");
     for (size_t i = 0; i < n; i++) {
         if (i)
-            lit(&b, ",");
+            CBX__BUF_LIT(&b, ",");
         span(&b, &spans[i]);
     }
-    lit(&b, "]}]}]}");
+    CBX__BUF_LIT(&b, "]}]}]}");
     if (b.oom) {
         free(b.p);
         return NULL;

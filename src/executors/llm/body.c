@@ -10,44 +10,13 @@
 #include <string.h>
 
 #include "core/json_escape.h"
+#include "core/strbuf.h"
 
-typedef struct out {
-    char *p;
-    size_t len, cap;
-    int oom;
-} out;
-
-static int room(out *o, size_t n)
-{
-    if (o->len + n + 1 <= o->cap)
-        return 0;
-    size_t cap = o->cap ? o->cap : 512;
-    while (cap < o->len + n + 1)
-        cap *= 2;
-    char *p = realloc(o->p, cap);
-    if (!p) {
-        o->oom = 1;
-        return -1;
-    }
-    o->p = p;
-    o->cap = cap;
-    return 0;
-}
-
-static void put(out *o, const char *s, size_t n)
-{
-    if (o->oom || room(o, n) < 0)
-        return;
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
-    o->p[o->len] = 0;
-}
-
-#define PUT_LIT(o, lit) put((o), (lit), sizeof(lit) - 1)
+typedef cbx__buf out;
 
 static void put_str(out *o, const char *s, size_t n)
 {
-    if (o->oom || room(o, n + 2) < 0)
+    if (cbx__buf_reserve(o, n + 2) < 0)
         return;
     o->p[o->len++] = '"';
     size_t run = 0;
@@ -56,12 +25,12 @@ static void put_str(out *o, const char *s, size_t n)
         size_t e = cbx__json_escape((unsigned char)s[i], esc, 1);
         if (!e)
             continue;
-        put(o, s + run, i - run);
-        put(o, esc, e);
+        cbx__buf_put(o, s + run, i - run);
+        cbx__buf_put(o, esc, e);
         run = i + 1;
     }
-    put(o, s + run, n - run);
-    put(o, "\"", 1);
+    cbx__buf_put(o, s + run, n - run);
+    cbx__buf_put(o, "\"", 1);
 }
 
 static void put_cstr(out *o, const char *s)
@@ -73,17 +42,17 @@ static void put_cstr(out *o, const char *s)
 static void put_key(out *o, const char *key, int *first)
 {
     if (!*first)
-        put(o, ",", 1);
+        cbx__buf_put(o, ",", 1);
     *first = 0;
     put_cstr(o, key);
-    put(o, ":", 1);
+    cbx__buf_put(o, ":", 1);
 }
 
 static void put_json(out *o, const json_t *v)
 {
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
-        put(o, "{", 1);
+        cbx__buf_put(o, "{", 1);
         int first = 1;
         const char *k;
         json_t *x;
@@ -92,20 +61,20 @@ static void put_json(out *o, const json_t *v)
             put_key(o, k, &first);
             put_json(o, x);
         }
-        put(o, "}", 1);
+        cbx__buf_put(o, "}", 1);
         break;
     }
     case JSON_ARRAY: {
-        put(o, "[", 1);
+        cbx__buf_put(o, "[", 1);
         size_t i;
         json_t *x;
         json_array_foreach(v, i, x)
         {
             if (i)
-                put(o, ",", 1);
+                cbx__buf_put(o, ",", 1);
             put_json(o, x);
         }
-        put(o, "]", 1);
+        cbx__buf_put(o, "]", 1);
         break;
     }
     case JSON_STRING:
@@ -114,26 +83,26 @@ static void put_json(out *o, const json_t *v)
     case JSON_INTEGER: {
         char b[32];
         int n = snprintf(b, sizeof b, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        put(o, b, (size_t)n);
+        cbx__buf_put(o, b, (size_t)n);
         break;
     }
     case JSON_REAL: { /* jansson's own text for a real (precision, ".0", locale) */
         char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
         if (s)
-            put(o, s, strlen(s));
+            cbx__buf_put(o, s, strlen(s));
         else
             o->oom = 1;
         free(s);
         break;
     }
     case JSON_TRUE:
-        PUT_LIT(o, "true");
+        CBX__BUF_LIT(o, "true");
         break;
     case JSON_FALSE:
-        PUT_LIT(o, "false");
+        CBX__BUF_LIT(o, "false");
         break;
     default:
-        PUT_LIT(o, "null");
+        CBX__BUF_LIT(o, "null");
         break;
     }
 }
@@ -157,13 +126,13 @@ static void put_ollama_message(out *o, const json_t *m)
 {
     const char *role = role_of(m);
     const char *content = json_string_value(json_object_get(m, "content"));
-    PUT_LIT(o, "{\"role\":");
+    CBX__BUF_LIT(o, "{\"role\":");
     put_cstr(o, role ? role : "user");
-    PUT_LIT(o, ",\"content\":");
+    CBX__BUF_LIT(o, ",\"content\":");
     put_cstr(o, content ? content : "");
     const json_t *tcs = json_object_get(m, "tool_calls");
     if (json_array_size(tcs)) {
-        PUT_LIT(o, ",\"tool_calls\":[");
+        CBX__BUF_LIT(o, ",\"tool_calls\":[");
         size_t k;
         const json_t *tc;
         json_array_foreach(tcs, k, tc)
@@ -172,25 +141,25 @@ static void put_ollama_message(out *o, const json_t *m)
             const char *args = json_string_value(json_object_get(fn, "arguments"));
             json_t *a = args ? json_loads(args, 0, NULL) : NULL;
             if (k)
-                put(o, ",", 1);
-            PUT_LIT(o, "{\"function\":{\"name\":");
+                cbx__buf_put(o, ",", 1);
+            CBX__BUF_LIT(o, "{\"function\":{\"name\":");
             put_json(o, json_object_get(fn, "name"));
-            PUT_LIT(o, ",\"arguments\":");
+            CBX__BUF_LIT(o, ",\"arguments\":");
             if (json_is_object(a))
                 put_json(o, a);
             else
-                PUT_LIT(o, "{}");
-            PUT_LIT(o, "}}");
+                CBX__BUF_LIT(o, "{}");
+            CBX__BUF_LIT(o, "}}");
             json_decref(a);
         }
-        put(o, "]", 1);
+        cbx__buf_put(o, "]", 1);
     }
     const json_t *name = json_object_get(m, "name");
     if (role && strcmp(role, "tool") == 0 && json_is_string(name)) {
-        PUT_LIT(o, ",\"tool_name\":");
+        CBX__BUF_LIT(o, ",\"tool_name\":");
         put_json(o, name);
     }
-    put(o, "}", 1);
+    cbx__buf_put(o, "}", 1);
 }
 
 /* The messages sent: system messages and those from cbx__llm_window_from on. */
@@ -198,21 +167,21 @@ static void put_messages(out *o, const llm_call *c, int ollama)
 {
     size_t from = cbx__llm_window_from(c), n = json_array_size(c->messages);
     int first = 1;
-    put(o, "[", 1);
+    cbx__buf_put(o, "[", 1);
     for (size_t i = 0; i < n; i++) {
         const json_t *m = json_array_get(c->messages, i);
         const char *role;
         if (i < from && (!(role = role_of(m)) || strcmp(role, "system") != 0))
             continue;
         if (!first)
-            put(o, ",", 1);
+            cbx__buf_put(o, ",", 1);
         first = 0;
         if (ollama)
             put_ollama_message(o, m);
         else
             put_json(o, m);
     }
-    put(o, "]", 1);
+    cbx__buf_put(o, "]", 1);
 }
 
 char *cbx__llm_request_text(const llm_call *c, const llm_provider *p, int stream, size_t *len)
@@ -222,16 +191,16 @@ char *cbx__llm_request_text(const llm_call *c, const llm_provider *p, int stream
     int rf_json = json_is_string(rf) && strcmp(json_string_value(rf), "json") == 0;
     out o = {0};
     int first = 1;
-    put(&o, "{", 1);
+    cbx__buf_put(&o, "{", 1);
     put_key(&o, "model", &first);
     put_cstr(&o, p->model);
     put_key(&o, "messages", &first);
     put_messages(&o, c, p->proto == LLM_OLLAMA);
     put_key(&o, "stream", &first);
     if (stream)
-        PUT_LIT(&o, "true");
+        CBX__BUF_LIT(&o, "true");
     else
-        PUT_LIT(&o, "false");
+        CBX__BUF_LIT(&o, "false");
     if (p->proto == LLM_OLLAMA) {
         const json_t *stop = json_object_get(par, "stop");
         static const char *const keys[][2] = {{"temperature", "temperature"},
@@ -247,18 +216,18 @@ char *cbx__llm_request_text(const llm_call *c, const llm_provider *p, int stream
         if (any) {
             int ofirst = 1;
             put_key(&o, "options", &first);
-            put(&o, "{", 1);
+            cbx__buf_put(&o, "{", 1);
             for (size_t i = 0; i < 5; i++)
                 put_if(&o, keys[i][0], json_object_get(par, keys[i][1]), &ofirst);
             if (json_is_string(stop)) {
                 put_key(&o, "stop", &ofirst);
-                put(&o, "[", 1);
+                cbx__buf_put(&o, "[", 1);
                 put_json(&o, stop);
-                put(&o, "]", 1);
+                cbx__buf_put(&o, "]", 1);
             } else {
                 put_if(&o, "stop", stop, &ofirst);
             }
-            put(&o, "}", 1);
+            cbx__buf_put(&o, "}", 1);
         }
         if (rf_json) {
             put_key(&o, "format", &first);
@@ -269,18 +238,19 @@ char *cbx__llm_request_text(const llm_call *c, const llm_provider *p, int stream
         }
     } else {
         if (stream)
-            PUT_LIT(&o, ",\"stream_options\":{\"include_usage\":true}");
+            CBX__BUF_LIT(&o, ",\"stream_options\":{\"include_usage\":true}");
         static const char *const keys[] = {"temperature", "top_p", "top_k",
                                            "max_tokens",  "stop",  "seed"};
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
             put_if(&o, keys[i], json_object_get(par, keys[i]), &first);
         if (rf_json) {
-            PUT_LIT(&o, ",\"response_format\":{\"type\":\"json_object\"}");
+            CBX__BUF_LIT(&o, ",\"response_format\":{\"type\":\"json_object\"}");
         } else if (json_is_object(rf)) {
-            PUT_LIT(&o, ",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":"
-                        "\"response\",\"schema\":");
+            CBX__BUF_LIT(&o,
+                         ",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":"
+                         "\"response\",\"schema\":");
             put_json(&o, rf);
-            PUT_LIT(&o, ",\"strict\":true}}");
+            CBX__BUF_LIT(&o, ",\"strict\":true}}");
         }
     }
     json_t *tools = cbx__llm_tools_wire(c);
@@ -289,7 +259,7 @@ char *cbx__llm_request_text(const llm_call *c, const llm_provider *p, int stream
         put_json(&o, tools);
         json_decref(tools);
     }
-    put(&o, "}", 1);
+    cbx__buf_put(&o, "}", 1);
     if (o.oom) {
         free(o.p);
         return NULL;
