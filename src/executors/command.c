@@ -3,6 +3,7 @@
 #include "executors/command.h"
 
 #include "core/problems.h"
+#include "executors/exit_params.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -10,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define MIB (1024.0 * 1024.0)
 
 /* Offered to the runtime: when it defines it, its kill grace is the default. */
 uint64_t cbx_task_kill_grace_ns(const cbx_task *t) __attribute__((weak));
@@ -76,24 +75,8 @@ static const cbx_param params[] = {
                     "stdout and stderr both come as stdout; stdin (text) or stdin_fd (copied as "
                     "it comes) is typed into it; the window size follows stdin_fd's terminal, "
                     "else tee_stdout_fd's"},
-    {.name = "stdout_max",
-     .type = CBX_PARAM_INTEGER,
-     .default_json = "1048576",
-     .has_min = 1,
-     .min = 0,
-     .has_max = 1,
-     .max = 1024 * MIB,
-     .description = "bytes of stdout kept; the rest is read, counted and dropped "
-                    "(stdout_truncated)"},
-    {.name = "stderr_max",
-     .type = CBX_PARAM_INTEGER,
-     .default_json = "1048576",
-     .has_min = 1,
-     .min = 0,
-     .has_max = 1,
-     .max = 1024 * MIB,
-     .description = "bytes of stderr kept; the rest is read, counted and dropped "
-                    "(stderr_truncated)"},
+    CBX__PARAM_CAPTURE_MAX("stdout"),
+    CBX__PARAM_CAPTURE_MAX("stderr"),
     {.name = "tee_stdout_fd",
      .type = CBX_PARAM_INTEGER,
      .has_min = 1,
@@ -110,13 +93,7 @@ static const cbx_param params[] = {
      .has_max = 1,
      .max = 1 << 30,
      .description = "the same for stderr"},
-    {.name = "success_exit_codes",
-     .type = CBX_PARAM_ARRAY,
-     .items = CBX_PARAM_INTEGER,
-     .default_json = "[0]",
-     .has_min = 1,
-     .min = 1,
-     .description = "exit codes that count as success (0..255)"},
+    CBX__PARAM_SUCCESS_EXIT_CODES,
     {.name = "parse_json",
      .type = CBX_PARAM_BOOLEAN,
      .default_json = "false",
@@ -132,7 +109,7 @@ static const cbx_param params[] = {
     {.name = "rlimit_memory_bytes",
      .type = CBX_PARAM_INTEGER,
      .has_min = 1,
-     .min = MIB,
+     .min = CBX__MIB,
      .has_max = 1,
      .max = 9.0e18,
      .description = "address space in bytes (RLIMIT_AS): allocations beyond it fail"},
@@ -146,7 +123,7 @@ static const cbx_param params[] = {
     {.name = "memory_max_bytes",
      .type = CBX_PARAM_INTEGER,
      .has_min = 1,
-     .min = MIB,
+     .min = CBX__MIB,
      .has_max = 1,
      .max = 9.0e18,
      .description = "memory of the whole tree in bytes (its cgroup's limit): the kernel kills it "
@@ -237,17 +214,7 @@ static int command_validate(const cbx_executor_type *type, const json_t *p, cbx_
     const json_t *cwd = json_object_get(p, "cwd");
     if (cwd && !cbx__c_string(cwd))
         cbx__problem(&pr, "cwd", "expected a path without NUL characters");
-    const json_t *codes = json_object_get(p, "success_exit_codes");
-    if (codes) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(codes, i, v)
-        {
-            snprintf(where, sizeof where, "success_exit_codes[%zu]", i);
-            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 255)
-                cbx__problem(&pr, where, "expected an exit code from 0 to 255");
-        }
-    }
+    cbx__exit_codes_check(p, &pr);
     return pr.n ? CBX_EINVAL_CONFIG : 0;
 }
 

@@ -20,6 +20,7 @@
  * drain (without a cgroup, an escaped process may still hold them), then our ends are closed. */
 #define _GNU_SOURCE
 #include "executors/command.h"
+#include "executors/exit_params.h"
 
 #include <errno.h>
 #include <math.h>
@@ -252,20 +253,6 @@ static double ms_of(const struct timeval *tv)
     return round(((double)tv->tv_sec * 1e3 + (double)tv->tv_usec / 1e3) * 1e3) / 1e3;
 }
 
-static int code_succeeds(const json_t *codes, int code)
-{
-    if (!codes)
-        return code == 0;
-    size_t i;
-    json_t *v;
-    json_array_foreach(codes, i, v)
-    {
-        if (json_is_integer(v) && json_integer_value(v) == code)
-            return 1;
-    }
-    return 0;
-}
-
 /* The last non-empty line of a capture, trimmed, for an error message. */
 static void last_line(const cbx__capture *c, char *buf, size_t len)
 {
@@ -316,7 +303,7 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
     int oom =
         cg_oom || (r->cg.mem_dir < 0 && signaled && sig == SIGKILL && !r->kill_sent) ||
         (r->o.rlimit_as_bytes &&
-         (signaled || (exited && !code_succeeds(r->o.success_codes, code))) &&
+         (signaled || (exited && !cbx__exit_code_succeeds(r->o.success_codes, code))) &&
          rss > r->parent_rss_kb && (double)rss * 1024.0 >= 0.9 * (double)r->o.rlimit_as_bytes);
     int cpu_limit = r->o.rlimit_cpu_s && signaled &&
                     (sig == SIGXCPU || (sig == SIGKILL && !r->kill_sent &&
@@ -384,7 +371,7 @@ static void build_result(cbx__cmd_run *r, int waited, int st, const struct rusag
                  : oom  ? " (out of memory?)"
                         : "",
                  cpu_limit ? " (CPU time limit)" : "");
-    } else if (!code_succeeds(r->o.success_codes, code)) {
+    } else if (!cbx__exit_code_succeeds(r->o.success_codes, code)) {
         if (oom)
             r->outcome = CBX_OUTCOME_OOM;
         last_line(&r->err.cap, line, sizeof line);

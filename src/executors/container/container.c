@@ -1,11 +1,11 @@
 /* The "container" executor type: its parameters, start and cancel, and its per-loop context. */
 #include "executors/container/container.h"
 
+#include "executors/exit_params.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MIB (1024.0 * 1024.0)
 
 static const char *const pull_modes[] = {"never", "missing", "always", NULL};
 
@@ -82,31 +82,9 @@ static const cbx_param params[] = {
      .description = "the engine's socket: unix:///path or a path (default: DOCKER_HOST, then "
                     "/var/run/docker.sock, /run/podman/podman.sock, "
                     "$XDG_RUNTIME_DIR/podman/podman.sock)"},
-    {.name = "stdout_max",
-     .type = CBX_PARAM_INTEGER,
-     .default_json = "1048576",
-     .has_min = 1,
-     .min = 0,
-     .has_max = 1,
-     .max = 1024 * MIB,
-     .description = "bytes of stdout kept; the rest is read, counted and dropped "
-                    "(stdout_truncated)"},
-    {.name = "stderr_max",
-     .type = CBX_PARAM_INTEGER,
-     .default_json = "1048576",
-     .has_min = 1,
-     .min = 0,
-     .has_max = 1,
-     .max = 1024 * MIB,
-     .description = "bytes of stderr kept; the rest is read, counted and dropped "
-                    "(stderr_truncated)"},
-    {.name = "success_exit_codes",
-     .type = CBX_PARAM_ARRAY,
-     .items = CBX_PARAM_INTEGER,
-     .default_json = "[0]",
-     .has_min = 1,
-     .min = 1,
-     .description = "exit codes that count as success (0..255)"},
+    CBX__PARAM_CAPTURE_MAX("stdout"),
+    CBX__PARAM_CAPTURE_MAX("stderr"),
+    CBX__PARAM_SUCCESS_EXIT_CODES,
     {.name = "kill_grace_ms",
      .type = CBX_PARAM_INTEGER,
      .has_min = 1,

@@ -8,24 +8,12 @@
  */
 #include "executors/container/container.h"
 
+#include "executors/exit_params.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int code_succeeds(const json_t *codes, long code)
-{
-    if (!json_is_array(codes))
-        return code == 0;
-    size_t i;
-    json_t *v;
-    json_array_foreach(codes, i, v)
-    {
-        if (json_integer_value(v) == code)
-            return 1;
-    }
-    return 0;
-}
 
 /* The last non-empty line of a capture, control characters as spaces. */
 static void last_line(const cbx__capture *c, char *buf, size_t len)
@@ -133,7 +121,7 @@ void cbx__ctr_run_deliver(cbx__ctr_run *r)
                  "out of memory: container %.12s killed at its memory limit "
                  "(%lld bytes; exit code %ld)",
                  r->id, (long long)r->memory_limit, r->exit_code);
-    } else if (!code_succeeds(json_object_get(p, "success_exit_codes"), r->exit_code)) {
+    } else if (!cbx__exit_code_succeeds(json_object_get(p, "success_exit_codes"), r->exit_code)) {
         last_line(&r->logs.err, line, sizeof line);
         snprintf(msg, sizeof msg, "exit code %ld%s%s", r->exit_code, line[0] ? ": " : "", line);
     } else {

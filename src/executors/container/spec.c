@@ -1,6 +1,8 @@
 /* The container executor's parameters: their checks, and the create request they make. */
 #include "executors/container/container.h"
 
+#include "executors/exit_params.h"
+
 #include "core/problems.h"
 
 #include <ctype.h>
@@ -256,17 +258,7 @@ int cbx__ctr_spec_validate(const json_t *p, cbx_err *err)
         cbx__problem(&pr, "memory",
                      "expected bytes: an integer, or a string such as \"256m\" or "
                      "\"1g\"");
-    const json_t *codes = json_object_get(p, "success_exit_codes");
-    if (codes) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(codes, i, v)
-        {
-            snprintf(where, sizeof where, "success_exit_codes[%zu]", i);
-            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 255)
-                cbx__problem(&pr, where, "expected an exit code from 0 to 255");
-        }
-    }
+    cbx__exit_codes_check(p, &pr);
     /* the parameter, else DOCKER_HOST (read now: a tcp:// value is refused at submission) */
     char path[256];
     cbx_err e;
