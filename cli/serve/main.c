@@ -188,7 +188,7 @@ int main(int argc, char **argv)
     int r = srv_new(&s, &o, msg, sizeof msg);
     if (r < 0) {
         fprintf(stderr, "cbx: serve: %s\n", msg[0] ? msg : cbx_strerror(r));
-        return r == CBX_EINVAL_CONFIG || r == -EADDRINUSE || r == -EACCES ? 2 : 70;
+        return r == CBX_EINVAL_CONFIG || r == -EADDRINUSE || r == -EACCES || r == -EBUSY ? 2 : 70;
     }
     int code = srv_run(s);
     if (s->nconns) /* the shutdown could not close them: they are dropped with the process */

@@ -231,6 +231,8 @@ static int open_stores(srv *s, char *errbuf, size_t errlen)
             snprintf(errbuf, errlen, "journal: %s", err.msg[0] ? err.msg : cbx_strerror(r));
             return r;
         }
+        if ((r = srv_journal_lock(s, errbuf, errlen)) < 0)
+            return r;
     }
     r = cbx_breaker_store_host_new(&s->breakers, NULL, &err);
     if (r < 0) {
@@ -258,6 +260,7 @@ int srv_new(srv **out, const srv_opts *o, char *errbuf, size_t errlen)
     if (!s)
         return -ENOMEM;
     s->o = *o;
+    s->lock_fd = -1;
     if (!s->o.listen)
         s->o.listen = "127.0.0.1:8080";
     if (!s->o.max_body)
@@ -494,6 +497,7 @@ void srv_free(srv *s)
     srv_events_free(s);
     srv_exec_free_all(s);
     cbx_journal_close(s->journal);
+    srv_journal_unlock(s);
     cbx_breaker_store_free(s->breakers);
     srv_metrics_free(&s->m);
     while (s->seen) {

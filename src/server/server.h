@@ -133,6 +133,7 @@ struct srv {
     uv_loop_t loop;
     cbx_runtime *rt;
     cbx_journal *journal;
+    int lock_fd; /* the journal's serve-lock, held while the server runs; -1: none */
     cbx_breaker_store *breakers;
     char token[128];
     char bound[128]; /* the address actually bound, "127.0.0.1:8080" */
@@ -285,6 +286,12 @@ extern const size_t srv_dashboard_html_len;
 
 /* token.c: the bearer token into buf (from file, or made into the state directory's
  * serve.token, mode 0600, at first start). 0, or -errno / CBX_EINVAL_CONFIG with errbuf. */
+/* Take the journal's serve-lock (JOURNAL.serve-lock, flock): -EBUSY with a message naming the
+ * other server's pid when one holds it; 0 without a journal file. Released by srv_journal_unlock
+ * (and by the process's end). */
+int srv_journal_lock(srv *s, char *errbuf, size_t errlen);
+void srv_journal_unlock(srv *s);
+
 int srv_token_load(const char *file, char *buf, size_t len, char *errbuf, size_t errlen);
 
 #endif

@@ -231,7 +231,7 @@ chmod 644 "$TMP/tok"
 run "$CBX" serve --listen 127.0.0.1:0 --token-file "$TMP/tok"
 expect_rc 2 "token file readable by others"
 expect_err_line "readable by others" "token mode"
-run "$CBX" serve --listen "${BASE#http://}"
+run "$CBX" --state-dir "$TMP/other-state" serve --listen "${BASE#http://}" # another journal
 expect_rc 2 "address in use"
 expect_err_line "address already in use" "address in use"
 run "$CBX" serve --listen localhost
