@@ -74,6 +74,11 @@ static int tokens_of(const char *cmd, const cli_wf_kv *k, json_t **out)
     return *out ? 0 : CLI_EXIT_INTERNAL;
 }
 
+static void on_event(const cbx_workflow_event *ev, void *ud)
+{
+    cbx_workflow_events_emit(ev, ud);
+}
+
 static int create(const char *cmd, const cli_wf_kv *k, cbx_registry *reg, cbx_workflow_kv_opts *o)
 {
     if (!k->npos) {
@@ -100,22 +105,24 @@ static int create(const char *cmd, const cli_wf_kv *k, cbx_registry *reg, cbx_wo
     }
     cbx_diag_clear(&d);
     json_t *tokens = NULL;
+    cbx_workflow_events *events = NULL;
     int rc = tokens_of(cmd, k, &tokens);
+    if (!rc)
+        rc = cli_workflow_events_open(cmd, cbx_workflow_name(w), &events);
     if (!rc) {
         cbx_err e;
         cbx_err_clear(&e);
-        int r = cbx_workflow_kv_create(o, k->id, w, tokens, &e);
+        cbx_workflow_kv_opts co = *o;
+        co.on_event = events ? on_event : NULL;
+        co.ud = events;
+        int r = cbx_workflow_kv_create(&co, k->id, w, tokens, &e);
         if (r)
             rc = fail(cmd, r, &e);
     }
+    cbx_workflow_events_free(events);
     json_decref(tokens);
     cbx_workflow_free(w);
     return rc;
-}
-
-static void on_event(const cbx_workflow_event *ev, void *ud)
-{
-    cbx_workflow_events_emit(ev, ud);
 }
 
 static void print_rest(const char *id, const json_t *snap, int state, int json,

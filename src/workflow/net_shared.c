@@ -15,8 +15,8 @@ struct cbx__wf_shared {
     cbx_workflow_run *r;
     cbx_workflow_event_fn fn;
     void *ud;
-    uint64_t fires, blocks; /* during a step */
-    uv_timer_t *tick;       /* made on first use */
+    uint64_t blocks;  /* during a step */
+    uv_timer_t *tick; /* made on first use */
     void (*tick_fn)(void *);
     void *tick_ud;
 };
@@ -24,9 +24,7 @@ struct cbx__wf_shared {
 static void forward(const cbx_workflow_event *ev, void *ud)
 {
     cbx__wf_shared *s = ud;
-    if (ev->kind == CBX_WORKFLOW_FIRED)
-        s->fires++;
-    else if (ev->kind == CBX_WORKFLOW_BLOCKED)
+    if (ev->kind == CBX_WORKFLOW_BLOCKED)
         s->blocks++;
     if (s->fn)
         s->fn(ev, s->ud);
@@ -446,7 +444,7 @@ int cbx__wf_shared_fire(cbx__wf_shared *s, const json_t *ids, void (*tick)(void 
     for (size_t i = 0; i < r->tabcap; i++)
         if (r->tab[i])
             r->tab[i]->busy = !in_ids(ids, r->tab[i]->id);
-    s->fires = s->blocks = 0;
+    s->blocks = 0;
     cbx__wf_enqueue(r, t);
     int rc = cbx_workflow_step(r);
     if (r->inflight && tick && tick_ms) {
@@ -476,12 +474,15 @@ int cbx__wf_shared_fire(cbx__wf_shared *s, const json_t *ids, void (*tick)(void 
         else
             json_object_set_new(put, u->id, token_json(r, u));
     }
+    uint64_t fires = 0;
     for (size_t ti = 0; fired && ti < r->w->ntrans; ti++)
-        if (r->fired[ti] != fired0[ti])
+        if (r->fired[ti] != fired0[ti]) {
+            fires += r->fired[ti] - fired0[ti];
             json_object_set_new(fired, r->w->trans[ti].name,
                                 json_integer((json_int_t)(r->fired[ti] - fired0[ti])));
+        }
     *changes = json_pack("{s:o, s:o, s:o, s:I, s:I}", "put", put, "remove", removed, "fired", fired,
-                         "fires", (json_int_t)s->fires, "blocks", (json_int_t)s->blocks);
+                         "fires", (json_int_t)fires, "blocks", (json_int_t)s->blocks);
     free(fired0);
     if (rc < 0) {
         json_decref(*changes);
