@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cbx/dist.h"
+#include "dist/wf_kv.h"
 #include "dist/work.h"
 #include "workflow/net_shared.h"
 
@@ -56,6 +57,7 @@ static void nap_ms(uint64_t ms)
 
 typedef struct conn {
     natsConnection *nc;
+    int own_nc; /* 0: borrowed (the nats executor's) */
     jsCtx *js;
     kvStore *kv;
     const char *url;
@@ -67,10 +69,13 @@ static void conn_close(conn *c)
         kvStore_Destroy(c->kv);
     if (c->js)
         jsCtx_Destroy(c->js);
-    if (c->nc)
+    if (c->nc && c->own_nc)
         natsConnection_Destroy(c->nc);
     memset(c, 0, sizeof *c);
 }
+
+/* The bucket on c->nc, made where missing. */
+static int conn_bucket(conn *c, cbx_err *err);
 
 static int conn_open(conn *c, const char *url, cbx_err *err)
 {
@@ -79,6 +84,20 @@ static int conn_open(conn *c, const char *url, cbx_err *err)
     int rc = cbx__dist_connect(c->url, &c->nc, err);
     if (rc)
         return rc;
+    c->own_nc = 1;
+    return conn_bucket(c, err);
+}
+
+static int conn_on(conn *c, natsConnection *nc, cbx_err *err)
+{
+    memset(c, 0, sizeof *c);
+    c->url = "the NATS server";
+    c->nc = nc;
+    return conn_bucket(c, err);
+}
+
+static int conn_bucket(conn *c, cbx_err *err)
+{
     natsStatus st = natsConnection_JetStream(&c->js, c->nc, NULL);
     if (st == NATS_OK) {
         st = js_KeyValue(&c->kv, c->js, BUCKET);
@@ -95,9 +114,10 @@ static int conn_open(conn *c, const char *url, cbx_err *err)
     }
     if (st != NATS_OK) {
         c->kv = NULL;
+        const char *url = c->url;
         conn_close(c);
-        return cbx_err_set(err, CBX_EFAILED, "%s on %s: %s", BUCKET, url ? url : "NATS",
-                           cbx__nats_why(st));
+        c->url = url;
+        return cbx_err_set(err, CBX_EFAILED, "%s on %s: %s", BUCKET, c->url, cbx__nats_why(st));
     }
     return 0;
 }
@@ -189,9 +209,11 @@ static int load_net(const json_t *m, const char *id, const cbx_registry *reg, cb
 /* ---- creating --------------------------------------------------------------------------------
  */
 
-int cbx_workflow_kv_create(const cbx_workflow_kv_opts *o, const char *id, cbx_workflow *w,
-                           const json_t *tokens, cbx_err *err)
+/* The new workflow's marking: 0, or -EINVAL naming the token at fault. */
+static int initial(const cbx_workflow_kv_opts *o, const char *id, cbx_workflow *w,
+                   const json_t *tokens, json_t **m, cbx_err *err)
 {
+    *m = NULL;
     if (!cbx_workflow_kv_id_ok(id))
         return cbx_err_set(err, -EINVAL, "workflow id '%s': 1 to 39 letters, digits, '-' or '_'",
                            id ? id : "");
@@ -200,15 +222,38 @@ int cbx_workflow_kv_create(const cbx_workflow_kv_opts *o, const char *id, cbx_wo
     cbx__wf_shared *s = NULL;
     int rc = cbx__wf_shared_new(&s, NULL, w, id, o ? o->max_firings : 0, o ? o->on_event : NULL,
                                 o ? o->ud : NULL, err);
-    json_t *m = NULL, *none = tokens ? NULL : json_array();
+    json_t *none = tokens ? NULL : json_array();
     if (!rc)
-        rc = cbx__wf_shared_initial(s, tokens ? tokens : none, &m, err);
+        rc = cbx__wf_shared_initial(s, tokens ? tokens : none, m, err);
     cbx__wf_shared_free(s);
     json_decref(none);
+    return rc;
+}
+
+int cbx_workflow_kv_create(const cbx_workflow_kv_opts *o, const char *id, cbx_workflow *w,
+                           const json_t *tokens, cbx_err *err)
+{
+    json_t *m = NULL;
+    int rc = initial(o, id, w, tokens, &m, err);
     conn c;
     if (!rc && !(rc = conn_open(&c, o ? o->url : NULL, err))) {
         uint64_t rev = 0;
         rc = write_marking(&c, id, m, &rev, err);
+        conn_close(&c);
+    }
+    json_decref(m);
+    return rc;
+}
+
+int cbx__wf_kv_create_on(natsConnection *nc, const char *id, cbx_workflow *w, const json_t *tokens,
+                         uint64_t *revision, cbx_err *err)
+{
+    json_t *m = NULL;
+    int rc = initial(NULL, id, w, tokens, &m, err);
+    conn c;
+    *revision = 0;
+    if (!rc && !(rc = conn_on(&c, nc, err))) {
+        rc = write_marking(&c, id, m, revision, err);
         conn_close(&c);
     }
     json_decref(m);
@@ -479,24 +524,19 @@ int cbx_workflow_kv_run(cbx_runtime *rt, const cbx_registry *reg, const char *id
 /* ---- signals and reading ---------------------------------------------------------------------
  */
 
-int cbx_workflow_kv_signal(const cbx_workflow_kv_opts *o, const cbx_registry *reg, const char *id,
-                           const char *token, const char *name, const json_t *data, cbx_err *err)
+static int signal_with(conn *c, const cbx_workflow_kv_opts *o, const cbx_registry *reg,
+                       const char *id, const char *token, const char *name, const json_t *data,
+                       cbx_err *err)
 {
-    if (!cbx_workflow_kv_id_ok(id))
-        return cbx_err_set(err, -EINVAL, "workflow id '%s': 1 to 39 letters, digits, '-' or '_'",
-                           id ? id : "");
-    conn c;
-    int rc = conn_open(&c, o ? o->url : NULL, err);
-    if (rc)
-        return rc;
     char owner[128];
     owner_of(o, owner, sizeof owner);
     cbx_workflow *w = NULL;
     cbx__wf_shared *s = NULL;
+    int rc = 0;
     for (int first = 1;; first = 0) {
         json_t *m = NULL, *changes = NULL;
         uint64_t rev = 0;
-        if ((rc = read_marking(&c, id, &m, &rev, err)) != 0)
+        if ((rc = read_marking(c, id, &m, &rev, err)) != 0)
             break;
         if (first && !(rc = load_net(m, id, reg, &w, err)))
             rc = cbx__wf_shared_new(&s, NULL, w, id, 0, o ? o->on_event : NULL, o ? o->ud : NULL,
@@ -508,7 +548,7 @@ int cbx_workflow_kv_signal(const cbx_workflow_kv_opts *o, const cbx_registry *re
         if (!rc)
             rc = cbx__wf_marking_apply(m, changes);
         if (!rc)
-            rc = write_marking(&c, id, m, &rev, err);
+            rc = write_marking(c, id, m, &rev, err);
         json_decref(changes);
         json_decref(m);
         if (rc != -EAGAIN)
@@ -516,7 +556,57 @@ int cbx_workflow_kv_signal(const cbx_workflow_kv_opts *o, const cbx_registry *re
     }
     cbx__wf_shared_free(s);
     cbx_workflow_free(w);
+    return rc;
+}
+
+int cbx_workflow_kv_signal(const cbx_workflow_kv_opts *o, const cbx_registry *reg, const char *id,
+                           const char *token, const char *name, const json_t *data, cbx_err *err)
+{
+    if (!cbx_workflow_kv_id_ok(id))
+        return cbx_err_set(err, -EINVAL, "workflow id '%s': 1 to 39 letters, digits, '-' or '_'",
+                           id ? id : "");
+    conn c;
+    int rc = conn_open(&c, o ? o->url : NULL, err);
+    if (!rc)
+        rc = signal_with(&c, o, reg, id, token, name, data, err);
     conn_close(&c);
+    return rc;
+}
+
+int cbx__wf_kv_signal_on(natsConnection *nc, const char *id, const char *token, const char *name,
+                         const json_t *data, cbx_err *err)
+{
+    if (!cbx_workflow_kv_id_ok(id))
+        return cbx_err_set(err, -EINVAL, "workflow id '%s': 1 to 39 letters, digits, '-' or '_'",
+                           id ? id : "");
+    conn c;
+    int rc = conn_on(&c, nc, err);
+    if (!rc)
+        rc = signal_with(&c, NULL, NULL, id, token, name, data, err);
+    conn_close(&c);
+    return rc;
+}
+
+static int show_with(conn *c, const cbx_registry *reg, const char *id, json_t **snapshot,
+                     cbx_err *err)
+{
+    json_t *m = NULL;
+    uint64_t rev = 0;
+    cbx_workflow *w = NULL;
+    cbx__wf_shared *s = NULL;
+    int rc;
+    if (!(rc = read_marking(c, id, &m, &rev, err)) && !(rc = load_net(m, id, reg, &w, err)) &&
+        !(rc = cbx__wf_shared_new(&s, NULL, w, id, 0, NULL, NULL, err))) {
+        if (cbx__wf_shared_load(s, m, "", wall_ms(), err) != 0)
+            rc = not_marking(err, id);
+        else if ((*snapshot = cbx__wf_shared_snapshot(s)) != NULL)
+            json_object_set_new(*snapshot, "revision", json_integer((json_int_t)rev));
+        else
+            rc = -ENOMEM;
+    }
+    json_decref(m);
+    cbx__wf_shared_free(s);
+    cbx_workflow_free(w);
     return rc;
 }
 
@@ -529,24 +619,22 @@ int cbx_workflow_kv_show(const cbx_workflow_kv_opts *o, const cbx_registry *reg,
                            id ? id : "");
     conn c;
     int rc = conn_open(&c, o ? o->url : NULL, err);
-    if (rc)
-        return rc;
-    json_t *m = NULL;
-    uint64_t rev = 0;
-    cbx_workflow *w = NULL;
-    cbx__wf_shared *s = NULL;
-    if (!(rc = read_marking(&c, id, &m, &rev, err)) && !(rc = load_net(m, id, reg, &w, err)) &&
-        !(rc = cbx__wf_shared_new(&s, NULL, w, id, 0, NULL, NULL, err))) {
-        if (cbx__wf_shared_load(s, m, "", wall_ms(), err) != 0)
-            rc = not_marking(err, id);
-        else if ((*snapshot = cbx__wf_shared_snapshot(s)) != NULL)
-            json_object_set_new(*snapshot, "revision", json_integer((json_int_t)rev));
-        else
-            rc = -ENOMEM;
-    }
-    json_decref(m);
-    cbx__wf_shared_free(s);
-    cbx_workflow_free(w);
+    if (!rc)
+        rc = show_with(&c, reg, id, snapshot, err);
+    conn_close(&c);
+    return rc;
+}
+
+int cbx__wf_kv_show_on(natsConnection *nc, const char *id, json_t **snapshot, cbx_err *err)
+{
+    *snapshot = NULL;
+    if (!cbx_workflow_kv_id_ok(id))
+        return cbx_err_set(err, -EINVAL, "workflow id '%s': 1 to 39 letters, digits, '-' or '_'",
+                           id ? id : "");
+    conn c;
+    int rc = conn_on(&c, nc, err);
+    if (!rc)
+        rc = show_with(&c, NULL, id, snapshot, err);
     conn_close(&c);
     return rc;
 }

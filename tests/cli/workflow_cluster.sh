@@ -195,6 +195,39 @@ expect_rc 0 "signalled"
 jq -e '.tokens[0].place == "done" and .tokens[0].data == {"a": 1, "by": "ann"}' "$TMP/out" \
     >/dev/null || fail "after the signal: $(cat "$TMP/out")"
 
+# ---- the nats executor: petri_net and workflow_id (seed 000's NatsExecutor) ----
+run "$CBX" exec nats -p url="$url" -p operation=workflow_start -p workflow_id=x1 \
+    -p petri_net="$(cat "$TMP/sig.yaml")" -p tokens='[{"k": 1}, {"k": 2}]' --json
+expect_rc 0 "workflow_start"
+jq -e '.outputs == {workflow_id: "x1", workflow: "sig", tokens: ["t1", "t2"], revision: .outputs.revision}' \
+    "$TMP/out" >/dev/null || fail "workflow_start outputs: $(jq -c .outputs "$TMP/out")"
+run "$CBX" exec nats -p url="$url" -p operation=workflow_start -p workflow_id=x1 \
+    -p petri_net="$(cat "$TMP/sig.yaml")" --json
+expect_rc 1 "workflow_start of a taken id"
+jq -e '.metadata.conflict == true' "$TMP/out" >/dev/null || fail "conflict: $(cat "$TMP/out")"
+run "$CBX" workflow resume x1 --nats "$url"
+expect_rc 3 "x1 waits for its signals"
+run "$CBX" exec nats -p url="$url" -p operation=workflow_signal -p workflow_id=x1 -p token_id=t2 \
+    -p signal=approve -p data='{"ok": true}'
+expect_rc 0 "workflow_signal"
+run "$CBX" workflow resume x1 --nats "$url"
+expect_rc 3 "t1 still waits"
+run "$CBX" exec nats -p url="$url" -p operation=workflow_get -p workflow_id=x1 --json
+expect_rc 0 "workflow_get"
+jq -e '.outputs.state == "waiting" and .outputs.marking == {todo: 0, review: 1, done: 1} and
+    ([.outputs.tokens[] | select(.id == "t2")][0].data == {k: 2, ok: true})' "$TMP/out" \
+    >/dev/null || fail "workflow_get outputs: $(jq -c .outputs "$TMP/out")"
+run "$CBX" exec nats -p url="$url" -p operation=workflow_get -p workflow_id=nosuch
+expect_rc 1 "workflow_get of an unknown id"
+expect_err_line "workflow id 'nosuch': no such workflow in CBX_WORKFLOWS" "get unknown"
+run "$CBX" exec nats -p url="$url" -p operation=workflow_start -p workflow_id=x2 \
+    -p petri_net='places: [a'
+expect_rc 1 "a petri_net that does not load"
+expect_err_line "nats: petri_net: did not find expected ',' or ']'" "bad petri_net"
+run "$CBX" exec nats -p operation=workflow_get
+expect_rc 2 "workflow_get without its id"
+expect_err_line "parameter 'workflow_id' is required by operation workflow_get" "no workflow_id"
+
 # ---- bad values in the bucket ----
 run "$CBX" workflow start "$TMP/sig.yaml" --token '{}' --nats "$url" --workflow-id s1
 expect_rc 2 "a taken id"
