@@ -53,6 +53,54 @@ static void nap_ms(uint64_t ms)
     nanosleep(&ts, NULL);
 }
 
+/* ---- events, held until the move that made them is written ---------------------------------
+ */
+
+/* A move decided again (another process wrote first) or dropped (its claim was lost) must not
+ * have told its story: the engine's events are held here and given to the caller's on_event only
+ * once the marking that holds them is written. */
+typedef struct evbuf {
+    cbx_workflow_event_fn fn;
+    void *ud;
+    json_t *held; /* [[kind, run_id, token, transition, place, detail], ...] */
+} evbuf;
+
+static void hold(const cbx_workflow_event *ev, void *ud)
+{
+    evbuf *b = ud;
+    if (!b->fn || ev->replayed)
+        return;
+    if (!b->held && !(b->held = json_array()))
+        return;
+    json_array_append_new(b->held,
+                          json_pack("[i, s, s, s?, s, s]", (int)ev->kind, ev->run_id,
+                                    ev->token ? ev->token : "", ev->transition,
+                                    ev->place ? ev->place : "", ev->detail ? ev->detail : ""));
+}
+
+static void release(evbuf *b)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(b->held, i, e)
+    {
+        cbx_workflow_event ev = {
+            .kind = (cbx_workflow_event_kind)json_integer_value(json_array_get(e, 0)),
+            .run_id = json_string_value(json_array_get(e, 1)),
+            .token = json_string_value(json_array_get(e, 2)),
+            .transition = json_string_value(json_array_get(e, 3)),
+            .place = json_string_value(json_array_get(e, 4)),
+            .detail = json_string_value(json_array_get(e, 5))};
+        b->fn(&ev, b->ud);
+    }
+    json_array_clear(b->held);
+}
+
+static void drop(evbuf *b)
+{
+    json_array_clear(b->held);
+}
+
 /* ---- the bucket ----------------------------------------------------------------------------- */
 
 typedef struct conn {
@@ -211,7 +259,7 @@ static int load_net(const json_t *m, const char *id, const cbx_registry *reg, cb
 
 /* The new workflow's marking: 0, or -EINVAL naming the token at fault. */
 static int initial(const cbx_workflow_kv_opts *o, const char *id, cbx_workflow *w,
-                   const json_t *tokens, json_t **m, cbx_err *err)
+                   const json_t *tokens, evbuf *ev, json_t **m, cbx_err *err)
 {
     *m = NULL;
     if (!cbx_workflow_kv_id_ok(id))
@@ -220,8 +268,7 @@ static int initial(const cbx_workflow_kv_opts *o, const char *id, cbx_workflow *
     if (!w || (tokens && !json_is_array(tokens)))
         return cbx_err_set(err, -EINVAL, "workflow create: no workflow, or tokens not an array");
     cbx__wf_shared *s = NULL;
-    int rc = cbx__wf_shared_new(&s, NULL, w, id, o ? o->max_firings : 0, o ? o->on_event : NULL,
-                                o ? o->ud : NULL, err);
+    int rc = cbx__wf_shared_new(&s, NULL, w, id, o ? o->max_firings : 0, hold, ev, err);
     json_t *none = tokens ? NULL : json_array();
     if (!rc)
         rc = cbx__wf_shared_initial(s, tokens ? tokens : none, m, err);
@@ -234,13 +281,17 @@ int cbx_workflow_kv_create(const cbx_workflow_kv_opts *o, const char *id, cbx_wo
                            const json_t *tokens, cbx_err *err)
 {
     json_t *m = NULL;
-    int rc = initial(o, id, w, tokens, &m, err);
+    evbuf ev = {.fn = o ? o->on_event : NULL, .ud = o ? o->ud : NULL};
+    int rc = initial(o, id, w, tokens, &ev, &m, err);
     conn c;
     if (!rc && !(rc = conn_open(&c, o ? o->url : NULL, err))) {
         uint64_t rev = 0;
         rc = write_marking(&c, id, m, &rev, err);
         conn_close(&c);
     }
+    if (!rc)
+        release(&ev);
+    json_decref(ev.held);
     json_decref(m);
     return rc;
 }
@@ -249,7 +300,8 @@ int cbx__wf_kv_create_on(natsConnection *nc, const char *id, cbx_workflow *w, co
                          uint64_t *revision, cbx_err *err)
 {
     json_t *m = NULL;
-    int rc = initial(NULL, id, w, tokens, &m, err);
+    evbuf ev = {0};
+    int rc = initial(NULL, id, w, tokens, &ev, &m, err);
     conn c;
     *revision = 0;
     if (!rc && !(rc = conn_on(&c, nc, err))) {
@@ -274,6 +326,7 @@ typedef struct mover {
     json_t *ids; /* the claimed tokens, while an action runs */
     int lost;    /* the claim was taken over */
     uint64_t rng;
+    evbuf ev;
     cbx_err *err;
 } mover;
 
@@ -371,7 +424,8 @@ static void count(mover *mv, const json_t *changes)
     mv->st.blocks += (uint64_t)json_integer_value(json_object_get(changes, "blocks"));
 }
 
-/* One move: 1 when tokens moved (or were tried), 0 when none may move here now (*state says
+/* One move: 1 when tokens moved (or were tried), 2 when it is to be decided again (another
+ * process wrote first, or took the tokens over), 0 when none may move here now (*state says
  * why), <0 on failure. */
 static int move_once(mover *mv, int *state, uint64_t *next_due)
 {
@@ -403,12 +457,16 @@ static int move_once(mover *mv, int *state, uint64_t *next_due)
             rc = write_marking(&mv->c, mv->id, m, &rev, mv->err);
         if (rc == -EAGAIN)
             mv->st.cas_conflicts++;
-        else if (!rc)
+        if (!rc) {
             count(mv, changes);
+            release(&mv->ev);
+        } else {
+            drop(&mv->ev);
+        }
         json_decref(changes);
         json_decref(ids);
         json_decref(m);
-        return rc == -EAGAIN ? 1 : rc ? rc : 1;
+        return rc == -EAGAIN ? 2 : rc ? rc : 1;
     }
     /* an action may run: claim the tokens first */
     snprintf(mv->nonce, sizeof mv->nonce, "%s/%" PRIu64, mv->owner, ++mv->st.claims);
@@ -424,21 +482,26 @@ static int move_once(mover *mv, int *state, uint64_t *next_due)
         mv->st.claims--;
         mv->ids = NULL;
         json_decref(ids);
-        return rc == -EAGAIN ? 1 : rc;
+        return rc == -EAGAIN ? 2 : rc;
     }
     rc = cbx__wf_shared_fire(mv->s, ids, renew, mv, mv->lease_ms / 3 ? mv->lease_ms / 3 : 1,
                              &changes);
+    int moved = 1;
     if (!rc) {
         rc = commit_claimed(mv, changes);
-        if (rc == 0)
+        if (rc == 0) {
             count(mv, changes);
-        else if (rc == 1)
+            release(&mv->ev);
+        } else if (rc == 1) {
             rc = 0; /* another process took the tokens over: what was done here is dropped */
+            moved = 2;
+        }
     }
+    drop(&mv->ev);
     json_decref(changes);
     mv->ids = NULL;
     json_decref(ids);
-    return rc < 0 ? rc : 1;
+    return rc < 0 ? rc : moved;
 }
 
 static void owner_of(const cbx_workflow_kv_opts *o, char *buf, size_t len)
@@ -465,6 +528,8 @@ int cbx_workflow_kv_run(cbx_runtime *rt, const cbx_registry *reg, const char *id
     memset(&mv, 0, sizeof mv);
     mv.id = id;
     mv.err = err;
+    mv.ev.fn = o ? o->on_event : NULL;
+    mv.ev.ud = o ? o->ud : NULL;
     mv.lease_ms = o && o->lease_ms ? o->lease_ms : DEFAULT_LEASE_MS;
     owner_of(o, mv.owner, sizeof mv.owner);
     mv.rng = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull ^ wall_ms() ^ (uint64_t)(uintptr_t)&mv;
@@ -480,8 +545,7 @@ int cbx_workflow_kv_run(cbx_runtime *rt, const cbx_registry *reg, const char *id
         rc = load_net(m, id, reg, &w, err);
     json_decref(m);
     if (!rc)
-        rc = cbx__wf_shared_new(&mv.s, rt, w, id, o ? o->max_firings : 0, o ? o->on_event : NULL,
-                                o ? o->ud : NULL, err);
+        rc = cbx__wf_shared_new(&mv.s, rt, w, id, o ? o->max_firings : 0, hold, &mv.ev, err);
     int state = CBX_WORKFLOW_RUNNING;
     uint64_t idle_ms = 0, moves = 0;
     while (!rc) {
@@ -493,7 +557,7 @@ int cbx_workflow_kv_run(cbx_runtime *rt, const cbx_registry *reg, const char *id
         }
         if (r > 0) {
             idle_ms = 0;
-            if (o && o->max_moves && ++moves >= o->max_moves) {
+            if (r == 1 && o && o->max_moves && ++moves >= o->max_moves) {
                 state = CBX_WORKFLOW_RUNNING;
                 break;
             }
@@ -516,6 +580,7 @@ int cbx_workflow_kv_run(cbx_runtime *rt, const cbx_registry *reg, const char *id
     if (stats)
         *stats = mv.st;
     cbx__wf_shared_free(mv.s);
+    json_decref(mv.ev.held);
     cbx_workflow_free(w);
     conn_close(&mv.c);
     return rc ? rc : state;
@@ -532,6 +597,7 @@ static int signal_with(conn *c, const cbx_workflow_kv_opts *o, const cbx_registr
     owner_of(o, owner, sizeof owner);
     cbx_workflow *w = NULL;
     cbx__wf_shared *s = NULL;
+    evbuf ev = {.fn = o ? o->on_event : NULL, .ud = o ? o->ud : NULL};
     int rc = 0;
     for (int first = 1;; first = 0) {
         json_t *m = NULL, *changes = NULL;
@@ -539,8 +605,7 @@ static int signal_with(conn *c, const cbx_workflow_kv_opts *o, const cbx_registr
         if ((rc = read_marking(c, id, &m, &rev, err)) != 0)
             break;
         if (first && !(rc = load_net(m, id, reg, &w, err)))
-            rc = cbx__wf_shared_new(&s, NULL, w, id, 0, o ? o->on_event : NULL, o ? o->ud : NULL,
-                                    err);
+            rc = cbx__wf_shared_new(&s, NULL, w, id, 0, hold, &ev, err);
         if (!rc && (rc = cbx__wf_shared_load(s, m, owner, wall_ms(), err)) != 0)
             rc = not_marking(err, id);
         if (!rc)
@@ -551,9 +616,13 @@ static int signal_with(conn *c, const cbx_workflow_kv_opts *o, const cbx_registr
             rc = write_marking(c, id, m, &rev, err);
         json_decref(changes);
         json_decref(m);
+        if (!rc)
+            release(&ev);
+        drop(&ev);
         if (rc != -EAGAIN)
             break;
     }
+    json_decref(ev.held);
     cbx__wf_shared_free(s);
     cbx_workflow_free(w);
     return rc;

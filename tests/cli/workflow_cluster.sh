@@ -72,11 +72,24 @@ for trial in $(seq 1 "$TRIALS"); do
     run "$CBX" workflow start "$TMP/wf.yaml" "${toks[@]}" --nats "$url" --workflow-id "c$trial"
     expect_rc 0 "start trial $trial"
     [ "$(cat "$TMP/out")" = "c$trial" ] || fail "start prints the id: $(cat "$TMP/out")"
+    # trial 1 follows the events: each firing's events are published once, by the process whose
+    # write landed, however many writes were refused: per token 2 fired by the fork, 1 by each
+    # other transition, 2 actions started; then each process at rest: 40 done and its run
+    events=""
+    if [ "$trial" = 1 ]; then
+        events=CBX_EVENTS=$url
+        want=$((TOKENS * 5 + TOKENS * 2 + PROCS * (TOKENS + 1)))
+        rm -f "$TMP/events" "$TMP/events.ready"
+        timeout 120 "$ADMIN" "$url" sub cbx.events.workflow.cluster $want >"$TMP/events" \
+            2>"$TMP/events.ready" &
+        sub=$!
+        wait_for "$TMP/events.ready"
+    fi
     pids=()
     for p in $(seq 1 $PROCS); do
         mkdir -p -m 0700 "$TMP/state-$p"
-        CBX_STATE_DIR="$TMP/state-$p" "$CBX" workflow resume "c$trial" --nats "$url" --json \
-            >"$TMP/out.$p" 2>"$TMP/err.$p" &
+        env $events CBX_STATE_DIR="$TMP/state-$p" "$CBX" workflow resume "c$trial" --nats "$url" \
+            --json >"$TMP/out.$p" 2>"$TMP/err.$p" &
         pids+=($!)
     done
     for p in $(seq 1 $PROCS); do
@@ -102,6 +115,14 @@ for trial in $(seq 1 "$TRIALS"); do
     done
     dups=$(sort "$TMP/acts" | uniq -d)
     [ -z "$dups" ] || fail "trial $trial: actions run twice: $dups"
+    if [ "$trial" = 1 ]; then
+        wait $sub || fail "events: $(wc -l <"$TMP/events") of $want"
+        counts=$(jq -sc 'group_by(.event) | map({(.[0].event): length}) | add' "$TMP/events")
+        [ "$counts" = "{\"action_started\":$((TOKENS * 2)),\"done\":$((TOKENS * PROCS)),\"fired\":$((TOKENS * 5)),\"run\":$PROCS}" ] ||
+            fail "events: $counts"
+        [ "$(jq -r 'select(.event == "fired") | "\(.token) \(.transition) \(.place)"' "$TMP/events" |
+            sort | uniq -d)" = "" ] || fail "a firing's event published twice"
+    fi
 done
 echo "$TRIALS trials of $TOKENS tokens by $PROCS processes: each token consumed once;" \
     "$total_conflicts compare-and-set conflicts decided again"
