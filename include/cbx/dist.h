@@ -185,7 +185,8 @@ typedef struct cbx_workflow_kv_opts {
     uint32_t max_firings; /* per token; 0 = the file's limits.firings_per_token */
     uint64_t max_moves;   /* cbx_workflow_kv_run returns after this many moves here; 0 = at rest */
     int wait_timers;      /* wait for after: timers to come due rather than rest */
-    cbx_workflow_event_fn on_event; /* what this process does to the tokens; NULL */
+    cbx_workflow_event_fn on_event; /* what this process does to the tokens, given once each
+                                       move is written (never for a move decided again); NULL */
     void *ud;
 } cbx_workflow_kv_opts;
 

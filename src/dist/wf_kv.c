@@ -451,6 +451,17 @@ static int move_once(mover *mv, int *state, uint64_t *next_due)
     if (!claim) {
         /* a pure guard: decided on the marking read, written only over that revision */
         rc = cbx__wf_shared_fire(mv->s, ids, NULL, NULL, 0, &changes);
+        if (!rc && !json_integer_value(json_object_get(changes, "fires")) &&
+            !json_integer_value(json_object_get(changes, "blocks"))) {
+            /* nothing happened (the engine saw no firing where the search saw one): write
+             * nothing, and rest as the marking stands rather than write it again and again */
+            *state = (int)cbx__wf_shared_state(mv->s);
+            json_decref(changes);
+            json_decref(ids);
+            json_decref(m);
+            drop(&mv->ev);
+            return 0;
+        }
         if (!rc)
             rc = cbx__wf_marking_apply(m, changes);
         if (!rc)

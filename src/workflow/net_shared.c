@@ -341,9 +341,10 @@ static int candidate(cbx_workflow_run *r, const wf_token *t, uint64_t now, json_
     for (size_t j = 0; j < w->nout_of[t->place]; j++) {
         size_t ti = w->out_of[t->place][j];
         const cbx__wf_trans *tr = &w->trans[ti];
-        if (tried(t, ti) || (tr->trigger == WF_TRIGGER_SIGNAL && !has_signal(t, tr->signal)))
+        if (tried(t, ti))
             continue;
         const wf_token *parts[64];
+        const wf_token *first = t; /* the token of the first input place: a signal's */
         size_t n = 0;
         int ok = tr->nfrom <= 64;
         uint64_t entered = t->entered_ms;
@@ -355,10 +356,13 @@ static int candidate(cbx_workflow_run *r, const wf_token *t, uint64_t now, json_
                 ok = 0;
             else {
                 parts[n++] = u;
+                if (k == 0)
+                    first = u;
                 entered = u->entered_ms > entered ? u->entered_ms : entered;
             }
         }
-        if (!ok)
+        /* as the engine decides (net_run.c, consider) */
+        if (!ok || (tr->trigger == WF_TRIGGER_SIGNAL && !has_signal(first, tr->signal)))
             continue;
         if (tr->after_ms && now < entered + tr->after_ms) {
             if (!*due || entered + tr->after_ms < *due)
