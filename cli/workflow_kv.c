@@ -95,11 +95,15 @@ static int create(const char *cmd, const cli_wf_kv *k, cbx_registry *reg, cbx_wo
     }
     cbx_workflow *w = NULL;
     cbx_diag d = {0};
-    if (cbx_workflow_load(&w, k->pos[0], reg, &d) != 0) {
+    int lr = cbx_workflow_load(&w, k->pos[0], reg, &d);
+    if (lr != 0) {
         cbx_err first;
         cbx_err_clear(&first);
         cbx_diag_first(&d, &first);
-        cli_err("%s: %s", cmd, first.msg);
+        if (first.line > 0)
+            cli_err("%s: %s:%d:%d: %s", cmd, k->pos[0], first.line, first.col, first.msg);
+        else
+            cli_err("%s: %s: %s", cmd, k->pos[0], first.msg[0] ? first.msg : cbx_strerror(lr));
         cbx_diag_clear(&d);
         return CLI_EXIT_USAGE;
     }

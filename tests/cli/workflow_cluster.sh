@@ -268,4 +268,30 @@ expect_err_line "workflow resume: workflow id 'badplace': the value in CBX_WORKF
 run "$CBX" workflow show nosource --nats "$url"
 expect_rc 1 "a marking without its source"
 expect_err_line "workflow show: workflow id 'nosource': the value in CBX_WORKFLOWS is not a workflow marking: source: expected the workflow's text" "no source"
+# ---- the server goes away while a process moves tokens: one line, exit 1, in bounded time ----
+start_nats away
+cat >"$TMP/nap.yaml" <<YAML
+name: nap
+places: [a, b]
+final: [b]
+transitions:
+  - name: go
+    from: a
+    to: b
+    action: {executor: command, config: {argv: [sh, -c, ': >"\$0"; sleep 2', "$TMP/nap.started"]}}
+YAML
+run "$CBX" workflow start "$TMP/nap.yaml" --token '{}' --nats "$nats_url" --workflow-id n1
+expect_rc 0 "start n1"
+"$CBX" workflow resume n1 --nats "$nats_url" >"$TMP/away.out" 2>"$TMP/away.err" &
+mover=$!
+until [ -e "$TMP/nap.started" ]; do
+    kill -0 $mover 2>/dev/null || fail "the mover ended: $(cat "$TMP/away.err")"
+    sleep 0.05
+done
+kill $nats_pid
+wait $mover
+rc=$?
+[ $rc -eq 1 ] || fail "server away: exit $rc ($(cat "$TMP/away.err"))"
+grep -q "workflow resume: workflow id 'n1': reading CBX_WORKFLOWS: " "$TMP/away.err" ||
+    fail "server away: $(cat "$TMP/away.err")"
 echo "ok"
