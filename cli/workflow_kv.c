@@ -2,6 +2,7 @@
 #include "workflow_kv.h"
 #include "output.h"
 
+#include "cbx/breaker_store.h"
 #include "cbx/dist.h"
 #include "cbx/journal.h"
 #include "cbx/runtime.h"
@@ -183,16 +184,26 @@ static int move(const char *cmd, cli_ctx *ctx, cbx_registry *reg, const cli_wf_k
     int rc = 0;
     if (!ctx->no_journal && (rc = cli_journal_open(cmd, 0, &j)) != 0)
         return rc;
+    cbx_err e;
+    cbx_err_clear(&e);
+    /* with CBX_BREAKER_STORE, the actions' named breakers and rate_limit.key live in that store
+     * (the host's, or the cluster's): shared by every process moving the tokens */
+    cbx_breaker_store *store = NULL;
+    const char *where = getenv("CBX_BREAKER_STORE");
+    if (where && *where && cli_breaker_store_open(&store, &e) < 0) {
+        cli_err("%s: breaker store: %s", cmd, e.msg[0] ? e.msg : cbx_strerror(e.code));
+        cbx_journal_close(j);
+        return e.code == CBX_EINVAL_CONFIG ? CLI_EXIT_USAGE : CLI_EXIT_INTERNAL;
+    }
     uv_loop_t loop;
     if (uv_loop_init(&loop) < 0) {
         cli_err("%s: cannot make the event loop", cmd);
+        cbx_breaker_store_free(store);
         cbx_journal_close(j);
         return CLI_EXIT_INTERNAL;
     }
     cbx_runtime *rt = NULL;
-    cbx_runtime_opts ro = {.loop = &loop, .registry = reg, .journal = j};
-    cbx_err e;
-    cbx_err_clear(&e);
+    cbx_runtime_opts ro = {.loop = &loop, .registry = reg, .journal = j, .breakers = store};
     cbx_workflow_events *events = NULL;
     json_t *snap = NULL;
     if (cbx_runtime_new(&rt, &ro, &e) < 0) {
@@ -228,6 +239,7 @@ static int move(const char *cmd, cli_ctx *ctx, cbx_registry *reg, const cli_wf_k
     cbx_runtime_free(rt);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
+    cbx_breaker_store_free(store);
     if (j) {
         if (cli_journal_finish(cmd, j) && rc == CLI_EXIT_OK)
             rc = CLI_EXIT_JOURNAL;

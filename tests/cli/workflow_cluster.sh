@@ -268,6 +268,39 @@ expect_err_line "workflow resume: workflow id 'badplace': the value in CBX_WORKF
 run "$CBX" workflow show nosource --nats "$url"
 expect_rc 1 "a marking without its source"
 expect_err_line "workflow show: workflow id 'nosource': the value in CBX_WORKFLOWS is not a workflow marking: source: expected the workflow's text" "no source"
+# ---- with CBX_BREAKER_STORE, an action's rate_limit.key is one bucket for every mover ----
+cat >"$TMP/rl.yaml" <<'YAML'
+name: rl
+places: [a, b]
+final: [b]
+transitions:
+  - name: go
+    from: a
+    to: b
+    policy: {rate_limit: {rate: 1/h, burst: 2, key: wf-rl}}
+    action: {executor: command, config: {argv: ["true"]}}
+YAML
+run "$CBX" workflow start "$TMP/rl.yaml" --token '{}' --token '{}' --token '{}' --token '{}' \
+    --nats "$url" --workflow-id rl1
+expect_rc 0 "start rl1"
+pids=()
+for p in 1 2; do
+    mkdir -p -m 0700 "$TMP/rl-$p"
+    CBX_STATE_DIR="$TMP/rl-$p" CBX_BREAKER_STORE=$url "$CBX" workflow resume rl1 --nats "$url" \
+        >/dev/null 2>&1 &
+    pids+=($!)
+done
+wait "${pids[@]}"
+run "$CBX" workflow show rl1 --nats "$url" --json
+jq -e '.marking == {a: 2, b: 2}' "$TMP/out" >/dev/null || fail "one bucket of 2: $(jq -c .marking "$TMP/out")"
+jq -e '[.tokens[] | select(.place == "a") | .explanation | test("rate limit of .* exceeded")] | all' \
+    "$TMP/out" >/dev/null || fail "refusals: $(jq -c '[.tokens[].explanation]' "$TMP/out")"
+# without a shared store the key is refused, saying why
+run "$CBX" workflow run "$TMP/rl.yaml" --token '{}' --nats "$url" --workflow-id rl2
+expect_rc 1 "rate_limit.key without a shared store"
+grep -q "rate_limit.key 'wf-rl': this runtime's breaker store keeps no shared rate limits" \
+    "$TMP/out" || fail "no store: $(cat "$TMP/out")"
+
 # ---- the server goes away while a process moves tokens: one line, exit 1, in bounded time ----
 start_nats away
 cat >"$TMP/nap.yaml" <<YAML
