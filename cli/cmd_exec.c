@@ -233,7 +233,8 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
     }
     /* Host-wide breakers: a named one (--breaker), or the ones an executor keeps per provider
      * (llm and agent with a providers list), so that they trip across invocations. */
-    int host_breakers = c->breaker || json_array_size(json_object_get(params, "providers")) > 0;
+    int host_breakers = c->breaker || json_array_size(json_object_get(params, "providers")) > 0 ||
+                        cbx_policy_rate_limit_pending(policy); /* rate_limit.key: shared */
     if (host_breakers && cli_breaker_store_open(&store, &err) < 0) {
         cli_err("breaker store: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
         if (err.code == -ENOSPC)

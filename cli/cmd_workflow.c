@@ -2,8 +2,10 @@
  * (docs/workflows.md). */
 #include "args.h"
 #include "cli.h"
+#include "nats_opts.h"
 #include "output.h"
 #include "signals.h"
+#include "workflow_kv.h"
 
 #include "cbx/dist.h"
 #include "cbx/journal.h"
@@ -70,6 +72,7 @@ static const char workflow_help[] =
     "  --json           machine-readable output\n"
     "  -h, --help       this help\n"
     "\n"
+
     "Exit codes of run, signal and resume: 0 every token is in a final place; 3 waiting\n"
     "(a token waits for a signal or a timer); 1 stuck or failed (a token can go nowhere\n"
     "outside a final place, or passed the firing cap); 2 bad usage or a bad file; 74 a\n"
@@ -84,6 +87,22 @@ static const char workflow_help[] =
     "\"d.json\"}'\n"
     "  cbx workflow signal 0190f3... t1 approve -d '{\"approved_by\": \"ann\"}'\n"
     "  cbx workflow graph RUN --format dot | dot -Tsvg >net.svg\n"
+    "  cbx workflow start order.yaml --token '{}' --nats nats://10.0.0.5:4222 --workflow-id o1\n"
+    "  cbx workflow resume o1 --nats nats://10.0.0.5:4222   # on as many hosts as you like\n"
+    "\n";
+
+/* Printed after workflow_help (one literal would be too long for C99). */
+static const char workflow_kv_help[] =
+    "The workflow's marking in the cluster (NATS JetStream key-value bucket CBX_WORKFLOWS),\n"
+    "its tokens moved by any number of processes on any host (docs/distributed.md):\n"
+    "  --nats URL         the server(s) (default $NATS_URL, else nats://127.0.0.1:4222)\n"
+    "  --workflow-id ID   run, start: the new workflow's id (1 to 39 letters, digits, - _);\n"
+    "                     resume ID, signal ID TOKEN NAME and show ID take it as an argument\n"
+    "  --lease DURATION   how long a claim on tokens whose action runs lasts unrenewed\n"
+    "                     (default 30s; renewed every third of it)\n"
+    "  --owner NAME       who claims tokens (default host:pid)\n"
+    "  --max-moves N      stop after moving tokens N times (the others go on)\n"
+    "  and the --nats-* connection flags of cbx worker\n"
     "\n";
 
 enum {
@@ -99,6 +118,11 @@ enum {
     OPT_QUIET,
     OPT_TOKEN_ID,
     OPT_LUA,
+    OPT_NATS,
+    OPT_WORKFLOW_ID,
+    OPT_LEASE,
+    OPT_MAX_MOVES,
+    OPT_OWNER,
 };
 
 static const cli_opt workflow_opts[] = {
@@ -116,6 +140,12 @@ static const cli_opt workflow_opts[] = {
     {"quiet", 'q', 0, OPT_QUIET},
     {"id", 0, 1, OPT_TOKEN_ID},
     {"lua", 0, 1, OPT_LUA},
+    {"nats", 0, 1, OPT_NATS},
+    {"workflow-id", 0, 1, OPT_WORKFLOW_ID},
+    {"lease", 0, 1, OPT_LEASE},
+    {"max-moves", 0, 1, OPT_MAX_MOVES},
+    {"owner", 0, 1, OPT_OWNER},
+    CLI_OPTS_NATS,
     {0},
 };
 
@@ -129,6 +159,7 @@ typedef struct wf_cfg {
     int no_wait, quiet, json;
     uint64_t max_firings, max_markings, limit;
     cli_types_src src;
+    cli_wf_kv kv; /* --nats: the marking in the cluster (workflow_kv.c) */
 } wf_cfg;
 
 /* ---- the live view --------------------------------------------------------------------- */
@@ -216,6 +247,7 @@ static int parse(cli_ctx *ctx, int argc, char **argv, wf_cfg *c)
             return CLI_EXIT_USAGE;
         case CLI_OPT_HELP:
             fputs(workflow_help, stdout);
+            fputs(workflow_kv_help, stdout);
             return -1;
         case CLI_ARGS_POSITIONAL:
             if (!c->sub)
@@ -266,6 +298,27 @@ static int parse(cli_ctx *ctx, int argc, char **argv, wf_cfg *c)
             if (cli_parse_uint("--max-firings", val, 1, UINT32_MAX, &c->max_firings) < 0)
                 return CLI_EXIT_USAGE;
             break;
+        case OPT_NATS:
+            c->kv.url = val;
+            break;
+        case OPT_WORKFLOW_ID:
+            c->kv.id = val;
+            break;
+        case OPT_OWNER:
+            c->kv.owner = val;
+            break;
+        case OPT_LEASE:
+            if (cli_parse_duration("--lease", val, &c->kv.lease_ns))
+                return CLI_EXIT_USAGE;
+            if (c->kv.lease_ns < 3000000ull) {
+                cli_err("--lease: at least 3ms (the claim is renewed every third of it)");
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case OPT_MAX_MOVES:
+            if (cli_parse_uint("--max-moves", val, 1, UINT64_MAX, &c->kv.max_moves) < 0)
+                return CLI_EXIT_USAGE;
+            break;
         case OPT_MAX_MARKINGS:
             if (cli_parse_uint("--max-markings", val, 1, 100000000, &c->max_markings) < 0)
                 return CLI_EXIT_USAGE;
@@ -275,7 +328,7 @@ static int parse(cli_ctx *ctx, int argc, char **argv, wf_cfg *c)
                 return CLI_EXIT_USAGE;
             break;
         default:
-            if (cli_common_option(ctx, id, val, &c->json) != 0)
+            if (!cli_nats_option(id, val) && cli_common_option(ctx, id, val, &c->json) != 0)
                 return CLI_EXIT_USAGE;
             break;
         }
@@ -809,7 +862,20 @@ int cli_cmd_workflow(cli_ctx *ctx, int argc, char **argv)
         if ((rc = cli_registry_open(&c.src, &reg)))
             return rc;
     }
-    if (strcmp(c.sub, "run") == 0)
+    if (c.kv.url || c.kv.id) {
+        c.kv.sub = c.sub;
+        c.kv.pos = c.pos;
+        c.kv.npos = c.npos;
+        c.kv.tokens = c.tokens;
+        c.kv.ntokens = c.ntokens;
+        c.kv.at = c.at;
+        c.kv.data = c.data;
+        c.kv.json = c.json;
+        c.kv.quiet = c.quiet;
+        c.kv.no_wait = c.no_wait;
+        c.kv.max_firings = (uint32_t)c.max_firings;
+        rc = cli_workflow_kv(ctx, reg, &c.kv);
+    } else if (strcmp(c.sub, "run") == 0)
         rc = cmd_run(&c, ctx, reg, 0);
     else if (strcmp(c.sub, "start") == 0)
         rc = cmd_run(&c, ctx, reg, 1);

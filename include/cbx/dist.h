@@ -163,6 +163,74 @@ void cbx_workflow_events_rest(cbx_workflow_events *e, const json_t *snapshot);
 /* Flush what is buffered (at most a second) and disconnect. NULL is accepted. */
 void cbx_workflow_events_free(cbx_workflow_events *e);
 
+/* ---- workflow markings shared by the cluster ------------------------------------------------- */
+
+/* A workflow's marking - its tokens with their places, data, histories and claims, its firing
+ * counts and the workflow's source - kept as one JSON value in the JetStream key-value bucket
+ * CBX_WORKFLOWS (made where missing), key = the workflow's id, so that any process on any host
+ * may move its tokens. A firing reads the marking and its revision, decides with the workflow
+ * engine (guards, validations, rules, action, as cbx/workflow.h runs them in one process) and
+ * writes the tokens it changed only over that revision (compare-and-set); when another process
+ * wrote first it is decided again on the newer marking, so a token is never consumed twice. A
+ * token whose transition runs an action is claimed first (the claim written the same way), the
+ * action runs in the claiming process while the claim is renewed, and the result is written
+ * only while the claim is still that process's; a claim not renewed for the lease (the process
+ * died) expires, and the action runs again elsewhere (at least once, as for workers). The value
+ * lives as long as the bucket's key: nothing removes it. docs/distributed.md, "Workflow
+ * markings in the cluster". */
+typedef struct cbx_workflow_kv_opts {
+    const char *url;      /* NATS server(s); NULL = $NATS_URL, else nats://127.0.0.1:4222 */
+    const char *owner;    /* who claims tokens; NULL = host:pid */
+    uint64_t lease_ms;    /* a claim not renewed for this long expires; 0 = 30000 */
+    uint32_t max_firings; /* per token; 0 = the file's limits.firings_per_token */
+    uint64_t max_moves;   /* cbx_workflow_kv_run returns after this many moves here; 0 = at rest */
+    int wait_timers;      /* wait for after: timers to come due rather than rest */
+    cbx_workflow_event_fn on_event; /* what this process does to the tokens, given once each
+                                       move is written (never for a move decided again); NULL */
+    void *ud;
+} cbx_workflow_kv_opts;
+
+typedef struct cbx_workflow_kv_stats {
+    uint64_t fires;         /* firings written by this process */
+    uint64_t blocks;        /* blocked attempts written */
+    uint64_t cas_conflicts; /* writes refused because another process wrote first, decided again */
+    uint64_t claims;        /* claims taken for actions */
+    uint64_t claims_lost;   /* claims that expired and were taken over: their results dropped */
+} cbx_workflow_kv_stats;
+
+/* 1 when id can name a workflow in the bucket: 1 to 39 letters, digits, '-' or '_'. */
+int cbx_workflow_kv_id_ok(const char *id);
+
+/* Put a new workflow id of w (borrowed) holding tokens (an array of {"data": OBJECT, "place":
+ * NAME (optional: the first start place)}; NULL = none), ids t1, t2, ... o may be NULL; its
+ * on_event sees the tokens added. 0, -EINVAL (a bad id or token: err names it), -EEXIST (the id
+ * is taken), CBX_EFAILED (the server), CBX_EPLUGIN. */
+int cbx_workflow_kv_create(const cbx_workflow_kv_opts *o, const char *id, cbx_workflow *w,
+                           const json_t *tokens, cbx_err *err);
+
+/* Move the tokens of workflow id on rt (its actions run there; reg, borrowed, loads the stored
+ * workflow's source) until it rests - no token may move and none is claimed by another process -
+ * or o->max_moves. Any number of processes may do this at once. Returns the state
+ * (CBX_WORKFLOW_DONE, _WAITING, _STUCK, _FAILED; _RUNNING after max_moves) or a negative code:
+ * -ENOENT (no such workflow), CBX_EPARSE (the stored value is not a marking: err says where),
+ * CBX_EINVAL_CONFIG (its workflow does not load here), CBX_EFAILED (the server), CBX_EPLUGIN.
+ * *stats (may be NULL) counts this process's work; *snapshot (may be NULL) is the marking at the
+ * end as cbx_workflow_run_snapshot gives it. Blocking; runs rt's loop while actions run. */
+int cbx_workflow_kv_run(cbx_runtime *rt, const cbx_registry *reg, const char *id,
+                        const cbx_workflow_kv_opts *o, cbx_workflow_kv_stats *stats,
+                        json_t **snapshot, cbx_err *err);
+
+/* Send signal name (data: an object or NULL) to token of workflow id, as cbx_workflow_signal
+ * checks it, written by compare-and-set; nothing fires (cbx_workflow_kv_run does that). 0,
+ * -ENOENT, -EINVAL (nothing waits for it), -EBUSY (the token is claimed), and the codes above. */
+int cbx_workflow_kv_signal(const cbx_workflow_kv_opts *o, const cbx_registry *reg, const char *id,
+                           const char *token, const char *name, const json_t *data, cbx_err *err);
+
+/* The marking of workflow id as cbx_workflow_run_snapshot gives it, with "revision" (new
+ * reference). The codes of cbx_workflow_kv_run. */
+int cbx_workflow_kv_show(const cbx_workflow_kv_opts *o, const cbx_registry *reg, const char *id,
+                         json_t **snapshot, cbx_err *err);
+
 #ifdef __cplusplus
 }
 #endif

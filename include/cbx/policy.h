@@ -144,6 +144,13 @@ typedef struct cbx_policy_opts {
      * (admit returns -EAGAIN); a token further off than this, or than the deadline, is refused
      * at once. 0 = refuse at once. Applies to the shared limiter too. */
     uint64_t rate_limit_wait_ns;
+    /* rate_limit.key: the name (1 to 200 bytes) of a limiter shared with every process that names
+     * it, kept in the breaker store of the runtime the policy runs on (the host store's word, or
+     * the cluster store's CBX_RATES bucket: cbx_breaker_store_limiter_opts), as --rate-key does.
+     * Copied; the runtime binds it when a request using the policy is first submitted
+     * (cbx_policy_rate_limit_pending). Ignored when rate_limit.remote or shared_tat is given or
+     * shared_rate_limit is. NULL = the limiter is the policy's own. */
+    const char *rate_limit_key;
 
     /* CBX_POLICY_WITH_BULKHEAD. Copied. */
     cbx_bulkhead_opts bulkhead;
@@ -242,6 +249,19 @@ const char *cbx_policy_fallback_key(const cbx_policy *p);
  * submitted (a registered function or a blocking executor type of its registry), or refuses
  * the request when the name is neither: a named function is never silently left out. */
 int cbx_policy_fallback_pending(const cbx_policy *p);
+
+/* rate_limit.key as given (NULL = none), and 1 while it is not bound to a shared limiter yet. */
+const char *cbx_policy_rate_limit_key(const cbx_policy *p);
+int cbx_policy_rate_limit_pending(const cbx_policy *p);
+/* Bind rate_limit.key: fill(ud, key, o, err) fills o's shared_tat or remote (a breaker store's
+ * cbx_breaker_store_limiter_opts), then the policy's limiter is made again from the section with
+ * them. Call it before the policy is used from more than one thread (a runtime does it when it
+ * first submits a request using the policy). 0; fill's code (the limiter stays the policy's
+ * own and pending); CBX_EINVAL_CONFIG (nothing pending); -ENOMEM. */
+int cbx_policy_rate_limit_bind(cbx_policy *p,
+                               int (*fill)(void *ud, const char *key, cbx_ratelimit_opts *o,
+                                           cbx_err *err),
+                               void *ud, cbx_err *err);
 
 /* Put fn (with ud, borrowed unless ud_free is given: then the policy frees ud with it) in the
  * policy's fallback as its function source, where the section's order puts it: the fallback

@@ -37,6 +37,9 @@ struct cbx_policy {
     uint64_t bulkhead_timeout_ns; /* its queue_timeout */
 
     char *breaker_key, *fallback_function, *fallback_key;
+    char *rate_key;             /* rate_limit.key, or NULL */
+    int rl_pending;             /* rate_key named, not bound to a shared limiter yet */
+    cbx_ratelimit_opts rl_opts; /* the section as the policy's own limiter was made from it */
     char *retry_when, *count_when, *ignore_when; /* Lua predicates, for the runtime */
     /* The fallback section as given, kept while a named function is unresolved so that
      * cbx_policy_fallback_resolve can make the fallback again with it (value: our own copy). */
@@ -293,6 +296,8 @@ static int make_parts(cbx_policy *p, const cbx_policy_opts *o, cbx_err *err)
         if (r)
             return prefix_where(err, r, "rate_limit", rate_limit_fields);
         p->own_rate_limit = 1;
+        p->rl_opts = ro;
+        p->rl_pending = p->rate_key && !ro.remote && !ro.shared_tat;
     }
 
     if (o->shared_bulkhead) {
@@ -376,14 +381,15 @@ int cbx_policy_new(cbx_policy **out, const cbx_policy_opts *o, cbx_err *err)
     p->breaker_key = dup_or_null(o->breaker_key);
     p->fallback_function = dup_or_null(o->fallback_function);
     p->fallback_key = dup_or_null(o->fallback_key);
+    p->rate_key = dup_or_null(o->rate_limit_key);
     p->retry_when = dup_or_null(o->retry_when);
     p->count_when = dup_or_null(o->breaker_count_when);
     p->ignore_when = dup_or_null(o->breaker_ignore_when);
     int r;
     if (!p->name || (o->breaker_key && !p->breaker_key) ||
         (o->fallback_function && !p->fallback_function) || (o->fallback_key && !p->fallback_key) ||
-        (o->retry_when && !p->retry_when) || (o->breaker_count_when && !p->count_when) ||
-        (o->breaker_ignore_when && !p->ignore_when)) {
+        (o->rate_limit_key && !p->rate_key) || (o->retry_when && !p->retry_when) ||
+        (o->breaker_count_when && !p->count_when) || (o->breaker_ignore_when && !p->ignore_when)) {
         r = cbx_err_set(err, -ENOMEM, "out of memory");
         goto fail;
     }
@@ -435,6 +441,7 @@ void cbx_policy_free(cbx_policy *p)
     free(p->breaker_key);
     free(p->fallback_function);
     free(p->fallback_key);
+    free(p->rate_key);
     json_decref((json_t *)p->fb_opts.value);
     json_decref(p->fb_entries);
     if (p->fn_ud_free)
@@ -503,6 +510,41 @@ const char *cbx_policy_fallback_key(const cbx_policy *p)
 int cbx_policy_fallback_pending(const cbx_policy *p)
 {
     return p && p->fb_pending;
+}
+
+const char *cbx_policy_rate_limit_key(const cbx_policy *p)
+{
+    return p ? p->rate_key : NULL;
+}
+
+int cbx_policy_rate_limit_pending(const cbx_policy *p)
+{
+    return p && p->rl_pending;
+}
+
+int cbx_policy_rate_limit_bind(cbx_policy *p,
+                               int (*fill)(void *ud, const char *key, cbx_ratelimit_opts *o,
+                                           cbx_err *err),
+                               void *ud, cbx_err *err)
+{
+    if (!p || !fill)
+        return cbx_err_set(err, -EINVAL, "cbx_policy_rate_limit_bind: policy or fill is NULL");
+    if (!p->rl_pending)
+        return cbx_err_set_at(err, CBX_EINVAL_CONFIG, "rate_limit.key", 0, 0,
+                              "policy '%s' has no rate limit key left to bind", p->name);
+    cbx_ratelimit_opts ro = p->rl_opts;
+    int r = fill(ud, p->rate_key, &ro, err);
+    if (r)
+        return r;
+    cbx_ratelimit *rl = NULL;
+    if ((r = cbx_ratelimit_new(&rl, &ro, err)) != 0)
+        return prefix_where(err, r, "rate_limit", rate_limit_fields);
+    if (p->own_rate_limit)
+        cbx_ratelimit_free(p->rate_limit);
+    p->rate_limit = rl;
+    p->own_rate_limit = 1;
+    p->rl_pending = 0;
+    return 0;
 }
 
 int cbx_policy_fallback_resolve(cbx_policy *p, cbx_fallback_fn fn, void *ud,

@@ -693,7 +693,7 @@ static int parse_breaker(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
 
 static int parse_rate_limit(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
 {
-    static const char *const known[] = {"rate", "burst", "wait", NULL};
+    static const char *const known[] = {"rate", "burst", "wait", "key", NULL};
     const char *path = "rate_limit";
     int r = want_object(obj, path, err);
     if (r || (r = check_keys(obj, path, known, err)))
@@ -708,6 +708,13 @@ static int parse_rate_limit(cbx_policy_opts *o, const json_t *obj, cbx_err *err)
     const json_t *wait = json_object_get(obj, "wait");
     if (wait && (r = get_duration(wait, "rate_limit.wait", &o->rate_limit_wait_ns, err)))
         return r;
+    const json_t *key = json_object_get(obj, "key");
+    if (key &&
+        (!json_is_string(key) || json_string_length(key) < 1 || json_string_length(key) > 200 ||
+         strlen(json_string_value(key)) < json_string_length(key)))
+        return fail(err, CBX_EINVAL_CONFIG, "rate_limit.key",
+                    "expected the name of a shared limiter: a string of 1 to 200 bytes");
+    o->rate_limit_key = key ? json_string_value(key) : NULL;
     const json_t *burst = json_object_get(obj, "burst");
     if (burst)
         return get_u32(burst, "rate_limit.burst", 1, &o->rate_limit.burst, err);

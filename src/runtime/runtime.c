@@ -386,6 +386,12 @@ int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **
             cbx_diag_add(diag, r, "fallback.function", 0, 0, "%s", why);
         return refuse(rt, req, r, why);
     }
+    if (req->policy && (r = cbx__rate_key_resolve(rt, req->policy, why, sizeof why)) < 0) {
+        json_decref(params);
+        if (diag)
+            cbx_diag_add(diag, r, "rate_limit.key", 0, 0, "%s", why);
+        return refuse(rt, req, r, why);
+    }
     if (rt->nqueued >= rt->max_queued) {
         json_decref(params);
         snprintf(why, sizeof why, "the runtime's queue is full (%u waiting)", rt->nqueued);

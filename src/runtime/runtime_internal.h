@@ -267,6 +267,10 @@ int cbx__schema_revalidate(const cbx_param *params, json_t *const *defaults, con
  * runtime's registry. 0, or CBX_EINVAL_CONFIG with why filled (the request is refused), or
  * -ENOMEM. */
 int cbx__fallback_fn_resolve(cbx_runtime *rt, cbx_policy *p, char *why, size_t len);
+
+/* rate_limit.key of p, bound to the limiter of that name in rt's breaker store (rate_key.c)
+ * when it is not yet: 0, or a negative code with why (len bytes). */
+int cbx__rate_key_resolve(cbx_runtime *rt, cbx_policy *p, char *why, size_t len);
 /* The fallback cache key of a request that gives none: "<executor> <canonical parameters>"
  * (compact JSON, sorted keys). 0 and *out (malloc'd), or -ENOMEM. */
 int cbx__fallback_default_key(const cbx_execution *ex, char **out);

@@ -278,7 +278,8 @@ static int apply_fire(cbx_workflow_run *r, json_t *ev)
         t->why = NULL;
         cbx__wf_place_put(r, t, place);
         cbx__wf_hist(t, ms, "fired %s: %s -> %s%s", w->trans[ti].name, from, w->places[place], vt);
-        cbx__wf_enqueue(r, t);
+        if (!r->one_hop)
+            cbx__wf_enqueue(r, t);
         emit(r, CBX_WORKFLOW_FIRED, t, w->trans[ti].name, NULL);
     }
     r->fired[ti]++;

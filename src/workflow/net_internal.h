@@ -183,6 +183,7 @@ struct cbx_workflow_run {
     struct wf_firing *firings;   /* in flight */
     uint64_t next_due;           /* the earliest pending after: timer (wall clock ms), 0 = none */
     const char *journaled_state; /* cbx_workflow_advance: the state last written, static */
+    int one_hop; /* a token that fires is not queued again: one firing per step (net_shared.c) */
 };
 
 wf_token *cbx__wf_token_find(const cbx_workflow_run *r, const char *id);
@@ -249,6 +250,10 @@ int cbx__wf_journal_state(cbx__wf_journal *jr, const char *run_id, const char *s
  * for_update: -EBUSY when another process that is alive is running it. */
 int cbx__wf_journal_read(cbx_journal *j, const char *run_id, int for_update, char **source,
                          char **file, json_t **events, cbx_err *err);
+
+/* A run of w on rt (NULL: nothing runs) with id (NULL = a new UUIDv7), without a journal. */
+int cbx__wf_run_new(cbx_workflow_run **out, cbx_runtime *rt, cbx_workflow *w,
+                    const cbx_workflow_run_opts *o, const char *id, cbx_err *err);
 
 /* Replay journaled events into r (no action runs). */
 int cbx__wf_replay(cbx_workflow_run *r, json_t *events, cbx_err *err);

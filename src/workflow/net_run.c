@@ -275,8 +275,8 @@ int cbx_workflow_run_until_rest(cbx_workflow_run *r, int wait_timers)
 
 /* ---- creating and freeing ---------------------------------------------------------------- */
 
-static int run_new(cbx_workflow_run **out, cbx_runtime *rt, cbx_workflow *w,
-                   const cbx_workflow_run_opts *o, const char *id, cbx_err *err)
+int cbx__wf_run_new(cbx_workflow_run **out, cbx_runtime *rt, cbx_workflow *w,
+                    const cbx_workflow_run_opts *o, const char *id, cbx_err *err)
 {
     cbx_workflow_run *r = calloc(1, sizeof *r);
     if (!r) {
@@ -331,7 +331,7 @@ int cbx_workflow_start(cbx_workflow_run **out, cbx_runtime *rt, cbx_workflow *w,
     if (o && o->run_id && strlen(o->run_id) > 39)
         return cbx_err_set(err, -EINVAL, "run_id: at most 39 characters");
     cbx_workflow_run *r = NULL;
-    int rc = run_new(&r, rt, w, o, o ? o->run_id : NULL, err);
+    int rc = cbx__wf_run_new(&r, rt, w, o, o ? o->run_id : NULL, err);
     if (rc)
         return rc;
     if ((rc = open_journal(r, err)) != 0) {
@@ -392,7 +392,7 @@ int cbx__wf_run_rebuild(cbx_workflow_run **out, cbx_runtime *rt, cbx_journal *j,
     free(file);
     cbx_workflow_run *r = NULL;
     if (!rc)
-        rc = run_new(&r, rt, w, o, run_id, err);
+        rc = cbx__wf_run_new(&r, rt, w, o, run_id, err);
     if (rc) {
         cbx_workflow_free(w);
         json_decref(events);

@@ -19,8 +19,9 @@
 #define DEFAULT_WAIT_MS 5000
 #define CONNECT_MS      2000
 
-static const char *const nats_ops[] = {"publish",   "request",   "js_publish", "kv_get", "kv_put",
-                                       "kv_create", "kv_update", "kv_delete",  NULL};
+static const char *const nats_ops[] = {
+    "publish",   "request",   "js_publish",     "kv_get",       "kv_put",          "kv_create",
+    "kv_update", "kv_delete", "workflow_start", "workflow_get", "workflow_signal", NULL};
 
 static const cbx_param nats_params[] = {
     {.name = "operation",
@@ -28,7 +29,7 @@ static const cbx_param nats_params[] = {
      .default_json = "\"publish\"",
      .enum_values = nats_ops,
      .description = "what to do: publish, request, js_publish, kv_get, kv_put, kv_create, "
-                    "kv_update or kv_delete"},
+                    "kv_update, kv_delete, workflow_start, workflow_get or workflow_signal"},
     {.name = "url",
      .type = CBX_PARAM_STRING,
      .description = "the server, or a comma-separated list; default $NATS_URL, else "
@@ -101,6 +102,27 @@ static const cbx_param nats_params[] = {
      .has_min = 1,
      .min = 0,
      .description = "the revision the key must be at for kv_update to apply (compare-and-set)"},
+    {.name = "petri_net",
+     .type = CBX_PARAM_ANY,
+     .description = "the workflow (docs/workflows.md): its YAML text, or the same as an object "
+                    "(workflow_start)"},
+    {.name = "workflow_id",
+     .type = CBX_PARAM_STRING,
+     .description = "the workflow's key in the bucket CBX_WORKFLOWS: 1 to 39 letters, digits, "
+                    "- or _ (workflow_*)"},
+    {.name = "tokens",
+     .type = CBX_PARAM_ARRAY,
+     .items = CBX_PARAM_OBJECT,
+     .description = "the first tokens' data, objects, ids t1, t2, ... (workflow_start)"},
+    {.name = "place",
+     .type = CBX_PARAM_STRING,
+     .description = "where the tokens start; default the first start place (workflow_start)"},
+    {.name = "token_id",
+     .type = CBX_PARAM_STRING,
+     .description = "the token to signal (workflow_signal)"},
+    {.name = "signal",
+     .type = CBX_PARAM_STRING,
+     .description = "the signal's name; data is its data (workflow_signal)"},
     {0},
 };
 
@@ -110,7 +132,7 @@ static const struct {
     const char *ops; /* space-separated */
 } applies[] = {
     {"subject", "publish request js_publish"},
-    {"data", "publish request js_publish"},
+    {"data", "publish request js_publish workflow_signal"},
     {"headers", "publish request js_publish"},
     {"reply_to", "publish"},
     {"msg_id", "js_publish"},
@@ -120,6 +142,12 @@ static const struct {
     {"key", "kv_get kv_put kv_create kv_update kv_delete"},
     {"value", "kv_put kv_create kv_update"},
     {"revision", "kv_update"},
+    {"petri_net", "workflow_start"},
+    {"workflow_id", "workflow_start workflow_get workflow_signal"},
+    {"tokens", "workflow_start"},
+    {"place", "workflow_start"},
+    {"token_id", "workflow_signal"},
+    {"signal", "workflow_signal"},
 };
 
 static int op_in(const char *op, const char *list)
@@ -141,6 +169,12 @@ static int needs(const char *op, const char *param)
         return op_in(op, "kv_put kv_create kv_update");
     if (strcmp(param, "revision") == 0)
         return strcmp(op, "kv_update") == 0;
+    if (strcmp(param, "petri_net") == 0)
+        return strcmp(op, "workflow_start") == 0;
+    if (strcmp(param, "workflow_id") == 0)
+        return strncmp(op, "workflow_", 9) == 0;
+    if (strcmp(param, "token_id") == 0 || strcmp(param, "signal") == 0)
+        return strcmp(op, "workflow_signal") == 0;
     return 0;
 }
 

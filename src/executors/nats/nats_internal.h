@@ -38,4 +38,8 @@ typedef struct cbx__nats_result {
 cbx__nats_result cbx__nats_run_op(cbx_task *t, natsConnection *nc, const json_t *params,
                                   int64_t wait_ms, cbx_err *err);
 
+/* nats_workflow.c: workflow_start, workflow_get, workflow_signal (the bucket CBX_WORKFLOWS). */
+cbx__nats_result cbx__nats_workflow_op(const char *op, natsConnection *nc, const json_t *params,
+                                       cbx_err *err);
+
 #endif

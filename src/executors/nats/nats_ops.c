@@ -363,5 +363,7 @@ cbx__nats_result cbx__nats_run_op(cbx_task *t, natsConnection *nc, const json_t 
         return op_request(t, nc, params, wait_ms, err);
     if (strcmp(op, "js_publish") == 0)
         return op_js_publish(nc, params, wait_ms, err);
+    if (strncmp(op, "workflow_", 9) == 0)
+        return cbx__nats_workflow_op(op, nc, params, err);
     return op_kv(op, nc, params, wait_ms, err);
 }

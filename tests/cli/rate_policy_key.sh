@@ -1,0 +1,58 @@
+# A policy block's rate_limit.key shares the limiter as --rate-key does: on the host through the
+# host store (separate processes, one bucket; a policy without the key is each process's own), in
+# the cluster through CBX_RATES of a real nats-server (separate state directories, as separate
+# hosts), and on workers: jobs sent with `cbx exec --remote` whose policy names the key take from
+# one bucket whichever worker runs them. A bad key is a one-line error naming rate_limit.key.
+. "$(dirname "$0")/lib.bash"
+. "$(dirname "$0")/nats_lib.bash"
+
+P='{"rate_limit": {"rate": "1/h", "burst": 2, "key": "shared-k"}}'
+# on the host: the third process finds the bucket empty
+for i in 1 2; do
+    run "$CBX" exec --no-journal --policy-json "$P" -- true
+    expect_rc 0 "host run $i"
+done
+run "$CBX" exec --no-journal --policy-json "$P" -- true
+expect_rc 76 "the host's bucket is empty"
+grep -q "rate limit of .* exceeded; next token in " "$TMP/err" || fail "refusal: $(cat "$TMP/err")"
+# without the key, each process has its own bucket
+for i in 1 2 3; do
+    run "$CBX" exec --no-journal --policy-json '{"rate_limit": {"rate": "1/h", "burst": 2}}' -- true
+    expect_rc 0 "own bucket run $i"
+done
+run "$CBX" exec --no-journal --policy-json '{"rate_limit": {"rate": "1/h", "key": ""}}' -- true
+expect_rc 2 "an empty key"
+expect_err_line "--policy-json: rate_limit.key: expected the name of a shared limiter: a string of 1 to 200 bytes" "empty key"
+run "$CBX" exec --no-journal --policy-json '{"rate_limit": {"rate": "1/h", "key": 7}}' -- true
+expect_rc 2 "a key that is not a string"
+
+# in the cluster: three "hosts", five runs each, one bucket of 2 in CBX_RATES
+start_nats nats
+pids=()
+for i in 1 2 3; do
+    mkdir -p -m 0700 "$TMP/host-$i"
+    CBX_STATE_DIR="$TMP/host-$i" CBX_BREAKER_STORE=$nats_url "$CBX" exec --no-journal --json -q \
+        --repeat 5 --policy-json "$P" -- true >"$TMP/out.$i" 2>"$TMP/err.$i" &
+    pids+=($!)
+done
+wait "${pids[@]}"
+[ "$(jq -s 'map(.succeeded) | add' "$TMP"/out.[1-3])" = "2" ] ||
+    fail "admitted across hosts: $(cat "$TMP"/out.[1-3] "$TMP"/err.[1-3])"
+[ "$(jq -s 'map(.refused) | add' "$TMP"/out.[1-3])" = "13" ] || fail "refused across hosts"
+
+# on workers: two workers with the cluster store; the jobs' policy names another key
+export CBX_BREAKER_STORE=$nats_url
+start_worker w1 --nats "$nats_url"
+start_worker w2 --nats "$nats_url"
+W='{"rate_limit": {"rate": "1/h", "burst": 3, "key": "jobs-k"}}'
+ok=0 refused=0
+for i in $(seq 1 6); do
+    run "$CBX" exec --no-journal --remote "$nats_url" --remote-wait 60s --policy-json "$W" -- true
+    case $rc in
+    0) ok=$((ok + 1)) ;;
+    76) refused=$((refused + 1)) ;;
+    *) fail "remote run $i: exit $rc ($(cat "$TMP/err"))" ;;
+    esac
+done
+[ "$ok" -eq 3 ] && [ "$refused" -eq 3 ] || fail "on workers: $ok ran, $refused refused (want 3 and 3)"
+echo ok
