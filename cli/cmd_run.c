@@ -455,10 +455,11 @@ static int run_single(flow_cfg *c, cbx_registry *reg, cbx_flow *f, json_t *input
                            .on_event = on_event,
                            .ud = &s,
                            .tmpdir = c->tmpdir};
-    /* Quiet and without --json, nothing shows a step's record: only what a flow that declares no
-     * outputs prints, its steps' outputs (a record is 1.1 KB a step, made at the run's end). */
+    /* Without --json nothing shows a step's record: the summary counts the view's own steps,
+     * and a flow that declares no outputs prints its steps' (a record is 1.1 KB a step, made at
+     * the run's end). */
     int declared = cbx_flow_declares_outputs(f);
-    if (c->quiet && !c->json)
+    if (!c->json)
         o.steps = declared ? CBX_FLOW_STEPS_NONE : CBX_FLOW_STEPS_OUTPUTS;
     int rc = cbx_flow_run(rt, f, &o, &res, &err);
     announce(&s); /* a flow without steps had no event */
@@ -471,6 +472,8 @@ static int run_single(flow_cfg *c, cbx_registry *reg, cbx_flow *f, json_t *input
     cbx_flow_result shown = res; /* a shallow copy: what the summary says */
     if (s.signals)
         shown.status = CBX_STATUS_CANCELLED;
+    if (o.steps != CBX_FLOW_STEPS_RECORDS)
+        shown.steps = NULL; /* no records: the view counts its own */
     cli_flow_view_end(s.view, cbx_flow_name(f), &shown);
     if (c->json) {
         json_t *j = cbx_flow_result_to_json(&res);
