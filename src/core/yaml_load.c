@@ -82,7 +82,6 @@ static int match(const char *s, const char *const *words)
     return 0;
 }
 
-/* A plain scalar under the core schema. */
 /* A string written more than once in a document (an executor's name, a step's name where other
  * steps need it, a common argument) is one value, which the tree holds at every place: a big
  * flow's document is a third smaller. Nothing changes a document's strings in place, and
@@ -98,11 +97,12 @@ static json_t *text(loader *l, const char *s, size_t len)
     if (v)
         return json_incref(v);
     v = json_stringn(s, len);
-    if (v && json_object_setn_new_nocheck(l->texts, s, len, json_incref(v)) < 0)
-        json_decref(v); /* out of memory: not shared, still good */
+    if (v) /* the table's reference (taken back by jansson when it fails: v is then not shared) */
+        json_object_setn_new_nocheck(l->texts, s, len, json_incref(v));
     return v;
 }
 
+/* A plain scalar under the core schema. */
 static json_t *plain_scalar(loader *l, const char *s, size_t len)
 {
     static const char *const nulls[] = {"", "~", "null", "Null", "NULL", NULL};
