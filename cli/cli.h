@@ -155,7 +155,8 @@ void cli_flow_view_tick(cli_flow_view *v);
 /* One line above the live block (or a plain line). */
 void cli_flow_view_note(cli_flow_view *v, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* The last redraw and the summary line ("flow x succeeded in 1.2s: 3 steps succeeded, ..."). */
+/* The last redraw and the summary line ("flow x succeeded in 1.2s: 3 steps succeeded, ..."):
+ * the steps counted from r->steps' records, or with r->steps NULL from the events the view saw. */
 void cli_flow_view_end(cli_flow_view *v, const char *flow_name, const struct cbx_flow_result *r);
 
 /* A run id, or a unique prefix or suffix of one (time-ordered ids share their first digits): its

@@ -455,6 +455,12 @@ static int run_single(flow_cfg *c, cbx_registry *reg, cbx_flow *f, json_t *input
                            .on_event = on_event,
                            .ud = &s,
                            .tmpdir = c->tmpdir};
+    /* Without --json nothing shows a step's record: the summary counts the view's own steps,
+     * and a flow that declares no outputs prints its steps' (a record is 1.1 KB a step, made at
+     * the run's end). */
+    int declared = cbx_flow_declares_outputs(f);
+    if (!c->json)
+        o.steps = declared ? CBX_FLOW_STEPS_NONE : CBX_FLOW_STEPS_OUTPUTS;
     int rc = cbx_flow_run(rt, f, &o, &res, &err);
     announce(&s); /* a flow without steps had no event */
     uv_timer_stop(&s.tick);
@@ -466,6 +472,8 @@ static int run_single(flow_cfg *c, cbx_registry *reg, cbx_flow *f, json_t *input
     cbx_flow_result shown = res; /* a shallow copy: what the summary says */
     if (s.signals)
         shown.status = CBX_STATUS_CANCELLED;
+    if (o.steps != CBX_FLOW_STEPS_RECORDS)
+        shown.steps = NULL; /* no records: the view counts its own */
     cli_flow_view_end(s.view, cbx_flow_name(f), &shown);
     if (c->json) {
         json_t *j = cbx_flow_result_to_json(&res);
@@ -473,7 +481,10 @@ static int run_single(flow_cfg *c, cbx_registry *reg, cbx_flow *f, json_t *input
             code = CLI_EXIT_INTERNAL;
         json_decref(j);
     } else if (res.status == CBX_STATUS_SUCCESS) {
-        json_t *out = flow_shown_outputs(&res, cbx_flow_declares_outputs(f));
+        json_t *out = o.steps == CBX_FLOW_STEPS_OUTPUTS && res.steps &&
+                              !(res.outputs && json_object_size(res.outputs))
+                          ? json_incref(res.steps) /* already the outputs shown */
+                          : flow_shown_outputs(&res, declared);
         if (cli_print_json(stdout, out) < 0)
             code = CLI_EXIT_INTERNAL;
         json_decref(out);

@@ -558,39 +558,68 @@ void cli_flow_view_note(cli_flow_view *v, const char *fmt, ...)
 
 /* ---- the end --------------------------------------------------------------------------------- */
 
+typedef struct tally {
+    size_t ok, failed, tolerated, skipped, resumed, other, timeouts, cancelled;
+} tally;
+
+/* One top-level step's status word (as the result and the journal have it) in the tally. */
+static void count(cli_flow_view *v, tally *t, const char *name, const char *s, int resumed)
+{
+    if (s && strcmp(s, "success") == 0) {
+        t->ok++;
+    } else if (s && strcmp(s, "skipped") == 0) {
+        t->skipped++;
+    } else if (s && (strcmp(s, "failed") == 0 || strcmp(s, "timeout") == 0 ||
+                     strcmp(s, "cancelled") == 0 || strcmp(s, "rejected") == 0)) {
+        /* the status words of the result, as the journal has them */
+        if (s[0] == 't')
+            t->timeouts++;
+        else if (s[0] == 'c')
+            t->cancelled++;
+        else
+            t->failed++;
+        const vstep *vs = lookup(v, name);
+        t->tolerated += vs && vs->depth == 0 && vs->continue_on_error;
+    } else {
+        t->other++;
+    }
+    t->resumed += resumed;
+}
+
+/* The result's records when it has them; else the view's own top-level steps, as their events
+ * left them (the same words: a step that finished without having started was resumed, one that
+ * never finished is pending). */
+static void tally_steps(cli_flow_view *v, const cbx_flow_result *r, tally *t)
+{
+    if (r->steps) {
+        const char *key;
+        json_t *st;
+        json_object_foreach(r->steps, key, st)
+        {
+            count(v, t, key, json_string_value(json_object_get(st, "status")),
+                  json_is_true(json_object_get(st, "resumed")));
+        }
+        return;
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        const vstep *s = &v->steps[i];
+        if (s->depth != 0)
+            continue;
+        const char *word = s->state == V_DONE || s->state == V_FAILED ? cbx_status_name(s->status)
+                           : s->state == V_SKIPPED                    ? "skipped"
+                                                                      : "pending";
+        count(v, t, s->name, word, s->state == V_DONE && s->resumed);
+    }
+}
+
 void cli_flow_view_end(cli_flow_view *v, const char *flow_name, const cbx_flow_result *r)
 {
     if (!v || v->mode == CLI_VIEW_QUIET)
         return;
     if (v->mode == CLI_VIEW_LIVE)
         draw(v);
-    size_t ok = 0, failed = 0, tolerated = 0, skipped = 0, resumed = 0, other = 0;
-    size_t timeouts = 0, cancelled = 0;
-    const char *key;
-    json_t *st;
-    json_object_foreach(r->steps, key, st)
-    {
-        const char *s = json_string_value(json_object_get(st, "status"));
-        if (s && strcmp(s, "success") == 0) {
-            ok++;
-        } else if (s && strcmp(s, "skipped") == 0) {
-            skipped++;
-        } else if (s && (strcmp(s, "failed") == 0 || strcmp(s, "timeout") == 0 ||
-                         strcmp(s, "cancelled") == 0 || strcmp(s, "rejected") == 0)) {
-            /* the status words of the result, as the journal has them */
-            if (s[0] == 't')
-                timeouts++;
-            else if (s[0] == 'c')
-                cancelled++;
-            else
-                failed++;
-            const vstep *vs = lookup(v, key);
-            tolerated += vs && vs->depth == 0 && vs->continue_on_error;
-        } else {
-            other++;
-        }
-        resumed += json_is_true(json_object_get(st, "resumed"));
-    }
+    tally t = {0};
+    tally_steps(v, r, &t);
     char d[32], line[512];
     cbx_duration_human(r->duration_ns, d, sizeof d);
     const char *how = r->status == CBX_STATUS_SUCCESS     ? "succeeded"
@@ -598,22 +627,22 @@ void cli_flow_view_end(cli_flow_view *v, const char *flow_name, const cbx_flow_r
                       : r->status == CBX_STATUS_CANCELLED ? "was cancelled"
                                                           : "failed";
     int n = snprintf(line, sizeof line, "flow %s %s in %s: %zu step%s succeeded", flow_name, how, d,
-                     ok, ok == 1 ? "" : "s");
-    if (resumed && n > 0 && (size_t)n < sizeof line)
-        n += snprintf(line + n, sizeof line - (size_t)n, " (%zu resumed)", resumed);
-    if (failed && n > 0 && (size_t)n < sizeof line)
-        n += snprintf(line + n, sizeof line - (size_t)n, ", %zu failed", failed);
-    if (timeouts && n > 0 && (size_t)n < sizeof line)
-        n += snprintf(line + n, sizeof line - (size_t)n, ", %zu timed out", timeouts);
-    if (cancelled && n > 0 && (size_t)n < sizeof line)
-        n += snprintf(line + n, sizeof line - (size_t)n, ", %zu cancelled", cancelled);
-    if (tolerated && n > 0 && (size_t)n < sizeof line)
-        n +=
-            snprintf(line + n, sizeof line - (size_t)n, " (%zu with continue_on_error)", tolerated);
-    if (skipped && n > 0 && (size_t)n < sizeof line)
-        n += snprintf(line + n, sizeof line - (size_t)n, ", %zu skipped", skipped);
-    if (other && n > 0 && (size_t)n < sizeof line)
-        snprintf(line + n, sizeof line - (size_t)n, ", %zu not run", other);
+                     t.ok, t.ok == 1 ? "" : "s");
+    if (t.resumed && n > 0 && (size_t)n < sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, " (%zu resumed)", t.resumed);
+    if (t.failed && n > 0 && (size_t)n < sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, ", %zu failed", t.failed);
+    if (t.timeouts && n > 0 && (size_t)n < sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, ", %zu timed out", t.timeouts);
+    if (t.cancelled && n > 0 && (size_t)n < sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, ", %zu cancelled", t.cancelled);
+    if (t.tolerated && n > 0 && (size_t)n < sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, " (%zu with continue_on_error)",
+                      t.tolerated);
+    if (t.skipped && n > 0 && (size_t)n < sizeof line)
+        n += snprintf(line + n, sizeof line - (size_t)n, ", %zu skipped", t.skipped);
+    if (t.other && n > 0 && (size_t)n < sizeof line)
+        snprintf(line + n, sizeof line - (size_t)n, ", %zu not run", t.other);
     if (v->mode == CLI_VIEW_LIVE && cli_color_ok(stderr)) {
         const char *color = r->status == CBX_STATUS_SUCCESS ? CLI_GREEN : CLI_RED;
         fprintf(stderr, "\033[%sm%s\033[0m\n", color, line);

@@ -87,6 +87,16 @@ typedef struct cbx_flow_event {
 
 typedef void (*cbx_flow_event_fn)(const cbx_flow_event *ev, void *ud);
 
+/* What cbx_flow_result.steps holds (cbx_flow_run_opts.steps). A record is about 1.1 KB of memory
+ * a step, made when the run ends: a caller that shows less asks for less. */
+typedef enum cbx_flow_steps_table {
+    CBX_FLOW_STEPS_RECORDS = 0, /* {name: {status, outputs, attempts, ...}}: see steps below */
+    CBX_FLOW_STEPS_OUTPUTS,     /* {name: outputs} of the top-level steps whose status is success,
+                                   in the flow's order (null for a step without outputs): what
+                                   cbx run prints for a flow that declares no outputs */
+    CBX_FLOW_STEPS_NONE,        /* steps is NULL */
+} cbx_flow_steps_table;
+
 typedef struct cbx_flow_run_opts {
     const json_t *inputs;         /* borrowed; checked with cbx_flow_inputs */
     const char *resume_run_id;    /* re-run only what had not succeeded in that run; NULL */
@@ -118,6 +128,8 @@ typedef struct cbx_flow_run_opts {
      * executor gives its attempt's. NULL or not valid = the process's TRACEPARENT, else the run
      * is a trace of its own. Read only when the process traces. */
     const char *traceparent;
+    /* What res->steps holds; 0 = CBX_FLOW_STEPS_RECORDS, a record per step. */
+    cbx_flow_steps_table steps;
 } cbx_flow_run_opts;
 
 typedef struct cbx_flow_result {
@@ -128,7 +140,8 @@ typedef struct cbx_flow_result {
                           duration_ms, skipped, resumed[, items_resumed]}}; status is the word the
                           journal has: success, failed, timeout, cancelled (a step the flow's
                           timeout stopped), rejected, or skipped / pending for steps that did
-                          not run; items_resumed: a foreach's items taken from the run resumed */
+                          not run; items_resumed: a foreach's items taken from the run resumed.
+                          Other shapes, or NULL, as cbx_flow_run_opts.steps asks */
     char error[512];   /* the first failure, naming the step */
     uint64_t duration_ns;
 } cbx_flow_result;

@@ -52,6 +52,7 @@ typedef struct loader {
     anchor_def *anchor_v;
     size_t nanchors, anchor_cap;
     size_t alias_nodes; /* added by aliases so far */
+    json_t *texts;      /* short strings read so far: text -> the one value (see text()) */
 } loader;
 
 static int fail_at(loader *l, yaml_mark_t m, int code, const char *fmt, ...)
@@ -81,8 +82,28 @@ static int match(const char *s, const char *const *words)
     return 0;
 }
 
+/* A string written more than once in a document (an executor's name, a step's name where other
+ * steps need it, a common argument) is one value, which the tree holds at every place: a big
+ * flow's document is a third smaller. Nothing changes a document's strings in place, and
+ * positions are kept by container and key, not by value. Long texts are rarely repeated: each
+ * is its own. */
+#define TEXT_SHARED_MAX 64
+
+static json_t *text(loader *l, const char *s, size_t len)
+{
+    if (len > TEXT_SHARED_MAX || !l->texts)
+        return json_stringn(s, len);
+    json_t *v = json_object_getn(l->texts, s, len);
+    if (v)
+        return json_incref(v);
+    v = json_stringn(s, len);
+    if (v) /* the table's reference (taken back by jansson when it fails: v is then not shared) */
+        json_object_setn_new_nocheck(l->texts, s, len, json_incref(v));
+    return v;
+}
+
 /* A plain scalar under the core schema. */
-static json_t *plain_scalar(const char *s, size_t len)
+static json_t *plain_scalar(loader *l, const char *s, size_t len)
 {
     static const char *const nulls[] = {"", "~", "null", "Null", "NULL", NULL};
     static const char *const trues[] = {"true", "True", "TRUE", NULL};
@@ -121,7 +142,7 @@ static json_t *plain_scalar(const char *s, size_t len)
         if (*end == '\0' && errno == 0)
             return json_real(d);
     }
-    return json_stringn(s, len);
+    return text(l, s, len);
 }
 
 /* ---- anchors ------------------------------------------------------------------------------- */
@@ -224,8 +245,8 @@ static int on_scalar(loader *l, const yaml_event_t *e)
     const char *s = (const char *)e->data.scalar.value;
     size_t len = e->data.scalar.length;
     /* quoting is how a document asks for a string (tags are not looked at) */
-    json_t *v = e->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ? json_stringn(s, len)
-                                                                : plain_scalar(s, len);
+    json_t *v =
+        e->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ? text(l, s, len) : plain_scalar(l, s, len);
     if (!v)
         return refused_text(l, s, len, e->start_mark, "text");
     const char *anchor = (const char *)e->data.scalar.anchor;
@@ -317,6 +338,8 @@ static void loader_free(loader *l)
         json_decref(l->anchor_v[i].value);
     free(l->anchor_v);
     json_decref(l->anchors);
+    json_decref(l->texts);
+    l->texts = NULL;
 }
 
 static int syntax_error(loader *l, const yaml_parser_t *p)
@@ -413,7 +436,7 @@ static int load(const char *text, size_t len, FILE *f, const char *name, cbx_yam
     memset(doc, 0, sizeof *doc);
     doc->file = strdup(name);
     doc->position = cbx__yaml_pos_new();
-    loader l = {.out = doc, .err = err, .anchors = json_object()};
+    loader l = {.out = doc, .err = err, .anchors = json_object(), .texts = json_object()};
     reader rd = {.f = f, .limit = max_bytes};
     yaml_parser_t parser;
     int r;
@@ -435,6 +458,8 @@ static int load(const char *text, size_t len, FILE *f, const char *name, cbx_yam
         yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     r = parse(&l, &parser);
     yaml_parser_delete(&parser);
+    json_decref(l.texts); /* the tree holds what it uses */
+    l.texts = NULL;
     cbx__yaml_pos_seal(doc->position);
     if (rd.over)
         r = too_big(err, name, max_bytes);

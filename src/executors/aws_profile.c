@@ -139,38 +139,53 @@ static int half_keys(const found *f, const char *path, const char *profile, char
     return -1;
 }
 
-int cbx__aws_profile_load(const char *cred_path, const char *config_path, const char *profile,
-                          int explicit_profile, cbx__aws_profile *out)
+static int load(const char *cred_path, const char *config_path, const char *profile,
+                int explicit_profile, found *cred, found *conf, cbx__aws_profile *out)
 {
-    memset(out, 0, sizeof *out);
-    if (!profile || !profile[0])
-        profile = "default";
-    static __thread found cred, conf; /* large: off the stack */
-    if (scan(cred_path, 0, profile, &cred, out->error, sizeof out->error) < 0 ||
-        scan(config_path, 1, profile, &conf, out->error, sizeof out->error) < 0)
+    if (scan(cred_path, 0, profile, cred, out->error, sizeof out->error) < 0 ||
+        scan(config_path, 1, profile, conf, out->error, sizeof out->error) < 0)
         return -1;
-    if (explicit_profile && !cred.section && !conf.section) {
+    if (explicit_profile && !cred->section && !conf->section) {
         snprintf(out->error, sizeof out->error,
                  "AWS_PROFILE '%s': no [%s] in %s and no [profile %s] in %s", profile, profile,
                  cred_path ? cred_path : "(no credentials file)", profile,
                  config_path ? config_path : "(no config file)");
         return -1;
     }
-    if (half_keys(&cred, cred_path, profile, out->error, sizeof out->error) < 0)
+    if (half_keys(cred, cred_path, profile, out->error, sizeof out->error) < 0)
         return -1;
-    const found *keys = cred.id[0] ? &cred : NULL;
+    const found *keys = cred->id[0] ? cred : NULL;
     if (!keys) {
-        if (half_keys(&conf, config_path, profile, out->error, sizeof out->error) < 0)
+        if (half_keys(conf, config_path, profile, out->error, sizeof out->error) < 0)
             return -1;
-        keys = conf.id[0] ? &conf : NULL;
+        keys = conf->id[0] ? conf : NULL;
     }
     if (keys) {
         keep(out->access_key_id, sizeof out->access_key_id, keys->id);
         keep(out->secret_access_key, sizeof out->secret_access_key, keys->secret);
         keep(out->session_token, sizeof out->session_token, keys->token);
     }
-    keep(out->region, sizeof out->region, conf.region);
+    keep(out->region, sizeof out->region, conf->region);
     return 0;
+}
+
+int cbx__aws_profile_load(const char *cred_path, const char *config_path, const char *profile,
+                          int explicit_profile, cbx__aws_profile *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!profile || !profile[0])
+        profile = "default";
+    /* 9 KB: off the stack, and not thread-local either (static TLS is zeroed in every thread the
+     * process starts) */
+    found *both = malloc(2 * sizeof *both);
+    if (!both) {
+        snprintf(out->error, sizeof out->error, "out of memory");
+        return -1;
+    }
+    int rc = load(cred_path, config_path, profile, explicit_profile, &both[0], &both[1], out);
+    explicit_bzero(both, 2 * sizeof *both); /* the keys read */
+    free(both);
+    return rc;
 }
 
 /* path, or a file under the home directory; ~/ at its start is the home directory. */

@@ -1129,6 +1129,38 @@ static int load_resume(runner *R, const char *run_id, json_t **inputs, cbx_err *
     return 0;
 }
 
+/* res->steps as asked: a record per step of the root scope (nested ones appear in their parent's
+ * outputs), the outputs of those that succeeded, or nothing. */
+static void result_steps(runner *R, cbx_flow_steps_table table, cbx_flow_result *res)
+{
+    if (table == CBX_FLOW_STEPS_NONE)
+        return;
+    res->steps = json_object();
+    for (size_t i = 0; i < R->root->nsteps; i++) {
+        node *n = &R->root->nodes[i];
+        const char *word = n->state == N_WAIT || n->state == N_RUNNING
+                               ? "pending"
+                               : state_word(n->state, n->status);
+        if (table == CBX_FLOW_STEPS_OUTPUTS) {
+            if (strcmp(word, "success") == 0)
+                json_object_set_new(res->steps, n->def->name,
+                                    n->outputs ? json_incref(n->outputs) : json_null());
+            continue;
+        }
+        json_object_set_new(
+            res->steps, n->def->name,
+            json_pack("{s:s, s:O?, s:i, s:s, s:I, s:f, s:b, s:b}", "status", word, "outputs",
+                      n->outputs, "attempts", (int)n->attempts, "error", node_err(n), "started_ms",
+                      (json_int_t)n->started_ms, "duration_ms",
+                      n->started_ns && n->ended_ns ? (double)(n->ended_ns - n->started_ns) / 1e6
+                                                   : 0.0,
+                      "resumed", n->resumed, "skipped", n->state == N_SKIPPED));
+        if (n->items_resumed)
+            json_object_set_new(json_object_get(res->steps, n->def->name), "items_resumed",
+                                json_integer((json_int_t)n->items_resumed));
+    }
+}
+
 int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_flow_result *res,
                  cbx_err *err)
 {
@@ -1221,24 +1253,7 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
     uv_run(loop, UV_RUN_NOWAIT);
 
     res->duration_ns = cbx_clock_now_ns(NULL) - t0;
-    res->steps = json_object();
-    /* every step of the root scope (nested ones appear in their parent's outputs) */
-    for (size_t i = 0; i < R.root->nsteps; i++) {
-        node *n = &R.root->nodes[i];
-        json_object_set_new(
-            res->steps, n->def->name,
-            json_pack("{s:s, s:O?, s:i, s:s, s:I, s:f, s:b, s:b}", "status",
-                      n->state == N_WAIT || n->state == N_RUNNING ? "pending"
-                                                                  : state_word(n->state, n->status),
-                      "outputs", n->outputs, "attempts", (int)n->attempts, "error", node_err(n),
-                      "started_ms", (json_int_t)n->started_ms, "duration_ms",
-                      n->started_ns && n->ended_ns ? (double)(n->ended_ns - n->started_ns) / 1e6
-                                                   : 0.0,
-                      "resumed", n->resumed, "skipped", n->state == N_SKIPPED));
-        if (n->items_resumed)
-            json_object_set_new(json_object_get(res->steps, n->def->name), "items_resumed",
-                                json_integer((json_int_t)n->items_resumed));
-    }
+    result_steps(&R, o->steps, res);
     if (!R.failed) {
         char buf[512] = "";
         if (scope_outputs(R.root, &res->outputs, buf, sizeof buf) < 0)

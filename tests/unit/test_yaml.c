@@ -267,3 +267,41 @@ Test(yaml, out_of_memory_fills_the_error)
     free(text);
 #endif
 }
+
+Test(yaml, repeated_short_strings_are_one_value_each_keeping_their_positions)
+{
+    cbx_yaml_doc d =
+        load("steps:\n"
+             "  - {name: a, executor: command, argv: [\"true\", a]}\n"
+             "  - name: b\n"
+             "    executor: 'command'\n"
+             "    needs: [a]\n"
+             "    long: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
+             "    again: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
+             "    n: 1\n");
+    json_t *steps = json_object_get(d.root, "steps");
+    json_t *s0 = json_array_get(steps, 0), *s1 = json_array_get(steps, 1);
+    /* plain or quoted, the same text is the same value */
+    json_t *ex0 = json_object_get(s0, "executor"), *ex1 = json_object_get(s1, "executor");
+    cr_assert_str_eq(json_string_value(ex1), "command");
+    cr_assert_eq(ex0, ex1);
+    cr_assert_eq(json_object_get(s0, "name"), json_array_get(json_object_get(s0, "argv"), 1));
+    cr_assert_eq(json_object_get(s0, "name"), json_array_get(json_object_get(s1, "needs"), 0));
+    cr_assert_str_eq(json_string_value(json_array_get(json_object_get(s0, "argv"), 0)), "true");
+    /* a long text is its own, equal all the same */
+    json_t *l1 = json_object_get(s1, "long"), *l2 = json_object_get(s1, "again");
+    cr_assert_neq(l1, l2);
+    cr_assert(json_equal(l1, l2));
+    /* numbers stay numbers */
+    cr_assert(json_is_integer(json_object_get(s1, "n")));
+    /* each place keeps its own position */
+    int line, col;
+    cr_assert_eq(cbx_yaml_where(&d, "steps[0].argv[1]", &line, &col), 0);
+    cr_assert_eq(line, 2);
+    cr_assert_eq(cbx_yaml_where(&d, "steps[1].needs[0]", &line, &col), 0);
+    cr_assert_eq(line, 5);
+    cr_assert_eq(cbx_yaml_where(&d, "steps[1].executor", &line, &col), 0);
+    cr_assert_eq(line, 4);
+    /* the tree owns the shared values: freeing it leaves nothing behind (ASan checks) */
+    cbx_yaml_doc_clear(&d);
+}

@@ -34,7 +34,12 @@ struct cbx__rapi {
     conn *parked; /* the /next waiting for an event, or NULL */
     int handles;  /* the listener and each connection, until their close callbacks */
     int closing;
+    /* The read buffer, made at the first read: each read is parsed before the loop's next. (A
+     * 64 KiB thread-local array instead was zeroed in every thread the process started.) */
+    char *rbuf;
 };
+
+#define RBUF_BYTES 65536
 
 struct conn {
     uv_tcp_t tcp;
@@ -67,8 +72,10 @@ static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
 
 static void maybe_free(cbx__rapi *s)
 {
-    if (s->closing && s->handles == 0)
+    if (s->closing && s->handles == 0) {
+        free(s->rbuf);
         free(s);
+    }
 }
 
 static void on_conn_closed(uv_handle_t *h)
@@ -338,10 +345,12 @@ static int on_complete(http_parser *p)
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    (void)h;
     (void)suggested;
-    static _Thread_local char scratch[65536]; /* parsed before the loop's next read */
-    *buf = uv_buf_init(scratch, sizeof scratch);
+    cbx__rapi *s = ((conn *)h->data)->s;
+    if (!s->rbuf)
+        s->rbuf = malloc(RBUF_BYTES);
+    /* no buffer: libuv reports UV_ENOBUFS to on_read, which closes the connection */
+    *buf = uv_buf_init(s->rbuf, s->rbuf ? RBUF_BYTES : 0);
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
