@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "cbx/dist.h"
+#include "cbx/units.h"
 #include "core/base64.h"
 #include "core/log_internal.h"
 #include "dist/ratelimit_kv.h"
@@ -567,10 +568,24 @@ int cbx_breaker_store_nats_new(cbx_breaker_store **out, const char *url, cbx_err
      * trying, and operations decide on this process's view meanwhile. */
     if (r == 0)
         r = cbx__dist_connect_lazy(url, &s->nc, err);
+    /* An unreachable cluster costs an operation at most this; CBX_BREAKER_STORE_WAIT (a
+     * duration) gives more to a busy server. */
+    int64_t wait_ms = 1000;
+    const char *w = getenv("CBX_BREAKER_STORE_WAIT");
+    if (r == 0 && w && *w) {
+        uint64_t ns = 0;
+        if (cbx_duration_parse_ns(w, &ns) != 0 || ns < CBX_NS_PER_MS || ns > 3600 * CBX_NS_PER_S)
+            r = cbx_err_set(err, CBX_EINVAL_CONFIG,
+                            "CBX_BREAKER_STORE_WAIT: expected a duration from 1ms to 1h, got "
+                            "'%.40s'",
+                            w);
+        else
+            wait_ms = (int64_t)(ns / CBX_NS_PER_MS);
+    }
     if (r == 0) {
         jsOptions jo;
         jsOptions_Init(&jo);
-        jo.Wait = 1000; /* an unreachable cluster costs an operation at most this, in ms */
+        jo.Wait = wait_ms;
         natsStatus st = natsConnection_JetStream(&s->js, s->nc, &jo);
         if (st != NATS_OK)
             r = cbx_err_set(err, CBX_EFAILED, "breaker store on %s: %s", url, cbx__nats_why(st));

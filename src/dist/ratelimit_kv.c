@@ -134,6 +134,7 @@ static int take(void *ud, uint64_t interval_ns, uint64_t window_ns, uint32_t n,
     kvStore *kv = bucket(r, &st);
     if (!kv)
         return away(r, st);
+    int silent = 0;
     for (int tries = 0; tries < MAX_TRIES; tries++) {
         kvEntry *e = NULL;
         uint64_t tat = 0, rev = 0;
@@ -163,6 +164,10 @@ static int take(void *ud, uint64_t interval_ns, uint64_t window_ns, uint32_t n,
                  : kvStore_Create(&new_rev, kv, l->key, text, len);
         if (st == NATS_OK)
             return 0;
+        /* A write whose acknowledgement did not come is decided again on what the key holds
+         * now, once: when the write did land, that takes from the bucket twice (the safe side). */
+        if (st == NATS_TIMEOUT && !silent++)
+            continue;
         if (!cbx__dist_kv_conflict(st))
             return away(r, st);
         atomic_fetch_add(&r->cas_retries, 1);

@@ -172,8 +172,11 @@ int cbx__dist_kv_conflict(natsStatus s)
 natsStatus cbx__dist_kv_get(kvEntry **e, kvStore *kv, const char *key)
 {
     natsStatus s = NATS_OK;
-    for (int i = 0; i < 5; i++) {
+    int silences = 0;
+    for (int i = 0; i < 6; i++) {
         s = kvStore_Get(e, kv, key);
+        if (s == NATS_TIMEOUT && ++silences < 2)
+            continue;
         if (s != NATS_ERR || !strstr(cbx__nats_why(s), "should have headers"))
             break;
     }

@@ -62,7 +62,10 @@ int cbx__dist_kv_conflict(natsStatus s);
 /* kvStore_Get, read again (up to 5 times) when the server's direct-get reply comes without its
  * headers: nats-server 2.9 sends such a reply now and then while the key is being written by
  * others, and libnats 3.4 fails the get with "direct get message response should have headers".
- * A read changes nothing, so reading again is safe; the failure is not the server being away. */
+ * A read changes nothing, so reading again is safe; the failure is not the server being away.
+ * A read whose reply does not come within the JetStream context's wait is asked once more (a
+ * reply lost while others write the key, seen under load): only a second silence counts as the
+ * server being away. */
 natsStatus cbx__dist_kv_get(kvEntry **e, kvStore *kv, const char *key);
 /* The work stream (work-queue retention, file storage) where it is missing. */
 int cbx__dist_ensure_stream(jsCtx *js, cbx_err *err);

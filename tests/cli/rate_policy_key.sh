@@ -28,6 +28,9 @@ expect_rc 2 "a key that is not a string"
 
 # in the cluster: three "hosts", five runs each, one bucket of 2 in CBX_RATES
 start_nats nats
+# the exact counts below need every operation to reach the server: a busy machine may take
+# longer than the default second to answer
+export CBX_BREAKER_STORE_WAIT=10s
 pids=()
 for i in 1 2 3; do
     mkdir -p -m 0700 "$TMP/host-$i"

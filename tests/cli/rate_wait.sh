@@ -12,8 +12,9 @@ t1=$(now_ms)
 # the tokens of runs 3, 4 and 5 come 0.5, 1 and 1.5 s after the first run: no faster
 [ $((t1 - t0)) -ge 1400 ] || fail "five runs at 2/s took only $((t1 - t0)) ms"
 
-# a cap shorter than the next token: refused at once, exactly three of five
-run "$CBX" exec --no-journal --repeat 5 --rate 2/s --rate-wait 300ms -- true
+# a cap shorter than the next token: refused at once, exactly three of five (2/min: however slow
+# the machine, no new token comes during the five runs)
+run "$CBX" exec --no-journal --repeat 5 --policy-json '{"rate_limit": {"rate": "2/min", "burst": 2, "wait": "300ms"}}' -- true
 expect_rc 76 "refused past the wait"
 grep -q "5 runs in .*: 2 succeeded, .* 3 refused" "$TMP/out" || fail "counts: $(cat "$TMP/out")"
 grep -Eq "next token in [0-9.]+(ms|s), past the wait of 300ms" "$TMP/err" ||

@@ -286,7 +286,8 @@ expect_rc 0 "start rl1"
 pids=()
 for p in 1 2; do
     mkdir -p -m 0700 "$TMP/rl-$p"
-    CBX_STATE_DIR="$TMP/rl-$p" CBX_BREAKER_STORE=$url "$CBX" workflow resume rl1 --nats "$url" \
+    CBX_STATE_DIR="$TMP/rl-$p" CBX_BREAKER_STORE=$url CBX_BREAKER_STORE_WAIT=10s \
+        "$CBX" workflow resume rl1 --nats "$url" \
         >/dev/null 2>&1 &
     pids+=($!)
 done
