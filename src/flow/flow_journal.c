@@ -18,6 +18,15 @@ static const char sql_run_start[] =
     " owner_start) VALUES (?1, ?2, ?3, ?4, 'running', ?5, cbx_owner_pid(), cbx_owner_start())"
     " ON CONFLICT(run_id) DO UPDATE SET status = 'running', ended_ms = NULL, error = NULL,"
     " owner_pid = excluded.owner_pid, owner_start = excluded.owner_start";
+/* A run not journaled yet (most run starts): the row alone, no conflict to resolve. */
+#define RUN_NEW(sql) sql " ON CONFLICT(run_id) DO NOTHING"
+static const char sql_run_start_new[] = RUN_NEW(
+    "INSERT INTO flow_runs (run_id, flow, file, inputs, status, started_ms, owner_pid,"
+    " owner_start) VALUES (?1, ?2, ?3, ?4, 'running', ?5, cbx_owner_pid(), cbx_owner_start())");
+static const char sql_run_whole_new[] =
+    RUN_NEW("INSERT INTO flow_runs (run_id, flow, file, inputs, status, started_ms, outputs, error,"
+            " ended_ms, owner_pid, owner_start) VALUES (?1, ?2, ?3, ?4, ?6, ?5, ?7, ?8, ?9,"
+            " cbx_owner_pid(), cbx_owner_start())");
 static const char sql_run_end[] =
     "UPDATE flow_runs SET status = ?2, outputs = ?3, error = ?4, ended_ms = ?5 WHERE run_id = ?1";
 static const char sql_run_whole[] =
@@ -290,19 +299,35 @@ static void bundle_done(void *ud)
     bundle_unref(b);
 }
 
+static int bind_run(sqlite3 *db, sqlite3_stmt *st, const char *run_id, const row *r, cbx_err *err);
+
 static int write_run(sqlite3 *db, cbx_journal *j, const char *run_id, const row *r, cbx_err *err)
 {
     sqlite3_stmt *st = NULL;
     int e;
-    if (r->has_start) {
-        /* retention, before each run starts, and what a resumed run's dead process left */
-        if ((e = prune(db, j, run_id, err)) != 0 ||
-            (e = close_abandoned(db, j, run_id, r->started_ms, err)) != 0)
-            return e;
-    }
-    const char *sql = !r->has_start ? sql_run_end : r->has_end ? sql_run_whole : sql_run_start;
-    if ((e = stmt(db, j, sql, &st, err)) != 0)
+    /* retention, before each run starts */
+    if (r->has_start && (e = prune(db, j, run_id, err)) != 0)
         return e;
+    const char *sql = !r->has_start ? sql_run_end
+                      : r->has_end  ? sql_run_whole_new
+                                    : sql_run_start_new;
+    for (;;) {
+        if ((e = stmt(db, j, sql, &st, err)) != 0)
+            return e;
+        if ((e = bind_run(db, st, run_id, r, err)) != 0 || !r->has_start || sqlite3_changes(db))
+            return e;
+        if (sql != sql_run_start_new && sql != sql_run_whole_new)
+            return 0;
+        /* the run was journaled already (a resume): close what its dead process left, then
+         * update its row */
+        if ((e = close_abandoned(db, j, run_id, r->started_ms, err)) != 0)
+            return e;
+        sql = r->has_end ? sql_run_whole : sql_run_start;
+    }
+}
+
+static int bind_run(sqlite3 *db, sqlite3_stmt *st, const char *run_id, const row *r, cbx_err *err)
+{
     bind_text(st, 1, run_id);
     if (!r->has_start) {
         bind_text(st, 2, r->status);
