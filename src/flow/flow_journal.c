@@ -259,8 +259,9 @@ typedef struct bundle {
     atomic_int refs;    /* the run's (cbx__flow_journal) and the queue's */
     cbx_journal *j;
     char run_id[64];
-    row rows[BUNDLE_ROWS];
-    size_t n;
+    row *rows; /* inline, then grown up to BUNDLE_ROWS */
+    size_t n, cap;
+    row inline_rows[2]; /* a short run's: its row and its step's */
 } bundle;
 
 struct cbx__flow_journal {
@@ -284,6 +285,8 @@ static void bundle_unref(bundle *b)
         return;
     for (size_t i = 0; i < b->n; i++)
         row_clear(&b->rows[i]);
+    if (b->rows != b->inline_rows)
+        free(b->rows);
     pthread_mutex_destroy(&b->mu);
     free(b);
 }
@@ -412,8 +415,20 @@ static bundle *bundle_open(cbx__flow_journal *fj, const char *run_id, int *fresh
     *fresh = 0;
     if (b) {
         pthread_mutex_lock(&b->mu);
-        if (!b->taken && b->n < BUNDLE_ROWS && strcmp(b->run_id, run_id) == 0)
-            return b;
+        if (!b->taken && b->n < BUNDLE_ROWS && strcmp(b->run_id, run_id) == 0) {
+            if (b->n < b->cap)
+                return b;
+            size_t cap = b->cap * 4 < BUNDLE_ROWS ? b->cap * 4 : BUNDLE_ROWS;
+            row *rows = malloc(cap * sizeof *rows);
+            if (rows) {
+                memcpy(rows, b->rows, b->n * sizeof *rows);
+                if (b->rows != b->inline_rows)
+                    free(b->rows);
+                b->rows = rows;
+                b->cap = cap;
+                return b;
+            }
+        }
         pthread_mutex_unlock(&b->mu);
         bundle_unref(b);
         fj->cur = NULL;
@@ -423,6 +438,8 @@ static bundle *bundle_open(cbx__flow_journal *fj, const char *run_id, int *fresh
     pthread_mutex_init(&b->mu, NULL);
     atomic_init(&b->refs, 1);
     b->j = fj->j;
+    b->rows = b->inline_rows;
+    b->cap = sizeof b->inline_rows / sizeof *b->inline_rows;
     memcpy(b->run_id, run_id, strlen(run_id) + 1);
     fj->cur = b;
     *fresh = 1;
