@@ -251,6 +251,7 @@ typedef struct row {
     uint64_t ended_ms;
     size_t item;
     uint64_t item_hash;
+    char *block[2]; /* the strings above (name, file, status, error), one allocation each */
 } row;
 
 typedef struct bundle {
@@ -271,12 +272,10 @@ struct cbx__flow_journal {
 
 static void row_clear(row *r)
 {
-    free(r->name);
-    free(r->file);
+    free(r->block[0]);
+    free(r->block[1]);
     free(r->inputs);
-    free(r->status);
     free(r->outputs);
-    free(r->error);
 }
 
 static void bundle_unref(bundle *b)
@@ -457,9 +456,27 @@ static int bundle_close(cbx__flow_journal *fj, bundle *b, int fresh, cbx_err *er
     return cbx_journal_queue_db(fj->j, bundle_write, b, bundle_done, err);
 }
 
-static char *dup_str(const char *s)
+/* Copy the strings *s[0..n) into one allocation, *block, and point them there (NULL stays
+ * NULL). 0 or -ENOMEM (the pointers then NULL). */
+static int copy_strs(char **block, char **s[], size_t n)
 {
-    return s ? strdup(s) : NULL;
+    size_t len[4], total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += (len[i] = *s[i] ? strlen(*s[i]) + 1 : 0);
+    *block = NULL;
+    if (!total)
+        return 0;
+    char *p = *block = malloc(total);
+    for (size_t i = 0; i < n; i++) {
+        if (!*s[i])
+            continue;
+        if (p)
+            memcpy(p, *s[i], len[i]);
+        *s[i] = p;
+        if (p)
+            p += len[i];
+    }
+    return p ? 0 : -ENOMEM;
 }
 
 /* The most recent row of the bundle for a step (or the run, name NULL) with a start and no end. */
@@ -467,7 +484,7 @@ static row *open_row(bundle *b, row_kind kind, const char *name)
 {
     for (size_t i = b->n; i-- > 0;) {
         row *r = &b->rows[i];
-        if (r->kind != kind || (name && strcmp(r->name, name) != 0))
+        if (r->kind != kind || (name && (!r->name || strcmp(r->name, name) != 0)))
             continue;
         return r->has_start && !r->has_end ? r : NULL;
     }
@@ -507,22 +524,18 @@ static int put(cbx__flow_journal *fj, const char *run_id, row *r, int merge, uin
     int e = 0;
     if (to) {
         to->has_end = 1;
-        to->status = dup_str(r->status);
-        to->error = dup_str(r->error);
+        to->status = r->status;
+        to->error = r->error;
         to->outputs = r->outputs;
         to->attempts = r->attempts;
         to->ended_ms = r->ended_ms;
-        if ((r->status && !to->status) || (r->error && !to->error))
+        if (copy_strs(&to->block[1], (char **[]){&to->status, &to->error}, 2) < 0)
             e = oom(err);
     } else {
         to = &b->rows[b->n++];
         *to = *r;
-        to->name = dup_str(r->name);
-        to->file = dup_str(r->file);
-        to->status = dup_str(r->status);
-        to->error = dup_str(r->error);
-        if ((r->name && !to->name) || (r->file && !to->file) || (r->status && !to->status) ||
-            (r->error && !to->error))
+        if (copy_strs(&to->block[0], (char **[]){&to->name, &to->file, &to->status, &to->error},
+                      4) < 0)
             e = oom(err);
     }
     int q = bundle_close(fj, b, fresh, err);
