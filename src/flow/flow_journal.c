@@ -522,21 +522,21 @@ static int put(cbx__flow_journal *fj, const char *run_id, row *r, int merge, uin
     }
     row *to = merge ? open_row(b, r->kind, r->kind == ROW_RUN ? NULL : r->name) : NULL;
     int e = 0;
-    if (to) {
+    /* the record's strings, copied; out of memory, the record is not kept (and said lost) */
+    if (copy_strs(&r->block[0], (char **[]){&r->name, &r->file, &r->status, &r->error}, 4) < 0) {
+        free(r->inputs);
+        free(r->outputs);
+        e = oom(err);
+    } else if (to) {
         to->has_end = 1;
         to->status = r->status;
         to->error = r->error;
         to->outputs = r->outputs;
         to->attempts = r->attempts;
         to->ended_ms = r->ended_ms;
-        if (copy_strs(&to->block[1], (char **[]){&to->status, &to->error}, 2) < 0)
-            e = oom(err);
+        to->block[1] = r->block[0];
     } else {
-        to = &b->rows[b->n++];
-        *to = *r;
-        if (copy_strs(&to->block[0], (char **[]){&to->name, &to->file, &to->status, &to->error},
-                      4) < 0)
-            e = oom(err);
+        b->rows[b->n++] = *r;
     }
     int q = bundle_close(fj, b, fresh, err);
     if (!e)
