@@ -117,11 +117,23 @@ int cli_batch_state_resume(cli_batch_state *s, const char *id, const char *flow,
     return 0;
 }
 
-int cli_batch_state_note(cli_batch_state *s, int line, const char *run_id)
+int cli_batch_state_add(cli_batch_state *s, int line, const char *run_id)
 {
     if (!s->f)
         return 0;
-    return put(s, json_pack("{s:i, s:s}", "line", line, "run_id", run_id));
+    /* a run id is a UUID: nothing in it to escape */
+    return fprintf(s->f, "{\"line\":%d,\"run_id\":\"%s\"}\n", line, run_id) < 0 ? -EIO : 0;
+}
+
+int cli_batch_state_sync(cli_batch_state *s)
+{
+    return s->f && fflush(s->f) != 0 ? -EIO : 0;
+}
+
+int cli_batch_state_note(cli_batch_state *s, int line, const char *run_id)
+{
+    int r = cli_batch_state_add(s, line, run_id);
+    return r ? r : cli_batch_state_sync(s);
 }
 
 void cli_batch_state_close(cli_batch_state *s)

@@ -25,16 +25,23 @@
 #include <unistd.h>
 #include <uv.h>
 
+/* Lines whose run ids are noted in the batch state file in one write. */
+#define NOTE_AHEAD 64
+
 typedef struct batch_item {
     int line;       /* in the data file, 1-based */
     json_t *inputs; /* owned */
     json_t *result; /* the output line once the run is over; owned */
     char run_id[40];
     int resume; /* --resume BATCH_ID: run_id is this line's run, to resume */
-    /* A line whose run has ended, until the journal's batch holding the run's end (jbatch) has
-     * committed: then its result, joblog row and counts show (release_committed). */
+    /* A line whose run has ended, until the journal's batch holding the run's end has
+     * committed: then its result, joblog row and counts show (release_committed). The line's
+     * mark, queued behind the run's records, gets a number (wseq) when it is written into a
+     * batch; once a batch has ended after that, the run's end has committed. */
     json_t *ended;
-    uint64_t jbatch;
+    struct batch *b;
+    _Atomic uint64_t wseq; /* 0: not written yet */
+    atomic_int unmarked;   /* the mark could not be queued: shown at once */
     cbx_status st;
     double start_s, runtime_s;
 } batch_item;
@@ -65,6 +72,9 @@ struct batch {
     size_t next, done, ok, failed, timeouts, cancelled, next_write, exited;
     size_t *unreleased; /* items ended whose run's end has not committed yet (under mu) */
     size_t nunreleased;
+    /* The marks written (wseq, the last number given) and, at the end of every journal batch,
+     * the last mark written before it ended (durable): both under the journal's lock. */
+    _Atomic uint64_t wseq, durable;
     int listening; /* the journal's commits wake the main thread (on_batch_commit) */
     atomic_int stopping;
     char setup_error[512]; /* the first worker that could not start */
@@ -170,13 +180,34 @@ static void joblog_row(batch *b, const batch_item *it, cbx_status st, double sta
     free(cmd);
 }
 
-/* Nothing: cbx_journal_write_db called for the number of the open batch. */
+/* A line's mark, written by the journal (under its lock) in the order queued, after the records
+ * of the line's run: numbered, so that the end of the batch it went into says its run's end has
+ * committed (on_batch_commit). */
 static int batch_mark(struct sqlite3 *db, void *ud, cbx_err *err)
 {
     (void)db;
-    (void)ud;
     (void)err;
+    batch_item *it = ud;
+    uint64_t n = atomic_load(&it->b->wseq) + 1;
+    atomic_store(&it->b->wseq, n);
+    atomic_store(&it->wseq, n);
     return 0;
+}
+
+/* After the mark was written, or instead (never written: the journal counts the loss). */
+static void batch_mark_done(void *ud)
+{
+    batch_item *it = ud;
+    if (!atomic_load(&it->wseq))
+        atomic_store(&it->unmarked, 1);
+}
+
+/* Whether the line's run's end has committed (or its batch was lost, which the journal
+ * reports). */
+static int committed(batch *b, const batch_item *it)
+{
+    uint64_t w = atomic_load(&it->wseq);
+    return atomic_load(&it->unmarked) || (w && w <= atomic_load(&b->durable));
 }
 
 /* Under b->mu: show the lines whose run's end has committed (all: every ended line, the journal
@@ -186,7 +217,7 @@ static void release_committed(batch *b, int all)
     size_t k = 0;
     for (size_t i = 0; i < b->nunreleased; i++) {
         batch_item *it = &b->items[b->unreleased[i]];
-        if (!all && it->jbatch && cbx_journal_batch_state(b->journal, it->jbatch, NULL) == 0) {
+        if (!all && b->journal && !committed(b, it)) {
             b->unreleased[k++] = b->unreleased[i];
             continue;
         }
@@ -257,10 +288,20 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&b->mu);
             continue;
         }
-        /* the line's run is recorded before it starts, so that a resume finds it */
-        if (!it->resume && b->state.f) {
-            cbx__uuid7(it->run_id);
-            if (cli_batch_state_note(&b->state, it->line, it->run_id) < 0) {
+        /* the line's run is recorded before it starts, so that a resume finds it: with the
+         * lines after it that will run afresh, up to NOTE_AHEAD, in one write (a line noted
+         * whose run never started has no run in the journal: a resume runs it afresh) */
+        if (!it->resume && b->state.f && !it->run_id[0]) {
+            size_t k = (size_t)(it - b->items);
+            int r = 0;
+            for (size_t m = k; m < b->n && m < k + NOTE_AHEAD && !r; m++) {
+                batch_item *x = &b->items[m];
+                if (x->run_id[0] || x->result || x->resume)
+                    continue;
+                cbx__uuid7(x->run_id);
+                r = cli_batch_state_add(&b->state, x->line, x->run_id);
+            }
+            if (r < 0 || cli_batch_state_sync(&b->state) < 0) {
                 pthread_mutex_unlock(&b->mu);
                 worker_fail(w, "cannot write %s", b->state.path);
                 break;
@@ -291,23 +332,23 @@ static void *worker_main(void *arg)
         json_t *line = result_line(it->line, &res, b->declared);
         cbx_status st = res.status;
         cbx_flow_result_clear(&res);
-        /* the batch that holds the run's end (the open one, or a later one when it has
-         * committed already): the line shows once it has committed */
-        uint64_t jb = 0;
-        if (j && cbx_journal_write_db(j, batch_mark, NULL, &jb, NULL) < 0)
-            jb = 0; /* counted as a loss by the journal: shown at once */
-
         pthread_mutex_lock(&b->mu);
         it->ended = line;
-        it->jbatch = jb;
         it->st = st;
         it->start_s = start_s;
         it->runtime_s = (double)(cbx_clock_now_ns(NULL) - t0) / 1e9;
         b->unreleased[b->nunreleased++] = (size_t)(it - b->items);
-        if (!jb)
-            release_committed(b, 0);
-        uv_async_send(&b->notify);
         pthread_mutex_unlock(&b->mu);
+        /* the line shows once the batch that holds its run's end has committed: a mark queued
+         * behind the run's records, numbered when written; the journal's commits wake the main
+         * thread (on_batch_commit), so the line's end need not. Nothing here waits for the
+         * journal's lock. */
+        it->b = b;
+        if (j && cbx_journal_queue_db(j, batch_mark, it, batch_mark_done, NULL) < 0 &&
+            !atomic_load(&it->wseq))
+            atomic_store(&it->unmarked, 1); /* counted as a loss by the journal: at once */
+        if (!j || atomic_load(&it->unmarked) || !b->listening)
+            uv_async_send(&b->notify);
     }
 
     pthread_mutex_lock(&b->mu);
@@ -382,11 +423,17 @@ static void batch_draw(batch *b)
     cli_progress_draw(&b->progress, done, b->n, ok, bad, 0);
 }
 
-/* On the thread that ended a journal batch (its lock held): wake the main thread. */
+/* On the thread that ended a journal batch (its lock held, as when the marks are written): every
+ * mark written so far went into this batch or an earlier one. Wake the main thread when that
+ * releases lines. */
 static void on_batch_commit(void *ud)
 {
     batch *b = ud;
-    uv_async_send(&b->notify);
+    uint64_t w = atomic_load(&b->wseq);
+    if (w != atomic_load(&b->durable)) {
+        atomic_store(&b->durable, w);
+        uv_async_send(&b->notify);
+    }
 }
 
 static void batch_close(batch *b)
@@ -409,8 +456,17 @@ static void on_notify(uv_async_t *a)
     pthread_mutex_lock(&b->mu);
     int all_out = b->exited == b->nworkers;
     pthread_mutex_unlock(&b->mu);
-    if (all_out && b->journal)
+    if (all_out && b->journal) {
         cbx_journal_flush(b->journal, NULL); /* the last runs' ends; a failure is a loss */
+    } else if (b->journal && !b->listening) {
+        /* no commit wakes this thread: the marks written before the flush have committed */
+        uint64_t w = atomic_load(&b->wseq);
+        cbx_journal_flush(b->journal, NULL);
+        pthread_mutex_lock(&b->mu);
+        if (w > atomic_load(&b->durable))
+            atomic_store(&b->durable, w);
+        pthread_mutex_unlock(&b->mu);
+    }
     pthread_mutex_lock(&b->mu);
     release_committed(b, all_out);
     pthread_mutex_unlock(&b->mu);
@@ -608,8 +664,10 @@ static int batch_begin(const flow_cfg *c, batch *b, cbx_journal *journal)
         snprintf(it->run_id, sizeof it->run_id, "%s", id);
         json_t *run = NULL;
         cbx_err e;
-        if (cbx_flow_run_show(journal, id, &run, &e) < 0)
-            continue; /* its run was never journaled (killed first): afresh, under a new id */
+        if (cbx_flow_run_show(journal, id, &run, &e) < 0) {
+            it->run_id[0] = '\0'; /* never journaled (killed first): afresh, under a new id */
+            continue;
+        }
         const char *st = json_string_value(json_object_get(run, "status"));
         if (st && strcmp(st, "success") == 0) {
             it->result = journaled_line(it, run, b->declared);

@@ -4,40 +4,58 @@
 #include "cbx/flow.h"
 
 #include <errno.h>
-#include <stdio.h>
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The records, in the order of the statements below. */
-typedef enum rec_kind {
-    REC_RUN_START,
-    REC_RUN_END,
-    REC_STEP_START,
-    REC_STEP_END,
-    REC_ITEM_END,
-    REC_KINDS
-} rec_kind;
-
-static const char *const rec_sql[REC_KINDS] = {
+/* The statements that write the rows. A row whose start and end are both in one bundle (below)
+ * is inserted whole: one statement where a start and its end made two. */
+static const char sql_run_start[] =
     "INSERT INTO flow_runs (run_id, flow, file, inputs, status, started_ms, owner_pid,"
     " owner_start) VALUES (?1, ?2, ?3, ?4, 'running', ?5, cbx_owner_pid(), cbx_owner_start())"
     " ON CONFLICT(run_id) DO UPDATE SET status = 'running', ended_ms = NULL, error = NULL,"
-    " owner_pid = excluded.owner_pid, owner_start = excluded.owner_start",
-    "UPDATE flow_runs SET status = ?3, outputs = ?4, error = ?5, ended_ms = ?6 WHERE run_id = ?1",
-    "INSERT INTO flow_steps (run_id, step, status, started_ms) VALUES (?1, ?2, 'running', ?6)"
+    " owner_pid = excluded.owner_pid, owner_start = excluded.owner_start";
+/* A run not journaled yet (most run starts): the row alone, no conflict to resolve. */
+#define RUN_NEW(sql) sql " ON CONFLICT(run_id) DO NOTHING"
+static const char sql_run_start_new[] = RUN_NEW(
+    "INSERT INTO flow_runs (run_id, flow, file, inputs, status, started_ms, owner_pid,"
+    " owner_start) VALUES (?1, ?2, ?3, ?4, 'running', ?5, cbx_owner_pid(), cbx_owner_start())");
+static const char sql_run_whole_new[] =
+    RUN_NEW("INSERT INTO flow_runs (run_id, flow, file, inputs, status, started_ms, outputs, error,"
+            " ended_ms, owner_pid, owner_start) VALUES (?1, ?2, ?3, ?4, ?6, ?5, ?7, ?8, ?9,"
+            " cbx_owner_pid(), cbx_owner_start())");
+static const char sql_run_end[] =
+    "UPDATE flow_runs SET status = ?2, outputs = ?3, error = ?4, ended_ms = ?5 WHERE run_id = ?1";
+static const char sql_run_whole[] =
+    "INSERT INTO flow_runs (run_id, flow, file, inputs, status, started_ms, outputs, error,"
+    " ended_ms, owner_pid, owner_start) VALUES (?1, ?2, ?3, ?4, ?6, ?5, ?7, ?8, ?9,"
+    " cbx_owner_pid(), cbx_owner_start()) ON CONFLICT(run_id) DO UPDATE SET"
+    " status = excluded.status, outputs = excluded.outputs, error = excluded.error,"
+    " ended_ms = excluded.ended_ms, owner_pid = excluded.owner_pid,"
+    " owner_start = excluded.owner_start";
+static const char sql_step_start[] =
+    "INSERT INTO flow_steps (run_id, step, status, started_ms) VALUES (?1, ?2, 'running', ?3)"
     " ON CONFLICT(run_id, step) DO UPDATE SET status = 'running',"
-    " started_ms = excluded.started_ms, ended_ms = NULL, error = NULL, outputs = NULL",
+    " started_ms = excluded.started_ms, ended_ms = NULL, error = NULL, outputs = NULL";
+static const char sql_step_end[] =
     "INSERT INTO flow_steps (run_id, step, status, outputs, attempts, error, ended_ms)"
-    " VALUES (?1, ?2, ?3, ?4, ?7, ?5, ?6) ON CONFLICT(run_id, step) DO UPDATE SET"
+    " VALUES (?1, ?2, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(run_id, step) DO UPDATE SET"
     " status = excluded.status, outputs = excluded.outputs, attempts = excluded.attempts,"
-    " error = excluded.error, ended_ms = excluded.ended_ms",
+    " error = excluded.error, ended_ms = excluded.ended_ms";
+static const char sql_step_whole[] =
+    "INSERT INTO flow_steps (run_id, step, started_ms, status, outputs, attempts, error, ended_ms)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(run_id, step) DO UPDATE SET"
+    " status = excluded.status, outputs = excluded.outputs, attempts = excluded.attempts,"
+    " error = excluded.error, started_ms = excluded.started_ms, ended_ms = excluded.ended_ms";
+static const char sql_item_end[] =
     "INSERT INTO flow_items (run_id, step, item, status, outputs, attempts, error, ended_ms,"
-    " item_hash) VALUES (?1, ?2, ?8, ?3, ?4, ?7, ?5, ?6, ?9) ON CONFLICT(run_id, step, item)"
+    " item_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(run_id, step, item)"
     " DO UPDATE SET status = excluded.status, outputs = excluded.outputs,"
     " attempts = excluded.attempts, error = excluded.error, ended_ms = excluded.ended_ms,"
-    " item_hash = excluded.item_hash"};
+    " item_hash = excluded.item_hash";
 
 /* Retention, before each run starts: a run goes with the executions of its time. The journal
  * drops the oldest executions (by count, age and size, docs/journal.md) and records the cut below
@@ -56,9 +74,6 @@ static const char *const prune_sql[NPRUNE] = {
     "DELETE FROM flow_steps WHERE run_id IN (" PRUNED_RUNS ")",
     "DELETE FROM flow_runs WHERE run_id IN (" PRUNED_RUNS ")",
 };
-
-static const char *const rec_what[REC_KINDS] = {"run start", "run end", "step start", "step end",
-                                                "item end"};
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS flow_runs ("
@@ -82,27 +97,6 @@ static const char schema[] =
 static const char prune_probe_sql[] =
     "SELECT CASE WHEN coalesce((SELECT min(rowid) FROM executions), 2) > 1"
     " THEN EXISTS (" PRUNED_RUNS ") ELSE 0 END";
-
-struct cbx__flow_journal {
-    cbx_journal *j;              /* borrowed */
-    sqlite3_stmt *st[REC_KINDS]; /* prepared on j's connection */
-    sqlite3_stmt *prune[NPRUNE];
-    sqlite3_stmt *probe; /* prune_probe_sql */
-};
-
-/* One record. Parameters: ?1 run id, ?2 flow or step name, ?3 status (a run start: the flow's
- * file), ?4 JSON (inputs or outputs), ?5 error, ?6 time (ms; ?5 in a run start), ?7 attempts,
- * ?8 a foreach item's index, ?9 the hash of its value. */
-typedef struct rec {
-    cbx__flow_journal *fj;
-    rec_kind kind;
-    const char *run_id, *name, *file, *status, *error;
-    const json_t *json;
-    uint32_t attempts;
-    uint64_t ms;
-    size_t item;
-    uint64_t item_hash;
-} rec;
 
 static int db_error(sqlite3 *db, cbx_err *err, const char *what)
 {
@@ -161,28 +155,12 @@ static int close_abandoned(sqlite3 *db, cbx_journal *j, const char *run_id, uint
     return rc == SQLITE_DONE ? 0 : db_error(db, err, "close abandoned executions");
 }
 
-/* The statements are the journal handle's (cbx_journal_stmt): parsed by the first run on a
- * handle, kept for the runs after it. The tables are made only when the first statement finds
- * them missing: no schema work on a journal that has them. */
-static int prepare_all(cbx__flow_journal *fj, cbx_err *err)
-{
-    for (int k = 0; k < REC_KINDS; k++)
-        if (cbx_journal_stmt(fj->j, rec_sql[k], &fj->st[k], err) != 0)
-            return CBX_EJOURNAL;
-    for (int k = 0; k < NPRUNE; k++)
-        if (cbx_journal_stmt(fj->j, prune_sql[k], &fj->prune[k], err) != 0)
-            return CBX_EJOURNAL;
-    if (cbx_journal_stmt(fj->j, prune_probe_sql, &fj->probe, err) != 0)
-        return CBX_EJOURNAL;
-    return 0;
-}
+/* ---- the statements ------------------------------------------------------------------------ */
 
-static int setup(sqlite3 *db, void *ud, cbx_err *err)
+/* Make the tables when missing (flow_items came later), and add the owner columns to a journal
+ * made before them. */
+static int make_tables(sqlite3 *db, cbx_err *err)
 {
-    cbx__flow_journal *fj = ud;
-    if (prepare_all(fj, NULL) == 0)
-        return 0;
-    /* missing tables (flow_items came later), or a journal made before the owner columns */
     if (sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK)
         return db_error(db, err, "create tables");
     if (!has_owner(db) && sqlite3_exec(db,
@@ -190,31 +168,19 @@ static int setup(sqlite3 *db, void *ud, cbx_err *err)
                                        "ALTER TABLE flow_runs ADD COLUMN owner_start INTEGER",
                                        NULL, NULL, NULL) != SQLITE_OK)
         return db_error(db, err, "add the owner columns");
-    return prepare_all(fj, err);
-}
-
-int cbx__flow_journal_open(cbx__flow_journal **out, cbx_journal *j, cbx_err *err)
-{
-    *out = NULL;
-    cbx__flow_journal *fj = calloc(1, sizeof *fj);
-    if (!fj)
-        return cbx_err_set(err, -ENOMEM, "out of memory");
-    fj->j = j;
-    int r = cbx_journal_write_db(j, setup, fj, NULL, err);
-    if (r < 0) {
-        cbx__flow_journal_close(fj);
-        return r;
-    }
-    *out = fj;
     return 0;
 }
 
-void cbx__flow_journal_close(cbx__flow_journal *fj)
+/* The journal handle's statement for sql (cbx_journal_stmt: parsed by the first run on a handle,
+ * kept for the runs after it). The tables are made only when a statement finds them missing: no
+ * schema work on a journal that has them. */
+static int stmt(sqlite3 *db, cbx_journal *j, const char *sql, sqlite3_stmt **st, cbx_err *err)
 {
-    free(fj); /* its statements are the journal's */
+    if (cbx_journal_stmt(j, sql, st, NULL) == 0)
+        return 0;
+    int r = make_tables(db, err);
+    return r ? r : cbx_journal_stmt(j, sql, st, err);
 }
-
-/* ---- writes -------------------------------------------------------------------------------- */
 
 static void bind_text(sqlite3_stmt *st, int i, const char *s)
 {
@@ -224,9 +190,22 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-static int prune(sqlite3 *db, cbx__flow_journal *fj, const char *run_id, cbx_err *err)
+/* Step a statement that returns no row, then reset it. */
+static int step_done(sqlite3 *db, sqlite3_stmt *st, cbx_err *err, const char *what)
 {
-    sqlite3_stmt *q = fj->probe;
+    int rc = sqlite3_step(st);
+    int r = rc == SQLITE_DONE ? 0 : db_error(db, err, what);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return r;
+}
+
+static int prune(sqlite3 *db, cbx_journal *j, const char *run_id, cbx_err *err)
+{
+    sqlite3_stmt *q = NULL;
+    int r = stmt(db, j, prune_probe_sql, &q, err);
+    if (r)
+        return r;
     sqlite3_bind_text(q, 1, run_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(q);
     int any = rc == SQLITE_ROW && sqlite3_column_int(q, 0) != 0;
@@ -235,114 +214,411 @@ static int prune(sqlite3 *db, cbx__flow_journal *fj, const char *run_id, cbx_err
     if (rc != SQLITE_ROW)
         return db_error(db, err, "retention");
     for (int k = 0; k < NPRUNE && any; k++) {
-        sqlite3_stmt *st = fj->prune[k];
+        sqlite3_stmt *st = NULL;
+        if ((r = stmt(db, j, prune_sql[k], &st, err)) != 0)
+            return r;
         sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        if (rc != SQLITE_DONE)
-            return db_error(db, err, "retention");
+        if ((r = step_done(db, st, err, "retention")) != 0)
+            return r;
     }
     return 0;
 }
 
-static int write_rec(sqlite3 *db, void *ud, cbx_err *err)
+/* ---- bundles: a run's rows, queued --------------------------------------------------------- */
+
+/* The records of a run do not go to SQLite one by one from the run's thread: they are kept as
+ * rows in a bundle queued behind the journal's own records (cbx_journal_queue_db), and the thread
+ * that writes the queue (the journal's flusher, within its batch window, or a caller that writes
+ * it first) writes the bundle's rows, all in one batch. Until then a record joins the run's
+ * bundle: a step's end finds its start there and the row is inserted whole, as is a run whose
+ * end comes before its start was written (a short run: one statement, not a start and an update
+ * after it). Rows in one bundle commit together, so their order within it does not matter;
+ * bundles are written in the order they were queued, so a record never commits after a later
+ * one. A bundle holds at most BUNDLE_ROWS rows. */
+#define BUNDLE_ROWS 64
+
+typedef enum row_kind { ROW_RUN, ROW_STEP, ROW_ITEM } row_kind;
+
+typedef struct row {
+    row_kind kind;
+    int has_start, has_end;
+    char *name;   /* the flow's (run), the step's */
+    char *file;   /* a run's start */
+    char *inputs; /* a run's start: encoded */
+    uint64_t started_ms;
+    char *status, *outputs, *error; /* the end; outputs encoded */
+    uint32_t attempts;
+    uint64_t ended_ms;
+    size_t item;
+    uint64_t item_hash;
+    char *block[2]; /* the strings above (name, file, status, error), one allocation each */
+} row;
+
+typedef struct bundle {
+    pthread_mutex_t mu; /* taken and the rows, while not taken */
+    int taken;          /* being written (or never will be): no row joins it any more */
+    atomic_int refs;    /* the run's (cbx__flow_journal) and the queue's */
+    cbx_journal *j;
+    char run_id[64];
+    row *rows; /* inline, then grown up to BUNDLE_ROWS */
+    size_t n, cap;
+    row inline_rows[2]; /* a short run's: its row and its step's */
+} bundle;
+
+struct cbx__flow_journal {
+    cbx_journal *j; /* borrowed */
+    bundle *cur;    /* the run's bundle in the queue, or NULL */
+};
+
+static void row_clear(row *r)
 {
-    const rec *r = ud;
-    if (r->kind == REC_RUN_START) {
-        int p = prune(db, r->fj, r->run_id, err);
-        if (!p)
-            p = close_abandoned(db, r->fj->j, r->run_id, r->ms, err);
-        if (p)
-            return p;
-    }
-    sqlite3_stmt *st = r->fj->st[r->kind];
-    /* through the journal's own encoder: secrets masked and the record cap applied as for
-     * executions */
-    char *json = NULL;
-    int e = cbx_journal_encode(r->fj->j, r->json, &json, NULL, NULL, err);
-    if (e < 0)
-        return e;
-    bind_text(st, 1, r->run_id);
-    if (r->kind != REC_RUN_END)
-        bind_text(st, 2, r->name);
-    if (r->kind != REC_STEP_START) {
-        bind_text(st, 3, r->kind == REC_RUN_START ? r->file : r->status);
-        bind_text(st, 4, json);
-    }
-    if (r->kind != REC_RUN_START && r->kind != REC_STEP_START)
-        bind_text(st, 5, r->error && r->error[0] ? r->error : NULL);
-    sqlite3_bind_int64(st, r->kind == REC_RUN_START ? 5 : 6, (sqlite3_int64)r->ms);
-    if (r->kind == REC_STEP_END || r->kind == REC_ITEM_END)
-        sqlite3_bind_int64(st, 7, (sqlite3_int64)r->attempts);
-    if (r->kind == REC_ITEM_END) {
-        sqlite3_bind_int64(st, 8, (sqlite3_int64)r->item);
-        sqlite3_bind_int64(st, 9, (sqlite3_int64)r->item_hash);
-    }
-    int rc = sqlite3_step(st);
-    int ret = rc == SQLITE_DONE ? 0 : db_error(db, err, rec_what[r->kind]);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    free(json);
-    return ret;
+    free(r->block[0]);
+    free(r->block[1]);
+    free(r->inputs);
+    free(r->outputs);
 }
 
-static int put(const rec *r, uint64_t *batch, cbx_err *err)
+static void bundle_unref(bundle *b)
 {
-    if (!r->fj || !r->fj->st[r->kind])
+    if (!b || atomic_fetch_sub(&b->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < b->n; i++)
+        row_clear(&b->rows[i]);
+    if (b->rows != b->inline_rows)
+        free(b->rows);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+}
+
+/* The queue's free_ud: after the bundle was written, or instead (then its rows are lost, which
+ * the journal counts). */
+static void bundle_done(void *ud)
+{
+    bundle *b = ud;
+    pthread_mutex_lock(&b->mu);
+    b->taken = 1;
+    pthread_mutex_unlock(&b->mu);
+    bundle_unref(b);
+}
+
+static int bind_run(sqlite3 *db, sqlite3_stmt *st, const char *run_id, const row *r, cbx_err *err);
+
+static int write_run(sqlite3 *db, cbx_journal *j, const char *run_id, const row *r, cbx_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int e;
+    /* retention, before each run starts */
+    if (r->has_start && (e = prune(db, j, run_id, err)) != 0)
+        return e;
+    const char *sql = !r->has_start ? sql_run_end
+                      : r->has_end  ? sql_run_whole_new
+                                    : sql_run_start_new;
+    for (;;) {
+        if ((e = stmt(db, j, sql, &st, err)) != 0)
+            return e;
+        if ((e = bind_run(db, st, run_id, r, err)) != 0 || !r->has_start || sqlite3_changes(db))
+            return e;
+        if (sql != sql_run_start_new && sql != sql_run_whole_new)
+            return 0;
+        /* the run was journaled already (a resume): close what its dead process left, then
+         * update its row */
+        if ((e = close_abandoned(db, j, run_id, r->started_ms, err)) != 0)
+            return e;
+        sql = r->has_end ? sql_run_whole : sql_run_start;
+    }
+}
+
+static int bind_run(sqlite3 *db, sqlite3_stmt *st, const char *run_id, const row *r, cbx_err *err)
+{
+    bind_text(st, 1, run_id);
+    if (!r->has_start) {
+        bind_text(st, 2, r->status);
+        bind_text(st, 3, r->outputs);
+        bind_text(st, 4, r->error);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)r->ended_ms);
+        return step_done(db, st, err, "run end");
+    }
+    bind_text(st, 2, r->name);
+    bind_text(st, 3, r->file);
+    bind_text(st, 4, r->inputs);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)r->started_ms);
+    if (r->has_end) {
+        bind_text(st, 6, r->status);
+        bind_text(st, 7, r->outputs);
+        bind_text(st, 8, r->error);
+        sqlite3_bind_int64(st, 9, (sqlite3_int64)r->ended_ms);
+    }
+    return step_done(db, st, err, r->has_end ? "run" : "run start");
+}
+
+static int write_step(sqlite3 *db, cbx_journal *j, const char *run_id, const row *r, cbx_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    const char *sql = r->kind == ROW_ITEM ? sql_item_end
+                      : !r->has_end       ? sql_step_start
+                      : r->has_start      ? sql_step_whole
+                                          : sql_step_end;
+    int e = stmt(db, j, sql, &st, err);
+    if (e)
+        return e;
+    bind_text(st, 1, run_id);
+    bind_text(st, 2, r->name);
+    if (r->kind == ROW_ITEM) {
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)r->item);
+        sqlite3_bind_int64(st, 9, (sqlite3_int64)r->item_hash);
+    } else if (r->has_start) {
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)r->started_ms);
+    }
+    if (r->has_end) {
+        bind_text(st, 4, r->status);
+        bind_text(st, 5, r->outputs);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)r->attempts);
+        bind_text(st, 7, r->error);
+        sqlite3_bind_int64(st, 8, (sqlite3_int64)r->ended_ms);
+    }
+    return step_done(db, st, err,
+                     r->kind == ROW_ITEM ? "item end"
+                     : !r->has_end       ? "step start"
+                                         : "step end");
+}
+
+/* The queued write: every row of the bundle, in this batch. A row that fails is undone alone and
+ * the others are written; the first failure is returned (the journal counts it as lost). */
+static int bundle_write(sqlite3 *db, void *ud, cbx_err *err)
+{
+    bundle *b = ud;
+    pthread_mutex_lock(&b->mu);
+    b->taken = 1;
+    pthread_mutex_unlock(&b->mu);
+    int first = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        const row *r = &b->rows[i];
+        cbx_err e;
+        cbx_err_clear(&e);
+        int rc = r->kind == ROW_RUN ? write_run(db, b->j, b->run_id, r, &e)
+                                    : write_step(db, b->j, b->run_id, r, &e);
+        if (rc != 0 && !first) {
+            first = rc;
+            if (err)
+                *err = e;
+        }
+    }
+    return first;
+}
+
+/* The run's bundle that rows may still join, locked, with room for a row; *fresh is set when it
+ * is a new one, to be queued once the row is in. NULL: out of memory. */
+static bundle *bundle_open(cbx__flow_journal *fj, const char *run_id, int *fresh)
+{
+    bundle *b = fj->cur;
+    *fresh = 0;
+    if (b) {
+        pthread_mutex_lock(&b->mu);
+        if (!b->taken && b->n < BUNDLE_ROWS && strcmp(b->run_id, run_id) == 0) {
+            if (b->n < b->cap)
+                return b;
+            size_t cap = b->cap * 4 < BUNDLE_ROWS ? b->cap * 4 : BUNDLE_ROWS;
+            row *rows = malloc(cap * sizeof *rows);
+            if (rows) {
+                memcpy(rows, b->rows, b->n * sizeof *rows);
+                if (b->rows != b->inline_rows)
+                    free(b->rows);
+                b->rows = rows;
+                b->cap = cap;
+                return b;
+            }
+        }
+        pthread_mutex_unlock(&b->mu);
+        bundle_unref(b);
+        fj->cur = NULL;
+    }
+    if (strlen(run_id) >= sizeof b->run_id || !(b = calloc(1, sizeof *b)))
+        return NULL;
+    pthread_mutex_init(&b->mu, NULL);
+    atomic_init(&b->refs, 1);
+    b->j = fj->j;
+    b->rows = b->inline_rows;
+    b->cap = sizeof b->inline_rows / sizeof *b->inline_rows;
+    memcpy(b->run_id, run_id, strlen(run_id) + 1);
+    fj->cur = b;
+    *fresh = 1;
+    pthread_mutex_lock(&b->mu);
+    return b;
+}
+
+/* Unlock b after a row joined it; queue it when it is new. */
+static int bundle_close(cbx__flow_journal *fj, bundle *b, int fresh, cbx_err *err)
+{
+    pthread_mutex_unlock(&b->mu);
+    if (!fresh)
+        return 0;
+    atomic_fetch_add(&b->refs, 1); /* the queue's */
+    return cbx_journal_queue_db(fj->j, bundle_write, b, bundle_done, err);
+}
+
+/* Copy the strings *s[0..n) into one allocation, *block, and point them there (NULL stays
+ * NULL). 0 or -ENOMEM (the pointers then NULL). */
+static int copy_strs(char **block, char **s[], size_t n)
+{
+    size_t len[4], total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += (len[i] = *s[i] ? strlen(*s[i]) + 1 : 0);
+    *block = NULL;
+    if (!total)
+        return 0;
+    char *p = *block = malloc(total);
+    for (size_t i = 0; i < n; i++) {
+        if (!*s[i])
+            continue;
+        if (p)
+            memcpy(p, *s[i], len[i]);
+        *s[i] = p;
+        if (p)
+            p += len[i];
+    }
+    return p ? 0 : -ENOMEM;
+}
+
+/* The most recent row of the bundle for a step (or the run, name NULL) with a start and no end. */
+static row *open_row(bundle *b, row_kind kind, const char *name)
+{
+    for (size_t i = b->n; i-- > 0;) {
+        row *r = &b->rows[i];
+        if (r->kind != kind || (name && (!r->name || strcmp(r->name, name) != 0)))
+            continue;
+        return r->has_start && !r->has_end ? r : NULL;
+    }
+    return NULL;
+}
+
+static int oom(cbx_err *err)
+{
+    return cbx_err_set(err, -ENOMEM, "flow journal: out of memory");
+}
+
+/* Nothing: cbx_journal_write_db for the number of the batch that the queue was written into. */
+static int mark(sqlite3 *db, void *ud, cbx_err *err)
+{
+    (void)db;
+    (void)ud;
+    (void)err;
+    return 0;
+}
+
+/* A record joins the run's bundle as a row: r (its strings the caller's, its JSON encoded and
+ * handed over) becomes a new row, or completes the start of the same row (merge). With batch,
+ * the queue is written now and *batch gets the number of the batch that holds the record. */
+static int put(cbx__flow_journal *fj, const char *run_id, row *r, int merge, uint64_t *batch,
+               cbx_err *err)
+{
+    if (!fj)
         return cbx_err_set(err, CBX_EJOURNAL, "flow journal: not open");
-    return cbx_journal_write_db(r->fj->j, write_rec, (void *)r, batch, err);
+    int fresh;
+    bundle *b = bundle_open(fj, run_id, &fresh);
+    if (!b) {
+        free(r->inputs);
+        free(r->outputs);
+        return oom(err);
+    }
+    row *to = merge ? open_row(b, r->kind, r->kind == ROW_RUN ? NULL : r->name) : NULL;
+    int e = 0;
+    /* the record's strings, copied; out of memory, the record is not kept (and said lost) */
+    if (copy_strs(&r->block[0], (char **[]){&r->name, &r->file, &r->status, &r->error}, 4) < 0) {
+        free(r->inputs);
+        free(r->outputs);
+        e = oom(err);
+    } else if (to) {
+        to->has_end = 1;
+        to->status = r->status;
+        to->error = r->error;
+        to->outputs = r->outputs;
+        to->attempts = r->attempts;
+        to->ended_ms = r->ended_ms;
+        to->block[1] = r->block[0];
+    } else {
+        b->rows[b->n++] = *r;
+    }
+    int q = bundle_close(fj, b, fresh, err);
+    if (!e)
+        e = q;
+    if (!e && batch)
+        e = cbx_journal_write_db(fj->j, mark, NULL, batch, err);
+    return e;
+}
+
+static int encode(cbx__flow_journal *fj, const json_t *v, char **out, cbx_err *err)
+{
+    *out = NULL;
+    /* through the journal's own encoder: secrets masked and the record cap applied as for
+     * executions */
+    return fj ? cbx_journal_encode(fj->j, v, out, NULL, NULL, err) : 0;
+}
+
+int cbx__flow_journal_open(cbx__flow_journal **out, cbx_journal *j, cbx_err *err)
+{
+    *out = NULL;
+    cbx__flow_journal *fj = calloc(1, sizeof *fj);
+    if (!fj)
+        return oom(err);
+    fj->j = j;
+    *out = fj;
+    return 0;
+}
+
+void cbx__flow_journal_close(cbx__flow_journal *fj)
+{
+    if (!fj)
+        return;
+    bundle_unref(fj->cur); /* the queue's reference writes it */
+    free(fj);
 }
 
 int cbx__flow_journal_run_start(cbx__flow_journal *fj, const char *run_id, const char *flow,
                                 const char *file, const json_t *inputs, uint64_t started_ms,
                                 uint64_t *batch, cbx_err *err)
 {
-    rec r = {.fj = fj,
-             .kind = REC_RUN_START,
-             .run_id = run_id,
-             .name = flow,
-             .file = file,
-             .json = inputs,
-             .ms = started_ms};
-    return put(&r, batch, err);
+    row r = {.kind = ROW_RUN,
+             .has_start = 1,
+             .name = (char *)flow,
+             .file = (char *)file,
+             .started_ms = started_ms};
+    int e = encode(fj, inputs, &r.inputs, err);
+    return e ? e : put(fj, run_id, &r, 0, batch, err);
 }
 
 int cbx__flow_journal_run_end(cbx__flow_journal *fj, const char *run_id, const char *status,
                               const json_t *outputs, const char *error, uint64_t ended_ms,
                               uint64_t *batch, cbx_err *err)
 {
-    rec r = {.fj = fj,
-             .kind = REC_RUN_END,
-             .run_id = run_id,
-             .status = status,
-             .json = outputs,
-             .error = error,
-             .ms = ended_ms};
-    return put(&r, batch, err);
+    row r = {.kind = ROW_RUN,
+             .has_end = 1,
+             .status = (char *)status,
+             .error = error && error[0] ? (char *)error : NULL,
+             .ended_ms = ended_ms};
+    int e = encode(fj, outputs, &r.outputs, err);
+    return e ? e : put(fj, run_id, &r, 1, batch, err);
 }
 
 int cbx__flow_journal_step_start(cbx__flow_journal *fj, const char *run_id, const char *step,
                                  uint64_t started_ms, uint64_t *batch, cbx_err *err)
 {
-    rec r = {.fj = fj, .kind = REC_STEP_START, .run_id = run_id, .name = step, .ms = started_ms};
-    return put(&r, batch, err);
+    row r = {.kind = ROW_STEP, .has_start = 1, .name = (char *)step, .started_ms = started_ms};
+    return put(fj, run_id, &r, 0, batch, err);
 }
 
 int cbx__flow_journal_step_end(cbx__flow_journal *fj, const char *run_id, const char *step,
                                const char *status, const json_t *outputs, uint32_t attempts,
                                const char *error, uint64_t ended_ms, uint64_t *batch, cbx_err *err)
 {
-    rec r = {.fj = fj,
-             .kind = REC_STEP_END,
-             .run_id = run_id,
-             .name = step,
-             .status = status,
-             .json = outputs,
-             .error = error,
+    row r = {.kind = ROW_STEP,
+             .has_end = 1,
+             .name = (char *)step,
+             .status = (char *)status,
+             .error = error && error[0] ? (char *)error : NULL,
              .attempts = attempts,
-             .ms = ended_ms};
-    return put(&r, batch, err);
+             .ended_ms = ended_ms};
+    int e = encode(fj, outputs, &r.outputs, err);
+    return e ? e : put(fj, run_id, &r, 1, batch, err);
 }
 
 int cbx__flow_journal_item_end(cbx__flow_journal *fj, const char *run_id, const char *step,
@@ -350,18 +626,17 @@ int cbx__flow_journal_item_end(cbx__flow_journal *fj, const char *run_id, const 
                                const json_t *outputs, uint32_t attempts, const char *error,
                                uint64_t ended_ms, cbx_err *err)
 {
-    rec r = {.fj = fj,
-             .kind = REC_ITEM_END,
-             .run_id = run_id,
-             .name = step,
-             .status = status,
-             .json = outputs,
-             .error = error,
+    row r = {.kind = ROW_ITEM,
+             .has_end = 1,
+             .name = (char *)step,
+             .status = (char *)status,
+             .error = error && error[0] ? (char *)error : NULL,
              .attempts = attempts,
-             .ms = ended_ms,
+             .ended_ms = ended_ms,
              .item = item,
              .item_hash = item_hash};
-    return put(&r, NULL, err);
+    int e = encode(fj, outputs, &r.outputs, err);
+    return e ? e : put(fj, run_id, &r, 0, NULL, err);
 }
 
 /* ---- reads --------------------------------------------------------------------------------- */

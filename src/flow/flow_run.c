@@ -114,6 +114,7 @@ struct runner {
     size_t nheld, held_cap, held_head;
     uint64_t asked; /* the last batch whose commit was asked for (cbx_journal_commit_soon) */
     int listening;  /* journal commits wake the loop through `committed` */
+    int has_committed, listen_asked; /* `committed` is made; listening was asked for */
     uv_async_t committed;
     char run_id[40];
     char traceparent[56]; /* what its steps' executions are children of; "" = none */
@@ -496,6 +497,12 @@ static void on_committed(uv_async_t *a)
  * the batch is then committed at once and n is to be released by the caller. */
 static int hold(runner *R, node *n)
 {
+    /* the first node held: from now on the journal's commits wake the loop (a run that holds
+     * none, a short run of a batch, never takes the journal's lock for it) */
+    if (!R->listen_asked && R->has_committed) {
+        R->listen_asked = 1;
+        R->listening = cbx_journal_on_commit(R->journal, on_journal_commit, R, NULL) == 0;
+    }
     if (R->nheld == R->held_cap && R->held_head > 0) {
         R->nheld -= R->held_head;
         memmove(R->held, R->held + R->held_head, R->nheld * sizeof *R->held);
@@ -580,11 +587,12 @@ static void node_finish(node *n, node_state st, cbx_status status)
     n->ended_ns = cbx_clock_now_ns(NULL);
     if (!n->resumed && st != N_SKIPPED && R->fj) {
         cbx_err e;
+        int held = !unheld(R, n); /* an unheld step's end is queued: nothing waits for it */
         if (cbx__flow_journal_step_end(R->fj, R->run_id, n->full_name, state_word(st, status),
-                                       n->outputs, n->attempts, node_err(n), wall_ms(), &n->batch,
-                                       &e) < 0)
+                                       n->outputs, n->attempts, node_err(n), wall_ms(),
+                                       held ? &n->batch : NULL, &e) < 0)
             fail_flow(R, CBX_STATUS_FAILED, "%s", e.msg);
-        else if (!unheld(R, n) && hold(R, n))
+        else if (held && hold(R, n))
             return;
     }
     node_release(n);
@@ -1223,7 +1231,7 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
     R.timeout.data = &R;
     if (R.journal) {
         uv_async_init(loop, &R.committed, on_committed);
-        R.listening = cbx_journal_on_commit(R.journal, on_journal_commit, &R, NULL) == 0;
+        R.has_committed = 1; /* the journal's commits wake it once a step is held (hold) */
     }
     if (f->timeout_ns)
         uv_timer_start(&R.timeout, on_flow_timeout, (f->timeout_ns + 999999) / 1000000, 0);
@@ -1247,7 +1255,8 @@ int cbx_flow_run(cbx_runtime *rt, cbx_flow *f, const cbx_flow_run_opts *o, cbx_f
     uv_timer_stop(&R.timeout);
     uv_close((uv_handle_t *)&R.timeout, NULL);
     if (R.journal) {
-        cbx_journal_on_commit_remove(R.journal, on_journal_commit, &R);
+        if (R.listening)
+            cbx_journal_on_commit_remove(R.journal, on_journal_commit, &R);
         uv_close((uv_handle_t *)&R.committed, NULL);
     }
     uv_run(loop, UV_RUN_NOWAIT);

@@ -358,6 +358,18 @@ static void *flusher_main(void *arg)
             work_end(f);
             continue;
         }
+        if (atomic_load(&j->drain_asked)) {
+            /* a long queue: write it into the open batch now (the commit stays due when it
+             * was); never wait for a writer that holds the lock: it writes the queue itself */
+            atomic_store(&j->drain_asked, 0);
+            work_begin(f);
+            if (pthread_mutex_trylock(&j->mu) == 0) {
+                cbx__journal_drain_locked(j);
+                pthread_mutex_unlock(&j->mu);
+            }
+            work_end(f);
+            continue;
+        }
         if (j->wal && atomic_load(&j->checkpoint_due)) {
             /* first, even while a batch is open (under a steady stream of writes there is
              * always one) */

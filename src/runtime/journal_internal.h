@@ -76,6 +76,11 @@ typedef struct cbx__jrec {
 /* Writes queued at most: at this many, a writer writes itself (so that a crash loses no more
  * than it did when every write was made by its caller: one batch). */
 #define CBX__JOURNAL_QUEUE_MAX CBX__JOURNAL_BATCH_MAX
+/* Every so many writes queued, the flusher writes the queue into the open batch without waiting
+ * for the batch's commit: its SQLite work is spread over the window rather than made at the
+ * commit in one go, and the queue (its memory) stays short. What a crash loses is unchanged: a
+ * write in the open batch and a queued one are lost alike. */
+#define CBX__JOURNAL_DRAIN_AT 256u
 
 /* What the flusher thread shares with cbx_journal_close, apart from the handle: a close does not
  * wait for a sleeping flusher to be scheduled and exit (milliseconds on a loaded machine), only
@@ -108,7 +113,8 @@ struct cbx_journal {
     atomic_int flusher_idle;           /* asleep until a batch begins */
     atomic_int checkpoint_due;         /* the WAL has grown past CBX__JOURNAL_CHECKPOINT_PAGES */
     atomic_int commit_asked;           /* cbx_journal_commit_soon: the flusher commits at once */
-    atomic_int checkpointing;          /* the flusher is in a checkpoint */
+    atomic_int drain_asked;   /* CBX__JOURNAL_DRAIN_AT more queued: the flusher writes them */
+    atomic_int checkpointing; /* the flusher is in a checkpoint */
     int mu_ready;
 
     /* The writes queued for the flusher (journal_queue.c), oldest first, under qmu (taken after

@@ -215,6 +215,7 @@ void cbx__journal_drain_locked(cbx_journal *j)
     cbx__jrec *rec = j->qhead;
     j->qhead = j->qtail = NULL;
     j->qlen = 0;
+    uint64_t queued = atomic_load(&j->queued_ns);
     atomic_store(&j->queued_ns, 0);
     pthread_mutex_unlock(&j->qmu);
     j->draining = 1;
@@ -228,6 +229,12 @@ void cbx__journal_drain_locked(cbx_journal *j)
         rec = next;
     }
     j->draining = 0;
+    /* the batch is as old as the oldest write it holds: one written before its commit was due
+     * (an early drain) still commits within the window of its first queued write */
+    if (j->in_txn && queued && queued < j->txn_started_ns) {
+        j->txn_started_ns = queued;
+        atomic_store(&j->batch_started_ns, queued);
+    }
 }
 
 /* Written by the caller, after what is queued. */
@@ -259,9 +266,13 @@ int cbx__journal_submit(cbx_journal *j, cbx__jrec *rec, cbx_err *err)
     }
     j->qtail = rec;
     j->qlen++;
+    int drain = j->qlen % CBX__JOURNAL_DRAIN_AT == 0;
     pthread_mutex_unlock(&j->qmu);
-    /* a sleeping flusher has no deadline: give it this one (one wake-up per batch) */
-    if (first && atomic_load(&j->flusher_idle)) {
+    /* a sleeping flusher has no deadline: give it this one (one wake-up per batch); a long
+     * queue is written before the deadline */
+    if (drain)
+        atomic_store(&j->drain_asked, 1);
+    if ((first && atomic_load(&j->flusher_idle)) || drain) {
         pthread_mutex_lock(&j->fl->wmu);
         pthread_cond_signal(&j->fl->wcv);
         pthread_mutex_unlock(&j->fl->wmu);

@@ -360,3 +360,57 @@ Test(journal_db, queued_writes_are_made_in_order_and_freed)
     cr_assert_eq(count_elsewhere(path, "q250"), 1);
     remove_tree(tmpdir);
 }
+
+/* ---- a long queue is written by the flusher before its batch's commit ----------------------- */
+
+typedef struct seq_note {
+    int i;
+    int *last; /* the index written last: each must follow the one before */
+    int *out_of_order;
+    pthread_t *on; /* the thread that wrote it */
+} seq_note;
+
+static int insert_seq(sqlite3 *db, void *ud, cbx_err *err)
+{
+    seq_note *s = ud;
+    if (*s->last != s->i - 1)
+        (*s->out_of_order)++;
+    *s->last = s->i;
+    *s->on = pthread_self();
+    char k[16];
+    snprintf(k, sizeof k, "s%d", s->i);
+    return insert_note(db, k, err);
+}
+
+/* Queued writes past the length at which the flusher writes the queue early (every 256): made by
+ * the flusher, not by this thread (which makes no call that writes the queue), in the order
+ * queued, all committed without a flush; the batch they went into commits within its window. */
+Test(journal_db, a_long_queue_is_written_by_the_flusher_in_order)
+{
+    char path[300];
+    cbx_journal *j = open_file(path, sizeof path);
+    cbx_err err;
+    cr_assert_eq(cbx_journal_write_db(j, make_table, NULL, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+    enum { N = 5 * 256 + 10 };
+    static seq_note notes[N];
+    int last = -1, out_of_order = 0;
+    pthread_t on = pthread_self(), self = pthread_self();
+    for (int i = 0; i < N; i++) {
+        notes[i] = (seq_note){.i = i, .last = &last, .out_of_order = &out_of_order, .on = &on};
+        cr_assert_eq(cbx_journal_queue_db(j, insert_seq, &notes[i], NULL, &err), 0, "%s", err.msg);
+    }
+    char k[16];
+    snprintf(k, sizeof k, "s%d", N - 1);
+    for (int waited = 0; count_elsewhere(path, k) != 1; waited++) {
+        cr_assert_lt(waited, 60000, "the queue was not committed within a minute");
+        usleep(1000);
+    }
+    cr_assert_eq(count_elsewhere(path, "s0"), 1);
+    cr_assert_eq(count_elsewhere(path, "s700"), 1);
+    cr_assert_eq(out_of_order, 0);
+    cr_assert_eq(last, N - 1);
+    cr_assert_not(pthread_equal(on, self), "the queue was written by the caller's thread");
+    cbx_journal_close(j);
+    remove_tree(tmpdir);
+}
