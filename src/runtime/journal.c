@@ -312,6 +312,19 @@ static void checkpoint_wal(cbx_journal *j)
     pthread_mutex_unlock(&j->mu);
 }
 
+/* The WAL was long at open (CBX__JOURNAL_EARLY_WAL_BYTES): copy it into the database on the
+ * journal's own connection, which a short process does not otherwise use until its close (its
+ * writes wait in the queue meanwhile), rather than open the checkpoint connection, which would
+ * parse the schema again. The next batch then starts the WAL over, and the next process to open
+ * the journal reads only what was written since. */
+static void checkpoint_early(cbx_journal *j)
+{
+    pthread_mutex_lock(&j->mu);
+    if (!j->in_txn)
+        sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    pthread_mutex_unlock(&j->mu);
+}
+
 /* Let go of the shared part; the last to let go frees it (with f->wmu held, which it drops). */
 static void flusher_release(struct cbx__jflusher *f)
 {
@@ -358,6 +371,13 @@ static void *flusher_main(void *arg)
             work_end(f);
             continue;
         }
+        if (atomic_load(&j->checkpoint_early)) {
+            atomic_store(&j->checkpoint_early, 0);
+            work_begin(f);
+            checkpoint_early(j);
+            work_end(f);
+            continue;
+        }
         if (j->wal && atomic_load(&j->checkpoint_due)) {
             /* first, even while a batch is open (under a steady stream of writes there is
              * always one) */
@@ -375,7 +395,8 @@ static void *flusher_main(void *arg)
              * the wait has begun). */
             atomic_store(&j->flusher_idle, 1);
             if (!atomic_load(&j->batch_started_ns) && !atomic_load(&j->queued_ns) &&
-                !(j->wal && atomic_load(&j->checkpoint_due)) && !atomic_load(&j->commit_asked))
+                !(j->wal && atomic_load(&j->checkpoint_due)) && !atomic_load(&j->commit_asked) &&
+                !atomic_load(&j->checkpoint_early))
                 pthread_cond_wait(&f->wcv, &f->wmu);
             if (!f->stopping)
                 atomic_store(&j->flusher_idle, 0);
@@ -553,15 +574,20 @@ static int setup_schema(cbx_journal *j, int memory, int wal_already, cbx_err *er
     }
     /* NORMAL in WAL mode: a commit is durable across a crash of the process, and only a power
      * failure or an OS crash can take back the last commits; checkpoints still fsync. */
-    /* A WAL that once grew long (a burst of writes outran the checkpoints) is cut back to 16 MB
-     * when it starts over, rather than keep its longest length on disk. */
+    /* A WAL that grew long (a burst of writes outran the checkpoints, or short processes wrote
+     * one after another) is cut back to CBX__JOURNAL_EARLY_WAL_BYTES when it starts over, rather
+     * than keep its longest length on disk: so the file's length at open tells whether it holds
+     * much to copy (cbx_journal_open). */
     /* A page cache of 1 MiB (SQLite keeps every page it has read, up to the bound): ids are
      * time-ordered (UUIDv7), so the writes append at the right edge of the table and of every
      * index and touch few pages; 8 MiB made a 2,000-step flow's process hold 2.7 MB of pages it
      * had written once and would not read again. */
+    char size_limit[64];
+    snprintf(size_limit, sizeof size_limit, "PRAGMA journal_size_limit=%ld",
+             (long)CBX__JOURNAL_EARLY_WAL_BYTES);
     if ((r = exec_sql(j, "PRAGMA synchronous=NORMAL", err, "synchronous=NORMAL")) != 0 ||
         (r = exec_sql(j, "PRAGMA cache_size=-1024", err, "cache_size")) != 0 ||
-        (r = exec_sql(j, "PRAGMA journal_size_limit=16777216", err, "journal_size_limit")) != 0)
+        (r = exec_sql(j, size_limit, err, "journal_size_limit")) != 0)
         return r;
     /* set up already (the version is only ever raised): the usual open, which reads no more */
     if (version == CBX__JOURNAL_SCHEMA)
@@ -611,6 +637,17 @@ static int resolve_path(cbx_journal *j, const cbx_journal_opts *o, cbx_err *err)
         return cbx_err_set(err, -ENOMEM, "out of memory");
     snprintf(j->path, n, "%s/journal.db", dir);
     return 0;
+}
+
+/* The length of the WAL file, or -1 when there is none. */
+static long long wal_bytes(const cbx_journal *j)
+{
+    char wal[PATH_MAX];
+    struct stat st;
+    int n = snprintf(wal, sizeof wal, "%s-wal", j->path);
+    if (n <= 0 || (size_t)n >= sizeof wal || stat(wal, &st) != 0)
+        return -1;
+    return (long long)st.st_size;
 }
 
 static int start_flusher(cbx_journal *j, cbx_err *err)
@@ -666,6 +703,7 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     atomic_init(&j->checkpoint_due, 0);
     atomic_init(&j->commit_asked, 0);
     atomic_init(&j->checkpointing, 0);
+    atomic_init(&j->checkpoint_early, 0);
     atomic_init(&j->queued_ns, 0);
     atomic_init(&j->async_set, 0);
     int e = pthread_mutex_init(&j->mu, NULL);
@@ -740,6 +778,10 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     pthread_mutex_unlock(&j->mu);
     if (r != 0)
         goto fail;
+    if (!memory && wal_bytes(j) > CBX__JOURNAL_EARLY_WAL_BYTES) {
+        atomic_store(&j->checkpoint_early, 1); /* seen by the flusher before it sleeps, or ... */
+        wake_flusher(j);                       /* ... woken */
+    }
     *out = j;
     return 0;
 fail:
@@ -759,11 +801,7 @@ fail:
  * a checkpoint the flusher did not get to. */
 static void checkpoint_at_close(cbx_journal *j)
 {
-    char wal[PATH_MAX];
-    struct stat st;
-    int n = snprintf(wal, sizeof wal, "%s-wal", j->path);
-    if (n > 0 && (size_t)n < sizeof wal && stat(wal, &st) == 0 &&
-        st.st_size > CBX__JOURNAL_CLOSE_WAL_BYTES) {
+    if (wal_bytes(j) > CBX__JOURNAL_CLOSE_WAL_BYTES) {
         if (j->ck)
             sqlite3_db_config(j->ck, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
         sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);

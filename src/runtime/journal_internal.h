@@ -30,7 +30,12 @@
  * connection has the journal open: a process that opens the journal when no other has it open
  * reads the whole WAL again (SQLite's recovery) and cannot know it was already copied, so
  * short-lived processes would otherwise make every later open slower without limit. */
-#define CBX__JOURNAL_CLOSE_WAL_BYTES        (1024L * 1024) /* 1 MiB */
+#define CBX__JOURNAL_CLOSE_WAL_BYTES (1024L * 1024) /* 1 MiB */
+/* A WAL file longer than this at open is copied into the database by the flusher thread at once,
+ * on the journal's own connection, while the process goes on (a `cbx exec` runs its command):
+ * the next batch then starts the WAL over, and a restarted WAL file is cut back to this length
+ * (journal_size_limit), so that its length says how much the next open has to read. */
+#define CBX__JOURNAL_EARLY_WAL_BYTES        (256L * 1024) /* 256 KiB */
 #define CBX__JOURNAL_DEFAULT_MAX_EXECUTIONS 100000u
 /* Functions cbx_journal_on_commit keeps per handle: one per flow run at once on the handle (cbx
  * run --batch --parallel N shares one handle among N runs, N up to 1024). */
@@ -109,6 +114,7 @@ struct cbx_journal {
     atomic_int checkpoint_due;         /* the WAL has grown past CBX__JOURNAL_CHECKPOINT_PAGES */
     atomic_int commit_asked;           /* cbx_journal_commit_soon: the flusher commits at once */
     atomic_int checkpointing;          /* the flusher is in a checkpoint */
+    atomic_int checkpoint_early;       /* the WAL was long at open: the flusher copies it (on db) */
     int mu_ready;
 
     /* The writes queued for the flusher (journal_queue.c), oldest first, under qmu (taken after
