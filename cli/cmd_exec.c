@@ -226,7 +226,13 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
         }
     }
 
-    int jr = ctx->no_journal ? 0 : cli_journal_open(NULL, 0, &journal);
+    /* A command (-- CMD) runs while the journal's thread opens the database (SQLite's open, the
+     * WAL's index, the schema): a failure there is said at the end (cli_journal_finish), and
+     * the command's records are lost. Other types may read the journal as they run (an agent's
+     * memory): opened before. */
+    int jr = ctx->no_journal ? 0
+             : c->cmd        ? cli_journal_open_writer(NULL, &journal)
+                             : cli_journal_open(NULL, 0, &journal);
     if (jr) {
         code = jr; /* 2 for a bad CBX_JOURNAL_* value, 70 when it cannot be opened */
         goto out;

@@ -184,6 +184,10 @@ int cbx__journal_begin_locked(cbx_journal *j, cbx_err *err)
 {
     if (j->in_txn)
         return 0;
+    /* a long WAL found at open that the flusher has not copied yet: copied now, so that this
+     * batch starts the WAL over (checkpoint_early) */
+    if (atomic_load(&j->checkpoint_early) && atomic_exchange(&j->checkpoint_early, 0))
+        sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     int r = step_done(j, j->st_begin, err, "begin");
     if (r != 0)
         return r;
@@ -316,7 +320,9 @@ static void checkpoint_wal(cbx_journal *j)
  * journal's own connection, which a short process does not otherwise use until its close (its
  * writes wait in the queue meanwhile), rather than open the checkpoint connection, which would
  * parse the schema again. The next batch then starts the WAL over, and the next process to open
- * the journal reads only what was written since. */
+ * the journal reads only what was written since. Should a batch begin first (a command that
+ * ended before this thread got here), cbx__journal_begin_locked copies it instead: whichever
+ * claims checkpoint_early. */
 static void checkpoint_early(cbx_journal *j)
 {
     pthread_mutex_lock(&j->mu);
@@ -352,12 +358,16 @@ static void work_end(struct cbx__jflusher *f)
         pthread_cond_broadcast(&f->wcv); /* the close waiting for it */
 }
 
+static void background_open(struct cbx__jflusher *f, cbx_journal *j);
+
 /* With wmu held, the handle may be used only while !f->stopping, which is checked first after
  * every wait: once a close has set it and seen the flusher idle, the handle may be gone. */
 static void *flusher_main(void *arg)
 {
     struct cbx__jflusher *f = arg;
-    cbx_journal *j = f->j; /* not used before f->stopping is read */
+    cbx_journal *j = f->j; /* not used before f->stopping is read (or by background_open) */
+    if (f->open_pending)
+        background_open(f, j); /* the handle cannot close before it is done */
     pthread_mutex_lock(&f->wmu);
     while (!f->stopping) {
         uint64_t started =
@@ -371,8 +381,7 @@ static void *flusher_main(void *arg)
             work_end(f);
             continue;
         }
-        if (atomic_load(&j->checkpoint_early)) {
-            atomic_store(&j->checkpoint_early, 0);
+        if (atomic_load(&j->checkpoint_early) && atomic_exchange(&j->checkpoint_early, 0)) {
             work_begin(f);
             checkpoint_early(j);
             work_end(f);
@@ -639,6 +648,106 @@ static int resolve_path(cbx_journal *j, const cbx_journal_opts *o, cbx_err *err)
     return 0;
 }
 
+/* SQLite's side of an open: the connection, the schema checked (made when missing), the owner
+ * functions, the transaction statements, the WAL hook, the loss ledger. 0 or an error. */
+static int open_db(cbx_journal *j, int memory, int wal_already, cbx_err *err)
+{
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                      (memory ? 0 : SQLITE_OPEN_NOFOLLOW);
+    if (sqlite3_open_v2(j->path, &j->db, flags, NULL) != SQLITE_OK)
+        return cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s", j->path,
+                           j->db ? sqlite3_errmsg(j->db) : "out of memory");
+    sqlite3_busy_timeout(j->db, CBX__JOURNAL_BUSY_MS);
+    int r;
+    if ((r = setup_schema(j, memory, wal_already, err)) != 0 ||
+        (r = cbx__journal_owner_setup(j, err)) != 0)
+        return r;
+    if ((r = prepare(j, "BEGIN IMMEDIATE", &j->st_begin, err)) != 0 ||
+        (r = prepare(j, "COMMIT", &j->st_commit, err)) != 0 ||
+        (r = prepare(j, "ROLLBACK", &j->st_rollback, err)) != 0)
+        return r;
+    if (!memory) {
+        /* Checkpoints move to the flusher's connection, and happen when the WAL has grown, not
+         * at every close: a short-lived process (one `cbx exec`) would otherwise pay for a
+         * checkpoint and its fsync on its way out. */
+        sqlite3_wal_hook(j->db, wal_hook, j);
+        sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+        j->wal = 1; /* the checkpoint connection is opened when one is due (open_ck) */
+    }
+    cbx__journal_ledger_open(j);
+    return 0;
+}
+
+static long long wal_bytes(const cbx_journal *j);
+
+/* The end of an open, with mu held and the flusher started: retention, and a long WAL handed to
+ * the flusher to copy. */
+static int open_finish_locked(cbx_journal *j, int memory, cbx_err *err)
+{
+    int r = cbx__journal_prune_locked(j, err);
+    if (r == 0)
+        r = cbx__journal_commit_locked(j, err);
+    if (r == 0 && !memory && wal_bytes(j) > CBX__JOURNAL_EARLY_WAL_BYTES) {
+        atomic_store(&j->checkpoint_early, 1); /* seen by the flusher before it sleeps, or ... */
+        wake_flusher(j);                       /* ... woken */
+    }
+    return r;
+}
+
+/* A background open failed (with mu held): the handle stays, without a database; every write
+ * is lost with the reason, which cbx_journal_open_error gives. */
+static void open_failed_locked(cbx_journal *j, const cbx_err *e)
+{
+    j->open_rc = e->code ? e->code : CBX_EJOURNAL;
+    snprintf(j->open_msg, sizeof j->open_msg, "%s", e->msg[0] ? e->msg : cbx_strerror(j->open_rc));
+    sqlite3_stmt *sts[] = {j->st_begin, j->st_commit, j->st_rollback};
+    for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
+        sqlite3_finalize(sts[i]);
+    j->st_begin = j->st_commit = j->st_rollback = NULL;
+    sqlite3_close_v2(j->db);
+    j->db = NULL;
+    j->wal = 0;
+    j->in_txn = 0;
+}
+
+/* The flusher's first work for open_in_background: take mu (cbx_journal_open waits for that, so
+ * every call that needs the database waits for the open), say so, open. The flusher is busy
+ * meanwhile, so that a close waits for it. */
+static void background_open(struct cbx__jflusher *f, cbx_journal *j)
+{
+    pthread_mutex_lock(&j->mu);
+    pthread_mutex_lock(&f->wmu);
+    f->holds_mu = 1;
+    f->busy = 1;
+    pthread_cond_broadcast(&f->wcv);
+    pthread_mutex_unlock(&f->wmu);
+    cbx_err e;
+    cbx_err_clear(&e);
+    int r = open_db(j, 0, j->bg_wal_already, &e);
+    if (r == 0)
+        r = open_finish_locked(j, 0, &e);
+    if (r != 0)
+        open_failed_locked(j, &e);
+    pthread_mutex_unlock(&j->mu);
+    pthread_mutex_lock(&f->wmu);
+    f->busy = 0;
+    if (f->stopping)
+        pthread_cond_broadcast(&f->wcv); /* the close waiting for it */
+    pthread_mutex_unlock(&f->wmu);
+}
+
+int cbx_journal_open_error(cbx_journal *j, cbx_err *err)
+{
+    if (!j)
+        return 0;
+    pthread_mutex_lock(&j->mu);
+    int r = j->open_rc;
+    if (r != 0)
+        cbx_err_set(err, r, "%s", j->open_msg);
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}
+
 /* The length of the WAL file, or -1 when there is none. */
 static long long wal_bytes(const cbx_journal *j)
 {
@@ -650,7 +759,8 @@ static long long wal_bytes(const cbx_journal *j)
     return (long long)st.st_size;
 }
 
-static int start_flusher(cbx_journal *j, cbx_err *err)
+/* background: the thread opens the database first (background_open); returns once it holds mu. */
+static int start_flusher(cbx_journal *j, int background, cbx_err *err)
 {
     struct cbx__jflusher *f = calloc(1, sizeof *f);
     if (!f)
@@ -672,6 +782,7 @@ static int start_flusher(cbx_journal *j, cbx_err *err)
     }
     f->refs = 2;
     f->j = j;
+    f->open_pending = background;
     j->fl = f;
     e = pthread_create(&j->flusher, NULL, flusher_main, f);
     if (e != 0) {
@@ -683,6 +794,12 @@ static int start_flusher(cbx_journal *j, cbx_err *err)
     }
     pthread_detach(j->flusher);
     j->flusher_running = 1;
+    if (background) {
+        pthread_mutex_lock(&f->wmu);
+        while (!f->holds_mu)
+            pthread_cond_wait(&f->wcv, &f->wmu);
+        pthread_mutex_unlock(&f->wmu);
+    }
     return 0;
 }
 
@@ -742,46 +859,21 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     if (!memory && ((r = make_parent_dir(j->path, err)) != 0 ||
                     (r = precreate(j->path, &wal_already, err)) != 0))
         goto fail;
-
-    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-                      (memory ? 0 : SQLITE_OPEN_NOFOLLOW);
-    if (sqlite3_open_v2(j->path, &j->db, flags, NULL) != SQLITE_OK) {
-        r = cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s", j->path,
-                        j->db ? sqlite3_errmsg(j->db) : "out of memory");
-        goto fail;
+    if (o->open_in_background && !memory) {
+        /* the flusher opens the database, holding mu, before anything else */
+        j->bg_wal_already = wal_already;
+        if ((r = start_flusher(j, 1, err)) != 0)
+            goto fail;
+        *out = j;
+        return 0;
     }
-    sqlite3_busy_timeout(j->db, CBX__JOURNAL_BUSY_MS);
-    if ((r = setup_schema(j, memory, wal_already, err)) != 0 ||
-        (r = cbx__journal_owner_setup(j, err)) != 0)
+    if ((r = open_db(j, memory, wal_already, err)) != 0 || (r = start_flusher(j, 0, err)) != 0)
         goto fail;
-    if ((r = prepare(j, "BEGIN IMMEDIATE", &j->st_begin, err)) != 0 ||
-        (r = prepare(j, "COMMIT", &j->st_commit, err)) != 0 ||
-        (r = prepare(j, "ROLLBACK", &j->st_rollback, err)) != 0)
-        goto fail;
-
-    if (!memory) {
-        /* Checkpoints move to the flusher's connection, and happen when the WAL has grown, not
-         * at every close: a short-lived process (one `cbx exec`) would otherwise pay for a
-         * checkpoint and its fsync on its way out. */
-        sqlite3_wal_hook(j->db, wal_hook, j);
-        sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
-        j->wal = 1; /* the checkpoint connection is opened when one is due (open_ck) */
-    }
-    cbx__journal_ledger_open(j);
-    if ((r = start_flusher(j, err)) != 0)
-        goto fail;
-
     pthread_mutex_lock(&j->mu);
-    r = cbx__journal_prune_locked(j, err);
-    if (r == 0)
-        r = cbx__journal_commit_locked(j, err);
+    r = open_finish_locked(j, memory, err);
     pthread_mutex_unlock(&j->mu);
     if (r != 0)
         goto fail;
-    if (!memory && wal_bytes(j) > CBX__JOURNAL_EARLY_WAL_BYTES) {
-        atomic_store(&j->checkpoint_early, 1); /* seen by the flusher before it sleeps, or ... */
-        wake_flusher(j);                       /* ... woken */
-    }
     *out = j;
     return 0;
 fail:
@@ -1076,6 +1168,12 @@ static void lost_one(cbx_journal *j, const cbx_err *err)
     cbx__journal_lost_locked(j, 1, err && err->msg[0] ? err->msg : NULL);
 }
 
+/* With mu held, on a handle whose background open failed. */
+static int opened_not(cbx_journal *j, cbx_err *err)
+{
+    return cbx_err_set(err, j->open_rc ? j->open_rc : CBX_EJOURNAL, "%s", j->open_msg);
+}
+
 static int missing(cbx_err *err, const char *what)
 {
     return cbx_err_set(err, CBX_EJOURNAL, "journal: %s is missing", what);
@@ -1210,6 +1308,11 @@ static int apply_db(cbx_journal *j, const cbx__jrec *rec, cbx_err *err)
 int cbx__journal_apply_locked(cbx_journal *j, const cbx__jrec *rec, cbx_err *err)
 {
     int r;
+    if (!j->db) { /* its open (in the background) failed */
+        r = cbx_err_set(err, j->open_rc ? j->open_rc : CBX_EJOURNAL, "%s", j->open_msg);
+        lost_one(j, err);
+        return r;
+    }
     switch (rec->kind) {
     case CBX__JREC_DB:
         r = apply_db(j, rec, err);
@@ -1303,7 +1406,7 @@ int cbx_journal_write_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, uint64_
         return missing(err, !j ? "the journal" : "the function");
     pthread_mutex_lock(&j->mu);
     cbx__journal_drain_locked(j); /* the writes queued before it go first */
-    int r = cbx__journal_begin_locked(j, err);
+    int r = j->db ? cbx__journal_begin_locked(j, err) : opened_not(j, err);
     uint64_t b = j->batch_no;
     if (r == 0) {
         r = fn(j->db, ud, err);
@@ -1377,7 +1480,7 @@ int cbx_journal_read_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, cbx_err 
     if (!j || !fn)
         return missing(err, !j ? "the journal" : "the function");
     pthread_mutex_lock(&j->mu);
-    int r = cbx__journal_settle_locked(j, err);
+    int r = j->db ? cbx__journal_settle_locked(j, err) : opened_not(j, err);
     if (r == 0)
         r = fn(j->db, ud, err);
     pthread_mutex_unlock(&j->mu);

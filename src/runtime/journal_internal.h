@@ -91,6 +91,8 @@ struct cbx__jflusher {
     int stopping;          /* the handle is closing: the flusher must not touch it again */
     int busy;              /* the flusher works on the handle without wmu: close waits */
     int refs;              /* 2 while the thread runs and the handle is open */
+    int open_pending;      /* the thread opens the database first (open_in_background) */
+    int holds_mu;          /* ... and holds the handle's mu for it: cbx_journal_open may return */
     struct cbx_journal *j; /* the handle: the thread's argument is this, not it */
 };
 
@@ -170,6 +172,12 @@ struct cbx_journal {
     int retention_ready;     /* journal_retention exists */
     int lost_fd;             /* the loss ledger, -1 = none */
     cbx_journal_losses lost; /* this handle's losses (under mu) */
+
+    /* An open made by the flusher (open_in_background): its outcome, under mu. A failed one
+     * leaves db NULL, and every write is lost with open_msg. */
+    int bg_wal_already;
+    int open_rc;
+    char open_msg[512];
 
     /* journal_owner.c: this process as the owner of the rows it starts */
     int owner_pid;
