@@ -399,15 +399,14 @@ static void probe_with(const char *mountinfo, const char *cgroups)
         make_base(mountinfo, cgroups, "cgroup2", NULL, "", g.tree_base, sizeof g.tree_base);
     if (g.tree_base_fd < 0)
         return;
-    /* The attempts' cgroups must take processes: try with one of our own making. */
-    if (mkdirat(g.tree_base_fd, "probe", 0755) < 0 && errno != EEXIST)
-        goto no_tree;
-    int fd = openat(g.tree_base_fd, "probe/cgroup.procs", O_WRONLY | O_CLOEXEC);
+    /* The attempts' cgroups must take processes: their files are made as the base's are, ours
+     * (a child cgroup made and removed here to try cost about 80 us of system time and 200 us of
+     * wall time per process, the removal waiting for the kernel). */
+    int fd = openat(g.tree_base_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
     int ok = fd >= 0;
     if (fd >= 0)
         close(fd);
-    g.has_kill = faccessat(g.tree_base_fd, "probe/cgroup.kill", W_OK, 0) == 0;
-    unlinkat(g.tree_base_fd, "probe", AT_REMOVEDIR);
+    g.has_kill = faccessat(g.tree_base_fd, "cgroup.kill", W_OK, 0) == 0;
     if (!ok)
         goto no_tree;
     g.tree_ok = 1;
