@@ -712,7 +712,9 @@ static void open_failed_locked(cbx_journal *j, const cbx_err *e)
 
 /* The flusher's first work for open_in_background: take mu (cbx_journal_open waits for that, so
  * every call that needs the database waits for the open), say so, open. The flusher is busy
- * meanwhile, so that a close waits for it. */
+ * meanwhile, so that a close waits for it. The statement that writes an execution whole (its start
+ * and its end in one batch, as a short `cbx exec` writes it at its close) is prepared here too,
+ * while the caller goes on, rather than when the caller waits for the close's commit. */
 static void background_open(struct cbx__jflusher *f, cbx_journal *j)
 {
     pthread_mutex_lock(&j->mu);
@@ -728,6 +730,8 @@ static void background_open(struct cbx__jflusher *f, cbx_journal *j)
         r = open_finish_locked(j, 0, &e);
     if (r != 0)
         open_failed_locked(j, &e);
+    else if (prepare(j, sql_whole, &j->st_whole, &e) != 0) /* tried again when first used */
+        j->st_whole = NULL;
     pthread_mutex_unlock(&j->mu);
     pthread_mutex_lock(&f->wmu);
     f->busy = 0;
