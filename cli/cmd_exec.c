@@ -12,6 +12,8 @@
 #include "output.h"
 #include "signals.h"
 
+#include "executors/command.h"
+
 #include "cbx/breaker_store.h"
 #include "cbx/journal.h"
 #include "cbx/runtime.h"
@@ -226,6 +228,10 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
         }
     }
 
+    /* The command's cgroups and their guard process first, while this process is small and has
+     * one thread (the guard is forked) */
+    if (c->cmd)
+        cbx__cgroup_warm();
     /* A command (-- CMD) runs while the journal's thread opens the database (SQLite's open, the
      * WAL's index, the schema): a failure there is said at the end (cli_journal_finish), and
      * the command's records are lost. Other types may read the journal as they run (an agent's

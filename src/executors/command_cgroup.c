@@ -573,6 +573,12 @@ static int to_pool(cbx__cgroup *cg)
     return kept;
 }
 
+void cbx__cgroup_warm(void)
+{
+    if (!cbx__cmd_no_cgroup)
+        pthread_once(&g.once, probe);
+}
+
 int cbx__cgroup_open(cbx__cgroup *cg, uint64_t memory_max_bytes, cbx_err *err)
 {
     cg->tree_dir = cg->mem_dir = cg->procs_fd[0] = cg->procs_fd[1] = cg->kill_fd = -1;
