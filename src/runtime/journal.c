@@ -308,7 +308,7 @@ static void checkpoint_wal(cbx_journal *j)
             SQLITE_OK ||
         log < CBX__JOURNAL_CHECKPOINT_PAGES || copied < log)
         return; /* a reader (of another process) holds frames back: the next one goes on */
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     if (j->in_txn)
         commit_asked_locked(j);
     sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
@@ -325,7 +325,7 @@ static void checkpoint_wal(cbx_journal *j)
  * claims checkpoint_early. */
 static void checkpoint_early(cbx_journal *j)
 {
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     if (!j->in_txn)
         sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     pthread_mutex_unlock(&j->mu);
@@ -375,7 +375,7 @@ static void *flusher_main(void *arg)
         if (atomic_load(&j->commit_asked)) {
             atomic_store(&j->commit_asked, 0);
             work_begin(f);
-            pthread_mutex_lock(&j->mu);
+            cbx__journal_lock(j);
             commit_asked_locked(j);
             pthread_mutex_unlock(&j->mu);
             work_end(f);
@@ -710,19 +710,15 @@ static void open_failed_locked(cbx_journal *j, const cbx_err *e)
     j->in_txn = 0;
 }
 
-/* The flusher's first work for open_in_background: take mu (cbx_journal_open waits for that, so
- * every call that needs the database waits for the open), say so, open. The flusher is busy
- * meanwhile, so that a close waits for it. The statement that writes an execution whole (its start
- * and its end in one batch, as a short `cbx exec` writes it at its close) is prepared here too,
- * while the caller goes on, rather than when the caller waits for the close's commit. */
+/* The flusher's first work for open_in_background: open, holding mu; until it is done every
+ * cbx__journal_lock waits (opening), so every call that needs the database waits for the open.
+ * The flusher is busy from its start (start_flusher), so that a close waits for it. The statement
+ * that writes an execution whole (its start and its end in one batch, as a short `cbx exec` writes
+ * it at its close) is prepared here too, while the caller goes on, rather than when the caller
+ * waits for the close's commit. */
 static void background_open(struct cbx__jflusher *f, cbx_journal *j)
 {
-    pthread_mutex_lock(&j->mu);
-    pthread_mutex_lock(&f->wmu);
-    f->holds_mu = 1;
-    f->busy = 1;
-    pthread_cond_broadcast(&f->wcv);
-    pthread_mutex_unlock(&f->wmu);
+    pthread_mutex_lock(&j->mu); /* not cbx__journal_lock: this is the open it would wait for */
     cbx_err e;
     cbx_err_clear(&e);
     int r = open_db(j, 0, j->bg_wal_already, &e);
@@ -732,6 +728,8 @@ static void background_open(struct cbx__jflusher *f, cbx_journal *j)
         open_failed_locked(j, &e);
     else if (prepare(j, sql_whole, &j->st_whole, &e) != 0) /* tried again when first used */
         j->st_whole = NULL;
+    atomic_store(&j->opening, 0);
+    pthread_cond_broadcast(&j->open_cv);
     pthread_mutex_unlock(&j->mu);
     pthread_mutex_lock(&f->wmu);
     f->busy = 0;
@@ -744,7 +742,7 @@ int cbx_journal_open_error(cbx_journal *j, cbx_err *err)
 {
     if (!j)
         return 0;
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     int r = j->open_rc;
     if (r != 0)
         cbx_err_set(err, r, "%s", j->open_msg);
@@ -763,7 +761,7 @@ static long long wal_bytes(const cbx_journal *j)
     return (long long)st.st_size;
 }
 
-/* background: the thread opens the database first (background_open); returns once it holds mu. */
+/* background: the thread opens the database first (background_open). */
 static int start_flusher(cbx_journal *j, int background, cbx_err *err)
 {
     struct cbx__jflusher *f = calloc(1, sizeof *f);
@@ -787,6 +785,7 @@ static int start_flusher(cbx_journal *j, int background, cbx_err *err)
     f->refs = 2;
     f->j = j;
     f->open_pending = background;
+    f->busy = background; /* until background_open is done: a close waits for it */
     j->fl = f;
     e = pthread_create(&j->flusher, NULL, flusher_main, f);
     if (e != 0) {
@@ -798,12 +797,6 @@ static int start_flusher(cbx_journal *j, int background, cbx_err *err)
     }
     pthread_detach(j->flusher);
     j->flusher_running = 1;
-    if (background) {
-        pthread_mutex_lock(&f->wmu);
-        while (!f->holds_mu)
-            pthread_cond_wait(&f->wcv, &f->wmu);
-        pthread_mutex_unlock(&f->wmu);
-    }
     return 0;
 }
 
@@ -825,6 +818,7 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     atomic_init(&j->commit_asked, 0);
     atomic_init(&j->checkpointing, 0);
     atomic_init(&j->checkpoint_early, 0);
+    atomic_init(&j->opening, 0);
     atomic_init(&j->queued_ns, 0);
     atomic_init(&j->async_set, 0);
     int e = pthread_mutex_init(&j->mu, NULL);
@@ -864,16 +858,24 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
                     (r = precreate(j->path, &wal_already, err)) != 0))
         goto fail;
     if (o->open_in_background && !memory) {
-        /* the flusher opens the database, holding mu, before anything else */
+        /* the flusher opens the database before anything else; cbx__journal_lock waits for it */
         j->bg_wal_already = wal_already;
-        if ((r = start_flusher(j, 1, err)) != 0)
+        if ((e = pthread_cond_init(&j->open_cv, NULL)) != 0) {
+            r = cbx_err_set(err, -e, "journal: condition variable: %s", strerror(e));
             goto fail;
+        }
+        j->open_cv_ready = 1;
+        atomic_store(&j->opening, 1);
+        if ((r = start_flusher(j, 1, err)) != 0) {
+            atomic_store(&j->opening, 0);
+            goto fail;
+        }
         *out = j;
         return 0;
     }
     if ((r = open_db(j, memory, wal_already, err)) != 0 || (r = start_flusher(j, 0, err)) != 0)
         goto fail;
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     r = open_finish_locked(j, memory, err);
     pthread_mutex_unlock(&j->mu);
     if (r != 0)
@@ -947,6 +949,8 @@ void cbx_journal_close(cbx_journal *j)
         pthread_mutex_destroy(&j->mu);
     if (j->qmu_ready)
         pthread_mutex_destroy(&j->qmu);
+    if (j->open_cv_ready)
+        pthread_cond_destroy(&j->open_cv);
     cbx__journal_ledger_close(j);
     cbx__redact_rules_clear(&j->rules);
     free(j->buf.p);
@@ -1172,6 +1176,13 @@ static void lost_one(cbx_journal *j, const cbx_err *err)
     cbx__journal_lost_locked(j, 1, err && err->msg[0] ? err->msg : NULL);
 }
 
+void cbx__journal_lock(cbx_journal *j)
+{
+    pthread_mutex_lock(&j->mu);
+    while (atomic_load(&j->opening))
+        pthread_cond_wait(&j->open_cv, &j->mu);
+}
+
 /* With mu held, on a handle whose background open failed. */
 static int opened_not(cbx_journal *j, cbx_err *err)
 {
@@ -1344,7 +1355,7 @@ int cbx__journal_apply_locked(cbx_journal *j, const cbx__jrec *rec, cbx_err *err
 /* A record that could not be made (its JSON, memory) is lost like a failed write. */
 static int not_made(cbx_journal *j, int r, cbx_err *err)
 {
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     lost_one(j, err);
     pthread_mutex_unlock(&j->mu);
     return r;
@@ -1392,7 +1403,7 @@ int cbx_journal_flush(cbx_journal *j, cbx_err *err)
 {
     if (!j)
         return missing(err, "the journal");
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     cbx__journal_drain_locked(j);
     int r = cbx__journal_commit_locked(j, err);
     if (r == 0)
@@ -1408,7 +1419,7 @@ int cbx_journal_write_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, uint64_
 {
     if (!j || !fn)
         return missing(err, !j ? "the journal" : "the function");
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     cbx__journal_drain_locked(j); /* the writes queued before it go first */
     int r = j->db ? cbx__journal_begin_locked(j, err) : opened_not(j, err);
     uint64_t b = j->batch_no;
@@ -1483,7 +1494,7 @@ int cbx_journal_read_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, cbx_err 
 {
     if (!j || !fn)
         return missing(err, !j ? "the journal" : "the function");
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     int r = j->db ? cbx__journal_settle_locked(j, err) : opened_not(j, err);
     if (r == 0)
         r = fn(j->db, ud, err);
@@ -1495,7 +1506,7 @@ int cbx_journal_batch_state(cbx_journal *j, uint64_t batch, cbx_err *err)
 {
     if (!j)
         return missing(err, "the journal");
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     int r;
     if (batch == 0 || batch > j->batch_no)
         r = cbx_err_set(err, -EINVAL, "journal %s: no batch %llu (the last is %llu)", j->path,
@@ -1515,7 +1526,7 @@ int cbx_journal_on_commit(cbx_journal *j, cbx_journal_commit_fn fn, void *ud, cb
 {
     if (!j || !fn)
         return missing(err, !j ? "the journal" : "the function");
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     int i = 0;
     while (i < CBX__JOURNAL_LISTENERS && j->on_commit[i].fn)
         i++;
@@ -1536,7 +1547,7 @@ void cbx_journal_on_commit_remove(cbx_journal *j, cbx_journal_commit_fn fn, void
 {
     if (!j || !fn)
         return;
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     for (int i = 0; i < j->on_commit_n; i++)
         if (j->on_commit[i].fn == fn && j->on_commit[i].ud == ud) {
             j->on_commit[i].fn = NULL;
@@ -1560,7 +1571,7 @@ int cbx_journal_commit_soon(cbx_journal *j, cbx_err *err)
         return 0;
     }
     /* the flusher is copying the WAL (and syncing): do not wait behind it */
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     int r = commit_asked_locked(j);
     if (r != 0) {
         r = cbx_err_set(err, j->async_rc, "%s", j->async_msg);

@@ -92,7 +92,6 @@ struct cbx__jflusher {
     int busy;              /* the flusher works on the handle without wmu: close waits */
     int refs;              /* 2 while the thread runs and the handle is open */
     int open_pending;      /* the thread opens the database first (open_in_background) */
-    int holds_mu;          /* ... and holds the handle's mu for it: cbx_journal_open may return */
     struct cbx_journal *j; /* the handle: the thread's argument is this, not it */
 };
 
@@ -176,6 +175,9 @@ struct cbx_journal {
     /* An open made by the flusher (open_in_background): its outcome, under mu. A failed one
      * leaves db NULL, and every write is lost with open_msg. */
     int bg_wal_already;
+    atomic_int opening; /* set until the flusher has opened it: cbx__journal_lock waits */
+    pthread_cond_t open_cv;
+    int open_cv_ready;
     int open_rc;
     char open_msg[512];
 
@@ -184,6 +186,11 @@ struct cbx_journal {
     uint64_t owner_start;
     int has_owner; /* executions has the owner columns */
 };
+
+/* Take j->mu, the handle's lock, once the database is open: with open_in_background, the
+ * flusher opens it holding mu, and a caller that gets mu first waits for that (every use of the
+ * database takes mu through this). */
+void cbx__journal_lock(cbx_journal *j);
 
 /* The status of a row as queries show it: "abandoned" for one not ended whose owner is gone. */
 #define CBX__STATUS_SQL                                                                            \
