@@ -457,6 +457,9 @@ static int make_parent_dir(const char *path, cbx_err *err)
                            strerror(ENAMETOOLONG));
     memcpy(dir, path, n);
     dir[n] = '\0';
+    struct stat st;
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0; /* the usual case: one call, not a mkdir per component */
     for (char *p = dir + 1;; p++) {
         if (*p != '/' && *p != '\0')
             continue;
@@ -470,7 +473,6 @@ static int make_parent_dir(const char *path, cbx_err *err)
         if (c == '\0')
             break;
     }
-    struct stat st;
     if (stat(dir, &st) != 0) {
         int e = errno;
         return cbx_err_set(err, -e, "journal directory %s: %s", dir, strerror(e));
