@@ -232,6 +232,11 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
      * one thread (the guard is forked) */
     if (c->cmd)
         cbx__cgroup_warm();
+    /* One command at a time: spawned on this thread (clone(CLONE_VFORK) holds it until the
+     * child's exec), not handed to a spawner thread and back: that thread's start and the two
+     * wake-ups, each a wait for a CPU on a busy machine, for a loop with nothing else to do. */
+    if (c->cmd && c->repeat == 1)
+        cbx__cmd_inline_spawn = 1;
     /* A command (-- CMD) runs while the journal's thread opens the database (SQLite's open, the
      * WAL's index, the schema): a failure there is said at the end (cli_journal_finish), and
      * the command's records are lost. Other types may read the journal as they run (an agent's
