@@ -89,8 +89,12 @@ int cli_journal_opts(struct cbx_journal_opts *o);
 /* Open the journal (read_only for queries: a missing journal is then made, as a writer would).
  * Returns 0, or an exit code after a one-line message prefixed with cmd. */
 int cli_journal_open(const char *cmd, int read_only, struct cbx_journal **j);
+/* The same for a writer that goes on while SQLite opens the database (open_in_background): the
+ * directory and the file are checked here; a failure of the rest is said by cli_journal_finish. */
+int cli_journal_open_writer(const char *cmd, struct cbx_journal **j);
 /* Commit what is pending; when writes of this handle could not be made, say so on stderr (one
- * line) and return 1, else 0. j may be NULL. Call before cbx_journal_close. */
+ * line: the open's error, as cli_journal_open says it, when it was opened in the background and
+ * that failed) and return 1, else 0. j may be NULL. Call before cbx_journal_close. */
 int cli_journal_finish(const char *cmd, struct cbx_journal *j);
 /* One line on stderr when the journal's loss ledger records missing writes. */
 void cli_journal_note_losses(const char *cmd, struct cbx_journal *j);

@@ -12,6 +12,8 @@
 #include "output.h"
 #include "signals.h"
 
+#include "executors/command.h"
+
 #include "cbx/breaker_store.h"
 #include "cbx/journal.h"
 #include "cbx/runtime.h"
@@ -226,7 +228,22 @@ static int run(const exec_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_policy *p
         }
     }
 
-    int jr = ctx->no_journal ? 0 : cli_journal_open(NULL, 0, &journal);
+    /* The command's cgroups and their guard process first, while this process is small and has
+     * one thread (the guard is forked) */
+    if (c->cmd)
+        cbx__cgroup_warm();
+    /* One command at a time: spawned on this thread (clone(CLONE_VFORK) holds it until the
+     * child's exec), not handed to a spawner thread and back: that thread's start and the two
+     * wake-ups, each a wait for a CPU on a busy machine, for a loop with nothing else to do. */
+    if (c->cmd && c->repeat == 1)
+        cbx__cmd_inline_spawn = 1;
+    /* A command (-- CMD) runs while the journal's thread opens the database (SQLite's open, the
+     * WAL's index, the schema): a failure there is said at the end (cli_journal_finish), and
+     * the command's records are lost. Other types may read the journal as they run (an agent's
+     * memory): opened before. */
+    int jr = ctx->no_journal ? 0
+             : c->cmd        ? cli_journal_open_writer(NULL, &journal)
+                             : cli_journal_open(NULL, 0, &journal);
     if (jr) {
         code = jr; /* 2 for a bad CBX_JOURNAL_* value, 70 when it cannot be opened */
         goto out;

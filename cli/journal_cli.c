@@ -91,13 +91,14 @@ int cli_journal_opts(cbx_journal_opts *o)
     return 0;
 }
 
-int cli_journal_open(const char *cmd, int read_only, cbx_journal **j)
+static int journal_open(const char *cmd, int read_only, int background, cbx_journal **j)
 {
     cbx_journal_opts o;
     *j = NULL;
     if (cli_journal_opts(&o))
         return CLI_EXIT_USAGE;
     o.read_only = read_only;
+    o.open_in_background = background;
     cbx_err err;
     cbx_err_clear(&err);
     int r = cbx_journal_open(j, &o, &err);
@@ -115,6 +116,16 @@ int cli_journal_open(const char *cmd, int read_only, cbx_journal **j)
     return 0;
 }
 
+int cli_journal_open(const char *cmd, int read_only, cbx_journal **j)
+{
+    return journal_open(cmd, read_only, 0, j);
+}
+
+int cli_journal_open_writer(const char *cmd, cbx_journal **j)
+{
+    return journal_open(cmd, 0, 1, j);
+}
+
 static const char *when(uint64_t ms, char *buf, size_t len)
 {
     time_t t = (time_t)(ms / 1000);
@@ -130,6 +141,10 @@ int cli_journal_finish(const char *cmd, cbx_journal *j)
         return 0;
     cbx_err err;
     cbx_err_clear(&err);
+    if (cbx_journal_open_error(j, &err) != 0) { /* opened in the background, and that failed */
+        cli_err("journal: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
+        return 1;
+    }
     cbx_journal_flush(j, &err); /* a failure is counted as losses, reported below */
     cbx_journal_losses l;
     if (cbx_journal_losses_get(j, 0, &l, NULL) != 0 || l.writes == 0)

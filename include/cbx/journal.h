@@ -42,6 +42,15 @@ typedef struct cbx_journal_opts {
                                   (params, outputs, metadata, flow inputs and outputs): beyond
                                   it long strings are cut and the value is flagged
                                   "cbx_truncated"; 0 = 1 MiB, UINT64_MAX = no cap */
+    int open_in_background;    /* 1: cbx_journal_open checks the directory and the file (made when
+                                  missing, a symbolic link refused) and returns; the journal's thread
+                                  opens the database meanwhile (SQLite's open, the WAL's index, the
+                                  schema, retention), while the caller goes on (cbx exec runs its
+                                  command). Writes are queued as usual; every call that needs the
+                                  database waits for the open. An open that fails there makes every
+                                  write lost (counted, as a failed write is); cbx_journal_open_error
+                                  says why. Meant for a handle used for writes, flush, losses and
+                                  close: the queries of a handle whose open failed are undefined. */
 } cbx_journal_opts;
 
 /* Open (creating if needed; the file 0600, and its -wal and -shm the same). Errors: CBX_EJOURNAL
@@ -51,6 +60,9 @@ typedef struct cbx_journal_opts {
 int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err);
 void cbx_journal_close(cbx_journal *j);
 const char *cbx_journal_path(const cbx_journal *j);
+/* The outcome of an open made in the background (open_in_background), waited for: 0, or the error
+ * cbx_journal_open would have returned (err filled). 0 for a handle opened the usual way. */
+int cbx_journal_open_error(cbx_journal *j, cbx_err *err);
 
 /* ---- writes (from the runtime) ------------------------------------------------------------- */
 

@@ -83,6 +83,11 @@ typedef struct cbx__cgroup {
  * (*cg is then empty and the attempt runs without); a negative errno and *err when
  * memory_max_bytes (0: none) cannot be honoured. Release with cbx__cgroup_close. */
 int cbx__cgroup_open(cbx__cgroup *cg, uint64_t memory_max_bytes, cbx_err *err);
+/* Probe the machine and start the guard now, as the first cbx__cgroup_open would (once per
+ * process): called early by a program that will run a command (cbx exec -- CMD), while it is
+ * small and has one thread, the guard's fork copies fewer page tables and the program's later
+ * writes to its memory take no copy-on-write faults. */
+void cbx__cgroup_warm(void);
 /* SIGKILL to every process in the attempt's cgroup (cgroup.kill, or each listed pid). */
 void cbx__cgroup_kill(cbx__cgroup *cg);
 /* 1 when no process is left in the cgroup (or there is none). */

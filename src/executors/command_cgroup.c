@@ -126,82 +126,132 @@ static void kill_dir(int dirfd)
 
 /* ---- the probe ------------------------------------------------------------------------------ */
 
-/* Our cgroup path in the hierarchy of this /proc/self/cgroup line's controller list: "" for v2
- * ("0::/x"), "memory" for v1's memory. 0 and path, or -1. */
-static int own_cgroup(const char *want, char *path, size_t len)
+/* /proc/self/mountinfo and /proc/self/cgroup, each read once by the probe (both hierarchies are
+ * looked up in them): NUL-terminated, NULL when unreadable. The kernel writes every mount's line
+ * at each read, and sscanf over each line was most of the probe's own work. */
+static char *read_proc(const char *path)
 {
-    FILE *f = fopen("/proc/self/cgroup", "re");
-    if (!f)
-        return -1;
-    char line[1024];
-    int found = -1;
-    while (found < 0 && fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = '\0';
-        char *c1 = strchr(line, ':');
-        char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-        if (!c2)
-            continue;
-        *c1 = *c2 = '\0';
-        const char *ctrls = c1 + 1;
-        int match = 0;
-        if (!want[0]) {
-            match = strcmp(line, "0") == 0 && !ctrls[0];
-        } else {
-            char tmp[256];
-            snprintf(tmp, sizeof tmp, "%s", ctrls);
-            char *save = NULL;
-            for (char *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save))
-                match |= strcmp(t, want) == 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 8192, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (len + 1 == cap) {
+            char *p = cap < ((size_t)4 << 20) ? realloc(buf, cap * 2) : NULL;
+            if (!p) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = p;
+            cap *= 2;
         }
-        if (match && snprintf(path, len, "%s", c2 + 1) < (int)len)
-            found = 0;
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
     }
-    fclose(f);
-    return found;
+    close(fd);
+    if (buf)
+        buf[len] = '\0';
+    return buf;
 }
 
-/* The mount point and root of the hierarchy: fstype "cgroup2", or "cgroup" with the super
- * option opt ("memory"). 0, or -1 when not mounted. */
-static int mount_of(const char *fstype, const char *opt, char *mnt, size_t mlen, char *root,
-                    size_t rlen)
+/* The next space-separated field of *p (at most len - 1 bytes kept) into out; *p moves past it.
+ * 0, or -1 when the line has no more. */
+static int field(const char **p, char *out, size_t len)
 {
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    if (!f)
+    const char *s = *p;
+    while (*s == ' ')
+        s++;
+    size_t n = strcspn(s, " \n");
+    if (n == 0 || n >= len)
         return -1;
-    char line[2048];
-    int found = -1;
-    while (found < 0 && fgets(line, sizeof line, f)) {
-        /* id parent major:minor root mountpoint opts [optional...] - fstype source superopts */
-        char *dash = strstr(line, " - ");
-        if (!dash)
-            continue;
-        char fs[64], src[256], sopts[512] = "";
-        if (sscanf(dash + 3, "%63s %255s %511s", fs, src, sopts) < 2 || strcmp(fs, fstype) != 0)
-            continue;
-        if (opt) {
-            int match = 0;
-            char *save = NULL;
-            for (char *t = strtok_r(sopts, ",", &save); t; t = strtok_r(NULL, ",", &save))
-                match |= strcmp(t, opt) == 0;
-            if (!match)
-                continue;
-        }
-        char r[1024], m[1024];
-        if (sscanf(line, "%*s %*s %*s %1023s %1023s", r, m) != 2)
-            continue;
-        if (snprintf(mnt, mlen, "%s", m) < (int)mlen && snprintf(root, rlen, "%s", r) < (int)rlen)
-            found = 0;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    *p = s + n;
+    return 0;
+}
+
+/* 1 when the comma-separated list (up to a space, a newline or the end) has word. */
+static int list_has(const char *list, const char *word)
+{
+    size_t w = strlen(word);
+    for (const char *t = list;;) {
+        size_t n = strcspn(t, ",: \n");
+        if (n == w && strncmp(t, word, w) == 0)
+            return 1;
+        if (t[n] != ',')
+            return 0;
+        t += n + 1;
     }
-    fclose(f);
-    return found;
+}
+
+/* Our cgroup path in the hierarchy of this /proc/self/cgroup line's controller list: "" for v2
+ * ("0::/x"), "memory" for v1's memory. 0 and path, or -1. */
+static int own_cgroup(const char *text, const char *want, char *path, size_t len)
+{
+    for (const char *line = text; line && *line;
+         line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        const char *c1 = strchr(line, ':');
+        const char *eol = line + strcspn(line, "\n");
+        const char *c2 = c1 && c1 < eol ? strchr(c1 + 1, ':') : NULL;
+        if (!c2 || c2 > eol)
+            continue;
+        const char *ctrls = c1 + 1;
+        int match = !want[0] ? c1 - line == 1 && line[0] == '0' && ctrls == c2
+                             : c2 > ctrls && list_has(ctrls, want);
+        size_t n = (size_t)(eol - (c2 + 1));
+        if (match && n < len) {
+            memcpy(path, c2 + 1, n);
+            path[n] = '\0';
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The mount point and root of the hierarchy in the mountinfo text: fstype "cgroup2", or "cgroup"
+ * with the super option opt ("memory"). 0, or -1 when not mounted. */
+static int mount_of(const char *text, const char *fstype, const char *opt, char *mnt, size_t mlen,
+                    char *root, size_t rlen)
+{
+    for (const char *line = text; line && *line;
+         line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        /* id parent major:minor root mountpoint opts [optional...] - fstype source superopts */
+        const char *eol = line + strcspn(line, "\n");
+        const char *dash = strstr(line, " - ");
+        if (!dash || dash > eol)
+            continue;
+        const char *p = dash + 3;
+        char fs[64], src[256], sopts[512] = "";
+        if (field(&p, fs, sizeof fs) < 0 || strcmp(fs, fstype) != 0 ||
+            field(&p, src, sizeof src) < 0)
+            continue;
+        if (opt && (field(&p, sopts, sizeof sopts) < 0 || !list_has(sopts, opt)))
+            continue;
+        char skip[64];
+        p = line;
+        if (field(&p, skip, sizeof skip) < 0 || field(&p, skip, sizeof skip) < 0 ||
+            field(&p, skip, sizeof skip) < 0 || field(&p, root, rlen) < 0 ||
+            field(&p, mnt, mlen) < 0)
+            continue;
+        return 0;
+    }
+    return -1;
 }
 
 /* <mount><our path below the mount's root>/cbx-<pid>, created; its fd, or -1. */
-static int make_base(const char *fstype, const char *opt, const char *ctrl, char *base, size_t len)
+static int make_base(const char *mountinfo, const char *cgroups, const char *fstype,
+                     const char *opt, const char *ctrl, char *base, size_t len)
 {
     char mnt[1024], root[1024], own[1024];
-    if (mount_of(fstype, opt, mnt, sizeof mnt, root, sizeof root) < 0 ||
-        own_cgroup(ctrl, own, sizeof own) < 0)
+    if (!mountinfo || !cgroups ||
+        mount_of(mountinfo, fstype, opt, mnt, sizeof mnt, root, sizeof root) < 0 ||
+        own_cgroup(cgroups, ctrl, own, sizeof own) < 0)
         return -1;
     const char *rel = own;
     size_t rl = strlen(root);
@@ -332,20 +382,31 @@ static int has_word(const char *list, const char *word)
     return 0;
 }
 
+static void probe_with(const char *mountinfo, const char *cgroups);
+
 static void probe(void)
 {
-    g.tree_base_fd = make_base("cgroup2", NULL, "", g.tree_base, sizeof g.tree_base);
+    char *mountinfo = read_proc("/proc/self/mountinfo");
+    char *cgroups = read_proc("/proc/self/cgroup");
+    probe_with(mountinfo, cgroups);
+    free(mountinfo);
+    free(cgroups);
+}
+
+static void probe_with(const char *mountinfo, const char *cgroups)
+{
+    g.tree_base_fd =
+        make_base(mountinfo, cgroups, "cgroup2", NULL, "", g.tree_base, sizeof g.tree_base);
     if (g.tree_base_fd < 0)
         return;
-    /* The attempts' cgroups must take processes: try with one of our own making. */
-    if (mkdirat(g.tree_base_fd, "probe", 0755) < 0 && errno != EEXIST)
-        goto no_tree;
-    int fd = openat(g.tree_base_fd, "probe/cgroup.procs", O_WRONLY | O_CLOEXEC);
+    /* The attempts' cgroups must take processes: their files are made as the base's are, ours
+     * (a child cgroup made and removed here to try cost about 80 us of system time and 200 us of
+     * wall time per process, the removal waiting for the kernel). */
+    int fd = openat(g.tree_base_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
     int ok = fd >= 0;
     if (fd >= 0)
         close(fd);
-    g.has_kill = faccessat(g.tree_base_fd, "probe/cgroup.kill", W_OK, 0) == 0;
-    unlinkat(g.tree_base_fd, "probe", AT_REMOVEDIR);
+    g.has_kill = faccessat(g.tree_base_fd, "cgroup.kill", W_OK, 0) == 0;
     if (!ok)
         goto no_tree;
     g.tree_ok = 1;
@@ -358,7 +419,8 @@ static void probe(void)
         g.mem_base_fd = g.tree_base_fd;
         memcpy(g.mem_base, g.tree_base, sizeof g.mem_base);
     } else {
-        g.mem_base_fd = make_base("cgroup", "memory", "memory", g.mem_base, sizeof g.mem_base);
+        g.mem_base_fd = make_base(mountinfo, cgroups, "cgroup", "memory", "memory", g.mem_base,
+                                  sizeof g.mem_base);
         g.mem_ok = g.mem_v1 = g.mem_base_fd >= 0;
     }
     start_guard();
@@ -509,6 +571,12 @@ static int to_pool(cbx__cgroup *cg)
         g.pool[g.npool++] = *cg;
     pthread_mutex_unlock(&g.lock);
     return kept;
+}
+
+void cbx__cgroup_warm(void)
+{
+    if (!cbx__cmd_no_cgroup)
+        pthread_once(&g.once, probe);
 }
 
 int cbx__cgroup_open(cbx__cgroup *cg, uint64_t memory_max_bytes, cbx_err *err)

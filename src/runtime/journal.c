@@ -184,6 +184,10 @@ int cbx__journal_begin_locked(cbx_journal *j, cbx_err *err)
 {
     if (j->in_txn)
         return 0;
+    /* a long WAL found at open that the flusher has not copied yet: copied now, so that this
+     * batch starts the WAL over (checkpoint_early) */
+    if (atomic_load(&j->checkpoint_early) && atomic_exchange(&j->checkpoint_early, 0))
+        sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     int r = step_done(j, j->st_begin, err, "begin");
     if (r != 0)
         return r;
@@ -304,11 +308,26 @@ static void checkpoint_wal(cbx_journal *j)
             SQLITE_OK ||
         log < CBX__JOURNAL_CHECKPOINT_PAGES || copied < log)
         return; /* a reader (of another process) holds frames back: the next one goes on */
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     if (j->in_txn)
         commit_asked_locked(j);
     sqlite3_wal_checkpoint_v2(j->ck, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     atomic_store(&j->checkpoint_due, 0); /* the commits since found the WAL long: copied now */
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* The WAL was long at open (CBX__JOURNAL_EARLY_WAL_BYTES): copy it into the database on the
+ * journal's own connection, which a short process does not otherwise use until its close (its
+ * writes wait in the queue meanwhile), rather than open the checkpoint connection, which would
+ * parse the schema again. The next batch then starts the WAL over, and the next process to open
+ * the journal reads only what was written since. Should a batch begin first (a command that
+ * ended before this thread got here), cbx__journal_begin_locked copies it instead: whichever
+ * claims checkpoint_early. */
+static void checkpoint_early(cbx_journal *j)
+{
+    cbx__journal_lock(j);
+    if (!j->in_txn)
+        sqlite3_wal_checkpoint_v2(j->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     pthread_mutex_unlock(&j->mu);
 }
 
@@ -339,12 +358,16 @@ static void work_end(struct cbx__jflusher *f)
         pthread_cond_broadcast(&f->wcv); /* the close waiting for it */
 }
 
+static void background_open(struct cbx__jflusher *f, cbx_journal *j);
+
 /* With wmu held, the handle may be used only while !f->stopping, which is checked first after
  * every wait: once a close has set it and seen the flusher idle, the handle may be gone. */
 static void *flusher_main(void *arg)
 {
     struct cbx__jflusher *f = arg;
-    cbx_journal *j = f->j; /* not used before f->stopping is read */
+    cbx_journal *j = f->j; /* not used before f->stopping is read (or by background_open) */
+    if (f->open_pending)
+        background_open(f, j); /* the handle cannot close before it is done */
     pthread_mutex_lock(&f->wmu);
     while (!f->stopping) {
         uint64_t started =
@@ -352,7 +375,7 @@ static void *flusher_main(void *arg)
         if (atomic_load(&j->commit_asked)) {
             atomic_store(&j->commit_asked, 0);
             work_begin(f);
-            pthread_mutex_lock(&j->mu);
+            cbx__journal_lock(j);
             commit_asked_locked(j);
             pthread_mutex_unlock(&j->mu);
             work_end(f);
@@ -367,6 +390,12 @@ static void *flusher_main(void *arg)
                 cbx__journal_drain_locked(j);
                 pthread_mutex_unlock(&j->mu);
             }
+            work_end(f);
+            continue;
+        }
+        if (atomic_load(&j->checkpoint_early) && atomic_exchange(&j->checkpoint_early, 0)) {
+            work_begin(f);
+            checkpoint_early(j);
             work_end(f);
             continue;
         }
@@ -387,7 +416,8 @@ static void *flusher_main(void *arg)
              * the wait has begun). */
             atomic_store(&j->flusher_idle, 1);
             if (!atomic_load(&j->batch_started_ns) && !atomic_load(&j->queued_ns) &&
-                !(j->wal && atomic_load(&j->checkpoint_due)) && !atomic_load(&j->commit_asked))
+                !(j->wal && atomic_load(&j->checkpoint_due)) && !atomic_load(&j->commit_asked) &&
+                !atomic_load(&j->checkpoint_early))
                 pthread_cond_wait(&f->wcv, &f->wmu);
             if (!f->stopping)
                 atomic_store(&j->flusher_idle, 0);
@@ -439,6 +469,9 @@ static int make_parent_dir(const char *path, cbx_err *err)
                            strerror(ENAMETOOLONG));
     memcpy(dir, path, n);
     dir[n] = '\0';
+    struct stat st;
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0; /* the usual case: one call, not a mkdir per component */
     for (char *p = dir + 1;; p++) {
         if (*p != '/' && *p != '\0')
             continue;
@@ -452,7 +485,6 @@ static int make_parent_dir(const char *path, cbx_err *err)
         if (c == '\0')
             break;
     }
-    struct stat st;
     if (stat(dir, &st) != 0) {
         int e = errno;
         return cbx_err_set(err, -e, "journal directory %s: %s", dir, strerror(e));
@@ -565,16 +597,21 @@ static int setup_schema(cbx_journal *j, int memory, int wal_already, cbx_err *er
     }
     /* NORMAL in WAL mode: a commit is durable across a crash of the process, and only a power
      * failure or an OS crash can take back the last commits; checkpoints still fsync. */
-    /* A WAL that once grew long (a burst of writes outran the checkpoints) is cut back to 16 MB
-     * when it starts over, rather than keep its longest length on disk. */
+    /* A WAL that grew long (a burst of writes outran the checkpoints, or short processes wrote
+     * one after another) is cut back to CBX__JOURNAL_EARLY_WAL_BYTES when it starts over, rather
+     * than keep its longest length on disk: so the file's length at open tells whether it holds
+     * much to copy (cbx_journal_open). */
     /* A page cache of 256 KiB (SQLite keeps every page it has read, up to the bound): ids are
      * time-ordered (UUIDv7), so the writes append at the right edge of the table and of every
      * index and touch few pages; 8 MiB made a 2,000-step flow's process hold 2.7 MB of pages it
      * had written once and would not read again, and 1 MiB still 1 MB (the same run's CPU time
      * and a 3,000-line batch's are the same at 256 KiB). */
+    char size_limit[64];
+    snprintf(size_limit, sizeof size_limit, "PRAGMA journal_size_limit=%ld",
+             (long)CBX__JOURNAL_EARLY_WAL_BYTES);
     if ((r = exec_sql(j, "PRAGMA synchronous=NORMAL", err, "synchronous=NORMAL")) != 0 ||
         (r = exec_sql(j, "PRAGMA cache_size=-256", err, "cache_size")) != 0 ||
-        (r = exec_sql(j, "PRAGMA journal_size_limit=16777216", err, "journal_size_limit")) != 0)
+        (r = exec_sql(j, size_limit, err, "journal_size_limit")) != 0)
         return r;
     /* set up already (the version is only ever raised): the usual open, which reads no more */
     if (version == CBX__JOURNAL_SCHEMA)
@@ -626,7 +663,121 @@ static int resolve_path(cbx_journal *j, const cbx_journal_opts *o, cbx_err *err)
     return 0;
 }
 
-static int start_flusher(cbx_journal *j, cbx_err *err)
+/* SQLite's side of an open: the connection, the schema checked (made when missing), the owner
+ * functions, the transaction statements, the WAL hook, the loss ledger. 0 or an error. */
+static int open_db(cbx_journal *j, int memory, int wal_already, cbx_err *err)
+{
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                      (memory ? 0 : SQLITE_OPEN_NOFOLLOW);
+    if (sqlite3_open_v2(j->path, &j->db, flags, NULL) != SQLITE_OK)
+        return cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s", j->path,
+                           j->db ? sqlite3_errmsg(j->db) : "out of memory");
+    sqlite3_busy_timeout(j->db, CBX__JOURNAL_BUSY_MS);
+    int r;
+    if ((r = setup_schema(j, memory, wal_already, err)) != 0 ||
+        (r = cbx__journal_owner_setup(j, err)) != 0)
+        return r;
+    if ((r = prepare(j, "BEGIN IMMEDIATE", &j->st_begin, err)) != 0 ||
+        (r = prepare(j, "COMMIT", &j->st_commit, err)) != 0 ||
+        (r = prepare(j, "ROLLBACK", &j->st_rollback, err)) != 0)
+        return r;
+    if (!memory) {
+        /* Checkpoints move to the flusher's connection, and happen when the WAL has grown, not
+         * at every close: a short-lived process (one `cbx exec`) would otherwise pay for a
+         * checkpoint and its fsync on its way out. */
+        sqlite3_wal_hook(j->db, wal_hook, j);
+        sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+        j->wal = 1; /* the checkpoint connection is opened when one is due (open_ck) */
+    }
+    cbx__journal_ledger_open(j);
+    return 0;
+}
+
+static long long wal_bytes(const cbx_journal *j);
+
+/* The end of an open, with mu held and the flusher started: retention, and a long WAL handed to
+ * the flusher to copy. */
+static int open_finish_locked(cbx_journal *j, int memory, cbx_err *err)
+{
+    int r = cbx__journal_prune_locked(j, err);
+    if (r == 0)
+        r = cbx__journal_commit_locked(j, err);
+    if (r == 0 && !memory && wal_bytes(j) > CBX__JOURNAL_EARLY_WAL_BYTES) {
+        atomic_store(&j->checkpoint_early, 1); /* seen by the flusher before it sleeps, or ... */
+        wake_flusher(j);                       /* ... woken */
+    }
+    return r;
+}
+
+/* A background open failed (with mu held): the handle stays, without a database; every write
+ * is lost with the reason, which cbx_journal_open_error gives. */
+static void open_failed_locked(cbx_journal *j, const cbx_err *e)
+{
+    j->open_rc = e->code ? e->code : CBX_EJOURNAL;
+    snprintf(j->open_msg, sizeof j->open_msg, "%s", e->msg[0] ? e->msg : cbx_strerror(j->open_rc));
+    sqlite3_stmt *sts[] = {j->st_begin, j->st_commit, j->st_rollback};
+    for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)
+        sqlite3_finalize(sts[i]);
+    j->st_begin = j->st_commit = j->st_rollback = NULL;
+    sqlite3_close_v2(j->db);
+    j->db = NULL;
+    j->wal = 0;
+    j->in_txn = 0;
+}
+
+/* The flusher's first work for open_in_background: open, holding mu; until it is done every
+ * cbx__journal_lock waits (opening), so every call that needs the database waits for the open.
+ * The flusher is busy from its start (start_flusher), so that a close waits for it. The statement
+ * that writes an execution whole (its start and its end in one batch, as a short `cbx exec` writes
+ * it at its close) is prepared here too, while the caller goes on, rather than when the caller
+ * waits for the close's commit. */
+static void background_open(struct cbx__jflusher *f, cbx_journal *j)
+{
+    pthread_mutex_lock(&j->mu); /* not cbx__journal_lock: this is the open it would wait for */
+    cbx_err e;
+    cbx_err_clear(&e);
+    int r = open_db(j, 0, j->bg_wal_already, &e);
+    if (r == 0)
+        r = open_finish_locked(j, 0, &e);
+    if (r != 0)
+        open_failed_locked(j, &e);
+    else if (prepare(j, sql_whole, &j->st_whole, &e) != 0) /* tried again when first used */
+        j->st_whole = NULL;
+    atomic_store(&j->opening, 0);
+    pthread_cond_broadcast(&j->open_cv);
+    pthread_mutex_unlock(&j->mu);
+    pthread_mutex_lock(&f->wmu);
+    f->busy = 0;
+    if (f->stopping)
+        pthread_cond_broadcast(&f->wcv); /* the close waiting for it */
+    pthread_mutex_unlock(&f->wmu);
+}
+
+int cbx_journal_open_error(cbx_journal *j, cbx_err *err)
+{
+    if (!j)
+        return 0;
+    cbx__journal_lock(j);
+    int r = j->open_rc;
+    if (r != 0)
+        cbx_err_set(err, r, "%s", j->open_msg);
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}
+
+/* The length of the WAL file, or -1 when there is none. */
+static long long wal_bytes(const cbx_journal *j)
+{
+    char wal[PATH_MAX];
+    struct stat st;
+    int n = snprintf(wal, sizeof wal, "%s-wal", j->path);
+    if (n <= 0 || (size_t)n >= sizeof wal || stat(wal, &st) != 0)
+        return -1;
+    return (long long)st.st_size;
+}
+
+/* background: the thread opens the database first (background_open). */
+static int start_flusher(cbx_journal *j, int background, cbx_err *err)
 {
     struct cbx__jflusher *f = calloc(1, sizeof *f);
     if (!f)
@@ -648,6 +799,8 @@ static int start_flusher(cbx_journal *j, cbx_err *err)
     }
     f->refs = 2;
     f->j = j;
+    f->open_pending = background;
+    f->busy = background; /* until background_open is done: a close waits for it */
     j->fl = f;
     e = pthread_create(&j->flusher, NULL, flusher_main, f);
     if (e != 0) {
@@ -679,6 +832,8 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     atomic_init(&j->checkpoint_due, 0);
     atomic_init(&j->commit_asked, 0);
     atomic_init(&j->checkpointing, 0);
+    atomic_init(&j->checkpoint_early, 0);
+    atomic_init(&j->opening, 0);
     atomic_init(&j->queued_ns, 0);
     atomic_init(&j->async_set, 0);
     int e = pthread_mutex_init(&j->mu, NULL);
@@ -717,39 +872,26 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     if (!memory && ((r = make_parent_dir(j->path, err)) != 0 ||
                     (r = precreate(j->path, &wal_already, err)) != 0))
         goto fail;
-
-    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-                      (memory ? 0 : SQLITE_OPEN_NOFOLLOW);
-    if (sqlite3_open_v2(j->path, &j->db, flags, NULL) != SQLITE_OK) {
-        r = cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s", j->path,
-                        j->db ? sqlite3_errmsg(j->db) : "out of memory");
-        goto fail;
+    if (o->open_in_background && !memory) {
+        /* the flusher opens the database before anything else; cbx__journal_lock waits for it */
+        j->bg_wal_already = wal_already;
+        if ((e = pthread_cond_init(&j->open_cv, NULL)) != 0) {
+            r = cbx_err_set(err, -e, "journal: condition variable: %s", strerror(e));
+            goto fail;
+        }
+        j->open_cv_ready = 1;
+        atomic_store(&j->opening, 1);
+        if ((r = start_flusher(j, 1, err)) != 0) {
+            atomic_store(&j->opening, 0);
+            goto fail;
+        }
+        *out = j;
+        return 0;
     }
-    sqlite3_busy_timeout(j->db, CBX__JOURNAL_BUSY_MS);
-    if ((r = setup_schema(j, memory, wal_already, err)) != 0 ||
-        (r = cbx__journal_owner_setup(j, err)) != 0)
+    if ((r = open_db(j, memory, wal_already, err)) != 0 || (r = start_flusher(j, 0, err)) != 0)
         goto fail;
-    if ((r = prepare(j, "BEGIN IMMEDIATE", &j->st_begin, err)) != 0 ||
-        (r = prepare(j, "COMMIT", &j->st_commit, err)) != 0 ||
-        (r = prepare(j, "ROLLBACK", &j->st_rollback, err)) != 0)
-        goto fail;
-
-    if (!memory) {
-        /* Checkpoints move to the flusher's connection, and happen when the WAL has grown, not
-         * at every close: a short-lived process (one `cbx exec`) would otherwise pay for a
-         * checkpoint and its fsync on its way out. */
-        sqlite3_wal_hook(j->db, wal_hook, j);
-        sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
-        j->wal = 1; /* the checkpoint connection is opened when one is due (open_ck) */
-    }
-    cbx__journal_ledger_open(j);
-    if ((r = start_flusher(j, err)) != 0)
-        goto fail;
-
-    pthread_mutex_lock(&j->mu);
-    r = cbx__journal_prune_locked(j, err);
-    if (r == 0)
-        r = cbx__journal_commit_locked(j, err);
+    cbx__journal_lock(j);
+    r = open_finish_locked(j, memory, err);
     pthread_mutex_unlock(&j->mu);
     if (r != 0)
         goto fail;
@@ -772,11 +914,7 @@ fail:
  * a checkpoint the flusher did not get to. */
 static void checkpoint_at_close(cbx_journal *j)
 {
-    char wal[PATH_MAX];
-    struct stat st;
-    int n = snprintf(wal, sizeof wal, "%s-wal", j->path);
-    if (n > 0 && (size_t)n < sizeof wal && stat(wal, &st) == 0 &&
-        st.st_size > CBX__JOURNAL_CLOSE_WAL_BYTES) {
+    if (wal_bytes(j) > CBX__JOURNAL_CLOSE_WAL_BYTES) {
         if (j->ck)
             sqlite3_db_config(j->ck, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
         sqlite3_db_config(j->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, NULL);
@@ -826,6 +964,8 @@ void cbx_journal_close(cbx_journal *j)
         pthread_mutex_destroy(&j->mu);
     if (j->qmu_ready)
         pthread_mutex_destroy(&j->qmu);
+    if (j->open_cv_ready)
+        pthread_cond_destroy(&j->open_cv);
     cbx__journal_ledger_close(j);
     cbx__redact_rules_clear(&j->rules);
     free(j->buf.p);
@@ -1051,6 +1191,19 @@ static void lost_one(cbx_journal *j, const cbx_err *err)
     cbx__journal_lost_locked(j, 1, err && err->msg[0] ? err->msg : NULL);
 }
 
+void cbx__journal_lock(cbx_journal *j)
+{
+    pthread_mutex_lock(&j->mu);
+    while (atomic_load(&j->opening))
+        pthread_cond_wait(&j->open_cv, &j->mu);
+}
+
+/* With mu held, on a handle whose background open failed. */
+static int opened_not(cbx_journal *j, cbx_err *err)
+{
+    return cbx_err_set(err, j->open_rc ? j->open_rc : CBX_EJOURNAL, "%s", j->open_msg);
+}
+
 static int missing(cbx_err *err, const char *what)
 {
     return cbx_err_set(err, CBX_EJOURNAL, "journal: %s is missing", what);
@@ -1185,6 +1338,11 @@ static int apply_db(cbx_journal *j, const cbx__jrec *rec, cbx_err *err)
 int cbx__journal_apply_locked(cbx_journal *j, const cbx__jrec *rec, cbx_err *err)
 {
     int r;
+    if (!j->db) { /* its open (in the background) failed */
+        r = cbx_err_set(err, j->open_rc ? j->open_rc : CBX_EJOURNAL, "%s", j->open_msg);
+        lost_one(j, err);
+        return r;
+    }
     switch (rec->kind) {
     case CBX__JREC_DB:
         r = apply_db(j, rec, err);
@@ -1212,7 +1370,7 @@ int cbx__journal_apply_locked(cbx_journal *j, const cbx__jrec *rec, cbx_err *err
 /* A record that could not be made (its JSON, memory) is lost like a failed write. */
 static int not_made(cbx_journal *j, int r, cbx_err *err)
 {
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     lost_one(j, err);
     pthread_mutex_unlock(&j->mu);
     return r;
@@ -1260,7 +1418,7 @@ int cbx_journal_flush(cbx_journal *j, cbx_err *err)
 {
     if (!j)
         return missing(err, "the journal");
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     cbx__journal_drain_locked(j);
     int r = cbx__journal_commit_locked(j, err);
     if (r == 0)
@@ -1276,9 +1434,9 @@ int cbx_journal_write_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, uint64_
 {
     if (!j || !fn)
         return missing(err, !j ? "the journal" : "the function");
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     cbx__journal_drain_locked(j); /* the writes queued before it go first */
-    int r = cbx__journal_begin_locked(j, err);
+    int r = j->db ? cbx__journal_begin_locked(j, err) : opened_not(j, err);
     uint64_t b = j->batch_no;
     if (r == 0) {
         r = fn(j->db, ud, err);
@@ -1351,8 +1509,8 @@ int cbx_journal_read_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, cbx_err 
 {
     if (!j || !fn)
         return missing(err, !j ? "the journal" : "the function");
-    pthread_mutex_lock(&j->mu);
-    int r = cbx__journal_settle_locked(j, err);
+    cbx__journal_lock(j);
+    int r = j->db ? cbx__journal_settle_locked(j, err) : opened_not(j, err);
     if (r == 0)
         r = fn(j->db, ud, err);
     pthread_mutex_unlock(&j->mu);
@@ -1363,7 +1521,7 @@ int cbx_journal_batch_state(cbx_journal *j, uint64_t batch, cbx_err *err)
 {
     if (!j)
         return missing(err, "the journal");
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     int r;
     if (batch == 0 || batch > j->batch_no)
         r = cbx_err_set(err, -EINVAL, "journal %s: no batch %llu (the last is %llu)", j->path,
@@ -1383,7 +1541,7 @@ int cbx_journal_on_commit(cbx_journal *j, cbx_journal_commit_fn fn, void *ud, cb
 {
     if (!j || !fn)
         return missing(err, !j ? "the journal" : "the function");
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     int i = 0;
     while (i < CBX__JOURNAL_LISTENERS && j->on_commit[i].fn)
         i++;
@@ -1404,7 +1562,7 @@ void cbx_journal_on_commit_remove(cbx_journal *j, cbx_journal_commit_fn fn, void
 {
     if (!j || !fn)
         return;
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     for (int i = 0; i < j->on_commit_n; i++)
         if (j->on_commit[i].fn == fn && j->on_commit[i].ud == ud) {
             j->on_commit[i].fn = NULL;
@@ -1428,7 +1586,7 @@ int cbx_journal_commit_soon(cbx_journal *j, cbx_err *err)
         return 0;
     }
     /* the flusher is copying the WAL (and syncing): do not wait behind it */
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     int r = commit_asked_locked(j);
     if (r != 0) {
         r = cbx_err_set(err, j->async_rc, "%s", j->async_msg);

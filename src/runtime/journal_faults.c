@@ -143,7 +143,7 @@ int cbx_journal_losses_get(cbx_journal *j, int recorded, cbx_journal_losses *out
     *out = (cbx_journal_losses){0};
     if (!j)
         return cbx_err_set(err, -EINVAL, "cbx_journal_losses_get: no journal");
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     cbx__journal_drain_locked(j); /* a queued write that fails counts */
     int r = 0;
     if (!recorded) {
@@ -163,7 +163,7 @@ int cbx_journal_losses_reset(cbx_journal *j, cbx_err *err)
 {
     if (!j)
         return cbx_err_set(err, -EINVAL, "cbx_journal_losses_reset: no journal");
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     j->lost = (cbx_journal_losses){0};
     int r = 0;
     if (j->lost_fd >= 0 && !j->read_only) {

@@ -30,7 +30,12 @@
  * connection has the journal open: a process that opens the journal when no other has it open
  * reads the whole WAL again (SQLite's recovery) and cannot know it was already copied, so
  * short-lived processes would otherwise make every later open slower without limit. */
-#define CBX__JOURNAL_CLOSE_WAL_BYTES        (1024L * 1024) /* 1 MiB */
+#define CBX__JOURNAL_CLOSE_WAL_BYTES (1024L * 1024) /* 1 MiB */
+/* A WAL file longer than this at open is copied into the database by the flusher thread at once,
+ * on the journal's own connection, while the process goes on (a `cbx exec` runs its command):
+ * the next batch then starts the WAL over, and a restarted WAL file is cut back to this length
+ * (journal_size_limit), so that its length says how much the next open has to read. */
+#define CBX__JOURNAL_EARLY_WAL_BYTES        (256L * 1024) /* 256 KiB */
 #define CBX__JOURNAL_DEFAULT_MAX_EXECUTIONS 100000u
 /* Functions cbx_journal_on_commit keeps per handle: one per flow run at once on the handle (cbx
  * run --batch --parallel N shares one handle among N runs, N up to 1024). */
@@ -91,6 +96,7 @@ struct cbx__jflusher {
     int stopping;          /* the handle is closing: the flusher must not touch it again */
     int busy;              /* the flusher works on the handle without wmu: close waits */
     int refs;              /* 2 while the thread runs and the handle is open */
+    int open_pending;      /* the thread opens the database first (open_in_background) */
     struct cbx_journal *j; /* the handle: the thread's argument is this, not it */
 };
 
@@ -113,8 +119,9 @@ struct cbx_journal {
     atomic_int flusher_idle;           /* asleep until a batch begins */
     atomic_int checkpoint_due;         /* the WAL has grown past CBX__JOURNAL_CHECKPOINT_PAGES */
     atomic_int commit_asked;           /* cbx_journal_commit_soon: the flusher commits at once */
-    atomic_int drain_asked;   /* CBX__JOURNAL_DRAIN_AT more queued: the flusher writes them */
-    atomic_int checkpointing; /* the flusher is in a checkpoint */
+    atomic_int drain_asked;      /* CBX__JOURNAL_DRAIN_AT more queued: the flusher writes them */
+    atomic_int checkpointing;    /* the flusher is in a checkpoint */
+    atomic_int checkpoint_early; /* the WAL was long at open: the flusher copies it (on db) */
     int mu_ready;
 
     /* The writes queued for the flusher (journal_queue.c), oldest first, under qmu (taken after
@@ -171,11 +178,25 @@ struct cbx_journal {
     int lost_fd;             /* the loss ledger, -1 = none */
     cbx_journal_losses lost; /* this handle's losses (under mu) */
 
+    /* An open made by the flusher (open_in_background): its outcome, under mu. A failed one
+     * leaves db NULL, and every write is lost with open_msg. */
+    int bg_wal_already;
+    atomic_int opening; /* set until the flusher has opened it: cbx__journal_lock waits */
+    pthread_cond_t open_cv;
+    int open_cv_ready;
+    int open_rc;
+    char open_msg[512];
+
     /* journal_owner.c: this process as the owner of the rows it starts */
     int owner_pid;
     uint64_t owner_start;
     int has_owner; /* executions has the owner columns */
 };
+
+/* Take j->mu, the handle's lock, once the database is open: with open_in_background, the
+ * flusher opens it holding mu, and a caller that gets mu first waits for that (every use of the
+ * database takes mu through this). */
+void cbx__journal_lock(cbx_journal *j);
 
 /* The status of a row as queries show it: "abandoned" for one not ended whose owner is gone. */
 #define CBX__STATUS_SQL                                                                            \

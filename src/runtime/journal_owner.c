@@ -96,7 +96,7 @@ const char *cbx__journal_status_sql(const cbx_journal *j)
 
 int cbx__journal_has_flow_runs(cbx_journal *j)
 {
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     int yes = table_exists(j->db, "flow_runs");
     pthread_mutex_unlock(&j->mu);
     return yes;

@@ -240,7 +240,7 @@ int cbx_journal_history(cbx_journal *j, const cbx_history_filter *f, json_t **ro
     json_t *out = json_array();
     if (!out)
         return oom(err);
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     sqlite3_stmt *st = NULL;
     int r = cbx__journal_settle_locked(j, err);
     if (r == 0)
@@ -276,7 +276,7 @@ int cbx_journal_get(cbx_journal *j, const char *id, json_t **row, cbx_err *err)
     if (!j || !id)
         return cbx_err_set(err, -EINVAL, "cbx_journal_get: no journal or no id");
     json_t *o = NULL, *atts = NULL;
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     sqlite3_stmt *st = NULL;
     int r = cbx__journal_settle_locked(j, err);
     char sql[512];
@@ -470,7 +470,7 @@ int cbx_journal_stats(cbx_journal *j, const cbx_history_filter *f, const char *g
     if (group_by && !res)
         return oom(err);
 
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     snprintf(
         sql, sizeof sql,
         "SELECT %s AS k, sum(ended_ms IS NOT NULL), sum(status = 'success'),"
@@ -642,7 +642,7 @@ int cbx_journal_clear(cbx_journal *j, const cbx_history_filter *f, uint64_t *del
                  where);
     else
         snprintf(cond, sizeof cond, "%s", where);
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     uint64_t n = 0;
     int r = cbx__journal_begin_locked(j, err);
     if (r == 0)
@@ -754,7 +754,7 @@ int cbx_journal_prune(cbx_journal *j, cbx_err *err)
 {
     if (!j)
         return cbx_err_set(err, -EINVAL, "cbx_journal_prune: no journal");
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     int r = cbx__journal_settle_locked(j, err);
     if (r == 0)
         r = cbx__journal_prune_locked(j, err);

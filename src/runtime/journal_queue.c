@@ -240,7 +240,7 @@ void cbx__journal_drain_locked(cbx_journal *j)
 /* Written by the caller, after what is queued. */
 static int write_now(cbx_journal *j, cbx__jrec *rec, cbx_err *err)
 {
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     cbx__journal_drain_locked(j);
     int r = cbx__journal_apply_locked(j, rec, err);
     pthread_mutex_unlock(&j->mu);
@@ -281,7 +281,7 @@ int cbx__journal_submit(cbx_journal *j, cbx__jrec *rec, cbx_err *err)
         return 0;
     /* an earlier write failed on the flusher: this caller hears of it */
     int r = 0;
-    pthread_mutex_lock(&j->mu);
+    cbx__journal_lock(j);
     if (j->async_rc != 0) {
         r = cbx_err_set(err, j->async_rc, "an earlier batch was lost: %s", j->async_msg);
         j->async_rc = 0;

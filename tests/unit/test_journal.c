@@ -679,6 +679,97 @@ Test(journal_file, other_databases_and_files_are_refused)
     remove_tree(tmpdir);
 }
 
+/* open_in_background: the database is opened on the journal's thread; every call that needs it
+ * waits for that, so writes made at once and a query after them see the same as with an open
+ * made before. */
+Test(journal_file, opened_in_the_background)
+{
+    make_tmpdir();
+    char path[300];
+    cbx_err err;
+    tmp_path(path, sizeof path, "bg.db");
+    for (int round = 0; round < 3; round++) { /* made, then opened warm */
+        cbx_journal *j = NULL;
+        cr_assert_eq(
+            cbx_journal_open(&j, &(cbx_journal_opts){.path = path, .open_in_background = 1}, &err),
+            0, "%s", err.msg);
+        cr_assert_not_null(j);
+        if (round == 2) {
+            json_t *r = history(j, (cbx_history_filter){0});
+            cr_assert_eq(json_array_size(r), 7, "queried while it opens: %zu", json_array_size(r));
+            json_decref(r);
+        }
+        cbx_journal_execution e = {.id = round == 0 ? "b1" : "b2", .executor = "command"};
+        if (round < 2) {
+            write_five(j);
+            cr_assert_eq(cbx_journal_execution_start(j, &e, &err), 0, "%s", err.msg);
+        }
+        cr_assert_eq(cbx_journal_open_error(j, &err), 0, "%s", err.msg);
+        cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+        cbx_journal_close(j);
+    }
+    cbx_journal *j = open_at(path, 0, 0);
+    json_t *r = history(j, (cbx_history_filter){0});
+    cr_assert_eq(json_array_size(r), 7, "e1..e5 (twice, the same ids), b1, b2: %zu",
+                 json_array_size(r));
+    json_decref(r);
+    cbx_journal_close(j);
+    remove_tree(tmpdir);
+}
+
+static int not_called(sqlite3 *db, void *ud, cbx_err *err)
+{
+    (void)db, (void)ud, (void)err;
+    cr_assert_fail("called on a journal without a database");
+    return 0;
+}
+
+/* A background open that fails leaves a handle whose writes are all lost, with the reason the
+ * open would have given; the file is not touched. */
+Test(journal_file, a_failed_background_open_loses_the_writes)
+{
+    make_tmpdir();
+    char path[300];
+    cbx_err err;
+    tmp_path(path, sizeof path, "theirs.db");
+    make_db(path, "CREATE TABLE theirs(x)");
+    cbx_journal *j = NULL;
+    cr_assert_eq(
+        cbx_journal_open(&j, &(cbx_journal_opts){.path = path, .open_in_background = 1}, &err), 0,
+        "%s", err.msg);
+    cbx_journal_execution e = {.id = "x1", .executor = "command"};
+    cr_assert_eq(cbx_journal_execution_start(j, &e, &err), 0, "queued: %s", err.msg);
+    cbx_err_clear(&err);
+    cr_assert_eq(cbx_journal_flush(j, &err), CBX_EJOURNAL);
+    cr_assert(strstr(err.msg, "not a cbx journal") != NULL, "%s", err.msg);
+    cbx_err_clear(&err);
+    cr_assert_eq(cbx_journal_open_error(j, &err), CBX_EJOURNAL);
+    cr_assert(strstr(err.msg, "not a cbx journal") != NULL, "%s", err.msg);
+    cr_assert(strstr(err.msg, path) != NULL, "%s", err.msg);
+    cr_assert_eq(cbx_journal_execution_start(j, &e, NULL), 0, "queued again");
+    cbx_journal_losses l;
+    cr_assert_eq(cbx_journal_losses_get(j, 0, &l, NULL), 0);
+    cr_assert_eq(l.writes, 2, "lost %llu", (unsigned long long)l.writes);
+    cr_assert_eq(cbx_journal_write_db(j, not_called, NULL, NULL, &err), CBX_EJOURNAL);
+    cr_assert_eq(cbx_journal_read_db(j, not_called, NULL, &err), CBX_EJOURNAL);
+    cbx_journal_close(j);
+    cr_assert_eq(count_rows(path, "SELECT count(*) FROM sqlite_master"), 1, "their file changed");
+
+    tmp_path(path, sizeof path, "text.db");
+    FILE *fp = fopen(path, "w");
+    cr_assert_not_null(fp);
+    for (int i = 0; i < 200; i++)
+        fputs("this is not a database at all\n", fp);
+    fclose(fp);
+    cr_assert_eq(
+        cbx_journal_open(&j, &(cbx_journal_opts){.path = path, .open_in_background = 1}, &err), 0,
+        "%s", err.msg);
+    cr_assert_eq(cbx_journal_open_error(j, &err), CBX_EJOURNAL);
+    cr_assert(strstr(err.msg, path) != NULL, "%s", err.msg);
+    cbx_journal_close(j);
+    remove_tree(tmpdir);
+}
+
 Test(journal_file, directory_errors_name_the_directory)
 {
     make_tmpdir();

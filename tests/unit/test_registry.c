@@ -90,6 +90,57 @@ Test(registry, builtins_are_marked_and_listed_sorted)
     cbx_registry_free(r);
 }
 
+/* A built-in type's schema is checked at its first validation, not at registration: every
+ * built-in schema must pass the check a registered type's passes. */
+Test(registry, builtin_schemas_pass_the_check)
+{
+    cbx_registry *r = fresh();
+    const cbx_executor_type *all[64];
+    size_t n = cbx_registry_list(r, all, 64);
+    cr_assert_gt(n, 0);
+    for (size_t i = 0; i < n; i++) {
+        json_t **defaults = NULL;
+        cbx_err err;
+        cbx_err_clear(&err);
+        cr_assert_eq(cbx__schema_check(all[i]->name, all[i]->params, &defaults, &err), 0, "%s: %s",
+                     all[i]->name, err.msg);
+        cbx__schema_defaults_free(defaults, all[i]->params);
+    }
+    cbx_registry_free(r);
+}
+
+Test(registry, a_builtin_schema_is_checked_when_first_validated)
+{
+    cbx_registry *r = fresh();
+    static const cbx_param bad[] = {
+        {.name = "p", .type = CBX_PARAM_INTEGER, .default_json = "thirty"}, {0}};
+    cbx_executor_type b = TYPE("builtin-bad");
+    b.params = bad;
+    cbx_err err;
+    cbx_err_clear(&err);
+    cr_assert_eq(cbx__registry_register_builtin(r, &b, &err), 0, "%s", err.msg);
+    for (int round = 0; round < 2; round++) {
+        cbx_diag d = {0};
+        json_t *p = json_object();
+        cr_assert_eq(cbx_registry_validate(r, "builtin-bad", p, NULL, &d), CBX_EINVAL_CONFIG);
+        cr_assert_gt(d.n, 0);
+        cr_assert_not_null(strstr(d.items[0].msg, "default is not JSON"), "%s", d.items[0].msg);
+        cbx_diag_clear(&d);
+        json_decref(p);
+    }
+    /* a good built-in schema gets its defaults applied, the first time and the next */
+    cbx_executor_type g = TYPE("builtin-good");
+    cr_assert_eq(cbx__registry_register_builtin(r, &g, &err), 0, "%s", err.msg);
+    for (int round = 0; round < 2; round++) {
+        json_t *p = json_pack("{s:s}", "word", "w"), *norm = NULL;
+        cr_assert_eq(cbx_registry_validate(r, "builtin-good", p, &norm, NULL), 0);
+        cr_assert_eq(json_integer_value(json_object_get(norm, "n")), 2);
+        json_decref(norm);
+        json_decref(p);
+    }
+    cbx_registry_free(r);
+}
+
 Test(registry, register_find_unregister)
 {
     cbx_registry *r = fresh();
