@@ -4,9 +4,9 @@
  * Throughput: N no-op jobs (the chaos executor with no delay: nothing but the runtime's own
  * work) published at once to cbx.work.default; the clock stops when the N-th result has been
  * announced on cbx.result.*, that is stored in CBX_RESULTS by a worker, before its ack.
- * Round trip: 500 jobs one after the other, each published asynchronously and its result
- * waited for; p50 and p99.
- * Prints tab-separated lines: case, value, unit; last, the CPU time this submitter used. */
+ * Round trip: ROUND_TRIPS jobs (default 500) one after the other, each published asynchronously and
+ * its result waited for; p50 and p99. Prints tab-separated lines: case, value, unit; last, the CPU
+ * time this submitter used. */
 #include <nats/nats.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,11 +40,14 @@ static void job(char *buf, size_t len, const char *id)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: dist_load URL N\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: dist_load URL N [ROUND_TRIPS]\n");
         return 2;
     }
     int n = atoi(argv[2]);
+    int rts = argc == 4 ? atoi(argv[3]) : 500;
+    if (rts < 0 || rts > 100000)
+        rts = 500;
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
     natsStatus s = natsConnection_ConnectTo(&nc, argv[1]);
@@ -111,9 +114,10 @@ int main(int argc, char **argv)
     if ((s = natsConnection_SubscribeSync(&sub, nc, "cbx.result.*")) != NATS_OK)
         die("subscribe", s);
     natsConnection_Flush(nc);
-    enum { RT = 500 };
-    static double rt[RT];
-    for (int i = 0; i < RT; i++) {
+    double *rt = calloc((size_t)(rts ? rts : 1), sizeof *rt);
+    if (!rt)
+        die("round trips", NATS_NO_MEMORY);
+    for (int i = 0; i < rts; i++) {
         snprintf(id, sizeof id, "rt-%ld-%d", tag, i);
         char subj[96];
         snprintf(subj, sizeof subj, "cbx.result.%s", id);
@@ -133,9 +137,12 @@ int main(int argc, char **argv)
         rt[i] = (now_s() - a) * 1e3;
     }
     js_PublishAsyncComplete(js, NULL);
-    qsort(rt, RT, sizeof rt[0], cmp);
-    printf("round_trip_p50\t%.3f\tms\n", rt[RT / 2]);
-    printf("round_trip_p99\t%.3f\tms\n", rt[RT * 99 / 100]);
+    qsort(rt, (size_t)rts, sizeof rt[0], cmp);
+    if (rts) {
+        printf("round_trip_p50\t%.3f\tms\n", rt[rts / 2]);
+        printf("round_trip_p99\t%.3f\tms\n", rt[rts * 99 / 100]);
+    }
+    free(rt);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("submitter_cpu\t%.2f\ts\n", (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +

@@ -97,7 +97,10 @@
     X(kvStore_Delete)                                                                              \
     X(natsConnection_PublishRequest)                                                               \
     X(js_PublishMsgAsync)                                                                          \
-    X(natsOptions_SetSendAsap)
+    X(natsOptions_SetSendAsap)                                                                     \
+    X(natsOptions_SetEventLoop)                                                                    \
+    X(natsConnection_ProcessReadEvent)                                                             \
+    X(natsConnection_ProcessWriteEvent)
 
 typedef struct cbx__nats_api {
 #define CBX__NATS_FIELD(name) __typeof__(name) *name;
@@ -196,6 +199,9 @@ const char *cbx__nats_why(natsStatus s);
 #define natsConnection_PublishRequest         cbx__nats.natsConnection_PublishRequest
 #define js_PublishMsgAsync                    cbx__nats.js_PublishMsgAsync
 #define natsOptions_SetSendAsap               cbx__nats.natsOptions_SetSendAsap
+#define natsOptions_SetEventLoop              cbx__nats.natsOptions_SetEventLoop
+#define natsConnection_ProcessReadEvent       cbx__nats.natsConnection_ProcessReadEvent
+#define natsConnection_ProcessWriteEvent      cbx__nats.natsConnection_ProcessWriteEvent
 
 #define natsOptions_LoadCertificatesChain       cbx__nats.natsOptions_LoadCertificatesChain
 #define natsOptions_SetUserCredentialsFromFiles cbx__nats.natsOptions_SetUserCredentialsFromFiles

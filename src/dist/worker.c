@@ -28,6 +28,7 @@
 #include "cbx/policy.h"
 #include "cbx/runtime.h"
 #include "core/log_internal.h"
+#include "dist/nats_uv.h"
 #include "dist/results_lookup.h"
 #include "dist/work.h"
 
@@ -68,7 +69,7 @@ struct cbx_worker {
     cbx__lookup *lookup; /* the puller's */
     cbx_runtime *rt;
     uv_loop_t *loop;
-    uv_async_t inbox_async, stop_async;
+    uv_async_t inbox_async, stop_async, setup_async;
     uv_timer_t progress, retry;
     pthread_t puller;
     int puller_started;
@@ -86,6 +87,7 @@ struct cbx_worker {
     int stopping;       /* under mu */
     int puller_done;    /* under mu */
     int handles_closed; /* under mu */
+    int nc_closed;      /* the connection closed (and detached from the loop) */
     atomic_uint_least64_t done, handed_back, poisoned;
 };
 
@@ -150,8 +152,10 @@ static void job_end(cbx_worker *w, job *j)
     w->inflight--;
     if (w->inflight == w->low_water)
         pthread_cond_signal(&w->cv_puller); /* room for a batch again */
-    if (w->stopping && w->inflight == 0)
-        wake_loop_locked(w); /* the loop may finish now */
+    if (w->stopping && w->inflight == 0) {
+        pthread_cond_signal(&w->cv_puller); /* the puller may flush and close now */
+        wake_loop_locked(w);                /* the loop may finish now */
+    }
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -477,7 +481,17 @@ static void *puller_main(void *arg)
             pthread_mutex_unlock(&w->mu);
         }
     }
+    /* Drained: the last results stored and their jobs acknowledged. Those acknowledgements are
+     * in the connection's buffer until the loop writes them: flushed (the loop reads the answer)
+     * before the connection is closed, which detaches it from the loop. */
     pthread_mutex_lock(&w->mu);
+    while (w->inflight > 0)
+        pthread_cond_wait(&w->cv_puller, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    natsConnection_FlushTimeout(w->nc, 2000);
+    natsConnection_Close(w->nc);
+    pthread_mutex_lock(&w->mu);
+    w->nc_closed = 1;
     w->puller_done = 1;
     wake_loop_locked(w); /* let the loop see that it may finish */
     pthread_mutex_unlock(&w->mu);
@@ -497,6 +511,7 @@ static void close_handles(cbx_worker *w)
 {
     uv_close((uv_handle_t *)&w->inbox_async, NULL);
     uv_close((uv_handle_t *)&w->stop_async, NULL);
+    uv_close((uv_handle_t *)&w->setup_async, NULL);
     uv_close((uv_handle_t *)&w->progress, NULL);
     uv_close((uv_handle_t *)&w->retry, NULL);
 }
@@ -505,11 +520,15 @@ static void maybe_finish(cbx_worker *w)
 {
     pthread_mutex_lock(&w->mu);
     int ready = w->stopping && w->puller_done && w->inflight == 0 && !w->handles_closed;
+    int close_nc = ready && !w->nc_closed; /* no puller ran: nothing to flush */
     if (ready) {
         w->handles_closed = 1; /* no thread wakes the loop after this */
+        w->nc_closed = 1;
         close_handles(w);
     }
     pthread_mutex_unlock(&w->mu);
+    if (close_nc)
+        natsConnection_Close(w->nc); /* detached from the loop, which can end */
 }
 
 static void on_done(cbx_execution *ex, const cbx_result *res, void *ud)
@@ -661,6 +680,65 @@ static int setup_consumer(cbx_worker *w, cbx_err *err)
     return 0;
 }
 
+/* The server's side made sure of, on a thread of its own while the loop turns (the loop reads the
+ * answers of the connection it drives). */
+typedef struct setup_job {
+    cbx_worker *w;
+    cbx_err *err;
+    int rc;
+} setup_job;
+
+static void *setup_main(void *arg)
+{
+    setup_job *sj = arg;
+    cbx_worker *w = sj->w;
+    int rc = cbx__dist_ensure_stream(w->js, sj->err);
+    if (!rc)
+        rc = cbx__dist_ensure_results(w->js, &w->results, sj->err);
+    if (!rc)
+        rc = setup_consumer(w, sj->err);
+    if (!rc)
+        rc = cbx__lookup_new(&w->lookup, w->nc, w->results, sj->err);
+    sj->rc = rc;
+    uv_async_send(&w->setup_async);
+    return NULL;
+}
+
+static void on_setup_done(uv_async_t *h)
+{
+    uv_stop(h->loop);
+}
+
+static int setup_on_loop(cbx_worker *w, cbx_err *err)
+{
+    setup_job sj = {.w = w, .err = err};
+    pthread_t t;
+    if (pthread_create(&t, NULL, setup_main, &sj) != 0)
+        return cbx_err_set(err, -EAGAIN, "cannot start a thread");
+    uv_run(w->loop, UV_RUN_DEFAULT); /* until on_setup_done */
+    pthread_join(t, NULL);
+    return sj.rc;
+}
+
+/* Turn the loop until the connection's adapter has closed its handles on it (a poll handle). */
+static void count_polls(uv_handle_t *h, void *arg)
+{
+    if (h->type == UV_POLL && !uv_is_closing(h))
+        ++*(int *)arg;
+}
+
+static void settle_detach(uv_loop_t *loop)
+{
+    for (int i = 0; i < 100; i++) {
+        int polls = 0;
+        uv_walk(loop, count_polls, &polls);
+        if (!polls)
+            break;
+        uv_run(loop, UV_RUN_NOWAIT);
+    }
+    uv_run(loop, UV_RUN_NOWAIT); /* the close callbacks */
+}
+
 int cbx_worker_new(cbx_worker **out, const cbx_worker_opts *o, cbx_err *err)
 {
     *out = NULL;
@@ -707,10 +785,27 @@ int cbx_worker_new(cbx_worker **out, const cbx_worker_opts *o, cbx_err *err)
         for (size_t i = 0; w->types && i < n; i++)
             w->types[i] = strdup(o->types[i]);
     }
-    /* every message out at once (a system call each) rather than gathered by libnats' flusher,
-     * which waits a millisecond first: a job passes the worker's connection four times (fetch,
-     * look-up, store, announcement), and would wait at each */
-    if ((rc = cbx__dist_connect(w->url, &w->nc, err)) != 0)
+    cbx_runtime_opts ro = {
+        .registry = o->registry,
+        .journal = o->journal,
+        .breakers = o->breakers,
+        .max_concurrent = w->o.concurrency,
+    };
+    if ((rc = cbx_runtime_new(&w->rt, &ro, err)) != 0)
+        goto fail;
+    w->loop = cbx_runtime_loop(w->rt);
+    uv_async_init(w->loop, &w->inbox_async, on_inbox);
+    uv_async_init(w->loop, &w->stop_async, on_stop);
+    uv_async_init(w->loop, &w->setup_async, on_setup_done);
+    uv_timer_init(w->loop, &w->progress);
+    uv_timer_init(w->loop, &w->retry);
+    w->inbox_async.data = w->stop_async.data = w->setup_async.data = w->progress.data =
+        w->retry.data = w;
+    /* The connection is driven by the runtime's loop (nats_uv.h): what the loop and libnats'
+     * threads publish meanwhile (stores, announcements, acknowledgements, fetches, look-ups) is
+     * written at the loop's next turn, in one system call, rather than one call per message or
+     * after the millisecond libnats' flusher waits. */
+    if ((rc = cbx__dist_connect_loop(w->url, w->loop, &w->nc, err)) != 0)
         goto fail;
     jsOptions jo;
     jsOptions_Init(&jo);
@@ -723,25 +818,8 @@ int cbx_worker_new(cbx_worker **out, const cbx_worker_opts *o, cbx_err *err)
         rc = cbx_err_set(err, CBX_EFAILED, "JetStream on %s: %s", w->url, natsStatus_GetText(s));
         goto fail;
     }
-    if ((rc = cbx__dist_ensure_stream(w->js, err)) != 0 ||
-        (rc = cbx__dist_ensure_results(w->js, &w->results, err)) != 0 ||
-        (rc = setup_consumer(w, err)) != 0 ||
-        (rc = cbx__lookup_new(&w->lookup, w->nc, w->results, err)) != 0)
+    if ((rc = setup_on_loop(w, err)) != 0)
         goto fail;
-    cbx_runtime_opts ro = {
-        .registry = o->registry,
-        .journal = o->journal,
-        .breakers = o->breakers,
-        .max_concurrent = w->o.concurrency,
-    };
-    if ((rc = cbx_runtime_new(&w->rt, &ro, err)) != 0)
-        goto fail;
-    w->loop = cbx_runtime_loop(w->rt);
-    uv_async_init(w->loop, &w->inbox_async, on_inbox);
-    uv_async_init(w->loop, &w->stop_async, on_stop);
-    uv_timer_init(w->loop, &w->progress);
-    uv_timer_init(w->loop, &w->retry);
-    w->inbox_async.data = w->stop_async.data = w->progress.data = w->retry.data = w;
     *out = w;
     return 0;
 fail:
@@ -751,6 +829,7 @@ fail:
 
 int cbx_worker_run(cbx_worker *w)
 {
+    cbx__nats_uv_thread(w->loop); /* the loop turns on this thread */
     uint64_t every_ms = w->o.ack_wait_ns / 3000000u;
     uv_timer_start(&w->progress, on_progress, every_ms ? every_ms : 1, every_ms ? every_ms : 1);
     uv_timer_start(&w->retry, on_retry, STORE_RETRY_MS, STORE_RETRY_MS);
@@ -767,8 +846,6 @@ int cbx_worker_run(cbx_worker *w)
         pthread_join(w->puller, NULL);
         w->puller_started = 0;
     }
-    /* the last acknowledgements on their way before the connection goes */
-    natsConnection_FlushTimeout(w->nc, 2000);
     free_spent(w);
     return 0;
 }
@@ -794,10 +871,16 @@ void cbx_worker_free(cbx_worker *w)
 {
     if (!w)
         return;
-    if (w->rt && !w->handles_closed) {
-        close_handles(w);
-        uv_run(w->loop, UV_RUN_NOWAIT);
+    if (w->nc && !w->nc_closed) {
+        w->nc_closed = 1;
+        natsConnection_Close(w->nc); /* on the loop's thread: detached at once */
     }
+    if (w->rt && !w->handles_closed) {
+        w->handles_closed = 1;
+        close_handles(w);
+    }
+    if (w->rt)
+        settle_detach(w->loop); /* before the runtime closes the loop */
     cbx_runtime_free(w->rt);
     free(w->spent);
     for (job *j; (j = pop(&w->retries)) != NULL;)
