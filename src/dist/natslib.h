@@ -100,7 +100,10 @@
     X(natsOptions_SetSendAsap)                                                                     \
     X(natsOptions_SetEventLoop)                                                                    \
     X(natsConnection_ProcessReadEvent)                                                             \
-    X(natsConnection_ProcessWriteEvent)
+    X(natsConnection_ProcessWriteEvent)                                                            \
+    X(natsMsg_GetReply)                                                                            \
+    X(natsConnection_Buffered)                                                                     \
+    X(natsSubscription_QueuedMsgs)
 
 typedef struct cbx__nats_api {
 #define CBX__NATS_FIELD(name) __typeof__(name) *name;
@@ -202,6 +205,9 @@ const char *cbx__nats_why(natsStatus s);
 #define natsOptions_SetEventLoop              cbx__nats.natsOptions_SetEventLoop
 #define natsConnection_ProcessReadEvent       cbx__nats.natsConnection_ProcessReadEvent
 #define natsConnection_ProcessWriteEvent      cbx__nats.natsConnection_ProcessWriteEvent
+#define natsMsg_GetReply                      cbx__nats.natsMsg_GetReply
+#define natsConnection_Buffered               cbx__nats.natsConnection_Buffered
+#define natsSubscription_QueuedMsgs           cbx__nats.natsSubscription_QueuedMsgs
 
 #define natsOptions_LoadCertificatesChain       cbx__nats.natsOptions_LoadCertificatesChain
 #define natsOptions_SetUserCredentialsFromFiles cbx__nats.natsOptions_SetUserCredentialsFromFiles
