@@ -35,15 +35,16 @@
 #include "dist/results_lookup.h"
 #include "dist/work.h"
 
-#define FETCH_MAX        256  /* jobs asked for in one pull request, at most */
-#define PULL_EXPIRES_MS  500  /* a pull request's life at the server */
-#define PULL_LOST_MS     3000 /* past its life, a pull request the server never ended: lost */
-#define HAND_BACK_MS     1000
-#define LOOKUP_WAIT_MS   2000
-#define STORE_WAIT_MS    5000  /* for the server's acknowledgement of one stored result */
-#define STORE_RETRY_MS   100   /* between tries of a store that failed */
-#define STORE_GIVE_UP_MS 60000 /* a minute for the server to come back, then left for redelivery   \
-                                */
+#define FETCH_MAX       256  /* jobs asked for in one pull request, at most */
+#define PULL_EXPIRES_MS 500  /* a pull request's life at the server */
+#define PULL_LOST_MS    3000 /* past its life, a pull request the server never ended: lost */
+#define HAND_BACK_MS    1000
+#define LOOKUP_WAIT_MS  2000
+#define STORE_WAIT_MS   5000 /* for the server's acknowledgement of one stored result */
+#define STORE_RETRY_MS  100  /* between tries of a store that failed */
+#define STORE_GIVE_UP_MS                                                                           \
+    60000 /* a minute for the server to come back, then left for redelivery                        \
+           */
 #define TICK_MS       100
 #define CLOSE_WAIT_MS 2000 /* for the last acknowledgements to be written, when draining */
 
@@ -630,9 +631,10 @@ static void on_tick(uv_timer_t *t)
 static void on_progress(uv_timer_t *t)
 {
     cbx_worker *w = t->data;
+    /* every job held here, not only the running ones: a job whose look-up or store waits for
+     * a server that restarted is still this worker's, and must not go to another meanwhile */
     for (job *j = w->jobs; j; j = j->next)
-        if (j->state == J_RUNNING)
-            reply_to(w, j->msg, "+WPI");
+        reply_to(w, j->msg, "+WPI");
 }
 
 static void on_stop(uv_async_t *h)
