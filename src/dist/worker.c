@@ -2,15 +2,15 @@
  * announced, and only then acknowledged (cbx/dist.h).
  *
  * Everything happens on the runtime's loop thread, which also drives the worker's connection
- * (nats_uv.h): the loop reads what the server sends, and what it publishes in one turn goes out
- * in one write at the next. Nothing waits for the server. The worker asks for as many jobs as it
- * has free slots (a JetStream pull request), asks the results bucket about each job it is given
- * (a direct get: a job whose result is stored is not run again), runs it, publishes its result to
- * the bucket, and when the server acknowledges that store, announces the result on
- * cbx.result.<id> and acknowledges the job. The server's answers - jobs, look-ups, stores'
- * acknowledgements - come to two synchronous subscriptions that a check handle empties after
- * each poll of the loop; a look-up or store answer names its job by slot and generation in its
- * reply subject. A timer gives up on answers that do not come: a look-up after 2 s counts as
+ * (nats_uv.h): the loop reads what the server sends, and what the worker publishes in one turn
+ * goes out in one write before the loop next polls. Nothing waits for the server. The worker asks
+ * for as many jobs as it has free slots (a JetStream pull request), asks the results bucket about
+ * each job it is given (a direct get: a job whose result is stored is not run again), runs it,
+ * publishes its result to the bucket, and when the server acknowledges that store, announces the
+ * result on cbx.result.<id> and acknowledges the job. The server's answers - jobs, look-ups,
+ * stores' acknowledgements - come to two synchronous subscriptions that a check handle empties
+ * after each poll of the loop; a look-up or store answer names its job by slot and generation in
+ * its reply subject. A timer gives up on answers that do not come: a look-up after 2 s counts as
  * "no result" (the job runs), a store after 5 s is published again, a pull request that was lost
  * (the server restarted) is made again.
  *
@@ -846,10 +846,10 @@ int cbx_worker_new(cbx_worker **out, const cbx_worker_opts *o, cbx_err *err)
     w->stop_async.data = w->setup_async.data = w->drain.data = w->flush.data = w->tick.data =
         w->progress.data = w;
     /* The connection is driven by the runtime's loop (nats_uv.h): what the worker publishes in
-     * one turn (look-ups, stores, announcements, acknowledgements, pull requests) is written at
-     * the next, in one system call, rather than one call per message or after the millisecond
-     * libnats' flusher waits; and what the server sends is read on the loop, with no thread
-     * between the socket and the jobs. */
+     * one turn (look-ups, stores, announcements, acknowledgements, pull requests) is written
+     * before the loop polls again (on_flush), in one system call, rather than one call per message
+     * or after the millisecond libnats' flusher waits; and what the server sends is read on the
+     * loop, with no thread between the socket and the jobs. */
     if ((rc = cbx__dist_connect_loop(w->url, w->loop, &w->nc, err)) != 0)
         goto fail;
     natsStatus s = natsConnection_JetStream(&w->js, w->nc, NULL);
