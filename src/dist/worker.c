@@ -737,6 +737,14 @@ static void *setup_main(void *arg)
         rc = setup_consumer(w, sj->err);
     if (!rc)
         rc = setup_inbox(w, sj->err);
+    /* A bucket made without direct gets (by an older client) leaves a direct get unanswered (the
+     * server takes it and says nothing): asked through the message-get API from the start. */
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    if (!rc && js_GetStreamInfo(&si, w->js, "KV_" CBX__DIST_RESULTS, NULL, &jerr) == NATS_OK &&
+        si && si->Config && !si->Config->AllowDirect)
+        w->no_direct = 1;
+    jsStreamInfo_Destroy(si);
     sj->rc = rc;
     uv_async_send(&w->setup_async);
     return NULL;
