@@ -97,6 +97,9 @@ struct cbx_worker {
     int no_direct; /* the bucket has no direct gets: the message-get API instead */
     int stopping, closing, nc_closed, handles_closed;
     int64_t closing_since;
+    natsMsg **grave; /* messages done with, destroyed together before the loop polls: libnats
+                        hands each to its garbage-collector thread, woken once for the lot */
+    size_t n_grave, cap_grave;
     cbx_policy **spent; /* policies of ended executions, freed a turn later */
     size_t n_spent, cap_spent;
     atomic_uint_least64_t done, handed_back, poisoned;
@@ -116,6 +119,31 @@ static int64_t now_ms(void)
 
 static void maybe_pull(cbx_worker *w);
 static void maybe_finish(cbx_worker *w);
+
+/* m is done with: destroyed with the others before the loop polls. */
+static void drop(cbx_worker *w, natsMsg *m)
+{
+    if (!m)
+        return;
+    if (w->n_grave == w->cap_grave) {
+        size_t cap = w->cap_grave ? w->cap_grave * 2 : 256;
+        natsMsg **g = realloc(w->grave, cap * sizeof *g);
+        if (!g) {
+            natsMsg_Destroy(m);
+            return;
+        }
+        w->grave = g;
+        w->cap_grave = cap;
+    }
+    w->grave[w->n_grave++] = m;
+}
+
+static void drop_all(cbx_worker *w)
+{
+    for (size_t i = 0; i < w->n_grave; i++)
+        natsMsg_Destroy(w->grave[i]);
+    w->n_grave = 0;
+}
 
 /* ---- acknowledgements ------------------------------------------------------------------------ */
 
@@ -140,7 +168,7 @@ static void job_free(job *j)
 {
     if (!j)
         return;
-    natsMsg_Destroy(j->msg);
+    drop(j->w, j->msg);
     json_decref(j->doc);
     json_decref(j->result);
     free(j->text);
@@ -349,7 +377,7 @@ static job *take(cbx_worker *w, natsMsg *msg)
         /* poison: never redelivered, and said why */
         warn(w, "job %s terminated: the message is not a job: %s", id ? id : "(no id)", bad);
         reply_to(w, msg, "+TERM");
-        natsMsg_Destroy(msg);
+        drop(w, msg);
         json_decref(doc);
         atomic_fetch_add(&w->poisoned, 1);
         return NULL;
@@ -357,7 +385,7 @@ static job *take(cbx_worker *w, natsMsg *msg)
     job *j = calloc(1, sizeof *j);
     if (!j) {
         nak(w, msg, HAND_BACK_MS);
-        natsMsg_Destroy(msg);
+        drop(w, msg);
         json_decref(doc);
         return NULL;
     }
@@ -452,7 +480,7 @@ static void on_delivery(cbx_worker *w, natsMsg *m)
         w->pull_open = 0;
         if (strcmp(status, "408") != 0 && strcmp(status, "404") != 0)
             w->pull_hold = 1;
-        natsMsg_Destroy(m);
+        drop(w, m);
         maybe_pull(w);
         return;
     }
@@ -462,7 +490,7 @@ static void on_delivery(cbx_worker *w, natsMsg *m)
         /* given as the worker stopped, or more than asked for (an earlier request thought lost):
          * handed back, not run */
         nak(w, m, 0);
-        natsMsg_Destroy(m);
+        drop(w, m);
         atomic_fetch_add(&w->handed_back, 1);
         maybe_pull(w);
         return;
@@ -486,13 +514,13 @@ static void on_answer(cbx_worker *w, natsMsg *m)
         slot < w->o.concurrency)
         j = w->slots[slot];
     if (!j || j->gen != gen) {
-        natsMsg_Destroy(m); /* about a job that is over here */
+        drop(w, m); /* about a job that is over here */
         return;
     }
     if ((kind == 'L' || kind == 'M') && j->state == J_LOOKING) {
         char *text = NULL;
         int a = cbx__lookup_answer(m, kind == 'L', &text);
-        natsMsg_Destroy(m);
+        drop(w, m);
         if (a < 0) {
             w->no_direct = 1; /* asked again the other way */
             look_up(w, j);
@@ -507,14 +535,14 @@ static void on_answer(cbx_worker *w, natsMsg *m)
     if (kind == 'S' && (j->state == J_STORING || j->state == J_RETRY)) {
         char why[200];
         const char *refused = store_refused(m, why, sizeof why);
-        natsMsg_Destroy(m);
+        drop(w, m);
         if (!refused)
             stored(w, j);
         else if (j->state == J_STORING)
             store_failed(w, j, refused);
         return;
     }
-    natsMsg_Destroy(m); /* late: the job has moved on */
+    drop(w, m); /* late: the job has moved on */
 }
 
 /* Every message queued on sub, to fn, without waiting. */
@@ -548,6 +576,7 @@ static void on_flush(uv_prepare_t *h)
     cbx_worker *w = h->data;
     if (!w->nc_closed && natsConnection_Buffered(w->nc) > 0)
         natsConnection_ProcessWriteEvent(w->nc);
+    drop_all(w);
 }
 
 /* Ask for as many jobs as there are free slots, when no request is out and at most low_water
@@ -926,6 +955,8 @@ void cbx_worker_free(cbx_worker *w)
         job_free(j);
     }
     w->jobs = NULL;
+    drop_all(w);
+    free(w->grave);
     free_spent(w);
     free(w->spent);
     natsSubscription_Destroy(w->deliveries);
