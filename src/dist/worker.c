@@ -81,6 +81,8 @@ struct cbx_worker {
     cbx_runtime *rt;
     uv_loop_t *loop;
     uv_async_t stop_async, setup_async;
+    natsStatistics *stats; /* the connection's, for its count of reconnections */
+    uint64_t reconnects;
     uv_check_t drain;
     uv_prepare_t flush;
     uv_timer_t tick, progress;
@@ -119,6 +121,7 @@ static int64_t now_ms(void)
 
 static void maybe_pull(cbx_worker *w);
 static void maybe_finish(cbx_worker *w);
+static void check_reconnected(cbx_worker *w);
 
 /* m is done with: destroyed with the others before the loop polls. */
 static void drop(cbx_worker *w, natsMsg *m)
@@ -661,6 +664,7 @@ static void on_tick(uv_timer_t *t)
             }
         }
     }
+    check_reconnected(w);
     if (w->pull_open && now - w->pull_at >= PULL_EXPIRES_MS + PULL_LOST_MS)
         w->pull_open = 0; /* lost with the connection: asked again */
     w->pull_hold = 0;
@@ -675,6 +679,22 @@ static void on_progress(uv_timer_t *t)
      * a server that restarted is still this worker's, and must not go to another meanwhile */
     for (job *j = w->jobs; j; j = j->next)
         reply_to(w, j->msg, "+WPI");
+}
+
+/* Once the connection is back (the server restarted, or the network came back): the server is
+ * told at once that the jobs held here are still being worked on (a restarted server may otherwise
+ * give those it thinks overdue to another worker), and a pull request lost with the old connection
+ * is made again now rather than when it is taken as lost. Looked at every tick. */
+static void check_reconnected(cbx_worker *w)
+{
+    uint64_t n = 0;
+    if (!w->stats || w->nc_closed || natsConnection_GetStats(w->nc, w->stats) != NATS_OK ||
+        natsStatistics_GetCounts(w->stats, NULL, NULL, NULL, NULL, &n) != NATS_OK ||
+        n == w->reconnects)
+        return;
+    w->reconnects = n;
+    on_progress(&w->progress);
+    w->pull_open = 0;
 }
 
 static void on_stop(uv_async_t *h)
@@ -890,6 +910,8 @@ int cbx_worker_new(cbx_worker **out, const cbx_worker_opts *o, cbx_err *err)
     if ((rc = cbx__dist_connect_loop(w->url, w->loop, &w->nc, err)) != 0)
         goto fail;
     natsStatus s = natsConnection_JetStream(&w->js, w->nc, NULL);
+    if (s == NATS_OK)
+        s = natsStatistics_Create(&w->stats);
     if (s != NATS_OK) {
         rc = cbx_err_set(err, CBX_EFAILED, "JetStream on %s: %s", w->url, natsStatus_GetText(s));
         goto fail;
@@ -962,6 +984,7 @@ void cbx_worker_free(cbx_worker *w)
     natsSubscription_Destroy(w->deliveries);
     natsSubscription_Destroy(w->answers);
     kvStore_Destroy(w->results);
+    natsStatistics_Destroy(w->stats);
     jsCtx_Destroy(w->js);
     natsConnection_Destroy(w->nc);
     if (w->types)
