@@ -57,7 +57,6 @@ typedef struct job {
     char id[40];
     uint32_t slot, gen;
     int state;
-    int direct;            /* J_LOOKING: asked with a direct get */
     int64_t since_ms;      /* monotonic: J_LOOKING asked, J_STORING sent, J_RETRY failed */
     int64_t failing_since; /* ms, monotonic: the first failed store; 0 = none */
     cbx_policy *policy;
@@ -464,11 +463,11 @@ static void already_done(cbx_worker *w, job *j, const char *text)
 static void look_up(cbx_worker *w, job *j)
 {
     char reply[200];
-    j->direct = !w->no_direct;
-    reply_subject(w, j, j->direct ? 'L' : 'M', reply, sizeof reply);
+    int direct = !w->no_direct;
+    reply_subject(w, j, direct ? 'L' : 'M', reply, sizeof reply);
     j->state = J_LOOKING;
     j->since_ms = now_ms();
-    if (cbx__lookup_ask(w->nc, j->id, reply, j->direct) != NATS_OK)
+    if (cbx__lookup_ask(w->nc, j->id, reply, direct) != NATS_OK)
         not_done(w, j); /* as an unanswered look-up */
 }
 
