@@ -8,7 +8,8 @@
 start_nats srv
 "$ADMIN" "$nats_url" kv-nodirect CBX_RESULTS || fail "make the bucket without direct gets"
 start_worker w1 --nats "$nats_url"
-job='{"id":"job-nodirect","executor":"command","params":{"argv":["sh","-c","echo x >>'"$TMP"'/runs"]}}'
+argv='["sh","-c","echo x >>'"$TMP"'/runs"]'
+job='{"id":"job-nodirect","executor":"command","params":{"argv":'"$argv"'}}'
 "$ADMIN" "$nats_url" pub cbx.work.default "$job" || fail "publish a job"
 wait_for_line() {
     local deadline=$(($(date +%s) + 300))
