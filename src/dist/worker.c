@@ -11,8 +11,8 @@
  * stores' acknowledgements - come to two synchronous subscriptions that a check handle empties
  * after each poll of the loop; a look-up or store answer names its job by slot and generation in
  * its reply subject. A timer gives up on answers that do not come: a look-up after 2 s counts as
- * "no result" (the job runs), a store after 5 s is published again, a pull request that was lost
- * (the server restarted) is made again.
+ * "no result" (the job runs), a store after 5 s is published again; a pull request is over when
+ * it expires (5 s) whether or not the server says so, and after a reconnection.
  *
  * A job holds one of the --concurrency slots from its delivery to its acknowledgement.
  */
@@ -36,8 +36,7 @@
 #include "dist/work.h"
 
 #define FETCH_MAX       256  /* jobs asked for in one pull request, at most */
-#define PULL_EXPIRES_MS 500  /* a pull request's life at the server */
-#define PULL_LOST_MS    3000 /* past its life, a pull request the server never ended: lost */
+#define PULL_EXPIRES_MS 5000 /* a pull request's life at the server, and here */
 #define HAND_BACK_MS    1000
 #define LOOKUP_WAIT_MS  2000
 #define STORE_WAIT_MS   5000 /* for the server's acknowledgement of one stored result */
@@ -69,7 +68,7 @@ struct cbx_worker {
     cbx_worker_opts o;
     char *url, *queue, *id, *work_subject, *durable, *pull_api;
     char *inbox;      /* answers come to <inbox>.pull and <inbox>.r.<kind>.<slot>.<gen> */
-    char *pull_inbox; /* <inbox>.pull */
+    char *pull_inbox; /* <inbox>.pull.<serial>: a pull request's jobs and its end */
     size_t inbox_len;
     char **types;
     natsConnection *nc;
@@ -88,14 +87,15 @@ struct cbx_worker {
     job **slots;          /* concurrency of them; NULL = free */
     uint32_t *free_slots; /* a stack of the free ones */
     uint32_t n_free, gen;
-    job *jobs;          /* every job holding a slot */
-    uint32_t inflight;  /* slots taken */
-    uint32_t low_water; /* no pull request while more slots than this are taken */
-    int pull_open;      /* a pull request is at the server */
-    int pull_hold;      /* the server refused one: the next waits for a tick */
-    uint32_t pull_left; /* jobs the open request may still bring */
-    int64_t pull_at;
-    int no_direct; /* the bucket has no direct gets: the message-get API instead */
+    job *jobs;            /* every job holding a slot */
+    uint32_t inflight;    /* slots taken */
+    uint32_t low_water;   /* no pull request while more slots than this are taken */
+    int pull_open;        /* a pull request is at the server */
+    int pull_hold;        /* the server refused one: the next waits for a tick */
+    uint32_t pull_left;   /* jobs the open request may still bring */
+    uint64_t pull_serial; /* the open request's (its reply subject ends with it) */
+    uv_timer_t pull_end;  /* the open request's life here */
+    int no_direct;        /* the bucket has no direct gets: the message-get API instead */
     int stopping, closing, nc_closed, handles_closed;
     int64_t closing_since;
     natsMsg **grave; /* messages done with, destroyed together before the loop polls: libnats
@@ -477,17 +477,25 @@ static void on_delivery(cbx_worker *w, natsMsg *m)
     const char *status = NULL;
     if (natsMsg_GetDataLength(m) == 0 && natsMsgHeader_Get(m, "Status", &status) == NATS_OK &&
         status) {
-        /* 408: the request expired; 404: nothing to give; 409 and others: refused (a limit, the
-         * consumer gone): the next request waits for a tick */
-        w->pull_open = 0;
-        if (strcmp(status, "408") != 0 && strcmp(status, "404") != 0)
-            w->pull_hold = 1;
+        /* the end of a request (its reply subject says which; an earlier one's is late news):
+         * 408: it expired; 404: nothing to give; 409 and others: refused (a limit, the consumer
+         * gone): the next request waits for a tick */
+        const char *subj = natsMsg_GetSubject(m);
+        const char *dot = subj ? strrchr(subj, '.') : NULL;
+        if (w->pull_open && dot && strtoull(dot + 1, NULL, 10) == w->pull_serial) {
+            w->pull_open = 0;
+            uv_timer_stop(&w->pull_end);
+            if (strcmp(status, "408") != 0 && strcmp(status, "404") != 0)
+                w->pull_hold = 1;
+        }
         drop(w, m);
         maybe_pull(w);
         return;
     }
-    if (w->pull_left && --w->pull_left == 0)
+    if (w->pull_left && --w->pull_left == 0) {
         w->pull_open = 0;
+        uv_timer_stop(&w->pull_end);
+    }
     if (w->stopping || w->n_free == 0) {
         /* given as the worker stopped, or more than asked for (an earlier request thought lost):
          * handed back, not run */
@@ -581,6 +589,13 @@ static void on_flush(uv_prepare_t *h)
     drop_all(w);
 }
 
+static void on_pull_end(uv_timer_t *t)
+{
+    cbx_worker *w = t->data;
+    w->pull_open = 0;
+    maybe_pull(w);
+}
+
 /* Ask for as many jobs as there are free slots, when no request is out and at most low_water
  * slots are taken (a full worker asks again when a quarter of its slots are free, rather than
  * for one job at a time as each ends). */
@@ -593,11 +608,18 @@ static void maybe_pull(cbx_worker *w)
     char body[96];
     int len = snprintf(body, sizeof body, "{\"batch\":%u,\"expires\":%lld}", batch,
                        (long long)PULL_EXPIRES_MS * 1000000);
-    if (natsConnection_PublishRequest(w->nc, w->pull_api, w->pull_inbox, body, len) != NATS_OK)
+    char reply[200];
+    snprintf(reply, sizeof reply, "%s.%llu", w->pull_inbox,
+             (unsigned long long)(w->pull_serial + 1));
+    if (natsConnection_PublishRequest(w->nc, w->pull_api, reply, body, len) != NATS_OK)
         return; /* the connection is away: the tick asks again */
+    w->pull_serial++;
     w->pull_open = 1;
     w->pull_left = batch;
-    w->pull_at = now_ms();
+    /* Over when it expires, whether or not the server says so: nats-server 2.9 drops a request
+     * that expired while nothing came, without a word, when the next job arrives (and the jobs
+     * then waited for a request that was no longer there). */
+    uv_timer_start(&w->pull_end, on_pull_end, PULL_EXPIRES_MS, 0);
 }
 
 /* ---- the loop -------------------------------------------------------------------------------- */
@@ -617,6 +639,7 @@ static void close_handles(cbx_worker *w)
     uv_close((uv_handle_t *)&w->flush, NULL);
     uv_close((uv_handle_t *)&w->tick, NULL);
     uv_close((uv_handle_t *)&w->progress, NULL);
+    uv_close((uv_handle_t *)&w->pull_end, NULL);
 }
 
 /* Drained: once the last acknowledgements are written (or after CLOSE_WAIT_MS), the connection
@@ -664,8 +687,6 @@ static void on_tick(uv_timer_t *t)
         }
     }
     check_reconnected(w);
-    if (w->pull_open && now - w->pull_at >= PULL_EXPIRES_MS + PULL_LOST_MS)
-        w->pull_open = 0; /* lost with the connection: asked again */
     w->pull_hold = 0;
     maybe_pull(w);
     maybe_finish(w);
@@ -694,6 +715,7 @@ static void check_reconnected(cbx_worker *w)
     w->reconnects = n;
     on_progress(&w->progress);
     w->pull_open = 0;
+    uv_timer_stop(&w->pull_end);
 }
 
 static void on_stop(uv_async_t *h)
@@ -754,8 +776,10 @@ static int setup_inbox(cbx_worker *w, cbx_err *err)
         w->inbox_len = n;
     }
     natsInbox_Destroy(inbox);
-    if (s == NATS_OK)
-        s = natsConnection_SubscribeSync(&w->deliveries, w->nc, w->pull_inbox);
+    if (s == NATS_OK) {
+        snprintf(wild, sizeof wild, "%s.*", w->pull_inbox);
+        s = natsConnection_SubscribeSync(&w->deliveries, w->nc, wild);
+    }
     if (s == NATS_OK) {
         snprintf(wild, sizeof wild, "%s.r.>", w->inbox);
         s = natsConnection_SubscribeSync(&w->answers, w->nc, wild);
@@ -899,8 +923,9 @@ int cbx_worker_new(cbx_worker **out, const cbx_worker_opts *o, cbx_err *err)
     uv_prepare_init(w->loop, &w->flush);
     uv_timer_init(w->loop, &w->tick);
     uv_timer_init(w->loop, &w->progress);
+    uv_timer_init(w->loop, &w->pull_end);
     w->stop_async.data = w->setup_async.data = w->drain.data = w->flush.data = w->tick.data =
-        w->progress.data = w;
+        w->progress.data = w->pull_end.data = w;
     /* The connection is driven by the runtime's loop (nats_uv.h): what the worker publishes in
      * one turn (look-ups, stores, announcements, acknowledgements, pull requests) is written
      * before the loop polls again (on_flush), in one system call, rather than one call per message
