@@ -703,8 +703,9 @@ static void on_progress(uv_timer_t *t)
 
 /* Once the connection is back (the server restarted, or the network came back): the server is
  * told at once that the jobs held here are still being worked on (a restarted server may otherwise
- * give those it thinks overdue to another worker), and a pull request lost with the old connection
- * is made again now rather than when it is taken as lost. Looked at every tick. */
+ * give those it thinks overdue to another worker), a pull request lost with the old connection is
+ * made again, and so are look-ups and stores that were waiting for answers. Looked at every
+ * tick. */
 static void check_reconnected(cbx_worker *w)
 {
     uint64_t n = 0;
@@ -716,6 +717,15 @@ static void check_reconnected(cbx_worker *w)
     on_progress(&w->progress);
     w->pull_open = 0;
     uv_timer_stop(&w->pull_end);
+    /* look-ups and stores sent before the connection went were most likely lost with it: sent
+     * again now rather than after their time limits (an answer to either try will do) */
+    for (job *j = w->jobs, *next; j; j = next) {
+        next = j->next; /* j may end here */
+        if (j->state == J_LOOKING)
+            look_up(w, j);
+        else if (j->state == J_STORING)
+            store(w, j);
+    }
 }
 
 static void on_stop(uv_async_t *h)
