@@ -1,5 +1,5 @@
-/* dist_load URL N [ROUND_TRIPS]: end-to-end throughput and round trips of executions through the workers
- * pulling from URL (cbx worker), with libnats directly as the submitter.
+/* dist_load URL N [ROUND_TRIPS]: end-to-end throughput and round trips of executions through the
+ * workers pulling from URL (cbx worker), with libnats directly as the submitter.
  *
  * Throughput: N no-op jobs (the chaos executor with no delay: nothing but the runtime's own
  * work) published at once to cbx.work.default; the clock stops when the N-th result has been
