@@ -97,7 +97,17 @@
     X(kvStore_Delete)                                                                              \
     X(natsConnection_PublishRequest)                                                               \
     X(js_PublishMsgAsync)                                                                          \
-    X(natsOptions_SetSendAsap)
+    X(natsOptions_SetSendAsap)                                                                     \
+    X(natsOptions_SetEventLoop)                                                                    \
+    X(natsConnection_ProcessReadEvent)                                                             \
+    X(natsConnection_ProcessWriteEvent)                                                            \
+    X(natsMsg_GetReply)                                                                            \
+    X(natsConnection_Buffered)                                                                     \
+    X(natsSubscription_QueuedMsgs)                                                                 \
+    X(natsStatistics_Create)                                                                       \
+    X(natsStatistics_GetCounts)                                                                    \
+    X(natsStatistics_Destroy)                                                                      \
+    X(natsConnection_GetStats)
 
 typedef struct cbx__nats_api {
 #define CBX__NATS_FIELD(name) __typeof__(name) *name;
@@ -196,6 +206,16 @@ const char *cbx__nats_why(natsStatus s);
 #define natsConnection_PublishRequest         cbx__nats.natsConnection_PublishRequest
 #define js_PublishMsgAsync                    cbx__nats.js_PublishMsgAsync
 #define natsOptions_SetSendAsap               cbx__nats.natsOptions_SetSendAsap
+#define natsOptions_SetEventLoop              cbx__nats.natsOptions_SetEventLoop
+#define natsConnection_ProcessReadEvent       cbx__nats.natsConnection_ProcessReadEvent
+#define natsConnection_ProcessWriteEvent      cbx__nats.natsConnection_ProcessWriteEvent
+#define natsMsg_GetReply                      cbx__nats.natsMsg_GetReply
+#define natsConnection_Buffered               cbx__nats.natsConnection_Buffered
+#define natsSubscription_QueuedMsgs           cbx__nats.natsSubscription_QueuedMsgs
+#define natsStatistics_Create                 cbx__nats.natsStatistics_Create
+#define natsStatistics_GetCounts              cbx__nats.natsStatistics_GetCounts
+#define natsStatistics_Destroy                cbx__nats.natsStatistics_Destroy
+#define natsConnection_GetStats               cbx__nats.natsConnection_GetStats
 
 #define natsOptions_LoadCertificatesChain       cbx__nats.natsOptions_LoadCertificatesChain
 #define natsOptions_SetUserCredentialsFromFiles cbx__nats.natsOptions_SetUserCredentialsFromFiles

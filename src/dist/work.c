@@ -2,6 +2,7 @@
 #include "dist/work.h"
 
 #include "cbx/dist.h"
+#include "dist/nats_uv.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -93,6 +94,10 @@ int cbx__dist_open(const char *url, const cbx__nats_conn_opts *co, natsConnectio
         s = natsOptions_SetRetryOnFailedConnect(o, true, connected_later, NULL);
     if (s == NATS_OK && co->send_asap)
         s = natsOptions_SetSendAsap(o, true);
+    if (s == NATS_OK && co->loop) {
+        cbx__nats_uv_thread(co->loop);
+        s = cbx__nats_uv_options(o, co->loop);
+    }
     if (s == NATS_OK && given(co->token))
         s = natsOptions_SetToken(o, co->token);
     if (s == NATS_OK && given(co->user))
@@ -152,6 +157,14 @@ void cbx__nats_conn_opts_env(cbx__nats_conn_opts *o)
 int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err)
 {
     cbx__nats_conn_opts o = {.reconnect_forever = 1, .send_asap = 1};
+    cbx__nats_conn_opts_env(&o);
+    return cbx__dist_open(url, &o, nc, err);
+}
+
+int cbx__dist_connect_loop(const char *url, struct uv_loop_s *loop, natsConnection **nc,
+                           cbx_err *err)
+{
+    cbx__nats_conn_opts o = {.reconnect_forever = 1, .send_asap = 1, .loop = loop};
     cbx__nats_conn_opts_env(&o);
     return cbx__dist_open(url, &o, nc, err);
 }

@@ -32,11 +32,13 @@ typedef struct cbx__nats_conn_opts {
     const char *creds_file;           /* a .creds file: the user's JWT and NKey seed */
     const char *cert_file, *key_file; /* a client certificate (chain) and its key, for TLS */
     int64_t timeout_ms;               /* for connecting; 0 = 2000 */
-    int reconnect_forever; /* once connected, never give up reconnecting (else libnats' 60) */
-    int lazy;              /* a server that is not there is not a failure: the connection keeps
-                              trying in the background, and requests fail meanwhile */
-    int send_asap;         /* each message written at once, rather than gathered by libnats'
-                              flusher for about a millisecond: for latency */
+    int reconnect_forever;  /* once connected, never give up reconnecting (else libnats' 60) */
+    int lazy;               /* a server that is not there is not a failure: the connection keeps
+                               trying in the background, and requests fail meanwhile */
+    int send_asap;          /* each message written at once, rather than gathered by libnats'
+                               flusher for about a millisecond: for latency */
+    struct uv_loop_s *loop; /* driven by this loop (nats_uv.h; made on the loop's thread), with
+                               send_asap: what is published is written at the loop's next turn */
 } cbx__nats_conn_opts;
 
 /* Load libnats and connect to url (one server or a comma-separated list) as o says (NULL = the
@@ -56,6 +58,9 @@ void cbx__nats_conn_opts_env(cbx__nats_conn_opts *o);
  * send_asap) also takes a server that is not there yet. */
 int cbx__dist_connect(const char *url, natsConnection **nc, cbx_err *err);
 int cbx__dist_connect_lazy(const char *url, natsConnection **nc, cbx_err *err);
+/* cbx__dist_connect driven by loop (nats_uv.h): call it on the loop's thread. */
+int cbx__dist_connect_loop(const char *url, struct uv_loop_s *loop, natsConnection **nc,
+                           cbx_err *err);
 /* 1 when s is a key-value write refused because another process wrote first (the revision
  * moved on, or the key exists). */
 int cbx__dist_kv_conflict(natsStatus s);

@@ -24,7 +24,8 @@ static void die(const char *what, natsStatus s)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: nats_admin URL stream|kv|count|reply|pub|sub ARGS...\n");
+        fprintf(stderr,
+                "usage: nats_admin URL stream|kv|kv-nodirect|count|reply|pub|sub ARGS...\n");
         return 2;
     }
     natsConnection *nc = NULL;
@@ -43,6 +44,25 @@ int main(int argc, char **argv)
         cfg.Subjects = subjects;
         cfg.SubjectsLen = 1;
         cfg.Storage = js_FileStorage;
+        jsErrCode jerr = 0;
+        if ((s = js_AddStream(NULL, js, &cfg, NULL, &jerr)) != NATS_OK)
+            die("add stream", s);
+    } else if (strcmp(cmd, "kv-nodirect") == 0) {
+        /* a bucket's stream as a client older than direct gets makes it */
+        char name[256], subject[256];
+        snprintf(name, sizeof name, "KV_%s", argv[3]);
+        snprintf(subject, sizeof subject, "$KV.%s.>", argv[3]);
+        jsStreamConfig cfg;
+        jsStreamConfig_Init(&cfg);
+        cfg.Name = name;
+        const char *subjects[] = {subject};
+        cfg.Subjects = subjects;
+        cfg.SubjectsLen = 1;
+        cfg.MaxMsgsPerSubject = 1;
+        cfg.AllowRollup = true;
+        cfg.DenyDelete = true;
+        cfg.Discard = js_DiscardNew;
+        cfg.AllowDirect = false;
         jsErrCode jerr = 0;
         if ((s = js_AddStream(NULL, js, &cfg, NULL, &jerr)) != NATS_OK)
             die("add stream", s);
