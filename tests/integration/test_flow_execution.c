@@ -4,29 +4,14 @@
 #include "cbx/flow.h"
 #include "cbx/registry.h"
 #include "cbx/runtime.h"
+#include "flow_fixture.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
 
-static cbx_registry *reg;
-static cbx_runtime *rt;
-
-static void setup(void)
-{
-    cbx_err e;
-    cr_assert_eq(cbx_registry_new(&reg, &e), 0, "%s", e.msg);
-    cbx_runtime_opts o = {.registry = reg};
-    cr_assert_eq(cbx_runtime_new(&rt, &o, &e), 0, "%s", e.msg);
-}
-
-static void teardown(void)
-{
-    cbx_runtime_free(rt);
-    cbx_registry_free(reg);
-}
-
-TestSuite(flow_execution, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(flow_execution, .init = flow_fixture_setup, .fini = flow_fixture_teardown,
+          .timeout = 120);
 
 /* Load text: 0 and the flow, or the first problem's message in msg. */
 static int load(const char *text, cbx_flow **f, char *msg, size_t len)

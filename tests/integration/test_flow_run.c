@@ -9,6 +9,7 @@
 #include "cbx/journal.h"
 #include "cbx/registry.h"
 #include "cbx/runtime.h"
+#include "flow_fixture.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -21,24 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static cbx_registry *reg;
-static cbx_runtime *rt;
-
-static void setup(void)
-{
-    cbx_err e;
-    cr_assert_eq(cbx_registry_new(&reg, &e), 0, "%s", e.msg);
-    cbx_runtime_opts o = {.registry = reg};
-    cr_assert_eq(cbx_runtime_new(&rt, &o, &e), 0, "%s", e.msg);
-}
-
-static void teardown(void)
-{
-    cbx_runtime_free(rt);
-    cbx_registry_free(reg);
-}
-
-TestSuite(flow_run, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(flow_run, .init = flow_fixture_setup, .fini = flow_fixture_teardown, .timeout = 60);
 
 static const char *fixture(const char *name)
 {
@@ -47,20 +31,11 @@ static const char *fixture(const char *name)
     return path;
 }
 
-static void assert_loaded(int rc, cbx_diag *d)
-{
-    cbx_err first = {0};
-    if (rc < 0)
-        cbx_diag_first(d, &first);
-    cbx_diag_clear(d);
-    cr_assert_eq(rc, 0, "%s:%d:%d: %s", first.where, first.line, first.col, first.msg);
-}
-
 static cbx_flow *load_fixture(const char *name)
 {
     cbx_diag d = {0};
     cbx_flow *f = NULL;
-    assert_loaded(cbx_flow_load(&f, fixture(name), reg, &d), &d);
+    flow_fixture_assert_loaded(cbx_flow_load(&f, fixture(name), reg, &d), &d);
     return f;
 }
 
@@ -70,8 +45,8 @@ static cbx_flow *load_text(const char *text)
 {
     cbx_diag d = {0};
     cbx_flow *f = NULL;
-    assert_loaded(cbx_flow_load_string(&f, text, strlen(text), fixture("inline.yaml"), reg, &d),
-                  &d);
+    flow_fixture_assert_loaded(
+        cbx_flow_load_string(&f, text, strlen(text), fixture("inline.yaml"), reg, &d), &d);
     return f;
 }
 

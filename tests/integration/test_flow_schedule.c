@@ -12,6 +12,7 @@
 #include "cbx/flow.h"
 #include "cbx/registry.h"
 #include "cbx/runtime.h"
+#include "flow_fixture.h"
 
 #include <criterion/criterion.h>
 #include <inttypes.h>
@@ -19,37 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static cbx_registry *reg;
-static cbx_runtime *rt;
-
-static void setup(void)
-{
-    cbx_err e;
-    cr_assert_eq(cbx_registry_new(&reg, &e), 0, "%s", e.msg);
-    cbx_runtime_opts o = {.registry = reg};
-    cr_assert_eq(cbx_runtime_new(&rt, &o, &e), 0, "%s", e.msg);
-}
-
-static void teardown(void)
-{
-    cbx_runtime_free(rt);
-    cbx_registry_free(reg);
-}
-
-TestSuite(flow_schedule, .init = setup, .fini = teardown, .timeout = 60);
-
-static cbx_flow *load_text(const char *text)
-{
-    cbx_diag d = {0};
-    cbx_flow *f = NULL;
-    int rc = cbx_flow_load_string(&f, text, strlen(text), "inline.yaml", reg, &d);
-    cbx_err first = {0};
-    if (rc < 0)
-        cbx_diag_first(&d, &first);
-    cbx_diag_clear(&d);
-    cr_assert_eq(rc, 0, "%s:%d:%d: %s", first.where, first.line, first.col, first.msg);
-    return f;
-}
+TestSuite(flow_schedule, .init = flow_fixture_setup, .fini = flow_fixture_teardown, .timeout = 60);
 
 static cbx_flow *load_fixture(const char *name)
 {
@@ -235,7 +206,7 @@ Test(flow_schedule, every_edge_of_a_dag_is_respected_under_a_concurrency_limit)
         }
         cr_assert_lt(len, sizeof text);
     }
-    cbx_flow *f = load_text(text);
+    cbx_flow *f = flow_fixture_load(text);
     cbx_flow_result res;
     cr_assert_eq(run_meeting(f, 0, &res), 0, "%s", res.error);
     interval iv[12];
@@ -339,17 +310,18 @@ Test(flow_schedule, when_true_runs_the_step)
 
 Test(flow_schedule, when_reads_the_outputs_of_the_steps_it_refers_to)
 {
-    cbx_flow *f = load_text("name: w\n"
-                            "steps:\n"
-                            "  - {name: count, executor: command, config: {argv: [printf, '3']}}\n"
-                            "  - name: big\n"
-                            "    executor: command\n"
-                            "    when: \"tonumber(steps.count.outputs.stdout) > 5\"\n"
-                            "    config: {argv: [printf, big]}\n"
-                            "  - name: small\n"
-                            "    executor: command\n"
-                            "    when: \"{{ tonumber(steps.count.outputs.stdout) <= 5 }}\"\n"
-                            "    config: {argv: [printf, small]}\n");
+    cbx_flow *f =
+        flow_fixture_load("name: w\n"
+                          "steps:\n"
+                          "  - {name: count, executor: command, config: {argv: [printf, '3']}}\n"
+                          "  - name: big\n"
+                          "    executor: command\n"
+                          "    when: \"tonumber(steps.count.outputs.stdout) > 5\"\n"
+                          "    config: {argv: [printf, big]}\n"
+                          "  - name: small\n"
+                          "    executor: command\n"
+                          "    when: \"{{ tonumber(steps.count.outputs.stdout) <= 5 }}\"\n"
+                          "    config: {argv: [printf, small]}\n");
     cbx_flow_result res;
     cr_assert_eq(run(f, NULL, 0, &res), 0, "%s", res.error);
     cr_assert_str_eq(step_str(&res, "big", "status"), "skipped");
@@ -361,15 +333,16 @@ Test(flow_schedule, when_reads_the_outputs_of_the_steps_it_refers_to)
 
 Test(flow_schedule, a_when_that_cannot_be_evaluated_fails_the_step)
 {
-    cbx_flow *f = load_text("name: w\n"
-                            "inputs: [{name: n, type: integer, default: 1}]\n"
-                            "steps:\n"
-                            "  - name: odd\n"
-                            "    executor: command\n"
-                            "    when: \"inputs.n.x > 1\"\n"
-                            "    config: {argv: [printf, odd]}\n"
-                            "  - {name: next, executor: command, needs: [odd], config: {argv: "
-                            "[printf, x]}}\n");
+    cbx_flow *f =
+        flow_fixture_load("name: w\n"
+                          "inputs: [{name: n, type: integer, default: 1}]\n"
+                          "steps:\n"
+                          "  - name: odd\n"
+                          "    executor: command\n"
+                          "    when: \"inputs.n.x > 1\"\n"
+                          "    config: {argv: [printf, odd]}\n"
+                          "  - {name: next, executor: command, needs: [odd], config: {argv: "
+                          "[printf, x]}}\n");
     cbx_flow_result res;
     cr_assert_eq(run(f, NULL, 0, &res), CBX_EFAILED, "%s", res.error);
     cr_assert_eq(res.status, CBX_STATUS_FAILED);
@@ -431,13 +404,14 @@ Test(flow_schedule, a_step_skipped_for_a_failure_is_not_a_when_skip)
 {
     /* 'gate' is skipped because 'broken' failed; 'after' waits on 'gate' and is skipped too,
      * whereas after a when-skip it would run */
-    cbx_flow *f = load_text("name: w\n"
-                            "steps:\n"
-                            "  - {name: broken, executor: command, config: {argv: ['false']}}\n"
-                            "  - {name: gate, executor: command, needs: [broken], when: 'true',\n"
-                            "     config: {argv: [printf, gate]}}\n"
-                            "  - {name: after, executor: command, needs: [gate], config: {argv: "
-                            "[printf, after]}}\n");
+    cbx_flow *f =
+        flow_fixture_load("name: w\n"
+                          "steps:\n"
+                          "  - {name: broken, executor: command, config: {argv: ['false']}}\n"
+                          "  - {name: gate, executor: command, needs: [broken], when: 'true',\n"
+                          "     config: {argv: [printf, gate]}}\n"
+                          "  - {name: after, executor: command, needs: [gate], config: {argv: "
+                          "[printf, after]}}\n");
     cbx_flow_result res;
     cr_assert_eq(run(f, NULL, 0, &res), CBX_EFAILED);
     cr_assert_str_eq(step_str(&res, "gate", "status"), "skipped");

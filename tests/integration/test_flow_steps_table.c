@@ -6,41 +6,13 @@
 #include "cbx/flow.h"
 #include "cbx/registry.h"
 #include "cbx/runtime.h"
+#include "flow_fixture.h"
 
 #include <criterion/criterion.h>
 #include <string.h>
 
-static cbx_registry *reg;
-static cbx_runtime *rt;
-
-static void setup(void)
-{
-    cbx_err e;
-    cr_assert_eq(cbx_registry_new(&reg, &e), 0, "%s", e.msg);
-    cbx_runtime_opts o = {.registry = reg};
-    cr_assert_eq(cbx_runtime_new(&rt, &o, &e), 0, "%s", e.msg);
-}
-
-static void teardown(void)
-{
-    cbx_runtime_free(rt);
-    cbx_registry_free(reg);
-}
-
-TestSuite(flow_steps_table, .init = setup, .fini = teardown, .timeout = 60);
-
-static cbx_flow *load_text(const char *text)
-{
-    cbx_diag d = {0};
-    cbx_flow *f = NULL;
-    int rc = cbx_flow_load_string(&f, text, strlen(text), "inline.yaml", reg, &d);
-    cbx_err first = {0};
-    if (rc < 0)
-        cbx_diag_first(&d, &first);
-    cbx_diag_clear(&d);
-    cr_assert_eq(rc, 0, "%s:%d:%d: %s", first.where, first.line, first.col, first.msg);
-    return f;
-}
+TestSuite(flow_steps_table, .init = flow_fixture_setup, .fini = flow_fixture_teardown,
+          .timeout = 60);
 
 static int run(cbx_flow *f, cbx_flow_steps_table table, cbx_flow_result *res)
 {
@@ -68,7 +40,7 @@ static const char *mixed =
 
 Test(flow_steps_table, outputs_are_those_of_the_records_that_succeeded_in_the_flows_order)
 {
-    cbx_flow *f = load_text(mixed);
+    cbx_flow *f = flow_fixture_load(mixed);
     cbx_flow_result full, brief;
     cr_assert_eq(run(f, CBX_FLOW_STEPS_RECORDS, &full), 0, "%s", full.error);
     cr_assert_eq(run(f, CBX_FLOW_STEPS_OUTPUTS, &brief), 0, "%s", brief.error);
@@ -106,13 +78,14 @@ Test(flow_steps_table, outputs_are_those_of_the_records_that_succeeded_in_the_fl
 
 Test(flow_steps_table, none_leaves_steps_null_and_the_rest_as_it_is)
 {
-    cbx_flow *f = load_text("name: declared\n"
-                            "steps:\n"
-                            "  - {name: a, executor: command, config: {argv: [printf, one]}}\n"
-                            "  - {name: b, executor: command, needs: [a],\n"
-                            "     config: {argv: [printf, '{{ steps.a.outputs.stdout }}+two']}}\n"
-                            "outputs:\n"
-                            "  got: '{{ steps.b.outputs.stdout }}'\n");
+    cbx_flow *f =
+        flow_fixture_load("name: declared\n"
+                          "steps:\n"
+                          "  - {name: a, executor: command, config: {argv: [printf, one]}}\n"
+                          "  - {name: b, executor: command, needs: [a],\n"
+                          "     config: {argv: [printf, '{{ steps.a.outputs.stdout }}+two']}}\n"
+                          "outputs:\n"
+                          "  got: '{{ steps.b.outputs.stdout }}'\n");
     cbx_flow_result res;
     cr_assert_eq(run(f, CBX_FLOW_STEPS_NONE, &res), 0, "%s", res.error);
     cr_assert_eq(res.status, CBX_STATUS_SUCCESS);
@@ -125,11 +98,12 @@ Test(flow_steps_table, none_leaves_steps_null_and_the_rest_as_it_is)
 
 Test(flow_steps_table, a_failed_run_reports_its_error_without_records)
 {
-    cbx_flow *f = load_text("name: failing\n"
-                            "steps:\n"
-                            "  - {name: ok, executor: command, config: {argv: [printf, fine]}}\n"
-                            "  - {name: bad, executor: command, needs: [ok],\n"
-                            "     config: {argv: ['false']}}\n");
+    cbx_flow *f =
+        flow_fixture_load("name: failing\n"
+                          "steps:\n"
+                          "  - {name: ok, executor: command, config: {argv: [printf, fine]}}\n"
+                          "  - {name: bad, executor: command, needs: [ok],\n"
+                          "     config: {argv: ['false']}}\n");
     cbx_flow_result res;
     cr_assert_eq(run(f, CBX_FLOW_STEPS_OUTPUTS, &res), CBX_EFAILED);
     cr_assert_eq(res.status, CBX_STATUS_FAILED);
