@@ -19,9 +19,9 @@ static int initial(const cbx_workflow_kv_opts *o, const char *id, cbx_workflow *
                    const json_t *tokens, cbx__wfkv_events *ev, json_t **m, cbx_err *err)
 {
     *m = NULL;
-    if (!cbx_workflow_kv_id_ok(id))
-        return cbx_err_set(err, -EINVAL, "workflow id '%s': 1 to 39 letters, digits, '-' or '_'",
-                           id ? id : "");
+    int bad = cbx__wfkv_check_id(id, err);
+    if (bad)
+        return bad;
     if (!w || (tokens && !json_is_array(tokens)))
         return cbx_err_set(err, -EINVAL, "workflow create: no workflow, or tokens not an array");
     cbx__wf_shared *s = NULL;
@@ -114,9 +114,9 @@ static int signal_with(cbx__wfkv_conn *c, const cbx_workflow_kv_opts *o, const c
 int cbx_workflow_kv_signal(const cbx_workflow_kv_opts *o, const cbx_registry *reg, const char *id,
                            const char *token, const char *name, const json_t *data, cbx_err *err)
 {
-    if (!cbx_workflow_kv_id_ok(id))
-        return cbx_err_set(err, -EINVAL, "workflow id '%s': 1 to 39 letters, digits, '-' or '_'",
-                           id ? id : "");
+    int bad = cbx__wfkv_check_id(id, err);
+    if (bad)
+        return bad;
     cbx__wfkv_conn c;
     int rc = cbx__wfkv_open(&c, o ? o->url : NULL, err);
     if (!rc)
@@ -128,9 +128,9 @@ int cbx_workflow_kv_signal(const cbx_workflow_kv_opts *o, const cbx_registry *re
 int cbx__wf_kv_signal_on(natsConnection *nc, const char *id, const char *token, const char *name,
                          const json_t *data, cbx_err *err)
 {
-    if (!cbx_workflow_kv_id_ok(id))
-        return cbx_err_set(err, -EINVAL, "workflow id '%s': 1 to 39 letters, digits, '-' or '_'",
-                           id ? id : "");
+    int bad = cbx__wfkv_check_id(id, err);
+    if (bad)
+        return bad;
     cbx__wfkv_conn c;
     int rc = cbx__wfkv_on(&c, nc, err);
     if (!rc)
@@ -167,9 +167,9 @@ int cbx_workflow_kv_show(const cbx_workflow_kv_opts *o, const cbx_registry *reg,
                          json_t **snapshot, cbx_err *err)
 {
     *snapshot = NULL;
-    if (!cbx_workflow_kv_id_ok(id))
-        return cbx_err_set(err, -EINVAL, "workflow id '%s': 1 to 39 letters, digits, '-' or '_'",
-                           id ? id : "");
+    int bad = cbx__wfkv_check_id(id, err);
+    if (bad)
+        return bad;
     cbx__wfkv_conn c;
     int rc = cbx__wfkv_open(&c, o ? o->url : NULL, err);
     if (!rc)
@@ -181,9 +181,9 @@ int cbx_workflow_kv_show(const cbx_workflow_kv_opts *o, const cbx_registry *reg,
 int cbx__wf_kv_show_on(natsConnection *nc, const char *id, json_t **snapshot, cbx_err *err)
 {
     *snapshot = NULL;
-    if (!cbx_workflow_kv_id_ok(id))
-        return cbx_err_set(err, -EINVAL, "workflow id '%s': 1 to 39 letters, digits, '-' or '_'",
-                           id ? id : "");
+    int bad = cbx__wfkv_check_id(id, err);
+    if (bad)
+        return bad;
     cbx__wfkv_conn c;
     int rc = cbx__wfkv_on(&c, nc, err);
     if (!rc)

@@ -186,6 +186,14 @@ int cbx__wfkv_write(cbx__wfkv_conn *c, const char *id, const json_t *m, uint64_t
 }
 
 /* err's message as the reason a stored value is not a marking. */
+int cbx__wfkv_check_id(const char *id, cbx_err *err)
+{
+    if (cbx_workflow_kv_id_ok(id))
+        return 0;
+    return cbx_err_set(err, -EINVAL, "workflow id '%s': 1 to 39 letters, digits, '-' or '_'",
+                       id ? id : "");
+}
+
 int cbx__wfkv_not_marking(cbx_err *err, const char *id)
 {
     char why[sizeof err->msg];

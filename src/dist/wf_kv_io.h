@@ -53,6 +53,8 @@ int cbx__wfkv_read(cbx__wfkv_conn *c, const char *id, json_t **m, uint64_t *rev,
  * wrote first), -EEXIST (a new key that is there), CBX_EFAILED. */
 int cbx__wfkv_write(cbx__wfkv_conn *c, const char *id, const json_t *m, uint64_t *rev,
                     cbx_err *err);
+/* 0 for an id cbx_workflow_kv_id_ok takes, else -EINVAL with a message naming it. */
+int cbx__wfkv_check_id(const char *id, cbx_err *err);
 /* err's message made the reason the value of id is not a marking: CBX_EPARSE. */
 int cbx__wfkv_not_marking(cbx_err *err, const char *id);
 /* The workflow of marking m, loaded from its source with reg (NULL: no executor checks). */

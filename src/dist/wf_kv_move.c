@@ -241,9 +241,12 @@ int cbx_workflow_kv_run(cbx_runtime *rt, const cbx_registry *reg, const char *id
 {
     if (snapshot)
         *snapshot = NULL;
-    if (!rt || !cbx_workflow_kv_id_ok(id))
-        return cbx_err_set(err, -EINVAL, "workflow id '%s': 1 to 39 letters, digits, '-' or '_'",
+    if (!rt)
+        return cbx_err_set(err, -EINVAL, "workflow '%s': no runtime to run its actions",
                            id ? id : "");
+    int bad = cbx__wfkv_check_id(id, err);
+    if (bad)
+        return bad;
     mover mv;
     memset(&mv, 0, sizeof mv);
     mv.id = id;
