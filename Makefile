@@ -35,6 +35,7 @@ asan: deps
 	$(call configure,build-asan,Debug,-DCBX_WERROR=ON -DCBX_SANITIZE=address$(,)undefined -DCBX_BENCH=OFF)
 	cmake --build build-asan -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  LSAN_OPTIONS="suppressions=$(CURDIR)/tests/lsan.supp print_suppressions=0" \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
 
 check: test asan tsan fuzz-short package-check
