@@ -802,8 +802,11 @@ static int start_flusher(cbx_journal *j, int background, cbx_err *err)
     f->open_pending = background;
     f->busy = background; /* until background_open is done: a close waits for it */
     j->fl = f;
+    /* set before the thread starts: a background open's flusher reads it (wake_flusher) */
+    j->flusher_running = 1;
     e = pthread_create(&j->flusher, NULL, flusher_main, f);
     if (e != 0) {
+        j->flusher_running = 0;
         j->fl = NULL;
         pthread_cond_destroy(&f->wcv);
         pthread_mutex_destroy(&f->wmu);
@@ -811,7 +814,6 @@ static int start_flusher(cbx_journal *j, int background, cbx_err *err)
         return cbx_err_set(err, -e, "journal: flusher thread: %s", strerror(e));
     }
     pthread_detach(j->flusher);
-    j->flusher_running = 1;
     return 0;
 }
 
