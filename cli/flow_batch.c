@@ -324,7 +324,8 @@ static void *worker_main(void *arg)
         uint64_t t0 = cbx_clock_now_ns(NULL);
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
-        double start_s = (double)now.tv_sec + (double)(now.tv_nsec / 1000000) / 1e3;
+        long start_ms = now.tv_nsec / 1000000; /* the joblog's start, to the millisecond */
+        double start_s = (double)now.tv_sec + (double)start_ms / 1e3;
         cbx_flow_run(w->rt, f, &o, &res, &e);
         /* a run that a ^C stopped counts as cancelled, whatever its steps made of it */
         if (res.status != CBX_STATUS_SUCCESS && atomic_load(&b->stopping))

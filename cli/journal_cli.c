@@ -27,7 +27,7 @@ static int parse_size(const char *name, const char *text, uint64_t *out)
     if (end && (*end == 'K' || *end == 'k'))
         mul = 1024, end++;
     else if (end && (*end == 'M' || *end == 'm'))
-        mul = 1024 * 1024, end++;
+        mul = 1024ull * 1024, end++;
     else if (end && (*end == 'G' || *end == 'g'))
         mul = 1024ull * 1024 * 1024, end++;
     if (end && (*end == 'B' || *end == 'i'))

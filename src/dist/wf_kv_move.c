@@ -81,7 +81,8 @@ static int set_claims(mover *mv, json_t *m)
     {
         json_t *t = json_object_get(json_object_get(m, "tokens"), json_string_value(v));
         json_t *c = json_pack("{s:s, s:I, s:s}", "by", mv->owner, "until_ms",
-                              (json_int_t)(cbx__wfkv_wall_ms() + mv->lease_ms), "nonce", mv->nonce);
+                              (json_int_t)cbx__wfkv_wall_ms() + (json_int_t)mv->lease_ms, "nonce",
+                              mv->nonce);
         if (!t || !c || json_object_set_new(t, "claim", c) != 0)
             return -ENOMEM;
     }

@@ -609,8 +609,7 @@ static void maybe_pull(cbx_worker *w)
     int len = snprintf(body, sizeof body, "{\"batch\":%u,\"expires\":%lld}", batch,
                        (long long)PULL_EXPIRES_MS * 1000000);
     char reply[200];
-    snprintf(reply, sizeof reply, "%s.%llu", w->pull_inbox,
-             (unsigned long long)(w->pull_serial + 1));
+    snprintf(reply, sizeof reply, "%s.%llu", w->pull_inbox, (unsigned long long)w->pull_serial + 1);
     if (natsConnection_PublishRequest(w->nc, w->pull_api, reply, body, len) != NATS_OK)
         return; /* the connection is away: the tick asks again */
     w->pull_serial++;

@@ -136,13 +136,17 @@ static char *read_proc(const char *path)
         return NULL;
     size_t cap = 8192, len = 0;
     char *buf = malloc(cap);
-    while (buf) {
+    if (!buf) {
+        close(fd);
+        return NULL;
+    }
+    for (;;) {
         if (len + 1 == cap) {
             char *p = cap < ((size_t)4 << 20) ? realloc(buf, cap * 2) : NULL;
             if (!p) {
                 free(buf);
-                buf = NULL;
-                break;
+                close(fd);
+                return NULL;
             }
             buf = p;
             cap *= 2;
@@ -155,8 +159,7 @@ static char *read_proc(const char *path)
         len += (size_t)n;
     }
     close(fd);
-    if (buf)
-        buf[len] = '\0';
+    buf[len] = '\0';
     return buf;
 }
 

@@ -245,8 +245,8 @@ int cbx__wf_shared_load(cbx__wf_shared *s, const json_t *m, const char *owner, u
     {
         wf_token *t = NULL;
         int rc = token_from(r, id, o, &t, err);
-        if (rc)
-            return rc;
+        if (rc || !t)
+            return rc ? rc : cbx_err_set(err, -ENOMEM, "out of memory");
         if ((rc = cbx__wf_token_insert(r, t)) != 0) {
             cbx__wf_token_free(t);
             return cbx_err_set(err, rc, "tokens.%s: %s", id, cbx_strerror(rc));
@@ -507,6 +507,8 @@ int cbx__wf_shared_signal(cbx__wf_shared *s, const char *token, const char *name
     int rc = cbx_workflow_signal(r, token, name, data, err);
     if (rc)
         return rc;
+    if (!t && !(t = cbx__wf_token_find(r, token)))
+        return cbx_err_set(err, -ENOENT, "token %s: not found", token);
     *changes =
         json_pack("{s:{s:o}, s:[], s:{}}", "put", token, token_json(r, t), "remove", "fired");
     return *changes ? 0 : cbx_err_set(err, -ENOMEM, "out of memory");
