@@ -264,14 +264,21 @@ static int on_begin(http_parser *p)
     return 0;
 }
 
+/* Append at[0..len) to buf (of cap bytes, *used so far), what does not fit left out: the parser
+ * hands a URL or a header in pieces. */
+static void append_capped(char *buf, size_t cap, size_t *used, const char *at, size_t len)
+{
+    size_t room = cap - 1 - *used;
+    if (len > room)
+        len = room;
+    memcpy(buf + *used, at, len);
+    *used += len;
+}
+
 static int on_url(http_parser *p, const char *at, size_t len)
 {
     conn *c = p->data;
-    size_t room = sizeof c->url - 1 - c->url_len;
-    if (len > room)
-        len = room;
-    memcpy(c->url + c->url_len, at, len);
-    c->url_len += len;
+    append_capped(c->url, sizeof c->url, &c->url_len, at, len);
     return 0;
 }
 
@@ -282,11 +289,7 @@ static int on_field(http_parser *p, const char *at, size_t len)
         c->field_len = 0;
         c->in_value = 0;
     }
-    size_t room = sizeof c->field - 1 - c->field_len;
-    if (len > room)
-        len = room;
-    memcpy(c->field + c->field_len, at, len);
-    c->field_len += len;
+    append_capped(c->field, sizeof c->field, &c->field_len, at, len);
     return 0;
 }
 
@@ -300,13 +303,8 @@ static int on_value(http_parser *p, const char *at, size_t len)
         if (c->want_etype)
             c->etype_len = 0;
     }
-    if (c->want_etype) {
-        size_t room = sizeof c->etype - 1 - c->etype_len;
-        if (len > room)
-            len = room;
-        memcpy(c->etype + c->etype_len, at, len);
-        c->etype_len += len;
-    }
+    if (c->want_etype)
+        append_capped(c->etype, sizeof c->etype, &c->etype_len, at, len);
     return 0;
 }
 
