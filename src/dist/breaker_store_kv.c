@@ -165,21 +165,8 @@ static int ensure_kv(kv_store *s, cbx_err *err)
 {
     pthread_mutex_lock(&s->kv_mu);
     natsStatus st = NATS_OK;
-    if (!s->kv) {
-        st = js_KeyValue(&s->kv, s->js, BUCKET);
-        if (st == NATS_NOT_FOUND) {
-            kvConfig cfg;
-            kvConfig_Init(&cfg);
-            cfg.Bucket = BUCKET;
-            cfg.History = 1;
-            cfg.StorageType = js_FileStorage;
-            st = js_CreateKeyValue(&s->kv, s->js, &cfg);
-            if (st != NATS_OK && js_KeyValue(&s->kv, s->js, BUCKET) == NATS_OK)
-                st = NATS_OK; /* made by another process meanwhile */
-        }
-        if (st != NATS_OK)
-            s->kv = NULL;
-    }
+    if (!s->kv)
+        st = cbx__dist_kv_bucket(&s->kv, s->js, BUCKET, 0);
     pthread_mutex_unlock(&s->kv_mu);
     if (st != NATS_OK)
         return cbx_err_set(err, CBX_EFAILED, "breaker store %s on %s: %s", BUCKET, s->url,

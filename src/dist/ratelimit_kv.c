@@ -92,21 +92,8 @@ static kvStore *bucket(cbx__kv_rates *r, natsStatus *st)
 {
     pthread_mutex_lock(&r->mu);
     *st = NATS_OK;
-    if (!r->kv) {
-        *st = js_KeyValue(&r->kv, r->js, CBX__DIST_RATES);
-        if (*st == NATS_NOT_FOUND) {
-            kvConfig cfg;
-            kvConfig_Init(&cfg);
-            cfg.Bucket = CBX__DIST_RATES;
-            cfg.History = 1;
-            cfg.StorageType = js_FileStorage;
-            *st = js_CreateKeyValue(&r->kv, r->js, &cfg);
-            if (*st != NATS_OK && js_KeyValue(&r->kv, r->js, CBX__DIST_RATES) == NATS_OK)
-                *st = NATS_OK; /* made by another process meanwhile */
-        }
-        if (*st != NATS_OK)
-            r->kv = NULL;
-    }
+    if (!r->kv)
+        *st = cbx__dist_kv_bucket(&r->kv, r->js, CBX__DIST_RATES, 0);
     kvStore *kv = r->kv;
     pthread_mutex_unlock(&r->mu);
     return kv;

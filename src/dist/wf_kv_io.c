@@ -110,19 +110,8 @@ int cbx__wfkv_on(cbx__wfkv_conn *c, natsConnection *nc, cbx_err *err)
 static int conn_bucket(cbx__wfkv_conn *c, cbx_err *err)
 {
     natsStatus st = natsConnection_JetStream(&c->js, c->nc, NULL);
-    if (st == NATS_OK) {
-        st = js_KeyValue(&c->kv, c->js, CBX__WFKV_BUCKET);
-        if (st == NATS_NOT_FOUND) {
-            kvConfig cfg;
-            kvConfig_Init(&cfg);
-            cfg.Bucket = CBX__WFKV_BUCKET;
-            cfg.History = 1;
-            cfg.StorageType = js_FileStorage;
-            st = js_CreateKeyValue(&c->kv, c->js, &cfg);
-            if (st != NATS_OK && js_KeyValue(&c->kv, c->js, CBX__WFKV_BUCKET) == NATS_OK)
-                st = NATS_OK; /* made by another process meanwhile */
-        }
-    }
+    if (st == NATS_OK)
+        st = cbx__dist_kv_bucket(&c->kv, c->js, CBX__WFKV_BUCKET, 0);
     if (st != NATS_OK) {
         c->kv = NULL;
         const char *url = c->url;

@@ -223,20 +223,28 @@ int cbx__dist_ensure_stream(jsCtx *js, cbx_err *err)
     return 0;
 }
 
-int cbx__dist_ensure_results(jsCtx *js, kvStore **kv, cbx_err *err)
+natsStatus cbx__dist_kv_bucket(kvStore **kv, jsCtx *js, const char *name, int64_t ttl_ns)
 {
-    natsStatus s = js_KeyValue(kv, js, CBX__DIST_RESULTS);
+    natsStatus s = js_KeyValue(kv, js, name);
     if (s == NATS_NOT_FOUND) {
         kvConfig cfg;
         kvConfig_Init(&cfg);
-        cfg.Bucket = CBX__DIST_RESULTS;
+        cfg.Bucket = name;
         cfg.History = 1;
-        cfg.TTL = RESULTS_TTL_NS;
+        cfg.TTL = ttl_ns;
         cfg.StorageType = js_FileStorage;
         s = js_CreateKeyValue(kv, js, &cfg);
-        if (s != NATS_OK && js_KeyValue(kv, js, CBX__DIST_RESULTS) == NATS_OK)
+        if (s != NATS_OK && js_KeyValue(kv, js, name) == NATS_OK)
             s = NATS_OK; /* made by another process meanwhile */
     }
+    if (s != NATS_OK)
+        *kv = NULL;
+    return s;
+}
+
+int cbx__dist_ensure_results(jsCtx *js, kvStore **kv, cbx_err *err)
+{
+    natsStatus s = cbx__dist_kv_bucket(kv, js, CBX__DIST_RESULTS, RESULTS_TTL_NS);
     if (s != NATS_OK)
         return cbx_err_set(err, CBX_EFAILED, "results bucket %s: %s", CBX__DIST_RESULTS,
                            cbx__nats_why(s));

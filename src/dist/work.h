@@ -74,6 +74,10 @@ int cbx__dist_kv_conflict(natsStatus s);
 natsStatus cbx__dist_kv_get(kvEntry **e, kvStore *kv, const char *key);
 /* The work stream (work-queue retention, file storage) where it is missing. */
 int cbx__dist_ensure_stream(jsCtx *js, cbx_err *err);
+/* The key-value bucket `name` opened into *kv, made where missing (one revision per key, file
+ * storage, entries kept ttl_ns; 0: for ever); a bucket another process made meanwhile is opened.
+ * *kv is NULL on failure. */
+natsStatus cbx__dist_kv_bucket(kvStore **kv, jsCtx *js, const char *name, int64_t ttl_ns);
 /* The results bucket where it is missing; *kv opened either way. */
 int cbx__dist_ensure_results(jsCtx *js, kvStore **kv, cbx_err *err);
 
