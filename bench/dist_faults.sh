@@ -5,11 +5,12 @@
 # ran and how many it found already done (stored by a worker, redelivered, not run again), and
 # how many job ids show more than one run in the workers' logs (a run is logged once its result is
 # stored and acknowledged; a worker killed before that leaves no line, so its runs are not seen).
-# Usage: bench/dist_faults.sh [path/to/cbx] [N]   (default build/cli/cbx, 20000)
+# Usage: bench/dist_faults.sh [path/to/cbx] [N]   (default build/cli/cbx, 80000: the fault comes
+# 1.5 s in, so N must last longer than that)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 cbx=${1:-build/cli/cbx}
-n=${2:-20000}
+n=${2:-80000}
 load=$(dirname "$cbx")/../bench/dist_load
 command -v nats-server >/dev/null || { echo "bench/dist_faults.sh: nats-server is not installed" >&2; exit 2; }
 [ -x "$load" ] || { echo "bench/dist_faults.sh: no $load (build first)" >&2; exit 2; }

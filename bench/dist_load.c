@@ -35,7 +35,7 @@ static void die(const char *what, natsStatus s)
 
 static void job(char *buf, size_t len, const char *id)
 {
-    snprintf(buf, len, "{\"id\":\"%s\",\"executor\":\"chaos\",\"params\":{}}", id);
+    snprintf(buf, len, "{\"id\":\"%s\",\"fresh\":true,\"executor\":\"chaos\",\"params\":{}}", id);
 }
 
 int main(int argc, char **argv)

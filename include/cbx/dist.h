@@ -6,9 +6,11 @@
  * on their own runtime under its policy, store the result in the key-value bucket CBX_RESULTS
  * (key: the execution id), announce it on cbx.result.<id>, and only then acknowledge the job.
  * Delivery is at least once: a worker that dies mid-job leaves it unacknowledged, and JetStream
- * gives it to another worker after the ack wait. Before running a job a worker looks its id up
- * in CBX_RESULTS, so a job whose result was stored is never run again (it is acknowledged and its
- * result announced again). docs/distributed.md has the whole story. A worker tells its jobs' story
+ * gives it to another worker after the ack wait. Before running a job given again, or one whose id
+ * its submitter did not make for it alone, a worker looks its id up in CBX_RESULTS, so a job whose
+ * result was stored is not run again (it is acknowledged and its result announced again); the
+ * submitters here make a new id per job and say so ("fresh"), so a job's first delivery runs at
+ * once. docs/distributed.md has the whole story. A worker tells its jobs' story
  * through the library's log (cbx/log.h, component "worker"): each job at INFO, what went wrong
  * (a malformed job, one given up, a result that could not be stored) at WARN.
  *

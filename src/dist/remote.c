@@ -15,6 +15,7 @@ static json_t *job_json(const cbx_remote_job *job, const char *id)
 {
     json_t *j = json_object();
     json_object_set_new(j, "id", json_string(id));
+    json_object_set_new(j, "fresh", json_true()); /* made here, for this job only */
     json_object_set_new(j, "executor", json_string(job->executor));
     if (job->params)
         json_object_set(j, "params", (json_t *)job->params);

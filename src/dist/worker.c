@@ -56,6 +56,9 @@ typedef struct job {
     char id[40];
     uint32_t slot, gen;
     int state;
+    uint64_t delivered;    /* this delivery's number, 1 the first */
+    uint64_t seq;          /* its sequence number in the work stream */
+    int fresh;             /* "fresh": its submitter made its id for it alone */
     int64_t since_ms;      /* monotonic: J_LOOKING asked, J_STORING sent, J_RETRY failed */
     int64_t failing_since; /* ms, monotonic: the first failed store; 0 = none */
     cbx_policy *policy;
@@ -80,6 +83,10 @@ struct cbx_worker {
     uv_loop_t *loop;
     uv_async_t stop_async, setup_async;
     natsStatistics *stats; /* the connection's, for its count of reconnections */
+    /* The work stream's last sequence when this connection was made (UINT64_MAX until the server
+     * says): a fresh job first given past it cannot have been given before (fresh_job). */
+    uint64_t fresh_after;
+    int64_t floor_asked_ms;
     uint64_t reconnects;
     uv_check_t drain;
     uv_prepare_t flush;
@@ -394,6 +401,14 @@ static job *take(cbx_worker *w, natsMsg *msg)
     j->w = w;
     j->msg = msg;
     j->doc = doc;
+    j->fresh = json_is_true(json_object_get(doc, "fresh"));
+    j->delivered = 1;
+    jsMsgMetaData *meta = NULL;
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+        j->delivered = meta->NumDelivered;
+        j->seq = meta->Sequence.Stream;
+        jsMsgMetaData_Destroy(meta);
+    }
     snprintf(j->id, sizeof j->id, "%s", id);
     j->slot = w->free_slots[--w->n_free];
     j->gen = ++w->gen;
@@ -410,12 +425,7 @@ static job *take(cbx_worker *w, natsMsg *msg)
 static int decide(cbx_worker *w, job *j)
 {
     const char *type = json_string_value(json_object_get(j->doc, "executor"));
-    jsMsgMetaData *meta = NULL;
-    uint64_t delivered = 1;
-    if (natsMsg_GetMetaData(&meta, j->msg) == NATS_OK) {
-        delivered = meta->NumDelivered;
-        jsMsgMetaData_Destroy(meta);
-    }
+    uint64_t delivered = j->delivered;
     if (delivered > w->o.max_deliver) {
         /* Every delivery so far ended without a result: the workers that took it died or lost
          * their connection. Give up, with a result that says so. */
@@ -457,6 +467,35 @@ static void already_done(cbx_worker *w, job *j, const char *text)
     reply_to(w, j->msg, "+ACK");
     say(w, "job %s: already done, its stored result announced again", j->id);
     job_end(w, j);
+}
+
+/* 1 when j's result cannot be stored yet, so it is run without a look-up: its submitter made its
+ * id for it alone (JetStream keeps one message per id within its de-duplication window), this is
+ * its first delivery, and it was published since this connection was made. A server killed with
+ * SIGKILL can lose its consumers' state, delivery counts with it, and give again jobs a worker had
+ * stored results for: those are older than the connection made to it since, and looked up. */
+static int fresh_job(const cbx_worker *w, const job *j)
+{
+    return j->fresh && j->delivered == 1 && j->seq > w->fresh_after;
+}
+
+/* Ask the server for the work stream's last sequence (fresh_after); the answer comes to on_answer
+ * ('I'). */
+static void ask_floor(cbx_worker *w)
+{
+    char reply[200];
+    snprintf(reply, sizeof reply, "%s.r.I.0.0", w->inbox);
+    w->floor_asked_ms = now_ms();
+    natsConnection_PublishRequest(w->nc, "$JS.API.STREAM.INFO." CBX__DIST_STREAM, reply, NULL, 0);
+}
+
+static void floor_answered(cbx_worker *w, natsMsg *m)
+{
+    json_t *doc = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+    json_t *last = json_object_get(json_object_get(doc, "state"), "last_seq");
+    if (json_is_integer(last) && json_integer_value(last) >= 0)
+        w->fresh_after = (uint64_t)json_integer_value(last);
+    json_decref(doc);
 }
 
 /* Ask the bucket whether j is done; the answer comes to on_answer ('L' or 'M'). */
@@ -506,7 +545,9 @@ static void on_delivery(cbx_worker *w, natsMsg *m)
         return;
     }
     job *j = take(w, m);
-    if (j)
+    if (j && fresh_job(w, j))
+        not_done(w, j);
+    else if (j)
         look_up(w, j);
     maybe_pull(w);
 }
@@ -520,8 +561,12 @@ static void on_answer(cbx_worker *w, natsMsg *m)
     unsigned slot = 0, gen = 0;
     job *j = NULL;
     if (strlen(subj) > w->inbox_len + 3 &&
-        sscanf(subj + w->inbox_len, ".r.%c.%u.%u", &kind, &slot, &gen) == 3 &&
-        slot < w->o.concurrency)
+        sscanf(subj + w->inbox_len, ".r.%c.%u.%u", &kind, &slot, &gen) == 3 && kind == 'I') {
+        floor_answered(w, m);
+        drop(w, m);
+        return;
+    }
+    if (kind && slot < w->o.concurrency)
         j = w->slots[slot];
     if (!j || j->gen != gen) {
         drop(w, m); /* about a job that is over here */
@@ -575,6 +620,7 @@ static void on_drain(uv_check_t *h)
     cbx_worker *w = h->data;
     if (w->nc_closed)
         return;
+    check_reconnected(w); /* before any job the new connection brought (fresh_job) */
     drain_sub(w, w->answers, on_answer);
     drain_sub(w, w->deliveries, on_delivery);
 }
@@ -686,6 +732,8 @@ static void on_tick(uv_timer_t *t)
         }
     }
     check_reconnected(w);
+    if (w->fresh_after == UINT64_MAX && now - w->floor_asked_ms >= 1000)
+        ask_floor(w);
     w->pull_hold = 0;
     maybe_pull(w);
     maybe_finish(w);
@@ -713,6 +761,8 @@ static void check_reconnected(cbx_worker *w)
         n == w->reconnects)
         return;
     w->reconnects = n;
+    w->fresh_after = UINT64_MAX; /* the server may have restarted and lost delivery counts */
+    ask_floor(w);
     on_progress(&w->progress);
     w->pull_open = 0;
     uv_timer_stop(&w->pull_end);
@@ -873,6 +923,7 @@ int cbx_worker_new(cbx_worker **out, const cbx_worker_opts *o, cbx_err *err)
     if (!w)
         return cbx_err_set(err, -ENOMEM, "out of memory");
     w->o = *o;
+    w->fresh_after = UINT64_MAX; /* until the server says (ask_floor) */
     if (!w->o.concurrency)
         w->o.concurrency = 4;
     w->low_water = w->o.concurrency - (w->o.concurrency / 4 ? w->o.concurrency / 4 : 1);
@@ -964,6 +1015,7 @@ int cbx_worker_run(cbx_worker *w)
     uint64_t every_ms = w->o.ack_wait_ns / 3000000u;
     uv_timer_start(&w->progress, on_progress, every_ms ? every_ms : 1, every_ms ? every_ms : 1);
     uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
+    ask_floor(w);
     uv_check_start(&w->drain, on_drain);
     uv_prepare_start(&w->flush, on_flush);
     maybe_pull(w);

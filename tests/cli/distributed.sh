@@ -195,6 +195,32 @@ run "$CBX" exec --remote "$NATS_URL" --remote-wait 300ms -- true
 expect_rc 124 "no worker within --remote-wait"
 grep -q "stays queued" "$TMP/err" || fail "remote-wait message: $(cat "$TMP/err")"
 
+# "fresh": the submitter's word that it made the job's id for this job alone (cbx exec --remote
+# and the remote executor say it): its first delivery is not looked up, so a result stored under
+# that id before does not stop it. A later delivery is looked up: the job whose worker stored its
+# result and died before its ack is not run again. (A queue of its own, with a 2 s ack wait; the
+# helper takes the job as that worker did.)
+start_worker w6 --queue fresh --ack-wait 2s
+fresh_job() {
+    echo '{"id":"'$1'","fresh":true,"executor":"command","params":{"argv":["sh","-c","echo x >>'"$TMP/$1"'"]}}'
+}
+stored='{"id":"fresh-1","executor":"command","status":"success","worker":"gone"}'
+"$admin" "$NATS_URL" pub '$KV.CBX_RESULTS.fresh-1' "$stored" || fail "store a result"
+"$admin" "$NATS_URL" pub cbx.work.fresh "$(fresh_job fresh-1)" || fail "publish fresh-1"
+wait_log "$TMP/w6.log" "job fresh-1: success"
+[ "$(wc -l <"$TMP/fresh-1")" = 1 ] || fail "fresh-1, first delivered, ran $(wc -l <"$TMP/fresh-1") times"
+kill -TERM "${wpids[4]}"
+wait "${wpids[4]}" || fail "w6 did not exit 0 after SIGTERM: $(cat "$TMP/w6.log")"
+"$admin" "$NATS_URL" pub cbx.work.fresh "$(fresh_job fresh-2)" || fail "publish fresh-2"
+"$admin" "$NATS_URL" take CBX_WORK cbx-worker-fresh | grep -q '"fresh-2"' || fail "take fresh-2"
+"$admin" "$NATS_URL" pub '$KV.CBX_RESULTS.fresh-2' "${stored//fresh-1/fresh-2}" ||
+    fail "store fresh-2's result"
+start_worker w7 --queue fresh
+wait_log "$TMP/w7.log" "job fresh-2: already done"
+[ ! -e "$TMP/fresh-2" ] || fail "fresh-2, delivered again after its result was stored, ran"
+kill -TERM "${wpids[5]}"
+wait "${wpids[5]}" || fail "w7 did not exit 0 after SIGTERM: $(cat "$TMP/w7.log")"
+
 # no server: a clear error, at once
 run "$CBX" exec --remote nats://127.0.0.1:1 -- true
 expect_rc 1 "no server"

@@ -9,6 +9,8 @@
  *   pub SUBJECT DATA        publish DATA to SUBJECT (into a stream, when one takes it)
  *   sub SUBJECT N           print the data of the next N messages on SUBJECT, one per line;
  *                           prints "ready" (to stderr) once subscribed
+ *   take STREAM DURABLE     take the next message from the pull consumer DURABLE of STREAM and
+ *                           print its data, without acknowledging it (as a worker that dies)
  */
 #include <nats/nats.h>
 #include <stdio.h>
@@ -25,7 +27,7 @@ int main(int argc, char **argv)
 {
     if (argc < 4) {
         fprintf(stderr,
-                "usage: nats_admin URL stream|kv|kv-nodirect|count|reply|pub|sub ARGS...\n");
+                "usage: nats_admin URL stream|kv|kv-nodirect|count|reply|pub|sub|take ARGS...\n");
         return 2;
     }
     natsConnection *nc = NULL;
@@ -123,6 +125,21 @@ int main(int argc, char **argv)
             natsMsg_Destroy(m);
         }
         natsSubscription_Destroy(sub); /* nothing left behind for LeakSanitizer to report */
+    } else if (strcmp(cmd, "take") == 0 && argc == 5) {
+        jsSubOptions so;
+        jsSubOptions_Init(&so);
+        so.Stream = argv[3];
+        so.Consumer = argv[4];
+        natsSubscription *sub = NULL;
+        natsMsgList list = {0};
+        jsErrCode jerr = 0;
+        if ((s = js_PullSubscribe(&sub, js, NULL, argv[4], NULL, &so, &jerr)) != NATS_OK)
+            die("bind to the consumer", s);
+        if ((s = natsSubscription_Fetch(&list, sub, 1, 600000, &jerr)) != NATS_OK)
+            die("fetch", s);
+        printf("%.*s\n", natsMsg_GetDataLength(list.Msgs[0]), natsMsg_GetData(list.Msgs[0]));
+        natsMsgList_Destroy(&list);
+        natsSubscription_Destroy(sub);
     } else {
         fprintf(stderr, "nats_admin: unknown command or arguments: %s\n", cmd);
         return 2;
