@@ -8,7 +8,11 @@
  *                                 per invocation of the first and of the last thousand; notes
  *                                 give the median of every thousand (wall and CPU), the last
  *                                 against the first (target: within 10%), and the WAL file's
- *                                 largest and last size (also "# journal.cli.wal_max_bytes")
+ *                                 largest and last size (also "# journal.cli.wal_max_bytes").
+ *                                 Then the same question without the machine's drift over the
+ *                                 run: a copy of the state directory as it was after the first
+ *                                 thousand and the full one, one invocation on each in turn,
+ *                                 CURVE_PAIRS times: .small and .full, the median of each
  *   journal.cli.exec.nojournal    1,000 `cbx exec --no-journal -- true`: the median, for scale
  *   journal.cli.http.journal      `cbx exec http -p url=... --repeat N --parallel 64 -q`
  *   journal.cli.http.nojournal    (N = 20,000 GETs of the loopback server's /ok): ns per request
@@ -50,6 +54,7 @@
 
 #define CURVE_DEFAULT  10000u
 #define CURVE_BLOCK    1000u
+#define CURVE_PAIRS    500u
 #define HTTP_REQUESTS  20000u
 #define BATCH_LINES    1000u
 #define NOJOURNAL_RUNS 1000u
@@ -153,13 +158,47 @@ static int find_exe(char *out, size_t len, const char *env, const char *built)
 
 /* ---- the curve of consecutive invocations ----------------------------------------------- */
 
+/* One invocation on the small journal, then one on the full one, CURVE_PAIRS times (wall and cpu
+ * hold at least 2 * CURVE_PAIRS): a growth with the journal's size shows in their medians, the
+ * machine's drift over the run does not. */
+static void curve_pairs(const char *name, const char *small, const char *full, uint64_t *wall,
+                        uint64_t *cpu)
+{
+    char *argv[] = {cbx_path, "exec", "--", "true", NULL};
+    uint64_t *sw = wall, *sc = cpu, *fw = wall + CURVE_PAIRS, *fc = cpu + CURVE_PAIRS;
+    for (size_t i = 0; i < CURVE_PAIRS; i++) {
+        ran r;
+        if (run_ok(name, argv, small, &r) != 0)
+            return;
+        sw[i] = r.wall_ns;
+        sc[i] = r.cpu_ns;
+        if (run_ok(name, argv, full, &r) != 0)
+            return;
+        fw[i] = r.wall_ns;
+        fc[i] = r.cpu_ns;
+    }
+    uint64_t msw = median(sw, CURVE_PAIRS), msc = median(sc, CURVE_PAIRS);
+    uint64_t mfw = median(fw, CURVE_PAIRS), mfc = median(fc, CURVE_PAIRS);
+    printf("# note\t%s: in turn, %u pairs: on the journal of the first thousand %.2f ms wall, "
+           "%.2f ms CPU; on the full one %.2f ms wall, %.2f ms CPU: %.3f wall, %.3f CPU "
+           "(target: at most 1.10)\n",
+           name, CURVE_PAIRS, (double)msw / 1e6, (double)msc / 1e6, (double)mfw / 1e6,
+           (double)mfc / 1e6, (double)mfw / (double)msw, (double)mfc / (double)msc);
+    char line[128];
+    snprintf(line, sizeof line, "%s.small", name);
+    bench_emit(line, (double)msw, -1, CURVE_PAIRS);
+    snprintf(line, sizeof line, "%s.full", name);
+    bench_emit(line, (double)mfw, -1, CURVE_PAIRS);
+}
+
 static void case_curve(const bench_args *a, const char *name)
 {
     size_t n = a->iters ? (size_t)a->iters : CURVE_DEFAULT;
     if (n < 2 * CURVE_BLOCK)
         n = 2 * CURVE_BLOCK;
-    char state[600], wal[PATH_MAX + 8];
+    char state[600], wal[PATH_MAX + 8], small[600], cmd[1300];
     fresh_dir(state, sizeof state, "curve");
+    fresh_dir(small, sizeof small, "curve-small");
     snprintf(wal, sizeof wal, "%s/journal.db-wal", state);
     uint64_t *wall = malloc(n * sizeof *wall), *cpu = malloc(n * sizeof *cpu);
     if (!wall || !cpu) {
@@ -179,6 +218,15 @@ static void case_curve(const bench_args *a, const char *name)
         long w = file_size(wal);
         if (w > wal_max)
             wal_max = w;
+        if (done + 1 == CURVE_BLOCK) {
+            /* the journal as the first thousand left it, for the pairs below */
+            snprintf(cmd, sizeof cmd, "cp -a '%s/.' '%s/'", state, small);
+            if (system(cmd) != 0) {
+                printf("# FAIL\t%s: cannot copy %s\n", name, state);
+                failed = 1;
+                break;
+            }
+        }
     }
     if (done == n) {
         uint64_t first_wall = 0, first_cpu = 0, last_wall = 0, last_cpu = 0;
@@ -201,6 +249,7 @@ static void case_curve(const bench_args *a, const char *name)
                name, n, (double)last_wall / (double)first_wall,
                (double)last_cpu / (double)first_cpu, wal_max, file_size(wal), file_size(db));
         printf("# journal.cli.wal_max_bytes\t%ld\n", wal_max);
+        curve_pairs(name, small, state, wall, cpu);
         char line[128];
         snprintf(line, sizeof line, "%s.first", name);
         bench_emit(line, (double)first_wall, -1, CURVE_BLOCK);
