@@ -192,6 +192,18 @@ int cli_parse_rate(const char *flag, const char *text, double *per_second)
     return CLI_ARGS_ERROR;
 }
 
+int cli_parse_object(const char *cmd, const char *flag, const char *text, json_t **out)
+{
+    json_error_t je;
+    *out = json_loads(text, 0, &je);
+    if (json_is_object(*out))
+        return 0;
+    cli_err("%s: %s: expected a JSON object%s%s", cmd, flag, *out ? "" : ": ", *out ? "" : je.text);
+    json_decref(*out);
+    *out = NULL;
+    return CLI_ARGS_ERROR;
+}
+
 int cli_parse_choice(const char *flag, const char *text, const char *const *choices)
 {
     size_t n = 0;

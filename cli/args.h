@@ -82,6 +82,9 @@ int cli_parse_uint(const char *flag, const char *text, uint64_t min, uint64_t ma
 int cli_parse_rate(const char *flag, const char *text, double *per_second);
 /* One of a NULL-terminated list of words. */
 int cli_parse_choice(const char *flag, const char *text, const char *const *choices);
+/* The JSON object text holds, a new reference in *out ("<cmd>: <flag>: expected a JSON object:
+ * <the parser's reason>" on failure, *out NULL). */
+int cli_parse_object(const char *cmd, const char *flag, const char *text, json_t **out);
 
 /* Read a whole file ("-" = stdin) into a NUL-terminated buffer (*len bytes, NUL not counted),
  * up to the input limit (cbx_yaml_max_bytes()). Returns 0, or -errno (nothing printed): -EFBIG

@@ -562,14 +562,11 @@ static int run_and_report(session *s, wf_cfg *c, const char *cmd)
 static int add_tokens(session *s, wf_cfg *c, const char *cmd)
 {
     for (size_t i = 0; i < c->ntokens; i++) {
-        json_error_t je;
-        json_t *d = json_loads(c->tokens[i], 0, &je);
-        if (!json_is_object(d)) {
-            cli_err("%s: --token %zu: expected a JSON object%s%s", cmd, i + 1, d ? "" : ": ",
-                    d ? "" : je.text);
-            json_decref(d);
+        char flag[32];
+        snprintf(flag, sizeof flag, "--token %zu", i + 1);
+        json_t *d = NULL;
+        if (cli_parse_object(cmd, flag, c->tokens[i], &d) < 0)
             return CLI_EXIT_USAGE;
-        }
         cbx_err e;
         cbx_err_clear(&e);
         int r = cbx_workflow_add_token(s->run, c->at, d, NULL, NULL, 0, &e);
@@ -644,16 +641,8 @@ static int cmd_resume(wf_cfg *c, cli_ctx *ctx, cbx_registry *reg, int signal)
         return CLI_EXIT_USAGE;
     }
     json_t *data = NULL;
-    if (signal && c->data) {
-        json_error_t je;
-        data = json_loads(c->data, 0, &je);
-        if (!json_is_object(data)) {
-            cli_err("%s: --data: expected a JSON object%s%s", cmd, data ? "" : ": ",
-                    data ? "" : je.text);
-            json_decref(data);
-            return CLI_EXIT_USAGE;
-        }
-    }
+    if (signal && c->data && cli_parse_object(cmd, "--data", c->data, &data) < 0)
+        return CLI_EXIT_USAGE;
     session s;
     if ((rc = session_open(&s, ctx, cmd, reg))) {
         json_decref(data);

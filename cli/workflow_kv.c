@@ -1,5 +1,6 @@
 /* cbx workflow ... --nats URL: a workflow whose marking lives in the cluster (workflow_kv.h). */
 #include "workflow_kv.h"
+#include "args.h"
 #include "output.h"
 
 #include "cbx/breaker_store.h"
@@ -57,12 +58,10 @@ static int tokens_of(const char *cmd, const cli_wf_kv *k, json_t **out)
 {
     *out = json_array();
     for (size_t i = 0; *out && i < k->ntokens; i++) {
-        json_error_t je;
-        json_t *d = json_loads(k->tokens[i], 0, &je);
-        if (!json_is_object(d)) {
-            cli_err("%s: --token %zu: expected a JSON object%s%s", cmd, i + 1, d ? "" : ": ",
-                    d ? "" : je.text);
-            json_decref(d);
+        char flag[32];
+        snprintf(flag, sizeof flag, "--token %zu", i + 1);
+        json_t *d = NULL;
+        if (cli_parse_object(cmd, flag, k->tokens[i], &d) < 0) {
             json_decref(*out);
             *out = NULL;
             return CLI_EXIT_USAGE;
@@ -329,16 +328,8 @@ int cli_workflow_kv(cli_ctx *ctx, cbx_registry *reg, const cli_wf_kv *k)
             return CLI_EXIT_USAGE;
         }
         json_t *data = NULL;
-        if (k->data) {
-            json_error_t je;
-            data = json_loads(k->data, 0, &je);
-            if (!json_is_object(data)) {
-                cli_err("%s: --data: expected a JSON object%s%s", cmd, data ? "" : ": ",
-                        data ? "" : je.text);
-                json_decref(data);
-                return CLI_EXIT_USAGE;
-            }
-        }
+        if (k->data && cli_parse_object(cmd, "--data", k->data, &data) < 0)
+            return CLI_EXIT_USAGE;
         cbx_err e;
         cbx_err_clear(&e);
         int r = cbx_workflow_kv_signal(&o, reg, id, k->pos[first], k->pos[first + 1], data, &e);

@@ -14,18 +14,26 @@ void cbx__llm_answer_clear(llm_answer *a)
     memset(a, 0, sizeof *a);
 }
 
+/* Room in a's content for n more bytes and the NUL: 0, or -1 (out of memory; a unchanged). */
+static int answer_room(llm_answer *a, size_t n)
+{
+    if (a->len + n + 1 <= a->cap)
+        return 0;
+    size_t cap = a->cap ? a->cap : 256;
+    while (cap < a->len + n + 1)
+        cap *= 2;
+    char *p = realloc(a->content, cap);
+    if (!p)
+        return -1;
+    a->content = p;
+    a->cap = cap;
+    return 0;
+}
+
 int cbx__llm_answer_append(llm_answer *a, const char *s, size_t n)
 {
-    if (a->len + n + 1 > a->cap) {
-        size_t cap = a->cap ? a->cap : 256;
-        while (cap < a->len + n + 1)
-            cap *= 2;
-        char *p = realloc(a->content, cap);
-        if (!p)
-            return -1;
-        a->content = p;
-        a->cap = cap;
-    }
+    if (answer_room(a, n) < 0)
+        return -1;
     memcpy(a->content + a->len, s, n);
     a->len += n;
     a->content[a->len] = 0;
@@ -34,16 +42,8 @@ int cbx__llm_answer_append(llm_answer *a, const char *s, size_t n)
 
 int cbx__llm_answer_append_span(llm_answer *a, llm_span v, const char **text, size_t *n)
 {
-    if (a->len + v.n + 1 > a->cap) {
-        size_t cap = a->cap ? a->cap : 256;
-        while (cap < a->len + v.n + 1)
-            cap *= 2;
-        char *p = realloc(a->content, cap);
-        if (!p)
-            return -1;
-        a->content = p;
-        a->cap = cap;
-    }
+    if (answer_room(a, v.n) < 0)
+        return -1;
     *text = a->content + a->len;
     *n = cbx__llm_json_decode(v, a->content + a->len);
     a->len += *n;
