@@ -98,7 +98,7 @@ void cbx__llm_cassette_record(llm_call *c, const llm_provider *p, llm_xfer *x, i
     char path[1024];
     file_for(p, x->x.request_body, dir, 0, path, sizeof path);
     json_t *req = json_loads(x->x.request_body, 0, NULL);
-    json_t *body = json_stringn(x->body ? x->body : "", x->body_len);
+    json_t *body = json_stringn(x->body.p ? x->body.p : "", x->body.len);
     json_t *rec = json_pack("{s:{s:s, s:o}, s:i, s:s, s:b, s:o, s:i, s:I}", "request", "path",
                             url_path(p->url), "body", req ? req : json_null(), "status",
                             (int)x->status, "retry_after", x->retry_after, "stream", x->stream,
@@ -133,14 +133,14 @@ int cbx__llm_cassette_replay(llm_call *c, const llm_provider *p, llm_xfer *x, cb
         if (text && cbx__llm_stream_feed(x, text, n) < 0)
             r = 0; /* the error is in x->ans, reported as it was */
     } else if (text) {
-        x->body = malloc(n + 1);
-        if (!x->body)
+        x->body.p = malloc(n + 1);
+        if (!x->body.p)
             r = cbx_err_set(err, -ENOMEM, "replay: out of memory");
         else {
-            memcpy(x->body, text, n);
-            x->body[n] = 0;
-            x->body_len = n;
-            x->body_cap = n + 1;
+            memcpy(x->body.p, text, n);
+            x->body.p[n] = 0;
+            x->body.len = n;
+            x->body.cap = n + 1;
         }
     }
     json_decref(rec);

@@ -294,7 +294,7 @@ void cbx__llm_transfer_ended(llm_call *c, llm_xfer *x)
         return;
     }
     if (x->status == 200) {
-        if (!x->stream && cbx__llm_parse_plain(p->proto, x->body, x->body_len, &x->ans) < 0) {
+        if (!x->stream && cbx__llm_parse_plain(p->proto, x->body.p, x->body.len, &x->ans) < 0) {
             snprintf(msg, sizeof msg, "%s: %s", p->url, x->ans.error);
             cbx__llm_xfer_free(x);
             failed(c, CBX_OUTCOME_ERROR, "malformed", 0, msg);
@@ -305,7 +305,7 @@ void cbx__llm_transfer_ended(llm_call *c, llm_xfer *x)
         return;
     }
     char em[300];
-    cbx__llm_error_message(x->body, x->body_len, em, sizeof em);
+    cbx__llm_error_message(x->body.p, x->body.len, em, sizeof em);
     uint64_t ra = retry_after_ns(x->retry_after);
     long st = x->status;
     cbx__llm_xfer_free(x);

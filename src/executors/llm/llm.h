@@ -24,6 +24,7 @@
 
 #include "cbx/executor.h"
 #include "cbx/runtime.h"
+#include "core/strbuf.h"
 #include "executors/http.h"
 
 const cbx_executor_type *cbx__llm_type(void);
@@ -61,9 +62,8 @@ typedef struct llm_xfer {
     llm_call *call;
     int stream;
     long status;
-    char *body; /* the response body when it is not a 200 stream (an error, or plain JSON) */
-    size_t body_len, body_cap;
-    char *line; /* a stream's unfinished line */
+    cbx__buf body; /* the response body when it is not a 200 stream (an error, or plain JSON) */
+    char *line;    /* a stream's unfinished line */
     size_t line_len, line_cap;
     char *event_data; /* SSE: the data lines of the event being read */
     size_t event_len, event_cap;

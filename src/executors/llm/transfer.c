@@ -29,24 +29,12 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
         if (!x->keep_raw)
             return n;
     }
-    if (x->body_len + n > MAX_BODY) {
+    if (x->body.len + n > MAX_BODY) {
         snprintf(x->ans.error, sizeof x->ans.error, "response larger than %u bytes", MAX_BODY);
         return 0;
     }
-    if (x->body_len + n + 1 > x->body_cap) {
-        size_t cap = x->body_cap ? x->body_cap : 4096;
-        while (cap < x->body_len + n + 1)
-            cap *= 2;
-        char *b = realloc(x->body, cap);
-        if (!b)
-            return 0;
-        x->body = b;
-        x->body_cap = cap;
-    }
-    memcpy(x->body + x->body_len, p, n);
-    x->body_len += n;
-    x->body[x->body_len] = 0;
-    return n;
+    cbx__buf_put(&x->body, p, n);
+    return x->body.oom ? 0 : n;
 }
 
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
@@ -82,7 +70,7 @@ void cbx__llm_xfer_free(llm_xfer *x)
         return;
     curl_slist_free_all(x->x.header_list);
     free(x->x.request_body);
-    free(x->body);
+    free(x->body.p);
     free(x->line);
     free(x->event_data);
     cbx__llm_answer_clear(&x->ans);

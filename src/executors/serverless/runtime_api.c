@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/strbuf.h"
 #include "executors/serverless/local.h"
 
 #define BODY_MAX ((size_t)6 << 20)
@@ -54,8 +55,7 @@ struct conn {
     int want_etype; /* the value being read is Lambda-Runtime-Function-Error-Type's */
     char etype[128];
     size_t etype_len;
-    char *body;
-    size_t body_len, body_cap;
+    cbx__buf body;
     int too_big, closing, keep_alive;
 };
 
@@ -82,7 +82,7 @@ static void on_conn_closed(uv_handle_t *h)
 {
     conn *c = h->data;
     cbx__rapi *s = c->s;
-    free(c->body);
+    free(c->body.p);
     free(c);
     s->handles--;
     maybe_free(s);
@@ -212,7 +212,7 @@ static void dispatch(conn *c)
         send_error(c, 413, "RequestEntityTooLarge", "the body is over 6 MB");
         return;
     }
-    const char *body = c->body ? c->body : "";
+    const char *body = c->body.p ? c->body.p : "";
     c->etype[c->etype_len] = '\0';
     if (!strcmp(path, "invocation/next")) {
         if (!get) {
@@ -231,7 +231,7 @@ static void dispatch(conn *c)
             return;
         }
         accepted(c);
-        s->ops->init_error(s->ud, c->etype, body, c->body_len);
+        s->ops->init_error(s->ud, c->etype, body, c->body.len);
         return;
     }
     if (!strncmp(path, "invocation/", 11)) {
@@ -244,7 +244,7 @@ static void dispatch(conn *c)
             char rid[64];
             snprintf(rid, sizeof rid, "%.*s", (int)(slash - id), id);
             int error = !strcmp(slash, "/error");
-            if (s->ops->result(s->ud, rid, error, c->etype, body, c->body_len))
+            if (s->ops->result(s->ud, rid, error, c->etype, body, c->body.len))
                 accepted(c);
             else
                 send_error(c, 400, "InvalidRequestID", "no invocation in progress has this id");
@@ -259,7 +259,8 @@ static void dispatch(conn *c)
 static int on_begin(http_parser *p)
 {
     conn *c = p->data;
-    c->url_len = c->field_len = c->etype_len = c->body_len = 0;
+    c->url_len = c->field_len = c->etype_len = c->body.len = 0;
+    c->body.oom = 0;
     c->in_value = c->want_etype = c->too_big = 0;
     return 0;
 }
@@ -311,25 +312,13 @@ static int on_value(http_parser *p, const char *at, size_t len)
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     conn *c = p->data;
-    if (c->too_big || c->body_len + len > BODY_MAX) {
+    if (c->too_big || c->body.len + len > BODY_MAX) {
         c->too_big = 1;
         return 0;
     }
-    if (c->body_len + len + 1 > c->body_cap) {
-        size_t cap = c->body_cap ? c->body_cap : 4096;
-        while (cap < c->body_len + len + 1)
-            cap *= 2;
-        char *b = realloc(c->body, cap);
-        if (!b) {
-            c->too_big = 1;
-            return 0;
-        }
-        c->body = b;
-        c->body_cap = cap;
-    }
-    memcpy(c->body + c->body_len, at, len);
-    c->body_len += len;
-    c->body[c->body_len] = '\0';
+    cbx__buf_put(&c->body, at, len);
+    if (c->body.oom)
+        c->too_big = 1;
     return 0;
 }
 
