@@ -792,13 +792,24 @@ static void next_attempt(cbx_execution *ex, uint64_t now)
 
 /* ---- entry points from runtime.c ----------------------------------------------------------- */
 
+void cbx__exec_body_free(cbx_runtime *rt, cbx__exec_body *b)
+{
+    if (b && rt->nspare_bodies < CBX__SPARE_BODIES)
+        rt->spare_bodies[rt->nspare_bodies++] = b;
+    else
+        free(b);
+}
+
 int cbx__exec_ensure_body(cbx_execution *ex)
 {
     if (ex->b)
         return 0;
-    cbx__exec_body *b = calloc(1, sizeof *b);
+    cbx_runtime *rt = ex->rt;
+    cbx__exec_body *b =
+        rt->nspare_bodies ? rt->spare_bodies[--rt->nspare_bodies] : malloc(sizeof *b);
     if (!b)
         return -ENOMEM;
+    memset(b, 0, sizeof *b);
     ex->b = b;
     cbx_result *r = &b->res;
     memcpy(r->id, ex->id, sizeof r->id);

@@ -124,6 +124,8 @@ void cbx_runtime_free(cbx_runtime *rt)
     json_decref(rt->same_params);
     json_decref(rt->spare_attempts);
     json_decref(rt->spare_attempt);
+    while (rt->nspare_bodies)
+        free(rt->spare_bodies[--rt->nspare_bodies]);
     cbx__predicates_free(rt);
     if (rt->owns_breakers)
         cbx_breaker_store_free(rt->breakers);
@@ -205,7 +207,7 @@ static void free_execution(cbx_execution *ex)
         if (!ex->res_taken)
             cbx_result_clear(&ex->b->res);
         json_decref(ex->b->last_outputs);
-        free(ex->b);
+        cbx__exec_body_free(ex->rt, ex->b);
     }
     json_decref(ex->params);
     free(ex->breaker);
@@ -274,7 +276,7 @@ void cbx__rt_execution_done(cbx_execution *ex)
     if (ex->b->timer_on) {
         uv_close((uv_handle_t *)&ex->b->timer, on_timer_closed);
     } else {
-        free(ex->b);
+        cbx__exec_body_free(rt, ex->b);
         ex->b = NULL;
         cbx__link_push(&rt->ended, &ex->link);
         if (!uv_is_active((uv_handle_t *)&rt->reaper))

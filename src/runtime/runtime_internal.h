@@ -65,6 +65,8 @@ struct cbx_task {
 
 /* What an execution needs once it runs (or ends): allocated when it leaves the queue, so that
  * a queued execution holds little more than its parameters. */
+#define CBX__SPARE_BODIES 32
+
 typedef struct cbx__exec_body {
     uv_timer_t timer; /* attempt deadline, retry delay, bulkhead wait; set up on first use */
     cbx_task *task;   /* the attempt out, if any */
@@ -156,6 +158,10 @@ struct cbx_runtime {
     /* A result's attempt list that its done callback did not keep, emptied, and its one record
      * (cbx__attempts_recycle): the next result's, set in place. */
     json_t *spare_attempts, *spare_attempt;
+    /* Bodies of ended executions, kept for the next ones (cbx__exec_body_new): a body is over
+     * 1 KiB, a size whose every malloc makes glibc consolidate its fast bins. */
+    cbx__exec_body *spare_bodies[CBX__SPARE_BODIES];
+    unsigned nspare_bodies;
     /* The Lua state for the policies' predicates (retry.when, breaker.count_when, ignore_when),
      * made on first use and used on the loop thread only (predicate.c). */
     struct cbx_sandbox *predicates;
@@ -230,6 +236,8 @@ void cbx__stream_rt_close(cbx_runtime *rt);
  * another one. */
 void cbx__exec_journal_status(cbx_execution *ex, cbx_status status);
 int cbx__exec_ensure_body(cbx_execution *ex);
+/* Give b back (NULL is fine): kept for the next execution's body, or freed. Loop thread. */
+void cbx__exec_body_free(cbx_runtime *rt, cbx__exec_body *b);
 /* Out of the queue into a slot, at monotonic time now (0 = read the clock). */
 void cbx__exec_begin(cbx_execution *ex, uint64_t now);
 void cbx__exec_cancel(cbx_execution *ex, int reason);
