@@ -120,15 +120,19 @@ typedef struct cli_types_src {
  * one-line error (CLI_EXIT_USAGE for an unreadable plugin, an ABI mismatch or a bad Lua file). */
 int cli_registry_open(const cli_types_src *src, cbx_registry **out);
 
-/* The store of named breakers (breaker_home.c): the host-wide one, or the cluster one when
- * CBX_BREAKER_STORE is 'nats' or a nats:// URL. Returns what the store's constructor returns
- * (CBX_EINVAL_CONFIG for a value it cannot take), with err filled. */
 /* --record DIR / --replay DIR (cassette_opts.c): checks DIR (made for --record) and sets the
  * variable the model executors read. 0, or CLI_EXIT_USAGE after a message naming flag. */
 int cli_cassette_option(const char *flag, const char *dir, int replay);
 
+/* The store of named breakers (breaker_home.c): the host-wide one, or the cluster one when
+ * CBX_BREAKER_STORE is 'nats' or a nats:// URL. Returns what the store's constructor returns
+ * (CBX_EINVAL_CONFIG for a value it cannot take), with err filled. */
 struct cbx_breaker_store;
 int cli_breaker_store_open(struct cbx_breaker_store **out, cbx_err *err);
+/* For the commands whose runtime keeps breakers of its own unless told (cbx run, cbx workflow on
+ * the journal): the store CBX_BREAKER_STORE names when it is set (so that keyed breakers and
+ * rate_limit.key are shared), else *out NULL. 0, or CLI_EXIT_USAGE after a line naming cmd. */
+int cli_breaker_store_chosen(const char *cmd, struct cbx_breaker_store **out);
 
 /* The publisher of workflow's events (events_home.c) when CBX_EVENTS is 'nats' or a nats://
  * URL, else *out = NULL. 0, or a CLI_EXIT_* code after a message naming cmd. */

@@ -81,6 +81,10 @@ static const char run_help_batch[] =
     "The first ^C (or SIGTERM) cancels every running step - process trees are killed - and cbx\n"
     "exits 130; a second ^C exits at once. Resume the run later with --resume.\n"
     "\n"
+    "A policy's keyed breakers are the run's own, unless CBX_BREAKER_STORE names a store (host,\n"
+    "nats, nats://...): then they, and rate_limit.key limiters, are shared with every process\n"
+    "using it (docs/breaker-store.md).\n"
+    "\n"
     "Examples:\n"
     "  cbx run examples/flows/fetch_and_process.yaml -i url=https://example.com/\n"
     "  cbx run flow.yaml -i count=3 -i tags='[\"a\",\"b\"]' -i notes=@notes.txt --json\n"
@@ -423,9 +427,16 @@ static int run_single(flow_cfg *c, cbx_registry *reg, cbx_flow *f, json_t *input
         cli_err("run: cannot make the event loop");
         return CLI_EXIT_INTERNAL;
     }
-    cbx_runtime_opts ro = {.loop = &loop, .registry = reg, .journal = journal};
+    cbx_breaker_store *store = NULL;
+    if ((code = cli_breaker_store_chosen("run", &store)) != 0) {
+        uv_loop_close(&loop);
+        return code;
+    }
+    code = CLI_EXIT_INTERNAL;
+    cbx_runtime_opts ro = {.loop = &loop, .registry = reg, .journal = journal, .breakers = store};
     if (cbx_runtime_new(&rt, &ro, &err) < 0) {
         cli_err("run: cannot make the runtime: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
+        cbx_breaker_store_free(store);
         uv_loop_close(&loop);
         return CLI_EXIT_INTERNAL;
     }
@@ -511,6 +522,7 @@ static int run_single(flow_cfg *c, cbx_registry *reg, cbx_flow *f, json_t *input
     uv_close((uv_handle_t *)&s.canceller, flow_noop_close);
     uv_close((uv_handle_t *)&s.tick, flow_noop_close);
     cbx_runtime_free(rt);
+    cbx_breaker_store_free(store);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     cli_flow_view_free(s.view);

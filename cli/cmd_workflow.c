@@ -414,6 +414,7 @@ typedef struct session {
     cbx_runtime *rt;
     cbx_journal *j;
     cbx_registry *reg;
+    struct cbx_breaker_store *store; /* CBX_BREAKER_STORE's, or NULL: the runtime's own */
     view v;
     uv_signal_t sigint, sigterm;
     cbx_workflow_run *run;
@@ -456,7 +457,11 @@ static int session_open(session *s, cli_ctx *ctx, const char *cmd, cbx_registry 
         cli_err("%s: cannot make the event loop", cmd);
         return CLI_EXIT_INTERNAL;
     }
-    cbx_runtime_opts ro = {.loop = &s->loop, .registry = reg, .journal = s->j};
+    int rc = cli_breaker_store_chosen(cmd, &s->store);
+    if (rc)
+        return rc;
+    cbx_runtime_opts ro = {
+        .loop = &s->loop, .registry = reg, .journal = s->j, .breakers = s->store};
     cbx_err err;
     cbx_err_clear(&err);
     if (cbx_runtime_new(&s->rt, &ro, &err) < 0) {
@@ -489,6 +494,7 @@ static int session_close(session *s, const char *cmd, int code)
         uv_run(&s->loop, UV_RUN_DEFAULT);
         uv_loop_close(&s->loop);
     }
+    cbx_breaker_store_free(s->store);
     if (s->j) {
         if (cli_journal_finish(cmd, s->j) && code == CLI_EXIT_OK)
             code = CLI_EXIT_JOURNAL;
