@@ -428,11 +428,11 @@ static int run_single(flow_cfg *c, cbx_registry *reg, cbx_flow *f, json_t *input
         return CLI_EXIT_INTERNAL;
     }
     cbx_breaker_store *store = NULL;
-    if ((code = cli_breaker_store_chosen("run", &store)) != 0) {
+    int chosen = cli_breaker_store_chosen("run", &store);
+    if (chosen) {
         uv_loop_close(&loop);
-        return code;
+        return chosen;
     }
-    code = CLI_EXIT_INTERNAL;
     cbx_runtime_opts ro = {.loop = &loop, .registry = reg, .journal = journal, .breakers = store};
     if (cbx_runtime_new(&rt, &ro, &err) < 0) {
         cli_err("run: cannot make the runtime: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));

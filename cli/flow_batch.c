@@ -714,9 +714,11 @@ int flow_run_batch(flow_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_flow *f, js
         code = CLI_EXIT_USAGE;
         goto out;
     }
-    if ((code = cli_breaker_store_chosen("run", &b.store)) != 0)
+    int chosen = cli_breaker_store_chosen("run", &b.store);
+    if (chosen) {
+        code = chosen;
         goto out;
-    code = CLI_EXIT_INTERNAL;
+    }
     if (!b.store && cbx_breaker_store_memory_new(&b.store, &err) < 0) {
         cli_err("run: breaker store: %s", err.msg[0] ? err.msg : cbx_strerror(err.code));
         goto out;
