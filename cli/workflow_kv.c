@@ -277,6 +277,60 @@ static int show(const char *cmd, cbx_registry *reg, const cli_wf_kv *k, const ch
     return 0;
 }
 
+/* The bucket's workflows, a row each; CLI_EXIT_FAILED when there is none (as the journal's). */
+static int list(const char *cmd, cbx_registry *reg, const cli_wf_kv *k,
+                const cbx_workflow_kv_opts *o)
+{
+    json_t *rows = NULL;
+    cbx_err e;
+    cbx_err_clear(&e);
+    int r = cbx_workflow_kv_list(o, reg, &rows, &e);
+    if (r)
+        return fail(cmd, r, &e);
+    if (k->json) {
+        cli_print_json(stdout, rows);
+    } else {
+        static const char *const heads[] = {"ID", "WORKFLOW", "STATE", "MARKING", "REVISION"};
+        cli_table *tb = cli_table_new(5, heads);
+        size_t i;
+        json_t *row;
+        json_array_foreach(rows, i, row)
+        {
+            const char *st = json_string_value(json_object_get(row, "state"));
+            char marking[512] = "", rev[32];
+            size_t n = 0;
+            const char *place;
+            json_t *count;
+            json_object_foreach(json_object_get(row, "marking"), place, count)
+            {
+                int w = snprintf(marking + n, sizeof marking - n, "%s%s:%" JSON_INTEGER_FORMAT,
+                                 n ? " " : "", place, json_integer_value(count));
+                if (w < 0 || (size_t)w >= sizeof marking - n)
+                    break;
+                n += (size_t)w;
+            }
+            snprintf(rev, sizeof rev, "%" JSON_INTEGER_FORMAT,
+                     json_integer_value(json_object_get(row, "revision")));
+            cli_table_row(tb);
+            cli_table_cell(tb, json_string_value(json_object_get(row, "id")), NULL);
+            cli_table_cell(tb, json_string_value(json_object_get(row, "workflow")), NULL);
+            cli_table_cell(tb, st,
+                           cli_status_color(st && strcmp(st, "done") == 0 ? "success" : st));
+            cli_table_cell(tb,
+                           st && strcmp(st, "unreadable") == 0
+                               ? json_string_value(json_object_get(row, "error"))
+                               : marking,
+                           NULL);
+            cli_table_cell(tb, rev, NULL);
+        }
+        cli_table_print(tb, stdout);
+        cli_table_free(tb);
+    }
+    size_t n = json_array_size(rows);
+    json_decref(rows);
+    return n ? 0 : CLI_EXIT_FAILED;
+}
+
 int cli_workflow_kv(cli_ctx *ctx, cbx_registry *reg, const cli_wf_kv *k)
 {
     char cmd[64];
@@ -302,9 +356,17 @@ int cli_workflow_kv(cli_ctx *ctx, cbx_registry *reg, const cli_wf_kv *k)
         }
         return move(cmd, ctx, reg, k, k->id, &o);
     }
+    if (strcmp(k->sub, "list") == 0) {
+        if (k->id) {
+            cli_err("%s: --workflow-id is for run, start, resume, signal and show", cmd);
+            return CLI_EXIT_USAGE;
+        }
+        return list(cmd, reg, k, &o);
+    }
     int is_signal = strcmp(k->sub, "signal") == 0;
     if (!is_signal && strcmp(k->sub, "resume") != 0 && strcmp(k->sub, "show") != 0) {
-        cli_err("%s: --nats and --workflow-id are for run, start, resume, signal and show", cmd);
+        cli_err("%s: --nats and --workflow-id are for run, start, resume, signal, show and list",
+                cmd);
         return CLI_EXIT_USAGE;
     }
     /* the workflow's id: the first argument, or --workflow-id */

@@ -233,6 +233,13 @@ int cbx_workflow_kv_signal(const cbx_workflow_kv_opts *o, const cbx_registry *re
 int cbx_workflow_kv_show(const cbx_workflow_kv_opts *o, const cbx_registry *reg, const char *id,
                          json_t **snapshot, cbx_err *err);
 
+/* Every workflow of the bucket, by id: *list (new reference) an array of {"id", "workflow" (its
+ * name), "state" (as cbx_workflow_kv_show's), "marking" (tokens per place), "tokens" (how many),
+ * "revision"}; a value that is not a marking is listed with "state": "unreadable" and "error". 0,
+ * CBX_EFAILED (the server), CBX_EPLUGIN. */
+int cbx_workflow_kv_list(const cbx_workflow_kv_opts *o, const cbx_registry *reg, json_t **list,
+                         cbx_err *err);
+
 #ifdef __cplusplus
 }
 #endif

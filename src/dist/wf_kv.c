@@ -178,6 +178,59 @@ int cbx_workflow_kv_show(const cbx_workflow_kv_opts *o, const cbx_registry *reg,
     return rc;
 }
 
+static int cmp_keys(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* What a list says of the workflow id: its snapshot's summary, or why it cannot be read. */
+static json_t *list_row(cbx__wfkv_conn *c, const cbx_registry *reg, const char *id)
+{
+    json_t *snap = NULL;
+    cbx_err e;
+    cbx_err_clear(&e);
+    int r = show_with(c, reg, id, &snap, &e);
+    if (r == -ENOENT) /* deleted since the keys were listed */
+        return NULL;
+    if (r)
+        return json_pack("{s:s, s:s, s:s}", "id", id, "state", "unreadable", "error",
+                         e.msg[0] ? e.msg : cbx_strerror(r));
+    json_t *row = json_pack(
+        "{s:s, s:O, s:O, s:O, s:I, s:O}", "id", id, "workflow", json_object_get(snap, "workflow"),
+        "state", json_object_get(snap, "state"), "marking", json_object_get(snap, "marking"),
+        "tokens", (json_int_t)json_array_size(json_object_get(snap, "tokens")), "revision",
+        json_object_get(snap, "revision"));
+    json_decref(snap);
+    return row;
+}
+
+int cbx_workflow_kv_list(const cbx_workflow_kv_opts *o, const cbx_registry *reg, json_t **list,
+                         cbx_err *err)
+{
+    *list = NULL;
+    cbx__wfkv_conn c;
+    int rc = cbx__wfkv_open(&c, o ? o->url : NULL, err);
+    kvKeysList keys = {0};
+    if (!rc) {
+        natsStatus st = kvStore_Keys(&keys, c.kv, NULL);
+        if (st != NATS_OK && st != NATS_NOT_FOUND)
+            rc = cbx_err_set(err, CBX_EFAILED, "%s on %s: the keys: %s", CBX__WFKV_BUCKET, c.url,
+                             cbx__nats_why(st));
+    }
+    if (!rc && !(*list = json_array()))
+        rc = -ENOMEM;
+    if (!rc && keys.Count > 0)
+        qsort(keys.Keys, (size_t)keys.Count, sizeof *keys.Keys, cmp_keys);
+    for (int i = 0; !rc && i < keys.Count; i++) {
+        json_t *row = list_row(&c, reg, keys.Keys[i]);
+        if (row)
+            json_array_append_new(*list, row);
+    }
+    kvKeysList_Destroy(&keys);
+    cbx__wfkv_close(&c);
+    return rc;
+}
+
 int cbx__wf_kv_show_on(natsConnection *nc, const char *id, json_t **snapshot, cbx_err *err)
 {
     *snapshot = NULL;

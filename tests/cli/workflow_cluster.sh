@@ -268,6 +268,21 @@ expect_err_line "workflow resume: workflow id 'badplace': the value in CBX_WORKF
 run "$CBX" workflow show nosource --nats "$url"
 expect_rc 1 "a marking without its source"
 expect_err_line "workflow show: workflow id 'nosource': the value in CBX_WORKFLOWS is not a workflow marking: source: expected the workflow's text" "no source"
+# ---- list: every workflow of the bucket, by id; a value that is not a marking says why ----
+run "$CBX" workflow list --nats "$url" --json
+expect_rc 0 "list"
+jq -e 'map(.id) == (map(.id) | sort) and (map(.id) | index("s1") != null)' "$TMP/out" >/dev/null ||
+    fail "list ids: $(jq -c 'map(.id)' "$TMP/out")"
+jq -e '.[] | select(.id == "s1") | .state != "unreadable" and .revision > 0 and .tokens == 1' \
+    "$TMP/out" >/dev/null || fail "list s1: $(jq -c '.[] | select(.id == "s1")' "$TMP/out")"
+jq -e '.[] | select(.id == "junk") | .state == "unreadable" and (.error | test("not a workflow marking"))' \
+    "$TMP/out" >/dev/null || fail "list junk: $(jq -c '.[] | select(.id == "junk")' "$TMP/out")"
+run "$CBX" workflow list --nats "$url"
+expect_rc 0 "list as a table"
+head -1 "$TMP/out" | grep -Eq '^ID +WORKFLOW +STATE +MARKING +REVISION' || fail "list table: $(cat "$TMP/out")"
+grep -Eq '^s1 ' "$TMP/out" || fail "list table rows: $(cat "$TMP/out")"
+run "$CBX" workflow list --nats "$url" --workflow-id s1
+expect_rc 2 "list with --workflow-id"
 # ---- with CBX_BREAKER_STORE, an action's rate_limit.key is one bucket for every mover ----
 cat >"$TMP/rl.yaml" <<'YAML'
 name: rl
