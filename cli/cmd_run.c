@@ -406,7 +406,9 @@ static int run_exit_code(const cbx_flow_result *r, int rc, int signalled)
 #endif
 #endif
 #ifndef CLI_FREE_AT_EXIT
-static struct {
+/* volatile: the compiler would drop stores that nothing reads, and the pointers with them (a
+ * leak checker such as valgrind's memcheck then reports the blocks definitely lost) */
+static volatile struct {
     cbx_flow *flow;
     json_t *steps, *outputs;
 } left_to_exit;
