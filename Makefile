@@ -59,7 +59,10 @@ fuzz-merge:
 	fuzz/run --merge
 
 valgrind: all
-	ctest --test-dir build -L unit -T memcheck --overwrite MemoryCheckCommandOptions="--error-exitcode=1 --leak-check=full"
+	ctest --test-dir build -L unit -T memcheck --overwrite MemoryCheckCommand=$$(command -v valgrind) \
+		--overwrite MemoryCheckCommandOptions="--error-exitcode=1 --leak-check=full" \
+		--overwrite MemoryCheckSuppressionFile=$(CURDIR)/tests/valgrind.supp
+	ctest --test-dir build -R cli_valgrind_clean --output-on-failure
 
 lint: all
 	scripts/deps lint

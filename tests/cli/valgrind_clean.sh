@@ -15,13 +15,14 @@ if ldd "$CBX" 2>/dev/null | grep -Eq 'lib(asan|tsan|ubsan)'; then
     exit 77
 fi
 
+VG=(-q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+    --show-leak-kinds=definite --suppressions="$(dirname "$0")/../valgrind.supp")
 # vg WHAT CMD...: CMD under memcheck; fails on any error it reports (exit 99), else leaves the
 # command's own exit code in $rc
 vg() {
     local what=$1
     shift
-    valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-        --show-leak-kinds=definite "$@" >"$TMP/out" 2>"$TMP/err"
+    valgrind "${VG[@]}" "$@" >"$TMP/out" 2>"$TMP/err"
     rc=$?
     [ "$rc" -ne 99 ] || fail "$what: memcheck: $(head -c 3000 "$TMP/err")"
 }
@@ -62,4 +63,38 @@ expect_rc 0 "history"
 [ "$(jqv length)" -ge 4 ] || fail "history: $(head -c 300 "$TMP/out")"
 vg "runs" "$CBX" runs
 expect_rc 0 "runs"
+
+# a worker, when nats-server is here: jobs given for the first time (run without a look-up), one
+# failing, then SIGTERM's drain
+if command -v nats-server >/dev/null; then
+    mkdir -p "$TMP/nats/ports" "$TMP/nats/js"
+    nats-server -js -a 127.0.0.1 -p -1 -sd "$TMP/nats/js" --ports_file_dir "$TMP/nats/ports" \
+        >"$TMP/nats/log" 2>&1 &
+    npid=$!
+    trap 'kill -9 $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
+    deadline=$(($(date +%s) + 300))
+    until f=$(ls "$TMP"/nats/ports/*.ports 2>/dev/null | head -1) && [ -s "$f" ]; do
+        kill -0 $npid 2>/dev/null || fail "nats-server exited: $(tail -3 "$TMP/nats/log")"
+        [ "$(date +%s)" -lt "$deadline" ] || fail "nats-server did not start"
+        sleep 0.05
+    done
+    url=$(jq -r '.nats[0]' "$f")
+    mkdir -p -m 0700 "$TMP/wstate"
+    CBX_STATE_DIR="$TMP/wstate" valgrind "${VG[@]}" "$CBX" worker --nats "$url" --id vg -j 2 -v \
+        >"$TMP/w.out" 2>"$TMP/w.err" &
+    wpid=$!
+    for i in 1 2 3; do
+        run "$CBX" exec --remote "$url" --remote-wait 300s --no-journal -- echo "job $i"
+        expect_rc 0 "remote job $i"
+        [ "$(cat "$TMP/out")" = "job $i" ] || fail "remote job $i: $(cat "$TMP/out" "$TMP/w.err")"
+    done
+    run "$CBX" exec --remote "$url" --remote-wait 300s --no-journal -- sh -c 'exit 3'
+    expect_rc 3 "a failing remote job"
+    kill -TERM $wpid
+    wait $wpid
+    wrc=$?
+    [ $wrc -ne 99 ] || fail "worker: memcheck: $(head -c 3000 "$TMP/w.err")"
+    [ $wrc -eq 0 ] || fail "worker: exit $wrc: $(tail -5 "$TMP/w.err")"
+    grep -q "4 jobs done" "$TMP/w.err" || fail "worker summary: $(tail -5 "$TMP/w.err")"
+fi
 echo "ok [$TEST]"
