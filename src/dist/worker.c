@@ -34,6 +34,7 @@
 #include "dist/nats_uv.h"
 #include "dist/results_lookup.h"
 #include "dist/work.h"
+#include "runtime/redact.h"
 
 #define FETCH_MAX       256  /* jobs asked for in one pull request, at most */
 #define PULL_EXPIRES_MS 5000 /* a pull request's life at the server, and here */
@@ -240,7 +241,7 @@ static void store_failed(cbx_worker *w, job *j, const char *why)
 /* Publish j's result to the bucket; the server's answer comes to on_answer ('S'). */
 static void store(cbx_worker *w, job *j)
 {
-    if (!j->text && !(j->result && (j->text = json_dumps(j->result, JSON_COMPACT)) != NULL)) {
+    if (!j->text && !(j->result && (j->text = cbx__json_text(j->result)) != NULL)) {
         warn(w, "job %s: its result cannot be written (out of memory); handed back", j->id);
         hand_back(w, j, HAND_BACK_MS);
         return;

@@ -369,6 +369,7 @@ typedef struct dumper {
     cbx__strbuf *b;
     int oom;
     size_t max_string; /* 0 = none; else string values longer than this are cut */
+    int plain;         /* nothing masked (cbx__json_text) */
 } dumper;
 
 static int reserve(dumper *d, size_t n)
@@ -594,7 +595,9 @@ static void dump_value(dumper *d, const json_t *v, int depth)
             put_cstring(d, key);
             putc_(d, ':');
             int block = json_is_object(child) || json_is_array(child);
-            if (cbx__redact_member_name(key))
+            if (d->plain)
+                dump_value(d, child, depth + 1);
+            else if (cbx__redact_member_name(key))
                 put_cstring(d, CBX__REDACTED);
             else if (block && strcasecmp(key, "headers") == 0)
                 dump_block(d, child, 1, depth + 1);
@@ -634,6 +637,19 @@ static void dump_value(dumper *d, const json_t *v, int depth)
         put(d, "null", 4);
         break;
     }
+}
+
+char *cbx__json_text(const json_t *v)
+{
+    cbx__strbuf b = {0};
+    dumper d = {.b = &b, .plain = 1};
+    dump_value(&d, v, 0);
+    if (!d.oom && reserve(&d, 1) == 0) {
+        b.p[b.len] = '\0';
+        return b.p;
+    }
+    free(b.p);
+    return NULL;
 }
 
 int cbx__redact_dump(const cbx__redact_rules *r, const json_t *v, cbx__strbuf *out)

@@ -70,6 +70,12 @@ typedef struct cbx__strbuf {
  * nested deeper than 2048 levels (a cycle). */
 int cbx__redact_dump(const cbx__redact_rules *r, const json_t *v, cbx__strbuf *out);
 
+/* v as compact JSON text, nothing masked: the text json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY)
+ * writes, made in one pass (jansson's reals go through printf's multi-precision code: most of the
+ * time of a result's text). malloc'd and NUL-terminated (free it); NULL when out of memory or
+ * nested deeper than 2048 levels. */
+char *cbx__json_text(const json_t *v);
+
 /* As cbx__redact_dump, and when the text is longer than max_bytes (0 = no cap): every string
  * value is cut to one length (15/16 of the cap, halved until the text fits; each cut string ending
  * "...[cbx: N of M bytes cut]"), and the value flagged with the length of its whole text: an

@@ -342,6 +342,29 @@ Test(redact_dump, writes_what_jansson_writes)
         assert_dump_matches_jansson(cases[i]);
 }
 
+Test(redact_dump, plain_text_is_jansson_s_unmasked)
+{
+    const char *cases[] = {
+        "null",
+        "[1.5, -0.25, 1e300, 1e-300, 3.0, 0.1, 0.032408, 123456789.125, -1e22, 2.5e-8]",
+        "\"quote \\\" backslash \\\\ ctl \\u0001 utf-8 \\u00e9 \\ud83d\\ude00\"",
+        "{\"id\": \"x\", \"password\": \"p\", \"headers\": {\"Authorization\": \"Bearer x\"},"
+        " \"env\": [\"A_TOKEN=1\"], \"attempts\": [{\"duration_ms\": 0.5, \"n\": 1}]}",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_error_t e;
+        json_t *v = json_loads(cases[i], JSON_DECODE_ANY, &e);
+        cr_assert_not_null(v, "%s: %s", cases[i], e.text);
+        char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        char *got = cbx__json_text(v);
+        cr_assert_not_null(got);
+        cr_assert_str_eq(got, want);
+        free(want);
+        free(got);
+        json_decref(v);
+    }
+}
+
 Test(redact_dump, masks_without_touching_the_value)
 {
     json_t *v = parse("{\"headers\": {\"X-Api-Key\": \"k-123\"}, \"env\": [\"PGPASSWORD=pw\"]}");
