@@ -594,10 +594,8 @@ static void dump_value(dumper *d, const json_t *v, int depth)
             first = 0;
             put_cstring(d, key);
             putc_(d, ':');
-            int block = json_is_object(child) || json_is_array(child);
-            if (d->plain)
-                dump_value(d, child, depth + 1);
-            else if (cbx__redact_member_name(key))
+            int block = !d->plain && (json_is_object(child) || json_is_array(child));
+            if (!d->plain && cbx__redact_member_name(key))
                 put_cstring(d, CBX__REDACTED);
             else if (block && strcasecmp(key, "headers") == 0)
                 dump_block(d, child, 1, depth + 1);
