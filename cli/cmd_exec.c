@@ -422,6 +422,10 @@ int cli_cmd_exec(cli_ctx *ctx, int argc, char **argv)
     code = cli_registry_open(&c.src, &reg);
     if (code)
         goto out;
+    if (c.remote_result) {
+        code = exec_remote_result(&c, ctx, reg);
+        goto out;
+    }
     const cbx_executor_type *type = cbx_registry_find(reg, c.type);
     if (cli_params_build("exec", type ? type->params : NULL, c.params_json, c.kv, c.n_kv, &params,
                          notes) < 0) {

@@ -45,9 +45,10 @@ typedef struct exec_cfg {
     int each;   /* --each (or --arg-file): the options below, in each_opts */
     cli_each_opts each_opts;
     cli_types_src src;
-    const char *remote;       /* --remote URL: run on a worker (cbx/dist.h) */
-    const char *remote_queue; /* --queue */
-    uint64_t remote_wait_ns;  /* --remote-wait; 0 = until the result comes */
+    const char *remote;        /* --remote URL: run on a worker (cbx/dist.h) */
+    const char *remote_queue;  /* --queue */
+    uint64_t remote_wait_ns;   /* --remote-wait; 0 = until the result comes */
+    const char *remote_result; /* --remote-result ID: the stored result of an earlier job */
 } exec_cfg;
 
 /* How runs ended, as the summaries count them. */
@@ -95,6 +96,9 @@ int exec_policy_block(const exec_cfg *c, json_t **out);
  * workers, its result awaited, printed as a local one's and journaled here (unless --no-journal).
  * Returns the exit code. */
 int exec_remote(exec_cfg *c, cli_ctx *ctx, const cbx_registry *reg, json_t *params);
+/* --remote-result ID: the result of a job queued before (its submitter gave up waiting), printed
+ * and journaled as exec_remote does; waits --remote-wait for it (none: only looks). */
+int exec_remote_result(exec_cfg *c, cli_ctx *ctx, const cbx_registry *reg);
 
 int exec_is_breaker_refusal(int rc);
 

@@ -143,6 +143,9 @@ static const char help_remote[] =
     "  --queue NAME            the workers' queue for --remote (default \"default\")\n"
     "  --remote-wait DURATION  give up waiting for the worker's result after this long (exit\n"
     "                          124; the job stays queued)\n"
+    "  --remote-result ID      no TYPE: print the result of the job ID queued before (the one\n"
+    "                          --remote-wait gave up on), as --remote would have; with\n"
+    "                          --remote-wait, wait that long for it (exit 124: not stored yet)\n"
     "\n"
     "Connecting to NATS (--remote, the cluster stores; also the nats: section of the\n"
     "configuration file):\n";
@@ -194,6 +197,7 @@ enum {
     OPT_REMOTE,
     OPT_QUEUE,
     OPT_REMOTE_WAIT,
+    OPT_REMOTE_RESULT,
     OPT_RECORD,
     OPT_REPLAY,
 };
@@ -243,6 +247,7 @@ static const cli_opt opts[] = {
     {"remote", 0, 1, OPT_REMOTE},
     {"queue", 0, 1, OPT_QUEUE},
     {"remote-wait", 0, 1, OPT_REMOTE_WAIT},
+    {"remote-result", 0, 1, OPT_REMOTE_RESULT},
     {"record", 0, 1, OPT_RECORD},
     {"replay", 0, 1, OPT_REPLAY},
     CLI_OPTS_NATS,
@@ -563,6 +568,9 @@ int exec_parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
             if (cli_parse_duration("--remote-wait", val, &c->remote_wait_ns))
                 return CLI_EXIT_USAGE;
             break;
+        case OPT_REMOTE_RESULT:
+            c->remote_result = val;
+            break;
         case OPT_TMPDIR:
             if (c->tmpdir == CBX_TMPDIR_NONE)
                 c->tmpdir = CBX_TMPDIR_MAKE;
@@ -703,6 +711,17 @@ int exec_parse(cli_ctx *ctx, int argc, char **argv, exec_cfg *c)
     }
     if (c->parallel > c->repeat)
         c->parallel = c->repeat;
+    if (c->remote_result) {
+        if (!c->remote) {
+            cli_err("exec: --remote-result: give the server with --remote URL");
+            return CLI_EXIT_USAGE;
+        }
+        if (c->type || a.dashdash) {
+            cli_err("exec: --remote-result: no TYPE or -- CMD (the job is queued already)");
+            return CLI_EXIT_USAGE;
+        }
+        return 0;
+    }
     if (a.dashdash) {
         if (c->type) {
             cli_err("exec: give a TYPE or -- CMD ARGS, not both");

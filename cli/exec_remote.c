@@ -6,6 +6,7 @@
 #include "cbx/journal.h"
 #include "cbx/registry.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -86,6 +87,39 @@ static void journal_remote(const cbx_registry *reg, const json_t *params, const 
     cbx_journal_close(j);
 }
 
+/* The worker's result as a local one's: journaled here (unless --no-journal), printed, and its
+ * exit code. Takes res_json. */
+static int show_result(exec_cfg *c, cli_ctx *ctx, const cbx_registry *reg, const json_t *params,
+                       json_t *res_json)
+{
+    int code;
+    cbx_err err;
+    cbx_err_clear(&err);
+    cbx_result res;
+    if (cbx_result_from_json(res_json, &res, &err) < 0) {
+        cli_err("exec: --remote: the worker's answer: %s", err.msg);
+        json_decref(res_json);
+        return CLI_EXIT_FAILED;
+    }
+    if (!ctx->no_journal)
+        journal_remote(reg, params, &res, res_json);
+    if (c->verbose)
+        cli_err("exec: ran on worker %s as %s",
+                json_string_value(json_object_get(res_json, "worker")),
+                json_string_value(json_object_get(res_json, "worker_execution_id")));
+    if (c->json) {
+        cli_print_json(stdout, res_json); /* with the worker's id, which a cbx_result lacks */
+        code = cli_exec_result_code(&res, c->cmd != NULL);
+        if (res.status != CBX_STATUS_SUCCESS && !res.fallback_used && !c->quiet)
+            cli_err("exec: %s: %s", res.executor, res.error);
+    } else {
+        code = exec_finish_one(c, &res, NULL);
+    }
+    cbx_result_clear(&res);
+    json_decref(res_json);
+    return code;
+}
+
 int exec_remote(exec_cfg *c, cli_ctx *ctx, const cbx_registry *reg, json_t *params)
 {
     const char *bad = local_only(c);
@@ -118,27 +152,32 @@ int exec_remote(exec_cfg *c, cli_ctx *ctx, const cbx_registry *reg, json_t *para
         cli_err("exec: --remote: %s", err.msg[0] ? err.msg : cbx_strerror(r));
         return r == CBX_EINVAL_CONFIG ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
     }
-    cbx_result res;
-    if (cbx_result_from_json(res_json, &res, &err) < 0) {
-        cli_err("exec: --remote: the worker's answer: %s", err.msg);
-        json_decref(res_json);
-        return CLI_EXIT_FAILED;
+    return show_result(c, ctx, reg, params, res_json);
+}
+
+int exec_remote_result(exec_cfg *c, cli_ctx *ctx, const cbx_registry *reg)
+{
+    json_t *res_json = NULL;
+    cbx_err err;
+    cbx_err_clear(&err);
+    int r = cbx_remote_result(c->remote, c->remote_result, c->remote_wait_ns, &res_json, &err);
+    if (r == CBX_ETIMEDOUT) {
+        cli_err("exec: --remote-result: %s", err.msg);
+        return CLI_EXIT_TIMEOUT;
     }
-    if (!ctx->no_journal)
-        journal_remote(reg, params, &res, res_json);
-    if (c->verbose)
-        cli_err("exec: ran on worker %s as %s",
-                json_string_value(json_object_get(res_json, "worker")),
-                json_string_value(json_object_get(res_json, "worker_execution_id")));
-    if (c->json) {
-        cli_print_json(stdout, res_json); /* with the worker's id, which a cbx_result lacks */
-        code = cli_exec_result_code(&res, c->cmd != NULL);
-        if (res.status != CBX_STATUS_SUCCESS && !res.fallback_used && !c->quiet)
-            cli_err("exec: %s: %s", res.executor, res.error);
-    } else {
-        code = exec_finish_one(c, &res, NULL);
+    if (r) {
+        cli_err("exec: --remote-result: %s", err.msg[0] ? err.msg : cbx_strerror(r));
+        return r == -EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_FAILED;
     }
-    cbx_result_clear(&res);
-    json_decref(res_json);
+    /* a command's job prints as `cbx exec -- CMD` would: its output as it was, its exit code */
+    static char *queued_cmd[] = {"", NULL};
+    if (!c->cmd && json_is_string(json_object_get(res_json, "executor")) &&
+        strcmp(json_string_value(json_object_get(res_json, "executor")), "command") == 0) {
+        c->cmd = queued_cmd;
+        c->ncmd = 1;
+    }
+    json_t *none = json_object(); /* the parameters went with the job; the result has none */
+    int code = show_result(c, ctx, reg, none, res_json);
+    json_decref(none);
     return code;
 }

@@ -103,6 +103,14 @@ typedef struct cbx_remote_job {
 int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job *job,
                        uint64_t wait_ns, json_t **result, char *id, cbx_err *err);
 
+/* The result of the job id that cbx_remote_execute queued (a submitter that gave up waiting finds
+ * it later by its id): from CBX_RESULTS on url, waiting up to wait_ns (0 = only look) for a worker
+ * to store it. 0 and *result as cbx_remote_execute gives it; CBX_ETIMEDOUT when it is not stored
+ * (yet); -EINVAL for an id that cannot be one; CBX_EFAILED when the server cannot be reached;
+ * CBX_EPLUGIN. Blocking. */
+int cbx_remote_result(const char *url, const char *id, uint64_t wait_ns, json_t **result,
+                      cbx_err *err);
+
 /* 1 when name can name a workers' queue: 1 to 64 letters, digits, '_' or '-'. */
 int cbx_remote_queue_ok(const char *name);
 

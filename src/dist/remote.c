@@ -1,11 +1,13 @@
 /* Submitting a job to the workers and waiting for its result (cbx_remote_execute), on the
  * process's connection to the server (shared_conn.h). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cbx/dist.h"
 #include "core/uuid.h"
+#include "dist/results_lookup.h"
 #include "dist/shared_conn.h"
 #include "dist/work.h"
 
@@ -43,6 +45,67 @@ static json_t *stored_result(jsCtx *js, const char *id)
     return r;
 }
 
+/* Wait on sub (cbx.result.<id>) up to wait_ns (0 = for ever, unless job is NULL: then only the
+ * bucket is asked) for id's result; the bucket is asked every second (an announcement is lost
+ * while the connection reconnects) and at the end. 0, CBX_ETIMEDOUT (*waited_ms said), or
+ * CBX_ECANCELLED (job->stop). */
+static int await_result(jsCtx *js, natsSubscription *sub, const char *id, uint64_t wait_ns,
+                        const cbx_remote_job *job, json_t **result, uint64_t *waited_ms,
+                        cbx_err *err)
+{
+    uint64_t limit_ms = wait_ns ? wait_ns / 1000000 : job ? UINT64_MAX : 0;
+    natsMsg *reply = NULL;
+    natsStatus s = NATS_TIMEOUT;
+    *waited_ms = 0;
+    while (*waited_ms < limit_ms) {
+        s = natsSubscription_NextMsg(&reply, sub, SLICE_MS);
+        if (s == NATS_OK)
+            break;
+        *waited_ms += SLICE_MS;
+        if (s != NATS_TIMEOUT)
+            break;
+        if (job && job->stop && job->stop(job->stop_ud))
+            return cbx_err_set(err, CBX_ECANCELLED, "stopped waiting for the job %s", id);
+        if (*waited_ms % 1000 == 0 && (*result = stored_result(js, id)) != NULL)
+            return 0;
+    }
+    if (s == NATS_OK)
+        *result = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
+    natsMsg_Destroy(reply);
+    if (!*result)
+        *result = stored_result(js, id);
+    return *result ? 0 : CBX_ETIMEDOUT;
+}
+
+int cbx_remote_result(const char *url, const char *id, uint64_t wait_ns, json_t **result,
+                      cbx_err *err)
+{
+    *result = NULL;
+    url = cbx__dist_url(url);
+    if (!id || !cbx__lookup_key_ok(id))
+        return cbx_err_set(err, -EINVAL,
+                           "job id '%s': 1 to 39 of A-Z a-z 0-9 - _ = / and ., not at either end",
+                           id ? id : "");
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    int rc = cbx__dist_shared(url, &nc, &js, err);
+    if (rc)
+        return rc;
+    char subject[128];
+    snprintf(subject, sizeof subject, "cbx.result.%s", id);
+    natsSubscription *sub = NULL;
+    natsStatus s = natsConnection_SubscribeSync(&sub, nc, subject);
+    if (s != NATS_OK)
+        return cbx_err_set(err, CBX_EFAILED, "cannot subscribe on %s: %s", url, cbx__nats_why(s));
+    uint64_t waited_ms = 0;
+    rc = await_result(js, sub, id, wait_ns, NULL, result, &waited_ms, err);
+    natsSubscription_Destroy(sub);
+    if (rc == CBX_ETIMEDOUT)
+        cbx_err_set(err, CBX_ETIMEDOUT, "no result for the job %s in %s on %s%s", id,
+                    CBX__DIST_RESULTS, url, wait_ns ? " in the time given" : "");
+    return rc;
+}
+
 int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job *job,
                        uint64_t wait_ns, json_t **result, char *id, cbx_err *err)
 {
@@ -61,7 +124,7 @@ int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job 
     if (rc)
         return rc;
     natsSubscription *sub = NULL;
-    natsMsg *m = NULL, *reply = NULL;
+    natsMsg *m = NULL;
     jsPubAck *ack = NULL;
     char *text = NULL;
     char subject[128], work[128];
@@ -90,35 +153,16 @@ int cbx_remote_execute(const char *url, const char *queue, const cbx_remote_job 
                                                  : cbx__nats_why(s));
         goto out;
     }
-    uint64_t waited_ms = 0, limit_ms = wait_ns ? wait_ns / 1000000 : UINT64_MAX;
-    for (;;) {
-        s = natsSubscription_NextMsg(&reply, sub, SLICE_MS);
-        if (s == NATS_OK)
-            break;
-        waited_ms += SLICE_MS;
-        if (s != NATS_TIMEOUT || waited_ms >= limit_ms)
-            break;
-        if (job->stop && job->stop(job->stop_ud)) {
-            rc = cbx_err_set(err, CBX_ECANCELLED, "stopped waiting for the job %s", id);
-            goto out;
-        }
-        /* every second, the bucket: a result stored while the announcement was lost (the
-         * connection was reconnecting) */
-        if (waited_ms % 1000 == 0 && (*result = stored_result(js, id)) != NULL)
-            goto out;
-    }
-    if (s == NATS_OK)
-        *result = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
-    if (!*result)
-        *result = stored_result(js, id);
-    if (!*result)
-        rc = cbx_err_set(err, CBX_ETIMEDOUT,
-                         "no result within %llu ms; the job %s stays queued on %s and its result "
-                         "will be kept in the %s bucket under its id",
-                         (unsigned long long)waited_ms, id, work, CBX__DIST_RESULTS);
+    uint64_t waited_ms = 0;
+    rc = await_result(js, sub, id, wait_ns, job, result, &waited_ms, err);
+    if (rc == CBX_ETIMEDOUT)
+        cbx_err_set(err, CBX_ETIMEDOUT,
+                    "no result within %llu ms; the job %s stays queued on %s and its result will "
+                    "be kept in the %s bucket under its id (cbx exec --remote URL --remote-result "
+                    "%s)",
+                    (unsigned long long)waited_ms, id, work, CBX__DIST_RESULTS, id);
 out:
     jsPubAck_Destroy(ack);
-    natsMsg_Destroy(reply);
     natsMsg_Destroy(m);
     natsSubscription_Destroy(sub);
     free(text);

@@ -191,9 +191,29 @@ wait "${wpids[3]}" || fail "w4 did not exit 0 after SIGTERM: $(cat "$TMP/w4.log"
 # no worker: --remote-wait gives up (exit 124) and names the job
 kill -TERM "${wpids[2]}"
 wait "${wpids[2]}"
-run "$CBX" exec --remote "$NATS_URL" --remote-wait 300ms -- true
+run "$CBX" exec --remote "$NATS_URL" --remote-wait 300ms -- sh -c 'echo later; exit 5'
 expect_rc 124 "no worker within --remote-wait"
 grep -q "stays queued" "$TMP/err" || fail "remote-wait message: $(cat "$TMP/err")"
+# ... and its result is found later by its id: not yet (exit 124), then once a worker ran it, as
+# a local one's (output, exit code) and journaled here
+later=$(grep -o -- '--remote-result [^ )]*' "$TMP/err" | cut -d' ' -f2)
+[ -n "$later" ] || fail "no job id in: $(cat "$TMP/err")"
+run "$CBX" exec --remote "$NATS_URL" --remote-result "$later"
+expect_rc 124 "a result not stored yet"
+expect_err_line "exec: --remote-result: no result for the job $later in CBX_RESULTS" "not yet"
+start_worker w8
+run "$CBX" exec --remote "$NATS_URL" --remote-result "$later" --remote-wait 300s
+expect_rc 5 "the result found later: the command's exit code"
+[ "$(cat "$TMP/out")" = "later" ] || fail "the result found later: $(cat "$TMP/out" "$TMP/err")"
+run "$CBX" history --json --limit 1
+[ "$(jqv '.[0].id')" = "$later" ] && [ "$(jqv '.[0].tag')" = "worker w8" ] ||
+    fail "the result found later, journaled: $(cat "$TMP/out")"
+kill -TERM "${wpids[4]}"
+wait "${wpids[4]}" || fail "w8 did not exit 0 after SIGTERM: $(cat "$TMP/w8.log")"
+run "$CBX" exec --remote "$NATS_URL" --remote-result 'bad id'
+expect_rc 2 "a bad job id"
+run "$CBX" exec --remote-result x -- true
+expect_rc 2 "--remote-result without --remote"
 
 # "fresh": the submitter's word that it made the job's id for this job alone (cbx exec --remote
 # and the remote executor say it): its first delivery is not looked up, so a result stored under
@@ -209,8 +229,8 @@ stored='{"id":"fresh-1","executor":"command","status":"success","worker":"gone"}
 "$admin" "$NATS_URL" pub cbx.work.fresh "$(fresh_job fresh-1)" || fail "publish fresh-1"
 wait_log "$TMP/w6.log" "job fresh-1: success"
 [ "$(wc -l <"$TMP/fresh-1")" = 1 ] || fail "fresh-1, first delivered, ran $(wc -l <"$TMP/fresh-1") times"
-kill -TERM "${wpids[4]}"
-wait "${wpids[4]}" || fail "w6 did not exit 0 after SIGTERM: $(cat "$TMP/w6.log")"
+kill -TERM "${wpids[5]}"
+wait "${wpids[5]}" || fail "w6 did not exit 0 after SIGTERM: $(cat "$TMP/w6.log")"
 "$admin" "$NATS_URL" pub cbx.work.fresh "$(fresh_job fresh-2)" || fail "publish fresh-2"
 "$admin" "$NATS_URL" take CBX_WORK cbx-worker-fresh | grep -q '"fresh-2"' || fail "take fresh-2"
 "$admin" "$NATS_URL" pub '$KV.CBX_RESULTS.fresh-2' "${stored//fresh-1/fresh-2}" ||
@@ -218,8 +238,8 @@ wait "${wpids[4]}" || fail "w6 did not exit 0 after SIGTERM: $(cat "$TMP/w6.log"
 start_worker w7 --queue fresh
 wait_log "$TMP/w7.log" "job fresh-2: already done"
 [ ! -e "$TMP/fresh-2" ] || fail "fresh-2, delivered again after its result was stored, ran"
-kill -TERM "${wpids[5]}"
-wait "${wpids[5]}" || fail "w7 did not exit 0 after SIGTERM: $(cat "$TMP/w7.log")"
+kill -TERM "${wpids[6]}"
+wait "${wpids[6]}" || fail "w7 did not exit 0 after SIGTERM: $(cat "$TMP/w7.log")"
 
 # no server: a clear error, at once
 run "$CBX" exec --remote nats://127.0.0.1:1 -- true
