@@ -184,6 +184,16 @@ typedef struct cbx_runtime_opts {
     uint32_t max_concurrent;     /* executions running at once; 0 = 64 */
     uint32_t max_queued;         /* executions waiting for a slot; 0 = 100000 */
     uint64_t kill_grace_ns;      /* SIGTERM to SIGKILL for process executors; 0 = 2 s */
+    /* A remote backend (docs/distributed.md): with remote set, every request for another type
+     * than "remote" runs on the workers pulling from remote_queue (NULL = "default") on the NATS
+     * server(s) remote_url (NULL = $NATS_URL, else nats://127.0.0.1:4222), through the "remote"
+     * executor (cbx/dist.h): its executor and params travel as the job, its policy applies here,
+     * around the dispatch, as for a flow step with runs_on: workers (a retry sends the job again,
+     * a timeout bounds the wait, a breaker counts the workers' outcomes); its result's outputs
+     * are the worker's, the metadata names the worker. The strings are copied. */
+    int remote;
+    const char *remote_url;
+    const char *remote_queue;
 } cbx_runtime_opts;
 
 int cbx_runtime_new(cbx_runtime **out, const cbx_runtime_opts *o, cbx_err *err);

@@ -80,6 +80,12 @@ int cbx_runtime_new(cbx_runtime **out, const cbx_runtime_opts *o, cbx_err *err)
     rt->max_concurrent = o->max_concurrent ? o->max_concurrent : 64;
     rt->max_queued = o->max_queued ? o->max_queued : 100000;
     rt->kill_grace_ns = o->kill_grace_ns ? o->kill_grace_ns : 2 * CBX_NS_PER_S;
+    rt->remote = o->remote;
+    if ((o->remote_url && !(rt->remote_url = strdup(o->remote_url))) ||
+        (o->remote_queue && !(rt->remote_queue = strdup(o->remote_queue)))) {
+        r = cbx_err_set(err, -ENOMEM, "runtime: out of memory");
+        goto fail;
+    }
     if (getrandom(&rt->rng, sizeof rt->rng, 0) != sizeof rt->rng)
         rt->rng = cbx_clock_now_ns(NULL) ^ (uint64_t)(uintptr_t)rt;
     r = cbx__rt_loop_states_open(rt, err);
@@ -124,6 +130,8 @@ void cbx_runtime_free(cbx_runtime *rt)
     json_decref(rt->same_params);
     json_decref(rt->spare_attempts);
     json_decref(rt->spare_attempt);
+    free(rt->remote_url);
+    free(rt->remote_queue);
     while (rt->nspare_bodies)
         free(rt->spare_bodies[--rt->nspare_bodies]);
     cbx__predicates_free(rt);
@@ -340,7 +348,39 @@ static int refuse(cbx_runtime *rt, const cbx_request *req, int rc, const char *w
     return rc;
 }
 
+static int submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **out, cbx_diag *diag);
+
+/* The remote executor's parameters for req (cbx_runtime_opts.remote), or NULL (out of memory). */
+static json_t *remote_params(const cbx_runtime *rt, const cbx_request *req)
+{
+    json_t *inner = req->params ? json_incref((json_t *)req->params) : json_object();
+    json_t *p = json_pack("{s:s, s:o}", "executor", req->executor, "params", inner); /* takes it */
+    if (p && rt->remote_queue)
+        json_object_set_new(p, "queue", json_string(rt->remote_queue));
+    if (p && rt->remote_url)
+        json_object_set_new(p, "url", json_string(rt->remote_url));
+    return p;
+}
+
 int cbx_runtime_submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **out, cbx_diag *diag)
+{
+    if (!rt->remote || !req->executor || strcmp(req->executor, "remote") == 0)
+        return submit(rt, req, out, diag);
+    json_t *wrapped = remote_params(rt, req);
+    if (!wrapped) {
+        if (out)
+            *out = NULL;
+        return refuse(rt, req, -ENOMEM, "out of memory");
+    }
+    cbx_request on_workers = *req;
+    on_workers.executor = "remote";
+    on_workers.params = wrapped;
+    int r = submit(rt, &on_workers, out, diag);
+    json_decref(wrapped);
+    return r;
+}
+
+static int submit(cbx_runtime *rt, const cbx_request *req, cbx_execution **out, cbx_diag *diag)
 {
     if (out)
         *out = NULL;

@@ -129,6 +129,9 @@ typedef struct cbx__loop_state {
 
 struct cbx_runtime {
     uv_loop_t *loop;
+    /* cbx_runtime_opts.remote: requests go to the workers through the "remote" executor */
+    int remote;
+    char *remote_url, *remote_queue;
     uv_loop_t own_loop;
     int owns_loop;
     cbx_registry *registry;
