@@ -16,6 +16,7 @@
 static const char help_usage[] =
     "Usage: cbx exec [OPTIONS] TYPE [-p KEY=VALUE]... [--params-json JSON]\n"
     "       cbx exec [OPTIONS] -- CMD [ARGS]...\n"
+    "       cbx exec --remote URL --remote-result ID\n"
     "\n"
     "Run one execution of an executor TYPE (see 'cbx types'), or run CMD with the command\n"
     "executor (no shell) as a drop-in wrapper: its stdout and stderr stream through as the\n"
