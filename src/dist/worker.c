@@ -481,11 +481,12 @@ static int fresh_job(const cbx_worker *w, const job *j)
 }
 
 /* Ask the server for the work stream's last sequence (fresh_after); the answer comes to on_answer
- * ('I'). */
+ * ('I', with the count of reconnections it was asked after: an answer the connection before read
+ * and left queued is not taken for this one's). */
 static void ask_floor(cbx_worker *w)
 {
     char reply[200];
-    snprintf(reply, sizeof reply, "%s.r.I.0.0", w->inbox);
+    snprintf(reply, sizeof reply, "%s.r.I.%u.0", w->inbox, (unsigned)w->reconnects);
     w->floor_asked_ms = now_ms();
     natsConnection_PublishRequest(w->nc, "$JS.API.STREAM.INFO." CBX__DIST_STREAM, reply, NULL, 0);
 }
@@ -561,13 +562,15 @@ static void on_answer(cbx_worker *w, natsMsg *m)
     char kind = 0;
     unsigned slot = 0, gen = 0;
     job *j = NULL;
-    if (strlen(subj) > w->inbox_len + 3 &&
-        sscanf(subj + w->inbox_len, ".r.%c.%u.%u", &kind, &slot, &gen) == 3 && kind == 'I') {
-        floor_answered(w, m);
+    int parsed = strlen(subj) > w->inbox_len + 3 &&
+                 sscanf(subj + w->inbox_len, ".r.%c.%u.%u", &kind, &slot, &gen) == 3;
+    if (parsed && kind == 'I') {
+        if (slot == (unsigned)w->reconnects)
+            floor_answered(w, m);
         drop(w, m);
         return;
     }
-    if (kind && slot < w->o.concurrency)
+    if (parsed && slot < w->o.concurrency)
         j = w->slots[slot];
     if (!j || j->gen != gen) {
         drop(w, m); /* about a job that is over here */
