@@ -425,15 +425,14 @@ static int run_single(flow_cfg *c, cbx_registry *reg, cbx_flow *f, json_t *input
     cbx_flow_result res;
     memset(&res, 0, sizeof res);
     run_state s = {.c = c, .res = &res, .journaled = journal != NULL};
-    if (uv_loop_init(&loop) < 0) {
-        cli_err("run: cannot make the event loop");
-        return CLI_EXIT_INTERNAL;
-    }
     cbx_breaker_store *store = NULL;
     int chosen = cli_breaker_store_chosen("run", &store);
-    if (chosen) {
-        uv_loop_close(&loop);
+    if (chosen)
         return chosen;
+    if (uv_loop_init(&loop) < 0) {
+        cli_err("run: cannot make the event loop");
+        cbx_breaker_store_free(store);
+        return CLI_EXIT_INTERNAL;
     }
     cbx_runtime_opts ro = {.loop = &loop, .registry = reg, .journal = journal, .breakers = store};
     if (cbx_runtime_new(&rt, &ro, &err) < 0) {

@@ -454,13 +454,13 @@ static int session_open(session *s, cli_ctx *ctx, const char *cmd, cbx_registry 
         if (rc)
             return rc;
     }
+    int rc = cli_breaker_store_chosen(cmd, &s->store);
+    if (rc)
+        return rc; /* session_close frees what is open */
     if (uv_loop_init(&s->loop) < 0) {
         cli_err("%s: cannot make the event loop", cmd);
         return CLI_EXIT_INTERNAL;
     }
-    int rc = cli_breaker_store_chosen(cmd, &s->store);
-    if (rc)
-        return rc;
     cbx_runtime_opts ro = {
         .loop = &s->loop, .registry = reg, .journal = s->j, .breakers = s->store};
     cbx_err err;

@@ -67,18 +67,9 @@ expect_rc 0 "runs"
 # a worker, when nats-server is here: jobs given for the first time (run without a look-up), one
 # failing, then SIGTERM's drain
 if command -v nats-server >/dev/null; then
-    mkdir -p "$TMP/nats/ports" "$TMP/nats/js"
-    nats-server -js -a 127.0.0.1 -p -1 -sd "$TMP/nats/js" --ports_file_dir "$TMP/nats/ports" \
-        >"$TMP/nats/log" 2>&1 &
-    npid=$!
-    trap 'kill -9 $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"' EXIT
-    deadline=$(($(date +%s) + 300))
-    until f=$(ls "$TMP"/nats/ports/*.ports 2>/dev/null | head -1) && [ -s "$f" ]; do
-        kill -0 $npid 2>/dev/null || fail "nats-server exited: $(tail -3 "$TMP/nats/log")"
-        [ "$(date +%s)" -lt "$deadline" ] || fail "nats-server did not start"
-        sleep 0.05
-    done
-    url=$(jq -r '.nats[0]' "$f")
+    . "$(dirname "$0")/nats_lib.bash"
+    start_nats nats
+    url=$nats_url
     mkdir -p -m 0700 "$TMP/wstate"
     CBX_STATE_DIR="$TMP/wstate" valgrind "${VG[@]}" "$CBX" worker --nats "$url" --id vg -j 2 -v \
         >"$TMP/w.out" 2>"$TMP/w.err" &
