@@ -378,7 +378,7 @@ static int load(const char *cmd, const char *file, const cbx_registry *reg, int 
     if (r) {
         print_problems(&d, json);
         if (!json)
-            cli_err("workflow %s: %s: %zu problem%s", cmd, file, d.n, d.n == 1 ? "" : "s");
+            cli_err("%s: %s: %zu problem%s", cmd, file, d.n, d.n == 1 ? "" : "s");
         cbx_diag_clear(&d);
         return r == -ENOMEM ? CLI_EXIT_INTERNAL : CLI_EXIT_USAGE;
     }

@@ -73,4 +73,10 @@ grep -qF "note: more than 50 markings are reachable" "$TMP/err" || fail "note: $
 run "$CBX" workflow validate "$TMP/nope.yaml"
 expect_rc 2 "missing file"
 grep -qF "No such file" "$TMP/err" || fail "missing file: $(cat "$TMP/err")"
+# a file that is no workflow, given to run: the problems, then one line naming the command once
+: >"$TMP/empty.yaml"
+run "$CBX" workflow run "$TMP/empty.yaml" --token '{}' --no-journal
+expect_rc 2 "run of an empty file"
+[ "$(tail -1 "$TMP/err")" = "cbx: workflow run: $TMP/empty.yaml: 1 problem" ] ||
+    fail "the summary line: $(tail -1 "$TMP/err")"
 echo "ok"
