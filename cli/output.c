@@ -5,6 +5,7 @@
 #include "cbx/log.h"
 #include "cbx/trace.h"
 #include "cbx/units.h"
+#include "core/text.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -373,11 +374,6 @@ void cli_progress_clear(cli_progress *p)
     p->drawn = 0;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 const char *cli_id_tail(const char *id, size_t n)
 {
     size_t len = strlen(id);
@@ -401,7 +397,7 @@ size_t cli_id_tail_len(const json_t *rows, const char *key, size_t min)
     for (; cut && want < longest; want++) {
         for (size_t i = 0; i < n; i++)
             cut[i] = cli_id_tail(tails[i], want);
-        qsort(cut, n, sizeof *cut, cmp_str);
+        qsort(cut, n, sizeof *cut, cbx__cmp_strings);
         size_t i = 1;
         while (i < n && strcmp(cut[i - 1], cut[i]) != 0)
             i++;

@@ -71,3 +71,8 @@ int cbx__glob_match(const char *pat, const char *s, int casefold)
         pat++;
     return *pat == '\0';
 }
+
+int cbx__cmp_strings(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}

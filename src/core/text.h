@@ -17,6 +17,9 @@ int cbx__close_enough(size_t d, size_t len);
  * beyond the last '*' (a pattern cannot make it exponential, as it can fnmatch). 1 or 0. */
 int cbx__glob_match(const char *pat, const char *s, int casefold);
 
+/* qsort's comparison of two strings, for an array of char * (strcmp order). */
+int cbx__cmp_strings(const void *a, const void *b);
+
 /* FNV-1a, 64 bits: start from CBX__FNV_OFFSET, or from an earlier result to hash several pieces
  * as one. */
 #define CBX__FNV_OFFSET 0xcbf29ce484222325ULL

@@ -26,6 +26,7 @@
 #include "cbx/units.h"
 #include "core/base64.h"
 #include "core/log_internal.h"
+#include "core/text.h"
 #include "dist/ratelimit_kv.h"
 #include "dist/work.h"
 #include "resilience/breaker_internal.h"
@@ -436,7 +437,7 @@ static int kv_names(cbx_breaker_store *bs, char ***out, size_t *n, cbx_err *err)
     kvKeysList_Destroy(&list);
     if (!v)
         return cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
-    qsort(v, k, sizeof *v, cbx__bstore_cmp_names);
+    qsort(v, k, sizeof *v, cbx__cmp_strings);
     *out = v;
     *n = k;
     return 0;

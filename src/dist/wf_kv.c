@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cbx/dist.h"
+#include "core/text.h"
 #include "dist/wf_kv.h"
 #include "dist/wf_kv_io.h"
 #include "workflow/net_shared.h"
@@ -178,11 +179,6 @@ int cbx_workflow_kv_show(const cbx_workflow_kv_opts *o, const cbx_registry *reg,
     return rc;
 }
 
-static int cmp_keys(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /* What a list says of the workflow id: its snapshot's summary, or why it cannot be read. */
 static json_t *list_row(cbx__wfkv_conn *c, const cbx_registry *reg, const char *id)
 {
@@ -220,7 +216,7 @@ int cbx_workflow_kv_list(const cbx_workflow_kv_opts *o, const cbx_registry *reg,
     if (!rc && !(*list = json_array()))
         rc = -ENOMEM;
     if (!rc && keys.Count > 0)
-        qsort(keys.Keys, (size_t)keys.Count, sizeof *keys.Keys, cmp_keys);
+        qsort(keys.Keys, (size_t)keys.Count, sizeof *keys.Keys, cbx__cmp_strings);
     for (int i = 0; !rc && i < keys.Count; i++) {
         json_t *row = list_row(&c, reg, keys.Keys[i]);
         if (row)

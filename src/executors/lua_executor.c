@@ -16,6 +16,7 @@
 #include <lua.h>
 
 #include "cbx/lua_sandbox.h"
+#include "core/text.h"
 #include "runtime/builtins.h"
 
 #define MAX_FILE_BYTES (16u << 20)
@@ -798,11 +799,6 @@ static void parse_param(lua_State *L, parse_ctx *pc, int idx, const char *name, 
     lua_pop(L, 1);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /* params = {name = {...}, ...} (sorted by name) or {{name = "x", ...}, ...} (in order). */
 static void parse_params(lua_State *L, parse_ctx *pc, int idx)
 {
@@ -842,7 +838,7 @@ static void parse_params(lua_State *L, parse_ctx *pc, int idx)
                        luaL_typename(L, -1));
         names[k++] = parse_strdup(L, pc, lua_tostring(L, -1));
     }
-    qsort(names, n, sizeof *names, cmp_str);
+    qsort(names, n, sizeof *names, cbx__cmp_strings);
     for (size_t i = 0; i < n; i++) {
         if (lua_getfield(L, idx, names[i]) != LUA_TTABLE)
             parse_fail(L, pc, "params.%s: expected a table such as {type = \"string\"}, got %s",
@@ -908,7 +904,7 @@ static void parse_outputs(lua_State *L, parse_ctx *pc, int idx)
                        luaL_typename(L, -1));
         names[k++] = parse_strdup(L, pc, lua_tostring(L, -1));
     }
-    qsort(names, n, sizeof *names, cmp_str);
+    qsort(names, n, sizeof *names, cbx__cmp_strings);
     for (size_t i = 0; i < n; i++) {
         if (lua_getfield(L, idx, names[i]) != LUA_TTABLE)
             parse_fail(L, pc, "outputs.%s: expected a table such as {type = \"string\"}, got %s",

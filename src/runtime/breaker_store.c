@@ -62,11 +62,6 @@ int cbx__bstore_breaker_make(cbx_breaker **out, const char *name, const cbx_brea
     return 0;
 }
 
-int cbx__bstore_cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 void cbx__bstore_free_names(char **v, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -27,6 +27,7 @@
 #include "runtime/breaker_store_internal.h"
 #include "cbx/state_dir.h"
 
+#include "core/text.h"
 #include "resilience/breaker_internal.h"
 #include "runtime/breaker_store_file.h"
 
@@ -812,7 +813,7 @@ static int host_names(cbx_breaker_store *bs, char ***out, size_t *n, cbx_err *er
         }
         v[k++] = name;
     }
-    qsort(v, k, sizeof *v, cbx__bstore_cmp_names);
+    qsort(v, k, sizeof *v, cbx__cmp_strings);
     *out = v;
     *n = k;
     return 0;

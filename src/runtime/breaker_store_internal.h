@@ -54,7 +54,6 @@ uint64_t cbx__bstore_name_hash(const char *name, size_t len);
 int cbx__bstore_breaker_make(cbx_breaker **out, const char *name, const cbx_breaker_opts *o,
                              uint32_t gen, cbx_err *err);
 /* qsort comparison of two char * */
-int cbx__bstore_cmp_names(const void *a, const void *b);
 void cbx__bstore_free_names(char **v, size_t n);
 /* Now plus CBX_BREAKER_STORE_WAIT_NS: the deadline of an operation without one of its own. */
 uint64_t cbx__bstore_default_deadline(void);

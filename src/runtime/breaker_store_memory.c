@@ -2,6 +2,7 @@
  * breaker_store_internal.h. */
 #include "runtime/breaker_store_internal.h"
 
+#include "core/text.h"
 #include "resilience/breaker_internal.h"
 
 #include <errno.h>
@@ -154,7 +155,7 @@ static int mem_names(cbx_breaker_store *s, char ***out, size_t *n, cbx_err *err)
     pthread_mutex_unlock(&m->mu);
     if (!v)
         return cbx_err_set(err, -ENOMEM, "breaker store: out of memory");
-    qsort(v, k, sizeof *v, cbx__bstore_cmp_names);
+    qsort(v, k, sizeof *v, cbx__cmp_strings);
     *out = v;
     *n = k;
     return 0;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cbx/registry.h"
+#include "core/text.h"
 #include "runtime/builtins.h"
 
 /* dlerror's text without the leading "path: " it usually repeats (err->where holds the path). */
@@ -99,11 +100,6 @@ int cbx_registry_load_plugin(cbx_registry *r, const char *path, cbx_err *err)
                           cbx_strerror(rc));
 }
 
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int is_so(const char *name)
 {
     size_t n = strlen(name);
@@ -146,7 +142,7 @@ static int load_dir(cbx_registry *r, const char *dir, cbx_err *err)
     }
     closedir(d);
     if (rc == 0 && n > 1)
-        qsort(names, n, sizeof *names, by_name);
+        qsort(names, n, sizeof *names, cbx__cmp_strings);
     int loaded = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         char path[4096];
