@@ -177,6 +177,14 @@ struct sqlite3_stmt;
  * for a NULL argument; -ENOMEM. */
 int cbx_journal_stmt(cbx_journal *j, const char *sql, struct sqlite3_stmt **st, cbx_err *err);
 
+/* A number that changes whenever retention may have dropped executions: new for each handle
+ * opened and at each retention pass of the handle (cbx_journal_prune, and one every 1,000
+ * writes); no two handles of the process share one; a pass of another process is seen at this
+ * handle's next pass. So a module whose records follow the executions (flow runs) looks for the
+ * ones retention left behind once per change, not at every record. Thread-safe (also inside fn
+ * of cbx_journal_write_db and cbx_journal_queue_db). 0 for j NULL. */
+uint64_t cbx_journal_retention_epoch(cbx_journal *j);
+
 /* Run fn on the connection without beginning a batch, for reads (and to finalize statements). It
  * sees every write made before it on this handle, the open batch's included. Returns fn's
  * result. */

@@ -57,7 +57,8 @@ static const char sql_item_end[] =
     " attempts = excluded.attempts, error = excluded.error, ended_ms = excluded.ended_ms,"
     " item_hash = excluded.item_hash";
 
-/* Retention, before each run starts: a run goes with the executions of its time. The journal
+/* Retention, before a run starts (the first run of a retention epoch, prune() below): a run goes
+ * with the executions of its time. The journal
  * drops the oldest executions (by count, age and size, docs/journal.md) and records the cut below
  * which every execution is gone (journal_retention); a run that had ended (or, never ended, had
  * started) before that cut has lost them all, and goes too - but never the run being started (a
@@ -200,8 +201,18 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st, cbx_err *err, const char *wh
     return r;
 }
 
+/* Runs left without executions by a retention cut, dropped before a run starts, once per
+ * retention epoch of the journal (cbx_journal_retention_epoch): the probe at every run start was a
+ * tenth of what journaling a no-op run cost. Kept per thread, as the thread that writes a journal's
+ * queue (its flusher, or a caller writing it first) can change; epochs are unique in the process.
+ */
+static _Thread_local uint64_t probed_epoch;
+
 static int prune(sqlite3 *db, cbx_journal *j, const char *run_id, cbx_err *err)
 {
+    uint64_t epoch = cbx_journal_retention_epoch(j);
+    if (epoch != 0 && epoch == probed_epoch)
+        return 0;
     sqlite3_stmt *q = NULL;
     int r = stmt(db, j, prune_probe_sql, &q, err);
     if (r)
@@ -221,6 +232,7 @@ static int prune(sqlite3 *db, cbx_journal *j, const char *run_id, cbx_err *err)
         if ((r = step_done(db, st, err, "retention")) != 0)
             return r;
     }
+    probed_epoch = epoch;
     return 0;
 }
 
@@ -307,7 +319,7 @@ static int write_run(sqlite3 *db, cbx_journal *j, const char *run_id, const row 
 {
     sqlite3_stmt *st = NULL;
     int e;
-    /* retention, before each run starts */
+    /* retention, before a run starts */
     if (r->has_start && (e = prune(db, j, run_id, err)) != 0)
         return e;
     const char *sql = !r->has_start ? sql_run_end

@@ -48,7 +48,6 @@ static const char schema_sql[] =
     " owner_start INTEGER);"
     "CREATE INDEX IF NOT EXISTS executions_submitted ON executions(submitted_ms);"
     "CREATE INDEX IF NOT EXISTS executions_executor ON executions(executor, submitted_ms);"
-    "CREATE INDEX IF NOT EXISTS executions_status ON executions(status, submitted_ms);"
     "CREATE INDEX IF NOT EXISTS executions_breaker ON executions(breaker, submitted_ms)"
     " WHERE breaker IS NOT NULL;"
     "CREATE TABLE IF NOT EXISTS attempts("
@@ -518,7 +517,8 @@ static int precreate(const char *path, int *wal, cbx_err *err)
     return 0;
 }
 
-static int pragma_int(cbx_journal *j, const char *sql, int64_t *out, cbx_err *err)
+/* The first row's first n columns of sql into out[0..n-1]. 0 or an error. */
+static int query_ints(cbx_journal *j, const char *sql, int64_t *out, int n, cbx_err *err)
 {
     sqlite3_stmt *st = NULL;
     int r = 0;
@@ -526,7 +526,8 @@ static int pragma_int(cbx_journal *j, const char *sql, int64_t *out, cbx_err *er
         return cbx__journal_fail(j, err, sql);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
-        *out = sqlite3_column_int64(st, 0);
+        for (int i = 0; i < n; i++)
+            out[i] = sqlite3_column_int64(st, i);
     else
         r = cbx__journal_fail(j, err, sql);
     sqlite3_finalize(st);
@@ -540,20 +541,31 @@ static int exec_sql(cbx_journal *j, const char *sql, cbx_err *err, const char *w
     return 0;
 }
 
-/* Refuse files that are not (or not yet understood as) a cbx journal. */
-static int check_identity(cbx_journal *j, int64_t *version_out, cbx_err *err)
+/* An index that journals made by an earlier cbx have: no query used it (a status filter is on
+ * the status as shown, an expression: CBX__STATUS_SQL), and keeping it up cost every
+ * execution's write a tenth of its SQLite work. An open that may write drops it. */
+#define STALE_INDEX "executions_status"
+
+/* Refuse files that are not (or not yet understood as) a cbx journal. *stale_out: whether the
+ * file has STALE_INDEX. */
+static int check_identity(cbx_journal *j, int64_t *version_out, int *stale_out, cbx_err *err)
 {
-    int64_t version = 0, app = 0, objects = 0;
+    int64_t version = 0, app = 0, objects[2] = {0, 0};
     int r;
-    if ((r = pragma_int(j, "PRAGMA user_version", &version, err)) != 0 ||
-        (r = pragma_int(j, "PRAGMA application_id", &app, err)) != 0 ||
-        (r = pragma_int(j, "SELECT count(*) FROM sqlite_master", &objects, err)) != 0)
+    if ((r = query_ints(j, "PRAGMA user_version", &version, 1, err)) != 0 ||
+        (r = query_ints(j, "PRAGMA application_id", &app, 1, err)) != 0 ||
+        (r = query_ints(j,
+                        "SELECT count(*), coalesce(max(name = '" STALE_INDEX "'), 0)"
+                        " FROM sqlite_master",
+                        objects, 2, err)) != 0)
         return r;
+    int64_t objects_n = objects[0];
+    *stale_out = objects[1] != 0;
     if (app != 0 && app != CBX__JOURNAL_APP_ID)
         return cbx_err_set(err, CBX_EJOURNAL,
                            "journal %s: not a cbx journal (SQLite application id 0x%llx)", j->path,
                            (unsigned long long)app);
-    if (app == 0 && objects > 0)
+    if (app == 0 && objects_n > 0)
         return cbx_err_set(err, CBX_EJOURNAL,
                            "journal %s: not a cbx journal (an SQLite database with tables of its "
                            "own)",
@@ -572,10 +584,11 @@ static int setup_schema(cbx_journal *j, int memory, int wal_already, cbx_err *er
     /* One read transaction for the three reads: outside one, each sees the file as it is then,
      * and a journal another process creates meanwhile looks like tables without an id. */
     int64_t version = 0;
+    int stale = 0;
     int r = exec_sql(j, "BEGIN", err, "begin");
     if (r != 0)
         return r;
-    r = check_identity(j, &version, err);
+    r = check_identity(j, &version, &stale, err);
     sqlite3_exec(j->db, "COMMIT", NULL, NULL, NULL);
     if (r != 0)
         return r;
@@ -614,12 +627,14 @@ static int setup_schema(cbx_journal *j, int memory, int wal_already, cbx_err *er
         (r = exec_sql(j, size_limit, err, "journal_size_limit")) != 0)
         return r;
     /* set up already (the version is only ever raised): the usual open, which reads no more */
-    if (version == CBX__JOURNAL_SCHEMA)
+    if (version == CBX__JOURNAL_SCHEMA && !stale)
         return 0;
+    if (version == CBX__JOURNAL_SCHEMA) /* once per file; no version of cbx needs it back */
+        return exec_sql(j, "DROP INDEX IF EXISTS " STALE_INDEX, err, "drop " STALE_INDEX);
     /* Another process may be creating it at the same moment: decide inside the write lock. */
     if ((r = exec_sql(j, "BEGIN IMMEDIATE", err, "begin")) != 0)
         return r;
-    if ((r = check_identity(j, &version, err)) != 0)
+    if ((r = check_identity(j, &version, &stale, err)) != 0)
         goto rollback;
     if (version == 0) {
         char set[128];
@@ -829,6 +844,7 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
     if (!j)
         return cbx_err_set(err, -ENOMEM, "out of memory");
     j->lost_fd = -1;
+    atomic_init(&j->retention_epoch, cbx__journal_new_epoch());
     atomic_init(&j->batch_started_ns, 0);
     atomic_init(&j->flusher_idle, 0);
     atomic_init(&j->checkpoint_due, 0);

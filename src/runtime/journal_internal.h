@@ -140,6 +140,7 @@ struct cbx_journal {
     uint64_t txn_started_ns; /* CLOCK_MONOTONIC */
     uint32_t txn_writes;
     uint32_t writes_since_prune;
+    atomic_uint_fast64_t retention_epoch; /* cbx_journal_retention_epoch: new at open, each pass */
     int draining; /* the queue is being written: no commit for the batch's age until it is */
     int async_rc; /* a commit by the flusher failed: reported by the next call */
     char async_msg[512];
@@ -287,5 +288,7 @@ int cbx__journal_delete_upto_locked(cbx_journal *j, int64_t submitted_ms, int64_
 int cbx__journal_retention_setup_locked(cbx_journal *j, cbx_err *err);
 int cbx__journal_note_cut_locked(cbx_journal *j, int64_t cut_ms, cbx_err *err);
 int cbx__journal_prune_size_locked(cbx_journal *j, cbx_err *err);
+/* A number no handle of the process has had before (cbx_journal_retention_epoch). */
+uint64_t cbx__journal_new_epoch(void);
 
 #endif

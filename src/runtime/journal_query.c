@@ -742,12 +742,19 @@ int cbx__journal_delete_upto_locked(cbx_journal *j, int64_t submitted_ms, int64_
 
 int cbx__journal_prune_locked(cbx_journal *j, cbx_err *err)
 {
+    /* whatever it finds: another process cuts too */
+    atomic_store_explicit(&j->retention_epoch, cbx__journal_new_epoch(), memory_order_relaxed);
     int r = cbx__journal_retention_setup_locked(j, err);
     if (r == 0)
         r = prune_count_age_locked(j, err);
     if (r == 0)
         r = cbx__journal_prune_size_locked(j, err);
     return r;
+}
+
+uint64_t cbx_journal_retention_epoch(cbx_journal *j)
+{
+    return j ? (uint64_t)atomic_load_explicit(&j->retention_epoch, memory_order_relaxed) : 0;
 }
 
 int cbx_journal_prune(cbx_journal *j, cbx_err *err)

@@ -10,12 +10,22 @@
  * The cut: every deletion by retention records, in the one-row table journal_retention, the
  * submitted_ms below which every execution is gone. A flow run that ended before it has lost all
  * its executions, and goes too (flow_journal.c). Nothing is cut until retention has deleted
- * something: the oldest execution kept says nothing about a journal that was never pruned. */
+ * something: the oldest execution kept says nothing about a journal that was never pruned. A
+ * handle's retention epoch changes at its open and at each of its retention passes, so that a
+ * module looks for what a cut left behind once per pass rather than at every record (another
+ * process's cut is seen at the next pass). */
 #include "runtime/journal_internal.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
+
+uint64_t cbx__journal_new_epoch(void)
+{
+    static atomic_uint_fast64_t last;
+    return (uint64_t)atomic_fetch_add(&last, 1) + 1;
+}
 
 static const char retention_sql[] =
     "CREATE TABLE IF NOT EXISTS journal_retention("

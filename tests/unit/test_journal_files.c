@@ -197,3 +197,80 @@ Test(journal_files, short_handles_closed_at_every_moment_of_the_flusher_keep_eve
     sqlite3_close(db);
     remove_tree(tmpdir);
 }
+
+static int has_object(const char *path, const char *name)
+{
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name = ?1", -1, &st, NULL),
+        SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/* The status index that journals of an earlier cbx have (no query used it) goes at the first open
+ * that may write, and what the journal holds is all there after it. */
+Test(journal_files, the_unused_status_index_of_an_older_journal_is_dropped)
+{
+    make_tmpdir();
+    char path[300];
+    snprintf(path, sizeof path, "%s/j.db", tmpdir);
+    cbx_journal *j = NULL;
+    cbx_err err;
+    cr_assert_eq(cbx_journal_open(&j, &(cbx_journal_opts){.path = path}, &err), 0, "%s", err.msg);
+    cbx_journal_execution e = {.id = "a", .executor = "command", .submitted_ms = 1};
+    cr_assert_eq(cbx_journal_execution_start(j, &e, &err), 0, "%s", err.msg);
+    cbx_journal_close(j);
+    cr_assert_eq(has_object(path, "executions_status"), 0, "a new journal has it");
+    /* as an earlier cbx made it */
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db,
+                              "CREATE INDEX executions_status ON executions(status, submitted_ms)",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    cr_assert_eq(has_object(path, "executions_status"), 1);
+
+    j = NULL;
+    cr_assert_eq(cbx_journal_open(&j, &(cbx_journal_opts){.path = path}, &err), 0, "%s", err.msg);
+    cr_assert_eq(has_object(path, "executions_status"), 0, "the open kept it");
+    json_t *row = NULL;
+    cr_assert_eq(cbx_journal_get(j, "a", &row, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(json_string_value(json_object_get(row, "status")), "running");
+    json_decref(row);
+    cbx_journal_close(j);
+    remove_tree(tmpdir);
+}
+
+/* The retention epoch: new for every handle and at every retention pass, steady in between. */
+Test(journal_files, the_retention_epoch_changes_at_each_pass_and_each_open)
+{
+    make_tmpdir();
+    char path[300];
+    snprintf(path, sizeof path, "%s/j.db", tmpdir);
+    cbx_journal *a = NULL, *b = NULL;
+    cbx_err err;
+    cr_assert_eq(cbx_journal_open(&a, &(cbx_journal_opts){.path = path}, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_open(&b, &(cbx_journal_opts){.path = path}, &err), 0, "%s", err.msg);
+    uint64_t ea = cbx_journal_retention_epoch(a), eb = cbx_journal_retention_epoch(b);
+    cr_assert_neq(ea, 0);
+    cr_assert_neq(ea, eb, "two handles share an epoch");
+    cbx_journal_execution e = {.id = "a", .executor = "command", .submitted_ms = 1};
+    cr_assert_eq(cbx_journal_execution_start(a, &e, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_flush(a, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_retention_epoch(a), ea, "a write changed it");
+    cr_assert_eq(cbx_journal_prune(a, &err), 0, "%s", err.msg);
+    cr_assert_neq(cbx_journal_retention_epoch(a), ea, "a retention pass kept it");
+    cr_assert_neq(cbx_journal_retention_epoch(a), eb);
+    cr_assert_eq(cbx_journal_retention_epoch(NULL), 0);
+    cbx_journal_close(a);
+    cbx_journal_close(b);
+    remove_tree(tmpdir);
+}
