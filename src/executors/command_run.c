@@ -565,6 +565,15 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
          * command's next write raises SIGPIPE, as if it wrote there itself. */
     } else if (n == 0) {
         return;
+    } else if (n == UV_EOF && r->spec.pty) {
+        /* libuv takes a hang-up after a short read for the end. A pipe is empty then; a pty's
+         * master may still hold what the child wrote just before it exited, which the kernel
+         * hands to the master's reader in the background (a read takes what has arrived). Once
+         * the other side is closed, a read waits for that hand-over and ends with EIO: so read
+         * it all now. */
+        stream_let_go(r, st);
+        maybe_finish(r);
+        return;
     }
     stream_close(r, st); /* EOF, a read error or a reader gone: either way nothing more comes */
     maybe_finish(r);
