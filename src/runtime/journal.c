@@ -865,6 +865,16 @@ int cbx_journal_open(cbx_journal **out, const cbx_journal_opts *o, cbx_err *err)
         return cbx_err_set(err, -e, "journal: mutex: %s", strerror(e));
     }
     j->qmu_ready = 1;
+    pthread_condattr_t qa;
+    pthread_condattr_init(&qa);
+    pthread_condattr_setclock(&qa, CLOCK_MONOTONIC);
+    e = pthread_cond_init(&j->qroom, &qa);
+    pthread_condattr_destroy(&qa);
+    if (e != 0) {
+        cbx_journal_close(j);
+        return cbx_err_set(err, -e, "journal: condition variable: %s", strerror(e));
+    }
+    j->qroom_ready = 1;
     j->max_executions = o->max_executions ? o->max_executions : CBX__JOURNAL_DEFAULT_MAX_EXECUTIONS;
     j->max_age_ms = o->max_age_ms;
     j->max_bytes = o->max_bytes ? o->max_bytes : CBX__JOURNAL_DEFAULT_MAX_BYTES;
@@ -982,6 +992,8 @@ void cbx_journal_close(cbx_journal *j)
         pthread_mutex_destroy(&j->mu);
     if (j->qmu_ready)
         pthread_mutex_destroy(&j->qmu);
+    if (j->qroom_ready)
+        pthread_cond_destroy(&j->qroom);
     if (j->open_cv_ready)
         pthread_cond_destroy(&j->open_cv);
     cbx__journal_ledger_close(j);

@@ -78,9 +78,11 @@ typedef struct cbx__jrec {
     size_t text_len;
     char data[];
 } cbx__jrec;
-/* Writes queued at most: at this many, a writer writes itself (so that a crash loses no more
- * than it did when every write was made by its caller: one batch). */
-#define CBX__JOURNAL_QUEUE_MAX CBX__JOURNAL_BATCH_MAX
+/* Writes queued at most (so that a crash loses no more than it did when every write was made by
+ * its caller: one batch): at this many, a writer waits for the flusher to take the queue, and
+ * writes it itself only when the flusher has not in CBX__JOURNAL_QUEUE_WAIT_NS. */
+#define CBX__JOURNAL_QUEUE_MAX     CBX__JOURNAL_BATCH_MAX
+#define CBX__JOURNAL_QUEUE_WAIT_NS 200000000ull /* 200 ms */
 /* Every so many writes queued, the flusher writes the queue into the open batch without waiting
  * for the batch's commit: its SQLite work is spread over the window rather than made at the
  * commit in one go, and the queue (its memory) stays short. What a crash loses is unchanged: a
@@ -130,6 +132,8 @@ struct cbx_journal {
      * before it (a query, a flush, a record of cbx_journal_write_db) writes them itself first. */
     pthread_mutex_t qmu;
     int qmu_ready;
+    pthread_cond_t qroom; /* with qmu: a writer waits for a full queue to be taken */
+    int qroom_ready;
     cbx__jrec *qhead, *qtail;
     uint32_t qlen;
     _Atomic uint64_t queued_ns; /* CLOCK_MONOTONIC when the oldest queued write came; 0 = none */

@@ -213,6 +213,8 @@ void cbx__journal_drain_locked(cbx_journal *j)
         return;
     pthread_mutex_lock(&j->qmu);
     cbx__jrec *rec = j->qhead;
+    if (j->qlen >= CBX__JOURNAL_QUEUE_MAX && j->qroom_ready)
+        pthread_cond_broadcast(&j->qroom); /* writers waiting for room */
     j->qhead = j->qtail = NULL;
     j->qlen = 0;
     uint64_t queued = atomic_load(&j->queued_ns);
@@ -248,12 +250,46 @@ static int write_now(cbx_journal *j, cbx__jrec *rec, cbx_err *err)
     return r;
 }
 
+static void wake_flusher(cbx_journal *j)
+{
+    pthread_mutex_lock(&j->fl->wmu);
+    pthread_cond_signal(&j->fl->wcv);
+    pthread_mutex_unlock(&j->fl->wmu);
+}
+
+/* With qmu held and the queue full (the flusher is behind): wait for the flusher to take it, and
+ * ask it to every millisecond (it does not wait for a lock another caller holds; that caller
+ * writes the queue before its own write, but may have begun before the queue filled). A writer
+ * that wrote the queue itself held the journal's lock meanwhile: every other writer waited for
+ * it, and the flusher's core stood idle. 1 when there is room, 0 when the flusher has not made
+ * any in CBX__JOURNAL_QUEUE_WAIT_NS (then the caller writes it). */
+static int wait_room_qlocked(cbx_journal *j)
+{
+    uint64_t give_up = cbx__journal_mono_ns() + CBX__JOURNAL_QUEUE_WAIT_NS;
+    while (j->qlen >= CBX__JOURNAL_QUEUE_MAX) {
+        uint64_t now = cbx__journal_mono_ns();
+        if (now >= give_up || !j->qroom_ready)
+            return 0;
+        pthread_mutex_unlock(&j->qmu);
+        atomic_store(&j->drain_asked, 1);
+        wake_flusher(j);
+        pthread_mutex_lock(&j->qmu);
+        if (j->qlen < CBX__JOURNAL_QUEUE_MAX)
+            break;
+        uint64_t at = now + 1000000ull;
+        struct timespec ts = {.tv_sec = (time_t)(at / 1000000000ull),
+                              .tv_nsec = (long)(at % 1000000000ull)};
+        pthread_cond_timedwait(&j->qroom, &j->qmu, &ts);
+    }
+    return 1;
+}
+
 int cbx__journal_submit(cbx_journal *j, cbx__jrec *rec, cbx_err *err)
 {
     if (!j->flusher_running || !j->qmu_ready)
         return write_now(j, rec, err);
     pthread_mutex_lock(&j->qmu);
-    if (j->qlen >= CBX__JOURNAL_QUEUE_MAX) { /* the flusher is behind: no more than a batch */
+    if (j->qlen >= CBX__JOURNAL_QUEUE_MAX && !wait_room_qlocked(j)) {
         pthread_mutex_unlock(&j->qmu);
         return write_now(j, rec, err);
     }
@@ -272,11 +308,8 @@ int cbx__journal_submit(cbx_journal *j, cbx__jrec *rec, cbx_err *err)
      * queue is written before the deadline */
     if (drain)
         atomic_store(&j->drain_asked, 1);
-    if ((first && atomic_load(&j->flusher_idle)) || drain) {
-        pthread_mutex_lock(&j->fl->wmu);
-        pthread_cond_signal(&j->fl->wcv);
-        pthread_mutex_unlock(&j->fl->wmu);
-    }
+    if ((first && atomic_load(&j->flusher_idle)) || drain)
+        wake_flusher(j);
     if (!atomic_load(&j->async_set))
         return 0;
     /* an earlier write failed on the flusher: this caller hears of it */
