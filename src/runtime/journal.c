@@ -977,6 +977,7 @@ void cbx_journal_close(cbx_journal *j)
         next = rec->next;
         cbx__journal_rec_free(rec);
     }
+    cbx__journal_rec_free_chain(j->qdone);
     sqlite3_stmt *sts[] = {j->st_begin,   j->st_commit, j->st_rollback, j->st_start,
                            j->st_attempt, j->st_end,    j->st_whole};
     for (size_t i = 0; i < sizeof sts / sizeof sts[0]; i++)

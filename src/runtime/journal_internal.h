@@ -135,6 +135,10 @@ struct cbx_journal {
     pthread_cond_t qroom; /* with qmu: a writer waits for a full queue to be taken */
     int qroom_ready;
     cbx__jrec *qhead, *qtail;
+    /* Records written, handed back for the writers to free: glibc's free of a block another
+     * thread allocated takes that thread's arena lock, and the flusher freeing every record made
+     * the loop thread wait for it (and wake it) at its next malloc. */
+    cbx__jrec *qdone;
     uint32_t qlen;
     _Atomic uint64_t queued_ns; /* CLOCK_MONOTONIC when the oldest queued write came; 0 = none */
     atomic_int async_set;       /* async_rc is set: the next write reports it */
@@ -261,6 +265,8 @@ int cbx__journal_rec_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, 
 int cbx__journal_rec_end(cbx_journal *j, const cbx_journal_end *e, cbx__jrec **out, cbx_err *err);
 int cbx__journal_rec_status(const char *id, const char *status, cbx__jrec **out, cbx_err *err);
 void cbx__journal_rec_free(cbx__jrec *rec);
+/* Free a chain of records written (linked by next; free_ud already called). */
+void cbx__journal_rec_free_chain(cbx__jrec *rec);
 /* Hand rec over (it is the queue's or freed): queued for the flusher, or written now when there
  * is no flusher or the queue is full. Returns 0, the write's own error when written now, or
  * CBX_EJOURNAL for an earlier queued write that failed. */

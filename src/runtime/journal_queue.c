@@ -21,6 +21,16 @@ void cbx__journal_rec_free(cbx__jrec *rec)
     free(rec);
 }
 
+void cbx__journal_rec_free_chain(cbx__jrec *rec)
+{
+    while (rec) {
+        cbx__jrec *next = rec->next;
+        free(rec->text);
+        free(rec);
+        rec = next;
+    }
+}
+
 /* Room for the strings of a record: each copied behind the header, NULL kept NULL. */
 typedef struct strs {
     const char **at[8];
@@ -221,16 +231,24 @@ void cbx__journal_drain_locked(cbx_journal *j)
     atomic_store(&j->queued_ns, 0);
     pthread_mutex_unlock(&j->qmu);
     j->draining = 1;
-    while (rec) {
-        cbx__jrec *next = rec->next;
+    cbx__jrec *done = rec, *last = NULL;
+    for (; rec; last = rec, rec = rec->next) {
         cbx_err e;
         cbx_err_clear(&e);
         if (cbx__journal_apply_locked(j, rec, &e) != 0)
             cbx__journal_set_async_locked(j, &e);
-        cbx__journal_rec_free(rec);
-        rec = next;
+        if (rec->kind == CBX__JREC_DB && rec->u.db.free_ud) { /* at once: the caller's rule */
+            rec->u.db.free_ud(rec->u.db.ud);
+            rec->u.db.free_ud = NULL;
+        }
     }
     j->draining = 0;
+    if (last) { /* the next writer frees them (cbx__journal_submit) */
+        pthread_mutex_lock(&j->qmu);
+        last->next = j->qdone;
+        j->qdone = done;
+        pthread_mutex_unlock(&j->qmu);
+    }
     /* the batch is as old as the oldest write it holds: one written before its commit was due
      * (an early drain) still commits within the window of its first queued write */
     if (j->in_txn && queued && queued < j->txn_started_ns) {
@@ -293,6 +311,8 @@ int cbx__journal_submit(cbx_journal *j, cbx__jrec *rec, cbx_err *err)
         pthread_mutex_unlock(&j->qmu);
         return write_now(j, rec, err);
     }
+    cbx__jrec *written = j->qdone;
+    j->qdone = NULL;
     int first = j->qlen == 0;
     if (first) {
         j->qhead = rec;
@@ -304,6 +324,7 @@ int cbx__journal_submit(cbx_journal *j, cbx__jrec *rec, cbx_err *err)
     j->qlen++;
     int drain = j->qlen % CBX__JOURNAL_DRAIN_AT == 0;
     pthread_mutex_unlock(&j->qmu);
+    cbx__journal_rec_free_chain(written);
     /* a sleeping flusher has no deadline: give it this one (one wake-up per batch); a long
      * queue is written before the deadline */
     if (drain)
