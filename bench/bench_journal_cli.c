@@ -18,6 +18,8 @@
  *   journal.cli.http.nojournal    (N = 20,000 GETs of the loopback server's /ok): ns per request
  *   journal.cli.batch.journal     `cbx run noop.yaml --batch items.jsonl --output /dev/null`, a
  *   journal.cli.batch.nojournal   flow of one chaos step (no delay) over 1,000 lines: ns per line
+ *   journal.cli.batch10k.journal  the same over 10,000 lines (the start, the journal's open and
+ *   journal.cli.batch10k.nojournal its close weigh a tenth as much)
  * A note gives journaled throughput as a fraction of unjournaled (target: at least 0.80).
  *
  * cbx is found through $CBX_CLI, else the path CMake compiled in; the HTTP server (the tests'
@@ -386,12 +388,14 @@ static void case_http(const bench_args *a, const char *name)
             "request");
 }
 
-static void case_batch(const bench_args *a, const char *name)
+/* lines: BATCH_LINES, or ten times as many (where the start and the journal's open and close
+ * weigh less, and the queue fills) */
+static void case_batch(const bench_args *a, const char *journal_name, const char *plain_name,
+                       unsigned lines)
 {
-    (void)name;
-    char flow[PATH_MAX + 16], items[PATH_MAX + 16];
+    char flow[PATH_MAX + 16], items[PATH_MAX + 32];
     snprintf(flow, sizeof flow, "%s/noop.yaml", scratch);
-    snprintf(items, sizeof items, "%s/items.jsonl", scratch);
+    snprintf(items, sizeof items, "%s/items-%u.jsonl", scratch, lines);
     FILE *f = fopen(flow, "w");
     if (!f)
         return;
@@ -401,17 +405,17 @@ static void case_batch(const bench_args *a, const char *name)
     fclose(f);
     if (!(f = fopen(items, "w")))
         return;
-    for (unsigned i = 1; i <= BATCH_LINES; i++)
+    for (unsigned i = 1; i <= lines; i++)
         fprintf(f, "{\"n\": %u}\n", i);
     fclose(f);
     char *argv[] = {cbx_path, "run", flow, "--batch", items, "--output", "/dev/null", "-q", NULL};
-    compare(a, "journal.cli.batch.journal", "journal.cli.batch.nojournal", argv, 7, BATCH_LINES,
-            "line");
+    compare(a, journal_name, plain_name, argv, 7, lines, "line");
 }
 
-static const char *const names[] = {"journal.cli.exec.nojournal",  "journal.cli.http.journal",
-                                    "journal.cli.http.nojournal",  "journal.cli.batch.journal",
-                                    "journal.cli.batch.nojournal", "journal.cli.exec.curve"};
+static const char *const names[] = {
+    "journal.cli.exec.nojournal",   "journal.cli.http.journal",      "journal.cli.http.nojournal",
+    "journal.cli.batch.journal",    "journal.cli.batch.nojournal",   "journal.cli.exec.curve",
+    "journal.cli.batch10k.journal", "journal.cli.batch10k.nojournal"};
 
 int main(int argc, char **argv)
 {
@@ -445,7 +449,9 @@ int main(int argc, char **argv)
     if (bench_selected(&a, names[1]) || bench_selected(&a, names[2]))
         case_http(&a, names[1]);
     if (bench_selected(&a, names[3]) || bench_selected(&a, names[4]))
-        case_batch(&a, names[3]);
+        case_batch(&a, names[3], names[4], BATCH_LINES);
+    if (bench_selected(&a, names[6]) || bench_selected(&a, names[7]))
+        case_batch(&a, names[6], names[7], 10 * BATCH_LINES);
     if (bench_selected(&a, names[5]))
         case_curve(&a, names[5]);
     if (server_pid > 0) {
