@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -411,6 +412,70 @@ Test(journal_db, a_long_queue_is_written_by_the_flusher_in_order)
     cr_assert_eq(out_of_order, 0);
     cr_assert_eq(last, N - 1);
     cr_assert_not(pthread_equal(on, self), "the queue was written by the caller's thread");
+    cbx_journal_close(j);
+    remove_tree(tmpdir);
+}
+
+/* ---- a full queue while another caller holds the journal ------------------------------------ */
+
+static atomic_int queued_n;
+
+/* Holds the journal (a write of its own) until the queue is full and for a while after: the
+ * flusher cannot take the queue meanwhile, so the next writer waits for it, then writes it
+ * itself once this is done. */
+static int hold_until_full(sqlite3 *db, void *ud, cbx_err *err)
+{
+    (void)db;
+    (void)ud;
+    (void)err;
+    for (int waited = 0; atomic_load(&queued_n) < 4096 && waited < 60000; waited++)
+        usleep(1000);
+    usleep(500000);
+    return 0;
+}
+
+static void *holder_main(void *arg)
+{
+    cbx_err err;
+    cbx_journal_write_db(arg, hold_until_full, NULL, NULL, &err);
+    return NULL;
+}
+
+/* A writer that finds the queue full (4,096 writes) while another caller holds the journal waits
+ * for the flusher, which cannot take it either, and at last writes the queue itself after that
+ * caller: nothing is lost, the order is kept, and it does not wait for ever. */
+Test(journal_db, a_full_queue_behind_a_long_write_is_all_written_in_order)
+{
+    char path[300];
+    cbx_journal *j = open_file(path, sizeof path);
+    cbx_err err;
+    cr_assert_eq(cbx_journal_write_db(j, make_table, NULL, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+    atomic_store(&queued_n, 0);
+    pthread_t holder;
+    cr_assert_eq(pthread_create(&holder, NULL, holder_main, j), 0);
+    usleep(20000); /* most likely holding it by now; if not, the queue is merely written early */
+    enum { N = 4096 + 300 };
+    static seq_note notes[N];
+    int last = -1, out_of_order = 0;
+    pthread_t on = pthread_self();
+    for (int i = 0; i < N; i++) {
+        notes[i] = (seq_note){.i = i, .last = &last, .out_of_order = &out_of_order, .on = &on};
+        cr_assert_eq(cbx_journal_queue_db(j, insert_seq, &notes[i], NULL, &err), 0, "%s", err.msg);
+        atomic_fetch_add(&queued_n, 1);
+    }
+    pthread_join(holder, NULL);
+    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+    cr_assert_eq(count_elsewhere(path, "s0"), 1);
+    cr_assert_eq(count_elsewhere(path, "s4096"), 1);
+    char k[16];
+    snprintf(k, sizeof k, "s%d", N - 1);
+    cr_assert_eq(count_elsewhere(path, k), 1);
+    cr_assert_eq(out_of_order, 0);
+    cr_assert_eq(last, N - 1);
+    cbx_journal_losses l;
+    cr_assert_eq(cbx_journal_losses_get(j, 0, &l, &err), 0);
+    cr_assert_eq(l.writes, 0);
     cbx_journal_close(j);
     remove_tree(tmpdir);
 }
