@@ -58,9 +58,9 @@ static const char sql_item_end[] =
     " item_hash = excluded.item_hash";
 
 /* Retention, before a run starts (the first run of a retention epoch, prune() below): a run goes
- * with the executions of its time. The journal
- * drops the oldest executions (by count, age and size, docs/journal.md) and records the cut below
- * which every execution is gone (journal_retention); a run that had ended (or, never ended, had
+ * with the executions of its time. The journal drops the oldest executions (by count, age and
+ * size, docs/journal.md) and records the cut below which every execution is gone
+ * (journal_retention); a run that had ended (or, never ended, had
  * started) before that cut has lost them all, and goes too - but never the run being started (a
  * resumed one may be old). Before any retention there is no cut, and no run goes: the oldest
  * execution kept is then only the oldest, and a run still running (of another worker of a batch)
@@ -202,10 +202,10 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st, cbx_err *err, const char *wh
 }
 
 /* Runs left without executions by a retention cut, dropped before a run starts, once per
- * retention epoch of the journal (cbx_journal_retention_epoch): the probe at every run start was a
- * tenth of what journaling a no-op run cost. Kept per thread, as the thread that writes a journal's
- * queue (its flusher, or a caller writing it first) can change; epochs are unique in the process.
- */
+ * retention epoch of the journal (cbx_journal_retention_epoch): the look-up at every run start
+ * was a tenth of the instructions journaling a no-op run took. Kept per thread, as the thread
+ * that writes a journal's queue (its flusher, or a caller writing it first) can change; epochs
+ * are unique in the process. */
 static _Thread_local uint64_t probed_epoch;
 
 static int prune(sqlite3 *db, cbx_journal *j, const char *run_id, cbx_err *err)
