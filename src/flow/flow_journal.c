@@ -60,12 +60,12 @@ static const char sql_item_end[] =
 /* Retention, before a run starts (the first run of a retention epoch, prune() below): a run goes
  * with the executions of its time. The journal drops the oldest executions (by count, age and
  * size, docs/journal.md) and records the cut below which every execution is gone
- * (journal_retention); a run that had ended (or, never ended, had
- * started) before that cut has lost them all, and goes too - but never the run being started (a
- * resumed one may be old). Before any retention there is no cut, and no run goes: the oldest
- * execution kept is then only the oldest, and a run still running (of another worker of a batch)
- * started before its own first execution. ?1: that run's id. The first condition is the index's;
- * the second implies it. */
+ * (journal_retention); a run that had ended (or, never ended, had started) before that cut has
+ * lost them all, and goes too - but never the run being started (a resumed one may be old).
+ * Before any retention there is no cut, and no run goes: the oldest execution kept is then only
+ * the oldest, and a run still running (of another worker of a batch) started before its own
+ * first execution. ?1: that run's id. The first condition is the index's; the second implies
+ * it. */
 #define PRUNED_RUNS                                                                                \
     "SELECT run_id FROM flow_runs, (SELECT max(cut_ms) AS cut FROM journal_retention)"             \
     " WHERE started_ms < cut AND coalesce(ended_ms, started_ms) < cut AND run_id <> ?1"
