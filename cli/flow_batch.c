@@ -39,9 +39,6 @@ typedef struct batch_item {
      * mark, queued behind the run's records, gets a number (wseq) when it is written into a
      * batch; once a batch has ended after that, the run's end has committed. */
     json_t *ended;
-    /* Its result line is out, and freed (under mu): a batch kept every line's inputs and result
-     * to its end, about 1.9 KB a line (194 MB for 100,000 lines). */
-    int written;
     struct batch *b;
     _Atomic uint64_t wseq; /* 0: not written yet */
     atomic_int unmarked;   /* the mark could not be queued: shown at once */
@@ -72,6 +69,7 @@ struct batch {
     batch_item *items;
     size_t n;
     pthread_mutex_t mu;
+    /* next_write: the lines before it are out, their results freed (batch_write) */
     size_t next, done, ok, failed, timeouts, cancelled, next_write, exited;
     size_t *unreleased; /* items ended whose run's end has not committed yet (under mu) */
     size_t nunreleased;
@@ -139,6 +137,14 @@ static void worker_fail(worker *w, const char *fmt, ...)
     }
     pthread_mutex_unlock(&b->mu);
     atomic_store(&b->stopping, 1);
+}
+
+/* Under b->mu: the line has its result (a line of a resumed batch that succeeded there has it
+ * from the start), or had it and it is out: a written result is freed, as a batch that kept every
+ * line's inputs and result to its end held about 1.9 KB a line (194 MB for 100,000 lines). */
+static int has_result(const batch *b, const batch_item *it)
+{
+    return it->result || (size_t)(it - b->items) < b->next_write;
 }
 
 /* The joblog row of a line (under b->mu): GNU parallel's columns; Exitval is the exit code a
@@ -289,7 +295,7 @@ static void *worker_main(void *arg)
             break;
         }
         batch_item *it = &b->items[b->next++];
-        if (it->result || it->written) { /* --resume: it succeeded in the batch resumed */
+        if (has_result(b, it)) { /* --resume: it succeeded in the batch resumed */
             pthread_mutex_unlock(&b->mu);
             continue;
         }
@@ -301,7 +307,7 @@ static void *worker_main(void *arg)
             int r = 0;
             for (size_t m = k; m < b->n && m < k + NOTE_AHEAD && !r; m++) {
                 batch_item *x = &b->items[m];
-                if (x->run_id[0] || x->result || x->written || x->resume)
+                if (x->run_id[0] || has_result(b, x) || x->resume)
                     continue;
                 cbx__uuid7(x->run_id);
                 r = cli_batch_state_add(&b->state, x->line, x->run_id);
@@ -420,7 +426,6 @@ static void batch_write(batch *b)
             b->write_failed = 1;
         pthread_mutex_lock(&b->mu);
         it->result = NULL;
-        it->written = 1;
         b->next_write++;
         pthread_mutex_unlock(&b->mu);
         json_decref(line);
@@ -790,7 +795,7 @@ int flow_run_batch(flow_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_flow *f, js
     /* lines that never ran (cancelled, or a worker could not start) */
     size_t not_run = 0;
     for (size_t i = 0; i < b.n; i++) {
-        if (b.items[i].result || b.items[i].written)
+        if (has_result(&b, &b.items[i]))
             continue;
         b.items[i].result = json_pack(
             "{s:i, s:n, s:s, s:s}", "line", b.items[i].line, "run_id", "status", "cancelled",

@@ -53,7 +53,7 @@ uint64_t cbx__bstore_name_hash(const char *name, size_t len);
  * NULL), its generation starting at gen. */
 int cbx__bstore_breaker_make(cbx_breaker **out, const char *name, const cbx_breaker_opts *o,
                              uint32_t gen, cbx_err *err);
-/* qsort comparison of two char * */
+/* Free the n names of v and v (what a store's names operation made). */
 void cbx__bstore_free_names(char **v, size_t n);
 /* Now plus CBX_BREAKER_STORE_WAIT_NS: the deadline of an operation without one of its own. */
 uint64_t cbx__bstore_default_deadline(void);
