@@ -24,15 +24,22 @@ while time.monotonic() < deadline:
     elif p.poll() is not None:
         break  # cbx has ended and nothing was left to read
 rc = p.wait(timeout=300)
-# What cbx wrote just before it ended may reach the master a moment later (the kernel hands a
-# pty's output over asynchronously): read until the terminal has been quiet for a while.
-quiet = time.monotonic()
-while time.monotonic() - quiet < 2 and time.monotonic() < deadline:
-    ready, _, _ = select.select([master], [], [], 0.1)
-    if ready:
-        out += os.read(master, 4096)
-        quiet = time.monotonic()
 after = termios.tcgetattr(slave)
+# What cbx wrote just before it ended may reach the master a moment later (the kernel hands a
+# pty's output over asynchronously). With cbx gone, this is the terminal's last holder: once it
+# lets go, the master gives what is left and then EIO, the end (not a quiet spell of some length).
+os.close(slave)
+while time.monotonic() < deadline:
+    ready, _, _ = select.select([master], [], [], 1)
+    if not ready:
+        continue
+    try:
+        chunk = os.read(master, 4096)
+    except OSError:
+        break  # EIO: all of it read
+    if not chunk:
+        break
+    out += chunk
 sys.stdout.write(out.decode(errors="replace"))
 sys.stdout.write("\nrc=%d restored=%s\n" % (rc, before == after))
 PY
