@@ -302,14 +302,34 @@ static int wait_room_qlocked(cbx_journal *j)
     return 1;
 }
 
+/* 0, or the failure of a write made before this call (the flusher's: it found no caller then),
+ * reported once. Asked before a record is queued: the flusher may write the record at once, and
+ * its own failure is for a later call to report, as for every queued write. */
+static int earlier_failure(cbx_journal *j, cbx_err *err)
+{
+    if (!atomic_load(&j->async_set))
+        return 0;
+    int r = 0;
+    cbx__journal_lock(j);
+    if (j->async_rc != 0) {
+        r = cbx_err_set(err, j->async_rc, "an earlier batch was lost: %s", j->async_msg);
+        j->async_rc = 0;
+    }
+    atomic_store(&j->async_set, 0);
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}
+
 int cbx__journal_submit(cbx_journal *j, cbx__jrec *rec, cbx_err *err)
 {
     if (!j->flusher_running || !j->qmu_ready)
         return write_now(j, rec, err);
+    int r = earlier_failure(j, err);
     pthread_mutex_lock(&j->qmu);
     if (j->qlen >= CBX__JOURNAL_QUEUE_MAX && !wait_room_qlocked(j)) {
         pthread_mutex_unlock(&j->qmu);
-        return write_now(j, rec, err);
+        int w = write_now(j, rec, r ? NULL : err);
+        return r ? r : w;
     }
     cbx__jrec *written = j->qdone;
     j->qdone = NULL;
@@ -324,23 +344,12 @@ int cbx__journal_submit(cbx_journal *j, cbx__jrec *rec, cbx_err *err)
     j->qlen++;
     int drain = j->qlen % CBX__JOURNAL_DRAIN_AT == 0;
     pthread_mutex_unlock(&j->qmu);
-    cbx__journal_rec_free_chain(written);
     /* a sleeping flusher has no deadline: give it this one (one wake-up per batch); a long
      * queue is written before the deadline */
     if (drain)
         atomic_store(&j->drain_asked, 1);
     if ((first && atomic_load(&j->flusher_idle)) || drain)
         wake_flusher(j);
-    if (!atomic_load(&j->async_set))
-        return 0;
-    /* an earlier write failed on the flusher: this caller hears of it */
-    int r = 0;
-    cbx__journal_lock(j);
-    if (j->async_rc != 0) {
-        r = cbx_err_set(err, j->async_rc, "an earlier batch was lost: %s", j->async_msg);
-        j->async_rc = 0;
-    }
-    atomic_store(&j->async_set, 0);
-    pthread_mutex_unlock(&j->mu);
+    cbx__journal_rec_free_chain(written);
     return r;
 }
