@@ -74,7 +74,7 @@ typedef struct cbx__jrec {
             void (*free_ud)(void *);
         } db;
     } u;
-    char *text; /* NULL = none (SQL NULL) */
+    char *text; /* NULL = none (SQL NULL); else in data, behind the strings */
     size_t text_len;
     char data[];
 } cbx__jrec;
@@ -267,6 +267,10 @@ int cbx__journal_rec_status(const char *id, const char *status, cbx__jrec **out,
 void cbx__journal_rec_free(cbx__jrec *rec);
 /* Free a chain of records written (linked by next; free_ud already called). */
 void cbx__journal_rec_free_chain(cbx__jrec *rec);
+/* journal_scratch.c. This thread's buffer to encode a record's JSON into (NULL without memory),
+ * and its release once the text is copied (a buffer grown large is let go). */
+cbx__strbuf *cbx__journal_scratch(void);
+void cbx__journal_scratch_done(cbx__strbuf *b);
 /* Hand rec over (it is the queue's or freed): queued for the flusher, or written now when there
  * is no flusher or the queue is full. Returns 0, the write's own error when written now, or
  * CBX_EJOURNAL for an earlier queued write that failed. */

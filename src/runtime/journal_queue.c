@@ -17,7 +17,6 @@ void cbx__journal_rec_free(cbx__jrec *rec)
         return;
     if (rec->kind == CBX__JREC_DB && rec->u.db.free_ud)
         rec->u.db.free_ud(rec->u.db.ud);
-    free(rec->text);
     free(rec);
 }
 
@@ -25,7 +24,6 @@ void cbx__journal_rec_free_chain(cbx__jrec *rec)
 {
     while (rec) {
         cbx__jrec *next = rec->next;
-        free(rec->text);
         free(rec);
         rec = next;
     }
@@ -44,10 +42,51 @@ static void strs_add(strs *s, const char **p)
         s->bytes += strlen(*p) + 1;
 }
 
-static cbx__jrec *rec_alloc(int kind, strs *s, cbx_err *err)
+/* A record's JSON, encoded into the thread's buffer (or, without memory for that, one of its
+ * own) until it is copied into the record. */
+typedef struct enc {
+    cbx__strbuf own, *b; /* b NULL: no value (SQL NULL) */
+} enc;
+
+static void enc_done(enc *x)
 {
-    cbx__jrec *rec = malloc(sizeof *rec + s->bytes);
+    if (x->b == &x->own)
+        free(x->own.p);
+    else if (x->b)
+        cbx__journal_scratch_done(x->b);
+    x->b = NULL;
+}
+
+/* v as the journal writes it (secrets masked, cut to the record cap), into x. */
+static int encode(cbx_journal *j, enc *x, const json_t *v, const char *what, cbx_err *err)
+{
+    x->own = (cbx__strbuf){0};
+    x->b = NULL;
+    if (!v)
+        return 0;
+    if (!(x->b = cbx__journal_scratch()))
+        x->b = &x->own;
+    int r = cbx__redact_dump_capped(&j->rules, v, j->max_record_bytes, x->b, NULL);
+    if (r == 0 && x->b->len > (size_t)INT_MAX)
+        r = -E2BIG;
+    if (r == 0)
+        return 0;
+    size_t len = x->b->len;
+    enc_done(x);
+    if (r == -E2BIG)
+        return cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s: too large (%zu bytes)", j->path,
+                           what, len);
+    return cbx_err_set(err, CBX_EJOURNAL, "journal %s: cannot encode %s as JSON: %s", j->path, what,
+                       r == -ELOOP ? "nested too deep (a cycle?)" : "out of memory");
+}
+
+/* A record with room for the strings of s and the text of x (its NUL included). */
+static cbx__jrec *rec_alloc(int kind, const strs *s, enc *x, cbx_err *err)
+{
+    cbx__jrec *rec = malloc(sizeof *rec + s->bytes + (x && x->b ? x->b->len + 1 : 0));
     if (!rec) {
+        if (x)
+            enc_done(x);
         cbx_err_set(err, -ENOMEM, "out of memory");
         return NULL;
     }
@@ -58,8 +97,9 @@ static cbx__jrec *rec_alloc(int kind, strs *s, cbx_err *err)
     return rec;
 }
 
-/* Copy the strings s points at (in rec->u) into rec->data and point them there. */
-static void strs_copy(cbx__jrec *rec, strs *s)
+/* Copy the strings s points at (in rec->u) into rec->data and point them there, then the text
+ * of x behind them; the record is made. */
+static int finish(cbx__jrec *rec, const strs *s, enc *x, cbx__jrec **out)
 {
     char *p = rec->data;
     for (size_t i = 0; i < s->n; i++) {
@@ -71,48 +111,12 @@ static void strs_copy(cbx__jrec *rec, strs *s)
         *s->at[i] = p;
         p += n;
     }
-}
-
-/* v as the journal writes it, into rec->text (NULL for v NULL). */
-static int encode(cbx_journal *j, cbx__jrec *rec, const json_t *v, const char *what, cbx_err *err)
-{
-    if (!v)
-        return 0;
-    cbx__strbuf b = {0};
-    int r = cbx__redact_dump_capped(&j->rules, v, j->max_record_bytes, &b, NULL);
-    if (r == 0 && b.len > (size_t)INT_MAX)
-        r = -E2BIG;
-    if (r == 0 && b.len == b.cap) { /* room for the NUL */
-        char *p = realloc(b.p, b.len + 1);
-        if (!p)
-            r = -ENOMEM;
-        else
-            b.p = p;
-    }
-    if (r != 0) {
-        free(b.p);
-        if (r == -E2BIG)
-            return cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s: too large (%zu bytes)", j->path,
-                               what, b.len);
-        return cbx_err_set(err, CBX_EJOURNAL, "journal %s: cannot encode %s as JSON: %s", j->path,
-                           what, r == -ELOOP ? "nested too deep (a cycle?)" : "out of memory");
-    }
-    b.p[b.len] = '\0';
-    rec->text = b.p;
-    rec->text_len = b.len;
-    return 0;
-}
-
-/* The strings are copied before the JSON is encoded: both point into the caller's data until
- * then. */
-static int finish(cbx_journal *j, cbx__jrec *rec, strs *s, const json_t *v, const char *what,
-                  cbx__jrec **out, cbx_err *err)
-{
-    strs_copy(rec, s);
-    int r = encode(j, rec, v, what, err);
-    if (r != 0) {
-        cbx__journal_rec_free(rec);
-        return r;
+    if (x && x->b) {
+        memcpy(p, x->b->p, x->b->len);
+        p[x->b->len] = '\0';
+        rec->text = p;
+        rec->text_len = x->b->len;
+        enc_done(x);
     }
     *out = rec;
     return 0;
@@ -122,6 +126,10 @@ int cbx__journal_rec_start(cbx_journal *j, const cbx_journal_execution *e, cbx__
                            cbx_err *err)
 {
     *out = NULL;
+    enc x;
+    int r = encode(j, &x, e->params, "params", err);
+    if (r != 0)
+        return r;
     cbx_journal_execution c = *e;
     c.params = NULL;
     strs s = {0};
@@ -131,7 +139,7 @@ int cbx__journal_rec_start(cbx_journal *j, const cbx_journal_execution *e, cbx__
     strs_add(&s, &c.breaker);
     strs_add(&s, &c.policy);
     strs_add(&s, &c.status);
-    cbx__jrec *rec = rec_alloc(CBX__JREC_START, &s, err);
+    cbx__jrec *rec = rec_alloc(CBX__JREC_START, &s, &x, err);
     if (!rec)
         return -ENOMEM;
     rec->u.start = c;
@@ -143,13 +151,17 @@ int cbx__journal_rec_start(cbx_journal *j, const cbx_journal_execution *e, cbx__
     strs_add(&t, &rec->u.start.breaker);
     strs_add(&t, &rec->u.start.policy);
     strs_add(&t, &rec->u.start.status);
-    return finish(j, rec, &t, e->params, "params", out, err);
+    return finish(rec, &t, &x, out);
 }
 
 int cbx__journal_rec_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, cbx__jrec **out,
                              cbx_err *err)
 {
     *out = NULL;
+    enc x;
+    int r = encode(j, &x, a->metadata, "metadata", err);
+    if (r != 0)
+        return r;
     strs s = {0};
     cbx_journal_attempt_info c = *a;
     c.metadata = NULL;
@@ -157,7 +169,7 @@ int cbx__journal_rec_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, 
     strs_add(&s, &c.outcome);
     strs_add(&s, &c.error);
     strs_add(&s, &c.breaker_decision);
-    cbx__jrec *rec = rec_alloc(CBX__JREC_ATTEMPT, &s, err);
+    cbx__jrec *rec = rec_alloc(CBX__JREC_ATTEMPT, &s, &x, err);
     if (!rec)
         return -ENOMEM;
     rec->u.attempt = c;
@@ -166,19 +178,23 @@ int cbx__journal_rec_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, 
     strs_add(&t, &rec->u.attempt.outcome);
     strs_add(&t, &rec->u.attempt.error);
     strs_add(&t, &rec->u.attempt.breaker_decision);
-    return finish(j, rec, &t, a->metadata, "metadata", out, err);
+    return finish(rec, &t, &x, out);
 }
 
 int cbx__journal_rec_end(cbx_journal *j, const cbx_journal_end *e, cbx__jrec **out, cbx_err *err)
 {
     *out = NULL;
+    enc x;
+    int r = encode(j, &x, e->outputs, "outputs", err);
+    if (r != 0)
+        return r;
     strs s = {0};
     cbx_journal_end c = *e;
     c.outputs = NULL;
     strs_add(&s, &c.execution_id);
     strs_add(&s, &c.status);
     strs_add(&s, &c.error);
-    cbx__jrec *rec = rec_alloc(CBX__JREC_END, &s, err);
+    cbx__jrec *rec = rec_alloc(CBX__JREC_END, &s, &x, err);
     if (!rec)
         return -ENOMEM;
     rec->u.end = c;
@@ -186,7 +202,7 @@ int cbx__journal_rec_end(cbx_journal *j, const cbx_journal_end *e, cbx__jrec **o
     strs_add(&t, &rec->u.end.execution_id);
     strs_add(&t, &rec->u.end.status);
     strs_add(&t, &rec->u.end.error);
-    return finish(j, rec, &t, e->outputs, "outputs", out, err);
+    return finish(rec, &t, &x, out);
 }
 
 int cbx__journal_rec_status(const char *id, const char *status, cbx__jrec **out, cbx_err *err)
@@ -195,7 +211,7 @@ int cbx__journal_rec_status(const char *id, const char *status, cbx__jrec **out,
     strs s = {0};
     strs_add(&s, &id);
     strs_add(&s, &status);
-    cbx__jrec *rec = rec_alloc(CBX__JREC_STATUS, &s, err);
+    cbx__jrec *rec = rec_alloc(CBX__JREC_STATUS, &s, NULL, err);
     if (!rec)
         return -ENOMEM;
     rec->u.status.id = id;
@@ -203,9 +219,7 @@ int cbx__journal_rec_status(const char *id, const char *status, cbx__jrec **out,
     strs t = {0};
     strs_add(&t, &rec->u.status.id);
     strs_add(&t, &rec->u.status.status);
-    strs_copy(rec, &t);
-    *out = rec;
-    return 0;
+    return finish(rec, &t, NULL, out);
 }
 
 void cbx__journal_set_async_locked(cbx_journal *j, const cbx_err *e)

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 int cbx_journal_encode(cbx_journal *j, const json_t *v, char **text, size_t *len, int *truncated,
                        cbx_err *err)
@@ -18,26 +19,27 @@ int cbx_journal_encode(cbx_journal *j, const json_t *v, char **text, size_t *len
         return cbx_err_set(err, -EINVAL, "cbx_journal_encode: no journal or no text");
     if (!v)
         return 0;
-    cbx__strbuf b = {0};
     /* the rules and the cap are fixed at open: no lock needed */
-    int r = cbx__redact_dump_capped(&j->rules, v, j->max_record_bytes, &b, truncated);
-    if (r == 0 && !(b.len + 1 <= b.cap)) {
-        char *p = realloc(b.p, b.len + 1);
-        if (p)
-            b.p = p, b.cap = b.len + 1;
-        else
-            r = -ENOMEM;
+    cbx__strbuf own = {0}, *b = cbx__journal_scratch();
+    if (!b)
+        b = &own;
+    int r = cbx__redact_dump_capped(&j->rules, v, j->max_record_bytes, b, truncated);
+    char *p = r == 0 ? malloc(b->len + 1) : NULL;
+    if (p) {
+        memcpy(p, b->p, b->len);
+        p[b->len] = '\0';
+        *text = p;
+        if (len)
+            *len = b->len;
+    } else if (r == 0) {
+        r = -ENOMEM;
     }
-    if (r != 0) {
-        free(b.p);
-        if (r == -ELOOP)
-            return cbx_err_set(err, CBX_EJOURNAL, "journal %s: a value nested too deep (a cycle?)",
-                               j->path);
-        return cbx_err_set(err, -ENOMEM, "out of memory");
-    }
-    b.p[b.len] = '\0';
-    *text = b.p;
-    if (len)
-        *len = b.len;
-    return 0;
+    if (b == &own)
+        free(own.p);
+    else
+        cbx__journal_scratch_done(b);
+    if (r == -ELOOP)
+        return cbx_err_set(err, CBX_EJOURNAL, "journal %s: a value nested too deep (a cycle?)",
+                           j->path);
+    return r ? cbx_err_set(err, -ENOMEM, "out of memory") : 0;
 }

@@ -140,3 +140,53 @@ Test(journal_retention, an_output_over_the_record_cap_is_cut_and_flagged)
     cbx_journal_close(j);
     cr_assert_leq(sql_int(path, "SELECT max(length(outputs)) FROM executions"), 65536);
 }
+
+/* Records are encoded in a buffer each thread keeps (let go past 64 KiB) and copied into their
+ * own block: a large record then small ones, each read back whole and as its own. */
+Test(journal_retention, records_large_then_small_each_keep_their_own_text)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/j.db", tmpdir);
+    cbx_journal *j = NULL;
+    cbx_err err;
+    cr_assert_eq(cbx_journal_open(
+                     &j, &(cbx_journal_opts){.path = path, .max_record_bytes = UINT64_MAX}, &err),
+                 0, "%s", err.msg);
+    const size_t sizes[] = {200 * 1024, 10, 70 * 1024, 3, 5000};
+    const size_t n = sizeof sizes / sizeof *sizes;
+    for (size_t i = 0; i < n; i++)
+        write_big(j, (int)i, 1000 + i, sizes[i]);
+    for (size_t i = 0; i < n; i++) {
+        char id[40];
+        snprintf(id, sizeof id, "ex-%06d", (int)i);
+        json_t *row = NULL;
+        cr_assert_eq(cbx_journal_get(j, id, &row, &err), 0, "%s", err.msg);
+        const char *s =
+            json_string_value(json_object_get(json_object_get(row, "outputs"), "stdout"));
+        cr_assert_not_null(s, "%s", id);
+        cr_assert_eq(strlen(s), sizes[i], "%s", id);
+        cr_assert_eq(strspn(s, (char[]){(char)('a' + (int)i % 26), 0}), sizes[i], "%s", id);
+        json_decref(row);
+    }
+    /* the encoder other modules use: the same buffer, its own copy */
+    json_t *big = json_pack("{s:s%}", "k", "", (size_t)0);
+    char *fill = malloc(100 * 1024 + 1);
+    memset(fill, 'z', 100 * 1024);
+    fill[100 * 1024] = '\0';
+    json_object_set_new(big, "k", json_string(fill));
+    free(fill);
+    json_t *small = json_pack("{s:i}", "n", 7);
+    char *t1 = NULL, *t2 = NULL;
+    size_t l1 = 0, l2 = 0;
+    cr_assert_eq(cbx_journal_encode(j, big, &t1, &l1, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_encode(j, small, &t2, &l2, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(l1, 100 * 1024 + 8);
+    cr_assert_eq(strlen(t1), l1);
+    cr_assert_str_eq(t2, "{\"n\":7}");
+    cr_assert_eq(l2, 7);
+    free(t1);
+    free(t2);
+    json_decref(big);
+    json_decref(small);
+    cbx_journal_close(j);
+}
