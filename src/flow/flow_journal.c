@@ -465,7 +465,8 @@ static int bundle_close(cbx__flow_journal *fj, bundle *b, int fresh, cbx_err *er
     if (!fresh)
         return 0;
     atomic_fetch_add(&b->refs, 1); /* the queue's */
-    return cbx_journal_queue_db(fj->j, bundle_write, b, bundle_done, err);
+    /* freed by a writer's thread, not by the flusher (which all writers wait on) */
+    return cbx_journal_queue_db_free_later(fj->j, bundle_write, b, bundle_done, err);
 }
 
 /* Copy the strings *s[0..n) into one allocation, *block, and point them there (NULL stays

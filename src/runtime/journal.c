@@ -1486,8 +1486,8 @@ int cbx_journal_write_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, uint64_
     return r;
 }
 
-int cbx_journal_queue_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, void (*free_ud)(void *),
-                         cbx_err *err)
+static int queue_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, void (*free_ud)(void *),
+                    int free_later, cbx_err *err)
 {
     if (!j || !fn) {
         if (free_ud)
@@ -1505,7 +1505,20 @@ int cbx_journal_queue_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, void (*
     rec->u.db.fn = fn;
     rec->u.db.ud = ud;
     rec->u.db.free_ud = free_ud;
+    rec->u.db.free_later = free_later;
     return cbx__journal_submit(j, rec, err);
+}
+
+int cbx_journal_queue_db(cbx_journal *j, cbx_journal_db_fn fn, void *ud, void (*free_ud)(void *),
+                         cbx_err *err)
+{
+    return queue_db(j, fn, ud, free_ud, 0, err);
+}
+
+int cbx_journal_queue_db_free_later(cbx_journal *j, cbx_journal_db_fn fn, void *ud,
+                                    void (*free_ud)(void *), cbx_err *err)
+{
+    return queue_db(j, fn, ud, free_ud, 1, err);
 }
 
 int cbx_journal_stmt(cbx_journal *j, const char *sql, sqlite3_stmt **st, cbx_err *err)

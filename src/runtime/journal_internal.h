@@ -72,6 +72,7 @@ typedef struct cbx__jrec {
             cbx_journal_db_fn fn;
             void *ud;
             void (*free_ud)(void *);
+            int free_later; /* by the writer that gets it back (cbx__journal_rec_free_chain) */
         } db;
     } u;
     char *text; /* NULL = none (SQL NULL); else in data, behind the strings */
@@ -265,7 +266,8 @@ int cbx__journal_rec_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, 
 int cbx__journal_rec_end(cbx_journal *j, const cbx_journal_end *e, cbx__jrec **out, cbx_err *err);
 int cbx__journal_rec_status(const char *id, const char *status, cbx__jrec **out, cbx_err *err);
 void cbx__journal_rec_free(cbx__jrec *rec);
-/* Free a chain of records written (linked by next; free_ud already called). */
+/* Free a chain of records written (linked by next), calling the free_ud still due (those the
+ * writer left for later). */
 void cbx__journal_rec_free_chain(cbx__jrec *rec);
 /* journal_scratch.c. This thread's buffer to encode a record's JSON into (NULL without memory),
  * and its release once the text is copied (a buffer grown large is let go). */

@@ -24,7 +24,7 @@ void cbx__journal_rec_free_chain(cbx__jrec *rec)
 {
     while (rec) {
         cbx__jrec *next = rec->next;
-        free(rec);
+        cbx__journal_rec_free(rec);
         rec = next;
     }
 }
@@ -251,7 +251,8 @@ void cbx__journal_drain_locked(cbx_journal *j)
         cbx_err_clear(&e);
         if (cbx__journal_apply_locked(j, rec, &e) != 0)
             cbx__journal_set_async_locked(j, &e);
-        if (rec->kind == CBX__JREC_DB && rec->u.db.free_ud) { /* at once: the caller's rule */
+        if (rec->kind == CBX__JREC_DB && rec->u.db.free_ud && !rec->u.db.free_later) {
+            /* at once: the caller's rule */
             rec->u.db.free_ud(rec->u.db.ud);
             rec->u.db.free_ud = NULL;
         }

@@ -362,6 +362,64 @@ Test(journal_db, queued_writes_are_made_in_order_and_freed)
     remove_tree(tmpdir);
 }
 
+/* ---- cbx_journal_queue_db_free_later ------------------------------------------------------ */
+
+static atomic_int later_freed, later_freed_elsewhere;
+static pthread_t later_owner;
+
+static void free_key_later(void *p)
+{
+    atomic_fetch_add(&later_freed, 1);
+    if (!pthread_equal(pthread_self(), later_owner))
+        atomic_fetch_add(&later_freed_elsewhere, 1);
+    free(p);
+}
+
+/* Written by the flusher (past the length at which it writes the queue early), and freed by the
+ * thread that queues next, or by close: never by the flusher. */
+Test(journal_db, a_write_freed_later_is_freed_by_the_next_writer_not_the_flusher)
+{
+    char path[300];
+    cbx_journal *j = open_file(path, sizeof path);
+    cbx_err err;
+    cr_assert_eq(cbx_journal_write_db(j, make_table, NULL, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+    later_owner = pthread_self();
+    atomic_store(&later_freed, 0);
+    atomic_store(&later_freed_elsewhere, 0);
+    enum { N = 2 * 256 };
+    for (int i = 0; i < N; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "l%d", i);
+        cr_assert_eq(
+            cbx_journal_queue_db_free_later(j, insert_owned, strdup(k), free_key_later, &err), 0,
+            "%s", err.msg);
+    }
+    char k[16];
+    snprintf(k, sizeof k, "l%d", N - 1);
+    for (int waited = 0; count_elsewhere(path, k) != 1; waited++) {
+        cr_assert_lt(waited, 60000, "the queue was not committed within a minute");
+        usleep(1000);
+    }
+    /* written and committed: the last ones are still to be freed, by the next writer */
+    cr_assert_lt(atomic_load(&later_freed), N);
+    cr_assert_eq(
+        cbx_journal_queue_db_free_later(j, insert_owned, strdup("next"), free_key_later, &err), 0,
+        "%s", err.msg);
+    cr_assert_eq(atomic_load(&later_freed), N);
+    /* the last one, written and freed by close */
+    cbx_journal_close(j);
+    cr_assert_eq(atomic_load(&later_freed), N + 1);
+    cr_assert_eq(atomic_load(&later_freed_elsewhere), 0, "freed on another thread");
+    cr_assert_eq(count_elsewhere(path, "next"), 1);
+    /* refused: freed at once */
+    cr_assert_eq(
+        cbx_journal_queue_db_free_later(NULL, insert_owned, strdup("x"), free_key_later, &err),
+        CBX_EJOURNAL);
+    cr_assert_eq(atomic_load(&later_freed), N + 2);
+    remove_tree(tmpdir);
+}
+
 /* ---- a long queue is written by the flusher before its batch's commit ----------------------- */
 
 typedef struct seq_note {
