@@ -80,14 +80,15 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS flow_runs ("
     "  run_id TEXT PRIMARY KEY, flow TEXT, file TEXT, inputs TEXT, status TEXT, error TEXT,"
     "  started_ms INTEGER, ended_ms INTEGER, outputs TEXT, owner_pid INTEGER,"
-    "  owner_start INTEGER);"
+    "  owner_start INTEGER) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS flow_runs_started ON flow_runs(started_ms);"
     "CREATE TABLE IF NOT EXISTS flow_steps ("
     "  run_id TEXT, step TEXT, status TEXT, outputs TEXT, attempts INTEGER, error TEXT,"
-    "  started_ms INTEGER, ended_ms INTEGER, PRIMARY KEY (run_id, step));"
+    "  started_ms INTEGER, ended_ms INTEGER, PRIMARY KEY (run_id, step)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS flow_items ("
     "  run_id TEXT, step TEXT, item INTEGER, status TEXT, outputs TEXT, attempts INTEGER,"
-    "  error TEXT, ended_ms INTEGER, item_hash INTEGER, PRIMARY KEY (run_id, step, item));";
+    "  error TEXT, ended_ms INTEGER, item_hash INTEGER, PRIMARY KEY (run_id, step, item))"
+    " WITHOUT ROWID;";
 
 /* Whether retention has any run to drop, asked first: the deletes build temporary tables (the
  * run ids; a pager and a page cache of their own, allocated and freed), which at every run start

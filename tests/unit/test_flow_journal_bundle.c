@@ -288,3 +288,84 @@ Test(flow_journal_bundle, a_held_end_gets_the_batch_that_commits_it)
     cbx__flow_journal_close(fj);
     cleanup(j);
 }
+
+/* Whether the file's flow_runs has rowids (the layout journals made before the flow tables were
+ * WITHOUT ROWID). */
+static int runs_have_rowid(void)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    int ok = sqlite3_prepare_v2(db, "SELECT rowid FROM flow_runs", -1, &st, NULL) == SQLITE_OK;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return ok;
+}
+
+/* A run written, then resumed and ended: what the journal shows of it. */
+static void write_and_read_a_run(cbx_journal *j)
+{
+    cbx__flow_journal *fj = NULL;
+    cbx_err err;
+    cr_assert_eq(cbx__flow_journal_open(&fj, j, &err), 0, "%s", err.msg);
+    json_t *in = json_pack("{s:i}", "n", 3), *out = json_pack("{s:i}", "k", 1);
+    cr_assert_eq(cbx__flow_journal_run_start(fj, "old1", "f", "f.yaml", in, 10, NULL, &err), 0,
+                 "%s", err.msg);
+    cr_assert_eq(cbx__flow_journal_step_start(fj, "old1", "a", 11, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+    cr_assert_eq(
+        cbx__flow_journal_step_end(fj, "old1", "a", "success", out, 1, NULL, 12, NULL, &err), 0,
+        "%s", err.msg);
+    cr_assert_eq(cbx__flow_journal_run_end(fj, "old1", "success", out, NULL, 13, NULL, &err), 0,
+                 "%s", err.msg);
+    cbx__flow_journal_close(fj);
+    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
+    json_t *run = get(j, "old1");
+    cr_assert_str_eq(str(run, "status"), "success");
+    cr_assert_eq(num(json_object_get(run, "inputs"), "n"), 3);
+    cr_assert_eq(num(json_object_get(run, "outputs"), "k"), 1);
+    json_t *a = json_object_get(json_object_get(run, "steps"), "a");
+    cr_assert_str_eq(str(a, "status"), "success");
+    cr_assert_eq(num(a, "started_ms"), 11);
+    cr_assert_eq(num(a, "ended_ms"), 12);
+    json_decref(run);
+    json_decref(in);
+    json_decref(out);
+}
+
+Test(flow_journal_bundle, new_flow_tables_are_without_rowid)
+{
+    cbx_journal *j = open_file();
+    write_and_read_a_run(j);
+    cr_assert_not(runs_have_rowid());
+    cleanup(j);
+}
+
+/* A journal whose flow tables were made with rowids is written and read as before. */
+Test(flow_journal_bundle, flow_tables_made_with_rowids_are_written_and_read_alike)
+{
+    cbx_journal *j = open_file(); /* a journal without flow tables yet */
+    cbx_journal_close(j);
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(
+        sqlite3_exec(db,
+                     "CREATE TABLE flow_runs (run_id TEXT PRIMARY KEY, flow TEXT, file TEXT,"
+                     " inputs TEXT, status TEXT, error TEXT, started_ms INTEGER, ended_ms INTEGER,"
+                     " outputs TEXT, owner_pid INTEGER, owner_start INTEGER);"
+                     "CREATE INDEX flow_runs_started ON flow_runs(started_ms);"
+                     "CREATE TABLE flow_steps (run_id TEXT, step TEXT, status TEXT, outputs TEXT,"
+                     " attempts INTEGER, error TEXT, started_ms INTEGER, ended_ms INTEGER,"
+                     " PRIMARY KEY (run_id, step));"
+                     "CREATE TABLE flow_items (run_id TEXT, step TEXT, item INTEGER, status TEXT,"
+                     " outputs TEXT, attempts INTEGER, error TEXT, ended_ms INTEGER,"
+                     " item_hash INTEGER, PRIMARY KEY (run_id, step, item));",
+                     NULL, NULL, NULL),
+        SQLITE_OK, "%s", sqlite3_errmsg(db));
+    sqlite3_close(db);
+    cbx_err err;
+    cr_assert_eq(cbx_journal_open(&j, &(cbx_journal_opts){.path = path}, &err), 0, "%s", err.msg);
+    write_and_read_a_run(j);
+    cr_assert(runs_have_rowid());
+    cleanup(j);
+}
