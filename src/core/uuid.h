@@ -22,8 +22,19 @@ typedef struct cbx__uuid_seq {
  * counter, r2 fills the tail). */
 void cbx__uuid7_next(cbx__uuid_seq *seq, uint64_t ms, uint64_t r1, uint64_t r2, char out[40]);
 
-/* A new id from the wall clock and the kernel's random source; ids of one process sort by
- * creation (a process-wide sequence under a lock). */
+/* The next word of a splitmix64 generator whose state is *s (not for secrets: for the random
+ * bits of ids). */
+static inline uint64_t cbx__splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* A new id from the wall clock and random bits (a generator per thread, seeded from the
+ * kernel's random source when the thread first asks and again in a forked child); ids of one
+ * process sort by creation (a process-wide sequence under a lock). */
 void cbx__uuid7(char out[40]);
 
 #endif

@@ -81,20 +81,12 @@ int cbx_result_from_json(const json_t *j, cbx_result *out, cbx_err *err)
     return 0;
 }
 
-/* splitmix64 over a per-runtime state seeded from getrandom: ids need to be unique, not secret. */
-static uint64_t next64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* Ids come from the runtime's own generator (no system call per execution), in the time-ordered
- * form of core/uuid.h: random ids would cost the journal's indexes three times as much. The
- * time is the caller's (the submission's, from cbx__rt_wall_ms: no clock read here). */
+ * form of core/uuid.h: random ids would cost the journal's indexes three times as much (splitmix64
+ * over a per-runtime state seeded from getrandom: ids need to be unique, not secret). The time is
+ * the caller's (the submission's, from cbx__rt_wall_ms: no clock read here). */
 void cbx__uuid4(uint64_t *rng, cbx__uuid_seq *seq, uint64_t wall_ms, char out[40])
 {
-    uint64_t r1 = next64(rng), r2 = next64(rng);
+    uint64_t r1 = cbx__splitmix64(rng), r2 = cbx__splitmix64(rng);
     cbx__uuid7_next(seq, wall_ms, r1, r2, out);
 }

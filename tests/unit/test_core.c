@@ -10,6 +10,10 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -199,6 +203,73 @@ Test(uuid, ids_sort_by_creation)
         cr_assert_gt(strcmp(id, prev), 0, "id %d: %s after %s", i, id, prev);
         memcpy(prev, id, sizeof id);
     }
+}
+
+/* cbx__uuid7 draws its random bits from a generator per thread: ids of several threads are all
+ * distinct, and a forked child, whose thread had the parent's generator, makes ids of its own. */
+static void *make_ids(void *arg)
+{
+    char(*ids)[40] = arg;
+    for (int i = 0; i < 2000; i++)
+        cbx__uuid7(ids[i]);
+    return NULL;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+Test(uuid, ids_of_threads_and_of_a_forked_child_are_distinct)
+{
+    enum { T = 4, N = 2000 };
+    static char ids[T * N + N][40];
+    pthread_t th[T];
+    for (int t = 0; t < T; t++)
+        cr_assert_eq(pthread_create(&th[t], NULL, make_ids, ids[t * N]), 0);
+    for (int t = 0; t < T; t++)
+        pthread_join(th[t], NULL);
+    /* this thread's generator, seeded: a child forked now starts from the same state */
+    char first[40];
+    cbx__uuid7(first);
+    int fd[2];
+    cr_assert_eq(pipe(fd), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        char id[40];
+        for (int i = 0; i < N; i++) {
+            cbx__uuid7(id);
+            if (write(fd[1], id + 19, 17) != 17) /* the random tail */
+                _exit(1);
+        }
+        _exit(0);
+    }
+    close(fd[1]);
+    make_ids(ids[T * N]);
+    static char child[N][40];
+    for (int i = 0; i < N; i++) {
+        size_t got = 0;
+        while (got < 17) {
+            ssize_t n = read(fd[0], child[i] + got, 17 - got);
+            cr_assert_gt(n, 0, "the child's ids");
+            got += (size_t)n;
+        }
+        child[i][17] = '\0';
+    }
+    close(fd[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* the parent's ids after the fork and the child's share no random tail */
+    int same = 0;
+    for (int i = 0; i < N && !same; i++)
+        for (int k = 0; k < N && !same; k++)
+            same = strcmp(ids[T * N + i] + 19, child[k]) == 0;
+    qsort(ids, T * N + N, sizeof ids[0], cmp_id);
+    for (int i = 1; i < T * N + N; i++)
+        cr_assert_neq(strcmp(ids[i - 1], ids[i]), 0, "%s twice", ids[i]);
+    cr_assert_not(same, "the child made the parent's ids");
 }
 
 /* One glob matcher for redaction (case-insensitive) and the template's env allow list. */
