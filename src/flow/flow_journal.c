@@ -249,6 +249,10 @@ static int prune(sqlite3 *db, cbx_journal *j, const char *run_id, cbx_err *err)
  * bundles are written in the order they were queued, so a record never commits after a later
  * one. A bundle holds at most BUNDLE_ROWS rows. */
 #define BUNDLE_ROWS 64
+/* Bytes of the rows' strings a bundle holds itself: a short run's names, inputs and outputs fit,
+ * and are freed with it, not one by one (by another thread than the one that allocated them,
+ * whose arena lock each such free takes). */
+#define BUNDLE_TEXT 512
 
 typedef enum row_kind { ROW_RUN, ROW_STEP, ROW_ITEM } row_kind;
 
@@ -276,6 +280,8 @@ typedef struct bundle {
     row *rows; /* inline, then grown up to BUNDLE_ROWS */
     size_t n, cap;
     row inline_rows[2]; /* a short run's: its row and its step's */
+    size_t text_used;
+    char text[BUNDLE_TEXT]; /* the rows' strings while they fit, then each its own block */
 } bundle;
 
 struct cbx__flow_journal {
@@ -283,12 +289,28 @@ struct cbx__flow_journal {
     bundle *cur;    /* the run's bundle in the queue, or NULL */
 };
 
-static void row_clear(row *r)
+/* Room for n bytes in b's own text, or NULL (the caller allocates). */
+static char *bundle_room(bundle *b, size_t n)
 {
-    free(r->block[0]);
-    free(r->block[1]);
-    free(r->inputs);
-    free(r->outputs);
+    if (n > sizeof b->text - b->text_used)
+        return NULL;
+    char *p = b->text + b->text_used;
+    b->text_used += n;
+    return p;
+}
+
+static void bundle_free_text(const bundle *b, char *p)
+{
+    if (!(p >= b->text && p < b->text + sizeof b->text))
+        free(p);
+}
+
+static void row_clear(const bundle *b, row *r)
+{
+    bundle_free_text(b, r->block[0]);
+    bundle_free_text(b, r->block[1]);
+    bundle_free_text(b, r->inputs);
+    bundle_free_text(b, r->outputs);
 }
 
 static void bundle_unref(bundle *b)
@@ -296,7 +318,7 @@ static void bundle_unref(bundle *b)
     if (!b || atomic_fetch_sub(&b->refs, 1) != 1)
         return;
     for (size_t i = 0; i < b->n; i++)
-        row_clear(&b->rows[i]);
+        row_clear(b, &b->rows[i]);
     if (b->rows != b->inline_rows)
         free(b->rows);
     pthread_mutex_destroy(&b->mu);
@@ -470,9 +492,9 @@ static int bundle_close(cbx__flow_journal *fj, bundle *b, int fresh, cbx_err *er
     return cbx_journal_queue_db_free_later(fj->j, bundle_write, b, bundle_done, err);
 }
 
-/* Copy the strings *s[0..n) into one allocation, *block, and point them there (NULL stays
- * NULL). 0 or -ENOMEM (the pointers then NULL). */
-static int copy_strs(char **block, char **s[], size_t n)
+/* Copy the strings *s[0..n) into one block, *block (in b's own text when there is room), and
+ * point them there (NULL stays NULL). 0 or -ENOMEM (the pointers then NULL). */
+static int copy_strs(bundle *b, char **block, char **s[], size_t n)
 {
     size_t len[4], total = 0;
     for (size_t i = 0; i < n; i++)
@@ -480,7 +502,10 @@ static int copy_strs(char **block, char **s[], size_t n)
     *block = NULL;
     if (!total)
         return 0;
-    char *p = *block = malloc(total);
+    char *p = bundle_room(b, total);
+    if (!p)
+        p = malloc(total);
+    *block = p;
     for (size_t i = 0; i < n; i++) {
         if (!*s[i])
             continue;
@@ -491,6 +516,20 @@ static int copy_strs(char **block, char **s[], size_t n)
             p += len[i];
     }
     return p ? 0 : -ENOMEM;
+}
+
+/* An encoded value (allocated by this thread) moved into b's own text when there is room. */
+static void move_text(bundle *b, char **text)
+{
+    if (!*text)
+        return;
+    size_t n = strlen(*text) + 1;
+    char *p = bundle_room(b, n);
+    if (!p)
+        return;
+    memcpy(p, *text, n);
+    free(*text);
+    *text = p;
 }
 
 /* The most recent row of the bundle for a step (or the run, name NULL) with a start and no end. */
@@ -537,11 +576,12 @@ static int put(cbx__flow_journal *fj, const char *run_id, row *r, int merge, uin
     row *to = merge ? open_row(b, r->kind, r->kind == ROW_RUN ? NULL : r->name) : NULL;
     int e = 0;
     /* the record's strings, copied; out of memory, the record is not kept (and said lost) */
-    if (copy_strs(&r->block[0], (char **[]){&r->name, &r->file, &r->status, &r->error}, 4) < 0) {
+    if (copy_strs(b, &r->block[0], (char **[]){&r->name, &r->file, &r->status, &r->error}, 4) < 0) {
         free(r->inputs);
         free(r->outputs);
         e = oom(err);
     } else if (to) {
+        move_text(b, &r->outputs);
         to->has_end = 1;
         to->status = r->status;
         to->error = r->error;
@@ -550,6 +590,8 @@ static int put(cbx__flow_journal *fj, const char *run_id, row *r, int merge, uin
         to->ended_ms = r->ended_ms;
         to->block[1] = r->block[0];
     } else {
+        move_text(b, &r->inputs);
+        move_text(b, &r->outputs);
         b->rows[b->n++] = *r;
     }
     int q = bundle_close(fj, b, fresh, err);
