@@ -133,35 +133,46 @@ Test(flow_journal_bundle, a_short_run_is_written_whole_as_its_records_said)
 }
 
 /* A start written (committed) before its end came: the end updates the row it left. */
-Test(flow_journal_bundle, an_end_after_its_start_was_written_updates_the_row)
+/* A run and its step started and committed, then ended: the ends update the rows the starts
+ * left, and the journal shows the run as its records said. */
+static void end_after_start_written(cbx_journal *j, const char *id)
 {
-    cbx_journal *j = open_file();
     cbx__flow_journal *fj = NULL;
     cbx_err err;
     cr_assert_eq(cbx__flow_journal_open(&fj, j, &err), 0, "%s", err.msg);
-    cr_assert_eq(cbx__flow_journal_run_start(fj, "r2", "f", NULL, NULL, 10, NULL, &err), 0, "%s",
+    json_t *in = json_pack("{s:i}", "n", 3), *out = json_pack("{s:i}", "k", 1);
+    cr_assert_eq(cbx__flow_journal_run_start(fj, id, "f", "f.yaml", in, 10, NULL, &err), 0, "%s",
                  err.msg);
-    cr_assert_eq(cbx__flow_journal_step_start(fj, "r2", "a", 11, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(cbx__flow_journal_step_start(fj, id, "a", 11, NULL, &err), 0, "%s", err.msg);
     cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
     char buf[32];
-    cr_assert_str_eq(committed("r2", NULL, buf, sizeof buf), "running");
-    cr_assert_str_eq(committed("r2", "a", buf, sizeof buf), "running");
-    cr_assert_eq(
-        cbx__flow_journal_step_end(fj, "r2", "a", "success", NULL, 1, NULL, 12, NULL, &err), 0,
-        "%s", err.msg);
-    cr_assert_eq(cbx__flow_journal_run_end(fj, "r2", "success", NULL, NULL, 13, NULL, &err), 0,
-                 "%s", err.msg);
+    cr_assert_str_eq(committed(id, NULL, buf, sizeof buf), "running");
+    cr_assert_str_eq(committed(id, "a", buf, sizeof buf), "running");
+    cr_assert_eq(cbx__flow_journal_step_end(fj, id, "a", "success", out, 1, NULL, 12, NULL, &err),
+                 0, "%s", err.msg);
+    cr_assert_eq(cbx__flow_journal_run_end(fj, id, "success", out, NULL, 13, NULL, &err), 0, "%s",
+                 err.msg);
     cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
-    json_t *run = get(j, "r2");
+    json_t *run = get(j, id);
     json_t *a = json_object_get(json_object_get(run, "steps"), "a");
     cr_assert_str_eq(str(run, "status"), "success");
     cr_assert_eq(num(run, "started_ms"), 10);
     cr_assert_eq(num(run, "ended_ms"), 13);
+    cr_assert_eq(num(json_object_get(run, "inputs"), "n"), 3);
+    cr_assert_eq(num(json_object_get(run, "outputs"), "k"), 1);
     cr_assert_str_eq(str(a, "status"), "success");
     cr_assert_eq(num(a, "started_ms"), 11);
     cr_assert_eq(num(a, "ended_ms"), 12);
     json_decref(run);
+    json_decref(in);
+    json_decref(out);
     cbx__flow_journal_close(fj);
+}
+
+Test(flow_journal_bundle, an_end_after_its_start_was_written_updates_the_row)
+{
+    cbx_journal *j = open_file();
+    end_after_start_written(j, "r2");
     cleanup(j);
 }
 
@@ -302,41 +313,10 @@ static int runs_have_rowid(void)
     return ok;
 }
 
-/* A run written, then resumed and ended: what the journal shows of it. */
-static void write_and_read_a_run(cbx_journal *j)
-{
-    cbx__flow_journal *fj = NULL;
-    cbx_err err;
-    cr_assert_eq(cbx__flow_journal_open(&fj, j, &err), 0, "%s", err.msg);
-    json_t *in = json_pack("{s:i}", "n", 3), *out = json_pack("{s:i}", "k", 1);
-    cr_assert_eq(cbx__flow_journal_run_start(fj, "old1", "f", "f.yaml", in, 10, NULL, &err), 0,
-                 "%s", err.msg);
-    cr_assert_eq(cbx__flow_journal_step_start(fj, "old1", "a", 11, NULL, &err), 0, "%s", err.msg);
-    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
-    cr_assert_eq(
-        cbx__flow_journal_step_end(fj, "old1", "a", "success", out, 1, NULL, 12, NULL, &err), 0,
-        "%s", err.msg);
-    cr_assert_eq(cbx__flow_journal_run_end(fj, "old1", "success", out, NULL, 13, NULL, &err), 0,
-                 "%s", err.msg);
-    cbx__flow_journal_close(fj);
-    cr_assert_eq(cbx_journal_flush(j, &err), 0, "%s", err.msg);
-    json_t *run = get(j, "old1");
-    cr_assert_str_eq(str(run, "status"), "success");
-    cr_assert_eq(num(json_object_get(run, "inputs"), "n"), 3);
-    cr_assert_eq(num(json_object_get(run, "outputs"), "k"), 1);
-    json_t *a = json_object_get(json_object_get(run, "steps"), "a");
-    cr_assert_str_eq(str(a, "status"), "success");
-    cr_assert_eq(num(a, "started_ms"), 11);
-    cr_assert_eq(num(a, "ended_ms"), 12);
-    json_decref(run);
-    json_decref(in);
-    json_decref(out);
-}
-
 Test(flow_journal_bundle, new_flow_tables_are_without_rowid)
 {
     cbx_journal *j = open_file();
-    write_and_read_a_run(j);
+    end_after_start_written(j, "old1");
     cr_assert_not(runs_have_rowid());
     cleanup(j);
 }
@@ -365,7 +345,7 @@ Test(flow_journal_bundle, flow_tables_made_with_rowids_are_written_and_read_alik
     sqlite3_close(db);
     cbx_err err;
     cr_assert_eq(cbx_journal_open(&j, &(cbx_journal_opts){.path = path}, &err), 0, "%s", err.msg);
-    write_and_read_a_run(j);
+    end_after_start_written(j, "old1");
     cr_assert(runs_have_rowid());
     cleanup(j);
 }
