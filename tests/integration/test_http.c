@@ -422,8 +422,11 @@ Test(http, cancel_mid_transfer)
     uv_timer_start(&timer, cancel_soon, 300, 0);
     cr_assert_eq(cbx_runtime_run(rt), 0);
     cr_assert_eq(done_status, CBX_STATUS_CANCELLED);
-    /* stopped by the cancel, long before the 10 s body would have ended */
-    cr_assert(done_duration_ms >= 250 && done_duration_ms < 5000, "%.0f ms", done_duration_ms);
+    /* stopped by the cancel, long before the 10 s body would have ended. No lower bound: the
+     * timer counts from the loop's cached time and the attempt starts when the loop has set up
+     * the transfer, so under load the attempt may last well under 300 ms (229 ms was seen under
+     * ASan); that it was cut mid-transfer is what the server's count of aborted requests says. */
+    cr_assert(done_duration_ms > 0 && done_duration_ms < 5000, "%.0f ms", done_duration_ms);
     cr_assert_gt(wait_aborted(aborted), aborted, "the server never saw the client go");
 }
 
