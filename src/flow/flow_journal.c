@@ -441,15 +441,23 @@ static int bundle_write(sqlite3 *db, void *ud, cbx_err *err)
     return first;
 }
 
-/* The run's bundle that rows may still join, locked, with room for a row; *fresh is set when it
- * is a new one, to be queued once the row is in. NULL: out of memory. */
-static bundle *bundle_open(cbx__flow_journal *fj, const char *run_id, int *fresh)
+static row *open_row(bundle *b, row_kind kind, const char *name);
+
+/* The run's bundle that the record r may still join, locked: *to is the row r completes (with
+ * merge: the start of its row, in this bundle), else NULL and the bundle has room for r as a new
+ * row (grown only then: the end of a short run's step or of the run itself completes a row);
+ * *fresh is set when it is a new one, to be queued once the row is in. NULL: out of memory. */
+static bundle *bundle_open(cbx__flow_journal *fj, const char *run_id, const row *r, int merge,
+                           row **to, int *fresh)
 {
     bundle *b = fj->cur;
     *fresh = 0;
+    *to = NULL;
     if (b) {
         pthread_mutex_lock(&b->mu);
         if (!b->taken && b->n < BUNDLE_ROWS && strcmp(b->run_id, run_id) == 0) {
+            if (merge && (*to = open_row(b, r->kind, r->kind == ROW_RUN ? NULL : r->name)))
+                return b;
             if (b->n < b->cap)
                 return b;
             size_t cap = b->cap * 4 < BUNDLE_ROWS ? b->cap * 4 : BUNDLE_ROWS;
@@ -567,13 +575,13 @@ static int put(cbx__flow_journal *fj, const char *run_id, row *r, int merge, uin
     if (!fj)
         return cbx_err_set(err, CBX_EJOURNAL, "flow journal: not open");
     int fresh;
-    bundle *b = bundle_open(fj, run_id, &fresh);
+    row *to;
+    bundle *b = bundle_open(fj, run_id, r, merge, &to, &fresh);
     if (!b) {
         free(r->inputs);
         free(r->outputs);
         return oom(err);
     }
-    row *to = merge ? open_row(b, r->kind, r->kind == ROW_RUN ? NULL : r->name) : NULL;
     int e = 0;
     /* the record's strings, copied; out of memory, the record is not kept (and said lost) */
     if (copy_strs(b, &r->block[0], (char **[]){&r->name, &r->file, &r->status, &r->error}, 4) < 0) {
