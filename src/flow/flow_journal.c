@@ -460,7 +460,7 @@ static bundle *bundle_open(cbx__flow_journal *fj, const char *run_id, const row 
                 return b;
             if (b->n < b->cap)
                 return b;
-            size_t cap = b->cap * 4 < BUNDLE_ROWS ? b->cap * 4 : BUNDLE_ROWS;
+            size_t cap = b->cap && b->cap * 4 < BUNDLE_ROWS ? b->cap * 4 : BUNDLE_ROWS;
             row *rows = malloc(cap * sizeof *rows);
             if (rows) {
                 memcpy(rows, b->rows, b->n * sizeof *rows);
