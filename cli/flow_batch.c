@@ -27,6 +27,11 @@
 
 /* Lines whose run ids are noted in the batch state file in one write. */
 #define NOTE_AHEAD 64
+/* Lines a worker may start ahead of the first line not yet written out: beyond, it waits for the
+ * writer (the main thread), so that a batch whose results are written slower than its runs end
+ * (an output read slowly, a writer slower than the workers) holds a bounded number of results
+ * (a few MB), not one for every line. */
+#define WRITE_AHEAD 4096
 
 typedef struct batch_item {
     int line; /* in the data file, 1-based */
@@ -77,7 +82,8 @@ struct batch {
     pthread_mutex_t mu;
     /* next_write: the lines before it are out, their results freed (batch_write) */
     size_t next, done, ok, failed, timeouts, cancelled, next_write, exited;
-    size_t *unreleased; /* items ended whose run's end has not committed yet (under mu) */
+    pthread_cond_t room; /* next_write moved (or the batch stops): WRITE_AHEAD */
+    size_t *unreleased;  /* items ended whose run's end has not committed yet (under mu) */
     size_t nunreleased;
     /* The marks written (wseq, the last number given) and, at the end of every journal batch,
      * the last mark written before it ended (durable): both under the journal's lock. */
@@ -141,8 +147,9 @@ static void worker_fail(worker *w, const char *fmt, ...)
         vsnprintf(b->setup_error, sizeof b->setup_error, fmt, ap);
         va_end(ap);
     }
-    pthread_mutex_unlock(&b->mu);
     atomic_store(&b->stopping, 1);
+    pthread_cond_broadcast(&b->room);
+    pthread_mutex_unlock(&b->mu);
 }
 
 /* Under b->mu: the line has its result (a line of a resumed batch that succeeded there has it
@@ -310,6 +317,13 @@ static void *worker_main(void *arg)
 
     for (;;) {
         pthread_mutex_lock(&b->mu);
+        while (!atomic_load(&b->stopping) && b->next < b->n &&
+               b->next >= b->next_write + WRITE_AHEAD) {
+            /* the writer is behind: wake it (lines a resume takes from the journal, skipped
+             * here, may be all it has to write) and wait for it */
+            uv_async_send(&b->notify);
+            pthread_cond_wait(&b->room, &b->mu);
+        }
         if (atomic_load(&b->stopping) || b->next >= b->n) {
             pthread_mutex_unlock(&b->mu);
             break;
@@ -451,6 +465,7 @@ static void batch_write(batch *b)
         pthread_mutex_lock(&b->mu);
         it->result = NULL;
         b->next_write++;
+        pthread_cond_broadcast(&b->room);
         pthread_mutex_unlock(&b->mu);
         json_decref(line);
     }
@@ -534,6 +549,7 @@ static void on_batch_signal(uv_signal_t *h, int signum)
     }
     atomic_store(&b->stopping, 1);
     pthread_mutex_lock(&b->mu);
+    pthread_cond_broadcast(&b->room);
     for (size_t i = 0; i < b->nworkers; i++)
         if (b->workers[i].alive)
             uv_async_send(&b->workers[i].wake);
@@ -766,6 +782,10 @@ int flow_run_batch(flow_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_flow *f, js
     }
     if (pthread_mutex_init(&b.mu, NULL) != 0)
         goto out;
+    if (pthread_cond_init(&b.room, NULL) != 0) {
+        pthread_mutex_destroy(&b.mu);
+        goto out;
+    }
     mu_ok = 1;
     if (uv_loop_init(&b.loop) < 0) {
         cli_err("run: cannot make the event loop");
@@ -878,8 +898,10 @@ out:
         uv_run(&b.loop, UV_RUN_NOWAIT);
         uv_loop_close(&b.loop);
     }
-    if (mu_ok)
+    if (mu_ok) {
+        pthread_cond_destroy(&b.room);
         pthread_mutex_destroy(&b.mu);
+    }
     for (size_t i = 0; i < b.n; i++) {
         json_decref(b.items[i].inputs);
         json_decref(b.items[i].result);
