@@ -5,15 +5,7 @@
 . "$(dirname "$0")/lib.bash"
 
 N=6000
-cat >"$TMP/noop.yaml" <<'FLOW'
-name: noop
-inputs:
-  - {name: n, type: integer, required: true}
-steps:
-  - name: nothing
-    executor: chaos
-    config: {}
-FLOW
+NOOP=$(cd "$(dirname "$0")/../flows/cli" && pwd)/noop.yaml
 seq 1 $N | sed 's/.*/{"n": &}/' >"$TMP/data.jsonl"
 
 # check_results FILE: N lines, line numbers 1..N in order, each a success
@@ -25,19 +17,19 @@ check_results() {
 }
 
 # the output read by a shell loop, a line at a time (slower than the batch writes it)
-"$CBX" run "$TMP/noop.yaml" --batch "$TMP/data.jsonl" --parallel 4 -q 2>"$TMP/err" |
+"$CBX" run "$NOOP" --batch "$TMP/data.jsonl" --parallel 4 -q 2>"$TMP/err" |
     { read -r first && echo "$first" && while IFS= read -r l; do echo "$l"; done; } >"$TMP/slow.jsonl"
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "the batch read slowly: $(cat "$TMP/err")"
 check_results "$TMP/slow.jsonl"
 
 # a batch run to its end, then resumed: every line's result from the journal, none run again
-run "$CBX" run "$TMP/noop.yaml" --batch "$TMP/data.jsonl" --parallel 4 --output "$TMP/res.jsonl"
+run "$CBX" run "$NOOP" --batch "$TMP/data.jsonl" --parallel 4 --output "$TMP/res.jsonl"
 expect_rc 0 "the batch"
 check_results "$TMP/res.jsonl"
 id=$(sed -n 's/^batch \([0-9a-f-]*\) started;.*/\1/p' "$TMP/err")
 [ -n "$id" ] || fail "no batch id: $(cat "$TMP/err")"
 before=$("$CBX" runs --json --limit 100000 | jq length)
-run "$CBX" run "$TMP/noop.yaml" --batch "$TMP/data.jsonl" --parallel 4 --output "$TMP/again.jsonl" \
+run "$CBX" run "$NOOP" --batch "$TMP/data.jsonl" --parallel 4 --output "$TMP/again.jsonl" \
     --resume "$id"
 expect_rc 0 "--resume of a finished batch"
 check_results "$TMP/again.jsonl"

@@ -6,17 +6,9 @@
 . "$(dirname "$0")/lib.bash"
 
 N=20000
-cat >"$TMP/noop.yaml" <<'YAML'
-name: noop
-inputs:
-  - {name: n, type: integer, required: true}
-steps:
-  - name: nothing
-    executor: chaos
-    config: {}
-YAML
+NOOP=$(cd "$(dirname "$0")/../flows/cli" && pwd)/noop.yaml
 seq 1 $N | sed 's/.*/{"n": &}/' >"$TMP/data.jsonl"
-"$CBX" run "$TMP/noop.yaml" --batch "$TMP/data.jsonl" --parallel 4 --output "$TMP/res.jsonl" \
+"$CBX" run "$NOOP" --batch "$TMP/data.jsonl" --parallel 4 --output "$TMP/res.jsonl" \
     --joblog "$TMP/joblog" >"$TMP/out" 2>"$TMP/batch.err" &
 pid=$!
 deadline=$(($(date +%s) + 300))
@@ -46,7 +38,7 @@ rows=$(tail -n +2 "$TMP/joblog" | cut -f1 | grep -c .)
 # the resume runs none of the lines shown again (their runs succeeded in the journal)
 id=$(sed -n 's/^batch \([0-9a-f-]*\) started; .*$/\1/p' "$TMP/batch.err")
 [ -n "$id" ] || fail "no batch id: $(cat "$TMP/batch.err")"
-run "$CBX" run "$TMP/noop.yaml" --batch "$TMP/data.jsonl" --output "$TMP/res2.jsonl" --resume "$id"
+run "$CBX" run "$NOOP" --batch "$TMP/data.jsonl" --output "$TMP/res2.jsonl" --resume "$id"
 expect_rc 0 "--resume of the killed batch"
 reused=$(sed -n "s/^batch $id resumed: \([0-9]*\) of $N lines had succeeded.*/\1/p" "$TMP/err")
 [ -n "$reused" ] && [ "$reused" -ge "$count" ] ||
