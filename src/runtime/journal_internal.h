@@ -269,10 +269,15 @@ void cbx__journal_rec_free(cbx__jrec *rec);
 /* Free a chain of records written (linked by next), calling the free_ud still due (those the
  * writer left for later). */
 void cbx__journal_rec_free_chain(cbx__jrec *rec);
-/* journal_scratch.c. This thread's buffer to encode a record's JSON into (NULL without memory),
- * and its release once the text is copied (a buffer grown large is let go). */
-cbx__strbuf *cbx__journal_scratch(void);
-void cbx__journal_scratch_done(cbx__strbuf *b);
+/* journal_scratch.c. v as the journal writes it (secrets masked, cut to the record cap) into
+ * x->b: this thread's buffer, or one of x's own without memory for that; x->b NULL for v NULL.
+ * 0, or -ENOMEM / -ELOOP (x released). Release with cbx__journal_enc_done once the text is
+ * copied (a thread's buffer grown large is let go then). */
+typedef struct cbx__jenc {
+    cbx__strbuf own, *b;
+} cbx__jenc;
+int cbx__journal_enc(const cbx_journal *j, cbx__jenc *x, const json_t *v, int *truncated);
+void cbx__journal_enc_done(cbx__jenc *x);
 /* Hand rec over (it is the queue's or freed): queued for the flusher, or written now when there
  * is no flusher or the queue is full. Returns 0, the write's own error when written now, or
  * CBX_EJOURNAL for an earlier queued write that failed. */

@@ -42,51 +42,29 @@ static void strs_add(strs *s, const char **p)
         s->bytes += strlen(*p) + 1;
 }
 
-/* A record's JSON, encoded into the thread's buffer (or, without memory for that, one of its
- * own) until it is copied into the record. */
-typedef struct enc {
-    cbx__strbuf own, *b; /* b NULL: no value (SQL NULL) */
-} enc;
-
-static void enc_done(enc *x)
+/* v as the journal writes it, into x; the errors a record's caller reports. */
+static int encode(cbx_journal *j, cbx__jenc *x, const json_t *v, const char *what, cbx_err *err)
 {
-    if (x->b == &x->own)
-        free(x->own.p);
-    else if (x->b)
-        cbx__journal_scratch_done(x->b);
-    x->b = NULL;
-}
-
-/* v as the journal writes it (secrets masked, cut to the record cap), into x. */
-static int encode(cbx_journal *j, enc *x, const json_t *v, const char *what, cbx_err *err)
-{
-    x->own = (cbx__strbuf){0};
-    x->b = NULL;
-    if (!v)
-        return 0;
-    if (!(x->b = cbx__journal_scratch()))
-        x->b = &x->own;
-    int r = cbx__redact_dump_capped(&j->rules, v, j->max_record_bytes, x->b, NULL);
-    if (r == 0 && x->b->len > (size_t)INT_MAX)
-        r = -E2BIG;
-    if (r == 0)
-        return 0;
-    size_t len = x->b->len;
-    enc_done(x);
-    if (r == -E2BIG)
+    int r = cbx__journal_enc(j, x, v, NULL);
+    if (r == 0 && x->b && x->b->len > (size_t)INT_MAX) {
+        size_t len = x->b->len;
+        cbx__journal_enc_done(x);
         return cbx_err_set(err, CBX_EJOURNAL, "journal %s: %s: too large (%zu bytes)", j->path,
                            what, len);
+    }
+    if (r == 0)
+        return 0;
     return cbx_err_set(err, CBX_EJOURNAL, "journal %s: cannot encode %s as JSON: %s", j->path, what,
                        r == -ELOOP ? "nested too deep (a cycle?)" : "out of memory");
 }
 
 /* A record with room for the strings of s and the text of x (its NUL included). */
-static cbx__jrec *rec_alloc(int kind, const strs *s, enc *x, cbx_err *err)
+static cbx__jrec *rec_alloc(int kind, const strs *s, cbx__jenc *x, cbx_err *err)
 {
     cbx__jrec *rec = malloc(sizeof *rec + s->bytes + (x && x->b ? x->b->len + 1 : 0));
     if (!rec) {
         if (x)
-            enc_done(x);
+            cbx__journal_enc_done(x);
         cbx_err_set(err, -ENOMEM, "out of memory");
         return NULL;
     }
@@ -99,7 +77,7 @@ static cbx__jrec *rec_alloc(int kind, const strs *s, enc *x, cbx_err *err)
 
 /* Copy the strings s points at (in rec->u) into rec->data and point them there, then the text
  * of x behind them; the record is made. */
-static int finish(cbx__jrec *rec, const strs *s, enc *x, cbx__jrec **out)
+static int finish(cbx__jrec *rec, const strs *s, cbx__jenc *x, cbx__jrec **out)
 {
     char *p = rec->data;
     for (size_t i = 0; i < s->n; i++) {
@@ -116,7 +94,7 @@ static int finish(cbx__jrec *rec, const strs *s, enc *x, cbx__jrec **out)
         p[x->b->len] = '\0';
         rec->text = p;
         rec->text_len = x->b->len;
-        enc_done(x);
+        cbx__journal_enc_done(x);
     }
     *out = rec;
     return 0;
@@ -126,7 +104,7 @@ int cbx__journal_rec_start(cbx_journal *j, const cbx_journal_execution *e, cbx__
                            cbx_err *err)
 {
     *out = NULL;
-    enc x;
+    cbx__jenc x;
     int r = encode(j, &x, e->params, "params", err);
     if (r != 0)
         return r;
@@ -158,7 +136,7 @@ int cbx__journal_rec_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, 
                              cbx_err *err)
 {
     *out = NULL;
-    enc x;
+    cbx__jenc x;
     int r = encode(j, &x, a->metadata, "metadata", err);
     if (r != 0)
         return r;
@@ -184,7 +162,7 @@ int cbx__journal_rec_attempt(cbx_journal *j, const cbx_journal_attempt_info *a, 
 int cbx__journal_rec_end(cbx_journal *j, const cbx_journal_end *e, cbx__jrec **out, cbx_err *err)
 {
     *out = NULL;
-    enc x;
+    cbx__jenc x;
     int r = encode(j, &x, e->outputs, "outputs", err);
     if (r != 0)
         return r;

@@ -19,25 +19,19 @@ int cbx_journal_encode(cbx_journal *j, const json_t *v, char **text, size_t *len
         return cbx_err_set(err, -EINVAL, "cbx_journal_encode: no journal or no text");
     if (!v)
         return 0;
-    /* the rules and the cap are fixed at open: no lock needed */
-    cbx__strbuf own = {0}, *b = cbx__journal_scratch();
-    if (!b)
-        b = &own;
-    int r = cbx__redact_dump_capped(&j->rules, v, j->max_record_bytes, b, truncated);
-    char *p = r == 0 ? malloc(b->len + 1) : NULL;
+    cbx__jenc x;
+    int r = cbx__journal_enc(j, &x, v, truncated);
+    char *p = r == 0 ? malloc(x.b->len + 1) : NULL;
     if (p) {
-        memcpy(p, b->p, b->len);
-        p[b->len] = '\0';
+        memcpy(p, x.b->p, x.b->len);
+        p[x.b->len] = '\0';
         *text = p;
         if (len)
-            *len = b->len;
+            *len = x.b->len;
     } else if (r == 0) {
         r = -ENOMEM;
     }
-    if (b == &own)
-        free(own.p);
-    else
-        cbx__journal_scratch_done(b);
+    cbx__journal_enc_done(&x);
     if (r == -ELOOP)
         return cbx_err_set(err, CBX_EJOURNAL, "journal %s: a value nested too deep (a cycle?)",
                            j->path);

@@ -1,6 +1,7 @@
 /* Each thread's buffer to encode a record's JSON into, before the text is copied into the
- * record's own block (journal_queue.c): one allocation a record, where a buffer of its own,
- * grown and then trimmed to the text, made two or three. */
+ * record's own block (journal_queue.c) or an exact allocation (cbx_journal_encode): one
+ * allocation a value, where a buffer of its own, grown and then trimmed to the text, made two or
+ * three. */
 #include "runtime/journal_internal.h"
 
 #include <pthread.h>
@@ -26,7 +27,7 @@ static void scratch_key_make(void)
     scratch_key_ok = pthread_key_create(&scratch_key, scratch_free) == 0;
 }
 
-cbx__strbuf *cbx__journal_scratch(void)
+static cbx__strbuf *scratch(void)
 {
     if (mine)
         return mine;
@@ -38,7 +39,7 @@ cbx__strbuf *cbx__journal_scratch(void)
     return NULL;
 }
 
-void cbx__journal_scratch_done(cbx__strbuf *b)
+static void scratch_done(cbx__strbuf *b)
 {
     if (b->cap > SCRATCH_KEEP) {
         free(b->p);
@@ -46,4 +47,28 @@ void cbx__journal_scratch_done(cbx__strbuf *b)
         b->cap = 0;
     }
     b->len = 0;
+}
+
+void cbx__journal_enc_done(cbx__jenc *x)
+{
+    if (x->b == &x->own)
+        free(x->own.p);
+    else if (x->b)
+        scratch_done(x->b);
+    x->b = NULL;
+}
+
+int cbx__journal_enc(const cbx_journal *j, cbx__jenc *x, const json_t *v, int *truncated)
+{
+    x->own = (cbx__strbuf){0};
+    x->b = NULL;
+    if (!v)
+        return 0;
+    if (!(x->b = scratch()))
+        x->b = &x->own;
+    /* the rules and the cap are fixed at open: no lock needed */
+    int r = cbx__redact_dump_capped(&j->rules, v, j->max_record_bytes, x->b, truncated);
+    if (r != 0)
+        cbx__journal_enc_done(x);
+    return r;
 }
