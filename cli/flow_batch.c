@@ -39,15 +39,15 @@ typedef struct batch_item {
      * starts and let go when the run is over, so that a batch holds a line's text, not a JSON
      * tree of it (about 300 bytes a line more: 30 MB for 100,000 lines, at the start) */
     size_t off, len;
-    json_t *inputs; /* owned, while its run goes on */
-    json_t *result; /* the output line once the run is over; owned */
+    json_t *inputs; /* owned, while its run goes on (and until its joblog row, with --joblog) */
+    char *result;   /* the output line's text, "\n" ended, once the run is over; owned */
     char run_id[40];
     int resume; /* --resume BATCH_ID: run_id is this line's run, to resume */
     /* A line whose run has ended, until the journal's batch holding the run's end has
      * committed: then its result, joblog row and counts show (release_committed). The line's
      * mark, queued behind the run's records, gets a number (wseq) when it is written into a
      * batch; once a batch has ended after that, the run's end has committed. */
-    json_t *ended;
+    char *ended;
     struct batch *b;
     _Atomic uint64_t wseq; /* 0: not written yet */
     atomic_int unmarked;   /* the mark could not be queued: shown at once */
@@ -82,8 +82,10 @@ struct batch {
     pthread_mutex_t mu;
     /* next_write: the lines before it are out, their results freed (batch_write) */
     size_t next, done, ok, failed, timeouts, cancelled, next_write, exited;
-    pthread_cond_t room; /* next_write moved (or the batch stops): WRITE_AHEAD */
-    size_t *unreleased;  /* items ended whose run's end has not committed yet (under mu) */
+    int writing;           /* a thread is in batch_write, writing lines out (under mu) */
+    pthread_mutex_t outmu; /* the result lines and the progress line: one thread at a time */
+    pthread_cond_t room;   /* next_write moved (or the batch stops): WRITE_AHEAD */
+    size_t *unreleased;    /* items ended whose run's end has not committed yet (under mu) */
     size_t nunreleased;
     /* The marks written (wseq, the last number given) and, at the end of every journal batch,
      * the last mark written before it ended (durable): both under the journal's lock. */
@@ -100,13 +102,37 @@ struct batch {
     int signals, closed;
     cli_progress progress;
     FILE *out;
-    int write_failed;
-    cli_batch_state state; /* which run each line went to, for --resume BATCH_ID */
+    atomic_int write_failed; /* set by any thread that writes */
+    cli_batch_state state;   /* which run each line went to, for --resume BATCH_ID */
     cli_joblog joblog;
     size_t reused; /* --resume: lines whose run had succeeded, not run again */
 };
 
-static json_t *result_line(int line, const cbx_flow_result *r, int declared)
+/* The text of a result line, "\n" ended: the object's members, then the duration (if any) last,
+ * in ms to the microsecond (a JSON real would be written with 17 digits). Made on the worker that
+ * ran the line, so that the thread writing the lines out only writes them. NULL without memory. */
+static char *line_text(const json_t *o, const uint64_t *duration_ns)
+{
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    size_t len = s ? strlen(s) : 0;
+    if (len < 2) {
+        free(s);
+        return NULL;
+    }
+    char tail[64] = "}\n";
+    if (duration_ns)
+        snprintf(tail, sizeof tail, ",\"duration_ms\":%.3f}\n", (double)*duration_ns / 1e6);
+    size_t tl = strlen(tail);
+    char *t = realloc(s, len - 1 + tl + 1);
+    if (!t) {
+        free(s);
+        return NULL;
+    }
+    memcpy(t + len - 1, tail, tl + 1);
+    return t;
+}
+
+static char *result_text(int line, const cbx_flow_result *r, int declared)
 {
     json_t *o = json_object();
     if (!o)
@@ -118,8 +144,9 @@ static json_t *result_line(int line, const cbx_flow_result *r, int declared)
         json_object_set_new(o, "outputs", flow_shown_outputs(r, declared));
     else
         json_object_set_new(o, "error", json_string(r->error));
-    json_object_set_new(o, "duration_ns", json_integer((json_int_t)r->duration_ns));
-    return o;
+    char *t = line_text(o, &r->duration_ns);
+    json_decref(o);
+    return t;
 }
 
 static void on_worker_wake(uv_async_t *a)
@@ -244,7 +271,7 @@ static void release_committed(batch *b, int all)
             continue;
         }
         joblog_row(b, it, it->st, it->start_s, it->runtime_s);
-        json_decref(it->inputs); /* its run is over: no longer needed */
+        json_decref(it->inputs); /* with --joblog: no longer needed */
         it->inputs = NULL;
         it->result = it->ended;
         it->ended = NULL;
@@ -274,6 +301,8 @@ static json_t *line_inputs(const batch *b, const batch_item *it)
     json_decref(v);
     return merged;
 }
+
+static void batch_write(batch *b);
 
 static void *worker_main(void *arg)
 {
@@ -379,16 +408,28 @@ static void *worker_main(void *arg)
         /* a run that a ^C stopped counts as cancelled, whatever its steps made of it */
         if (res.status != CBX_STATUS_SUCCESS && atomic_load(&b->stopping))
             res.status = CBX_STATUS_CANCELLED;
-        json_t *line = result_line(it->line, &res, b->declared);
+        char *line = result_text(it->line, &res, b->declared);
         cbx_status st = res.status;
         cbx_flow_result_clear(&res);
+        if (!b->joblog.f) { /* the run is over; a joblog row shows its inputs */
+            json_decref(it->inputs);
+            it->inputs = NULL;
+        }
         pthread_mutex_lock(&b->mu);
         it->ended = line;
         it->st = st;
         it->start_s = start_s;
         it->runtime_s = (double)(cbx_clock_now_ns(NULL) - t0) / 1e9;
         b->unreleased[b->nunreleased++] = (size_t)(it - b->items);
+        if (!j) /* nothing to wait for: the line shows at once */
+            release_committed(b, 1);
         pthread_mutex_unlock(&b->mu);
+        if (!j) {
+            /* the worker that ends the next line to write writes it (and the lines ready
+             * after it): no wake of the main thread a line */
+            batch_write(b);
+            continue;
+        }
         /* the line shows once the batch that holds its run's end has committed: a mark queued
          * behind the run's records, numbered when written; the journal's commits wake the main
          * thread (on_batch_commit), so the line's end need not. Nothing here waits for the
@@ -397,7 +438,7 @@ static void *worker_main(void *arg)
         if (j && cbx_journal_queue_db(j, batch_mark, it, batch_mark_done, NULL) < 0 &&
             !atomic_load(&it->wseq))
             atomic_store(&it->unmarked, 1); /* counted as a loss by the journal: at once */
-        if (!j || atomic_load(&it->unmarked) || !b->listening)
+        if (atomic_load(&it->unmarked) || !b->listening)
             uv_async_send(&b->notify);
     }
 
@@ -424,51 +465,45 @@ out:
     return NULL;
 }
 
-/* One result line: its duration goes last, in ms to the microsecond (a JSON real would be
- * written with 17 digits). Returns 0 or -1. */
-static int write_line(FILE *out, const json_t *line)
-{
-    json_t *copy = json_copy((json_t *)line);
-    const json_t *dur = json_object_get(line, "duration_ns");
-    if (!copy)
-        return -1;
-    json_object_del(copy, "duration_ns");
-    char *s = json_dumps(copy, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_decref(copy);
-    size_t len = s ? strlen(s) : 0;
-    int rc = -1;
-    if (len >= 2 && dur)
-        rc = fprintf(out, "%.*s,\"duration_ms\":%.3f}\n", (int)(len - 1), s,
-                     (double)json_integer_value(dur) / 1e6) < 0
-                 ? -1
-                 : 0;
-    else if (len >= 2)
-        rc = fprintf(out, "%s\n", s) < 0 ? -1 : 0;
-    free(s);
-    return rc;
-}
-
-/* Write the results that are ready, in input order (main thread). */
+/* Write the results that are ready, in input order: on the main thread, or (without a journal)
+ * on the worker that ended a line. One thread writes at a time; one that finds another writing
+ * leaves its lines to it, which looks again before it stops. */
 static void batch_write(batch *b)
 {
-    for (;;) {
-        pthread_mutex_lock(&b->mu);
-        batch_item *it = b->next_write < b->n ? &b->items[b->next_write] : NULL;
-        json_t *line = it ? it->result : NULL;
+    pthread_mutex_lock(&b->mu);
+    if (b->writing) {
         pthread_mutex_unlock(&b->mu);
-        if (!line)
-            return;
+        return;
+    }
+    b->writing = 1;
+    for (;;) {
+        size_t from = b->next_write, to = from;
+        while (to < b->n && b->items[to].result)
+            to++;
+        if (to == from)
+            break;
+        pthread_mutex_unlock(&b->mu);
+        /* lines from..to-1 are this thread's: a result is set once, and only the writer
+         * takes it */
+        pthread_mutex_lock(&b->outmu);
         if (b->out == stdout)
             cli_progress_clear(&b->progress);
-        if (write_line(b->out, line) < 0)
+        for (size_t i = from; i < to; i++)
+            if (fputs(b->items[i].result, b->out) == EOF)
+                b->write_failed = 1;
+        if (fflush(b->out) == EOF)
             b->write_failed = 1;
+        pthread_mutex_unlock(&b->outmu);
         pthread_mutex_lock(&b->mu);
-        it->result = NULL;
-        b->next_write++;
+        for (size_t i = from; i < to; i++) {
+            free(b->items[i].result);
+            b->items[i].result = NULL;
+        }
+        b->next_write = to;
         pthread_cond_broadcast(&b->room);
-        pthread_mutex_unlock(&b->mu);
-        json_decref(line);
     }
+    b->writing = 0;
+    pthread_mutex_unlock(&b->mu);
 }
 
 static void batch_draw(batch *b)
@@ -476,7 +511,9 @@ static void batch_draw(batch *b)
     pthread_mutex_lock(&b->mu);
     size_t done = b->done, ok = b->ok, bad = b->failed + b->timeouts + b->cancelled;
     pthread_mutex_unlock(&b->mu);
+    pthread_mutex_lock(&b->outmu);
     cli_progress_draw(&b->progress, done, b->n, ok, bad, 0);
+    pthread_mutex_unlock(&b->outmu);
 }
 
 /* On the thread that ended a journal batch (its lock held, as when the marks are written): every
@@ -527,7 +564,6 @@ static void on_notify(uv_async_t *a)
     release_committed(b, all_out);
     pthread_mutex_unlock(&b->mu);
     batch_write(b);
-    fflush(b->out);
     batch_draw(b);
     /* every worker has sent its last notice: nothing will touch the handle again */
     if (all_out)
@@ -654,7 +690,7 @@ static int batch_read(const flow_cfg *c, const cbx_flow *f, const json_t *base, 
 }
 
 /* The result line of a line whose run succeeded in the batch resumed, from the journal. */
-static json_t *journaled_line(const batch_item *it, const json_t *run, int declared)
+static char *journaled_line(const batch_item *it, const json_t *run, int declared)
 {
     cbx_flow_result r = {.status = CBX_STATUS_SUCCESS};
     snprintf(r.run_id, sizeof r.run_id, "%s", it->run_id);
@@ -664,7 +700,7 @@ static json_t *journaled_line(const batch_item *it, const json_t *run, int decla
     json_int_t t0 = json_integer_value(json_object_get(run, "started_ms"));
     json_int_t t1 = json_integer_value(json_object_get(run, "ended_ms"));
     r.duration_ns = t1 > t0 ? (uint64_t)(t1 - t0) * 1000000u : 0;
-    return result_line(it->line, &r, declared);
+    return result_text(it->line, &r, declared);
 }
 
 /* Where each line's run is recorded: a new batch (its id on stderr, with the command that
@@ -786,6 +822,11 @@ int flow_run_batch(flow_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_flow *f, js
         pthread_mutex_destroy(&b.mu);
         goto out;
     }
+    if (pthread_mutex_init(&b.outmu, NULL) != 0) {
+        pthread_cond_destroy(&b.room);
+        pthread_mutex_destroy(&b.mu);
+        goto out;
+    }
     mu_ok = 1;
     if (uv_loop_init(&b.loop) < 0) {
         cli_err("run: cannot make the event loop");
@@ -842,9 +883,11 @@ int flow_run_batch(flow_cfg *c, cli_ctx *ctx, cbx_registry *reg, cbx_flow *f, js
     for (size_t i = 0; i < b.n; i++) {
         if (has_result(&b, &b.items[i]))
             continue;
-        b.items[i].result = json_pack(
+        json_t *o = json_pack(
             "{s:i, s:n, s:s, s:s}", "line", b.items[i].line, "run_id", "status", "cancelled",
             "error", b.setup_error[0] ? "not run: the batch stopped" : "not run: cancelled");
+        b.items[i].result = line_text(o, NULL);
+        json_decref(o);
         not_run++;
     }
     batch_write(&b);
@@ -899,13 +942,14 @@ out:
         uv_loop_close(&b.loop);
     }
     if (mu_ok) {
+        pthread_mutex_destroy(&b.outmu);
         pthread_cond_destroy(&b.room);
         pthread_mutex_destroy(&b.mu);
     }
     for (size_t i = 0; i < b.n; i++) {
         json_decref(b.items[i].inputs);
-        json_decref(b.items[i].result);
-        json_decref(b.items[i].ended);
+        free(b.items[i].result);
+        free(b.items[i].ended);
     }
     free(b.items);
     free(b.text);

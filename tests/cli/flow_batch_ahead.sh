@@ -1,5 +1,6 @@
 # cbx run --batch with more lines than its workers may run ahead of the writer (4,096): every
-# result is written, once and in input order, when the output is read slowly, and when a resume
+# result is written, once and in input order, when the output is read slowly (with a journal and
+# without, where the workers write the lines), and when a resume
 # takes them all from the journal (the workers then skip every line and must wake the writer
 # rather than wait for a run to end: no run ends). Waits on the processes, never on time.
 . "$(dirname "$0")/lib.bash"
@@ -21,6 +22,15 @@ check_results() {
     { read -r first && echo "$first" && while IFS= read -r l; do echo "$l"; done; } >"$TMP/slow.jsonl"
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "the batch read slowly: $(cat "$TMP/err")"
 check_results "$TMP/slow.jsonl"
+
+# without a journal the worker that ends the next line writes it, and the lines ready after it:
+# in order and whole with four workers and with one, read slowly
+for p in 4 1; do
+    "$CBX" run "$NOOP" --batch "$TMP/data.jsonl" --parallel $p --no-journal -q 2>"$TMP/err" |
+        while IFS= read -r l; do echo "$l"; done >"$TMP/slow$p.jsonl"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || fail "--no-journal --parallel $p read slowly: $(cat "$TMP/err")"
+    check_results "$TMP/slow$p.jsonl"
+done
 
 # a batch run to its end, then resumed: every line's result from the journal, none run again
 run "$CBX" run "$NOOP" --batch "$TMP/data.jsonl" --parallel 4 --output "$TMP/res.jsonl"

@@ -45,4 +45,14 @@ tr -d '\r' <"$TMP/tty" >"$TMP/screen"
 grep -q "\\[6/6\\] ok 6  failed 0" "$TMP/screen" || fail "no progress bar: $(cat -v "$TMP/screen")"
 grep -q "batch: 6 runs in .*: 6 succeeded, 0 failed" "$TMP/screen" || fail "summary: $(cat -v "$TMP/screen")"
 [ "$(wc -l <"$TMP/res.jsonl")" -eq 6 ] || fail "results: $(cat "$TMP/res.jsonl")"
+
+# results on the terminal beside the progress bar, written by the workers (no journal): each
+# result line whole, the bar cleared before it, never drawn inside it
+seq 1 300 | sed 's/.*/{"n": &}/' >"$TMP/many.jsonl"
+NO_COLOR=1 script -qec "$CBX run $F/square.yaml --batch $TMP/many.jsonl --parallel 4 --no-journal" \
+    "$TMP/tty" >/dev/null </dev/null
+tr -d '\r' <"$TMP/tty" | grep '"line":' | sed 's/.*\x1b\[K//' >"$TMP/lines.jsonl"
+[ "$(wc -l <"$TMP/lines.jsonl")" -eq 300 ] || fail "result lines on the terminal: $(cat -v "$TMP/tty")"
+jq -r .line "$TMP/lines.jsonl" | cmp -s - <(seq 1 300) ||
+    fail "result lines broken or out of order: $(cat -v "$TMP/lines.jsonl")"
 echo "ok [$TEST]"
