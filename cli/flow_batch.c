@@ -39,7 +39,8 @@ typedef struct batch_item {
      * starts and let go when the run is over, so that a batch holds a line's text, not a JSON
      * tree of it (about 300 bytes a line more: 30 MB for 100,000 lines, at the start) */
     size_t off, len;
-    json_t *inputs; /* owned, while its run goes on (and until its joblog row, with --joblog) */
+    json_t *inputs; /* owned, while its run goes on */
+    char *command;  /* with --joblog, the row's Command, from the run's end to the row; owned */
     char *result;   /* the output line's text, "\n" ended, once the run is over; owned */
     char run_id[40];
     int resume; /* --resume BATCH_ID: run_id is this line's run, to resume */
@@ -187,16 +188,13 @@ static int has_result(const batch *b, const batch_item *it)
     return it->result || (size_t)(it - b->items) < b->next_write;
 }
 
-/* The joblog row of a line (under b->mu): GNU parallel's columns; Exitval is the exit code a
- * single cbx run of the line would have had, Command a cbx run of the line alone. */
-static void joblog_row(batch *b, const batch_item *it, cbx_status st, double start_s,
-                       double runtime_s)
+/* The joblog's Command of a line: a cbx run of the line alone, with its inputs (NULL: a resumed
+ * run, "{}"). Made on the line's worker. NULL without memory. */
+static char *joblog_command(const batch *b, const json_t *inputs)
 {
-    if (!b->joblog.f)
-        return;
     char *cmd = NULL, *q = NULL;
     size_t len = 0;
-    char *in = json_dumps(it->inputs, JSON_COMPACT | JSON_SORT_KEYS);
+    char *in = inputs ? json_dumps(inputs, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     const char *words[] = {"cbx", "run", b->c->file, "--inputs-json", in ? in : "{}"};
     for (size_t i = 0; i < sizeof words / sizeof *words; i++) {
         size_t ql = 0, qc = 0;
@@ -216,6 +214,16 @@ static void joblog_row(batch *b, const batch_item *it, cbx_status st, double sta
     }
     free(q);
     free(in);
+    return cmd;
+}
+
+/* The joblog row of a line (under b->mu): GNU parallel's columns; Exitval is the exit code a
+ * single cbx run of the line would have had, Command its joblog_command. */
+static void joblog_row(batch *b, const batch_item *it, cbx_status st, double start_s,
+                       double runtime_s)
+{
+    if (!b->joblog.f)
+        return;
     cli_joblog_row r = {.seq = (uint64_t)it->line,
                         .start_s = start_s,
                         .runtime_s = runtime_s,
@@ -223,10 +231,9 @@ static void joblog_row(batch *b, const batch_item *it, cbx_status st, double sta
                                    : st == CBX_STATUS_TIMEOUT   ? CLI_EXIT_TIMEOUT
                                    : st == CBX_STATUS_CANCELLED ? CLI_EXIT_CANCELLED
                                                                 : CLI_EXIT_FAILED,
-                        .command = cmd ? cmd : ""};
+                        .command = it->command ? it->command : ""};
     if (cli_joblog_write(&b->joblog, &r) < 0)
         b->write_failed = 1;
-    free(cmd);
 }
 
 /* A line's mark, written by the journal (under its lock) in the order queued, after the records
@@ -271,8 +278,8 @@ static void release_committed(batch *b, int all)
             continue;
         }
         joblog_row(b, it, it->st, it->start_s, it->runtime_s);
-        json_decref(it->inputs); /* with --joblog: no longer needed */
-        it->inputs = NULL;
+        free(it->command);
+        it->command = NULL;
         it->result = it->ended;
         it->ended = NULL;
         b->done++;
@@ -411,12 +418,12 @@ static void *worker_main(void *arg)
         char *line = result_text(it->line, &res, b->declared);
         cbx_status st = res.status;
         cbx_flow_result_clear(&res);
-        if (!b->joblog.f) { /* the run is over; a joblog row shows its inputs */
-            json_decref(it->inputs);
-            it->inputs = NULL;
-        }
+        char *command = b->joblog.f ? joblog_command(b, it->inputs) : NULL;
+        json_decref(it->inputs); /* the run is over */
+        it->inputs = NULL;
         pthread_mutex_lock(&b->mu);
         it->ended = line;
+        it->command = command;
         it->st = st;
         it->start_s = start_s;
         it->runtime_s = (double)(cbx_clock_now_ns(NULL) - t0) / 1e9;
@@ -948,6 +955,7 @@ out:
     }
     for (size_t i = 0; i < b.n; i++) {
         json_decref(b.items[i].inputs);
+        free(b.items[i].command);
         free(b.items[i].result);
         free(b.items[i].ended);
     }

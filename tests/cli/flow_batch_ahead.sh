@@ -26,10 +26,16 @@ check_results "$TMP/slow.jsonl"
 # without a journal the worker that ends the next line writes it, and the lines ready after it:
 # in order and whole with four workers and with one, read slowly
 for p in 4 1; do
-    "$CBX" run "$NOOP" --batch "$TMP/data.jsonl" --parallel $p --no-journal -q 2>"$TMP/err" |
+    "$CBX" run "$NOOP" --batch "$TMP/data.jsonl" --parallel $p --no-journal -q \
+        --joblog "$TMP/joblog$p" 2>"$TMP/err" |
         while IFS= read -r l; do echo "$l"; done >"$TMP/slow$p.jsonl"
     [ "${PIPESTATUS[0]}" -eq 0 ] || fail "--no-journal --parallel $p read slowly: $(cat "$TMP/err")"
     check_results "$TMP/slow$p.jsonl"
+    # a joblog row a line, written by the workers too, each with its line's command
+    [ "$(tail -n +2 "$TMP/joblog$p" | cut -f1 | sort -n | uniq | wc -l)" -eq $N ] ||
+        fail "joblog rows with --parallel $p: $(wc -l <"$TMP/joblog$p")"
+    grep -q "	cbx run $NOOP --inputs-json '{\"n\":4321}'$" "$TMP/joblog$p" ||
+        fail "joblog command with --parallel $p: $(grep '^4321	' "$TMP/joblog$p")"
 done
 
 # a batch run to its end, then resumed: every line's result from the journal, none run again
