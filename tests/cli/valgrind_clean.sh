@@ -1,9 +1,9 @@
 # The cbx binary under valgrind's memcheck: no invalid read or write, no use of an uninitialised
 # value, and no block definitely lost, for the commands people run most (a flow with the journal
-# and without, a batch, one command, the journal's views). `cbx run` leaves what it loaded to the
-# process's exit on purpose; it must stay reachable (a static that held it once had its stores
-# optimised away, and memcheck reported every flow definitely lost). Skipped without valgrind, and
-# for a sanitizer build (which valgrind cannot run).
+# and without, a batch with the journal and without, one command, the journal's views). `cbx
+# run` leaves what it loaded to the process's exit on purpose; it must stay reachable (a static
+# that held it once had its stores optimised away, and memcheck reported every flow definitely
+# lost). Skipped without valgrind, and for a sanitizer build (which valgrind cannot run).
 . "$(dirname "$0")/lib.bash"
 
 command -v valgrind >/dev/null || {
@@ -52,6 +52,11 @@ printf '{"who": "a"}\n{"who": "b"}\n{"who": "c"}\n' >"$TMP/items.jsonl"
 vg "a batch" "$CBX" run "$TMP/flow.yaml" --batch "$TMP/items.jsonl" --output "$TMP/batch.out"
 expect_rc 0 "a batch"
 [ "$(wc -l <"$TMP/batch.out")" = 3 ] || fail "batch lines: $(cat "$TMP/batch.out")"
+vg "a batch, not journaled, with a joblog" "$CBX" run "$TMP/flow.yaml" --batch "$TMP/items.jsonl" \
+    --no-journal --parallel 2 --joblog "$TMP/batch.log" --output "$TMP/batch2.out"
+expect_rc 0 "a batch, not journaled"
+[ "$(wc -l <"$TMP/batch2.out")" = 3 ] || fail "batch lines: $(cat "$TMP/batch2.out")"
+[ "$(wc -l <"$TMP/batch.log")" = 4 ] || fail "joblog: $(cat "$TMP/batch.log")"
 vg "exec" "$CBX" exec -- true
 expect_rc 0 "exec"
 vg "exec, failing, with retries" "$CBX" exec --retries 2 --retry-delay 1ms --json -- false
