@@ -219,14 +219,14 @@ static char *joblog_command(const batch *b, const json_t *inputs)
 
 /* The joblog row of a line (under b->mu): GNU parallel's columns; Exitval is the exit code a
  * single cbx run of the line would have had, Command its joblog_command. */
-static void joblog_row(batch *b, const batch_item *it, cbx_status st, double start_s,
-                       double runtime_s)
+static void joblog_row(batch *b, const batch_item *it)
 {
     if (!b->joblog.f)
         return;
+    cbx_status st = it->st;
     cli_joblog_row r = {.seq = (uint64_t)it->line,
-                        .start_s = start_s,
-                        .runtime_s = runtime_s,
+                        .start_s = it->start_s,
+                        .runtime_s = it->runtime_s,
                         .exitval = st == CBX_STATUS_SUCCESS     ? CLI_EXIT_OK
                                    : st == CBX_STATUS_TIMEOUT   ? CLI_EXIT_TIMEOUT
                                    : st == CBX_STATUS_CANCELLED ? CLI_EXIT_CANCELLED
@@ -277,7 +277,7 @@ static void release_committed(batch *b, int all)
             b->unreleased[k++] = b->unreleased[i];
             continue;
         }
-        joblog_row(b, it, it->st, it->start_s, it->runtime_s);
+        joblog_row(b, it);
         free(it->command);
         it->command = NULL;
         it->result = it->ended;
@@ -295,16 +295,23 @@ static void release_committed(batch *b, int all)
     b->nunreleased = k;
 }
 
+/* The object v over base (a new one), as a line's inputs are. NULL without memory. */
+static json_t *over_base(const json_t *base, json_t *v)
+{
+    json_t *merged = json_deep_copy(base);
+    if (merged && json_object_update(merged, v) < 0) {
+        json_decref(merged);
+        merged = NULL;
+    }
+    return merged;
+}
+
 /* The inputs of a line, over the base: as batch_read found them. NULL without memory. */
 static json_t *line_inputs(const batch *b, const batch_item *it)
 {
     json_t *v =
         json_loadb(b->text + it->off, it->len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
-    json_t *merged = v ? json_deep_copy(b->base) : NULL;
-    if (merged && json_object_update(merged, v) < 0) {
-        json_decref(merged);
-        merged = NULL;
-    }
+    json_t *merged = v ? over_base(b->base, v) : NULL;
     json_decref(v);
     return merged;
 }
@@ -647,14 +654,12 @@ static int batch_read(const flow_cfg *c, const cbx_flow *f, const json_t *base, 
             problems++;
             continue;
         }
-        json_t *merged = json_deep_copy(base);
-        if (!merged || json_object_update(merged, v) < 0) {
-            json_decref(v);
-            json_decref(merged);
+        json_t *merged = over_base(base, v);
+        json_decref(v);
+        if (!merged) {
             free(text);
             return CLI_EXIT_INTERNAL;
         }
-        json_decref(v);
         cbx_diag d = {0};
         json_t *checked = NULL;
         if (cbx_flow_inputs(f, merged, &checked, &d) < 0) {
