@@ -25,6 +25,19 @@
 #include "cbx/err.h"
 #include "cbx/executor.h"
 
+/* Where a child that shares our memory (clone with CLONE_VM: command_spawn.c, the cgroup guard)
+ * is forked instead: the sanitizers intercept fork and must see one, and clone() is glibc's. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define CBX__PLAIN_FORK 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define CBX__PLAIN_FORK 1
+#endif
+#endif
+#if !defined(CBX__PLAIN_FORK) && !defined(__GLIBC__)
+#define CBX__PLAIN_FORK 1
+#endif
+
 /* The "command" type (static, never freed). */
 const cbx_executor_type *cbx__command_type(void);
 

@@ -13,9 +13,12 @@
  * does not take a process out. The memory cgroup gives the tree's peak memory and, under a limit,
  * the kernel's OOM kills.
  *
- * A guard process (forked once, the first time a cgroup is made) waits for this process to die,
+ * A guard process (started once, the first time a cgroup is made) waits for this process to die,
  * on a pipe only we hold; then it kills cbx-<pid> (all of it: every attempt's tree) and removes
- * the directories. So a kill -9 of cbx takes its commands' trees with it.
+ * the directories. So a kill -9 of cbx takes its commands' trees with it. The guard is a clone
+ * that shares our memory (CLONE_VM), not a fork: a fork copied the page tables, and every page
+ * this process wrote afterwards was copied again on its first write (about 25 page faults of
+ * `cbx exec -- true`, and the fork's copy, on the start of every process that runs a command).
  *
  * Making and removing cgroup directories costs a few hundred microseconds each (more in v1's
  * memory hierarchy), as much as a short command itself: an attempt's cgroup that is empty at the
@@ -29,7 +32,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,14 +311,21 @@ static void remove_tree(int dirfd, const char *base)
 }
 
 /* The guard: waits for EOF on fd (this process is gone), kills the trees, removes the bases.
- * Forked from a process that may have threads: system calls only. */
+ * Started from a process that may have threads: system calls only. As a clone it shares this
+ * process's memory, errno included (the starting thread's): until the EOF it makes only calls that
+ * cannot fail and the wait, through syscall(), which glibc's read would make a cancellation
+ * point that marks the starting thread's cancellation state. The EOF comes when the last thread of
+ * this process has exited (its memory let go before its descriptors are closed): from then on the
+ * guard is alone in that memory, and reads g as this process left it (set before the guard
+ * started, never changed after). */
 __attribute__((noreturn)) static void guard_main(int fd)
 {
     setsid(); /* out of the terminal's process group: a ^C to cbx is not for the guard */
-    /* Every signal but SIGKILL and SIGSTOP stays blocked, as start_guard forked it: none is
-     * delivered (where one sigaction per signal, 62 system calls, ignored them one by one). */
+    /* Every signal but SIGKILL and SIGSTOP stays blocked, as start_guard started it: none is
+     * delivered (where one sigaction per signal, 62 system calls, ignored them one by one), and
+     * the wait is not interrupted. */
     char c;
-    while (read(fd, &c, 1) != 0 && (errno == EINTR || errno == EAGAIN))
+    while (syscall(SYS_read, fd, &c, 1) != 0 && (errno == EINTR || errno == EAGAIN))
         ;
     if (g.tree_base_fd >= 0)
         kill_dir(g.tree_base_fd);
@@ -351,6 +363,39 @@ static void close_all_but(int keep[3])
     }
 }
 
+/* The guard's first steps: keep only what it needs (the pipe's read end and the bases), then
+ * wait. */
+__attribute__((noreturn)) static void guard_start(int fd)
+{
+    int keep[3] = {fd, g.tree_base_fd, g.mem_base_fd};
+    close_all_but(keep);
+    guard_main(fd);
+}
+
+#ifndef CBX__PLAIN_FORK
+/* The guard's stack, in this process's memory, which the guard shares: its deepest call holds two
+ * 4 KiB buffers. */
+static _Alignas(16) char guard_stack[32768];
+
+static int guard_entry(void *arg)
+{
+    guard_start((int)(intptr_t)arg);
+}
+
+/* The guard as a clone sharing our memory, or -1 when it cannot be: under valgrind (which stops
+ * the program at a clone that is neither a thread nor a fork; it preloads its vgpreload_*
+ * libraries into every program it runs), or on a kernel without close_range (the guard's
+ * close_all_but would set errno, which is ours, while we run). */
+static pid_t clone_guard(int fd)
+{
+    const char *preload = getenv("LD_PRELOAD");
+    if ((preload && strstr(preload, "vgpreload")) || syscall(SYS_close_range, ~0u, ~0u, 0u) != 0)
+        return -1;
+    return clone(guard_entry, guard_stack + sizeof guard_stack, CLONE_VM | SIGCHLD,
+                 (void *)(intptr_t)fd);
+}
+#endif
+
 static void start_guard(void)
 {
     int p[2];
@@ -359,13 +404,12 @@ static void start_guard(void)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* keep only what the guard needs: the pipe's read end and the bases */
-        int keep[3] = {p[0], g.tree_base_fd, g.mem_base_fd};
-        close_all_but(keep);
-        guard_main(p[0]);
-    }
+    pid_t pid = -1;
+#ifndef CBX__PLAIN_FORK
+    pid = clone_guard(p[0]);
+#endif
+    if (pid < 0 && (pid = fork()) == 0)
+        guard_start(p[0]);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(p[0]);
     if (pid < 0) {

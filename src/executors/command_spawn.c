@@ -41,19 +41,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Where the child is forked instead (see the top): the sanitizers intercept fork and must see
- * one, and clone() is glibc's. */
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define CBX__PLAIN_FORK 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define CBX__PLAIN_FORK 1
-#endif
-#endif
-#if !defined(CBX__PLAIN_FORK) && !defined(__GLIBC__)
-#define CBX__PLAIN_FORK 1
-#endif
-
 /* The child's stack, on the parent's (asleep until exec): the child makes a few system calls. */
 #define CHILD_STACK_BYTES 16384
 

@@ -115,8 +115,18 @@ uint64_t cbx__journal_wall_ms(void)
 
 static void pend_reset(cbx_journal *j)
 {
-    if (j->npend > 0 && j->slots)
+    if (j->npend > PEND_SLOTS / 16) {
         memset(j->slots, 0, PEND_SLOTS * sizeof *j->slots);
+    } else {
+        /* a few: each one's slot, found from its hash as pend_add placed it (the table's 32 KiB,
+         * zeroed whole, was most of a short process's first commit: 8 pages touched) */
+        for (uint32_t k = 0; k < j->npend; k++) {
+            uint32_t i = j->pend[k].hash & (PEND_SLOTS - 1);
+            while (j->slots[i] != k + 1)
+                i = (i + 1) & (PEND_SLOTS - 1);
+            j->slots[i] = 0;
+        }
+    }
     j->npend = 0;
     j->arena_len = 0;
     if (j->arena_cap > (size_t)4 * 1024 * 1024) { /* a batch of huge params: give the memory back */

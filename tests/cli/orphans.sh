@@ -47,4 +47,15 @@ if ! wait_count -eq 0 120; then
     pkill -9 -f -- "$MARK"
     fail "processes of the command outlived a kill -9 of cbx"
 fi
+if [ "$tree" = "cgroup" ]; then
+    # and the guard removed the cgroups cbx made: <cgroup2 mount><our cgroup>/cbx-<pid>
+    mnt=$(awk '{ for (i = 7; i < NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") print $5; break } }' /proc/self/mountinfo | head -1)
+    own=$(sed -n 's/^0:://p' /proc/self/cgroup)
+    base="$mnt${own%/}/cbx-$cbx_pid"
+    for ((i = 0; i < 1200 && ${#mnt} > 0; i++)); do
+        [ -d "$base" ] || break
+        sleep 0.1
+    done
+    [ -n "$mnt" ] && [ ! -d "$base" ] || fail "the cgroup $base outlived a kill -9 of cbx (mount '$mnt')"
+fi
 echo "ok [$TEST]"
