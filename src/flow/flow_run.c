@@ -548,22 +548,24 @@ static size_t release_committed(runner *R)
 
 /* Release what has committed; when nothing was and commit_now, have the batch committed now
  * rather than within the journal's window: by the journal's flusher thread, whose commit wakes
- * the loop (on_journal_commit), while this thread waits for its steps; or here, when the loop
- * cannot be woken. Returns how many nodes were released. */
+ * the loop (on_journal_commit), while this thread waits for its steps; or here, when nothing
+ * runs (the loop would only wait for the commit and then for the wake-up: in a chain, a step
+ * at a time, that was two hand-offs between threads a step) or the loop cannot be woken.
+ * Returns how many nodes were released. */
 static size_t settle(runner *R, int commit_now)
 {
     if (R->held_head == R->nheld)
         return 0;
     size_t released = release_committed(R);
     uint64_t last = R->nheld > R->held_head ? R->held[R->nheld - 1]->batch : 0;
-    if (released || !commit_now || !last || (R->listening && last <= R->asked))
+    int here = !R->listening || R->running == 0;
+    if (released || !commit_now || !last || (!here && last <= R->asked))
         return released;
     cbx_err e;
     R->asked = last;
-    if ((R->listening ? cbx_journal_commit_soon(R->journal, &e)
-                      : cbx_journal_flush(R->journal, &e)) < 0)
+    if ((here ? cbx_journal_flush(R->journal, &e) : cbx_journal_commit_soon(R->journal, &e)) < 0)
         fail_flow(R, CBX_STATUS_FAILED, "%s", e.msg);
-    return release_committed(R); /* committed here, when the flusher was busy */
+    return release_committed(R); /* committed here, or by the flusher in the meantime */
 }
 
 /* With o->lazy_commit and no events, a step of the top level that no step needs is not held:
