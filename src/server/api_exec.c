@@ -377,10 +377,8 @@ int srv_h_submit(srv *s, h2o_req_t *req, char **args)
     }
     if (e->result) {
         srv_send_json(req, 200, json_incref(e->result));
-    } else if (async) {
-        send_accepted(req, e);
-    } else if (srv_wait(s, req, &e->waiters, e, wait_ns / 1000000u, waiter_timeout) < 0) {
-        send_accepted(req, e);
+    } else if (async || srv_wait(s, req, &e->waiters, e, wait_ns / 1000000u, waiter_timeout) < 0) {
+        send_accepted(req, e); /* asynchronous, or the waiter could not be set up: 202 now */
     }
 out:
     json_decref(body);

@@ -424,11 +424,9 @@ int srv_h_flow_run(srv *s, h2o_req_t *req, char **args)
     srv_event(
         s, "flow_run",
         json_pack("{s:s,s:s,s:s}", "run_id", r->run_id, "flow", r->name, "status", "running"));
-    if (async) {
+    /* asynchronous, or the waiter could not be set up: 202 now */
+    if (async || srv_wait(s, req, &r->waiters, r, wait_ns / 1000000u, waiter_timeout) < 0)
         send_accepted(req, r);
-    } else if (srv_wait(s, req, &r->waiters, r, wait_ns / 1000000u, waiter_timeout) < 0) {
-        send_accepted(req, r);
-    }
     r = NULL; /* the server's now */
 out:
     if (r)
