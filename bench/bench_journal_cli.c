@@ -21,6 +21,12 @@
  *   journal.cli.batch10k.journal  the same over 10,000 lines (the start, the journal's open and
  *   journal.cli.batch10k.nojournal its close weigh a tenth as much)
  * A note gives journaled throughput as a fraction of unjournaled (target: at least 0.80).
+ *   journal.cli.batch.full        the 10,000-line batch, journaled, on a journal at its bound
+ *   journal.cli.batch.under       (CBX_JOURNAL_MAX_EXECUTIONS=FULL_BOUND, filled to it first:
+ *                                 each run deletes as many executions, attempts and runs as
+ *                                 it adds) and on an empty one with the same bound: ns per
+ *                                 line; a note gives full against under (the deletions' cost;
+ *                                 the count of what is kept must not weigh)
  *
  * cbx is found through $CBX_CLI, else the path CMake compiled in; the HTTP server (the tests'
  * tests/helpers/http_server.c) through $CBX_HTTP_SERVER, else the compiled-in path. A missing one
@@ -59,6 +65,7 @@
 #define CURVE_PAIRS    500u
 #define HTTP_REQUESTS  20000u
 #define BATCH_LINES    1000u
+#define FULL_BOUND     20000u
 #define NOJOURNAL_RUNS 1000u
 
 extern char **environ;
@@ -388,34 +395,83 @@ static void case_http(const bench_args *a, const char *name)
             "request");
 }
 
+/* The no-op flow and an items file of lines lines in the scratch directory: 0, or -1. */
+static int batch_files(unsigned lines, char flow[PATH_MAX + 16], char items[PATH_MAX + 32])
+{
+    snprintf(flow, PATH_MAX + 16, "%s/noop.yaml", scratch);
+    snprintf(items, PATH_MAX + 32, "%s/items-%u.jsonl", scratch, lines);
+    FILE *f = fopen(flow, "w");
+    if (!f)
+        return -1;
+    fputs("name: noop\ninputs:\n  - {name: n, type: integer, required: true}\nsteps:\n"
+          "  - name: nothing\n    executor: chaos\n    config: {}\n",
+          f);
+    fclose(f);
+    if (!(f = fopen(items, "w")))
+        return -1;
+    for (unsigned i = 1; i <= lines; i++)
+        fprintf(f, "{\"n\": %u}\n", i);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 /* lines: BATCH_LINES, or ten times as many (where the start and the journal's open and close
  * weigh less, and the queue fills) */
 static void case_batch(const bench_args *a, const char *journal_name, const char *plain_name,
                        unsigned lines)
 {
     char flow[PATH_MAX + 16], items[PATH_MAX + 32];
-    snprintf(flow, sizeof flow, "%s/noop.yaml", scratch);
-    snprintf(items, sizeof items, "%s/items-%u.jsonl", scratch, lines);
-    FILE *f = fopen(flow, "w");
-    if (!f)
+    if (batch_files(lines, flow, items) != 0)
         return;
-    fputs("name: noop\ninputs:\n  - {name: n, type: integer, required: true}\nsteps:\n"
-          "  - name: nothing\n    executor: chaos\n    config: {}\n",
-          f);
-    fclose(f);
-    if (!(f = fopen(items, "w")))
-        return;
-    for (unsigned i = 1; i <= lines; i++)
-        fprintf(f, "{\"n\": %u}\n", i);
-    fclose(f);
     char *argv[] = {cbx_path, "run", flow, "--batch", items, "--output", "/dev/null", "-q", NULL};
     compare(a, journal_name, plain_name, argv, 7, lines, "line");
 }
 
+/* The 10,000-line batch on a journal at its bound (FULL_BOUND executions, filled first with a
+ * batch of as many lines), then on an empty one with the same bound, in turn, --runs times. */
+static void case_full(const bench_args *a, const char *full_name, const char *under_name)
+{
+    char flow[PATH_MAX + 16], items[PATH_MAX + 32], fill[PATH_MAX + 32];
+    if (batch_files(FULL_BOUND, flow, fill) != 0 || batch_files(10 * BATCH_LINES, flow, items) != 0)
+        return;
+    char bound[16], sf[600], su[600];
+    snprintf(bound, sizeof bound, "%u", FULL_BOUND);
+    setenv("CBX_JOURNAL_MAX_EXECUTIONS", bound, 1);
+    fresh_dir(sf, sizeof sf, "full");
+    char *argv_fill[] = {cbx_path,   "run",       flow, "--batch", fill,
+                         "--output", "/dev/null", "-q", NULL};
+    char *argv[] = {cbx_path, "run", flow, "--batch", items, "--output", "/dev/null", "-q", NULL};
+    uint64_t best_f = 0, best_u = 0;
+    ran r;
+    if (run_ok(full_name, argv_fill, sf, &r) == 0) {
+        for (int i = 0; i < a->runs; i++) {
+            if (run_ok(full_name, argv, sf, &r) != 0)
+                break;
+            if (!best_f || r.wall_ns < best_f)
+                best_f = r.wall_ns;
+            fresh_dir(su, sizeof su, "under");
+            if (run_ok(under_name, argv, su, &r) != 0)
+                break;
+            if (!best_u || r.wall_ns < best_u)
+                best_u = r.wall_ns;
+        }
+    }
+    unsetenv("CBX_JOURNAL_MAX_EXECUTIONS");
+    if (!best_f || !best_u)
+        return;
+    uint64_t lines = 10 * BATCH_LINES;
+    bench_emit(full_name, (double)best_f / (double)lines, -1, lines);
+    bench_emit(under_name, (double)best_u / (double)lines, -1, lines);
+    printf("# note\t%s: %.2f us per line at the bound of %u executions, %.2f us under it: "
+           "%.2f times\n",
+           full_name, (double)best_f / 1e3 / (double)lines, FULL_BOUND,
+           (double)best_u / 1e3 / (double)lines, (double)best_f / (double)best_u);
+}
+
 static const char *const names[] = {
-    "journal.cli.exec.nojournal",   "journal.cli.http.journal",      "journal.cli.http.nojournal",
-    "journal.cli.batch.journal",    "journal.cli.batch.nojournal",   "journal.cli.exec.curve",
-    "journal.cli.batch10k.journal", "journal.cli.batch10k.nojournal"};
+    "journal.cli.exec.nojournal",   "journal.cli.http.journal",       "journal.cli.http.nojournal",
+    "journal.cli.batch.journal",    "journal.cli.batch.nojournal",    "journal.cli.exec.curve",
+    "journal.cli.batch10k.journal", "journal.cli.batch10k.nojournal", "journal.cli.batch.full",
+    "journal.cli.batch.under"};
 
 int main(int argc, char **argv)
 {
@@ -452,6 +508,8 @@ int main(int argc, char **argv)
         case_batch(&a, names[3], names[4], BATCH_LINES);
     if (bench_selected(&a, names[6]) || bench_selected(&a, names[7]))
         case_batch(&a, names[6], names[7], 10 * BATCH_LINES);
+    if (bench_selected(&a, names[8]) || bench_selected(&a, names[9]))
+        case_full(&a, names[8], names[9]);
     if (bench_selected(&a, names[5]))
         case_curve(&a, names[5]);
     if (server_pid > 0) {

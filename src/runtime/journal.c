@@ -150,6 +150,7 @@ static void note_lost(cbx_journal *j, const char *msg)
     if (!j->lost_first)
         j->lost_first = j->batch_no;
     j->lost_last = j->batch_no;
+    j->count_known = 0; /* the rows it counted are gone */
     cbx__journal_lost_locked(j, j->txn_writes, msg);
 }
 

@@ -184,7 +184,13 @@ struct cbx_journal {
     /* Faults, retention by size, the record cap (journal_faults.c, journal_retention.c). */
     int read_only;
     uint64_t max_bytes, max_record_bytes;
-    int retention_ready;     /* journal_retention exists */
+    int retention_ready; /* journal_retention exists */
+    /* Retention by count: executions held count_rows rows, the last of them count_rowid, when
+     * last known (journal_query.c); good while count_known and PRAGMA data_version is still
+     * count_dv (no other connection has committed since). A lost batch or a deletion other
+     * than retention's clears count_known. */
+    int count_known;
+    int64_t count_rows, count_rowid, count_dv;
     int lost_fd;             /* the loss ledger, -1 = none */
     cbx_journal_losses lost; /* this handle's losses (under mu) */
 

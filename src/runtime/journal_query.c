@@ -587,6 +587,7 @@ static int delete_where(cbx_journal *j, const char *cond,
 {
     char sql[1536];
     sqlite3_stmt *st = NULL;
+    j->count_known = 0; /* retention by count takes the count again (its own deletion resets it) */
     /* A savepoint, so that a failure undoes the deletion and nothing else of the batch. */
     if (sqlite3_exec(j->db, "SAVEPOINT cbx_delete", NULL, NULL, NULL) != SQLITE_OK)
         return cbx__journal_fail(j, err, "savepoint");
@@ -689,6 +690,37 @@ static void bind_cutoff(sqlite3_stmt *st, const void *ud)
         sqlite3_bind_int64(st, 2, c[1]);
 }
 
+/* The rows of executions, max_rowid the largest rowid. A count(*) reads every page of the
+ * smallest index: at the cap (max_executions rows, the oldest deleted as new ones come) that was
+ * every retention pass, and made each write of a full journal half as costly again. So the count
+ * is kept: within a batch (the write lock held, no one else writes), when no other connection
+ * has committed since it was taken (PRAGMA data_version) and no batch of this handle was lost,
+ * the rows are those counted plus those inserted since, whose rowids are past the last one
+ * counted: a walk over the new rows only. */
+static int count_rows_locked(cbx_journal *j, int64_t max_rowid, int64_t *n, cbx_err *err)
+{
+    int64_t dv = 0, x = 0, y = 0;
+    int have = 0, r = 0;
+    int in_batch = j->in_txn && !sqlite3_get_autocommit(j->db);
+    if (in_batch && (r = query_2i64(j, "PRAGMA data_version", 0, &dv, &y, &have, err)) != 0)
+        return r;
+    int known = in_batch && have && j->count_known && dv == j->count_dv;
+    if (known)
+        r = query_2i64(j, "SELECT count(*) FROM executions WHERE rowid > ?1", j->count_rowid, &x,
+                       &y, &have, err);
+    else
+        r = query_2i64(j, "SELECT count(*) FROM executions", 0, &x, &y, &have, err);
+    j->count_known = 0;
+    if (r != 0)
+        return r;
+    *n = known ? j->count_rows + x : x;
+    j->count_dv = in_batch ? dv : 0;
+    j->count_rows = *n;
+    j->count_rowid = max_rowid;
+    j->count_known = in_batch;
+    return 0;
+}
+
 /* Cheap when nothing is due: two index look-ups. A batch is begun only to delete. */
 static int prune_count_age_locked(cbx_journal *j, cbx_err *err)
 {
@@ -717,8 +749,7 @@ static int prune_count_age_locked(cbx_journal *j, cbx_err *err)
                    0, &x, &y, &have, err);
     if (r != 0 || !have || (uint64_t)(y - x + 1) <= j->max_executions)
         return r;
-    r = query_2i64(j, "SELECT count(*) FROM executions", 0, &x, &y, &have, err);
-    if (r != 0 || !have || (uint64_t)x <= j->max_executions)
+    if ((r = count_rows_locked(j, y, &x, err)) != 0 || (uint64_t)x <= j->max_executions)
         return r;
     int64_t c[2];
     r = query_2i64(j,
@@ -727,10 +758,21 @@ static int prune_count_age_locked(cbx_journal *j, cbx_err *err)
                    x - (int64_t)j->max_executions - 1, &c[0], &c[1], &have, err);
     if (r != 0 || !have)
         return r;
+    uint64_t gone = 0;
+    int keep = j->count_known; /* delete_where forgets the count */
     if ((r = cbx__journal_begin_locked(j, err)) != 0 ||
-        (r = cbx__journal_delete_upto_locked(j, c[0], c[1], err)) != 0)
+        (r = delete_where(j, " WHERE (submitted_ms, rowid) <= (?1, ?2)", bind_cutoff, c, &gone,
+                          err)) != 0 ||
+        (r = cbx__journal_note_cut_locked(j, c[0] + 1, err)) != 0)
         return r;
-    return cbx__journal_note_cut_locked(j, c[0] + 1, err);
+    /* the count goes on from here: what is left, up to the newest row left (a row inserted
+     * next has a greater rowid: SQLite's is the largest plus one) */
+    if (!keep || (uint64_t)x < gone)
+        return 0;
+    r = query_2i64(j, "SELECT max(rowid) FROM executions", 0, &j->count_rowid, &y, &have, err);
+    j->count_rows = x - (int64_t)gone;
+    j->count_known = r == 0 && have;
+    return r;
 }
 
 int cbx__journal_delete_upto_locked(cbx_journal *j, int64_t submitted_ms, int64_t rowid,

@@ -481,6 +481,63 @@ Test(journal_retention, prunes_by_itself_as_it_writes)
     cbx_journal_close(j);
 }
 
+/* Retention keeps its row count from pass to pass rather than counting the table each time: a
+ * deletion by another connection in between must make it count again, or it would take the
+ * count it kept plus the rows added since for the rows there are, and delete too many. */
+Test(journal_retention, a_deletion_by_another_process_is_seen_by_the_next_pass)
+{
+    make_tmpdir();
+    char path[300], id[16];
+    tmp_path(path, sizeof path, "j.db");
+    cbx_journal *j = open_at(path, 300, 0);
+    /* 1,200 writes: a pass at the 1,000th cuts the table to 300 rows */
+    for (int i = 0; i < 400; i++) {
+        snprintf(id, sizeof id, "a%03d", i);
+        write_ex(j, &(ex_spec){id, "command", "success", NULL, NULL, 1000 + (uint64_t)i, 1, 1});
+    }
+    cr_assert_eq(cbx_journal_flush(j, NULL), 0);
+    sqlite3 *other = NULL;
+    cr_assert_eq(sqlite3_open(path, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other,
+                              "DELETE FROM executions WHERE rowid IN"
+                              " (SELECT rowid FROM executions ORDER BY rowid LIMIT 250)",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(other));
+    sqlite3_close(other);
+    /* 1,050 writes more: the next pass comes after about 267 of these executions */
+    for (int i = 0; i < 350; i++) {
+        snprintf(id, sizeof id, "b%03d", i);
+        write_ex(j, &(ex_spec){id, "command", "success", NULL, NULL, 2000 + (uint64_t)i, 1, 1});
+    }
+    json_t *r = history(j, (cbx_history_filter){.limit = 10000});
+    /* 50 left, 350 added, the excess over 300 cut once: at least 300 remain */
+    cr_assert_geq(json_array_size(r), 300, "retention deleted too many: %zu rows left",
+                  json_array_size(r));
+    cr_assert_leq(json_array_size(r), 300 + 350);
+    cr_assert_str_eq(row_id(r, 0), "b349");
+    json_decref(r);
+    cbx_journal_close(j);
+    remove_tree(tmpdir);
+}
+
+/* Pass after pass, the count kept follows the rows: the table stays at its bound. */
+Test(journal_retention, stays_at_its_bound_pass_after_pass)
+{
+    cbx_journal *j = open_at(":memory:", 100, 0);
+    char id[16];
+    for (int i = 0; i < 3000; i++) { /* 9,000 writes: nine passes */
+        snprintf(id, sizeof id, "c%04d", i);
+        write_ex(j, &(ex_spec){id, "command", "success", NULL, NULL, 1000 + (uint64_t)i, 1, 1});
+    }
+    /* the last pass came at the 9,000th write, the last one: it left exactly the bound */
+    json_t *r = history(j, (cbx_history_filter){.limit = 10000});
+    cr_assert_eq(json_array_size(r), 100, "%zu rows", json_array_size(r));
+    cr_assert_str_eq(row_id(r, 0), "c2999");
+    cr_assert_str_eq(row_id(r, 99), "c2900");
+    json_decref(r);
+    cbx_journal_close(j);
+}
+
 Test(journal_retention, drops_what_is_older_than_max_age)
 {
     uint64_t now = wall_ms(), day = 24ull * 3600 * 1000;
