@@ -27,6 +27,9 @@
  *                                 it adds) and on an empty one with the same bound: ns per
  *                                 line; a note gives full against under (the deletions' cost;
  *                                 the count of what is kept must not weigh)
+ *   journal.cli.exec.bound.small  `cbx exec -- true` on an empty journal and on one at the
+ *   journal.cli.exec.bound.full   default bound (100,000 executions, filled by a batch), in
+ *                                 turn, CURVE_PAIRS times: the median of each, and a note
  *
  * cbx is found through $CBX_CLI, else the path CMake compiled in; the HTTP server (the tests'
  * tests/helpers/http_server.c) through $CBX_HTTP_SERVER, else the compiled-in path. A missing one
@@ -66,6 +69,7 @@
 #define HTTP_REQUESTS  20000u
 #define BATCH_LINES    1000u
 #define FULL_BOUND     20000u
+#define BOUND_DEFAULT  100000u
 #define NOJOURNAL_RUNS 1000u
 
 extern char **environ;
@@ -171,7 +175,7 @@ static int find_exe(char *out, size_t len, const char *env, const char *built)
  * hold at least 2 * CURVE_PAIRS): a growth with the journal's size shows in their medians, the
  * machine's drift over the run does not. */
 static void curve_pairs(const char *name, const char *small, const char *full, uint64_t *wall,
-                        uint64_t *cpu)
+                        uint64_t *cpu, const char *small_what, const char *full_what)
 {
     char *argv[] = {cbx_path, "exec", "--", "true", NULL};
     uint64_t *sw = wall, *sc = cpu, *fw = wall + CURVE_PAIRS, *fc = cpu + CURVE_PAIRS;
@@ -188,11 +192,11 @@ static void curve_pairs(const char *name, const char *small, const char *full, u
     }
     uint64_t msw = median(sw, CURVE_PAIRS), msc = median(sc, CURVE_PAIRS);
     uint64_t mfw = median(fw, CURVE_PAIRS), mfc = median(fc, CURVE_PAIRS);
-    printf("# note\t%s: in turn, %u pairs: on the journal of the first thousand %.2f ms wall, "
-           "%.2f ms CPU; on the full one %.2f ms wall, %.2f ms CPU: %.3f wall, %.3f CPU "
-           "(target: at most 1.10)\n",
-           name, CURVE_PAIRS, (double)msw / 1e6, (double)msc / 1e6, (double)mfw / 1e6,
-           (double)mfc / 1e6, (double)mfw / (double)msw, (double)mfc / (double)msc);
+    printf("# note\t%s: in turn, %u pairs: on %s %.2f ms wall, %.2f ms CPU; on %s %.2f ms "
+           "wall, %.2f ms CPU: %.3f wall, %.3f CPU (target: at most 1.10)\n",
+           name, CURVE_PAIRS, small_what, (double)msw / 1e6, (double)msc / 1e6, full_what,
+           (double)mfw / 1e6, (double)mfc / 1e6, (double)mfw / (double)msw,
+           (double)mfc / (double)msc);
     char line[128];
     snprintf(line, sizeof line, "%s.small", name);
     bench_emit(line, (double)msw, -1, CURVE_PAIRS);
@@ -258,7 +262,8 @@ static void case_curve(const bench_args *a, const char *name)
                name, n, (double)last_wall / (double)first_wall,
                (double)last_cpu / (double)first_cpu, wal_max, file_size(wal), file_size(db));
         printf("# journal.cli.wal_max_bytes\t%ld\n", wal_max);
-        curve_pairs(name, small, state, wall, cpu);
+        curve_pairs(name, small, state, wall, cpu, "the journal of the first thousand",
+                    "the full one");
         char line[128];
         snprintf(line, sizeof line, "%s.first", name);
         bench_emit(line, (double)first_wall, -1, CURVE_BLOCK);
@@ -467,11 +472,35 @@ static void case_full(const bench_args *a, const char *full_name, const char *un
            (double)best_u / 1e3 / (double)lines, (double)best_f / (double)best_u);
 }
 
+/* cbx exec -- true on a journal at its default bound (100,000 executions, a batch of as many
+ * lines first) and on an empty one, in turn, CURVE_PAIRS times. */
+static void case_exec_bound(const bench_args *a, const char *name)
+{
+    (void)a;
+    char flow[PATH_MAX + 16], fill[PATH_MAX + 32], full[600], empty[600];
+    if (batch_files(BOUND_DEFAULT, flow, fill) != 0)
+        return;
+    fresh_dir(full, sizeof full, "bound");
+    fresh_dir(empty, sizeof empty, "bound-empty");
+    char *argv_fill[] = {cbx_path,   "run",       flow, "--batch", fill,
+                         "--output", "/dev/null", "-q", NULL};
+    ran r;
+    if (run_ok(name, argv_fill, full, &r) != 0)
+        return;
+    uint64_t *wall = malloc(2 * CURVE_PAIRS * sizeof *wall),
+             *cpu = malloc(2 * CURVE_PAIRS * sizeof *cpu);
+    if (wall && cpu)
+        curve_pairs(name, empty, full, wall, cpu, "an empty journal",
+                    "one at its bound of 100,000 executions");
+    free(wall);
+    free(cpu);
+}
+
 static const char *const names[] = {
     "journal.cli.exec.nojournal",   "journal.cli.http.journal",       "journal.cli.http.nojournal",
     "journal.cli.batch.journal",    "journal.cli.batch.nojournal",    "journal.cli.exec.curve",
     "journal.cli.batch10k.journal", "journal.cli.batch10k.nojournal", "journal.cli.batch.full",
-    "journal.cli.batch.under"};
+    "journal.cli.batch.under",      "journal.cli.exec.bound"};
 
 int main(int argc, char **argv)
 {
@@ -510,6 +539,8 @@ int main(int argc, char **argv)
         case_batch(&a, names[6], names[7], 10 * BATCH_LINES);
     if (bench_selected(&a, names[8]) || bench_selected(&a, names[9]))
         case_full(&a, names[8], names[9]);
+    if (bench_selected(&a, names[10]))
+        case_exec_bound(&a, names[10]);
     if (bench_selected(&a, names[5]))
         case_curve(&a, names[5]);
     if (server_pid > 0) {

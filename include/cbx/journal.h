@@ -28,7 +28,8 @@ typedef struct cbx_journal cbx_journal;
 
 typedef struct cbx_journal_opts {
     const char *path;              /* NULL = the default above; ":memory:" for tests */
-    uint64_t max_executions;       /* retention: keep the newest N executions; 0 = 100000 */
+    uint64_t max_executions;       /* retention: keep the newest N executions (a few hundred
+                                      more between passes); 0 = 100000 */
     uint64_t max_age_ms;           /* retention: drop executions older than this; 0 = forever */
     const char *const *redact_env; /* NULL-terminated extra names (globs like "*_TOKEN") to
                                       redact; a built-in list always applies */
@@ -280,7 +281,9 @@ int cbx_journal_stats(cbx_journal *j, const cbx_history_filter *f, const char *g
 /* Delete the filtered executions (all when f is NULL) and their attempts; *deleted if not NULL. */
 int cbx_journal_clear(cbx_journal *j, const cbx_history_filter *f, uint64_t *deleted, cbx_err *err);
 
-/* Apply the retention limits now (also done automatically every so many writes). */
+/* Apply the retention limits now, exactly: max_executions rows at most are left. They are also
+ * applied every 1,000 writes and at the open, which lets the table exceed max_executions by up
+ * to 333 rows (docs/journal.md, "Retention"). 0 or CBX_EJOURNAL. */
 int cbx_journal_prune(cbx_journal *j, cbx_err *err);
 
 /* The state directory the defaults use (made if missing); writes into buf. Returns 0 or -errno;

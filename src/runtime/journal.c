@@ -725,7 +725,7 @@ static long long wal_bytes(const cbx_journal *j);
  * the flusher to copy. */
 static int open_finish_locked(cbx_journal *j, int memory, cbx_err *err)
 {
-    int r = cbx__journal_prune_locked(j, err);
+    int r = cbx__journal_prune_locked(j, 1, err);
     if (r == 0)
         r = cbx__journal_commit_locked(j, err);
     if (r == 0 && !memory && wal_bytes(j) > CBX__JOURNAL_EARLY_WAL_BYTES) {
@@ -1214,7 +1214,7 @@ static int write_done(cbx_journal *j, cbx_err *err)
     j->txn_writes++;
     if (++j->writes_since_prune >= CBX__JOURNAL_PRUNE_EVERY) {
         j->writes_since_prune = 0;
-        r = cbx__journal_prune_locked(j, err);
+        r = cbx__journal_prune_locked(j, 0, err);
     }
     /* not in the middle of writing the queue: a start and its end queued together make one
      * row only within one batch (the caller of the drain commits after it when due) */

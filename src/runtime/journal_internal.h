@@ -304,8 +304,9 @@ static inline uint64_t cbx__journal_earliest(uint64_t a, uint64_t b)
  * not (under mu, in the open batch). 0 or CBX_EJOURNAL. */
 int cbx__journal_status_write_locked(cbx_journal *j, const char *id, const char *status,
                                      cbx_err *err);
-/* With j->mu held and a batch open: apply the retention limits (count, age, then size). */
-int cbx__journal_prune_locked(cbx_journal *j, cbx_err *err);
+/* With j->mu held and a batch open: apply the retention limits (count, age, then size);
+ * at_open: the pass of the journal's open, which lets the count exceed its bound a little. */
+int cbx__journal_prune_locked(cbx_journal *j, int at_open, cbx_err *err);
 /* With j->mu held and a batch open: delete the executions up to (submitted_ms, rowid), oldest
  * first, with their attempts (journal_query.c). */
 int cbx__journal_delete_upto_locked(cbx_journal *j, int64_t submitted_ms, int64_t rowid,

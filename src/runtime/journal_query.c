@@ -721,8 +721,10 @@ static int count_rows_locked(cbx_journal *j, int64_t max_rowid, int64_t *n, cbx_
     return 0;
 }
 
-/* Cheap when nothing is due: two index look-ups. A batch is begun only to delete. */
-static int prune_count_age_locked(cbx_journal *j, cbx_err *err)
+/* Cheap when nothing is due: two index look-ups. A batch is begun only to delete. slack: the
+ * rows the table may exceed max_executions by before they are counted (see
+ * cbx__journal_prune_locked). */
+static int prune_count_age_locked(cbx_journal *j, uint64_t slack, cbx_err *err)
 {
     int64_t x = 0, y = 0;
     int have = 0, r;
@@ -747,7 +749,7 @@ static int prune_count_age_locked(cbx_journal *j, cbx_err *err)
                    "SELECT (SELECT min(rowid) FROM executions),"
                    " (SELECT max(rowid) FROM executions)",
                    0, &x, &y, &have, err);
-    if (r != 0 || !have || (uint64_t)(y - x + 1) <= j->max_executions)
+    if (r != 0 || !have || (uint64_t)(y - x + 1) <= j->max_executions + slack)
         return r;
     if ((r = count_rows_locked(j, y, &x, err)) != 0 || (uint64_t)x <= j->max_executions)
         return r;
@@ -782,13 +784,20 @@ int cbx__journal_delete_upto_locked(cbx_journal *j, int64_t submitted_ms, int64_
     return delete_where(j, " WHERE (submitted_ms, rowid) <= (?1, ?2)", bind_cutoff, c, NULL, err);
 }
 
-int cbx__journal_prune_locked(cbx_journal *j, cbx_err *err)
+int cbx__journal_prune_locked(cbx_journal *j, int at_open, cbx_err *err)
 {
+    /* A process that opens the journal makes its first pass outside any batch, where the count
+     * is never kept, and a short one (one cbx exec) makes no other: at the bound, each one would
+     * count the whole table to delete the one row the last one added. So the pass at an open
+     * lets the table exceed the bound by what the passes every 1,000 writes allow between two of
+     * them (a third of that, in executions) before it counts and cuts back to the bound: once
+     * in about 330 short processes. */
+    uint64_t slack = at_open ? CBX__JOURNAL_PRUNE_EVERY / 3 : 0;
     /* whatever it finds: another process cuts too */
     atomic_store_explicit(&j->retention_epoch, cbx__journal_new_epoch(), memory_order_relaxed);
     int r = cbx__journal_retention_setup_locked(j, err);
     if (r == 0)
-        r = prune_count_age_locked(j, err);
+        r = prune_count_age_locked(j, slack, err);
     if (r == 0)
         r = cbx__journal_prune_size_locked(j, err);
     return r;
@@ -806,7 +815,7 @@ int cbx_journal_prune(cbx_journal *j, cbx_err *err)
     cbx__journal_lock(j);
     int r = cbx__journal_settle_locked(j, err);
     if (r == 0)
-        r = cbx__journal_prune_locked(j, err);
+        r = cbx__journal_prune_locked(j, 0, err);
     int c = cbx__journal_commit_locked(j, r == 0 ? err : NULL);
     pthread_mutex_unlock(&j->mu);
     return r != 0 ? r : c;

@@ -553,17 +553,35 @@ Test(journal_retention, drops_what_is_older_than_max_age)
     cbx_journal_close(j);
 }
 
+/* The pass at an open cuts back to the bound a table that exceeds it by more than a pass every
+ * 1,000 writes allows (333 executions); a smaller excess waits for the next pass that counts
+ * (so that a process at a full journal does not count the table to delete one row). */
 Test(journal_retention, applied_when_a_file_is_opened)
 {
     make_tmpdir();
-    char path[300];
+    char path[300], id[16];
     tmp_path(path, sizeof path, "j.db");
     cbx_journal *j = open_at(path, 0, 0);
     write_five(j);
     cbx_journal_close(j);
     j = open_at(path, 2, 0);
     json_t *r = history(j, (cbx_history_filter){0});
+    cr_assert_eq(json_array_size(r), 5, "an excess of 3 was cut at the open");
+    json_decref(r);
+    cr_assert_eq(cbx_journal_prune(j, NULL), 0);
+    r = history(j, (cbx_history_filter){0});
     assert_ids(r, "e5,e4");
+    json_decref(r);
+    cbx_journal_close(j);
+    j = open_at(path, 0, 0); /* the default bound: nothing cut while writing */
+    for (int i = 0; i < 340; i++) {
+        snprintf(id, sizeof id, "o%03d", i);
+        write_ex(j, &(ex_spec){id, "command", "success", NULL, NULL, 9000 + (uint64_t)i, 1, 1});
+    }
+    cbx_journal_close(j);
+    j = open_at(path, 2, 0);
+    r = history(j, (cbx_history_filter){.limit = 1000});
+    assert_ids(r, "o339,o338");
     json_decref(r);
     cbx_journal_close(j);
     remove_tree(tmpdir);
