@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cbx/clock.h"
+#include "core/real_text.h"
 
 #define USER_AGENT "cbx/0.1"
 
@@ -481,7 +482,7 @@ static int append_query(CURLU *u, const char *key, const json_t *v, cbx_err *err
     else if (json_is_integer(v))
         snprintf(text, sizeof text, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     else if (json_is_real(v))
-        snprintf(text, sizeof text, "%.17g", json_real_value(v));
+        cbx__real_plain(json_real_value(v), text);
     else if (json_is_boolean(v))
         s = json_is_true(v) ? "true" : "false";
     else if (json_is_null(v))

@@ -18,6 +18,7 @@
 #include "flow/flow_journal.h"
 #include "flow/runs_on.h"
 
+#include "core/real_text.h"
 #include "core/text.h"
 #include "core/uuid.h"
 #include "runtime/builtins.h"
@@ -662,7 +663,7 @@ static int expand_key(runner *R, cbx_policy *p, const char *what, const char *tp
         snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         k = num;
     } else if (json_is_real(v)) {
-        snprintf(num, sizeof num, "%.17g", json_real_value(v));
+        cbx__real_plain(json_real_value(v), num);
         k = num;
     }
     if (!k || !k[0]) {

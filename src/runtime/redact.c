@@ -468,48 +468,15 @@ static void put_integer(dumper *d, json_int_t v)
     put(d, p, (size_t)(buf + sizeof buf - p));
 }
 
-/* As jansson writes reals: %.17g, a '.' or an exponent always present, no '+' or leading zeros
- * in the exponent, '.' whatever the locale. */
+/* A real: the fewest digits that read back (what JSON cannot hold, written 0.0). */
 static void put_real(dumper *d, double v)
 {
-    char buf[40], out[48];
-    size_t fast = cbx__real17(v, buf); /* the usual durations and timings, without printf */
-    if (fast) {
-        if (!memchr(buf, '.', fast))
-            memcpy(buf + fast, ".0", 3), fast += 2;
-        put(d, buf, fast);
-        return;
-    }
-    int n = snprintf(buf, sizeof buf, "%.17g", v);
-    if (n <= 0 || (size_t)n >= sizeof buf) {
+    char buf[40];
+    size_t n = cbx__real_json(v, buf);
+    if (n)
+        put(d, buf, n);
+    else
         put(d, "0.0", 3);
-        return;
-    }
-    size_t o = 0;
-    int has_dot_or_exp = 0;
-    for (int i = 0; i < n; i++) {
-        char c = buf[i];
-        if (c == ',')
-            c = '.';
-        if (c == '.' || c == 'e')
-            has_dot_or_exp = 1;
-        out[o++] = c;
-        if (c == 'e') {
-            i++;
-            if (buf[i] == '-')
-                out[o++] = buf[i++];
-            else if (buf[i] == '+')
-                i++;
-            while (buf[i] == '0' && i + 1 < n)
-                i++;
-            i--;
-        }
-    }
-    if (!has_dot_or_exp) {
-        out[o++] = '.';
-        out[o++] = '0';
-    }
-    put(d, out, o);
 }
 
 static void dump_value(dumper *d, const json_t *v, int depth);

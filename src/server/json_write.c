@@ -1,8 +1,8 @@
 /* A JSON value as compact text into a caller's buffer, byte for byte as jansson's
  * json_dumps(JSON_COMPACT | JSON_ENCODE_ANY) writes it (members in their order, strings escaped
- * the same way, reals as "%.17g" with ".0" added), without jansson's per-container cycle check
- * (a printf of the pointer and a hash table insertion each): responses are dumped on the loop's
- * thread, one per request. */
+ * the same way), but for reals, written with the fewest digits that read back, without jansson's
+ * per-container cycle check (a printf of the pointer and a hash table insertion each): responses
+ * are dumped on the loop's thread, one per request. */
 #include "server/json_write.h"
 
 #include "core/json_escape.h"
@@ -56,42 +56,15 @@ static void put_string(out *o, const char *s, size_t n)
     putc1(o, '"');
 }
 
-/* As jansson: "%.17g", a ".0" when that has neither '.' nor 'e', no '+' nor leading zeros in
- * the exponent. */
+/* A real: the fewest digits that read back. */
 static void put_real(out *o, double v)
 {
     char buf[40];
-    if (v == 0) { /* "%.17g" writes "0" or "-0" */
-        if (signbit(v))
-            put(o, "-0.0", 4);
-        else
-            put(o, "0.0", 3);
-        return;
-    }
-    size_t n = cbx__real17(v, buf); /* the usual durations, without printf */
-    if (!n) {
-        int k = snprintf(buf, sizeof buf, "%.17g", v);
-        if (k <= 0 || (size_t)k >= sizeof buf) {
-            o->full = 1;
-            return;
-        }
-        n = 0;
-        for (int i = 0; i < k; i++) { /* in place: the text only gets shorter */
-            char c = buf[i] == ',' ? '.' : buf[i];
-            buf[n++] = c;
-            if (c != 'e')
-                continue;
-            if (buf[i + 1] == '-')
-                buf[n++] = buf[++i];
-            else if (buf[i + 1] == '+')
-                i++;
-            while (buf[i + 1] == '0' && i + 2 < k)
-                i++;
-        }
-    }
-    put(o, buf, n);
-    if (!memchr(buf, '.', n) && !memchr(buf, 'e', n))
-        put(o, ".0", 2);
+    size_t n = cbx__real_json(v, buf);
+    if (!n)
+        o->full = 1;
+    else
+        put(o, buf, n);
 }
 
 static void put_value(out *o, const json_t *v, int depth)

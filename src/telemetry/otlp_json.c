@@ -4,6 +4,7 @@
 #include "telemetry/trace.h"
 
 #include "core/json_escape.h"
+#include "core/real_text.h"
 #include "core/strbuf.h"
 
 #ifndef CBX_VERSION
@@ -95,8 +96,9 @@ static void attr(buf *b, const cbx__span *s, const cbx__span_attr *a)
     default:
         CBX__BUF_LIT(b, "{\"key\":");
         str(b, a->key);
-        if (isfinite(a->v.d))
-            cbx__buf_printf(b, ",\"value\":{\"doubleValue\":%.17g}}", a->v.d);
+        char num[40];
+        if (cbx__real_json(a->v.d, num))
+            cbx__buf_printf(b, ",\"value\":{\"doubleValue\":%s}}", num);
         else
             cbx__buf_printf(b, ",\"value\":{\"doubleValue\":\"%s\"}}",
                             isnan(a->v.d) ? "NaN"

@@ -14,6 +14,13 @@ expect_rc 0 "a select"
 [ "$(jqv '.outputs.rows | tojson')" = '[{"n":42,"j":{"k":[true]}}]' ] ||
     fail "rows: $(cat "$TMP/out")"
 
+# a real parameter is sent with the fewest digits that read back: 0.1 into a numeric stays 0.1
+run "$CBX" exec postgres "${conn[@]}" \
+    -p 'sql=SELECT ($1::numeric)::text AS t, $2::numeric = 2.571 AS same' -p 'params=[0.1, 2.571]' --json
+expect_rc 0 "real parameters"
+[ "$(jqv '.outputs.rows | tojson')" = '[{"t":"0.1","same":true}]' ] ||
+    fail "real parameters: $(cat "$TMP/out")"
+
 run "$CBX" exec postgres "${conn[@]}" -p 'sql=SELECT nope FROM pg_class'
 expect_rc 1 "an unknown column"
 expect_err_line 'ERROR 42703: column "nope" does not exist (at character 8)' "an unknown column"

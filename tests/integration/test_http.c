@@ -461,12 +461,13 @@ Test(http, redirects_are_followed)
 Test(http, query_headers_and_json_body_are_sent)
 {
     cbx_result r;
-    cr_assert_eq(run("/echo?x=0",
-                     "{\"method\": \"PUT\", \"query\": {\"a\": [1, 2], \"b c\": \"d&e=f\", "
-                     "\"t\": true}, \"headers\": {\"X-Test\": \"yes\", \"X-Empty\": \"\"}, "
-                     "\"json\": {\"k\": [1, 2]}}",
-                     NULL, &r),
-                 0, "%s", r.error);
+    cr_assert_eq(
+        run("/echo?x=0",
+            "{\"method\": \"PUT\", \"query\": {\"a\": [1, 2], \"b c\": \"d&e=f\", "
+            "\"t\": true, \"r\": 0.1}, \"headers\": {\"X-Test\": \"yes\", \"X-Empty\": \"\"}, "
+            "\"json\": {\"k\": [1, 2]}}",
+            NULL, &r),
+        0, "%s", r.error);
     const json_t *echo = out(&r, "json");
     cr_assert_str_eq(json_string_value(json_object_get(echo, "method")), "PUT");
     const json_t *q = json_object_get(echo, "query");
@@ -474,6 +475,8 @@ Test(http, query_headers_and_json_body_are_sent)
     cr_assert_str_eq(json_string_value(json_array_get(json_object_get(q, "a"), 1)), "2");
     cr_assert_str_eq(json_string_value(json_object_get(q, "b c")), "d&e=f");
     cr_assert_str_eq(json_string_value(json_object_get(q, "t")), "true");
+    cr_assert_str_eq(json_string_value(json_object_get(q, "r")),
+                     "0.1"); /* not 0.10000000000000001 */
     const json_t *h = json_object_get(echo, "headers");
     cr_assert_str_eq(json_string_value(json_object_get(h, "x-test")), "yes");
     cr_assert_str_eq(json_string_value(json_object_get(h, "x-empty")), "");

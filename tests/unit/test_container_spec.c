@@ -87,16 +87,17 @@ Test(container_spec, volumes_checked_with_their_place)
 
 Test(container_spec, create_body)
 {
-    json_t *p = json_pack("{s:s, s:s, s:{s:s, s:i}, s:[s], s:s, s:f, s:i, s:b, s:{s:s}}", "image",
-                          "img:1", "command", "sh -c 'exit 3'", "environment", "A", "x", "N", 7,
-                          "volumes", "/tmp:/t:ro", "memory", "16m", "cpus", 1.5, "pids_limit", 64,
-                          "remove", 0, "labels", "team", "data");
+    json_t *p = json_pack("{s:s, s:s, s:{s:s, s:i, s:f}, s:[s], s:s, s:f, s:i, s:b, s:{s:s}}",
+                          "image", "img:1", "command", "sh -c 'exit 3'", "environment", "A", "x",
+                          "N", 7, "R", 0.1, "volumes", "/tmp:/t:ro", "memory", "16m", "cpus", 1.5,
+                          "pids_limit", 64, "remove", 0, "labels", "team", "data");
     cbx_err e;
     cbx_err_clear(&e);
     json_t *b = cbx__ctr_spec_build(p, "exec-1", &e);
     cr_assert_not_null(b, "%s", e.msg);
     json_t *want = json_loads(
-        "{\"Image\":\"img:1\",\"Cmd\":[\"sh\",\"-c\",\"exit 3\"],\"Env\":[\"A=x\",\"N=7\"],"
+        "{\"Image\":\"img:1\",\"Cmd\":[\"sh\",\"-c\",\"exit "
+        "3\"],\"Env\":[\"A=x\",\"N=7\",\"R=0.1\"],"
         "\"NetworkDisabled\":true,"
         "\"HostConfig\":{\"NetworkMode\":\"none\",\"Binds\":[\"/tmp:/t:ro\"],"
         "\"Memory\":16777216,\"MemorySwap\":16777216,\"NanoCpus\":1500000000,\"PidsLimit\":64}}",

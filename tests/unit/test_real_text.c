@@ -1,4 +1,5 @@
-/* cbx__real17 writes what printf's "%.17g" writes, byte for byte, or declines. */
+/* cbx__real17 writes what printf's "%.17g" writes, byte for byte, or declines;
+ * cbx__real_shortest the fewest digits that read back; cbx__real_json a JSON number. */
 #include <criterion/criterion.h>
 
 #include "core/real_text.h"
@@ -55,4 +56,141 @@ Test(real_text, random_values)
         same_as_printf(i & 1 ? -v : v);
         same_as_printf((double)(x % 100000000000ull) / 1e6);
     }
+}
+
+/* The fewest significant digits of any text that reads back as v: printf's at each precision in
+ * turn (a reference as slow as it is plain). */
+static int fewest_digits(double v)
+{
+    char buf[64];
+    for (int n = 1; n < 17; n++) {
+        snprintf(buf, sizeof buf, "%.*e", n - 1, v);
+        if (strtod(buf, NULL) == v)
+            return n;
+    }
+    return 17;
+}
+
+/* The significant digits of a fixed-notation text. */
+static int digits_in(const char *s)
+{
+    int n = 0, leading = 1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            continue;
+        if (*s == '0' && leading)
+            continue;
+        leading = 0;
+        n++;
+    }
+    return n;
+}
+
+static void shortest_reads_back(double v)
+{
+    char got[32];
+    size_t n = cbx__real_shortest(v, got);
+    double a = fabs(v);
+    if (!(a >= 1e-4 && a < 1e15)) {
+        cr_assert_eq(n, 0);
+        return;
+    }
+    cr_assert_gt(n, 0, "%a declined", v);
+    cr_assert_eq(strlen(got), n);
+    cr_assert_eq(strtod(got, NULL), v, "%s does not read back as %a", got, v);
+    char p17[64];
+    snprintf(p17, sizeof p17, "%.17g", v);
+    cr_assert_leq(n, strlen(p17), "%s longer than %s", got, p17);
+    int want = fewest_digits(v), have = digits_in(got);
+    /* an integer written whole may show zeros the fewest digits do not need (1e14) */
+    if (!strchr(got, '.'))
+        cr_assert_geq(have, want, "%s: %d digits, %d needed", got, have, want);
+    else
+        cr_assert_eq(have, want, "%s: %d digits, %d needed (%.17g)", got, have, want, v);
+}
+
+Test(real_text, shortest_usual_values)
+{
+    char out[32];
+    struct {
+        double v;
+        const char *want;
+    } cases[] = {{2.5710000000000002, "2.571"},
+                 {4.9109999999999996, "4.911"},
+                 {0.1, "0.1"},
+                 {0.1 + 0.2, "0.30000000000000004"},
+                 {1.0 / 3, "0.3333333333333333"},
+                 {2.0 / 3, "0.6666666666666666"},
+                 {1e14, "100000000000000"},
+                 {-0.001, "-0.001"},
+                 {1e-4, "0.0001"},
+                 {123.456, "123.456"},
+                 {999999999999999.9, "999999999999999.9"},
+                 {6.964, "6.964"}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cr_assert_gt(cbx__real_shortest(cases[i].v, out), 0);
+        cr_assert_str_eq(out, cases[i].want);
+    }
+}
+
+/* the same stream as random_values, and powers of two (where the double below is nearer) */
+Test(real_text, shortest_random_values)
+{
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 300000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        double mant = (double)(x >> 11) / 9007199254740992.0;
+        int dec = (int)(x % 20) - 4;
+        double v = (1.0 + 9.0 * mant) * pow(10.0, dec);
+        shortest_reads_back(i & 1 ? -v : v);
+        shortest_reads_back((double)(x % 100000000000ull) / 1e6);
+        shortest_reads_back(nextafter(v, 0));
+    }
+    for (int e = -13; e < 50; e++) {
+        shortest_reads_back(ldexp(1.0, e));
+        shortest_reads_back(nextafter(ldexp(1.0, e), 0));
+        shortest_reads_back(nextafter(ldexp(1.0, e), INFINITY));
+    }
+}
+
+Test(real_text, json_numbers)
+{
+    char out[40];
+    struct {
+        double v;
+        const char *want;
+    } cases[] = {{3.0, "3.0"},         {-0.0, "-0.0"},
+                 {0.0, "0.0"},         {2.5710000000000002, "2.571"},
+                 {1e-5, "1e-5"},       {1e20, "1e20"},
+                 {1.5e300, "1.5e300"}, {-2.5e-7, "-2.5e-7"},
+                 {1e15, "1e15"},       {0.1 + 0.2, "0.30000000000000004"}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        size_t n = cbx__real_json(cases[i].v, out);
+        cr_assert_eq(n, strlen(cases[i].want), "%s: %s", cases[i].want, out);
+        cr_assert_str_eq(out, cases[i].want);
+    }
+    cr_assert_eq(cbx__real_json(NAN, out), 0);
+    cr_assert_eq(cbx__real_json(INFINITY, out), 0);
+}
+
+Test(real_text, plain_numbers)
+{
+    char out[40];
+    struct {
+        double v;
+        const char *want;
+    } cases[] = {{3.0, "3"},
+                 {0.1, "0.1"},
+                 {-0.0, "-0"},
+                 {1e-5, "1e-5"},
+                 {1e20, "1e20"},
+                 {2.571, "2.571"},
+                 {1e14, "100000000000000"}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cr_assert_eq(cbx__real_plain(cases[i].v, out), strlen(cases[i].want));
+        cr_assert_str_eq(out, cases[i].want);
+    }
+    cr_assert_eq(cbx__real_plain(NAN, out), 0);
 }

@@ -4,6 +4,7 @@
 #include "executors/exit_params.h"
 
 #include "core/problems.h"
+#include "core/real_text.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -285,7 +286,7 @@ static json_t *env_array(const json_t *env)
         else if (json_is_integer(v))
             snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         else if (json_is_real(v))
-            snprintf(num, sizeof num, "%.17g", json_real_value(v));
+            cbx__real_plain(json_real_value(v), num);
         else
             text = json_is_true(v) ? "true" : "false";
         size_t n = strlen(key) + strlen(text) + 2;

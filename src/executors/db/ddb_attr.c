@@ -7,6 +7,8 @@
 
 #include "executors/db/ddb.h"
 
+#include "core/real_text.h"
+
 json_t *cbx__ddb_to_attr(const json_t *v)
 {
     char buf[64];
@@ -20,7 +22,7 @@ json_t *cbx__ddb_to_attr(const json_t *v)
         snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         return json_pack("{s:s}", "N", buf);
     case JSON_REAL:
-        snprintf(buf, sizeof buf, "%.17g", json_real_value(v));
+        cbx__real_plain(json_real_value(v), buf);
         return json_pack("{s:s}", "N", buf);
     case JSON_STRING:
         return json_pack("{s:O}", "S", (json_t *)v);

@@ -11,6 +11,8 @@
 
 #include "executors/db/pg.h"
 
+#include "core/real_text.h"
+
 /* SQLSTATE of a statement stopped by a cancel request. */
 #define SQLSTATE_QUERY_CANCELED "57014"
 
@@ -85,10 +87,11 @@ static char *param_text(const json_t *v, int *err)
         if (asprintf(&s, "%" JSON_INTEGER_FORMAT, json_integer_value(v)) < 0)
             s = NULL;
         break;
-    case JSON_REAL:
-        if (asprintf(&s, "%.17g", json_real_value(v)) < 0)
-            s = NULL;
+    case JSON_REAL: { /* the fewest digits: 0.1 into a numeric column stays 0.1 */
+        char num[40];
+        s = cbx__real_plain(json_real_value(v), num) ? strdup(num) : NULL;
         break;
+    }
     case JSON_STRING:
         s = strdup(json_string_value(v));
         break;
