@@ -44,14 +44,16 @@ run "$CBX" exec container -p image=$IMAGE -p memory=16m -p command=true
 expect_rc 0 "memory limit, no hog"
 
 # ---- a container removed by someone else while it runs: the attempt ends, it does not hang ----
+# (once it runs: removed between its create and its start, it fails as "removed by someone else
+# before it started")
 "$CBX" exec container -p image=$IMAGE -p 'command=sleep 600' --json >"$TMP/out" 2>"$TMP/err" &
 pid=$!
 deadline=$(($(date +%s) + 120))
-while [ -z "$(containers_of $pid)" ]; do
-    [ "$(date +%s)" -lt "$deadline" ] || fail "removed: the container never appeared"
+while [ -z "$(running_containers_of $pid)" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "removed: the container never ran"
     sleep 0.1
 done
-podman rm -f "$(containers_of $pid)" >/dev/null
+podman rm -f "$(running_containers_of $pid)" >/dev/null
 wait $pid
 rc=$?
 expect_rc 1 "removed by someone else"

@@ -20,3 +20,10 @@ containers_of() {
     podman ps -a --filter "label=io.cbx.owner" --format '{{.ID}} {{index .Labels "io.cbx.owner"}}' |
         awk -v pid="$1" '{ n = split($2, f, "/"); if (f[3] == pid) print $1 }'
 }
+
+# running_containers_of OWNER_PID: the same, those running only.
+running_containers_of() {
+    podman ps --filter "label=io.cbx.owner" --filter status=running \
+        --format '{{.ID}} {{index .Labels "io.cbx.owner"}}' |
+        awk -v pid="$1" '{ n = split($2, f, "/"); if (f[3] == pid) print $1 }'
+}

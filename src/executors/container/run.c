@@ -19,6 +19,7 @@
  * the probe, the SIGKILL at the end of the grace), and a zero delay for a report from inside
  * start or cancel.
  */
+#define _GNU_SOURCE /* strcasestr */
 #include "executors/container/container.h"
 
 #include <errno.h>
@@ -329,7 +330,12 @@ static void on_start(cbx__ctr_req *rq)
         char msg[400];
         cbx__ctr_req_error(rq, "start", msg, sizeof msg);
         cbx__ctr_req_clear(rq);
-        fail(r, "%s", msg);
+        /* gone between its create and its start: Docker says 404, podman 500 "no such
+         * container" */
+        if (rq->status == 404 || (rq->status == 500 && strcasestr(msg, "no such container")))
+            fail(r, "container %.12s was removed by someone else before it started", r->id);
+        else
+            fail(r, "%s", msg);
         cbx__ctr_abort(&r->attach_rq);
         do_delete(r);
         return;
