@@ -41,21 +41,29 @@ Test(real_text, declines_what_it_does_not_cover)
     cr_assert_eq(cbx__real17(INFINITY, out), 0);
 }
 
-/* a million doubles from a fixed xorshift stream, over the covered range's every decade, plus
- * durations in ms as the runtime makes them (ns / 1e6) */
-Test(real_text, random_values)
+/* n doubles from a fixed xorshift stream over the covered range's every decade, each checked
+ * with either sign, plus durations in ms as the runtime makes them (ns / 1e6), and with
+ * neighbours the double below each */
+static void random_stream(int n, void (*check)(double), int neighbours)
 {
     uint64_t x = 88172645463325252ull;
-    for (int i = 0; i < 1000000; i++) {
+    for (int i = 0; i < n; i++) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         double mant = (double)(x >> 11) / 9007199254740992.0; /* [0, 1) */
         int dec = (int)(x % 20) - 4;                          /* 10^-4 .. 10^15 */
         double v = (1.0 + 9.0 * mant) * pow(10.0, dec);
-        same_as_printf(i & 1 ? -v : v);
-        same_as_printf((double)(x % 100000000000ull) / 1e6);
+        check(i & 1 ? -v : v);
+        check((double)(x % 100000000000ull) / 1e6);
+        if (neighbours)
+            check(nextafter(v, 0));
     }
+}
+
+Test(real_text, random_values)
+{
+    random_stream(1000000, same_as_printf, 0);
 }
 
 /* The fewest significant digits of any text that reads back as v: printf's at each precision in
@@ -109,45 +117,44 @@ static void shortest_reads_back(double v)
         cr_assert_eq(have, want, "%s: %d digits, %d needed (%.17g)", got, have, want, v);
 }
 
-Test(real_text, shortest_usual_values)
+typedef struct want_text {
+    double v;
+    const char *want;
+} want_text;
+
+/* fn writes each value as wanted, and declines NaN */
+static void writes_as_wanted(size_t (*fn)(double, char *), const want_text *w, size_t n)
 {
-    char out[32];
-    struct {
-        double v;
-        const char *want;
-    } cases[] = {{2.5710000000000002, "2.571"},
-                 {4.9109999999999996, "4.911"},
-                 {0.1, "0.1"},
-                 {0.1 + 0.2, "0.30000000000000004"},
-                 {1.0 / 3, "0.3333333333333333"},
-                 {2.0 / 3, "0.6666666666666666"},
-                 {1e14, "100000000000000"},
-                 {-0.001, "-0.001"},
-                 {1e-4, "0.0001"},
-                 {123.456, "123.456"},
-                 {999999999999999.9, "999999999999999.9"},
-                 {6.964, "6.964"}};
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        cr_assert_gt(cbx__real_shortest(cases[i].v, out), 0);
-        cr_assert_str_eq(out, cases[i].want);
+    char out[40];
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(fn(w[i].v, out), strlen(w[i].want), "%s: %s", w[i].want, out);
+        cr_assert_str_eq(out, w[i].want);
     }
+    cr_assert_eq(fn(NAN, out), 0);
 }
 
-/* the same stream as random_values, and powers of two (where the double below is nearer) */
+Test(real_text, shortest_usual_values)
+{
+    const want_text w[] = {{2.5710000000000002, "2.571"},
+                           {4.9109999999999996, "4.911"},
+                           {0.1, "0.1"},
+                           {0.1 + 0.2, "0.30000000000000004"},
+                           {1.0 / 3, "0.3333333333333333"},
+                           {2.0 / 3, "0.6666666666666666"},
+                           {1e14, "100000000000000"},
+                           {-0.001, "-0.001"},
+                           {1e-4, "0.0001"},
+                           {123.456, "123.456"},
+                           {999999999999999.9, "999999999999999.9"},
+                           {6.964, "6.964"}};
+    writes_as_wanted(cbx__real_shortest, w, sizeof w / sizeof *w);
+}
+
+/* the same stream as random_values with neighbours, and powers of two (where the double below
+ * is nearer) */
 Test(real_text, shortest_random_values)
 {
-    uint64_t x = 88172645463325252ull;
-    for (int i = 0; i < 300000; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        double mant = (double)(x >> 11) / 9007199254740992.0;
-        int dec = (int)(x % 20) - 4;
-        double v = (1.0 + 9.0 * mant) * pow(10.0, dec);
-        shortest_reads_back(i & 1 ? -v : v);
-        shortest_reads_back((double)(x % 100000000000ull) / 1e6);
-        shortest_reads_back(nextafter(v, 0));
-    }
+    random_stream(300000, shortest_reads_back, 1);
     for (int e = -13; e < 50; e++) {
         shortest_reads_back(ldexp(1.0, e));
         shortest_reads_back(nextafter(ldexp(1.0, e), 0));
@@ -157,40 +164,24 @@ Test(real_text, shortest_random_values)
 
 Test(real_text, json_numbers)
 {
+    const want_text w[] = {{3.0, "3.0"},         {-0.0, "-0.0"},
+                           {0.0, "0.0"},         {2.5710000000000002, "2.571"},
+                           {1e-5, "1e-5"},       {1e20, "1e20"},
+                           {1.5e300, "1.5e300"}, {-2.5e-7, "-2.5e-7"},
+                           {1e15, "1e15"},       {0.1 + 0.2, "0.30000000000000004"}};
+    writes_as_wanted(cbx__real_json, w, sizeof w / sizeof *w);
     char out[40];
-    struct {
-        double v;
-        const char *want;
-    } cases[] = {{3.0, "3.0"},         {-0.0, "-0.0"},
-                 {0.0, "0.0"},         {2.5710000000000002, "2.571"},
-                 {1e-5, "1e-5"},       {1e20, "1e20"},
-                 {1.5e300, "1.5e300"}, {-2.5e-7, "-2.5e-7"},
-                 {1e15, "1e15"},       {0.1 + 0.2, "0.30000000000000004"}};
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        size_t n = cbx__real_json(cases[i].v, out);
-        cr_assert_eq(n, strlen(cases[i].want), "%s: %s", cases[i].want, out);
-        cr_assert_str_eq(out, cases[i].want);
-    }
-    cr_assert_eq(cbx__real_json(NAN, out), 0);
     cr_assert_eq(cbx__real_json(INFINITY, out), 0);
 }
 
 Test(real_text, plain_numbers)
 {
-    char out[40];
-    struct {
-        double v;
-        const char *want;
-    } cases[] = {{3.0, "3"},
-                 {0.1, "0.1"},
-                 {-0.0, "-0"},
-                 {1e-5, "1e-5"},
-                 {1e20, "1e20"},
-                 {2.571, "2.571"},
-                 {1e14, "100000000000000"}};
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        cr_assert_eq(cbx__real_plain(cases[i].v, out), strlen(cases[i].want));
-        cr_assert_str_eq(out, cases[i].want);
-    }
-    cr_assert_eq(cbx__real_plain(NAN, out), 0);
+    const want_text w[] = {{3.0, "3"},
+                           {0.1, "0.1"},
+                           {-0.0, "-0"},
+                           {1e-5, "1e-5"},
+                           {1e20, "1e20"},
+                           {2.571, "2.571"},
+                           {1e14, "100000000000000"}};
+    writes_as_wanted(cbx__real_plain, w, sizeof w / sizeof *w);
 }
