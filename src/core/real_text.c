@@ -133,7 +133,7 @@ static int reads_back(const parts *p, uint64_t q, int n, int x)
  * decimal exponent of the first digit, -4 <= x < n); returns the length. */
 static size_t fixed(int neg, uint64_t q, int n, int x, char out[32])
 {
-    char dg[17];
+    char dg[17] = {0}; /* n >= 1 fills it; zeroed for the analyzers */
     for (int i = n - 1; i >= 0; i--) {
         dg[i] = (char)('0' + q % 10);
         q /= 10;
