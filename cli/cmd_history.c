@@ -262,6 +262,11 @@ static const char *str_of(const json_t *o, const char *key)
     return s ? s : "";
 }
 
+static int print_row(const json_t *row, void *ud)
+{
+    return cli_json_list_add(ud, row) == 0 ? 0 : -EIO;
+}
+
 static void history_table(const json_t *rows)
 {
     static const char *const heads[] = {"WHEN",     "ID",       "EXECUTOR", "STATUS",
@@ -523,11 +528,23 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
         json_t *rows = NULL;
         cbx_err err;
         cbx_err_clear(&err);
-        int r = cbx_journal_history(j, &q.f, &rows, &err);
-        if (r < 0) {
+        int r;
+        if (q.json) { /* printed as they come: a long listing is never held whole */
+            cli_json_list l;
+            cli_json_list_begin(&l, stdout);
+            r = cbx_journal_history_each(j, &q.f, print_row, &l, &err);
+            if (cli_json_list_end(&l) != 0 && r == 0)
+                r = -EIO;
+        } else { /* the table needs neither the parameters nor the outputs */
+            q.f.brief = 1;
+            r = cbx_journal_history(j, &q.f, &rows, &err);
+        }
+        if (r == -EIO) {
+            rc = CLI_EXIT_INTERNAL;
+        } else if (r < 0) {
             rc = journal_error("history", r, &err);
         } else if (q.json) {
-            rc = cli_print_json(stdout, rows) ? CLI_EXIT_INTERNAL : CLI_EXIT_OK;
+            rc = CLI_EXIT_OK;
         } else if (!json_array_size(rows)) {
             printf("no executions in the journal%s\n", q.f.executor || q.f.status || q.f.breaker ||
                                                                q.f.run_id || q.f.step || q.f.tag ||

@@ -61,6 +61,39 @@ int cli_print_json(FILE *f, const json_t *v)
     return fflush(f) == 0 ? 0 : -1;
 }
 
+void cli_json_list_begin(cli_json_list *l, FILE *f)
+{
+    *l = (cli_json_list){.f = f};
+}
+
+/* An item as json_dumpf writes it one level down in an indented array: its own indented text,
+ * every line two spaces further in (a string holds no raw newline). */
+int cli_json_list_add(cli_json_list *l, const json_t *item)
+{
+    char *text = json_dumps(item, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9));
+    if (!text) {
+        l->failed = 1;
+        return -1;
+    }
+    fputs(l->n++ ? ",\n  " : "[\n  ", l->f);
+    for (const char *p = text, *nl; *p; p = nl + 1) {
+        if (!(nl = strchr(p, '\n'))) {
+            fputs(p, l->f);
+            break;
+        }
+        fwrite(p, 1, (size_t)(nl - p + 1), l->f);
+        fputs("  ", l->f);
+    }
+    free(text);
+    return ferror(l->f) ? (l->failed = 1, -1) : 0;
+}
+
+int cli_json_list_end(cli_json_list *l)
+{
+    fputs(l->n ? "\n]\n" : "[]\n", l->f);
+    return fflush(l->f) == 0 && !l->failed && !ferror(l->f) ? 0 : -1;
+}
+
 int cli_color_ok(FILE *f)
 {
     const char *no = getenv("NO_COLOR");

@@ -19,6 +19,17 @@ const char *cli_json_kind(const json_t *v);
 /* Print v (any JSON value) indented, with a newline. Returns 0 or -1 (write error). */
 int cli_print_json(FILE *f, const json_t *v);
 
+/* A JSON array printed item by item as it comes, the same text cli_print_json prints for the
+ * whole array: begin, add each item (0 or -1), end (0 or -1, for any write error). */
+typedef struct cli_json_list {
+    FILE *f;
+    size_t n;
+    int failed;
+} cli_json_list;
+void cli_json_list_begin(cli_json_list *l, FILE *f);
+int cli_json_list_add(cli_json_list *l, const json_t *item);
+int cli_json_list_end(cli_json_list *l);
+
 /* 1 when colours may be written to f. */
 int cli_color_ok(FILE *f);
 

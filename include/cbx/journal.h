@@ -259,12 +259,22 @@ typedef struct cbx_history_filter {
     /* The fields below were added later; the struct only grows at the end. */
     const char *run_id; /* a flow run's executions (tag "flow:<run_id>/..."); NULL = any */
     const char *step;   /* a flow step's executions (tag ".../<step>"); NULL = any */
+    int brief; /* 1: rows without params and outputs (not read, not parsed); history only */
 } cbx_history_filter;
 
 /* Executions, newest first, as a JSON array of objects (id, executor, status, rc, error,
- * fallback_used, attempts, submitted_ms, ended_ms, duration_ms, tag, breaker, params,
+ * fallback_used, attempts, submitted_ms, ended_ms, duration_ms, tag, breaker, policy, params,
  * outputs). New reference in *rows. */
 int cbx_journal_history(cbx_journal *j, const cbx_history_filter *f, json_t **rows, cbx_err *err);
+
+/* The same rows one at a time, for listings too long to hold: fn(row, ud) for each, newest first.
+ * row is borrowed, valid during the call only. fn returns 0 to go on, anything else to stop, and
+ * cbx_journal_history_each then returns that value. fn runs with the handle's lock held: it must
+ * not call the journal, and a slow fn delays the handle's writers. Returns 0, fn's value, -EINVAL,
+ * -ENOMEM or CBX_EJOURNAL (err filled, but not for fn's value). */
+typedef int (*cbx_journal_row_fn)(const json_t *row, void *ud);
+int cbx_journal_history_each(cbx_journal *j, const cbx_history_filter *f, cbx_journal_row_fn fn,
+                             void *ud, cbx_err *err);
 
 /* One execution with its attempts (object; NULL in *row and -ENOENT when unknown). */
 int cbx_journal_get(cbx_journal *j, const char *id, json_t **row, cbx_err *err);

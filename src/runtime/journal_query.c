@@ -18,7 +18,7 @@ enum { P_EXECUTOR = 1, P_STATUS, P_BREAKER, P_TAG, P_SINCE, P_UNTIL, P_LIMIT, P_
 /* %s: the status as shown (cbx__journal_status_sql) */
 #define EXEC_COLUMNS                                                                               \
     "id, executor, %s, rc, error, fallback_used, attempts, submitted_ms, ended_ms,"                \
-    " duration_ns, tag, breaker, policy, params, outputs"
+    " duration_ns, tag, breaker, policy, %s"
 
 /* " WHERE ..." for f (plus extra, a condition of the caller's; NULL = none), or "". */
 static void where_build(const cbx_journal *j, const cbx_history_filter *f, const char *extra,
@@ -170,7 +170,7 @@ static int set(json_t *o, const char *key, json_t *v)
 }
 
 /* A row of EXEC_COLUMNS as the object cbx_journal_history documents. */
-static json_t *exec_row(sqlite3_stmt *st)
+static json_t *exec_row(sqlite3_stmt *st, int brief)
 {
     json_t *o = json_object();
     if (!o)
@@ -189,8 +189,10 @@ static json_t *exec_row(sqlite3_stmt *st)
     bad |= set(o, "tag", text_json(st, 10));
     bad |= set(o, "breaker", text_json(st, 11));
     bad |= set(o, "policy", text_json(st, 12));
-    bad |= set(o, "params", json_col(st, 13));
-    bad |= set(o, "outputs", json_col(st, 14));
+    if (!brief) {
+        bad |= set(o, "params", json_col(st, 13));
+        bad |= set(o, "outputs", json_col(st, 14));
+    }
     if (bad) {
         json_decref(o);
         return NULL;
@@ -220,13 +222,11 @@ static json_t *attempt_row(sqlite3_stmt *st)
 
 /* ---- history and get --------------------------------------------------------------------- */
 
-int cbx_journal_history(cbx_journal *j, const cbx_history_filter *f, json_t **rows, cbx_err *err)
+int cbx_journal_history_each(cbx_journal *j, const cbx_history_filter *f, cbx_journal_row_fn fn,
+                             void *ud, cbx_err *err)
 {
-    if (!rows)
-        return cbx_err_set(err, -EINVAL, "cbx_journal_history: rows is NULL");
-    *rows = NULL;
-    if (!j)
-        return cbx_err_set(err, -EINVAL, "cbx_journal_history: no journal");
+    if (!j || !fn)
+        return cbx_err_set(err, -EINVAL, "cbx_journal_history: no journal or no function");
     cbx_history_filter lf = f ? *f : (cbx_history_filter){0};
     if (lf.limit == 0)
         lf.limit = 100;
@@ -235,11 +235,7 @@ int cbx_journal_history(cbx_journal *j, const cbx_history_filter *f, json_t **ro
     snprintf(sql, sizeof sql,
              "SELECT " EXEC_COLUMNS " FROM executions%s ORDER BY submitted_ms DESC, rowid DESC"
              " LIMIT ?7",
-             cbx__journal_status_sql(j), where);
-
-    json_t *out = json_array();
-    if (!out)
-        return oom(err);
+             cbx__journal_status_sql(j), lf.brief ? "NULL, NULL" : "params, outputs", where);
     cbx__journal_lock(j);
     sqlite3_stmt *st = NULL;
     int r = cbx__journal_settle_locked(j, err);
@@ -249,17 +245,40 @@ int cbx_journal_history(cbx_journal *j, const cbx_history_filter *f, json_t **ro
         where_bind(st, &lf);
         int rc;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            json_t *row = exec_row(st);
-            if (!row || json_array_append_new(out, row) != 0) {
+            json_t *row = exec_row(st, lf.brief);
+            if (!row) {
                 r = oom(err);
                 break;
             }
+            r = fn(row, ud);
+            json_decref(row);
+            if (r != 0)
+                break;
         }
         if (r == 0 && rc != SQLITE_DONE)
             r = cbx__journal_fail(j, err, "history");
     }
     sqlite3_finalize(st);
     pthread_mutex_unlock(&j->mu);
+    return r;
+}
+
+static int append_row(const json_t *row, void *ud)
+{
+    return json_array_append((json_t *)ud, (json_t *)(uintptr_t)row) == 0 ? 0 : -ENOMEM;
+}
+
+int cbx_journal_history(cbx_journal *j, const cbx_history_filter *f, json_t **rows, cbx_err *err)
+{
+    if (!rows)
+        return cbx_err_set(err, -EINVAL, "cbx_journal_history: rows is NULL");
+    *rows = NULL;
+    json_t *out = json_array();
+    if (!out)
+        return oom(err);
+    int r = cbx_journal_history_each(j, f, append_row, out, err);
+    if (r == -ENOMEM)
+        r = oom(err);
     if (r != 0) {
         json_decref(out);
         return r;
@@ -281,14 +300,14 @@ int cbx_journal_get(cbx_journal *j, const char *id, json_t **row, cbx_err *err)
     int r = cbx__journal_settle_locked(j, err);
     char sql[512];
     snprintf(sql, sizeof sql, "SELECT " EXEC_COLUMNS " FROM executions WHERE id = ?1",
-             cbx__journal_status_sql(j));
+             cbx__journal_status_sql(j), "params, outputs");
     if (r == 0)
         r = prepare_q(j, sql, &st, err);
     if (r == 0) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
-            if (!(o = exec_row(st)))
+            if (!(o = exec_row(st, 0)))
                 r = oom(err);
         } else if (rc == SQLITE_DONE) {
             r = cbx_err_set(err, -ENOENT, "journal %s: no execution %s", j->path, id);

@@ -17,6 +17,7 @@ expect_rc 0 "history --json"
 [ "$(jqv '[.[] | select(.status == "timeout")] | length')" = "1" ] || fail "timeouts in history"
 [ "$(jqv '.[0].status')" = "timeout" ] || fail "history is not newest first"
 [ "$(jqv '[.[] | select(.attempts == 2)] | length')" = "1" ] || fail "the retried run"
+[ "$(jqv '.[0].params.argv[0]')" = "sleep" ] || fail "history --json rows without their params"
 
 run "$CBX" history --status failed --json
 [ "$(jqv length)" = "2" ] || fail "--status failed: $(jqv length)"
@@ -26,6 +27,7 @@ run "$CBX" history --since 1h --executor command --json
 [ "$(jqv length)" = "6" ] || fail "--since 1h --executor command: $(jqv length)"
 run "$CBX" history --executor http --json
 [ "$(jqv length)" = "0" ] || fail "--executor http: $(jqv length)"
+[ "$(cat "$TMP/out")" = "[]" ] || fail "an empty listing: $(cat "$TMP/out")"
 
 run "$CBX" history
 expect_rc 0 "history table"

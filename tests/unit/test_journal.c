@@ -439,6 +439,44 @@ Test(journal_clear, removes_the_attempts_too)
     remove_tree(tmpdir);
 }
 
+typedef struct seen {
+    char ids[8][16];
+    int n, stop_at, brief_ok;
+} seen;
+
+static int see_row(const json_t *row, void *ud)
+{
+    seen *s = ud;
+    snprintf(s->ids[s->n], sizeof s->ids[0], "%s", json_string_value(json_object_get(row, "id")));
+    if (json_object_get(row, "params") || json_object_get(row, "outputs"))
+        s->brief_ok = 0;
+    return ++s->n == s->stop_at ? 42 : 0;
+}
+
+/* The rows one at a time: newest first, brief ones without params and outputs, and a function
+ * that stops the walk gets its value back. */
+Test(journal_history, each_row_in_turn_and_a_stop)
+{
+    cbx_journal *j = open_mem();
+    write_five(j);
+    seen s = {.stop_at = 0, .brief_ok = 1};
+    cr_assert_eq(cbx_journal_history_each(j, &(cbx_history_filter){.brief = 1}, see_row, &s, NULL),
+                 0);
+    cr_assert_eq(s.n, 5);
+    cr_assert_str_eq(s.ids[0], "e5");
+    cr_assert_str_eq(s.ids[4], "e1");
+    cr_assert(s.brief_ok, "a brief row had params or outputs");
+    s = (seen){.stop_at = 2, .brief_ok = 1};
+    cr_assert_eq(cbx_journal_history_each(j, NULL, see_row, &s, NULL), 42);
+    cr_assert_eq(s.n, 2);
+    cr_assert_not(s.brief_ok, "a full row lacks params or outputs");
+    cr_assert_eq(cbx_journal_history_each(j, NULL, NULL, NULL, NULL), -EINVAL);
+    json_t *rows = history(j, (cbx_history_filter){0});
+    cr_assert_not_null(json_object_get(json_array_get(rows, 0), "params"));
+    json_decref(rows);
+    cbx_journal_close(j);
+}
+
 /* ---- retention --------------------------------------------------------------------------- */
 
 Test(journal_retention, keeps_the_newest_n)
