@@ -2,6 +2,7 @@
 #include "flow_cli.h"
 #include "output.h"
 
+#include <errno.h>
 #include <stdio.h>
 
 static const char runs_help[] =
@@ -25,6 +26,11 @@ static const char runs_help[] =
     "  cbx runs\n"
     "  cbx runs --limit 5 --json | jq -r '.[].run_id'\n"
     "\n";
+
+static int print_run(const json_t *row, void *ud)
+{
+    return cli_json_list_add(ud, row) == 0 ? 0 : -EIO;
+}
 
 static const cli_opt runs_opts[] = {
     CLI_OPTS_COMMON,
@@ -54,14 +60,21 @@ int cli_cmd_runs(cli_ctx *ctx, int argc, char **argv)
     cbx_err err;
     cbx_err_clear(&err);
     c.runs.limit = (uint32_t)(c.limit_given ? c.limit : c.json ? 100 : 20);
-    int r = cbx_flow_runs_query(j, &c.runs, &rows, &err);
-    if (r < 0) {
+    int r;
+    cli_json_list l;
+    if (c.json) { /* printed as they come: a long listing is never held whole */
+        cli_json_list_begin(&l, stdout);
+        r = cbx_flow_runs_each(j, &c.runs, print_run, &l, &err);
+    } else {
+        r = cbx_flow_runs_query(j, &c.runs, &rows, &err);
+    }
+    if (r < 0 && r != -EIO) {
         cli_err("runs: %s", err.msg[0] ? err.msg : cbx_strerror(r));
         rc = CLI_EXIT_INTERNAL;
         goto out;
     }
     if (c.json) {
-        rc = cli_print_json(stdout, rows) ? CLI_EXIT_INTERNAL : CLI_EXIT_OK;
+        rc = cli_json_list_end(&l) || r ? CLI_EXIT_INTERNAL : CLI_EXIT_OK;
         goto out;
     }
     if (!json_array_size(rows)) {

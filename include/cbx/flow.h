@@ -178,6 +178,13 @@ typedef struct cbx_flow_runs_filter {
 /* As cbx_flow_runs_list, for the runs f selects (NULL = all). */
 int cbx_flow_runs_query(cbx_journal *j, const cbx_flow_runs_filter *f, json_t **out, cbx_err *err);
 
+/* The same runs one at a time, as cbx_journal_history_each gives executions (cbx/journal.h):
+ * fn(row, ud) for each, newest first, row borrowed for the call; fn returns 0 to go on, anything
+ * else to stop, returned. fn runs under the journal's lock and must not call it. Returns 0, fn's
+ * value, -EINVAL, -ENOMEM or CBX_EJOURNAL (err filled, but not for fn's value). */
+int cbx_flow_runs_each(cbx_journal *j, const cbx_flow_runs_filter *f, cbx_journal_row_fn fn,
+                       void *ud, cbx_err *err);
+
 /* One run with its inputs, outputs and every step's record (new reference), or -ENOENT. */
 int cbx_flow_run_show(cbx_journal *j, const char *run_id, json_t **out, cbx_err *err);
 

@@ -830,19 +830,16 @@ int cbx__flow_journal_get(cbx_journal *j, const char *run_id, json_t **out, cbx_
 
 typedef struct list_args {
     cbx_flow_runs_filter f;
-    json_t *out;
+    cbx_journal_row_fn fn;
+    void *ud;
+    int stopped; /* fn's value, when it stopped the walk */
 } list_args;
 
 static int list_runs(sqlite3 *db, void *ud, cbx_err *err)
 {
     list_args *a = ud;
-    json_t *rows = json_array();
-    if (!rows)
-        return cbx_err_set(err, -ENOMEM, "out of memory");
-    if (!have_tables(db)) {
-        a->out = rows;
+    if (!have_tables(db))
         return 0;
-    }
     const char *status = has_owner(db) ? RUN_STATUS : "status";
     char sql[1024];
     snprintf(sql, sizeof sql,
@@ -851,24 +848,45 @@ static int list_runs(sqlite3 *db, void *ud, cbx_err *err)
              " AND (?3 IS NULL OR started_ms >= ?3) ORDER BY started_ms DESC LIMIT ?4",
              status);
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-        json_decref(rows);
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         return db_error(db, err, "prepare");
-    }
     bind_text(st, 1, a->f.status);
     bind_text(st, 2, a->f.flow);
     if (a->f.since_ms)
         sqlite3_bind_int64(st, 3, (sqlite3_int64)a->f.since_ms);
     sqlite3_bind_int(st, 4, a->f.limit ? (int)a->f.limit : 50);
-    while (sqlite3_step(st) == SQLITE_ROW)
-        json_array_append_new(
-            rows, json_pack("{s:o, s:o, s:o, s:I, s:I, s:o}", "run_id", column_text(st, 0), "flow",
-                            column_text(st, 1), "status", column_text(st, 2), "started_ms",
-                            (json_int_t)sqlite3_column_int64(st, 3), "ended_ms",
-                            (json_int_t)sqlite3_column_int64(st, 4), "error", column_text(st, 5)));
+    int r = 0;
+    while (!r && sqlite3_step(st) == SQLITE_ROW) {
+        json_t *run =
+            json_pack("{s:o, s:o, s:o, s:I, s:I, s:o}", "run_id", column_text(st, 0), "flow",
+                      column_text(st, 1), "status", column_text(st, 2), "started_ms",
+                      (json_int_t)sqlite3_column_int64(st, 3), "ended_ms",
+                      (json_int_t)sqlite3_column_int64(st, 4), "error", column_text(st, 5));
+        if (!run) {
+            r = cbx_err_set(err, -ENOMEM, "out of memory");
+            break;
+        }
+        if ((r = a->fn(run, a->ud)) != 0)
+            a->stopped = r;
+        json_decref(run);
+    }
     sqlite3_finalize(st);
-    a->out = rows;
-    return 0;
+    return r;
+}
+
+int cbx_flow_runs_each(cbx_journal *j, const cbx_flow_runs_filter *f, cbx_journal_row_fn fn,
+                       void *ud, cbx_err *err)
+{
+    if (!j || !fn)
+        return cbx_err_set(err, -EINVAL, "cbx_flow_runs_each: no journal or no function");
+    list_args a = {.f = f ? *f : (cbx_flow_runs_filter){0}, .fn = fn, .ud = ud};
+    int r = cbx_journal_read_db(j, list_runs, &a, err);
+    return a.stopped ? a.stopped : r;
+}
+
+static int append_run(const json_t *run, void *ud)
+{
+    return json_array_append((json_t *)ud, (json_t *)(uintptr_t)run) == 0 ? 0 : -ENOMEM;
 }
 
 int cbx__flow_journal_list(cbx_journal *j, uint32_t limit, json_t **out, cbx_err *err)
@@ -878,12 +896,19 @@ int cbx__flow_journal_list(cbx_journal *j, uint32_t limit, json_t **out, cbx_err
 
 int cbx_flow_runs_query(cbx_journal *j, const cbx_flow_runs_filter *f, json_t **out, cbx_err *err)
 {
-    list_args a = {.f = f ? *f : (cbx_flow_runs_filter){0}};
     *out = NULL;
-    int r = cbx_journal_read_db(j, list_runs, &a, err);
-    if (r == 0)
-        *out = a.out;
-    return r;
+    json_t *rows = json_array();
+    if (!rows)
+        return cbx_err_set(err, -ENOMEM, "out of memory");
+    int r = cbx_flow_runs_each(j, f, append_run, rows, err);
+    if (r == -ENOMEM)
+        cbx_err_set(err, -ENOMEM, "out of memory");
+    if (r != 0) {
+        json_decref(rows);
+        return r;
+    }
+    *out = rows;
+    return 0;
 }
 
 /* ---- the public queries ---------------------------------------------------------------------- */

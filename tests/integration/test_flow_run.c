@@ -530,6 +530,13 @@ static cbx_journal *temp_journal(char *dir)
     return temp_journal_keeping(dir, 0);
 }
 
+/* cbx_flow_runs_each's function: keeps the first run's id, stops with 7 */
+static int first_run(const json_t *run, void *ud)
+{
+    snprintf(ud, 40, "%s", json_string_value(json_object_get(run, "run_id")));
+    return 7;
+}
+
 Test(flow_run, a_failed_run_resumed_reruns_only_what_had_not_succeeded)
 {
     char dir[] = "/tmp/cbx_flow_run_XXXXXX";
@@ -562,6 +569,14 @@ Test(flow_run, a_failed_run_resumed_reruns_only_what_had_not_succeeded)
     cr_assert_str_eq(json_string_value(json_object_get(json_array_get(runs, 0), "status")),
                      "failed");
     json_decref(runs);
+    /* one at a time: the same run, and a stop returns the function's value */
+    char seen[40] = "";
+    cr_assert_eq(cbx_flow_runs_each(j, NULL, first_run, seen, &e), 7);
+    cr_assert_str_eq(seen, run_id);
+    cr_assert_eq(
+        cbx_flow_runs_each(j, &(cbx_flow_runs_filter){.status = "success"}, first_run, seen, &e), 0,
+        "a run that failed listed as a success");
+    cr_assert_eq(cbx_flow_runs_each(j, NULL, NULL, NULL, &e), -EINVAL);
     json_t *shown = NULL;
     cr_assert_eq(cbx_flow_run_show(j, run_id, &shown, &e), 0, "%s", e.msg);
     json_t *steps = json_object_get(shown, "steps");
