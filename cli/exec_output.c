@@ -4,6 +4,7 @@
 #include "exec_cli.h"
 
 #include "cbx/units.h"
+#include "core/select.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -248,22 +249,18 @@ int exec_finish_one(const exec_cfg *c, const cbx_result *r, exec_stream *st)
     return code;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 int exec_finish_many(run_state *s, uint64_t elapsed_ns)
 {
     const exec_cfg *c = s->cfg;
     uint64_t p50 = 0, p95 = 0, max = 0;
     uint64_t refused = s->n.refused + s->n.invalid;
-    if (s->n_lat) {
-        qsort(s->lat_ns, s->n_lat, sizeof *s->lat_ns, cmp_u64);
-        p50 = s->lat_ns[(s->n_lat - 1) / 2];
-        p95 = s->lat_ns[(s->n_lat * 95 + 99) / 100 - 1];
-        max = s->lat_ns[s->n_lat - 1];
+    if (s->n_lat) { /* selected in place: as a sort would place them, without a copy */
+        size_t n = s->n_lat, k95 = (n * 95 + 99) / 100 - 1;
+        p95 = cbx__select_u64(s->lat_ns, n, k95);
+        p50 = cbx__select_u64(s->lat_ns, k95 + 1, (n - 1) / 2); /* the lower side holds it */
+        max = p95;
+        for (size_t i = k95 + 1; i < n; i++)
+            max = s->lat_ns[i] > max ? s->lat_ns[i] : max;
     }
     if (c->json) {
         json_t *j = json_pack(
