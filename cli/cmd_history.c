@@ -267,43 +267,119 @@ static int print_row(const json_t *row, void *ud)
     return cli_json_list_add(ud, row) == 0 ? 0 : -EIO;
 }
 
-static void history_table(const json_t *rows)
+/* The table's rows as they come: each row's cells in one block (when, id whole, executor,
+ * status, attempts, duration, error, each NUL-terminated) and its status's colour; the ids are
+ * cut to their telling tail once all are known. A long listing so holds its text, not its rows
+ * as JSON objects (100,000 rows: 227 MB that way). */
+typedef struct table_rows {
+    struct {
+        char *cells;
+        const char *color;
+    } * v;
+    size_t n, cap;
+} table_rows;
+
+#define HISTORY_COLS 7
+
+static int collect_row(const json_t *r, void *ud)
+{
+    table_rows *t = ud;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 64;
+        void *v = realloc(t->v, cap * sizeof *t->v);
+        if (!v)
+            return -ENOMEM;
+        t->v = v;
+        t->cap = cap;
+    }
+    char when[32], dur[32], status[96], attempts[24];
+    const char *st = str_of(r, "status");
+    snprintf(status, sizeof status,
+             json_is_true(json_object_get(r, "fallback_used")) ? "%s (fallback)" : "%s", st);
+    snprintf(attempts, sizeof attempts, "%lld",
+             (long long)json_integer_value(json_object_get(r, "attempts")));
+    const char *cell[HISTORY_COLS] = {
+        cli_format_time((uint64_t)json_integer_value(json_object_get(r, "submitted_ms")), when,
+                        sizeof when),
+        str_of(r, "id"),
+        str_of(r, "executor"),
+        status,
+        attempts,
+        cli_format_ms(json_object_get(r, "duration_ms"), dur, sizeof dur),
+        str_of(r, "error")};
+    size_t len = 0;
+    for (int i = 0; i < HISTORY_COLS; i++)
+        len += strlen(cell[i]) + 1;
+    char *block = malloc(len), *p = block;
+    if (!block)
+        return -ENOMEM;
+    for (int i = 0; i < HISTORY_COLS; i++) {
+        size_t k = strlen(cell[i]) + 1;
+        memcpy(p, cell[i], k);
+        p += k;
+    }
+    t->v[t->n].cells = block;
+    t->v[t->n++].color = cli_status_color(st);
+    return 0;
+}
+
+static void table_rows_free(table_rows *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->v[i].cells);
+    free(t->v);
+}
+
+static int history_table(const table_rows *rows)
 {
     static const char *const heads[] = {"WHEN",     "ID",       "EXECUTOR", "STATUS",
                                         "ATTEMPTS", "DURATION", "ERROR"};
-    cli_table *t = cli_table_new(7, heads);
-    if (!t)
-        return;
+    cli_table *t = cli_table_new(HISTORY_COLS, heads);
+    const char **ids = rows->n ? malloc(rows->n * sizeof *ids) : NULL;
+    if (!t || (rows->n && !ids)) {
+        cli_table_free(t);
+        free(ids);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < rows->n; i++)
+        ids[i] = rows->v[i].cells + strlen(rows->v[i].cells) + 1; /* the second cell */
+    size_t tail = cli_id_tail_len_of(ids, rows->n, 6);
     cli_table_align_right(t, 4);
     cli_table_align_right(t, 5);
-    size_t tail = cli_id_tail_len(rows, "id", 6);
-    size_t i;
-    json_t *r;
-    json_array_foreach(rows, i, r)
-    {
-        char when[32], dur[32], id[40];
+    for (size_t i = 0; i < rows->n; i++) {
+        const char *c = rows->v[i].cells;
         cli_table_row(t);
-        cli_table_cell(
-            t,
-            cli_format_time((uint64_t)json_integer_value(json_object_get(r, "submitted_ms")), when,
-                            sizeof when),
-            CLI_DIM);
-        snprintf(id, sizeof id, "%s", cli_id_tail(str_of(r, "id"), tail));
-        cli_table_cell(t, id, NULL);
-        cli_table_cell(t, str_of(r, "executor"), NULL);
-        const char *status = str_of(r, "status");
-        const json_t *fb = json_object_get(r, "fallback_used");
-        if (json_is_true(fb))
-            cli_table_cellf(t, cli_status_color(status), "%s (fallback)", status);
-        else
-            cli_table_cell(t, status, cli_status_color(status));
-        cli_table_cellf(t, NULL, "%lld",
-                        (long long)json_integer_value(json_object_get(r, "attempts")));
-        cli_table_cell(t, cli_format_ms(json_object_get(r, "duration_ms"), dur, sizeof dur), NULL);
-        cli_table_cell(t, str_of(r, "error"), NULL);
+        for (int col = 0; col < HISTORY_COLS; col++, c += strlen(c) + 1)
+            cli_table_cell(t, col == 1 ? cli_id_tail(c, tail) : c,
+                           col == 0   ? CLI_DIM
+                           : col == 3 ? rows->v[i].color
+                                      : NULL);
     }
     cli_table_print(t, stdout);
     cli_table_free(t);
+    free(ids);
+    return 0;
+}
+
+typedef struct id_match {
+    const char *id;
+    size_t n;
+    char *out;
+    size_t len;
+    int found;
+} id_match;
+
+static int match_id(const json_t *r, void *ud)
+{
+    id_match *m = ud;
+    const char *rid = str_of(r, "id");
+    size_t rn = strlen(rid);
+    if (strncmp(rid, m->id, m->n) == 0 || (m->n <= rn && strcmp(rid + rn - m->n, m->id) == 0)) {
+        if (m->found++)
+            return 1; /* a second one: ambiguous, no need to look further */
+        snprintf(m->out, m->len, "%s", rid);
+    }
+    return 0;
 }
 
 /* An id, or a unique prefix or suffix of one among the newest executions. Ids are time-ordered
@@ -317,24 +393,13 @@ static int resolve_id(cbx_journal *j, const char *id, char *out, size_t len)
         snprintf(out, len, "%s", id);
         return 0;
     }
-    json_t *rows = NULL;
-    cbx_history_filter f = {.limit = 100000};
-    if (cbx_journal_history(j, &f, &rows, NULL) < 0)
+    /* a prefix or a suffix: brief rows, one at a time, until a second match */
+    id_match m = {.id = id, .n = strlen(id), .out = out, .len = len};
+    cbx_history_filter f = {.limit = 100000, .brief = 1};
+    int r = cbx_journal_history_each(j, &f, match_id, &m, NULL);
+    if (r < 0)
         return -ENOENT;
-    size_t i, found = 0, n = strlen(id);
-    json_t *r;
-    json_array_foreach(rows, i, r)
-    {
-        const char *rid = str_of(r, "id");
-        size_t rn = strlen(rid);
-        if (strncmp(rid, id, n) == 0 || (n <= rn && strcmp(rid + rn - n, id) == 0)) {
-            if (found++)
-                break;
-            snprintf(out, len, "%s", rid);
-        }
-    }
-    json_decref(rows);
-    return found == 1 ? 0 : found ? -EEXIST : -ENOENT;
+    return m.found == 1 ? 0 : m.found ? -EEXIST : -ENOENT;
 }
 
 static int history_show(cbx_journal *j, const query *q)
@@ -525,7 +590,7 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
     } else {
         if (!q.limit_given)
             q.f.limit = q.json ? 100 : 20;
-        json_t *rows = NULL;
+        table_rows table = {0};
         cbx_err err;
         cbx_err_clear(&err);
         int r;
@@ -537,7 +602,9 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
                 r = -EIO;
         } else { /* the table needs neither the parameters nor the outputs */
             q.f.brief = 1;
-            r = cbx_journal_history(j, &q.f, &rows, &err);
+            r = cbx_journal_history_each(j, &q.f, collect_row, &table, &err);
+            if (r == -ENOMEM)
+                snprintf(err.msg, sizeof err.msg, "out of memory");
         }
         if (r == -EIO) {
             rc = CLI_EXIT_INTERNAL;
@@ -545,16 +612,17 @@ int cli_cmd_history(cli_ctx *ctx, int argc, char **argv)
             rc = journal_error("history", r, &err);
         } else if (q.json) {
             rc = CLI_EXIT_OK;
-        } else if (!json_array_size(rows)) {
+        } else if (!table.n) {
             printf("no executions in the journal%s\n", q.f.executor || q.f.status || q.f.breaker ||
                                                                q.f.run_id || q.f.step || q.f.tag ||
                                                                q.have_since
                                                            ? " match"
                                                            : "");
-        } else {
-            history_table(rows);
+        } else if (history_table(&table) != 0) {
+            cli_err("history: out of memory");
+            rc = CLI_EXIT_INTERNAL;
         }
-        json_decref(rows);
+        table_rows_free(&table);
     }
     cbx_journal_close(j);
     return rc;

@@ -413,23 +413,19 @@ const char *cli_id_tail(const char *id, size_t n)
     return len > n ? id + len - n : id;
 }
 
-size_t cli_id_tail_len(const json_t *rows, const char *key, size_t min)
+size_t cli_id_tail_len_of(const char *const *ids, size_t n, size_t min)
 {
-    size_t n = json_array_size(rows), longest = 0;
-    const char **tails = n ? calloc(n, sizeof *tails) : NULL;
-    if (!tails)
-        return n ? 36 : min;
-    for (size_t i = 0; i < n; i++) {
-        const char *id = json_string_value(json_object_get(json_array_get(rows, i), key));
-        tails[i] = id ? id : "";
-        if (strlen(tails[i]) > longest)
-            longest = strlen(tails[i]);
-    }
+    size_t longest = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strlen(ids[i]) > longest)
+            longest = strlen(ids[i]);
     size_t want = min;
-    const char **cut = calloc(n, sizeof *cut);
+    const char **cut = n ? calloc(n, sizeof *cut) : NULL;
+    if (n && !cut)
+        return longest;
     for (; cut && want < longest; want++) {
         for (size_t i = 0; i < n; i++)
-            cut[i] = cli_id_tail(tails[i], want);
+            cut[i] = cli_id_tail(ids[i], want);
         qsort(cut, n, sizeof *cut, cbx__cmp_strings);
         size_t i = 1;
         while (i < n && strcmp(cut[i - 1], cut[i]) != 0)
@@ -438,7 +434,21 @@ size_t cli_id_tail_len(const json_t *rows, const char *key, size_t min)
             break;
     }
     free(cut);
-    free(tails);
+    return want;
+}
+
+size_t cli_id_tail_len(const json_t *rows, const char *key, size_t min)
+{
+    size_t n = json_array_size(rows);
+    const char **ids = n ? calloc(n, sizeof *ids) : NULL;
+    if (n && !ids)
+        return 36;
+    for (size_t i = 0; i < n; i++) {
+        const char *id = json_string_value(json_object_get(json_array_get(rows, i), key));
+        ids[i] = id ? id : "";
+    }
+    size_t want = cli_id_tail_len_of(ids, n, min);
+    free(ids);
     return want;
 }
 

@@ -81,6 +81,8 @@ const char *cli_format_ms(const json_t *ms, char *buf, size_t len);
  * apart: at least min, at most the whole id. Ids are time-ordered UUIDs whose tails are random,
  * so the tail is what a person types (history show, --resume accept it). */
 size_t cli_id_tail_len(const json_t *rows, const char *key, size_t min);
+/* The same over n ids. */
+size_t cli_id_tail_len_of(const char *const *ids, size_t n, size_t min);
 /* Route the library's log lines to stderr ("cbx: component: level: message"): warnings and
  * errors, and with verbose everything down to debug. */
 void cli_log_install(int verbose);

@@ -43,8 +43,19 @@ expect_rc 0 "history show ID"
 run "$CBX" history show "${id: -8}"
 expect_rc 0 "history show PREFIX"
 grep -q "$id" "$TMP/out" || fail "show by suffix: $(cat "$TMP/out")"
+run "$CBX" history show "${id:0:30}"
+expect_rc 0 "history show PREFIX"
+grep -q "$id" "$TMP/out" || fail "show by prefix: $(cat "$TMP/out")"
+# every id of this journal starts the same (time-ordered, within seconds): ambiguous, exit 2
+run "$CBX" history show "${id:0:4}"
+expect_rc 2 "history show of an ambiguous prefix"
+expect_err_line "history show: '${id:0:4}' matches more than one execution; give more of the id" \
+    "an ambiguous prefix"
 run "$CBX" history show 00000000-0000-4000-8000-000000000000
 expect_rc 1 "history show of an unknown id"
+# the table shows each id by the tail that tells it apart, which show accepts
+tail=$("$CBX" history --status timeout | awk 'NR == 2 { print $3 }')
+[ -n "$tail" ] && [ "${id: -${#tail}}" = "$tail" ] || fail "the table's id: '$tail' for $id"
 
 run "$CBX" stats --json
 expect_rc 0 "stats --json"
