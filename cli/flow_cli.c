@@ -291,36 +291,47 @@ int flow_open_journal(const char *cmd, cbx_journal **j)
 /* A run id, or a unique prefix or suffix of one (time-ordered ids share their first digits): its
  * row from the list (new reference) in *row. Returns 0, -ENOENT, -EEXIST (ambiguous) or another
  * negative code (err filled). */
+typedef struct run_match {
+    const char *id;
+    size_t n;
+    json_t *row; /* the exact match, or the first prefix or suffix match */
+    size_t found;
+} run_match;
+
+/* One run at a time (a journal may hold 100,000): an exact id ends the walk. */
+static int match_run(const json_t *it, void *ud)
+{
+    run_match *m = ud;
+    const char *rid = json_string_value(json_object_get(it, "run_id"));
+    if (!rid)
+        return 0;
+    if (strcmp(rid, m->id) == 0) {
+        json_decref(m->row);
+        m->row = json_deep_copy(it);
+        m->found = 1;
+        return 1;
+    }
+    size_t rn = strlen(rid);
+    if ((strncmp(rid, m->id, m->n) == 0 || (m->n <= rn && strcmp(rid + rn - m->n, m->id) == 0)) &&
+        !m->found++)
+        m->row = json_deep_copy(it);
+    return 0;
+}
+
 int flow_resolve_run(cbx_journal *j, const char *id, json_t **row, cbx_err *err)
 {
     *row = NULL;
-    json_t *rows = NULL;
-    int r = cbx_flow_runs_list(j, 1000000, &rows, err);
-    if (r < 0)
+    run_match m = {.id = id, .n = strlen(id)};
+    int r = cbx_flow_runs_each(j, &(cbx_flow_runs_filter){.limit = 1000000}, match_run, &m, err);
+    if (r < 0) {
+        json_decref(m.row);
         return r;
-    size_t i, found = 0, n = strlen(id);
-    json_t *it;
-    json_array_foreach(rows, i, it)
-    {
-        const char *rid = json_string_value(json_object_get(it, "run_id"));
-        if (!rid)
-            continue;
-        if (strcmp(rid, id) == 0) {
-            json_decref(*row);
-            *row = json_incref(it);
-            found = 1;
-            break;
-        }
-        size_t rn = strlen(rid);
-        if ((strncmp(rid, id, n) == 0 || (n <= rn && strcmp(rid + rn - n, id) == 0)) && !found++)
-            *row = json_incref(it);
     }
-    json_decref(rows);
-    if (found != 1) {
-        json_decref(*row);
-        *row = NULL;
-        return found ? -EEXIST : -ENOENT;
+    if (m.found != 1) {
+        json_decref(m.row);
+        return m.found ? -EEXIST : -ENOENT;
     }
+    *row = m.row;
     return 0;
 }
 

@@ -62,6 +62,10 @@ expect_rc 1 "show an unknown run"
 expect_err_line "show: no flow run '00000000-0000-0000-0000-000000000000' in the journal" "unknown"
 run "$CBX" show
 expect_rc 2 "show without an id"
+# the runs of this journal started within seconds: their ids share a prefix
+run "$CBX" show "${first:0:4}"
+expect_rc 2 "show an ambiguous prefix"
+expect_err_line "show: '${first:0:4}' matches more than one run; give more of the id" "ambiguous"
 
 # graph: Mermaid by default, DOT on request
 run "$CBX" graph $F/fail.yaml
