@@ -308,9 +308,9 @@ int cbx__journal_status_write_locked(cbx_journal *j, const char *id, const char 
  * at_open: the pass of the journal's open, which lets the count exceed its bound a little. */
 int cbx__journal_prune_locked(cbx_journal *j, int at_open, cbx_err *err);
 /* With j->mu held and a batch open: delete the executions up to (submitted_ms, rowid), oldest
- * first, with their attempts (journal_query.c). */
+ * first, with their attempts (journal_query.c); *deleted, if not NULL, gets how many. */
 int cbx__journal_delete_upto_locked(cbx_journal *j, int64_t submitted_ms, int64_t rowid,
-                                    cbx_err *err);
+                                    uint64_t *deleted, cbx_err *err);
 /* journal_retention.c, with j->mu held: make the journal_retention table when missing; record
  * that every execution submitted before cut_ms is gone; retention by size. */
 int cbx__journal_retention_setup_locked(cbx_journal *j, cbx_err *err);

@@ -780,10 +780,9 @@ static int prune_count_age_locked(cbx_journal *j, uint64_t slack, cbx_err *err)
     if (r != 0 || !have)
         return r;
     uint64_t gone = 0;
-    int keep = j->count_known; /* delete_where forgets the count */
+    int keep = j->count_known; /* the deletion forgets the count */
     if ((r = cbx__journal_begin_locked(j, err)) != 0 ||
-        (r = delete_where(j, " WHERE (submitted_ms, rowid) <= (?1, ?2)", bind_cutoff, c, &gone,
-                          err)) != 0 ||
+        (r = cbx__journal_delete_upto_locked(j, c[0], c[1], &gone, err)) != 0 ||
         (r = cbx__journal_note_cut_locked(j, c[0] + 1, err)) != 0)
         return r;
     /* the count goes on from here: what is left, up to the newest row left (a row inserted
@@ -797,10 +796,11 @@ static int prune_count_age_locked(cbx_journal *j, uint64_t slack, cbx_err *err)
 }
 
 int cbx__journal_delete_upto_locked(cbx_journal *j, int64_t submitted_ms, int64_t rowid,
-                                    cbx_err *err)
+                                    uint64_t *deleted, cbx_err *err)
 {
     int64_t c[2] = {submitted_ms, rowid};
-    return delete_where(j, " WHERE (submitted_ms, rowid) <= (?1, ?2)", bind_cutoff, c, NULL, err);
+    return delete_where(j, " WHERE (submitted_ms, rowid) <= (?1, ?2)", bind_cutoff, c, deleted,
+                        err);
 }
 
 int cbx__journal_prune_locked(cbx_journal *j, int at_open, cbx_err *err)

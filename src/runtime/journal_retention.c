@@ -144,7 +144,7 @@ int cbx__journal_prune_size_locked(cbx_journal *j, cbx_err *err)
             !have)
             return r;
         if ((r = cbx__journal_begin_locked(j, err)) != 0 ||
-            (r = cbx__journal_delete_upto_locked(j, cut_ms, cut_rowid, err)) != 0 ||
+            (r = cbx__journal_delete_upto_locked(j, cut_ms, cut_rowid, NULL, err)) != 0 ||
             (r = cbx__journal_note_cut_locked(j, cut_ms + 1, err)) != 0 ||
             (r = used_bytes(j, &used, err)) != 0)
             return r;
