@@ -363,7 +363,6 @@ static int history_table(const table_rows *rows)
 
 typedef struct id_match {
     const char *id;
-    size_t n;
     char *out;
     size_t len;
     int found;
@@ -373,8 +372,7 @@ static int match_id(const json_t *r, void *ud)
 {
     id_match *m = ud;
     const char *rid = str_of(r, "id");
-    size_t rn = strlen(rid);
-    if (strncmp(rid, m->id, m->n) == 0 || (m->n <= rn && strcmp(rid + rn - m->n, m->id) == 0)) {
+    if (cli_id_abbreviates(rid, m->id)) {
         if (m->found++)
             return 1; /* a second one: ambiguous, no need to look further */
         snprintf(m->out, m->len, "%s", rid);
@@ -394,7 +392,7 @@ static int resolve_id(cbx_journal *j, const char *id, char *out, size_t len)
         return 0;
     }
     /* a prefix or a suffix: brief rows, one at a time, until a second match */
-    id_match m = {.id = id, .n = strlen(id), .out = out, .len = len};
+    id_match m = {.id = id, .out = out, .len = len};
     cbx_history_filter f = {.limit = 100000, .brief = 1};
     int r = cbx_journal_history_each(j, &f, match_id, &m, NULL);
     if (r < 0)

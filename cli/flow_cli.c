@@ -293,7 +293,6 @@ int flow_open_journal(const char *cmd, cbx_journal **j)
  * negative code (err filled). */
 typedef struct run_match {
     const char *id;
-    size_t n;
     json_t *row; /* the exact match, or the first prefix or suffix match */
     size_t found;
 } run_match;
@@ -311,9 +310,7 @@ static int match_run(const json_t *it, void *ud)
         m->found = 1;
         return 1;
     }
-    size_t rn = strlen(rid);
-    if ((strncmp(rid, m->id, m->n) == 0 || (m->n <= rn && strcmp(rid + rn - m->n, m->id) == 0)) &&
-        !m->found++)
+    if (cli_id_abbreviates(rid, m->id) && !m->found++)
         m->row = json_deep_copy(it);
     return 0;
 }
@@ -321,7 +318,7 @@ static int match_run(const json_t *it, void *ud)
 int flow_resolve_run(cbx_journal *j, const char *id, json_t **row, cbx_err *err)
 {
     *row = NULL;
-    run_match m = {.id = id, .n = strlen(id)};
+    run_match m = {.id = id};
     int r = cbx_flow_runs_each(j, &(cbx_flow_runs_filter){.limit = 1000000}, match_run, &m, err);
     if (r < 0) {
         json_decref(m.row);

@@ -413,6 +413,12 @@ const char *cli_id_tail(const char *id, size_t n)
     return len > n ? id + len - n : id;
 }
 
+int cli_id_abbreviates(const char *id, const char *given)
+{
+    size_t n = strlen(given), len = strlen(id);
+    return strncmp(id, given, n) == 0 || (n <= len && strcmp(id + len - n, given) == 0);
+}
+
 size_t cli_id_tail_len_of(const char *const *ids, size_t n, size_t min)
 {
     size_t longest = 0;

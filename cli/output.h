@@ -91,6 +91,8 @@ void cli_log_install(int verbose);
 void cli_trace_finish(void);
 /* The last n characters of id (all of it when shorter). */
 const char *cli_id_tail(const char *id, size_t n);
+/* 1 when given is a prefix or a suffix of id (what history show, show and --resume accept). */
+int cli_id_abbreviates(const char *id, const char *given);
 /* Wall-clock ms now. */
 uint64_t cli_now_ms(void);
 
