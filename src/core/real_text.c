@@ -164,14 +164,20 @@ static size_t fixed(int neg, uint64_t q, int n, int x, char out[32])
     return o;
 }
 
+/* v (split into p) with 17 digits, as "%.17g"; 0 out of fixed notation's reach. */
+static size_t with17(const parts *p, int neg, char out[32])
+{
+    uint64_t q;
+    int x;
+    if (digits(p, 17, &q, &x) != 0 || x < -4 || x >= 17)
+        return 0;
+    return fixed(neg, q, 17, x, out);
+}
+
 size_t cbx__real17(double v, char out[32])
 {
     parts p;
-    uint64_t q;
-    int x;
-    if (split(v, &p) != 0 || digits(&p, 17, &q, &x) != 0 || x < -4 || x >= 17)
-        return 0;
-    return fixed(v < 0, q, 17, x, out);
+    return split(v, &p) == 0 ? with17(&p, v < 0, out) : 0;
 }
 
 size_t cbx__real_shortest(double v, char out[32])
@@ -187,7 +193,7 @@ size_t cbx__real_shortest(double v, char out[32])
     for (int n = 15; n <= 16; n++)
         if (digits(&p, n, &q, &x) == 0 && x >= -4 && x < 17 && reads_back(&p, q, n, x))
             return fixed(v < 0, q, n, x, out);
-    return cbx__real17(v, out);
+    return with17(&p, v < 0, out);
 }
 
 /* v with the fewest digits that read back, in %g's notation with '.' whatever the locale and
